@@ -1,0 +1,226 @@
+use std::fmt;
+use std::io::Write as _;
+use std::path::Path;
+use std::str::FromStr;
+
+use bytes::BufMut;
+use commonware_codec::{Buf, Error as CodecError, FixedSize, Read, Write};
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+
+use crate::WireError;
+use crate::id::{hex, parse_hex32};
+
+/// An ed25519 public key. Cairn uses it directly as a node's identity.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PublicKey([u8; 32]);
+
+/// A node's identity: its ed25519 public key, nothing more, so any message a
+/// node signs proves which node sent it.
+pub type NodeId = PublicKey;
+
+/// An ed25519 signature.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Signature([u8; 64]);
+
+/// An ed25519 signing key together with its public key.
+pub struct Keypair {
+    secret: SigningKey,
+    public: PublicKey,
+}
+
+impl Keypair {
+    /// A fresh key from the operating system's randomness.
+    pub fn generate() -> Self {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).expect("the operating system has no randomness source");
+        Self::from_seed(seed)
+    }
+
+    /// The key derived from a 32-byte seed; the same seed always gives the
+    /// same key (tests and simulations rely on this).
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        let secret = SigningKey::from_bytes(&seed);
+        let public = PublicKey(secret.verifying_key().to_bytes());
+        Self { secret, public }
+    }
+
+    /// Loads the key stored at `path`, or creates one there (readable by the
+    /// owner only) if the file does not exist.
+    pub fn load_or_create(path: &Path) -> Result<Self, WireError> {
+        let io = |source| WireError::KeyFile {
+            path: path.display().to_string(),
+            source,
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => parse_hex32(text.trim(), "key file").map(Self::from_seed),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = Self::generate();
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(io)?;
+                }
+                // Write to a temporary name and rename so a crash never
+                // leaves a half-written key behind.
+                let tmp = path.with_extension("tmp");
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create(true).truncate(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = options.open(&tmp).map_err(io)?;
+                writeln!(file, "{}", hex(key.secret.as_bytes())).map_err(io)?;
+                file.sync_all().map_err(io)?;
+                std::fs::rename(&tmp, path).map_err(io)?;
+                Ok(key)
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// This key's public half, which is also the node id.
+    pub fn public(&self) -> PublicKey {
+        self.public
+    }
+
+    /// Signs `message`.
+    pub fn sign(&self, message: &[u8]) -> Signature {
+        Signature(self.secret.sign(message).to_bytes())
+    }
+}
+
+impl fmt::Debug for Keypair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the secret half.
+        write!(f, "Keypair({})", self.public)
+    }
+}
+
+impl PublicKey {
+    /// The raw 32 bytes.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Checks `signature` over `message`. Strict verification rejects
+    /// malleable signatures and weak keys, so one message has one valid
+    /// signature per key and replay detection by signature bytes is sound.
+    pub fn verify(&self, message: &[u8], signature: &Signature) -> bool {
+        let Ok(key) = VerifyingKey::from_bytes(&self.0) else {
+            return false;
+        };
+        let signature = ed25519_dalek::Signature::from_bytes(&signature.0);
+        key.verify_strict(message, &signature).is_ok()
+    }
+
+    /// A short prefix for logs; never use it to compare keys.
+    pub fn short(&self) -> String {
+        hex(&self.0[..6])
+    }
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex(&self.0))
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", self.short())
+    }
+}
+
+impl FromStr for PublicKey {
+    type Err = WireError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        parse_hex32(input, "public key").map(Self)
+    }
+}
+
+impl Signature {
+    /// The raw 64 bytes.
+    pub const fn as_bytes(&self) -> &[u8; 64] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signature({}…)", hex(&self.0[..6]))
+    }
+}
+
+macro_rules! fixed_bytes_codec {
+    ($ty:ident, $len:literal) => {
+        impl Write for $ty {
+            fn write(&self, buf: &mut impl BufMut) {
+                self.0.write(buf);
+            }
+        }
+
+        impl FixedSize for $ty {
+            const SIZE: usize = $len;
+        }
+
+        impl Read for $ty {
+            type Cfg = ();
+
+            fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+                <[u8; $len]>::read_cfg(buf, &()).map(Self)
+            }
+        }
+    };
+}
+
+fixed_bytes_codec!(PublicKey, 32);
+fixed_bytes_codec!(Signature, 64);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_determines_key() {
+        assert_eq!(
+            Keypair::from_seed([1; 32]).public(),
+            Keypair::from_seed([1; 32]).public()
+        );
+        assert_ne!(
+            Keypair::from_seed([1; 32]).public(),
+            Keypair::from_seed([2; 32]).public()
+        );
+    }
+
+    #[test]
+    fn signature_binds_message_and_key() {
+        let key = Keypair::from_seed([3; 32]);
+        let signature = key.sign(b"lease 9");
+        assert!(key.public().verify(b"lease 9", &signature));
+        assert!(!key.public().verify(b"lease 8", &signature));
+        let other = Keypair::from_seed([4; 32]);
+        assert!(!other.public().verify(b"lease 9", &signature));
+    }
+
+    #[test]
+    fn key_file_round_trip_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/node.key");
+        let created = Keypair::load_or_create(&path).unwrap();
+        let loaded = Keypair::load_or_create(&path).unwrap();
+        assert_eq!(created.public(), loaded.public());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn corrupt_key_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.key");
+        std::fs::write(&path, "not a key").unwrap();
+        let err = Keypair::load_or_create(&path).unwrap_err().to_string();
+        assert!(err.contains("key file"), "{err}");
+    }
+}

@@ -1,0 +1,51 @@
+//! Bounded UTF-8 strings in the canonical encoding.
+//!
+//! `commonware-codec` has no string type, so strings travel as
+//! length-prefixed bytes that must be valid UTF-8 and within a limit the
+//! reader chooses.
+
+use bytes::BufMut;
+use commonware_codec::{Buf, EncodeSize, Error as CodecError, RangeCfg, Read, Write};
+
+/// Writes `text` as a length-prefixed byte string.
+pub fn write(text: &str, buf: &mut impl BufMut) {
+    text.as_bytes().to_vec().write(buf);
+}
+
+/// The encoded size of `text`.
+pub fn encode_size(text: &str) -> usize {
+    // A `Vec<u8>` of the same bytes has the same encoding; build the prefix
+    // size without copying the payload.
+    commonware_codec::varint::UInt(text.len() as u32).encode_size() + text.len()
+}
+
+/// Reads a string of at most `len_max` bytes.
+pub fn read(buf: &mut impl Buf, len_max: usize) -> Result<String, CodecError> {
+    let range: RangeCfg<usize> = (0..=len_max).into();
+    let bytes = Vec::<u8>::read_cfg(buf, &(range, ()))?;
+    String::from_utf8(bytes).map_err(|_| CodecError::Invalid("text", "not valid UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_limits() {
+        let mut buf = Vec::new();
+        write("frame-0007.png", &mut buf);
+        assert_eq!(buf.len(), encode_size("frame-0007.png"));
+        assert_eq!(read(&mut commonware_codec::Copying(&buf), 64).unwrap(), "frame-0007.png");
+        assert!(matches!(
+            read(&mut commonware_codec::Copying(&buf), 4),
+            Err(CodecError::InvalidLength(14))
+        ));
+    }
+
+    #[test]
+    fn rejects_invalid_utf8() {
+        let mut buf = Vec::new();
+        vec![0xffu8, 0xfe].write(&mut buf);
+        assert!(read(&mut commonware_codec::Copying(&buf), 64).is_err());
+    }
+}
