@@ -1,1 +1,39 @@
-//! stub
+//! job: Parse, validate and expand Cairn job files into tasks.
+//!
+//! A job file (TOML) says what to run (`[job]`: runtime, module, arguments),
+//! how the job splits into tasks (`[tasks]`: a range or a list of values,
+//! substituted into the arguments), which files every task reads
+//! (`[inputs]`) and must write (`[outputs]`), the limits each task runs under
+//! (`[limits]`), what the requester will pay (`[market]`) and how results are
+//! checked (`[verify]`).
+//!
+//! Loading is all-or-nothing: [`Job::load`] either returns a job whose every
+//! field is in range and whose every file exists, or an error that names the
+//! file, the line, the key and what was expected. Nothing is run or spent on
+//! a job that did not load.
+//!
+//! ```
+//! let dir = tempfile::tempdir().unwrap();
+//! let path = dir.path().join("job.toml");
+//! std::fs::write(&path, r#"
+//! [job]
+//! module = "cairn:hashsearch"
+//! args = ["--nonce-start", "{task}"]
+//! [tasks]
+//! range = [0, 4]
+//! "#).unwrap();
+//! let job = cairn_job::Job::load(&path, &["hashsearch"]).unwrap();
+//! assert_eq!(job.tasks().len(), 4);
+//! assert_eq!(job.tasks()[3].args, ["--nonce-start", "3"]);
+//! ```
+#![deny(missing_docs)]
+
+mod error;
+mod raw;
+mod spec;
+mod template;
+
+pub use error::JobError;
+pub use spec::{
+    BUILTIN_PREFIX, InputFile, Job, Limits, Market, ModuleRef, Runtime, TaskSpec, VerifyPolicy,
+};

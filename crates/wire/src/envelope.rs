@@ -1,7 +1,6 @@
 use bytes::BufMut;
 use commonware_codec::{
-    Buf, Copying, Decode, Encode, EncodeSize, Error as CodecError, FixedSize, Read, ReadExt,
-    Write,
+    Buf, Copying, Decode, Encode, EncodeSize, Error as CodecError, FixedSize, Read, ReadExt, Write,
 };
 
 use crate::{Keypair, PublicKey, Signature, WIRE_VERSION, WireError};
@@ -168,7 +167,9 @@ mod tests {
         let key = Keypair::from_seed([9; 32]);
         let mut bytes = Signed::sign(&key, NS, 5u64).to_bytes();
         bytes[0] = 200;
-        let err = Signed::<u64>::from_bytes(&bytes, &()).unwrap_err().to_string();
+        let err = Signed::<u64>::from_bytes(&bytes, &())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unsupported wire version 200"), "{err}");
     }
 

@@ -35,7 +35,10 @@ mod tests {
         let mut buf = Vec::new();
         write("frame-0007.png", &mut buf);
         assert_eq!(buf.len(), encode_size("frame-0007.png"));
-        assert_eq!(read(&mut commonware_codec::Copying(&buf), 64).unwrap(), "frame-0007.png");
+        assert_eq!(
+            read(&mut commonware_codec::Copying(&buf), 64).unwrap(),
+            "frame-0007.png"
+        );
         assert!(matches!(
             read(&mut commonware_codec::Copying(&buf), 4),
             Err(CodecError::InvalidLength(14))

@@ -1,0 +1,82 @@
+//! The job file exactly as written, before validation. Every table refuses
+//! unknown keys so a misspelt key is an error rather than a silent default.
+//! Values that need range checks keep their position (`Spanned`) so the
+//! error can point at them.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawJob {
+    pub job: RawHeader,
+    pub tasks: Spanned<RawTasks>,
+    #[serde(default)]
+    pub inputs: RawInputs,
+    #[serde(default)]
+    pub outputs: RawOutputs,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub market: RawMarket,
+    pub verify: Option<Spanned<RawVerify>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHeader {
+    pub name: Option<String>,
+    pub runtime: Option<Spanned<String>>,
+    pub module: Spanned<String>,
+    #[serde(default)]
+    pub args: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTasks {
+    pub range: Option<Spanned<Vec<u64>>>,
+    pub list: Option<Spanned<Vec<u64>>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInputs {
+    #[serde(default)]
+    pub files: Vec<Spanned<String>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOutputs {
+    #[serde(default)]
+    pub paths: Vec<Spanned<String>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub fuel: Option<Spanned<u64>>,
+    pub memory_mib: Option<Spanned<u64>>,
+    pub wall_time_s: Option<Spanned<u64>>,
+    pub output_mib: Option<Spanned<u64>>,
+    pub stdout_kib: Option<Spanned<u64>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMarket {
+    pub budget_ucairn: Option<Spanned<u64>>,
+    pub price_max_ucairn_per_gfuel: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVerify {
+    pub policy: Spanned<String>,
+    pub replicas: Option<Spanned<u64>>,
+    pub probability: Option<Spanned<f64>>,
+    pub confidence: Option<Spanned<f64>>,
+}

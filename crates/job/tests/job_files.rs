@@ -1,0 +1,304 @@
+//! Job files: what loads, and the exact error for each kind of mistake.
+
+use std::path::{Path, PathBuf};
+
+use cairn_job::{Job, JobError, ModuleRef, VerifyPolicy};
+
+const BUILTINS: &[&str] = &["render", "hashsearch"];
+
+struct Dir(tempfile::TempDir);
+
+impl Dir {
+    fn new() -> Self {
+        let dir = Self(tempfile::tempdir().unwrap());
+        std::fs::write(dir.path().join("scene.json"), "{}").unwrap();
+        std::fs::write(dir.path().join("prog.wasm"), b"\0asm\x01\0\0\0").unwrap();
+        dir
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+
+    fn job(&self, text: &str) -> PathBuf {
+        let path = self.path().join("job.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn load(&self, text: &str) -> Result<Job, JobError> {
+        Job::load(&self.job(text), BUILTINS)
+    }
+
+    fn error(&self, text: &str) -> JobError {
+        self.load(text)
+            .expect_err("the job should have been refused")
+    }
+}
+
+const GOOD: &str = r#"
+[job]
+name = "orbit"
+module = "cairn:render"
+args = ["--frame", "{task}", "--out", "/output/frame-{task:04}.png"]
+seed = 7
+
+[tasks]
+range = [0, 3]
+
+[inputs]
+files = ["scene.json"]
+
+[outputs]
+paths = ["frame-{task:04}.png"]
+
+[limits]
+fuel = 1000000
+memory_mib = 64
+wall_time_s = 30
+output_mib = 2
+stdout_kib = 8
+
+[market]
+budget_ucairn = 1000
+price_max_ucairn_per_gfuel = 50
+
+[verify]
+policy = "replicate"
+replicas = 3
+"#;
+
+#[test]
+fn a_complete_job_loads_and_expands() {
+    let dir = Dir::new();
+    let job = dir.load(GOOD).unwrap();
+    assert_eq!(job.name, "orbit");
+    assert_eq!(job.module, ModuleRef::Builtin("render".into()));
+    assert_eq!(job.tasks().len(), 3);
+    let task = &job.tasks()[2];
+    assert_eq!(task.value, 2);
+    assert_eq!(
+        task.args,
+        ["--frame", "2", "--out", "/output/frame-0002.png"]
+    );
+    assert_eq!(task.outputs, ["frame-0002.png"]);
+    assert_ne!(job.tasks()[0].seed, job.tasks()[1].seed);
+    assert_eq!(job.limits.memory_bytes, 64 << 20);
+    assert_eq!(job.limits.output_bytes, 2 << 20);
+    assert_eq!(job.limits.stdout_bytes, 8 << 10);
+    assert_eq!(job.inputs[0].name, "scene.json");
+    assert_eq!(job.inputs[0].size_bytes, 2);
+    assert_eq!(job.verify, VerifyPolicy::Replicate { replicas: 3 });
+    assert_eq!(job.market.budget_ucairn, Some(1000));
+}
+
+#[test]
+fn task_seeds_depend_on_job_seed_and_value_only() {
+    let dir = Dir::new();
+    let a = dir.load(GOOD).unwrap();
+    let b = dir
+        .load(&GOOD.replace("range = [0, 3]", "list = [2, 0]"))
+        .unwrap();
+    assert_eq!(a.tasks()[2].seed, b.tasks()[0].seed);
+    let c = dir.load(&GOOD.replace("seed = 7", "seed = 8")).unwrap();
+    assert_ne!(a.tasks()[0].seed, c.tasks()[0].seed);
+}
+
+#[test]
+fn module_path_is_relative_to_the_job_file() {
+    let dir = Dir::new();
+    let job = dir
+        .load("[job]\nmodule = \"prog.wasm\"\n[tasks]\nlist = [5]\n")
+        .unwrap();
+    assert_eq!(job.module, ModuleRef::File(dir.path().join("prog.wasm")));
+    assert_eq!(job.verify, VerifyPolicy::Adaptive { confidence: 0.999 });
+}
+
+#[test]
+fn unknown_key_is_named_with_its_line() {
+    let dir = Dir::new();
+    let err = dir.error(&GOOD.replace("wall_time_s = 30", "wall_time = 30"));
+    let text = err.to_string();
+    assert_eq!(err.location.map(|l| l.0), Some(20), "{text}");
+    assert!(text.contains("unknown field `wall_time`"), "{text}");
+    assert!(
+        text.contains("wall_time_s"),
+        "the error should list what was expected: {text}"
+    );
+    assert!(
+        text.starts_with(&dir.path().join("job.toml").display().to_string()),
+        "{text}"
+    );
+}
+
+#[test]
+fn wrong_type_is_named() {
+    let dir = Dir::new();
+    let err = dir.error(&GOOD.replace("fuel = 1000000", "fuel = \"lots\""));
+    let text = err.to_string();
+    assert_eq!(err.location.map(|l| l.0), Some(18), "{text}");
+    assert!(text.contains("invalid type"), "{text}");
+    assert!(
+        text.contains("fuel = \"lots\""),
+        "the offending line is shown: {text}"
+    );
+}
+
+#[test]
+fn missing_module_key_is_named() {
+    let dir = Dir::new();
+    let err = dir.error("[job]\nargs = []\n[tasks]\nrange = [0, 1]\n");
+    assert!(err.to_string().contains("missing field `module`"), "{err}");
+}
+
+#[test]
+fn missing_module_file_is_named() {
+    let dir = Dir::new();
+    let err = dir.error("[job]\nmodule = \"nope.wasm\"\n[tasks]\nrange = [0, 1]\n");
+    assert_eq!(err.key, "job.module");
+    assert_eq!(err.location, Some((2, 10)));
+    assert!(err.message.contains("cannot read module"), "{err}");
+    assert!(err.message.contains("nope.wasm"), "{err}");
+}
+
+#[test]
+fn unknown_builtin_lists_the_known_ones() {
+    let dir = Dir::new();
+    let err = dir.error("[job]\nmodule = \"cairn:blender\"\n[tasks]\nrange = [0, 1]\n");
+    assert_eq!(err.key, "job.module");
+    assert!(
+        err.message.contains("cairn:render, cairn:hashsearch"),
+        "{err}"
+    );
+}
+
+#[test]
+fn empty_task_sets_are_refused() {
+    let dir = Dir::new();
+    let err = dir.error(&GOOD.replace("range = [0, 3]", "range = [3, 3]"));
+    assert_eq!(err.key, "tasks.range");
+    assert!(err.message.contains("empty"), "{err}");
+    let err = dir.error(&GOOD.replace("range = [0, 3]", "list = []"));
+    assert_eq!(err.key, "tasks.list");
+    assert!(err.message.contains("empty"), "{err}");
+    let err = dir.error(&GOOD.replace("range = [0, 3]", ""));
+    assert_eq!(err.key, "tasks");
+}
+
+#[test]
+fn malformed_task_sets_are_refused() {
+    let dir = Dir::new();
+    let err = dir.error(&GOOD.replace("range = [0, 3]", "range = [0, 3, 4]"));
+    assert!(err.message.contains("two numbers"), "{err}");
+    let err = dir.error(&GOOD.replace("range = [0, 3]", "list = [1, 2, 1]"));
+    assert!(err.message.contains("appears twice"), "{err}");
+    let err = dir.error(&GOOD.replace("range = [0, 3]", "range = [0, 3]\nlist = [1]"));
+    assert!(err.message.contains("not both"), "{err}");
+    let err = dir.error(&GOOD.replace("range = [0, 3]", "range = [0, 2000000]"));
+    assert!(err.message.contains("the limit is 1000000"), "{err}");
+}
+
+#[test]
+fn limits_out_of_range_are_refused() {
+    let dir = Dir::new();
+    for (from, to, key) in [
+        ("fuel = 1000000", "fuel = 0", "limits.fuel"),
+        ("memory_mib = 64", "memory_mib = 5000", "limits.memory_mib"),
+        ("wall_time_s = 30", "wall_time_s = 0", "limits.wall_time_s"),
+        ("output_mib = 2", "output_mib = 0", "limits.output_mib"),
+        ("stdout_kib = 8", "stdout_kib = 999999", "limits.stdout_kib"),
+    ] {
+        let err = dir.error(&GOOD.replace(from, to));
+        assert_eq!(err.key, key, "{err}");
+        assert!(err.message.contains("out of range; expected"), "{err}");
+        assert!(err.to_string().contains(to), "the line is shown: {err}");
+    }
+    let err = dir.error(&GOOD.replace("fuel = 1000000", "fuel = -5"));
+    assert!(err.to_string().contains("fuel = -5"), "{err}");
+}
+
+#[test]
+fn bad_templates_and_paths_are_refused() {
+    let dir = Dir::new();
+    let err = dir.error(&GOOD.replace("\"{task}\"", "\"{frame}\""));
+    assert_eq!(err.key, "job.args");
+    assert!(
+        err.message.contains("unknown placeholder '{frame}'"),
+        "{err}"
+    );
+    let err = dir.error(&GOOD.replace("paths = [\"frame", "paths = [\"../frame"));
+    assert!(err.message.contains("leaves the output folder"), "{err}");
+    let err = dir.error(&GOOD.replace("paths = [\"frame", "paths = [\"/frame"));
+    assert!(err.message.contains("absolute"), "{err}");
+}
+
+#[test]
+fn inputs_must_exist_and_be_distinct() {
+    let dir = Dir::new();
+    let err = dir.error(&GOOD.replace("files = [\"scene.json\"]", "files = [\"missing.json\"]"));
+    assert_eq!(err.key, "inputs.files");
+    assert!(err.message.contains("missing.json"), "{err}");
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::fs::write(dir.path().join("sub/scene.json"), "{}").unwrap();
+    let err = dir.error(&GOOD.replace(
+        "files = [\"scene.json\"]",
+        "files = [\"scene.json\", \"sub/scene.json\"]",
+    ));
+    assert!(
+        err.message.contains("two inputs are named 'scene.json'"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unsupported_runtime_is_named() {
+    let dir = Dir::new();
+    let err = dir.error(&GOOD.replace("[job]\n", "[job]\nruntime = \"container\"\n"));
+    assert_eq!(err.key, "job.runtime");
+    assert!(
+        err.message.contains("'container' is not supported"),
+        "{err}"
+    );
+}
+
+#[test]
+fn verify_policies_are_checked() {
+    let dir = Dir::new();
+    let err = dir.error(&GOOD.replace("policy = \"replicate\"", "policy = \"vibes\""));
+    assert_eq!(err.key, "verify.policy");
+    let err = dir.error(&GOOD.replace("replicas = 3", "replicas = 1"));
+    assert_eq!(err.key, "verify.replicas");
+    let err = dir.error(&GOOD.replace("policy = \"replicate\"", "policy = \"spot\""));
+    assert_eq!(err.key, "verify.replicas");
+    assert!(
+        err.message
+            .contains("only valid with policy = \"replicate\""),
+        "{err}"
+    );
+    let spot = GOOD.replace(
+        "policy = \"replicate\"\nreplicas = 3",
+        "policy = \"spot\"\nprobability = 1.5",
+    );
+    assert_eq!(dir.error(&spot).key, "verify.probability");
+}
+
+#[test]
+fn budget_that_cannot_pay_for_one_task_is_refused() {
+    let dir = Dir::new();
+    let err = dir.error(&GOOD.replace("budget_ucairn = 1000", "budget_ucairn = 0"));
+    assert_eq!(err.key, "market.budget_ucairn");
+    assert!(err.message.contains("cannot pay for one task"), "{err}");
+}
+
+#[test]
+fn syntax_errors_point_at_the_line() {
+    let dir = Dir::new();
+    let err = dir.error("[job]\nmodule = \"cairn:render\n[tasks]\n");
+    assert_eq!(err.location.map(|l| l.0), Some(2), "{err}");
+}
+
+#[test]
+fn unreadable_job_file_is_an_error_not_a_panic() {
+    let err = Job::load(Path::new("/nonexistent/job.toml"), BUILTINS).unwrap_err();
+    assert!(err.to_string().contains("cannot read job file"), "{err}");
+}
