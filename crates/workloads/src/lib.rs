@@ -1,1 +1,52 @@
-//! stub
+//! workloads: The guest programs built into `cairn`, compiled from `workloads/` for wasm32-wasip1.
+//!
+//! The build script compiles them from source with the same toolchain as the
+//! rest of the workspace, so the bytes here are always those of the current
+//! sources. A job names one as `module = "cairn:<name>"`.
+#![deny(missing_docs)]
+
+/// A built-in guest program.
+#[derive(Clone, Copy, Debug)]
+pub struct Workload {
+    /// The name after `cairn:`.
+    pub name: &'static str,
+    /// What it does.
+    pub about: &'static str,
+    /// The WebAssembly module.
+    pub wasm: &'static [u8],
+}
+
+/// The path tracer: renders one frame (or tile) of a JSON scene to PNG.
+pub const RENDER: Workload = Workload {
+    name: "render",
+    about: "path tracer: renders a frame of a JSON scene to PNG",
+    wasm: include_bytes!(concat!(env!("OUT_DIR"), "/render.wasm")),
+};
+
+/// A BLAKE3 proof-of-work search over a range of nonces.
+pub const HASHSEARCH: Workload = Workload {
+    name: "hashsearch",
+    about: "searches a nonce range for BLAKE3 digests with leading zero bits",
+    wasm: include_bytes!(concat!(env!("OUT_DIR"), "/hashsearch.wasm")),
+};
+
+/// A guest that misbehaves on request (loops, memory bombs, escapes,
+/// floods), used to test the sandbox.
+pub const HOSTILE: Workload = Workload {
+    name: "hostile",
+    about: "misbehaves on request; used to test the sandbox",
+    wasm: include_bytes!(concat!(env!("OUT_DIR"), "/hostile.wasm")),
+};
+
+/// Every built-in workload.
+pub const ALL: &[Workload] = &[RENDER, HASHSEARCH, HOSTILE];
+
+/// The workload called `name`.
+pub fn find(name: &str) -> Option<&'static Workload> {
+    ALL.iter().find(|w| w.name == name)
+}
+
+/// The names of all workloads.
+pub fn names() -> Vec<&'static str> {
+    ALL.iter().map(|w| w.name).collect()
+}

@@ -1,0 +1,227 @@
+use std::path::Path;
+
+use cairn_wire::ContentId;
+use cairn_wire::codec::{EncodeSize, Write};
+
+use crate::{ExecError, Outcome};
+
+/// Version of the manifest encoding; part of every digest, so a change of
+/// format can never be mistaken for a different result.
+const MANIFEST_VERSION: u8 = 1;
+
+/// One file a task wrote under `/output`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputFile {
+    /// Path relative to `/output`, with `/` separators.
+    pub path: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// BLAKE3 of its contents.
+    pub id: ContentId,
+}
+
+/// Everything deterministic about a task's result, in canonical form. Its
+/// digest is what verifiers compare.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    /// How the task ended.
+    pub outcome: Outcome,
+    /// Fuel consumed.
+    pub fuel_used: u64,
+    /// BLAKE3 of stdout.
+    pub stdout: ContentId,
+    /// BLAKE3 of stderr.
+    pub stderr: ContentId,
+    /// Output files sorted by path.
+    pub outputs: Vec<OutputFile>,
+}
+
+impl Manifest {
+    /// The canonical bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(self.encode_size());
+        self.write(&mut buf);
+        buf
+    }
+
+    /// BLAKE3 of the canonical bytes.
+    pub fn digest(&self) -> ContentId {
+        ContentId::of(&self.to_bytes())
+    }
+}
+
+impl Write for Manifest {
+    fn write(&self, buf: &mut impl bytes::BufMut) {
+        MANIFEST_VERSION.write(buf);
+        self.outcome.code().write(buf);
+        let exit = match self.outcome {
+            Outcome::Exited(code) => code,
+            _ => 0,
+        };
+        exit.write(buf);
+        cairn_wire::text::write(&self.outcome.to_string(), buf);
+        self.fuel_used.write(buf);
+        self.stdout.write(buf);
+        self.stderr.write(buf);
+        (self.outputs.len() as u32).write(buf);
+        for file in &self.outputs {
+            cairn_wire::text::write(&file.path, buf);
+            file.size_bytes.write(buf);
+            file.id.write(buf);
+        }
+    }
+}
+
+impl EncodeSize for Manifest {
+    fn encode_size(&self) -> usize {
+        let files: usize = self
+            .outputs
+            .iter()
+            .map(|f| cairn_wire::text::encode_size(&f.path) + 8 + 32)
+            .sum();
+        1 + 1
+            + 4
+            + cairn_wire::text::encode_size(&self.outcome.to_string())
+            + 8
+            + 32
+            + 32
+            + 4
+            + files
+    }
+}
+
+/// Lists and hashes the files under `dir`. Returns an [`Outcome`] instead
+/// when the folder breaks the rules: more than `bytes_max` in total, or an
+/// entry that is neither a regular file nor a folder.
+pub(crate) fn collect_outputs(
+    dir: &Path,
+    bytes_max: u64,
+) -> Result<Result<Vec<OutputFile>, Outcome>, ExecError> {
+    let mut files = Vec::new();
+    let mut pending = vec![(dir.to_path_buf(), String::new())];
+    let mut total: u64 = 0;
+    // Sizes are checked before anything is read, so a sparse file claiming
+    // terabytes costs a stat, not a read.
+    while let Some((folder, prefix)) = pending.pop() {
+        let entries = std::fs::read_dir(&folder)
+            .map_err(ExecError::io(format!("listing {}", folder.display())))?;
+        for entry in entries {
+            let entry = entry.map_err(ExecError::io(format!("listing {}", folder.display())))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else {
+                return Ok(Err(Outcome::InvalidOutput(
+                    "an output name is not valid UTF-8".into(),
+                )));
+            };
+            let path = format!("{prefix}{name}");
+            let kind = entry
+                .file_type()
+                .map_err(ExecError::io(format!("inspecting {path}")))?;
+            if kind.is_dir() {
+                pending.push((entry.path(), format!("{path}/")));
+            } else if kind.is_file() {
+                let size = entry
+                    .metadata()
+                    .map_err(ExecError::io(format!("inspecting {path}")))?
+                    .len();
+                total = total.saturating_add(size);
+                if total > bytes_max {
+                    return Ok(Err(Outcome::OutputLimit {
+                        stream: "output",
+                        limit: bytes_max,
+                    }));
+                }
+                files.push((path, entry.path(), size));
+            } else {
+                return Ok(Err(Outcome::InvalidOutput(format!(
+                    "'{path}' is not a regular file (links and devices are not outputs)"
+                ))));
+            }
+        }
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut outputs = Vec::with_capacity(files.len());
+    for (path, host_path, size_bytes) in files {
+        let mut hasher = blake3::Hasher::new();
+        hasher
+            .update_mmap(&host_path)
+            .map_err(ExecError::io(format!("hashing {path}")))?;
+        outputs.push(OutputFile {
+            path,
+            size_bytes,
+            id: hasher.finalize().into(),
+        });
+    }
+    Ok(Ok(outputs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        Manifest {
+            outcome: Outcome::Exited(0),
+            fuel_used: 10,
+            stdout: ContentId::of(b"hi"),
+            stderr: ContentId::of(b""),
+            outputs: vec![OutputFile {
+                path: "a.png".into(),
+                size_bytes: 3,
+                id: ContentId::of(b"abc"),
+            }],
+        }
+    }
+
+    #[test]
+    fn encode_size_is_exact() {
+        let m = manifest();
+        assert_eq!(m.to_bytes().len(), m.encode_size());
+    }
+
+    #[test]
+    fn every_field_changes_the_digest() {
+        let base = manifest().digest();
+        let mut m = manifest();
+        m.fuel_used += 1;
+        assert_ne!(m.digest(), base);
+        let mut m = manifest();
+        m.outcome = Outcome::Exited(1);
+        assert_ne!(m.digest(), base);
+        let mut m = manifest();
+        m.outputs[0].path = "b.png".into();
+        assert_ne!(m.digest(), base);
+        let mut m = manifest();
+        m.stdout = ContentId::of(b"ho");
+        assert_ne!(m.digest(), base);
+    }
+
+    #[test]
+    fn outputs_are_sorted_and_nested_paths_use_slashes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("z.txt"), "z").unwrap();
+        std::fs::write(dir.path().join("sub/a.txt"), "a").unwrap();
+        std::fs::write(dir.path().join("b.txt"), "bb").unwrap();
+        let files = collect_outputs(dir.path(), 100).unwrap().unwrap();
+        let paths: Vec<_> = files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["b.txt", "sub/a.txt", "z.txt"]);
+        assert_eq!(files[0].id, ContentId::of(b"bb"));
+    }
+
+    #[test]
+    fn oversized_and_odd_outputs_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("big"), vec![0u8; 101]).unwrap();
+        assert!(matches!(
+            collect_outputs(dir.path(), 100).unwrap(),
+            Err(Outcome::OutputLimit { limit: 100, .. })
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link")).unwrap();
+        assert!(matches!(
+            collect_outputs(dir.path(), 100).unwrap(),
+            Err(Outcome::InvalidOutput(_))
+        ));
+    }
+}

@@ -1,0 +1,294 @@
+//! The host side of a Wasm task: WASI preview 1 made deterministic, plus the
+//! limits wasmtime does not enforce by itself.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use wasmtime::{Caller, Linker, ResourceLimiter};
+use wasmtime_wasi::clocks::{HostMonotonicClock, HostWallClock};
+use wasmtime_wasi::p1::WasiP1Ctx;
+
+use crate::Outcome;
+
+/// WASI preview 1's module name.
+pub(crate) const WASI: &str = "wasi_snapshot_preview1";
+
+/// The most files and folders one task may create. Fuel alone does not bound
+/// this: creating a file costs one call, whatever the host pays for it.
+pub(crate) const ENTRIES_MAX: u64 = 10_000;
+
+/// Tables may hold this many elements, whatever the memory limit.
+const TABLE_ELEMENTS_MAX: usize = 1 << 20;
+
+/// `wasi_snapshot_preview1` errno for "not supported".
+const ERRNO_NOTSUP: i32 = 58;
+/// `oflags` bit that creates a file.
+const OFLAGS_CREAT: i32 = 1;
+
+/// Per-store state.
+pub(crate) struct Host {
+    pub wasi: WasiP1Ctx,
+    pub limiter: Limiter,
+    pub budget: Budget,
+}
+
+/// Fails a task that grows memory or tables past its limits. Failing (a
+/// trap) rather than refusing the growth (`memory.grow` returning -1) turns
+/// the usual "allocation failed" abort inside the guest into a precise error.
+pub(crate) struct Limiter {
+    pub memory_bytes_max: u64,
+}
+
+/// Raised through wasmtime when a limit in this module is crossed; the
+/// runner turns it back into an [`Outcome`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct LimitExceeded(pub Outcome);
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.memory_bytes_max {
+            return Err(wasmtime::Error::new(LimitExceeded(Outcome::MemoryLimit {
+                limit: self.memory_bytes_max,
+                requested: desired as u64,
+            })));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > TABLE_ELEMENTS_MAX {
+            return Err(wasmtime::Error::new(LimitExceeded(Outcome::MemoryLimit {
+                limit: TABLE_ELEMENTS_MAX as u64,
+                requested: desired as u64,
+            })));
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        4
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
+}
+
+/// What a task may still write, counted as it asks to write. Counting the
+/// requests (not the final sizes) keeps a task from filling the host's disk
+/// before the run ends; the final sizes are checked again afterwards.
+pub(crate) struct Budget {
+    pub output_bytes_max: u64,
+    pub stdout_bytes_max: u64,
+    pub output_bytes: u64,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    pub entries: u64,
+}
+
+impl Budget {
+    fn charge_write(&mut self, fd: i32, bytes: u64) -> wasmtime::Result<()> {
+        let (used, max, stream) = match fd {
+            1 => (&mut self.stdout_bytes, self.stdout_bytes_max, "stdout"),
+            2 => (&mut self.stderr_bytes, self.stdout_bytes_max, "stderr"),
+            _ => (&mut self.output_bytes, self.output_bytes_max, "output"),
+        };
+        *used = used.saturating_add(bytes);
+        if *used > max {
+            return Err(wasmtime::Error::new(LimitExceeded(Outcome::OutputLimit {
+                stream,
+                limit: max,
+            })));
+        }
+        Ok(())
+    }
+
+    fn charge_entry(&mut self) -> wasmtime::Result<()> {
+        self.entries += 1;
+        if self.entries > ENTRIES_MAX {
+            return Err(wasmtime::Error::new(LimitExceeded(Outcome::EntriesLimit {
+                limit: ENTRIES_MAX,
+            })));
+        }
+        Ok(())
+    }
+}
+
+/// Calls WASI preview 1's own implementation of `$func` the way wasmtime's
+/// generated bindings do, from inside a wrapper that has done its
+/// accounting first.
+macro_rules! forward {
+    ($caller:ident, $func:ident ( $($arg:expr),* )) => {{
+        use wasmtime::AsContextMut as _;
+        use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as p1, WasiSnapshotPreview1 as _};
+        let fuel = $caller.as_context_mut().hostcall_fuel();
+        let Some(wasmtime::Extern::Memory(memory)) = $caller.get_export("memory") else {
+            return Err(wasmtime::format_err!("missing required memory export"));
+        };
+        let (data, host) = memory.data_and_store_mut(&mut $caller);
+        host.wasi.set_hostcall_fuel(fuel);
+        let mut guest = wiggle::GuestMemory::Unshared(data);
+        wasmtime_wasi::runtime::in_tokio(p1::$func(&mut host.wasi, &mut guest, $($arg),*))
+    }};
+}
+
+/// Sum of the lengths in a guest `iovec` array; `None` if the array is out
+/// of bounds (the original function then reports the fault to the guest).
+fn iovec_bytes(caller: &mut Caller<'_, Host>, iovs: i32, count: i32) -> Option<u64> {
+    let memory = caller.get_export("memory")?.into_memory()?;
+    let data = memory.data(&caller);
+    let start = iovs as u32 as usize;
+    let end = start.checked_add((count as u32 as usize).checked_mul(8)?)?;
+    let array = data.get(start..end)?;
+    Some(
+        array
+            .chunks_exact(8)
+            .map(|iov| u64::from(u32::from_le_bytes(iov[4..8].try_into().unwrap())))
+            .sum(),
+    )
+}
+
+/// Replaces the WASI functions whose cost fuel does not capture with
+/// accounting wrappers, and the ones that would break determinism or block
+/// the worker with refusals.
+pub(crate) fn add_wrappers(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    linker.func_wrap(
+        WASI,
+        "fd_write",
+        |mut caller: Caller<'_, Host>, fd: i32, iovs: i32, count: i32, written: i32| {
+            if let Some(bytes) = iovec_bytes(&mut caller, iovs, count) {
+                caller.data_mut().budget.charge_write(fd, bytes)?;
+            }
+            forward!(caller, fd_write(fd, iovs, count, written))
+        },
+    )?;
+    linker.func_wrap(
+        WASI,
+        "fd_pwrite",
+        |mut caller: Caller<'_, Host>,
+         fd: i32,
+         iovs: i32,
+         count: i32,
+         offset: i64,
+         written: i32| {
+            if let Some(bytes) = iovec_bytes(&mut caller, iovs, count) {
+                caller.data_mut().budget.charge_write(fd, bytes)?;
+            }
+            forward!(caller, fd_pwrite(fd, iovs, count, offset, written))
+        },
+    )?;
+    linker.func_wrap(
+        WASI,
+        "path_open",
+        #[allow(clippy::too_many_arguments)]
+        |mut caller: Caller<'_, Host>,
+         fd: i32,
+         dirflags: i32,
+         path: i32,
+         path_len: i32,
+         oflags: i32,
+         rights: i64,
+         inheriting: i64,
+         fdflags: i32,
+         opened: i32| {
+            if oflags & OFLAGS_CREAT != 0 {
+                caller.data_mut().budget.charge_entry()?;
+            }
+            forward!(
+                caller,
+                path_open(
+                    fd, dirflags, path, path_len, oflags, rights, inheriting, fdflags, opened
+                )
+            )
+        },
+    )?;
+    linker.func_wrap(
+        WASI,
+        "path_create_directory",
+        |mut caller: Caller<'_, Host>, fd: i32, path: i32, path_len: i32| {
+            caller.data_mut().budget.charge_entry()?;
+            forward!(caller, path_create_directory(fd, path, path_len))
+        },
+    )?;
+    // Sleeping would block a worker thread where the watchdog cannot reach
+    // it, and a task has no real time to wait for: refuse it.
+    linker.func_wrap(
+        WASI,
+        "poll_oneoff",
+        |_: Caller<'_, Host>, _: i32, _: i32, _: i32, _: i32| -> i32 { ERRNO_NOTSUP },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// A wall clock that starts at 2000-01-01T00:00:00Z and advances one
+/// microsecond each time it is read, so programs that measure time see it
+/// move, identically on every machine.
+pub(crate) struct VirtualWallClock(AtomicU64);
+
+/// A monotonic clock with the same rules, starting at zero.
+pub(crate) struct VirtualMonotonicClock(AtomicU64);
+
+const EPOCH_2000_NS: u64 = 946_684_800 * 1_000_000_000;
+const TICK_NS: u64 = 1_000;
+
+impl VirtualWallClock {
+    pub(crate) fn new() -> Self {
+        Self(AtomicU64::new(EPOCH_2000_NS))
+    }
+}
+
+impl VirtualMonotonicClock {
+    pub(crate) fn new() -> Self {
+        Self(AtomicU64::new(0))
+    }
+}
+
+impl HostWallClock for VirtualWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_nanos(TICK_NS)
+    }
+
+    fn now(&self) -> Duration {
+        Duration::from_nanos(self.0.fetch_add(TICK_NS, Ordering::Relaxed))
+    }
+}
+
+impl HostMonotonicClock for VirtualMonotonicClock {
+    fn resolution(&self) -> u64 {
+        TICK_NS
+    }
+
+    fn now(&self) -> u64 {
+        self.0.fetch_add(TICK_NS, Ordering::Relaxed)
+    }
+}
+
+/// Independent random streams for the guest, all derived from the task seed.
+pub(crate) fn random_streams(seed: [u8; 32]) -> (ChaCha20Rng, ChaCha20Rng, u128) {
+    let derive = |purpose: &str| blake3::derive_key(purpose, &seed);
+    let insecure_seed = derive("cairn wasi insecure random seed v1");
+    (
+        ChaCha20Rng::from_seed(derive("cairn wasi secure random v1")),
+        ChaCha20Rng::from_seed(derive("cairn wasi insecure random v1")),
+        u128::from_le_bytes(insecure_seed[..16].try_into().unwrap()),
+    )
+}
