@@ -8,8 +8,8 @@
 //! and the same fuel, which is what lets Cairn verify untrusted work by
 //! comparing digests and price it in fuel.
 //!
-//! The default runtime, [`WasmRuntime`], executes WebAssembly (WASI preview
-//! 1) on wasmtime configured to be deterministic: fuel metering, NaN
+//! The default runtime, [`WasmRuntime`], executes WebAssembly (WASI
+//! preview 1) on wasmtime configured to be deterministic: fuel metering, NaN
 //! canonicalisation, no threads, deterministic relaxed SIMD, a virtual clock,
 //! seeded randomness, no environment and no sockets, with only the task's
 //! input folder (read-only) and output folder (read-write) visible.

@@ -616,7 +616,7 @@ impl Checker<'_> {
             "adaptive" => {
                 let confidence = raw.confidence.as_ref().map_or(Ok(0.999), |c| {
                     let value = *c.get_ref();
-                    if value >= 0.5 && value < 1.0 {
+                    if (0.5..1.0).contains(&value) {
                         Ok(value)
                     } else {
                         Err(self.err(

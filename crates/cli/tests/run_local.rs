@@ -1,0 +1,186 @@
+//! `cairn run --local` end to end, through the real binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::Value;
+
+fn cairn(args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(args)
+        .output()
+        .expect("running cairn")
+}
+
+fn scene() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/render/scene.json")
+}
+
+/// A small render job (tiny frames) in a fresh folder.
+fn render_job(dir: &Path) -> PathBuf {
+    std::fs::copy(scene(), dir.join("scene.json")).unwrap();
+    let job = dir.join("job.toml");
+    std::fs::write(
+        &job,
+        r#"
+[job]
+name = "tiny-orbit"
+module = "cairn:render"
+args = ["--scene", "/input/scene.json", "--frame", "{task}", "--width", "32", "--height", "24", "--spp", "2", "--out", "/output/frame-{task:04}.png"]
+[tasks]
+range = [0, 4]
+[inputs]
+files = ["scene.json"]
+[outputs]
+paths = ["frame-{task:04}.png"]
+"#,
+    )
+    .unwrap();
+    job
+}
+
+fn run_json(job: &Path, out: &Path, workers: &str) -> Value {
+    let output = cairn(&[
+        "run",
+        job.to_str().unwrap(),
+        "--local",
+        "--json",
+        "-j",
+        workers,
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "cairn failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("--json prints one JSON object")
+}
+
+fn digests_and_fuel(summary: &Value) -> Vec<(String, u64)> {
+    summary["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["digest"].as_str().unwrap().to_string(),
+                r["fuel_used"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn render_job_runs_and_is_identical_with_one_or_two_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = render_job(dir.path());
+    let one = run_json(&job, &dir.path().join("out1"), "1");
+    let two = run_json(&job, &dir.path().join("out2"), "2");
+    assert_eq!(one["tasks"], 4);
+    assert_eq!(one["succeeded"], 4);
+    assert_eq!(digests_and_fuel(&one), digests_and_fuel(&two));
+    // Frames differ from each other: the camera moves.
+    let digests = digests_and_fuel(&one);
+    assert_ne!(digests[0].0, digests[1].0);
+    for frame in 0..4 {
+        let name = format!("frame-{frame:04}.png");
+        let a = std::fs::read(dir.path().join("out1").join(&name)).unwrap();
+        let b = std::fs::read(dir.path().join("out2").join(&name)).unwrap();
+        assert!(a.starts_with(b"\x89PNG\r\n\x1a\n"));
+        assert_eq!(a, b);
+        let listed = &one["results"][frame]["outputs"][0];
+        assert_eq!(listed["path"], name.as_str());
+        assert_eq!(listed["id"], cairn_wire::ContentId::of(&a).to_string());
+    }
+    // The summary is also left beside the outputs, and no scratch remains.
+    assert!(dir.path().join("out1/cairn-summary.json").exists());
+    assert!(!dir.path().join("out1/.cairn-work").exists());
+}
+
+#[test]
+fn malformed_job_is_refused_with_its_location_and_nothing_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = render_job(dir.path());
+    let text = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(&job, text.replace("range = [0, 4]", "range = [0, 4]\n[limits]\nfuel = 0")).unwrap();
+    let out = dir.path().join("out");
+    let output = cairn(&["run", job.to_str().unwrap(), "--local", "-o", out.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.starts_with("cairn: "), "{stderr}");
+    assert!(stderr.contains("job.toml:9:8: limits.fuel: 0 is out of range"), "{stderr}");
+    assert!(!out.exists(), "nothing may be written for a job that did not load");
+}
+
+#[test]
+fn failing_tasks_are_reported_and_the_rest_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.toml");
+    // Task 0 exits 0; task 1 exits with status 1.
+    std::fs::write(
+        &job,
+        "[job]\nmodule = \"cairn:hostile\"\nargs = [\"exit\", \"{task}\"]\n[tasks]\nlist = [0, 1]\n",
+    )
+    .unwrap();
+    let output = cairn(&["run", job.to_str().unwrap(), "--local", "--json", "-o", dir.path().join("out").to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["succeeded"], 1);
+    assert_eq!(summary["failed"], 1);
+    assert_eq!(summary["results"][1]["outcome"], "exited with status 1");
+}
+
+#[test]
+fn outputs_that_collide_fail_the_later_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        "[job]\nmodule = \"cairn:hostile\"\nargs = [\"write\", \"10\"]\n[tasks]\nrange = [0, 2]\n",
+    )
+    .unwrap();
+    let output = cairn(&["run", job.to_str().unwrap(), "--local", "--json", "-j", "1", "-o", dir.path().join("out").to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["succeeded"], 1);
+    let failure = summary["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ok"] == false)
+        .unwrap();
+    assert!(failure["outcome"].as_str().unwrap().contains("'big.bin' was also written by task"));
+}
+
+#[test]
+fn a_module_that_is_not_wasm_is_refused_before_running() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("evil.wasm"), "#!/bin/sh\necho pwned\n").unwrap();
+    let job = dir.path().join("job.toml");
+    std::fs::write(&job, "[job]\nmodule = \"evil.wasm\"\n[tasks]\nrange = [0, 1]\n").unwrap();
+    let output = cairn(&["run", job.to_str().unwrap(), "--local"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("job.module: not a WebAssembly module"), "{stderr}");
+}
+
+#[test]
+fn running_without_local_explains_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = render_job(dir.path());
+    let output = cairn(&["run", job.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("add --local"));
+}
+
+#[test]
+fn example_jobs_load() {
+    // The shipped examples stay valid as the job format evolves.
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    for job in [examples.join("render/job.toml"), examples.join("hashsearch.toml")] {
+        let loaded = cairn_job::Job::load(&job, &cairn_workloads::names());
+        assert!(loaded.is_ok(), "{}: {}", job.display(), loaded.unwrap_err());
+    }
+}
