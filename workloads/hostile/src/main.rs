@@ -16,6 +16,9 @@
 //! - `exit <code>`: exit with that status.
 //! - `panic`: panic.
 
+// Misbehaving is the point of this program.
+#![allow(unconditional_recursion, clippy::eq_op)]
+
 use std::hint::black_box;
 use std::io::Write;
 
