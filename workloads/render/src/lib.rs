@@ -12,45 +12,64 @@
 //!
 //! The tracer handles spheres, infinite planes, parallelograms ("quads") and
 //! axis-aligned boxes with Lambertian (solid or checker), metal, glass and
-//! emissive materials. Diffuse surfaces sample every light directly
-//! (next-event estimation), which gives soft, low-noise shadows from area
-//! lights at modest sample counts; paths end at a maximum depth or by Russian
-//! roulette; the result is tone mapped (ACES) and encoded as 8-bit sRGB.
+//! emissive materials. It spends its samples where they show:
+//!
+//! - diffuse surfaces sample every light directly (next-event estimation),
+//!   so area and sphere lights give soft, low-noise shadows;
+//! - sample positions come from a per-pixel scrambled Sobol sequence, which
+//!   stratifies anti-aliasing, depth of field and light sampling;
+//! - the first glass surfaces a camera ray meets are followed both ways
+//!   (reflection and refraction), and shadow rays pass through glass with
+//!   Fresnel loss, so glass neither sparkles nor casts black shadows;
+//! - checker textures are filtered over the pixel's footprint, so the
+//!   distant ground does not shimmer;
+//! - radiance picked up after the first bounce is capped, trading a little
+//!   bias in rare caustic paths for the absence of fireflies.
+//!
+//! Paths end at the maximum depth or by Russian roulette; the result is tone
+//! mapped (ACES) and encoded as 8-bit sRGB.
 //!
 //! # Scene file
 //!
 //! A JSON object; unknown fields anywhere are errors. The world is Y-up.
-//! Colours and vectors are arrays of three numbers.
+//! Colours (linear RGB) and vectors are arrays of three numbers; coordinates
+//! and lengths must lie within ±1e5, reflectances (`albedo`, `even`, `odd`,
+//! `tint`) within [0, 1].
 //!
 //! - `seed` (optional, default 0): varies the noise pattern.
 //! - `width`, `height`: image size in pixels, 1 to 8192.
 //! - `samples_per_pixel`: 1 to 65536 jittered samples per pixel.
 //! - `max_depth`: most surface interactions per path, 1 to 64.
-//! - `exposure` (optional, default 1): linear scale before tone mapping.
+//! - `exposure` (optional, default 1): linear scale before tone mapping,
+//!   above 0 and at most 1000.
 //! - `sky`: `zenith` and `horizon` colours of the background gradient, and
 //!   optionally `ground`, the colour seen below the horizon (default:
 //!   `horizon`). The sky also lights the scene.
 //! - `camera`: `position`, `look_at`, `up` (default `[0, 1, 0]`),
-//!   `vfov_degrees` (vertical field of view), optional `aperture` (lens
-//!   diameter, 0 = pinhole) and `focus_distance` (default: the distance to
-//!   `look_at`), and optional `orbit`: `{ "center": [x, y, z],
-//!   "degrees_per_frame": d, "start_degrees": s }` turns the camera by
-//!   `s + d·frame` degrees about the vertical axis through `center`.
-//! - `materials`: a list of objects with a unique `name` and a `type`:
+//!   `vfov_degrees` (vertical field of view, between 0 and 180 exclusive),
+//!   optional `aperture` (lens diameter, 0 = pinhole) and `focus_distance`
+//!   (default: the distance to `look_at`), and optional `orbit`:
+//!   `{ "center": [x, y, z], "degrees_per_frame": d, "start_degrees": s }`
+//!   turns the camera by `s + d·frame` degrees about the vertical axis
+//!   through `center` (`d` and `s` within ±360; `s` defaults to 0).
+//! - `materials`: at most 256 objects, each with a unique `name` (1 to 64
+//!   bytes) and a `type`:
 //!   - `"lambertian"` with either `albedo` (a colour) or `checker`
 //!     (`{ "even": colour, "odd": colour, "size": cell edge length }`);
 //!   - `"metal"` with `albedo` and optional `fuzz` (0 = mirror, up to 1);
-//!   - `"dielectric"` (glass) with `ior` (index of refraction, e.g. 1.5)
-//!     and optional `tint` (default white);
+//!   - `"dielectric"` (glass) with `ior` (index of refraction, e.g. 1.5;
+//!     0.1 to 10) and optional `tint` (default white);
 //!   - `"emissive"` with `color` and optional `intensity` (default 1).
-//! - `objects`: a list with a `type`, a `material` name and a shape:
+//! - `objects`: at most 1024 objects, each with a `type`, a `material` name
+//!   and a shape:
 //!   - `"sphere"`: `center`, `radius`;
 //!   - `"plane"`: `point`, `normal` (infinite);
 //!   - `"quad"`: `corner`, `u`, `v`: the parallelogram
 //!     `corner + a·u + b·v`, `a, b ∈ [0, 1]` (lights emit from both faces);
 //!   - `"box"`: `min`, `max` corners of an axis-aligned box.
 //!
-//!   Emissive materials are allowed on spheres and quads only.
+//!   Emissive materials are allowed on spheres and quads only, on at most
+//!   64 objects.
 //!
 //! # Example
 //!

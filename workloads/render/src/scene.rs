@@ -422,7 +422,10 @@ fn check_range(what: &str, value: f64, min: f64, max: f64) -> Result<(), String>
 }
 
 fn check_point(what: &str, point: Triple) -> Result<(), String> {
-    if point.iter().any(|c| !(c.abs() <= COORDINATE_MAX)) {
+    if point
+        .iter()
+        .any(|c| !c.is_finite() || c.abs() > COORDINATE_MAX)
+    {
         return Err(format!(
             "{what} components must be within ±{COORDINATE_MAX}, got {point:?}"
         ));

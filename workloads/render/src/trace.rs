@@ -4,8 +4,8 @@
 //! (material names become indices, the camera is placed on its orbit, lights
 //! are listed), so the per-ray code does no lookups and no allocation.
 
-use crate::math::{self, PI, Vec3, basis, clamp, max, min, sin_cos};
-use crate::rng::Pcg32;
+use crate::math::{self, PI, Vec3, basis, clamp, floor, max, min, sin_cos};
+use crate::rng::Sampler;
 use crate::scene::{self, Scene};
 
 /// Rays start this far along their direction, so a surface does not shadow
@@ -14,13 +14,23 @@ const T_MIN: f64 = 1.0e-4;
 /// Hits beyond this distance count as sky: it keeps checker lookups on the
 /// infinite ground plane away from absurdly large coordinates.
 const T_FAR: f64 = 1.0e7;
+/// Glass interactions per camera ray that follow both the reflected and the
+/// refracted direction; later ones choose one at random. Two covers the
+/// surfaces of the first glass object a ray passes through.
+const SPLITS_MAX: usize = 2;
+/// How fast (in radians: footprint width per unit of distance) a path's
+/// cone widens after a diffuse bounce; wide enough that indirect rays see a
+/// checker's average colour a short distance away.
+const INDIRECT_CONE_SPREAD: f64 = 1.0;
 /// Bounces after which Russian roulette may end a path early.
 const ROULETTE_DEPTH_MIN: u32 = 3;
-/// Cap on one sample's radiance. Rare paths that reach a light through glass
-/// or fuzzy metal would otherwise leave isolated white pixels ("fireflies")
-/// at the modest sample counts a frame can afford; the bias this adds is
-/// invisible once tone mapped, since lights seen directly are white anyway.
-const SAMPLE_RADIANCE_MAX: f64 = 24.0;
+/// Cap on the radiance one path picks up at any vertex after the first.
+/// Rare paths that reach a bright light through glass or off a mirror would
+/// otherwise leave isolated bright pixels ("fireflies") at the sample counts
+/// a frame can afford. What the camera sees directly is never capped, and
+/// after tone mapping a capped highlight is still nearly white, so the bias
+/// this adds is hard to see while the noise it removes is not.
+const INDIRECT_RADIANCE_MAX: f64 = 4.0;
 
 /// One frame's scene, resolved for tracing.
 pub(crate) struct World {
@@ -99,12 +109,64 @@ struct Camera {
     focus_width: f64,
     focus_height: f64,
     lens_radius: f64,
+    /// Width of one pixel's cone of rays per unit of distance.
+    pixel_spread: f64,
 }
 
 /// The nearest surface a ray hits.
 struct Hit {
     t: f64,
     object: usize,
+}
+
+/// A path in flight: where it is, where it goes, and how much of the light
+/// it finds reaches the camera.
+#[derive(Clone, Copy)]
+struct Path {
+    origin: Vec3,
+    direction: Vec3,
+    throughput: Vec3,
+    depth: u32,
+    /// Whether hitting a light counts: only until the first diffuse bounce.
+    count_emission: bool,
+    /// Width, at `origin`, of the cone of rays this path stands for, and how
+    /// fast it widens per unit of distance: texture lookups are filtered
+    /// over the cone's footprint.
+    cone_width: f64,
+    cone_spread: f64,
+}
+
+/// Paths split off at glass and waiting to be followed. Splits per camera
+/// ray are capped at [`SPLITS_MAX`], so a fixed array holds them and the
+/// work per sample stays bounded.
+struct Branches {
+    pending: [Option<Path>; SPLITS_MAX],
+    len: usize,
+    splits: usize,
+}
+
+impl Branches {
+    fn can_split(&self) -> bool {
+        self.splits < SPLITS_MAX
+    }
+
+    fn push(&mut self, path: Path) {
+        assert!(
+            self.can_split() && self.len < SPLITS_MAX,
+            "split budget exceeded"
+        );
+        self.pending[self.len] = Some(path);
+        self.len += 1;
+        self.splits += 1;
+    }
+
+    fn pop(&mut self) -> Option<Path> {
+        if self.len == 0 {
+            return None;
+        }
+        self.len -= 1;
+        self.pending[self.len].take()
+    }
 }
 
 impl World {
@@ -146,33 +208,21 @@ impl World {
 
     /// The final 8-bit sRGB colour of pixel (`x`, `y`) of the full frame.
     pub(crate) fn pixel(&self, x: u32, y: u32, samples: u32, width: u32, height: u32) -> [u8; 3] {
-        let mut rng = Pcg32::for_pixel(self.seed, self.frame, x, y);
-        // Jittered (stratified) sub-pixel positions on the largest square
-        // grid that fits: they cover the pixel more evenly than independent
-        // random positions, so edges converge faster. Samples beyond the
-        // grid are placed uniformly at random.
-        let mut grid = 1;
-        while (grid + 1) * (grid + 1) <= samples {
-            grid += 1;
-        }
+        let mut sampler = Sampler::for_pixel(self.seed, self.frame, x, y);
         let mut sum = Vec3::ZERO;
         for sample in 0..samples {
-            let (jx, jy) = if sample < grid * grid {
-                let cell_x = f64::from(sample % grid);
-                let cell_y = f64::from(sample / grid);
-                let grid = f64::from(grid);
-                (
-                    (cell_x + rng.next_f64()) / grid,
-                    (cell_y + rng.next_f64()) / grid,
-                )
-            } else {
-                (rng.next_f64(), rng.next_f64())
-            };
+            sampler.start_sample(sample);
+            // Stratified sub-pixel positions: anti-aliasing with a box filter.
+            let (jx, jy) = sampler.next_2d();
             let s = (f64::from(x) + jx) / f64::from(width);
             let t = (f64::from(y) + jy) / f64::from(height);
-            let (origin, direction) = self.camera.ray(s, t, &mut rng);
-            let radiance = self.trace(origin, direction, &mut rng);
-            sum += clamp_radiance(radiance);
+            let (origin, direction) = self.camera.ray(s, t, &mut sampler);
+            let radiance = self.trace(origin, direction, &mut sampler);
+            // A non-finite sample would poison the whole pixel; none should
+            // occur, but one numerical accident must not cost a frame.
+            if radiance.is_finite() {
+                sum += radiance;
+            }
         }
         let average = sum / f64::from(samples) * self.exposure;
         [
@@ -182,51 +232,97 @@ impl World {
         ]
     }
 
-    /// Follows one path from the camera and returns the radiance it carries.
-    fn trace(&self, mut origin: Vec3, mut direction: Vec3, rng: &mut Pcg32) -> Vec3 {
+    /// Follows one camera ray, and the branches it splits into at glass,
+    /// and returns the radiance they carry.
+    fn trace(&self, origin: Vec3, direction: Vec3, sampler: &mut Sampler) -> Vec3 {
+        let mut branches = Branches {
+            pending: [None; SPLITS_MAX],
+            len: 0,
+            splits: 0,
+        };
         let mut radiance = Vec3::ZERO;
-        let mut throughput = Vec3::ONE;
-        // Whether hitting a light counts: only until the first diffuse
-        // bounce. A diffuse bounce samples every light directly, so a light
-        // its continuation hits, straight or through glass (shadow rays pass
-        // through glass, see `transmittance`), was already counted. Lights
-        // reached from a diffuse surface via a mirror are dropped too: those
-        // caustic paths are found only by chance and would show as fireflies
-        // at the sample counts a frame can afford.
-        let mut count_emission = true;
-        for depth in 0..self.max_depth {
+        let mut next = Some(Path {
+            origin,
+            direction,
+            throughput: Vec3::ONE,
+            depth: 0,
+            count_emission: true,
+            cone_width: 0.0,
+            cone_spread: self.camera.pixel_spread,
+        });
+        while let Some(path) = next {
+            radiance += self.follow(path, sampler, &mut branches);
+            next = branches.pop();
+        }
+        radiance
+    }
+
+    /// Follows one path until it leaves the scene, is absorbed or reaches
+    /// the depth limit, and returns the radiance it carries.
+    fn follow(&self, path: Path, sampler: &mut Sampler, branches: &mut Branches) -> Vec3 {
+        let Path {
+            mut origin,
+            mut direction,
+            mut throughput,
+            depth: first_depth,
+            mut count_emission,
+            mut cone_width,
+            mut cone_spread,
+        } = path;
+        let mut radiance = Vec3::ZERO;
+        for depth in first_depth..self.max_depth {
             let Some(hit) = self.intersect(origin, direction) else {
-                radiance += throughput * self.sky.radiance(direction);
+                radiance += cap(depth, throughput * self.sky.radiance(direction));
                 break;
             };
             let object = &self.objects[hit.object];
             let point = origin + direction * hit.t;
+            cone_width += cone_spread * hit.t;
             let outward = object.shape.normal(point);
             let front_face = direction.dot(outward) < 0.0;
             let normal = if front_face { outward } else { -outward };
             match self.materials[object.material] {
                 Material::Emissive { radiance: emitted } => {
                     if count_emission {
-                        radiance += throughput * emitted;
+                        radiance += cap(depth, throughput * emitted);
                     }
                     break;
                 }
                 Material::Lambertian(texture) => {
-                    let albedo = texture.at(point, outward);
+                    // Curved mirrors and glass widen a real cone; ignoring
+                    // that only leaves a little aliasing for the samples to
+                    // average.
+                    let extent = footprint_extent(cone_width, direction, outward);
+                    let albedo = texture.at(point, outward, extent);
                     // Next-event estimation: light arriving straight from
                     // every light, times the Lambertian BRDF albedo/π.
-                    let direct = self.direct_light(point, normal, rng);
-                    radiance += throughput * albedo * direct * (1.0 / PI);
+                    let direct = self.direct_light(point, normal, sampler);
+                    radiance += cap(depth, throughput * albedo * direct * (1.0 / PI));
                     // Cosine-weighted sampling cancels the cosine and the
                     // 1/π of the BRDF against the pdf, leaving the albedo.
-                    direction = cosine_direction(normal, rng);
+                    direction = cosine_direction(normal, sampler);
                     throughput *= albedo;
+                    // One diffuse sample stands for light from the whole
+                    // hemisphere, so from here on textures are seen through a
+                    // wide cone. Indirect light then picks up a checker's
+                    // average colour instead of one of its two colours at
+                    // random, which removes most of the noise on surfaces lit
+                    // by a checkered floor, and changes what they look like
+                    // very little.
+                    cone_spread = INDIRECT_CONE_SPREAD;
+                    // A diffuse bounce samples every light directly, so a
+                    // light its continuation hits, straight or through glass
+                    // (shadow rays pass through glass, see `transmittance`),
+                    // was already counted. Lights reached from here via a
+                    // mirror are dropped too: such caustic paths are found
+                    // only by chance and would show as fireflies at the
+                    // sample counts a frame can afford.
                     count_emission = false;
                 }
                 Material::Metal { albedo, fuzz } => {
                     let mut reflected = reflect(direction, normal);
                     if fuzz > 0.0 {
-                        reflected = (reflected + unit_vector(rng) * fuzz).normalized();
+                        reflected = (reflected + unit_vector(sampler) * fuzz).normalized();
                     }
                     if reflected.dot(normal) <= 0.0 {
                         // Fuzz pushed the ray into the surface: absorbed.
@@ -239,14 +335,36 @@ impl World {
                     let eta = if front_face { 1.0 / ior } else { ior };
                     let cos_in = min(-direction.dot(normal), 1.0);
                     let sin2_out = eta * eta * (1.0 - cos_in * cos_in);
-                    let r = rng.next_f64();
-                    if sin2_out > 1.0 || r < schlick(cos_in, eta) {
-                        direction = reflect(direction, normal);
+                    let reflected = reflect(direction, normal);
+                    if sin2_out > 1.0 {
+                        // Total internal reflection.
+                        direction = reflected;
                     } else {
+                        let reflectance = schlick(cos_in, eta);
                         let cos_out = (1.0 - sin2_out).sqrt();
-                        direction =
+                        let refracted =
                             (direction * eta + normal * (eta * cos_in - cos_out)).normalized();
-                        throughput *= tint;
+                        // Choosing one of the two directions at random makes
+                        // the faint reflection on glass a speckle of rare,
+                        // bright samples; the first few times, follow both.
+                        if branches.can_split() {
+                            branches.push(Path {
+                                origin: point,
+                                direction: reflected,
+                                throughput: throughput * reflectance,
+                                depth: depth + 1,
+                                count_emission,
+                                cone_width,
+                                cone_spread,
+                            });
+                            direction = refracted;
+                            throughput *= tint * (1.0 - reflectance);
+                        } else if sampler.next_f64() < reflectance {
+                            direction = reflected;
+                        } else {
+                            direction = refracted;
+                            throughput *= tint;
+                        }
                     }
                 }
             }
@@ -255,7 +373,7 @@ impl World {
                 // Russian roulette ends dim paths early without bias: a path
                 // survives with probability p and is weighted by 1/p.
                 let survive = clamp(throughput.max_component(), 0.05, 0.95);
-                if rng.next_f64() >= survive {
+                if sampler.next_f64() >= survive {
                     break;
                 }
                 throughput = throughput / survive;
@@ -280,16 +398,16 @@ impl World {
     /// Radiance arriving at `point` (with surface `normal`) directly from
     /// all lights, weighted by the cosine at the surface. Each light gets
     /// one sample toward a random point of it.
-    fn direct_light(&self, point: Vec3, normal: Vec3, rng: &mut Pcg32) -> Vec3 {
+    fn direct_light(&self, point: Vec3, normal: Vec3, sampler: &mut Sampler) -> Vec3 {
         let mut total = Vec3::ZERO;
         for &index in &self.lights {
             let light = &self.objects[index];
             let Material::Emissive { radiance } = self.materials[light.material] else {
                 unreachable!("the light list holds only emissive objects");
             };
-            // Both numbers are drawn even when the light turns out to be
-            // unusable, so every light consumes the same randomness.
-            let (u1, u2) = (rng.next_f64(), rng.next_f64());
+            // The pair is drawn even when the light turns out to be
+            // unusable, so each light keeps its own stratified pair.
+            let (u1, u2) = sampler.next_2d();
             let (direction, distance, weight) = match light.shape {
                 Shape::Sphere { center, radius } => {
                     // Sample the cone of directions the sphere subtends:
@@ -407,20 +525,75 @@ impl Sky {
 }
 
 impl Texture {
-    fn at(self, point: Vec3, outward: Vec3) -> Vec3 {
+    /// The colour at `point` on a surface with unit normal `outward`, seen
+    /// through a ray cone whose footprint on the surface spans `extent`
+    /// along each world axis (zero: a single point).
+    fn at(self, point: Vec3, outward: Vec3, extent: Vec3) -> Vec3 {
         match self {
             Texture::Solid(colour) => colour,
             Texture::Checker { even, odd, size } => {
-                // A solid 3D checker. The lookup point is nudged slightly
-                // inside the surface so that a face lying exactly on a cell
-                // boundary (the ground at y = 0) does not flicker between
-                // cells with the sign of rounding errors.
+                // A solid 3D checker: the product of three square waves of
+                // ±1. The lookup point is nudged slightly inside the surface
+                // so that a face lying exactly on a cell boundary (the ground
+                // at y = 0) does not flicker between cells with the sign of
+                // rounding errors.
                 let p = (point - outward * (size * 1e-3)) / size;
-                let cell = p.x.floor() as i64 + p.y.floor() as i64 + p.z.floor() as i64;
-                if cell.rem_euclid(2) == 0 { even } else { odd }
+                let product = square_wave(p.x, extent.x / size)
+                    * square_wave(p.y, extent.y / size)
+                    * square_wave(p.z, extent.z / size);
+                odd + (even - odd) * (0.5 + 0.5 * product)
             }
         }
     }
+}
+
+/// The square wave that is +1 on cells `[2k, 2k+1)` and −1 on the others,
+/// averaged over a window of `width` cells around `x`.
+///
+/// Box-filtering the checker by the pixel's footprint is what keeps the
+/// distant ground (and the ground seen through glass) from sparkling: there
+/// a pixel covers many cells, and point samples of them would need hundreds
+/// of samples per pixel to average out.
+fn square_wave(x: f64, width: f64) -> f64 {
+    if width < 1e-3 {
+        let cell = floor(x) - 2.0 * floor(x * 0.5);
+        return if cell == 0.0 { 1.0 } else { -1.0 };
+    }
+    // The wave's integral is a triangle wave, so the average is a difference
+    // of two triangle-wave values.
+    let triangle = |x: f64| 1.0 - (x - 2.0 * floor(x * 0.5) - 1.0).abs();
+    let half = width * 0.5;
+    clamp((triangle(x + half) - triangle(x - half)) / width, -1.0, 1.0)
+}
+
+/// How far a ray cone of the given `width`, arriving along `direction` at a
+/// surface with unit normal `normal`, extends along each world axis. The
+/// footprint is an ellipse stretched by 1/cos θ along the incoming direction,
+/// which is what makes the ground blur along the view and not across it.
+fn footprint_extent(width: f64, direction: Vec3, normal: Vec3) -> Vec3 {
+    if width <= 0.0 {
+        return Vec3::ZERO;
+    }
+    let cos = direction.dot(normal);
+    let along = direction - normal * cos;
+    let along_length = along.length();
+    if along_length < 1e-9 {
+        // Head-on: a circle, whose extent along each axis is the radius
+        // scaled by how much that axis lies in the surface.
+        let extent = |n: f64| width * max(0.0, 1.0 - n * n).sqrt();
+        return Vec3::new(extent(normal.x), extent(normal.y), extent(normal.z));
+    }
+    // Grazing views would make the ellipse unboundedly long.
+    let stretch = width / max(cos.abs(), 0.05);
+    let major = along / along_length;
+    let minor = normal.cross(major);
+    let extent =
+        |m: f64, n: f64| ((width * n) * (width * n) + (stretch * m) * (stretch * m)).sqrt();
+    Vec3::new(
+        extent(major.x, minor.x),
+        extent(major.y, minor.y),
+        extent(major.z, minor.z),
+    )
 }
 
 impl Shape {
@@ -557,7 +730,7 @@ impl Camera {
             // orbit centre. The angle is reduced to one turn first so that
             // late frames keep full precision.
             let turns = orbit.start_degrees + orbit.degrees_per_frame * f64::from(frame);
-            let degrees = turns - (turns / 360.0).floor() * 360.0;
+            let degrees = turns - floor(turns / 360.0) * 360.0;
             let (sin, cos) = sin_cos(degrees * (PI / 180.0));
             let center = Vec3::from_array(orbit.center);
             let rotate = |v: Vec3| Vec3::new(cos * v.x + sin * v.z, v.y, -sin * v.x + cos * v.z);
@@ -580,19 +753,21 @@ impl Camera {
             focus_width: 2.0 * half_height * aspect,
             focus_height: 2.0 * half_height,
             lens_radius: spec.aperture * 0.5,
+            pixel_spread: 2.0 * half_height / focus / f64::from(height),
         }
     }
 
     /// The ray through image coordinates `(s, t)` ∈ [0, 1)², `t` growing
     /// downward; a unit direction.
-    fn ray(&self, s: f64, t: f64, rng: &mut Pcg32) -> (Vec3, Vec3) {
+    fn ray(&self, s: f64, t: f64, sampler: &mut Sampler) -> (Vec3, Vec3) {
         let target = self.focus_center
             + self.right * ((s - 0.5) * self.focus_width)
             + self.up * ((0.5 - t) * self.focus_height);
         let origin = if self.lens_radius > 0.0 {
             // Depth of field: start on a random point of the lens disc.
-            let radius = self.lens_radius * rng.next_f64().sqrt();
-            let (sin, cos) = sin_cos(2.0 * PI * rng.next_f64());
+            let (u1, u2) = sampler.next_2d();
+            let radius = self.lens_radius * u1.sqrt();
+            let (sin, cos) = sin_cos(2.0 * PI * u2);
             self.origin + self.right * (radius * cos) + self.up * (radius * sin)
         } else {
             self.origin
@@ -661,19 +836,20 @@ fn resolve_shape(spec: &scene::Object) -> Shape {
 
 /// Cosine-weighted direction in the hemisphere around the unit `normal`
 /// (Malley's method: uniform on the disc, projected up).
-fn cosine_direction(normal: Vec3, rng: &mut Pcg32) -> Vec3 {
-    let u1 = rng.next_f64();
-    let (sin, cos) = sin_cos(2.0 * PI * rng.next_f64());
+fn cosine_direction(normal: Vec3, sampler: &mut Sampler) -> Vec3 {
+    let (u1, u2) = sampler.next_2d();
+    let (sin, cos) = sin_cos(2.0 * PI * u2);
     let r = u1.sqrt();
     let (tangent, bitangent) = basis(normal);
     (tangent * (r * cos) + bitangent * (r * sin) + normal * max(0.0, 1.0 - u1).sqrt()).normalized()
 }
 
 /// A uniformly distributed unit vector.
-fn unit_vector(rng: &mut Pcg32) -> Vec3 {
-    let z = 1.0 - 2.0 * rng.next_f64();
+fn unit_vector(sampler: &mut Sampler) -> Vec3 {
+    let (u1, u2) = sampler.next_2d();
+    let z = 1.0 - 2.0 * u1;
     let r = max(0.0, 1.0 - z * z).sqrt();
-    let (sin, cos) = sin_cos(2.0 * PI * rng.next_f64());
+    let (sin, cos) = sin_cos(2.0 * PI * u2);
     Vec3::new(r * cos, r * sin, z)
 }
 
@@ -691,16 +867,12 @@ fn schlick(cos: f64, eta: f64) -> f64 {
     r0 + (1.0 - r0) * m2 * m2 * m
 }
 
-/// Scales a sample down to [`SAMPLE_RADIANCE_MAX`], keeping its hue, and
-/// drops non-finite samples so that one numerical accident cannot poison a
-/// pixel.
-fn clamp_radiance(radiance: Vec3) -> Vec3 {
-    if !radiance.is_finite() {
-        return Vec3::ZERO;
-    }
+/// `radiance` picked up at bounce `depth`, capped to
+/// [`INDIRECT_RADIANCE_MAX`] (keeping its hue) unless seen directly.
+fn cap(depth: u32, radiance: Vec3) -> Vec3 {
     let peak = radiance.max_component();
-    if peak > SAMPLE_RADIANCE_MAX {
-        radiance * (SAMPLE_RADIANCE_MAX / peak)
+    if depth > 0 && peak > INDIRECT_RADIANCE_MAX {
+        radiance * (INDIRECT_RADIANCE_MAX / peak)
     } else {
         radiance
     }
@@ -721,7 +893,9 @@ fn encode_channel(linear: f64) -> u8 {
     } else {
         1.055 * math::powf(mapped, 1.0 / 2.4) - 0.055
     };
-    (clamp(encoded, 0.0, 1.0) * 255.0 + 0.5).floor() as u8
+    // Rounds to nearest: the value is non-negative, so `as` truncation
+    // is a floor.
+    (clamp(encoded, 0.0, 1.0) * 255.0 + 0.5) as u8
 }
 
 #[cfg(test)]
