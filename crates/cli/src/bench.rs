@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use cairn_exec::{Limits, Runtime, Task, TaskResult, WasmConfig, WasmRuntime};
+use cairn_exec::{Limits, NanCanonicalization, Runtime, Task, TaskResult, WasmConfig, WasmRuntime};
 use serde::Serialize;
 
 /// The example scene, rendered by the Wasm benchmark.
@@ -95,22 +95,31 @@ fn wasm(args: &WasmArgs) -> anyhow::Result<Vec<Figure>> {
         ..Limits::default()
     };
 
-    let metered = WasmRuntime::new(WasmConfig { metered: true })?;
-    let unmetered = WasmRuntime::new(WasmConfig { metered: false })?;
+    let metered = WasmRuntime::new(WasmConfig::default())?;
+    let unmetered = WasmRuntime::new(WasmConfig {
+        metered: false,
+        ..WasmConfig::default()
+    })?;
+    let every_op = WasmRuntime::new(WasmConfig {
+        nan_canonicalization: NanCanonicalization::EveryOperation,
+        ..WasmConfig::default()
+    })?;
     let module = metered.load(cairn_workloads::RENDER.wasm)?;
     unmetered.load(cairn_workloads::RENDER.wasm)?;
+    every_op.load(cairn_workloads::RENDER.wasm)?;
 
     let mut native_png = Vec::new();
     let mut native = Vec::new();
     let mut wasm_metered = Vec::new();
     let mut wasm_unmetered = Vec::new();
+    let mut wasm_every_op = Vec::new();
     let mut fuel = 0;
     let mut wasm_png = Vec::new();
     // Interleave the variants so a change in machine load hits all alike.
     for run in 0..args.runs {
         let started = Instant::now();
-        let image = cairn_render::render(&scene, FRAME, &Default::default())
-            .map_err(anyhow::Error::msg)?;
+        let image =
+            cairn_render::render(&scene, FRAME, &Default::default()).map_err(anyhow::Error::msg)?;
         native_png = cairn_render::encode_png(&image);
         std::fs::write(dir.path().join("native.png"), &native_png)?;
         native.push(started.elapsed());
@@ -124,10 +133,15 @@ fn wasm(args: &WasmArgs) -> anyhow::Result<Vec<Figure>> {
         let output = dir.path().join(format!("unmetered-{run}"));
         let result = render_task(&unmetered, module, &guest_args, &input, &output, limits)?;
         wasm_unmetered.push(result.wall_time);
+
+        let output = dir.path().join(format!("every-op-{run}"));
+        let result = render_task(&every_op, module, &guest_args, &input, &output, limits)?;
+        wasm_every_op.push(result.wall_time);
     }
     let native = median(native);
     let wasm_metered = median(wasm_metered);
     let wasm_unmetered = median(wasm_unmetered);
+    let wasm_every_op = median(wasm_every_op);
     let overhead = task_overhead(&metered, args.tasks, dir.path())?;
 
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -135,11 +149,33 @@ fn wasm(args: &WasmArgs) -> anyhow::Result<Vec<Figure>> {
         figure("render_native", ms(native), "ms"),
         figure("render_wasm_metered", ms(wasm_metered), "ms"),
         figure("render_wasm_unmetered", ms(wasm_unmetered), "ms"),
-        figure("ratio_wasm_metered_to_native", ratio(wasm_metered, native), "x"),
-        figure("ratio_wasm_unmetered_to_native", ratio(wasm_unmetered, native), "x"),
-        figure("fuel_metering_cost", ratio(wasm_metered, wasm_unmetered), "x"),
+        figure(
+            "ratio_wasm_metered_to_native",
+            ratio(wasm_metered, native),
+            "x",
+        ),
+        figure(
+            "ratio_wasm_unmetered_to_native",
+            ratio(wasm_unmetered, native),
+            "x",
+        ),
+        figure(
+            "fuel_metering_cost",
+            ratio(wasm_metered, wasm_unmetered),
+            "x",
+        ),
+        figure("render_wasm_nan_canon_every_op", ms(wasm_every_op), "ms"),
+        figure(
+            "ratio_nan_canon_every_op_to_at_observation",
+            ratio(wasm_every_op, wasm_metered),
+            "x",
+        ),
         figure("render_fuel", fuel as f64, "fuel"),
-        figure("fuel_rate", fuel as f64 / wasm_metered.as_secs_f64() / 1e9, "Gfuel/s"),
+        figure(
+            "fuel_rate",
+            fuel as f64 / wasm_metered.as_secs_f64() / 1e9,
+            "Gfuel/s",
+        ),
         figure(
             "wasm_png_equals_native",
             f64::from(u8::from(wasm_png == native_png)),
@@ -181,7 +217,8 @@ fn render_task(
 /// a WASI context, instantiating a cached module, running an empty
 /// `_start`, and listing and hashing the outputs.
 fn task_overhead(runtime: &WasmRuntime, tasks: u32, scratch: &Path) -> anyhow::Result<Duration> {
-    let empty = wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#)?;
+    let empty =
+        wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#)?;
     let module = runtime.load(&empty)?;
     let root = scratch.join("overhead");
     std::fs::create_dir(&root)?;

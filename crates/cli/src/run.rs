@@ -128,23 +128,29 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         work_dir: &tasks_dir,
         limits: job.limits,
     };
-    local::run(&runtime, &local_job, workers, &AtomicBool::new(false), |finished| {
-        let summary = gather(finished, &out_dir, &mut claimed);
-        fuel_total += summary.fuel_used.unwrap_or(0);
-        if !summary.ok {
-            bar.println(format!(
-                "task {} failed: {}{}",
-                summary.value,
-                summary.outcome,
-                indent(&summary.stderr_tail)
-            ));
-        }
-        bar.inc(1);
-        let elapsed = started.elapsed().as_secs_f64().max(1e-9);
-        bar.set_message(format!("{}fuel/s", si(fuel_total as f64 / elapsed)));
-        let index = summary.index as usize;
-        summaries[index] = Some(summary);
-    });
+    local::run(
+        &runtime,
+        &local_job,
+        workers,
+        &AtomicBool::new(false),
+        |finished| {
+            let summary = gather(finished, &out_dir, &mut claimed);
+            fuel_total += summary.fuel_used.unwrap_or(0);
+            if !summary.ok {
+                bar.println(format!(
+                    "task {} failed: {}{}",
+                    summary.value,
+                    summary.outcome,
+                    indent(&summary.stderr_tail)
+                ));
+            }
+            bar.inc(1);
+            let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!("{}fuel/s", si(fuel_total as f64 / elapsed)));
+            let index = summary.index as usize;
+            summaries[index] = Some(summary);
+        },
+    );
     bar.finish_and_clear();
     let wall_time = started.elapsed();
     std::fs::remove_dir_all(&work_dir).ok();
@@ -294,10 +300,18 @@ fn print_summary(summary: &Summary) {
     let shown: Vec<&TaskSummary> = if summary.results.len() <= TASK_LINES_MAX {
         summary.results.iter().collect()
     } else {
-        summary.results.iter().filter(|r| !r.ok).take(TASK_LINES_MAX).collect()
+        summary
+            .results
+            .iter()
+            .filter(|r| !r.ok)
+            .take(TASK_LINES_MAX)
+            .collect()
     };
     if !shown.is_empty() {
-        println!("{:>8}  {:<6}  {:>8}  {:<12}  outputs", "task", "status", "fuel", "digest");
+        println!(
+            "{:>8}  {:<6}  {:>8}  {:<12}  outputs",
+            "task", "status", "fuel", "digest"
+        );
     }
     for r in shown {
         let outputs: Vec<&str> = r.outputs.iter().map(|o| o.path.as_str()).collect();
@@ -307,7 +321,11 @@ fn print_summary(summary: &Summary) {
             if r.ok { "ok" } else { "FAILED" },
             r.fuel_used.map_or("-".into(), |f| si(f as f64)),
             r.digest.as_deref().map_or("-", |d| &d[..12]),
-            if r.ok { outputs.join(" ") } else { r.outcome.clone() },
+            if r.ok {
+                outputs.join(" ")
+            } else {
+                r.outcome.clone()
+            },
         );
     }
     println!(

@@ -104,14 +104,30 @@ fn malformed_job_is_refused_with_its_location_and_nothing_runs() {
     let dir = tempfile::tempdir().unwrap();
     let job = render_job(dir.path());
     let text = std::fs::read_to_string(&job).unwrap();
-    std::fs::write(&job, text.replace("range = [0, 4]", "range = [0, 4]\n[limits]\nfuel = 0")).unwrap();
+    std::fs::write(
+        &job,
+        text.replace("range = [0, 4]", "range = [0, 4]\n[limits]\nfuel = 0"),
+    )
+    .unwrap();
     let out = dir.path().join("out");
-    let output = cairn(&["run", job.to_str().unwrap(), "--local", "-o", out.to_str().unwrap()]);
+    let output = cairn(&[
+        "run",
+        job.to_str().unwrap(),
+        "--local",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.starts_with("cairn: "), "{stderr}");
-    assert!(stderr.contains("job.toml:9:8: limits.fuel: 0 is out of range"), "{stderr}");
-    assert!(!out.exists(), "nothing may be written for a job that did not load");
+    assert!(
+        stderr.contains("job.toml:9:8: limits.fuel: 0 is out of range"),
+        "{stderr}"
+    );
+    assert!(
+        !out.exists(),
+        "nothing may be written for a job that did not load"
+    );
 }
 
 #[test]
@@ -124,7 +140,14 @@ fn failing_tasks_are_reported_and_the_rest_complete() {
         "[job]\nmodule = \"cairn:hostile\"\nargs = [\"exit\", \"{task}\"]\n[tasks]\nlist = [0, 1]\n",
     )
     .unwrap();
-    let output = cairn(&["run", job.to_str().unwrap(), "--local", "--json", "-o", dir.path().join("out").to_str().unwrap()]);
+    let output = cairn(&[
+        "run",
+        job.to_str().unwrap(),
+        "--local",
+        "--json",
+        "-o",
+        dir.path().join("out").to_str().unwrap(),
+    ]);
     assert_eq!(output.status.code(), Some(1));
     let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(summary["succeeded"], 1);
@@ -141,7 +164,16 @@ fn outputs_that_collide_fail_the_later_task() {
         "[job]\nmodule = \"cairn:hostile\"\nargs = [\"write\", \"10\"]\n[tasks]\nrange = [0, 2]\n",
     )
     .unwrap();
-    let output = cairn(&["run", job.to_str().unwrap(), "--local", "--json", "-j", "1", "-o", dir.path().join("out").to_str().unwrap()]);
+    let output = cairn(&[
+        "run",
+        job.to_str().unwrap(),
+        "--local",
+        "--json",
+        "-j",
+        "1",
+        "-o",
+        dir.path().join("out").to_str().unwrap(),
+    ]);
     assert_eq!(output.status.code(), Some(1));
     let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(summary["succeeded"], 1);
@@ -151,7 +183,12 @@ fn outputs_that_collide_fail_the_later_task() {
         .iter()
         .find(|r| r["ok"] == false)
         .unwrap();
-    assert!(failure["outcome"].as_str().unwrap().contains("'big.bin' was also written by task"));
+    assert!(
+        failure["outcome"]
+            .as_str()
+            .unwrap()
+            .contains("'big.bin' was also written by task")
+    );
 }
 
 #[test]
@@ -159,11 +196,18 @@ fn a_module_that_is_not_wasm_is_refused_before_running() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("evil.wasm"), "#!/bin/sh\necho pwned\n").unwrap();
     let job = dir.path().join("job.toml");
-    std::fs::write(&job, "[job]\nmodule = \"evil.wasm\"\n[tasks]\nrange = [0, 1]\n").unwrap();
+    std::fs::write(
+        &job,
+        "[job]\nmodule = \"evil.wasm\"\n[tasks]\nrange = [0, 1]\n",
+    )
+    .unwrap();
     let output = cairn(&["run", job.to_str().unwrap(), "--local"]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("job.module: not a WebAssembly module"), "{stderr}");
+    assert!(
+        stderr.contains("job.module: not a WebAssembly module"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -179,7 +223,10 @@ fn running_without_local_explains_itself() {
 fn example_jobs_load() {
     // The shipped examples stay valid as the job format evolves.
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
-    for job in [examples.join("render/job.toml"), examples.join("hashsearch.toml")] {
+    for job in [
+        examples.join("render/job.toml"),
+        examples.join("hashsearch.toml"),
+    ] {
         let loaded = cairn_job::Job::load(&job, &cairn_workloads::names());
         assert!(loaded.is_ok(), "{}: {}", job.display(), loaded.unwrap_err());
     }

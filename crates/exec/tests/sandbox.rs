@@ -182,6 +182,63 @@ fn nans_are_canonical_and_stable() {
     assert_eq!(lines[5], "7fc00000");
 }
 
+/// A module whose exit status is the sign bit of a NaN that `body` computes
+/// and makes observable (the x86 default NaN is negative, the canonical
+/// one positive).
+fn nan_sign_exit_status(body: &str) -> Outcome {
+    let wat = format!(
+        r#"(module
+            (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+            (memory (export "memory") 1)
+            (func $zero (result f64) f64.const 0)
+            (func (export "_start") {body} call $exit))"#
+    );
+    let rt = runtime();
+    let module = rt.load(&wat::parse_str(wat).unwrap()).unwrap();
+    let a = run_with(&rt, module, &[], limits(), &[]).unwrap();
+    let b = run_with(&rt, module, &[], limits(), &[]).unwrap();
+    assert_eq!((a.digest, a.fuel_used), (b.digest, b.fuel_used));
+    a.outcome
+}
+
+#[test]
+fn nan_bits_are_canonical_wherever_they_can_be_observed() {
+    // Stored to memory, then read back as an integer.
+    let stored = "i32.const 0 call $zero call $zero f64.div f64.store
+        i32.const 0 i64.load i64.const 63 i64.shr_u i32.wrap_i64";
+    assert_eq!(nan_sign_exit_status(stored), Outcome::Exited(0));
+    // Reinterpreted as an integer.
+    let reinterpreted = "call $zero call $zero f64.div i64.reinterpret_f64
+        i64.const 63 i64.shr_u i32.wrap_i64";
+    assert_eq!(nan_sign_exit_status(reinterpreted), Outcome::Exited(0));
+    // Its sign copied onto an ordinary number.
+    let copysign = "f64.const 1 call $zero call $zero f64.div f64.copysign
+        f64.const 0 f64.lt";
+    assert_eq!(nan_sign_exit_status(copysign), Outcome::Exited(0));
+    // Made by a vector operation and stored.
+    let vector = "i32.const 0
+        call $zero f32.demote_f64 f32x4.splat call $zero f32.demote_f64 f32x4.splat
+        f32x4.div v128.store
+        i32.const 0 i32.load i32.const 31 i32.shr_u";
+    assert_eq!(nan_sign_exit_status(vector), Outcome::Exited(0));
+    // Moved from a scalar into a vector.
+    let splat = "i32.const 0 call $zero call $zero f64.div f64x2.splat v128.store
+        i32.const 0 i64.load i64.const 63 i64.shr_u i32.wrap_i64";
+    assert_eq!(nan_sign_exit_status(splat), Outcome::Exited(0));
+    // A negated canonical NaN is still deterministic: it is the negative one.
+    let negated = "call $zero call $zero f64.div f64.neg i64.reinterpret_f64
+        i64.const 63 i64.shr_u i32.wrap_i64";
+    assert_eq!(nan_sign_exit_status(negated), Outcome::Exited(0));
+}
+
+#[test]
+fn nan_payloads_in_integers_are_left_alone() {
+    // Only floats are canonicalised: integer bits that spell a NaN survive.
+    let boxed = "i32.const 0 i64.const 0xfff8000000000abc i64.store
+        i32.const 0 i64.load i64.const 0xfff8000000000abc i64.eq";
+    assert_eq!(nan_sign_exit_status(boxed), Outcome::Exited(1));
+}
+
 #[test]
 fn infinite_loop_ends_with_fuel_exhausted() {
     let rt = runtime();

@@ -1,6 +1,7 @@
 //! The deterministic WebAssembly runtime.
 
 mod host;
+mod nan;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,12 +30,30 @@ pub struct WasmConfig {
     /// Meter fuel. Always on in production: fuel is how work is limited,
     /// priced and bisected. Off only to measure what metering costs.
     pub metered: bool,
+    /// Where NaNs are made canonical. Both make every result bit-for-bit
+    /// reproducible; they differ in speed and in fuel.
+    pub nan_canonicalization: NanCanonicalization,
 }
 
 impl Default for WasmConfig {
     fn default() -> Self {
-        Self { metered: true }
+        Self {
+            metered: true,
+            nan_canonicalization: NanCanonicalization::AtObservation,
+        }
     }
+}
+
+/// Where the runtime makes NaNs canonical (see the `nan` module).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NanCanonicalization {
+    /// Where a program can observe a NaN's bits (stores, reinterpretation,
+    /// `copysign`, entering a vector); vector operations where they produce
+    /// one. The default: float code runs at nearly native speed.
+    AtObservation,
+    /// After every float operation (Cranelift's own pass). Kept to measure
+    /// the difference.
+    EveryOperation,
 }
 
 /// Runs WebAssembly (WASI preview 1) deterministically. Cheap to share:
@@ -56,9 +75,11 @@ impl WasmRuntime {
             .consume_fuel(config.metered)
             // Only a watchdog against hangs; never part of a result.
             .epoch_interruption(true)
-            // Float operations that produce NaN give the one canonical NaN,
-            // whatever the CPU would have produced.
-            .cranelift_nan_canonicalization(true)
+            // NaN bits are the one thing CPUs disagree on: make them
+            // canonical, here or in `load` (see `NanCanonicalization`).
+            .cranelift_nan_canonicalization(
+                config.nan_canonicalization == NanCanonicalization::EveryOperation,
+            )
             .wasm_simd(true)
             .wasm_relaxed_simd(true)
             .relaxed_simd_deterministic(true)
@@ -112,7 +133,15 @@ impl Runtime for WasmRuntime {
         if self.modules.lock().unwrap().contains_key(&id) {
             return Ok(id);
         }
-        let module = Module::new(&self.engine, bytes)
+        let rewritten;
+        let compiled = match self.config.nan_canonicalization {
+            NanCanonicalization::AtObservation => {
+                rewritten = nan::canonicalize_nans(bytes).map_err(ExecError::InvalidModule)?;
+                &rewritten[..]
+            }
+            NanCanonicalization::EveryOperation => bytes,
+        };
+        let module = Module::new(&self.engine, compiled)
             .map_err(|e| ExecError::InvalidModule(format!("{e:#}")))?;
         for import in module.imports() {
             if !self
