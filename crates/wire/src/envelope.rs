@@ -44,6 +44,19 @@ impl<T: Encode> Signed<T> {
         }
     }
 
+    /// The payload *without* checking the signature: for code that holds
+    /// proof of an earlier [`Signed::verify`] (a verified-transaction type,
+    /// say) or that only routes the envelope.
+    pub fn payload_unchecked(&self) -> &T {
+        &self.payload
+    }
+
+    /// The bytes the signature covers under `namespace`, for batch
+    /// verification ([`crate::verify_batch`]).
+    pub fn signing_bytes(&self, namespace: &[u8]) -> Vec<u8> {
+        signing_bytes(namespace, &self.payload)
+    }
+
     /// Who claims to have signed it (checked only by [`Signed::verify`]).
     pub fn signer(&self) -> PublicKey {
         self.signer

@@ -23,6 +23,7 @@ pub type NodeId = PublicKey;
 pub struct Signature([u8; 64]);
 
 /// An ed25519 signing key together with its public key.
+#[derive(Clone)]
 pub struct Keypair {
     secret: SigningKey,
     public: PublicKey,
@@ -94,6 +95,10 @@ impl fmt::Debug for Keypair {
 }
 
 impl PublicKey {
+    /// The all-zero key: the least key in byte order, for range bounds. It is
+    /// not a valid signer.
+    pub const MIN: PublicKey = PublicKey([0; 32]);
+
     /// The raw 32 bytes.
     pub const fn as_bytes(&self) -> &[u8; 32] {
         &self.0
@@ -149,6 +154,26 @@ impl fmt::Debug for Signature {
     }
 }
 
+/// Verifies many signatures at once, faster than one by one. True only if
+/// every signature is valid; on false, check individually to find the bad
+/// ones. Unlike [`PublicKey::verify`], batch verification is not strict
+/// about malleable encodings, so callers that dedupe by signature bytes
+/// must still use the strict check for anything they store.
+pub fn verify_batch(items: &[(&[u8], &PublicKey, &Signature)]) -> bool {
+    let mut messages = Vec::with_capacity(items.len());
+    let mut signatures = Vec::with_capacity(items.len());
+    let mut keys = Vec::with_capacity(items.len());
+    for (message, key, signature) in items {
+        let Ok(key) = VerifyingKey::from_bytes(&key.0) else {
+            return false;
+        };
+        messages.push(*message);
+        signatures.push(ed25519_dalek::Signature::from_bytes(&signature.0));
+        keys.push(key);
+    }
+    ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok()
+}
+
 macro_rules! fixed_bytes_codec {
     ($ty:ident, $len:literal) => {
         impl Write for $ty {
@@ -198,6 +223,25 @@ mod tests {
         assert!(!key.public().verify(b"lease 8", &signature));
         let other = Keypair::from_seed([4; 32]);
         assert!(!other.public().verify(b"lease 9", &signature));
+    }
+
+    #[test]
+    fn batch_verification_finds_a_bad_signature() {
+        let keys: Vec<Keypair> = (0..4u8).map(|i| Keypair::from_seed([i; 32])).collect();
+        let messages: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 10]).collect();
+        let signatures: Vec<Signature> =
+            keys.iter().zip(&messages).map(|(k, m)| k.sign(m)).collect();
+        let publics: Vec<PublicKey> = keys.iter().map(Keypair::public).collect();
+        let items: Vec<(&[u8], &PublicKey, &Signature)> = messages
+            .iter()
+            .zip(&publics)
+            .zip(&signatures)
+            .map(|((m, k), s)| (m.as_slice(), k, s))
+            .collect();
+        assert!(verify_batch(&items));
+        let mut tampered = items.clone();
+        tampered[2].0 = b"forged";
+        assert!(!verify_batch(&tampered));
     }
 
     #[test]

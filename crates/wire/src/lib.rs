@@ -38,7 +38,7 @@ pub use commonware_codec as codec;
 pub use envelope::Signed;
 pub use error::WireError;
 pub use id::ContentId;
-pub use identity::{Keypair, NodeId, PublicKey, Signature};
+pub use identity::{Keypair, NodeId, PublicKey, Signature, verify_batch};
 
 /// Version of the wire format. It is the first byte of every envelope; a
 /// decoder refuses versions it does not know rather than guessing.

@@ -1,0 +1,140 @@
+//! The starting state of a chain, from a TOML file.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use cairn_wire::{ContentId, PublicKey};
+use serde::Deserialize;
+
+use crate::{Account, Amount, Params, State};
+
+/// A genesis file.
+///
+/// ```toml
+/// chain_name = "cairn-devnet"
+/// [params]
+/// stake_min = 1000000000
+/// unbonding_blocks = 1000
+/// fee_bps = 100
+/// slash_bps = 5000
+/// slash_reward_bps = 5000
+/// [balances]
+/// "<64 hex digits of a public key>" = 1000000000000
+/// ```
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Genesis {
+    /// A human name; part of the chain id, so two chains with equal balances differ.
+    pub chain_name: String,
+    /// Protocol parameters.
+    #[serde(default)]
+    pub params: GenesisParams,
+    /// Starting balances by public key (hex).
+    pub balances: BTreeMap<String, Amount>,
+}
+
+/// Parameters as written in a genesis file; missing ones take defaults.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisParams {
+    stake_min: Option<Amount>,
+    unbonding_blocks: Option<u64>,
+    fee_bps: Option<u16>,
+    slash_bps: Option<u16>,
+    slash_reward_bps: Option<u16>,
+}
+
+/// Why a genesis file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum GenesisError {
+    /// The file could not be read.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The contents are wrong.
+    #[error("genesis: {0}")]
+    Invalid(String),
+}
+
+impl Genesis {
+    /// Reads a genesis file.
+    pub fn load(path: &Path) -> Result<Self, GenesisError> {
+        let file = |message: String| GenesisError::File {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| file(e.to_string()))?;
+        toml::from_str(&text).map_err(|e| file(e.to_string()))
+    }
+
+    /// The state at height 0. The chain id is the digest of the canonical
+    /// form of this genesis, so every node that starts from it agrees.
+    pub fn state(&self) -> Result<State, GenesisError> {
+        let defaults = Params::default();
+        let p = &self.params;
+        let params = Params {
+            stake_min: p.stake_min.unwrap_or(defaults.stake_min),
+            unbonding_blocks: p.unbonding_blocks.unwrap_or(defaults.unbonding_blocks),
+            fee_bps: p.fee_bps.unwrap_or(defaults.fee_bps),
+            slash_bps: p.slash_bps.unwrap_or(defaults.slash_bps),
+            slash_reward_bps: p.slash_reward_bps.unwrap_or(defaults.slash_reward_bps),
+        };
+        for (name, value) in [
+            ("fee_bps", params.fee_bps),
+            ("slash_bps", params.slash_bps),
+            ("slash_reward_bps", params.slash_reward_bps),
+        ] {
+            if value > 10_000 {
+                return Err(GenesisError::Invalid(format!(
+                    "params.{name} = {value} is more than 10000 basis points"
+                )));
+            }
+        }
+        let mut accounts = BTreeMap::new();
+        let mut supply: Amount = 0;
+        for (key, balance) in &self.balances {
+            let key: PublicKey = key
+                .parse()
+                .map_err(|e| GenesisError::Invalid(format!("balances: {e}")))?;
+            supply = supply.checked_add(*balance).ok_or_else(|| {
+                GenesisError::Invalid("balances add up to more than 2^64 µCAIRN".into())
+            })?;
+            accounts.insert(
+                key,
+                Account {
+                    balance: *balance,
+                    nonce: 0,
+                },
+            );
+        }
+        let mut id = format!(
+            "cairn genesis v1\n{}\n{} {} {} {} {}\n",
+            self.chain_name,
+            params.stake_min,
+            params.unbonding_blocks,
+            params.fee_bps,
+            params.slash_bps,
+            params.slash_reward_bps
+        );
+        for (key, account) in &accounts {
+            id.push_str(&format!("{key} {}\n", account.balance));
+        }
+        let mut state = State::empty(ContentId::of(id.as_bytes()), params);
+        state.accounts = accounts;
+        state.supply = supply;
+        Ok(state)
+    }
+
+    /// A genesis giving each key `balance`, for tests and devnets.
+    pub fn with_balances(chain_name: &str, keys: &[PublicKey], balance: Amount) -> Self {
+        Self {
+            chain_name: chain_name.to_string(),
+            params: GenesisParams::default(),
+            balances: keys.iter().map(|k| (k.to_string(), balance)).collect(),
+        }
+    }
+}

@@ -1,0 +1,665 @@
+//! The ledger state and the rules that change it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cairn_wire::{ContentId, PublicKey, Signed};
+
+use crate::tx::{Amount, Capabilities, Evidence, Lease, Receipt, TxKind, VerifiedTx};
+use crate::{Proof, TxError, root};
+
+/// Protocol parameters, fixed at genesis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Params {
+    /// Stake a provider needs to register and to bid.
+    pub stake_min: Amount,
+    /// Blocks between unstaking and getting the stake back.
+    pub unbonding_blocks: u64,
+    /// Protocol fee on every payment, in basis points.
+    pub fee_bps: u16,
+    /// Share of a provider's stake slashed per proven offence, in basis points.
+    pub slash_bps: u16,
+    /// Share of a slash paid to whoever proved it, in basis points; the rest
+    /// is burned.
+    pub slash_reward_bps: u16,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            stake_min: 1_000_000_000,
+            unbonding_blocks: 1_000,
+            fee_bps: 100,
+            slash_bps: 5_000,
+            slash_reward_bps: 5_000,
+        }
+    }
+}
+
+/// An account.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Account {
+    /// Spendable µCAIRN.
+    pub balance: Amount,
+    /// Transactions applied so far; the next must carry this nonce.
+    pub nonce: u64,
+}
+
+/// A registered provider.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Provider {
+    /// Bonded stake (slashable).
+    pub stake: Amount,
+    /// What it offers.
+    pub capabilities: Capabilities,
+    /// Where it is reached.
+    pub endpoint: String,
+    /// Its record.
+    pub reputation: Reputation,
+}
+
+/// A provider's record, kept by the ledger so anyone can check it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reputation {
+    /// Receipts paid.
+    pub tasks_settled: u64,
+    /// Fuel paid for.
+    pub fuel_settled: u64,
+    /// Proven offences.
+    pub slashes: u64,
+}
+
+/// A job's locked budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Escrow {
+    /// Who locked it and gets the rest back.
+    pub owner: PublicKey,
+    /// What is left.
+    pub balance: Amount,
+    /// The last height at which a lease on the job is live; the escrow
+    /// cannot close before, so providers working on a lease are paid.
+    pub leases_until: u64,
+}
+
+/// What a settlement did with each receipt, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SettleOutcome {
+    /// Paid: `paid` to the provider and `fee` to the fee pool.
+    Paid {
+        /// To the provider.
+        paid: Amount,
+        /// To the fee pool.
+        fee: Amount,
+    },
+    /// Not paid, and why.
+    Refused(&'static str),
+}
+
+/// The whole ledger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct State {
+    pub(crate) chain: ContentId,
+    pub(crate) params: Params,
+    pub(crate) height: u64,
+    pub(crate) supply: Amount,
+    pub(crate) accounts: BTreeMap<PublicKey, Account>,
+    pub(crate) providers: BTreeMap<PublicKey, Provider>,
+    /// Stake on its way out, keyed by (release height, owner).
+    pub(crate) unbonding: BTreeMap<(u64, PublicKey), Amount>,
+    pub(crate) escrows: BTreeMap<ContentId, Escrow>,
+    pub(crate) leases: BTreeMap<ContentId, Lease>,
+    /// (lease, task) pairs already paid.
+    pub(crate) settled: BTreeSet<(ContentId, u64)>,
+    /// (lease, task) pairs already punished.
+    pub(crate) slashed: BTreeSet<(ContentId, u64)>,
+    pub(crate) fee_pool: Amount,
+    pub(crate) burned: Amount,
+}
+
+impl State {
+    /// An empty ledger for `chain` (use [`crate::Genesis`] for a real one).
+    pub(crate) fn empty(chain: ContentId, params: Params) -> Self {
+        Self {
+            chain,
+            params,
+            height: 0,
+            supply: 0,
+            accounts: BTreeMap::new(),
+            providers: BTreeMap::new(),
+            unbonding: BTreeMap::new(),
+            escrows: BTreeMap::new(),
+            leases: BTreeMap::new(),
+            settled: BTreeSet::new(),
+            slashed: BTreeSet::new(),
+            fee_pool: 0,
+            burned: 0,
+        }
+    }
+
+    /// The chain's id (the genesis digest).
+    pub fn chain(&self) -> ContentId {
+        self.chain
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The height of the last block begun.
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+
+    /// Tokens created at genesis; constant forever.
+    pub fn supply(&self) -> Amount {
+        self.supply
+    }
+
+    /// An account (all zero if never used).
+    pub fn account(&self, key: &PublicKey) -> Account {
+        self.accounts.get(key).copied().unwrap_or_default()
+    }
+
+    /// A provider, if registered.
+    pub fn provider(&self, key: &PublicKey) -> Option<&Provider> {
+        self.providers.get(key)
+    }
+
+    /// Whether `key` may bid: registered with at least the minimum stake.
+    pub fn can_bid(&self, key: &PublicKey) -> bool {
+        self.providers
+            .get(key)
+            .is_some_and(|p| p.stake >= self.params.stake_min)
+    }
+
+    /// A job's escrow, if open.
+    pub fn escrow(&self, job: &ContentId) -> Option<&Escrow> {
+        self.escrows.get(job)
+    }
+
+    /// A recorded lease.
+    pub fn lease(&self, id: &ContentId) -> Option<&Lease> {
+        self.leases.get(id)
+    }
+
+    /// Stake of `key` still unbonding.
+    pub fn unbonding_of(&self, key: &PublicKey) -> Amount {
+        self.unbonding
+            .iter()
+            .filter(|((_, owner), _)| owner == key)
+            .map(|(_, amount)| amount)
+            .sum()
+    }
+
+    /// Protocol fees collected.
+    pub fn fee_pool(&self) -> Amount {
+        self.fee_pool
+    }
+
+    /// Tokens destroyed by slashing.
+    pub fn burned(&self) -> Amount {
+        self.burned
+    }
+
+    /// Every token, wherever it is, plus those burned. Always equals
+    /// [`State::supply`]; a difference is a bug.
+    pub fn total_accounted(&self) -> u128 {
+        let sum = |it: &mut dyn Iterator<Item = Amount>| it.map(u128::from).sum::<u128>();
+        sum(&mut self.accounts.values().map(|a| a.balance))
+            + sum(&mut self.providers.values().map(|p| p.stake))
+            + sum(&mut self.unbonding.values().copied())
+            + sum(&mut self.escrows.values().map(|e| e.balance))
+            + u128::from(self.fee_pool)
+            + u128::from(self.burned)
+    }
+
+    /// Starts block `height`: stake whose unbonding delay has passed returns
+    /// to its owner's balance.
+    pub fn begin_block(&mut self, height: u64) {
+        assert!(height > self.height, "blocks are applied in order");
+        self.height = height;
+        let later = self.unbonding.split_off(&(height + 1, PublicKey::MIN));
+        for ((_, owner), amount) in std::mem::replace(&mut self.unbonding, later) {
+            let account = self.accounts.entry(owner).or_default();
+            // Cannot overflow: the amount was part of the fixed supply.
+            account.balance = account
+                .balance
+                .checked_add(amount)
+                .expect("balances fit the supply");
+        }
+    }
+
+    /// Applies a verified transaction completely, or refuses it and changes
+    /// nothing. Settlement returns what happened to each receipt.
+    pub fn apply(&mut self, tx: &VerifiedTx) -> Result<Vec<SettleOutcome>, TxError> {
+        let tx = tx.tx();
+        let body = tx.payload_unchecked();
+        let signer = tx.signer();
+        if body.chain != self.chain {
+            return Err(TxError::WrongChain {
+                expected: self.chain,
+                found: body.chain,
+            });
+        }
+        let account = self.account(&signer);
+        if body.nonce != account.nonce {
+            return Err(TxError::BadNonce {
+                expected: account.nonce,
+                found: body.nonce,
+            });
+        }
+        // Every handler checks everything before it changes anything.
+        let outcomes = match &body.kind {
+            TxKind::Transfer { to, amount } => self.transfer(signer, *to, *amount)?,
+            TxKind::RegisterProvider {
+                capabilities,
+                endpoint,
+                stake,
+            } => self.register(signer, *capabilities, endpoint, *stake)?,
+            TxKind::Stake { amount } => self.stake(signer, *amount)?,
+            TxKind::Unstake { amount } => self.unstake(signer, *amount)?,
+            TxKind::OpenEscrow { job, amount } => self.open_escrow(signer, *job, *amount)?,
+            TxKind::TopUpEscrow { job, amount } => self.top_up(signer, *job, *amount)?,
+            TxKind::CloseEscrow { job } => self.close_escrow(signer, *job)?,
+            TxKind::RecordLease { lease, .. } => self.record_lease(signer, lease)?,
+            TxKind::Settle { job, receipts } => self.settle(signer, *job, receipts)?,
+            TxKind::Slash { evidence } => self.slash(signer, evidence)?,
+        };
+        self.accounts.entry(signer).or_default().nonce += 1;
+        Ok(outcomes)
+    }
+
+    fn debit(&self, who: &PublicKey, amount: Amount) -> Result<Amount, TxError> {
+        if amount == 0 {
+            return Err(TxError::ZeroAmount);
+        }
+        let balance = self.account(who).balance;
+        balance.checked_sub(amount).ok_or(TxError::Insufficient {
+            what: "balance",
+            needed: amount,
+            available: balance,
+        })
+    }
+
+    fn transfer(
+        &mut self,
+        from: PublicKey,
+        to: PublicKey,
+        amount: Amount,
+    ) -> Result<Vec<SettleOutcome>, TxError> {
+        let from_after = self.debit(&from, amount)?;
+        if from != to {
+            let to_after = self
+                .account(&to)
+                .balance
+                .checked_add(amount)
+                .ok_or(TxError::Overflow("recipient balance"))?;
+            self.accounts.entry(from).or_default().balance = from_after;
+            self.accounts.entry(to).or_default().balance = to_after;
+        }
+        Ok(Vec::new())
+    }
+
+    fn register(
+        &mut self,
+        who: PublicKey,
+        capabilities: Capabilities,
+        endpoint: &str,
+        stake: Amount,
+    ) -> Result<Vec<SettleOutcome>, TxError> {
+        let current = self.providers.get(&who).map_or(0, |p| p.stake);
+        let total = current
+            .checked_add(stake)
+            .ok_or(TxError::Overflow("stake"))?;
+        if total < self.params.stake_min {
+            return Err(TxError::BelowMinimumStake {
+                stake: total,
+                minimum: self.params.stake_min,
+            });
+        }
+        let balance = if stake > 0 {
+            self.debit(&who, stake)?
+        } else {
+            self.account(&who).balance
+        };
+        self.accounts.entry(who).or_default().balance = balance;
+        let provider = self.providers.entry(who).or_insert_with(|| Provider {
+            stake: 0,
+            capabilities,
+            endpoint: String::new(),
+            reputation: Reputation::default(),
+        });
+        provider.stake = total;
+        provider.capabilities = capabilities;
+        provider.endpoint = endpoint.to_string();
+        Ok(Vec::new())
+    }
+
+    fn stake(&mut self, who: PublicKey, amount: Amount) -> Result<Vec<SettleOutcome>, TxError> {
+        let provider = self.providers.get(&who).ok_or(TxError::NotProvider(who))?;
+        let stake = provider
+            .stake
+            .checked_add(amount)
+            .ok_or(TxError::Overflow("stake"))?;
+        let balance = self.debit(&who, amount)?;
+        self.accounts.entry(who).or_default().balance = balance;
+        self.providers.get_mut(&who).unwrap().stake = stake;
+        Ok(Vec::new())
+    }
+
+    fn unstake(&mut self, who: PublicKey, amount: Amount) -> Result<Vec<SettleOutcome>, TxError> {
+        if amount == 0 {
+            return Err(TxError::ZeroAmount);
+        }
+        let provider = self.providers.get(&who).ok_or(TxError::NotProvider(who))?;
+        let stake = provider
+            .stake
+            .checked_sub(amount)
+            .ok_or(TxError::Insufficient {
+                what: "stake",
+                needed: amount,
+                available: provider.stake,
+            })?;
+        let release = self
+            .height
+            .checked_add(self.params.unbonding_blocks)
+            .ok_or(TxError::Overflow("release height"))?;
+        let entry = self.unbonding.get(&(release, who)).copied().unwrap_or(0);
+        let entry = entry
+            .checked_add(amount)
+            .ok_or(TxError::Overflow("unbonding"))?;
+        self.providers.get_mut(&who).unwrap().stake = stake;
+        self.unbonding.insert((release, who), entry);
+        Ok(Vec::new())
+    }
+
+    fn open_escrow(
+        &mut self,
+        who: PublicKey,
+        job: ContentId,
+        amount: Amount,
+    ) -> Result<Vec<SettleOutcome>, TxError> {
+        if self.escrows.contains_key(&job) {
+            return Err(TxError::EscrowExists(job));
+        }
+        let balance = self.debit(&who, amount)?;
+        self.accounts.entry(who).or_default().balance = balance;
+        self.escrows.insert(
+            job,
+            Escrow {
+                owner: who,
+                balance: amount,
+                leases_until: 0,
+            },
+        );
+        Ok(Vec::new())
+    }
+
+    fn owned_escrow(&self, who: &PublicKey, job: &ContentId) -> Result<Escrow, TxError> {
+        let escrow = *self.escrows.get(job).ok_or(TxError::UnknownEscrow(*job))?;
+        if escrow.owner != *who {
+            return Err(TxError::NotEscrowOwner {
+                owner: escrow.owner,
+            });
+        }
+        Ok(escrow)
+    }
+
+    fn top_up(
+        &mut self,
+        who: PublicKey,
+        job: ContentId,
+        amount: Amount,
+    ) -> Result<Vec<SettleOutcome>, TxError> {
+        let escrow = self.owned_escrow(&who, &job)?;
+        let escrow_after = escrow
+            .balance
+            .checked_add(amount)
+            .ok_or(TxError::Overflow("escrow"))?;
+        let balance = self.debit(&who, amount)?;
+        self.accounts.entry(who).or_default().balance = balance;
+        self.escrows.get_mut(&job).unwrap().balance = escrow_after;
+        Ok(Vec::new())
+    }
+
+    fn close_escrow(
+        &mut self,
+        who: PublicKey,
+        job: ContentId,
+    ) -> Result<Vec<SettleOutcome>, TxError> {
+        let escrow = self.owned_escrow(&who, &job)?;
+        if escrow.leases_until >= self.height && escrow.leases_until > 0 {
+            return Err(TxError::LeasesOutstanding {
+                until: escrow.leases_until,
+            });
+        }
+        let balance = self
+            .account(&who)
+            .balance
+            .checked_add(escrow.balance)
+            .ok_or(TxError::Overflow("balance"))?;
+        self.accounts.entry(who).or_default().balance = balance;
+        self.escrows.remove(&job);
+        Ok(Vec::new())
+    }
+
+    fn record_lease(
+        &mut self,
+        who: PublicKey,
+        lease: &Lease,
+    ) -> Result<Vec<SettleOutcome>, TxError> {
+        let escrow = self.owned_escrow(&who, &lease.job)?;
+        if lease.requester != who {
+            return Err(TxError::Invalid {
+                field: "lease.requester",
+                reason: "must be the signer of the transaction".into(),
+            });
+        }
+        if !self.can_bid(&lease.provider) {
+            return Err(TxError::Invalid {
+                field: "lease.provider",
+                reason: "not a provider with the minimum stake".into(),
+            });
+        }
+        if lease.expires_height <= self.height {
+            return Err(TxError::Invalid {
+                field: "lease.expires_height",
+                reason: format!("already expired at height {}", self.height),
+            });
+        }
+        let id = lease.id();
+        if self.leases.contains_key(&id) {
+            return Err(TxError::LeaseExists(id));
+        }
+        self.leases.insert(id, lease.clone());
+        self.escrows.get_mut(&lease.job).unwrap().leases_until =
+            escrow.leases_until.max(lease.expires_height);
+        Ok(Vec::new())
+    }
+
+    fn settle(
+        &mut self,
+        who: PublicKey,
+        job: ContentId,
+        receipts: &[Signed<Receipt>],
+    ) -> Result<Vec<SettleOutcome>, TxError> {
+        let mut escrow = self.owned_escrow(&who, &job)?;
+        // Plan every payment against copies, then commit: the transaction
+        // applies wholly or not at all, even if a later receipt overflows.
+        let mut paid_now: BTreeSet<(ContentId, u64)> = BTreeSet::new();
+        let mut payments: BTreeMap<PublicKey, (Amount, u64, u64)> = BTreeMap::new();
+        let mut fees: Amount = 0;
+        let mut outcomes = Vec::with_capacity(receipts.len());
+        for signed in receipts {
+            let receipt = signed.payload_unchecked();
+            let refuse = |reason| SettleOutcome::Refused(reason);
+            let Some(lease) = self.leases.get(&receipt.lease) else {
+                outcomes.push(refuse("unknown lease"));
+                continue;
+            };
+            if lease.job != job {
+                outcomes.push(refuse("lease is for another job"));
+                continue;
+            }
+            if signed.signer() != lease.provider {
+                outcomes.push(refuse("not signed by the lease's provider"));
+                continue;
+            }
+            let key = (receipt.lease, receipt.task);
+            if self.settled.contains(&key) || paid_now.contains(&key) {
+                outcomes.push(refuse("already settled"));
+                continue;
+            }
+            if receipt.fuel_used > lease.fuel_per_task_max {
+                outcomes.push(refuse("fuel above the lease's per-task maximum"));
+                continue;
+            }
+            let price = u128::from(receipt.fuel_used) * u128::from(lease.price_ucairn_per_gfuel)
+                / 1_000_000_000;
+            let price = Amount::try_from(price).map_err(|_| TxError::Overflow("payment"))?;
+            if price > escrow.balance {
+                outcomes.push(refuse("escrow exhausted"));
+                continue;
+            }
+            let fee =
+                Amount::try_from(u128::from(price) * u128::from(self.params.fee_bps) / 10_000)
+                    .expect("a fee is at most the price");
+            escrow.balance -= price;
+            fees = fees.checked_add(fee).ok_or(TxError::Overflow("fees"))?;
+            let entry = payments.entry(lease.provider).or_default();
+            entry.0 = entry
+                .0
+                .checked_add(price - fee)
+                .ok_or(TxError::Overflow("payment"))?;
+            entry.1 += 1;
+            entry.2 = entry.2.saturating_add(receipt.fuel_used);
+            paid_now.insert(key);
+            outcomes.push(SettleOutcome::Paid {
+                paid: price - fee,
+                fee,
+            });
+        }
+        // Check every credit fits before making any.
+        let fee_pool = self
+            .fee_pool
+            .checked_add(fees)
+            .ok_or(TxError::Overflow("fee pool"))?;
+        let mut credits = Vec::with_capacity(payments.len());
+        for (provider, (amount, _, _)) in &payments {
+            let balance = self
+                .account(provider)
+                .balance
+                .checked_add(*amount)
+                .ok_or(TxError::Overflow("provider balance"))?;
+            credits.push((*provider, balance));
+        }
+        for (provider, balance) in credits {
+            self.accounts.entry(provider).or_default().balance = balance;
+        }
+        for (provider, (_, tasks, fuel)) in payments {
+            if let Some(p) = self.providers.get_mut(&provider) {
+                p.reputation.tasks_settled += tasks;
+                p.reputation.fuel_settled = p.reputation.fuel_settled.saturating_add(fuel);
+            }
+        }
+        self.fee_pool = fee_pool;
+        self.escrows.insert(job, escrow);
+        self.settled.extend(paid_now);
+        Ok(outcomes)
+    }
+
+    fn slash(
+        &mut self,
+        reporter: PublicKey,
+        evidence: &Evidence,
+    ) -> Result<Vec<SettleOutcome>, TxError> {
+        let Evidence::Equivocation { first, second } = evidence;
+        let (a, b) = (first.payload_unchecked(), second.payload_unchecked());
+        let offender = first.signer();
+        if second.signer() != offender {
+            return Err(TxError::BadEvidence("the receipts have different signers"));
+        }
+        if (a.lease, a.task) != (b.lease, b.task) {
+            return Err(TxError::BadEvidence("the receipts are for different tasks"));
+        }
+        if (a.digest, a.fuel_used) == (b.digest, b.fuel_used) {
+            return Err(TxError::BadEvidence("the receipts agree"));
+        }
+        let lease = self
+            .leases
+            .get(&a.lease)
+            .ok_or(TxError::BadEvidence("unknown lease"))?;
+        if lease.provider != offender {
+            return Err(TxError::BadEvidence("not the lease's provider"));
+        }
+        if self.slashed.contains(&(a.lease, a.task)) {
+            return Err(TxError::BadEvidence("this offence was already punished"));
+        }
+        let provider = self
+            .providers
+            .get(&offender)
+            .ok_or(TxError::NotProvider(offender))?;
+        // Stake that is unbonding is still at stake: take from it too.
+        let at_stake = u128::from(provider.stake) + u128::from(self.unbonding_of(&offender));
+        let penalty = Amount::try_from(at_stake * u128::from(self.params.slash_bps) / 10_000)
+            .expect("a share of the supply fits");
+        let reward = Amount::try_from(
+            u128::from(penalty) * u128::from(self.params.slash_reward_bps) / 10_000,
+        )
+        .expect("a share of the penalty fits");
+        let reporter_balance = self
+            .account(&reporter)
+            .balance
+            .checked_add(reward)
+            .ok_or(TxError::Overflow("reporter balance"))?;
+
+        let mut left = penalty;
+        let provider = self.providers.get_mut(&offender).unwrap();
+        let from_stake = left.min(provider.stake);
+        provider.stake -= from_stake;
+        provider.reputation.slashes += 1;
+        left -= from_stake;
+        let keys: Vec<(u64, PublicKey)> = self
+            .unbonding
+            .keys()
+            .filter(|(_, owner)| *owner == offender)
+            .copied()
+            .collect();
+        for key in keys {
+            if left == 0 {
+                break;
+            }
+            let amount = self.unbonding.get_mut(&key).unwrap();
+            let take = left.min(*amount);
+            *amount -= take;
+            left -= take;
+            if *amount == 0 {
+                self.unbonding.remove(&key);
+            }
+        }
+        debug_assert_eq!(left, 0, "the penalty is a share of what is at stake");
+        self.accounts.entry(reporter).or_default().balance = reporter_balance;
+        self.burned += penalty - reward;
+        self.slashed.insert((a.lease, a.task));
+        Ok(Vec::new())
+    }
+
+    /// The Merkle root over the whole state.
+    pub fn root(&self) -> ContentId {
+        root::root(&self.leaves())
+    }
+
+    /// A proof of `key`'s account against [`State::root`], or `None` if the
+    /// account does not exist.
+    pub fn prove(&self, key: &PublicKey) -> Option<(Account, Proof)> {
+        let account = *self.accounts.get(key)?;
+        let leaves = self.leaves();
+        let leaf = root::account_leaf(key, &account);
+        let index = leaves.iter().position(|l| *l == leaf)?;
+        Some((account, root::prove(&leaves, index)))
+    }
+
+    fn leaves(&self) -> Vec<ContentId> {
+        root::leaves(self)
+    }
+}

@@ -1,0 +1,521 @@
+//! Transactions and their canonical encoding.
+
+use bytes::BufMut;
+use cairn_wire::codec::{Buf, EncodeSize, Error as CodecError, RangeCfg, Read, ReadExt, Write};
+use cairn_wire::{ContentId, Keypair, PublicKey, Signature, Signed, WireError, text};
+
+use crate::TxError;
+
+/// An amount of µCAIRN, the ledger's smallest unit.
+pub type Amount = u64;
+
+/// Signatures over transaction bodies use this namespace.
+pub const TX_NAMESPACE: &[u8] = b"cairn/tx";
+/// A provider's signature over lease terms uses this namespace.
+pub const LEASE_NAMESPACE: &[u8] = b"cairn/lease";
+/// A provider's signature over a task receipt uses this namespace.
+pub const RECEIPT_NAMESPACE: &[u8] = b"cairn/receipt";
+
+/// Receipts settled by one transaction, at most.
+pub const RECEIPTS_PER_TX_MAX: usize = 4096;
+/// Longest provider endpoint, in bytes.
+pub const ENDPOINT_BYTES_MAX: usize = 256;
+/// The largest encoded transaction accepted.
+pub const TX_BYTES_MAX: usize = 1 << 20;
+
+/// A signed transaction.
+pub type Tx = Signed<TxBody>;
+
+/// What a transaction says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxBody {
+    /// The chain it is for (its genesis digest), so it cannot be replayed on
+    /// another chain.
+    pub chain: ContentId,
+    /// The signer's next nonce, so it cannot be replayed on this one.
+    pub nonce: u64,
+    /// What to do.
+    pub kind: TxKind,
+}
+
+/// The operations of the ledger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxKind {
+    /// Move `amount` from the signer to `to`.
+    Transfer {
+        /// The recipient.
+        to: PublicKey,
+        /// How much.
+        amount: Amount,
+    },
+    /// Register (or update) the signer as a provider, staking `stake` more.
+    RegisterProvider {
+        /// What it offers.
+        capabilities: Capabilities,
+        /// Where requesters reach it (a multiaddress, say).
+        endpoint: String,
+        /// Added to its stake from its balance.
+        stake: Amount,
+    },
+    /// Add to the signer's provider stake.
+    Stake {
+        /// How much.
+        amount: Amount,
+    },
+    /// Start unbonding stake; it returns to the balance after the unbonding
+    /// delay, and stays slashable until then.
+    Unstake {
+        /// How much.
+        amount: Amount,
+    },
+    /// Lock a job's budget.
+    OpenEscrow {
+        /// The job.
+        job: ContentId,
+        /// The budget.
+        amount: Amount,
+    },
+    /// Add to a job's escrow.
+    TopUpEscrow {
+        /// The job.
+        job: ContentId,
+        /// How much.
+        amount: Amount,
+    },
+    /// End a job: the unspent budget returns to its owner.
+    CloseEscrow {
+        /// The job.
+        job: ContentId,
+    },
+    /// Record a lease that both requester (the signer) and provider signed.
+    RecordLease {
+        /// The terms.
+        lease: Lease,
+        /// The provider's signature over the terms.
+        provider_signature: Signature,
+    },
+    /// Pay for task receipts the requester (the signer) accepted.
+    Settle {
+        /// The job whose escrow pays.
+        job: ContentId,
+        /// Receipts signed by the providers.
+        receipts: Vec<Signed<Receipt>>,
+    },
+    /// Slash a provider on evidence of misbehaviour.
+    Slash {
+        /// The proof.
+        evidence: Evidence,
+    },
+}
+
+/// What a provider offers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// CPU cores.
+    pub cores: u32,
+    /// Memory in MiB.
+    pub memory_mib: u32,
+    /// GPUs.
+    pub gpus: u32,
+    /// Benchmark score (fuel per second, in millions).
+    pub score: u32,
+}
+
+/// The terms under which a provider works on a job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// The job.
+    pub job: ContentId,
+    /// Who pays.
+    pub requester: PublicKey,
+    /// Who works.
+    pub provider: PublicKey,
+    /// Price per 10^9 fuel.
+    pub price_ucairn_per_gfuel: Amount,
+    /// The most fuel one task may be paid for.
+    pub fuel_per_task_max: u64,
+    /// The last block height at which the lease is live.
+    pub expires_height: u64,
+}
+
+impl Lease {
+    /// The lease's id: the digest of its canonical encoding.
+    pub fn id(&self) -> ContentId {
+        let mut buf = Vec::with_capacity(self.encode_size());
+        self.write(&mut buf);
+        ContentId::of(&buf)
+    }
+}
+
+/// A provider's signed statement that it ran one task under a lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// The lease's id.
+    pub lease: ContentId,
+    /// The task's index in the job.
+    pub task: u64,
+    /// The result digest.
+    pub digest: ContentId,
+    /// Fuel the task used.
+    pub fuel_used: u64,
+}
+
+/// Proof that a provider misbehaved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Evidence {
+    /// Two receipts for the same task under the same lease with different
+    /// results. Execution is deterministic, so at least one is a lie.
+    Equivocation {
+        /// One receipt.
+        first: Signed<Receipt>,
+        /// The other.
+        second: Signed<Receipt>,
+    },
+}
+
+/// A transaction whose signatures have all been checked ([`admit`]).
+#[derive(Clone, Debug)]
+pub struct VerifiedTx(pub(crate) Tx);
+
+impl VerifiedTx {
+    /// The transaction.
+    pub fn tx(&self) -> &Tx {
+        &self.0
+    }
+}
+
+impl TxBody {
+    /// Signs this body with `key`.
+    pub fn sign(self, key: &Keypair) -> Tx {
+        Signed::sign(key, TX_NAMESPACE, self)
+    }
+}
+
+/// Decodes a transaction from bytes received from a peer, within limits.
+pub fn decode(bytes: &[u8]) -> Result<Tx, WireError> {
+    if bytes.len() > TX_BYTES_MAX {
+        return Err(WireError::Malformed {
+            what: "transaction",
+            source: CodecError::InvalidLength(bytes.len()),
+        });
+    }
+    Tx::from_bytes(bytes, &())
+}
+
+/// Checks every signature in `tx`: the signer's, and those of the
+/// providers whose leases, receipts or evidence it carries.
+pub fn admit(tx: Tx) -> Result<VerifiedTx, TxError> {
+    tx.verify(TX_NAMESPACE)
+        .map_err(|e| TxError::BadSignature(e.to_string()))?;
+    verify_inner(&tx.payload_unchecked().kind)?;
+    Ok(VerifiedTx(tx))
+}
+
+/// [`admit`] for many transactions; returns each one's verdict in order.
+/// Signatures over transaction bodies are checked in one batch, which is
+/// cheaper than one by one; a batch with a bad signature falls back to
+/// checking each so only the bad ones are refused.
+pub fn admit_batch(txs: Vec<Tx>) -> Vec<Result<VerifiedTx, TxError>> {
+    let messages: Vec<Vec<u8>> = txs
+        .iter()
+        .map(|tx| tx.signing_bytes(TX_NAMESPACE))
+        .collect();
+    let signers: Vec<PublicKey> = txs.iter().map(|tx| tx.signer()).collect();
+    let batch: Vec<(&[u8], &PublicKey, &Signature)> = txs
+        .iter()
+        .zip(&messages)
+        .zip(&signers)
+        .map(|((tx, m), signer)| (m.as_slice(), signer, tx.signature()))
+        .collect();
+    if cairn_wire::verify_batch(&batch) {
+        txs.into_iter()
+            .map(|tx| verify_inner(&tx.payload_unchecked().kind).map(|()| VerifiedTx(tx)))
+            .collect()
+    } else {
+        txs.into_iter().map(admit).collect()
+    }
+}
+
+fn verify_inner(kind: &TxKind) -> Result<(), TxError> {
+    let bad = |what: &str, e: WireError| TxError::BadSignature(format!("{what}: {e}"));
+    match kind {
+        TxKind::RecordLease {
+            lease,
+            provider_signature,
+        } => {
+            let mut bytes = Vec::new();
+            lease.write(&mut bytes);
+            if !lease
+                .provider
+                .verify(&lease_signing_bytes(&bytes), provider_signature)
+            {
+                return Err(TxError::BadSignature(
+                    "the provider's signature over the lease".into(),
+                ));
+            }
+        }
+        TxKind::Settle { receipts, .. } => {
+            for receipt in receipts {
+                receipt
+                    .verify(RECEIPT_NAMESPACE)
+                    .map_err(|e| bad("receipt", e))?;
+            }
+        }
+        TxKind::Slash {
+            evidence: Evidence::Equivocation { first, second },
+        } => {
+            first
+                .verify(RECEIPT_NAMESPACE)
+                .map_err(|e| bad("evidence", e))?;
+            second
+                .verify(RECEIPT_NAMESPACE)
+                .map_err(|e| bad("evidence", e))?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// What a provider signs to agree to a lease.
+pub(crate) fn lease_signing_bytes(lease_encoding: &[u8]) -> Vec<u8> {
+    let mut out = LEASE_NAMESPACE.to_vec();
+    out.extend_from_slice(lease_encoding);
+    out
+}
+
+impl Lease {
+    /// The provider's signature agreeing to this lease.
+    pub fn sign(&self, provider: &Keypair) -> Signature {
+        let mut bytes = Vec::new();
+        self.write(&mut bytes);
+        provider.sign(&lease_signing_bytes(&bytes))
+    }
+}
+
+// ---- canonical encoding ----
+
+const KIND_TRANSFER: u8 = 0;
+const KIND_REGISTER: u8 = 1;
+const KIND_STAKE: u8 = 2;
+const KIND_UNSTAKE: u8 = 3;
+const KIND_OPEN_ESCROW: u8 = 4;
+const KIND_TOP_UP: u8 = 5;
+const KIND_CLOSE_ESCROW: u8 = 6;
+const KIND_LEASE: u8 = 7;
+const KIND_SETTLE: u8 = 8;
+const KIND_SLASH: u8 = 9;
+
+impl Write for TxBody {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.chain.write(buf);
+        self.nonce.write(buf);
+        match &self.kind {
+            TxKind::Transfer { to, amount } => {
+                KIND_TRANSFER.write(buf);
+                to.write(buf);
+                amount.write(buf);
+            }
+            TxKind::RegisterProvider {
+                capabilities,
+                endpoint,
+                stake,
+            } => {
+                KIND_REGISTER.write(buf);
+                capabilities.write(buf);
+                text::write(endpoint, buf);
+                stake.write(buf);
+            }
+            TxKind::Stake { amount } => {
+                KIND_STAKE.write(buf);
+                amount.write(buf);
+            }
+            TxKind::Unstake { amount } => {
+                KIND_UNSTAKE.write(buf);
+                amount.write(buf);
+            }
+            TxKind::OpenEscrow { job, amount } => {
+                KIND_OPEN_ESCROW.write(buf);
+                job.write(buf);
+                amount.write(buf);
+            }
+            TxKind::TopUpEscrow { job, amount } => {
+                KIND_TOP_UP.write(buf);
+                job.write(buf);
+                amount.write(buf);
+            }
+            TxKind::CloseEscrow { job } => {
+                KIND_CLOSE_ESCROW.write(buf);
+                job.write(buf);
+            }
+            TxKind::RecordLease {
+                lease,
+                provider_signature,
+            } => {
+                KIND_LEASE.write(buf);
+                lease.write(buf);
+                provider_signature.write(buf);
+            }
+            TxKind::Settle { job, receipts } => {
+                KIND_SETTLE.write(buf);
+                job.write(buf);
+                receipts.write(buf);
+            }
+            TxKind::Slash {
+                evidence: Evidence::Equivocation { first, second },
+            } => {
+                KIND_SLASH.write(buf);
+                0u8.write(buf);
+                first.write(buf);
+                second.write(buf);
+            }
+        }
+    }
+}
+
+impl EncodeSize for TxBody {
+    fn encode_size(&self) -> usize {
+        let mut buf = Vec::new();
+        self.write(&mut buf);
+        buf.len()
+    }
+}
+
+impl Read for TxBody {
+    type Cfg = ();
+
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        let chain = ContentId::read(buf)?;
+        let nonce = u64::read(buf)?;
+        let kind = match u8::read(buf)? {
+            KIND_TRANSFER => TxKind::Transfer {
+                to: PublicKey::read(buf)?,
+                amount: u64::read(buf)?,
+            },
+            KIND_REGISTER => TxKind::RegisterProvider {
+                capabilities: Capabilities::read(buf)?,
+                endpoint: text::read(buf, ENDPOINT_BYTES_MAX)?,
+                stake: u64::read(buf)?,
+            },
+            KIND_STAKE => TxKind::Stake {
+                amount: u64::read(buf)?,
+            },
+            KIND_UNSTAKE => TxKind::Unstake {
+                amount: u64::read(buf)?,
+            },
+            KIND_OPEN_ESCROW => TxKind::OpenEscrow {
+                job: ContentId::read(buf)?,
+                amount: u64::read(buf)?,
+            },
+            KIND_TOP_UP => TxKind::TopUpEscrow {
+                job: ContentId::read(buf)?,
+                amount: u64::read(buf)?,
+            },
+            KIND_CLOSE_ESCROW => TxKind::CloseEscrow {
+                job: ContentId::read(buf)?,
+            },
+            KIND_LEASE => TxKind::RecordLease {
+                lease: Lease::read(buf)?,
+                provider_signature: Signature::read(buf)?,
+            },
+            KIND_SETTLE => {
+                let job = ContentId::read(buf)?;
+                let range: RangeCfg<usize> = (0..=RECEIPTS_PER_TX_MAX).into();
+                let receipts = Vec::<Signed<Receipt>>::read_cfg(buf, &(range, ()))?;
+                TxKind::Settle { job, receipts }
+            }
+            KIND_SLASH => match u8::read(buf)? {
+                0 => TxKind::Slash {
+                    evidence: Evidence::Equivocation {
+                        first: Signed::<Receipt>::read(buf)?,
+                        second: Signed::<Receipt>::read(buf)?,
+                    },
+                },
+                other => return Err(CodecError::InvalidEnum(other)),
+            },
+            other => return Err(CodecError::InvalidEnum(other)),
+        };
+        Ok(Self { chain, nonce, kind })
+    }
+}
+
+impl Write for Capabilities {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.cores.write(buf);
+        self.memory_mib.write(buf);
+        self.gpus.write(buf);
+        self.score.write(buf);
+    }
+}
+
+impl Read for Capabilities {
+    type Cfg = ();
+
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        Ok(Self {
+            cores: u32::read(buf)?,
+            memory_mib: u32::read(buf)?,
+            gpus: u32::read(buf)?,
+            score: u32::read(buf)?,
+        })
+    }
+}
+
+impl Write for Lease {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.job.write(buf);
+        self.requester.write(buf);
+        self.provider.write(buf);
+        self.price_ucairn_per_gfuel.write(buf);
+        self.fuel_per_task_max.write(buf);
+        self.expires_height.write(buf);
+    }
+}
+
+impl EncodeSize for Lease {
+    fn encode_size(&self) -> usize {
+        32 + 32 + 32 + 8 + 8 + 8
+    }
+}
+
+impl Read for Lease {
+    type Cfg = ();
+
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        Ok(Self {
+            job: ContentId::read(buf)?,
+            requester: PublicKey::read(buf)?,
+            provider: PublicKey::read(buf)?,
+            price_ucairn_per_gfuel: u64::read(buf)?,
+            fuel_per_task_max: u64::read(buf)?,
+            expires_height: u64::read(buf)?,
+        })
+    }
+}
+
+impl Write for Receipt {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.lease.write(buf);
+        self.task.write(buf);
+        self.digest.write(buf);
+        self.fuel_used.write(buf);
+    }
+}
+
+impl EncodeSize for Receipt {
+    fn encode_size(&self) -> usize {
+        32 + 8 + 32 + 8
+    }
+}
+
+impl Read for Receipt {
+    type Cfg = ();
+
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        Ok(Self {
+            lease: ContentId::read(buf)?,
+            task: u64::read(buf)?,
+            digest: ContentId::read(buf)?,
+            fuel_used: u64::read(buf)?,
+        })
+    }
+}

@@ -1,0 +1,493 @@
+//! Property tests of the ledger's invariants over long random sequences of
+//! transactions, valid and invalid.
+
+use cairn_ledger::{
+    Amount, Capabilities, Evidence, Genesis, Lease, RECEIPT_NAMESPACE, Receipt, State, Tx, TxBody,
+    TxError, TxKind, admit, verify_proof,
+};
+use cairn_wire::{ContentId, Keypair, Signed};
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::TestCaseError;
+
+const USERS: usize = 6;
+
+fn keys() -> Vec<Keypair> {
+    (0..USERS as u8)
+        .map(|i| Keypair::from_seed([i + 1; 32]))
+        .collect()
+}
+
+fn genesis_state(keys: &[Keypair]) -> State {
+    let publics: Vec<_> = keys.iter().map(Keypair::public).collect();
+    let mut genesis = Genesis::with_balances("proptest", &publics, 5_000_000_000);
+    genesis.balances.remove(&publics[5].to_string()); // one account starts empty
+    genesis.state().unwrap()
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Transfer {
+        from: usize,
+        to: usize,
+        amount: Amount,
+    },
+    Register {
+        who: usize,
+        stake: Amount,
+    },
+    Stake {
+        who: usize,
+        amount: Amount,
+    },
+    Unstake {
+        who: usize,
+        amount: Amount,
+    },
+    Open {
+        who: usize,
+        job: u8,
+        amount: Amount,
+    },
+    TopUp {
+        who: usize,
+        job: u8,
+        amount: Amount,
+    },
+    Close {
+        who: usize,
+        job: u8,
+    },
+    Lease {
+        requester: usize,
+        provider: usize,
+        signer: Option<usize>,
+        job: u8,
+        price: Amount,
+        expires: u64,
+    },
+    Settle {
+        who: usize,
+        job: u8,
+        receipts: Vec<(usize, u64, u64, Option<usize>)>,
+    },
+    Slash {
+        reporter: usize,
+        lease: usize,
+        task: u64,
+        signer: Option<usize>,
+    },
+    NextBlock {
+        blocks: u64,
+    },
+    Replay,
+    WrongNonce {
+        who: usize,
+    },
+    WrongChain {
+        who: usize,
+    },
+    ForgedSignature {
+        who: usize,
+        victim: usize,
+        amount: Amount,
+    },
+}
+
+fn amount() -> impl Strategy<Value = Amount> {
+    prop_oneof![
+        Just(0),
+        Just(1),
+        1u64..10_000,
+        1_000_000_000u64..3_000_000_000,
+        Just(u64::MAX),
+        Just(u64::MAX / 2 + 1),
+    ]
+}
+
+fn user() -> impl Strategy<Value = usize> {
+    0..USERS
+}
+
+/// Who signs as a provider: usually the right one (`None`), sometimes an
+/// impostor.
+fn signer() -> impl Strategy<Value = Option<usize>> {
+    prop_oneof![4 => Just(None), 1 => user().prop_map(Some)]
+}
+
+fn price() -> impl Strategy<Value = Amount> {
+    prop_oneof![4 => 1u64..100_000, 1 => amount()]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (user(), user(), amount()).prop_map(|(from, to, amount)| Op::Transfer { from, to, amount }),
+        (user(), amount()).prop_map(|(who, stake)| Op::Register { who, stake }),
+        (user(), amount()).prop_map(|(who, amount)| Op::Stake { who, amount }),
+        (user(), amount()).prop_map(|(who, amount)| Op::Unstake { who, amount }),
+        (user(), 0u8..3, amount()).prop_map(|(who, job, amount)| Op::Open { who, job, amount }),
+        (user(), 0u8..3, amount()).prop_map(|(who, job, amount)| Op::TopUp { who, job, amount }),
+        (user(), 0u8..3).prop_map(|(who, job)| Op::Close { who, job }),
+        (user(), user(), signer(), 0u8..3, price(), 0u64..20).prop_map(
+            |(requester, provider, signer, job, price, expires)| Op::Lease {
+                requester,
+                provider,
+                signer,
+                job,
+                price,
+                expires
+            }
+        ),
+        (
+            user(),
+            0u8..3,
+            prop::collection::vec((0usize..8, 0u64..4, 0u64..3_000_000_000, signer()), 0..6)
+        )
+            .prop_map(|(who, job, receipts)| Op::Settle { who, job, receipts }),
+        (user(), 0usize..8, 0u64..4, signer()).prop_map(|(reporter, lease, task, signer)| {
+            Op::Slash {
+                reporter,
+                lease,
+                task,
+                signer,
+            }
+        }),
+        (1u64..30).prop_map(|blocks| Op::NextBlock { blocks }),
+        Just(Op::Replay),
+        user().prop_map(|who| Op::WrongNonce { who }),
+        user().prop_map(|who| Op::WrongChain { who }),
+        (user(), user(), amount()).prop_map(|(who, victim, amount)| Op::ForgedSignature {
+            who,
+            victim,
+            amount
+        }),
+    ]
+}
+
+fn job(n: u8) -> ContentId {
+    ContentId::of(&[n])
+}
+
+struct World {
+    keys: Vec<Keypair>,
+    state: State,
+    leases: Vec<Lease>,
+    last_applied: Option<Tx>,
+}
+
+impl World {
+    fn body(&self, who: usize, kind: TxKind) -> TxBody {
+        TxBody {
+            chain: self.state.chain(),
+            nonce: self.state.account(&self.keys[who].public()).nonce,
+            kind,
+        }
+    }
+
+    fn index_of(&self, key: &cairn_wire::PublicKey) -> usize {
+        self.keys.iter().position(|k| k.public() == *key).unwrap()
+    }
+
+    fn receipt(
+        &self,
+        lease: usize,
+        task: u64,
+        fuel: u64,
+        signer: Option<usize>,
+        digest: u8,
+    ) -> Option<Signed<Receipt>> {
+        let lease = self.leases.get(lease % self.leases.len().max(1))?;
+        let signer = signer.unwrap_or_else(|| self.index_of(&lease.provider));
+        Some(Signed::sign(
+            &self.keys[signer],
+            RECEIPT_NAMESPACE,
+            Receipt {
+                lease: lease.id(),
+                task,
+                digest: ContentId::of(&[digest]),
+                fuel_used: fuel,
+            },
+        ))
+    }
+
+    fn tx(&self, op: &Op) -> Option<Tx> {
+        let k = |i: usize| self.keys[i].public();
+        Some(match op.clone() {
+            Op::Transfer { from, to, amount } => self
+                .body(from, TxKind::Transfer { to: k(to), amount })
+                .sign(&self.keys[from]),
+            Op::Register { who, stake } => self
+                .body(
+                    who,
+                    TxKind::RegisterProvider {
+                        capabilities: Capabilities {
+                            cores: 2,
+                            memory_mib: 1024,
+                            gpus: 0,
+                            score: 7,
+                        },
+                        endpoint: format!("/ip4/127.0.0.1/tcp/{}", 4000 + who),
+                        stake,
+                    },
+                )
+                .sign(&self.keys[who]),
+            Op::Stake { who, amount } => self
+                .body(who, TxKind::Stake { amount })
+                .sign(&self.keys[who]),
+            Op::Unstake { who, amount } => self
+                .body(who, TxKind::Unstake { amount })
+                .sign(&self.keys[who]),
+            Op::Open {
+                who,
+                job: j,
+                amount,
+            } => self
+                .body(
+                    who,
+                    TxKind::OpenEscrow {
+                        job: job(j),
+                        amount,
+                    },
+                )
+                .sign(&self.keys[who]),
+            Op::TopUp {
+                who,
+                job: j,
+                amount,
+            } => self
+                .body(
+                    who,
+                    TxKind::TopUpEscrow {
+                        job: job(j),
+                        amount,
+                    },
+                )
+                .sign(&self.keys[who]),
+            Op::Close { who, job: j } => self
+                .body(who, TxKind::CloseEscrow { job: job(j) })
+                .sign(&self.keys[who]),
+            Op::Lease {
+                requester,
+                provider,
+                signer,
+                job: j,
+                price,
+                expires,
+            } => {
+                let lease = Lease {
+                    job: job(j),
+                    requester: k(requester),
+                    provider: k(provider),
+                    price_ucairn_per_gfuel: price,
+                    fuel_per_task_max: 2_000_000_000,
+                    expires_height: self.state.height() + expires,
+                };
+                let provider_signature = lease.sign(&self.keys[signer.unwrap_or(provider)]);
+                self.body(
+                    requester,
+                    TxKind::RecordLease {
+                        lease,
+                        provider_signature,
+                    },
+                )
+                .sign(&self.keys[requester])
+            }
+            Op::Settle {
+                who,
+                job: j,
+                receipts,
+            } => {
+                let receipts = receipts
+                    .iter()
+                    .filter_map(|&(lease, task, fuel, signer)| {
+                        self.receipt(lease, task, fuel, signer, 1)
+                    })
+                    .collect();
+                self.body(
+                    who,
+                    TxKind::Settle {
+                        job: job(j),
+                        receipts,
+                    },
+                )
+                .sign(&self.keys[who])
+            }
+            Op::Slash {
+                reporter,
+                lease,
+                task,
+                signer,
+            } => {
+                let first = self.receipt(lease, task, 10, signer, 1)?;
+                let second = self.receipt(lease, task, 10, signer, 2)?;
+                self.body(
+                    reporter,
+                    TxKind::Slash {
+                        evidence: Evidence::Equivocation { first, second },
+                    },
+                )
+                .sign(&self.keys[reporter])
+            }
+            Op::WrongNonce { who } => {
+                let mut body = self.body(
+                    who,
+                    TxKind::Transfer {
+                        to: k(0),
+                        amount: 1,
+                    },
+                );
+                body.nonce += 1;
+                body.sign(&self.keys[who])
+            }
+            Op::WrongChain { who } => {
+                let mut body = self.body(
+                    who,
+                    TxKind::Transfer {
+                        to: k(0),
+                        amount: 1,
+                    },
+                );
+                body.chain = ContentId::of(b"another chain");
+                body.sign(&self.keys[who])
+            }
+            Op::ForgedSignature {
+                who,
+                victim,
+                amount,
+            } => {
+                // `who` signs a transfer out of `victim`'s account: the
+                // envelope claims `victim` but the signature is `who`'s.
+                let body = self.body(victim, TxKind::Transfer { to: k(who), amount });
+                let forged = body.sign(&self.keys[who]).to_bytes();
+                let mut bytes = forged.clone();
+                bytes[1..33].copy_from_slice(k(victim).as_bytes());
+                Tx::from_bytes(&bytes, &()).unwrap()
+            }
+            Op::Replay => self.last_applied.clone()?,
+            Op::NextBlock { .. } => return None,
+        })
+    }
+}
+
+fn check_invariants(state: &State) {
+    assert_eq!(
+        state.total_accounted(),
+        u128::from(state.supply()),
+        "supply not conserved"
+    );
+}
+
+/// Applied transactions by kind, to check the random sequences reach every
+/// rule and not only refusals.
+#[derive(Default, Debug)]
+struct Applied([usize; 10]);
+
+fn kind_index(kind: &TxKind) -> usize {
+    match kind {
+        TxKind::Transfer { .. } => 0,
+        TxKind::RegisterProvider { .. } => 1,
+        TxKind::Stake { .. } => 2,
+        TxKind::Unstake { .. } => 3,
+        TxKind::OpenEscrow { .. } => 4,
+        TxKind::TopUpEscrow { .. } => 5,
+        TxKind::CloseEscrow { .. } => 6,
+        TxKind::RecordLease { .. } => 7,
+        TxKind::Settle { .. } => 8,
+        TxKind::Slash { .. } => 9,
+    }
+}
+
+fn run_sequence(ops: &[Op], applied: &mut Applied) -> Result<(), TestCaseError> {
+    let keys = keys();
+    let mut world = World {
+        state: genesis_state(&keys),
+        keys,
+        leases: Vec::new(),
+        last_applied: None,
+    };
+    let mut height = 0;
+    for op in ops {
+        if let Op::NextBlock { blocks } = op {
+            height += blocks;
+            world.state.begin_block(height);
+            check_invariants(&world.state);
+            continue;
+        }
+        let Some(tx) = world.tx(op) else { continue };
+        let before = world.state.clone();
+        let admitted = admit(tx.clone());
+        if matches!(op, Op::ForgedSignature { who, victim, .. } if who != victim) {
+            prop_assert!(admitted.is_err(), "a forged signature was admitted");
+        }
+        let Ok(verified) = admitted else {
+            continue;
+        };
+        match world.state.apply(&verified) {
+            Ok(_) => {
+                applied.0[kind_index(&tx.payload_unchecked().kind)] += 1;
+                if let TxKind::RecordLease { lease, .. } = &tx.payload_unchecked().kind {
+                    world.leases.push(lease.clone());
+                }
+                // The same transaction never applies twice.
+                let again = world.state.clone();
+                let replay = world.state.apply(&verified);
+                let replay_refused = matches!(replay, Err(TxError::BadNonce { .. }));
+                prop_assert!(replay_refused, "a replay applied: {:?}", replay);
+                prop_assert_eq!(&world.state, &again);
+                world.last_applied = Some(tx);
+            }
+            Err(_) => prop_assert_eq!(
+                &world.state,
+                &before,
+                "a refused transaction changed the state"
+            ),
+        }
+        if matches!(
+            op,
+            Op::WrongNonce { .. } | Op::WrongChain { .. } | Op::Replay
+        ) {
+            prop_assert_eq!(&world.state, &before);
+        }
+        check_invariants(&world.state);
+    }
+    // Every account's balance can be proven against the root.
+    let root = world.state.root();
+    for key in &world.keys {
+        if let Some((account, proof)) = world.state.prove(&key.public()) {
+            prop_assert!(verify_proof(&root, &key.public(), &account, &proof));
+            let mut lie = account;
+            lie.balance += 1;
+            prop_assert!(!verify_proof(&root, &key.public(), &lie, &proof));
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_sequences_conserve_supply_and_refusals_change_nothing(ops in prop::collection::vec(op(), 1..200)) {
+        run_sequence(&ops, &mut Applied::default())?;
+    }
+}
+
+#[test]
+fn random_sequences_reach_every_kind_of_transaction() {
+    // A fixed-seed runner, so a coverage failure reproduces.
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    println!("seed: proptest deterministic runner (fixed)");
+    let strategy = prop::collection::vec(op(), 100..300);
+    let mut applied = Applied::default();
+    for _ in 0..64 {
+        let ops = strategy.new_tree(&mut runner).unwrap().current();
+        run_sequence(&ops, &mut applied).unwrap();
+    }
+    println!("applied by kind: {applied:?}");
+    for (kind, count) in applied.0.iter().enumerate() {
+        assert!(
+            *count > 0,
+            "no transaction of kind {kind} ever applied: {applied:?}"
+        );
+    }
+}

@@ -1,0 +1,472 @@
+//! The life of a job on the ledger, and every refusal with its reason.
+
+use cairn_ledger::{
+    Capabilities, Evidence, Genesis, Lease, RECEIPT_NAMESPACE, Receipt, SettleOutcome, State,
+    TxBody, TxError, TxKind, admit, admit_batch, decode,
+};
+use cairn_wire::{ContentId, Keypair, Signed};
+
+struct Net {
+    state: State,
+    requester: Keypair,
+    provider: Keypair,
+    other: Keypair,
+}
+
+const JOB: &[u8] = b"job-1";
+
+impl Net {
+    fn new() -> Self {
+        let requester = Keypair::from_seed([1; 32]);
+        let provider = Keypair::from_seed([2; 32]);
+        let other = Keypair::from_seed([3; 32]);
+        let genesis = Genesis::with_balances(
+            "scenario",
+            &[requester.public(), provider.public(), other.public()],
+            10_000_000_000,
+        );
+        Self {
+            state: genesis.state().unwrap(),
+            requester,
+            provider,
+            other,
+        }
+    }
+
+    fn send(&mut self, key: &Keypair, kind: TxKind) -> Result<Vec<SettleOutcome>, TxError> {
+        let body = TxBody {
+            chain: self.state.chain(),
+            nonce: self.state.account(&key.public()).nonce,
+            kind,
+        };
+        let verified = admit(body.sign(key))?;
+        let before = self.state.clone();
+        let result = self.state.apply(&verified);
+        if result.is_err() {
+            assert_eq!(
+                self.state, before,
+                "a refused transaction changed the state"
+            );
+        }
+        assert_eq!(
+            self.state.total_accounted(),
+            u128::from(self.state.supply())
+        );
+        result
+    }
+
+    fn register(&mut self) {
+        let provider = self.provider.public();
+        let stake = self.state.params().stake_min;
+        self.send(
+            &self.provider.clone(),
+            TxKind::RegisterProvider {
+                capabilities: Capabilities {
+                    cores: 2,
+                    memory_mib: 4096,
+                    gpus: 0,
+                    score: 10,
+                },
+                endpoint: "/ip4/127.0.0.1/tcp/7000".into(),
+                stake,
+            },
+        )
+        .unwrap();
+        assert!(self.state.can_bid(&provider));
+    }
+
+    fn lease(&mut self, expires_height: u64) -> Lease {
+        let lease = Lease {
+            job: ContentId::of(JOB),
+            requester: self.requester.public(),
+            provider: self.provider.public(),
+            price_ucairn_per_gfuel: 1_000,
+            fuel_per_task_max: 50_000_000_000,
+            expires_height,
+        };
+        let provider_signature = lease.sign(&self.provider);
+        self.send(
+            &self.requester.clone(),
+            TxKind::RecordLease {
+                lease: lease.clone(),
+                provider_signature,
+            },
+        )
+        .unwrap();
+        lease
+    }
+
+    fn receipt(&self, lease: &Lease, task: u64, fuel: u64, digest: &[u8]) -> Signed<Receipt> {
+        Signed::sign(
+            &self.provider,
+            RECEIPT_NAMESPACE,
+            Receipt {
+                lease: lease.id(),
+                task,
+                digest: ContentId::of(digest),
+                fuel_used: fuel,
+            },
+        )
+    }
+}
+
+#[test]
+fn a_job_locks_pays_and_refunds() {
+    let mut net = Net::new();
+    let requester = Keypair::from_seed([1; 32]);
+    let job = ContentId::of(JOB);
+    net.register();
+    net.send(
+        &requester,
+        TxKind::OpenEscrow {
+            job,
+            amount: 1_000_000,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        net.state.account(&requester.public()).balance,
+        10_000_000_000 - 1_000_000
+    );
+    let lease = net.lease(10);
+    let provider_before = net.state.account(&net.provider.public()).balance;
+
+    let receipts = vec![
+        net.receipt(&lease, 0, 20_000_000_000, b"a"), // 20 Gfuel at 1000/Gfuel = 20000
+        net.receipt(&lease, 1, 10_000_000_000, b"b"),
+        net.receipt(&lease, 0, 20_000_000_000, b"a"), // duplicate in the batch
+        net.receipt(&lease, 2, 60_000_000_000, b"c"), // above the per-task maximum
+    ];
+    let outcomes = net
+        .send(&requester, TxKind::Settle { job, receipts })
+        .unwrap();
+    assert_eq!(
+        outcomes[0],
+        SettleOutcome::Paid {
+            paid: 19_800,
+            fee: 200
+        }
+    );
+    assert_eq!(
+        outcomes[1],
+        SettleOutcome::Paid {
+            paid: 9_900,
+            fee: 100
+        }
+    );
+    assert_eq!(outcomes[2], SettleOutcome::Refused("already settled"));
+    assert_eq!(
+        outcomes[3],
+        SettleOutcome::Refused("fuel above the lease's per-task maximum")
+    );
+    assert_eq!(
+        net.state.account(&net.provider.public()).balance,
+        provider_before + 29_700
+    );
+    assert_eq!(net.state.fee_pool(), 300);
+    assert_eq!(net.state.escrow(&job).unwrap().balance, 1_000_000 - 30_000);
+    let reputation = net
+        .state
+        .provider(&net.provider.public())
+        .unwrap()
+        .reputation;
+    assert_eq!(
+        (reputation.tasks_settled, reputation.fuel_settled),
+        (2, 30_000_000_000)
+    );
+
+    // Settling the same receipt in a later transaction pays nothing.
+    let again = vec![net.receipt(&lease, 1, 10_000_000_000, b"b")];
+    let outcomes = net
+        .send(
+            &requester,
+            TxKind::Settle {
+                job,
+                receipts: again,
+            },
+        )
+        .unwrap();
+    assert_eq!(outcomes, [SettleOutcome::Refused("already settled")]);
+
+    // The escrow cannot close while the lease is live: the provider may
+    // still be working on it.
+    let err = net
+        .send(&requester, TxKind::CloseEscrow { job })
+        .unwrap_err();
+    assert_eq!(err, TxError::LeasesOutstanding { until: 10 });
+    net.state.begin_block(11);
+    let balance = net.state.account(&requester.public()).balance;
+    net.send(&requester, TxKind::CloseEscrow { job }).unwrap();
+    assert_eq!(
+        net.state.account(&requester.public()).balance,
+        balance + 970_000
+    );
+    assert!(net.state.escrow(&job).is_none());
+}
+
+#[test]
+fn receipts_outside_their_lease_or_forged_pay_nothing() {
+    let mut net = Net::new();
+    let requester = Keypair::from_seed([1; 32]);
+    let job = ContentId::of(JOB);
+    net.register();
+    net.send(&requester, TxKind::OpenEscrow { job, amount: 100 })
+        .unwrap();
+    let lease = net.lease(10);
+    // Signed by someone other than the lease's provider.
+    let impostor = Signed::sign(
+        &net.other,
+        RECEIPT_NAMESPACE,
+        Receipt {
+            lease: lease.id(),
+            task: 0,
+            digest: ContentId::of(b"x"),
+            fuel_used: 1_000,
+        },
+    );
+    // A lease that was never recorded.
+    let mut unknown = lease.clone();
+    unknown.price_ucairn_per_gfuel = 1;
+    // More than the escrow holds.
+    let expensive = net.receipt(&lease, 5, 50_000_000_000, b"y");
+    let receipts = vec![impostor, net.receipt(&unknown, 0, 1, b"z"), expensive];
+    let outcomes = net
+        .send(&requester, TxKind::Settle { job, receipts })
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            SettleOutcome::Refused("not signed by the lease's provider"),
+            SettleOutcome::Refused("unknown lease"),
+            SettleOutcome::Refused("escrow exhausted"),
+        ]
+    );
+    assert_eq!(net.state.escrow(&job).unwrap().balance, 100);
+
+    // A receipt whose signature does not verify keeps the whole
+    // transaction out.
+    let mut tampered = net.receipt(&lease, 0, 1_000, b"a").to_bytes();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    let tampered = Signed::<Receipt>::from_bytes(&tampered, &()).unwrap();
+    let body = TxBody {
+        chain: net.state.chain(),
+        nonce: net.state.account(&requester.public()).nonce,
+        kind: TxKind::Settle {
+            job,
+            receipts: vec![tampered],
+        },
+    };
+    assert!(matches!(
+        admit(body.sign(&requester)),
+        Err(TxError::BadSignature(_))
+    ));
+    // Only the escrow's owner settles.
+    let err = net
+        .send(
+            &net.other.clone(),
+            TxKind::Settle {
+                job,
+                receipts: vec![],
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(err, TxError::NotEscrowOwner { .. }));
+}
+
+#[test]
+fn equivocation_is_slashed_once_with_a_reward_and_a_burn() {
+    let mut net = Net::new();
+    let requester = Keypair::from_seed([1; 32]);
+    let job = ContentId::of(JOB);
+    net.register();
+    net.send(&requester, TxKind::OpenEscrow { job, amount: 1_000 })
+        .unwrap();
+    let lease = net.lease(10);
+    let stake = net.state.provider(&net.provider.public()).unwrap().stake;
+    let first = net.receipt(&lease, 3, 100, b"honest");
+    let second = net.receipt(&lease, 3, 100, b"lie");
+    let reporter = net.other.clone();
+    let reporter_before = net.state.account(&reporter.public()).balance;
+    let evidence = Evidence::Equivocation {
+        first: first.clone(),
+        second: second.clone(),
+    };
+    net.send(
+        &reporter,
+        TxKind::Slash {
+            evidence: evidence.clone(),
+        },
+    )
+    .unwrap();
+    let penalty = stake / 2;
+    assert_eq!(
+        net.state.provider(&net.provider.public()).unwrap().stake,
+        stake - penalty
+    );
+    assert_eq!(
+        net.state.account(&reporter.public()).balance,
+        reporter_before + penalty / 2
+    );
+    assert_eq!(net.state.burned(), penalty - penalty / 2);
+    assert_eq!(
+        net.state
+            .provider(&net.provider.public())
+            .unwrap()
+            .reputation
+            .slashes,
+        1
+    );
+    // Below the minimum stake now: it can no longer bid.
+    assert!(!net.state.can_bid(&net.provider.public()));
+    let err = net.send(&reporter, TxKind::Slash { evidence }).unwrap_err();
+    assert_eq!(
+        err,
+        TxError::BadEvidence("this offence was already punished")
+    );
+    // Agreeing receipts prove nothing.
+    let agree = Evidence::Equivocation {
+        first: first.clone(),
+        second: first,
+    };
+    let err = net
+        .send(&reporter, TxKind::Slash { evidence: agree })
+        .unwrap_err();
+    assert_eq!(err, TxError::BadEvidence("the receipts agree"));
+}
+
+#[test]
+fn unbonding_stake_returns_after_the_delay_and_stays_slashable() {
+    let mut net = Net::new();
+    net.register();
+    let provider = Keypair::from_seed([2; 32]);
+    let stake = net.state.provider(&provider.public()).unwrap().stake;
+    let balance = net.state.account(&provider.public()).balance;
+    net.send(&provider, TxKind::Unstake { amount: stake })
+        .unwrap();
+    assert_eq!(net.state.unbonding_of(&provider.public()), stake);
+    let delay = net.state.params().unbonding_blocks;
+    net.state.begin_block(delay - 1);
+    assert_eq!(net.state.account(&provider.public()).balance, balance);
+    net.state.begin_block(delay);
+    assert_eq!(
+        net.state.account(&provider.public()).balance,
+        balance + stake
+    );
+    assert_eq!(net.state.unbonding_of(&provider.public()), 0);
+}
+
+#[test]
+fn refusals_name_their_reason() {
+    let mut net = Net::new();
+    let requester = Keypair::from_seed([1; 32]);
+    let to = net.other.public();
+    let err = net
+        .send(
+            &requester,
+            TxKind::Transfer {
+                to,
+                amount: u64::MAX,
+            },
+        )
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "insufficient balance: needs {} µCAIRN, has 10000000000",
+            u64::MAX
+        )
+    );
+    let err = net
+        .send(&requester, TxKind::Transfer { to, amount: 0 })
+        .unwrap_err();
+    assert_eq!(err, TxError::ZeroAmount);
+    let err = net
+        .send(&requester, TxKind::Stake { amount: 5 })
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("is not a registered provider"),
+        "{err}"
+    );
+    let err = net
+        .send(
+            &requester,
+            TxKind::RegisterProvider {
+                capabilities: Capabilities::default(),
+                endpoint: String::new(),
+                stake: 1,
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(err, TxError::BelowMinimumStake { .. }));
+    // Overflow: the recipient already holds nearly everything.
+    let job = ContentId::of(JOB);
+    net.send(&requester, TxKind::OpenEscrow { job, amount: 1 })
+        .unwrap();
+    let err = net
+        .send(&requester, TxKind::OpenEscrow { job, amount: 1 })
+        .unwrap_err();
+    assert_eq!(err, TxError::EscrowExists(job));
+
+    let body = TxBody {
+        chain: net.state.chain(),
+        nonce: 7,
+        kind: TxKind::Transfer { to, amount: 1 },
+    };
+    let err = net
+        .state
+        .apply(&admit(body.sign(&requester)).unwrap())
+        .unwrap_err();
+    assert_eq!(err.to_string(), "nonce 7 is not the account's next nonce 1");
+}
+
+#[test]
+fn malformed_bytes_are_refused_without_panicking() {
+    let net = Net::new();
+    let requester = Keypair::from_seed([1; 32]);
+    let body = TxBody {
+        chain: net.state.chain(),
+        nonce: 0,
+        kind: TxKind::Transfer {
+            to: net.other.public(),
+            amount: 5,
+        },
+    };
+    let bytes = body.sign(&requester).to_bytes();
+    assert!(decode(&bytes).is_ok());
+    for cut in 0..bytes.len() {
+        assert!(decode(&bytes[..cut]).is_err(), "truncated at {cut}");
+    }
+    let mut unknown_kind = bytes.clone();
+    unknown_kind[1 + 32 + 64 + 32 + 8] = 200;
+    assert!(decode(&unknown_kind).is_err());
+    assert!(decode(&vec![1u8; 2 << 20]).is_err());
+}
+
+#[test]
+fn batch_admission_refuses_only_the_forged() {
+    let net = Net::new();
+    let requester = Keypair::from_seed([1; 32]);
+    let txs: Vec<_> = (0..8u64)
+        .map(|nonce| {
+            TxBody {
+                chain: net.state.chain(),
+                nonce,
+                kind: TxKind::Transfer {
+                    to: net.other.public(),
+                    amount: 1,
+                },
+            }
+            .sign(&requester)
+        })
+        .collect();
+    assert!(admit_batch(txs.clone()).iter().all(Result::is_ok));
+    let mut forged = txs;
+    let mut bytes = forged[3].to_bytes();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    forged[3] = cairn_ledger::Tx::from_bytes(&bytes, &()).unwrap();
+    let verdicts = admit_batch(forged);
+    assert_eq!(verdicts.iter().filter(|v| v.is_err()).count(), 1);
+    assert!(verdicts[3].is_err());
+}
