@@ -2,7 +2,7 @@
 //!
 //! A thin shell over the library crates: `cairn run` loads a job file
 //! (`cairn-job`) and runs its tasks (`cairn-exec`); `cairn bench` measures the
-//! runtimes against native code.
+//! runtimes against native code and the ledger state machine (`cairn-ledger`).
 
 mod bench;
 mod run;
