@@ -27,6 +27,7 @@
 mod error;
 mod genesis;
 mod root;
+mod snapshot;
 mod state;
 mod tx;
 

@@ -1,0 +1,189 @@
+//! A validator's view of the ledger: the state after the last finalized
+//! block, the mempool of transactions waiting for a block, and the
+//! executor that applies finalized blocks.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use cairn_ledger::{State, Tx, TxError, VerifiedTx, admit};
+use cairn_wire::{ContentId, PublicKey};
+
+use crate::StateStore;
+use crate::block::{Block, TX_BYTES_MAX};
+
+/// Transactions a mempool holds, at most; more are refused until blocks
+/// drain it.
+pub const MEMPOOL_TXS_MAX: usize = 100_000;
+
+/// Why a submitted transaction was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// Too big to fit a block.
+    #[error("transaction is {0} bytes; a block takes at most {TX_BYTES_MAX}")]
+    TooLarge(usize),
+    /// Not a transaction.
+    #[error("malformed transaction: {0}")]
+    Malformed(String),
+    /// Refused by the ledger's rules as of the last finalized block.
+    #[error("{0}")]
+    Refused(#[from] TxError),
+    /// The mempool is full.
+    #[error("mempool is full ({MEMPOOL_TXS_MAX} transactions); try again shortly")]
+    Full,
+}
+
+/// A transaction's place in line: transactions of one signer go in nonce
+/// order.
+pub(crate) type TxKey = (PublicKey, u64);
+
+/// The shared ledger of one validator.
+#[derive(Clone)]
+pub struct Ledger {
+    inner: Arc<Mutex<Inner>>,
+}
+
+struct Inner {
+    state: State,
+    /// State roots by height (for checks and queries).
+    roots: BTreeMap<u64, ContentId>,
+    mempool: BTreeMap<TxKey, Vec<u8>>,
+    store: Option<StateStore>,
+}
+
+impl Ledger {
+    /// A ledger starting from `genesis`, or from what `store` saved.
+    pub fn open(genesis: State, store: Option<StateStore>) -> Result<Self, crate::StoreError> {
+        let state = match &store {
+            Some(store) => match store.load()? {
+                Some(saved) if saved.chain() == genesis.chain() => saved,
+                Some(_) => {
+                    return Err(crate::StoreError::new(
+                        "the store holds another chain's ledger",
+                    ));
+                }
+                None => genesis,
+            },
+            None => genesis,
+        };
+        let mut roots = BTreeMap::new();
+        roots.insert(state.height(), state.root());
+        Ok(Self {
+            inner: Arc::new(Mutex::new(Inner {
+                state,
+                roots,
+                mempool: BTreeMap::new(),
+                store,
+            })),
+        })
+    }
+
+    /// Height of the last applied block.
+    pub fn height(&self) -> u64 {
+        self.inner.lock().unwrap().state.height()
+    }
+
+    /// A copy of the state after the last applied block.
+    pub fn state(&self) -> State {
+        self.inner.lock().unwrap().state.clone()
+    }
+
+    /// State roots by height, as applied here.
+    pub fn roots(&self) -> BTreeMap<u64, ContentId> {
+        self.inner.lock().unwrap().roots.clone()
+    }
+
+    /// Transactions waiting in the mempool.
+    pub fn pending(&self) -> usize {
+        self.inner.lock().unwrap().mempool.len()
+    }
+
+    /// Checks a transaction (encoding, signatures, chain, nonce not already
+    /// used) and queues it for a block.
+    pub fn submit(&self, bytes: Vec<u8>) -> Result<(), SubmitError> {
+        if bytes.len() > TX_BYTES_MAX {
+            return Err(SubmitError::TooLarge(bytes.len()));
+        }
+        let tx = cairn_ledger::decode(&bytes).map_err(|e| SubmitError::Malformed(e.to_string()))?;
+        let verified = admit(tx)?;
+        let key = tx_key(&verified);
+        let mut inner = self.inner.lock().unwrap();
+        let body = verified.tx().payload_unchecked();
+        if body.chain != inner.state.chain() {
+            return Err(TxError::WrongChain {
+                expected: inner.state.chain(),
+                found: body.chain,
+            }
+            .into());
+        }
+        let next = inner.state.account(&key.0).nonce;
+        if key.1 < next {
+            return Err(TxError::BadNonce {
+                expected: next,
+                found: key.1,
+            }
+            .into());
+        }
+        if inner.mempool.len() >= MEMPOOL_TXS_MAX {
+            return Err(SubmitError::Full);
+        }
+        inner.mempool.insert(key, bytes);
+        Ok(())
+    }
+
+    /// Up to `max` transactions for a new block, skipping those already in
+    /// blocks that are proposed but not yet finalized.
+    pub(crate) fn select(&self, max: usize, exclude: &BTreeSet<TxKey>) -> Vec<Vec<u8>> {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .mempool
+            .iter()
+            .filter(|(key, _)| !exclude.contains(key))
+            .take(max)
+            .map(|(_, bytes)| bytes.clone())
+            .collect()
+    }
+
+    /// Applies a finalized block (once: blocks at or below the current
+    /// height are ignored, as the consensus layer may deliver them again
+    /// after a restart) and saves the state before returning.
+    pub(crate) fn apply_finalized(&self, block: &Block) -> Result<(), crate::StoreError> {
+        let mut inner = self.inner.lock().unwrap();
+        let height = block.height.get();
+        if height <= inner.state.height() {
+            return Ok(());
+        }
+        let mut state = inner.state.clone();
+        state.begin_block(height);
+        for bytes in &block.txs {
+            // Blocks carry only transactions that verified when proposed,
+            // but whether they still apply depends on the transactions
+            // before them: those that no longer apply are skipped, the same
+            // way on every validator.
+            if let Some(verified) = verify(bytes) {
+                let _ = state.apply(&verified);
+            }
+        }
+        if let Some(store) = &inner.store {
+            store.save(&state)?;
+        }
+        let root = state.root();
+        inner.roots.insert(height, root);
+        // Drop what the block included and anything it made stale.
+        let state_ref = &state;
+        inner
+            .mempool
+            .retain(|(signer, nonce), _| *nonce >= state_ref.account(signer).nonce);
+        inner.state = state;
+        Ok(())
+    }
+}
+
+/// Decodes and verifies a transaction from a block.
+pub(crate) fn verify(bytes: &[u8]) -> Option<VerifiedTx> {
+    admit(cairn_ledger::decode(bytes).ok()?).ok()
+}
+
+pub(crate) fn tx_key(tx: &VerifiedTx) -> TxKey {
+    let tx: &Tx = tx.tx();
+    (tx.signer(), tx.payload_unchecked().nonce)
+}
