@@ -20,10 +20,14 @@ use crate::Scheme;
 use crate::block::{Block, Digest, TXS_PER_BLOCK_MAX};
 use crate::ledger::{Ledger, tx_key, verify};
 
+/// How often an idle leader looks at the mempool.
+const IDLE_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Proposes blocks from the mempool and checks others' proposals.
 #[derive(Clone)]
 pub(crate) struct App {
     pub ledger: Ledger,
+    pub idle: std::time::Duration,
 }
 
 impl<E: Clock> Application<E> for App {
@@ -40,6 +44,17 @@ impl<E: Clock> Application<E> for App {
     ) -> Option<Digested<Block>> {
         // The first item is the parent.
         let parent = ancestry.next().await?;
+        // With nothing to order, wait a little for something to arrive.
+        let started = runtime.current();
+        while self.ledger.pending() == 0
+            && runtime
+                .current()
+                .duration_since(started)
+                .unwrap_or_default()
+                < self.idle
+        {
+            runtime.sleep(IDLE_POLL).await;
+        }
         // Transactions in ancestors that are not finalized yet are already
         // on their way: do not propose them twice.
         let finalized = self.ledger.height();

@@ -15,6 +15,19 @@ use crate::block::{Block, TX_BYTES_MAX};
 /// drain it.
 pub const MEMPOOL_TXS_MAX: usize = 100_000;
 
+/// Outcomes of applied transactions remembered for queries, at most (the
+/// oldest are forgotten first).
+pub const OUTCOMES_MAX: usize = 100_000;
+
+/// What became of a transaction this node saw in a block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxOutcome {
+    /// Applied at this height.
+    Applied(u64),
+    /// Included at this height but refused by the ledger, for this reason.
+    Refused(u64, String),
+}
+
 /// Why a submitted transaction was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -47,6 +60,8 @@ struct Inner {
     /// State roots by height (for checks and queries).
     roots: BTreeMap<u64, ContentId>,
     mempool: BTreeMap<TxKey, Vec<u8>>,
+    outcomes: BTreeMap<TxKey, TxOutcome>,
+    outcome_order: std::collections::VecDeque<TxKey>,
     store: Option<StateStore>,
 }
 
@@ -72,6 +87,8 @@ impl Ledger {
                 state,
                 roots,
                 mempool: BTreeMap::new(),
+                outcomes: BTreeMap::new(),
+                outcome_order: std::collections::VecDeque::new(),
                 store,
             })),
         })
@@ -90,6 +107,17 @@ impl Ledger {
     /// State roots by height, as applied here.
     pub fn roots(&self) -> BTreeMap<u64, ContentId> {
         self.inner.lock().unwrap().roots.clone()
+    }
+
+    /// What became of the transaction of `signer` with `nonce`, if this node
+    /// applied the block that carried it (recently).
+    pub fn outcome(&self, signer: &PublicKey, nonce: u64) -> Option<TxOutcome> {
+        self.inner
+            .lock()
+            .unwrap()
+            .outcomes
+            .get(&(*signer, nonce))
+            .cloned()
     }
 
     /// Transactions waiting in the mempool.
@@ -154,13 +182,18 @@ impl Ledger {
         }
         let mut state = inner.state.clone();
         state.begin_block(height);
+        let mut outcomes = Vec::with_capacity(block.txs.len());
         for bytes in &block.txs {
             // Blocks carry only transactions that verified when proposed,
             // but whether they still apply depends on the transactions
             // before them: those that no longer apply are skipped, the same
             // way on every validator.
             if let Some(verified) = verify(bytes) {
-                let _ = state.apply(&verified);
+                let outcome = match state.apply(&verified) {
+                    Ok(_) => TxOutcome::Applied(height),
+                    Err(e) => TxOutcome::Refused(height, e.to_string()),
+                };
+                outcomes.push((tx_key(&verified), outcome));
             }
         }
         if let Some(store) = &inner.store {
@@ -168,7 +201,18 @@ impl Ledger {
         }
         let root = state.root();
         inner.roots.insert(height, root);
-        // Drop what the block included and anything it made stale.
+        // Drop what the block included (applied or refused: a refused
+        // transaction would be refused again) and anything it made stale.
+        for (key, outcome) in outcomes {
+            inner.mempool.remove(&key);
+            if inner.outcomes.insert(key, outcome).is_none() {
+                inner.outcome_order.push_back(key);
+            }
+        }
+        while inner.outcome_order.len() > OUTCOMES_MAX {
+            let oldest = inner.outcome_order.pop_front().expect("not empty");
+            inner.outcomes.remove(&oldest);
+        }
         let state_ref = &state;
         inner
             .mempool

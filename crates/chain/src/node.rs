@@ -49,6 +49,10 @@ pub struct Timeouts {
     pub leader: Duration,
     /// How long to wait for a notarized block to be certified.
     pub certification: Duration,
+    /// How long a leader with an empty mempool waits for a transaction
+    /// before proposing an empty block. Keeps an idle chain from spinning
+    /// while it still moves (and finalizes) a few times a second.
+    pub idle_block: Duration,
 }
 
 impl Default for Timeouts {
@@ -56,6 +60,7 @@ impl Default for Timeouts {
         Self {
             leader: Duration::from_secs(1),
             certification: Duration::from_secs(2),
+            idle_block: Duration::from_millis(200),
         }
     }
 }
@@ -108,6 +113,10 @@ pub async fn run_validator<E, S, R, P, B>(
     B: Blocker<PublicKey = ed25519::PublicKey>,
 {
     let me = signer.public_key();
+    assert!(
+        timeouts.idle_block < timeouts.leader,
+        "an idle leader must propose before the others time out"
+    );
     let scheme =
         Scheme::signer(NAMESPACE, participants, signer).expect("the signer is a validator");
     let page_cache = CacheRef::new(page_size(4096), NZUsize!(256));
@@ -194,7 +203,10 @@ pub async fn run_validator<E, S, R, P, B>(
 
     let inline = Inline::new(
         context.child("inline"),
-        App { ledger },
+        App {
+            ledger,
+            idle: timeouts.idle_block,
+        },
         marshal_mailbox,
         FixedEpocher::new(EPOCH_LENGTH),
     );

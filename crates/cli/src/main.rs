@@ -2,10 +2,14 @@
 //!
 //! A thin shell over the library crates: `cairn run` loads a job file
 //! (`cairn-job`) and runs its tasks (`cairn-exec`); `cairn bench` measures the
-//! runtimes against native code and the ledger state machine (`cairn-ledger`).
+//! runtimes against native code and the ledger state machine (`cairn-ledger`);
+//! `cairn node` runs a ledger validator (`cairn-node`), `cairn devnet` several,
+//! and `cairn wallet` talks to one.
 
 mod bench;
+mod node;
 mod run;
+mod wallet;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +36,12 @@ enum Command {
     },
     /// List the workloads built into this binary (`module = "cairn:<name>"`).
     Workloads,
+    /// Run a node: a validator of the ledger chain with its HTTP API.
+    Node(node::NodeArgs),
+    /// Start a local network of validators, each a `cairn node` process.
+    Devnet(node::DevnetArgs),
+    /// Balances, transfers and stake on the ledger.
+    Wallet(wallet::WalletArgs),
 }
 
 /// Exit status for a run whose tasks did not all succeed.
@@ -54,6 +64,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Bench { suite } => bench::run(suite).map(|()| ExitCode::SUCCESS),
+        Command::Node(args) => node::node(args),
+        Command::Devnet(args) => node::devnet(args),
+        Command::Wallet(args) => wallet::wallet(args),
         Command::Workloads => {
             for workload in cairn_workloads::ALL {
                 println!(

@@ -76,6 +76,12 @@ impl Keypair {
         }
     }
 
+    /// The 32-byte secret seed, for handing the same identity to another
+    /// library (the consensus engine's key type). Never log or send it.
+    pub fn secret_seed(&self) -> [u8; 32] {
+        self.secret.to_bytes()
+    }
+
     /// This key's public half, which is also the node id.
     pub fn public(&self) -> PublicKey {
         self.public

@@ -1,0 +1,201 @@
+//! `cairn wallet`: balances, transfers and stake, through a node's API.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use cairn_ledger::{Capabilities, TxBody, TxKind};
+use cairn_wire::{ContentId, Keypair, PublicKey};
+use serde_json::Value;
+
+/// How long a command waits for its transaction to be applied.
+const APPLY_WAIT: Duration = Duration::from_secs(60);
+
+/// Arguments of `cairn wallet`.
+#[derive(clap::Args)]
+pub struct WalletArgs {
+    /// The node to talk to.
+    #[arg(long, env = "CAIRN_NODE", default_value = "http://127.0.0.1:8640")]
+    node: String,
+    /// The key that signs (created if missing).
+    #[arg(long, env = "CAIRN_KEY", default_value = ".cairn/node.key")]
+    key: PathBuf,
+    /// Return as soon as the node has queued the transaction, without
+    /// waiting for a block to apply it.
+    #[arg(long)]
+    no_wait: bool,
+    #[command(subcommand)]
+    command: WalletCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum WalletCommand {
+    /// Print this wallet's public key (its address).
+    Address,
+    /// Show the balance, nonce and stake of an account [default: this wallet's].
+    Balance {
+        /// The account's public key.
+        account: Option<PublicKey>,
+    },
+    /// Send µCAIRN to another account.
+    Transfer {
+        /// The recipient's public key.
+        to: PublicKey,
+        /// The amount in µCAIRN.
+        amount: u64,
+    },
+    /// Stake µCAIRN as a provider (registers this wallet as one if needed).
+    Stake {
+        /// The amount in µCAIRN.
+        amount: u64,
+        /// Where requesters reach this provider.
+        #[arg(long, default_value = "")]
+        endpoint: String,
+    },
+    /// Start unbonding staked µCAIRN; it returns after the unbonding delay.
+    Unstake {
+        /// The amount in µCAIRN.
+        amount: u64,
+    },
+    /// Show a job's escrow.
+    Escrow {
+        /// The job's id.
+        job: ContentId,
+    },
+}
+
+struct Node {
+    base: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Node {
+    fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .with_context(|| format!("cannot reach the node at {}", self.base))?;
+        answer(response)
+    }
+
+    fn submit(&self, bytes: Vec<u8>) -> anyhow::Result<()> {
+        let response = self
+            .http
+            .post(format!("{}/v1/txs", self.base))
+            .header("content-type", "application/octet-stream")
+            .body(bytes)
+            .send()
+            .with_context(|| format!("cannot reach the node at {}", self.base))?;
+        answer(response).map(|_| ())
+    }
+}
+
+fn answer(response: reqwest::blocking::Response) -> anyhow::Result<Value> {
+    let status = response.status();
+    let body: Value =
+        serde_json::from_str(&response.text()?).context("the node's answer is not JSON")?;
+    if !status.is_success() {
+        bail!(
+            "the node refused: {}",
+            body["error"].as_str().unwrap_or("no reason given")
+        );
+    }
+    Ok(body)
+}
+
+pub fn wallet(args: WalletArgs) -> anyhow::Result<ExitCode> {
+    let node = Node {
+        base: args.node.trim_end_matches('/').to_string(),
+        http: reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?,
+    };
+    let key = Keypair::load_or_create(&args.key)?;
+    let kind = match args.command {
+        WalletCommand::Address => {
+            println!("{}", key.public());
+            return Ok(ExitCode::SUCCESS);
+        }
+        WalletCommand::Balance { account } => {
+            let account = node.get(&format!("/v1/accounts/{}", account.unwrap_or(key.public())))?;
+            println!(
+                "balance {} µCAIRN, stake {}, unbonding {}, nonce {} (height {})",
+                account["balance"],
+                account["stake"],
+                account["unbonding"],
+                account["nonce"],
+                account["height"]
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        WalletCommand::Escrow { job } => {
+            let escrow = node.get(&format!("/v1/escrows/{job}"))?;
+            println!(
+                "escrow of job {job}: {} µCAIRN, owner {}, leases until height {}",
+                escrow["balance"], escrow["owner"], escrow["leases_until"]
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        WalletCommand::Transfer { to, amount } => TxKind::Transfer { to, amount },
+        WalletCommand::Stake { amount, endpoint } => {
+            let me = node.get(&format!("/v1/accounts/{}", key.public()))?;
+            if me["stake"].as_u64() == Some(0) {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+                TxKind::RegisterProvider {
+                    capabilities: Capabilities {
+                        cores,
+                        ..Capabilities::default()
+                    },
+                    endpoint,
+                    stake: amount,
+                }
+            } else {
+                TxKind::Stake { amount }
+            }
+        }
+        WalletCommand::Unstake { amount } => TxKind::Unstake { amount },
+    };
+
+    let status = node.get("/v1/status")?;
+    let chain: ContentId = status["chain"]
+        .as_str()
+        .context("the node did not say its chain")?
+        .parse()?;
+    let account = node.get(&format!("/v1/accounts/{}", key.public()))?;
+    let nonce = account["nonce"]
+        .as_u64()
+        .context("the node did not say the nonce")?;
+    let tx = TxBody { chain, nonce, kind }.sign(&key);
+    node.submit(tx.to_bytes())?;
+    if args.no_wait {
+        println!("queued (nonce {nonce})");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let started = Instant::now();
+    loop {
+        let outcome = node.get(&format!("/v1/txs/{}/{nonce}", key.public()))?;
+        match outcome["status"].as_str() {
+            Some("applied") => {
+                let account = node.get(&format!("/v1/accounts/{}", key.public()))?;
+                println!(
+                    "applied at height {}: balance {} µCAIRN, stake {}",
+                    account["height"], account["balance"], account["stake"]
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            Some("refused") => bail!(
+                "refused at height {}: {}",
+                outcome["height"],
+                outcome["reason"].as_str().unwrap_or("no reason given")
+            ),
+            _ => {}
+        }
+        if started.elapsed() > APPLY_WAIT {
+            bail!("the transaction was queued but not applied within {APPLY_WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,218 @@
+//! `cairn node`, `cairn devnet` and `cairn wallet` over real sockets.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn cairn() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cairn"))
+}
+
+/// A port nobody is listening on right now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Node {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_node(data: &Path, http: u16, p2p: u16) -> Node {
+    let mut child = cairn()
+        .args(["node", "--data-dir"])
+        .arg(data)
+        .args([
+            "--http",
+            &format!("127.0.0.1:{http}"),
+            "--p2p",
+            &format!("127.0.0.1:{p2p}"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("http listening on"), "{line}");
+    Node {
+        child,
+        url: format!("http://127.0.0.1:{http}"),
+    }
+}
+
+fn wallet(node: &str, key: &Path, args: &[&str]) -> String {
+    let output = cairn()
+        .args(["wallet", "--node", node, "--key"])
+        .arg(key)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "wallet {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn balance_of(node: &str, key: &Path, account: &str) -> u64 {
+    let line = wallet(node, key, &["balance", account]);
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn kill_9_of_the_embedded_validator_loses_nothing_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    let key = data.join("node.key");
+    let (http, p2p) = (free_port(), free_port());
+    let recipient = "00000000000000000000000000000000000000000000000000000000000000aa";
+    let mut node = start_node(&data, http, p2p);
+    for amount in [100, 200, 300] {
+        wallet(
+            &node.url,
+            &key,
+            &["transfer", recipient, &amount.to_string()],
+        );
+    }
+    assert_eq!(balance_of(&node.url, &key, recipient), 600);
+
+    // kill -9: no chance to flush or shut down.
+    node.child.kill().unwrap();
+    node.child.wait().unwrap();
+    let node = start_node(&data, http, p2p);
+    assert_eq!(
+        balance_of(&node.url, &key, recipient),
+        600,
+        "a committed transfer was lost"
+    );
+    // The chain goes on from where it was: the next nonce is accepted.
+    wallet(&node.url, &key, &["transfer", recipient, "1"]);
+    assert_eq!(balance_of(&node.url, &key, recipient), 601);
+}
+
+#[test]
+fn wallet_refusals_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    let node = start_node(&data, free_port(), free_port());
+    let stranger = dir.path().join("stranger.key");
+    let output = cairn()
+        .args(["wallet", "--node", &node.url, "--key"])
+        .arg(&stranger)
+        .args([
+            "transfer",
+            "00000000000000000000000000000000000000000000000000000000000000aa",
+            "5",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("refused at height"), "{stderr}");
+    assert!(
+        stderr.contains("insufficient balance: needs 5 µCAIRN, has 0"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_four_validator_devnet_finalizes_transfers_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = {
+        // Eight consecutive free ports.
+        loop {
+            let port = free_port();
+            if port < 60_000 && (1..8).all(|i| TcpListener::bind(("127.0.0.1", port + i)).is_ok()) {
+                break port;
+            }
+        }
+    };
+    let devnet = cairn()
+        .args(["devnet", "--validators", "4", "--dir"])
+        .arg(dir.path())
+        .args(["--base-port", &base.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _devnet = Devnet {
+        child: devnet,
+        dir: dir.path().to_path_buf(),
+    };
+    let key = dir.path().join("wallet.key");
+    let url = |i: u16| format!("http://127.0.0.1:{}", base + 2 * i);
+    // The devnet writes its funded wallet key before its genesis: touch the
+    // key only once the genesis exists.
+    let started = Instant::now();
+    while !dir.path().join("genesis.toml").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the devnet wrote no genesis"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Wait until every validator answers.
+    while (0..4).any(|i| {
+        cairn()
+            .args(["wallet", "--node", &url(i), "--key"])
+            .arg(&key)
+            .arg("balance")
+            .output()
+            .map_or(true, |o| !o.status.success())
+    }) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the devnet did not start"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let recipient = "00000000000000000000000000000000000000000000000000000000000000bb";
+    wallet(&url(0), &key, &["transfer", recipient, "42"]);
+    wallet(&url(2), &key, &["transfer", recipient, "8"]);
+    // Every validator applies the same blocks.
+    let started = Instant::now();
+    while (0..4).any(|i| balance_of(&url(i), &key, recipient) != 50) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "validators disagree"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A running devnet; dropping it stops the devnet and its validators (every
+/// process whose command line names the devnet's own folder), even when the
+/// test fails.
+struct Devnet {
+    child: Child,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = Command::new("pkill")
+            .arg("-9")
+            .arg("-f")
+            .arg(self.dir.as_os_str())
+            .status();
+    }
+}

@@ -1,0 +1,124 @@
+//! The node's HTTP API (JSON): status, accounts, escrows, and submitting
+//! signed transactions.
+//!
+//! - `GET  /v1/status` — chain id, height, state root, transactions pending.
+//! - `GET  /v1/accounts/{key}` — balance, nonce, stake, unbonding.
+//! - `GET  /v1/escrows/{job}` — a job's escrow.
+//! - `POST /v1/txs` — a transaction's canonical bytes; `202` when queued.
+//! - `GET  /v1/txs/{signer}/{nonce}` — whether it was applied or refused,
+//!   and why.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use cairn_chain::{Ledger, SubmitError, TxOutcome};
+use cairn_wire::{ContentId, PublicKey};
+use serde_json::{Value, json};
+
+/// The API's routes over `ledger`.
+pub fn router(ledger: Ledger) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/accounts/{key}", get(account))
+        .route("/v1/escrows/{job}", get(escrow))
+        .route("/v1/txs", post(submit))
+        .route("/v1/txs/{signer}/{nonce}", get(outcome))
+        .with_state(ledger)
+}
+
+/// An error answer: a status and a message that says what was wrong.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+async fn status(State(ledger): State<Ledger>) -> axum::Json<Value> {
+    let state = ledger.state();
+    axum::Json(json!({
+        "chain": state.chain().to_string(),
+        "height": state.height(),
+        "root": state.root().to_string(),
+        "pending": ledger.pending(),
+        "supply": state.supply(),
+    }))
+}
+
+async fn account(
+    State(ledger): State<Ledger>,
+    Path(key): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let key: PublicKey = key
+        .parse()
+        .map_err(|e: cairn_wire::WireError| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let state = ledger.state();
+    let account = state.account(&key);
+    let provider = state.provider(&key);
+    Ok(axum::Json(json!({
+        "key": key.to_string(),
+        "height": state.height(),
+        "balance": account.balance,
+        "nonce": account.nonce,
+        "stake": provider.map_or(0, |p| p.stake),
+        "unbonding": state.unbonding_of(&key),
+        "can_bid": state.can_bid(&key),
+    })))
+}
+
+async fn escrow(
+    State(ledger): State<Ledger>,
+    Path(job): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let job: ContentId = job
+        .parse()
+        .map_err(|e: cairn_wire::WireError| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let state = ledger.state();
+    let escrow = state.escrow(&job).ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no open escrow for job {job}"),
+        )
+    })?;
+    Ok(axum::Json(json!({
+        "job": job.to_string(),
+        "owner": escrow.owner.to_string(),
+        "balance": escrow.balance,
+        "leases_until": escrow.leases_until,
+    })))
+}
+
+async fn submit(
+    State(ledger): State<Ledger>,
+    body: Bytes,
+) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
+    match ledger.submit(body.to_vec()) {
+        Ok(()) => Ok((StatusCode::ACCEPTED, axum::Json(json!({ "queued": true })))),
+        Err(SubmitError::Full) => Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            SubmitError::Full.to_string(),
+        )),
+        Err(e) => Err(ApiError(StatusCode::BAD_REQUEST, e.to_string())),
+    }
+}
+
+async fn outcome(
+    State(ledger): State<Ledger>,
+    Path((signer, nonce)): Path<(String, u64)>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let signer: PublicKey = signer
+        .parse()
+        .map_err(|e: cairn_wire::WireError| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    Ok(axum::Json(match ledger.outcome(&signer, nonce) {
+        Some(TxOutcome::Applied(height)) => json!({ "status": "applied", "height": height }),
+        Some(TxOutcome::Refused(height, reason)) => {
+            json!({ "status": "refused", "height": height, "reason": reason })
+        }
+        None if ledger.state().account(&signer).nonce > nonce => json!({ "status": "applied" }),
+        None => json!({ "status": "pending" }),
+    }))
+}

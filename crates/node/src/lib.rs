@@ -1,0 +1,169 @@
+//! node: Run a Cairn node: a ledger validator with its HTTP API.
+//!
+//! [`run`] starts one validator of the ledger chain (`cairn-chain`) on the
+//! tokio runtime, with authenticated, encrypted p2p among the validators on
+//! real sockets, and serves the ledger over HTTP ([`api`]). A single
+//! validator is the embedded default; a devnet runs several, each in its own
+//! process.
+#![deny(missing_docs)]
+
+pub mod api;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cairn_chain::{Channels, Ledger, StateStore, Timeouts, max_message_size, run_validator};
+use cairn_ledger::Genesis;
+use cairn_wire::{Keypair, PublicKey};
+use commonware_codec::DecodeExt as _;
+use commonware_cryptography::{ChaCha20Poly1305, Signer as _, ed25519};
+use commonware_p2p::authenticated::{lookup, peer_set_limit};
+use commonware_p2p::{Address, AddressableManager as _};
+use commonware_runtime::{Quota, Runner as _, Spawner as _, Supervisor as _, tokio as runtime};
+use commonware_stream::cups::{self, Cups};
+use commonware_stream::sake::{self, Sake};
+use commonware_utils::ordered::{Map, Set};
+use commonware_utils::{NZU32, NZUsize, TryCollect as _};
+
+/// Separates the validators' p2p handshakes from other uses of their keys.
+const P2P_NAMESPACE: &[u8] = b"cairn-ledger-p2p";
+
+/// Everything a node needs to start.
+pub struct NodeConfig {
+    /// Where consensus data and the ledger state are kept.
+    pub data_dir: PathBuf,
+    /// The node's identity, which is also its validator key.
+    pub key: Keypair,
+    /// The chain's starting state.
+    pub genesis: Genesis,
+    /// Where the HTTP API listens.
+    pub http: SocketAddr,
+    /// Where validator p2p listens.
+    pub p2p: SocketAddr,
+    /// Every validator (this one included): key and p2p address.
+    pub validators: Vec<(PublicKey, SocketAddr)>,
+    /// Worker threads of the runtime.
+    pub threads: usize,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The configuration is inconsistent.
+    #[error("{0}")]
+    Config(String),
+    /// The genesis is invalid.
+    #[error(transparent)]
+    Genesis(#[from] cairn_ledger::GenesisError),
+    /// The ledger store failed.
+    #[error(transparent)]
+    Store(#[from] cairn_chain::StoreError),
+    /// A socket could not be opened.
+    #[error("{0}")]
+    Io(String),
+}
+
+fn consensus_key(key: &PublicKey) -> Result<ed25519::PublicKey, NodeError> {
+    ed25519::PublicKey::decode(commonware_codec::Copying(key.as_bytes()))
+        .map_err(|e| NodeError::Config(format!("validator key {key}: {e}")))
+}
+
+/// Runs the node until the process ends. Prints `http listening on ADDR`
+/// once the API is up.
+pub fn run(config: NodeConfig) -> Result<(), NodeError> {
+    let me = config.key.public();
+    if !config.validators.iter().any(|(key, _)| *key == me) {
+        return Err(NodeError::Config(format!(
+            "this node's key {me} is not among the validators"
+        )));
+    }
+    let participants: Set<ed25519::PublicKey> = config
+        .validators
+        .iter()
+        .map(|(key, _)| consensus_key(key))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .try_collect()
+        .map_err(|_| NodeError::Config("a validator is listed twice".into()))?;
+    let peers: Map<ed25519::PublicKey, Address> = config
+        .validators
+        .iter()
+        .map(|(key, address)| Ok((consensus_key(key)?, Address::from(*address))))
+        .collect::<Result<Vec<_>, NodeError>>()?
+        .into_iter()
+        .try_collect()
+        .map_err(|_| NodeError::Config("a validator is listed twice".into()))?;
+    let signer = ed25519::PrivateKey::decode(commonware_codec::Copying(&config.key.secret_seed()))
+        .map_err(|e| NodeError::Config(format!("node key: {e}")))?;
+
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| NodeError::Io(format!("creating {}: {e}", config.data_dir.display())))?;
+    let store = StateStore::open(&config.data_dir.join("ledger.redb"))?;
+    let ledger = Ledger::open(config.genesis.state()?, Some(store))?;
+    let http = std::net::TcpListener::bind(config.http)
+        .map_err(|e| NodeError::Io(format!("http {}: {e}", config.http)))?;
+    http.set_nonblocking(true)
+        .map_err(|e| NodeError::Io(e.to_string()))?;
+    println!(
+        "http listening on {}",
+        http.local_addr()
+            .map_err(|e| NodeError::Io(e.to_string()))?
+    );
+
+    let validators = config.validators.len() as u32;
+    let runtime_config = runtime::Config::new()
+        .with_storage_directory(config.data_dir.join("consensus"))
+        .with_worker_threads(config.threads.max(1));
+    let p2p_address = config.p2p;
+    runtime::Runner::new(runtime_config).start(|context| async move {
+        let api_ledger = ledger.clone();
+        context.child("http").spawn(move |_| async move {
+            let listener = tokio::net::TcpListener::from_std(http).expect("a listening socket");
+            if let Err(e) = axum::serve(listener, api::router(api_ledger)).await {
+                tracing::error!("http server stopped: {e}");
+            }
+        });
+        let handshake = Cups::<_, ChaCha20Poly1305>::new(
+            Sake {
+                signer: signer.clone(),
+                synchrony_bound: Duration::from_secs(5),
+                max_handshake_age: Duration::from_secs(10),
+                version: sake::Version::V1,
+            },
+            cups::Version::V1,
+        );
+        let p2p = lookup::Config::local(
+            handshake,
+            P2P_NAMESPACE,
+            p2p_address,
+            peer_set_limit(&participants, &signer.public_key()),
+            max_message_size(validators),
+            NZUsize!(1024),
+        );
+        let (mut network, mut oracle) = lookup::Network::new(context.child("network"), p2p);
+        let _ = oracle.track(0, peers);
+        let quota = Quota::per_second(NZU32!(10_000));
+        let channels = Channels {
+            vote: network.register(0, quota),
+            certificate: network.register(1, quota),
+            resolver: network.register(2, quota),
+            backfill: network.register(3, quota),
+            broadcast: network.register(4, quota),
+        };
+        network.start();
+        run_validator(
+            context.child("validator"),
+            signer,
+            participants,
+            "cairn".to_string(),
+            oracle.clone(),
+            oracle,
+            channels,
+            ledger,
+            Timeouts::default(),
+        )
+        .await;
+    });
+    Ok(())
+}
