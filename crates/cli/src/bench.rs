@@ -24,6 +24,26 @@ pub enum Suite {
     /// transactions admitted per second with and without batch verification,
     /// and the cost of the state root.
     Ledger(LedgerArgs),
+    /// The replicated ledger: transactions finalized per second and time to
+    /// finality, for one embedded validator and for four on loopback.
+    Chain(ChainArgs),
+}
+
+/// Arguments of `cairn bench chain`.
+#[derive(clap::Args)]
+pub struct ChainArgs {
+    /// Print one JSON object per figure (`suite`, `metric`, `value`, `unit`).
+    #[arg(long)]
+    json: bool,
+    /// Seconds of load per configuration.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
+    seconds: u64,
+    /// Offered load for one validator, transactions per second.
+    #[arg(long, default_value_t = 12_000)]
+    rate_single: u32,
+    /// Offered load for four validators, transactions per second.
+    #[arg(long, default_value_t = 4_000)]
+    rate_four: u32,
 }
 
 /// Arguments of `cairn bench ledger`.
@@ -58,7 +78,7 @@ pub struct WasmArgs {
 #[derive(Serialize)]
 struct Figure {
     suite: &'static str,
-    metric: &'static str,
+    metric: String,
     value: f64,
     unit: &'static str,
 }
@@ -75,6 +95,11 @@ pub fn run(suite: Suite) -> anyhow::Result<()> {
             print(&figures, args.json)
         }
         Suite::Ledger(args) => print(&ledger(&args)?, args.json),
+        Suite::Chain(args) => {
+            let mut figures = chain(1, args.rate_single, args.seconds, "single")?;
+            figures.extend(chain(4, args.rate_four, args.seconds, "four")?);
+            print(&figures, args.json)
+        }
     }
 }
 
@@ -269,10 +294,10 @@ fn task_overhead(runtime: &WasmRuntime, tasks: u32, scratch: &Path) -> anyhow::R
     Ok(started.elapsed() / tasks)
 }
 
-fn figure(metric: &'static str, value: f64, unit: &'static str) -> Figure {
+fn figure(metric: &str, value: f64, unit: &'static str) -> Figure {
     Figure {
         suite: "wasm",
-        metric,
+        metric: metric.to_string(),
         value,
         unit,
     }
@@ -340,9 +365,9 @@ fn ledger(args: &LedgerArgs) -> anyhow::Result<Vec<Figure>> {
     let _ = state.root();
     let root_ms = started.elapsed().as_secs_f64() * 1e3;
 
-    let figure = |metric, value, unit| Figure {
+    let figure = |metric: &str, value, unit| Figure {
         suite: "ledger",
-        metric,
+        metric: metric.to_string(),
         value,
         unit,
     };
@@ -363,4 +388,110 @@ fn ratio(a: Duration, b: Duration) -> f64 {
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
+}
+
+/// Offers `rate` transfers per second for `seconds` to a cluster of
+/// `validators` (each transaction to one validator, in turn) and measures
+/// how many are finalized per second and how long each takes.
+fn chain(
+    validators: usize,
+    rate: u32,
+    seconds: u64,
+    label: &'static str,
+) -> anyhow::Result<Vec<Figure>> {
+    use cairn_ledger::{Genesis, TxBody, TxKind};
+    use cairn_wire::Keypair;
+    use std::time::Duration;
+
+    const ACCOUNTS: usize = 2_000;
+    const WAVE: Duration = Duration::from_millis(10);
+    let keys: Vec<Keypair> = (0..ACCOUNTS as u32)
+        .map(|i| {
+            let mut seed = [7u8; 32];
+            seed[..4].copy_from_slice(&i.to_le_bytes());
+            Keypair::from_seed(seed)
+        })
+        .collect();
+    let publics: Vec<_> = keys.iter().map(Keypair::public).collect();
+    let genesis = Genesis::with_balances("bench-chain", &publics, 1_000_000_000_000);
+    let chain_id = genesis.state()?.chain();
+    let total = rate as usize * seconds as usize;
+    // Sign everything first: signing is the client's cost, not the chain's.
+    let txs: Vec<(usize, u64, Vec<u8>)> = (0..total)
+        .map(|i| {
+            let from = i % ACCOUNTS;
+            let nonce = (i / ACCOUNTS) as u64;
+            let body = TxBody {
+                chain: chain_id,
+                nonce,
+                kind: TxKind::Transfer {
+                    to: publics[(i * 7 + 1) % ACCOUNTS],
+                    amount: 1,
+                },
+            };
+            (from, nonce, body.sign(&keys[from]).to_bytes())
+        })
+        .collect();
+    let dir = tempfile::tempdir()?;
+    let per_wave = (rate as usize * WAVE.as_millis() as usize / 1000).max(1);
+    let (latencies, elapsed) =
+        cairn_node::with_local_cluster(validators, dir.path(), genesis, move |ledgers| {
+            while ledgers.iter().any(|l| l.height() < 2) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let started = Instant::now();
+            let mut submitted: Vec<Option<Instant>> = vec![None; txs.len()];
+            let mut latencies = Vec::with_capacity(txs.len());
+            let mut next = 0;
+            let mut oldest = 0;
+            let deadline = started + Duration::from_secs(seconds * 4 + 30);
+            while oldest < txs.len() && Instant::now() < deadline {
+                let due =
+                    ((started.elapsed().as_millis() / WAVE.as_millis()) as usize + 1) * per_wave;
+                while next < due.min(txs.len()) {
+                    let (_, _, bytes) = &txs[next];
+                    if ledgers[next % ledgers.len()].submit(bytes.clone()).is_ok() {
+                        submitted[next] = Some(Instant::now());
+                        next += 1;
+                    } else {
+                        break;
+                    }
+                }
+                // Finality as validator 0 sees it.
+                while oldest < next {
+                    let (from, nonce, _) = &txs[oldest];
+                    if ledgers[0].outcome(&publics[*from], *nonce).is_some() {
+                        latencies.push(submitted[oldest].unwrap().elapsed());
+                        oldest += 1;
+                    } else {
+                        break;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            (latencies, started.elapsed())
+        })?;
+    if latencies.is_empty() {
+        bail!("nothing was finalized");
+    }
+    let mut sorted = latencies.clone();
+    sorted.sort();
+    let percentile = |p: f64| sorted[((sorted.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e3;
+    let figure = |name: &str, value, unit| Figure {
+        suite: "chain",
+        metric: format!("{label}_{name}"),
+        value,
+        unit,
+    };
+    Ok(vec![
+        figure("validators", validators as f64, "validators"),
+        figure("offered", f64::from(rate), "tx/s"),
+        figure(
+            "finalized",
+            latencies.len() as f64 / elapsed.as_secs_f64(),
+            "tx/s",
+        ),
+        figure("finality_p50", percentile(0.5), "ms"),
+        figure("finality_p99", percentile(0.99), "ms"),
+    ])
 }

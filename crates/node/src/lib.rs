@@ -167,3 +167,120 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
     });
     Ok(())
 }
+
+/// Runs `validators` validators in this process, on one runtime, each with
+/// its own p2p listener on loopback and its own ledger store under `dir`,
+/// and calls `work` (on its own thread) with their ledgers. Returns `work`'s
+/// result once it returns; the validators stop then. For benchmarks and
+/// tests of a whole network on one machine.
+pub fn with_local_cluster<T: Send + 'static>(
+    validators: usize,
+    dir: &std::path::Path,
+    genesis: Genesis,
+    work: impl FnOnce(Vec<Ledger>) -> T + Send + 'static,
+) -> Result<T, NodeError> {
+    use std::sync::{Arc, Mutex};
+    let keys: Vec<Keypair> = (0..validators)
+        .map(|i| Keypair::from_seed([i as u8 + 1; 32]))
+        .collect();
+    let listeners: Vec<std::net::TcpListener> = (0..validators)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()
+        .map_err(|e| NodeError::Io(e.to_string()))?;
+    let addresses: Vec<SocketAddr> = listeners
+        .iter()
+        .map(|l| l.local_addr())
+        .collect::<Result<_, _>>()
+        .map_err(|e| NodeError::Io(e.to_string()))?;
+    // Free the ports for the validators to bind.
+    drop(listeners);
+    let participants: Set<ed25519::PublicKey> = keys
+        .iter()
+        .map(|k| consensus_key(&k.public()))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .try_collect()
+        .expect("distinct keys");
+    let mut ledgers = Vec::with_capacity(validators);
+    for i in 0..validators {
+        let store = StateStore::open(&dir.join(format!("v{i}/ledger.redb")))?;
+        ledgers.push(Ledger::open(genesis.state()?, Some(store))?);
+    }
+    let result = Arc::new(Mutex::new(None));
+    let runtime_config = runtime::Config::new()
+        .with_storage_directory(dir.join("consensus"))
+        .with_worker_threads(2);
+    let out = result.clone();
+    runtime::Runner::new(runtime_config).start(|context| async move {
+        for (i, key) in keys.iter().enumerate() {
+            let signer = ed25519::PrivateKey::decode(commonware_codec::Copying(&key.secret_seed()))
+                .expect("a valid seed");
+            let peers: Map<ed25519::PublicKey, Address> = keys
+                .iter()
+                .zip(&addresses)
+                .map(|(k, a)| {
+                    (
+                        consensus_key(&k.public()).expect("valid"),
+                        Address::from(*a),
+                    )
+                })
+                .try_collect()
+                .expect("distinct keys");
+            let handshake = Cups::<_, ChaCha20Poly1305>::new(
+                Sake {
+                    signer: signer.clone(),
+                    synchrony_bound: Duration::from_secs(5),
+                    max_handshake_age: Duration::from_secs(10),
+                    version: sake::Version::V1,
+                },
+                cups::Version::V1,
+            );
+            let node = context.child("node").with_attribute("index", i);
+            let p2p = lookup::Config::local(
+                handshake,
+                P2P_NAMESPACE,
+                addresses[i],
+                peer_set_limit(&participants, &signer.public_key()),
+                max_message_size(validators as u32),
+                NZUsize!(1024),
+            );
+            let (mut network, mut oracle) = lookup::Network::new(node.child("network"), p2p);
+            let _ = oracle.track(0, peers);
+            let quota = Quota::per_second(NZU32!(100_000));
+            let channels = Channels {
+                vote: network.register(0, quota),
+                certificate: network.register(1, quota),
+                resolver: network.register(2, quota),
+                backfill: network.register(3, quota),
+                broadcast: network.register(4, quota),
+            };
+            network.start();
+            let (participants, ledger) = (participants.clone(), ledgers[i].clone());
+            node.child("validator").spawn(move |context| {
+                run_validator(
+                    context,
+                    signer,
+                    participants,
+                    format!("v{i}"),
+                    oracle.clone(),
+                    oracle,
+                    channels,
+                    ledger,
+                    Timeouts::default(),
+                )
+            });
+        }
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, out) = (done.clone(), out.clone());
+        std::thread::spawn(move || {
+            *out.lock().unwrap() = Some(work(ledgers));
+            flag.store(true, std::sync::atomic::Ordering::Release);
+        });
+        use commonware_runtime::Clock as _;
+        while !done.load(std::sync::atomic::Ordering::Acquire) {
+            context.sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let value = result.lock().unwrap().take().expect("work finished");
+    Ok(value)
+}
