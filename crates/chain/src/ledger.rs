@@ -19,6 +19,26 @@ pub const MEMPOOL_TXS_MAX: usize = 100_000;
 /// oldest are forgotten first).
 pub const OUTCOMES_MAX: usize = 100_000;
 
+/// Blocks remembered for queries, at most (the oldest are forgotten first).
+pub const BLOCKS_KEPT_MAX: usize = 10_000;
+
+/// A finalized block as this node applied it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockSummary {
+    /// Its height.
+    pub height: u64,
+    /// Its digest.
+    pub digest: crate::Digest,
+    /// Its proposer's clock, in milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// Transactions applied.
+    pub applied: usize,
+    /// Transactions included but refused by the ledger.
+    pub refused: usize,
+    /// The state root after it.
+    pub root: ContentId,
+}
+
 /// What became of a transaction this node saw in a block.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TxOutcome {
@@ -59,6 +79,7 @@ struct Inner {
     state: State,
     /// State roots by height (for checks and queries).
     roots: BTreeMap<u64, ContentId>,
+    blocks: BTreeMap<u64, BlockSummary>,
     mempool: BTreeMap<TxKey, Vec<u8>>,
     outcomes: BTreeMap<TxKey, TxOutcome>,
     outcome_order: std::collections::VecDeque<TxKey>,
@@ -86,6 +107,7 @@ impl Ledger {
             inner: Arc::new(Mutex::new(Inner {
                 state,
                 roots,
+                blocks: BTreeMap::new(),
                 mempool: BTreeMap::new(),
                 outcomes: BTreeMap::new(),
                 outcome_order: std::collections::VecDeque::new(),
@@ -118,6 +140,11 @@ impl Ledger {
             .outcomes
             .get(&(*signer, nonce))
             .cloned()
+    }
+
+    /// A recent finalized block, by height.
+    pub fn block(&self, height: u64) -> Option<BlockSummary> {
+        self.inner.lock().unwrap().blocks.get(&height).cloned()
     }
 
     /// Transactions waiting in the mempool.
@@ -201,6 +228,24 @@ impl Ledger {
         }
         let root = state.root();
         inner.roots.insert(height, root);
+        let applied = outcomes
+            .iter()
+            .filter(|(_, o)| matches!(o, TxOutcome::Applied(_)))
+            .count();
+        inner.blocks.insert(
+            height,
+            BlockSummary {
+                height,
+                digest: commonware_cryptography::Digestible::digest(block),
+                timestamp_ms: block.timestamp_ms,
+                applied,
+                refused: block.txs.len() - applied,
+                root,
+            },
+        );
+        while inner.blocks.len() > BLOCKS_KEPT_MAX {
+            inner.blocks.pop_first();
+        }
         // Drop what the block included (applied or refused: a refused
         // transaction would be refused again) and anything it made stale.
         for (key, outcome) in outcomes {

@@ -22,7 +22,9 @@ mod store;
 use std::num::NonZeroU64;
 
 pub use block::{Block, Digest, TX_BYTES_MAX, TXS_PER_BLOCK_MAX};
-pub use ledger::{Ledger, MEMPOOL_TXS_MAX, OUTCOMES_MAX, SubmitError, TxOutcome};
+pub use ledger::{
+    BLOCKS_KEPT_MAX, BlockSummary, Ledger, MEMPOOL_TXS_MAX, OUTCOMES_MAX, SubmitError, TxOutcome,
+};
 pub use node::{Channels, Timeouts, run_validator};
 pub use store::{StateStore, StoreError};
 

@@ -180,9 +180,15 @@ pub fn wallet(args: WalletArgs) -> anyhow::Result<ExitCode> {
         match outcome["status"].as_str() {
             Some("applied") => {
                 let account = node.get(&format!("/v1/accounts/{}", key.public()))?;
+                // The block that applied it, when the node still knows.
+                let height = if outcome["height"].is_null() {
+                    &account["height"]
+                } else {
+                    &outcome["height"]
+                };
                 println!(
-                    "applied at height {}: balance {} µCAIRN, stake {}",
-                    account["height"], account["balance"], account["stake"]
+                    "applied at height {height}: balance {} µCAIRN, stake {}",
+                    account["balance"], account["stake"]
                 );
                 return Ok(ExitCode::SUCCESS);
             }

@@ -103,8 +103,35 @@ fn kill_9_of_the_embedded_validator_loses_nothing_committed() {
         "a committed transfer was lost"
     );
     // The chain goes on from where it was: the next nonce is accepted.
-    wallet(&node.url, &key, &["transfer", recipient, "1"]);
+    let line = wallet(&node.url, &key, &["transfer", recipient, "1"]);
     assert_eq!(balance_of(&node.url, &key, recipient), 601);
+    // The block that applied it can be looked up.
+    let height: u64 = line
+        .strip_prefix("applied at height ")
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|h| h.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected wallet output: {line}"));
+    let block = http_get(http, &format!("/v1/blocks/{height}"));
+    assert!(block.contains("\"applied\":1"), "{block}");
+    assert!(http_get(http, "/v1/blocks/99999999").contains("no recent block"));
+}
+
+/// A plain HTTP GET on loopback; returns the body.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! - `GET  /v1/status` — chain id, height, state root, transactions pending.
 //! - `GET  /v1/accounts/{key}` — balance, nonce, stake, unbonding.
 //! - `GET  /v1/escrows/{job}` — a job's escrow.
+//! - `GET  /v1/blocks/{height}` — a recent finalized block.
 //! - `POST /v1/txs` — a transaction's canonical bytes; `202` when queued.
 //! - `GET  /v1/txs/{signer}/{nonce}` — whether it was applied or refused,
 //!   and why.
@@ -24,6 +25,7 @@ pub fn router(ledger: Ledger) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/accounts/{key}", get(account))
         .route("/v1/escrows/{job}", get(escrow))
+        .route("/v1/blocks/{height}", get(block))
         .route("/v1/txs", post(submit))
         .route("/v1/txs/{signer}/{nonce}", get(outcome))
         .with_state(ledger)
@@ -121,4 +123,24 @@ async fn outcome(
         None if ledger.state().account(&signer).nonce > nonce => json!({ "status": "applied" }),
         None => json!({ "status": "pending" }),
     }))
+}
+
+async fn block(
+    State(ledger): State<Ledger>,
+    Path(height): Path<u64>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let block = ledger.block(height).ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no recent block at height {height} on this node"),
+        )
+    })?;
+    Ok(axum::Json(json!({
+        "height": block.height,
+        "digest": block.digest.to_string(),
+        "timestamp_ms": block.timestamp_ms,
+        "applied": block.applied,
+        "refused": block.refused,
+        "root": block.root.to_string(),
+    })))
 }
