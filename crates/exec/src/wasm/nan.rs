@@ -12,7 +12,11 @@
 //! - `f32x4.splat` / `f64x2.splat` and `*.replace_lane` (a scalar enters a vector).
 //!
 //! This pass rewrites a module so that the value reaching each of those is
-//! canonical (`0x7fc00000` / `0x7ff8000000000000`). Vector registers have no
+//! canonical (`0x7fc00000` / `0x7ff8000000000000`), unless the instruction
+//! just before pushed bits that are already the same everywhere (a load, a
+//! constant, a conversion from an integer): memory only ever receives
+//! canonical or integer-made bits, so copying a float through memory needs
+//! no check. Vector registers have no
 //! type, so their observation points are everywhere; vector float operations
 //! that can create a NaN are instead canonicalised where they produce one.
 //!
@@ -59,6 +63,31 @@ fn site(op: &Operator<'_>) -> Option<Site> {
         | F64x2RelaxedNmadd | F64x2RelaxedMin | F64x2RelaxedMax => Site::After(ValType::F64),
         _ => return None,
     })
+}
+
+/// Whether `op` pushes a float whose bits cannot differ between machines:
+/// a load (memory only ever receives canonical or integer-made bits), a
+/// constant, or a conversion from an integer. Such a value needs no
+/// canonicalising before a store.
+fn pushes_exact_float(op: &Operator<'_>) -> bool {
+    use Operator::*;
+    matches!(
+        op,
+        F32Load { .. }
+            | F64Load { .. }
+            | F32Const { .. }
+            | F64Const { .. }
+            | F32ReinterpretI32
+            | F64ReinterpretI64
+            | F32ConvertI32S
+            | F32ConvertI32U
+            | F32ConvertI64S
+            | F32ConvertI64U
+            | F64ConvertI32S
+            | F64ConvertI32U
+            | F64ConvertI64S
+            | F64ConvertI64U
+    )
 }
 
 /// Rewrites `wasm` as described in the module documentation.
@@ -133,12 +162,18 @@ impl Reencode for NanPass {
         locals.extend([(1, ValType::F32), (1, ValType::F64), (1, ValType::V128)]);
         let mut out = Function::new(locals);
         let mut reader = func.get_operators_reader()?;
+        // Whether the value on top of the stack was just pushed by an
+        // instruction whose result bits are the same on every machine.
+        let mut top_is_exact = false;
         while !reader.eof() {
             let op = reader.read()?;
             let site = site(&op);
-            if let Some(Site::Before(ty)) = site {
+            if let Some(Site::Before(ty)) = site
+                && !top_is_exact
+            {
                 scratch.scalar(&mut out, ty);
             }
+            top_is_exact = pushes_exact_float(&op);
             out.instruction(&utils::instruction(self, op)?);
             if let Some(Site::After(lanes)) = site {
                 scratch.vector(&mut out, lanes);
