@@ -121,18 +121,24 @@ pub(crate) fn leaves(state: &State) -> Vec<ContentId> {
     out
 }
 
-/// The root of the tree over `leaves` (an odd node is promoted unchanged).
+/// The level above `level`: pairs hashed together, an odd last node
+/// promoted unchanged.
+fn parent_level(level: &[ContentId]) -> Vec<ContentId> {
+    level
+        .chunks(2)
+        .map(|pair| match pair {
+            [left, right] => node(left, right),
+            [single] => *single,
+            _ => unreachable!("chunks of two"),
+        })
+        .collect()
+}
+
+/// The root of the tree over `leaves`.
 pub(crate) fn root(leaves: &[ContentId]) -> ContentId {
     let mut level = leaves.to_vec();
     while level.len() > 1 {
-        level = level
-            .chunks(2)
-            .map(|pair| match pair {
-                [left, right] => node(left, right),
-                [single] => *single,
-                _ => unreachable!(),
-            })
-            .collect();
+        level = parent_level(&level);
     }
     level.first().copied().unwrap_or(ContentId::of(b""))
 }
@@ -146,14 +152,7 @@ pub(crate) fn prove(leaves: &[ContentId], index: usize) -> Proof {
         if sibling < level.len() {
             siblings.push(level[sibling]);
         }
-        level = level
-            .chunks(2)
-            .map(|pair| match pair {
-                [left, right] => node(left, right),
-                [single] => *single,
-                _ => unreachable!(),
-            })
-            .collect();
+        level = parent_level(&level);
         position /= 2;
     }
     Proof {

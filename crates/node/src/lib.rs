@@ -111,7 +111,6 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
             .map_err(|e| NodeError::Io(e.to_string()))?
     );
 
-    let validators = config.validators.len() as u32;
     let runtime_config = runtime::Config::new()
         .with_storage_directory(config.data_dir.join("consensus"))
         .with_worker_threads(config.threads.max(1));
@@ -124,48 +123,72 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
                 tracing::error!("http server stopped: {e}");
             }
         });
-        let handshake = Cups::<_, ChaCha20Poly1305>::new(
-            Sake {
-                signer: signer.clone(),
-                synchrony_bound: Duration::from_secs(5),
-                max_handshake_age: Duration::from_secs(10),
-                version: sake::Version::V1,
-            },
-            cups::Version::V1,
-        );
-        let p2p = lookup::Config::local(
-            handshake,
-            P2P_NAMESPACE,
-            p2p_address,
-            peer_set_limit(&participants, &signer.public_key()),
-            max_message_size(validators),
-            NZUsize!(1024),
-        );
-        let (mut network, mut oracle) = lookup::Network::new(context.child("network"), p2p);
-        let _ = oracle.track(0, peers);
-        let quota = Quota::per_second(NZU32!(10_000));
-        let channels = Channels {
-            vote: network.register(0, quota),
-            certificate: network.register(1, quota),
-            resolver: network.register(2, quota),
-            backfill: network.register(3, quota),
-            broadcast: network.register(4, quota),
-        };
-        network.start();
-        run_validator(
+        validator(
             context.child("validator"),
             signer,
             participants,
+            peers,
+            p2p_address,
             "cairn".to_string(),
-            oracle.clone(),
-            oracle,
-            channels,
             ledger,
-            Timeouts::default(),
         )
         .await;
     });
     Ok(())
+}
+
+/// Runs one validator: encrypted, authenticated p2p with `peers` (all the
+/// validators, this one included) listening on `listen`, and consensus over
+/// `ledger`. Storage partitions are named after `prefix`.
+async fn validator(
+    context: runtime::Context,
+    signer: ed25519::PrivateKey,
+    participants: Set<ed25519::PublicKey>,
+    peers: Map<ed25519::PublicKey, Address>,
+    listen: SocketAddr,
+    prefix: String,
+    ledger: Ledger,
+) {
+    let handshake = Cups::<_, ChaCha20Poly1305>::new(
+        Sake {
+            signer: signer.clone(),
+            synchrony_bound: Duration::from_secs(5),
+            max_handshake_age: Duration::from_secs(10),
+            version: sake::Version::V1,
+        },
+        cups::Version::V1,
+    );
+    let p2p = lookup::Config::local(
+        handshake,
+        P2P_NAMESPACE,
+        listen,
+        peer_set_limit(&participants, &signer.public_key()),
+        max_message_size(participants.len() as u32),
+        NZUsize!(1024),
+    );
+    let (mut network, mut oracle) = lookup::Network::new(context.child("network"), p2p);
+    let _ = oracle.track(0, peers);
+    let quota = Quota::per_second(NZU32!(100_000));
+    let channels = Channels {
+        vote: network.register(0, quota),
+        certificate: network.register(1, quota),
+        resolver: network.register(2, quota),
+        backfill: network.register(3, quota),
+        broadcast: network.register(4, quota),
+    };
+    network.start();
+    run_validator(
+        context.child("validator"),
+        signer,
+        participants,
+        prefix,
+        oracle.clone(),
+        oracle,
+        channels,
+        ledger,
+        Timeouts::default(),
+    )
+    .await;
 }
 
 /// Runs `validators` validators in this process, on one runtime, each with
@@ -226,49 +249,23 @@ pub fn with_local_cluster<T: Send + 'static>(
                 })
                 .try_collect()
                 .expect("distinct keys");
-            let handshake = Cups::<_, ChaCha20Poly1305>::new(
-                Sake {
-                    signer: signer.clone(),
-                    synchrony_bound: Duration::from_secs(5),
-                    max_handshake_age: Duration::from_secs(10),
-                    version: sake::Version::V1,
-                },
-                cups::Version::V1,
-            );
-            let node = context.child("node").with_attribute("index", i);
-            let p2p = lookup::Config::local(
-                handshake,
-                P2P_NAMESPACE,
-                addresses[i],
-                peer_set_limit(&participants, &signer.public_key()),
-                max_message_size(validators as u32),
-                NZUsize!(1024),
-            );
-            let (mut network, mut oracle) = lookup::Network::new(node.child("network"), p2p);
-            let _ = oracle.track(0, peers);
-            let quota = Quota::per_second(NZU32!(100_000));
-            let channels = Channels {
-                vote: network.register(0, quota),
-                certificate: network.register(1, quota),
-                resolver: network.register(2, quota),
-                backfill: network.register(3, quota),
-                broadcast: network.register(4, quota),
-            };
-            network.start();
-            let (participants, ledger) = (participants.clone(), ledgers[i].clone());
-            node.child("validator").spawn(move |context| {
-                run_validator(
-                    context,
-                    signer,
-                    participants,
-                    format!("v{i}"),
-                    oracle.clone(),
-                    oracle,
-                    channels,
-                    ledger,
-                    Timeouts::default(),
-                )
-            });
+            let ledger = ledgers[i].clone();
+            let participants = participants.clone();
+            let listen = addresses[i];
+            context
+                .child("node")
+                .with_attribute("index", i)
+                .spawn(move |context| {
+                    validator(
+                        context,
+                        signer,
+                        participants,
+                        peers,
+                        listen,
+                        format!("v{i}"),
+                        ledger,
+                    )
+                });
         }
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (flag, out) = (done.clone(), out.clone());

@@ -104,6 +104,18 @@ pub(crate) struct Budget {
 }
 
 impl Budget {
+    /// Nothing spent yet of the given allowances.
+    pub(crate) fn new(output_bytes_max: u64, stdout_bytes_max: u64) -> Self {
+        Self {
+            output_bytes_max,
+            stdout_bytes_max,
+            output_bytes: 0,
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+            entries: 0,
+        }
+    }
+
     fn charge_write(&mut self, fd: i32, bytes: u64) -> wasmtime::Result<()> {
         let (used, max, stream) = match fd {
             1 => (&mut self.stdout_bytes, self.stdout_bytes_max, "stdout"),

@@ -205,14 +205,7 @@ impl Runtime for WasmRuntime {
                 limiter: Limiter {
                     memory_bytes_max: limits.memory_bytes,
                 },
-                budget: Budget {
-                    output_bytes_max: limits.output_bytes,
-                    stdout_bytes_max: limits.stdout_bytes,
-                    output_bytes: 0,
-                    stdout_bytes: 0,
-                    stderr_bytes: 0,
-                    entries: 0,
-                },
+                budget: Budget::new(limits.output_bytes, limits.stdout_bytes),
             },
         );
         store.limiter(|host| &mut host.limiter);
@@ -311,14 +304,7 @@ fn empty_host() -> Host {
         limiter: Limiter {
             memory_bytes_max: 0,
         },
-        budget: Budget {
-            output_bytes_max: 0,
-            stdout_bytes_max: 0,
-            output_bytes: 0,
-            stdout_bytes: 0,
-            stderr_bytes: 0,
-            entries: 0,
-        },
+        budget: Budget::new(0, 0),
     }
 }
 
