@@ -252,10 +252,17 @@ fn scenario(seed: u64, dir: &Path) -> (String, Vec<BTreeMap<u64, ContentId>>, u6
 
 #[test]
 fn validators_agree_through_crash_partition_and_restarts_and_runs_repeat() {
-    let seed = std::env::var("CAIRN_SIM_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(7);
+    // CAIRN_SIM_SEED=<n> replays one seed; by default a few fixed ones run.
+    let seeds: Vec<u64> = match std::env::var("CAIRN_SIM_SEED") {
+        Ok(seed) => vec![seed.parse().expect("CAIRN_SIM_SEED is a number")],
+        Err(_) => vec![7, 11, 23],
+    };
+    for seed in seeds {
+        check_seed(seed);
+    }
+}
+
+fn check_seed(seed: u64) {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (audit, roots, applied) = scenario(seed, dir_a.path());
     // Every pair of validators agrees at every height both applied.
