@@ -181,6 +181,9 @@ impl Ledger {
         if inner.mempool.len() >= MEMPOOL_TXS_MAX {
             return Err(SubmitError::Full);
         }
+        // A nonce that was refused may be used again: forget the old verdict
+        // so it is not taken for this transaction's.
+        inner.outcomes.remove(&key);
         inner.mempool.insert(key, bytes);
         Ok(())
     }

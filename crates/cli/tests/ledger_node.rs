@@ -135,6 +135,30 @@ fn http_get(port: u16, path: &str) -> String {
 }
 
 #[test]
+fn a_refused_nonce_can_be_used_again_and_stake_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    let key = data.join("node.key");
+    let node = start_node(&data, free_port(), free_port());
+    let output = cairn()
+        .args(["wallet", "--node", &node.url, "--key"])
+        .arg(&key)
+        .args(["stake", "500"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("below the minimum 1000000000"));
+    // The refused transaction used nonce 0; the next one reuses it.
+    wallet(&node.url, &key, &["stake", "2000000000"]);
+    wallet(&node.url, &key, &["unstake", "1000"]);
+    let line = wallet(&node.url, &key, &["balance"]);
+    assert!(
+        line.contains("stake 1999999000, unbonding 1000, nonce 2"),
+        "{line}"
+    );
+}
+
+#[test]
 fn wallet_refusals_are_clear() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("node");
