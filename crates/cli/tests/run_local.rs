@@ -130,26 +130,38 @@ fn malformed_job_is_refused_with_its_location_and_nothing_runs() {
     );
 }
 
-#[test]
-fn failing_tasks_are_reported_and_the_rest_complete() {
-    let dir = tempfile::tempdir().unwrap();
-    let job = dir.path().join("job.toml");
-    // Task 0 exits 0; task 1 exits with status 1.
-    std::fs::write(
-        &job,
-        "[job]\nmodule = \"cairn:hostile\"\nargs = [\"exit\", \"{task}\"]\n[tasks]\nlist = [0, 1]\n",
-    )
-    .unwrap();
-    let output = cairn(&[
+/// Writes `job` as a job file in `dir`, runs it with `--json` and the
+/// extra `args`, and returns the exit status and the summary.
+fn run_job_json(dir: &Path, job: &str, args: &[&str]) -> (Option<i32>, Value) {
+    let path = dir.join("job.toml");
+    std::fs::write(&path, job).unwrap();
+    let out = dir.join("out");
+    let mut all = vec![
         "run",
-        job.to_str().unwrap(),
+        path.to_str().unwrap(),
         "--local",
         "--json",
         "-o",
-        dir.path().join("out").to_str().unwrap(),
-    ]);
-    assert_eq!(output.status.code(), Some(1));
-    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+        out.to_str().unwrap(),
+    ];
+    all.extend(args);
+    let output = cairn(&all);
+    (
+        output.status.code(),
+        serde_json::from_slice(&output.stdout).unwrap(),
+    )
+}
+
+#[test]
+fn failing_tasks_are_reported_and_the_rest_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    // Task 0 exits 0; task 1 exits with status 1.
+    let (code, summary) = run_job_json(
+        dir.path(),
+        "[job]\nmodule = \"cairn:hostile\"\nargs = [\"exit\", \"{task}\"]\n[tasks]\nlist = [0, 1]\n",
+        &[],
+    );
+    assert_eq!(code, Some(1));
     assert_eq!(summary["succeeded"], 1);
     assert_eq!(summary["failed"], 1);
     assert_eq!(summary["results"][1]["outcome"], "exited with status 1");
@@ -158,24 +170,12 @@ fn failing_tasks_are_reported_and_the_rest_complete() {
 #[test]
 fn outputs_that_collide_fail_the_later_task() {
     let dir = tempfile::tempdir().unwrap();
-    let job = dir.path().join("job.toml");
-    std::fs::write(
-        &job,
+    let (code, summary) = run_job_json(
+        dir.path(),
         "[job]\nmodule = \"cairn:hostile\"\nargs = [\"write\", \"10\"]\n[tasks]\nrange = [0, 2]\n",
-    )
-    .unwrap();
-    let output = cairn(&[
-        "run",
-        job.to_str().unwrap(),
-        "--local",
-        "--json",
-        "-j",
-        "1",
-        "-o",
-        dir.path().join("out").to_str().unwrap(),
-    ]);
-    assert_eq!(output.status.code(), Some(1));
-    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+        &["-j", "1"],
+    );
+    assert_eq!(code, Some(1));
     assert_eq!(summary["succeeded"], 1);
     let failure = summary["results"]
         .as_array()
