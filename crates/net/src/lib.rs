@@ -1,0 +1,1 @@
+//! net: the libp2p shell that carries Cairn market messages between nodes.
