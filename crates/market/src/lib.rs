@@ -1,1 +1,23 @@
-//! market: orders, bids, pricing policies, provider selection and leases, as a pure state machine.
+//! market: Match orders with provider bids in a reverse auction, as a pure state machine.
+//!
+//! A requester announces an [`Order`]; each provider's [`PricingPolicy`]
+//! decides whether and what to [`Bid`]; the requester's [`Auction`] refuses
+//! invalid bids, waits a bounded window, and [`select`]s providers by price,
+//! stake, record and latency with a seeded [`Rng`]. Nothing here touches a
+//! socket, a clock or the OS's entropy: the network shell passes time and
+//! randomness in, so a simulator can run the very same code.
+#![deny(missing_docs)]
+
+mod auction;
+mod order;
+mod pricing;
+mod rng;
+mod select;
+
+pub use auction::{Auction, BidRejection, Outcome};
+pub use order::{
+    BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, RUNTIME_BYTES_MAX, RUNTIMES_MAX, Unfit,
+};
+pub use pricing::{Decline, PricingPolicy, Quote, ScalePricing};
+pub use rng::Rng;
+pub use select::{Candidate, SelectionParams, select};

@@ -1,0 +1,369 @@
+//! The requester's side of one reverse auction: collect bids for a bounded
+//! window, refuse invalid ones, then select.
+
+use std::collections::BTreeMap;
+
+use cairn_wire::{ContentId, PublicKey, Signed};
+
+use crate::order::{BID_NAMESPACE, Bid, Order};
+use crate::select::{Candidate, SelectionParams, select};
+use crate::{Rng, Unfit};
+
+/// Why a bid was refused. Counted per reason so a job that cannot be placed
+/// can say why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BidRejection {
+    /// The signature does not verify.
+    #[error("bad signature")]
+    BadSignature,
+    /// The bid is for another order.
+    #[error("bid for another order")]
+    WrongOrder,
+    /// The bid came after the window closed.
+    #[error("bid after the window closed")]
+    Late,
+    /// The provider already bid.
+    #[error("duplicate bid")]
+    Duplicate,
+    /// The price is above the order's maximum.
+    #[error("bid above max price")]
+    AboveMaxPrice,
+    /// The provider's resources do not fit a task.
+    #[error("{0}")]
+    Unfit(#[from] Unfit),
+    /// More slots than the offer can hold.
+    #[error("bid offers more slots than its resources hold")]
+    Overcommitted,
+    /// The provider cannot bid on the ledger (no stake).
+    #[error("provider has no stake")]
+    Unstaked,
+}
+
+/// How an auction ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// These providers won, in the order drawn.
+    Selected(Vec<Candidate>),
+    /// Nobody can be leased; the reason is for the requester's status.
+    Unplaced(String),
+}
+
+/// One round of bidding on an order.
+#[derive(Clone, Debug)]
+pub struct Auction {
+    order: Order,
+    order_id: ContentId,
+    slots_wanted: u64,
+    candidates: BTreeMap<PublicKey, Candidate>,
+    declines: BTreeMap<String, u32>,
+    rejections: BTreeMap<String, u32>,
+}
+
+impl Auction {
+    /// Opens bidding on `order`, wanting bids that cover `slots_wanted`
+    /// concurrent tasks (usually the number of tasks).
+    pub fn open(order: Order, slots_wanted: u64) -> Self {
+        Self {
+            order_id: order.id(),
+            order,
+            slots_wanted: slots_wanted.max(1),
+            candidates: BTreeMap::new(),
+            declines: BTreeMap::new(),
+            rejections: BTreeMap::new(),
+        }
+    }
+
+    /// The order being auctioned.
+    pub fn order(&self) -> &Order {
+        &self.order
+    }
+
+    /// The order's id.
+    pub fn order_id(&self) -> ContentId {
+        self.order_id
+    }
+
+    /// Takes a bid. `stake` and `record` come from the ledger (`None` stake:
+    /// the provider may not bid there).
+    pub fn bid(
+        &mut self,
+        bid: &Signed<Bid>,
+        stake: Option<u128>,
+        record: (u64, u64),
+        now_ms: u64,
+    ) -> Result<(), BidRejection> {
+        let result = self.check(bid, stake, now_ms);
+        match result {
+            Ok(()) => {
+                let payload = bid.payload_unchecked();
+                self.candidates.insert(
+                    bid.signer(),
+                    Candidate {
+                        provider: bid.signer(),
+                        price_ucairn_per_gfuel: payload.price_ucairn_per_gfuel,
+                        slots: payload.slots,
+                        stake: stake.unwrap_or(0),
+                        record,
+                        latency_ms: now_ms.saturating_sub(self.order.created_ms),
+                    },
+                );
+            }
+            Err(ref rejection) => {
+                *self.rejections.entry(rejection.to_string()).or_default() += 1;
+            }
+        }
+        result
+    }
+
+    fn check(
+        &self,
+        signed: &Signed<Bid>,
+        stake: Option<u128>,
+        now_ms: u64,
+    ) -> Result<(), BidRejection> {
+        let bid = signed
+            .verify(BID_NAMESPACE)
+            .map_err(|_| BidRejection::BadSignature)?;
+        if bid.order != self.order_id {
+            return Err(BidRejection::WrongOrder);
+        }
+        if now_ms > self.order.bid_deadline_ms() {
+            return Err(BidRejection::Late);
+        }
+        if self.candidates.contains_key(&signed.signer()) {
+            return Err(BidRejection::Duplicate);
+        }
+        if bid.price_ucairn_per_gfuel > self.order.price_max_ucairn_per_gfuel {
+            return Err(BidRejection::AboveMaxPrice);
+        }
+        let fits = bid.offer.slots_for(&self.order)?;
+        if bid.slots == 0 || bid.slots > fits {
+            return Err(BidRejection::Overcommitted);
+        }
+        if stake.is_none() {
+            return Err(BidRejection::Unstaked);
+        }
+        Ok(())
+    }
+
+    /// Records a provider's reason for not bidding.
+    pub fn decline(&mut self, reason: &str) {
+        *self.declines.entry(reason.to_string()).or_default() += 1;
+    }
+
+    /// Whether to close now: the window has passed, or the bids already
+    /// cover every slot wanted (no reason to make the requester wait).
+    pub fn ready(&self, now_ms: u64) -> bool {
+        let offered: u64 = self.candidates.values().map(|c| u64::from(c.slots)).sum();
+        now_ms >= self.order.bid_deadline_ms() || offered >= self.slots_wanted
+    }
+
+    /// Valid bids so far.
+    pub fn bids(&self) -> usize {
+        self.candidates.len()
+    }
+
+    /// Ends the auction.
+    pub fn close(self, params: &SelectionParams, rng: &mut Rng) -> Outcome {
+        if self.candidates.is_empty() {
+            return Outcome::Unplaced(self.unplaced_reason());
+        }
+        let candidates: Vec<Candidate> = self.candidates.into_values().collect();
+        let chosen = select(&candidates, self.slots_wanted, params, rng);
+        Outcome::Selected(chosen.into_iter().map(|i| candidates[i].clone()).collect())
+    }
+
+    fn unplaced_reason(&self) -> String {
+        let list = |counts: &BTreeMap<String, u32>| {
+            let mut by_count: Vec<_> = counts.iter().collect();
+            by_count.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            by_count
+                .iter()
+                .map(|(reason, n)| format!("{reason} ({n})"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        match (self.declines.is_empty(), self.rejections.is_empty()) {
+            (true, true) => "no provider answered the order".into(),
+            (false, true) => list(&self.declines),
+            (true, false) => format!("every bid was refused: {}", list(&self.rejections)),
+            (false, false) => format!(
+                "{}; refused bids: {}",
+                list(&self.declines),
+                list(&self.rejections)
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_wire::Keypair;
+
+    use super::*;
+    use crate::order::Offer;
+    use crate::pricing::{PricingPolicy, Quote, ScalePricing};
+
+    fn order() -> Order {
+        Order {
+            job: ContentId::of(b"job"),
+            runtime: "wasm".into(),
+            module: ContentId::of(b"module"),
+            tasks: 8,
+            fuel_per_task_max: 1_000_000,
+            memory_mib: 64,
+            gpus: 0,
+            price_max_ucairn_per_gfuel: 100,
+            created_ms: 1_000,
+            bid_window_ms: 50,
+        }
+    }
+
+    fn offer() -> Offer {
+        Offer {
+            runtimes: vec!["wasm".into()],
+            cores: 4,
+            memory_mib: 1024,
+            gpus: 0,
+            score_mfuel_per_s: 500,
+        }
+    }
+
+    fn bid(key: &Keypair, order: &Order, price: u64, slots: u32) -> Signed<Bid> {
+        Signed::sign(
+            key,
+            BID_NAMESPACE,
+            Bid {
+                order: order.id(),
+                price_ucairn_per_gfuel: price,
+                slots,
+                offer: offer(),
+            },
+        )
+    }
+
+    #[test]
+    fn invalid_bids_are_refused_and_counted() {
+        let order = order();
+        let mut auction = Auction::open(order.clone(), 8);
+        let honest = Keypair::from_seed([1; 32]);
+        let overpricer = Keypair::from_seed([2; 32]);
+        let forger = Keypair::from_seed([3; 32]);
+        let latecomer = Keypair::from_seed([4; 32]);
+
+        assert_eq!(auction.bid(&bid(&honest, &order, 50, 4), Some(1), (0, 0), 1_010), Ok(()));
+        assert_eq!(
+            auction.bid(&bid(&honest, &order, 50, 4), Some(1), (0, 0), 1_011),
+            Err(BidRejection::Duplicate)
+        );
+        assert_eq!(
+            auction.bid(&bid(&overpricer, &order, 101, 4), Some(1), (0, 0), 1_012),
+            Err(BidRejection::AboveMaxPrice)
+        );
+        // A bid whose signer is swapped: the signature no longer verifies.
+        let stolen = bid(&honest, &order, 10, 4);
+        let mut bytes = stolen.to_bytes();
+        bytes[1..33].copy_from_slice(forger.public().as_bytes());
+        let forged = Signed::<Bid>::from_bytes(&bytes, &()).unwrap();
+        assert_eq!(
+            auction.bid(&forged, Some(1), (0, 0), 1_013),
+            Err(BidRejection::BadSignature)
+        );
+        assert_eq!(
+            auction.bid(&bid(&latecomer, &order, 10, 4), Some(1), (0, 0), 1_051),
+            Err(BidRejection::Late)
+        );
+        assert_eq!(
+            auction.bid(&bid(&latecomer, &order, 10, 5), Some(1), (0, 0), 1_020),
+            Err(BidRejection::Overcommitted)
+        );
+        assert_eq!(
+            auction.bid(&bid(&latecomer, &order, 10, 4), None, (0, 0), 1_020),
+            Err(BidRejection::Unstaked)
+        );
+        assert_eq!(auction.bids(), 1);
+        assert!(!auction.ready(1_020));
+        assert!(auction.ready(1_050));
+        match auction.close(&SelectionParams::default(), &mut Rng::new(1)) {
+            Outcome::Selected(winners) => {
+                assert_eq!(winners.len(), 1);
+                assert_eq!(winners[0].provider, honest.public());
+                assert_eq!(winners[0].latency_ms, 10);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn enough_slots_close_the_auction_early() {
+        let order = order();
+        let mut auction = Auction::open(order.clone(), 4);
+        auction
+            .bid(&bid(&Keypair::from_seed([1; 32]), &order, 50, 4), Some(1), (0, 0), 1_001)
+            .unwrap();
+        assert!(auction.ready(1_001));
+    }
+
+    #[test]
+    fn an_unplaced_job_says_why() {
+        let mut order = order();
+        order.runtime = "docker".into();
+        let mut auction = Auction::open(order.clone(), 8);
+        for _ in 0..3 {
+            match ScalePricing::default().quote(&order, &offer(), 0) {
+                Quote::Decline(reason) => auction.decline(&reason.to_string()),
+                Quote::Bid { .. } => panic!("bid on a runtime it lacks"),
+            }
+        }
+        match auction.close(&SelectionParams::default(), &mut Rng::new(1)) {
+            Outcome::Unplaced(reason) => {
+                assert_eq!(reason, "no provider offers runtime 'docker' (3)")
+            }
+            other => panic!("{other:?}"),
+        }
+        let silent = Auction::open(self::order(), 1);
+        assert_eq!(
+            silent.close(&SelectionParams::default(), &mut Rng::new(1)),
+            Outcome::Unplaced("no provider answered the order".into())
+        );
+    }
+
+    #[test]
+    fn pricing_declines_below_its_floor_and_marks_up_with_load() {
+        let mut order = order();
+        let policy = ScalePricing::default();
+        let idle = policy.price(&order, 0, 4);
+        let busy = policy.price(&order, 3, 4);
+        assert!(busy > idle, "{busy} <= {idle}");
+        order.price_max_ucairn_per_gfuel = idle - 1;
+        assert!(matches!(
+            policy.quote(&order, &offer(), 0),
+            Quote::Decline(crate::Decline::PriceAboveMax { .. })
+        ));
+        order.price_max_ucairn_per_gfuel = 1_000;
+        assert_eq!(
+            policy.quote(&order, &offer(), 4),
+            Quote::Decline(crate::Decline::Busy)
+        );
+        assert_eq!(
+            policy.quote(&order, &offer(), 1),
+            Quote::Bid {
+                price_ucairn_per_gfuel: policy.price(&order, 1, 4),
+                slots: 3
+            }
+        );
+    }
+
+    #[test]
+    fn orders_and_bids_round_trip_through_the_wire() {
+        let order = order();
+        let key = Keypair::from_seed([5; 32]);
+        let signed = Signed::sign(&key, crate::ORDER_NAMESPACE, order.clone());
+        let back = Signed::<Order>::from_bytes(&signed.to_bytes(), &()).unwrap();
+        assert_eq!(back.verify(crate::ORDER_NAMESPACE).unwrap(), &order);
+        assert!(back.verify(BID_NAMESPACE).is_err(), "namespaces must separate");
+        let b = bid(&key, &order, 42, 2);
+        let back = Signed::<Bid>::from_bytes(&b.to_bytes(), &()).unwrap();
+        assert_eq!(back, b);
+    }
+}

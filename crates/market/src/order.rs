@@ -1,0 +1,253 @@
+//! Orders, offers and bids: what requesters announce and providers answer.
+
+use bytes::BufMut;
+use cairn_wire::codec::{Buf, EncodeSize, Error as CodecError, Read, ReadExt, Write};
+use cairn_wire::{ContentId, text};
+
+/// The namespace requesters sign orders under.
+pub const ORDER_NAMESPACE: &[u8] = b"cairn/order";
+/// The namespace providers sign bids under.
+pub const BID_NAMESPACE: &[u8] = b"cairn/bid";
+/// The longest runtime name.
+pub const RUNTIME_BYTES_MAX: usize = 32;
+/// The most runtimes one offer lists.
+pub const RUNTIMES_MAX: usize = 8;
+
+/// A requester's announcement of a job that needs providers: a reverse
+/// auction in which providers bid down from `price_max_ucairn_per_gfuel`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Order {
+    /// The job (its escrow on the ledger has the same id).
+    pub job: ContentId,
+    /// The runtime every task needs (`"wasm"`).
+    pub runtime: String,
+    /// The program.
+    pub module: ContentId,
+    /// Tasks still to place.
+    pub tasks: u64,
+    /// The most fuel one task may use.
+    pub fuel_per_task_max: u64,
+    /// Memory one task needs.
+    pub memory_mib: u32,
+    /// GPUs one task needs.
+    pub gpus: u32,
+    /// The highest price the requester accepts.
+    pub price_max_ucairn_per_gfuel: u64,
+    /// When the order was made (requester's clock, ms since the epoch).
+    pub created_ms: u64,
+    /// How long bids are collected.
+    pub bid_window_ms: u32,
+}
+
+impl Order {
+    /// The order's id: the digest of its canonical encoding.
+    pub fn id(&self) -> ContentId {
+        let mut buf = Vec::with_capacity(self.encode_size());
+        self.write(&mut buf);
+        ContentId::of(&buf)
+    }
+
+    /// The last moment a bid for this order is worth sending.
+    pub fn bid_deadline_ms(&self) -> u64 {
+        self.created_ms.saturating_add(u64::from(self.bid_window_ms))
+    }
+}
+
+/// What a provider can run, per machine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Offer {
+    /// Runtimes it runs (`"wasm"`).
+    pub runtimes: Vec<String>,
+    /// CPU cores it lends.
+    pub cores: u32,
+    /// Memory it lends.
+    pub memory_mib: u32,
+    /// GPUs it lends.
+    pub gpus: u32,
+    /// Its benchmark score: millions of fuel per second per core.
+    pub score_mfuel_per_s: u32,
+}
+
+impl Offer {
+    /// How many tasks of `order` fit at once, or why none does.
+    pub fn slots_for(&self, order: &Order) -> Result<u32, Unfit> {
+        if !self.runtimes.iter().any(|r| *r == order.runtime) {
+            return Err(Unfit::Runtime(order.runtime.clone()));
+        }
+        if self.gpus < order.gpus {
+            return Err(Unfit::Gpus {
+                needed: order.gpus,
+                offered: self.gpus,
+            });
+        }
+        if self.memory_mib < order.memory_mib {
+            return Err(Unfit::Memory {
+                needed_mib: order.memory_mib,
+                offered_mib: self.memory_mib,
+            });
+        }
+        let by_memory = self.memory_mib.checked_div(order.memory_mib).unwrap_or(u32::MAX);
+        let by_gpus = self.gpus.checked_div(order.gpus).unwrap_or(u32::MAX);
+        let slots = self.cores.min(by_memory).min(by_gpus);
+        if slots == 0 {
+            return Err(Unfit::NoCores);
+        }
+        Ok(slots)
+    }
+}
+
+/// Why an offer cannot run an order's tasks.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Unfit {
+    /// The runtime is not offered.
+    #[error("no provider offers runtime '{0}'")]
+    Runtime(String),
+    /// Too little memory for one task.
+    #[error("a task needs {needed_mib} MiB of memory, the provider offers {offered_mib} MiB")]
+    Memory {
+        /// Per task.
+        needed_mib: u32,
+        /// In all.
+        offered_mib: u32,
+    },
+    /// Too few GPUs for one task.
+    #[error("a task needs {needed} GPUs, the provider offers {offered}")]
+    Gpus {
+        /// Per task.
+        needed: u32,
+        /// In all.
+        offered: u32,
+    },
+    /// No cores offered.
+    #[error("the provider offers no cores")]
+    NoCores,
+}
+
+/// A provider's signed offer to work on an order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bid {
+    /// The order's id.
+    pub order: ContentId,
+    /// The price asked.
+    pub price_ucairn_per_gfuel: u64,
+    /// How many tasks it will run at once.
+    pub slots: u32,
+    /// What it has.
+    pub offer: Offer,
+}
+
+// ---- canonical encoding ----
+
+impl Write for Order {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.job.write(buf);
+        text::write(&self.runtime, buf);
+        self.module.write(buf);
+        self.tasks.write(buf);
+        self.fuel_per_task_max.write(buf);
+        self.memory_mib.write(buf);
+        self.gpus.write(buf);
+        self.price_max_ucairn_per_gfuel.write(buf);
+        self.created_ms.write(buf);
+        self.bid_window_ms.write(buf);
+    }
+}
+
+impl EncodeSize for Order {
+    fn encode_size(&self) -> usize {
+        32 + text::encode_size(&self.runtime) + 32 + 8 + 8 + 4 + 4 + 8 + 8 + 4
+    }
+}
+
+impl Read for Order {
+    type Cfg = ();
+
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        Ok(Self {
+            job: ContentId::read(buf)?,
+            runtime: text::read(buf, RUNTIME_BYTES_MAX)?,
+            module: ContentId::read(buf)?,
+            tasks: u64::read(buf)?,
+            fuel_per_task_max: u64::read(buf)?,
+            memory_mib: u32::read(buf)?,
+            gpus: u32::read(buf)?,
+            price_max_ucairn_per_gfuel: u64::read(buf)?,
+            created_ms: u64::read(buf)?,
+            bid_window_ms: u32::read(buf)?,
+        })
+    }
+}
+
+impl Write for Offer {
+    fn write(&self, buf: &mut impl BufMut) {
+        (self.runtimes.len() as u8).write(buf);
+        for runtime in &self.runtimes {
+            text::write(runtime, buf);
+        }
+        self.cores.write(buf);
+        self.memory_mib.write(buf);
+        self.gpus.write(buf);
+        self.score_mfuel_per_s.write(buf);
+    }
+}
+
+impl EncodeSize for Offer {
+    fn encode_size(&self) -> usize {
+        1 + self
+            .runtimes
+            .iter()
+            .map(|r| text::encode_size(r))
+            .sum::<usize>()
+            + 16
+    }
+}
+
+impl Read for Offer {
+    type Cfg = ();
+
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        let count = usize::from(u8::read(buf)?);
+        if count > RUNTIMES_MAX {
+            return Err(CodecError::InvalidLength(count));
+        }
+        let runtimes = (0..count)
+            .map(|_| text::read(buf, RUNTIME_BYTES_MAX))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            runtimes,
+            cores: u32::read(buf)?,
+            memory_mib: u32::read(buf)?,
+            gpus: u32::read(buf)?,
+            score_mfuel_per_s: u32::read(buf)?,
+        })
+    }
+}
+
+impl Write for Bid {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.order.write(buf);
+        self.price_ucairn_per_gfuel.write(buf);
+        self.slots.write(buf);
+        self.offer.write(buf);
+    }
+}
+
+impl EncodeSize for Bid {
+    fn encode_size(&self) -> usize {
+        32 + 8 + 4 + self.offer.encode_size()
+    }
+}
+
+impl Read for Bid {
+    type Cfg = ();
+
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        Ok(Self {
+            order: ContentId::read(buf)?,
+            price_ucairn_per_gfuel: u64::read(buf)?,
+            slots: u32::read(buf)?,
+            offer: Offer::read(buf)?,
+        })
+    }
+}
+
