@@ -7,7 +7,7 @@ use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    PeerId, StreamProtocol, autonat, dcutr, identify, identity, kad, mdns, relay,
+    StreamProtocol, autonat, dcutr, identify, identity, kad, mdns, relay,
     request_response,
 };
 
@@ -209,6 +209,7 @@ fn topic_score() -> gossipsub::TopicScoreParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use libp2p::PeerId;
 
     #[test]
     fn topic_score_is_accepted_by_gossipsub() {

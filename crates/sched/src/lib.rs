@@ -1,1 +1,537 @@
-//! sched: the requester's task queue (pull dispatch, deadlines, retries, speculation), as a pure state machine.
+//! sched: Hand a job's tasks to leased providers as they pull, within bounds, as a pure state machine.
+//!
+//! Providers *pull*: a provider asks for work when it has a free slot, so no
+//! task waits behind a long one on a busy machine. Every wait is bounded: a
+//! task not finished by its deadline goes back to the queue and its
+//! provider earns a strike; a provider that falls silent or collects too
+//! many strikes is dropped and its tasks go back; a task that keeps failing
+//! stops after a fixed number of attempts. When the queue is empty but
+//! tasks are still running, idle providers get speculative copies of the
+//! oldest stragglers, and the first result wins.
+//!
+//! Time comes in as milliseconds on every call; nothing here reads a clock.
+//!
+//! ```
+//! use cairn_sched::{Completion, Scheduler, SchedParams};
+//! use cairn_wire::{ContentId, Keypair};
+//!
+//! let provider = Keypair::from_seed([1; 32]).public();
+//! let mut sched = Scheduler::new(2, SchedParams::default());
+//! sched.add_provider(provider, 4, 0);
+//! assert_eq!(sched.pull(&provider, 8, 0).unwrap(), vec![0, 1]);
+//! assert_eq!(sched.complete(&provider, 0, ContentId::of(b"r0"), 5), Completion::Accepted);
+//! assert_eq!(sched.complete(&provider, 1, ContentId::of(b"r1"), 6), Completion::Accepted);
+//! assert!(sched.is_finished());
+//! ```
+#![deny(missing_docs)]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cairn_wire::{ContentId, PublicKey};
+
+/// The scheduler's bounds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchedParams {
+    /// How long a provider has to return a task it pulled.
+    pub task_deadline_ms: u64,
+    /// A provider holding tasks that neither pulls nor returns anything for
+    /// this long is dropped.
+    pub silence_ms_max: u64,
+    /// Missed deadlines after which a provider is dropped.
+    pub strikes_max: u32,
+    /// Times one task is handed out (speculative copies included) before it
+    /// is given up as failed.
+    pub attempts_max: u32,
+    /// Copies of one task running at once when stragglers are re-issued.
+    pub copies_max: u32,
+    /// The most tasks handed out in one pull.
+    pub batch_max: u32,
+}
+
+impl Default for SchedParams {
+    fn default() -> Self {
+        Self {
+            task_deadline_ms: 600_000,
+            silence_ms_max: 30_000,
+            strikes_max: 3,
+            attempts_max: 6,
+            copies_max: 2,
+            batch_max: 256,
+        }
+    }
+}
+
+/// A task's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaskState {
+    /// Waiting for a provider.
+    Pending,
+    /// Handed out; one entry per copy.
+    Running(Vec<Copy>),
+    /// Finished: the first result accepted.
+    Done {
+        /// Who produced it.
+        provider: PublicKey,
+        /// Its result digest.
+        digest: ContentId,
+        /// Providers whose copies were still running when it finished:
+        /// their late results are compared, not accepted.
+        superseded: Vec<PublicKey>,
+    },
+    /// Given up.
+    Failed(String),
+}
+
+/// One provider's copy of a running task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Copy {
+    /// Who runs it.
+    pub provider: PublicKey,
+    /// When it was handed out.
+    pub started_ms: u64,
+    /// When it is taken back.
+    pub deadline_ms: u64,
+}
+
+/// What a returned result did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Completion {
+    /// It finished the task.
+    Accepted,
+    /// The task was already done with the same digest (a speculative copy
+    /// or a retransmission); nothing changes.
+    Duplicate,
+    /// The task was already done with a *different* digest. Execution is
+    /// deterministic, so one of the two providers is lying; verification
+    /// takes it from here.
+    Mismatch {
+        /// The digest accepted first.
+        accepted: ContentId,
+        /// Who gave it.
+        accepted_from: PublicKey,
+    },
+    /// The provider was not running that task (never assigned, expired and
+    /// reassigned, or dropped): the result is ignored.
+    NotAssigned,
+}
+
+/// Something the scheduler decided on a tick.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A copy ran past its deadline and was taken back.
+    Expired {
+        /// The task.
+        task: u32,
+        /// Its provider.
+        provider: PublicKey,
+    },
+    /// A provider was dropped from the job.
+    Dropped {
+        /// Who.
+        provider: PublicKey,
+        /// Why.
+        reason: String,
+    },
+    /// A task was given up.
+    Failed {
+        /// The task.
+        task: u32,
+    },
+}
+
+/// Why a pull was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PullRefused {
+    /// The provider holds no lease on this job.
+    UnknownProvider,
+    /// The provider was dropped.
+    Dropped(String),
+}
+
+impl std::fmt::Display for PullRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::UnknownProvider => f.write_str("no lease on this job"),
+            Self::Dropped(reason) => write!(f, "dropped from the job: {reason}"),
+        }
+    }
+}
+
+/// Counts for status displays.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Tasks in the job.
+    pub total: u32,
+    /// Finished.
+    pub done: u32,
+    /// Handed out.
+    pub running: u32,
+    /// Waiting.
+    pub pending: u32,
+    /// Given up.
+    pub failed: u32,
+    /// Providers still in the job.
+    pub providers: u32,
+}
+
+#[derive(Clone, Debug)]
+struct ProviderState {
+    slots: u32,
+    running: BTreeSet<u32>,
+    strikes: u32,
+    last_seen_ms: u64,
+    dropped: Option<String>,
+}
+
+/// The task queue of one job.
+#[derive(Clone, Debug)]
+pub struct Scheduler {
+    params: SchedParams,
+    tasks: Vec<TaskState>,
+    attempts: Vec<u32>,
+    pending: BTreeSet<u32>,
+    running: BTreeSet<u32>,
+    providers: BTreeMap<PublicKey, ProviderState>,
+    done: u32,
+    failed: u32,
+}
+
+impl Scheduler {
+    /// A queue of `tasks` tasks, all pending.
+    pub fn new(tasks: u32, params: SchedParams) -> Self {
+        assert!(params.copies_max >= 1, "copies_max must be at least 1");
+        assert!(params.batch_max >= 1, "batch_max must be at least 1");
+        Self {
+            params,
+            tasks: vec![TaskState::Pending; tasks as usize],
+            attempts: vec![0; tasks as usize],
+            pending: (0..tasks).collect(),
+            running: BTreeSet::new(),
+            providers: BTreeMap::new(),
+            done: 0,
+            failed: 0,
+        }
+    }
+
+    /// Marks a task finished before the run began (a restarted requester
+    /// restoring its results).
+    pub fn restore(&mut self, task: u32, provider: PublicKey, digest: ContentId) {
+        let Some(state) = self.tasks.get_mut(task as usize) else {
+            return;
+        };
+        if !matches!(state, TaskState::Done { .. }) {
+            *state = TaskState::Done {
+                provider,
+                digest,
+                superseded: Vec::new(),
+            };
+            self.pending.remove(&task);
+            self.done += 1;
+        }
+    }
+
+    /// Adds a leased provider with `slots` concurrent tasks (or updates its
+    /// slots). A dropped provider stays dropped.
+    pub fn add_provider(&mut self, provider: PublicKey, slots: u32, now_ms: u64) {
+        let entry = self.providers.entry(provider).or_insert(ProviderState {
+            slots,
+            running: BTreeSet::new(),
+            strikes: 0,
+            last_seen_ms: now_ms,
+            dropped: None,
+        });
+        entry.slots = slots;
+        entry.last_seen_ms = now_ms;
+    }
+
+    /// A provider asks for up to `want` tasks. It gets at most its free
+    /// slots: pending tasks first, then, once none are pending, speculative
+    /// copies of the oldest stragglers.
+    pub fn pull(
+        &mut self,
+        provider: &PublicKey,
+        want: u32,
+        now_ms: u64,
+    ) -> Result<Vec<u32>, PullRefused> {
+        let state = self
+            .providers
+            .get_mut(provider)
+            .ok_or(PullRefused::UnknownProvider)?;
+        if let Some(reason) = &state.dropped {
+            return Err(PullRefused::Dropped(reason.clone()));
+        }
+        state.last_seen_ms = now_ms;
+        let free = state.slots.saturating_sub(state.running.len() as u32);
+        let count = want.min(free).min(self.params.batch_max);
+        let mut handed = Vec::with_capacity(count as usize);
+        while (handed.len() as u32) < count {
+            let Some(task) = self.pending.pop_first() else {
+                break;
+            };
+            handed.push(task);
+        }
+        if (handed.len() as u32) < count {
+            let stragglers = self.stragglers(provider, count - handed.len() as u32);
+            handed.extend(stragglers);
+        }
+        let deadline_ms = now_ms.saturating_add(self.params.task_deadline_ms);
+        for &task in &handed {
+            self.attempts[task as usize] += 1;
+            let copy = Copy {
+                provider: *provider,
+                started_ms: now_ms,
+                deadline_ms,
+            };
+            match &mut self.tasks[task as usize] {
+                TaskState::Running(copies) => copies.push(copy),
+                state => *state = TaskState::Running(vec![copy]),
+            }
+            self.running.insert(task);
+        }
+        self.providers
+            .get_mut(provider)
+            .expect("checked above")
+            .running
+            .extend(handed.iter().copied());
+        Ok(handed)
+    }
+
+    /// Running tasks worth a speculative copy on `provider`: fewer than
+    /// `copies_max` copies, none on this provider, attempts left; oldest
+    /// first.
+    fn stragglers(&self, provider: &PublicKey, count: u32) -> Vec<u32> {
+        let mut candidates: Vec<(u64, u32)> = self
+            .running
+            .iter()
+            .filter(|&&task| self.attempts[task as usize] < self.params.attempts_max)
+            .filter_map(|&task| match &self.tasks[task as usize] {
+                TaskState::Running(copies)
+                    if (copies.len() as u32) < self.params.copies_max
+                        && copies.iter().all(|c| c.provider != *provider) =>
+                {
+                    copies.iter().map(|c| c.started_ms).min().map(|t| (t, task))
+                }
+                _ => None,
+            })
+            .collect();
+        candidates.sort_unstable();
+        candidates
+            .into_iter()
+            .take(count as usize)
+            .map(|(_, task)| task)
+            .collect()
+    }
+
+    /// A provider returns a result for `task`.
+    pub fn complete(
+        &mut self,
+        provider: &PublicKey,
+        task: u32,
+        digest: ContentId,
+        now_ms: u64,
+    ) -> Completion {
+        let Some(state) = self.providers.get_mut(provider) else {
+            return Completion::NotAssigned;
+        };
+        state.last_seen_ms = now_ms;
+        let held = state.running.remove(&task);
+        match &mut self.tasks[task as usize] {
+            TaskState::Running(copies) if held => {
+                // The first result wins. Other copies are released so their
+                // providers' slots free up; their late results are compared.
+                let superseded: Vec<PublicKey> = copies
+                    .iter()
+                    .map(|c| c.provider)
+                    .filter(|p| p != provider)
+                    .collect();
+                for other in &superseded {
+                    if let Some(state) = self.providers.get_mut(other) {
+                        state.running.remove(&task);
+                    }
+                }
+                self.tasks[task as usize] = TaskState::Done {
+                    provider: *provider,
+                    digest,
+                    superseded,
+                };
+                self.running.remove(&task);
+                self.done += 1;
+                Completion::Accepted
+            }
+            TaskState::Done {
+                provider: first,
+                digest: accepted,
+                superseded,
+            } if first == provider || superseded.contains(provider) => {
+                if *accepted == digest {
+                    Completion::Duplicate
+                } else {
+                    Completion::Mismatch {
+                        accepted: *accepted,
+                        accepted_from: *first,
+                    }
+                }
+            }
+            _ => Completion::NotAssigned,
+        }
+    }
+
+    /// A provider could not run `task` (it could not fetch an input, say):
+    /// the copy is released and the task, if no other copy runs, queued
+    /// again.
+    pub fn release(&mut self, provider: &PublicKey, task: u32, now_ms: u64) -> Option<Event> {
+        let state = self.providers.get_mut(provider)?;
+        state.last_seen_ms = now_ms;
+        if !state.running.remove(&task) {
+            return None;
+        }
+        self.take_back(task, provider)
+    }
+
+    /// Removes `provider`'s copy of `task`; queues or fails the task when
+    /// no copy is left.
+    fn take_back(&mut self, task: u32, provider: &PublicKey) -> Option<Event> {
+        let TaskState::Running(copies) = &mut self.tasks[task as usize] else {
+            return None;
+        };
+        copies.retain(|c| c.provider != *provider);
+        if !copies.is_empty() {
+            return None;
+        }
+        self.running.remove(&task);
+        if self.attempts[task as usize] >= self.params.attempts_max {
+            let reason = format!(
+                "no result after {} attempts",
+                self.attempts[task as usize]
+            );
+            self.tasks[task as usize] = TaskState::Failed(reason);
+            self.failed += 1;
+            Some(Event::Failed { task })
+        } else {
+            self.tasks[task as usize] = TaskState::Pending;
+            self.pending.insert(task);
+            None
+        }
+    }
+
+    /// Drops a provider (connection lost, lease cancelled, caught lying):
+    /// its tasks go back to the queue and its pulls are refused from now on.
+    pub fn drop_provider(&mut self, provider: &PublicKey, reason: &str) -> Vec<Event> {
+        let Some(state) = self.providers.get_mut(provider) else {
+            return Vec::new();
+        };
+        if state.dropped.is_some() {
+            return Vec::new();
+        }
+        state.dropped = Some(reason.to_string());
+        let tasks: Vec<u32> = std::mem::take(&mut state.running).into_iter().collect();
+        let mut events = vec![Event::Dropped {
+            provider: *provider,
+            reason: reason.to_string(),
+        }];
+        events.extend(tasks.into_iter().filter_map(|t| self.take_back(t, provider)));
+        events
+    }
+
+    /// Takes back copies past their deadline and drops providers that went
+    /// silent or missed too many deadlines.
+    pub fn tick(&mut self, now_ms: u64) -> Vec<Event> {
+        let mut events = Vec::new();
+        let expired: Vec<(u32, PublicKey)> = self
+            .running
+            .iter()
+            .flat_map(|&task| match &self.tasks[task as usize] {
+                TaskState::Running(copies) => copies
+                    .iter()
+                    .filter(|c| c.deadline_ms <= now_ms)
+                    .map(|c| (task, c.provider))
+                    .collect::<Vec<_>>(),
+                _ => Vec::new(),
+            })
+            .collect();
+        for (task, provider) in expired {
+            if let Some(state) = self.providers.get_mut(&provider) {
+                state.running.remove(&task);
+                state.strikes += 1;
+            }
+            events.push(Event::Expired { task, provider });
+            events.extend(self.take_back(task, &provider));
+        }
+        let to_drop: Vec<(PublicKey, String)> = self
+            .providers
+            .iter()
+            .filter(|(_, s)| s.dropped.is_none())
+            .filter_map(|(key, s)| {
+                if s.strikes >= self.params.strikes_max {
+                    Some((*key, format!("missed {} task deadlines", s.strikes)))
+                } else if !s.running.is_empty()
+                    && now_ms.saturating_sub(s.last_seen_ms) > self.params.silence_ms_max
+                {
+                    Some((
+                        *key,
+                        format!("silent for {} ms", now_ms - s.last_seen_ms),
+                    ))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for (provider, reason) in to_drop {
+            events.extend(self.drop_provider(&provider, &reason));
+        }
+        events
+    }
+
+    /// The earliest moment [`Scheduler::tick`] has something to do.
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        let deadlines = self.running.iter().filter_map(|&task| match &self.tasks[task as usize] {
+            TaskState::Running(copies) => copies.iter().map(|c| c.deadline_ms).min(),
+            _ => None,
+        });
+        let silences = self
+            .providers
+            .values()
+            .filter(|s| s.dropped.is_none() && !s.running.is_empty())
+            .map(|s| s.last_seen_ms + self.params.silence_ms_max + 1);
+        deadlines.chain(silences).min()
+    }
+
+    /// A task's state.
+    pub fn task(&self, task: u32) -> Option<&TaskState> {
+        self.tasks.get(task as usize)
+    }
+
+    /// Whether the provider is in the job and not dropped.
+    pub fn is_active(&self, provider: &PublicKey) -> bool {
+        self.providers
+            .get(provider)
+            .is_some_and(|s| s.dropped.is_none())
+    }
+
+    /// Providers still in the job.
+    pub fn active_providers(&self) -> impl Iterator<Item = &PublicKey> {
+        self.providers
+            .iter()
+            .filter(|(_, s)| s.dropped.is_none())
+            .map(|(k, _)| k)
+    }
+
+    /// Counts for a status display.
+    pub fn progress(&self) -> Progress {
+        Progress {
+            total: self.tasks.len() as u32,
+            done: self.done,
+            running: self.running.len() as u32,
+            pending: self.pending.len() as u32,
+            failed: self.failed,
+            providers: self.active_providers().count() as u32,
+        }
+    }
+
+    /// Every task is done or given up.
+    pub fn is_finished(&self) -> bool {
+        self.done + self.failed == self.tasks.len() as u32
+    }
+}
+
+impl std::error::Error for PullRefused {}

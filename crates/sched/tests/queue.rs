@@ -1,0 +1,152 @@
+//! The task queue's bounds, one behaviour per test.
+
+use cairn_sched::{Completion, Event, PullRefused, SchedParams, Scheduler, TaskState};
+use cairn_wire::{ContentId, Keypair, PublicKey};
+
+fn key(seed: u8) -> PublicKey {
+    Keypair::from_seed([seed; 32]).public()
+}
+
+fn params() -> SchedParams {
+    SchedParams {
+        task_deadline_ms: 100,
+        silence_ms_max: 1_000,
+        strikes_max: 2,
+        attempts_max: 4,
+        copies_max: 2,
+        batch_max: 3,
+    }
+}
+
+#[test]
+fn a_provider_never_gets_more_than_its_slots_or_a_batch() {
+    let p = key(1);
+    let mut sched = Scheduler::new(10, params());
+    sched.add_provider(p, 2, 0);
+    assert_eq!(sched.pull(&p, 10, 0).unwrap(), vec![0, 1]);
+    assert!(sched.pull(&p, 10, 1).unwrap().is_empty());
+    sched.complete(&p, 0, ContentId::of(b"0"), 2);
+    assert_eq!(sched.pull(&p, 10, 3).unwrap(), vec![2]);
+    sched.add_provider(p, 50, 3);
+    assert_eq!(sched.pull(&p, 10, 3).unwrap().len(), 3, "batch_max caps a pull");
+}
+
+#[test]
+fn unknown_and_dropped_providers_are_refused() {
+    let mut sched = Scheduler::new(1, params());
+    assert_eq!(sched.pull(&key(9), 1, 0), Err(PullRefused::UnknownProvider));
+    sched.add_provider(key(1), 1, 0);
+    sched.drop_provider(&key(1), "caught lying");
+    assert_eq!(
+        sched.pull(&key(1), 1, 0),
+        Err(PullRefused::Dropped("caught lying".into()))
+    );
+}
+
+#[test]
+fn a_provider_that_never_answers_loses_its_task_after_the_deadline() {
+    let (silent, honest) = (key(1), key(2));
+    let mut sched = Scheduler::new(1, params());
+    sched.add_provider(silent, 1, 0);
+    sched.add_provider(honest, 1, 0);
+    assert_eq!(sched.pull(&silent, 1, 0).unwrap(), vec![0]);
+    assert!(sched.tick(99).is_empty());
+    assert_eq!(
+        sched.tick(100),
+        vec![Event::Expired {
+            task: 0,
+            provider: silent
+        }]
+    );
+    assert_eq!(sched.pull(&honest, 1, 101).unwrap(), vec![0]);
+    assert_eq!(
+        sched.complete(&honest, 0, ContentId::of(b"r"), 150),
+        Completion::Accepted
+    );
+    assert_eq!(
+        sched.complete(&silent, 0, ContentId::of(b"r"), 151),
+        Completion::NotAssigned,
+        "a result after the deadline is not accepted"
+    );
+    assert!(sched.is_finished());
+}
+
+#[test]
+fn repeated_misses_and_silence_drop_a_provider_and_requeue_its_tasks() {
+    let (misser, quiet) = (key(1), key(2));
+    let mut sched = Scheduler::new(6, params());
+    sched.add_provider(misser, 1, 0);
+    sched.pull(&misser, 1, 0).unwrap();
+    sched.tick(100);
+    sched.pull(&misser, 1, 100).unwrap();
+    let events = sched.tick(200);
+    assert!(events.contains(&Event::Dropped {
+        provider: misser,
+        reason: "missed 2 task deadlines".into()
+    }));
+    sched.add_provider(quiet, 3, 200);
+    sched.pull(&quiet, 3, 200).unwrap();
+    // It neither pulls nor returns; its deadline is later than its silence
+    // bound here, so silence is what drops it.
+    let mut long = params();
+    long.task_deadline_ms = 10_000;
+    let mut sched2 = Scheduler::new(3, long);
+    sched2.add_provider(quiet, 3, 0);
+    sched2.pull(&quiet, 3, 0).unwrap();
+    assert_eq!(sched2.next_deadline_ms(), Some(1_001));
+    let events = sched2.tick(1_001);
+    assert!(matches!(events[0], Event::Dropped { .. }), "{events:?}");
+    assert_eq!(sched2.progress().pending, 3);
+}
+
+#[test]
+fn stragglers_get_a_speculative_copy_and_the_first_result_wins() {
+    let (slow, fast) = (key(1), key(2));
+    let mut sched = Scheduler::new(2, params());
+    sched.add_provider(slow, 1, 0);
+    sched.add_provider(fast, 2, 0);
+    assert_eq!(sched.pull(&slow, 1, 0).unwrap(), vec![0]);
+    assert_eq!(sched.pull(&fast, 2, 5).unwrap(), vec![1, 0], "pending first, then the straggler");
+    let digest = ContentId::of(b"r0");
+    assert_eq!(sched.complete(&fast, 0, digest, 10), Completion::Accepted);
+    assert_eq!(sched.complete(&slow, 0, digest, 20), Completion::Duplicate);
+    assert_eq!(
+        sched.complete(&slow, 0, ContentId::of(b"other"), 21),
+        Completion::Mismatch {
+            accepted: digest,
+            accepted_from: fast
+        }
+    );
+    assert_eq!(sched.progress().done, 1);
+    // The slow provider's slot was freed when the copy was superseded.
+    assert_eq!(
+        sched.pull(&slow, 1, 22).unwrap(),
+        vec![1],
+        "its freed slot takes a copy of the other straggler"
+    );
+}
+
+#[test]
+fn a_task_that_keeps_failing_is_given_up_after_its_attempts() {
+    let p = key(1);
+    let mut sched = Scheduler::new(1, params());
+    sched.add_provider(p, 1, 0);
+    for attempt in 1..=4 {
+        assert_eq!(sched.pull(&p, 1, attempt).unwrap(), vec![0]);
+        let event = sched.release(&p, 0, attempt);
+        assert_eq!(event.is_some(), attempt == 4, "attempt {attempt}");
+    }
+    assert!(matches!(sched.task(0), Some(TaskState::Failed(_))));
+    assert!(sched.is_finished());
+    assert_eq!(sched.progress().failed, 1);
+}
+
+#[test]
+fn restored_results_are_not_handed_out_again() {
+    let p = key(1);
+    let mut sched = Scheduler::new(3, params());
+    sched.restore(1, p, ContentId::of(b"r1"));
+    sched.add_provider(p, 3, 0);
+    assert_eq!(sched.pull(&p, 3, 0).unwrap(), vec![0, 2]);
+    assert_eq!(sched.progress().done, 1);
+}
