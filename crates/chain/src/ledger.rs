@@ -116,6 +116,16 @@ impl Ledger {
         })
     }
 
+    /// The chain's id (its genesis digest).
+    pub fn chain(&self) -> ContentId {
+        self.inner.lock().unwrap().state.chain()
+    }
+
+    /// Reads the finalized state without copying it.
+    pub fn view<T>(&self, read: impl FnOnce(&State) -> T) -> T {
+        read(&self.inner.lock().unwrap().state)
+    }
+
     /// Height of the last applied block.
     pub fn height(&self) -> u64 {
         self.inner.lock().unwrap().state.height()

@@ -7,8 +7,7 @@ use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    StreamProtocol, autonat, dcutr, identify, identity, kad, mdns, relay,
-    request_response,
+    StreamProtocol, autonat, dcutr, identify, identity, kad, mdns, relay, request_response,
 };
 
 use crate::codec::{RPC_PROTOCOL, RpcCodec};
@@ -92,7 +91,8 @@ impl Parts {
         // that peers push are surfaced as events (and ignored) instead of
         // being stored.
         kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
-        let mut kad = kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), kad_config);
+        let mut kad =
+            kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), kad_config);
         kad.set_mode(Some(kad::Mode::Server));
         let identify = identify::Behaviour::new(identify::Config::new(
             IDENTIFY_PROTOCOL.to_string(),
@@ -155,8 +155,9 @@ fn gossip(key: &identity::Keypair, config: &NetConfig) -> Result<gossipsub::Beha
         .message_id_fn(message_id)
         .build()
         .map_err(|e| gossip_error(e.to_string()))?;
-    let mut gossip = gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)
-        .map_err(|e| gossip_error(e.to_string()))?;
+    let mut gossip =
+        gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)
+            .map_err(|e| gossip_error(e.to_string()))?;
 
     let mut score = gossipsub::PeerScoreParams::default();
     // Local clusters run many nodes on one address; colocation there is not
@@ -229,6 +230,9 @@ mod tests {
         assert_eq!(message_id(&message(a, b"x")), message_id(&message(a, b"x")));
         assert_ne!(message_id(&message(a, b"x")), message_id(&message(b, b"x")));
         assert_ne!(message_id(&message(a, b"x")), message_id(&message(a, b"y")));
-        assert_ne!(message_id(&message(None, b"x")), message_id(&message(a, b"x")));
+        assert_ne!(
+            message_id(&message(None, b"x")),
+            message_id(&message(a, b"x"))
+        );
     }
 }

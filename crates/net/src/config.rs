@@ -78,7 +78,9 @@ impl NetConfig {
         }
         for addr in &self.bootstrap {
             if bootstrap_peer(addr).is_none() {
-                return invalid(format!("bootstrap address '{addr}' does not end in /p2p/<peer id>"));
+                return invalid(format!(
+                    "bootstrap address '{addr}' does not end in /p2p/<peer id>"
+                ));
             }
         }
         for topic in &self.topics {

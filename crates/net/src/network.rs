@@ -5,15 +5,19 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt as _;
+use libp2p::core::transport::ListenerId;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId};
 use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ResponseChannel};
-use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::core::transport::ListenerId;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, SwarmBuilder, identify, identity, kad, mdns, noise, tcp, yamux};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::{
+    Multiaddr, PeerId, Swarm, SwarmBuilder, identify, identity, kad, mdns, noise, tcp, yamux,
+};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL, Parts, STREAMS_PER_CONNECTION_MAX};
+use crate::behaviour::{
+    Behaviour, BehaviourEvent, KAD_PROTOCOL, Parts, STREAMS_PER_CONNECTION_MAX,
+};
 use crate::config::bootstrap_peer;
 use crate::stats::{Counters, bump};
 use crate::{Event, NetConfig, NetError, RequestError, Responder, Stats};
@@ -92,7 +96,11 @@ impl Network {
         let nat = config.nat;
         let swarm = SwarmBuilder::with_existing_identity(key)
             .with_tokio()
-            .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux_config)
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux_config,
+            )
             .map_err(transport)?
             .with_quic_config(|mut quic| {
                 quic.max_concurrent_stream_limit = STREAMS_PER_CONNECTION_MAX as u32;
@@ -193,7 +201,12 @@ impl Network {
     /// The peers this node has at least one connection to.
     pub async fn connected_peers(&self) -> Vec<PeerId> {
         let (reply, peers) = oneshot::channel();
-        if self.commands.send(Command::ConnectedPeers(reply)).await.is_err() {
+        if self
+            .commands
+            .send(Command::ConnectedPeers(reply))
+            .await
+            .is_err()
+        {
             return Vec::new();
         }
         peers.await.unwrap_or_default()
@@ -243,10 +256,13 @@ impl Task {
     async fn listen(&mut self, addrs: &[Multiaddr]) -> Result<(), NetError> {
         let mut waiting: HashMap<ListenerId, &Multiaddr> = HashMap::new();
         for addr in addrs {
-            let id = self.swarm.listen_on(addr.clone()).map_err(|e| NetError::Listen {
-                addr: addr.to_string(),
-                reason: e.to_string(),
-            })?;
+            let id = self
+                .swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NetError::Listen {
+                    addr: addr.to_string(),
+                    reason: e.to_string(),
+                })?;
             waiting.insert(id, addr);
         }
         let deadline = tokio::time::sleep(LISTEN_TIMEOUT);
@@ -297,7 +313,10 @@ impl Task {
             };
             let mut transport_addr = addr.clone();
             transport_addr.pop();
-            self.swarm.behaviour_mut().kad.add_address(&peer, transport_addr);
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .add_address(&peer, transport_addr);
             if let Err(e) = self.swarm.dial(dial_opts(addr.clone())) {
                 tracing::warn!(%addr, "cannot dial bootstrap peer: {e}");
             }
@@ -335,7 +354,10 @@ impl Task {
                 self.swarm.add_peer_address(peer, addr);
             }
             Command::Publish { topic, data } => {
-                match behaviour.gossip.publish(IdentTopic::new(topic.clone()), data) {
+                match behaviour
+                    .gossip
+                    .publish(IdentTopic::new(topic.clone()), data)
+                {
                     Ok(_) => bump(&self.counters.published),
                     Err(e) => {
                         bump(&self.counters.publish_failures);
@@ -380,19 +402,20 @@ impl Task {
                 peer_id,
                 info,
                 ..
-            })) => {
-                // Only peers that serve our DHT belong in its routing table.
-                if info.protocols.contains(&KAD_PROTOCOL) {
-                    let kad = &mut self.swarm.behaviour_mut().kad;
-                    for addr in info.listen_addrs {
-                        kad.add_address(&peer_id, addr);
-                    }
+            // Only peers that serve our DHT belong in its routing table.
+            })) if info.protocols.contains(&KAD_PROTOCOL) => {
+                let kad = &mut self.swarm.behaviour_mut().kad;
+                for addr in info.listen_addrs {
+                    kad.add_address(&peer_id, addr);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 let mut peers = HashSet::new();
                 for (peer, addr) in found {
-                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, addr.clone());
                     self.swarm.add_peer_address(peer, addr);
                     peers.insert(peer);
                 }
@@ -447,7 +470,10 @@ impl Task {
         match event {
             Rpc::Message {
                 peer,
-                message: Message::Request { request, channel, .. },
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
                 ..
             } => {
                 bump(&self.counters.requests_in);
@@ -472,7 +498,11 @@ impl Task {
                 }
             }
             Rpc::Message {
-                message: Message::Response { request_id, response },
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
                 ..
             } => {
                 if let Some(reply) = self.pending.remove(&request_id) {
@@ -520,16 +550,21 @@ impl Task {
             // Ignoring (rather than rejecting) drops the message without
             // blaming the peer for our own backlog.
             bump(&self.counters.dropped_backpressure);
-            self.swarm.behaviour_mut().gossip.report_message_validation_result(
-                &message_id,
-                &propagation_source,
-                MessageAcceptance::Ignore,
-            );
+            self.swarm
+                .behaviour_mut()
+                .gossip
+                .report_message_validation_result(
+                    &message_id,
+                    &propagation_source,
+                    MessageAcceptance::Ignore,
+                );
         }
     }
 
     fn addrs(&self) -> std::sync::MutexGuard<'_, Vec<Multiaddr>> {
-        self.listen_addrs.lock().unwrap_or_else(PoisonError::into_inner)
+        self.listen_addrs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod market;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

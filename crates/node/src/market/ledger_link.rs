@@ -1,0 +1,174 @@
+//! How market roles reach the ledger: in-process when the node is a
+//! validator, over another node's HTTP API when it is not.
+
+use std::sync::Mutex;
+
+use cairn_chain::Ledger;
+use cairn_ledger::{Tx, TxBody, TxKind};
+use cairn_wire::{ContentId, Keypair, PublicKey};
+
+/// What the market needs to know of an account.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AccountView {
+    /// Spendable balance.
+    pub balance: u64,
+    /// Next nonce.
+    pub nonce: u64,
+    /// Provider stake (0 if not a provider).
+    pub stake: u64,
+    /// Registered with at least the minimum stake.
+    pub can_bid: bool,
+}
+
+/// A route to the ledger.
+#[derive(Clone)]
+pub enum LedgerLink {
+    /// This node's own replica.
+    Local(Ledger),
+    /// Another node's HTTP API (`http://host:port`).
+    Remote {
+        /// Base URL.
+        url: String,
+        /// Shared client.
+        http: reqwest::Client,
+    },
+}
+
+impl LedgerLink {
+    /// A link to the node whose API is at `url`.
+    pub fn remote(url: &str) -> Self {
+        Self::Remote {
+            url: url.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Result<serde_json::Value, String> {
+        let Self::Remote { url, http } = self else {
+            unreachable!("only remote links speak HTTP")
+        };
+        let response = http
+            .get(format!("{url}{path}"))
+            .send()
+            .await
+            .map_err(|e| format!("ledger at {url}: {e}"))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| format!("ledger at {url}: {e}"))?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("ledger at {url}: {e}"))
+    }
+
+    /// The chain's id, which every transaction names.
+    pub async fn chain(&self) -> Result<ContentId, String> {
+        match self {
+            Self::Local(ledger) => Ok(ledger.chain()),
+            Self::Remote { .. } => self.get("/v1/status").await?["chain"]
+                .as_str()
+                .ok_or("ledger status has no chain id")?
+                .parse()
+                .map_err(|e: cairn_wire::WireError| e.to_string()),
+        }
+    }
+
+    /// An account as of the last finalized block.
+    pub async fn account(&self, key: &PublicKey) -> Result<AccountView, String> {
+        match self {
+            Self::Local(ledger) => Ok(ledger.view(|state| {
+                let account = state.account(key);
+                AccountView {
+                    balance: account.balance,
+                    nonce: account.nonce,
+                    stake: state.provider(key).map_or(0, |p| p.stake),
+                    can_bid: state.can_bid(key),
+                }
+            })),
+            Self::Remote { .. } => {
+                let v = self.get(&format!("/v1/accounts/{key}")).await?;
+                let number = |field: &str| -> Result<u64, String> {
+                    v[field]
+                        .as_u64()
+                        .or_else(|| v[field].as_str().and_then(|s| s.parse().ok()))
+                        .ok_or_else(|| format!("ledger account has no {field}"))
+                };
+                Ok(AccountView {
+                    balance: number("balance")?,
+                    nonce: number("nonce")?,
+                    stake: number("stake")?,
+                    can_bid: v["can_bid"].as_bool().unwrap_or(false),
+                })
+            }
+        }
+    }
+
+    /// Queues a signed transaction.
+    pub async fn submit(&self, tx: &Tx) -> Result<(), String> {
+        match self {
+            Self::Local(ledger) => ledger.submit(tx.to_bytes()).map_err(|e| e.to_string()),
+            Self::Remote { url, http } => {
+                let response = http
+                    .post(format!("{url}/v1/txs"))
+                    .body(tx.to_bytes())
+                    .send()
+                    .await
+                    .map_err(|e| format!("ledger at {url}: {e}"))?;
+                if response.status().is_success() {
+                    Ok(())
+                } else {
+                    let body = response.text().await.unwrap_or_default();
+                    Err(format!("ledger at {url} refused a transaction: {body}"))
+                }
+            }
+        }
+    }
+}
+
+/// Signs and sends one account's transactions, numbering them itself so a
+/// burst of them (escrow, leases, settlements) need not wait for blocks.
+pub struct TxSender {
+    link: LedgerLink,
+    key: Keypair,
+    chain: ContentId,
+    next_nonce: Mutex<Option<u64>>,
+}
+
+impl TxSender {
+    /// A sender for `key`'s transactions on the chain behind `link`.
+    pub async fn new(link: LedgerLink, key: Keypair) -> Result<Self, String> {
+        let chain = link.chain().await?;
+        Ok(Self {
+            link,
+            key,
+            chain,
+            next_nonce: Mutex::new(None),
+        })
+    }
+
+    /// The link.
+    pub fn link(&self) -> &LedgerLink {
+        &self.link
+    }
+
+    /// Signs `kind` with the next nonce and queues it. On a refusal the
+    /// nonce is re-read from the ledger so the next transaction is not
+    /// stuck behind a gap.
+    pub async fn send(&self, kind: TxKind) -> Result<u64, String> {
+        let cached = *self.next_nonce.lock().unwrap();
+        let nonce = match cached {
+            Some(nonce) => nonce,
+            None => self.link.account(&self.key.public()).await?.nonce,
+        };
+        *self.next_nonce.lock().unwrap() = Some(nonce + 1);
+        let tx = TxBody {
+            chain: self.chain,
+            nonce,
+            kind,
+        }
+        .sign(&self.key);
+        let result = self.link.submit(&tx).await;
+        if result.is_err() {
+            *self.next_nonce.lock().unwrap() = None;
+        }
+        result.map(|()| nonce)
+    }
+}

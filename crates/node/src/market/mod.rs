@@ -1,0 +1,381 @@
+//! The market roles of a node, wired to the network: a requester that
+//! auctions jobs and hands out tasks, and a provider that bids, signs
+//! leases and runs tasks.
+//!
+//! The decisions live in pure state machines (`cairn-market`'s auction and
+//! pricing, `cairn-sched`'s queue); this module is the shell that feeds
+//! them network messages and clock readings and carries out what they say.
+//! Everything a peer sends is decoded with limits, checked, and dropped
+//! and counted when bad ([`Counters`]).
+
+mod ledger_link;
+mod proto;
+mod provider;
+mod requester;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cairn_net::{Event, Multiaddr, Network, PeerId};
+use cairn_sched::SchedParams;
+use cairn_store::{BlobStore, Db};
+use cairn_wire::{ContentId, Keypair};
+use serde::Serialize;
+
+pub use ledger_link::{AccountView, LedgerLink, TxSender};
+pub use proto::{ORDERS_TOPIC, Request, Response};
+pub use provider::ProviderConfig;
+pub use requester::{JobStatus, Submission, SubmittedFile, SubmittedLimits, SubmittedTask, TaskRecord};
+
+use crate::NodeError;
+
+/// The largest blob a node stores or fetches.
+pub const BLOB_BYTES_MAX: u64 = 1 << 30;
+/// Blob ranges requested at once.
+const BLOB_RANGE_BYTES: u64 = 4 << 20;
+
+/// Settings of the market roles.
+#[derive(Clone, Debug)]
+pub struct MarketConfig {
+    /// Where jobs, leases and blobs are kept.
+    pub data_dir: PathBuf,
+    /// libp2p listen addresses.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to contact first (`…/p2p/<peer id>`).
+    pub bootstrap: Vec<Multiaddr>,
+    /// mDNS discovery on the LAN.
+    pub mdns: bool,
+    /// AutoNAT, relay client and hole punching.
+    pub nat: bool,
+    /// Run the provider role with these resources, if any.
+    pub provider: Option<ProviderConfig>,
+    /// How long a requester collects bids.
+    pub bid_window_ms: u32,
+    /// The requester's queue bounds.
+    pub sched: SchedParams,
+}
+
+impl MarketConfig {
+    /// Defaults for a node on loopback with data under `data_dir`.
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a valid multiaddr")],
+            bootstrap: Vec::new(),
+            mdns: false,
+            nat: false,
+            provider: None,
+            bid_window_ms: 50,
+            sched: SchedParams {
+                task_deadline_ms: 60_000,
+                silence_ms_max: 10_000,
+                ..SchedParams::default()
+            },
+        }
+    }
+}
+
+/// What a node dropped or refused from its peers, by kind.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Messages that did not decode.
+    pub malformed: AtomicU64,
+    /// Signatures that did not verify.
+    pub bad_signature: AtomicU64,
+    /// Orders seen before, or past their window.
+    pub replayed: AtomicU64,
+    /// Requests refused for breaking the protocol (wrong lease, wrong
+    /// sender, not assigned).
+    pub refused: AtomicU64,
+}
+
+impl Counters {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Counters for the API.
+#[derive(Clone, Debug, Serialize)]
+pub struct MarketStats {
+    /// This node's peer id.
+    pub peer_id: String,
+    /// Addresses others can dial.
+    pub listen: Vec<String>,
+    /// Connected peers.
+    pub peers: usize,
+    /// Messages that did not decode.
+    pub malformed: u64,
+    /// Bad signatures.
+    pub bad_signature: u64,
+    /// Replayed or stale orders.
+    pub replayed: u64,
+    /// Protocol violations refused.
+    pub refused: u64,
+    /// Oversized frames the network dropped.
+    pub oversized: u64,
+    /// Truncated frames the network dropped.
+    pub truncated: u64,
+}
+
+/// What both roles share.
+pub(crate) struct Shared {
+    pub key: Keypair,
+    pub net: Network,
+    pub blobs: BlobStore,
+    pub db: Db,
+    pub ledger: Arc<TxSender>,
+    pub counters: Counters,
+}
+
+/// A running market node: the handle the HTTP API uses.
+#[derive(Clone)]
+pub struct Market {
+    shared: Arc<Shared>,
+    requester: Arc<requester::Requester>,
+    provider: Option<Arc<provider::Provider>>,
+}
+
+/// Milliseconds since the Unix epoch: the only clock reading the market
+/// shell makes; the state machines get it as an argument.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Market {
+    /// Starts the network and the roles; restores jobs and leases that were
+    /// in progress. Must run inside a tokio runtime.
+    pub async fn start(
+        key: Keypair,
+        config: MarketConfig,
+        ledger: LedgerLink,
+    ) -> Result<Self, NodeError> {
+        let io = |what: &str| {
+            let what = what.to_string();
+            move |e: &dyn std::fmt::Display| NodeError::Io(format!("{what}: {e}"))
+        };
+        let blobs = BlobStore::open(&config.data_dir.join("blobs"), BLOB_BYTES_MAX)
+            .map_err(|e| io("blob store")(&e))?;
+        let db = Db::open(&config.data_dir.join("market.redb")).map_err(|e| io("state")(&e))?;
+        let mut net_config = cairn_net::NetConfig::loopback(key.clone());
+        net_config.listen = config.listen.clone();
+        net_config.bootstrap = config.bootstrap.clone();
+        net_config.mdns = config.mdns;
+        net_config.nat = config.nat;
+        net_config.topics = vec![ORDERS_TOPIC.to_string()];
+        net_config.request_bytes_max = 4 << 20;
+        net_config.response_bytes_max = 16 << 20;
+        net_config.request_timeout = Duration::from_secs(30);
+        let (net, events) = Network::start(net_config)
+            .await
+            .map_err(|e| io("network")(&e))?;
+        let sender = TxSender::new(ledger, key.clone())
+            .await
+            .map_err(|e| NodeError::Config(format!("cannot reach the ledger: {e}")))?;
+        let shared = Arc::new(Shared {
+            key,
+            net,
+            blobs,
+            db,
+            ledger: Arc::new(sender),
+            counters: Counters::default(),
+        });
+        let requester = requester::Requester::start(shared.clone(), &config)
+            .map_err(|e| NodeError::Config(format!("restoring jobs: {e}")))?;
+        let provider = match &config.provider {
+            Some(provider_config) => Some(
+                provider::Provider::start(shared.clone(), provider_config.clone(), &config)
+                    .await
+                    .map_err(|e| NodeError::Config(format!("provider: {e}")))?,
+            ),
+            None => None,
+        };
+        let market = Self {
+            shared,
+            requester,
+            provider,
+        };
+        tokio::spawn(market.clone().dispatch(events));
+        Ok(market)
+    }
+
+    /// Hands network events to the roles. Each request is served on its own
+    /// task, so a slow one (fetching a blob, say) never blocks the others.
+    async fn dispatch(self, mut events: tokio::sync::mpsc::Receiver<Event>) {
+        while let Some(event) = events.recv().await {
+            match event {
+                Event::Gossip {
+                    id,
+                    from,
+                    author,
+                    data,
+                    ..
+                } => {
+                    let valid = match &self.provider {
+                        Some(provider) => provider.on_order(author, &data),
+                        None => true,
+                    };
+                    self.shared.net.report(id, from, valid);
+                }
+                Event::Request { from, data, reply } => {
+                    let market = self.clone();
+                    tokio::spawn(async move {
+                        let response = market.serve(from, &data).await;
+                        reply.send(proto::to_bytes(&response));
+                    });
+                }
+                Event::Connected(_) => {}
+                Event::Disconnected(peer) => self.requester.peer_lost(&peer),
+            }
+        }
+    }
+
+    async fn serve(&self, from: PeerId, data: &[u8]) -> Response {
+        let request = match proto::from_bytes::<Request>(data) {
+            Ok(request) => request,
+            Err(e) => {
+                Counters::bump(&self.shared.counters.malformed);
+                return Response::Refused(format!("malformed request: {e}"));
+            }
+        };
+        let Some(sender) = cairn_net::public_key(&from) else {
+            Counters::bump(&self.shared.counters.refused);
+            return Response::Refused("peer id is not an ed25519 key".into());
+        };
+        match request {
+            Request::Bid(bid) => self.requester.on_bid(sender, bid),
+            Request::Decline { order, reason } => self.requester.on_decline(sender, order, &reason),
+            Request::Pull {
+                lease,
+                want,
+                reports,
+            } => self.requester.on_pull(from, sender, lease, want, reports).await,
+            Request::Lease {
+                lease,
+                slots,
+                terms,
+            } => match &self.provider {
+                Some(provider) => provider.on_lease(from, sender, lease, slots, terms),
+                None => Response::Refused("this node is not a provider".into()),
+            },
+            Request::Blob { id, offset, len } => self.serve_blob(id, offset, len),
+        }
+    }
+
+    fn serve_blob(&self, id: ContentId, offset: u64, len: u32) -> Response {
+        match self.shared.blobs.encode_range(&id, offset, u64::from(len)) {
+            Ok((size, encoded)) => Response::Blob { size, encoded },
+            Err(e) => Response::Refused(e.to_string()),
+        }
+    }
+
+    /// Submits a job; returns its id once its escrow is queued.
+    pub async fn submit(&self, submission: Submission) -> Result<ContentId, String> {
+        self.requester.submit(submission).await
+    }
+
+    /// A job's status.
+    pub fn job(&self, id: &ContentId) -> Option<JobStatus> {
+        self.requester.status(id)
+    }
+
+    /// Every job this node requested.
+    pub fn jobs(&self) -> Vec<JobStatus> {
+        self.requester.statuses()
+    }
+
+    /// A job's results so far.
+    pub fn results(&self, id: &ContentId) -> Option<Vec<TaskRecord>> {
+        self.requester.results(id)
+    }
+
+    /// The blob store (uploads and downloads through the API).
+    pub fn blobs(&self) -> &BlobStore {
+        &self.shared.blobs
+    }
+
+    /// This node's network identity and addresses.
+    pub fn peer_id(&self) -> PeerId {
+        self.shared.net.local_peer_id()
+    }
+
+    /// Dialable addresses, each ending in `/p2p/<peer id>`.
+    pub fn addresses(&self) -> Vec<Multiaddr> {
+        let me = self.peer_id();
+        self.shared
+            .net
+            .listen_addrs()
+            .into_iter()
+            .map(|a| a.with(cairn_net::Protocol::P2p(me)))
+            .collect()
+    }
+
+    /// Counters of what was dropped and refused.
+    pub async fn stats(&self) -> MarketStats {
+        let c = &self.shared.counters;
+        let net = self.shared.net.stats();
+        MarketStats {
+            peer_id: self.peer_id().to_string(),
+            listen: self.addresses().iter().map(ToString::to_string).collect(),
+            peers: self.shared.net.connected_peers().await.len(),
+            malformed: c.malformed.load(Ordering::Relaxed),
+            bad_signature: c.bad_signature.load(Ordering::Relaxed),
+            replayed: c.replayed.load(Ordering::Relaxed),
+            refused: c.refused.load(Ordering::Relaxed),
+            oversized: net.dropped_oversized,
+            truncated: net.dropped_malformed,
+        }
+    }
+
+    /// The network handle (for tests that speak the protocol directly).
+    pub fn network(&self) -> &Network {
+        &self.shared.net
+    }
+}
+
+/// Fetches blob `id` of `size` bytes from `peer` into the store, range by
+/// range, verifying each range; resumes a partial download.
+pub(crate) async fn fetch_blob(
+    shared: &Shared,
+    peer: PeerId,
+    id: ContentId,
+    size: u64,
+) -> Result<(), String> {
+    if shared.blobs.has(&id) {
+        return Ok(());
+    }
+    let mut download = shared
+        .blobs
+        .download(id, size)
+        .map_err(|e| e.to_string())?;
+    while let Some((offset, len)) = download.next_range(BLOB_RANGE_BYTES) {
+        let request = Request::Blob {
+            id,
+            offset,
+            len: len as u32,
+        };
+        let bytes = shared
+            .net
+            .request(peer, proto::to_bytes(&request))
+            .await
+            .map_err(|e| format!("fetching blob {}: {e}", id.short()))?;
+        match proto::from_bytes::<Response>(&bytes) {
+            Ok(Response::Blob { encoded, .. }) => download
+                .accept(offset, len, &encoded)
+                .map_err(|e| format!("blob {} from {peer}: {e}", id.short()))?,
+            Ok(Response::Refused(reason)) => {
+                return Err(format!("blob {}: peer refused: {reason}", id.short()));
+            }
+            Ok(_) | Err(_) => {
+                Counters::bump(&shared.counters.malformed);
+                return Err(format!("blob {}: malformed answer", id.short()));
+            }
+        }
+    }
+    download.finish().map_err(|e| e.to_string())?;
+    Ok(())
+}

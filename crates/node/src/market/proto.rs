@@ -1,0 +1,568 @@
+//! The market protocol: requests one node sends another over the network,
+//! and their answers, in the canonical encoding.
+//!
+//! Every decode takes limits, so a malformed or oversized message is an
+//! error the shell drops and counts, never a crash or an allocation bomb.
+//! Signed parts (bids, receipts) keep their signatures for the ledger; the
+//! rest rides on the network's authenticated connections, where the sender
+//! is known.
+
+use bytes::BufMut;
+use cairn_ledger::{Lease, Receipt};
+use cairn_market::Bid;
+use cairn_wire::codec::{
+    Buf, Encode, EncodeSize, Error as CodecError, Read, ReadExt, Write,
+};
+use cairn_wire::{ContentId, Signature, Signed, text};
+
+/// The most tasks in one pull, results or assignments.
+pub const BATCH_MAX: usize = 1_024;
+/// The most files a task's terms or outputs list.
+pub const FILES_MAX: usize = 1_024;
+/// The most arguments a task has.
+pub const ARGS_MAX: usize = 256;
+/// The longest string in a message.
+pub const TEXT_BYTES_MAX: usize = 4_096;
+/// The most bytes of one blob range.
+pub const BLOB_RANGE_BYTES_MAX: u32 = 8 << 20;
+
+/// The gossip topic orders are announced on.
+pub const ORDERS_TOPIC: &str = "cairn/orders/1";
+
+/// What a task may use, as the provider enforces it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskLimits {
+    /// Fuel.
+    pub fuel: u64,
+    /// Linear memory.
+    pub memory_bytes: u64,
+    /// Wall-clock watchdog.
+    pub wall_time_ms: u64,
+    /// Bytes under `/output`.
+    pub output_bytes: u64,
+    /// Bytes of stdout and of stderr.
+    pub stdout_bytes: u64,
+}
+
+/// A named, content-addressed file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileRef {
+    /// Name (an input under `/input`, or an output path under `/output`).
+    pub name: String,
+    /// Content id.
+    pub id: ContentId,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// What a leased provider needs to run any task of a job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Terms {
+    /// The program.
+    pub module: FileRef,
+    /// Files every task sees under `/input`.
+    pub inputs: Vec<FileRef>,
+    /// Per-task limits.
+    pub limits: TaskLimits,
+}
+
+/// One task handed to a provider.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Assignment {
+    /// Index in the job.
+    pub task: u32,
+    /// Arguments.
+    pub args: Vec<String>,
+    /// Outputs it must write.
+    pub outputs: Vec<String>,
+    /// Seed of its randomness.
+    pub seed: [u8; 32],
+}
+
+/// A provider's account of one task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Report {
+    /// It ran; here is the signed receipt and the files it wrote.
+    Ran {
+        /// Signed by the provider; what settlement pays on.
+        receipt: Signed<Receipt>,
+        /// Whether the program succeeded (exit 0, outputs present).
+        success: bool,
+        /// How it ended, for humans.
+        outcome: String,
+        /// Its output files, fetchable from the provider as blobs.
+        outputs: Vec<FileRef>,
+    },
+    /// It could not run (an input could not be fetched, say): the task
+    /// should go to someone else.
+    Failed {
+        /// The task.
+        task: u32,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Report {
+    /// The task reported on.
+    pub fn task(&self) -> u64 {
+        match self {
+            Report::Ran { receipt, .. } => receipt.payload_unchecked().task,
+            Report::Failed { task, .. } => u64::from(*task),
+        }
+    }
+}
+
+/// A request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Provider → requester: a bid on an order.
+    Bid(Signed<Bid>),
+    /// Provider → requester: why it does not bid.
+    Decline {
+        /// The order.
+        order: ContentId,
+        /// Why.
+        reason: String,
+    },
+    /// Requester → provider: a lease to sign, with the job's terms.
+    Lease {
+        /// The lease (the requester signs it on the ledger when recording it).
+        lease: Lease,
+        /// Concurrent tasks.
+        slots: u32,
+        /// What every task needs.
+        terms: Terms,
+    },
+    /// Provider → requester: results so far, and a request for more work.
+    Pull {
+        /// The lease worked under.
+        lease: ContentId,
+        /// Free slots.
+        want: u32,
+        /// Finished tasks not yet acknowledged.
+        reports: Vec<Report>,
+    },
+    /// Either way: a verified range of a blob.
+    Blob {
+        /// The blob.
+        id: ContentId,
+        /// Where the range starts.
+        offset: u64,
+        /// How many bytes.
+        len: u32,
+    },
+}
+
+/// An answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Response {
+    /// Taken.
+    Ack,
+    /// Not taken, and why.
+    Refused(String),
+    /// The provider's signature on the lease.
+    LeaseSigned(Signature),
+    /// Reports stored; more work (possibly none).
+    Tasks {
+        /// How many of the pull's reports were stored: the provider forgets
+        /// those.
+        stored: u32,
+        /// New work.
+        tasks: Vec<Assignment>,
+        /// The job needs nothing more from this lease.
+        finished: bool,
+    },
+    /// A blob range: the blob's size and the bao-encoded range.
+    Blob {
+        /// Whole blob size.
+        size: u64,
+        /// Encoded range with its proof.
+        encoded: Vec<u8>,
+    },
+}
+
+// ---- canonical encoding ----
+
+fn write_text(s: &str, buf: &mut impl BufMut) {
+    text::write(s, buf);
+}
+
+fn read_text(buf: &mut impl Buf) -> Result<String, CodecError> {
+    text::read(buf, TEXT_BYTES_MAX)
+}
+
+fn write_list<T: Write>(items: &[T], buf: &mut impl BufMut) {
+    (items.len() as u32).write(buf);
+    for item in items {
+        item.write(buf);
+    }
+}
+
+fn read_len(buf: &mut impl Buf, max: usize) -> Result<usize, CodecError> {
+    let len = u32::read(buf)? as usize;
+    if len > max {
+        return Err(CodecError::InvalidLength(len));
+    }
+    Ok(len)
+}
+
+fn encoded<T: Encode>(value: &T) -> Vec<u8> {
+    value.encode().to_vec()
+}
+
+impl Write for FileRef {
+    fn write(&self, buf: &mut impl BufMut) {
+        write_text(&self.name, buf);
+        self.id.write(buf);
+        self.size.write(buf);
+    }
+}
+
+impl EncodeSize for FileRef {
+    fn encode_size(&self) -> usize {
+        text::encode_size(&self.name) + 32 + 8
+    }
+}
+
+impl Read for FileRef {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        Ok(Self {
+            name: read_text(buf)?,
+            id: ContentId::read(buf)?,
+            size: u64::read(buf)?,
+        })
+    }
+}
+
+fn write_files(files: &[FileRef], buf: &mut impl BufMut) {
+    write_list(files, buf);
+}
+
+fn read_files(buf: &mut impl Buf) -> Result<Vec<FileRef>, CodecError> {
+    let len = read_len(buf, FILES_MAX)?;
+    (0..len).map(|_| FileRef::read(buf)).collect()
+}
+
+fn files_size(files: &[FileRef]) -> usize {
+    4 + files.iter().map(EncodeSize::encode_size).sum::<usize>()
+}
+
+fn write_strings(items: &[String], buf: &mut impl BufMut) {
+    (items.len() as u32).write(buf);
+    for s in items {
+        write_text(s, buf);
+    }
+}
+
+fn read_strings(buf: &mut impl Buf, max: usize) -> Result<Vec<String>, CodecError> {
+    let len = read_len(buf, max)?;
+    (0..len).map(|_| read_text(buf)).collect()
+}
+
+fn strings_size(items: &[String]) -> usize {
+    4 + items.iter().map(|s| text::encode_size(s)).sum::<usize>()
+}
+
+impl Write for Terms {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.module.write(buf);
+        write_files(&self.inputs, buf);
+        let l = &self.limits;
+        for v in [l.fuel, l.memory_bytes, l.wall_time_ms, l.output_bytes, l.stdout_bytes] {
+            v.write(buf);
+        }
+    }
+}
+
+impl EncodeSize for Terms {
+    fn encode_size(&self) -> usize {
+        self.module.encode_size() + files_size(&self.inputs) + 5 * 8
+    }
+}
+
+impl Read for Terms {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        Ok(Self {
+            module: FileRef::read(buf)?,
+            inputs: read_files(buf)?,
+            limits: TaskLimits {
+                fuel: u64::read(buf)?,
+                memory_bytes: u64::read(buf)?,
+                wall_time_ms: u64::read(buf)?,
+                output_bytes: u64::read(buf)?,
+                stdout_bytes: u64::read(buf)?,
+            },
+        })
+    }
+}
+
+impl Write for Assignment {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.task.write(buf);
+        write_strings(&self.args, buf);
+        write_strings(&self.outputs, buf);
+        buf.put_slice(&self.seed);
+    }
+}
+
+impl EncodeSize for Assignment {
+    fn encode_size(&self) -> usize {
+        4 + strings_size(&self.args) + strings_size(&self.outputs) + 32
+    }
+}
+
+impl Read for Assignment {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        Ok(Self {
+            task: u32::read(buf)?,
+            args: read_strings(buf, ARGS_MAX)?,
+            outputs: read_strings(buf, FILES_MAX)?,
+            seed: <[u8; 32]>::read(buf)?,
+        })
+    }
+}
+
+impl Write for Report {
+    fn write(&self, buf: &mut impl BufMut) {
+        match self {
+            Report::Ran {
+                receipt,
+                success,
+                outcome,
+                outputs,
+            } => {
+                0u8.write(buf);
+                receipt.write(buf);
+                success.write(buf);
+                write_text(outcome, buf);
+                write_files(outputs, buf);
+            }
+            Report::Failed { task, reason } => {
+                1u8.write(buf);
+                task.write(buf);
+                write_text(reason, buf);
+            }
+        }
+    }
+}
+
+impl EncodeSize for Report {
+    fn encode_size(&self) -> usize {
+        1 + match self {
+            Report::Ran {
+                receipt,
+                outcome,
+                outputs,
+                ..
+            } => receipt.encode_size() + 1 + text::encode_size(outcome) + files_size(outputs),
+            Report::Failed { reason, .. } => 4 + text::encode_size(reason),
+        }
+    }
+}
+
+impl Read for Report {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        match u8::read(buf)? {
+            0 => Ok(Report::Ran {
+                receipt: Signed::<Receipt>::read(buf)?,
+                success: bool::read(buf)?,
+                outcome: read_text(buf)?,
+                outputs: read_files(buf)?,
+            }),
+            1 => Ok(Report::Failed {
+                task: u32::read(buf)?,
+                reason: read_text(buf)?,
+            }),
+            _ => Err(CodecError::Invalid("Report", "unknown kind")),
+        }
+    }
+}
+
+impl Write for Request {
+    fn write(&self, buf: &mut impl BufMut) {
+        match self {
+            Request::Bid(bid) => {
+                0u8.write(buf);
+                bid.write(buf);
+            }
+            Request::Decline { order, reason } => {
+                1u8.write(buf);
+                order.write(buf);
+                write_text(reason, buf);
+            }
+            Request::Lease {
+                lease,
+                slots,
+                terms,
+            } => {
+                2u8.write(buf);
+                lease.write(buf);
+                slots.write(buf);
+                terms.write(buf);
+            }
+            Request::Pull {
+                lease,
+                want,
+                reports,
+            } => {
+                3u8.write(buf);
+                lease.write(buf);
+                want.write(buf);
+                write_list(reports, buf);
+            }
+            Request::Blob { id, offset, len } => {
+                4u8.write(buf);
+                id.write(buf);
+                offset.write(buf);
+                len.write(buf);
+            }
+        }
+    }
+}
+
+impl EncodeSize for Request {
+    fn encode_size(&self) -> usize {
+        1 + match self {
+            Request::Bid(bid) => bid.encode_size(),
+            Request::Decline { reason, .. } => 32 + text::encode_size(reason),
+            Request::Lease { lease, terms, .. } => lease.encode_size() + 4 + terms.encode_size(),
+            Request::Pull { reports, .. } => {
+                32 + 4 + 4 + reports.iter().map(EncodeSize::encode_size).sum::<usize>()
+            }
+            Request::Blob { .. } => 32 + 8 + 4,
+        }
+    }
+}
+
+impl Read for Request {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        match u8::read(buf)? {
+            0 => Ok(Request::Bid(Signed::<Bid>::read(buf)?)),
+            1 => Ok(Request::Decline {
+                order: ContentId::read(buf)?,
+                reason: read_text(buf)?,
+            }),
+            2 => Ok(Request::Lease {
+                lease: Lease::read(buf)?,
+                slots: u32::read(buf)?,
+                terms: Terms::read(buf)?,
+            }),
+            3 => {
+                let lease = ContentId::read(buf)?;
+                let want = u32::read(buf)?;
+                let len = read_len(buf, BATCH_MAX)?;
+                let reports = (0..len).map(|_| Report::read(buf)).collect::<Result<_, _>>()?;
+                Ok(Request::Pull {
+                    lease,
+                    want,
+                    reports,
+                })
+            }
+            4 => Ok(Request::Blob {
+                id: ContentId::read(buf)?,
+                offset: u64::read(buf)?,
+                len: u32::read(buf)?,
+            }),
+            _ => Err(CodecError::Invalid("Request", "unknown kind")),
+        }
+    }
+}
+
+impl Write for Response {
+    fn write(&self, buf: &mut impl BufMut) {
+        match self {
+            Response::Ack => 0u8.write(buf),
+            Response::Refused(reason) => {
+                1u8.write(buf);
+                write_text(reason, buf);
+            }
+            Response::LeaseSigned(signature) => {
+                2u8.write(buf);
+                signature.write(buf);
+            }
+            Response::Tasks {
+                stored,
+                tasks,
+                finished,
+            } => {
+                3u8.write(buf);
+                stored.write(buf);
+                write_list(tasks, buf);
+                finished.write(buf);
+            }
+            Response::Blob { size, encoded } => {
+                4u8.write(buf);
+                size.write(buf);
+                (encoded.len() as u32).write(buf);
+                buf.put_slice(encoded);
+            }
+        }
+    }
+}
+
+impl EncodeSize for Response {
+    fn encode_size(&self) -> usize {
+        1 + match self {
+            Response::Ack => 0,
+            Response::Refused(reason) => text::encode_size(reason),
+            Response::LeaseSigned(_) => 64,
+            Response::Tasks { tasks, .. } => {
+                4 + 4 + tasks.iter().map(EncodeSize::encode_size).sum::<usize>() + 1
+            }
+            Response::Blob { encoded, .. } => 8 + 4 + encoded.len(),
+        }
+    }
+}
+
+impl Read for Response {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        match u8::read(buf)? {
+            0 => Ok(Response::Ack),
+            1 => Ok(Response::Refused(read_text(buf)?)),
+            2 => Ok(Response::LeaseSigned(Signature::read(buf)?)),
+            3 => {
+                let stored = u32::read(buf)?;
+                let len = read_len(buf, BATCH_MAX)?;
+                let tasks = (0..len)
+                    .map(|_| Assignment::read(buf))
+                    .collect::<Result<_, _>>()?;
+                Ok(Response::Tasks {
+                    stored,
+                    tasks,
+                    finished: bool::read(buf)?,
+                })
+            }
+            4 => {
+                let size = u64::read(buf)?;
+                // Half again the range for the interleaved proof hashes.
+                let max = BLOB_RANGE_BYTES_MAX as usize * 3 / 2;
+                let len = read_len(buf, max)?;
+                if buf.remaining() < len {
+                    return Err(CodecError::EndOfBuffer);
+                }
+                let mut encoded = vec![0; len];
+                buf.copy_to_slice(&mut encoded);
+                Ok(Response::Blob { size, encoded })
+            }
+            _ => Err(CodecError::Invalid("Response", "unknown kind")),
+        }
+    }
+}
+
+/// Encodes a message.
+pub fn to_bytes<T: Encode>(message: &T) -> Vec<u8> {
+    encoded(message)
+}
+
+/// Decodes a message, refusing trailing bytes.
+pub fn from_bytes<T: Read<Cfg = ()>>(bytes: &[u8]) -> Result<T, CodecError> {
+    use cairn_wire::codec::DecodeExt as _;
+    T::decode(cairn_wire::codec::Copying(bytes))
+}

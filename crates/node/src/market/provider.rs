@@ -1,0 +1,604 @@
+//! The provider role: answers orders with bids, signs leases, pulls tasks
+//! and runs them in the Wasm sandbox, never more at once than it offered.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cairn_exec::{Limits, Runtime as _, Task, WasmConfig, WasmRuntime};
+use cairn_ledger::{Capabilities, Lease, RECEIPT_NAMESPACE, Receipt, TxKind};
+use cairn_market::{
+    BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, PricingPolicy, Quote, ScalePricing,
+};
+use cairn_net::PeerId;
+use cairn_store::{Op, Table};
+use cairn_wire::codec::{DecodeExt as _, Encode as _};
+use cairn_wire::{ContentId, PublicKey, Signed};
+use tokio::sync::{Semaphore, mpsc};
+
+use super::proto::{self, Assignment, FileRef, Report, Request, Response, Terms};
+use super::{Counters, MarketConfig, Shared, fetch_blob, now_ms};
+
+/// Orders remembered to recognise replays.
+const SEEN_ORDERS_MAX: usize = 65_536;
+/// Longest wait between pulls when the requester has nothing to hand out.
+const IDLE_PULL_MS_MAX: u64 = 500;
+/// How long to keep retrying a requester that does not answer.
+const REQUESTER_SILENCE_MS_MAX: u64 = 120_000;
+
+/// What a provider offers and how it prices.
+#[derive(Clone, Debug)]
+pub struct ProviderConfig {
+    /// Its resources.
+    pub offer: Offer,
+    /// Its pricing policy.
+    pub pricing: ScalePricing,
+    /// Stake to bond on the ledger at start if not yet registered.
+    pub stake_ucairn: u64,
+}
+
+/// A lease being worked, as persisted.
+#[derive(Clone, Debug)]
+struct LeaseRecord {
+    lease: Lease,
+    slots: u32,
+    terms: Terms,
+}
+
+impl LeaseRecord {
+    /// `P`, then the lease with its length, the slots, the terms. The `P`
+    /// tells it from the requester's (JSON) lease records.
+    fn to_bytes(&self) -> Vec<u8> {
+        let lease = self.lease.encode();
+        let mut out = b"P".to_vec();
+        out.extend_from_slice(&(lease.len() as u32).to_be_bytes());
+        out.extend_from_slice(&lease);
+        out.extend_from_slice(&self.slots.to_be_bytes());
+        out.extend_from_slice(&self.terms.encode());
+        out
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let rest = bytes.strip_prefix(b"P")?;
+        let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        let lease = Lease::decode(cairn_wire::codec::Copying(rest.get(4..4 + len)?)).ok()?;
+        let rest = rest.get(4 + len..)?;
+        let slots = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
+        let terms = Terms::decode(cairn_wire::codec::Copying(rest.get(4..)?)).ok()?;
+        Some(Self {
+            lease,
+            slots,
+            terms,
+        })
+    }
+}
+
+/// The provider role.
+pub(crate) struct Provider {
+    shared: Arc<Shared>,
+    config: ProviderConfig,
+    runtime: Arc<WasmRuntime>,
+    /// Concurrency across every lease: the cores offered.
+    slots: Arc<Semaphore>,
+    /// Bids made, by job: price and slots, to check leases against.
+    bids: Mutex<BTreeMap<ContentId, (u64, u32)>>,
+    seen: Mutex<(BTreeSet<ContentId>, VecDeque<ContentId>)>,
+    /// Slots promised to live leases.
+    leased: Mutex<BTreeMap<ContentId, u32>>,
+    loaded: Mutex<BTreeSet<ContentId>>,
+    work_dir: PathBuf,
+}
+
+impl Provider {
+    /// Registers on the ledger if needed, restores leases, and starts.
+    pub async fn start(
+        shared: Arc<Shared>,
+        config: ProviderConfig,
+        market: &MarketConfig,
+    ) -> Result<Arc<Self>, String> {
+        let runtime = WasmRuntime::new(WasmConfig::default()).map_err(|e| e.to_string())?;
+        let me = shared.key.public();
+        let account = shared.ledger.link().account(&me).await?;
+        if !account.can_bid && account.stake == 0 {
+            let offer = &config.offer;
+            shared
+                .ledger
+                .send(TxKind::RegisterProvider {
+                    capabilities: Capabilities {
+                        cores: offer.cores,
+                        memory_mib: offer.memory_mib,
+                        gpus: offer.gpus,
+                        score: offer.score_mfuel_per_s,
+                    },
+                    endpoint: shared.net.local_peer_id().to_string(),
+                    stake: config.stake_ucairn,
+                })
+                .await
+                .map_err(|e| format!("registering as a provider: {e}"))?;
+        }
+        let provider = Arc::new(Self {
+            slots: Arc::new(Semaphore::new(config.offer.cores as usize)),
+            shared,
+            config,
+            runtime: Arc::new(runtime),
+            bids: Mutex::new(BTreeMap::new()),
+            seen: Mutex::new((BTreeSet::new(), VecDeque::new())),
+            leased: Mutex::new(BTreeMap::new()),
+            loaded: Mutex::new(BTreeSet::new()),
+            work_dir: market.data_dir.join("work"),
+        });
+        for (key, value) in provider
+            .shared
+            .db
+            .scan(Table::Leases, b"")
+            .map_err(|e| e.to_string())?
+        {
+            let Some(record) = LeaseRecord::from_bytes(&value) else {
+                continue; // a requester-side lease record
+            };
+            let id = ContentId::from_digest(key.try_into().map_err(|_| "bad lease key")?);
+            provider.leased.lock().unwrap().insert(id, record.slots);
+            tokio::spawn(provider.clone().work(id, record));
+        }
+        Ok(provider)
+    }
+
+    /// An order arrived by gossip. Returns whether it was valid (for the
+    /// gossip score of whoever forwarded it).
+    pub fn on_order(self: &Arc<Self>, author: Option<PeerId>, data: &[u8]) -> bool {
+        let Ok(signed) = Signed::<Order>::from_bytes(data, &()) else {
+            Counters::bump(&self.shared.counters.malformed);
+            return false;
+        };
+        let Ok(order) = signed.verify(ORDER_NAMESPACE) else {
+            Counters::bump(&self.shared.counters.bad_signature);
+            return false;
+        };
+        let requester = signed.signer();
+        if author != Some(cairn_net::peer_id(&requester)) {
+            Counters::bump(&self.shared.counters.refused);
+            return false;
+        }
+        let id = order.id();
+        {
+            let mut seen = self.seen.lock().unwrap();
+            if !seen.0.insert(id) {
+                Counters::bump(&self.shared.counters.replayed);
+                return true;
+            }
+            seen.1.push_back(id);
+            if seen.1.len() > SEEN_ORDERS_MAX
+                && let Some(old) = seen.1.pop_front()
+            {
+                seen.0.remove(&old);
+            }
+        }
+        if now_ms() > order.bid_deadline_ms() {
+            Counters::bump(&self.shared.counters.replayed);
+            return true;
+        }
+        let busy: u32 = self.leased.lock().unwrap().values().sum();
+        let request = match self.config.pricing.quote(order, &self.config.offer, busy) {
+            Quote::Bid {
+                price_ucairn_per_gfuel,
+                slots,
+            } => {
+                self.bids
+                    .lock()
+                    .unwrap()
+                    .insert(order.job, (price_ucairn_per_gfuel, slots));
+                Request::Bid(Signed::sign(
+                    &self.shared.key,
+                    BID_NAMESPACE,
+                    Bid {
+                        order: id,
+                        price_ucairn_per_gfuel,
+                        slots,
+                        offer: self.config.offer.clone(),
+                    },
+                ))
+            }
+            Quote::Decline(reason) => Request::Decline {
+                order: id,
+                reason: reason.to_string(),
+            },
+        };
+        let this = self.clone();
+        let peer = cairn_net::peer_id(&requester);
+        let module = order.module;
+        let bid = matches!(request, Request::Bid(_));
+        tokio::spawn(async move {
+            if let Err(e) = this.shared.net.request(peer, proto::to_bytes(&request)).await {
+                tracing::debug!("answering an order: {e}");
+            }
+            // Fetch and compile the module while the auction runs, so a won
+            // lease starts at once.
+            if bid && let Err(e) = this.prepare_module(peer, module, None).await {
+                tracing::debug!("prefetching module {}: {e}", module.short());
+            }
+        });
+        true
+    }
+
+    async fn prepare_module(
+        &self,
+        peer: PeerId,
+        module: ContentId,
+        size: Option<u64>,
+    ) -> Result<(), String> {
+        if self.loaded.lock().unwrap().contains(&module) {
+            return Ok(());
+        }
+        let size = match size {
+            Some(size) => size,
+            None => self.blob_size(peer, module).await?,
+        };
+        fetch_blob(&self.shared, peer, module, size).await?;
+        let bytes = self.shared.blobs.read(&module).map_err(|e| e.to_string())?;
+        let runtime = self.runtime.clone();
+        let loaded = tokio::task::spawn_blocking(move || runtime.load(&bytes))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        if loaded != module {
+            return Err(format!("module {} loaded as {}", module.short(), loaded.short()));
+        }
+        self.loaded.lock().unwrap().insert(module);
+        Ok(())
+    }
+
+    /// Learns a blob's size from the first range a peer serves.
+    async fn blob_size(&self, peer: PeerId, id: ContentId) -> Result<u64, String> {
+        let request = Request::Blob {
+            id,
+            offset: 0,
+            len: 0,
+        };
+        let bytes = self
+            .shared
+            .net
+            .request(peer, proto::to_bytes(&request))
+            .await
+            .map_err(|e| e.to_string())?;
+        match proto::from_bytes::<Response>(&bytes) {
+            Ok(Response::Blob { size, .. }) => Ok(size),
+            Ok(Response::Refused(reason)) => Err(reason),
+            _ => Err("malformed blob answer".into()),
+        }
+    }
+
+    /// A requester offers a lease.
+    pub fn on_lease(
+        self: &Arc<Self>,
+        _peer: PeerId,
+        sender: PublicKey,
+        lease: Lease,
+        slots: u32,
+        terms: Terms,
+    ) -> Response {
+        let me = self.shared.key.public();
+        if lease.provider != me || lease.requester != sender {
+            Counters::bump(&self.shared.counters.refused);
+            return Response::Refused("the lease names other parties".into());
+        }
+        let Some((price, bid_slots)) = self.bids.lock().unwrap().get(&lease.job).copied() else {
+            Counters::bump(&self.shared.counters.refused);
+            return Response::Refused("no bid on that job".into());
+        };
+        if lease.price_ucairn_per_gfuel != price || slots == 0 || slots > bid_slots {
+            Counters::bump(&self.shared.counters.refused);
+            return Response::Refused("the lease differs from the bid".into());
+        }
+        if terms.limits.fuel > lease.fuel_per_task_max {
+            return Response::Refused("task fuel above the lease's maximum".into());
+        }
+        let id = lease.id();
+        let signature = lease.sign(&self.shared.key);
+        let record = LeaseRecord {
+            lease,
+            slots,
+            terms,
+        };
+        {
+            let mut leased = self.leased.lock().unwrap();
+            if leased.contains_key(&id) {
+                return Response::LeaseSigned(signature); // a retransmission
+            }
+            if let Err(e) = self.shared.db.write(&[Op::Put(
+                Table::Leases,
+                id.as_bytes().to_vec(),
+                record.to_bytes(),
+            )]) {
+                tracing::error!("persisting a lease: {e}");
+                return Response::Refused("the provider cannot store the lease now".into());
+            }
+            leased.insert(id, slots);
+        }
+        tokio::spawn(self.clone().work(id, record));
+        Response::LeaseSigned(signature)
+    }
+
+    /// Works one lease: prepares the module and inputs, then pulls and runs
+    /// tasks until the requester says the job needs nothing more.
+    async fn work(self: Arc<Self>, id: ContentId, record: LeaseRecord) {
+        let peer = cairn_net::peer_id(&record.lease.requester);
+        let input_dir = self.work_dir.join(id.to_string()).join("input");
+        let mut failure = None;
+        if let Err(e) = self.prepare(peer, &record.terms, &input_dir).await {
+            tracing::warn!("lease {}: {e}", id.short());
+            failure = Some(e);
+        }
+        // Reports not yet acknowledged, persisted so a restart re-sends them.
+        let mut unsent: Vec<Report> = self
+            .shared
+            .db
+            .scan(Table::Reports, id.as_bytes())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(_, v)| proto::from_bytes::<Report>(&v).ok())
+            .collect();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Report>();
+        let mut running = 0u32;
+        let mut idle_ms = 5;
+        let mut last_answer = now_ms();
+        loop {
+            while let Ok(report) = done_rx.try_recv() {
+                running -= 1;
+                unsent.push(report);
+            }
+            let want = record.slots.saturating_sub(running);
+            if want == 0 && unsent.is_empty() {
+                if let Some(report) = done_rx.recv().await {
+                    running -= 1;
+                    unsent.push(report);
+                }
+                continue;
+            }
+            let batch: Vec<Report> = unsent.iter().take(proto::BATCH_MAX).cloned().collect();
+            let request = Request::Pull {
+                lease: id,
+                want: if failure.is_some() { 0 } else { want },
+                reports: batch.clone(),
+            };
+            let answer = self
+                .shared
+                .net
+                .request(peer, proto::to_bytes(&request))
+                .await
+                .map(|b| proto::from_bytes::<Response>(&b));
+            match answer {
+                Ok(Ok(Response::Tasks {
+                    stored,
+                    tasks,
+                    finished,
+                })) => {
+                    last_answer = now_ms();
+                    let acked: Vec<Report> = unsent.drain(..(stored as usize).min(batch.len())).collect();
+                    let ops: Vec<Op> = acked
+                        .iter()
+                        .map(|r| Op::Delete(Table::Reports, report_key(&id, r.task())))
+                        .collect();
+                    if let Err(e) = self.shared.db.write(&ops) {
+                        tracing::warn!("forgetting acknowledged reports: {e}");
+                    }
+                    if finished && running == 0 && unsent.is_empty() {
+                        break;
+                    }
+                    if failure.is_some() {
+                        // Could not prepare: hand every task back.
+                        for task in tasks {
+                            unsent.push(Report::Failed {
+                                task: task.task,
+                                reason: failure.clone().unwrap_or_default(),
+                            });
+                        }
+                        if unsent.is_empty() {
+                            break;
+                        }
+                        continue;
+                    }
+                    if tasks.is_empty() && unsent.is_empty() {
+                        let wait = tokio::time::sleep(Duration::from_millis(idle_ms));
+                        idle_ms = (idle_ms * 2).min(IDLE_PULL_MS_MAX);
+                        tokio::select! {
+                            _ = wait => {}
+                            Some(report) = done_rx.recv() => {
+                                running -= 1;
+                                unsent.push(report);
+                            }
+                        }
+                        continue;
+                    }
+                    idle_ms = 5;
+                    for task in tasks {
+                        running += 1;
+                        self.clone()
+                            .spawn_task(id, &record, &input_dir, task, done_tx.clone());
+                    }
+                }
+                Ok(Ok(Response::Refused(reason))) => {
+                    tracing::info!("lease {}: requester refused a pull: {reason}", id.short());
+                    if running == 0 {
+                        break;
+                    }
+                    if let Some(report) = done_rx.recv().await {
+                        running -= 1;
+                        unsent.push(report);
+                    }
+                }
+                Ok(_) | Err(_) => {
+                    // The requester is unreachable or answered nonsense:
+                    // keep results and retry, within a bound.
+                    if now_ms().saturating_sub(last_answer) > REQUESTER_SILENCE_MS_MAX {
+                        tracing::warn!("lease {}: requester silent; giving up", id.short());
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        self.leased.lock().unwrap().remove(&id);
+        let mut ops = vec![Op::Delete(Table::Leases, id.as_bytes().to_vec())];
+        ops.extend(
+            unsent
+                .iter()
+                .map(|r| Op::Delete(Table::Reports, report_key(&id, r.task()))),
+        );
+        if let Err(e) = self.shared.db.write(&ops) {
+            tracing::warn!("closing lease {}: {e}", id.short());
+        }
+        let _ = std::fs::remove_dir_all(self.work_dir.join(id.to_string()));
+    }
+
+    async fn prepare(&self, peer: PeerId, terms: &Terms, input_dir: &PathBuf) -> Result<(), String> {
+        self.prepare_module(peer, terms.module.id, Some(terms.module.size))
+            .await?;
+        std::fs::create_dir_all(input_dir).map_err(|e| e.to_string())?;
+        for input in &terms.inputs {
+            if !safe_name(&input.name) {
+                return Err(format!("input name '{}' is not a plain relative path", input.name));
+            }
+            fetch_blob(&self.shared, peer, input.id, input.size).await?;
+            let target = input_dir.join(&input.name);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+            }
+            let source = self
+                .shared
+                .blobs
+                .path(&input.id)
+                .ok_or("input blob vanished")?;
+            if !target.exists() {
+                std::fs::copy(&source, &target).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn spawn_task(
+        self: Arc<Self>,
+        lease: ContentId,
+        record: &LeaseRecord,
+        input_dir: &std::path::Path,
+        task: Assignment,
+        done: mpsc::UnboundedSender<Report>,
+    ) {
+        let terms = record.terms.clone();
+        let input_dir = input_dir.to_path_buf();
+        tokio::spawn(async move {
+            let Ok(permit) = self.slots.clone().acquire_owned().await else {
+                return;
+            };
+            let this = self.clone();
+            let index = task.task;
+            let report = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                this.run_task(lease, &terms, &input_dir, &task)
+            })
+            .await
+            .unwrap_or_else(|e| Report::Failed {
+                task: index,
+                reason: format!("worker panicked: {e}"),
+            });
+            let key = report_key(&lease, report.task());
+            if let Err(e) = self.shared.db.write(&[Op::Put(
+                Table::Reports,
+                key,
+                proto::to_bytes(&report),
+            )]) {
+                tracing::warn!("persisting a report: {e}");
+            }
+            let _ = done.send(report);
+        });
+    }
+
+    fn run_task(
+        &self,
+        lease: ContentId,
+        terms: &Terms,
+        input_dir: &std::path::Path,
+        task: &Assignment,
+    ) -> Report {
+        let failed = |reason: String| Report::Failed {
+            task: task.task,
+            reason,
+        };
+        let output_dir = self
+            .work_dir
+            .join(lease.to_string())
+            .join(format!("task-{}", task.task));
+        let _ = std::fs::remove_dir_all(&output_dir);
+        if let Err(e) = std::fs::create_dir_all(&output_dir) {
+            return failed(format!("creating the output folder: {e}"));
+        }
+        let limits = Limits {
+            fuel: terms.limits.fuel,
+            memory_bytes: terms.limits.memory_bytes,
+            wall_time: Duration::from_millis(terms.limits.wall_time_ms),
+            output_bytes: terms.limits.output_bytes,
+            stdout_bytes: terms.limits.stdout_bytes,
+        };
+        let inputs = (!terms.inputs.is_empty()).then_some(input_dir);
+        let result = self.runtime.run(&Task {
+            module: terms.module.id,
+            args: &task.args,
+            seed: task.seed,
+            input_dir: inputs,
+            output_dir: &output_dir,
+            expected_outputs: &task.outputs,
+            limits,
+        });
+        let result = match result {
+            Ok(result) => result,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&output_dir);
+                return failed(e.to_string());
+            }
+        };
+        let mut outputs = Vec::with_capacity(result.outputs.len());
+        for file in &result.outputs {
+            match self.shared.blobs.put_file(&output_dir.join(&file.path)) {
+                Ok(id) if id == file.id => outputs.push(FileRef {
+                    name: file.path.clone(),
+                    id,
+                    size: file.size_bytes,
+                }),
+                Ok(_) => return failed(format!("output {} changed while stored", file.path)),
+                Err(e) => return failed(format!("storing output {}: {e}", file.path)),
+            }
+        }
+        let _ = std::fs::remove_dir_all(&output_dir);
+        let receipt = Signed::sign(
+            &self.shared.key,
+            RECEIPT_NAMESPACE,
+            Receipt {
+                lease,
+                task: u64::from(task.task),
+                digest: result.digest,
+                fuel_used: result.fuel_used,
+            },
+        );
+        Report::Ran {
+            receipt,
+            success: result.outcome.is_success(),
+            outcome: result.outcome.to_string(),
+            outputs,
+        }
+    }
+}
+
+fn report_key(lease: &ContentId, task: u64) -> Vec<u8> {
+    let mut key = lease.as_bytes().to_vec();
+    key.extend_from_slice(&task.to_be_bytes());
+    key
+}
+
+/// A relative path with no `..`, root or empty parts.
+fn safe_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('/')
+        && name
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
+}

@@ -1,0 +1,939 @@
+//! The requester role: escrow, auctions, leases, the task queue, results
+//! and settlement for the jobs this node submits.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cairn_ledger::{Lease, RECEIPT_NAMESPACE, Receipt, TxKind};
+use cairn_market::{
+    Auction, Bid, Order, ORDER_NAMESPACE, Outcome, Rng, SelectionParams,
+};
+use cairn_net::PeerId;
+use cairn_sched::{Completion, SchedParams, Scheduler};
+use cairn_store::{Op, Table};
+use cairn_wire::{ContentId, PublicKey, Signed};
+use serde::{Deserialize, Serialize};
+
+use super::proto::{self, Assignment, FileRef, Report, Request, Response, TaskLimits, Terms};
+use super::{Counters, MarketConfig, Shared, fetch_blob, now_ms};
+
+/// Receipts per settlement transaction: a transaction fits in 8 KiB.
+const RECEIPTS_PER_SETTLE: usize = 40;
+/// How long a job that found no provider waits before another auction.
+const REAUCTION_MS: u64 = 2_000;
+/// How long pending work may sit with no provider pulling before another
+/// auction is held.
+const IDLE_REAUCTION_MS: u64 = 3_000;
+/// Blocks a lease stays live on the ledger.
+const LEASE_BLOCKS: u64 = 100_000;
+
+/// A file named in a submission.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SubmittedFile {
+    /// Its name (under `/input`, for inputs).
+    pub name: String,
+    /// Its content id (hex); the blob must be uploaded first.
+    pub id: String,
+    /// Its size.
+    pub size: u64,
+}
+
+/// One task of a submission.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SubmittedTask {
+    /// Arguments.
+    pub args: Vec<String>,
+    /// Outputs it must write.
+    pub outputs: Vec<String>,
+    /// Seed of its randomness (hex).
+    pub seed: String,
+}
+
+/// Per-task limits of a submission.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SubmittedLimits {
+    /// Fuel.
+    pub fuel: u64,
+    /// Memory in bytes.
+    pub memory_bytes: u64,
+    /// Wall-clock watchdog in ms.
+    pub wall_time_ms: u64,
+    /// Output bytes.
+    pub output_bytes: u64,
+    /// Stdout bytes.
+    pub stdout_bytes: u64,
+}
+
+/// A job as the API receives it: the job file already expanded into tasks
+/// (by `cairn job submit`), its module and inputs uploaded as blobs.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Submission {
+    /// The job's name.
+    pub name: String,
+    /// The runtime (`wasm`).
+    pub runtime: String,
+    /// The program.
+    pub module: SubmittedFile,
+    /// Files every task sees.
+    pub inputs: Vec<SubmittedFile>,
+    /// The tasks, in order.
+    pub tasks: Vec<SubmittedTask>,
+    /// Per-task limits.
+    pub limits: SubmittedLimits,
+    /// Escrowed budget.
+    pub budget_ucairn: u64,
+    /// Highest price accepted.
+    pub price_max_ucairn_per_gfuel: u64,
+}
+
+/// A finished task as the requester keeps it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TaskRecord {
+    /// Index in the job.
+    pub task: u32,
+    /// Who ran it.
+    pub provider: String,
+    /// Result digest (hex).
+    pub digest: String,
+    /// Fuel used.
+    pub fuel_used: u64,
+    /// Whether the program succeeded.
+    pub success: bool,
+    /// How it ended.
+    pub outcome: String,
+    /// Output files, in this node's blob store.
+    pub outputs: Vec<SubmittedFile>,
+    /// The signed receipt (hex of its canonical bytes), for settlement.
+    pub receipt: String,
+}
+
+/// A job's status for the API.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobStatus {
+    /// Job id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// `bidding`, `queued`, `running`, `settling`, `done` or `failed`.
+    pub state: String,
+    /// Why it is queued or failed.
+    pub reason: Option<String>,
+    /// Tasks in all.
+    pub total: u32,
+    /// Finished.
+    pub done: u32,
+    /// Running.
+    pub running: u32,
+    /// Waiting.
+    pub pending: u32,
+    /// Given up.
+    pub failed: u32,
+    /// Providers working on it.
+    pub providers: u32,
+    /// Auctions held.
+    pub auctions: u32,
+    /// Submitted (ms since the epoch).
+    pub submitted_ms: u64,
+    /// First task handed out.
+    pub first_task_ms: Option<u64>,
+    /// Finished.
+    pub finished_ms: Option<u64>,
+    /// Receipts sent for settlement.
+    pub settled: u64,
+}
+
+/// What is persisted of a job.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct JobRecord {
+    submission: Submission,
+    submitted_ms: u64,
+    settled: bool,
+}
+
+/// A persisted lease.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct LeaseRecord {
+    job: String,
+    provider: String,
+    slots: u32,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Bidding(Auction),
+    Leasing,
+    Queued { retry_ms: u64 },
+    Running,
+    Settling,
+    Done,
+}
+
+struct Job {
+    id: ContentId,
+    record: JobRecord,
+    terms: Terms,
+    sched: Scheduler,
+    phase: Phase,
+    reason: Option<String>,
+    auctions: u32,
+    leases: BTreeMap<ContentId, PublicKey>,
+    first_task_ms: Option<u64>,
+    finished_ms: Option<u64>,
+    last_pull_ms: u64,
+    unsettled: Vec<Signed<Receipt>>,
+    settled: u64,
+}
+
+impl Job {
+    fn status(&self) -> JobStatus {
+        let p = self.sched.progress();
+        let state = match self.phase {
+            Phase::Bidding(_) | Phase::Leasing => "bidding",
+            Phase::Queued { .. } => "queued",
+            Phase::Running => "running",
+            Phase::Settling => "settling",
+            Phase::Done if p.failed > 0 => "failed",
+            Phase::Done => "done",
+        };
+        JobStatus {
+            id: self.id.to_string(),
+            name: self.record.submission.name.clone(),
+            state: state.into(),
+            reason: self.reason.clone(),
+            total: p.total,
+            done: p.done,
+            running: p.running,
+            pending: p.pending,
+            failed: p.failed,
+            providers: p.providers,
+            auctions: self.auctions,
+            submitted_ms: self.record.submitted_ms,
+            first_task_ms: self.first_task_ms,
+            finished_ms: self.finished_ms,
+            settled: self.settled,
+        }
+    }
+}
+
+/// The requester role.
+pub(crate) struct Requester {
+    shared: Arc<Shared>,
+    jobs: Mutex<BTreeMap<ContentId, Job>>,
+    /// Lease id → job id.
+    leases: Mutex<BTreeMap<ContentId, ContentId>>,
+    rng: Mutex<Rng>,
+    selection: SelectionParams,
+    sched: SchedParams,
+    bid_window_ms: u32,
+}
+
+fn parse_id(hex: &str) -> Result<ContentId, String> {
+    hex.parse().map_err(|e: cairn_wire::WireError| e.to_string())
+}
+
+fn file_ref(file: &SubmittedFile) -> Result<FileRef, String> {
+    Ok(FileRef {
+        name: file.name.clone(),
+        id: parse_id(&file.id)?,
+        size: file.size,
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn result_key(job: &ContentId, task: u32) -> Vec<u8> {
+    let mut key = job.as_bytes().to_vec();
+    key.extend_from_slice(&task.to_be_bytes());
+    key
+}
+
+impl Requester {
+    /// Restores persisted jobs and starts their drivers.
+    pub fn start(shared: Arc<Shared>, config: &MarketConfig) -> Result<Arc<Self>, String> {
+        let requester = Arc::new(Self {
+            shared,
+            jobs: Mutex::new(BTreeMap::new()),
+            leases: Mutex::new(BTreeMap::new()),
+            rng: Mutex::new(Rng::new(now_ms() ^ 0x5eed)),
+            selection: SelectionParams::default(),
+            sched: config.sched.clone(),
+            bid_window_ms: config.bid_window_ms,
+        });
+        requester.restore()?;
+        Ok(requester)
+    }
+
+    fn restore(self: &Arc<Self>) -> Result<(), String> {
+        let db = &self.shared.db;
+        let now = now_ms();
+        for (key, value) in db.scan(Table::Jobs, b"").map_err(|e| e.to_string())? {
+            let id = ContentId::from_digest(key.try_into().map_err(|_| "bad job key")?);
+            let record: JobRecord = serde_json::from_slice(&value).map_err(|e| e.to_string())?;
+            let mut job = self.new_job(id, record)?;
+            for (_, value) in db
+                .scan(Table::Results, id.as_bytes())
+                .map_err(|e| e.to_string())?
+            {
+                let result: TaskRecord =
+                    serde_json::from_slice(&value).map_err(|e| e.to_string())?;
+                let provider = result.provider.parse().map_err(|e: cairn_wire::WireError| e.to_string())?;
+                job.sched.restore(result.task, provider, parse_id(&result.digest)?);
+                if !job.record.settled
+                    && let Some(bytes) = unhex(&result.receipt)
+                    && let Ok(receipt) = Signed::<Receipt>::from_bytes(&bytes, &())
+                {
+                    job.unsettled.push(receipt);
+                }
+            }
+            job.phase = if job.record.settled {
+                job.finished_ms = Some(now);
+                Phase::Done
+            } else if job.sched.is_finished() {
+                Phase::Settling
+            } else {
+                Phase::Running
+            };
+            self.jobs.lock().unwrap().insert(id, job);
+        }
+        for (key, value) in db.scan(Table::Leases, b"").map_err(|e| e.to_string())? {
+            let Ok(record) = serde_json::from_slice::<LeaseRecord>(&value) else {
+                continue; // a provider-side lease record
+            };
+            let lease = ContentId::from_digest(key.try_into().map_err(|_| "bad lease key")?);
+            let job_id = parse_id(&record.job)?;
+            let provider: PublicKey = record.provider.parse().map_err(|e: cairn_wire::WireError| e.to_string())?;
+            let mut jobs = self.jobs.lock().unwrap();
+            if let Some(job) = jobs.get_mut(&job_id) {
+                // A leased provider that is still alive resumes pulling.
+                job.sched.add_provider(provider, record.slots, now);
+                job.leases.insert(lease, provider);
+                self.leases.lock().unwrap().insert(lease, job_id);
+            }
+        }
+        let ids: Vec<ContentId> = self.jobs.lock().unwrap().keys().copied().collect();
+        for id in ids {
+            tokio::spawn(self.clone().drive(id));
+        }
+        Ok(())
+    }
+
+    fn new_job(&self, id: ContentId, record: JobRecord) -> Result<Job, String> {
+        let s = &record.submission;
+        let terms = Terms {
+            module: file_ref(&s.module)?,
+            inputs: s.inputs.iter().map(file_ref).collect::<Result<_, _>>()?,
+            limits: TaskLimits {
+                fuel: s.limits.fuel,
+                memory_bytes: s.limits.memory_bytes,
+                wall_time_ms: s.limits.wall_time_ms,
+                output_bytes: s.limits.output_bytes,
+                stdout_bytes: s.limits.stdout_bytes,
+            },
+        };
+        let mut sched = self.sched.clone();
+        // A task may run for its whole wall-clock limit; its deadline must
+        // leave room for that plus moving its outputs.
+        sched.task_deadline_ms = sched.task_deadline_ms.max(s.limits.wall_time_ms + 5_000);
+        Ok(Job {
+            id,
+            sched: Scheduler::new(s.tasks.len() as u32, sched),
+            record,
+            terms,
+            phase: Phase::Running,
+            reason: None,
+            auctions: 0,
+            leases: BTreeMap::new(),
+            first_task_ms: None,
+            finished_ms: None,
+            last_pull_ms: now_ms(),
+            unsettled: Vec::new(),
+            settled: 0,
+        })
+    }
+
+    /// Checks and records a new job, queues its escrow, and starts bidding.
+    pub async fn submit(self: &Arc<Self>, submission: Submission) -> Result<ContentId, String> {
+        if submission.runtime != "wasm" {
+            return Err(format!("runtime '{}' is not supported", submission.runtime));
+        }
+        if submission.tasks.is_empty() {
+            return Err("the job has no tasks".into());
+        }
+        for file in std::iter::once(&submission.module).chain(&submission.inputs) {
+            let id = parse_id(&file.id)?;
+            if self.shared.blobs.size(&id) != Some(file.size) {
+                return Err(format!(
+                    "blob {} ('{}') is not uploaded to this node",
+                    file.id, file.name
+                ));
+            }
+        }
+        for task in &submission.tasks {
+            if unhex(&task.seed).is_none_or(|s| s.len() != 32) {
+                return Err("a task seed is not 32 bytes of hex".into());
+            }
+        }
+        let submitted_ms = now_ms();
+        let mut identity = serde_json::to_vec(&submission).map_err(|e| e.to_string())?;
+        identity.extend_from_slice(self.shared.key.public().as_bytes());
+        identity.extend_from_slice(&submitted_ms.to_be_bytes());
+        let id = ContentId::of(&identity);
+        let record = JobRecord {
+            submission,
+            submitted_ms,
+            settled: false,
+        };
+        let mut job = self.new_job(id, record.clone())?;
+        self.shared
+            .ledger
+            .send(TxKind::OpenEscrow {
+                job: id,
+                amount: record.submission.budget_ucairn,
+            })
+            .await
+            .map_err(|e| format!("opening the escrow: {e}"))?;
+        self.shared
+            .db
+            .write(&[Op::Put(
+                Table::Jobs,
+                id.as_bytes().to_vec(),
+                serde_json::to_vec(&record).map_err(|e| e.to_string())?,
+            )])
+            .map_err(|e| e.to_string())?;
+        self.open_auction(&mut job, submitted_ms);
+        self.jobs.lock().unwrap().insert(id, job);
+        tokio::spawn(self.clone().drive(id));
+        Ok(id)
+    }
+
+    fn open_auction(&self, job: &mut Job, now: u64) {
+        let p = job.sched.progress();
+        let remaining = u64::from(p.pending + p.running);
+        let s = &job.record.submission;
+        let order = Order {
+            job: job.id,
+            runtime: s.runtime.clone(),
+            module: job.terms.module.id,
+            tasks: remaining,
+            fuel_per_task_max: s.limits.fuel,
+            memory_mib: (s.limits.memory_bytes.div_ceil(1 << 20)) as u32,
+            gpus: 0,
+            price_max_ucairn_per_gfuel: s.price_max_ucairn_per_gfuel,
+            created_ms: now,
+            bid_window_ms: self.bid_window_ms,
+        };
+        let signed = Signed::sign(&self.shared.key, ORDER_NAMESPACE, order.clone());
+        self.shared
+            .net
+            .publish(proto::ORDERS_TOPIC, signed.to_bytes());
+        job.auctions += 1;
+        job.phase = Phase::Bidding(Auction::open(order, remaining));
+    }
+
+    /// Runs one job: closes auctions, signs leases, ticks the queue,
+    /// re-auctions when every provider is gone, settles at the end.
+    async fn drive(self: Arc<Self>, id: ContentId) {
+        loop {
+            let now = now_ms();
+            let mut winners = None;
+            let mut settle = None;
+            {
+                let mut jobs = self.jobs.lock().unwrap();
+                let Some(job) = jobs.get_mut(&id) else { return };
+                match &mut job.phase {
+                    Phase::Bidding(auction) if auction.ready(now) => {
+                        let Phase::Bidding(auction) =
+                            std::mem::replace(&mut job.phase, Phase::Leasing)
+                        else {
+                            unreachable!()
+                        };
+                        let order = auction.order().clone();
+                        let outcome = auction.close(&self.selection, &mut self.rng.lock().unwrap());
+                        match outcome {
+                            Outcome::Selected(chosen) => winners = Some((order, chosen)),
+                            Outcome::Unplaced(reason) => {
+                                job.reason = Some(reason);
+                                job.phase = Phase::Queued {
+                                    retry_ms: now + REAUCTION_MS,
+                                };
+                            }
+                        }
+                    }
+                    Phase::Queued { retry_ms } if now >= *retry_ms => {
+                        self.open_auction(job, now);
+                    }
+                    Phase::Running => {
+                        for event in job.sched.tick(now) {
+                            tracing::info!(job = %id.short(), ?event, "scheduler");
+                        }
+                        if job.sched.is_finished() {
+                            job.phase = Phase::Settling;
+                        } else {
+                            // Work is waiting and nobody is taking it: every
+                            // provider is gone, or (after a restart) the
+                            // restored ones never came back.
+                            let p = job.sched.progress();
+                            let idle_ms = now.saturating_sub(job.last_pull_ms);
+                            if p.pending > 0 && (p.providers == 0 || idle_ms > IDLE_REAUCTION_MS) {
+                                job.reason = Some(if p.providers == 0 {
+                                    "every leased provider is gone; finding others".into()
+                                } else {
+                                    format!("no provider pulled for {idle_ms} ms; finding others")
+                                });
+                                job.last_pull_ms = now;
+                                self.open_auction(job, now);
+                            }
+                        }
+                    }
+                    Phase::Settling => {
+                        settle = Some(std::mem::take(&mut job.unsettled));
+                        job.phase = Phase::Done;
+                        job.finished_ms = Some(now);
+                    }
+                    Phase::Done => return,
+                    _ => {}
+                }
+            }
+            if let Some((order, chosen)) = winners {
+                self.lease(id, order, chosen).await;
+            }
+            if let Some(receipts) = settle {
+                self.settle(id, receipts).await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Offers leases to the winners; each that signs joins the queue.
+    async fn lease(self: &Arc<Self>, id: ContentId, order: Order, chosen: Vec<cairn_market::Candidate>) {
+        let terms = match self.jobs.lock().unwrap().get(&id) {
+            Some(job) => job.terms.clone(),
+            None => return,
+        };
+        let me = self.shared.key.public();
+        let height = match self.shared.ledger.link() {
+            super::LedgerLink::Local(ledger) => ledger.height(),
+            super::LedgerLink::Remote { .. } => 0,
+        };
+        let offers = chosen.into_iter().map(|winner| {
+            let lease = Lease {
+                job: id,
+                requester: me,
+                provider: winner.provider,
+                price_ucairn_per_gfuel: winner.price_ucairn_per_gfuel,
+                fuel_per_task_max: order.fuel_per_task_max,
+                expires_height: height + LEASE_BLOCKS,
+            };
+            let request = Request::Lease {
+                lease: lease.clone(),
+                slots: winner.slots,
+                terms: terms.clone(),
+            };
+            let net = self.shared.net.clone();
+            async move {
+                let peer = cairn_net::peer_id(&winner.provider);
+                let answer = net.request(peer, proto::to_bytes(&request)).await;
+                (lease, winner.slots, answer)
+            }
+        });
+        let answers = futures::future::join_all(offers).await;
+        let mut refusals = Vec::new();
+        for (lease, slots, answer) in answers {
+            let signature = match answer.map(|b| proto::from_bytes::<Response>(&b)) {
+                Ok(Ok(Response::LeaseSigned(signature))) => signature,
+                Ok(Ok(Response::Refused(reason))) => {
+                    refusals.push(reason);
+                    continue;
+                }
+                Ok(_) => {
+                    Counters::bump(&self.shared.counters.malformed);
+                    refusals.push("malformed answer".into());
+                    continue;
+                }
+                Err(e) => {
+                    refusals.push(e.to_string());
+                    continue;
+                }
+            };
+            let lease_id = lease.id();
+            let record = LeaseRecord {
+                job: id.to_string(),
+                provider: lease.provider.to_string(),
+                slots,
+            };
+            if let Err(e) = self.shared.db.write(&[Op::Put(
+                Table::Leases,
+                lease_id.as_bytes().to_vec(),
+                serde_json::to_vec(&record).expect("a lease record serializes"),
+            )]) {
+                tracing::error!("persisting a lease: {e}");
+                continue;
+            }
+            {
+                let mut jobs = self.jobs.lock().unwrap();
+                let Some(job) = jobs.get_mut(&id) else { return };
+                job.sched.add_provider(lease.provider, slots, now_ms());
+                job.leases.insert(lease_id, lease.provider);
+                self.leases.lock().unwrap().insert(lease_id, id);
+            }
+            let provider_signature = signature;
+            if let Err(e) = self
+                .shared
+                .ledger
+                .send(TxKind::RecordLease {
+                    lease,
+                    provider_signature,
+                })
+                .await
+            {
+                tracing::warn!("recording a lease on the ledger: {e}");
+            }
+        }
+        let mut jobs = self.jobs.lock().unwrap();
+        if let Some(job) = jobs.get_mut(&id) {
+            if job.leases.is_empty() || job.sched.progress().providers == 0 {
+                job.reason = Some(format!("every lease was refused: {}", refusals.join("; ")));
+                job.phase = Phase::Queued {
+                    retry_ms: now_ms() + REAUCTION_MS,
+                };
+            } else {
+                job.reason = None;
+                job.phase = Phase::Running;
+            }
+        }
+    }
+
+    async fn settle(&self, id: ContentId, receipts: Vec<Signed<Receipt>>) {
+        let mut sent = 0;
+        for chunk in receipts.chunks(RECEIPTS_PER_SETTLE) {
+            match self
+                .shared
+                .ledger
+                .send(TxKind::Settle {
+                    job: id,
+                    receipts: chunk.to_vec(),
+                })
+                .await
+            {
+                Ok(_) => sent += chunk.len() as u64,
+                Err(e) => tracing::warn!("settling job {}: {e}", id.short()),
+            }
+        }
+        let record = {
+            let mut jobs = self.jobs.lock().unwrap();
+            let Some(job) = jobs.get_mut(&id) else { return };
+            job.settled = sent;
+            job.record.settled = true;
+            job.record.clone()
+        };
+        if let Err(e) = self.shared.db.write(&[Op::Put(
+            Table::Jobs,
+            id.as_bytes().to_vec(),
+            serde_json::to_vec(&record).expect("a job record serializes"),
+        )]) {
+            tracing::error!("persisting a settled job: {e}");
+        }
+    }
+
+    /// A bid arrived for one of this node's auctions.
+    pub fn on_bid(&self, sender: PublicKey, bid: Signed<Bid>) -> Response {
+        if bid.signer() != sender {
+            Counters::bump(&self.shared.counters.refused);
+            return Response::Refused("bid signed by someone other than the sender".into());
+        }
+        let order = bid.payload_unchecked().order;
+        let account = match self.shared.ledger.link() {
+            super::LedgerLink::Local(ledger) => Some(ledger.view(|s| {
+                s.provider(&sender).filter(|_| s.can_bid(&sender)).map(|p| {
+                    (u128::from(p.stake), (p.reputation.tasks_settled, p.reputation.slashes))
+                })
+            })),
+            super::LedgerLink::Remote { .. } => None,
+        };
+        let (stake, record) = match account {
+            Some(Some((stake, record))) => (Some(stake), record),
+            Some(None) => (None, (0, 0)),
+            // Without a local replica the lease's recording checks the
+            // stake; count it as known-staked here.
+            None => (Some(0), (0, 0)),
+        };
+        let now = now_ms();
+        let mut jobs = self.jobs.lock().unwrap();
+        let auction = jobs.values_mut().find_map(|job| match &mut job.phase {
+            Phase::Bidding(auction) if auction.order_id() == order => Some(auction),
+            _ => None,
+        });
+        let Some(auction) = auction else {
+            Counters::bump(&self.shared.counters.replayed);
+            return Response::Refused("no open auction for that order".into());
+        };
+        match auction.bid(&bid, stake, record, now) {
+            Ok(()) => Response::Ack,
+            Err(rejection) => {
+                if rejection == cairn_market::BidRejection::BadSignature {
+                    Counters::bump(&self.shared.counters.bad_signature);
+                }
+                Response::Refused(rejection.to_string())
+            }
+        }
+    }
+
+    /// A provider declined one of this node's orders.
+    pub fn on_decline(&self, _sender: PublicKey, order: ContentId, reason: &str) -> Response {
+        let mut jobs = self.jobs.lock().unwrap();
+        for job in jobs.values_mut() {
+            if let Phase::Bidding(auction) = &mut job.phase
+                && auction.order_id() == order
+            {
+                auction.decline(reason);
+                return Response::Ack;
+            }
+        }
+        Response::Refused("no open auction for that order".into())
+    }
+
+    /// A connection to `peer` closed: if it was a leased provider, its
+    /// tasks go to others at once instead of at their deadline.
+    pub fn peer_lost(&self, peer: &PeerId) {
+        let Some(key) = cairn_net::public_key(peer) else {
+            return;
+        };
+        for job in self.jobs.lock().unwrap().values_mut() {
+            if job.sched.is_active(&key) && job.sched.progress().running > 0 {
+                for event in job.sched.drop_provider(&key, "connection lost") {
+                    tracing::info!(job = %job.id.short(), ?event, "scheduler");
+                }
+            }
+        }
+    }
+
+    /// A provider returns results and asks for more work.
+    pub async fn on_pull(
+        &self,
+        peer: PeerId,
+        sender: PublicKey,
+        lease: ContentId,
+        want: u32,
+        reports: Vec<Report>,
+    ) -> Response {
+        let Some(job_id) = self.leases.lock().unwrap().get(&lease).copied() else {
+            Counters::bump(&self.shared.counters.refused);
+            return Response::Refused("unknown lease".into());
+        };
+        // Check every receipt before touching the queue: right sender,
+        // right lease, and a valid signature (verified as one batch).
+        let mut ran = Vec::new();
+        let mut failed = Vec::new();
+        {
+            let mut items = Vec::new();
+            for report in &reports {
+                if let Report::Ran { receipt, .. } = report {
+                    items.push(receipt);
+                }
+            }
+            let signed: Vec<(Vec<u8>, PublicKey, &cairn_wire::Signature)> = items
+                .iter()
+                .map(|r| (r.signing_bytes(RECEIPT_NAMESPACE), r.signer(), r.signature()))
+                .collect();
+            let batch: Vec<_> = signed
+                .iter()
+                .map(|(bytes, key, signature)| (bytes.as_slice(), key, *signature))
+                .collect();
+            let all_valid = cairn_wire::verify_batch(&batch);
+            for report in reports {
+                match report {
+                    Report::Ran {
+                        receipt,
+                        success,
+                        outcome,
+                        outputs,
+                    } => {
+                        let r = receipt.payload_unchecked();
+                        let valid_sig = all_valid || receipt.verify(RECEIPT_NAMESPACE).is_ok();
+                        if !valid_sig {
+                            Counters::bump(&self.shared.counters.bad_signature);
+                        } else if receipt.signer() != sender || r.lease != lease || r.task > u64::from(u32::MAX) {
+                            Counters::bump(&self.shared.counters.refused);
+                        } else {
+                            ran.push((receipt, success, outcome, outputs));
+                        }
+                    }
+                    Report::Failed { task, reason } => failed.push((task, reason)),
+                }
+            }
+        }
+        let stored = (ran.len() + failed.len()) as u32;
+        // Fetch outputs of results the queue will take, before taking them:
+        // a result is only accepted once its files are here and verified.
+        let mut fetched = Vec::new();
+        for (receipt, success, outcome, outputs) in ran {
+            let task = receipt.payload_unchecked().task as u32;
+            let wanted = {
+                let jobs = self.jobs.lock().unwrap();
+                jobs.get(&job_id).is_some_and(|job| match job.sched.task(task) {
+                    Some(cairn_sched::TaskState::Running(copies)) => {
+                        copies.iter().any(|c| c.provider == sender)
+                    }
+                    _ => false,
+                })
+            };
+            if !wanted {
+                continue;
+            }
+            let mut ok = true;
+            for file in &outputs {
+                if let Err(e) = fetch_blob(&self.shared, peer, file.id, file.size).await {
+                    tracing::warn!("output of task {task}: {e}");
+                    ok = false;
+                    break;
+                }
+            }
+            if ok {
+                fetched.push((task, receipt, success, outcome, outputs));
+            } else {
+                failed.push((task, "outputs could not be fetched".into()));
+            }
+        }
+        let now = now_ms();
+        let mut ops = Vec::new();
+        let response = {
+            let mut jobs = self.jobs.lock().unwrap();
+            let Some(job) = jobs.get_mut(&job_id) else {
+                return Response::Refused("unknown job".into());
+            };
+            if job.leases.get(&lease) != Some(&sender) {
+                Counters::bump(&self.shared.counters.refused);
+                return Response::Refused("not your lease".into());
+            }
+            job.last_pull_ms = now;
+            for (task, receipt, success, outcome, outputs) in fetched {
+                let r = receipt.payload_unchecked();
+                match job.sched.complete(&sender, task, r.digest, now) {
+                    Completion::Accepted => {
+                        let record = TaskRecord {
+                            task,
+                            provider: sender.to_string(),
+                            digest: r.digest.to_string(),
+                            fuel_used: r.fuel_used,
+                            success,
+                            outcome,
+                            outputs: outputs
+                                .iter()
+                                .map(|f| SubmittedFile {
+                                    name: f.name.clone(),
+                                    id: f.id.to_string(),
+                                    size: f.size,
+                                })
+                                .collect(),
+                            receipt: hex(&receipt.to_bytes()),
+                        };
+                        ops.push(Op::Put(
+                            Table::Results,
+                            result_key(&job_id, task),
+                            serde_json::to_vec(&record).expect("a task record serializes"),
+                        ));
+                        job.unsettled.push(receipt);
+                    }
+                    Completion::Mismatch { accepted_from, .. } => tracing::warn!(
+                        job = %job_id.short(),
+                        task,
+                        "results disagree between {} and {}",
+                        accepted_from.short(),
+                        sender.short()
+                    ),
+                    Completion::Duplicate | Completion::NotAssigned => {}
+                }
+            }
+            for (task, reason) in failed {
+                tracing::info!(job = %job_id.short(), task, "provider could not run it: {reason}");
+                if let Some(event) = job.sched.release(&sender, task, now) {
+                    tracing::warn!(job = %job_id.short(), ?event, "scheduler");
+                }
+            }
+            let tasks = match job.sched.pull(&sender, want, now) {
+                Ok(tasks) => tasks,
+                Err(refused) => {
+                    return Response::Tasks {
+                        stored,
+                        tasks: Vec::new(),
+                        finished: true,
+                    }
+                    .with_reason(refused.to_string());
+                }
+            };
+            if !tasks.is_empty() && job.first_task_ms.is_none() {
+                job.first_task_ms = Some(now);
+            }
+            let submission = &job.record.submission;
+            let assignments = tasks
+                .into_iter()
+                .map(|task| {
+                    let spec = &submission.tasks[task as usize];
+                    let mut seed = [0; 32];
+                    seed.copy_from_slice(&unhex(&spec.seed).expect("checked at submission"));
+                    Assignment {
+                        task,
+                        args: spec.args.clone(),
+                        outputs: spec.outputs.clone(),
+                        seed,
+                    }
+                })
+                .collect();
+            Response::Tasks {
+                stored,
+                tasks: assignments,
+                finished: job.sched.is_finished() || !job.sched.is_active(&sender),
+            }
+        };
+        // Durable before the provider is told to forget its reports.
+        if let Err(e) = self.shared.db.write(&ops) {
+            tracing::error!("persisting results: {e}");
+            return Response::Refused("the requester cannot store results now".into());
+        }
+        response
+    }
+
+    /// A job's status.
+    pub fn status(&self, id: &ContentId) -> Option<JobStatus> {
+        self.jobs.lock().unwrap().get(id).map(Job::status)
+    }
+
+    /// Every job's status, oldest first.
+    pub fn statuses(&self) -> Vec<JobStatus> {
+        let mut all: Vec<JobStatus> = self.jobs.lock().unwrap().values().map(Job::status).collect();
+        all.sort_by_key(|s| s.submitted_ms);
+        all
+    }
+
+    /// A job's results so far, by task.
+    pub fn results(&self, id: &ContentId) -> Option<Vec<TaskRecord>> {
+        if !self.jobs.lock().unwrap().contains_key(id) {
+            return None;
+        }
+        let rows = self.shared.db.scan(Table::Results, id.as_bytes()).ok()?;
+        Some(
+            rows.into_iter()
+                .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
+                .collect(),
+        )
+    }
+}
+
+impl Response {
+    /// Logs why a pull got no work (kept out of the wire format).
+    fn with_reason(self, reason: String) -> Self {
+        tracing::info!("pull refused: {reason}");
+        self
+    }
+}
