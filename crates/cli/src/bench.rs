@@ -495,3 +495,36 @@ fn chain(
         figure("finality_p99", percentile(0.99), "ms"),
     ])
 }
+
+/// A provider's benchmark score: millions of fuel per second on one core,
+/// measured with a short counting loop (about 50 ms). Advertised in bids so
+/// requesters can compare machines.
+pub fn score_mfuel_per_s() -> u32 {
+    const FUEL: u64 = 100_000_000;
+    let measure = || -> anyhow::Result<u32> {
+        let runtime = WasmRuntime::new(WasmConfig::default())?;
+        let spin = wat::parse_str(
+            r#"(module (memory (export "memory") 1)
+                 (func (export "_start") (local i64)
+                   (loop (local.set 0 (i64.add (local.get 0) (i64.const 1))) (br 0))))"#,
+        )?;
+        let module = runtime.load(&spin)?;
+        let scratch = tempfile::tempdir()?;
+        let started = Instant::now();
+        let result = runtime.run(&Task {
+            module,
+            args: &[],
+            seed: [0; 32],
+            input_dir: None,
+            output_dir: scratch.path(),
+            expected_outputs: &[],
+            limits: Limits {
+                fuel: FUEL,
+                ..Limits::default()
+            },
+        })?;
+        let seconds = started.elapsed().as_secs_f64().max(1e-6);
+        Ok((result.fuel_used as f64 / seconds / 1e6) as u32)
+    };
+    measure().unwrap_or(0)
+}

@@ -7,6 +7,7 @@
 //! and `cairn wallet` talks to one.
 
 mod bench;
+mod job;
 mod node;
 mod run;
 mod wallet;
@@ -20,6 +21,10 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "cairn", version, about, propagate_version = true)]
 struct Cli {
+    /// A TOML file of settings named like the flags; flags and CAIRN_*
+    /// variables override it.
+    #[arg(long, global = true, env = "CAIRN_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -36,10 +41,14 @@ enum Command {
     },
     /// List the workloads built into this binary (`module = "cairn:<name>"`).
     Workloads,
-    /// Run a node: a validator of the ledger chain with its HTTP API.
+    /// Run a node: a ledger validator and a market peer (requester, and
+    /// provider with --provide), with its HTTP API.
     Node(node::NodeArgs),
-    /// Start a local network of validators, each a `cairn node` process.
+    /// Start a local network (validators and providers, each a `cairn node`
+    /// process) and optionally run a job through it.
     Devnet(node::DevnetArgs),
+    /// Submit jobs to a node and follow them.
+    Job(job::JobArgs),
     /// Balances, transfers and stake on the ledger.
     Wallet(wallet::WalletArgs),
 }
@@ -50,6 +59,10 @@ const EXIT_TASKS_FAILED: u8 = 1;
 const EXIT_BAD_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
+    if let Err(error) = apply_config_file() {
+        eprintln!("cairn: {error:#}");
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -66,6 +79,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench { suite } => bench::run(suite).map(|()| ExitCode::SUCCESS),
         Command::Node(args) => node::node(args),
         Command::Devnet(args) => node::devnet(args),
+        Command::Job(args) => job::job(args),
         Command::Wallet(args) => wallet::wallet(args),
         Command::Workloads => {
             for workload in cairn_workloads::ALL {
@@ -79,6 +93,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `--config FILE` (or `CAIRN_CONFIG`): a TOML file of settings named like
+/// the flags (`listen = ["/ip4/0.0.0.0/tcp/8642"]`, `provide = true`). Each
+/// becomes the `CAIRN_*` environment variable of its flag unless that is
+/// already set, so flags override the environment, which overrides the file.
+fn apply_config_file() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let from_flag = args
+        .iter()
+        .position(|a| a == "--config")
+        .and_then(|i| args.get(i + 1).cloned())
+        .or_else(|| args.iter().find_map(|a| a.strip_prefix("--config=").map(str::to_string)));
+    let Some(path) = from_flag.or_else(|| std::env::var("CAIRN_CONFIG").ok()) else {
+        return Ok(());
+    };
+    use anyhow::Context as _;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading config {path}"))?;
+    let table: toml::Table = text.parse().with_context(|| format!("config {path}"))?;
+    for (key, value) in table {
+        let name = format!("CAIRN_{}", key.replace('-', "_").to_uppercase());
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                .collect::<Vec<_>>()
+                .join(","),
+            other => other.to_string(),
+        };
+        if std::env::var_os(&name).is_none() {
+            // SAFETY: single-threaded: called first thing in main.
+            unsafe { std::env::set_var(&name, value) };
+        }
+    }
+    Ok(())
 }
 
 /// The default output folder for a job: `out/<job name>`.

@@ -33,8 +33,93 @@ pub struct NodeArgs {
     #[arg(long = "validator", value_name = "KEY@ADDR")]
     validators: Vec<String>,
     /// Runtime worker threads.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, env = "CAIRN_THREADS", default_value_t = 2)]
     threads: usize,
+    #[command(flatten)]
+    market: MarketArgs,
+}
+
+/// The market side of `cairn node`.
+#[derive(clap::Args, Clone)]
+pub struct MarketArgs {
+    /// Where the market's libp2p transport listens (TCP and/or QUIC
+    /// multiaddresses).
+    #[arg(long = "listen", env = "CAIRN_LISTEN", value_delimiter = ',',
+          default_value = "/ip4/127.0.0.1/tcp/8642")]
+    listen: Vec<String>,
+    /// Market peers to contact first: multiaddresses ending in /p2p/<peer id>.
+    #[arg(long = "bootstrap", env = "CAIRN_BOOTSTRAP", value_delimiter = ',')]
+    bootstrap: Vec<String>,
+    /// Discover market peers on the LAN with mDNS.
+    #[arg(long, env = "CAIRN_MDNS")]
+    mdns: bool,
+    /// Behind NAT: run AutoNAT, a relay client and hole punching.
+    #[arg(long, env = "CAIRN_NAT")]
+    nat: bool,
+    /// Offer this machine's CPUs to the market (the provider role).
+    #[arg(long, env = "CAIRN_PROVIDE")]
+    provide: bool,
+    /// Cores offered [default: all].
+    #[arg(long, env = "CAIRN_CORES")]
+    cores: Option<u32>,
+    /// Memory offered, MiB.
+    #[arg(long, env = "CAIRN_MEMORY_MIB", default_value_t = 4096)]
+    memory_mib: u32,
+    /// Base price asked per 10^9 fuel, µcairn.
+    #[arg(long, env = "CAIRN_PRICE", default_value_t = 40)]
+    price: u64,
+    /// Never bid below this, µcairn per 10^9 fuel.
+    #[arg(long, env = "CAIRN_PRICE_FLOOR", default_value_t = 10)]
+    price_floor: u64,
+    /// Follow the ledger through this node's API instead of running a
+    /// validator (providers of a devnet do).
+    #[arg(long, env = "CAIRN_LEDGER")]
+    ledger: Option<String>,
+    /// How long this node's auctions collect bids, ms.
+    #[arg(long, env = "CAIRN_BID_WINDOW_MS", default_value_t = 50)]
+    bid_window_ms: u32,
+    /// Seconds a provider has to return a task beyond its wall-time limit.
+    #[arg(long, env = "CAIRN_TASK_DEADLINE_S", default_value_t = 60)]
+    task_deadline_s: u64,
+}
+
+impl MarketArgs {
+    fn config(&self, data_dir: &Path) -> anyhow::Result<cairn_node::market::MarketConfig> {
+        let parse = |list: &[String], what: &str| -> anyhow::Result<Vec<cairn_net::Multiaddr>> {
+            list.iter()
+                .map(|a| a.parse().with_context(|| format!("{what} address '{a}'")))
+                .collect()
+        };
+        let mut config = cairn_node::market::MarketConfig::new(data_dir.join("market"));
+        config.listen = parse(&self.listen, "listen")?;
+        config.bootstrap = parse(&self.bootstrap, "bootstrap")?;
+        config.mdns = self.mdns;
+        config.nat = self.nat;
+        config.bid_window_ms = self.bid_window_ms;
+        config.sched.task_deadline_ms = self.task_deadline_s * 1000;
+        if self.provide {
+            let cores = self.cores.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+            });
+            let score = crate::bench::score_mfuel_per_s();
+            config.provider = Some(cairn_node::market::ProviderConfig {
+                offer: cairn_market::Offer {
+                    runtimes: vec!["wasm".into()],
+                    cores,
+                    memory_mib: self.memory_mib,
+                    gpus: 0,
+                    score_mfuel_per_s: score,
+                },
+                pricing: cairn_market::ScalePricing {
+                    base_ucairn_per_gfuel: self.price,
+                    floor_ucairn_per_gfuel: self.price_floor,
+                    ..cairn_market::ScalePricing::default()
+                },
+                stake_ucairn: cairn_ledger::Params::default().stake_min,
+            });
+        }
+        Ok(config)
+    }
 }
 
 pub fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
@@ -64,7 +149,10 @@ pub fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
         validators.len(),
         args.data_dir.display()
     );
+    let market = args.market.config(&args.data_dir)?;
     cairn_node::run(cairn_node::NodeConfig {
+        market: Some(market),
+        ledger_url: args.market.ledger.clone(),
         data_dir: args.data_dir,
         key,
         genesis,
@@ -103,68 +191,126 @@ fn write_genesis(path: &Path, name: &str, keys: &[PublicKey]) -> anyhow::Result<
 /// Arguments of `cairn devnet`.
 #[derive(clap::Args)]
 pub struct DevnetArgs {
-    /// How many validators.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
+    /// How many validators (validator 0 is also the requester).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=32))]
     validators: u16,
+    /// How many providers.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(0..=64))]
+    providers: u16,
+    /// Cores each provider offers.
+    #[arg(long, default_value_t = 1)]
+    provider_cores: u32,
     /// Folder for the devnet's nodes, keys and genesis.
     #[arg(long, default_value = "devnet")]
     dir: PathBuf,
-    /// First port: validator i listens for HTTP on BASE+2i and p2p on BASE+2i+1.
+    /// First port. Validator i: HTTP BASE+2i, consensus BASE+2i+1, market
+    /// BASE+100+i. Provider j: HTTP BASE+200+2j, market BASE+201+2j.
     #[arg(long, default_value_t = 8700)]
     base_port: u16,
+    /// Run this job through the devnet, fetch its outputs into `out/<name>`,
+    /// then stop the devnet.
+    #[arg(long)]
+    job: Option<PathBuf>,
+}
+
+/// The devnet's processes; killed when dropped so a failed run leaves
+/// nothing behind.
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
     let n = usize::from(args.validators);
+    let base = args.base_port;
     std::fs::create_dir_all(&args.dir)?;
     let wallet = Keypair::load_or_create(&args.dir.join("wallet.key"))?;
     let mut keys = Vec::with_capacity(n);
     let mut validators = Vec::with_capacity(n);
     for i in 0..n {
         let key = Keypair::load_or_create(&args.dir.join(format!("v{i}/node.key")))?;
-        let p2p = SocketAddr::from(([127, 0, 0, 1], args.base_port + 2 * i as u16 + 1));
+        let p2p = SocketAddr::from(([127, 0, 0, 1], base + 2 * i as u16 + 1));
         validators.push(format!("{}@{p2p}", key.public()));
         keys.push(key.public());
     }
+    let providers: Vec<PublicKey> = (0..usize::from(args.providers))
+        .map(|j| Keypair::load_or_create(&args.dir.join(format!("p{j}/node.key"))).map(|k| k.public()))
+        .collect::<Result<_, _>>()?;
     let genesis = args.dir.join("genesis.toml");
     if !genesis.exists() {
         let mut funded = vec![wallet.public()];
         funded.extend(&keys);
+        funded.extend(&providers);
         write_genesis(&genesis, "cairn-devnet", &funded)?;
     }
     let exe = std::env::current_exe()?;
-    let mut children: Vec<Child> = Vec::with_capacity(n);
+    let mut children = Children(Vec::new());
+    let market_addr = |port: u16| format!("/ip4/127.0.0.1/tcp/{port}");
+    let bootstrap = format!(
+        "{}/p2p/{}",
+        market_addr(base + 100),
+        cairn_net::peer_id(&keys[0])
+    );
     for (i, key) in keys.iter().enumerate() {
-        let http = SocketAddr::from(([127, 0, 0, 1], args.base_port + 2 * i as u16));
-        let p2p = SocketAddr::from(([127, 0, 0, 1], args.base_port + 2 * i as u16 + 1));
+        let http = SocketAddr::from(([127, 0, 0, 1], base + 2 * i as u16));
+        let p2p = SocketAddr::from(([127, 0, 0, 1], base + 2 * i as u16 + 1));
         let mut command = Command::new(&exe);
         command
             .arg("node")
-            .arg("--data-dir")
-            .arg(args.dir.join(format!("v{i}")))
-            .arg("--http")
-            .arg(http.to_string())
-            .arg("--p2p")
-            .arg(p2p.to_string())
-            .arg("--genesis")
-            .arg(&genesis)
-            .arg("--threads")
-            .arg("1");
+            .args(["--data-dir".as_ref(), args.dir.join(format!("v{i}")).as_os_str()])
+            .args(["--http", &http.to_string(), "--p2p", &p2p.to_string()])
+            .args(["--genesis".as_ref(), genesis.as_os_str()])
+            .args(["--threads", "1", "--listen", &market_addr(base + 100 + i as u16)]);
+        if i > 0 {
+            command.args(["--bootstrap", &bootstrap]);
+        }
         for v in &validators {
             command.arg("--validator").arg(v);
         }
-        children.push(command.spawn().context("starting a validator")?);
-        println!("validator {i}: http://{http}  (p2p {p2p}, key {key})");
+        children.0.push(command.spawn().context("starting a validator")?);
+        println!("validator {i}: http://{http}  (key {key})");
+    }
+    let ledger = format!("http://127.0.0.1:{base}");
+    wait_for_http(&ledger)?;
+    for (j, key) in providers.iter().enumerate() {
+        let http = SocketAddr::from(([127, 0, 0, 1], base + 200 + 2 * j as u16));
+        let mut command = Command::new(&exe);
+        command
+            .arg("node")
+            .args(["--data-dir".as_ref(), args.dir.join(format!("p{j}")).as_os_str()])
+            .args(["--http", &http.to_string(), "--threads", "1"])
+            .args(["--listen", &market_addr(base + 201 + 2 * j as u16)])
+            .args(["--bootstrap", &bootstrap, "--ledger", &ledger, "--provide"])
+            .args(["--cores", &args.provider_cores.to_string()]);
+        children.0.push(command.spawn().context("starting a provider")?);
+        println!("provider {j}: http://{http}  (key {key})");
     }
     println!(
-        "wallet key {} (funded): cairn wallet --key {} --node http://127.0.0.1:{} balance",
+        "wallet key {} (funded): cairn wallet --key {} --node {ledger} balance",
         wallet.public(),
         args.dir.join("wallet.key").display(),
-        args.base_port
     );
+    if let Some(job) = &args.job {
+        let node = crate::wallet::Node::new(&ledger);
+        for j in 0..providers.len() {
+            wait_for_http(&format!("http://127.0.0.1:{}", base + 200 + 2 * j as u16))?;
+        }
+        wait_for_peers(&node, providers.len())?;
+        let id = crate::job::submit(&node, job)?;
+        println!("job {id} submitted to {ledger}");
+        let code = crate::job::watch(&node, &id)?;
+        crate::job::results(&node, &id, None)?;
+        return Ok(code);
+    }
     println!("press Ctrl-C to stop the devnet");
     let mut failed = false;
-    for mut child in children {
+    for child in &mut children.0 {
         failed |= !child.wait()?.success();
     }
     Ok(if failed {
@@ -172,4 +318,27 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Waits until a node's HTTP API answers (it starts within seconds).
+fn wait_for_http(base: &str) -> anyhow::Result<()> {
+    let node = crate::wallet::Node::new(base);
+    for _ in 0..300 {
+        if node.get("/v1/market").is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    bail!("the node at {base} did not start within 30 s")
+}
+
+/// Waits until the requester sees `peers` market peers.
+fn wait_for_peers(node: &crate::wallet::Node, peers: usize) -> anyhow::Result<()> {
+    for _ in 0..300 {
+        if node.get("/v1/market")?["peers"].as_u64().unwrap_or(0) as usize >= peers {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    bail!("the providers did not connect to the requester within 30 s")
 }

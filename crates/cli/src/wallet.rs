@@ -65,13 +65,50 @@ enum WalletCommand {
     },
 }
 
-struct Node {
-    base: String,
-    http: reqwest::blocking::Client,
+/// A node's HTTP API.
+pub(crate) struct Node {
+    pub base: String,
+    pub http: reqwest::blocking::Client,
 }
 
 impl Node {
-    fn get(&self, path: &str) -> anyhow::Result<Value> {
+    /// A client of the node at `base`.
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::blocking::Client::builder()
+                .timeout(std::time::Duration::from_secs(600))
+                .build()
+                .expect("an HTTP client"),
+        }
+    }
+
+    /// POSTs `body`; the answer as JSON.
+    pub fn post(&self, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .body(body)
+            .send()
+            .with_context(|| format!("cannot reach the node at {}", self.base))?;
+        answer(response)
+    }
+
+    /// GETs raw bytes.
+    pub fn get_bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .with_context(|| format!("cannot reach the node at {}", self.base))?;
+        if !response.status().is_success() {
+            bail!("the node refused {path}: {}", response.text().unwrap_or_default());
+        }
+        Ok(response.bytes()?.to_vec())
+    }
+
+    /// GETs JSON.
+    pub fn get(&self, path: &str) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
         let response = self
             .http

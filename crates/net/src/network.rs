@@ -61,6 +61,7 @@ pub(crate) enum Command {
         data: Vec<u8>,
     },
     ConnectedPeers(oneshot::Sender<Vec<PeerId>>),
+    GossipScore(PeerId, oneshot::Sender<Option<f64>>),
 }
 
 /// A handle to a running node. Cheap to clone; the node stops when every
@@ -82,7 +83,8 @@ impl std::fmt::Debug for Network {
 }
 
 impl Network {
-    /// Starts a node on the current tokio runtime. Returns once every listen
+    /// Starts a node on the current tokio runtime (it panics outside one,
+    /// like `tokio::spawn`). Returns once every listen
     /// address is bound and the bootstrap peers are being dialled, with the
     /// queue of events for the application.
     pub async fn start(config: NetConfig) -> Result<(Network, mpsc::Receiver<Event>), NetError> {
@@ -210,6 +212,18 @@ impl Network {
             return Vec::new();
         }
         peers.await.unwrap_or_default()
+    }
+
+    /// The gossipsub score this node gives `peer`, or `None` if the peer is
+    /// unknown to gossipsub. Invalid messages push it below zero; below -80
+    /// the peer is ignored altogether.
+    pub async fn gossip_score(&self, peer: PeerId) -> Option<f64> {
+        let (reply, score) = oneshot::channel();
+        self.commands
+            .send(Command::GossipScore(peer, reply))
+            .await
+            .ok()?;
+        score.await.ok().flatten()
     }
 
     fn command(&self, command: Command) {
@@ -388,6 +402,9 @@ impl Task {
                     tracing::debug!("response dropped: request no longer pending");
                 }
             }
+            Command::GossipScore(peer, reply) => {
+                let _ = reply.send(behaviour.gossip.peer_score(&peer));
+            }
             Command::ConnectedPeers(reply) => {
                 let _ = reply.send(self.swarm.connected_peers().copied().collect());
             }
@@ -398,11 +415,11 @@ impl Task {
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Rpc(event)) => self.on_rpc(event),
             SwarmEvent::Behaviour(BehaviourEvent::Gossip(event)) => self.on_gossip(event),
+            // Only peers that serve our DHT belong in its routing table.
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
                 ..
-            // Only peers that serve our DHT belong in its routing table.
             })) if info.protocols.contains(&KAD_PROTOCOL) => {
                 let kad = &mut self.swarm.behaviour_mut().kad;
                 for addr in info.listen_addrs {

@@ -210,6 +210,42 @@ async fn gossip_reaches_every_subscriber() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_gossip_lowers_the_senders_score() {
+    const TOPIC: &str = "market/offers";
+    let config = |n, bootstrap: Vec<Multiaddr>| NetConfig {
+        topics: vec![TOPIC.to_string()],
+        bootstrap,
+        ..NetConfig::loopback(key(n))
+    };
+    let (a, _a_events) = start(config(22, vec![])).await;
+    let (b, mut b_events) = start(config(23, vec![contact(&a)])).await;
+    let wait = async {
+        for attempt in 0u32.. {
+            a.publish(TOPIC, format!("forged {attempt}").into_bytes());
+            let next = timeout(Duration::from_millis(200), async {
+                loop {
+                    if let Some(Event::Gossip { id, from, .. }) = b_events.recv().await {
+                        return (id, from);
+                    }
+                }
+            });
+            if let Ok(message) = next.await {
+                return message;
+            }
+        }
+        unreachable!()
+    };
+    let (id, from) = timeout(PATIENCE, wait).await.expect("gossip in time");
+    assert_eq!(from, a.local_peer_id());
+    let before = b.gossip_score(from).await.expect("A is a gossip peer of B");
+    assert!(before >= 0.0, "{before}");
+    b.report(id, from, false);
+    let after = b.gossip_score(from).await.expect("A is a gossip peer of B");
+    assert!(after <= before - 10.0, "score {before} -> {after}");
+    assert_eq!(b.stats().gossip_invalid, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_messages_are_dropped_and_counted() {
     let (a, _a_events) = start(NetConfig {
         response_bytes_max: 1000,

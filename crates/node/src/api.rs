@@ -144,3 +144,93 @@ async fn block(
         "root": block.root.to_string(),
     })))
 }
+
+/// The market's routes:
+///
+/// - `POST /v1/blobs` — raw bytes; answers the content id.
+/// - `GET  /v1/blobs/{id}` — a stored blob.
+/// - `POST /v1/jobs` — a [`Submission`](crate::market::Submission); answers the job id.
+/// - `GET  /v1/jobs` — every job's status.
+/// - `GET  /v1/jobs/{id}` — one job's status, with the reason it is queued.
+/// - `GET  /v1/jobs/{id}/results` — finished tasks and their output blobs.
+/// - `GET  /v1/market` — peer id, addresses, and what was dropped.
+pub fn market_router(market: crate::market::Market) -> Router {
+    Router::new()
+        .route("/v1/blobs", post(put_blob))
+        .route("/v1/blobs/{id}", get(get_blob))
+        .route("/v1/jobs", post(submit_job).get(list_jobs))
+        .route("/v1/jobs/{id}", get(job_status))
+        .route("/v1/jobs/{id}/results", get(job_results))
+        .route("/v1/market", get(market_stats))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::market::BLOB_BYTES_MAX as usize,
+        ))
+        .with_state(market)
+}
+
+type MarketState = State<crate::market::Market>;
+
+fn job_id(id: &str) -> Result<ContentId, ApiError> {
+    id.parse()
+        .map_err(|e: cairn_wire::WireError| ApiError(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+async fn put_blob(State(market): MarketState, body: Bytes) -> Result<axum::Json<Value>, ApiError> {
+    let blobs = market.blobs().clone();
+    let id = tokio::task::spawn_blocking(move || blobs.put(&body))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    Ok(axum::Json(json!({ "id": id.to_string() })))
+}
+
+async fn get_blob(State(market): MarketState, Path(id): Path<String>) -> Result<Vec<u8>, ApiError> {
+    let id = job_id(&id)?;
+    market
+        .blobs()
+        .read(&id)
+        .map_err(|e| ApiError(StatusCode::NOT_FOUND, e.to_string()))
+}
+
+async fn submit_job(
+    State(market): MarketState,
+    body: Bytes,
+) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
+    let submission: crate::market::Submission = serde_json::from_slice(&body)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid submission: {e}")))?;
+    let id = market
+        .submit(submission)
+        .await
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+    Ok((StatusCode::CREATED, axum::Json(json!({ "job": id.to_string() }))))
+}
+
+async fn list_jobs(State(market): MarketState) -> axum::Json<Value> {
+    axum::Json(json!({ "jobs": market.jobs() }))
+}
+
+async fn job_status(
+    State(market): MarketState,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let id = job_id(&id)?;
+    let status = market
+        .job(&id)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no job {id} on this node")))?;
+    Ok(axum::Json(json!(status)))
+}
+
+async fn job_results(
+    State(market): MarketState,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let id = job_id(&id)?;
+    let results = market
+        .results(&id)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no job {id} on this node")))?;
+    Ok(axum::Json(json!({ "results": results })))
+}
+
+async fn market_stats(State(market): MarketState) -> axum::Json<Value> {
+    axum::Json(json!(market.stats().await))
+}

@@ -46,6 +46,11 @@ pub struct NodeConfig {
     pub validators: Vec<(PublicKey, SocketAddr)>,
     /// Worker threads of the runtime.
     pub threads: usize,
+    /// The market roles, if this node takes part in the market.
+    pub market: Option<market::MarketConfig>,
+    /// Follow the ledger through another node's API (`http://host:port`)
+    /// instead of running a validator.
+    pub ledger_url: Option<String>,
 }
 
 /// Why a node could not start.
@@ -73,6 +78,9 @@ fn consensus_key(key: &PublicKey) -> Result<ed25519::PublicKey, NodeError> {
 /// Runs the node until the process ends. Prints `http listening on ADDR`
 /// once the API is up.
 pub fn run(config: NodeConfig) -> Result<(), NodeError> {
+    if let Some(url) = config.ledger_url.clone() {
+        return run_without_validator(config, &url);
+    }
     let me = config.key.public();
     if !config.validators.iter().any(|(key, _)| *key == me) {
         return Err(NodeError::Config(format!(
@@ -116,11 +124,23 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
         .with_storage_directory(config.data_dir.join("consensus"))
         .with_worker_threads(config.threads.max(1));
     let p2p_address = config.p2p;
+    let market_config = config.market.clone();
+    let key = config.key.clone();
     runtime::Runner::new(runtime_config).start(|context| async move {
-        let api_ledger = ledger.clone();
+        let mut router = api::router(ledger.clone());
+        if let Some(market_config) = market_config {
+            match start_market(key, market_config, market::LedgerLink::Local(ledger.clone())).await
+            {
+                Ok(market) => router = router.merge(api::market_router(market)),
+                Err(e) => {
+                    eprintln!("cairn: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
         context.child("http").spawn(move |_| async move {
             let listener = tokio::net::TcpListener::from_std(http).expect("a listening socket");
-            if let Err(e) = axum::serve(listener, api::router(api_ledger)).await {
+            if let Err(e) = axum::serve(listener, router).await {
                 tracing::error!("http server stopped: {e}");
             }
         });
@@ -136,6 +156,52 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
         .await;
     });
     Ok(())
+}
+
+/// Starts the market roles and prints the addresses peers can dial.
+async fn start_market(
+    key: Keypair,
+    config: market::MarketConfig,
+    ledger: market::LedgerLink,
+) -> Result<market::Market, NodeError> {
+    let market = market::Market::start(key, config, ledger).await?;
+    for address in market.addresses() {
+        println!("market listening on {address}");
+    }
+    Ok(market)
+}
+
+/// A market node that follows the ledger through another node's API.
+fn run_without_validator(config: NodeConfig, url: &str) -> Result<(), NodeError> {
+    let Some(market_config) = config.market.clone() else {
+        return Err(NodeError::Config(
+            "a node without a validator must take part in the market".into(),
+        ));
+    };
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| NodeError::Io(format!("creating {}: {e}", config.data_dir.display())))?;
+    let http = std::net::TcpListener::bind(config.http)
+        .map_err(|e| NodeError::Io(format!("http {}: {e}", config.http)))?;
+    http.set_nonblocking(true)
+        .map_err(|e| NodeError::Io(e.to_string()))?;
+    println!(
+        "http listening on {}",
+        http.local_addr()
+            .map_err(|e| NodeError::Io(e.to_string()))?
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.threads.max(1))
+        .enable_all()
+        .build()
+        .map_err(|e| NodeError::Io(e.to_string()))?;
+    runtime.block_on(async move {
+        let market = start_market(config.key, market_config, market::LedgerLink::remote(url)).await?;
+        let listener = tokio::net::TcpListener::from_std(http)
+            .map_err(|e| NodeError::Io(e.to_string()))?;
+        axum::serve(listener, api::market_router(market))
+            .await
+            .map_err(|e| NodeError::Io(format!("http server stopped: {e}")))
+    })
 }
 
 /// Runs one validator: encrypted, authenticated p2p with `peers` (all the

@@ -1,0 +1,238 @@
+//! `cairn job`: submit a job to a running node and follow it.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use cairn_job::{Job, ModuleRef};
+use cairn_node::market::{Submission, SubmittedFile, SubmittedLimits, SubmittedTask};
+use cairn_wire::ContentId;
+use serde_json::Value;
+
+use crate::wallet::Node;
+
+/// Arguments of `cairn job`.
+#[derive(clap::Args)]
+pub struct JobArgs {
+    /// The node's HTTP API.
+    #[arg(long, env = "CAIRN_NODE", default_value = "http://127.0.0.1:8640", global = true)]
+    node: String,
+    #[command(subcommand)]
+    command: JobCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum JobCommand {
+    /// Upload a job's module and inputs, escrow its budget, and put it up
+    /// for auction; prints the job id.
+    Submit {
+        /// The job file.
+        job: PathBuf,
+        /// Follow it until it ends and fetch its outputs into `out/<name>`.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// A job's state, progress, and why it waits if it does.
+    Status {
+        /// Job id [default: every job].
+        id: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow a job until it ends.
+    Watch {
+        /// Job id.
+        id: String,
+    },
+    /// Fetch a job's outputs, verified against their content ids.
+    Results {
+        /// Job id.
+        id: String,
+        /// Where outputs go [default: out/<job name>].
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+    },
+}
+
+pub fn job(args: JobArgs) -> anyhow::Result<ExitCode> {
+    let node = Node::new(&args.node);
+    match args.command {
+        JobCommand::Submit { job, watch: follow } => {
+            let id = submit(&node, &job)?;
+            println!("{id}");
+            if follow {
+                let code = watch(&node, &id)?;
+                results(&node, &id, None)?;
+                return Ok(code);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobCommand::Status { id, json } => {
+            let statuses = match id {
+                Some(id) => vec![node.get(&format!("/v1/jobs/{id}"))?],
+                None => node.get("/v1/jobs")?["jobs"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+            };
+            for status in statuses {
+                if json {
+                    println!("{status}");
+                } else {
+                    println!("{}", describe(&status));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobCommand::Watch { id } => watch(&node, &id),
+        JobCommand::Results { id, out } => {
+            results(&node, &id, out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Uploads what the job needs and submits it; returns the job id.
+pub fn submit(node: &Node, path: &Path) -> anyhow::Result<String> {
+    let job = Job::load(path, &cairn_workloads::names()).map_err(anyhow::Error::msg)?;
+    let module = match &job.module {
+        ModuleRef::Builtin(name) => cairn_workloads::find(name)
+            .expect("the job loader accepts known built-ins only")
+            .wasm
+            .to_vec(),
+        ModuleRef::File(path) => {
+            std::fs::read(path).with_context(|| format!("reading module {}", path.display()))?
+        }
+    };
+    let upload = |name: &str, bytes: Vec<u8>| -> anyhow::Result<SubmittedFile> {
+        let size = bytes.len() as u64;
+        let id = ContentId::of(&bytes);
+        let answer = node.post("/v1/blobs", bytes)?;
+        if answer["id"].as_str() != Some(id.to_string().as_str()) {
+            bail!("the node stored {name} under another id");
+        }
+        Ok(SubmittedFile {
+            name: name.to_string(),
+            id: id.to_string(),
+            size,
+        })
+    };
+    let module = upload("module.wasm", module)?;
+    let mut inputs = Vec::new();
+    for input in &job.inputs {
+        let bytes = std::fs::read(&input.host_path)
+            .with_context(|| format!("reading input {}", input.host_path.display()))?;
+        inputs.push(upload(&input.name, bytes)?);
+    }
+    let market = &job.market;
+    let submission = Submission {
+        name: job.name.clone(),
+        runtime: "wasm".into(),
+        module,
+        inputs,
+        tasks: job
+            .tasks()
+            .iter()
+            .map(|t| SubmittedTask {
+                args: t.args.clone(),
+                outputs: t.outputs.clone(),
+                seed: t.seed.iter().map(|b| format!("{b:02x}")).collect(),
+            })
+            .collect(),
+        limits: SubmittedLimits {
+            fuel: job.limits.fuel,
+            memory_bytes: job.limits.memory_bytes,
+            wall_time_ms: job.limits.wall_time.as_millis() as u64,
+            output_bytes: job.limits.output_bytes,
+            stdout_bytes: job.limits.stdout_bytes,
+        },
+        budget_ucairn: market.budget_ucairn.unwrap_or(1_000_000_000),
+        price_max_ucairn_per_gfuel: market.price_max_ucairn_per_gfuel.unwrap_or(1_000),
+    };
+    let answer = node.post("/v1/jobs", serde_json::to_vec(&submission)?)?;
+    answer["job"]
+        .as_str()
+        .map(str::to_string)
+        .context("the node did not say the job id")
+}
+
+/// One line about a job.
+fn describe(status: &Value) -> String {
+    let n = |k: &str| status[k].as_u64().unwrap_or(0);
+    let mut line = format!(
+        "{}  {:<8} {:<8} {}/{} done, {} running, {} pending, {} failed, {} providers",
+        &status["id"].as_str().unwrap_or("?")[..12.min(status["id"].as_str().unwrap_or("?").len())],
+        status["name"].as_str().unwrap_or("?"),
+        status["state"].as_str().unwrap_or("?"),
+        n("done"),
+        n("total"),
+        n("running"),
+        n("pending"),
+        n("failed"),
+        n("providers"),
+    );
+    if let Some(reason) = status["reason"].as_str() {
+        line.push_str(&format!("\n    waiting: {reason}"));
+    }
+    line
+}
+
+/// Follows a job until it is done or failed.
+pub fn watch(node: &Node, id: &str) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let mut last = String::new();
+    loop {
+        let status = node.get(&format!("/v1/jobs/{id}"))?;
+        let line = describe(&status);
+        if line != last {
+            println!("{:>6.1}s  {line}", started.elapsed().as_secs_f64());
+            last = line;
+        }
+        match status["state"].as_str() {
+            Some("done") => return Ok(ExitCode::SUCCESS),
+            Some("failed") => return Ok(ExitCode::from(crate::EXIT_TASKS_FAILED)),
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+/// Downloads a job's outputs into `out` and checks each against its id.
+pub fn results(node: &Node, id: &str, out: Option<PathBuf>) -> anyhow::Result<()> {
+    let status = node.get(&format!("/v1/jobs/{id}"))?;
+    let name = status["name"].as_str().unwrap_or("job");
+    let out = out.unwrap_or_else(|| crate::default_out_dir(name));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let answer = node.get(&format!("/v1/jobs/{id}/results"))?;
+    let results = answer["results"].as_array().cloned().unwrap_or_default();
+    let mut files = 0;
+    for result in &results {
+        for output in result["outputs"].as_array().into_iter().flatten() {
+            let (Some(name), Some(blob)) = (output["name"].as_str(), output["id"].as_str()) else {
+                bail!("the node listed an output without a name or id");
+            };
+            if name.split('/').any(|p| p.is_empty() || p == "..") {
+                bail!("output name '{name}' escapes the output folder");
+            }
+            let bytes = node.get_bytes(&format!("/v1/blobs/{blob}"))?;
+            if ContentId::of(&bytes).to_string() != blob {
+                bail!("output {name} does not match its content id {blob}");
+            }
+            let path = out.join(name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+            files += 1;
+        }
+    }
+    let summary = serde_json::json!({ "job": id, "status": status, "results": results });
+    std::fs::write(out.join("cairn-results.json"), serde_json::to_vec_pretty(&summary)?)?;
+    println!(
+        "{} results, {files} files in {} (digests in cairn-results.json)",
+        results.len(),
+        out.display()
+    );
+    Ok(())
+}
