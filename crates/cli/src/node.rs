@@ -78,8 +78,9 @@ pub struct MarketArgs {
     /// How long this node's auctions collect bids, ms.
     #[arg(long, env = "CAIRN_BID_WINDOW_MS", default_value_t = 50)]
     bid_window_ms: u32,
-    /// Seconds a provider has to return a task beyond its wall-time limit.
-    #[arg(long, env = "CAIRN_TASK_DEADLINE_S", default_value_t = 60)]
+    /// Seconds a provider has to return a task [default: the job's wall-time
+    /// limit plus 5 s].
+    #[arg(long, env = "CAIRN_TASK_DEADLINE_S", default_value_t = 0)]
     task_deadline_s: u64,
 }
 
@@ -302,6 +303,9 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
             wait_for_http(&format!("http://127.0.0.1:{}", base + 200 + 2 * j as u16))?;
         }
         wait_for_peers(&node, providers.len())?;
+        for key in &providers {
+            wait_for_stake(&node, key)?;
+        }
         let id = crate::job::submit(&node, job)?;
         println!("job {id} submitted to {ledger}");
         let code = crate::job::watch(&node, &id)?;
@@ -330,6 +334,18 @@ fn wait_for_http(base: &str) -> anyhow::Result<()> {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     bail!("the node at {base} did not start within 30 s")
+}
+
+/// Waits until a provider's registration is on the ledger, so the first
+/// auction does not refuse it as unstaked.
+fn wait_for_stake(node: &crate::wallet::Node, key: &PublicKey) -> anyhow::Result<()> {
+    for _ in 0..300 {
+        if node.get(&format!("/v1/accounts/{key}"))?["can_bid"].as_bool() == Some(true) {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    bail!("provider {key} did not register on the ledger within 30 s")
 }
 
 /// Waits until the requester sees `peers` market peers.

@@ -344,6 +344,7 @@ impl Requester {
         // A task may run for its whole wall-clock limit; its deadline must
         // leave room for that plus moving its outputs.
         sched.task_deadline_ms = sched.task_deadline_ms.max(s.limits.wall_time_ms + 5_000);
+        sched.silence_ms_max = sched.silence_ms_max.max(sched.task_deadline_ms);
         Ok(Job {
             id,
             sched: Scheduler::new(s.tasks.len() as u32, sched),

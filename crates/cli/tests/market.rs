@@ -1,0 +1,423 @@
+//! The provider network over real loopback sockets: a devnet of `cairn node`
+//! processes (a validator that is also the requester, and providers), jobs
+//! submitted with `cairn job`, and providers killed, frozen or impersonated
+//! along the way.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn cairn() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cairn"))
+}
+
+fn run(args: &[&str]) -> Output {
+    cairn().args(args).output().unwrap()
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A devnet running in the background; every process it started is killed
+/// when dropped (matched by its folder, which is unique to the test).
+struct Devnet {
+    child: Child,
+    dir: PathBuf,
+    base: u16,
+    _tmp: tempfile::TempDir,
+}
+
+impl Devnet {
+    fn start(base: u16, providers: u16) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("devnet");
+        let child = cairn()
+            .args(["devnet", "--providers", &providers.to_string()])
+            .args(["--base-port", &base.to_string(), "--dir"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let devnet = Self {
+            child,
+            dir,
+            base,
+            _tmp: tmp,
+        };
+        devnet.wait_until("every provider is staked and connected", |d| {
+            let market = d.get("/v1/market")?;
+            let staked = (0..providers).all(|j| {
+                let key = std::fs::read_to_string(d.dir.join(format!("p{j}/node.key")))
+                    .ok()
+                    .and_then(|seed| public_key(seed.trim()));
+                key.and_then(|k| d.get(&format!("/v1/accounts/{k}")))
+                    .is_some_and(|a| a["can_bid"] == true)
+            });
+            (market["peers"].as_u64()? >= u64::from(providers) && staked).then_some(())
+        });
+        devnet
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.base)
+    }
+
+    fn get(&self, path: &str) -> Option<Value> {
+        let output = Command::new("curl")
+            .args(["-sf", &format!("{}{path}", self.url())])
+            .output()
+            .ok()?;
+        serde_json::from_slice(&output.stdout).ok()
+    }
+
+    fn wait_until<T>(&self, what: &str, mut check: impl FnMut(&Self) -> Option<T>) -> T {
+        let started = Instant::now();
+        loop {
+            if let Some(value) = check(self) {
+                return value;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(180),
+                "timed out waiting until {what}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn submit(&self, job: &Path) -> String {
+        let output = run(&["job", "--node", &self.url(), "submit", job.to_str().unwrap()]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_string()
+    }
+
+    fn status(&self, id: &str) -> Value {
+        self.get(&format!("/v1/jobs/{id}")).expect("job status")
+    }
+
+    fn wait_done(&self, id: &str) -> Value {
+        self.wait_until("the job is done", |d| {
+            let status = d.status(id);
+            (status["state"] == "done").then_some(status)
+        })
+    }
+
+    fn results(&self, id: &str) -> BTreeMap<u64, Value> {
+        self.get(&format!("/v1/jobs/{id}/results")).unwrap()["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["task"].as_u64().unwrap(), r.clone()))
+            .collect()
+    }
+
+    /// Sends `signal` to the node in folder `name` (`v0`, `p1`, …).
+    fn signal(&self, name: &str, signal: &str) {
+        let pattern = format!("{} ", self.dir.join(name).display());
+        let status = Command::new("pkill")
+            .args([signal, "-f", &pattern])
+            .status()
+            .unwrap();
+        assert!(status.success(), "no process matched {pattern}");
+    }
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let pattern = self.dir.display().to_string();
+        let _ = Command::new("pkill").args(["-CONT", "-f", &pattern]).status();
+        let _ = Command::new("pkill").args(["-9", "-f", &pattern]).status();
+    }
+}
+
+fn public_key(seed_hex: &str) -> Option<String> {
+    let bytes: Vec<u8> = (0..seed_hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(seed_hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<_>>()?;
+    let seed: [u8; 32] = bytes.try_into().ok()?;
+    Some(cairn_wire::Keypair::from_seed(seed).public().to_string())
+}
+
+/// A job of `tasks` BLAKE3 searches, each a fraction of a second.
+fn search_job(dir: &Path, tasks: u32, price_max: u64) -> PathBuf {
+    let path = dir.join(format!("search-{tasks}-{price_max}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[job]
+name = "search"
+module = "cairn:hashsearch"
+args = ["--prefix", "cairn", "--start", "{{task}}000000", "--count", "40000", "--bits", "12", "--out", "/output/hits-{{task:03}}.txt"]
+
+[tasks]
+range = [0, {tasks}]
+
+[outputs]
+paths = ["hits-{{task:03}}.txt"]
+
+[limits]
+fuel = 20_000_000_000
+memory_mib = 16
+wall_time_s = 2
+
+[market]
+price_max_ucairn_per_gfuel = {price_max}
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn three_providers_render_the_example_and_digests_match_a_local_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = repo().join("examples/render/job.toml");
+    let output = cairn()
+        .current_dir(tmp.path())
+        .args(["devnet", "--providers", "3", "--base-port", "9400", "--dir", "devnet"])
+        .arg("--job")
+        .arg(&job)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let network: Value = serde_json::from_slice(
+        &std::fs::read(tmp.path().join("out/orbit/cairn-results.json")).unwrap(),
+    )
+    .unwrap();
+    let local = run(&[
+        "run",
+        job.to_str().unwrap(),
+        "--local",
+        "--json",
+        "-o",
+        tmp.path().join("local").to_str().unwrap(),
+    ]);
+    assert!(local.status.success());
+    let local: Value = serde_json::from_slice(&local.stdout).unwrap();
+    let by_task = |v: &Value, index: &str| -> BTreeMap<u64, String> {
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r[index].as_u64().unwrap(), r["digest"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    let network_digests = by_task(&network, "task");
+    assert_eq!(network_digests.len(), 24, "every frame arrives");
+    assert_eq!(network_digests, by_task(&local, "task"));
+    let providers: std::collections::BTreeSet<_> = network["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["provider"].as_str().unwrap().to_string())
+        .collect();
+    assert!(providers.len() >= 2, "work was spread: {providers:?}");
+    for frame in 0..24 {
+        let name = format!("frame-{frame:04}.png");
+        assert_eq!(
+            std::fs::read(tmp.path().join("out/orbit").join(&name)).unwrap(),
+            std::fs::read(tmp.path().join("local").join(&name)).unwrap(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn a_provider_killed_mid_job_loses_nothing_and_the_job_completes() {
+    let devnet = Devnet::start(9500, 3);
+    let tmp = tempfile::tempdir().unwrap();
+    let id = devnet.submit(&search_job(tmp.path(), 60, 1_000));
+    devnet.wait_until("some tasks are done", |d| {
+        (d.status(&id)["done"].as_u64()? >= 5).then_some(())
+    });
+    devnet.signal("p0", "-9");
+    let status = devnet.wait_done(&id);
+    assert_eq!(status["failed"], 0);
+    let results = devnet.results(&id);
+    assert_eq!(results.len(), 60, "one result per task, none lost or doubled");
+    assert_eq!(results.keys().copied().collect::<Vec<_>>(), (0..60).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_provider_that_takes_tasks_and_never_answers_loses_them_at_the_deadline() {
+    let devnet = Devnet::start(9600, 3);
+    let tmp = tempfile::tempdir().unwrap();
+    let id = devnet.submit(&search_job(tmp.path(), 40, 1_000));
+    devnet.wait_until("tasks are running", |d| {
+        (d.status(&id)["done"].as_u64()? >= 2).then_some(())
+    });
+    // Frozen: its connection stays open, it holds its tasks, it never
+    // answers again.
+    devnet.signal("p1", "-STOP");
+    let status = devnet.wait_done(&id);
+    assert_eq!(status["failed"], 0);
+    assert_eq!(devnet.results(&id).len(), 40);
+}
+
+#[test]
+fn a_restarted_requester_resumes_without_rerunning_finished_tasks() {
+    let devnet = Devnet::start(9700, 2);
+    let tmp = tempfile::tempdir().unwrap();
+    let id = devnet.submit(&search_job(tmp.path(), 60, 1_000));
+    devnet.wait_until("some tasks are done", |d| {
+        (d.status(&id)["done"].as_u64()? >= 10).then_some(())
+    });
+    devnet.signal("v0", "-9");
+    std::thread::sleep(Duration::from_millis(300));
+    let before = {
+        // Read what was durable at the crash from a restarted node.
+        let mut node = cairn()
+            .args(["node", "--data-dir"])
+            .arg(devnet.dir.join("v0"))
+            .args(["--http", &format!("127.0.0.1:{}", devnet.base)])
+            .args(["--p2p", &format!("127.0.0.1:{}", devnet.base + 1)])
+            .arg("--genesis")
+            .arg(devnet.dir.join("genesis.toml"))
+            .args(["--threads", "1", "--listen", &format!("/ip4/127.0.0.1/tcp/{}", devnet.base + 100)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let before = devnet.wait_until("the requester is back", |d| {
+            d.get(&format!("/v1/jobs/{id}/results"))
+        });
+        let status = devnet.wait_done(&id);
+        assert_eq!(status["failed"], 0);
+        let _ = node.kill();
+        let _ = node.wait();
+        before
+    };
+    let before: BTreeMap<u64, Value> = before["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["task"].as_u64().unwrap(), r.clone()))
+        .collect();
+    assert!(before.len() >= 10, "results stored before the crash survive it");
+    // Restart once more to read the final results.
+    let mut node = cairn()
+        .args(["node", "--data-dir"])
+        .arg(devnet.dir.join("v0"))
+        .args(["--http", &format!("127.0.0.1:{}", devnet.base)])
+        .args(["--p2p", &format!("127.0.0.1:{}", devnet.base + 1)])
+        .arg("--genesis")
+        .arg(devnet.dir.join("genesis.toml"))
+        .args(["--threads", "1", "--listen", &format!("/ip4/127.0.0.1/tcp/{}", devnet.base + 100)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let after = devnet.wait_until("the requester is back", |d| {
+        let r = d.results(&id);
+        (r.len() == 60).then_some(r)
+    });
+    let _ = node.kill();
+    let _ = node.wait();
+    for (task, record) in &before {
+        assert_eq!(
+            &after[task], record,
+            "task {task} finished before the crash was run again"
+        );
+    }
+}
+
+#[test]
+fn a_job_no_provider_can_run_stays_queued_and_says_why() {
+    let devnet = Devnet::start(9800, 2);
+    let tmp = tempfile::tempdir().unwrap();
+    // Providers' floor is 10 µcairn/Gfuel; this job pays at most 1.
+    let id = devnet.submit(&search_job(tmp.path(), 3, 1));
+    devnet.wait_until("the job is queued", |d| {
+        (d.status(&id)["state"] == "queued").then_some(())
+    });
+    let output = run(&["job", "--node", &devnet.url(), "status", &id]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("queued"), "{text}");
+    assert!(text.contains("above max price"), "{text}");
+    assert_eq!(devnet.status(&id)["done"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_oversized_forged_and_replayed_messages_are_dropped_and_counted() {
+    let devnet = Devnet::start(9900, 1);
+    let market = devnet.get("/v1/market").unwrap();
+    let requester: cairn_net::Multiaddr = market["listen"][0].as_str().unwrap().parse().unwrap();
+    let requester_peer = match requester.iter().last() {
+        Some(cairn_net::Protocol::P2p(peer)) => peer,
+        _ => panic!("no peer id in {requester}"),
+    };
+    let intruder_key = cairn_wire::Keypair::from_seed([66; 32]);
+    let mut config = cairn_net::NetConfig::loopback(intruder_key.clone());
+    config.bootstrap = vec![requester.clone()];
+    config.topics = vec!["cairn/orders/1".into()];
+    let (intruder, _events) = cairn_net::Network::start(config).await.unwrap();
+
+    // Garbage: not a request at all.
+    let answer = intruder.request(requester_peer, vec![0xff; 100]).await.unwrap();
+    assert!(String::from_utf8_lossy(&answer).contains("malformed"));
+    // Oversized: more than the node accepts in one request.
+    assert!(intruder.request(requester_peer, vec![3; 5 << 20]).await.is_err());
+    // A pull on a lease that does not exist.
+    let mut pull = vec![3u8];
+    pull.extend_from_slice(&[7; 32]);
+    pull.extend_from_slice(&1u32.to_be_bytes());
+    pull.extend_from_slice(&0u32.to_be_bytes());
+    let answer = intruder.request(requester_peer, pull).await.unwrap();
+    assert!(String::from_utf8_lossy(&answer).contains("unknown lease"));
+    // A forged order (signed by someone else than its author) and a
+    // replayed one, by gossip, to the provider.
+    let victim = cairn_wire::Keypair::from_seed([67; 32]);
+    let order = cairn_market::Order {
+        job: cairn_wire::ContentId::of(b"forged"),
+        runtime: "wasm".into(),
+        module: cairn_wire::ContentId::of(b"m"),
+        tasks: 1,
+        fuel_per_task_max: 1,
+        memory_mib: 1,
+        gpus: 0,
+        price_max_ucairn_per_gfuel: 1,
+        created_ms: 0,
+        bid_window_ms: 1,
+    };
+    let forged = cairn_wire::Signed::sign(&victim, cairn_market::ORDER_NAMESPACE, order.clone());
+    let stale = cairn_wire::Signed::sign(&intruder_key, cairn_market::ORDER_NAMESPACE, order);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let provider_url = format!("http://127.0.0.1:{}/v1/market", devnet.base + 200);
+    loop {
+        intruder.publish("cairn/orders/1", forged.to_bytes());
+        intruder.publish("cairn/orders/1", stale.to_bytes());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let output = Command::new("curl").args(["-sf", &provider_url]).output().unwrap();
+        let stats: Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+        if stats["refused"].as_u64() >= Some(1) && stats["replayed"].as_u64() >= Some(1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the provider never counted them: {stats}");
+    }
+    let stats = devnet.get("/v1/market").unwrap();
+    assert!(stats["malformed"].as_u64() >= Some(1), "{stats}");
+    assert!(stats["oversized"].as_u64() >= Some(1), "{stats}");
+    assert!(stats["refused"].as_u64() >= Some(1), "{stats}");
+    // Nobody crashed: a job still runs through.
+    let tmp = tempfile::tempdir().unwrap();
+    let id = devnet.submit(&search_job(tmp.path(), 2, 1_000));
+    assert_eq!(devnet.wait_done(&id)["done"], 2);
+}
