@@ -187,7 +187,7 @@ fn three_providers_render_the_example_and_digests_match_a_local_run() {
     let job = repo().join("examples/render/job.toml");
     let output = cairn()
         .current_dir(tmp.path())
-        .args(["devnet", "--providers", "3", "--base-port", "9400", "--dir", "devnet"])
+        .args(["devnet", "--providers", "3", "--base-port", "20000", "--dir", "devnet"])
         .arg("--job")
         .arg(&job)
         .output()
@@ -222,7 +222,7 @@ fn three_providers_render_the_example_and_digests_match_a_local_run() {
     };
     let network_digests = by_task(&network, "task");
     assert_eq!(network_digests.len(), 24, "every frame arrives");
-    assert_eq!(network_digests, by_task(&local, "task"));
+    assert_eq!(network_digests, by_task(&local, "index"));
     let providers: std::collections::BTreeSet<_> = network["results"]
         .as_array()
         .unwrap()
@@ -242,7 +242,7 @@ fn three_providers_render_the_example_and_digests_match_a_local_run() {
 
 #[test]
 fn a_provider_killed_mid_job_loses_nothing_and_the_job_completes() {
-    let devnet = Devnet::start(9500, 3);
+    let devnet = Devnet::start(21000, 3);
     let tmp = tempfile::tempdir().unwrap();
     let id = devnet.submit(&search_job(tmp.path(), 60, 1_000));
     devnet.wait_until("some tasks are done", |d| {
@@ -258,7 +258,7 @@ fn a_provider_killed_mid_job_loses_nothing_and_the_job_completes() {
 
 #[test]
 fn a_provider_that_takes_tasks_and_never_answers_loses_them_at_the_deadline() {
-    let devnet = Devnet::start(9600, 3);
+    let devnet = Devnet::start(22000, 3);
     let tmp = tempfile::tempdir().unwrap();
     let id = devnet.submit(&search_job(tmp.path(), 40, 1_000));
     devnet.wait_until("tasks are running", |d| {
@@ -274,7 +274,7 @@ fn a_provider_that_takes_tasks_and_never_answers_loses_them_at_the_deadline() {
 
 #[test]
 fn a_restarted_requester_resumes_without_rerunning_finished_tasks() {
-    let devnet = Devnet::start(9700, 2);
+    let devnet = Devnet::start(23000, 2);
     let tmp = tempfile::tempdir().unwrap();
     let id = devnet.submit(&search_job(tmp.path(), 60, 1_000));
     devnet.wait_until("some tasks are done", |d| {
@@ -326,7 +326,11 @@ fn a_restarted_requester_resumes_without_rerunning_finished_tasks() {
         .spawn()
         .unwrap();
     let after = devnet.wait_until("the requester is back", |d| {
-        let r = d.results(&id);
+        let r: BTreeMap<u64, Value> = d.get(&format!("/v1/jobs/{id}/results"))?["results"]
+            .as_array()?
+            .iter()
+            .map(|r| (r["task"].as_u64().unwrap(), r.clone()))
+            .collect();
         (r.len() == 60).then_some(r)
     });
     let _ = node.kill();
@@ -341,7 +345,7 @@ fn a_restarted_requester_resumes_without_rerunning_finished_tasks() {
 
 #[test]
 fn a_job_no_provider_can_run_stays_queued_and_says_why() {
-    let devnet = Devnet::start(9800, 2);
+    let devnet = Devnet::start(24000, 2);
     let tmp = tempfile::tempdir().unwrap();
     // Providers' floor is 10 µcairn/Gfuel; this job pays at most 1.
     let id = devnet.submit(&search_job(tmp.path(), 3, 1));
@@ -357,7 +361,7 @@ fn a_job_no_provider_can_run_stays_queued_and_says_why() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_oversized_forged_and_replayed_messages_are_dropped_and_counted() {
-    let devnet = Devnet::start(9900, 1);
+    let devnet = Devnet::start(25000, 1);
     let market = devnet.get("/v1/market").unwrap();
     let requester: cairn_net::Multiaddr = market["listen"][0].as_str().unwrap().parse().unwrap();
     let requester_peer = match requester.iter().last() {
