@@ -27,6 +27,10 @@ pub enum Suite {
     /// The replicated ledger: transactions finalized per second and time to
     /// finality, for one embedded validator and for four on loopback.
     Chain(ChainArgs),
+    /// The provider network on a loopback devnet: submit to first task,
+    /// one-task jobs end to end, tiny-task throughput with four providers,
+    /// and verified blob transfer.
+    Net(crate::bench_net::NetArgs),
 }
 
 /// Arguments of `cairn bench chain`.
@@ -76,11 +80,11 @@ pub struct WasmArgs {
 
 /// One measured figure.
 #[derive(Serialize)]
-struct Figure {
-    suite: &'static str,
-    metric: String,
-    value: f64,
-    unit: &'static str,
+pub(crate) struct Figure {
+    pub suite: &'static str,
+    pub metric: String,
+    pub value: f64,
+    pub unit: &'static str,
 }
 
 pub fn run(suite: Suite) -> anyhow::Result<()> {
@@ -100,6 +104,7 @@ pub fn run(suite: Suite) -> anyhow::Result<()> {
             figures.extend(chain(4, args.rate_four, args.seconds, "four")?);
             print(&figures, args.json)
         }
+        Suite::Net(args) => print(&crate::bench_net::net(&args)?, args.json),
     }
 }
 

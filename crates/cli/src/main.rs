@@ -7,6 +7,7 @@
 //! and `cairn wallet` talks to one.
 
 mod bench;
+mod bench_net;
 mod job;
 mod node;
 mod run;

@@ -26,6 +26,11 @@ pub const TEXT_BYTES_MAX: usize = 4_096;
 /// The most bytes of one blob range.
 pub const BLOB_RANGE_BYTES_MAX: u32 = 8 << 20;
 
+/// Tasks a provider may hold per slot it offers: one running, the rest
+/// queued on the provider, so tiny tasks do not wait a round trip each.
+/// Concurrency stays at the slots offered.
+pub const PREFETCH_PER_SLOT: u32 = 4;
+
 /// The gossip topic orders are announced on.
 pub const ORDERS_TOPIC: &str = "cairn/orders/1";
 

@@ -347,7 +347,7 @@ impl Provider {
                 running -= 1;
                 unsent.push(report);
             }
-            let want = record.slots.saturating_sub(running);
+            let want = (record.slots * proto::PREFETCH_PER_SLOT).saturating_sub(running);
             if want == 0 && unsent.is_empty() {
                 if let Some(report) = done_rx.recv().await {
                     running -= 1;

@@ -1,0 +1,242 @@
+//! `cairn bench net`: the provider network on a loopback devnet of real
+//! `cairn node` processes, and verified blob transfer over libp2p.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use cairn_node::market::{Submission, SubmittedFile, SubmittedLimits, SubmittedTask};
+use cairn_wire::ContentId;
+use serde_json::Value;
+
+use crate::bench::Figure;
+use crate::wallet::Node;
+
+/// Arguments of `cairn bench net`.
+#[derive(clap::Args)]
+pub struct NetArgs {
+    /// Print one JSON object per figure (`suite`, `metric`, `value`, `unit`).
+    #[arg(long)]
+    pub json: bool,
+    /// One-task jobs timed for latency.
+    #[arg(long, default_value_t = 20)]
+    pub jobs: u32,
+    /// Tiny tasks in the throughput job.
+    #[arg(long, default_value_t = 5_000)]
+    pub tasks: u32,
+    /// Size of the blob transferred, MiB.
+    #[arg(long, default_value_t = 256)]
+    pub blob_mib: u64,
+    /// First port of the devnet.
+    #[arg(long, default_value_t = 30_000)]
+    pub base_port: u16,
+}
+
+fn figure(metric: &str, value: f64, unit: &'static str) -> Figure {
+    Figure {
+        suite: "net",
+        metric: metric.into(),
+        value,
+        unit,
+    }
+}
+
+pub fn net(args: &NetArgs) -> anyhow::Result<Vec<Figure>> {
+    let mut figures = blob_transfer(args.blob_mib)?;
+    let scratch = tempfile::tempdir()?;
+    let dir = scratch.path().join("devnet");
+    let providers = 4;
+    let mut devnet = Command::new(std::env::current_exe()?)
+        .args(["devnet", "--providers", &providers.to_string()])
+        .args(["--base-port", &args.base_port.to_string(), "--dir"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let result = (|| -> anyhow::Result<()> {
+        let node = Node::new(&format!("http://127.0.0.1:{}", args.base_port));
+        wait(|| Some(node.get("/v1/market").ok()?["peers"].as_u64()? >= providers))?;
+        for j in 0..providers {
+            let key = Keypair(std::fs::read_to_string(dir.join(format!("p{j}/node.key")))?);
+            let key = key.public()?;
+            wait(|| node.get(&format!("/v1/accounts/{key}")).ok()?["can_bid"].as_bool())?;
+        }
+        let empty = wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#)?;
+        let id = ContentId::of(&empty);
+        node.post("/v1/blobs", empty.clone())?;
+        let module = SubmittedFile {
+            name: "empty.wasm".into(),
+            id: id.to_string(),
+            size: empty.len() as u64,
+        };
+        let mut first = Vec::new();
+        let mut whole = Vec::new();
+        for _ in 0..args.jobs {
+            let started = Instant::now();
+            let job = submit(&node, &module, 1)?;
+            let status = wait_done(&node, &job)?;
+            whole.push(started.elapsed());
+            let submitted = status["submitted_ms"].as_u64().unwrap_or(0);
+            let first_task = status["first_task_ms"].as_u64().unwrap_or(submitted);
+            first.push(Duration::from_millis(first_task - submitted));
+        }
+        figures.push(figure("submit_to_first_task_p50", ms(percentile(&mut first, 50)), "ms"));
+        figures.push(figure("one_task_job_end_to_end_p50", ms(percentile(&mut whole, 50)), "ms"));
+        figures.push(figure("one_task_job_end_to_end_p99", ms(percentile(&mut whole, 99)), "ms"));
+        let job = submit(&node, &module, args.tasks)?;
+        let status = wait_done(&node, &job)?;
+        let first = status["first_task_ms"].as_u64().unwrap_or(0);
+        let finished = status["finished_ms"].as_u64().unwrap_or(0);
+        let seconds = (finished.saturating_sub(first)).max(1) as f64 / 1000.0;
+        figures.push(figure(
+            "tiny_tasks_four_providers",
+            f64::from(args.tasks) / seconds,
+            "tasks/s",
+        ));
+        Ok(())
+    })();
+    let _ = devnet.kill();
+    let _ = devnet.wait();
+    let _ = Command::new("pkill").args(["-9", "-f", &dir.display().to_string()]).status();
+    result?;
+    Ok(figures)
+}
+
+struct Keypair(String);
+
+impl Keypair {
+    fn public(&self) -> anyhow::Result<String> {
+        let bytes: Vec<u8> = (0..self.0.trim().len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&self.0.trim()[i..i + 2], 16))
+            .collect::<Result<_, _>>()?;
+        let seed: [u8; 32] = bytes.try_into().map_err(|_| anyhow::anyhow!("bad key file"))?;
+        Ok(cairn_wire::Keypair::from_seed(seed).public().to_string())
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn percentile(samples: &mut [Duration], p: usize) -> Duration {
+    samples.sort();
+    samples[(samples.len() * p / 100).min(samples.len() - 1)]
+}
+
+fn wait(mut ready: impl FnMut() -> Option<bool>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        if ready() == Some(true) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("the devnet did not come up within 60 s")
+}
+
+fn submit(node: &Node, module: &SubmittedFile, tasks: u32) -> anyhow::Result<String> {
+    let submission = Submission {
+        name: "tiny".into(),
+        runtime: "wasm".into(),
+        module: module.clone(),
+        inputs: Vec::new(),
+        tasks: (0..tasks)
+            .map(|i| SubmittedTask {
+                args: Vec::new(),
+                outputs: Vec::new(),
+                seed: format!("{:064x}", i),
+            })
+            .collect(),
+        limits: SubmittedLimits {
+            fuel: 1_000_000,
+            memory_bytes: 1 << 20,
+            wall_time_ms: 5_000,
+            output_bytes: 1 << 20,
+            stdout_bytes: 1 << 10,
+        },
+        budget_ucairn: 1_000_000_000,
+        price_max_ucairn_per_gfuel: 1_000,
+    };
+    let answer = node.post("/v1/jobs", serde_json::to_vec(&submission)?)?;
+    answer["job"]
+        .as_str()
+        .map(str::to_string)
+        .context("no job id")
+}
+
+fn wait_done(node: &Node, job: &str) -> anyhow::Result<Value> {
+    let started = Instant::now();
+    loop {
+        let status = node.get(&format!("/v1/jobs/{job}"))?;
+        if status["state"] == "done" {
+            return Ok(status);
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            bail!("job {job} did not finish: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Moves a blob between two libp2p nodes on loopback, range by range, each
+/// range verified against the blob's BLAKE3 id and written durably.
+fn blob_transfer(mib: u64) -> anyhow::Result<Vec<Figure>> {
+    let scratch = tempfile::tempdir()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let server_store = cairn_store::BlobStore::open(&scratch.path().join("a"), 1 << 40)?;
+        let client_store = cairn_store::BlobStore::open(&scratch.path().join("b"), 1 << 40)?;
+        let mut data = vec![0u8; (mib << 20) as usize];
+        let mut state = 0x1234_5678_u64;
+        for chunk in data.chunks_mut(8) {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+        }
+        let id = server_store.put(&data)?;
+        drop(data);
+        let (server, mut events) = cairn_net::Network::start(cairn_net::NetConfig::loopback(
+            cairn_wire::Keypair::from_seed([1; 32]),
+        ))
+        .await?;
+        let store = server_store.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                if let cairn_net::Event::Request { data, reply, .. } = event {
+                    let offset = u64::from_be_bytes(data[..8].try_into().unwrap());
+                    let len = u64::from_be_bytes(data[8..16].try_into().unwrap());
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        let (_, encoded) = store.encode_range(&id, offset, len).unwrap_or_default();
+                        reply.send(encoded);
+                    });
+                }
+            }
+        });
+        let mut config = cairn_net::NetConfig::loopback(cairn_wire::Keypair::from_seed([2; 32]));
+        let server_addr = server.listen_addrs()[0]
+            .clone()
+            .with(cairn_net::Protocol::P2p(server.local_peer_id()));
+        config.bootstrap = vec![server_addr];
+        let (client, _events) = cairn_net::Network::start(config).await?;
+        let started = Instant::now();
+        let mut download = client_store.download(id, mib << 20)?;
+        let range = 4 << 20;
+        while let Some((offset, len)) = download.next_range(range) {
+            let mut request = offset.to_be_bytes().to_vec();
+            request.extend_from_slice(&len.to_be_bytes());
+            let encoded = client.request(server.local_peer_id(), request).await?;
+            download.accept(offset, len, &encoded)?;
+        }
+        download.finish()?;
+        let seconds = started.elapsed().as_secs_f64();
+        Ok(vec![figure(
+            "blob_transfer_verified",
+            (mib << 20) as f64 / seconds / 1e6,
+            "MB/s",
+        )])
+    })
+}
