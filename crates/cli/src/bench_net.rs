@@ -61,7 +61,8 @@ pub fn net(args: &NetArgs) -> anyhow::Result<Vec<Figure>> {
             let key = key.public()?;
             wait(|| node.get(&format!("/v1/accounts/{key}")).ok()?["can_bid"].as_bool())?;
         }
-        let empty = wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#)?;
+        let empty =
+            wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#)?;
         let id = ContentId::of(&empty);
         node.post("/v1/blobs", empty.clone())?;
         let module = SubmittedFile {
@@ -80,9 +81,21 @@ pub fn net(args: &NetArgs) -> anyhow::Result<Vec<Figure>> {
             let first_task = status["first_task_ms"].as_u64().unwrap_or(submitted);
             first.push(Duration::from_millis(first_task - submitted));
         }
-        figures.push(figure("submit_to_first_task_p50", ms(percentile(&mut first, 50)), "ms"));
-        figures.push(figure("one_task_job_end_to_end_p50", ms(percentile(&mut whole, 50)), "ms"));
-        figures.push(figure("one_task_job_end_to_end_p99", ms(percentile(&mut whole, 99)), "ms"));
+        figures.push(figure(
+            "submit_to_first_task_p50",
+            ms(percentile(&mut first, 50)),
+            "ms",
+        ));
+        figures.push(figure(
+            "one_task_job_end_to_end_p50",
+            ms(percentile(&mut whole, 50)),
+            "ms",
+        ));
+        figures.push(figure(
+            "one_task_job_end_to_end_p99",
+            ms(percentile(&mut whole, 99)),
+            "ms",
+        ));
         let job = submit(&node, &module, args.tasks)?;
         let status = wait_done(&node, &job)?;
         let first = status["first_task_ms"].as_u64().unwrap_or(0);
@@ -97,7 +110,9 @@ pub fn net(args: &NetArgs) -> anyhow::Result<Vec<Figure>> {
     })();
     let _ = devnet.kill();
     let _ = devnet.wait();
-    let _ = Command::new("pkill").args(["-9", "-f", &dir.display().to_string()]).status();
+    let _ = Command::new("pkill")
+        .args(["-9", "-f", &dir.display().to_string()])
+        .status();
     result?;
     Ok(figures)
 }
@@ -110,7 +125,9 @@ impl Keypair {
             .step_by(2)
             .map(|i| u8::from_str_radix(&self.0.trim()[i..i + 2], 16))
             .collect::<Result<_, _>>()?;
-        let seed: [u8; 32] = bytes.try_into().map_err(|_| anyhow::anyhow!("bad key file"))?;
+        let seed: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("bad key file"))?;
         Ok(cairn_wire::Keypair::from_seed(seed).public().to_string())
     }
 }
@@ -193,7 +210,9 @@ fn blob_transfer(mib: u64) -> anyhow::Result<Vec<Figure>> {
         let mut data = vec![0u8; (mib << 20) as usize];
         let mut state = 0x1234_5678_u64;
         for chunk in data.chunks_mut(8) {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
         }
         let id = server_store.put(&data)?;

@@ -16,7 +16,12 @@ use crate::wallet::Node;
 #[derive(clap::Args)]
 pub struct JobArgs {
     /// The node's HTTP API.
-    #[arg(long, env = "CAIRN_NODE", default_value = "http://127.0.0.1:8640", global = true)]
+    #[arg(
+        long,
+        env = "CAIRN_NODE",
+        default_value = "http://127.0.0.1:8640",
+        global = true
+    )]
     node: String,
     #[command(subcommand)]
     command: JobCommand,
@@ -228,7 +233,10 @@ pub fn results(node: &Node, id: &str, out: Option<PathBuf>) -> anyhow::Result<()
         }
     }
     let summary = serde_json::json!({ "job": id, "status": status, "results": results });
-    std::fs::write(out.join("cairn-results.json"), serde_json::to_vec_pretty(&summary)?)?;
+    std::fs::write(
+        out.join("cairn-results.json"),
+        serde_json::to_vec_pretty(&summary)?,
+    )?;
     println!(
         "{} results, {files} files in {} (digests in cairn-results.json)",
         results.len(),

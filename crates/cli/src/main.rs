@@ -106,7 +106,10 @@ fn apply_config_file() -> anyhow::Result<()> {
         .iter()
         .position(|a| a == "--config")
         .and_then(|i| args.get(i + 1).cloned())
-        .or_else(|| args.iter().find_map(|a| a.strip_prefix("--config=").map(str::to_string)));
+        .or_else(|| {
+            args.iter()
+                .find_map(|a| a.strip_prefix("--config=").map(str::to_string))
+        });
     let Some(path) = from_flag.or_else(|| std::env::var("CAIRN_CONFIG").ok()) else {
         return Ok(());
     };

@@ -44,8 +44,12 @@ pub struct NodeArgs {
 pub struct MarketArgs {
     /// Where the market's libp2p transport listens (TCP and/or QUIC
     /// multiaddresses).
-    #[arg(long = "listen", env = "CAIRN_LISTEN", value_delimiter = ',',
-          default_value = "/ip4/127.0.0.1/tcp/8642")]
+    #[arg(
+        long = "listen",
+        env = "CAIRN_LISTEN",
+        value_delimiter = ',',
+        default_value = "/ip4/127.0.0.1/tcp/8642"
+    )]
     listen: Vec<String>,
     /// Market peers to contact first: multiaddresses ending in /p2p/<peer id>.
     #[arg(long = "bootstrap", env = "CAIRN_BOOTSTRAP", value_delimiter = ',')]
@@ -241,7 +245,9 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
         keys.push(key.public());
     }
     let providers: Vec<PublicKey> = (0..usize::from(args.providers))
-        .map(|j| Keypair::load_or_create(&args.dir.join(format!("p{j}/node.key"))).map(|k| k.public()))
+        .map(|j| {
+            Keypair::load_or_create(&args.dir.join(format!("p{j}/node.key"))).map(|k| k.public())
+        })
         .collect::<Result<_, _>>()?;
     let genesis = args.dir.join("genesis.toml");
     if !genesis.exists() {
@@ -264,17 +270,27 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
         let mut command = Command::new(&exe);
         command
             .arg("node")
-            .args(["--data-dir".as_ref(), args.dir.join(format!("v{i}")).as_os_str()])
+            .args([
+                "--data-dir".as_ref(),
+                args.dir.join(format!("v{i}")).as_os_str(),
+            ])
             .args(["--http", &http.to_string(), "--p2p", &p2p.to_string()])
             .args(["--genesis".as_ref(), genesis.as_os_str()])
-            .args(["--threads", "1", "--listen", &market_addr(base + 100 + i as u16)]);
+            .args([
+                "--threads",
+                "1",
+                "--listen",
+                &market_addr(base + 100 + i as u16),
+            ]);
         if i > 0 {
             command.args(["--bootstrap", &bootstrap]);
         }
         for v in &validators {
             command.arg("--validator").arg(v);
         }
-        children.0.push(command.spawn().context("starting a validator")?);
+        children
+            .0
+            .push(command.spawn().context("starting a validator")?);
         println!("validator {i}: http://{http}  (key {key})");
     }
     let ledger = format!("http://127.0.0.1:{base}");
@@ -284,12 +300,17 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
         let mut command = Command::new(&exe);
         command
             .arg("node")
-            .args(["--data-dir".as_ref(), args.dir.join(format!("p{j}")).as_os_str()])
+            .args([
+                "--data-dir".as_ref(),
+                args.dir.join(format!("p{j}")).as_os_str(),
+            ])
             .args(["--http", &http.to_string(), "--threads", "1"])
             .args(["--listen", &market_addr(base + 201 + 2 * j as u16)])
             .args(["--bootstrap", &bootstrap, "--ledger", &ledger, "--provide"])
             .args(["--cores", &args.provider_cores.to_string()]);
-        children.0.push(command.spawn().context("starting a provider")?);
+        children
+            .0
+            .push(command.spawn().context("starting a provider")?);
         println!("provider {j}: http://{http}  (key {key})");
     }
     println!(

@@ -102,7 +102,10 @@ impl Node {
             .send()
             .with_context(|| format!("cannot reach the node at {}", self.base))?;
         if !response.status().is_success() {
-            bail!("the node refused {path}: {}", response.text().unwrap_or_default());
+            bail!(
+                "the node refused {path}: {}",
+                response.text().unwrap_or_default()
+            );
         }
         Ok(response.bytes()?.to_vec())
     }

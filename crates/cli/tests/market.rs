@@ -90,7 +90,13 @@ impl Devnet {
     }
 
     fn submit(&self, job: &Path) -> String {
-        let output = run(&["job", "--node", &self.url(), "submit", job.to_str().unwrap()]);
+        let output = run(&[
+            "job",
+            "--node",
+            &self.url(),
+            "submit",
+            job.to_str().unwrap(),
+        ]);
         assert!(
             output.status.success(),
             "{}",
@@ -135,7 +141,9 @@ impl Drop for Devnet {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let pattern = self.dir.display().to_string();
-        let _ = Command::new("pkill").args(["-CONT", "-f", &pattern]).status();
+        let _ = Command::new("pkill")
+            .args(["-CONT", "-f", &pattern])
+            .status();
         let _ = Command::new("pkill").args(["-9", "-f", &pattern]).status();
     }
 }
@@ -187,7 +195,15 @@ fn three_providers_render_the_example_and_digests_match_a_local_run() {
     let job = repo().join("examples/render/job.toml");
     let output = cairn()
         .current_dir(tmp.path())
-        .args(["devnet", "--providers", "3", "--base-port", "20000", "--dir", "devnet"])
+        .args([
+            "devnet",
+            "--providers",
+            "3",
+            "--base-port",
+            "20000",
+            "--dir",
+            "devnet",
+        ])
         .arg("--job")
         .arg(&job)
         .output()
@@ -217,7 +233,12 @@ fn three_providers_render_the_example_and_digests_match_a_local_run() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|r| (r[index].as_u64().unwrap(), r["digest"].as_str().unwrap().to_string()))
+            .map(|r| {
+                (
+                    r[index].as_u64().unwrap(),
+                    r["digest"].as_str().unwrap().to_string(),
+                )
+            })
             .collect()
     };
     let network_digests = by_task(&network, "task");
@@ -252,8 +273,15 @@ fn a_provider_killed_mid_job_loses_nothing_and_the_job_completes() {
     let status = devnet.wait_done(&id);
     assert_eq!(status["failed"], 0);
     let results = devnet.results(&id);
-    assert_eq!(results.len(), 60, "one result per task, none lost or doubled");
-    assert_eq!(results.keys().copied().collect::<Vec<_>>(), (0..60).collect::<Vec<_>>());
+    assert_eq!(
+        results.len(),
+        60,
+        "one result per task, none lost or doubled"
+    );
+    assert_eq!(
+        results.keys().copied().collect::<Vec<_>>(),
+        (0..60).collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -291,7 +319,12 @@ fn a_restarted_requester_resumes_without_rerunning_finished_tasks() {
             .args(["--p2p", &format!("127.0.0.1:{}", devnet.base + 1)])
             .arg("--genesis")
             .arg(devnet.dir.join("genesis.toml"))
-            .args(["--threads", "1", "--listen", &format!("/ip4/127.0.0.1/tcp/{}", devnet.base + 100)])
+            .args([
+                "--threads",
+                "1",
+                "--listen",
+                &format!("/ip4/127.0.0.1/tcp/{}", devnet.base + 100),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -311,7 +344,10 @@ fn a_restarted_requester_resumes_without_rerunning_finished_tasks() {
         .iter()
         .map(|r| (r["task"].as_u64().unwrap(), r.clone()))
         .collect();
-    assert!(before.len() >= 10, "results stored before the crash survive it");
+    assert!(
+        before.len() >= 10,
+        "results stored before the crash survive it"
+    );
     // Restart once more to read the final results.
     let mut node = cairn()
         .args(["node", "--data-dir"])
@@ -320,7 +356,12 @@ fn a_restarted_requester_resumes_without_rerunning_finished_tasks() {
         .args(["--p2p", &format!("127.0.0.1:{}", devnet.base + 1)])
         .arg("--genesis")
         .arg(devnet.dir.join("genesis.toml"))
-        .args(["--threads", "1", "--listen", &format!("/ip4/127.0.0.1/tcp/{}", devnet.base + 100)])
+        .args([
+            "--threads",
+            "1",
+            "--listen",
+            &format!("/ip4/127.0.0.1/tcp/{}", devnet.base + 100),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -375,10 +416,18 @@ async fn malformed_oversized_forged_and_replayed_messages_are_dropped_and_counte
     let (intruder, _events) = cairn_net::Network::start(config).await.unwrap();
 
     // Garbage: not a request at all.
-    let answer = intruder.request(requester_peer, vec![0xff; 100]).await.unwrap();
+    let answer = intruder
+        .request(requester_peer, vec![0xff; 100])
+        .await
+        .unwrap();
     assert!(String::from_utf8_lossy(&answer).contains("malformed"));
     // Oversized: more than the node accepts in one request.
-    assert!(intruder.request(requester_peer, vec![3; 5 << 20]).await.is_err());
+    assert!(
+        intruder
+            .request(requester_peer, vec![3; 5 << 20])
+            .await
+            .is_err()
+    );
     // A pull on a lease that does not exist.
     let mut pull = vec![3u8];
     pull.extend_from_slice(&[7; 32]);
@@ -409,12 +458,18 @@ async fn malformed_oversized_forged_and_replayed_messages_are_dropped_and_counte
         intruder.publish("cairn/orders/1", forged.to_bytes());
         intruder.publish("cairn/orders/1", stale.to_bytes());
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let output = Command::new("curl").args(["-sf", &provider_url]).output().unwrap();
+        let output = Command::new("curl")
+            .args(["-sf", &provider_url])
+            .output()
+            .unwrap();
         let stats: Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
         if stats["refused"].as_u64() >= Some(1) && stats["replayed"].as_u64() >= Some(1) {
             break;
         }
-        assert!(Instant::now() < deadline, "the provider never counted them: {stats}");
+        assert!(
+            Instant::now() < deadline,
+            "the provider never counted them: {stats}"
+        );
     }
     let stats = devnet.get("/v1/market").unwrap();
     assert!(stats["malformed"].as_u64() >= Some(1), "{stats}");

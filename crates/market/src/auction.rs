@@ -251,7 +251,10 @@ mod tests {
         let forger = Keypair::from_seed([3; 32]);
         let latecomer = Keypair::from_seed([4; 32]);
 
-        assert_eq!(auction.bid(&bid(&honest, &order, 50, 4), Some(1), (0, 0), 1_010), Ok(()));
+        assert_eq!(
+            auction.bid(&bid(&honest, &order, 50, 4), Some(1), (0, 0), 1_010),
+            Ok(())
+        );
         assert_eq!(
             auction.bid(&bid(&honest, &order, 50, 4), Some(1), (0, 0), 1_011),
             Err(BidRejection::Duplicate)
@@ -299,7 +302,12 @@ mod tests {
         let order = order();
         let mut auction = Auction::open(order.clone(), 4);
         auction
-            .bid(&bid(&Keypair::from_seed([1; 32]), &order, 50, 4), Some(1), (0, 0), 1_001)
+            .bid(
+                &bid(&Keypair::from_seed([1; 32]), &order, 50, 4),
+                Some(1),
+                (0, 0),
+                1_001,
+            )
             .unwrap();
         assert!(auction.ready(1_001));
     }
@@ -361,7 +369,10 @@ mod tests {
         let signed = Signed::sign(&key, crate::ORDER_NAMESPACE, order.clone());
         let back = Signed::<Order>::from_bytes(&signed.to_bytes(), &()).unwrap();
         assert_eq!(back.verify(crate::ORDER_NAMESPACE).unwrap(), &order);
-        assert!(back.verify(BID_NAMESPACE).is_err(), "namespaces must separate");
+        assert!(
+            back.verify(BID_NAMESPACE).is_err(),
+            "namespaces must separate"
+        );
         let b = bid(&key, &order, 42, 2);
         let back = Signed::<Bid>::from_bytes(&b.to_bytes(), &()).unwrap();
         assert_eq!(back, b);

@@ -49,7 +49,8 @@ impl Order {
 
     /// The last moment a bid for this order is worth sending.
     pub fn bid_deadline_ms(&self) -> u64 {
-        self.created_ms.saturating_add(u64::from(self.bid_window_ms))
+        self.created_ms
+            .saturating_add(u64::from(self.bid_window_ms))
     }
 }
 
@@ -71,7 +72,7 @@ pub struct Offer {
 impl Offer {
     /// How many tasks of `order` fit at once, or why none does.
     pub fn slots_for(&self, order: &Order) -> Result<u32, Unfit> {
-        if !self.runtimes.iter().any(|r| *r == order.runtime) {
+        if !self.runtimes.contains(&order.runtime) {
             return Err(Unfit::Runtime(order.runtime.clone()));
         }
         if self.gpus < order.gpus {
@@ -86,7 +87,10 @@ impl Offer {
                 offered_mib: self.memory_mib,
             });
         }
-        let by_memory = self.memory_mib.checked_div(order.memory_mib).unwrap_or(u32::MAX);
+        let by_memory = self
+            .memory_mib
+            .checked_div(order.memory_mib)
+            .unwrap_or(u32::MAX);
         let by_gpus = self.gpus.checked_div(order.gpus).unwrap_or(u32::MAX);
         let slots = self.cores.min(by_memory).min(by_gpus);
         if slots == 0 {
@@ -250,4 +254,3 @@ impl Read for Bid {
         })
     }
 }
-

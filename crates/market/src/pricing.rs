@@ -24,7 +24,9 @@ pub enum Decline {
     #[error(transparent)]
     Unfit(#[from] Unfit),
     /// The provider's price is above the order's maximum.
-    #[error("all bids above max price: provider asks {asked} µcairn/Gfuel, the order pays at most {max}")]
+    #[error(
+        "all bids above max price: provider asks {asked} µcairn/Gfuel, the order pays at most {max}"
+    )]
     PriceAboveMax {
         /// What the provider's policy asks.
         asked: u64,
@@ -79,13 +81,15 @@ impl ScalePricing {
             .memory_ucairn_per_gib_gfuel
             .saturating_mul(u64::from(order.memory_mib))
             / 1024;
-        let gpus = self.gpu_ucairn_per_gfuel.saturating_mul(u64::from(order.gpus));
+        let gpus = self
+            .gpu_ucairn_per_gfuel
+            .saturating_mul(u64::from(order.gpus));
         let list = self
             .base_ucairn_per_gfuel
             .saturating_add(memory)
             .saturating_add(gpus);
-        let load_bps = u64::from(self.load_markup_bps) * u64::from(busy_slots)
-            / u64::from(slots_total.max(1));
+        let load_bps =
+            u64::from(self.load_markup_bps) * u64::from(busy_slots) / u64::from(slots_total.max(1));
         let loaded = u128::from(list) * u128::from(10_000 + load_bps) / 10_000;
         u64::try_from(loaded)
             .unwrap_or(u64::MAX)

@@ -227,9 +227,21 @@ mod tests {
 
     #[test]
     fn same_seed_same_choice() {
-        let candidates: Vec<_> = (1..=20).map(|s| candidate(s, 40 + u64::from(s), 7)).collect();
-        let a = select(&candidates, 5, &SelectionParams::default(), &mut Rng::new(77));
-        let b = select(&candidates, 5, &SelectionParams::default(), &mut Rng::new(77));
+        let candidates: Vec<_> = (1..=20)
+            .map(|s| candidate(s, 40 + u64::from(s), 7))
+            .collect();
+        let a = select(
+            &candidates,
+            5,
+            &SelectionParams::default(),
+            &mut Rng::new(77),
+        );
+        let b = select(
+            &candidates,
+            5,
+            &SelectionParams::default(),
+            &mut Rng::new(77),
+        );
         assert_eq!(a, b);
     }
 }

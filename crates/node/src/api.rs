@@ -202,7 +202,10 @@ async fn submit_job(
         .submit(submission)
         .await
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
-    Ok((StatusCode::CREATED, axum::Json(json!({ "job": id.to_string() }))))
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({ "job": id.to_string() })),
+    ))
 }
 
 async fn list_jobs(State(market): MarketState) -> axum::Json<Value> {

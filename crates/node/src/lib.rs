@@ -129,7 +129,12 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
     runtime::Runner::new(runtime_config).start(|context| async move {
         let mut router = api::router(ledger.clone());
         if let Some(market_config) = market_config {
-            match start_market(key, market_config, market::LedgerLink::Local(ledger.clone())).await
+            match start_market(
+                key,
+                market_config,
+                market::LedgerLink::Local(ledger.clone()),
+            )
+            .await
             {
                 Ok(market) => router = router.merge(api::market_router(market)),
                 Err(e) => {
@@ -195,9 +200,10 @@ fn run_without_validator(config: NodeConfig, url: &str) -> Result<(), NodeError>
         .build()
         .map_err(|e| NodeError::Io(e.to_string()))?;
     runtime.block_on(async move {
-        let market = start_market(config.key, market_config, market::LedgerLink::remote(url)).await?;
-        let listener = tokio::net::TcpListener::from_std(http)
-            .map_err(|e| NodeError::Io(e.to_string()))?;
+        let market =
+            start_market(config.key, market_config, market::LedgerLink::remote(url)).await?;
+        let listener =
+            tokio::net::TcpListener::from_std(http).map_err(|e| NodeError::Io(e.to_string()))?;
         axum::serve(listener, api::market_router(market))
             .await
             .map_err(|e| NodeError::Io(format!("http server stopped: {e}")))

@@ -400,10 +400,7 @@ impl Scheduler {
         }
         self.running.remove(&task);
         if self.attempts[task as usize] >= self.params.attempts_max {
-            let reason = format!(
-                "no result after {} attempts",
-                self.attempts[task as usize]
-            );
+            let reason = format!("no result after {} attempts", self.attempts[task as usize]);
             self.tasks[task as usize] = TaskState::Failed(reason);
             self.failed += 1;
             Some(Event::Failed { task })
@@ -429,7 +426,11 @@ impl Scheduler {
             provider: *provider,
             reason: reason.to_string(),
         }];
-        events.extend(tasks.into_iter().filter_map(|t| self.take_back(t, provider)));
+        events.extend(
+            tasks
+                .into_iter()
+                .filter_map(|t| self.take_back(t, provider)),
+        );
         events
     }
 
@@ -467,10 +468,7 @@ impl Scheduler {
                 } else if !s.running.is_empty()
                     && now_ms.saturating_sub(s.last_seen_ms) > self.params.silence_ms_max
                 {
-                    Some((
-                        *key,
-                        format!("silent for {} ms", now_ms - s.last_seen_ms),
-                    ))
+                    Some((*key, format!("silent for {} ms", now_ms - s.last_seen_ms)))
                 } else {
                     None
                 }
@@ -484,10 +482,13 @@ impl Scheduler {
 
     /// The earliest moment [`Scheduler::tick`] has something to do.
     pub fn next_deadline_ms(&self) -> Option<u64> {
-        let deadlines = self.running.iter().filter_map(|&task| match &self.tasks[task as usize] {
-            TaskState::Running(copies) => copies.iter().map(|c| c.deadline_ms).min(),
-            _ => None,
-        });
+        let deadlines = self
+            .running
+            .iter()
+            .filter_map(|&task| match &self.tasks[task as usize] {
+                TaskState::Running(copies) => copies.iter().map(|c| c.deadline_ms).min(),
+                _ => None,
+            });
         let silences = self
             .providers
             .values()

@@ -28,7 +28,11 @@ fn a_provider_never_gets_more_than_its_slots_or_a_batch() {
     sched.complete(&p, 0, ContentId::of(b"0"), 2);
     assert_eq!(sched.pull(&p, 10, 3).unwrap(), vec![2]);
     sched.add_provider(p, 50, 3);
-    assert_eq!(sched.pull(&p, 10, 3).unwrap().len(), 3, "batch_max caps a pull");
+    assert_eq!(
+        sched.pull(&p, 10, 3).unwrap().len(),
+        3,
+        "batch_max caps a pull"
+    );
 }
 
 #[test]
@@ -106,7 +110,11 @@ fn stragglers_get_a_speculative_copy_and_the_first_result_wins() {
     sched.add_provider(slow, 1, 0);
     sched.add_provider(fast, 2, 0);
     assert_eq!(sched.pull(&slow, 1, 0).unwrap(), vec![0]);
-    assert_eq!(sched.pull(&fast, 2, 5).unwrap(), vec![1, 0], "pending first, then the straggler");
+    assert_eq!(
+        sched.pull(&fast, 2, 5).unwrap(),
+        vec![1, 0],
+        "pending first, then the straggler"
+    );
     let digest = ContentId::of(b"r0");
     assert_eq!(sched.complete(&fast, 0, digest, 10), Completion::Accepted);
     assert_eq!(sched.complete(&slow, 0, digest, 20), Completion::Duplicate);

@@ -204,7 +204,11 @@ fn every_task_finishes_exactly_once_despite_crashes_and_silence() {
 fn the_same_seed_gives_the_same_transcript() {
     for seed in seeds() {
         println!("simulation seed {seed}");
-        assert_eq!(simulate(seed).transcript, simulate(seed).transcript, "seed {seed}");
+        assert_eq!(
+            simulate(seed).transcript,
+            simulate(seed).transcript,
+            "seed {seed}"
+        );
     }
     assert_ne!(simulate(1).transcript, simulate(2).transcript);
 }

@@ -36,6 +36,9 @@ impl Table {
     const ALL: [Table; 4] = [Table::Jobs, Table::Results, Table::Leases, Table::Reports];
 }
 
+/// A key and its value.
+pub type Record = (Vec<u8>, Vec<u8>);
+
 /// One change in a batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
@@ -99,12 +102,16 @@ impl Db {
         for op in ops {
             match op {
                 Op::Put(table, key, value) => {
-                    let mut t = txn.open_table(table.definition()).map_err(|e| self.err(e))?;
+                    let mut t = txn
+                        .open_table(table.definition())
+                        .map_err(|e| self.err(e))?;
                     t.insert(key.as_slice(), value.as_slice())
                         .map_err(|e| self.err(e))?;
                 }
                 Op::Delete(table, key) => {
-                    let mut t = txn.open_table(table.definition()).map_err(|e| self.err(e))?;
+                    let mut t = txn
+                        .open_table(table.definition())
+                        .map_err(|e| self.err(e))?;
                     t.remove(key.as_slice()).map_err(|e| self.err(e))?;
                 }
             }
@@ -115,16 +122,20 @@ impl Db {
     /// One record.
     pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, DbError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = txn.open_table(table.definition()).map_err(|e| self.err(e))?;
+        let t = txn
+            .open_table(table.definition())
+            .map_err(|e| self.err(e))?;
         Ok(t.get(key)
             .map_err(|e| self.err(e))?
             .map(|v| v.value().to_vec()))
     }
 
     /// Every record whose key starts with `prefix`, in key order.
-    pub fn scan(&self, table: Table, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DbError> {
+    pub fn scan(&self, table: Table, prefix: &[u8]) -> Result<Vec<Record>, DbError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = txn.open_table(table.definition()).map_err(|e| self.err(e))?;
+        let t = txn
+            .open_table(table.definition())
+            .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for entry in t.range(prefix..).map_err(|e| self.err(e))? {
             let (key, value) = entry.map_err(|e| self.err(e))?;
@@ -154,7 +165,8 @@ mod tests {
                 Op::Put(Table::Jobs, b"a".to_vec(), b"job".to_vec()),
             ])
             .unwrap();
-            db.write(&[Op::Delete(Table::Results, b"a2".to_vec())]).unwrap();
+            db.write(&[Op::Delete(Table::Results, b"a2".to_vec())])
+                .unwrap();
         }
         let db = Db::open(&path).unwrap();
         assert_eq!(

@@ -10,8 +10,8 @@
 pub mod blob;
 mod db;
 
-pub use db::{Db, DbError, Op, Table};
 pub use blob::{
     BlobError, BlobStore, CHUNK_GROUP_BYTES, Download, RANGE_BYTES_MAX, encoded_range_bytes,
     verify_range,
 };
+pub use db::{Db, DbError, Op, Table};

@@ -27,7 +27,9 @@ use serde::Serialize;
 pub use ledger_link::{AccountView, LedgerLink, TxSender};
 pub use proto::{ORDERS_TOPIC, Request, Response};
 pub use provider::ProviderConfig;
-pub use requester::{JobStatus, Submission, SubmittedFile, SubmittedLimits, SubmittedTask, TaskRecord};
+pub use requester::{
+    JobStatus, Submission, SubmittedFile, SubmittedLimits, SubmittedTask, TaskRecord,
+};
 
 use crate::NodeError;
 
@@ -253,7 +255,11 @@ impl Market {
                 lease,
                 want,
                 reports,
-            } => self.requester.on_pull(from, sender, lease, want, reports).await,
+            } => {
+                self.requester
+                    .on_pull(from, sender, lease, want, reports)
+                    .await
+            }
             Request::Lease {
                 lease,
                 slots,
@@ -348,10 +354,7 @@ pub(crate) async fn fetch_blob(
     if shared.blobs.has(&id) {
         return Ok(());
     }
-    let mut download = shared
-        .blobs
-        .download(id, size)
-        .map_err(|e| e.to_string())?;
+    let mut download = shared.blobs.download(id, size).map_err(|e| e.to_string())?;
     while let Some((offset, len)) = download.next_range(BLOB_RANGE_BYTES) {
         let request = Request::Blob {
             id,

@@ -10,9 +10,7 @@
 use bytes::BufMut;
 use cairn_ledger::{Lease, Receipt};
 use cairn_market::Bid;
-use cairn_wire::codec::{
-    Buf, Encode, EncodeSize, Error as CodecError, Read, ReadExt, Write,
-};
+use cairn_wire::codec::{Buf, Encode, EncodeSize, Error as CodecError, Read, ReadExt, Write};
 use cairn_wire::{ContentId, Signature, Signed, text};
 
 /// The most tasks in one pull, results or assignments.
@@ -275,7 +273,13 @@ impl Write for Terms {
         self.module.write(buf);
         write_files(&self.inputs, buf);
         let l = &self.limits;
-        for v in [l.fuel, l.memory_bytes, l.wall_time_ms, l.output_bytes, l.stdout_bytes] {
+        for v in [
+            l.fuel,
+            l.memory_bytes,
+            l.wall_time_ms,
+            l.output_bytes,
+            l.stdout_bytes,
+        ] {
             v.write(buf);
         }
     }
@@ -462,7 +466,9 @@ impl Read for Request {
                 let lease = ContentId::read(buf)?;
                 let want = u32::read(buf)?;
                 let len = read_len(buf, BATCH_MAX)?;
-                let reports = (0..len).map(|_| Report::read(buf)).collect::<Result<_, _>>()?;
+                let reports = (0..len)
+                    .map(|_| Report::read(buf))
+                    .collect::<Result<_, _>>()?;
                 Ok(Request::Pull {
                     lease,
                     want,

@@ -209,7 +209,12 @@ impl Provider {
         let module = order.module;
         let bid = matches!(request, Request::Bid(_));
         tokio::spawn(async move {
-            if let Err(e) = this.shared.net.request(peer, proto::to_bytes(&request)).await {
+            if let Err(e) = this
+                .shared
+                .net
+                .request(peer, proto::to_bytes(&request))
+                .await
+            {
                 tracing::debug!("answering an order: {e}");
             }
             // Fetch and compile the module while the auction runs, so a won
@@ -242,7 +247,11 @@ impl Provider {
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         if loaded != module {
-            return Err(format!("module {} loaded as {}", module.short(), loaded.short()));
+            return Err(format!(
+                "module {} loaded as {}",
+                module.short(),
+                loaded.short()
+            ));
         }
         self.loaded.lock().unwrap().insert(module);
         Ok(())
@@ -374,7 +383,8 @@ impl Provider {
                     finished,
                 })) => {
                     last_answer = now_ms();
-                    let acked: Vec<Report> = unsent.drain(..(stored as usize).min(batch.len())).collect();
+                    let acked: Vec<Report> =
+                        unsent.drain(..(stored as usize).min(batch.len())).collect();
                     let ops: Vec<Op> = acked
                         .iter()
                         .map(|r| Op::Delete(Table::Reports, report_key(&id, r.task())))
@@ -451,13 +461,21 @@ impl Provider {
         let _ = std::fs::remove_dir_all(self.work_dir.join(id.to_string()));
     }
 
-    async fn prepare(&self, peer: PeerId, terms: &Terms, input_dir: &PathBuf) -> Result<(), String> {
+    async fn prepare(
+        &self,
+        peer: PeerId,
+        terms: &Terms,
+        input_dir: &PathBuf,
+    ) -> Result<(), String> {
         self.prepare_module(peer, terms.module.id, Some(terms.module.size))
             .await?;
         std::fs::create_dir_all(input_dir).map_err(|e| e.to_string())?;
         for input in &terms.inputs {
             if !safe_name(&input.name) {
-                return Err(format!("input name '{}' is not a plain relative path", input.name));
+                return Err(format!(
+                    "input name '{}' is not a plain relative path",
+                    input.name
+                ));
             }
             fetch_blob(&self.shared, peer, input.id, input.size).await?;
             let target = input_dir.join(&input.name);
@@ -502,11 +520,11 @@ impl Provider {
                 reason: format!("worker panicked: {e}"),
             });
             let key = report_key(&lease, report.task());
-            if let Err(e) = self.shared.db.write(&[Op::Put(
-                Table::Reports,
-                key,
-                proto::to_bytes(&report),
-            )]) {
+            if let Err(e) =
+                self.shared
+                    .db
+                    .write(&[Op::Put(Table::Reports, key, proto::to_bytes(&report))])
+            {
                 tracing::warn!("persisting a report: {e}");
             }
             let _ = done.send(report);

@@ -6,9 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn_ledger::{Lease, RECEIPT_NAMESPACE, Receipt, TxKind};
-use cairn_market::{
-    Auction, Bid, Order, ORDER_NAMESPACE, Outcome, Rng, SelectionParams,
-};
+use cairn_market::{Auction, Bid, ORDER_NAMESPACE, Order, Outcome, Rng, SelectionParams};
 use cairn_net::PeerId;
 use cairn_sched::{Completion, SchedParams, Scheduler};
 use cairn_store::{Op, Table};
@@ -161,7 +159,7 @@ struct LeaseRecord {
 
 #[derive(Debug)]
 enum Phase {
-    Bidding(Auction),
+    Bidding(Box<Auction>),
     Leasing,
     Queued { retry_ms: u64 },
     Running,
@@ -229,7 +227,8 @@ pub(crate) struct Requester {
 }
 
 fn parse_id(hex: &str) -> Result<ContentId, String> {
-    hex.parse().map_err(|e: cairn_wire::WireError| e.to_string())
+    hex.parse()
+        .map_err(|e: cairn_wire::WireError| e.to_string())
 }
 
 fn file_ref(file: &SubmittedFile) -> Result<FileRef, String> {
@@ -286,8 +285,12 @@ impl Requester {
             {
                 let result: TaskRecord =
                     serde_json::from_slice(&value).map_err(|e| e.to_string())?;
-                let provider = result.provider.parse().map_err(|e: cairn_wire::WireError| e.to_string())?;
-                job.sched.restore(result.task, provider, parse_id(&result.digest)?);
+                let provider = result
+                    .provider
+                    .parse()
+                    .map_err(|e: cairn_wire::WireError| e.to_string())?;
+                job.sched
+                    .restore(result.task, provider, parse_id(&result.digest)?);
                 if !job.record.settled
                     && let Some(bytes) = unhex(&result.receipt)
                     && let Ok(receipt) = Signed::<Receipt>::from_bytes(&bytes, &())
@@ -311,7 +314,10 @@ impl Requester {
             };
             let lease = ContentId::from_digest(key.try_into().map_err(|_| "bad lease key")?);
             let job_id = parse_id(&record.job)?;
-            let provider: PublicKey = record.provider.parse().map_err(|e: cairn_wire::WireError| e.to_string())?;
+            let provider: PublicKey = record
+                .provider
+                .parse()
+                .map_err(|e: cairn_wire::WireError| e.to_string())?;
             let mut jobs = self.jobs.lock().unwrap();
             if let Some(job) = jobs.get_mut(&job_id) {
                 // A leased provider that is still alive resumes pulling.
@@ -439,7 +445,7 @@ impl Requester {
             .net
             .publish(proto::ORDERS_TOPIC, signed.to_bytes());
         job.auctions += 1;
-        job.phase = Phase::Bidding(Auction::open(order, remaining));
+        job.phase = Phase::Bidding(Box::new(Auction::open(order, remaining)));
     }
 
     /// Runs one job: closes auctions, signs leases, ticks the queue,
@@ -460,7 +466,8 @@ impl Requester {
                             unreachable!()
                         };
                         let order = auction.order().clone();
-                        let outcome = auction.close(&self.selection, &mut self.rng.lock().unwrap());
+                        let outcome =
+                            (*auction).close(&self.selection, &mut self.rng.lock().unwrap());
                         match outcome {
                             Outcome::Selected(chosen) => winners = Some((order, chosen)),
                             Outcome::Unplaced(reason) => {
@@ -518,7 +525,12 @@ impl Requester {
     }
 
     /// Offers leases to the winners; each that signs joins the queue.
-    async fn lease(self: &Arc<Self>, id: ContentId, order: Order, chosen: Vec<cairn_market::Candidate>) {
+    async fn lease(
+        self: &Arc<Self>,
+        id: ContentId,
+        order: Order,
+        chosen: Vec<cairn_market::Candidate>,
+    ) {
         let terms = match self.jobs.lock().unwrap().get(&id) {
             Some(job) => job.terms.clone(),
             None => return,
@@ -659,7 +671,10 @@ impl Requester {
         let account = match self.shared.ledger.link() {
             super::LedgerLink::Local(ledger) => Some(ledger.view(|s| {
                 s.provider(&sender).filter(|_| s.can_bid(&sender)).map(|p| {
-                    (u128::from(p.stake), (p.reputation.tasks_settled, p.reputation.slashes))
+                    (
+                        u128::from(p.stake),
+                        (p.reputation.tasks_settled, p.reputation.slashes),
+                    )
                 })
             })),
             super::LedgerLink::Remote { .. } => None,
@@ -747,7 +762,13 @@ impl Requester {
             }
             let signed: Vec<(Vec<u8>, PublicKey, &cairn_wire::Signature)> = items
                 .iter()
-                .map(|r| (r.signing_bytes(RECEIPT_NAMESPACE), r.signer(), r.signature()))
+                .map(|r| {
+                    (
+                        r.signing_bytes(RECEIPT_NAMESPACE),
+                        r.signer(),
+                        r.signature(),
+                    )
+                })
                 .collect();
             let batch: Vec<_> = signed
                 .iter()
@@ -766,7 +787,10 @@ impl Requester {
                         let valid_sig = all_valid || receipt.verify(RECEIPT_NAMESPACE).is_ok();
                         if !valid_sig {
                             Counters::bump(&self.shared.counters.bad_signature);
-                        } else if receipt.signer() != sender || r.lease != lease || r.task > u64::from(u32::MAX) {
+                        } else if receipt.signer() != sender
+                            || r.lease != lease
+                            || r.task > u64::from(u32::MAX)
+                        {
                             Counters::bump(&self.shared.counters.refused);
                         } else {
                             ran.push((receipt, success, outcome, outputs));
@@ -784,12 +808,13 @@ impl Requester {
             let task = receipt.payload_unchecked().task as u32;
             let wanted = {
                 let jobs = self.jobs.lock().unwrap();
-                jobs.get(&job_id).is_some_and(|job| match job.sched.task(task) {
-                    Some(cairn_sched::TaskState::Running(copies)) => {
-                        copies.iter().any(|c| c.provider == sender)
-                    }
-                    _ => false,
-                })
+                jobs.get(&job_id)
+                    .is_some_and(|job| match job.sched.task(task) {
+                        Some(cairn_sched::TaskState::Running(copies)) => {
+                            copies.iter().any(|c| c.provider == sender)
+                        }
+                        _ => false,
+                    })
             };
             if !wanted {
                 continue;
@@ -914,7 +939,13 @@ impl Requester {
 
     /// Every job's status, oldest first.
     pub fn statuses(&self) -> Vec<JobStatus> {
-        let mut all: Vec<JobStatus> = self.jobs.lock().unwrap().values().map(Job::status).collect();
+        let mut all: Vec<JobStatus> = self
+            .jobs
+            .lock()
+            .unwrap()
+            .values()
+            .map(Job::status)
+            .collect();
         all.sort_by_key(|s| s.submitted_ms);
         all
     }
