@@ -43,12 +43,12 @@ pub struct NodeArgs {
 #[derive(clap::Args, Clone)]
 pub struct MarketArgs {
     /// Where the market's libp2p transport listens (TCP and/or QUIC
-    /// multiaddresses).
+    /// multiaddresses) [default: a free loopback port, printed at start].
     #[arg(
         long = "listen",
         env = "CAIRN_LISTEN",
         value_delimiter = ',',
-        default_value = "/ip4/127.0.0.1/tcp/8642"
+        default_value = "/ip4/127.0.0.1/tcp/0"
     )]
     listen: Vec<String>,
     /// Market peers to contact first: multiaddresses ending in /p2p/<peer id>.
