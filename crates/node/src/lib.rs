@@ -171,7 +171,10 @@ async fn start_market(
 ) -> Result<market::Market, NodeError> {
     let market = market::Market::start(key, config, ledger).await?;
     for address in market.addresses() {
-        println!("market listening on {address}");
+        // Whoever started the node may have stopped reading its output
+        // after the first line; that must not kill the node.
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), "market listening on {address}");
     }
     Ok(market)
 }
