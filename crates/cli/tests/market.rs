@@ -117,12 +117,25 @@ impl Devnet {
     }
 
     fn results(&self, id: &str) -> BTreeMap<u64, Value> {
-        self.get(&format!("/v1/jobs/{id}/results")).unwrap()["results"]
-            .as_array()
+        by_task(&self.get(&format!("/v1/jobs/{id}/results")).unwrap())
+    }
+
+    /// Starts the requester (validator 0) again on its folder and ports, as
+    /// `cairn devnet` first did.
+    fn restart_requester(&self) -> Child {
+        cairn()
+            .args(["node", "--data-dir"])
+            .arg(self.dir.join("v0"))
+            .args(["--http", &format!("127.0.0.1:{}", self.base)])
+            .args(["--p2p", &format!("127.0.0.1:{}", self.base + 1)])
+            .arg("--genesis")
+            .arg(self.dir.join("genesis.toml"))
+            .args(["--threads", "1", "--listen"])
+            .arg(format!("/ip4/127.0.0.1/tcp/{}", self.base + 100))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
             .unwrap()
-            .iter()
-            .map(|r| (r["task"].as_u64().unwrap(), r.clone()))
-            .collect()
     }
 
     /// Sends `signal` to the node in folder `name` (`v0`, `p1`, …).
@@ -146,6 +159,16 @@ impl Drop for Devnet {
             .status();
         let _ = Command::new("pkill").args(["-9", "-f", &pattern]).status();
     }
+}
+
+/// A results answer (`{"results": [...]}`) by task index.
+fn by_task(answer: &Value) -> BTreeMap<u64, Value> {
+    answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["task"].as_u64().unwrap(), r.clone()))
+        .collect()
 }
 
 fn public_key(seed_hex: &str) -> Option<String> {
@@ -310,72 +333,22 @@ fn a_restarted_requester_resumes_without_rerunning_finished_tasks() {
     });
     devnet.signal("v0", "-9");
     std::thread::sleep(Duration::from_millis(300));
-    let before = {
-        // Read what was durable at the crash from a restarted node.
-        let mut node = cairn()
-            .args(["node", "--data-dir"])
-            .arg(devnet.dir.join("v0"))
-            .args(["--http", &format!("127.0.0.1:{}", devnet.base)])
-            .args(["--p2p", &format!("127.0.0.1:{}", devnet.base + 1)])
-            .arg("--genesis")
-            .arg(devnet.dir.join("genesis.toml"))
-            .args([
-                "--threads",
-                "1",
-                "--listen",
-                &format!("/ip4/127.0.0.1/tcp/{}", devnet.base + 100),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let before = devnet.wait_until("the requester is back", |d| {
-            d.get(&format!("/v1/jobs/{id}/results"))
-        });
-        let status = devnet.wait_done(&id);
-        assert_eq!(status["failed"], 0);
-        let _ = node.kill();
-        let _ = node.wait();
-        before
-    };
-    let before: BTreeMap<u64, Value> = before["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| (r["task"].as_u64().unwrap(), r.clone()))
-        .collect();
+    let mut node = devnet.restart_requester();
+    // What the restarted node holds at once is what was durable at the crash.
+    let before = devnet.wait_until("the requester is back", |d| {
+        d.get(&format!("/v1/jobs/{id}/results"))
+    });
+    let before = by_task(&before);
     assert!(
         before.len() >= 10,
         "results stored before the crash survive it"
     );
-    // Restart once more to read the final results.
-    let mut node = cairn()
-        .args(["node", "--data-dir"])
-        .arg(devnet.dir.join("v0"))
-        .args(["--http", &format!("127.0.0.1:{}", devnet.base)])
-        .args(["--p2p", &format!("127.0.0.1:{}", devnet.base + 1)])
-        .arg("--genesis")
-        .arg(devnet.dir.join("genesis.toml"))
-        .args([
-            "--threads",
-            "1",
-            "--listen",
-            &format!("/ip4/127.0.0.1/tcp/{}", devnet.base + 100),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let after = devnet.wait_until("the requester is back", |d| {
-        let r: BTreeMap<u64, Value> = d.get(&format!("/v1/jobs/{id}/results"))?["results"]
-            .as_array()?
-            .iter()
-            .map(|r| (r["task"].as_u64().unwrap(), r.clone()))
-            .collect();
-        (r.len() == 60).then_some(r)
-    });
+    let status = devnet.wait_done(&id);
+    assert_eq!(status["failed"], 0);
+    let after = devnet.results(&id);
     let _ = node.kill();
     let _ = node.wait();
+    assert_eq!(after.len(), 60);
     for (task, record) in &before {
         assert_eq!(
             &after[task], record,
