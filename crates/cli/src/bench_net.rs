@@ -57,8 +57,8 @@ pub fn net(args: &NetArgs) -> anyhow::Result<Vec<Figure>> {
         let node = Node::new(&format!("http://127.0.0.1:{}", args.base_port));
         wait(|| Some(node.get("/v1/market").ok()?["peers"].as_u64()? >= providers))?;
         for j in 0..providers {
-            let key = Keypair(std::fs::read_to_string(dir.join(format!("p{j}/node.key")))?);
-            let key = key.public()?;
+            let key =
+                cairn_wire::Keypair::load_or_create(&dir.join(format!("p{j}/node.key")))?.public();
             wait(|| node.get(&format!("/v1/accounts/{key}")).ok()?["can_bid"].as_bool())?;
         }
         let empty =
@@ -115,21 +115,6 @@ pub fn net(args: &NetArgs) -> anyhow::Result<Vec<Figure>> {
         .status();
     result?;
     Ok(figures)
-}
-
-struct Keypair(String);
-
-impl Keypair {
-    fn public(&self) -> anyhow::Result<String> {
-        let bytes: Vec<u8> = (0..self.0.trim().len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&self.0.trim()[i..i + 2], 16))
-            .collect::<Result<_, _>>()?;
-        let seed: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| anyhow::anyhow!("bad key file"))?;
-        Ok(cairn_wire::Keypair::from_seed(seed).public().to_string())
-    }
 }
 
 fn ms(d: Duration) -> f64 {

@@ -143,7 +143,7 @@ pub fn submit(node: &Node, path: &Path) -> anyhow::Result<String> {
             .map(|t| SubmittedTask {
                 args: t.args.clone(),
                 outputs: t.outputs.clone(),
-                seed: t.seed.iter().map(|b| format!("{b:02x}")).collect(),
+                seed: cairn_wire::hex(&t.seed),
             })
             .collect(),
         limits: SubmittedLimits {

@@ -52,9 +52,10 @@ impl Devnet {
         devnet.wait_until("every provider is staked and connected", |d| {
             let market = d.get("/v1/market")?;
             let staked = (0..providers).all(|j| {
-                let key = std::fs::read_to_string(d.dir.join(format!("p{j}/node.key")))
-                    .ok()
-                    .and_then(|seed| public_key(seed.trim()));
+                let key =
+                    cairn_wire::Keypair::load_or_create(&d.dir.join(format!("p{j}/node.key")))
+                        .ok()
+                        .map(|k| k.public());
                 key.and_then(|k| d.get(&format!("/v1/accounts/{k}")))
                     .is_some_and(|a| a["can_bid"] == true)
             });
@@ -169,15 +170,6 @@ fn by_task(answer: &Value) -> BTreeMap<u64, Value> {
         .iter()
         .map(|r| (r["task"].as_u64().unwrap(), r.clone()))
         .collect()
-}
-
-fn public_key(seed_hex: &str) -> Option<String> {
-    let bytes: Vec<u8> = (0..seed_hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(seed_hex.get(i..i + 2)?, 16).ok())
-        .collect::<Option<_>>()?;
-    let seed: [u8; 32] = bytes.try_into().ok()?;
-    Some(cairn_wire::Keypair::from_seed(seed).public().to_string())
 }
 
 /// A job of `tasks` BLAKE3 searches, each a fraction of a second.

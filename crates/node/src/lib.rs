@@ -110,15 +110,7 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
         .map_err(|e| NodeError::Io(format!("creating {}: {e}", config.data_dir.display())))?;
     let store = StateStore::open(&config.data_dir.join("ledger.redb"))?;
     let ledger = Ledger::open(config.genesis.state()?, Some(store))?;
-    let http = std::net::TcpListener::bind(config.http)
-        .map_err(|e| NodeError::Io(format!("http {}: {e}", config.http)))?;
-    http.set_nonblocking(true)
-        .map_err(|e| NodeError::Io(e.to_string()))?;
-    println!(
-        "http listening on {}",
-        http.local_addr()
-            .map_err(|e| NodeError::Io(e.to_string()))?
-    );
+    let http = bind_http(config.http)?;
 
     let runtime_config = runtime::Config::new()
         .with_storage_directory(config.data_dir.join("consensus"))
@@ -163,6 +155,19 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
     Ok(())
 }
 
+/// Binds the HTTP API's socket and prints `http listening on ADDR`.
+fn bind_http(address: SocketAddr) -> Result<std::net::TcpListener, NodeError> {
+    let http = std::net::TcpListener::bind(address)
+        .map_err(|e| NodeError::Io(format!("http {address}: {e}")))?;
+    http.set_nonblocking(true)
+        .map_err(|e| NodeError::Io(e.to_string()))?;
+    let bound = http
+        .local_addr()
+        .map_err(|e| NodeError::Io(e.to_string()))?;
+    println!("http listening on {bound}");
+    Ok(http)
+}
+
 /// Starts the market roles and prints the addresses peers can dial.
 async fn start_market(
     key: Keypair,
@@ -188,15 +193,7 @@ fn run_without_validator(config: NodeConfig, url: &str) -> Result<(), NodeError>
     };
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| NodeError::Io(format!("creating {}: {e}", config.data_dir.display())))?;
-    let http = std::net::TcpListener::bind(config.http)
-        .map_err(|e| NodeError::Io(format!("http {}: {e}", config.http)))?;
-    http.set_nonblocking(true)
-        .map_err(|e| NodeError::Io(e.to_string()))?;
-    println!(
-        "http listening on {}",
-        http.local_addr()
-            .map_err(|e| NodeError::Io(e.to_string()))?
-    );
+    let http = bind_http(config.http)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.threads.max(1))
         .enable_all()

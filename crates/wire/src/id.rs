@@ -80,7 +80,7 @@ impl Read for ContentId {
 }
 
 /// Lowercase hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for byte in bytes {
@@ -90,22 +90,39 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     out
 }
 
-/// Parses exactly 64 hex digits into 32 bytes.
-pub(crate) fn parse_hex32(input: &str, what: &'static str) -> Result<[u8; 32], WireError> {
+/// Parses hex digits (an even number of them) into bytes; `what` names
+/// the value in the error.
+pub fn parse_hex(input: &str, what: &'static str) -> Result<Vec<u8>, WireError> {
     let err = |reason| WireError::Parse {
         what,
         input: input.to_string(),
         reason,
     };
+    if input.len() % 2 != 0 {
+        return Err(err("an odd number of hex digits"));
+    }
+    input
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| {
+            let digit = |c: u8| (c as char).to_digit(16).ok_or(err("not a hex digit"));
+            Ok((digit(pair[0])? << 4 | digit(pair[1])?) as u8)
+        })
+        .collect()
+}
+
+/// Parses exactly 64 hex digits into 32 bytes.
+pub fn parse_hex32(input: &str, what: &'static str) -> Result<[u8; 32], WireError> {
     if input.len() != 64 {
-        return Err(err("expected 64 hex digits"));
+        return Err(WireError::Parse {
+            what,
+            input: input.to_string(),
+            reason: "expected 64 hex digits",
+        });
     }
-    let mut out = [0u8; 32];
-    for (i, pair) in input.as_bytes().chunks(2).enumerate() {
-        let digit = |c: u8| (c as char).to_digit(16).ok_or(err("not a hex digit"));
-        out[i] = (digit(pair[0])? << 4 | digit(pair[1])?) as u8;
-    }
-    Ok(out)
+    Ok(parse_hex(input, what)?
+        .try_into()
+        .expect("64 digits are 32 bytes"))
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ pub mod text;
 pub use commonware_codec as codec;
 pub use envelope::Signed;
 pub use error::WireError;
-pub use id::ContentId;
+pub use id::{ContentId, hex, parse_hex, parse_hex32};
 pub use identity::{Keypair, NodeId, PublicKey, Signature, verify_batch};
 
 /// Version of the wire format. It is the first byte of every envelope; a

@@ -239,17 +239,6 @@ fn file_ref(file: &SubmittedFile) -> Result<FileRef, String> {
     })
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 fn result_key(job: &ContentId, task: u32) -> Vec<u8> {
     let mut key = job.as_bytes().to_vec();
     key.extend_from_slice(&task.to_be_bytes());
@@ -292,7 +281,7 @@ impl Requester {
                 job.sched
                     .restore(result.task, provider, parse_id(&result.digest)?);
                 if !job.record.settled
-                    && let Some(bytes) = unhex(&result.receipt)
+                    && let Ok(bytes) = cairn_wire::parse_hex(&result.receipt, "receipt")
                     && let Ok(receipt) = Signed::<Receipt>::from_bytes(&bytes, &())
                 {
                     job.unsettled.push(receipt);
@@ -387,9 +376,7 @@ impl Requester {
             }
         }
         for task in &submission.tasks {
-            if unhex(&task.seed).is_none_or(|s| s.len() != 32) {
-                return Err("a task seed is not 32 bytes of hex".into());
-            }
+            cairn_wire::parse_hex32(&task.seed, "task seed").map_err(|e| e.to_string())?;
         }
         let submitted_ms = now_ms();
         let mut identity = serde_json::to_vec(&submission).map_err(|e| e.to_string())?;
@@ -864,7 +851,7 @@ impl Requester {
                                     size: f.size,
                                 })
                                 .collect(),
-                            receipt: hex(&receipt.to_bytes()),
+                            receipt: cairn_wire::hex(&receipt.to_bytes()),
                         };
                         ops.push(Op::Put(
                             Table::Results,
@@ -892,12 +879,10 @@ impl Requester {
             let tasks = match job.sched.pull(&sender, want, now) {
                 Ok(tasks) => tasks,
                 Err(refused) => {
-                    return Response::Tasks {
-                        stored,
-                        tasks: Vec::new(),
-                        finished: true,
-                    }
-                    .with_reason(refused.to_string());
+                    // Its reports above still count and are stored below;
+                    // it just gets no more work (`finished` tells it so).
+                    tracing::info!(job = %job_id.short(), "pull refused: {refused}");
+                    Vec::new()
                 }
             };
             if !tasks.is_empty() && job.first_task_ms.is_none() {
@@ -908,8 +893,8 @@ impl Requester {
                 .into_iter()
                 .map(|task| {
                     let spec = &submission.tasks[task as usize];
-                    let mut seed = [0; 32];
-                    seed.copy_from_slice(&unhex(&spec.seed).expect("checked at submission"));
+                    let seed = cairn_wire::parse_hex32(&spec.seed, "task seed")
+                        .expect("checked at submission");
                     Assignment {
                         task,
                         args: spec.args.clone(),
@@ -961,13 +946,5 @@ impl Requester {
                 .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
                 .collect(),
         )
-    }
-}
-
-impl Response {
-    /// Logs why a pull got no work (kept out of the wire format).
-    fn with_reason(self, reason: String) -> Self {
-        tracing::info!("pull refused: {reason}");
-        self
     }
 }
