@@ -378,6 +378,7 @@ impl BlobStore {
                 id,
                 size,
                 verified_bytes: size,
+                recorded_bytes: size,
                 partial: None,
                 _open: open,
             });
@@ -410,6 +411,7 @@ impl BlobStore {
             id,
             size,
             verified_bytes,
+            recorded_bytes: verified_bytes,
             partial: Some(file),
             _open: open,
         })
@@ -471,19 +473,27 @@ impl BlobStore {
 /// A download in progress: the verified prefix of one blob, kept on disk.
 ///
 /// Ranges are taken in order. Each accepted range is verified against the
-/// blob's id, written and fsynced before the download records it, so after a
-/// crash [`BlobStore::download`] resumes after the last accepted range.
-/// Dropping a `Download` keeps its progress.
+/// blob's id and written. Progress is made durable at checkpoints (every
+/// [`CHECKPOINT_BYTES`], at the end, and when the `Download` is dropped):
+/// the data is fsynced before the record covers it, so after a crash
+/// [`BlobStore::download`] resumes after the last checkpoint and fetches at
+/// most `CHECKPOINT_BYTES` again. An fsync per range would cap transfers at
+/// the disk's sync rate.
 #[derive(Debug)]
 pub struct Download {
     store: BlobStore,
     id: ContentId,
     size: u64,
     verified_bytes: u64,
+    /// Bytes covered by the durable progress record.
+    recorded_bytes: u64,
     /// The partial data file; `None` when the store already had the blob.
     partial: Option<File>,
     _open: OpenDownload,
 }
+
+/// Verified bytes a download may hold beyond its durable record.
+pub const CHECKPOINT_BYTES: u64 = 64 << 20;
 
 impl Download {
     /// The blob being downloaded.
@@ -550,11 +560,28 @@ impl Download {
         let bytes = verify_range(&self.id, size, offset, len, encoded)?;
         let data_path = self.store.partial_data_path(&self.id);
         file.write_all_at(offset, &bytes)
-            .and_then(|()| file.sync_data())
             .map_err(io_err(format_args!("write {}", data_path.display())))?;
-        // Only now, with the bytes durable, does the record cover them.
-        write_progress(&self.store, &self.id, size, end)?;
         self.verified_bytes = end;
+        if end == size || end - self.recorded_bytes >= CHECKPOINT_BYTES {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Makes the verified bytes durable, then the record that covers them.
+    fn checkpoint(&mut self) -> Result<(), BlobError> {
+        let Some(file) = self.partial.as_ref() else {
+            return Ok(());
+        };
+        if self.recorded_bytes == self.verified_bytes {
+            return Ok(());
+        }
+        let data_path = self.store.partial_data_path(&self.id);
+        file.sync_data()
+            .map_err(io_err(format_args!("sync {}", data_path.display())))?;
+        // Only now, with the bytes durable, does the record cover them.
+        write_progress(&self.store, &self.id, self.size, self.verified_bytes)?;
+        self.recorded_bytes = self.verified_bytes;
         Ok(())
     }
 
@@ -604,6 +631,15 @@ impl Download {
         store.install(id, &ob.data, |to| fs::rename(&data_path, to))?;
         discard(&[&progress_path])?;
         Ok(id)
+    }
+}
+
+impl Drop for Download {
+    /// Keeps what was verified so far for the next `download` of this blob.
+    fn drop(&mut self) {
+        // On failure there is nobody to tell: the next download starts
+        // from the last checkpoint instead.
+        let _ = self.checkpoint();
     }
 }
 

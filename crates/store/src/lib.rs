@@ -11,7 +11,7 @@ pub mod blob;
 mod db;
 
 pub use blob::{
-    BlobError, BlobStore, CHUNK_GROUP_BYTES, Download, RANGE_BYTES_MAX, encoded_range_bytes,
-    verify_range,
+    BlobError, BlobStore, CHECKPOINT_BYTES, CHUNK_GROUP_BYTES, Download, RANGE_BYTES_MAX,
+    encoded_range_bytes, verify_range,
 };
 pub use db::{Db, DbError, Op, Table};
