@@ -35,6 +35,12 @@ pub enum LedgerLink {
 }
 
 impl LedgerLink {
+    /// A private ledger in memory with no consensus: for benchmarks and
+    /// tests of the market alone.
+    pub fn in_memory(genesis: cairn_ledger::State) -> Self {
+        Self::Local(Ledger::open(genesis, None).expect("a ledger without a store opens"))
+    }
+
     /// A link to the node whose API is at `url`.
     pub fn remote(url: &str) -> Self {
         Self::Remote {

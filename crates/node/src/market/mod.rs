@@ -35,8 +35,11 @@ use crate::NodeError;
 
 /// The largest blob a node stores or fetches.
 pub const BLOB_BYTES_MAX: u64 = 1 << 30;
-/// Blob ranges requested at once.
+/// Bytes of a blob asked for in one request.
 const BLOB_RANGE_BYTES: u64 = 4 << 20;
+/// Requests for ranges of one blob outstanding at once, so the link and the
+/// verification overlap instead of taking turns.
+const BLOB_RANGES_IN_FLIGHT: usize = 4;
 
 /// Settings of the market roles.
 #[derive(Clone, Debug)]
@@ -274,7 +277,10 @@ impl Market {
 
     fn serve_blob(&self, id: ContentId, offset: u64, len: u32) -> Response {
         match self.shared.blobs.encode_range(&id, offset, u64::from(len)) {
-            Ok((size, encoded)) => Response::Blob { size, encoded },
+            Ok((size, encoded)) => Response::Blob {
+                size,
+                encoded: encoded.into(),
+            },
             Err(e) => Response::Refused(e.to_string()),
         }
     }
@@ -337,14 +343,31 @@ impl Market {
         }
     }
 
+    /// Fetches a blob from `peer` into this node's store, verified.
+    pub async fn fetch(&self, peer: PeerId, id: ContentId, size: u64) -> Result<(), String> {
+        fetch_blob(&self.shared, peer, id, size).await
+    }
+
+    /// Checks that `peer` serves blob `id` of `size` bytes intact: every
+    /// range is fetched and verified against the id, and nothing is stored
+    /// (an audit of a provider's copy).
+    pub async fn audit(&self, peer: PeerId, id: ContentId, size: u64) -> Result<(), String> {
+        fetch_ranges(&self.shared, peer, id, size, 0, |offset, len, encoded| {
+            cairn_store::verify_range(&id, size, offset, len, encoded)
+                .map(drop)
+                .map_err(|e| format!("blob {} from {peer}: {e}", id.short()))
+        })
+        .await
+    }
+
     /// The network handle (for tests that speak the protocol directly).
     pub fn network(&self) -> &Network {
         &self.shared.net
     }
 }
 
-/// Fetches blob `id` of `size` bytes from `peer` into the store, range by
-/// range, verifying each range; resumes a partial download.
+/// Fetches blob `id` of `size` bytes from `peer` into the store, verifying
+/// each range; resumes a partial download.
 pub(crate) async fn fetch_blob(
     shared: &Shared,
     peer: PeerId,
@@ -355,21 +378,49 @@ pub(crate) async fn fetch_blob(
         return Ok(());
     }
     let mut download = shared.blobs.download(id, size).map_err(|e| e.to_string())?;
-    while let Some((offset, len)) = download.next_range(BLOB_RANGE_BYTES) {
-        let request = Request::Blob {
-            id,
-            offset,
-            len: len as u32,
+    let from = download.verified_bytes();
+    fetch_ranges(shared, peer, id, size, from, |offset, len, encoded| {
+        download
+            .accept(offset, len, encoded)
+            .map_err(|e| format!("blob {} from {peer}: {e}", id.short()))
+    })
+    .await?;
+    download.finish().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Asks `peer` for blob `id` from byte `from` to its end in ranges, a few in
+/// flight so the link and verification overlap, and hands each answer to
+/// `take` in order.
+async fn fetch_ranges(
+    shared: &Shared,
+    peer: PeerId,
+    id: ContentId,
+    size: u64,
+    from: u64,
+    mut take: impl FnMut(u64, u64, &[u8]) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut next = from;
+    let mut in_flight = futures::stream::FuturesOrdered::new();
+    loop {
+        while in_flight.len() < BLOB_RANGES_IN_FLIGHT && next < size {
+            let len = BLOB_RANGE_BYTES.min(size - next);
+            let request = proto::to_bytes(&Request::Blob {
+                id,
+                offset: next,
+                len: len as u32,
+            });
+            let net = shared.net.clone();
+            let offset = next;
+            in_flight.push_back(async move { (offset, len, net.request(peer, request).await) });
+            next += len;
+        }
+        let Some((offset, len, answer)) = futures::StreamExt::next(&mut in_flight).await else {
+            return Ok(());
         };
-        let bytes = shared
-            .net
-            .request(peer, proto::to_bytes(&request))
-            .await
-            .map_err(|e| format!("fetching blob {}: {e}", id.short()))?;
-        match proto::from_bytes::<Response>(&bytes) {
-            Ok(Response::Blob { encoded, .. }) => download
-                .accept(offset, len, &encoded)
-                .map_err(|e| format!("blob {} from {peer}: {e}", id.short()))?,
+        let bytes = answer.map_err(|e| format!("fetching blob {}: {e}", id.short()))?;
+        match proto::response(bytes) {
+            Ok(Response::Blob { encoded, .. }) => take(offset, len, &encoded)?,
             Ok(Response::Refused(reason)) => {
                 return Err(format!("blob {}: peer refused: {reason}", id.short()));
             }
@@ -379,6 +430,4 @@ pub(crate) async fn fetch_blob(
             }
         }
     }
-    download.finish().map_err(|e| e.to_string())?;
-    Ok(())
 }

@@ -180,8 +180,9 @@ pub enum Response {
     Blob {
         /// Whole blob size.
         size: u64,
-        /// Encoded range with its proof.
-        encoded: Vec<u8>,
+        /// Encoded range with its proof (shared, so megabytes of it are
+        /// never copied on the way in).
+        encoded: bytes::Bytes,
     },
 }
 
@@ -558,9 +559,10 @@ impl Read for Response {
                 if buf.remaining() < len {
                     return Err(CodecError::EndOfBuffer);
                 }
-                let mut encoded = vec![0; len];
-                buf.copy_to_slice(&mut encoded);
-                Ok(Response::Blob { size, encoded })
+                Ok(Response::Blob {
+                    size,
+                    encoded: buf.copy_to_bytes(len),
+                })
             }
             _ => Err(CodecError::Invalid("Response", "unknown kind")),
         }
@@ -572,8 +574,138 @@ pub fn to_bytes<T: Encode>(message: &T) -> Vec<u8> {
     encoded(message)
 }
 
+/// Decodes an answer, taking ownership so a blob range is sliced out of the
+/// received buffer instead of copied.
+pub fn response(bytes: Vec<u8>) -> Result<Response, CodecError> {
+    const BLOB_HEADER: usize = 1 + 8 + 4;
+    if bytes.first() != Some(&4) || bytes.len() < BLOB_HEADER {
+        return from_bytes(&bytes);
+    }
+    let size = u64::from_be_bytes(bytes[1..9].try_into().expect("8 bytes"));
+    let len = u32::from_be_bytes(bytes[9..13].try_into().expect("4 bytes")) as usize;
+    if len > BLOB_RANGE_BYTES_MAX as usize * 3 / 2 {
+        return Err(CodecError::InvalidLength(len));
+    }
+    if bytes.len() != BLOB_HEADER + len {
+        return Err(CodecError::Invalid("Response", "blob length mismatch"));
+    }
+    Ok(Response::Blob {
+        size,
+        encoded: bytes::Bytes::from(bytes).slice(BLOB_HEADER..),
+    })
+}
+
 /// Decodes a message, refusing trailing bytes.
 pub fn from_bytes<T: Read<Cfg = ()>>(bytes: &[u8]) -> Result<T, CodecError> {
     use cairn_wire::codec::DecodeExt as _;
     T::decode(cairn_wire::codec::Copying(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_ledger::RECEIPT_NAMESPACE;
+    use cairn_wire::Keypair;
+
+    use super::*;
+
+    fn receipt() -> Signed<Receipt> {
+        Signed::sign(
+            &Keypair::from_seed([1; 32]),
+            RECEIPT_NAMESPACE,
+            Receipt {
+                lease: ContentId::of(b"lease"),
+                task: 7,
+                digest: ContentId::of(b"result"),
+                fuel_used: 1_234,
+            },
+        )
+    }
+
+    #[test]
+    fn requests_and_answers_round_trip() {
+        let requests = vec![
+            Request::Decline {
+                order: ContentId::of(b"o"),
+                reason: "busy".into(),
+            },
+            Request::Pull {
+                lease: ContentId::of(b"l"),
+                want: 4,
+                reports: vec![
+                    Report::Ran {
+                        receipt: receipt(),
+                        success: true,
+                        outcome: "exited successfully".into(),
+                        outputs: vec![FileRef {
+                            name: "a.png".into(),
+                            id: ContentId::of(b"a"),
+                            size: 1,
+                        }],
+                    },
+                    Report::Failed {
+                        task: 3,
+                        reason: "no input".into(),
+                    },
+                ],
+            },
+            Request::Blob {
+                id: ContentId::of(b"b"),
+                offset: 16_384,
+                len: 4 << 20,
+            },
+        ];
+        for request in requests {
+            assert_eq!(from_bytes::<Request>(&to_bytes(&request)).unwrap(), request);
+        }
+        let answers = vec![
+            Response::Ack,
+            Response::Refused("no".into()),
+            Response::Tasks {
+                stored: 2,
+                tasks: vec![Assignment {
+                    task: 9,
+                    args: vec!["--frame".into(), "9".into()],
+                    outputs: vec!["f.png".into()],
+                    seed: [5; 32],
+                }],
+                finished: false,
+            },
+            Response::Blob {
+                size: 99,
+                encoded: bytes::Bytes::from_static(b"encoded range"),
+            },
+        ];
+        for answer in answers {
+            let bytes = to_bytes(&answer);
+            assert_eq!(from_bytes::<Response>(&bytes).unwrap(), answer);
+            assert_eq!(
+                response(bytes).unwrap(),
+                answer,
+                "the zero-copy path agrees"
+            );
+        }
+    }
+
+    #[test]
+    fn truncated_padded_and_unknown_messages_are_refused() {
+        let bytes = to_bytes(&Response::Blob {
+            size: 5,
+            encoded: bytes::Bytes::from_static(b"12345"),
+        });
+        assert!(response(bytes[..bytes.len() - 1].to_vec()).is_err());
+        let mut padded = bytes.clone();
+        padded.push(0);
+        assert!(response(padded).is_err());
+        assert!(from_bytes::<Request>(&[9]).is_err());
+        assert!(from_bytes::<Request>(&[]).is_err());
+        let mut pull = to_bytes(&Request::Pull {
+            lease: ContentId::of(b"l"),
+            want: 1,
+            reports: Vec::new(),
+        });
+        // Claim more reports than a pull may carry.
+        let at = pull.len() - 4;
+        pull[at..].copy_from_slice(&(BATCH_MAX as u32 + 1).to_be_bytes());
+        assert!(from_bytes::<Request>(&pull).is_err());
+    }
 }

@@ -270,7 +270,7 @@ impl Provider {
             .request(peer, proto::to_bytes(&request))
             .await
             .map_err(|e| e.to_string())?;
-        match proto::from_bytes::<Response>(&bytes) {
+        match proto::response(bytes) {
             Ok(Response::Blob { size, .. }) => Ok(size),
             Ok(Response::Refused(reason)) => Err(reason),
             _ => Err("malformed blob answer".into()),
@@ -375,7 +375,7 @@ impl Provider {
                 .net
                 .request(peer, proto::to_bytes(&request))
                 .await
-                .map(|b| proto::from_bytes::<Response>(&b));
+                .map(proto::response);
             match answer {
                 Ok(Ok(Response::Tasks {
                     stored,

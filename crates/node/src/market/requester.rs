@@ -551,7 +551,7 @@ impl Requester {
         let answers = futures::future::join_all(offers).await;
         let mut refusals = Vec::new();
         for (lease, slots, answer) in answers {
-            let signature = match answer.map(|b| proto::from_bytes::<Response>(&b)) {
+            let signature = match answer.map(proto::response) {
                 Ok(Ok(Response::LeaseSigned(signature))) => signature,
                 Ok(Ok(Response::Refused(reason))) => {
                     refusals.push(reason);
