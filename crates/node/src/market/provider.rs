@@ -24,6 +24,8 @@ use super::{Counters, MarketConfig, Shared, fetch_blob, now_ms};
 const SEEN_ORDERS_MAX: usize = 65_536;
 /// Longest wait between pulls when the requester has nothing to hand out.
 const IDLE_PULL_MS_MAX: u64 = 500;
+/// How long finished reports may wait to share a pull with others.
+const REPORT_DELAY_MS: u64 = 10;
 /// How long to keep retrying a requester that does not answer.
 const REQUESTER_SILENCE_MS_MAX: u64 = 120_000;
 
@@ -348,21 +350,45 @@ impl Provider {
             .filter_map(|(_, v)| proto::from_bytes::<Report>(&v).ok())
             .collect();
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Report>();
+        let capacity = record.slots * proto::PREFETCH_PER_SLOT;
         let mut running = 0u32;
+        // Finished reports to persist, and acknowledged ones to forget: one
+        // commit per pull, not one per task.
+        let mut ops: Vec<Op> = Vec::new();
         let mut idle_ms = 5;
         let mut last_answer = now_ms();
+        let mut last_pull = 0;
+        let take =
+            |report: Report, running: &mut u32, unsent: &mut Vec<Report>, ops: &mut Vec<Op>| {
+                *running -= 1;
+                ops.push(Op::Put(
+                    Table::Reports,
+                    report_key(&id, report.task()),
+                    proto::to_bytes(&report),
+                ));
+                unsent.push(report);
+            };
         loop {
             while let Ok(report) = done_rx.try_recv() {
-                running -= 1;
-                unsent.push(report);
+                take(report, &mut running, &mut unsent, &mut ops);
             }
-            let want = (record.slots * proto::PREFETCH_PER_SLOT).saturating_sub(running);
-            if want == 0 && unsent.is_empty() {
-                if let Some(report) = done_rx.recv().await {
-                    running -= 1;
-                    unsent.push(report);
+            let want = capacity.saturating_sub(running);
+            // Pull when a core could go idle or half the prefetch is free;
+            // otherwise let reports gather a little so one request and one
+            // commit carry many of them.
+            let due = running < record.slots
+                || want * 2 >= capacity
+                || (!unsent.is_empty() && now_ms() >= last_pull + REPORT_DELAY_MS);
+            if !due {
+                let wait = tokio::time::sleep(Duration::from_millis(REPORT_DELAY_MS));
+                tokio::select! {
+                    _ = wait => {}
+                    Some(report) = done_rx.recv() => take(report, &mut running, &mut unsent, &mut ops),
                 }
                 continue;
+            }
+            if let Err(e) = self.shared.db.write(&std::mem::take(&mut ops)) {
+                tracing::warn!("persisting reports: {e}");
             }
             let batch: Vec<Report> = unsent.iter().take(proto::BATCH_MAX).cloned().collect();
             let request = Request::Pull {
@@ -370,6 +396,7 @@ impl Provider {
                 want: if failure.is_some() { 0 } else { want },
                 reports: batch.clone(),
             };
+            last_pull = now_ms();
             let answer = self
                 .shared
                 .net
@@ -383,15 +410,12 @@ impl Provider {
                     finished,
                 })) => {
                     last_answer = now_ms();
-                    let acked: Vec<Report> =
-                        unsent.drain(..(stored as usize).min(batch.len())).collect();
-                    let ops: Vec<Op> = acked
-                        .iter()
-                        .map(|r| Op::Delete(Table::Reports, report_key(&id, r.task())))
-                        .collect();
-                    if let Err(e) = self.shared.db.write(&ops) {
-                        tracing::warn!("forgetting acknowledged reports: {e}");
-                    }
+                    let acked = (stored as usize).min(batch.len());
+                    ops.extend(
+                        unsent
+                            .drain(..acked)
+                            .map(|r| Op::Delete(Table::Reports, report_key(&id, r.task()))),
+                    );
                     if finished && running == 0 && unsent.is_empty() {
                         break;
                     }
@@ -413,10 +437,7 @@ impl Provider {
                         idle_ms = (idle_ms * 2).min(IDLE_PULL_MS_MAX);
                         tokio::select! {
                             _ = wait => {}
-                            Some(report) = done_rx.recv() => {
-                                running -= 1;
-                                unsent.push(report);
-                            }
+                            Some(report) = done_rx.recv() => take(report, &mut running, &mut unsent, &mut ops),
                         }
                         continue;
                     }
@@ -433,8 +454,7 @@ impl Provider {
                         break;
                     }
                     if let Some(report) = done_rx.recv().await {
-                        running -= 1;
-                        unsent.push(report);
+                        take(report, &mut running, &mut unsent, &mut ops);
                     }
                 }
                 Ok(_) | Err(_) => {
@@ -519,14 +539,6 @@ impl Provider {
                 task: index,
                 reason: format!("worker panicked: {e}"),
             });
-            let key = report_key(&lease, report.task());
-            if let Err(e) =
-                self.shared
-                    .db
-                    .write(&[Op::Put(Table::Reports, key, proto::to_bytes(&report))])
-            {
-                tracing::warn!("persisting a report: {e}");
-            }
             let _ = done.send(report);
         });
     }
