@@ -26,8 +26,9 @@ pub const BLOB_RANGE_BYTES_MAX: u32 = 8 << 20;
 
 /// Tasks a provider may hold per slot it offers: one running, the rest
 /// queued on the provider, so tiny tasks do not wait a round trip each.
-/// Concurrency stays at the slots offered.
-pub const PREFETCH_PER_SLOT: u32 = 4;
+/// Concurrency stays at the slots offered; the provider asks for only as
+/// many as cover a short stretch of work (see the provider's pull loop).
+pub const PREFETCH_PER_SLOT_MAX: u32 = 64;
 
 /// The gossip topic orders are announced on.
 pub const ORDERS_TOPIC: &str = "cairn/orders/1";

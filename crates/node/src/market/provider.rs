@@ -24,6 +24,8 @@ use super::{Counters, MarketConfig, Shared, fetch_blob, now_ms};
 const SEEN_ORDERS_MAX: usize = 65_536;
 /// Longest wait between pulls when the requester has nothing to hand out.
 const IDLE_PULL_MS_MAX: u64 = 500;
+/// How much work, in milliseconds, a provider keeps queued per slot.
+const PREFETCH_WORK_MS: f64 = 50.0;
 /// How long finished reports may wait to share a pull with others.
 const REPORT_DELAY_MS: u64 = 10;
 /// How long to keep retrying a requester that does not answer.
@@ -90,6 +92,9 @@ pub(crate) struct Provider {
     leased: Mutex<BTreeMap<ContentId, u32>>,
     loaded: Mutex<BTreeSet<ContentId>>,
     work_dir: PathBuf,
+    /// Empty output folders ready for the next task.
+    scratch: Mutex<Vec<PathBuf>>,
+    scratch_made: std::sync::atomic::AtomicU64,
 }
 
 impl Provider {
@@ -129,6 +134,8 @@ impl Provider {
             leased: Mutex::new(BTreeMap::new()),
             loaded: Mutex::new(BTreeSet::new()),
             work_dir: market.data_dir.join("work"),
+            scratch: Mutex::new(Vec::new()),
+            scratch_made: Default::default(),
         });
         for (key, value) in provider
             .shared
@@ -349,8 +356,11 @@ impl Provider {
             .into_iter()
             .filter_map(|(_, v)| proto::from_bytes::<Report>(&v).ok())
             .collect();
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Report>();
-        let capacity = record.slots * proto::PREFETCH_PER_SLOT;
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Report, Duration)>();
+        // Tasks held per slot: enough to cover PREFETCH_WORK_MS of work at
+        // the tasks' measured duration, so tiny tasks come in batches and
+        // long ones are not hoarded.
+        let mut task_ms = 10.0_f64;
         let mut running = 0u32;
         // Finished reports to persist, and acknowledged ones to forget: one
         // commit per pull, not one per task.
@@ -358,20 +368,27 @@ impl Provider {
         let mut idle_ms = 5;
         let mut last_answer = now_ms();
         let mut last_pull = 0;
-        let take =
-            |report: Report, running: &mut u32, unsent: &mut Vec<Report>, ops: &mut Vec<Op>| {
-                *running -= 1;
-                ops.push(Op::Put(
-                    Table::Reports,
-                    report_key(&id, report.task()),
-                    proto::to_bytes(&report),
-                ));
-                unsent.push(report);
-            };
+        let take = |(report, took): (Report, Duration),
+                    running: &mut u32,
+                    unsent: &mut Vec<Report>,
+                    ops: &mut Vec<Op>,
+                    task_ms: &mut f64| {
+            *running -= 1;
+            *task_ms = 0.9 * *task_ms + 0.1 * took.as_secs_f64() * 1e3;
+            ops.push(Op::Put(
+                Table::Reports,
+                report_key(&id, report.task()),
+                proto::to_bytes(&report),
+            ));
+            unsent.push(report);
+        };
         loop {
-            while let Ok(report) = done_rx.try_recv() {
-                take(report, &mut running, &mut unsent, &mut ops);
+            while let Ok(done) = done_rx.try_recv() {
+                take(done, &mut running, &mut unsent, &mut ops, &mut task_ms);
             }
+            let depth = ((PREFETCH_WORK_MS / task_ms.max(0.01)).ceil() as u32)
+                .clamp(1, proto::PREFETCH_PER_SLOT_MAX);
+            let capacity = record.slots * depth;
             let want = capacity.saturating_sub(running);
             // Pull when a core could go idle or half the prefetch is free;
             // otherwise let reports gather a little so one request and one
@@ -383,7 +400,7 @@ impl Provider {
                 let wait = tokio::time::sleep(Duration::from_millis(REPORT_DELAY_MS));
                 tokio::select! {
                     _ = wait => {}
-                    Some(report) = done_rx.recv() => take(report, &mut running, &mut unsent, &mut ops),
+                    Some(done) = done_rx.recv() => take(done, &mut running, &mut unsent, &mut ops, &mut task_ms),
                 }
                 continue;
             }
@@ -437,7 +454,7 @@ impl Provider {
                         idle_ms = (idle_ms * 2).min(IDLE_PULL_MS_MAX);
                         tokio::select! {
                             _ = wait => {}
-                            Some(report) = done_rx.recv() => take(report, &mut running, &mut unsent, &mut ops),
+                            Some(done) = done_rx.recv() => take(done, &mut running, &mut unsent, &mut ops, &mut task_ms),
                         }
                         continue;
                     }
@@ -453,8 +470,8 @@ impl Provider {
                     if running == 0 {
                         break;
                     }
-                    if let Some(report) = done_rx.recv().await {
-                        take(report, &mut running, &mut unsent, &mut ops);
+                    if let Some(done) = done_rx.recv().await {
+                        take(done, &mut running, &mut unsent, &mut ops, &mut task_ms);
                     }
                 }
                 Ok(_) | Err(_) => {
@@ -520,7 +537,7 @@ impl Provider {
         record: &LeaseRecord,
         input_dir: &std::path::Path,
         task: Assignment,
-        done: mpsc::UnboundedSender<Report>,
+        done: mpsc::UnboundedSender<(Report, Duration)>,
     ) {
         let terms = record.terms.clone();
         let input_dir = input_dir.to_path_buf();
@@ -530,6 +547,7 @@ impl Provider {
             };
             let this = self.clone();
             let index = task.task;
+            let started = std::time::Instant::now();
             let report = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
                 this.run_task(lease, &terms, &input_dir, &task)
@@ -539,7 +557,7 @@ impl Provider {
                 task: index,
                 reason: format!("worker panicked: {e}"),
             });
-            let _ = done.send(report);
+            let _ = done.send((report, started.elapsed()));
         });
     }
 
@@ -554,14 +572,51 @@ impl Provider {
             task: task.task,
             reason,
         };
-        let output_dir = self
-            .work_dir
-            .join(lease.to_string())
-            .join(format!("task-{}", task.task));
-        let _ = std::fs::remove_dir_all(&output_dir);
-        if let Err(e) = std::fs::create_dir_all(&output_dir) {
-            return failed(format!("creating the output folder: {e}"));
+        let output_dir = match self.scratch_dir() {
+            Ok(dir) => dir,
+            Err(e) => return failed(format!("creating an output folder: {e}")),
+        };
+        let report = self.run_in(lease, terms, input_dir, task, &output_dir);
+        self.return_scratch_dir(output_dir);
+        report
+    }
+
+    /// An empty folder for a task's `/output`: reused from an earlier task
+    /// when possible, since creating and removing one per task costs more
+    /// than running a tiny task.
+    fn scratch_dir(&self) -> std::io::Result<PathBuf> {
+        if let Some(dir) = self.scratch.lock().unwrap().pop() {
+            return Ok(dir);
         }
+        let n = self
+            .scratch_made
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = self.work_dir.join("scratch").join(n.to_string());
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+
+    /// Empties a used output folder and keeps it for the next task.
+    fn return_scratch_dir(&self, dir: PathBuf) {
+        let empty = std::fs::read_dir(&dir).is_ok_and(|mut entries| entries.next().is_none());
+        if empty || (std::fs::remove_dir_all(&dir).is_ok() && std::fs::create_dir(&dir).is_ok()) {
+            self.scratch.lock().unwrap().push(dir);
+        }
+    }
+
+    fn run_in(
+        &self,
+        lease: ContentId,
+        terms: &Terms,
+        input_dir: &std::path::Path,
+        task: &Assignment,
+        output_dir: &std::path::Path,
+    ) -> Report {
+        let failed = |reason: String| Report::Failed {
+            task: task.task,
+            reason,
+        };
         let limits = Limits {
             fuel: terms.limits.fuel,
             memory_bytes: terms.limits.memory_bytes,
@@ -581,10 +636,7 @@ impl Provider {
         });
         let result = match result {
             Ok(result) => result,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&output_dir);
-                return failed(e.to_string());
-            }
+            Err(e) => return failed(e.to_string()),
         };
         let mut outputs = Vec::with_capacity(result.outputs.len());
         for file in &result.outputs {
@@ -598,7 +650,6 @@ impl Provider {
                 Err(e) => return failed(format!("storing output {}: {e}", file.path)),
             }
         }
-        let _ = std::fs::remove_dir_all(&output_dir);
         let receipt = Signed::sign(
             &self.shared.key,
             RECEIPT_NAMESPACE,

@@ -311,7 +311,7 @@ impl Requester {
             if let Some(job) = jobs.get_mut(&job_id) {
                 // A leased provider that is still alive resumes pulling.
                 job.sched
-                    .add_provider(provider, record.slots * proto::PREFETCH_PER_SLOT, now);
+                    .add_provider(provider, record.slots * proto::PREFETCH_PER_SLOT_MAX, now);
                 job.leases.insert(lease, provider);
                 self.leases.lock().unwrap().insert(lease, job_id);
             }
@@ -584,8 +584,11 @@ impl Requester {
             {
                 let mut jobs = self.jobs.lock().unwrap();
                 let Some(job) = jobs.get_mut(&id) else { return };
-                job.sched
-                    .add_provider(lease.provider, slots * proto::PREFETCH_PER_SLOT, now_ms());
+                job.sched.add_provider(
+                    lease.provider,
+                    slots * proto::PREFETCH_PER_SLOT_MAX,
+                    now_ms(),
+                );
                 job.leases.insert(lease_id, lease.provider);
                 self.leases.lock().unwrap().insert(lease_id, id);
             }
