@@ -110,7 +110,15 @@ impl LedgerLink {
     /// Queues a signed transaction.
     pub async fn submit(&self, tx: &Tx) -> Result<(), String> {
         match self {
-            Self::Local(ledger) => ledger.submit(tx.to_bytes()).map_err(|e| e.to_string()),
+            Self::Local(ledger) => {
+                // Admission checks every signature a transaction carries (a
+                // settlement has dozens): off the async workers.
+                let (ledger, bytes) = (ledger.clone(), tx.to_bytes());
+                tokio::task::spawn_blocking(move || ledger.submit(bytes))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())
+            }
             Self::Remote { url, http } => {
                 let response = http
                     .post(format!("{url}/v1/txs"))

@@ -404,8 +404,11 @@ impl Provider {
                 }
                 continue;
             }
-            if let Err(e) = self.shared.db.write(&std::mem::take(&mut ops)) {
-                tracing::warn!("persisting reports: {e}");
+            let (db, batch_ops) = (self.shared.db.clone(), std::mem::take(&mut ops));
+            match tokio::task::spawn_blocking(move || db.write(&batch_ops)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!("persisting reports: {e}"),
+                Err(e) => tracing::warn!("persisting reports: {e}"),
             }
             let batch: Vec<Report> = unsent.iter().take(proto::BATCH_MAX).cloned().collect();
             let request = Request::Pull {

@@ -912,9 +912,12 @@ impl Requester {
                 finished: job.sched.is_finished() || !job.sched.is_active(&sender),
             }
         };
-        // Durable before the provider is told to forget its reports.
-        if let Err(e) = self.shared.db.write(&ops) {
-            tracing::error!("persisting results: {e}");
+        // Durable before the provider is told to forget its reports; the
+        // commit waits on the disk, so not on an async worker.
+        let db = self.shared.db.clone();
+        let written = tokio::task::spawn_blocking(move || db.write(&ops)).await;
+        if !matches!(written, Ok(Ok(()))) {
+            tracing::error!("persisting results: {written:?}");
             return Response::Refused("the requester cannot store results now".into());
         }
         response
