@@ -98,7 +98,7 @@ pub fn parse_hex(input: &str, what: &'static str) -> Result<Vec<u8>, WireError> 
         input: input.to_string(),
         reason,
     };
-    if input.len() % 2 != 0 {
+    if !input.len().is_multiple_of(2) {
         return Err(err("an odd number of hex digits"));
     }
     input

@@ -633,7 +633,7 @@ impl Provider {
             args: &task.args,
             seed: task.seed,
             input_dir: inputs,
-            output_dir: &output_dir,
+            output_dir,
             expected_outputs: &task.outputs,
             limits,
         });
