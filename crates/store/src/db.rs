@@ -17,8 +17,10 @@ pub enum Table {
     Jobs,
     /// Requester: task results by job id and task index.
     Results,
-    /// Requester and provider: leases by id.
-    Leases,
+    /// Requester: leases it gave out, by id.
+    LeasesGiven,
+    /// Provider: leases it works under, by id.
+    LeasesTaken,
     /// Provider: reports not yet acknowledged, by lease id and task.
     Reports,
 }
@@ -28,12 +30,19 @@ impl Table {
         TableDefinition::new(match self {
             Table::Jobs => "jobs",
             Table::Results => "results",
-            Table::Leases => "leases",
+            Table::LeasesGiven => "leases_given",
+            Table::LeasesTaken => "leases_taken",
             Table::Reports => "reports",
         })
     }
 
-    const ALL: [Table; 4] = [Table::Jobs, Table::Results, Table::Leases, Table::Reports];
+    const ALL: [Table; 5] = [
+        Table::Jobs,
+        Table::Results,
+        Table::LeasesGiven,
+        Table::LeasesTaken,
+        Table::Reports,
+    ];
 }
 
 /// A key and its value.
@@ -174,6 +183,6 @@ mod tests {
             vec![(b"a1".to_vec(), b"x".to_vec())]
         );
         assert_eq!(db.get(Table::Jobs, b"a").unwrap(), Some(b"job".to_vec()));
-        assert_eq!(db.get(Table::Leases, b"a").unwrap(), None);
+        assert_eq!(db.get(Table::LeasesGiven, b"a").unwrap(), None);
     }
 }

@@ -159,13 +159,10 @@ impl Market {
         config: MarketConfig,
         ledger: LedgerLink,
     ) -> Result<Self, NodeError> {
-        let io = |what: &str| {
-            let what = what.to_string();
-            move |e: &dyn std::fmt::Display| NodeError::Io(format!("{what}: {e}"))
-        };
         let blobs = BlobStore::open(&config.data_dir.join("blobs"), BLOB_BYTES_MAX)
-            .map_err(|e| io("blob store")(&e))?;
-        let db = Db::open(&config.data_dir.join("market.redb")).map_err(|e| io("state")(&e))?;
+            .map_err(|e| NodeError::Io(format!("blob store: {e}")))?;
+        let db = Db::open(&config.data_dir.join("market.redb"))
+            .map_err(|e| NodeError::Io(e.to_string()))?;
         let mut net_config = cairn_net::NetConfig::loopback(key.clone());
         net_config.listen = config.listen.clone();
         net_config.bootstrap = config.bootstrap.clone();
@@ -177,7 +174,7 @@ impl Market {
         net_config.request_timeout = Duration::from_secs(30);
         let (net, events) = Network::start(net_config)
             .await
-            .map_err(|e| io("network")(&e))?;
+            .map_err(|e| NodeError::Io(format!("network: {e}")))?;
         let sender = TxSender::new(ledger, key.clone())
             .await
             .map_err(|e| NodeError::Config(format!("cannot reach the ledger: {e}")))?;

@@ -51,11 +51,10 @@ struct LeaseRecord {
 }
 
 impl LeaseRecord {
-    /// `P`, then the lease with its length, the slots, the terms. The `P`
-    /// tells it from the requester's (JSON) lease records.
+    /// The lease with its length, the slots, the terms.
     fn to_bytes(&self) -> Vec<u8> {
         let lease = self.lease.encode();
-        let mut out = b"P".to_vec();
+        let mut out = Vec::new();
         out.extend_from_slice(&(lease.len() as u32).to_be_bytes());
         out.extend_from_slice(&lease);
         out.extend_from_slice(&self.slots.to_be_bytes());
@@ -64,10 +63,9 @@ impl LeaseRecord {
     }
 
     fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        let rest = bytes.strip_prefix(b"P")?;
-        let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-        let lease = Lease::decode(cairn_wire::codec::Copying(rest.get(4..4 + len)?)).ok()?;
-        let rest = rest.get(4 + len..)?;
+        let len = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+        let lease = Lease::decode(cairn_wire::codec::Copying(bytes.get(4..4 + len)?)).ok()?;
+        let rest = bytes.get(4 + len..)?;
         let slots = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
         let terms = Terms::decode(cairn_wire::codec::Copying(rest.get(4..)?)).ok()?;
         Some(Self {
@@ -140,11 +138,12 @@ impl Provider {
         for (key, value) in provider
             .shared
             .db
-            .scan(Table::Leases, b"")
+            .scan(Table::LeasesTaken, b"")
             .map_err(|e| e.to_string())?
         {
             let Some(record) = LeaseRecord::from_bytes(&value) else {
-                continue; // a requester-side lease record
+                tracing::error!("an unreadable lease record; skipped");
+                continue;
             };
             let id = ContentId::from_digest(key.try_into().map_err(|_| "bad lease key")?);
             provider.leased.lock().unwrap().insert(id, record.slots);
@@ -324,7 +323,7 @@ impl Provider {
                 return Response::LeaseSigned(signature); // a retransmission
             }
             if let Err(e) = self.shared.db.write(&[Op::Put(
-                Table::Leases,
+                Table::LeasesTaken,
                 id.as_bytes().to_vec(),
                 record.to_bytes(),
             )]) {
@@ -489,7 +488,7 @@ impl Provider {
             }
         }
         self.leased.lock().unwrap().remove(&id);
-        let mut ops = vec![Op::Delete(Table::Leases, id.as_bytes().to_vec())];
+        let mut ops = vec![Op::Delete(Table::LeasesTaken, id.as_bytes().to_vec())];
         ops.extend(
             unsent
                 .iter()

@@ -297,10 +297,11 @@ impl Requester {
             };
             self.jobs.lock().unwrap().insert(id, job);
         }
-        for (key, value) in db.scan(Table::Leases, b"").map_err(|e| e.to_string())? {
-            let Ok(record) = serde_json::from_slice::<LeaseRecord>(&value) else {
-                continue; // a provider-side lease record
-            };
+        for (key, value) in db
+            .scan(Table::LeasesGiven, b"")
+            .map_err(|e| e.to_string())?
+        {
+            let record: LeaseRecord = serde_json::from_slice(&value).map_err(|e| e.to_string())?;
             let lease = ContentId::from_digest(key.try_into().map_err(|_| "bad lease key")?);
             let job_id = parse_id(&record.job)?;
             let provider: PublicKey = record
@@ -574,7 +575,7 @@ impl Requester {
                 slots,
             };
             if let Err(e) = self.shared.db.write(&[Op::Put(
-                Table::Leases,
+                Table::LeasesGiven,
                 lease_id.as_bytes().to_vec(),
                 serde_json::to_vec(&record).expect("a lease record serializes"),
             )]) {
