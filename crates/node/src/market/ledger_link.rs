@@ -77,6 +77,16 @@ impl LedgerLink {
         }
     }
 
+    /// The height of the last finalized block.
+    pub async fn height(&self) -> Result<u64, String> {
+        match self {
+            Self::Local(ledger) => Ok(ledger.height()),
+            Self::Remote { .. } => self.get("/v1/status").await?["height"]
+                .as_u64()
+                .ok_or_else(|| "ledger status has no height".into()),
+        }
+    }
+
     /// An account as of the last finalized block.
     pub async fn account(&self, key: &PublicKey) -> Result<AccountView, String> {
         match self {

@@ -446,6 +446,14 @@ impl Requester {
             {
                 let mut jobs = self.jobs.lock().unwrap();
                 let Some(job) = jobs.get_mut(&id) else { return };
+                // Deadlines hold and the end is noticed in every phase: a
+                // re-auction may run while leased providers still work.
+                for event in job.sched.tick(now) {
+                    tracing::info!(job = %id.short(), ?event, "scheduler");
+                }
+                if job.sched.is_finished() && !matches!(job.phase, Phase::Settling | Phase::Done) {
+                    job.phase = Phase::Settling;
+                }
                 match &mut job.phase {
                     Phase::Bidding(auction) if auction.ready(now) => {
                         let Phase::Bidding(auction) =
@@ -470,26 +478,19 @@ impl Requester {
                         self.open_auction(job, now);
                     }
                     Phase::Running => {
-                        for event in job.sched.tick(now) {
-                            tracing::info!(job = %id.short(), ?event, "scheduler");
-                        }
-                        if job.sched.is_finished() {
-                            job.phase = Phase::Settling;
-                        } else {
-                            // Work is waiting and nobody is taking it: every
-                            // provider is gone, or (after a restart) the
-                            // restored ones never came back.
-                            let p = job.sched.progress();
-                            let idle_ms = now.saturating_sub(job.last_pull_ms);
-                            if p.pending > 0 && (p.providers == 0 || idle_ms > IDLE_REAUCTION_MS) {
-                                job.reason = Some(if p.providers == 0 {
-                                    "every leased provider is gone; finding others".into()
-                                } else {
-                                    format!("no provider pulled for {idle_ms} ms; finding others")
-                                });
-                                job.last_pull_ms = now;
-                                self.open_auction(job, now);
-                            }
+                        // Work is waiting and nobody is taking it: every
+                        // provider is gone, or (after a restart) the restored
+                        // ones never came back.
+                        let p = job.sched.progress();
+                        let idle_ms = now.saturating_sub(job.last_pull_ms);
+                        if p.pending > 0 && (p.providers == 0 || idle_ms > IDLE_REAUCTION_MS) {
+                            job.reason = Some(if p.providers == 0 {
+                                "every leased provider is gone; finding others".into()
+                            } else {
+                                format!("no provider pulled for {idle_ms} ms; finding others")
+                            });
+                            job.last_pull_ms = now;
+                            self.open_auction(job, now);
                         }
                     }
                     Phase::Settling => {
@@ -524,9 +525,12 @@ impl Requester {
             None => return,
         };
         let me = self.shared.key.public();
-        let height = match self.shared.ledger.link() {
-            super::LedgerLink::Local(ledger) => ledger.height(),
-            super::LedgerLink::Remote { .. } => 0,
+        let height = match self.shared.ledger.link().height().await {
+            Ok(height) => height,
+            Err(e) => {
+                tracing::warn!("reading the ledger's height: {e}");
+                0
+            }
         };
         let offers = chosen.into_iter().map(|winner| {
             let lease = Lease {
