@@ -121,6 +121,27 @@ impl Devnet {
         by_task(&self.get(&format!("/v1/jobs/{id}/results")).unwrap())
     }
 
+    /// Starts provider `j` again on its folder and ports, as `cairn devnet`
+    /// first did.
+    fn restart_provider(&self, j: u16) -> Child {
+        let requester = self.get("/v1/market").unwrap()["listen"][0]
+            .as_str()
+            .unwrap()
+            .to_string();
+        cairn()
+            .args(["node", "--data-dir"])
+            .arg(self.dir.join(format!("p{j}")))
+            .args(["--http", &format!("127.0.0.1:{}", self.base + 200 + 2 * j)])
+            .args(["--threads", "1", "--listen"])
+            .arg(format!("/ip4/127.0.0.1/tcp/{}", self.base + 201 + 2 * j))
+            .args(["--bootstrap", &requester, "--ledger", &self.url()])
+            .args(["--provide", "--cores", "1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     /// Starts the requester (validator 0) again on its folder and ports, as
     /// `cairn devnet` first did.
     fn restart_requester(&self) -> Child {
@@ -347,6 +368,39 @@ fn a_restarted_requester_resumes_without_rerunning_finished_tasks() {
             "task {task} finished before the crash was run again"
         );
     }
+}
+
+/// The lease a result was produced under, from its signed receipt (version,
+/// signer, signature, then the receipt, whose first field is the lease).
+fn lease_of(result: &Value) -> String {
+    result["receipt"].as_str().unwrap()[2 * (1 + 32 + 64)..][..64].to_string()
+}
+
+#[test]
+fn a_restarted_provider_resumes_its_lease() {
+    let devnet = Devnet::start(26000, 1);
+    let tmp = tempfile::tempdir().unwrap();
+    let id = devnet.submit(&search_job(tmp.path(), 60, 1_000));
+    devnet.wait_until("some tasks are done", |d| {
+        (d.status(&id)["done"].as_u64()? >= 5).then_some(())
+    });
+    devnet.signal("p0", "-9");
+    let before = devnet.results(&id);
+    let lease = lease_of(before.values().next().unwrap());
+    let mut provider = devnet.restart_provider(0);
+    let status = devnet.wait_done(&id);
+    let _ = provider.kill();
+    let _ = provider.wait();
+    assert_eq!(status["failed"], 0);
+    let after = devnet.results(&id);
+    assert_eq!(after.len(), 60);
+    let under_first_lease = after.values().filter(|r| lease_of(r) == lease).count();
+    assert!(
+        under_first_lease > before.len(),
+        "after its restart the provider worked under its first lease again \
+         ({under_first_lease} results under it, {} before the crash)",
+        before.len()
+    );
 }
 
 #[test]

@@ -434,6 +434,20 @@ impl Scheduler {
         events
     }
 
+    /// A provider's connection dropped: its tasks go back to the queue at
+    /// once (no strike), and it stays in the job, so a provider that
+    /// restarts resumes its lease and pulls again.
+    pub fn release_all(&mut self, provider: &PublicKey) -> Vec<Event> {
+        let Some(state) = self.providers.get_mut(provider) else {
+            return Vec::new();
+        };
+        let tasks: Vec<u32> = std::mem::take(&mut state.running).into_iter().collect();
+        tasks
+            .into_iter()
+            .filter_map(|t| self.take_back(t, provider))
+            .collect()
+    }
+
     /// Takes back copies past their deadline and drops providers that went
     /// silent or missed too many deadlines.
     pub fn tick(&mut self, now_ms: u64) -> Vec<Event> {

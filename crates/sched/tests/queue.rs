@@ -158,3 +158,22 @@ fn restored_results_are_not_handed_out_again() {
     assert_eq!(sched.pull(&p, 3, 0).unwrap(), vec![0, 2]);
     assert_eq!(sched.progress().done, 1);
 }
+
+#[test]
+fn a_provider_whose_connection_drops_loses_its_tasks_but_not_its_place() {
+    let (restarting, other) = (key(1), key(2));
+    let mut sched = Scheduler::new(2, params());
+    sched.add_provider(restarting, 2, 0);
+    sched.add_provider(other, 2, 0);
+    assert_eq!(sched.pull(&restarting, 2, 0).unwrap(), vec![0, 1]);
+    assert!(sched.release_all(&restarting).is_empty());
+    assert_eq!(sched.progress().pending, 2);
+    assert!(sched.is_active(&restarting));
+    assert_eq!(
+        sched.complete(&restarting, 0, ContentId::of(b"r"), 5),
+        Completion::NotAssigned,
+        "a result for a task taken back is not accepted"
+    );
+    assert_eq!(sched.pull(&restarting, 1, 6).unwrap(), vec![0]);
+    assert_eq!(sched.pull(&other, 1, 6).unwrap(), vec![1]);
+}

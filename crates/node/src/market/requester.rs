@@ -717,16 +717,15 @@ impl Requester {
     }
 
     /// A connection to `peer` closed: if it was a leased provider, its
-    /// tasks go to others at once instead of at their deadline.
+    /// tasks go to others at once instead of at their deadline. It keeps
+    /// its lease: restarted, it pulls again.
     pub fn peer_lost(&self, peer: &PeerId) {
         let Some(key) = cairn_net::public_key(peer) else {
             return;
         };
         for job in self.jobs.lock().unwrap().values_mut() {
-            if job.sched.is_active(&key) && job.sched.progress().running > 0 {
-                for event in job.sched.drop_provider(&key, "connection lost") {
-                    tracing::info!(job = %job.id.short(), ?event, "scheduler");
-                }
+            for event in job.sched.release_all(&key) {
+                tracing::info!(job = %job.id.short(), ?event, "scheduler");
             }
         }
     }
