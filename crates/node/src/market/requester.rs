@@ -807,6 +807,9 @@ impl Requester {
                         Some(cairn_sched::TaskState::Running(copies)) => {
                             copies.iter().any(|c| c.provider == sender)
                         }
+                        // Its own accepted result sent again: stored again
+                        // below in case the first store failed.
+                        Some(cairn_sched::TaskState::Done { provider, .. }) => *provider == sender,
                         _ => false,
                     })
             };
@@ -841,8 +844,13 @@ impl Requester {
             job.last_pull_ms = now;
             for (task, receipt, success, outcome, outputs) in fetched {
                 let r = receipt.payload_unchecked();
-                match job.sched.complete(&sender, task, r.digest, now) {
-                    Completion::Accepted => {
+                let completion = job.sched.complete(&sender, task, r.digest, now);
+                let own = matches!(
+                    job.sched.task(task),
+                    Some(cairn_sched::TaskState::Done { provider, .. }) if *provider == sender
+                );
+                match completion {
+                    Completion::Accepted | Completion::Duplicate if own => {
                         let record = TaskRecord {
                             task,
                             provider: sender.to_string(),
@@ -865,7 +873,9 @@ impl Requester {
                             result_key(&job_id, task),
                             serde_json::to_vec(&record).expect("a task record serializes"),
                         ));
-                        job.unsettled.push(receipt);
+                        if completion == Completion::Accepted {
+                            job.unsettled.push(receipt);
+                        }
                     }
                     Completion::Mismatch { accepted_from, .. } => tracing::warn!(
                         job = %job_id.short(),
@@ -874,7 +884,8 @@ impl Requester {
                         accepted_from.short(),
                         sender.short()
                     ),
-                    Completion::Duplicate | Completion::NotAssigned => {}
+                    // A copy that lost the race, or a task taken back.
+                    Completion::Accepted | Completion::Duplicate | Completion::NotAssigned => {}
                 }
             }
             for (task, reason) in failed {
