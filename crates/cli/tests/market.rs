@@ -113,6 +113,7 @@ impl Devnet {
     fn wait_done(&self, id: &str) -> Value {
         self.wait_until("the job is done", |d| {
             let status = d.status(id);
+            assert_ne!(status["state"], "failed", "{status}");
             (status["state"] == "done").then_some(status)
         })
     }
