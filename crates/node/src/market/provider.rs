@@ -358,8 +358,9 @@ impl Provider {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Report, Duration)>();
         // Tasks held per slot: enough to cover PREFETCH_WORK_MS of work at
         // the tasks' measured duration, so tiny tasks come in batches and
-        // long ones are not hoarded.
-        let mut task_ms = 10.0_f64;
+        // long ones are not hoarded. It starts at one task per slot until
+        // tasks have been timed.
+        let mut task_ms = PREFETCH_WORK_MS;
         let mut running = 0u32;
         // Finished reports to persist, and acknowledged ones to forget: one
         // commit per pull, not one per task.
@@ -373,7 +374,7 @@ impl Provider {
                     ops: &mut Vec<Op>,
                     task_ms: &mut f64| {
             *running -= 1;
-            *task_ms = 0.9 * *task_ms + 0.1 * took.as_secs_f64() * 1e3;
+            *task_ms = 0.7 * *task_ms + 0.3 * took.as_secs_f64() * 1e3;
             ops.push(Op::Put(
                 Table::Reports,
                 report_key(&id, report.task()),
