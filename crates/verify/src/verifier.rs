@@ -1,0 +1,844 @@
+//! One requester's verifier across its jobs: which tasks need another
+//! provider, when to ask for reveals, when a result is accepted, when two
+//! results go to a dispute, and what a conviction undoes.
+//!
+//! Pure: time is passed in as milliseconds, randomness comes from a seeded
+//! generator, and every decision is returned as an [`Action`] for the shell
+//! (the node, or a simulation) to carry out.
+
+use std::collections::BTreeMap;
+
+use cairn_job::VerifyPolicy;
+use cairn_market::Rng;
+use cairn_wire::{ContentId, PublicKey};
+
+use crate::commit::{Commitment, Reveal};
+use crate::credibility::{Params, TrustBook, group_credibility};
+use crate::dispute::{Foul, Game, Need, Side, StateHash, Verdict};
+
+/// A task of a job.
+pub type TaskKey = (ContentId, u32);
+
+/// What a provider was convicted of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Offence {
+    /// Its digest lost a dispute (or agreed with one that did).
+    WrongResult {
+        /// The dispute that decided it.
+        dispute: u64,
+    },
+    /// Its reveal does not open its commitment (a copier).
+    BadReveal,
+    /// It committed and never revealed (a staller).
+    NoReveal,
+}
+
+/// What the shell must do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Ask `provider` to reveal its committed result for `task`.
+    AskReveal {
+        /// The task.
+        task: TaskKey,
+        /// Who.
+        provider: PublicKey,
+    },
+    /// `digest` is the task's result; `providers` returned it and are paid.
+    Accept {
+        /// The task.
+        task: TaskKey,
+        /// The accepted result.
+        digest: ContentId,
+        /// Who returned it.
+        providers: Vec<PublicKey>,
+    },
+    /// Two providers returned different digests: a dispute starts.
+    Dispute {
+        /// Its id.
+        id: u64,
+        /// The task.
+        task: TaskKey,
+        /// Side A (the more credible result) and side B.
+        sides: [PublicKey; 2],
+    },
+    /// A dispute needs something new; read [`Verifier::game`].
+    DisputeNext {
+        /// Its id.
+        id: u64,
+    },
+    /// A dispute ended.
+    DisputeDone {
+        /// Its id.
+        id: u64,
+        /// The verdict.
+        verdict: Verdict,
+    },
+    /// `provider` is proven to have cheated on `task`: slash it.
+    Convicted {
+        /// Who.
+        provider: PublicKey,
+        /// The task it cheated on.
+        task: TaskKey,
+        /// How.
+        offence: Offence,
+    },
+    /// A result accepted earlier leaned on a convicted provider: the task is
+    /// open again and will be run elsewhere.
+    Reopen {
+        /// The task.
+        task: TaskKey,
+    },
+    /// Take back what `provider` was paid for these accepted results of
+    /// still-open jobs.
+    Clawback {
+        /// Who.
+        provider: PublicKey,
+        /// Its results that were accepted.
+        tasks: Vec<TaskKey>,
+    },
+    /// The task cannot reach its required confidence.
+    Failed {
+        /// The task.
+        task: TaskKey,
+        /// Why, for the requester.
+        reason: String,
+    },
+}
+
+/// A call that does not fit the state; nothing changed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// No such job or task.
+    #[error("unknown task {0}")]
+    UnknownTask(String),
+    /// The provider holds no replica of the task in the needed state.
+    #[error("{provider} {expected} for this task")]
+    WrongState {
+        /// Who.
+        provider: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// The task needs no other provider (or not this one).
+    #[error("task needs no replica from {0}")]
+    NotWanted(String),
+    /// No such dispute, or this provider is not a side of it.
+    #[error("no dispute {0} with this side")]
+    UnknownDispute(u64),
+    /// The side broke the dispute's rules (it loses).
+    #[error("foul: {0}")]
+    Foul(#[from] Foul),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReplicaState {
+    Assigned,
+    Committed(Commitment),
+    AskedReveal(Commitment),
+    Revealed(ContentId),
+    /// Timed out before committing: not an offence, just gone.
+    Dropped,
+    Convicted,
+}
+
+#[derive(Clone, Debug)]
+struct Replica {
+    provider: PublicKey,
+    state: ReplicaState,
+    since_ms: u64,
+}
+
+impl Replica {
+    fn live(&self) -> bool {
+        !matches!(self.state, ReplicaState::Dropped | ReplicaState::Convicted)
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct TaskState {
+    replicas: Vec<Replica>,
+    wanted: u32,
+    spot: Option<bool>,
+    accepted: Option<(ContentId, Vec<PublicKey>)>,
+    dispute: Option<u64>,
+    failed: bool,
+}
+
+#[derive(Clone, Debug)]
+struct JobState {
+    policy: VerifyPolicy,
+    tasks: Vec<TaskState>,
+}
+
+#[derive(Clone, Debug)]
+struct DisputeState {
+    task: TaskKey,
+    sides: [PublicKey; 2],
+    game: Game,
+}
+
+/// Counters for reports and benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VerifyStats {
+    /// Replicas assigned (each is one execution).
+    pub replicas: u64,
+    /// Tasks accepted.
+    pub accepted: u64,
+    /// Spot checks drawn.
+    pub spot_checks: u64,
+    /// Disputes started.
+    pub disputes: u64,
+    /// Convictions.
+    pub convictions: u64,
+    /// Accepted results reopened after a conviction.
+    pub reopened: u64,
+}
+
+/// The verifier of one requester.
+pub struct Verifier {
+    params: Params,
+    trust: TrustBook,
+    rng: Rng,
+    jobs: BTreeMap<ContentId, JobState>,
+    disputes: BTreeMap<u64, DisputeState>,
+    next_dispute: u64,
+    stats: VerifyStats,
+}
+
+impl Verifier {
+    /// A verifier with `params`, drawing spot checks from `seed`.
+    pub fn new(params: Params, seed: u64) -> Self {
+        params.assert();
+        Self {
+            params,
+            trust: TrustBook::default(),
+            rng: Rng::new(seed),
+            jobs: BTreeMap::new(),
+            disputes: BTreeMap::new(),
+            next_dispute: 1,
+            stats: VerifyStats::default(),
+        }
+    }
+
+    /// The settings.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// What this requester knows of each provider.
+    pub fn trust(&self) -> &TrustBook {
+        &self.trust
+    }
+
+    /// For restoring records (from disk, or a simulation's history).
+    pub fn trust_mut(&mut self) -> &mut TrustBook {
+        &mut self.trust
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> VerifyStats {
+        self.stats
+    }
+
+    /// Starts verifying `tasks` tasks of `job` under `policy`.
+    pub fn open_job(&mut self, job: ContentId, policy: VerifyPolicy, tasks: u32) {
+        let wanted = match policy {
+            VerifyPolicy::Replicate { replicas } => replicas,
+            _ => 1,
+        };
+        let state = TaskState {
+            wanted,
+            ..TaskState::default()
+        };
+        self.jobs.insert(
+            job,
+            JobState {
+                policy,
+                tasks: vec![state; tasks as usize],
+            },
+        );
+    }
+
+    /// Forgets a finished job: its results can no longer be reopened.
+    pub fn close_job(&mut self, job: &ContentId) {
+        self.jobs.remove(job);
+    }
+
+    /// Whether every task of `job` is accepted or failed.
+    pub fn job_done(&self, job: &ContentId) -> bool {
+        self.jobs.get(job).is_some_and(|j| {
+            j.tasks
+                .iter()
+                .all(|t| (t.accepted.is_some() && t.dispute.is_none()) || t.failed)
+        })
+    }
+
+    /// The accepted digest of a task, if any.
+    pub fn accepted(&self, task: &TaskKey) -> Option<ContentId> {
+        self.task(task).ok()?.accepted.as_ref().map(|(d, _)| *d)
+    }
+
+    /// Tasks of `job` that need another provider now, in order.
+    pub fn wanting(&self, job: &ContentId) -> Vec<u32> {
+        let Some(state) = self.jobs.get(job) else {
+            return Vec::new();
+        };
+        (0..state.tasks.len() as u32)
+            .filter(|&i| needs(&state.tasks[i as usize]))
+            .collect()
+    }
+
+    /// Whether `provider` may take a replica of `task` now.
+    pub fn eligible(&self, task: &TaskKey, provider: &PublicKey) -> bool {
+        !self.trust.record(provider).banned()
+            && self.task(task).is_ok_and(|t| {
+                needs(t) && !t.replicas.iter().any(|r| r.provider == *provider)
+            })
+    }
+
+    /// `provider` runs a replica of `task` from `now_ms`.
+    pub fn assign(
+        &mut self,
+        task: &TaskKey,
+        provider: PublicKey,
+        now_ms: u64,
+    ) -> Result<(), VerifyError> {
+        if !self.eligible(task, &provider) {
+            self.task(task)?;
+            return Err(VerifyError::NotWanted(provider.short()));
+        }
+        let policy = self.jobs[&task.0].policy;
+        let stranger = self.params.credibility(0);
+        let mut creds: Vec<f64> = Vec::new();
+        let state = self.task_mut(task)?;
+        state.replicas.push(Replica {
+            provider,
+            state: ReplicaState::Assigned,
+            since_ms: now_ms,
+        });
+        let providers: Vec<PublicKey> = state
+            .replicas
+            .iter()
+            .filter(|r| r.live())
+            .map(|r| r.provider)
+            .collect();
+        self.stats.replicas += 1;
+        // Adaptive: ask at once for as many replicas as strangers would
+        // need to reach the confidence beside the providers assigned so far,
+        // rather than discovering it one reveal at a time.
+        if let VerifyPolicy::Adaptive { confidence } = policy {
+            for p in &providers {
+                creds.push(self.params.credibility(self.trust.record(p).streak));
+            }
+            while group_credibility(&[creds.clone()])[0] < confidence
+                && creds.len() < self.params.replicas_max as usize
+            {
+                creds.push(stranger);
+            }
+            let state = self.task_mut(task)?;
+            state.wanted = creds.len().max(providers.len()) as u32;
+        }
+        Ok(())
+    }
+
+    /// `provider` commits to its result for `task`.
+    pub fn commit(
+        &mut self,
+        task: &TaskKey,
+        provider: &PublicKey,
+        commitment: Commitment,
+        now_ms: u64,
+    ) -> Result<Vec<Action>, VerifyError> {
+        let state = self.task_mut(task)?;
+        let replica = state
+            .replicas
+            .iter_mut()
+            .find(|r| r.provider == *provider && r.state == ReplicaState::Assigned)
+            .ok_or_else(|| VerifyError::WrongState {
+                provider: provider.short(),
+                expected: "holds no assigned replica",
+            })?;
+        replica.state = ReplicaState::Committed(commitment);
+        replica.since_ms = now_ms;
+        Ok(self.ask_reveals(task, now_ms))
+    }
+
+    /// `provider` reveals its result for `task`.
+    pub fn reveal(
+        &mut self,
+        task: &TaskKey,
+        provider: &PublicKey,
+        reveal: &Reveal,
+        now_ms: u64,
+    ) -> Result<Vec<Action>, VerifyError> {
+        let state = self.task_mut(task)?;
+        let replica = state
+            .replicas
+            .iter_mut()
+            .find(|r| {
+                r.provider == *provider && matches!(r.state, ReplicaState::AskedReveal(_))
+            })
+            .ok_or_else(|| VerifyError::WrongState {
+                provider: provider.short(),
+                expected: "was not asked to reveal",
+            })?;
+        let ReplicaState::AskedReveal(commitment) = replica.state else {
+            unreachable!()
+        };
+        if !commitment.opens(provider, reveal) {
+            return Ok(self.convict(*provider, *task, Offence::BadReveal, now_ms));
+        }
+        replica.state = ReplicaState::Revealed(reveal.digest);
+        replica.since_ms = now_ms;
+        Ok(self.evaluate(task, now_ms))
+    }
+
+    /// Acts on every deadline passed by `now_ms`.
+    pub fn tick(&mut self, now_ms: u64) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let mut stalled = Vec::new();
+        let mut dropped = Vec::new();
+        for (job, state) in &mut self.jobs {
+            for (index, task) in state.tasks.iter_mut().enumerate() {
+                for replica in &mut task.replicas {
+                    match replica.state {
+                        ReplicaState::Assigned
+                            if now_ms >= replica.since_ms + self.params.commit_timeout_ms =>
+                        {
+                            replica.state = ReplicaState::Dropped;
+                            dropped.push((*job, index as u32));
+                        }
+                        ReplicaState::AskedReveal(_)
+                            if now_ms >= replica.since_ms + self.params.reveal_timeout_ms =>
+                        {
+                            stalled.push(((*job, index as u32), replica.provider));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        for task in dropped {
+            actions.extend(self.ask_reveals(&task, now_ms));
+        }
+        for (task, provider) in stalled {
+            // An earlier conviction in this loop may have dropped it.
+            let still = self.task(&task).is_ok_and(|t| {
+                t.replicas.iter().any(|r| {
+                    r.provider == provider && matches!(r.state, ReplicaState::AskedReveal(_))
+                })
+            });
+            if still {
+                actions.extend(self.convict(provider, task, Offence::NoReveal, now_ms));
+            }
+        }
+        let ids: Vec<u64> = self.disputes.keys().copied().collect();
+        for id in ids {
+            let dispute = self.disputes.get_mut(&id).expect("listed");
+            if let Some(verdict) = dispute.game.tick(now_ms).cloned() {
+                actions.extend(self.decide(id, verdict, now_ms));
+            }
+        }
+        actions
+    }
+
+    /// The game of dispute `id`, to see what it needs.
+    pub fn game(&self, id: u64) -> Option<(&TaskKey, &[PublicKey; 2], &Game)> {
+        self.disputes
+            .get(&id)
+            .map(|d| (&d.task, &d.sides, &d.game))
+    }
+
+    /// Open disputes.
+    pub fn disputes(&self) -> Vec<u64> {
+        self.disputes.keys().copied().collect()
+    }
+
+    /// A side of dispute `id` says how long its trace is.
+    pub fn dispute_length(
+        &mut self,
+        id: u64,
+        provider: &PublicKey,
+        positions: u64,
+        now_ms: u64,
+    ) -> Result<Vec<Action>, VerifyError> {
+        self.play(id, provider, now_ms, |game, side| {
+            game.length(side, positions, now_ms)
+        })
+    }
+
+    /// A side of dispute `id` answers the positions it was asked.
+    pub fn dispute_hashes(
+        &mut self,
+        id: u64,
+        provider: &PublicKey,
+        hashes: &[StateHash],
+        now_ms: u64,
+    ) -> Result<Vec<Action>, VerifyError> {
+        self.play(id, provider, now_ms, |game, side| {
+            game.hashes(side, hashes, now_ms)
+        })
+    }
+
+    /// The referee of dispute `id` reached `hash`.
+    pub fn dispute_referee(
+        &mut self,
+        id: u64,
+        hash: StateHash,
+        now_ms: u64,
+    ) -> Result<Vec<Action>, VerifyError> {
+        let dispute = self
+            .disputes
+            .get_mut(&id)
+            .ok_or(VerifyError::UnknownDispute(id))?;
+        let verdict = dispute.game.referee(hash)?.clone();
+        Ok(self.decide(id, verdict, now_ms))
+    }
+
+    fn play(
+        &mut self,
+        id: u64,
+        provider: &PublicKey,
+        now_ms: u64,
+        mv: impl FnOnce(&mut Game, Side) -> Result<(), Foul>,
+    ) -> Result<Vec<Action>, VerifyError> {
+        let dispute = self
+            .disputes
+            .get_mut(&id)
+            .ok_or(VerifyError::UnknownDispute(id))?;
+        let side = match dispute.sides.iter().position(|s| s == provider) {
+            Some(0) => Side::A,
+            Some(_) => Side::B,
+            None => return Err(VerifyError::UnknownDispute(id)),
+        };
+        let before = dispute.game.need().clone();
+        // A foul ends the game against the side that made it, so it shows
+        // up as the verdict below; the caller learns it from that.
+        let _ = mv(&mut dispute.game, side);
+        let after = dispute.game.need().clone();
+        Ok(match after {
+            Need::Done(verdict) => self.decide(id, verdict, now_ms),
+            need if need != before => vec![Action::DisputeNext { id }],
+            _ => Vec::new(),
+        })
+    }
+
+    /// Applies a dispute's verdict: every provider that returned a losing
+    /// digest is convicted, and the task is judged again without them.
+    fn decide(&mut self, id: u64, verdict: Verdict, now_ms: u64) -> Vec<Action> {
+        let Some(dispute) = self.disputes.remove(&id) else {
+            return Vec::new();
+        };
+        let mut actions = vec![Action::DisputeDone {
+            id,
+            verdict: verdict.clone(),
+        }];
+        let task = dispute.task;
+        let losing: Vec<ContentId> = {
+            let Ok(state) = self.task(&task) else {
+                return actions;
+            };
+            verdict
+                .losers
+                .iter()
+                .filter_map(|side| revealed_by(state, &dispute.sides[*side as usize]))
+                .collect()
+        };
+        let convicts: Vec<PublicKey> = match self.task(&task) {
+            Ok(state) => state
+                .replicas
+                .iter()
+                .filter(|r| matches!(r.state, ReplicaState::Revealed(d) if losing.contains(&d)))
+                .map(|r| r.provider)
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        // A side that lost by silence is convicted even if its digest
+        // is shared with nobody.
+        let mut convicts = convicts;
+        for side in &verdict.losers {
+            let provider = dispute.sides[*side as usize];
+            if !convicts.contains(&provider) {
+                convicts.push(provider);
+            }
+        }
+        if let Ok(state) = self.task_mut(&task) {
+            state.dispute = None;
+        }
+        for provider in convicts {
+            actions.extend(self.convict(provider, task, Offence::WrongResult { dispute: id }, now_ms));
+        }
+        actions.extend(self.evaluate(&task, now_ms));
+        actions
+    }
+
+    /// Asks every committed replica to reveal once no replica the task
+    /// waits for is still running.
+    fn ask_reveals(&mut self, task: &TaskKey, now_ms: u64) -> Vec<Action> {
+        let Ok(state) = self.task_mut(task) else {
+            return Vec::new();
+        };
+        let live = state.replicas.iter().filter(|r| r.live()).count() as u32;
+        let running = state
+            .replicas
+            .iter()
+            .any(|r| r.state == ReplicaState::Assigned);
+        if running || live < state.wanted {
+            return Vec::new();
+        }
+        let mut actions = Vec::new();
+        for replica in &mut state.replicas {
+            if let ReplicaState::Committed(c) = replica.state {
+                replica.state = ReplicaState::AskedReveal(c);
+                replica.since_ms = now_ms;
+                actions.push(Action::AskReveal {
+                    task: *task,
+                    provider: replica.provider,
+                });
+            }
+        }
+        actions
+    }
+
+    /// Decides what a task's reveals mean once none is outstanding.
+    fn evaluate(&mut self, task: &TaskKey, now_ms: u64) -> Vec<Action> {
+        let Some(policy) = self.jobs.get(&task.0).map(|j| j.policy) else {
+            return Vec::new();
+        };
+        let Ok(state) = self.task(task) else {
+            return Vec::new();
+        };
+        if state.accepted.is_some() || state.dispute.is_some() || state.failed {
+            return Vec::new();
+        }
+        if state.replicas.iter().any(|r| {
+            matches!(
+                r.state,
+                ReplicaState::Assigned | ReplicaState::Committed(_) | ReplicaState::AskedReveal(_)
+            )
+        }) {
+            return Vec::new();
+        }
+        let mut groups: BTreeMap<ContentId, Vec<PublicKey>> = BTreeMap::new();
+        for replica in &state.replicas {
+            if let ReplicaState::Revealed(digest) = replica.state {
+                groups.entry(digest).or_default().push(replica.provider);
+            }
+        }
+        let assigned = state.replicas.len() as u32;
+        let members_live = state.replicas.iter().filter(|r| r.live()).count() as u32;
+        if groups.is_empty() {
+            return self.want(task, members_live + 1, assigned);
+        }
+        let credibility: Vec<Vec<f64>> = groups
+            .values()
+            .map(|members| {
+                members
+                    .iter()
+                    .map(|p| self.params.credibility(self.trust.record(p).streak))
+                    .collect()
+            })
+            .collect();
+        let belief = group_credibility(&credibility);
+        if groups.len() > 1 {
+            // The most believed result against the next one.
+            let mut order: Vec<usize> = (0..groups.len()).collect();
+            order.sort_by(|&x, &y| belief[y].total_cmp(&belief[x]));
+            let digests: Vec<&ContentId> = groups.keys().collect();
+            let strongest = |i: usize| -> PublicKey {
+                let members = &groups[digests[i]];
+                let creds = &credibility[i];
+                let best = (0..members.len())
+                    .max_by(|&x, &y| creds[x].total_cmp(&creds[y]))
+                    .expect("a group has members");
+                members[best]
+            };
+            let sides = [strongest(order[0]), strongest(order[1])];
+            let digests = [*digests[order[0]], *digests[order[1]]];
+            let id = self.next_dispute;
+            self.next_dispute += 1;
+            self.stats.disputes += 1;
+            let game = Game::new(
+                digests[0],
+                digests[1],
+                self.params.dispute_arity,
+                self.params.dispute_round_timeout_ms,
+                now_ms,
+            );
+            self.disputes.insert(
+                id,
+                DisputeState {
+                    task: *task,
+                    sides,
+                    game,
+                },
+            );
+            self.task_mut(task).expect("exists").dispute = Some(id);
+            return vec![Action::Dispute {
+                id,
+                task: *task,
+                sides,
+            }];
+        }
+        let (digest, members) = groups.into_iter().next().expect("one group");
+        let belief = belief[0];
+        let count = members.len() as u32;
+        let spot_drawn = state.spot;
+        let accept = match policy {
+            VerifyPolicy::None => true,
+            VerifyPolicy::Replicate { replicas } => count >= replicas,
+            VerifyPolicy::Spot { probability } => {
+                count >= 2 || !self.draw_spot(task, spot_drawn, probability)
+            }
+            VerifyPolicy::Adaptive { confidence } => {
+                if belief < confidence {
+                    false
+                } else if count >= 2 {
+                    true
+                } else {
+                    let streak = self.trust.record(&members[0]).streak;
+                    let p = self.params.spot_probability(streak, confidence);
+                    !self.draw_spot(task, spot_drawn, p)
+                }
+            }
+        };
+        if !accept {
+            return self.want(task, count + 1, assigned);
+        }
+        if count >= 2 {
+            members.iter().for_each(|p| self.trust.confirmed(p));
+        } else {
+            self.trust.alone(&members[0]);
+        }
+        self.stats.accepted += 1;
+        self.task_mut(task).expect("exists").accepted = Some((digest, members.clone()));
+        vec![Action::Accept {
+            task: *task,
+            digest,
+            providers: members,
+        }]
+    }
+
+    /// Draws (once per task) whether it is spot-checked.
+    fn draw_spot(&mut self, task: &TaskKey, drawn: Option<bool>, probability: f64) -> bool {
+        if let Some(drawn) = drawn {
+            return drawn;
+        }
+        let drawn = self.rng.next_f64() < probability;
+        self.stats.spot_checks += u64::from(drawn);
+        self.task_mut(task).expect("exists").spot = Some(drawn);
+        drawn
+    }
+
+    /// The task needs `wanted` live replicas; fails it past the bounds.
+    fn want(&mut self, task: &TaskKey, wanted: u32, assigned: u32) -> Vec<Action> {
+        let replicas_max = self.params.replicas_max;
+        let state = self.task_mut(task).expect("exists");
+        if wanted > replicas_max || assigned >= 4 * replicas_max {
+            state.failed = true;
+            return vec![Action::Failed {
+                task: *task,
+                reason: format!(
+                    "no result reached the required confidence within {replicas_max} replicas \
+                     ({assigned} assigned)"
+                ),
+            }];
+        }
+        state.wanted = state.wanted.max(wanted);
+        Vec::new()
+    }
+
+    /// Convicts `provider` for `offence` on `task`: bans it, stops waiting
+    /// for it anywhere, and reopens every accepted result of an open job
+    /// that no longer stands without it.
+    fn convict(
+        &mut self,
+        provider: PublicKey,
+        task: TaskKey,
+        offence: Offence,
+        now_ms: u64,
+    ) -> Vec<Action> {
+        self.trust.convicted(&provider);
+        self.stats.convictions += 1;
+        let mut actions = vec![Action::Convicted {
+            provider,
+            task,
+            offence,
+        }];
+        let mut touched = Vec::new();
+        let mut earned = Vec::new();
+        for (job, state) in &mut self.jobs {
+            for (index, t) in state.tasks.iter_mut().enumerate() {
+                let key = (*job, index as u32);
+                let mut hit = false;
+                for replica in t.replicas.iter_mut().filter(|r| r.provider == provider) {
+                    replica.state = match replica.state {
+                        ReplicaState::Revealed(_) => ReplicaState::Convicted,
+                        ReplicaState::Dropped => ReplicaState::Dropped,
+                        _ if key == task => ReplicaState::Convicted,
+                        _ => ReplicaState::Dropped,
+                    };
+                    hit = true;
+                }
+                if !hit {
+                    continue;
+                }
+                if let Some((_, members)) = &t.accepted
+                    && members.contains(&provider)
+                {
+                    earned.push(key);
+                    t.accepted = None;
+                    t.spot = None;
+                }
+                touched.push(key);
+            }
+        }
+        if !earned.is_empty() {
+            actions.push(Action::Clawback {
+                provider,
+                tasks: earned.clone(),
+            });
+        }
+        for key in touched {
+            let was_accepted = earned.contains(&key);
+            let decided = self.evaluate(&key, now_ms);
+            let reaccepted = decided.iter().any(|a| matches!(a, Action::Accept { .. }));
+            if was_accepted && !reaccepted {
+                self.stats.reopened += 1;
+                actions.push(Action::Reopen { task: key });
+            }
+            actions.extend(decided);
+            actions.extend(self.ask_reveals(&key, now_ms));
+        }
+        actions
+    }
+
+    fn task(&self, task: &TaskKey) -> Result<&TaskState, VerifyError> {
+        self.jobs
+            .get(&task.0)
+            .and_then(|j| j.tasks.get(task.1 as usize))
+            .ok_or_else(|| VerifyError::UnknownTask(format!("{}#{}", task.0.short(), task.1)))
+    }
+
+    fn task_mut(&mut self, task: &TaskKey) -> Result<&mut TaskState, VerifyError> {
+        self.jobs
+            .get_mut(&task.0)
+            .and_then(|j| j.tasks.get_mut(task.1 as usize))
+            .ok_or_else(|| VerifyError::UnknownTask(format!("{}#{}", task.0.short(), task.1)))
+    }
+}
+
+/// Whether a task needs another provider now.
+fn needs(task: &TaskState) -> bool {
+    task.accepted.is_none()
+        && task.dispute.is_none()
+        && !task.failed
+        && (task.replicas.iter().filter(|r| r.live()).count() as u32) < task.wanted
+}
+
+fn revealed_by(task: &TaskState, provider: &PublicKey) -> Option<ContentId> {
+    task.replicas.iter().find_map(|r| match r.state {
+        ReplicaState::Revealed(d) if r.provider == *provider => Some(d),
+        _ => None,
+    })
+}
