@@ -79,7 +79,9 @@ impl Params {
             return 0;
         }
         // 1 - f / (1 + k) >= c  <=>  k >= f / (1 - c) - 1
-        let k = (self.bad_fraction / (1.0 - confidence) - 1.0).ceil().max(0.0) as u64;
+        let k = (self.bad_fraction / (1.0 - confidence) - 1.0)
+            .ceil()
+            .max(0.0) as u64;
         // Guard against rounding at the boundary.
         (k.saturating_sub(1)..=k + 1)
             .find(|&k| self.credibility(k) >= confidence)

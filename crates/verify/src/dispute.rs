@@ -122,13 +122,7 @@ pub struct Game {
 
 impl Game {
     /// A dispute between result `a` and result `b`, starting at `now_ms`.
-    pub fn new(
-        a: ContentId,
-        b: ContentId,
-        arity: u64,
-        round_timeout_ms: u64,
-        now_ms: u64,
-    ) -> Self {
+    pub fn new(a: ContentId, b: ContentId, arity: u64, round_timeout_ms: u64, now_ms: u64) -> Self {
         assert!(arity >= 2);
         assert_ne!(a, b, "a dispute needs two different results");
         Self {
@@ -332,9 +326,9 @@ impl Game {
         ];
         let agreed = (self.lo > 0).then(|| self.claim(Side::A, self.lo).expect("answered"));
         // An agreed digest has only one successor: itself. No execution.
-        let digest_agreed = Side::BOTH.into_iter().any(|side| {
-            self.lo > 0 && self.lo + 1 >= self.lengths[side.index()].expect("known")
-        });
+        let digest_agreed = Side::BOTH
+            .into_iter()
+            .any(|side| self.lo > 0 && self.lo + 1 >= self.lengths[side.index()].expect("known"));
         if let (true, Some(agreed)) = (digest_agreed, agreed) {
             let losers: Vec<Side> = Side::BOTH
                 .into_iter()

@@ -44,9 +44,10 @@
 pub mod commit;
 pub mod credibility;
 pub mod dispute;
+pub mod sim;
 mod verifier;
 
 pub use commit::{Commitment, Reveal};
 pub use credibility::{Params, Record, TrustBook, group_credibility};
 pub use dispute::{Foul, Game, Need, Segment, Side, StateHash, Verdict};
-pub use verifier::{Action, Offence, TaskKey, VerifyError, VerifyStats, Verifier};
+pub use verifier::{Action, Offence, TaskKey, Verifier, VerifyError, VerifyStats};

@@ -291,9 +291,9 @@ impl Verifier {
     /// Whether `provider` may take a replica of `task` now.
     pub fn eligible(&self, task: &TaskKey, provider: &PublicKey) -> bool {
         !self.trust.record(provider).banned()
-            && self.task(task).is_ok_and(|t| {
-                needs(t) && !t.replicas.iter().any(|r| r.provider == *provider)
-            })
+            && self
+                .task(task)
+                .is_ok_and(|t| needs(t) && !t.replicas.iter().any(|r| r.provider == *provider))
     }
 
     /// `provider` runs a replica of `task` from `now_ms`.
@@ -375,9 +375,7 @@ impl Verifier {
         let replica = state
             .replicas
             .iter_mut()
-            .find(|r| {
-                r.provider == *provider && matches!(r.state, ReplicaState::AskedReveal(_))
-            })
+            .find(|r| r.provider == *provider && matches!(r.state, ReplicaState::AskedReveal(_)))
             .ok_or_else(|| VerifyError::WrongState {
                 provider: provider.short(),
                 expected: "was not asked to reveal",
@@ -444,9 +442,7 @@ impl Verifier {
 
     /// The game of dispute `id`, to see what it needs.
     pub fn game(&self, id: u64) -> Option<(&TaskKey, &[PublicKey; 2], &Game)> {
-        self.disputes
-            .get(&id)
-            .map(|d| (&d.task, &d.sides, &d.game))
+        self.disputes.get(&id).map(|d| (&d.task, &d.sides, &d.game))
     }
 
     /// Open disputes.
@@ -566,7 +562,12 @@ impl Verifier {
             state.dispute = None;
         }
         for provider in convicts {
-            actions.extend(self.convict(provider, task, Offence::WrongResult { dispute: id }, now_ms));
+            actions.extend(self.convict(
+                provider,
+                task,
+                Offence::WrongResult { dispute: id },
+                now_ms,
+            ));
         }
         actions.extend(self.evaluate(&task, now_ms));
         actions
