@@ -36,7 +36,9 @@ pub use cairn_job::Limits;
 use cairn_wire::ContentId;
 pub use error::ExecError;
 pub use manifest::{Manifest, OutputFile};
-pub use wasm::{NanCanonicalization, WasmConfig, WasmRuntime};
+pub use wasm::{
+    NanCanonicalization, Snapshot, StateHash, Trace, Transition, WasmConfig, WasmRuntime,
+};
 
 /// A runtime executes tasks of programs it has loaded.
 pub trait Runtime: Send + Sync {

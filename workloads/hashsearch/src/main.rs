@@ -6,8 +6,13 @@
 //!
 //! Prints a summary line and, with `--out`, writes every hit as
 //! `<nonce> <digest hex>` lines.
+//!
+//! The search runs in steps (`cairn_step`) of 1,024 nonces with the state
+//! kept in memory between them, so the runtime can checkpoint it and a
+//! dispute over a long search is settled by re-running one step.
 
 use std::process::ExitCode;
+use std::sync::Mutex;
 
 struct Args {
     prefix: String,
@@ -60,6 +65,24 @@ fn leading_zero_bits(digest: &[u8; 32]) -> u32 {
     bits
 }
 
+/// Nonces searched per step: a step is a few million fuel, so a referee
+/// settling a dispute over a long search re-executes a tiny share of it.
+const NONCES_PER_STEP: u64 = 1_024;
+
+/// The search in progress. Between steps it lives here, in linear memory,
+/// so the runtime can checkpoint it.
+struct Search {
+    args: Args,
+    base: blake3::Hasher,
+    next: u64,
+    end: u64,
+    hits: String,
+    found: u64,
+    best: (u32, u64),
+}
+
+static SEARCH: Mutex<Option<Search>> = Mutex::new(None);
+
 fn main() -> ExitCode {
     let args = match parse() {
         Ok(args) => args,
@@ -70,32 +93,54 @@ fn main() -> ExitCode {
     };
     let mut base = blake3::Hasher::new();
     base.update(args.prefix.as_bytes());
-    let mut hits = String::new();
-    let mut found = 0u64;
-    let mut best = (0u32, 0u64);
     let end = args.start.saturating_add(args.count);
-    for nonce in args.start..end {
-        let mut hasher = base.clone();
+    *SEARCH.lock().unwrap() = Some(Search {
+        next: args.start,
+        end,
+        args,
+        base,
+        hits: String::new(),
+        found: 0,
+        best: (0, 0),
+    });
+    // The runtime now calls `cairn_step` until it returns 0.
+    ExitCode::SUCCESS
+}
+
+/// One step of the search; returns 0 once the search is done and written.
+#[unsafe(no_mangle)]
+pub extern "C" fn cairn_step() -> i32 {
+    let mut guard = SEARCH.lock().unwrap();
+    let search = guard.as_mut().expect("main ran first");
+    let stop = search.end.min(search.next.saturating_add(NONCES_PER_STEP));
+    for nonce in search.next..stop {
+        let mut hasher = search.base.clone();
         hasher.update(&nonce.to_le_bytes());
         let digest = hasher.finalize();
         let zeros = leading_zero_bits(digest.as_bytes());
-        if zeros > best.0 {
-            best = (zeros, nonce);
+        if zeros > search.best.0 {
+            search.best = (zeros, nonce);
         }
-        if zeros >= args.bits {
-            found += 1;
-            hits.push_str(&format!("{nonce} {}\n", digest.to_hex()));
+        if zeros >= search.args.bits {
+            search.found += 1;
+            search
+                .hits
+                .push_str(&format!("{nonce} {}\n", digest.to_hex()));
         }
     }
-    if let Some(out) = &args.out
-        && let Err(e) = std::fs::write(out, &hits)
+    search.next = stop;
+    if stop < search.end {
+        return 1;
+    }
+    if let Some(out) = &search.args.out
+        && let Err(e) = std::fs::write(out, &search.hits)
     {
         eprintln!("hashsearch: cannot write {out}: {e}");
-        return ExitCode::from(2);
+        std::process::exit(2);
     }
     println!(
-        "searched {}..{end}: {found} hits with >= {} zero bits; best {} bits at nonce {}",
-        args.start, args.bits, best.0, best.1
+        "searched {}..{}: {} hits with >= {} zero bits; best {} bits at nonce {}",
+        search.args.start, search.end, search.found, search.args.bits, search.best.0, search.best.1
     );
-    ExitCode::SUCCESS
+    0
 }

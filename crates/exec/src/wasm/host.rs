@@ -1,11 +1,13 @@
 //! The host side of a Wasm task: WASI preview 1 made deterministic, plus the
 //! limits wasmtime does not enforce by itself.
 
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
+use rand_core::{Rng, SeedableRng, TryRng};
 use wasmtime::{Caller, Linker, ResourceLimiter};
 use wasmtime_wasi::clocks::{HostMonotonicClock, HostWallClock};
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -253,26 +255,16 @@ pub(crate) fn add_wrappers(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
 
 /// A wall clock that starts at 2000-01-01T00:00:00Z and advances one
 /// microsecond each time it is read, so programs that measure time see it
-/// move, identically on every machine.
-pub(crate) struct VirtualWallClock(AtomicU64);
+/// move, identically on every machine. The counter is shared with the
+/// runner, which saves and restores it at checkpoints.
+pub(crate) struct VirtualWallClock(pub Arc<AtomicU64>);
 
 /// A monotonic clock with the same rules, starting at zero.
-pub(crate) struct VirtualMonotonicClock(AtomicU64);
+pub(crate) struct VirtualMonotonicClock(pub Arc<AtomicU64>);
 
-const EPOCH_2000_NS: u64 = 946_684_800 * 1_000_000_000;
+/// Where the wall clock starts.
+pub(crate) const EPOCH_2000_NS: u64 = 946_684_800 * 1_000_000_000;
 const TICK_NS: u64 = 1_000;
-
-impl VirtualWallClock {
-    pub(crate) fn new() -> Self {
-        Self(AtomicU64::new(EPOCH_2000_NS))
-    }
-}
-
-impl VirtualMonotonicClock {
-    pub(crate) fn new() -> Self {
-        Self(AtomicU64::new(0))
-    }
-}
 
 impl HostWallClock for VirtualWallClock {
     fn resolution(&self) -> Duration {
@@ -294,13 +286,77 @@ impl HostMonotonicClock for VirtualMonotonicClock {
     }
 }
 
-/// Independent random streams for the guest, all derived from the task seed.
-pub(crate) fn random_streams(seed: [u8; 32]) -> (ChaCha20Rng, ChaCha20Rng, u128) {
-    let derive = |purpose: &str| blake3::derive_key(purpose, &seed);
-    let insecure_seed = derive("cairn wasi insecure random seed v1");
-    (
-        ChaCha20Rng::from_seed(derive("cairn wasi secure random v1")),
-        ChaCha20Rng::from_seed(derive("cairn wasi insecure random v1")),
-        u128::from_le_bytes(insecure_seed[..16].try_into().unwrap()),
-    )
+/// A seeded random stream whose position the runner can read and set, so
+/// a checkpoint captures it.
+#[derive(Clone)]
+pub(crate) struct SharedRng(pub Arc<Mutex<ChaCha20Rng>>);
+
+impl TryRng for SharedRng {
+    type Error = Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        Ok(self.0.lock().unwrap().next_u32())
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        Ok(self.0.lock().unwrap().next_u64())
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        self.0.lock().unwrap().fill_bytes(dst);
+        Ok(())
+    }
+}
+
+/// The host state outside the store that a task's execution changes: the
+/// clocks and the random streams.
+#[derive(Clone)]
+pub(crate) struct HostState {
+    pub wall: Arc<AtomicU64>,
+    pub monotonic: Arc<AtomicU64>,
+    pub secure: SharedRng,
+    pub insecure: SharedRng,
+    pub insecure_seed: u128,
+}
+
+impl HostState {
+    /// Fresh clocks, and random streams all derived from the task seed.
+    pub(crate) fn new(seed: [u8; 32]) -> Self {
+        let derive = |purpose: &str| blake3::derive_key(purpose, &seed);
+        let insecure_seed = derive("cairn wasi insecure random seed v1");
+        let stream = |purpose| {
+            SharedRng(Arc::new(Mutex::new(ChaCha20Rng::from_seed(derive(
+                purpose,
+            )))))
+        };
+        Self {
+            wall: Arc::new(AtomicU64::new(EPOCH_2000_NS)),
+            monotonic: Arc::new(AtomicU64::new(0)),
+            secure: stream("cairn wasi secure random v1"),
+            insecure: stream("cairn wasi insecure random v1"),
+            insecure_seed: u128::from_le_bytes(insecure_seed[..16].try_into().unwrap()),
+        }
+    }
+
+    /// Clocks and random positions, in a fixed order.
+    pub(crate) fn save(&self) -> ([u64; 2], [u128; 2]) {
+        (
+            [
+                self.wall.load(Ordering::Relaxed),
+                self.monotonic.load(Ordering::Relaxed),
+            ],
+            [
+                self.secure.0.lock().unwrap().get_word_pos(),
+                self.insecure.0.lock().unwrap().get_word_pos(),
+            ],
+        )
+    }
+
+    /// Puts back what [`HostState::save`] returned.
+    pub(crate) fn restore(&self, clocks: [u64; 2], random: [u128; 2]) {
+        self.wall.store(clocks[0], Ordering::Relaxed);
+        self.monotonic.store(clocks[1], Ordering::Relaxed);
+        self.secure.0.lock().unwrap().set_word_pos(random[0]);
+        self.insecure.0.lock().unwrap().set_word_pos(random[1]);
+    }
 }

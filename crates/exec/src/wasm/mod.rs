@@ -1,5 +1,6 @@
 //! The deterministic WebAssembly runtime.
 
+mod checkpoint;
 mod host;
 mod nan;
 
@@ -9,13 +10,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn_wire::ContentId;
-use wasmtime::{Config, Engine, InstancePre, Linker, Module, OptLevel, Store, Trap};
+use wasmtime::{
+    Config, Engine, Instance, InstancePre, Linker, Module, Mutability, OptLevel, Store, Trap,
+    TypedFunc, Val,
+};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use crate::manifest::collect_outputs;
 use crate::{ExecError, Manifest, Outcome, Runtime, Task, TaskResult};
-use host::{Budget, Host, LimitExceeded, Limiter, VirtualMonotonicClock, VirtualWallClock};
+use checkpoint::{GLOBAL_EXPORT_PREFIX, STEP_EXPORT, StateParts};
+pub use checkpoint::{Snapshot, StateHash, Trace, Transition};
+use host::{
+    Budget, Host, HostState, LimitExceeded, Limiter, VirtualMonotonicClock, VirtualWallClock,
+};
 
 /// How often the watchdog advances the engine's epoch. The wall-clock limit
 /// is enforced to within one tick.
@@ -133,15 +141,16 @@ impl Runtime for WasmRuntime {
         if self.modules.lock().unwrap().contains_key(&id) {
             return Ok(id);
         }
-        let rewritten;
+        let canonical;
         let compiled = match self.config.nan_canonicalization {
             NanCanonicalization::AtObservation => {
-                rewritten = nan::canonicalize_nans(bytes).map_err(ExecError::InvalidModule)?;
-                &rewritten[..]
+                canonical = nan::canonicalize_nans(bytes).map_err(ExecError::InvalidModule)?;
+                &canonical[..]
             }
             NanCanonicalization::EveryOperation => bytes,
         };
-        let module = Module::new(&self.engine, compiled)
+        let compiled = checkpoint::export_globals(compiled).map_err(ExecError::InvalidModule)?;
+        let module = Module::new(&self.engine, &compiled)
             .map_err(|e| ExecError::InvalidModule(format!("{e:#}")))?;
         for import in module.imports() {
             if !self
@@ -170,22 +179,129 @@ impl Runtime for WasmRuntime {
 
     fn run(&self, task: &Task<'_>) -> Result<TaskResult, ExecError> {
         let started = Instant::now();
-        let pre = self.instance_pre(&task.module)?;
-        let limits = task.limits;
+        let mut session = Session::new(self, task)?;
+        session.start()?;
+        while session.halted.is_none() {
+            session.step()?;
+        }
+        session.finish(started)
+    }
+}
 
+impl WasmRuntime {
+    /// Runs `task` and records the state hash after start-up and after
+    /// every step: what a provider answers a dispute from. Costs one run
+    /// plus hashing memory at each step.
+    pub fn trace(&self, task: &Task<'_>) -> Result<Trace, ExecError> {
+        let started = Instant::now();
+        let mut session = Session::new(self, task)?;
+        let mut states = Vec::new();
+        let mut fuel = Vec::new();
+        session.start()?;
+        loop {
+            states.push(session.state_hash()?);
+            fuel.push(session.fuel_used()?);
+            if session.halted.is_some() {
+                break;
+            }
+            session.step()?;
+        }
+        let result = session.finish(started)?;
+        Ok(Trace {
+            states,
+            fuel,
+            digest: result.digest,
+        })
+    }
+
+    /// The full state at trace position `position` (1 is after start-up),
+    /// for a referee: re-runs the task up to it.
+    pub fn snapshot_at(&self, task: &Task<'_>, position: u64) -> Result<Snapshot, ExecError> {
+        if position == 0 {
+            return Err(ExecError::Host("position 0 is the task itself".into()));
+        }
+        let mut session = Session::new(self, task)?;
+        session.start()?;
+        for _ in 1..position {
+            if session.halted.is_some() {
+                return Err(ExecError::Host(format!(
+                    "the task halts before position {position}"
+                )));
+            }
+            session.step()?;
+        }
+        session.snapshot()
+    }
+
+    /// The referee's move: from the agreed state (`None`: the task itself)
+    /// computes the next position's hash, executing at most one step. The
+    /// caller checks `from.hash()` against the agreed hash first.
+    pub fn referee(
+        &self,
+        task: &Task<'_>,
+        from: Option<&Snapshot>,
+    ) -> Result<Transition, ExecError> {
+        let started = Instant::now();
+        let mut session = Session::new(self, task)?;
+        let Some(from) = from else {
+            session.start()?;
+            return Ok(Transition {
+                hash: session.state_hash()?,
+                fuel_executed: session.fuel_used()?,
+            });
+        };
+        session.restore(from)?;
+        if session.halted.is_some() {
+            let result = session.finish(started)?;
+            return Ok(Transition {
+                hash: *result.digest.as_bytes(),
+                fuel_executed: 0,
+            });
+        }
+        session.step()?;
+        Ok(Transition {
+            hash: session.state_hash()?,
+            fuel_executed: session.fuel_used()? - from.fuel_used,
+        })
+    }
+}
+
+/// One execution of a task: the store, the instance, and the host state
+/// outside them, advanced one call at a time.
+struct Session<'r, 't> {
+    runtime: &'r WasmRuntime,
+    task: &'t Task<'t>,
+    store: Store<Host>,
+    instance: Option<Instance>,
+    step: Option<TypedFunc<(), i32>>,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+    /// Output written before a restored snapshot (the pipes hold the rest).
+    stdout_before: Vec<u8>,
+    stderr_before: Vec<u8>,
+    host: HostState,
+    /// How the task ended, once it has.
+    halted: Option<Outcome>,
+}
+
+impl<'r, 't> Session<'r, 't> {
+    /// Builds the sandbox and instantiates the module (running nothing).
+    fn new(runtime: &'r WasmRuntime, task: &'t Task<'t>) -> Result<Self, ExecError> {
+        let pre = runtime.instance_pre(&task.module)?;
+        let limits = task.limits;
         let stdout = MemoryOutputPipe::new(limits.stdout_bytes as usize);
         let stderr = MemoryOutputPipe::new(limits.stdout_bytes as usize);
-        let (secure, insecure, insecure_seed) = host::random_streams(task.seed);
+        let host = HostState::new(task.seed);
         let mut wasi = WasiCtxBuilder::new();
         wasi.arg(PROGRAM_NAME)
             .args(task.args)
             .stdout(stdout.clone())
             .stderr(stderr.clone())
-            .wall_clock(VirtualWallClock::new())
-            .monotonic_clock(VirtualMonotonicClock::new())
-            .secure_random(secure)
-            .insecure_random(insecure)
-            .insecure_random_seed(insecure_seed)
+            .wall_clock(VirtualWallClock(host.wall.clone()))
+            .monotonic_clock(VirtualMonotonicClock(host.monotonic.clone()))
+            .secure_random(host.secure.clone())
+            .insecure_random(host.insecure.clone())
+            .insecure_random_seed(host.insecure_seed)
             // File operations run on this worker thread rather than being
             // handed to a thread pool: the worker pool already bounds them.
             .allow_blocking_current_thread(true);
@@ -199,7 +315,7 @@ impl Runtime for WasmRuntime {
             })?;
 
         let mut store = Store::new(
-            &self.engine,
+            &runtime.engine,
             Host {
                 wasi: wasi.build_p1(),
                 limiter: Limiter {
@@ -209,7 +325,7 @@ impl Runtime for WasmRuntime {
             },
         );
         store.limiter(|host| &mut host.limiter);
-        if self.config.metered {
+        if runtime.config.metered {
             store.set_fuel(limits.fuel).map_err(host_error)?;
         }
         let ticks = limits
@@ -219,26 +335,253 @@ impl Runtime for WasmRuntime {
         store.set_epoch_deadline(ticks.max(1));
         store.epoch_deadline_trap();
 
-        let ended = pre.instantiate(&mut store).and_then(|instance| {
-            instance
-                .get_typed_func::<(), ()>(&mut store, "_start")?
-                .call(&mut store, ())
-        });
-        let fuel_left = if self.config.metered {
-            store.get_fuel().map_err(host_error)?
-        } else {
-            limits.fuel
+        let mut session = Self {
+            runtime,
+            task,
+            store,
+            instance: None,
+            step: None,
+            stdout,
+            stderr,
+            stdout_before: Vec::new(),
+            stderr_before: Vec::new(),
+            host,
+            halted: None,
         };
-        let fuel_used = limits.fuel - fuel_left;
-        let mut outcome = match ended {
-            Ok(()) => Outcome::Exited(0),
-            Err(error) => classify(error, &limits)?,
-        };
-        drop(store);
+        match pre.instantiate(&mut session.store) {
+            Ok(instance) => {
+                session.step = instance
+                    .get_typed_func::<(), i32>(&mut session.store, STEP_EXPORT)
+                    .ok();
+                session.instance = Some(instance);
+            }
+            Err(error) => session.halted = Some(classify(error, &limits)?),
+        }
+        Ok(session)
+    }
 
-        let stdout = stdout.contents().to_vec();
-        let stderr = stderr.contents().to_vec();
-        let outputs = match collect_outputs(task.output_dir, limits.output_bytes)? {
+    /// Runs `_start`; the task halts there unless it has steps.
+    fn start(&mut self) -> Result<(), ExecError> {
+        let Some(instance) = self.instance else {
+            return Ok(());
+        };
+        let ended = instance
+            .get_typed_func::<(), ()>(&mut self.store, "_start")
+            .and_then(|start| start.call(&mut self.store, ()));
+        match ended {
+            Ok(()) if self.step.is_some() => {}
+            Ok(()) => self.halted = Some(Outcome::Exited(0)),
+            Err(error) => self.halted = Some(classify(error, &self.task.limits)?),
+        }
+        Ok(())
+    }
+
+    /// Runs one `cairn_step`.
+    fn step(&mut self) -> Result<(), ExecError> {
+        let step = self.step.clone().expect("only stepped tasks step");
+        match step.call(&mut self.store, ()) {
+            Ok(0) => self.halted = Some(Outcome::Exited(0)),
+            Ok(_) => {}
+            Err(error) => self.halted = Some(classify(error, &self.task.limits)?),
+        }
+        Ok(())
+    }
+
+    fn fuel_used(&self) -> Result<u64, ExecError> {
+        let limit = self.task.limits.fuel;
+        if !self.runtime.config.metered {
+            return Ok(0);
+        }
+        Ok(limit - self.store.get_fuel().map_err(host_error)?)
+    }
+
+    fn memory(&mut self) -> &[u8] {
+        match self
+            .instance
+            .and_then(|i| i.get_memory(&mut self.store, "memory"))
+        {
+            Some(memory) => memory.data(&self.store),
+            None => &[],
+        }
+    }
+
+    fn globals(&mut self) -> Vec<(u8, u128)> {
+        let Some(instance) = self.instance else {
+            return Vec::new();
+        };
+        let mut globals = Vec::new();
+        for index in 0.. {
+            let name = format!("{GLOBAL_EXPORT_PREFIX}{index}");
+            let Some(global) = instance.get_global(&mut self.store, &name) else {
+                break;
+            };
+            globals.push(match global.get(&mut self.store) {
+                Val::I32(v) => (0, u128::from(v as u32)),
+                Val::I64(v) => (1, u128::from(v as u64)),
+                Val::F32(v) => (2, u128::from(v)),
+                Val::F64(v) => (3, u128::from(v)),
+                Val::V128(v) => (4, v.as_u128()),
+                // References are not part of checkpointable state.
+                _ => (5, 0),
+            });
+        }
+        globals
+    }
+
+    fn budget(&self) -> [u64; 4] {
+        let b = &self.store.data().budget;
+        [b.output_bytes, b.stdout_bytes, b.stderr_bytes, b.entries]
+    }
+
+    fn written(&self) -> (Vec<u8>, Vec<u8>) {
+        let join = |before: &[u8], pipe: &MemoryOutputPipe| {
+            let mut all = before.to_vec();
+            all.extend_from_slice(&pipe.contents());
+            all
+        };
+        (
+            join(&self.stdout_before, &self.stdout),
+            join(&self.stderr_before, &self.stderr),
+        )
+    }
+
+    /// The hash of the current state, without copying memory.
+    fn state_hash(&mut self) -> Result<StateHash, ExecError> {
+        let fuel_used = self.fuel_used()?;
+        let globals = self.globals();
+        let (stdout, stderr) = self.written();
+        let outputs = collect_outputs(self.task.output_dir, self.task.limits.output_bytes)?;
+        let (clocks, random) = self.host.save();
+        let budget = self.budget();
+        let halted = self.halted.clone();
+        let memory = self.memory();
+        Ok(StateParts {
+            memory,
+            globals: &globals,
+            stdout: ContentId::of(&stdout),
+            stderr: ContentId::of(&stderr),
+            outputs,
+            fuel_used,
+            clocks,
+            random,
+            budget,
+            halted: halted.as_ref(),
+        }
+        .hash())
+    }
+
+    /// A full copy of the current state.
+    fn snapshot(&mut self) -> Result<Snapshot, ExecError> {
+        let fuel_used = self.fuel_used()?;
+        let globals = self.globals();
+        let (stdout, stderr) = self.written();
+        let files = match collect_outputs(self.task.output_dir, self.task.limits.output_bytes)? {
+            Ok(files) => files,
+            Err(broken) => {
+                return Err(ExecError::Host(format!(
+                    "the outputs at this checkpoint cannot be copied: {broken}"
+                )));
+            }
+        };
+        let mut outputs = Vec::with_capacity(files.len());
+        for file in files {
+            let path = self.task.output_dir.join(&file.path);
+            let bytes = std::fs::read(&path)
+                .map_err(ExecError::io(format!("reading {}", path.display())))?;
+            outputs.push((file.path, bytes));
+        }
+        let (clocks, random) = self.host.save();
+        Ok(Snapshot {
+            memory: self.memory().to_vec(),
+            globals,
+            stdout,
+            stderr,
+            outputs,
+            fuel_used,
+            clocks,
+            random,
+            budget: self.budget(),
+            halted: self.halted.clone(),
+        })
+    }
+
+    /// Makes this fresh session's state `snapshot`.
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), ExecError> {
+        let instance = self
+            .instance
+            .ok_or_else(|| ExecError::Host("the module did not instantiate".into()))?;
+        if let Some(memory) = instance.get_memory(&mut self.store, "memory") {
+            let page = memory.page_size(&self.store) as usize;
+            let have = memory.data_size(&self.store);
+            if snapshot.memory.len() < have || snapshot.memory.len() % page != 0 {
+                return Err(ExecError::Host(format!(
+                    "a snapshot of {} bytes of memory cannot follow the module's {have}",
+                    snapshot.memory.len()
+                )));
+            }
+            memory
+                .grow(
+                    &mut self.store,
+                    ((snapshot.memory.len() - have) / page) as u64,
+                )
+                .map_err(host_error)?;
+            memory
+                .data_mut(&mut self.store)
+                .copy_from_slice(&snapshot.memory);
+        }
+        for (index, (tag, bits)) in snapshot.globals.iter().enumerate() {
+            let name = format!("{GLOBAL_EXPORT_PREFIX}{index}");
+            let global = instance.get_global(&mut self.store, &name).ok_or_else(|| {
+                ExecError::Host(format!("the snapshot has a global {index} too many"))
+            })?;
+            if global.ty(&self.store).mutability() == Mutability::Const {
+                continue;
+            }
+            let value = match tag {
+                0 => Val::I32(*bits as u32 as i32),
+                1 => Val::I64(*bits as u64 as i64),
+                2 => Val::F32(*bits as u32),
+                3 => Val::F64(*bits as u64),
+                4 => Val::V128((*bits).into()),
+                _ => continue,
+            };
+            global.set(&mut self.store, value).map_err(host_error)?;
+        }
+        for (path, bytes) in &snapshot.outputs {
+            let host_path = self.task.output_dir.join(path);
+            if let Some(parent) = host_path.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(ExecError::io(format!("creating {}", parent.display())))?;
+            }
+            std::fs::write(&host_path, bytes)
+                .map_err(ExecError::io(format!("writing {}", host_path.display())))?;
+        }
+        if self.runtime.config.metered {
+            let left = self.task.limits.fuel.saturating_sub(snapshot.fuel_used);
+            self.store.set_fuel(left).map_err(host_error)?;
+        }
+        self.host.restore(snapshot.clocks, snapshot.random);
+        let budget = &mut self.store.data_mut().budget;
+        [
+            budget.output_bytes,
+            budget.stdout_bytes,
+            budget.stderr_bytes,
+            budget.entries,
+        ] = snapshot.budget;
+        self.stdout_before = snapshot.stdout.clone();
+        self.stderr_before = snapshot.stderr.clone();
+        self.halted = snapshot.halted.clone();
+        Ok(())
+    }
+
+    /// The result of a halted session.
+    fn finish(self, started: Instant) -> Result<TaskResult, ExecError> {
+        let fuel_used = self.fuel_used()?;
+        let mut outcome = self.halted.clone().expect("finish follows a halt");
+        let (stdout, stderr) = self.written();
+        let task = self.task;
+        drop(self);
+        let outputs = match collect_outputs(task.output_dir, task.limits.output_bytes)? {
             Ok(outputs) => outputs,
             Err(broken) => {
                 if outcome.is_success() {

@@ -1,0 +1,253 @@
+//! Checkpoints of a running task, for disputes.
+//!
+//! A guest may split its work into steps by exporting `cairn_step: () ->
+//! i32`: the runtime calls `_start`, then `cairn_step` until it returns 0.
+//! Between calls the guest's stack is empty, so its whole state is its
+//! linear memory, its globals, what it has written (stdout, stderr, files
+//! under `/output`), the fuel it has used, and the host state it has moved
+//! (the virtual clocks, the random streams' positions, the write budgets).
+//! A [`Snapshot`] holds all of that; its [`StateHash`] is what disputing
+//! providers compare, and a referee restores one snapshot and runs one step
+//! from it instead of the whole task.
+//!
+//! Rules for checkpointable guests (Rust guests keep them without trying):
+//! no file stays open across a step, and tables are not changed after
+//! start-up. A guest without `cairn_step` is one step long: a dispute over
+//! it makes the referee run it whole.
+//!
+//! Globals are not visible to the host unless exported, so every module is
+//! rewritten at load to export each global as `cairn:global:<index>`; the
+//! rewrite adds exports only and changes neither behaviour nor fuel.
+
+use cairn_wire::ContentId;
+use wasm_encoder::reencode::{Error, Reencode, RoundtripReencoder, utils};
+use wasm_encoder::{ExportKind, ExportSection, Module};
+use wasmparser::{Parser, Payload};
+
+use crate::{Manifest, Outcome, OutputFile};
+
+/// The export a checkpointable guest provides: one step of work; returns 0
+/// when the task is done.
+pub const STEP_EXPORT: &str = "cairn_step";
+
+/// The prefix of the exports the rewrite adds for globals.
+pub(crate) const GLOBAL_EXPORT_PREFIX: &str = "cairn:global:";
+
+/// A hash of a task's whole state at a checkpoint.
+pub type StateHash = [u8; 32];
+
+/// Domain separation for state hashes: never equal to a result digest.
+const STATE_DOMAIN: &[u8] = b"cairn/state/v1";
+
+/// Adds an export for every global of `wasm`.
+pub(crate) fn export_globals(wasm: &[u8]) -> Result<Vec<u8>, String> {
+    let mut globals = 0u32;
+    for payload in Parser::new(0).parse_all(wasm) {
+        match payload.map_err(|e| e.to_string())? {
+            Payload::ImportSection(imports) => {
+                for import in imports.into_imports() {
+                    let import = import.map_err(|e| e.to_string())?;
+                    globals += u32::from(matches!(import.ty, wasmparser::TypeRef::Global(_)));
+                }
+            }
+            Payload::GlobalSection(section) => globals += section.count(),
+            _ => {}
+        }
+    }
+    let mut module = Module::new();
+    let mut pass = ExportPass { globals };
+    pass.parse_core_module(&mut module, Parser::new(0), wasm)
+        .map_err(|e| format!("{e:?}"))?;
+    Ok(module.finish())
+}
+
+struct ExportPass {
+    globals: u32,
+}
+
+impl Reencode for ExportPass {
+    type Error = std::convert::Infallible;
+
+    fn parse_export_section(
+        &mut self,
+        exports: &mut ExportSection,
+        section: wasmparser::ExportSectionReader<'_>,
+    ) -> Result<(), Error<Self::Error>> {
+        utils::parse_export_section(&mut RoundtripReencoder, exports, section)?;
+        for index in 0..self.globals {
+            exports.export(
+                &format!("{GLOBAL_EXPORT_PREFIX}{index}"),
+                ExportKind::Global,
+                index,
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Everything a task's execution state consists of at a checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Linear memory 0.
+    pub memory: Vec<u8>,
+    /// Every global as (type tag, bits), in index order.
+    pub globals: Vec<(u8, u128)>,
+    /// Everything written to stdout so far.
+    pub stdout: Vec<u8>,
+    /// Everything written to stderr so far.
+    pub stderr: Vec<u8>,
+    /// Files under `/output`, sorted by path.
+    pub outputs: Vec<(String, Vec<u8>)>,
+    /// Fuel used so far.
+    pub fuel_used: u64,
+    /// The virtual wall and monotonic clocks.
+    pub clocks: [u64; 2],
+    /// The secure and insecure random streams' positions.
+    pub random: [u128; 2],
+    /// Bytes charged to output, stdout and stderr, and entries created.
+    pub budget: [u64; 4],
+    /// How the task ended, if this is its last state.
+    pub halted: Option<Outcome>,
+}
+
+/// The parts of a state that are hashed; computed from a live session or
+/// from a [`Snapshot`], so both give the same [`StateHash`].
+pub(crate) struct StateParts<'a> {
+    pub memory: &'a [u8],
+    pub globals: &'a [(u8, u128)],
+    pub stdout: ContentId,
+    pub stderr: ContentId,
+    pub outputs: Result<Vec<OutputFile>, Outcome>,
+    pub fuel_used: u64,
+    pub clocks: [u64; 2],
+    pub random: [u128; 2],
+    pub budget: [u64; 4],
+    pub halted: Option<&'a Outcome>,
+}
+
+impl StateParts<'_> {
+    pub(crate) fn hash(&self) -> StateHash {
+        let mut h = blake3::Hasher::new();
+        h.update(STATE_DOMAIN);
+        // BLAKE3 is itself a Merkle tree over 1 KiB chunks of memory.
+        h.update(blake3::hash(self.memory).as_bytes());
+        h.update(&(self.globals.len() as u64).to_le_bytes());
+        for (tag, bits) in self.globals {
+            h.update(&[*tag]);
+            h.update(&bits.to_le_bytes());
+        }
+        h.update(self.stdout.as_bytes());
+        h.update(self.stderr.as_bytes());
+        match &self.outputs {
+            Ok(files) => {
+                h.update(&(files.len() as u64).to_le_bytes());
+                for file in files {
+                    h.update(&(file.path.len() as u64).to_le_bytes());
+                    h.update(file.path.as_bytes());
+                    h.update(&file.size_bytes.to_le_bytes());
+                    h.update(file.id.as_bytes());
+                }
+            }
+            Err(broken) => {
+                h.update(&u64::MAX.to_le_bytes());
+                h.update(outcome_bytes(broken).as_slice());
+            }
+        }
+        h.update(&self.fuel_used.to_le_bytes());
+        for clock in self.clocks {
+            h.update(&clock.to_le_bytes());
+        }
+        for position in self.random {
+            h.update(&position.to_le_bytes());
+        }
+        for counter in self.budget {
+            h.update(&counter.to_le_bytes());
+        }
+        match self.halted {
+            Some(outcome) => h.update(&[1]).update(&outcome_bytes(outcome)),
+            None => h.update(&[0]),
+        };
+        *h.finalize().as_bytes()
+    }
+}
+
+/// An outcome as the manifest encodes it.
+fn outcome_bytes(outcome: &Outcome) -> Vec<u8> {
+    Manifest {
+        outcome: outcome.clone(),
+        fuel_used: 0,
+        stdout: ContentId::of(b""),
+        stderr: ContentId::of(b""),
+        outputs: Vec::new(),
+    }
+    .to_bytes()
+}
+
+impl Snapshot {
+    /// The state hash of this snapshot.
+    pub fn hash(&self) -> StateHash {
+        let outputs = self
+            .outputs
+            .iter()
+            .map(|(path, bytes)| OutputFile {
+                path: path.clone(),
+                size_bytes: bytes.len() as u64,
+                id: ContentId::of(bytes),
+            })
+            .collect();
+        StateParts {
+            memory: &self.memory,
+            globals: &self.globals,
+            stdout: ContentId::of(&self.stdout),
+            stderr: ContentId::of(&self.stderr),
+            outputs: Ok(outputs),
+            fuel_used: self.fuel_used,
+            clocks: self.clocks,
+            random: self.random,
+            budget: self.budget,
+            halted: self.halted.as_ref(),
+        }
+        .hash()
+    }
+}
+
+/// A task's execution as the positions a dispute bisects over: position 0
+/// is the task itself, positions `1..=states.len()` the states after
+/// start-up and after each step, and the last position the result digest.
+#[derive(Clone, Debug)]
+pub struct Trace {
+    /// The state hash at positions `1..=states.len()`.
+    pub states: Vec<StateHash>,
+    /// The fuel used at each of those states.
+    pub fuel: Vec<u64>,
+    /// The result digest (the last position).
+    pub digest: ContentId,
+}
+
+impl Trace {
+    /// How many positions the trace has (the task, the states, the digest).
+    pub fn positions(&self) -> u64 {
+        self.states.len() as u64 + 2
+    }
+
+    /// The hash at `position`; `None` at 0 (the task) or past the end.
+    pub fn hash_at(&self, position: u64) -> Option<StateHash> {
+        let last = self.positions() - 1;
+        match position {
+            0 => None,
+            p if p == last => Some(*self.digest.as_bytes()),
+            p if p < last => Some(self.states[p as usize - 1]),
+            _ => None,
+        }
+    }
+}
+
+/// What a referee computed for one transition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transition {
+    /// The hash of the next position.
+    pub hash: StateHash,
+    /// Fuel the referee spent executing it (0 when the next position is
+    /// the digest of a halted state).
+    pub fuel_executed: u64,
+}

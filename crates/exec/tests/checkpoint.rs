@@ -1,0 +1,307 @@
+//! Checkpointed execution: traces, snapshots and the referee's one-step
+//! replay, and a dispute over real Wasm that always ends against the liar.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cairn_exec::{Limits, Runtime, Snapshot, Task, Trace, WasmConfig, WasmRuntime};
+use cairn_verify::{Game, Need, Side, StateHash};
+use cairn_wire::ContentId;
+
+/// A stepped guest that moves every piece of host state a checkpoint must
+/// carry: random streams, the clock, stdout, memory and globals.
+const STEPPER: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "random_get" (func $random (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $count (mut i32) (i32.const 0))
+  (global $acc (mut i64) (i64.const 7))
+  (func (export "_start"))
+  (func (export "cairn_step") (result i32)
+    (drop (call $random (i32.const 0) (i32.const 8)))
+    (drop (call $clock (i32.const 0) (i64.const 0) (i32.const 8)))
+    (global.set $acc
+      (i64.add
+        (i64.add (i64.mul (global.get $acc) (i64.const 31)) (i64.load (i32.const 0)))
+        (i64.load (i32.const 8))))
+    (i64.store
+      (i32.add (i32.const 64) (i32.mul (global.get $count) (i32.const 8)))
+      (global.get $acc))
+    (i32.store (i32.const 32) (i32.const 48))
+    (i32.store (i32.const 36) (i32.const 1))
+    (i32.store8 (i32.const 48) (i32.add (i32.const 97) (global.get $count)))
+    (drop (call $write (i32.const 1) (i32.const 32) (i32.const 1) (i32.const 40)))
+    (global.set $count (i32.add (global.get $count) (i32.const 1)))
+    (i32.lt_u (global.get $count) (i32.const 12)))
+)
+"#;
+
+fn limits() -> Limits {
+    Limits {
+        fuel: 2_000_000_000,
+        memory_bytes: 64 << 20,
+        wall_time: Duration::from_secs(120),
+        output_bytes: 1 << 20,
+        stdout_bytes: 16 << 10,
+    }
+}
+
+/// A task and a fresh output folder for each execution of it.
+struct Fixture {
+    rt: WasmRuntime,
+    wasm: Vec<u8>,
+    module: ContentId,
+    args: Vec<String>,
+    dir: tempfile::TempDir,
+    runs: std::cell::Cell<u32>,
+}
+
+impl Fixture {
+    fn new(wasm: &[u8], args: &[&str]) -> Self {
+        let rt = WasmRuntime::new(WasmConfig::default()).unwrap();
+        let module = rt.load(wasm).unwrap();
+        Self {
+            rt,
+            wasm: wasm.to_vec(),
+            module,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            dir: tempfile::tempdir().unwrap(),
+            runs: std::cell::Cell::new(0),
+        }
+    }
+
+    fn stepper() -> Self {
+        Self::new(&wat::parse_str(STEPPER).unwrap(), &[])
+    }
+
+    fn hashsearch(count: u64) -> Self {
+        let count = count.to_string();
+        Self::new(
+            cairn_workloads::HASHSEARCH.wasm,
+            &[
+                "--prefix",
+                "cairn",
+                "--start",
+                "0",
+                "--count",
+                &count,
+                "--bits",
+                "8",
+                "--out",
+                "/output/hits.txt",
+            ],
+        )
+    }
+
+    fn output(&self) -> PathBuf {
+        self.runs.set(self.runs.get() + 1);
+        let dir = self.dir.path().join(self.runs.get().to_string());
+        std::fs::create_dir(&dir).unwrap();
+        dir
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&WasmRuntime, &Task<'_>) -> T) -> T {
+        let output = self.output();
+        let task = Task {
+            module: self.module,
+            args: &self.args,
+            seed: [3; 32],
+            input_dir: None,
+            output_dir: &output,
+            expected_outputs: &[],
+            limits: limits(),
+        };
+        f(&self.rt, &task)
+    }
+
+    fn trace(&self) -> Trace {
+        self.with(|rt, task| rt.trace(task).unwrap())
+    }
+
+    fn snapshot(&self, position: u64) -> Snapshot {
+        self.with(|rt, task| rt.snapshot_at(task, position).unwrap())
+    }
+
+    fn referee(&self, from: Option<&Snapshot>) -> cairn_exec::Transition {
+        self.with(|rt, task| rt.referee(task, from).unwrap())
+    }
+}
+
+fn check_trace(fixture: &Fixture, steps_min: usize) {
+    let result = fixture.with(|rt, task| rt.run(task).unwrap());
+    assert!(result.outcome.is_success(), "{:?}", result.outcome);
+    let trace = fixture.trace();
+    assert_eq!(
+        trace.digest, result.digest,
+        "tracing does not change the result"
+    );
+    assert_eq!(*trace.fuel.last().unwrap(), result.fuel_used);
+    assert!(
+        trace.states.len() >= steps_min,
+        "{} states",
+        trace.states.len()
+    );
+    // Two honest machines (here two runtimes) trace identically.
+    let twin = Fixture::new(&fixture.wasm, &[]);
+    let twin = Fixture {
+        args: fixture.args.clone(),
+        ..twin
+    };
+    assert_eq!(trace.states, twin.trace().states);
+
+    for position in 1..trace.positions() - 1 {
+        let snapshot = fixture.snapshot(position);
+        assert_eq!(
+            Some(snapshot.hash()),
+            trace.hash_at(position),
+            "the snapshot at {position} hashes to the trace"
+        );
+        let next = fixture.referee(Some(&snapshot));
+        assert_eq!(
+            Some(next.hash),
+            trace.hash_at(position + 1),
+            "one step from {position} reaches the next position"
+        );
+        let fuel = trace.fuel[position as usize - 1];
+        let expected = match trace.fuel.get(position as usize) {
+            Some(after) => after - fuel,
+            None => 0,
+        };
+        assert_eq!(next.fuel_executed, expected, "position {position}");
+    }
+    let first = fixture.referee(None);
+    assert_eq!(Some(first.hash), trace.hash_at(1));
+}
+
+#[test]
+fn stepped_guest_traces_snapshots_and_replays_each_step() {
+    check_trace(&Fixture::stepper(), 12);
+}
+
+#[test]
+fn hashsearch_traces_snapshots_and_replays_each_step() {
+    check_trace(&Fixture::hashsearch(5_000), 5);
+}
+
+#[test]
+fn a_changed_snapshot_does_not_hash_to_the_trace() {
+    let fixture = Fixture::stepper();
+    let trace = fixture.trace();
+    let snapshot = fixture.snapshot(4);
+    let mut variants = Vec::new();
+    let mut s = snapshot.clone();
+    s.memory[70] ^= 1;
+    variants.push(s);
+    let mut s = snapshot.clone();
+    s.globals[1].1 += 1;
+    variants.push(s);
+    let mut s = snapshot.clone();
+    s.random[0] += 1;
+    variants.push(s);
+    let mut s = snapshot.clone();
+    s.clocks[0] += 1;
+    variants.push(s);
+    let mut s = snapshot.clone();
+    s.stdout.push(b'!');
+    variants.push(s);
+    let mut s = snapshot.clone();
+    s.fuel_used -= 1;
+    variants.push(s);
+    for variant in variants {
+        assert_ne!(Some(variant.hash()), trace.hash_at(4));
+    }
+}
+
+#[test]
+fn a_guest_without_steps_is_one_segment() {
+    let fixture = Fixture::new(cairn_workloads::HOSTILE.wasm, &["stdout", "10"]);
+    let trace = fixture.trace();
+    assert_eq!(trace.positions(), 3, "task, halted state, digest");
+    let start = fixture.referee(None);
+    assert_eq!(Some(start.hash), trace.hash_at(1));
+    let halted = fixture.snapshot(1);
+    let digest = fixture.referee(Some(&halted));
+    assert_eq!(ContentId::from_digest(digest.hash), trace.digest);
+    assert_eq!(
+        digest.fuel_executed, 0,
+        "the digest of a halted state costs no execution"
+    );
+}
+
+/// A liar's trace: the honest one until `departs`, then made up.
+fn liar_hash(trace: &Trace, departs: u64, position: u64) -> StateHash {
+    if position + 1 >= trace.positions() {
+        return *ContentId::of(b"the liar's digest").as_bytes();
+    }
+    if position < departs {
+        return trace.hash_at(position).unwrap();
+    }
+    *ContentId::of(&position.to_le_bytes()).as_bytes()
+}
+
+#[test]
+fn dispute_over_real_wasm_ends_against_the_liar_at_any_departure() {
+    let fixture = Fixture::hashsearch(12_000);
+    let honest = fixture.trace();
+    let task_fuel = *honest.fuel.last().unwrap();
+    for departs in 1..honest.positions() - 1 {
+        for liar_side in Side::BOTH {
+            let liar_digest = ContentId::from_digest(liar_hash(&honest, departs, u64::MAX - 1));
+            let (a, b) = match liar_side {
+                Side::A => (liar_digest, honest.digest),
+                Side::B => (honest.digest, liar_digest),
+            };
+            let mut game = Game::new(a, b, 4, 1_000, 0);
+            game.length(Side::A, honest.positions(), 0).unwrap();
+            game.length(Side::B, honest.positions(), 0).unwrap();
+            let mut referee_fuel = 0;
+            let verdict = loop {
+                match game.need().clone() {
+                    Need::Hashes { .. } => {
+                        for side in Side::BOTH {
+                            let asked = game.asked_of(side);
+                            let hashes: Vec<StateHash> = asked
+                                .iter()
+                                .map(|&p| {
+                                    if side == liar_side {
+                                        liar_hash(&honest, departs, p)
+                                    } else {
+                                        honest.hash_at(p).unwrap()
+                                    }
+                                })
+                                .collect();
+                            game.hashes(side, &hashes, 0).unwrap();
+                        }
+                    }
+                    Need::Referee(segment) => {
+                        // The honest side supplies the agreed state; the
+                        // referee checks it against the agreed hash.
+                        let from = segment.agreed.map(|agreed| {
+                            let snapshot = fixture.snapshot(segment.position);
+                            assert_eq!(snapshot.hash(), agreed);
+                            snapshot
+                        });
+                        let next = fixture.referee(from.as_ref());
+                        referee_fuel += next.fuel_executed;
+                        break game.referee(next.hash).unwrap().clone();
+                    }
+                    Need::Done(verdict) => break verdict,
+                    Need::Lengths => unreachable!(),
+                }
+            };
+            assert_eq!(
+                verdict.losers,
+                vec![liar_side],
+                "departs at {departs}: {}",
+                verdict.reason
+            );
+            // One step of 1,024 nonces out of 12,000.
+            assert!(
+                referee_fuel * 5 < task_fuel,
+                "the referee ran {referee_fuel} of {task_fuel} fuel"
+            );
+        }
+    }
+}
