@@ -513,7 +513,7 @@ impl<'r, 't> Session<'r, 't> {
         if let Some(memory) = instance.get_memory(&mut self.store, "memory") {
             let page = memory.page_size(&self.store) as usize;
             let have = memory.data_size(&self.store);
-            if snapshot.memory.len() < have || snapshot.memory.len() % page != 0 {
+            if snapshot.memory.len() < have || !snapshot.memory.len().is_multiple_of(page) {
                 return Err(ExecError::Host(format!(
                     "a snapshot of {} bytes of memory cannot follow the module's {have}",
                     snapshot.memory.len()
