@@ -25,6 +25,7 @@
 #![deny(missing_docs)]
 
 mod error;
+mod fraud;
 mod genesis;
 mod root;
 mod snapshot;
@@ -32,10 +33,14 @@ mod state;
 mod tx;
 
 pub use error::TxError;
+pub use fraud::{
+    COMMIT_NAMESPACE, Commit, OPENING_NAMESPACE, Opening, REVEAL_WINDOW_BLOCKS, VERDICT_NAMESPACE,
+    Verdict,
+};
 pub use genesis::{Genesis, GenesisError, GenesisParams};
 pub use root::{Proof, verify_proof};
 pub use state::{Account, Escrow, Params, Provider, Reputation, SettleOutcome, State};
 pub use tx::{
-    Amount, Capabilities, Evidence, LEASE_NAMESPACE, Lease, RECEIPT_NAMESPACE, Receipt,
-    TX_NAMESPACE, Tx, TxBody, TxKind, VerifiedTx, admit, admit_batch, decode,
+    Amount, CLAWBACK_MAX, Capabilities, Evidence, LEASE_NAMESPACE, Lease, RECEIPT_NAMESPACE,
+    Receipt, TX_NAMESPACE, Tx, TxBody, TxKind, VerifiedTx, admit, admit_batch, decode,
 };

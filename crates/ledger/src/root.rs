@@ -106,17 +106,39 @@ pub(crate) fn leaves(state: &State) -> Vec<ContentId> {
             .keys()
             .map(|id| leaf(&[b"lease", id.as_bytes()])),
     );
-    out.extend(
-        state
-            .settled
-            .iter()
-            .map(|(lease, task)| leaf(&[b"settled", lease.as_bytes(), &task.to_be_bytes()])),
-    );
+    out.extend(state.settled.iter().map(|((lease, task), paid)| {
+        leaf(&[
+            b"settled",
+            lease.as_bytes(),
+            &task.to_be_bytes(),
+            &paid.to_be_bytes(),
+        ])
+    }));
     out.extend(
         state
             .slashed
             .iter()
             .map(|(lease, task)| leaf(&[b"slashed", lease.as_bytes(), &task.to_be_bytes()])),
+    );
+    out.extend(
+        state
+            .clawed
+            .iter()
+            .map(|(lease, task)| leaf(&[b"clawed", lease.as_bytes(), &task.to_be_bytes()])),
+    );
+    out.extend(
+        state
+            .challenges
+            .iter()
+            .map(|((lease, task), (commitment, deadline))| {
+                leaf(&[
+                    b"challenge",
+                    lease.as_bytes(),
+                    &task.to_be_bytes(),
+                    commitment,
+                    &deadline.to_be_bytes(),
+                ])
+            }),
     );
     out
 }

@@ -9,7 +9,7 @@ use crate::tx::{Capabilities, ENDPOINT_BYTES_MAX, Lease};
 use crate::{Account, Escrow, Params, Provider, Reputation, State};
 
 /// Version of the snapshot format.
-const SNAPSHOT_VERSION: u8 = 1;
+const SNAPSHOT_VERSION: u8 = 2;
 
 impl State {
     /// The canonical bytes of the whole state.
@@ -53,8 +53,23 @@ impl State {
             e.leases_until.write(buf);
         });
         write_map(&mut buf, &self.leases, |buf, _, lease| lease.write(buf));
-        write_set(&mut buf, &self.settled);
+        write_map(&mut buf, &self.settled, |buf, (lease, task), paid| {
+            lease.write(buf);
+            task.write(buf);
+            paid.write(buf);
+        });
         write_set(&mut buf, &self.slashed);
+        write_set(&mut buf, &self.clawed);
+        write_map(
+            &mut buf,
+            &self.challenges,
+            |buf, (lease, task), (commitment, deadline)| {
+                lease.write(buf);
+                task.write(buf);
+                commitment.write(buf);
+                deadline.write(buf);
+            },
+        );
         buf
     }
 
@@ -118,14 +133,23 @@ impl State {
             state.leases.insert(lease.id(), lease);
         }
         for _ in 0..u64::read(buf)? {
-            state
-                .settled
-                .insert((ContentId::read(buf)?, u64::read(buf)?));
+            let key = (ContentId::read(buf)?, u64::read(buf)?);
+            state.settled.insert(key, u64::read(buf)?);
         }
         for _ in 0..u64::read(buf)? {
             state
                 .slashed
                 .insert((ContentId::read(buf)?, u64::read(buf)?));
+        }
+        for _ in 0..u64::read(buf)? {
+            state
+                .clawed
+                .insert((ContentId::read(buf)?, u64::read(buf)?));
+        }
+        for _ in 0..u64::read(buf)? {
+            let key = (ContentId::read(buf)?, u64::read(buf)?);
+            let value = (<[u8; 32]>::read(buf)?, u64::read(buf)?);
+            state.challenges.insert(key, value);
         }
         if !buf.0.is_empty() {
             return Err(CodecError::ExtraData(buf.0.len()));

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_wire::{ContentId, PublicKey, Signed};
 
+use crate::fraud::{Commit, Opening, REVEAL_WINDOW_BLOCKS};
 use crate::tx::{Amount, Capabilities, Evidence, Lease, Receipt, TxKind, VerifiedTx};
 use crate::{Proof, TxError, root};
 
@@ -107,10 +108,15 @@ pub struct State {
     pub(crate) unbonding: BTreeMap<(u64, PublicKey), Amount>,
     pub(crate) escrows: BTreeMap<ContentId, Escrow>,
     pub(crate) leases: BTreeMap<ContentId, Lease>,
-    /// (lease, task) pairs already paid.
-    pub(crate) settled: BTreeSet<(ContentId, u64)>,
+    /// (lease, task) pairs already paid, with what the provider received.
+    pub(crate) settled: BTreeMap<(ContentId, u64), Amount>,
     /// (lease, task) pairs already punished.
     pub(crate) slashed: BTreeSet<(ContentId, u64)>,
+    /// (lease, task) pairs whose payment was taken back.
+    pub(crate) clawed: BTreeSet<(ContentId, u64)>,
+    /// Open reveal challenges: (lease, task) -> (commitment, last height
+    /// at which the opening is accepted).
+    pub(crate) challenges: BTreeMap<(ContentId, u64), ([u8; 32], u64)>,
     pub(crate) fee_pool: Amount,
     pub(crate) burned: Amount,
 }
@@ -128,8 +134,10 @@ impl State {
             unbonding: BTreeMap::new(),
             escrows: BTreeMap::new(),
             leases: BTreeMap::new(),
-            settled: BTreeSet::new(),
+            settled: BTreeMap::new(),
             slashed: BTreeSet::new(),
+            clawed: BTreeSet::new(),
+            challenges: BTreeMap::new(),
             fee_pool: 0,
             burned: 0,
         }
@@ -264,6 +272,8 @@ impl State {
             TxKind::RecordLease { lease, .. } => self.record_lease(signer, lease)?,
             TxKind::Settle { job, receipts } => self.settle(signer, *job, receipts)?,
             TxKind::Slash { evidence } => self.slash(signer, evidence)?,
+            TxKind::Challenge { commit } => self.challenge(signer, commit)?,
+            TxKind::Reveal { opening } => self.reveal(opening)?,
         };
         self.accounts.entry(signer).or_default().nonce += 1;
         Ok(outcomes)
@@ -486,7 +496,7 @@ impl State {
         let mut escrow = self.owned_escrow(&who, &job)?;
         // Plan every payment against copies, then commit: the transaction
         // applies wholly or not at all, even if a later receipt overflows.
-        let mut paid_now: BTreeSet<(ContentId, u64)> = BTreeSet::new();
+        let mut paid_now: BTreeMap<(ContentId, u64), Amount> = BTreeMap::new();
         let mut payments: BTreeMap<PublicKey, (Amount, u64, u64)> = BTreeMap::new();
         let mut fees: Amount = 0;
         let mut outcomes = Vec::with_capacity(receipts.len());
@@ -506,7 +516,7 @@ impl State {
                 continue;
             }
             let key = (receipt.lease, receipt.task);
-            if self.settled.contains(&key) || paid_now.contains(&key) {
+            if self.settled.contains_key(&key) || paid_now.contains_key(&key) {
                 outcomes.push(refuse("already settled"));
                 continue;
             }
@@ -533,7 +543,7 @@ impl State {
                 .ok_or(TxError::Overflow("payment"))?;
             entry.1 += 1;
             entry.2 = entry.2.saturating_add(receipt.fuel_used);
-            paid_now.insert(key);
+            paid_now.insert(key, price - fee);
             outcomes.push(SettleOutcome::Paid {
                 paid: price - fee,
                 fee,
@@ -573,33 +583,138 @@ impl State {
         reporter: PublicKey,
         evidence: &Evidence,
     ) -> Result<Vec<SettleOutcome>, TxError> {
-        let Evidence::Equivocation { first, second } = evidence;
-        let (a, b) = (first.payload_unchecked(), second.payload_unchecked());
-        let offender = first.signer();
-        if second.signer() != offender {
-            return Err(TxError::BadEvidence("the receipts have different signers"));
+        match evidence {
+            Evidence::Equivocation { first, second } => {
+                let (a, b) = (first.payload_unchecked(), second.payload_unchecked());
+                let offender = first.signer();
+                if second.signer() != offender {
+                    return Err(TxError::BadEvidence("the receipts have different signers"));
+                }
+                if (a.lease, a.task) != (b.lease, b.task) {
+                    return Err(TxError::BadEvidence("the receipts are for different tasks"));
+                }
+                if (a.digest, a.fuel_used) == (b.digest, b.fuel_used) {
+                    return Err(TxError::BadEvidence("the receipts agree"));
+                }
+                self.offence(offender, a.lease, a.task)?;
+                self.punish(offender, a.lease, a.task, reporter, &[])
+            }
+            Evidence::WrongResult {
+                receipt,
+                verdict,
+                clawback,
+            } => {
+                let offender = receipt.signer();
+                let r = receipt.payload_unchecked();
+                let v = verdict.payload_unchecked();
+                let lease = self.offence(offender, r.lease, r.task)?;
+                // In a devnet the requester referees its own disputes.
+                if verdict.signer() != lease.requester || reporter != lease.requester {
+                    return Err(TxError::BadEvidence(
+                        "the verdict is not signed by the job's referee",
+                    ));
+                }
+                if (v.job, v.task, v.wrong) != (lease.job, r.task, r.digest) {
+                    return Err(TxError::BadEvidence(
+                        "the verdict is about another task or digest",
+                    ));
+                }
+                let mut keys = BTreeSet::new();
+                for key in clawback {
+                    let lease = self
+                        .leases
+                        .get(&key.0)
+                        .ok_or(TxError::BadEvidence("clawback: unknown lease"))?;
+                    if lease.provider != offender {
+                        return Err(TxError::BadEvidence("clawback: not the offender's lease"));
+                    }
+                    if lease.requester != reporter {
+                        return Err(TxError::BadEvidence("clawback: another requester's job"));
+                    }
+                    if !self.settled.contains_key(key)
+                        || self.clawed.contains(key)
+                        || !keys.insert(*key)
+                    {
+                        return Err(TxError::BadEvidence(
+                            "clawback: a receipt not paid, or already taken back",
+                        ));
+                    }
+                }
+                self.punish(offender, r.lease, r.task, v.winner, clawback)
+            }
+            Evidence::BadReveal { commit, opening } => {
+                let offender = commit.signer();
+                let (c, o) = (commit.payload_unchecked(), opening.payload_unchecked());
+                if opening.signer() != offender {
+                    return Err(TxError::BadEvidence(
+                        "commit and opening by different signers",
+                    ));
+                }
+                if (c.lease, c.task) != (o.lease, o.task) {
+                    return Err(TxError::BadEvidence(
+                        "commit and opening for different tasks",
+                    ));
+                }
+                if o.opens(&offender, &c.commitment) {
+                    return Err(TxError::BadEvidence("the opening opens the commit"));
+                }
+                self.offence(offender, c.lease, c.task)?;
+                self.punish(offender, c.lease, c.task, reporter, &[])
+            }
+            Evidence::NoReveal { lease, task } => {
+                let (_, deadline) = *self
+                    .challenges
+                    .get(&(*lease, *task))
+                    .ok_or(TxError::BadEvidence("no open challenge for this task"))?;
+                if self.height <= deadline {
+                    return Err(TxError::BadEvidence("the reveal window is still open"));
+                }
+                let offender = self
+                    .leases
+                    .get(lease)
+                    .ok_or(TxError::BadEvidence("unknown lease"))?
+                    .provider;
+                self.offence(offender, *lease, *task)?;
+                let outcomes = self.punish(offender, *lease, *task, reporter, &[])?;
+                self.challenges.remove(&(*lease, *task));
+                Ok(outcomes)
+            }
         }
-        if (a.lease, a.task) != (b.lease, b.task) {
-            return Err(TxError::BadEvidence("the receipts are for different tasks"));
-        }
-        if (a.digest, a.fuel_used) == (b.digest, b.fuel_used) {
-            return Err(TxError::BadEvidence("the receipts agree"));
-        }
+    }
+
+    /// Checks that `offender` is the provider of `lease` and has not been
+    /// punished for this task yet; returns the lease.
+    fn offence(&self, offender: PublicKey, lease: ContentId, task: u64) -> Result<Lease, TxError> {
         let lease = self
             .leases
-            .get(&a.lease)
+            .get(&lease)
             .ok_or(TxError::BadEvidence("unknown lease"))?;
         if lease.provider != offender {
             return Err(TxError::BadEvidence("not the lease's provider"));
         }
-        if self.slashed.contains(&(a.lease, a.task)) {
+        if self.slashed.contains(&(lease.id(), task)) {
             return Err(TxError::BadEvidence("this offence was already punished"));
         }
-        let provider = self
-            .providers
-            .get(&offender)
-            .ok_or(TxError::NotProvider(offender))?;
-        // Stake that is unbonding is still at stake: take from it too.
+        if !self.providers.contains_key(&offender) {
+            return Err(TxError::NotProvider(offender));
+        }
+        Ok(lease.clone())
+    }
+
+    /// Slashes `offender` for its offence on (`lease`, `task`): a share of
+    /// its stake (unbonding stake included) is taken, part rewarded to
+    /// `beneficiary` and the rest burned; then what it was paid for each
+    /// receipt in `clawback` returns to that job's escrow (or, if the escrow
+    /// is gone, its owner) from what stake remains.
+    fn punish(
+        &mut self,
+        offender: PublicKey,
+        lease: ContentId,
+        task: u64,
+        beneficiary: PublicKey,
+        clawback: &[(ContentId, u64)],
+    ) -> Result<Vec<SettleOutcome>, TxError> {
+        let provider = &self.providers[&offender];
         let at_stake = u128::from(provider.stake) + u128::from(self.unbonding_of(&offender));
         let penalty = Amount::try_from(at_stake * u128::from(self.params.slash_bps) / 10_000)
             .expect("a share of the supply fits");
@@ -607,14 +722,23 @@ impl State {
             u128::from(penalty) * u128::from(self.params.slash_reward_bps) / 10_000,
         )
         .expect("a share of the penalty fits");
-        let reporter_balance = self
-            .account(&reporter)
+        let beneficiary_balance = self
+            .account(&beneficiary)
             .balance
             .checked_add(reward)
-            .ok_or(TxError::Overflow("reporter balance"))?;
+            .ok_or(TxError::Overflow("reward"))?;
+        // What each clawed-back task paid the offender, and where it goes.
+        let refunds: Vec<(ContentId, Amount)> = clawback
+            .iter()
+            .map(|key| (self.leases[&key.0].job, self.settled[key]))
+            .collect();
+        let refund_total: u128 = refunds.iter().map(|(_, a)| u128::from(*a)).sum();
+        let take_total = Amount::try_from((u128::from(penalty) + refund_total).min(at_stake))
+            .expect("bounded by the stake");
 
-        let mut left = penalty;
-        let provider = self.providers.get_mut(&offender).unwrap();
+        // Take from stake first, then from unbonding stake.
+        let mut left = take_total;
+        let provider = self.providers.get_mut(&offender).expect("checked");
         let from_stake = left.min(provider.stake);
         provider.stake -= from_stake;
         provider.reputation.slashes += 1;
@@ -637,10 +761,70 @@ impl State {
                 self.unbonding.remove(&key);
             }
         }
-        debug_assert_eq!(left, 0, "the penalty is a share of what is at stake");
-        self.accounts.entry(reporter).or_default().balance = reporter_balance;
+        debug_assert_eq!(left, 0, "the take is at most what is at stake");
+        self.accounts.entry(beneficiary).or_default().balance = beneficiary_balance;
         self.burned += penalty - reward;
-        self.slashed.insert((a.lease, a.task));
+        // Refunds come out of what remains after the penalty, in order,
+        // until it runs out.
+        let mut refundable = take_total - penalty;
+        for (job, amount) in refunds {
+            let amount = amount.min(refundable);
+            refundable -= amount;
+            match self.escrows.get_mut(&job) {
+                Some(escrow) => escrow.balance += amount,
+                None => {
+                    let owner = self.leases[&lease].requester;
+                    self.accounts.entry(owner).or_default().balance += amount;
+                }
+            }
+        }
+        self.clawed.extend(clawback.iter().copied());
+        self.slashed.insert((lease, task));
+        Ok(Vec::new())
+    }
+
+    fn challenge(
+        &mut self,
+        signer: PublicKey,
+        commit: &Signed<Commit>,
+    ) -> Result<Vec<SettleOutcome>, TxError> {
+        let c = commit.payload_unchecked();
+        let lease = self
+            .leases
+            .get(&c.lease)
+            .ok_or(TxError::BadEvidence("unknown lease"))?;
+        if lease.requester != signer {
+            return Err(TxError::BadEvidence(
+                "only the lease's requester may challenge",
+            ));
+        }
+        if commit.signer() != lease.provider {
+            return Err(TxError::BadEvidence("the commit is not the provider's"));
+        }
+        let key = (c.lease, c.task);
+        if self.challenges.contains_key(&key) || self.slashed.contains(&key) {
+            return Err(TxError::BadEvidence("already challenged or punished"));
+        }
+        let deadline = self
+            .height
+            .checked_add(REVEAL_WINDOW_BLOCKS)
+            .ok_or(TxError::Overflow("deadline"))?;
+        self.challenges.insert(key, (c.commitment, deadline));
+        Ok(Vec::new())
+    }
+
+    fn reveal(&mut self, opening: &Signed<Opening>) -> Result<Vec<SettleOutcome>, TxError> {
+        let o = opening.payload_unchecked();
+        let key = (o.lease, o.task);
+        let (commitment, _) = *self
+            .challenges
+            .get(&key)
+            .ok_or(TxError::BadEvidence("no open challenge for this task"))?;
+        let provider = self.leases[&o.lease].provider;
+        if opening.signer() != provider || !o.opens(&provider, &commitment) {
+            return Err(TxError::BadEvidence("the opening does not open the commit"));
+        }
+        self.challenges.remove(&key);
         Ok(Vec::new())
     }
 

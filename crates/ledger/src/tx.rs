@@ -5,6 +5,9 @@ use cairn_wire::codec::{Buf, EncodeSize, Error as CodecError, RangeCfg, Read, Re
 use cairn_wire::{ContentId, Keypair, PublicKey, Signature, Signed, WireError, text};
 
 use crate::TxError;
+use crate::fraud::{
+    COMMIT_NAMESPACE, Commit, OPENING_NAMESPACE, Opening, VERDICT_NAMESPACE, Verdict,
+};
 
 /// An amount of µCAIRN, the ledger's smallest unit.
 pub type Amount = u64;
@@ -103,8 +106,19 @@ pub enum TxKind {
     },
     /// Slash a provider on evidence of misbehaviour.
     Slash {
-        /// The proof.
-        evidence: Evidence,
+        /// The proof (boxed: it is far larger than other transactions).
+        evidence: Box<Evidence>,
+    },
+    /// Demand on chain that a provider reveal what it committed to (the
+    /// signer must be the lease's requester).
+    Challenge {
+        /// The provider's signed commitment.
+        commit: Signed<Commit>,
+    },
+    /// Answer a challenge (anyone may post the provider's opening).
+    Reveal {
+        /// The provider's signed opening.
+        opening: Signed<Opening>,
     },
 }
 
@@ -160,6 +174,9 @@ pub struct Receipt {
     pub fuel_used: u64,
 }
 
+/// Receipts one wrong-result conviction may claw back, at most.
+pub const CLAWBACK_MAX: usize = 1024;
+
 /// Proof that a provider misbehaved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Evidence {
@@ -170,6 +187,33 @@ pub enum Evidence {
         first: Signed<Receipt>,
         /// The other.
         second: Signed<Receipt>,
+    },
+    /// The provider's receipt for a digest a dispute proved wrong. What it
+    /// was paid for `clawback` (its other settled tasks in the signer's
+    /// jobs, whose results can no longer be trusted) returns to their
+    /// escrows from its stake.
+    WrongResult {
+        /// The provider's receipt for the wrong digest.
+        receipt: Signed<Receipt>,
+        /// The referee's verdict.
+        verdict: Signed<Verdict>,
+        /// (lease, task) of its settled results to take back.
+        clawback: Vec<(ContentId, u64)>,
+    },
+    /// An opening that does not open the same provider's commit: it
+    /// revealed something other than what it committed to.
+    BadReveal {
+        /// The provider's commit.
+        commit: Signed<Commit>,
+        /// The provider's opening.
+        opening: Signed<Opening>,
+    },
+    /// A challenged commit left unopened past the reveal window.
+    NoReveal {
+        /// The lease.
+        lease: ContentId,
+        /// The task.
+        task: u64,
     },
 }
 
@@ -261,15 +305,44 @@ fn verify_inner(kind: &TxKind) -> Result<(), TxError> {
                     .map_err(|e| bad("receipt", e))?;
             }
         }
-        TxKind::Slash {
-            evidence: Evidence::Equivocation { first, second },
-        } => {
-            first
-                .verify(RECEIPT_NAMESPACE)
-                .map_err(|e| bad("evidence", e))?;
-            second
-                .verify(RECEIPT_NAMESPACE)
-                .map_err(|e| bad("evidence", e))?;
+        TxKind::Slash { evidence } => match &**evidence {
+            Evidence::Equivocation { first, second } => {
+                first
+                    .verify(RECEIPT_NAMESPACE)
+                    .map_err(|e| bad("evidence", e))?;
+                second
+                    .verify(RECEIPT_NAMESPACE)
+                    .map_err(|e| bad("evidence", e))?;
+            }
+            Evidence::WrongResult {
+                receipt, verdict, ..
+            } => {
+                receipt
+                    .verify(RECEIPT_NAMESPACE)
+                    .map_err(|e| bad("receipt", e))?;
+                verdict
+                    .verify(VERDICT_NAMESPACE)
+                    .map_err(|e| bad("verdict", e))?;
+            }
+            Evidence::BadReveal { commit, opening } => {
+                commit
+                    .verify(COMMIT_NAMESPACE)
+                    .map_err(|e| bad("commit", e))?;
+                opening
+                    .verify(OPENING_NAMESPACE)
+                    .map_err(|e| bad("opening", e))?;
+            }
+            Evidence::NoReveal { .. } => {}
+        },
+        TxKind::Challenge { commit } => {
+            commit
+                .verify(COMMIT_NAMESPACE)
+                .map_err(|e| bad("commit", e))?;
+        }
+        TxKind::Reveal { opening } => {
+            opening
+                .verify(OPENING_NAMESPACE)
+                .map_err(|e| bad("opening", e))?;
         }
         _ => {}
     }
@@ -304,6 +377,8 @@ const KIND_CLOSE_ESCROW: u8 = 6;
 const KIND_LEASE: u8 = 7;
 const KIND_SETTLE: u8 = 8;
 const KIND_SLASH: u8 = 9;
+const KIND_CHALLENGE: u8 = 10;
+const KIND_REVEAL: u8 = 11;
 
 impl Write for TxBody {
     fn write(&self, buf: &mut impl BufMut) {
@@ -360,13 +435,47 @@ impl Write for TxBody {
                 job.write(buf);
                 receipts.write(buf);
             }
-            TxKind::Slash {
-                evidence: Evidence::Equivocation { first, second },
-            } => {
+            TxKind::Slash { evidence } => {
                 KIND_SLASH.write(buf);
-                0u8.write(buf);
-                first.write(buf);
-                second.write(buf);
+                match &**evidence {
+                    Evidence::Equivocation { first, second } => {
+                        0u8.write(buf);
+                        first.write(buf);
+                        second.write(buf);
+                    }
+                    Evidence::WrongResult {
+                        receipt,
+                        verdict,
+                        clawback,
+                    } => {
+                        1u8.write(buf);
+                        receipt.write(buf);
+                        verdict.write(buf);
+                        (clawback.len() as u32).write(buf);
+                        for (lease, task) in clawback {
+                            lease.write(buf);
+                            task.write(buf);
+                        }
+                    }
+                    Evidence::BadReveal { commit, opening } => {
+                        2u8.write(buf);
+                        commit.write(buf);
+                        opening.write(buf);
+                    }
+                    Evidence::NoReveal { lease, task } => {
+                        3u8.write(buf);
+                        lease.write(buf);
+                        task.write(buf);
+                    }
+                }
+            }
+            TxKind::Challenge { commit } => {
+                KIND_CHALLENGE.write(buf);
+                commit.write(buf);
+            }
+            TxKind::Reveal { opening } => {
+                KIND_REVEAL.write(buf);
+                opening.write(buf);
             }
         }
     }
@@ -423,14 +532,48 @@ impl Read for TxBody {
                 let receipts = Vec::<Signed<Receipt>>::read_cfg(buf, &(range, ()))?;
                 TxKind::Settle { job, receipts }
             }
-            KIND_SLASH => match u8::read(buf)? {
-                0 => TxKind::Slash {
-                    evidence: Evidence::Equivocation {
+            KIND_SLASH => {
+                let evidence = match u8::read(buf)? {
+                    0 => Evidence::Equivocation {
                         first: Signed::<Receipt>::read(buf)?,
                         second: Signed::<Receipt>::read(buf)?,
                     },
-                },
-                other => return Err(CodecError::InvalidEnum(other)),
+                    1 => {
+                        let receipt = Signed::<Receipt>::read(buf)?;
+                        let verdict = Signed::<Verdict>::read(buf)?;
+                        let count = u32::read(buf)? as usize;
+                        if count > CLAWBACK_MAX {
+                            return Err(CodecError::InvalidLength(count));
+                        }
+                        let mut clawback = Vec::with_capacity(count);
+                        for _ in 0..count {
+                            clawback.push((ContentId::read(buf)?, u64::read(buf)?));
+                        }
+                        Evidence::WrongResult {
+                            receipt,
+                            verdict,
+                            clawback,
+                        }
+                    }
+                    2 => Evidence::BadReveal {
+                        commit: Signed::<Commit>::read(buf)?,
+                        opening: Signed::<Opening>::read(buf)?,
+                    },
+                    3 => Evidence::NoReveal {
+                        lease: ContentId::read(buf)?,
+                        task: u64::read(buf)?,
+                    },
+                    other => return Err(CodecError::InvalidEnum(other)),
+                };
+                TxKind::Slash {
+                    evidence: Box::new(evidence),
+                }
+            }
+            KIND_CHALLENGE => TxKind::Challenge {
+                commit: Signed::<Commit>::read(buf)?,
+            },
+            KIND_REVEAL => TxKind::Reveal {
+                opening: Signed::<Opening>::read(buf)?,
             },
             other => return Err(CodecError::InvalidEnum(other)),
         };

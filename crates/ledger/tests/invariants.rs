@@ -2,8 +2,9 @@
 //! transactions, valid and invalid.
 
 use cairn_ledger::{
-    Amount, Capabilities, Evidence, Genesis, Lease, RECEIPT_NAMESPACE, Receipt, State, Tx, TxBody,
-    TxError, TxKind, admit, verify_proof,
+    Amount, COMMIT_NAMESPACE, Capabilities, Commit, Evidence, Genesis, Lease, OPENING_NAMESPACE,
+    Opening, RECEIPT_NAMESPACE, Receipt, State, Tx, TxBody, TxError, TxKind, VERDICT_NAMESPACE,
+    Verdict, admit, verify_proof,
 };
 use cairn_wire::{ContentId, Keypair, Signed};
 use proptest::prelude::*;
@@ -76,6 +77,27 @@ enum Op {
         lease: usize,
         task: u64,
         signer: Option<usize>,
+    },
+    /// The lease's requester convicts its provider of a wrong result and
+    /// claws back some tasks.
+    Convict {
+        lease: usize,
+        task: u64,
+        clawback: Vec<u64>,
+    },
+    Challenge {
+        lease: usize,
+        task: u64,
+    },
+    Reveal {
+        lease: usize,
+        task: u64,
+        right: bool,
+    },
+    NoReveal {
+        reporter: usize,
+        lease: usize,
+        task: u64,
     },
     NextBlock {
         blocks: u64,
@@ -152,6 +174,24 @@ fn op() -> impl Strategy<Value = Op> {
                 signer,
             }
         }),
+        (0usize..8, 0u64..4, prop::collection::vec(0u64..4, 0..4)).prop_map(
+            |(lease, task, clawback)| Op::Convict {
+                lease,
+                task,
+                clawback
+            }
+        ),
+        (0usize..8, 0u64..4).prop_map(|(lease, task)| Op::Challenge { lease, task }),
+        (0usize..8, 0u64..4, any::<bool>()).prop_map(|(lease, task, right)| Op::Reveal {
+            lease,
+            task,
+            right
+        }),
+        (user(), 0usize..8, 0u64..4).prop_map(|(reporter, lease, task)| Op::NoReveal {
+            reporter,
+            lease,
+            task
+        }),
         (1u64..30).prop_map(|blocks| Op::NextBlock { blocks }),
         Just(Op::Replay),
         user().prop_map(|who| Op::WrongNonce { who }),
@@ -162,6 +202,15 @@ fn op() -> impl Strategy<Value = Op> {
             amount
         }),
     ]
+}
+
+/// The commitment a lease's provider makes for any task: to digest [0].
+fn commitment(lease: &Lease) -> [u8; 32] {
+    let reveal = cairn_verify::Reveal {
+        digest: ContentId::of(&[0]),
+        salt: [7; 32],
+    };
+    cairn_verify::Commitment::new(&lease.provider, &reveal).0
 }
 
 fn job(n: u8) -> ContentId {
@@ -323,7 +372,88 @@ impl World {
                 self.body(
                     reporter,
                     TxKind::Slash {
-                        evidence: Evidence::Equivocation { first, second },
+                        evidence: Box::new(Evidence::Equivocation { first, second }),
+                    },
+                )
+                .sign(&self.keys[reporter])
+            }
+            Op::Convict {
+                lease,
+                task,
+                clawback,
+            } => {
+                let receipt = self.receipt(lease, task, 10, None, 2)?;
+                let lease = self.leases.get(lease % self.leases.len())?.clone();
+                let requester = self.index_of(&lease.requester);
+                let verdict = Signed::sign(
+                    &self.keys[requester],
+                    VERDICT_NAMESPACE,
+                    Verdict {
+                        job: lease.job,
+                        task,
+                        wrong: ContentId::of(&[2]),
+                        winner: k(0),
+                        position: 0,
+                        agreed: [0; 32],
+                        reached: [1; 32],
+                        transcript: ContentId::of(b"t"),
+                    },
+                );
+                let clawback = clawback.iter().map(|t| (lease.id(), *t)).collect();
+                self.body(
+                    requester,
+                    TxKind::Slash {
+                        evidence: Box::new(Evidence::WrongResult {
+                            receipt,
+                            verdict,
+                            clawback,
+                        }),
+                    },
+                )
+                .sign(&self.keys[requester])
+            }
+            Op::Challenge { lease, task } => {
+                let lease = self.leases.get(lease % self.leases.len().max(1))?.clone();
+                let provider = self.index_of(&lease.provider);
+                let requester = self.index_of(&lease.requester);
+                let commit = Signed::sign(
+                    &self.keys[provider],
+                    COMMIT_NAMESPACE,
+                    Commit {
+                        lease: lease.id(),
+                        task,
+                        commitment: commitment(&lease),
+                    },
+                );
+                self.body(requester, TxKind::Challenge { commit })
+                    .sign(&self.keys[requester])
+            }
+            Op::Reveal { lease, task, right } => {
+                let lease = self.leases.get(lease % self.leases.len().max(1))?.clone();
+                let provider = self.index_of(&lease.provider);
+                let opening = Signed::sign(
+                    &self.keys[provider],
+                    OPENING_NAMESPACE,
+                    Opening {
+                        lease: lease.id(),
+                        task,
+                        digest: ContentId::of(&[u8::from(!right)]),
+                        salt: [7; 32],
+                    },
+                );
+                self.body(provider, TxKind::Reveal { opening })
+                    .sign(&self.keys[provider])
+            }
+            Op::NoReveal {
+                reporter,
+                lease,
+                task,
+            } => {
+                let lease = self.leases.get(lease % self.leases.len().max(1))?.id();
+                self.body(
+                    reporter,
+                    TxKind::Slash {
+                        evidence: Box::new(Evidence::NoReveal { lease, task }),
                     },
                 )
                 .sign(&self.keys[reporter])
@@ -380,7 +510,7 @@ fn check_invariants(state: &State) {
 /// Applied transactions by kind, to check the random sequences reach every
 /// rule and not only refusals.
 #[derive(Default, Debug)]
-struct Applied([usize; 10]);
+struct Applied([usize; 12]);
 
 fn kind_index(kind: &TxKind) -> usize {
     match kind {
@@ -394,6 +524,8 @@ fn kind_index(kind: &TxKind) -> usize {
         TxKind::RecordLease { .. } => 7,
         TxKind::Settle { .. } => 8,
         TxKind::Slash { .. } => 9,
+        TxKind::Challenge { .. } => 10,
+        TxKind::Reveal { .. } => 11,
     }
 }
 

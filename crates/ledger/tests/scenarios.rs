@@ -1,8 +1,9 @@
 //! The life of a job on the ledger, and every refusal with its reason.
 
 use cairn_ledger::{
-    Capabilities, Evidence, Genesis, Lease, RECEIPT_NAMESPACE, Receipt, SettleOutcome, State,
-    TxBody, TxError, TxKind, admit, admit_batch, decode,
+    COMMIT_NAMESPACE, Capabilities, Commit, Evidence, Genesis, Lease, OPENING_NAMESPACE, Opening,
+    RECEIPT_NAMESPACE, REVEAL_WINDOW_BLOCKS, Receipt, SettleOutcome, State, TxBody, TxError,
+    TxKind, VERDICT_NAMESPACE, Verdict, admit, admit_batch, decode,
 };
 use cairn_wire::{ContentId, Keypair, Signed};
 
@@ -295,7 +296,7 @@ fn equivocation_is_slashed_once_with_a_reward_and_a_burn() {
     net.send(
         &reporter,
         TxKind::Slash {
-            evidence: evidence.clone(),
+            evidence: Box::new(evidence.clone()),
         },
     )
     .unwrap();
@@ -319,7 +320,14 @@ fn equivocation_is_slashed_once_with_a_reward_and_a_burn() {
     );
     // Below the minimum stake now: it can no longer bid.
     assert!(!net.state.can_bid(&net.provider.public()));
-    let err = net.send(&reporter, TxKind::Slash { evidence }).unwrap_err();
+    let err = net
+        .send(
+            &reporter,
+            TxKind::Slash {
+                evidence: Box::new(evidence),
+            },
+        )
+        .unwrap_err();
     assert_eq!(
         err,
         TxError::BadEvidence("this offence was already punished")
@@ -330,7 +338,12 @@ fn equivocation_is_slashed_once_with_a_reward_and_a_burn() {
         second: first,
     };
     let err = net
-        .send(&reporter, TxKind::Slash { evidence: agree })
+        .send(
+            &reporter,
+            TxKind::Slash {
+                evidence: Box::new(agree),
+            },
+        )
         .unwrap_err();
     assert_eq!(err, TxError::BadEvidence("the receipts agree"));
 }
@@ -469,4 +482,255 @@ fn batch_admission_refuses_only_the_forged() {
     let verdicts = admit_batch(forged);
     assert_eq!(verdicts.iter().filter(|v| v.is_err()).count(), 1);
     assert!(verdicts[3].is_err());
+}
+
+fn commit(net: &Net, lease: &Lease, task: u64, digest: &[u8], salt: [u8; 32]) -> Signed<Commit> {
+    let reveal = cairn_verify::Reveal {
+        digest: ContentId::of(digest),
+        salt,
+    };
+    let commitment = cairn_verify::Commitment::new(&net.provider.public(), &reveal).0;
+    Signed::sign(
+        &net.provider,
+        COMMIT_NAMESPACE,
+        Commit {
+            lease: lease.id(),
+            task,
+            commitment,
+        },
+    )
+}
+
+fn opening(net: &Net, lease: &Lease, task: u64, digest: &[u8], salt: [u8; 32]) -> Signed<Opening> {
+    Signed::sign(
+        &net.provider,
+        OPENING_NAMESPACE,
+        Opening {
+            lease: lease.id(),
+            task,
+            digest: ContentId::of(digest),
+            salt,
+        },
+    )
+}
+
+#[test]
+fn a_wrong_result_is_slashed_the_winner_rewarded_and_paid_receipts_clawed_back() {
+    let mut net = Net::new();
+    let requester = net.requester.clone();
+    let job = ContentId::of(JOB);
+    net.register();
+    net.send(
+        &requester,
+        TxKind::OpenEscrow {
+            job,
+            amount: 1_000_000,
+        },
+    )
+    .unwrap();
+    let lease = net.lease(1_000);
+    let paid: Vec<_> = (0..3)
+        .map(|t| net.receipt(&lease, t, 2_000_000_000, b"accepted"))
+        .collect();
+    net.send(
+        &requester,
+        TxKind::Settle {
+            job,
+            receipts: paid.clone(),
+        },
+    )
+    .unwrap();
+    let escrow_before = net.state.escrow(&job).unwrap().balance;
+    let stake = net.state.provider(&net.provider.public()).unwrap().stake;
+    let winner = net.other.public();
+    let winner_before = net.state.account(&winner).balance;
+
+    let wrong = net.receipt(&lease, 5, 2_000_000_000, b"lie");
+    let verdict = |signer: &Keypair, digest: &[u8]| {
+        Signed::sign(
+            signer,
+            VERDICT_NAMESPACE,
+            Verdict {
+                job,
+                task: 5,
+                wrong: ContentId::of(digest),
+                winner,
+                position: 17,
+                agreed: [1; 32],
+                reached: [2; 32],
+                transcript: ContentId::of(b"transcript"),
+            },
+        )
+    };
+    let slash = |verdict, clawback: Vec<(ContentId, u64)>| TxKind::Slash {
+        evidence: Box::new(Evidence::WrongResult {
+            receipt: wrong.clone(),
+            verdict,
+            clawback,
+        }),
+    };
+    // Only the job's referee (its requester here) may convict.
+    let forged = slash(verdict(&net.other.clone(), b"lie"), Vec::new());
+    assert_eq!(
+        net.send(&requester, forged).unwrap_err(),
+        TxError::BadEvidence("the verdict is not signed by the job's referee")
+    );
+    // A verdict about another digest does not convict this receipt.
+    let elsewhere = slash(verdict(&requester, b"other"), Vec::new());
+    assert_eq!(
+        net.send(&requester, elsewhere).unwrap_err(),
+        TxError::BadEvidence("the verdict is about another task or digest")
+    );
+    // An unpaid receipt cannot be clawed back.
+    let unpaid = slash(verdict(&requester, b"lie"), vec![(lease.id(), 9)]);
+    assert!(net.send(&requester, unpaid).is_err());
+
+    let clawback = (0..3).map(|t| (lease.id(), t)).collect();
+    net.send(&requester, slash(verdict(&requester, b"lie"), clawback))
+        .unwrap();
+    // Each receipt paid 2 Gfuel x 1,000 = 2,000 less the 1% fee.
+    let refunds = 3 * (2_000 - 20);
+    let penalty = stake / 2;
+    assert_eq!(
+        net.state.provider(&net.provider.public()).unwrap().stake,
+        stake - penalty - refunds
+    );
+    assert_eq!(
+        net.state.escrow(&job).unwrap().balance,
+        escrow_before + refunds
+    );
+    assert_eq!(
+        net.state.account(&winner).balance,
+        winner_before + penalty / 2
+    );
+    // Neither the offence nor the clawed-back receipts can be used again.
+    assert_eq!(
+        net.send(&requester, slash(verdict(&requester, b"lie"), Vec::new()))
+            .unwrap_err(),
+        TxError::BadEvidence("this offence was already punished")
+    );
+}
+
+#[test]
+fn an_opening_that_does_not_open_its_commit_is_slashed() {
+    let mut net = Net::new();
+    let requester = net.requester.clone();
+    net.register();
+    net.send(
+        &requester,
+        TxKind::OpenEscrow {
+            job: ContentId::of(JOB),
+            amount: 1_000,
+        },
+    )
+    .unwrap();
+    let lease = net.lease(1_000);
+    let committed = commit(&net, &lease, 1, b"junk", [4; 32]);
+    // The honest opening proves nothing.
+    let honest = opening(&net, &lease, 1, b"junk", [4; 32]);
+    let evidence = Evidence::BadReveal {
+        commit: committed.clone(),
+        opening: honest,
+    };
+    assert_eq!(
+        net.send(
+            &requester,
+            TxKind::Slash {
+                evidence: Box::new(evidence)
+            }
+        )
+        .unwrap_err(),
+        TxError::BadEvidence("the opening opens the commit")
+    );
+    // A copier reveals someone else's digest under its own commit.
+    let copied = opening(&net, &lease, 1, b"someone else's", [4; 32]);
+    let evidence = Evidence::BadReveal {
+        commit: committed,
+        opening: copied,
+    };
+    let stake = net.state.provider(&net.provider.public()).unwrap().stake;
+    net.send(
+        &requester,
+        TxKind::Slash {
+            evidence: Box::new(evidence),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        net.state.provider(&net.provider.public()).unwrap().stake,
+        stake - stake / 2
+    );
+}
+
+#[test]
+fn a_challenged_commit_must_be_opened_within_the_window() {
+    let mut net = Net::new();
+    let requester = net.requester.clone();
+    net.register();
+    net.send(
+        &requester,
+        TxKind::OpenEscrow {
+            job: ContentId::of(JOB),
+            amount: 1_000,
+        },
+    )
+    .unwrap();
+    let lease = net.lease(10_000);
+    let stalled = commit(&net, &lease, 1, b"result", [5; 32]);
+    let answered = commit(&net, &lease, 2, b"result", [6; 32]);
+    // Only the requester may challenge.
+    assert!(
+        net.send(
+            &net.other.clone(),
+            TxKind::Challenge {
+                commit: stalled.clone()
+            }
+        )
+        .is_err()
+    );
+    for commit in [&stalled, &answered] {
+        net.send(
+            &requester,
+            TxKind::Challenge {
+                commit: commit.clone(),
+            },
+        )
+        .unwrap();
+    }
+    let no_reveal = |task| TxKind::Slash {
+        evidence: Box::new(Evidence::NoReveal {
+            lease: lease.id(),
+            task,
+        }),
+    };
+    assert_eq!(
+        net.send(&requester, no_reveal(1)).unwrap_err(),
+        TxError::BadEvidence("the reveal window is still open")
+    );
+    // A wrong opening does not answer; the right one does, from anyone.
+    let wrong = opening(&net, &lease, 2, b"other", [6; 32]);
+    assert!(
+        net.send(&requester, TxKind::Reveal { opening: wrong })
+            .is_err()
+    );
+    let right = opening(&net, &lease, 2, b"result", [6; 32]);
+    net.send(&net.other.clone(), TxKind::Reveal { opening: right })
+        .unwrap();
+
+    let start = net.state.height();
+    net.state.begin_block(start + REVEAL_WINDOW_BLOCKS + 1);
+    let stake = net.state.provider(&net.provider.public()).unwrap().stake;
+    assert_eq!(
+        net.send(&requester, no_reveal(2)).unwrap_err(),
+        TxError::BadEvidence("no open challenge for this task")
+    );
+    net.send(&requester, no_reveal(1)).unwrap();
+    assert_eq!(
+        net.state.provider(&net.provider.public()).unwrap().stake,
+        stake - stake / 2
+    );
+    // The snapshot keeps challenges and clawbacks.
+    let restored = State::from_snapshot(&net.state.to_snapshot()).unwrap();
+    assert_eq!(restored, net.state);
+    assert_eq!(restored.root(), net.state.root());
 }

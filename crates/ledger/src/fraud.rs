@@ -1,0 +1,176 @@
+//! Statements that prove a provider cheated, and the on-chain challenge
+//! that proves a provider withheld its reveal.
+//!
+//! - A provider signs a [`Commit`] to its result before revealing it, and an
+//!   [`Opening`] when it reveals. A signed opening that does not open the
+//!   signed commit is proof on its own (a copier's).
+//! - A commit that is never opened cannot prove anything by itself, so the
+//!   requester posts it as a `Challenge`; the provider has
+//!   [`REVEAL_WINDOW_BLOCKS`] blocks to post its opening (`Reveal`), after
+//!   which the commit is proof of withholding (a staller's).
+//! - A dispute ends in a [`Verdict`] signed by the referee: the job's
+//!   requester in a devnet. With the provider's signed receipt for the
+//!   digest the verdict proved wrong, it is proof of a wrong result; the
+//!   verdict names the segment re-executed and commits to the whole
+//!   transcript, so anyone can audit it by re-running that one segment.
+
+use bytes::BufMut;
+use cairn_wire::codec::{Buf, EncodeSize, Error as CodecError, Read, ReadExt, Write};
+use cairn_wire::{ContentId, PublicKey};
+
+/// A provider's signature over a [`Commit`] uses this namespace.
+pub const COMMIT_NAMESPACE: &[u8] = b"cairn/commit";
+/// A provider's signature over an [`Opening`] uses this namespace.
+pub const OPENING_NAMESPACE: &[u8] = b"cairn/opening";
+/// A referee's signature over a [`Verdict`] uses this namespace.
+pub const VERDICT_NAMESPACE: &[u8] = b"cairn/verdict";
+
+/// Blocks a challenged provider has to post its opening.
+pub const REVEAL_WINDOW_BLOCKS: u64 = 100;
+
+/// A provider's commitment to its result for one task, before revealing it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Commit {
+    /// The lease it works under.
+    pub lease: ContentId,
+    /// The task's index in the job.
+    pub task: u64,
+    /// `cairn_verify::Commitment` of (digest, provider, salt).
+    pub commitment: [u8; 32],
+}
+
+/// A provider's reveal of what it committed to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Opening {
+    /// The lease it works under.
+    pub lease: ContentId,
+    /// The task's index in the job.
+    pub task: u64,
+    /// The result digest.
+    pub digest: ContentId,
+    /// The salt of the commitment.
+    pub salt: [u8; 32],
+}
+
+impl Opening {
+    /// Whether this opening, by `provider`, opens `commitment`.
+    pub fn opens(&self, provider: &PublicKey, commitment: &[u8; 32]) -> bool {
+        let reveal = cairn_verify::Reveal {
+            digest: self.digest,
+            salt: self.salt,
+        };
+        cairn_verify::Commitment(*commitment).opens(provider, &reveal)
+    }
+}
+
+/// A referee's finding that `wrong` is not the result of `task` of `job`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// The job.
+    pub job: ContentId,
+    /// The task's index in the job.
+    pub task: u64,
+    /// The digest proven wrong.
+    pub wrong: ContentId,
+    /// The provider on the other side, which gets the reporter's reward.
+    pub winner: PublicKey,
+    /// The position the referee re-executed from (0: the task itself).
+    pub position: u64,
+    /// The state both sides agreed on there.
+    pub agreed: [u8; 32],
+    /// The state the referee reached one step later, which the losing side
+    /// contradicted.
+    pub reached: [u8; 32],
+    /// BLAKE3 of the whole dispute transcript, kept by the referee.
+    pub transcript: ContentId,
+}
+
+impl Write for Commit {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.lease.write(buf);
+        self.task.write(buf);
+        self.commitment.write(buf);
+    }
+}
+
+impl EncodeSize for Commit {
+    fn encode_size(&self) -> usize {
+        32 + 8 + 32
+    }
+}
+
+impl Read for Commit {
+    type Cfg = ();
+
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        Ok(Self {
+            lease: ContentId::read(buf)?,
+            task: u64::read(buf)?,
+            commitment: <[u8; 32]>::read(buf)?,
+        })
+    }
+}
+
+impl Write for Opening {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.lease.write(buf);
+        self.task.write(buf);
+        self.digest.write(buf);
+        self.salt.write(buf);
+    }
+}
+
+impl EncodeSize for Opening {
+    fn encode_size(&self) -> usize {
+        32 + 8 + 32 + 32
+    }
+}
+
+impl Read for Opening {
+    type Cfg = ();
+
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        Ok(Self {
+            lease: ContentId::read(buf)?,
+            task: u64::read(buf)?,
+            digest: ContentId::read(buf)?,
+            salt: <[u8; 32]>::read(buf)?,
+        })
+    }
+}
+
+impl Write for Verdict {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.job.write(buf);
+        self.task.write(buf);
+        self.wrong.write(buf);
+        self.winner.write(buf);
+        self.position.write(buf);
+        self.agreed.write(buf);
+        self.reached.write(buf);
+        self.transcript.write(buf);
+    }
+}
+
+impl EncodeSize for Verdict {
+    fn encode_size(&self) -> usize {
+        32 + 8 + 32 + 32 + 8 + 32 + 32 + 32
+    }
+}
+
+impl Read for Verdict {
+    type Cfg = ();
+
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        Ok(Self {
+            job: ContentId::read(buf)?,
+            task: u64::read(buf)?,
+            wrong: ContentId::read(buf)?,
+            winner: PublicKey::read(buf)?,
+            position: u64::read(buf)?,
+            agreed: <[u8; 32]>::read(buf)?,
+            reached: <[u8; 32]>::read(buf)?,
+            transcript: ContentId::read(buf)?,
+        })
+    }
+}
