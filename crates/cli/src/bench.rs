@@ -31,6 +31,10 @@ pub enum Suite {
     /// one-task jobs end to end, tiny-task throughput with four providers,
     /// and verified blob transfer.
     Net(crate::bench_net::NetArgs),
+    /// Verification: steady-state overhead against BOINC's quorum of two,
+    /// each named adversary, `sometimes` across jobs, and a dispute over a
+    /// 10^9-fuel task settled by re-executing one step.
+    Verify(crate::bench_verify::VerifyArgs),
 }
 
 /// Arguments of `cairn bench chain`.
@@ -105,6 +109,7 @@ pub fn run(suite: Suite) -> anyhow::Result<()> {
             print(&figures, args.json)
         }
         Suite::Net(args) => print(&crate::bench_net::net(&args)?, args.json),
+        Suite::Verify(args) => print(&crate::bench_verify::verify(&args)?, args.json),
     }
 }
 

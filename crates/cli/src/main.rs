@@ -8,6 +8,7 @@
 
 mod bench;
 mod bench_net;
+mod bench_verify;
 mod job;
 mod node;
 mod run;
