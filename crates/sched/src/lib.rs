@@ -192,6 +192,8 @@ pub struct Scheduler {
     pending: BTreeSet<u32>,
     running: BTreeSet<u32>,
     providers: BTreeMap<PublicKey, ProviderState>,
+    /// Providers a requeued task must not go to (they already ran it).
+    excluded: BTreeMap<u32, BTreeSet<PublicKey>>,
     done: u32,
     failed: u32,
 }
@@ -208,9 +210,33 @@ impl Scheduler {
             pending: (0..tasks).collect(),
             running: BTreeSet::new(),
             providers: BTreeMap::new(),
+            excluded: BTreeMap::new(),
             done: 0,
             failed: 0,
         }
+    }
+
+    /// Runs a finished task again, on a provider not in `exclude`:
+    /// verification wants another replica, or the accepted result leaned on
+    /// a provider since convicted. A task not finished is left alone except
+    /// that its exclusions grow.
+    pub fn requeue(&mut self, task: u32, exclude: impl IntoIterator<Item = PublicKey>) {
+        let Some(state) = self.tasks.get_mut(task as usize) else {
+            return;
+        };
+        self.excluded.entry(task).or_default().extend(exclude);
+        if matches!(state, TaskState::Done { .. }) {
+            *state = TaskState::Pending;
+            self.done -= 1;
+            self.attempts[task as usize] = 0;
+            self.pending.insert(task);
+        }
+    }
+
+    fn excludes(&self, task: u32, provider: &PublicKey) -> bool {
+        self.excluded
+            .get(&task)
+            .is_some_and(|set| set.contains(provider))
     }
 
     /// Marks a task finished before the run began (a restarted requester
@@ -264,11 +290,24 @@ impl Scheduler {
         let free = state.slots.saturating_sub(state.running.len() as u32);
         let count = want.min(free).min(self.params.batch_max);
         let mut handed = Vec::with_capacity(count as usize);
-        while (handed.len() as u32) < count {
-            let Some(task) = self.pending.pop_first() else {
-                break;
-            };
-            handed.push(task);
+        if self.excluded.is_empty() {
+            while (handed.len() as u32) < count {
+                let Some(task) = self.pending.pop_first() else {
+                    break;
+                };
+                handed.push(task);
+            }
+        } else {
+            handed.extend(
+                self.pending
+                    .iter()
+                    .filter(|&&task| !self.excludes(task, provider))
+                    .take(count as usize)
+                    .copied(),
+            );
+            for task in &handed {
+                self.pending.remove(task);
+            }
         }
         if (handed.len() as u32) < count {
             let stragglers = self.stragglers(provider, count - handed.len() as u32);
@@ -307,7 +346,8 @@ impl Scheduler {
             .filter_map(|&task| match &self.tasks[task as usize] {
                 TaskState::Running(copies)
                     if (copies.len() as u32) < self.params.copies_max
-                        && copies.iter().all(|c| c.provider != *provider) =>
+                        && copies.iter().all(|c| c.provider != *provider)
+                        && !self.excludes(task, provider) =>
                 {
                     copies.iter().map(|c| c.started_ms).min().map(|t| (t, task))
                 }

@@ -177,3 +177,34 @@ fn a_provider_whose_connection_drops_loses_its_tasks_but_not_its_place() {
     assert_eq!(sched.pull(&restarting, 1, 6).unwrap(), vec![0]);
     assert_eq!(sched.pull(&other, 1, 6).unwrap(), vec![1]);
 }
+
+#[test]
+fn a_requeued_task_goes_only_to_a_provider_that_has_not_run_it() {
+    let (a, b) = (key(1), key(2));
+    let mut sched = Scheduler::new(2, SchedParams::default());
+    sched.add_provider(a, 4, 0);
+    sched.add_provider(b, 4, 0);
+    assert_eq!(sched.pull(&a, 2, 0).unwrap(), vec![0, 1]);
+    assert_eq!(
+        sched.complete(&a, 0, ContentId::of(b"r"), 1),
+        Completion::Accepted
+    );
+    assert!(!sched.is_finished());
+    sched.requeue(0, [a]);
+    assert_eq!(sched.progress().done, 0);
+    // A ran task 0 already: it gets nothing; B gets the replica.
+    assert!(sched.pull(&a, 4, 2).unwrap().is_empty());
+    assert_eq!(sched.pull(&b, 1, 2).unwrap(), vec![0]);
+    assert_eq!(
+        sched.complete(&b, 0, ContentId::of(b"r"), 3),
+        Completion::Accepted
+    );
+    assert_eq!(
+        sched.complete(&a, 1, ContentId::of(b"s"), 3),
+        Completion::Accepted
+    );
+    assert!(sched.is_finished());
+    // Requeueing a task that is not finished only adds exclusions.
+    sched.requeue(7, [b]);
+    assert!(sched.is_finished());
+}

@@ -288,12 +288,62 @@ impl Verifier {
             .collect()
     }
 
-    /// Whether `provider` may take a replica of `task` now.
+    /// Whether `provider` may take a replica of `task` now: the task needs
+    /// one, and the provider has none (or only one it dropped).
     pub fn eligible(&self, task: &TaskKey, provider: &PublicKey) -> bool {
         !self.trust.record(provider).banned()
-            && self
-                .task(task)
-                .is_ok_and(|t| needs(t) && !t.replicas.iter().any(|r| r.provider == *provider))
+            && self.task(task).is_ok_and(|t| {
+                needs(t)
+                    && t.replicas
+                        .iter()
+                        .all(|r| r.provider != *provider || r.state == ReplicaState::Dropped)
+            })
+    }
+
+    /// Whether `task` needs another provider now.
+    pub fn needs(&self, task: &TaskKey) -> bool {
+        self.task(task).is_ok_and(needs)
+    }
+
+    /// Every provider that has held a replica of `task`.
+    pub fn providers_of(&self, task: &TaskKey) -> Vec<PublicKey> {
+        self.task(task)
+            .map(|t| t.replicas.iter().map(|r| r.provider).collect())
+            .unwrap_or_default()
+    }
+
+    /// Marks `task` accepted before this run began (a restarted requester
+    /// restoring its results).
+    pub fn restore_accepted(
+        &mut self,
+        task: &TaskKey,
+        digest: ContentId,
+        providers: Vec<PublicKey>,
+    ) {
+        if let Ok(state) = self.task_mut(task) {
+            state.accepted = Some((digest, providers));
+        }
+    }
+
+    /// `provider`'s replica of `task` will not report (its copy expired, was
+    /// superseded, or could not run): the task stops waiting for it.
+    pub fn withdraw(&mut self, task: &TaskKey, provider: &PublicKey, now_ms: u64) -> Vec<Action> {
+        let Ok(state) = self.task_mut(task) else {
+            return Vec::new();
+        };
+        let mut hit = false;
+        for replica in &mut state.replicas {
+            if replica.provider == *provider && replica.state == ReplicaState::Assigned {
+                replica.state = ReplicaState::Dropped;
+                hit = true;
+            }
+        }
+        if !hit {
+            return Vec::new();
+        }
+        let mut actions = self.ask_reveals(task, now_ms);
+        actions.extend(self.evaluate(task, now_ms));
+        actions
     }
 
     /// `provider` runs a replica of `task` from `now_ms`.
@@ -311,6 +361,7 @@ impl Verifier {
         let stranger = self.params.credibility(0);
         let mut creds: Vec<f64> = Vec::new();
         let state = self.task_mut(task)?;
+        state.replicas.retain(|r| r.provider != provider);
         state.replicas.push(Replica {
             provider,
             state: ReplicaState::Assigned,
