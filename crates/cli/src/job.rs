@@ -155,6 +155,7 @@ pub fn submit(node: &Node, path: &Path) -> anyhow::Result<String> {
         },
         budget_ucairn: market.budget_ucairn.unwrap_or(1_000_000_000),
         price_max_ucairn_per_gfuel: market.price_max_ucairn_per_gfuel.unwrap_or(1_000),
+        verify: job.verify.into(),
     };
     let answer = node.post("/v1/jobs", serde_json::to_vec(&submission)?)?;
     answer["job"]

@@ -212,6 +212,15 @@ fn a_changed_snapshot_does_not_hash_to_the_trace() {
     for variant in variants {
         assert_ne!(Some(variant.hash()), trace.hash_at(4));
     }
+    // A snapshot survives its encoding, and a damaged one is refused.
+    let bytes = snapshot.to_bytes();
+    assert_eq!(Snapshot::from_bytes(&bytes, 1 << 30).unwrap(), snapshot);
+    assert!(Snapshot::from_bytes(&bytes[..bytes.len() - 1], 1 << 30).is_err());
+    assert!(Snapshot::from_bytes(&bytes, 100).is_err(), "over the limit");
+    let halted = Fixture::stepper().trace().positions() - 2;
+    let last = fixture.snapshot(halted);
+    assert!(last.halted.is_some());
+    assert_eq!(Snapshot::from_bytes(&last.to_bytes(), 1 << 30).unwrap(), last);
 }
 
 #[test]

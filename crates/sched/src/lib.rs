@@ -556,6 +556,14 @@ impl Scheduler {
         self.tasks.get(task as usize)
     }
 
+    /// Tasks `provider` holds now.
+    pub fn running_of(&self, provider: &PublicKey) -> Vec<u32> {
+        self.providers
+            .get(provider)
+            .map(|s| s.running.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// Whether the provider is in the job and not dropped.
     pub fn is_active(&self, provider: &PublicKey) -> bool {
         self.providers

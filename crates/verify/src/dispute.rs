@@ -95,7 +95,7 @@ pub enum Foul {
         /// Given.
         got: usize,
     },
-    /// An answer nobody asked for.
+    /// An answer nobody asked for (refused; not held against the side).
     #[error("no answer is expected from this side now")]
     Unexpected,
 }
@@ -157,6 +157,15 @@ impl Game {
         }
     }
 
+    /// Whether the game waits for an answer from `side` now.
+    pub fn awaits(&self, side: Side) -> bool {
+        match self.need {
+            Need::Lengths => self.lengths[side.index()].is_none(),
+            Need::Hashes { .. } => !self.answered[side.index()],
+            _ => false,
+        }
+    }
+
     /// Rounds of hashes asked so far.
     pub fn rounds(&self) -> u32 {
         self.rounds
@@ -170,8 +179,9 @@ impl Game {
     /// `side` says its trace has `positions` positions (its digest is the
     /// last).
     pub fn length(&mut self, side: Side, positions: u64, now_ms: u64) -> Result<(), Foul> {
+        // A repeated or late answer is not cheating: refuse it, nothing more.
         if self.need != Need::Lengths || self.lengths[side.index()].is_some() {
-            return Err(self.foul(side, Foul::Unexpected));
+            return Err(Foul::Unexpected);
         }
         if !(2..=TRACE_POSITIONS_MAX).contains(&positions) {
             return Err(self.foul(side, Foul::BadLength(positions)));
@@ -187,7 +197,7 @@ impl Game {
     /// `side`'s hashes at [`Game::asked_of`]'s positions, in order.
     pub fn hashes(&mut self, side: Side, hashes: &[StateHash], now_ms: u64) -> Result<(), Foul> {
         if !matches!(self.need, Need::Hashes { .. }) || self.answered[side.index()] {
-            return Err(self.foul(side, Foul::Unexpected));
+            return Err(Foul::Unexpected);
         }
         let asked = self.asked_of(side);
         if asked.len() != hashes.len() {

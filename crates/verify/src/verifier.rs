@@ -392,6 +392,38 @@ impl Verifier {
         Ok(())
     }
 
+    /// Registers a copy the dispatcher handed out beyond what verification
+    /// asked for (a speculative copy of a straggler): it is judged like any
+    /// replica if it reports first. Does nothing for a banned provider or
+    /// one already holding a live replica of the task.
+    pub fn assign_copy(&mut self, task: &TaskKey, provider: PublicKey, now_ms: u64) {
+        if self.eligible(task, &provider) {
+            let _ = self.assign(task, provider, now_ms);
+            return;
+        }
+        if self.trust.record(&provider).banned() {
+            return;
+        }
+        let Ok(state) = self.task_mut(task) else {
+            return;
+        };
+        if state.accepted.is_some()
+            || state
+                .replicas
+                .iter()
+                .any(|r| r.provider == provider && r.state != ReplicaState::Dropped)
+        {
+            return;
+        }
+        state.replicas.retain(|r| r.provider != provider);
+        state.replicas.push(Replica {
+            provider,
+            state: ReplicaState::Assigned,
+            since_ms: now_ms,
+        });
+        self.stats.replicas += 1;
+    }
+
     /// `provider` commits to its result for `task`.
     pub fn commit(
         &mut self,

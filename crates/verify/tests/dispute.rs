@@ -179,6 +179,13 @@ fn a_malformed_answer_loses_and_a_late_one_changes_nothing() {
     assert!(game.length(Side::B, 100, 0).is_err(), "the game is over");
     assert!(matches!(game.need(), Need::Done(v) if v.losers == vec![Side::A]));
 
+    // A side answering twice is refused, not convicted.
+    let mut game = Game::new(ContentId::of(b"a"), ContentId::of(b"b"), 16, 1_000, 0);
+    game.length(Side::A, 500, 0).unwrap();
+    assert!(!game.awaits(Side::A) && game.awaits(Side::B));
+    assert_eq!(game.length(Side::A, 500, 0), Err(cairn_verify::Foul::Unexpected));
+    assert_eq!(game.need(), &Need::Lengths);
+
     let mut game = Game::new(ContentId::of(b"a"), ContentId::of(b"b"), 16, 1_000, 0);
     game.length(Side::A, 500, 0).unwrap();
     game.length(Side::B, 500, 0).unwrap();

@@ -12,6 +12,7 @@ mod ledger_link;
 mod proto;
 mod provider;
 mod requester;
+mod verification;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,7 +29,8 @@ pub use ledger_link::{AccountView, LedgerLink, TxSender};
 pub use proto::{ORDERS_TOPIC, Request, Response};
 pub use provider::ProviderConfig;
 pub use requester::{
-    JobStatus, Submission, SubmittedFile, SubmittedLimits, SubmittedTask, TaskRecord,
+    JobStatus, Submission, SubmittedFile, SubmittedLimits, SubmittedTask, SubmittedVerify,
+    TaskRecord,
 };
 
 use crate::NodeError;
@@ -269,6 +271,10 @@ impl Market {
                 None => Response::Refused("this node is not a provider".into()),
             },
             Request::Blob { id, offset, len } => self.serve_blob(id, offset, len),
+            Request::Dispute { lease, task, ask } => match &self.provider {
+                Some(provider) => provider.on_dispute(sender, lease, task, ask).await,
+                None => Response::Refused("this node is not a provider".into()),
+            },
         }
     }
 

@@ -8,7 +8,7 @@
 //! is known.
 
 use bytes::BufMut;
-use cairn_ledger::{Lease, Receipt};
+use cairn_ledger::{Commit, Lease, Opening, Receipt};
 use cairn_market::Bid;
 use cairn_wire::codec::{Buf, Encode, EncodeSize, Error as CodecError, Read, ReadExt, Write};
 use cairn_wire::{ContentId, Signature, Signed, text};
@@ -83,11 +83,19 @@ pub struct Assignment {
     pub seed: [u8; 32],
 }
 
-/// A provider's account of one task.
+/// A provider's account of one task. A result travels in two steps: a
+/// commitment when the task has run, and the result itself once the
+/// requester asks for it (after every replica of the task has committed),
+/// so no provider can copy another's answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Report {
-    /// It ran; here is the signed receipt and the files it wrote.
-    Ran {
+    /// It ran; here is the signed commitment to its result.
+    Committed(Signed<Commit>),
+    /// The result, as asked: the opening of the commitment, the signed
+    /// receipt and the files it wrote.
+    Revealed {
+        /// Opens the commitment.
+        opening: Signed<Opening>,
         /// Signed by the provider; what settlement pays on.
         receipt: Signed<Receipt>,
         /// Whether the program succeeded (exit 0, outputs present).
@@ -111,11 +119,26 @@ impl Report {
     /// The task reported on.
     pub fn task(&self) -> u64 {
         match self {
-            Report::Ran { receipt, .. } => receipt.payload_unchecked().task,
+            Report::Committed(commit) => commit.payload_unchecked().task,
+            Report::Revealed { receipt, .. } => receipt.payload_unchecked().task,
             Report::Failed { task, .. } => u64::from(*task),
         }
     }
 }
+
+/// What a requester refereeing a dispute asks one side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DisputeAsk {
+    /// How many positions its trace of the task has.
+    Length,
+    /// Its state hashes at these positions.
+    Hashes(Vec<u64>),
+    /// Its full state at this position, as a blob.
+    Snapshot(u64),
+}
+
+/// Positions asked in one dispute round, at most.
+pub const DISPUTE_POSITIONS_MAX: usize = 256;
 
 /// A request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,6 +170,15 @@ pub enum Request {
         /// Finished tasks not yet acknowledged.
         reports: Vec<Report>,
     },
+    /// Requester → provider: a question of a dispute over one task.
+    Dispute {
+        /// The lease the task ran under.
+        lease: ContentId,
+        /// The task.
+        task: u32,
+        /// The question.
+        ask: DisputeAsk,
+    },
     /// Either way: a verified range of a blob.
     Blob {
         /// The blob.
@@ -176,7 +208,15 @@ pub enum Response {
         tasks: Vec<Assignment>,
         /// The job needs nothing more from this lease.
         finished: bool,
+        /// Tasks whose committed results the provider must now reveal.
+        reveal: Vec<u32>,
     },
+    /// A dispute answer: the trace's length.
+    TraceLength(u64),
+    /// A dispute answer: state hashes, in the order asked.
+    Hashes(Vec<[u8; 32]>),
+    /// A dispute answer: the state, stored as this blob on the provider.
+    Snapshot(FileRef),
     /// A blob range: the blob's size and the bao-encoded range.
     Blob {
         /// Whole blob size.
@@ -340,13 +380,19 @@ impl Read for Assignment {
 impl Write for Report {
     fn write(&self, buf: &mut impl BufMut) {
         match self {
-            Report::Ran {
+            Report::Committed(commit) => {
+                0u8.write(buf);
+                commit.write(buf);
+            }
+            Report::Revealed {
+                opening,
                 receipt,
                 success,
                 outcome,
                 outputs,
             } => {
-                0u8.write(buf);
+                2u8.write(buf);
+                opening.write(buf);
                 receipt.write(buf);
                 success.write(buf);
                 write_text(outcome, buf);
@@ -364,12 +410,20 @@ impl Write for Report {
 impl EncodeSize for Report {
     fn encode_size(&self) -> usize {
         1 + match self {
-            Report::Ran {
+            Report::Committed(commit) => commit.encode_size(),
+            Report::Revealed {
+                opening,
                 receipt,
                 outcome,
                 outputs,
                 ..
-            } => receipt.encode_size() + 1 + text::encode_size(outcome) + files_size(outputs),
+            } => {
+                opening.encode_size()
+                    + receipt.encode_size()
+                    + 1
+                    + text::encode_size(outcome)
+                    + files_size(outputs)
+            }
             Report::Failed { reason, .. } => 4 + text::encode_size(reason),
         }
     }
@@ -379,17 +433,62 @@ impl Read for Report {
     type Cfg = ();
     fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
         match u8::read(buf)? {
-            0 => Ok(Report::Ran {
+            0 => Ok(Report::Committed(Signed::<Commit>::read(buf)?)),
+            1 => Ok(Report::Failed {
+                task: u32::read(buf)?,
+                reason: read_text(buf)?,
+            }),
+            2 => Ok(Report::Revealed {
+                opening: Signed::<Opening>::read(buf)?,
                 receipt: Signed::<Receipt>::read(buf)?,
                 success: bool::read(buf)?,
                 outcome: read_text(buf)?,
                 outputs: read_files(buf)?,
             }),
-            1 => Ok(Report::Failed {
-                task: u32::read(buf)?,
-                reason: read_text(buf)?,
-            }),
             _ => Err(CodecError::Invalid("Report", "unknown kind")),
+        }
+    }
+}
+
+impl Write for DisputeAsk {
+    fn write(&self, buf: &mut impl BufMut) {
+        match self {
+            DisputeAsk::Length => 0u8.write(buf),
+            DisputeAsk::Hashes(positions) => {
+                1u8.write(buf);
+                write_list(positions, buf);
+            }
+            DisputeAsk::Snapshot(position) => {
+                2u8.write(buf);
+                position.write(buf);
+            }
+        }
+    }
+}
+
+impl EncodeSize for DisputeAsk {
+    fn encode_size(&self) -> usize {
+        1 + match self {
+            DisputeAsk::Length => 0,
+            DisputeAsk::Hashes(positions) => 4 + 8 * positions.len(),
+            DisputeAsk::Snapshot(_) => 8,
+        }
+    }
+}
+
+impl Read for DisputeAsk {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        match u8::read(buf)? {
+            0 => Ok(DisputeAsk::Length),
+            1 => {
+                let len = read_len(buf, DISPUTE_POSITIONS_MAX)?;
+                Ok(DisputeAsk::Hashes(
+                    (0..len).map(|_| u64::read(buf)).collect::<Result<_, _>>()?,
+                ))
+            }
+            2 => Ok(DisputeAsk::Snapshot(u64::read(buf)?)),
+            _ => Err(CodecError::Invalid("DisputeAsk", "unknown kind")),
         }
     }
 }
@@ -432,6 +531,12 @@ impl Write for Request {
                 offset.write(buf);
                 len.write(buf);
             }
+            Request::Dispute { lease, task, ask } => {
+                5u8.write(buf);
+                lease.write(buf);
+                task.write(buf);
+                ask.write(buf);
+            }
         }
     }
 }
@@ -446,6 +551,7 @@ impl EncodeSize for Request {
                 32 + 4 + 4 + reports.iter().map(EncodeSize::encode_size).sum::<usize>()
             }
             Request::Blob { .. } => 32 + 8 + 4,
+            Request::Dispute { ask, .. } => 32 + 4 + ask.encode_size(),
         }
     }
 }
@@ -482,6 +588,11 @@ impl Read for Request {
                 offset: u64::read(buf)?,
                 len: u32::read(buf)?,
             }),
+            5 => Ok(Request::Dispute {
+                lease: ContentId::read(buf)?,
+                task: u32::read(buf)?,
+                ask: DisputeAsk::read(buf)?,
+            }),
             _ => Err(CodecError::Invalid("Request", "unknown kind")),
         }
     }
@@ -503,11 +614,25 @@ impl Write for Response {
                 stored,
                 tasks,
                 finished,
+                reveal,
             } => {
                 3u8.write(buf);
                 stored.write(buf);
                 write_list(tasks, buf);
                 finished.write(buf);
+                write_list(reveal, buf);
+            }
+            Response::TraceLength(positions) => {
+                5u8.write(buf);
+                positions.write(buf);
+            }
+            Response::Hashes(hashes) => {
+                6u8.write(buf);
+                write_list(hashes, buf);
+            }
+            Response::Snapshot(file) => {
+                7u8.write(buf);
+                file.write(buf);
             }
             Response::Blob { size, encoded } => {
                 4u8.write(buf);
@@ -525,9 +650,16 @@ impl EncodeSize for Response {
             Response::Ack => 0,
             Response::Refused(reason) => text::encode_size(reason),
             Response::LeaseSigned(_) => 64,
-            Response::Tasks { tasks, .. } => {
-                4 + 4 + tasks.iter().map(EncodeSize::encode_size).sum::<usize>() + 1
+            Response::Tasks { tasks, reveal, .. } => {
+                4 + 4
+                    + tasks.iter().map(EncodeSize::encode_size).sum::<usize>()
+                    + 1
+                    + 4
+                    + 4 * reveal.len()
             }
+            Response::TraceLength(_) => 8,
+            Response::Hashes(hashes) => 4 + 32 * hashes.len(),
+            Response::Snapshot(file) => file.encode_size(),
             Response::Blob { encoded, .. } => 8 + 4 + encoded.len(),
         }
     }
@@ -546,12 +678,26 @@ impl Read for Response {
                 let tasks = (0..len)
                     .map(|_| Assignment::read(buf))
                     .collect::<Result<_, _>>()?;
+                let finished = bool::read(buf)?;
+                let len = read_len(buf, BATCH_MAX)?;
+                let reveal = (0..len).map(|_| u32::read(buf)).collect::<Result<_, _>>()?;
                 Ok(Response::Tasks {
                     stored,
                     tasks,
-                    finished: bool::read(buf)?,
+                    finished,
+                    reveal,
                 })
             }
+            5 => Ok(Response::TraceLength(u64::read(buf)?)),
+            6 => {
+                let len = read_len(buf, DISPUTE_POSITIONS_MAX)?;
+                Ok(Response::Hashes(
+                    (0..len)
+                        .map(|_| <[u8; 32]>::read(buf))
+                        .collect::<Result<_, _>>()?,
+                ))
+            }
+            7 => Ok(Response::Snapshot(FileRef::read(buf)?)),
             4 => {
                 let size = u64::read(buf)?;
                 // Half again the range for the interleaved proof hashes.
@@ -633,7 +779,26 @@ mod tests {
                 lease: ContentId::of(b"l"),
                 want: 4,
                 reports: vec![
-                    Report::Ran {
+                    Report::Committed(Signed::sign(
+                        &Keypair::from_seed([1; 32]),
+                        cairn_ledger::COMMIT_NAMESPACE,
+                        Commit {
+                            lease: ContentId::of(b"lease"),
+                            task: 7,
+                            commitment: [3; 32],
+                        },
+                    )),
+                    Report::Revealed {
+                        opening: Signed::sign(
+                            &Keypair::from_seed([1; 32]),
+                            cairn_ledger::OPENING_NAMESPACE,
+                            Opening {
+                                lease: ContentId::of(b"lease"),
+                                task: 7,
+                                digest: ContentId::of(b"result"),
+                                salt: [4; 32],
+                            },
+                        ),
                         receipt: receipt(),
                         success: true,
                         outcome: "exited successfully".into(),
@@ -654,6 +819,16 @@ mod tests {
                 offset: 16_384,
                 len: 4 << 20,
             },
+            Request::Dispute {
+                lease: ContentId::of(b"l"),
+                task: 3,
+                ask: DisputeAsk::Hashes(vec![1, 50, 99]),
+            },
+            Request::Dispute {
+                lease: ContentId::of(b"l"),
+                task: 3,
+                ask: DisputeAsk::Snapshot(17),
+            },
         ];
         for request in requests {
             assert_eq!(from_bytes::<Request>(&to_bytes(&request)).unwrap(), request);
@@ -670,7 +845,15 @@ mod tests {
                     seed: [5; 32],
                 }],
                 finished: false,
+                reveal: vec![4, 8],
             },
+            Response::TraceLength(1_000),
+            Response::Hashes(vec![[1; 32], [2; 32]]),
+            Response::Snapshot(FileRef {
+                name: "snapshot".into(),
+                id: ContentId::of(b"s"),
+                size: 5,
+            }),
             Response::Blob {
                 size: 99,
                 encoded: bytes::Bytes::from_static(b"encoded range"),

@@ -6,8 +6,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cairn_exec::{Limits, Runtime as _, Task, WasmConfig, WasmRuntime};
-use cairn_ledger::{Capabilities, Lease, RECEIPT_NAMESPACE, Receipt, TxKind};
+use cairn_exec::{Limits, Runtime as _, Task, Trace, WasmConfig, WasmRuntime};
+use cairn_ledger::{
+    COMMIT_NAMESPACE, Capabilities, Commit, Lease, OPENING_NAMESPACE, Opening, RECEIPT_NAMESPACE,
+    Receipt, TxKind,
+};
+use cairn_verify::{Commitment, Reveal};
 use cairn_market::{
     BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, PricingPolicy, Quote, ScalePricing,
 };
@@ -17,7 +21,7 @@ use cairn_wire::codec::{DecodeExt as _, Encode as _};
 use cairn_wire::{ContentId, PublicKey, Signed};
 use tokio::sync::{Semaphore, mpsc};
 
-use super::proto::{self, Assignment, FileRef, Report, Request, Response, Terms};
+use super::proto::{self, Assignment, DisputeAsk, FileRef, Report, Request, Response, Terms};
 use super::{Counters, MarketConfig, Shared, fetch_blob, now_ms};
 
 /// Orders remembered to recognise replays.
@@ -88,6 +92,12 @@ pub(crate) struct Provider {
     seen: Mutex<(BTreeSet<ContentId>, VecDeque<ContentId>)>,
     /// Slots promised to live leases.
     leased: Mutex<BTreeMap<ContentId, u32>>,
+    /// Terms of live leases, to re-run a task for a dispute.
+    terms: Mutex<BTreeMap<ContentId, Terms>>,
+    /// Tasks received under live leases, to re-run one for a dispute.
+    assignments: Mutex<BTreeMap<(ContentId, u32), Assignment>>,
+    /// Traces computed for disputes.
+    traces: Mutex<BTreeMap<(ContentId, u32), Arc<Trace>>>,
     loaded: Mutex<BTreeSet<ContentId>>,
     work_dir: PathBuf,
     /// Empty output folders ready for the next task.
@@ -130,6 +140,9 @@ impl Provider {
             bids: Mutex::new(BTreeMap::new()),
             seen: Mutex::new((BTreeSet::new(), VecDeque::new())),
             leased: Mutex::new(BTreeMap::new()),
+            terms: Mutex::new(BTreeMap::new()),
+            assignments: Mutex::new(BTreeMap::new()),
+            traces: Mutex::new(BTreeMap::new()),
             loaded: Mutex::new(BTreeSet::new()),
             work_dir: market.data_dir.join("work"),
             scratch: Mutex::new(Vec::new()),
@@ -346,15 +359,29 @@ impl Provider {
             tracing::warn!("lease {}: {e}", id.short());
             failure = Some(e);
         }
-        // Reports not yet acknowledged, persisted so a restart re-sends them.
-        let mut unsent: Vec<Report> = self
+        self.terms
+            .lock()
+            .unwrap()
+            .insert(id, record.terms.clone());
+        // Results not yet revealed and reports not yet acknowledged,
+        // persisted so a restart commits to them (or reports) again.
+        let mut unsent: Vec<Report> = Vec::new();
+        let mut sealed: BTreeMap<u64, Report> = BTreeMap::new();
+        for (_, value) in self
             .shared
             .db
             .scan(Table::Reports, id.as_bytes())
             .unwrap_or_default()
-            .into_iter()
-            .filter_map(|(_, v)| proto::from_bytes::<Report>(&v).ok())
-            .collect();
+        {
+            match proto::from_bytes::<Report>(&value) {
+                Ok(report @ Report::Revealed { .. }) => {
+                    unsent.push(self.commit_to(&report));
+                    sealed.insert(report.task(), report);
+                }
+                Ok(report) => unsent.push(report),
+                Err(e) => tracing::error!("an unreadable report: {e}; skipped"),
+            }
+        }
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Report, Duration)>();
         // Tasks held per slot: enough to cover PREFETCH_WORK_MS of work at
         // the tasks' measured duration, so tiny tasks come in batches and
@@ -368,9 +395,12 @@ impl Provider {
         let mut idle_ms = 5;
         let mut last_answer = now_ms();
         let mut last_pull = 0;
+        // A finished task is persisted whole, and only a commitment to its
+        // result is sent until the requester asks for the result.
         let take = |(report, took): (Report, Duration),
                     running: &mut u32,
                     unsent: &mut Vec<Report>,
+                    sealed: &mut BTreeMap<u64, Report>,
                     ops: &mut Vec<Op>,
                     task_ms: &mut f64| {
             *running -= 1;
@@ -380,11 +410,16 @@ impl Provider {
                 report_key(&id, report.task()),
                 proto::to_bytes(&report),
             ));
-            unsent.push(report);
+            if let Report::Revealed { .. } = report {
+                unsent.push(self.commit_to(&report));
+                sealed.insert(report.task(), report);
+            } else {
+                unsent.push(report);
+            }
         };
         loop {
             while let Ok(done) = done_rx.try_recv() {
-                take(done, &mut running, &mut unsent, &mut ops, &mut task_ms);
+                take(done, &mut running, &mut unsent, &mut sealed, &mut ops, &mut task_ms);
             }
             let depth = ((PREFETCH_WORK_MS / task_ms.max(0.01)).ceil() as u32)
                 .clamp(1, proto::PREFETCH_PER_SLOT_MAX);
@@ -400,7 +435,7 @@ impl Provider {
                 let wait = tokio::time::sleep(Duration::from_millis(REPORT_DELAY_MS));
                 tokio::select! {
                     _ = wait => {}
-                    Some(done) = done_rx.recv() => take(done, &mut running, &mut unsent, &mut ops, &mut task_ms),
+                    Some(done) = done_rx.recv() => take(done, &mut running, &mut unsent, &mut sealed, &mut ops, &mut task_ms),
                 }
                 continue;
             }
@@ -428,14 +463,27 @@ impl Provider {
                     stored,
                     tasks,
                     finished,
+                    reveal,
                 })) => {
                     last_answer = now_ms();
                     let acked = (stored as usize).min(batch.len());
-                    ops.extend(
-                        unsent
-                            .drain(..acked)
-                            .map(|r| Op::Delete(Table::Reports, report_key(&id, r.task()))),
-                    );
+                    // A stored commitment keeps the result sealed; a stored
+                    // result or failure is done with.
+                    for report in unsent.drain(..acked) {
+                        if !matches!(report, Report::Committed(_)) {
+                            sealed.remove(&report.task());
+                            ops.push(Op::Delete(Table::Reports, report_key(&id, report.task())));
+                        }
+                    }
+                    for task in reveal {
+                        let task = u64::from(task);
+                        let queued = unsent
+                            .iter()
+                            .any(|r| matches!(r, Report::Revealed { .. }) && r.task() == task);
+                        if let Some(report) = sealed.get(&task).filter(|_| !queued) {
+                            unsent.push(report.clone());
+                        }
+                    }
                     if finished && running == 0 && unsent.is_empty() {
                         break;
                     }
@@ -457,13 +505,17 @@ impl Provider {
                         idle_ms = (idle_ms * 2).min(IDLE_PULL_MS_MAX);
                         tokio::select! {
                             _ = wait => {}
-                            Some(done) = done_rx.recv() => take(done, &mut running, &mut unsent, &mut ops, &mut task_ms),
+                            Some(done) = done_rx.recv() => take(done, &mut running, &mut unsent, &mut sealed, &mut ops, &mut task_ms),
                         }
                         continue;
                     }
                     idle_ms = 5;
                     for task in tasks {
                         running += 1;
+                        self.assignments
+                            .lock()
+                            .unwrap()
+                            .insert((id, task.task), task.clone());
                         self.clone()
                             .spawn_task(id, &record, &input_dir, task, done_tx.clone());
                     }
@@ -474,7 +526,7 @@ impl Provider {
                         break;
                     }
                     if let Some(done) = done_rx.recv().await {
-                        take(done, &mut running, &mut unsent, &mut ops, &mut task_ms);
+                        take(done, &mut running, &mut unsent, &mut sealed, &mut ops, &mut task_ms);
                     }
                 }
                 Ok(_) | Err(_) => {
@@ -489,11 +541,25 @@ impl Provider {
             }
         }
         self.leased.lock().unwrap().remove(&id);
+        self.terms.lock().unwrap().remove(&id);
+        self.assignments
+            .lock()
+            .unwrap()
+            .retain(|(lease, _), _| *lease != id);
+        self.traces
+            .lock()
+            .unwrap()
+            .retain(|(lease, _), _| *lease != id);
         let mut ops = vec![Op::Delete(Table::LeasesTaken, id.as_bytes().to_vec())];
+        let tasks: BTreeSet<u64> = unsent
+            .iter()
+            .map(Report::task)
+            .chain(sealed.keys().copied())
+            .collect();
         ops.extend(
-            unsent
-                .iter()
-                .map(|r| Op::Delete(Table::Reports, report_key(&id, r.task()))),
+            tasks
+                .into_iter()
+                .map(|task| Op::Delete(Table::Reports, report_key(&id, task))),
         );
         if let Err(e) = self.shared.db.write(&ops) {
             tracing::warn!("closing lease {}: {e}", id.short());
@@ -663,11 +729,171 @@ impl Provider {
                 fuel_used: result.fuel_used,
             },
         );
-        Report::Ran {
+        let mut salt = [0u8; 32];
+        getrandom::fill(&mut salt).expect("the OS has entropy");
+        let opening = Signed::sign(
+            &self.shared.key,
+            OPENING_NAMESPACE,
+            Opening {
+                lease,
+                task: u64::from(task.task),
+                digest: result.digest,
+                salt,
+            },
+        );
+        Report::Revealed {
+            opening,
             receipt,
             success: result.outcome.is_success(),
             outcome: result.outcome.to_string(),
             outputs,
+        }
+    }
+
+    /// The signed commitment to a sealed result.
+    fn commit_to(&self, sealed: &Report) -> Report {
+        let Report::Revealed { opening, .. } = sealed else {
+            unreachable!("only results are sealed")
+        };
+        let o = opening.payload_unchecked();
+        let reveal = Reveal {
+            digest: o.digest,
+            salt: o.salt,
+        };
+        let commitment = Commitment::new(&self.shared.key.public(), &reveal).0;
+        Report::Committed(Signed::sign(
+            &self.shared.key,
+            COMMIT_NAMESPACE,
+            Commit {
+                lease: o.lease,
+                task: o.task,
+                commitment,
+            },
+        ))
+    }
+
+    /// A requester refereeing a dispute over one of this provider's tasks
+    /// asks about its execution: the provider re-runs the task with
+    /// checkpoints (once) and answers from that trace.
+    pub async fn on_dispute(
+        self: &Arc<Self>,
+        sender: PublicKey,
+        lease: ContentId,
+        task: u32,
+        ask: DisputeAsk,
+    ) -> Response {
+        let (terms, assignment) = {
+            let terms = self.terms.lock().unwrap().get(&lease).cloned();
+            let assignment = self.assignments.lock().unwrap().get(&(lease, task)).cloned();
+            match (terms, assignment) {
+                (Some(terms), Some(assignment)) => (terms, assignment),
+                _ => return Response::Refused("no such task under a live lease".into()),
+            }
+        };
+        let requester = self
+            .shared
+            .db
+            .get(Table::LeasesTaken, lease.as_bytes())
+            .ok()
+            .flatten()
+            .and_then(|bytes| LeaseRecord::from_bytes(&bytes))
+            .map(|record| record.lease.requester);
+        if requester != Some(sender) {
+            Counters::bump(&self.shared.counters.refused);
+            return Response::Refused("only the lease's requester referees".into());
+        }
+        let input_dir = self.work_dir.join(lease.to_string()).join("input");
+        let this = self.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            this.answer_dispute(lease, &terms, &input_dir, &assignment, ask)
+        })
+        .await;
+        match answer {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => Response::Refused(e),
+            Err(e) => Response::Refused(format!("worker panicked: {e}")),
+        }
+    }
+
+    fn answer_dispute(
+        &self,
+        lease: ContentId,
+        terms: &Terms,
+        input_dir: &std::path::Path,
+        assignment: &Assignment,
+        ask: DisputeAsk,
+    ) -> Result<Response, String> {
+        let key = (lease, assignment.task);
+        let with_task = |f: &mut dyn FnMut(&Task<'_>) -> Result<(), String>| {
+            let output_dir = self.scratch_dir().map_err(|e| e.to_string())?;
+            let limits = Limits {
+                fuel: terms.limits.fuel,
+                memory_bytes: terms.limits.memory_bytes,
+                wall_time: Duration::from_millis(terms.limits.wall_time_ms),
+                output_bytes: terms.limits.output_bytes,
+                stdout_bytes: terms.limits.stdout_bytes,
+            };
+            let done = f(&Task {
+                module: terms.module.id,
+                args: &assignment.args,
+                seed: assignment.seed,
+                input_dir: (!terms.inputs.is_empty()).then_some(input_dir),
+                output_dir: &output_dir,
+                expected_outputs: &assignment.outputs,
+                limits,
+            });
+            self.return_scratch_dir(output_dir);
+            done
+        };
+        match ask {
+            DisputeAsk::Length | DisputeAsk::Hashes(_) => {
+                let cached = self.traces.lock().unwrap().get(&key).cloned();
+                let trace = match cached {
+                    Some(trace) => trace,
+                    None => {
+                        let mut traced = None;
+                        with_task(&mut |task| {
+                            traced = Some(self.runtime.trace(task).map_err(|e| e.to_string())?);
+                            Ok(())
+                        })?;
+                        let trace = Arc::new(traced.expect("traced"));
+                        self.traces.lock().unwrap().insert(key, trace.clone());
+                        trace
+                    }
+                };
+                Ok(match ask {
+                    DisputeAsk::Length => Response::TraceLength(trace.positions()),
+                    DisputeAsk::Hashes(positions) => Response::Hashes(
+                        positions
+                            .iter()
+                            .map(|&p| {
+                                trace
+                                    .hash_at(p)
+                                    .ok_or_else(|| format!("no position {p} in the trace"))
+                            })
+                            .collect::<Result<_, _>>()?,
+                    ),
+                    DisputeAsk::Snapshot(_) => unreachable!(),
+                })
+            }
+            DisputeAsk::Snapshot(position) => {
+                let mut snapshot = None;
+                with_task(&mut |task| {
+                    snapshot = Some(
+                        self.runtime
+                            .snapshot_at(task, position)
+                            .map_err(|e| e.to_string())?,
+                    );
+                    Ok(())
+                })?;
+                let bytes = snapshot.expect("taken").to_bytes();
+                let id = self.shared.blobs.put(&bytes).map_err(|e| e.to_string())?;
+                Ok(Response::Snapshot(FileRef {
+                    name: "snapshot".into(),
+                    id,
+                    size: bytes.len() as u64,
+                }))
+            }
         }
     }
 }

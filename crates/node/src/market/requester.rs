@@ -1,11 +1,16 @@
 //! The requester role: escrow, auctions, leases, the task queue, results
 //! and settlement for the jobs this node submits.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cairn_ledger::{Lease, RECEIPT_NAMESPACE, Receipt, TxKind};
+use cairn_job::VerifyPolicy;
+use cairn_ledger::{
+    COMMIT_NAMESPACE, Commit, Lease, OPENING_NAMESPACE, Opening, RECEIPT_NAMESPACE, Receipt,
+    TxKind,
+};
+use cairn_verify::{Params as VerifyParams, Reveal, Verifier};
 use cairn_market::{Auction, Bid, ORDER_NAMESPACE, Order, Outcome, Rng, SelectionParams};
 use cairn_net::PeerId;
 use cairn_sched::{Completion, SchedParams, Scheduler};
@@ -25,6 +30,8 @@ const REAUCTION_MS: u64 = 2_000;
 const IDLE_REAUCTION_MS: u64 = 3_000;
 /// Blocks a lease stays live on the ledger.
 const LEASE_BLOCKS: u64 = 100_000;
+/// How often verification's deadlines (reveals, disputes) are checked.
+const VERIFY_TICK_MS: u64 = 250;
 
 /// A file named in a submission.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -65,7 +72,7 @@ pub struct SubmittedLimits {
 
 /// A job as the API receives it: the job file already expanded into tasks
 /// (by `cairn job submit`), its module and inputs uploaded as blobs.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Submission {
     /// The job's name.
     pub name: String,
@@ -83,6 +90,89 @@ pub struct Submission {
     pub budget_ucairn: u64,
     /// Highest price accepted.
     pub price_max_ucairn_per_gfuel: u64,
+    /// How results are verified (the job file's `[verify]`).
+    #[serde(default)]
+    pub verify: SubmittedVerify,
+}
+
+/// A job's verification policy as the API receives it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SubmittedVerify {
+    /// `none`, `replicate`, `spot` or `adaptive`.
+    pub policy: String,
+    /// Providers per task, for `replicate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+    /// Share of tasks re-run, for `spot`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probability: Option<f64>,
+    /// Required probability that an accepted result is right, for
+    /// `adaptive`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+}
+
+impl Default for SubmittedVerify {
+    fn default() -> Self {
+        Self::from(VerifyPolicy::default())
+    }
+}
+
+impl From<VerifyPolicy> for SubmittedVerify {
+    fn from(policy: VerifyPolicy) -> Self {
+        let mut out = Self {
+            policy: String::new(),
+            replicas: None,
+            probability: None,
+            confidence: None,
+        };
+        out.policy = match policy {
+            VerifyPolicy::None => "none",
+            VerifyPolicy::Replicate { replicas } => {
+                out.replicas = Some(replicas);
+                "replicate"
+            }
+            VerifyPolicy::Spot { probability } => {
+                out.probability = Some(probability);
+                "spot"
+            }
+            VerifyPolicy::Adaptive { confidence } => {
+                out.confidence = Some(confidence);
+                "adaptive"
+            }
+        }
+        .into();
+        out
+    }
+}
+
+impl SubmittedVerify {
+    /// The policy, or why it is not one.
+    pub fn policy(&self) -> Result<VerifyPolicy, String> {
+        let replicas_max = cairn_verify::Params::default().replicas_max;
+        match self.policy.as_str() {
+            "none" => Ok(VerifyPolicy::None),
+            "replicate" => match self.replicas {
+                Some(n) if (1..=replicas_max).contains(&n) => {
+                    Ok(VerifyPolicy::Replicate { replicas: n })
+                }
+                other => Err(format!(
+                    "verify.replicas must be 1 to {replicas_max}, found {other:?}"
+                )),
+            },
+            "spot" => match self.probability {
+                Some(p) if p > 0.0 && p <= 1.0 => Ok(VerifyPolicy::Spot { probability: p }),
+                other => Err(format!("verify.probability must be in (0, 1], found {other:?}")),
+            },
+            "adaptive" => match self.confidence.unwrap_or(0.999) {
+                c if c > 0.0 && c < 1.0 => Ok(VerifyPolicy::Adaptive { confidence: c }),
+                c => Err(format!("verify.confidence must be in (0, 1), found {c}")),
+            },
+            other => Err(format!(
+                "unknown verify policy '{other}'; expected none, replicate, spot or adaptive"
+            )),
+        }
+    }
 }
 
 /// A finished task as the requester keeps it.
@@ -139,12 +229,18 @@ pub struct JobStatus {
     pub finished_ms: Option<u64>,
     /// Receipts sent for settlement.
     pub settled: u64,
+    /// Executions, replicas included: what verification cost.
+    pub executions: u64,
+    /// Disputes started.
+    pub disputes: u32,
+    /// Providers convicted of cheating on this job.
+    pub convicted: Vec<String>,
 }
 
 /// What is persisted of a job.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct JobRecord {
-    submission: Submission,
+pub(super) struct JobRecord {
+    pub(super) submission: Submission,
     submitted_ms: u64,
     settled: bool,
 }
@@ -167,20 +263,47 @@ enum Phase {
     Done,
 }
 
-struct Job {
-    id: ContentId,
-    record: JobRecord,
-    terms: Terms,
-    sched: Scheduler,
+pub(super) struct Job {
+    pub(super) id: ContentId,
+    pub(super) record: JobRecord,
+    pub(super) terms: Terms,
+    pub(super) sched: Scheduler,
     phase: Phase,
-    reason: Option<String>,
+    pub(super) reason: Option<String>,
     auctions: u32,
-    leases: BTreeMap<ContentId, PublicKey>,
+    pub(super) leases: BTreeMap<ContentId, PublicKey>,
     first_task_ms: Option<u64>,
     finished_ms: Option<u64>,
     last_pull_ms: u64,
-    unsettled: Vec<Signed<Receipt>>,
+    pub(super) unsettled: Vec<Signed<Receipt>>,
     settled: u64,
+    /// Verification's view of the job's replicas.
+    pub(super) replicas: Replicas,
+}
+
+/// What the requester keeps of each replica while verification decides.
+#[derive(Default)]
+pub(super) struct Replicas {
+    /// Reveals asked of each provider and not yet received.
+    pub asks: BTreeMap<PublicKey, BTreeSet<u32>>,
+    /// Each provider's signed commitment, per task: evidence if it never
+    /// reveals or reveals something else.
+    pub commits: BTreeMap<(u32, PublicKey), Signed<Commit>>,
+    /// Revealed results waiting for a decision.
+    pub revealed: BTreeMap<(u32, PublicKey), Revealed>,
+    /// Tasks whose results failed verification.
+    pub failed: u32,
+    pub executions: u64,
+    pub disputes: u32,
+    pub convicted: BTreeSet<PublicKey>,
+}
+
+/// A revealed result.
+#[derive(Clone)]
+pub(super) struct Revealed {
+    pub record: TaskRecord,
+    pub receipt: Signed<Receipt>,
+    pub opening: Signed<Opening>,
 }
 
 impl Job {
@@ -191,7 +314,7 @@ impl Job {
             Phase::Queued { .. } => "queued",
             Phase::Running => "running",
             Phase::Settling => "settling",
-            Phase::Done if p.failed > 0 => "failed",
+            Phase::Done if p.failed > 0 || self.replicas.failed > 0 => "failed",
             Phase::Done => "done",
         };
         JobStatus {
@@ -203,21 +326,39 @@ impl Job {
             done: p.done,
             running: p.running,
             pending: p.pending,
-            failed: p.failed,
+            failed: p.failed + self.replicas.failed,
             providers: p.providers,
             auctions: self.auctions,
             submitted_ms: self.record.submitted_ms,
             first_task_ms: self.first_task_ms,
             finished_ms: self.finished_ms,
             settled: self.settled,
+            executions: self.replicas.executions,
+            disputes: self.replicas.disputes,
+            convicted: self
+                .replicas
+                .convicted
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
         }
     }
 }
 
 /// The requester role.
 pub(crate) struct Requester {
-    shared: Arc<Shared>,
-    jobs: Mutex<BTreeMap<ContentId, Job>>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) jobs: Mutex<BTreeMap<ContentId, Job>>,
+    /// Decides which results to trust, across this node's jobs. Locked
+    /// after `jobs`, never before.
+    pub(super) verifier: Mutex<Verifier>,
+    next_verify_tick_ms: std::sync::atomic::AtomicU64,
+    /// Where the requester re-executes disputed segments.
+    pub(super) referee_dir: std::path::PathBuf,
+    pub(super) runtime: std::sync::OnceLock<Arc<cairn_exec::WasmRuntime>>,
+    /// What the referee found in each dispute, and who won it.
+    pub(super) findings:
+        Mutex<BTreeMap<u64, (super::verification::Finding, Option<PublicKey>)>>,
     /// Lease id → job id.
     leases: Mutex<BTreeMap<ContentId, ContentId>>,
     rng: Mutex<Rng>,
@@ -239,7 +380,7 @@ fn file_ref(file: &SubmittedFile) -> Result<FileRef, String> {
     })
 }
 
-fn result_key(job: &ContentId, task: u32) -> Vec<u8> {
+pub(super) fn result_key(job: &ContentId, task: u32) -> Vec<u8> {
     let mut key = job.as_bytes().to_vec();
     key.extend_from_slice(&task.to_be_bytes());
     key
@@ -253,6 +394,11 @@ impl Requester {
             jobs: Mutex::new(BTreeMap::new()),
             leases: Mutex::new(BTreeMap::new()),
             rng: Mutex::new(Rng::new(now_ms() ^ 0x5eed)),
+            verifier: Mutex::new(Verifier::new(VerifyParams::default(), now_ms() ^ 0xc0ffee)),
+            next_verify_tick_ms: Default::default(),
+            referee_dir: config.data_dir.join("referee"),
+            runtime: std::sync::OnceLock::new(),
+            findings: Mutex::new(BTreeMap::new()),
             selection: SelectionParams::default(),
             sched: config.sched.clone(),
             bid_window_ms: config.bid_window_ms,
@@ -278,8 +424,13 @@ impl Requester {
                     .provider
                     .parse()
                     .map_err(|e: cairn_wire::WireError| e.to_string())?;
-                job.sched
-                    .restore(result.task, provider, parse_id(&result.digest)?);
+                let digest = parse_id(&result.digest)?;
+                job.sched.restore(result.task, provider, digest);
+                self.verifier.lock().unwrap().restore_accepted(
+                    &(id, result.task),
+                    digest,
+                    vec![provider],
+                );
                 if !job.record.settled
                     && let Ok(bytes) = cairn_wire::parse_hex(&result.receipt, "receipt")
                     && let Ok(receipt) = Signed::<Receipt>::from_bytes(&bytes, &())
@@ -337,6 +488,11 @@ impl Requester {
                 stdout_bytes: s.limits.stdout_bytes,
             },
         };
+        let policy = s.verify.policy()?;
+        self.verifier
+            .lock()
+            .unwrap()
+            .open_job(id, policy, s.tasks.len() as u32);
         let mut sched = self.sched.clone();
         // A task may run for its whole wall-clock limit; its deadline must
         // leave room for that plus moving its outputs.
@@ -356,6 +512,7 @@ impl Requester {
             last_pull_ms: now_ms(),
             unsettled: Vec::new(),
             settled: 0,
+            replicas: Replicas::default(),
         })
     }
 
@@ -379,6 +536,7 @@ impl Requester {
         for task in &submission.tasks {
             cairn_wire::parse_hex32(&task.seed, "task seed").map_err(|e| e.to_string())?;
         }
+        submission.verify.policy()?;
         let submitted_ms = now_ms();
         let mut identity = serde_json::to_vec(&submission).map_err(|e| e.to_string())?;
         identity.extend_from_slice(self.shared.key.public().as_bytes());
@@ -443,15 +601,34 @@ impl Requester {
             let now = now_ms();
             let mut winners = None;
             let mut settle = None;
+            let effects;
             {
                 let mut jobs = self.jobs.lock().unwrap();
+                let mut verifier = self.verifier.lock().unwrap();
                 let Some(job) = jobs.get_mut(&id) else { return };
                 // Deadlines hold and the end is noticed in every phase: a
                 // re-auction may run while leased providers still work.
+                let mut actions = Vec::new();
+                let mut touched = Vec::new();
                 for event in job.sched.tick(now) {
                     tracing::info!(job = %id.short(), ?event, "scheduler");
+                    if let cairn_sched::Event::Expired { task, provider } = event {
+                        actions.extend(verifier.withdraw(&(id, task), &provider, now));
+                        touched.push((id, task));
+                    }
                 }
-                if job.sched.is_finished() && !matches!(job.phase, Phase::Settling | Phase::Done) {
+                let due = self.next_verify_tick_ms.load(std::sync::atomic::Ordering::Relaxed);
+                if now >= due {
+                    self.next_verify_tick_ms
+                        .store(now + VERIFY_TICK_MS, std::sync::atomic::Ordering::Relaxed);
+                    actions.extend(verifier.tick(now));
+                }
+                effects = self.apply(&mut jobs, &mut verifier, touched, actions);
+                let job = jobs.get_mut(&id).expect("held above");
+                if job.sched.is_finished()
+                    && verifier.job_done(&id)
+                    && !matches!(job.phase, Phase::Settling | Phase::Done)
+                {
                     job.phase = Phase::Settling;
                 }
                 match &mut job.phase {
@@ -502,11 +679,15 @@ impl Requester {
                     _ => {}
                 }
             }
+            if let Err(e) = self.carry_out(effects).await {
+                tracing::error!("persisting verification results: {e}");
+            }
             if let Some((order, chosen)) = winners {
                 self.lease(id, order, chosen).await;
             }
             if let Some(receipts) = settle {
                 self.settle(id, receipts).await;
+                self.verifier.lock().unwrap().close_job(&id);
                 return;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -723,16 +904,24 @@ impl Requester {
         let Some(key) = cairn_net::public_key(peer) else {
             return;
         };
-        for job in self.jobs.lock().unwrap().values_mut() {
+        let now = now_ms();
+        let mut jobs = self.jobs.lock().unwrap();
+        let mut verifier = self.verifier.lock().unwrap();
+        for job in jobs.values_mut() {
+            for task in job.sched.running_of(&key) {
+                // Nothing to carry out: a withdrawn replica only lets the
+                // task be handed to someone else.
+                let _ = verifier.withdraw(&(job.id, task), &key, now);
+            }
             for event in job.sched.release_all(&key) {
                 tracing::info!(job = %job.id.short(), ?event, "scheduler");
             }
         }
     }
 
-    /// A provider returns results and asks for more work.
+    /// A provider returns commitments and results and asks for more work.
     pub async fn on_pull(
-        &self,
+        self: &Arc<Self>,
         peer: PeerId,
         sender: PublicKey,
         lease: ContentId,
@@ -743,97 +932,49 @@ impl Requester {
             Counters::bump(&self.shared.counters.refused);
             return Response::Refused("unknown lease".into());
         };
-        // Check every receipt before touching the queue: right sender,
-        // right lease, and a valid signature (verified as one batch).
-        let mut ran = Vec::new();
-        let mut failed = Vec::new();
-        {
-            let mut items = Vec::new();
-            for report in &reports {
-                if let Report::Ran { receipt, .. } = report {
-                    items.push(receipt);
-                }
-            }
-            let signed: Vec<(Vec<u8>, PublicKey, &cairn_wire::Signature)> = items
-                .iter()
-                .map(|r| {
-                    (
-                        r.signing_bytes(RECEIPT_NAMESPACE),
-                        r.signer(),
-                        r.signature(),
-                    )
-                })
-                .collect();
-            let batch: Vec<_> = signed
-                .iter()
-                .map(|(bytes, key, signature)| (bytes.as_slice(), key, *signature))
-                .collect();
-            let all_valid = cairn_wire::verify_batch(&batch);
-            for report in reports {
-                match report {
-                    Report::Ran {
-                        receipt,
-                        success,
-                        outcome,
-                        outputs,
-                    } => {
-                        let r = receipt.payload_unchecked();
-                        let valid_sig = all_valid || receipt.verify(RECEIPT_NAMESPACE).is_ok();
-                        if !valid_sig {
-                            Counters::bump(&self.shared.counters.bad_signature);
-                        } else if receipt.signer() != sender
-                            || r.lease != lease
-                            || r.task > u64::from(u32::MAX)
-                        {
-                            Counters::bump(&self.shared.counters.refused);
-                        } else {
-                            ran.push((receipt, success, outcome, outputs));
-                        }
-                    }
-                    Report::Failed { task, reason } => failed.push((task, reason)),
-                }
-            }
-        }
-        let stored = (ran.len() + failed.len()) as u32;
-        // Fetch outputs of results the queue will take, before taking them:
-        // a result is only accepted once its files are here and verified.
+        let stored = reports.len() as u32;
+        let (commits, reveals, mut failed) = self.check_reports(sender, lease, reports);
+        // Fetch the outputs of results that were asked for before taking
+        // them: a result is only judged once its files are here and
+        // verified.
         let mut fetched = Vec::new();
-        for (receipt, success, outcome, outputs) in ran {
-            let task = receipt.payload_unchecked().task as u32;
-            let wanted = {
+        for revealed in reveals {
+            let task = revealed.record.task;
+            let asked = {
                 let jobs = self.jobs.lock().unwrap();
-                jobs.get(&job_id)
-                    .is_some_and(|job| match job.sched.task(task) {
-                        Some(cairn_sched::TaskState::Running(copies)) => {
-                            copies.iter().any(|c| c.provider == sender)
-                        }
-                        // Its own accepted result sent again: stored again
-                        // below in case the first store failed.
-                        Some(cairn_sched::TaskState::Done { provider, .. }) => *provider == sender,
-                        _ => false,
-                    })
+                jobs.get(&job_id).is_some_and(|job| {
+                    job.replicas
+                        .asks
+                        .get(&sender)
+                        .is_some_and(|tasks| tasks.contains(&task))
+                })
             };
-            if !wanted {
+            if !asked {
                 continue;
             }
             let mut ok = true;
-            for file in &outputs {
-                if let Err(e) = fetch_blob(&self.shared, peer, file.id, file.size).await {
+            for file in &revealed.record.outputs {
+                let Ok(id) = file.id.parse() else {
+                    ok = false;
+                    break;
+                };
+                if let Err(e) = fetch_blob(&self.shared, peer, id, file.size).await {
                     tracing::warn!("output of task {task}: {e}");
                     ok = false;
                     break;
                 }
             }
             if ok {
-                fetched.push((task, receipt, success, outcome, outputs));
+                fetched.push(revealed);
             } else {
-                failed.push((task, "outputs could not be fetched".into()));
+                // Asked again at its next pull.
+                tracing::info!("task {task}: outputs could not be fetched yet");
             }
         }
         let now = now_ms();
-        let mut ops = Vec::new();
-        let response = {
+        let (response, effects) = {
             let mut jobs = self.jobs.lock().unwrap();
+            let mut verifier = self.verifier.lock().unwrap();
             let Some(job) = jobs.get_mut(&job_id) else {
                 return Response::Refused("unknown job".into());
             };
@@ -842,67 +983,78 @@ impl Requester {
                 return Response::Refused("not your lease".into());
             }
             job.last_pull_ms = now;
-            for (task, receipt, success, outcome, outputs) in fetched {
-                let r = receipt.payload_unchecked();
-                let completion = job.sched.complete(&sender, task, r.digest, now);
-                let own = matches!(
-                    job.sched.task(task),
-                    Some(cairn_sched::TaskState::Done { provider, .. }) if *provider == sender
-                );
-                match completion {
-                    Completion::Accepted | Completion::Duplicate if own => {
-                        let record = TaskRecord {
-                            task,
-                            provider: sender.to_string(),
-                            digest: r.digest.to_string(),
-                            fuel_used: r.fuel_used,
-                            success,
-                            outcome,
-                            outputs: outputs
-                                .iter()
-                                .map(|f| SubmittedFile {
-                                    name: f.name.clone(),
-                                    id: f.id.to_string(),
-                                    size: f.size,
-                                })
-                                .collect(),
-                            receipt: cairn_wire::hex(&receipt.to_bytes()),
-                        };
-                        ops.push(Op::Put(
-                            Table::Results,
-                            result_key(&job_id, task),
-                            serde_json::to_vec(&record).expect("a task record serializes"),
-                        ));
-                        if completion == Completion::Accepted {
-                            job.unsettled.push(receipt);
-                        }
+            let mut actions = Vec::new();
+            let mut touched = Vec::new();
+            for commit in commits {
+                let c = commit.payload_unchecked();
+                let task = c.task as u32;
+                let key = (job_id, task);
+                touched.push(key);
+                let completion =
+                    job.sched
+                        .complete(&sender, task, ContentId::from_digest(c.commitment), now);
+                if completion != Completion::Accepted {
+                    // A copy that lost the race, a retransmission, or a
+                    // task taken back: verification no longer waits for it.
+                    continue;
+                }
+                if let Some(cairn_sched::TaskState::Done { superseded, .. }) = job.sched.task(task)
+                {
+                    for other in superseded.clone() {
+                        actions.extend(verifier.withdraw(&key, &other, now));
                     }
-                    Completion::Mismatch { accepted_from, .. } => tracing::warn!(
-                        job = %job_id.short(),
-                        task,
-                        "results disagree between {} and {}",
-                        accepted_from.short(),
-                        sender.short()
-                    ),
-                    // A copy that lost the race, or a task taken back.
-                    Completion::Accepted | Completion::Duplicate | Completion::NotAssigned => {}
+                }
+                match verifier.commit(&key, &sender, cairn_verify::Commitment(c.commitment), now) {
+                    Ok(more) => {
+                        job.replicas.commits.insert((task, sender), commit);
+                        actions.extend(more);
+                    }
+                    Err(e) => tracing::debug!(job = %job_id.short(), task, "commit: {e}"),
                 }
             }
-            for (task, reason) in failed {
+            for revealed in fetched {
+                let task = revealed.record.task;
+                let key = (job_id, task);
+                touched.push(key);
+                if let Some(tasks) = job.replicas.asks.get_mut(&sender) {
+                    tasks.remove(&task);
+                }
+                let o = revealed.opening.payload_unchecked();
+                let reveal = Reveal {
+                    digest: o.digest,
+                    salt: o.salt,
+                };
+                job.replicas
+                    .revealed
+                    .insert((task, sender), revealed.clone());
+                match verifier.reveal(&key, &sender, &reveal, now) {
+                    Ok(more) => actions.extend(more),
+                    Err(e) => tracing::debug!(job = %job_id.short(), task, "reveal: {e}"),
+                }
+            }
+            for (task, reason) in failed.drain(..) {
                 tracing::info!(job = %job_id.short(), task, "provider could not run it: {reason}");
                 if let Some(event) = job.sched.release(&sender, task, now) {
                     tracing::warn!(job = %job_id.short(), ?event, "scheduler");
                 }
+                actions.extend(verifier.withdraw(&(job_id, task), &sender, now));
+                touched.push((job_id, task));
             }
+            let effects = self.apply(&mut jobs, &mut verifier, touched, actions);
+            let job = jobs.get_mut(&job_id).expect("held above");
             let tasks = match job.sched.pull(&sender, want, now) {
                 Ok(tasks) => tasks,
                 Err(refused) => {
-                    // Its reports above still count and are stored below;
-                    // it just gets no more work (`finished` tells it so).
+                    // Its reports above still count; it just gets no more
+                    // work (`finished` tells it so).
                     tracing::info!(job = %job_id.short(), "pull refused: {refused}");
                     Vec::new()
                 }
             };
+            for &task in &tasks {
+                verifier.assign_copy(&(job_id, task), sender, now);
+            }
+            job.replicas.executions += tasks.len() as u64;
             if !tasks.is_empty() && job.first_task_ms.is_none() {
                 job.first_task_ms = Some(now);
             }
@@ -921,21 +1073,140 @@ impl Requester {
                     }
                 })
                 .collect();
-            Response::Tasks {
-                stored,
-                tasks: assignments,
-                finished: job.sched.is_finished() || !job.sched.is_active(&sender),
-            }
+            let reveal: Vec<u32> = job
+                .replicas
+                .asks
+                .get(&sender)
+                .map(|tasks| tasks.iter().copied().take(proto::BATCH_MAX).collect())
+                .unwrap_or_default();
+            let complete = matches!(job.phase, Phase::Settling | Phase::Done);
+            let finished = complete || (!job.sched.is_active(&sender) && reveal.is_empty());
+            (
+                Response::Tasks {
+                    stored,
+                    tasks: assignments,
+                    finished,
+                    reveal,
+                },
+                effects,
+            )
         };
         // Durable before the provider is told to forget its reports; the
         // commit waits on the disk, so not on an async worker.
-        let db = self.shared.db.clone();
-        let written = tokio::task::spawn_blocking(move || db.write(&ops)).await;
-        if !matches!(written, Ok(Ok(()))) {
-            tracing::error!("persisting results: {written:?}");
+        if let Err(e) = self.carry_out(effects).await {
+            tracing::error!("persisting results: {e}");
             return Response::Refused("the requester cannot store results now".into());
         }
         response
+    }
+
+    /// Sorts a pull's reports, keeping only those that are well signed, by
+    /// the sender, for this lease (signatures checked as one batch).
+    fn check_reports(
+        &self,
+        sender: PublicKey,
+        lease: ContentId,
+        reports: Vec<Report>,
+    ) -> (Vec<Signed<Commit>>, Vec<Revealed>, Vec<(u32, String)>) {
+        let mut signed: Vec<(Vec<u8>, PublicKey, cairn_wire::Signature)> = Vec::new();
+        for report in &reports {
+            match report {
+                Report::Committed(commit) => signed.push((
+                    commit.signing_bytes(COMMIT_NAMESPACE),
+                    commit.signer(),
+                    *commit.signature(),
+                )),
+                Report::Revealed {
+                    opening, receipt, ..
+                } => {
+                    signed.push((
+                        opening.signing_bytes(OPENING_NAMESPACE),
+                        opening.signer(),
+                        *opening.signature(),
+                    ));
+                    signed.push((
+                        receipt.signing_bytes(RECEIPT_NAMESPACE),
+                        receipt.signer(),
+                        *receipt.signature(),
+                    ));
+                }
+                Report::Failed { .. } => {}
+            }
+        }
+        let batch: Vec<_> = signed
+            .iter()
+            .map(|(bytes, key, signature)| (bytes.as_slice(), key, signature))
+            .collect();
+        let all_valid = cairn_wire::verify_batch(&batch);
+        let (mut commits, mut reveals, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+        let refuse = |counter: &std::sync::atomic::AtomicU64| Counters::bump(counter);
+        let counters = &self.shared.counters;
+        for report in reports {
+            match report {
+                Report::Committed(commit) => {
+                    let c = commit.payload_unchecked();
+                    if !all_valid && commit.verify(COMMIT_NAMESPACE).is_err() {
+                        refuse(&counters.bad_signature);
+                    } else if commit.signer() != sender
+                        || c.lease != lease
+                        || c.task > u64::from(u32::MAX)
+                    {
+                        refuse(&counters.refused);
+                    } else {
+                        commits.push(commit);
+                    }
+                }
+                Report::Revealed {
+                    opening,
+                    receipt,
+                    success,
+                    outcome,
+                    outputs,
+                } => {
+                    let (o, r) = (opening.payload_unchecked(), receipt.payload_unchecked());
+                    if !all_valid
+                        && (opening.verify(OPENING_NAMESPACE).is_err()
+                            || receipt.verify(RECEIPT_NAMESPACE).is_err())
+                    {
+                        refuse(&counters.bad_signature);
+                    } else if opening.signer() != sender
+                        || receipt.signer() != sender
+                        || o.lease != lease
+                        || r.lease != lease
+                        || o.task != r.task
+                        || o.digest != r.digest
+                        || r.task > u64::from(u32::MAX)
+                    {
+                        refuse(&counters.refused);
+                    } else {
+                        let record = TaskRecord {
+                            task: r.task as u32,
+                            provider: sender.to_string(),
+                            digest: r.digest.to_string(),
+                            fuel_used: r.fuel_used,
+                            success,
+                            outcome,
+                            outputs: outputs
+                                .iter()
+                                .map(|f| SubmittedFile {
+                                    name: f.name.clone(),
+                                    id: f.id.to_string(),
+                                    size: f.size,
+                                })
+                                .collect(),
+                            receipt: cairn_wire::hex(&receipt.to_bytes()),
+                        };
+                        reveals.push(Revealed {
+                            record,
+                            receipt,
+                            opening,
+                        });
+                    }
+                }
+                Report::Failed { task, reason } => failed.push((task, reason)),
+            }
+        }
+        (commits, reveals, failed)
     }
 
     /// A job's status.
