@@ -102,7 +102,10 @@ pub fn net(args: &NetArgs) -> anyhow::Result<Vec<Figure>> {
         // requester has never seen (so every early task is replicated).
         for (name, verify) in [
             ("tiny_tasks_four_providers", VerifyPolicy::None),
-            ("tiny_tasks_four_providers_adaptive", VerifyPolicy::default()),
+            (
+                "tiny_tasks_four_providers_adaptive",
+                VerifyPolicy::default(),
+            ),
         ] {
             let job = submit(&node, &module, args.tasks, verify)?;
             let status = wait_done(&node, &job, Duration::from_millis(50))?;

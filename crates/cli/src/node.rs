@@ -86,6 +86,10 @@ pub struct MarketArgs {
     /// limit plus 5 s].
     #[arg(long, env = "CAIRN_TASK_DEADLINE_S", default_value_t = 0)]
     task_deadline_s: u64,
+    /// Cheat on purpose, to test verification on a devnet: `liar` returns a
+    /// wrong digest for every task, `staller` commits and never reveals.
+    #[arg(long, hide = true, value_parser = ["liar", "staller"])]
+    misbehave: Option<String>,
 }
 
 impl MarketArgs {
@@ -121,6 +125,11 @@ impl MarketArgs {
                     ..cairn_market::ScalePricing::default()
                 },
                 stake_ucairn: cairn_ledger::Params::default().stake_min,
+                misbehave: match self.misbehave.as_deref() {
+                    Some("liar") => Some(cairn_node::market::Misbehave::Liar),
+                    Some("staller") => Some(cairn_node::market::Misbehave::Staller),
+                    _ => None,
+                },
             });
         }
         Ok(config)

@@ -125,6 +125,11 @@ impl Devnet {
     /// Starts provider `j` again on its folder and ports, as `cairn devnet`
     /// first did.
     fn restart_provider(&self, j: u16) -> Child {
+        self.start_provider(j, &[])
+    }
+
+    /// Starts provider `j` on its folder and ports with `extra` arguments.
+    fn start_provider(&self, j: u16, extra: &[&str]) -> Child {
         let requester = self.get("/v1/market").unwrap()["listen"][0]
             .as_str()
             .unwrap()
@@ -137,6 +142,7 @@ impl Devnet {
             .arg(format!("/ip4/127.0.0.1/tcp/{}", self.base + 201 + 2 * j))
             .args(["--bootstrap", &requester, "--ledger", &self.url()])
             .args(["--provide", "--cores", "1"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -194,9 +200,14 @@ fn by_task(answer: &Value) -> BTreeMap<u64, Value> {
         .collect()
 }
 
-/// A job of `tasks` BLAKE3 searches, each a fraction of a second.
-fn search_job(dir: &Path, tasks: u32, price_max: u64) -> PathBuf {
-    let path = dir.join(format!("search-{tasks}-{price_max}.toml"));
+/// Verification as most tests run it: two new providers that agree are
+/// enough (at the default 0.999 it takes three).
+const VERIFIED: &str = "policy = \"adaptive\"\nconfidence = 0.99";
+
+/// A job of `tasks` BLAKE3 searches, each a fraction of a second, verified
+/// as `verify` says (the body of a `[verify]` table).
+fn search_job(dir: &Path, tasks: u32, price_max: u64, verify: &str) -> PathBuf {
+    let path = dir.join(format!("search-{tasks}-{price_max}-{}.toml", verify.len()));
     std::fs::write(
         &path,
         format!(
@@ -219,6 +230,9 @@ wall_time_s = 2
 
 [market]
 price_max_ucairn_per_gfuel = {price_max}
+
+[verify]
+{verify}
 "#
         ),
     )
@@ -302,7 +316,7 @@ fn three_providers_render_the_example_and_digests_match_a_local_run() {
 fn a_provider_killed_mid_job_loses_nothing_and_the_job_completes() {
     let devnet = Devnet::start(21000, 3);
     let tmp = tempfile::tempdir().unwrap();
-    let id = devnet.submit(&search_job(tmp.path(), 60, 1_000));
+    let id = devnet.submit(&search_job(tmp.path(), 60, 1_000, VERIFIED));
     devnet.wait_until("some tasks are done", |d| {
         (d.status(&id)["done"].as_u64()? >= 5).then_some(())
     });
@@ -325,7 +339,7 @@ fn a_provider_killed_mid_job_loses_nothing_and_the_job_completes() {
 fn a_provider_that_takes_tasks_and_never_answers_loses_them_at_the_deadline() {
     let devnet = Devnet::start(22000, 3);
     let tmp = tempfile::tempdir().unwrap();
-    let id = devnet.submit(&search_job(tmp.path(), 40, 1_000));
+    let id = devnet.submit(&search_job(tmp.path(), 40, 1_000, VERIFIED));
     devnet.wait_until("tasks are running", |d| {
         (d.status(&id)["done"].as_u64()? >= 2).then_some(())
     });
@@ -341,7 +355,7 @@ fn a_provider_that_takes_tasks_and_never_answers_loses_them_at_the_deadline() {
 fn a_restarted_requester_resumes_without_rerunning_finished_tasks() {
     let devnet = Devnet::start(23000, 2);
     let tmp = tempfile::tempdir().unwrap();
-    let id = devnet.submit(&search_job(tmp.path(), 60, 1_000));
+    let id = devnet.submit(&search_job(tmp.path(), 60, 1_000, VERIFIED));
     devnet.wait_until("some tasks are done", |d| {
         (d.status(&id)["done"].as_u64()? >= 10).then_some(())
     });
@@ -381,7 +395,8 @@ fn lease_of(result: &Value) -> String {
 fn a_restarted_provider_resumes_its_lease() {
     let devnet = Devnet::start(26000, 1);
     let tmp = tempfile::tempdir().unwrap();
-    let id = devnet.submit(&search_job(tmp.path(), 60, 1_000));
+    // One provider: nobody to compare with.
+    let id = devnet.submit(&search_job(tmp.path(), 60, 1_000, "policy = \"none\""));
     devnet.wait_until("some tasks are done", |d| {
         (d.status(&id)["done"].as_u64()? >= 5).then_some(())
     });
@@ -409,7 +424,7 @@ fn a_job_no_provider_can_run_stays_queued_and_says_why() {
     let devnet = Devnet::start(24000, 2);
     let tmp = tempfile::tempdir().unwrap();
     // Providers' floor is 10 µcairn/Gfuel; this job pays at most 1.
-    let id = devnet.submit(&search_job(tmp.path(), 3, 1));
+    let id = devnet.submit(&search_job(tmp.path(), 3, 1, VERIFIED));
     devnet.wait_until("the job is queued", |d| {
         (d.status(&id)["state"] == "queued").then_some(())
     });
@@ -497,6 +512,78 @@ async fn malformed_oversized_forged_and_replayed_messages_are_dropped_and_counte
     assert!(stats["refused"].as_u64() >= Some(1), "{stats}");
     // Nobody crashed: a job still runs through.
     let tmp = tempfile::tempdir().unwrap();
-    let id = devnet.submit(&search_job(tmp.path(), 2, 1_000));
+    let id = devnet.submit(&search_job(tmp.path(), 2, 1_000, "policy = \"none\""));
     assert_eq!(devnet.wait_done(&id)["done"], 2);
+}
+
+/// The key of provider `j` of a devnet.
+fn provider_key(devnet: &Devnet, j: u16) -> cairn_wire::PublicKey {
+    cairn_wire::Keypair::load_or_create(&devnet.dir.join(format!("p{j}/node.key")))
+        .unwrap()
+        .public()
+}
+
+/// Replaces provider 2 of a fresh three-provider devnet with one that
+/// cheats as `how`, runs a verified job, and checks that the cheat is
+/// convicted and slashed on the ledger while every result stays right and
+/// the job completes.
+fn cheater_is_caught(base: u16, how: &str, tasks: u32) {
+    let devnet = Devnet::start(base, 3);
+    devnet.signal("p2", "-9");
+    let _cheat = devnet.start_provider(2, &["--misbehave", how]);
+    let cheat = provider_key(&devnet, 2);
+    let stake = devnet.wait_until("the cheat is back", |d| {
+        let market = d.get("/v1/market")?;
+        (market["peers"].as_u64()? >= 3).then_some(())?;
+        d.get(&format!("/v1/accounts/{cheat}"))?["stake"].as_u64()
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let job = search_job(tmp.path(), tasks, 1_000, VERIFIED);
+    let id = devnet.submit(&job);
+    let status = devnet.wait_done(&id);
+    assert_eq!(status["failed"], 0, "{status}");
+    assert!(
+        status["convicted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k.as_str() == Some(&cheat.to_string())),
+        "{status}"
+    );
+    // Every accepted result is what this machine computes.
+    let local = run(&[
+        "run",
+        job.to_str().unwrap(),
+        "--local",
+        "--json",
+        "-o",
+        tmp.path().join("local").to_str().unwrap(),
+    ]);
+    assert!(local.status.success());
+    let local: Value = serde_json::from_slice(&local.stdout).unwrap();
+    let results = devnet.results(&id);
+    assert_eq!(results.len() as u32, tasks);
+    for r in local["results"].as_array().unwrap() {
+        let task = r["index"].as_u64().unwrap();
+        assert_eq!(results[&task]["digest"], r["digest"], "task {task}");
+        assert_ne!(
+            results[&task]["provider"].as_str(),
+            Some(&*cheat.to_string())
+        );
+    }
+    // Its stake is slashed on the ledger.
+    devnet.wait_until("the cheat is slashed on the ledger", |d| {
+        let now = d.get(&format!("/v1/accounts/{cheat}"))?["stake"].as_u64()?;
+        (now < stake).then_some(())
+    });
+}
+
+#[test]
+fn a_liar_loses_its_dispute_and_is_slashed_and_the_job_completes_right() {
+    cheater_is_caught(28000, "liar", 12);
+}
+
+#[test]
+fn a_staller_is_challenged_on_the_ledger_and_slashed_and_the_job_completes() {
+    cheater_is_caught(29000, "staller", 8);
 }

@@ -220,7 +220,10 @@ fn a_changed_snapshot_does_not_hash_to_the_trace() {
     let halted = Fixture::stepper().trace().positions() - 2;
     let last = fixture.snapshot(halted);
     assert!(last.halted.is_some());
-    assert_eq!(Snapshot::from_bytes(&last.to_bytes(), 1 << 30).unwrap(), last);
+    assert_eq!(
+        Snapshot::from_bytes(&last.to_bytes(), 1 << 30).unwrap(),
+        last
+    );
 }
 
 #[test]

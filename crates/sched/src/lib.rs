@@ -219,12 +219,14 @@ impl Scheduler {
     /// Runs a finished task again, on a provider not in `exclude`:
     /// verification wants another replica, or the accepted result leaned on
     /// a provider since convicted. A task not finished is left alone except
-    /// that its exclusions grow.
+    /// that its exclusions are updated.
     pub fn requeue(&mut self, task: u32, exclude: impl IntoIterator<Item = PublicKey>) {
         let Some(state) = self.tasks.get_mut(task as usize) else {
             return;
         };
-        self.excluded.entry(task).or_default().extend(exclude);
+        // The set is replaced: a provider whose copy was dropped may run
+        // the task again.
+        self.excluded.insert(task, exclude.into_iter().collect());
         if matches!(state, TaskState::Done { .. }) {
             *state = TaskState::Pending;
             self.done -= 1;

@@ -305,10 +305,17 @@ impl Verifier {
         self.task(task).is_ok_and(needs)
     }
 
-    /// Every provider that has held a replica of `task`.
+    /// The providers another replica of `task` must not go to: every one
+    /// holding a replica it did not drop.
     pub fn providers_of(&self, task: &TaskKey) -> Vec<PublicKey> {
         self.task(task)
-            .map(|t| t.replicas.iter().map(|r| r.provider).collect())
+            .map(|t| {
+                t.replicas
+                    .iter()
+                    .filter(|r| r.state != ReplicaState::Dropped)
+                    .map(|r| r.provider)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

@@ -183,7 +183,10 @@ fn a_malformed_answer_loses_and_a_late_one_changes_nothing() {
     let mut game = Game::new(ContentId::of(b"a"), ContentId::of(b"b"), 16, 1_000, 0);
     game.length(Side::A, 500, 0).unwrap();
     assert!(!game.awaits(Side::A) && game.awaits(Side::B));
-    assert_eq!(game.length(Side::A, 500, 0), Err(cairn_verify::Foul::Unexpected));
+    assert_eq!(
+        game.length(Side::A, 500, 0),
+        Err(cairn_verify::Foul::Unexpected)
+    );
     assert_eq!(game.need(), &Need::Lengths);
 
     let mut game = Game::new(ContentId::of(b"a"), ContentId::of(b"b"), 16, 1_000, 0);

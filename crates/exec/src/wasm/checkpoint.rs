@@ -293,7 +293,10 @@ impl Snapshot {
     pub fn from_bytes(bytes: &[u8], bytes_max: usize) -> Result<Self, String> {
         use cairn_wire::codec::ReadExt as _;
         if bytes.len() > bytes_max {
-            return Err(format!("a snapshot of {} bytes is over the limit", bytes.len()));
+            return Err(format!(
+                "a snapshot of {} bytes is over the limit",
+                bytes.len()
+            ));
         }
         let buf = &mut cairn_wire::codec::Copying(bytes);
         let bad = |e: cairn_wire::codec::Error| format!("malformed snapshot: {e}");

@@ -27,7 +27,7 @@ use serde::Serialize;
 
 pub use ledger_link::{AccountView, LedgerLink, TxSender};
 pub use proto::{ORDERS_TOPIC, Request, Response};
-pub use provider::ProviderConfig;
+pub use provider::{Misbehave, ProviderConfig};
 pub use requester::{
     JobStatus, Submission, SubmittedFile, SubmittedLimits, SubmittedTask, SubmittedVerify,
     TaskRecord,
@@ -39,6 +39,8 @@ use crate::NodeError;
 pub const BLOB_BYTES_MAX: u64 = 1 << 30;
 /// Bytes of a blob asked for in one request.
 const BLOB_RANGE_BYTES: u64 = 4 << 20;
+/// How long a fetch waits for another fetch of the same blob to finish.
+const BLOB_BUSY_WAIT_MAX: Duration = Duration::from_secs(60);
 /// Requests for ranges of one blob outstanding at once, so the link and the
 /// verification overlap instead of taking turns.
 const BLOB_RANGES_IN_FLIGHT: usize = 4;
@@ -377,10 +379,21 @@ pub(crate) async fn fetch_blob(
     id: ContentId,
     size: u64,
 ) -> Result<(), String> {
-    if shared.blobs.has(&id) {
-        return Ok(());
-    }
-    let mut download = shared.blobs.download(id, size).map_err(|e| e.to_string())?;
+    // Another task may be fetching the same blob (replicas of one task
+    // return identical outputs): wait for it rather than fail.
+    let started = std::time::Instant::now();
+    let mut download = loop {
+        if shared.blobs.has(&id) {
+            return Ok(());
+        }
+        match shared.blobs.download(id, size) {
+            Ok(download) => break download,
+            Err(cairn_store::BlobError::Busy(_)) if started.elapsed() < BLOB_BUSY_WAIT_MAX => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    };
     let from = download.verified_bytes();
     fetch_ranges(shared, peer, id, size, from, |offset, len, encoded| {
         download

@@ -11,12 +11,12 @@ use cairn_ledger::{
     COMMIT_NAMESPACE, Capabilities, Commit, Lease, OPENING_NAMESPACE, Opening, RECEIPT_NAMESPACE,
     Receipt, TxKind,
 };
-use cairn_verify::{Commitment, Reveal};
 use cairn_market::{
     BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, PricingPolicy, Quote, ScalePricing,
 };
 use cairn_net::PeerId;
 use cairn_store::{Op, Table};
+use cairn_verify::{Commitment, Reveal};
 use cairn_wire::codec::{DecodeExt as _, Encode as _};
 use cairn_wire::{ContentId, PublicKey, Signed};
 use tokio::sync::{Semaphore, mpsc};
@@ -44,6 +44,18 @@ pub struct ProviderConfig {
     pub pricing: ScalePricing,
     /// Stake to bond on the ledger at start if not yet registered.
     pub stake_ucairn: u64,
+    /// Cheat on purpose (tests of verification only).
+    pub misbehave: Option<Misbehave>,
+}
+
+/// How a provider built to test verification cheats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Misbehave {
+    /// Returns a wrong digest for every task (and defends it in disputes
+    /// with its honest trace, which ends elsewhere).
+    Liar,
+    /// Commits to every result and never reveals one.
+    Staller,
 }
 
 /// A lease being worked, as persisted.
@@ -359,10 +371,7 @@ impl Provider {
             tracing::warn!("lease {}: {e}", id.short());
             failure = Some(e);
         }
-        self.terms
-            .lock()
-            .unwrap()
-            .insert(id, record.terms.clone());
+        self.terms.lock().unwrap().insert(id, record.terms.clone());
         // Results not yet revealed and reports not yet acknowledged,
         // persisted so a restart commits to them (or reports) again.
         let mut unsent: Vec<Report> = Vec::new();
@@ -419,7 +428,14 @@ impl Provider {
         };
         loop {
             while let Ok(done) = done_rx.try_recv() {
-                take(done, &mut running, &mut unsent, &mut sealed, &mut ops, &mut task_ms);
+                take(
+                    done,
+                    &mut running,
+                    &mut unsent,
+                    &mut sealed,
+                    &mut ops,
+                    &mut task_ms,
+                );
             }
             let depth = ((PREFETCH_WORK_MS / task_ms.max(0.01)).ceil() as u32)
                 .clamp(1, proto::PREFETCH_PER_SLOT_MAX);
@@ -475,6 +491,11 @@ impl Provider {
                             ops.push(Op::Delete(Table::Reports, report_key(&id, report.task())));
                         }
                     }
+                    let reveal = if self.config.misbehave == Some(Misbehave::Staller) {
+                        Vec::new()
+                    } else {
+                        reveal
+                    };
                     for task in reveal {
                         let task = u64::from(task);
                         let queued = unsent
@@ -526,7 +547,14 @@ impl Provider {
                         break;
                     }
                     if let Some(done) = done_rx.recv().await {
-                        take(done, &mut running, &mut unsent, &mut sealed, &mut ops, &mut task_ms);
+                        take(
+                            done,
+                            &mut running,
+                            &mut unsent,
+                            &mut sealed,
+                            &mut ops,
+                            &mut task_ms,
+                        );
                     }
                 }
                 Ok(_) | Err(_) => {
@@ -719,13 +747,17 @@ impl Provider {
                 Err(e) => return failed(format!("storing output {}: {e}", file.path)),
             }
         }
+        let digest = match self.config.misbehave {
+            Some(Misbehave::Liar) => ContentId::of(&result.digest.as_bytes()[..31]),
+            _ => result.digest,
+        };
         let receipt = Signed::sign(
             &self.shared.key,
             RECEIPT_NAMESPACE,
             Receipt {
                 lease,
                 task: u64::from(task.task),
-                digest: result.digest,
+                digest,
                 fuel_used: result.fuel_used,
             },
         );
@@ -737,7 +769,7 @@ impl Provider {
             Opening {
                 lease,
                 task: u64::from(task.task),
-                digest: result.digest,
+                digest,
                 salt,
             },
         );
@@ -784,7 +816,12 @@ impl Provider {
     ) -> Response {
         let (terms, assignment) = {
             let terms = self.terms.lock().unwrap().get(&lease).cloned();
-            let assignment = self.assignments.lock().unwrap().get(&(lease, task)).cloned();
+            let assignment = self
+                .assignments
+                .lock()
+                .unwrap()
+                .get(&(lease, task))
+                .cloned();
             match (terms, assignment) {
                 (Some(terms), Some(assignment)) => (terms, assignment),
                 _ => return Response::Refused("no such task under a live lease".into()),

@@ -7,14 +7,13 @@ use std::time::Duration;
 
 use cairn_job::VerifyPolicy;
 use cairn_ledger::{
-    COMMIT_NAMESPACE, Commit, Lease, OPENING_NAMESPACE, Opening, RECEIPT_NAMESPACE, Receipt,
-    TxKind,
+    COMMIT_NAMESPACE, Commit, Lease, OPENING_NAMESPACE, Opening, RECEIPT_NAMESPACE, Receipt, TxKind,
 };
-use cairn_verify::{Params as VerifyParams, Reveal, Verifier};
 use cairn_market::{Auction, Bid, ORDER_NAMESPACE, Order, Outcome, Rng, SelectionParams};
 use cairn_net::PeerId;
 use cairn_sched::{Completion, SchedParams, Scheduler};
 use cairn_store::{Op, Table};
+use cairn_verify::{Params as VerifyParams, Reveal, Verifier};
 use cairn_wire::{ContentId, PublicKey, Signed};
 use serde::{Deserialize, Serialize};
 
@@ -162,7 +161,9 @@ impl SubmittedVerify {
             },
             "spot" => match self.probability {
                 Some(p) if p > 0.0 && p <= 1.0 => Ok(VerifyPolicy::Spot { probability: p }),
-                other => Err(format!("verify.probability must be in (0, 1], found {other:?}")),
+                other => Err(format!(
+                    "verify.probability must be in (0, 1], found {other:?}"
+                )),
             },
             "adaptive" => match self.confidence.unwrap_or(0.999) {
                 c if c > 0.0 && c < 1.0 => Ok(VerifyPolicy::Adaptive { confidence: c }),
@@ -357,8 +358,7 @@ pub(crate) struct Requester {
     pub(super) referee_dir: std::path::PathBuf,
     pub(super) runtime: std::sync::OnceLock<Arc<cairn_exec::WasmRuntime>>,
     /// What the referee found in each dispute, and who won it.
-    pub(super) findings:
-        Mutex<BTreeMap<u64, (super::verification::Finding, Option<PublicKey>)>>,
+    pub(super) findings: Mutex<BTreeMap<u64, (super::verification::Finding, Option<PublicKey>)>>,
     /// Lease id → job id.
     leases: Mutex<BTreeMap<ContentId, ContentId>>,
     rng: Mutex<Rng>,
@@ -617,7 +617,9 @@ impl Requester {
                         touched.push((id, task));
                     }
                 }
-                let due = self.next_verify_tick_ms.load(std::sync::atomic::Ordering::Relaxed);
+                let due = self
+                    .next_verify_tick_ms
+                    .load(std::sync::atomic::Ordering::Relaxed);
                 if now >= due {
                     self.next_verify_tick_ms
                         .store(now + VERIFY_TICK_MS, std::sync::atomic::Ordering::Relaxed);
@@ -932,7 +934,8 @@ impl Requester {
             Counters::bump(&self.shared.counters.refused);
             return Response::Refused("unknown lease".into());
         };
-        let stored = reports.len() as u32;
+        let mut stored = reports.len() as u32;
+        let positions: Vec<u64> = reports.iter().map(Report::task).collect();
         let (commits, reveals, mut failed) = self.check_reports(sender, lease, reports);
         // Fetch the outputs of results that were asked for before taking
         // them: a result is only judged once its files are here and
@@ -967,8 +970,14 @@ impl Requester {
             if ok {
                 fetched.push(revealed);
             } else {
-                // Asked again at its next pull.
+                // Not acknowledged (nor anything after it in the pull): the
+                // provider sends it again. Reports are processed idempotently.
                 tracing::info!("task {task}: outputs could not be fetched yet");
+                let at = positions
+                    .iter()
+                    .position(|t| *t == u64::from(task))
+                    .unwrap_or(0) as u32;
+                stored = stored.min(at);
             }
         }
         let now = now_ms();

@@ -9,9 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_exec::{Limits, Runtime as _, Snapshot, Task, WasmConfig, WasmRuntime};
-use cairn_ledger::{
-    Commit, Evidence, REVEAL_WINDOW_BLOCKS, TxKind, VERDICT_NAMESPACE, Verdict,
-};
+use cairn_ledger::{Commit, Evidence, REVEAL_WINDOW_BLOCKS, TxKind, VERDICT_NAMESPACE, Verdict};
 use cairn_net::PeerId;
 use cairn_store::{Op, Table};
 use cairn_verify::{Action, Need, Offence, Segment, Side, StateHash, TaskKey, Verifier};
@@ -59,12 +57,19 @@ impl Requester {
     ) -> Effects {
         let mut effects = Effects::default();
         let mut touched: BTreeSet<TaskKey> = touched.into_iter().collect();
+        let convicted = actions
+            .iter()
+            .any(|a| matches!(a, Action::Convicted { .. }));
         let mut queue: VecDeque<Action> = actions.into();
         while let Some(action) = queue.pop_front() {
             match action {
                 Action::AskReveal { task, provider } => {
                     if let Some(job) = jobs.get_mut(&task.0) {
-                        job.replicas.asks.entry(provider).or_default().insert(task.1);
+                        job.replicas
+                            .asks
+                            .entry(provider)
+                            .or_default()
+                            .insert(task.1);
                     }
                 }
                 Action::Accept {
@@ -156,12 +161,22 @@ impl Requester {
                 }
             }
         }
+        if convicted {
+            // A conviction drops the cheat's replicas everywhere: any task
+            // of any job may now need another provider.
+            for job in jobs.keys() {
+                touched.extend(verifier.wanting(job).into_iter().map(|t| (*job, t)));
+            }
+        }
         for task in touched {
             if !verifier.needs(&task) {
                 continue;
             }
             if let Some(job) = jobs.get_mut(&task.0)
-                && matches!(job.sched.task(task.1), Some(cairn_sched::TaskState::Done { .. }))
+                && matches!(
+                    job.sched.task(task.1),
+                    Some(cairn_sched::TaskState::Done { .. })
+                )
             {
                 job.sched.requeue(task.1, verifier.providers_of(&task));
             }
@@ -374,11 +389,12 @@ impl Requester {
                 }
                 Need::Lengths | Need::Hashes { .. } => {
                     let mut progressed = false;
-                    let questions = sides.iter().zip(&leases).zip(asks).filter_map(
-                        |((provider, lease), ask)| Some((*provider, (*lease)?, ask?)),
-                    );
-                    let answers = futures::future::join_all(questions.map(
-                        |(provider, lease, ask)| {
+                    let questions =
+                        sides.iter().zip(&leases).zip(asks).filter_map(
+                            |((provider, lease), ask)| Some((*provider, (*lease)?, ask?)),
+                        );
+                    let answers =
+                        futures::future::join_all(questions.map(|(provider, lease, ask)| {
                             let request = Request::Dispute { lease, task, ask };
                             let net = self.shared.net.clone();
                             async move {
@@ -386,9 +402,8 @@ impl Requester {
                                 let answer = net.request(peer, proto::to_bytes(&request)).await;
                                 (provider, answer.map(proto::response))
                             }
-                        },
-                    ))
-                    .await;
+                        }))
+                        .await;
                     for (provider, answer) in answers {
                         match answer {
                             Ok(Ok(Response::TraceLength(n))) => {
@@ -466,7 +481,10 @@ impl Requester {
         let mut snapshot = None;
         if let Some(agreed) = segment.agreed {
             for provider in sides {
-                match self.fetch_snapshot(job_id, task, *provider, segment.position).await {
+                match self
+                    .fetch_snapshot(job_id, task, *provider, segment.position)
+                    .await
+                {
                     Ok(s) if s.hash() == agreed => {
                         snapshot = Some(s);
                         break;
@@ -515,7 +533,8 @@ impl Requester {
                     std::fs::copy(source, &target).map_err(|e| e.to_string())?;
                 }
             }
-            let seed = cairn_wire::parse_hex32(&spec.seed, "task seed").map_err(|e| e.to_string())?;
+            let seed =
+                cairn_wire::parse_hex32(&spec.seed, "task seed").map_err(|e| e.to_string())?;
             let limits = Limits {
                 fuel: terms.limits.fuel,
                 memory_bytes: terms.limits.memory_bytes,
@@ -540,7 +559,9 @@ impl Requester {
             if let (Some(agreed), None) = (agreed, &snapshot) {
                 // Neither side supplied the agreed state: rebuild it.
                 run("rebuild", &mut |t| {
-                    let own = runtime.snapshot_at(t, position).map_err(|e| e.to_string())?;
+                    let own = runtime
+                        .snapshot_at(t, position)
+                        .map_err(|e| e.to_string())?;
                     if own.hash() != agreed {
                         return Err("the agreed state is not what this task reaches".into());
                     }
@@ -609,10 +630,17 @@ impl Requester {
             })
             .unwrap_or(0);
         if file.size as usize > limit {
-            return Err(format!("a snapshot of {} bytes is over the limit", file.size));
+            return Err(format!(
+                "a snapshot of {} bytes is over the limit",
+                file.size
+            ));
         }
         fetch_blob(&self.shared, peer, file.id, file.size).await?;
-        let bytes = self.shared.blobs.read(&file.id).map_err(|e| e.to_string())?;
+        let bytes = self
+            .shared
+            .blobs
+            .read(&file.id)
+            .map_err(|e| e.to_string())?;
         Snapshot::from_bytes(&bytes, limit)
     }
 }
