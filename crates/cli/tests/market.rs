@@ -530,7 +530,7 @@ fn provider_key(devnet: &Devnet, j: u16) -> cairn_wire::PublicKey {
 fn cheater_is_caught(base: u16, how: &str, tasks: u32) {
     let devnet = Devnet::start(base, 3);
     devnet.signal("p2", "-9");
-    let _cheat = devnet.start_provider(2, &["--misbehave", how]);
+    let mut cheat_process = devnet.start_provider(2, &["--misbehave", how]);
     let cheat = provider_key(&devnet, 2);
     let stake = devnet.wait_until("the cheat is back", |d| {
         let market = d.get("/v1/market")?;
@@ -576,6 +576,8 @@ fn cheater_is_caught(base: u16, how: &str, tasks: u32) {
         let now = d.get(&format!("/v1/accounts/{cheat}"))?["stake"].as_u64()?;
         (now < stake).then_some(())
     });
+    let _ = cheat_process.kill();
+    let _ = cheat_process.wait();
 }
 
 #[test]

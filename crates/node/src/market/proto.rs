@@ -87,6 +87,8 @@ pub struct Assignment {
 /// commitment when the task has run, and the result itself once the
 /// requester asks for it (after every replica of the task has committed),
 /// so no provider can copy another's answer.
+// Most reports are results; boxing them would add an allocation to each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Report {
     /// It ran; here is the signed commitment to its result.

@@ -299,6 +299,14 @@ pub(super) struct Replicas {
     pub convicted: BTreeSet<PublicKey>,
 }
 
+/// A pull's reports that passed their checks.
+struct Checked {
+    commits: Vec<Signed<Commit>>,
+    reveals: Vec<Revealed>,
+    /// Tasks the provider could not run, and why.
+    failed: Vec<(u32, String)>,
+}
+
 /// A revealed result.
 #[derive(Clone)]
 pub(super) struct Revealed {
@@ -936,7 +944,11 @@ impl Requester {
         };
         let mut stored = reports.len() as u32;
         let positions: Vec<u64> = reports.iter().map(Report::task).collect();
-        let (commits, reveals, mut failed) = self.check_reports(sender, lease, reports);
+        let Checked {
+            commits,
+            reveals,
+            mut failed,
+        } = self.check_reports(sender, lease, reports);
         // Fetch the outputs of results that were asked for before taking
         // them: a result is only judged once its files are here and
         // verified.
@@ -1111,12 +1123,7 @@ impl Requester {
 
     /// Sorts a pull's reports, keeping only those that are well signed, by
     /// the sender, for this lease (signatures checked as one batch).
-    fn check_reports(
-        &self,
-        sender: PublicKey,
-        lease: ContentId,
-        reports: Vec<Report>,
-    ) -> (Vec<Signed<Commit>>, Vec<Revealed>, Vec<(u32, String)>) {
+    fn check_reports(&self, sender: PublicKey, lease: ContentId, reports: Vec<Report>) -> Checked {
         let mut signed: Vec<(Vec<u8>, PublicKey, cairn_wire::Signature)> = Vec::new();
         for report in &reports {
             match report {
@@ -1215,7 +1222,11 @@ impl Requester {
                 Report::Failed { task, reason } => failed.push((task, reason)),
             }
         }
-        (commits, reveals, failed)
+        Checked {
+            commits,
+            reveals,
+            failed,
+        }
     }
 
     /// A job's status.
