@@ -179,6 +179,18 @@ fn describe(status: &Value) -> String {
         n("failed"),
         n("providers"),
     );
+    if n("executions") > n("done") || n("disputes") > 0 {
+        line.push_str(&format!(
+            "\n    verified: {} runs for {} results, {} disputes",
+            n("executions"),
+            n("done"),
+            n("disputes")
+        ));
+    }
+    if let Some(convicted) = status["convicted"].as_array().filter(|c| !c.is_empty()) {
+        let keys: Vec<&str> = convicted.iter().filter_map(Value::as_str).collect();
+        line.push_str(&format!("\n    convicted and slashed: {}", keys.join(", ")));
+    }
     if let Some(reason) = status["reason"].as_str() {
         line.push_str(&format!("\n    waiting: {reason}"));
     }

@@ -273,6 +273,13 @@ impl Verifier {
         })
     }
 
+    /// How many tasks of `job` are accepted.
+    pub fn accepted_count(&self, job: &ContentId) -> u32 {
+        self.jobs.get(job).map_or(0, |j| {
+            j.tasks.iter().filter(|t| t.accepted.is_some()).count() as u32
+        })
+    }
+
     /// The accepted digest of a task, if any.
     pub fn accepted(&self, task: &TaskKey) -> Option<ContentId> {
         self.task(task).ok()?.accepted.as_ref().map(|(d, _)| *d)

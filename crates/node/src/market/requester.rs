@@ -316,7 +316,8 @@ pub(super) struct Revealed {
 }
 
 impl Job {
-    fn status(&self) -> JobStatus {
+    /// The job's status; `accepted` is how many tasks verification accepted.
+    fn status(&self, accepted: u32) -> JobStatus {
         let p = self.sched.progress();
         let state = match self.phase {
             Phase::Bidding(_) | Phase::Leasing => "bidding",
@@ -332,7 +333,7 @@ impl Job {
             state: state.into(),
             reason: self.reason.clone(),
             total: p.total,
-            done: p.done,
+            done: accepted,
             running: p.running,
             pending: p.pending,
             failed: p.failed + self.replicas.failed,
@@ -1231,7 +1232,10 @@ impl Requester {
 
     /// A job's status.
     pub fn status(&self, id: &ContentId) -> Option<JobStatus> {
-        self.jobs.lock().unwrap().get(id).map(Job::status)
+        let jobs = self.jobs.lock().unwrap();
+        let verifier = self.verifier.lock().unwrap();
+        jobs.get(id)
+            .map(|job| job.status(verifier.accepted_count(id)))
     }
 
     /// Every job's status, oldest first.
@@ -1241,7 +1245,7 @@ impl Requester {
             .lock()
             .unwrap()
             .values()
-            .map(Job::status)
+            .map(|job| job.status(self.verifier.lock().unwrap().accepted_count(&job.id)))
             .collect();
         all.sort_by_key(|s| s.submitted_ms);
         all
