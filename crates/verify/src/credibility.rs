@@ -45,7 +45,7 @@ impl Default for Params {
             spot_min: 0.05,
             replicas_max: 8,
             commit_timeout_ms: 600_000,
-            reveal_timeout_ms: 30_000,
+            reveal_timeout_ms: 60_000,
             dispute_round_timeout_ms: 60_000,
             dispute_arity: 16,
         }

@@ -32,6 +32,8 @@ const IDLE_PULL_MS_MAX: u64 = 500;
 const PREFETCH_WORK_MS: f64 = 50.0;
 /// How long finished reports may wait to share a pull with others.
 const REPORT_DELAY_MS: u64 = 10;
+/// Longest time between pulls while every slot is busy.
+const HEARTBEAT_MS: u64 = 1_000;
 /// How long to keep retrying a requester that does not answer.
 const REQUESTER_SILENCE_MS_MAX: u64 = 120_000;
 
@@ -444,9 +446,12 @@ impl Provider {
             // Pull when a core could go idle or half the prefetch is free;
             // otherwise let reports gather a little so one request and one
             // commit carry many of them.
+            // A busy provider still checks in now and then: the requester
+            // may be waiting for it to reveal a result.
             let due = running < record.slots
                 || want * 2 >= capacity
-                || (!unsent.is_empty() && now_ms() >= last_pull + REPORT_DELAY_MS);
+                || (!unsent.is_empty() && now_ms() >= last_pull + REPORT_DELAY_MS)
+                || now_ms() >= last_pull + HEARTBEAT_MS;
             if !due {
                 let wait = tokio::time::sleep(Duration::from_millis(REPORT_DELAY_MS));
                 tokio::select! {

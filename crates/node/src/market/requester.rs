@@ -333,7 +333,11 @@ impl Job {
             state: state.into(),
             reason: self.reason.clone(),
             total: p.total,
-            done: accepted,
+            // A settled job's verification state is gone; its queue knows.
+            done: match self.phase {
+                Phase::Done => p.done.saturating_sub(self.replicas.failed),
+                _ => accepted,
+            },
             running: p.running,
             pending: p.pending,
             failed: p.failed + self.replicas.failed,

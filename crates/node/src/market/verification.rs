@@ -4,7 +4,7 @@
 //! one segment, and sending the evidence that slashes a cheater to the
 //! ledger.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,8 +60,7 @@ impl Requester {
         let convicted = actions
             .iter()
             .any(|a| matches!(a, Action::Convicted { .. }));
-        let mut queue: VecDeque<Action> = actions.into();
-        while let Some(action) = queue.pop_front() {
+        for action in actions {
             match action {
                 Action::AskReveal { task, provider } => {
                     if let Some(job) = jobs.get_mut(&task.0) {
@@ -87,7 +86,9 @@ impl Requester {
                             record.get_or_insert(revealed.record);
                         }
                     }
+                    // Decided: what was kept as evidence is no longer needed.
                     job.replicas.revealed.retain(|(t, _), _| *t != task.1);
+                    job.replicas.commits.retain(|(t, _), _| *t != task.1);
                     match record {
                         Some(record) => effects.ops.push(Op::Put(
                             Table::Results,
