@@ -671,15 +671,19 @@ impl Requester {
                     }
                     Phase::Running => {
                         // Work is waiting and nobody is taking it: every
-                        // provider is gone, or (after a restart) the restored
-                        // ones never came back.
+                        // provider is gone, (after a restart) the restored
+                        // ones never came back, or every one left already ran
+                        // the replicas still wanted.
                         let p = job.sched.progress();
                         let idle_ms = now.saturating_sub(job.last_pull_ms);
                         if p.pending > 0 && (p.providers == 0 || idle_ms > IDLE_REAUCTION_MS) {
                             job.reason = Some(if p.providers == 0 {
                                 "every leased provider is gone; finding others".into()
                             } else {
-                                format!("no provider pulled for {idle_ms} ms; finding others")
+                                format!(
+                                    "no provider took pending work for {idle_ms} ms (a replica \
+                                     needs a provider that has not run the task); finding others"
+                                )
                             });
                             job.last_pull_ms = now;
                             self.open_auction(job, now);
@@ -728,47 +732,74 @@ impl Requester {
                 0
             }
         };
-        let offers = chosen.into_iter().map(|winner| {
-            let lease = Lease {
-                job: id,
-                requester: me,
-                provider: winner.provider,
-                price_ucairn_per_gfuel: winner.price_ucairn_per_gfuel,
-                fuel_per_task_max: order.fuel_per_task_max,
-                expires_height: height + LEASE_BLOCKS,
-            };
+        let leases: Vec<(Lease, u32)> = chosen
+            .into_iter()
+            .map(|winner| {
+                let lease = Lease {
+                    job: id,
+                    requester: me,
+                    provider: winner.provider,
+                    price_ucairn_per_gfuel: winner.price_ucairn_per_gfuel,
+                    fuel_per_task_max: order.fuel_per_task_max,
+                    expires_height: height + LEASE_BLOCKS,
+                };
+                (lease, winner.slots)
+            })
+            .collect();
+        // A provider starts pulling the moment it has signed, possibly before
+        // its answer arrives here: know the lease before offering it.
+        let mut newcomers = BTreeSet::new();
+        {
+            let mut jobs = self.jobs.lock().unwrap();
+            let Some(job) = jobs.get_mut(&id) else { return };
+            for (lease, slots) in &leases {
+                if !job.sched.is_active(&lease.provider) {
+                    newcomers.insert(lease.provider);
+                }
+                job.sched.add_provider(
+                    lease.provider,
+                    slots * proto::PREFETCH_PER_SLOT_MAX,
+                    now_ms(),
+                );
+                job.leases.insert(lease.id(), lease.provider);
+                self.leases.lock().unwrap().insert(lease.id(), id);
+            }
+        }
+        let offers = leases.into_iter().map(|(lease, slots)| {
+            let winner = (lease.provider, slots);
             let request = Request::Lease {
                 lease: lease.clone(),
-                slots: winner.slots,
+                slots,
                 terms: terms.clone(),
             };
             let net = self.shared.net.clone();
             async move {
-                let peer = cairn_net::peer_id(&winner.provider);
+                let peer = cairn_net::peer_id(&winner.0);
                 let answer = net.request(peer, proto::to_bytes(&request)).await;
-                (lease, winner.slots, answer)
+                (lease, winner.1, answer)
             }
         });
         let answers = futures::future::join_all(offers).await;
         let mut refusals = Vec::new();
         for (lease, slots, answer) in answers {
-            let signature = match answer.map(proto::response) {
-                Ok(Ok(Response::LeaseSigned(signature))) => signature,
-                Ok(Ok(Response::Refused(reason))) => {
+            let lease_id = lease.id();
+            let refused = match answer.map(proto::response) {
+                Ok(Ok(Response::LeaseSigned(signature))) => Ok(signature),
+                Ok(Ok(Response::Refused(reason))) => Err(reason),
+                Ok(_) => {
+                    Counters::bump(&self.shared.counters.malformed);
+                    Err("malformed answer".into())
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            let signature = match refused {
+                Ok(signature) => signature,
+                Err(reason) => {
+                    self.forget_offer(id, &lease, newcomers.contains(&lease.provider));
                     refusals.push(reason);
                     continue;
                 }
-                Ok(_) => {
-                    Counters::bump(&self.shared.counters.malformed);
-                    refusals.push("malformed answer".into());
-                    continue;
-                }
-                Err(e) => {
-                    refusals.push(e.to_string());
-                    continue;
-                }
             };
-            let lease_id = lease.id();
             let record = LeaseRecord {
                 job: id.to_string(),
                 provider: lease.provider.to_string(),
@@ -780,18 +811,8 @@ impl Requester {
                 serde_json::to_vec(&record).expect("a lease record serializes"),
             )]) {
                 tracing::error!("persisting a lease: {e}");
+                self.forget_offer(id, &lease, newcomers.contains(&lease.provider));
                 continue;
-            }
-            {
-                let mut jobs = self.jobs.lock().unwrap();
-                let Some(job) = jobs.get_mut(&id) else { return };
-                job.sched.add_provider(
-                    lease.provider,
-                    slots * proto::PREFETCH_PER_SLOT_MAX,
-                    now_ms(),
-                );
-                job.leases.insert(lease_id, lease.provider);
-                self.leases.lock().unwrap().insert(lease_id, id);
             }
             let provider_signature = signature;
             if let Err(e) = self
@@ -816,6 +837,19 @@ impl Requester {
             } else {
                 job.reason = None;
                 job.phase = Phase::Running;
+            }
+        }
+    }
+
+    /// Undoes the registration of a lease offer that came to nothing.
+    fn forget_offer(&self, id: ContentId, lease: &Lease, newcomer: bool) {
+        self.leases.lock().unwrap().remove(&lease.id());
+        let mut jobs = self.jobs.lock().unwrap();
+        if let Some(job) = jobs.get_mut(&id) {
+            job.leases.remove(&lease.id());
+            if newcomer {
+                job.sched
+                    .drop_provider(&lease.provider, "did not sign its lease");
             }
         }
     }
@@ -1008,7 +1042,6 @@ impl Requester {
                 Counters::bump(&self.shared.counters.refused);
                 return Response::Refused("not your lease".into());
             }
-            job.last_pull_ms = now;
             let mut actions = Vec::new();
             let mut touched = Vec::new();
             for commit in commits {
@@ -1081,6 +1114,12 @@ impl Requester {
                 verifier.assign_copy(&(job_id, task), sender, now);
             }
             job.replicas.executions += tasks.len() as u64;
+            // Work that waits while providers pull is work none of them may
+            // take (each already ran it): that counts as idle, and brings
+            // other providers in.
+            if !tasks.is_empty() || job.sched.progress().pending == 0 {
+                job.last_pull_ms = now;
+            }
             if !tasks.is_empty() && job.first_task_ms.is_none() {
                 job.first_task_ms = Some(now);
             }
