@@ -48,6 +48,19 @@ pub struct TaskLimits {
     pub stdout_bytes: u64,
 }
 
+impl TaskLimits {
+    /// The limits as the runtime takes them.
+    pub fn to_exec(&self) -> cairn_exec::Limits {
+        cairn_exec::Limits {
+            fuel: self.fuel,
+            memory_bytes: self.memory_bytes,
+            wall_time: std::time::Duration::from_millis(self.wall_time_ms),
+            output_bytes: self.output_bytes,
+            stdout_bytes: self.stdout_bytes,
+        }
+    }
+}
+
 /// A named, content-addressed file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileRef {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cairn_exec::{Limits, Runtime as _, Task, Trace, WasmConfig, WasmRuntime};
+use cairn_exec::{Runtime as _, Task, Trace, WasmConfig, WasmRuntime};
 use cairn_ledger::{
     COMMIT_NAMESPACE, Capabilities, Commit, Lease, OPENING_NAMESPACE, Opening, RECEIPT_NAMESPACE,
     Receipt, TxKind,
@@ -719,13 +719,7 @@ impl Provider {
             task: task.task,
             reason,
         };
-        let limits = Limits {
-            fuel: terms.limits.fuel,
-            memory_bytes: terms.limits.memory_bytes,
-            wall_time: Duration::from_millis(terms.limits.wall_time_ms),
-            output_bytes: terms.limits.output_bytes,
-            stdout_bytes: terms.limits.stdout_bytes,
-        };
+        let limits = terms.limits.to_exec();
         let inputs = (!terms.inputs.is_empty()).then_some(input_dir);
         let result = self.runtime.run(&Task {
             module: terms.module.id,
@@ -868,13 +862,7 @@ impl Provider {
         let key = (lease, assignment.task);
         let with_task = |f: &mut dyn FnMut(&Task<'_>) -> Result<(), String>| {
             let output_dir = self.scratch_dir().map_err(|e| e.to_string())?;
-            let limits = Limits {
-                fuel: terms.limits.fuel,
-                memory_bytes: terms.limits.memory_bytes,
-                wall_time: Duration::from_millis(terms.limits.wall_time_ms),
-                output_bytes: terms.limits.output_bytes,
-                stdout_bytes: terms.limits.stdout_bytes,
-            };
+            let limits = terms.limits.to_exec();
             let done = f(&Task {
                 module: terms.module.id,
                 args: &assignment.args,

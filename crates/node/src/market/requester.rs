@@ -892,6 +892,17 @@ impl Requester {
             Counters::bump(&self.shared.counters.refused);
             return Response::Refused("bid signed by someone other than the sender".into());
         }
+        if self
+            .verifier
+            .lock()
+            .unwrap()
+            .trust()
+            .record(&sender)
+            .banned()
+        {
+            Counters::bump(&self.shared.counters.refused);
+            return Response::Refused("convicted of cheating this requester".into());
+        }
         let order = bid.payload_unchecked().order;
         let account = match self.shared.ledger.link() {
             super::LedgerLink::Local(ledger) => Some(ledger.view(|s| {
@@ -1144,8 +1155,9 @@ impl Requester {
                 .get(&sender)
                 .map(|tasks| tasks.iter().copied().take(proto::BATCH_MAX).collect())
                 .unwrap_or_default();
-            let complete = matches!(job.phase, Phase::Settling | Phase::Done);
-            let finished = complete || (!job.sched.is_active(&sender) && reveal.is_empty());
+            // Even a provider dropped from the queue stays until the job is
+            // done: it may still have to reveal, or to answer a dispute.
+            let finished = matches!(job.phase, Phase::Settling | Phase::Done);
             (
                 Response::Tasks {
                     stored,

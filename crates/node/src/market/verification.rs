@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_exec::{Limits, Runtime as _, Snapshot, Task, WasmConfig, WasmRuntime};
+use cairn_exec::{Runtime as _, Snapshot, Task, WasmConfig, WasmRuntime};
 use cairn_ledger::{Commit, Evidence, REVEAL_WINDOW_BLOCKS, TxKind, VERDICT_NAMESPACE, Verdict};
 use cairn_net::PeerId;
 use cairn_store::{Op, Table};
@@ -536,13 +536,7 @@ impl Requester {
             }
             let seed =
                 cairn_wire::parse_hex32(&spec.seed, "task seed").map_err(|e| e.to_string())?;
-            let limits = Limits {
-                fuel: terms.limits.fuel,
-                memory_bytes: terms.limits.memory_bytes,
-                wall_time: Duration::from_millis(terms.limits.wall_time_ms),
-                output_bytes: terms.limits.output_bytes,
-                stdout_bytes: terms.limits.stdout_bytes,
-            };
+            let limits = terms.limits.to_exec();
             let run = |n: &str, f: &mut dyn FnMut(&Task<'_>) -> Result<(), String>| {
                 let output = dir.join(n);
                 let _ = std::fs::remove_dir_all(&output);
