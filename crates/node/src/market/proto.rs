@@ -48,6 +48,9 @@ pub struct TaskLimits {
     pub stdout_bytes: u64,
 }
 
+/// The least wall-clock time a dispute's re-execution gets.
+const DISPUTE_WALL_TIME_MIN: std::time::Duration = std::time::Duration::from_secs(600);
+
 impl TaskLimits {
     /// The limits as the runtime takes them.
     pub fn to_exec(&self) -> cairn_exec::Limits {
@@ -57,6 +60,18 @@ impl TaskLimits {
             wall_time: std::time::Duration::from_millis(self.wall_time_ms),
             output_bytes: self.output_bytes,
             stdout_bytes: self.stdout_bytes,
+        }
+    }
+
+    /// The limits for re-running a task in a dispute (tracing, a snapshot,
+    /// the referee's step). Wall time is only a watchdog, never part of a
+    /// result, and a loaded machine must not lose a dispute to it: the
+    /// watchdog gets ten times the task's allowance, at least ten minutes.
+    pub fn for_dispute(&self) -> cairn_exec::Limits {
+        let limits = self.to_exec();
+        cairn_exec::Limits {
+            wall_time: (limits.wall_time * 10).max(DISPUTE_WALL_TIME_MIN),
+            ..limits
         }
     }
 }

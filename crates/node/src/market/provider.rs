@@ -862,7 +862,7 @@ impl Provider {
         let key = (lease, assignment.task);
         let with_task = |f: &mut dyn FnMut(&Task<'_>) -> Result<(), String>| {
             let output_dir = self.scratch_dir().map_err(|e| e.to_string())?;
-            let limits = terms.limits.to_exec();
+            let limits = terms.limits.for_dispute();
             let done = f(&Task {
                 module: terms.module.id,
                 args: &assignment.args,

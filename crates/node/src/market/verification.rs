@@ -536,7 +536,7 @@ impl Requester {
             }
             let seed =
                 cairn_wire::parse_hex32(&spec.seed, "task seed").map_err(|e| e.to_string())?;
-            let limits = terms.limits.to_exec();
+            let limits = terms.limits.for_dispute();
             let run = |n: &str, f: &mut dyn FnMut(&Task<'_>) -> Result<(), String>| {
                 let output = dir.join(n);
                 let _ = std::fs::remove_dir_all(&output);
