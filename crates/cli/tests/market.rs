@@ -179,6 +179,17 @@ impl Devnet {
             .unwrap()
     }
 
+    /// Waits until no process of the node in folder `name` is left, so its
+    /// ports are free to start it again (a killed process can take a while
+    /// to exit on a loaded machine).
+    fn wait_gone(&self, name: &str) {
+        let pattern = format!("{} ", self.dir.join(name).display());
+        self.wait_until("the killed node is gone", |_| {
+            let status = Command::new("pgrep").args(["-f", &pattern]).output().ok()?;
+            (!status.status.success()).then_some(())
+        });
+    }
+
     /// Sends `signal` to the node in folder `name` (`v0`, `p1`, …).
     fn signal(&self, name: &str, signal: &str) {
         let pattern = format!("{} ", self.dir.join(name).display());
@@ -372,7 +383,7 @@ fn a_restarted_requester_resumes_without_rerunning_finished_tasks() {
         (d.status(&id)["done"].as_u64()? >= 10).then_some(())
     });
     devnet.signal("v0", "-9");
-    std::thread::sleep(Duration::from_millis(300));
+    devnet.wait_gone("v0");
     let mut node = devnet.restart_requester();
     // What the restarted node holds at once is what was durable at the crash.
     let before = devnet.wait_until("the requester is back", |d| {
@@ -413,6 +424,7 @@ fn a_restarted_provider_resumes_its_lease() {
         (d.status(&id)["done"].as_u64()? >= 5).then_some(())
     });
     devnet.signal("p0", "-9");
+    devnet.wait_gone("p0");
     let before = devnet.results(&id);
     let lease = lease_of(before.values().next().unwrap());
     let mut provider = devnet.restart_provider(0);
@@ -542,6 +554,7 @@ fn provider_key(devnet: &Devnet, j: u16) -> cairn_wire::PublicKey {
 fn cheater_is_caught(base: u16, how: &str, tasks: u32) {
     let devnet = Devnet::start(base, 3);
     devnet.signal("p2", "-9");
+    devnet.wait_gone("p2");
     let mut cheat_process = devnet.start_provider(2, &["--misbehave", how]);
     let cheat = provider_key(&devnet, 2);
     let stake = devnet.wait_until("the cheat is back", |d| {
