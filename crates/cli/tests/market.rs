@@ -162,8 +162,25 @@ impl Devnet {
     }
 
     /// Starts the requester (validator 0) again on its folder and ports, as
-    /// `cairn devnet` first did.
+    /// `cairn devnet` first did. A start that finds its store still locked
+    /// by the killed process (it can linger on a loaded machine) exits at
+    /// once; it is tried again.
     fn restart_requester(&self) -> Child {
+        let started = Instant::now();
+        loop {
+            let mut child = self.start_requester();
+            std::thread::sleep(Duration::from_secs(2));
+            match child.try_wait() {
+                Ok(Some(exit)) if started.elapsed() < Duration::from_secs(60) => {
+                    eprintln!("the restarted requester exited ({exit}); trying again");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                _ => return child,
+            }
+        }
+    }
+
+    fn start_requester(&self) -> Child {
         cairn()
             .args(["node", "--data-dir"])
             .arg(self.dir.join("v0"))
