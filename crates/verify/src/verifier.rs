@@ -375,12 +375,7 @@ impl Verifier {
         let stranger = self.params.credibility(0);
         let mut creds: Vec<f64> = Vec::new();
         let state = self.task_mut(task)?;
-        state.replicas.retain(|r| r.provider != provider);
-        state.replicas.push(Replica {
-            provider,
-            state: ReplicaState::Assigned,
-            since_ms: now_ms,
-        });
+        push_replica(state, provider, now_ms);
         let providers: Vec<PublicKey> = state
             .replicas
             .iter()
@@ -429,12 +424,7 @@ impl Verifier {
         {
             return;
         }
-        state.replicas.retain(|r| r.provider != provider);
-        state.replicas.push(Replica {
-            provider,
-            state: ReplicaState::Assigned,
-            since_ms: now_ms,
-        });
+        push_replica(state, provider, now_ms);
         self.stats.replicas += 1;
     }
 
@@ -924,6 +914,16 @@ impl Verifier {
             .and_then(|j| j.tasks.get_mut(task.1 as usize))
             .ok_or_else(|| VerifyError::UnknownTask(format!("{}#{}", task.0.short(), task.1)))
     }
+}
+
+/// A new replica of `task` on `provider`, replacing one it dropped.
+fn push_replica(task: &mut TaskState, provider: PublicKey, now_ms: u64) {
+    task.replicas.retain(|r| r.provider != provider);
+    task.replicas.push(Replica {
+        provider,
+        state: ReplicaState::Assigned,
+        since_ms: now_ms,
+    });
 }
 
 /// Whether a task needs another provider now.
