@@ -28,10 +28,16 @@ pub struct NetArgs {
     /// Size of the blob transferred, MiB.
     #[arg(long, default_value_t = 256)]
     pub blob_mib: u64,
-    /// First port of the devnet.
+    /// First port of the devnet (the module start-up devnet uses the next
+    /// thousand).
     #[arg(long, default_value_t = 30_000)]
     pub base_port: u16,
 }
+
+/// Functions in the generated module of [`module_start`], and what each
+/// holds: about 4 MB of code, like a real program of that size.
+const BIG_MODULE_FUNCTIONS: u32 = 2_400;
+const BIG_MODULE_BLOCKS_PER_FUNCTION: u32 = 24;
 
 fn figure(metric: &str, value: f64, unit: &'static str) -> Figure {
     Figure {
@@ -44,33 +50,12 @@ fn figure(metric: &str, value: f64, unit: &'static str) -> Figure {
 
 pub fn net(args: &NetArgs) -> anyhow::Result<Vec<Figure>> {
     let mut figures = blob_transfer(args.blob_mib)?;
+    figures.extend(module_start(args.base_port + 1_000)?);
     let scratch = tempfile::tempdir()?;
-    let dir = scratch.path().join("devnet");
-    let providers = 4;
-    let mut devnet = Command::new(std::env::current_exe()?)
-        .args(["devnet", "--providers", &providers.to_string()])
-        .args(["--base-port", &args.base_port.to_string(), "--dir"])
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let result = (|| -> anyhow::Result<()> {
-        let node = Node::new(&format!("http://127.0.0.1:{}", args.base_port));
-        wait(|| Some(node.get("/v1/market").ok()?["peers"].as_u64()? >= providers))?;
-        for j in 0..providers {
-            let key =
-                cairn_wire::Keypair::load_or_create(&dir.join(format!("p{j}/node.key")))?.public();
-            wait(|| node.get(&format!("/v1/accounts/{key}")).ok()?["can_bid"].as_bool())?;
-        }
+    with_devnet(&scratch.path().join("devnet"), args.base_port, 4, |node| {
         let empty =
             wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#)?;
-        let id = ContentId::of(&empty);
-        node.post("/v1/blobs", empty.clone())?;
-        let module = SubmittedFile {
-            name: "empty.wasm".into(),
-            id: id.to_string(),
-            size: empty.len() as u64,
-        };
+        let module = upload(node, "empty.wasm", &empty)?;
         let mut first = Vec::new();
         let mut whole = Vec::new();
         for _ in 0..args.jobs {
@@ -123,14 +108,128 @@ pub fn net(args: &NetArgs) -> anyhow::Result<Vec<Figure>> {
             }
         }
         Ok(())
+    })?;
+    Ok(figures)
+}
+
+/// Time from submit to the first task running for a module of about 4 MB,
+/// on a devnet of 3 providers: one no provider has seen (cold), the same
+/// again (warm: compiled in memory), and on a fresh devnet whose machine
+/// cache holds it (warm from disk: every provider compiled it before a
+/// restart). Against these, one compile of the module in this process.
+fn module_start(base_port: u16) -> anyhow::Result<Vec<Figure>> {
+    let wasm = big_module()?;
+    let compile_ms = {
+        let runtime = cairn_exec::WasmRuntime::new(cairn_exec::WasmConfig::default())?;
+        let started = Instant::now();
+        cairn_exec::Runtime::load(&runtime, &wasm)?;
+        ms(started.elapsed())
+    };
+    let scratch = tempfile::tempdir()?;
+    let first = scratch.path().join("first");
+    let second = scratch.path().join("second");
+    let (cold, warm) = with_devnet(&first, base_port, 3, |node| {
+        let module = upload(node, "big.wasm", &wasm)?;
+        Ok((first_task_ms(node, &module)?, first_task_ms(node, &module)?))
+    })?;
+    // What the first devnet's machine compiled, as a restarted one finds it.
+    std::fs::create_dir_all(second.join("modules"))?;
+    for entry in std::fs::read_dir(first.join("modules"))? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), second.join("modules").join(entry.file_name()))?;
+    }
+    let disk = with_devnet(&second, base_port + 500, 3, |node| {
+        let module = upload(node, "big.wasm", &wasm)?;
+        first_task_ms(node, &module)
+    })?;
+    Ok(vec![
+        figure("module_4mb_bytes", wasm.len() as f64, "bytes"),
+        figure("module_4mb_one_compile", compile_ms, "ms"),
+        figure("module_4mb_submit_to_first_task_cold", cold, "ms"),
+        figure("module_4mb_cold_over_one_compile", cold / compile_ms, "x"),
+        figure("module_4mb_submit_to_first_task_warm", warm, "ms"),
+        figure("module_4mb_submit_to_first_task_warm_from_disk", disk, "ms"),
+    ])
+}
+
+/// A WASI command of about 4 MB of code no provider has seen: many
+/// functions of arithmetic, branches and memory traffic, with a constant
+/// unique to this run. Running it calls one small function.
+fn big_module() -> anyhow::Result<Vec<u8>> {
+    use std::fmt::Write as _;
+    let unique = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos() as u64;
+    let mut text = String::from("(module (memory (export \"memory\") 1)\n");
+    for f in 0..BIG_MODULE_FUNCTIONS {
+        write!(text, "(func $f{f} (param i64) (result i64) (local i64 f64)")?;
+        for b in 0..BIG_MODULE_BLOCKS_PER_FUNCTION {
+            let k = u64::from(f) * 1_000 + u64::from(b) + unique;
+            write!(
+                text,
+                " (local.set 1 (i64.add (i64.mul (local.get 0) (i64.const {k})) (i64.rotl (local.get 1) (i64.const {r}))))\
+                 (if (i64.gt_u (local.get 1) (i64.const {k})) (then (local.set 2 (f64.add (local.get 2) (f64.convert_i64_u (local.get 1))))) (else (local.set 0 (i64.xor (local.get 0) (local.get 1)))))\
+                 (i64.store (i32.wrap_i64 (i64.and (local.get 1) (i64.const 4088))) (i64.add (local.get 0) (i64.load offset={o} (i32.const 0))))",
+                r = b % 63 + 1,
+                o = (b * 8) % 4096,
+            )?;
+        }
+        text.push_str(" (i64.add (local.get 1) (i64.trunc_sat_f64_u (local.get 2))))\n");
+    }
+    text.push_str("(func (export \"_start\") (drop (call $f0 (i64.const 1)))))");
+    Ok(wat::parse_str(&text)?)
+}
+
+/// Starts a devnet of `providers` in `dir`, waits until they can bid, runs
+/// `work` against the requester, and stops the devnet.
+fn with_devnet<T>(
+    dir: &std::path::Path,
+    base_port: u16,
+    providers: u64,
+    work: impl FnOnce(&Node) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut devnet = Command::new(std::env::current_exe()?)
+        .args(["devnet", "--providers", &providers.to_string()])
+        .args(["--base-port", &base_port.to_string(), "--dir"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let result = (|| {
+        let node = Node::new(&format!("http://127.0.0.1:{base_port}"));
+        wait(|| Some(node.get("/v1/market").ok()?["peers"].as_u64()? >= providers))?;
+        for j in 0..providers {
+            let key =
+                cairn_wire::Keypair::load_or_create(&dir.join(format!("p{j}/node.key")))?.public();
+            wait(|| node.get(&format!("/v1/accounts/{key}")).ok()?["can_bid"].as_bool())?;
+        }
+        work(&node)
     })();
     let _ = devnet.kill();
     let _ = devnet.wait();
     let _ = Command::new("pkill")
         .args(["-9", "-f", &dir.display().to_string()])
         .status();
-    result?;
-    Ok(figures)
+    result
+}
+
+fn upload(node: &Node, name: &str, wasm: &[u8]) -> anyhow::Result<SubmittedFile> {
+    node.post("/v1/blobs", wasm.to_vec())?;
+    Ok(SubmittedFile {
+        name: name.into(),
+        id: ContentId::of(wasm).to_string(),
+        size: wasm.len() as u64,
+    })
+}
+
+/// Submits a 3-task unverified job of `module` and returns the time from
+/// submit to its first task running, once it is done.
+fn first_task_ms(node: &Node, module: &SubmittedFile) -> anyhow::Result<f64> {
+    let job = submit(node, module, 3, VerifyPolicy::None)?;
+    let status = wait_done(node, &job, Duration::from_millis(5))?;
+    let submitted = status["submitted_ms"].as_u64().context("submitted_ms")?;
+    let first = status["first_task_ms"].as_u64().context("first_task_ms")?;
+    Ok(first.saturating_sub(submitted) as f64)
 }
 
 fn ms(d: Duration) -> f64 {

@@ -216,33 +216,44 @@ pub fn watch(node: &Node, id: &str) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Downloads a job's outputs into `out` and checks each against its id.
+/// Downloads a job's outputs into `out`, and each task's stdout and stderr
+/// into `out/cairn-logs/`, checking each against its content id.
 pub fn results(node: &Node, id: &str, out: Option<PathBuf>) -> anyhow::Result<()> {
     let status = node.get(&format!("/v1/jobs/{id}"))?;
     let name = status["name"].as_str().unwrap_or("job");
     let out = out.unwrap_or_else(|| crate::default_out_dir(name));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let logs_dir = out.join(crate::LOGS_DIR);
+    if logs_dir.exists() {
+        // Another job's streams must not pass for this one's.
+        std::fs::remove_dir_all(&logs_dir)
+            .with_context(|| format!("clearing {}", logs_dir.display()))?;
+    }
     let answer = node.get(&format!("/v1/jobs/{id}/results"))?;
-    let results = answer["results"].as_array().cloned().unwrap_or_default();
+    let mut results = answer["results"].as_array().cloned().unwrap_or_default();
     let mut files = 0;
-    for result in &results {
+    for result in &mut results {
         for output in result["outputs"].as_array().into_iter().flatten() {
             let (Some(name), Some(blob)) = (output["name"].as_str(), output["id"].as_str()) else {
                 bail!("the node listed an output without a name or id");
             };
-            if name.split('/').any(|p| p.is_empty() || p == "..") {
-                bail!("output name '{name}' escapes the output folder");
+            if name.split('/').any(|p| p.is_empty() || p == "..") || name.starts_with("cairn-") {
+                bail!("output name '{name}' escapes the output folder or takes a reserved name");
             }
-            let bytes = node.get_bytes(&format!("/v1/blobs/{blob}"))?;
-            if ContentId::of(&bytes).to_string() != blob {
-                bail!("output {name} does not match its content id {blob}");
-            }
-            let path = out.join(name);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+            fetch_to(node, blob, &out.join(name))?;
             files += 1;
+        }
+        let task = result["task"]
+            .as_u64()
+            .and_then(|t| u32::try_from(t).ok())
+            .context("the node listed a result without its task")?;
+        for stream in ["stdout", "stderr"] {
+            let Some(blob) = result[stream]["id"].as_str().map(str::to_string) else {
+                continue;
+            };
+            let path = crate::stream_path(task, stream);
+            fetch_to(node, &blob, &out.join(&path))?;
+            result[stream]["path"] = Value::from(path);
         }
     }
     let summary = serde_json::json!({ "job": id, "status": status, "results": results });
@@ -251,9 +262,21 @@ pub fn results(node: &Node, id: &str, out: Option<PathBuf>) -> anyhow::Result<()
         serde_json::to_vec_pretty(&summary)?,
     )?;
     println!(
-        "{} results, {files} files in {} (digests in cairn-results.json)",
+        "{} results, {files} files in {} (digests in cairn-results.json, stdout and stderr in cairn-logs/)",
         results.len(),
         out.display()
     );
     Ok(())
+}
+
+/// Downloads blob `id` to `path`, checking it against its content id.
+fn fetch_to(node: &Node, id: &str, path: &Path) -> anyhow::Result<()> {
+    let bytes = node.get_bytes(&format!("/v1/blobs/{id}"))?;
+    if ContentId::of(&bytes).to_string() != id {
+        bail!("{} does not match its content id {id}", path.display());
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }

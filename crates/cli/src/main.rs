@@ -140,3 +140,14 @@ fn apply_config_file() -> anyhow::Result<()> {
 fn default_out_dir(job_name: &str) -> PathBuf {
     PathBuf::from("out").join(job_name)
 }
+
+/// The folder, under a job's output folder, that holds each task's stdout
+/// and stderr. Job files may not name outputs `cairn-…`, so it never
+/// collides with a task's own files.
+const LOGS_DIR: &str = "cairn-logs";
+
+/// Where a task's stdout or stderr (`stream`) is saved, relative to its job's
+/// output folder.
+fn stream_path(task_index: u32, stream: &str) -> String {
+    format!("{LOGS_DIR}/task-{task_index}.{stream}")
+}

@@ -86,6 +86,14 @@ pub struct MarketArgs {
     /// limit plus 5 s].
     #[arg(long, env = "CAIRN_TASK_DEADLINE_S", default_value_t = 0)]
     task_deadline_s: u64,
+    /// Where compiled modules are kept; nodes on one machine can share the
+    /// folder, so each module compiles once per machine [default:
+    /// <data-dir>/market/modules].
+    #[arg(long, env = "CAIRN_MODULE_CACHE", value_name = "DIR")]
+    module_cache: Option<PathBuf>,
+    /// The most compiled code kept there, MiB (least recently used goes).
+    #[arg(long, env = "CAIRN_MODULE_CACHE_MIB", default_value_t = 2048)]
+    module_cache_mib: u64,
     /// Cheat on purpose, to test verification on a devnet: `liar` returns a
     /// wrong digest for every task, `staller` commits and never reveals.
     #[arg(long, hide = true, value_parser = ["liar", "staller"])]
@@ -106,6 +114,10 @@ impl MarketArgs {
         config.nat = self.nat;
         config.bid_window_ms = self.bid_window_ms;
         config.sched.task_deadline_ms = self.task_deadline_s * 1000;
+        if let Some(dir) = &self.module_cache {
+            config.module_cache_dir = dir.clone();
+        }
+        config.module_cache_bytes_max = self.module_cache_mib.saturating_mul(1 << 20);
         if self.provide {
             let cores = self.cores.unwrap_or_else(|| {
                 std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
@@ -266,6 +278,9 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
         write_genesis(&genesis, "cairn-devnet", &funded)?;
     }
     let exe = std::env::current_exe()?;
+    // One machine: its nodes share compiled modules, so a new module
+    // compiles once, not once per provider.
+    let module_cache = args.dir.join("modules");
     let mut children = Children(Vec::new());
     let market_addr = |port: u16| format!("/ip4/127.0.0.1/tcp/{port}");
     let bootstrap = format!(
@@ -285,6 +300,7 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
             ])
             .args(["--http", &http.to_string(), "--p2p", &p2p.to_string()])
             .args(["--genesis".as_ref(), genesis.as_os_str()])
+            .args(["--module-cache".as_ref(), module_cache.as_os_str()])
             .args([
                 "--threads",
                 "1",
@@ -316,6 +332,7 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
             .args(["--http", &http.to_string(), "--threads", "1"])
             .args(["--listen", &market_addr(base + 201 + 2 * j as u16)])
             .args(["--bootstrap", &bootstrap, "--ledger", &ledger, "--provide"])
+            .args(["--module-cache".as_ref(), module_cache.as_os_str()])
             .args(["--cores", &args.provider_cores.to_string()]);
         children
             .0

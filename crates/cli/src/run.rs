@@ -69,6 +69,10 @@ struct TaskSummary {
     digest: Option<String>,
     wall_time_ms: f64,
     outputs: Vec<OutputSummary>,
+    /// Where its stdout was saved (`cairn-logs/…`); none when it was empty.
+    stdout: Option<OutputSummary>,
+    /// Where its stderr was saved; none when it was empty.
+    stderr: Option<OutputSummary>,
     stderr_tail: String,
 }
 
@@ -102,6 +106,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("{}: job.module", job.path.display()))?;
 
     let out_dir = args.out.unwrap_or_else(|| default_out_dir(&job.name));
+    // Streams of an earlier run into the same folder must not pass for this
+    // run's.
+    let logs_dir = out_dir.join(crate::LOGS_DIR);
+    if logs_dir.exists() {
+        std::fs::remove_dir_all(&logs_dir)
+            .with_context(|| format!("clearing {}", logs_dir.display()))?;
+    }
     let work_dir = out_dir.join(".cairn-work");
     if work_dir.exists() {
         std::fs::remove_dir_all(&work_dir)
@@ -225,6 +236,8 @@ fn gather(
         digest: None,
         wall_time_ms: 0.0,
         outputs: Vec::new(),
+        stdout: None,
+        stderr: None,
         stderr_tail: String::new(),
     };
     let result = match &finished.result {
@@ -248,6 +261,20 @@ fn gather(
             id: o.id.to_string(),
         })
         .collect();
+    // Saved whatever the outcome: a failing task's output is what explains it.
+    let saved = save_stream(out_dir, task.index, "stdout", &result.stdout).and_then(|stdout| {
+        Ok((
+            stdout,
+            save_stream(out_dir, task.index, "stderr", &result.stderr)?,
+        ))
+    });
+    match saved {
+        Ok((stdout, stderr)) => (summary.stdout, summary.stderr) = (stdout, stderr),
+        Err(e) => {
+            summary.outcome = format!("{e:#}");
+            return summary;
+        }
+    }
     if !result.outcome.is_success() {
         return summary;
     }
@@ -275,6 +302,31 @@ fn gather(
     }
     summary.ok = true;
     summary
+}
+
+/// Writes one of a task's streams under `out_dir` (see [`crate::stream_path`]);
+/// an empty stream is not written.
+fn save_stream(
+    out_dir: &Path,
+    task_index: u32,
+    stream: &str,
+    bytes: &[u8],
+) -> anyhow::Result<Option<OutputSummary>> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let path = crate::stream_path(task_index, stream);
+    let to = out_dir.join(&path);
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(&to, bytes).with_context(|| format!("writing {}", to.display()))?;
+    Ok(Some(OutputSummary {
+        path,
+        size_bytes: bytes.len() as u64,
+        id: ContentId::of(bytes).to_string(),
+    }))
 }
 
 fn progress_bar(tasks: usize, hidden: bool) -> ProgressBar {
@@ -327,6 +379,14 @@ fn print_summary(summary: &Summary) {
                 r.outcome.clone()
             },
         );
+        if let Some(stderr) = r.stderr.as_ref().filter(|_| !r.ok) {
+            println!(
+                "{}\n    (all of stderr: {}/{})",
+                indent(&r.stderr_tail).trim_start_matches('\n'),
+                summary.out_dir,
+                stderr.path
+            );
+        }
     }
     println!(
         "{}: {}/{} tasks succeeded in {:.2} s on {} workers ({}fuel in total, {}fuel/s)",

@@ -373,6 +373,36 @@ fn a_provider_killed_mid_job_loses_nothing_and_the_job_completes() {
         results.keys().copied().collect::<Vec<_>>(),
         (0..60).collect::<Vec<_>>()
     );
+    // Each task's stdout comes back with the results, verified, and is
+    // linked from cairn-results.json.
+    let out = tmp.path().join("fetched");
+    let fetched = run(&[
+        "job",
+        "--node",
+        &devnet.url(),
+        "results",
+        &id,
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        fetched.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fetched.stderr)
+    );
+    let listed: Value =
+        serde_json::from_slice(&std::fs::read(out.join("cairn-results.json")).unwrap()).unwrap();
+    for record in listed["results"].as_array().unwrap() {
+        let task = record["task"].as_u64().unwrap();
+        let path = format!("cairn-logs/task-{task}.stdout");
+        assert_eq!(record["stdout"]["path"], path.as_str(), "{record}");
+        let printed = std::fs::read_to_string(out.join(&path)).unwrap();
+        assert!(
+            printed.starts_with(&format!("searched {task}000000..")),
+            "task {task} printed {printed:?}"
+        );
+        assert!(record["stderr"].is_null(), "{record}");
+    }
 }
 
 #[test]
@@ -518,6 +548,7 @@ async fn malformed_oversized_forged_and_replayed_messages_are_dropped_and_counte
         job: cairn_wire::ContentId::of(b"forged"),
         runtime: "wasm".into(),
         module: cairn_wire::ContentId::of(b"m"),
+        module_bytes: 1,
         tasks: 1,
         fuel_per_task_max: 1,
         memory_mib: 1,

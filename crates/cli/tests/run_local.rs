@@ -168,6 +168,76 @@ fn failing_tasks_are_reported_and_the_rest_complete() {
 }
 
 #[test]
+fn every_tasks_stdout_is_saved_and_linked_from_the_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each task prints `value` bytes to stdout and writes no file at all.
+    let (code, summary) = run_job_json(
+        dir.path(),
+        "[job]\nmodule = \"cairn:hostile\"\nargs = [\"stdout\", \"{task}\"]\n[tasks]\nlist = [5, 7]\n",
+        &[],
+    );
+    assert_eq!(code, Some(0), "{summary}");
+    for (index, bytes) in [(0, 5), (1, 7)] {
+        let result = &summary["results"][index];
+        let linked = &result["stdout"];
+        let path = format!("cairn-logs/task-{index}.stdout");
+        assert_eq!(linked["path"], path.as_str(), "{summary}");
+        assert_eq!(linked["size_bytes"], bytes);
+        let saved = std::fs::read(dir.path().join("out").join(&path)).unwrap();
+        assert_eq!(saved, vec![b'x'; bytes]);
+        assert_eq!(linked["id"], cairn_wire::ContentId::of(&saved).to_string());
+        // Nothing went to stderr, so there is no file and no link.
+        assert!(result["stderr"].is_null(), "{summary}");
+        assert!(
+            !dir.path()
+                .join(format!("out/cairn-logs/task-{index}.stderr"))
+                .exists()
+        );
+    }
+    let written: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out/cairn-summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        written["results"][1]["stdout"],
+        summary["results"][1]["stdout"]
+    );
+}
+
+#[test]
+fn a_failing_tasks_stderr_is_shown_and_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        "[job]\nmodule = \"cairn:hostile\"\nargs = [\"panic\"]\n[tasks]\nrange = [0, 1]\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    // A stale stream from an earlier run must not survive into this one.
+    std::fs::create_dir_all(out.join("cairn-logs")).unwrap();
+    std::fs::write(out.join("cairn-logs/task-0.stdout"), "stale").unwrap();
+    let output = cairn(&[
+        "run",
+        job.to_str().unwrap(),
+        "--local",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.contains("FAILED"), "{printed}");
+    assert!(
+        printed.contains("| thread 'main'"),
+        "the stderr tail is shown: {printed}"
+    );
+    assert!(printed.contains("asked to panic"), "{printed}");
+    assert!(printed.contains("cairn-logs/task-0.stderr"), "{printed}");
+    let saved = std::fs::read_to_string(out.join("cairn-logs/task-0.stderr")).unwrap();
+    assert!(saved.contains("asked to panic"), "{saved}");
+    assert!(!out.join("cairn-logs/task-0.stdout").exists());
+}
+
+#[test]
 fn outputs_that_collide_fail_the_later_task() {
     let dir = tempfile::tempdir().unwrap();
     let (code, summary) = run_job_json(

@@ -37,7 +37,8 @@ use cairn_wire::ContentId;
 pub use error::ExecError;
 pub use manifest::{Manifest, OutputFile};
 pub use wasm::{
-    NanCanonicalization, Snapshot, StateHash, Trace, Transition, WasmConfig, WasmRuntime,
+    ModuleCache, NanCanonicalization, Snapshot, StateHash, Trace, Transition, WasmConfig,
+    WasmRuntime,
 };
 
 /// A runtime executes tasks of programs it has loaded.

@@ -21,6 +21,9 @@ const ARGS_MAX: usize = 256;
 const INPUTS_MAX: usize = 1024;
 const OUTPUTS_MAX: usize = 1024;
 const MODULE_BYTES_MAX: u64 = 256 << 20;
+/// Output paths may not start with this: Cairn writes its own files
+/// (summaries, each task's stdout and stderr) beside a job's outputs.
+const RESERVED_OUTPUT_PREFIX: &str = "cairn-";
 
 const FUEL_RANGE: RangeInclusive<u64> = 1..=10_000_000_000_000;
 const MEMORY_MIB_RANGE: RangeInclusive<u64> = 1..=4096;
@@ -414,8 +417,23 @@ impl Checker<'_> {
                     .map_err(|m| self.err(path, "outputs.paths", m))?;
                 // Check the shape with a sample value: templates only insert
                 // digits, so if one rendering is a safe relative path all are.
-                if let Err(reason) = relative_path(&template.render(0)) {
+                let sample = template.render(0);
+                if let Err(reason) = relative_path(&sample) {
                     return Err(self.err(path, "outputs.paths", reason));
+                }
+                let first = Path::new(&sample).components().find_map(|c| match c {
+                    Component::Normal(name) => Some(name.to_string_lossy()),
+                    _ => None,
+                });
+                if first.is_some_and(|name| name.starts_with(RESERVED_OUTPUT_PREFIX)) {
+                    return Err(self.err(
+                        path,
+                        "outputs.paths",
+                        format!(
+                            "'{sample}' starts with '{RESERVED_OUTPUT_PREFIX}', which is reserved for \
+                             Cairn's own files beside the outputs (cairn-summary.json, cairn-logs/)"
+                        ),
+                    ));
                 }
                 Ok(template)
             })

@@ -228,6 +228,17 @@ fn bad_templates_and_paths_are_refused() {
     );
     let err = dir.error(&GOOD.replace("paths = [\"frame", "paths = [\"../frame"));
     assert!(err.message.contains("leaves the output folder"), "{err}");
+    for reserved in ["cairn-summary.json", "./cairn-logs/task-0.stdout"] {
+        let err = dir.error(&GOOD.replace(
+            "paths = [\"frame-{task:04}.png",
+            &format!("paths = [\"{reserved}"),
+        ));
+        assert_eq!(err.key, "outputs.paths", "{err}");
+        assert!(
+            err.message.contains("reserved for Cairn's own files"),
+            "{err}"
+        );
+    }
     let err = dir.error(&GOOD.replace("paths = [\"frame", "paths = [\"/frame"));
     assert!(err.message.contains("absolute"), "{err}");
 }

@@ -105,6 +105,7 @@ impl Auction {
                         stake: stake.unwrap_or(0),
                         record,
                         latency_ms: now_ms.saturating_sub(self.order.created_ms),
+                        ready_in_ms: payload.ready_in_ms,
                     },
                 );
             }
@@ -209,6 +210,7 @@ mod tests {
             job: ContentId::of(b"job"),
             runtime: "wasm".into(),
             module: ContentId::of(b"module"),
+            module_bytes: 4 << 20,
             tasks: 8,
             fuel_per_task_max: 1_000_000,
             memory_mib: 64,
@@ -237,6 +239,7 @@ mod tests {
                 order: order.id(),
                 price_ucairn_per_gfuel: price,
                 slots,
+                ready_in_ms: 0,
                 offer: offer(),
             },
         )

@@ -23,6 +23,9 @@ pub struct Order {
     pub runtime: String,
     /// The program.
     pub module: ContentId,
+    /// Its size, so a provider can tell how long fetching and compiling it
+    /// will take before it bids.
+    pub module_bytes: u64,
     /// Tasks still to place.
     pub tasks: u64,
     /// The most fuel one task may use.
@@ -136,6 +139,11 @@ pub struct Bid {
     pub price_ucairn_per_gfuel: u64,
     /// How many tasks it will run at once.
     pub slots: u32,
+    /// How long, from the lease, until it can start the first task: its
+    /// estimate of fetching and compiling the module (0 when it has it
+    /// compiled already). The requester waits this long for its first pull
+    /// before it treats the provider as gone.
+    pub ready_in_ms: u32,
     /// What it has.
     pub offer: Offer,
 }
@@ -147,6 +155,7 @@ impl Write for Order {
         self.job.write(buf);
         text::write(&self.runtime, buf);
         self.module.write(buf);
+        self.module_bytes.write(buf);
         self.tasks.write(buf);
         self.fuel_per_task_max.write(buf);
         self.memory_mib.write(buf);
@@ -159,7 +168,17 @@ impl Write for Order {
 
 impl EncodeSize for Order {
     fn encode_size(&self) -> usize {
-        32 + text::encode_size(&self.runtime) + 32 + 8 + 8 + 4 + 4 + 8 + 8 + 4
+        self.job.encode_size()
+            + text::encode_size(&self.runtime)
+            + self.module.encode_size()
+            + self.module_bytes.encode_size()
+            + self.tasks.encode_size()
+            + self.fuel_per_task_max.encode_size()
+            + self.memory_mib.encode_size()
+            + self.gpus.encode_size()
+            + self.price_max_ucairn_per_gfuel.encode_size()
+            + self.created_ms.encode_size()
+            + self.bid_window_ms.encode_size()
     }
 }
 
@@ -171,6 +190,7 @@ impl Read for Order {
             job: ContentId::read(buf)?,
             runtime: text::read(buf, RUNTIME_BYTES_MAX)?,
             module: ContentId::read(buf)?,
+            module_bytes: u64::read(buf)?,
             tasks: u64::read(buf)?,
             fuel_per_task_max: u64::read(buf)?,
             memory_mib: u32::read(buf)?,
@@ -232,13 +252,18 @@ impl Write for Bid {
         self.order.write(buf);
         self.price_ucairn_per_gfuel.write(buf);
         self.slots.write(buf);
+        self.ready_in_ms.write(buf);
         self.offer.write(buf);
     }
 }
 
 impl EncodeSize for Bid {
     fn encode_size(&self) -> usize {
-        32 + 8 + 4 + self.offer.encode_size()
+        self.order.encode_size()
+            + self.price_ucairn_per_gfuel.encode_size()
+            + self.slots.encode_size()
+            + self.ready_in_ms.encode_size()
+            + self.offer.encode_size()
     }
 }
 
@@ -250,6 +275,7 @@ impl Read for Bid {
             order: ContentId::read(buf)?,
             price_ucairn_per_gfuel: u64::read(buf)?,
             slots: u32::read(buf)?,
+            ready_in_ms: u32::read(buf)?,
             offer: Offer::read(buf)?,
         })
     }

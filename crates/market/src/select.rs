@@ -70,6 +70,8 @@ pub struct Candidate {
     pub record: (u64, u64),
     /// Time from the order to its bid.
     pub latency_ms: u64,
+    /// Its estimate of the time from a lease to its first task.
+    pub ready_in_ms: u32,
 }
 
 impl Candidate {
@@ -166,6 +168,7 @@ mod tests {
             stake,
             record: (0, 0),
             latency_ms: 5,
+            ready_in_ms: 0,
         }
     }
 

@@ -75,6 +75,7 @@ fn simulate(seed: u64) -> Report {
         job: ContentId::of(&seed.to_be_bytes()),
         runtime: "wasm".into(),
         module: ContentId::of(b"module"),
+        module_bytes: 1 << 20,
         tasks: u64::from(tasks),
         fuel_per_task_max: 1_000_000_000,
         memory_mib: 256,
@@ -98,6 +99,7 @@ fn simulate(seed: u64) -> Report {
                         order: order.id(),
                         price_ucairn_per_gfuel,
                         slots,
+                        ready_in_ms: 0,
                         offer: p.offer.clone(),
                     },
                 );

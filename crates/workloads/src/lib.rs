@@ -1,8 +1,12 @@
 //! workloads: The guest programs built into `cairn`, compiled from `workloads/` for wasm32-wasip1.
 //!
-//! The build script compiles them from source with the same toolchain as the
-//! rest of the workspace, so the bytes here are always those of the current
-//! sources. A job names one as `module = "cairn:<name>"`.
+//! A job names one as `module = "cairn:<name>"`, and the module's content id
+//! becomes part of the job's identity on the network, so every node must
+//! carry the same bytes whatever compiler built it. The modules are therefore
+//! committed under `wasm/`, built once with the pinned toolchain and
+//! path-independent flags; `tests/reproducible.rs` rebuilds them from source
+//! and compares byte for byte (`CAIRN_BLESS=1` writes new bytes after a
+//! source change). Building `cairn` needs no WebAssembly target.
 #![deny(missing_docs)]
 
 /// A built-in guest program.
@@ -20,14 +24,14 @@ pub struct Workload {
 pub const RENDER: Workload = Workload {
     name: "render",
     about: "path tracer: renders a frame of a JSON scene to PNG",
-    wasm: include_bytes!(concat!(env!("OUT_DIR"), "/render.wasm")),
+    wasm: include_bytes!("../wasm/render.wasm"),
 };
 
 /// A BLAKE3 proof-of-work search over a range of nonces.
 pub const HASHSEARCH: Workload = Workload {
     name: "hashsearch",
     about: "searches a nonce range for BLAKE3 digests with leading zero bits",
-    wasm: include_bytes!(concat!(env!("OUT_DIR"), "/hashsearch.wasm")),
+    wasm: include_bytes!("../wasm/hashsearch.wasm"),
 };
 
 /// A guest that misbehaves on request (loops, memory bombs, escapes,
@@ -35,7 +39,7 @@ pub const HASHSEARCH: Workload = Workload {
 pub const HOSTILE: Workload = Workload {
     name: "hostile",
     about: "misbehaves on request; used to test the sandbox",
-    wasm: include_bytes!(concat!(env!("OUT_DIR"), "/hostile.wasm")),
+    wasm: include_bytes!("../wasm/hostile.wasm"),
 };
 
 /// Every built-in workload.

@@ -1,5 +1,6 @@
 //! The deterministic WebAssembly runtime.
 
+mod cache;
 mod checkpoint;
 mod host;
 mod nan;
@@ -19,6 +20,7 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use crate::manifest::collect_outputs;
 use crate::{ExecError, Manifest, Outcome, Runtime, Task, TaskResult};
+pub use cache::ModuleCache;
 use checkpoint::{GLOBAL_EXPORT_PREFIX, STEP_EXPORT, StateParts};
 pub use checkpoint::{Snapshot, StateHash, Trace, Transition};
 use host::{
@@ -71,6 +73,7 @@ pub struct WasmRuntime {
     linker: Linker<Host>,
     provided: HashSet<(String, String)>,
     modules: Mutex<HashMap<ContentId, InstancePre<Host>>>,
+    cache: Option<ModuleCache>,
     config: WasmConfig,
     _watchdog: Watchdog,
 }
@@ -114,8 +117,26 @@ impl WasmRuntime {
             linker,
             provided,
             modules: Mutex::new(HashMap::new()),
+            cache: None,
             config,
         })
+    }
+
+    /// Keeps compiled modules in `cache`, so a module compiled once on this
+    /// machine (by this node or another) loads in milliseconds.
+    pub fn with_cache(mut self, cache: ModuleCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// Whether `module` can run without compiling: loaded already, or
+    /// compiled in the cache.
+    pub fn is_compiled(&self, module: &ContentId) -> bool {
+        self.modules.lock().unwrap().contains_key(module)
+            || self
+                .cache
+                .as_ref()
+                .is_some_and(|cache| cache.contains(&self.engine, module))
     }
 
     fn instance_pre(&self, module: &ContentId) -> Result<InstancePre<Host>, ExecError> {
@@ -150,8 +171,14 @@ impl Runtime for WasmRuntime {
             NanCanonicalization::EveryOperation => bytes,
         };
         let compiled = checkpoint::export_globals(compiled).map_err(ExecError::InvalidModule)?;
-        let module = Module::new(&self.engine, &compiled)
-            .map_err(|e| ExecError::InvalidModule(format!("{e:#}")))?;
+        let compile = || {
+            Module::new(&self.engine, &compiled)
+                .map_err(|e| ExecError::InvalidModule(format!("{e:#}")))
+        };
+        let module = match &self.cache {
+            Some(cache) => cache.get_or_compile(&self.engine, &id, &compiled, compile)?,
+            None => compile()?,
+        };
         for import in module.imports() {
             if !self
                 .provided

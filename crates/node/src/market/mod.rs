@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use cairn_exec::{ModuleCache, WasmConfig, WasmRuntime};
 use cairn_net::{Event, Multiaddr, Network, PeerId};
 use cairn_sched::SchedParams;
 use cairn_store::{BlobStore, Db};
@@ -64,12 +65,18 @@ pub struct MarketConfig {
     pub bid_window_ms: u32,
     /// The requester's queue bounds.
     pub sched: SchedParams,
+    /// Where compiled modules are kept (nodes on one machine may share it).
+    pub module_cache_dir: PathBuf,
+    /// The most bytes of compiled modules kept there.
+    pub module_cache_bytes_max: u64,
 }
 
 impl MarketConfig {
     /// Defaults for a node on loopback with data under `data_dir`.
     pub fn new(data_dir: PathBuf) -> Self {
         Self {
+            module_cache_dir: data_dir.join("modules"),
+            module_cache_bytes_max: 2 << 30,
             data_dir,
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a valid multiaddr")],
             bootstrap: Vec::new(),
@@ -137,6 +144,18 @@ pub(crate) struct Shared {
     pub db: Db,
     pub ledger: Arc<TxSender>,
     pub counters: Counters,
+    /// Compiled modules, shared by every node on the machine that uses
+    /// the same folder.
+    pub modules: ModuleCache,
+}
+
+impl Shared {
+    /// A Wasm runtime that keeps what it compiles in the module cache.
+    pub fn wasm_runtime(&self) -> Result<WasmRuntime, String> {
+        WasmRuntime::new(WasmConfig::default())
+            .map(|runtime| runtime.with_cache(self.modules.clone()))
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// A running market node: the handle the HTTP API uses.
@@ -167,6 +186,8 @@ impl Market {
             .map_err(|e| NodeError::Io(format!("blob store: {e}")))?;
         let db = Db::open(&config.data_dir.join("market.redb"))
             .map_err(|e| NodeError::Io(e.to_string()))?;
+        let modules = ModuleCache::open(&config.module_cache_dir, config.module_cache_bytes_max)
+            .map_err(|e| NodeError::Io(format!("module cache: {e}")))?;
         let mut net_config = cairn_net::NetConfig::loopback(key.clone());
         net_config.listen = config.listen.clone();
         net_config.bootstrap = config.bootstrap.clone();
@@ -189,6 +210,7 @@ impl Market {
             db,
             ledger: Arc::new(sender),
             counters: Counters::default(),
+            modules,
         });
         let requester = requester::Requester::start(shared.clone(), &config)
             .map_err(|e| NodeError::Config(format!("restoring jobs: {e}")))?;

@@ -87,6 +87,26 @@ pub struct FileRef {
     pub size: u64,
 }
 
+/// A task's standard output or standard error, fetchable as a blob. Both
+/// are part of the result digest, so they are verified like any output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamRef {
+    /// Content id.
+    pub id: ContentId,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+impl StreamRef {
+    /// The reference to `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self {
+            id: ContentId::of(bytes),
+            size: bytes.len() as u64,
+        }
+    }
+}
+
 /// What a leased provider needs to run any task of a job.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Terms {
@@ -134,6 +154,10 @@ pub enum Report {
         outcome: String,
         /// Its output files, fetchable from the provider as blobs.
         outputs: Vec<FileRef>,
+        /// Its standard output, fetchable as a blob.
+        stdout: StreamRef,
+        /// Its standard error, fetchable as a blob.
+        stderr: StreamRef,
     },
     /// It could not run (an input could not be fetched, say): the task
     /// should go to someone else.
@@ -311,6 +335,29 @@ impl Read for FileRef {
     }
 }
 
+impl Write for StreamRef {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.id.write(buf);
+        self.size.write(buf);
+    }
+}
+
+impl EncodeSize for StreamRef {
+    fn encode_size(&self) -> usize {
+        self.id.encode_size() + self.size.encode_size()
+    }
+}
+
+impl Read for StreamRef {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        Ok(Self {
+            id: ContentId::read(buf)?,
+            size: u64::read(buf)?,
+        })
+    }
+}
+
 fn write_files(files: &[FileRef], buf: &mut impl BufMut) {
     write_list(files, buf);
 }
@@ -420,6 +467,8 @@ impl Write for Report {
                 success,
                 outcome,
                 outputs,
+                stdout,
+                stderr,
             } => {
                 2u8.write(buf);
                 opening.write(buf);
@@ -427,6 +476,8 @@ impl Write for Report {
                 success.write(buf);
                 write_text(outcome, buf);
                 write_files(outputs, buf);
+                stdout.write(buf);
+                stderr.write(buf);
             }
             Report::Failed { task, reason } => {
                 1u8.write(buf);
@@ -446,6 +497,8 @@ impl EncodeSize for Report {
                 receipt,
                 outcome,
                 outputs,
+                stdout,
+                stderr,
                 ..
             } => {
                 opening.encode_size()
@@ -453,6 +506,8 @@ impl EncodeSize for Report {
                     + 1
                     + text::encode_size(outcome)
                     + files_size(outputs)
+                    + stdout.encode_size()
+                    + stderr.encode_size()
             }
             Report::Failed { reason, .. } => 4 + text::encode_size(reason),
         }
@@ -474,6 +529,8 @@ impl Read for Report {
                 success: bool::read(buf)?,
                 outcome: read_text(buf)?,
                 outputs: read_files(buf)?,
+                stdout: StreamRef::read(buf)?,
+                stderr: StreamRef::read(buf)?,
             }),
             _ => Err(CodecError::Invalid("Report", "unknown kind")),
         }
@@ -837,6 +894,8 @@ mod tests {
                             id: ContentId::of(b"a"),
                             size: 1,
                         }],
+                        stdout: StreamRef::of(b"the answer is 42\n"),
+                        stderr: StreamRef::of(b""),
                     },
                     Report::Failed {
                         task: 3,

@@ -3,10 +3,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cairn_exec::{Runtime as _, Task, Trace, WasmConfig, WasmRuntime};
+use cairn_exec::{Runtime as _, Task, Trace, WasmRuntime};
 use cairn_ledger::{
     COMMIT_NAMESPACE, Capabilities, Commit, Lease, OPENING_NAMESPACE, Opening, RECEIPT_NAMESPACE,
     Receipt, TxKind,
@@ -21,7 +22,9 @@ use cairn_wire::codec::{DecodeExt as _, Encode as _};
 use cairn_wire::{ContentId, PublicKey, Signed};
 use tokio::sync::{Semaphore, mpsc};
 
-use super::proto::{self, Assignment, DisputeAsk, FileRef, Report, Request, Response, Terms};
+use super::proto::{
+    self, Assignment, DisputeAsk, FileRef, Report, Request, Response, StreamRef, Terms,
+};
 use super::{Counters, MarketConfig, Shared, fetch_blob, now_ms};
 
 /// Orders remembered to recognise replays.
@@ -32,6 +35,12 @@ const IDLE_PULL_MS_MAX: u64 = 500;
 const PREFETCH_WORK_MS: f64 = 50.0;
 /// How long finished reports may wait to share a pull with others.
 const REPORT_DELAY_MS: u64 = 10;
+/// Compile speed assumed before this provider has measured its own: a
+/// modest single core's (wasmtime's Cranelift at full optimisation).
+const COMPILE_BYTES_PER_MS_INITIAL: u64 = 1_000;
+/// Download speed assumed for a module when estimating start-up time.
+const FETCH_BYTES_PER_MS_ASSUMED: u64 = 10_000;
+
 /// Longest time between pulls while every slot is busy.
 const HEARTBEAT_MS: u64 = 1_000;
 /// How long to keep retrying a requester that does not answer.
@@ -113,6 +122,8 @@ pub(crate) struct Provider {
     /// Traces computed for disputes.
     traces: Mutex<BTreeMap<(ContentId, u32), Arc<Trace>>>,
     loaded: Mutex<BTreeSet<ContentId>>,
+    /// Measured compile speed, for the start-up estimate in bids.
+    compile_bytes_per_ms: AtomicU64,
     work_dir: PathBuf,
     /// Empty output folders ready for the next task.
     scratch: Mutex<Vec<PathBuf>>,
@@ -126,7 +137,7 @@ impl Provider {
         config: ProviderConfig,
         market: &MarketConfig,
     ) -> Result<Arc<Self>, String> {
-        let runtime = WasmRuntime::new(WasmConfig::default()).map_err(|e| e.to_string())?;
+        let runtime = shared.wasm_runtime()?;
         let me = shared.key.public();
         let account = shared.ledger.link().account(&me).await?;
         if !account.can_bid && account.stake == 0 {
@@ -158,6 +169,7 @@ impl Provider {
             assignments: Mutex::new(BTreeMap::new()),
             traces: Mutex::new(BTreeMap::new()),
             loaded: Mutex::new(BTreeSet::new()),
+            compile_bytes_per_ms: AtomicU64::new(COMPILE_BYTES_PER_MS_INITIAL),
             work_dir: market.data_dir.join("work"),
             scratch: Mutex::new(Vec::new()),
             scratch_made: Default::default(),
@@ -219,6 +231,7 @@ impl Provider {
                 price_ucairn_per_gfuel,
                 slots,
             } => {
+                let ready_in_ms = self.ready_in_ms(&order.module, order.module_bytes);
                 self.bids
                     .lock()
                     .unwrap()
@@ -230,6 +243,7 @@ impl Provider {
                         order: id,
                         price_ucairn_per_gfuel,
                         slots,
+                        ready_in_ms,
                         offer: self.config.offer.clone(),
                     },
                 ))
@@ -277,10 +291,17 @@ impl Provider {
         fetch_blob(&self.shared, peer, module, size).await?;
         let bytes = self.shared.blobs.read(&module).map_err(|e| e.to_string())?;
         let runtime = self.runtime.clone();
+        let compiling = !runtime.is_compiled(&module);
+        let started = std::time::Instant::now();
         let loaded = tokio::task::spawn_blocking(move || runtime.load(&bytes))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
+        if compiling {
+            let ms = started.elapsed().as_millis().max(1) as u64;
+            self.compile_bytes_per_ms
+                .store((size / ms).max(1), Ordering::Relaxed);
+        }
         if loaded != module {
             return Err(format!(
                 "module {} loaded as {}",
@@ -290,6 +311,18 @@ impl Provider {
         }
         self.loaded.lock().unwrap().insert(module);
         Ok(())
+    }
+
+    /// How long after a lease this provider expects to start `module`'s
+    /// first task: nothing when it is compiled already, else the time to
+    /// fetch and compile `bytes` of it at the speeds measured here.
+    fn ready_in_ms(&self, module: &ContentId, bytes: u64) -> u32 {
+        if self.runtime.is_compiled(module) {
+            return 0;
+        }
+        let compile = bytes / self.compile_bytes_per_ms.load(Ordering::Relaxed).max(1);
+        let fetch = bytes / FETCH_BYTES_PER_MS_ASSUMED;
+        u32::try_from(compile + fetch).unwrap_or(u32::MAX)
     }
 
     /// Learns a blob's size from the first range a peer serves.
@@ -746,6 +779,15 @@ impl Provider {
                 Err(e) => return failed(format!("storing output {}: {e}", file.path)),
             }
         }
+        // Streams are served as blobs like outputs; an empty one needs none.
+        for (bytes, name) in [(&result.stdout, "stdout"), (&result.stderr, "stderr")] {
+            if let Err(e) = (!bytes.is_empty())
+                .then(|| self.shared.blobs.put(bytes))
+                .transpose()
+            {
+                return failed(format!("storing {name}: {e}"));
+            }
+        }
         let digest = match self.config.misbehave {
             Some(Misbehave::Liar) => ContentId::of(&result.digest.as_bytes()[..31]),
             _ => result.digest,
@@ -778,6 +820,8 @@ impl Provider {
             success: result.outcome.is_success(),
             outcome: result.outcome.to_string(),
             outputs,
+            stdout: StreamRef::of(&result.stdout),
+            stderr: StreamRef::of(&result.stderr),
         }
     }
 

@@ -17,7 +17,9 @@ use cairn_verify::{Params as VerifyParams, Reveal, Verifier};
 use cairn_wire::{ContentId, PublicKey, Signed};
 use serde::{Deserialize, Serialize};
 
-use super::proto::{self, Assignment, FileRef, Report, Request, Response, TaskLimits, Terms};
+use super::proto::{
+    self, Assignment, FileRef, Report, Request, Response, StreamRef, TaskLimits, Terms,
+};
 use super::{Counters, MarketConfig, Shared, fetch_blob, now_ms};
 
 /// Receipts per settlement transaction: a transaction fits in 8 KiB.
@@ -27,6 +29,9 @@ const REAUCTION_MS: u64 = 2_000;
 /// How long pending work may sit with no provider pulling before another
 /// auction is held.
 const IDLE_REAUCTION_MS: u64 = 3_000;
+/// The longest preparation (fetching and compiling a module) a requester
+/// waits out before idle leases count as gone.
+const READY_WAIT_MS_MAX: u64 = 120_000;
 /// Blocks a lease stays live on the ledger.
 const LEASE_BLOCKS: u64 = 100_000;
 /// How often verification's deadlines (reveals, disputes) are checked.
@@ -193,6 +198,12 @@ pub struct TaskRecord {
     pub outcome: String,
     /// Output files, in this node's blob store.
     pub outputs: Vec<SubmittedFile>,
+    /// Its standard output, in this node's blob store; `None` when empty.
+    #[serde(default)]
+    pub stdout: Option<SubmittedFile>,
+    /// Its standard error, in this node's blob store; `None` when empty.
+    #[serde(default)]
+    pub stderr: Option<SubmittedFile>,
     /// The signed receipt (hex of its canonical bytes), for settlement.
     pub receipt: String,
 }
@@ -276,6 +287,10 @@ pub(super) struct Job {
     first_task_ms: Option<u64>,
     finished_ms: Option<u64>,
     last_pull_ms: u64,
+    /// Until when the latest leases' providers said they would be
+    /// preparing (fetching and compiling the module): no pull before then
+    /// is expected, so none is a reason to look for others.
+    ready_by_ms: u64,
     pub(super) unsettled: Vec<Signed<Receipt>>,
     settled: u64,
     /// Verification's view of the job's replicas.
@@ -316,9 +331,21 @@ pub(super) struct Revealed {
 }
 
 impl Job {
-    /// The job's status; `accepted` is how many tasks verification accepted.
-    fn status(&self, accepted: u32) -> JobStatus {
+    /// The job's status at `now`; `accepted` is how many tasks verification
+    /// accepted.
+    fn status(&self, accepted: u32, now: u64) -> JobStatus {
         let p = self.sched.progress();
+        let preparing = matches!(self.phase, Phase::Running)
+            && self.first_task_ms.is_none()
+            && now < self.ready_by_ms;
+        let reason = if preparing {
+            Some(format!(
+                "providers are fetching and compiling the module (ready in about {:.1} s, by their estimate)",
+                (self.ready_by_ms - now) as f64 / 1e3
+            ))
+        } else {
+            self.reason.clone()
+        };
         let state = match self.phase {
             Phase::Bidding(_) | Phase::Leasing => "bidding",
             Phase::Queued { .. } => "queued",
@@ -331,7 +358,7 @@ impl Job {
             id: self.id.to_string(),
             name: self.record.submission.name.clone(),
             state: state.into(),
-            reason: self.reason.clone(),
+            reason,
             total: p.total,
             // A settled job's verification state is gone; its queue knows.
             done: match self.phase {
@@ -390,6 +417,15 @@ fn file_ref(file: &SubmittedFile) -> Result<FileRef, String> {
         name: file.name.clone(),
         id: parse_id(&file.id)?,
         size: file.size,
+    })
+}
+
+/// A reported stream as a record's file; an empty stream is none.
+fn stream_file(name: &str, stream: StreamRef) -> Option<SubmittedFile> {
+    (stream.size > 0).then(|| SubmittedFile {
+        name: name.to_string(),
+        id: stream.id.to_string(),
+        size: stream.size,
     })
 }
 
@@ -523,6 +559,7 @@ impl Requester {
             first_task_ms: None,
             finished_ms: None,
             last_pull_ms: now_ms(),
+            ready_by_ms: 0,
             unsettled: Vec::new(),
             settled: 0,
             replicas: Replicas::default(),
@@ -591,6 +628,7 @@ impl Requester {
             job: job.id,
             runtime: s.runtime.clone(),
             module: job.terms.module.id,
+            module_bytes: job.terms.module.size,
             tasks: remaining,
             fuel_per_task_max: s.limits.fuel,
             memory_mib: (s.limits.memory_bytes.div_ceil(1 << 20)) as u32,
@@ -675,7 +713,7 @@ impl Requester {
                         // ones never came back, or every one left already ran
                         // the replicas still wanted.
                         let p = job.sched.progress();
-                        let idle_ms = now.saturating_sub(job.last_pull_ms);
+                        let idle_ms = now.saturating_sub(job.last_pull_ms.max(job.ready_by_ms));
                         if p.pending > 0 && (p.providers == 0 || idle_ms > IDLE_REAUCTION_MS) {
                             job.reason = Some(if p.providers == 0 {
                                 "every leased provider is gone; finding others".into()
@@ -725,6 +763,14 @@ impl Requester {
             None => return,
         };
         let me = self.shared.key.public();
+        // Trusted only so far: a provider that claims a long preparation
+        // delays the search for others by at most this.
+        let ready_in_ms = chosen
+            .iter()
+            .map(|c| u64::from(c.ready_in_ms))
+            .max()
+            .unwrap_or(0)
+            .min(READY_WAIT_MS_MAX);
         let height = match self.shared.ledger.link().height().await {
             Ok(height) => height,
             Err(e) => {
@@ -837,6 +883,7 @@ impl Requester {
             } else {
                 job.reason = None;
                 job.phase = Phase::Running;
+                job.ready_by_ms = now_ms() + ready_in_ms;
             }
         }
     }
@@ -1005,20 +1052,42 @@ impl Requester {
         let mut fetched = Vec::new();
         for revealed in reveals {
             let task = revealed.record.task;
-            let asked = {
+            let (asked, stream_bytes_max) = {
                 let jobs = self.jobs.lock().unwrap();
-                jobs.get(&job_id).is_some_and(|job| {
-                    job.replicas
+                jobs.get(&job_id).map_or((false, 0), |job| {
+                    let asked = job
+                        .replicas
                         .asks
                         .get(&sender)
-                        .is_some_and(|tasks| tasks.contains(&task))
+                        .is_some_and(|tasks| tasks.contains(&task));
+                    (asked, job.terms.limits.stdout_bytes)
                 })
             };
             if !asked {
                 continue;
             }
+            let record = &revealed.record;
+            let streams = [&record.stdout, &record.stderr];
+            if let Some(stream) = streams
+                .iter()
+                .copied()
+                .flatten()
+                .find(|s| s.size > stream_bytes_max)
+            {
+                // Larger than the task could have written: a lie, not a
+                // result. Refused like any report that breaks the job's rules.
+                Counters::bump(&self.shared.counters.refused);
+                failed.push((
+                    task,
+                    format!(
+                        "{} of {} bytes is over the job's limit of {stream_bytes_max}",
+                        stream.name, stream.size
+                    ),
+                ));
+                continue;
+            }
             let mut ok = true;
-            for file in &revealed.record.outputs {
+            for file in record.outputs.iter().chain(streams.into_iter().flatten()) {
                 let Ok(id) = file.id.parse() else {
                     ok = false;
                     break;
@@ -1234,6 +1303,8 @@ impl Requester {
                     success,
                     outcome,
                     outputs,
+                    stdout,
+                    stderr,
                 } => {
                     let (o, r) = (opening.payload_unchecked(), receipt.payload_unchecked());
                     if !all_valid
@@ -1266,6 +1337,8 @@ impl Requester {
                                     size: f.size,
                                 })
                                 .collect(),
+                            stdout: stream_file("stdout", stdout),
+                            stderr: stream_file("stderr", stderr),
                             receipt: cairn_wire::hex(&receipt.to_bytes()),
                         };
                         reveals.push(Revealed {
@@ -1290,7 +1363,7 @@ impl Requester {
         let jobs = self.jobs.lock().unwrap();
         let verifier = self.verifier.lock().unwrap();
         jobs.get(id)
-            .map(|job| job.status(verifier.accepted_count(id)))
+            .map(|job| job.status(verifier.accepted_count(id), now_ms()))
     }
 
     /// Every job's status, oldest first.
@@ -1300,7 +1373,12 @@ impl Requester {
             .lock()
             .unwrap()
             .values()
-            .map(|job| job.status(self.verifier.lock().unwrap().accepted_count(&job.id)))
+            .map(|job| {
+                job.status(
+                    self.verifier.lock().unwrap().accepted_count(&job.id),
+                    now_ms(),
+                )
+            })
             .collect();
         all.sort_by_key(|s| s.submitted_ms);
         all

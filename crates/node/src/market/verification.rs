@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_exec::{Runtime as _, Snapshot, Task, WasmConfig, WasmRuntime};
+use cairn_exec::{Runtime as _, Snapshot, Task};
 use cairn_ledger::{Commit, Evidence, REVEAL_WINDOW_BLOCKS, TxKind, VERDICT_NAMESPACE, Verdict};
 use cairn_net::PeerId;
 use cairn_store::{Op, Table};
@@ -495,12 +495,13 @@ impl Requester {
                 }
             }
         }
-        let runtime = self
-            .runtime
-            .get_or_init(|| {
-                Arc::new(WasmRuntime::new(WasmConfig::default()).expect("the Wasm runtime starts"))
-            })
-            .clone();
+        let runtime = match self.runtime.get() {
+            Some(runtime) => runtime.clone(),
+            None => {
+                let runtime = Arc::new(self.shared.wasm_runtime()?);
+                self.runtime.get_or_init(|| runtime).clone()
+            }
+        };
         let module = self
             .shared
             .blobs
