@@ -219,3 +219,33 @@ fn the_cache_stays_within_its_bound_dropping_the_least_recently_used() {
     assert!(check.is_compiled(&search), "the recently used entry stays");
     assert!(!check.is_compiled(&hostile), "the least recently used goes");
 }
+
+#[test]
+fn nodes_loading_a_new_module_at_once_compile_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = cairn_workloads::RENDER.wasm;
+    // Two runtimes (two nodes on one machine), two loaders each (a
+    // prefetch and a lease arriving together).
+    let nodes = [
+        cached(dir.path(), CACHE_BYTES_MAX),
+        cached(dir.path(), CACHE_BYTES_MAX),
+    ];
+    let barrier = std::sync::Barrier::new(4);
+    std::thread::scope(|scope| {
+        for (runtime, _) in &nodes {
+            for _ in 0..2 {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    barrier.wait();
+                    runtime.load(wasm).unwrap();
+                });
+            }
+        }
+    });
+    let (loaded, compiled) = nodes
+        .iter()
+        .map(|(_, cache)| cache.counts())
+        .fold((0, 0), |(l, c), (dl, dc)| (l + dl, c + dc));
+    assert_eq!(compiled, 1, "one compile on the machine");
+    assert_eq!(loaded, 1, "the other node loaded it; its second loader waited");
+}

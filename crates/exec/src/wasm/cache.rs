@@ -6,17 +6,17 @@
 //! start and by every node on the machine. wasmtime can serialize a compiled
 //! module and load it back in milliseconds, so this cache keeps them on disk.
 //!
-//! - **Key.** An entry is named by BLAKE3 over the module's content id and
-//!   the engine's compatibility hash (wasmtime's own digest of everything in
-//!   its configuration and version that changes machine code). Inside, the
-//!   header also records the digest of the exact bytes compiled (after
-//!   Cairn's load-time rewrites), so a node whose rewrites changed never
-//!   loads machine code made from other bytes.
+//! - **Key.** An entry is named by BLAKE3 over the module's content id, the
+//!   version of Cairn's load-time rewrites (NaN canonicalisation, exported
+//!   globals; bumped whenever their output changes, which a test watches)
+//!   and the engine's compatibility hash (wasmtime's own digest of its
+//!   version and every setting that changes machine code). A hit needs no
+//!   rewriting and no compiling: the module is ready in milliseconds.
 //! - **Integrity.** Loading machine code runs it, so nothing unchecked is
 //!   loaded: an entry carries a magic, its key and the BLAKE3 of its payload,
 //!   and wasmtime checks the payload's own version and settings again. An
-//!   entry that fails any check (torn write, bit rot, another engine's file)
-//!   is deleted and the module is compiled afresh.
+//!   entry that fails any check (torn write, bit rot, another engine's or
+//!   another module's file) is deleted and the module is compiled afresh.
 //! - **Bound.** The folder holds at most `bytes_max`; the least recently
 //!   used entries go first (use updates an entry's modification time).
 //! - **Once per machine.** A per-entry lock file makes concurrent loaders
@@ -41,8 +41,8 @@ use crate::ExecError;
 
 /// Marks a cache entry, and its format's version.
 const MAGIC: &[u8; 8] = b"cairnmc1";
-/// Magic, key, digest of the compiled bytes, digest of the payload.
-const HEADER_BYTES: usize = MAGIC.len() + 32 + 32 + 32;
+/// Magic, key, digest of the payload.
+const HEADER_BYTES: usize = MAGIC.len() + 32 + 32;
 const ENTRY_SUFFIX: &str = "cwasm";
 
 /// A folder of compiled modules (see the module docs).
@@ -82,28 +82,28 @@ impl ModuleCache {
         &self.dir
     }
 
-    /// Whether a compiled `module` for `engine` is here (without checking
-    /// it): what a provider's estimate of its start-up time rests on.
-    pub fn contains(&self, engine: &Engine, module: &ContentId) -> bool {
-        self.entry_path(&key(engine, module)).exists()
+    /// Whether `module`, rewritten by rewrite version `rewrite` and compiled
+    /// by `engine`, is here (without checking it): what a provider's estimate
+    /// of its start-up time rests on.
+    pub(crate) fn contains(&self, engine: &Engine, module: &ContentId, rewrite: u32) -> bool {
+        self.entry_path(&key(engine, module, rewrite)).exists()
     }
 
-    /// The compiled module for `module` (whose bytes after rewriting are
-    /// `compiled_bytes`): loaded from the cache when a sound entry exists,
-    /// otherwise compiled by `compile` and stored.
+    /// The compiled module for `module` under rewrite version `rewrite`:
+    /// loaded from the cache when a sound entry exists, otherwise compiled
+    /// by `compile` and stored.
     pub(crate) fn get_or_compile(
         &self,
         engine: &Engine,
         module: &ContentId,
-        compiled_bytes: &[u8],
+        rewrite: u32,
         compile: impl FnOnce() -> Result<Module, ExecError>,
     ) -> Result<Module, ExecError> {
-        let key = key(engine, module);
-        let source = *blake3::hash(compiled_bytes).as_bytes();
+        let key = key(engine, module, rewrite);
         let path = self.entry_path(&key);
         // Held while this process compiles, so others wait and then load.
         let lock = self.lock(&key)?;
-        if let Some(module) = self.load(engine, &path, &key, &source) {
+        if let Some(module) = self.load(engine, &path, &key) {
             drop(lock);
             self.counts[0].fetch_add(1, Ordering::Relaxed);
             return Ok(module);
@@ -112,7 +112,7 @@ impl ModuleCache {
         self.counts[1].fetch_add(1, Ordering::Relaxed);
         match module.serialize() {
             Ok(payload) => {
-                if let Err(e) = self.store(&path, &key, &source, &payload) {
+                if let Err(e) = self.store(&path, &key, &payload) {
                     // A full disk costs speed, never a task.
                     eprintln!("cairn: module cache: storing {}: {e}", path.display());
                 }
@@ -143,19 +143,12 @@ impl ModuleCache {
     }
 
     /// The entry at `path` if every check passes; a failing entry is removed.
-    fn load(
-        &self,
-        engine: &Engine,
-        path: &Path,
-        key: &[u8; 32],
-        source: &[u8; 32],
-    ) -> Option<Module> {
+    fn load(&self, engine: &Engine, path: &Path, key: &[u8; 32]) -> Option<Module> {
         let bytes = std::fs::read(path).ok()?;
         let sound = bytes.len() > HEADER_BYTES
             && bytes[..MAGIC.len()] == MAGIC[..]
             && bytes[MAGIC.len()..][..32] == key[..]
-            && bytes[MAGIC.len() + 32..][..32] == source[..]
-            && bytes[MAGIC.len() + 64..][..32] == *blake3::hash(&bytes[HEADER_BYTES..]).as_bytes();
+            && bytes[MAGIC.len() + 32..][..32] == *blake3::hash(&bytes[HEADER_BYTES..]).as_bytes();
         let module = sound
             .then(|| {
                 // SAFETY: the payload is byte for byte what this cache wrote
@@ -181,13 +174,7 @@ impl ModuleCache {
         }
     }
 
-    fn store(
-        &self,
-        path: &Path,
-        key: &[u8; 32],
-        source: &[u8; 32],
-        payload: &[u8],
-    ) -> std::io::Result<()> {
+    fn store(&self, path: &Path, key: &[u8; 32], payload: &[u8]) -> std::io::Result<()> {
         if payload.len() as u64 + HEADER_BYTES as u64 > self.bytes_max {
             return Ok(());
         }
@@ -195,7 +182,6 @@ impl ModuleCache {
         let mut file = File::create(&tmp)?;
         file.write_all(MAGIC)?;
         file.write_all(key)?;
-        file.write_all(source)?;
         file.write_all(blake3::hash(payload).as_bytes())?;
         file.write_all(payload)?;
         file.sync_all()?;
@@ -231,9 +217,9 @@ impl ModuleCache {
     }
 }
 
-/// An entry's key: the module and everything about the engine that changes
-/// the machine code compiled from it.
-fn key(engine: &Engine, module: &ContentId) -> [u8; 32] {
+/// An entry's key: the module, the rewrites it went through, and everything
+/// about the engine that changes the machine code compiled from it.
+fn key(engine: &Engine, module: &ContentId, rewrite: u32) -> [u8; 32] {
     use std::hash::{Hash, Hasher};
     // wasmtime exposes its compatibility hash only through `Hash`; SipHash
     // with the default keys is fixed for a given build, which is all a
@@ -242,6 +228,7 @@ fn key(engine: &Engine, module: &ContentId) -> [u8; 32] {
     engine.precompile_compatibility_hash().hash(&mut hasher);
     let mut key = blake3::Hasher::new_derive_key("cairn compiled module cache v1");
     key.update(module.as_bytes());
+    key.update(&rewrite.to_le_bytes());
     key.update(&hasher.finish().to_le_bytes());
     key.update(env!("CARGO_PKG_VERSION").as_bytes());
     *key.finalize().as_bytes()

@@ -34,6 +34,28 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// The program name a task sees as `argv[0]`, the same everywhere.
 const PROGRAM_NAME: &str = "task";
 
+/// The version of the load-time rewrites ([`rewrite`]). Part of every
+/// compiled-module cache key, so machine code compiled from an older
+/// rewrite is never loaded: bump it whenever the rewrites' output changes
+/// (the `rewrite_output_is_pinned` test notices, from the built-in
+/// modules).
+const REWRITE_VERSION: u32 = 1;
+
+/// What every node runs in place of `bytes`: NaN canonicalisation at
+/// observation points (unless Cranelift's pass does it) and the module's
+/// globals exported for checkpoints.
+fn rewrite(bytes: &[u8], nan: NanCanonicalization) -> Result<Vec<u8>, ExecError> {
+    let canonical;
+    let input = match nan {
+        NanCanonicalization::AtObservation => {
+            canonical = nan::canonicalize_nans(bytes).map_err(ExecError::InvalidModule)?;
+            &canonical[..]
+        }
+        NanCanonicalization::EveryOperation => bytes,
+    };
+    checkpoint::export_globals(input).map_err(ExecError::InvalidModule)
+}
+
 /// Settings of a [`WasmRuntime`].
 #[derive(Clone, Copy, Debug)]
 pub struct WasmConfig {
@@ -73,6 +95,8 @@ pub struct WasmRuntime {
     linker: Linker<Host>,
     provided: HashSet<(String, String)>,
     modules: Mutex<HashMap<ContentId, InstancePre<Host>>>,
+    /// Modules being loaded, each behind a lock its loaders share.
+    loading: Mutex<HashMap<ContentId, Arc<Mutex<()>>>>,
     cache: Option<ModuleCache>,
     config: WasmConfig,
     _watchdog: Watchdog,
@@ -117,6 +141,7 @@ impl WasmRuntime {
             linker,
             provided,
             modules: Mutex::new(HashMap::new()),
+            loading: Mutex::new(HashMap::new()),
             cache: None,
             config,
         })
@@ -136,7 +161,14 @@ impl WasmRuntime {
             || self
                 .cache
                 .as_ref()
-                .is_some_and(|cache| cache.contains(&self.engine, module))
+                .is_some_and(|cache| cache.contains(&self.engine, module, REWRITE_VERSION))
+    }
+
+    /// Rewrites `bytes` as every node does (NaN canonicalisation, exported
+    /// globals for checkpoints) and compiles the result.
+    fn compile(&self, bytes: &[u8]) -> Result<Module, ExecError> {
+        let compiled = rewrite(bytes, self.config.nan_canonicalization)?;
+        Module::new(&self.engine, &compiled).map_err(|e| ExecError::InvalidModule(format!("{e:#}")))
     }
 
     fn instance_pre(&self, module: &ContentId) -> Result<InstancePre<Host>, ExecError> {
@@ -162,21 +194,37 @@ impl Runtime for WasmRuntime {
         if self.modules.lock().unwrap().contains_key(&id) {
             return Ok(id);
         }
-        let canonical;
-        let compiled = match self.config.nan_canonicalization {
-            NanCanonicalization::AtObservation => {
-                canonical = nan::canonicalize_nans(bytes).map_err(ExecError::InvalidModule)?;
-                &canonical[..]
-            }
-            NanCanonicalization::EveryOperation => bytes,
-        };
-        let compiled = checkpoint::export_globals(compiled).map_err(ExecError::InvalidModule)?;
-        let compile = || {
-            Module::new(&self.engine, &compiled)
-                .map_err(|e| ExecError::InvalidModule(format!("{e:#}")))
-        };
+        // One load per module at a time: a second caller (a provider
+        // prefetching while its lease arrives) waits for the first rather
+        // than compiling the same bytes again.
+        let loading = self.loading.lock().unwrap().entry(id).or_default().clone();
+        let _loading = loading.lock().unwrap();
+        if self.modules.lock().unwrap().contains_key(&id) {
+            return Ok(id);
+        }
+        let loaded = self.load_new(id, bytes);
+        self.loading.lock().unwrap().remove(&id);
+        loaded.map(|()| id)
+    }
+
+    fn run(&self, task: &Task<'_>) -> Result<TaskResult, ExecError> {
+        let started = Instant::now();
+        let mut session = Session::new(self, task)?;
+        session.start()?;
+        while session.halted.is_none() {
+            session.step()?;
+        }
+        session.finish(started)
+    }
+}
+
+impl WasmRuntime {
+    /// Compiles (or takes from the cache) a module not loaded yet, checks
+    /// what it imports and exports, and keeps it ready to instantiate.
+    fn load_new(&self, id: ContentId, bytes: &[u8]) -> Result<(), ExecError> {
+        let compile = || self.compile(bytes);
         let module = match &self.cache {
-            Some(cache) => cache.get_or_compile(&self.engine, &id, &compiled, compile)?,
+            Some(cache) => cache.get_or_compile(&self.engine, &id, REWRITE_VERSION, compile)?,
             None => compile()?,
         };
         for import in module.imports() {
@@ -201,21 +249,9 @@ impl Runtime for WasmRuntime {
             .instantiate_pre(&module)
             .map_err(|e| ExecError::InvalidModule(format!("{e:#}")))?;
         self.modules.lock().unwrap().insert(id, pre);
-        Ok(id)
+        Ok(())
     }
 
-    fn run(&self, task: &Task<'_>) -> Result<TaskResult, ExecError> {
-        let started = Instant::now();
-        let mut session = Session::new(self, task)?;
-        session.start()?;
-        while session.halted.is_none() {
-            session.step()?;
-        }
-        session.finish(started)
-    }
-}
-
-impl WasmRuntime {
     /// Runs `task` and records the state hash after start-up and after
     /// every step: what a provider answers a dispute from. Costs one run
     /// plus hashing memory at each step.
@@ -703,5 +739,58 @@ impl Watchdog {
 impl Drop for Watchdog {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A module with every construct the rewrites touch: float stores,
+    /// reinterpretations, `copysign`, vector splats and arithmetic, and
+    /// mutable and immutable globals.
+    const REWRITTEN: &str = r#"(module
+      (memory (export "memory") 1)
+      (global $g (mut f64) (f64.const 0))
+      (global $k i32 (i32.const 7))
+      (func (export "_start")
+        (local f32 f64 v128)
+        (local.set 0 (f32.div (f32.const 0) (f32.const 0)))
+        (local.set 1 (f64.sqrt (f64.const -1)))
+        (f32.store (i32.const 0) (local.get 0))
+        (f64.store (i32.const 8) (f64.copysign (local.get 1) (f64.const -2)))
+        (i64.store (i32.const 16) (i64.reinterpret_f64 (local.get 1)))
+        (local.set 2 (f64x2.mul (f64x2.splat (local.get 1)) (f64x2.splat (f64.const 3))))
+        (v128.store (i32.const 32) (f32x4.replace_lane 1 (local.get 2) (local.get 0)))
+        (global.set $g (f64.add (global.get $g) (local.get 1)))
+        (drop (global.get $k))))"#;
+
+    /// What the rewrites make of [`REWRITTEN`] under [`REWRITE_VERSION`].
+    /// The rewrites decide fuel and NaN bits, and compiled-module caches
+    /// trust the version to stand for them: if this fails because a rewrite
+    /// changed on purpose, bump `REWRITE_VERSION` and pin the new digests.
+    #[test]
+    fn rewrite_output_is_pinned() {
+        let wasm = wat::parse_str(REWRITTEN).unwrap();
+        let found = [
+            NanCanonicalization::AtObservation,
+            NanCanonicalization::EveryOperation,
+        ]
+        .map(|nan| {
+            blake3::hash(&rewrite(&wasm, nan).unwrap())
+                .to_hex()
+                .to_string()
+        });
+        assert_eq!(
+            (REWRITE_VERSION, found.each_ref().map(String::as_str)),
+            (
+                1,
+                [
+                    "ed12e959e5622b02c6271a8c7ff6d40f06f5a0feddbb26f84466068fef58ed12",
+                    "0b11c50afa7bacdf8867a8fbbcc7b34cc328b2709c6e455dd77b22ed0a20b6ea",
+                ]
+            ),
+            "the rewrites' output changed: bump REWRITE_VERSION and pin the new digests"
+        );
     }
 }
