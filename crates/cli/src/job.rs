@@ -232,13 +232,19 @@ pub fn results(node: &Node, id: &str, out: Option<PathBuf>) -> anyhow::Result<()
     let answer = node.get(&format!("/v1/jobs/{id}/results"))?;
     let mut results = answer["results"].as_array().cloned().unwrap_or_default();
     let mut files = 0;
+    let mut written = std::collections::BTreeSet::new();
     for result in &mut results {
         for output in result["outputs"].as_array().into_iter().flatten() {
             let (Some(name), Some(blob)) = (output["name"].as_str(), output["id"].as_str()) else {
                 bail!("the node listed an output without a name or id");
             };
-            if name.split('/').any(|p| p.is_empty() || p == "..") || name.starts_with("cairn-") {
-                bail!("output name '{name}' escapes the output folder or takes a reserved name");
+            // The node passes on what a provider reported: the same rule as
+            // a job file's outputs, before the name touches the disk.
+            if let Err(reason) = cairn_job::check_output_path(name) {
+                bail!("the node listed an output that cannot be saved: {reason}");
+            }
+            if !written.insert(name.to_string()) {
+                bail!("the node listed output '{name}' twice; nothing is overwritten");
             }
             fetch_to(node, blob, &out.join(name))?;
             files += 1;
@@ -271,8 +277,11 @@ pub fn results(node: &Node, id: &str, out: Option<PathBuf>) -> anyhow::Result<()
 
 /// Downloads blob `id` to `path`, checking it against its content id.
 fn fetch_to(node: &Node, id: &str, path: &Path) -> anyhow::Result<()> {
+    let id: ContentId = id
+        .parse()
+        .with_context(|| format!("the node listed '{id}' as a content id"))?;
     let bytes = node.get_bytes(&format!("/v1/blobs/{id}"))?;
-    if ContentId::of(&bytes).to_string() != id {
+    if ContentId::of(&bytes) != id {
         bail!("{} does not match its content id {id}", path.display());
     }
     if let Some(parent) = path.parent() {

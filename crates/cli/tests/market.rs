@@ -518,7 +518,7 @@ async fn malformed_oversized_forged_and_replayed_messages_are_dropped_and_counte
     let intruder_key = cairn_wire::Keypair::from_seed([66; 32]);
     let mut config = cairn_net::NetConfig::loopback(intruder_key.clone());
     config.bootstrap = vec![requester.clone()];
-    config.topics = vec!["cairn/orders/1".into()];
+    config.topics = vec![cairn_node::market::ORDERS_TOPIC.into()];
     let (intruder, _events) = cairn_net::Network::start(config).await.unwrap();
 
     // Garbage: not a request at all.
@@ -562,8 +562,8 @@ async fn malformed_oversized_forged_and_replayed_messages_are_dropped_and_counte
     let deadline = Instant::now() + Duration::from_secs(20);
     let provider_url = format!("http://127.0.0.1:{}/v1/market", devnet.base + 200);
     loop {
-        intruder.publish("cairn/orders/1", forged.to_bytes());
-        intruder.publish("cairn/orders/1", stale.to_bytes());
+        intruder.publish(cairn_node::market::ORDERS_TOPIC, forged.to_bytes());
+        intruder.publish(cairn_node::market::ORDERS_TOPIC, stale.to_bytes());
         tokio::time::sleep(Duration::from_millis(200)).await;
         let output = Command::new("curl")
             .args(["-sf", &provider_url])

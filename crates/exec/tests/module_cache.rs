@@ -247,5 +247,8 @@ fn nodes_loading_a_new_module_at_once_compile_it_once() {
         .map(|(_, cache)| cache.counts())
         .fold((0, 0), |(l, c), (dl, dc)| (l + dl, c + dc));
     assert_eq!(compiled, 1, "one compile on the machine");
-    assert_eq!(loaded, 1, "the other node loaded it; its second loader waited");
+    assert_eq!(
+        loaded, 1,
+        "the other node loaded it; its second loader waited"
+    );
 }

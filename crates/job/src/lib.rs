@@ -35,5 +35,6 @@ mod template;
 
 pub use error::JobError;
 pub use spec::{
-    BUILTIN_PREFIX, InputFile, Job, Limits, Market, ModuleRef, Runtime, TaskSpec, VerifyPolicy,
+    BUILTIN_PREFIX, InputFile, Job, Limits, Market, ModuleRef, OUTPUT_PATH_BYTES_MAX, Runtime,
+    TaskSpec, VerifyPolicy, check_output_path,
 };

@@ -1,6 +1,6 @@
 use std::collections::BTreeSet;
 use std::ops::RangeInclusive;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cairn_wire::ContentId;
@@ -24,6 +24,8 @@ const MODULE_BYTES_MAX: u64 = 256 << 20;
 /// Output paths may not start with this: Cairn writes its own files
 /// (summaries, each task's stdout and stderr) beside a job's outputs.
 const RESERVED_OUTPUT_PREFIX: &str = "cairn-";
+/// The longest output path.
+pub const OUTPUT_PATH_BYTES_MAX: usize = 1024;
 
 const FUEL_RANGE: RangeInclusive<u64> = 1..=10_000_000_000_000;
 const MEMORY_MIB_RANGE: RangeInclusive<u64> = 1..=4096;
@@ -417,23 +419,10 @@ impl Checker<'_> {
                     .map_err(|m| self.err(path, "outputs.paths", m))?;
                 // Check the shape with a sample value: templates only insert
                 // digits, so if one rendering is a safe relative path all are.
-                let sample = template.render(0);
-                if let Err(reason) = relative_path(&sample) {
+                // Templates only insert digits, so if one rendering is a
+                // safe output path all are.
+                if let Err(reason) = check_output_path(&template.render(0)) {
                     return Err(self.err(path, "outputs.paths", reason));
-                }
-                let first = Path::new(&sample).components().find_map(|c| match c {
-                    Component::Normal(name) => Some(name.to_string_lossy()),
-                    _ => None,
-                });
-                if first.is_some_and(|name| name.starts_with(RESERVED_OUTPUT_PREFIX)) {
-                    return Err(self.err(
-                        path,
-                        "outputs.paths",
-                        format!(
-                            "'{sample}' starts with '{RESERVED_OUTPUT_PREFIX}', which is reserved for \
-                             Cairn's own files beside the outputs (cairn-summary.json, cairn-logs/)"
-                        ),
-                    ));
                 }
                 Ok(template)
             })
@@ -652,22 +641,46 @@ impl Checker<'_> {
 }
 
 /// Accepts a path that stays inside the folder it is relative to.
-fn relative_path(path: &str) -> Result<(), String> {
+/// The rule for a path under a task's `/output` (and so under the folder
+/// its outputs are saved to), wherever it comes from: a job file, or a
+/// provider's report passed on by a node. `/`-separated, relative, no empty,
+/// `.` or `..` part, no NUL, at most [`OUTPUT_PATH_BYTES_MAX`] bytes, and not
+/// starting with `cairn-`, which names Cairn's own files beside the outputs
+/// (`cairn-summary.json`, `cairn-results.json`, `cairn-logs/`).
+pub fn check_output_path(path: &str) -> Result<(), String> {
     if path.is_empty() {
         return Err("expected a relative path, found an empty string".into());
     }
-    for component in Path::new(path).components() {
-        match component {
-            Component::Normal(_) | Component::CurDir => {}
-            Component::ParentDir => {
-                return Err(format!("'{path}' leaves the output folder ('..')"));
-            }
-            Component::RootDir | Component::Prefix(_) => {
+    if path.len() > OUTPUT_PATH_BYTES_MAX {
+        return Err(format!(
+            "a path of {} bytes is longer than {OUTPUT_PATH_BYTES_MAX}",
+            path.len()
+        ));
+    }
+    if path.contains('\0') {
+        return Err(format!("{path:?} contains a NUL byte"));
+    }
+    if path.starts_with('/') {
+        return Err(format!(
+            "'{path}' is absolute; expected a path relative to /output"
+        ));
+    }
+    for part in path.split('/') {
+        match part {
+            ".." => return Err(format!("'{path}' leaves the output folder ('..')")),
+            "" | "." => {
                 return Err(format!(
-                    "'{path}' is absolute; expected a path relative to /output"
+                    "'{path}' has an empty or '.' part; write it as a plain relative path"
                 ));
             }
+            _ => {}
         }
+    }
+    if path.starts_with(RESERVED_OUTPUT_PREFIX) {
+        return Err(format!(
+            "'{path}' starts with '{RESERVED_OUTPUT_PREFIX}', which is reserved for Cairn's own \
+             files beside the outputs (cairn-summary.json, cairn-results.json, cairn-logs/)"
+        ));
     }
     Ok(())
 }

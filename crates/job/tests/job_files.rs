@@ -228,16 +228,19 @@ fn bad_templates_and_paths_are_refused() {
     );
     let err = dir.error(&GOOD.replace("paths = [\"frame", "paths = [\"../frame"));
     assert!(err.message.contains("leaves the output folder"), "{err}");
-    for reserved in ["cairn-summary.json", "./cairn-logs/task-0.stdout"] {
+    for (bad, why) in [
+        ("cairn-summary.json", "reserved for Cairn's own files"),
+        ("cairn-logs/task-0.stdout", "reserved for Cairn's own files"),
+        ("./cairn-logs/task-0.stdout", "empty or '.' part"),
+        ("a//b.png", "empty or '.' part"),
+        ("/etc/passwd", "is absolute"),
+    ] {
         let err = dir.error(&GOOD.replace(
             "paths = [\"frame-{task:04}.png",
-            &format!("paths = [\"{reserved}"),
+            &format!("paths = [\"{bad}"),
         ));
         assert_eq!(err.key, "outputs.paths", "{err}");
-        assert!(
-            err.message.contains("reserved for Cairn's own files"),
-            "{err}"
-        );
+        assert!(err.message.contains(why), "{bad}: {err}");
     }
     let err = dir.error(&GOOD.replace("paths = [\"frame", "paths = [\"/frame"));
     assert!(err.message.contains("absolute"), "{err}");
@@ -312,4 +315,36 @@ fn syntax_errors_point_at_the_line() {
 fn unreadable_job_file_is_an_error_not_a_panic() {
     let err = Job::load(Path::new("/nonexistent/job.toml"), BUILTINS).unwrap_err();
     assert!(err.to_string().contains("cannot read job file"), "{err}");
+}
+
+#[test]
+fn the_output_path_rule_refuses_every_escape_and_collision() {
+    use cairn_job::{OUTPUT_PATH_BYTES_MAX, check_output_path};
+    for good in [
+        "frame.png",
+        "a/b/c.txt",
+        "frames/0001.png",
+        "..hidden",
+        "x/cairn-y",
+    ] {
+        assert!(check_output_path(good).is_ok(), "{good}");
+    }
+    let long = "a".repeat(OUTPUT_PATH_BYTES_MAX + 1);
+    for bad in [
+        "",
+        "/abs",
+        "..",
+        "../up",
+        "a/../../up",
+        "a/./b",
+        "a//b",
+        "a/",
+        "nul\0byte",
+        "cairn-results.json",
+        "cairn-summary.json",
+        "cairn-logs/task-0.stdout",
+        long.as_str(),
+    ] {
+        assert!(check_output_path(bad).is_err(), "{bad:?} was accepted");
+    }
 }

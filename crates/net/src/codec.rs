@@ -15,7 +15,7 @@ use libp2p::request_response;
 use crate::stats::{Counters, bump};
 
 /// The protocol name negotiated for requests.
-pub const RPC_PROTOCOL: StreamProtocol = StreamProtocol::new("/cairn/rpc/1");
+pub const RPC_PROTOCOL: StreamProtocol = StreamProtocol::new("/cairn/rpc/2");
 
 /// Length-prefixed opaque bytes, with separate limits for the two directions.
 #[derive(Clone)]

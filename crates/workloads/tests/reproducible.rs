@@ -37,7 +37,7 @@ fn committed_modules_rebuild_from_source_byte_for_byte() {
 
     let target_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("guests");
     let built = build_guests(&workspace, &target_dir);
-    let bless = std::env::var_os("CAIRN_BLESS").is_some();
+    let bless = std::env::var("CAIRN_BLESS").as_deref() == Ok("1");
     let mut differing = Vec::new();
     for workload in cairn_workloads::ALL {
         let fresh = std::fs::read(built.join(format!("{}.wasm", workload.name)))
@@ -123,18 +123,20 @@ fn build_guests(workspace: &Path, target_dir: &Path) -> PathBuf {
     target_dir.join(TARGET).join("guest")
 }
 
+/// The compiler cargo uses.
+fn rustc() -> Command {
+    Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
+}
+
 fn rustc_version() -> String {
-    let output = Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
-        .arg("-V")
-        .output()
-        .expect("running rustc -V");
+    let output = rustc().arg("-V").output().expect("running rustc -V");
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
 /// Installs the wasm32-wasip1 standard library if this toolchain lacks it:
 /// only this test needs it (`cairn` itself embeds the committed modules).
 fn ensure_target() {
-    let output = Command::new("rustc")
+    let output = rustc()
         .args(["--print", "target-libdir", "--target", TARGET])
         .output()
         .expect("running rustc --print target-libdir");

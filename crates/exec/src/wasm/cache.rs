@@ -6,12 +6,13 @@
 //! start and by every node on the machine. wasmtime can serialize a compiled
 //! module and load it back in milliseconds, so this cache keeps them on disk.
 //!
-//! - **Key.** An entry is named by BLAKE3 over the module's content id, the
-//!   version of Cairn's load-time rewrites (NaN canonicalisation, exported
-//!   globals; bumped whenever their output changes, which a test watches)
-//!   and the engine's compatibility hash (wasmtime's own digest of its
-//!   version and every setting that changes machine code). A hit needs no
-//!   rewriting and no compiling: the module is ready in milliseconds.
+//! - **Key.** An entry is named by BLAKE3 over the module's content id, a
+//!   fingerprint of Cairn's load-time rewrites (NaN canonicalisation,
+//!   exported globals: their source and the pinned versions of the crates
+//!   they use, so any change to them is a miss) and the engine's
+//!   compatibility hash (wasmtime's own digest of its version and every
+//!   setting that changes machine code). A hit needs no rewriting and no
+//!   compiling: the module is ready in milliseconds.
 //! - **Integrity.** Loading machine code runs it, so nothing unchecked is
 //!   loaded: an entry carries a magic, its key and the BLAKE3 of its payload,
 //!   and wasmtime checks the payload's own version and settings again. An
@@ -24,15 +25,17 @@
 //!   instead of compiling it again: three providers on one machine compile a
 //!   new module once.
 //!
-//! The folder must be private to the node's user: entries are trusted once
-//! their checksums match, like the node's own binary.
+//! Entries are trusted once their checksums match, like the node's own
+//! binary, so the folder must be private: it is created owner-only, and one
+//! that others could write to (or that another user owns) is refused.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use cairn_wire::ContentId;
 use wasmtime::{Engine, Module};
@@ -44,6 +47,10 @@ const MAGIC: &[u8; 8] = b"cairnmc1";
 /// Magic, key, digest of the payload.
 const HEADER_BYTES: usize = MAGIC.len() + 32 + 32;
 const ENTRY_SUFFIX: &str = "cwasm";
+const LOCK_SUFFIX: &str = "lock";
+const TMP_SUFFIX: &str = "tmp";
+/// A temporary file older than this was left by a crashed writer.
+const TMP_AGE_MAX: Duration = Duration::from_secs(3_600);
 
 /// A folder of compiled modules (see the module docs).
 #[derive(Clone, Debug)]
@@ -55,12 +62,29 @@ pub struct ModuleCache {
 }
 
 impl ModuleCache {
-    /// Opens (creating it if needed) the cache in `dir`, holding at most
-    /// `bytes_max` bytes of entries.
+    /// Opens (creating it owner-only if needed) the cache in `dir`, holding
+    /// at most `bytes_max` bytes of entries. A folder another user owns, or
+    /// that others may write to, is refused: its entries could run as code.
     pub fn open(dir: impl Into<PathBuf>, bytes_max: u64) -> Result<Self, ExecError> {
         let dir = dir.into();
-        std::fs::create_dir_all(&dir)
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
             .map_err(ExecError::io(format!("creating {}", dir.display())))?;
+        let meta = std::fs::metadata(&dir)
+            .map_err(ExecError::io(format!("inspecting {}", dir.display())))?;
+        // `/proc/self` belongs to the process's effective user.
+        let me = std::fs::metadata("/proc/self").map_or(meta.uid(), |m| m.uid());
+        if meta.uid() != me || meta.mode() & 0o022 != 0 {
+            return Err(ExecError::Host(format!(
+                "the module cache {} must be owned by this user and writable by nobody else \
+                 (its compiled code is run as trusted); fix it with `chmod 700 {}`, or choose \
+                 another folder",
+                dir.display(),
+                dir.display()
+            )));
+        }
         Ok(Self {
             dir,
             bytes_max,
@@ -82,21 +106,21 @@ impl ModuleCache {
         &self.dir
     }
 
-    /// Whether `module`, rewritten by rewrite version `rewrite` and compiled
+    /// Whether `module`, rewritten as `rewrite` fingerprints and compiled
     /// by `engine`, is here (without checking it): what a provider's estimate
     /// of its start-up time rests on.
-    pub(crate) fn contains(&self, engine: &Engine, module: &ContentId, rewrite: u32) -> bool {
+    pub(crate) fn contains(&self, engine: &Engine, module: &ContentId, rewrite: &[u8; 32]) -> bool {
         self.entry_path(&key(engine, module, rewrite)).exists()
     }
 
-    /// The compiled module for `module` under rewrite version `rewrite`:
-    /// loaded from the cache when a sound entry exists, otherwise compiled
-    /// by `compile` and stored.
+    /// The compiled module for `module`, rewritten as `rewrite`
+    /// fingerprints: loaded from the cache when a sound entry exists,
+    /// otherwise compiled by `compile` and stored.
     pub(crate) fn get_or_compile(
         &self,
         engine: &Engine,
         module: &ContentId,
-        rewrite: u32,
+        rewrite: &[u8; 32],
         compile: impl FnOnce() -> Result<Module, ExecError>,
     ) -> Result<Module, ExecError> {
         let key = key(engine, module, rewrite);
@@ -130,7 +154,9 @@ impl ModuleCache {
     }
 
     fn lock(&self, key: &[u8; 32]) -> Result<File, ExecError> {
-        let path = self.dir.join(format!("{}.lock", cairn_wire::hex(key)));
+        let path = self
+            .dir
+            .join(format!("{}.{LOCK_SUFFIX}", cairn_wire::hex(key)));
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -178,8 +204,19 @@ impl ModuleCache {
         if payload.len() as u64 + HEADER_BYTES as u64 > self.bytes_max {
             return Ok(());
         }
-        let tmp = path.with_extension("tmp");
-        let mut file = File::create(&tmp)?;
+        // A name of its own, created fresh (never through a link someone
+        // left there), so concurrent writers never share a file.
+        static WRITES: AtomicU64 = AtomicU64::new(0);
+        let tmp = path.with_extension(format!(
+            "{}-{}.{TMP_SUFFIX}",
+            std::process::id(),
+            WRITES.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         file.write_all(MAGIC)?;
         file.write_all(key)?;
         file.write_all(blake3::hash(payload).as_bytes())?;
@@ -187,22 +224,35 @@ impl ModuleCache {
         file.sync_all()?;
         // Renamed into place whole: a reader sees the old entry, none, or
         // this one, never half of it.
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
     }
 
-    /// Removes the least recently used entries until the folder fits.
+    /// Removes the least recently used entries until the folder fits, and
+    /// what crashed writers left behind.
     fn evict(&self) {
         let Ok(listing) = std::fs::read_dir(&self.dir) else {
             return;
         };
-        let mut entries: Vec<(SystemTime, u64, PathBuf)> = listing
-            .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == ENTRY_SUFFIX))
-            .filter_map(|e| {
-                let meta = e.metadata().ok()?;
-                Some((meta.modified().ok()?, meta.len(), e.path()))
-            })
-            .collect();
+        let now = SystemTime::now();
+        let mut entries: Vec<(SystemTime, u64, PathBuf)> = Vec::new();
+        for entry in listing.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            let Ok(modified) = meta.modified() else {
+                continue;
+            };
+            match path.extension().and_then(|x| x.to_str()) {
+                Some(ENTRY_SUFFIX) => entries.push((modified, meta.len(), path)),
+                Some(TMP_SUFFIX)
+                    if now.duration_since(modified).unwrap_or_default() > TMP_AGE_MAX =>
+                {
+                    let _ = std::fs::remove_file(&path);
+                }
+                _ => {}
+            }
+        }
         let mut total: u64 = entries.iter().map(|(_, len, _)| len).sum();
         entries.sort();
         for (_, len, path) in entries {
@@ -210,8 +260,15 @@ impl ModuleCache {
                 break;
             }
             if std::fs::remove_file(&path).is_ok() {
-                let _ = std::fs::remove_file(path.with_extension("lock"));
                 total -= len;
+                // The lock goes too unless someone holds it (compiling this
+                // module again right now): lock files stay as few as entries.
+                let lock = path.with_extension(LOCK_SUFFIX);
+                if let Ok(file) = File::open(&lock)
+                    && file.try_lock().is_ok()
+                {
+                    let _ = std::fs::remove_file(&lock);
+                }
             }
         }
     }
@@ -219,7 +276,7 @@ impl ModuleCache {
 
 /// An entry's key: the module, the rewrites it went through, and everything
 /// about the engine that changes the machine code compiled from it.
-fn key(engine: &Engine, module: &ContentId, rewrite: u32) -> [u8; 32] {
+fn key(engine: &Engine, module: &ContentId, rewrite: &[u8; 32]) -> [u8; 32] {
     use std::hash::{Hash, Hasher};
     // wasmtime exposes its compatibility hash only through `Hash`; SipHash
     // with the default keys is fixed for a given build, which is all a
@@ -228,7 +285,7 @@ fn key(engine: &Engine, module: &ContentId, rewrite: u32) -> [u8; 32] {
     engine.precompile_compatibility_hash().hash(&mut hasher);
     let mut key = blake3::Hasher::new_derive_key("cairn compiled module cache v1");
     key.update(module.as_bytes());
-    key.update(&rewrite.to_le_bytes());
+    key.update(rewrite);
     key.update(&hasher.finish().to_le_bytes());
     key.update(env!("CARGO_PKG_VERSION").as_bytes());
     *key.finalize().as_bytes()

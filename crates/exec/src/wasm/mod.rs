@@ -34,12 +34,26 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// The program name a task sees as `argv[0]`, the same everywhere.
 const PROGRAM_NAME: &str = "task";
 
-/// The version of the load-time rewrites ([`rewrite`]). Part of every
-/// compiled-module cache key, so machine code compiled from an older
-/// rewrite is never loaded: bump it whenever the rewrites' output changes
-/// (the `rewrite_output_is_pinned` test notices, from the built-in
-/// modules).
-const REWRITE_VERSION: u32 = 1;
+/// A fingerprint of the load-time rewrites ([`rewrite`]): their source and
+/// the pinned versions of the crates they are built on. Part of every
+/// compiled-module cache key, so machine code compiled from other rewrites
+/// (an older release, or a developer's edit) is never loaded.
+fn rewrite_fingerprint() -> &'static [u8; 32] {
+    static FINGERPRINT: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    FINGERPRINT.get_or_init(|| {
+        let mut hasher = blake3::Hasher::new_derive_key("cairn wasm rewrites v1");
+        for source in [
+            include_str!("mod.rs"),
+            include_str!("nan.rs"),
+            include_str!("checkpoint.rs"),
+            include_str!("../../Cargo.toml"),
+        ] {
+            hasher.update(&(source.len() as u64).to_le_bytes());
+            hasher.update(source.as_bytes());
+        }
+        *hasher.finalize().as_bytes()
+    })
+}
 
 /// What every node runs in place of `bytes`: NaN canonicalisation at
 /// observation points (unless Cranelift's pass does it) and the module's
@@ -161,7 +175,7 @@ impl WasmRuntime {
             || self
                 .cache
                 .as_ref()
-                .is_some_and(|cache| cache.contains(&self.engine, module, REWRITE_VERSION))
+                .is_some_and(|cache| cache.contains(&self.engine, module, rewrite_fingerprint()))
     }
 
     /// Rewrites `bytes` as every node does (NaN canonicalisation, exported
@@ -196,14 +210,26 @@ impl Runtime for WasmRuntime {
         }
         // One load per module at a time: a second caller (a provider
         // prefetching while its lease arrives) waits for the first rather
-        // than compiling the same bytes again.
+        // than compiling the same bytes again. The lock guards no data, so
+        // one a panicking loader poisoned is as good as any.
         let loading = self.loading.lock().unwrap().entry(id).or_default().clone();
-        let _loading = loading.lock().unwrap();
-        if self.modules.lock().unwrap().contains_key(&id) {
-            return Ok(id);
+        let turn = loading
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let loaded = if self.modules.lock().unwrap().contains_key(&id) {
+            Ok(())
+        } else {
+            self.load_new(id, bytes)
+        };
+        drop(turn);
+        // The last one out forgets the lock; a failed load leaves nothing.
+        let mut all = self.loading.lock().unwrap();
+        if all
+            .get(&id)
+            .is_some_and(|l| Arc::ptr_eq(l, &loading) && Arc::strong_count(l) == 2)
+        {
+            all.remove(&id);
         }
-        let loaded = self.load_new(id, bytes);
-        self.loading.lock().unwrap().remove(&id);
         loaded.map(|()| id)
     }
 
@@ -224,7 +250,9 @@ impl WasmRuntime {
     fn load_new(&self, id: ContentId, bytes: &[u8]) -> Result<(), ExecError> {
         let compile = || self.compile(bytes);
         let module = match &self.cache {
-            Some(cache) => cache.get_or_compile(&self.engine, &id, REWRITE_VERSION, compile)?,
+            Some(cache) => {
+                cache.get_or_compile(&self.engine, &id, rewrite_fingerprint(), compile)?
+            }
             None => compile()?,
         };
         for import in module.imports() {
@@ -765,10 +793,11 @@ mod tests {
         (global.set $g (f64.add (global.get $g) (local.get 1)))
         (drop (global.get $k))))"#;
 
-    /// What the rewrites make of [`REWRITTEN`] under [`REWRITE_VERSION`].
-    /// The rewrites decide fuel and NaN bits, and compiled-module caches
-    /// trust the version to stand for them: if this fails because a rewrite
-    /// changed on purpose, bump `REWRITE_VERSION` and pin the new digests.
+    /// What the rewrites make of [`REWRITTEN`]. The rewrites decide fuel
+    /// and NaN bits, so a change of their output is a network-wide upgrade
+    /// (every built-in module's fuel may change): if this fails because a
+    /// rewrite changed on purpose, say so in the release notes and pin the
+    /// new digests.
     #[test]
     fn rewrite_output_is_pinned() {
         let wasm = wat::parse_str(REWRITTEN).unwrap();
@@ -782,15 +811,12 @@ mod tests {
                 .to_string()
         });
         assert_eq!(
-            (REWRITE_VERSION, found.each_ref().map(String::as_str)),
-            (
-                1,
-                [
-                    "ed12e959e5622b02c6271a8c7ff6d40f06f5a0feddbb26f84466068fef58ed12",
-                    "0b11c50afa7bacdf8867a8fbbcc7b34cc328b2709c6e455dd77b22ed0a20b6ea",
-                ]
-            ),
-            "the rewrites' output changed: bump REWRITE_VERSION and pin the new digests"
+            found.each_ref().map(String::as_str),
+            [
+                "ed12e959e5622b02c6271a8c7ff6d40f06f5a0feddbb26f84466068fef58ed12",
+                "0b11c50afa7bacdf8867a8fbbcc7b34cc328b2709c6e455dd77b22ed0a20b6ea",
+            ],
+            "the rewrites' output changed: a network-wide upgrade; pin the new digests"
         );
     }
 }

@@ -31,7 +31,7 @@ pub const BLOB_RANGE_BYTES_MAX: u32 = 8 << 20;
 pub const PREFETCH_PER_SLOT_MAX: u32 = 64;
 
 /// The gossip topic orders are announced on.
-pub const ORDERS_TOPIC: &str = "cairn/orders/1";
+pub const ORDERS_TOPIC: &str = "cairn/orders/2";
 
 /// What a task may use, as the provider enforces it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,8 +87,9 @@ pub struct FileRef {
     pub size: u64,
 }
 
-/// A task's standard output or standard error, fetchable as a blob. Both
-/// are part of the result digest, so they are verified like any output.
+/// A task's standard output or standard error, fetchable as a blob. Its id
+/// is part of the result digest replicas compare (the requester does not
+/// yet recompute the digest from the attached blobs, as for outputs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StreamRef {
     /// Content id.

@@ -226,7 +226,15 @@ impl Provider {
             return true;
         }
         let busy: u32 = self.leased.lock().unwrap().values().sum();
+        let module_bytes_max = self.shared.blobs.blob_bytes_max();
         let request = match self.config.pricing.quote(order, &self.config.offer, busy) {
+            Quote::Bid { .. } if order.module_bytes > module_bytes_max => Request::Decline {
+                order: id,
+                reason: format!(
+                    "the module is {} bytes; this provider takes modules up to {module_bytes_max}",
+                    order.module_bytes
+                ),
+            },
             Quote::Bid {
                 price_ucairn_per_gfuel,
                 slots,
@@ -322,7 +330,7 @@ impl Provider {
         }
         let compile = bytes / self.compile_bytes_per_ms.load(Ordering::Relaxed).max(1);
         let fetch = bytes / FETCH_BYTES_PER_MS_ASSUMED;
-        u32::try_from(compile + fetch).unwrap_or(u32::MAX)
+        u32::try_from(compile.saturating_add(fetch)).unwrap_or(u32::MAX)
     }
 
     /// Learns a blob's size from the first range a peer serves.

@@ -30,7 +30,14 @@ const REAUCTION_MS: u64 = 2_000;
 /// auction is held.
 const IDLE_REAUCTION_MS: u64 = 3_000;
 /// The longest preparation (fetching and compiling a module) a requester
-/// waits out before idle leases count as gone.
+/// waits out before idle leases count as gone: this, plus
+/// [`READY_WAIT_MS_PER_KB`] for each KB of the module, up to
+/// [`READY_WAIT_MS_MAX`].
+const READY_WAIT_MS_BASE: u64 = 10_000;
+/// Time per KB of module a provider may take to prepare: a machine that
+/// fetches and compiles at 200 KB/s still makes it.
+const READY_WAIT_MS_PER_KB: u64 = 5;
+/// The longest preparation waited out for any module.
 const READY_WAIT_MS_MAX: u64 = 120_000;
 /// Blocks a lease stays live on the ledger.
 const LEASE_BLOCKS: u64 = 100_000;
@@ -764,13 +771,17 @@ impl Requester {
         };
         let me = self.shared.key.public();
         // Trusted only so far: a provider that claims a long preparation
-        // delays the search for others by at most this.
+        // delays the search for others by at most what a slow machine needs
+        // for a module of this size.
+        let ready_wait_ms_max = (READY_WAIT_MS_BASE
+            + order.module_bytes / 1024 * READY_WAIT_MS_PER_KB)
+            .min(READY_WAIT_MS_MAX);
         let ready_in_ms = chosen
             .iter()
             .map(|c| u64::from(c.ready_in_ms))
             .max()
             .unwrap_or(0)
-            .min(READY_WAIT_MS_MAX);
+            .min(ready_wait_ms_max);
         let height = match self.shared.ledger.link().height().await {
             Ok(height) => height,
             Err(e) => {
@@ -1319,6 +1330,10 @@ impl Requester {
                         || o.task != r.task
                         || o.digest != r.digest
                         || r.task > u64::from(u32::MAX)
+                        // Names end up as paths on the requester's disk.
+                        || outputs
+                            .iter()
+                            .any(|f| cairn_job::check_output_path(&f.name).is_err())
                     {
                         refuse(&counters.refused);
                     } else {
