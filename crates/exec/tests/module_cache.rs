@@ -252,3 +252,22 @@ fn nodes_loading_a_new_module_at_once_compile_it_once() {
         "the other node loaded it; its second loader waited"
     );
 }
+
+#[test]
+fn a_module_compiled_before_loads_by_its_id_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = cairn_workloads::HASHSEARCH.wasm;
+    let id = ContentId::of(wasm);
+    let (before, _) = cached(dir.path(), CACHE_BYTES_MAX);
+    assert!(!before.load_compiled(&id).unwrap(), "nothing compiled yet");
+    let expected = digest_of(&before, before.load(wasm).unwrap());
+
+    // A restarted provider: the bytes need not be fetched again.
+    let (after, cache) = cached(dir.path(), CACHE_BYTES_MAX);
+    assert!(after.load_compiled(&id).unwrap());
+    assert_eq!(cache.counts(), (1, 0));
+    assert_eq!(digest_of(&after, id), expected);
+    // Without a cache there is nothing to load by id.
+    let plain = WasmRuntime::new(WasmConfig::default()).unwrap();
+    assert!(!plain.load_compiled(&id).unwrap());
+}

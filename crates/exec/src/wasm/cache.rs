@@ -114,6 +114,29 @@ impl ModuleCache {
     }
 
     /// The compiled module for `module`, rewritten as `rewrite`
+    /// fingerprints, if a sound entry is here.
+    pub(crate) fn get(
+        &self,
+        engine: &Engine,
+        module: &ContentId,
+        rewrite: &[u8; 32],
+    ) -> Result<Option<Module>, ExecError> {
+        let key = key(engine, module, rewrite);
+        let path = self.entry_path(&key);
+        if !path.exists() {
+            return Ok(None);
+        }
+        // Wait for a writer of this entry to finish.
+        let lock = self.lock(&key)?;
+        let found = self.load(engine, &path, &key);
+        drop(lock);
+        if found.is_some() {
+            self.counts[0].fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(found)
+    }
+
+    /// The compiled module for `module`, rewritten as `rewrite`
     /// fingerprints: loaded from the cache when a sound entry exists,
     /// otherwise compiled by `compile` and stored.
     pub(crate) fn get_or_compile(

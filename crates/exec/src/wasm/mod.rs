@@ -255,6 +255,29 @@ impl WasmRuntime {
             }
             None => compile()?,
         };
+        self.admit(id, &module)
+    }
+
+    /// Loads `module` from memory or the compiled-module cache without its
+    /// bytes: a provider that compiled it before need not download it
+    /// again. Returns whether it is now loaded; `false` means the bytes are
+    /// needed ([`Runtime::load`]).
+    pub fn load_compiled(&self, module: &ContentId) -> Result<bool, ExecError> {
+        if self.modules.lock().unwrap().contains_key(module) {
+            return Ok(true);
+        }
+        let Some(cache) = &self.cache else {
+            return Ok(false);
+        };
+        match cache.get(&self.engine, module, rewrite_fingerprint())? {
+            Some(compiled) => self.admit(*module, &compiled).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Checks what a compiled module imports and exports and keeps it ready
+    /// to instantiate as `id`.
+    fn admit(&self, id: ContentId, module: &Module) -> Result<(), ExecError> {
         for import in module.imports() {
             if !self
                 .provided
@@ -274,7 +297,7 @@ impl WasmRuntime {
         }
         let pre = self
             .linker
-            .instantiate_pre(&module)
+            .instantiate_pre(module)
             .map_err(|e| ExecError::InvalidModule(format!("{e:#}")))?;
         self.modules.lock().unwrap().insert(id, pre);
         Ok(())

@@ -113,7 +113,7 @@ pub(crate) struct Provider {
     /// Bids made, by job: price and slots, to check leases against.
     bids: Mutex<BTreeMap<ContentId, (u64, u32)>>,
     seen: Mutex<(BTreeSet<ContentId>, VecDeque<ContentId>)>,
-    /// Slots promised to live leases.
+    /// Live leases and the slots each was granted.
     leased: Mutex<BTreeMap<ContentId, u32>>,
     /// Terms of live leases, to re-run a task for a dispute.
     terms: Mutex<BTreeMap<ContentId, Terms>>,
@@ -225,7 +225,13 @@ impl Provider {
             Counters::bump(&self.shared.counters.replayed);
             return true;
         }
-        let busy: u32 = self.leased.lock().unwrap().values().sum();
+        // Busy means running tasks now, not holding leases: a lease whose
+        // job has nothing left for it (or has just ended, which the provider
+        // learns at its next pull) must not turn every new order away. The
+        // slots semaphore keeps concurrency at the cores offered whatever
+        // the number of leases.
+        let busy = (self.config.offer.cores as usize).saturating_sub(self.slots.available_permits())
+            as u32;
         let module_bytes_max = self.shared.blobs.blob_bytes_max();
         let request = match self.config.pricing.quote(order, &self.config.offer, busy) {
             Quote::Bid { .. } if order.module_bytes > module_bytes_max => Request::Decline {
@@ -290,6 +296,16 @@ impl Provider {
         size: Option<u64>,
     ) -> Result<(), String> {
         if self.loaded.lock().unwrap().contains(&module) {
+            return Ok(());
+        }
+        // Compiled here before (this machine's cache): no download needed.
+        let runtime = self.runtime.clone();
+        if tokio::task::spawn_blocking(move || runtime.load_compiled(&module))
+            .await
+            .map_err(|e| e.to_string())?
+            .unwrap_or(false)
+        {
+            self.loaded.lock().unwrap().insert(module);
             return Ok(());
         }
         let size = match size {
