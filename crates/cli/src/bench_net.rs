@@ -61,8 +61,8 @@ pub fn net(args: &NetArgs) -> anyhow::Result<Vec<Figure>> {
         for _ in 0..args.jobs {
             let started = Instant::now();
             // Unverified: this is the network's latency, not verification's.
-            let job = submit(&node, &module, 1, VerifyPolicy::None)?;
-            let status = wait_done(&node, &job, Duration::from_millis(1))?;
+            let job = submit(node, &module, 1, VerifyPolicy::None)?;
+            let status = wait_done(node, &job, Duration::from_millis(1))?;
             whole.push(started.elapsed());
             let submitted = status["submitted_ms"].as_u64().unwrap_or(0);
             let first_task = status["first_task_ms"].as_u64().unwrap_or(submitted);
@@ -92,8 +92,8 @@ pub fn net(args: &NetArgs) -> anyhow::Result<Vec<Figure>> {
                 VerifyPolicy::default(),
             ),
         ] {
-            let job = submit(&node, &module, args.tasks, verify)?;
-            let status = wait_done(&node, &job, Duration::from_millis(50))?;
+            let job = submit(node, &module, args.tasks, verify)?;
+            let status = wait_done(node, &job, Duration::from_millis(50))?;
             let first = status["first_task_ms"].as_u64().unwrap_or(0);
             let finished = status["finished_ms"].as_u64().unwrap_or(0);
             let seconds = (finished.saturating_sub(first)).max(1) as f64 / 1000.0;

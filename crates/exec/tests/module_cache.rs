@@ -81,6 +81,9 @@ fn a_module_compiled_once_loads_from_the_cache_and_runs_the_same() {
     assert_eq!(entries(dir.path()).len(), 1);
 }
 
+/// Something that can happen to a file on disk.
+type Damage = Box<dyn Fn(&mut Vec<u8>)>;
+
 #[test]
 fn a_damaged_entry_is_compiled_again_never_loaded() {
     let dir = tempfile::tempdir().unwrap();
@@ -91,7 +94,7 @@ fn a_damaged_entry_is_compiled_again_never_loaded() {
     let entry = entries(dir.path()).remove(0);
     let sound = std::fs::read(&entry).unwrap();
 
-    let damages: [(&str, Box<dyn Fn(&mut Vec<u8>)>); 4] = [
+    let damages: [(&str, Damage); 4] = [
         (
             "a flipped payload bit",
             Box::new(|b| *b.last_mut().unwrap() ^= 1),
