@@ -332,6 +332,10 @@ fn three_providers_render_the_example_and_digests_match_a_local_run() {
             })
             .collect()
     };
+    // Frames take seconds each: providers busy rendering are not idle, so
+    // the job is never put up for auction again (it used to read `queued`,
+    // "the provider is busy", while its frames rendered).
+    assert_eq!(network["status"]["auctions"], 1, "{}", network["status"]);
     let network_digests = by_task(&network, "task");
     assert_eq!(network_digests.len(), 24, "every frame arrives");
     assert_eq!(network_digests, by_task(&local, "index"));

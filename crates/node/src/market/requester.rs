@@ -720,6 +720,15 @@ impl Requester {
                         // ones never came back, or every one left already ran
                         // the replicas still wanted.
                         let p = job.sched.progress();
+                        // Providers running tasks are not idle, however
+                        // long a task takes: a provider with every slot busy
+                        // does not pull, and asking the market again would
+                        // only hear "busy" (the job read `queued` while its
+                        // frames rendered). Idleness counts from when the
+                        // last task stopped running.
+                        if p.running > 0 {
+                            job.last_pull_ms = now;
+                        }
                         let idle_ms = now.saturating_sub(job.last_pull_ms.max(job.ready_by_ms));
                         if p.pending > 0 && (p.providers == 0 || idle_ms > IDLE_REAUCTION_MS) {
                             job.reason = Some(if p.providers == 0 {
