@@ -12,6 +12,17 @@ fn cairn(args: &[&str]) -> Output {
         .expect("running cairn")
 }
 
+/// `cairn run <job> --local -o <out>`, with the human summary.
+fn run_into(job: &Path, out: &Path) -> Output {
+    cairn(&[
+        "run",
+        job.to_str().unwrap(),
+        "--local",
+        "-o",
+        out.to_str().unwrap(),
+    ])
+}
+
 fn scene() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/render/scene.json")
 }
@@ -110,13 +121,7 @@ fn malformed_job_is_refused_with_its_location_and_nothing_runs() {
     )
     .unwrap();
     let out = dir.path().join("out");
-    let output = cairn(&[
-        "run",
-        job.to_str().unwrap(),
-        "--local",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let output = run_into(&job, &out);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.starts_with("cairn: "), "{stderr}");
@@ -216,13 +221,7 @@ fn a_failing_tasks_stderr_is_shown_and_saved() {
     // A stale stream from an earlier run must not survive into this one.
     std::fs::create_dir_all(out.join("cairn-logs")).unwrap();
     std::fs::write(out.join("cairn-logs/task-0.stdout"), "stale").unwrap();
-    let output = cairn(&[
-        "run",
-        job.to_str().unwrap(),
-        "--local",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let output = run_into(&job, &out);
     assert_eq!(output.status.code(), Some(1));
     let printed = String::from_utf8_lossy(&output.stdout);
     assert!(printed.contains("FAILED"), "{printed}");
