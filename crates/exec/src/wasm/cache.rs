@@ -127,13 +127,8 @@ impl ModuleCache {
             return Ok(None);
         }
         // Wait for a writer of this entry to finish.
-        let lock = self.lock(&key)?;
-        let found = self.load(engine, &path, &key);
-        drop(lock);
-        if found.is_some() {
-            self.counts[0].fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(found)
+        let _lock = self.lock(&key)?;
+        Ok(self.load(engine, &path, &key))
     }
 
     /// The compiled module for `module`, rewritten as `rewrite`
@@ -151,8 +146,6 @@ impl ModuleCache {
         // Held while this process compiles, so others wait and then load.
         let lock = self.lock(&key)?;
         if let Some(module) = self.load(engine, &path, &key) {
-            drop(lock);
-            self.counts[0].fetch_add(1, Ordering::Relaxed);
             return Ok(module);
         }
         let module = compile()?;
@@ -191,7 +184,8 @@ impl ModuleCache {
         Ok(file)
     }
 
-    /// The entry at `path` if every check passes; a failing entry is removed.
+    /// The entry at `path` if every check passes (counted as loaded); a
+    /// failing entry is removed.
     fn load(&self, engine: &Engine, path: &Path, key: &[u8; 32]) -> Option<Module> {
         let bytes = std::fs::read(path).ok()?;
         let sound = bytes.len() > HEADER_BYTES
@@ -209,6 +203,7 @@ impl ModuleCache {
             .flatten();
         match module {
             Some(module) => {
+                self.counts[0].fetch_add(1, Ordering::Relaxed);
                 // Recently used: the last to be evicted.
                 let _ = File::options()
                     .write(true)
