@@ -36,6 +36,22 @@ pub enum WireError {
         /// Why it was rejected.
         reason: &'static str,
     },
+    /// A key file other users may read or change: refused, as ssh does.
+    #[error(
+        "key file {path} is open to other users (mode {mode:03o}); make it private with `chmod 600 {path}`"
+    )]
+    KeyFileExposed {
+        /// The key file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A key file that does not hold a key.
+    #[error("key file {path} does not hold a key (64 hex digits expected)")]
+    KeyFileInvalid {
+        /// The key file.
+        path: String,
+    },
     /// Reading or writing a key file failed.
     #[error("key file {path}: {source}")]
     KeyFile {

@@ -53,11 +53,34 @@ impl Keypair {
             source,
         };
         match std::fs::read_to_string(path) {
-            Ok(text) => parse_hex32(text.trim(), "key file").map(Self::from_seed),
+            Ok(text) => {
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt as _;
+                    let mode = std::fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
+                    if mode & 0o077 != 0 {
+                        return Err(WireError::KeyFileExposed {
+                            path: path.display().to_string(),
+                            mode,
+                        });
+                    }
+                }
+                // The error names the file, never its content: a secret.
+                parse_hex32(text.trim(), "key file")
+                    .map(Self::from_seed)
+                    .map_err(|_| WireError::KeyFileInvalid {
+                        path: path.display().to_string(),
+                    })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = Self::generate();
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).map_err(io)?;
+                if let Some(parent) = path.parent().filter(|p| !p.exists()) {
+                    // A folder made for a key holds secrets: owner-only.
+                    let mut folder = std::fs::DirBuilder::new();
+                    folder.recursive(true);
+                    #[cfg(unix)]
+                    std::os::unix::fs::DirBuilderExt::mode(&mut folder, 0o700);
+                    folder.create(parent).map_err(io)?;
                 }
                 // Write to a temporary name and rename so a crash never
                 // leaves a half-written key behind.
@@ -262,6 +285,8 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
+            let folder = std::fs::metadata(path.parent().unwrap()).unwrap();
+            assert_eq!(folder.permissions().mode() & 0o777, 0o700);
         }
     }
 
@@ -270,7 +295,38 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.key");
         std::fs::write(&path, "not a key").unwrap();
+        private(&path);
         let err = Keypair::load_or_create(&path).unwrap_err().to_string();
-        assert!(err.contains("key file"), "{err}");
+        assert!(err.contains("does not hold a key"), "{err}");
+        assert!(
+            !err.contains("not a key"),
+            "the content is never shown: {err}"
+        );
+    }
+
+    #[cfg(unix)]
+    fn private(path: &std::path::Path) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_others_can_read_is_refused_and_the_fix_is_named() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.key");
+        let created = Keypair::load_or_create(&path).unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = Keypair::load_or_create(&path).unwrap_err().to_string();
+            assert!(err.contains(&format!("mode {mode:03o}")), "{err}");
+            assert!(err.contains("chmod 600"), "{err}");
+        }
+        private(&path);
+        assert_eq!(
+            Keypair::load_or_create(&path).unwrap().public(),
+            created.public()
+        );
     }
 }
