@@ -101,11 +101,6 @@ impl ModuleCache {
         )
     }
 
-    /// The folder.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Whether `module`, rewritten as `rewrite` fingerprints and compiled
     /// by `engine`, is here (without checking it): what a provider's estimate
     /// of its start-up time rests on.

@@ -168,10 +168,15 @@ impl WasmRuntime {
         self
     }
 
+    /// Whether `module` is loaded and ready to run.
+    pub fn is_loaded(&self, module: &ContentId) -> bool {
+        self.modules.lock().unwrap().contains_key(module)
+    }
+
     /// Whether `module` can run without compiling: loaded already, or
     /// compiled in the cache.
     pub fn is_compiled(&self, module: &ContentId) -> bool {
-        self.modules.lock().unwrap().contains_key(module)
+        self.is_loaded(module)
             || self
                 .cache
                 .as_ref()
@@ -263,7 +268,7 @@ impl WasmRuntime {
     /// again. Returns whether it is now loaded; `false` means the bytes are
     /// needed ([`Runtime::load`]).
     pub fn load_compiled(&self, module: &ContentId) -> Result<bool, ExecError> {
-        if self.modules.lock().unwrap().contains_key(module) {
+        if self.is_loaded(module) {
             return Ok(true);
         }
         let Some(cache) = &self.cache else {

@@ -121,7 +121,6 @@ pub(crate) struct Provider {
     assignments: Mutex<BTreeMap<(ContentId, u32), Assignment>>,
     /// Traces computed for disputes.
     traces: Mutex<BTreeMap<(ContentId, u32), Arc<Trace>>>,
-    loaded: Mutex<BTreeSet<ContentId>>,
     /// Measured compile speed, for the start-up estimate in bids.
     compile_bytes_per_ms: AtomicU64,
     work_dir: PathBuf,
@@ -168,7 +167,6 @@ impl Provider {
             terms: Mutex::new(BTreeMap::new()),
             assignments: Mutex::new(BTreeMap::new()),
             traces: Mutex::new(BTreeMap::new()),
-            loaded: Mutex::new(BTreeSet::new()),
             compile_bytes_per_ms: AtomicU64::new(COMPILE_BYTES_PER_MS_INITIAL),
             work_dir: market.data_dir.join("work"),
             scratch: Mutex::new(Vec::new()),
@@ -295,7 +293,7 @@ impl Provider {
         module: ContentId,
         size: Option<u64>,
     ) -> Result<(), String> {
-        if self.loaded.lock().unwrap().contains(&module) {
+        if self.runtime.is_loaded(&module) {
             return Ok(());
         }
         // Compiled here before (this machine's cache): no download needed.
@@ -305,7 +303,6 @@ impl Provider {
             .map_err(|e| e.to_string())?
             .unwrap_or(false)
         {
-            self.loaded.lock().unwrap().insert(module);
             return Ok(());
         }
         let size = match size {
@@ -333,7 +330,6 @@ impl Provider {
                 loaded.short()
             ));
         }
-        self.loaded.lock().unwrap().insert(module);
         Ok(())
     }
 
