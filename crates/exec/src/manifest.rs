@@ -120,6 +120,13 @@ pub(crate) fn collect_outputs(
             if kind.is_dir() {
                 pending.push((entry.path(), format!("{path}/")));
             } else if kind.is_file() {
+                // A result names its files to the requester, which saves
+                // them under these names: a name the one path rule refuses
+                // (too long, or a `cairn-` name at the top) is a bad result
+                // here, not a surprise there.
+                if let Err(reason) = cairn_job::check_output_path(&path) {
+                    return Ok(Err(Outcome::InvalidOutput(reason)));
+                }
                 let size = entry
                     .metadata()
                     .map_err(ExecError::io(format!("inspecting {path}")))?
@@ -223,5 +230,17 @@ mod tests {
             collect_outputs(dir.path(), 100).unwrap(),
             Err(Outcome::InvalidOutput(_))
         ));
+    }
+
+    /// A guest that writes a file the requester would save over its own
+    /// `cairn-results.json`: a bad result, named as such.
+    #[test]
+    fn reserved_output_names_are_a_bad_result() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cairn-results.json"), "{}").unwrap();
+        let Err(Outcome::InvalidOutput(reason)) = collect_outputs(dir.path(), 100).unwrap() else {
+            panic!("a reserved name was accepted");
+        };
+        assert!(reason.contains("reserved"), "{reason}");
     }
 }

@@ -317,3 +317,47 @@ fn dispute_over_real_wasm_ends_against_the_liar_at_any_departure() {
         }
     }
 }
+
+/// Two colluding providers choose the snapshot a referee restores. A
+/// `path_escaper` snapshot names outputs outside the referee's folder: the
+/// decoder refuses every such path, and a referee handed one in memory
+/// fails without writing anything outside its output folder.
+#[test]
+fn path_escaper_snapshot_writes_nothing_outside() {
+    let fixture = Fixture::hashsearch(2_000);
+    let trace = fixture.trace();
+    let position = trace.positions() / 2;
+    let honest = fixture.snapshot(position);
+    let target = fixture.dir.path().join("escaped");
+    let long = "a/".repeat(600) + "b";
+    let escapes = [
+        "../escaped".to_string(),
+        "../../escaped".to_string(),
+        target.display().to_string(),
+        "sub//x".to_string(),
+        "./x".to_string(),
+        "x\0y".to_string(),
+        String::new(),
+        long,
+        "cairn-results.json".to_string(),
+    ];
+    for path in &escapes {
+        let mut evil = honest.clone();
+        evil.outputs.push((path.clone(), b"owned".to_vec()));
+        let err = Snapshot::from_bytes(&evil.to_bytes(), 1 << 30).unwrap_err();
+        assert!(err.contains("snapshot output refused"), "{path:?}: {err}");
+        let refused = fixture.with(|rt, task| rt.referee(task, Some(&evil)));
+        assert!(refused.is_err(), "{path:?} was restored");
+    }
+    assert!(
+        !target.exists(),
+        "a snapshot wrote outside the output folder"
+    );
+    // The same file twice is refused too: which copy wins would be the
+    // attacker's choice.
+    let mut twice = honest.clone();
+    twice.outputs.push(("dup.txt".into(), b"1".to_vec()));
+    twice.outputs.push(("dup.txt".into(), b"2".to_vec()));
+    let err = Snapshot::from_bytes(&twice.to_bytes(), 1 << 30).unwrap_err();
+    assert!(err.contains("twice"), "{err}");
+}

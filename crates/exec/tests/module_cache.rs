@@ -274,3 +274,28 @@ fn a_module_compiled_before_loads_by_its_id_alone() {
     let plain = WasmRuntime::new(WasmConfig::default()).unwrap();
     assert!(!plain.load_compiled(&id).unwrap());
 }
+
+/// A `module_flooder` makes a provider load more modules than it keeps in
+/// memory (every order it bids on loads one). Memory holds a bounded set;
+/// a module set aside still runs, from the disk cache, with the same
+/// result.
+#[test]
+fn module_flooder_cannot_evict_a_module_that_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (runtime, _cache) = cached(dir.path(), CACHE_BYTES_MAX);
+    let search = runtime.load(cairn_workloads::HASHSEARCH.wasm).unwrap();
+    let expected = digest_of(&runtime, search);
+    for i in 0..80 {
+        let wat = format!(
+            r#"(module (memory (export "memory") 1)
+                 (func (export "_start") (drop (i32.const {i}))))"#
+        );
+        runtime.load(&wat::parse_str(wat).unwrap()).unwrap();
+    }
+    assert!(!runtime.is_loaded(&search), "memory kept every module");
+    assert_eq!(digest_of(&runtime, search), expected);
+    assert!(
+        runtime.is_loaded(&search),
+        "it came back from the disk cache"
+    );
+}

@@ -29,12 +29,17 @@
 #![deny(missing_docs)]
 
 mod error;
+mod path;
 mod raw;
+pub mod rules;
 mod spec;
 mod template;
 
 pub use error::JobError;
+pub use path::{
+    JOB_NAME_BYTES_MAX, OUTPUT_PATH_BYTES_MAX, check_input_name, check_job_name, check_output_path,
+    input_name_path, input_path, output_path,
+};
 pub use spec::{
-    BUILTIN_PREFIX, InputFile, Job, Limits, Market, ModuleRef, OUTPUT_PATH_BYTES_MAX, Runtime,
-    TaskSpec, VerifyPolicy, check_output_path,
+    BUILTIN_PREFIX, InputFile, Job, Limits, Market, ModuleRef, Runtime, TaskSpec, VerifyPolicy,
 };

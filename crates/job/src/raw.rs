@@ -25,7 +25,7 @@ pub(crate) struct RawJob {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawHeader {
-    pub name: Option<String>,
+    pub name: Option<Spanned<String>>,
     pub runtime: Option<Spanned<String>>,
     pub module: Spanned<String>,
     #[serde(default)]

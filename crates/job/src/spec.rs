@@ -8,31 +8,20 @@ use toml::Spanned;
 
 use crate::JobError;
 use crate::raw::{RawJob, RawLimits, RawMarket, RawTasks, RawVerify};
+use crate::rules::{
+    ARGS_MAX, FUEL_RANGE, INPUTS_MAX, MEMORY_MIB_RANGE, OUTPUT_MIB_RANGE, OUTPUTS_MAX,
+    STDOUT_KIB_RANGE, WALL_TIME_S_RANGE,
+};
 use crate::template::Template;
 
 /// Modules named `cairn:<name>` are workloads built into the `cairn` binary.
 pub const BUILTIN_PREFIX: &str = "cairn:";
 
-/// Limits on a job file and what it may ask for. Each is far above honest
-/// use and far below what would hurt the machine that checks it.
+/// Limits on a job file itself. Each is far above honest use and far below
+/// what would hurt the machine that checks it. What a job may ask for is in
+/// `rules`, shared with jobs that arrive over a node's API.
 const JOB_FILE_BYTES_MAX: u64 = 1 << 20;
-const TASKS_MAX: u64 = 1_000_000;
-const ARGS_MAX: usize = 256;
-const INPUTS_MAX: usize = 1024;
-const OUTPUTS_MAX: usize = 1024;
 const MODULE_BYTES_MAX: u64 = 256 << 20;
-/// Output paths may not start with this: Cairn writes its own files
-/// (summaries, each task's stdout and stderr) beside a job's outputs.
-const RESERVED_OUTPUT_PREFIX: &str = "cairn-";
-/// The longest output path.
-pub const OUTPUT_PATH_BYTES_MAX: usize = 1024;
-
-const FUEL_RANGE: RangeInclusive<u64> = 1..=10_000_000_000_000;
-const MEMORY_MIB_RANGE: RangeInclusive<u64> = 1..=4096;
-const WALL_TIME_S_RANGE: RangeInclusive<u64> = 1..=86_400;
-const OUTPUT_MIB_RANGE: RangeInclusive<u64> = 1..=4096;
-const STDOUT_KIB_RANGE: RangeInclusive<u64> = 1..=16_384;
-const REPLICAS_RANGE: RangeInclusive<u64> = 2..=16;
 
 /// A loaded, validated job.
 #[derive(Clone, Debug)]
@@ -170,8 +159,20 @@ pub struct TaskSpec {
 
 impl Job {
     /// Loads and validates the job file at `path`. `builtins` lists the names
-    /// accepted after `cairn:` in `module`.
+    /// accepted after `cairn:` in `module`. The module and inputs must lie
+    /// in the job file's folder (see [`Job::load_allowing`]).
     pub fn load(path: &Path, builtins: &[&str]) -> Result<Self, JobError> {
+        Self::load_allowing(path, builtins, &[])
+    }
+
+    /// [`Job::load`], also accepting a module and inputs from the folders
+    /// in `allowed`: a job file from someone else can then not send a file
+    /// the user did not allow (such as `/etc/passwd` or `~/.ssh/id_ed25519`).
+    pub fn load_allowing(
+        path: &Path,
+        builtins: &[&str],
+        allowed: &[PathBuf],
+    ) -> Result<Self, JobError> {
         let meta = std::fs::metadata(path)
             .map_err(|e| JobError::file(path, format!("cannot read job file: {e}")))?;
         if meta.len() > JOB_FILE_BYTES_MAX {
@@ -185,12 +186,22 @@ impl Job {
         }
         let source = std::fs::read_to_string(path)
             .map_err(|e| JobError::file(path, format!("cannot read job file: {e}")))?;
-        Self::parse(path, &source, builtins)
+        Self::parse_allowing(path, &source, builtins, allowed)
     }
 
     /// Validates `source` as if it were the file at `path` (relative paths
     /// inside it resolve against `path`'s folder).
     pub fn parse(path: &Path, source: &str, builtins: &[&str]) -> Result<Self, JobError> {
+        Self::parse_allowing(path, source, builtins, &[])
+    }
+
+    /// [`Job::parse`] with the folders of [`Job::load_allowing`].
+    pub fn parse_allowing(
+        path: &Path,
+        source: &str,
+        builtins: &[&str],
+        allowed: &[PathBuf],
+    ) -> Result<Self, JobError> {
         let raw: RawJob = toml::from_str(source).map_err(|e| {
             JobError::at(
                 path,
@@ -200,7 +211,12 @@ impl Job {
                 e.message().trim_end().to_string(),
             )
         })?;
-        Checker { path, source }.check(raw, builtins)
+        Checker {
+            path,
+            source,
+            allowed,
+        }
+        .check(raw, builtins)
     }
 
     /// The job's tasks, in order.
@@ -213,6 +229,8 @@ impl Job {
 struct Checker<'a> {
     path: &'a Path,
     source: &'a str,
+    /// Folders besides the job's own that files may come from.
+    allowed: &'a [PathBuf],
 }
 
 impl Checker<'_> {
@@ -221,7 +239,10 @@ impl Checker<'_> {
     }
 
     fn folder(&self) -> &Path {
-        self.path.parent().unwrap_or(Path::new("."))
+        match self.path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        }
     }
 
     fn check(&self, raw: RawJob, builtins: &[&str]) -> Result<Job, JobError> {
@@ -270,11 +291,19 @@ impl Checker<'_> {
                 seed: task_seed(header.seed, value),
             })
             .collect();
-        let name = header.name.unwrap_or_else(|| {
-            self.path
+        let name = match &header.name {
+            Some(name) => {
+                crate::check_job_name(name.get_ref())
+                    .map_err(|reason| self.err(name, "job.name", reason))?;
+                name.get_ref().clone()
+            }
+            None => self
+                .path
                 .file_stem()
-                .map_or("job".into(), |s| s.to_string_lossy().into_owned())
-        });
+                .map(|s| s.to_string_lossy().into_owned())
+                .filter(|stem| crate::check_job_name(stem).is_ok())
+                .unwrap_or_else(|| "job".into()),
+        };
         Ok(Job {
             path: self.path.to_path_buf(),
             name,
@@ -312,7 +341,8 @@ impl Checker<'_> {
         if text.is_empty() {
             return Err(self.err(module, "job.module", "expected a path to a .wasm file"));
         }
-        let path = self.folder().join(text);
+        let path = crate::path::input_path(self.folder(), text, self.allowed)
+            .map_err(|reason| self.err(module, "job.module", reason))?;
         match std::fs::metadata(&path) {
             Ok(meta) if meta.is_file() && meta.len() <= MODULE_BYTES_MAX => {
                 Ok(ModuleRef::File(path))
@@ -364,13 +394,8 @@ impl Checker<'_> {
                         format!("the task set [{start}, {end}) is empty; expected start < end"),
                     ));
                 }
-                if end - start > TASKS_MAX {
-                    return Err(self.err(
-                        range,
-                        "tasks.range",
-                        format!("{} tasks; the limit is {TASKS_MAX}", end - start),
-                    ));
-                }
+                crate::rules::check_task_count(end - start)
+                    .map_err(|reason| self.err(range, "tasks.range", reason))?;
                 Ok((start..end).collect())
             }
             (None, Some(list)) => {
@@ -382,13 +407,8 @@ impl Checker<'_> {
                         "the task set is empty; expected at least one value",
                     ));
                 }
-                if values.len() as u64 > TASKS_MAX {
-                    return Err(self.err(
-                        list,
-                        "tasks.list",
-                        format!("{} tasks; the limit is {TASKS_MAX}", values.len()),
-                    ));
-                }
+                crate::rules::check_task_count(values.len() as u64)
+                    .map_err(|reason| self.err(list, "tasks.list", reason))?;
                 let mut seen = BTreeSet::new();
                 for value in values {
                     if !seen.insert(value) {
@@ -421,7 +441,7 @@ impl Checker<'_> {
                 // digits, so if one rendering is a safe relative path all are.
                 // Templates only insert digits, so if one rendering is a
                 // safe output path all are.
-                if let Err(reason) = check_output_path(&template.render(0)) {
+                if let Err(reason) = crate::check_output_path(&template.render(0)) {
                     return Err(self.err(path, "outputs.paths", reason));
                 }
                 Ok(template)
@@ -440,7 +460,8 @@ impl Checker<'_> {
         let mut names = BTreeSet::new();
         let mut inputs = Vec::with_capacity(files.len());
         for file in files {
-            let host_path = self.folder().join(file.get_ref());
+            let host_path = crate::path::input_path(self.folder(), file.get_ref(), self.allowed)
+                .map_err(|reason| self.err(file, "inputs.files", reason))?;
             let name = host_path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -480,17 +501,8 @@ impl Checker<'_> {
          -> Result<u64, JobError> {
             match value {
                 None => Ok(default),
-                Some(v) if range.contains(v.get_ref()) => Ok(*v.get_ref()),
-                Some(v) => Err(self.err(
-                    v,
-                    key,
-                    format!(
-                        "{} is out of range; expected {}..={}",
-                        v.get_ref(),
-                        range.start(),
-                        range.end()
-                    ),
-                )),
+                Some(v) => crate::rules::check_range(*v.get_ref(), &range)
+                    .map_err(|reason| self.err(v, key, reason)),
             }
         };
         Ok(Limits {
@@ -586,103 +598,28 @@ impl Checker<'_> {
             "none" => Ok(VerifyPolicy::None),
             "replicate" => {
                 let replicas = raw.replicas.as_ref().map_or(Ok(2), |r| {
-                    if REPLICAS_RANGE.contains(r.get_ref()) {
-                        Ok(*r.get_ref())
-                    } else {
-                        Err(self.err(
-                            r,
-                            "verify.replicas",
-                            format!(
-                                "{} is out of range; expected {}..={}",
-                                r.get_ref(),
-                                REPLICAS_RANGE.start(),
-                                REPLICAS_RANGE.end()
-                            ),
-                        ))
-                    }
+                    crate::rules::check_replicas(*r.get_ref())
+                        .map_err(|reason| self.err(r, "verify.replicas", reason))
                 })?;
-                Ok(VerifyPolicy::Replicate {
-                    replicas: replicas as u32,
-                })
+                Ok(VerifyPolicy::Replicate { replicas })
             }
             "spot" => {
                 let probability = raw.probability.as_ref().map_or(Ok(0.05), |p| {
-                    let value = *p.get_ref();
-                    if value > 0.0 && value <= 1.0 {
-                        Ok(value)
-                    } else {
-                        Err(self.err(
-                            p,
-                            "verify.probability",
-                            format!("{value} is out of range; expected a probability in (0, 1]"),
-                        ))
-                    }
+                    crate::rules::check_probability(*p.get_ref())
+                        .map_err(|reason| self.err(p, "verify.probability", reason))
                 })?;
                 Ok(VerifyPolicy::Spot { probability })
             }
             "adaptive" => {
                 let confidence = raw.confidence.as_ref().map_or(Ok(0.999), |c| {
-                    let value = *c.get_ref();
-                    if (0.5..1.0).contains(&value) {
-                        Ok(value)
-                    } else {
-                        Err(self.err(
-                            c,
-                            "verify.confidence",
-                            format!("{value} is out of range; expected [0.5, 1) (certainty is 'replicate')"),
-                        ))
-                    }
+                    crate::rules::check_confidence(*c.get_ref())
+                        .map_err(|reason| self.err(c, "verify.confidence", reason))
                 })?;
                 Ok(VerifyPolicy::Adaptive { confidence })
             }
             _ => unreachable!("policy names were checked above"),
         }
     }
-}
-
-/// Accepts a path that stays inside the folder it is relative to.
-/// The rule for a path under a task's `/output` (and so under the folder
-/// its outputs are saved to), wherever it comes from: a job file, or a
-/// provider's report passed on by a node. `/`-separated, relative, no empty,
-/// `.` or `..` part, no NUL, at most [`OUTPUT_PATH_BYTES_MAX`] bytes, and not
-/// starting with `cairn-`, which names Cairn's own files beside the outputs
-/// (`cairn-summary.json`, `cairn-results.json`, `cairn-logs/`).
-pub fn check_output_path(path: &str) -> Result<(), String> {
-    if path.is_empty() {
-        return Err("expected a relative path, found an empty string".into());
-    }
-    if path.len() > OUTPUT_PATH_BYTES_MAX {
-        return Err(format!(
-            "a path of {} bytes is longer than {OUTPUT_PATH_BYTES_MAX}",
-            path.len()
-        ));
-    }
-    if path.contains('\0') {
-        return Err(format!("{path:?} contains a NUL byte"));
-    }
-    if path.starts_with('/') {
-        return Err(format!(
-            "'{path}' is absolute; expected a path relative to /output"
-        ));
-    }
-    for part in path.split('/') {
-        match part {
-            ".." => return Err(format!("'{path}' leaves the output folder ('..')")),
-            "" | "." => {
-                return Err(format!(
-                    "'{path}' has an empty or '.' part; write it as a plain relative path"
-                ));
-            }
-            _ => {}
-        }
-    }
-    if path.starts_with(RESERVED_OUTPUT_PREFIX) {
-        return Err(format!(
-            "'{path}' starts with '{RESERVED_OUTPUT_PREFIX}', which is reserved for Cairn's own \
-             files beside the outputs (cairn-summary.json, cairn-results.json, cairn-logs/)"
-        ));
-    }
-    Ok(())
 }
 
 /// The seed of the task with `value` in a job seeded with `job_seed`.

@@ -157,7 +157,7 @@ fn missing_module_file_is_named() {
     let err = dir.error("[job]\nmodule = \"nope.wasm\"\n[tasks]\nrange = [0, 1]\n");
     assert_eq!(err.key, "job.module");
     assert_eq!(err.location, Some((2, 10)));
-    assert!(err.message.contains("cannot read module"), "{err}");
+    assert!(err.message.contains("cannot read"), "{err}");
     assert!(err.message.contains("nope.wasm"), "{err}");
 }
 
@@ -262,6 +262,52 @@ fn inputs_must_exist_and_be_distinct() {
         err.message.contains("two inputs are named 'scene.json'"),
         "{err}"
     );
+}
+
+/// A job file from someone else that tries to send the user's files to
+/// providers: every way out of the job's folder is refused, with the flag
+/// that allows it, and the flag allows exactly the folder it names.
+#[test]
+fn host_file_reader_job_is_refused() {
+    let dir = Dir::new();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), "secret").unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("link")).unwrap();
+    let secret = outside.path().join("secret").display().to_string();
+    let climbing = format!(
+        "../{}/secret",
+        outside.path().file_name().unwrap().to_string_lossy()
+    );
+    for file in ["/etc/passwd", climbing.as_str(), secret.as_str(), "link"] {
+        let err = dir.error(&GOOD.replace("\"scene.json\"", &format!("{file:?}")));
+        assert_eq!(err.key, "inputs.files", "{file}");
+        assert!(err.message.contains("--allow-inputs-from"), "{err}");
+    }
+    let err = dir.error(&GOOD.replace("\"cairn:render\"", "\"/etc/passwd\""));
+    assert_eq!(err.key, "job.module");
+    assert!(err.message.contains("outside the job's folder"), "{err}");
+
+    let text = GOOD.replace("\"scene.json\"", &format!("{secret:?}"));
+    let path = dir.job(&text);
+    let job = Job::load_allowing(&path, BUILTINS, &[outside.path().to_path_buf()]).unwrap();
+    assert_eq!(job.inputs[0].name, "secret");
+    let err = Job::load_allowing(
+        &dir.job(&GOOD.replace("\"scene.json\"", "\"/etc/passwd\"")),
+        BUILTINS,
+        &[outside.path().to_path_buf()],
+    )
+    .unwrap_err();
+    assert_eq!(err.key, "inputs.files");
+}
+
+/// A job name names the results folder: one that climbs out is refused.
+#[test]
+fn folder_escaping_job_name_is_refused() {
+    let dir = Dir::new();
+    for name in ["../../etc", "a/b", ".", ""] {
+        let err = dir.error(&GOOD.replace("name = \"orbit\"", &format!("name = {name:?}")));
+        assert_eq!(err.key, "job.name", "{name}");
+    }
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The requester's side of one reverse auction: collect bids for a bounded
 //! window, refuse invalid ones, then select.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_wire::{ContentId, PublicKey, Signed};
 
@@ -56,8 +56,19 @@ pub struct Auction {
     slots_wanted: u64,
     candidates: BTreeMap<PublicKey, Candidate>,
     declines: BTreeMap<String, u32>,
+    /// Who declined: one decline counts per provider.
+    decliners: BTreeSet<PublicKey>,
     rejections: BTreeMap<String, u32>,
 }
+
+/// Distinct decline reasons an auction keeps; more are counted as
+/// "other reasons". Anyone may decline, in any words: the table must not
+/// grow with what strangers send.
+const DECLINE_REASONS_MAX: usize = 16;
+/// The longest decline reason kept, in bytes.
+const DECLINE_REASON_BYTES_MAX: usize = 200;
+/// Providers whose declines an auction counts.
+const DECLINERS_MAX: usize = 4_096;
 
 impl Auction {
     /// Opens bidding on `order`, wanting bids that cover `slots_wanted`
@@ -69,6 +80,7 @@ impl Auction {
             slots_wanted: slots_wanted.max(1),
             candidates: BTreeMap::new(),
             declines: BTreeMap::new(),
+            decliners: BTreeSet::new(),
             rejections: BTreeMap::new(),
         }
     }
@@ -147,9 +159,31 @@ impl Auction {
         Ok(())
     }
 
-    /// Records a provider's reason for not bidding.
-    pub fn decline(&mut self, reason: &str) {
-        *self.declines.entry(reason.to_string()).or_default() += 1;
+    /// Records `provider`'s reason for not bidding: once per provider,
+    /// in a table of bounded size.
+    pub fn decline(&mut self, provider: PublicKey, reason: &str) {
+        if self.decliners.len() >= DECLINERS_MAX
+            || self.candidates.contains_key(&provider)
+            || !self.decliners.insert(provider)
+        {
+            return;
+        }
+        let mut reason = reason;
+        if reason.len() > DECLINE_REASON_BYTES_MAX {
+            let mut end = DECLINE_REASON_BYTES_MAX;
+            while !reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            reason = &reason[..end];
+        }
+        let key = if self.declines.contains_key(reason)
+            || self.declines.len() < DECLINE_REASONS_MAX - 1
+        {
+            reason
+        } else {
+            "other reasons"
+        };
+        *self.declines.entry(key.to_string()).or_default() += 1;
     }
 
     /// Whether to close now: the window has passed, or the bids already
@@ -315,14 +349,44 @@ mod tests {
         assert!(auction.ready(1_001));
     }
 
+    /// A `decline_flooder` declines one order again and again, in new
+    /// words each time, from many keys: each key counts once, and the
+    /// reasons kept stay bounded.
+    #[test]
+    fn decline_flooder_is_bounded() {
+        let mut auction = Auction::open(order(), 1);
+        let flooder = Keypair::from_seed([1; 32]).public();
+        for i in 0..1_000 {
+            auction.decline(flooder, &format!("reason {i}"));
+        }
+        assert_eq!(auction.declines.values().sum::<u32>(), 1);
+        for i in 0..10_000u32 {
+            let mut seed = [0; 32];
+            seed[..4].copy_from_slice(&i.to_le_bytes());
+            seed[4] = 9;
+            let key = Keypair::from_seed(seed).public();
+            auction.decline(key, &"x".repeat(10_000 + i as usize));
+        }
+        assert!(auction.declines.len() <= DECLINE_REASONS_MAX);
+        assert!(
+            auction
+                .declines
+                .keys()
+                .all(|r| r.len() <= DECLINE_REASON_BYTES_MAX)
+        );
+        assert!(auction.decliners.len() <= DECLINERS_MAX);
+    }
+
     #[test]
     fn an_unplaced_job_says_why() {
         let mut order = order();
         order.runtime = "docker".into();
         let mut auction = Auction::open(order.clone(), 8);
-        for _ in 0..3 {
+        for i in 0..3 {
             match ScalePricing::default().quote(&order, &offer(), 0) {
-                Quote::Decline(reason) => auction.decline(&reason.to_string()),
+                Quote::Decline(reason) => {
+                    auction.decline(Keypair::from_seed([i; 32]).public(), &reason.to_string())
+                }
                 Quote::Bid { .. } => panic!("bid on a runtime it lacks"),
             }
         }

@@ -377,7 +377,12 @@ impl Scheduler {
         };
         state.last_seen_ms = now_ms;
         let held = state.running.remove(&task);
-        match &mut self.tasks[task as usize] {
+        // The index comes from a provider: one past the job's end is a
+        // result nobody asked for, not a reason to stop.
+        let Some(slot) = self.tasks.get_mut(task as usize) else {
+            return Completion::NotAssigned;
+        };
+        match slot {
             TaskState::Running(copies) if held => {
                 // The first result wins. Other copies are released so their
                 // providers' slots free up; their late results are compared.
@@ -433,7 +438,7 @@ impl Scheduler {
     /// Removes `provider`'s copy of `task`; queues or fails the task when
     /// no copy is left.
     fn take_back(&mut self, task: u32, provider: &PublicKey) -> Option<Event> {
-        let TaskState::Running(copies) = &mut self.tasks[task as usize] else {
+        let Some(TaskState::Running(copies)) = self.tasks.get_mut(task as usize) else {
             return None;
         };
         copies.retain(|c| c.provider != *provider);

@@ -208,3 +208,25 @@ fn a_requeued_task_goes_only_to_a_provider_that_has_not_run_it() {
     sched.requeue(7, [b]);
     assert!(sched.is_finished());
 }
+
+/// An `index_overflower` names tasks past the job's end in every call a
+/// provider's message reaches: nothing panics, nothing changes.
+#[test]
+fn index_overflower_changes_nothing() {
+    let p = key(1);
+    let mut sched = Scheduler::new(3, params());
+    sched.add_provider(p, 2, 0);
+    let before = sched.progress();
+    for task in [3, 4, 1 << 20, u32::MAX] {
+        assert_eq!(
+            sched.complete(&p, task, ContentId::of(b"x"), 1),
+            Completion::NotAssigned
+        );
+        assert_eq!(sched.release(&p, task, 1), None);
+        sched.requeue(task, [p]);
+        sched.restore(task, p, ContentId::of(b"x"));
+        assert!(sched.task(task).is_none());
+    }
+    assert_eq!(sched.progress(), before);
+    assert_eq!(sched.pull(&p, 10, 2).unwrap(), vec![0, 1]);
+}

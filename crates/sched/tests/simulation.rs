@@ -105,7 +105,7 @@ fn simulate(seed: u64) -> Report {
                 );
                 auction.bid(&bid, Some(1_000), (0, 0), latency).unwrap();
             }
-            Quote::Decline(reason) => auction.decline(&reason.to_string()),
+            Quote::Decline(reason) => auction.decline(p.key.public(), &reason.to_string()),
         }
     }
     assert!(auction.ready(50));

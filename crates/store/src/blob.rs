@@ -251,6 +251,22 @@ impl BlobStore {
         Ok(id)
     }
 
+    /// Deletes a blob: its bytes first, then its outboard, so a blob that
+    /// exists still always has its outboard. True if it was here. A reader
+    /// that opened it already keeps reading what it opened.
+    pub fn remove(&self, id: &ContentId) -> Result<bool, BlobError> {
+        match fs::remove_file(self.data_path(id)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io_err(format_args!("remove {id}"))(e)),
+        }
+        match fs::remove_file(self.outboard_path(id)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+            Err(e) => Err(io_err(format_args!("remove the outboard of {id}"))(e)),
+        }
+    }
+
     /// Whether the blob is in the store.
     pub fn has(&self, id: &ContentId) -> bool {
         self.data_path(id).is_file()

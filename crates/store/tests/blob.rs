@@ -467,3 +467,17 @@ fn stores_and_downloads_move_between_threads() {
     sendable::<Download>();
     shareable::<BlobError>();
 }
+
+#[test]
+fn a_removed_blob_is_gone_with_its_outboard_and_can_come_back() {
+    let (dir, store) = store();
+    let bytes = random_bytes(5, 100_000);
+    let id = store.put(&bytes).unwrap();
+    assert!(store.remove(&id).unwrap());
+    assert!(!store.has(&id));
+    assert!(store.encode_range(&id, 0, 16_384).is_err());
+    assert!(!dir.path().join(format!("{id}.obao")).exists());
+    assert!(!store.remove(&id).unwrap(), "removing twice is a no-op");
+    assert_eq!(store.put(&bytes).unwrap(), id);
+    assert_eq!(store.read(&id).unwrap(), bytes);
+}

@@ -316,8 +316,16 @@ impl Snapshot {
         let stderr = read_bytes(buf)?;
         let count = u32::read(buf).map_err(bad)? as usize;
         let mut outputs = Vec::with_capacity(count.min(1024));
+        let mut paths = std::collections::BTreeSet::new();
         for _ in 0..count {
             let path = String::from_utf8(read_bytes(buf)?).map_err(|e| e.to_string())?;
+            // Two colluding providers choose what a referee restores: the
+            // one path rule, and no path twice, before it is kept.
+            cairn_job::check_output_path(&path)
+                .map_err(|reason| format!("snapshot output refused: {reason}"))?;
+            if !paths.insert(path.clone()) {
+                return Err(format!("snapshot lists output '{path}' twice"));
+            }
             outputs.push((path, read_bytes(buf)?));
         }
         let fuel_used = u64::read(buf).map_err(bad)?;

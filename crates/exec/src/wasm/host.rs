@@ -34,6 +34,7 @@ pub(crate) struct Host {
     pub wasi: WasiP1Ctx,
     pub limiter: Limiter,
     pub budget: Budget,
+    pub files: Files,
 }
 
 /// Fails a task that grows memory or tables past its limits. Failing (a
@@ -134,6 +135,21 @@ impl Budget {
         Ok(())
     }
 
+    /// Fails a task that would make a file reach past `output_bytes_max`
+    /// (`None`: past `u64::MAX`), however few bytes it writes to get there.
+    /// A hole costs the host no disk, but its size is what filesystems
+    /// limit (ext4 at 16 TiB, tmpfs far beyond): unbounded offsets would
+    /// let one write succeed on one host and fail on another.
+    fn check_extent(&self, end: Option<u64>) -> wasmtime::Result<()> {
+        if end.is_none_or(|end| end > self.output_bytes_max) {
+            return Err(wasmtime::Error::new(LimitExceeded(Outcome::OutputLimit {
+                stream: "output",
+                limit: self.output_bytes_max,
+            })));
+        }
+        Ok(())
+    }
+
     fn charge_entry(&mut self) -> wasmtime::Result<()> {
         self.entries += 1;
         if self.entries > ENTRIES_MAX {
@@ -163,85 +179,17 @@ macro_rules! forward {
     }};
 }
 
-/// Sum of the lengths in a guest `iovec` array; `None` if the array is out
-/// of bounds (the original function then reports the fault to the guest).
-fn iovec_bytes(caller: &mut Caller<'_, Host>, iovs: i32, count: i32) -> Option<u64> {
-    let memory = caller.get_export("memory")?.into_memory()?;
-    let data = memory.data(&caller);
-    let start = iovs as u32 as usize;
-    let end = start.checked_add((count as u32 as usize).checked_mul(8)?)?;
-    let array = data.get(start..end)?;
-    Some(
-        array
-            .chunks_exact(8)
-            .map(|iov| u64::from(u32::from_le_bytes(iov[4..8].try_into().unwrap())))
-            .sum(),
-    )
-}
+mod files;
+
+pub(crate) use files::Files;
 
 /// Replaces the WASI functions whose cost fuel does not capture with
-/// accounting wrappers, and the ones that would break determinism or block
-/// the worker with refusals.
+/// accounting wrappers, the ones that show the host with deterministic
+/// answers, and the ones that would break determinism or block the worker
+/// with refusals.
 pub(crate) fn add_wrappers(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
-    linker.func_wrap(
-        WASI,
-        "fd_write",
-        |mut caller: Caller<'_, Host>, fd: i32, iovs: i32, count: i32, written: i32| {
-            if let Some(bytes) = iovec_bytes(&mut caller, iovs, count) {
-                caller.data_mut().budget.charge_write(fd, bytes)?;
-            }
-            forward!(caller, fd_write(fd, iovs, count, written))
-        },
-    )?;
-    linker.func_wrap(
-        WASI,
-        "fd_pwrite",
-        |mut caller: Caller<'_, Host>,
-         fd: i32,
-         iovs: i32,
-         count: i32,
-         offset: i64,
-         written: i32| {
-            if let Some(bytes) = iovec_bytes(&mut caller, iovs, count) {
-                caller.data_mut().budget.charge_write(fd, bytes)?;
-            }
-            forward!(caller, fd_pwrite(fd, iovs, count, offset, written))
-        },
-    )?;
-    linker.func_wrap(
-        WASI,
-        "path_open",
-        #[allow(clippy::too_many_arguments)]
-        |mut caller: Caller<'_, Host>,
-         fd: i32,
-         dirflags: i32,
-         path: i32,
-         path_len: i32,
-         oflags: i32,
-         rights: i64,
-         inheriting: i64,
-         fdflags: i32,
-         opened: i32| {
-            if oflags & OFLAGS_CREAT != 0 {
-                caller.data_mut().budget.charge_entry()?;
-            }
-            forward!(
-                caller,
-                path_open(
-                    fd, dirflags, path, path_len, oflags, rights, inheriting, fdflags, opened
-                )
-            )
-        },
-    )?;
-    linker.func_wrap(
-        WASI,
-        "path_create_directory",
-        |mut caller: Caller<'_, Host>, fd: i32, path: i32, path_len: i32| {
-            caller.data_mut().budget.charge_entry()?;
-            forward!(caller, path_create_directory(fd, path, path_len))
-        },
-    )?;
+    files::add_wrappers(linker)?;
     // Sleeping would block a worker thread where the watchdog cannot reach
     // it, and a task has no real time to wait for: refuse it.
     linker.func_wrap(

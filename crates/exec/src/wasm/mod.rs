@@ -24,7 +24,7 @@ pub use cache::ModuleCache;
 use checkpoint::{GLOBAL_EXPORT_PREFIX, STEP_EXPORT, StateParts};
 pub use checkpoint::{Snapshot, StateHash, Trace, Transition};
 use host::{
-    Budget, Host, HostState, LimitExceeded, Limiter, VirtualMonotonicClock, VirtualWallClock,
+    Budget, Files, Host, HostState, LimitExceeded, Limiter, VirtualMonotonicClock, VirtualWallClock,
 };
 
 /// How often the watchdog advances the engine's epoch. The wall-clock limit
@@ -102,13 +102,19 @@ pub enum NanCanonicalization {
     EveryOperation,
 }
 
+/// Compiled modules kept in memory, ready to instantiate.
+const LOADED_MODULES_MAX: usize = 64;
+
 /// Runs WebAssembly (WASI preview 1) deterministically. Cheap to share:
 /// modules are compiled once and instantiated per task from a cache.
 pub struct WasmRuntime {
     engine: Engine,
     linker: Linker<Host>,
     provided: HashSet<(String, String)>,
-    modules: Mutex<HashMap<ContentId, InstancePre<Host>>>,
+    /// Loaded modules, each with when it was loaded (a sequence number):
+    /// the oldest is set aside first.
+    modules: Mutex<HashMap<ContentId, (InstancePre<Host>, u64)>>,
+    loads: std::sync::atomic::AtomicU64,
     /// Modules being loaded, each behind a lock its loaders share.
     loading: Mutex<HashMap<ContentId, Arc<Mutex<()>>>>,
     cache: Option<ModuleCache>,
@@ -155,6 +161,7 @@ impl WasmRuntime {
             linker,
             provided,
             modules: Mutex::new(HashMap::new()),
+            loads: std::sync::atomic::AtomicU64::new(0),
             loading: Mutex::new(HashMap::new()),
             cache: None,
             config,
@@ -191,12 +198,19 @@ impl WasmRuntime {
     }
 
     fn instance_pre(&self, module: &ContentId) -> Result<InstancePre<Host>, ExecError> {
-        self.modules
+        let loaded = self
+            .modules
             .lock()
             .unwrap()
             .get(module)
-            .cloned()
-            .ok_or_else(|| ExecError::NotLoaded(module.to_string()))
+            .map(|(pre, _)| pre.clone());
+        match loaded {
+            Some(pre) => Ok(pre),
+            // Set aside to make room for others: back from the disk cache,
+            // without compiling, if it is still there.
+            None if self.load_compiled(module)? => self.instance_pre(module),
+            None => Err(ExecError::NotLoaded(module.to_string())),
+        }
     }
 }
 
@@ -304,7 +318,23 @@ impl WasmRuntime {
             .linker
             .instantiate_pre(module)
             .map_err(|e| ExecError::InvalidModule(format!("{e:#}")))?;
-        self.modules.lock().unwrap().insert(id, pre);
+        let mut modules = self.modules.lock().unwrap();
+        // Every order a provider bids on loads its module: memory is
+        // bounded by a count, and a module set aside comes back from the
+        // disk cache when a task needs it.
+        if modules.len() >= LOADED_MODULES_MAX
+            && let Some(oldest) = modules
+                .iter()
+                .filter(|(k, _)| **k != id)
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(k, _)| *k)
+        {
+            modules.remove(&oldest);
+        }
+        let at = self
+            .loads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        modules.insert(id, (pre, at));
         Ok(())
     }
 
@@ -441,6 +471,7 @@ impl<'r, 't> Session<'r, 't> {
                     memory_bytes_max: limits.memory_bytes,
                 },
                 budget: Budget::new(limits.output_bytes, limits.stdout_bytes),
+                files: Files::default(),
             },
         );
         store.limiter(|host| &mut host.limiter);
@@ -498,6 +529,7 @@ impl<'r, 't> Session<'r, 't> {
     /// Runs one `cairn_step`.
     fn step(&mut self) -> Result<(), ExecError> {
         let step = self.step.clone().expect("only stepped tasks step");
+        self.store.data_mut().files.end_step();
         match step.call(&mut self.store, ()) {
             Ok(0) => self.halted = Some(Outcome::Exited(0)),
             Ok(_) => {}
@@ -667,7 +699,8 @@ impl<'r, 't> Session<'r, 't> {
             global.set(&mut self.store, value).map_err(host_error)?;
         }
         for (path, bytes) in &snapshot.outputs {
-            let host_path = self.task.output_dir.join(path);
+            let host_path =
+                cairn_job::output_path(self.task.output_dir, path).map_err(ExecError::Host)?;
             if let Some(parent) = host_path.parent() {
                 std::fs::create_dir_all(parent)
                     .map_err(ExecError::io(format!("creating {}", parent.display())))?;
@@ -767,6 +800,7 @@ fn empty_host() -> Host {
             memory_bytes_max: 0,
         },
         budget: Budget::new(0, 0),
+        files: Files::default(),
     }
 }
 
