@@ -7,6 +7,7 @@ use commonware_actor::Feedback;
 use commonware_consensus::marshal::Update;
 use commonware_consensus::marshal::ancestry::Ancestry;
 use commonware_consensus::simplex::types::Context;
+use commonware_consensus::types::Height;
 use commonware_consensus::{Application, Heightable};
 use commonware_cryptography::{Digested, Digestible as _, ed25519};
 use commonware_parallel::Sequential;
@@ -18,7 +19,7 @@ use futures::StreamExt as _;
 
 use crate::Scheme;
 use crate::block::{Block, Digest, TXS_PER_BLOCK_MAX};
-use crate::ledger::{Ledger, tx_key, verify};
+use crate::ledger::Ledger;
 
 /// How often an idle leader looks at the mempool.
 const IDLE_POLL: std::time::Duration = std::time::Duration::from_millis(5);
@@ -28,6 +29,22 @@ const IDLE_POLL: std::time::Duration = std::time::Duration::from_millis(5);
 pub(crate) struct App {
     pub ledger: Ledger,
     pub idle: std::time::Duration,
+    /// Rewrites this validator's own proposals (tests of misbehaving
+    /// validators only).
+    #[cfg(feature = "adversary")]
+    pub tamper: Option<crate::adversary::Tamper>,
+}
+
+impl App {
+    /// An honest application.
+    pub fn new(ledger: Ledger, idle: std::time::Duration) -> Self {
+        Self {
+            ledger,
+            idle,
+            #[cfg(feature = "adversary")]
+            tamper: None,
+        }
+    }
 }
 
 impl<E: Clock> Application<E> for App {
@@ -73,38 +90,69 @@ impl<E: Clock> Application<E> for App {
             }
             cursor = ancestry.next().await;
         }
+        // The parent was verified (or certified by a quorum), so neither can
+        // be at the top of its range; decline rather than wrap if one is.
+        let (Some(height), Some(after_parent_ms)) = (
+            parent.height().get().checked_add(1),
+            parent.inner().timestamp_ms.checked_add(1),
+        ) else {
+            tracing::error!(
+                height = parent.height().get(),
+                timestamp_ms = parent.inner().timestamp_ms,
+                "cannot build on a parent at the end of its range"
+            );
+            return None;
+        };
         let txs = self.ledger.select(TXS_PER_BLOCK_MAX, &pending);
-        let timestamp_ms = runtime
-            .current()
-            .epoch_millis()
-            .max(parent.inner().timestamp_ms + 1);
+        let timestamp_ms = runtime.current().epoch_millis().max(after_parent_ms);
         let block = Block {
             parent: parent.digest(),
-            height: parent.height().next(),
+            height: Height::new(height),
             timestamp_ms,
             txs,
+        };
+        #[cfg(feature = "adversary")]
+        let block = match &self.tamper {
+            Some(tamper) => {
+                let mut block = block;
+                tamper(parent.inner(), &mut block);
+                block
+            }
+            None => block,
         };
         Some(Digested::compute(block, &Sequential).await)
     }
 
-    async fn verify(&mut self, _: (E, Self::Context), mut ancestry: impl Ancestry<Block>) -> bool {
-        // The first item is the block under verification, then its parent
-        // (the wrapper has already checked that they link up).
+    async fn verify(
+        &mut self,
+        (runtime, context): (E, Self::Context),
+        mut ancestry: impl Ancestry<Block>,
+    ) -> bool {
+        // The first item is the block under verification, then its parent.
+        // The wrapper has already checked that they link up; the checks are
+        // repeated here so that every field of a block from a peer is
+        // checked against its bound in one place.
         let (Some(block), Some(parent)) = (ancestry.next().await, ancestry.next().await) else {
             // Abstain rather than call the block invalid.
             return std::future::pending().await;
         };
-        let (block, parent) = (block.inner(), parent.inner());
-        if block.timestamp_ms <= parent.timestamp_ms {
-            return false;
+        let now_ms = runtime.current().epoch_millis();
+        let verdict = block
+            .inner()
+            .check_bounds(parent.inner(), &parent.digest(), now_ms)
+            .and_then(|()| block.inner().check_txs(&self.ledger.chain()));
+        match verdict {
+            Ok(()) => true,
+            Err(reason) => {
+                tracing::warn!(
+                    leader = %context.leader,
+                    height = block.height().get(),
+                    %reason,
+                    "refusing a proposal"
+                );
+                false
+            }
         }
-        // Every transaction must be well formed and correctly signed; a block
-        // with a forged one is invalid forever.
-        let mut seen = BTreeSet::new();
-        block
-            .txs
-            .iter()
-            .all(|bytes| verify(bytes).is_some_and(|tx| seen.insert(tx_key(&tx))))
     }
 }
 

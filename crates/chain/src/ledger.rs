@@ -5,15 +5,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use cairn_ledger::{State, Tx, TxError, VerifiedTx, admit};
+use cairn_ledger::{Amount, State, Tx, TxError, VerifiedTx, admit};
 use cairn_wire::{ContentId, PublicKey};
 
 use crate::StateStore;
-use crate::block::{Block, TX_BYTES_MAX};
-
-/// Transactions a mempool holds, at most; more are refused until blocks
-/// drain it.
-pub const MEMPOOL_TXS_MAX: usize = 100_000;
+use crate::block::{BLOCK_TX_BYTES_MAX, Block, TX_BYTES_MAX};
+use crate::mempool::{MEMPOOL_BYTES_MAX, MEMPOOL_TXS_MAX, Mempool, SENDER_PENDING_MAX};
 
 /// Outcomes of applied transactions remembered for queries, at most (the
 /// oldest are forgotten first).
@@ -60,8 +57,38 @@ pub enum SubmitError {
     /// Refused by the ledger's rules as of the last finalized block.
     #[error("{0}")]
     Refused(#[from] TxError),
-    /// The mempool is full.
-    #[error("mempool is full ({MEMPOOL_TXS_MAX} transactions); try again shortly")]
+    /// The signer holds nothing the transaction could draw on: no balance,
+    /// no bonded stake, not the escrow it acts on.
+    #[error("account {0} holds no funds; only funded accounts may submit transactions")]
+    Unfunded(PublicKey),
+    /// The nonce is too far ahead of the signer's next one.
+    #[error(
+        "nonce {found} is {SENDER_PENDING_MAX} or more past the account's next nonce {next}; \
+         submit the ones before it first"
+    )]
+    NonceTooFar {
+        /// The signer's next nonce.
+        next: u64,
+        /// The transaction's nonce.
+        found: u64,
+    },
+    /// With this one, the signer's queued transactions would take more than
+    /// its balance.
+    #[error(
+        "the account's queued transactions would take {needed} µCAIRN; its balance is {available}"
+    )]
+    CannotPay {
+        /// What the queued transactions and this one take, together.
+        needed: u128,
+        /// The signer's balance.
+        available: Amount,
+    },
+    /// The mempool is full, and no sender in it holds enough more than this
+    /// one to make room.
+    #[error(
+        "mempool is full ({MEMPOOL_TXS_MAX} transactions or {MEMPOOL_BYTES_MAX} bytes); \
+         try again shortly"
+    )]
     Full,
 }
 
@@ -80,7 +107,7 @@ struct Inner {
     /// State roots by height (for checks and queries).
     roots: BTreeMap<u64, ContentId>,
     blocks: BTreeMap<u64, BlockSummary>,
-    mempool: BTreeMap<TxKey, Vec<u8>>,
+    mempool: Mempool,
     outcomes: BTreeMap<TxKey, TxOutcome>,
     outcome_order: std::collections::VecDeque<TxKey>,
     store: Option<StateStore>,
@@ -108,7 +135,7 @@ impl Ledger {
                 state,
                 roots,
                 blocks: BTreeMap::new(),
-                mempool: BTreeMap::new(),
+                mempool: Mempool::default(),
                 outcomes: BTreeMap::new(),
                 outcome_order: std::collections::VecDeque::new(),
                 store,
@@ -162,53 +189,45 @@ impl Ledger {
         self.inner.lock().unwrap().mempool.len()
     }
 
-    /// Checks a transaction (encoding, signatures, chain, nonce not already
-    /// used) and queues it for a block.
+    /// Checks a transaction and queues it for a block. Everything that
+    /// takes only lookups comes first (size, encoding, chain, nonce window,
+    /// funds, room: the mempool's rules are in `docs/ledger.md`), so a
+    /// transaction from an account with nothing costs no signature check;
+    /// then its signatures.
     pub fn submit(&self, bytes: Vec<u8>) -> Result<(), SubmitError> {
         if bytes.len() > TX_BYTES_MAX {
             return Err(SubmitError::TooLarge(bytes.len()));
         }
         let tx = cairn_ledger::decode(&bytes).map_err(|e| SubmitError::Malformed(e.to_string()))?;
+        let (signer, len) = (tx.signer(), bytes.len());
+        {
+            let inner = self.inner.lock().unwrap();
+            inner
+                .mempool
+                .check(&inner.state, signer, tx.payload_unchecked(), len)?;
+        }
+        // Signatures are checked without the lock, so admissions proceed in
+        // parallel; the state may move meanwhile, so the lookups run again.
         let verified = admit(tx)?;
         let key = tx_key(&verified);
-        let mut inner = self.inner.lock().unwrap();
         let body = verified.tx().payload_unchecked();
-        if body.chain != inner.state.chain() {
-            return Err(TxError::WrongChain {
-                expected: inner.state.chain(),
-                found: body.chain,
-            }
-            .into());
-        }
-        let next = inner.state.account(&key.0).nonce;
-        if key.1 < next {
-            return Err(TxError::BadNonce {
-                expected: next,
-                found: key.1,
-            }
-            .into());
-        }
-        if inner.mempool.len() >= MEMPOOL_TXS_MAX {
-            return Err(SubmitError::Full);
-        }
+        let mut inner = self.inner.lock().unwrap();
+        let admission = inner.mempool.check(&inner.state, signer, body, len)?;
         // A nonce that was refused may be used again: forget the old verdict
         // so it is not taken for this transaction's.
         inner.outcomes.remove(&key);
-        inner.mempool.insert(key, bytes);
+        inner.mempool.insert(key, bytes, &body.kind, admission);
         Ok(())
     }
 
-    /// Up to `max` transactions for a new block, skipping those already in
-    /// blocks that are proposed but not yet finalized.
+    /// Up to `max` transactions for a new block (and at most
+    /// [`BLOCK_TX_BYTES_MAX`] bytes of them), one from each sender in turn,
+    /// skipping those already in blocks that are proposed but not yet
+    /// finalized.
     pub(crate) fn select(&self, max: usize, exclude: &BTreeSet<TxKey>) -> Vec<Vec<u8>> {
-        let inner = self.inner.lock().unwrap();
-        inner
-            .mempool
-            .iter()
-            .filter(|(key, _)| !exclude.contains(key))
-            .take(max)
-            .map(|(_, bytes)| bytes.clone())
-            .collect()
+        let mut inner = self.inner.lock().unwrap();
+        let Inner { state, mempool, .. } = &mut *inner;
+        mempool.select(state, max, BLOCK_TX_BYTES_MAX, exclude)
     }
 
     /// Applies a finalized block (once: blocks at or below the current
@@ -271,10 +290,7 @@ impl Ledger {
             let oldest = inner.outcome_order.pop_front().expect("not empty");
             inner.outcomes.remove(&oldest);
         }
-        let state_ref = &state;
-        inner
-            .mempool
-            .retain(|(signer, nonce), _| *nonce >= state_ref.account(signer).nonce);
+        inner.mempool.prune(&state);
         inner.state = state;
         Ok(())
     }
@@ -289,3 +305,6 @@ pub(crate) fn tx_key(tx: &VerifiedTx) -> TxKey {
     let tx: &Tx = tx.tx();
     (tx.signer(), tx.payload_unchecked().nonce)
 }
+
+#[cfg(test)]
+mod tests;

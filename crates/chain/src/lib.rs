@@ -13,18 +13,22 @@
 //! network, where tests crash, partition and restart validators from a seed.
 #![deny(missing_docs)]
 
+#[cfg(feature = "adversary")]
+pub mod adversary;
 mod app;
 mod block;
 mod ledger;
+mod mempool;
 mod node;
 mod store;
 
 use std::num::NonZeroU64;
 
-pub use block::{Block, Digest, TX_BYTES_MAX, TXS_PER_BLOCK_MAX};
-pub use ledger::{
-    BLOCKS_KEPT_MAX, BlockSummary, Ledger, MEMPOOL_TXS_MAX, OUTCOMES_MAX, SubmitError, TxOutcome,
+pub use block::{
+    BLOCK_TX_BYTES_MAX, Block, Digest, TIMESTAMP_AHEAD_MS_MAX, TX_BYTES_MAX, TXS_PER_BLOCK_MAX,
 };
+pub use ledger::{BLOCKS_KEPT_MAX, BlockSummary, Ledger, OUTCOMES_MAX, SubmitError, TxOutcome};
+pub use mempool::{MEMPOOL_BYTES_MAX, MEMPOOL_TXS_MAX, SENDER_PENDING_MAX};
 pub use node::{Channels, Timeouts, run_validator};
 pub use store::{StateStore, StoreError};
 

@@ -112,6 +112,42 @@ pub async fn run_validator<E, S, R, P, B>(
     P: Provider<PublicKey = ed25519::PublicKey>,
     B: Blocker<PublicKey = ed25519::PublicKey>,
 {
+    let app = App::new(ledger.clone(), timeouts.idle_block);
+    run(
+        context,
+        signer,
+        participants,
+        prefix,
+        peers,
+        blocker,
+        channels,
+        ledger,
+        timeouts,
+        app,
+    )
+    .await
+}
+
+/// [`run_validator`] with the consensus application given.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run<E, S, R, P, B>(
+    context: E,
+    signer: ed25519::PrivateKey,
+    participants: Set<ed25519::PublicKey>,
+    prefix: String,
+    peers: P,
+    blocker: B,
+    channels: Channels<S, R>,
+    ledger: Ledger,
+    timeouts: Timeouts,
+    app: App,
+) where
+    E: Spawner + Clock + Storage + Metrics + rand_core::CryptoRng,
+    S: Sender<PublicKey = ed25519::PublicKey>,
+    R: Receiver<PublicKey = ed25519::PublicKey>,
+    P: Provider<PublicKey = ed25519::PublicKey>,
+    B: Blocker<PublicKey = ed25519::PublicKey>,
+{
     let me = signer.public_key();
     assert!(
         timeouts.idle_block < timeouts.leader,
@@ -168,7 +204,7 @@ pub async fn run_validator<E, S, R, P, B>(
     .await
     .expect("opening the blocks archive");
 
-    let genesis = Block::genesis(&ledger.state().chain());
+    let genesis = Block::genesis(&ledger.chain());
     let genesis_digest = genesis.digest();
     let (marshal, marshal_mailbox, _floor) = Marshal::<_, Standard<Block>, _, _, _, _, _>::init(
         context.child("marshal"),
@@ -195,18 +231,14 @@ pub async fn run_validator<E, S, R, P, B>(
     .await;
 
     let (finalized_tx, finalized_rx) = mpsc::unbounded_channel();
-    context.child("executor").spawn({
-        let ledger = ledger.clone();
-        move |_| execute(ledger, finalized_rx)
-    });
+    context
+        .child("executor")
+        .spawn(move |_| execute(ledger, finalized_rx));
     marshal.start(Finalized(finalized_tx), buffer, resolver);
 
     let inline = Inline::new(
         context.child("inline"),
-        App {
-            ledger,
-            idle: timeouts.idle_block,
-        },
+        app,
         marshal_mailbox,
         FixedEpocher::new(EPOCH_LENGTH),
     );

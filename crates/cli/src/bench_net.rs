@@ -203,6 +203,8 @@ fn with_devnet<T>(
                 cairn_wire::Keypair::load_or_create(&dir.join(format!("p{j}/node.key")))?.public();
             wait(|| node.get(&format!("/v1/accounts/{key}")).ok()?["can_bid"].as_bool())?;
         }
+        // Validator 0 wrote its token before its API answered.
+        let node = node.with_token(cairn_node::api::ApiToken::load(&dir.join("v0"))?);
         work(&node)
     })();
     let _ = devnet.kill();
@@ -214,7 +216,7 @@ fn with_devnet<T>(
 }
 
 fn upload(node: &Node, name: &str, wasm: &[u8]) -> anyhow::Result<SubmittedFile> {
-    node.post("/v1/blobs", wasm.to_vec())?;
+    node.post_bytes("/v1/blobs", wasm.to_vec())?;
     Ok(SubmittedFile {
         name: name.into(),
         id: ContentId::of(wasm).to_string(),
@@ -281,7 +283,7 @@ fn submit(
         price_max_ucairn_per_gfuel: 1_000,
         verify: verify.into(),
     };
-    let answer = node.post("/v1/jobs", serde_json::to_vec(&submission)?)?;
+    let answer = node.post_json("/v1/jobs", serde_json::to_vec(&submission)?)?;
     answer["job"]
         .as_str()
         .map(str::to_string)

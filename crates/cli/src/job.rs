@@ -23,6 +23,10 @@ pub struct JobArgs {
         global = true
     )]
     node: String,
+    /// The node's data folder, where it keeps its API token (`api.token`;
+    /// `CAIRN_API_TOKEN` overrides it).
+    #[arg(long, env = "CAIRN_DATA_DIR", default_value = ".cairn", global = true)]
+    data_dir: PathBuf,
     #[command(subcommand)]
     command: JobCommand,
 }
@@ -37,6 +41,10 @@ enum JobCommand {
         /// Follow it until it ends and fetch its outputs into `out/<name>`.
         #[arg(long)]
         watch: bool,
+        /// Also send the module and inputs found in this folder (by default
+        /// only files in the job file's own folder are sent).
+        #[arg(long, value_name = "DIR")]
+        allow_inputs_from: Vec<PathBuf>,
     },
     /// A job's state, progress, and why it waits if it does.
     Status {
@@ -62,10 +70,14 @@ enum JobCommand {
 }
 
 pub fn job(args: JobArgs) -> anyhow::Result<ExitCode> {
-    let node = Node::new(&args.node);
+    let node = Node::new(&args.node).with_token(crate::wallet::api_token(&args.data_dir)?);
     match args.command {
-        JobCommand::Submit { job, watch: follow } => {
-            let id = submit(&node, &job)?;
+        JobCommand::Submit {
+            job,
+            watch: follow,
+            allow_inputs_from,
+        } => {
+            let id = submit(&node, &job, &allow_inputs_from)?;
             println!("{id}");
             if follow {
                 let code = watch(&node, &id)?;
@@ -99,9 +111,13 @@ pub fn job(args: JobArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Uploads what the job needs and submits it; returns the job id.
-pub fn submit(node: &Node, path: &Path) -> anyhow::Result<String> {
-    let job = Job::load(path, &cairn_workloads::names()).map_err(anyhow::Error::msg)?;
+/// Uploads what the job needs and submits it; returns the job id. The
+/// module and inputs come from the job file's folder or from `allowed`,
+/// and are listed on stderr before any is sent.
+pub fn submit(node: &Node, path: &Path, allowed: &[PathBuf]) -> anyhow::Result<String> {
+    let job =
+        Job::load_allowing(path, &cairn_workloads::names(), allowed).map_err(anyhow::Error::msg)?;
+    announce_uploads(&job);
     let module = match &job.module {
         ModuleRef::Builtin(name) => cairn_workloads::find(name)
             .expect("the job loader accepts known built-ins only")
@@ -114,7 +130,7 @@ pub fn submit(node: &Node, path: &Path) -> anyhow::Result<String> {
     let upload = |name: &str, bytes: Vec<u8>| -> anyhow::Result<SubmittedFile> {
         let size = bytes.len() as u64;
         let id = ContentId::of(&bytes);
-        let answer = node.post("/v1/blobs", bytes)?;
+        let answer = node.post_bytes("/v1/blobs", bytes)?;
         if answer["id"].as_str() != Some(id.to_string().as_str()) {
             bail!("the node stored {name} under another id");
         }
@@ -157,7 +173,17 @@ pub fn submit(node: &Node, path: &Path) -> anyhow::Result<String> {
         price_max_ucairn_per_gfuel: market.price_max_ucairn_per_gfuel.unwrap_or(1_000),
         verify: job.verify.into(),
     };
-    let answer = node.post("/v1/jobs", serde_json::to_vec(&submission)?)?;
+    let body = serde_json::to_vec(&submission)?;
+    if body.len() > cairn_node::api::SUBMISSION_BYTES_MAX {
+        bail!(
+            "the job's {} tasks take {} bytes to submit; a node takes at most {}: split it into \
+             smaller jobs",
+            submission.tasks.len(),
+            body.len(),
+            cairn_node::api::SUBMISSION_BYTES_MAX
+        );
+    }
+    let answer = node.post_json("/v1/jobs", body)?;
     answer["job"]
         .as_str()
         .map(str::to_string)
@@ -216,12 +242,42 @@ pub fn watch(node: &Node, id: &str) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Says on stderr which local files a job sends to the node (and from
+/// there to the providers it leases), before anything is sent.
+fn announce_uploads(job: &Job) {
+    let mut files: Vec<(String, u64)> = job
+        .inputs
+        .iter()
+        .map(|input| (input.host_path.display().to_string(), input.size_bytes))
+        .collect();
+    if let ModuleRef::File(path) = &job.module {
+        let size = std::fs::metadata(path).map_or(0, |m| m.len());
+        files.insert(0, (path.display().to_string(), size));
+    }
+    if files.is_empty() {
+        return;
+    }
+    eprintln!("sending {} local file(s) to the network:", files.len());
+    for (path, size) in files {
+        eprintln!("  {path} ({size} bytes)");
+    }
+}
+
 /// Downloads a job's outputs into `out`, and each task's stdout and stderr
 /// into `out/cairn-logs/`, checking each against its content id.
 pub fn results(node: &Node, id: &str, out: Option<PathBuf>) -> anyhow::Result<()> {
     let status = node.get(&format!("/v1/jobs/{id}"))?;
-    let name = status["name"].as_str().unwrap_or("job");
-    let out = out.unwrap_or_else(|| crate::default_out_dir(name));
+    let out = match out {
+        Some(out) => out,
+        None => {
+            // The name comes from the node: the job-name rule before it
+            // names a folder.
+            let name = status["name"].as_str().unwrap_or("job");
+            cairn_job::check_job_name(name)
+                .map_err(|reason| anyhow::anyhow!("the node named the job badly: {reason}"))?;
+            crate::default_out_dir(name)
+        }
+    };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let logs_dir = out.join(crate::LOGS_DIR);
     if logs_dir.exists() {
@@ -240,13 +296,13 @@ pub fn results(node: &Node, id: &str, out: Option<PathBuf>) -> anyhow::Result<()
             };
             // The node passes on what a provider reported: the same rule as
             // a job file's outputs, before the name touches the disk.
-            if let Err(reason) = cairn_job::check_output_path(name) {
-                bail!("the node listed an output that cannot be saved: {reason}");
-            }
+            let path = cairn_job::output_path(&out, name).map_err(|reason| {
+                anyhow::anyhow!("the node listed an output that cannot be saved: {reason}")
+            })?;
             if !written.insert(name.to_string()) {
                 bail!("the node listed output '{name}' twice; nothing is overwritten");
             }
-            fetch_to(node, blob, &out.join(name))?;
+            fetch_to(node, blob, &path)?;
             files += 1;
         }
         let task = result["task"]

@@ -21,6 +21,10 @@ pub struct NodeArgs {
     /// Where the HTTP API listens.
     #[arg(long, env = "CAIRN_HTTP", default_value = "127.0.0.1:8640")]
     http: SocketAddr,
+    /// A name the HTTP API answers to besides its address and localhost
+    /// (NAME or NAME:PORT; a request naming any other host is refused).
+    #[arg(long = "api-host", env = "CAIRN_API_HOST", value_delimiter = ',')]
+    api_hosts: Vec<String>,
     /// Where validator p2p listens.
     #[arg(long, env = "CAIRN_P2P", default_value = "127.0.0.1:8641")]
     p2p: SocketAddr,
@@ -66,9 +70,17 @@ pub struct MarketArgs {
     /// Cores offered [default: all].
     #[arg(long, env = "CAIRN_CORES")]
     cores: Option<u32>,
-    /// Memory offered, MiB.
+    /// Memory offered, MiB: no task may use more.
     #[arg(long, env = "CAIRN_MEMORY_MIB", default_value_t = 4096)]
     memory_mib: u32,
+    /// The longest wall-clock time one task may run, seconds [default: a
+    /// day, the most a job file may ask].
+    #[arg(long, env = "CAIRN_TASK_WALL_TIME_S_MAX")]
+    task_wall_time_s_max: Option<u64>,
+    /// The most output one task may write, MiB [default: 4096, the most a
+    /// job file may ask].
+    #[arg(long, env = "CAIRN_TASK_OUTPUT_MIB_MAX")]
+    task_output_mib_max: Option<u64>,
     /// Base price asked per 10^9 fuel, µcairn.
     #[arg(long, env = "CAIRN_PRICE", default_value_t = 40)]
     price: u64,
@@ -95,8 +107,9 @@ pub struct MarketArgs {
     #[arg(long, env = "CAIRN_MODULE_CACHE_MIB", default_value_t = 2048)]
     module_cache_mib: u64,
     /// Cheat on purpose, to test verification on a devnet: `liar` returns a
-    /// wrong digest for every task, `staller` commits and never reveals.
-    #[arg(long, hide = true, value_parser = ["liar", "staller"])]
+    /// wrong digest for every task, `staller` commits and never reveals,
+    /// `index-overflower` reports on tasks past the job's end.
+    #[arg(long, hide = true, value_parser = ["liar", "staller", "index-overflower"])]
     misbehave: Option<String>,
 }
 
@@ -137,9 +150,22 @@ impl MarketArgs {
                     ..cairn_market::ScalePricing::default()
                 },
                 stake_ucairn: cairn_ledger::Params::default().stake_min,
+                task_caps: {
+                    let mut caps = cairn_node::market::TaskCaps::default();
+                    if let Some(s) = self.task_wall_time_s_max {
+                        caps.wall_time_ms = s.saturating_mul(1_000);
+                    }
+                    if let Some(mib) = self.task_output_mib_max {
+                        caps.output_bytes = mib.saturating_mul(1 << 20);
+                    }
+                    caps
+                },
                 misbehave: match self.misbehave.as_deref() {
                     Some("liar") => Some(cairn_node::market::Misbehave::Liar),
                     Some("staller") => Some(cairn_node::market::Misbehave::Staller),
+                    Some("index-overflower") => {
+                        Some(cairn_node::market::Misbehave::IndexOverflower)
+                    }
                     _ => None,
                 },
             });
@@ -170,10 +196,11 @@ pub fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
             .collect::<anyhow::Result<_>>()?
     };
     eprintln!(
-        "cairn: node {} with {} validator(s); data in {}",
+        "cairn: node {} with {} validator(s); data in {}, API token in {}",
         key.public(),
         validators.len(),
-        args.data_dir.display()
+        args.data_dir.display(),
+        cairn_node::api::ApiToken::path(&args.data_dir).display()
     );
     let market = args.market.config(&args.data_dir)?;
     cairn_node::run(cairn_node::NodeConfig {
@@ -183,6 +210,7 @@ pub fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
         key,
         genesis,
         http: args.http,
+        api_hosts: args.api_hosts,
         p2p: args.p2p,
         validators,
         threads: args.threads,
@@ -237,6 +265,10 @@ pub struct DevnetArgs {
     /// then stop the devnet.
     #[arg(long)]
     job: Option<PathBuf>,
+    /// Also send the job's module and inputs from this folder (by default
+    /// only files in the job file's own folder are sent).
+    #[arg(long, value_name = "DIR", requires = "job")]
+    allow_inputs_from: Vec<PathBuf>,
 }
 
 /// The devnet's processes; killed when dropped so a failed run leaves
@@ -344,8 +376,14 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
         wallet.public(),
         args.dir.join("wallet.key").display(),
     );
+    println!(
+        "jobs: cairn job --node {ledger} --data-dir {} submit <job.toml>",
+        args.dir.join("v0").display()
+    );
     if let Some(job) = &args.job {
-        let node = crate::wallet::Node::new(&ledger);
+        // Validator 0 wrote its token before its API answered.
+        let token = cairn_node::api::ApiToken::load(&args.dir.join("v0"))?;
+        let node = crate::wallet::Node::new(&ledger).with_token(token);
         for j in 0..providers.len() {
             wait_for_http(&format!("http://127.0.0.1:{}", base + 200 + 2 * j as u16))?;
         }
@@ -353,7 +391,7 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
         for key in &providers {
             wait_for_stake(&node, key)?;
         }
-        let id = crate::job::submit(&node, job)?;
+        let id = crate::job::submit(&node, job, &args.allow_inputs_from)?;
         println!("job {id} submitted to {ledger}");
         let code = crate::job::watch(&node, &id)?;
         crate::job::results(&node, &id, None)?;

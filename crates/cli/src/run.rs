@@ -38,6 +38,10 @@ pub struct RunArgs {
     /// Print the summary as one JSON object on stdout (no progress bar).
     #[arg(long)]
     json: bool,
+    /// Also read the module and inputs from this folder (by default only
+    /// files in the job file's own folder are read).
+    #[arg(long, value_name = "DIR")]
+    allow_inputs_from: Vec<PathBuf>,
 }
 
 /// What `cairn run` reports, on the terminal, as JSON and in
@@ -89,7 +93,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             "this build runs jobs on this machine only: add --local (network runs arrive with `cairn node`)"
         );
     }
-    let job = Job::load(&args.job, &cairn_workloads::names()).map_err(anyhow::Error::msg)?;
+    let job = Job::load_allowing(
+        &args.job,
+        &cairn_workloads::names(),
+        &args.allow_inputs_from,
+    )
+    .map_err(anyhow::Error::msg)?;
     let wasm: Cow<'static, [u8]> = match &job.module {
         ModuleRef::Builtin(name) => Cow::Borrowed(
             cairn_workloads::find(name)

@@ -1,11 +1,12 @@
 //! `cairn wallet`: balances, transfers and stake, through a node's API.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use cairn_ledger::{Capabilities, TxBody, TxKind};
+use cairn_node::api::ApiToken;
 use cairn_wire::{ContentId, Keypair, PublicKey};
 use serde_json::Value;
 
@@ -69,6 +70,23 @@ enum WalletCommand {
 pub(crate) struct Node {
     pub base: String,
     pub http: reqwest::blocking::Client,
+    /// Shown on every request, for the routes that need it.
+    pub token: Option<ApiToken>,
+}
+
+/// The API token of the node whose data folder is `data_dir`:
+/// `CAIRN_API_TOKEN` if set, else the node's `api.token` file.
+pub(crate) fn api_token(data_dir: &Path) -> anyhow::Result<ApiToken> {
+    if let Ok(text) = std::env::var("CAIRN_API_TOKEN") {
+        return ApiToken::from_hex(&text).context("CAIRN_API_TOKEN");
+    }
+    ApiToken::load(data_dir).with_context(|| {
+        format!(
+            "the node's API token is read from {}; point --data-dir at the node's data \
+             folder, or set CAIRN_API_TOKEN to the token",
+            ApiToken::path(data_dir).display()
+        )
+    })
 }
 
 impl Node {
@@ -80,14 +98,42 @@ impl Node {
                 .timeout(std::time::Duration::from_secs(600))
                 .build()
                 .expect("an HTTP client"),
+            token: None,
         }
     }
 
-    /// POSTs `body`; the answer as JSON.
-    pub fn post(&self, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
+    /// The same client, showing `token`.
+    pub fn with_token(self, token: ApiToken) -> Self {
+        Self {
+            token: Some(token),
+            ..self
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::blocking::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => request.header(reqwest::header::AUTHORIZATION, token.bearer()),
+            None => request,
+        }
+    }
+
+    /// POSTs raw bytes; the answer as JSON.
+    pub fn post_bytes(&self, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
         let response = self
-            .http
-            .post(format!("{}{path}", self.base))
+            .request(reqwest::Method::POST, path)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body)
+            .send()
+            .with_context(|| format!("cannot reach the node at {}", self.base))?;
+        answer(response)
+    }
+
+    /// POSTs JSON; the answer as JSON.
+    pub fn post_json(&self, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
+        let response = self
+            .request(reqwest::Method::POST, path)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body)
             .send()
             .with_context(|| format!("cannot reach the node at {}", self.base))?;
@@ -97,8 +143,7 @@ impl Node {
     /// GETs raw bytes.
     pub fn get_bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
         let response = self
-            .http
-            .get(format!("{}{path}", self.base))
+            .request(reqwest::Method::GET, path)
             .send()
             .with_context(|| format!("cannot reach the node at {}", self.base))?;
         if !response.status().is_success() {
@@ -112,24 +157,15 @@ impl Node {
 
     /// GETs JSON.
     pub fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let url = format!("{}{path}", self.base);
         let response = self
-            .http
-            .get(&url)
+            .request(reqwest::Method::GET, path)
             .send()
             .with_context(|| format!("cannot reach the node at {}", self.base))?;
         answer(response)
     }
 
     fn submit(&self, bytes: Vec<u8>) -> anyhow::Result<()> {
-        let response = self
-            .http
-            .post(format!("{}/v1/txs", self.base))
-            .header("content-type", "application/octet-stream")
-            .body(bytes)
-            .send()
-            .with_context(|| format!("cannot reach the node at {}", self.base))?;
-        answer(response).map(|_| ())
+        self.post_bytes("/v1/txs", bytes).map(|_| ())
     }
 }
 
@@ -152,6 +188,8 @@ pub fn wallet(args: WalletArgs) -> anyhow::Result<ExitCode> {
         http: reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()?,
+        // Balances and transactions are public or signed: no token.
+        token: None,
     };
     let key = Keypair::load_or_create(&args.key)?;
     let kind = match args.command {

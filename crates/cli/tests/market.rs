@@ -68,12 +68,25 @@ impl Devnet {
         format!("http://127.0.0.1:{}", self.base)
     }
 
+    /// GETs `path` from the requester, with its API token once it has one.
     fn get(&self, path: &str) -> Option<Value> {
-        let output = Command::new("curl")
-            .args(["-sf", &format!("{}{path}", self.url())])
+        let mut curl = Command::new("curl");
+        curl.args(["-sf", &format!("{}{path}", self.url())]);
+        if let Ok(token) = std::fs::read_to_string(self.dir.join("v0/api.token")) {
+            curl.args(["-H", &format!("Authorization: Bearer {}", token.trim())]);
+        }
+        serde_json::from_slice(&curl.output().ok()?.stdout).ok()
+    }
+
+    /// Runs `cairn job <args>` against the requester, which reads the
+    /// requester's API token from its folder.
+    fn job(&self, args: &[&str]) -> Output {
+        cairn()
+            .args(["job", "--node", &self.url(), "--data-dir"])
+            .arg(self.dir.join("v0"))
+            .args(args)
             .output()
-            .ok()?;
-        serde_json::from_slice(&output.stdout).ok()
+            .unwrap()
     }
 
     fn wait_until<T>(&self, what: &str, mut check: impl FnMut(&Self) -> Option<T>) -> T {
@@ -91,13 +104,7 @@ impl Devnet {
     }
 
     fn submit(&self, job: &Path) -> String {
-        let output = run(&[
-            "job",
-            "--node",
-            &self.url(),
-            "submit",
-            job.to_str().unwrap(),
-        ]);
+        let output = self.job(&["submit", job.to_str().unwrap()]);
         assert!(
             output.status.success(),
             "{}",
@@ -380,15 +387,7 @@ fn a_provider_killed_mid_job_loses_nothing_and_the_job_completes() {
     // Each task's stdout comes back with the results, verified, and is
     // linked from cairn-results.json.
     let out = tmp.path().join("fetched");
-    let fetched = run(&[
-        "job",
-        "--node",
-        &devnet.url(),
-        "results",
-        &id,
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let fetched = devnet.job(&["results", &id, "-o", out.to_str().unwrap()]);
     assert!(
         fetched.status.success(),
         "{}",
@@ -503,7 +502,7 @@ fn a_job_no_provider_can_run_stays_queued_and_says_why() {
     devnet.wait_until("the job is queued", |d| {
         (d.status(&id)["state"] == "queued").then_some(())
     });
-    let output = run(&["job", "--node", &devnet.url(), "status", &id]);
+    let output = devnet.job(&["status", &id]);
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("queued"), "{text}");
     assert!(text.contains("above max price"), "{text}");
@@ -590,6 +589,18 @@ async fn malformed_oversized_forged_and_replayed_messages_are_dropped_and_counte
     let tmp = tempfile::tempdir().unwrap();
     let id = devnet.submit(&search_job(tmp.path(), 2, 1_000, "policy = \"none\""));
     assert_eq!(devnet.wait_done(&id)["done"], 2);
+    // A `blob_snooper`: the intruder asks the requester for the module the
+    // job's providers fetched. It is no party to the job: refused.
+    let module = cairn_wire::ContentId::of(cairn_workloads::HASHSEARCH.wasm);
+    let mut blob = vec![4u8];
+    blob.extend_from_slice(module.as_bytes());
+    blob.extend_from_slice(&0u64.to_be_bytes());
+    blob.extend_from_slice(&1_024u32.to_be_bytes());
+    let answer = intruder.request(requester_peer, blob).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&answer).contains("not yours to fetch"),
+        "a stranger was served a job's blob"
+    );
 }
 
 /// The key of provider `j` of a devnet.
@@ -666,4 +677,48 @@ fn a_liar_loses_its_dispute_and_is_slashed_and_the_job_completes_right() {
 #[test]
 fn a_staller_is_challenged_on_the_ledger_and_slashed_and_the_job_completes() {
     cheater_is_caught(29000, "staller", 8);
+}
+
+/// A leased `index_overflower` adds, to every pull, a well-signed
+/// commitment and a failure for a task past the job's end. The requester
+/// refuses and counts them, keeps serving, and the job completes with the
+/// right results; its other job is untouched.
+#[test]
+fn an_index_overflower_is_refused_and_every_job_completes() {
+    let devnet = Devnet::start(30000, 1);
+    devnet.signal("p0", "-9");
+    devnet.wait_gone("p0");
+    let mut overflower = devnet.start_provider(0, &["--misbehave", "index-overflower"]);
+    devnet.wait_until("the overflower is back", |d| {
+        (d.get("/v1/market")?["peers"].as_u64()? >= 1).then_some(())
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let first = devnet.submit(&search_job(tmp.path(), 3, 1_000, "policy = \"none\""));
+    let other = tempfile::tempdir().unwrap();
+    let second = devnet.submit(&search_job(other.path(), 2, 1_000, "policy = \"none\""));
+    assert_eq!(devnet.wait_done(&first)["done"], 3);
+    assert_eq!(devnet.wait_done(&second)["done"], 2);
+    let stats = devnet.get("/v1/market").unwrap();
+    assert!(stats["refused"].as_u64() >= Some(1), "{stats}");
+    // When its leases end, the provider deletes what it stored for them:
+    // its blob store does not grow with every job it ran.
+    let outputs: Vec<String> = devnet
+        .results(&first)
+        .values()
+        .flat_map(|r| r["outputs"].as_array().unwrap().clone())
+        .map(|o| o["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(outputs.len(), 3);
+    let blobs = devnet.dir.join("p0/market/blobs");
+    devnet.wait_until("the provider removes the outputs of ended leases", |_| {
+        outputs
+            .iter()
+            .all(|id| !blobs.join(id).exists())
+            .then_some(())
+    });
+    // The requester keeps them: they are its results.
+    let kept = devnet.dir.join("v0/market/blobs");
+    assert!(outputs.iter().all(|id| kept.join(id).exists()));
+    let _ = overflower.kill();
+    let _ = overflower.wait();
 }

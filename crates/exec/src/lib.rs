@@ -27,6 +27,11 @@
 mod error;
 pub mod local;
 mod manifest;
+mod snapshot;
+// Everything that needs wasmtime. Without the `runtime` feature the crate
+// is its types and the snapshot codec, which is what the fuzz target of
+// snapshots from peers builds.
+#[cfg(feature = "runtime")]
 mod wasm;
 
 use std::path::Path;
@@ -36,10 +41,9 @@ pub use cairn_job::Limits;
 use cairn_wire::ContentId;
 pub use error::ExecError;
 pub use manifest::{Manifest, OutputFile};
-pub use wasm::{
-    ModuleCache, NanCanonicalization, Snapshot, StateHash, Trace, Transition, WasmConfig,
-    WasmRuntime,
-};
+pub use snapshot::{Snapshot, StateHash};
+#[cfg(feature = "runtime")]
+pub use wasm::{ModuleCache, NanCanonicalization, Trace, Transition, WasmConfig, WasmRuntime};
 
 /// A runtime executes tasks of programs it has loaded.
 pub trait Runtime: Send + Sync {

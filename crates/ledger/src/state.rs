@@ -226,7 +226,12 @@ impl State {
     pub fn begin_block(&mut self, height: u64) {
         assert!(height > self.height, "blocks are applied in order");
         self.height = height;
-        let later = self.unbonding.split_off(&(height + 1, PublicKey::MIN));
+        // Heights come from blocks, so the last one must not wrap: at
+        // `u64::MAX` everything still unbonding is due.
+        let later = match height.checked_add(1) {
+            Some(next) => self.unbonding.split_off(&(next, PublicKey::MIN)),
+            None => BTreeMap::new(),
+        };
         for ((_, owner), amount) in std::mem::replace(&mut self.unbonding, later) {
             let account = self.accounts.entry(owner).or_default();
             // Cannot overflow: the amount was part of the fixed supply.
@@ -256,6 +261,12 @@ impl State {
                 found: body.nonce,
             });
         }
+        // Unreachable by counting alone, but a wrapped nonce would make every
+        // earlier transaction of the account valid again.
+        let nonce_next = account
+            .nonce
+            .checked_add(1)
+            .ok_or(TxError::Overflow("nonce"))?;
         // Every handler checks everything before it changes anything.
         let outcomes = match &body.kind {
             TxKind::Transfer { to, amount } => self.transfer(signer, *to, *amount)?,
@@ -275,7 +286,7 @@ impl State {
             TxKind::Challenge { commit } => self.challenge(signer, commit)?,
             TxKind::Reveal { opening } => self.reveal(opening)?,
         };
-        self.accounts.entry(signer).or_default().nonce += 1;
+        self.accounts.entry(signer).or_default().nonce = nonce_next;
         Ok(outcomes)
     }
 
@@ -541,6 +552,7 @@ impl State {
                 .0
                 .checked_add(price - fee)
                 .ok_or(TxError::Overflow("payment"))?;
+            // At most one per receipt, and receipts are bounded per transaction.
             entry.1 += 1;
             entry.2 = entry.2.saturating_add(receipt.fuel_used);
             paid_now.insert(key, price - fee);
@@ -568,7 +580,8 @@ impl State {
         }
         for (provider, (_, tasks, fuel)) in payments {
             if let Some(p) = self.providers.get_mut(&provider) {
-                p.reputation.tasks_settled += tasks;
+                // A counter, not money: it stops at the top rather than wrap.
+                p.reputation.tasks_settled = p.reputation.tasks_settled.saturating_add(tasks);
                 p.reputation.fuel_settled = p.reputation.fuel_settled.saturating_add(fuel);
             }
         }
@@ -741,7 +754,7 @@ impl State {
         let provider = self.providers.get_mut(&offender).expect("checked");
         let from_stake = left.min(provider.stake);
         provider.stake -= from_stake;
-        provider.reputation.slashes += 1;
+        provider.reputation.slashes = provider.reputation.slashes.saturating_add(1);
         left -= from_stake;
         let keys: Vec<(u64, PublicKey)> = self
             .unbonding
@@ -763,7 +776,12 @@ impl State {
         }
         debug_assert_eq!(left, 0, "the take is at most what is at stake");
         self.accounts.entry(beneficiary).or_default().balance = beneficiary_balance;
-        self.burned += penalty - reward;
+        // Every sum below is part of the fixed supply, which fits an
+        // Amount: overflow would be a broken invariant, not bad input.
+        self.burned = self
+            .burned
+            .checked_add(penalty - reward)
+            .expect("burned tokens fit the supply");
         // Refunds come out of what remains after the penalty, in order,
         // until it runs out.
         let mut refundable = take_total - penalty;
@@ -771,10 +789,19 @@ impl State {
             let amount = amount.min(refundable);
             refundable -= amount;
             match self.escrows.get_mut(&job) {
-                Some(escrow) => escrow.balance += amount,
+                Some(escrow) => {
+                    escrow.balance = escrow
+                        .balance
+                        .checked_add(amount)
+                        .expect("an escrow fits the supply");
+                }
                 None => {
                     let owner = self.leases[&lease].requester;
-                    self.accounts.entry(owner).or_default().balance += amount;
+                    let account = self.accounts.entry(owner).or_default();
+                    account.balance = account
+                        .balance
+                        .checked_add(amount)
+                        .expect("a balance fits the supply");
                 }
             }
         }
@@ -847,3 +874,6 @@ impl State {
         root::leaves(self)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -228,6 +228,28 @@ impl VerifiedTx {
     }
 }
 
+impl TxKind {
+    /// What this transaction takes from its signer's balance, at most, if it
+    /// applies. Lets a mempool refuse a sender whose queued transactions
+    /// could not all be paid for, with a lookup instead of an execution.
+    pub fn balance_debit(&self) -> Amount {
+        match self {
+            Self::Transfer { amount, .. }
+            | Self::Stake { amount }
+            | Self::OpenEscrow { amount, .. }
+            | Self::TopUpEscrow { amount, .. } => *amount,
+            Self::RegisterProvider { stake, .. } => *stake,
+            Self::Unstake { .. }
+            | Self::CloseEscrow { .. }
+            | Self::RecordLease { .. }
+            | Self::Settle { .. }
+            | Self::Slash { .. }
+            | Self::Challenge { .. }
+            | Self::Reveal { .. } => 0,
+        }
+    }
+}
+
 impl TxBody {
     /// Signs this body with `key`.
     pub fn sign(self, key: &Keypair) -> Tx {

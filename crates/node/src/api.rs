@@ -1,38 +1,123 @@
-//! The node's HTTP API (JSON): status, accounts, escrows, and submitting
-//! signed transactions.
+//! The node's HTTP API (JSON): the ledger's state, signed transactions,
+//! and the market's blobs and jobs.
+//!
+//! Open to any caller that names this API in `Host` (see [`access`] for why
+//! each check is there):
 //!
 //! - `GET  /v1/status` — chain id, height, state root, transactions pending.
 //! - `GET  /v1/accounts/{key}` — balance, nonce, stake, unbonding.
 //! - `GET  /v1/escrows/{job}` — a job's escrow.
 //! - `GET  /v1/blocks/{height}` — a recent finalized block.
-//! - `POST /v1/txs` — a transaction's canonical bytes; `202` when queued.
+//! - `POST /v1/txs` — a transaction's canonical bytes
+//!   (`application/octet-stream`, at most [`TX_BYTES_MAX`]); `202` when queued.
 //! - `GET  /v1/txs/{signer}/{nonce}` — whether it was applied or refused,
 //!   and why.
+//! - `GET  /v1/market` — peer id, addresses, and what was dropped.
+//!
+//! These need no token: the chain's state is the same on every validator
+//! and public by design, a transaction is authorised by its own signature
+//! (and providers that follow this node's ledger post theirs here), and the
+//! market's peer id and addresses are what the node tells every peer.
+//!
+//! With `Authorization: Bearer <token>` (the node's `api.token`), because
+//! they spend the node's money, store data on it or read its jobs:
+//!
+//! - `POST /v1/blobs` — raw bytes (`application/octet-stream`, at most
+//!   [`BLOB_BYTES_MAX`](crate::market::BLOB_BYTES_MAX)); answers the content id.
+//! - `GET  /v1/blobs/{id}` — a stored blob.
+//! - `POST /v1/jobs` — a [`Submission`](crate::market::Submission)
+//!   (`application/json`, at most [`SUBMISSION_BYTES_MAX`]), checked
+//!   against the job file's rules; escrows its budget and answers the job id.
+//! - `GET  /v1/jobs` — every job's status.
+//! - `GET  /v1/jobs/{id}` — one job's status, with the reason it is queued.
+//! - `GET  /v1/jobs/{id}/results` — finished tasks and their output blobs.
+//!
+//! Refusals: `400` bad input, `401` no or wrong token, `403` another
+//! origin, `413` body too large, `415` wrong content type, `421` a `Host`
+//! that is not this API; each with `{"error": "<what was wrong>"}`. A `500`
+//! says nothing of the cause, which goes to the node's log.
+
+pub mod access;
+#[cfg(test)]
+mod tests;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use cairn_chain::{Ledger, SubmitError, TxOutcome};
 use cairn_wire::{ContentId, PublicKey};
 use serde_json::{Value, json};
 
-/// The API's routes over `ledger`.
-pub fn router(ledger: Ledger) -> Router {
+pub use access::{Access, ApiToken, TOKEN_FILE};
+pub use cairn_chain::TX_BYTES_MAX;
+
+/// The largest `POST /v1/jobs` body. A submission lists every task
+/// expanded (a 64-hex-digit seed, its arguments and outputs: 100 to 300
+/// bytes each), so this holds 5,000 to 20,000 tasks; `cairn bench net`'s
+/// 5,000-task job is 0.5 MB. A bigger job is split into several. It bounds
+/// what one request makes the node parse and keep.
+pub const SUBMISSION_BYTES_MAX: usize = 2 << 20;
+/// The largest body of any route that does not set its own: none of the
+/// others reads one.
+const BODY_BYTES_DEFAULT_MAX: usize = 64 << 10;
+
+const JSON: &str = "application/json";
+const OCTETS: &str = "application/octet-stream";
+
+/// The API of a node: the ledger's routes when it keeps the ledger, the
+/// market's when it takes part in the market, behind `access`.
+pub fn app(
+    ledger: Option<Ledger>,
+    market: Option<crate::market::Market>,
+    access: Access,
+) -> Router {
+    let mut app = Router::new();
+    if let Some(ledger) = ledger {
+        app = app.merge(ledger_routes(ledger));
+    }
+    if let Some(market) = market {
+        app = app.merge(market_routes(market, &access));
+    }
+    app.layer(DefaultBodyLimit::max(BODY_BYTES_DEFAULT_MAX))
+        .layer(from_fn_with_state(access, access::guard))
+}
+
+/// The ledger's routes, open to any caller.
+fn ledger_routes(ledger: Ledger) -> Router {
     Router::new()
         .route("/v1/status", get(status))
         .route("/v1/accounts/{key}", get(account))
         .route("/v1/escrows/{job}", get(escrow))
         .route("/v1/blocks/{height}", get(block))
-        .route("/v1/txs", post(submit))
+        .route(
+            "/v1/txs",
+            post(submit)
+                .layer(DefaultBodyLimit::max(TX_BYTES_MAX))
+                .layer(from_fn_with_state(OCTETS, access::require_content_type)),
+        )
         .route("/v1/txs/{signer}/{nonce}", get(outcome))
         .with_state(ledger)
 }
 
 /// An error answer: a status and a message that says what was wrong.
 struct ApiError(StatusCode, String);
+
+impl ApiError {
+    /// A failure of the node itself: logged here, answered with a `500`
+    /// that says nothing of it (paths, store errors) to the caller.
+    fn internal(what: &str, error: impl std::fmt::Display) -> Self {
+        tracing::error!("api: {what}: {error}");
+        Self(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; the node's log says more".into(),
+        )
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -94,16 +179,33 @@ async fn escrow(
     })))
 }
 
+/// The body, or why it was not read: over `bytes_max` (413) or cut off.
+fn body(body: Result<Bytes, BytesRejection>, bytes_max: usize) -> Result<Bytes, ApiError> {
+    body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is over {bytes_max} bytes, the most this route takes"),
+        ),
+        status => ApiError(status, e.body_text()),
+    })
+}
+
 async fn submit(
     State(ledger): State<Ledger>,
-    body: Bytes,
+    bytes: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
-    match ledger.submit(body.to_vec()) {
+    let bytes = body(bytes, TX_BYTES_MAX)?;
+    match ledger.submit(bytes.to_vec()) {
         Ok(()) => Ok((StatusCode::ACCEPTED, axum::Json(json!({ "queued": true })))),
         Err(SubmitError::Full) => Err(ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
             SubmitError::Full.to_string(),
         )),
+        // The sender's window is full: the same transaction passes once
+        // blocks take its earlier ones.
+        Err(e @ SubmitError::NonceTooFar { .. }) => {
+            Err(ApiError(StatusCode::TOO_MANY_REQUESTS, e.to_string()))
+        }
         Err(e) => Err(ApiError(StatusCode::BAD_REQUEST, e.to_string())),
     }
 }
@@ -145,26 +247,31 @@ async fn block(
     })))
 }
 
-/// The market's routes:
-///
-/// - `POST /v1/blobs` — raw bytes; answers the content id.
-/// - `GET  /v1/blobs/{id}` — a stored blob.
-/// - `POST /v1/jobs` — a [`Submission`](crate::market::Submission); answers the job id.
-/// - `GET  /v1/jobs` — every job's status.
-/// - `GET  /v1/jobs/{id}` — one job's status, with the reason it is queued.
-/// - `GET  /v1/jobs/{id}/results` — finished tasks and their output blobs.
-/// - `GET  /v1/market` — peer id, addresses, and what was dropped.
-pub fn market_router(market: crate::market::Market) -> Router {
-    Router::new()
-        .route("/v1/blobs", post(put_blob))
+/// The market's routes: the stats open, the rest behind the token.
+fn market_routes(market: crate::market::Market, access: &Access) -> Router {
+    let private = Router::new()
+        .route(
+            "/v1/blobs",
+            post(put_blob)
+                .layer(DefaultBodyLimit::max(
+                    crate::market::BLOB_BYTES_MAX as usize,
+                ))
+                .layer(from_fn_with_state(OCTETS, access::require_content_type)),
+        )
         .route("/v1/blobs/{id}", get(get_blob))
-        .route("/v1/jobs", post(submit_job).get(list_jobs))
+        .route(
+            "/v1/jobs",
+            post(submit_job)
+                .layer(DefaultBodyLimit::max(SUBMISSION_BYTES_MAX))
+                .layer(from_fn_with_state(JSON, access::require_content_type))
+                .get(list_jobs),
+        )
         .route("/v1/jobs/{id}", get(job_status))
         .route("/v1/jobs/{id}/results", get(job_results))
+        .route_layer(from_fn_with_state(access.clone(), access::require_token));
+    Router::new()
         .route("/v1/market", get(market_stats))
-        .layer(axum::extract::DefaultBodyLimit::max(
-            crate::market::BLOB_BYTES_MAX as usize,
-        ))
+        .merge(private)
         .with_state(market)
 }
 
@@ -175,28 +282,45 @@ fn job_id(id: &str) -> Result<ContentId, ApiError> {
         .map_err(|e: cairn_wire::WireError| ApiError(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
-async fn put_blob(State(market): MarketState, body: Bytes) -> Result<axum::Json<Value>, ApiError> {
+async fn put_blob(
+    State(market): MarketState,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let body = body(bytes, crate::market::BLOB_BYTES_MAX as usize)?;
     let blobs = market.blobs().clone();
     let id = tokio::task::spawn_blocking(move || blobs.put(&body))
         .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+        .map_err(|e| ApiError::internal("storing a blob", e))?
+        .map_err(|e| match e {
+            cairn_store::BlobError::TooLarge { .. } => {
+                ApiError(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+            }
+            e => ApiError::internal("storing a blob", e),
+        })?;
     Ok(axum::Json(json!({ "id": id.to_string() })))
 }
 
 async fn get_blob(State(market): MarketState, Path(id): Path<String>) -> Result<Vec<u8>, ApiError> {
     let id = job_id(&id)?;
-    market
-        .blobs()
-        .read(&id)
-        .map_err(|e| ApiError(StatusCode::NOT_FOUND, e.to_string()))
+    // Up to the blob limit read and hashed: a blocking thread's work.
+    let blobs = market.blobs().clone();
+    let read = tokio::task::spawn_blocking(move || blobs.read(&id))
+        .await
+        .map_err(|e| ApiError::internal("reading a blob", e))?;
+    read.map_err(|e| match e {
+        cairn_store::BlobError::NotFound(_) => {
+            ApiError(StatusCode::NOT_FOUND, format!("no blob {id} on this node"))
+        }
+        e => ApiError::internal("reading a blob", e),
+    })
 }
 
 async fn submit_job(
     State(market): MarketState,
-    body: Bytes,
+    bytes: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
-    let submission: crate::market::Submission = serde_json::from_slice(&body)
+    let bytes = body(bytes, SUBMISSION_BYTES_MAX)?;
+    let submission: crate::market::Submission = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid submission: {e}")))?;
     let id = market
         .submit(submission)

@@ -40,6 +40,9 @@ pub struct NodeConfig {
     pub genesis: Genesis,
     /// Where the HTTP API listens.
     pub http: SocketAddr,
+    /// Names the HTTP API answers besides its address and loopback names
+    /// (see [`api::Access::new`]).
+    pub api_hosts: Vec<String>,
     /// Where validator p2p listens.
     pub p2p: SocketAddr,
     /// Every validator (this one included): key and p2p address.
@@ -106,11 +109,11 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
     let signer = ed25519::PrivateKey::decode(commonware_codec::Copying(&config.key.secret_seed()))
         .map_err(|e| NodeError::Config(format!("node key: {e}")))?;
 
-    std::fs::create_dir_all(&config.data_dir)
+    cairn_wire::private_dir(&config.data_dir)
         .map_err(|e| NodeError::Io(format!("creating {}: {e}", config.data_dir.display())))?;
     let store = StateStore::open(&config.data_dir.join("ledger.redb"))?;
     let ledger = Ledger::open(config.genesis.state()?, Some(store))?;
-    let http = bind_http(config.http)?;
+    let (http, access) = bind_http(&config)?;
 
     let runtime_config = runtime::Config::new()
         .with_storage_directory(config.data_dir.join("consensus"))
@@ -119,7 +122,7 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
     let market_config = config.market.clone();
     let key = config.key.clone();
     runtime::Runner::new(runtime_config).start(|context| async move {
-        let mut router = api::router(ledger.clone());
+        let mut market = None;
         if let Some(market_config) = market_config {
             match start_market(
                 key,
@@ -128,13 +131,14 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
             )
             .await
             {
-                Ok(market) => router = router.merge(api::market_router(market)),
+                Ok(started) => market = Some(started),
                 Err(e) => {
                     eprintln!("cairn: {e}");
                     std::process::exit(1);
                 }
             }
         }
+        let router = api::app(Some(ledger.clone()), market, access);
         context.child("http").spawn(move |_| async move {
             let listener = tokio::net::TcpListener::from_std(http).expect("a listening socket");
             if let Err(e) = axum::serve(listener, router).await {
@@ -155,8 +159,13 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
     Ok(())
 }
 
-/// Binds the HTTP API's socket and prints `http listening on ADDR`.
-fn bind_http(address: SocketAddr) -> Result<std::net::TcpListener, NodeError> {
+/// Loads (or on first start creates) the API token in the data folder,
+/// binds the HTTP API's socket, and prints `http listening on ADDR`: once
+/// that line is out, the token is there for clients to read.
+fn bind_http(config: &NodeConfig) -> Result<(std::net::TcpListener, api::Access), NodeError> {
+    let token = api::ApiToken::load_or_create(&config.data_dir)
+        .map_err(|e| NodeError::Config(format!("API token: {e}")))?;
+    let address = config.http;
     let http = std::net::TcpListener::bind(address)
         .map_err(|e| NodeError::Io(format!("http {address}: {e}")))?;
     http.set_nonblocking(true)
@@ -165,7 +174,7 @@ fn bind_http(address: SocketAddr) -> Result<std::net::TcpListener, NodeError> {
         .local_addr()
         .map_err(|e| NodeError::Io(e.to_string()))?;
     println!("http listening on {bound}");
-    Ok(http)
+    Ok((http, api::Access::new(token, bound, &config.api_hosts)))
 }
 
 /// Starts the market roles and prints the addresses peers can dial.
@@ -191,9 +200,9 @@ fn run_without_validator(config: NodeConfig, url: &str) -> Result<(), NodeError>
             "a node without a validator must take part in the market".into(),
         ));
     };
-    std::fs::create_dir_all(&config.data_dir)
+    cairn_wire::private_dir(&config.data_dir)
         .map_err(|e| NodeError::Io(format!("creating {}: {e}", config.data_dir.display())))?;
-    let http = bind_http(config.http)?;
+    let (http, access) = bind_http(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.threads.max(1))
         .enable_all()
@@ -204,7 +213,7 @@ fn run_without_validator(config: NodeConfig, url: &str) -> Result<(), NodeError>
             start_market(config.key, market_config, market::LedgerLink::remote(url)).await?;
         let listener =
             tokio::net::TcpListener::from_std(http).map_err(|e| NodeError::Io(e.to_string()))?;
-        axum::serve(listener, api::market_router(market))
+        axum::serve(listener, api::app(None, Some(market), access))
             .await
             .map_err(|e| NodeError::Io(format!("http server stopped: {e}")))
     })

@@ -1,5 +1,4 @@
 use std::fmt;
-use std::io::Write as _;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -46,57 +45,10 @@ impl Keypair {
     }
 
     /// Loads the key stored at `path`, or creates one there (readable by the
-    /// owner only) if the file does not exist.
+    /// owner only) if the file does not exist; a key file others may read is
+    /// refused (see [`load_or_create_secret`](crate::load_or_create_secret)).
     pub fn load_or_create(path: &Path) -> Result<Self, WireError> {
-        let io = |source| WireError::KeyFile {
-            path: path.display().to_string(),
-            source,
-        };
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::PermissionsExt as _;
-                    let mode = std::fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
-                    if mode & 0o077 != 0 {
-                        return Err(WireError::KeyFileExposed {
-                            path: path.display().to_string(),
-                            mode,
-                        });
-                    }
-                }
-                // The error names the file, never its content: a secret.
-                parse_hex32(text.trim(), "key file")
-                    .map(Self::from_seed)
-                    .map_err(|_| WireError::KeyFileInvalid {
-                        path: path.display().to_string(),
-                    })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key = Self::generate();
-                if let Some(parent) = path.parent().filter(|p| !p.exists()) {
-                    // A folder made for a key holds secrets: owner-only.
-                    let mut folder = std::fs::DirBuilder::new();
-                    folder.recursive(true);
-                    #[cfg(unix)]
-                    std::os::unix::fs::DirBuilderExt::mode(&mut folder, 0o700);
-                    folder.create(parent).map_err(io)?;
-                }
-                // Write to a temporary name and rename so a crash never
-                // leaves a half-written key behind.
-                let tmp = path.with_extension("tmp");
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create(true).truncate(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options.open(&tmp).map_err(io)?;
-                writeln!(file, "{}", hex(key.secret.as_bytes())).map_err(io)?;
-                file.sync_all().map_err(io)?;
-                std::fs::rename(&tmp, path).map_err(io)?;
-                Ok(key)
-            }
-            Err(e) => Err(io(e)),
-        }
+        crate::secret::load_or_create_secret(path).map(Self::from_seed)
     }
 
     /// The 32-byte secret seed, for handing the same identity to another

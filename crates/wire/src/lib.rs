@@ -30,6 +30,7 @@ mod envelope;
 mod error;
 mod id;
 mod identity;
+mod secret;
 pub mod text;
 
 /// The canonical encoding (`commonware-codec`), re-exported so every crate
@@ -39,6 +40,7 @@ pub use envelope::Signed;
 pub use error::WireError;
 pub use id::{ContentId, hex, parse_hex, parse_hex32};
 pub use identity::{Keypair, NodeId, PublicKey, Signature, verify_batch};
+pub use secret::{load_or_create_secret, load_secret, private_dir};
 
 /// Version of the wire format. It is the first byte of every envelope; a
 /// decoder refuses versions it does not know rather than guessing.

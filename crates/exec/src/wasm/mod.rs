@@ -19,10 +19,11 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use crate::manifest::collect_outputs;
+use crate::snapshot::{Snapshot, StateHash, StateParts};
 use crate::{ExecError, Manifest, Outcome, Runtime, Task, TaskResult};
 pub use cache::ModuleCache;
-use checkpoint::{GLOBAL_EXPORT_PREFIX, STEP_EXPORT, StateParts};
-pub use checkpoint::{Snapshot, StateHash, Trace, Transition};
+use checkpoint::{GLOBAL_EXPORT_PREFIX, STEP_EXPORT};
+pub use checkpoint::{Trace, Transition};
 use host::{
     Budget, Files, Host, HostState, LimitExceeded, Limiter, VirtualMonotonicClock, VirtualWallClock,
 };

@@ -1,11 +1,10 @@
 //! How market roles reach the ledger: in-process when the node is a
 //! validator, over another node's HTTP API when it is not.
 
-use std::sync::Mutex;
-
 use cairn_chain::Ledger;
 use cairn_ledger::{Tx, TxBody, TxKind};
 use cairn_wire::{ContentId, Keypair, PublicKey};
+use parking_lot::Mutex;
 
 /// What the market needs to know of an account.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -119,6 +118,13 @@ impl LedgerLink {
 
     /// Queues a signed transaction.
     pub async fn submit(&self, tx: &Tx) -> Result<(), String> {
+        self.try_submit(tx).await.map_err(|(_, e)| e)
+    }
+
+    /// [`LedgerLink::submit`], saying whether a refusal may pass if the
+    /// same transaction is sent again later (the sender's window of
+    /// pending nonces is full, or the whole mempool is).
+    async fn try_submit(&self, tx: &Tx) -> Result<(), (bool, String)> {
         match self {
             Self::Local(ledger) => {
                 // Admission checks every signature a transaction carries (a
@@ -126,26 +132,43 @@ impl LedgerLink {
                 let (ledger, bytes) = (ledger.clone(), tx.to_bytes());
                 tokio::task::spawn_blocking(move || ledger.submit(bytes))
                     .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| (false, e.to_string()))?
+                    .map_err(|e| {
+                        let later = matches!(
+                            e,
+                            cairn_chain::SubmitError::NonceTooFar { .. }
+                                | cairn_chain::SubmitError::Full
+                        );
+                        (later, e.to_string())
+                    })
             }
             Self::Remote { url, http } => {
                 let response = http
                     .post(format!("{url}/v1/txs"))
+                    .header("content-type", "application/octet-stream")
                     .body(tx.to_bytes())
                     .send()
                     .await
-                    .map_err(|e| format!("ledger at {url}: {e}"))?;
-                if response.status().is_success() {
+                    .map_err(|e| (false, format!("ledger at {url}: {e}")))?;
+                let status = response.status();
+                if status.is_success() {
                     Ok(())
                 } else {
+                    let later = status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                        || status == reqwest::StatusCode::SERVICE_UNAVAILABLE;
                     let body = response.text().await.unwrap_or_default();
-                    Err(format!("ledger at {url} refused a transaction: {body}"))
+                    Err((
+                        later,
+                        format!("ledger at {url} refused a transaction: {body}"),
+                    ))
                 }
             }
         }
     }
 }
+
+/// How long a transaction the ledger asks to send later is sent again.
+const RESEND_FOR: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Signs and sends one account's transactions, numbering them itself so a
 /// burst of them (escrow, leases, settlements) need not wait for blocks.
@@ -177,21 +200,35 @@ impl TxSender {
     /// nonce is re-read from the ledger so the next transaction is not
     /// stuck behind a gap.
     pub async fn send(&self, kind: TxKind) -> Result<u64, String> {
-        let cached = *self.next_nonce.lock().unwrap();
+        let cached = *self.next_nonce.lock();
         let nonce = match cached {
             Some(nonce) => nonce,
             None => self.link.account(&self.key.public()).await?.nonce,
         };
-        *self.next_nonce.lock().unwrap() = Some(nonce + 1);
+        *self.next_nonce.lock() = Some(nonce + 1);
         let tx = TxBody {
             chain: self.chain,
             nonce,
             kind,
         }
         .sign(&self.key);
-        let result = self.link.submit(&tx).await;
+        // A burst (escrow, leases, settlements) may run past the ledger's
+        // window of pending nonces per sender: the same transaction is
+        // sent again as blocks take the earlier ones.
+        let mut wait_ms = 50;
+        let deadline = std::time::Instant::now() + RESEND_FOR;
+        let result = loop {
+            match self.link.try_submit(&tx).await {
+                Err((true, e)) if std::time::Instant::now() < deadline => {
+                    tracing::debug!("ledger busy, sending nonce {nonce} again: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+                    wait_ms = (wait_ms * 2).min(1_000);
+                }
+                other => break other.map_err(|(_, e)| e),
+            }
+        };
         if result.is_err() {
-            *self.next_nonce.lock().unwrap() = None;
+            *self.next_nonce.lock() = None;
         }
         result.map(|()| nonce)
     }

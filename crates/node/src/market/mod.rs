@@ -8,19 +8,27 @@
 //! Everything a peer sends is decoded with limits, checked, and dropped
 //! and counted when bad ([`Counters`]).
 
+mod grants;
 mod ledger_link;
-mod proto;
 mod provider;
+mod rate;
 mod requester;
+mod submission;
 mod verification;
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cairn_exec::{ModuleCache, WasmConfig, WasmRuntime};
 use cairn_net::{Event, Multiaddr, Network, PeerId};
+// The protocol's messages live in their own crate so their decoder can be
+// fuzzed without building the node; `super::proto::…` keeps naming them.
+use cairn_proto as proto;
 use cairn_sched::SchedParams;
 use cairn_store::{BlobStore, Db};
 use cairn_wire::{ContentId, Keypair};
@@ -28,7 +36,7 @@ use serde::Serialize;
 
 pub use ledger_link::{AccountView, LedgerLink, TxSender};
 pub use proto::{ORDERS_TOPIC, Request, Response};
-pub use provider::{Misbehave, ProviderConfig};
+pub use provider::{Misbehave, ProviderConfig, TaskCaps};
 pub use requester::{
     JobStatus, Submission, SubmittedFile, SubmittedLimits, SubmittedTask, SubmittedVerify,
     TaskRecord,
@@ -105,7 +113,23 @@ pub struct Counters {
     /// Requests refused for breaking the protocol (wrong lease, wrong
     /// sender, not assigned).
     pub refused: AtomicU64,
+    /// Requests and orders over a peer's rate, or over the node's
+    /// in-flight bound: answered "busy" without being read.
+    pub rate_limited: AtomicU64,
 }
+
+/// What one peer may ask per second (pulls, blob ranges, bids, dispute
+/// questions), and in a burst. Far above what an honest peer sends: a
+/// provider of tiny tasks pulls about a hundred times a second, and a blob
+/// transfer keeps a few ranges in flight.
+const PEER_REQUESTS_PER_S: u32 = 2_000;
+const PEER_REQUESTS_BURST: u32 = 4_000;
+/// Orders one requester may announce per second, and in a burst.
+const PEER_ORDERS_PER_S: u32 = 50;
+const PEER_ORDERS_BURST: u32 = 200;
+/// Requests served at once, all peers together: each holds a task and
+/// perhaps a blob range in memory.
+const REQUESTS_IN_FLIGHT_MAX: usize = 1_024;
 
 impl Counters {
     fn bump(counter: &AtomicU64) {
@@ -130,6 +154,8 @@ pub struct MarketStats {
     pub replayed: u64,
     /// Protocol violations refused.
     pub refused: u64,
+    /// Requests and orders over a peer's rate.
+    pub rate_limited: u64,
     /// Oversized frames the network dropped.
     pub oversized: u64,
     /// Truncated frames the network dropped.
@@ -144,12 +170,23 @@ pub(crate) struct Shared {
     pub db: Db,
     pub ledger: Arc<TxSender>,
     pub counters: Counters,
+    /// Who may fetch which blob from this node.
+    pub grants: grants::Grants,
+    /// Blobs the requester role keeps for its jobs (modules, inputs,
+    /// results): never deleted by the provider role's clean-up, which
+    /// shares the store.
+    pub pinned: Mutex<HashSet<ContentId>>,
     /// Compiled modules, shared by every node on the machine that uses
     /// the same folder.
     pub modules: ModuleCache,
 }
 
 impl Shared {
+    /// Keeps `blobs` for the requester role's jobs.
+    pub fn pin(&self, blobs: impl IntoIterator<Item = ContentId>) {
+        self.pinned.lock().extend(blobs);
+    }
+
     /// A Wasm runtime that keeps what it compiles in the module cache.
     pub fn wasm_runtime(&self) -> Result<WasmRuntime, String> {
         WasmRuntime::new(WasmConfig::default())
@@ -164,6 +201,14 @@ pub struct Market {
     shared: Arc<Shared>,
     requester: Arc<requester::Requester>,
     provider: Option<Arc<provider::Provider>>,
+    limits: Arc<Limits>,
+}
+
+/// The bounds on what peers may ask of this node.
+struct Limits {
+    requests: rate::RateLimit<PeerId>,
+    orders: rate::RateLimit<PeerId>,
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// Milliseconds since the Unix epoch: the only clock reading the market
@@ -210,6 +255,8 @@ impl Market {
             db,
             ledger: Arc::new(sender),
             counters: Counters::default(),
+            grants: grants::Grants::default(),
+            pinned: Mutex::new(HashSet::new()),
             modules,
         });
         let requester = requester::Requester::start(shared.clone(), &config)
@@ -226,6 +273,11 @@ impl Market {
             shared,
             requester,
             provider,
+            limits: Arc::new(Limits {
+                requests: rate::RateLimit::new(PEER_REQUESTS_PER_S, PEER_REQUESTS_BURST),
+                orders: rate::RateLimit::new(PEER_ORDERS_PER_S, PEER_ORDERS_BURST),
+                in_flight: Arc::new(tokio::sync::Semaphore::new(REQUESTS_IN_FLIGHT_MAX)),
+            }),
         };
         tokio::spawn(market.clone().dispatch(events));
         Ok(market)
@@ -243,17 +295,34 @@ impl Market {
                     data,
                     ..
                 } => {
-                    let valid = match &self.provider {
-                        Some(provider) => provider.on_order(author, &data),
-                        None => true,
+                    let valid = match (&self.provider, author) {
+                        // An author over its rate is not read (nor
+                        // penalised: the order may be fine, just too many).
+                        (Some(_), Some(peer)) if !self.limits.orders.allow(&peer, now_ms()) => {
+                            Counters::bump(&self.shared.counters.rate_limited);
+                            true
+                        }
+                        (Some(provider), author) => provider.on_order(author, &data),
+                        (None, _) => true,
                     };
                     self.shared.net.report(id, from, valid);
                 }
                 Event::Request { from, data, reply } => {
+                    let permit = self.limits.in_flight.clone().try_acquire_owned().ok();
+                    let Some(permit) =
+                        permit.filter(|_| self.limits.requests.allow(&from, now_ms()))
+                    else {
+                        Counters::bump(&self.shared.counters.rate_limited);
+                        reply.send(proto::to_bytes(&Response::Refused(
+                            "busy: too many requests, ask again later".into(),
+                        )));
+                        continue;
+                    };
                     let market = self.clone();
                     tokio::spawn(async move {
                         let response = market.serve(from, &data).await;
                         reply.send(proto::to_bytes(&response));
+                        drop(permit);
                     });
                 }
                 Event::Connected(_) => {}
@@ -294,7 +363,7 @@ impl Market {
                 Some(provider) => provider.on_lease(from, sender, lease, slots, terms),
                 None => Response::Refused("this node is not a provider".into()),
             },
-            Request::Blob { id, offset, len } => self.serve_blob(id, offset, len),
+            Request::Blob { id, offset, len } => self.serve_blob(sender, id, offset, len).await,
             Request::Dispute { lease, task, ask } => match &self.provider {
                 Some(provider) => provider.on_dispute(sender, lease, task, ask).await,
                 None => Response::Refused("this node is not a provider".into()),
@@ -302,13 +371,34 @@ impl Market {
         }
     }
 
-    fn serve_blob(&self, id: ContentId, offset: u64, len: u32) -> Response {
-        match self.shared.blobs.encode_range(&id, offset, u64::from(len)) {
-            Ok((size, encoded)) => Response::Blob {
+    /// A range of a blob, to a party of the work it belongs to. Reading
+    /// and hashing the range (up to the range limit) is disk and CPU work:
+    /// it runs on a blocking thread, not on an async worker.
+    async fn serve_blob(
+        &self,
+        sender: cairn_wire::PublicKey,
+        id: ContentId,
+        offset: u64,
+        len: u32,
+    ) -> Response {
+        if !self.shared.grants.allows(&id, &sender) {
+            Counters::bump(&self.shared.counters.refused);
+            // The same answer whether or not the blob is here: a stranger
+            // learns nothing of what this node holds.
+            return Response::Refused(format!("blob {} is not yours to fetch", id.short()));
+        }
+        let shared = self.shared.clone();
+        let served = tokio::task::spawn_blocking(move || {
+            shared.blobs.encode_range(&id, offset, u64::from(len))
+        })
+        .await;
+        match served {
+            Ok(Ok((size, encoded))) => Response::Blob {
                 size,
                 encoded: encoded.into(),
             },
-            Err(e) => Response::Refused(e.to_string()),
+            Ok(Err(e)) => Response::Refused(e.to_string()),
+            Err(_) => Response::Refused("the blob could not be read".into()),
         }
     }
 
@@ -365,6 +455,7 @@ impl Market {
             bad_signature: c.bad_signature.load(Ordering::Relaxed),
             replayed: c.replayed.load(Ordering::Relaxed),
             refused: c.refused.load(Ordering::Relaxed),
+            rate_limited: c.rate_limited.load(Ordering::Relaxed),
             oversized: net.dropped_oversized,
             truncated: net.dropped_malformed,
         }

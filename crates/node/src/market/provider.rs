@@ -3,8 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use cairn_exec::{Runtime as _, Task, Trace, WasmRuntime};
@@ -29,6 +31,14 @@ use super::{Counters, MarketConfig, Shared, fetch_blob, now_ms};
 
 /// Orders remembered to recognise replays.
 const SEEN_ORDERS_MAX: usize = 65_536;
+/// Bids remembered to check leases against; past it, bids whose auction
+/// ended long ago are forgotten, and if none has, no more bids are made.
+const BIDS_MAX: usize = 4_096;
+/// How long after its auction's deadline a bid may still be leased.
+const BID_LEASE_GRACE_MS: u64 = 600_000;
+/// Requesters whose funding is remembered, and for how long.
+const FUNDED_MAX: usize = 4_096;
+const FUNDED_TTL_MS: u64 = 30_000;
 /// Longest wait between pulls when the requester has nothing to hand out.
 const IDLE_PULL_MS_MAX: u64 = 500;
 /// How much work, in milliseconds, a provider keeps queued per slot.
@@ -55,8 +65,56 @@ pub struct ProviderConfig {
     pub pricing: ScalePricing,
     /// Stake to bond on the ledger at start if not yet registered.
     pub stake_ucairn: u64,
+    /// The most wall-clock time, output and stream bytes it lets one task
+    /// use (memory is bounded by the offer): a lease asking for more is
+    /// refused, whatever the requester's terms say.
+    pub task_caps: TaskCaps,
     /// Cheat on purpose (tests of verification only).
     pub misbehave: Option<Misbehave>,
+}
+
+/// What a provider lets one task use besides fuel (bounded by the lease)
+/// and memory (bounded by its offer).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskCaps {
+    /// Wall-clock watchdog.
+    pub wall_time_ms: u64,
+    /// Bytes under `/output`.
+    pub output_bytes: u64,
+    /// Bytes of stdout and of stderr, each.
+    pub stdout_bytes: u64,
+}
+
+impl Default for TaskCaps {
+    /// The job file's own maxima: a provider that sets nothing runs any
+    /// valid job.
+    fn default() -> Self {
+        Self {
+            wall_time_ms: cairn_job::rules::WALL_TIME_S_RANGE.end() * 1_000,
+            output_bytes: cairn_job::rules::OUTPUT_MIB_RANGE.end() << 20,
+            stdout_bytes: cairn_job::rules::STDOUT_KIB_RANGE.end() << 10,
+        }
+    }
+}
+
+/// Why a lease's terms ask for more than this provider lets a task use,
+/// if they do: the provider enforces what it advertised, not what the
+/// requester wrote.
+fn terms_over_caps(terms: &Terms, lease: &Lease, offer: &Offer, caps: &TaskCaps) -> Option<String> {
+    let limits = &terms.limits;
+    let memory_max = u64::from(offer.memory_mib) << 20;
+    let over = [
+        ("fuel", limits.fuel, lease.fuel_per_task_max),
+        ("memory bytes", limits.memory_bytes, memory_max),
+        ("wall-time ms", limits.wall_time_ms, caps.wall_time_ms),
+        ("output bytes", limits.output_bytes, caps.output_bytes),
+        ("stdout bytes", limits.stdout_bytes, caps.stdout_bytes),
+    ];
+    over.into_iter()
+        .find(|(_, asked, max)| asked > max)
+        .map(|(what, asked, max)| {
+            format!("the terms ask for {asked} {what} per task; this provider allows {max}")
+        })
 }
 
 /// How a provider built to test verification cheats.
@@ -67,6 +125,9 @@ pub enum Misbehave {
     Liar,
     /// Commits to every result and never reveals one.
     Staller,
+    /// Adds, to every pull, a signed commitment and a failure for a task
+    /// past the job's end (tests of the requester's input checks).
+    IndexOverflower,
 }
 
 /// A lease being worked, as persisted.
@@ -110,8 +171,15 @@ pub(crate) struct Provider {
     runtime: Arc<WasmRuntime>,
     /// Concurrency across every lease: the cores offered.
     slots: Arc<Semaphore>,
-    /// Bids made, by job: price and slots, to check leases against.
-    bids: Mutex<BTreeMap<ContentId, (u64, u32)>>,
+    /// Bids made, by job: price, slots and the auction's deadline, to
+    /// check leases against.
+    bids: Mutex<BTreeMap<ContentId, (u64, u32, u64)>>,
+    /// Blobs stored for each live lease (inputs, outputs, streams,
+    /// snapshots): deleted when the lease ends unless another still uses
+    /// them, so the store holds what live work needs.
+    lease_blobs: Mutex<BTreeMap<ContentId, BTreeSet<ContentId>>>,
+    /// Whether each recent requester had funds on the ledger, until when.
+    funded: Mutex<std::collections::HashMap<PublicKey, (bool, u64)>>,
     seen: Mutex<(BTreeSet<ContentId>, VecDeque<ContentId>)>,
     /// Live leases and the slots each was granted.
     leased: Mutex<BTreeMap<ContentId, u32>>,
@@ -162,6 +230,8 @@ impl Provider {
             config,
             runtime: Arc::new(runtime),
             bids: Mutex::new(BTreeMap::new()),
+            funded: Mutex::new(std::collections::HashMap::new()),
+            lease_blobs: Mutex::new(BTreeMap::new()),
             seen: Mutex::new((BTreeSet::new(), VecDeque::new())),
             leased: Mutex::new(BTreeMap::new()),
             terms: Mutex::new(BTreeMap::new()),
@@ -183,7 +253,7 @@ impl Provider {
                 continue;
             };
             let id = ContentId::from_digest(key.try_into().map_err(|_| "bad lease key")?);
-            provider.leased.lock().unwrap().insert(id, record.slots);
+            provider.leased.lock().insert(id, record.slots);
             tokio::spawn(provider.clone().work(id, record));
         }
         Ok(provider)
@@ -207,7 +277,7 @@ impl Provider {
         }
         let id = order.id();
         {
-            let mut seen = self.seen.lock().unwrap();
+            let mut seen = self.seen.lock();
             if !seen.0.insert(id) {
                 Counters::bump(&self.shared.counters.replayed);
                 return true;
@@ -244,10 +314,20 @@ impl Provider {
                 slots,
             } => {
                 let ready_in_ms = self.ready_in_ms(&order.module, order.module_bytes);
-                self.bids
-                    .lock()
-                    .unwrap()
-                    .insert(order.job, (price_ucairn_per_gfuel, slots));
+                let now = now_ms();
+                let mut bids = self.bids.lock();
+                if bids.len() >= BIDS_MAX {
+                    bids.retain(|_, bid| bid.2.saturating_add(BID_LEASE_GRACE_MS) > now);
+                }
+                if bids.len() >= BIDS_MAX && !bids.contains_key(&order.job) {
+                    Counters::bump(&self.shared.counters.rate_limited);
+                    return true;
+                }
+                bids.insert(
+                    order.job,
+                    (price_ucairn_per_gfuel, slots, order.bid_deadline_ms()),
+                );
+                drop(bids);
                 Request::Bid(Signed::sign(
                     &self.shared.key,
                     BID_NAMESPACE,
@@ -268,8 +348,21 @@ impl Provider {
         let this = self.clone();
         let peer = cairn_net::peer_id(&requester);
         let module = order.module;
+        let order_job = order.job;
         let bid = matches!(request, Request::Bid(_));
         tokio::spawn(async move {
+            // An order from an account with nothing on the ledger costs a
+            // lookup: no bid, no download, no compile.
+            let request = if bid && !this.funded(&requester).await {
+                this.bids.lock().remove(&order_job);
+                Request::Decline {
+                    order: id,
+                    reason: "the requester has no funds on the ledger".into(),
+                }
+            } else {
+                request
+            };
+            let bid = matches!(request, Request::Bid(_));
             if let Err(e) = this
                 .shared
                 .net
@@ -285,6 +378,62 @@ impl Provider {
             }
         });
         true
+    }
+
+    /// Notes that `lease` uses `blobs`.
+    fn keep_for(&self, lease: ContentId, blobs: impl IntoIterator<Item = ContentId>) {
+        self.lease_blobs
+            .lock()
+            .entry(lease)
+            .or_default()
+            .extend(blobs);
+    }
+
+    /// Deletes the blobs `lease` stored that no live lease still uses.
+    async fn forget_blobs(&self, lease: ContentId) {
+        let unused: Vec<ContentId> = {
+            let mut all = self.lease_blobs.lock();
+            let mine = all.remove(&lease).unwrap_or_default();
+            let pinned = self.shared.pinned.lock();
+            mine.into_iter()
+                .filter(|blob| !pinned.contains(blob))
+                .filter(|blob| !all.values().any(|other| other.contains(blob)))
+                .collect()
+        };
+        let blobs = self.shared.blobs.clone();
+        let removed = tokio::task::spawn_blocking(move || {
+            unused.iter().filter(|id| blobs.remove(id).is_ok()).count()
+        })
+        .await;
+        tracing::debug!(lease = %lease.short(), ?removed, "blobs of an ended lease removed");
+    }
+
+    /// Whether `requester` has funds on the ledger, remembered a while so
+    /// a stream of orders costs one lookup. A ledger that cannot be asked
+    /// counts as funded: the lease's escrow check still stands.
+    async fn funded(&self, requester: &PublicKey) -> bool {
+        let now = now_ms();
+        if let Some(&(funded, until)) = self.funded.lock().get(requester)
+            && until > now
+        {
+            return funded;
+        }
+        let funded = match self.shared.ledger.link().account(requester).await {
+            Ok(account) => account.balance > 0,
+            Err(e) => {
+                tracing::debug!("looking up a requester: {e}");
+                return true;
+            }
+        };
+        let mut cache = self.funded.lock();
+        if cache.len() >= FUNDED_MAX {
+            cache.retain(|_, (_, until)| *until > now);
+            if cache.len() >= FUNDED_MAX {
+                cache.clear();
+            }
+        }
+        cache.insert(*requester, (funded, now + FUNDED_TTL_MS));
+        funded
     }
 
     async fn prepare_module(
@@ -379,7 +528,7 @@ impl Provider {
             Counters::bump(&self.shared.counters.refused);
             return Response::Refused("the lease names other parties".into());
         }
-        let Some((price, bid_slots)) = self.bids.lock().unwrap().get(&lease.job).copied() else {
+        let Some((price, bid_slots, _)) = self.bids.lock().get(&lease.job).copied() else {
             Counters::bump(&self.shared.counters.refused);
             return Response::Refused("no bid on that job".into());
         };
@@ -387,8 +536,11 @@ impl Provider {
             Counters::bump(&self.shared.counters.refused);
             return Response::Refused("the lease differs from the bid".into());
         }
-        if terms.limits.fuel > lease.fuel_per_task_max {
-            return Response::Refused("task fuel above the lease's maximum".into());
+        if let Some(reason) =
+            terms_over_caps(&terms, &lease, &self.config.offer, &self.config.task_caps)
+        {
+            Counters::bump(&self.shared.counters.refused);
+            return Response::Refused(reason);
         }
         let id = lease.id();
         let signature = lease.sign(&self.shared.key);
@@ -398,7 +550,7 @@ impl Provider {
             terms,
         };
         {
-            let mut leased = self.leased.lock().unwrap();
+            let mut leased = self.leased.lock();
             if leased.contains_key(&id) {
                 return Response::LeaseSigned(signature); // a retransmission
             }
@@ -422,11 +574,12 @@ impl Provider {
         let peer = cairn_net::peer_id(&record.lease.requester);
         let input_dir = self.work_dir.join(id.to_string()).join("input");
         let mut failure = None;
+        self.keep_for(id, record.terms.inputs.iter().map(|f| f.id));
         if let Err(e) = self.prepare(peer, &record.terms, &input_dir).await {
             tracing::warn!("lease {}: {e}", id.short());
             failure = Some(e);
         }
-        self.terms.lock().unwrap().insert(id, record.terms.clone());
+        self.terms.lock().insert(id, record.terms.clone());
         // Results not yet revealed and reports not yet acknowledged,
         // persisted so a restart commits to them (or reports) again.
         let mut unsent: Vec<Report> = Vec::new();
@@ -446,7 +599,9 @@ impl Provider {
                 Err(e) => tracing::error!("an unreadable report: {e}; skipped"),
             }
         }
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Report, Duration)>();
+        // Bounded like what may run: at most the slots' prefetch of tasks.
+        let done_capacity = (record.slots.max(1) * proto::PREFETCH_PER_SLOT_MAX) as usize;
+        let (done_tx, mut done_rx) = mpsc::channel::<(Report, Duration)>(done_capacity);
         // Tasks held per slot: enough to cover PREFETCH_WORK_MS of work at
         // the tasks' measured duration, so tiny tasks come in batches and
         // long ones are not hoarded. It starts at one task per slot until
@@ -519,11 +674,33 @@ impl Provider {
                 Ok(Err(e)) => tracing::warn!("persisting reports: {e}"),
                 Err(e) => tracing::warn!("persisting reports: {e}"),
             }
-            let batch: Vec<Report> = unsent.iter().take(proto::BATCH_MAX).cloned().collect();
+            let mut batch: Vec<Report> = unsent.iter().take(proto::BATCH_MAX).cloned().collect();
+            // The requester fetches what the results name: only it may.
+            for report in &batch {
+                if let Report::Revealed {
+                    outputs,
+                    stdout,
+                    stderr,
+                    ..
+                } = report
+                {
+                    let blobs: Vec<ContentId> = outputs
+                        .iter()
+                        .map(|f| f.id)
+                        .chain([stdout.id, stderr.id])
+                        .collect();
+                    self.keep_for(id, blobs.iter().copied());
+                    self.shared.grants.grant(id, blobs, record.lease.requester);
+                }
+            }
+            let sent = batch.len();
+            if self.config.misbehave == Some(Misbehave::IndexOverflower) {
+                batch.extend(self.overflowing_reports(id));
+            }
             let request = Request::Pull {
                 lease: id,
                 want: if failure.is_some() { 0 } else { want },
-                reports: batch.clone(),
+                reports: batch,
             };
             last_pull = now_ms();
             let answer = self
@@ -540,7 +717,7 @@ impl Provider {
                     reveal,
                 })) => {
                     last_answer = now_ms();
-                    let acked = (stored as usize).min(batch.len());
+                    let acked = (stored as usize).min(sent);
                     // A stored commitment keeps the result sealed; a stored
                     // result or failure is done with.
                     for report in unsent.drain(..acked) {
@@ -589,11 +766,15 @@ impl Provider {
                         continue;
                     }
                     idle_ms = 5;
-                    for task in tasks {
+                    // More than was asked for is the requester's mistake or
+                    // an attack: the rest are not taken (their deadline
+                    // hands them to others), so what runs and what waits
+                    // here stays within the slots' prefetch.
+                    let asked = if failure.is_some() { 0 } else { want };
+                    for task in tasks.into_iter().take(asked as usize) {
                         running += 1;
                         self.assignments
                             .lock()
-                            .unwrap()
                             .insert((id, task.task), task.clone());
                         self.clone()
                             .spawn_task(id, &record, &input_dir, task, done_tx.clone());
@@ -626,16 +807,12 @@ impl Provider {
                 }
             }
         }
-        self.leased.lock().unwrap().remove(&id);
-        self.terms.lock().unwrap().remove(&id);
-        self.assignments
-            .lock()
-            .unwrap()
-            .retain(|(lease, _), _| *lease != id);
-        self.traces
-            .lock()
-            .unwrap()
-            .retain(|(lease, _), _| *lease != id);
+        self.leased.lock().remove(&id);
+        self.terms.lock().remove(&id);
+        self.shared.grants.revoke(&id);
+        self.forget_blobs(id).await;
+        self.assignments.lock().retain(|(lease, _), _| *lease != id);
+        self.traces.lock().retain(|(lease, _), _| *lease != id);
         let mut ops = vec![Op::Delete(Table::LeasesTaken, id.as_bytes().to_vec())];
         let tasks: BTreeSet<u64> = unsent
             .iter()
@@ -663,14 +840,8 @@ impl Provider {
             .await?;
         std::fs::create_dir_all(input_dir).map_err(|e| e.to_string())?;
         for input in &terms.inputs {
-            if !safe_name(&input.name) {
-                return Err(format!(
-                    "input name '{}' is not a plain relative path",
-                    input.name
-                ));
-            }
             fetch_blob(&self.shared, peer, input.id, input.size).await?;
-            let target = input_dir.join(&input.name);
+            let target = cairn_job::input_name_path(input_dir, &input.name)?;
             if let Some(parent) = target.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
             }
@@ -692,7 +863,7 @@ impl Provider {
         record: &LeaseRecord,
         input_dir: &std::path::Path,
         task: Assignment,
-        done: mpsc::UnboundedSender<(Report, Duration)>,
+        done: mpsc::Sender<(Report, Duration)>,
     ) {
         let terms = record.terms.clone();
         let input_dir = input_dir.to_path_buf();
@@ -712,7 +883,7 @@ impl Provider {
                 task: index,
                 reason: format!("worker panicked: {e}"),
             });
-            let _ = done.send((report, started.elapsed()));
+            let _ = done.send((report, started.elapsed())).await;
         });
     }
 
@@ -740,7 +911,7 @@ impl Provider {
     /// when possible, since creating and removing one per task costs more
     /// than running a tiny task.
     fn scratch_dir(&self) -> std::io::Result<PathBuf> {
-        if let Some(dir) = self.scratch.lock().unwrap().pop() {
+        if let Some(dir) = self.scratch.lock().pop() {
             return Ok(dir);
         }
         let n = self
@@ -756,7 +927,7 @@ impl Provider {
     fn return_scratch_dir(&self, dir: PathBuf) {
         let empty = std::fs::read_dir(&dir).is_ok_and(|mut entries| entries.next().is_none());
         if empty || (std::fs::remove_dir_all(&dir).is_ok() && std::fs::create_dir(&dir).is_ok()) {
-            self.scratch.lock().unwrap().push(dir);
+            self.scratch.lock().push(dir);
         }
     }
 
@@ -845,6 +1016,27 @@ impl Provider {
         }
     }
 
+    /// What [`Misbehave::IndexOverflower`] adds to a pull: well signed,
+    /// for this lease, and for a task that does not exist.
+    fn overflowing_reports(&self, lease: ContentId) -> [Report; 2] {
+        let task = u32::MAX - 1;
+        [
+            Report::Committed(Signed::sign(
+                &self.shared.key,
+                COMMIT_NAMESPACE,
+                Commit {
+                    lease,
+                    task: u64::from(task),
+                    commitment: [7; 32],
+                },
+            )),
+            Report::Failed {
+                task,
+                reason: "overflow".into(),
+            },
+        ]
+    }
+
     /// The signed commitment to a sealed result.
     fn commit_to(&self, sealed: &Report) -> Report {
         let Report::Revealed { opening, .. } = sealed else {
@@ -878,13 +1070,8 @@ impl Provider {
         ask: DisputeAsk,
     ) -> Response {
         let (terms, assignment) = {
-            let terms = self.terms.lock().unwrap().get(&lease).cloned();
-            let assignment = self
-                .assignments
-                .lock()
-                .unwrap()
-                .get(&(lease, task))
-                .cloned();
+            let terms = self.terms.lock().get(&lease).cloned();
+            let assignment = self.assignments.lock().get(&(lease, task)).cloned();
             match (terms, assignment) {
                 (Some(terms), Some(assignment)) => (terms, assignment),
                 _ => return Response::Refused("no such task under a live lease".into()),
@@ -909,9 +1096,16 @@ impl Provider {
         })
         .await;
         match answer {
-            Ok(Ok(response)) => response,
+            Ok(Ok(response)) => {
+                if let Response::Snapshot(file) = &response {
+                    // The referee fetches the snapshot next: it alone may.
+                    self.keep_for(lease, [file.id]);
+                    self.shared.grants.grant(lease, [file.id], sender);
+                }
+                response
+            }
             Ok(Err(e)) => Response::Refused(e),
-            Err(e) => Response::Refused(format!("worker panicked: {e}")),
+            Err(_) => Response::Refused("the dispute could not be answered".into()),
         }
     }
 
@@ -941,7 +1135,7 @@ impl Provider {
         };
         match ask {
             DisputeAsk::Length | DisputeAsk::Hashes(_) => {
-                let cached = self.traces.lock().unwrap().get(&key).cloned();
+                let cached = self.traces.lock().get(&key).cloned();
                 let trace = match cached {
                     Some(trace) => trace,
                     None => {
@@ -951,7 +1145,7 @@ impl Provider {
                             Ok(())
                         })?;
                         let trace = Arc::new(traced.expect("traced"));
-                        self.traces.lock().unwrap().insert(key, trace.clone());
+                        self.traces.lock().insert(key, trace.clone());
                         trace
                     }
                 };
@@ -998,11 +1192,107 @@ fn report_key(lease: &ContentId, task: u64) -> Vec<u8> {
     key
 }
 
-/// A relative path with no `..`, root or empty parts.
-fn safe_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with('/')
-        && name
-            .split('/')
-            .all(|part| !part.is_empty() && part != "." && part != "..")
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::market::proto::{FileRef, TaskLimits};
+
+    fn offer() -> Offer {
+        Offer {
+            runtimes: vec!["wasm".into()],
+            cores: 1,
+            memory_mib: 64,
+            gpus: 0,
+            score_mfuel_per_s: 1,
+        }
+    }
+
+    fn lease() -> Lease {
+        let key = cairn_wire::Keypair::from_seed([1; 32]).public();
+        Lease {
+            job: ContentId::of(b"job"),
+            requester: key,
+            provider: key,
+            price_ucairn_per_gfuel: 1,
+            fuel_per_task_max: 1_000,
+            expires_height: 10,
+        }
+    }
+
+    fn terms(limits: TaskLimits) -> Terms {
+        Terms {
+            module: FileRef {
+                name: "module.wasm".into(),
+                id: ContentId::of(b"m"),
+                size: 1,
+            },
+            inputs: Vec::new(),
+            limits,
+        }
+    }
+
+    /// A `limit_inflater` requester writes terms over what the provider
+    /// advertised, one limit at a time: each is refused and named; terms
+    /// within every cap are taken.
+    #[test]
+    fn limit_inflater_terms_are_refused() {
+        let caps = TaskCaps {
+            wall_time_ms: 10_000,
+            output_bytes: 1 << 20,
+            stdout_bytes: 1 << 10,
+        };
+        let fair = TaskLimits {
+            fuel: 1_000,
+            memory_bytes: 64 << 20,
+            wall_time_ms: 10_000,
+            output_bytes: 1 << 20,
+            stdout_bytes: 1 << 10,
+        };
+        assert_eq!(
+            terms_over_caps(&terms(fair.clone()), &lease(), &offer(), &caps),
+            None
+        );
+        let inflated = [
+            (
+                "fuel",
+                TaskLimits {
+                    fuel: 1_001,
+                    ..fair.clone()
+                },
+            ),
+            (
+                "memory",
+                TaskLimits {
+                    memory_bytes: (64 << 20) + 1,
+                    ..fair.clone()
+                },
+            ),
+            (
+                "wall-time",
+                TaskLimits {
+                    wall_time_ms: u64::MAX,
+                    ..fair.clone()
+                },
+            ),
+            (
+                "output",
+                TaskLimits {
+                    output_bytes: (1 << 20) + 1,
+                    ..fair.clone()
+                },
+            ),
+            (
+                "stdout",
+                TaskLimits {
+                    stdout_bytes: u64::MAX,
+                    ..fair.clone()
+                },
+            ),
+        ];
+        for (what, limits) in inflated {
+            let reason = terms_over_caps(&terms(limits), &lease(), &offer(), &caps)
+                .unwrap_or_else(|| panic!("inflated {what} was accepted"));
+            assert!(reason.contains(what), "{what}: {reason}");
+        }
+    }
 }

@@ -2,7 +2,9 @@
 //! and settlement for the jobs this node submits.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use cairn_job::VerifyPolicy;
@@ -160,31 +162,26 @@ impl From<VerifyPolicy> for SubmittedVerify {
 impl SubmittedVerify {
     /// The policy, or why it is not one.
     pub fn policy(&self) -> Result<VerifyPolicy, String> {
-        let replicas_max = cairn_verify::Params::default().replicas_max;
-        match self.policy.as_str() {
-            "none" => Ok(VerifyPolicy::None),
-            "replicate" => match self.replicas {
-                Some(n) if (1..=replicas_max).contains(&n) => {
-                    Ok(VerifyPolicy::Replicate { replicas: n })
-                }
-                other => Err(format!(
-                    "verify.replicas must be 1 to {replicas_max}, found {other:?}"
-                )),
+        let policy = match self.policy.as_str() {
+            "none" => VerifyPolicy::None,
+            "replicate" => VerifyPolicy::Replicate {
+                replicas: self.replicas.ok_or("verify.replicas is missing")?,
             },
-            "spot" => match self.probability {
-                Some(p) if p > 0.0 && p <= 1.0 => Ok(VerifyPolicy::Spot { probability: p }),
-                other => Err(format!(
-                    "verify.probability must be in (0, 1], found {other:?}"
-                )),
+            "spot" => VerifyPolicy::Spot {
+                probability: self.probability.ok_or("verify.probability is missing")?,
             },
-            "adaptive" => match self.confidence.unwrap_or(0.999) {
-                c if c > 0.0 && c < 1.0 => Ok(VerifyPolicy::Adaptive { confidence: c }),
-                c => Err(format!("verify.confidence must be in (0, 1), found {c}")),
+            "adaptive" => VerifyPolicy::Adaptive {
+                confidence: self.confidence.unwrap_or(0.999),
             },
-            other => Err(format!(
-                "unknown verify policy '{other}'; expected none, replicate, spot or adaptive"
-            )),
-        }
+            other => {
+                return Err(format!(
+                    "unknown verify policy '{other}'; expected none, replicate, spot or adaptive"
+                ));
+            }
+        };
+        // The job file's bounds, so a policy one accepts the other does too.
+        policy.check()?;
+        Ok(policy)
     }
 }
 
@@ -338,6 +335,57 @@ pub(super) struct Revealed {
 }
 
 impl Job {
+    /// Why a provider's result cannot be this job's, if it cannot: it
+    /// claims more fuel, output bytes or stream bytes than the task was
+    /// allowed, names a file twice, or claims success without a file the
+    /// task had to write. Checked before any of its files is fetched.
+    pub(super) fn broken_result(&self, record: &TaskRecord) -> Result<(), String> {
+        let limits = &self.terms.limits;
+        if record.fuel_used > limits.fuel {
+            return Err(format!(
+                "claims {} fuel where the task had {}",
+                record.fuel_used, limits.fuel
+            ));
+        }
+        for stream in [&record.stdout, &record.stderr].into_iter().flatten() {
+            if stream.size > limits.stdout_bytes {
+                return Err(format!(
+                    "{} of {} bytes is over the job's limit of {}",
+                    stream.name, stream.size, limits.stdout_bytes
+                ));
+            }
+        }
+        let mut names = BTreeSet::new();
+        let mut total: u64 = 0;
+        for file in &record.outputs {
+            if !names.insert(file.name.as_str()) {
+                return Err(format!("names output '{}' twice", file.name));
+            }
+            total = total.saturating_add(file.size);
+        }
+        if total > limits.output_bytes {
+            return Err(format!(
+                "claims {total} output bytes where the task had {}",
+                limits.output_bytes
+            ));
+        }
+        let declared = self
+            .record
+            .submission
+            .tasks
+            .get(record.task as usize)
+            .ok_or_else(|| format!("task {} is not in the job", record.task))?;
+        if record.success
+            && let Some(missing) = declared
+                .outputs
+                .iter()
+                .find(|path| !names.contains(path.as_str()))
+        {
+            return Err(format!("claims success without its output '{missing}'"));
+        }
+        Ok(())
+    }
+
     /// The job's status at `now`; `accepted` is how many tasks verification
     /// accepted.
     fn status(&self, accepted: u32, now: u64) -> JobStatus {
@@ -436,6 +484,17 @@ fn stream_file(name: &str, stream: StreamRef) -> Option<SubmittedFile> {
     })
 }
 
+/// The blobs a result names: outputs and streams.
+fn result_blobs(record: &TaskRecord) -> Vec<ContentId> {
+    let streams = [&record.stdout, &record.stderr].into_iter().flatten();
+    record
+        .outputs
+        .iter()
+        .chain(streams)
+        .filter_map(|f| f.id.parse().ok())
+        .collect()
+}
+
 pub(super) fn result_key(job: &ContentId, task: u32) -> Vec<u8> {
     let mut key = job.as_bytes().to_vec();
     key.extend_from_slice(&task.to_be_bytes());
@@ -481,12 +540,11 @@ impl Requester {
                     .parse()
                     .map_err(|e: cairn_wire::WireError| e.to_string())?;
                 let digest = parse_id(&result.digest)?;
+                self.shared.pin(result_blobs(&result));
                 job.sched.restore(result.task, provider, digest);
-                self.verifier.lock().unwrap().restore_accepted(
-                    &(id, result.task),
-                    digest,
-                    vec![provider],
-                );
+                self.verifier
+                    .lock()
+                    .restore_accepted(&(id, result.task), digest, vec![provider]);
                 if !job.record.settled
                     && let Ok(bytes) = cairn_wire::parse_hex(&result.receipt, "receipt")
                     && let Ok(receipt) = Signed::<Receipt>::from_bytes(&bytes, &())
@@ -502,7 +560,7 @@ impl Requester {
             } else {
                 Phase::Running
             };
-            self.jobs.lock().unwrap().insert(id, job);
+            self.jobs.lock().insert(id, job);
         }
         for (key, value) in db
             .scan(Table::LeasesGiven, b"")
@@ -515,16 +573,17 @@ impl Requester {
                 .provider
                 .parse()
                 .map_err(|e: cairn_wire::WireError| e.to_string())?;
-            let mut jobs = self.jobs.lock().unwrap();
+            let mut jobs = self.jobs.lock();
             if let Some(job) = jobs.get_mut(&job_id) {
                 // A leased provider that is still alive resumes pulling.
                 job.sched
                     .add_provider(provider, record.slots * proto::PREFETCH_PER_SLOT_MAX, now);
                 job.leases.insert(lease, provider);
-                self.leases.lock().unwrap().insert(lease, job_id);
+                self.leases.lock().insert(lease, job_id);
+                self.grant_inputs(job, provider);
             }
         }
-        let ids: Vec<ContentId> = self.jobs.lock().unwrap().keys().copied().collect();
+        let ids: Vec<ContentId> = self.jobs.lock().keys().copied().collect();
         for id in ids {
             tokio::spawn(self.clone().drive(id));
         }
@@ -544,10 +603,11 @@ impl Requester {
                 stdout_bytes: s.limits.stdout_bytes,
             },
         };
+        self.shared
+            .pin(std::iter::once(terms.module.id).chain(terms.inputs.iter().map(|f| f.id)));
         let policy = s.verify.policy()?;
         self.verifier
             .lock()
-            .unwrap()
             .open_job(id, policy, s.tasks.len() as u32);
         let mut sched = self.sched.clone();
         // A task may run for its whole wall-clock limit; its deadline must
@@ -575,6 +635,7 @@ impl Requester {
 
     /// Checks and records a new job, queues its escrow, and starts bidding.
     pub async fn submit(self: &Arc<Self>, submission: Submission) -> Result<ContentId, String> {
+        submission.check()?;
         if submission.runtime != "wasm" {
             return Err(format!("runtime '{}' is not supported", submission.runtime));
         }
@@ -622,7 +683,7 @@ impl Requester {
             )])
             .map_err(|e| e.to_string())?;
         self.open_auction(&mut job, submitted_ms);
-        self.jobs.lock().unwrap().insert(id, job);
+        self.jobs.lock().insert(id, job);
         tokio::spawn(self.clone().drive(id));
         Ok(id)
     }
@@ -661,8 +722,8 @@ impl Requester {
             let mut settle = None;
             let effects;
             {
-                let mut jobs = self.jobs.lock().unwrap();
-                let mut verifier = self.verifier.lock().unwrap();
+                let mut jobs = self.jobs.lock();
+                let mut verifier = self.verifier.lock();
                 let Some(job) = jobs.get_mut(&id) else { return };
                 // Deadlines hold and the end is noticed in every phase: a
                 // re-auction may run while leased providers still work.
@@ -699,8 +760,7 @@ impl Requester {
                             unreachable!()
                         };
                         let order = auction.order().clone();
-                        let outcome =
-                            (*auction).close(&self.selection, &mut self.rng.lock().unwrap());
+                        let outcome = (*auction).close(&self.selection, &mut self.rng.lock());
                         match outcome {
                             Outcome::Selected(chosen) => winners = Some((order, chosen)),
                             Outcome::Unplaced(reason) => {
@@ -760,7 +820,11 @@ impl Requester {
             }
             if let Some(receipts) = settle {
                 self.settle(id, receipts).await;
-                self.verifier.lock().unwrap().close_job(&id);
+                self.verifier.lock().close_job(&id);
+                self.shared.grants.revoke(&id);
+                self.shared
+                    .grants
+                    .revoke(&super::grants::bidders_scope(&id));
                 return;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -774,7 +838,7 @@ impl Requester {
         order: Order,
         chosen: Vec<cairn_market::Candidate>,
     ) {
-        let terms = match self.jobs.lock().unwrap().get(&id) {
+        let terms = match self.jobs.lock().get(&id) {
             Some(job) => job.terms.clone(),
             None => return,
         };
@@ -816,7 +880,7 @@ impl Requester {
         // its answer arrives here: know the lease before offering it.
         let mut newcomers = BTreeSet::new();
         {
-            let mut jobs = self.jobs.lock().unwrap();
+            let mut jobs = self.jobs.lock();
             let Some(job) = jobs.get_mut(&id) else { return };
             for (lease, slots) in &leases {
                 if !job.sched.is_active(&lease.provider) {
@@ -828,7 +892,8 @@ impl Requester {
                     now_ms(),
                 );
                 job.leases.insert(lease.id(), lease.provider);
-                self.leases.lock().unwrap().insert(lease.id(), id);
+                self.leases.lock().insert(lease.id(), id);
+                self.grant_inputs(job, lease.provider);
             }
         }
         let offers = leases.into_iter().map(|(lease, slots)| {
@@ -893,7 +958,7 @@ impl Requester {
                 tracing::warn!("recording a lease on the ledger: {e}");
             }
         }
-        let mut jobs = self.jobs.lock().unwrap();
+        let mut jobs = self.jobs.lock();
         if let Some(job) = jobs.get_mut(&id) {
             if job.leases.is_empty() || job.sched.progress().providers == 0 {
                 job.reason = Some(format!("every lease was refused: {}", refusals.join("; ")));
@@ -910,8 +975,8 @@ impl Requester {
 
     /// Undoes the registration of a lease offer that came to nothing.
     fn forget_offer(&self, id: ContentId, lease: &Lease, newcomer: bool) {
-        self.leases.lock().unwrap().remove(&lease.id());
-        let mut jobs = self.jobs.lock().unwrap();
+        self.leases.lock().remove(&lease.id());
+        let mut jobs = self.jobs.lock();
         if let Some(job) = jobs.get_mut(&id) {
             job.leases.remove(&lease.id());
             if newcomer {
@@ -938,7 +1003,7 @@ impl Requester {
             }
         }
         let record = {
-            let mut jobs = self.jobs.lock().unwrap();
+            let mut jobs = self.jobs.lock();
             let Some(job) = jobs.get_mut(&id) else { return };
             job.settled = sent;
             job.record.settled = true;
@@ -953,20 +1018,22 @@ impl Requester {
         }
     }
 
+    /// Lets a leased provider fetch the job's module and inputs.
+    fn grant_inputs(&self, job: &Job, provider: PublicKey) {
+        let blobs =
+            std::iter::once(job.terms.module.id).chain(job.terms.inputs.iter().map(|f| f.id));
+        if !self.shared.grants.grant(job.id, blobs, provider) {
+            tracing::warn!(job = %job.id.short(), "too many grants: the provider cannot fetch inputs");
+        }
+    }
+
     /// A bid arrived for one of this node's auctions.
     pub fn on_bid(&self, sender: PublicKey, bid: Signed<Bid>) -> Response {
         if bid.signer() != sender {
             Counters::bump(&self.shared.counters.refused);
             return Response::Refused("bid signed by someone other than the sender".into());
         }
-        if self
-            .verifier
-            .lock()
-            .unwrap()
-            .trust()
-            .record(&sender)
-            .banned()
-        {
+        if self.verifier.lock().trust().record(&sender).banned() {
             Counters::bump(&self.shared.counters.refused);
             return Response::Refused("convicted of cheating this requester".into());
         }
@@ -990,17 +1057,25 @@ impl Requester {
             None => (Some(0), (0, 0)),
         };
         let now = now_ms();
-        let mut jobs = self.jobs.lock().unwrap();
+        let mut jobs = self.jobs.lock();
         let auction = jobs.values_mut().find_map(|job| match &mut job.phase {
-            Phase::Bidding(auction) if auction.order_id() == order => Some(auction),
+            Phase::Bidding(auction) if auction.order_id() == order => {
+                Some((job.id, job.terms.module.id, auction))
+            }
             _ => None,
         });
-        let Some(auction) = auction else {
+        let Some((job, module, auction)) = auction else {
             Counters::bump(&self.shared.counters.replayed);
             return Response::Refused("no open auction for that order".into());
         };
         match auction.bid(&bid, stake, record, now) {
-            Ok(()) => Response::Ack,
+            Ok(()) => {
+                // A bidder fetches and compiles the module while the
+                // auction runs; the inputs wait for a lease.
+                let scope = super::grants::bidders_scope(&job);
+                self.shared.grants.grant(scope, [module], sender);
+                Response::Ack
+            }
             Err(rejection) => {
                 if rejection == cairn_market::BidRejection::BadSignature {
                     Counters::bump(&self.shared.counters.bad_signature);
@@ -1011,13 +1086,13 @@ impl Requester {
     }
 
     /// A provider declined one of this node's orders.
-    pub fn on_decline(&self, _sender: PublicKey, order: ContentId, reason: &str) -> Response {
-        let mut jobs = self.jobs.lock().unwrap();
+    pub fn on_decline(&self, sender: PublicKey, order: ContentId, reason: &str) -> Response {
+        let mut jobs = self.jobs.lock();
         for job in jobs.values_mut() {
             if let Phase::Bidding(auction) = &mut job.phase
                 && auction.order_id() == order
             {
-                auction.decline(reason);
+                auction.decline(sender, reason);
                 return Response::Ack;
             }
         }
@@ -1032,8 +1107,8 @@ impl Requester {
             return;
         };
         let now = now_ms();
-        let mut jobs = self.jobs.lock().unwrap();
-        let mut verifier = self.verifier.lock().unwrap();
+        let mut jobs = self.jobs.lock();
+        let mut verifier = self.verifier.lock();
         for job in jobs.values_mut() {
             for task in job.sched.running_of(&key) {
                 // Nothing to carry out: a withdrawn replica only lets the
@@ -1055,9 +1130,17 @@ impl Requester {
         want: u32,
         reports: Vec<Report>,
     ) -> Response {
-        let Some(job_id) = self.leases.lock().unwrap().get(&lease).copied() else {
+        let Some(job_id) = self.leases.lock().get(&lease).copied() else {
             Counters::bump(&self.shared.counters.refused);
             return Response::Refused("unknown lease".into());
+        };
+        let Some(tasks) = self
+            .jobs
+            .lock()
+            .get(&job_id)
+            .map(|j| j.sched.progress().total)
+        else {
+            return Response::Refused("unknown job".into());
         };
         let mut stored = reports.len() as u32;
         let positions: Vec<u64> = reports.iter().map(Report::task).collect();
@@ -1065,47 +1148,38 @@ impl Requester {
             commits,
             reveals,
             mut failed,
-        } = self.check_reports(sender, lease, reports);
+        } = self.check_reports(sender, lease, tasks, reports);
         // Fetch the outputs of results that were asked for before taking
         // them: a result is only judged once its files are here and
         // verified.
         let mut fetched = Vec::new();
         for revealed in reveals {
             let task = revealed.record.task;
-            let (asked, stream_bytes_max) = {
-                let jobs = self.jobs.lock().unwrap();
-                jobs.get(&job_id).map_or((false, 0), |job| {
+            let (asked, broken) = {
+                let jobs = self.jobs.lock();
+                jobs.get(&job_id).map_or((false, None), |job| {
                     let asked = job
                         .replicas
                         .asks
                         .get(&sender)
                         .is_some_and(|tasks| tasks.contains(&task));
-                    (asked, job.terms.limits.stdout_bytes)
+                    (asked, job.broken_result(&revealed.record).err())
                 })
             };
             if !asked {
                 continue;
             }
-            let record = &revealed.record;
-            let streams = [&record.stdout, &record.stderr];
-            if let Some(stream) = streams
-                .iter()
-                .copied()
-                .flatten()
-                .find(|s| s.size > stream_bytes_max)
-            {
-                // Larger than the task could have written: a lie, not a
-                // result. Refused like any report that breaks the job's rules.
+            if let Some(reason) = broken {
+                // More than the task could have written or used, or not what
+                // it was told to write: a lie, not a result, and nothing of
+                // it is fetched. Refused like any report that breaks the
+                // job's rules.
                 Counters::bump(&self.shared.counters.refused);
-                failed.push((
-                    task,
-                    format!(
-                        "{} of {} bytes is over the job's limit of {stream_bytes_max}",
-                        stream.name, stream.size
-                    ),
-                ));
+                failed.push((task, reason));
                 continue;
             }
+            let record = &revealed.record;
+            let streams = [&record.stdout, &record.stderr];
             let mut ok = true;
             for file in record.outputs.iter().chain(streams.into_iter().flatten()) {
                 let Ok(id) = file.id.parse() else {
@@ -1119,6 +1193,7 @@ impl Requester {
                 }
             }
             if ok {
+                self.shared.pin(result_blobs(&revealed.record));
                 fetched.push(revealed);
             } else {
                 // Not acknowledged (nor anything after it in the pull): the
@@ -1133,8 +1208,8 @@ impl Requester {
         }
         let now = now_ms();
         let (response, effects) = {
-            let mut jobs = self.jobs.lock().unwrap();
-            let mut verifier = self.verifier.lock().unwrap();
+            let mut jobs = self.jobs.lock();
+            let mut verifier = self.verifier.lock();
             let Some(job) = jobs.get_mut(&job_id) else {
                 return Response::Refused("unknown job".into());
             };
@@ -1268,7 +1343,15 @@ impl Requester {
 
     /// Sorts a pull's reports, keeping only those that are well signed, by
     /// the sender, for this lease (signatures checked as one batch).
-    fn check_reports(&self, sender: PublicKey, lease: ContentId, reports: Vec<Report>) -> Checked {
+    /// `tasks` is the job's task count: every index is checked against it
+    /// here, so nothing past this point sees one out of range.
+    fn check_reports(
+        &self,
+        sender: PublicKey,
+        lease: ContentId,
+        tasks: u32,
+        reports: Vec<Report>,
+    ) -> Checked {
         let mut signed: Vec<(Vec<u8>, PublicKey, cairn_wire::Signature)> = Vec::new();
         for report in &reports {
             match report {
@@ -1310,7 +1393,7 @@ impl Requester {
                         refuse(&counters.bad_signature);
                     } else if commit.signer() != sender
                         || c.lease != lease
-                        || c.task > u64::from(u32::MAX)
+                        || c.task >= u64::from(tasks)
                     {
                         refuse(&counters.refused);
                     } else {
@@ -1338,7 +1421,7 @@ impl Requester {
                         || r.lease != lease
                         || o.task != r.task
                         || o.digest != r.digest
-                        || r.task > u64::from(u32::MAX)
+                        || r.task >= u64::from(tasks)
                         // Names end up as paths on the requester's disk.
                         || outputs
                             .iter()
@@ -1372,6 +1455,7 @@ impl Requester {
                         });
                     }
                 }
+                Report::Failed { task, .. } if task >= tasks => refuse(&counters.refused),
                 Report::Failed { task, reason } => failed.push((task, reason)),
             }
         }
@@ -1384,8 +1468,8 @@ impl Requester {
 
     /// A job's status.
     pub fn status(&self, id: &ContentId) -> Option<JobStatus> {
-        let jobs = self.jobs.lock().unwrap();
-        let verifier = self.verifier.lock().unwrap();
+        let jobs = self.jobs.lock();
+        let verifier = self.verifier.lock();
         jobs.get(id)
             .map(|job| job.status(verifier.accepted_count(id), now_ms()))
     }
@@ -1395,14 +1479,8 @@ impl Requester {
         let mut all: Vec<JobStatus> = self
             .jobs
             .lock()
-            .unwrap()
             .values()
-            .map(|job| {
-                job.status(
-                    self.verifier.lock().unwrap().accepted_count(&job.id),
-                    now_ms(),
-                )
-            })
+            .map(|job| job.status(self.verifier.lock().accepted_count(&job.id), now_ms()))
             .collect();
         all.sort_by_key(|s| s.submitted_ms);
         all
@@ -1410,7 +1488,7 @@ impl Requester {
 
     /// A job's results so far, by task.
     pub fn results(&self, id: &ContentId) -> Option<Vec<TaskRecord>> {
-        if !self.jobs.lock().unwrap().contains_key(id) {
+        if !self.jobs.lock().contains_key(id) {
             return None;
         }
         let rows = self.shared.db.scan(Table::Results, id.as_bytes()).ok()?;

@@ -203,21 +203,15 @@ impl Requester {
                     return;
                 };
                 // A side that lost by silence was never refereed.
-                let (finding, winner) = self
-                    .findings
-                    .lock()
-                    .unwrap()
-                    .get(&dispute)
-                    .cloned()
-                    .unwrap_or((
-                        Finding {
-                            position: 0,
-                            agreed: [0; 32],
-                            reached: [0; 32],
-                            transcript: ContentId::of(b"a side did not answer in time"),
-                        },
-                        None,
-                    ));
+                let (finding, winner) = self.findings.lock().get(&dispute).cloned().unwrap_or((
+                    Finding {
+                        position: 0,
+                        agreed: [0; 32],
+                        reached: [0; 32],
+                        transcript: ContentId::of(b"a side did not answer in time"),
+                    },
+                    None,
+                ));
                 let verdict = Verdict {
                     job: job.id,
                     task: u64::from(task),
@@ -320,8 +314,8 @@ impl Requester {
     async fn referee_dispute(self: Arc<Self>, job_id: ContentId, id: u64) {
         loop {
             let state = {
-                let jobs = self.jobs.lock().unwrap();
-                let verifier = self.verifier.lock().unwrap();
+                let jobs = self.jobs.lock();
+                let verifier = self.verifier.lock();
                 let Some((task, sides, game)) = verifier.game(id) else {
                     return;
                 };
@@ -373,7 +367,7 @@ impl Requester {
                         .zip(segment.claims)
                         .find(|(_, claim)| *claim == reached)
                         .map(|(p, _)| *p);
-                    self.findings.lock().unwrap().insert(
+                    self.findings.lock().insert(
                         id,
                         (
                             Finding {
@@ -443,8 +437,8 @@ impl Requester {
     ) {
         let now = now_ms();
         let effects = {
-            let mut jobs = self.jobs.lock().unwrap();
-            let mut verifier = self.verifier.lock().unwrap();
+            let mut jobs = self.jobs.lock();
+            let mut verifier = self.verifier.lock();
             let actions = match mv(&mut verifier, now) {
                 Ok(actions) => actions,
                 Err(e) => {
@@ -470,7 +464,7 @@ impl Requester {
         sides: &[PublicKey; 2],
     ) -> Result<StateHash, String> {
         let (submission, terms) = {
-            let jobs = self.jobs.lock().unwrap();
+            let jobs = self.jobs.lock();
             let job = jobs.get(&job_id).ok_or("the job is gone")?;
             (job.record.submission.clone(), job.terms.clone())
         };
@@ -527,7 +521,7 @@ impl Requester {
             runtime.load(&module).map_err(|e| e.to_string())?;
             std::fs::create_dir_all(&input_dir).map_err(|e| e.to_string())?;
             for (name, source) in &inputs {
-                let target = input_dir.join(name);
+                let target = cairn_job::input_name_path(&input_dir, name)?;
                 if let Some(parent) = target.parent() {
                     std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
                 }
@@ -592,7 +586,7 @@ impl Requester {
         position: u64,
     ) -> Result<Snapshot, String> {
         let lease = {
-            let jobs = self.jobs.lock().unwrap();
+            let jobs = self.jobs.lock();
             let job = jobs.get(&job_id).ok_or("the job is gone")?;
             job.replicas
                 .revealed
@@ -618,7 +612,6 @@ impl Requester {
         let limit = self
             .jobs
             .lock()
-            .unwrap()
             .get(&job_id)
             .map(|job| {
                 let l = &job.terms.limits;

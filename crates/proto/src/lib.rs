@@ -1,11 +1,17 @@
-//! The market protocol: requests one node sends another over the network,
-//! and their answers, in the canonical encoding.
+//! proto: Encode and decode the market protocol's requests and answers between nodes.
+//!
+//! These are the messages one node sends another over the network, in the
+//! canonical encoding. They live apart from the node so that the decoder a
+//! peer's bytes reach first can be fuzzed without building the runtime and
+//! the network stack.
 //!
 //! Every decode takes limits, so a malformed or oversized message is an
 //! error the shell drops and counts, never a crash or an allocation bomb.
 //! Signed parts (bids, receipts) keep their signatures for the ledger; the
 //! rest rides on the network's authenticated connections, where the sender
 //! is known.
+
+#![deny(missing_docs)]
 
 use bytes::BufMut;
 use cairn_ledger::{Commit, Lease, Opening, Receipt};
@@ -51,10 +57,13 @@ pub struct TaskLimits {
 /// The least wall-clock time a dispute's re-execution gets.
 const DISPUTE_WALL_TIME_MIN: std::time::Duration = std::time::Duration::from_secs(600);
 
+// `cairn_job::Limits` is the type the runtime takes (`cairn_exec::Limits`
+// re-exports it), so the conversion lives here without depending on the
+// runtime.
 impl TaskLimits {
     /// The limits as the runtime takes them.
-    pub fn to_exec(&self) -> cairn_exec::Limits {
-        cairn_exec::Limits {
+    pub fn to_exec(&self) -> cairn_job::Limits {
+        cairn_job::Limits {
             fuel: self.fuel,
             memory_bytes: self.memory_bytes,
             wall_time: std::time::Duration::from_millis(self.wall_time_ms),
@@ -67,9 +76,9 @@ impl TaskLimits {
     /// the referee's step). Wall time is only a watchdog, never part of a
     /// result, and a loaded machine must not lose a dispute to it: the
     /// watchdog gets ten times the task's allowance, at least ten minutes.
-    pub fn for_dispute(&self) -> cairn_exec::Limits {
+    pub fn for_dispute(&self) -> cairn_job::Limits {
         let limits = self.to_exec();
-        cairn_exec::Limits {
+        cairn_job::Limits {
             wall_time: (limits.wall_time * 10).max(DISPUTE_WALL_TIME_MIN),
             ..limits
         }
@@ -368,6 +377,25 @@ fn read_files(buf: &mut impl Buf) -> Result<Vec<FileRef>, CodecError> {
     (0..len).map(|_| FileRef::read(buf)).collect()
 }
 
+/// A peer's list of files that become paths on this machine: the one path
+/// rule is applied to each name as it is decoded, and no name twice.
+fn read_paths<T>(
+    items: Vec<T>,
+    name: impl Fn(&T) -> &str,
+    rule: fn(&str) -> Result<(), String>,
+) -> Result<Vec<T>, CodecError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for item in &items {
+        if rule(name(item)).is_err() {
+            return Err(CodecError::Invalid("path", "breaks the path rule"));
+        }
+        if !seen.insert(name(item)) {
+            return Err(CodecError::Invalid("path", "named twice"));
+        }
+    }
+    Ok(items)
+}
+
 fn files_size(files: &[FileRef]) -> usize {
     4 + files.iter().map(EncodeSize::encode_size).sum::<usize>()
 }
@@ -416,7 +444,11 @@ impl Read for Terms {
     fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
         Ok(Self {
             module: FileRef::read(buf)?,
-            inputs: read_files(buf)?,
+            inputs: read_paths(
+                read_files(buf)?,
+                |f| f.name.as_str(),
+                cairn_job::check_input_name,
+            )?,
             limits: TaskLimits {
                 fuel: u64::read(buf)?,
                 memory_bytes: u64::read(buf)?,
@@ -449,7 +481,11 @@ impl Read for Assignment {
         Ok(Self {
             task: u32::read(buf)?,
             args: read_strings(buf, ARGS_MAX)?,
-            outputs: read_strings(buf, FILES_MAX)?,
+            outputs: read_paths(
+                read_strings(buf, FILES_MAX)?,
+                String::as_str,
+                cairn_job::check_output_path,
+            )?,
             seed: <[u8; 32]>::read(buf)?,
         })
     }
@@ -529,7 +565,11 @@ impl Read for Report {
                 receipt: Signed::<Receipt>::read(buf)?,
                 success: bool::read(buf)?,
                 outcome: read_text(buf)?,
-                outputs: read_files(buf)?,
+                outputs: read_paths(
+                    read_files(buf)?,
+                    |f| f.name.as_str(),
+                    cairn_job::check_output_path,
+                )?,
                 stdout: StreamRef::read(buf)?,
                 stderr: StreamRef::read(buf)?,
             }),
@@ -958,6 +998,68 @@ mod tests {
                 "the zero-copy path agrees"
             );
         }
+    }
+
+    /// A `path_escaper` peer: file names that would leave the folder they
+    /// are written to, or name a file twice, fail to decode, whichever
+    /// message carries them (a lease's inputs, a task's outputs, a
+    /// result's files).
+    #[test]
+    fn path_escaper_names_do_not_decode() {
+        let file = |name: &str| FileRef {
+            name: name.into(),
+            id: ContentId::of(b"x"),
+            size: 1,
+        };
+        for bad in ["../x", "/etc/passwd", "a/b", "", "..", "a\0"] {
+            let terms = Terms {
+                module: file("module.wasm"),
+                inputs: vec![file(bad)],
+                limits: TaskLimits {
+                    fuel: 1,
+                    memory_bytes: 1,
+                    wall_time_ms: 1,
+                    output_bytes: 1,
+                    stdout_bytes: 1,
+                },
+            };
+            let bytes = to_bytes(&terms);
+            assert!(
+                from_bytes::<Terms>(&bytes).is_err(),
+                "input {bad:?} decoded"
+            );
+        }
+        for bad in [
+            "../x",
+            "/etc/passwd",
+            "a//b",
+            "",
+            "cairn-results.json",
+            "a\0",
+        ] {
+            let tasks = Response::Tasks {
+                stored: 0,
+                tasks: vec![Assignment {
+                    task: 0,
+                    args: Vec::new(),
+                    outputs: vec![bad.into()],
+                    seed: [0; 32],
+                }],
+                finished: false,
+                reveal: Vec::new(),
+            };
+            assert!(
+                response(to_bytes(&tasks)).is_err(),
+                "output {bad:?} decoded"
+            );
+        }
+        let twice = Assignment {
+            task: 0,
+            args: Vec::new(),
+            outputs: vec!["a.png".into(), "a.png".into()],
+            seed: [0; 32],
+        };
+        assert!(from_bytes::<Assignment>(&to_bytes(&twice)).is_err());
     }
 
     #[test]

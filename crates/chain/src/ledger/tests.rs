@@ -1,0 +1,223 @@
+//! Admission and block filling against senders who try to take more than
+//! their share: the mempool squatter (many future nonces, with or without
+//! funds) and the block hog (one funded key, or many, with many
+//! transactions).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cairn_ledger::{Genesis, TxBody, TxError, TxKind};
+use cairn_wire::{ContentId, Keypair, PublicKey};
+
+use super::*;
+use crate::TXS_PER_BLOCK_MAX;
+
+fn key(seed: u16) -> Keypair {
+    let mut bytes = [0; 32];
+    bytes[..2].copy_from_slice(&seed.to_le_bytes());
+    bytes[31] = 1;
+    Keypair::from_seed(bytes)
+}
+
+/// A ledger where each of `funded` holds 1,000,000 µCAIRN.
+fn ledger(funded: &[&Keypair]) -> Ledger {
+    let publics: Vec<PublicKey> = funded.iter().map(|k| k.public()).collect();
+    let genesis = Genesis::with_balances("mempool", &publics, 1_000_000)
+        .state()
+        .unwrap();
+    Ledger::open(genesis, None).unwrap()
+}
+
+fn transfer(chain: ContentId, from: &Keypair, nonce: u64, to: PublicKey) -> Vec<u8> {
+    TxBody {
+        chain,
+        nonce,
+        kind: TxKind::Transfer { to, amount: 1 },
+    }
+    .sign(from)
+    .to_bytes()
+}
+
+/// Signers of the transactions in `block`, in order, with their nonces.
+fn senders(block: &[Vec<u8>]) -> Vec<(PublicKey, u64)> {
+    block
+        .iter()
+        .map(|bytes| {
+            let tx = cairn_ledger::decode(bytes).unwrap();
+            (tx.signer(), tx.payload_unchecked().nonce)
+        })
+        .collect()
+}
+
+#[test]
+fn mempool_squatter_without_funds_gets_nothing_admitted() {
+    let honest = key(1);
+    let squatter = key(2);
+    let ledger = ledger(&[&honest]);
+    let chain = ledger.chain();
+    for nonce in 0..3_000 {
+        let result = ledger.submit(transfer(chain, &squatter, nonce, honest.public()));
+        assert!(
+            matches!(result, Err(SubmitError::Unfunded(k)) if k == squatter.public()),
+            "nonce {nonce}: {result:?}"
+        );
+    }
+    assert_eq!(ledger.pending(), 0);
+    // The refusal is a lookup: a forged signature is never looked at.
+    let mut forged = transfer(chain, &squatter, 0, honest.public());
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    assert!(matches!(
+        ledger.submit(forged),
+        Err(SubmitError::Unfunded(_))
+    ));
+    // While a funded sender's forgery reaches the signature check.
+    let mut forged = transfer(chain, &honest, 0, squatter.public());
+    forged[last] ^= 1;
+    assert!(matches!(
+        ledger.submit(forged),
+        Err(SubmitError::Refused(TxError::BadSignature(_)))
+    ));
+}
+
+#[test]
+fn mempool_squatter_with_funds_holds_at_most_its_window() {
+    let squatter = key(3);
+    let other = key(4);
+    let ledger = ledger(&[&squatter, &other]);
+    let chain = ledger.chain();
+    let mut admitted = 0;
+    // Future nonces only: nonce 0 is never sent.
+    for nonce in 1..3_000 {
+        match ledger.submit(transfer(chain, &squatter, nonce, other.public())) {
+            Ok(()) => admitted += 1,
+            Err(SubmitError::NonceTooFar { next: 0, found }) => {
+                assert_eq!(found, nonce);
+                assert!(nonce >= SENDER_PENDING_MAX);
+            }
+            Err(e) => panic!("nonce {nonce}: {e}"),
+        }
+    }
+    assert_eq!(admitted, SENDER_PENDING_MAX - 1);
+    assert_eq!(ledger.pending() as u64, SENDER_PENDING_MAX - 1);
+    // None of them can apply before nonce 0, so none takes block space.
+    assert!(
+        ledger
+            .select(TXS_PER_BLOCK_MAX, &BTreeSet::new())
+            .is_empty()
+    );
+    // Nonce 0 unblocks the whole run, in order.
+    ledger
+        .submit(transfer(chain, &squatter, 0, other.public()))
+        .unwrap();
+    let block = senders(&ledger.select(TXS_PER_BLOCK_MAX, &BTreeSet::new()));
+    let nonces: Vec<u64> = block.iter().map(|(_, n)| *n).collect();
+    assert_eq!(nonces, (0..SENDER_PENDING_MAX).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_sender_cannot_queue_more_than_its_balance() {
+    let spender = key(5);
+    let other = key(6);
+    let ledger = ledger(&[&spender]);
+    let chain = ledger.chain();
+    let send = |nonce, amount| {
+        ledger.submit(
+            TxBody {
+                chain,
+                nonce,
+                kind: TxKind::Transfer {
+                    to: other.public(),
+                    amount,
+                },
+            }
+            .sign(&spender)
+            .to_bytes(),
+        )
+    };
+    send(0, 600_000).unwrap();
+    assert!(matches!(
+        send(1, 500_000),
+        Err(SubmitError::CannotPay {
+            needed: 1_100_000,
+            available: 1_000_000
+        })
+    ));
+    // Replacing a queued transaction frees what it would have taken.
+    send(0, 400_000).unwrap();
+    send(1, 600_000).unwrap();
+    assert_eq!(ledger.pending(), 2);
+    assert!(matches!(
+        send(2, u64::MAX),
+        Err(SubmitError::CannotPay { .. })
+    ));
+}
+
+#[test]
+fn block_hog_does_not_starve_another_sender() {
+    // Key order used to decide who went first: make the hog's key the
+    // smaller, as it was in the attack.
+    let (mut hog, mut victim) = (key(7), key(8));
+    if hog.public() > victim.public() {
+        std::mem::swap(&mut hog, &mut victim);
+    }
+    let ledger = ledger(&[&hog, &victim]);
+    let chain = ledger.chain();
+    for nonce in 0..3_000 {
+        let _ = ledger.submit(transfer(chain, &hog, nonce, victim.public()));
+    }
+    ledger
+        .submit(transfer(chain, &victim, 0, hog.public()))
+        .unwrap();
+    let block = senders(&ledger.select(TXS_PER_BLOCK_MAX, &BTreeSet::new()));
+    assert!(
+        block.contains(&(victim.public(), 0)),
+        "the other sender's transaction is in the next block"
+    );
+    // Even a block with room for two takes one from each.
+    let block = senders(&ledger.select(2, &BTreeSet::new()));
+    assert!(block.contains(&(victim.public(), 0)), "{block:?}");
+}
+
+#[test]
+fn block_hogs_with_more_than_a_block_share_it_round_robin() {
+    // 20 funded hogs queue their full window: 1,280 transactions, more
+    // than a block; the victim's key sorts after all of theirs.
+    let mut keys: Vec<Keypair> = (100..121).map(key).collect();
+    keys.sort_by_key(Keypair::public);
+    let victim = keys.pop().unwrap();
+    let hogs = keys;
+    let funded: Vec<&Keypair> = hogs.iter().chain([&victim]).collect();
+    let ledger = ledger(&funded);
+    let chain = ledger.chain();
+    for hog in &hogs {
+        for nonce in 0..SENDER_PENDING_MAX {
+            ledger
+                .submit(transfer(chain, hog, nonce, victim.public()))
+                .unwrap();
+        }
+    }
+    ledger
+        .submit(transfer(chain, &victim, 0, hogs[0].public()))
+        .unwrap();
+    let first = senders(&ledger.select(TXS_PER_BLOCK_MAX, &BTreeSet::new()));
+    assert_eq!(first.len(), TXS_PER_BLOCK_MAX);
+    assert!(first.contains(&(victim.public(), 0)));
+    // Each sender's transactions in nonce order, and the first round takes
+    // one from every sender.
+    let mut next: BTreeMap<PublicKey, u64> = BTreeMap::new();
+    for (signer, nonce) in &first {
+        let expected = next.entry(*signer).or_default();
+        assert_eq!(nonce, expected, "{signer}'s transactions out of order");
+        *expected += 1;
+    }
+    let round: BTreeSet<PublicKey> = first[..funded.len()].iter().map(|(s, _)| *s).collect();
+    assert_eq!(round.len(), funded.len());
+    // The next block (the first not yet final) takes the rest.
+    let exclude: BTreeSet<_> = first.iter().copied().collect();
+    let second = senders(&ledger.select(TXS_PER_BLOCK_MAX, &exclude));
+    assert_eq!(
+        first.len() + second.len(),
+        hogs.len() * SENDER_PENDING_MAX as usize + 1
+    );
+    assert!(second.iter().all(|tx| !exclude.contains(tx)));
+}

@@ -1,0 +1,542 @@
+//! The API against callers it must refuse, each named for what it does,
+//! on a real market and ledger (in memory, no consensus: a queued escrow
+//! stays pending, where the tests can see it).
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use cairn_chain::Ledger;
+use cairn_wire::{ContentId, Keypair};
+use serde_json::Value;
+use tower::ServiceExt as _;
+
+use super::{Access, ApiToken, SUBMISSION_BYTES_MAX, TX_BYTES_MAX};
+use crate::market::{
+    LedgerLink, Market, MarketConfig, Submission, SubmittedFile, SubmittedLimits, SubmittedTask,
+};
+
+/// The address the API is taken to be bound to. Nothing listens on it:
+/// requests go straight into the router.
+const BOUND: &str = "127.0.0.1:8640";
+const HOST: &str = "127.0.0.1:8640";
+
+struct Node {
+    app: Router,
+    ledger: Ledger,
+    market: Market,
+    token: ApiToken,
+    _dir: tempfile::TempDir,
+}
+
+async fn node() -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let key = Keypair::from_seed([5; 32]);
+    let genesis = cairn_ledger::Genesis::with_balances("api-test", &[key.public()], 1 << 40);
+    let ledger = Ledger::open(genesis.state().unwrap(), None).unwrap();
+    let market = Market::start(
+        key,
+        MarketConfig::new(dir.path().join("market")),
+        LedgerLink::Local(ledger.clone()),
+    )
+    .await
+    .unwrap();
+    let token = ApiToken::load_or_create(dir.path()).unwrap();
+    let bound: SocketAddr = BOUND.parse().unwrap();
+    let access = Access::new(token.clone(), bound, &["node.example".into()]);
+    Node {
+        app: super::app(Some(ledger.clone()), Some(market.clone()), access),
+        ledger,
+        market,
+        token,
+        _dir: dir,
+    }
+}
+
+/// A request to `path` naming this API in `Host`, with `headers`.
+fn request(method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Request<Body> {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, HOST);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(Body::from(body)).unwrap()
+}
+
+impl Node {
+    async fn call(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    fn bearer(&self) -> String {
+        self.token.bearer()
+    }
+
+    /// A blob uploaded with the token, as `cairn job submit` does.
+    async fn upload(&self, name: &str, bytes: &[u8]) -> SubmittedFile {
+        let bearer = self.bearer();
+        let (status, answer) = self
+            .call(request(
+                "POST",
+                "/v1/blobs",
+                &[
+                    ("authorization", &bearer),
+                    ("content-type", "application/octet-stream"),
+                ],
+                bytes.to_vec(),
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        SubmittedFile {
+            name: name.into(),
+            id: ContentId::of(bytes).to_string(),
+            size: bytes.len() as u64,
+        }
+    }
+
+    async fn submit(&self, headers: &[(&str, &str)], body: Vec<u8>) -> (StatusCode, Value) {
+        self.call(request("POST", "/v1/jobs", headers, body)).await
+    }
+
+    /// Nothing was submitted: no job, no escrow queued.
+    fn assert_nothing_submitted(&self) {
+        assert!(self.market.jobs().is_empty(), "a job was recorded");
+        assert_eq!(self.ledger.pending(), 0, "an escrow was queued");
+    }
+}
+
+/// A change that turns a good submission into a bad one.
+type Breakage = fn(&mut Submission);
+
+fn submission(module: SubmittedFile) -> Submission {
+    Submission {
+        name: "search".into(),
+        runtime: "wasm".into(),
+        module,
+        inputs: Vec::new(),
+        tasks: vec![SubmittedTask {
+            args: vec!["--start".into(), "0".into()],
+            outputs: vec!["hits.txt".into()],
+            seed: "22".repeat(32),
+        }],
+        limits: SubmittedLimits {
+            fuel: 1_000_000,
+            memory_bytes: 16 << 20,
+            wall_time_ms: 2_000,
+            output_bytes: 1 << 20,
+            stdout_bytes: 1 << 10,
+        },
+        budget_ucairn: 1_000_000,
+        price_max_ucairn_per_gfuel: 100,
+        verify: cairn_job::VerifyPolicy::None.into(),
+    }
+}
+
+/// A `csrf_page` in the user's browser posts `text/plain` bodies (the
+/// kind a page may send across origins without asking) to store a blob
+/// and open a job: refused, and nothing is stored or escrowed. The same
+/// posts from the node's own tools go through, so the refusal is the
+/// checks', not a broken route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csrf_page_stores_nothing_and_escrows_nothing() {
+    let node = node().await;
+    let blob = b"a page's payload".to_vec();
+    let job = serde_json::to_vec(&submission(SubmittedFile {
+        name: "module.wasm".into(),
+        id: ContentId::of(&blob).to_string(),
+        size: blob.len() as u64,
+    }))
+    .unwrap();
+    let page = [
+        ("origin", "https://evil.example"),
+        ("content-type", "text/plain"),
+    ];
+    let (status, answer) = node
+        .call(request("POST", "/v1/blobs", &page, blob.clone()))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("evil.example"));
+    let (status, _) = node.submit(&page, job.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // A page whose browser sends no Origin still has no token.
+    let (status, _) = node
+        .call(request(
+            "POST",
+            "/v1/blobs",
+            &[("content-type", "text/plain")],
+            blob.clone(),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = node
+        .submit(&[("content-type", "text/plain")], job.clone())
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(node.market.blobs().size(&ContentId::of(&blob)), None);
+    node.assert_nothing_submitted();
+
+    // The node's own tools: token, content types, no Origin.
+    let module = node.upload("module.wasm", &blob).await;
+    let bearer = node.bearer();
+    let (status, answer) = node
+        .submit(
+            &[
+                ("authorization", &bearer),
+                ("content-type", "application/json"),
+            ],
+            serde_json::to_vec(&submission(module)).unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(node.ledger.pending(), 1, "the escrow is queued");
+}
+
+/// A `dns_rebinder` points its domain at 127.0.0.1, so the browser sends
+/// its requests to the node with `Host: evil.example`: refused on every
+/// route, public or private, token or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_rebinder_is_refused_by_host() {
+    let node = node().await;
+    let bearer = node.bearer();
+    for path in ["/v1/status", "/v1/market", "/v1/jobs"] {
+        for host in [
+            "evil.example",
+            "evil.example:8640",
+            "127.0.0.1:9999",
+            "localhost",
+        ] {
+            let req = Request::builder()
+                .uri(path)
+                .header(header::HOST, host)
+                .header("authorization", &bearer)
+                .body(Body::empty())
+                .unwrap();
+            let (status, answer) = node.call(req).await;
+            assert_eq!(status, StatusCode::MISDIRECTED_REQUEST, "{path} {host}");
+            assert!(answer["error"].as_str().unwrap().contains(host), "{answer}");
+        }
+    }
+    // No Host at all.
+    let req = Request::builder()
+        .uri("/v1/status")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(node.call(req).await.0, StatusCode::BAD_REQUEST);
+    // The names it does answer to.
+    for host in [
+        "127.0.0.1:8640",
+        "localhost:8640",
+        "LOCALHOST:8640",
+        "[::1]:8640",
+        "node.example",
+        "node.example:8640",
+    ] {
+        let req = Request::builder()
+            .uri("/v1/status")
+            .header(header::HOST, host)
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(node.call(req).await.0, StatusCode::OK, "{host}");
+    }
+    // Its own origin is no cross-origin request.
+    let req = request(
+        "GET",
+        "/v1/status",
+        &[("origin", "http://127.0.0.1:8640")],
+        Vec::new(),
+    );
+    assert_eq!(node.call(req).await.0, StatusCode::OK);
+    for origin in [
+        "null",
+        "http://127.0.0.1:9999",
+        "http://localhost.evil.example",
+    ] {
+        let req = request("GET", "/v1/status", &[("origin", origin)], Vec::new());
+        assert_eq!(node.call(req).await.0, StatusCode::FORBIDDEN, "{origin}");
+    }
+}
+
+/// A `body_bomber` sends a 3 MB job and an oversized transaction: 413
+/// before any of it is parsed; a blob of the same size is within the blob
+/// limit and stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_bomber_is_refused_by_size() {
+    let node = node().await;
+    let bearer = node.bearer();
+    let module = node.upload("module.wasm", b"module").await;
+    let mut bomb = submission(module);
+    let task = bomb.tasks[0].clone();
+    bomb.tasks = vec![task; 3_000_000 / 100];
+    let bomb = serde_json::to_vec(&bomb).unwrap();
+    assert!(bomb.len() > 3_000_000 && bomb.len() > SUBMISSION_BYTES_MAX);
+    let (status, answer) = node
+        .submit(
+            &[
+                ("authorization", &bearer),
+                ("content-type", "application/json"),
+            ],
+            bomb,
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        answer["error"].as_str().unwrap().contains("2097152 bytes"),
+        "{answer}"
+    );
+    node.assert_nothing_submitted();
+
+    let (status, answer) = node
+        .call(request(
+            "POST",
+            "/v1/txs",
+            &[("content-type", "application/octet-stream")],
+            vec![0; TX_BYTES_MAX + 1],
+        ))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(answer["error"].as_str().is_some(), "{answer}");
+    assert_eq!(node.ledger.pending(), 0);
+
+    let big = vec![7u8; 3_000_000];
+    node.upload("big", &big).await;
+    assert_eq!(
+        node.market.blobs().size(&ContentId::of(&big)),
+        Some(3_000_000)
+    );
+}
+
+/// A `token_guesser` tries no token, other schemes, a token one digit off
+/// and tokens of other lengths on every private route: 401 each time
+/// (compared in constant time, see `ApiToken::accepts`). Public routes
+/// answer without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_guesser_is_refused_on_every_private_route() {
+    let node = node().await;
+    let right = node.bearer();
+    let hex = right.strip_prefix("Bearer ").unwrap();
+    let last = if hex.ends_with('0') { "1" } else { "0" };
+    let one_off = format!("Bearer {}{last}", &hex[..63]);
+    let short = format!("Bearer {}", &hex[..62]);
+    let long = format!("Bearer {hex}00");
+    let basic = format!("Basic {hex}");
+    let guesses: [Option<&str>; 7] = [
+        None,
+        Some(""),
+        Some("Bearer"),
+        Some(&one_off),
+        Some(&short),
+        Some(&long),
+        Some(&basic),
+    ];
+    let id = ContentId::of(b"x");
+    let routes = [
+        ("GET", "/v1/jobs".to_string(), ""),
+        ("GET", format!("/v1/jobs/{id}"), ""),
+        ("GET", format!("/v1/jobs/{id}/results"), ""),
+        ("GET", format!("/v1/blobs/{id}"), ""),
+        ("POST", "/v1/blobs".to_string(), "application/octet-stream"),
+        ("POST", "/v1/jobs".to_string(), "application/json"),
+    ];
+    for (method, path, content_type) in &routes {
+        for guess in guesses {
+            let mut headers = vec![("content-type", *content_type)];
+            if let Some(guess) = guess {
+                headers.push(("authorization", guess));
+            }
+            let response = node
+                .app
+                .clone()
+                .oneshot(request(method, path, &headers, b"{}".to_vec()))
+                .await
+                .unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} with {guess:?}"
+            );
+            assert_eq!(response.headers()["www-authenticate"], "Bearer");
+        }
+    }
+    assert_eq!(node.market.blobs().size(&ContentId::of(b"{}")), None);
+    node.assert_nothing_submitted();
+    // The right token, its scheme in any case, opens them.
+    let lower = right.replacen("Bearer", "bearer", 1);
+    for bearer in [&right, &lower] {
+        let (status, _) = node
+            .call(request(
+                "GET",
+                "/v1/jobs",
+                &[("authorization", bearer)],
+                Vec::new(),
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, _) = node
+        .call(request(
+            "GET",
+            &format!("/v1/jobs/{id}"),
+            &[("authorization", &right)],
+            Vec::new(),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    for path in ["/v1/status", "/v1/market"] {
+        let (status, _) = node.call(request("GET", path, &[], Vec::new())).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
+}
+
+/// Bodies of the wrong content type are refused with the one expected
+/// named, even with the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_content_types_are_refused_with_the_right_one_named() {
+    let node = node().await;
+    let bearer = node.bearer();
+    for (path, sent, expected) in [
+        ("/v1/jobs", Some("text/plain"), "application/json"),
+        ("/v1/jobs", None, "application/json"),
+        (
+            "/v1/jobs",
+            Some("application/x-www-form-urlencoded"),
+            "application/json",
+        ),
+        ("/v1/blobs", Some("text/plain"), "application/octet-stream"),
+        (
+            "/v1/blobs",
+            Some("multipart/form-data"),
+            "application/octet-stream",
+        ),
+        ("/v1/txs", Some("text/plain"), "application/octet-stream"),
+    ] {
+        let mut headers = vec![("authorization", bearer.as_str())];
+        if let Some(sent) = sent {
+            headers.push(("content-type", sent));
+        }
+        let (status, answer) = node
+            .call(request("POST", path, &headers, b"{}".to_vec()))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{path} {sent:?}"
+        );
+        assert!(
+            answer["error"].as_str().unwrap().contains(expected),
+            "{answer}"
+        );
+    }
+    assert_eq!(node.market.blobs().size(&ContentId::of(b"{}")), None);
+    node.assert_nothing_submitted();
+    // A charset parameter is still JSON.
+    let (status, answer) = node
+        .submit(
+            &[
+                ("authorization", &bearer),
+                ("content-type", "application/json; charset=utf-8"),
+            ],
+            b"{}".to_vec(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+}
+
+/// An `overflowing_submitter` holds the token and sends what no job file
+/// may say: a wall time of u64::MAX ms (which the requester's deadline
+/// arithmetic would wrap), outputs that climb out of the results folder,
+/// no tasks, a billion tasks. Each is refused with what was wrong, and
+/// nothing is recorded or escrowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overflowing_submitter_is_refused_and_nothing_is_submitted() {
+    let node = node().await;
+    let bearer = node.bearer();
+    let module = node.upload("module.wasm", b"module").await;
+    let headers = [
+        ("authorization", bearer.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let cases: [(Breakage, &str); 6] = [
+        (|s| s.limits.wall_time_ms = u64::MAX, "limits.wall_time_s"),
+        (|s| s.limits.memory_bytes = u64::MAX, "limits.memory_mib"),
+        (
+            |s| s.tasks[0].outputs = vec!["../../.bashrc".into()],
+            "leaves the output folder",
+        ),
+        (
+            |s| s.tasks[0].outputs = vec!["/etc/passwd".into()],
+            "is absolute",
+        ),
+        (|s| s.tasks.clear(), "the task set is empty"),
+        (|s| s.name = "../../x".into(), "name"),
+    ];
+    for (change, expected) in cases {
+        let mut bad = submission(module.clone());
+        change(&mut bad);
+        let (status, answer) = node
+            .submit(&headers, serde_json::to_vec(&bad).unwrap())
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(
+            error.contains(expected),
+            "expected '{expected}' in: {error}"
+        );
+    }
+    // A billion tasks do not fit in a body; a billion-task claim in a
+    // field that does not exist is no job.
+    let (status, _) = node
+        .submit(&headers, br#"{"tasks": 1000000000}"#.to_vec())
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    node.assert_nothing_submitted();
+}
+
+/// The token file is created owner-only, read back the same, and refused
+/// with the fix named once others may read it.
+#[cfg(unix)]
+#[test]
+fn the_token_file_is_private_and_an_exposed_one_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let created = ApiToken::load_or_create(dir.path()).unwrap();
+    let path = ApiToken::path(dir.path());
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(
+        ApiToken::load(dir.path()).unwrap().bearer(),
+        created.bearer()
+    );
+    assert_eq!(
+        ApiToken::load_or_create(dir.path()).unwrap().bearer(),
+        created.bearer()
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for err in [
+        ApiToken::load_or_create(dir.path()).unwrap_err(),
+        ApiToken::load(dir.path()).unwrap_err(),
+    ] {
+        let err = err.to_string();
+        assert!(err.contains("chmod 600"), "{err}");
+        assert!(err.contains("api.token"), "{err}");
+    }
+    // A client never makes a token up.
+    let empty = tempfile::tempdir().unwrap();
+    assert!(ApiToken::load(empty.path()).is_err());
+    assert!(!ApiToken::path(empty.path()).exists());
+    assert!(
+        format!("{created:?}")
+            .find(&created.bearer()[7..])
+            .is_none()
+    );
+}

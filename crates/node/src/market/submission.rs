@@ -1,0 +1,186 @@
+//! The rules a submitted job meets before anything is stored or escrowed:
+//! the job file's own (`cairn_job::rules`, the output-path and job-name
+//! rules), applied to a job that arrives already expanded into tasks. A
+//! caller of the API could otherwise ask for what no job file may: a wall
+//! time that overflows the requester's deadline arithmetic, a billion
+//! tasks, outputs that climb out of the results folder.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use cairn_job::rules::{self, ARGS_MAX, INPUTS_MAX, OUTPUTS_MAX};
+
+use super::Submission;
+
+impl Submission {
+    /// Checks the job against the rules a job file is held to; the message
+    /// names the field at fault and what was expected. Called by
+    /// [`Market::submit`](super::Market::submit) before anything else, so
+    /// every way in is checked.
+    pub fn check(&self) -> Result<(), String> {
+        cairn_job::check_job_name(&self.name).map_err(|m| format!("name: {m}"))?;
+        if self.runtime != "wasm" {
+            return Err(format!(
+                "runtime: '{}' is not supported; expected \"wasm\"",
+                self.runtime
+            ));
+        }
+        rules::check_task_count(self.tasks.len() as u64).map_err(|m| format!("tasks: {m}"))?;
+        if self.inputs.len() > INPUTS_MAX {
+            return Err(format!(
+                "inputs: {} files; at most {INPUTS_MAX}",
+                self.inputs.len()
+            ));
+        }
+        let mut names = BTreeSet::new();
+        for input in &self.inputs {
+            rules::check_input_name(&input.name).map_err(|m| format!("inputs: {m}"))?;
+            if !names.insert(input.name.as_str()) {
+                return Err(format!(
+                    "inputs: two inputs are named '{}'; tasks see inputs by name under /input",
+                    input.name
+                ));
+            }
+        }
+        for (index, task) in self.tasks.iter().enumerate() {
+            if task.args.len() > ARGS_MAX {
+                return Err(format!(
+                    "tasks[{index}].args: {} arguments; at most {ARGS_MAX}",
+                    task.args.len()
+                ));
+            }
+            if task.outputs.len() > OUTPUTS_MAX {
+                return Err(format!(
+                    "tasks[{index}].outputs: {} outputs; at most {OUTPUTS_MAX}",
+                    task.outputs.len()
+                ));
+            }
+            for output in &task.outputs {
+                cairn_job::check_output_path(output)
+                    .map_err(|m| format!("tasks[{index}].outputs: {m}"))?;
+            }
+        }
+        cairn_job::Limits {
+            fuel: self.limits.fuel,
+            memory_bytes: self.limits.memory_bytes,
+            // Any u64 of milliseconds is a valid Duration: the range check
+            // sees the value as sent, never a wrapped one.
+            wall_time: Duration::from_millis(self.limits.wall_time_ms),
+            output_bytes: self.limits.output_bytes,
+            stdout_bytes: self.limits.stdout_bytes,
+        }
+        .check()?;
+        self.verify.policy()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{SubmittedFile, SubmittedLimits, SubmittedTask};
+    use super::*;
+
+    fn good() -> Submission {
+        Submission {
+            name: "search".into(),
+            runtime: "wasm".into(),
+            module: SubmittedFile {
+                name: "module.wasm".into(),
+                id: "00".repeat(32),
+                size: 1,
+            },
+            inputs: vec![SubmittedFile {
+                name: "scene.json".into(),
+                id: "11".repeat(32),
+                size: 1,
+            }],
+            tasks: vec![SubmittedTask {
+                args: vec!["--frame".into(), "0".into()],
+                outputs: vec!["frame-0000.png".into()],
+                seed: "22".repeat(32),
+            }],
+            limits: SubmittedLimits {
+                fuel: 1_000_000,
+                memory_bytes: 16 << 20,
+                wall_time_ms: 2_000,
+                output_bytes: 1 << 20,
+                stdout_bytes: 1 << 10,
+            },
+            budget_ucairn: 1_000_000,
+            price_max_ucairn_per_gfuel: 100,
+            verify: cairn_job::VerifyPolicy::None.into(),
+        }
+    }
+
+    /// An `overflowing_submitter` sends what no job file may say; each is
+    /// refused with the field named.
+    #[test]
+    fn overflowing_submitter_is_refused_field_by_field() {
+        good().check().unwrap();
+        let refused = |change: &dyn Fn(&mut Submission), field: &str| {
+            let mut submission = good();
+            change(&mut submission);
+            let err = submission.check().unwrap_err();
+            assert!(err.starts_with(field), "expected '{field}…', got: {err}");
+        };
+        refused(&|s| s.limits.wall_time_ms = u64::MAX, "limits.wall_time_s");
+        refused(&|s| s.limits.wall_time_ms = 0, "limits.wall_time_s");
+        refused(&|s| s.limits.memory_bytes = u64::MAX, "limits.memory_mib");
+        refused(&|s| s.limits.fuel = 0, "limits.fuel");
+        refused(&|s| s.limits.output_bytes = u64::MAX, "limits.output_mib");
+        refused(&|s| s.limits.stdout_bytes = 0, "limits.stdout_kib");
+        refused(&|s| s.tasks.clear(), "tasks");
+        refused(
+            &|s| s.tasks[0].outputs = vec!["../../x".into()],
+            "tasks[0].outputs",
+        );
+        refused(
+            &|s| s.tasks[0].outputs = vec!["/etc/passwd".into()],
+            "tasks[0].outputs",
+        );
+        refused(
+            &|s| s.tasks[0].outputs = vec!["cairn-results.json".into()],
+            "tasks[0].outputs",
+        );
+        refused(
+            &|s| s.tasks[0].args = vec![String::new(); ARGS_MAX + 1],
+            "tasks[0].args",
+        );
+        refused(&|s| s.name = "../escape".into(), "name");
+        refused(&|s| s.runtime = "container".into(), "runtime");
+        refused(&|s| s.inputs[0].name = "../x".into(), "inputs");
+        refused(&|s| s.inputs.push(s.inputs[0].clone()), "inputs");
+        refused(
+            &|s| s.verify = cairn_job::VerifyPolicy::Replicate { replicas: 1000 }.into(),
+            "verify.replicas",
+        );
+        refused(
+            &|s| s.verify = cairn_job::VerifyPolicy::Adaptive { confidence: 0.1 }.into(),
+            "verify.confidence",
+        );
+    }
+
+    /// More tasks than a job file may list are refused before any is
+    /// looked at (tasks without arguments keep the vector small).
+    #[test]
+    fn more_tasks_than_a_job_file_may_list_are_refused() {
+        let mut submission = good();
+        let task = SubmittedTask {
+            args: Vec::new(),
+            outputs: Vec::new(),
+            seed: String::new(),
+        };
+        submission.tasks = vec![task; rules::TASKS_MAX as usize + 1];
+        let err = submission.check().unwrap_err();
+        assert!(err.contains("the limit is 1000000"), "{err}");
+    }
+
+    /// The job rules' top replica count is one the node's verifier can
+    /// reach; a job asking for more could never finish.
+    #[test]
+    fn the_replica_bound_is_one_the_verifier_reaches() {
+        assert!(
+            *rules::REPLICAS_RANGE.end() <= u64::from(cairn_verify::Params::default().replicas_max)
+        );
+    }
+}

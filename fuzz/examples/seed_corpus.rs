@@ -1,0 +1,325 @@
+//! Writes the committed seed corpora under `fuzz/corpus/`: a few valid
+//! encodings of each message, so the fuzzers start inside the formats
+//! instead of spending their time finding a valid header. Run it again when
+//! an encoding changes:
+//!
+//! ```sh
+//! cargo +nightly run --manifest-path fuzz/Cargo.toml --example seed_corpus
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use cairn_exec::{Outcome, Snapshot};
+use cairn_ledger::{
+    COMMIT_NAMESPACE, Capabilities, Commit, Evidence, Lease, OPENING_NAMESPACE,
+    Opening, RECEIPT_NAMESPACE, Receipt, TxBody, TxKind, VERDICT_NAMESPACE, Verdict,
+};
+use cairn_market::{BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order};
+use cairn_proto::{
+    Assignment, DisputeAsk, FileRef, Report, Request, Response, StreamRef, TaskLimits, Terms,
+};
+use cairn_wire::{ContentId, Keypair, Signed};
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let key = Keypair::from_seed([1; 32]);
+    let id = ContentId::of;
+
+    let order = Order {
+        job: id(b"job"),
+        runtime: "wasm".into(),
+        module: id(b"module"),
+        module_bytes: 1 << 20,
+        tasks: 24,
+        fuel_per_task_max: 1 << 30,
+        memory_mib: 64,
+        gpus: 0,
+        price_max_ucairn_per_gfuel: 200,
+        created_ms: 1_700_000_000_000,
+        bid_window_ms: 50,
+    };
+    let bid = Bid {
+        order: id(b"order"),
+        price_ucairn_per_gfuel: 100,
+        slots: 2,
+        ready_in_ms: 10,
+        offer: Offer {
+            runtimes: vec!["wasm".into()],
+            cores: 2,
+            memory_mib: 512,
+            gpus: 0,
+            score_mfuel_per_s: 300,
+        },
+    };
+    let lease = Lease {
+        job: id(b"job"),
+        requester: Keypair::from_seed([2; 32]).public(),
+        provider: key.public(),
+        price_ucairn_per_gfuel: 100,
+        fuel_per_task_max: 1 << 30,
+        expires_height: 1_000,
+    };
+    let receipt = Signed::sign(
+        &key,
+        RECEIPT_NAMESPACE,
+        Receipt {
+            lease: id(b"lease"),
+            task: 7,
+            digest: id(b"result"),
+            fuel_used: 1_234,
+        },
+    );
+    let commit = Signed::sign(
+        &key,
+        COMMIT_NAMESPACE,
+        Commit {
+            lease: id(b"lease"),
+            task: 7,
+            commitment: [3; 32],
+        },
+    );
+    let opening = Signed::sign(
+        &key,
+        OPENING_NAMESPACE,
+        Opening {
+            lease: id(b"lease"),
+            task: 7,
+            digest: id(b"result"),
+            salt: [4; 32],
+        },
+    );
+    let verdict = Signed::sign(
+        &Keypair::from_seed([3; 32]),
+        VERDICT_NAMESPACE,
+        Verdict {
+            job: id(b"job"),
+            task: 7,
+            wrong: id(b"result"),
+            winner: Keypair::from_seed([4; 32]).public(),
+            position: 12,
+            agreed: [5; 32],
+            reached: [6; 32],
+            transcript: id(b"transcript"),
+        },
+    );
+
+    // The first byte picks the payload type (see the target).
+    let envelopes = [
+        (0u8, Signed::sign(&key, ORDER_NAMESPACE, order).to_bytes()),
+        (1, Signed::sign(&key, BID_NAMESPACE, bid.clone()).to_bytes()),
+        (2, receipt.to_bytes()),
+        (3, commit.to_bytes()),
+        (4, opening.to_bytes()),
+        (5, verdict.to_bytes()),
+    ];
+    write(&root.join("wire_envelope"), envelopes.map(|(kind, bytes)| prefixed(kind, bytes)));
+
+    let file = |name: &str| FileRef {
+        name: name.into(),
+        id: id(name.as_bytes()),
+        size: 1_000,
+    };
+    let requests = [
+        Request::Bid(Signed::sign(&key, BID_NAMESPACE, bid)),
+        Request::Decline {
+            order: id(b"order"),
+            reason: "busy".into(),
+        },
+        Request::Lease {
+            lease: lease.clone(),
+            slots: 2,
+            terms: Terms {
+                module: file("module.wasm"),
+                inputs: vec![file("scene.json")],
+                limits: TaskLimits {
+                    fuel: 1 << 30,
+                    memory_bytes: 64 << 20,
+                    wall_time_ms: 300_000,
+                    output_bytes: 4 << 20,
+                    stdout_bytes: 16 << 10,
+                },
+            },
+        },
+        Request::Pull {
+            lease: id(b"lease"),
+            want: 4,
+            reports: vec![
+                Report::Committed(commit.clone()),
+                Report::Revealed {
+                    opening: opening.clone(),
+                    receipt: receipt.clone(),
+                    success: true,
+                    outcome: "exited successfully".into(),
+                    outputs: vec![file("frame-0007.png")],
+                    stdout: StreamRef::of(b"the answer is 42\n"),
+                    stderr: StreamRef::of(b""),
+                },
+                Report::Failed {
+                    task: 3,
+                    reason: "no input".into(),
+                },
+            ],
+        },
+        Request::Blob {
+            id: id(b"blob"),
+            offset: 4 << 20,
+            len: 4 << 20,
+        },
+        Request::Dispute {
+            lease: id(b"lease"),
+            task: 7,
+            ask: DisputeAsk::Length,
+        },
+        Request::Dispute {
+            lease: id(b"lease"),
+            task: 7,
+            ask: DisputeAsk::Hashes(vec![1, 50, 99]),
+        },
+        Request::Dispute {
+            lease: id(b"lease"),
+            task: 7,
+            ask: DisputeAsk::Snapshot(17),
+        },
+    ];
+    let responses = [
+        Response::Ack,
+        Response::Refused("no".into()),
+        Response::LeaseSigned(key.sign(b"lease")),
+        Response::Tasks {
+            stored: 2,
+            tasks: vec![Assignment {
+                task: 9,
+                args: vec!["--frame".into(), "9".into()],
+                outputs: vec!["frame-0009.png".into()],
+                seed: [5; 32],
+            }],
+            finished: false,
+            reveal: vec![4, 8],
+        },
+        Response::TraceLength(1_000),
+        Response::Hashes(vec![[1; 32], [2; 32]]),
+        Response::Snapshot(file("snapshot")),
+        Response::Blob {
+            size: 99,
+            encoded: bytes::Bytes::from_static(b"encoded range"),
+        },
+    ];
+    // The first byte picks request (even) or answer (odd).
+    let messages = requests
+        .iter()
+        .map(|r| prefixed(0, cairn_proto::to_bytes(r)))
+        .chain(responses.iter().map(|r| prefixed(1, cairn_proto::to_bytes(r))));
+    write(&root.join("market_message"), messages);
+
+    let chain = id(b"genesis");
+    let tx = |nonce, kind| TxBody { chain, nonce, kind }.sign(&key).to_bytes();
+    let txs = [
+        tx(
+            0,
+            TxKind::Transfer {
+                to: Keypair::from_seed([2; 32]).public(),
+                amount: 5,
+            },
+        ),
+        tx(
+            1,
+            TxKind::RegisterProvider {
+                capabilities: Capabilities {
+                    cores: 2,
+                    memory_mib: 512,
+                    gpus: 0,
+                    score: 300,
+                },
+                endpoint: "/ip4/127.0.0.1/tcp/4001".into(),
+                stake: 1_000,
+            },
+        ),
+        tx(2, TxKind::OpenEscrow { job: id(b"job"), amount: 50 }),
+        tx(
+            3,
+            TxKind::RecordLease {
+                provider_signature: key.sign(b"lease"),
+                lease,
+            },
+        ),
+        tx(
+            4,
+            TxKind::Settle {
+                job: id(b"job"),
+                receipts: vec![receipt.clone()],
+            },
+        ),
+        tx(
+            5,
+            TxKind::Slash {
+                evidence: Box::new(Evidence::WrongResult {
+                    receipt: receipt.clone(),
+                    verdict,
+                    clawback: vec![(id(b"lease"), 3)],
+                }),
+            },
+        ),
+        tx(
+            6,
+            TxKind::Slash {
+                evidence: Box::new(Evidence::BadReveal {
+                    commit: commit.clone(),
+                    opening: opening.clone(),
+                }),
+            },
+        ),
+        tx(7, TxKind::Challenge { commit }),
+        tx(8, TxKind::Reveal { opening }),
+        tx(9, TxKind::CloseEscrow { job: id(b"job") }),
+    ];
+    write(&root.join("ledger_tx"), txs);
+
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let jobs = [examples.join("hashsearch.toml"), examples.join("render/job.toml")]
+        .map(|path| std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
+    write(&root.join("job_file"), jobs);
+
+    let snapshot = |halted| Snapshot {
+        memory: vec![0, 1, 2, 3, 0, 0, 0, 0],
+        globals: vec![(0, 65_536), (1, 7)],
+        stdout: b"frame 7\n".to_vec(),
+        stderr: Vec::new(),
+        outputs: vec![("frame-0007.png".into(), vec![0x89, b'P', b'N', b'G'])],
+        fuel_used: 1_234_567,
+        clocks: [1_000, 2_000],
+        random: [3, 4],
+        budget: [4, 8, 0, 1],
+        halted,
+    };
+    let snapshots = [
+        None,
+        Some(Outcome::Exited(0)),
+        Some(Outcome::OutputLimit {
+            stream: "stdout",
+            limit: 16_384,
+        }),
+        Some(Outcome::Trap("unreachable".into())),
+    ]
+    .map(|halted| snapshot(halted).to_bytes());
+    write(&root.join("snapshot"), snapshots);
+}
+
+fn prefixed(kind: u8, bytes: Vec<u8>) -> Vec<u8> {
+    let mut out = vec![kind];
+    out.extend(bytes);
+    out
+}
+
+/// Replaces `dir`'s seeds with `seeds`, each named by its content, so
+/// rerunning changes nothing. The folders hold only what this writes: a
+/// crash the fuzzers find becomes a unit test in the decoder's crate.
+fn write(dir: &PathBuf, seeds: impl IntoIterator<Item = Vec<u8>>) {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).expect("the old seeds removed");
+    }
+    std::fs::create_dir_all(dir).expect("the corpus folder");
+    for seed in seeds {
+        let name = ContentId::of(&seed).to_string();
+        std::fs::write(dir.join(&name[..16]), seed).expect("a seed written");
+    }
+}

@@ -1,0 +1,36 @@
+//! Signed envelopes as peers send them: an order gossiped on the orders
+//! topic, and the bids, receipts, commitments, openings and verdicts that
+//! ride inside market messages and transactions. The first byte picks the
+//! payload type; the rest is the envelope.
+#![no_main]
+
+use cairn_ledger::{Commit, Opening, Receipt, Verdict};
+use cairn_market::{Bid, Order};
+use cairn_wire::Signed;
+use cairn_wire::codec::{Encode, Read};
+use libfuzzer_sys::fuzz_target;
+
+/// Decodes `bytes` as a `Signed<T>`; whatever decodes must re-encode to
+/// exactly `bytes` (the encoding is canonical: signatures and content ids
+/// are taken over it), and checking its signature must not panic.
+fn check<T: Read<Cfg = ()> + Encode>(bytes: &[u8]) {
+    let Ok(signed) = Signed::<T>::from_bytes(bytes, &()) else {
+        return;
+    };
+    assert_eq!(signed.to_bytes(), bytes, "a decoded envelope re-encodes differently");
+    let _ = signed.verify(b"cairn/fuzz");
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&kind, bytes)) = data.split_first() else {
+        return;
+    };
+    match kind % 6 {
+        0 => check::<Order>(bytes),
+        1 => check::<Bid>(bytes),
+        2 => check::<Receipt>(bytes),
+        3 => check::<Commit>(bytes),
+        4 => check::<Opening>(bytes),
+        _ => check::<Verdict>(bytes),
+    }
+});
