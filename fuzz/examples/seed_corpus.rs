@@ -4,19 +4,21 @@
 //! an encoding changes:
 //!
 //! ```sh
-//! cargo +nightly run --manifest-path fuzz/Cargo.toml --example seed_corpus
+//! cargo run --manifest-path fuzz/Cargo.toml --example seed_corpus
 //! ```
 
 use std::path::{Path, PathBuf};
 
 use cairn_exec::{Outcome, Snapshot};
+use cairn_job::VerifyPolicy;
 use cairn_ledger::{
-    COMMIT_NAMESPACE, Capabilities, Commit, Evidence, Lease, OPENING_NAMESPACE,
-    Opening, RECEIPT_NAMESPACE, Receipt, TxBody, TxKind, VERDICT_NAMESPACE, Verdict,
+    COMMIT_NAMESPACE, Capabilities, Commit, Evidence, Lease, OPENING_NAMESPACE, Opening,
+    RECEIPT_NAMESPACE, Receipt, TxBody, TxKind, VERDICT_NAMESPACE, Verdict,
 };
 use cairn_market::{BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order};
 use cairn_proto::{
-    Assignment, DisputeAsk, FileRef, Report, Request, Response, StreamRef, TaskLimits, Terms,
+    Assignment, DisputeAsk, FileRef, Report, Request, Response, StreamRef, Submission,
+    SubmittedFile, SubmittedLimits, SubmittedTask, TaskLimits, Terms,
 };
 use cairn_wire::{ContentId, Keypair, Signed};
 
@@ -112,7 +114,10 @@ fn main() {
         (4, opening.to_bytes()),
         (5, verdict.to_bytes()),
     ];
-    write(&root.join("wire_envelope"), envelopes.map(|(kind, bytes)| prefixed(kind, bytes)));
+    write(
+        &root.join("wire_envelope"),
+        envelopes.map(|(kind, bytes)| prefixed(kind, bytes)),
+    );
 
     let file = |name: &str| FileRef {
         name: name.into(),
@@ -208,7 +213,11 @@ fn main() {
     let messages = requests
         .iter()
         .map(|r| prefixed(0, cairn_proto::to_bytes(r)))
-        .chain(responses.iter().map(|r| prefixed(1, cairn_proto::to_bytes(r))));
+        .chain(
+            responses
+                .iter()
+                .map(|r| prefixed(1, cairn_proto::to_bytes(r))),
+        );
     write(&root.join("market_message"), messages);
 
     let chain = id(b"genesis");
@@ -234,7 +243,13 @@ fn main() {
                 stake: 1_000,
             },
         ),
-        tx(2, TxKind::OpenEscrow { job: id(b"job"), amount: 50 }),
+        tx(
+            2,
+            TxKind::OpenEscrow {
+                job: id(b"job"),
+                amount: 50,
+            },
+        ),
         tx(
             3,
             TxKind::RecordLease {
@@ -275,9 +290,52 @@ fn main() {
     write(&root.join("ledger_tx"), txs);
 
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    let jobs = [examples.join("hashsearch.toml"), examples.join("render/job.toml")]
-        .map(|path| std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
+    let jobs = [
+        examples.join("hashsearch.toml"),
+        examples.join("render/job.toml"),
+    ]
+    .map(|path| std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
     write(&root.join("job_file"), jobs);
+
+    let submission = |verify: VerifyPolicy| Submission {
+        name: "orbit".into(),
+        runtime: "wasm".into(),
+        module: SubmittedFile {
+            name: "module.wasm".into(),
+            id: id(b"module").to_string(),
+            size: 1 << 20,
+        },
+        inputs: vec![SubmittedFile {
+            name: "scene.json".into(),
+            id: id(b"scene").to_string(),
+            size: 1_000,
+        }],
+        tasks: (0..2)
+            .map(|frame| SubmittedTask {
+                args: vec!["--frame".into(), frame.to_string()],
+                outputs: vec![format!("frame-{frame:04}.png")],
+                seed: id(&[frame]).to_string(),
+            })
+            .collect(),
+        limits: SubmittedLimits {
+            fuel: 1 << 30,
+            memory_bytes: 64 << 20,
+            wall_time_ms: 300_000,
+            output_bytes: 4 << 20,
+            stdout_bytes: 16 << 10,
+        },
+        budget_ucairn: 50_000_000,
+        price_max_ucairn_per_gfuel: 200,
+        verify: verify.into(),
+    };
+    let submissions = [
+        VerifyPolicy::None,
+        VerifyPolicy::Replicate { replicas: 2 },
+        VerifyPolicy::Spot { probability: 0.1 },
+        VerifyPolicy::Adaptive { confidence: 0.99 },
+    ]
+    .map(|verify| serde_json::to_vec_pretty(&submission(verify)).expect("JSON"));
+    write(&root.join("api_submission"), submissions);
 
     let snapshot = |halted| Snapshot {
         memory: vec![0, 1, 2, 3, 0, 0, 0, 0],

@@ -10,6 +10,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // Canonical: a transaction's id and signature are over these bytes.
-    assert_eq!(tx.to_bytes(), data, "a decoded transaction re-encodes differently");
+    assert_eq!(
+        tx.to_bytes(),
+        data,
+        "a decoded transaction re-encodes differently"
+    );
     let _ = cairn_ledger::admit(tx);
 });

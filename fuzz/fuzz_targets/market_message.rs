@@ -21,9 +21,16 @@ fuzz_target!(|data: &[u8]| {
         match cairn_proto::response(bytes.to_vec()) {
             Ok(answer) => {
                 assert_eq!(cairn_proto::to_bytes(&answer), bytes);
-                assert_eq!(general.as_ref().ok(), Some(&answer), "the two decoders disagree");
+                assert_eq!(
+                    general.as_ref().ok(),
+                    Some(&answer),
+                    "the two decoders disagree"
+                );
             }
-            Err(_) => assert!(general.is_err(), "the zero-copy decoder refused what the general one took"),
+            Err(_) => assert!(
+                general.is_err(),
+                "the zero-copy decoder refused what the general one took"
+            ),
         }
     }
 });

@@ -12,6 +12,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // Canonical: a snapshot's bytes are content-addressed as a blob.
-    assert_eq!(snapshot.to_bytes(), data, "a decoded snapshot re-encodes differently");
+    assert_eq!(
+        snapshot.to_bytes(),
+        data,
+        "a decoded snapshot re-encodes differently"
+    );
     let _ = snapshot.hash();
 });

@@ -17,7 +17,11 @@ fn check<T: Read<Cfg = ()> + Encode>(bytes: &[u8]) {
     let Ok(signed) = Signed::<T>::from_bytes(bytes, &()) else {
         return;
     };
-    assert_eq!(signed.to_bytes(), bytes, "a decoded envelope re-encodes differently");
+    assert_eq!(
+        signed.to_bytes(),
+        bytes,
+        "a decoded envelope re-encodes differently"
+    );
     let _ = signed.verify(b"cairn/fuzz");
 }
 

@@ -1,9 +1,10 @@
 //! proto: Encode and decode the market protocol's requests and answers between nodes.
 //!
 //! These are the messages one node sends another over the network, in the
-//! canonical encoding. They live apart from the node so that the decoder a
-//! peer's bytes reach first can be fuzzed without building the runtime and
-//! the network stack.
+//! canonical encoding, and the job a node's API takes ([`Submission`]).
+//! They live apart from the node so that the decoders that outside bytes
+//! reach first can be fuzzed without building the runtime and the network
+//! stack.
 //!
 //! Every decode takes limits, so a malformed or oversized message is an
 //! error the shell drops and counts, never a crash or an allocation bomb.
@@ -13,11 +14,14 @@
 
 #![deny(missing_docs)]
 
+mod submission;
+
 use bytes::BufMut;
 use cairn_ledger::{Commit, Lease, Opening, Receipt};
 use cairn_market::Bid;
 use cairn_wire::codec::{Buf, Encode, EncodeSize, Error as CodecError, Read, ReadExt, Write};
 use cairn_wire::{ContentId, Signature, Signed, text};
+pub use submission::{Submission, SubmittedFile, SubmittedLimits, SubmittedTask, SubmittedVerify};
 
 /// The most tasks in one pull, results or assignments.
 pub const BATCH_MAX: usize = 1_024;

@@ -13,7 +13,6 @@ mod ledger_link;
 mod provider;
 mod rate;
 mod requester;
-mod submission;
 mod verification;
 
 use std::collections::HashSet;
@@ -35,12 +34,12 @@ use cairn_wire::{ContentId, Keypair};
 use serde::Serialize;
 
 pub use ledger_link::{AccountView, LedgerLink, TxSender};
-pub use proto::{ORDERS_TOPIC, Request, Response};
-pub use provider::{Misbehave, ProviderConfig, TaskCaps};
-pub use requester::{
-    JobStatus, Submission, SubmittedFile, SubmittedLimits, SubmittedTask, SubmittedVerify,
-    TaskRecord,
+pub use proto::{
+    ORDERS_TOPIC, Request, Response, Submission, SubmittedFile, SubmittedLimits, SubmittedTask,
+    SubmittedVerify,
 };
+pub use provider::{Misbehave, ProviderConfig, TaskCaps};
+pub use requester::{JobStatus, TaskRecord};
 
 use crate::NodeError;
 

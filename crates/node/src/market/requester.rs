@@ -7,7 +7,6 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use std::time::Duration;
 
-use cairn_job::VerifyPolicy;
 use cairn_ledger::{
     COMMIT_NAMESPACE, Commit, Lease, OPENING_NAMESPACE, Opening, RECEIPT_NAMESPACE, Receipt, TxKind,
 };
@@ -20,7 +19,8 @@ use cairn_wire::{ContentId, PublicKey, Signed};
 use serde::{Deserialize, Serialize};
 
 use super::proto::{
-    self, Assignment, FileRef, Report, Request, Response, StreamRef, TaskLimits, Terms,
+    self, Assignment, FileRef, Report, Request, Response, StreamRef, Submission, SubmittedFile,
+    TaskLimits, Terms,
 };
 use super::{Counters, MarketConfig, Shared, fetch_blob, now_ms};
 
@@ -45,145 +45,6 @@ const READY_WAIT_MS_MAX: u64 = 120_000;
 const LEASE_BLOCKS: u64 = 100_000;
 /// How often verification's deadlines (reveals, disputes) are checked.
 const VERIFY_TICK_MS: u64 = 250;
-
-/// A file named in a submission.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SubmittedFile {
-    /// Its name (under `/input`, for inputs).
-    pub name: String,
-    /// Its content id (hex); the blob must be uploaded first.
-    pub id: String,
-    /// Its size.
-    pub size: u64,
-}
-
-/// One task of a submission.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SubmittedTask {
-    /// Arguments.
-    pub args: Vec<String>,
-    /// Outputs it must write.
-    pub outputs: Vec<String>,
-    /// Seed of its randomness (hex).
-    pub seed: String,
-}
-
-/// Per-task limits of a submission.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SubmittedLimits {
-    /// Fuel.
-    pub fuel: u64,
-    /// Memory in bytes.
-    pub memory_bytes: u64,
-    /// Wall-clock watchdog in ms.
-    pub wall_time_ms: u64,
-    /// Output bytes.
-    pub output_bytes: u64,
-    /// Stdout bytes.
-    pub stdout_bytes: u64,
-}
-
-/// A job as the API receives it: the job file already expanded into tasks
-/// (by `cairn job submit`), its module and inputs uploaded as blobs.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Submission {
-    /// The job's name.
-    pub name: String,
-    /// The runtime (`wasm`).
-    pub runtime: String,
-    /// The program.
-    pub module: SubmittedFile,
-    /// Files every task sees.
-    pub inputs: Vec<SubmittedFile>,
-    /// The tasks, in order.
-    pub tasks: Vec<SubmittedTask>,
-    /// Per-task limits.
-    pub limits: SubmittedLimits,
-    /// Escrowed budget.
-    pub budget_ucairn: u64,
-    /// Highest price accepted.
-    pub price_max_ucairn_per_gfuel: u64,
-    /// How results are verified (the job file's `[verify]`).
-    #[serde(default)]
-    pub verify: SubmittedVerify,
-}
-
-/// A job's verification policy as the API receives it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct SubmittedVerify {
-    /// `none`, `replicate`, `spot` or `adaptive`.
-    pub policy: String,
-    /// Providers per task, for `replicate`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replicas: Option<u32>,
-    /// Share of tasks re-run, for `spot`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub probability: Option<f64>,
-    /// Required probability that an accepted result is right, for
-    /// `adaptive`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub confidence: Option<f64>,
-}
-
-impl Default for SubmittedVerify {
-    fn default() -> Self {
-        Self::from(VerifyPolicy::default())
-    }
-}
-
-impl From<VerifyPolicy> for SubmittedVerify {
-    fn from(policy: VerifyPolicy) -> Self {
-        let mut out = Self {
-            policy: String::new(),
-            replicas: None,
-            probability: None,
-            confidence: None,
-        };
-        out.policy = match policy {
-            VerifyPolicy::None => "none",
-            VerifyPolicy::Replicate { replicas } => {
-                out.replicas = Some(replicas);
-                "replicate"
-            }
-            VerifyPolicy::Spot { probability } => {
-                out.probability = Some(probability);
-                "spot"
-            }
-            VerifyPolicy::Adaptive { confidence } => {
-                out.confidence = Some(confidence);
-                "adaptive"
-            }
-        }
-        .into();
-        out
-    }
-}
-
-impl SubmittedVerify {
-    /// The policy, or why it is not one.
-    pub fn policy(&self) -> Result<VerifyPolicy, String> {
-        let policy = match self.policy.as_str() {
-            "none" => VerifyPolicy::None,
-            "replicate" => VerifyPolicy::Replicate {
-                replicas: self.replicas.ok_or("verify.replicas is missing")?,
-            },
-            "spot" => VerifyPolicy::Spot {
-                probability: self.probability.ok_or("verify.probability is missing")?,
-            },
-            "adaptive" => VerifyPolicy::Adaptive {
-                confidence: self.confidence.unwrap_or(0.999),
-            },
-            other => {
-                return Err(format!(
-                    "unknown verify policy '{other}'; expected none, replicate, spot or adaptive"
-                ));
-            }
-        };
-        // The job file's bounds, so a policy one accepts the other does too.
-        policy.check()?;
-        Ok(policy)
-    }
-}
 
 /// A finished task as the requester keeps it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

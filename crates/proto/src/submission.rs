@@ -1,5 +1,6 @@
-//! The rules a submitted job meets before anything is stored or escrowed:
-//! the job file's own (`cairn_job::rules`, the output-path and job-name
+//! A job as a node's API receives it (the JSON body of `POST /v1/jobs`),
+//! and the rules it meets before anything is stored or escrowed: the job
+//! file's own (`cairn_job::rules`, the output-path and job-name
 //! rules), applied to a job that arrives already expanded into tasks. A
 //! caller of the API could otherwise ask for what no job file may: a wall
 //! time that overflows the requester's deadline arithmetic, a billion
@@ -8,15 +9,154 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use cairn_job::VerifyPolicy;
 use cairn_job::rules::{self, ARGS_MAX, INPUTS_MAX, OUTPUTS_MAX};
+use serde::{Deserialize, Serialize};
 
-use super::Submission;
+/// A file named in a submission.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SubmittedFile {
+    /// Its name (under `/input`, for inputs).
+    pub name: String,
+    /// Its content id (hex); the blob must be uploaded first.
+    pub id: String,
+    /// Its size.
+    pub size: u64,
+}
+
+/// One task of a submission.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SubmittedTask {
+    /// Arguments.
+    pub args: Vec<String>,
+    /// Outputs it must write.
+    pub outputs: Vec<String>,
+    /// Seed of its randomness (hex).
+    pub seed: String,
+}
+
+/// Per-task limits of a submission.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SubmittedLimits {
+    /// Fuel.
+    pub fuel: u64,
+    /// Memory in bytes.
+    pub memory_bytes: u64,
+    /// Wall-clock watchdog in ms.
+    pub wall_time_ms: u64,
+    /// Output bytes.
+    pub output_bytes: u64,
+    /// Stdout bytes.
+    pub stdout_bytes: u64,
+}
+
+/// A job as the API receives it: the job file already expanded into tasks
+/// (by `cairn job submit`), its module and inputs uploaded as blobs.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Submission {
+    /// The job's name.
+    pub name: String,
+    /// The runtime (`wasm`).
+    pub runtime: String,
+    /// The program.
+    pub module: SubmittedFile,
+    /// Files every task sees.
+    pub inputs: Vec<SubmittedFile>,
+    /// The tasks, in order.
+    pub tasks: Vec<SubmittedTask>,
+    /// Per-task limits.
+    pub limits: SubmittedLimits,
+    /// Escrowed budget.
+    pub budget_ucairn: u64,
+    /// Highest price accepted.
+    pub price_max_ucairn_per_gfuel: u64,
+    /// How results are verified (the job file's `[verify]`).
+    #[serde(default)]
+    pub verify: SubmittedVerify,
+}
+
+/// A job's verification policy as the API receives it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SubmittedVerify {
+    /// `none`, `replicate`, `spot` or `adaptive`.
+    pub policy: String,
+    /// Providers per task, for `replicate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+    /// Share of tasks re-run, for `spot`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probability: Option<f64>,
+    /// Required probability that an accepted result is right, for
+    /// `adaptive`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+}
+
+impl Default for SubmittedVerify {
+    fn default() -> Self {
+        Self::from(VerifyPolicy::default())
+    }
+}
+
+impl From<VerifyPolicy> for SubmittedVerify {
+    fn from(policy: VerifyPolicy) -> Self {
+        let mut out = Self {
+            policy: String::new(),
+            replicas: None,
+            probability: None,
+            confidence: None,
+        };
+        out.policy = match policy {
+            VerifyPolicy::None => "none",
+            VerifyPolicy::Replicate { replicas } => {
+                out.replicas = Some(replicas);
+                "replicate"
+            }
+            VerifyPolicy::Spot { probability } => {
+                out.probability = Some(probability);
+                "spot"
+            }
+            VerifyPolicy::Adaptive { confidence } => {
+                out.confidence = Some(confidence);
+                "adaptive"
+            }
+        }
+        .into();
+        out
+    }
+}
+
+impl SubmittedVerify {
+    /// The policy, or why it is not one.
+    pub fn policy(&self) -> Result<VerifyPolicy, String> {
+        let policy = match self.policy.as_str() {
+            "none" => VerifyPolicy::None,
+            "replicate" => VerifyPolicy::Replicate {
+                replicas: self.replicas.ok_or("verify.replicas is missing")?,
+            },
+            "spot" => VerifyPolicy::Spot {
+                probability: self.probability.ok_or("verify.probability is missing")?,
+            },
+            "adaptive" => VerifyPolicy::Adaptive {
+                confidence: self.confidence.unwrap_or(0.999),
+            },
+            other => {
+                return Err(format!(
+                    "unknown verify policy '{other}'; expected none, replicate, spot or adaptive"
+                ));
+            }
+        };
+        // The job file's bounds, so a policy one accepts the other does too.
+        policy.check()?;
+        Ok(policy)
+    }
+}
 
 impl Submission {
     /// Checks the job against the rules a job file is held to; the message
-    /// names the field at fault and what was expected. Called by
-    /// [`Market::submit`](super::Market::submit) before anything else, so
-    /// every way in is checked.
+    /// names the field at fault and what was expected. The node's
+    /// `Market::submit` calls it before anything else, so every way in is
+    /// checked.
     pub fn check(&self) -> Result<(), String> {
         cairn_job::check_job_name(&self.name).map_err(|m| format!("name: {m}"))?;
         if self.runtime != "wasm" {
@@ -77,7 +217,6 @@ impl Submission {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{SubmittedFile, SubmittedLimits, SubmittedTask};
     use super::*;
 
     fn good() -> Submission {
