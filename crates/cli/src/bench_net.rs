@@ -343,6 +343,11 @@ fn blob_transfer(mib: u64) -> anyhow::Result<Vec<Figure>> {
         }
         let id = server.blobs().put(&data)?;
         drop(data);
+        // Blobs are private to the work they belong to: this one is shared
+        // with the client alone.
+        if !server.share(id, keys[1].public()) {
+            bail!("the server could not share the blob");
+        }
         let client = start(&keys[1], "client").await?;
         for address in server.addresses() {
             client.network().dial(address);

@@ -108,8 +108,9 @@ pub struct MarketArgs {
     module_cache_mib: u64,
     /// Cheat on purpose, to test verification on a devnet: `liar` returns a
     /// wrong digest for every task, `staller` commits and never reveals,
-    /// `index-overflower` reports on tasks past the job's end.
-    #[arg(long, hide = true, value_parser = ["liar", "staller", "index-overflower"])]
+    /// `index-overflower` reports on tasks past the job's end (providers);
+    /// `framer` challenges honest commits on the ledger (a requester).
+    #[arg(long, hide = true, value_parser = ["liar", "staller", "index-overflower", "framer"])]
     misbehave: Option<String>,
 }
 
@@ -131,6 +132,9 @@ impl MarketArgs {
             config.module_cache_dir = dir.clone();
         }
         config.module_cache_bytes_max = self.module_cache_mib.saturating_mul(1 << 20);
+        if self.misbehave.as_deref() == Some("framer") {
+            config.requester_misbehave = Some(cairn_node::market::RequesterMisbehave::Framer);
+        }
         if self.provide {
             let cores = self.cores.unwrap_or_else(|| {
                 std::thread::available_parallelism().map_or(1, |n| n.get() as u32)

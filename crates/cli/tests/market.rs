@@ -173,9 +173,13 @@ impl Devnet {
     /// by the killed process (it can linger on a loaded machine) exits at
     /// once; it is tried again.
     fn restart_requester(&self) -> Child {
+        self.restart_requester_with(&[])
+    }
+
+    fn restart_requester_with(&self, extra: &[&str]) -> Child {
         let started = Instant::now();
         loop {
-            let mut child = self.start_requester();
+            let mut child = self.start_requester_with(extra);
             std::thread::sleep(Duration::from_secs(2));
             match child.try_wait() {
                 Ok(Some(exit)) if started.elapsed() < Duration::from_secs(60) => {
@@ -187,7 +191,7 @@ impl Devnet {
         }
     }
 
-    fn start_requester(&self) -> Child {
+    fn start_requester_with(&self, extra: &[&str]) -> Child {
         cairn()
             .args(["node", "--data-dir"])
             .arg(self.dir.join("v0"))
@@ -197,6 +201,7 @@ impl Devnet {
             .arg(self.dir.join("genesis.toml"))
             .args(["--threads", "1", "--listen"])
             .arg(format!("/ip4/127.0.0.1/tcp/{}", self.base + 100))
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -721,4 +726,115 @@ fn an_index_overflower_is_refused_and_every_job_completes() {
     assert!(outputs.iter().all(|id| kept.join(id).exists()));
     let _ = overflower.kill();
     let _ = overflower.wait();
+}
+
+/// A `framer` requester posts honest providers' commits on the ledger as
+/// challenges without cause and, once the reveal window has passed, as
+/// withheld reveals. Each provider sees the challenge and answers it with
+/// its reveal (the opening it derives again from its key, lease and
+/// task), so the framing evidence is refused and no stake is touched.
+#[test]
+fn a_framer_requester_challenges_honest_commits_and_slashes_no_one() {
+    let devnet = Devnet::start(31000, 2);
+    devnet.signal("v0", "-9");
+    devnet.wait_gone("v0");
+    let framer = devnet.restart_requester_with(&["--misbehave", "framer"]);
+    devnet.wait_until("the framer answers", |d| d.get("/v1/market"));
+    // The providers are started again so that they dial the new requester.
+    let mut providers = Vec::new();
+    for j in 0..2 {
+        devnet.signal(&format!("p{j}"), "-9");
+        devnet.wait_gone(&format!("p{j}"));
+        providers.push(devnet.start_provider(j, &[]));
+    }
+    let keys = [provider_key(&devnet, 0), provider_key(&devnet, 1)];
+    let stakes: Vec<u64> = devnet.wait_until("the providers are back", |d| {
+        (d.get("/v1/market")?["peers"].as_u64()? >= 2).then_some(())?;
+        keys.iter()
+            .map(|k| d.get(&format!("/v1/accounts/{k}"))?["stake"].as_u64())
+            .collect()
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let id = devnet.submit(&search_job(tmp.path(), 6, 1_000, "policy = \"none\""));
+    assert_eq!(devnet.wait_done(&id)["done"], 6);
+    let open = |d: &Devnet| -> Option<(u64, u64)> {
+        let mut open = 0;
+        let mut height = 0;
+        for key in &keys {
+            let answer = d.get(&format!("/v1/challenges/{key}"))?;
+            open += answer["open"].as_u64()?;
+            height = answer["height"].as_u64()?;
+        }
+        Some((open, height))
+    };
+    let challenged_at = devnet.wait_until("the framer challenges a commit", |d| {
+        let (count, height) = open(d)?;
+        (count > 0).then_some(height)
+    });
+    devnet.wait_until("every challenge is answered", |d| {
+        (open(d)?.0 == 0).then_some(())
+    });
+    // The framer posts its `NoReveal` evidence one block after the window.
+    let window = cairn_ledger::REVEAL_WINDOW_BLOCKS;
+    devnet.wait_until("the reveal window has passed", |d| {
+        let height = d.get("/v1/status")?["height"].as_u64()?;
+        (height > challenged_at + window + 10).then_some(())
+    });
+    for (key, stake) in keys.iter().zip(&stakes) {
+        let now = devnet.get(&format!("/v1/accounts/{key}")).unwrap()["stake"].as_u64();
+        assert_eq!(now, Some(*stake), "an honest provider {key} lost stake");
+    }
+    for mut process in providers.into_iter().chain([framer]) {
+        let _ = process.kill();
+        let _ = process.wait();
+    }
+}
+
+/// `cairn bench net` runs end to end at a small size and prints every
+/// figure it promises: a change to the node (such as private blobs) that
+/// breaks the benchmark fails here, not on the next measurement.
+#[test]
+fn the_network_benchmark_runs_and_prints_every_figure() {
+    let output = run(&[
+        "bench",
+        "net",
+        "--json",
+        "--jobs",
+        "2",
+        "--tasks",
+        "40",
+        "--blob-mib",
+        "1",
+        "--base-port",
+        "32000",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let figures: BTreeMap<String, f64> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["suite"], "net", "{line}");
+            (
+                v["metric"].as_str().unwrap().to_string(),
+                v["value"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    for metric in [
+        "blob_transfer_verified",
+        "blob_fetch_into_store_durable",
+        "module_4mb_submit_to_first_task_cold",
+        "one_task_job_end_to_end_p50",
+        "tiny_tasks_four_providers",
+        "tiny_tasks_four_providers_adaptive",
+    ] {
+        assert!(
+            figures.get(metric).is_some_and(|v| *v > 0.0),
+            "{metric}: {figures:?}"
+        );
+    }
 }

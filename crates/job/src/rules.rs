@@ -18,6 +18,12 @@ pub const INPUTS_MAX: usize = 1024;
 /// The most output paths of a task.
 pub const OUTPUTS_MAX: usize = 1024;
 
+/// The most bytes a job's tasks may expand to: every task's rendered
+/// arguments and output paths, each counted with a `String`'s own size.
+/// Without it a small job file (256 arguments of `{task}` over a million
+/// tasks) expands to gigabytes in the parser.
+pub const EXPANDED_BYTES_MAX: u64 = 256 << 20;
+
 /// Fuel per task.
 pub const FUEL_RANGE: RangeInclusive<u64> = 1..=10_000_000_000_000;
 /// Linear memory per task, MiB.

@@ -9,8 +9,8 @@ use toml::Spanned;
 use crate::JobError;
 use crate::raw::{RawJob, RawLimits, RawMarket, RawTasks, RawVerify};
 use crate::rules::{
-    ARGS_MAX, FUEL_RANGE, INPUTS_MAX, MEMORY_MIB_RANGE, OUTPUT_MIB_RANGE, OUTPUTS_MAX,
-    STDOUT_KIB_RANGE, WALL_TIME_S_RANGE,
+    ARGS_MAX, EXPANDED_BYTES_MAX, FUEL_RANGE, INPUTS_MAX, MEMORY_MIB_RANGE, OUTPUT_MIB_RANGE,
+    OUTPUTS_MAX, STDOUT_KIB_RANGE, WALL_TIME_S_RANGE,
 };
 use crate::template::Template;
 
@@ -22,6 +22,9 @@ pub const BUILTIN_PREFIX: &str = "cairn:";
 /// `rules`, shared with jobs that arrive over a node's API.
 const JOB_FILE_BYTES_MAX: u64 = 1 << 20;
 const MODULE_BYTES_MAX: u64 = 256 << 20;
+/// What one rendered string costs besides its bytes, for
+/// [`EXPANDED_BYTES_MAX`].
+const STRING_OVERHEAD: u64 = std::mem::size_of::<String>() as u64;
 
 /// A loaded, validated job.
 #[derive(Clone, Debug)]
@@ -280,6 +283,24 @@ impl Checker<'_> {
             None => VerifyPolicy::default(),
         };
 
+        let per_task: u64 = args
+            .iter()
+            .chain(&outputs)
+            .map(|t| t.rendered_len_max() + STRING_OVERHEAD)
+            .sum();
+        let expanded = per_task.saturating_mul(values.len() as u64);
+        if expanded > EXPANDED_BYTES_MAX {
+            return Err(self.err(
+                &raw.tasks,
+                "tasks",
+                format!(
+                    "{} tasks of up to {per_task} bytes of arguments and output paths each \
+                     expand to {expanded} bytes; the limit is {EXPANDED_BYTES_MAX}: \
+                     use fewer or shorter arguments, or split the job",
+                    values.len()
+                ),
+            ));
+        }
         let tasks = values
             .iter()
             .enumerate()
@@ -437,8 +458,6 @@ impl Checker<'_> {
             .map(|path| {
                 let template = Template::parse(path.get_ref())
                     .map_err(|m| self.err(path, "outputs.paths", m))?;
-                // Check the shape with a sample value: templates only insert
-                // digits, so if one rendering is a safe relative path all are.
                 // Templates only insert digits, so if one rendering is a
                 // safe output path all are.
                 if let Err(reason) = crate::check_output_path(&template.render(0)) {

@@ -65,6 +65,17 @@ impl Template {
         Ok(Self(pieces))
     }
 
+    /// The most bytes any rendering can take: a `u64` has at most 20 digits.
+    pub(crate) fn rendered_len_max(&self) -> u64 {
+        self.0
+            .iter()
+            .map(|piece| match piece {
+                Piece::Text(text) => text.len() as u64,
+                Piece::Task { width } => (*width).max(20) as u64,
+            })
+            .sum()
+    }
+
     pub(crate) fn render(&self, task: u64) -> String {
         let mut out = String::new();
         for piece in &self.0 {
@@ -93,6 +104,12 @@ mod tests {
         assert_eq!(t.render(7), "/output/frame-0007.png");
         assert_eq!(Template::parse("{task}").unwrap().render(12345), "12345");
         assert_eq!(Template::parse("{{task}}").unwrap().render(1), "{task}");
+        assert_eq!(
+            Template::parse("f-{task}-{task:05}")
+                .unwrap()
+                .rendered_len_max(),
+            2 + 20 + 1 + 20
+        );
     }
 
     #[test]

@@ -394,3 +394,20 @@ fn the_output_path_rule_refuses_every_escape_and_collision() {
         assert!(check_output_path(bad).is_err(), "{bad:?} was accepted");
     }
 }
+
+#[test]
+fn an_argument_multiplier_is_refused_before_it_expands() {
+    // 256 arguments of `{task}` over 100,000 tasks: a 3 KiB job file that
+    // would expand to over a gigabyte of strings.
+    let args = vec!["\"{task}\""; 256].join(", ");
+    let text = GOOD
+        .replace(
+            r#"args = ["--frame", "{task}", "--out", "/output/frame-{task:04}.png"]"#,
+            &format!("args = [{args}]"),
+        )
+        .replace("range = [0, 3]", "range = [0, 100000]");
+    assert!(text.len() < 4096);
+    let err = Dir::new().error(&text);
+    assert!(err.message.contains("the limit is 268435456"), "{err}");
+    assert!(err.message.contains("split the job"), "{err}");
+}

@@ -190,6 +190,22 @@ impl State {
         self.leases.get(id)
     }
 
+    /// The open challenges against `provider`'s commits: (lease, task, the
+    /// last height at which its `Reveal` is accepted). A provider watches
+    /// these and answers each, so that no requester can turn a commit it
+    /// holds into `NoReveal` evidence against an honest provider.
+    pub fn open_challenges(&self, provider: &PublicKey) -> Vec<(ContentId, u64, u64)> {
+        self.challenges
+            .iter()
+            .filter(|((lease, _), _)| {
+                self.leases
+                    .get(lease)
+                    .is_some_and(|lease| &lease.provider == provider)
+            })
+            .map(|(&(lease, task), &(_, deadline))| (lease, task, deadline))
+            .collect()
+    }
+
     /// Stake of `key` still unbonding.
     pub fn unbonding_of(&self, key: &PublicKey) -> Amount {
         self.unbonding
@@ -827,6 +843,11 @@ impl State {
         }
         if commit.signer() != lease.provider {
             return Err(TxError::BadEvidence("the commit is not the provider's"));
+        }
+        // A provider keeps what opens its commits while their lease lives
+        // and a reveal window after; a later challenge could find it gone.
+        if self.height > lease.expires_height {
+            return Err(TxError::BadEvidence("the lease has expired"));
         }
         let key = (c.lease, c.task);
         if self.challenges.contains_key(&key) || self.slashed.contains(&key) {

@@ -413,7 +413,19 @@ impl World {
                 .sign(&self.keys[requester])
             }
             Op::Challenge { lease, task } => {
-                let lease = self.leases.get(lease % self.leases.len().max(1))?.clone();
+                // Mostly a live lease (a challenge on an expired one is
+                // refused), sometimes any.
+                let height = self.state.height();
+                let live: Vec<&Lease> = self
+                    .leases
+                    .iter()
+                    .filter(|l| l.expires_height >= height)
+                    .collect();
+                let lease = if lease % 4 != 0 && !live.is_empty() {
+                    live[lease % live.len()].clone()
+                } else {
+                    self.leases.get(lease % self.leases.len().max(1))?.clone()
+                };
                 let provider = self.index_of(&lease.provider);
                 let requester = self.index_of(&lease.requester);
                 let commit = Signed::sign(

@@ -697,6 +697,14 @@ fn a_challenged_commit_must_be_opened_within_the_window() {
         )
         .unwrap();
     }
+    let open: Vec<_> = net
+        .state
+        .open_challenges(&net.provider.public())
+        .into_iter()
+        .map(|(l, task, _)| (l, task))
+        .collect();
+    assert_eq!(open, vec![(lease.id(), 1), (lease.id(), 2)]);
+    assert!(net.state.open_challenges(&net.other.public()).is_empty());
     let no_reveal = |task| TxKind::Slash {
         evidence: Box::new(Evidence::NoReveal {
             lease: lease.id(),
@@ -724,10 +732,24 @@ fn a_challenged_commit_must_be_opened_within_the_window() {
         net.send(&requester, no_reveal(2)).unwrap_err(),
         TxError::BadEvidence("no open challenge for this task")
     );
+    assert_eq!(
+        net.state.open_challenges(&net.provider.public()).len(),
+        1,
+        "the answered challenge is closed"
+    );
     net.send(&requester, no_reveal(1)).unwrap();
     assert_eq!(
         net.state.provider(&net.provider.public()).unwrap().stake,
         stake - stake / 2
+    );
+    // Past its lease a commit can no longer be challenged: its provider
+    // need not keep the opening forever.
+    net.state.begin_block(lease.expires_height + 1);
+    let late = commit(&net, &lease, 3, b"result", [7; 32]);
+    assert_eq!(
+        net.send(&requester, TxKind::Challenge { commit: late })
+            .unwrap_err(),
+        TxError::BadEvidence("the lease has expired")
     );
     // The snapshot keeps challenges and clawbacks.
     let restored = State::from_snapshot(&net.state.to_snapshot()).unwrap();

@@ -93,6 +93,7 @@ fn ledger_routes(ledger: Ledger) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/accounts/{key}", get(account))
         .route("/v1/escrows/{job}", get(escrow))
+        .route("/v1/challenges/{provider}", get(challenges))
         .route("/v1/blocks/{height}", get(block))
         .route(
             "/v1/txs",
@@ -154,6 +155,31 @@ async fn account(
         "stake": provider.map_or(0, |p| p.stake),
         "unbonding": state.unbonding_of(&key),
         "can_bid": state.can_bid(&key),
+    })))
+}
+
+/// The open reveal challenges against a provider's commits, which it
+/// answers with `Reveal` transactions.
+async fn challenges(
+    State(ledger): State<Ledger>,
+    Path(provider): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let provider: PublicKey = provider
+        .parse()
+        .map_err(|e: cairn_wire::WireError| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let (height, open) = ledger.view(|state| (state.height(), state.open_challenges(&provider)));
+    let listed: Vec<Value> = open
+        .iter()
+        .take(crate::market::CHALLENGES_LISTED_MAX)
+        .map(|(lease, task, deadline)| {
+            json!({ "lease": lease.to_string(), "task": task, "deadline": deadline })
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "provider": provider.to_string(),
+        "height": height,
+        "open": open.len(),
+        "challenges": listed,
     })))
 }
 

@@ -195,10 +195,16 @@ impl Submission {
                     task.outputs.len()
                 ));
             }
+            let mut outputs = BTreeSet::new();
             for output in &task.outputs {
                 cairn_job::check_output_path(output)
                     .map_err(|m| format!("tasks[{index}].outputs: {m}"))?;
+                if !outputs.insert(output.as_str()) {
+                    return Err(format!("tasks[{index}].outputs: '{output}' is named twice"));
+                }
             }
+            cairn_wire::parse_hex32(&task.seed, "task seed")
+                .map_err(|m| format!("tasks[{index}].seed: {m}"))?;
         }
         cairn_job::Limits {
             fuel: self.limits.fuel,
@@ -285,6 +291,11 @@ mod tests {
             &|s| s.tasks[0].args = vec![String::new(); ARGS_MAX + 1],
             "tasks[0].args",
         );
+        refused(
+            &|s| s.tasks[0].outputs = vec!["a.png".into(), "a.png".into()],
+            "tasks[0].outputs",
+        );
+        refused(&|s| s.tasks[0].seed = "zz".into(), "tasks[0].seed");
         refused(&|s| s.name = "../escape".into(), "name");
         refused(&|s| s.runtime = "container".into(), "runtime");
         refused(&|s| s.inputs[0].name = "../x".into(), "inputs");

@@ -23,6 +23,9 @@ pub enum Table {
     LeasesTaken,
     /// Provider: reports not yet acknowledged, by lease id and task.
     Reports,
+    /// Provider: what opens each commitment it made, by lease id and task,
+    /// kept while the commitment can be challenged.
+    Answers,
 }
 
 impl Table {
@@ -33,15 +36,17 @@ impl Table {
             Table::LeasesGiven => "leases_given",
             Table::LeasesTaken => "leases_taken",
             Table::Reports => "reports",
+            Table::Answers => "answers",
         })
     }
 
-    const ALL: [Table; 5] = [
+    const ALL: [Table; 6] = [
         Table::Jobs,
         Table::Results,
         Table::LeasesGiven,
         Table::LeasesTaken,
         Table::Reports,
+        Table::Answers,
     ];
 }
 

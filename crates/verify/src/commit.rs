@@ -6,11 +6,19 @@
 //! (the salt hides the digest), and a revealed digest cannot be copied
 //! afterwards: the copier's own commitment is already fixed, and it binds the
 //! copier's key, so replaying someone else's commitment does not open either.
+//!
+//! The salt is derived from the provider's secret and the (lease, task), not
+//! drawn at random: a provider that runs the same task twice (a re-issued
+//! task, a restart) commits and opens identically, so a requester holding two
+//! of its statements never holds two that disagree, and an honest provider
+//! cannot be framed for equivocating or for a reveal that does not open.
 
-use cairn_wire::{ContentId, PublicKey};
+use cairn_wire::{ContentId, Keypair, PublicKey};
 
 /// Domain separation for commitments.
 const COMMIT_DOMAIN: &[u8] = b"cairn/commit/v1";
+/// Domain separation for the key that derives salts.
+const SALT_DOMAIN: &str = "cairn 2026-12 commitment salt v1";
 
 /// A binding, hiding commitment to a result digest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -21,8 +29,18 @@ pub struct Commitment(pub [u8; 32]);
 pub struct Reveal {
     /// The result digest.
     pub digest: ContentId,
-    /// The salt chosen at commit time; 32 random bytes.
+    /// The salt chosen at commit time ([`salt`] for an honest provider).
     pub salt: [u8; 32],
+}
+
+/// The salt `provider` uses for `task` under `lease`: unpredictable to
+/// anyone without its secret, and the same every time it is derived.
+pub fn salt(provider: &Keypair, lease: &ContentId, task: u64) -> [u8; 32] {
+    let key = blake3::derive_key(SALT_DOMAIN, &provider.secret_seed());
+    let mut hasher = blake3::Hasher::new_keyed(&key);
+    hasher.update(lease.as_bytes());
+    hasher.update(&task.to_be_bytes());
+    *hasher.finalize().as_bytes()
 }
 
 impl Commitment {
@@ -71,5 +89,20 @@ mod tests {
         assert!(!commitment.opens(&honest, &other_salt));
         // Hiding: the same digest under two salts gives unrelated commitments.
         assert_ne!(commitment, Commitment::new(&honest, &other_salt));
+    }
+
+    /// A provider asked twice for the same task derives the same salt, so
+    /// its two commitments are one; other tasks, leases and providers get
+    /// other salts.
+    #[test]
+    fn salts_are_derived_once_per_provider_lease_and_task() {
+        let provider = Keypair::from_seed([1; 32]);
+        let other = Keypair::from_seed([2; 32]);
+        let lease = ContentId::of(b"lease");
+        let first = salt(&provider, &lease, 3);
+        assert_eq!(first, salt(&provider, &lease, 3));
+        assert_ne!(first, salt(&provider, &lease, 4));
+        assert_ne!(first, salt(&provider, &ContentId::of(b"other lease"), 3));
+        assert_ne!(first, salt(&other, &lease, 3));
     }
 }

@@ -47,7 +47,7 @@ pub mod dispute;
 pub mod sim;
 mod verifier;
 
-pub use commit::{Commitment, Reveal};
+pub use commit::{Commitment, Reveal, salt};
 pub use credibility::{Params, Record, TrustBook, group_credibility};
 pub use dispute::{Foul, Game, Need, Segment, Side, StateHash, Verdict};
 pub use verifier::{Action, Offence, TaskKey, Verifier, VerifyError, VerifyStats};

@@ -6,6 +6,10 @@ use cairn_ledger::{Tx, TxBody, TxKind};
 use cairn_wire::{ContentId, Keypair, PublicKey};
 use parking_lot::Mutex;
 
+/// The most open challenges one answer lists: a provider answers them in
+/// turns, and each answered one leaves the list.
+pub const CHALLENGES_LISTED_MAX: usize = 1_000;
+
 /// What the market needs to know of an account.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AccountView {
@@ -112,6 +116,43 @@ impl LedgerLink {
                     stake: number("stake")?,
                     can_bid: v["can_bid"].as_bool().unwrap_or(false),
                 })
+            }
+        }
+    }
+
+    /// The height and the open challenges against `provider`'s commits
+    /// (lease, task, last height a reveal is accepted), at most
+    /// [`CHALLENGES_LISTED_MAX`] of them.
+    pub async fn open_challenges(
+        &self,
+        provider: &PublicKey,
+    ) -> Result<(u64, Vec<(ContentId, u64, u64)>), String> {
+        match self {
+            Self::Local(ledger) => Ok(ledger.view(|state| {
+                let mut open = state.open_challenges(provider);
+                open.truncate(CHALLENGES_LISTED_MAX);
+                (state.height(), open)
+            })),
+            Self::Remote { .. } => {
+                let v = self.get(&format!("/v1/challenges/{provider}")).await?;
+                let height = v["height"].as_u64().ok_or("challenges have no height")?;
+                let list = v["challenges"].as_array().ok_or("no challenge list")?;
+                let open = list
+                    .iter()
+                    .take(CHALLENGES_LISTED_MAX)
+                    .map(|c| {
+                        let lease = c["lease"]
+                            .as_str()
+                            .and_then(|s| s.parse().ok())
+                            .ok_or("a challenge without a lease")?;
+                        let task = c["task"].as_u64().ok_or("a challenge without a task")?;
+                        let deadline = c["deadline"]
+                            .as_u64()
+                            .ok_or("a challenge without a deadline")?;
+                        Ok((lease, task, deadline))
+                    })
+                    .collect::<Result<_, &str>>()?;
+                Ok((height, open))
             }
         }
     }

@@ -8,6 +8,7 @@
 //! Everything a peer sends is decoded with limits, checked, and dropped
 //! and counted when bad ([`Counters`]).
 
+mod answers;
 mod grants;
 mod ledger_link;
 mod provider;
@@ -33,12 +34,13 @@ use cairn_store::{BlobStore, Db};
 use cairn_wire::{ContentId, Keypair};
 use serde::Serialize;
 
-pub use ledger_link::{AccountView, LedgerLink, TxSender};
+pub use ledger_link::{AccountView, CHALLENGES_LISTED_MAX, LedgerLink, TxSender};
 pub use proto::{
     ORDERS_TOPIC, Request, Response, Submission, SubmittedFile, SubmittedLimits, SubmittedTask,
     SubmittedVerify,
 };
 pub use provider::{Misbehave, ProviderConfig, TaskCaps};
+pub use requester::FRAMED_COMMITS_MAX;
 pub use requester::{JobStatus, TaskRecord};
 
 use crate::NodeError;
@@ -76,6 +78,17 @@ pub struct MarketConfig {
     pub module_cache_dir: PathBuf,
     /// The most bytes of compiled modules kept there.
     pub module_cache_bytes_max: u64,
+    /// Make the requester role cheat on purpose (tests only).
+    pub requester_misbehave: Option<RequesterMisbehave>,
+}
+
+/// How a requester built to test the providers' defences cheats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequesterMisbehave {
+    /// Challenges honest commits on the ledger without cause (the first
+    /// [`requester::FRAMED_COMMITS_MAX`] it receives), and posts them as
+    /// withheld once the reveal window has passed.
+    Framer,
 }
 
 impl MarketConfig {
@@ -91,6 +104,7 @@ impl MarketConfig {
             nat: false,
             provider: None,
             bid_window_ms: 50,
+            requester_misbehave: None,
             sched: SchedParams {
                 task_deadline_ms: 60_000,
                 silence_ms_max: 10_000,
@@ -424,6 +438,13 @@ impl Market {
     /// The blob store (uploads and downloads through the API).
     pub fn blobs(&self) -> &BlobStore {
         &self.shared.blobs
+    }
+
+    /// Lets `party` fetch `blob` from this node, under its own scope (the
+    /// blob's id): for an operator sharing a file on purpose, and for the
+    /// transfer benchmark. False when the grant table is full.
+    pub fn share(&self, blob: ContentId, party: cairn_wire::PublicKey) -> bool {
+        self.shared.grants.grant(blob, [blob], party)
     }
 
     /// This node's network identity and addresses.

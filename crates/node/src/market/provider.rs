@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use cairn_exec::{Runtime as _, Task, Trace, WasmRuntime};
 use cairn_ledger::{
-    COMMIT_NAMESPACE, Capabilities, Commit, Lease, OPENING_NAMESPACE, Opening, RECEIPT_NAMESPACE,
-    Receipt, TxKind,
+    COMMIT_NAMESPACE, Capabilities, Commit, Lease, RECEIPT_NAMESPACE, Receipt, TxKind,
 };
 use cairn_market::{
     BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, PricingPolicy, Quote, ScalePricing,
@@ -242,6 +241,10 @@ impl Provider {
             scratch: Mutex::new(Vec::new()),
             scratch_made: Default::default(),
         });
+        // A staller withholds its reveals on purpose (tests of NoReveal).
+        if provider.config.misbehave != Some(Misbehave::Staller) {
+            tokio::spawn(super::answers::watch(provider.shared.clone()));
+        }
         for (key, value) in provider
             .shared
             .db
@@ -629,7 +632,14 @@ impl Provider {
                 report_key(&id, report.task()),
                 proto::to_bytes(&report),
             ));
-            if let Report::Revealed { .. } = report {
+            if let Report::Revealed { opening, .. } = &report {
+                let o = opening.payload_unchecked();
+                ops.push(super::answers::keep(
+                    &o.lease,
+                    o.task,
+                    &o.digest,
+                    record.lease.expires_height,
+                ));
                 unsent.push(self.commit_to(&report));
                 sealed.insert(report.task(), report);
             } else {
@@ -993,18 +1003,9 @@ impl Provider {
                 fuel_used: result.fuel_used,
             },
         );
-        let mut salt = [0u8; 32];
-        getrandom::fill(&mut salt).expect("the OS has entropy");
-        let opening = Signed::sign(
-            &self.shared.key,
-            OPENING_NAMESPACE,
-            Opening {
-                lease,
-                task: u64::from(task.task),
-                digest,
-                salt,
-            },
-        );
+        // The salt is derived, not drawn: running this task again (re-issued,
+        // or after a restart) signs the very same commit and opening.
+        let opening = super::answers::opening(&self.shared, lease, u64::from(task.task), digest);
         Report::Revealed {
             opening,
             receipt,

@@ -321,7 +321,15 @@ pub(crate) struct Requester {
     selection: SelectionParams,
     sched: SchedParams,
     bid_window_ms: u32,
+    misbehave: Option<super::RequesterMisbehave>,
+    /// Commits a framer has challenged so far.
+    framed: std::sync::atomic::AtomicU32,
 }
+
+/// The most honest commits a [`super::RequesterMisbehave::Framer`]
+/// challenges: enough to show that none sticks, few enough to keep a
+/// test's ledger quiet.
+pub const FRAMED_COMMITS_MAX: u32 = 4;
 
 fn parse_id(hex: &str) -> Result<ContentId, String> {
     hex.parse()
@@ -378,6 +386,8 @@ impl Requester {
             selection: SelectionParams::default(),
             sched: config.sched.clone(),
             bid_window_ms: config.bid_window_ms,
+            misbehave: config.requester_misbehave,
+            framed: Default::default(),
         });
         requester.restore()?;
         Ok(requester)
@@ -497,12 +507,6 @@ impl Requester {
     /// Checks and records a new job, queues its escrow, and starts bidding.
     pub async fn submit(self: &Arc<Self>, submission: Submission) -> Result<ContentId, String> {
         submission.check()?;
-        if submission.runtime != "wasm" {
-            return Err(format!("runtime '{}' is not supported", submission.runtime));
-        }
-        if submission.tasks.is_empty() {
-            return Err("the job has no tasks".into());
-        }
         for file in std::iter::once(&submission.module).chain(&submission.inputs) {
             let id = parse_id(&file.id)?;
             if self.shared.blobs.size(&id) != Some(file.size) {
@@ -512,10 +516,6 @@ impl Requester {
                 ));
             }
         }
-        for task in &submission.tasks {
-            cairn_wire::parse_hex32(&task.seed, "task seed").map_err(|e| e.to_string())?;
-        }
-        submission.verify.policy()?;
         let submitted_ms = now_ms();
         let mut identity = serde_json::to_vec(&submission).map_err(|e| e.to_string())?;
         identity.extend_from_slice(self.shared.key.public().as_bytes());
@@ -1010,6 +1010,17 @@ impl Requester {
             reveals,
             mut failed,
         } = self.check_reports(sender, lease, tasks, reports);
+        if self.misbehave == Some(super::RequesterMisbehave::Framer) {
+            for commit in &commits {
+                let framed = self
+                    .framed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if framed < FRAMED_COMMITS_MAX {
+                    let c = commit.payload_unchecked();
+                    tokio::spawn(self.clone().challenge(c.lease, c.task, commit.clone()));
+                }
+            }
+        }
         // Fetch the outputs of results that were asked for before taking
         // them: a result is only judged once its files are here and
         // verified.

@@ -289,7 +289,12 @@ impl Requester {
 
     /// Challenges a withheld reveal on chain, and slashes the provider once
     /// the window has passed without its opening.
-    async fn challenge(self: Arc<Self>, lease: ContentId, task: u64, commit: Signed<Commit>) {
+    pub(super) async fn challenge(
+        self: Arc<Self>,
+        lease: ContentId,
+        task: u64,
+        commit: Signed<Commit>,
+    ) {
         let ledger = &self.shared.ledger;
         let start = ledger.link().height().await.unwrap_or(0);
         if let Err(e) = ledger.send(TxKind::Challenge { commit }).await {

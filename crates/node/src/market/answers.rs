@@ -1,0 +1,135 @@
+//! A provider's answers to reveal challenges.
+//!
+//! A requester holding one of the provider's signed commits can post it on
+//! the ledger as a `Challenge`; if no `Reveal` opens it within the window,
+//! the commit becomes `NoReveal` evidence and the provider is slashed. So
+//! the provider keeps, for every commitment it made, what opens it (the
+//! digest: the salt is derived again from its key, the lease and the task),
+//! persisted in the same batch as the report before the commit is sent, and
+//! a watcher answers every open challenge against it. An answer is kept
+//! until its lease has expired and a reveal window has passed: the ledger
+//! takes no challenge after the lease expires.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_ledger::{OPENING_NAMESPACE, Opening, REVEAL_WINDOW_BLOCKS, TxKind};
+use cairn_store::{Op, Table};
+use cairn_wire::{ContentId, Signed};
+
+use super::Shared;
+
+/// How often the provider looks for challenges: a small part of the reveal
+/// window (100 blocks), so an answer is never late.
+const POLL: Duration = Duration::from_secs(2);
+/// Blocks between sweeps of answers whose challenge window has passed.
+const PRUNE_EVERY_BLOCKS: u64 = 100;
+
+/// What opens the commitment to `digest` for `task` under `lease`, kept
+/// while the lease (which lives until `expires_height`) can be challenged.
+pub(super) fn keep(lease: &ContentId, task: u64, digest: &ContentId, expires_height: u64) -> Op {
+    let mut value = digest.as_bytes().to_vec();
+    value.extend_from_slice(&expires_height.to_be_bytes());
+    Op::Put(Table::Answers, key(lease, task), value)
+}
+
+fn key(lease: &ContentId, task: u64) -> Vec<u8> {
+    let mut key = lease.as_bytes().to_vec();
+    key.extend_from_slice(&task.to_be_bytes());
+    key
+}
+
+/// A stored answer: the digest and the lease's expiry height.
+fn decode(value: &[u8]) -> Option<(ContentId, u64)> {
+    let digest: [u8; 32] = value.get(..32)?.try_into().ok()?;
+    let expires: [u8; 8] = value.get(32..40)?.try_into().ok()?;
+    Some((ContentId::from_digest(digest), u64::from_be_bytes(expires)))
+}
+
+/// The signed opening of this provider's commitment for `task` of `lease`.
+pub(super) fn opening(
+    shared: &Shared,
+    lease: ContentId,
+    task: u64,
+    digest: ContentId,
+) -> Signed<Opening> {
+    Signed::sign(
+        &shared.key,
+        OPENING_NAMESPACE,
+        Opening {
+            lease,
+            task,
+            digest,
+            salt: cairn_verify::salt(&shared.key, &lease, task),
+        },
+    )
+}
+
+/// Answers every open challenge against this provider, for as long as the
+/// node runs.
+pub(super) async fn watch(shared: Arc<Shared>) {
+    let me = shared.key.public();
+    // Challenges answered (or that cannot be), until they leave the list.
+    let mut answered: BTreeSet<(ContentId, u64)> = BTreeSet::new();
+    let mut pruned_at = 0;
+    loop {
+        tokio::time::sleep(POLL).await;
+        let (height, open) = match shared.ledger.link().open_challenges(&me).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!("looking for challenges: {e}");
+                continue;
+            }
+        };
+        answered.retain(|key| open.iter().any(|(l, t, _)| (*l, *t) == *key));
+        for (lease, task, deadline) in open {
+            if !answered.insert((lease, task)) {
+                continue;
+            }
+            let stored = shared.db.get(Table::Answers, &key(&lease, task));
+            let Some((digest, _)) = stored.ok().flatten().as_deref().and_then(decode) else {
+                // Not a commit this node made, or one made before answers
+                // were kept: nothing can open it.
+                tracing::error!(
+                    "challenged on task {task} of lease {} with nothing to open it",
+                    lease.short()
+                );
+                continue;
+            };
+            tracing::info!(
+                "answering a challenge on task {task} of lease {} (due by block {deadline})",
+                lease.short()
+            );
+            let reveal = TxKind::Reveal {
+                opening: opening(&shared, lease, task, digest),
+            };
+            if let Err(e) = shared.ledger.send(reveal).await {
+                tracing::warn!("revealing task {task} of lease {}: {e}", lease.short());
+                answered.remove(&(lease, task));
+            }
+        }
+        if height >= pruned_at + PRUNE_EVERY_BLOCKS {
+            pruned_at = height;
+            prune(&shared, height);
+        }
+    }
+}
+
+/// Forgets answers no challenge can ask for any more.
+fn prune(shared: &Shared, height: u64) {
+    let Ok(all) = shared.db.scan(Table::Answers, b"") else {
+        return;
+    };
+    let stale: Vec<Op> = all
+        .into_iter()
+        .filter(|(_, value)| {
+            decode(value)
+                .is_none_or(|(_, expires)| expires.saturating_add(REVEAL_WINDOW_BLOCKS) < height)
+        })
+        .map(|(key, _)| Op::Delete(Table::Answers, key))
+        .collect();
+    if let Err(e) = shared.db.write(&stale) {
+        tracing::warn!("forgetting old answers: {e}");
+    }
+}
