@@ -153,7 +153,8 @@ fn main() {
                 Report::Revealed {
                     opening: opening.clone(),
                     receipt: receipt.clone(),
-                    success: true,
+                    code: 0,
+                    exit: 0,
                     outcome: "exited successfully".into(),
                     outputs: vec![file("frame-0007.png")],
                     stdout: StreamRef::of(b"the answer is 42\n"),

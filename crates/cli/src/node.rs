@@ -107,10 +107,14 @@ pub struct MarketArgs {
     #[arg(long, env = "CAIRN_MODULE_CACHE_MIB", default_value_t = 2048)]
     module_cache_mib: u64,
     /// Cheat on purpose, to test verification on a devnet: `liar` returns a
-    /// wrong digest for every task, `staller` commits and never reveals,
-    /// `index-overflower` reports on tasks past the job's end (providers);
-    /// `framer` challenges honest commits on the ledger (a requester).
-    #[arg(long, hide = true, value_parser = ["liar", "staller", "index-overflower", "framer"])]
+    /// wrong result for every task, `staller` commits and never reveals,
+    /// `index-overflower` reports on tasks past the job's end,
+    /// `output-substituter` delivers another file than it committed to,
+    /// `fuel-inflater` claims all of a task's fuel (providers); `framer`
+    /// challenges honest commits on the ledger (a requester).
+    #[arg(long, hide = true, value_parser = [
+        "liar", "staller", "index-overflower", "output-substituter", "fuel-inflater", "framer",
+    ])]
     misbehave: Option<String>,
 }
 
@@ -170,6 +174,10 @@ impl MarketArgs {
                     Some("index-overflower") => {
                         Some(cairn_node::market::Misbehave::IndexOverflower)
                     }
+                    Some("output-substituter") => {
+                        Some(cairn_node::market::Misbehave::OutputSubstituter)
+                    }
+                    Some("fuel-inflater") => Some(cairn_node::market::Misbehave::FuelInflater),
                     _ => None,
                 },
             });

@@ -615,6 +615,40 @@ fn provider_key(devnet: &Devnet, j: u16) -> cairn_wire::PublicKey {
         .public()
 }
 
+/// Checks that job `id` of `devnet` has all its `tasks` results, each
+/// with the digest this machine computes for `job`, and none kept from a
+/// provider in `cheats`.
+fn results_are_local_and_none_from(
+    devnet: &Devnet,
+    id: &str,
+    job: &Path,
+    tasks: u32,
+    cheats: &[cairn_wire::PublicKey],
+) {
+    let out = tempfile::tempdir().unwrap();
+    let local = run(&[
+        "run",
+        job.to_str().unwrap(),
+        "--local",
+        "--json",
+        "-o",
+        out.path().to_str().unwrap(),
+    ]);
+    assert!(local.status.success());
+    let local: Value = serde_json::from_slice(&local.stdout).unwrap();
+    let results = devnet.results(id);
+    assert_eq!(results.len() as u32, tasks);
+    for r in local["results"].as_array().unwrap() {
+        let task = r["index"].as_u64().unwrap();
+        assert_eq!(results[&task]["digest"], r["digest"], "task {task}");
+        let provider = results[&task]["provider"].as_str().unwrap();
+        assert!(
+            cheats.iter().all(|k| k.to_string() != provider),
+            "task {task} kept a cheat's result"
+        );
+    }
+}
+
 /// Replaces provider 2 of a fresh three-provider devnet with one that
 /// cheats as `how`, runs a verified job, and checks that the cheat is
 /// convicted and slashed on the ledger while every result stays right and
@@ -644,27 +678,7 @@ fn cheater_is_caught(base: u16, how: &str, tasks: u32) {
             .any(|k| k.as_str() == Some(&cheat.to_string())),
         "{status}"
     );
-    // Every accepted result is what this machine computes.
-    let local = run(&[
-        "run",
-        job.to_str().unwrap(),
-        "--local",
-        "--json",
-        "-o",
-        tmp.path().join("local").to_str().unwrap(),
-    ]);
-    assert!(local.status.success());
-    let local: Value = serde_json::from_slice(&local.stdout).unwrap();
-    let results = devnet.results(&id);
-    assert_eq!(results.len() as u32, tasks);
-    for r in local["results"].as_array().unwrap() {
-        let task = r["index"].as_u64().unwrap();
-        assert_eq!(results[&task]["digest"], r["digest"], "task {task}");
-        assert_ne!(
-            results[&task]["provider"].as_str(),
-            Some(&*cheat.to_string())
-        );
-    }
+    results_are_local_and_none_from(&devnet, &id, &job, tasks, &[cheat]);
     // Its stake is slashed on the ledger.
     devnet.wait_until("the cheat is slashed on the ledger", |d| {
         let now = d.get(&format!("/v1/accounts/{cheat}"))?["stake"].as_u64()?;
@@ -836,5 +850,37 @@ fn the_network_benchmark_runs_and_prints_every_figure() {
             figures.get(metric).is_some_and(|v| *v > 0.0),
             "{metric}: {figures:?}"
         );
+    }
+}
+
+/// An `output_substituter` signs the honest digest but delivers another
+/// file; a `fuel_inflater` signs it with a receipt claiming all the task's
+/// fuel. The requester rebuilds each result's manifest from the report and
+/// refuses both (nothing of theirs is kept or paid); the job completes with
+/// the results this machine computes.
+#[test]
+fn substituted_outputs_and_inflated_fuel_are_refused_and_the_job_completes_right() {
+    let devnet = Devnet::start(33000, 3);
+    let mut cheats = Vec::new();
+    for (j, how) in [(1, "output-substituter"), (2, "fuel-inflater")] {
+        devnet.signal(&format!("p{j}"), "-9");
+        devnet.wait_gone(&format!("p{j}"));
+        cheats.push(devnet.start_provider(j, &["--misbehave", how]));
+    }
+    let cheat_keys = [provider_key(&devnet, 1), provider_key(&devnet, 2)];
+    devnet.wait_until("the cheats are back", |d| {
+        (d.get("/v1/market")?["peers"].as_u64()? >= 3).then_some(())
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let job = search_job(tmp.path(), 12, 1_000, "policy = \"none\"");
+    let id = devnet.submit(&job);
+    let status = devnet.wait_done(&id);
+    assert_eq!(status["failed"], 0, "{status}");
+    let stats = devnet.get("/v1/market").unwrap();
+    assert!(stats["refused"].as_u64() >= Some(1), "{stats}");
+    results_are_local_and_none_from(&devnet, &id, &job, 12, &cheat_keys);
+    for mut cheat in cheats {
+        let _ = cheat.kill();
+        let _ = cheat.wait();
     }
 }

@@ -40,7 +40,7 @@ use std::time::Duration;
 pub use cairn_job::Limits;
 use cairn_wire::ContentId;
 pub use error::ExecError;
-pub use manifest::{Manifest, OutputFile};
+pub use manifest::{Manifest, OutputFile, StatedManifest};
 pub use snapshot::{Snapshot, StateHash};
 #[cfg(feature = "runtime")]
 pub use wasm::{ModuleCache, NanCanonicalization, Trace, Transition, WasmConfig, WasmRuntime};
@@ -119,8 +119,8 @@ impl Outcome {
         *self == Outcome::Exited(0)
     }
 
-    /// A stable numeric code for the manifest.
-    fn code(&self) -> u8 {
+    /// A stable numeric code for the manifest: which kind of ending.
+    pub fn code(&self) -> u8 {
         match self {
             Outcome::Exited(_) => 0,
             Outcome::FuelExhausted { .. } => 1,
@@ -130,6 +130,16 @@ impl Outcome {
             Outcome::Trap(_) => 5,
             Outcome::MissingOutput(_) => 6,
             Outcome::InvalidOutput(_) => 7,
+        }
+    }
+}
+
+impl Outcome {
+    /// The exit status for an exit, 0 for any other ending.
+    pub fn exit_status(&self) -> i32 {
+        match self {
+            Outcome::Exited(code) => *code,
+            _ => 0,
         }
     }
 }

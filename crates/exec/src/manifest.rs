@@ -36,11 +36,55 @@ pub struct Manifest {
     pub outputs: Vec<OutputFile>,
 }
 
+/// A manifest as a report from a peer states it: the outcome as its code,
+/// exit status and text rather than an [`Outcome`]. A requester rebuilds
+/// the digest from what a provider reported and compares it with the one
+/// the provider signed, so the outputs, streams and fuel it is paid and
+/// delivers are the ones every agreeing replica committed to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatedManifest<'a> {
+    /// [`Outcome::code`].
+    pub code: u8,
+    /// [`Outcome::exit_status`].
+    pub exit: i32,
+    /// The outcome's text (its `Display`).
+    pub text: &'a str,
+    /// Fuel consumed.
+    pub fuel_used: u64,
+    /// BLAKE3 of stdout.
+    pub stdout: ContentId,
+    /// BLAKE3 of stderr.
+    pub stderr: ContentId,
+    /// Output files, in any order (sorted by path when hashed).
+    pub outputs: Vec<OutputFile>,
+}
+
+impl StatedManifest<'_> {
+    /// The digest of the manifest stated: the one [`Manifest::digest`] gives
+    /// for the same result.
+    pub fn digest(mut self) -> ContentId {
+        self.outputs.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut buf = Vec::with_capacity(self.encode_size());
+        self.write(&mut buf);
+        ContentId::of(&buf)
+    }
+}
+
 impl Manifest {
     /// The canonical bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut buf = Vec::with_capacity(self.encode_size());
-        self.write(&mut buf);
+        let text = self.outcome.to_string();
+        let stated = StatedManifest {
+            code: self.outcome.code(),
+            exit: self.outcome.exit_status(),
+            text: &text,
+            fuel_used: self.fuel_used,
+            stdout: self.stdout,
+            stderr: self.stderr,
+            outputs: self.outputs.clone(),
+        };
+        let mut buf = Vec::with_capacity(stated.encode_size());
+        stated.write(&mut buf);
         buf
     }
 
@@ -50,16 +94,12 @@ impl Manifest {
     }
 }
 
-impl Write for Manifest {
+impl Write for StatedManifest<'_> {
     fn write(&self, buf: &mut impl bytes::BufMut) {
         MANIFEST_VERSION.write(buf);
-        self.outcome.code().write(buf);
-        let exit = match self.outcome {
-            Outcome::Exited(code) => code,
-            _ => 0,
-        };
-        exit.write(buf);
-        cairn_wire::text::write(&self.outcome.to_string(), buf);
+        self.code.write(buf);
+        self.exit.write(buf);
+        cairn_wire::text::write(self.text, buf);
         self.fuel_used.write(buf);
         self.stdout.write(buf);
         self.stderr.write(buf);
@@ -72,21 +112,14 @@ impl Write for Manifest {
     }
 }
 
-impl EncodeSize for Manifest {
+impl EncodeSize for StatedManifest<'_> {
     fn encode_size(&self) -> usize {
         let files: usize = self
             .outputs
             .iter()
             .map(|f| cairn_wire::text::encode_size(&f.path) + 8 + 32)
             .sum();
-        1 + 1
-            + 4
-            + cairn_wire::text::encode_size(&self.outcome.to_string())
-            + 8
-            + 32
-            + 32
-            + 4
-            + files
+        1 + 1 + 4 + cairn_wire::text::encode_size(self.text) + 8 + 32 + 32 + 4 + files
     }
 }
 
@@ -182,10 +215,53 @@ mod tests {
         }
     }
 
+    fn stated<'a>(m: &Manifest, text: &'a str) -> StatedManifest<'a> {
+        StatedManifest {
+            code: m.outcome.code(),
+            exit: m.outcome.exit_status(),
+            text,
+            fuel_used: m.fuel_used,
+            stdout: m.stdout,
+            stderr: m.stderr,
+            outputs: m.outputs.clone(),
+        }
+    }
+
     #[test]
     fn encode_size_is_exact() {
         let m = manifest();
-        assert_eq!(m.to_bytes().len(), m.encode_size());
+        let text = m.outcome.to_string();
+        let mut buf = Vec::new();
+        stated(&m, &text).write(&mut buf);
+        assert_eq!(buf.len(), stated(&m, &text).encode_size());
+        assert_eq!(buf, m.to_bytes());
+    }
+
+    /// What a requester rebuilds from a report is the provider's digest,
+    /// whatever order the outputs are listed in; an `output_substituter`'s
+    /// other file or a `fuel_inflater`'s extra fuel is another digest.
+    #[test]
+    fn a_stated_manifest_has_the_result_digest_and_binds_every_field() {
+        let mut m = manifest();
+        m.outputs.push(OutputFile {
+            path: "b.png".into(),
+            size_bytes: 1,
+            id: ContentId::of(b"b"),
+        });
+        let text = m.outcome.to_string();
+        assert_eq!(stated(&m, &text).digest(), m.digest());
+        let mut reversed = stated(&m, &text);
+        reversed.outputs.reverse();
+        assert_eq!(reversed.digest(), m.digest());
+        let mut substituted = stated(&m, &text);
+        substituted.outputs[0].id = ContentId::of(b"other");
+        assert_ne!(substituted.digest(), m.digest());
+        let mut inflated = stated(&m, &text);
+        inflated.fuel_used += 1;
+        assert_ne!(inflated.digest(), m.digest());
+        let mut failed = stated(&m, &text);
+        failed.exit = 1;
+        assert_ne!(failed.digest(), m.digest());
     }
 
     #[test]

@@ -162,9 +162,14 @@ pub enum Report {
         opening: Signed<Opening>,
         /// Signed by the provider; what settlement pays on.
         receipt: Signed<Receipt>,
-        /// Whether the program succeeded (exit 0, outputs present).
-        success: bool,
-        /// How it ended, for humans.
+        /// How it ended, as its manifest encodes it: the kind of ending
+        /// (`cairn_exec::Outcome::code`, 0 for an exit)…
+        code: u8,
+        /// …the exit status (0 for any other ending)…
+        exit: i32,
+        /// …and the text, for humans. The requester rebuilds the result's
+        /// manifest from these, the receipt's fuel, the streams and the
+        /// outputs, and refuses the report unless it has the signed digest.
         outcome: String,
         /// Its output files, fetchable from the provider as blobs.
         outputs: Vec<FileRef>,
@@ -184,6 +189,12 @@ pub enum Report {
 }
 
 impl Report {
+    /// Whether a result's ending is a success: an exit with status 0 (a
+    /// program that exits so without its outputs ends `MissingOutput`).
+    pub fn succeeded(code: u8, exit: i32) -> bool {
+        code == 0 && exit == 0
+    }
+
     /// The task reported on.
     pub fn task(&self) -> u64 {
         match self {
@@ -505,7 +516,8 @@ impl Write for Report {
             Report::Revealed {
                 opening,
                 receipt,
-                success,
+                code,
+                exit,
                 outcome,
                 outputs,
                 stdout,
@@ -514,7 +526,8 @@ impl Write for Report {
                 2u8.write(buf);
                 opening.write(buf);
                 receipt.write(buf);
-                success.write(buf);
+                code.write(buf);
+                exit.write(buf);
                 write_text(outcome, buf);
                 write_files(outputs, buf);
                 stdout.write(buf);
@@ -545,6 +558,7 @@ impl EncodeSize for Report {
                 opening.encode_size()
                     + receipt.encode_size()
                     + 1
+                    + 4
                     + text::encode_size(outcome)
                     + files_size(outputs)
                     + stdout.encode_size()
@@ -567,7 +581,8 @@ impl Read for Report {
             2 => Ok(Report::Revealed {
                 opening: Signed::<Opening>::read(buf)?,
                 receipt: Signed::<Receipt>::read(buf)?,
-                success: bool::read(buf)?,
+                code: u8::read(buf)?,
+                exit: i32::read(buf)?,
                 outcome: read_text(buf)?,
                 outputs: read_paths(
                     read_files(buf)?,
@@ -932,7 +947,8 @@ mod tests {
                             },
                         ),
                         receipt: receipt(),
-                        success: true,
+                        code: 0,
+                        exit: 0,
                         outcome: "exited successfully".into(),
                         outputs: vec![FileRef {
                             name: "a.png".into(),

@@ -119,14 +119,20 @@ fn terms_over_caps(terms: &Terms, lease: &Lease, offer: &Offer, caps: &TaskCaps)
 /// How a provider built to test verification cheats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Misbehave {
-    /// Returns a wrong digest for every task (and defends it in disputes
-    /// with its honest trace, which ends elsewhere).
+    /// Returns a wrong result for every task, consistently (another first
+    /// output, or stdout, with the digest of that manifest), and defends
+    /// it in disputes with its honest trace, which ends elsewhere.
     Liar,
     /// Commits to every result and never reveals one.
     Staller,
     /// Adds, to every pull, a signed commitment and a failure for a task
     /// past the job's end (tests of the requester's input checks).
     IndexOverflower,
+    /// Signs the honest digest but delivers another file as its first
+    /// output (what `cairn job results` would write).
+    OutputSubstituter,
+    /// Signs the honest digest with a receipt claiming all the task's fuel.
+    FuelInflater,
 }
 
 /// A lease being worked, as persisted.
@@ -968,6 +974,36 @@ impl Provider {
             Ok(result) => result,
             Err(e) => return failed(e.to_string()),
         };
+        let mut result = result;
+        let misbehave = self.config.misbehave;
+        if matches!(
+            misbehave,
+            Some(Misbehave::OutputSubstituter | Misbehave::Liar)
+        ) && let Some(first) = result.outputs.first_mut()
+        {
+            let other = b"not what the task wrote";
+            std::fs::write(output_dir.join(&first.path), other).ok();
+            first.id = ContentId::of(other);
+            first.size_bytes = other.len() as u64;
+        }
+        if misbehave == Some(Misbehave::Liar) {
+            // A consistent lie: the manifest of what it delivers, so only
+            // replicas and a dispute can tell it is wrong.
+            if result.outputs.is_empty() {
+                result.stdout.extend_from_slice(b"a lie\n");
+            }
+            result.digest = cairn_exec::Manifest {
+                outcome: result.outcome.clone(),
+                fuel_used: result.fuel_used,
+                stdout: ContentId::of(&result.stdout),
+                stderr: ContentId::of(&result.stderr),
+                outputs: result.outputs.clone(),
+            }
+            .digest();
+        }
+        if misbehave == Some(Misbehave::FuelInflater) {
+            result.fuel_used = terms.limits.fuel;
+        }
         let mut outputs = Vec::with_capacity(result.outputs.len());
         for file in &result.outputs {
             match self.shared.blobs.put_file(&output_dir.join(&file.path)) {
@@ -989,10 +1025,7 @@ impl Provider {
                 return failed(format!("storing {name}: {e}"));
             }
         }
-        let digest = match self.config.misbehave {
-            Some(Misbehave::Liar) => ContentId::of(&result.digest.as_bytes()[..31]),
-            _ => result.digest,
-        };
+        let digest = result.digest;
         let receipt = Signed::sign(
             &self.shared.key,
             RECEIPT_NAMESPACE,
@@ -1009,7 +1042,8 @@ impl Provider {
         Report::Revealed {
             opening,
             receipt,
-            success: result.outcome.is_success(),
+            code: result.outcome.code(),
+            exit: result.outcome.exit_status(),
             outcome: result.outcome.to_string(),
             outputs,
             stdout: StreamRef::of(&result.stdout),

@@ -1275,13 +1275,34 @@ impl Requester {
                 Report::Revealed {
                     opening,
                     receipt,
-                    success,
+                    code,
+                    exit,
                     outcome,
                     outputs,
                     stdout,
                     stderr,
                 } => {
                     let (o, r) = (opening.payload_unchecked(), receipt.payload_unchecked());
+                    // The digest signed is the manifest's: rebuilt from the
+                    // report, it binds the outputs delivered, the streams
+                    // and the fuel paid to what every agreeing replica
+                    // committed to.
+                    let stated = cairn_exec::StatedManifest {
+                        code,
+                        exit,
+                        text: &outcome,
+                        fuel_used: r.fuel_used,
+                        stdout: stdout.id,
+                        stderr: stderr.id,
+                        outputs: outputs
+                            .iter()
+                            .map(|f| cairn_exec::OutputFile {
+                                path: f.name.clone(),
+                                size_bytes: f.size,
+                                id: f.id,
+                            })
+                            .collect(),
+                    };
                     if !all_valid
                         && (opening.verify(OPENING_NAMESPACE).is_err()
                             || receipt.verify(RECEIPT_NAMESPACE).is_err())
@@ -1300,13 +1321,22 @@ impl Requester {
                             .any(|f| cairn_job::check_output_path(&f.name).is_err())
                     {
                         refuse(&counters.refused);
+                    } else if stated.digest() != r.digest {
+                        // Outputs, streams or fuel other than those it
+                        // committed to: nothing of it is taken or paid,
+                        // and the task goes to someone else.
+                        refuse(&counters.refused);
+                        failed.push((
+                            r.task as u32,
+                            "its report does not have the digest it signed".into(),
+                        ));
                     } else {
                         let record = TaskRecord {
                             task: r.task as u32,
                             provider: sender.to_string(),
                             digest: r.digest.to_string(),
                             fuel_used: r.fuel_used,
-                            success,
+                            success: Report::succeeded(code, exit),
                             outcome,
                             outputs: outputs
                                 .iter()
