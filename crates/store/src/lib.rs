@@ -14,4 +14,4 @@ pub use blob::{
     BlobError, BlobStore, CHECKPOINT_BYTES, CHUNK_GROUP_BYTES, Download, RANGE_BYTES_MAX,
     encoded_range_bytes, verify_range,
 };
-pub use db::{Db, DbError, Op, Table};
+pub use db::{Db, DbError, Op, Record, Table};

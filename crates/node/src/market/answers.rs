@@ -111,7 +111,11 @@ pub(super) async fn watch(shared: Arc<Shared>) {
         }
         if height >= pruned_at + PRUNE_EVERY_BLOCKS {
             pruned_at = height;
-            prune(&shared, height);
+            // A scan of the whole table: off the async workers.
+            let shared = shared.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || prune(&shared, height)).await {
+                tracing::warn!("forgetting old answers: {e}");
+            }
         }
     }
 }
@@ -121,15 +125,56 @@ fn prune(shared: &Shared, height: u64) {
     let Ok(all) = shared.db.scan(Table::Answers, b"") else {
         return;
     };
-    let stale: Vec<Op> = all
-        .into_iter()
+    if let Err(e) = shared.db.write(&stale(all, height)) {
+        tracing::warn!("forgetting old answers: {e}");
+    }
+}
+
+/// Deletions of the answers in `all` that no challenge can reach at
+/// `height`: their lease expired more than a reveal window ago (or the
+/// record is unreadable).
+fn stale(all: Vec<cairn_store::Record>, height: u64) -> Vec<Op> {
+    all.into_iter()
         .filter(|(_, value)| {
             decode(value)
                 .is_none_or(|(_, expires)| expires.saturating_add(REVEAL_WINDOW_BLOCKS) < height)
         })
         .map(|(key, _)| Op::Delete(Table::Answers, key))
-        .collect();
-    if let Err(e) = shared.db.write(&stale) {
-        tracing::warn!("forgetting old answers: {e}");
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(lease: &[u8], expires: u64) -> cairn_store::Record {
+        let Op::Put(_, key, value) = keep(&ContentId::of(lease), 3, &ContentId::of(b"d"), expires)
+        else {
+            unreachable!("keep puts")
+        };
+        (key, value)
+    }
+
+    /// An answer is kept while its lease can still be challenged and a
+    /// reveal window after; then it goes, as does an unreadable one.
+    #[test]
+    fn answers_outlive_their_lease_by_one_reveal_window() {
+        let (_, value) = record(b"a", 50);
+        assert_eq!(decode(&value), Some((ContentId::of(b"d"), 50)));
+        let all = vec![
+            record(b"expired long ago", 10),
+            record(b"in its window", 50),
+            record(b"live", 1_000),
+            (b"junk".to_vec(), vec![1, 2, 3]),
+        ];
+        let height = 50 + REVEAL_WINDOW_BLOCKS;
+        let gone: Vec<Vec<u8>> = stale(all.clone(), height)
+            .into_iter()
+            .map(|op| match op {
+                Op::Delete(Table::Answers, key) => key,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(gone, vec![all[0].0.clone(), all[3].0.clone()]);
     }
 }
