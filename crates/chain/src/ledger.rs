@@ -41,8 +41,20 @@ pub struct BlockSummary {
 pub enum TxOutcome {
     /// Applied at this height.
     Applied(u64),
-    /// Included at this height but refused by the ledger, for this reason.
+    /// Included at this height but refused by the ledger, for this reason
+    /// (it still took its nonce).
     Refused(u64, String),
+}
+
+/// The transaction a block carried for one signer and nonce, and what
+/// became of it: a sender learns whether it was its own transaction, or
+/// another it signed with the same nonce, that took the nonce.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxRecord {
+    /// The digest of its bytes.
+    pub tx: ContentId,
+    /// What became of it.
+    pub outcome: TxOutcome,
 }
 
 /// Why a submitted transaction was refused.
@@ -108,7 +120,7 @@ struct Inner {
     roots: BTreeMap<u64, ContentId>,
     blocks: BTreeMap<u64, BlockSummary>,
     mempool: Mempool,
-    outcomes: BTreeMap<TxKey, TxOutcome>,
+    outcomes: BTreeMap<TxKey, TxRecord>,
     outcome_order: std::collections::VecDeque<TxKey>,
     store: Option<StateStore>,
 }
@@ -170,7 +182,7 @@ impl Ledger {
 
     /// What became of the transaction of `signer` with `nonce`, if this node
     /// applied the block that carried it (recently).
-    pub fn outcome(&self, signer: &PublicKey, nonce: u64) -> Option<TxOutcome> {
+    pub fn outcome(&self, signer: &PublicKey, nonce: u64) -> Option<TxRecord> {
         self.inner
             .lock()
             .unwrap()
@@ -220,6 +232,30 @@ impl Ledger {
         Ok(())
     }
 
+    /// Makes a block of what the mempool holds and applies it at once, with
+    /// no consensus: the chain of a ledger only this process uses (the
+    /// market's benchmarks and tests). Returns the new height.
+    pub fn seal_alone(&self, timestamp_ms: u64) -> Result<u64, crate::StoreError> {
+        let txs = self.select(crate::TXS_PER_BLOCK_MAX, &BTreeSet::new());
+        let (height, parent) = {
+            let inner = self.inner.lock().unwrap();
+            let parent = match inner.blocks.last_key_value() {
+                Some((_, last)) => last.digest,
+                None => commonware_cryptography::Digestible::digest(&Block::genesis(
+                    &inner.state.chain(),
+                )),
+            };
+            (inner.state.height() + 1, parent)
+        };
+        self.apply_finalized(&Block {
+            parent,
+            height: commonware_consensus::types::Height::new(height),
+            timestamp_ms,
+            txs,
+        })?;
+        Ok(height)
+    }
+
     /// Up to `max` transactions for a new block (and at most
     /// [`BLOCK_TX_BYTES_MAX`] bytes of them), one from each sender in turn,
     /// skipping those already in blocks that are proposed but not yet
@@ -248,11 +284,12 @@ impl Ledger {
             // before them: those that no longer apply are skipped, the same
             // way on every validator.
             if let Some(verified) = verify(bytes) {
-                let outcome = match state.apply(&verified) {
+                let outcome = match state.apply_in_block(&verified) {
                     Ok(_) => TxOutcome::Applied(height),
                     Err(e) => TxOutcome::Refused(height, e.to_string()),
                 };
-                outcomes.push((tx_key(&verified), outcome));
+                let tx = ContentId::of(bytes);
+                outcomes.push((tx_key(&verified), TxRecord { tx, outcome }));
             }
         }
         if let Some(store) = &inner.store {
@@ -262,7 +299,7 @@ impl Ledger {
         inner.roots.insert(height, root);
         let applied = outcomes
             .iter()
-            .filter(|(_, o)| matches!(o, TxOutcome::Applied(_)))
+            .filter(|(_, r)| matches!(r.outcome, TxOutcome::Applied(_)))
             .count();
         inner.blocks.insert(
             height,
@@ -278,8 +315,8 @@ impl Ledger {
         while inner.blocks.len() > BLOCKS_KEPT_MAX {
             inner.blocks.pop_first();
         }
-        // Drop what the block included (applied or refused: a refused
-        // transaction would be refused again) and anything it made stale.
+        // Drop what the block included (applied or refused: either took its
+        // nonce) and anything it made stale.
         for (key, outcome) in outcomes {
             inner.mempool.remove(&key);
             if inner.outcomes.insert(key, outcome).is_none() {

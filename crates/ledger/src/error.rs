@@ -66,14 +66,17 @@ pub enum TxError {
     /// No escrow for this job.
     #[error("no open escrow for job {0}")]
     UnknownEscrow(ContentId),
+    /// The escrow is closing: no new lease may draw on it.
+    #[error("the escrow of job {0} is closing; it takes no new leases")]
+    EscrowClosing(ContentId),
     /// Only the escrow's owner may do this.
     #[error("only the escrow's owner {owner} may do this")]
     NotEscrowOwner {
         /// The owner.
         owner: PublicKey,
     },
-    /// The escrow still backs a lease that has not expired.
-    #[error("the escrow backs leases until height {until}; it can close after that")]
+    /// The escrow is closing and still backs a lease that has not expired.
+    #[error("the escrow is closing; its leases end at height {until}, and it returns the rest after that")]
     LeasesOutstanding {
         /// The last height at which a lease is live.
         until: u64,

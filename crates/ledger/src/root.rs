@@ -98,6 +98,7 @@ pub(crate) fn leaves(state: &State) -> Vec<ContentId> {
             e.owner.as_bytes(),
             &e.balance.to_be_bytes(),
             &e.leases_until.to_be_bytes(),
+            &[u8::from(e.closing)],
         ])
     }));
     out.extend(

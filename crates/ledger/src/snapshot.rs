@@ -51,6 +51,7 @@ impl State {
             e.owner.write(buf);
             e.balance.write(buf);
             e.leases_until.write(buf);
+            e.closing.write(buf);
         });
         write_map(&mut buf, &self.leases, |buf, _, lease| lease.write(buf));
         write_map(&mut buf, &self.settled, |buf, (lease, task), paid| {
@@ -125,6 +126,7 @@ impl State {
                 owner: PublicKey::read(buf)?,
                 balance: u64::read(buf)?,
                 leases_until: u64::read(buf)?,
+                closing: bool::read(buf)?,
             };
             state.escrows.insert(job, escrow);
         }

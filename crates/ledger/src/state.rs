@@ -76,10 +76,20 @@ pub struct Escrow {
     pub owner: PublicKey,
     /// What is left.
     pub balance: Amount,
-    /// The last height at which a lease on the job is live; the escrow
-    /// cannot close before, so providers working on a lease are paid.
+    /// The last height at which a lease on the job is live. Its owner may
+    /// take the rest back only after it: providers working under a lease
+    /// see the escrow they work for until the lease ends.
     pub leases_until: u64,
+    /// Its owner asked to close it: no lease may be recorded on it, and
+    /// leases end within [`CLOSE_NOTICE_BLOCKS`], after which a second
+    /// `CloseEscrow` returns the rest.
+    pub closing: bool,
 }
+
+/// How many blocks after a `CloseEscrow` the job's leases end at the latest:
+/// notice for its providers, who stop taking its work when they see the
+/// escrow closing.
+pub const CLOSE_NOTICE_BLOCKS: u64 = 50;
 
 /// What a settlement did with each receipt, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -258,6 +268,25 @@ impl State {
         }
     }
 
+    /// Applies a transaction a finalized block carries: as [`State::apply`],
+    /// except that a refusal for any reason but its chain or nonce still
+    /// takes its nonce. A sender's later transactions then follow a refused
+    /// one instead of waiting forever for a nonce nothing will fill.
+    pub fn apply_in_block(&mut self, tx: &VerifiedTx) -> Result<Vec<SettleOutcome>, TxError> {
+        let outcome = self.apply(tx);
+        if let Err(e) = &outcome
+            && !matches!(
+                e,
+                TxError::WrongChain { .. } | TxError::BadNonce { .. } | TxError::Overflow("nonce")
+            )
+        {
+            let account = self.accounts.entry(tx.tx().signer()).or_default();
+            // Cannot overflow: `apply` refused a nonce that would.
+            account.nonce += 1;
+        }
+        outcome
+    }
+
     /// Applies a verified transaction completely, or refuses it and changes
     /// nothing. Settlement returns what happened to each receipt.
     pub fn apply(&mut self, tx: &VerifiedTx) -> Result<Vec<SettleOutcome>, TxError> {
@@ -427,6 +456,7 @@ impl State {
                 owner: who,
                 balance: amount,
                 leases_until: 0,
+                closing: false,
             },
         );
         Ok(Vec::new())
@@ -466,9 +496,20 @@ impl State {
     ) -> Result<Vec<SettleOutcome>, TxError> {
         let escrow = self.owned_escrow(&who, &job)?;
         if escrow.leases_until >= self.height && escrow.leases_until > 0 {
-            return Err(TxError::LeasesOutstanding {
-                until: escrow.leases_until,
-            });
+            // Leases are live: they end after the notice (or sooner, as
+            // signed), and the rest returns on a later `CloseEscrow`.
+            if escrow.closing {
+                return Err(TxError::LeasesOutstanding {
+                    until: escrow.leases_until,
+                });
+            }
+            let until = escrow
+                .leases_until
+                .min(self.height.saturating_add(CLOSE_NOTICE_BLOCKS));
+            let escrow = self.escrows.get_mut(&job).expect("owned above");
+            escrow.leases_until = until;
+            escrow.closing = true;
+            return Ok(Vec::new());
         }
         let balance = self
             .account(&who)
@@ -486,6 +527,9 @@ impl State {
         lease: &Lease,
     ) -> Result<Vec<SettleOutcome>, TxError> {
         let escrow = self.owned_escrow(&who, &lease.job)?;
+        if escrow.closing {
+            return Err(TxError::EscrowClosing(lease.job));
+        }
         if lease.requester != who {
             return Err(TxError::Invalid {
                 field: "lease.requester",

@@ -189,12 +189,28 @@ fn a_job_locks_pays_and_refunds() {
         .unwrap();
     assert_eq!(outcomes, [SettleOutcome::Refused("already settled")]);
 
-    // The escrow cannot close while the lease is live: the provider may
-    // still be working on it.
+    // While the lease is live, closing gives its provider notice: the
+    // escrow takes no new lease, and returns the rest only after the lease
+    // ends (here before the notice would).
+    net.send(&requester, TxKind::CloseEscrow { job }).unwrap();
+    assert!(net.state.escrow(&job).unwrap().closing);
     let err = net
         .send(&requester, TxKind::CloseEscrow { job })
         .unwrap_err();
     assert_eq!(err, TxError::LeasesOutstanding { until: 10 });
+    let mut another = lease.clone();
+    another.expires_height = 9;
+    let provider_signature = another.sign(&net.provider);
+    let err = net
+        .send(
+            &requester,
+            TxKind::RecordLease {
+                lease: another,
+                provider_signature,
+            },
+        )
+        .unwrap_err();
+    assert_eq!(err, TxError::EscrowClosing(job));
     net.state.begin_block(11);
     let balance = net.state.account(&requester.public()).balance;
     net.send(&requester, TxKind::CloseEscrow { job }).unwrap();

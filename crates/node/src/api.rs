@@ -49,7 +49,7 @@ use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use cairn_chain::{Ledger, SubmitError, TxOutcome};
+use cairn_chain::{Ledger, SubmitError, TxOutcome, TxRecord};
 use cairn_wire::{ContentId, PublicKey};
 use serde_json::{Value, json};
 
@@ -190,8 +190,7 @@ async fn escrow(
     let job: ContentId = job
         .parse()
         .map_err(|e: cairn_wire::WireError| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
-    let state = ledger.state();
-    let escrow = state.escrow(&job).ok_or_else(|| {
+    let escrow = ledger.view(|state| state.escrow(&job).copied()).ok_or_else(|| {
         ApiError(
             StatusCode::NOT_FOUND,
             format!("no open escrow for job {job}"),
@@ -202,6 +201,7 @@ async fn escrow(
         "owner": escrow.owner.to_string(),
         "balance": escrow.balance,
         "leases_until": escrow.leases_until,
+        "closing": escrow.closing,
     })))
 }
 
@@ -244,11 +244,19 @@ async fn outcome(
         .parse()
         .map_err(|e: cairn_wire::WireError| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
     Ok(axum::Json(match ledger.outcome(&signer, nonce) {
-        Some(TxOutcome::Applied(height)) => json!({ "status": "applied", "height": height }),
-        Some(TxOutcome::Refused(height, reason)) => {
-            json!({ "status": "refused", "height": height, "reason": reason })
+        Some(TxRecord { tx, outcome }) => match outcome {
+            TxOutcome::Applied(height) => {
+                json!({ "status": "applied", "height": height, "tx": tx.to_string() })
+            }
+            TxOutcome::Refused(height, reason) => json!({
+                "status": "refused", "height": height, "reason": reason, "tx": tx.to_string()
+            }),
+        },
+        // Long ago: the block is forgotten, so which transaction took the
+        // nonce is too.
+        None if ledger.view(|state| state.account(&signer).nonce) > nonce => {
+            json!({ "status": "applied" })
         }
-        None if ledger.state().account(&signer).nonce > nonce => json!({ "status": "applied" }),
         None => json!({ "status": "pending" }),
     }))
 }

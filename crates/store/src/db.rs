@@ -26,6 +26,9 @@ pub enum Table {
     /// Provider: what opens each commitment it made, by lease id and task,
     /// kept while the commitment can be challenged.
     Answers,
+    /// Both roles: ledger transactions signed but not yet known applied or
+    /// refused, by the order they were queued in.
+    Outbox,
 }
 
 impl Table {
@@ -37,16 +40,18 @@ impl Table {
             Table::LeasesTaken => "leases_taken",
             Table::Reports => "reports",
             Table::Answers => "answers",
+            Table::Outbox => "outbox",
         })
     }
 
-    const ALL: [Table; 6] = [
+    const ALL: [Table; 7] = [
         Table::Jobs,
         Table::Results,
         Table::LeasesGiven,
         Table::LeasesTaken,
         Table::Reports,
         Table::Answers,
+        Table::Outbox,
     ];
 }
 

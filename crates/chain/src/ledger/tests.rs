@@ -221,3 +221,50 @@ fn block_hogs_with_more_than_a_block_share_it_round_robin() {
     );
     assert!(second.iter().all(|tx| !exclude.contains(tx)));
 }
+
+#[test]
+fn a_transaction_refused_in_a_block_takes_its_nonce_and_the_next_one_applies() {
+    let sender = key(1);
+    let other = key(2);
+    let ledger = ledger(&[&sender]);
+    let chain = ledger.chain();
+    // Admitted (it takes nothing from the balance), refused when applied:
+    // there is no such escrow.
+    let doomed = TxBody {
+        chain,
+        nonce: 0,
+        kind: TxKind::CloseEscrow {
+            job: ContentId::of(b"no such job"),
+        },
+    }
+    .sign(&sender)
+    .to_bytes();
+    let next = transfer(chain, &sender, 1, other.public());
+    ledger.submit(doomed.clone()).unwrap();
+    ledger.submit(next.clone()).unwrap();
+    let height = ledger.seal_alone(1).unwrap();
+    assert_eq!(height, 1);
+
+    let refused = ledger.outcome(&sender.public(), 0).unwrap();
+    assert_eq!(refused.tx, ContentId::of(&doomed));
+    assert!(
+        matches!(&refused.outcome, TxOutcome::Refused(1, reason) if reason.contains("no open escrow")),
+        "{refused:?}"
+    );
+    let applied = ledger.outcome(&sender.public(), 1).unwrap();
+    assert_eq!(
+        applied,
+        TxRecord {
+            tx: ContentId::of(&next),
+            outcome: TxOutcome::Applied(1)
+        }
+    );
+    ledger.view(|state| {
+        assert_eq!(state.account(&sender.public()).nonce, 2);
+        assert_eq!(state.account(&other.public()).balance, 1);
+    });
+    assert_eq!(ledger.pending(), 0);
+    // Blocks sealed alone chain on each other.
+    assert_eq!(ledger.seal_alone(2).unwrap(), 2);
+    assert_ne!(ledger.block(2).unwrap().digest, ledger.block(1).unwrap().digest);
+}

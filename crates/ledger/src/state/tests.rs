@@ -174,10 +174,14 @@ fn a_payment_above_the_largest_amount_is_refused_whole() {
         world.send(true, TxKind::Settle { job, receipts }),
         Err(TxError::Overflow("payment"))
     );
-    // A lease that never expires keeps its escrow open to the last height.
+    // A lease that never expires still ends after the notice once its
+    // escrow is closing.
+    world.send(true, TxKind::CloseEscrow { job }).unwrap();
     assert_eq!(
         world.send(true, TxKind::CloseEscrow { job }),
-        Err(TxError::LeasesOutstanding { until: u64::MAX })
+        Err(TxError::LeasesOutstanding {
+            until: world.state.height() + crate::CLOSE_NOTICE_BLOCKS
+        })
     );
 }
 
