@@ -114,6 +114,16 @@ pub struct Ledger {
     inner: Arc<Mutex<Inner>>,
 }
 
+/// A [`Ledger`] handle that does not keep it alive.
+pub struct WeakLedger(std::sync::Weak<Mutex<Inner>>);
+
+impl WeakLedger {
+    /// The ledger, if something still holds it.
+    pub fn upgrade(&self) -> Option<Ledger> {
+        self.0.upgrade().map(|inner| Ledger { inner })
+    }
+}
+
 struct Inner {
     state: State,
     /// State roots by height (for checks and queries).
@@ -153,6 +163,11 @@ impl Ledger {
                 store,
             })),
         })
+    }
+
+    /// A handle that does not keep the ledger alive.
+    pub fn downgrade(&self) -> WeakLedger {
+        WeakLedger(Arc::downgrade(&self.inner))
     }
 
     /// The chain's id (its genesis digest).

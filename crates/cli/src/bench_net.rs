@@ -332,7 +332,7 @@ fn blob_transfer(mib: u64) -> anyhow::Result<Vec<Figure>> {
             &keys.iter().map(|k| k.public()).collect::<Vec<_>>(),
             1 << 40,
         );
-        let ledger = LedgerLink::in_memory(genesis.state()?);
+        let ledger = LedgerLink::in_memory(genesis.state()?, 200);
         let start = |key: &cairn_wire::Keypair, name: &str| {
             Market::start(
                 key.clone(),

@@ -104,7 +104,7 @@ pub(super) async fn watch(shared: Arc<Shared>) {
             let reveal = TxKind::Reveal {
                 opening: opening(&shared, lease, task, digest),
             };
-            if let Err(e) = shared.ledger.send(reveal).await {
+            if let Err(e) = shared.ledger.send(reveal) {
                 tracing::warn!("revealing task {task} of lease {}: {e}", lease.short());
                 answered.remove(&(lease, task));
             }

@@ -1,10 +1,9 @@
 //! How market roles reach the ledger: in-process when the node is a
 //! validator, over another node's HTTP API when it is not.
 
-use cairn_chain::Ledger;
-use cairn_ledger::{Tx, TxBody, TxKind};
-use cairn_wire::{ContentId, Keypair, PublicKey};
-use parking_lot::Mutex;
+use cairn_chain::{Ledger, TxOutcome, TxRecord};
+use cairn_ledger::Tx;
+use cairn_wire::{ContentId, PublicKey};
 
 /// The most open challenges one answer lists: a provider answers them in
 /// turns, and each answered one leaves the list.
@@ -23,6 +22,26 @@ pub struct AccountView {
     pub can_bid: bool,
 }
 
+/// Why the ledger did not take a transaction.
+#[derive(Debug)]
+pub enum Refusal {
+    /// It may take the same transaction later (the sender's window of
+    /// pending nonces, or the whole mempool, is full).
+    Later(String),
+    /// It will not, as things stand.
+    Refused(String),
+}
+
+/// What a block did with the transaction that took a nonce.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Included {
+    /// Its digest, unless the ledger has forgotten it (long ago).
+    pub tx: Option<ContentId>,
+    /// Applied, or refused with the reason (a refusal still took the
+    /// nonce).
+    pub applied: Result<(), String>,
+}
+
 /// A route to the ledger.
 #[derive(Clone)]
 pub enum LedgerLink {
@@ -38,10 +57,27 @@ pub enum LedgerLink {
 }
 
 impl LedgerLink {
-    /// A private ledger in memory with no consensus: for benchmarks and
-    /// tests of the market alone.
-    pub fn in_memory(genesis: cairn_ledger::State) -> Self {
-        Self::Local(Ledger::open(genesis, None).expect("a ledger without a store opens"))
+    /// A private ledger in memory with no consensus, sealing a block of
+    /// what it holds every `block_ms`: for benchmarks and tests of the
+    /// market alone. Must run inside a tokio runtime; the sealing stops
+    /// when the last link to the ledger is dropped.
+    pub fn in_memory(genesis: cairn_ledger::State, block_ms: u64) -> Self {
+        let ledger = Ledger::open(genesis, None).expect("a ledger without a store opens");
+        let weak = ledger.downgrade();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(block_ms));
+            loop {
+                tick.tick().await;
+                let Some(ledger) = weak.upgrade() else {
+                    return;
+                };
+                if let Err(e) = ledger.seal_alone(super::now_ms()) {
+                    tracing::error!("sealing a block of the in-memory ledger: {e}");
+                    return;
+                }
+            }
+        });
+        Self::Local(ledger)
     }
 
     /// A link to the node whose API is at `url`.
@@ -120,6 +156,43 @@ impl LedgerLink {
         }
     }
 
+    /// A job's escrow as of the last finalized block, if it is open.
+    pub async fn escrow(&self, job: &ContentId) -> Result<Option<cairn_ledger::Escrow>, String> {
+        match self {
+            Self::Local(ledger) => Ok(ledger.view(|state| state.escrow(job).copied())),
+            Self::Remote { url, http } => {
+                let response = http
+                    .get(format!("{url}/v1/escrows/{job}"))
+                    .send()
+                    .await
+                    .map_err(|e| format!("ledger at {url}: {e}"))?;
+                if response.status() == reqwest::StatusCode::NOT_FOUND {
+                    return Ok(None);
+                }
+                let bytes = response
+                    .bytes()
+                    .await
+                    .map_err(|e| format!("ledger at {url}: {e}"))?;
+                let v: serde_json::Value =
+                    serde_json::from_slice(&bytes).map_err(|e| format!("ledger at {url}: {e}"))?;
+                let field = |name: &str| {
+                    v[name]
+                        .as_u64()
+                        .ok_or_else(|| format!("ledger escrow has no {name}"))
+                };
+                Ok(Some(cairn_ledger::Escrow {
+                    owner: v["owner"]
+                        .as_str()
+                        .and_then(|s| s.parse().ok())
+                        .ok_or("ledger escrow has no owner")?,
+                    balance: field("balance")?,
+                    leases_until: field("leases_until")?,
+                    closing: v["closing"].as_bool().ok_or("ledger escrow has no closing")?,
+                }))
+            }
+        }
+    }
+
     /// The height and the open challenges against `provider`'s commits
     /// (lease, task, last height a reveal is accepted), at most
     /// [`CHALLENGES_LISTED_MAX`] of them.
@@ -158,14 +231,7 @@ impl LedgerLink {
     }
 
     /// Queues a signed transaction.
-    pub async fn submit(&self, tx: &Tx) -> Result<(), String> {
-        self.try_submit(tx).await.map_err(|(_, e)| e)
-    }
-
-    /// [`LedgerLink::submit`], saying whether a refusal may pass if the
-    /// same transaction is sent again later (the sender's window of
-    /// pending nonces is full, or the whole mempool is).
-    async fn try_submit(&self, tx: &Tx) -> Result<(), (bool, String)> {
+    pub async fn submit(&self, tx: &Tx) -> Result<(), Refusal> {
         match self {
             Self::Local(ledger) => {
                 // Admission checks every signature a transaction carries (a
@@ -173,14 +239,11 @@ impl LedgerLink {
                 let (ledger, bytes) = (ledger.clone(), tx.to_bytes());
                 tokio::task::spawn_blocking(move || ledger.submit(bytes))
                     .await
-                    .map_err(|e| (false, e.to_string()))?
-                    .map_err(|e| {
-                        let later = matches!(
-                            e,
-                            cairn_chain::SubmitError::NonceTooFar { .. }
-                                | cairn_chain::SubmitError::Full
-                        );
-                        (later, e.to_string())
+                    .map_err(|e| Refusal::Later(e.to_string()))?
+                    .map_err(|e| match e {
+                        cairn_chain::SubmitError::NonceTooFar { .. }
+                        | cairn_chain::SubmitError::Full => Refusal::Later(e.to_string()),
+                        e => Refusal::Refused(e.to_string()),
                     })
             }
             Self::Remote { url, http } => {
@@ -190,87 +253,66 @@ impl LedgerLink {
                     .body(tx.to_bytes())
                     .send()
                     .await
-                    .map_err(|e| (false, format!("ledger at {url}: {e}")))?;
+                    .map_err(|e| Refusal::Later(format!("ledger at {url}: {e}")))?;
                 let status = response.status();
                 if status.is_success() {
-                    Ok(())
+                    return Ok(());
+                }
+                let body = response.text().await.unwrap_or_default();
+                let reason = format!("ledger at {url} refused a transaction: {body}");
+                // Only a 4xx is the ledger's verdict on the transaction; a
+                // 5xx (or a proxy's page) says nothing about it.
+                if status.is_client_error() && status != reqwest::StatusCode::TOO_MANY_REQUESTS {
+                    Err(Refusal::Refused(reason))
                 } else {
-                    let later = status == reqwest::StatusCode::TOO_MANY_REQUESTS
-                        || status == reqwest::StatusCode::SERVICE_UNAVAILABLE;
-                    let body = response.text().await.unwrap_or_default();
-                    Err((
-                        later,
-                        format!("ledger at {url} refused a transaction: {body}"),
-                    ))
+                    Err(Refusal::Later(reason))
                 }
             }
         }
     }
-}
 
-/// How long a transaction the ledger asks to send later is sent again.
-const RESEND_FOR: std::time::Duration = std::time::Duration::from_secs(120);
-
-/// Signs and sends one account's transactions, numbering them itself so a
-/// burst of them (escrow, leases, settlements) need not wait for blocks.
-pub struct TxSender {
-    link: LedgerLink,
-    key: Keypair,
-    chain: ContentId,
-    next_nonce: Mutex<Option<u64>>,
-}
-
-impl TxSender {
-    /// A sender for `key`'s transactions on the chain behind `link`.
-    pub async fn new(link: LedgerLink, key: Keypair) -> Result<Self, String> {
-        let chain = link.chain().await?;
-        Ok(Self {
-            link,
-            key,
-            chain,
-            next_nonce: Mutex::new(None),
-        })
-    }
-
-    /// The link.
-    pub fn link(&self) -> &LedgerLink {
-        &self.link
-    }
-
-    /// Signs `kind` with the next nonce and queues it. On a refusal the
-    /// nonce is re-read from the ledger so the next transaction is not
-    /// stuck behind a gap.
-    pub async fn send(&self, kind: TxKind) -> Result<u64, String> {
-        let cached = *self.next_nonce.lock();
-        let nonce = match cached {
-            Some(nonce) => nonce,
-            None => self.link.account(&self.key.public()).await?.nonce,
-        };
-        *self.next_nonce.lock() = Some(nonce + 1);
-        let tx = TxBody {
-            chain: self.chain,
-            nonce,
-            kind,
-        }
-        .sign(&self.key);
-        // A burst (escrow, leases, settlements) may run past the ledger's
-        // window of pending nonces per sender: the same transaction is
-        // sent again as blocks take the earlier ones.
-        let mut wait_ms = 50;
-        let deadline = std::time::Instant::now() + RESEND_FOR;
-        let result = loop {
-            match self.link.try_submit(&tx).await {
-                Err((true, e)) if std::time::Instant::now() < deadline => {
-                    tracing::debug!("ledger busy, sending nonce {nonce} again: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
-                    wait_ms = (wait_ms * 2).min(1_000);
+    /// What a block did with `signer`'s transaction numbered `nonce`, if a
+    /// block has carried one.
+    pub async fn included(
+        &self,
+        signer: &PublicKey,
+        nonce: u64,
+    ) -> Result<Option<Included>, String> {
+        match self {
+            Self::Local(ledger) => Ok(match ledger.outcome(signer, nonce) {
+                Some(TxRecord { tx, outcome }) => Some(Included {
+                    tx: Some(tx),
+                    applied: match outcome {
+                        TxOutcome::Applied(_) => Ok(()),
+                        TxOutcome::Refused(_, reason) => Err(reason),
+                    },
+                }),
+                None if ledger.view(|state| state.account(signer).nonce) > nonce => {
+                    Some(Included {
+                        tx: None,
+                        applied: Ok(()),
+                    })
                 }
-                other => break other.map_err(|(_, e)| e),
+                None => None,
+            }),
+            Self::Remote { .. } => {
+                let v = self.get(&format!("/v1/txs/{signer}/{nonce}")).await?;
+                let tx = match v["tx"].as_str() {
+                    Some(tx) => Some(tx.parse().map_err(|e: cairn_wire::WireError| {
+                        format!("ledger names a malformed transaction: {e}")
+                    })?),
+                    None => None,
+                };
+                match v["status"].as_str() {
+                    Some("pending") => Ok(None),
+                    Some("applied") => Ok(Some(Included { tx, applied: Ok(()) })),
+                    Some("refused") => Ok(Some(Included {
+                        tx,
+                        applied: Err(v["reason"].as_str().unwrap_or("refused").to_string()),
+                    })),
+                    _ => Err(format!("ledger answered with no transaction status: {v}")),
+                }
             }
-        };
-        if result.is_err() {
-            *self.next_nonce.lock() = None;
         }
-        result.map(|()| nonce)
     }
 }

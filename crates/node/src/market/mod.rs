@@ -11,6 +11,7 @@
 mod answers;
 mod grants;
 mod ledger_link;
+mod outbox;
 mod provider;
 mod rate;
 mod requester;
@@ -34,7 +35,8 @@ use cairn_store::{BlobStore, Db};
 use cairn_wire::{ContentId, Keypair};
 use serde::Serialize;
 
-pub use ledger_link::{AccountView, CHALLENGES_LISTED_MAX, LedgerLink, TxSender};
+pub use ledger_link::{AccountView, CHALLENGES_LISTED_MAX, LedgerLink};
+pub use outbox::{Fate, Outbox, Ticket};
 pub use proto::{
     ORDERS_TOPIC, Request, Response, Submission, SubmittedFile, SubmittedLimits, SubmittedTask,
     SubmittedVerify,
@@ -181,7 +183,7 @@ pub(crate) struct Shared {
     pub net: Network,
     pub blobs: BlobStore,
     pub db: Db,
-    pub ledger: Arc<TxSender>,
+    pub ledger: Arc<Outbox>,
     pub counters: Counters,
     /// Who may fetch which blob from this node.
     pub grants: grants::Grants,
@@ -258,7 +260,7 @@ impl Market {
         let (net, events) = Network::start(net_config)
             .await
             .map_err(|e| NodeError::Io(format!("network: {e}")))?;
-        let sender = TxSender::new(ledger, key.clone())
+        let outbox = Outbox::start(ledger, key.clone(), db.clone())
             .await
             .map_err(|e| NodeError::Config(format!("cannot reach the ledger: {e}")))?;
         let shared = Arc::new(Shared {
@@ -266,7 +268,7 @@ impl Market {
             net,
             blobs,
             db,
-            ledger: Arc::new(sender),
+            ledger: outbox,
             counters: Counters::default(),
             grants: grants::Grants::default(),
             pinned: Mutex::new(HashSet::new()),

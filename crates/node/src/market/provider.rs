@@ -225,7 +225,8 @@ impl Provider {
                     },
                     endpoint: shared.net.local_peer_id().to_string(),
                     stake: config.stake_ucairn,
-                })
+                })?
+                .fate()
                 .await
                 .map_err(|e| format!("registering as a provider: {e}"))?;
         }

@@ -43,6 +43,9 @@ const READY_WAIT_MS_PER_KB: u64 = 5;
 const READY_WAIT_MS_MAX: u64 = 120_000;
 /// Blocks a lease stays live on the ledger.
 const LEASE_BLOCKS: u64 = 100_000;
+/// How long submitting a job waits for a block to lock its escrow before
+/// the job goes ahead with the escrow still queued.
+const ESCROW_WAIT: Duration = Duration::from_secs(60);
 /// How often verification's deadlines (reveals, disputes) are checked.
 const VERIFY_TICK_MS: u64 = 250;
 
@@ -104,7 +107,7 @@ pub struct JobStatus {
     pub first_task_ms: Option<u64>,
     /// Finished.
     pub finished_ms: Option<u64>,
-    /// Receipts sent for settlement.
+    /// Receipts in settlements the ledger applied.
     pub settled: u64,
     /// Executions, replicas included: what verification cost.
     pub executions: u64,
@@ -527,23 +530,43 @@ impl Requester {
             settled: false,
         };
         let mut job = self.new_job(id, record.clone())?;
-        self.shared
+        // The job is recorded in the same batch as its escrow is queued, and
+        // offered to providers only once a block has locked the escrow.
+        let escrow = self
+            .shared
             .ledger
-            .send(TxKind::OpenEscrow {
-                job: id,
-                amount: record.submission.budget_ucairn,
-            })
-            .await
+            .send_with(
+                TxKind::OpenEscrow {
+                    job: id,
+                    amount: record.submission.budget_ucairn,
+                },
+                vec![Op::Put(
+                    Table::Jobs,
+                    id.as_bytes().to_vec(),
+                    serde_json::to_vec(&record).map_err(|e| e.to_string())?,
+                )],
+            )
             .map_err(|e| format!("opening the escrow: {e}"))?;
-        self.shared
-            .db
-            .write(&[Op::Put(
-                Table::Jobs,
-                id.as_bytes().to_vec(),
-                serde_json::to_vec(&record).map_err(|e| e.to_string())?,
-            )])
-            .map_err(|e| e.to_string())?;
-        self.open_auction(&mut job, submitted_ms);
+        match tokio::time::timeout(ESCROW_WAIT, escrow.fate()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                if let Err(e) = self
+                    .shared
+                    .db
+                    .write(&[Op::Delete(Table::Jobs, id.as_bytes().to_vec())])
+                {
+                    tracing::error!("forgetting a job whose escrow was refused: {e}");
+                }
+                return Err(format!("the ledger refused the job's escrow: {e}"));
+            }
+            // Still queued: the job goes ahead, and its leases wait in line
+            // behind the escrow.
+            Err(_) => tracing::warn!(
+                "no block has carried job {}'s escrow after {ESCROW_WAIT:?}; going ahead",
+                id.short()
+            ),
+        }
+        self.open_auction(&mut job, now_ms());
         self.jobs.lock().insert(id, job);
         tokio::spawn(self.clone().drive(id));
         Ok(id)
@@ -807,15 +830,10 @@ impl Requester {
                 continue;
             }
             let provider_signature = signature;
-            if let Err(e) = self
-                .shared
-                .ledger
-                .send(TxKind::RecordLease {
-                    lease,
-                    provider_signature,
-                })
-                .await
-            {
+            if let Err(e) = self.shared.ledger.send(TxKind::RecordLease {
+                lease,
+                provider_signature,
+            }) {
                 tracing::warn!("recording a lease on the ledger: {e}");
             }
         }
@@ -847,27 +865,45 @@ impl Requester {
         }
     }
 
+    /// Pays for accepted work and returns the rest of the escrow: waits
+    /// until blocks have carried every settlement, then closes the escrow.
     async fn settle(&self, id: ContentId, receipts: Vec<Signed<Receipt>>) {
-        let mut sent = 0;
-        for chunk in receipts.chunks(RECEIPTS_PER_SETTLE) {
-            match self
-                .shared
-                .ledger
-                .send(TxKind::Settle {
+        let tickets: Vec<(u64, Result<super::Ticket, String>)> = receipts
+            .chunks(RECEIPTS_PER_SETTLE)
+            .map(|chunk| {
+                let kind = TxKind::Settle {
                     job: id,
                     receipts: chunk.to_vec(),
-                })
-                .await
-            {
-                Ok(_) => sent += chunk.len() as u64,
-                Err(e) => tracing::warn!("settling job {}: {e}", id.short()),
+                };
+                (chunk.len() as u64, self.shared.ledger.send(kind))
+            })
+            .collect();
+        let (mut settled, mut problems) = (0, Vec::new());
+        for (receipts, ticket) in tickets {
+            let fate = match ticket {
+                Ok(ticket) => ticket.fate().await,
+                Err(e) => Err(e),
+            };
+            match fate {
+                Ok(()) => settled += receipts,
+                Err(e) => problems.push(format!("a settlement of {receipts} receipts: {e}")),
             }
+        }
+        match self.close_escrow(id).await {
+            Ok(()) => {}
+            Err(e) => problems.push(format!("closing the escrow: {e}")),
+        }
+        for problem in &problems {
+            tracing::error!(job = %id.short(), "{problem}");
         }
         let record = {
             let mut jobs = self.jobs.lock();
             let Some(job) = jobs.get_mut(&id) else { return };
-            job.settled = sent;
+            job.settled = settled;
             job.record.settled = true;
+            if !problems.is_empty() {
+                job.reason = Some(problems.join("; "));
+            }
             job.record.clone()
         };
         if let Err(e) = self.shared.db.write(&[Op::Put(
@@ -876,6 +912,30 @@ impl Requester {
             serde_json::to_vec(&record).expect("a job record serializes"),
         )]) {
             tracing::error!("persisting a settled job: {e}");
+        }
+    }
+
+    /// Closes a job's escrow, so its unspent budget returns: the first
+    /// `CloseEscrow` ends the job's leases (after the ledger's notice), a
+    /// second, once they have ended, returns the rest.
+    async fn close_escrow(&self, id: ContentId) -> Result<(), String> {
+        let link = self.shared.ledger.link();
+        loop {
+            let Some(escrow) = link.escrow(&id).await? else {
+                return Ok(());
+            };
+            if escrow.closing {
+                // Wait out the leases' notice.
+                while link.height().await? <= escrow.leases_until {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+            match self.shared.ledger.send(TxKind::CloseEscrow { job: id })?.fate().await {
+                Ok(()) => {}
+                // Leases still live: the notice is not over yet.
+                Err(e) if escrow.closing => tracing::debug!("closing the escrow again: {e}"),
+                Err(e) => return Err(e),
+            }
         }
     }
 

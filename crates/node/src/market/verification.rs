@@ -264,12 +264,9 @@ impl Requester {
                 .map_err(|e| e.to_string())?;
         }
         for tx in effects.txs {
-            let shared = self.shared.clone();
-            tokio::spawn(async move {
-                if let Err(e) = shared.ledger.send(tx).await {
-                    tracing::warn!("sending evidence to the ledger: {e}");
-                }
-            });
+            if let Err(e) = self.shared.ledger.send(tx) {
+                tracing::warn!("sending evidence to the ledger: {e}");
+            }
         }
         for (lease, task, commit) in effects.challenges {
             tokio::spawn(self.clone().challenge(lease, task, commit));
@@ -297,7 +294,11 @@ impl Requester {
     ) {
         let ledger = &self.shared.ledger;
         let start = ledger.link().height().await.unwrap_or(0);
-        if let Err(e) = ledger.send(TxKind::Challenge { commit }).await {
+        let challenged = match ledger.send(TxKind::Challenge { commit }) {
+            Ok(ticket) => ticket.fate().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = challenged {
             tracing::warn!("challenging a withheld reveal: {e}");
             return;
         }
@@ -309,7 +310,7 @@ impl Requester {
             }
         }
         let evidence = Box::new(cairn_ledger::Evidence::NoReveal { lease, task });
-        if let Err(e) = ledger.send(TxKind::Slash { evidence }).await {
+        if let Err(e) = ledger.send(TxKind::Slash { evidence }) {
             tracing::warn!("slashing a withheld reveal: {e}");
         }
     }
