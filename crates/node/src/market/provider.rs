@@ -38,6 +38,8 @@ const BID_LEASE_GRACE_MS: u64 = 600_000;
 /// Requesters whose funding is remembered, and for how long.
 const FUNDED_MAX: usize = 4_096;
 const FUNDED_TTL_MS: u64 = 30_000;
+/// How long a job's escrow, as read from the ledger, is taken as current.
+const ESCROW_TTL_MS: u64 = 2_000;
 /// Longest wait between pulls when the requester has nothing to hand out.
 const IDLE_PULL_MS_MAX: u64 = 500;
 /// How much work, in milliseconds, a provider keeps queued per slot.
@@ -185,6 +187,8 @@ pub(crate) struct Provider {
     lease_blobs: Mutex<BTreeMap<ContentId, BTreeSet<ContentId>>>,
     /// Whether each recent requester had funds on the ledger, until when.
     funded: Mutex<std::collections::HashMap<PublicKey, (bool, u64)>>,
+    /// Each leased job's escrow as the ledger last showed it, until when.
+    escrows: Mutex<BTreeMap<ContentId, (Option<cairn_ledger::Escrow>, u64)>>,
     seen: Mutex<(BTreeSet<ContentId>, VecDeque<ContentId>)>,
     /// Live leases and the slots each was granted.
     leased: Mutex<BTreeMap<ContentId, u32>>,
@@ -237,6 +241,7 @@ impl Provider {
             runtime: Arc::new(runtime),
             bids: Mutex::new(BTreeMap::new()),
             funded: Mutex::new(std::collections::HashMap::new()),
+            escrows: Mutex::new(BTreeMap::new()),
             lease_blobs: Mutex::new(BTreeMap::new()),
             seen: Mutex::new((BTreeSet::new(), VecDeque::new())),
             leased: Mutex::new(BTreeMap::new()),
@@ -444,6 +449,45 @@ impl Provider {
         }
         cache.insert(*requester, (funded, now + FUNDED_TTL_MS));
         funded
+    }
+
+    /// Why the job's escrow cannot pay for one more task at the lease's
+    /// price and per-task fuel, if it cannot: gone, another's, closing, or
+    /// short. (Settlement draws it down only when the job ends, so this is
+    /// all a provider can check of it.) A ledger that cannot be asked is no
+    /// reason to stop.
+    async fn escrow_short(&self, lease: &Lease) -> Option<String> {
+        let now = now_ms();
+        let cached = self.escrows.lock().get(&lease.job).copied();
+        let escrow = match cached {
+            Some((escrow, until)) if until > now => escrow,
+            _ => match self.shared.ledger.link().escrow(&lease.job).await {
+                Ok(escrow) => {
+                    let mut escrows = self.escrows.lock();
+                    escrows.retain(|_, (_, until)| *until > now);
+                    escrows.insert(lease.job, (escrow, now + ESCROW_TTL_MS));
+                    escrow
+                }
+                Err(e) => {
+                    tracing::debug!("reading an escrow: {e}");
+                    return None;
+                }
+            },
+        };
+        let need = (u128::from(lease.fuel_per_task_max) * u128::from(lease.price_ucairn_per_gfuel))
+            .div_ceil(1_000_000_000);
+        match escrow {
+            None => Some("the job has no escrow on the ledger".into()),
+            Some(e) if e.owner != lease.requester => {
+                Some("the job's escrow belongs to someone else".into())
+            }
+            Some(e) if e.closing => Some("the job's escrow is closing".into()),
+            Some(e) if u128::from(e.balance) < need => Some(format!(
+                "the job's escrow holds {} µCAIRN; a task may cost {need}",
+                e.balance
+            )),
+            Some(_) => None,
+        }
     }
 
     async fn prepare_module(
@@ -685,6 +729,14 @@ impl Provider {
                 }
                 continue;
             }
+            // Work is taken only while the job's escrow can pay for it.
+            let want = match self.escrow_short(&record.lease).await {
+                Some(reason) if want > 0 => {
+                    tracing::warn!("lease {}: taking no tasks: {reason}", id.short());
+                    0
+                }
+                _ => want,
+            };
             let (db, batch_ops) = (self.shared.db.clone(), std::mem::take(&mut ops));
             match tokio::task::spawn_blocking(move || db.write(&batch_ops)).await {
                 Ok(Ok(())) => {}

@@ -125,6 +125,18 @@ pub(super) struct JobRecord {
     settled: bool,
 }
 
+/// The receipts whose signatures pass the ledger's strict check, and how
+/// many did not.
+fn strictly_signed(receipts: Vec<Signed<Receipt>>) -> (Vec<Signed<Receipt>>, usize) {
+    let before = receipts.len();
+    let good: Vec<_> = receipts
+        .into_iter()
+        .filter(|receipt| receipt.verify(RECEIPT_NAMESPACE).is_ok())
+        .collect();
+    let unpaid = before - good.len();
+    (good, unpaid)
+}
+
 /// A persisted lease.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct LeaseRecord {
@@ -868,6 +880,22 @@ impl Requester {
     /// Pays for accepted work and returns the rest of the escrow: waits
     /// until blocks have carried every settlement, then closes the escrow.
     async fn settle(&self, id: ContentId, receipts: Vec<Signed<Receipt>>) {
+        // Reports were checked in batches, which accept signatures the
+        // ledger's strict check refuses; one such receipt would get its
+        // whole settlement refused. Its provider made it: it goes unpaid.
+        let receipts = match tokio::task::spawn_blocking(move || strictly_signed(receipts)).await {
+            Ok((receipts, unpaid)) => {
+                if unpaid > 0 {
+                    Counters::bump(&self.shared.counters.bad_signature);
+                    tracing::warn!(job = %id.short(), "{unpaid} receipts fail the ledger's strict signature check; not settling them");
+                }
+                receipts
+            }
+            Err(e) => {
+                tracing::error!("checking receipts: {e}");
+                return;
+            }
+        };
         let tickets: Vec<(u64, Result<super::Ticket, String>)> = receipts
             .chunks(RECEIPTS_PER_SETTLE)
             .map(|chunk| {
@@ -1459,5 +1487,37 @@ impl Requester {
                 .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
                 .collect(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_wire::Keypair;
+
+    use super::*;
+
+    #[test]
+    fn a_receipt_failing_the_strict_check_is_left_out_of_settlement() {
+        let provider = Keypair::from_seed([3; 32]);
+        let receipt = |task| {
+            Signed::sign(
+                &provider,
+                RECEIPT_NAMESPACE,
+                Receipt {
+                    lease: ContentId::of(b"lease"),
+                    task,
+                    digest: ContentId::of(b"result"),
+                    fuel_used: 1_000,
+                },
+            )
+        };
+        let mut forged = receipt(1).to_bytes();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        let forged = Signed::<Receipt>::from_bytes(&forged, &()).unwrap();
+        let (good, unpaid) = strictly_signed(vec![receipt(0), forged, receipt(2)]);
+        assert_eq!(unpaid, 1);
+        let tasks: Vec<u64> = good.iter().map(|r| r.payload_unchecked().task).collect();
+        assert_eq!(tasks, [0, 2]);
     }
 }
