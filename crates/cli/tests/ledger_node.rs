@@ -135,7 +135,7 @@ fn http_get(port: u16, path: &str) -> String {
 }
 
 #[test]
-fn a_refused_nonce_can_be_used_again_and_stake_moves() {
+fn a_refused_transaction_takes_its_nonce_and_stake_moves() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("node");
     let key = data.join("node.key");
@@ -148,12 +148,13 @@ fn a_refused_nonce_can_be_used_again_and_stake_moves() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("below the minimum 1000000000"));
-    // The refused transaction used nonce 0; the next one reuses it.
+    // A block carried the refused transaction: it took nonce 0, and the
+    // next ones follow it.
     wallet(&node.url, &key, &["stake", "2000000000"]);
     wallet(&node.url, &key, &["unstake", "1000"]);
     let line = wallet(&node.url, &key, &["balance"]);
     assert!(
-        line.contains("stake 1999999000, unbonding 1000, nonce 2"),
+        line.contains("stake 1999999000, unbonding 1000, nonce 3"),
         "{line}"
     );
 }

@@ -429,11 +429,35 @@ fn a_provider_that_takes_tasks_and_never_answers_loses_them_at_the_deadline() {
     assert_eq!(devnet.results(&id).len(), 40);
 }
 
+/// Balances that change when a job is paid: the requester's, each
+/// provider's, and the fee pool.
+fn balances(devnet: &Devnet, providers: u16) -> (u64, Vec<u64>, u64) {
+    let balance = |key: cairn_wire::PublicKey| {
+        devnet.get(&format!("/v1/accounts/{key}")).unwrap()["balance"]
+            .as_u64()
+            .unwrap()
+    };
+    let requester = cairn_wire::Keypair::load_or_create(&devnet.dir.join("v0/node.key"))
+        .unwrap()
+        .public();
+    (
+        balance(requester),
+        (0..providers).map(|j| balance(provider_key(devnet, j))).collect(),
+        devnet.get("/v1/status").unwrap()["fee_pool"].as_u64().unwrap(),
+    )
+}
+
 #[test]
 fn a_restarted_requester_resumes_without_rerunning_finished_tasks() {
     let devnet = Devnet::start(23000, 2);
     let tmp = tempfile::tempdir().unwrap();
+    let (requester_before, providers_before, fees_before) = balances(&devnet, 2);
     let id = devnet.submit(&search_job(tmp.path(), 60, 1_000, VERIFIED));
+    // The job is accepted only once a block has locked its escrow.
+    let budget = devnet.get(&format!("/v1/escrows/{id}")).expect("the escrow is open")["balance"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(balances(&devnet, 2).0, requester_before - budget);
     devnet.wait_until("some tasks are done", |d| {
         (d.status(&id)["done"].as_u64()? >= 10).then_some(())
     });
@@ -461,6 +485,26 @@ fn a_restarted_requester_resumes_without_rerunning_finished_tasks() {
             "task {task} finished before the crash was run again"
         );
     }
+    // Every token is accounted for, across the crash: the escrow closes,
+    // the unspent budget returns, and what the requester spent is what the
+    // providers earned plus the protocol fee.
+    devnet.wait_until("the escrow is closed", |d| {
+        d.get(&format!("/v1/escrows/{id}")).is_none().then_some(())
+    });
+    let (requester_after, providers_after, fees_after) = balances(&devnet, 2);
+    let spent = requester_before - requester_after;
+    let earned: u64 = providers_after
+        .iter()
+        .zip(&providers_before)
+        .map(|(after, before)| after - before)
+        .sum();
+    assert!(spent > 0 && spent < budget, "spent {spent} of {budget}");
+    assert_eq!(spent, earned + (fees_after - fees_before));
+    let status = devnet.status(&id);
+    assert!(
+        status["settled"].as_u64().unwrap() >= 60,
+        "a receipt for each result was settled: {status}"
+    );
 }
 
 /// The lease a result was produced under, from its signed receipt (version,

@@ -127,13 +127,17 @@ impl IntoResponse for ApiError {
 }
 
 async fn status(State(ledger): State<Ledger>) -> axum::Json<Value> {
-    let state = ledger.state();
-    axum::Json(json!({
-        "chain": state.chain().to_string(),
-        "height": state.height(),
-        "root": state.root().to_string(),
-        "pending": ledger.pending(),
-        "supply": state.supply(),
+    let pending = ledger.pending();
+    axum::Json(ledger.view(|state| {
+        json!({
+            "chain": state.chain().to_string(),
+            "height": state.height(),
+            "root": state.root().to_string(),
+            "pending": pending,
+            "supply": state.supply(),
+            "fee_pool": state.fee_pool(),
+            "burned": state.burned(),
+        })
     }))
 }
 
@@ -144,17 +148,17 @@ async fn account(
     let key: PublicKey = key
         .parse()
         .map_err(|e: cairn_wire::WireError| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
-    let state = ledger.state();
-    let account = state.account(&key);
-    let provider = state.provider(&key);
-    Ok(axum::Json(json!({
-        "key": key.to_string(),
-        "height": state.height(),
-        "balance": account.balance,
-        "nonce": account.nonce,
-        "stake": provider.map_or(0, |p| p.stake),
-        "unbonding": state.unbonding_of(&key),
-        "can_bid": state.can_bid(&key),
+    Ok(axum::Json(ledger.view(|state| {
+        let account = state.account(&key);
+        json!({
+            "key": key.to_string(),
+            "height": state.height(),
+            "balance": account.balance,
+            "nonce": account.nonce,
+            "stake": state.provider(&key).map_or(0, |p| p.stake),
+            "unbonding": state.unbonding_of(&key),
+            "can_bid": state.can_bid(&key),
+        })
     })))
 }
 

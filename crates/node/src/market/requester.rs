@@ -1496,28 +1496,90 @@ mod tests {
 
     use super::*;
 
+    fn receipt(task: u64) -> Receipt {
+        Receipt {
+            lease: ContentId::of(b"lease"),
+            task,
+            digest: ContentId::of(b"result"),
+            fuel_used: 1_000,
+        }
+    }
+
+    /// A receipt signed with a key that has a small-order component, so
+    /// the equation holds only up to a torsion point: the ledger's strict
+    /// check refuses it, and batch verification (random weights derived
+    /// from the batch) accepts it whenever the weight cancels that point,
+    /// often enough for a provider to try nonces until it does, as here.
+    fn mixed_order_receipt(task: u64) -> Signed<Receipt> {
+        use curve25519_dalek::{EdwardsPoint, Scalar, constants::EIGHT_TORSION};
+        use sha2::{Digest, Sha512};
+        let secret = Scalar::from_bytes_mod_order([7; 32]);
+        let key = (EdwardsPoint::mul_base(&secret) + EIGHT_TORSION[1]).compress();
+        // A genuine envelope gives the layout: version, signer, signature,
+        // payload.
+        let template = Signed::sign(&Keypair::from_seed([3; 32]), RECEIPT_NAMESPACE, receipt(task));
+        let message = template.signing_bytes(RECEIPT_NAMESPACE);
+        for nonce in 1..=u16::MAX {
+            let mut seed = [0; 32];
+            seed[..2].copy_from_slice(&nonce.to_le_bytes());
+            let r = Scalar::from_bytes_mod_order(seed);
+            let big_r = EdwardsPoint::mul_base(&r).compress();
+            let hash: [u8; 64] = Sha512::new()
+                .chain_update(big_r.as_bytes())
+                .chain_update(key.as_bytes())
+                .chain_update(&message)
+                .finalize()
+                .into();
+            let k = Scalar::from_bytes_mod_order_wide(&hash);
+            let s = r + k * secret;
+            let mut bytes = template.to_bytes();
+            bytes[1..33].copy_from_slice(key.as_bytes());
+            bytes[33..65].copy_from_slice(big_r.as_bytes());
+            bytes[65..97].copy_from_slice(s.as_bytes());
+            let crafted = Signed::<Receipt>::from_bytes(&bytes, &()).unwrap();
+            let signer = crafted.signer();
+            if cairn_wire::verify_batch(&[(&message, &signer, crafted.signature())])
+                && crafted.verify(RECEIPT_NAMESPACE).is_err()
+            {
+                return crafted;
+            }
+        }
+        unreachable!("about one nonce in sixteen will do")
+    }
+
     #[test]
-    fn a_receipt_failing_the_strict_check_is_left_out_of_settlement() {
+    fn a_receipt_only_batch_verification_accepts_is_left_out_of_settlement() {
         let provider = Keypair::from_seed([3; 32]);
-        let receipt = |task| {
-            Signed::sign(
-                &provider,
-                RECEIPT_NAMESPACE,
-                Receipt {
-                    lease: ContentId::of(b"lease"),
-                    task,
-                    digest: ContentId::of(b"result"),
-                    fuel_used: 1_000,
-                },
+        let honest = |task| Signed::sign(&provider, RECEIPT_NAMESPACE, receipt(task));
+        let crafted = mixed_order_receipt(1);
+        let message = crafted.signing_bytes(RECEIPT_NAMESPACE);
+        let signer = crafted.signer();
+        assert!(cairn_wire::verify_batch(&[(&message, &signer, crafted.signature())]));
+        assert!(crafted.verify(RECEIPT_NAMESPACE).is_err());
+        // Settled as it was, it gets every receipt beside it refused.
+        let settle = |receipts| {
+            cairn_ledger::admit(
+                cairn_ledger::TxBody {
+                    chain: ContentId::of(b"chain"),
+                    nonce: 0,
+                    kind: TxKind::Settle {
+                        job: ContentId::of(b"job"),
+                        receipts,
+                    },
+                }
+                .sign(&Keypair::from_seed([9; 32])),
             )
         };
-        let mut forged = receipt(1).to_bytes();
-        let last = forged.len() - 1;
-        forged[last] ^= 1;
-        let forged = Signed::<Receipt>::from_bytes(&forged, &()).unwrap();
-        let (good, unpaid) = strictly_signed(vec![receipt(0), forged, receipt(2)]);
-        assert_eq!(unpaid, 1);
+        assert!(settle(vec![honest(0), crafted.clone(), honest(2)]).is_err());
+
+        let mut corrupted = honest(3).to_bytes();
+        let last = corrupted.len() - 1;
+        corrupted[last] ^= 1;
+        let corrupted = Signed::<Receipt>::from_bytes(&corrupted, &()).unwrap();
+        let (good, unpaid) = strictly_signed(vec![honest(0), crafted, honest(2), corrupted]);
+        assert_eq!(unpaid, 2);
         let tasks: Vec<u64> = good.iter().map(|r| r.payload_unchecked().task).collect();
         assert_eq!(tasks, [0, 2]);
+        assert!(settle(good).is_ok());
     }
 }
