@@ -27,7 +27,10 @@ use std::num::NonZeroU64;
 pub use block::{
     BLOCK_TX_BYTES_MAX, Block, Digest, TIMESTAMP_AHEAD_MS_MAX, TX_BYTES_MAX, TXS_PER_BLOCK_MAX,
 };
-pub use ledger::{BLOCKS_KEPT_MAX, BlockSummary, Ledger, OUTCOMES_MAX, SubmitError, TxOutcome, TxRecord, WeakLedger};
+pub use ledger::{
+    BLOCKS_KEPT_MAX, BlockSummary, Ledger, OUTCOMES_MAX, SubmitError, TxOutcome, TxRecord,
+    WeakLedger,
+};
 pub use mempool::{MEMPOOL_BYTES_MAX, MEMPOOL_TXS_MAX, SENDER_PENDING_MAX};
 pub use node::{Channels, Timeouts, run_validator};
 pub use store::{StateStore, StoreError};

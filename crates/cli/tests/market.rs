@@ -442,8 +442,12 @@ fn balances(devnet: &Devnet, providers: u16) -> (u64, Vec<u64>, u64) {
         .public();
     (
         balance(requester),
-        (0..providers).map(|j| balance(provider_key(devnet, j))).collect(),
-        devnet.get("/v1/status").unwrap()["fee_pool"].as_u64().unwrap(),
+        (0..providers)
+            .map(|j| balance(provider_key(devnet, j)))
+            .collect(),
+        devnet.get("/v1/status").unwrap()["fee_pool"]
+            .as_u64()
+            .unwrap(),
     )
 }
 
@@ -454,7 +458,9 @@ fn a_restarted_requester_resumes_without_rerunning_finished_tasks() {
     let (requester_before, providers_before, fees_before) = balances(&devnet, 2);
     let id = devnet.submit(&search_job(tmp.path(), 60, 1_000, VERIFIED));
     // The job is accepted only once a block has locked its escrow.
-    let budget = devnet.get(&format!("/v1/escrows/{id}")).expect("the escrow is open")["balance"]
+    let budget = devnet
+        .get(&format!("/v1/escrows/{id}"))
+        .expect("the escrow is open")["balance"]
         .as_u64()
         .unwrap();
     assert_eq!(balances(&devnet, 2).0, requester_before - budget);

@@ -76,7 +76,9 @@ pub enum TxError {
         owner: PublicKey,
     },
     /// The escrow is closing and still backs a lease that has not expired.
-    #[error("the escrow is closing; its leases end at height {until}, and it returns the rest after that")]
+    #[error(
+        "the escrow is closing; its leases end at height {until}, and it returns the rest after that"
+    )]
     LeasesOutstanding {
         /// The last height at which a lease is live.
         until: u64,

@@ -39,7 +39,9 @@ pub use fraud::{
 };
 pub use genesis::{Genesis, GenesisError, GenesisParams};
 pub use root::{Proof, verify_proof};
-pub use state::{Account, CLOSE_NOTICE_BLOCKS, Escrow, Params, Provider, Reputation, SettleOutcome, State};
+pub use state::{
+    Account, CLOSE_NOTICE_BLOCKS, Escrow, Params, Provider, Reputation, SettleOutcome, State,
+};
 pub use tx::{
     Amount, CLAWBACK_MAX, Capabilities, Evidence, LEASE_NAMESPACE, Lease, RECEIPT_NAMESPACE,
     Receipt, TX_NAMESPACE, Tx, TxBody, TxKind, VerifiedTx, admit, admit_batch, decode,

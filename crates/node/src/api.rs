@@ -194,12 +194,14 @@ async fn escrow(
     let job: ContentId = job
         .parse()
         .map_err(|e: cairn_wire::WireError| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
-    let escrow = ledger.view(|state| state.escrow(&job).copied()).ok_or_else(|| {
-        ApiError(
-            StatusCode::NOT_FOUND,
-            format!("no open escrow for job {job}"),
-        )
-    })?;
+    let escrow = ledger
+        .view(|state| state.escrow(&job).copied())
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no open escrow for job {job}"),
+            )
+        })?;
     Ok(axum::Json(json!({
         "job": job.to_string(),
         "owner": escrow.owner.to_string(),

@@ -29,6 +29,9 @@ pub enum Table {
     /// Both roles: ledger transactions signed but not yet known applied or
     /// refused, by the order they were queued in.
     Outbox,
+    /// Provider: traces of disputed tasks, by lease id and task, kept while
+    /// the lease lives.
+    Traces,
 }
 
 impl Table {
@@ -41,10 +44,11 @@ impl Table {
             Table::Reports => "reports",
             Table::Answers => "answers",
             Table::Outbox => "outbox",
+            Table::Traces => "traces",
         })
     }
 
-    const ALL: [Table; 7] = [
+    const ALL: [Table; 8] = [
         Table::Jobs,
         Table::Results,
         Table::LeasesGiven,
@@ -52,6 +56,7 @@ impl Table {
         Table::Reports,
         Table::Answers,
         Table::Outbox,
+        Table::Traces,
     ];
 }
 

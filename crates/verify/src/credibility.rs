@@ -32,6 +32,12 @@ pub struct Params {
     pub reveal_timeout_ms: u64,
     /// How long a side of a dispute has to answer one round.
     pub dispute_round_timeout_ms: u64,
+    /// The slowest a side is assumed to trace a task (re-run it with
+    /// checkpoints), in fuel per millisecond: the first round of a dispute
+    /// allows a task's declared fuel at this speed on top of the round's
+    /// time, so an honest side tracing a long task does not lose to a liar
+    /// that answers at once.
+    pub dispute_trace_fuel_per_ms: u64,
     /// Points each dispute round asks for: the interval shrinks this much
     /// per round.
     pub dispute_arity: u64,
@@ -47,6 +53,9 @@ impl Default for Params {
             commit_timeout_ms: 600_000,
             reveal_timeout_ms: 60_000,
             dispute_round_timeout_ms: 60_000,
+            // 50 Mfuel/s traced: several times slower than tracing runs
+            // here (2.2x a plain run), for slow or loaded providers.
+            dispute_trace_fuel_per_ms: 50_000,
             dispute_arity: 16,
         }
     }
@@ -66,6 +75,7 @@ impl Params {
         );
         assert!(self.replicas_max >= 2, "disputes need two replicas");
         assert!(self.dispute_arity >= 2, "a dispute round must narrow");
+        assert!(self.dispute_trace_fuel_per_ms > 0, "tracing takes time");
     }
 
     /// The credibility of a provider with streak `streak`.

@@ -135,10 +135,21 @@ impl Game {
             hi: 0,
             asked: Vec::new(),
             answered: [false; 2],
-            deadline_ms: now_ms + round_timeout_ms,
+            deadline_ms: now_ms.saturating_add(round_timeout_ms),
             need: Need::Lengths,
             rounds: 0,
         }
+    }
+
+    /// Gives the sides `trace_ms` more for the first round: to answer it, a
+    /// side re-runs the whole task with checkpoints, which takes time in
+    /// proportion to the task, while a liar can answer at once. Later
+    /// rounds are answered from that trace.
+    pub fn allowing_trace(mut self, trace_ms: u64) -> Self {
+        if self.rounds == 0 && self.need == Need::Lengths {
+            self.deadline_ms = self.deadline_ms.saturating_add(trace_ms);
+        }
+        self
     }
 
     /// What the game waits for.

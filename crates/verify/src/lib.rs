@@ -21,7 +21,7 @@
 //!
 //! let mut verifier = Verifier::new(Params::default(), 7);
 //! let job = ContentId::of(b"job");
-//! verifier.open_job(job, VerifyPolicy::Replicate { replicas: 2 }, 1);
+//! verifier.open_job(job, VerifyPolicy::Replicate { replicas: 2 }, 1, 1_000_000);
 //! let digest = ContentId::of(b"result");
 //! let mut accepted = Vec::new();
 //! for seed in 1..=2u8 {

@@ -84,6 +84,9 @@ fn h(parts: &[&[u8]]) -> StateHash {
     *ContentId::of(&bytes).as_bytes()
 }
 
+/// The most fuel a simulated task uses: its most steps.
+const TASK_FUEL_MAX: u64 = (3 + 199) * FUEL_PER_STEP;
+
 /// The honest execution of a task: `steps` checkpoints then the digest.
 fn steps(task: &TaskKey) -> u64 {
     3 + u64::from_le_bytes(
@@ -257,7 +260,8 @@ impl Sim {
             &self.started.to_le_bytes(),
         ]));
         self.started += 1;
-        self.verifier.open_job(job, self.policy, self.tasks_per_job);
+        self.verifier
+            .open_job(job, self.policy, self.tasks_per_job, TASK_FUEL_MAX);
         self.jobs.push_back(job);
     }
 

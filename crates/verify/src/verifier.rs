@@ -168,6 +168,9 @@ struct TaskState {
 struct JobState {
     policy: VerifyPolicy,
     tasks: Vec<TaskState>,
+    /// The most fuel one task may use, which bounds how long tracing one
+    /// takes.
+    fuel_per_task: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -240,8 +243,15 @@ impl Verifier {
         self.stats
     }
 
-    /// Starts verifying `tasks` tasks of `job` under `policy`.
-    pub fn open_job(&mut self, job: ContentId, policy: VerifyPolicy, tasks: u32) {
+    /// Starts verifying `job`: `tasks` tasks under `policy`, each allowed
+    /// at most `fuel_per_task` fuel.
+    pub fn open_job(
+        &mut self,
+        job: ContentId,
+        policy: VerifyPolicy,
+        tasks: u32,
+        fuel_per_task: u64,
+    ) {
         let wanted = match policy {
             VerifyPolicy::Replicate { replicas } => replicas,
             _ => 1,
@@ -255,6 +265,7 @@ impl Verifier {
             JobState {
                 policy,
                 tasks: vec![state; tasks as usize],
+                fuel_per_task,
             },
         );
     }
@@ -746,13 +757,15 @@ impl Verifier {
             let id = self.next_dispute;
             self.next_dispute += 1;
             self.stats.disputes += 1;
+            let fuel = self.jobs.get(&task.0).map_or(0, |j| j.fuel_per_task);
             let game = Game::new(
                 digests[0],
                 digests[1],
                 self.params.dispute_arity,
                 self.params.dispute_round_timeout_ms,
                 now_ms,
-            );
+            )
+            .allowing_trace(fuel / self.params.dispute_trace_fuel_per_ms);
             self.disputes.insert(
                 id,
                 DisputeState {

@@ -240,3 +240,130 @@ fn a_ten_billion_position_trace_takes_nine_rounds() {
     );
     assert!(game.rounds() <= 9, "{} rounds", game.rounds());
 }
+
+/// A task of ten minutes (at 500 Mfuel/s) whose honest side needs 22
+/// minutes to trace it before it can answer the first round, against a liar
+/// that answers at once: the first round's deadline grows with the task's
+/// declared fuel, the honest side answers in time, and the liar is
+/// convicted. (With the round's 60 s alone, the honest side lost.)
+#[test]
+fn a_ten_minute_task_disputed_by_a_liar_is_won_by_the_honest_side() {
+    use cairn_job::VerifyPolicy;
+    use cairn_verify::{Action, Commitment, Params, Reveal, Verifier};
+    use cairn_wire::Keypair;
+
+    const MINUTE_MS: u64 = 60_000;
+    let fuel = 10 * MINUTE_MS * 500_000;
+    let trace_ms = 22 * MINUTE_MS;
+    let len = 1_000_000;
+    let liar_strategy = Liar::Departs(777_777);
+    let mut verifier = Verifier::new(Params::default(), 1);
+    let job = ContentId::of(b"ten-minute task");
+    verifier.open_job(job, VerifyPolicy::Replicate { replicas: 2 }, 1, fuel);
+    let honest_key = Keypair::from_seed([1; 32]).public();
+    let liar_key = Keypair::from_seed([2; 32]).public();
+    let digests = [
+        (honest_key, ContentId::from_digest(honest(len, len - 1))),
+        (
+            liar_key,
+            ContentId::from_digest(liar_hash(liar_strategy, len, len, &mut Rng::new(0))),
+        ),
+    ];
+    let task = (job, 0);
+    for (provider, _) in &digests {
+        verifier.assign(&task, *provider, 0).unwrap();
+    }
+    let mut actions = Vec::new();
+    for (i, (provider, digest)) in digests.iter().enumerate() {
+        let reveal = Reveal {
+            digest: *digest,
+            salt: [i as u8; 32],
+        };
+        let commit = Commitment::new(provider, &reveal);
+        verifier.commit(&task, provider, commit, 1).unwrap();
+        actions.push(reveal);
+    }
+    let mut started = Vec::new();
+    for ((provider, _), reveal) in digests.iter().zip(&actions) {
+        started = verifier.reveal(&task, provider, reveal, 2).unwrap();
+    }
+    let id = started
+        .iter()
+        .find_map(|a| match a {
+            Action::Dispute { id, .. } => Some(*id),
+            _ => None,
+        })
+        .expect("different digests start a dispute");
+
+    let convicted = |actions: &[Action]| -> Vec<cairn_wire::PublicKey> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Convicted { provider, .. } => Some(*provider),
+                _ => None,
+            })
+            .collect()
+    };
+    // The liar answers at once; the honest side is tracing.
+    let liar_len_now = liar_len(liar_strategy, len);
+    assert!(
+        convicted(
+            &verifier
+                .dispute_length(id, &liar_key, liar_len_now, 2)
+                .unwrap()
+        )
+        .is_empty()
+    );
+    for minute in 1..22 {
+        let ticked = verifier.tick(2 + minute * MINUTE_MS);
+        assert!(convicted(&ticked).is_empty(), "minute {minute}: {ticked:?}");
+    }
+    let mut now = 2 + trace_ms;
+    verifier.dispute_length(id, &honest_key, len, now).unwrap();
+
+    // From the trace, every later round is answered at once.
+    let mut rng = Rng::new(7);
+    let mut rounds = 0;
+    let ended = loop {
+        now += 1_000;
+        let (sides, need) = {
+            let (_, sides, game) = verifier.game(id).expect("the dispute is open");
+            let asks: Vec<Vec<u64>> = Side::BOTH.iter().map(|&s| game.asked_of(s)).collect();
+            (
+                sides.iter().copied().zip(asks).collect::<Vec<_>>(),
+                game.need().clone(),
+            )
+        };
+        match need {
+            Need::Hashes { .. } => {
+                rounds += 1;
+                let mut last = Vec::new();
+                for (provider, asked) in sides {
+                    let hashes: Vec<StateHash> = asked
+                        .iter()
+                        .map(|&p| {
+                            if provider == honest_key {
+                                honest(len, p)
+                            } else {
+                                liar_hash(liar_strategy, len, p, &mut rng)
+                            }
+                        })
+                        .collect();
+                    last = verifier
+                        .dispute_hashes(id, &provider, &hashes, now)
+                        .unwrap();
+                }
+                if !convicted(&last).is_empty() {
+                    break last;
+                }
+            }
+            Need::Referee(segment) => {
+                let reached = referee(len, segment.position, segment.agreed);
+                break verifier.dispute_referee(id, reached, now).unwrap();
+            }
+            other => panic!("unexpected need {other:?}"),
+        }
+    };
+    assert_eq!(convicted(&ended), vec![liar_key]);
+    assert!(rounds >= 4, "the game bisected ({rounds} rounds)");
+}

@@ -266,5 +266,8 @@ fn a_transaction_refused_in_a_block_takes_its_nonce_and_the_next_one_applies() {
     assert_eq!(ledger.pending(), 0);
     // Blocks sealed alone chain on each other.
     assert_eq!(ledger.seal_alone(2).unwrap(), 2);
-    assert_ne!(ledger.block(2).unwrap().digest, ledger.block(1).unwrap().digest);
+    assert_ne!(
+        ledger.block(2).unwrap().digest,
+        ledger.block(1).unwrap().digest
+    );
 }

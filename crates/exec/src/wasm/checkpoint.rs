@@ -99,6 +99,43 @@ impl Trace {
         self.states.len() as u64 + 2
     }
 
+    /// The trace as bytes, for keeping it across restarts: the state
+    /// count, the states, their fuel, the digest.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + self.states.len() * 40 + 32);
+        out.extend_from_slice(&(self.states.len() as u64).to_be_bytes());
+        for state in &self.states {
+            out.extend_from_slice(state);
+        }
+        for fuel in &self.fuel {
+            out.extend_from_slice(&fuel.to_be_bytes());
+        }
+        out.extend_from_slice(self.digest.as_bytes());
+        out
+    }
+
+    /// A trace from [`Trace::to_bytes`], or `None` if the bytes are not one.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let (count, rest) = bytes.split_first_chunk::<8>()?;
+        let count = usize::try_from(u64::from_be_bytes(*count)).ok()?;
+        if rest.len() != count.checked_mul(40)?.checked_add(32)? {
+            return None;
+        }
+        let (states, rest) = rest.split_at(count * 32);
+        let (fuel, digest) = rest.split_at(count * 8);
+        Some(Self {
+            states: states
+                .chunks_exact(32)
+                .map(|c| c.try_into().expect("32 bytes"))
+                .collect(),
+            fuel: fuel
+                .chunks_exact(8)
+                .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
+                .collect(),
+            digest: ContentId::from_digest(digest.try_into().ok()?),
+        })
+    }
+
     /// The hash at `position`; `None` at 0 (the task) or past the end.
     pub fn hash_at(&self, position: u64) -> Option<StateHash> {
         let last = self.positions() - 1;

@@ -187,7 +187,9 @@ impl LedgerLink {
                         .ok_or("ledger escrow has no owner")?,
                     balance: field("balance")?,
                     leases_until: field("leases_until")?,
-                    closing: v["closing"].as_bool().ok_or("ledger escrow has no closing")?,
+                    closing: v["closing"]
+                        .as_bool()
+                        .ok_or("ledger escrow has no closing")?,
                 }))
             }
         }
@@ -305,7 +307,10 @@ impl LedgerLink {
                 };
                 match v["status"].as_str() {
                     Some("pending") => Ok(None),
-                    Some("applied") => Ok(Some(Included { tx, applied: Ok(()) })),
+                    Some("applied") => Ok(Some(Included {
+                        tx,
+                        applied: Ok(()),
+                    })),
                     Some("refused") => Ok(Some(Included {
                         tx,
                         applied: Err(v["reason"].as_str().unwrap_or("refused").to_string()),

@@ -282,7 +282,12 @@ impl Outbox {
             if entry.nonce == nonce {
                 continue;
             }
-            tracing::debug!(seq, from = entry.nonce, to = nonce, "signing a transaction again");
+            tracing::debug!(
+                seq,
+                from = entry.nonce,
+                to = nonce,
+                "signing a transaction again"
+            );
             entry.nonce = nonce;
             entry.bytes = self.sign(&entry.kind, nonce);
             entry.copies.push((nonce, ContentId::of(&entry.bytes)));

@@ -38,6 +38,8 @@ const BID_LEASE_GRACE_MS: u64 = 600_000;
 /// Requesters whose funding is remembered, and for how long.
 const FUNDED_MAX: usize = 4_096;
 const FUNDED_TTL_MS: u64 = 30_000;
+/// The answer to a dispute's question while the task is being traced.
+const TRACING: &str = "tracing the task for the dispute; ask again shortly";
 /// How long a job's escrow, as read from the ledger, is taken as current.
 const ESCROW_TTL_MS: u64 = 2_000;
 /// Longest wait between pulls when the requester has nothing to hand out.
@@ -198,6 +200,8 @@ pub(crate) struct Provider {
     assignments: Mutex<BTreeMap<(ContentId, u32), Assignment>>,
     /// Traces computed for disputes.
     traces: Mutex<BTreeMap<(ContentId, u32), Arc<Trace>>>,
+    /// Disputed tasks being traced now.
+    tracing: Mutex<BTreeSet<(ContentId, u32)>>,
     /// Measured compile speed, for the start-up estimate in bids.
     compile_bytes_per_ms: AtomicU64,
     work_dir: PathBuf,
@@ -248,6 +252,7 @@ impl Provider {
             terms: Mutex::new(BTreeMap::new()),
             assignments: Mutex::new(BTreeMap::new()),
             traces: Mutex::new(BTreeMap::new()),
+            tracing: Mutex::new(BTreeSet::new()),
             compile_bytes_per_ms: AtomicU64::new(COMPILE_BYTES_PER_MS_INITIAL),
             work_dir: market.data_dir.join("work"),
             scratch: Mutex::new(Vec::new()),
@@ -883,6 +888,13 @@ impl Provider {
         self.assignments.lock().retain(|(lease, _), _| *lease != id);
         self.traces.lock().retain(|(lease, _), _| *lease != id);
         let mut ops = vec![Op::Delete(Table::LeasesTaken, id.as_bytes().to_vec())];
+        if let Ok(traces) = self.shared.db.scan(Table::Traces, id.as_bytes()) {
+            ops.extend(
+                traces
+                    .into_iter()
+                    .map(|(key, _)| Op::Delete(Table::Traces, key)),
+            );
+        }
         let tasks: BTreeSet<u64> = unsent
             .iter()
             .map(Report::task)
@@ -1178,99 +1190,151 @@ impl Provider {
             return Response::Refused("only the lease's requester referees".into());
         }
         let input_dir = self.work_dir.join(lease.to_string()).join("input");
+        let position = match ask {
+            DisputeAsk::Length | DisputeAsk::Hashes(_) => {
+                let Some(trace) = self.trace(lease, task) else {
+                    // Tracing takes as long as the task and more: it runs
+                    // once, in the background, and the referee asks again
+                    // (the first round's deadline allows for it).
+                    self.start_tracing(lease, terms, input_dir, assignment);
+                    return Response::Refused(TRACING.into());
+                };
+                return match ask {
+                    DisputeAsk::Length => Response::TraceLength(trace.positions()),
+                    _ => {
+                        let DisputeAsk::Hashes(positions) = ask else {
+                            unreachable!("matched above")
+                        };
+                        positions
+                            .iter()
+                            .map(|&p| trace.hash_at(p))
+                            .collect::<Option<Vec<_>>>()
+                            .map_or_else(
+                                || Response::Refused("a position outside the trace".into()),
+                                Response::Hashes,
+                            )
+                    }
+                };
+            }
+            DisputeAsk::Snapshot(position) => position,
+        };
         let this = self.clone();
         let answer = tokio::task::spawn_blocking(move || {
-            this.answer_dispute(lease, &terms, &input_dir, &assignment, ask)
+            this.snapshot(&terms, &input_dir, &assignment, position)
         })
         .await;
         match answer {
-            Ok(Ok(response)) => {
-                if let Response::Snapshot(file) = &response {
-                    // The referee fetches the snapshot next: it alone may.
-                    self.keep_for(lease, [file.id]);
-                    self.shared.grants.grant(lease, [file.id], sender);
-                }
-                response
+            Ok(Ok(file)) => {
+                // The referee fetches the snapshot next: it alone may.
+                self.keep_for(lease, [file.id]);
+                self.shared.grants.grant(lease, [file.id], sender);
+                Response::Snapshot(file)
             }
             Ok(Err(e)) => Response::Refused(e),
             Err(_) => Response::Refused("the dispute could not be answered".into()),
         }
     }
 
-    fn answer_dispute(
+    /// Runs `f` on the task `assignment` of a lease with `terms`, as a
+    /// dispute re-runs it.
+    fn with_task<T>(
         &self,
-        lease: ContentId,
         terms: &Terms,
         input_dir: &std::path::Path,
         assignment: &Assignment,
-        ask: DisputeAsk,
-    ) -> Result<Response, String> {
-        let key = (lease, assignment.task);
-        let with_task = |f: &mut dyn FnMut(&Task<'_>) -> Result<(), String>| {
-            let output_dir = self.scratch_dir().map_err(|e| e.to_string())?;
-            let limits = terms.limits.for_dispute();
-            let done = f(&Task {
-                module: terms.module.id,
-                args: &assignment.args,
-                seed: assignment.seed,
-                input_dir: (!terms.inputs.is_empty()).then_some(input_dir),
-                output_dir: &output_dir,
-                expected_outputs: &assignment.outputs,
-                limits,
-            });
-            self.return_scratch_dir(output_dir);
-            done
-        };
-        match ask {
-            DisputeAsk::Length | DisputeAsk::Hashes(_) => {
-                let cached = self.traces.lock().get(&key).cloned();
-                let trace = match cached {
-                    Some(trace) => trace,
-                    None => {
-                        let mut traced = None;
-                        with_task(&mut |task| {
-                            traced = Some(self.runtime.trace(task).map_err(|e| e.to_string())?);
-                            Ok(())
-                        })?;
-                        let trace = Arc::new(traced.expect("traced"));
-                        self.traces.lock().insert(key, trace.clone());
-                        trace
-                    }
-                };
-                Ok(match ask {
-                    DisputeAsk::Length => Response::TraceLength(trace.positions()),
-                    DisputeAsk::Hashes(positions) => Response::Hashes(
-                        positions
-                            .iter()
-                            .map(|&p| {
-                                trace
-                                    .hash_at(p)
-                                    .ok_or_else(|| format!("no position {p} in the trace"))
-                            })
-                            .collect::<Result<_, _>>()?,
-                    ),
-                    DisputeAsk::Snapshot(_) => unreachable!(),
-                })
-            }
-            DisputeAsk::Snapshot(position) => {
-                let mut snapshot = None;
-                with_task(&mut |task| {
-                    snapshot = Some(
-                        self.runtime
-                            .snapshot_at(task, position)
-                            .map_err(|e| e.to_string())?,
-                    );
-                    Ok(())
-                })?;
-                let bytes = snapshot.expect("taken").to_bytes();
-                let id = self.shared.blobs.put(&bytes).map_err(|e| e.to_string())?;
-                Ok(Response::Snapshot(FileRef {
-                    name: "snapshot".into(),
-                    id,
-                    size: bytes.len() as u64,
-                }))
-            }
+        f: impl FnOnce(&Task<'_>) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let output_dir = self.scratch_dir().map_err(|e| e.to_string())?;
+        let done = f(&Task {
+            module: terms.module.id,
+            args: &assignment.args,
+            seed: assignment.seed,
+            input_dir: (!terms.inputs.is_empty()).then_some(input_dir),
+            output_dir: &output_dir,
+            expected_outputs: &assignment.outputs,
+            limits: terms.limits.for_dispute(),
+        });
+        self.return_scratch_dir(output_dir);
+        done
+    }
+
+    /// The trace of a disputed task, if it is built: from memory, or from
+    /// the store after a restart.
+    fn trace(&self, lease: ContentId, task: u32) -> Option<Arc<Trace>> {
+        if let Some(trace) = self.traces.lock().get(&(lease, task)) {
+            return Some(trace.clone());
         }
+        let bytes = self
+            .shared
+            .db
+            .get(Table::Traces, &report_key(&lease, u64::from(task)))
+            .ok()
+            .flatten()?;
+        let trace = Arc::new(Trace::from_bytes(&bytes)?);
+        self.traces.lock().insert((lease, task), trace.clone());
+        Some(trace)
+    }
+
+    /// Builds a disputed task's trace once, off the async workers, and
+    /// keeps it (in the store too, so a restart does not trace again).
+    fn start_tracing(
+        self: &Arc<Self>,
+        lease: ContentId,
+        terms: Terms,
+        input_dir: std::path::PathBuf,
+        assignment: Assignment,
+    ) {
+        let key = (lease, assignment.task);
+        if !self.tracing.lock().insert(key) {
+            return;
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let traced = this.with_task(&terms, &input_dir, &assignment, |task| {
+                this.runtime.trace(task).map_err(|e| e.to_string())
+            });
+            match traced {
+                Ok(trace) => {
+                    let stored = this.shared.db.write(&[Op::Put(
+                        Table::Traces,
+                        report_key(&lease, u64::from(key.1)),
+                        trace.to_bytes(),
+                    )]);
+                    if let Err(e) = stored {
+                        tracing::warn!("keeping a dispute's trace: {e}");
+                    }
+                    this.traces.lock().insert(key, Arc::new(trace));
+                }
+                Err(e) => tracing::warn!(
+                    "tracing task {} of lease {} for a dispute: {e}",
+                    key.1,
+                    lease.short()
+                ),
+            }
+            this.tracing.lock().remove(&key);
+        });
+    }
+
+    /// The task's state at `position`, stored as a blob for the referee.
+    fn snapshot(
+        &self,
+        terms: &Terms,
+        input_dir: &std::path::Path,
+        assignment: &Assignment,
+        position: u64,
+    ) -> Result<FileRef, String> {
+        let snapshot = self.with_task(terms, input_dir, assignment, |task| {
+            self.runtime
+                .snapshot_at(task, position)
+                .map_err(|e| e.to_string())
+        })?;
+        let bytes = snapshot.to_bytes();
+        let id = self.shared.blobs.put(&bytes).map_err(|e| e.to_string())?;
+        Ok(FileRef {
+            name: "snapshot".into(),
+            id,
+            size: bytes.len() as u64,
+        })
     }
 }
 

@@ -494,7 +494,7 @@ impl Requester {
         let policy = s.verify.policy()?;
         self.verifier
             .lock()
-            .open_job(id, policy, s.tasks.len() as u32);
+            .open_job(id, policy, s.tasks.len() as u32, s.limits.fuel);
         let mut sched = self.sched.clone();
         // A task may run for its whole wall-clock limit; its deadline must
         // leave room for that plus moving its outputs.
@@ -958,7 +958,13 @@ impl Requester {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
-            match self.shared.ledger.send(TxKind::CloseEscrow { job: id })?.fate().await {
+            match self
+                .shared
+                .ledger
+                .send(TxKind::CloseEscrow { job: id })?
+                .fate()
+                .await
+            {
                 Ok(()) => {}
                 // Leases still live: the notice is not over yet.
                 Err(e) if escrow.closing => tracing::debug!("closing the escrow again: {e}"),
@@ -1517,7 +1523,11 @@ mod tests {
         let key = (EdwardsPoint::mul_base(&secret) + EIGHT_TORSION[1]).compress();
         // A genuine envelope gives the layout: version, signer, signature,
         // payload.
-        let template = Signed::sign(&Keypair::from_seed([3; 32]), RECEIPT_NAMESPACE, receipt(task));
+        let template = Signed::sign(
+            &Keypair::from_seed([3; 32]),
+            RECEIPT_NAMESPACE,
+            receipt(task),
+        );
         let message = template.signing_bytes(RECEIPT_NAMESPACE);
         for nonce in 1..=u16::MAX {
             let mut seed = [0; 32];
@@ -1554,7 +1564,11 @@ mod tests {
         let crafted = mixed_order_receipt(1);
         let message = crafted.signing_bytes(RECEIPT_NAMESPACE);
         let signer = crafted.signer();
-        assert!(cairn_wire::verify_batch(&[(&message, &signer, crafted.signature())]));
+        assert!(cairn_wire::verify_batch(&[(
+            &message,
+            &signer,
+            crafted.signature()
+        )]));
         assert!(crafted.verify(RECEIPT_NAMESPACE).is_err());
         // Settled as it was, it gets every receipt beside it refused.
         let settle = |receipts| {

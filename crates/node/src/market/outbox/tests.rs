@@ -178,7 +178,11 @@ async fn a_nonce_another_signer_took_is_given_up_and_the_transaction_signed_agai
     .sign(&me)
     .to_bytes();
     ledger.submit(wallet).unwrap();
-    assert_eq!(ledger.pending(), 1, "the wallet's copy replaced the outbox's");
+    assert_eq!(
+        ledger.pending(),
+        1,
+        "the wallet's copy replaced the outbox's"
+    );
     let sealer = seal_blocks(&ledger);
     fate(queued).await.unwrap();
     sealer.abort();
