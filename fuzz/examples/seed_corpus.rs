@@ -272,6 +272,7 @@ fn main() {
                     receipt: receipt.clone(),
                     verdict,
                     clawback: vec![(id(b"lease"), 3)],
+                    winner_receipt: Some(receipt.clone()),
                 }),
             },
         ),

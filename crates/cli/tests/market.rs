@@ -482,8 +482,6 @@ fn a_restarted_requester_resumes_without_rerunning_finished_tasks() {
     let status = devnet.wait_done(&id);
     assert_eq!(status["failed"], 0);
     let after = devnet.results(&id);
-    let _ = node.kill();
-    let _ = node.wait();
     assert_eq!(after.len(), 60);
     for (task, record) in &before {
         assert_eq!(
@@ -511,6 +509,8 @@ fn a_restarted_requester_resumes_without_rerunning_finished_tasks() {
         status["settled"].as_u64().unwrap() >= 60,
         "a receipt for each result was settled: {status}"
     );
+    let _ = node.kill();
+    let _ = node.wait();
 }
 
 /// The lease a result was produced under, from its signed receipt (version,

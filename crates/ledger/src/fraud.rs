@@ -72,7 +72,9 @@ pub struct Verdict {
     pub task: u64,
     /// The digest proven wrong.
     pub wrong: ContentId,
-    /// The provider on the other side, which gets the reporter's reward.
+    /// The provider on the other side. It gets the reward when the
+    /// evidence carries its receipt for the task; with none (a side lost by
+    /// silence, and the offender is named here) the whole slash is burned.
     pub winner: PublicKey,
     /// The position the referee re-executed from (0: the task itself).
     pub position: u64,

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_wire::{ContentId, PublicKey, Signed};
 
-use crate::fraud::{Commit, Opening, REVEAL_WINDOW_BLOCKS};
+use crate::fraud::{Commit, Opening, REVEAL_WINDOW_BLOCKS, Verdict};
 use crate::tx::{Amount, Capabilities, Evidence, Lease, Receipt, TxKind, VerifiedTx};
 use crate::{Proof, TxError, root};
 
@@ -670,12 +670,13 @@ impl State {
                     return Err(TxError::BadEvidence("the receipts agree"));
                 }
                 self.offence(offender, a.lease, a.task)?;
-                self.punish(offender, a.lease, a.task, reporter, &[])
+                self.punish(offender, a.lease, a.task, None, &[])
             }
             Evidence::WrongResult {
                 receipt,
                 verdict,
                 clawback,
+                winner_receipt,
             } => {
                 let offender = receipt.signer();
                 let r = receipt.payload_unchecked();
@@ -713,7 +714,14 @@ impl State {
                         ));
                     }
                 }
-                self.punish(offender, r.lease, r.task, v.winner, clawback)
+                let winner = match winner_receipt {
+                    Some(winner) => {
+                        self.winner(&lease, r, v, winner)?;
+                        Some(v.winner)
+                    }
+                    None => None,
+                };
+                self.punish(offender, r.lease, r.task, winner, clawback)
             }
             Evidence::BadReveal { commit, opening } => {
                 let offender = commit.signer();
@@ -732,7 +740,7 @@ impl State {
                     return Err(TxError::BadEvidence("the opening opens the commit"));
                 }
                 self.offence(offender, c.lease, c.task)?;
-                self.punish(offender, c.lease, c.task, reporter, &[])
+                self.punish(offender, c.lease, c.task, None, &[])
             }
             Evidence::NoReveal { lease, task } => {
                 let (_, deadline) = *self
@@ -748,11 +756,47 @@ impl State {
                     .ok_or(TxError::BadEvidence("unknown lease"))?
                     .provider;
                 self.offence(offender, *lease, *task)?;
-                let outcomes = self.punish(offender, *lease, *task, reporter, &[])?;
+                let outcomes = self.punish(offender, *lease, *task, None, &[])?;
                 self.challenges.remove(&(*lease, *task));
                 Ok(outcomes)
             }
         }
+    }
+
+    /// Checks that `winner` is the receipt of the provider `verdict` names
+    /// as the honest side against `receipt` (under `lease`): another
+    /// provider of the same job, for the same task, with another digest,
+    /// and not the job's requester, who gains nothing from a conviction.
+    fn winner(
+        &self,
+        lease: &Lease,
+        receipt: &Receipt,
+        verdict: &Verdict,
+        winner: &Signed<Receipt>,
+    ) -> Result<(), TxError> {
+        let w = winner.payload_unchecked();
+        let winner_lease = self.leases.get(&w.lease).ok_or(TxError::BadEvidence(
+            "the winner's receipt is under an unknown lease",
+        ))?;
+        if winner.signer() != verdict.winner || winner_lease.provider != verdict.winner {
+            return Err(TxError::BadEvidence(
+                "the winner's receipt is not the verdict's winner's",
+            ));
+        }
+        if winner_lease.job != lease.job || w.task != receipt.task {
+            return Err(TxError::BadEvidence(
+                "the winner's receipt is for another task",
+            ));
+        }
+        if w.digest == receipt.digest || verdict.winner == lease.provider {
+            return Err(TxError::BadEvidence("the winner returned the same result"));
+        }
+        if verdict.winner == lease.requester {
+            return Err(TxError::BadEvidence(
+                "the job's requester cannot win its dispute",
+            ));
+        }
+        Ok(())
     }
 
     /// Checks that `offender` is the provider of `lease` and has not been
@@ -776,7 +820,8 @@ impl State {
 
     /// Slashes `offender` for its offence on (`lease`, `task`): a share of
     /// its stake (unbonding stake included) is taken, part rewarded to
-    /// `beneficiary` and the rest burned; then what it was paid for each
+    /// `beneficiary` (the honest side of a dispute, if proven) and the
+    /// rest burned; then what it was paid for each
     /// receipt in `clawback` returns to that job's escrow (or, if the escrow
     /// is gone, its owner) from what stake remains.
     fn punish(
@@ -784,22 +829,30 @@ impl State {
         offender: PublicKey,
         lease: ContentId,
         task: u64,
-        beneficiary: PublicKey,
+        beneficiary: Option<PublicKey>,
         clawback: &[(ContentId, u64)],
     ) -> Result<Vec<SettleOutcome>, TxError> {
         let provider = &self.providers[&offender];
         let at_stake = u128::from(provider.stake) + u128::from(self.unbonding_of(&offender));
         let penalty = Amount::try_from(at_stake * u128::from(self.params.slash_bps) / 10_000)
             .expect("a share of the supply fits");
-        let reward = Amount::try_from(
-            u128::from(penalty) * u128::from(self.params.slash_reward_bps) / 10_000,
-        )
-        .expect("a share of the penalty fits");
-        let beneficiary_balance = self
-            .account(&beneficiary)
-            .balance
-            .checked_add(reward)
-            .ok_or(TxError::Overflow("reward"))?;
+        let reward = match beneficiary {
+            Some(_) => Amount::try_from(
+                u128::from(penalty) * u128::from(self.params.slash_reward_bps) / 10_000,
+            )
+            .expect("a share of the penalty fits"),
+            None => 0,
+        };
+        let beneficiary_balance = match beneficiary {
+            Some(who) => Some((
+                who,
+                self.account(&who)
+                    .balance
+                    .checked_add(reward)
+                    .ok_or(TxError::Overflow("reward"))?,
+            )),
+            None => None,
+        };
         // What each clawed-back task paid the offender, and where it goes.
         let refunds: Vec<(ContentId, Amount)> = clawback
             .iter()
@@ -835,7 +888,9 @@ impl State {
             }
         }
         debug_assert_eq!(left, 0, "the take is at most what is at stake");
-        self.accounts.entry(beneficiary).or_default().balance = beneficiary_balance;
+        if let Some((who, balance)) = beneficiary_balance {
+            self.accounts.entry(who).or_default().balance = balance;
+        }
         // Every sum below is part of the fixed supply, which fits an
         // Amount: overflow would be a broken invariant, not bad input.
         self.burned = self

@@ -199,6 +199,11 @@ pub enum Evidence {
         verdict: Signed<Verdict>,
         /// (lease, task) of its settled results to take back.
         clawback: Vec<(ContentId, u64)>,
+        /// The verdict's winner's receipt for the same task with another
+        /// digest, under its own lease on the job: what entitles it to the
+        /// reward. Without it (a side lost by silence) the reward is
+        /// burned too.
+        winner_receipt: Option<Signed<Receipt>>,
     },
     /// An opening that does not open the same provider's commit: it
     /// revealed something other than what it committed to.
@@ -337,7 +342,10 @@ fn verify_inner(kind: &TxKind) -> Result<(), TxError> {
                     .map_err(|e| bad("evidence", e))?;
             }
             Evidence::WrongResult {
-                receipt, verdict, ..
+                receipt,
+                verdict,
+                winner_receipt,
+                ..
             } => {
                 receipt
                     .verify(RECEIPT_NAMESPACE)
@@ -345,6 +353,11 @@ fn verify_inner(kind: &TxKind) -> Result<(), TxError> {
                 verdict
                     .verify(VERDICT_NAMESPACE)
                     .map_err(|e| bad("verdict", e))?;
+                if let Some(winner) = winner_receipt {
+                    winner
+                        .verify(RECEIPT_NAMESPACE)
+                        .map_err(|e| bad("winner_receipt", e))?;
+                }
             }
             Evidence::BadReveal { commit, opening } => {
                 commit
@@ -469,6 +482,7 @@ impl Write for TxBody {
                         receipt,
                         verdict,
                         clawback,
+                        winner_receipt,
                     } => {
                         1u8.write(buf);
                         receipt.write(buf);
@@ -478,6 +492,7 @@ impl Write for TxBody {
                             lease.write(buf);
                             task.write(buf);
                         }
+                        winner_receipt.write(buf);
                     }
                     Evidence::BadReveal { commit, opening } => {
                         2u8.write(buf);
@@ -575,6 +590,7 @@ impl Read for TxBody {
                             receipt,
                             verdict,
                             clawback,
+                            winner_receipt: Option::<Signed<Receipt>>::read(buf)?,
                         }
                     }
                     2 => Evidence::BadReveal {

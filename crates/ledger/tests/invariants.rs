@@ -407,6 +407,7 @@ impl World {
                             receipt,
                             verdict,
                             clawback,
+                            winner_receipt: None,
                         }),
                     },
                 )

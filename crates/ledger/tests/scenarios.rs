@@ -292,7 +292,7 @@ fn receipts_outside_their_lease_or_forged_pay_nothing() {
 }
 
 #[test]
-fn equivocation_is_slashed_once_with_a_reward_and_a_burn() {
+fn equivocation_is_slashed_once_and_burned_with_no_reward_to_the_reporter() {
     let mut net = Net::new();
     let requester = Keypair::from_seed([1; 32]);
     let job = ContentId::of(JOB);
@@ -321,11 +321,14 @@ fn equivocation_is_slashed_once_with_a_reward_and_a_burn() {
         net.state.provider(&net.provider.public()).unwrap().stake,
         stake - penalty
     );
+    // Nobody profits from a conviction: a requester that could not frame a
+    // provider could still profit from provoking one (by challenging while
+    // it is offline, say).
     assert_eq!(
         net.state.account(&reporter.public()).balance,
-        reporter_before + penalty / 2
+        reporter_before
     );
-    assert_eq!(net.state.burned(), penalty - penalty / 2);
+    assert_eq!(net.state.burned(), penalty);
     assert_eq!(
         net.state
             .provider(&net.provider.public())
@@ -556,10 +559,48 @@ fn a_wrong_result_is_slashed_the_winner_rewarded_and_paid_receipts_clawed_back()
         },
     )
     .unwrap();
+    // The honest side: another provider, leased on the same job.
+    let other = net.other.clone();
+    let stake_min = net.state.params().stake_min;
+    net.send(
+        &other,
+        TxKind::RegisterProvider {
+            capabilities: Capabilities::default(),
+            endpoint: "/ip4/127.0.0.1/tcp/7001".into(),
+            stake: stake_min,
+        },
+    )
+    .unwrap();
+    let honest_lease = Lease {
+        provider: other.public(),
+        ..lease.clone()
+    };
+    let provider_signature = honest_lease.sign(&other);
+    net.send(
+        &requester,
+        TxKind::RecordLease {
+            lease: honest_lease.clone(),
+            provider_signature,
+        },
+    )
+    .unwrap();
+    let honest_receipt = |digest: &[u8]| {
+        Signed::sign(
+            &other,
+            RECEIPT_NAMESPACE,
+            Receipt {
+                lease: honest_lease.id(),
+                task: 5,
+                digest: ContentId::of(digest),
+                fuel_used: 2_000_000_000,
+            },
+        )
+    };
     let escrow_before = net.state.escrow(&job).unwrap().balance;
     let stake = net.state.provider(&net.provider.public()).unwrap().stake;
-    let winner = net.other.public();
+    let winner = other.public();
     let winner_before = net.state.account(&winner).balance;
+    let burned_before = net.state.burned();
 
     let wrong = net.receipt(&lease, 5, 2_000_000_000, b"lie");
     let verdict = |signer: &Keypair, digest: &[u8]| {
@@ -578,13 +619,15 @@ fn a_wrong_result_is_slashed_the_winner_rewarded_and_paid_receipts_clawed_back()
             },
         )
     };
-    let slash = |verdict, clawback: Vec<(ContentId, u64)>| TxKind::Slash {
+    let slash_with = |verdict, clawback: Vec<(ContentId, u64)>, winner_receipt| TxKind::Slash {
         evidence: Box::new(Evidence::WrongResult {
             receipt: wrong.clone(),
             verdict,
             clawback,
+            winner_receipt,
         }),
     };
+    let slash = |verdict, clawback| slash_with(verdict, clawback, Some(honest_receipt(b"truth")));
     // Only the job's referee (its requester here) may convict.
     let forged = slash(verdict(&net.other.clone(), b"lie"), Vec::new());
     assert_eq!(
@@ -600,6 +643,17 @@ fn a_wrong_result_is_slashed_the_winner_rewarded_and_paid_receipts_clawed_back()
     // An unpaid receipt cannot be clawed back.
     let unpaid = slash(verdict(&requester, b"lie"), vec![(lease.id(), 9)]);
     assert!(net.send(&requester, unpaid).is_err());
+    // The reward goes only to a winner that returned another result for
+    // the task.
+    let same = slash_with(
+        verdict(&requester, b"lie"),
+        Vec::new(),
+        Some(honest_receipt(b"lie")),
+    );
+    assert_eq!(
+        net.send(&requester, same).unwrap_err(),
+        TxError::BadEvidence("the winner returned the same result")
+    );
 
     let clawback = (0..3).map(|t| (lease.id(), t)).collect();
     net.send(&requester, slash(verdict(&requester, b"lie"), clawback))
@@ -619,6 +673,8 @@ fn a_wrong_result_is_slashed_the_winner_rewarded_and_paid_receipts_clawed_back()
         net.state.account(&winner).balance,
         winner_before + penalty / 2
     );
+    // The requester, which refereed, gets nothing; the rest is burned.
+    assert_eq!(net.state.burned(), burned_before + penalty - penalty / 2);
     // Neither the offence nor the clawed-back receipts can be used again.
     assert_eq!(
         net.send(&requester, slash(verdict(&requester, b"lie"), Vec::new()))

@@ -83,7 +83,7 @@ impl Reencode for ExportPass {
 /// A task's execution as the positions a dispute bisects over: position 0
 /// is the task itself, positions `1..=states.len()` the states after
 /// start-up and after each step, and the last position the result digest.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Trace {
     /// The state hash at positions `1..=states.len()`.
     pub states: Vec<StateHash>,
@@ -156,4 +156,33 @@ pub struct Transition {
     /// Fuel the referee spent executing it (0 when the next position is
     /// the digest of a halted state).
     pub fuel_executed: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_trace_reads_back_the_same_and_a_damaged_one_does_not() {
+        let trace = Trace {
+            states: vec![[1; 32], [2; 32], [3; 32]],
+            fuel: vec![10, 20, 30],
+            digest: ContentId::of(b"result"),
+        };
+        let bytes = trace.to_bytes();
+        assert_eq!(Trace::from_bytes(&bytes), Some(trace.clone()));
+        assert_eq!(Trace::from_bytes(&bytes[..bytes.len() - 1]), None);
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(Trace::from_bytes(&longer), None);
+        let mut huge = bytes;
+        huge[..8].copy_from_slice(&u64::MAX.to_be_bytes());
+        assert_eq!(Trace::from_bytes(&huge), None, "a count that overflows");
+        let empty = Trace {
+            states: Vec::new(),
+            fuel: Vec::new(),
+            digest: ContentId::of(b""),
+        };
+        assert_eq!(Trace::from_bytes(&empty.to_bytes()), Some(empty));
+    }
 }

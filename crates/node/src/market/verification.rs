@@ -212,11 +212,19 @@ impl Requester {
                     },
                     None,
                 ));
+                // The honest side's own receipt entitles it to the reward;
+                // without one (a side lost by silence) the slash is burned.
+                let winner_receipt = winner.and_then(|w| {
+                    job.replicas
+                        .revealed
+                        .get(&(task, w))
+                        .map(|r| r.receipt.clone())
+                });
                 let verdict = Verdict {
                     job: job.id,
                     task: u64::from(task),
                     wrong: revealed.receipt.payload_unchecked().digest,
-                    winner: winner.unwrap_or(self.shared.key.public()),
+                    winner: winner.unwrap_or(provider),
                     position: finding.position,
                     agreed: finding.agreed,
                     reached: finding.reached,
@@ -229,6 +237,7 @@ impl Requester {
                         // Settlement waits for the end of a job, so nothing
                         // of a job still open has been paid yet.
                         clawback: Vec::new(),
+                        winner_receipt,
                     }),
                 });
             }
