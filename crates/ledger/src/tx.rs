@@ -178,6 +178,9 @@ pub struct Receipt {
 pub const CLAWBACK_MAX: usize = 1024;
 
 /// Proof that a provider misbehaved.
+// Always boxed where it is held (`TxKind::Slash`), so its variants' sizes
+// cost nothing elsewhere.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Evidence {
     /// Two receipts for the same task under the same lease with different
