@@ -34,14 +34,15 @@ async fn node() -> Node {
     let dir = tempfile::tempdir().unwrap();
     let key = Keypair::from_seed([5; 32]);
     let genesis = cairn_ledger::Genesis::with_balances("api-test", &[key.public()], 1 << 40);
-    let ledger = Ledger::open(genesis.state().unwrap(), None).unwrap();
-    let market = Market::start(
-        key,
-        MarketConfig::new(dir.path().join("market")),
-        LedgerLink::Local(ledger.clone()),
-    )
-    .await
-    .unwrap();
+    // A ledger that seals its own blocks, so an escrow is applied and a
+    // submission answered.
+    let link = LedgerLink::in_memory(genesis.state().unwrap(), 20);
+    let LedgerLink::Local(ledger) = link.clone() else {
+        unreachable!("an in-memory ledger is local")
+    };
+    let market = Market::start(key, MarketConfig::new(dir.path().join("market")), link)
+        .await
+        .unwrap();
     let token = ApiToken::load_or_create(dir.path()).unwrap();
     let bound: SocketAddr = BOUND.parse().unwrap();
     let access = Access::new(token.clone(), bound, &["node.example".into()]);
@@ -109,10 +110,18 @@ impl Node {
         self.call(request("POST", "/v1/jobs", headers, body)).await
     }
 
-    /// Nothing was submitted: no job, no escrow queued.
+    /// Nothing was submitted: no job, no escrow queued or applied (a
+    /// submission answers once its escrow is applied).
     fn assert_nothing_submitted(&self) {
         assert!(self.market.jobs().is_empty(), "a job was recorded");
         assert_eq!(self.ledger.pending(), 0, "an escrow was queued");
+        assert_eq!(self.escrow_transactions(), 0, "an escrow was applied");
+    }
+
+    /// Transactions the node's key has had applied.
+    fn escrow_transactions(&self) -> u64 {
+        let me = Keypair::from_seed([5; 32]).public();
+        self.ledger.view(|state| state.account(&me).nonce)
     }
 }
 
@@ -199,7 +208,7 @@ async fn csrf_page_stores_nothing_and_escrows_nothing() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
-    assert_eq!(node.ledger.pending(), 1, "the escrow is queued");
+    assert_eq!(node.escrow_transactions(), 1, "the escrow is applied");
 }
 
 /// A `dns_rebinder` points its domain at 127.0.0.1, so the browser sends
