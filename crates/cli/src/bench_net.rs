@@ -98,6 +98,10 @@ pub fn net(args: &NetArgs) -> anyhow::Result<Vec<Figure>> {
             let finished = status["finished_ms"].as_u64().unwrap_or(0);
             let seconds = (finished.saturating_sub(first)).max(1) as f64 / 1000.0;
             figures.push(figure(name, f64::from(args.tasks) / seconds, "tasks/s"));
+            // Its settlement (thousands of receipts, each signature checked
+            // as it is queued and as it is applied) must not run during the
+            // next figure.
+            wait_settled(node, &job)?;
             if verify != VerifyPolicy::None {
                 let executions = status["executions"].as_f64().unwrap_or(0.0);
                 figures.push(figure(
@@ -311,6 +315,21 @@ fn wait_done(node: &Node, job: &str, poll: Duration) -> anyhow::Result<Value> {
             bail!("job {job} did not finish: {status}");
         }
         std::thread::sleep(poll);
+    }
+}
+
+/// Waits until blocks have applied `job`'s settlements.
+fn wait_settled(node: &Node, job: &str) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let status = node.get(&format!("/v1/jobs/{job}"))?;
+        if status["settled"].as_u64().unwrap_or(0) > 0 {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            bail!("job {job} was not settled: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

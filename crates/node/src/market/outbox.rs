@@ -44,8 +44,10 @@ use super::ledger_link::{LedgerLink, Refusal};
 /// How long an open transaction waits for a block before it is sent again.
 pub const RESEND_AFTER: Duration = Duration::from_secs(10);
 
-/// How often the outbox asks the ledger about open transactions.
-const POLL: Duration = Duration::from_millis(100);
+/// How often the outbox asks the ledger about open transactions: often
+/// for this node's own replica (a lookup), less over HTTP.
+const POLL_LOCAL: Duration = Duration::from_millis(10);
+const POLL_REMOTE: Duration = Duration::from_millis(100);
 
 /// How long an empty outbox sleeps unless something is queued.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
@@ -225,7 +227,10 @@ impl Outbox {
         loop {
             let Some(outbox) = weak.upgrade() else { return };
             let wait = match outbox.step().await {
-                Ok(()) if outbox.open() > 0 => POLL,
+                Ok(()) if outbox.open() > 0 => match outbox.link {
+                    LedgerLink::Local(_) => POLL_LOCAL,
+                    LedgerLink::Remote { .. } => POLL_REMOTE,
+                },
                 // Nothing open: sleep until something is queued (a while at
                 // most, so a dropped outbox ends this task).
                 Ok(()) => IDLE_WAIT,

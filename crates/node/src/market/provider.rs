@@ -1191,7 +1191,8 @@ impl Provider {
         }
         let input_dir = self.work_dir.join(lease.to_string()).join("input");
         let position = match ask {
-            DisputeAsk::Length | DisputeAsk::Hashes(_) => {
+            DisputeAsk::Snapshot(position) => position,
+            ask => {
                 let Some(trace) = self.trace(lease, task) else {
                     // Tracing takes as long as the task and more: it runs
                     // once, in the background, and the referee asks again
@@ -1200,23 +1201,17 @@ impl Provider {
                     return Response::Refused(TRACING.into());
                 };
                 return match ask {
-                    DisputeAsk::Length => Response::TraceLength(trace.positions()),
-                    _ => {
-                        let DisputeAsk::Hashes(positions) = ask else {
-                            unreachable!("matched above")
-                        };
-                        positions
-                            .iter()
-                            .map(|&p| trace.hash_at(p))
-                            .collect::<Option<Vec<_>>>()
-                            .map_or_else(
-                                || Response::Refused("a position outside the trace".into()),
-                                Response::Hashes,
-                            )
-                    }
+                    DisputeAsk::Hashes(positions) => positions
+                        .iter()
+                        .map(|&p| trace.hash_at(p))
+                        .collect::<Option<Vec<_>>>()
+                        .map_or_else(
+                            || Response::Refused("a position outside the trace".into()),
+                            Response::Hashes,
+                        ),
+                    _ => Response::TraceLength(trace.positions()),
                 };
             }
-            DisputeAsk::Snapshot(position) => position,
         };
         let this = self.clone();
         let answer = tokio::task::spawn_blocking(move || {

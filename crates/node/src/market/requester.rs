@@ -917,6 +917,10 @@ impl Requester {
                 Err(e) => problems.push(format!("a settlement of {receipts} receipts: {e}")),
             }
         }
+        // Paid: shown at once, while the escrow's notice runs out.
+        if let Some(job) = self.jobs.lock().get_mut(&id) {
+            job.settled = settled;
+        }
         match self.close_escrow(id).await {
             Ok(()) => {}
             Err(e) => problems.push(format!("closing the escrow: {e}")),
@@ -946,16 +950,27 @@ impl Requester {
     /// Closes a job's escrow, so its unspent budget returns: the first
     /// `CloseEscrow` ends the job's leases (after the ledger's notice), a
     /// second, once they have ended, returns the rest.
+    /// A ledger that cannot be reached is asked again until it can: the
+    /// budget must not stay locked.
     async fn close_escrow(&self, id: ContentId) -> Result<(), String> {
         let link = self.shared.ledger.link();
         loop {
-            let Some(escrow) = link.escrow(&id).await? else {
-                return Ok(());
+            let escrow = match link.escrow(&id).await {
+                Ok(Some(escrow)) => escrow,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!("reading job {}'s escrow: {e}", id.short());
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
             };
             if escrow.closing {
                 // Wait out the leases' notice.
-                while link.height().await? <= escrow.leases_until {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                loop {
+                    match link.height().await {
+                        Ok(height) if height > escrow.leases_until => break,
+                        _ => tokio::time::sleep(Duration::from_millis(200)).await,
+                    }
                 }
             }
             match self
