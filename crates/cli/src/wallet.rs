@@ -212,8 +212,15 @@ pub fn wallet(args: WalletArgs) -> anyhow::Result<ExitCode> {
         WalletCommand::Escrow { job } => {
             let escrow = node.get(&format!("/v1/escrows/{job}"))?;
             println!(
-                "escrow of job {job}: {} µCAIRN, owner {}, leases until height {}",
-                escrow["balance"], escrow["owner"], escrow["leases_until"]
+                "escrow of job {job}: {} µCAIRN, owner {}, leases until height {}{}",
+                escrow["balance"],
+                escrow["owner"],
+                escrow["leases_until"],
+                if escrow["closing"] == true {
+                    ", closing"
+                } else {
+                    ""
+                }
             );
             return Ok(ExitCode::SUCCESS);
         }
