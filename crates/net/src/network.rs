@@ -34,6 +34,11 @@ const COMMAND_QUEUE_MAX: usize = 16_384;
 /// requests now and then do not pay a handshake each time.
 const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How often a node dials the bootstrap peers it is not connected to: a
+/// peer that restarts (the requester a provider bootstrapped from, say) is
+/// found again, and its orders reach this node again.
+const BOOTSTRAP_REDIAL: Duration = Duration::from_secs(2);
+
 /// How long `start` waits for its listeners to bind.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -128,6 +133,7 @@ impl Network {
             counters: counters.clone(),
             listen_addrs: listen_addrs.clone(),
             pending: HashMap::new(),
+            bootstrap: config.bootstrap.clone(),
         };
         task.listen(&config.listen).await?;
         task.bootstrap(&config.bootstrap);
@@ -263,6 +269,8 @@ struct Task {
     /// Outbound requests awaiting their response; each entry is removed by
     /// its response or failure, which the request timeout guarantees.
     pending: HashMap<OutboundRequestId, Reply>,
+    /// The bootstrap peers' addresses, dialled again while disconnected.
+    bootstrap: Vec<Multiaddr>,
 }
 
 impl Task {
@@ -342,7 +350,24 @@ impl Task {
         }
     }
 
+    /// Dials each bootstrap peer this node is not connected to (nor
+    /// dialling already).
+    fn redial_bootstrap(&mut self) {
+        for addr in &self.bootstrap {
+            let Some(peer) = bootstrap_peer(addr) else {
+                continue;
+            };
+            if !self.swarm.is_connected(&peer)
+                && let Err(e) = self.swarm.dial(dial_opts(addr.clone()))
+            {
+                tracing::debug!(%addr, "redialling a bootstrap peer: {e}");
+            }
+        }
+    }
+
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut redial = tokio::time::interval(BOOTSTRAP_REDIAL);
+        redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
@@ -350,6 +375,7 @@ impl Task {
                     None => break,
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
+                _ = redial.tick() => self.redial_bootstrap(),
             }
         }
         tracing::debug!("network task stopped: every handle was dropped");

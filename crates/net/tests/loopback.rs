@@ -420,3 +420,50 @@ async fn bench_4mib_responses() {
         println!("{name} 64-byte requests, 64 in flight: {rate:.0} round trips/s");
     }
 }
+
+/// A node whose bootstrap peer restarts (same key, same address) finds it
+/// again by itself: a provider whose requester restarted used to stay cut
+/// off from its orders until it restarted too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_bootstrap_peer_is_dialled_again() {
+    let (a, mut a_events) = start(NetConfig::loopback(key(1))).await;
+    let a_contact = contact(&a);
+    let a_peer = a.local_peer_id();
+    let (b, mut b_events) = start(NetConfig {
+        bootstrap: vec![a_contact.clone()],
+        ..NetConfig::loopback(key(2))
+    })
+    .await;
+    connected(&mut a_events, b.local_peer_id()).await;
+    // A stops: dropping every handle ends its task and closes its
+    // listeners and connections. B sees it go before A comes back.
+    drop(a);
+    drop(a_events);
+    let gone = async {
+        while let Some(event) = b_events.recv().await {
+            if matches!(event, Event::Disconnected(p) if p == a_peer) {
+                return;
+            }
+        }
+        panic!("B's events ended before A went");
+    };
+    timeout(PATIENCE, gone).await.expect("B sees A go");
+    let mut listen = a_contact.clone();
+    listen.pop();
+    // Its port may take a moment to be free again.
+    let started = Instant::now();
+    let (_a, mut a_events) = loop {
+        let config = NetConfig {
+            listen: vec![listen.clone()],
+            ..NetConfig::loopback(key(1))
+        };
+        match Network::start(config).await {
+            Ok(started) => break started,
+            Err(e) => {
+                assert!(started.elapsed() < PATIENCE, "A cannot listen again: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    connected(&mut a_events, b.local_peer_id()).await;
+}
