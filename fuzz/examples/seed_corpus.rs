@@ -205,6 +205,7 @@ fn main() {
         Response::TraceLength(1_000),
         Response::Hashes(vec![[1; 32], [2; 32]]),
         Response::Snapshot(file("snapshot")),
+        Response::Preparing,
         Response::Blob {
             size: 99,
             encoded: bytes::Bytes::from_static(b"encoded range"),

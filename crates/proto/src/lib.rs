@@ -296,6 +296,9 @@ pub enum Response {
     Hashes(Vec<[u8; 32]>),
     /// A dispute answer: the state, stored as this blob on the provider.
     Snapshot(FileRef),
+    /// The answer takes a while to build (a dispute's trace or snapshot
+    /// re-runs the task): being built now, ask again shortly.
+    Preparing,
     /// A blob range: the blob's size and the bao-encoded range.
     Blob {
         /// Whole blob size.
@@ -781,6 +784,7 @@ impl Write for Response {
                 7u8.write(buf);
                 file.write(buf);
             }
+            Response::Preparing => 8u8.write(buf),
             Response::Blob { size, encoded } => {
                 4u8.write(buf);
                 size.write(buf);
@@ -807,6 +811,7 @@ impl EncodeSize for Response {
             Response::TraceLength(_) => 8,
             Response::Hashes(hashes) => 4 + 32 * hashes.len(),
             Response::Snapshot(file) => file.encode_size(),
+            Response::Preparing => 0,
             Response::Blob { encoded, .. } => 8 + 4 + encoded.len(),
         }
     }
@@ -845,6 +850,7 @@ impl Read for Response {
                 ))
             }
             7 => Ok(Response::Snapshot(FileRef::read(buf)?)),
+            8 => Ok(Response::Preparing),
             4 => {
                 let size = u64::read(buf)?;
                 // Half again the range for the interleaved proof hashes.
@@ -985,6 +991,7 @@ mod tests {
         }
         let answers = vec![
             Response::Ack,
+            Response::Preparing,
             Response::Refused("no".into()),
             Response::Tasks {
                 stored: 2,

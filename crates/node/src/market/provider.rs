@@ -38,8 +38,6 @@ const BID_LEASE_GRACE_MS: u64 = 600_000;
 /// Requesters whose funding is remembered, and for how long.
 const FUNDED_MAX: usize = 4_096;
 const FUNDED_TTL_MS: u64 = 30_000;
-/// The answer to a dispute's question while the task is being traced.
-const TRACING: &str = "tracing the task for the dispute; ask again shortly";
 /// How long a job's escrow, as read from the ledger, is taken as current.
 const ESCROW_TTL_MS: u64 = 2_000;
 /// Longest wait between pulls when the requester has nothing to hand out.
@@ -139,6 +137,10 @@ pub enum Misbehave {
     FuelInflater,
 }
 
+/// Snapshots for disputes by (lease, task, position): `None` while being
+/// built, then the blob or why it could not be built.
+type DisputeSnapshots = BTreeMap<(ContentId, u32, u64), Option<Result<FileRef, String>>>;
+
 /// A lease being worked, as persisted.
 #[derive(Clone, Debug)]
 struct LeaseRecord {
@@ -202,6 +204,9 @@ pub(crate) struct Provider {
     traces: Mutex<BTreeMap<(ContentId, u32), Arc<Trace>>>,
     /// Disputed tasks being traced now.
     tracing: Mutex<BTreeSet<(ContentId, u32)>>,
+    /// Snapshots of disputed tasks by (lease, task, position): being built
+    /// (`None`), or built.
+    snapshots: Mutex<DisputeSnapshots>,
     /// Measured compile speed, for the start-up estimate in bids.
     compile_bytes_per_ms: AtomicU64,
     work_dir: PathBuf,
@@ -253,6 +258,7 @@ impl Provider {
             assignments: Mutex::new(BTreeMap::new()),
             traces: Mutex::new(BTreeMap::new()),
             tracing: Mutex::new(BTreeSet::new()),
+            snapshots: Mutex::new(BTreeMap::new()),
             compile_bytes_per_ms: AtomicU64::new(COMPILE_BYTES_PER_MS_INITIAL),
             work_dir: market.data_dir.join("work"),
             scratch: Mutex::new(Vec::new()),
@@ -887,6 +893,9 @@ impl Provider {
         self.forget_blobs(id).await;
         self.assignments.lock().retain(|(lease, _), _| *lease != id);
         self.traces.lock().retain(|(lease, _), _| *lease != id);
+        self.snapshots
+            .lock()
+            .retain(|(lease, _, _), _| *lease != id);
         let mut ops = vec![Op::Delete(Table::LeasesTaken, id.as_bytes().to_vec())];
         if let Ok(traces) = self.shared.db.scan(Table::Traces, id.as_bytes()) {
             ops.extend(
@@ -1198,7 +1207,7 @@ impl Provider {
                     // once, in the background, and the referee asks again
                     // (the first round's deadline allows for it).
                     self.start_tracing(lease, terms, input_dir, assignment);
-                    return Response::Refused(TRACING.into());
+                    return Response::Preparing;
                 };
                 return match ask {
                     DisputeAsk::Hashes(positions) => positions
@@ -1213,20 +1222,43 @@ impl Provider {
                 };
             }
         };
-        let this = self.clone();
-        let answer = tokio::task::spawn_blocking(move || {
-            this.snapshot(&terms, &input_dir, &assignment, position)
-        })
-        .await;
-        match answer {
-            Ok(Ok(file)) => {
+        // A snapshot re-runs the task up to `position`: built once, in the
+        // background, like a trace.
+        let key = (lease, task, position);
+        let built = {
+            let mut snapshots = self.snapshots.lock();
+            let built = snapshots.get(&key).cloned();
+            match built {
+                None => {
+                    snapshots.insert(key, None);
+                    None
+                }
+                Some(Some(Err(e))) => {
+                    // Told once; a later question builds it again.
+                    snapshots.remove(&key);
+                    return Response::Refused(e);
+                }
+                Some(built) => Some(built),
+            }
+        };
+        match built {
+            Some(Some(Ok(file))) => {
                 // The referee fetches the snapshot next: it alone may.
                 self.keep_for(lease, [file.id]);
                 self.shared.grants.grant(lease, [file.id], sender);
                 Response::Snapshot(file)
             }
-            Ok(Err(e)) => Response::Refused(e),
-            Err(_) => Response::Refused("the dispute could not be answered".into()),
+            Some(_) => Response::Preparing,
+            None => {
+                let this = self.clone();
+                tokio::task::spawn_blocking(move || {
+                    let built = this.snapshot(&terms, &input_dir, &assignment, position);
+                    if let Some(slot) = this.snapshots.lock().get_mut(&key) {
+                        *slot = Some(built);
+                    }
+                });
+                Response::Preparing
+            }
         }
     }
 

@@ -330,6 +330,9 @@ pub(crate) struct Requester {
     pub(super) runtime: std::sync::OnceLock<Arc<cairn_exec::WasmRuntime>>,
     /// What the referee found in each dispute, and who won it.
     pub(super) findings: Mutex<BTreeMap<u64, (super::verification::Finding, Option<PublicKey>)>>,
+    /// Since when (ms) the referee of each dispute waits for a side to
+    /// build the agreed state.
+    pub(super) snapshot_waits: Mutex<BTreeMap<u64, u64>>,
     /// Lease id → job id.
     leases: Mutex<BTreeMap<ContentId, ContentId>>,
     rng: Mutex<Rng>,
@@ -398,6 +401,7 @@ impl Requester {
             referee_dir: config.data_dir.join("referee"),
             runtime: std::sync::OnceLock::new(),
             findings: Mutex::new(BTreeMap::new()),
+            snapshot_waits: Mutex::new(BTreeMap::new()),
             selection: SelectionParams::default(),
             sched: config.sched.clone(),
             bid_window_ms: config.bid_window_ms,

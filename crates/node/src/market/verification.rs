@@ -369,7 +369,7 @@ impl Requester {
             match need {
                 Need::Done(_) => return,
                 Need::Referee(segment) => {
-                    let reached = match self.re_execute(job_id, task, &segment, &sides).await {
+                    let reached = match self.re_execute(job_id, id, task, &segment, &sides).await {
                         Ok(hash) => hash,
                         Err(e) => {
                             tracing::warn!("refereeing dispute {id}: {e}");
@@ -428,6 +428,10 @@ impl Requester {
                                 })
                                 .await;
                             }
+                            Ok(Ok(Response::Preparing)) => tracing::debug!(
+                                "dispute {id}: {} is tracing the task",
+                                provider.short()
+                            ),
                             other => tracing::info!(
                                 "dispute {id}: {} did not answer: {other:?}",
                                 provider.short()
@@ -474,6 +478,7 @@ impl Requester {
     async fn re_execute(
         self: &Arc<Self>,
         job_id: ContentId,
+        dispute: u64,
         task: u32,
         segment: &Segment,
         sides: &[PublicKey; 2],
@@ -490,20 +495,39 @@ impl Requester {
             .clone();
         let mut snapshot = None;
         if let Some(agreed) = segment.agreed {
+            let mut preparing = false;
             for provider in sides {
                 match self
                     .fetch_snapshot(job_id, task, *provider, segment.position)
                     .await
                 {
-                    Ok(s) if s.hash() == agreed => {
+                    Ok(Some(s)) if s.hash() == agreed => {
                         snapshot = Some(s);
                         break;
                     }
-                    Ok(_) => tracing::info!("a snapshot that is not the agreed state"),
+                    Ok(Some(_)) => tracing::info!("a snapshot that is not the agreed state"),
+                    Ok(None) => preparing = true,
                     Err(e) => tracing::info!("no snapshot from {}: {e}", provider.short()),
                 }
             }
+            // A side building the state (it re-runs the task up to it) is
+            // waited for as long as tracing the task may take; only then
+            // does the referee rebuild it, at the cost of the task.
+            if snapshot.is_none() && preparing {
+                let now = now_ms();
+                let since = *self.snapshot_waits.lock().entry(dispute).or_insert(now);
+                let allowance = {
+                    let verifier = self.verifier.lock();
+                    let params = verifier.params();
+                    params.dispute_round_timeout_ms
+                        + terms.limits.fuel / params.dispute_trace_fuel_per_ms
+                };
+                if now < since + allowance {
+                    return Err("a side is building the agreed state".into());
+                }
+            }
         }
+        self.snapshot_waits.lock().remove(&dispute);
         let runtime = match self.runtime.get() {
             Some(runtime) => runtime.clone(),
             None => {
@@ -598,14 +622,15 @@ impl Requester {
         Ok(hash)
     }
 
-    /// A side's state at `position`, fetched as a verified blob.
+    /// A side's state at `position`, fetched as a verified blob, or `None`
+    /// while the side is building it.
     async fn fetch_snapshot(
         self: &Arc<Self>,
         job_id: ContentId,
         task: u32,
         provider: PublicKey,
         position: u64,
-    ) -> Result<Snapshot, String> {
+    ) -> Result<Option<Snapshot>, String> {
         let lease = {
             let jobs = self.jobs.lock();
             let job = jobs.get(&job_id).ok_or("the job is gone")?;
@@ -627,8 +652,10 @@ impl Requester {
             .request(peer, proto::to_bytes(&request))
             .await
             .map_err(|e| e.to_string())?;
-        let Ok(Response::Snapshot(file)) = proto::response(answer) else {
-            return Err("no snapshot in the answer".into());
+        let file = match proto::response(answer) {
+            Ok(Response::Snapshot(file)) => file,
+            Ok(Response::Preparing) => return Ok(None),
+            _ => return Err("no snapshot in the answer".into()),
         };
         let limit = self
             .jobs
@@ -651,6 +678,6 @@ impl Requester {
             .blobs
             .read(&file.id)
             .map_err(|e| e.to_string())?;
-        Snapshot::from_bytes(&bytes, limit)
+        Snapshot::from_bytes(&bytes, limit).map(Some)
     }
 }
