@@ -6,7 +6,7 @@
 //! generator, and every decision is returned as an [`Action`] for the shell
 //! (the node, or a simulation) to carry out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_job::VerifyPolicy;
 use cairn_market::Rng;
@@ -206,6 +206,10 @@ pub struct Verifier {
     disputes: BTreeMap<u64, DisputeState>,
     next_dispute: u64,
     stats: VerifyStats,
+    /// When each replica waiting to commit or to reveal is due, so a tick
+    /// looks only at those due rather than at every open task. Entries are
+    /// checked when due and skipped if the replica has moved on.
+    deadlines: BTreeSet<(u64, TaskKey, PublicKey)>,
 }
 
 impl Verifier {
@@ -220,6 +224,7 @@ impl Verifier {
             disputes: BTreeMap::new(),
             next_dispute: 1,
             stats: VerifyStats::default(),
+            deadlines: BTreeSet::new(),
         }
     }
 
@@ -385,6 +390,7 @@ impl Verifier {
         let policy = self.jobs[&task.0].policy;
         let stranger = self.params.credibility(0);
         let mut creds: Vec<f64> = Vec::new();
+        let commit_by = now_ms.saturating_add(self.params.commit_timeout_ms);
         let state = self.task_mut(task)?;
         push_replica(state, provider, now_ms);
         let providers: Vec<PublicKey> = state
@@ -394,6 +400,7 @@ impl Verifier {
             .map(|r| r.provider)
             .collect();
         self.stats.replicas += 1;
+        self.deadlines.insert((commit_by, *task, provider));
         // Adaptive: ask at once for as many replicas as strangers would
         // need to reach the confidence beside the providers assigned so far,
         // rather than discovering it one reveal at a time.
@@ -437,6 +444,11 @@ impl Verifier {
         }
         push_replica(state, provider, now_ms);
         self.stats.replicas += 1;
+        self.deadlines.insert((
+            now_ms.saturating_add(self.params.commit_timeout_ms),
+            *task,
+            provider,
+        ));
     }
 
     /// `provider` commits to its result for `task`.
@@ -489,29 +501,40 @@ impl Verifier {
         Ok(self.evaluate(task, now_ms))
     }
 
-    /// Acts on every deadline passed by `now_ms`.
+    /// Acts on every deadline passed by `now_ms`: only replicas whose
+    /// deadline is due are looked at (the queue of deadlines), not every
+    /// open task.
     pub fn tick(&mut self, now_ms: u64) -> Vec<Action> {
         let mut actions = Vec::new();
         let mut stalled = Vec::new();
         let mut dropped = Vec::new();
-        for (job, state) in &mut self.jobs {
-            for (index, task) in state.tasks.iter_mut().enumerate() {
-                for replica in &mut task.replicas {
-                    match replica.state {
-                        ReplicaState::Assigned
-                            if now_ms >= replica.since_ms + self.params.commit_timeout_ms =>
-                        {
-                            replica.state = ReplicaState::Dropped;
-                            dropped.push((*job, index as u32));
-                        }
-                        ReplicaState::AskedReveal(_)
-                            if now_ms >= replica.since_ms + self.params.reveal_timeout_ms =>
-                        {
-                            stalled.push(((*job, index as u32), replica.provider));
-                        }
-                        _ => {}
-                    }
+        let later = self.deadlines.split_off(&(
+            now_ms.saturating_add(1),
+            (ContentId::from_digest([0; 32]), 0),
+            PublicKey::MIN,
+        ));
+        let due = std::mem::replace(&mut self.deadlines, later);
+        let (commit_ms, reveal_ms) = (self.params.commit_timeout_ms, self.params.reveal_timeout_ms);
+        for (_, task, provider) in due {
+            // The replica may have moved on (committed, revealed, dropped,
+            // reassigned) since the deadline was set: then it is not due.
+            let Ok(state) = self.task_mut(&task) else {
+                continue;
+            };
+            let Some(replica) = state.replicas.iter_mut().find(|r| r.provider == provider) else {
+                continue;
+            };
+            match replica.state {
+                ReplicaState::Assigned if now_ms >= replica.since_ms.saturating_add(commit_ms) => {
+                    replica.state = ReplicaState::Dropped;
+                    dropped.push(task);
                 }
+                ReplicaState::AskedReveal(_)
+                    if now_ms >= replica.since_ms.saturating_add(reveal_ms) =>
+                {
+                    stalled.push((task, provider));
+                }
+                _ => {}
             }
         }
         for task in dropped {
@@ -694,6 +717,12 @@ impl Verifier {
                     task: *task,
                     provider: replica.provider,
                 });
+            }
+        }
+        let reveal_by = now_ms.saturating_add(self.params.reveal_timeout_ms);
+        for action in &actions {
+            if let Action::AskReveal { provider, .. } = action {
+                self.deadlines.insert((reveal_by, *task, *provider));
             }
         }
         actions
