@@ -807,11 +807,21 @@ fn a_framer_requester_challenges_honest_commits_and_slashes_no_one() {
     // The providers dial their bootstrap peer, the new requester, again by
     // themselves.
     let keys = [provider_key(&devnet, 0), provider_key(&devnet, 1)];
-    let stakes: Vec<u64> = devnet.wait_until("the providers are back", |d| {
+    // A provider's transactions are its registration and its reveals: its
+    // nonce counts the challenges it answered.
+    let accounts = |d: &Devnet| -> Option<(Vec<u64>, u64)> {
+        let mut stakes = Vec::new();
+        let mut nonces = 0;
+        for key in &keys {
+            let account = d.get(&format!("/v1/accounts/{key}"))?;
+            stakes.push(account["stake"].as_u64()?);
+            nonces += account["nonce"].as_u64()?;
+        }
+        Some((stakes, nonces))
+    };
+    let (stakes, nonces_before) = devnet.wait_until("the providers are back", |d| {
         (d.get("/v1/market")?["peers"].as_u64()? >= 2).then_some(())?;
-        keys.iter()
-            .map(|k| d.get(&format!("/v1/accounts/{k}"))?["stake"].as_u64())
-            .collect()
+        accounts(d)
     });
     let tmp = tempfile::tempdir().unwrap();
     let id = devnet.submit(&search_job(tmp.path(), 6, 1_000, "policy = \"none\""));
@@ -826,12 +836,13 @@ fn a_framer_requester_challenges_honest_commits_and_slashes_no_one() {
         }
         Some((open, height))
     };
-    let challenged_at = devnet.wait_until("the framer challenges a commit", |d| {
-        let (count, height) = open(d)?;
-        (count > 0).then_some(height)
-    });
-    devnet.wait_until("every challenge is answered", |d| {
-        (open(d)?.0 == 0).then_some(())
+    // Every framed commit is challenged and answered (polling for an open
+    // challenge could miss one answered between two looks).
+    let framed = u64::from(cairn_node::market::FRAMED_COMMITS_MAX);
+    let challenged_at = devnet.wait_until("every framed commit is challenged and answered", |d| {
+        let (_, nonces) = accounts(d)?;
+        let (open, height) = open(d)?;
+        (nonces - nonces_before >= framed && open == 0).then_some(height)
     });
     // The framer posts its `NoReveal` evidence one block after the window.
     let window = cairn_ledger::REVEAL_WINDOW_BLOCKS;

@@ -247,6 +247,11 @@ impl Outbox {
     /// One round: learns what blocks carried, numbers what is open, and
     /// sends what needs sending.
     async fn step(&self) -> Result<(), String> {
+        // An idle outbox asks nothing (a stale next nonce only means the
+        // next transaction is signed again once).
+        if self.open() == 0 {
+            return Ok(());
+        }
         let me = self.key.public();
         // The account first: what blocks carried below its next nonce is
         // then known when asked.
