@@ -242,6 +242,24 @@ impl Drop for Devnet {
     }
 }
 
+/// `cairn run --local --json` of `job` into `out`: its summary.
+fn run_local(job: &Path, out: &Path) -> Value {
+    let local = run(&[
+        "run",
+        job.to_str().unwrap(),
+        "--local",
+        "--json",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        local.status.success(),
+        "{}",
+        String::from_utf8_lossy(&local.stderr)
+    );
+    serde_json::from_slice(&local.stdout).unwrap()
+}
+
 /// A results answer (`{"results": [...]}`) by task index.
 fn by_task(answer: &Value) -> BTreeMap<u64, Value> {
     answer["results"]
@@ -321,16 +339,7 @@ fn three_providers_render_the_example_and_digests_match_a_local_run() {
         &std::fs::read(tmp.path().join("out/orbit/cairn-results.json")).unwrap(),
     )
     .unwrap();
-    let local = run(&[
-        "run",
-        job.to_str().unwrap(),
-        "--local",
-        "--json",
-        "-o",
-        tmp.path().join("local").to_str().unwrap(),
-    ]);
-    assert!(local.status.success());
-    let local: Value = serde_json::from_slice(&local.stdout).unwrap();
+    let local = run_local(&job, &tmp.path().join("local"));
     let by_task = |v: &Value, index: &str| -> BTreeMap<u64, String> {
         v["results"]
             .as_array()
@@ -676,16 +685,7 @@ fn results_are_local_and_none_from(
     cheats: &[cairn_wire::PublicKey],
 ) {
     let out = tempfile::tempdir().unwrap();
-    let local = run(&[
-        "run",
-        job.to_str().unwrap(),
-        "--local",
-        "--json",
-        "-o",
-        out.path().to_str().unwrap(),
-    ]);
-    assert!(local.status.success());
-    let local: Value = serde_json::from_slice(&local.stdout).unwrap();
+    let local = run_local(job, out.path());
     let results = devnet.results(id);
     assert_eq!(results.len() as u32, tasks);
     for r in local["results"].as_array().unwrap() {

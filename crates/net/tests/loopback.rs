@@ -41,15 +41,28 @@ async fn start(config: NetConfig) -> (Network, mpsc::Receiver<Event>) {
 
 /// Waits until `events` reports a connection to `peer`, answering nothing.
 async fn connected(events: &mut mpsc::Receiver<Event>, peer: PeerId) {
+    wait_for(
+        events,
+        "connected",
+        |e| matches!(e, Event::Connected(p) if *p == peer),
+    )
+    .await;
+}
+
+/// Waits until `events` reports something `wanted` accepts, answering
+/// nothing.
+async fn wait_for(events: &mut mpsc::Receiver<Event>, what: &str, wanted: impl Fn(&Event) -> bool) {
     let wait = async {
         while let Some(event) = events.recv().await {
-            if matches!(event, Event::Connected(p) if p == peer) {
+            if wanted(&event) {
                 return;
             }
         }
-        panic!("event queue closed before connecting to {peer}");
+        panic!("event queue closed before {what}");
     };
-    timeout(PATIENCE, wait).await.expect("connected in time");
+    timeout(PATIENCE, wait)
+        .await
+        .unwrap_or_else(|_| panic!("{what} in time"));
 }
 
 /// Answers every request with `prefix` followed by the request.
@@ -439,15 +452,12 @@ async fn a_restarted_bootstrap_peer_is_dialled_again() {
     // listeners and connections. B sees it go before A comes back.
     drop(a);
     drop(a_events);
-    let gone = async {
-        while let Some(event) = b_events.recv().await {
-            if matches!(event, Event::Disconnected(p) if p == a_peer) {
-                return;
-            }
-        }
-        panic!("B's events ended before A went");
-    };
-    timeout(PATIENCE, gone).await.expect("B sees A go");
+    wait_for(
+        &mut b_events,
+        "B sees A go",
+        |e| matches!(e, Event::Disconnected(p) if *p == a_peer),
+    )
+    .await;
     let mut listen = a_contact.clone();
     listen.pop();
     // Its port may take a moment to be free again.
