@@ -196,7 +196,7 @@ pub fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
         if args.genesis.is_some() {
             bail!("genesis file {} does not exist", genesis_path.display());
         }
-        write_genesis(&genesis_path, "cairn-local", &[key.public()])?;
+        write_genesis(&genesis_path, "cairn-local", &[key.public()], &[key.public()])?;
     }
     let genesis = Genesis::load(&genesis_path)?;
     let validators = if args.validators.is_empty() {
@@ -207,6 +207,7 @@ pub fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
             .map(|v| parse_validator(v))
             .collect::<anyhow::Result<_>>()?
     };
+    check_validators(&genesis, &validators)?;
     eprintln!(
         "cairn: node {} with {} validator(s); data in {}, API token in {}",
         key.public(),
@@ -241,10 +242,40 @@ fn parse_validator(text: &str) -> anyhow::Result<(PublicKey, SocketAddr)> {
     Ok((key, address))
 }
 
-/// Writes a genesis crediting `keys` (written once; a chain's genesis never
-/// changes).
-fn write_genesis(path: &Path, name: &str, keys: &[PublicKey]) -> anyhow::Result<()> {
-    let mut text = format!("chain_name = \"{name}\"\n\n[balances]\n");
+/// The validators that run consensus must be the genesis's validators, who
+/// attest dispute verdicts: a chain whose verdicts count under another set
+/// than its consensus could be judged by anyone.
+fn check_validators(genesis: &Genesis, running: &[(PublicKey, SocketAddr)]) -> anyhow::Result<()> {
+    let mut named: Vec<String> = running.iter().map(|(key, _)| key.to_string()).collect();
+    let mut listed = genesis.validators.clone();
+    named.sort();
+    listed.sort();
+    if listed.is_empty() {
+        eprintln!("cairn: the genesis lists no validators, so no dispute can convict anyone");
+    } else if named != listed {
+        bail!(
+            "the validators ({}) are not the genesis's validators ({})",
+            named.join(", "),
+            listed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Writes a genesis crediting `funded` with `validators` (written once; a
+/// chain's genesis never changes).
+fn write_genesis(
+    path: &Path,
+    name: &str,
+    funded: &[PublicKey],
+    validators: &[PublicKey],
+) -> anyhow::Result<()> {
+    let listed: Vec<String> = validators.iter().map(|k| format!("\"{k}\"")).collect();
+    let mut text = format!(
+        "chain_name = \"{name}\"\nvalidators = [{}]\n\n[balances]\n",
+        listed.join(", ")
+    );
+    let keys = funded;
     for key in keys {
         text.push_str(&format!("\"{key}\" = {GENESIS_BALANCE}\n"));
     }
@@ -319,7 +350,7 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
         let mut funded = vec![wallet.public()];
         funded.extend(&keys);
         funded.extend(&providers);
-        write_genesis(&genesis, "cairn-devnet", &funded)?;
+        write_genesis(&genesis, "cairn-devnet", &funded, &keys)?;
     }
     let exe = std::env::current_exe()?;
     // One machine: its nodes share compiled modules, so a new module

@@ -8,11 +8,13 @@
 //!   requester posts it as a `Challenge`; the provider has
 //!   [`REVEAL_WINDOW_BLOCKS`] blocks to post its opening (`Reveal`), after
 //!   which the commit is proof of withholding (a staller's).
-//! - A dispute ends in a [`Verdict`] signed by the referee: the job's
-//!   requester in a devnet. With the provider's signed receipt for the
-//!   digest the verdict proved wrong, it is proof of a wrong result; the
-//!   verdict names the segment re-executed and commits to the whole
-//!   transcript, so anyone can audit it by re-running that one segment.
+//! - A dispute ends in a [`Verdict`] attested by a quorum of the chain's
+//!   validators, never by a party to the job: each validator re-ran the one
+//!   disputed segment from the state the provider itself signed, and saw it
+//!   reach another state than the provider signed next. With the provider's
+//!   signed receipt for the digest the verdict proved wrong, it is proof of
+//!   a wrong result; the verdict names the segment, so anyone can audit it
+//!   by re-running that one segment.
 
 use bytes::BufMut;
 use cairn_wire::codec::{Buf, EncodeSize, Error as CodecError, Read, ReadExt, Write};
@@ -22,7 +24,7 @@ use cairn_wire::{ContentId, PublicKey};
 pub const COMMIT_NAMESPACE: &[u8] = b"cairn/commit";
 /// A provider's signature over an [`Opening`] uses this namespace.
 pub const OPENING_NAMESPACE: &[u8] = b"cairn/opening";
-/// A referee's signature over a [`Verdict`] uses this namespace.
+/// A validator's signature over a [`Verdict`] uses this namespace.
 pub const VERDICT_NAMESPACE: &[u8] = b"cairn/verdict";
 
 /// Blocks a challenged provider has to post its opening.
@@ -63,7 +65,7 @@ impl Opening {
     }
 }
 
-/// A referee's finding that `wrong` is not the result of `task` of `job`.
+/// Validators' finding that `wrong` is not the result of `task` of `job`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdict {
     /// The job.
@@ -80,11 +82,12 @@ pub struct Verdict {
     pub position: u64,
     /// The state both sides agreed on there.
     pub agreed: [u8; 32],
-    /// The state the referee reached one step later, which the losing side
-    /// contradicted.
+    /// The state the validators reached one step later, which the losing
+    /// side contradicted.
     pub reached: [u8; 32],
-    /// BLAKE3 of the whole dispute transcript, kept by the referee.
-    pub transcript: ContentId,
+    /// The digest of the task the losing side ran (its terms and
+    /// assignment), as its signed trace claims name it.
+    pub run: [u8; 32],
 }
 
 impl Write for Commit {
@@ -150,7 +153,7 @@ impl Write for Verdict {
         self.position.write(buf);
         self.agreed.write(buf);
         self.reached.write(buf);
-        self.transcript.write(buf);
+        self.run.write(buf);
     }
 }
 
@@ -172,7 +175,7 @@ impl Read for Verdict {
             position: u64::read(buf)?,
             agreed: <[u8; 32]>::read(buf)?,
             reached: <[u8; 32]>::read(buf)?,
-            transcript: ContentId::read(buf)?,
+            run: <[u8; 32]>::read(buf)?,
         })
     }
 }

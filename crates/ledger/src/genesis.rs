@@ -1,6 +1,6 @@
 //! The starting state of a chain, from a TOML file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use cairn_wire::{ContentId, PublicKey};
@@ -18,6 +18,7 @@ use crate::{Account, Amount, Params, State};
 /// fee_bps = 100
 /// slash_bps = 5000
 /// slash_reward_bps = 5000
+/// validators = ["<64 hex digits of a public key>"]
 /// [balances]
 /// "<64 hex digits of a public key>" = 1000000000000
 /// ```
@@ -29,6 +30,10 @@ pub struct Genesis {
     /// Protocol parameters.
     #[serde(default)]
     pub params: GenesisParams,
+    /// The validators (hex public keys): they run consensus and attest
+    /// dispute verdicts. Without them no dispute can convict anyone.
+    #[serde(default)]
+    pub validators: Vec<String>,
     /// Starting balances by public key (hex).
     pub balances: BTreeMap<String, Amount>,
 }
@@ -123,8 +128,23 @@ impl Genesis {
         for (key, account) in &accounts {
             id.push_str(&format!("{key} {}\n", account.balance));
         }
+        let mut validators = BTreeSet::new();
+        for key in &self.validators {
+            let key: PublicKey = key
+                .parse()
+                .map_err(|e| GenesisError::Invalid(format!("validators: {e}")))?;
+            if !validators.insert(key) {
+                return Err(GenesisError::Invalid(format!(
+                    "validators: {key} is listed twice"
+                )));
+            }
+        }
+        for key in &validators {
+            id.push_str(&format!("validator {key}\n"));
+        }
         let mut state = State::empty(ContentId::of(id.as_bytes()), params);
         state.accounts = accounts;
+        state.validators = validators;
         state.supply = supply;
         Ok(state)
     }
@@ -134,7 +154,14 @@ impl Genesis {
         Self {
             chain_name: chain_name.to_string(),
             params: GenesisParams::default(),
+            validators: Vec::new(),
             balances: keys.iter().map(|k| (k.to_string(), balance)).collect(),
         }
+    }
+
+    /// This genesis with `keys` as its validators.
+    pub fn with_validators(mut self, keys: &[PublicKey]) -> Self {
+        self.validators = keys.iter().map(PublicKey::to_string).collect();
+        self
     }
 }

@@ -64,6 +64,12 @@ pub(crate) fn leaves(state: &State) -> Vec<ContentId> {
         &p.slash_bps.to_be_bytes(),
         &p.slash_reward_bps.to_be_bytes(),
     ])];
+    out.extend(
+        state
+            .validators
+            .iter()
+            .map(|k| leaf(&[b"validator", k.as_bytes()])),
+    );
     out.extend(state.accounts.iter().map(|(k, a)| account_leaf(k, a)));
     out.extend(state.providers.iter().map(|(k, p)| {
         let c = &p.capabilities;

@@ -9,7 +9,7 @@ use crate::tx::{Capabilities, ENDPOINT_BYTES_MAX, Lease};
 use crate::{Account, Escrow, Params, Provider, Reputation, State};
 
 /// Version of the snapshot format.
-const SNAPSHOT_VERSION: u8 = 2;
+const SNAPSHOT_VERSION: u8 = 3;
 
 impl State {
     /// The canonical bytes of the whole state.
@@ -27,6 +27,10 @@ impl State {
         self.supply.write(&mut buf);
         self.fee_pool.write(&mut buf);
         self.burned.write(&mut buf);
+        (self.validators.len() as u64).write(&mut buf);
+        for key in &self.validators {
+            key.write(&mut buf);
+        }
         write_map(&mut buf, &self.accounts, |buf, k, a| {
             k.write(buf);
             a.balance.write(buf);
@@ -93,6 +97,9 @@ impl State {
         state.supply = u64::read(buf)?;
         state.fee_pool = u64::read(buf)?;
         state.burned = u64::read(buf)?;
+        for _ in 0..u64::read(buf)? {
+            state.validators.insert(PublicKey::read(buf)?);
+        }
         for _ in 0..u64::read(buf)? {
             let key = PublicKey::read(buf)?;
             let account = Account {
@@ -193,13 +200,17 @@ mod tests {
         let keys: Vec<_> = (0..3u8)
             .map(|i| Keypair::from_seed([i; 32]).public())
             .collect();
-        let state = Genesis::with_balances("snap", &keys, 77).state().unwrap();
+        let state = Genesis::with_balances("snap", &keys, 77)
+            .with_validators(&keys[..1])
+            .state()
+            .unwrap();
         let bytes = state.to_snapshot();
         assert_eq!(State::from_snapshot(&bytes).unwrap(), state);
         assert!(State::from_snapshot(&bytes[..bytes.len() - 1]).is_err());
         let mut inflated = bytes.clone();
-        // The first account's balance: a snapshot that mints is refused.
-        let offset = 1 + 32 + 8 + 8 + 2 + 2 + 2 + 8 + 8 + 8 + 8 + 8 + 32;
+        // The first account's balance (after the header, one validator and
+        // the account count): a snapshot that mints is refused.
+        let offset = 1 + 32 + 8 + 8 + 2 + 2 + 2 + 8 + 8 + 8 + 8 + (8 + 32) + 8 + 32;
         inflated[offset + 7] ^= 1;
         assert!(State::from_snapshot(&inflated).is_err());
     }

@@ -129,6 +129,8 @@ pub struct State {
     pub(crate) challenges: BTreeMap<(ContentId, u64), ([u8; 32], u64)>,
     pub(crate) fee_pool: Amount,
     pub(crate) burned: Amount,
+    /// The validators, fixed at genesis: who attests dispute verdicts.
+    pub(crate) validators: BTreeSet<PublicKey>,
 }
 
 impl State {
@@ -150,6 +152,7 @@ impl State {
             challenges: BTreeMap::new(),
             fee_pool: 0,
             burned: 0,
+            validators: BTreeSet::new(),
         }
     }
 
@@ -193,6 +196,22 @@ impl State {
     /// A job's escrow, if open.
     pub fn escrow(&self, job: &ContentId) -> Option<&Escrow> {
         self.escrows.get(job)
+    }
+
+    /// The validators: who attests dispute verdicts.
+    pub fn validators(&self) -> &BTreeSet<PublicKey> {
+        &self.validators
+    }
+
+    /// How many validators must attest a verdict: all but the `f` a BFT
+    /// chain of `n = 3f + 1` tolerates, so honest validators are a majority
+    /// of every quorum. With no validators, no verdict counts.
+    pub fn verdict_quorum(&self) -> usize {
+        let n = self.validators.len();
+        if n == 0 {
+            return 1;
+        }
+        n - (n - 1) / 3
     }
 
     /// A recorded lease.
@@ -682,10 +701,13 @@ impl State {
                 let r = receipt.payload_unchecked();
                 let v = verdict.payload_unchecked();
                 let lease = self.offence(offender, r.lease, r.task)?;
-                // In a devnet the requester referees its own disputes.
-                if verdict.signer() != lease.requester || reporter != lease.requester {
+                // No party judges its own case: the validators do, and a
+                // verdict counts only with a quorum of them.
+                let signers: BTreeSet<PublicKey> = verdict.signers_unchecked().collect();
+                let validators = signers.intersection(&self.validators).count();
+                if validators < self.verdict_quorum() || validators < signers.len() {
                     return Err(TxError::BadEvidence(
-                        "the verdict is not signed by the job's referee",
+                        "the verdict is not attested by a quorum of the validators",
                     ));
                 }
                 if (v.job, v.task, v.wrong) != (lease.job, r.task, r.digest) {

@@ -2,7 +2,7 @@
 
 use bytes::BufMut;
 use cairn_wire::codec::{Buf, EncodeSize, Error as CodecError, RangeCfg, Read, ReadExt, Write};
-use cairn_wire::{ContentId, Keypair, PublicKey, Signature, Signed, WireError, text};
+use cairn_wire::{Attested, ContentId, Keypair, PublicKey, Signature, Signed, WireError, text};
 
 use crate::TxError;
 use crate::fraud::{
@@ -198,8 +198,8 @@ pub enum Evidence {
     WrongResult {
         /// The provider's receipt for the wrong digest.
         receipt: Signed<Receipt>,
-        /// The referee's verdict.
-        verdict: Signed<Verdict>,
+        /// The verdict, attested by a quorum of the validators.
+        verdict: Attested<Verdict>,
         /// (lease, task) of its settled results to take back.
         clawback: Vec<(ContentId, u64)>,
         /// The verdict's winner's receipt for the same task with another
@@ -353,6 +353,8 @@ fn verify_inner(kind: &TxKind) -> Result<(), TxError> {
                 receipt
                     .verify(RECEIPT_NAMESPACE)
                     .map_err(|e| bad("receipt", e))?;
+                // Whether the signers are enough validators is the state's
+                // question; here every signature must hold.
                 verdict
                     .verify(VERDICT_NAMESPACE)
                     .map_err(|e| bad("verdict", e))?;
@@ -580,7 +582,7 @@ impl Read for TxBody {
                     },
                     1 => {
                         let receipt = Signed::<Receipt>::read(buf)?;
-                        let verdict = Signed::<Verdict>::read(buf)?;
+                        let verdict = Attested::<Verdict>::read(buf)?;
                         let count = u32::read(buf)? as usize;
                         if count > CLAWBACK_MAX {
                             return Err(CodecError::InvalidLength(count));

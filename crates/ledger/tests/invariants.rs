@@ -6,7 +6,7 @@ use cairn_ledger::{
     Opening, RECEIPT_NAMESPACE, Receipt, State, Tx, TxBody, TxError, TxKind, VERDICT_NAMESPACE,
     Verdict, admit, verify_proof,
 };
-use cairn_wire::{ContentId, Keypair, Signed};
+use cairn_wire::{Attested, ContentId, Keypair, Signed};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestCaseError;
@@ -21,7 +21,8 @@ fn keys() -> Vec<Keypair> {
 
 fn genesis_state(keys: &[Keypair]) -> State {
     let publics: Vec<_> = keys.iter().map(Keypair::public).collect();
-    let mut genesis = Genesis::with_balances("proptest", &publics, 5_000_000_000);
+    let mut genesis = Genesis::with_balances("proptest", &publics, 5_000_000_000)
+        .with_validators(&publics[..1]);
     genesis.balances.remove(&publics[5].to_string()); // one account starts empty
     genesis.state().unwrap()
 }
@@ -385,20 +386,22 @@ impl World {
                 let receipt = self.receipt(lease, task, 10, None, 2)?;
                 let lease = self.leases.get(lease % self.leases.len())?.clone();
                 let requester = self.index_of(&lease.requester);
-                let verdict = Signed::sign(
-                    &self.keys[requester],
-                    VERDICT_NAMESPACE,
-                    Verdict {
-                        job: lease.job,
-                        task,
-                        wrong: ContentId::of(&[2]),
-                        winner: k(0),
-                        position: 0,
-                        agreed: [0; 32],
-                        reached: [1; 32],
-                        transcript: ContentId::of(b"t"),
-                    },
-                );
+                let verdict = Verdict {
+                    job: lease.job,
+                    task,
+                    wrong: ContentId::of(&[2]),
+                    winner: k(0),
+                    position: 0,
+                    agreed: [0; 32],
+                    reached: [1; 32],
+                    run: [0; 32],
+                };
+                // The genesis's one validator attests it.
+                let mut verdict = Attested::new(verdict);
+                let validator = &self.keys[0];
+                let signature =
+                    Attested::signature(validator, VERDICT_NAMESPACE, verdict.payload_unchecked());
+                verdict.add(VERDICT_NAMESPACE, validator.public(), signature);
                 let clawback = clawback.iter().map(|t| (lease.id(), *t)).collect();
                 self.body(
                     requester,

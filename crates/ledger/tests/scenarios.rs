@@ -5,13 +5,14 @@ use cairn_ledger::{
     RECEIPT_NAMESPACE, REVEAL_WINDOW_BLOCKS, Receipt, SettleOutcome, State, TxBody, TxError,
     TxKind, VERDICT_NAMESPACE, Verdict, admit, admit_batch, decode,
 };
-use cairn_wire::{ContentId, Keypair, Signed};
+use cairn_wire::{Attested, ContentId, Keypair, Signed};
 
 struct Net {
     state: State,
     requester: Keypair,
     provider: Keypair,
     other: Keypair,
+    validators: Vec<Keypair>,
 }
 
 const JOB: &[u8] = b"job-1";
@@ -21,16 +22,19 @@ impl Net {
         let requester = Keypair::from_seed([1; 32]);
         let provider = Keypair::from_seed([2; 32]);
         let other = Keypair::from_seed([3; 32]);
+        let validators: Vec<Keypair> = (10..14).map(|i| Keypair::from_seed([i; 32])).collect();
         let genesis = Genesis::with_balances(
             "scenario",
             &[requester.public(), provider.public(), other.public()],
             10_000_000_000,
-        );
+        )
+        .with_validators(&validators.iter().map(Keypair::public).collect::<Vec<_>>());
         Self {
             state: genesis.state().unwrap(),
             requester,
             provider,
             other,
+            validators,
         }
     }
 
@@ -603,22 +607,26 @@ fn a_wrong_result_is_slashed_the_winner_rewarded_and_paid_receipts_clawed_back()
     let burned_before = net.state.burned();
 
     let wrong = net.receipt(&lease, 5, 2_000_000_000, b"lie");
-    let verdict = |signer: &Keypair, digest: &[u8]| {
-        Signed::sign(
-            signer,
-            VERDICT_NAMESPACE,
-            Verdict {
-                job,
-                task: 5,
-                wrong: ContentId::of(digest),
-                winner,
-                position: 17,
-                agreed: [1; 32],
-                reached: [2; 32],
-                transcript: ContentId::of(b"transcript"),
-            },
-        )
+    let verdict = |signers: &[&Keypair], digest: &[u8]| {
+        let verdict = Verdict {
+            job,
+            task: 5,
+            wrong: ContentId::of(digest),
+            winner,
+            position: 17,
+            agreed: [1; 32],
+            reached: [2; 32],
+            run: [3; 32],
+        };
+        let mut attested = Attested::new(verdict.clone());
+        for signer in signers {
+            let signature = Attested::signature(signer, VERDICT_NAMESPACE, &verdict);
+            assert!(attested.add(VERDICT_NAMESPACE, signer.public(), signature));
+        }
+        attested
     };
+    let validators = net.validators.clone();
+    let quorum: Vec<&Keypair> = validators[..3].iter().collect();
     let slash_with = |verdict, clawback: Vec<(ContentId, u64)>, winner_receipt| TxKind::Slash {
         evidence: Box::new(Evidence::WrongResult {
             receipt: wrong.clone(),
@@ -628,25 +636,33 @@ fn a_wrong_result_is_slashed_the_winner_rewarded_and_paid_receipts_clawed_back()
         }),
     };
     let slash = |verdict, clawback| slash_with(verdict, clawback, Some(honest_receipt(b"truth")));
-    // Only the job's referee (its requester here) may convict.
-    let forged = slash(verdict(&net.other.clone(), b"lie"), Vec::new());
+    // No party judges its own case: a verdict signed by the requester, by
+    // too few validators, or by a quorum padded with a party's signature
+    // convicts no one. Four validators tolerate one fault: three must sign.
+    let not_attested =
+        TxError::BadEvidence("the verdict is not attested by a quorum of the validators");
+    let requester_forged = slash(verdict(&[&requester], b"lie"), Vec::new());
     assert_eq!(
-        net.send(&requester, forged).unwrap_err(),
-        TxError::BadEvidence("the verdict is not signed by the job's referee")
+        net.send(&requester, requester_forged).unwrap_err(),
+        not_attested
     );
+    let too_few = slash(verdict(&quorum[..2], b"lie"), Vec::new());
+    assert_eq!(net.send(&requester, too_few).unwrap_err(), not_attested);
+    let padded = slash(verdict(&[quorum[0], quorum[1], &other], b"lie"), Vec::new());
+    assert_eq!(net.send(&requester, padded).unwrap_err(), not_attested);
     // A verdict about another digest does not convict this receipt.
-    let elsewhere = slash(verdict(&requester, b"other"), Vec::new());
+    let elsewhere = slash(verdict(&quorum, b"other"), Vec::new());
     assert_eq!(
         net.send(&requester, elsewhere).unwrap_err(),
         TxError::BadEvidence("the verdict is about another task or digest")
     );
     // An unpaid receipt cannot be clawed back.
-    let unpaid = slash(verdict(&requester, b"lie"), vec![(lease.id(), 9)]);
+    let unpaid = slash(verdict(&quorum, b"lie"), vec![(lease.id(), 9)]);
     assert!(net.send(&requester, unpaid).is_err());
     // The reward goes only to a winner that returned another result for
     // the task.
     let same = slash_with(
-        verdict(&requester, b"lie"),
+        verdict(&quorum, b"lie"),
         Vec::new(),
         Some(honest_receipt(b"lie")),
     );
@@ -656,7 +672,7 @@ fn a_wrong_result_is_slashed_the_winner_rewarded_and_paid_receipts_clawed_back()
     );
 
     let clawback = (0..3).map(|t| (lease.id(), t)).collect();
-    net.send(&requester, slash(verdict(&requester, b"lie"), clawback))
+    net.send(&requester, slash(verdict(&quorum, b"lie"), clawback))
         .unwrap();
     // Each receipt paid 2 Gfuel x 1,000 = 2,000 less the 1% fee.
     let refunds = 3 * (2_000 - 20);
@@ -677,7 +693,7 @@ fn a_wrong_result_is_slashed_the_winner_rewarded_and_paid_receipts_clawed_back()
     assert_eq!(net.state.burned(), burned_before + penalty - penalty / 2);
     // Neither the offence nor the clawed-back receipts can be used again.
     assert_eq!(
-        net.send(&requester, slash(verdict(&requester, b"lie"), Vec::new()))
+        net.send(&requester, slash(verdict(&quorum, b"lie"), Vec::new()))
             .unwrap_err(),
         TxError::BadEvidence("this offence was already punished")
     );

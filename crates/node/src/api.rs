@@ -137,6 +137,8 @@ async fn status(State(ledger): State<Ledger>) -> axum::Json<Value> {
             "supply": state.supply(),
             "fee_pool": state.fee_pool(),
             "burned": state.burned(),
+            "validators": state.validators().iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+            "verdict_quorum": state.verdict_quorum(),
         })
     }))
 }

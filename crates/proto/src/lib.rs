@@ -14,6 +14,7 @@
 
 #![deny(missing_docs)]
 
+mod adjudication;
 mod submission;
 
 use bytes::BufMut;
@@ -21,6 +22,7 @@ use cairn_ledger::{Commit, Lease, Opening, Receipt};
 use cairn_market::Bid;
 use cairn_wire::codec::{Buf, Encode, EncodeSize, Error as CodecError, Read, ReadExt, Write};
 use cairn_wire::{ContentId, Signature, Signed, text};
+pub use adjudication::{CASE_CLAIMS_MAX, CLAIM_NAMESPACE, Case, Party, TraceClaim, run_digest};
 pub use submission::{Submission, SubmittedFile, SubmittedLimits, SubmittedTask, SubmittedVerify};
 
 /// The most tasks in one pull, results or assignments.
@@ -258,6 +260,8 @@ pub enum Request {
         /// The question.
         ask: DisputeAsk,
     },
+    /// Requester → validator: judge a dispute's last step.
+    Adjudicate(Box<Case>),
     /// Either way: a verified range of a blob.
     Blob {
         /// The blob.
@@ -290,15 +294,16 @@ pub enum Response {
         /// Tasks whose committed results the provider must now reveal.
         reveal: Vec<u32>,
     },
-    /// A dispute answer: the trace's length.
-    TraceLength(u64),
-    /// A dispute answer: state hashes, in the order asked.
-    Hashes(Vec<[u8; 32]>),
+    /// A dispute answer: the trace's length and, when asked, its state
+    /// hashes, signed, so validators can hold the side to them.
+    Claim(Signed<TraceClaim>),
     /// A dispute answer: the state, stored as this blob on the provider.
     Snapshot(FileRef),
     /// The answer takes a while to build (a dispute's trace or snapshot
     /// re-runs the task): being built now, ask again shortly.
     Preparing,
+    /// A validator's signature over the verdict on a case.
+    Attestation(Signature),
     /// A blob range: the blob's size and the bao-encoded range.
     Blob {
         /// Whole blob size.
@@ -687,6 +692,10 @@ impl Write for Request {
                 task.write(buf);
                 ask.write(buf);
             }
+            Request::Adjudicate(case) => {
+                6u8.write(buf);
+                case.write(buf);
+            }
         }
     }
 }
@@ -702,6 +711,7 @@ impl EncodeSize for Request {
             }
             Request::Blob { .. } => 32 + 8 + 4,
             Request::Dispute { ask, .. } => 32 + 4 + ask.encode_size(),
+            Request::Adjudicate(case) => case.encode_size(),
         }
     }
 }
@@ -743,6 +753,7 @@ impl Read for Request {
                 task: u32::read(buf)?,
                 ask: DisputeAsk::read(buf)?,
             }),
+            6 => Ok(Request::Adjudicate(Box::new(Case::read(buf)?))),
             _ => Err(CodecError::Invalid("Request", "unknown kind")),
         }
     }
@@ -772,19 +783,19 @@ impl Write for Response {
                 finished.write(buf);
                 write_list(reveal, buf);
             }
-            Response::TraceLength(positions) => {
+            Response::Claim(claim) => {
                 5u8.write(buf);
-                positions.write(buf);
-            }
-            Response::Hashes(hashes) => {
-                6u8.write(buf);
-                write_list(hashes, buf);
+                claim.write(buf);
             }
             Response::Snapshot(file) => {
                 7u8.write(buf);
                 file.write(buf);
             }
             Response::Preparing => 8u8.write(buf),
+            Response::Attestation(signature) => {
+                9u8.write(buf);
+                signature.write(buf);
+            }
             Response::Blob { size, encoded } => {
                 4u8.write(buf);
                 size.write(buf);
@@ -808,10 +819,10 @@ impl EncodeSize for Response {
                     + 4
                     + 4 * reveal.len()
             }
-            Response::TraceLength(_) => 8,
-            Response::Hashes(hashes) => 4 + 32 * hashes.len(),
+            Response::Claim(claim) => claim.encode_size(),
             Response::Snapshot(file) => file.encode_size(),
             Response::Preparing => 0,
+            Response::Attestation(_) => 64,
             Response::Blob { encoded, .. } => 8 + 4 + encoded.len(),
         }
     }
@@ -840,17 +851,10 @@ impl Read for Response {
                     reveal,
                 })
             }
-            5 => Ok(Response::TraceLength(u64::read(buf)?)),
-            6 => {
-                let len = read_len(buf, DISPUTE_POSITIONS_MAX)?;
-                Ok(Response::Hashes(
-                    (0..len)
-                        .map(|_| <[u8; 32]>::read(buf))
-                        .collect::<Result<_, _>>()?,
-                ))
-            }
+            5 => Ok(Response::Claim(Signed::<TraceClaim>::read(buf)?)),
             7 => Ok(Response::Snapshot(FileRef::read(buf)?)),
             8 => Ok(Response::Preparing),
+            9 => Ok(Response::Attestation(Signature::read(buf)?)),
             4 => {
                 let size = u64::read(buf)?;
                 // Half again the range for the interleaved proof hashes.
@@ -921,6 +925,64 @@ mod tests {
         )
     }
 
+    fn terms() -> Terms {
+        Terms {
+            module: FileRef {
+                name: "module.wasm".into(),
+                id: ContentId::of(b"m"),
+                size: 10,
+            },
+            inputs: Vec::new(),
+            limits: TaskLimits {
+                fuel: 1_000,
+                memory_bytes: 1 << 20,
+                wall_time_ms: 1_000,
+                output_bytes: 1 << 20,
+                stdout_bytes: 1 << 10,
+            },
+        }
+    }
+
+    fn assignment() -> Assignment {
+        Assignment {
+            task: 7,
+            args: vec!["--frame".into(), "7".into()],
+            outputs: vec!["f.png".into()],
+            seed: [5; 32],
+        }
+    }
+
+    fn claim() -> Signed<TraceClaim> {
+        Signed::sign(
+            &Keypair::from_seed([1; 32]),
+            CLAIM_NAMESPACE,
+            TraceClaim {
+                lease: ContentId::of(b"lease"),
+                task: 7,
+                run: run_digest(&terms(), &assignment()),
+                positions: 100,
+                digest: ContentId::of(b"result"),
+                points: vec![(17, [1; 32]), (18, [2; 32])],
+            },
+        )
+    }
+
+    /// A claim states its digest from its last position on, its points
+    /// where listed, and nothing else; another run is another digest.
+    #[test]
+    fn a_trace_claim_states_only_what_it_lists() {
+        let claim = claim();
+        let c = claim.payload_unchecked();
+        assert_eq!(c.hash_at(0), None);
+        assert_eq!(c.hash_at(17), Some([1; 32]));
+        assert_eq!(c.hash_at(19), None);
+        assert_eq!(c.hash_at(99), Some(*ContentId::of(b"result").as_bytes()));
+        assert_eq!(c.hash_at(u64::MAX), c.hash_at(99));
+        let mut other = assignment();
+        other.seed = [6; 32];
+        assert_ne!(run_digest(&terms(), &other), c.run);
+    }
+
     #[test]
     fn requests_and_answers_round_trip() {
         let requests = vec![
@@ -985,6 +1047,24 @@ mod tests {
                 task: 3,
                 ask: DisputeAsk::Snapshot(17),
             },
+            Request::Adjudicate(Box::new(Case {
+                terms: terms(),
+                assignment: assignment(),
+                position: 17,
+                accused: Party {
+                    receipt: receipt(),
+                    claims: vec![claim(), claim()],
+                },
+                state: Some(FileRef {
+                    name: "state".into(),
+                    id: ContentId::of(b"s"),
+                    size: 9,
+                }),
+                winner: Some(Party {
+                    receipt: receipt(),
+                    claims: vec![claim()],
+                }),
+            })),
         ];
         for request in requests {
             assert_eq!(from_bytes::<Request>(&to_bytes(&request)).unwrap(), request);
@@ -1004,8 +1084,8 @@ mod tests {
                 finished: false,
                 reveal: vec![4, 8],
             },
-            Response::TraceLength(1_000),
-            Response::Hashes(vec![[1; 32], [2; 32]]),
+            Response::Claim(claim()),
+            Response::Attestation(cairn_wire::Keypair::from_seed([3; 32]).sign(b"verdict")),
             Response::Snapshot(FileRef {
                 name: "snapshot".into(),
                 id: ContentId::of(b"s"),

@@ -36,7 +36,7 @@ pub mod text;
 /// The canonical encoding (`commonware-codec`), re-exported so every crate
 /// encodes with the same version of it.
 pub use commonware_codec as codec;
-pub use envelope::Signed;
+pub use envelope::{ATTESTATIONS_MAX, Attested, Signed};
 pub use error::WireError;
 pub use id::{ContentId, hex, parse_hex, parse_hex32};
 pub use identity::{Keypair, NodeId, PublicKey, Signature, verify_batch};

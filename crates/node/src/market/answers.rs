@@ -47,6 +47,13 @@ fn decode(value: &[u8]) -> Option<(ContentId, u64)> {
     Some((ContentId::from_digest(digest), u64::from_be_bytes(expires)))
 }
 
+/// The digest this provider committed to for `task` of `lease`, if it
+/// still keeps it.
+pub(super) fn committed(shared: &Shared, lease: &ContentId, task: u64) -> Option<ContentId> {
+    let stored = shared.db.get(Table::Answers, &key(lease, task)).ok()??;
+    decode(&stored).map(|(digest, _)| digest)
+}
+
 /// The signed opening of this provider's commitment for `task` of `lease`.
 pub(super) fn opening(
     shared: &Shared,

@@ -156,6 +156,34 @@ impl LedgerLink {
         }
     }
 
+    /// The validators, who attest dispute verdicts, and how many of them a
+    /// verdict needs.
+    pub async fn validators(&self) -> Result<(Vec<PublicKey>, usize), String> {
+        match self {
+            Self::Local(ledger) => Ok(ledger.view(|state| {
+                (
+                    state.validators().iter().copied().collect(),
+                    state.verdict_quorum(),
+                )
+            })),
+            Self::Remote { .. } => {
+                let v = self.get("/v1/status").await?;
+                let keys = v["validators"]
+                    .as_array()
+                    .ok_or("the ledger lists no validators")?
+                    .iter()
+                    .take(cairn_wire::ATTESTATIONS_MAX)
+                    .map(|k| k.as_str().and_then(|k| k.parse().ok()))
+                    .collect::<Option<Vec<PublicKey>>>()
+                    .ok_or("a validator that is not a key")?;
+                let quorum = v["verdict_quorum"]
+                    .as_u64()
+                    .ok_or("the ledger names no verdict quorum")?;
+                Ok((keys, quorum as usize))
+            }
+        }
+    }
+
     /// A job's escrow as of the last finalized block, if it is open.
     pub async fn escrow(&self, job: &ContentId) -> Result<Option<cairn_ledger::Escrow>, String> {
         match self {

@@ -8,6 +8,7 @@
 //! Everything a peer sends is decoded with limits, checked, and dropped
 //! and counted when bad ([`Counters`]).
 
+mod adjudicator;
 mod answers;
 mod grants;
 mod ledger_link;
@@ -216,6 +217,7 @@ pub struct Market {
     shared: Arc<Shared>,
     requester: Arc<requester::Requester>,
     provider: Option<Arc<provider::Provider>>,
+    adjudicator: Arc<adjudicator::Adjudicator>,
     limits: Arc<Limits>,
 }
 
@@ -274,7 +276,9 @@ impl Market {
             pinned: Mutex::new(HashSet::new()),
             modules,
         });
-        let requester = requester::Requester::start(shared.clone(), &config)
+        let adjudicator =
+            adjudicator::Adjudicator::new(shared.clone(), config.data_dir.join("adjudicator"));
+        let requester = requester::Requester::start(shared.clone(), &config, adjudicator.clone())
             .map_err(|e| NodeError::Config(format!("restoring jobs: {e}")))?;
         let provider = match &config.provider {
             Some(provider_config) => Some(
@@ -288,6 +292,7 @@ impl Market {
             shared,
             requester,
             provider,
+            adjudicator,
             limits: Arc::new(Limits {
                 requests: rate::RateLimit::new(PEER_REQUESTS_PER_S, PEER_REQUESTS_BURST),
                 orders: rate::RateLimit::new(PEER_ORDERS_PER_S, PEER_ORDERS_BURST),
@@ -383,6 +388,7 @@ impl Market {
                 Some(provider) => provider.on_dispute(sender, lease, task, ask).await,
                 None => Response::Refused("this node is not a provider".into()),
             },
+            Request::Adjudicate(case) => self.adjudicator.on_case(from, sender, *case).await,
         }
     }
 

@@ -24,7 +24,8 @@ use cairn_wire::{ContentId, PublicKey, Signed};
 use tokio::sync::{Semaphore, mpsc};
 
 use super::proto::{
-    self, Assignment, DisputeAsk, FileRef, Report, Request, Response, StreamRef, Terms,
+    self, Assignment, CLAIM_NAMESPACE, DisputeAsk, FileRef, Report, Request, Response, StreamRef,
+    Terms, TraceClaim,
 };
 use super::{Counters, MarketConfig, Shared, fetch_blob, now_ms};
 
@@ -1209,17 +1210,35 @@ impl Provider {
                     self.start_tracing(lease, terms, input_dir, assignment);
                     return Response::Preparing;
                 };
-                return match ask {
-                    DisputeAsk::Hashes(positions) => positions
-                        .iter()
-                        .map(|&p| trace.hash_at(p))
-                        .collect::<Option<Vec<_>>>()
-                        .map_or_else(
-                            || Response::Refused("a position outside the trace".into()),
-                            Response::Hashes,
-                        ),
-                    _ => Response::TraceLength(trace.positions()),
+                let points = match ask {
+                    DisputeAsk::Hashes(positions) => {
+                        let points = positions
+                            .iter()
+                            .map(|&p| Some((p, trace.hash_at(p)?)))
+                            .collect::<Option<Vec<_>>>();
+                        match points {
+                            Some(points) => points,
+                            None => {
+                                return Response::Refused("a position outside the trace".into());
+                            }
+                        }
+                    }
+                    _ => Vec::new(),
                 };
+                // Signed, so validators can hold this provider to it; its
+                // result is the one it committed to (which, for an honest
+                // provider, the trace re-derives).
+                let digest = super::answers::committed(&self.shared, &lease, u64::from(task))
+                    .unwrap_or(trace.digest);
+                let claim = TraceClaim {
+                    lease,
+                    task: u64::from(task),
+                    run: proto::run_digest(&terms, &assignment),
+                    positions: trace.positions(),
+                    digest,
+                    points,
+                };
+                return Response::Claim(Signed::sign(&self.shared.key, CLAIM_NAMESPACE, claim));
             }
         };
         // A snapshot re-runs the task up to `position`: built once, in the

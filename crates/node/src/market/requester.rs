@@ -211,6 +211,18 @@ pub(super) struct Revealed {
 }
 
 impl Job {
+    /// Task `task` as a provider is handed it (its index must be in range).
+    pub(super) fn assignment(&self, task: u32) -> Assignment {
+        let spec = &self.record.submission.tasks[task as usize];
+        let seed = cairn_wire::parse_hex32(&spec.seed, "task seed").expect("checked at submission");
+        Assignment {
+            task,
+            args: spec.args.clone(),
+            outputs: spec.outputs.clone(),
+            seed,
+        }
+    }
+
     /// Why a provider's result cannot be this job's, if it cannot: it
     /// claims more fuel, output bytes or stream bytes than the task was
     /// allowed, names a file twice, or claims success without a file the
@@ -330,6 +342,12 @@ pub(crate) struct Requester {
     pub(super) runtime: std::sync::OnceLock<Arc<cairn_exec::WasmRuntime>>,
     /// What the referee found in each dispute, and who won it.
     pub(super) findings: Mutex<BTreeMap<u64, (super::verification::Finding, Option<PublicKey>)>>,
+    /// Each dispute side's signed trace claims, by (dispute, side): what
+    /// validators hold it to.
+    pub(super) claims: Mutex<BTreeMap<(u64, PublicKey), Vec<Signed<cairn_proto::TraceClaim>>>>,
+    /// This node's judge of cases, asked directly when this node is a
+    /// validator itself.
+    pub(super) adjudicator: Arc<super::adjudicator::Adjudicator>,
     /// Since when (ms) the referee of each dispute waits for a side to
     /// build the agreed state.
     pub(super) snapshot_waits: Mutex<BTreeMap<u64, u64>>,
@@ -390,7 +408,11 @@ pub(super) fn result_key(job: &ContentId, task: u32) -> Vec<u8> {
 
 impl Requester {
     /// Restores persisted jobs and starts their drivers.
-    pub fn start(shared: Arc<Shared>, config: &MarketConfig) -> Result<Arc<Self>, String> {
+    pub fn start(
+        shared: Arc<Shared>,
+        config: &MarketConfig,
+        adjudicator: Arc<super::adjudicator::Adjudicator>,
+    ) -> Result<Arc<Self>, String> {
         let requester = Arc::new(Self {
             shared,
             jobs: Mutex::new(BTreeMap::new()),
@@ -401,7 +423,9 @@ impl Requester {
             referee_dir: config.data_dir.join("referee"),
             runtime: std::sync::OnceLock::new(),
             findings: Mutex::new(BTreeMap::new()),
+            claims: Mutex::new(BTreeMap::new()),
             snapshot_waits: Mutex::new(BTreeMap::new()),
+            adjudicator,
             selection: SelectionParams::default(),
             sched: config.sched.clone(),
             bid_window_ms: config.bid_window_ms,
@@ -1283,20 +1307,9 @@ impl Requester {
             if !tasks.is_empty() && job.first_task_ms.is_none() {
                 job.first_task_ms = Some(now);
             }
-            let submission = &job.record.submission;
             let assignments = tasks
                 .into_iter()
-                .map(|task| {
-                    let spec = &submission.tasks[task as usize];
-                    let seed = cairn_wire::parse_hex32(&spec.seed, "task seed")
-                        .expect("checked at submission");
-                    Assignment {
-                        task,
-                        args: spec.args.clone(),
-                        outputs: spec.outputs.clone(),
-                        seed,
-                    }
-                })
+                .map(|task| job.assignment(task))
                 .collect();
             let reveal: Vec<u32> = job
                 .replicas

@@ -8,19 +8,26 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_exec::{Runtime as _, Snapshot, Task};
-use cairn_ledger::{Commit, Evidence, REVEAL_WINDOW_BLOCKS, TxKind, VERDICT_NAMESPACE, Verdict};
+use cairn_exec::{Snapshot, Task, WasmRuntime};
+use cairn_ledger::{Commit, Evidence, REVEAL_WINDOW_BLOCKS, Receipt, TxKind, VERDICT_NAMESPACE};
 use cairn_net::PeerId;
 use cairn_store::{Op, Table};
 use cairn_verify::{Action, Need, Offence, Segment, Side, StateHash, TaskKey, Verifier};
-use cairn_wire::{ContentId, PublicKey, Signed};
+use cairn_wire::{Attested, ContentId, PublicKey, Signed};
 
-use super::proto::{self, DisputeAsk, Request, Response};
+use super::adjudicator::{claimed, covering, snapshot_bytes_max, verdict, with_task};
+use super::proto::{self, Case, DisputeAsk, FileRef, Party, Request, Response};
 use super::requester::{Job, Requester, result_key};
-use super::{fetch_blob, now_ms};
+use super::{Counters, fetch_blob, now_ms};
 
 /// How long a dispute waits before asking a silent side again.
 const DISPUTE_RETRY_MS: u64 = 500;
+/// How long a case waits before asking the validators that have not
+/// answered again.
+const CASE_RETRY_MS: u64 = 1_000;
+/// How long a case is brought before it is given up: long enough for a
+/// validator to run a step of a day-long task that has no checkpoints.
+const CASE_PATIENCE_MS: u64 = 25 * 3_600 * 1_000;
 
 /// What the verifier's decisions leave to do once the locks are released.
 #[derive(Default)]
@@ -33,15 +40,32 @@ pub(super) struct Effects {
     pub challenges: Vec<(ContentId, u64, Signed<Commit>)>,
     /// Disputes to referee: (job, dispute id).
     pub disputes: Vec<(ContentId, u64)>,
+    /// Wrong results to bring to the validators.
+    pub cases: Vec<Pending>,
 }
 
-/// What a referee found, kept for the verdict it signs.
+/// A wrong result to bring to the validators, with what the job may have
+/// forgotten by then.
+pub(super) struct Pending {
+    pub job: ContentId,
+    pub dispute: u64,
+    pub terms: proto::Terms,
+    pub assignment: proto::Assignment,
+    /// The convicted side's receipt.
+    pub accused: Signed<Receipt>,
+    /// The other side's, if it won by the step.
+    pub winner: Option<Signed<Receipt>>,
+}
+
+/// What a referee found, kept for the case it brings the validators.
 #[derive(Clone, Debug)]
 pub(super) struct Finding {
+    /// The position the step starts from.
     pub position: u64,
-    pub agreed: StateHash,
+    /// The state the step reached.
     pub reached: StateHash,
-    pub transcript: ContentId,
+    /// The state at `position` as a blob here (none at position 0).
+    pub state: Option<FileRef>,
 }
 
 impl Requester {
@@ -198,48 +222,31 @@ impl Requester {
         let revealed = job.replicas.revealed.get(&(task, provider));
         match offence {
             Offence::WrongResult { dispute } => {
-                let Some(revealed) = revealed else {
-                    tracing::warn!("no receipt to prove a wrong result with");
-                    return;
-                };
-                // A side that lost by silence was never refereed.
-                let (finding, winner) = self.findings.lock().get(&dispute).cloned().unwrap_or((
-                    Finding {
-                        position: 0,
-                        agreed: [0; 32],
-                        reached: [0; 32],
-                        transcript: ContentId::of(b"a side did not answer in time"),
-                    },
-                    None,
-                ));
-                // The honest side's own receipt entitles it to the reward;
-                // without one (a side lost by silence) the slash is burned.
-                let winner_receipt = winner.and_then(|w| {
-                    job.replicas
-                        .revealed
-                        .get(&(task, w))
-                        .map(|r| r.receipt.clone())
-                });
-                let verdict = Verdict {
-                    job: job.id,
-                    task: u64::from(task),
-                    wrong: revealed.receipt.payload_unchecked().digest,
-                    winner: winner.unwrap_or(provider),
-                    position: finding.position,
-                    agreed: finding.agreed,
-                    reached: finding.reached,
-                    transcript: finding.transcript,
-                };
-                effects.txs.push(TxKind::Slash {
-                    evidence: Box::new(Evidence::WrongResult {
-                        receipt: revealed.receipt.clone(),
-                        verdict: Signed::sign(&self.shared.key, VERDICT_NAMESPACE, verdict),
-                        // Settlement waits for the end of a job, so nothing
-                        // of a job still open has been paid yet.
-                        clawback: Vec::new(),
-                        winner_receipt,
-                    }),
-                });
+                // A side that lost by silence or by breaking the rules was
+                // never refereed: it is not paid, but there is no step
+                // for validators to judge, so it is not slashed.
+                let winner = self.findings.lock().get(&dispute).map(|(_, w)| *w);
+                if let (Some(winner), Some(revealed)) = (winner, revealed) {
+                    let winner = winner.and_then(|w| {
+                        job.replicas
+                            .revealed
+                            .get(&(task, w))
+                            .map(|r| r.receipt.clone())
+                    });
+                    effects.cases.push(Pending {
+                        job: job.id,
+                        dispute,
+                        terms: job.terms.clone(),
+                        assignment: job.assignment(task),
+                        accused: revealed.receipt.clone(),
+                        winner,
+                    });
+                } else {
+                    tracing::info!(
+                        "{} lost dispute {dispute} without a step to judge: not paid, not slashed",
+                        provider.short()
+                    );
+                }
             }
             Offence::BadReveal => {
                 if let (Some(commit), Some(revealed)) = (commit, revealed) {
@@ -283,6 +290,9 @@ impl Requester {
         for (job, id) in effects.disputes {
             self.clone().spawn_dispute(job, id);
         }
+        for case in effects.cases {
+            tokio::spawn(self.clone().bring_case(case));
+        }
         Ok(())
     }
 
@@ -324,6 +334,145 @@ impl Requester {
         }
     }
 
+    /// Brings a wrong result to the validators, and once a quorum of them
+    /// attests the verdict, sends the slash to the ledger. A validator
+    /// judging the step answers `Preparing` and is asked again; one that
+    /// refuses is not.
+    async fn bring_case(self: Arc<Self>, pending: Pending) {
+        let Some((finding, winner)) = self.findings.lock().get(&pending.dispute).cloned() else {
+            return;
+        };
+        let position = finding.position;
+        let claims_of = |key: PublicKey| {
+            let claims = self.claims.lock();
+            covering(claims.get(&(pending.dispute, key)).map_or(&[][..], |c| c), position)
+        };
+        let accused = pending.accused.signer();
+        let winner = match (winner, pending.winner) {
+            (Some(key), Some(receipt)) => {
+                let claims = claims_of(key);
+                (claimed(&claims, position + 1) == Some(finding.reached))
+                    .then_some(Party { receipt, claims })
+            }
+            _ => None,
+        };
+        let case = Case {
+            terms: pending.terms,
+            assignment: pending.assignment,
+            position,
+            accused: Party {
+                receipt: pending.accused,
+                claims: claims_of(accused),
+            },
+            state: finding.state,
+            winner,
+        };
+        let from = match position {
+            0 => None,
+            p => match claimed(&case.accused.claims, p) {
+                Some(from) => Some(from),
+                None => {
+                    tracing::warn!("no claim of {} to hold it to", accused.short());
+                    return;
+                }
+            },
+        };
+        let named = case.winner.as_ref().map_or(accused, |w| w.receipt.signer());
+        let verdict = verdict(pending.job, &case, from, finding.reached, named);
+        let mut attested = Attested::new(verdict);
+        let blobs: Vec<ContentId> = std::iter::once(&case.terms.module)
+            .chain(&case.terms.inputs)
+            .chain(&case.state)
+            .map(|f| f.id)
+            .collect();
+        let me = self.shared.key.public();
+        let mut refused = BTreeSet::new();
+        let started = now_ms();
+        while now_ms() < started + CASE_PATIENCE_MS {
+            let (validators, quorum) = match self.shared.ledger.link().validators().await {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!("listing the validators: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let signed: BTreeSet<PublicKey> = attested.signers_unchecked().collect();
+            let asked: Vec<PublicKey> = validators
+                .into_iter()
+                .filter(|v| !signed.contains(v) && !refused.contains(v))
+                .collect();
+            for validator in &asked {
+                self.shared
+                    .grants
+                    .grant(pending.job, blobs.iter().copied(), *validator);
+            }
+            let answers = futures::future::join_all(asked.iter().map(|validator| {
+                let case = case.clone();
+                let this = self.clone();
+                async move {
+                    if *validator == me {
+                        let own = this.shared.net.local_peer_id();
+                        return match this.adjudicator.judge(own, me, case).await {
+                            Ok(signature) => Response::Attestation(signature),
+                            Err(e) => Response::Refused(e),
+                        };
+                    }
+                    let request = proto::to_bytes(&Request::Adjudicate(Box::new(case)));
+                    let peer = cairn_net::peer_id(validator);
+                    match this.shared.net.request(peer, request).await {
+                        Ok(bytes) => proto::response(bytes)
+                            .unwrap_or_else(|e| Response::Refused(e.to_string())),
+                        // Unreachable for now: asked again.
+                        Err(_) => Response::Preparing,
+                    }
+                }
+            }))
+            .await;
+            for (validator, answer) in asked.into_iter().zip(answers) {
+                match answer {
+                    Response::Attestation(signature) => {
+                        if !attested.add(VERDICT_NAMESPACE, validator, signature) {
+                            tracing::warn!(
+                                "validator {} signed another verdict than the referee's",
+                                validator.short()
+                            );
+                            refused.insert(validator);
+                        }
+                    }
+                    Response::Refused(reason) => {
+                        tracing::warn!(
+                            "validator {} refused the case against {}: {reason}",
+                            validator.short(),
+                            accused.short()
+                        );
+                        refused.insert(validator);
+                    }
+                    _ => {}
+                }
+            }
+            if attested.signers_unchecked().count() >= quorum {
+                let evidence = Box::new(Evidence::WrongResult {
+                    receipt: case.accused.receipt.clone(),
+                    verdict: attested,
+                    // Settlement waits for the end of a job, so nothing
+                    // of a job still open has been paid yet.
+                    clawback: Vec::new(),
+                    winner_receipt: case.winner.map(|w| w.receipt),
+                });
+                if let Err(e) = self.shared.ledger.send(TxKind::Slash { evidence }) {
+                    tracing::warn!("sending a conviction to the ledger: {e}");
+                }
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(CASE_RETRY_MS)).await;
+        }
+        tracing::warn!(
+            "no quorum of validators attested the case against {}",
+            accused.short()
+        );
+    }
+
     /// Plays dispute `id` to its end: asks both sides what the game needs,
     /// and referees the last segment by re-executing it.
     async fn referee_dispute(self: Arc<Self>, job_id: ContentId, id: u64) {
@@ -335,14 +484,16 @@ impl Requester {
                     return;
                 };
                 let Some(job) = jobs.get(&job_id) else { return };
-                // Each side is asked under the lease its result names.
-                let leases: Vec<Option<ContentId>> = sides
+                // Each side is asked under the lease its result names, and
+                // must sign a claim about the task as it was handed out and
+                // the result it revealed.
+                let revealed: Vec<Option<(ContentId, ContentId)>> = sides
                     .iter()
                     .map(|p| {
-                        job.replicas
-                            .revealed
-                            .get(&(task.1, *p))
-                            .map(|r| r.receipt.payload_unchecked().lease)
+                        job.replicas.revealed.get(&(task.1, *p)).map(|r| {
+                            let receipt = r.receipt.payload_unchecked();
+                            (receipt.lease, receipt.digest)
+                        })
                     })
                     .collect();
                 let asks: Vec<Option<DisputeAsk>> = Side::BOTH
@@ -355,28 +506,29 @@ impl Requester {
                         _ => None,
                     })
                     .collect();
-                let claims = format!("{:?}{:?}", game.claims(Side::A), game.claims(Side::B));
+                let run = proto::run_digest(&job.terms, &job.assignment(task.1));
                 (
                     task.1,
                     *sides,
-                    leases,
+                    revealed,
                     asks,
                     game.need().clone(),
-                    ContentId::of(claims.as_bytes()),
+                    run,
                 )
             };
-            let (task, sides, leases, asks, need, transcript) = state;
+            let (task, sides, revealed, asks, need, run) = state;
             match need {
                 Need::Done(_) => return,
                 Need::Referee(segment) => {
-                    let reached = match self.re_execute(job_id, id, task, &segment, &sides).await {
-                        Ok(hash) => hash,
-                        Err(e) => {
-                            tracing::warn!("refereeing dispute {id}: {e}");
-                            tokio::time::sleep(Duration::from_millis(DISPUTE_RETRY_MS)).await;
-                            continue;
-                        }
-                    };
+                    let (reached, state) =
+                        match self.re_execute(job_id, id, task, &segment, &sides).await {
+                            Ok(found) => found,
+                            Err(e) => {
+                                tracing::warn!("refereeing dispute {id}: {e}");
+                                tokio::time::sleep(Duration::from_millis(DISPUTE_RETRY_MS)).await;
+                                continue;
+                            }
+                        };
                     let winner = sides
                         .iter()
                         .zip(segment.claims)
@@ -387,9 +539,8 @@ impl Requester {
                         (
                             Finding {
                                 position: segment.position,
-                                agreed: segment.agreed.unwrap_or_default(),
                                 reached,
-                                transcript,
+                                state,
                             },
                             winner,
                         ),
@@ -399,44 +550,95 @@ impl Requester {
                 }
                 Need::Lengths | Need::Hashes { .. } => {
                     let mut progressed = false;
-                    let questions =
-                        sides.iter().zip(&leases).zip(asks).filter_map(
-                            |((provider, lease), ask)| Some((*provider, (*lease)?, ask?)),
-                        );
-                    let answers =
-                        futures::future::join_all(questions.map(|(provider, lease, ask)| {
-                            let request = Request::Dispute { lease, task, ask };
+                    let questions = sides.iter().zip(&revealed).zip(asks).filter_map(
+                        |((provider, revealed), ask)| Some((*provider, (*revealed)?, ask?)),
+                    );
+                    let answers = futures::future::join_all(questions.map(
+                        |(provider, (lease, digest), ask)| {
+                            let request = Request::Dispute {
+                                lease,
+                                task,
+                                ask: ask.clone(),
+                            };
                             let net = self.shared.net.clone();
                             async move {
                                 let peer = cairn_net::peer_id(&provider);
                                 let answer = net.request(peer, proto::to_bytes(&request)).await;
-                                (provider, answer.map(proto::response))
+                                (provider, lease, digest, ask, answer.map(proto::response))
                             }
-                        }))
-                        .await;
-                    for (provider, answer) in answers {
-                        match answer {
-                            Ok(Ok(Response::TraceLength(n))) => {
-                                progressed = true;
+                        },
+                    ))
+                    .await;
+                    for (provider, lease, digest, ask, answer) in answers {
+                        let claim = match answer {
+                            Ok(Ok(Response::Claim(claim))) => claim,
+                            Ok(Ok(Response::Preparing)) => {
+                                tracing::debug!(
+                                    "dispute {id}: {} is tracing the task",
+                                    provider.short()
+                                );
+                                continue;
+                            }
+                            other => {
+                                tracing::info!(
+                                    "dispute {id}: {} did not answer: {other:?}",
+                                    provider.short()
+                                );
+                                continue;
+                            }
+                        };
+                        let expected = (lease, u64::from(task), run, digest);
+                        let earlier = self.claims.lock().get(&(id, provider)).and_then(|c| {
+                            c.first().map(|c| c.payload_unchecked().clone())
+                        });
+                        let c = match claim.verify(proto::CLAIM_NAMESPACE) {
+                            Ok(c) if claim.signer() == provider => c,
+                            _ => {
+                                Counters::bump(&self.shared.counters.bad_signature);
+                                continue;
+                            }
+                        };
+                        // A claim about another task or result, or another
+                        // trace than its earlier claims, is no answer: the
+                        // deadline decides against the side.
+                        if (c.lease, c.task, c.run, c.digest) != expected
+                            || earlier.is_some_and(|e| !e.same_execution(c))
+                        {
+                            tracing::info!(
+                                "dispute {id}: {} signed a claim about something else",
+                                provider.short()
+                            );
+                            continue;
+                        }
+                        // Kept before the move, which may end the dispute and
+                        // bring the case: whatever the provider signed may
+                        // be held against it.
+                        self.claims
+                            .lock()
+                            .entry((id, provider))
+                            .or_default()
+                            .push(claim.clone());
+                        let moved = match &ask {
+                            DisputeAsk::Length => {
+                                let n = c.positions;
                                 self.play(job_id, |v, now| v.dispute_length(id, &provider, n, now))
-                                    .await;
+                                    .await
                             }
-                            Ok(Ok(Response::Hashes(hashes))) => {
-                                progressed = true;
+                            DisputeAsk::Hashes(asked) => {
+                                let listed: Vec<u64> = c.points.iter().map(|(p, _)| *p).collect();
+                                if listed != *asked {
+                                    continue;
+                                }
+                                let hashes: Vec<StateHash> =
+                                    c.points.iter().map(|(_, h)| *h).collect();
                                 self.play(job_id, |v, now| {
                                     v.dispute_hashes(id, &provider, &hashes, now)
                                 })
-                                .await;
+                                .await
                             }
-                            Ok(Ok(Response::Preparing)) => tracing::debug!(
-                                "dispute {id}: {} is tracing the task",
-                                provider.short()
-                            ),
-                            other => tracing::info!(
-                                "dispute {id}: {} did not answer: {other:?}",
-                                provider.short()
-                            ),
-                        }
+                            DisputeAsk::Snapshot(_) => false,
+                        };
+                        progressed |= moved;
                     }
                     if !progressed {
                         // The deadline decides against a side that stays
@@ -453,7 +655,7 @@ impl Requester {
         self: &Arc<Self>,
         job_id: ContentId,
         mv: impl FnOnce(&mut Verifier, u64) -> Result<Vec<Action>, cairn_verify::VerifyError>,
-    ) {
+    ) -> bool {
         let now = now_ms();
         let effects = {
             let mut jobs = self.jobs.lock();
@@ -462,7 +664,7 @@ impl Requester {
                 Ok(actions) => actions,
                 Err(e) => {
                     tracing::info!(job = %job_id.short(), "dispute move refused: {e}");
-                    return;
+                    return false;
                 }
             };
             self.apply(&mut jobs, &mut verifier, [], actions)
@@ -470,11 +672,14 @@ impl Requester {
         if let Err(e) = self.carry_out(effects).await {
             tracing::error!("carrying out a dispute's verdict: {e}");
         }
+        true
     }
 
     /// The referee's move: from the agreed state, run one transition. The
     /// agreed state comes from either side (checked against its hash), or,
     /// if neither supplies it, from re-running the task up to it here.
+    /// Returns the state reached, and the state stepped from as a blob here
+    /// (for the validators, who step from it too).
     async fn re_execute(
         self: &Arc<Self>,
         job_id: ContentId,
@@ -482,17 +687,15 @@ impl Requester {
         task: u32,
         segment: &Segment,
         sides: &[PublicKey; 2],
-    ) -> Result<StateHash, String> {
-        let (submission, terms) = {
+    ) -> Result<(StateHash, Option<FileRef>), String> {
+        let (assignment, terms) = {
             let jobs = self.jobs.lock();
             let job = jobs.get(&job_id).ok_or("the job is gone")?;
-            (job.record.submission.clone(), job.terms.clone())
+            if task as usize >= job.record.submission.tasks.len() {
+                return Err("no such task".into());
+            }
+            (job.assignment(task), job.terms.clone())
         };
-        let spec = submission
-            .tasks
-            .get(task as usize)
-            .ok_or("no such task")?
-            .clone();
         let mut snapshot = None;
         if let Some(agreed) = segment.agreed {
             let mut preparing = false;
@@ -501,8 +704,8 @@ impl Requester {
                     .fetch_snapshot(job_id, task, *provider, segment.position)
                     .await
                 {
-                    Ok(Some(s)) if s.hash() == agreed => {
-                        snapshot = Some(s);
+                    Ok(Some((s, file))) if s.hash() == agreed => {
+                        snapshot = Some((s, file));
                         break;
                     }
                     Ok(Some(_)) => tracing::info!("a snapshot that is not the agreed state"),
@@ -556,34 +759,19 @@ impl Requester {
         }
         let agreed = segment.agreed;
         let position = segment.position;
-        let hash = tokio::task::spawn_blocking(move || -> Result<StateHash, String> {
-            runtime.load(&module).map_err(|e| e.to_string())?;
-            std::fs::create_dir_all(&input_dir).map_err(|e| e.to_string())?;
-            for (name, source) in &inputs {
-                let target = cairn_job::input_name_path(&input_dir, name)?;
-                if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
-                }
-                if !target.exists() {
-                    std::fs::copy(source, &target).map_err(|e| e.to_string())?;
-                }
-            }
-            let seed =
-                cairn_wire::parse_hex32(&spec.seed, "task seed").map_err(|e| e.to_string())?;
-            let limits = terms.limits.for_dispute();
-            let run = |n: &str, f: &mut dyn FnMut(&Task<'_>) -> Result<(), String>| {
-                let output = dir.join(n);
-                let _ = std::fs::remove_dir_all(&output);
-                std::fs::create_dir_all(&output).map_err(|e| e.to_string())?;
-                f(&Task {
-                    module: terms.module.id,
-                    args: &spec.args,
-                    seed,
-                    input_dir: (!terms.inputs.is_empty()).then_some(input_dir.as_path()),
-                    output_dir: &output,
-                    expected_outputs: &spec.outputs,
-                    limits,
-                })
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let run = |name: &str, f: &mut dyn FnMut(&WasmRuntime, &Task<'_>) -> Result<(), String>| {
+                with_task(
+                    &runtime,
+                    &module,
+                    &inputs,
+                    &terms,
+                    &assignment,
+                    &input_dir,
+                    &dir.join(name),
+                    |r, t| f(r, t),
+                )
             };
             if let (Some(agreed), None) = (agreed, &snapshot) {
                 // Neither side supplied the state both claimed: rebuild it.
@@ -591,7 +779,7 @@ impl Requester {
                 // that does not exist (colluders withholding it, so that no
                 // referee could ever step from it); stepping from the real
                 // one shows both wrong, and the dispute ends.
-                run("rebuild", &mut |t| {
+                run("rebuild", &mut |runtime, t| {
                     let own = runtime
                         .snapshot_at(t, position)
                         .map_err(|e| e.to_string())?;
@@ -600,26 +788,33 @@ impl Requester {
                             "both sides claimed a state at position {position} this task never reaches"
                         );
                     }
-                    snapshot = Some(own);
+                    let bytes = own.to_bytes();
+                    let id = shared.blobs.put(&bytes).map_err(|e| e.to_string())?;
+                    let file = FileRef {
+                        name: "state".into(),
+                        id,
+                        size: bytes.len() as u64,
+                    };
+                    snapshot = Some((own, file));
                     Ok(())
                 })?;
             }
             let mut reached = None;
-            run("step", &mut |t| {
-                reached = Some(
-                    runtime
-                        .referee(t, snapshot.as_ref())
-                        .map_err(|e| e.to_string())?
-                        .hash,
-                );
+            run("step", &mut |runtime, t| {
+                let from = snapshot.as_ref().map(|(s, _)| s);
+                reached = Some(runtime.referee(t, from).map_err(|e| e.to_string())?.hash);
                 Ok(())
             })?;
             let _ = std::fs::remove_dir_all(&dir);
-            reached.ok_or_else(|| "the referee reached nothing".into())
+            let state = snapshot.map(|(_, file)| file);
+            if let Some(file) = &state {
+                // Kept for the validators to fetch.
+                shared.pin([file.id]);
+            }
+            Ok((reached.ok_or("the referee reached nothing")?, state))
         })
         .await
-        .map_err(|e| e.to_string())??;
-        Ok(hash)
+        .map_err(|e| e.to_string())?
     }
 
     /// A side's state at `position`, fetched as a verified blob, or `None`
@@ -630,7 +825,7 @@ impl Requester {
         task: u32,
         provider: PublicKey,
         position: u64,
-    ) -> Result<Option<Snapshot>, String> {
+    ) -> Result<Option<(Snapshot, FileRef)>, String> {
         let lease = {
             let jobs = self.jobs.lock();
             let job = jobs.get(&job_id).ok_or("the job is gone")?;
@@ -661,11 +856,7 @@ impl Requester {
             .jobs
             .lock()
             .get(&job_id)
-            .map(|job| {
-                let l = &job.terms.limits;
-                (l.memory_bytes + l.output_bytes + 2 * l.stdout_bytes + (1 << 20)) as usize
-            })
-            .unwrap_or(0);
+            .map_or(0, |job| snapshot_bytes_max(&job.terms));
         if file.size as usize > limit {
             return Err(format!(
                 "a snapshot of {} bytes is over the limit",
@@ -678,6 +869,6 @@ impl Requester {
             .blobs
             .read(&file.id)
             .map_err(|e| e.to_string())?;
-        Snapshot::from_bytes(&bytes, limit).map(Some)
+        Snapshot::from_bytes(&bytes, limit).map(|s| Some((s, file)))
     }
 }

@@ -1,0 +1,418 @@
+//! The validators' side of a dispute: judging its last step.
+//!
+//! A requester that has bisected a dispute down to one step brings the
+//! [`Case`] to every validator. A validator trusts the requester for
+//! nothing: it holds the accused to its own signatures (its receipt, and
+//! trace claims naming what it ran and its states at the step's two ends),
+//! checks on its ledger that the lease is the accused's and the asker its
+//! requester, fetches the program, the inputs and the state the accused
+//! claimed (checked against the claimed hash), runs the one step, and signs
+//! the verdict only if the step reaches another state than the accused
+//! signed. An honest provider never signs an impossible step, so no quorum
+//! of honest validators can be brought to convict it.
+//!
+//! A step can take long (a program without checkpoints is one step from
+//! its start-up to its end), longer than a request may wait: a validator
+//! judges in the background and answers `Preparing` until it has.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use cairn_exec::{Runtime as _, Snapshot, Task, WasmRuntime};
+use cairn_ledger::{RECEIPT_NAMESPACE, State, VERDICT_NAMESPACE, Verdict};
+use cairn_net::PeerId;
+use cairn_verify::StateHash;
+use cairn_wire::{Attested, ContentId, PublicKey, Signature, Signed};
+use parking_lot::Mutex;
+
+use super::proto::{self, Assignment, CLAIM_NAMESPACE, Case, Party, Response, Terms, TraceClaim};
+use super::{LedgerLink, Shared, fetch_blob};
+
+/// Judgments kept (done or running): a few disputes' worth. A requester
+/// asks again until it has its answer, so a finished one stays until the
+/// table is full.
+const JUDGMENTS_MAX: usize = 64;
+
+/// The most memory a case's task may ask a validator for.
+const CASE_MEMORY_BYTES_MAX: u64 = 4 << 30;
+
+/// What a case's checks found, before anything runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Examined {
+    /// The job the accused's lease is for.
+    pub job: ContentId,
+    /// The state the accused claimed at the step's start (`None`: the task
+    /// itself).
+    pub from: Option<StateHash>,
+    /// The state the accused claimed at the step's end.
+    pub to: StateHash,
+}
+
+/// The verdict on `case` of `job`, once the step reached `reached`: what
+/// each validator signs and what the requester gathers signatures for, so
+/// both build it here.
+pub(super) fn verdict(
+    job: ContentId,
+    case: &Case,
+    from: Option<StateHash>,
+    reached: StateHash,
+    winner: PublicKey,
+) -> Verdict {
+    let receipt = case.accused.receipt.payload_unchecked();
+    let run = case
+        .accused
+        .claims
+        .first()
+        .map_or([0; 32], |c| c.payload_unchecked().run);
+    Verdict {
+        job,
+        task: receipt.task,
+        wrong: receipt.digest,
+        winner,
+        position: case.position,
+        agreed: from.unwrap_or_default(),
+        reached,
+        run,
+    }
+}
+
+/// The hash `claims` state at `position`, if one of them states it.
+pub(super) fn claimed(claims: &[Signed<TraceClaim>], position: u64) -> Option<StateHash> {
+    claims
+        .iter()
+        .find_map(|c| c.payload_unchecked().hash_at(position))
+}
+
+/// The fewest of `claims` that state both `position` (unless 0) and
+/// `position + 1`: what a case carries of one side.
+pub(super) fn covering(claims: &[Signed<TraceClaim>], position: u64) -> Vec<Signed<TraceClaim>> {
+    let mut out: Vec<Signed<TraceClaim>> = Vec::new();
+    for p in [position, position + 1] {
+        if p == 0 || claimed(&out, p).is_some() {
+            continue;
+        }
+        if let Some(c) = claims.iter().find(|c| c.payload_unchecked().hash_at(p).is_some()) {
+            out.push(c.clone());
+        }
+    }
+    out
+}
+
+/// Checks `party`'s receipt and claims: its signatures, one execution of
+/// the case's task under its own lease. Returns the party's key.
+fn check_party(party: &Party, run: &[u8; 32], task: u64) -> Result<PublicKey, String> {
+    let signer = party.receipt.signer();
+    let receipt = party
+        .receipt
+        .verify(RECEIPT_NAMESPACE)
+        .map_err(|e| format!("receipt: {e}"))?;
+    if receipt.task != task {
+        return Err("the receipt is for another task".into());
+    }
+    let Some(first) = party.claims.first() else {
+        return Err("no signed claims".into());
+    };
+    for claim in &party.claims {
+        if claim.signer() != signer {
+            return Err("a claim signed by another key than the receipt".into());
+        }
+        let c = claim
+            .verify(CLAIM_NAMESPACE)
+            .map_err(|e| format!("claim: {e}"))?;
+        if !c.same_execution(first.payload_unchecked()) {
+            return Err("claims about different executions".into());
+        }
+        if (c.lease, c.task, c.digest) != (receipt.lease, receipt.task, receipt.digest) {
+            return Err("a claim about another lease, task or result".into());
+        }
+        if c.run != *run {
+            return Err("a claim about another program, inputs or arguments".into());
+        }
+    }
+    Ok(signer)
+}
+
+/// Checks `case`, brought by `asker`, against this validator's ledger
+/// `state`, before anything is fetched or run.
+pub(super) fn examine(
+    state: &State,
+    me: &PublicKey,
+    asker: &PublicKey,
+    case: &Case,
+) -> Result<Examined, String> {
+    if !state.validators().contains(me) {
+        return Err("this node is not a validator".into());
+    }
+    let task = u64::from(case.assignment.task);
+    let run = proto::run_digest(&case.terms, &case.assignment);
+    let accused = check_party(&case.accused, &run, task).map_err(|e| format!("accused: {e}"))?;
+    let receipt = case.accused.receipt.payload_unchecked();
+    let lease = state
+        .lease(&receipt.lease)
+        .ok_or("the accused's lease is not on the ledger")?;
+    if lease.provider != accused {
+        return Err("the accused is not the lease's provider".into());
+    }
+    if lease.requester != *asker {
+        return Err("only the job's requester brings its disputes".into());
+    }
+    let limits = &case.terms.limits;
+    if limits.fuel > lease.fuel_per_task_max || limits.memory_bytes > CASE_MEMORY_BYTES_MAX {
+        return Err("the task asks for more than its lease or a validator allows".into());
+    }
+    let positions = case.accused.claims[0].payload_unchecked().positions;
+    if case.position.saturating_add(1) >= positions {
+        // Past its last position a trace only repeats its result.
+        return Err("the accused's trace has ended before that step".into());
+    }
+    let from = match case.position {
+        0 => None,
+        p => Some(claimed(&case.accused.claims, p).ok_or("no claim of the step's start")?),
+    };
+    if from.is_some() != case.state.is_some() {
+        return Err("the state at the step's start must come with the case".into());
+    }
+    let to = claimed(&case.accused.claims, case.position + 1)
+        .ok_or("no claim of the step's end")?;
+    Ok(Examined {
+        job: lease.job,
+        from,
+        to,
+    })
+}
+
+/// The case's winner: the other side, if it signed the state the step
+/// reached as its own; otherwise the accused (the whole slash is burned).
+pub(super) fn winner(
+    state: &State,
+    case: &Case,
+    job: &ContentId,
+    reached: &StateHash,
+) -> Result<PublicKey, String> {
+    let accused = case.accused.receipt.signer();
+    let Some(party) = &case.winner else {
+        return Ok(accused);
+    };
+    let run = proto::run_digest(&case.terms, &case.assignment);
+    let task = u64::from(case.assignment.task);
+    let key = check_party(party, &run, task).map_err(|e| format!("winner: {e}"))?;
+    let lease = state
+        .lease(&party.receipt.payload_unchecked().lease)
+        .ok_or("the winner's lease is not on the ledger")?;
+    if lease.provider != key || lease.job != *job || key == accused || key == lease.requester {
+        return Err("the winner is not another provider of the job".into());
+    }
+    if claimed(&party.claims, case.position + 1) != Some(*reached) {
+        return Err("the winner did not claim the state the step reaches".into());
+    }
+    Ok(key)
+}
+
+/// Lays out a task's inputs and a scratch output folder under `work`, and
+/// runs `f` on it: how a referee and a validator re-run part of a task.
+/// Blocking.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn with_task<T>(
+    runtime: &WasmRuntime,
+    module: &[u8],
+    inputs: &[(String, PathBuf)],
+    terms: &Terms,
+    assignment: &Assignment,
+    input_dir: &Path,
+    output_dir: &Path,
+    f: impl FnOnce(&WasmRuntime, &Task<'_>) -> Result<T, String>,
+) -> Result<T, String> {
+    runtime.load(module).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(input_dir).map_err(|e| e.to_string())?;
+    for (name, source) in inputs {
+        let target = cairn_job::input_name_path(input_dir, name)?;
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
+        if !target.exists() {
+            std::fs::copy(source, &target).map_err(|e| e.to_string())?;
+        }
+    }
+    let _ = std::fs::remove_dir_all(output_dir);
+    std::fs::create_dir_all(output_dir).map_err(|e| e.to_string())?;
+    let done = f(
+        runtime,
+        &Task {
+            module: terms.module.id,
+            args: &assignment.args,
+            seed: assignment.seed,
+            input_dir: (!terms.inputs.is_empty()).then_some(input_dir),
+            output_dir,
+            expected_outputs: &assignment.outputs,
+            limits: terms.limits.for_dispute(),
+        },
+    );
+    let _ = std::fs::remove_dir_all(output_dir);
+    done
+}
+
+/// The largest snapshot of a task with these terms.
+pub(super) fn snapshot_bytes_max(terms: &Terms) -> usize {
+    let l = &terms.limits;
+    (l.memory_bytes + l.output_bytes + 2 * l.stdout_bytes + (1 << 20)) as usize
+}
+
+/// A validator's judge of cases.
+pub(super) struct Adjudicator {
+    shared: Arc<Shared>,
+    dir: PathBuf,
+    runtime: OnceLock<Arc<WasmRuntime>>,
+    /// Judgments by case: running (`None`) or done.
+    judgments: Mutex<BTreeMap<ContentId, Option<Result<Signature, String>>>>,
+}
+
+impl Adjudicator {
+    pub fn new(shared: Arc<Shared>, dir: PathBuf) -> Arc<Self> {
+        Arc::new(Self {
+            shared,
+            dir,
+            runtime: OnceLock::new(),
+            judgments: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Answers `asker` (at `from`) about `case`: the signature once judged
+    /// against the accused, `Preparing` while judging, or why not.
+    pub async fn on_case(self: &Arc<Self>, from: PeerId, asker: PublicKey, case: Case) -> Response {
+        let mut bytes = proto::to_bytes(&case);
+        bytes.extend_from_slice(asker.as_bytes());
+        let key = ContentId::of(&bytes);
+        {
+            let mut judgments = self.judgments.lock();
+            match judgments.get(&key) {
+                Some(Some(Ok(signature))) => return Response::Attestation(*signature),
+                Some(Some(Err(e))) => return Response::Refused(e.clone()),
+                Some(None) => return Response::Preparing,
+                None => {}
+            }
+            if judgments.len() >= JUDGMENTS_MAX {
+                let done: Option<ContentId> = judgments
+                    .iter()
+                    .find(|(_, j)| j.is_some())
+                    .map(|(k, _)| *k);
+                match done {
+                    Some(done) => {
+                        judgments.remove(&done);
+                    }
+                    None => return Response::Refused("busy judging other cases".into()),
+                }
+            }
+            judgments.insert(key, None);
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let judged = this.judge(from, asker, case).await;
+            if let Err(e) = &judged {
+                tracing::info!("a case from {} is refused: {e}", asker.short());
+            }
+            if let Some(slot) = this.judgments.lock().get_mut(&key) {
+                *slot = Some(judged);
+            }
+        });
+        Response::Preparing
+    }
+
+    /// Judges `case`: checks it, fetches what the step needs from the asker,
+    /// runs the step, and signs the verdict if the accused's claim is wrong.
+    pub async fn judge(
+        self: &Arc<Self>,
+        from: PeerId,
+        asker: PublicKey,
+        case: Case,
+    ) -> Result<Signature, String> {
+        let LedgerLink::Local(ledger) = self.shared.ledger.link() else {
+            return Err("this node is not a validator".into());
+        };
+        let me = self.shared.key.public();
+        let examined = ledger.view(|state| examine(state, &me, &asker, &case))?;
+        let files = std::iter::once(&case.terms.module)
+            .chain(&case.terms.inputs)
+            .chain(&case.state);
+        for file in files {
+            // Held already (a validator that is also the requester holds
+            // them all), or fetched from the asker and checked by id.
+            if !self.shared.blobs.has(&file.id) {
+                fetch_blob(&self.shared, from, file.id, file.size).await?;
+            }
+        }
+        let snapshot = match (&case.state, examined.from) {
+            (Some(file), Some(from)) => {
+                let bytes = self.shared.blobs.read(&file.id).map_err(|e| e.to_string())?;
+                let snapshot = Snapshot::from_bytes(&bytes, snapshot_bytes_max(&case.terms))?;
+                if snapshot.hash() != from {
+                    return Err("the state brought is not the one the accused claimed".into());
+                }
+                Some(snapshot)
+            }
+            _ => None,
+        };
+        let runtime = match self.runtime.get() {
+            Some(runtime) => runtime.clone(),
+            None => {
+                let runtime = Arc::new(self.shared.wasm_runtime()?);
+                self.runtime.get_or_init(|| runtime).clone()
+            }
+        };
+        let module = self
+            .shared
+            .blobs
+            .read(&case.terms.module.id)
+            .map_err(|e| e.to_string())?;
+        let mut inputs = Vec::new();
+        for input in &case.terms.inputs {
+            let path = self.shared.blobs.path(&input.id).ok_or("an input is missing")?;
+            inputs.push((input.name.clone(), path));
+        }
+        // A folder of its own per case: cases run side by side.
+        let work = self.dir.join(ContentId::of(&proto::to_bytes(&case)).to_string());
+        let input_dir = work.join("input");
+        let output_dir = work.join("output");
+        let (terms, assignment) = (case.terms.clone(), case.assignment.clone());
+        let reached = tokio::task::spawn_blocking(move || {
+            let reached = with_task(
+                &runtime,
+                &module,
+                &inputs,
+                &terms,
+                &assignment,
+                &input_dir,
+                &output_dir,
+                |runtime, task| {
+                    runtime
+                        .referee(task, snapshot.as_ref())
+                        .map(|t| t.hash)
+                        .map_err(|e| e.to_string())
+                },
+            );
+            let _ = std::fs::remove_dir_all(&work);
+            reached
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        if reached == examined.to {
+            return Err("the accused's step holds: it reaches what it claimed".into());
+        }
+        let winner = ledger.view(|state| winner(state, &case, &examined.job, &reached))?;
+        let verdict = verdict(examined.job, &case, examined.from, reached, winner);
+        tracing::info!(
+            "attesting that {} stepped wrongly from position {} of task {}",
+            case.accused.receipt.signer().short(),
+            case.position,
+            verdict.task
+        );
+        Ok(Attested::signature(
+            &self.shared.key,
+            VERDICT_NAMESPACE,
+            &verdict,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests;
