@@ -17,15 +17,22 @@ use cairn_ledger::{
 };
 use cairn_market::{BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order};
 use cairn_proto::{
-    Assignment, DisputeAsk, FileRef, Report, Request, Response, StreamRef, Submission,
-    SubmittedFile, SubmittedLimits, SubmittedTask, TaskLimits, Terms,
+    Assignment, CLAIM_NAMESPACE, Case, DisputeAsk, FileRef, Party, Report, Request, Response,
+    StreamRef, Submission, SubmittedFile, SubmittedLimits, SubmittedTask, TaskLimits, Terms,
+    TraceClaim, run_digest,
 };
-use cairn_wire::{ContentId, Keypair, Signed};
+use cairn_wire::codec::Encode;
+use cairn_wire::{Attested, ContentId, Keypair, Signed};
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     let key = Keypair::from_seed([1; 32]);
     let id = ContentId::of;
+    let file = |name: &str| FileRef {
+        name: name.into(),
+        id: id(name.as_bytes()),
+        size: 1_000,
+    };
 
     let order = Order {
         job: id(b"job"),
@@ -90,18 +97,50 @@ fn main() {
             salt: [4; 32],
         },
     );
-    let verdict = Signed::sign(
-        &Keypair::from_seed([3; 32]),
-        VERDICT_NAMESPACE,
-        Verdict {
-            job: id(b"job"),
+    let verdict = Verdict {
+        job: id(b"job"),
+        task: 7,
+        wrong: id(b"result"),
+        winner: Keypair::from_seed([4; 32]).public(),
+        position: 12,
+        agreed: [5; 32],
+        reached: [6; 32],
+        run: [7; 32],
+    };
+    let mut verdict = Attested::new(verdict);
+    for seed in [3, 5] {
+        let validator = Keypair::from_seed([seed; 32]);
+        let signature =
+            Attested::signature(&validator, VERDICT_NAMESPACE, verdict.payload_unchecked());
+        verdict.add(VERDICT_NAMESPACE, validator.public(), signature);
+    }
+    let terms = Terms {
+        module: file("module.wasm"),
+        inputs: vec![file("scene.txt")],
+        limits: TaskLimits {
+            fuel: 1_000_000_000,
+            memory_bytes: 64 << 20,
+            wall_time_ms: 60_000,
+            output_bytes: 1 << 20,
+            stdout_bytes: 1 << 16,
+        },
+    };
+    let assignment = Assignment {
+        task: 7,
+        args: vec!["--frame".into(), "7".into()],
+        outputs: vec!["frame-0007.png".into()],
+        seed: [5; 32],
+    };
+    let claim = Signed::sign(
+        &key,
+        CLAIM_NAMESPACE,
+        TraceClaim {
+            lease: id(b"lease"),
             task: 7,
-            wrong: id(b"result"),
-            winner: Keypair::from_seed([4; 32]).public(),
-            position: 12,
-            agreed: [5; 32],
-            reached: [6; 32],
-            transcript: id(b"transcript"),
+            run: run_digest(&terms, &assignment),
+            positions: 100,
+            digest: id(b"result"),
+            points: vec![(12, [5; 32]), (13, [8; 32])],
         },
     );
 
@@ -112,18 +151,14 @@ fn main() {
         (2, receipt.to_bytes()),
         (3, commit.to_bytes()),
         (4, opening.to_bytes()),
-        (5, verdict.to_bytes()),
+        (5, verdict.encode().to_vec()),
+        (6, claim.to_bytes()),
     ];
     write(
         &root.join("wire_envelope"),
         envelopes.map(|(kind, bytes)| prefixed(kind, bytes)),
     );
 
-    let file = |name: &str| FileRef {
-        name: name.into(),
-        id: id(name.as_bytes()),
-        size: 1_000,
-    };
     let requests = [
         Request::Bid(Signed::sign(&key, BID_NAMESPACE, bid)),
         Request::Decline {
@@ -186,6 +221,17 @@ fn main() {
             task: 7,
             ask: DisputeAsk::Snapshot(17),
         },
+        Request::Adjudicate(Box::new(Case {
+            terms: terms.clone(),
+            assignment: assignment.clone(),
+            position: 12,
+            accused: Party {
+                receipt: receipt.clone(),
+                claims: vec![claim.clone()],
+            },
+            state: Some(file("state")),
+            winner: None,
+        })),
     ];
     let responses = [
         Response::Ack,
@@ -202,8 +248,8 @@ fn main() {
             finished: false,
             reveal: vec![4, 8],
         },
-        Response::TraceLength(1_000),
-        Response::Hashes(vec![[1; 32], [2; 32]]),
+        Response::Claim(claim.clone()),
+        Response::Attestation(key.sign(b"verdict")),
         Response::Snapshot(file("snapshot")),
         Response::Preparing,
         Response::Blob {

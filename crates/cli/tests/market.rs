@@ -33,10 +33,17 @@ struct Devnet {
 
 impl Devnet {
     fn start(base: u16, providers: u16) -> Self {
+        Self::start_with(base, 1, providers)
+    }
+
+    /// A devnet of `validators` validators (validator 0 is the requester)
+    /// and `providers` providers.
+    fn start_with(base: u16, validators: u16, providers: u16) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("devnet");
         let child = cairn()
             .args(["devnet", "--providers", &providers.to_string()])
+            .args(["--validators", &validators.to_string()])
             .args(["--base-port", &base.to_string(), "--dir"])
             .arg(&dir)
             .stdout(Stdio::null())
@@ -703,15 +710,16 @@ fn results_are_local_and_none_from(
 /// cheats as `how`, runs a verified job, and checks that the cheat is
 /// convicted and slashed on the ledger while every result stays right and
 /// the job completes.
-fn cheater_is_caught(base: u16, how: &str, tasks: u32) {
-    let devnet = Devnet::start(base, 3);
+fn cheater_is_caught(base: u16, validators: u16, how: &str, tasks: u32) {
+    let devnet = Devnet::start_with(base, validators, 3);
     devnet.signal("p2", "-9");
     devnet.wait_gone("p2");
     let mut cheat_process = devnet.start_provider(2, &["--misbehave", how]);
     let cheat = provider_key(&devnet, 2);
     let stake = devnet.wait_until("the cheat is back", |d| {
         let market = d.get("/v1/market")?;
-        (market["peers"].as_u64()? >= 3).then_some(())?;
+        // Its three providers and its other validators.
+        (market["peers"].as_u64()? >= 3 + u64::from(validators - 1)).then_some(())?;
         d.get(&format!("/v1/accounts/{cheat}"))?["stake"].as_u64()
     });
     let tmp = tempfile::tempdir().unwrap();
@@ -740,12 +748,14 @@ fn cheater_is_caught(base: u16, how: &str, tasks: u32) {
 
 #[test]
 fn a_liar_loses_its_dispute_and_is_slashed_and_the_job_completes_right() {
-    cheater_is_caught(28000, "liar", 12);
+    // Two validators, both of which must attest the verdict: the requester
+    // (validator 0) and one that judges the case over the network.
+    cheater_is_caught(28000, 2, "liar", 12);
 }
 
 #[test]
 fn a_staller_is_challenged_on_the_ledger_and_slashed_and_the_job_completes() {
-    cheater_is_caught(29000, "staller", 8);
+    cheater_is_caught(29000, 1, "staller", 8);
 }
 
 /// A leased `index_overflower` adds, to every pull, a well-signed

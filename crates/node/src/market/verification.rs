@@ -348,6 +348,9 @@ impl Requester {
             covering(claims.get(&(pending.dispute, key)).map_or(&[][..], |c| c), position)
         };
         let accused = pending.accused.signer();
+        let accused_claims = claims_of(accused);
+        // Each side is accused once per dispute: its claims go with its case.
+        self.claims.lock().remove(&(pending.dispute, accused));
         let winner = match (winner, pending.winner) {
             (Some(key), Some(receipt)) => {
                 let claims = claims_of(key);
@@ -362,7 +365,7 @@ impl Requester {
             position,
             accused: Party {
                 receipt: pending.accused,
-                claims: claims_of(accused),
+                claims: accused_claims,
             },
             state: finding.state,
             winner,
