@@ -101,6 +101,8 @@ fn main() {
         job: id(b"job"),
         task: 7,
         wrong: id(b"result"),
+        accused: key.public(),
+        lease: id(b"lease"),
         winner: Keypair::from_seed([4; 32]).public(),
         position: 12,
         agreed: [5; 32],

@@ -196,7 +196,12 @@ pub fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
         if args.genesis.is_some() {
             bail!("genesis file {} does not exist", genesis_path.display());
         }
-        write_genesis(&genesis_path, "cairn-local", &[key.public()], &[key.public()])?;
+        write_genesis(
+            &genesis_path,
+            "cairn-local",
+            &[key.public()],
+            &[key.public()],
+        )?;
     }
     let genesis = Genesis::load(&genesis_path)?;
     let validators = if args.validators.is_empty() {
@@ -246,17 +251,27 @@ fn parse_validator(text: &str) -> anyhow::Result<(PublicKey, SocketAddr)> {
 /// attest dispute verdicts: a chain whose verdicts count under another set
 /// than its consensus could be judged by anyone.
 fn check_validators(genesis: &Genesis, running: &[(PublicKey, SocketAddr)]) -> anyhow::Result<()> {
-    let mut named: Vec<String> = running.iter().map(|(key, _)| key.to_string()).collect();
-    let mut listed = genesis.validators.clone();
-    named.sort();
-    listed.sort();
+    let named: std::collections::BTreeSet<PublicKey> =
+        running.iter().map(|(key, _)| *key).collect();
+    let listed = genesis
+        .validators
+        .iter()
+        .map(|k| k.parse::<PublicKey>())
+        .collect::<Result<std::collections::BTreeSet<_>, _>>()
+        .context("the genesis's validators")?;
+    let show = |keys: &std::collections::BTreeSet<PublicKey>| {
+        keys.iter()
+            .map(PublicKey::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     if listed.is_empty() {
         eprintln!("cairn: the genesis lists no validators, so no dispute can convict anyone");
     } else if named != listed {
         bail!(
             "the validators ({}) are not the genesis's validators ({})",
-            named.join(", "),
-            listed.join(", ")
+            show(&named),
+            show(&listed)
         );
     }
     Ok(())

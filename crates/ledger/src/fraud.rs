@@ -11,10 +11,10 @@
 //! - A dispute ends in a [`Verdict`] attested by a quorum of the chain's
 //!   validators, never by a party to the job: each validator re-ran the one
 //!   disputed segment from the state the provider itself signed, and saw it
-//!   reach another state than the provider signed next. With the provider's
-//!   signed receipt for the digest the verdict proved wrong, it is proof of
-//!   a wrong result; the verdict names the segment, so anyone can audit it
-//!   by re-running that one segment.
+//!   reach another state than the provider signed next. The verdict names
+//!   that provider and its lease; with its signed receipt for the digest
+//!   its claims led to, it is proof of a wrong result. It names the
+//!   segment too, so anyone can audit it by re-running that one segment.
 
 use bytes::BufMut;
 use cairn_wire::codec::{Buf, EncodeSize, Error as CodecError, Read, ReadExt, Write};
@@ -74,6 +74,12 @@ pub struct Verdict {
     pub task: u64,
     /// The digest proven wrong.
     pub wrong: ContentId,
+    /// Whose: the provider whose own claims the step contradicted. A
+    /// verdict convicts only it, never another provider that returned the
+    /// same digest.
+    pub accused: PublicKey,
+    /// The lease it ran the task under.
+    pub lease: ContentId,
     /// The provider on the other side. It gets the reward when the
     /// evidence carries its receipt for the task; with none (a side lost by
     /// silence, and the offender is named here) the whole slash is burned.
@@ -149,6 +155,8 @@ impl Write for Verdict {
         self.job.write(buf);
         self.task.write(buf);
         self.wrong.write(buf);
+        self.accused.write(buf);
+        self.lease.write(buf);
         self.winner.write(buf);
         self.position.write(buf);
         self.agreed.write(buf);
@@ -159,7 +167,7 @@ impl Write for Verdict {
 
 impl EncodeSize for Verdict {
     fn encode_size(&self) -> usize {
-        32 + 8 + 32 + 32 + 8 + 32 + 32 + 32
+        32 + 8 + 32 + 32 + 32 + 32 + 8 + 32 + 32 + 32
     }
 }
 
@@ -171,6 +179,8 @@ impl Read for Verdict {
             job: ContentId::read(buf)?,
             task: u64::read(buf)?,
             wrong: ContentId::read(buf)?,
+            accused: PublicKey::read(buf)?,
+            lease: ContentId::read(buf)?,
             winner: PublicKey::read(buf)?,
             position: u64::read(buf)?,
             agreed: <[u8; 32]>::read(buf)?,

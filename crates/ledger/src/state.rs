@@ -715,6 +715,11 @@ impl State {
                         "the verdict is about another task or digest",
                     ));
                 }
+                if (v.accused, v.lease) != (offender, r.lease) {
+                    return Err(TxError::BadEvidence(
+                        "the verdict convicts another provider",
+                    ));
+                }
                 let mut keys = BTreeSet::new();
                 for key in clawback {
                     let lease = self

@@ -21,8 +21,8 @@ fn keys() -> Vec<Keypair> {
 
 fn genesis_state(keys: &[Keypair]) -> State {
     let publics: Vec<_> = keys.iter().map(Keypair::public).collect();
-    let mut genesis = Genesis::with_balances("proptest", &publics, 5_000_000_000)
-        .with_validators(&publics[..1]);
+    let mut genesis =
+        Genesis::with_balances("proptest", &publics, 5_000_000_000).with_validators(&publics[..1]);
     genesis.balances.remove(&publics[5].to_string()); // one account starts empty
     genesis.state().unwrap()
 }
@@ -390,6 +390,8 @@ impl World {
                     job: lease.job,
                     task,
                     wrong: ContentId::of(&[2]),
+                    accused: receipt.signer(),
+                    lease: receipt.payload_unchecked().lease,
                     winner: k(0),
                     position: 0,
                     agreed: [0; 32],

@@ -607,11 +607,14 @@ fn a_wrong_result_is_slashed_the_winner_rewarded_and_paid_receipts_clawed_back()
     let burned_before = net.state.burned();
 
     let wrong = net.receipt(&lease, 5, 2_000_000_000, b"lie");
+    let accused = net.provider.public();
     let verdict = |signers: &[&Keypair], digest: &[u8]| {
         let verdict = Verdict {
             job,
             task: 5,
             wrong: ContentId::of(digest),
+            accused,
+            lease: lease.id(),
             winner,
             position: 17,
             agreed: [1; 32],
@@ -650,6 +653,27 @@ fn a_wrong_result_is_slashed_the_winner_rewarded_and_paid_receipts_clawed_back()
     assert_eq!(net.send(&requester, too_few).unwrap_err(), not_attested);
     let padded = slash(verdict(&[quorum[0], quorum[1], &other], b"lie"), Vec::new());
     assert_eq!(net.send(&requester, padded).unwrap_err(), not_attested);
+    // A verdict convicts only its accused: not another provider that
+    // returned the same digest (a requester's own provider signing an
+    // impossible step, say).
+    let mut elsewhere_accused = verdict(&quorum, b"lie");
+    {
+        let v = elsewhere_accused.payload_unchecked().clone();
+        let v = cairn_ledger::Verdict {
+            accused: other.public(),
+            ..v
+        };
+        elsewhere_accused = Attested::new(v.clone());
+        for signer in &quorum {
+            let signature = Attested::signature(signer, VERDICT_NAMESPACE, &v);
+            elsewhere_accused.add(VERDICT_NAMESPACE, signer.public(), signature);
+        }
+    }
+    assert_eq!(
+        net.send(&requester, slash(elsewhere_accused, Vec::new()))
+            .unwrap_err(),
+        TxError::BadEvidence("the verdict convicts another provider")
+    );
     // A verdict about another digest does not convict this receipt.
     let elsewhere = slash(verdict(&quorum, b"other"), Vec::new());
     assert_eq!(

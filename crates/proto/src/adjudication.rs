@@ -16,9 +16,7 @@ use cairn_ledger::Receipt;
 use cairn_wire::codec::{Buf, EncodeSize, Error as CodecError, Read, ReadExt, Write};
 use cairn_wire::{ContentId, Signed};
 
-use crate::{
-    Assignment, DISPUTE_POSITIONS_MAX, FileRef, Terms, encoded, read_len, write_list,
-};
+use crate::{Assignment, DISPUTE_POSITIONS_MAX, FileRef, Terms, encoded, read_len, write_list};
 
 /// A provider's signature over a [`TraceClaim`] uses this namespace.
 pub const CLAIM_NAMESPACE: &[u8] = b"cairn/trace-claim";
@@ -165,7 +163,13 @@ impl Write for Party {
 
 impl EncodeSize for Party {
     fn encode_size(&self) -> usize {
-        self.receipt.encode_size() + 4 + self.claims.iter().map(EncodeSize::encode_size).sum::<usize>()
+        self.receipt.encode_size()
+            + 4
+            + self
+                .claims
+                .iter()
+                .map(EncodeSize::encode_size)
+                .sum::<usize>()
     }
 }
 

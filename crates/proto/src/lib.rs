@@ -17,12 +17,12 @@
 mod adjudication;
 mod submission;
 
+pub use adjudication::{CASE_CLAIMS_MAX, CLAIM_NAMESPACE, Case, Party, TraceClaim, run_digest};
 use bytes::BufMut;
 use cairn_ledger::{Commit, Lease, Opening, Receipt};
 use cairn_market::Bid;
 use cairn_wire::codec::{Buf, Encode, EncodeSize, Error as CodecError, Read, ReadExt, Write};
 use cairn_wire::{ContentId, Signature, Signed, text};
-pub use adjudication::{CASE_CLAIMS_MAX, CLAIM_NAMESPACE, Case, Party, TraceClaim, run_digest};
 pub use submission::{Submission, SubmittedFile, SubmittedLimits, SubmittedTask, SubmittedVerify};
 
 /// The most tasks in one pull, results or assignments.

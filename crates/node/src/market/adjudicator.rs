@@ -34,6 +34,9 @@ use super::{LedgerLink, Shared, fetch_blob};
 /// table is full.
 const JUDGMENTS_MAX: usize = 64;
 
+/// Steps a validator runs at once; more cases wait their turn.
+const STEPS_AT_ONCE: usize = 2;
+
 /// The most memory a case's task may ask a validator for.
 const CASE_MEMORY_BYTES_MAX: u64 = 4 << 30;
 
@@ -69,6 +72,8 @@ pub(super) fn verdict(
         job,
         task: receipt.task,
         wrong: receipt.digest,
+        accused: case.accused.receipt.signer(),
+        lease: receipt.lease,
         winner,
         position: case.position,
         agreed: from.unwrap_or_default(),
@@ -92,7 +97,10 @@ pub(super) fn covering(claims: &[Signed<TraceClaim>], position: u64) -> Vec<Sign
         if p == 0 || claimed(&out, p).is_some() {
             continue;
         }
-        if let Some(c) = claims.iter().find(|c| c.payload_unchecked().hash_at(p).is_some()) {
+        if let Some(c) = claims
+            .iter()
+            .find(|c| c.payload_unchecked().hash_at(p).is_some())
+        {
             out.push(c.clone());
         }
     }
@@ -173,8 +181,8 @@ pub(super) fn examine(
     if from.is_some() != case.state.is_some() {
         return Err("the state at the step's start must come with the case".into());
     }
-    let to = claimed(&case.accused.claims, case.position + 1)
-        .ok_or("no claim of the step's end")?;
+    let to =
+        claimed(&case.accused.claims, case.position + 1).ok_or("no claim of the step's end")?;
     Ok(Examined {
         job: lease.job,
         from,
@@ -252,10 +260,17 @@ pub(super) fn with_task<T>(
     done
 }
 
-/// The largest snapshot of a task with these terms.
+/// The largest snapshot of a task with these terms (never past the
+/// largest blob a node stores, whatever the terms say).
 pub(super) fn snapshot_bytes_max(terms: &Terms) -> usize {
     let l = &terms.limits;
-    (l.memory_bytes + l.output_bytes + 2 * l.stdout_bytes + (1 << 20)) as usize
+    let bytes = l
+        .memory_bytes
+        .saturating_add(l.output_bytes)
+        .saturating_add(l.stdout_bytes.saturating_mul(2))
+        .saturating_add(1 << 20)
+        .min(super::BLOB_BYTES_MAX);
+    usize::try_from(bytes).unwrap_or(usize::MAX)
 }
 
 /// A validator's judge of cases.
@@ -265,6 +280,7 @@ pub(super) struct Adjudicator {
     runtime: OnceLock<Arc<WasmRuntime>>,
     /// Judgments by case: running (`None`) or done.
     judgments: Mutex<BTreeMap<ContentId, Option<Result<Signature, String>>>>,
+    steps: tokio::sync::Semaphore,
 }
 
 impl Adjudicator {
@@ -274,11 +290,13 @@ impl Adjudicator {
             dir,
             runtime: OnceLock::new(),
             judgments: Mutex::new(BTreeMap::new()),
+            steps: tokio::sync::Semaphore::new(STEPS_AT_ONCE),
         })
     }
 
     /// Answers `asker` (at `from`) about `case`: the signature once judged
-    /// against the accused, `Preparing` while judging, or why not.
+    /// against the accused, `Preparing` while judging (or while too busy to
+    /// start: ask again), or why not.
     pub async fn on_case(self: &Arc<Self>, from: PeerId, asker: PublicKey, case: Case) -> Response {
         let mut bytes = proto::to_bytes(&case);
         bytes.extend_from_slice(asker.as_bytes());
@@ -292,27 +310,40 @@ impl Adjudicator {
                 None => {}
             }
             if judgments.len() >= JUDGMENTS_MAX {
-                let done: Option<ContentId> = judgments
-                    .iter()
-                    .find(|(_, j)| j.is_some())
-                    .map(|(k, _)| *k);
+                let done: Option<ContentId> =
+                    judgments.iter().find(|(_, j)| j.is_some()).map(|(k, _)| *k);
                 match done {
                     Some(done) => {
                         judgments.remove(&done);
                     }
-                    None => return Response::Refused("busy judging other cases".into()),
+                    None => return Response::Preparing,
                 }
             }
             judgments.insert(key, None);
         }
         let this = self.clone();
         tokio::spawn(async move {
-            let judged = this.judge(from, asker, case).await;
-            if let Err(e) = &judged {
-                tracing::info!("a case from {} is refused: {e}", asker.short());
-            }
-            if let Some(slot) = this.judgments.lock().get_mut(&key) {
-                *slot = Some(judged);
+            // Its own task, so a panic in it is an error here, not a slot
+            // left running for ever.
+            let judging = this.clone();
+            let judged = tokio::spawn(async move { judging.judge(from, asker, case).await })
+                .await
+                .unwrap_or_else(|e| Err(Refusal::Later(e.to_string())));
+            let mut judgments = this.judgments.lock();
+            match judged {
+                Ok(signature) => {
+                    judgments.insert(key, Some(Ok(signature)));
+                }
+                Err(Refusal::Final(e)) => {
+                    tracing::info!("a case from {} is refused: {e}", asker.short());
+                    judgments.insert(key, Some(Err(e)));
+                }
+                Err(Refusal::Later(e)) => {
+                    // Fetching, reading or running failed: judged afresh
+                    // when asked again.
+                    tracing::info!("a case from {} is not judged yet: {e}", asker.short());
+                    judgments.remove(&key);
+                }
             }
         });
         Response::Preparing
@@ -320,17 +351,34 @@ impl Adjudicator {
 
     /// Judges `case`: checks it, fetches what the step needs from the asker,
     /// runs the step, and signs the verdict if the accused's claim is wrong.
-    pub async fn judge(
+    async fn judge(
         self: &Arc<Self>,
         from: PeerId,
         asker: PublicKey,
         case: Case,
-    ) -> Result<Signature, String> {
+    ) -> Result<Signature, Refusal> {
         let LedgerLink::Local(ledger) = self.shared.ledger.link() else {
-            return Err("this node is not a validator".into());
+            return Err(Refusal::Final("this node is not a validator".into()));
         };
         let me = self.shared.key.public();
-        let examined = ledger.view(|state| examine(state, &me, &asker, &case))?;
+        let examined = ledger
+            .view(|state| examine(state, &me, &asker, &case))
+            .map_err(Refusal::Final)?;
+        let state_max = snapshot_bytes_max(&case.terms);
+        if case
+            .state
+            .as_ref()
+            .is_some_and(|f| f.size > state_max as u64)
+        {
+            return Err(Refusal::Final("the state brought is over its limit".into()));
+        }
+        // Nothing is fetched or read before its turn: a queue of cases
+        // holds no state in memory.
+        let _turn = self
+            .steps
+            .acquire()
+            .await
+            .map_err(|e| Refusal::Later(e.to_string()))?;
         let files = std::iter::once(&case.terms.module)
             .chain(&case.terms.inputs)
             .chain(&case.state);
@@ -338,24 +386,70 @@ impl Adjudicator {
             // Held already (a validator that is also the requester holds
             // them all), or fetched from the asker and checked by id.
             if !self.shared.blobs.has(&file.id) {
-                fetch_blob(&self.shared, from, file.id, file.size).await?;
+                fetch_blob(&self.shared, from, file.id, file.size)
+                    .await
+                    .map_err(Refusal::Later)?;
             }
         }
         let snapshot = match (&case.state, examined.from) {
             (Some(file), Some(from)) => {
-                let bytes = self.shared.blobs.read(&file.id).map_err(|e| e.to_string())?;
-                let snapshot = Snapshot::from_bytes(&bytes, snapshot_bytes_max(&case.terms))?;
+                let bytes = self
+                    .shared
+                    .blobs
+                    .read(&file.id)
+                    .map_err(|e| Refusal::Later(e.to_string()))?;
+                let snapshot = Snapshot::from_bytes(&bytes, state_max).map_err(Refusal::Final)?;
                 if snapshot.hash() != from {
-                    return Err("the state brought is not the one the accused claimed".into());
+                    return Err(Refusal::Final(
+                        "the state brought is not the one the accused claimed".into(),
+                    ));
                 }
                 Some(snapshot)
             }
             _ => None,
         };
+        let judged = self.step(&case, snapshot).await;
+        if let Some(file) = &case.state
+            && !self.shared.pinned.lock().contains(&file.id)
+        {
+            // A state is of use for this case only.
+            let _ = self.shared.blobs.remove(&file.id);
+        }
+        let reached = judged?;
+        if reached == examined.to {
+            return Err(Refusal::Final(
+                "the accused's step holds: it reaches what it claimed".into(),
+            ));
+        }
+        let winner = ledger
+            .view(|state| winner(state, &case, &examined.job, &reached))
+            .map_err(Refusal::Final)?;
+        let verdict = verdict(examined.job, &case, examined.from, reached, winner);
+        tracing::info!(
+            "attesting that {} stepped wrongly from position {} of task {}",
+            case.accused.receipt.signer().short(),
+            case.position,
+            verdict.task
+        );
+        Ok(Attested::signature(
+            &self.shared.key,
+            VERDICT_NAMESPACE,
+            &verdict,
+        ))
+    }
+
+    /// Runs the case's one step from `snapshot` (the task's start-up when
+    /// `None`) and returns the state reached.
+    async fn step(
+        self: &Arc<Self>,
+        case: &Case,
+        snapshot: Option<Snapshot>,
+    ) -> Result<StateHash, Refusal> {
+        let later = |e: String| Refusal::Later(e);
         let runtime = match self.runtime.get() {
             Some(runtime) => runtime.clone(),
             None => {
-                let runtime = Arc::new(self.shared.wasm_runtime()?);
+                let runtime = Arc::new(self.shared.wasm_runtime().map_err(later)?);
                 self.runtime.get_or_init(|| runtime).clone()
             }
         };
@@ -363,18 +457,24 @@ impl Adjudicator {
             .shared
             .blobs
             .read(&case.terms.module.id)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| later(e.to_string()))?;
         let mut inputs = Vec::new();
         for input in &case.terms.inputs {
-            let path = self.shared.blobs.path(&input.id).ok_or("an input is missing")?;
+            let path = self
+                .shared
+                .blobs
+                .path(&input.id)
+                .ok_or_else(|| later("an input is missing".into()))?;
             inputs.push((input.name.clone(), path));
         }
         // A folder of its own per case: cases run side by side.
-        let work = self.dir.join(ContentId::of(&proto::to_bytes(&case)).to_string());
+        let work = self
+            .dir
+            .join(ContentId::of(&proto::to_bytes(case)).to_string());
         let input_dir = work.join("input");
         let output_dir = work.join("output");
         let (terms, assignment) = (case.terms.clone(), case.assignment.clone());
-        let reached = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let reached = with_task(
                 &runtime,
                 &module,
@@ -391,27 +491,25 @@ impl Adjudicator {
                 },
             );
             let _ = std::fs::remove_dir_all(&work);
-            reached
+            // A trap or running out of fuel is a state like any other;
+            // what fails here is the step itself (a program that does not
+            // load, a state that does not restore), and running it again
+            // would fail the same way.
+            reached.map_err(|e| Refusal::Final(format!("the step could not be run: {e}")))
         })
         .await
-        .map_err(|e| e.to_string())??;
-        if reached == examined.to {
-            return Err("the accused's step holds: it reaches what it claimed".into());
-        }
-        let winner = ledger.view(|state| winner(state, &case, &examined.job, &reached))?;
-        let verdict = verdict(examined.job, &case, examined.from, reached, winner);
-        tracing::info!(
-            "attesting that {} stepped wrongly from position {} of task {}",
-            case.accused.receipt.signer().short(),
-            case.position,
-            verdict.task
-        );
-        Ok(Attested::signature(
-            &self.shared.key,
-            VERDICT_NAMESPACE,
-            &verdict,
-        ))
+        .map_err(|e| later(e.to_string()))?
     }
+}
+
+/// Why a case was not attested.
+#[derive(Debug)]
+pub(super) enum Refusal {
+    /// For good: the case does not hold.
+    Final(String),
+    /// Not now: fetching, reading or running failed; asked again, it is
+    /// judged afresh.
+    Later(String),
 }
 
 #[cfg(test)]

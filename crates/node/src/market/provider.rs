@@ -853,10 +853,29 @@ impl Provider {
                     // here stays within the slots' prefetch.
                     let asked = if failure.is_some() { 0 } else { want };
                     for task in tasks.into_iter().take(asked as usize) {
+                        // A task handed out again must be the same task:
+                        // what this provider signs about it (its trace
+                        // claims name what it ran) stays about one run.
+                        // A changed one is not taken; its deadline hands
+                        // it to others.
+                        {
+                            let mut assignments = self.assignments.lock();
+                            match assignments.get(&(id, task.task)) {
+                                Some(first) if *first != task => {
+                                    Counters::bump(&self.shared.counters.refused);
+                                    tracing::warn!(
+                                        "lease {}: task {} handed out again changed",
+                                        id.short(),
+                                        task.task
+                                    );
+                                    continue;
+                                }
+                                _ => {
+                                    assignments.insert((id, task.task), task.clone());
+                                }
+                            }
+                        }
                         running += 1;
-                        self.assignments
-                            .lock()
-                            .insert((id, task.task), task.clone());
                         self.clone()
                             .spawn_task(id, &record, &input_dir, task, done_tx.clone());
                     }
@@ -1228,8 +1247,19 @@ impl Provider {
                 // Signed, so validators can hold this provider to it; its
                 // result is the one it committed to (which, for an honest
                 // provider, the trace re-derives).
-                let digest = super::answers::committed(&self.shared, &lease, u64::from(task))
-                    .unwrap_or(trace.digest);
+                let committed = super::answers::committed(&self.shared, &lease, u64::from(task));
+                let digest = match committed {
+                    // A liar stands by its lie.
+                    Some(d) if self.config.misbehave == Some(Misbehave::Liar) => d,
+                    Some(d) if d != trace.digest => {
+                        // The re-run does not reproduce the result: signing
+                        // both would be an impossible execution.
+                        return Response::Refused(
+                            "the trace does not reproduce the committed result".into(),
+                        );
+                    }
+                    _ => trace.digest,
+                };
                 let claim = TraceClaim {
                     lease,
                     task: u64::from(task),

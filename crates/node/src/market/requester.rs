@@ -1307,10 +1307,7 @@ impl Requester {
             if !tasks.is_empty() && job.first_task_ms.is_none() {
                 job.first_task_ms = Some(now);
             }
-            let assignments = tasks
-                .into_iter()
-                .map(|task| job.assignment(task))
-                .collect();
+            let assignments = tasks.into_iter().map(|task| job.assignment(task)).collect();
             let reveal: Vec<u32> = job
                 .replicas
                 .asks

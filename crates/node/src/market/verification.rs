@@ -345,7 +345,10 @@ impl Requester {
         let position = finding.position;
         let claims_of = |key: PublicKey| {
             let claims = self.claims.lock();
-            covering(claims.get(&(pending.dispute, key)).map_or(&[][..], |c| c), position)
+            covering(
+                claims.get(&(pending.dispute, key)).map_or(&[][..], |c| c),
+                position,
+            )
         };
         let accused = pending.accused.signer();
         let accused_claims = claims_of(accused);
@@ -388,6 +391,10 @@ impl Requester {
             .chain(&case.state)
             .map(|f| f.id)
             .collect();
+        // The validators may fetch what the step needs while the case is
+        // brought, whether or not the job has ended by then.
+        let scope =
+            ContentId::of(format!("case {} {} {accused}", pending.job, pending.dispute).as_bytes());
         let me = self.shared.key.public();
         let mut refused = BTreeSet::new();
         let started = now_ms();
@@ -400,26 +407,30 @@ impl Requester {
                     continue;
                 }
             };
+            let total = validators.len();
             let signed: BTreeSet<PublicKey> = attested.signers_unchecked().collect();
             let asked: Vec<PublicKey> = validators
                 .into_iter()
                 .filter(|v| !signed.contains(v) && !refused.contains(v))
                 .collect();
             for validator in &asked {
-                self.shared
+                if !self
+                    .shared
                     .grants
-                    .grant(pending.job, blobs.iter().copied(), *validator);
+                    .grant(scope, blobs.iter().copied(), *validator)
+                {
+                    tracing::warn!("no room to let validator {} fetch", validator.short());
+                }
             }
             let answers = futures::future::join_all(asked.iter().map(|validator| {
                 let case = case.clone();
                 let this = self.clone();
                 async move {
                     if *validator == me {
+                        // Judged in the background like anyone's case, so
+                        // the other validators' answers do not wait for it.
                         let own = this.shared.net.local_peer_id();
-                        return match this.adjudicator.judge(own, me, case).await {
-                            Ok(signature) => Response::Attestation(signature),
-                            Err(e) => Response::Refused(e),
-                        };
+                        return this.adjudicator.on_case(own, me, case).await;
                     }
                     let request = proto::to_bytes(&Request::Adjudicate(Box::new(case)));
                     let peer = cairn_net::peer_id(validator);
@@ -466,14 +477,21 @@ impl Requester {
                 if let Err(e) = self.shared.ledger.send(TxKind::Slash { evidence }) {
                     tracing::warn!("sending a conviction to the ledger: {e}");
                 }
-                return;
+                break;
+            }
+            if total.saturating_sub(refused.len()) < quorum {
+                // Honest validators refuse a case only when the accused's
+                // step holds, or it cannot be judged.
+                tracing::warn!(
+                    "{} of {total} validators refused the case against {}: it needs {quorum}",
+                    refused.len(),
+                    accused.short()
+                );
+                break;
             }
             tokio::time::sleep(Duration::from_millis(CASE_RETRY_MS)).await;
         }
-        tracing::warn!(
-            "no quorum of validators attested the case against {}",
-            accused.short()
-        );
+        self.shared.grants.revoke(&scope);
     }
 
     /// Plays dispute `id` to its end: asks both sides what the game needs,
@@ -510,14 +528,7 @@ impl Requester {
                     })
                     .collect();
                 let run = proto::run_digest(&job.terms, &job.assignment(task.1));
-                (
-                    task.1,
-                    *sides,
-                    revealed,
-                    asks,
-                    game.need().clone(),
-                    run,
-                )
+                (task.1, *sides, revealed, asks, game.need().clone(), run)
             };
             let (task, sides, revealed, asks, need, run) = state;
             match need {
@@ -591,9 +602,11 @@ impl Requester {
                             }
                         };
                         let expected = (lease, u64::from(task), run, digest);
-                        let earlier = self.claims.lock().get(&(id, provider)).and_then(|c| {
-                            c.first().map(|c| c.payload_unchecked().clone())
-                        });
+                        let earlier = self
+                            .claims
+                            .lock()
+                            .get(&(id, provider))
+                            .and_then(|c| c.first().map(|c| c.payload_unchecked().clone()));
                         let c = match claim.verify(proto::CLAIM_NAMESPACE) {
                             Ok(c) if claim.signer() == provider => c,
                             _ => {
@@ -613,9 +626,21 @@ impl Requester {
                             );
                             continue;
                         }
+                        // The claim must answer exactly what was asked: one
+                        // with extra points is no answer (the case is built
+                        // from played claims only, so a side cannot plant a
+                        // claim the game never checked).
+                        let points_asked = match &ask {
+                            DisputeAsk::Hashes(asked) => {
+                                c.points.iter().map(|(p, _)| *p).eq(asked.iter().copied())
+                            }
+                            _ => c.points.is_empty(),
+                        };
+                        if !points_asked {
+                            continue;
+                        }
                         // Kept before the move, which may end the dispute and
-                        // bring the case: whatever the provider signed may
-                        // be held against it.
+                        // bring the case; taken back if the move is refused.
                         self.claims
                             .lock()
                             .entry((id, provider))
@@ -627,11 +652,7 @@ impl Requester {
                                 self.play(job_id, |v, now| v.dispute_length(id, &provider, n, now))
                                     .await
                             }
-                            DisputeAsk::Hashes(asked) => {
-                                let listed: Vec<u64> = c.points.iter().map(|(p, _)| *p).collect();
-                                if listed != *asked {
-                                    continue;
-                                }
+                            _ => {
                                 let hashes: Vec<StateHash> =
                                     c.points.iter().map(|(_, h)| *h).collect();
                                 self.play(job_id, |v, now| {
@@ -639,8 +660,10 @@ impl Requester {
                                 })
                                 .await
                             }
-                            DisputeAsk::Snapshot(_) => false,
                         };
+                        if !moved && let Some(kept) = self.claims.lock().get_mut(&(id, provider)) {
+                            kept.retain(|k| *k != claim);
+                        }
                         progressed |= moved;
                     }
                     if !progressed {

@@ -30,7 +30,8 @@ fn send(state: &mut State, key: &Keypair, kind: TxKind) {
 
 /// A chain with one validator, a job, and two providers leased on it.
 fn world() -> World {
-    let [validator, requester, provider, other] = [1u8, 2, 3, 4].map(|i| Keypair::from_seed([i; 32]));
+    let [validator, requester, provider, other] =
+        [1u8, 2, 3, 4].map(|i| Keypair::from_seed([i; 32]));
     let publics: Vec<PublicKey> = [&validator, &requester, &provider, &other]
         .iter()
         .map(|k| k.public())
@@ -40,7 +41,14 @@ fn world() -> World {
         .state()
         .unwrap();
     let job = ContentId::of(b"job");
-    send(&mut state, &requester, TxKind::OpenEscrow { job, amount: 1 << 30 });
+    send(
+        &mut state,
+        &requester,
+        TxKind::OpenEscrow {
+            job,
+            amount: 1 << 30,
+        },
+    );
     let leases = [&provider, &other].map(|p| {
         let stake = state.params().stake_min;
         send(
@@ -208,8 +216,7 @@ fn claim_forger_cases_are_refused() {
     assert!(examine_as(&w, &w.requester, &tampered).is_err());
 
     // Not a validator: nothing is judged at all.
-    let refused = examine(&w.state, &w.other.public(), &w.requester.public(), &honest)
-        .unwrap_err();
+    let refused = examine(&w.state, &w.other.public(), &w.requester.public(), &honest).unwrap_err();
     assert!(refused.contains("not a validator"), "{refused}");
 }
 
