@@ -329,6 +329,9 @@ impl Job {
     }
 }
 
+/// Each dispute side's signed trace claims, by (dispute, side).
+pub(super) type DisputeClaims = BTreeMap<(u64, PublicKey), Vec<Signed<cairn_proto::TraceClaim>>>;
+
 /// The requester role.
 pub(crate) struct Requester {
     pub(super) shared: Arc<Shared>,
@@ -344,7 +347,7 @@ pub(crate) struct Requester {
     pub(super) findings: Mutex<BTreeMap<u64, (super::verification::Finding, Option<PublicKey>)>>,
     /// Each dispute side's signed trace claims, by (dispute, side): what
     /// validators hold it to.
-    pub(super) claims: Mutex<BTreeMap<(u64, PublicKey), Vec<Signed<cairn_proto::TraceClaim>>>>,
+    pub(super) claims: Mutex<DisputeClaims>,
     /// This node's judge of cases, asked directly when this node is a
     /// validator itself.
     pub(super) adjudicator: Arc<super::adjudicator::Adjudicator>,

@@ -445,14 +445,14 @@ impl Requester {
             .await;
             for (validator, answer) in asked.into_iter().zip(answers) {
                 match answer {
-                    Response::Attestation(signature) => {
-                        if !attested.add(VERDICT_NAMESPACE, validator, signature) {
-                            tracing::warn!(
-                                "validator {} signed another verdict than the referee's",
-                                validator.short()
-                            );
-                            refused.insert(validator);
-                        }
+                    Response::Attestation(signature)
+                        if !attested.add(VERDICT_NAMESPACE, validator, signature) =>
+                    {
+                        tracing::warn!(
+                            "validator {} signed another verdict than the referee's",
+                            validator.short()
+                        );
+                        refused.insert(validator);
                     }
                     Response::Refused(reason) => {
                         tracing::warn!(
