@@ -22,7 +22,7 @@ use cairn_proto::{
     TraceClaim, run_digest,
 };
 use cairn_wire::codec::Encode;
-use cairn_wire::{Attested, ContentId, Keypair, Signed};
+use cairn_wire::{Attested, ContentId, Keypair, OutputFile, ResultManifest, Signed};
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
@@ -337,6 +337,27 @@ fn main() {
         tx(7, TxKind::Challenge { commit }),
         tx(8, TxKind::Reveal { opening }),
         tx(9, TxKind::CloseEscrow { job: id(b"job") }),
+        tx(
+            10,
+            TxKind::Slash {
+                evidence: Box::new(Evidence::MisstatedFuel {
+                    receipt: receipt.clone(),
+                    manifest: ResultManifest {
+                        code: 0,
+                        exit: 0,
+                        text: "exited with status 0".into(),
+                        fuel_used: 1_000,
+                        stdout: id(b"out"),
+                        stderr: id(b""),
+                        outputs: vec![OutputFile {
+                            path: "frame-0007.png".into(),
+                            size_bytes: 1_000,
+                            id: id(b"frame"),
+                        }],
+                    },
+                }),
+            },
+        ),
     ];
     write(&root.join("ledger_tx"), txs);
 

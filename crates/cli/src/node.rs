@@ -107,13 +107,16 @@ pub struct MarketArgs {
     #[arg(long, env = "CAIRN_MODULE_CACHE_MIB", default_value_t = 2048)]
     module_cache_mib: u64,
     /// Cheat on purpose, to test verification on a devnet: `liar` returns a
-    /// wrong result for every task, `staller` commits and never reveals,
+    /// wrong result for every task, `stonewaller` lies and answers every
+    /// dispute question that it is still preparing, `staller` commits and
+    /// never reveals,
     /// `index-overflower` reports on tasks past the job's end,
     /// `output-substituter` delivers another file than it committed to,
     /// `fuel-inflater` claims all of a task's fuel (providers); `framer`
     /// challenges honest commits on the ledger (a requester).
     #[arg(long, hide = true, value_parser = [
-        "liar", "staller", "index-overflower", "output-substituter", "fuel-inflater", "framer",
+        "liar", "stonewaller", "staller", "index-overflower", "output-substituter",
+        "fuel-inflater", "framer",
     ])]
     misbehave: Option<String>,
 }
@@ -178,6 +181,7 @@ impl MarketArgs {
                         Some(cairn_node::market::Misbehave::OutputSubstituter)
                     }
                     Some("fuel-inflater") => Some(cairn_node::market::Misbehave::FuelInflater),
+                    Some("stonewaller") => Some(cairn_node::market::Misbehave::Stonewaller),
                     _ => None,
                 },
             });

@@ -708,9 +708,9 @@ fn results_are_local_and_none_from(
 
 /// Replaces provider 2 of a fresh three-provider devnet with one that
 /// cheats as `how`, runs a verified job, and checks that the cheat is
-/// convicted and slashed on the ledger while every result stays right and
-/// the job completes.
-fn cheater_is_caught(base: u16, validators: u16, how: &str, tasks: u32) {
+/// convicted, and slashed on the ledger if `slashed`, while every result
+/// stays right and the job completes.
+fn cheater_is_caught(base: u16, validators: u16, how: &str, tasks: u32, slashed: bool) {
     let devnet = Devnet::start_with(base, validators, 3);
     devnet.signal("p2", "-9");
     devnet.wait_gone("p2");
@@ -737,25 +737,38 @@ fn cheater_is_caught(base: u16, validators: u16, how: &str, tasks: u32) {
         "{status}"
     );
     results_are_local_and_none_from(&devnet, &id, &job, tasks, &[cheat]);
-    // Its stake is slashed on the ledger.
-    devnet.wait_until("the cheat is slashed on the ledger", |d| {
-        let now = d.get(&format!("/v1/accounts/{cheat}"))?["stake"].as_u64()?;
-        (now < stake).then_some(())
-    });
+    if slashed {
+        devnet.wait_until("the cheat is slashed on the ledger", |d| {
+            let now = d.get(&format!("/v1/accounts/{cheat}"))?["stake"].as_u64()?;
+            (now < stake).then_some(())
+        });
+    } else {
+        // Lost by silence: there was no step for validators to judge.
+        let now = devnet.get(&format!("/v1/accounts/{cheat}")).unwrap()["stake"].as_u64();
+        assert_eq!(now, Some(stake));
+    }
     let _ = cheat_process.kill();
     let _ = cheat_process.wait();
+}
+
+/// A liar that answers every dispute question "still preparing" loses
+/// when the first round's deadline (which allows for tracing) passes: the
+/// job completes right without it and it is not paid.
+#[test]
+fn a_stonewalling_liar_loses_its_disputes_by_the_deadline_and_the_job_completes_right() {
+    cheater_is_caught(17000, 1, "stonewaller", 6, false);
 }
 
 #[test]
 fn a_liar_loses_its_dispute_and_is_slashed_and_the_job_completes_right() {
     // Two validators, both of which must attest the verdict: the requester
     // (validator 0) and one that judges the case over the network.
-    cheater_is_caught(28000, 2, "liar", 12);
+    cheater_is_caught(28000, 2, "liar", 12, true);
 }
 
 #[test]
 fn a_staller_is_challenged_on_the_ledger_and_slashed_and_the_job_completes() {
-    cheater_is_caught(29000, 1, "staller", 8);
+    cheater_is_caught(29000, 1, "staller", 8, true);
 }
 
 /// A leased `index_overflower` adds, to every pull, a well-signed
@@ -925,7 +938,7 @@ fn the_network_benchmark_runs_and_prints_every_figure() {
 /// refuses both (nothing of theirs is kept or paid); the job completes with
 /// the results this machine computes.
 #[test]
-fn substituted_outputs_and_inflated_fuel_are_refused_and_the_job_completes_right() {
+fn substituted_outputs_are_refused_and_inflated_fuel_is_slashed_and_the_job_completes_right() {
     let devnet = Devnet::start(27000, 3);
     let mut cheats = Vec::new();
     for (j, how) in [(1, "output-substituter"), (2, "fuel-inflater")] {
@@ -937,6 +950,9 @@ fn substituted_outputs_and_inflated_fuel_are_refused_and_the_job_completes_right
     devnet.wait_until("the cheats are back", |d| {
         (d.get("/v1/market")?["peers"].as_u64()? >= 3).then_some(())
     });
+    let inflater = cheat_keys[1];
+    let stake = |d: &Devnet| d.get(&format!("/v1/accounts/{inflater}"))?["stake"].as_u64();
+    let staked = stake(&devnet).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let job = search_job(tmp.path(), 12, 1_000, "policy = \"none\"");
     let id = devnet.submit(&job);
@@ -945,6 +961,11 @@ fn substituted_outputs_and_inflated_fuel_are_refused_and_the_job_completes_right
     let stats = devnet.get("/v1/market").unwrap();
     assert!(stats["refused"].as_u64() >= Some(1), "{stats}");
     results_are_local_and_none_from(&devnet, &id, &job, 12, &cheat_keys);
+    // The fuel inflater signed a receipt whose own result states less fuel:
+    // the result the task was accepted with convicts it on the ledger.
+    devnet.wait_until("the fuel inflater is slashed", |d| {
+        (stake(d)? < staked).then_some(())
+    });
     for mut cheat in cheats {
         let _ = cheat.kill();
         let _ = cheat.wait();

@@ -40,7 +40,7 @@ use std::time::Duration;
 pub use cairn_job::Limits;
 use cairn_wire::ContentId;
 pub use error::ExecError;
-pub use manifest::{Manifest, OutputFile, StatedManifest};
+pub use manifest::{Manifest, OutputFile, ResultManifest};
 pub use snapshot::{Snapshot, StateHash};
 #[cfg(feature = "runtime")]
 pub use wasm::{ModuleCache, NanCanonicalization, Trace, Transition, WasmConfig, WasmRuntime};

@@ -1,24 +1,10 @@
 use std::path::Path;
 
 use cairn_wire::ContentId;
-use cairn_wire::codec::{EncodeSize, Write};
+use cairn_wire::codec::Encode;
+pub use cairn_wire::{OutputFile, ResultManifest};
 
 use crate::{ExecError, Outcome};
-
-/// Version of the manifest encoding; part of every digest, so a change of
-/// format can never be mistaken for a different result.
-const MANIFEST_VERSION: u8 = 1;
-
-/// One file a task wrote under `/output`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OutputFile {
-    /// Path relative to `/output`, with `/` separators.
-    pub path: String,
-    /// Size in bytes.
-    pub size_bytes: u64,
-    /// BLAKE3 of its contents.
-    pub id: ContentId,
-}
 
 /// Everything deterministic about a task's result, in canonical form. Its
 /// digest is what verifiers compare.
@@ -36,90 +22,29 @@ pub struct Manifest {
     pub outputs: Vec<OutputFile>,
 }
 
-/// A manifest as a report from a peer states it: the outcome as its code,
-/// exit status and text rather than an [`Outcome`]. A requester rebuilds
-/// the digest from what a provider reported and compares it with the one
-/// the provider signed, so the outputs, streams and fuel it is paid and
-/// delivers are the ones every agreeing replica committed to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StatedManifest<'a> {
-    /// [`Outcome::code`].
-    pub code: u8,
-    /// [`Outcome::exit_status`].
-    pub exit: i32,
-    /// The outcome's text (its `Display`).
-    pub text: &'a str,
-    /// Fuel consumed.
-    pub fuel_used: u64,
-    /// BLAKE3 of stdout.
-    pub stdout: ContentId,
-    /// BLAKE3 of stderr.
-    pub stderr: ContentId,
-    /// Output files, in any order (sorted by path when hashed).
-    pub outputs: Vec<OutputFile>,
-}
-
-impl StatedManifest<'_> {
-    /// The digest of the manifest stated: the one [`Manifest::digest`] gives
-    /// for the same result.
-    pub fn digest(mut self) -> ContentId {
-        self.outputs.sort_by(|a, b| a.path.cmp(&b.path));
-        let mut buf = Vec::with_capacity(self.encode_size());
-        self.write(&mut buf);
-        ContentId::of(&buf)
-    }
-}
-
 impl Manifest {
-    /// The canonical bytes.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let text = self.outcome.to_string();
-        let stated = StatedManifest {
+    /// The manifest as every party states it, the outcome as its code,
+    /// exit status and text.
+    pub fn stated(&self) -> ResultManifest {
+        ResultManifest {
             code: self.outcome.code(),
             exit: self.outcome.exit_status(),
-            text: &text,
+            text: self.outcome.to_string(),
             fuel_used: self.fuel_used,
             stdout: self.stdout,
             stderr: self.stderr,
             outputs: self.outputs.clone(),
-        };
-        let mut buf = Vec::with_capacity(stated.encode_size());
-        stated.write(&mut buf);
-        buf
+        }
+    }
+
+    /// The canonical bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.stated().encode().to_vec()
     }
 
     /// BLAKE3 of the canonical bytes.
     pub fn digest(&self) -> ContentId {
-        ContentId::of(&self.to_bytes())
-    }
-}
-
-impl Write for StatedManifest<'_> {
-    fn write(&self, buf: &mut impl bytes::BufMut) {
-        MANIFEST_VERSION.write(buf);
-        self.code.write(buf);
-        self.exit.write(buf);
-        cairn_wire::text::write(self.text, buf);
-        self.fuel_used.write(buf);
-        self.stdout.write(buf);
-        self.stderr.write(buf);
-        (self.outputs.len() as u32).write(buf);
-        for file in &self.outputs {
-            cairn_wire::text::write(&file.path, buf);
-            file.size_bytes.write(buf);
-            file.id.write(buf);
-        }
-    }
-}
-
-impl EncodeSize for StatedManifest<'_> {
-    fn encode_size(&self) -> usize {
-        let files: usize = self
-            .outputs
-            .iter()
-            .map(|f| cairn_wire::text::encode_size(&f.path) + 8 + 32)
-            .sum();
-        1 + 1 + 4 + cairn_wire::text::encode_size(self.text) + 8 + 32 + 32 + 4 + files
+        self.stated().digest()
     }
 }
 
@@ -199,6 +124,8 @@ pub(crate) fn collect_outputs(
 
 #[cfg(test)]
 mod tests {
+    use cairn_wire::codec::EncodeSize;
+
     use super::*;
 
     fn manifest() -> Manifest {
@@ -215,26 +142,12 @@ mod tests {
         }
     }
 
-    fn stated<'a>(m: &Manifest, text: &'a str) -> StatedManifest<'a> {
-        StatedManifest {
-            code: m.outcome.code(),
-            exit: m.outcome.exit_status(),
-            text,
-            fuel_used: m.fuel_used,
-            stdout: m.stdout,
-            stderr: m.stderr,
-            outputs: m.outputs.clone(),
-        }
-    }
-
     #[test]
-    fn encode_size_is_exact() {
+    fn the_stated_bytes_are_the_manifest_bytes() {
         let m = manifest();
-        let text = m.outcome.to_string();
-        let mut buf = Vec::new();
-        stated(&m, &text).write(&mut buf);
-        assert_eq!(buf.len(), stated(&m, &text).encode_size());
-        assert_eq!(buf, m.to_bytes());
+        let stated = m.stated();
+        assert_eq!(stated.encode_size(), m.to_bytes().len());
+        assert_eq!(stated.digest(), ContentId::of(&m.to_bytes()));
     }
 
     /// What a requester rebuilds from a report is the provider's digest,
@@ -248,18 +161,17 @@ mod tests {
             size_bytes: 1,
             id: ContentId::of(b"b"),
         });
-        let text = m.outcome.to_string();
-        assert_eq!(stated(&m, &text).digest(), m.digest());
-        let mut reversed = stated(&m, &text);
+        assert_eq!(m.stated().digest(), m.digest());
+        let mut reversed = m.stated();
         reversed.outputs.reverse();
         assert_eq!(reversed.digest(), m.digest());
-        let mut substituted = stated(&m, &text);
+        let mut substituted = m.stated();
         substituted.outputs[0].id = ContentId::of(b"other");
         assert_ne!(substituted.digest(), m.digest());
-        let mut inflated = stated(&m, &text);
+        let mut inflated = m.stated();
         inflated.fuel_used += 1;
         assert_ne!(inflated.digest(), m.digest());
-        let mut failed = stated(&m, &text);
+        let mut failed = m.stated();
         failed.exit = 1;
         assert_ne!(failed.digest(), m.digest());
     }

@@ -769,6 +769,22 @@ impl State {
                 self.offence(offender, c.lease, c.task)?;
                 self.punish(offender, c.lease, c.task, None, &[])
             }
+            Evidence::MisstatedFuel { receipt, manifest } => {
+                let offender = receipt.signer();
+                let r = receipt.payload_unchecked();
+                if manifest.digest() != r.digest {
+                    return Err(TxError::BadEvidence(
+                        "the manifest is not the receipt's result",
+                    ));
+                }
+                if manifest.fuel_used == r.fuel_used {
+                    return Err(TxError::BadEvidence(
+                        "the receipt states the manifest's fuel",
+                    ));
+                }
+                self.offence(offender, r.lease, r.task)?;
+                self.punish(offender, r.lease, r.task, None, &[])
+            }
             Evidence::NoReveal { lease, task } => {
                 let (_, deadline) = *self
                     .challenges

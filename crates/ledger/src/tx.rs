@@ -2,7 +2,9 @@
 
 use bytes::BufMut;
 use cairn_wire::codec::{Buf, EncodeSize, Error as CodecError, RangeCfg, Read, ReadExt, Write};
-use cairn_wire::{Attested, ContentId, Keypair, PublicKey, Signature, Signed, WireError, text};
+use cairn_wire::{
+    Attested, ContentId, Keypair, PublicKey, ResultManifest, Signature, Signed, WireError, text,
+};
 
 use crate::TxError;
 use crate::fraud::{
@@ -223,7 +225,21 @@ pub enum Evidence {
         /// The task.
         task: u64,
     },
+    /// A receipt whose digest is this manifest's, stating other fuel than
+    /// the manifest does: the provider claimed to be paid for fuel its own
+    /// result says it did not use.
+    MisstatedFuel {
+        /// The provider's receipt.
+        receipt: Signed<Receipt>,
+        /// The result the receipt's digest names (from a replica's report
+        /// with the same digest).
+        manifest: ResultManifest,
+    },
 }
+
+/// Output files a manifest in evidence may list: as many as a task may
+/// write.
+pub const EVIDENCE_OUTPUTS_MAX: usize = 1_024;
 
 /// A transaction whose signatures have all been checked ([`admit`]).
 #[derive(Clone, Debug)]
@@ -373,6 +389,11 @@ fn verify_inner(kind: &TxKind) -> Result<(), TxError> {
                     .map_err(|e| bad("opening", e))?;
             }
             Evidence::NoReveal { .. } => {}
+            Evidence::MisstatedFuel { receipt, .. } => {
+                receipt
+                    .verify(RECEIPT_NAMESPACE)
+                    .map_err(|e| bad("receipt", e))?;
+            }
         },
         TxKind::Challenge { commit } => {
             commit
@@ -509,6 +530,11 @@ impl Write for TxBody {
                         lease.write(buf);
                         task.write(buf);
                     }
+                    Evidence::MisstatedFuel { receipt, manifest } => {
+                        4u8.write(buf);
+                        receipt.write(buf);
+                        manifest.write(buf);
+                    }
                 }
             }
             TxKind::Challenge { commit } => {
@@ -605,6 +631,10 @@ impl Read for TxBody {
                     3 => Evidence::NoReveal {
                         lease: ContentId::read(buf)?,
                         task: u64::read(buf)?,
+                    },
+                    4 => Evidence::MisstatedFuel {
+                        receipt: Signed::<Receipt>::read(buf)?,
+                        manifest: ResultManifest::read_cfg(buf, &EVIDENCE_OUTPUTS_MAX)?,
                     },
                     other => return Err(CodecError::InvalidEnum(other)),
                 };

@@ -5,7 +5,7 @@ use cairn_ledger::{
     RECEIPT_NAMESPACE, REVEAL_WINDOW_BLOCKS, Receipt, SettleOutcome, State, TxBody, TxError,
     TxKind, VERDICT_NAMESPACE, Verdict, admit, admit_batch, decode,
 };
-use cairn_wire::{Attested, ContentId, Keypair, Signed};
+use cairn_wire::{Attested, ContentId, Keypair, ResultManifest, Signed};
 
 struct Net {
     state: State,
@@ -867,4 +867,69 @@ fn a_challenged_commit_must_be_opened_within_the_window() {
     let restored = State::from_snapshot(&net.state.to_snapshot()).unwrap();
     assert_eq!(restored, net.state);
     assert_eq!(restored.root(), net.state.root());
+}
+
+/// A `fuel_inflater` signs a receipt for a result whose own manifest says
+/// it used less fuel: the manifest (from any replica with the same digest)
+/// convicts it, and the whole slash is burned. An honest receipt, or a
+/// manifest of another result, convicts no one.
+#[test]
+fn a_receipt_misstating_its_results_fuel_is_slashed_and_burned() {
+    let mut net = Net::new();
+    let requester = net.requester.clone();
+    net.register();
+    net.send(
+        &requester,
+        TxKind::OpenEscrow {
+            job: ContentId::of(JOB),
+            amount: 1_000,
+        },
+    )
+    .unwrap();
+    let lease = net.lease(1_000);
+    let manifest = ResultManifest {
+        code: 0,
+        exit: 0,
+        text: "exited with status 0".into(),
+        fuel_used: 1_000_000,
+        stdout: ContentId::of(b"42\n"),
+        stderr: ContentId::of(b""),
+        outputs: Vec::new(),
+    };
+    let provider = net.provider.clone();
+    let receipt = |fuel_used: u64, digest: ContentId| {
+        Signed::sign(
+            &provider,
+            RECEIPT_NAMESPACE,
+            Receipt {
+                lease: lease.id(),
+                task: 2,
+                digest,
+                fuel_used,
+            },
+        )
+    };
+    let misstated = |receipt, manifest| TxKind::Slash {
+        evidence: Box::new(Evidence::MisstatedFuel { receipt, manifest }),
+    };
+    let honest = receipt(1_000_000, manifest.digest());
+    assert_eq!(
+        net.send(&requester, misstated(honest, manifest.clone()))
+            .unwrap_err(),
+        TxError::BadEvidence("the receipt states the manifest's fuel")
+    );
+    let inflated = receipt(50_000_000_000, manifest.digest());
+    let mut other = manifest.clone();
+    other.fuel_used = 7;
+    assert_eq!(
+        net.send(&requester, misstated(inflated.clone(), other))
+            .unwrap_err(),
+        TxError::BadEvidence("the manifest is not the receipt's result")
+    );
+    let stake = net.state.provider(&net.provider.public()).unwrap().stake;
+    let burned = net.state.burned();
+    net.send(&requester, misstated(inflated, manifest)).unwrap();
+    let now = net.state.provider(&net.provider.public()).unwrap().stake;
+    assert_eq!(now, stake - stake / 2);
+    assert_eq!(net.state.burned(), burned + stake / 2);
 }

@@ -30,6 +30,7 @@ mod envelope;
 mod error;
 mod id;
 mod identity;
+pub mod manifest;
 mod secret;
 pub mod text;
 
@@ -40,6 +41,7 @@ pub use envelope::{ATTESTATIONS_MAX, Attested, Signed};
 pub use error::WireError;
 pub use id::{ContentId, hex, parse_hex, parse_hex32};
 pub use identity::{Keypair, NodeId, PublicKey, Signature, verify_batch};
+pub use manifest::{OutputFile, ResultManifest};
 pub use secret::{load_or_create_secret, load_secret, private_dir};
 
 /// Version of the wire format. It is the first byte of every envelope; a

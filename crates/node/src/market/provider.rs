@@ -124,8 +124,11 @@ fn terms_over_caps(terms: &Terms, lease: &Lease, offer: &Offer, caps: &TaskCaps)
 pub enum Misbehave {
     /// Returns a wrong result for every task, consistently (another first
     /// output, or stdout, with the digest of that manifest), and defends
-    /// it in disputes with its honest trace, which ends elsewhere.
+    /// it in disputes with its honest trace ending in its lie.
     Liar,
+    /// Lies like a liar, and answers every dispute question that it is
+    /// still preparing its answer, for ever.
+    Stonewaller,
     /// Commits to every result and never reveals one.
     Staller,
     /// Adds, to every pull, a signed commitment and a failure for a task
@@ -1070,17 +1073,16 @@ impl Provider {
         };
         let mut result = result;
         let misbehave = self.config.misbehave;
-        if matches!(
-            misbehave,
-            Some(Misbehave::OutputSubstituter | Misbehave::Liar)
-        ) && let Some(first) = result.outputs.first_mut()
+        let lies = matches!(misbehave, Some(Misbehave::Liar | Misbehave::Stonewaller));
+        if (lies || misbehave == Some(Misbehave::OutputSubstituter))
+            && let Some(first) = result.outputs.first_mut()
         {
             let other = b"not what the task wrote";
             std::fs::write(output_dir.join(&first.path), other).ok();
             first.id = ContentId::of(other);
             first.size_bytes = other.len() as u64;
         }
-        if misbehave == Some(Misbehave::Liar) {
+        if lies {
             // A consistent lie: the manifest of what it delivers, so only
             // replicas and a dispute can tell it is wrong.
             if result.outputs.is_empty() {
@@ -1217,6 +1219,9 @@ impl Provider {
         if requester != Some(sender) {
             Counters::bump(&self.shared.counters.refused);
             return Response::Refused("only the lease's requester referees".into());
+        }
+        if self.config.misbehave == Some(Misbehave::Stonewaller) {
+            return Response::Preparing;
         }
         let input_dir = self.work_dir.join(lease.to_string()).join("input");
         let position = match ask {

@@ -172,6 +172,9 @@ pub(super) struct Job {
     /// is expected, so none is a reason to look for others.
     ready_by_ms: u64,
     pub(super) unsettled: Vec<Signed<Receipt>>,
+    /// Receipts refused because their report stated another result, kept
+    /// until their task is decided (see [`MISSTATED_MAX`]).
+    pub(super) misstated: Vec<(Signed<Receipt>, cairn_wire::ResultManifest)>,
     settled: u64,
     /// Verification's view of the job's replicas.
     pub(super) replicas: Replicas,
@@ -194,10 +197,16 @@ pub(super) struct Replicas {
     pub convicted: BTreeSet<PublicKey>,
 }
 
+/// Misstated receipts a job keeps for evidence, at most.
+const MISSTATED_MAX: usize = 1_024;
+
 /// A pull's reports that passed their checks.
 struct Checked {
     commits: Vec<Signed<Commit>>,
     reveals: Vec<Revealed>,
+    /// Signed receipts whose report states another result than their
+    /// digest, with the result stated.
+    misstated: Vec<(Signed<Receipt>, cairn_wire::ResultManifest)>,
     /// Tasks the provider could not run, and why.
     failed: Vec<(u32, String)>,
 }
@@ -546,6 +555,7 @@ impl Requester {
             ready_by_ms: 0,
             unsettled: Vec::new(),
             settled: 0,
+            misstated: Vec::new(),
             replicas: Replicas::default(),
         })
     }
@@ -1148,6 +1158,7 @@ impl Requester {
         let Checked {
             commits,
             reveals,
+            misstated,
             mut failed,
         } = self.check_reports(sender, lease, tasks, reports);
         if self.misbehave == Some(super::RequesterMisbehave::Framer) {
@@ -1229,6 +1240,8 @@ impl Requester {
                 Counters::bump(&self.shared.counters.refused);
                 return Response::Refused("not your lease".into());
             }
+            let room = MISSTATED_MAX.saturating_sub(job.misstated.len());
+            job.misstated.extend(misstated.into_iter().take(room));
             let mut actions = Vec::new();
             let mut touched = Vec::new();
             for commit in commits {
@@ -1381,6 +1394,7 @@ impl Requester {
             .collect();
         let all_valid = cairn_wire::verify_batch(&batch);
         let (mut commits, mut reveals, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+        let mut misstated = Vec::new();
         let refuse = |counter: &std::sync::atomic::AtomicU64| Counters::bump(counter);
         let counters = &self.shared.counters;
         for report in reports {
@@ -1413,16 +1427,16 @@ impl Requester {
                     // report, it binds the outputs delivered, the streams
                     // and the fuel paid to what every agreeing replica
                     // committed to.
-                    let stated = cairn_exec::StatedManifest {
+                    let stated = cairn_wire::ResultManifest {
                         code,
                         exit,
-                        text: &outcome,
+                        text: outcome.clone(),
                         fuel_used: r.fuel_used,
                         stdout: stdout.id,
                         stderr: stderr.id,
                         outputs: outputs
                             .iter()
-                            .map(|f| cairn_exec::OutputFile {
+                            .map(|f| cairn_wire::OutputFile {
                                 path: f.name.clone(),
                                 size_bytes: f.size,
                                 id: f.id,
@@ -1456,6 +1470,9 @@ impl Requester {
                             r.task as u32,
                             "its report does not have the digest it signed".into(),
                         ));
+                        // If only its fuel was misstated, the result another
+                        // replica reports with this digest convicts it.
+                        misstated.push((receipt.clone(), stated));
                     } else {
                         let record = TaskRecord {
                             task: r.task as u32,
@@ -1490,6 +1507,7 @@ impl Requester {
         Checked {
             commits,
             reveals,
+            misstated,
             failed,
         }
     }

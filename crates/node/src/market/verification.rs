@@ -68,6 +68,43 @@ pub(super) struct Finding {
     pub state: Option<FileRef>,
 }
 
+/// Evidence against the receipts in `misstated` for `task` that name the
+/// `accepted` (digest, fuel) result but state other fuel: the result stated
+/// with the accepted fuel is the manifest their digest names. Forgets
+/// `task`'s entries.
+fn misstated_fuel(
+    misstated: &mut Vec<(Signed<Receipt>, cairn_wire::ResultManifest)>,
+    task: u32,
+    accepted: Option<(ContentId, u64)>,
+) -> Vec<TxKind> {
+    let mut evidence = Vec::new();
+    misstated.retain(|(receipt, stated)| {
+        let r = receipt.payload_unchecked();
+        if r.task != u64::from(task) {
+            return true;
+        }
+        if let Some((digest, fuel)) = accepted
+            && r.digest == digest
+            && r.fuel_used != fuel
+        {
+            let manifest = cairn_wire::ResultManifest {
+                fuel_used: fuel,
+                ..stated.clone()
+            };
+            if manifest.digest() == digest {
+                evidence.push(TxKind::Slash {
+                    evidence: Box::new(Evidence::MisstatedFuel {
+                        receipt: receipt.clone(),
+                        manifest,
+                    }),
+                });
+            }
+        }
+        false
+    });
+    evidence
+}
+
 impl Requester {
     /// Applies the verifier's actions to the jobs, then sends back to the
     /// queue every touched task that needs another provider. Pure
@@ -102,14 +139,20 @@ impl Requester {
                         continue;
                     };
                     let mut record = None;
+                    let mut accepted = None;
                     for provider in &providers {
                         if let Some(revealed) = job.replicas.revealed.remove(&(task.1, *provider)) {
+                            let r = revealed.receipt.payload_unchecked();
+                            accepted.get_or_insert((r.digest, r.fuel_used));
                             // Every provider that returned the accepted
                             // result is paid for it.
                             job.unsettled.push(revealed.receipt);
                             record.get_or_insert(revealed.record);
                         }
                     }
+                    effects
+                        .txs
+                        .extend(misstated_fuel(&mut job.misstated, task.1, accepted));
                     // Decided: what was kept as evidence is no longer needed.
                     job.replicas.revealed.retain(|(t, _), _| *t != task.1);
                     job.replicas.commits.retain(|(t, _), _| *t != task.1);
