@@ -284,7 +284,23 @@ const VERIFIED: &str = "policy = \"adaptive\"\nconfidence = 0.99";
 /// A job of `tasks` BLAKE3 searches, each a fraction of a second, verified
 /// as `verify` says (the body of a `[verify]` table).
 fn search_job(dir: &Path, tasks: u32, price_max: u64, verify: &str) -> PathBuf {
-    let path = dir.join(format!("search-{tasks}-{price_max}-{}.toml", verify.len()));
+    search_job_with_fuel(dir, tasks, price_max, verify, 20_000_000_000)
+}
+
+/// The same with `fuel` per task: a dispute's first round allows tracing
+/// that much (at 50 Mfuel/s), so a side that never answers loses after
+/// `fuel / 50M` seconds and a minute.
+fn search_job_with_fuel(
+    dir: &Path,
+    tasks: u32,
+    price_max: u64,
+    verify: &str,
+    fuel: u64,
+) -> PathBuf {
+    let path = dir.join(format!(
+        "search-{tasks}-{price_max}-{}-{fuel}.toml",
+        verify.len()
+    ));
     std::fs::write(
         &path,
         format!(
@@ -301,7 +317,7 @@ range = [0, {tasks}]
 paths = ["hits-{{task:03}}.txt"]
 
 [limits]
-fuel = 20_000_000_000
+fuel = {fuel}
 memory_mib = 16
 wall_time_s = 2
 
@@ -723,9 +739,11 @@ fn cheater_is_caught(base: u16, validators: u16, how: &str, tasks: u32, slashed:
         d.get(&format!("/v1/accounts/{cheat}"))?["stake"].as_u64()
     });
     let tmp = tempfile::tempdir().unwrap();
-    let job = search_job(tmp.path(), tasks, 1_000, VERIFIED);
+    // A fuel limit that bounds a silent side's first round to 100 s.
+    let job = search_job_with_fuel(tmp.path(), tasks, 1_000, VERIFIED, 2_000_000_000);
     let id = devnet.submit(&job);
-    // A withheld reveal is convicted after 60 s; allow for a loaded machine.
+    // A withheld reveal is convicted after 60 s, a silent side after 100;
+    // allow for a loaded machine.
     let status = devnet.wait_done_within(&id, Duration::from_secs(400));
     assert_eq!(status["failed"], 0, "{status}");
     assert!(
