@@ -537,6 +537,16 @@ fn opening(net: &Net, lease: &Lease, task: u64, digest: &[u8], salt: [u8; 32]) -
     )
 }
 
+/// `verdict` signed by each of `signers`.
+fn attest(signers: &[&Keypair], verdict: Verdict) -> Attested<Verdict> {
+    let mut attested = Attested::new(verdict.clone());
+    for signer in signers {
+        let signature = Attested::signature(signer, VERDICT_NAMESPACE, &verdict);
+        assert!(attested.add(VERDICT_NAMESPACE, signer.public(), signature));
+    }
+    attested
+}
+
 #[test]
 fn a_wrong_result_is_slashed_the_winner_rewarded_and_paid_receipts_clawed_back() {
     let mut net = Net::new();
@@ -621,12 +631,7 @@ fn a_wrong_result_is_slashed_the_winner_rewarded_and_paid_receipts_clawed_back()
             reached: [2; 32],
             run: [3; 32],
         };
-        let mut attested = Attested::new(verdict.clone());
-        for signer in signers {
-            let signature = Attested::signature(signer, VERDICT_NAMESPACE, &verdict);
-            assert!(attested.add(VERDICT_NAMESPACE, signer.public(), signature));
-        }
-        attested
+        attest(signers, verdict)
     };
     let validators = net.validators.clone();
     let quorum: Vec<&Keypair> = validators[..3].iter().collect();
@@ -656,19 +661,13 @@ fn a_wrong_result_is_slashed_the_winner_rewarded_and_paid_receipts_clawed_back()
     // A verdict convicts only its accused: not another provider that
     // returned the same digest (a requester's own provider signing an
     // impossible step, say).
-    let mut elsewhere_accused = verdict(&quorum, b"lie");
-    {
-        let v = elsewhere_accused.payload_unchecked().clone();
-        let v = cairn_ledger::Verdict {
+    let elsewhere_accused = attest(
+        &quorum,
+        Verdict {
             accused: other.public(),
-            ..v
-        };
-        elsewhere_accused = Attested::new(v.clone());
-        for signer in &quorum {
-            let signature = Attested::signature(signer, VERDICT_NAMESPACE, &v);
-            elsewhere_accused.add(VERDICT_NAMESPACE, signer.public(), signature);
-        }
-    }
+            ..verdict(&quorum, b"lie").payload_unchecked().clone()
+        },
+    );
     assert_eq!(
         net.send(&requester, slash(elsewhere_accused, Vec::new()))
             .unwrap_err(),

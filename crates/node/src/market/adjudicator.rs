@@ -260,6 +260,36 @@ pub(super) fn with_task<T>(
     done
 }
 
+/// What re-running part of a task with `terms` needs from this node: a
+/// runtime (made once, in `cell`), the program, and where each input is.
+#[allow(clippy::type_complexity)]
+pub(super) fn step_parts(
+    shared: &Shared,
+    cell: &OnceLock<Arc<WasmRuntime>>,
+    terms: &Terms,
+) -> Result<(Arc<WasmRuntime>, Vec<u8>, Vec<(String, PathBuf)>), String> {
+    let runtime = match cell.get() {
+        Some(runtime) => runtime.clone(),
+        None => {
+            let runtime = Arc::new(shared.wasm_runtime()?);
+            cell.get_or_init(|| runtime).clone()
+        }
+    };
+    let module = shared
+        .blobs
+        .read(&terms.module.id)
+        .map_err(|e| e.to_string())?;
+    let mut inputs = Vec::new();
+    for input in &terms.inputs {
+        let path = shared
+            .blobs
+            .path(&input.id)
+            .ok_or("an input blob is missing")?;
+        inputs.push((input.name.clone(), path));
+    }
+    Ok((runtime, module, inputs))
+}
+
 /// The largest snapshot of a task with these terms (never past the
 /// largest blob a node stores, whatever the terms say).
 pub(super) fn snapshot_bytes_max(terms: &Terms) -> usize {
@@ -445,28 +475,8 @@ impl Adjudicator {
         case: &Case,
         snapshot: Option<Snapshot>,
     ) -> Result<StateHash, Refusal> {
-        let later = |e: String| Refusal::Later(e);
-        let runtime = match self.runtime.get() {
-            Some(runtime) => runtime.clone(),
-            None => {
-                let runtime = Arc::new(self.shared.wasm_runtime().map_err(later)?);
-                self.runtime.get_or_init(|| runtime).clone()
-            }
-        };
-        let module = self
-            .shared
-            .blobs
-            .read(&case.terms.module.id)
-            .map_err(|e| later(e.to_string()))?;
-        let mut inputs = Vec::new();
-        for input in &case.terms.inputs {
-            let path = self
-                .shared
-                .blobs
-                .path(&input.id)
-                .ok_or_else(|| later("an input is missing".into()))?;
-            inputs.push((input.name.clone(), path));
-        }
+        let (runtime, module, inputs) =
+            step_parts(&self.shared, &self.runtime, &case.terms).map_err(Refusal::Later)?;
         // A folder of its own per case: cases run side by side.
         let work = self
             .dir
@@ -498,7 +508,7 @@ impl Adjudicator {
             reached.map_err(|e| Refusal::Final(format!("the step could not be run: {e}")))
         })
         .await
-        .map_err(|e| later(e.to_string()))?
+        .map_err(|e| Refusal::Later(e.to_string()))?
     }
 }
 

@@ -15,7 +15,7 @@ use cairn_store::{Op, Table};
 use cairn_verify::{Action, Need, Offence, Segment, Side, StateHash, TaskKey, Verifier};
 use cairn_wire::{Attested, ContentId, PublicKey, Signed};
 
-use super::adjudicator::{claimed, covering, snapshot_bytes_max, verdict, with_task};
+use super::adjudicator::{claimed, covering, snapshot_bytes_max, step_parts, verdict, with_task};
 use super::proto::{self, Case, DisputeAsk, FileRef, Party, Request, Response};
 use super::requester::{Job, Requester, result_key};
 use super::{Counters, fetch_blob, now_ms};
@@ -800,32 +800,12 @@ impl Requester {
             }
         }
         self.snapshot_waits.lock().remove(&dispute);
-        let runtime = match self.runtime.get() {
-            Some(runtime) => runtime.clone(),
-            None => {
-                let runtime = Arc::new(self.shared.wasm_runtime()?);
-                self.runtime.get_or_init(|| runtime).clone()
-            }
-        };
-        let module = self
-            .shared
-            .blobs
-            .read(&terms.module.id)
-            .map_err(|e| e.to_string())?;
+        let (runtime, module, inputs) = step_parts(&self.shared, &self.runtime, &terms)?;
         let dir = self
             .referee_dir
             .join(job_id.to_string())
             .join(format!("{task}-{}", segment.position));
         let input_dir = self.referee_dir.join(job_id.to_string()).join("input");
-        let mut inputs = Vec::new();
-        for input in &terms.inputs {
-            let source = self
-                .shared
-                .blobs
-                .path(&input.id)
-                .ok_or("an input blob is missing")?;
-            inputs.push((input.name.clone(), source));
-        }
         let agreed = segment.agreed;
         let position = segment.position;
         let shared = self.shared.clone();
