@@ -92,6 +92,10 @@ fn kill_9_of_the_embedded_validator_loses_nothing_committed() {
         );
     }
     assert_eq!(balance_of(&node.url, &key, recipient), 600);
+    // People run nodes on spare machines: a validator's p2p mailboxes once
+    // preallocated 1.15 GB before its first block.
+    let peak = peak_resident_mib(node.child.id());
+    assert!(peak < 256, "an idle node peaked at {peak} MiB resident");
 
     // kill -9: no chance to flush or shut down.
     node.child.kill().unwrap();
@@ -114,6 +118,17 @@ fn kill_9_of_the_embedded_validator_loses_nothing_committed() {
     let block = http_get(http, &format!("/v1/blocks/{height}"));
     assert!(block.contains("\"applied\":1"), "{block}");
     assert!(http_get(http, "/v1/blocks/99999999").contains("no recent block"));
+}
+
+/// The most memory process `pid` has held resident, MiB (Linux's VmHWM).
+fn peak_resident_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in {status}"));
+    kib / 1024
 }
 
 /// A plain HTTP GET on loopback; returns the body.
