@@ -267,6 +267,16 @@ impl Game {
         Ok(verdict)
     }
 
+    /// When [`tick`](Self::tick) would end the game if the answers owed
+    /// have not come: `None` while no side owes one (the referee has the
+    /// last step, or the game is over).
+    pub fn deadline_ms(&self) -> Option<u64> {
+        match self.need {
+            Need::Lengths | Need::Hashes { .. } => Some(self.deadline_ms),
+            Need::Referee(_) | Need::Done(_) => None,
+        }
+    }
+
     /// Ends the game against every side that owes an answer past the
     /// deadline. Returns the verdict if this call decided it.
     pub fn tick(&mut self, now_ms: u64) -> Option<&Verdict> {

@@ -561,6 +561,16 @@ impl Verifier {
         actions
     }
 
+    /// The earliest moment [`tick`](Self::tick) may have something to do: a
+    /// replica's commit or reveal deadline, or a dispute's answer deadline.
+    /// Nothing is due before it, so a driver sleeps until then (or until
+    /// an input arrives) instead of ticking on a period.
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        let replicas = self.deadlines.first().map(|(at, _, _)| *at);
+        let disputes = self.disputes.values().filter_map(|d| d.game.deadline_ms());
+        replicas.into_iter().chain(disputes).min()
+    }
+
     /// The game of dispute `id`, to see what it needs.
     pub fn game(&self, id: u64) -> Option<(&TaskKey, &[PublicKey; 2], &Game)> {
         self.disputes.get(&id).map(|d| (&d.task, &d.sides, &d.game))

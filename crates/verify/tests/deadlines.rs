@@ -24,6 +24,8 @@ fn a_replica_assigned_again_after_a_drop_is_judged_by_its_new_deadline() {
     verifier.withdraw(&task, &a, again);
     verifier.assign(&task, a, again).unwrap();
 
+    // A driver sleeps until the first deadline, not on a period.
+    assert_eq!(verifier.next_deadline_ms(), Some(commit_ms));
     verifier.tick(commit_ms - 1);
     assert_eq!(
         verifier.providers_of(&task),
@@ -34,8 +36,10 @@ fn a_replica_assigned_again_after_a_drop_is_judged_by_its_new_deadline() {
     // is stale and changes nothing.
     verifier.tick(commit_ms);
     assert_eq!(verifier.providers_of(&task), vec![a]);
+    assert_eq!(verifier.next_deadline_ms(), Some(again + commit_ms));
     verifier.tick(again + commit_ms - 1);
     assert_eq!(verifier.providers_of(&task), vec![a]);
     verifier.tick(again + commit_ms);
     assert!(verifier.providers_of(&task).is_empty(), "A's own deadline");
+    assert_eq!(verifier.next_deadline_ms(), None, "nothing left to time");
 }

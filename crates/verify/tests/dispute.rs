@@ -162,10 +162,12 @@ fn a_side_that_stops_answering_loses_at_the_deadline() {
     let asked = game.asked_of(Side::A);
     let hashes: Vec<StateHash> = asked.iter().map(|&p| h(b"state", p)).collect();
     game.hashes(Side::A, &hashes, 20).unwrap();
+    assert_eq!(game.deadline_ms(), Some(1_010), "when to wake for it");
     assert!(game.tick(1_009).is_none(), "not yet due");
     let verdict = game.tick(1_010).expect("B is late").clone();
     assert_eq!(verdict.losers, vec![Side::B]);
     assert!(verdict.reason.contains("did not answer"));
+    assert_eq!(game.deadline_ms(), None, "over: nothing left to time");
 }
 
 #[test]

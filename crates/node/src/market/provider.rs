@@ -18,7 +18,6 @@ use cairn_market::{
 };
 use cairn_net::PeerId;
 use cairn_store::{Op, Table};
-use cairn_verify::{Commitment, Reveal};
 use cairn_wire::codec::{DecodeExt as _, Encode as _};
 use cairn_wire::{ContentId, PublicKey, Signed};
 use tokio::sync::{Semaphore, mpsc};
@@ -28,6 +27,10 @@ use super::proto::{
     Terms, TraceClaim,
 };
 use super::{Counters, MarketConfig, Shared, fetch_blob, now_ms};
+
+mod lease_work;
+
+use lease_work::{LeaseWork, Next, report_key};
 
 /// Orders remembered to recognise replays.
 const SEEN_ORDERS_MAX: usize = 65_536;
@@ -41,22 +44,11 @@ const FUNDED_MAX: usize = 4_096;
 const FUNDED_TTL_MS: u64 = 30_000;
 /// How long a job's escrow, as read from the ledger, is taken as current.
 const ESCROW_TTL_MS: u64 = 2_000;
-/// Longest wait between pulls when the requester has nothing to hand out.
-const IDLE_PULL_MS_MAX: u64 = 500;
-/// How much work, in milliseconds, a provider keeps queued per slot.
-const PREFETCH_WORK_MS: f64 = 50.0;
-/// How long finished reports may wait to share a pull with others.
-const REPORT_DELAY_MS: u64 = 10;
 /// Compile speed assumed before this provider has measured its own: a
 /// modest single core's (wasmtime's Cranelift at full optimisation).
 const COMPILE_BYTES_PER_MS_INITIAL: u64 = 1_000;
 /// Download speed assumed for a module when estimating start-up time.
 const FETCH_BYTES_PER_MS_ASSUMED: u64 = 10_000;
-
-/// Longest time between pulls while every slot is busy.
-const HEARTBEAT_MS: u64 = 1_000;
-/// How long to keep retrying a requester that does not answer.
-const REQUESTER_SILENCE_MS_MAX: u64 = 120_000;
 
 /// What a provider offers and how it prices.
 #[derive(Clone, Debug)]
@@ -639,275 +631,126 @@ impl Provider {
 
     /// Works one lease: prepares the module and inputs, then pulls and runs
     /// tasks until the requester says the job needs nothing more.
+    /// Drives one lease's [`LeaseWork`]: prepares its program and inputs,
+    /// then carries out each step the core returns until the lease is over.
     async fn work(self: Arc<Self>, id: ContentId, record: LeaseRecord) {
         let peer = cairn_net::peer_id(&record.lease.requester);
         let input_dir = self.work_dir.join(id.to_string()).join("input");
-        let mut failure = None;
         self.keep_for(id, record.terms.inputs.iter().map(|f| f.id));
-        if let Err(e) = self.prepare(peer, &record.terms, &input_dir).await {
-            tracing::warn!("lease {}: {e}", id.short());
-            failure = Some(e);
-        }
+        let failure = self
+            .prepare(peer, &record.terms, &input_dir)
+            .await
+            .inspect_err(|e| tracing::warn!("lease {}: {e}", id.short()))
+            .err();
         self.terms.lock().insert(id, record.terms.clone());
-        // Results not yet revealed and reports not yet acknowledged,
-        // persisted so a restart commits to them (or reports) again.
-        let mut unsent: Vec<Report> = Vec::new();
-        let mut sealed: BTreeMap<u64, Report> = BTreeMap::new();
-        for (_, value) in self
+        // Reports persisted before a restart: sealed results are committed
+        // to again, the rest sent again.
+        let stored = self
             .shared
             .db
             .scan(Table::Reports, id.as_bytes())
             .unwrap_or_default()
-        {
-            match proto::from_bytes::<Report>(&value) {
-                Ok(report @ Report::Revealed { .. }) => {
-                    unsent.push(self.commit_to(&report));
-                    sealed.insert(report.task(), report);
-                }
-                Ok(report) => unsent.push(report),
-                Err(e) => tracing::error!("an unreadable report: {e}; skipped"),
-            }
+            .into_iter()
+            .filter_map(|(_, value)| {
+                proto::from_bytes::<Report>(&value)
+                    .inspect_err(|e| tracing::error!("an unreadable report: {e}; skipped"))
+                    .ok()
+            })
+            .collect();
+        let mut core = LeaseWork::new(
+            id,
+            record.slots,
+            record.lease.expires_height,
+            self.shared.key.clone(),
+            failure,
+            stored,
+            now_ms(),
+        );
+        if self.config.misbehave == Some(Misbehave::Staller) {
+            core = core.withholding_reveals();
         }
-        // Bounded like what may run: at most the slots' prefetch of tasks.
-        let done_capacity = (record.slots.max(1) * proto::PREFETCH_PER_SLOT_MAX) as usize;
-        let (done_tx, mut done_rx) = mpsc::channel::<(Report, Duration)>(done_capacity);
-        // Tasks held per slot: enough to cover PREFETCH_WORK_MS of work at
-        // the tasks' measured duration, so tiny tasks come in batches and
-        // long ones are not hoarded. It starts at one task per slot until
-        // tasks have been timed.
-        let mut task_ms = PREFETCH_WORK_MS;
-        let mut running = 0u32;
-        // Finished reports to persist, and acknowledged ones to forget: one
-        // commit per pull, not one per task.
-        let mut ops: Vec<Op> = Vec::new();
-        let mut idle_ms = 5;
-        let mut last_answer = now_ms();
-        let mut last_pull = 0;
-        // A finished task is persisted whole, and only a commitment to its
-        // result is sent until the requester asks for the result.
-        let take = |(report, took): (Report, Duration),
-                    running: &mut u32,
-                    unsent: &mut Vec<Report>,
-                    sealed: &mut BTreeMap<u64, Report>,
-                    ops: &mut Vec<Op>,
-                    task_ms: &mut f64| {
-            *running -= 1;
-            *task_ms = 0.7 * *task_ms + 0.3 * took.as_secs_f64() * 1e3;
-            ops.push(Op::Put(
-                Table::Reports,
-                report_key(&id, report.task()),
-                proto::to_bytes(&report),
-            ));
-            if let Report::Revealed { opening, .. } = &report {
-                let o = opening.payload_unchecked();
-                ops.push(super::answers::keep(
-                    &o.lease,
-                    o.task,
-                    &o.digest,
-                    record.lease.expires_height,
-                ));
-                unsent.push(self.commit_to(&report));
-                sealed.insert(report.task(), report);
-            } else {
-                unsent.push(report);
-            }
+        let (done_tx, mut done_rx) =
+            mpsc::channel::<(Report, Duration)>(LeaseWork::tasks_max(record.slots));
+        let finished = |core: &mut LeaseWork, (report, took): (Report, Duration)| {
+            core.finished(report, took.as_secs_f64() * 1e3);
         };
         loop {
             while let Ok(done) = done_rx.try_recv() {
-                take(
-                    done,
-                    &mut running,
-                    &mut unsent,
-                    &mut sealed,
-                    &mut ops,
-                    &mut task_ms,
-                );
+                finished(&mut core, done);
             }
-            let depth = ((PREFETCH_WORK_MS / task_ms.max(0.01)).ceil() as u32)
-                .clamp(1, proto::PREFETCH_PER_SLOT_MAX);
-            let capacity = record.slots * depth;
-            let want = capacity.saturating_sub(running);
-            // Pull when a core could go idle or half the prefetch is free;
-            // otherwise let reports gather a little so one request and one
-            // commit carry many of them.
-            // A busy provider still checks in now and then: the requester
-            // may be waiting for it to reveal a result.
-            let due = running < record.slots
-                || want * 2 >= capacity
-                || (!unsent.is_empty() && now_ms() >= last_pull + REPORT_DELAY_MS)
-                || now_ms() >= last_pull + HEARTBEAT_MS;
-            if !due {
-                let wait = tokio::time::sleep(Duration::from_millis(REPORT_DELAY_MS));
-                tokio::select! {
-                    _ = wait => {}
-                    Some(done) = done_rx.recv() => take(done, &mut running, &mut unsent, &mut sealed, &mut ops, &mut task_ms),
+            let pull = match core.next(now_ms()) {
+                Next::Done => break,
+                Next::Wait(until) => {
+                    let wait = until.map_or(Duration::MAX, |at| {
+                        Duration::from_millis(at.saturating_sub(now_ms()))
+                    });
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        Some(done) = done_rx.recv() => finished(&mut core, done),
+                    }
+                    continue;
                 }
-                continue;
-            }
+                Next::Pull(pull) => pull,
+            };
             // Work is taken only while the job's escrow can pay for it.
             let want = match self.escrow_short(&record.lease).await {
-                Some(reason) if want > 0 => {
+                Some(reason) if pull.want > 0 => {
                     tracing::warn!("lease {}: taking no tasks: {reason}", id.short());
                     0
                 }
-                _ => want,
+                _ => pull.want,
             };
-            let (db, batch_ops) = (self.shared.db.clone(), std::mem::take(&mut ops));
-            match tokio::task::spawn_blocking(move || db.write(&batch_ops)).await {
+            let db = self.shared.db.clone();
+            match tokio::task::spawn_blocking(move || db.write(&pull.ops)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!("persisting reports: {e}"),
                 Err(e) => tracing::warn!("persisting reports: {e}"),
             }
-            let mut batch: Vec<Report> = unsent.iter().take(proto::BATCH_MAX).cloned().collect();
-            // The requester fetches what the results name: only it may.
-            for report in &batch {
-                if let Report::Revealed {
-                    outputs,
-                    stdout,
-                    stderr,
-                    ..
-                } = report
-                {
-                    let blobs: Vec<ContentId> = outputs
-                        .iter()
-                        .map(|f| f.id)
-                        .chain([stdout.id, stderr.id])
-                        .collect();
-                    self.keep_for(id, blobs.iter().copied());
-                    self.shared.grants.grant(id, blobs, record.lease.requester);
-                }
-            }
-            let sent = batch.len();
+            self.keep_for(id, pull.grants.iter().copied());
+            self.shared
+                .grants
+                .grant(id, pull.grants, record.lease.requester);
+            let mut reports = pull.reports;
             if self.config.misbehave == Some(Misbehave::IndexOverflower) {
-                batch.extend(self.overflowing_reports(id));
+                reports.extend(self.overflowing_reports(id));
             }
             let request = Request::Pull {
                 lease: id,
-                want: if failure.is_some() { 0 } else { want },
-                reports: batch,
+                want,
+                reports,
             };
-            last_pull = now_ms();
             let answer = self
                 .shared
                 .net
                 .request(peer, proto::to_bytes(&request))
                 .await
-                .map(proto::response);
-            match answer {
-                Ok(Ok(Response::Tasks {
-                    stored,
-                    tasks,
-                    finished,
-                    reveal,
-                })) => {
-                    last_answer = now_ms();
-                    let acked = (stored as usize).min(sent);
-                    // A stored commitment keeps the result sealed; a stored
-                    // result or failure is done with.
-                    for report in unsent.drain(..acked) {
-                        if !matches!(report, Report::Committed(_)) {
-                            sealed.remove(&report.task());
-                            ops.push(Op::Delete(Table::Reports, report_key(&id, report.task())));
-                        }
-                    }
-                    let reveal = if self.config.misbehave == Some(Misbehave::Staller) {
-                        Vec::new()
-                    } else {
-                        reveal
-                    };
-                    for task in reveal {
-                        let task = u64::from(task);
-                        let queued = unsent
-                            .iter()
-                            .any(|r| matches!(r, Report::Revealed { .. }) && r.task() == task);
-                        if let Some(report) = sealed.get(&task).filter(|_| !queued) {
-                            unsent.push(report.clone());
-                        }
-                    }
-                    if finished && running == 0 && unsent.is_empty() {
-                        break;
-                    }
-                    if failure.is_some() {
-                        // Could not prepare: hand every task back.
-                        for task in tasks {
-                            unsent.push(Report::Failed {
-                                task: task.task,
-                                reason: failure.clone().unwrap_or_default(),
-                            });
-                        }
-                        if unsent.is_empty() {
-                            break;
-                        }
-                        continue;
-                    }
-                    if tasks.is_empty() && unsent.is_empty() {
-                        let wait = tokio::time::sleep(Duration::from_millis(idle_ms));
-                        idle_ms = (idle_ms * 2).min(IDLE_PULL_MS_MAX);
-                        tokio::select! {
-                            _ = wait => {}
-                            Some(done) = done_rx.recv() => take(done, &mut running, &mut unsent, &mut sealed, &mut ops, &mut task_ms),
-                        }
-                        continue;
-                    }
-                    idle_ms = 5;
-                    // More than was asked for is the requester's mistake or
-                    // an attack: the rest are not taken (their deadline
-                    // hands them to others), so what runs and what waits
-                    // here stays within the slots' prefetch.
-                    let asked = if failure.is_some() { 0 } else { want };
-                    for task in tasks.into_iter().take(asked as usize) {
-                        // A task handed out again must be the same task:
-                        // what this provider signs about it (its trace
-                        // claims name what it ran) stays about one run.
-                        // A changed one is not taken; its deadline hands
-                        // it to others.
-                        {
-                            let mut assignments = self.assignments.lock();
-                            match assignments.get(&(id, task.task)) {
-                                Some(first) if *first != task => {
-                                    Counters::bump(&self.shared.counters.refused);
-                                    tracing::warn!(
-                                        "lease {}: task {} handed out again changed",
-                                        id.short(),
-                                        task.task
-                                    );
-                                    continue;
-                                }
-                                _ => {
-                                    assignments.insert((id, task.task), task.clone());
-                                }
-                            }
-                        }
-                        running += 1;
-                        self.clone()
-                            .spawn_task(id, &record, &input_dir, task, done_tx.clone());
-                    }
-                }
-                Ok(Ok(Response::Refused(reason))) => {
-                    tracing::info!("lease {}: requester refused a pull: {reason}", id.short());
-                    if running == 0 {
-                        break;
-                    }
-                    if let Some(done) = done_rx.recv().await {
-                        take(
-                            done,
-                            &mut running,
-                            &mut unsent,
-                            &mut sealed,
-                            &mut ops,
-                            &mut task_ms,
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| proto::response(bytes).map_err(|e| e.to_string()));
+            // A task handed out again must be the same task: what this
+            // provider signs about it (its trace claims name what it ran)
+            // stays about one run. A changed one is not taken; its deadline
+            // hands it to others.
+            let admit = |task: &Assignment| {
+                let mut assignments = self.assignments.lock();
+                match assignments.get(&(id, task.task)) {
+                    Some(first) if first != task => {
+                        Counters::bump(&self.shared.counters.refused);
+                        tracing::warn!(
+                            "lease {}: task {} handed out again changed",
+                            id.short(),
+                            task.task
                         );
+                        false
+                    }
+                    _ => {
+                        assignments.insert((id, task.task), task.clone());
+                        true
                     }
                 }
-                Ok(_) | Err(_) => {
-                    // The requester is unreachable or answered nonsense:
-                    // keep results and retry, within a bound.
-                    if now_ms().saturating_sub(last_answer) > REQUESTER_SILENCE_MS_MAX {
-                        tracing::warn!("lease {}: requester silent; giving up", id.short());
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
+            };
+            for task in core.answered(now_ms(), want, answer, admit) {
+                self.clone()
+                    .spawn_task(id, &record, &input_dir, task, done_tx.clone());
             }
         }
         self.leased.lock().remove(&id);
@@ -927,13 +770,8 @@ impl Provider {
                     .map(|(key, _)| Op::Delete(Table::Traces, key)),
             );
         }
-        let tasks: BTreeSet<u64> = unsent
-            .iter()
-            .map(Report::task)
-            .chain(sealed.keys().copied())
-            .collect();
         ops.extend(
-            tasks
+            core.held_tasks()
                 .into_iter()
                 .map(|task| Op::Delete(Table::Reports, report_key(&id, task))),
         );
@@ -1168,28 +1006,6 @@ impl Provider {
         ]
     }
 
-    /// The signed commitment to a sealed result.
-    fn commit_to(&self, sealed: &Report) -> Report {
-        let Report::Revealed { opening, .. } = sealed else {
-            unreachable!("only results are sealed")
-        };
-        let o = opening.payload_unchecked();
-        let reveal = Reveal {
-            digest: o.digest,
-            salt: o.salt,
-        };
-        let commitment = Commitment::new(&self.shared.key.public(), &reveal).0;
-        Report::Committed(Signed::sign(
-            &self.shared.key,
-            COMMIT_NAMESPACE,
-            Commit {
-                lease: o.lease,
-                task: o.task,
-                commitment,
-            },
-        ))
-    }
-
     /// A requester refereeing a dispute over one of this provider's tasks
     /// asks about its execution: the provider re-runs the task with
     /// checkpoints (once) and answers from that trace.
@@ -1417,12 +1233,6 @@ impl Provider {
             size: bytes.len() as u64,
         })
     }
-}
-
-fn report_key(lease: &ContentId, task: u64) -> Vec<u8> {
-    let mut key = lease.as_bytes().to_vec();
-    key.extend_from_slice(&task.to_be_bytes());
-    key
 }
 
 #[cfg(test)]

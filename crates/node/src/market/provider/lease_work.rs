@@ -1,0 +1,383 @@
+//! One lease's work as a synchronous state machine: when to pull, what a
+//! pull carries, which handed-out tasks to run, what to persist and when the
+//! lease is over. It reads no clock and does no I/O: the shell passes the
+//! time in, carries out the returned [`Next`] step, and reports back what
+//! happened, so every decision is testable without a network.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cairn_ledger::{COMMIT_NAMESPACE, Commit, Opening};
+use cairn_store::{Op, Table};
+use cairn_verify::{Commitment, Reveal};
+use cairn_wire::{ContentId, Keypair, Signed};
+
+use super::super::proto::{self, Assignment, Report, Response};
+
+/// Longest wait between pulls when the requester has nothing to hand out.
+const IDLE_PULL_MS_MAX: u64 = 500;
+/// The first wait between pulls when the requester has nothing to hand out.
+const IDLE_PULL_MS_MIN: u64 = 5;
+/// How much work, in milliseconds, a provider keeps queued per slot.
+const PREFETCH_WORK_MS: f64 = 50.0;
+/// How long finished reports may wait to share a pull with others.
+const REPORT_DELAY_MS: u64 = 10;
+/// Longest time between pulls while every slot is busy: the requester may
+/// be waiting for a reveal.
+const HEARTBEAT_MS: u64 = 1_000;
+/// How long after an unanswered pull to try again.
+const RETRY_MS: u64 = 200;
+/// How long to keep retrying a requester that does not answer.
+const REQUESTER_SILENCE_MS_MAX: u64 = 120_000;
+
+/// What the shell does next for a lease.
+#[derive(Debug)]
+pub(super) enum Next {
+    /// Persist the pull's operations, then send it and hand the answer to
+    /// [`LeaseWork::answered`].
+    Pull(Pull),
+    /// Nothing to do until this time (ms), or until a task finishes if
+    /// sooner; `None` waits for a task only.
+    Wait(Option<u64>),
+    /// The lease is over: nothing more will be pulled or run.
+    Done,
+}
+
+/// One pull, as the core would send it.
+#[derive(Debug)]
+pub(super) struct Pull {
+    /// Store these before the pull goes out: a report the requester
+    /// acknowledges must not be lost by a crash after it.
+    pub ops: Vec<Op>,
+    /// Tasks wanted: the prefetch left free. The shell may lower it (to 0
+    /// when the escrow cannot pay), and says so to [`LeaseWork::answered`].
+    pub want: u32,
+    /// Reports, oldest first.
+    pub reports: Vec<Report>,
+    /// Blobs the reports name: the requester may fetch them from now on.
+    pub grants: Vec<ContentId>,
+}
+
+/// Why no pull is due before some event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pause {
+    /// Until this time, or a task finishing.
+    Until(u64),
+    /// Until a task finishes (the requester refused the last pull).
+    Finished,
+}
+
+/// The state of one lease's pulls.
+pub(super) struct LeaseWork {
+    lease: ContentId,
+    slots: u32,
+    /// The lease's last height: answers are kept while it can be challenged.
+    expires_height: u64,
+    /// Signs commitments to sealed results.
+    key: Keypair,
+    /// Why the lease's program or inputs could not be prepared: every task
+    /// handed out goes back as failed.
+    failure: Option<String>,
+    /// A staller never reveals (tests of the ledger's challenges).
+    withhold_reveals: bool,
+    /// Reports not yet acknowledged, oldest first.
+    unsent: Vec<Report>,
+    /// Results committed to and not yet revealed and acknowledged.
+    sealed: BTreeMap<u64, Report>,
+    /// Writes to make before the next pull.
+    ops: Vec<Op>,
+    /// Measured duration of a task, ms (a moving average).
+    task_ms: f64,
+    /// Tasks handed to the executor and not finished.
+    running: u32,
+    /// Reports the pull in flight carries from the front of `unsent`.
+    in_flight: Option<usize>,
+    idle_ms: u64,
+    last_answer: u64,
+    last_pull: u64,
+    pause: Option<Pause>,
+    done: bool,
+}
+
+impl LeaseWork {
+    /// A lease's work starting at `now`, from the reports persisted before a
+    /// restart (each sealed result is committed to again).
+    pub(super) fn new(
+        lease: ContentId,
+        slots: u32,
+        expires_height: u64,
+        key: Keypair,
+        failure: Option<String>,
+        stored: Vec<Report>,
+        now: u64,
+    ) -> Self {
+        let mut work = Self {
+            lease,
+            slots: slots.max(1),
+            expires_height,
+            key,
+            failure,
+            withhold_reveals: false,
+            unsent: Vec::new(),
+            sealed: BTreeMap::new(),
+            ops: Vec::new(),
+            task_ms: PREFETCH_WORK_MS,
+            running: 0,
+            in_flight: None,
+            idle_ms: IDLE_PULL_MS_MIN,
+            last_answer: now,
+            last_pull: 0,
+            pause: None,
+            done: false,
+        };
+        for report in stored {
+            work.queue(report);
+        }
+        work
+    }
+
+    /// Never reveal a sealed result (a staller, for tests).
+    pub(super) fn withholding_reveals(mut self) -> Self {
+        self.withhold_reveals = true;
+        self
+    }
+
+    /// The most tasks this lease may have handed out and not reported: what
+    /// may be running or waiting for a slot.
+    pub(super) fn tasks_max(slots: u32) -> usize {
+        (slots.max(1) * proto::PREFETCH_PER_SLOT_MAX) as usize
+    }
+
+    /// Every task a report is still held for (persisted under the lease).
+    pub(super) fn held_tasks(&self) -> BTreeSet<u64> {
+        self.unsent
+            .iter()
+            .map(Report::task)
+            .chain(self.sealed.keys().copied())
+            .collect()
+    }
+
+    /// A task finished after `took_ms`: its report is persisted with the
+    /// next pull, and only a commitment to a result is sent until the
+    /// requester asks for the result.
+    pub(super) fn finished(&mut self, report: Report, took_ms: f64) {
+        self.running = self.running.saturating_sub(1);
+        self.task_ms = 0.7 * self.task_ms + 0.3 * took_ms;
+        self.ops.push(Op::Put(
+            Table::Reports,
+            report_key(&self.lease, report.task()),
+            proto::to_bytes(&report),
+        ));
+        if let Report::Revealed { opening, .. } = &report {
+            let o = opening.payload_unchecked();
+            self.ops.push(super::super::answers::keep(
+                &o.lease,
+                o.task,
+                &o.digest,
+                self.expires_height,
+            ));
+        }
+        self.queue(report);
+        self.pause = None;
+    }
+
+    fn queue(&mut self, report: Report) {
+        if let Report::Revealed { opening, .. } = &report {
+            self.unsent.push(commitment_to(&self.key, opening));
+            self.sealed.insert(report.task(), report);
+        } else {
+            self.unsent.push(report);
+        }
+    }
+
+    /// Tasks held per slot: enough to cover [`PREFETCH_WORK_MS`] of work at
+    /// the tasks' measured duration, so tiny tasks come in batches and long
+    /// ones are not hoarded.
+    fn capacity(&self) -> u32 {
+        let depth = ((PREFETCH_WORK_MS / self.task_ms.max(0.01)).ceil() as u32)
+            .clamp(1, proto::PREFETCH_PER_SLOT_MAX);
+        self.slots * depth
+    }
+
+    /// What to do at `now`.
+    pub(super) fn next(&mut self, now: u64) -> Next {
+        if self.done {
+            return Next::Done;
+        }
+        match self.pause {
+            Some(Pause::Finished) => return Next::Wait(None),
+            Some(Pause::Until(at)) if now < at => return Next::Wait(Some(at)),
+            _ => self.pause = None,
+        }
+        let capacity = self.capacity();
+        let want = capacity.saturating_sub(self.running);
+        // Pull when a slot could go idle or half the prefetch is free;
+        // otherwise let reports gather a little so one request and one
+        // commit carry many of them. A busy provider still checks in now and
+        // then: the requester may be waiting for it to reveal a result.
+        let report_due = self.last_pull + REPORT_DELAY_MS;
+        let heartbeat_due = self.last_pull + HEARTBEAT_MS;
+        let due = self.running < self.slots
+            || want * 2 >= capacity
+            || (!self.unsent.is_empty() && now >= report_due)
+            || now >= heartbeat_due;
+        if !due {
+            let at = if self.unsent.is_empty() {
+                heartbeat_due
+            } else {
+                report_due
+            };
+            return Next::Wait(Some(at));
+        }
+        let reports: Vec<Report> = self.unsent.iter().take(proto::BATCH_MAX).cloned().collect();
+        // The requester fetches what the results name: only it may.
+        let grants = reports
+            .iter()
+            .flat_map(|report| match report {
+                Report::Revealed {
+                    outputs,
+                    stdout,
+                    stderr,
+                    ..
+                } => outputs
+                    .iter()
+                    .map(|f| f.id)
+                    .chain([stdout.id, stderr.id])
+                    .collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        self.in_flight = Some(reports.len());
+        self.last_pull = now;
+        Next::Pull(Pull {
+            ops: std::mem::take(&mut self.ops),
+            want: if self.failure.is_some() { 0 } else { want },
+            reports,
+            grants,
+        })
+    }
+
+    /// The answer to the pull [`next`](Self::next) returned, sent asking for
+    /// `want` tasks: returns the tasks to run now. `admit` refuses a task
+    /// this provider must not run (one handed out before and changed since).
+    pub(super) fn answered(
+        &mut self,
+        now: u64,
+        want: u32,
+        answer: Result<Response, String>,
+        mut admit: impl FnMut(&Assignment) -> bool,
+    ) -> Vec<Assignment> {
+        let sent = self.in_flight.take().unwrap_or(0);
+        let (stored, tasks, finished, reveal) = match answer {
+            Ok(Response::Tasks {
+                stored,
+                tasks,
+                finished,
+                reveal,
+            }) => (stored, tasks, finished, reveal),
+            Ok(Response::Refused(_)) => {
+                // Nothing more will be taken; what runs is still reported.
+                if self.running == 0 {
+                    self.done = true;
+                } else {
+                    self.pause = Some(Pause::Finished);
+                }
+                return Vec::new();
+            }
+            Ok(_) | Err(_) => {
+                // Unreachable or nonsense: keep the results and retry,
+                // within a bound.
+                if now.saturating_sub(self.last_answer) > REQUESTER_SILENCE_MS_MAX {
+                    self.done = true;
+                } else {
+                    self.pause = Some(Pause::Until(now + RETRY_MS));
+                }
+                return Vec::new();
+            }
+        };
+        self.last_answer = now;
+        // A stored commitment keeps the result sealed; a stored result or
+        // failure is done with.
+        let acked = (stored as usize).min(sent);
+        for report in self.unsent.drain(..acked) {
+            if !matches!(report, Report::Committed(_)) {
+                self.sealed.remove(&report.task());
+                self.ops.push(Op::Delete(
+                    Table::Reports,
+                    report_key(&self.lease, report.task()),
+                ));
+            }
+        }
+        if !self.withhold_reveals {
+            for task in reveal {
+                let task = u64::from(task);
+                let queued = self
+                    .unsent
+                    .iter()
+                    .any(|r| matches!(r, Report::Revealed { .. }) && r.task() == task);
+                if let Some(report) = self.sealed.get(&task).filter(|_| !queued) {
+                    self.unsent.push(report.clone());
+                }
+            }
+        }
+        if finished && self.running == 0 && self.unsent.is_empty() {
+            self.done = true;
+            return Vec::new();
+        }
+        if let Some(reason) = &self.failure {
+            // Could not prepare: hand every task back.
+            for task in tasks {
+                self.unsent.push(Report::Failed {
+                    task: task.task,
+                    reason: reason.clone(),
+                });
+            }
+            self.done = self.unsent.is_empty();
+            return Vec::new();
+        }
+        if tasks.is_empty() && self.unsent.is_empty() {
+            self.pause = Some(Pause::Until(now + self.idle_ms));
+            self.idle_ms = (self.idle_ms * 2).min(IDLE_PULL_MS_MAX);
+            return Vec::new();
+        }
+        self.idle_ms = IDLE_PULL_MS_MIN;
+        // More than was asked for is the requester's mistake or an attack:
+        // the rest are not taken (their deadline hands them to others), so
+        // what runs and what waits here stays within the slots' prefetch.
+        let taken: Vec<Assignment> = tasks
+            .into_iter()
+            .take(want as usize)
+            .filter(|task| admit(task))
+            .collect();
+        self.running += taken.len() as u32;
+        taken
+    }
+}
+
+/// The key a task's report is persisted under.
+pub(super) fn report_key(lease: &ContentId, task: u64) -> Vec<u8> {
+    let mut key = lease.as_bytes().to_vec();
+    key.extend_from_slice(&task.to_be_bytes());
+    key
+}
+
+/// The signed commitment to the result `opening` opens.
+fn commitment_to(key: &Keypair, opening: &Signed<Opening>) -> Report {
+    let o = opening.payload_unchecked();
+    let reveal = Reveal {
+        digest: o.digest,
+        salt: o.salt,
+    };
+    let commitment = Commitment::new(&key.public(), &reveal).0;
+    Report::Committed(Signed::sign(
+        key,
+        COMMIT_NAMESPACE,
+        Commit {
+            lease: o.lease,
+            task: o.task,
+            commitment,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests;
