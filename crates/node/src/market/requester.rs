@@ -17,6 +17,7 @@ use cairn_store::{Op, Table};
 use cairn_verify::{Params as VerifyParams, Reveal, Verifier};
 use cairn_wire::{ContentId, PublicKey, Signed};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
 use super::proto::{
     self, Assignment, FileRef, Report, Request, Response, StreamRef, Submission, SubmittedFile,
@@ -46,8 +47,8 @@ const LEASE_BLOCKS: u64 = 100_000;
 /// How long submitting a job waits for a block to lock its escrow before
 /// the job goes ahead with the escrow still queued.
 const ESCROW_WAIT: Duration = Duration::from_secs(60);
-/// How often verification's deadlines (reveals, disputes) are checked.
-const VERIFY_TICK_MS: u64 = 250;
+/// The longest a job's driver sleeps without a deadline or a notice.
+const DRIVER_SLEEP_MAX: Duration = Duration::from_secs(1);
 
 /// A finished task as the requester keeps it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -178,6 +179,11 @@ pub(super) struct Job {
     settled: u64,
     /// Verification's view of the job's replicas.
     pub(super) replicas: Replicas,
+    /// Wakes the job's driver: whatever changes the job from outside it
+    /// (a pull, a bid, a decline, a lost peer, a verification action)
+    /// notifies, and between those the driver sleeps until the job's next
+    /// deadline.
+    pub(super) wake: Arc<Notify>,
 }
 
 /// What the requester keeps of each replica while verification decides.
@@ -220,6 +226,22 @@ pub(super) struct Revealed {
 }
 
 impl Job {
+    /// When the job's phase next has something to do by the clock: an
+    /// auction's window closes, a queued job auctions again, or pending work
+    /// nobody pulls has waited long enough to look for other providers.
+    fn phase_deadline_ms(&self) -> Option<u64> {
+        match &self.phase {
+            Phase::Bidding(auction) => Some(auction.order().bid_deadline_ms()),
+            Phase::Queued { retry_ms } => Some(*retry_ms),
+            Phase::Running => {
+                let p = self.sched.progress();
+                (p.pending > 0 && p.running == 0)
+                    .then(|| self.last_pull_ms.max(self.ready_by_ms) + IDLE_REAUCTION_MS + 1)
+            }
+            Phase::Leasing | Phase::Settling | Phase::Done => None,
+        }
+    }
+
     /// Task `task` as a provider is handed it (its index must be in range).
     pub(super) fn assignment(&self, task: u32) -> Assignment {
         let spec = &self.record.submission.tasks[task as usize];
@@ -348,7 +370,6 @@ pub(crate) struct Requester {
     /// Decides which results to trust, across this node's jobs. Locked
     /// after `jobs`, never before.
     pub(super) verifier: Mutex<Verifier>,
-    next_verify_tick_ms: std::sync::atomic::AtomicU64,
     /// Where the requester re-executes disputed segments.
     pub(super) referee_dir: std::path::PathBuf,
     pub(super) runtime: std::sync::OnceLock<Arc<cairn_exec::WasmRuntime>>,
@@ -431,7 +452,6 @@ impl Requester {
             leases: Mutex::new(BTreeMap::new()),
             rng: Mutex::new(Rng::new(now_ms() ^ 0x5eed)),
             verifier: Mutex::new(Verifier::new(VerifyParams::default(), now_ms() ^ 0xc0ffee)),
-            next_verify_tick_ms: Default::default(),
             referee_dir: config.data_dir.join("referee"),
             runtime: std::sync::OnceLock::new(),
             findings: Mutex::new(BTreeMap::new()),
@@ -557,6 +577,7 @@ impl Requester {
             settled: 0,
             misstated: Vec::new(),
             replicas: Replicas::default(),
+            wake: Arc::new(Notify::new()),
         })
     }
 
@@ -653,11 +674,15 @@ impl Requester {
     /// Runs one job: closes auctions, signs leases, ticks the queue,
     /// re-auctions when every provider is gone, settles at the end.
     async fn drive(self: Arc<Self>, id: ContentId) {
+        let Some(wake) = self.jobs.lock().get(&id).map(|job| job.wake.clone()) else {
+            return;
+        };
         loop {
             let now = now_ms();
             let mut winners = None;
             let mut settle = None;
             let effects;
+            let next_deadline;
             {
                 let mut jobs = self.jobs.lock();
                 let mut verifier = self.verifier.lock();
@@ -673,12 +698,9 @@ impl Requester {
                         touched.push((id, task));
                     }
                 }
-                let due = self
-                    .next_verify_tick_ms
-                    .load(std::sync::atomic::Ordering::Relaxed);
-                if now >= due {
-                    self.next_verify_tick_ms
-                        .store(now + VERIFY_TICK_MS, std::sync::atomic::Ordering::Relaxed);
+                // The verifier is shared by the node's jobs: whichever
+                // driver wakes first at its deadline acts for all of them.
+                if verifier.next_deadline_ms().is_some_and(|at| now >= at) {
                     actions.extend(verifier.tick(now));
                 }
                 effects = self.apply(&mut jobs, &mut verifier, touched, actions);
@@ -748,12 +770,22 @@ impl Requester {
                     Phase::Done => return,
                     _ => {}
                 }
+                next_deadline = [
+                    job.sched.next_deadline_ms(),
+                    verifier.next_deadline_ms(),
+                    job.phase_deadline_ms(),
+                ]
+                .into_iter()
+                .flatten()
+                .min();
             }
             if let Err(e) = self.carry_out(effects).await {
                 tracing::error!("persisting verification results: {e}");
             }
             if let Some((order, chosen)) = winners {
                 self.lease(id, order, chosen).await;
+                // The lease changed the phase: look again at once.
+                continue;
             }
             if let Some(receipts) = settle {
                 self.settle(id, receipts).await;
@@ -764,7 +796,20 @@ impl Requester {
                     .revoke(&super::grants::bidders_scope(&id));
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            // Asleep until the next deadline or until something changes
+            // the job; never longer than a safety bound, so a change that
+            // forgot to notify costs latency, not progress, and never less
+            // than a millisecond, so a deadline acting on nothing cannot
+            // spin.
+            let wait = next_deadline
+                .map_or(DRIVER_SLEEP_MAX, |at| {
+                    Duration::from_millis(at.saturating_sub(now_ms()))
+                })
+                .clamp(Duration::from_millis(1), DRIVER_SLEEP_MAX);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = wake.notified() => {}
+            }
         }
     }
 
@@ -1071,16 +1116,18 @@ impl Requester {
         let mut jobs = self.jobs.lock();
         let auction = jobs.values_mut().find_map(|job| match &mut job.phase {
             Phase::Bidding(auction) if auction.order_id() == order => {
-                Some((job.id, job.terms.module.id, auction))
+                Some((job.id, job.terms.module.id, &job.wake, auction))
             }
             _ => None,
         });
-        let Some((job, module, auction)) = auction else {
+        let Some((job, module, wake, auction)) = auction else {
             Counters::bump(&self.shared.counters.replayed);
             return Response::Refused("no open auction for that order".into());
         };
         match auction.bid(&bid, stake, record, now) {
             Ok(()) => {
+                // Enough bids close the auction before its window ends.
+                wake.notify_one();
                 // A bidder fetches and compiles the module while the
                 // auction runs; the inputs wait for a lease.
                 let scope = super::grants::bidders_scope(&job);
@@ -1128,6 +1175,7 @@ impl Requester {
             }
             for event in job.sched.release_all(&key) {
                 tracing::info!(job = %job.id.short(), ?event, "scheduler");
+                job.wake.notify_one();
             }
         }
     }
@@ -1333,6 +1381,8 @@ impl Requester {
             // Even a provider dropped from the queue stays until the job is
             // done: it may still have to reveal, or to answer a dispute.
             let finished = matches!(job.phase, Phase::Settling | Phase::Done);
+            // What it reported may finish the job or free work to hand out.
+            job.wake.notify_one();
             (
                 Response::Tasks {
                     stored,

@@ -105,6 +105,20 @@ fn misstated_fuel(
     evidence
 }
 
+/// The job an action is about, if it names one.
+fn action_job(action: &Action) -> Option<ContentId> {
+    match action {
+        Action::AskReveal { task, .. }
+        | Action::Accept { task, .. }
+        | Action::Dispute { task, .. }
+        | Action::Convicted { task, .. }
+        | Action::Reopen { task }
+        | Action::Failed { task, .. } => Some(task.0),
+        // A clawback comes with a conviction, which wakes every job.
+        Action::Clawback { .. } | Action::DisputeNext { .. } | Action::DisputeDone { .. } => None,
+    }
+}
+
 impl Requester {
     /// Applies the verifier's actions to the jobs, then sends back to the
     /// queue every touched task that needs another provider. Pure
@@ -121,6 +135,7 @@ impl Requester {
         let convicted = actions
             .iter()
             .any(|a| matches!(a, Action::Convicted { .. }));
+        let named: Vec<ContentId> = actions.iter().filter_map(action_job).collect();
         for action in actions {
             match action {
                 Action::AskReveal { task, provider } => {
@@ -235,6 +250,16 @@ impl Requester {
             for job in jobs.keys() {
                 touched.extend(verifier.wanting(job).into_iter().map(|t| (*job, t)));
             }
+        }
+        // Their drivers look again: a job may be finished, or have work to
+        // hand out or to auction.
+        let woken: BTreeSet<ContentId> = if convicted {
+            jobs.keys().copied().collect()
+        } else {
+            touched.iter().map(|task| task.0).chain(named).collect()
+        };
+        for job in woken.iter().filter_map(|id| jobs.get(id)) {
+            job.wake.notify_one();
         }
         for task in touched {
             if !verifier.needs(&task) {
