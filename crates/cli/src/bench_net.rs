@@ -1,7 +1,6 @@
 //! `cairn bench net`: the provider network on a loopback devnet of real
 //! `cairn node` processes, and verified blob transfer over libp2p.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -28,10 +27,6 @@ pub struct NetArgs {
     /// Size of the blob transferred, MiB.
     #[arg(long, default_value_t = 256)]
     pub blob_mib: u64,
-    /// First port of the devnet (the module start-up devnet uses the next
-    /// thousand).
-    #[arg(long, default_value_t = 30_000)]
-    pub base_port: u16,
 }
 
 /// Functions in the generated module of [`module_start`], and what each
@@ -50,9 +45,9 @@ fn figure(metric: &str, value: f64, unit: &'static str) -> Figure {
 
 pub fn net(args: &NetArgs) -> anyhow::Result<Vec<Figure>> {
     let mut figures = blob_transfer(args.blob_mib)?;
-    figures.extend(module_start(args.base_port + 1_000)?);
+    figures.extend(module_start()?);
     let scratch = tempfile::tempdir()?;
-    with_devnet(&scratch.path().join("devnet"), args.base_port, 4, |node| {
+    with_devnet(&scratch.path().join("devnet"), 4, |node| {
         let empty =
             wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#)?;
         let module = upload(node, "empty.wasm", &empty)?;
@@ -121,7 +116,7 @@ pub fn net(args: &NetArgs) -> anyhow::Result<Vec<Figure>> {
 /// again (warm: compiled in memory), and on a fresh devnet whose machine
 /// cache holds it (warm from disk: every provider compiled it before a
 /// restart). Against these, one compile of the module in this process.
-fn module_start(base_port: u16) -> anyhow::Result<Vec<Figure>> {
+fn module_start() -> anyhow::Result<Vec<Figure>> {
     let wasm = big_module()?;
     let compile_ms = {
         let runtime = cairn_exec::WasmRuntime::new(cairn_exec::WasmConfig::default())?;
@@ -132,7 +127,7 @@ fn module_start(base_port: u16) -> anyhow::Result<Vec<Figure>> {
     let scratch = tempfile::tempdir()?;
     let first = scratch.path().join("first");
     let second = scratch.path().join("second");
-    let (cold, warm) = with_devnet(&first, base_port, 3, |node| {
+    let (cold, warm) = with_devnet(&first, 3, |node| {
         let module = upload(node, "big.wasm", &wasm)?;
         Ok((first_task_ms(node, &module)?, first_task_ms(node, &module)?))
     })?;
@@ -142,7 +137,7 @@ fn module_start(base_port: u16) -> anyhow::Result<Vec<Figure>> {
         let entry = entry?;
         std::fs::copy(entry.path(), second.join("modules").join(entry.file_name()))?;
     }
-    let disk = with_devnet(&second, base_port + 500, 3, |node| {
+    let disk = with_devnet(&second, 3, |node| {
         let module = upload(node, "big.wasm", &wasm)?;
         first_task_ms(node, &module)
     })?;
@@ -184,39 +179,24 @@ fn big_module() -> anyhow::Result<Vec<u8>> {
     Ok(wat::parse_str(&text)?)
 }
 
-/// Starts a devnet of `providers` in `dir`, waits until they can bid, runs
-/// `work` against the requester, and stops the devnet.
+/// Starts a devnet of `providers` in `dir` on free ports, waits until they
+/// can bid, runs `work` against the requester, and stops the devnet.
 fn with_devnet<T>(
     dir: &std::path::Path,
-    base_port: u16,
     providers: u64,
     work: impl FnOnce(&Node) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let mut devnet = Command::new(std::env::current_exe()?)
-        .args(["devnet", "--providers", &providers.to_string()])
-        .args(["--base-port", &base_port.to_string(), "--dir"])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let result = (|| {
-        let node = Node::new(&format!("http://127.0.0.1:{base_port}"));
-        wait(|| Some(node.get("/v1/market").ok()?["peers"].as_u64()? >= providers))?;
-        for j in 0..providers {
-            let key =
-                cairn_wire::Keypair::load_or_create(&dir.join(format!("p{j}/node.key")))?.public();
-            wait(|| node.get(&format!("/v1/accounts/{key}")).ok()?["can_bid"].as_bool())?;
-        }
-        // Validator 0 wrote its token before its API answered.
-        let node = node.with_token(cairn_node::api::ApiToken::load(&dir.join("v0"))?);
-        work(&node)
-    })();
-    let _ = devnet.kill();
-    let _ = devnet.wait();
-    let _ = Command::new("pkill")
-        .args(["-9", "-f", &dir.display().to_string()])
-        .status();
-    result
+    let mut devnet = crate::devnet::Background::start(dir, providers)?;
+    let node = Node::new(&devnet.requester_url()?);
+    wait(|| Some(node.get("/v1/market").ok()?["peers"].as_u64()? >= providers))?;
+    for j in 0..providers {
+        let key =
+            cairn_wire::Keypair::load_or_create(&dir.join(format!("p{j}/node.key")))?.public();
+        wait(|| node.get(&format!("/v1/accounts/{key}")).ok()?["can_bid"].as_bool())?;
+    }
+    // Validator 0 wrote its token before its API answered.
+    let node = node.with_token(cairn_node::api::ApiToken::load(&dir.join("v0"))?);
+    work(&node)
 }
 
 fn upload(node: &Node, name: &str, wasm: &[u8]) -> anyhow::Result<SubmittedFile> {

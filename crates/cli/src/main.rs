@@ -9,6 +9,7 @@
 mod bench;
 mod bench_net;
 mod bench_verify;
+mod devnet;
 mod job;
 mod node;
 mod run;
@@ -17,7 +18,7 @@ mod wallet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 /// Cairn: run compute jobs on a decentralized network of providers.
 #[derive(Parser)]
@@ -50,7 +51,7 @@ enum Command {
     Node(node::NodeArgs),
     /// Start a local network (validators and providers, each a `cairn node`
     /// process) and optionally run a job through it.
-    Devnet(node::DevnetArgs),
+    Devnet(devnet::DevnetArgs),
     /// Submit jobs to a node and follow them.
     Job(job::JobArgs),
     /// Balances, transfers and stake on the ledger.
@@ -63,11 +64,16 @@ const EXIT_TASKS_FAILED: u8 = 1;
 const EXIT_BAD_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
-    if let Err(error) = apply_config_file() {
-        eprintln!("cairn: {error:#}");
-        return ExitCode::from(EXIT_BAD_INPUT);
-    }
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let command = match config_file(&args).and_then(|config| with_config(Cli::command(), config)) {
+        Ok(command) => command,
+        Err(error) => {
+            eprintln!("cairn: {error:#}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let matches = command.get_matches_from(args);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -82,7 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(args),
         Command::Bench { suite } => bench::run(suite).map(|()| ExitCode::SUCCESS),
         Command::Node(args) => node::node(args),
-        Command::Devnet(args) => node::devnet(args),
+        Command::Devnet(args) => devnet::devnet(args),
         Command::Job(args) => job::job(args),
         Command::Wallet(args) => wallet::wallet(args),
         Command::Workloads => {
@@ -99,43 +105,69 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `--config FILE` (or `CAIRN_CONFIG`): a TOML file of settings named like
-/// the flags (`listen = ["/ip4/0.0.0.0/tcp/8642"]`, `provide = true`). Each
-/// becomes the `CAIRN_*` environment variable of its flag unless that is
-/// already set, so flags override the environment, which overrides the file.
-fn apply_config_file() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
+/// The settings of `--config FILE` (or `CAIRN_CONFIG`), if either names a
+/// file: a TOML table of settings named like the flags
+/// (`listen = ["/ip4/0.0.0.0/tcp/8642"]`, `provide = true`).
+fn config_file(args: &[std::ffi::OsString]) -> anyhow::Result<Option<(String, toml::Table)>> {
+    use anyhow::Context as _;
+    let args: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
     let from_flag = args
         .iter()
-        .position(|a| a == "--config")
-        .and_then(|i| args.get(i + 1).cloned())
+        .position(|a| *a == "--config")
+        .and_then(|i| args.get(i + 1).map(|path| path.to_string()))
         .or_else(|| {
             args.iter()
                 .find_map(|a| a.strip_prefix("--config=").map(str::to_string))
         });
     let Some(path) = from_flag.or_else(|| std::env::var("CAIRN_CONFIG").ok()) else {
-        return Ok(());
+        return Ok(None);
     };
-    use anyhow::Context as _;
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading config {path}"))?;
-    let table: toml::Table = text.parse().with_context(|| format!("config {path}"))?;
+    let table = text.parse().with_context(|| format!("config {path}"))?;
+    Ok(Some((path, table)))
+}
+
+/// `command` with each setting of a config file as the default of the flag
+/// it names, in every subcommand that has that flag: a flag given, then its
+/// `CAIRN_*` variable, override it. A setting no flag has is an error, not
+/// silently ignored.
+fn with_config(
+    mut command: clap::Command,
+    config: Option<(String, toml::Table)>,
+) -> anyhow::Result<clap::Command> {
+    let Some((path, table)) = config else {
+        return Ok(command);
+    };
     for (key, value) in table {
-        let name = format!("CAIRN_{}", key.replace('-', "_").to_uppercase());
-        let value = match value {
-            toml::Value::String(s) => s,
+        let long = key.replace('_', "-");
+        let values: Vec<String> = match value {
+            toml::Value::String(s) => vec![s],
             toml::Value::Array(items) => items
                 .iter()
                 .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
-                .collect::<Vec<_>>()
-                .join(","),
-            other => other.to_string(),
+                .collect(),
+            other => vec![other.to_string()],
         };
-        if std::env::var_os(&name).is_none() {
-            // SAFETY: single-threaded: called first thing in main.
-            unsafe { std::env::set_var(&name, value) };
+        let names: Vec<String> = command
+            .get_subcommands()
+            .filter(|sub| sub.get_arguments().any(|a| a.get_long() == Some(&long)))
+            .map(|sub| sub.get_name().to_string())
+            .collect();
+        if names.is_empty() {
+            anyhow::bail!("config {path}: no flag --{long} for the setting '{key}'");
+        }
+        for name in names {
+            command = command.mut_subcommand(name, |sub| {
+                let id = sub
+                    .get_arguments()
+                    .find(|a| a.get_long() == Some(&long))
+                    .map(|a| a.get_id().clone())
+                    .expect("found above");
+                sub.mut_arg(id, |arg| arg.default_values(values.clone()))
+            });
         }
     }
-    Ok(())
+    Ok(command)
 }
 
 /// The default output folder for a job: `out/<job name>`.
@@ -152,4 +184,41 @@ const LOGS_DIR: &str = "cairn-logs";
 /// output folder.
 fn stream_path(task_index: u32, stream: &str) -> String {
     format!("{LOGS_DIR}/task-{task_index}.{stream}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node_matches(config: &str, args: &[&str]) -> anyhow::Result<clap::ArgMatches> {
+        let table = config.parse()?;
+        let command = with_config(Cli::command(), Some(("test.toml".into(), table)))?;
+        let mut argv = vec!["cairn", "node"];
+        argv.extend(args);
+        let matches = command.try_get_matches_from(argv)?;
+        Ok(matches.subcommand_matches("node").unwrap().clone())
+    }
+
+    /// A config file's settings are the flags' defaults: a flag given
+    /// overrides one, a list and a switch are taken whole, and a setting
+    /// no flag has is refused by name.
+    #[test]
+    fn config_settings_default_the_flags_they_name_and_unknown_ones_are_refused() {
+        let config = "price = 55\nlisten = [\"/ip4/0.0.0.0/tcp/1\", \"/ip4/0.0.0.0/udp/2/quic-v1\"]\nprovide = true\n";
+        let matches = node_matches(config, &[]).unwrap();
+        assert_eq!(matches.get_one::<u64>("price"), Some(&55));
+        let listen: Vec<&String> = matches.get_many("listen").unwrap().collect();
+        assert_eq!(listen, ["/ip4/0.0.0.0/tcp/1", "/ip4/0.0.0.0/udp/2/quic-v1"]);
+        assert_eq!(matches.get_one::<bool>("provide"), Some(&true));
+
+        let matches = node_matches(config, &["--price", "60"]).unwrap();
+        assert_eq!(matches.get_one::<u64>("price"), Some(&60), "a flag wins");
+
+        let error = node_matches("pirce = 55\n", &[]).unwrap_err().to_string();
+        assert!(error.contains("no flag --pirce"), "{error}");
+        let error = node_matches("price = \"cheap\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("cheap"), "{error}");
+    }
 }

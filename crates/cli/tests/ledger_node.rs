@@ -2,6 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -200,39 +201,31 @@ fn wallet_refusals_are_clear() {
 #[test]
 fn a_four_validator_devnet_finalizes_transfers_everywhere() {
     let dir = tempfile::tempdir().unwrap();
-    let base = {
-        // Eight consecutive free ports.
-        loop {
-            let port = free_port();
-            if port < 60_000 && (1..8).all(|i| TcpListener::bind(("127.0.0.1", port + i)).is_ok()) {
-                break port;
-            }
-        }
-    };
     let devnet = cairn()
-        .args(["devnet", "--validators", "4", "--dir"])
+        .args(["devnet", "--validators", "4", "--providers", "0", "--dir"])
         .arg(dir.path())
-        .args(["--base-port", &base.to_string()])
+        .args(["--base-port", "0"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .unwrap();
-    let _devnet = Devnet {
-        child: devnet,
-        dir: dir.path().to_path_buf(),
-    };
+    let _devnet = Devnet(devnet);
     let key = dir.path().join("wallet.key");
-    let url = |i: u16| format!("http://127.0.0.1:{}", base + 2 * i);
-    // The devnet writes its funded wallet key before its genesis: touch the
-    // key only once the genesis exists.
+    // The devnet lists its nodes once it has started them (after writing
+    // its funded wallet key and its genesis).
     let started = Instant::now();
-    while !dir.path().join("genesis.toml").exists() {
+    let nodes = loop {
+        if let Ok(bytes) = std::fs::read(dir.path().join("devnet.json")) {
+            break serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()["nodes"].clone();
+        }
         assert!(
             started.elapsed() < Duration::from_secs(30),
-            "the devnet wrote no genesis"
+            "the devnet listed no nodes"
         );
         std::thread::sleep(Duration::from_millis(50));
-    }
+    };
+    let url = |i: usize| format!("http://{}", nodes[i]["http"].as_str().unwrap());
     // Wait until every validator answers.
     while (0..4).any(|i| {
         cairn()
@@ -262,23 +255,16 @@ fn a_four_validator_devnet_finalizes_transfers_everywhere() {
     }
 }
 
-/// A running devnet; dropping it stops the devnet and its validators (every
-/// process whose command line names the devnet's own folder), even when the
-/// test fails.
-struct Devnet {
-    child: Child,
-    dir: std::path::PathBuf,
-}
+/// A running devnet in its own process group; dropping it stops the group
+/// (the devnet and its validators), even when the test fails.
+struct Devnet(Child);
 
 impl Drop for Devnet {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = Command::new("pkill")
-            .arg("-9")
-            .arg("-f")
-            .arg(self.dir.as_os_str())
-            .status();
+        if let Some(group) = rustix::process::Pid::from_raw(self.0.id() as i32) {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
+        let _ = self.0.wait();
     }
 }
 

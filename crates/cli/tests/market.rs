@@ -4,10 +4,12 @@
 //! along the way.
 
 use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use rustix::process::{Pid, Signal};
 use serde_json::Value;
 
 fn cairn() -> Command {
@@ -22,38 +24,52 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// A devnet running in the background; every process it started is killed
-/// when dropped (matched by its folder, which is unique to the test).
+/// A devnet running in the background on free ports, in its own process
+/// group: every process it or the test started is killed when dropped.
 struct Devnet {
     child: Child,
     dir: PathBuf,
-    base: u16,
+    /// `devnet.json`: each node's addresses and process id.
+    nodes: Value,
     _tmp: tempfile::TempDir,
 }
 
 impl Devnet {
-    fn start(base: u16, providers: u16) -> Self {
-        Self::start_with(base, 1, providers)
+    fn start(providers: u16) -> Self {
+        Self::start_with(1, providers)
     }
 
     /// A devnet of `validators` validators (validator 0 is the requester)
     /// and `providers` providers.
-    fn start_with(base: u16, validators: u16, providers: u16) -> Self {
+    fn start_with(validators: u16, providers: u16) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("devnet");
-        let child = cairn()
+        let mut child = cairn()
             .args(["devnet", "--providers", &providers.to_string()])
             .args(["--validators", &validators.to_string()])
-            .args(["--base-port", &base.to_string(), "--dir"])
+            .args(["--base-port", "0", "--dir"])
             .arg(&dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .unwrap();
+        let started = Instant::now();
+        let nodes = loop {
+            if let Ok(bytes) = std::fs::read(dir.join("devnet.json")) {
+                break serde_json::from_slice::<Value>(&bytes).unwrap()["nodes"].clone();
+            }
+            assert!(child.try_wait().unwrap().is_none(), "the devnet exited");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "no devnet.json"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
         let devnet = Self {
             child,
             dir,
-            base,
+            nodes,
             _tmp: tmp,
         };
         devnet.wait_until("every provider is staked and connected", |d| {
@@ -71,8 +87,23 @@ impl Devnet {
         devnet
     }
 
+    /// The node in folder `name` (`v0`, `p1`, …) as the devnet started it.
+    fn node(&self, name: &str) -> &Value {
+        self.nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name)
+            .unwrap_or_else(|| panic!("no node {name} in {}", self.nodes))
+    }
+
+    fn pid(&self, name: &str) -> Pid {
+        let pid = self.node(name)["pid"].as_i64().unwrap();
+        Pid::from_raw(pid as i32).unwrap()
+    }
+
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.base)
+        format!("http://{}", self.node("v0")["http"].as_str().unwrap())
     }
 
     /// GETs `path` from the requester, with its API token once it has one.
@@ -163,14 +194,14 @@ impl Devnet {
         cairn()
             .args(["node", "--data-dir"])
             .arg(self.dir.join(format!("p{j}")))
-            .args(["--http", &format!("127.0.0.1:{}", self.base + 200 + 2 * j)])
-            .args(["--threads", "1", "--listen"])
-            .arg(format!("/ip4/127.0.0.1/tcp/{}", self.base + 201 + 2 * j))
+            .args(["--http", "127.0.0.1:0", "--threads", "1"])
+            .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
             .args(["--bootstrap", &requester, "--ledger", &self.url()])
             .args(["--provide", "--cores", "1"])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(self.child.id() as i32)
             .spawn()
             .unwrap()
     }
@@ -199,53 +230,61 @@ impl Devnet {
     }
 
     fn start_requester_with(&self, extra: &[&str]) -> Child {
+        let v0 = self.node("v0");
         cairn()
             .args(["node", "--data-dir"])
             .arg(self.dir.join("v0"))
-            .args(["--http", &format!("127.0.0.1:{}", self.base)])
-            .args(["--p2p", &format!("127.0.0.1:{}", self.base + 1)])
+            .args(["--http", v0["http"].as_str().unwrap()])
+            .args(["--p2p", v0["p2p"].as_str().unwrap()])
             .arg("--genesis")
             .arg(self.dir.join("genesis.toml"))
             .args(["--threads", "1", "--listen"])
-            .arg(format!("/ip4/127.0.0.1/tcp/{}", self.base + 100))
+            .arg(
+                v0["market"]
+                    .as_str()
+                    .unwrap()
+                    .split("/p2p/")
+                    .next()
+                    .unwrap(),
+            )
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(self.child.id() as i32)
             .spawn()
             .unwrap()
     }
 
-    /// Waits until no process of the node in folder `name` is left, so its
-    /// ports are free to start it again (a killed process can take a while
-    /// to exit on a loaded machine).
+    /// Waits until the node in folder `name` has exited (a zombie holds no
+    /// port and no lock), so it can start again on its ports (a killed
+    /// process can take a while to exit on a loaded machine).
     fn wait_gone(&self, name: &str) {
-        let pattern = format!("{} ", self.dir.join(name).display());
+        let stat = format!("/proc/{}/stat", self.pid(name).as_raw_nonzero());
         self.wait_until("the killed node is gone", |_| {
-            let status = Command::new("pgrep").args(["-f", &pattern]).output().ok()?;
-            (!status.status.success()).then_some(())
+            let gone = std::fs::read_to_string(&stat).map_or(true, |s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            });
+            gone.then_some(())
         });
     }
 
-    /// Sends `signal` to the node in folder `name` (`v0`, `p1`, …).
-    fn signal(&self, name: &str, signal: &str) {
-        let pattern = format!("{} ", self.dir.join(name).display());
-        let status = Command::new("pkill")
-            .args([signal, "-f", &pattern])
-            .status()
-            .unwrap();
-        assert!(status.success(), "no process matched {pattern}");
+    /// Sends `signal` to the node in folder `name`, as the devnet started it.
+    fn signal(&self, name: &str, signal: Signal) {
+        rustix::process::kill_process(self.pid(name), signal)
+            .unwrap_or_else(|e| panic!("signalling {name}: {e}"));
     }
 }
 
 impl Drop for Devnet {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // The devnet, its nodes and those the test started share a group.
+        if let Some(group) = Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process_group(group, Signal::CONT);
+            let _ = rustix::process::kill_process_group(group, Signal::KILL);
+        }
         let _ = self.child.wait();
-        let pattern = self.dir.display().to_string();
-        let _ = Command::new("pkill")
-            .args(["-CONT", "-f", &pattern])
-            .status();
-        let _ = Command::new("pkill").args(["-9", "-f", &pattern]).status();
     }
 }
 
@@ -344,7 +383,7 @@ fn three_providers_render_the_example_and_digests_match_a_local_run() {
             "--providers",
             "3",
             "--base-port",
-            "20000",
+            "0",
             "--dir",
             "devnet",
         ])
@@ -402,13 +441,13 @@ fn three_providers_render_the_example_and_digests_match_a_local_run() {
 
 #[test]
 fn a_provider_killed_mid_job_loses_nothing_and_the_job_completes() {
-    let devnet = Devnet::start(21000, 3);
+    let devnet = Devnet::start(3);
     let tmp = tempfile::tempdir().unwrap();
     let id = devnet.submit(&search_job(tmp.path(), 60, 1_000, VERIFIED));
     devnet.wait_until("some tasks are done", |d| {
         (d.status(&id)["done"].as_u64()? >= 5).then_some(())
     });
-    devnet.signal("p0", "-9");
+    devnet.signal("p0", Signal::KILL);
     let status = devnet.wait_done(&id);
     assert_eq!(status["failed"], 0);
     let results = devnet.results(&id);
@@ -447,7 +486,7 @@ fn a_provider_killed_mid_job_loses_nothing_and_the_job_completes() {
 
 #[test]
 fn a_provider_that_takes_tasks_and_never_answers_loses_them_at_the_deadline() {
-    let devnet = Devnet::start(22000, 3);
+    let devnet = Devnet::start(3);
     let tmp = tempfile::tempdir().unwrap();
     let id = devnet.submit(&search_job(tmp.path(), 40, 1_000, VERIFIED));
     devnet.wait_until("tasks are running", |d| {
@@ -455,7 +494,7 @@ fn a_provider_that_takes_tasks_and_never_answers_loses_them_at_the_deadline() {
     });
     // Frozen: its connection stays open, it holds its tasks, it never
     // answers again.
-    devnet.signal("p1", "-STOP");
+    devnet.signal("p1", Signal::STOP);
     let status = devnet.wait_done(&id);
     assert_eq!(status["failed"], 0);
     assert_eq!(devnet.results(&id).len(), 40);
@@ -485,7 +524,7 @@ fn balances(devnet: &Devnet, providers: u16) -> (u64, Vec<u64>, u64) {
 
 #[test]
 fn a_restarted_requester_resumes_without_rerunning_finished_tasks() {
-    let devnet = Devnet::start(23000, 2);
+    let devnet = Devnet::start(2);
     let tmp = tempfile::tempdir().unwrap();
     let (requester_before, providers_before, fees_before) = balances(&devnet, 2);
     let id = devnet.submit(&search_job(tmp.path(), 60, 1_000, VERIFIED));
@@ -499,7 +538,7 @@ fn a_restarted_requester_resumes_without_rerunning_finished_tasks() {
     devnet.wait_until("some tasks are done", |d| {
         (d.status(&id)["done"].as_u64()? >= 10).then_some(())
     });
-    devnet.signal("v0", "-9");
+    devnet.signal("v0", Signal::KILL);
     devnet.wait_gone("v0");
     let mut node = devnet.restart_requester();
     // What the restarted node holds at once is what was durable at the crash.
@@ -553,14 +592,14 @@ fn lease_of(result: &Value) -> String {
 
 #[test]
 fn a_restarted_provider_resumes_its_lease() {
-    let devnet = Devnet::start(26000, 1);
+    let devnet = Devnet::start(1);
     let tmp = tempfile::tempdir().unwrap();
     // One provider: nobody to compare with.
     let id = devnet.submit(&search_job(tmp.path(), 60, 1_000, "policy = \"none\""));
     devnet.wait_until("some tasks are done", |d| {
         (d.status(&id)["done"].as_u64()? >= 5).then_some(())
     });
-    devnet.signal("p0", "-9");
+    devnet.signal("p0", Signal::KILL);
     devnet.wait_gone("p0");
     let before = devnet.results(&id);
     let lease = lease_of(before.values().next().unwrap());
@@ -582,7 +621,7 @@ fn a_restarted_provider_resumes_its_lease() {
 
 #[test]
 fn a_job_no_provider_can_run_stays_queued_and_says_why() {
-    let devnet = Devnet::start(24000, 2);
+    let devnet = Devnet::start(2);
     let tmp = tempfile::tempdir().unwrap();
     // Providers' floor is 10 µcairn/Gfuel; this job pays at most 1.
     let id = devnet.submit(&search_job(tmp.path(), 3, 1, VERIFIED));
@@ -598,7 +637,7 @@ fn a_job_no_provider_can_run_stays_queued_and_says_why() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_oversized_forged_and_replayed_messages_are_dropped_and_counted() {
-    let devnet = Devnet::start(25000, 1);
+    let devnet = Devnet::start(1);
     let market = devnet.get("/v1/market").unwrap();
     let requester: cairn_net::Multiaddr = market["listen"][0].as_str().unwrap().parse().unwrap();
     let requester_peer = match requester.iter().last() {
@@ -650,7 +689,10 @@ async fn malformed_oversized_forged_and_replayed_messages_are_dropped_and_counte
     let forged = cairn_wire::Signed::sign(&victim, cairn_market::ORDER_NAMESPACE, order.clone());
     let stale = cairn_wire::Signed::sign(&intruder_key, cairn_market::ORDER_NAMESPACE, order);
     let deadline = Instant::now() + Duration::from_secs(20);
-    let provider_url = format!("http://127.0.0.1:{}/v1/market", devnet.base + 200);
+    let provider_url = format!(
+        "http://{}/v1/market",
+        devnet.node("p0")["http"].as_str().unwrap()
+    );
     loop {
         intruder.publish(cairn_node::market::ORDERS_TOPIC, forged.to_bytes());
         intruder.publish(cairn_node::market::ORDERS_TOPIC, stale.to_bytes());
@@ -726,9 +768,9 @@ fn results_are_local_and_none_from(
 /// cheats as `how`, runs a verified job, and checks that the cheat is
 /// convicted, and slashed on the ledger if `slashed`, while every result
 /// stays right and the job completes.
-fn cheater_is_caught(base: u16, validators: u16, how: &str, tasks: u32, slashed: bool) {
-    let devnet = Devnet::start_with(base, validators, 3);
-    devnet.signal("p2", "-9");
+fn cheater_is_caught(validators: u16, how: &str, tasks: u32, slashed: bool) {
+    let devnet = Devnet::start_with(validators, 3);
+    devnet.signal("p2", Signal::KILL);
     devnet.wait_gone("p2");
     let mut cheat_process = devnet.start_provider(2, &["--misbehave", how]);
     let cheat = provider_key(&devnet, 2);
@@ -774,19 +816,19 @@ fn cheater_is_caught(base: u16, validators: u16, how: &str, tasks: u32, slashed:
 /// job completes right without it and it is not paid.
 #[test]
 fn a_stonewalling_liar_loses_its_disputes_by_the_deadline_and_the_job_completes_right() {
-    cheater_is_caught(17000, 1, "stonewaller", 6, false);
+    cheater_is_caught(1, "stonewaller", 6, false);
 }
 
 #[test]
 fn a_liar_loses_its_dispute_and_is_slashed_and_the_job_completes_right() {
     // Two validators, both of which must attest the verdict: the requester
     // (validator 0) and one that judges the case over the network.
-    cheater_is_caught(28000, 2, "liar", 12, true);
+    cheater_is_caught(2, "liar", 12, true);
 }
 
 #[test]
 fn a_staller_is_challenged_on_the_ledger_and_slashed_and_the_job_completes() {
-    cheater_is_caught(29000, 1, "staller", 8, true);
+    cheater_is_caught(1, "staller", 8, true);
 }
 
 /// A leased `index_overflower` adds, to every pull, a well-signed
@@ -795,8 +837,8 @@ fn a_staller_is_challenged_on_the_ledger_and_slashed_and_the_job_completes() {
 /// right results; its other job is untouched.
 #[test]
 fn an_index_overflower_is_refused_and_every_job_completes() {
-    let devnet = Devnet::start(30000, 1);
-    devnet.signal("p0", "-9");
+    let devnet = Devnet::start(1);
+    devnet.signal("p0", Signal::KILL);
     devnet.wait_gone("p0");
     let mut overflower = devnet.start_provider(0, &["--misbehave", "index-overflower"]);
     devnet.wait_until("the overflower is back", |d| {
@@ -840,8 +882,8 @@ fn an_index_overflower_is_refused_and_every_job_completes() {
 /// task), so the framing evidence is refused and no stake is touched.
 #[test]
 fn a_framer_requester_challenges_honest_commits_and_slashes_no_one() {
-    let devnet = Devnet::start(31000, 2);
-    devnet.signal("v0", "-9");
+    let devnet = Devnet::start(2);
+    devnet.signal("v0", Signal::KILL);
     devnet.wait_gone("v0");
     let mut framer = devnet.restart_requester_with(&["--misbehave", "framer"]);
     devnet.wait_until("the framer answers", |d| d.get("/v1/market"));
@@ -914,10 +956,6 @@ fn the_network_benchmark_runs_and_prints_every_figure() {
         "40",
         "--blob-mib",
         "1",
-        // Its devnets take 18000.. and 19000.. (the module start-up one):
-        // fixed ports stay below the kernel's ephemeral range (32768..).
-        "--base-port",
-        "18000",
     ]);
     assert!(
         output.status.success(),
@@ -957,10 +995,10 @@ fn the_network_benchmark_runs_and_prints_every_figure() {
 /// the results this machine computes.
 #[test]
 fn substituted_outputs_are_refused_and_inflated_fuel_is_slashed_and_the_job_completes_right() {
-    let devnet = Devnet::start(27000, 3);
+    let devnet = Devnet::start(3);
     let mut cheats = Vec::new();
     for (j, how) in [(1, "output-substituter"), (2, "fuel-inflater")] {
-        devnet.signal(&format!("p{j}"), "-9");
+        devnet.signal(&format!("p{j}"), Signal::KILL);
         devnet.wait_gone(&format!("p{j}"));
         cheats.push(devnet.start_provider(j, &["--misbehave", how]));
     }

@@ -28,9 +28,7 @@ use super::proto::{
 };
 use super::{Counters, MarketConfig, Shared, fetch_blob, now_ms};
 
-mod lease_work;
-
-use lease_work::{LeaseWork, Next, report_key};
+use cairn_roles::lease_work::{LeaseWork, Next, Write};
 
 /// Orders remembered to recognise replays.
 const SEEN_ORDERS_MAX: usize = 65_536;
@@ -658,7 +656,6 @@ impl Provider {
             })
             .collect();
         let mut core = LeaseWork::new(
-            id,
             record.slots,
             record.lease.expires_height,
             self.shared.key.clone(),
@@ -700,8 +697,9 @@ impl Provider {
                 }
                 _ => pull.want,
             };
+            let ops: Vec<Op> = pull.writes.into_iter().map(|w| write_op(&id, w)).collect();
             let db = self.shared.db.clone();
-            match tokio::task::spawn_blocking(move || db.write(&pull.ops)).await {
+            match tokio::task::spawn_blocking(move || db.write(&ops)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!("persisting reports: {e}"),
                 Err(e) => tracing::warn!("persisting reports: {e}"),
@@ -762,19 +760,14 @@ impl Provider {
         self.snapshots
             .lock()
             .retain(|(lease, _, _), _| *lease != id);
+        // Everything kept under the lease goes, whatever the core had yet
+        // to write.
         let mut ops = vec![Op::Delete(Table::LeasesTaken, id.as_bytes().to_vec())];
-        if let Ok(traces) = self.shared.db.scan(Table::Traces, id.as_bytes()) {
-            ops.extend(
-                traces
-                    .into_iter()
-                    .map(|(key, _)| Op::Delete(Table::Traces, key)),
-            );
+        for table in [Table::Traces, Table::Reports] {
+            if let Ok(kept) = self.shared.db.scan(table, id.as_bytes()) {
+                ops.extend(kept.into_iter().map(|(key, _)| Op::Delete(table, key)));
+            }
         }
-        ops.extend(
-            core.held_tasks()
-                .into_iter()
-                .map(|task| Op::Delete(Table::Reports, report_key(&id, task))),
-        );
         if let Err(e) = self.shared.db.write(&ops) {
             tracing::warn!("closing lease {}: {e}", id.short());
         }
@@ -1232,6 +1225,30 @@ impl Provider {
             id,
             size: bytes.len() as u64,
         })
+    }
+}
+
+/// The key a task's report (or trace) is persisted under.
+fn report_key(lease: &ContentId, task: u64) -> Vec<u8> {
+    let mut key = lease.as_bytes().to_vec();
+    key.extend_from_slice(&task.to_be_bytes());
+    key
+}
+
+/// The store operation that makes `write`, by the core of `lease`, durable.
+fn write_op(lease: &ContentId, write: Write) -> Op {
+    match write {
+        Write::Report(report) => Op::Put(
+            Table::Reports,
+            report_key(lease, report.task()),
+            proto::to_bytes(&*report),
+        ),
+        Write::Answer {
+            task,
+            digest,
+            expires_height,
+        } => super::answers::keep(lease, task, &digest, expires_height),
+        Write::Forget(task) => Op::Delete(Table::Reports, report_key(lease, task)),
     }
 }
 

@@ -4,7 +4,7 @@
 use cairn_ledger::{OPENING_NAMESPACE, RECEIPT_NAMESPACE, Receipt};
 
 use super::*;
-use crate::market::proto::{FileRef, StreamRef};
+use cairn_proto::{FileRef, StreamRef};
 
 fn key() -> Keypair {
     Keypair::from_seed([3; 32])
@@ -15,7 +15,7 @@ fn lease() -> ContentId {
 }
 
 fn work(slots: u32) -> LeaseWork {
-    LeaseWork::new(lease(), slots, 100, key(), None, Vec::new(), 0)
+    LeaseWork::new(slots, 100, key(), None, Vec::new(), 0)
 }
 
 fn task(index: u32) -> Assignment {
@@ -72,6 +72,15 @@ fn result(index: u32) -> Report {
     }
 }
 
+/// Every task a report is still held for.
+fn held(work: &LeaseWork) -> Vec<u64> {
+    let mut tasks: Vec<u64> = work.unsent.iter().map(Report::task).collect();
+    tasks.extend(work.sealed.keys());
+    tasks.sort();
+    tasks.dedup();
+    tasks
+}
+
 fn pull(work: &mut LeaseWork, now: u64) -> Pull {
     match work.next(now) {
         Next::Pull(pull) => pull,
@@ -85,7 +94,7 @@ fn an_idle_lease_pulls_at_once_and_runs_what_it_is_handed_within_its_prefetch() 
     let first = pull(&mut work, 0);
     // One task per slot until tasks have been timed (50 ms each assumed).
     assert_eq!(first.want, 2);
-    assert!(first.reports.is_empty() && first.ops.is_empty());
+    assert!(first.reports.is_empty() && first.writes.is_empty());
     // A requester handing out more than was asked gets only what was.
     let taken = work.answered(1, first.want, tasks((0..5).map(task).collect()), |_| true);
     assert_eq!(taken.iter().map(|t| t.task).collect::<Vec<_>>(), [0, 1]);
@@ -137,14 +146,13 @@ fn a_result_is_sent_sealed_persisted_first_and_revealed_only_when_asked() {
     let p = pull(&mut work, 1);
     // The result and its answer are written before the pull goes out.
     assert!(
-        p.ops
-            .iter()
-            .any(|op| matches!(op, Op::Put(Table::Reports, k, _) if *k == report_key(&lease(), 7)))
-    );
-    assert!(
-        p.ops
-            .iter()
-            .any(|op| matches!(op, Op::Put(Table::Answers, _, _)))
+        matches!(
+            p.writes.as_slice(),
+            [Write::Report(report), Write::Answer { task: 7, .. }]
+                if matches!(**report, Report::Revealed { .. })
+        ),
+        "{:?}",
+        p.writes
     );
     // Only a commitment travels, and it opens with the result's salt.
     let [Report::Committed(commit)] = p.reports.as_slice() else {
@@ -188,7 +196,8 @@ fn a_result_is_sent_sealed_persisted_first_and_revealed_only_when_asked() {
         reveal: Vec::new(),
     });
     work.answered(4, p.want, answer, |_| true);
-    assert!(work.held_tasks().is_empty());
+    assert!(held(&work).is_empty());
+    assert_eq!(work.writes, [Write::Forget(7)]);
     assert!(matches!(work.next(5), Next::Done));
 }
 
@@ -208,7 +217,7 @@ fn a_staller_never_reveals() {
     work.answered(2, p.want, answer, |_| true);
     let p = pull(&mut work, 1_000);
     assert!(p.reports.is_empty(), "{:?}", p.reports);
-    assert_eq!(work.held_tasks().into_iter().collect::<Vec<_>>(), [1]);
+    assert_eq!(held(&work), [1]);
 }
 
 #[test]
@@ -220,13 +229,13 @@ fn a_restarted_lease_commits_again_to_what_it_had_sealed() {
             reason: "no input".into(),
         },
     ];
-    let mut work = LeaseWork::new(lease(), 1, 100, key(), None, stored, 0);
+    let mut work = LeaseWork::new(1, 100, key(), None, stored, 0);
     let p = pull(&mut work, 0);
     assert!(matches!(
         p.reports.as_slice(),
         [Report::Committed(_), Report::Failed { task: 5, .. }]
     ));
-    assert_eq!(work.held_tasks().into_iter().collect::<Vec<_>>(), [4, 5]);
+    assert_eq!(held(&work), [4, 5]);
 }
 
 #[test]
@@ -241,15 +250,7 @@ fn a_changed_task_handed_out_again_is_not_run() {
 
 #[test]
 fn a_lease_that_could_not_prepare_hands_every_task_back_as_failed() {
-    let mut work = LeaseWork::new(
-        lease(),
-        2,
-        100,
-        key(),
-        Some("no module".into()),
-        Vec::new(),
-        0,
-    );
+    let mut work = LeaseWork::new(2, 100, key(), Some("no module".into()), Vec::new(), 0);
     let p = pull(&mut work, 0);
     assert_eq!(p.want, 0);
     assert!(

@@ -4,14 +4,12 @@
 //! time in, carries out the returned [`Next`] step, and reports back what
 //! happened, so every decision is testable without a network.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use cairn_ledger::{COMMIT_NAMESPACE, Commit, Opening};
-use cairn_store::{Op, Table};
+use cairn_proto::{self as proto, Assignment, Report, Response};
 use cairn_verify::{Commitment, Reveal};
 use cairn_wire::{ContentId, Keypair, Signed};
-
-use super::super::proto::{self, Assignment, Report, Response};
 
 /// Longest wait between pulls when the requester has nothing to hand out.
 const IDLE_PULL_MS_MAX: u64 = 500;
@@ -31,8 +29,8 @@ const REQUESTER_SILENCE_MS_MAX: u64 = 120_000;
 
 /// What the shell does next for a lease.
 #[derive(Debug)]
-pub(super) enum Next {
-    /// Persist the pull's operations, then send it and hand the answer to
+pub enum Next {
+    /// Make the pull's writes durable, then send it and hand the answer to
     /// [`LeaseWork::answered`].
     Pull(Pull),
     /// Nothing to do until this time (ms), or until a task finishes if
@@ -44,10 +42,10 @@ pub(super) enum Next {
 
 /// One pull, as the core would send it.
 #[derive(Debug)]
-pub(super) struct Pull {
+pub struct Pull {
     /// Store these before the pull goes out: a report the requester
     /// acknowledges must not be lost by a crash after it.
-    pub ops: Vec<Op>,
+    pub writes: Vec<Write>,
     /// Tasks wanted: the prefetch left free. The shell may lower it (to 0
     /// when the escrow cannot pay), and says so to [`LeaseWork::answered`].
     pub want: u32,
@@ -55,6 +53,27 @@ pub(super) struct Pull {
     pub reports: Vec<Report>,
     /// Blobs the reports name: the requester may fetch them from now on.
     pub grants: Vec<ContentId>,
+}
+
+/// What a lease keeps on disk, so a restarted provider reports (and
+/// answers challenges on) what it ran before.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// Keep a task's report (restored through [`LeaseWork::new`]).
+    Report(Box<Report>),
+    /// Keep what opens the commitment to `digest` for `task` until the
+    /// lease, which lives until `expires_height`, can no longer be
+    /// challenged on the ledger.
+    Answer {
+        /// The task.
+        task: u64,
+        /// The committed result.
+        digest: ContentId,
+        /// The lease's last height.
+        expires_height: u64,
+    },
+    /// Forget `task`'s report: the requester has stored it.
+    Forget(u64),
 }
 
 /// Why no pull is due before some event.
@@ -67,8 +86,7 @@ enum Pause {
 }
 
 /// The state of one lease's pulls.
-pub(super) struct LeaseWork {
-    lease: ContentId,
+pub struct LeaseWork {
     slots: u32,
     /// The lease's last height: answers are kept while it can be challenged.
     expires_height: u64,
@@ -84,7 +102,7 @@ pub(super) struct LeaseWork {
     /// Results committed to and not yet revealed and acknowledged.
     sealed: BTreeMap<u64, Report>,
     /// Writes to make before the next pull.
-    ops: Vec<Op>,
+    writes: Vec<Write>,
     /// Measured duration of a task, ms (a moving average).
     task_ms: f64,
     /// Tasks handed to the executor and not finished.
@@ -101,8 +119,7 @@ pub(super) struct LeaseWork {
 impl LeaseWork {
     /// A lease's work starting at `now`, from the reports persisted before a
     /// restart (each sealed result is committed to again).
-    pub(super) fn new(
-        lease: ContentId,
+    pub fn new(
         slots: u32,
         expires_height: u64,
         key: Keypair,
@@ -111,7 +128,6 @@ impl LeaseWork {
         now: u64,
     ) -> Self {
         let mut work = Self {
-            lease,
             slots: slots.max(1),
             expires_height,
             key,
@@ -119,7 +135,7 @@ impl LeaseWork {
             withhold_reveals: false,
             unsent: Vec::new(),
             sealed: BTreeMap::new(),
-            ops: Vec::new(),
+            writes: Vec::new(),
             task_ms: PREFETCH_WORK_MS,
             running: 0,
             in_flight: None,
@@ -136,45 +152,31 @@ impl LeaseWork {
     }
 
     /// Never reveal a sealed result (a staller, for tests).
-    pub(super) fn withholding_reveals(mut self) -> Self {
+    pub fn withholding_reveals(mut self) -> Self {
         self.withhold_reveals = true;
         self
     }
 
     /// The most tasks this lease may have handed out and not reported: what
     /// may be running or waiting for a slot.
-    pub(super) fn tasks_max(slots: u32) -> usize {
+    pub fn tasks_max(slots: u32) -> usize {
         (slots.max(1) * proto::PREFETCH_PER_SLOT_MAX) as usize
-    }
-
-    /// Every task a report is still held for (persisted under the lease).
-    pub(super) fn held_tasks(&self) -> BTreeSet<u64> {
-        self.unsent
-            .iter()
-            .map(Report::task)
-            .chain(self.sealed.keys().copied())
-            .collect()
     }
 
     /// A task finished after `took_ms`: its report is persisted with the
     /// next pull, and only a commitment to a result is sent until the
     /// requester asks for the result.
-    pub(super) fn finished(&mut self, report: Report, took_ms: f64) {
+    pub fn finished(&mut self, report: Report, took_ms: f64) {
         self.running = self.running.saturating_sub(1);
         self.task_ms = 0.7 * self.task_ms + 0.3 * took_ms;
-        self.ops.push(Op::Put(
-            Table::Reports,
-            report_key(&self.lease, report.task()),
-            proto::to_bytes(&report),
-        ));
+        self.writes.push(Write::Report(Box::new(report.clone())));
         if let Report::Revealed { opening, .. } = &report {
             let o = opening.payload_unchecked();
-            self.ops.push(super::super::answers::keep(
-                &o.lease,
-                o.task,
-                &o.digest,
-                self.expires_height,
-            ));
+            self.writes.push(Write::Answer {
+                task: o.task,
+                digest: o.digest,
+                expires_height: self.expires_height,
+            });
         }
         self.queue(report);
         self.pause = None;
@@ -199,7 +201,7 @@ impl LeaseWork {
     }
 
     /// What to do at `now`.
-    pub(super) fn next(&mut self, now: u64) -> Next {
+    pub fn next(&mut self, now: u64) -> Next {
         if self.done {
             return Next::Done;
         }
@@ -249,7 +251,7 @@ impl LeaseWork {
         self.in_flight = Some(reports.len());
         self.last_pull = now;
         Next::Pull(Pull {
-            ops: std::mem::take(&mut self.ops),
+            writes: std::mem::take(&mut self.writes),
             want: if self.failure.is_some() { 0 } else { want },
             reports,
             grants,
@@ -259,7 +261,7 @@ impl LeaseWork {
     /// The answer to the pull [`next`](Self::next) returned, sent asking for
     /// `want` tasks: returns the tasks to run now. `admit` refuses a task
     /// this provider must not run (one handed out before and changed since).
-    pub(super) fn answered(
+    pub fn answered(
         &mut self,
         now: u64,
         want: u32,
@@ -301,10 +303,7 @@ impl LeaseWork {
         for report in self.unsent.drain(..acked) {
             if !matches!(report, Report::Committed(_)) {
                 self.sealed.remove(&report.task());
-                self.ops.push(Op::Delete(
-                    Table::Reports,
-                    report_key(&self.lease, report.task()),
-                ));
+                self.writes.push(Write::Forget(report.task()));
             }
         }
         if !self.withhold_reveals {
@@ -351,13 +350,6 @@ impl LeaseWork {
         self.running += taken.len() as u32;
         taken
     }
-}
-
-/// The key a task's report is persisted under.
-pub(super) fn report_key(lease: &ContentId, task: u64) -> Vec<u8> {
-    let mut key = lease.as_bytes().to_vec();
-    key.extend_from_slice(&task.to_be_bytes());
-    key
 }
 
 /// The signed commitment to the result `opening` opens.

@@ -1,0 +1,380 @@
+//! `cairn devnet`: a network of `cairn node` processes on one machine, and
+//! the handle benchmarks use to run one in the background. Every node runs
+//! in the devnet's process group, so stopping the group stops them all.
+
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+
+use anyhow::{Context, bail};
+use cairn_wire::{Keypair, PublicKey};
+
+use crate::node::write_genesis;
+
+/// Arguments of `cairn devnet`.
+#[derive(clap::Args)]
+pub struct DevnetArgs {
+    /// How many validators (validator 0 is also the requester).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=32))]
+    validators: u16,
+    /// How many providers.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(0..=64))]
+    providers: u16,
+    /// Cores each provider offers.
+    #[arg(long, default_value_t = 1)]
+    provider_cores: u32,
+    /// Folder for the devnet's nodes, keys and genesis.
+    #[arg(long, default_value = "devnet")]
+    dir: PathBuf,
+    /// First port. Validator i: HTTP BASE+2i, consensus BASE+2i+1, market
+    /// BASE+100+i. Provider j: HTTP BASE+200+2j, market BASE+201+2j. 0: free
+    /// ports the system picks. Either way `<dir>/devnet.json` lists every
+    /// node's addresses and process id.
+    #[arg(long, default_value_t = 8700)]
+    base_port: u16,
+    /// Run this job through the devnet, fetch its outputs into `out/<name>`,
+    /// then stop the devnet.
+    #[arg(long)]
+    job: Option<PathBuf>,
+    /// Also send the job's module and inputs from this folder (by default
+    /// only files in the job file's own folder are sent).
+    #[arg(long, value_name = "DIR", requires = "job")]
+    allow_inputs_from: Vec<PathBuf>,
+}
+
+/// Where the ports of a devnet come from: consecutive ports from a base,
+/// or (base 0) the system.
+struct Ports(u16);
+
+impl Ports {
+    /// The address at `offset` from the base; without a base, port 0: the
+    /// node binds a free port and prints it.
+    fn at(&self, offset: u16) -> anyhow::Result<SocketAddr> {
+        let port = match self.0 {
+            0 => 0,
+            base => base
+                .checked_add(offset)
+                .context("--base-port leaves no room for the devnet's ports")?,
+        };
+        Ok(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    /// A port other nodes must know before this one starts (a validator's
+    /// consensus address): without a base, one that is free now, bound and
+    /// released (the system does not hand it out again soon).
+    fn known_at(&self, offset: u16) -> anyhow::Result<SocketAddr> {
+        let at = self.at(offset)?;
+        if at.port() != 0 {
+            return Ok(at);
+        }
+        Ok(std::net::TcpListener::bind(at)?.local_addr()?)
+    }
+}
+
+/// Starts a node with its output read here: the receiver gets the
+/// addresses it prints once up (its HTTP API and its first market address),
+/// and every line is passed on to this process's output.
+fn spawn_node(
+    mut command: Command,
+) -> anyhow::Result<(Child, std::sync::mpsc::Receiver<(SocketAddr, String)>)> {
+    use std::io::BufRead as _;
+    let mut child = command.stdout(Stdio::piped()).spawn()?;
+    let stdout = child.stdout.take().context("the node's output")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut http = None;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(at) = line.strip_prefix("http listening on ") {
+                http = at.parse::<SocketAddr>().ok();
+            } else if let Some(at) = line.strip_prefix("market listening on ")
+                && let Some(http) = http.take()
+            {
+                let _ = tx.send((http, at.to_string()));
+            }
+            println!("{line}");
+        }
+    });
+    Ok((child, rx))
+}
+
+/// The addresses a node started by [`spawn_node`] printed.
+fn addresses_of(
+    what: &str,
+    printed: &std::sync::mpsc::Receiver<(SocketAddr, String)>,
+) -> anyhow::Result<(SocketAddr, String)> {
+    printed
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .map_err(|_| anyhow::anyhow!("{what} exited or printed no addresses within 120 s"))
+}
+
+/// One node of a devnet as `<dir>/devnet.json` lists it, for tools and
+/// tests that watch, stop or restart it.
+#[derive(serde::Serialize)]
+struct DevnetNode {
+    /// Its folder under the devnet's (`v0`, `p1`, …).
+    name: String,
+    http: SocketAddr,
+    /// Consensus (validators only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    p2p: Option<SocketAddr>,
+    /// The market's libp2p address, as the node printed it (ending in
+    /// `/p2p/<peer id>`).
+    market: String,
+    pid: u32,
+}
+
+/// A devnet started in the background, on free ports (for benchmarks):
+/// its whole process group is stopped when it is dropped.
+pub(crate) struct Background {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Background {
+    /// Starts `cairn devnet` with `providers` providers in `dir`.
+    pub(crate) fn start(dir: &Path, providers: u64) -> anyhow::Result<Self> {
+        let child = Command::new(std::env::current_exe()?)
+            .args(["devnet", "--providers", &providers.to_string()])
+            .args(["--base-port", "0", "--dir"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()?;
+        Ok(Self {
+            child,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The requester's (validator 0's) API address, once the devnet has
+    /// listed its nodes.
+    pub(crate) fn requester_url(&mut self) -> anyhow::Result<String> {
+        let manifest = self.dir.join("devnet.json");
+        for _ in 0..600 {
+            if let Ok(bytes) = std::fs::read(&manifest) {
+                let list: serde_json::Value = serde_json::from_slice(&bytes)?;
+                let http = list["nodes"][0]["http"]
+                    .as_str()
+                    .context("devnet.json names no requester")?;
+                return Ok(format!("http://{http}"));
+            }
+            if let Some(exit) = self.child.try_wait()? {
+                bail!("the devnet exited ({exit}) before listing its nodes");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        bail!("the devnet listed no nodes within 60 s")
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        stop_group(&self.child);
+        let _ = self.child.wait();
+    }
+}
+
+/// Kills every process in the group `leader` leads: a devnet started with
+/// its own group and the nodes it started.
+pub(crate) fn stop_group(leader: &Child) {
+    if let Some(pid) = rustix::process::Pid::from_raw(leader.id() as i32) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// The devnet's processes; killed when dropped so a failed run leaves
+/// nothing behind.
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
+    let n = usize::from(args.validators);
+    let ports = Ports(args.base_port);
+    std::fs::create_dir_all(&args.dir)?;
+    // A list from an earlier run names processes that are gone.
+    let _ = std::fs::remove_file(args.dir.join("devnet.json"));
+    let wallet = Keypair::load_or_create(&args.dir.join("wallet.key"))?;
+    let mut keys = Vec::with_capacity(n);
+    let mut validators = Vec::with_capacity(n);
+    let mut consensus = Vec::with_capacity(n);
+    for i in 0..n as u16 {
+        let key = Keypair::load_or_create(&args.dir.join(format!("v{i}/node.key")))?;
+        let p2p = ports.known_at(2 * i + 1)?;
+        validators.push(format!("{}@{p2p}", key.public()));
+        keys.push(key.public());
+        consensus.push(p2p);
+    }
+    let providers: Vec<PublicKey> = (0..usize::from(args.providers))
+        .map(|j| {
+            Keypair::load_or_create(&args.dir.join(format!("p{j}/node.key"))).map(|k| k.public())
+        })
+        .collect::<Result<_, _>>()?;
+    let genesis = args.dir.join("genesis.toml");
+    if !genesis.exists() {
+        let mut funded = vec![wallet.public()];
+        funded.extend(&keys);
+        funded.extend(&providers);
+        write_genesis(&genesis, "cairn-devnet", &funded, &keys)?;
+    }
+    let exe = std::env::current_exe()?;
+    // One machine: its nodes share compiled modules, so a new module
+    // compiles once, not once per provider.
+    let module_cache = args.dir.join("modules");
+    let mut children = Children(Vec::new());
+    let mut listed = Vec::new();
+    let market_at = |at: SocketAddr| format!("/ip4/127.0.0.1/tcp/{}", at.port());
+    // Validator 0 first: the others and the providers dial its market.
+    let mut bootstrap: Option<String> = None;
+    for (i, key) in keys.iter().enumerate() {
+        let i16 = i as u16;
+        let mut command = Command::new(&exe);
+        command
+            .arg("node")
+            .args([
+                "--data-dir".as_ref(),
+                args.dir.join(format!("v{i}")).as_os_str(),
+            ])
+            .args(["--http", &ports.at(2 * i16)?.to_string()])
+            .args(["--p2p", &consensus[i].to_string()])
+            .args(["--genesis".as_ref(), genesis.as_os_str()])
+            .args(["--module-cache".as_ref(), module_cache.as_os_str()])
+            .args([
+                "--threads",
+                "1",
+                "--listen",
+                &market_at(ports.at(100 + i16)?),
+            ]);
+        if let Some(bootstrap) = &bootstrap {
+            command.args(["--bootstrap", bootstrap]);
+        }
+        for v in &validators {
+            command.arg("--validator").arg(v);
+        }
+        let (child, printed) = spawn_node(command).context("starting a validator")?;
+        children.0.push(child);
+        let (http, market) = addresses_of(&format!("validator {i}"), &printed)?;
+        bootstrap.get_or_insert_with(|| market.clone());
+        listed.push(DevnetNode {
+            name: format!("v{i}"),
+            http,
+            p2p: Some(consensus[i]),
+            market,
+            pid: children.0[i].id(),
+        });
+        println!("validator {i}: http://{http}  (key {key})");
+    }
+    let bootstrap = bootstrap.context("a devnet has a validator")?;
+    let ledger = format!("http://{}", listed[0].http);
+    // Providers start together: each registers on the ledger before it
+    // prints its addresses.
+    let mut starting = Vec::with_capacity(providers.len());
+    for j in 0..providers.len() {
+        let j16 = j as u16;
+        let mut command = Command::new(&exe);
+        command
+            .arg("node")
+            .args([
+                "--data-dir".as_ref(),
+                args.dir.join(format!("p{j}")).as_os_str(),
+            ])
+            .args([
+                "--http",
+                &ports.at(200 + 2 * j16)?.to_string(),
+                "--threads",
+                "1",
+            ])
+            .args(["--listen", &market_at(ports.at(201 + 2 * j16)?)])
+            .args(["--bootstrap", &bootstrap, "--ledger", &ledger, "--provide"])
+            .args(["--module-cache".as_ref(), module_cache.as_os_str()])
+            .args(["--cores", &args.provider_cores.to_string()]);
+        let (child, printed) = spawn_node(command).context("starting a provider")?;
+        children.0.push(child);
+        starting.push(printed);
+    }
+    for (j, (key, printed)) in providers.iter().zip(&starting).enumerate() {
+        let (http, market) = addresses_of(&format!("provider {j}"), printed)?;
+        listed.push(DevnetNode {
+            name: format!("p{j}"),
+            http,
+            p2p: None,
+            market,
+            pid: children.0[n + j].id(),
+        });
+        println!("provider {j}: http://{http}  (key {key})");
+    }
+    // Written whole or not at all: a reader never sees half a list.
+    let manifest = args.dir.join("devnet.json");
+    let partial = args.dir.join("devnet.json.partial");
+    std::fs::write(
+        &partial,
+        serde_json::to_vec_pretty(&serde_json::json!({ "nodes": listed }))?,
+    )?;
+    std::fs::rename(&partial, &manifest)?;
+    println!(
+        "wallet key {} (funded): cairn wallet --key {} --node {ledger} balance",
+        wallet.public(),
+        args.dir.join("wallet.key").display(),
+    );
+    println!(
+        "jobs: cairn job --node {ledger} --data-dir {} submit <job.toml>",
+        args.dir.join("v0").display()
+    );
+    if let Some(job) = &args.job {
+        // Validator 0 wrote its token before its API answered.
+        let token = cairn_node::api::ApiToken::load(&args.dir.join("v0"))?;
+        let node = crate::wallet::Node::new(&ledger).with_token(token);
+        wait_for_peers(&node, providers.len())?;
+        for key in &providers {
+            wait_for_stake(&node, key)?;
+        }
+        let id = crate::job::submit(&node, job, &args.allow_inputs_from)?;
+        println!("job {id} submitted to {ledger}");
+        let code = crate::job::watch(&node, &id)?;
+        crate::job::results(&node, &id, None)?;
+        return Ok(code);
+    }
+    println!("press Ctrl-C to stop the devnet");
+    let mut failed = false;
+    for child in &mut children.0 {
+        failed |= !child.wait()?.success();
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Waits until a provider's registration is on the ledger, so the first
+/// auction does not refuse it as unstaked.
+fn wait_for_stake(node: &crate::wallet::Node, key: &PublicKey) -> anyhow::Result<()> {
+    for _ in 0..300 {
+        if node.get(&format!("/v1/accounts/{key}"))?["can_bid"].as_bool() == Some(true) {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    bail!("provider {key} did not register on the ledger within 30 s")
+}
+
+/// Waits until the requester sees `peers` market peers.
+fn wait_for_peers(node: &crate::wallet::Node, peers: usize) -> anyhow::Result<()> {
+    for _ in 0..300 {
+        if node.get("/v1/market")?["peers"].as_u64().unwrap_or(0) as usize >= peers {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    bail!("the providers did not connect to the requester within 30 s")
+}

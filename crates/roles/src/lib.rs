@@ -1,0 +1,10 @@
+//! cairn-roles: the market roles' decisions as synchronous state machines.
+//!
+//! A role core reads no clock and does no I/O: the node's shell passes the
+//! time and each input in, carries out the step the core returns (send,
+//! persist, execute, wait), and reports back what happened. So a role's
+//! every decision is tested without a network, and the same code can be
+//! driven by a seeded simulation. Today: a provider's per-lease pull loop
+//! ([`lease_work`]). See `docs/architecture.md` for what is still to move.
+
+pub mod lease_work;
