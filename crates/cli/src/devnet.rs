@@ -43,6 +43,10 @@ pub struct DevnetArgs {
     allow_inputs_from: Vec<PathBuf>,
 }
 
+/// How long a devnet's nodes may take to come up: generous, as a loaded
+/// machine starts many nodes slowly.
+const NODES_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Where the ports of a devnet come from: consecutive ports from a base,
 /// or (base 0) the system.
 struct Ports(u16);
@@ -104,9 +108,12 @@ fn addresses_of(
     what: &str,
     printed: &std::sync::mpsc::Receiver<(SocketAddr, String)>,
 ) -> anyhow::Result<(SocketAddr, String)> {
-    printed
-        .recv_timeout(std::time::Duration::from_secs(120))
-        .map_err(|_| anyhow::anyhow!("{what} exited or printed no addresses within 120 s"))
+    printed.recv_timeout(NODES_UP_WAIT).map_err(|_| {
+        anyhow::anyhow!(
+            "{what} exited or printed no addresses within {} s",
+            NODES_UP_WAIT.as_secs()
+        )
+    })
 }
 
 /// One node of a devnet as `<dir>/devnet.json` lists it, for tools and
@@ -153,20 +160,20 @@ impl Background {
     /// listed its nodes.
     pub(crate) fn requester_url(&mut self) -> anyhow::Result<String> {
         let manifest = self.dir.join("devnet.json");
-        for _ in 0..600 {
-            if let Ok(bytes) = std::fs::read(&manifest) {
-                let list: serde_json::Value = serde_json::from_slice(&bytes)?;
-                let http = list["nodes"][0]["http"]
-                    .as_str()
-                    .context("devnet.json names no requester")?;
-                return Ok(format!("http://{http}"));
-            }
-            if let Some(exit) = self.child.try_wait()? {
+        let child = &mut self.child;
+        crate::poll::until("the devnet lists its nodes", NODES_UP_WAIT, || {
+            if let Some(exit) = child.try_wait()? {
                 bail!("the devnet exited ({exit}) before listing its nodes");
             }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        bail!("the devnet listed no nodes within 60 s")
+            let Ok(bytes) = std::fs::read(&manifest) else {
+                return Ok(None);
+            };
+            let list: serde_json::Value = serde_json::from_slice(&bytes)?;
+            let http = list["nodes"][0]["http"]
+                .as_str()
+                .context("devnet.json names no requester")?;
+            Ok(Some(format!("http://{http}")))
+        })
     }
 }
 
@@ -359,22 +366,21 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
 /// Waits until a provider's registration is on the ledger, so the first
 /// auction does not refuse it as unstaked.
 fn wait_for_stake(node: &crate::wallet::Node, key: &PublicKey) -> anyhow::Result<()> {
-    for _ in 0..300 {
-        if node.get(&format!("/v1/accounts/{key}"))?["can_bid"].as_bool() == Some(true) {
-            return Ok(());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    bail!("provider {key} did not register on the ledger within 30 s")
+    crate::poll::until(
+        &format!("provider {key} is registered on the ledger"),
+        NODES_UP_WAIT,
+        || Ok((node.get(&format!("/v1/accounts/{key}"))?["can_bid"] == true).then_some(())),
+    )
 }
 
 /// Waits until the requester sees `peers` market peers.
 fn wait_for_peers(node: &crate::wallet::Node, peers: usize) -> anyhow::Result<()> {
-    for _ in 0..300 {
-        if node.get("/v1/market")?["peers"].as_u64().unwrap_or(0) as usize >= peers {
-            return Ok(());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    bail!("the providers did not connect to the requester within 30 s")
+    crate::poll::until(
+        "the providers connect to the requester",
+        NODES_UP_WAIT,
+        || {
+            let seen = node.get("/v1/market")?["peers"].as_u64().unwrap_or(0);
+            Ok((seen as usize >= peers).then_some(()))
+        },
+    )
 }

@@ -7,11 +7,10 @@
 //! and `cairn wallet` talks to one.
 
 mod bench;
-mod bench_net;
-mod bench_verify;
 mod devnet;
 mod job;
 mod node;
+mod poll;
 mod run;
 mod wallet;
 

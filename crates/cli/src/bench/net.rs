@@ -9,7 +9,7 @@ use cairn_node::market::{Submission, SubmittedFile, SubmittedLimits, SubmittedTa
 use cairn_wire::ContentId;
 use serde_json::Value;
 
-use crate::bench::Figure;
+use super::{Figure, ms, percentile};
 use crate::wallet::Node;
 
 /// Arguments of `cairn bench net`.
@@ -65,17 +65,17 @@ pub fn net(args: &NetArgs) -> anyhow::Result<Vec<Figure>> {
         }
         figures.push(figure(
             "submit_to_first_task_p50",
-            ms(percentile(&mut first, 50)),
+            ms(percentile(&mut first, 0.5)),
             "ms",
         ));
         figures.push(figure(
             "one_task_job_end_to_end_p50",
-            ms(percentile(&mut whole, 50)),
+            ms(percentile(&mut whole, 0.5)),
             "ms",
         ));
         figures.push(figure(
             "one_task_job_end_to_end_p99",
-            ms(percentile(&mut whole, 99)),
+            ms(percentile(&mut whole, 0.99)),
             "ms",
         ));
         // Unverified, then under the default policy with providers this
@@ -188,11 +188,15 @@ fn with_devnet<T>(
 ) -> anyhow::Result<T> {
     let mut devnet = crate::devnet::Background::start(dir, providers)?;
     let node = Node::new(&devnet.requester_url()?);
-    wait(|| Some(node.get("/v1/market").ok()?["peers"].as_u64()? >= providers))?;
+    crate::poll::until("the providers connect", DEVNET_UP_WAIT, || {
+        Ok((node.get("/v1/market")?["peers"].as_u64() >= Some(providers)).then_some(()))
+    })?;
     for j in 0..providers {
         let key =
             cairn_wire::Keypair::load_or_create(&dir.join(format!("p{j}/node.key")))?.public();
-        wait(|| node.get(&format!("/v1/accounts/{key}")).ok()?["can_bid"].as_bool())?;
+        crate::poll::until("each provider is staked", DEVNET_UP_WAIT, || {
+            Ok((node.get(&format!("/v1/accounts/{key}"))?["can_bid"] == true).then_some(()))
+        })?;
     }
     // Validator 0 wrote its token before its API answered.
     let node = node.with_token(cairn_node::api::ApiToken::load(&dir.join("v0"))?);
@@ -218,33 +222,10 @@ fn first_task_ms(node: &Node, module: &SubmittedFile) -> anyhow::Result<f64> {
     Ok(first.saturating_sub(submitted) as f64)
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn percentile(samples: &mut [Duration], p: usize) -> Duration {
-    samples.sort();
-    samples[(samples.len() * p / 100).min(samples.len() - 1)]
-}
-
 /// How long a devnet may take to come up: generous, as a loaded machine
 /// (a test run beside others) starts five nodes slowly. Not part of any
 /// figure.
 const DEVNET_UP_WAIT: Duration = Duration::from_secs(240);
-
-fn wait(mut ready: impl FnMut() -> Option<bool>) -> anyhow::Result<()> {
-    let started = Instant::now();
-    while started.elapsed() < DEVNET_UP_WAIT {
-        if ready() == Some(true) {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    bail!(
-        "the devnet did not come up within {} s",
-        DEVNET_UP_WAIT.as_secs()
-    )
-}
 
 fn submit(
     node: &Node,

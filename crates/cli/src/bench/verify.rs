@@ -19,7 +19,7 @@ use cairn_verify::sim::{Behaviour, Sim};
 use cairn_verify::{Game, Need, Params, Side, StateHash};
 use cairn_wire::ContentId;
 
-use crate::bench::Figure;
+use super::Figure;
 
 /// Arguments of `cairn bench verify`.
 #[derive(clap::Args)]

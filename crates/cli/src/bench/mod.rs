@@ -1,0 +1,136 @@
+//! `cairn bench`: performance figures, each measured against a baseline in
+//! the same run so the ratios hold on a noisy, shared machine. One file per
+//! suite.
+
+mod chain;
+mod ledger;
+mod net;
+mod verify;
+mod wasm;
+
+use std::time::{Duration, Instant};
+
+use cairn_exec::{Limits, Runtime as _, Task, WasmConfig, WasmRuntime};
+use serde::Serialize;
+
+/// A benchmark suite.
+#[derive(clap::Subcommand)]
+pub enum Suite {
+    /// The path tracer as Wasm under Cairn versus native, the cost of fuel
+    /// metering, and the runner's per-task overhead.
+    Wasm(wasm::WasmArgs),
+    /// The ledger state machine: transfers applied per second on one core,
+    /// transactions admitted per second with and without batch verification,
+    /// and the cost of the state root.
+    Ledger(ledger::LedgerArgs),
+    /// The replicated ledger: transactions finalized per second and time to
+    /// finality, for one embedded validator and for four on loopback.
+    Chain(chain::ChainArgs),
+    /// The provider network on a loopback devnet: submit to first task,
+    /// one-task jobs end to end, tiny-task throughput with four providers,
+    /// and verified blob transfer.
+    Net(net::NetArgs),
+    /// Verification: steady-state overhead against BOINC's quorum of two,
+    /// each named adversary, `sometimes` across jobs, and a dispute over a
+    /// 10^9-fuel task settled by re-executing one step.
+    Verify(verify::VerifyArgs),
+}
+
+/// One measured figure.
+#[derive(Serialize)]
+pub(crate) struct Figure {
+    pub suite: &'static str,
+    pub metric: String,
+    pub value: f64,
+    pub unit: &'static str,
+}
+
+pub fn run(suite: Suite) -> anyhow::Result<()> {
+    match suite {
+        Suite::Wasm(args) => {
+            if cfg!(debug_assertions) {
+                eprintln!(
+                    "cairn: warning: this is a debug build; benchmark with `cargo run --release -- bench …`"
+                );
+            }
+            let figures = wasm::wasm(&args)?;
+            print(&figures, args.json)
+        }
+        Suite::Ledger(args) => print(&ledger::ledger(&args)?, args.json),
+        Suite::Chain(args) => {
+            let mut figures = chain::chain(1, args.rate_single, args.seconds, "single")?;
+            figures.extend(chain::chain(4, args.rate_four, args.seconds, "four")?);
+            print(&figures, args.json)
+        }
+        Suite::Net(args) => print(&net::net(&args)?, args.json),
+        Suite::Verify(args) => print(&verify::verify(&args)?, args.json),
+    }
+}
+
+fn print(figures: &[Figure], json: bool) -> anyhow::Result<()> {
+    for figure in figures {
+        if json {
+            println!("{}", serde_json::to_string(figure)?);
+        } else {
+            println!(
+                "{:<8} {:<32} {:>14.3} {}",
+                figure.suite, figure.metric, figure.value, figure.unit
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `a` over `b`.
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64()
+}
+
+/// The sample at `fraction` (0.5: the median) of `samples`, by nearest
+/// rank; sorts them.
+fn percentile(samples: &mut [Duration], fraction: f64) -> Duration {
+    samples.sort();
+    let last = samples.len().saturating_sub(1);
+    samples
+        .get((last as f64 * fraction).round() as usize)
+        .copied()
+        .unwrap_or_default()
+}
+
+/// Milliseconds of `d`.
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// A provider's benchmark score: millions of fuel per second on one core,
+/// measured with a short counting loop (about 50 ms). Advertised in bids so
+/// requesters can compare machines.
+pub fn score_mfuel_per_s() -> u32 {
+    const FUEL: u64 = 100_000_000;
+    let measure = || -> anyhow::Result<u32> {
+        let runtime = WasmRuntime::new(WasmConfig::default())?;
+        let spin = wat::parse_str(
+            r#"(module (memory (export "memory") 1)
+                 (func (export "_start") (local i64)
+                   (loop (local.set 0 (i64.add (local.get 0) (i64.const 1))) (br 0))))"#,
+        )?;
+        let module = runtime.load(&spin)?;
+        let scratch = tempfile::tempdir()?;
+        let started = Instant::now();
+        let result = runtime.run(&Task {
+            module,
+            args: &[],
+            seed: [0; 32],
+            input_dir: None,
+            output_dir: scratch.path(),
+            expected_outputs: &[],
+            limits: Limits {
+                fuel: FUEL,
+                ..Limits::default()
+            },
+        })?;
+        let seconds = started.elapsed().as_secs_f64().max(1e-6);
+        Ok((result.fuel_used as f64 / seconds / 1e6) as u32)
+    };
+    measure().unwrap_or(0)
+}
