@@ -139,6 +139,7 @@ impl State {
         }
         for _ in 0..u64::read(buf)? {
             let lease = Lease::read(buf)?;
+            state.schedule_forgetting(lease.id(), &lease);
             state.leases.insert(lease.id(), lease);
         }
         for _ in 0..u64::read(buf)? {

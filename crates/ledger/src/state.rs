@@ -8,6 +8,13 @@ use crate::fraud::{Commit, Opening, REVEAL_WINDOW_BLOCKS, Verdict};
 use crate::tx::{Amount, Capabilities, Evidence, Lease, Receipt, TxKind, VerifiedTx};
 use crate::{Proof, TxError, root};
 
+/// Blocks after a lease expires during which it can still be paid on or
+/// proven against (settlement, evidence, challenges). Then the lease and
+/// everything recorded per task under it leave the state, so the state
+/// holds the leases of a bounded past rather than of all time: twice the
+/// life a requester gives its leases (100,000 blocks).
+pub const EVIDENCE_WINDOW_BLOCKS: u64 = 200_000;
+
 /// Protocol parameters, fixed at genesis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Params {
@@ -127,6 +134,10 @@ pub struct State {
     /// Open reveal challenges: (lease, task) -> (commitment, last height
     /// at which the opening is accepted).
     pub(crate) challenges: BTreeMap<(ContentId, u64), ([u8; 32], u64)>,
+    /// When each lease leaves the state: (its expiry plus
+    /// [`EVIDENCE_WINDOW_BLOCKS`], lease). Derived from `leases`: not in the
+    /// snapshot nor the state root.
+    pub(crate) forgotten_at: BTreeSet<(u64, ContentId)>,
     pub(crate) fee_pool: Amount,
     pub(crate) burned: Amount,
     /// The validators, fixed at genesis: who attests dispute verdicts.
@@ -150,6 +161,7 @@ impl State {
             slashed: BTreeSet::new(),
             clawed: BTreeSet::new(),
             challenges: BTreeMap::new(),
+            forgotten_at: BTreeSet::new(),
             fee_pool: 0,
             burned: 0,
             validators: BTreeSet::new(),
@@ -267,7 +279,8 @@ impl State {
     }
 
     /// Starts block `height`: stake whose unbonding delay has passed returns
-    /// to its owner's balance.
+    /// to its owner's balance, and leases whose evidence window has passed
+    /// are forgotten.
     pub fn begin_block(&mut self, height: u64) {
         assert!(height > self.height, "blocks are applied in order");
         self.height = height;
@@ -285,6 +298,46 @@ impl State {
                 .checked_add(amount)
                 .expect("balances fit the supply");
         }
+        let later = match height.checked_add(1) {
+            Some(next) => self
+                .forgotten_at
+                .split_off(&(next, ContentId::from_digest([0; 32]))),
+            None => BTreeSet::new(),
+        };
+        for (_, lease) in std::mem::replace(&mut self.forgotten_at, later) {
+            self.forget_lease(&lease);
+        }
+    }
+
+    /// Removes `lease` and what is recorded per task under it: no payment,
+    /// evidence or challenge about it is taken any more.
+    fn forget_lease(&mut self, lease: &ContentId) {
+        self.leases.remove(lease);
+        let under = (*lease, 0)..=(*lease, u64::MAX);
+        let settled: Vec<_> = self.settled.range(under.clone()).map(|(k, _)| *k).collect();
+        for key in settled {
+            self.settled.remove(&key);
+        }
+        let challenged: Vec<_> = self
+            .challenges
+            .range(under.clone())
+            .map(|(k, _)| *k)
+            .collect();
+        for key in challenged {
+            self.challenges.remove(&key);
+        }
+        for set in [&mut self.slashed, &mut self.clawed] {
+            let keys: Vec<_> = set.range(under.clone()).copied().collect();
+            for key in keys {
+                set.remove(&key);
+            }
+        }
+    }
+
+    /// Schedules `lease`'s removal once its evidence window has passed.
+    pub(crate) fn schedule_forgetting(&mut self, id: ContentId, lease: &Lease) {
+        let at = lease.expires_height.saturating_add(EVIDENCE_WINDOW_BLOCKS);
+        self.forgotten_at.insert((at, id));
     }
 
     /// Applies a transaction a finalized block carries: as [`State::apply`],
@@ -572,6 +625,7 @@ impl State {
             return Err(TxError::LeaseExists(id));
         }
         self.leases.insert(id, lease.clone());
+        self.schedule_forgetting(id, lease);
         self.escrows.get_mut(&lease.job).unwrap().leases_until =
             escrow.leases_until.max(lease.expires_height);
         Ok(Vec::new())

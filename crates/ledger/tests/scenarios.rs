@@ -1,9 +1,9 @@
 //! The life of a job on the ledger, and every refusal with its reason.
 
 use cairn_ledger::{
-    COMMIT_NAMESPACE, Capabilities, Commit, Evidence, Genesis, Lease, OPENING_NAMESPACE, Opening,
-    RECEIPT_NAMESPACE, REVEAL_WINDOW_BLOCKS, Receipt, SettleOutcome, State, TxBody, TxError,
-    TxKind, VERDICT_NAMESPACE, Verdict, admit, admit_batch, decode,
+    COMMIT_NAMESPACE, Capabilities, Commit, EVIDENCE_WINDOW_BLOCKS, Evidence, Genesis, Lease,
+    OPENING_NAMESPACE, Opening, RECEIPT_NAMESPACE, REVEAL_WINDOW_BLOCKS, Receipt, SettleOutcome,
+    State, TxBody, TxError, TxKind, VERDICT_NAMESPACE, Verdict, admit, admit_batch, decode,
 };
 use cairn_wire::{Attested, ContentId, Keypair, ResultManifest, Signed};
 
@@ -931,4 +931,77 @@ fn a_receipt_misstating_its_results_fuel_is_slashed_and_burned() {
     let now = net.state.provider(&net.provider.public()).unwrap().stake;
     assert_eq!(now, stake - stake / 2);
     assert_eq!(net.state.burned(), burned + stake / 2);
+}
+
+/// A lease is kept, with what was paid and punished under it, for an
+/// evidence window after it expires, and then forgotten: the state holds a
+/// bounded past, not all of it. Forgotten, nothing about it is paid or
+/// proven any more, and a restored snapshot forgets it at the same height.
+#[test]
+fn a_lease_and_its_records_are_forgotten_once_its_evidence_window_has_passed() {
+    let mut net = Net::new();
+    let requester = net.requester.clone();
+    let reporter = net.other.clone();
+    let job = ContentId::of(JOB);
+    net.register();
+    net.send(
+        &requester,
+        TxKind::OpenEscrow {
+            job,
+            amount: 1_000_000,
+        },
+    )
+    .unwrap();
+    let lease = net.lease(10);
+    let paid = net.receipt(&lease, 0, 1_000_000_000, b"a");
+    let settle = |receipt| TxKind::Settle {
+        job,
+        receipts: vec![receipt],
+    };
+    let outcomes = net.send(&requester, settle(paid.clone())).unwrap();
+    assert!(matches!(outcomes[..], [SettleOutcome::Paid { .. }]));
+
+    let forgotten_at = 10 + EVIDENCE_WINDOW_BLOCKS;
+    net.state.begin_block(forgotten_at - 1);
+    assert!(
+        net.state.lease(&lease.id()).is_some(),
+        "kept through its window"
+    );
+    let outcomes = net.send(&requester, settle(paid.clone())).unwrap();
+    assert_eq!(outcomes, [SettleOutcome::Refused("already settled")]);
+    let restored = State::from_snapshot(&net.state.to_snapshot()).unwrap();
+    assert_eq!(
+        restored, net.state,
+        "the schedule is rebuilt from the leases"
+    );
+
+    let root_before = net.state.root();
+    net.state.begin_block(forgotten_at);
+    assert!(net.state.lease(&lease.id()).is_none());
+    assert_ne!(net.state.root(), root_before, "its records left the state");
+    let mut restored = restored;
+    restored.begin_block(forgotten_at);
+    assert_eq!(restored, net.state);
+    // Forgotten: a receipt under it pays nothing, and no evidence about it
+    // is taken.
+    let outcomes = net
+        .send(
+            &requester,
+            settle(net.receipt(&lease, 1, 1_000_000_000, b"b")),
+        )
+        .unwrap();
+    assert_eq!(outcomes, [SettleOutcome::Refused("unknown lease")]);
+    let evidence = Evidence::Equivocation {
+        first: paid,
+        second: net.receipt(&lease, 0, 1_000_000_000, b"other"),
+    };
+    let err = net
+        .send(
+            &reporter,
+            TxKind::Slash {
+                evidence: Box::new(evidence),
+            },
+        )
+        .unwrap_err();
+    assert_eq!(err, TxError::BadEvidence("unknown lease"));
 }
