@@ -156,9 +156,9 @@ impl Background {
         })
     }
 
-    /// The requester's (validator 0's) API address, once the devnet has
-    /// listed its nodes.
-    pub(crate) fn requester_url(&mut self) -> anyhow::Result<String> {
+    /// The requester's (validator 0's) API address and process id, once
+    /// the devnet has listed its nodes.
+    pub(crate) fn requester(&mut self) -> anyhow::Result<(String, u32)> {
         let manifest = self.dir.join("devnet.json");
         let child = &mut self.child;
         crate::poll::until("the devnet lists its nodes", NODES_UP_WAIT, || {
@@ -169,10 +169,12 @@ impl Background {
                 return Ok(None);
             };
             let list: serde_json::Value = serde_json::from_slice(&bytes)?;
-            let http = list["nodes"][0]["http"]
-                .as_str()
-                .context("devnet.json names no requester")?;
-            Ok(Some(format!("http://{http}")))
+            let requester = &list["nodes"][0];
+            let (Some(http), Some(pid)) = (requester["http"].as_str(), requester["pid"].as_u64())
+            else {
+                bail!("devnet.json names no requester");
+            };
+            Ok(Some((format!("http://{http}"), pid as u32)))
         })
     }
 }

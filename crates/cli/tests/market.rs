@@ -980,12 +980,18 @@ fn the_network_benchmark_runs_and_prints_every_figure() {
         "one_task_job_end_to_end_p50",
         "tiny_tasks_four_providers",
         "tiny_tasks_four_providers_adaptive",
+        "requester_resident_idle",
+        "requester_resident_peak",
     ] {
         assert!(
             figures.get(metric).is_some_and(|v| *v > 0.0),
             "{metric}: {figures:?}"
         );
     }
+    assert!(
+        figures["requester_resident_peak"] >= figures["requester_resident_idle"],
+        "{figures:?}"
+    );
 }
 
 /// An `output_substituter` signs the honest digest but delivers another

@@ -47,7 +47,14 @@ pub fn net(args: &NetArgs) -> anyhow::Result<Vec<Figure>> {
     let mut figures = blob_transfer(args.blob_mib)?;
     figures.extend(module_start()?);
     let scratch = tempfile::tempdir()?;
-    with_devnet(&scratch.path().join("devnet"), 4, |node| {
+    with_devnet(&scratch.path().join("devnet"), 4, |node, requester| {
+        // What a node costs a machine that offers it: before any job, and
+        // at its peak through the jobs below.
+        figures.push(figure(
+            "requester_resident_idle",
+            resident_mib(requester, "VmRSS")?,
+            "MiB",
+        ));
         let empty =
             wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#)?;
         let module = upload(node, "empty.wasm", &empty)?;
@@ -106,6 +113,11 @@ pub fn net(args: &NetArgs) -> anyhow::Result<Vec<Figure>> {
                 ));
             }
         }
+        figures.push(figure(
+            "requester_resident_peak",
+            resident_mib(requester, "VmHWM")?,
+            "MiB",
+        ));
         Ok(())
     })?;
     Ok(figures)
@@ -127,7 +139,7 @@ fn module_start() -> anyhow::Result<Vec<Figure>> {
     let scratch = tempfile::tempdir()?;
     let first = scratch.path().join("first");
     let second = scratch.path().join("second");
-    let (cold, warm) = with_devnet(&first, 3, |node| {
+    let (cold, warm) = with_devnet(&first, 3, |node, _| {
         let module = upload(node, "big.wasm", &wasm)?;
         Ok((first_task_ms(node, &module)?, first_task_ms(node, &module)?))
     })?;
@@ -137,7 +149,7 @@ fn module_start() -> anyhow::Result<Vec<Figure>> {
         let entry = entry?;
         std::fs::copy(entry.path(), second.join("modules").join(entry.file_name()))?;
     }
-    let disk = with_devnet(&second, 3, |node| {
+    let disk = with_devnet(&second, 3, |node, _| {
         let module = upload(node, "big.wasm", &wasm)?;
         first_task_ms(node, &module)
     })?;
@@ -180,14 +192,16 @@ fn big_module() -> anyhow::Result<Vec<u8>> {
 }
 
 /// Starts a devnet of `providers` in `dir` on free ports, waits until they
-/// can bid, runs `work` against the requester, and stops the devnet.
+/// can bid, runs `work` against the requester (given its process id), and
+/// stops the devnet.
 fn with_devnet<T>(
     dir: &std::path::Path,
     providers: u64,
-    work: impl FnOnce(&Node) -> anyhow::Result<T>,
+    work: impl FnOnce(&Node, u32) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     let mut devnet = crate::devnet::Background::start(dir, providers)?;
-    let node = Node::new(&devnet.requester_url()?);
+    let (url, pid) = devnet.requester()?;
+    let node = Node::new(&url);
     crate::poll::until("the providers connect", DEVNET_UP_WAIT, || {
         Ok((node.get("/v1/market")?["peers"].as_u64() >= Some(providers)).then_some(()))
     })?;
@@ -200,7 +214,18 @@ fn with_devnet<T>(
     }
     // Validator 0 wrote its token before its API answered.
     let node = node.with_token(cairn_node::api::ApiToken::load(&dir.join("v0"))?);
-    work(&node)
+    work(&node, pid)
+}
+
+/// A process's resident memory, MiB: `VmRSS` now or `VmHWM` at its peak.
+fn resident_mib(pid: u32, field: &str) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no {field} for process {pid}"))?;
+    Ok(kib / 1024.0)
 }
 
 fn upload(node: &Node, name: &str, wasm: &[u8]) -> anyhow::Result<SubmittedFile> {
