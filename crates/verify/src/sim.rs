@@ -298,7 +298,7 @@ impl Sim {
                             self.closed_results.push(((job, t), d));
                         }
                     }
-                    self.verifier.close_job(&job);
+                    let _ = self.verifier.close_job(&job);
                 }
             }
             assert!(

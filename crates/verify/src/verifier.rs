@@ -275,9 +275,24 @@ impl Verifier {
         );
     }
 
-    /// Forgets a finished job: its results can no longer be reopened.
-    pub fn close_job(&mut self, job: &ContentId) {
+    /// Forgets a finished job and its disputes: its results can no longer
+    /// be reopened. Returns the ids of the disputes forgotten.
+    pub fn close_job(&mut self, job: &ContentId) -> Vec<u64> {
         self.jobs.remove(job);
+        self.deadlines.retain(|(_, task, _)| task.0 != *job);
+        // Its disputes go with it, decided or not: nothing about the job
+        // is acted on any more. Their ids let the caller drop what it kept
+        // for them.
+        let ids: Vec<u64> = self
+            .disputes
+            .iter()
+            .filter(|(_, d)| d.task.0 == *job)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            self.disputes.remove(id);
+        }
+        ids
     }
 
     /// Whether every task of `job` is accepted or failed.

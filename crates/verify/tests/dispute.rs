@@ -368,4 +368,53 @@ fn a_ten_minute_task_disputed_by_a_liar_is_won_by_the_honest_side() {
     };
     assert_eq!(convicted(&ended), vec![liar_key]);
     assert!(rounds >= 4, "the game bisected ({rounds} rounds)");
+    assert!(
+        verifier.game(id).is_none(),
+        "a decided dispute is forgotten"
+    );
+}
+
+/// A job closed while one of its disputes is still open (its sides never
+/// answered, say) takes the dispute with it, so a long-lived requester does
+/// not keep, and tick, every dispute it ever started.
+#[test]
+fn closing_a_job_forgets_its_open_disputes() {
+    use cairn_job::VerifyPolicy;
+    use cairn_verify::{Action, Commitment, Params, Reveal, Verifier};
+    use cairn_wire::Keypair;
+
+    let mut verifier = Verifier::new(Params::default(), 1);
+    let job = ContentId::of(b"closed with a dispute open");
+    verifier.open_job(job, VerifyPolicy::Replicate { replicas: 2 }, 1, 1_000);
+    let task = (job, 0);
+    let sides = [1u8, 2].map(|i| Keypair::from_seed([i; 32]).public());
+    let reveals = sides.map(|side| Reveal {
+        digest: ContentId::of(side.as_bytes()),
+        salt: [0; 32],
+    });
+    for (side, reveal) in sides.iter().zip(&reveals) {
+        verifier.assign(&task, *side, 0).unwrap();
+        verifier
+            .commit(&task, side, Commitment::new(side, reveal), 1)
+            .unwrap();
+    }
+    let mut started = Vec::new();
+    for (side, reveal) in sides.iter().zip(&reveals) {
+        started = verifier.reveal(&task, side, reveal, 2).unwrap();
+    }
+    let id = started
+        .iter()
+        .find_map(|a| match a {
+            Action::Dispute { id, .. } => Some(*id),
+            _ => None,
+        })
+        .expect("different digests start a dispute");
+    assert!(
+        verifier.next_deadline_ms().is_some(),
+        "the dispute is timed"
+    );
+
+    assert_eq!(verifier.close_job(&job), [id]);
+    assert!(verifier.game(id).is_none() && verifier.disputes().is_empty());
+    assert_eq!(verifier.next_deadline_ms(), None, "nothing left to time");
 }

@@ -789,7 +789,8 @@ impl Requester {
             }
             if let Some(receipts) = settle {
                 self.settle(id, receipts).await;
-                self.verifier.lock().close_job(&id);
+                let disputes = self.verifier.lock().close_job(&id);
+                self.forget_disputes(&disputes);
                 self.shared.grants.revoke(&id);
                 self.shared
                     .grants

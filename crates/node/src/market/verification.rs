@@ -402,6 +402,20 @@ impl Requester {
         }
     }
 
+    /// Drops what the referee kept for `disputes` (of a closed job): its
+    /// findings, the sides' claims and the waits for snapshots. A case
+    /// already brought to the validators took its copy.
+    pub(super) fn forget_disputes(&self, disputes: &[u64]) {
+        // One lock at a time: no order among them to keep.
+        self.findings.lock().retain(|id, _| !disputes.contains(id));
+        self.snapshot_waits
+            .lock()
+            .retain(|id, _| !disputes.contains(id));
+        self.claims
+            .lock()
+            .retain(|(id, _), _| !disputes.contains(id));
+    }
+
     /// Brings a wrong result to the validators, and once a quorum of them
     /// attests the verdict, sends the slash to the ledger. A validator
     /// judging the step answers `Preparing` and is asked again; one that
