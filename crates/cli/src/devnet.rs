@@ -97,7 +97,10 @@ fn spawn_node(
             {
                 let _ = tx.send((http, at.to_string()));
             }
-            println!("{line}");
+            // Whoever reads the devnet's output may stop; that must not
+            // stop the node's output from being read.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stdout(), "{line}");
         }
     });
     Ok((child, rx))
