@@ -191,6 +191,11 @@ pub struct Scheduler {
     attempts: Vec<u32>,
     pending: BTreeSet<u32>,
     running: BTreeSet<u32>,
+    /// Every running copy's deadline: (deadline, task, provider). A tick
+    /// and [`Scheduler::next_deadline_ms`] look only at the first entries
+    /// instead of walking every running task; a copy's entry goes when the
+    /// copy does.
+    deadlines: BTreeSet<(u64, u32, PublicKey)>,
     providers: BTreeMap<PublicKey, ProviderState>,
     /// Providers a requeued task must not go to (they already ran it).
     excluded: BTreeMap<u32, BTreeSet<PublicKey>>,
@@ -209,6 +214,7 @@ impl Scheduler {
             attempts: vec![0; tasks as usize],
             pending: (0..tasks).collect(),
             running: BTreeSet::new(),
+            deadlines: BTreeSet::new(),
             providers: BTreeMap::new(),
             excluded: BTreeMap::new(),
             done: 0,
@@ -323,6 +329,7 @@ impl Scheduler {
                 started_ms: now_ms,
                 deadline_ms,
             };
+            self.deadlines.insert((deadline_ms, task, *provider));
             match &mut self.tasks[task as usize] {
                 TaskState::Running(copies) => copies.push(copy),
                 state => *state = TaskState::Running(vec![copy]),
@@ -391,6 +398,10 @@ impl Scheduler {
                     .map(|c| c.provider)
                     .filter(|p| p != provider)
                     .collect();
+                for copy in copies.iter() {
+                    self.deadlines
+                        .remove(&(copy.deadline_ms, task, copy.provider));
+                }
                 for other in &superseded {
                     if let Some(state) = self.providers.get_mut(other) {
                         state.running.remove(&task);
@@ -441,6 +452,10 @@ impl Scheduler {
         let Some(TaskState::Running(copies)) = self.tasks.get_mut(task as usize) else {
             return None;
         };
+        for copy in copies.iter().filter(|c| c.provider == *provider) {
+            self.deadlines
+                .remove(&(copy.deadline_ms, task, copy.provider));
+        }
         copies.retain(|c| c.provider != *provider);
         if !copies.is_empty() {
             return None;
@@ -499,18 +514,21 @@ impl Scheduler {
     /// silent or missed too many deadlines.
     pub fn tick(&mut self, now_ms: u64) -> Vec<Event> {
         let mut events = Vec::new();
-        let expired: Vec<(u32, PublicKey)> = self
-            .running
-            .iter()
-            .flat_map(|&task| match &self.tasks[task as usize] {
-                TaskState::Running(copies) => copies
-                    .iter()
-                    .filter(|c| c.deadline_ms <= now_ms)
-                    .map(|c| (task, c.provider))
-                    .collect::<Vec<_>>(),
-                _ => Vec::new(),
+        // Copies due by `now_ms`, in task order; at the last moment every
+        // copy is due.
+        let later = match now_ms.checked_add(1) {
+            Some(next) => self.deadlines.split_off(&(next, 0, PublicKey::MIN)),
+            None => BTreeSet::new(),
+        };
+        let mut expired: Vec<(u32, PublicKey)> = std::mem::replace(&mut self.deadlines, later)
+            .into_iter()
+            .map(|(_, task, provider)| (task, provider))
+            .filter(|(task, provider)| {
+                matches!(self.tasks.get(*task as usize),
+                    Some(TaskState::Running(copies)) if copies.iter().any(|c| c.provider == *provider))
             })
             .collect();
+        expired.sort_unstable();
         for (task, provider) in expired {
             if let Some(state) = self.providers.get_mut(&provider) {
                 state.running.remove(&task);
@@ -543,19 +561,13 @@ impl Scheduler {
 
     /// The earliest moment [`Scheduler::tick`] has something to do.
     pub fn next_deadline_ms(&self) -> Option<u64> {
-        let deadlines = self
-            .running
-            .iter()
-            .filter_map(|&task| match &self.tasks[task as usize] {
-                TaskState::Running(copies) => copies.iter().map(|c| c.deadline_ms).min(),
-                _ => None,
-            });
+        let deadlines = self.deadlines.first().map(|(at, _, _)| *at);
         let silences = self
             .providers
             .values()
             .filter(|s| s.dropped.is_none() && !s.running.is_empty())
             .map(|s| s.last_seen_ms + self.params.silence_ms_max + 1);
-        deadlines.chain(silences).min()
+        deadlines.into_iter().chain(silences).min()
     }
 
     /// A task's state.

@@ -230,3 +230,41 @@ fn index_overflower_changes_nothing() {
     assert_eq!(sched.progress(), before);
     assert_eq!(sched.pull(&p, 10, 2).unwrap(), vec![0, 1]);
 }
+
+/// The next deadline is the earliest copy still running: a copy that
+/// returned or was released no longer counts, so a driver sleeping until it
+/// wakes only for work that is due.
+#[test]
+fn the_next_deadline_is_the_earliest_copy_still_running() {
+    let mut long = params();
+    long.task_deadline_ms = 5_000;
+    long.silence_ms_max = 60_000;
+    let (early, late) = (key(1), key(2));
+    let mut sched = Scheduler::new(3, long);
+    sched.add_provider(early, 1, 0);
+    sched.add_provider(late, 2, 0);
+    let first = sched.pull(&early, 1, 0).unwrap()[0];
+    let later = sched.pull(&late, 2, 1_000).unwrap();
+    assert_eq!(sched.next_deadline_ms(), Some(5_000));
+    assert_eq!(
+        sched.complete(&early, first, ContentId::of(b"r"), 2_000),
+        Completion::Accepted
+    );
+    assert_eq!(
+        sched.next_deadline_ms(),
+        Some(6_000),
+        "the returned copy left"
+    );
+    sched.release(&late, later[0], 2_500);
+    assert_eq!(sched.next_deadline_ms(), Some(6_000));
+    assert!(sched.tick(5_999).is_empty(), "nothing due before it");
+    let events = sched.tick(6_000);
+    assert_eq!(
+        events,
+        [Event::Expired {
+            task: later[1],
+            provider: late
+        }]
+    );
+    assert_eq!(sched.next_deadline_ms(), None, "nothing left running");
+}
