@@ -106,6 +106,19 @@ fn spawn_node(
     Ok((child, rx))
 }
 
+/// `cairn node` on the data folder `dir`, sharing the devnet's compiled
+/// modules in `module_cache`.
+fn node_command(exe: &Path, dir: &Path, module_cache: &Path) -> Command {
+    let mut command = Command::new(exe);
+    command
+        .arg("node")
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--module-cache")
+        .arg(module_cache);
+    command
+}
+
 /// The addresses a node started by [`spawn_node`] printed.
 fn addresses_of(
     what: &str,
@@ -250,17 +263,11 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
     let mut bootstrap: Option<String> = None;
     for (i, key) in keys.iter().enumerate() {
         let i16 = i as u16;
-        let mut command = Command::new(&exe);
+        let mut command = node_command(&exe, &args.dir.join(format!("v{i}")), &module_cache);
         command
-            .arg("node")
-            .args([
-                "--data-dir".as_ref(),
-                args.dir.join(format!("v{i}")).as_os_str(),
-            ])
             .args(["--http", &ports.at(2 * i16)?.to_string()])
             .args(["--p2p", &consensus[i].to_string()])
             .args(["--genesis".as_ref(), genesis.as_os_str()])
-            .args(["--module-cache".as_ref(), module_cache.as_os_str()])
             .args([
                 "--threads",
                 "1",
@@ -293,13 +300,8 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
     let mut starting = Vec::with_capacity(providers.len());
     for j in 0..providers.len() {
         let j16 = j as u16;
-        let mut command = Command::new(&exe);
+        let mut command = node_command(&exe, &args.dir.join(format!("p{j}")), &module_cache);
         command
-            .arg("node")
-            .args([
-                "--data-dir".as_ref(),
-                args.dir.join(format!("p{j}")).as_os_str(),
-            ])
             .args([
                 "--http",
                 &ports.at(200 + 2 * j16)?.to_string(),
@@ -308,7 +310,6 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
             ])
             .args(["--listen", &market_at(ports.at(201 + 2 * j16)?)])
             .args(["--bootstrap", &bootstrap, "--ledger", &ledger, "--provide"])
-            .args(["--module-cache".as_ref(), module_cache.as_os_str()])
             .args(["--cores", &args.provider_cores.to_string()]);
         let (child, printed) = spawn_node(command).context("starting a provider")?;
         children.0.push(child);

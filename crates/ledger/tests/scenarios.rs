@@ -80,6 +80,13 @@ impl Net {
         assert!(self.state.can_bid(&provider));
     }
 
+    /// Locks `amount` for the job as its requester.
+    fn open_escrow(&mut self, amount: u64) {
+        let job = ContentId::of(JOB);
+        self.send(&self.requester.clone(), TxKind::OpenEscrow { job, amount })
+            .unwrap();
+    }
+
     fn lease(&mut self, expires_height: u64) -> Lease {
         let lease = Lease {
             job: ContentId::of(JOB),
@@ -121,14 +128,7 @@ fn a_job_locks_pays_and_refunds() {
     let requester = Keypair::from_seed([1; 32]);
     let job = ContentId::of(JOB);
     net.register();
-    net.send(
-        &requester,
-        TxKind::OpenEscrow {
-            job,
-            amount: 1_000_000,
-        },
-    )
-    .unwrap();
+    net.open_escrow(1_000_000);
     assert_eq!(
         net.state.account(&requester.public()).balance,
         10_000_000_000 - 1_000_000
@@ -553,14 +553,7 @@ fn a_wrong_result_is_slashed_the_winner_rewarded_and_paid_receipts_clawed_back()
     let requester = net.requester.clone();
     let job = ContentId::of(JOB);
     net.register();
-    net.send(
-        &requester,
-        TxKind::OpenEscrow {
-            job,
-            amount: 1_000_000,
-        },
-    )
-    .unwrap();
+    net.open_escrow(1_000_000);
     let lease = net.lease(1_000);
     let paid: Vec<_> = (0..3)
         .map(|t| net.receipt(&lease, t, 2_000_000_000, b"accepted"))
@@ -944,14 +937,7 @@ fn a_lease_and_its_records_are_forgotten_once_its_evidence_window_has_passed() {
     let reporter = net.other.clone();
     let job = ContentId::of(JOB);
     net.register();
-    net.send(
-        &requester,
-        TxKind::OpenEscrow {
-            job,
-            amount: 1_000_000,
-        },
-    )
-    .unwrap();
+    net.open_escrow(1_000_000);
     let lease = net.lease(10);
     let paid = net.receipt(&lease, 0, 1_000_000_000, b"a");
     let settle = |receipt| TxKind::Settle {

@@ -289,13 +289,7 @@ fn a_ten_minute_task_disputed_by_a_liar_is_won_by_the_honest_side() {
     for ((provider, _), reveal) in digests.iter().zip(&actions) {
         started = verifier.reveal(&task, provider, reveal, 2).unwrap();
     }
-    let id = started
-        .iter()
-        .find_map(|a| match a {
-            Action::Dispute { id, .. } => Some(*id),
-            _ => None,
-        })
-        .expect("different digests start a dispute");
+    let id = dispute_started(&started);
 
     let convicted = |actions: &[Action]| -> Vec<cairn_wire::PublicKey> {
         actions
@@ -374,13 +368,24 @@ fn a_ten_minute_task_disputed_by_a_liar_is_won_by_the_honest_side() {
     );
 }
 
+/// The dispute `actions` started.
+fn dispute_started(actions: &[cairn_verify::Action]) -> u64 {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            cairn_verify::Action::Dispute { id, .. } => Some(*id),
+            _ => None,
+        })
+        .expect("different digests start a dispute")
+}
+
 /// A job closed while one of its disputes is still open (its sides never
 /// answered, say) takes the dispute with it, so a long-lived requester does
 /// not keep, and tick, every dispute it ever started.
 #[test]
 fn closing_a_job_forgets_its_open_disputes() {
     use cairn_job::VerifyPolicy;
-    use cairn_verify::{Action, Commitment, Params, Reveal, Verifier};
+    use cairn_verify::{Commitment, Params, Reveal, Verifier};
     use cairn_wire::Keypair;
 
     let mut verifier = Verifier::new(Params::default(), 1);
@@ -402,13 +407,7 @@ fn closing_a_job_forgets_its_open_disputes() {
     for (side, reveal) in sides.iter().zip(&reveals) {
         started = verifier.reveal(&task, side, reveal, 2).unwrap();
     }
-    let id = started
-        .iter()
-        .find_map(|a| match a {
-            Action::Dispute { id, .. } => Some(*id),
-            _ => None,
-        })
-        .expect("different digests start a dispute");
+    let id = dispute_started(&started);
     assert!(
         verifier.next_deadline_ms().is_some(),
         "the dispute is timed"
