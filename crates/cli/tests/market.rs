@@ -49,6 +49,10 @@ impl Devnet {
             .args(["--validators", &validators.to_string()])
             .args(["--base-port", "0", "--dir"])
             .arg(&dir)
+            // A provider restarted just before a job (a cheat swapped in)
+            // must be able to bid: the default 50 ms window once closed
+            // before its bid arrived, and the job ran without it.
+            .env("CAIRN_BID_WINDOW_MS", "1000")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0)
@@ -247,6 +251,7 @@ impl Devnet {
                     .next()
                     .unwrap(),
             )
+            .env("CAIRN_BID_WINDOW_MS", "1000")
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
