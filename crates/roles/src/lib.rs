@@ -5,6 +5,8 @@
 //! persist, execute, wait), and reports back what happened. So a role's
 //! every decision is tested without a network, and the same code can be
 //! driven by a seeded simulation. Today: a provider's per-lease pull loop
-//! ([`lease_work`]). See `docs/architecture.md` for what is still to move.
+//! ([`lease_work`]) and the requester's decisions for all of its jobs
+//! ([`requester`]). See `docs/architecture.md` for what is still to move.
 
 pub mod lease_work;
+pub mod requester;

@@ -180,6 +180,8 @@ struct ProviderState {
     running: BTreeSet<u32>,
     strikes: u32,
     last_seen_ms: u64,
+    /// Its entry in [`Scheduler::watched`], if it has one.
+    watched: Option<u64>,
     dropped: Option<String>,
 }
 
@@ -196,6 +198,11 @@ pub struct Scheduler {
     /// instead of walking every running task; a copy's entry goes when the
     /// copy does.
     deadlines: BTreeSet<(u64, u32, PublicKey)>,
+    /// When each provider holding work was last heard from: (last seen,
+    /// provider), for every provider not dropped with a task running. A
+    /// tick looks only at the entries old enough to be silent, so a crowd
+    /// of providers costs nothing until one of them goes quiet.
+    watched: BTreeSet<(u64, PublicKey)>,
     providers: BTreeMap<PublicKey, ProviderState>,
     /// Providers a requeued task must not go to (they already ran it).
     excluded: BTreeMap<u32, BTreeSet<PublicKey>>,
@@ -215,6 +222,7 @@ impl Scheduler {
             pending: (0..tasks).collect(),
             running: BTreeSet::new(),
             deadlines: BTreeSet::new(),
+            watched: BTreeSet::new(),
             providers: BTreeMap::new(),
             excluded: BTreeMap::new(),
             done: 0,
@@ -238,6 +246,22 @@ impl Scheduler {
             self.done -= 1;
             self.attempts[task as usize] = 0;
             self.pending.insert(task);
+        }
+    }
+
+    /// Brings `provider`'s entry in the silence queue up to date with its
+    /// state: after anything that changes when it was last seen, whether it
+    /// holds work, or whether it was dropped.
+    fn watch(&mut self, provider: &PublicKey) {
+        let Some(state) = self.providers.get_mut(provider) else {
+            return;
+        };
+        if let Some(at) = state.watched.take() {
+            self.watched.remove(&(at, *provider));
+        }
+        if state.dropped.is_none() && !state.running.is_empty() {
+            self.watched.insert((state.last_seen_ms, *provider));
+            state.watched = Some(state.last_seen_ms);
         }
     }
 
@@ -272,10 +296,12 @@ impl Scheduler {
             running: BTreeSet::new(),
             strikes: 0,
             last_seen_ms: now_ms,
+            watched: None,
             dropped: None,
         });
         entry.slots = slots;
         entry.last_seen_ms = now_ms;
+        self.watch(&provider);
     }
 
     /// A provider asks for up to `want` tasks. It gets at most its free
@@ -341,6 +367,7 @@ impl Scheduler {
             .expect("checked above")
             .running
             .extend(handed.iter().copied());
+        self.watch(provider);
         Ok(handed)
     }
 
@@ -373,6 +400,25 @@ impl Scheduler {
 
     /// A provider returns a result for `task`.
     pub fn complete(
+        &mut self,
+        provider: &PublicKey,
+        task: u32,
+        digest: ContentId,
+        now_ms: u64,
+    ) -> Completion {
+        let completion = self.take_result(provider, task, digest, now_ms);
+        self.watch(provider);
+        if let Some(TaskState::Done { superseded, .. }) = self.tasks.get(task as usize)
+            && completion == Completion::Accepted
+        {
+            for other in superseded.clone() {
+                self.watch(&other);
+            }
+        }
+        completion
+    }
+
+    fn take_result(
         &mut self,
         provider: &PublicKey,
         task: u32,
@@ -440,7 +486,9 @@ impl Scheduler {
     pub fn release(&mut self, provider: &PublicKey, task: u32, now_ms: u64) -> Option<Event> {
         let state = self.providers.get_mut(provider)?;
         state.last_seen_ms = now_ms;
-        if !state.running.remove(&task) {
+        let held = state.running.remove(&task);
+        self.watch(provider);
+        if !held {
             return None;
         }
         self.take_back(task, provider)
@@ -488,6 +536,7 @@ impl Scheduler {
             provider: *provider,
             reason: reason.to_string(),
         }];
+        self.watch(provider);
         events.extend(
             tasks
                 .into_iter()
@@ -504,6 +553,7 @@ impl Scheduler {
             return Vec::new();
         };
         let tasks: Vec<u32> = std::mem::take(&mut state.running).into_iter().collect();
+        self.watch(provider);
         tasks
             .into_iter()
             .filter_map(|t| self.take_back(t, provider))
@@ -529,30 +579,39 @@ impl Scheduler {
             })
             .collect();
         expired.sort_unstable();
+        let mut struck = BTreeSet::new();
         for (task, provider) in expired {
             if let Some(state) = self.providers.get_mut(&provider) {
                 state.running.remove(&task);
                 state.strikes += 1;
+                struck.insert(provider);
             }
             events.push(Event::Expired { task, provider });
             events.extend(self.take_back(task, &provider));
         }
-        let to_drop: Vec<(PublicKey, String)> = self
-            .providers
-            .iter()
-            .filter(|(_, s)| s.dropped.is_none())
-            .filter_map(|(key, s)| {
-                if s.strikes >= self.params.strikes_max {
-                    Some((*key, format!("missed {} task deadlines", s.strikes)))
-                } else if !s.running.is_empty()
-                    && now_ms.saturating_sub(s.last_seen_ms) > self.params.silence_ms_max
-                {
-                    Some((*key, format!("silent for {} ms", now_ms - s.last_seen_ms)))
-                } else {
-                    None
-                }
+        for provider in &struck {
+            self.watch(provider);
+        }
+        let mut to_drop: Vec<(PublicKey, String)> = struck
+            .into_iter()
+            .filter_map(|key| {
+                let s = &self.providers[&key];
+                (s.dropped.is_none() && s.strikes >= self.params.strikes_max)
+                    .then(|| (key, format!("missed {} task deadlines", s.strikes)))
             })
             .collect();
+        // Heard from too long ago: silent if it still holds work.
+        let silent_before = now_ms.saturating_sub(self.params.silence_ms_max);
+        let silent: Vec<(u64, PublicKey)> = self
+            .watched
+            .range(..(silent_before, PublicKey::MIN))
+            .copied()
+            .collect();
+        for (last_seen, key) in silent {
+            if !to_drop.iter().any(|(k, _)| *k == key) {
+                to_drop.push((key, format!("silent for {} ms", now_ms - last_seen)));
+            }
+        }
         for (provider, reason) in to_drop {
             events.extend(self.drop_provider(&provider, &reason));
         }
@@ -562,12 +621,11 @@ impl Scheduler {
     /// The earliest moment [`Scheduler::tick`] has something to do.
     pub fn next_deadline_ms(&self) -> Option<u64> {
         let deadlines = self.deadlines.first().map(|(at, _, _)| *at);
-        let silences = self
-            .providers
-            .values()
-            .filter(|s| s.dropped.is_none() && !s.running.is_empty())
-            .map(|s| s.last_seen_ms + self.params.silence_ms_max + 1);
-        deadlines.into_iter().chain(silences).min()
+        let silence = self
+            .watched
+            .first()
+            .map(|(last_seen, _)| last_seen + self.params.silence_ms_max + 1);
+        deadlines.into_iter().chain(silence).min()
     }
 
     /// A task's state.

@@ -268,3 +268,38 @@ fn the_next_deadline_is_the_earliest_copy_still_running() {
     );
     assert_eq!(sched.next_deadline_ms(), None, "nothing left running");
 }
+
+/// Silence is watched only for providers holding work: a crowd of idle
+/// leased providers sets no deadline and is never dropped, however long it
+/// stays quiet, while the one provider sitting on a task is dropped the
+/// moment its silence passes the limit, and not a millisecond before.
+#[test]
+fn only_a_provider_holding_work_is_dropped_for_silence() {
+    let mut p = params();
+    p.task_deadline_ms = 1_000_000;
+    p.silence_ms_max = 10_000;
+    let mut sched = Scheduler::new(1, p);
+    for n in 10..200 {
+        sched.add_provider(key(n), 1, 0);
+    }
+    assert_eq!(sched.next_deadline_ms(), None, "nobody holds work");
+    let holder = key(1);
+    sched.add_provider(holder, 1, 0);
+    assert_eq!(sched.pull(&holder, 1, 500).unwrap(), [0]);
+    assert_eq!(sched.next_deadline_ms(), Some(10_501));
+    assert!(
+        sched.tick(10_500).is_empty(),
+        "exactly at the limit: not yet"
+    );
+    let events = sched.tick(10_501);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(matches!(&events[0], Event::Dropped { provider, .. } if *provider == holder));
+    assert_eq!(sched.progress().pending, 1, "its task is back in the queue");
+    assert_eq!(sched.next_deadline_ms(), None);
+    assert!(
+        sched.tick(1_000_000_000).is_empty(),
+        "the idle are never dropped"
+    );
+    let idle = key(10);
+    assert_eq!(sched.pull(&idle, 1, 1_000_000_001).unwrap(), [0]);
+}

@@ -1,130 +1,36 @@
-//! The requester role: escrow, auctions, leases, the task queue, results
-//! and settlement for the jobs this node submits.
+//! The requester role's shell: escrow, the network side of auctions and
+//! leases, fetching results, settlement, and one driver task per job. The
+//! decisions are `cairn-roles`' [`RequesterCore`], held under one lock.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use std::time::Duration;
 
-use cairn_ledger::{
-    COMMIT_NAMESPACE, Commit, Lease, OPENING_NAMESPACE, Opening, RECEIPT_NAMESPACE, Receipt, TxKind,
-};
-use cairn_market::{Auction, Bid, ORDER_NAMESPACE, Order, Outcome, Rng, SelectionParams};
+use cairn_ledger::{RECEIPT_NAMESPACE, Receipt, TxKind};
+use cairn_market::{Bid, Order};
 use cairn_net::PeerId;
-use cairn_sched::{Completion, SchedParams, Scheduler};
+use cairn_roles::requester::{
+    BidRefused, Effects, JobRecord, PullRefused, RequesterCore, Step, Write, check_reports,
+};
 use cairn_store::{Op, Table};
-use cairn_verify::{Params as VerifyParams, Reveal, Verifier};
 use cairn_wire::{ContentId, PublicKey, Signed};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use super::proto::{
-    self, Assignment, FileRef, Report, Request, Response, StreamRef, Submission, SubmittedFile,
-    TaskLimits, Terms,
-};
+use super::proto::{self, Report, Request, Response, Submission};
 use super::{Counters, MarketConfig, Shared, fetch_blob, now_ms};
+
+pub use cairn_roles::requester::{JobStatus, TaskRecord};
 
 /// Receipts per settlement transaction: a transaction fits in 8 KiB.
 const RECEIPTS_PER_SETTLE: usize = 40;
-/// How long a job that found no provider waits before another auction.
-const REAUCTION_MS: u64 = 2_000;
-/// How long pending work may sit with no provider pulling before another
-/// auction is held.
-const IDLE_REAUCTION_MS: u64 = 3_000;
-/// The longest preparation (fetching and compiling a module) a requester
-/// waits out before idle leases count as gone: this, plus
-/// [`READY_WAIT_MS_PER_KB`] for each KB of the module, up to
-/// [`READY_WAIT_MS_MAX`].
-const READY_WAIT_MS_BASE: u64 = 10_000;
-/// Time per KB of module a provider may take to prepare: a machine that
-/// fetches and compiles at 200 KB/s still makes it.
-const READY_WAIT_MS_PER_KB: u64 = 5;
-/// The longest preparation waited out for any module.
-const READY_WAIT_MS_MAX: u64 = 120_000;
-/// Blocks a lease stays live on the ledger.
-const LEASE_BLOCKS: u64 = 100_000;
 /// How long submitting a job waits for a block to lock its escrow before
 /// the job goes ahead with the escrow still queued.
 const ESCROW_WAIT: Duration = Duration::from_secs(60);
 /// The longest a job's driver sleeps without a deadline or a notice.
 const DRIVER_SLEEP_MAX: Duration = Duration::from_secs(1);
-
-/// A finished task as the requester keeps it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct TaskRecord {
-    /// Index in the job.
-    pub task: u32,
-    /// Who ran it.
-    pub provider: String,
-    /// Result digest (hex).
-    pub digest: String,
-    /// Fuel used.
-    pub fuel_used: u64,
-    /// Whether the program succeeded.
-    pub success: bool,
-    /// How it ended.
-    pub outcome: String,
-    /// Output files, in this node's blob store.
-    pub outputs: Vec<SubmittedFile>,
-    /// Its standard output, in this node's blob store; `None` when empty.
-    #[serde(default)]
-    pub stdout: Option<SubmittedFile>,
-    /// Its standard error, in this node's blob store; `None` when empty.
-    #[serde(default)]
-    pub stderr: Option<SubmittedFile>,
-    /// The signed receipt (hex of its canonical bytes), for settlement.
-    pub receipt: String,
-}
-
-/// A job's status for the API.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct JobStatus {
-    /// Job id.
-    pub id: String,
-    /// Name.
-    pub name: String,
-    /// `bidding`, `queued`, `running`, `settling`, `done` or `failed`.
-    pub state: String,
-    /// Why it is queued or failed.
-    pub reason: Option<String>,
-    /// Tasks in all.
-    pub total: u32,
-    /// Finished.
-    pub done: u32,
-    /// Running.
-    pub running: u32,
-    /// Waiting.
-    pub pending: u32,
-    /// Given up.
-    pub failed: u32,
-    /// Providers working on it.
-    pub providers: u32,
-    /// Auctions held.
-    pub auctions: u32,
-    /// Submitted (ms since the epoch).
-    pub submitted_ms: u64,
-    /// First task handed out.
-    pub first_task_ms: Option<u64>,
-    /// Finished.
-    pub finished_ms: Option<u64>,
-    /// Receipts in settlements the ledger applied.
-    pub settled: u64,
-    /// Executions, replicas included: what verification cost.
-    pub executions: u64,
-    /// Disputes started.
-    pub disputes: u32,
-    /// Providers convicted of cheating on this job.
-    pub convicted: Vec<String>,
-}
-
-/// What is persisted of a job.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(super) struct JobRecord {
-    pub(super) submission: Submission,
-    submitted_ms: u64,
-    settled: bool,
-}
 
 /// The receipts whose signatures pass the ledger's strict check, and how
 /// many did not.
@@ -146,235 +52,22 @@ struct LeaseRecord {
     slots: u32,
 }
 
-#[derive(Debug)]
-enum Phase {
-    Bidding(Box<Auction>),
-    Leasing,
-    Queued { retry_ms: u64 },
-    Running,
-    Settling,
-    Done,
-}
-
-pub(super) struct Job {
-    pub(super) id: ContentId,
-    pub(super) record: JobRecord,
-    pub(super) terms: Terms,
-    pub(super) sched: Scheduler,
-    phase: Phase,
-    pub(super) reason: Option<String>,
-    auctions: u32,
-    pub(super) leases: BTreeMap<ContentId, PublicKey>,
-    first_task_ms: Option<u64>,
-    finished_ms: Option<u64>,
-    last_pull_ms: u64,
-    /// Until when the latest leases' providers said they would be
-    /// preparing (fetching and compiling the module): no pull before then
-    /// is expected, so none is a reason to look for others.
-    ready_by_ms: u64,
-    pub(super) unsettled: Vec<Signed<Receipt>>,
-    /// Receipts refused because their report stated another result, kept
-    /// until their task is decided (see [`MISSTATED_MAX`]).
-    pub(super) misstated: Vec<(Signed<Receipt>, cairn_wire::ResultManifest)>,
-    settled: u64,
-    /// Verification's view of the job's replicas.
-    pub(super) replicas: Replicas,
-    /// Wakes the job's driver: whatever changes the job from outside it
-    /// (a pull, a bid, a decline, a lost peer, a verification action)
-    /// notifies, and between those the driver sleeps until the job's next
-    /// deadline.
-    pub(super) wake: Arc<Notify>,
-}
-
-/// What the requester keeps of each replica while verification decides.
-#[derive(Default)]
-pub(super) struct Replicas {
-    /// Reveals asked of each provider and not yet received.
-    pub asks: BTreeMap<PublicKey, BTreeSet<u32>>,
-    /// Each provider's signed commitment, per task: evidence if it never
-    /// reveals or reveals something else.
-    pub commits: BTreeMap<(u32, PublicKey), Signed<Commit>>,
-    /// Revealed results waiting for a decision.
-    pub revealed: BTreeMap<(u32, PublicKey), Revealed>,
-    /// Tasks whose results failed verification.
-    pub failed: u32,
-    pub executions: u64,
-    pub disputes: u32,
-    pub convicted: BTreeSet<PublicKey>,
-}
-
-/// Misstated receipts a job keeps for evidence, at most.
-const MISSTATED_MAX: usize = 1_024;
-
-/// A pull's reports that passed their checks.
-struct Checked {
-    commits: Vec<Signed<Commit>>,
-    reveals: Vec<Revealed>,
-    /// Signed receipts whose report states another result than their
-    /// digest, with the result stated.
-    misstated: Vec<(Signed<Receipt>, cairn_wire::ResultManifest)>,
-    /// Tasks the provider could not run, and why.
-    failed: Vec<(u32, String)>,
-}
-
-/// A revealed result.
-#[derive(Clone)]
-pub(super) struct Revealed {
-    pub record: TaskRecord,
-    pub receipt: Signed<Receipt>,
-    pub opening: Signed<Opening>,
-}
-
-impl Job {
-    /// When the job's phase next has something to do by the clock: an
-    /// auction's window closes, a queued job auctions again, or pending work
-    /// nobody pulls has waited long enough to look for other providers.
-    fn phase_deadline_ms(&self) -> Option<u64> {
-        match &self.phase {
-            Phase::Bidding(auction) => Some(auction.order().bid_deadline_ms()),
-            Phase::Queued { retry_ms } => Some(*retry_ms),
-            Phase::Running => {
-                let p = self.sched.progress();
-                (p.pending > 0 && p.running == 0)
-                    .then(|| self.last_pull_ms.max(self.ready_by_ms) + IDLE_REAUCTION_MS + 1)
-            }
-            Phase::Leasing | Phase::Settling | Phase::Done => None,
-        }
-    }
-
-    /// Task `task` as a provider is handed it (its index must be in range).
-    pub(super) fn assignment(&self, task: u32) -> Assignment {
-        let spec = &self.record.submission.tasks[task as usize];
-        let seed = cairn_wire::parse_hex32(&spec.seed, "task seed").expect("checked at submission");
-        Assignment {
-            task,
-            args: spec.args.clone(),
-            outputs: spec.outputs.clone(),
-            seed,
-        }
-    }
-
-    /// Why a provider's result cannot be this job's, if it cannot: it
-    /// claims more fuel, output bytes or stream bytes than the task was
-    /// allowed, names a file twice, or claims success without a file the
-    /// task had to write. Checked before any of its files is fetched.
-    pub(super) fn broken_result(&self, record: &TaskRecord) -> Result<(), String> {
-        let limits = &self.terms.limits;
-        if record.fuel_used > limits.fuel {
-            return Err(format!(
-                "claims {} fuel where the task had {}",
-                record.fuel_used, limits.fuel
-            ));
-        }
-        for stream in [&record.stdout, &record.stderr].into_iter().flatten() {
-            if stream.size > limits.stdout_bytes {
-                return Err(format!(
-                    "{} of {} bytes is over the job's limit of {}",
-                    stream.name, stream.size, limits.stdout_bytes
-                ));
-            }
-        }
-        let mut names = BTreeSet::new();
-        let mut total: u64 = 0;
-        for file in &record.outputs {
-            if !names.insert(file.name.as_str()) {
-                return Err(format!("names output '{}' twice", file.name));
-            }
-            total = total.saturating_add(file.size);
-        }
-        if total > limits.output_bytes {
-            return Err(format!(
-                "claims {total} output bytes where the task had {}",
-                limits.output_bytes
-            ));
-        }
-        let declared = self
-            .record
-            .submission
-            .tasks
-            .get(record.task as usize)
-            .ok_or_else(|| format!("task {} is not in the job", record.task))?;
-        if record.success
-            && let Some(missing) = declared
-                .outputs
-                .iter()
-                .find(|path| !names.contains(path.as_str()))
-        {
-            return Err(format!("claims success without its output '{missing}'"));
-        }
-        Ok(())
-    }
-
-    /// The job's status at `now`; `accepted` is how many tasks verification
-    /// accepted.
-    fn status(&self, accepted: u32, now: u64) -> JobStatus {
-        let p = self.sched.progress();
-        let preparing = matches!(self.phase, Phase::Running)
-            && self.first_task_ms.is_none()
-            && now < self.ready_by_ms;
-        let reason = if preparing {
-            Some(format!(
-                "providers are fetching and compiling the module (ready in about {:.1} s, by their estimate)",
-                (self.ready_by_ms - now) as f64 / 1e3
-            ))
-        } else {
-            self.reason.clone()
-        };
-        let state = match self.phase {
-            Phase::Bidding(_) | Phase::Leasing => "bidding",
-            Phase::Queued { .. } => "queued",
-            Phase::Running => "running",
-            Phase::Settling => "settling",
-            Phase::Done if p.failed > 0 || self.replicas.failed > 0 => "failed",
-            Phase::Done => "done",
-        };
-        JobStatus {
-            id: self.id.to_string(),
-            name: self.record.submission.name.clone(),
-            state: state.into(),
-            reason,
-            total: p.total,
-            // A settled job's verification state is gone; its queue knows.
-            done: match self.phase {
-                Phase::Done => p.done.saturating_sub(self.replicas.failed),
-                _ => accepted,
-            },
-            running: p.running,
-            pending: p.pending,
-            failed: p.failed + self.replicas.failed,
-            providers: p.providers,
-            auctions: self.auctions,
-            submitted_ms: self.record.submitted_ms,
-            first_task_ms: self.first_task_ms,
-            finished_ms: self.finished_ms,
-            settled: self.settled,
-            executions: self.replicas.executions,
-            disputes: self.replicas.disputes,
-            convicted: self
-                .replicas
-                .convicted
-                .iter()
-                .map(|p| p.to_string())
-                .collect(),
-        }
-    }
-}
-
 /// Each dispute side's signed trace claims, by (dispute, side).
 pub(super) type DisputeClaims = BTreeMap<(u64, PublicKey), Vec<Signed<cairn_proto::TraceClaim>>>;
 
 /// The requester role.
 pub(crate) struct Requester {
     pub(super) shared: Arc<Shared>,
-    pub(super) jobs: Mutex<BTreeMap<ContentId, Job>>,
-    /// Decides which results to trust, across this node's jobs. Locked
-    /// after `jobs`, never before.
-    pub(super) verifier: Mutex<Verifier>,
+    /// Every decision about this node's jobs. Held only for the decision,
+    /// never across an await.
+    pub(super) core: Mutex<RequesterCore>,
+    /// Wakes each job's driver: whatever changes a job from outside it (a
+    /// pull, a bid, a lost peer, a verification action) notifies, and
+    /// between those the driver sleeps until the job's next deadline.
+    wakes: Mutex<BTreeMap<ContentId, Arc<Notify>>>,
     /// Where the requester re-executes disputed segments.
     pub(super) referee_dir: std::path::PathBuf,
     pub(super) runtime: std::sync::OnceLock<Arc<cairn_exec::WasmRuntime>>,
-    /// What the referee found in each dispute, and who won it.
-    pub(super) findings: Mutex<BTreeMap<u64, (super::verification::Finding, Option<PublicKey>)>>,
     /// Each dispute side's signed trace claims, by (dispute, side): what
     /// validators hold it to.
     pub(super) claims: Mutex<DisputeClaims>,
@@ -384,12 +77,6 @@ pub(crate) struct Requester {
     /// Since when (ms) the referee of each dispute waits for a side to
     /// build the agreed state.
     pub(super) snapshot_waits: Mutex<BTreeMap<u64, u64>>,
-    /// Lease id → job id.
-    leases: Mutex<BTreeMap<ContentId, ContentId>>,
-    rng: Mutex<Rng>,
-    selection: SelectionParams,
-    sched: SchedParams,
-    bid_window_ms: u32,
     misbehave: Option<super::RequesterMisbehave>,
     /// Commits a framer has challenged so far.
     framed: std::sync::atomic::AtomicU32,
@@ -399,28 +86,6 @@ pub(crate) struct Requester {
 /// challenges: enough to show that none sticks, few enough to keep a
 /// test's ledger quiet.
 pub const FRAMED_COMMITS_MAX: u32 = 4;
-
-fn parse_id(hex: &str) -> Result<ContentId, String> {
-    hex.parse()
-        .map_err(|e: cairn_wire::WireError| e.to_string())
-}
-
-fn file_ref(file: &SubmittedFile) -> Result<FileRef, String> {
-    Ok(FileRef {
-        name: file.name.clone(),
-        id: parse_id(&file.id)?,
-        size: file.size,
-    })
-}
-
-/// A reported stream as a record's file; an empty stream is none.
-fn stream_file(name: &str, stream: StreamRef) -> Option<SubmittedFile> {
-    (stream.size > 0).then(|| SubmittedFile {
-        name: name.to_string(),
-        id: stream.id.to_string(),
-        size: stream.size,
-    })
-}
 
 /// The blobs a result names: outputs and streams.
 fn result_blobs(record: &TaskRecord) -> Vec<ContentId> {
@@ -439,6 +104,23 @@ pub(super) fn result_key(job: &ContentId, task: u32) -> Vec<u8> {
     key
 }
 
+/// The store operation a core write stands for.
+pub(super) fn write_op(write: Write) -> Op {
+    match write {
+        Write::Result { job, record } => Op::Put(
+            Table::Results,
+            result_key(&job, record.task),
+            serde_json::to_vec(&record).expect("a task record serializes"),
+        ),
+        Write::ForgetResult { job, task } => Op::Delete(Table::Results, result_key(&job, task)),
+    }
+}
+
+fn parse_id(hex: &str) -> Result<ContentId, String> {
+    hex.parse()
+        .map_err(|e: cairn_wire::WireError| e.to_string())
+}
+
 impl Requester {
     /// Restores persisted jobs and starts their drivers.
     pub fn start(
@@ -446,21 +128,21 @@ impl Requester {
         config: &MarketConfig,
         adjudicator: Arc<super::adjudicator::Adjudicator>,
     ) -> Result<Arc<Self>, String> {
+        let core = RequesterCore::new(
+            shared.key.clone(),
+            config.sched.clone(),
+            config.bid_window_ms,
+            now_ms(),
+        );
         let requester = Arc::new(Self {
             shared,
-            jobs: Mutex::new(BTreeMap::new()),
-            leases: Mutex::new(BTreeMap::new()),
-            rng: Mutex::new(Rng::new(now_ms() ^ 0x5eed)),
-            verifier: Mutex::new(Verifier::new(VerifyParams::default(), now_ms() ^ 0xc0ffee)),
+            core: Mutex::new(core),
+            wakes: Mutex::new(BTreeMap::new()),
             referee_dir: config.data_dir.join("referee"),
             runtime: std::sync::OnceLock::new(),
-            findings: Mutex::new(BTreeMap::new()),
             claims: Mutex::new(BTreeMap::new()),
             snapshot_waits: Mutex::new(BTreeMap::new()),
             adjudicator,
-            selection: SelectionParams::default(),
-            sched: config.sched.clone(),
-            bid_window_ms: config.bid_window_ms,
             misbehave: config.requester_misbehave,
             framed: Default::default(),
         });
@@ -471,42 +153,22 @@ impl Requester {
     fn restore(self: &Arc<Self>) -> Result<(), String> {
         let db = &self.shared.db;
         let now = now_ms();
+        let mut ids = Vec::new();
         for (key, value) in db.scan(Table::Jobs, b"").map_err(|e| e.to_string())? {
             let id = ContentId::from_digest(key.try_into().map_err(|_| "bad job key")?);
             let record: JobRecord = serde_json::from_slice(&value).map_err(|e| e.to_string())?;
-            let mut job = self.new_job(id, record)?;
+            self.add_job(id, record, now)?;
             for (_, value) in db
                 .scan(Table::Results, id.as_bytes())
                 .map_err(|e| e.to_string())?
             {
                 let result: TaskRecord =
                     serde_json::from_slice(&value).map_err(|e| e.to_string())?;
-                let provider = result
-                    .provider
-                    .parse()
-                    .map_err(|e: cairn_wire::WireError| e.to_string())?;
-                let digest = parse_id(&result.digest)?;
                 self.shared.pin(result_blobs(&result));
-                job.sched.restore(result.task, provider, digest);
-                self.verifier
-                    .lock()
-                    .restore_accepted(&(id, result.task), digest, vec![provider]);
-                if !job.record.settled
-                    && let Ok(bytes) = cairn_wire::parse_hex(&result.receipt, "receipt")
-                    && let Ok(receipt) = Signed::<Receipt>::from_bytes(&bytes, &())
-                {
-                    job.unsettled.push(receipt);
-                }
+                self.core.lock().restore_result(&id, &result)?;
             }
-            job.phase = if job.record.settled {
-                job.finished_ms = Some(now);
-                Phase::Done
-            } else if job.sched.is_finished() {
-                Phase::Settling
-            } else {
-                Phase::Running
-            };
-            self.jobs.lock().insert(id, job);
+            self.core.lock().restored(&id, now);
+            ids.push(id);
         }
         for (key, value) in db
             .scan(Table::LeasesGiven, b"")
@@ -519,66 +181,39 @@ impl Requester {
                 .provider
                 .parse()
                 .map_err(|e: cairn_wire::WireError| e.to_string())?;
-            let mut jobs = self.jobs.lock();
-            if let Some(job) = jobs.get_mut(&job_id) {
-                // A leased provider that is still alive resumes pulling.
-                job.sched
-                    .add_provider(provider, record.slots * proto::PREFETCH_PER_SLOT_MAX, now);
-                job.leases.insert(lease, provider);
-                self.leases.lock().insert(lease, job_id);
-                self.grant_inputs(job, provider);
+            if self
+                .core
+                .lock()
+                .restore_lease(lease, &job_id, provider, record.slots, now)
+            {
+                self.grant_inputs(&job_id, provider);
             }
         }
-        let ids: Vec<ContentId> = self.jobs.lock().keys().copied().collect();
         for id in ids {
             tokio::spawn(self.clone().drive(id));
         }
         Ok(())
     }
 
-    fn new_job(&self, id: ContentId, record: JobRecord) -> Result<Job, String> {
-        let s = &record.submission;
-        let terms = Terms {
-            module: file_ref(&s.module)?,
-            inputs: s.inputs.iter().map(file_ref).collect::<Result<_, _>>()?,
-            limits: TaskLimits {
-                fuel: s.limits.fuel,
-                memory_bytes: s.limits.memory_bytes,
-                wall_time_ms: s.limits.wall_time_ms,
-                output_bytes: s.limits.output_bytes,
-                stdout_bytes: s.limits.stdout_bytes,
-            },
-        };
+    /// Hands a job to the core and pins its module and inputs.
+    fn add_job(&self, id: ContentId, record: JobRecord, now: u64) -> Result<(), String> {
+        let mut core = self.core.lock();
+        core.add_job(id, record, now)?;
+        let terms = &core.jobs[&id].terms;
         self.shared
             .pin(std::iter::once(terms.module.id).chain(terms.inputs.iter().map(|f| f.id)));
-        let policy = s.verify.policy()?;
-        self.verifier
-            .lock()
-            .open_job(id, policy, s.tasks.len() as u32, s.limits.fuel);
-        let mut sched = self.sched.clone();
-        // A task may run for its whole wall-clock limit; its deadline must
-        // leave room for that plus moving its outputs.
-        sched.task_deadline_ms = sched.task_deadline_ms.max(s.limits.wall_time_ms + 5_000);
-        sched.silence_ms_max = sched.silence_ms_max.max(sched.task_deadline_ms);
-        Ok(Job {
-            id,
-            sched: Scheduler::new(s.tasks.len() as u32, sched),
-            record,
-            terms,
-            phase: Phase::Running,
-            reason: None,
-            auctions: 0,
-            leases: BTreeMap::new(),
-            first_task_ms: None,
-            finished_ms: None,
-            last_pull_ms: now_ms(),
-            ready_by_ms: 0,
-            unsettled: Vec::new(),
-            settled: 0,
-            misstated: Vec::new(),
-            replicas: Replicas::default(),
-            wake: Arc::new(Notify::new()),
-        })
+        self.wakes.lock().insert(id, Arc::new(Notify::new()));
+        Ok(())
+    }
+
+    /// Wakes the drivers of `jobs`.
+    pub(super) fn wake(&self, jobs: impl IntoIterator<Item = ContentId>) {
+        let wakes = self.wakes.lock();
+        for job in jobs {
+            if let Some(wake) = wakes.get(&job) {
+                wake.notify_one();
+            }
+        }
     }
 
     /// Checks and records a new job, queues its escrow, and starts bidding.
@@ -603,7 +238,6 @@ impl Requester {
             submitted_ms,
             settled: false,
         };
-        let mut job = self.new_job(id, record.clone())?;
         // The job is recorded in the same batch as its escrow is queued, and
         // offered to providers only once a block has locked the escrow.
         let escrow = self
@@ -640,145 +274,33 @@ impl Requester {
                 id.short()
             ),
         }
-        self.open_auction(&mut job, now_ms());
-        self.jobs.lock().insert(id, job);
+        self.add_job(id, record, now_ms())?;
+        let mut effects = Effects::default();
+        self.core.lock().open_auction(&id, now_ms(), &mut effects);
+        if let Err(e) = self.carry_out(effects).await {
+            tracing::error!("opening an auction: {e}");
+        }
         tokio::spawn(self.clone().drive(id));
         Ok(id)
-    }
-
-    fn open_auction(&self, job: &mut Job, now: u64) {
-        let p = job.sched.progress();
-        let remaining = u64::from(p.pending + p.running);
-        let s = &job.record.submission;
-        let order = Order {
-            job: job.id,
-            runtime: s.runtime.clone(),
-            module: job.terms.module.id,
-            module_bytes: job.terms.module.size,
-            tasks: remaining,
-            fuel_per_task_max: s.limits.fuel,
-            memory_mib: (s.limits.memory_bytes.div_ceil(1 << 20)) as u32,
-            gpus: 0,
-            price_max_ucairn_per_gfuel: s.price_max_ucairn_per_gfuel,
-            created_ms: now,
-            bid_window_ms: self.bid_window_ms,
-        };
-        let signed = Signed::sign(&self.shared.key, ORDER_NAMESPACE, order.clone());
-        self.shared
-            .net
-            .publish(proto::ORDERS_TOPIC, signed.to_bytes());
-        job.auctions += 1;
-        job.phase = Phase::Bidding(Box::new(Auction::open(order, remaining)));
     }
 
     /// Runs one job: closes auctions, signs leases, ticks the queue,
     /// re-auctions when every provider is gone, settles at the end.
     async fn drive(self: Arc<Self>, id: ContentId) {
-        let Some(wake) = self.jobs.lock().get(&id).map(|job| job.wake.clone()) else {
+        let Some(wake) = self.wakes.lock().get(&id).cloned() else {
             return;
         };
         loop {
-            let now = now_ms();
-            let mut winners = None;
-            let mut settle = None;
-            let effects;
-            let next_deadline;
-            {
-                let mut jobs = self.jobs.lock();
-                let mut verifier = self.verifier.lock();
-                let Some(job) = jobs.get_mut(&id) else { return };
-                // Deadlines hold and the end is noticed in every phase: a
-                // re-auction may run while leased providers still work.
-                let mut actions = Vec::new();
-                let mut touched = Vec::new();
-                for event in job.sched.tick(now) {
-                    tracing::info!(job = %id.short(), ?event, "scheduler");
-                    if let cairn_sched::Event::Expired { task, provider } = event {
-                        actions.extend(verifier.withdraw(&(id, task), &provider, now));
-                        touched.push((id, task));
-                    }
-                }
-                // The verifier is shared by the node's jobs: whichever
-                // driver wakes first at its deadline acts for all of them.
-                if verifier.next_deadline_ms().is_some_and(|at| now >= at) {
-                    actions.extend(verifier.tick(now));
-                }
-                effects = self.apply(&mut jobs, &mut verifier, touched, actions);
-                let job = jobs.get_mut(&id).expect("held above");
-                if job.sched.is_finished()
-                    && verifier.job_done(&id)
-                    && !matches!(job.phase, Phase::Settling | Phase::Done)
-                {
-                    job.phase = Phase::Settling;
-                }
-                match &mut job.phase {
-                    Phase::Bidding(auction) if auction.ready(now) => {
-                        let Phase::Bidding(auction) =
-                            std::mem::replace(&mut job.phase, Phase::Leasing)
-                        else {
-                            unreachable!()
-                        };
-                        let order = auction.order().clone();
-                        let outcome = (*auction).close(&self.selection, &mut self.rng.lock());
-                        match outcome {
-                            Outcome::Selected(chosen) => winners = Some((order, chosen)),
-                            Outcome::Unplaced(reason) => {
-                                job.reason = Some(reason);
-                                job.phase = Phase::Queued {
-                                    retry_ms: now + REAUCTION_MS,
-                                };
-                            }
-                        }
-                    }
-                    Phase::Queued { retry_ms } if now >= *retry_ms => {
-                        self.open_auction(job, now);
-                    }
-                    Phase::Running => {
-                        // Work is waiting and nobody is taking it: every
-                        // provider is gone, (after a restart) the restored
-                        // ones never came back, or every one left already ran
-                        // the replicas still wanted.
-                        let p = job.sched.progress();
-                        // Providers running tasks are not idle, however
-                        // long a task takes: a provider with every slot busy
-                        // does not pull, and asking the market again would
-                        // only hear "busy" (the job read `queued` while its
-                        // frames rendered). Idleness counts from when the
-                        // last task stopped running.
-                        if p.running > 0 {
-                            job.last_pull_ms = now;
-                        }
-                        let idle_ms = now.saturating_sub(job.last_pull_ms.max(job.ready_by_ms));
-                        if p.pending > 0 && (p.providers == 0 || idle_ms > IDLE_REAUCTION_MS) {
-                            job.reason = Some(if p.providers == 0 {
-                                "every leased provider is gone; finding others".into()
-                            } else {
-                                format!(
-                                    "no provider took pending work for {idle_ms} ms (a replica \
-                                     needs a provider that has not run the task); finding others"
-                                )
-                            });
-                            job.last_pull_ms = now;
-                            self.open_auction(job, now);
-                        }
-                    }
-                    Phase::Settling => {
-                        settle = Some(std::mem::take(&mut job.unsettled));
-                        job.phase = Phase::Done;
-                        job.finished_ms = Some(now);
-                    }
-                    Phase::Done => return,
-                    _ => {}
-                }
-                next_deadline = [
-                    job.sched.next_deadline_ms(),
-                    verifier.next_deadline_ms(),
-                    job.phase_deadline_ms(),
-                ]
-                .into_iter()
-                .flatten()
-                .min();
-            }
+            let step = self.core.lock().step(&id, now_ms());
+            let Some(Step {
+                effects,
+                winners,
+                settle,
+                next_deadline_ms,
+            }) = step
+            else {
+                return;
+            };
             if let Err(e) = self.carry_out(effects).await {
                 tracing::error!("persisting verification results: {e}");
             }
@@ -789,7 +311,7 @@ impl Requester {
             }
             if let Some(receipts) = settle {
                 self.settle(id, receipts).await;
-                let disputes = self.verifier.lock().close_job(&id);
+                let disputes = self.core.lock().close_job(&id);
                 self.forget_disputes(&disputes);
                 self.shared.grants.revoke(&id);
                 self.shared
@@ -802,7 +324,7 @@ impl Requester {
             // forgot to notify costs latency, not progress, and never less
             // than a millisecond, so a deadline acting on nothing cannot
             // spin.
-            let wait = next_deadline
+            let wait = next_deadline_ms
                 .map_or(DRIVER_SLEEP_MAX, |at| {
                     Duration::from_millis(at.saturating_sub(now_ms()))
                 })
@@ -821,23 +343,6 @@ impl Requester {
         order: Order,
         chosen: Vec<cairn_market::Candidate>,
     ) {
-        let terms = match self.jobs.lock().get(&id) {
-            Some(job) => job.terms.clone(),
-            None => return,
-        };
-        let me = self.shared.key.public();
-        // Trusted only so far: a provider that claims a long preparation
-        // delays the search for others by at most what a slow machine needs
-        // for a module of this size.
-        let ready_wait_ms_max = (READY_WAIT_MS_BASE
-            + order.module_bytes / 1024 * READY_WAIT_MS_PER_KB)
-            .min(READY_WAIT_MS_MAX);
-        let ready_in_ms = chosen
-            .iter()
-            .map(|c| u64::from(c.ready_in_ms))
-            .max()
-            .unwrap_or(0)
-            .min(ready_wait_ms_max);
         let height = match self.shared.ledger.link().height().await {
             Ok(height) => height,
             Err(e) => {
@@ -845,58 +350,30 @@ impl Requester {
                 0
             }
         };
-        let leases: Vec<(Lease, u32)> = chosen
-            .into_iter()
-            .map(|winner| {
-                let lease = Lease {
-                    job: id,
-                    requester: me,
-                    provider: winner.provider,
-                    price_ucairn_per_gfuel: winner.price_ucairn_per_gfuel,
-                    fuel_per_task_max: order.fuel_per_task_max,
-                    expires_height: height + LEASE_BLOCKS,
-                };
-                (lease, winner.slots)
-            })
-            .collect();
-        // A provider starts pulling the moment it has signed, possibly before
-        // its answer arrives here: know the lease before offering it.
-        let mut newcomers = BTreeSet::new();
-        {
-            let mut jobs = self.jobs.lock();
-            let Some(job) = jobs.get_mut(&id) else { return };
-            for (lease, slots) in &leases {
-                if !job.sched.is_active(&lease.provider) {
-                    newcomers.insert(lease.provider);
-                }
-                job.sched.add_provider(
-                    lease.provider,
-                    slots * proto::PREFETCH_PER_SLOT_MAX,
-                    now_ms(),
-                );
-                job.leases.insert(lease.id(), lease.provider);
-                self.leases.lock().insert(lease.id(), id);
-                self.grant_inputs(job, lease.provider);
-            }
+        let (offers, terms) = {
+            let mut core = self.core.lock();
+            let Some(offers) = core.offer_leases(&id, &order, chosen, height, now_ms()) else {
+                return;
+            };
+            (offers, core.jobs[&id].terms.clone())
+        };
+        for (lease, _) in &offers.leases {
+            self.grant_inputs(&id, lease.provider);
         }
-        let offers = leases.into_iter().map(|(lease, slots)| {
-            let winner = (lease.provider, slots);
+        let requests = offers.leases.iter().map(|(lease, slots)| {
             let request = Request::Lease {
                 lease: lease.clone(),
-                slots,
+                slots: *slots,
                 terms: terms.clone(),
             };
             let net = self.shared.net.clone();
-            async move {
-                let peer = cairn_net::peer_id(&winner.0);
-                let answer = net.request(peer, proto::to_bytes(&request)).await;
-                (lease, winner.1, answer)
-            }
+            let peer = cairn_net::peer_id(&lease.provider);
+            async move { net.request(peer, proto::to_bytes(&request)).await }
         });
-        let answers = futures::future::join_all(offers).await;
+        let answers = futures::future::join_all(requests).await;
         let mut refusals = Vec::new();
-        for (lease, slots, answer) in answers {
-            let lease_id = lease.id();
+        for ((lease, slots), answer) in offers.leases.into_iter().zip(answers) {
+            let newcomer = offers.newcomers.contains(&lease.provider);
             let refused = match answer.map(proto::response) {
                 Ok(Ok(Response::LeaseSigned(signature))) => Ok(signature),
                 Ok(Ok(Response::Refused(reason))) => Err(reason),
@@ -909,7 +386,7 @@ impl Requester {
             let signature = match refused {
                 Ok(signature) => signature,
                 Err(reason) => {
-                    self.forget_offer(id, &lease, newcomers.contains(&lease.provider));
+                    self.core.lock().forget_offer(&id, &lease, newcomer);
                     refusals.push(reason);
                     continue;
                 }
@@ -921,47 +398,23 @@ impl Requester {
             };
             if let Err(e) = self.shared.db.write(&[Op::Put(
                 Table::LeasesGiven,
-                lease_id.as_bytes().to_vec(),
+                lease.id().as_bytes().to_vec(),
                 serde_json::to_vec(&record).expect("a lease record serializes"),
             )]) {
                 tracing::error!("persisting a lease: {e}");
-                self.forget_offer(id, &lease, newcomers.contains(&lease.provider));
+                self.core.lock().forget_offer(&id, &lease, newcomer);
                 continue;
             }
-            let provider_signature = signature;
             if let Err(e) = self.shared.ledger.send(TxKind::RecordLease {
                 lease,
-                provider_signature,
+                provider_signature: signature,
             }) {
                 tracing::warn!("recording a lease on the ledger: {e}");
             }
         }
-        let mut jobs = self.jobs.lock();
-        if let Some(job) = jobs.get_mut(&id) {
-            if job.leases.is_empty() || job.sched.progress().providers == 0 {
-                job.reason = Some(format!("every lease was refused: {}", refusals.join("; ")));
-                job.phase = Phase::Queued {
-                    retry_ms: now_ms() + REAUCTION_MS,
-                };
-            } else {
-                job.reason = None;
-                job.phase = Phase::Running;
-                job.ready_by_ms = now_ms() + ready_in_ms;
-            }
-        }
-    }
-
-    /// Undoes the registration of a lease offer that came to nothing.
-    fn forget_offer(&self, id: ContentId, lease: &Lease, newcomer: bool) {
-        self.leases.lock().remove(&lease.id());
-        let mut jobs = self.jobs.lock();
-        if let Some(job) = jobs.get_mut(&id) {
-            job.leases.remove(&lease.id());
-            if newcomer {
-                job.sched
-                    .drop_provider(&lease.provider, "did not sign its lease");
-            }
-        }
+        self.core
+            .lock()
+            .offers_answered(&id, offers.ready_in_ms, &refusals, now_ms());
     }
 
     /// Pays for accepted work and returns the rest of the escrow: waits
@@ -1005,7 +458,7 @@ impl Requester {
             }
         }
         // Paid: shown at once, while the escrow's notice runs out.
-        if let Some(job) = self.jobs.lock().get_mut(&id) {
+        if let Some(job) = self.core.lock().jobs.get_mut(&id) {
             job.settled = settled;
         }
         match self.close_escrow(id).await {
@@ -1015,15 +468,8 @@ impl Requester {
         for problem in &problems {
             tracing::error!(job = %id.short(), "{problem}");
         }
-        let record = {
-            let mut jobs = self.jobs.lock();
-            let Some(job) = jobs.get_mut(&id) else { return };
-            job.settled = settled;
-            job.record.settled = true;
-            if !problems.is_empty() {
-                job.reason = Some(problems.join("; "));
-            }
-            job.record.clone()
+        let Some(record) = self.core.lock().settled(&id, settled, &problems) else {
+            return;
         };
         if let Err(e) = self.shared.db.write(&[Op::Put(
             Table::Jobs,
@@ -1076,11 +522,16 @@ impl Requester {
     }
 
     /// Lets a leased provider fetch the job's module and inputs.
-    fn grant_inputs(&self, job: &Job, provider: PublicKey) {
-        let blobs =
-            std::iter::once(job.terms.module.id).chain(job.terms.inputs.iter().map(|f| f.id));
-        if !self.shared.grants.grant(job.id, blobs, provider) {
-            tracing::warn!(job = %job.id.short(), "too many grants: the provider cannot fetch inputs");
+    fn grant_inputs(&self, job: &ContentId, provider: PublicKey) {
+        let blobs: Vec<ContentId> = {
+            let core = self.core.lock();
+            let Some(j) = core.jobs.get(job) else { return };
+            std::iter::once(j.terms.module.id)
+                .chain(j.terms.inputs.iter().map(|f| f.id))
+                .collect()
+        };
+        if !self.shared.grants.grant(*job, blobs, provider) {
+            tracing::warn!(job = %job.short(), "too many grants: the provider cannot fetch inputs");
         }
     }
 
@@ -1090,11 +541,10 @@ impl Requester {
             Counters::bump(&self.shared.counters.refused);
             return Response::Refused("bid signed by someone other than the sender".into());
         }
-        if self.verifier.lock().trust().record(&sender).banned() {
+        if self.core.lock().banned(&sender) {
             Counters::bump(&self.shared.counters.refused);
             return Response::Refused("convicted of cheating this requester".into());
         }
-        let order = bid.payload_unchecked().order;
         let account = match self.shared.ledger.link() {
             super::LedgerLink::Local(ledger) => Some(ledger.view(|s| {
                 s.provider(&sender).filter(|_| s.can_bid(&sender)).map(|p| {
@@ -1113,29 +563,26 @@ impl Requester {
             // stake; count it as known-staked here.
             None => (Some(0), (0, 0)),
         };
-        let now = now_ms();
-        let mut jobs = self.jobs.lock();
-        let auction = jobs.values_mut().find_map(|job| match &mut job.phase {
-            Phase::Bidding(auction) if auction.order_id() == order => {
-                Some((job.id, job.terms.module.id, &job.wake, auction))
-            }
-            _ => None,
-        });
-        let Some((job, module, wake, auction)) = auction else {
-            Counters::bump(&self.shared.counters.replayed);
-            return Response::Refused("no open auction for that order".into());
-        };
-        match auction.bid(&bid, stake, record, now) {
-            Ok(()) => {
+        let taken = self.core.lock().bid(sender, &bid, stake, record, now_ms());
+        match taken {
+            Ok((job, module)) => {
                 // Enough bids close the auction before its window ends.
-                wake.notify_one();
+                self.wake([job]);
                 // A bidder fetches and compiles the module while the
                 // auction runs; the inputs wait for a lease.
                 let scope = super::grants::bidders_scope(&job);
                 self.shared.grants.grant(scope, [module], sender);
                 Response::Ack
             }
-            Err(rejection) => {
+            Err(BidRefused::Banned) => {
+                Counters::bump(&self.shared.counters.refused);
+                Response::Refused("convicted of cheating this requester".into())
+            }
+            Err(BidRefused::NoAuction) => {
+                Counters::bump(&self.shared.counters.replayed);
+                Response::Refused("no open auction for that order".into())
+            }
+            Err(BidRefused::Rejected(rejection)) => {
                 if rejection == cairn_market::BidRejection::BadSignature {
                     Counters::bump(&self.shared.counters.bad_signature);
                 }
@@ -1146,16 +593,11 @@ impl Requester {
 
     /// A provider declined one of this node's orders.
     pub fn on_decline(&self, sender: PublicKey, order: ContentId, reason: &str) -> Response {
-        let mut jobs = self.jobs.lock();
-        for job in jobs.values_mut() {
-            if let Phase::Bidding(auction) = &mut job.phase
-                && auction.order_id() == order
-            {
-                auction.decline(sender, reason);
-                return Response::Ack;
-            }
+        if self.core.lock().decline(sender, order, reason) {
+            Response::Ack
+        } else {
+            Response::Refused("no open auction for that order".into())
         }
-        Response::Refused("no open auction for that order".into())
     }
 
     /// A connection to `peer` closed: if it was a leased provider, its
@@ -1165,20 +607,8 @@ impl Requester {
         let Some(key) = cairn_net::public_key(peer) else {
             return;
         };
-        let now = now_ms();
-        let mut jobs = self.jobs.lock();
-        let mut verifier = self.verifier.lock();
-        for job in jobs.values_mut() {
-            for task in job.sched.running_of(&key) {
-                // Nothing to carry out: a withdrawn replica only lets the
-                // task be handed to someone else.
-                let _ = verifier.withdraw(&(job.id, task), &key, now);
-            }
-            for event in job.sched.release_all(&key) {
-                tracing::info!(job = %job.id.short(), ?event, "scheduler");
-                job.wake.notify_one();
-            }
-        }
+        let changed = self.core.lock().peer_lost(&key, now_ms());
+        self.wake(changed);
     }
 
     /// A provider returns commitments and results and asks for more work.
@@ -1190,28 +620,23 @@ impl Requester {
         want: u32,
         reports: Vec<Report>,
     ) -> Response {
-        let Some(job_id) = self.leases.lock().get(&lease).copied() else {
+        let Some((job_id, tasks)) = self.core.lock().lease_job(&lease) else {
             Counters::bump(&self.shared.counters.refused);
             return Response::Refused("unknown lease".into());
         };
-        let Some(tasks) = self
-            .jobs
-            .lock()
-            .get(&job_id)
-            .map(|j| j.sched.progress().total)
-        else {
-            return Response::Refused("unknown job".into());
-        };
         let mut stored = reports.len() as u32;
         let positions: Vec<u64> = reports.iter().map(Report::task).collect();
-        let Checked {
-            commits,
-            reveals,
-            misstated,
-            mut failed,
-        } = self.check_reports(sender, lease, tasks, reports);
+        let mut checked = check_reports(sender, lease, tasks, reports);
+        let counters = &self.shared.counters;
+        counters.bad_signature.fetch_add(
+            checked.bad_signatures.into(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        counters
+            .refused
+            .fetch_add(checked.refused.into(), std::sync::atomic::Ordering::Relaxed);
         if self.misbehave == Some(super::RequesterMisbehave::Framer) {
-            for commit in &commits {
+            for commit in &checked.commits {
                 let framed = self
                     .framed
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -1225,30 +650,24 @@ impl Requester {
         // them: a result is only judged once its files are here and
         // verified.
         let mut fetched = Vec::new();
-        for revealed in reveals {
+        for revealed in std::mem::take(&mut checked.reveals) {
             let task = revealed.record.task;
-            let (asked, broken) = {
-                let jobs = self.jobs.lock();
-                jobs.get(&job_id).map_or((false, None), |job| {
-                    let asked = job
-                        .replicas
-                        .asks
-                        .get(&sender)
-                        .is_some_and(|tasks| tasks.contains(&task));
-                    (asked, job.broken_result(&revealed.record).err())
-                })
-            };
-            if !asked {
-                continue;
-            }
-            if let Some(reason) = broken {
-                // More than the task could have written or used, or not what
-                // it was told to write: a lie, not a result, and nothing of
-                // it is fetched. Refused like any report that breaks the
-                // job's rules.
-                Counters::bump(&self.shared.counters.refused);
-                failed.push((task, reason));
-                continue;
+            let wanted = self
+                .core
+                .lock()
+                .wants_reveal(&job_id, &sender, &revealed.record);
+            match wanted {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(reason) => {
+                    // More than the task could have written or used, or
+                    // not what it was told to write: a lie, not a result,
+                    // and nothing of it is fetched. Refused like any report
+                    // that breaks the job's rules.
+                    Counters::bump(&self.shared.counters.refused);
+                    checked.failed.push((task, reason));
+                    continue;
+                }
             }
             let record = &revealed.record;
             let streams = [&record.stdout, &record.stderr];
@@ -1278,121 +697,18 @@ impl Requester {
                 stored = stored.min(at);
             }
         }
-        let now = now_ms();
-        let (response, effects) = {
-            let mut jobs = self.jobs.lock();
-            let mut verifier = self.verifier.lock();
-            let Some(job) = jobs.get_mut(&job_id) else {
-                return Response::Refused("unknown job".into());
-            };
-            if job.leases.get(&lease) != Some(&sender) {
+        checked.reveals = fetched;
+        let pulled =
+            self.core
+                .lock()
+                .pulled(now_ms(), &job_id, &lease, sender, want, checked, stored);
+        let (response, effects) = match pulled {
+            Ok(answer) => answer,
+            Err(PullRefused::UnknownLease) => return Response::Refused("unknown job".into()),
+            Err(PullRefused::NotYours) => {
                 Counters::bump(&self.shared.counters.refused);
                 return Response::Refused("not your lease".into());
             }
-            let room = MISSTATED_MAX.saturating_sub(job.misstated.len());
-            job.misstated.extend(misstated.into_iter().take(room));
-            let mut actions = Vec::new();
-            let mut touched = Vec::new();
-            for commit in commits {
-                let c = commit.payload_unchecked();
-                let task = c.task as u32;
-                let key = (job_id, task);
-                touched.push(key);
-                let completion =
-                    job.sched
-                        .complete(&sender, task, ContentId::from_digest(c.commitment), now);
-                if completion != Completion::Accepted {
-                    // A copy that lost the race, a retransmission, or a
-                    // task taken back: verification no longer waits for it.
-                    continue;
-                }
-                if let Some(cairn_sched::TaskState::Done { superseded, .. }) = job.sched.task(task)
-                {
-                    for other in superseded.clone() {
-                        actions.extend(verifier.withdraw(&key, &other, now));
-                    }
-                }
-                match verifier.commit(&key, &sender, cairn_verify::Commitment(c.commitment), now) {
-                    Ok(more) => {
-                        job.replicas.commits.insert((task, sender), commit);
-                        actions.extend(more);
-                    }
-                    Err(e) => tracing::debug!(job = %job_id.short(), task, "commit: {e}"),
-                }
-            }
-            for revealed in fetched {
-                let task = revealed.record.task;
-                let key = (job_id, task);
-                touched.push(key);
-                if let Some(tasks) = job.replicas.asks.get_mut(&sender) {
-                    tasks.remove(&task);
-                }
-                let o = revealed.opening.payload_unchecked();
-                let reveal = Reveal {
-                    digest: o.digest,
-                    salt: o.salt,
-                };
-                job.replicas
-                    .revealed
-                    .insert((task, sender), revealed.clone());
-                match verifier.reveal(&key, &sender, &reveal, now) {
-                    Ok(more) => actions.extend(more),
-                    Err(e) => tracing::debug!(job = %job_id.short(), task, "reveal: {e}"),
-                }
-            }
-            for (task, reason) in failed.drain(..) {
-                tracing::info!(job = %job_id.short(), task, "provider could not run it: {reason}");
-                if let Some(event) = job.sched.release(&sender, task, now) {
-                    tracing::warn!(job = %job_id.short(), ?event, "scheduler");
-                }
-                actions.extend(verifier.withdraw(&(job_id, task), &sender, now));
-                touched.push((job_id, task));
-            }
-            let effects = self.apply(&mut jobs, &mut verifier, touched, actions);
-            let job = jobs.get_mut(&job_id).expect("held above");
-            let tasks = match job.sched.pull(&sender, want, now) {
-                Ok(tasks) => tasks,
-                Err(refused) => {
-                    // Its reports above still count; it just gets no more
-                    // work (`finished` tells it so).
-                    tracing::info!(job = %job_id.short(), "pull refused: {refused}");
-                    Vec::new()
-                }
-            };
-            for &task in &tasks {
-                verifier.assign_copy(&(job_id, task), sender, now);
-            }
-            job.replicas.executions += tasks.len() as u64;
-            // Work that waits while providers pull is work none of them may
-            // take (each already ran it): that counts as idle, and brings
-            // other providers in.
-            if !tasks.is_empty() || job.sched.progress().pending == 0 {
-                job.last_pull_ms = now;
-            }
-            if !tasks.is_empty() && job.first_task_ms.is_none() {
-                job.first_task_ms = Some(now);
-            }
-            let assignments = tasks.into_iter().map(|task| job.assignment(task)).collect();
-            let reveal: Vec<u32> = job
-                .replicas
-                .asks
-                .get(&sender)
-                .map(|tasks| tasks.iter().copied().take(proto::BATCH_MAX).collect())
-                .unwrap_or_default();
-            // Even a provider dropped from the queue stays until the job is
-            // done: it may still have to reveal, or to answer a dispute.
-            let finished = matches!(job.phase, Phase::Settling | Phase::Done);
-            // What it reported may finish the job or free work to hand out.
-            job.wake.notify_one();
-            (
-                Response::Tasks {
-                    stored,
-                    tasks: assignments,
-                    finished,
-                    reveal,
-                },
-                effects,
-            )
         };
         // Durable before the provider is told to forget its reports; the
         // commit waits on the disk, so not on an async worker.
@@ -1403,189 +719,19 @@ impl Requester {
         response
     }
 
-    /// Sorts a pull's reports, keeping only those that are well signed, by
-    /// the sender, for this lease (signatures checked as one batch).
-    /// `tasks` is the job's task count: every index is checked against it
-    /// here, so nothing past this point sees one out of range.
-    fn check_reports(
-        &self,
-        sender: PublicKey,
-        lease: ContentId,
-        tasks: u32,
-        reports: Vec<Report>,
-    ) -> Checked {
-        let mut signed: Vec<(Vec<u8>, PublicKey, cairn_wire::Signature)> = Vec::new();
-        for report in &reports {
-            match report {
-                Report::Committed(commit) => signed.push((
-                    commit.signing_bytes(COMMIT_NAMESPACE),
-                    commit.signer(),
-                    *commit.signature(),
-                )),
-                Report::Revealed {
-                    opening, receipt, ..
-                } => {
-                    signed.push((
-                        opening.signing_bytes(OPENING_NAMESPACE),
-                        opening.signer(),
-                        *opening.signature(),
-                    ));
-                    signed.push((
-                        receipt.signing_bytes(RECEIPT_NAMESPACE),
-                        receipt.signer(),
-                        *receipt.signature(),
-                    ));
-                }
-                Report::Failed { .. } => {}
-            }
-        }
-        let batch: Vec<_> = signed
-            .iter()
-            .map(|(bytes, key, signature)| (bytes.as_slice(), key, signature))
-            .collect();
-        let all_valid = cairn_wire::verify_batch(&batch);
-        let (mut commits, mut reveals, mut failed) = (Vec::new(), Vec::new(), Vec::new());
-        let mut misstated = Vec::new();
-        let refuse = |counter: &std::sync::atomic::AtomicU64| Counters::bump(counter);
-        let counters = &self.shared.counters;
-        for report in reports {
-            match report {
-                Report::Committed(commit) => {
-                    let c = commit.payload_unchecked();
-                    if !all_valid && commit.verify(COMMIT_NAMESPACE).is_err() {
-                        refuse(&counters.bad_signature);
-                    } else if commit.signer() != sender
-                        || c.lease != lease
-                        || c.task >= u64::from(tasks)
-                    {
-                        refuse(&counters.refused);
-                    } else {
-                        commits.push(commit);
-                    }
-                }
-                Report::Revealed {
-                    opening,
-                    receipt,
-                    code,
-                    exit,
-                    outcome,
-                    outputs,
-                    stdout,
-                    stderr,
-                } => {
-                    let (o, r) = (opening.payload_unchecked(), receipt.payload_unchecked());
-                    // The digest signed is the manifest's: rebuilt from the
-                    // report, it binds the outputs delivered, the streams
-                    // and the fuel paid to what every agreeing replica
-                    // committed to.
-                    let stated = cairn_wire::ResultManifest {
-                        code,
-                        exit,
-                        text: outcome.clone(),
-                        fuel_used: r.fuel_used,
-                        stdout: stdout.id,
-                        stderr: stderr.id,
-                        outputs: outputs
-                            .iter()
-                            .map(|f| cairn_wire::OutputFile {
-                                path: f.name.clone(),
-                                size_bytes: f.size,
-                                id: f.id,
-                            })
-                            .collect(),
-                    };
-                    if !all_valid
-                        && (opening.verify(OPENING_NAMESPACE).is_err()
-                            || receipt.verify(RECEIPT_NAMESPACE).is_err())
-                    {
-                        refuse(&counters.bad_signature);
-                    } else if opening.signer() != sender
-                        || receipt.signer() != sender
-                        || o.lease != lease
-                        || r.lease != lease
-                        || o.task != r.task
-                        || o.digest != r.digest
-                        || r.task >= u64::from(tasks)
-                        // Names end up as paths on the requester's disk.
-                        || outputs
-                            .iter()
-                            .any(|f| cairn_job::check_output_path(&f.name).is_err())
-                    {
-                        refuse(&counters.refused);
-                    } else if stated.digest() != r.digest {
-                        // Outputs, streams or fuel other than those it
-                        // committed to: nothing of it is taken or paid,
-                        // and the task goes to someone else.
-                        refuse(&counters.refused);
-                        failed.push((
-                            r.task as u32,
-                            "its report does not have the digest it signed".into(),
-                        ));
-                        // If only its fuel was misstated, the result another
-                        // replica reports with this digest convicts it.
-                        misstated.push((receipt.clone(), stated));
-                    } else {
-                        let record = TaskRecord {
-                            task: r.task as u32,
-                            provider: sender.to_string(),
-                            digest: r.digest.to_string(),
-                            fuel_used: r.fuel_used,
-                            success: Report::succeeded(code, exit),
-                            outcome,
-                            outputs: outputs
-                                .iter()
-                                .map(|f| SubmittedFile {
-                                    name: f.name.clone(),
-                                    id: f.id.to_string(),
-                                    size: f.size,
-                                })
-                                .collect(),
-                            stdout: stream_file("stdout", stdout),
-                            stderr: stream_file("stderr", stderr),
-                            receipt: cairn_wire::hex(&receipt.to_bytes()),
-                        };
-                        reveals.push(Revealed {
-                            record,
-                            receipt,
-                            opening,
-                        });
-                    }
-                }
-                Report::Failed { task, .. } if task >= tasks => refuse(&counters.refused),
-                Report::Failed { task, reason } => failed.push((task, reason)),
-            }
-        }
-        Checked {
-            commits,
-            reveals,
-            misstated,
-            failed,
-        }
-    }
-
     /// A job's status.
     pub fn status(&self, id: &ContentId) -> Option<JobStatus> {
-        let jobs = self.jobs.lock();
-        let verifier = self.verifier.lock();
-        jobs.get(id)
-            .map(|job| job.status(verifier.accepted_count(id), now_ms()))
+        self.core.lock().status(id, now_ms())
     }
 
     /// Every job's status, oldest first.
     pub fn statuses(&self) -> Vec<JobStatus> {
-        let mut all: Vec<JobStatus> = self
-            .jobs
-            .lock()
-            .values()
-            .map(|job| job.status(self.verifier.lock().accepted_count(&job.id), now_ms()))
-            .collect();
-        all.sort_by_key(|s| s.submitted_ms);
-        all
+        self.core.lock().statuses(now_ms())
     }
 
     /// A job's results so far, by task.
     pub fn results(&self, id: &ContentId) -> Option<Vec<TaskRecord>> {
-        if !self.jobs.lock().contains_key(id) {
+        if !self.core.lock().jobs.contains_key(id) {
             return None;
         }
         let rows = self.shared.db.scan(Table::Results, id.as_bytes()).ok()?;

@@ -4,20 +4,21 @@
 //! one segment, and sending the evidence that slashes a cheater to the
 //! ledger.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_exec::{Snapshot, Task, WasmRuntime};
-use cairn_ledger::{Commit, Evidence, REVEAL_WINDOW_BLOCKS, Receipt, TxKind, VERDICT_NAMESPACE};
+use cairn_ledger::{Commit, Evidence, REVEAL_WINDOW_BLOCKS, TxKind, VERDICT_NAMESPACE};
 use cairn_net::PeerId;
-use cairn_store::{Op, Table};
-use cairn_verify::{Action, Need, Offence, Segment, Side, StateHash, TaskKey, Verifier};
+use cairn_verify::{Action, Need, Segment, Side, StateHash, Verifier};
 use cairn_wire::{Attested, ContentId, PublicKey, Signed};
 
 use super::adjudicator::{claimed, covering, snapshot_bytes_max, step_parts, verdict, with_task};
 use super::proto::{self, Case, DisputeAsk, FileRef, Party, Request, Response};
-use super::requester::{Job, Requester, result_key};
+use cairn_roles::requester::{Effects, Finding, Pending};
+
+use super::requester::{Requester, write_op};
 use super::{Counters, fetch_blob, now_ms};
 
 /// How long a dispute waits before asking a silent side again.
@@ -29,319 +30,21 @@ const CASE_RETRY_MS: u64 = 1_000;
 /// validator to run a step of a day-long task that has no checkpoints.
 const CASE_PATIENCE_MS: u64 = 25 * 3_600 * 1_000;
 
-/// What the verifier's decisions leave to do once the locks are released.
-#[derive(Default)]
-pub(super) struct Effects {
-    /// Results to store (or forget).
-    pub ops: Vec<Op>,
-    /// Evidence and challenges for the ledger.
-    pub txs: Vec<TxKind>,
-    /// Commits to challenge on chain, then to slash if never opened.
-    pub challenges: Vec<(ContentId, u64, Signed<Commit>)>,
-    /// Disputes to referee: (job, dispute id).
-    pub disputes: Vec<(ContentId, u64)>,
-    /// Wrong results to bring to the validators.
-    pub cases: Vec<Pending>,
-}
-
-/// A wrong result to bring to the validators, with what the job may have
-/// forgotten by then.
-pub(super) struct Pending {
-    pub job: ContentId,
-    pub dispute: u64,
-    pub terms: proto::Terms,
-    pub assignment: proto::Assignment,
-    /// The convicted side's receipt.
-    pub accused: Signed<Receipt>,
-    /// The other side's, if it won by the step.
-    pub winner: Option<Signed<Receipt>>,
-}
-
-/// What a referee found, kept for the case it brings the validators.
-#[derive(Clone, Debug)]
-pub(super) struct Finding {
-    /// The position the step starts from.
-    pub position: u64,
-    /// The state the step reached.
-    pub reached: StateHash,
-    /// The state at `position` as a blob here (none at position 0).
-    pub state: Option<FileRef>,
-}
-
-/// Evidence against the receipts in `misstated` for `task` that name the
-/// `accepted` (digest, fuel) result but state other fuel: the result stated
-/// with the accepted fuel is the manifest their digest names. Forgets
-/// `task`'s entries.
-fn misstated_fuel(
-    misstated: &mut Vec<(Signed<Receipt>, cairn_wire::ResultManifest)>,
-    task: u32,
-    accepted: Option<(ContentId, u64)>,
-) -> Vec<TxKind> {
-    let mut evidence = Vec::new();
-    misstated.retain(|(receipt, stated)| {
-        let r = receipt.payload_unchecked();
-        if r.task != u64::from(task) {
-            return true;
-        }
-        if let Some((digest, fuel)) = accepted
-            && r.digest == digest
-            && r.fuel_used != fuel
-        {
-            let manifest = cairn_wire::ResultManifest {
-                fuel_used: fuel,
-                ..stated.clone()
-            };
-            if manifest.digest() == digest {
-                evidence.push(TxKind::Slash {
-                    evidence: Box::new(Evidence::MisstatedFuel {
-                        receipt: receipt.clone(),
-                        manifest,
-                    }),
-                });
-            }
-        }
-        false
-    });
-    evidence
-}
-
-/// The job an action is about, if it names one.
-fn action_job(action: &Action) -> Option<ContentId> {
-    match action {
-        Action::AskReveal { task, .. }
-        | Action::Accept { task, .. }
-        | Action::Dispute { task, .. }
-        | Action::Convicted { task, .. }
-        | Action::Reopen { task }
-        | Action::Failed { task, .. } => Some(task.0),
-        // A clawback comes with a conviction, which wakes every job.
-        Action::Clawback { .. } | Action::DisputeNext { .. } | Action::DisputeDone { .. } => None,
-    }
-}
-
 impl Requester {
-    /// Applies the verifier's actions to the jobs, then sends back to the
-    /// queue every touched task that needs another provider. Pure
-    /// bookkeeping under the locks; the I/O it implies is returned.
-    pub(super) fn apply(
-        &self,
-        jobs: &mut BTreeMap<ContentId, Job>,
-        verifier: &mut Verifier,
-        touched: impl IntoIterator<Item = TaskKey>,
-        actions: Vec<Action>,
-    ) -> Effects {
-        let mut effects = Effects::default();
-        let mut touched: BTreeSet<TaskKey> = touched.into_iter().collect();
-        let convicted = actions
-            .iter()
-            .any(|a| matches!(a, Action::Convicted { .. }));
-        let named: Vec<ContentId> = actions.iter().filter_map(action_job).collect();
-        for action in actions {
-            match action {
-                Action::AskReveal { task, provider } => {
-                    if let Some(job) = jobs.get_mut(&task.0) {
-                        job.replicas
-                            .asks
-                            .entry(provider)
-                            .or_default()
-                            .insert(task.1);
-                    }
-                }
-                Action::Accept {
-                    task, providers, ..
-                } => {
-                    let Some(job) = jobs.get_mut(&task.0) else {
-                        continue;
-                    };
-                    let mut record = None;
-                    let mut accepted = None;
-                    for provider in &providers {
-                        if let Some(revealed) = job.replicas.revealed.remove(&(task.1, *provider)) {
-                            let r = revealed.receipt.payload_unchecked();
-                            accepted.get_or_insert((r.digest, r.fuel_used));
-                            // Every provider that returned the accepted
-                            // result is paid for it.
-                            job.unsettled.push(revealed.receipt);
-                            record.get_or_insert(revealed.record);
-                        }
-                    }
-                    effects
-                        .txs
-                        .extend(misstated_fuel(&mut job.misstated, task.1, accepted));
-                    // Decided: what was kept as evidence is no longer needed.
-                    job.replicas.revealed.retain(|(t, _), _| *t != task.1);
-                    job.replicas.commits.retain(|(t, _), _| *t != task.1);
-                    match record {
-                        Some(record) => effects.ops.push(Op::Put(
-                            Table::Results,
-                            result_key(&task.0, task.1),
-                            serde_json::to_vec(&record).expect("a task record serializes"),
-                        )),
-                        None => tracing::warn!(task = task.1, "accepted without a revealed result"),
-                    }
-                }
-                Action::Dispute { id, task, sides } => {
-                    tracing::warn!(
-                        job = %task.0.short(),
-                        task = task.1,
-                        "results disagree between {} and {}: dispute {id}",
-                        sides[0].short(),
-                        sides[1].short()
-                    );
-                    if let Some(job) = jobs.get_mut(&task.0) {
-                        job.replicas.disputes += 1;
-                    }
-                    effects.disputes.push((task.0, id));
-                }
-                Action::DisputeNext { .. } => {}
-                Action::DisputeDone { id, verdict } => {
-                    tracing::warn!("dispute {id} decided: {}", verdict.reason);
-                }
-                Action::Convicted {
-                    provider,
-                    task,
-                    offence,
-                } => {
-                    tracing::warn!(
-                        job = %task.0.short(),
-                        task = task.1,
-                        "{} convicted: {offence:?}",
-                        provider.short()
-                    );
-                    for job in jobs.values_mut() {
-                        job.sched
-                            .drop_provider(&provider, &format!("convicted: {offence:?}"));
-                        // Nothing it returned in a job still open is paid.
-                        job.unsettled.retain(|r| r.signer() != provider);
-                    }
-                    if let Some(job) = jobs.get_mut(&task.0) {
-                        job.replicas.convicted.insert(provider);
-                        self.evidence(job, provider, task.1, offence, &mut effects);
-                    }
-                    touched.insert(task);
-                }
-                Action::Reopen { task } => {
-                    effects
-                        .ops
-                        .push(Op::Delete(Table::Results, result_key(&task.0, task.1)));
-                    touched.insert(task);
-                }
-                Action::Clawback { provider, tasks } => {
-                    for task in tasks {
-                        if let Some(job) = jobs.get_mut(&task.0) {
-                            job.unsettled.retain(|r| {
-                                r.signer() != provider
-                                    || r.payload_unchecked().task != u64::from(task.1)
-                            });
-                        }
-                    }
-                }
-                Action::Failed { task, reason } => {
-                    if let Some(job) = jobs.get_mut(&task.0) {
-                        job.replicas.failed += 1;
-                        job.reason = Some(format!("task {}: {reason}", task.1));
-                    }
-                }
-            }
-        }
-        if convicted {
-            // A conviction drops the cheat's replicas everywhere: any task
-            // of any job may now need another provider.
-            for job in jobs.keys() {
-                touched.extend(verifier.wanting(job).into_iter().map(|t| (*job, t)));
-            }
-        }
-        // Their drivers look again: a job may be finished, or have work to
-        // hand out or to auction.
-        let woken: BTreeSet<ContentId> = if convicted {
-            jobs.keys().copied().collect()
-        } else {
-            touched.iter().map(|task| task.0).chain(named).collect()
-        };
-        for job in woken.iter().filter_map(|id| jobs.get(id)) {
-            job.wake.notify_one();
-        }
-        for task in touched {
-            if !verifier.needs(&task) {
-                continue;
-            }
-            if let Some(job) = jobs.get_mut(&task.0)
-                && matches!(
-                    job.sched.task(task.1),
-                    Some(cairn_sched::TaskState::Done { .. })
-                )
-            {
-                job.sched.requeue(task.1, verifier.providers_of(&task));
-            }
-        }
-        effects
-    }
-
-    /// The ledger transaction that proves `provider`'s offence.
-    fn evidence(
-        &self,
-        job: &Job,
-        provider: PublicKey,
-        task: u32,
-        offence: Offence,
-        effects: &mut Effects,
-    ) {
-        let commit = job.replicas.commits.get(&(task, provider));
-        let revealed = job.replicas.revealed.get(&(task, provider));
-        match offence {
-            Offence::WrongResult { dispute } => {
-                // A side that lost by silence or by breaking the rules was
-                // never refereed: it is not paid, but there is no step
-                // for validators to judge, so it is not slashed.
-                let winner = self.findings.lock().get(&dispute).map(|(_, w)| *w);
-                if let (Some(winner), Some(revealed)) = (winner, revealed) {
-                    let winner = winner.and_then(|w| {
-                        job.replicas
-                            .revealed
-                            .get(&(task, w))
-                            .map(|r| r.receipt.clone())
-                    });
-                    effects.cases.push(Pending {
-                        job: job.id,
-                        dispute,
-                        terms: job.terms.clone(),
-                        assignment: job.assignment(task),
-                        accused: revealed.receipt.clone(),
-                        winner,
-                    });
-                } else {
-                    tracing::info!(
-                        "{} lost dispute {dispute} without a step to judge: not paid, not slashed",
-                        provider.short()
-                    );
-                }
-            }
-            Offence::BadReveal => {
-                if let (Some(commit), Some(revealed)) = (commit, revealed) {
-                    effects.txs.push(TxKind::Slash {
-                        evidence: Box::new(Evidence::BadReveal {
-                            commit: commit.clone(),
-                            opening: revealed.opening.clone(),
-                        }),
-                    });
-                }
-            }
-            Offence::NoReveal => {
-                if let Some(commit) = commit {
-                    let c = commit.payload_unchecked();
-                    effects.challenges.push((c.lease, c.task, commit.clone()));
-                }
-            }
-        }
-    }
-
-    /// Does what [`Requester::apply`] left to do: stores results (before
-    /// returning, so nothing acknowledged is lost), and starts ledger
-    /// submissions and disputes in the background.
+    /// Carries out what the core decided: stores results (before
+    /// returning, so nothing acknowledged is lost), wakes the jobs it
+    /// changed, publishes orders, and starts ledger submissions and
+    /// disputes in the background.
     pub(super) async fn carry_out(self: &Arc<Self>, effects: Effects) -> Result<(), String> {
-        if !effects.ops.is_empty() {
+        self.wake(effects.wake);
+        for order in effects.orders {
+            self.shared
+                .net
+                .publish(proto::ORDERS_TOPIC, order.to_bytes());
+        }
+        if !effects.writes.is_empty() {
             let db = self.shared.db.clone();
-            let ops = effects.ops;
+            let ops: Vec<_> = effects.writes.into_iter().map(write_op).collect();
             tokio::task::spawn_blocking(move || db.write(&ops))
                 .await
                 .map_err(|e| e.to_string())?
@@ -407,7 +110,6 @@ impl Requester {
     /// already brought to the validators took its copy.
     pub(super) fn forget_disputes(&self, disputes: &[u64]) {
         // One lock at a time: no order among them to keep.
-        self.findings.lock().retain(|id, _| !disputes.contains(id));
         self.snapshot_waits
             .lock()
             .retain(|id, _| !disputes.contains(id));
@@ -421,7 +123,8 @@ impl Requester {
     /// judging the step answers `Preparing` and is asked again; one that
     /// refuses is not.
     async fn bring_case(self: Arc<Self>, pending: Pending) {
-        let Some((finding, winner)) = self.findings.lock().get(&pending.dispute).cloned() else {
+        let Some((finding, winner)) = self.core.lock().findings.get(&pending.dispute).cloned()
+        else {
             return;
         };
         let position = finding.position;
@@ -581,12 +284,13 @@ impl Requester {
     async fn referee_dispute(self: Arc<Self>, job_id: ContentId, id: u64) {
         loop {
             let state = {
-                let jobs = self.jobs.lock();
-                let verifier = self.verifier.lock();
-                let Some((task, sides, game)) = verifier.game(id) else {
+                let core = self.core.lock();
+                let Some((task, sides, game)) = core.verifier.game(id) else {
                     return;
                 };
-                let Some(job) = jobs.get(&job_id) else { return };
+                let Some(job) = core.jobs.get(&job_id) else {
+                    return;
+                };
                 // Each side is asked under the lease its result names, and
                 // must sign a claim about the task as it was handed out and
                 // the result it revealed.
@@ -630,7 +334,7 @@ impl Requester {
                         .zip(segment.claims)
                         .find(|(_, claim)| *claim == reached)
                         .map(|(p, _)| *p);
-                    self.findings.lock().insert(
+                    self.core.lock().findings.insert(
                         id,
                         (
                             Finding {
@@ -766,16 +470,15 @@ impl Requester {
     ) -> bool {
         let now = now_ms();
         let effects = {
-            let mut jobs = self.jobs.lock();
-            let mut verifier = self.verifier.lock();
-            let actions = match mv(&mut verifier, now) {
+            let mut core = self.core.lock();
+            let actions = match mv(&mut core.verifier, now) {
                 Ok(actions) => actions,
                 Err(e) => {
                     tracing::info!(job = %job_id.short(), "dispute move refused: {e}");
                     return false;
                 }
             };
-            self.apply(&mut jobs, &mut verifier, [], actions)
+            core.act(Vec::new(), actions)
         };
         if let Err(e) = self.carry_out(effects).await {
             tracing::error!("carrying out a dispute's verdict: {e}");
@@ -797,8 +500,8 @@ impl Requester {
         sides: &[PublicKey; 2],
     ) -> Result<(StateHash, Option<FileRef>), String> {
         let (assignment, terms) = {
-            let jobs = self.jobs.lock();
-            let job = jobs.get(&job_id).ok_or("the job is gone")?;
+            let core = self.core.lock();
+            let job = core.jobs.get(&job_id).ok_or("the job is gone")?;
             if task as usize >= job.record.submission.tasks.len() {
                 return Err("no such task".into());
             }
@@ -828,8 +531,8 @@ impl Requester {
                 let now = now_ms();
                 let since = *self.snapshot_waits.lock().entry(dispute).or_insert(now);
                 let allowance = {
-                    let verifier = self.verifier.lock();
-                    let params = verifier.params();
+                    let core = self.core.lock();
+                    let params = core.verifier.params();
                     params.dispute_round_timeout_ms
                         + terms.limits.fuel / params.dispute_trace_fuel_per_ms
                 };
@@ -915,8 +618,8 @@ impl Requester {
         position: u64,
     ) -> Result<Option<(Snapshot, FileRef)>, String> {
         let lease = {
-            let jobs = self.jobs.lock();
-            let job = jobs.get(&job_id).ok_or("the job is gone")?;
+            let core = self.core.lock();
+            let job = core.jobs.get(&job_id).ok_or("the job is gone")?;
             job.replicas
                 .revealed
                 .get(&(task, provider))
@@ -941,8 +644,9 @@ impl Requester {
             _ => return Err("no snapshot in the answer".into()),
         };
         let limit = self
-            .jobs
+            .core
             .lock()
+            .jobs
             .get(&job_id)
             .map_or(0, |job| snapshot_bytes_max(&job.terms));
         if file.size as usize > limit {

@@ -1,0 +1,1275 @@
+//! The requester's decisions for every job it submitted, as one synchronous
+//! state machine: auctions, leases joining the queue, pulls answered,
+//! results judged by the verifier, conviction and the end of a job. It owns
+//! the jobs and the verifier they share, so one lock (or one actor) holds
+//! it all: there is no lock order to keep. The shell passes the time in and
+//! carries out what comes back ([`Effects`], [`Step`]): signing and sending
+//! leases, fetching outputs, writing results, sending transactions,
+//! refereeing disputes.
+
+mod job;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cairn_ledger::{
+    COMMIT_NAMESPACE, Commit, Evidence, Lease, OPENING_NAMESPACE, RECEIPT_NAMESPACE, Receipt,
+    TxKind,
+};
+use cairn_market::{
+    Auction, Bid, BidRejection, Candidate, ORDER_NAMESPACE, Order, Outcome, Rng, SelectionParams,
+};
+use cairn_proto::{
+    self as proto, Assignment, FileRef, Report, Response, StreamRef, SubmittedFile, TaskLimits,
+    Terms,
+};
+use cairn_sched::{Completion, SchedParams, Scheduler};
+use cairn_verify::{Action, Offence, Params as VerifyParams, Reveal, StateHash, TaskKey, Verifier};
+use cairn_wire::{ContentId, Keypair, PublicKey, Signed};
+
+pub use job::{Job, JobRecord, JobStatus, Replicas, Revealed, TaskRecord};
+use job::{MISSTATED_MAX, Phase};
+
+/// How long a job that found no provider waits before another auction.
+const REAUCTION_MS: u64 = 2_000;
+/// How long pending work may sit with no provider pulling before another
+/// auction is held.
+const IDLE_REAUCTION_MS: u64 = 3_000;
+/// The longest preparation (fetching and compiling a module) a requester
+/// waits out before idle leases count as gone: this, plus
+/// [`READY_WAIT_MS_PER_KB`] for each KB of the module, up to
+/// [`READY_WAIT_MS_MAX`].
+const READY_WAIT_MS_BASE: u64 = 10_000;
+/// Time per KB of module a provider may take to prepare: a machine that
+/// fetches and compiles at 200 KB/s still makes it.
+const READY_WAIT_MS_PER_KB: u64 = 5;
+/// The longest preparation waited out for any module.
+const READY_WAIT_MS_MAX: u64 = 120_000;
+/// Blocks a lease stays live on the ledger.
+const LEASE_BLOCKS: u64 = 100_000;
+
+/// A store write the core asks for; the shell maps it to its tables.
+#[derive(Debug)]
+pub enum Write {
+    /// Keep an accepted result.
+    Result {
+        /// Its job.
+        job: ContentId,
+        /// The result.
+        record: Box<TaskRecord>,
+    },
+    /// Forget a result that was reopened.
+    ForgetResult {
+        /// Its job.
+        job: ContentId,
+        /// Its task.
+        task: u32,
+    },
+}
+
+/// What a referee found in a dispute, kept for the case brought to the
+/// validators.
+#[derive(Clone, Debug)]
+pub struct Finding {
+    /// The position the step starts from.
+    pub position: u64,
+    /// The state the step reached.
+    pub reached: StateHash,
+    /// The state at `position` as a blob here (none at position 0).
+    pub state: Option<FileRef>,
+}
+
+/// A wrong result to bring to the validators, with what the job may have
+/// forgotten by then.
+pub struct Pending {
+    /// Its job.
+    pub job: ContentId,
+    /// The dispute that found it.
+    pub dispute: u64,
+    /// The job's terms.
+    pub terms: proto::Terms,
+    /// The task as handed out.
+    pub assignment: Assignment,
+    /// The convicted side's receipt.
+    pub accused: Signed<Receipt>,
+    /// The other side's, if it won by the step.
+    pub winner: Option<Signed<Receipt>>,
+}
+
+/// What the core's decisions leave the shell to do.
+#[derive(Default)]
+pub struct Effects {
+    /// Store writes, durable before anything that depends on them is sent.
+    pub writes: Vec<Write>,
+    /// Transactions for the ledger: evidence.
+    pub txs: Vec<TxKind>,
+    /// Commits to challenge on chain, then to slash if never opened.
+    pub challenges: Vec<(ContentId, u64, Signed<Commit>)>,
+    /// Disputes to referee: (job, dispute id).
+    pub disputes: Vec<(ContentId, u64)>,
+    /// Wrong results to bring to the validators.
+    pub cases: Vec<Pending>,
+    /// Orders to publish.
+    pub orders: Vec<Signed<Order>>,
+    /// Jobs whose drivers should look again: something changed them.
+    pub wake: BTreeSet<ContentId>,
+}
+
+/// What a job's driver does after [`RequesterCore::step`]: carry out the
+/// effects, then the one thing the job needs, if any.
+pub struct Step {
+    /// What to carry out first.
+    pub effects: Effects,
+    /// An auction closed: offer these winners leases, then step again.
+    pub winners: Option<(Order, Vec<Candidate>)>,
+    /// The job is finished: settle these receipts, then end the job.
+    pub settle: Option<Vec<Signed<Receipt>>>,
+    /// When the job next has something to do by the clock.
+    pub next_deadline_ms: Option<u64>,
+}
+
+/// Leases about to be offered, already known to the job's queue (a provider
+/// starts pulling the moment it has signed, possibly before its answer
+/// arrives).
+pub struct Offers {
+    /// Each lease and the slots its provider offered.
+    pub leases: Vec<(Lease, u32)>,
+    /// Providers new to the job: dropped again if they refuse.
+    pub newcomers: BTreeSet<PublicKey>,
+    /// How long the job waits for the winners to prepare.
+    pub ready_in_ms: u64,
+}
+
+/// A pull's reports, sorted by the checks at the boundary.
+#[derive(Default)]
+pub struct Checked {
+    /// Well-signed commitments of this lease's tasks.
+    pub commits: Vec<Signed<Commit>>,
+    /// Well-signed reveals whose report has the digest it signed.
+    pub reveals: Vec<Revealed>,
+    /// Signed receipts whose report states another result than their
+    /// digest, with the result stated.
+    pub misstated: Vec<(Signed<Receipt>, cairn_wire::ResultManifest)>,
+    /// Tasks the provider could not run, and why.
+    pub failed: Vec<(u32, String)>,
+    /// Reports with a bad signature.
+    pub bad_signatures: u32,
+    /// Reports refused for another reason (someone else's, another
+    /// lease's, a task out of range, a bad output name, a broken digest).
+    pub refused: u32,
+}
+
+/// Why a bid was not taken.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BidRefused {
+    /// Its bidder was convicted of cheating this requester.
+    Banned,
+    /// No auction of this requester is open for its order.
+    NoAuction,
+    /// The auction refused it.
+    Rejected(BidRejection),
+}
+
+/// Why a pull was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PullRefused {
+    /// No job has that lease.
+    UnknownLease,
+    /// The lease is someone else's.
+    NotYours,
+}
+
+/// The requester's decisions for all of its jobs.
+pub struct RequesterCore {
+    key: Keypair,
+    /// Its jobs.
+    pub jobs: BTreeMap<ContentId, Job>,
+    /// Decides which results to trust, across the jobs.
+    pub verifier: Verifier,
+    /// What the referee found in each dispute, and who won it.
+    pub findings: BTreeMap<u64, (Finding, Option<PublicKey>)>,
+    /// Lease id → job id.
+    leases: BTreeMap<ContentId, ContentId>,
+    rng: Rng,
+    selection: SelectionParams,
+    sched: SchedParams,
+    bid_window_ms: u32,
+}
+
+impl RequesterCore {
+    /// A requester signing with `key`, with no jobs; `seed` drives its
+    /// choices among equal bids and the verifier's spot checks.
+    pub fn new(key: Keypair, sched: SchedParams, bid_window_ms: u32, seed: u64) -> Self {
+        Self {
+            key,
+            jobs: BTreeMap::new(),
+            verifier: Verifier::new(VerifyParams::default(), seed ^ 0xc0ffee),
+            findings: BTreeMap::new(),
+            leases: BTreeMap::new(),
+            rng: Rng::new(seed ^ 0x5eed),
+            selection: SelectionParams::default(),
+            sched,
+            bid_window_ms,
+        }
+    }
+
+    /// Takes a job in, running (a restored one) or about to be auctioned
+    /// ([`RequesterCore::open_auction`]). Its submission must have passed
+    /// its checks.
+    pub fn add_job(&mut self, id: ContentId, record: JobRecord, now: u64) -> Result<(), String> {
+        let s = &record.submission;
+        let terms = Terms {
+            module: file_ref(&s.module)?,
+            inputs: s.inputs.iter().map(file_ref).collect::<Result<_, _>>()?,
+            limits: TaskLimits {
+                fuel: s.limits.fuel,
+                memory_bytes: s.limits.memory_bytes,
+                wall_time_ms: s.limits.wall_time_ms,
+                output_bytes: s.limits.output_bytes,
+                stdout_bytes: s.limits.stdout_bytes,
+            },
+        };
+        let policy = s.verify.policy()?;
+        self.verifier
+            .open_job(id, policy, s.tasks.len() as u32, s.limits.fuel);
+        let mut sched = self.sched.clone();
+        // A task may run for its whole wall-clock limit; its deadline must
+        // leave room for that plus moving its outputs.
+        sched.task_deadline_ms = sched.task_deadline_ms.max(s.limits.wall_time_ms + 5_000);
+        sched.silence_ms_max = sched.silence_ms_max.max(sched.task_deadline_ms);
+        let job = Job {
+            id,
+            sched: Scheduler::new(s.tasks.len() as u32, sched),
+            record,
+            terms,
+            phase: Phase::Running,
+            reason: None,
+            auctions: 0,
+            leases: BTreeMap::new(),
+            first_task_ms: None,
+            finished_ms: None,
+            last_pull_ms: now,
+            ready_by_ms: 0,
+            unsettled: Vec::new(),
+            settled: 0,
+            misstated: Vec::new(),
+            replicas: Replicas::default(),
+        };
+        self.jobs.insert(id, job);
+        Ok(())
+    }
+
+    /// Restores an accepted result of a job (after a restart); its receipt
+    /// is settled again unless the job's settlement was over.
+    pub fn restore_result(&mut self, job: &ContentId, record: &TaskRecord) -> Result<(), String> {
+        let provider: PublicKey = record
+            .provider
+            .parse()
+            .map_err(|e: cairn_wire::WireError| e.to_string())?;
+        let digest = parse_id(&record.digest)?;
+        let Some(j) = self.jobs.get_mut(job) else {
+            return Err(format!("no job {}", job.short()));
+        };
+        if record.task >= j.sched.progress().total {
+            return Err(format!(
+                "task {} is not in job {}",
+                record.task,
+                job.short()
+            ));
+        }
+        j.sched.restore(record.task, provider, digest);
+        self.verifier
+            .restore_accepted(&(*job, record.task), digest, vec![provider]);
+        if !j.record.settled
+            && let Ok(bytes) = cairn_wire::parse_hex(&record.receipt, "receipt")
+            && let Ok(receipt) = Signed::<Receipt>::from_bytes(&bytes, &())
+        {
+            j.unsettled.push(receipt);
+        }
+        Ok(())
+    }
+
+    /// Puts a restored job in the phase its results say.
+    pub fn restored(&mut self, job: &ContentId, now: u64) {
+        if let Some(job) = self.jobs.get_mut(job) {
+            job.phase = if job.record.settled {
+                job.finished_ms = Some(now);
+                Phase::Done
+            } else if job.sched.is_finished() {
+                Phase::Settling
+            } else {
+                Phase::Running
+            };
+        }
+    }
+
+    /// Restores a lease given before a restart: its provider, if still
+    /// alive, resumes pulling. False when its job is gone.
+    pub fn restore_lease(
+        &mut self,
+        lease: ContentId,
+        job: &ContentId,
+        provider: PublicKey,
+        slots: u32,
+        now: u64,
+    ) -> bool {
+        let Some(j) = self.jobs.get_mut(job) else {
+            return false;
+        };
+        j.sched
+            .add_provider(provider, slots * proto::PREFETCH_PER_SLOT_MAX, now);
+        j.leases.insert(lease, provider);
+        self.leases.insert(lease, *job);
+        true
+    }
+
+    /// Starts an auction for a job's remaining work; the signed order is
+    /// in `effects.orders`.
+    pub fn open_auction(&mut self, id: &ContentId, now: u64, effects: &mut Effects) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        let p = job.sched.progress();
+        let remaining = u64::from(p.pending + p.running);
+        let s = &job.record.submission;
+        let order = Order {
+            job: job.id,
+            runtime: s.runtime.clone(),
+            module: job.terms.module.id,
+            module_bytes: job.terms.module.size,
+            tasks: remaining,
+            fuel_per_task_max: s.limits.fuel,
+            memory_mib: (s.limits.memory_bytes.div_ceil(1 << 20)) as u32,
+            gpus: 0,
+            price_max_ucairn_per_gfuel: s.price_max_ucairn_per_gfuel,
+            created_ms: now,
+            bid_window_ms: self.bid_window_ms,
+        };
+        effects
+            .orders
+            .push(Signed::sign(&self.key, ORDER_NAMESPACE, order.clone()));
+        // Each replica of a task needs a provider of its own: a replicated
+        // job leased to fewer would wait for an idle re-auction to find the
+        // rest.
+        let replicas = match s.verify.policy() {
+            Ok(cairn_job::VerifyPolicy::Replicate { replicas }) => u64::from(replicas.max(1)),
+            _ => 1,
+        };
+        job.auctions += 1;
+        job.phase = Phase::Bidding(Box::new(Auction::open(order, remaining * replicas)));
+    }
+
+    /// One look at a job by its driver at `now`: deadlines are enforced,
+    /// the verifier's timers fire, an auction closes, a queued or idle job
+    /// auctions again, a finished one settles. `None` once the job is
+    /// gone or over: its driver stops.
+    pub fn step(&mut self, id: &ContentId, now: u64) -> Option<Step> {
+        let job = self.jobs.get_mut(id)?;
+        if matches!(job.phase, Phase::Done) {
+            return None;
+        }
+        // Deadlines hold and the end is noticed in every phase: a
+        // re-auction may run while leased providers still work.
+        let mut actions = Vec::new();
+        let mut touched = Vec::new();
+        for event in job.sched.tick(now) {
+            tracing::info!(job = %id.short(), ?event, "scheduler");
+            if let cairn_sched::Event::Expired { task, provider } = event {
+                actions.extend(self.verifier.withdraw(&(*id, task), &provider, now));
+                touched.push((*id, task));
+            }
+        }
+        // The verifier is shared by the jobs: whichever driver wakes first
+        // at its deadline acts for all of them.
+        if self.verifier.next_deadline_ms().is_some_and(|at| now >= at) {
+            actions.extend(self.verifier.tick(now));
+        }
+        let mut effects = self.apply(touched, actions);
+        let job = self.jobs.get_mut(id).expect("held above");
+        if job.sched.is_finished()
+            && self.verifier.job_done(id)
+            && !matches!(job.phase, Phase::Settling | Phase::Done)
+        {
+            job.phase = Phase::Settling;
+        }
+        let (mut winners, mut settle, mut auction_again) = (None, None, false);
+        match &mut job.phase {
+            Phase::Bidding(auction) if auction.ready(now) => {
+                let Phase::Bidding(auction) = std::mem::replace(&mut job.phase, Phase::Leasing)
+                else {
+                    unreachable!()
+                };
+                let order = auction.order().clone();
+                match (*auction).close(&self.selection, &mut self.rng) {
+                    Outcome::Selected(chosen) => winners = Some((order, chosen)),
+                    Outcome::Unplaced(reason) => {
+                        job.reason = Some(reason);
+                        job.phase = Phase::Queued {
+                            retry_ms: now + REAUCTION_MS,
+                        };
+                    }
+                }
+            }
+            Phase::Queued { retry_ms } if now >= *retry_ms => auction_again = true,
+            Phase::Running => {
+                // Work is waiting and nobody is taking it: every provider
+                // is gone, (after a restart) the restored ones never came
+                // back, or every one left already ran the replicas still
+                // wanted.
+                let p = job.sched.progress();
+                // Providers running tasks are not idle, however long a
+                // task takes: a provider with every slot busy does not
+                // pull, and asking the market again would only hear
+                // "busy". Idleness counts from when the last task stopped
+                // running.
+                if p.running > 0 {
+                    job.last_pull_ms = now;
+                }
+                let idle_ms = now.saturating_sub(job.last_pull_ms.max(job.ready_by_ms));
+                if p.pending > 0 && (p.providers == 0 || idle_ms > IDLE_REAUCTION_MS) {
+                    job.reason = Some(if p.providers == 0 {
+                        "every leased provider is gone; finding others".into()
+                    } else {
+                        format!(
+                            "no provider took pending work for {idle_ms} ms (a replica \
+                             needs a provider that has not run the task); finding others"
+                        )
+                    });
+                    job.last_pull_ms = now;
+                    auction_again = true;
+                }
+            }
+            Phase::Settling => {
+                settle = Some(std::mem::take(&mut job.unsettled));
+                job.phase = Phase::Done;
+                job.finished_ms = Some(now);
+            }
+            _ => {}
+        }
+        if auction_again {
+            self.open_auction(id, now, &mut effects);
+        }
+        let job = &self.jobs[id];
+        let next_deadline_ms = [
+            job.sched.next_deadline_ms(),
+            self.verifier.next_deadline_ms(),
+            job.phase_deadline_ms(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        Some(Step {
+            effects,
+            winners,
+            settle,
+            next_deadline_ms,
+        })
+    }
+
+    /// Registers the leases to offer an auction's winners, at ledger
+    /// height `height`; `None` when the job is gone.
+    pub fn offer_leases(
+        &mut self,
+        id: &ContentId,
+        order: &Order,
+        chosen: Vec<Candidate>,
+        height: u64,
+        now: u64,
+    ) -> Option<Offers> {
+        let me = self.key.public();
+        let job = self.jobs.get_mut(id)?;
+        // Trusted only so far: a provider that claims a long preparation
+        // delays the search for others by at most what a slow machine
+        // needs for a module of this size.
+        let ready_wait_ms_max = (READY_WAIT_MS_BASE
+            + order.module_bytes / 1024 * READY_WAIT_MS_PER_KB)
+            .min(READY_WAIT_MS_MAX);
+        let ready_in_ms = chosen
+            .iter()
+            .map(|c| u64::from(c.ready_in_ms))
+            .max()
+            .unwrap_or(0)
+            .min(ready_wait_ms_max);
+        let mut offers = Offers {
+            leases: Vec::new(),
+            newcomers: BTreeSet::new(),
+            ready_in_ms,
+        };
+        for winner in chosen {
+            let lease = Lease {
+                job: *id,
+                requester: me,
+                provider: winner.provider,
+                price_ucairn_per_gfuel: winner.price_ucairn_per_gfuel,
+                fuel_per_task_max: order.fuel_per_task_max,
+                expires_height: height + LEASE_BLOCKS,
+            };
+            if !job.sched.is_active(&lease.provider) {
+                offers.newcomers.insert(lease.provider);
+            }
+            job.sched.add_provider(
+                lease.provider,
+                winner.slots * proto::PREFETCH_PER_SLOT_MAX,
+                now,
+            );
+            job.leases.insert(lease.id(), lease.provider);
+            self.leases.insert(lease.id(), *id);
+            offers.leases.push((lease, winner.slots));
+        }
+        Some(offers)
+    }
+
+    /// Undoes the registration of a lease offer that came to nothing.
+    pub fn forget_offer(&mut self, id: &ContentId, lease: &Lease, newcomer: bool) {
+        self.leases.remove(&lease.id());
+        if let Some(job) = self.jobs.get_mut(id) {
+            job.leases.remove(&lease.id());
+            if newcomer {
+                job.sched
+                    .drop_provider(&lease.provider, "did not sign its lease");
+            }
+        }
+    }
+
+    /// Every offer of an auction has been answered; `refusals` says why
+    /// those refused did.
+    pub fn offers_answered(
+        &mut self,
+        id: &ContentId,
+        ready_in_ms: u64,
+        refusals: &[String],
+        now: u64,
+    ) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        if job.leases.is_empty() || job.sched.progress().providers == 0 {
+            job.reason = Some(format!("every lease was refused: {}", refusals.join("; ")));
+            job.phase = Phase::Queued {
+                retry_ms: now + REAUCTION_MS,
+            };
+        } else {
+            job.reason = None;
+            job.phase = Phase::Running;
+            job.ready_by_ms = now + ready_in_ms;
+        }
+    }
+
+    /// Whether `provider` was convicted of cheating this requester.
+    pub fn banned(&self, provider: &PublicKey) -> bool {
+        self.verifier.trust().record(provider).banned()
+    }
+
+    /// A bid from `sender` (who signed it) for one of the open auctions,
+    /// with the bidder's stake and record as the ledger knows them.
+    /// Returns the job and its module, which the bidder may now fetch.
+    pub fn bid(
+        &mut self,
+        sender: PublicKey,
+        bid: &Signed<Bid>,
+        stake: Option<u128>,
+        record: (u64, u64),
+        now: u64,
+    ) -> Result<(ContentId, ContentId), BidRefused> {
+        if self.banned(&sender) {
+            return Err(BidRefused::Banned);
+        }
+        let order = bid.payload_unchecked().order;
+        let (job, module, auction) = self
+            .jobs
+            .values_mut()
+            .find_map(|job| match &mut job.phase {
+                Phase::Bidding(auction) if auction.order_id() == order => {
+                    Some((job.id, job.terms.module.id, auction))
+                }
+                _ => None,
+            })
+            .ok_or(BidRefused::NoAuction)?;
+        auction
+            .bid(bid, stake, record, now)
+            .map_err(BidRefused::Rejected)?;
+        Ok((job, module))
+    }
+
+    /// A provider declined an order; false when no auction is open for it.
+    pub fn decline(&mut self, sender: PublicKey, order: ContentId, reason: &str) -> bool {
+        for job in self.jobs.values_mut() {
+            if let Phase::Bidding(auction) = &mut job.phase
+                && auction.order_id() == order
+            {
+                auction.decline(sender, reason);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The connection to `provider` closed: its tasks go to others at once
+    /// instead of at their deadline. It keeps its leases: restarted, it
+    /// pulls again. Returns the jobs that changed.
+    pub fn peer_lost(&mut self, provider: &PublicKey, now: u64) -> BTreeSet<ContentId> {
+        let mut changed = BTreeSet::new();
+        for job in self.jobs.values_mut() {
+            let running = job.sched.running_of(provider);
+            for &task in &running {
+                // Nothing to carry out: a withdrawn replica only lets the
+                // task be handed to someone else.
+                let _ = self.verifier.withdraw(&(job.id, task), provider, now);
+            }
+            for event in job.sched.release_all(provider) {
+                tracing::info!(job = %job.id.short(), ?event, "scheduler");
+            }
+            if !running.is_empty() {
+                changed.insert(job.id);
+            }
+        }
+        changed
+    }
+
+    /// The job a lease is for, and its task count.
+    pub fn lease_job(&self, lease: &ContentId) -> Option<(ContentId, u32)> {
+        let job = self.leases.get(lease)?;
+        Some((*job, self.jobs.get(job)?.sched.progress().total))
+    }
+
+    /// Whether a revealed result from `sender` was asked for: `Ok(false)`
+    /// when it was not (ignored), `Err` with the reason when it breaks the
+    /// job's rules (refused; nothing of it is fetched).
+    pub fn wants_reveal(
+        &self,
+        job: &ContentId,
+        sender: &PublicKey,
+        record: &TaskRecord,
+    ) -> Result<bool, String> {
+        let Some(job) = self.jobs.get(job) else {
+            return Ok(false);
+        };
+        let asked = job
+            .replicas
+            .asks
+            .get(sender)
+            .is_some_and(|tasks| tasks.contains(&record.task));
+        if !asked {
+            return Ok(false);
+        }
+        job.broken_result(record).map(|()| true)
+    }
+
+    /// A provider's pull on `lease`, once its reports passed their checks
+    /// and the outputs of its reveals were fetched: the commits and reveals
+    /// go to the verifier, the failures back to the queue, and up to `want`
+    /// tasks are handed out. `stored` is how many reports the answer
+    /// acknowledges.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pulled(
+        &mut self,
+        now: u64,
+        job_id: &ContentId,
+        lease: &ContentId,
+        sender: PublicKey,
+        want: u32,
+        checked: Checked,
+        stored: u32,
+    ) -> Result<(Response, Effects), PullRefused> {
+        let Checked {
+            commits,
+            reveals,
+            misstated,
+            failed,
+            ..
+        } = checked;
+        let job_id = *job_id;
+        let job = self
+            .jobs
+            .get_mut(&job_id)
+            .ok_or(PullRefused::UnknownLease)?;
+        if job.leases.get(lease) != Some(&sender) {
+            return Err(PullRefused::NotYours);
+        }
+        let verifier = &mut self.verifier;
+        let room = MISSTATED_MAX.saturating_sub(job.misstated.len());
+        job.misstated.extend(misstated.into_iter().take(room));
+        let mut actions = Vec::new();
+        let mut touched = Vec::new();
+        for commit in commits {
+            let c = commit.payload_unchecked();
+            let task = c.task as u32;
+            let key = (job_id, task);
+            touched.push(key);
+            let completion =
+                job.sched
+                    .complete(&sender, task, ContentId::from_digest(c.commitment), now);
+            if completion != Completion::Accepted {
+                // A copy that lost the race, a retransmission, or a task
+                // taken back: verification no longer waits for it.
+                continue;
+            }
+            if let Some(cairn_sched::TaskState::Done { superseded, .. }) = job.sched.task(task) {
+                for other in superseded.clone() {
+                    actions.extend(verifier.withdraw(&key, &other, now));
+                }
+            }
+            match verifier.commit(&key, &sender, cairn_verify::Commitment(c.commitment), now) {
+                Ok(more) => {
+                    job.replicas.commits.insert((task, sender), commit);
+                    actions.extend(more);
+                }
+                Err(e) => tracing::debug!(job = %job_id.short(), task, "commit: {e}"),
+            }
+        }
+        for revealed in reveals {
+            let task = revealed.record.task;
+            let key = (job_id, task);
+            touched.push(key);
+            if let Some(tasks) = job.replicas.asks.get_mut(&sender) {
+                tasks.remove(&task);
+            }
+            let o = revealed.opening.payload_unchecked();
+            let reveal = Reveal {
+                digest: o.digest,
+                salt: o.salt,
+            };
+            job.replicas
+                .revealed
+                .insert((task, sender), revealed.clone());
+            match verifier.reveal(&key, &sender, &reveal, now) {
+                Ok(more) => actions.extend(more),
+                Err(e) => tracing::debug!(job = %job_id.short(), task, "reveal: {e}"),
+            }
+        }
+        for (task, reason) in failed {
+            tracing::info!(job = %job_id.short(), task, "provider could not run it: {reason}");
+            if let Some(event) = job.sched.release(&sender, task, now) {
+                tracing::warn!(job = %job_id.short(), ?event, "scheduler");
+            }
+            actions.extend(verifier.withdraw(&(job_id, task), &sender, now));
+            touched.push((job_id, task));
+        }
+        let mut effects = self.apply(touched, actions);
+        let job = self.jobs.get_mut(&job_id).expect("held above");
+        let tasks = match job.sched.pull(&sender, want, now) {
+            Ok(tasks) => tasks,
+            Err(refused) => {
+                // Its reports above still count; it just gets no more work
+                // (`finished` tells it so).
+                tracing::info!(job = %job_id.short(), "pull refused: {refused}");
+                Vec::new()
+            }
+        };
+        for &task in &tasks {
+            self.verifier.assign_copy(&(job_id, task), sender, now);
+        }
+        job.replicas.executions += tasks.len() as u64;
+        // Work that waits while providers pull is work none of them may
+        // take (each already ran it): that counts as idle, and brings
+        // other providers in.
+        if !tasks.is_empty() || job.sched.progress().pending == 0 {
+            job.last_pull_ms = now;
+        }
+        if !tasks.is_empty() && job.first_task_ms.is_none() {
+            job.first_task_ms = Some(now);
+        }
+        let assignments = tasks.into_iter().map(|task| job.assignment(task)).collect();
+        let reveal: Vec<u32> = job
+            .replicas
+            .asks
+            .get(&sender)
+            .map(|tasks| tasks.iter().copied().take(proto::BATCH_MAX).collect())
+            .unwrap_or_default();
+        // Even a provider dropped from the queue stays until the job is
+        // done: it may still have to reveal, or to answer a dispute.
+        let finished = matches!(job.phase, Phase::Settling | Phase::Done);
+        // What it reported may finish the job or free work to hand out.
+        effects.wake.insert(job_id);
+        let response = Response::Tasks {
+            stored,
+            tasks: assignments,
+            finished,
+            reveal,
+        };
+        Ok((response, effects))
+    }
+
+    /// Verifier actions from outside a pull or a step (a dispute's
+    /// progress), applied like theirs.
+    pub fn act(&mut self, touched: Vec<TaskKey>, actions: Vec<Action>) -> Effects {
+        self.apply(touched, actions)
+    }
+
+    /// Applies the verifier's actions to the jobs, then sends back to the
+    /// queue every touched task that needs another provider.
+    fn apply(&mut self, touched: Vec<TaskKey>, actions: Vec<Action>) -> Effects {
+        let mut effects = Effects::default();
+        let mut touched: BTreeSet<TaskKey> = touched.into_iter().collect();
+        let convicted = actions
+            .iter()
+            .any(|a| matches!(a, Action::Convicted { .. }));
+        let named: Vec<ContentId> = actions.iter().filter_map(action_job).collect();
+        for action in actions {
+            match action {
+                Action::AskReveal { task, provider } => {
+                    if let Some(job) = self.jobs.get_mut(&task.0) {
+                        job.replicas
+                            .asks
+                            .entry(provider)
+                            .or_default()
+                            .insert(task.1);
+                    }
+                }
+                Action::Accept {
+                    task, providers, ..
+                } => {
+                    let Some(job) = self.jobs.get_mut(&task.0) else {
+                        continue;
+                    };
+                    let mut record = None;
+                    let mut accepted = None;
+                    for provider in &providers {
+                        if let Some(revealed) = job.replicas.revealed.remove(&(task.1, *provider)) {
+                            let r = revealed.receipt.payload_unchecked();
+                            accepted.get_or_insert((r.digest, r.fuel_used));
+                            // Every provider that returned the accepted
+                            // result is paid for it.
+                            job.unsettled.push(revealed.receipt);
+                            record.get_or_insert(revealed.record);
+                        }
+                    }
+                    effects
+                        .txs
+                        .extend(misstated_fuel(&mut job.misstated, task.1, accepted));
+                    // Decided: what was kept as evidence is no longer needed.
+                    job.replicas.revealed.retain(|(t, _), _| *t != task.1);
+                    job.replicas.commits.retain(|(t, _), _| *t != task.1);
+                    match record {
+                        Some(record) => effects.writes.push(Write::Result {
+                            job: task.0,
+                            record: Box::new(record),
+                        }),
+                        None => tracing::warn!(task = task.1, "accepted without a revealed result"),
+                    }
+                }
+                Action::Dispute { id, task, sides } => {
+                    tracing::warn!(
+                        job = %task.0.short(),
+                        task = task.1,
+                        "results disagree between {} and {}: dispute {id}",
+                        sides[0].short(),
+                        sides[1].short()
+                    );
+                    if let Some(job) = self.jobs.get_mut(&task.0) {
+                        job.replicas.disputes += 1;
+                    }
+                    effects.disputes.push((task.0, id));
+                }
+                Action::DisputeNext { .. } => {}
+                Action::DisputeDone { id, verdict } => {
+                    tracing::warn!("dispute {id} decided: {}", verdict.reason);
+                }
+                Action::Convicted {
+                    provider,
+                    task,
+                    offence,
+                } => {
+                    tracing::warn!(
+                        job = %task.0.short(),
+                        task = task.1,
+                        "{} convicted: {offence:?}",
+                        provider.short()
+                    );
+                    for job in self.jobs.values_mut() {
+                        job.sched
+                            .drop_provider(&provider, &format!("convicted: {offence:?}"));
+                        // Nothing it returned in a job still open is paid.
+                        job.unsettled.retain(|r| r.signer() != provider);
+                    }
+                    if let Some(job) = self.jobs.get_mut(&task.0) {
+                        job.replicas.convicted.insert(provider);
+                        evidence(job, &self.findings, provider, task.1, offence, &mut effects);
+                    }
+                    touched.insert(task);
+                }
+                Action::Reopen { task } => {
+                    effects.writes.push(Write::ForgetResult {
+                        job: task.0,
+                        task: task.1,
+                    });
+                    touched.insert(task);
+                }
+                Action::Clawback { provider, tasks } => {
+                    for task in tasks {
+                        if let Some(job) = self.jobs.get_mut(&task.0) {
+                            job.unsettled.retain(|r| {
+                                r.signer() != provider
+                                    || r.payload_unchecked().task != u64::from(task.1)
+                            });
+                        }
+                    }
+                }
+                Action::Failed { task, reason } => {
+                    if let Some(job) = self.jobs.get_mut(&task.0) {
+                        job.replicas.failed += 1;
+                        job.reason = Some(format!("task {}: {reason}", task.1));
+                    }
+                }
+            }
+        }
+        if convicted {
+            // A conviction drops the cheat's replicas everywhere: any task
+            // of any job may now need another provider.
+            for job in self.jobs.keys() {
+                touched.extend(self.verifier.wanting(job).into_iter().map(|t| (*job, t)));
+            }
+        }
+        // Their drivers look again: a job may be finished, or have work to
+        // hand out or to auction.
+        if convicted {
+            effects.wake.extend(self.jobs.keys().copied());
+        } else {
+            effects
+                .wake
+                .extend(touched.iter().map(|task| task.0).chain(named));
+        }
+        for task in touched {
+            if !self.verifier.needs(&task) {
+                continue;
+            }
+            if let Some(job) = self.jobs.get_mut(&task.0)
+                && matches!(
+                    job.sched.task(task.1),
+                    Some(cairn_sched::TaskState::Done { .. })
+                )
+            {
+                job.sched.requeue(task.1, self.verifier.providers_of(&task));
+            }
+        }
+        effects
+    }
+
+    /// A job's settlement is over: its record says so, with what was paid
+    /// and what went wrong. Returns the record to persist.
+    pub fn settled(
+        &mut self,
+        id: &ContentId,
+        receipts: u64,
+        problems: &[String],
+    ) -> Option<JobRecord> {
+        let job = self.jobs.get_mut(id)?;
+        job.settled = receipts;
+        job.record.settled = true;
+        if !problems.is_empty() {
+            job.reason = Some(problems.join("; "));
+        }
+        Some(job.record.clone())
+    }
+
+    /// Forgets what verification held of a finished job: its open disputes
+    /// and their findings. Returns the disputes forgotten.
+    pub fn close_job(&mut self, id: &ContentId) -> Vec<u64> {
+        let disputes = self.verifier.close_job(id);
+        self.findings
+            .retain(|dispute, _| !disputes.contains(dispute));
+        disputes
+    }
+
+    /// A job's status at `now`.
+    pub fn status(&self, id: &ContentId, now: u64) -> Option<JobStatus> {
+        let job = self.jobs.get(id)?;
+        Some(job.status(self.verifier.accepted_count(id), now))
+    }
+
+    /// Every job's status at `now`, oldest first.
+    pub fn statuses(&self, now: u64) -> Vec<JobStatus> {
+        let mut all: Vec<JobStatus> = self
+            .jobs
+            .values()
+            .map(|job| job.status(self.verifier.accepted_count(&job.id), now))
+            .collect();
+        all.sort_by_key(|s| s.submitted_ms);
+        all
+    }
+}
+
+/// Sorts a pull's reports, keeping only those that are well signed, by the
+/// sender, for this lease (signatures checked as one batch). `tasks` is the
+/// job's task count: every index is checked against it here, so nothing
+/// past this point sees one out of range.
+pub fn check_reports(
+    sender: PublicKey,
+    lease: ContentId,
+    tasks: u32,
+    reports: Vec<Report>,
+) -> Checked {
+    let mut signed: Vec<(Vec<u8>, PublicKey, cairn_wire::Signature)> = Vec::new();
+    for report in &reports {
+        match report {
+            Report::Committed(commit) => signed.push((
+                commit.signing_bytes(COMMIT_NAMESPACE),
+                commit.signer(),
+                *commit.signature(),
+            )),
+            Report::Revealed {
+                opening, receipt, ..
+            } => {
+                signed.push((
+                    opening.signing_bytes(OPENING_NAMESPACE),
+                    opening.signer(),
+                    *opening.signature(),
+                ));
+                signed.push((
+                    receipt.signing_bytes(RECEIPT_NAMESPACE),
+                    receipt.signer(),
+                    *receipt.signature(),
+                ));
+            }
+            Report::Failed { .. } => {}
+        }
+    }
+    let batch: Vec<_> = signed
+        .iter()
+        .map(|(bytes, key, signature)| (bytes.as_slice(), key, signature))
+        .collect();
+    let all_valid = cairn_wire::verify_batch(&batch);
+    let mut checked = Checked::default();
+    for report in reports {
+        match report {
+            Report::Committed(commit) => {
+                let c = commit.payload_unchecked();
+                if !all_valid && commit.verify(COMMIT_NAMESPACE).is_err() {
+                    checked.bad_signatures += 1;
+                } else if commit.signer() != sender
+                    || c.lease != lease
+                    || c.task >= u64::from(tasks)
+                {
+                    checked.refused += 1;
+                } else {
+                    checked.commits.push(commit);
+                }
+            }
+            Report::Revealed {
+                opening,
+                receipt,
+                code,
+                exit,
+                outcome,
+                outputs,
+                stdout,
+                stderr,
+            } => {
+                let (o, r) = (opening.payload_unchecked(), receipt.payload_unchecked());
+                // The digest signed is the manifest's: rebuilt from the
+                // report, it binds the outputs delivered, the streams and
+                // the fuel paid to what every agreeing replica committed
+                // to.
+                let stated = cairn_wire::ResultManifest {
+                    code,
+                    exit,
+                    text: outcome.clone(),
+                    fuel_used: r.fuel_used,
+                    stdout: stdout.id,
+                    stderr: stderr.id,
+                    outputs: outputs
+                        .iter()
+                        .map(|f| cairn_wire::OutputFile {
+                            path: f.name.clone(),
+                            size_bytes: f.size,
+                            id: f.id,
+                        })
+                        .collect(),
+                };
+                if !all_valid
+                    && (opening.verify(OPENING_NAMESPACE).is_err()
+                        || receipt.verify(RECEIPT_NAMESPACE).is_err())
+                {
+                    checked.bad_signatures += 1;
+                } else if opening.signer() != sender
+                    || receipt.signer() != sender
+                    || o.lease != lease
+                    || r.lease != lease
+                    || o.task != r.task
+                    || o.digest != r.digest
+                    || r.task >= u64::from(tasks)
+                    // Names end up as paths on the requester's disk.
+                    || outputs
+                        .iter()
+                        .any(|f| cairn_job::check_output_path(&f.name).is_err())
+                {
+                    checked.refused += 1;
+                } else if stated.digest() != r.digest {
+                    // Outputs, streams or fuel other than those it committed
+                    // to: nothing of it is taken or paid, and the task goes
+                    // to someone else.
+                    checked.refused += 1;
+                    checked.failed.push((
+                        r.task as u32,
+                        "its report does not have the digest it signed".into(),
+                    ));
+                    // If only its fuel was misstated, the result another
+                    // replica reports with this digest convicts it.
+                    checked.misstated.push((receipt.clone(), stated));
+                } else {
+                    let record = TaskRecord {
+                        task: r.task as u32,
+                        provider: sender.to_string(),
+                        digest: r.digest.to_string(),
+                        fuel_used: r.fuel_used,
+                        success: Report::succeeded(code, exit),
+                        outcome,
+                        outputs: outputs
+                            .iter()
+                            .map(|f| SubmittedFile {
+                                name: f.name.clone(),
+                                id: f.id.to_string(),
+                                size: f.size,
+                            })
+                            .collect(),
+                        stdout: stream_file("stdout", stdout),
+                        stderr: stream_file("stderr", stderr),
+                        receipt: cairn_wire::hex(&receipt.to_bytes()),
+                    };
+                    checked.reveals.push(Revealed {
+                        record,
+                        receipt,
+                        opening,
+                    });
+                }
+            }
+            Report::Failed { task, .. } if task >= tasks => checked.refused += 1,
+            Report::Failed { task, reason } => checked.failed.push((task, reason)),
+        }
+    }
+    checked
+}
+
+/// The ledger transaction that proves `provider`'s offence, or the case or
+/// challenge that will.
+fn evidence(
+    job: &Job,
+    findings: &BTreeMap<u64, (Finding, Option<PublicKey>)>,
+    provider: PublicKey,
+    task: u32,
+    offence: Offence,
+    effects: &mut Effects,
+) {
+    let commit = job.replicas.commits.get(&(task, provider));
+    let revealed = job.replicas.revealed.get(&(task, provider));
+    match offence {
+        Offence::WrongResult { dispute } => {
+            // A side that lost by silence or by breaking the rules was
+            // never refereed: it is not paid, but there is no step for
+            // validators to judge, so it is not slashed.
+            let winner = findings.get(&dispute).map(|(_, w)| *w);
+            if let (Some(winner), Some(revealed)) = (winner, revealed) {
+                let winner = winner.and_then(|w| {
+                    job.replicas
+                        .revealed
+                        .get(&(task, w))
+                        .map(|r| r.receipt.clone())
+                });
+                effects.cases.push(Pending {
+                    job: job.id,
+                    dispute,
+                    terms: job.terms.clone(),
+                    assignment: job.assignment(task),
+                    accused: revealed.receipt.clone(),
+                    winner,
+                });
+            } else {
+                tracing::info!(
+                    "{} lost dispute {dispute} without a step to judge: not paid, not slashed",
+                    provider.short()
+                );
+            }
+        }
+        Offence::BadReveal => {
+            if let (Some(commit), Some(revealed)) = (commit, revealed) {
+                effects.txs.push(TxKind::Slash {
+                    evidence: Box::new(Evidence::BadReveal {
+                        commit: commit.clone(),
+                        opening: revealed.opening.clone(),
+                    }),
+                });
+            }
+        }
+        Offence::NoReveal => {
+            if let Some(commit) = commit {
+                let c = commit.payload_unchecked();
+                effects.challenges.push((c.lease, c.task, commit.clone()));
+            }
+        }
+    }
+}
+
+/// Evidence against the receipts in `misstated` for `task` that name the
+/// `accepted` (digest, fuel) result but state other fuel: the result stated
+/// with the accepted fuel is the manifest their digest names. Forgets
+/// `task`'s entries.
+fn misstated_fuel(
+    misstated: &mut Vec<(Signed<Receipt>, cairn_wire::ResultManifest)>,
+    task: u32,
+    accepted: Option<(ContentId, u64)>,
+) -> Vec<TxKind> {
+    let mut evidence = Vec::new();
+    misstated.retain(|(receipt, stated)| {
+        let r = receipt.payload_unchecked();
+        if r.task != u64::from(task) {
+            return true;
+        }
+        if let Some((digest, fuel)) = accepted
+            && r.digest == digest
+            && r.fuel_used != fuel
+        {
+            let manifest = cairn_wire::ResultManifest {
+                fuel_used: fuel,
+                ..stated.clone()
+            };
+            if manifest.digest() == digest {
+                evidence.push(TxKind::Slash {
+                    evidence: Box::new(Evidence::MisstatedFuel {
+                        receipt: receipt.clone(),
+                        manifest,
+                    }),
+                });
+            }
+        }
+        false
+    });
+    evidence
+}
+
+/// The job an action is about, if it names one.
+fn action_job(action: &Action) -> Option<ContentId> {
+    match action {
+        Action::AskReveal { task, .. }
+        | Action::Accept { task, .. }
+        | Action::Dispute { task, .. }
+        | Action::Convicted { task, .. }
+        | Action::Reopen { task }
+        | Action::Failed { task, .. } => Some(task.0),
+        // A clawback comes with a conviction, which wakes every job.
+        Action::Clawback { .. } | Action::DisputeNext { .. } | Action::DisputeDone { .. } => None,
+    }
+}
+
+fn parse_id(hex: &str) -> Result<ContentId, String> {
+    hex.parse()
+        .map_err(|e: cairn_wire::WireError| e.to_string())
+}
+
+fn file_ref(file: &SubmittedFile) -> Result<FileRef, String> {
+    Ok(FileRef {
+        name: file.name.clone(),
+        id: parse_id(&file.id)?,
+        size: file.size,
+    })
+}
+
+/// A reported stream as a record's file; an empty stream is none.
+fn stream_file(name: &str, stream: StreamRef) -> Option<SubmittedFile> {
+    (stream.size > 0).then(|| SubmittedFile {
+        name: name.to_string(),
+        id: stream.id.to_string(),
+        size: stream.size,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,307 @@
+//! One job as the requester keeps it: its phase (auction, leasing, running,
+//! settling), its task queue, what verification holds of its replicas, and
+//! the records the API shows and the store keeps.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cairn_ledger::{Commit, Opening, Receipt};
+use cairn_market::Auction;
+use cairn_proto::{Assignment, Submission, SubmittedFile, Terms};
+use cairn_sched::Scheduler;
+use cairn_wire::{ContentId, PublicKey, Signed};
+use serde::{Deserialize, Serialize};
+
+use super::IDLE_REAUCTION_MS;
+
+/// A finished task as the requester keeps it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TaskRecord {
+    /// Index in the job.
+    pub task: u32,
+    /// Who ran it.
+    pub provider: String,
+    /// Result digest (hex).
+    pub digest: String,
+    /// Fuel used.
+    pub fuel_used: u64,
+    /// Whether the program succeeded.
+    pub success: bool,
+    /// How it ended.
+    pub outcome: String,
+    /// Output files, in this node's blob store.
+    pub outputs: Vec<SubmittedFile>,
+    /// Its standard output, in this node's blob store; `None` when empty.
+    #[serde(default)]
+    pub stdout: Option<SubmittedFile>,
+    /// Its standard error, in this node's blob store; `None` when empty.
+    #[serde(default)]
+    pub stderr: Option<SubmittedFile>,
+    /// The signed receipt (hex of its canonical bytes), for settlement.
+    pub receipt: String,
+}
+
+/// A job's status for the API.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobStatus {
+    /// Job id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// `bidding`, `queued`, `running`, `settling`, `done` or `failed`.
+    pub state: String,
+    /// Why it is queued or failed.
+    pub reason: Option<String>,
+    /// Tasks in all.
+    pub total: u32,
+    /// Finished.
+    pub done: u32,
+    /// Running.
+    pub running: u32,
+    /// Waiting.
+    pub pending: u32,
+    /// Given up.
+    pub failed: u32,
+    /// Providers working on it.
+    pub providers: u32,
+    /// Auctions held.
+    pub auctions: u32,
+    /// Submitted (ms since the epoch).
+    pub submitted_ms: u64,
+    /// First task handed out.
+    pub first_task_ms: Option<u64>,
+    /// Finished.
+    pub finished_ms: Option<u64>,
+    /// Receipts in settlements the ledger applied.
+    pub settled: u64,
+    /// Executions, replicas included: what verification cost.
+    pub executions: u64,
+    /// Disputes started.
+    pub disputes: u32,
+    /// Providers convicted of cheating on this job.
+    pub convicted: Vec<String>,
+}
+
+/// What is persisted of a job.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The job as submitted.
+    pub submission: Submission,
+    /// When it was submitted (ms since the epoch).
+    pub submitted_ms: u64,
+    /// Whether its settlement is over.
+    pub settled: bool,
+}
+
+/// Where a job is in its life.
+#[derive(Debug)]
+pub(super) enum Phase {
+    Bidding(Box<Auction>),
+    Leasing,
+    Queued { retry_ms: u64 },
+    Running,
+    Settling,
+    Done,
+}
+
+/// One of the requester's jobs.
+pub struct Job {
+    /// Its id.
+    pub id: ContentId,
+    /// What is persisted of it.
+    pub record: JobRecord,
+    /// The terms every provider is handed.
+    pub terms: Terms,
+    /// Its task queue.
+    pub sched: Scheduler,
+    pub(super) phase: Phase,
+    /// Why it is queued or failed.
+    pub reason: Option<String>,
+    pub(super) auctions: u32,
+    /// Its leases: lease id → provider.
+    pub(super) leases: BTreeMap<ContentId, PublicKey>,
+    pub(super) first_task_ms: Option<u64>,
+    pub(super) finished_ms: Option<u64>,
+    pub(super) last_pull_ms: u64,
+    /// Until when the latest leases' providers said they would be
+    /// preparing (fetching and compiling the module): no pull before then
+    /// is expected, so none is a reason to look for others.
+    pub(super) ready_by_ms: u64,
+    /// Receipts of accepted results, not yet settled.
+    pub unsettled: Vec<Signed<Receipt>>,
+    /// Receipts refused because their report stated another result, kept
+    /// until their task is decided (see [`MISSTATED_MAX`]).
+    pub(super) misstated: Vec<(Signed<Receipt>, cairn_wire::ResultManifest)>,
+    /// Receipts in settlements the ledger applied.
+    pub settled: u64,
+    /// Verification's view of the job's replicas.
+    pub replicas: Replicas,
+}
+
+/// What the requester keeps of each replica while verification decides.
+#[derive(Default)]
+pub struct Replicas {
+    /// Reveals asked of each provider and not yet received.
+    pub asks: BTreeMap<PublicKey, BTreeSet<u32>>,
+    /// Each provider's signed commitment, per task: evidence if it never
+    /// reveals or reveals something else.
+    pub commits: BTreeMap<(u32, PublicKey), Signed<Commit>>,
+    /// Revealed results waiting for a decision.
+    pub revealed: BTreeMap<(u32, PublicKey), Revealed>,
+    /// Tasks whose results failed verification.
+    pub failed: u32,
+    /// Executions handed out, replicas included.
+    pub executions: u64,
+    /// Disputes started.
+    pub disputes: u32,
+    /// Providers convicted of cheating on this job.
+    pub convicted: BTreeSet<PublicKey>,
+}
+
+/// Misstated receipts a job keeps for evidence, at most.
+pub(super) const MISSTATED_MAX: usize = 1_024;
+
+/// A revealed result.
+#[derive(Clone)]
+pub struct Revealed {
+    /// The result as it is kept once accepted.
+    pub record: TaskRecord,
+    /// Its signed receipt: what pays for it.
+    pub receipt: Signed<Receipt>,
+    /// Its signed opening of the commitment.
+    pub opening: Signed<Opening>,
+}
+
+impl Job {
+    /// When the job's phase next has something to do by the clock: an
+    /// auction's window closes, a queued job auctions again, or pending work
+    /// nobody pulls has waited long enough to look for other providers.
+    pub(super) fn phase_deadline_ms(&self) -> Option<u64> {
+        match &self.phase {
+            Phase::Bidding(auction) => Some(auction.order().bid_deadline_ms()),
+            Phase::Queued { retry_ms } => Some(*retry_ms),
+            Phase::Running => {
+                let p = self.sched.progress();
+                (p.pending > 0 && p.running == 0)
+                    .then(|| self.last_pull_ms.max(self.ready_by_ms) + IDLE_REAUCTION_MS + 1)
+            }
+            Phase::Leasing | Phase::Settling | Phase::Done => None,
+        }
+    }
+
+    /// Task `task` as a provider is handed it (its index must be in range).
+    pub fn assignment(&self, task: u32) -> Assignment {
+        let spec = &self.record.submission.tasks[task as usize];
+        let seed = cairn_wire::parse_hex32(&spec.seed, "task seed").expect("checked at submission");
+        Assignment {
+            task,
+            args: spec.args.clone(),
+            outputs: spec.outputs.clone(),
+            seed,
+        }
+    }
+
+    /// Why a provider's result cannot be this job's, if it cannot: it
+    /// claims more fuel, output bytes or stream bytes than the task was
+    /// allowed, names a file twice, or claims success without a file the
+    /// task had to write. Checked before any of its files is fetched.
+    pub fn broken_result(&self, record: &TaskRecord) -> Result<(), String> {
+        let limits = &self.terms.limits;
+        if record.fuel_used > limits.fuel {
+            return Err(format!(
+                "claims {} fuel where the task had {}",
+                record.fuel_used, limits.fuel
+            ));
+        }
+        for stream in [&record.stdout, &record.stderr].into_iter().flatten() {
+            if stream.size > limits.stdout_bytes {
+                return Err(format!(
+                    "{} of {} bytes is over the job's limit of {}",
+                    stream.name, stream.size, limits.stdout_bytes
+                ));
+            }
+        }
+        let mut names = BTreeSet::new();
+        let mut total: u64 = 0;
+        for file in &record.outputs {
+            if !names.insert(file.name.as_str()) {
+                return Err(format!("names output '{}' twice", file.name));
+            }
+            total = total.saturating_add(file.size);
+        }
+        if total > limits.output_bytes {
+            return Err(format!(
+                "claims {total} output bytes where the task had {}",
+                limits.output_bytes
+            ));
+        }
+        let declared = self
+            .record
+            .submission
+            .tasks
+            .get(record.task as usize)
+            .ok_or_else(|| format!("task {} is not in the job", record.task))?;
+        if record.success
+            && let Some(missing) = declared
+                .outputs
+                .iter()
+                .find(|path| !names.contains(path.as_str()))
+        {
+            return Err(format!("claims success without its output '{missing}'"));
+        }
+        Ok(())
+    }
+
+    /// The job's status at `now`; `accepted` is how many tasks verification
+    /// accepted.
+    pub(super) fn status(&self, accepted: u32, now: u64) -> JobStatus {
+        let p = self.sched.progress();
+        let preparing = matches!(self.phase, Phase::Running)
+            && self.first_task_ms.is_none()
+            && now < self.ready_by_ms;
+        let reason = if preparing {
+            Some(format!(
+                "providers are fetching and compiling the module (ready in about {:.1} s, by their estimate)",
+                (self.ready_by_ms - now) as f64 / 1e3
+            ))
+        } else {
+            self.reason.clone()
+        };
+        let state = match self.phase {
+            Phase::Bidding(_) | Phase::Leasing => "bidding",
+            Phase::Queued { .. } => "queued",
+            Phase::Running => "running",
+            Phase::Settling => "settling",
+            Phase::Done if p.failed > 0 || self.replicas.failed > 0 => "failed",
+            Phase::Done => "done",
+        };
+        JobStatus {
+            id: self.id.to_string(),
+            name: self.record.submission.name.clone(),
+            state: state.into(),
+            reason,
+            total: p.total,
+            // A settled job's verification state is gone; its queue knows.
+            done: match self.phase {
+                Phase::Done => p.done.saturating_sub(self.replicas.failed),
+                _ => accepted,
+            },
+            running: p.running,
+            pending: p.pending,
+            failed: p.failed + self.replicas.failed,
+            providers: p.providers,
+            auctions: self.auctions,
+            submitted_ms: self.record.submitted_ms,
+            first_task_ms: self.first_task_ms,
+            finished_ms: self.finished_ms,
+            settled: self.settled,
+            executions: self.replicas.executions,
+            disputes: self.replicas.disputes,
+            convicted: self
+                .replicas
+                .convicted
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+        }
+    }
+}

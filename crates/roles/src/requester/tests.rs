@@ -1,0 +1,517 @@
+//! The requester's decisions, driven by hand: auctions, leases, pulls,
+//! results, lost providers and the end of a job, checked without a network
+//! or a clock.
+
+use cairn_job::VerifyPolicy;
+use cairn_market::{BID_NAMESPACE, Offer};
+use cairn_proto::{StreamRef, Submission, SubmittedLimits, SubmittedTask};
+use cairn_verify::Commitment;
+
+use super::*;
+
+const T0: u64 = 1_000_000;
+const BID_WINDOW_MS: u32 = 1_000;
+/// When an auction opened at `T0` closes.
+const T1: u64 = T0 + BID_WINDOW_MS as u64;
+
+fn requester() -> RequesterCore {
+    RequesterCore::new(
+        Keypair::from_seed([1; 32]),
+        SchedParams::default(),
+        1_000,
+        7,
+    )
+}
+
+fn provider(n: u8) -> Keypair {
+    Keypair::from_seed([10 + n; 32])
+}
+
+fn submission(tasks: u32, policy: VerifyPolicy) -> Submission {
+    Submission {
+        name: "frames".into(),
+        runtime: "wasm".into(),
+        module: SubmittedFile {
+            name: "module.wasm".into(),
+            id: ContentId::of(b"module").to_string(),
+            size: 2_048,
+        },
+        inputs: Vec::new(),
+        tasks: (0..tasks)
+            .map(|t| SubmittedTask {
+                args: vec![t.to_string()],
+                outputs: vec!["frame.png".into()],
+                seed: format!("{:064x}", t + 1),
+            })
+            .collect(),
+        limits: SubmittedLimits {
+            fuel: 1_000_000,
+            memory_bytes: 16 << 20,
+            wall_time_ms: 2_000,
+            output_bytes: 1 << 20,
+            stdout_bytes: 1 << 10,
+        },
+        budget_ucairn: 1_000_000,
+        price_max_ucairn_per_gfuel: 100,
+        verify: policy.into(),
+    }
+}
+
+/// A job of `tasks` tasks taken in and put up for auction at `T0`: its id
+/// and its order.
+fn submitted(core: &mut RequesterCore, tasks: u32, policy: VerifyPolicy) -> (ContentId, Order) {
+    let id = ContentId::of(&tasks.to_be_bytes());
+    let record = JobRecord {
+        submission: submission(tasks, policy),
+        submitted_ms: T0,
+        settled: false,
+    };
+    core.add_job(id, record, T0).unwrap();
+    let mut effects = Effects::default();
+    core.open_auction(&id, T0, &mut effects);
+    assert_eq!(effects.orders.len(), 1, "one order published");
+    let order = effects.orders[0].verify(ORDER_NAMESPACE).unwrap();
+    (id, order.clone())
+}
+
+fn bid(key: &Keypair, order: &Order, slots: u32) -> Signed<Bid> {
+    let bid = Bid {
+        order: order.id(),
+        price_ucairn_per_gfuel: 40,
+        slots,
+        ready_in_ms: 0,
+        offer: Offer {
+            runtimes: vec!["wasm".into()],
+            cores: 8,
+            memory_mib: 4_096,
+            gpus: 0,
+            score_mfuel_per_s: 100,
+        },
+    };
+    Signed::sign(key, BID_NAMESPACE, bid)
+}
+
+/// Every bidder bids for one slot, wins when the window closes, and signs
+/// its lease; the job runs from `T1`. The leases.
+fn leased(
+    core: &mut RequesterCore,
+    job: &ContentId,
+    order: &Order,
+    bidders: &[&Keypair],
+) -> Vec<Lease> {
+    for key in bidders {
+        core.bid(key.public(), &bid(key, order, 1), Some(1), (0, 0), T0)
+            .unwrap();
+    }
+    let step = core.step(job, T1).unwrap();
+    let (order, chosen) = step.winners.expect("the window closed");
+    assert_eq!(chosen.len(), bidders.len());
+    let offers = core.offer_leases(job, &order, chosen, 7, T1).unwrap();
+    assert_eq!(offers.newcomers.len(), bidders.len());
+    core.offers_answered(job, offers.ready_in_ms, &[], T1);
+    offers.leases.into_iter().map(|(lease, _)| lease).collect()
+}
+
+fn lease_of<'a>(leases: &'a [Lease], key: &Keypair) -> &'a Lease {
+    leases.iter().find(|l| l.provider == key.public()).unwrap()
+}
+
+/// `key`'s pull on `lease` with `reports`, checked as the shell checks
+/// them: the tasks handed out, the reveals asked for, and the effects.
+fn pull(
+    core: &mut RequesterCore,
+    key: &Keypair,
+    lease: &Lease,
+    want: u32,
+    reports: Vec<Report>,
+    now: u64,
+) -> (Vec<u32>, Vec<u32>, Effects) {
+    let (job, tasks) = core.lease_job(&lease.id()).unwrap();
+    let stored = reports.len() as u32;
+    let checked = check_reports(key.public(), lease.id(), tasks, reports);
+    let (response, effects) = core
+        .pulled(now, &job, &lease.id(), key.public(), want, checked, stored)
+        .unwrap();
+    let Response::Tasks { tasks, reveal, .. } = response else {
+        panic!("a pull is answered with tasks");
+    };
+    (tasks.iter().map(|a| a.task).collect(), reveal, effects)
+}
+
+/// The result of `task` with `fuel_used`: its manifest.
+fn manifest(task: u32, fuel_used: u64) -> cairn_wire::ResultManifest {
+    let frame = format!("frame {task}");
+    cairn_wire::ResultManifest {
+        code: 0,
+        exit: 0,
+        text: "exit 0".into(),
+        fuel_used,
+        stdout: StreamRef::of(b"").id,
+        stderr: StreamRef::of(b"").id,
+        outputs: vec![cairn_wire::OutputFile {
+            path: "frame.png".into(),
+            size_bytes: frame.len() as u64,
+            id: ContentId::of(frame.as_bytes()),
+        }],
+    }
+}
+
+fn salt(key: &Keypair, lease: &Lease, task: u32) -> [u8; 32] {
+    cairn_verify::salt(key, &lease.id(), u64::from(task))
+}
+
+/// `key`'s commitment to task `task`'s result with `fuel_used`.
+fn committed(key: &Keypair, lease: &Lease, task: u32, fuel_used: u64) -> Report {
+    let reveal = Reveal {
+        digest: manifest(task, fuel_used).digest(),
+        salt: salt(key, lease, task),
+    };
+    let commit = Commit {
+        lease: lease.id(),
+        task: u64::from(task),
+        commitment: Commitment::new(&key.public(), &reveal).0,
+    };
+    Report::Committed(Signed::sign(key, COMMIT_NAMESPACE, commit))
+}
+
+/// `key`'s reveal of task `task`'s result with `fuel_used`, its receipt
+/// claiming `claimed` fuel (the same, for an honest one).
+fn revealed(key: &Keypair, lease: &Lease, task: u32, fuel_used: u64, claimed: u64) -> Report {
+    let m = manifest(task, fuel_used);
+    let digest = m.digest();
+    let opening = cairn_ledger::Opening {
+        lease: lease.id(),
+        task: u64::from(task),
+        digest,
+        salt: salt(key, lease, task),
+    };
+    let receipt = Receipt {
+        lease: lease.id(),
+        task: u64::from(task),
+        digest,
+        fuel_used: claimed,
+    };
+    Report::Revealed {
+        opening: Signed::sign(key, OPENING_NAMESPACE, opening),
+        receipt: Signed::sign(key, RECEIPT_NAMESPACE, receipt),
+        code: 0,
+        exit: 0,
+        outcome: m.text,
+        outputs: m
+            .outputs
+            .iter()
+            .map(|f| FileRef {
+                name: f.path.clone(),
+                id: f.id,
+                size: f.size_bytes,
+            })
+            .collect(),
+        stdout: StreamRef::of(b""),
+        stderr: StreamRef::of(b""),
+    }
+}
+
+#[test]
+fn the_driver_sleeps_until_the_auction_window_closes() {
+    let mut core = requester();
+    let (job, _) = submitted(&mut core, 4, VerifyPolicy::None);
+    let step = core.step(&job, T0).unwrap();
+    assert!(step.winners.is_none(), "no bid yet, the window is open");
+    assert_eq!(step.next_deadline_ms, Some(T1));
+    // Past the window with no bid: the job waits and auctions again.
+    let step = core.step(&job, T1).unwrap();
+    assert!(step.winners.is_none());
+    let status = core.status(&job, T1).unwrap();
+    assert_eq!(status.state, "queued");
+    assert_eq!(step.next_deadline_ms, Some(T1 + REAUCTION_MS));
+    let early = core.step(&job, T1 + REAUCTION_MS - 1).unwrap();
+    assert!(early.effects.orders.is_empty());
+    let step = core.step(&job, T1 + REAUCTION_MS).unwrap();
+    assert_eq!(step.effects.orders.len(), 1, "a second auction");
+    assert_eq!(core.status(&job, T1).unwrap().auctions, 2);
+}
+
+#[test]
+fn an_auction_leases_its_winners_and_the_queue_hands_them_work() {
+    let mut core = requester();
+    let (a, b) = (provider(1), provider(2));
+    let (job, order) = submitted(&mut core, 4, VerifyPolicy::None);
+    let leases = leased(&mut core, &job, &order, &[&a, &b]);
+    assert_eq!(core.status(&job, T1).unwrap().state, "running");
+    assert_eq!(core.lease_job(&lease_of(&leases, &a).id()), Some((job, 4)));
+
+    let (tasks_a, _, _) = pull(&mut core, &a, lease_of(&leases, &a), 2, Vec::new(), T1 + 1);
+    let (tasks_b, _, _) = pull(&mut core, &b, lease_of(&leases, &b), 2, Vec::new(), T1 + 1);
+    assert_eq!(tasks_a.len() + tasks_b.len(), 4);
+    assert!(
+        tasks_a.iter().all(|t| !tasks_b.contains(t)),
+        "each task once"
+    );
+    assert_eq!(core.status(&job, T1 + 1).unwrap().running, 4);
+}
+
+#[test]
+fn a_bid_for_no_open_auction_unstaked_or_by_a_convict_is_refused() {
+    let mut core = requester();
+    let a = provider(1);
+    let (job, order) = submitted(&mut core, 4, VerifyPolicy::None);
+    let mut other = order.clone();
+    other.tasks += 1;
+    assert_eq!(
+        core.bid(a.public(), &bid(&a, &other, 1), Some(1), (0, 0), T0),
+        Err(BidRefused::NoAuction)
+    );
+    assert_eq!(
+        core.bid(a.public(), &bid(&a, &order, 1), None, (0, 0), T0),
+        Err(BidRefused::Rejected(BidRejection::Unstaked))
+    );
+    core.verifier.trust_mut().convicted(&a.public());
+    assert_eq!(
+        core.bid(a.public(), &bid(&a, &order, 1), Some(1), (0, 0), T0),
+        Err(BidRefused::Banned)
+    );
+    let step = core.step(&job, T1).unwrap();
+    assert!(step.winners.is_none(), "no bid was taken");
+}
+
+#[test]
+fn a_job_whose_winners_all_refuse_waits_then_auctions_again() {
+    let mut core = requester();
+    let a = provider(1);
+    let (job, order) = submitted(&mut core, 2, VerifyPolicy::None);
+    core.bid(a.public(), &bid(&a, &order, 2), Some(1), (0, 0), T0)
+        .unwrap();
+    let (order, chosen) = core.step(&job, T0 + 1).unwrap().winners.unwrap();
+    let offers = core.offer_leases(&job, &order, chosen, 7, T0 + 1).unwrap();
+    for (lease, _) in &offers.leases {
+        core.forget_offer(&job, lease, offers.newcomers.contains(&lease.provider));
+    }
+    core.offers_answered(&job, 0, &["busy".into()], T0 + 2);
+    let status = core.status(&job, T0 + 2).unwrap();
+    assert_eq!(status.state, "queued");
+    assert!(status.reason.unwrap().contains("busy"));
+    assert_eq!(status.providers, 0, "a refusing newcomer is not kept");
+    assert!(core.lease_job(&offers.leases[0].0.id()).is_none());
+    let early = core.step(&job, T0 + 1 + REAUCTION_MS).unwrap();
+    assert!(early.effects.orders.is_empty());
+    let again = core.step(&job, T0 + 2 + REAUCTION_MS).unwrap();
+    assert_eq!(again.effects.orders.len(), 1);
+}
+
+#[test]
+fn a_pull_on_someone_elses_lease_is_refused_and_changes_nothing() {
+    let mut core = requester();
+    let (a, b) = (provider(1), provider(2));
+    let (job, order) = submitted(&mut core, 4, VerifyPolicy::None);
+    let leases = leased(&mut core, &job, &order, &[&a, &b]);
+    let lease_a = lease_of(&leases, &a).id();
+    let checked = check_reports(b.public(), lease_a, 4, Vec::new());
+    let refused = core.pulled(T1 + 1, &job, &lease_a, b.public(), 4, checked, 0);
+    assert_eq!(refused.err(), Some(PullRefused::NotYours));
+    assert_eq!(core.status(&job, T1 + 1).unwrap().running, 0);
+    assert!(core.lease_job(&ContentId::of(b"no such lease")).is_none());
+}
+
+#[test]
+fn reports_signed_by_another_for_another_lease_or_out_of_range_are_refused() {
+    let (a, b) = (provider(1), provider(2));
+    let lease = Lease {
+        job: ContentId::of(b"job"),
+        requester: Keypair::from_seed([1; 32]).public(),
+        provider: a.public(),
+        price_ucairn_per_gfuel: 40,
+        fuel_per_task_max: 1_000_000,
+        expires_height: 100,
+    };
+    let mut other_lease = lease.clone();
+    other_lease.expires_height += 1;
+    let mut tampered = committed(&a, &lease, 0, 500);
+    if let Report::Committed(commit) = &mut tampered {
+        let mut bytes = commit.to_bytes();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        *commit = Signed::from_bytes(&bytes, &()).unwrap();
+    }
+    let reports = vec![
+        committed(&a, &lease, 0, 500),
+        committed(&b, &lease, 1, 500),
+        committed(&a, &other_lease, 1, 500),
+        committed(&a, &lease, 4, 500),
+        tampered,
+        revealed(&a, &lease, 2, 500, 500),
+        revealed(&a, &lease, 3, 500, 501),
+    ];
+    let checked = check_reports(a.public(), lease.id(), 4, reports);
+    assert_eq!(checked.commits.len(), 1);
+    assert_eq!(checked.bad_signatures, 1);
+    assert_eq!(checked.reveals.len(), 1, "task 2's report has its digest");
+    // Task 3's receipt claims 501 fuel under the digest of a result of
+    // 500: refused, the task goes to someone else, and the receipt is kept
+    // as evidence of a misstated fuel.
+    assert_eq!(checked.misstated.len(), 1);
+    assert_eq!(
+        checked.failed,
+        [(
+            3,
+            "its report does not have the digest it signed".to_string()
+        )]
+    );
+    assert_eq!(checked.refused, 4);
+}
+
+#[test]
+fn a_result_committed_then_revealed_is_kept_and_its_receipt_settled() {
+    let mut core = requester();
+    let a = provider(1);
+    let (job, order) = submitted(&mut core, 1, VerifyPolicy::None);
+    let leases = leased(&mut core, &job, &order, &[&a]);
+    let lease = &leases[0];
+    let (tasks, _, _) = pull(&mut core, &a, lease, 1, Vec::new(), T1 + 1);
+    assert_eq!(tasks, [0]);
+    let (_, reveal, _) = pull(
+        &mut core,
+        &a,
+        lease,
+        1,
+        vec![committed(&a, lease, 0, 500)],
+        T1 + 2,
+    );
+    assert_eq!(reveal, [0], "the commitment is opened on request");
+    let report = revealed(&a, lease, 0, 500, 500);
+    let (_, _, effects) = pull(&mut core, &a, lease, 1, vec![report], T1 + 3);
+    let [
+        Write::Result {
+            job: written,
+            record,
+        },
+    ] = effects.writes.as_slice()
+    else {
+        panic!("one result written, got {:?}", effects.writes);
+    };
+    assert_eq!((*written, record.task, record.fuel_used), (job, 0, 500));
+    assert!(effects.wake.contains(&job));
+
+    let step = core.step(&job, T1 + 4).unwrap();
+    let receipts = step.settle.expect("the job is finished and settles");
+    assert_eq!(receipts.len(), 1);
+    assert_eq!(receipts[0].signer(), a.public());
+    let record = core.settled(&job, 1, &[]).unwrap();
+    assert!(record.settled);
+    assert!(
+        core.step(&job, T1 + 5).is_none(),
+        "a settled job's driver stops"
+    );
+    assert_eq!(core.status(&job, T1 + 5).unwrap().state, "done");
+}
+
+#[test]
+fn a_reveal_over_the_tasks_limits_is_refused_before_anything_is_fetched() {
+    let mut core = requester();
+    let a = provider(1);
+    let (job, order) = submitted(&mut core, 1, VerifyPolicy::None);
+    let leases = leased(&mut core, &job, &order, &[&a]);
+    let lease = &leases[0];
+    pull(&mut core, &a, lease, 1, Vec::new(), T1 + 1);
+    pull(
+        &mut core,
+        &a,
+        lease,
+        1,
+        vec![committed(&a, lease, 0, 500)],
+        T1 + 2,
+    );
+    let report = revealed(&a, lease, 0, 500, 500);
+    let mut record = check_reports(a.public(), lease.id(), 1, vec![report])
+        .reveals
+        .remove(0)
+        .record;
+    assert_eq!(core.wants_reveal(&job, &a.public(), &record), Ok(true));
+    record.fuel_used = 2_000_000;
+    assert!(core.wants_reveal(&job, &a.public(), &record).is_err());
+    record.fuel_used = 500;
+    record.outputs.clear();
+    let broken = core.wants_reveal(&job, &a.public(), &record).unwrap_err();
+    assert!(broken.contains("frame.png"), "{broken}");
+    // Nobody asked another provider for it.
+    let b = provider(2).public();
+    assert_eq!(core.wants_reveal(&job, &b, &record), Ok(false));
+}
+
+#[test]
+fn a_lost_providers_running_tasks_go_to_another_at_once() {
+    let mut core = requester();
+    let (a, b) = (provider(1), provider(2));
+    let (job, order) = submitted(&mut core, 4, VerifyPolicy::None);
+    let leases = leased(&mut core, &job, &order, &[&a, &b]);
+    let (taken, _, _) = pull(&mut core, &a, lease_of(&leases, &a), 2, Vec::new(), T1 + 1);
+    assert_eq!(taken.len(), 2);
+    let changed = core.peer_lost(&a.public(), T1 + 2);
+    assert!(changed.contains(&job), "its driver looks again");
+    assert_eq!(core.status(&job, T1 + 2).unwrap().running, 0);
+    // Long before any deadline, the other provider gets them.
+    let (given, _, _) = pull(&mut core, &b, lease_of(&leases, &b), 4, Vec::new(), T1 + 3);
+    assert!(
+        taken.iter().all(|t| given.contains(t)),
+        "{taken:?} in {given:?}"
+    );
+}
+
+#[test]
+fn replicas_that_disagree_start_a_dispute_and_neither_result_is_kept() {
+    let mut core = requester();
+    let (a, b) = (provider(1), provider(2));
+    let (job, order) = submitted(&mut core, 1, VerifyPolicy::Replicate { replicas: 2 });
+    let leases = leased(&mut core, &job, &order, &[&a, &b]);
+    let (la, lb) = (lease_of(&leases, &a), lease_of(&leases, &b));
+    assert_eq!(pull(&mut core, &a, la, 1, Vec::new(), T1 + 1).0, [0]);
+    let (_, asks_a, _) = pull(
+        &mut core,
+        &a,
+        la,
+        1,
+        vec![committed(&a, la, 0, 500)],
+        T1 + 2,
+    );
+    assert!(
+        asks_a.is_empty(),
+        "one replica decides nothing, reveals nothing"
+    );
+    // The second replica goes to a provider that has not run the task.
+    assert_eq!(pull(&mut core, &b, lb, 1, Vec::new(), T1 + 2).0, [0]);
+    // B ran something else: its result's fuel, so its digest, differs.
+    let (_, asks_b, _) = pull(
+        &mut core,
+        &b,
+        lb,
+        1,
+        vec![committed(&b, lb, 0, 900)],
+        T1 + 3,
+    );
+    let (_, asks_a, _) = pull(&mut core, &a, la, 0, Vec::new(), T1 + 3);
+    assert_eq!(
+        (asks_a, asks_b),
+        (vec![0], vec![0]),
+        "both commits in, both asked"
+    );
+    let (_, _, first) = pull(
+        &mut core,
+        &a,
+        la,
+        1,
+        vec![revealed(&a, la, 0, 500, 500)],
+        T1 + 3,
+    );
+    assert!(first.writes.is_empty(), "one replica alone decides nothing");
+    let (_, _, second) = pull(
+        &mut core,
+        &b,
+        lb,
+        1,
+        vec![revealed(&b, lb, 0, 900, 900)],
+        T1 + 4,
+    );
+    assert_eq!(second.disputes.len(), 1, "the replicas disagree");
+    assert!(second.writes.is_empty(), "no result is kept while disputed");
+    assert_eq!(core.status(&job, T1 + 4).unwrap().disputes, 1);
+    assert!(core.step(&job, T1 + 5).unwrap().settle.is_none());
+}
