@@ -1,0 +1,1560 @@
+//! cairn-sim: the market as one seeded, deterministic simulation — the real
+//! role cores (`RequesterCore`, `LeaseWork`) and the real ledger state
+//! machine, driven by a discrete-event shell instead of tokio, libp2p and
+//! redb.
+//!
+//! Every message between a requester and a provider crosses a simulated
+//! network with latency and loss; providers crash and restart (what they
+//! persisted survives); some providers lie. Time is simulated, randomness
+//! comes from one seed, and every event goes into a transcript digest: the
+//! same seed gives the same transcript, and a failing seed reproduces with
+//! `CAIRN_SIM_SEED`. What it reports is what the market promises: every job
+//! finishes, no wrong result is accepted, no token is created or lost, and
+//! how close the makespan comes to the ideal.
+//!
+//! What the shell simplifies (see `docs/architecture.md`): executions are
+//! modelled (a duration and a digest per task, a trace of state hashes for
+//! disputes), outputs are not transferred, a provider bids only while it
+//! holds no lease, and a wrong result convicted by a dispute is not brought
+//! to validators (no case, so no slash: the liar goes unpaid and banned).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use cairn_job::VerifyPolicy;
+use cairn_ledger::{
+    Capabilities, Genesis, Lease, OPENING_NAMESPACE, Opening, RECEIPT_NAMESPACE, Receipt, State,
+    TxBody, TxKind, admit,
+};
+use cairn_market::{BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, Rng};
+use cairn_proto::{
+    Assignment, FileRef, Report, Response, StreamRef, Submission, SubmittedFile, SubmittedLimits,
+    SubmittedTask,
+};
+use cairn_roles::lease_work::{self, LeaseWork, Next};
+use cairn_roles::requester::{Effects, Finding, JobRecord, RequesterCore, Write, check_reports};
+use cairn_sched::SchedParams;
+use cairn_verify::{Need, Side, StateHash};
+use cairn_wire::{ContentId, Keypair, PublicKey, ResultManifest, Signed};
+
+/// How long a request waits for an answer that was lost.
+const REQUEST_TIMEOUT_MS: u64 = 2_000;
+/// Simulated time between ledger blocks.
+const BLOCK_MS: u64 = 100;
+/// Fuel a provider burns per simulated millisecond of a task.
+const FUEL_PER_MS: u64 = 1_000_000;
+/// The price every provider asks, µCAIRN per Gfuel.
+const PRICE: u64 = 40;
+/// Each account's balance at genesis.
+const BALANCE: u64 = 1_000_000_000_000_000;
+/// Receipts per settlement transaction, as the node sends them.
+const RECEIPTS_PER_SETTLE: usize = 40;
+
+/// How a simulated provider behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Runs every task and tells the truth.
+    Honest,
+    /// Returns a consistent wrong result (another output) for every task,
+    /// with a trace that departs from the honest one part way.
+    Liar,
+}
+
+/// What to simulate.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Drives every choice.
+    pub seed: u64,
+    /// Requesters, each submitting its share of the jobs.
+    pub requesters: u32,
+    /// Providers.
+    pub providers: u32,
+    /// Concurrent tasks per provider.
+    pub slots: u32,
+    /// Providers that lie, per thousand.
+    pub liars_per_mille: u32,
+    /// Jobs, submitted `submit_every_ms` apart.
+    pub jobs: u32,
+    /// Tasks per job.
+    pub tasks_per_job: u32,
+    /// Shortest and longest task, simulated ms.
+    pub task_ms: (u64, u64),
+    /// Time between job submissions.
+    pub submit_every_ms: u64,
+    /// How jobs are verified.
+    pub policy: VerifyPolicy,
+    /// One-way message latency range, ms.
+    pub latency_ms: (u64, u64),
+    /// Messages lost, per thousand.
+    pub loss_per_mille: u32,
+    /// Provider crashes per provider per simulated hour.
+    pub crashes_per_hour: f64,
+    /// How long a crashed provider stays down, ms.
+    pub down_ms: u64,
+    /// Simulated time after which the run gives up.
+    pub horizon_ms: u64,
+}
+
+impl Config {
+    /// A small network with every hazard on: loss, latency, crashes and
+    /// liars. Finishes in a second or two.
+    pub fn hazards(seed: u64) -> Self {
+        Self {
+            seed,
+            requesters: 2,
+            providers: 40,
+            slots: 2,
+            liars_per_mille: 100,
+            jobs: 6,
+            tasks_per_job: 60,
+            task_ms: (20, 400),
+            submit_every_ms: 500,
+            policy: VerifyPolicy::Adaptive { confidence: 0.999 },
+            latency_ms: (1, 30),
+            loss_per_mille: 20,
+            crashes_per_hour: 60.0,
+            down_ms: 3_000,
+            horizon_ms: 3_600_000,
+        }
+    }
+}
+
+/// What a run found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// Events processed.
+    pub events: u64,
+    /// Digest of every event in order: equal for equal seeds.
+    pub transcript: ContentId,
+    /// Jobs whose settlement finished and whose escrow closed.
+    pub jobs_done: u32,
+    /// Tasks in all.
+    pub tasks: u64,
+    /// Task executions handed out, replicas and re-runs included.
+    pub executions: u64,
+    /// Tasks whose kept result is not the honest one: must be 0.
+    pub wrong_accepted: u64,
+    /// Disputes started.
+    pub disputes: u64,
+    /// Liars convicted (by any requester), and liars in all.
+    pub liars_convicted: u32,
+    /// Liars in the network.
+    pub liars: u32,
+    /// Provider crashes.
+    pub crashes: u32,
+    /// From the first submission until the last job's escrow closed, ms.
+    pub makespan_ms: u64,
+    /// Total honest work ÷ total slots, ms: the makespan with perfect
+    /// packing and no verification.
+    pub ideal_ms: u64,
+    /// Receipts the ledger paid.
+    pub receipts_paid: u64,
+    /// µCAIRN paid to liars: must be 0.
+    pub paid_to_liars: u64,
+    /// Whether the ledger's tokens add up to its supply at the end, with
+    /// every escrow closed.
+    pub tokens_conserved: bool,
+    /// Escrowed µCAIRN still locked at the end: 0 once every job closed.
+    pub escrow_left: u64,
+}
+
+/// Runs a simulation to its end (or its horizon).
+pub fn run(config: &Config) -> Outcome {
+    let mut sim = Sim::new(config.clone());
+    sim.run();
+    sim.outcome()
+}
+
+/// The seed to run: `CAIRN_SIM_SEED` when set, else `default`. Printed, so
+/// a failing run names the seed that reproduces it.
+pub fn seed(default: u64) -> u64 {
+    let seed = std::env::var("CAIRN_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default);
+    println!("cairn-sim seed {seed} (rerun with CAIRN_SIM_SEED={seed})");
+    seed
+}
+
+enum Event {
+    Submit {
+        job: u32,
+    },
+    Drive {
+        requester: usize,
+        job: ContentId,
+    },
+    Order {
+        provider: usize,
+        requester: usize,
+        order: Signed<Order>,
+    },
+    Bid {
+        requester: usize,
+        provider: usize,
+        bid: Signed<Bid>,
+    },
+    Offer {
+        provider: usize,
+        requester: usize,
+        lease: Lease,
+        slots: u32,
+    },
+    OfferAnswer {
+        requester: usize,
+        lease: Lease,
+        signed: bool,
+    },
+    Work {
+        provider: usize,
+        lease: ContentId,
+        epoch: u32,
+    },
+    Pull {
+        requester: usize,
+        provider: usize,
+        lease: ContentId,
+        want: u32,
+        reports: Vec<Report>,
+        epoch: u32,
+    },
+    Answer {
+        provider: usize,
+        lease: ContentId,
+        want: u32,
+        answer: Result<Response, String>,
+        epoch: u32,
+    },
+    Executed {
+        provider: usize,
+        lease: ContentId,
+        task: Assignment,
+        took_ms: u64,
+        epoch: u32,
+    },
+    Crash {
+        provider: usize,
+    },
+    Restart {
+        provider: usize,
+    },
+    PeerLost {
+        requester: usize,
+        provider: usize,
+    },
+    Block,
+}
+
+impl Event {
+    /// What goes into the transcript.
+    fn trace(&self) -> String {
+        match self {
+            Event::Submit { job } => format!("submit {job}"),
+            Event::Drive { requester, job } => format!("drive {requester} {}", job.short()),
+            Event::Order { provider, .. } => format!("order to {provider}"),
+            Event::Bid { provider, .. } => format!("bid from {provider}"),
+            Event::Offer { provider, .. } => format!("offer to {provider}"),
+            Event::OfferAnswer { lease, signed, .. } => {
+                format!("offer answer {} {signed}", lease.id().short())
+            }
+            Event::Work { provider, .. } => format!("work {provider}"),
+            Event::Pull {
+                provider,
+                want,
+                reports,
+                ..
+            } => format!("pull {provider} {want} {}", reports.len()),
+            Event::Answer {
+                provider, answer, ..
+            } => match answer {
+                Ok(Response::Tasks { tasks, stored, .. }) => {
+                    format!("answer {provider} {} {stored}", tasks.len())
+                }
+                Ok(_) => format!("answer {provider} other"),
+                Err(_) => format!("answer {provider} lost"),
+            },
+            Event::Executed { provider, task, .. } => format!("ran {provider} {}", task.task),
+            Event::Crash { provider } => format!("crash {provider}"),
+            Event::Restart { provider } => format!("restart {provider}"),
+            Event::PeerLost { provider, .. } => format!("lost {provider}"),
+            Event::Block => "block".into(),
+        }
+    }
+}
+
+/// A dispute's side as the simulation answers for it.
+struct SideView {
+    key: PublicKey,
+    /// The liar it is, if it lies.
+    lie: Option<PublicKey>,
+    /// The digest it reported.
+    digest: ContentId,
+    /// Positions it is asked for.
+    asked: Vec<u64>,
+    /// Whether the game waits for its length.
+    awaits: bool,
+}
+
+/// One lease as its provider works it.
+struct Held {
+    lease: Lease,
+    work: LeaseWork,
+    requester: usize,
+    /// A pull is in flight: the core is not asked again until it returns.
+    pulling: bool,
+    /// When its timer is set for.
+    timer_at: Option<u64>,
+}
+
+struct Provider {
+    key: Keypair,
+    behaviour: Behaviour,
+    up: bool,
+    /// Bumped at each crash: events of an earlier life are ignored.
+    epoch: u32,
+    leases: BTreeMap<ContentId, Held>,
+    /// What survives a crash: each lease's persisted reports.
+    disk: BTreeMap<ContentId, (Lease, usize, BTreeMap<u64, Report>)>,
+    /// Tasks waiting for a slot, and how many run.
+    queue: VecDeque<(ContentId, Assignment)>,
+    busy: u32,
+}
+
+struct Requester {
+    key: Keypair,
+    core: RequesterCore,
+    /// When each job's driver is due.
+    drive_at: BTreeMap<ContentId, u64>,
+    /// Offers of each job's auction not yet answered, and how long its
+    /// winners said they need.
+    offering: BTreeMap<ContentId, (usize, u64, Vec<String>)>,
+}
+
+/// A job's way to its end on the ledger.
+#[derive(Default)]
+struct Closing {
+    /// Settlement transactions not yet applied.
+    settles: usize,
+    /// Receipts paid so far.
+    paid: u64,
+    /// The first `CloseEscrow` applied: the second may go once the height
+    /// passes this.
+    notice_until: Option<u64>,
+    closed: bool,
+}
+
+struct Sim {
+    config: Config,
+    rng: Rng,
+    now: u64,
+    seq: u64,
+    events: BTreeMap<(u64, u64), Event>,
+    processed: u64,
+    transcript: blake3_like::Transcript,
+    requesters: Vec<Requester>,
+    providers: Vec<Provider>,
+    index: HashMap<PublicKey, usize>,
+    ledger: State,
+    supply: u64,
+    pending_txs: Vec<(Keypair, TxKind, Option<ContentId>)>,
+    jobs: BTreeMap<ContentId, (usize, Closing)>,
+    /// Each job's task durations.
+    durations: BTreeMap<ContentId, Vec<u64>>,
+    /// The result each task last had written, and whether it is honest.
+    kept: BTreeMap<(ContentId, u32), bool>,
+    first_submit: Option<u64>,
+    last_close: u64,
+    crashes: u32,
+    disputes: u64,
+}
+
+/// A running digest of the transcript, built on the content id hash.
+mod blake3_like {
+    use cairn_wire::ContentId;
+
+    /// Folds each line into a chain of content ids.
+    #[derive(Default)]
+    pub struct Transcript(Option<ContentId>);
+
+    impl Transcript {
+        pub fn add(&mut self, time: u64, line: &str) {
+            let mut bytes = Vec::with_capacity(40 + line.len());
+            if let Some(prev) = self.0 {
+                bytes.extend_from_slice(prev.as_bytes());
+            }
+            bytes.extend_from_slice(&time.to_be_bytes());
+            bytes.extend_from_slice(line.as_bytes());
+            self.0 = Some(ContentId::of(&bytes));
+        }
+
+        pub fn digest(&self) -> ContentId {
+            self.0.unwrap_or_else(|| ContentId::of(b""))
+        }
+    }
+}
+
+fn h(parts: &[&[u8]]) -> [u8; 32] {
+    let mut bytes = Vec::new();
+    for part in parts {
+        bytes.extend_from_slice(&(part.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(part);
+    }
+    *ContentId::of(&bytes).as_bytes()
+}
+
+/// The result `provider` (behaving as `behaviour`) reports for a task that
+/// ran `took_ms`: an honest provider's is the same everywhere.
+fn manifest(job: &ContentId, task: u32, took_ms: u64, lie: Option<&PublicKey>) -> ResultManifest {
+    let output = match lie {
+        None => ContentId::from_digest(h(&[b"output", job.as_bytes(), &task.to_le_bytes()])),
+        Some(liar) => ContentId::from_digest(h(&[
+            b"lie",
+            liar.as_bytes(),
+            job.as_bytes(),
+            &task.to_le_bytes(),
+        ])),
+    };
+    ResultManifest {
+        code: 0,
+        exit: 0,
+        text: "exit 0".into(),
+        fuel_used: took_ms * FUEL_PER_MS,
+        stdout: StreamRef::of(b"").id,
+        stderr: StreamRef::of(b"").id,
+        outputs: vec![cairn_wire::OutputFile {
+            path: "out".into(),
+            size_bytes: 64,
+            id: output,
+        }],
+    }
+}
+
+/// Positions in a task's modelled trace.
+fn trace_len(job: &ContentId, task: u32) -> u64 {
+    3 + u64::from(h(&[b"len", job.as_bytes(), &task.to_le_bytes()])[0] % 32)
+}
+
+/// The state a task's execution reaches at `position`: honest up to where a
+/// liar departs, then the liar's own; past the end, the digest reported.
+fn state_hash(
+    job: &ContentId,
+    task: u32,
+    position: u64,
+    digest: ContentId,
+    liar: Option<&PublicKey>,
+) -> StateHash {
+    let n = trace_len(job, task);
+    if position >= n {
+        return *digest.as_bytes();
+    }
+    if let Some(liar) = liar {
+        let departs = 1 + u64::from(h(&[b"departs", liar.as_bytes()])[0]) % (n - 1);
+        if position >= departs {
+            return h(&[
+                b"liar",
+                liar.as_bytes(),
+                job.as_bytes(),
+                &task.to_le_bytes(),
+                &position.to_le_bytes(),
+            ]);
+        }
+    }
+    h(&[
+        b"state",
+        job.as_bytes(),
+        &task.to_le_bytes(),
+        &position.to_le_bytes(),
+    ])
+}
+
+impl Sim {
+    fn new(config: Config) -> Self {
+        let mut rng = Rng::new(config.seed);
+        let requesters: Vec<Requester> = (0..config.requesters)
+            .map(|r| {
+                let key = Keypair::from_seed(h(&[b"requester", &r.to_le_bytes()]));
+                let core = RequesterCore::new(
+                    key.clone(),
+                    SchedParams::default(),
+                    200,
+                    config.seed ^ u64::from(r),
+                );
+                Requester {
+                    key,
+                    core,
+                    drive_at: BTreeMap::new(),
+                    offering: BTreeMap::new(),
+                }
+            })
+            .collect();
+        let liars =
+            (u64::from(config.providers) * u64::from(config.liars_per_mille) / 1_000) as usize;
+        let mut providers: Vec<Provider> = (0..config.providers)
+            .map(|p| Provider {
+                key: Keypair::from_seed(h(&[b"provider", &p.to_le_bytes()])),
+                behaviour: Behaviour::Honest,
+                up: true,
+                epoch: 0,
+                leases: BTreeMap::new(),
+                disk: BTreeMap::new(),
+                queue: VecDeque::new(),
+                busy: 0,
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..providers.len()).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        for &p in order.iter().take(liars) {
+            providers[p].behaviour = Behaviour::Liar;
+        }
+        let keys: Vec<PublicKey> = requesters
+            .iter()
+            .map(|r| r.key.public())
+            .chain(providers.iter().map(|p| p.key.public()))
+            .collect();
+        let ledger = Genesis::with_balances("cairn-sim", &keys, BALANCE)
+            .state()
+            .expect("a valid genesis");
+        let supply = ledger.supply();
+        let index = providers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.key.public(), i))
+            .collect();
+        let mut sim = Self {
+            config,
+            rng,
+            now: 0,
+            seq: 0,
+            events: BTreeMap::new(),
+            processed: 0,
+            transcript: Default::default(),
+            requesters,
+            providers,
+            index,
+            ledger,
+            supply,
+            pending_txs: Vec::new(),
+            jobs: BTreeMap::new(),
+            durations: BTreeMap::new(),
+            kept: BTreeMap::new(),
+            first_submit: None,
+            last_close: 0,
+            crashes: 0,
+            disputes: 0,
+        };
+        let stake = sim.ledger.params().stake_min;
+        for p in 0..sim.providers.len() {
+            let key = sim.providers[p].key.clone();
+            sim.pending_txs.push((
+                key,
+                TxKind::RegisterProvider {
+                    capabilities: Capabilities {
+                        cores: sim.config.slots,
+                        memory_mib: 4_096,
+                        gpus: 0,
+                        score: 1_000,
+                    },
+                    endpoint: format!("sim/{p}"),
+                    stake,
+                },
+                None,
+            ));
+        }
+        sim.at(0, Event::Block);
+        // Jobs start once the providers' stakes are in a block.
+        for job in 0..sim.config.jobs {
+            let at = BLOCK_MS + 1 + u64::from(job) * sim.config.submit_every_ms;
+            sim.at(at, Event::Submit { job });
+        }
+        if sim.config.crashes_per_hour > 0.0 {
+            for p in 0..sim.providers.len() {
+                let at = sim.next_crash();
+                sim.at(at, Event::Crash { provider: p });
+            }
+        }
+        sim
+    }
+
+    fn next_crash(&mut self) -> u64 {
+        // Exponential gaps with the configured rate.
+        let mean_ms = 3_600_000.0 / self.config.crashes_per_hour;
+        let u = self.rng.next_f64().max(1e-12);
+        self.now + (-u.ln() * mean_ms) as u64 + 1
+    }
+
+    fn at(&mut self, time: u64, event: Event) {
+        self.seq += 1;
+        self.events.insert((time.max(self.now), self.seq), event);
+    }
+
+    /// Sends a message: it arrives after a latency, or is lost (`None`).
+    fn send(&mut self, event: Event) -> bool {
+        if self.rng.below(1_000) < u64::from(self.config.loss_per_mille) {
+            return false;
+        }
+        let (lo, hi) = self.config.latency_ms;
+        let delay = lo + self.rng.below(hi.saturating_sub(lo) + 1);
+        self.at(self.now + delay, event);
+        true
+    }
+
+    fn done(&self) -> bool {
+        self.jobs.len() as u32 == self.config.jobs && self.jobs.values().all(|(_, c)| c.closed)
+    }
+
+    fn run(&mut self) {
+        while let Some(((time, _), event)) = self.events.pop_first() {
+            if time > self.config.horizon_ms || self.done() {
+                break;
+            }
+            self.now = time;
+            self.processed += 1;
+            self.transcript.add(time, &event.trace());
+            self.handle(event);
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Submit { job } => self.submit(job),
+            Event::Drive { requester, job } => {
+                if self.requesters[requester].drive_at.get(&job) == Some(&self.now) {
+                    self.requesters[requester].drive_at.remove(&job);
+                    self.drive(requester, job);
+                }
+            }
+            Event::Order {
+                provider,
+                requester,
+                order,
+            } => self.on_order(provider, requester, order),
+            Event::Bid {
+                requester,
+                provider,
+                bid,
+            } => self.on_bid(requester, provider, bid),
+            Event::Offer {
+                provider,
+                requester,
+                lease,
+                slots,
+            } => self.on_offer(provider, requester, lease, slots),
+            Event::OfferAnswer {
+                requester,
+                lease,
+                signed,
+            } => self.on_offer_answer(requester, lease, signed),
+            Event::Work {
+                provider,
+                lease,
+                epoch,
+            } => {
+                let p = &mut self.providers[provider];
+                if p.epoch == epoch
+                    && let Some(held) = p.leases.get_mut(&lease)
+                    && held.timer_at == Some(self.now)
+                {
+                    held.timer_at = None;
+                    self.pump(provider, lease);
+                }
+            }
+            Event::Pull {
+                requester,
+                provider,
+                lease,
+                want,
+                reports,
+                epoch,
+            } => self.on_pull(requester, provider, lease, want, reports, epoch),
+            Event::Answer {
+                provider,
+                lease,
+                want,
+                answer,
+                epoch,
+            } => self.on_answer(provider, lease, want, answer, epoch),
+            Event::Executed {
+                provider,
+                lease,
+                task,
+                took_ms,
+                epoch,
+            } => self.on_executed(provider, lease, task, took_ms, epoch),
+            Event::Crash { provider } => self.crash(provider),
+            Event::Restart { provider } => self.restart(provider),
+            Event::PeerLost {
+                requester,
+                provider,
+            } => {
+                let key = self.providers[provider].key.public();
+                let changed = self.requesters[requester].core.peer_lost(&key, self.now);
+                for job in changed {
+                    self.wake(requester, job, self.now);
+                }
+            }
+            Event::Block => self.block(),
+        }
+    }
+
+    fn wake(&mut self, requester: usize, job: ContentId, at: u64) {
+        let r = &mut self.requesters[requester];
+        let at = at.max(self.now);
+        match r.drive_at.get(&job) {
+            Some(&due) if due <= at => {}
+            _ => {
+                r.drive_at.insert(job, at);
+                self.at(at, Event::Drive { requester, job });
+            }
+        }
+    }
+
+    fn submit(&mut self, index: u32) {
+        let requester = (index % self.config.requesters) as usize;
+        let (lo, hi) = self.config.task_ms;
+        let durations: Vec<u64> = (0..self.config.tasks_per_job)
+            .map(|_| lo + self.rng.below(hi.saturating_sub(lo) + 1))
+            .collect();
+        let fuel_max = hi * FUEL_PER_MS;
+        let tasks = self.config.tasks_per_job;
+        let submission = Submission {
+            name: format!("job {index}"),
+            runtime: "wasm".into(),
+            module: SubmittedFile {
+                name: "module.wasm".into(),
+                id: ContentId::of(b"sim module").to_string(),
+                size: 1 << 20,
+            },
+            inputs: Vec::new(),
+            tasks: (0..tasks)
+                .map(|t| SubmittedTask {
+                    args: vec![t.to_string()],
+                    outputs: vec!["out".into()],
+                    seed: cairn_wire::hex(&h(&[b"seed", &index.to_le_bytes(), &t.to_le_bytes()])),
+                })
+                .collect(),
+            limits: SubmittedLimits {
+                fuel: fuel_max,
+                memory_bytes: 64 << 20,
+                wall_time_ms: 600_000,
+                output_bytes: 1 << 20,
+                stdout_bytes: 1 << 10,
+            },
+            // Enough for every task run three times at the highest price.
+            budget_ucairn: u64::from(tasks) * 3 * fuel_max * PRICE / 1_000_000_000 + 1,
+            price_max_ucairn_per_gfuel: PRICE,
+            verify: self.config.policy.into(),
+        };
+        submission.check().expect("the simulation's jobs are valid");
+        let id = ContentId::from_digest(h(&[b"job", &index.to_le_bytes()]));
+        let record = JobRecord {
+            submission,
+            submitted_ms: self.now,
+            settled: false,
+        };
+        let key = self.requesters[requester].key.clone();
+        self.pending_txs.push((
+            key,
+            TxKind::OpenEscrow {
+                job: id,
+                amount: record.submission.budget_ucairn,
+            },
+            None,
+        ));
+        let r = &mut self.requesters[requester];
+        r.core
+            .add_job(id, record, self.now)
+            .expect("a checked submission");
+        let mut effects = Effects::default();
+        r.core.open_auction(&id, self.now, &mut effects);
+        self.durations.insert(id, durations);
+        self.jobs.insert(id, (requester, Closing::default()));
+        self.first_submit.get_or_insert(self.now);
+        self.carry_out(requester, effects);
+        self.wake(requester, id, self.now);
+    }
+
+    fn drive(&mut self, requester: usize, job: ContentId) {
+        let Some(step) = self.requesters[requester].core.step(&job, self.now) else {
+            return;
+        };
+        self.carry_out(requester, step.effects);
+        if let Some((order, chosen)) = step.winners {
+            let height = self.ledger.height();
+            let now = self.now;
+            let r = &mut self.requesters[requester];
+            if let Some(offers) = r.core.offer_leases(&job, &order, chosen, height, now) {
+                r.offering
+                    .insert(job, (offers.leases.len(), offers.ready_in_ms, Vec::new()));
+                for (lease, slots) in offers.leases {
+                    let provider = self.index[&lease.provider];
+                    let offer = Event::Offer {
+                        provider,
+                        requester,
+                        lease: lease.clone(),
+                        slots,
+                    };
+                    if !self.send(offer) {
+                        self.at(
+                            self.now + REQUEST_TIMEOUT_MS,
+                            Event::OfferAnswer {
+                                requester,
+                                lease,
+                                signed: false,
+                            },
+                        );
+                    }
+                }
+            }
+            return;
+        }
+        if let Some(receipts) = step.settle {
+            let key = self.requesters[requester].key.clone();
+            let chunks: Vec<Vec<Signed<Receipt>>> = receipts
+                .chunks(RECEIPTS_PER_SETTLE)
+                .map(<[_]>::to_vec)
+                .collect();
+            let closing = &mut self.jobs.get_mut(&job).expect("submitted").1;
+            closing.settles = chunks.len();
+            for receipts in chunks {
+                self.pending_txs
+                    .push((key.clone(), TxKind::Settle { job, receipts }, Some(job)));
+            }
+            if closing.settles == 0 {
+                self.settled(job);
+            }
+            return;
+        }
+        if let Some(at) = step.next_deadline_ms {
+            self.wake(requester, job, at);
+        }
+    }
+
+    /// Every settlement of `job` applied: its escrow closes.
+    fn settled(&mut self, job: ContentId) {
+        let (requester, closing) = &self.jobs[&job];
+        let requester = *requester;
+        let paid = closing.paid;
+        self.requesters[requester].core.settled(&job, paid, &[]);
+        let key = self.requesters[requester].key.clone();
+        self.pending_txs
+            .push((key, TxKind::CloseEscrow { job }, Some(job)));
+    }
+
+    fn carry_out(&mut self, requester: usize, effects: Effects) {
+        for write in effects.writes {
+            match write {
+                Write::Result { job, record } => {
+                    let took = self.durations[&job][record.task as usize];
+                    let honest = manifest(&job, record.task, took, None).digest().to_string();
+                    self.kept
+                        .insert((job, record.task), record.digest == honest);
+                }
+                Write::ForgetResult { job, task } => {
+                    self.kept.remove(&(job, task));
+                }
+            }
+        }
+        let key = self.requesters[requester].key.clone();
+        for tx in effects.txs {
+            self.pending_txs.push((key.clone(), tx, None));
+        }
+        for order in effects.orders {
+            for provider in 0..self.providers.len() {
+                self.send(Event::Order {
+                    provider,
+                    requester,
+                    order: order.clone(),
+                });
+            }
+        }
+        for (_, id) in effects.disputes {
+            self.disputes += 1;
+            self.play(requester, id);
+        }
+        for job in effects.wake {
+            self.wake(requester, job, self.now);
+        }
+    }
+
+    /// Plays dispute `id` to its end at once: each side answers from its
+    /// modelled trace, and the referee steps the honest execution.
+    fn play(&mut self, requester: usize, id: u64) {
+        loop {
+            let core = &self.requesters[requester].core;
+            let Some((task, sides, game)) = core.verifier.game(id) else {
+                return;
+            };
+            let (task, sides, need) = (*task, *sides, game.need().clone());
+            let side_answers: Vec<SideView> = Side::BOTH
+                .iter()
+                .zip(sides)
+                .map(|(&side, key)| {
+                    let p = self.index[&key];
+                    let lie = (self.providers[p].behaviour == Behaviour::Liar).then_some(key);
+                    let took = self.durations[&task.0][task.1 as usize];
+                    let digest = manifest(&task.0, task.1, took, lie.as_ref()).digest();
+                    SideView {
+                        key,
+                        lie,
+                        digest,
+                        asked: game.asked_of(side),
+                        awaits: game.awaits(side),
+                    }
+                })
+                .collect();
+            let now = self.now;
+            let core = &mut self.requesters[requester].core;
+            let mut actions = Vec::new();
+            let refereed = matches!(need, Need::Referee(_));
+            match need {
+                Need::Done(_) => return,
+                Need::Lengths => {
+                    let n = trace_len(&task.0, task.1);
+                    for side in side_answers.iter().filter(|s| s.awaits) {
+                        actions.extend(
+                            core.verifier
+                                .dispute_length(id, &side.key, n, now)
+                                .unwrap_or_default(),
+                        );
+                    }
+                }
+                Need::Hashes { .. } => {
+                    for side in side_answers.iter().filter(|s| !s.asked.is_empty()) {
+                        let hashes: Vec<StateHash> = side
+                            .asked
+                            .iter()
+                            .map(|&pos| {
+                                state_hash(&task.0, task.1, pos, side.digest, side.lie.as_ref())
+                            })
+                            .collect();
+                        actions.extend(
+                            core.verifier
+                                .dispute_hashes(id, &side.key, &hashes, now)
+                                .unwrap_or_default(),
+                        );
+                    }
+                }
+                Need::Referee(segment) => {
+                    let took = self.durations[&task.0][task.1 as usize];
+                    let honest = manifest(&task.0, task.1, took, None).digest();
+                    let honest_at = |pos| state_hash(&task.0, task.1, pos, honest, None);
+                    let reached = match segment.agreed {
+                        None => honest_at(1),
+                        Some(agreed) if agreed == honest_at(segment.position) => {
+                            honest_at(segment.position + 1)
+                        }
+                        Some(_) => h(&[b"no honest successor"]),
+                    };
+                    let winner = sides
+                        .iter()
+                        .zip(segment.claims)
+                        .find(|(_, claim)| *claim == reached)
+                        .map(|(p, _)| *p);
+                    core.findings.insert(
+                        id,
+                        (
+                            Finding {
+                                position: segment.position,
+                                reached,
+                                state: None,
+                            },
+                            winner,
+                        ),
+                    );
+                    actions.extend(
+                        core.verifier
+                            .dispute_referee(id, reached, now)
+                            .unwrap_or_default(),
+                    );
+                }
+            }
+            if actions.is_empty() && !refereed {
+                // Nothing moved: the game waits for what the model does not
+                // give (it should not happen); its deadline decides.
+                return;
+            }
+            let effects = core.act(Vec::new(), actions);
+            self.carry_out(requester, effects);
+        }
+    }
+
+    fn on_order(&mut self, provider: usize, requester: usize, order: Signed<Order>) {
+        let p = &self.providers[provider];
+        if !p.up || !p.leases.is_empty() {
+            return;
+        }
+        let Ok(order) = order.verify(ORDER_NAMESPACE) else {
+            return;
+        };
+        let bid = Bid {
+            order: order.id(),
+            price_ucairn_per_gfuel: PRICE,
+            slots: self.config.slots,
+            ready_in_ms: 0,
+            offer: Offer {
+                runtimes: vec!["wasm".into()],
+                cores: self.config.slots,
+                memory_mib: 4_096,
+                gpus: 0,
+                score_mfuel_per_s: 1_000,
+            },
+        };
+        let bid = Signed::sign(&p.key, BID_NAMESPACE, bid);
+        self.send(Event::Bid {
+            requester,
+            provider,
+            bid,
+        });
+    }
+
+    fn on_bid(&mut self, requester: usize, provider: usize, bid: Signed<Bid>) {
+        let key = self.providers[provider].key.public();
+        let account = self
+            .ledger
+            .provider(&key)
+            .filter(|_| self.ledger.can_bid(&key))
+            .map(|p| {
+                (
+                    u128::from(p.stake),
+                    (p.reputation.tasks_settled, p.reputation.slashes),
+                )
+            });
+        let (stake, record) = match account {
+            Some((stake, record)) => (Some(stake), record),
+            None => (None, (0, 0)),
+        };
+        let now = self.now;
+        if let Ok((job, _)) = self.requesters[requester]
+            .core
+            .bid(key, &bid, stake, record, now)
+        {
+            self.wake(requester, job, now);
+        }
+    }
+
+    fn on_offer(&mut self, provider: usize, requester: usize, lease: Lease, slots: u32) {
+        let p = &mut self.providers[provider];
+        let signed = p.up && p.leases.is_empty();
+        if signed {
+            let id = lease.id();
+            let work = LeaseWork::new(
+                slots,
+                lease.expires_height,
+                p.key.clone(),
+                None,
+                Vec::new(),
+                self.now,
+            );
+            p.disk
+                .insert(id, (lease.clone(), requester, BTreeMap::new()));
+            p.leases.insert(
+                id,
+                Held {
+                    lease: lease.clone(),
+                    work,
+                    requester,
+                    pulling: false,
+                    timer_at: None,
+                },
+            );
+            self.pump(provider, id);
+        }
+        let answer = Event::OfferAnswer {
+            requester,
+            lease: lease.clone(),
+            signed,
+        };
+        if !self.send(answer) {
+            self.at(
+                self.now + REQUEST_TIMEOUT_MS,
+                Event::OfferAnswer {
+                    requester,
+                    lease,
+                    signed: false,
+                },
+            );
+        }
+    }
+
+    fn on_offer_answer(&mut self, requester: usize, lease: Lease, signed: bool) {
+        let job = lease.job;
+        let provider = self.index[&lease.provider];
+        let r = &mut self.requesters[requester];
+        let Some((left, _, refusals)) = r.offering.get_mut(&job) else {
+            return;
+        };
+        *left -= 1;
+        if signed {
+            let provider_signature = lease.sign(&self.providers[provider].key);
+            self.pending_txs.push((
+                r.key.clone(),
+                TxKind::RecordLease {
+                    lease,
+                    provider_signature,
+                },
+                None,
+            ));
+        } else {
+            refusals.push("no answer".into());
+            // A lost answer may hide a signature: the provider then pulls
+            // on a lease this requester forgot, and is refused.
+            r.core.forget_offer(&job, &lease, true);
+        }
+        if *left == 0 {
+            let (_, ready_in_ms, refusals) = r.offering.remove(&job).expect("present");
+            r.core
+                .offers_answered(&job, ready_in_ms, &refusals, self.now);
+            self.wake(requester, job, self.now);
+        }
+    }
+
+    /// Asks a lease's core what to do, and does it.
+    fn pump(&mut self, provider: usize, lease: ContentId) {
+        let now = self.now;
+        let p = &mut self.providers[provider];
+        let epoch = p.epoch;
+        let Some(held) = p.leases.get_mut(&lease) else {
+            return;
+        };
+        if held.pulling {
+            return;
+        }
+        match held.work.next(now) {
+            Next::Pull(pull) => {
+                let disk = &mut p.disk.get_mut(&lease).expect("on disk").2;
+                for write in pull.writes {
+                    match write {
+                        lease_work::Write::Report(report) => {
+                            disk.insert(report.task(), *report);
+                        }
+                        lease_work::Write::Forget(task) => {
+                            disk.remove(&task);
+                        }
+                        lease_work::Write::Answer { .. } => {}
+                    }
+                }
+                held.pulling = true;
+                let requester = held.requester;
+                let message = Event::Pull {
+                    requester,
+                    provider,
+                    lease,
+                    want: pull.want,
+                    reports: pull.reports,
+                    epoch,
+                };
+                if !self.send(message) {
+                    self.at(
+                        now + REQUEST_TIMEOUT_MS,
+                        Event::Answer {
+                            provider,
+                            lease,
+                            want: pull.want,
+                            answer: Err("lost".into()),
+                            epoch,
+                        },
+                    );
+                }
+            }
+            Next::Wait(Some(at)) => {
+                if held.timer_at.is_none_or(|t| at < t) {
+                    held.timer_at = Some(at);
+                    self.at(
+                        at,
+                        Event::Work {
+                            provider,
+                            lease,
+                            epoch,
+                        },
+                    );
+                }
+            }
+            Next::Wait(None) => {}
+            Next::Done => {
+                p.leases.remove(&lease);
+                p.disk.remove(&lease);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_pull(
+        &mut self,
+        requester: usize,
+        provider: usize,
+        lease: ContentId,
+        want: u32,
+        reports: Vec<Report>,
+        epoch: u32,
+    ) {
+        let sender = self.providers[provider].key.public();
+        let now = self.now;
+        let core = &mut self.requesters[requester].core;
+        let answer = match core.lease_job(&lease) {
+            None => Response::Refused("unknown lease".into()),
+            Some((job, tasks)) => {
+                let stored = reports.len() as u32;
+                let mut checked = check_reports(sender, lease, tasks, reports);
+                // Outputs are not moved in the simulation: a result asked
+                // for is here at once.
+                let reveals = std::mem::take(&mut checked.reveals);
+                for revealed in reveals {
+                    match core.wants_reveal(&job, &sender, &revealed.record) {
+                        Ok(true) => checked.reveals.push(revealed),
+                        Ok(false) => {}
+                        Err(reason) => checked.failed.push((revealed.record.task, reason)),
+                    }
+                }
+                match core.pulled(now, &job, &lease, sender, want, checked, stored) {
+                    Ok((response, effects)) => {
+                        self.carry_out(requester, effects);
+                        response
+                    }
+                    Err(e) => Response::Refused(format!("{e:?}")),
+                }
+            }
+        };
+        let message = Event::Answer {
+            provider,
+            lease,
+            want,
+            answer: Ok(answer),
+            epoch,
+        };
+        if !self.send(message) {
+            self.at(
+                now + REQUEST_TIMEOUT_MS,
+                Event::Answer {
+                    provider,
+                    lease,
+                    want,
+                    answer: Err("lost".into()),
+                    epoch,
+                },
+            );
+        }
+    }
+
+    fn on_answer(
+        &mut self,
+        provider: usize,
+        lease: ContentId,
+        want: u32,
+        answer: Result<Response, String>,
+        epoch: u32,
+    ) {
+        let now = self.now;
+        let p = &mut self.providers[provider];
+        if p.epoch != epoch {
+            return;
+        }
+        let Some(held) = p.leases.get_mut(&lease) else {
+            return;
+        };
+        held.pulling = false;
+        let tasks = held.work.answered(now, want, answer, |_| true);
+        for task in tasks {
+            p.queue.push_back((lease, task));
+        }
+        self.start_tasks(provider);
+        self.pump(provider, lease);
+    }
+
+    fn start_tasks(&mut self, provider: usize) {
+        while self.providers[provider].busy < self.config.slots {
+            let Some((lease, task)) = self.providers[provider].queue.pop_front() else {
+                return;
+            };
+            let Some(held) = self.providers[provider].leases.get(&lease) else {
+                continue;
+            };
+            let job = held.lease.job;
+            let took_ms = self
+                .durations
+                .get(&job)
+                .and_then(|d| d.get(task.task as usize))
+                .copied()
+                .unwrap_or(1);
+            let epoch = self.providers[provider].epoch;
+            self.providers[provider].busy += 1;
+            self.at(
+                self.now + took_ms,
+                Event::Executed {
+                    provider,
+                    lease,
+                    task,
+                    took_ms,
+                    epoch,
+                },
+            );
+        }
+    }
+
+    fn on_executed(
+        &mut self,
+        provider: usize,
+        lease: ContentId,
+        task: Assignment,
+        took_ms: u64,
+        epoch: u32,
+    ) {
+        let p = &mut self.providers[provider];
+        if p.epoch != epoch {
+            return;
+        }
+        p.busy -= 1;
+        if let Some(held) = p.leases.get_mut(&lease) {
+            let job = held.lease.job;
+            let key = p.key.public();
+            let lie = (p.behaviour == Behaviour::Liar).then_some(key);
+            let m = manifest(&job, task.task, took_ms, lie.as_ref());
+            let report = sealed(&p.key, lease, task.task, &m);
+            held.work.finished(report, took_ms as f64);
+            self.pump(provider, lease);
+        }
+        self.start_tasks(provider);
+    }
+
+    fn crash(&mut self, provider: usize) {
+        let p = &mut self.providers[provider];
+        if !p.up {
+            return;
+        }
+        p.up = false;
+        p.epoch += 1;
+        p.leases.clear();
+        p.queue.clear();
+        p.busy = 0;
+        self.crashes += 1;
+        for requester in 0..self.requesters.len() {
+            self.send(Event::PeerLost {
+                requester,
+                provider,
+            });
+        }
+        let at = self.now + self.config.down_ms;
+        self.at(at, Event::Restart { provider });
+    }
+
+    fn restart(&mut self, provider: usize) {
+        let now = self.now;
+        let p = &mut self.providers[provider];
+        p.up = true;
+        // Each lease resumes from what was persisted before the crash.
+        let disk: Vec<(ContentId, Lease, usize, Vec<Report>)> = p
+            .disk
+            .iter()
+            .map(|(id, (lease, requester, reports))| {
+                (
+                    *id,
+                    lease.clone(),
+                    *requester,
+                    reports.values().cloned().collect(),
+                )
+            })
+            .collect();
+        for (id, lease, requester, stored) in disk {
+            let work = LeaseWork::new(
+                self.config.slots,
+                lease.expires_height,
+                p.key.clone(),
+                None,
+                stored,
+                now,
+            );
+            p.leases.insert(
+                id,
+                Held {
+                    lease,
+                    work,
+                    requester,
+                    pulling: false,
+                    timer_at: None,
+                },
+            );
+        }
+        let ids: Vec<ContentId> = self.providers[provider].leases.keys().copied().collect();
+        for id in ids {
+            self.pump(provider, id);
+        }
+        let at = self.next_crash();
+        self.at(at, Event::Crash { provider });
+    }
+
+    fn block(&mut self) {
+        let height = self.ledger.height() + 1;
+        self.ledger.begin_block(height);
+        let chain = self.ledger.chain();
+        let mut settled_jobs = Vec::new();
+        let mut closed = Vec::new();
+        for (key, kind, job) in std::mem::take(&mut self.pending_txs) {
+            let settle = matches!(kind, TxKind::Settle { .. });
+            let close = matches!(kind, TxKind::CloseEscrow { .. });
+            let body = TxBody {
+                chain,
+                nonce: self.ledger.account(&key.public()).nonce,
+                kind,
+            };
+            let Ok(verified) = admit(body.sign(&key)) else {
+                continue;
+            };
+            let outcome = self.ledger.apply_in_block(&verified);
+            if let (Some(job), true) = (job, settle) {
+                if let Ok(outcomes) = &outcome {
+                    let paid = outcomes
+                        .iter()
+                        .filter(|o| matches!(o, cairn_ledger::SettleOutcome::Paid { .. }))
+                        .count() as u64;
+                    let closing = &mut self.jobs.get_mut(&job).expect("submitted").1;
+                    closing.paid += paid;
+                }
+                let closing = &mut self.jobs.get_mut(&job).expect("submitted").1;
+                closing.settles -= 1;
+                if closing.settles == 0 {
+                    settled_jobs.push(job);
+                }
+            }
+            if let (Some(job), true) = (job, close) {
+                closed.push((job, outcome.is_ok()));
+            }
+        }
+        for job in settled_jobs {
+            self.settled(job);
+        }
+        for (job, applied) in closed {
+            let owner = self.requesters[self.jobs[&job].0].key.clone();
+            match self.ledger.escrow(&job) {
+                None if applied => {
+                    let closing = &mut self.jobs.get_mut(&job).expect("submitted").1;
+                    closing.closed = true;
+                    self.last_close = self.now;
+                }
+                Some(escrow) if escrow.closing => {
+                    let closing = &mut self.jobs.get_mut(&job).expect("submitted").1;
+                    closing.notice_until = Some(escrow.leases_until);
+                }
+                _ => {
+                    // Refused for now: asked again next block.
+                    self.pending_txs
+                        .push((owner, TxKind::CloseEscrow { job }, Some(job)));
+                }
+            }
+        }
+        // Second closes whose notice has passed.
+        let due: Vec<ContentId> = self
+            .jobs
+            .iter_mut()
+            .filter_map(|(job, (_, c))| match c.notice_until {
+                Some(until) if height > until && !c.closed => {
+                    c.notice_until = None;
+                    Some(*job)
+                }
+                _ => None,
+            })
+            .collect();
+        for job in due {
+            let owner = self.requesters[self.jobs[&job].0].key.clone();
+            self.pending_txs
+                .push((owner, TxKind::CloseEscrow { job }, Some(job)));
+        }
+        if !self.done() {
+            self.at(self.now + BLOCK_MS, Event::Block);
+        }
+    }
+
+    fn outcome(&self) -> Outcome {
+        let liars: Vec<&Provider> = self
+            .providers
+            .iter()
+            .filter(|p| p.behaviour == Behaviour::Liar)
+            .collect();
+        let convicted = liars
+            .iter()
+            .filter(|p| {
+                self.requesters
+                    .iter()
+                    .any(|r| r.core.banned(&p.key.public()))
+            })
+            .count() as u32;
+        let paid_to_liars = liars
+            .iter()
+            .map(|p| {
+                let a = self.ledger.account(&p.key.public());
+                let staked = self.ledger.provider(&p.key.public()).map_or(0, |s| s.stake);
+                (a.balance + staked).saturating_sub(BALANCE)
+            })
+            .sum();
+        let total_work: u64 = self.durations.values().flatten().sum();
+        let slots = u64::from(self.config.providers) * u64::from(self.config.slots);
+        let executions = self
+            .requesters
+            .iter()
+            .flat_map(|r| r.core.jobs.values())
+            .map(|j| j.replicas.executions)
+            .sum();
+        let escrow_left = self
+            .jobs
+            .keys()
+            .filter_map(|job| self.ledger.escrow(job))
+            .map(|e| e.balance)
+            .sum();
+        Outcome {
+            events: self.processed,
+            transcript: self.transcript.digest(),
+            jobs_done: self.jobs.values().filter(|(_, c)| c.closed).count() as u32,
+            tasks: u64::from(self.config.jobs) * u64::from(self.config.tasks_per_job),
+            executions,
+            wrong_accepted: self.kept.values().filter(|honest| !**honest).count() as u64,
+            disputes: self.disputes,
+            liars_convicted: convicted,
+            liars: liars.len() as u32,
+            crashes: self.crashes,
+            makespan_ms: self
+                .last_close
+                .saturating_sub(self.first_submit.unwrap_or(0)),
+            ideal_ms: total_work / slots.max(1),
+            receipts_paid: self.jobs.values().map(|(_, c)| c.paid).sum(),
+            paid_to_liars,
+            tokens_conserved: self.ledger.total_accounted() == u128::from(self.supply)
+                && self.ledger.supply() == self.supply,
+            escrow_left,
+        }
+    }
+}
+
+/// A provider's sealed result of `task` under `lease`: its opening and
+/// receipt signed, the salt derived as the node derives it.
+fn sealed(key: &Keypair, lease: ContentId, task: u32, m: &ResultManifest) -> Report {
+    let digest = m.digest();
+    let opening = Opening {
+        lease,
+        task: u64::from(task),
+        digest,
+        salt: cairn_verify::salt(key, &lease, u64::from(task)),
+    };
+    let receipt = Receipt {
+        lease,
+        task: u64::from(task),
+        digest,
+        fuel_used: m.fuel_used,
+    };
+    Report::Revealed {
+        opening: Signed::sign(key, OPENING_NAMESPACE, opening),
+        receipt: Signed::sign(key, RECEIPT_NAMESPACE, receipt),
+        code: m.code,
+        exit: m.exit,
+        outcome: m.text.clone(),
+        outputs: m
+            .outputs
+            .iter()
+            .map(|f| FileRef {
+                name: f.path.clone(),
+                id: f.id,
+                size: f.size_bytes,
+            })
+            .collect(),
+        stdout: StreamRef::of(b""),
+        stderr: StreamRef::of(b""),
+    }
+}

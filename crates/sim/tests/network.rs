@@ -1,0 +1,44 @@
+//! The whole market under one seed: requesters, providers that crash and
+//! lie, a lossy network and the ledger, with the real role cores.
+
+use cairn_sim::{Config, Outcome, run, seed};
+
+fn checked(config: &Config) -> Outcome {
+    let outcome = run(config);
+    println!("{outcome:?}");
+    assert_eq!(
+        outcome.jobs_done, config.jobs,
+        "every job settles and closes"
+    );
+    assert_eq!(outcome.wrong_accepted, 0, "no wrong result is kept");
+    assert_eq!(outcome.paid_to_liars, 0, "no liar is paid");
+    assert!(outcome.tokens_conserved, "the ledger's tokens add up");
+    assert_eq!(outcome.escrow_left, 0, "every escrow is returned");
+    assert!(
+        outcome.receipts_paid >= outcome.tasks,
+        "every task is paid for"
+    );
+    outcome
+}
+
+#[test]
+fn every_job_finishes_right_despite_loss_crashes_and_liars() {
+    let config = Config::hazards(seed(7));
+    let outcome = checked(&config);
+    assert!(outcome.crashes > 0, "the run had crashes");
+    assert!(outcome.liars > 0 && outcome.disputes > 0, "liars were met");
+    assert!(
+        outcome.liars_convicted > 0,
+        "liars that ran tasks were convicted"
+    );
+}
+
+#[test]
+fn the_same_seed_gives_the_same_transcript() {
+    let config = Config::hazards(seed(11));
+    let first = run(&config);
+    let second = run(&config);
+    assert_eq!(first, second);
+    let other = run(&Config::hazards(config.seed + 1));
+    assert_ne!(first.transcript, other.transcript, "the seed matters");
+}
