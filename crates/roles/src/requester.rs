@@ -518,16 +518,34 @@ impl RequesterCore {
         Some(offers)
     }
 
-    /// Undoes the registration of a lease offer that came to nothing.
-    pub fn forget_offer(&mut self, id: &ContentId, lease: &Lease, newcomer: bool) {
+    /// Undoes the registration of a lease offer that came to nothing (the
+    /// provider refused, or its answer never came). A newcomer leaves the
+    /// job: it may have signed and pulled already, before its answer was
+    /// lost, but without its signature the lease cannot be recorded and its
+    /// work cannot be paid, so whatever it took goes to others and nothing
+    /// it committed to is waited for.
+    pub fn forget_offer(
+        &mut self,
+        id: &ContentId,
+        lease: &Lease,
+        newcomer: bool,
+        now: u64,
+    ) -> Effects {
         self.leases.remove(&lease.id());
-        if let Some(job) = self.jobs.get_mut(id) {
-            job.leases.remove(&lease.id());
-            if newcomer {
-                job.sched
-                    .drop_provider(&lease.provider, "did not sign its lease");
-            }
+        let Some(job) = self.jobs.get_mut(id) else {
+            return Effects::default();
+        };
+        job.leases.remove(&lease.id());
+        if !newcomer {
+            return Effects::default();
         }
+        let provider = lease.provider;
+        job.sched.drop_provider(&provider, "did not sign its lease");
+        job.replicas.asks.remove(&provider);
+        job.replicas.commits.retain(|(_, p), _| *p != provider);
+        let (tasks, actions) = self.verifier.abandon(id, &provider, now);
+        let touched = tasks.into_iter().map(|task| (*id, task)).collect();
+        self.apply(touched, actions)
     }
 
     /// Every offer of an auction has been answered; `refusals` says why

@@ -14,18 +14,22 @@
 //!
 //! What the shell simplifies (see `docs/architecture.md`): executions are
 //! modelled (a duration and a digest per task, a trace of state hashes for
-//! disputes), outputs are not transferred, a provider bids only while it
-//! holds no lease, and a wrong result convicted by a dispute is not brought
+//! disputes), outputs are not transferred, and a wrong result convicted by
+//! a dispute is not brought
 //! to validators (no case, so no slash: the liar goes unpaid and banned).
+//! Providers bid as the node's do: the default pricing policy, busy
+//! meaning tasks running now.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use cairn_job::VerifyPolicy;
 use cairn_ledger::{
     Capabilities, Genesis, Lease, OPENING_NAMESPACE, Opening, RECEIPT_NAMESPACE, Receipt, State,
     TxBody, TxKind, admit,
 };
-use cairn_market::{BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, Rng};
+use cairn_market::{
+    BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, PricingPolicy, Quote, Rng, ScalePricing,
+};
 use cairn_proto::{
     Assignment, FileRef, Report, Response, StreamRef, Submission, SubmittedFile, SubmittedLimits,
     SubmittedTask,
@@ -42,8 +46,9 @@ const REQUEST_TIMEOUT_MS: u64 = 2_000;
 const BLOCK_MS: u64 = 100;
 /// Fuel a provider burns per simulated millisecond of a task.
 const FUEL_PER_MS: u64 = 1_000_000;
-/// The price every provider asks, µCAIRN per Gfuel.
-const PRICE: u64 = 40;
+/// The most a job pays, µCAIRN per Gfuel: over what the default pricing
+/// asks at full load.
+const PRICE: u64 = 100;
 /// Each account's balance at genesis.
 const BALANCE: u64 = 1_000_000_000_000_000;
 /// Receipts per settlement transaction, as the node sends them.
@@ -141,8 +146,12 @@ pub struct Outcome {
     pub liars: u32,
     /// Provider crashes.
     pub crashes: u32,
-    /// From the first submission until the last job's escrow closed, ms.
+    /// From the first submission until the last job had every result
+    /// accepted (its settlement began), ms.
     pub makespan_ms: u64,
+    /// From the first submission until the last job's escrow closed (after
+    /// the ledger's notice to its leases), ms.
+    pub closed_ms: u64,
     /// Total honest work ÷ total slots, ms: the makespan with perfect
     /// packing and no verification.
     pub ideal_ms: u64,
@@ -324,9 +333,20 @@ struct Requester {
     core: RequesterCore,
     /// When each job's driver is due.
     drive_at: BTreeMap<ContentId, u64>,
-    /// Offers of each job's auction not yet answered, and how long its
-    /// winners said they need.
-    offering: BTreeMap<ContentId, (usize, u64, Vec<String>)>,
+    /// Each job's auction whose offers are out.
+    offering: BTreeMap<ContentId, Offering>,
+}
+
+/// An auction's lease offers, until every one is answered.
+struct Offering {
+    /// Offers not yet answered.
+    left: usize,
+    /// How long the winners said they need.
+    ready_in_ms: u64,
+    /// Winners new to the job.
+    newcomers: BTreeSet<PublicKey>,
+    /// Why those that did not sign did not.
+    refusals: Vec<String>,
 }
 
 /// A job's way to its end on the ledger.
@@ -357,11 +377,14 @@ struct Sim {
     supply: u64,
     pending_txs: Vec<(Keypair, TxKind, Option<ContentId>)>,
     jobs: BTreeMap<ContentId, (usize, Closing)>,
+    /// Orders whose signature was checked, by the digest of their bytes.
+    orders_checked: HashMap<ContentId, Option<Order>>,
     /// Each job's task durations.
     durations: BTreeMap<ContentId, Vec<u64>>,
     /// The result each task last had written, and whether it is honest.
     kept: BTreeMap<(ContentId, u32), bool>,
     first_submit: Option<u64>,
+    last_finish: u64,
     last_close: u64,
     crashes: u32,
     disputes: u64,
@@ -536,9 +559,11 @@ impl Sim {
             supply,
             pending_txs: Vec::new(),
             jobs: BTreeMap::new(),
+            orders_checked: HashMap::new(),
             durations: BTreeMap::new(),
             kept: BTreeMap::new(),
             first_submit: None,
+            last_finish: 0,
             last_close: 0,
             crashes: 0,
             disputes: 0,
@@ -588,15 +613,21 @@ impl Sim {
         self.events.insert((time.max(self.now), self.seq), event);
     }
 
-    /// Sends a message: it arrives after a latency, or is lost (`None`).
+    /// Sends a message: it arrives after a latency, or is lost (false).
     fn send(&mut self, event: Event) -> bool {
         if self.rng.below(1_000) < u64::from(self.config.loss_per_mille) {
             return false;
         }
+        self.deliver(event);
+        true
+    }
+
+    /// Delivers a notice that is not lost, after a latency: a closed
+    /// connection is noticed, however late.
+    fn deliver(&mut self, event: Event) {
         let (lo, hi) = self.config.latency_ms;
         let delay = lo + self.rng.below(hi.saturating_sub(lo) + 1);
         self.at(self.now + delay, event);
-        true
     }
 
     fn done(&self) -> bool {
@@ -784,8 +815,13 @@ impl Sim {
             let now = self.now;
             let r = &mut self.requesters[requester];
             if let Some(offers) = r.core.offer_leases(&job, &order, chosen, height, now) {
-                r.offering
-                    .insert(job, (offers.leases.len(), offers.ready_in_ms, Vec::new()));
+                let offering = Offering {
+                    left: offers.leases.len(),
+                    ready_in_ms: offers.ready_in_ms,
+                    newcomers: offers.newcomers,
+                    refusals: Vec::new(),
+                };
+                r.offering.insert(job, offering);
                 for (lease, slots) in offers.leases {
                     let provider = self.index[&lease.provider];
                     let offer = Event::Offer {
@@ -809,6 +845,7 @@ impl Sim {
             return;
         }
         if let Some(receipts) = step.settle {
+            self.last_finish = self.now;
             let key = self.requesters[requester].key.clone();
             let chunks: Vec<Vec<Signed<Receipt>>> = receipts
                 .chunks(RECEIPTS_PER_SETTLE)
@@ -981,24 +1018,46 @@ impl Sim {
 
     fn on_order(&mut self, provider: usize, requester: usize, order: Signed<Order>) {
         let p = &self.providers[provider];
-        if !p.up || !p.leases.is_empty() {
+        if !p.up {
             return;
         }
-        let Ok(order) = order.verify(ORDER_NAMESPACE) else {
+        // Every provider checks the order's signature; the answer is the
+        // same for all of them, so it is worked out once per order.
+        let id = ContentId::of(&order.to_bytes());
+        let checked = match self.orders_checked.get(&id) {
+            Some(checked) => checked.clone(),
+            None => {
+                let checked = order.verify(ORDER_NAMESPACE).ok().cloned();
+                self.orders_checked.insert(id, checked.clone());
+                checked
+            }
+        };
+        let Some(order) = checked else {
+            return;
+        };
+        let p = &self.providers[provider];
+        // As the node's provider: priced by the default policy, busy
+        // meaning tasks running now, not leases held.
+        let offer = Offer {
+            runtimes: vec!["wasm".into()],
+            cores: self.config.slots,
+            memory_mib: 4_096,
+            gpus: 0,
+            score_mfuel_per_s: 1_000,
+        };
+        let Quote::Bid {
+            price_ucairn_per_gfuel,
+            slots,
+        } = ScalePricing::default().quote(&order, &offer, p.busy)
+        else {
             return;
         };
         let bid = Bid {
             order: order.id(),
-            price_ucairn_per_gfuel: PRICE,
-            slots: self.config.slots,
+            price_ucairn_per_gfuel,
+            slots,
             ready_in_ms: 0,
-            offer: Offer {
-                runtimes: vec!["wasm".into()],
-                cores: self.config.slots,
-                memory_mib: 4_096,
-                gpus: 0,
-                score_mfuel_per_s: 1_000,
-            },
+            offer,
         };
         let bid = Signed::sign(&p.key, BID_NAMESPACE, bid);
         self.send(Event::Bid {
@@ -1035,7 +1094,7 @@ impl Sim {
 
     fn on_offer(&mut self, provider: usize, requester: usize, lease: Lease, slots: u32) {
         let p = &mut self.providers[provider];
-        let signed = p.up && p.leases.is_empty();
+        let signed = p.up;
         if signed {
             let id = lease.id();
             let work = LeaseWork::new(
@@ -1080,11 +1139,13 @@ impl Sim {
     fn on_offer_answer(&mut self, requester: usize, lease: Lease, signed: bool) {
         let job = lease.job;
         let provider = self.index[&lease.provider];
+        let now = self.now;
         let r = &mut self.requesters[requester];
-        let Some((left, _, refusals)) = r.offering.get_mut(&job) else {
+        let Some(offering) = r.offering.get_mut(&job) else {
             return;
         };
-        *left -= 1;
+        offering.left -= 1;
+        let mut effects = Effects::default();
         if signed {
             let provider_signature = lease.sign(&self.providers[provider].key);
             self.pending_txs.push((
@@ -1096,17 +1157,19 @@ impl Sim {
                 None,
             ));
         } else {
-            refusals.push("no answer".into());
+            offering.refusals.push("no answer".into());
             // A lost answer may hide a signature: the provider then pulls
             // on a lease this requester forgot, and is refused.
-            r.core.forget_offer(&job, &lease, true);
+            let newcomer = offering.newcomers.contains(&lease.provider);
+            effects = r.core.forget_offer(&job, &lease, newcomer, now);
         }
-        if *left == 0 {
-            let (_, ready_in_ms, refusals) = r.offering.remove(&job).expect("present");
+        if offering.left == 0 {
+            let offering = r.offering.remove(&job).expect("present");
             r.core
-                .offers_answered(&job, ready_in_ms, &refusals, self.now);
-            self.wake(requester, job, self.now);
+                .offers_answered(&job, offering.ready_in_ms, &offering.refusals, now);
+            effects.wake.insert(job);
         }
+        self.carry_out(requester, effects);
     }
 
     /// Asks a lease's core what to do, and does it.
@@ -1328,7 +1391,7 @@ impl Sim {
         p.busy = 0;
         self.crashes += 1;
         for requester in 0..self.requesters.len() {
-            self.send(Event::PeerLost {
+            self.deliver(Event::PeerLost {
                 requester,
                 provider,
             });
@@ -1511,6 +1574,9 @@ impl Sim {
             liars: liars.len() as u32,
             crashes: self.crashes,
             makespan_ms: self
+                .last_finish
+                .saturating_sub(self.first_submit.unwrap_or(0)),
+            closed_ms: self
                 .last_close
                 .saturating_sub(self.first_submit.unwrap_or(0)),
             ideal_ms: total_work / slots.max(1),

@@ -391,6 +391,45 @@ impl Verifier {
         actions
     }
 
+    /// `provider` no longer works for `job`, through nothing it can be
+    /// blamed for (its lease was never confirmed, so nothing it returns
+    /// there can be paid): each replica it holds there and has not revealed
+    /// is dropped, not convicted, and its task looks for another provider.
+    /// Returns the tasks touched and what follows.
+    pub fn abandon(
+        &mut self,
+        job: &ContentId,
+        provider: &PublicKey,
+        now_ms: u64,
+    ) -> (Vec<u32>, Vec<Action>) {
+        let Some(state) = self.jobs.get_mut(job) else {
+            return (Vec::new(), Vec::new());
+        };
+        let mut touched = Vec::new();
+        for (index, task) in state.tasks.iter_mut().enumerate() {
+            for replica in &mut task.replicas {
+                if replica.provider == *provider
+                    && matches!(
+                        replica.state,
+                        ReplicaState::Assigned
+                            | ReplicaState::Committed(_)
+                            | ReplicaState::AskedReveal(_)
+                    )
+                {
+                    replica.state = ReplicaState::Dropped;
+                    touched.push(index as u32);
+                }
+            }
+        }
+        let mut actions = Vec::new();
+        for &index in &touched {
+            let task = (*job, index);
+            actions.extend(self.ask_reveals(&task, now_ms));
+            actions.extend(self.evaluate(&task, now_ms));
+        }
+        (touched, actions)
+    }
+
     /// `provider` runs a replica of `task` from `now_ms`.
     pub fn assign(
         &mut self,

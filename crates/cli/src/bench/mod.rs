@@ -5,10 +5,13 @@
 mod chain;
 mod ledger;
 mod net;
+mod sim;
 mod verify;
 mod wasm;
 
 use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
 
 use cairn_exec::{Limits, Runtime as _, Task, WasmConfig, WasmRuntime};
 use serde::Serialize;
@@ -34,6 +37,11 @@ pub enum Suite {
     /// each named adversary, `sometimes` across jobs, and a dispute over a
     /// 10^9-fuel task settled by re-executing one step.
     Verify(verify::VerifyArgs),
+    /// The whole market in one seeded simulation (the real role cores and
+    /// ledger, simulated network and time): events per second, wall time,
+    /// peak memory, makespan against the ideal, work wasted, wrong results
+    /// accepted and tokens conserved.
+    Sim(sim::SimArgs),
 }
 
 /// One measured figure.
@@ -64,6 +72,7 @@ pub fn run(suite: Suite) -> anyhow::Result<()> {
         }
         Suite::Net(args) => print(&net::net(&args)?, args.json),
         Suite::Verify(args) => print(&verify::verify(&args)?, args.json),
+        Suite::Sim(args) => print(&sim::sim(&args)?, args.json),
     }
 }
 
@@ -133,4 +142,15 @@ pub fn score_mfuel_per_s() -> u32 {
         Ok((result.fuel_used as f64 / seconds / 1e6) as u32)
     };
     measure().unwrap_or(0)
+}
+
+/// A process's resident memory, MiB: `VmRSS` now or `VmHWM` at its peak.
+pub(crate) fn resident_mib(pid: u32, field: &str) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no {field} for process {pid}"))?;
+    Ok(kib / 1024.0)
 }

@@ -9,7 +9,7 @@ use cairn_node::market::{Submission, SubmittedFile, SubmittedLimits, SubmittedTa
 use cairn_wire::ContentId;
 use serde_json::Value;
 
-use super::{Figure, ms, percentile};
+use super::{Figure, ms, percentile, resident_mib};
 use crate::wallet::Node;
 
 /// Arguments of `cairn bench net`.
@@ -215,17 +215,6 @@ fn with_devnet<T>(
     // Validator 0 wrote its token before its API answered.
     let node = node.with_token(cairn_node::api::ApiToken::load(&dir.join("v0"))?);
     work(&node, pid)
-}
-
-/// A process's resident memory, MiB: `VmRSS` now or `VmHWM` at its peak.
-fn resident_mib(pid: u32, field: &str) -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .with_context(|| format!("no {field} for process {pid}"))?;
-    Ok(kib / 1024.0)
 }
 
 fn upload(node: &Node, name: &str, wasm: &[u8]) -> anyhow::Result<SubmittedFile> {

@@ -386,7 +386,7 @@ impl Requester {
             let signature = match refused {
                 Ok(signature) => signature,
                 Err(reason) => {
-                    self.core.lock().forget_offer(&id, &lease, newcomer);
+                    self.forget_offer(&id, &lease, newcomer).await;
                     refusals.push(reason);
                     continue;
                 }
@@ -402,7 +402,7 @@ impl Requester {
                 serde_json::to_vec(&record).expect("a lease record serializes"),
             )]) {
                 tracing::error!("persisting a lease: {e}");
-                self.core.lock().forget_offer(&id, &lease, newcomer);
+                self.forget_offer(&id, &lease, newcomer).await;
                 continue;
             }
             if let Err(e) = self.shared.ledger.send(TxKind::RecordLease {
@@ -518,6 +518,20 @@ impl Requester {
                 Err(e) if escrow.closing => tracing::debug!("closing the escrow again: {e}"),
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Undoes a lease offer that came to nothing, and carries out what
+    /// follows (its tasks go to others).
+    async fn forget_offer(
+        self: &Arc<Self>,
+        id: &ContentId,
+        lease: &cairn_ledger::Lease,
+        newcomer: bool,
+    ) {
+        let effects = self.core.lock().forget_offer(id, lease, newcomer, now_ms());
+        if let Err(e) = self.carry_out(effects).await {
+            tracing::error!("forgetting a lease offer: {e}");
         }
     }
 

@@ -284,7 +284,12 @@ fn a_job_whose_winners_all_refuse_waits_then_auctions_again() {
     let (order, chosen) = core.step(&job, T0 + 1).unwrap().winners.unwrap();
     let offers = core.offer_leases(&job, &order, chosen, 7, T0 + 1).unwrap();
     for (lease, _) in &offers.leases {
-        core.forget_offer(&job, lease, offers.newcomers.contains(&lease.provider));
+        core.forget_offer(
+            &job,
+            lease,
+            offers.newcomers.contains(&lease.provider),
+            T0 + 2,
+        );
     }
     core.offers_answered(&job, 0, &["busy".into()], T0 + 2);
     let status = core.status(&job, T0 + 2).unwrap();
@@ -514,4 +519,65 @@ fn replicas_that_disagree_start_a_dispute_and_neither_result_is_kept() {
     assert!(second.writes.is_empty(), "no result is kept while disputed");
     assert_eq!(core.status(&job, T1 + 4).unwrap().disputes, 1);
     assert!(core.step(&job, T1 + 5).unwrap().settle.is_none());
+}
+
+/// A winner signs, pulls and commits, but its answer to the offer is lost:
+/// the requester cannot record the lease, so cannot pay for its work. The
+/// offer is forgotten and with it everything the provider held: its tasks
+/// go to another provider at once, and no reveal is waited for (nor is it
+/// convicted for never revealing).
+#[test]
+fn a_winner_whose_signature_was_lost_leaves_no_task_waiting_for_it() {
+    let mut core = requester();
+    let (a, b) = (provider(1), provider(2));
+    let (job, order) = submitted(&mut core, 2, VerifyPolicy::Replicate { replicas: 2 });
+    for key in [&a, &b] {
+        core.bid(key.public(), &bid(key, &order, 1), Some(1), (0, 0), T0)
+            .unwrap();
+    }
+    let (order, chosen) = core.step(&job, T1).unwrap().winners.unwrap();
+    let offers = core.offer_leases(&job, &order, chosen, 7, T1).unwrap();
+    let la = lease_of(
+        &offers
+            .leases
+            .iter()
+            .map(|(l, _)| l.clone())
+            .collect::<Vec<_>>(),
+        &a,
+    )
+    .clone();
+    let lb = lease_of(
+        &offers
+            .leases
+            .iter()
+            .map(|(l, _)| l.clone())
+            .collect::<Vec<_>>(),
+        &b,
+    )
+    .clone();
+    // A signed and got to work before its answer could arrive.
+    let (taken, _, _) = pull(&mut core, &a, &la, 2, Vec::new(), T1 + 1);
+    assert_eq!(taken, [0, 1]);
+    pull(
+        &mut core,
+        &a,
+        &la,
+        0,
+        vec![committed(&a, &la, 0, 500)],
+        T1 + 2,
+    );
+    // Its answer is lost; B's arrives.
+    let effects = core.forget_offer(&job, &la, true, T1 + 3);
+    assert!(
+        effects.challenges.is_empty() && effects.txs.is_empty(),
+        "no blame"
+    );
+    core.offers_answered(&job, 0, &["no answer".into()], T1 + 3);
+    assert!(core.lease_job(&la.id()).is_none(), "its pulls are refused");
+    let (given, _, _) = pull(&mut core, &b, &lb, 2, Vec::new(), T1 + 4);
+    assert_eq!(given, [0, 1], "both tasks go to B at once");
+    // Long after every reveal deadline, nothing convicts A.
+    let late = core.step(&job, T1 + 10_000_000).unwrap();
+    assert!(late.effects.challenges.is_empty());
+    assert!(!core.banned(&a.public()));
 }
