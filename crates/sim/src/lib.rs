@@ -815,6 +815,11 @@ impl Sim {
             let now = self.now;
             let r = &mut self.requesters[requester];
             if let Some(offers) = r.core.offer_leases(&job, &order, chosen, height, now) {
+                if offers.leases.is_empty() {
+                    r.core.offers_answered(&job, 0, &[], now);
+                    self.wake(requester, job, now);
+                    return;
+                }
                 let offering = Offering {
                     left: offers.leases.len(),
                     ready_in_ms: offers.ready_in_ms,
