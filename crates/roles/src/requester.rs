@@ -44,9 +44,6 @@ const READY_WAIT_MS_BASE: u64 = 10_000;
 const READY_WAIT_MS_PER_KB: u64 = 5;
 /// The longest preparation waited out for any module.
 const READY_WAIT_MS_MAX: u64 = 120_000;
-/// How long after an auction a running job short of providers (more work
-/// waiting than running) holds another, for the work left.
-const GROW_AUCTION_MS: u64 = 5_000;
 /// Blocks a lease stays live on the ledger.
 const LEASE_BLOCKS: u64 = 100_000;
 
@@ -247,7 +244,6 @@ impl RequesterCore {
             phase: Phase::Running,
             reason: None,
             auctions: 0,
-            auctioned_ms: now,
             leases: BTreeMap::new(),
             first_task_ms: None,
             finished_ms: None,
@@ -359,7 +355,6 @@ impl RequesterCore {
             _ => 1,
         };
         job.auctions += 1;
-        job.auctioned_ms = now;
         job.phase = Phase::Bidding(Box::new(Auction::open(order, remaining * replicas)));
     }
 
@@ -406,11 +401,6 @@ impl RequesterCore {
                 let order = auction.order().clone();
                 match (*auction).close(&self.selection, &mut self.rng) {
                     Outcome::Selected(chosen) => winners = Some((order, chosen)),
-                    // Its providers keep working; it looks again later.
-                    Outcome::Unplaced(reason) if job.sched.progress().providers > 0 => {
-                        job.reason = Some(format!("no more providers for now: {reason}"));
-                        job.phase = Phase::Running;
-                    }
                     Outcome::Unplaced(reason) => {
                         job.reason = Some(reason);
                         job.phase = Phase::Queued {
@@ -435,15 +425,7 @@ impl RequesterCore {
                     job.last_pull_ms = now;
                 }
                 let idle_ms = now.saturating_sub(job.last_pull_ms.max(job.ready_by_ms));
-                if job.short_of_providers()
-                    && p.providers > 0
-                    && idle_ms <= IDLE_REAUCTION_MS
-                    && now >= job.auctioned_ms + GROW_AUCTION_MS
-                {
-                    // Every leased provider is busy and work still waits:
-                    // look for more, for the work left.
-                    auction_again = true;
-                } else if p.pending > 0 && (p.providers == 0 || idle_ms > IDLE_REAUCTION_MS) {
+                if p.pending > 0 && (p.providers == 0 || idle_ms > IDLE_REAUCTION_MS) {
                     job.reason = Some(if p.providers == 0 {
                         "every leased provider is gone; finding others".into()
                     } else {

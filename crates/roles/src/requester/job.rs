@@ -11,7 +11,7 @@ use cairn_sched::Scheduler;
 use cairn_wire::{ContentId, PublicKey, Signed};
 use serde::{Deserialize, Serialize};
 
-use super::{GROW_AUCTION_MS, IDLE_REAUCTION_MS};
+use super::IDLE_REAUCTION_MS;
 
 /// A finished task as the requester keeps it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -117,8 +117,6 @@ pub struct Job {
     /// Why it is queued or failed.
     pub reason: Option<String>,
     pub(super) auctions: u32,
-    /// When its latest auction opened.
-    pub(super) auctioned_ms: u64,
     /// Its leases: lease id → provider.
     pub(super) leases: BTreeMap<ContentId, PublicKey>,
     pub(super) first_task_ms: Option<u64>,
@@ -183,25 +181,11 @@ impl Job {
             Phase::Queued { retry_ms } => Some(*retry_ms),
             Phase::Running => {
                 let p = self.sched.progress();
-                if p.pending > 0 && p.running == 0 {
-                    Some(self.last_pull_ms.max(self.ready_by_ms) + IDLE_REAUCTION_MS + 1)
-                } else if self.short_of_providers() {
-                    Some(self.auctioned_ms + GROW_AUCTION_MS)
-                } else {
-                    None
-                }
+                (p.pending > 0 && p.running == 0)
+                    .then(|| self.last_pull_ms.max(self.ready_by_ms) + IDLE_REAUCTION_MS + 1)
             }
             Phase::Leasing | Phase::Settling | Phase::Done => None,
         }
-    }
-
-    /// More work waits than its providers hold: they took what their
-    /// slots allow and the rest queues, so more providers would start it
-    /// sooner. (A job leased when the network was busy got only the slots
-    /// free then; without this it kept them to its end.)
-    pub(super) fn short_of_providers(&self) -> bool {
-        let p = self.sched.progress();
-        p.pending > p.running
     }
 
     /// Task `task` as a provider is handed it (its index must be in range).
