@@ -622,6 +622,14 @@ impl Sim {
         true
     }
 
+    /// Sends a request; if it is lost, `unanswered` (the requester's error)
+    /// arrives after the request timeout instead.
+    fn request(&mut self, message: Event, unanswered: Event) {
+        if !self.send(message) {
+            self.at(self.now + REQUEST_TIMEOUT_MS, unanswered);
+        }
+    }
+
     /// Delivers a notice that is not lost, after a latency: a closed
     /// connection is noticed, however late.
     fn deliver(&mut self, event: Event) {
@@ -835,16 +843,14 @@ impl Sim {
                         lease: lease.clone(),
                         slots,
                     };
-                    if !self.send(offer) {
-                        self.at(
-                            self.now + REQUEST_TIMEOUT_MS,
-                            Event::OfferAnswer {
-                                requester,
-                                lease,
-                                signed: false,
-                            },
-                        );
-                    }
+                    self.request(
+                        offer,
+                        Event::OfferAnswer {
+                            requester,
+                            lease,
+                            signed: false,
+                        },
+                    );
                 }
             }
             return;
@@ -1129,16 +1135,14 @@ impl Sim {
             lease: lease.clone(),
             signed,
         };
-        if !self.send(answer) {
-            self.at(
-                self.now + REQUEST_TIMEOUT_MS,
-                Event::OfferAnswer {
-                    requester,
-                    lease,
-                    signed: false,
-                },
-            );
-        }
+        self.request(
+            answer,
+            Event::OfferAnswer {
+                requester,
+                lease,
+                signed: false,
+            },
+        );
     }
 
     fn on_offer_answer(&mut self, requester: usize, lease: Lease, signed: bool) {
@@ -1212,18 +1216,16 @@ impl Sim {
                     reports: pull.reports,
                     epoch,
                 };
-                if !self.send(message) {
-                    self.at(
-                        now + REQUEST_TIMEOUT_MS,
-                        Event::Answer {
-                            provider,
-                            lease,
-                            want: pull.want,
-                            answer: Err("lost".into()),
-                            epoch,
-                        },
-                    );
-                }
+                self.request(
+                    message,
+                    Event::Answer {
+                        provider,
+                        lease,
+                        want: pull.want,
+                        answer: Err("lost".into()),
+                        epoch,
+                    },
+                );
             }
             Next::Wait(Some(at)) => {
                 if held.timer_at.is_none_or(|t| at < t) {
@@ -1290,18 +1292,16 @@ impl Sim {
             answer: Ok(answer),
             epoch,
         };
-        if !self.send(message) {
-            self.at(
-                now + REQUEST_TIMEOUT_MS,
-                Event::Answer {
-                    provider,
-                    lease,
-                    want,
-                    answer: Err("lost".into()),
-                    epoch,
-                },
-            );
-        }
+        self.request(
+            message,
+            Event::Answer {
+                provider,
+                lease,
+                want,
+                answer: Err("lost".into()),
+                epoch,
+            },
+        );
     }
 
     fn on_answer(
