@@ -202,6 +202,7 @@ fn main() {
                     reason: "no input".into(),
                 },
             ],
+            held: vec![3, 7, 9],
         },
         Request::Blob {
             id: id(b"blob"),

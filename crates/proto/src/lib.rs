@@ -27,6 +27,8 @@ pub use submission::{Submission, SubmittedFile, SubmittedLimits, SubmittedTask, 
 
 /// The most tasks in one pull, results or assignments.
 pub const BATCH_MAX: usize = 1_024;
+/// The most tasks a pull says its provider still holds.
+pub const HELD_MAX: usize = 16_384;
 /// The most files a task's terms or outputs list.
 pub const FILES_MAX: usize = 1_024;
 /// The most arguments a task has.
@@ -250,6 +252,12 @@ pub enum Request {
         want: u32,
         /// Finished tasks not yet acknowledged.
         reports: Vec<Report>,
+        /// Every task handed out under the lease that the provider still
+        /// has: queued, running, or reported and not yet acknowledged. The
+        /// requester takes back the others at once, so the tasks of an
+        /// answer that was lost, or of a run a crash ended, are not stranded
+        /// until their deadline.
+        held: Vec<u32>,
     },
     /// Requester → provider: a question of a dispute over one task.
     Dispute {
@@ -674,11 +682,13 @@ impl Write for Request {
                 lease,
                 want,
                 reports,
+                held,
             } => {
                 3u8.write(buf);
                 lease.write(buf);
                 want.write(buf);
                 write_list(reports, buf);
+                write_list(held, buf);
             }
             Request::Blob { id, offset, len } => {
                 4u8.write(buf);
@@ -706,8 +716,12 @@ impl EncodeSize for Request {
             Request::Bid(bid) => bid.encode_size(),
             Request::Decline { reason, .. } => 32 + text::encode_size(reason),
             Request::Lease { lease, terms, .. } => lease.encode_size() + 4 + terms.encode_size(),
-            Request::Pull { reports, .. } => {
-                32 + 4 + 4 + reports.iter().map(EncodeSize::encode_size).sum::<usize>()
+            Request::Pull { reports, held, .. } => {
+                32 + 4
+                    + 4
+                    + reports.iter().map(EncodeSize::encode_size).sum::<usize>()
+                    + 4
+                    + 4 * held.len()
             }
             Request::Blob { .. } => 32 + 8 + 4,
             Request::Dispute { ask, .. } => 32 + 4 + ask.encode_size(),
@@ -737,10 +751,13 @@ impl Read for Request {
                 let reports = (0..len)
                     .map(|_| Report::read(buf))
                     .collect::<Result<_, _>>()?;
+                let len = read_len(buf, HELD_MAX)?;
+                let held = (0..len).map(|_| u32::read(buf)).collect::<Result<_, _>>()?;
                 Ok(Request::Pull {
                     lease,
                     want,
                     reports,
+                    held,
                 })
             }
             4 => Ok(Request::Blob {
@@ -1031,6 +1048,7 @@ mod tests {
                         reason: "no input".into(),
                     },
                 ],
+                held: vec![3, 9, 12],
             },
             Request::Blob {
                 id: ContentId::of(b"b"),
@@ -1181,14 +1199,18 @@ mod tests {
         assert!(response(padded).is_err());
         assert!(from_bytes::<Request>(&[9]).is_err());
         assert!(from_bytes::<Request>(&[]).is_err());
-        let mut pull = to_bytes(&Request::Pull {
+        let pull = to_bytes(&Request::Pull {
             lease: ContentId::of(b"l"),
             want: 1,
             reports: Vec::new(),
+            held: Vec::new(),
         });
-        // Claim more reports than a pull may carry.
-        let at = pull.len() - 4;
-        pull[at..].copy_from_slice(&(BATCH_MAX as u32 + 1).to_be_bytes());
-        assert!(from_bytes::<Request>(&pull).is_err());
+        // Claim more reports, or more tasks held, than a pull may carry.
+        for (from_end, max) in [(8, BATCH_MAX), (4, HELD_MAX)] {
+            let mut claim = pull.clone();
+            let at = claim.len() - from_end;
+            claim[at..at + 4].copy_from_slice(&(max as u32 + 1).to_be_bytes());
+            assert!(from_bytes::<Request>(&claim).is_err(), "{max}");
+        }
     }
 }

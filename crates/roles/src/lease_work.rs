@@ -4,7 +4,7 @@
 //! time in, carries out the returned [`Next`] step, and reports back what
 //! happened, so every decision is testable without a network.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_ledger::{COMMIT_NAMESPACE, Commit, Opening};
 use cairn_proto::{self as proto, Assignment, Report, Response};
@@ -53,6 +53,9 @@ pub struct Pull {
     pub reports: Vec<Report>,
     /// Blobs the reports name: the requester may fetch them from now on.
     pub grants: Vec<ContentId>,
+    /// Tasks handed out that this lease still has (see
+    /// [`proto::Request::Pull`]).
+    pub held: Vec<u32>,
 }
 
 /// What a lease keeps on disk, so a restarted provider reports (and
@@ -106,7 +109,7 @@ pub struct LeaseWork {
     /// Measured duration of a task, ms (a moving average).
     task_ms: f64,
     /// Tasks handed to the executor and not finished.
-    running: u32,
+    running: BTreeSet<u32>,
     /// Reports the pull in flight carries from the front of `unsent`.
     in_flight: Option<usize>,
     idle_ms: u64,
@@ -137,7 +140,7 @@ impl LeaseWork {
             sealed: BTreeMap::new(),
             writes: Vec::new(),
             task_ms: PREFETCH_WORK_MS,
-            running: 0,
+            running: BTreeSet::new(),
             in_flight: None,
             idle_ms: IDLE_PULL_MS_MIN,
             last_answer: now,
@@ -167,7 +170,9 @@ impl LeaseWork {
     /// next pull, and only a commitment to a result is sent until the
     /// requester asks for the result.
     pub fn finished(&mut self, report: Report, took_ms: f64) {
-        self.running = self.running.saturating_sub(1);
+        if let Ok(task) = u32::try_from(report.task()) {
+            self.running.remove(&task);
+        }
         self.task_ms = 0.7 * self.task_ms + 0.3 * took_ms;
         self.writes.push(Write::Report(Box::new(report.clone())));
         if let Report::Revealed { opening, .. } = &report {
@@ -211,14 +216,15 @@ impl LeaseWork {
             _ => self.pause = None,
         }
         let capacity = self.capacity();
-        let want = capacity.saturating_sub(self.running);
+        let running = self.running.len() as u32;
+        let want = capacity.saturating_sub(running);
         // Pull when a slot could go idle or half the prefetch is free;
         // otherwise let reports gather a little so one request and one
         // commit carry many of them. A busy provider still checks in now and
         // then: the requester may be waiting for it to reveal a result.
         let report_due = self.last_pull + REPORT_DELAY_MS;
         let heartbeat_due = self.last_pull + HEARTBEAT_MS;
-        let due = self.running < self.slots
+        let due = running < self.slots
             || want * 2 >= capacity
             || (!self.unsent.is_empty() && now >= report_due)
             || now >= heartbeat_due;
@@ -248,6 +254,10 @@ impl LeaseWork {
                 _ => Vec::new(),
             })
             .collect();
+        // Every report not yet acknowledged counts as held, not only those
+        // this pull carries: the others follow in later pulls.
+        let mut held = self.running.clone();
+        held.extend(self.unsent.iter().filter_map(|r| u32::try_from(r.task()).ok()));
         self.in_flight = Some(reports.len());
         self.last_pull = now;
         Next::Pull(Pull {
@@ -255,6 +265,7 @@ impl LeaseWork {
             want: if self.failure.is_some() { 0 } else { want },
             reports,
             grants,
+            held: held.into_iter().take(proto::HELD_MAX).collect(),
         })
     }
 
@@ -278,7 +289,7 @@ impl LeaseWork {
             }) => (stored, tasks, finished, reveal),
             Ok(Response::Refused(_)) => {
                 // Nothing more will be taken; what runs is still reported.
-                if self.running == 0 {
+                if self.running.is_empty() {
                     self.done = true;
                 } else {
                     self.pause = Some(Pause::Finished);
@@ -318,7 +329,7 @@ impl LeaseWork {
                 }
             }
         }
-        if finished && self.running == 0 && self.unsent.is_empty() {
+        if finished && self.running.is_empty() && self.unsent.is_empty() {
             self.done = true;
             return Vec::new();
         }
@@ -347,7 +358,7 @@ impl LeaseWork {
             .take(want as usize)
             .filter(|task| admit(task))
             .collect();
-        self.running += taken.len() as u32;
+        self.running.extend(taken.iter().map(|a| a.task));
         taken
     }
 }

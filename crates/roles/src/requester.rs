@@ -684,8 +684,10 @@ impl RequesterCore {
     /// A provider's pull on `lease`, once its reports passed their checks
     /// and the outputs of its reveals were fetched: the commits and reveals
     /// go to the verifier, the failures back to the queue, and up to `want`
-    /// tasks are handed out. `stored` is how many reports the answer
-    /// acknowledges.
+    /// tasks are handed out. `held` is what the provider says it still has
+    /// of the tasks handed to it: the others are taken back first (their
+    /// answer was lost, or a crash ended their run). `stored` is how many
+    /// reports the answer acknowledges.
     #[allow(clippy::too_many_arguments)]
     pub fn pulled(
         &mut self,
@@ -694,6 +696,7 @@ impl RequesterCore {
         lease: &ContentId,
         sender: PublicKey,
         want: u32,
+        held: &[u32],
         checked: Checked,
         stored: u32,
     ) -> Result<(Response, Effects), PullRefused> {
@@ -768,6 +771,16 @@ impl RequesterCore {
             if let Some(event) = job.sched.release(&sender, task, now) {
                 tracing::warn!(job = %job_id.short(), ?event, "scheduler");
             }
+            actions.extend(verifier.withdraw(&(job_id, task), &sender, now));
+            touched.push((job_id, task));
+        }
+        let held: BTreeSet<u32> = held.iter().copied().collect();
+        for task in job.sched.running_of(&sender) {
+            if held.contains(&task) {
+                continue;
+            }
+            tracing::debug!(job = %job_id.short(), task, "not held by its provider: taken back");
+            job.sched.release(&sender, task, now);
             actions.extend(verifier.withdraw(&(job_id, task), &sender, now));
             touched.push((job_id, task));
         }

@@ -224,6 +224,7 @@ enum Event {
         lease: ContentId,
         want: u32,
         reports: Vec<Report>,
+        held: Vec<u32>,
         epoch: u32,
     },
     Answer {
@@ -704,8 +705,9 @@ impl Sim {
                 lease,
                 want,
                 reports,
+                held,
                 epoch,
-            } => self.on_pull(requester, provider, lease, want, reports, epoch),
+            } => self.on_pull(requester, provider, lease, (want, &held), reports, epoch),
             Event::Answer {
                 provider,
                 lease,
@@ -1214,6 +1216,7 @@ impl Sim {
                     lease,
                     want: pull.want,
                     reports: pull.reports,
+                    held: pull.held,
                     epoch,
                 };
                 self.request(
@@ -1248,13 +1251,13 @@ impl Sim {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// A pull on `lease` wanting `want` tasks and holding `held`.
     fn on_pull(
         &mut self,
         requester: usize,
         provider: usize,
         lease: ContentId,
-        want: u32,
+        (want, held): (u32, &[u32]),
         reports: Vec<Report>,
         epoch: u32,
     ) {
@@ -1276,7 +1279,7 @@ impl Sim {
                         Err(reason) => checked.failed.push((revealed.record.task, reason)),
                     }
                 }
-                match core.pulled(now, &job, &lease, sender, want, checked, stored) {
+                match core.pulled(now, &job, &lease, sender, want, held, checked, stored) {
                     Ok((response, effects)) => {
                         self.carry_out(requester, effects);
                         response

@@ -370,9 +370,10 @@ impl Market {
                 lease,
                 want,
                 reports,
+                held,
             } => {
                 self.requester
-                    .on_pull(from, sender, lease, want, reports)
+                    .on_pull(from, sender, lease, want, reports, held)
                     .await
             }
             Request::Lease {

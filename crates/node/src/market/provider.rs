@@ -716,6 +716,7 @@ impl Provider {
                 lease: id,
                 want,
                 reports,
+                held: pull.held,
             };
             let answer = self
                 .shared

@@ -633,6 +633,7 @@ impl Requester {
         lease: ContentId,
         want: u32,
         reports: Vec<Report>,
+        held: Vec<u32>,
     ) -> Response {
         let Some((job_id, tasks)) = self.core.lock().lease_job(&lease) else {
             Counters::bump(&self.shared.counters.refused);
@@ -712,10 +713,16 @@ impl Requester {
             }
         }
         checked.reveals = fetched;
-        let pulled =
-            self.core
-                .lock()
-                .pulled(now_ms(), &job_id, &lease, sender, want, checked, stored);
+        let pulled = self.core.lock().pulled(
+            now_ms(),
+            &job_id,
+            &lease,
+            sender,
+            want,
+            &held,
+            checked,
+            stored,
+        );
         let (response, effects) = match pulled {
             Ok(answer) => answer,
             Err(PullRefused::UnknownLease) => return Response::Refused("unknown job".into()),

@@ -221,6 +221,35 @@ fn a_staller_never_reveals() {
 }
 
 #[test]
+fn a_pull_names_every_task_held_running_or_unacknowledged_and_no_other() {
+    let mut work = work(2);
+    let first = pull(&mut work, 0);
+    assert!(first.held.is_empty());
+    work.answered(1, first.want, tasks(vec![task(3), task(8)]), |_| true);
+    work.finished(result(3), 50.0);
+    // 8 runs, 3's commitment waits to be acknowledged.
+    let second = pull(&mut work, 2);
+    assert_eq!(second.held, [3, 8]);
+    // The answer is lost: nothing held is forgotten, and the retry says so.
+    work.answered(3, second.want, Err("timed out".into()), |_| true);
+    let retry = pull(&mut work, 3 + RETRY_MS);
+    assert_eq!(retry.held, [3, 8]);
+    // Acknowledged, 3 is no longer held; a task refused on arrival never is.
+    let answer = Ok(Response::Tasks {
+        stored: 1,
+        tasks: vec![task(9), task(10)],
+        finished: false,
+        reveal: Vec::new(),
+    });
+    work.answered(4 + RETRY_MS, retry.want, answer, |t| t.task != 10);
+    work.finished(result(8), 50.0);
+    assert_eq!(pull(&mut work, 1_000 + HEARTBEAT_MS).held, [8, 9]);
+    // After a restart only what was stored is held: what ran is gone.
+    let restarted = LeaseWork::new(2, 100, key(), None, vec![result(8)], 5_000);
+    assert_eq!(pull(&mut { restarted }, 5_000).held, [8]);
+}
+
+#[test]
 fn a_restarted_lease_commits_again_to_what_it_had_sealed() {
     let stored = vec![
         result(4),

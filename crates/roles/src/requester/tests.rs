@@ -117,7 +117,8 @@ fn lease_of<'a>(leases: &'a [Lease], key: &Keypair) -> &'a Lease {
 }
 
 /// `key`'s pull on `lease` with `reports`, checked as the shell checks
-/// them: the tasks handed out, the reveals asked for, and the effects.
+/// them, from a provider that still has every task handed to it: the tasks
+/// handed out, the reveals asked for, and the effects.
 fn pull(
     core: &mut RequesterCore,
     key: &Keypair,
@@ -126,11 +127,26 @@ fn pull(
     reports: Vec<Report>,
     now: u64,
 ) -> (Vec<u32>, Vec<u32>, Effects) {
+    let (_, tasks) = core.lease_job(&lease.id()).unwrap();
+    let all: Vec<u32> = (0..tasks).collect();
+    pull_holding(core, key, lease, want, reports, &all, now)
+}
+
+/// [`pull`] from a provider that has only `held` of what it was handed.
+fn pull_holding(
+    core: &mut RequesterCore,
+    key: &Keypair,
+    lease: &Lease,
+    want: u32,
+    reports: Vec<Report>,
+    held: &[u32],
+    now: u64,
+) -> (Vec<u32>, Vec<u32>, Effects) {
     let (job, tasks) = core.lease_job(&lease.id()).unwrap();
     let stored = reports.len() as u32;
     let checked = check_reports(key.public(), lease.id(), tasks, reports);
     let (response, effects) = core
-        .pulled(now, &job, &lease.id(), key.public(), want, checked, stored)
+        .pulled(now, &job, &lease.id(), key.public(), want, held, checked, stored)
         .unwrap();
     let Response::Tasks { tasks, reveal, .. } = response else {
         panic!("a pull is answered with tasks");
@@ -311,7 +327,7 @@ fn a_pull_on_someone_elses_lease_is_refused_and_changes_nothing() {
     let leases = leased(&mut core, &job, &order, &[&a, &b]);
     let lease_a = lease_of(&leases, &a).id();
     let checked = check_reports(b.public(), lease_a, 4, Vec::new());
-    let refused = core.pulled(T1 + 1, &job, &lease_a, b.public(), 4, checked, 0);
+    let refused = core.pulled(T1 + 1, &job, &lease_a, b.public(), 4, &[], checked, 0);
     assert_eq!(refused.err(), Some(PullRefused::NotYours));
     assert_eq!(core.status(&job, T1 + 1).unwrap().running, 0);
     assert!(core.lease_job(&ContentId::of(b"no such lease")).is_none());
@@ -440,6 +456,28 @@ fn a_reveal_over_the_tasks_limits_is_refused_before_anything_is_fetched() {
     // Nobody asked another provider for it.
     let b = provider(2).public();
     assert_eq!(core.wants_reveal(&job, &b, &record), Ok(false));
+}
+
+#[test]
+fn tasks_whose_answer_was_lost_are_taken_back_at_the_next_pull() {
+    let mut core = requester();
+    let a = provider(1);
+    let (job, order) = submitted(&mut core, 4, VerifyPolicy::None);
+    let leases = leased(&mut core, &job, &order, &[&a]);
+    let lease = lease_of(&leases, &a);
+    let (lost, _, _) = pull(&mut core, &a, lease, 2, Vec::new(), T1 + 1);
+    assert_eq!(lost.len(), 2);
+    // The answer never arrived: the retry holds nothing, wants two again,
+    // and gets work at once instead of after the tasks' deadline.
+    let (again, _, _) = pull_holding(&mut core, &a, lease, 2, Vec::new(), &[], T1 + 2);
+    assert_eq!(again.len(), 2);
+    assert_eq!(core.status(&job, T1 + 2).unwrap().running, 2);
+    // A task it still holds (one of the second answer) stays with it; the
+    // other is taken back and handed out again.
+    let (third, _, _) = pull_holding(&mut core, &a, lease, 1, Vec::new(), &again[..1], T1 + 3);
+    assert_eq!(third.len(), 1);
+    assert_eq!(core.status(&job, T1 + 3).unwrap().running, 2);
+    assert!(!third.contains(&again[0]), "{third:?} repeats the held {}", again[0]);
 }
 
 #[test]
