@@ -671,8 +671,9 @@ async fn malformed_oversized_forged_and_replayed_messages_are_dropped_and_counte
     // A pull on a lease that does not exist.
     let mut pull = vec![3u8];
     pull.extend_from_slice(&[7; 32]);
-    pull.extend_from_slice(&1u32.to_be_bytes());
-    pull.extend_from_slice(&0u32.to_be_bytes());
+    pull.extend_from_slice(&1u32.to_be_bytes()); // want
+    pull.extend_from_slice(&0u32.to_be_bytes()); // no reports
+    pull.extend_from_slice(&0u32.to_be_bytes()); // no tasks held
     let answer = intruder.request(requester_peer, pull).await.unwrap();
     assert!(String::from_utf8_lossy(&answer).contains("unknown lease"));
     // A forged order (signed by someone else than its author) and a

@@ -53,6 +53,10 @@ pub enum Outcome {
 pub struct Auction {
     order: Order,
     order_id: ContentId,
+    /// When bidding opened and closes (ms): the order's own window, or a
+    /// later one when a standing order is bid on again.
+    opened_ms: u64,
+    deadline_ms: u64,
     slots_wanted: u64,
     candidates: BTreeMap<PublicKey, Candidate>,
     declines: BTreeMap<String, u32>,
@@ -74,9 +78,25 @@ impl Auction {
     /// Opens bidding on `order`, wanting bids that cover `slots_wanted`
     /// concurrent tasks (usually the number of tasks).
     pub fn open(order: Order, slots_wanted: u64) -> Self {
+        let (opened_ms, deadline_ms) = (order.created_ms, order.bid_deadline_ms());
+        Self::with_window(order, slots_wanted, opened_ms, deadline_ms)
+    }
+
+    /// Opens another round of bidding on an order published before, from
+    /// `now_ms` for the order's window: a job still short of providers takes
+    /// bids from providers that saw the order while busy and are free now,
+    /// without publishing the order again.
+    pub fn reopen(order: Order, slots_wanted: u64, now_ms: u64) -> Self {
+        let deadline_ms = now_ms.saturating_add(u64::from(order.bid_window_ms));
+        Self::with_window(order, slots_wanted, now_ms, deadline_ms)
+    }
+
+    fn with_window(order: Order, slots_wanted: u64, opened_ms: u64, deadline_ms: u64) -> Self {
         Self {
             order_id: order.id(),
             order,
+            opened_ms,
+            deadline_ms,
             slots_wanted: slots_wanted.max(1),
             candidates: BTreeMap::new(),
             declines: BTreeMap::new(),
@@ -93,6 +113,11 @@ impl Auction {
     /// The order's id.
     pub fn order_id(&self) -> ContentId {
         self.order_id
+    }
+
+    /// When bidding closes (ms).
+    pub fn deadline_ms(&self) -> u64 {
+        self.deadline_ms
     }
 
     /// Takes a bid. `stake` and `record` come from the ledger (`None` stake:
@@ -116,7 +141,7 @@ impl Auction {
                         slots: payload.slots,
                         stake: stake.unwrap_or(0),
                         record,
-                        latency_ms: now_ms.saturating_sub(self.order.created_ms),
+                        latency_ms: now_ms.saturating_sub(self.opened_ms),
                         ready_in_ms: payload.ready_in_ms,
                     },
                 );
@@ -140,7 +165,7 @@ impl Auction {
         if bid.order != self.order_id {
             return Err(BidRejection::WrongOrder);
         }
-        if now_ms > self.order.bid_deadline_ms() {
+        if now_ms > self.deadline_ms {
             return Err(BidRejection::Late);
         }
         if self.candidates.contains_key(&signed.signer()) {
@@ -190,7 +215,7 @@ impl Auction {
     /// cover every slot wanted (no reason to make the requester wait).
     pub fn ready(&self, now_ms: u64) -> bool {
         let offered: u64 = self.candidates.values().map(|c| u64::from(c.slots)).sum();
-        now_ms >= self.order.bid_deadline_ms() || offered >= self.slots_wanted
+        now_ms >= self.deadline_ms || offered >= self.slots_wanted
     }
 
     /// Valid bids so far.
@@ -347,6 +372,33 @@ mod tests {
             )
             .unwrap();
         assert!(auction.ready(1_001));
+    }
+
+    #[test]
+    fn a_reopened_order_takes_bids_for_a_window_of_its_own() {
+        let order = order();
+        let late = bid(&Keypair::from_seed([1; 32]), &order, 50, 1);
+        let mut first = Auction::open(order.clone(), 8);
+        assert_eq!(
+            first.bid(&late, Some(1), (0, 0), 5_000),
+            Err(BidRejection::Late)
+        );
+        let mut again = Auction::reopen(order.clone(), 8, 5_000);
+        assert_eq!(again.deadline_ms(), 5_050);
+        assert!(!again.ready(5_049));
+        assert_eq!(again.bid(&late, Some(1), (0, 0), 5_010), Ok(()));
+        assert!(again.ready(5_050));
+        let after = bid(&Keypair::from_seed([2; 32]), &order, 50, 1);
+        assert_eq!(
+            again.bid(&after, Some(1), (0, 0), 5_051),
+            Err(BidRejection::Late)
+        );
+        let Outcome::Selected(chosen) = again.close(&SelectionParams::default(), &mut Rng::new(1))
+        else {
+            panic!("one valid bid");
+        };
+        // Latency counts from the round's opening, not the order's.
+        assert_eq!(chosen[0].latency_ms, 10);
     }
 
     /// A `decline_flooder` declines one order again and again, in new

@@ -257,7 +257,11 @@ impl LeaseWork {
         // Every report not yet acknowledged counts as held, not only those
         // this pull carries: the others follow in later pulls.
         let mut held = self.running.clone();
-        held.extend(self.unsent.iter().filter_map(|r| u32::try_from(r.task()).ok()));
+        held.extend(
+            self.unsent
+                .iter()
+                .filter_map(|r| u32::try_from(r.task()).ok()),
+        );
         self.in_flight = Some(reports.len());
         self.last_pull = now;
         Next::Pull(Pull {

@@ -242,6 +242,7 @@ impl RequesterCore {
             record,
             terms,
             phase: Phase::Running,
+            order: None,
             reason: None,
             auctions: 0,
             leases: BTreeMap::new(),
@@ -347,15 +348,10 @@ impl RequesterCore {
         effects
             .orders
             .push(Signed::sign(&self.key, ORDER_NAMESPACE, order.clone()));
-        // Each replica of a task needs a provider of its own: a replicated
-        // job leased to fewer would wait for an idle re-auction to find the
-        // rest.
-        let replicas = match s.verify.policy() {
-            Ok(cairn_job::VerifyPolicy::Replicate { replicas }) => u64::from(replicas.max(1)),
-            _ => 1,
-        };
+        let wanted = remaining * job.replicas_wanted();
         job.auctions += 1;
-        job.phase = Phase::Bidding(Box::new(Auction::open(order, remaining * replicas)));
+        job.order = Some(order.clone());
+        job.phase = Phase::Bidding(Box::new(Auction::open(order, wanted)));
     }
 
     /// One look at a job by its driver at `now`: deadlines are enforced,
@@ -601,20 +597,30 @@ impl RequesterCore {
             return Err(BidRefused::Banned);
         }
         let order = bid.payload_unchecked().order;
-        let (job, module, auction) = self
+        let job = self
             .jobs
             .values_mut()
-            .find_map(|job| match &mut job.phase {
-                Phase::Bidding(auction) if auction.order_id() == order => {
-                    Some((job.id, job.terms.module.id, auction))
-                }
-                _ => None,
-            })
+            .find(|job| job.order.as_ref().is_some_and(|o| o.id() == order))
             .ok_or(BidRefused::NoAuction)?;
+        // A bid after the auction closed comes from a provider that was busy
+        // then and is free now: a job with work nobody has taken (or none
+        // placed yet) reopens the auction for it. The window is short, so
+        // the others freed at the same moment join the same round. One
+        // leased already pulls what it can: its bid reopens nothing.
+        let leased = job.leases.values().any(|p| *p == sender);
+        if let Some(wanted) = job.wants_more().filter(|_| !leased) {
+            let order = job.order.clone().expect("found by it");
+            job.auctions += 1;
+            job.reason = None;
+            job.phase = Phase::Bidding(Box::new(Auction::reopen(order, wanted, now)));
+        }
+        let Phase::Bidding(auction) = &mut job.phase else {
+            return Err(BidRefused::NoAuction);
+        };
         auction
             .bid(bid, stake, record, now)
             .map_err(BidRefused::Rejected)?;
-        Ok((job, module))
+        Ok((job.id, job.terms.module.id))
     }
 
     /// A provider declined an order; false when no auction is open for it.

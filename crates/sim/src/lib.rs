@@ -17,8 +17,9 @@
 //! disputes), outputs are not transferred, and a wrong result convicted by
 //! a dispute is not brought
 //! to validators (no case, so no slash: the liar goes unpaid and banned).
-//! Providers bid as the node's do: the default pricing policy, busy
-//! meaning tasks running now.
+//! Providers bid with the node's core ([`Bidder`]): the default pricing
+//! policy, busy meaning tasks running now, and orders seen while busy bid
+//! on again once idle.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -27,13 +28,12 @@ use cairn_ledger::{
     Capabilities, Genesis, Lease, OPENING_NAMESPACE, Opening, RECEIPT_NAMESPACE, Receipt, State,
     TxBody, TxKind, admit,
 };
-use cairn_market::{
-    BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, PricingPolicy, Quote, Rng, ScalePricing,
-};
+use cairn_market::{BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, Rng, ScalePricing};
 use cairn_proto::{
     Assignment, FileRef, Report, Response, StreamRef, Submission, SubmittedFile, SubmittedLimits,
     SubmittedTask,
 };
+use cairn_roles::bidder::{Answer, Bidder};
 use cairn_roles::lease_work::{self, LeaseWork, Next};
 use cairn_roles::requester::{Effects, Finding, JobRecord, RequesterCore, Write, check_reports};
 use cairn_sched::SchedParams;
@@ -318,6 +318,8 @@ struct Held {
 struct Provider {
     key: Keypair,
     behaviour: Behaviour,
+    /// Its bids; lost in a crash, as a node's are.
+    bidder: Bidder,
     up: bool,
     /// Bumped at each crash: events of an earlier life are ignored.
     epoch: u32,
@@ -516,6 +518,7 @@ impl Sim {
             .map(|p| Provider {
                 key: Keypair::from_seed(h(&[b"provider", &p.to_le_bytes()])),
                 behaviour: Behaviour::Honest,
+                bidder: bidder(config.slots),
                 up: true,
                 epoch: 0,
                 leases: BTreeMap::new(),
@@ -1048,36 +1051,45 @@ impl Sim {
         let Some(order) = checked else {
             return;
         };
-        let p = &self.providers[provider];
-        // As the node's provider: priced by the default policy, busy
-        // meaning tasks running now, not leases held.
-        let offer = Offer {
-            runtimes: vec!["wasm".into()],
-            cores: self.config.slots,
-            memory_mib: 4_096,
-            gpus: 0,
-            score_mfuel_per_s: 1_000,
-        };
-        let Quote::Bid {
-            price_ucairn_per_gfuel,
-            slots,
-        } = ScalePricing::default().quote(&order, &offer, p.busy)
-        else {
+        let p = &mut self.providers[provider];
+        let signer = self.requesters[requester].key.public();
+        // Declines are not sent: the requester's auction only counts them
+        // for its status.
+        if let Answer::Bid(bid) = p.bidder.order(&order, signer, p.busy, self.now) {
+            let bid = Signed::sign(&p.key, BID_NAMESPACE, bid);
+            self.send(Event::Bid {
+                requester,
+                provider,
+                bid,
+            });
+        }
+    }
+
+    /// A provider with nothing to run bids again on the orders it saw
+    /// while busy.
+    fn idle(&mut self, provider: usize) {
+        let p = &mut self.providers[provider];
+        if !p.up || p.busy > 0 || !p.queue.is_empty() {
             return;
-        };
-        let bid = Bid {
-            order: order.id(),
-            price_ucairn_per_gfuel,
-            slots,
-            ready_in_ms: 0,
-            offer,
-        };
-        let bid = Signed::sign(&p.key, BID_NAMESPACE, bid);
-        self.send(Event::Bid {
-            requester,
-            provider,
-            bid,
-        });
+        }
+        let bids = p.bidder.idle(self.now);
+        let key = p.key.clone();
+        for rebid in bids {
+            let signer = rebid.requester;
+            let Some(requester) = self
+                .requesters
+                .iter()
+                .position(|r| r.key.public() == signer)
+            else {
+                continue;
+            };
+            let bid = Signed::sign(&key, BID_NAMESPACE, rebid.bid);
+            self.send(Event::Bid {
+                requester,
+                provider,
+                bid,
+            });
+        }
     }
 
     fn on_bid(&mut self, requester: usize, provider: usize, bid: Signed<Bid>) {
@@ -1107,8 +1119,12 @@ impl Sim {
 
     fn on_offer(&mut self, provider: usize, requester: usize, lease: Lease, slots: u32) {
         let p = &mut self.providers[provider];
-        let signed = p.up;
+        let signed = p.up
+            && p.bidder
+                .check_lease(&lease.job, lease.price_ucairn_per_gfuel, slots)
+                .is_ok();
         if signed {
+            p.bidder.leased(&lease.job);
             let id = lease.id();
             let work = LeaseWork::new(
                 slots,
@@ -1330,6 +1346,7 @@ impl Sim {
         }
         self.start_tasks(provider);
         self.pump(provider, lease);
+        self.idle(provider);
     }
 
     fn start_tasks(&mut self, provider: usize) {
@@ -1412,6 +1429,7 @@ impl Sim {
         let now = self.now;
         let p = &mut self.providers[provider];
         p.up = true;
+        p.bidder = bidder(self.config.slots);
         // Each lease resumes from what was persisted before the crash.
         let disk: Vec<(ContentId, Lease, usize, Vec<Report>)> = p
             .disk
@@ -1599,6 +1617,18 @@ impl Sim {
 
 /// A provider's sealed result of `task` under `lease`: its opening and
 /// receipt signed, the salt derived as the node derives it.
+/// A provider's bidding with `slots` slots, priced as the node's default.
+fn bidder(slots: u32) -> Bidder {
+    let offer = Offer {
+        runtimes: vec!["wasm".into()],
+        cores: slots,
+        memory_mib: 4_096,
+        gpus: 0,
+        score_mfuel_per_s: 1_000,
+    };
+    Bidder::new(offer, Box::new(ScalePricing::default()), u64::MAX)
+}
+
 fn sealed(key: &Keypair, lease: ContentId, task: u32, m: &ResultManifest) -> Report {
     let digest = m.digest();
     let opening = Opening {

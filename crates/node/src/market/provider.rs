@@ -1,7 +1,7 @@
 //! The provider role: answers orders with bids, signs leases, pulls tasks
 //! and runs them in the Wasm sandbox, never more at once than it offered.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,9 +13,7 @@ use cairn_exec::{Runtime as _, Task, Trace, WasmRuntime};
 use cairn_ledger::{
     COMMIT_NAMESPACE, Capabilities, Commit, Lease, RECEIPT_NAMESPACE, Receipt, TxKind,
 };
-use cairn_market::{
-    BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, PricingPolicy, Quote, ScalePricing,
-};
+use cairn_market::{BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, ScalePricing};
 use cairn_net::PeerId;
 use cairn_store::{Op, Table};
 use cairn_wire::codec::{DecodeExt as _, Encode as _};
@@ -28,15 +26,9 @@ use super::proto::{
 };
 use super::{Counters, MarketConfig, Shared, fetch_blob, now_ms};
 
+use cairn_roles::bidder::{Answer, Bidder, Ignored};
 use cairn_roles::lease_work::{LeaseWork, Next, Write};
 
-/// Orders remembered to recognise replays.
-const SEEN_ORDERS_MAX: usize = 65_536;
-/// Bids remembered to check leases against; past it, bids whose auction
-/// ended long ago are forgotten, and if none has, no more bids are made.
-const BIDS_MAX: usize = 4_096;
-/// How long after its auction's deadline a bid may still be leased.
-const BID_LEASE_GRACE_MS: u64 = 600_000;
 /// Requesters whose funding is remembered, and for how long.
 const FUNDED_MAX: usize = 4_096;
 const FUNDED_TTL_MS: u64 = 30_000;
@@ -176,9 +168,9 @@ pub(crate) struct Provider {
     runtime: Arc<WasmRuntime>,
     /// Concurrency across every lease: the cores offered.
     slots: Arc<Semaphore>,
-    /// Bids made, by job: price, slots and the auction's deadline, to
-    /// check leases against.
-    bids: Mutex<BTreeMap<ContentId, (u64, u32, u64)>>,
+    /// Which orders to bid on, the bids made (to check leases against),
+    /// and the orders to bid on again when idle.
+    bidder: Mutex<Bidder>,
     /// Blobs stored for each live lease (inputs, outputs, streams,
     /// snapshots): deleted when the lease ends unless another still uses
     /// them, so the store holds what live work needs.
@@ -187,7 +179,6 @@ pub(crate) struct Provider {
     funded: Mutex<std::collections::HashMap<PublicKey, (bool, u64)>>,
     /// Each leased job's escrow as the ledger last showed it, until when.
     escrows: Mutex<BTreeMap<ContentId, (Option<cairn_ledger::Escrow>, u64)>>,
-    seen: Mutex<(BTreeSet<ContentId>, VecDeque<ContentId>)>,
     /// Live leases and the slots each was granted.
     leased: Mutex<BTreeMap<ContentId, u32>>,
     /// Terms of live leases, to re-run a task for a dispute.
@@ -237,16 +228,20 @@ impl Provider {
                 .await
                 .map_err(|e| format!("registering as a provider: {e}"))?;
         }
+        let bidder = Bidder::new(
+            config.offer.clone(),
+            Box::new(config.pricing.clone()),
+            shared.blobs.blob_bytes_max(),
+        );
         let provider = Arc::new(Self {
             slots: Arc::new(Semaphore::new(config.offer.cores as usize)),
             shared,
             config,
             runtime: Arc::new(runtime),
-            bids: Mutex::new(BTreeMap::new()),
+            bidder: Mutex::new(bidder),
             funded: Mutex::new(std::collections::HashMap::new()),
             escrows: Mutex::new(BTreeMap::new()),
             lease_blobs: Mutex::new(BTreeMap::new()),
-            seen: Mutex::new((BTreeSet::new(), VecDeque::new())),
             leased: Mutex::new(BTreeMap::new()),
             terms: Mutex::new(BTreeMap::new()),
             assignments: Mutex::new(BTreeMap::new()),
@@ -295,24 +290,6 @@ impl Provider {
             Counters::bump(&self.shared.counters.refused);
             return false;
         }
-        let id = order.id();
-        {
-            let mut seen = self.seen.lock();
-            if !seen.0.insert(id) {
-                Counters::bump(&self.shared.counters.replayed);
-                return true;
-            }
-            seen.1.push_back(id);
-            if seen.1.len() > SEEN_ORDERS_MAX
-                && let Some(old) = seen.1.pop_front()
-            {
-                seen.0.remove(&old);
-            }
-        }
-        if now_ms() > order.bid_deadline_ms() {
-            Counters::bump(&self.shared.counters.replayed);
-            return true;
-        }
         // Busy means running tasks now, not holding leases: a lease whose
         // job has nothing left for it (or has just ended, which the provider
         // learns at its next pull) must not turn every new order away. The
@@ -320,63 +297,46 @@ impl Provider {
         // the number of leases.
         let busy = (self.config.offer.cores as usize).saturating_sub(self.slots.available_permits())
             as u32;
-        let module_bytes_max = self.shared.blobs.blob_bytes_max();
-        let request = match self.config.pricing.quote(order, &self.config.offer, busy) {
-            Quote::Bid { .. } if order.module_bytes > module_bytes_max => Request::Decline {
-                order: id,
-                reason: format!(
-                    "the module is {} bytes; this provider takes modules up to {module_bytes_max}",
-                    order.module_bytes
-                ),
-            },
-            Quote::Bid {
-                price_ucairn_per_gfuel,
-                slots,
-            } => {
-                let ready_in_ms = self.ready_in_ms(&order.module, order.module_bytes);
-                let now = now_ms();
-                let mut bids = self.bids.lock();
-                if bids.len() >= BIDS_MAX {
-                    bids.retain(|_, bid| bid.2.saturating_add(BID_LEASE_GRACE_MS) > now);
-                }
-                if bids.len() >= BIDS_MAX && !bids.contains_key(&order.job) {
-                    Counters::bump(&self.shared.counters.rate_limited);
-                    return true;
-                }
-                bids.insert(
-                    order.job,
-                    (price_ucairn_per_gfuel, slots, order.bid_deadline_ms()),
-                );
-                drop(bids);
-                Request::Bid(Signed::sign(
-                    &self.shared.key,
-                    BID_NAMESPACE,
-                    Bid {
-                        order: id,
-                        price_ucairn_per_gfuel,
-                        slots,
-                        ready_in_ms,
-                        offer: self.config.offer.clone(),
-                    },
-                ))
+        let answer = self.bidder.lock().order(order, requester, busy, now_ms());
+        let request = match answer {
+            Answer::Ignore(Ignored::Replayed | Ignored::Late) => {
+                Counters::bump(&self.shared.counters.replayed);
+                return true;
             }
-            Quote::Decline(reason) => Request::Decline {
-                order: id,
-                reason: reason.to_string(),
+            Answer::Ignore(Ignored::TooManyBids) => {
+                Counters::bump(&self.shared.counters.rate_limited);
+                return true;
+            }
+            Answer::Decline(reason) => Request::Decline {
+                order: order.id(),
+                reason,
             },
+            Answer::Bid(bid) => Request::Bid(self.signed_bid(order, bid)),
         };
+        self.send_bid(requester, order.clone(), request);
+        true
+    }
+
+    /// `bid` on `order`, with how soon this provider could start, signed.
+    fn signed_bid(&self, order: &Order, mut bid: Bid) -> Signed<Bid> {
+        bid.ready_in_ms = self.ready_in_ms(&order.module, order.module_bytes);
+        Signed::sign(&self.shared.key, BID_NAMESPACE, bid)
+    }
+
+    /// Sends a bid or a decline on `order` to `requester`; after a bid,
+    /// fetches and compiles the module while the auction runs, so a won
+    /// lease starts at once.
+    fn send_bid(self: &Arc<Self>, requester: PublicKey, order: Order, request: Request) {
         let this = self.clone();
         let peer = cairn_net::peer_id(&requester);
-        let module = order.module;
-        let order_job = order.job;
-        let bid = matches!(request, Request::Bid(_));
         tokio::spawn(async move {
             // An order from an account with nothing on the ledger costs a
             // lookup: no bid, no download, no compile.
+            let bid = matches!(request, Request::Bid(_));
             let request = if bid && !this.funded(&requester).await {
-                this.bids.lock().remove(&order_job);
+                this.bidder.lock().withdraw(&order.job);
                 Request::Decline {
-                    order: id,
+                    order: order.id(),
                     reason: "the requester has no funds on the ledger".into(),
                 }
             } else {
@@ -391,13 +351,23 @@ impl Provider {
             {
                 tracing::debug!("answering an order: {e}");
             }
-            // Fetch and compile the module while the auction runs, so a won
-            // lease starts at once.
-            if bid && let Err(e) = this.prepare_module(peer, module, None).await {
-                tracing::debug!("prefetching module {}: {e}", module.short());
+            if bid && let Err(e) = this.prepare_module(peer, order.module, None).await {
+                tracing::debug!("prefetching module {}: {e}", order.module.short());
             }
         });
-        true
+    }
+
+    /// Every slot is free: bids again on orders seen while busy (see
+    /// [`Bidder::idle`]).
+    fn bid_when_idle(self: &Arc<Self>) {
+        if self.slots.available_permits() < self.config.offer.cores as usize {
+            return;
+        }
+        let rebids = self.bidder.lock().idle(now_ms());
+        for rebid in rebids {
+            let request = Request::Bid(self.signed_bid(&rebid.order, rebid.bid));
+            self.send_bid(rebid.requester, rebid.order, request);
+        }
     }
 
     /// Notes that `lease` uses `blobs`.
@@ -587,13 +557,13 @@ impl Provider {
             Counters::bump(&self.shared.counters.refused);
             return Response::Refused("the lease names other parties".into());
         }
-        let Some((price, bid_slots, _)) = self.bids.lock().get(&lease.job).copied() else {
+        let matches_bid =
+            self.bidder
+                .lock()
+                .check_lease(&lease.job, lease.price_ucairn_per_gfuel, slots);
+        if let Err(reason) = matches_bid {
             Counters::bump(&self.shared.counters.refused);
-            return Response::Refused("no bid on that job".into());
-        };
-        if lease.price_ucairn_per_gfuel != price || slots == 0 || slots > bid_slots {
-            Counters::bump(&self.shared.counters.refused);
-            return Response::Refused("the lease differs from the bid".into());
+            return Response::Refused(reason.into());
         }
         if let Some(reason) =
             terms_over_caps(&terms, &lease, &self.config.offer, &self.config.task_caps)
@@ -623,6 +593,7 @@ impl Provider {
             }
             leased.insert(id, slots);
         }
+        self.bidder.lock().leased(&record.lease.job);
         tokio::spawn(self.clone().work(id, record));
         Response::LeaseSigned(signature)
     }
@@ -747,7 +718,11 @@ impl Provider {
                     }
                 }
             };
-            for task in core.answered(now_ms(), want, answer, admit) {
+            let tasks = core.answered(now_ms(), want, answer, admit);
+            if tasks.is_empty() {
+                self.bid_when_idle();
+            }
+            for task in tasks {
                 self.clone()
                     .spawn_task(id, &record, &input_dir, task, done_tx.clone());
             }

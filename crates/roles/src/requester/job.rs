@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_ledger::{Commit, Opening, Receipt};
-use cairn_market::Auction;
+use cairn_market::{Auction, Order};
 use cairn_proto::{Assignment, Submission, SubmittedFile, Terms};
 use cairn_sched::Scheduler;
 use cairn_wire::{ContentId, PublicKey, Signed};
@@ -114,6 +114,9 @@ pub struct Job {
     /// Its task queue.
     pub sched: Scheduler,
     pub(super) phase: Phase,
+    /// The order its last auction published: providers busy then bid on
+    /// it again once free (see [`crate::bidder`]).
+    pub(super) order: Option<Order>,
     /// Why it is queued or failed.
     pub reason: Option<String>,
     pub(super) auctions: u32,
@@ -177,7 +180,7 @@ impl Job {
     /// nobody pulls has waited long enough to look for other providers.
     pub(super) fn phase_deadline_ms(&self) -> Option<u64> {
         match &self.phase {
-            Phase::Bidding(auction) => Some(auction.order().bid_deadline_ms()),
+            Phase::Bidding(auction) => Some(auction.deadline_ms()),
             Phase::Queued { retry_ms } => Some(*retry_ms),
             Phase::Running => {
                 let p = self.sched.progress();
@@ -186,6 +189,28 @@ impl Job {
             }
             Phase::Leasing | Phase::Settling | Phase::Done => None,
         }
+    }
+
+    /// Providers each task needs at once: a replica runs on a provider of
+    /// its own, so a replicated job leased to fewer would wait for an idle
+    /// re-auction to find the rest.
+    pub(super) fn replicas_wanted(&self) -> u64 {
+        match self.record.submission.verify.policy() {
+            Ok(cairn_job::VerifyPolicy::Replicate { replicas }) => u64::from(replicas.max(1)),
+            _ => 1,
+        }
+    }
+
+    /// Slots worth a reopened auction, if any: a queued job's whole
+    /// remaining work, a running one's work that no provider has taken.
+    pub(super) fn wants_more(&self) -> Option<u64> {
+        let p = self.sched.progress();
+        let wanted = match self.phase {
+            Phase::Queued { .. } => u64::from(p.pending + p.running) * self.replicas_wanted(),
+            Phase::Running => u64::from(p.pending),
+            _ => 0,
+        };
+        (wanted > 0).then_some(wanted)
     }
 
     /// Task `task` as a provider is handed it (its index must be in range).

@@ -146,7 +146,16 @@ fn pull_holding(
     let stored = reports.len() as u32;
     let checked = check_reports(key.public(), lease.id(), tasks, reports);
     let (response, effects) = core
-        .pulled(now, &job, &lease.id(), key.public(), want, held, checked, stored)
+        .pulled(
+            now,
+            &job,
+            &lease.id(),
+            key.public(),
+            want,
+            held,
+            checked,
+            stored,
+        )
         .unwrap();
     let Response::Tasks { tasks, reveal, .. } = response else {
         panic!("a pull is answered with tasks");
@@ -477,7 +486,11 @@ fn tasks_whose_answer_was_lost_are_taken_back_at_the_next_pull() {
     let (third, _, _) = pull_holding(&mut core, &a, lease, 1, Vec::new(), &again[..1], T1 + 3);
     assert_eq!(third.len(), 1);
     assert_eq!(core.status(&job, T1 + 3).unwrap().running, 2);
-    assert!(!third.contains(&again[0]), "{third:?} repeats the held {}", again[0]);
+    assert!(
+        !third.contains(&again[0]),
+        "{third:?} repeats the held {}",
+        again[0]
+    );
 }
 
 #[test]
@@ -642,4 +655,61 @@ fn a_provider_leased_already_is_not_leased_twice() {
     assert_eq!(core.status(&job, at).unwrap().state, "running");
     let (taken, _, _) = pull(&mut core, &a, &leases[0], 1, Vec::new(), at + 1);
     assert_eq!(taken.len(), 1, "its first lease still works");
+}
+
+#[test]
+fn a_late_bid_reopens_the_auction_of_a_job_with_work_nobody_took_and_of_no_other() {
+    let mut core = requester();
+    let (a, b, c) = (provider(1), provider(2), provider(3));
+    let (job, order) = submitted(&mut core, 8, VerifyPolicy::None);
+    let leases = leased(&mut core, &job, &order, &[&a]);
+    let lease_a = lease_of(&leases, &a);
+    assert_eq!(
+        pull(&mut core, &a, lease_a, 2, Vec::new(), T1 + 1).0.len(),
+        2
+    );
+    // `b` was busy when the order came; free now, it bids on it again. The
+    // leased `a` bidding again reopens nothing.
+    let late = T1 + 60_000;
+    let again = core.bid(a.public(), &bid(&a, &order, 2), Some(1), (0, 0), late);
+    assert_eq!(again, Err(BidRefused::NoAuction));
+    assert_eq!(core.status(&job, late).unwrap().auctions, 1);
+    core.bid(b.public(), &bid(&b, &order, 2), Some(1), (0, 0), late)
+        .unwrap();
+    assert_eq!(core.status(&job, late).unwrap().auctions, 2);
+    // The round has a window of its own; `a` keeps pulling meanwhile.
+    assert!(core.step(&job, late + 1).unwrap().winners.is_none());
+    assert_eq!(
+        pull(&mut core, &a, lease_a, 1, Vec::new(), late + 2)
+            .0
+            .len(),
+        1
+    );
+    let close = late + u64::from(BID_WINDOW_MS);
+    let (order_again, chosen) = core.step(&job, close).unwrap().winners.unwrap();
+    assert_eq!(
+        order_again.id(),
+        order.id(),
+        "the order is not published again"
+    );
+    let chosen: Vec<PublicKey> = chosen.iter().map(|c| c.provider).collect();
+    assert_eq!(chosen, [b.public()]);
+    // A job whose every task is taken has no room: a late bid is refused,
+    // and so is one on an order nobody published.
+    let (full, full_order) = submitted(&mut core, 1, VerifyPolicy::None);
+    let full_leases = leased(&mut core, &full, &full_order, &[&a]);
+    pull(
+        &mut core,
+        &a,
+        lease_of(&full_leases, &a),
+        1,
+        Vec::new(),
+        T1 + 1,
+    );
+    let refused = core.bid(c.public(), &bid(&c, &full_order, 1), Some(1), (0, 0), late);
+    assert_eq!(refused, Err(BidRefused::NoAuction));
+    let mut stranger = order.clone();
+    stranger.job = ContentId::of(b"no such job");
+    let refused = core.bid(c.public(), &bid(&c, &stranger, 1), Some(1), (0, 0), late);
+    assert_eq!(refused, Err(BidRefused::NoAuction));
 }

@@ -1,0 +1,124 @@
+//! A provider's bidding, driven by hand.
+
+use cairn_market::ScalePricing;
+use cairn_wire::Keypair;
+
+use super::*;
+
+fn offer() -> Offer {
+    Offer {
+        runtimes: vec!["wasm".into()],
+        cores: 4,
+        memory_mib: 4_096,
+        gpus: 0,
+        score_mfuel_per_s: 1_000,
+    }
+}
+
+fn bidder() -> Bidder {
+    Bidder::new(offer(), Box::new(ScalePricing::default()), 1 << 20)
+}
+
+fn order(job: &[u8], created_ms: u64) -> Order {
+    Order {
+        job: ContentId::of(job),
+        runtime: "wasm".into(),
+        module: ContentId::of(b"module"),
+        module_bytes: 1_000,
+        tasks: 100,
+        fuel_per_task_max: 1_000_000,
+        memory_mib: 64,
+        gpus: 0,
+        // Enough for an idle provider, not for a busy one's markup.
+        price_max_ucairn_per_gfuel: 50,
+        created_ms,
+        bid_window_ms: 200,
+    }
+}
+
+fn requester() -> PublicKey {
+    Keypair::from_seed([7; 32]).public()
+}
+
+#[test]
+fn an_order_is_bid_on_once_and_a_lease_must_match_the_bid() {
+    let mut bidder = bidder();
+    let o = order(b"job", 0);
+    let Answer::Bid(bid) = bidder.order(&o, requester(), 0, 10) else {
+        panic!("an idle provider bids");
+    };
+    assert_eq!((bid.order, bid.slots), (o.id(), 4));
+    assert_eq!(
+        bidder.order(&o, requester(), 0, 11),
+        Answer::Ignore(Ignored::Replayed)
+    );
+    let price = bid.price_ucairn_per_gfuel;
+    assert_eq!(bidder.check_lease(&o.job, price, 4), Ok(()));
+    assert!(bidder.check_lease(&o.job, price + 1, 4).is_err());
+    assert!(bidder.check_lease(&o.job, price, 5).is_err());
+    assert!(bidder.check_lease(&o.job, price, 0).is_err());
+    assert!(
+        bidder
+            .check_lease(&ContentId::of(b"other"), price, 1)
+            .is_err()
+    );
+    bidder.withdraw(&o.job);
+    assert!(bidder.check_lease(&o.job, price, 4).is_err());
+}
+
+#[test]
+fn late_and_oversized_orders_get_no_bid() {
+    let mut bidder = bidder();
+    assert_eq!(
+        bidder.order(&order(b"late", 0), requester(), 0, 201),
+        Answer::Ignore(Ignored::Late)
+    );
+    let mut big = order(b"big", 0);
+    big.module_bytes = 2 << 20;
+    let Answer::Decline(reason) = bidder.order(&big, requester(), 0, 1) else {
+        panic!("declined");
+    };
+    assert!(reason.contains("modules up to"), "{reason}");
+    // Neither is bid on again.
+    assert!(bidder.idle(1_000).is_empty());
+}
+
+#[test]
+fn orders_seen_while_busy_are_bid_on_again_once_when_idle_and_not_once_leased() {
+    let mut bidder = bidder();
+    let (a, b, c) = (order(b"a", 0), order(b"b", 10), order(b"c", 20));
+    for (o, now) in [(&a, 1), (&b, 11), (&c, 21)] {
+        assert!(
+            matches!(bidder.order(o, requester(), 4, now), Answer::Decline(_)),
+            "a busy provider's price is above the order's maximum"
+        );
+    }
+    // Leased for `b` meanwhile (by a bid elsewhere): it is not asked again.
+    bidder.leased(&b.job);
+    let again = bidder.idle(5_000);
+    let orders: Vec<ContentId> = again.iter().map(|r| r.bid.order).collect();
+    assert_eq!(orders, [c.id(), a.id()], "newest first");
+    assert!(again.iter().all(|r| r.requester == requester()));
+    assert_eq!(again[0].order, c);
+    // The re-bid can be leased: it is remembered like the first.
+    let bid = &again[0].bid;
+    assert_eq!(
+        bidder.check_lease(&c.job, bid.price_ucairn_per_gfuel, bid.slots),
+        Ok(())
+    );
+    assert!(bidder.idle(6_000).is_empty(), "each order once");
+}
+
+#[test]
+fn standing_orders_are_bounded_and_expire() {
+    let mut bidder = bidder();
+    for i in 0..(STANDING_MAX as u64 + 10) {
+        let o = order(&i.to_be_bytes(), i);
+        bidder.order(&o, requester(), 4, i + 1);
+    }
+    assert_eq!(bidder.standing.len(), STANDING_MAX);
+    assert_eq!(bidder.idle(1_000).len(), IDLE_BIDS_MAX);
+    // Half an hour on, what is left is too old to bid on.
+    assert!(bidder.idle(STANDING_MS + 1_000).is_empty());
+    assert!(bidder.standing.is_empty());
+}
