@@ -42,3 +42,36 @@ fn the_same_seed_gives_the_same_transcript() {
     let other = run(&Config::hazards(config.seed + 1));
     assert_ne!(first.transcript, other.transcript, "the seed matters");
 }
+
+/// Jobs submitted while every provider is busy with the first ones: each
+/// used to keep the one or two providers free at its auction to its end
+/// (tens of times the ideal makespan), because nothing told it others had
+/// come free. Providers now bid again when idle, and a job short of them
+/// reopens its auction.
+#[test]
+fn jobs_submitted_to_a_busy_network_get_the_providers_that_come_free() {
+    let config = Config {
+        seed: seed(3),
+        requesters: 2,
+        providers: 40,
+        slots: 2,
+        liars_per_mille: 0,
+        jobs: 8,
+        tasks_per_job: 200,
+        task_ms: (200, 600),
+        submit_every_ms: 300,
+        policy: cairn_job::VerifyPolicy::None,
+        latency_ms: (1, 20),
+        loss_per_mille: 0,
+        crashes_per_hour: 0.0,
+        down_ms: 0,
+        horizon_ms: 3_600_000,
+    };
+    let outcome = checked(&config);
+    let ratio = outcome.makespan_ms as f64 / outcome.ideal_ms as f64;
+    println!(
+        "makespan {} ms, ideal {} ms",
+        outcome.makespan_ms, outcome.ideal_ms
+    );
+    assert!(ratio < 2.0, "makespan {ratio:.1}× the ideal");
+}
