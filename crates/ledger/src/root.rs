@@ -87,6 +87,7 @@ pub(crate) fn leaves(state: &State) -> Vec<ContentId> {
             &r.tasks_settled.to_be_bytes(),
             &r.fuel_settled.to_be_bytes(),
             &r.slashes.to_be_bytes(),
+            &p.liable_until.to_be_bytes(),
         ])
     }));
     out.extend(state.unbonding.iter().map(|((height, k), amount)| {

@@ -44,6 +44,7 @@ impl State {
             p.reputation.tasks_settled.write(buf);
             p.reputation.fuel_settled.write(buf);
             p.reputation.slashes.write(buf);
+            p.liable_until.write(buf);
         });
         write_map(&mut buf, &self.unbonding, |buf, (height, k), amount| {
             height.write(buf);
@@ -119,6 +120,7 @@ impl State {
                     fuel_settled: u64::read(buf)?,
                     slashes: u64::read(buf)?,
                 },
+                liable_until: u64::read(buf)?,
             };
             state.providers.insert(key, provider);
         }

@@ -63,6 +63,11 @@ pub struct Provider {
     pub endpoint: String,
     /// Its record.
     pub reputation: Reputation,
+    /// The height until which one of its leases can still be proven
+    /// against (the latest lease's expiry plus the evidence window): stake
+    /// unbonded before then returns only then, so a cheat cannot unstake
+    /// and leave before its evidence arrives.
+    pub liable_until: u64,
 }
 
 /// A provider's record, kept by the ledger so anyone can check it.
@@ -466,6 +471,7 @@ impl State {
             capabilities,
             endpoint: String::new(),
             reputation: Reputation::default(),
+            liable_until: 0,
         });
         provider.stake = total;
         provider.capabilities = capabilities;
@@ -501,7 +507,8 @@ impl State {
         let release = self
             .height
             .checked_add(self.params.unbonding_blocks)
-            .ok_or(TxError::Overflow("release height"))?;
+            .ok_or(TxError::Overflow("release height"))?
+            .max(provider.liable_until);
         let entry = self.unbonding.get(&(release, who)).copied().unwrap_or(0);
         let entry = entry
             .checked_add(amount)
@@ -624,6 +631,10 @@ impl State {
         if self.leases.contains_key(&id) {
             return Err(TxError::LeaseExists(id));
         }
+        let provider = self.providers.get_mut(&lease.provider).expect("can bid");
+        provider.liable_until = provider
+            .liable_until
+            .max(lease.expires_height.saturating_add(EVIDENCE_WINDOW_BLOCKS));
         self.leases.insert(id, lease.clone());
         self.schedule_forgetting(id, lease);
         self.escrows.get_mut(&lease.job).unwrap().leases_until =

@@ -392,6 +392,62 @@ fn unbonding_stake_returns_after_the_delay_and_stays_slashable() {
     assert_eq!(net.state.unbonding_of(&provider.public()), 0);
 }
 
+/// A `cheat_and_run` provider unstakes everything right after signing a
+/// result it knows is wrong, hoping its stake is back before the evidence
+/// arrives. Stake unbonded while one of its leases can still be proven
+/// against returns only when the last such lease's evidence window closes.
+#[test]
+fn stake_unbonded_with_a_lease_open_stays_slashable_until_its_evidence_window_closes() {
+    let mut net = Net::new();
+    let requester = Keypair::from_seed([1; 32]);
+    let job = ContentId::of(JOB);
+    net.register();
+    net.send(&requester, TxKind::OpenEscrow { job, amount: 1_000 })
+        .unwrap();
+    let lease = net.lease(10);
+    let cheat_and_run = net.provider.clone();
+    let stake = net.state.provider(&cheat_and_run.public()).unwrap().stake;
+    let balance = net.state.account(&cheat_and_run.public()).balance;
+    net.send(&cheat_and_run, TxKind::Unstake { amount: stake })
+        .unwrap();
+    let liable_until = 10 + cairn_ledger::EVIDENCE_WINDOW_BLOCKS;
+    assert_eq!(
+        net.state
+            .provider(&cheat_and_run.public())
+            .unwrap()
+            .liable_until,
+        liable_until
+    );
+    // Long past the unbonding delay, the stake is still held...
+    net.state
+        .begin_block(net.state.params().unbonding_blocks * 10);
+    assert_eq!(net.state.unbonding_of(&cheat_and_run.public()), stake);
+    assert_eq!(net.state.account(&cheat_and_run.public()).balance, balance);
+    // ...so the evidence, when it comes, takes half of it.
+    let evidence = Evidence::Equivocation {
+        first: net.receipt(&lease, 3, 100, b"honest"),
+        second: net.receipt(&lease, 3, 100, b"lie"),
+    };
+    net.send(
+        &net.other.clone(),
+        TxKind::Slash {
+            evidence: Box::new(evidence),
+        },
+    )
+    .unwrap();
+    let left = stake - stake / 2;
+    assert_eq!(net.state.unbonding_of(&cheat_and_run.public()), left);
+    // The window closed, what is left returns.
+    net.state.begin_block(liable_until - 1);
+    assert_eq!(net.state.unbonding_of(&cheat_and_run.public()), left);
+    net.state.begin_block(liable_until);
+    assert_eq!(net.state.unbonding_of(&cheat_and_run.public()), 0);
+    assert_eq!(
+        net.state.account(&cheat_and_run.public()).balance,
+        balance + left
+    );
+}
+
 #[test]
 fn refusals_name_their_reason() {
     let mut net = Net::new();
