@@ -64,6 +64,14 @@ pub enum Write {
         /// Its task.
         task: u32,
     },
+    /// Keep what this requester learned of a provider (restored through
+    /// [`RequesterCore::restore_trust`]).
+    Trust {
+        /// The provider.
+        provider: PublicKey,
+        /// Its record now.
+        record: cairn_verify::Record,
+    },
 }
 
 /// What a referee found in a dispute, kept for the case brought to the
@@ -257,6 +265,12 @@ impl RequesterCore {
         };
         self.jobs.insert(id, job);
         Ok(())
+    }
+
+    /// Restores what this requester had learned of `provider` (after a
+    /// restart): a provider trusted before is not replicated as a stranger.
+    pub fn restore_trust(&mut self, provider: PublicKey, record: cairn_verify::Record) {
+        self.verifier.trust_mut().set(provider, record);
     }
 
     /// Restores an accepted result of a job (after a restart); its receipt
@@ -986,6 +1000,9 @@ impl RequesterCore {
             {
                 job.sched.requeue(task.1, self.verifier.providers_of(&task));
             }
+        }
+        for (provider, record) in self.verifier.trust_mut().take_changed() {
+            effects.writes.push(Write::Trust { provider, record });
         }
         effects
     }

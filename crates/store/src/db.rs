@@ -32,6 +32,9 @@ pub enum Table {
     /// Provider: traces of disputed tasks, by lease id and task, kept while
     /// the lease lives.
     Traces,
+    /// Requester: what it learned of each provider's results, by provider
+    /// key.
+    Trust,
 }
 
 impl Table {
@@ -45,10 +48,11 @@ impl Table {
             Table::Answers => "answers",
             Table::Outbox => "outbox",
             Table::Traces => "traces",
+            Table::Trust => "trust",
         })
     }
 
-    const ALL: [Table; 8] = [
+    const ALL: [Table; 9] = [
         Table::Jobs,
         Table::Results,
         Table::LeasesGiven,
@@ -57,6 +61,7 @@ impl Table {
         Table::Answers,
         Table::Outbox,
         Table::Traces,
+        Table::Trust,
     ];
 }
 

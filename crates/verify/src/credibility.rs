@@ -9,7 +9,7 @@
 //! alone is right. A set of agreeing results is believed in proportion to the
 //! chance that exactly they are right and everyone else is wrong.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_wire::PublicKey;
 
@@ -128,12 +128,43 @@ impl Record {
     pub fn banned(&self) -> bool {
         self.convictions > 0
     }
+
+    /// The record as stored: four big-endian counters.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        let mut bytes = [0; 32];
+        for (at, n) in [self.streak, self.confirmed, self.alone, self.convictions]
+            .into_iter()
+            .enumerate()
+        {
+            bytes[at * 8..at * 8 + 8].copy_from_slice(&n.to_be_bytes());
+        }
+        bytes
+    }
+
+    /// A record stored by [`to_bytes`](Self::to_bytes); `None` for any
+    /// other length.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let bytes: &[u8; 32] = bytes.try_into().ok()?;
+        let n = |at: usize| {
+            let mut word = [0; 8];
+            word.copy_from_slice(&bytes[at * 8..at * 8 + 8]);
+            u64::from_be_bytes(word)
+        };
+        Some(Self {
+            streak: n(0),
+            confirmed: n(1),
+            alone: n(2),
+            convictions: n(3),
+        })
+    }
 }
 
 /// Every provider's [`Record`], kept across jobs.
 #[derive(Clone, Debug, Default)]
 pub struct TrustBook {
     records: BTreeMap<PublicKey, Record>,
+    /// Providers whose record changed since [`take_changed`](Self::take_changed).
+    changed: BTreeSet<PublicKey>,
 }
 
 impl TrustBook {
@@ -147,11 +178,13 @@ impl TrustBook {
         let record = self.records.entry(*provider).or_default();
         record.streak += 1;
         record.confirmed += 1;
+        self.changed.insert(*provider);
     }
 
     /// A provider's result was accepted on its word alone.
     pub fn alone(&mut self, provider: &PublicKey) {
         self.records.entry(*provider).or_default().alone += 1;
+        self.changed.insert(*provider);
     }
 
     /// A provider was proven to cheat: its streak resets and it is banned.
@@ -159,12 +192,23 @@ impl TrustBook {
         let record = self.records.entry(*provider).or_default();
         record.streak = 0;
         record.convictions += 1;
+        self.changed.insert(*provider);
     }
 
     /// Sets a provider's record, e.g. when restoring from disk or starting
-    /// a simulation with established providers.
+    /// a simulation with established providers. Not a change to persist.
     pub fn set(&mut self, provider: PublicKey, record: Record) {
         self.records.insert(provider, record);
+    }
+
+    /// The records changed since the last call, to persist: a restarted
+    /// requester keeps what it learned of each provider instead of
+    /// replicating everything again.
+    pub fn take_changed(&mut self) -> Vec<(PublicKey, Record)> {
+        std::mem::take(&mut self.changed)
+            .into_iter()
+            .map(|provider| (provider, self.record(&provider)))
+            .collect()
     }
 }
 
@@ -219,5 +263,41 @@ mod tests {
         assert!(split[0] > split[1]);
         assert!(split[0] < 0.99, "a dissent lowers belief: {split:?}");
         assert!(split.iter().sum::<f64>() < 1.0);
+    }
+
+    #[test]
+    fn changed_records_are_reported_once_and_round_trip_through_bytes() {
+        let (a, b) = (
+            cairn_wire::Keypair::from_seed([1; 32]).public(),
+            cairn_wire::Keypair::from_seed([2; 32]).public(),
+        );
+        let mut book = TrustBook::default();
+        book.set(
+            b,
+            Record {
+                streak: 9,
+                ..Record::default()
+            },
+        );
+        assert!(
+            book.take_changed().is_empty(),
+            "a restored record is no change"
+        );
+        book.confirmed(&a);
+        book.confirmed(&a);
+        book.alone(&b);
+        let changed = book.take_changed();
+        assert_eq!(changed.len(), 2);
+        assert!(book.take_changed().is_empty());
+        for (provider, record) in changed {
+            assert_eq!(record, book.record(&provider));
+            assert_eq!(Record::from_bytes(&record.to_bytes()), Some(record));
+        }
+        book.convicted(&a);
+        let [(who, record)] = book.take_changed()[..] else {
+            panic!("one change");
+        };
+        assert_eq!((who, record.streak, record.convictions), (a, 0, 1));
+        assert_eq!(Record::from_bytes(&[0; 31]), None);
     }
 }

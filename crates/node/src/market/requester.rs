@@ -15,6 +15,7 @@ use cairn_roles::requester::{
     BidRefused, Effects, JobRecord, PullRefused, RequesterCore, Step, Write, check_reports,
 };
 use cairn_store::{Op, Table};
+use cairn_wire::codec::DecodeFixed as _;
 use cairn_wire::{ContentId, PublicKey, Signed};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -113,6 +114,11 @@ pub(super) fn write_op(write: Write) -> Op {
             serde_json::to_vec(&record).expect("a task record serializes"),
         ),
         Write::ForgetResult { job, task } => Op::Delete(Table::Results, result_key(&job, task)),
+        Write::Trust { provider, record } => Op::Put(
+            Table::Trust,
+            provider.as_bytes().to_vec(),
+            record.to_bytes().to_vec(),
+        ),
     }
 }
 
@@ -153,6 +159,12 @@ impl Requester {
     fn restore(self: &Arc<Self>) -> Result<(), String> {
         let db = &self.shared.db;
         let now = now_ms();
+        for (key, value) in db.scan(Table::Trust, b"").map_err(|e| e.to_string())? {
+            let key: [u8; 32] = key.try_into().map_err(|_| "bad trust key")?;
+            let provider = PublicKey::decode_fixed(key).map_err(|e| format!("a trust key: {e}"))?;
+            let record = cairn_verify::Record::from_bytes(&value).ok_or("bad trust record")?;
+            self.core.lock().restore_trust(provider, record);
+        }
         let mut ids = Vec::new();
         for (key, value) in db.scan(Table::Jobs, b"").map_err(|e| e.to_string())? {
             let id = ContentId::from_digest(key.try_into().map_err(|_| "bad job key")?);

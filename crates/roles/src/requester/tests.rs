@@ -414,11 +414,24 @@ fn a_result_committed_then_revealed_is_kept_and_its_receipt_settled() {
             job: written,
             record,
         },
+        Write::Trust {
+            provider: trusted,
+            record: trust,
+        },
     ] = effects.writes.as_slice()
     else {
-        panic!("one result written, got {:?}", effects.writes);
+        panic!(
+            "one result and one trust record written, got {:?}",
+            effects.writes
+        );
     };
     assert_eq!((*written, record.task, record.fuel_used), (job, 0, 500));
+    // What was learned of the provider is kept too, and a restarted core
+    // takes it back.
+    assert_eq!((*trusted, trust.alone), (a.public(), 1));
+    let mut restarted = requester();
+    restarted.restore_trust(*trusted, *trust);
+    assert_eq!(restarted.verifier.trust().record(&a.public()), *trust);
     assert!(effects.wake.contains(&job));
 
     let step = core.step(&job, T1 + 4).unwrap();
