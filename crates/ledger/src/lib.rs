@@ -40,8 +40,8 @@ pub use fraud::{
 pub use genesis::{Genesis, GenesisError, GenesisParams};
 pub use root::{Proof, verify_proof};
 pub use state::{
-    Account, CLOSE_NOTICE_BLOCKS, EVIDENCE_WINDOW_BLOCKS, Escrow, Params, Provider, Reputation,
-    SettleOutcome, State,
+    Account, CLOSE_NOTICE_BLOCKS, EVIDENCE_WINDOW_BLOCKS, Escrow, LEASE_BLOCKS_MAX, Params,
+    Provider, Reputation, SettleOutcome, State,
 };
 pub use tx::{
     Amount, CLAWBACK_MAX, Capabilities, Evidence, LEASE_NAMESPACE, Lease, RECEIPT_NAMESPACE,

@@ -9,7 +9,7 @@ use crate::tx::{Capabilities, ENDPOINT_BYTES_MAX, Lease};
 use crate::{Account, Escrow, Params, Provider, Reputation, State};
 
 /// Version of the snapshot format.
-const SNAPSHOT_VERSION: u8 = 3;
+const SNAPSHOT_VERSION: u8 = 4;
 
 impl State {
     /// The canonical bytes of the whole state.

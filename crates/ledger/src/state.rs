@@ -12,8 +12,13 @@ use crate::{Proof, TxError, root};
 /// proven against (settlement, evidence, challenges). Then the lease and
 /// everything recorded per task under it leave the state, so the state
 /// holds the leases of a bounded past rather than of all time: twice the
-/// life a requester gives its leases (100,000 blocks).
+/// life a lease may have ([`LEASE_BLOCKS_MAX`]).
 pub const EVIDENCE_WINDOW_BLOCKS: u64 = 200_000;
+
+/// The longest a lease may live from the block that records it. Without a
+/// bound, a requester could record a lease that never expires and so hold
+/// its provider liable, its unbonding stake locked, for ever.
+pub const LEASE_BLOCKS_MAX: u64 = 100_000;
 
 /// Protocol parameters, fixed at genesis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -625,6 +630,15 @@ impl State {
             return Err(TxError::Invalid {
                 field: "lease.expires_height",
                 reason: format!("already expired at height {}", self.height),
+            });
+        }
+        if lease.expires_height > self.height.saturating_add(LEASE_BLOCKS_MAX) {
+            return Err(TxError::Invalid {
+                field: "lease.expires_height",
+                reason: format!(
+                    "more than {LEASE_BLOCKS_MAX} blocks after height {}",
+                    self.height
+                ),
             });
         }
         let id = lease.id();

@@ -408,6 +408,28 @@ fn stake_unbonded_with_a_lease_open_stays_slashable_until_its_evidence_window_cl
     let cheat_and_run = net.provider.clone();
     let stake = net.state.provider(&cheat_and_run.public()).unwrap().stake;
     let balance = net.state.account(&cheat_and_run.public()).balance;
+    // A requester cannot hold it liable for ever with a lease that never
+    // ends: the ledger bounds a lease's life.
+    let mut endless = lease.clone();
+    endless.expires_height = u64::MAX;
+    let provider_signature = endless.sign(&cheat_and_run);
+    let refused = net.send(
+        &requester,
+        TxKind::RecordLease {
+            lease: endless,
+            provider_signature,
+        },
+    );
+    assert!(
+        matches!(
+            refused,
+            Err(TxError::Invalid {
+                field: "lease.expires_height",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
     net.send(&cheat_and_run, TxKind::Unstake { amount: stake })
         .unwrap();
     let liable_until = 10 + cairn_ledger::EVIDENCE_WINDOW_BLOCKS;

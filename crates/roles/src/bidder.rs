@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use cairn_ledger::Lease;
 use cairn_market::{Bid, Offer, Order, PricingPolicy, Quote};
 use cairn_wire::{ContentId, PublicKey};
 
@@ -89,10 +90,12 @@ pub struct Bidder {
     module_bytes_max: u64,
     seen: BTreeSet<ContentId>,
     seen_order: VecDeque<ContentId>,
-    /// Bids made, by job.
-    bids: BTreeMap<ContentId, Made>,
-    /// Orders not leased to this provider, by job.
-    standing: BTreeMap<ContentId, Standing>,
+    /// Bids made, by requester and job. Keyed by both: anyone may sign an
+    /// order naming another requester's job, and it must not replace the
+    /// bid that requester's lease is checked against.
+    bids: BTreeMap<(PublicKey, ContentId), Made>,
+    /// Orders not leased to this provider, by requester and job.
+    standing: BTreeMap<(PublicKey, ContentId), Standing>,
 }
 
 impl Bidder {
@@ -146,20 +149,23 @@ impl Bidder {
             Quote::Bid {
                 price_ucairn_per_gfuel,
                 slots,
-            } => self.bid(
-                order,
-                price_ucairn_per_gfuel,
-                slots,
-                order.bid_deadline_ms(),
-                now,
-            ),
+            } => {
+                let deadline_ms = order.bid_deadline_ms();
+                self.bid(
+                    requester,
+                    order,
+                    (price_ucairn_per_gfuel, slots),
+                    deadline_ms,
+                    now,
+                )
+            }
             Quote::Decline(reason) => Answer::Decline(reason.to_string()),
         }
     }
 
     fn stand(&mut self, order: &Order, requester: PublicKey, now: u64) {
         self.standing.insert(
-            order.job,
+            (requester, order.job),
             Standing {
                 order: order.clone(),
                 requester,
@@ -171,22 +177,30 @@ impl Bidder {
                 .standing
                 .iter()
                 .min_by_key(|(_, s)| s.seen_ms)
-                .map(|(job, _)| *job)
+                .map(|(key, _)| *key)
         {
             self.standing.remove(&oldest);
         }
     }
 
-    fn bid(&mut self, order: &Order, price: u64, slots: u32, deadline_ms: u64, now: u64) -> Answer {
+    fn bid(
+        &mut self,
+        requester: PublicKey,
+        order: &Order,
+        (price, slots): (u64, u32),
+        deadline_ms: u64,
+        now: u64,
+    ) -> Answer {
+        let key = (requester, order.job);
         if self.bids.len() >= BIDS_MAX {
             self.bids
                 .retain(|_, bid| bid.deadline_ms.saturating_add(BID_LEASE_GRACE_MS) > now);
         }
-        if self.bids.len() >= BIDS_MAX && !self.bids.contains_key(&order.job) {
+        if self.bids.len() >= BIDS_MAX && !self.bids.contains_key(&key) {
             return Answer::Ignore(Ignored::TooManyBids);
         }
         self.bids.insert(
-            order.job,
+            key,
             Made {
                 price,
                 slots,
@@ -202,26 +216,29 @@ impl Bidder {
         })
     }
 
-    /// The bid on `job` is withdrawn (the shell found a reason not to send
-    /// it): no lease for it is signed.
-    pub fn withdraw(&mut self, job: &ContentId) {
-        self.bids.remove(job);
-        self.standing.remove(job);
+    /// The bid on `requester`'s `job` is withdrawn (the shell found a
+    /// reason not to send it): no lease for it is signed.
+    pub fn withdraw(&mut self, requester: &PublicKey, job: &ContentId) {
+        self.bids.remove(&(*requester, *job));
+        self.standing.remove(&(*requester, *job));
     }
 
-    /// Whether a lease offer for `job` at `price` for `slots` matches the
-    /// bid made on it; why not if it does not.
-    pub fn check_lease(&self, job: &ContentId, price: u64, slots: u32) -> Result<(), &'static str> {
-        let bid = self.bids.get(job).ok_or("no bid on that job")?;
-        if price != bid.price || slots == 0 || slots > bid.slots {
+    /// Whether a lease offer from `lease.requester` matches the bid made on
+    /// its job, for `slots`; why not if it does not.
+    pub fn check_lease(&self, lease: &Lease, slots: u32) -> Result<(), &'static str> {
+        let bid = self
+            .bids
+            .get(&(lease.requester, lease.job))
+            .ok_or("no bid on that job")?;
+        if lease.price_ucairn_per_gfuel != bid.price || slots == 0 || slots > bid.slots {
             return Err("the lease differs from the bid");
         }
         Ok(())
     }
 
-    /// Leased for `job`: its order is not bid on again.
-    pub fn leased(&mut self, job: &ContentId) {
-        self.standing.remove(job);
+    /// Leased for `lease`'s job: its order is not bid on again.
+    pub fn leased(&mut self, lease: &Lease) {
+        self.standing.remove(&(lease.requester, lease.job));
     }
 
     /// The provider ran out of work at `now`: bids on the newest orders it
@@ -236,7 +253,7 @@ impl Bidder {
         let mut bids = Vec::new();
         for standing in newest.into_iter().take(IDLE_BIDS_MAX) {
             let order = standing.order;
-            self.standing.remove(&order.job);
+            self.standing.remove(&(standing.requester, order.job));
             let Quote::Bid {
                 price_ucairn_per_gfuel,
                 slots,
@@ -245,8 +262,8 @@ impl Bidder {
                 continue;
             };
             let deadline_ms = now.saturating_add(u64::from(order.bid_window_ms));
-            if let Answer::Bid(bid) =
-                self.bid(&order, price_ucairn_per_gfuel, slots, deadline_ms, now)
+            let quote = (price_ucairn_per_gfuel, slots);
+            if let Answer::Bid(bid) = self.bid(standing.requester, &order, quote, deadline_ms, now)
             {
                 bids.push(Rebid {
                     requester: standing.requester,

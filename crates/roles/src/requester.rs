@@ -45,7 +45,7 @@ const READY_WAIT_MS_PER_KB: u64 = 5;
 /// The longest preparation waited out for any module.
 const READY_WAIT_MS_MAX: u64 = 120_000;
 /// Blocks a lease stays live on the ledger.
-const LEASE_BLOCKS: u64 = 100_000;
+const LEASE_BLOCKS: u64 = cairn_ledger::LEASE_BLOCKS_MAX;
 
 /// A store write the core asks for; the shell maps it to its tables.
 #[derive(Debug)]
@@ -177,6 +177,21 @@ pub enum BidRefused {
     Rejected(BidRejection),
 }
 
+/// What a provider's pull asks for and says it holds, besides its reports.
+#[derive(Clone, Debug, Default)]
+pub struct Asked {
+    /// Tasks wanted.
+    pub want: u32,
+    /// Tasks handed out under the lease that the provider still has (see
+    /// [`proto::Request::Pull`]).
+    pub held: Vec<u32>,
+    /// When the pull arrived. Only a task handed out before then can be
+    /// missing from `held`: a pull that waited (fetching outputs, say)
+    /// while the provider's retry was answered must not take back what the
+    /// retry handed out.
+    pub received_ms: u64,
+}
+
 /// Why a pull was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub enum PullRefused {
@@ -251,6 +266,7 @@ impl RequesterCore {
             terms,
             phase: Phase::Running,
             order: None,
+            reopened_ms: None,
             reason: None,
             auctions: 0,
             leases: BTreeMap::new(),
@@ -364,7 +380,7 @@ impl RequesterCore {
             .push(Signed::sign(&self.key, ORDER_NAMESPACE, order.clone()));
         let wanted = remaining * job.replicas_wanted();
         job.auctions += 1;
-        job.order = Some(order.clone());
+        job.order = Some((order.id(), order.clone()));
         job.phase = Phase::Bidding(Box::new(Auction::open(order, wanted)));
     }
 
@@ -411,6 +427,11 @@ impl RequesterCore {
                 let order = auction.order().clone();
                 match (*auction).close(&self.selection, &mut self.rng) {
                     Outcome::Selected(chosen) => winners = Some((order, chosen)),
+                    // Nobody new: a job its providers still work goes on
+                    // with them.
+                    Outcome::Unplaced(_) if job.sched.progress().providers > 0 => {
+                        job.phase = Phase::Running;
+                    }
                     Outcome::Unplaced(reason) => {
                         job.reason = Some(reason);
                         job.phase = Phase::Queued {
@@ -614,26 +635,14 @@ impl RequesterCore {
         let job = self
             .jobs
             .values_mut()
-            .find(|job| job.order.as_ref().is_some_and(|o| o.id() == order))
+            .find(|job| job.order.as_ref().is_some_and(|(id, _)| *id == order))
             .ok_or(BidRefused::NoAuction)?;
-        // A bid after the auction closed comes from a provider that was busy
-        // then and is free now: a job with work nobody has taken (or none
-        // placed yet) reopens the auction for it. The window is short, so
-        // the others freed at the same moment join the same round. One
-        // leased already pulls what it can: its bid reopens nothing.
-        let leased = job.leases.values().any(|p| *p == sender);
-        if let Some(wanted) = job.wants_more().filter(|_| !leased) {
-            let order = job.order.clone().expect("found by it");
-            job.auctions += 1;
-            job.reason = None;
-            job.phase = Phase::Bidding(Box::new(Auction::reopen(order, wanted, now)));
+        match &mut job.phase {
+            Phase::Bidding(auction) if auction.order_id() == order => auction
+                .bid(bid, stake, record, now)
+                .map_err(BidRefused::Rejected)?,
+            _ => job.late_bid(bid, stake, record, now)?,
         }
-        let Phase::Bidding(auction) = &mut job.phase else {
-            return Err(BidRefused::NoAuction);
-        };
-        auction
-            .bid(bid, stake, record, now)
-            .map_err(BidRefused::Rejected)?;
         Ok((job.id, job.terms.module.id))
     }
 
@@ -704,22 +713,23 @@ impl RequesterCore {
     /// A provider's pull on `lease`, once its reports passed their checks
     /// and the outputs of its reveals were fetched: the commits and reveals
     /// go to the verifier, the failures back to the queue, and up to `want`
-    /// tasks are handed out. `held` is what the provider says it still has
-    /// of the tasks handed to it: the others are taken back first (their
-    /// answer was lost, or a crash ended their run). `stored` is how many
-    /// reports the answer acknowledges.
-    #[allow(clippy::too_many_arguments)]
+    /// tasks are handed out. What the provider says it still holds comes in
+    /// `asked`: the tasks handed to it before the pull arrived and not held
+    /// are taken back first (their answer was lost, or a crash ended their
+    /// run). `stored` is how many reports the answer acknowledges.
     pub fn pulled(
         &mut self,
         now: u64,
-        job_id: &ContentId,
-        lease: &ContentId,
-        sender: PublicKey,
-        want: u32,
-        held: &[u32],
+        (job_id, lease, sender): (&ContentId, &ContentId, PublicKey),
+        asked: &Asked,
         checked: Checked,
         stored: u32,
     ) -> Result<(Response, Effects), PullRefused> {
+        let Asked {
+            want,
+            ref held,
+            received_ms,
+        } = *asked;
         let Checked {
             commits,
             reveals,
@@ -794,11 +804,22 @@ impl RequesterCore {
             actions.extend(verifier.withdraw(&(job_id, task), &sender, now));
             touched.push((job_id, task));
         }
+        // A full list may have been cut short: nothing is taken back on it.
+        let complete = held.len() < proto::HELD_MAX;
         let held: BTreeSet<u32> = held.iter().copied().collect();
-        for task in job.sched.running_of(&sender) {
-            if held.contains(&task) {
-                continue;
-            }
+        let missing: Vec<u32> = job
+            .sched
+            .running_of(&sender)
+            .into_iter()
+            .filter(|task| complete && !held.contains(task))
+            .filter(|&task| match job.sched.task(task) {
+                Some(cairn_sched::TaskState::Running(copies)) => copies
+                    .iter()
+                    .any(|c| c.provider == sender && c.started_ms < received_ms),
+                _ => false,
+            })
+            .collect();
+        for task in missing {
             tracing::debug!(job = %job_id.short(), task, "not held by its provider: taken back");
             job.sched.release(&sender, task, now);
             actions.extend(verifier.withdraw(&(job_id, task), &sender, now));

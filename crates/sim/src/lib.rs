@@ -35,7 +35,9 @@ use cairn_proto::{
 };
 use cairn_roles::bidder::{Answer, Bidder};
 use cairn_roles::lease_work::{self, LeaseWork, Next};
-use cairn_roles::requester::{Effects, Finding, JobRecord, RequesterCore, Write, check_reports};
+use cairn_roles::requester::{
+    Asked, Effects, Finding, JobRecord, RequesterCore, Write, check_reports,
+};
 use cairn_sched::SchedParams;
 use cairn_verify::{Need, Side, StateHash};
 use cairn_wire::{ContentId, Keypair, PublicKey, ResultManifest, Signed};
@@ -1121,12 +1123,9 @@ impl Sim {
 
     fn on_offer(&mut self, provider: usize, requester: usize, lease: Lease, slots: u32) {
         let p = &mut self.providers[provider];
-        let signed = p.up
-            && p.bidder
-                .check_lease(&lease.job, lease.price_ucairn_per_gfuel, slots)
-                .is_ok();
+        let signed = p.up && p.bidder.check_lease(&lease, slots).is_ok();
         if signed {
-            p.bidder.leased(&lease.job);
+            p.bidder.leased(&lease);
             let id = lease.id();
             let work = LeaseWork::new(
                 slots,
@@ -1297,7 +1296,12 @@ impl Sim {
                         Err(reason) => checked.failed.push((revealed.record.task, reason)),
                     }
                 }
-                match core.pulled(now, &job, &lease, sender, want, held, checked, stored) {
+                let asked = Asked {
+                    want,
+                    held: held.to_vec(),
+                    received_ms: now,
+                };
+                match core.pulled(now, (&job, &lease, sender), &asked, checked, stored) {
                     Ok((response, effects)) => {
                         self.carry_out(requester, effects);
                         response
@@ -1617,8 +1621,6 @@ impl Sim {
     }
 }
 
-/// A provider's sealed result of `task` under `lease`: its opening and
-/// receipt signed, the salt derived as the node derives it.
 /// A provider's bidding with `slots` slots, priced as the node's default.
 fn bidder(slots: u32) -> Bidder {
     let offer = Offer {
@@ -1631,6 +1633,8 @@ fn bidder(slots: u32) -> Bidder {
     Bidder::new(offer, Box::new(ScalePricing::default()), u64::MAX)
 }
 
+/// A provider's sealed result of `task` under `lease`: its opening and
+/// receipt signed, the salt derived as the node derives it.
 fn sealed(key: &Keypair, lease: ContentId, task: u32, m: &ResultManifest) -> Report {
     let digest = m.digest();
     let opening = Opening {

@@ -154,7 +154,7 @@ fn a_payment_above_the_largest_amount_is_refused_whole() {
         .send(true, TxKind::OpenEscrow { job, amount: 1_000 })
         .unwrap();
     world.state.begin_block(1);
-    let lease = world.lease(job, u64::MAX, u64::MAX, u64::MAX);
+    let lease = world.lease(job, u64::MAX, u64::MAX, 100);
     let provider_signature = lease.sign(&world.provider);
     world
         .send(

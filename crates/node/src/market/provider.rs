@@ -334,7 +334,7 @@ impl Provider {
             // lookup: no bid, no download, no compile.
             let bid = matches!(request, Request::Bid(_));
             let request = if bid && !this.funded(&requester).await {
-                this.bidder.lock().withdraw(&order.job);
+                this.bidder.lock().withdraw(&requester, &order.job);
                 Request::Decline {
                     order: order.id(),
                     reason: "the requester has no funds on the ledger".into(),
@@ -557,10 +557,7 @@ impl Provider {
             Counters::bump(&self.shared.counters.refused);
             return Response::Refused("the lease names other parties".into());
         }
-        let matches_bid =
-            self.bidder
-                .lock()
-                .check_lease(&lease.job, lease.price_ucairn_per_gfuel, slots);
+        let matches_bid = self.bidder.lock().check_lease(&lease, slots);
         if let Err(reason) = matches_bid {
             Counters::bump(&self.shared.counters.refused);
             return Response::Refused(reason.into());
@@ -593,7 +590,7 @@ impl Provider {
             }
             leased.insert(id, slots);
         }
-        self.bidder.lock().leased(&record.lease.job);
+        self.bidder.lock().leased(&record.lease);
         tokio::spawn(self.clone().work(id, record));
         Response::LeaseSigned(signature)
     }

@@ -12,7 +12,7 @@ use cairn_ledger::{RECEIPT_NAMESPACE, Receipt, TxKind};
 use cairn_market::{Bid, Order};
 use cairn_net::PeerId;
 use cairn_roles::requester::{
-    BidRefused, Effects, JobRecord, PullRefused, RequesterCore, Step, Write, check_reports,
+    Asked, BidRefused, Effects, JobRecord, PullRefused, RequesterCore, Step, Write, check_reports,
 };
 use cairn_store::{Op, Table};
 use cairn_wire::codec::DecodeFixed as _;
@@ -647,6 +647,11 @@ impl Requester {
         reports: Vec<Report>,
         held: Vec<u32>,
     ) -> Response {
+        let asked = Asked {
+            want,
+            held,
+            received_ms: now_ms(),
+        };
         let Some((job_id, tasks)) = self.core.lock().lease_job(&lease) else {
             Counters::bump(&self.shared.counters.refused);
             return Response::Refused("unknown lease".into());
@@ -725,16 +730,10 @@ impl Requester {
             }
         }
         checked.reveals = fetched;
-        let pulled = self.core.lock().pulled(
-            now_ms(),
-            &job_id,
-            &lease,
-            sender,
-            want,
-            &held,
-            checked,
-            stored,
-        );
+        let pulled =
+            self.core
+                .lock()
+                .pulled(now_ms(), (&job_id, &lease, sender), &asked, checked, stored);
         let (response, effects) = match pulled {
             Ok(answer) => answer,
             Err(PullRefused::UnknownLease) => return Response::Refused("unknown job".into()),

@@ -40,6 +40,18 @@ fn requester() -> PublicKey {
     Keypair::from_seed([7; 32]).public()
 }
 
+/// A lease on `order`'s job from `requester` at `price`.
+fn lease(order: &Order, requester: PublicKey, price: u64) -> Lease {
+    Lease {
+        job: order.job,
+        requester,
+        provider: Keypair::from_seed([8; 32]).public(),
+        price_ucairn_per_gfuel: price,
+        fuel_per_task_max: order.fuel_per_task_max,
+        expires_height: 100,
+    }
+}
+
 #[test]
 fn an_order_is_bid_on_once_and_a_lease_must_match_the_bid() {
     let mut bidder = bidder();
@@ -53,17 +65,36 @@ fn an_order_is_bid_on_once_and_a_lease_must_match_the_bid() {
         Answer::Ignore(Ignored::Replayed)
     );
     let price = bid.price_ucairn_per_gfuel;
-    assert_eq!(bidder.check_lease(&o.job, price, 4), Ok(()));
-    assert!(bidder.check_lease(&o.job, price + 1, 4).is_err());
-    assert!(bidder.check_lease(&o.job, price, 5).is_err());
-    assert!(bidder.check_lease(&o.job, price, 0).is_err());
+    let offered = lease(&o, requester(), price);
+    assert_eq!(bidder.check_lease(&offered, 4), Ok(()));
     assert!(
         bidder
-            .check_lease(&ContentId::of(b"other"), price, 1)
+            .check_lease(&lease(&o, requester(), price + 1), 4)
             .is_err()
     );
-    bidder.withdraw(&o.job);
-    assert!(bidder.check_lease(&o.job, price, 4).is_err());
+    assert!(bidder.check_lease(&offered, 5).is_err());
+    assert!(bidder.check_lease(&offered, 0).is_err());
+    let mut other = order(b"other", 0);
+    other.job = ContentId::of(b"other");
+    assert!(
+        bidder
+            .check_lease(&lease(&other, requester(), price), 1)
+            .is_err()
+    );
+    // A `job_squatter` signs an order naming the same job and withdraws
+    // (it has no funds): the real requester's bid stands.
+    let squatter = Keypair::from_seed([9; 32]).public();
+    let mut squatted = o.clone();
+    squatted.created_ms = 1;
+    assert!(matches!(
+        bidder.order(&squatted, squatter, 0, 12),
+        Answer::Bid(_)
+    ));
+    assert!(bidder.check_lease(&lease(&o, squatter, price), 4).is_ok());
+    bidder.withdraw(&squatter, &o.job);
+    assert_eq!(bidder.check_lease(&offered, 4), Ok(()));
+    bidder.withdraw(&requester(), &o.job);
+    assert!(bidder.check_lease(&offered, 4).is_err());
 }
 
 #[test]
@@ -94,7 +125,7 @@ fn orders_seen_while_busy_are_bid_on_again_once_when_idle_and_not_once_leased() 
         );
     }
     // Leased for `b` meanwhile (by a bid elsewhere): it is not asked again.
-    bidder.leased(&b.job);
+    bidder.leased(&lease(&b, requester(), 0));
     let again = bidder.idle(5_000);
     let orders: Vec<ContentId> = again.iter().map(|r| r.bid.order).collect();
     assert_eq!(orders, [c.id(), a.id()], "newest first");
@@ -103,7 +134,10 @@ fn orders_seen_while_busy_are_bid_on_again_once_when_idle_and_not_once_leased() 
     // The re-bid can be leased: it is remembered like the first.
     let bid = &again[0].bid;
     assert_eq!(
-        bidder.check_lease(&c.job, bid.price_ucairn_per_gfuel, bid.slots),
+        bidder.check_lease(
+            &lease(&c, requester(), bid.price_ucairn_per_gfuel),
+            bid.slots
+        ),
         Ok(())
     );
     assert!(bidder.idle(6_000).is_empty(), "each order once");

@@ -11,7 +11,7 @@ use cairn_sched::Scheduler;
 use cairn_wire::{ContentId, PublicKey, Signed};
 use serde::{Deserialize, Serialize};
 
-use super::IDLE_REAUCTION_MS;
+use super::{BidRefused, IDLE_REAUCTION_MS, REAUCTION_MS};
 
 /// A finished task as the requester keeps it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -114,9 +114,11 @@ pub struct Job {
     /// Its task queue.
     pub sched: Scheduler,
     pub(super) phase: Phase,
-    /// The order its last auction published: providers busy then bid on
-    /// it again once free (see [`crate::bidder`]).
-    pub(super) order: Option<Order>,
+    /// The order its last auction published, and its id: providers busy
+    /// then bid on it again once free (see [`crate::bidder`]).
+    pub(super) order: Option<(ContentId, Order)>,
+    /// When a late bid last reopened its auction.
+    pub(super) reopened_ms: Option<u64>,
     /// Why it is queued or failed.
     pub reason: Option<String>,
     pub(super) auctions: u32,
@@ -201,16 +203,46 @@ impl Job {
         }
     }
 
-    /// Slots worth a reopened auction, if any: a queued job's whole
-    /// remaining work, a running one's work that no provider has taken.
-    pub(super) fn wants_more(&self) -> Option<u64> {
+    /// A bid on the job's last order after its auction closed. It comes
+    /// from a provider that was busy then and is free now: a job with work
+    /// nobody has taken (or none placed yet) reopens the auction for it,
+    /// with a window of its own, so the others freed at the same moment join
+    /// the same round. Only a valid bid reopens (anyone may send one), at
+    /// most once per [`REAUCTION_MS`], and not one from a provider leased to
+    /// the job already: that one pulls what it can.
+    pub(super) fn late_bid(
+        &mut self,
+        bid: &Signed<cairn_market::Bid>,
+        stake: Option<u128>,
+        record: (u64, u64),
+        now: u64,
+    ) -> Result<(), BidRefused> {
         let p = self.sched.progress();
         let wanted = match self.phase {
-            Phase::Queued { .. } => u64::from(p.pending + p.running) * self.replicas_wanted(),
+            Phase::Queued { .. } => u64::from(p.pending + p.running),
             Phase::Running => u64::from(p.pending),
             _ => 0,
+        } * self.replicas_wanted();
+        let leased = self.leases.values().any(|p| *p == bid.signer());
+        let throttled = self
+            .reopened_ms
+            .is_some_and(|at| now < at.saturating_add(REAUCTION_MS));
+        let Some((_, order)) = self
+            .order
+            .as_ref()
+            .filter(|_| wanted > 0 && !leased && !throttled)
+        else {
+            return Err(BidRefused::NoAuction);
         };
-        (wanted > 0).then_some(wanted)
+        let mut round = Auction::reopen(order.clone(), wanted, now);
+        round
+            .bid(bid, stake, record, now)
+            .map_err(BidRefused::Rejected)?;
+        self.auctions += 1;
+        self.reason = None;
+        self.reopened_ms = Some(now);
+        self.phase = Phase::Bidding(Box::new(round));
+        Ok(())
     }
 
     /// Task `task` as a provider is handed it (its index must be in range).

@@ -145,14 +145,16 @@ fn pull_holding(
     let (job, tasks) = core.lease_job(&lease.id()).unwrap();
     let stored = reports.len() as u32;
     let checked = check_reports(key.public(), lease.id(), tasks, reports);
+    let asked = Asked {
+        want,
+        held: held.to_vec(),
+        received_ms: now,
+    };
     let (response, effects) = core
         .pulled(
             now,
-            &job,
-            &lease.id(),
-            key.public(),
-            want,
-            held,
+            (&job, &lease.id(), key.public()),
+            &asked,
             checked,
             stored,
         )
@@ -336,7 +338,11 @@ fn a_pull_on_someone_elses_lease_is_refused_and_changes_nothing() {
     let leases = leased(&mut core, &job, &order, &[&a, &b]);
     let lease_a = lease_of(&leases, &a).id();
     let checked = check_reports(b.public(), lease_a, 4, Vec::new());
-    let refused = core.pulled(T1 + 1, &job, &lease_a, b.public(), 4, &[], checked, 0);
+    let asked = Asked {
+        want: 4,
+        ..Asked::default()
+    };
+    let refused = core.pulled(T1 + 1, (&job, &lease_a, b.public()), &asked, checked, 0);
     assert_eq!(refused.err(), Some(PullRefused::NotYours));
     assert_eq!(core.status(&job, T1 + 1).unwrap().running, 0);
     assert!(core.lease_job(&ContentId::of(b"no such lease")).is_none());
@@ -504,6 +510,41 @@ fn tasks_whose_answer_was_lost_are_taken_back_at_the_next_pull() {
         "{third:?} repeats the held {}",
         again[0]
     );
+    // A list as long as a pull may carry may have been cut short: nothing
+    // is taken back on it.
+    let full = vec![u32::MAX; cairn_proto::HELD_MAX];
+    pull_holding(&mut core, &a, lease, 0, Vec::new(), &full, T1 + 4);
+    assert_eq!(core.status(&job, T1 + 4).unwrap().running, 2);
+}
+
+#[test]
+fn a_pull_answered_late_takes_back_nothing_handed_out_after_it_arrived() {
+    let mut core = requester();
+    let a = provider(1);
+    let (job, order) = submitted(&mut core, 8, VerifyPolicy::None);
+    let leases = leased(&mut core, &job, &order, &[&a]);
+    let lease = lease_of(&leases, &a);
+    // A pull arrives at T1 + 2 and waits (its outputs are being fetched);
+    // meanwhile the provider, timed out, retries and is handed two tasks.
+    let (handed, _, _) = pull_holding(&mut core, &a, lease, 2, Vec::new(), &[], T1 + 3);
+    assert_eq!(handed.len(), 2);
+    // The first pull is answered now: it could not know of those two.
+    let stale = Asked {
+        want: 0,
+        held: Vec::new(),
+        received_ms: T1 + 2,
+    };
+    let checked = check_reports(a.public(), lease.id(), 8, Vec::new());
+    core.pulled(T1 + 4, (&job, &lease.id(), a.public()), &stale, checked, 0)
+        .unwrap();
+    assert_eq!(
+        core.status(&job, T1 + 4).unwrap().running,
+        2,
+        "still the provider's"
+    );
+    // A pull that arrives after them and does not hold them gives them back.
+    let (_, _, _) = pull_holding(&mut core, &a, lease, 0, Vec::new(), &[], T1 + 5);
+    assert_eq!(core.status(&job, T1 + 5).unwrap().running, 0);
 }
 
 #[test]
@@ -686,6 +727,13 @@ fn a_late_bid_reopens_the_auction_of_a_job_with_work_nobody_took_and_of_no_other
     let late = T1 + 60_000;
     let again = core.bid(a.public(), &bid(&a, &order, 2), Some(1), (0, 0), late);
     assert_eq!(again, Err(BidRefused::NoAuction));
+    // Nor does a bid the auction would refuse (here: no stake), whoever
+    // sends it.
+    let unstaked = core.bid(c.public(), &bid(&c, &order, 2), None, (0, 0), late);
+    assert!(
+        matches!(unstaked, Err(BidRefused::Rejected(_))),
+        "{unstaked:?}"
+    );
     assert_eq!(core.status(&job, late).unwrap().auctions, 1);
     core.bid(b.public(), &bid(&b, &order, 2), Some(1), (0, 0), late)
         .unwrap();
@@ -705,8 +753,18 @@ fn a_late_bid_reopens_the_auction_of_a_job_with_work_nobody_took_and_of_no_other
         order.id(),
         "the order is not published again"
     );
-    let chosen: Vec<PublicKey> = chosen.iter().map(|c| c.provider).collect();
-    assert_eq!(chosen, [b.public()]);
+    let winners: Vec<PublicKey> = chosen.iter().map(|c| c.provider).collect();
+    assert_eq!(winners, [b.public()]);
+    let offers = core.offer_leases(&job, &order, chosen, 7, close).unwrap();
+    assert_eq!(offers.leases.len(), 1);
+    core.offers_answered(&job, 0, &[], close);
+    // Rounds are at most one per `REAUCTION_MS`, however many bids come.
+    let soon = core.bid(c.public(), &bid(&c, &order, 2), Some(1), (0, 0), close + 1);
+    assert_eq!(soon, Err(BidRefused::NoAuction));
+    let later = late + REAUCTION_MS;
+    core.bid(c.public(), &bid(&c, &order, 2), Some(1), (0, 0), later)
+        .unwrap();
+    assert_eq!(core.status(&job, later).unwrap().auctions, 3);
     // A job whose every task is taken has no room: a late bid is refused,
     // and so is one on an order nobody published.
     let (full, full_order) = submitted(&mut core, 1, VerifyPolicy::None);
