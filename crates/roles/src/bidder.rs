@@ -113,11 +113,6 @@ impl Bidder {
         }
     }
 
-    /// What the provider offers.
-    pub fn offer(&self) -> &Offer {
-        &self.offer
-    }
-
     /// An order `requester` signed (the shell checked the signature and
     /// who published it), at `now`, with `busy` slots running tasks.
     pub fn order(&mut self, order: &Order, requester: PublicKey, busy: u32, now: u64) -> Answer {
