@@ -399,12 +399,10 @@ fn unbonding_stake_returns_after_the_delay_and_stays_slashable() {
 #[test]
 fn stake_unbonded_with_a_lease_open_stays_slashable_until_its_evidence_window_closes() {
     let mut net = Net::new();
-    let requester = Keypair::from_seed([1; 32]);
-    let job = ContentId::of(JOB);
     net.register();
-    net.send(&requester, TxKind::OpenEscrow { job, amount: 1_000 })
-        .unwrap();
+    net.open_escrow(1_000);
     let lease = net.lease(10);
+    let requester = net.requester.clone();
     let cheat_and_run = net.provider.clone();
     let stake = net.state.provider(&cheat_and_run.public()).unwrap().stake;
     let balance = net.state.account(&cheat_and_run.public()).balance;

@@ -137,10 +137,15 @@ impl Bidder {
         }
         // Until it is leased for the job, an order is worth bidding on again
         // when this provider is free, if it would bid then.
-        if matches!(self.pricing.quote(order, &self.offer, 0), Quote::Bid { .. }) {
+        let quote = self.pricing.quote(order, &self.offer, busy);
+        let bids_when_idle = match (&quote, busy) {
+            (Quote::Bid { .. }, 0) => true,
+            _ => matches!(self.pricing.quote(order, &self.offer, 0), Quote::Bid { .. }),
+        };
+        if bids_when_idle {
             self.stand(order, requester, now);
         }
-        match self.pricing.quote(order, &self.offer, busy) {
+        match quote {
             Quote::Bid {
                 price_ucairn_per_gfuel,
                 slots,
