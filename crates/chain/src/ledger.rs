@@ -126,7 +126,8 @@ impl WeakLedger {
 
 struct Inner {
     state: State,
-    /// State roots by height (for checks and queries).
+    /// State roots by height, of the last [`BLOCKS_KEPT_MAX`] blocks (for
+    /// checks and queries).
     roots: BTreeMap<u64, ContentId>,
     blocks: BTreeMap<u64, BlockSummary>,
     mempool: Mempool,
@@ -138,7 +139,7 @@ struct Inner {
 impl Ledger {
     /// A ledger starting from `genesis`, or from what `store` saved.
     pub fn open(genesis: State, store: Option<StateStore>) -> Result<Self, crate::StoreError> {
-        let state = match &store {
+        let mut state = match &store {
             Some(store) => match store.load()? {
                 Some(saved) if saved.chain() == genesis.chain() => saved,
                 Some(_) => {
@@ -150,6 +151,11 @@ impl Ledger {
             },
             None => genesis,
         };
+        // A new store gets the genesis rows at once; later blocks write
+        // only what they change.
+        if let Some(store) = &store {
+            store.save(&state.take_changes())?;
+        }
         let mut roots = BTreeMap::new();
         roots.insert(state.height(), state.root());
         Ok(Self {
@@ -190,9 +196,17 @@ impl Ledger {
         self.inner.lock().unwrap().state.clone()
     }
 
-    /// State roots by height, as applied here.
+    /// State roots by height, as applied here (the last
+    /// [`BLOCKS_KEPT_MAX`]).
     pub fn roots(&self) -> BTreeMap<u64, ContentId> {
         self.inner.lock().unwrap().roots.clone()
+    }
+
+    /// The height of the last applied block and the state root after it.
+    pub fn head(&self) -> (u64, ContentId) {
+        let inner = self.inner.lock().unwrap();
+        let (height, root) = inner.roots.last_key_value().expect("the root at open");
+        (*height, *root)
     }
 
     /// What became of the transaction of `signer` with `nonce`, if this node
@@ -283,14 +297,19 @@ impl Ledger {
 
     /// Applies a finalized block (once: blocks at or below the current
     /// height are ignored, as the consensus layer may deliver them again
-    /// after a restart) and saves the state before returning.
+    /// after a restart) and saves what it changed before returning.
+    ///
+    /// The block is applied to the state in place: it is finalized, so it
+    /// is the next state whether or not it can be saved. If it cannot, the
+    /// caller stops applying (the block is not acknowledged), and a restart
+    /// loads the last saved state and is given the block again.
     pub(crate) fn apply_finalized(&self, block: &Block) -> Result<(), crate::StoreError> {
         let mut inner = self.inner.lock().unwrap();
         let height = block.height.get();
         if height <= inner.state.height() {
             return Ok(());
         }
-        let mut state = inner.state.clone();
+        let Inner { state, store, .. } = &mut *inner;
         state.begin_block(height);
         let mut outcomes = Vec::with_capacity(block.txs.len());
         for bytes in &block.txs {
@@ -307,8 +326,8 @@ impl Ledger {
                 outcomes.push((tx_key(&verified), TxRecord { tx, outcome }));
             }
         }
-        if let Some(store) = &inner.store {
-            store.save(&state)?;
+        if let Some(store) = store {
+            store.save(&state.take_changes())?;
         }
         let root = state.root();
         inner.roots.insert(height, root);
@@ -330,6 +349,9 @@ impl Ledger {
         while inner.blocks.len() > BLOCKS_KEPT_MAX {
             inner.blocks.pop_first();
         }
+        while inner.roots.len() > BLOCKS_KEPT_MAX {
+            inner.roots.pop_first();
+        }
         // Drop what the block included (applied or refused: either took its
         // nonce) and anything it made stale.
         for (key, outcome) in outcomes {
@@ -342,8 +364,8 @@ impl Ledger {
             let oldest = inner.outcome_order.pop_front().expect("not empty");
             inner.outcomes.remove(&oldest);
         }
-        inner.mempool.prune(&state);
-        inner.state = state;
+        let Inner { state, mempool, .. } = &mut *inner;
+        mempool.prune(state);
         Ok(())
     }
 }

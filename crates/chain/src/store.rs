@@ -1,15 +1,19 @@
-//! The ledger state on disk, in redb: one snapshot per applied block,
-//! written in a single transaction, so a crash leaves either the state
-//! before the block or the state after it.
+//! The ledger state on disk, in redb: one row per entry of the state (see
+//! `cairn_ledger::State::take_changes`), and each applied block writes the
+//! rows it changed in a single transaction, so a block costs what it
+//! changed, and a crash leaves either the state before the block or the
+//! state after it.
 
 use std::path::Path;
 
-use cairn_ledger::State;
-use redb::{Database, ReadableDatabase, TableDefinition};
+use cairn_ledger::{Change, State};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-/// Key 0: the snapshot of the state after the last applied block.
-const STATE: TableDefinition<u64, &[u8]> = TableDefinition::new("ledger_state");
-const LATEST: u64 = 0;
+/// The state's rows, by key.
+const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("ledger_rows");
+
+/// Where stores written before rows kept the whole state as one snapshot.
+const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("ledger_state");
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -45,27 +49,42 @@ impl StateStore {
     /// The last state saved, if any.
     pub fn load(&self) -> Result<Option<State>, StoreError> {
         let txn = self.db.begin_read().map_err(err)?;
-        let table = match txn.open_table(STATE) {
+        if txn.open_table(SNAPSHOTS).is_ok() {
+            return Err(StoreError::new(
+                "written by an older cairn as one snapshot; remove it and the node syncs again",
+            ));
+        }
+        let table = match txn.open_table(ROWS) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
             Err(e) => return Err(err(e)),
         };
-        let Some(bytes) = table.get(LATEST).map_err(err)? else {
+        let mut rows = Vec::new();
+        for row in table.iter().map_err(err)? {
+            let (key, value) = row.map_err(err)?;
+            rows.push((key.value().to_vec(), value.value().to_vec()));
+        }
+        if rows.is_empty() {
             return Ok(None);
-        };
-        State::from_snapshot(bytes.value())
+        }
+        State::from_rows(rows.iter().map(|(k, v)| (&k[..], &v[..])))
             .map(Some)
-            .map_err(|e| StoreError(format!("corrupt snapshot: {e}")))
+            .map_err(|e| StoreError(format!("corrupt state: {e}")))
     }
 
-    /// Saves `state` durably.
-    pub fn save(&self, state: &State) -> Result<(), StoreError> {
+    /// Writes `changes` (from [`State::take_changes`]) durably, all or
+    /// nothing.
+    pub fn save(&self, changes: &[Change]) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(err)?;
         {
-            let mut table = txn.open_table(STATE).map_err(err)?;
-            table
-                .insert(LATEST, state.to_snapshot().as_slice())
+            let mut table = txn.open_table(ROWS).map_err(err)?;
+            for change in changes {
+                match &change.value {
+                    Some(value) => table.insert(&change.key[..], &value[..]).map(drop),
+                    None => table.remove(&change.key[..]).map(drop),
+                }
                 .map_err(err)?;
+            }
         }
         txn.commit().map_err(err)
     }

@@ -6,6 +6,7 @@ use std::path::Path;
 use cairn_wire::{ContentId, PublicKey};
 use serde::Deserialize;
 
+use crate::table::{Keys, Table};
 use crate::{Account, Amount, Params, State};
 
 /// A genesis file.
@@ -143,8 +144,8 @@ impl Genesis {
             id.push_str(&format!("validator {key}\n"));
         }
         let mut state = State::empty(ContentId::of(id.as_bytes()), params);
-        state.accounts = accounts;
-        state.validators = validators;
+        state.accounts = Table::changed(accounts);
+        state.validators = Keys::changed(validators);
         state.supply = supply;
         Ok(state)
     }

@@ -30,6 +30,7 @@ mod genesis;
 mod root;
 mod snapshot;
 mod state;
+mod table;
 mod tx;
 
 pub use error::TxError;
@@ -39,6 +40,7 @@ pub use fraud::{
 };
 pub use genesis::{Genesis, GenesisError, GenesisParams};
 pub use root::{Proof, verify_proof};
+pub use snapshot::Change;
 pub use state::{
     Account, CLOSE_NOTICE_BLOCKS, EVIDENCE_WINDOW_BLOCKS, Escrow, LEASE_BLOCKS_MAX, Params,
     Provider, Reputation, SettleOutcome, State,

@@ -1,31 +1,45 @@
-//! The state root: a binary Merkle tree over every entry of the state, in a
-//! fixed order, so a client holding only the root can check one entry.
+//! The state root: a Merkle tree over every row of the state (see
+//! `snapshot.rs`), kept up to date as rows change, so that a block costs
+//! hashes for what it changed and not for everything the ledger holds.
+//!
+//! A row's place is fixed by its key alone: the BLAKE3 hash of the key (its
+//! path) picks one of 2^16 buckets, a bucket's hash covers the leaves of its
+//! rows in path order, and a binary tree 16 levels high covers the buckets
+//! (an empty subtree has a fixed hash, so only the non-empty ones are
+//! stored). A changed row rehashes its bucket (a handful of leaves at a
+//! million rows) and the 16 nodes above it. A client holding only the root
+//! checks one row with its bucket's leaves and 16 sibling hashes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::OnceLock;
 
 use cairn_wire::{ContentId, PublicKey};
 
-use crate::{Account, State};
+use crate::Account;
 
-/// A proof that a leaf is at `index` of a tree with `count` leaves.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Proof {
-    /// The leaf's position.
-    pub index: u64,
-    /// How many leaves the tree has.
-    pub count: u64,
-    /// Sibling hashes from the leaf up (levels where the node has no
-    /// sibling contribute none).
-    pub siblings: Vec<ContentId>,
-}
+/// The tree's height above the buckets.
+const LEVELS: usize = 16;
 
 const LEAF: u8 = 0;
 const NODE: u8 = 1;
+const BUCKET: u8 = 2;
 
-fn leaf(parts: &[&[u8]]) -> ContentId {
+/// A proof that a row is in the state under a root: the leaves of the
+/// row's bucket and the sibling hashes from the bucket up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Proof {
+    /// The leaves of the row's bucket, in path order.
+    pub bucket: Vec<ContentId>,
+    /// One sibling hash per level, from the bucket up.
+    pub siblings: Vec<ContentId>,
+}
+
+fn leaf(key: &[u8], value: &[u8]) -> ContentId {
     let mut hasher = blake3::Hasher::new();
     hasher.update(&[LEAF]);
-    for part in parts {
-        hasher.update(part);
-    }
+    hasher.update(&(key.len() as u32).to_be_bytes());
+    hasher.update(key);
+    hasher.update(value);
     hasher.finalize().into()
 }
 
@@ -37,184 +51,183 @@ fn node(left: &ContentId, right: &ContentId) -> ContentId {
     hasher.finalize().into()
 }
 
-/// The leaf of an account.
-pub(crate) fn account_leaf(key: &PublicKey, account: &Account) -> ContentId {
-    leaf(&[
-        b"account",
-        key.as_bytes(),
-        &account.balance.to_be_bytes(),
-        &account.nonce.to_be_bytes(),
-    ])
-}
-
-/// Every leaf of `state`, in order: the header, then each table in key
-/// order. Tags keep entries of different tables from ever colliding.
-pub(crate) fn leaves(state: &State) -> Vec<ContentId> {
-    let p = &state.params;
-    let mut out = vec![leaf(&[
-        b"header",
-        state.chain.as_bytes(),
-        &state.height.to_be_bytes(),
-        &state.supply.to_be_bytes(),
-        &state.fee_pool.to_be_bytes(),
-        &state.burned.to_be_bytes(),
-        &p.stake_min.to_be_bytes(),
-        &p.unbonding_blocks.to_be_bytes(),
-        &p.fee_bps.to_be_bytes(),
-        &p.slash_bps.to_be_bytes(),
-        &p.slash_reward_bps.to_be_bytes(),
-    ])];
-    out.extend(
-        state
-            .validators
-            .iter()
-            .map(|k| leaf(&[b"validator", k.as_bytes()])),
-    );
-    out.extend(state.accounts.iter().map(|(k, a)| account_leaf(k, a)));
-    out.extend(state.providers.iter().map(|(k, p)| {
-        let c = &p.capabilities;
-        let r = &p.reputation;
-        leaf(&[
-            b"provider",
-            k.as_bytes(),
-            &p.stake.to_be_bytes(),
-            &c.cores.to_be_bytes(),
-            &c.memory_mib.to_be_bytes(),
-            &c.gpus.to_be_bytes(),
-            &c.score.to_be_bytes(),
-            &(p.endpoint.len() as u32).to_be_bytes(),
-            p.endpoint.as_bytes(),
-            &r.tasks_settled.to_be_bytes(),
-            &r.fuel_settled.to_be_bytes(),
-            &r.slashes.to_be_bytes(),
-            &p.liable_until.to_be_bytes(),
-        ])
-    }));
-    out.extend(state.unbonding.iter().map(|((height, k), amount)| {
-        leaf(&[
-            b"unbonding",
-            &height.to_be_bytes(),
-            k.as_bytes(),
-            &amount.to_be_bytes(),
-        ])
-    }));
-    out.extend(state.escrows.iter().map(|(job, e)| {
-        leaf(&[
-            b"escrow",
-            job.as_bytes(),
-            e.owner.as_bytes(),
-            &e.balance.to_be_bytes(),
-            &e.leases_until.to_be_bytes(),
-            &[u8::from(e.closing)],
-        ])
-    }));
-    out.extend(
-        state
-            .leases
-            .keys()
-            .map(|id| leaf(&[b"lease", id.as_bytes()])),
-    );
-    out.extend(state.settled.iter().map(|((lease, task), paid)| {
-        leaf(&[
-            b"settled",
-            lease.as_bytes(),
-            &task.to_be_bytes(),
-            &paid.to_be_bytes(),
-        ])
-    }));
-    out.extend(
-        state
-            .slashed
-            .iter()
-            .map(|(lease, task)| leaf(&[b"slashed", lease.as_bytes(), &task.to_be_bytes()])),
-    );
-    out.extend(
-        state
-            .clawed
-            .iter()
-            .map(|(lease, task)| leaf(&[b"clawed", lease.as_bytes(), &task.to_be_bytes()])),
-    );
-    out.extend(
-        state
-            .challenges
-            .iter()
-            .map(|((lease, task), (commitment, deadline))| {
-                leaf(&[
-                    b"challenge",
-                    lease.as_bytes(),
-                    &task.to_be_bytes(),
-                    commitment,
-                    &deadline.to_be_bytes(),
-                ])
-            }),
-    );
-    out
-}
-
-/// The level above `level`: pairs hashed together, an odd last node
-/// promoted unchanged.
-fn parent_level(level: &[ContentId]) -> Vec<ContentId> {
-    level
-        .chunks(2)
-        .map(|pair| match pair {
-            [left, right] => node(left, right),
-            [single] => *single,
-            _ => unreachable!("chunks of two"),
-        })
-        .collect()
-}
-
-/// The root of the tree over `leaves`.
-pub(crate) fn root(leaves: &[ContentId]) -> ContentId {
-    let mut level = leaves.to_vec();
-    while level.len() > 1 {
-        level = parent_level(&level);
+fn bucket_hash<'a>(leaves: impl IntoIterator<Item = &'a ContentId>) -> ContentId {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&[BUCKET]);
+    for leaf in leaves {
+        hasher.update(leaf.as_bytes());
     }
-    level.first().copied().unwrap_or(ContentId::of(b""))
+    hasher.finalize().into()
 }
 
-pub(crate) fn prove(leaves: &[ContentId], index: usize) -> Proof {
-    let mut siblings = Vec::new();
-    let mut level = leaves.to_vec();
-    let mut position = index;
-    while level.len() > 1 {
-        let sibling = position ^ 1;
-        if sibling < level.len() {
-            siblings.push(level[sibling]);
+fn path(key: &[u8]) -> [u8; 32] {
+    *blake3::hash(key).as_bytes()
+}
+
+fn bucket_of(path: &[u8; 32]) -> u32 {
+    u32::from(u16::from_be_bytes([path[0], path[1]]))
+}
+
+/// The hash of an empty subtree at each level (0: an empty bucket).
+fn empty(level: usize) -> ContentId {
+    static EMPTY: OnceLock<[ContentId; LEVELS + 1]> = OnceLock::new();
+    EMPTY.get_or_init(|| {
+        let mut out = [bucket_hash([]); LEVELS + 1];
+        for level in 1..=LEVELS {
+            out[level] = node(&out[level - 1], &out[level - 1]);
         }
-        level = parent_level(&level);
-        position /= 2;
+        out
+    })[level]
+}
+
+/// The tree, kept beside the state's tables.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Tree {
+    /// Every row's leaf, by path.
+    leaves: BTreeMap<[u8; 32], ContentId>,
+    /// The hash of every non-empty subtree, by (level, index); level 0 holds
+    /// the buckets.
+    nodes: HashMap<(u8, u32), ContentId>,
+    /// Buckets whose leaves changed since the hashes were last brought up
+    /// to date.
+    stale: BTreeSet<u32>,
+}
+
+/// The tree is derived from the tables it sits beside: two states with
+/// equal tables are equal whatever their trees have folded in so far.
+impl PartialEq for Tree {
+    fn eq(&self, _: &Self) -> bool {
+        true
     }
-    Proof {
-        index: index as u64,
-        count: leaves.len() as u64,
-        siblings,
+}
+
+impl Eq for Tree {}
+
+impl Tree {
+    /// Sets the row at `key` to `value`, or removes it.
+    pub(crate) fn set(&mut self, key: &[u8], value: Option<&[u8]>) {
+        let path = path(key);
+        match value {
+            Some(value) => self.leaves.insert(path, leaf(key, value)),
+            None => self.leaves.remove(&path),
+        };
+        self.stale.insert(bucket_of(&path));
+    }
+
+    fn bucket_leaves(&self, bucket: u32) -> impl Iterator<Item = &ContentId> {
+        let [_, _, hi, lo] = bucket.to_be_bytes();
+        let mut from = [0; 32];
+        let mut to = [0xff; 32];
+        (from[0], from[1], to[0], to[1]) = (hi, lo, hi, lo);
+        self.leaves.range(from..=to).map(|(_, leaf)| leaf)
+    }
+
+    fn hash_at(&self, level: usize, index: u32) -> ContentId {
+        self.nodes
+            .get(&(level as u8, index))
+            .copied()
+            .unwrap_or_else(|| empty(level))
+    }
+
+    fn store(&mut self, level: usize, index: u32, hash: ContentId) {
+        if hash == empty(level) {
+            self.nodes.remove(&(level as u8, index));
+        } else {
+            self.nodes.insert((level as u8, index), hash);
+        }
+    }
+
+    /// The root, after rehashing what changed.
+    pub(crate) fn root(&mut self) -> ContentId {
+        let mut stale = std::mem::take(&mut self.stale);
+        for &bucket in &stale {
+            let hash = bucket_hash(self.bucket_leaves(bucket));
+            self.store(0, bucket, hash);
+        }
+        for level in 1..=LEVELS {
+            stale = stale.into_iter().map(|i| i / 2).collect();
+            for &index in &stale {
+                let left = self.hash_at(level - 1, index * 2);
+                let right = self.hash_at(level - 1, index * 2 + 1);
+                self.store(level, index, node(&left, &right));
+            }
+        }
+        self.hash_at(LEVELS, 0)
+    }
+
+    /// A proof of the row at `key` against [`Tree::root`] (which must have
+    /// been brought up to date), or `None` if there is no such row.
+    pub(crate) fn prove(&self, key: &[u8]) -> Option<Proof> {
+        debug_assert!(self.stale.is_empty(), "the root is up to date");
+        let path = path(key);
+        self.leaves.get(&path)?;
+        let mut index = bucket_of(&path);
+        let bucket = self.bucket_leaves(index).copied().collect();
+        let mut siblings = Vec::with_capacity(LEVELS);
+        for level in 0..LEVELS {
+            siblings.push(self.hash_at(level, index ^ 1));
+            index /= 2;
+        }
+        Some(Proof { bucket, siblings })
     }
 }
 
 /// Checks that `key` holds `account` in the state whose root is `root`.
 pub fn verify_proof(root: &ContentId, key: &PublicKey, account: &Account, proof: &Proof) -> bool {
-    if proof.index >= proof.count {
+    let (row_key, value) = crate::snapshot::account_row(key, account);
+    if proof.siblings.len() != LEVELS || !proof.bucket.contains(&leaf(&row_key, &value)) {
         return false;
     }
-    let mut hash = account_leaf(key, account);
-    let mut position = proof.index;
-    let mut width = proof.count;
-    let mut siblings = proof.siblings.iter();
-    while width > 1 {
-        let sibling = position ^ 1;
-        if sibling < width {
-            let Some(other) = siblings.next() else {
-                return false;
-            };
-            hash = if position.is_multiple_of(2) {
-                node(&hash, other)
-            } else {
-                node(other, &hash)
-            };
-        }
-        position /= 2;
-        width = width.div_ceil(2);
+    let mut hash = bucket_hash(&proof.bucket);
+    let mut index = bucket_of(&path(&row_key));
+    for sibling in &proof.siblings {
+        hash = if index.is_multiple_of(2) {
+            node(&hash, sibling)
+        } else {
+            node(sibling, &hash)
+        };
+        index /= 2;
     }
-    siblings.next().is_none() && hash == *root
+    hash == *root
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The root kept up to date row by row equals the root built from the
+    /// same rows at once, whatever the order and however many changes come
+    /// between two looks.
+    #[test]
+    fn kept_up_to_date_equals_built_at_once() {
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = (0..2_000u32)
+            .map(|i| (i.to_be_bytes().to_vec(), (i * 7).to_be_bytes().to_vec()))
+            .collect();
+        let mut kept = Tree::default();
+        let empty_root = kept.root();
+        for (i, (k, v)) in rows.iter().enumerate() {
+            kept.set(k, Some(v));
+            if i % 97 == 0 {
+                kept.root();
+            }
+        }
+        // Changed, then removed and put back, then one left removed.
+        kept.set(&rows[5].0, Some(b"changed"));
+        kept.set(&rows[5].0, Some(&rows[5].1));
+        kept.set(&rows[9].0, None);
+        let mut built = Tree::default();
+        for (k, v) in rows.iter().rev().filter(|(k, _)| *k != rows[9].0) {
+            built.set(k, Some(v));
+        }
+        let root = kept.root();
+        assert_eq!(root, built.root());
+        assert_ne!(root, empty_root);
+        kept.set(&rows[9].0, Some(&rows[9].1));
+        assert_ne!(kept.root(), root, "a row counts");
+        for (k, _) in &rows {
+            kept.set(k, None);
+        }
+        assert_eq!(kept.root(), empty_root);
+        assert!(kept.nodes.is_empty(), "an empty tree stores no node");
+    }
 }

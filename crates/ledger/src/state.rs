@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use cairn_wire::{ContentId, PublicKey, Signed};
 
 use crate::fraud::{Commit, Opening, REVEAL_WINDOW_BLOCKS, Verdict};
+use crate::table::{Keys, Table};
 use crate::tx::{Amount, Capabilities, Evidence, Lease, Receipt, TxKind, VerifiedTx};
 use crate::{Proof, TxError, root};
 
@@ -129,21 +130,21 @@ pub struct State {
     pub(crate) params: Params,
     pub(crate) height: u64,
     pub(crate) supply: Amount,
-    pub(crate) accounts: BTreeMap<PublicKey, Account>,
-    pub(crate) providers: BTreeMap<PublicKey, Provider>,
+    pub(crate) accounts: Table<PublicKey, Account>,
+    pub(crate) providers: Table<PublicKey, Provider>,
     /// Stake on its way out, keyed by (release height, owner).
-    pub(crate) unbonding: BTreeMap<(u64, PublicKey), Amount>,
-    pub(crate) escrows: BTreeMap<ContentId, Escrow>,
-    pub(crate) leases: BTreeMap<ContentId, Lease>,
+    pub(crate) unbonding: Table<(u64, PublicKey), Amount>,
+    pub(crate) escrows: Table<ContentId, Escrow>,
+    pub(crate) leases: Table<ContentId, Lease>,
     /// (lease, task) pairs already paid, with what the provider received.
-    pub(crate) settled: BTreeMap<(ContentId, u64), Amount>,
+    pub(crate) settled: Table<(ContentId, u64), Amount>,
     /// (lease, task) pairs already punished.
-    pub(crate) slashed: BTreeSet<(ContentId, u64)>,
+    pub(crate) slashed: Keys<(ContentId, u64)>,
     /// (lease, task) pairs whose payment was taken back.
-    pub(crate) clawed: BTreeSet<(ContentId, u64)>,
+    pub(crate) clawed: Keys<(ContentId, u64)>,
     /// Open reveal challenges: (lease, task) -> (commitment, last height
     /// at which the opening is accepted).
-    pub(crate) challenges: BTreeMap<(ContentId, u64), ([u8; 32], u64)>,
+    pub(crate) challenges: Table<(ContentId, u64), ([u8; 32], u64)>,
     /// When each lease leaves the state: (its expiry plus
     /// [`EVIDENCE_WINDOW_BLOCKS`], lease). Derived from `leases`: not in the
     /// snapshot nor the state root.
@@ -151,7 +152,10 @@ pub struct State {
     pub(crate) fee_pool: Amount,
     pub(crate) burned: Amount,
     /// The validators, fixed at genesis: who attests dispute verdicts.
-    pub(crate) validators: BTreeSet<PublicKey>,
+    pub(crate) validators: Keys<PublicKey>,
+    /// The state root's tree over the rows of all of the above, brought up
+    /// to date with the rows each block changed.
+    pub(crate) tree: root::Tree,
 }
 
 impl State {
@@ -162,19 +166,20 @@ impl State {
             params,
             height: 0,
             supply: 0,
-            accounts: BTreeMap::new(),
-            providers: BTreeMap::new(),
-            unbonding: BTreeMap::new(),
-            escrows: BTreeMap::new(),
-            leases: BTreeMap::new(),
-            settled: BTreeMap::new(),
-            slashed: BTreeSet::new(),
-            clawed: BTreeSet::new(),
-            challenges: BTreeMap::new(),
+            accounts: Table::default(),
+            providers: Table::default(),
+            unbonding: Table::default(),
+            escrows: Table::default(),
+            leases: Table::default(),
+            settled: Table::default(),
+            slashed: Keys::default(),
+            clawed: Keys::default(),
+            challenges: Table::default(),
             forgotten_at: BTreeSet::new(),
             fee_pool: 0,
             burned: 0,
-            validators: BTreeSet::new(),
+            validators: Keys::default(),
+            tree: root::Tree::default(),
         }
     }
 
@@ -296,12 +301,14 @@ impl State {
         self.height = height;
         // Heights come from blocks, so the last one must not wrap: at
         // `u64::MAX` everything still unbonding is due.
-        let later = match height.checked_add(1) {
-            Some(next) => self.unbonding.split_off(&(next, PublicKey::MIN)),
-            None => BTreeMap::new(),
-        };
-        for ((_, owner), amount) in std::mem::replace(&mut self.unbonding, later) {
-            let account = self.accounts.entry(owner).or_default();
+        let due = self.unbonding.take_below(
+            height
+                .checked_add(1)
+                .map(|next| (next, PublicKey::MIN))
+                .as_ref(),
+        );
+        for ((_, owner), amount) in due {
+            let account = self.accounts.get_or_default(owner);
             // Cannot overflow: the amount was part of the fixed supply.
             account.balance = account
                 .balance
@@ -362,7 +369,7 @@ impl State {
                 TxError::WrongChain { .. } | TxError::BadNonce { .. } | TxError::Overflow("nonce")
             )
         {
-            let account = self.accounts.entry(tx.tx().signer()).or_default();
+            let account = self.accounts.get_or_default(tx.tx().signer());
             // Cannot overflow: `apply` refused a nonce that would.
             account.nonce += 1;
         }
@@ -413,7 +420,7 @@ impl State {
             TxKind::Challenge { commit } => self.challenge(signer, commit)?,
             TxKind::Reveal { opening } => self.reveal(opening)?,
         };
-        self.accounts.entry(signer).or_default().nonce = nonce_next;
+        self.accounts.get_or_default(signer).nonce = nonce_next;
         Ok(outcomes)
     }
 
@@ -442,8 +449,8 @@ impl State {
                 .balance
                 .checked_add(amount)
                 .ok_or(TxError::Overflow("recipient balance"))?;
-            self.accounts.entry(from).or_default().balance = from_after;
-            self.accounts.entry(to).or_default().balance = to_after;
+            self.accounts.get_or_default(from).balance = from_after;
+            self.accounts.get_or_default(to).balance = to_after;
         }
         Ok(Vec::new())
     }
@@ -470,8 +477,8 @@ impl State {
         } else {
             self.account(&who).balance
         };
-        self.accounts.entry(who).or_default().balance = balance;
-        let provider = self.providers.entry(who).or_insert_with(|| Provider {
+        self.accounts.get_or_default(who).balance = balance;
+        let provider = self.providers.get_or_insert_with(who, || Provider {
             stake: 0,
             capabilities,
             endpoint: String::new(),
@@ -491,7 +498,7 @@ impl State {
             .checked_add(amount)
             .ok_or(TxError::Overflow("stake"))?;
         let balance = self.debit(&who, amount)?;
-        self.accounts.entry(who).or_default().balance = balance;
+        self.accounts.get_or_default(who).balance = balance;
         self.providers.get_mut(&who).unwrap().stake = stake;
         Ok(Vec::new())
     }
@@ -533,7 +540,7 @@ impl State {
             return Err(TxError::EscrowExists(job));
         }
         let balance = self.debit(&who, amount)?;
-        self.accounts.entry(who).or_default().balance = balance;
+        self.accounts.get_or_default(who).balance = balance;
         self.escrows.insert(
             job,
             Escrow {
@@ -568,7 +575,7 @@ impl State {
             .checked_add(amount)
             .ok_or(TxError::Overflow("escrow"))?;
         let balance = self.debit(&who, amount)?;
-        self.accounts.entry(who).or_default().balance = balance;
+        self.accounts.get_or_default(who).balance = balance;
         self.escrows.get_mut(&job).unwrap().balance = escrow_after;
         Ok(Vec::new())
     }
@@ -600,7 +607,7 @@ impl State {
             .balance
             .checked_add(escrow.balance)
             .ok_or(TxError::Overflow("balance"))?;
-        self.accounts.entry(who).or_default().balance = balance;
+        self.accounts.get_or_default(who).balance = balance;
         self.escrows.remove(&job);
         Ok(Vec::new())
     }
@@ -734,7 +741,7 @@ impl State {
             credits.push((*provider, balance));
         }
         for (provider, balance) in credits {
-            self.accounts.entry(provider).or_default().balance = balance;
+            self.accounts.get_or_default(provider).balance = balance;
         }
         for (provider, (_, tasks, fuel)) in payments {
             if let Some(p) = self.providers.get_mut(&provider) {
@@ -1011,7 +1018,7 @@ impl State {
         }
         debug_assert_eq!(left, 0, "the take is at most what is at stake");
         if let Some((who, balance)) = beneficiary_balance {
-            self.accounts.entry(who).or_default().balance = balance;
+            self.accounts.get_or_default(who).balance = balance;
         }
         // Every sum below is part of the fixed supply, which fits an
         // Amount: overflow would be a broken invariant, not bad input.
@@ -1034,7 +1041,7 @@ impl State {
                 }
                 None => {
                     let owner = self.leases[&lease].requester;
-                    let account = self.accounts.entry(owner).or_default();
+                    let account = self.accounts.get_or_default(owner);
                     account.balance = account
                         .balance
                         .checked_add(amount)
@@ -1097,23 +1104,21 @@ impl State {
         Ok(Vec::new())
     }
 
-    /// The Merkle root over the whole state.
-    pub fn root(&self) -> ContentId {
-        root::root(&self.leaves())
+    /// The Merkle root over the whole state. Rows changed since the last
+    /// look are folded in first and forgotten: a state kept in a store
+    /// takes them with [`State::take_changes`] before this.
+    pub fn root(&mut self) -> ContentId {
+        self.take_changes();
+        self.tree.root()
     }
 
     /// A proof of `key`'s account against [`State::root`], or `None` if the
     /// account does not exist.
-    pub fn prove(&self, key: &PublicKey) -> Option<(Account, Proof)> {
+    pub fn prove(&mut self, key: &PublicKey) -> Option<(Account, Proof)> {
+        self.root();
         let account = *self.accounts.get(key)?;
-        let leaves = self.leaves();
-        let leaf = root::account_leaf(key, &account);
-        let index = leaves.iter().position(|l| *l == leaf)?;
-        Some((account, root::prove(&leaves, index)))
-    }
-
-    fn leaves(&self) -> Vec<ContentId> {
-        root::leaves(self)
+        let (row, _) = crate::snapshot::account_row(key, &account);
+        Some((account, self.tree.prove(&row)?))
     }
 }
 

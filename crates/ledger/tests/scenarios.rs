@@ -932,7 +932,7 @@ fn a_challenged_commit_must_be_opened_within_the_window() {
         TxError::BadEvidence("the lease has expired")
     );
     // The snapshot keeps challenges and clawbacks.
-    let restored = State::from_snapshot(&net.state.to_snapshot()).unwrap();
+    let mut restored = State::from_snapshot(&net.state.to_snapshot()).unwrap();
     assert_eq!(restored, net.state);
     assert_eq!(restored.root(), net.state.root());
 }

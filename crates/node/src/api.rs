@@ -128,11 +128,13 @@ impl IntoResponse for ApiError {
 
 async fn status(State(ledger): State<Ledger>) -> axum::Json<Value> {
     let pending = ledger.pending();
+    // The height and its root together (the state may move on meanwhile).
+    let (height, root) = ledger.head();
     axum::Json(ledger.view(|state| {
         json!({
             "chain": state.chain().to_string(),
-            "height": state.height(),
-            "root": state.root().to_string(),
+            "height": height,
+            "root": root.to_string(),
             "pending": pending,
             "supply": state.supply(),
             "fee_pool": state.fee_pool(),

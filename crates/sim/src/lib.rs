@@ -1479,6 +1479,8 @@ impl Sim {
 
     fn block(&mut self) {
         let height = self.ledger.height() + 1;
+        // The root of the last block, as every validator computes it.
+        self.ledger.root();
         self.ledger.begin_block(height);
         let chain = self.ledger.chain();
         let mut settled_jobs = Vec::new();

@@ -271,3 +271,60 @@ fn a_transaction_refused_in_a_block_takes_its_nonce_and_the_next_one_applies() {
         ledger.block(1).unwrap().digest
     );
 }
+
+/// A ledger kept in a store writes only what each block changed, and
+/// reopened it has the same state and root as the one that kept running,
+/// whichever rows those blocks added, changed or removed.
+#[test]
+fn a_reopened_store_holds_the_state_and_root_its_blocks_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.redb");
+    let keys: Vec<Keypair> = (1..=4).map(key).collect();
+    let publics: Vec<PublicKey> = keys.iter().map(|k| k.public()).collect();
+    let genesis = Genesis::with_balances("store", &publics, 1_000_000)
+        .state()
+        .unwrap();
+    let ledger = Ledger::open(genesis.clone(), Some(StateStore::open(&path).unwrap())).unwrap();
+    let chain = ledger.chain();
+    let newcomer = key(9).public();
+    for (block, (nonce, from)) in [(0, &keys[0]), (0, &keys[1]), (1, &keys[0])]
+        .into_iter()
+        .enumerate()
+    {
+        ledger
+            .submit(transfer(chain, from, nonce, newcomer))
+            .unwrap();
+        ledger.seal_alone(block as u64 + 1).unwrap();
+    }
+    let (height, root) = ledger.head();
+    assert_eq!(height, 3);
+    let kept = ledger.state();
+    drop(ledger);
+
+    let reopened = Ledger::open(genesis, Some(StateStore::open(&path).unwrap())).unwrap();
+    assert_eq!(reopened.head(), (height, root));
+    assert_eq!(reopened.state(), kept);
+    reopened.view(|state| assert_eq!(state.account(&newcomer).balance, 3));
+}
+
+/// A store written by a release that kept the state as one snapshot is
+/// refused with what to do, not read as an empty ledger.
+#[test]
+fn a_store_of_the_old_snapshot_format_is_refused_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.redb");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        let old: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("ledger_state");
+        txn.open_table(old).unwrap().insert(0, &[4u8][..]).unwrap();
+        txn.commit().unwrap();
+    }
+    let genesis = Genesis::with_balances("store", &[key(1).public()], 1)
+        .state()
+        .unwrap();
+    let Err(e) = Ledger::open(genesis, Some(StateStore::open(&path).unwrap())) else {
+        panic!("an old store was opened");
+    };
+    assert!(e.to_string().contains("remove it"), "{e}");
+}

@@ -1,4 +1,6 @@
-//! `cairn bench ledger`: the ledger state machine on one core.
+//! `cairn bench ledger`: the ledger state machine on one core, and blocks
+//! of it saved to a store, at a given number of accounts (a block's cost
+//! should not grow with them).
 
 use std::time::Instant;
 
@@ -18,6 +20,9 @@ pub struct LedgerArgs {
     /// Accounts they move between.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(2..=1_000_000))]
     accounts: u32,
+    /// Transfers per block, for the block figures.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    block_transfers: u32,
 }
 
 pub(super) fn ledger(args: &LedgerArgs) -> anyhow::Result<Vec<Figure>> {
@@ -70,17 +75,55 @@ pub(super) fn ledger(args: &LedgerArgs) -> anyhow::Result<Vec<Figure>> {
         .into_iter()
         .collect::<Result<_, _>>()
         .map_err(anyhow::Error::msg)?;
-    let started = Instant::now();
-    for tx in &verified {
-        state.apply(tx).map_err(anyhow::Error::msg)?;
-    }
-    let apply = verified.len() as f64 / started.elapsed().as_secs_f64();
-    if state.total_accounted() != u128::from(state.supply()) {
-        bail!("supply was not conserved");
-    }
+    // The whole state hashed at once, as every block did before the root
+    // was kept up to date (and as a node does when it loads its store).
     let started = Instant::now();
     let _ = state.root();
     let root_ms = started.elapsed().as_secs_f64() * 1e3;
+    let rows = state.rows().len();
+
+    let (first, blocks) = verified.split_at(verified.len() / 2);
+    let started = Instant::now();
+    for tx in first {
+        state.apply(tx).map_err(anyhow::Error::msg)?;
+    }
+    let apply = first.len() as f64 / started.elapsed().as_secs_f64();
+    let _ = state.root();
+
+    // Blocks as a validator applies them: the transactions, the rows they
+    // changed written to a real store, and the root brought up to date.
+    let dir = tempfile::tempdir()?;
+    let store = cairn_chain::StateStore::open(&dir.path().join("ledger.redb"))?;
+    store.save(
+        &state
+            .rows()
+            .into_iter()
+            .map(|(key, value)| cairn_ledger::Change {
+                key,
+                value: Some(value),
+            })
+            .collect::<Vec<_>>(),
+    )?;
+    let (mut applying, mut saving, mut rooting) = (Vec::new(), Vec::new(), Vec::new());
+    for (height, block) in (state.height() + 1..).zip(blocks.chunks(args.block_transfers as usize))
+    {
+        let started = Instant::now();
+        state.begin_block(height);
+        for tx in block {
+            let _ = state.apply_in_block(tx);
+        }
+        applying.push(started.elapsed());
+        let started = Instant::now();
+        store.save(&state.take_changes())?;
+        saving.push(started.elapsed());
+        let started = Instant::now();
+        let _ = state.root();
+        rooting.push(started.elapsed());
+    }
+    if state.total_accounted() != u128::from(state.supply()) {
+        bail!("supply was not conserved");
+    }
+    let p50 = |samples: &mut Vec<std::time::Duration>| super::ms(super::percentile(samples, 0.5));
 
     let figure = |metric: &str, value, unit| Figure {
         suite: "ledger",
@@ -95,5 +138,10 @@ pub(super) fn ledger(args: &LedgerArgs) -> anyhow::Result<Vec<Figure>> {
         figure("admit_batch_speedup", admit_batched / admit_single, "x"),
         figure("state_root", root_ms, "ms"),
         figure("state_root_accounts", f64::from(args.accounts), "accounts"),
+        figure("state_rows", rows as f64, "rows"),
+        figure("block_transfers", f64::from(args.block_transfers), "tx"),
+        figure("block_apply_p50", p50(&mut applying), "ms"),
+        figure("block_store_p50", p50(&mut saving), "ms"),
+        figure("block_root_p50", p50(&mut rooting), "ms"),
     ])
 }
