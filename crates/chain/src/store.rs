@@ -4,7 +4,7 @@
 //! changed, and a crash leaves either the state before the block or the
 //! state after it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use cairn_ledger::{Change, State};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -33,6 +33,7 @@ fn err(e: impl std::fmt::Display) -> StoreError {
 /// The node-local ledger store.
 pub struct StateStore {
     db: Database,
+    path: PathBuf,
 }
 
 impl StateStore {
@@ -43,6 +44,7 @@ impl StateStore {
         }
         Ok(Self {
             db: Database::create(path).map_err(err)?,
+            path: path.to_path_buf(),
         })
     }
 
@@ -50,9 +52,12 @@ impl StateStore {
     pub fn load(&self) -> Result<Option<State>, StoreError> {
         let txn = self.db.begin_read().map_err(err)?;
         if txn.open_table(SNAPSHOTS).is_ok() {
-            return Err(StoreError::new(
-                "written by an older cairn as one snapshot; remove it and the node syncs again",
-            ));
+            return Err(StoreError(format!(
+                "{} was written by an older cairn (one snapshot of the whole state): \
+                 remove it to start from genesis (other validators, if any, bring the \
+                 node up to date; a devnet starts afresh in a new folder)",
+                self.path.display()
+            )));
         }
         let table = match txn.open_table(ROWS) {
             Ok(table) => table,

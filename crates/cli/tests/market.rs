@@ -377,10 +377,19 @@ price_max_ucairn_per_gfuel = {price_max}
     path
 }
 
+/// The example's first six frames (all 24 are rendered by CI's first
+/// command, the README's): a frame takes seconds, twice here.
 #[test]
 fn three_providers_render_the_example_and_digests_match_a_local_run() {
     let tmp = tempfile::tempdir().unwrap();
-    let job = repo().join("examples/render/job.toml");
+    let example = repo().join("examples/render");
+    let text = std::fs::read_to_string(example.join("job.toml")).unwrap();
+    let frames = 6;
+    let shorter = text.replacen("range = [0, 24]", &format!("range = [0, {frames}]"), 1);
+    assert_ne!(shorter, text, "the example's task range moved");
+    let job = tmp.path().join("job.toml");
+    std::fs::write(&job, shorter).unwrap();
+    std::fs::copy(example.join("scene.json"), tmp.path().join("scene.json")).unwrap();
     let output = cairn()
         .current_dir(tmp.path())
         .args([
@@ -425,7 +434,7 @@ fn three_providers_render_the_example_and_digests_match_a_local_run() {
     // "the provider is busy", while its frames rendered).
     assert_eq!(network["status"]["auctions"], 1, "{}", network["status"]);
     let network_digests = by_task(&network, "task");
-    assert_eq!(network_digests.len(), 24, "every frame arrives");
+    assert_eq!(network_digests.len(), frames, "every frame arrives");
     assert_eq!(network_digests, by_task(&local, "index"));
     let providers: std::collections::BTreeSet<_> = network["results"]
         .as_array()
@@ -434,7 +443,7 @@ fn three_providers_render_the_example_and_digests_match_a_local_run() {
         .map(|r| r["provider"].as_str().unwrap().to_string())
         .collect();
     assert!(providers.len() >= 2, "work was spread: {providers:?}");
-    for frame in 0..24 {
+    for frame in 0..frames {
         let name = format!("frame-{frame:04}.png");
         assert_eq!(
             std::fs::read(tmp.path().join("out/orbit").join(&name)).unwrap(),

@@ -556,7 +556,7 @@ fn run_sequence(ops: &[Op], applied: &mut Applied) -> Result<(), TestCaseError> 
         last_applied: None,
     };
     let mut height = 0;
-    for (i, op) in ops.into_iter().enumerate() {
+    for (i, op) in ops.iter().enumerate() {
         if let Op::NextBlock { blocks } = op {
             height += blocks;
             world.state.begin_block(height);
