@@ -134,6 +134,10 @@ struct Inner {
     outcomes: BTreeMap<TxKey, TxRecord>,
     outcome_order: std::collections::VecDeque<TxKey>,
     store: Option<StateStore>,
+    /// Set when a block was applied but could not be saved: the state in
+    /// memory is then ahead of the disk, so no later block is applied (or
+    /// acknowledged) until a restart loads what the disk holds.
+    unsaved: Option<String>,
 }
 
 impl Ledger {
@@ -167,6 +171,7 @@ impl Ledger {
                 outcomes: BTreeMap::new(),
                 outcome_order: std::collections::VecDeque::new(),
                 store,
+                unsaved: None,
             })),
         })
     }
@@ -305,6 +310,11 @@ impl Ledger {
     /// loads the last saved state and is given the block again.
     pub(crate) fn apply_finalized(&self, block: &Block) -> Result<(), crate::StoreError> {
         let mut inner = self.inner.lock().unwrap();
+        if let Some(e) = &inner.unsaved {
+            return Err(crate::StoreError::new(&format!(
+                "an earlier block could not be saved ({e}): restart"
+            )));
+        }
         let height = block.height.get();
         if height <= inner.state.height() {
             return Ok(());
@@ -326,8 +336,11 @@ impl Ledger {
                 outcomes.push((tx_key(&verified), TxRecord { tx, outcome }));
             }
         }
-        if let Some(store) = store {
-            store.save(&state.take_changes())?;
+        if let Some(store) = store
+            && let Err(e) = store.save(&state.take_changes())
+        {
+            inner.unsaved = Some(e.to_string());
+            return Err(e);
         }
         let root = state.root();
         inner.roots.insert(height, root);

@@ -746,6 +746,7 @@ impl RequesterCore {
             return Err(PullRefused::NotYours);
         }
         let verifier = &mut self.verifier;
+        let misreported = !misstated.is_empty();
         let room = MISSTATED_MAX.saturating_sub(job.misstated.len());
         job.misstated.extend(misstated.into_iter().take(room));
         let mut actions = Vec::new();
@@ -803,6 +804,19 @@ impl RequesterCore {
             }
             actions.extend(verifier.withdraw(&(job_id, task), &sender, now));
             touched.push((job_id, task));
+        }
+        // No honest provider reports other outputs, streams or fuel than
+        // the digest it signed: it gets no more of this job's work (it
+        // used to go on pulling the job's tasks and misreporting them).
+        if misreported {
+            for task in job.sched.running_of(&sender) {
+                actions.extend(verifier.withdraw(&(job_id, task), &sender, now));
+                touched.push((job_id, task));
+            }
+            let reason = "its report does not have the digest it signed";
+            for event in job.sched.drop_provider(&sender, reason) {
+                tracing::info!(job = %job_id.short(), ?event, "scheduler");
+            }
         }
         // A full list may have been cut short: nothing is taken back on it.
         let complete = held.len() < proto::HELD_MAX;

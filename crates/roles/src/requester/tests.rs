@@ -395,6 +395,32 @@ fn reports_signed_by_another_for_another_lease_or_out_of_range_are_refused() {
     assert_eq!(checked.refused, 4);
 }
 
+/// A provider whose report does not have the digest it signed (here, more
+/// fuel than its result used) gets no more of the job: its task is not
+/// handed back to it. (The task itself waits for the reveal deadline, as
+/// for any withheld reveal, so that a liar cannot trade its dispute for a
+/// malformed report.)
+#[test]
+fn a_provider_reporting_other_than_it_signed_gets_no_more_of_the_job() {
+    let mut core = requester();
+    let (a, b) = (provider(1), provider(2));
+    let (job, order) = submitted(&mut core, 2, VerifyPolicy::None);
+    let leases = leased(&mut core, &job, &order, &[&a, &b]);
+    let (lease_a, lease_b) = (lease_of(&leases, &a), lease_of(&leases, &b));
+    let (tasks, _, _) = pull(&mut core, &a, lease_a, 1, Vec::new(), T1 + 1);
+    assert_eq!(tasks, [0]);
+    let commit = vec![committed(&a, lease_a, 0, 500)];
+    let (_, reveal, _) = pull(&mut core, &a, lease_a, 1, commit, T1 + 2);
+    assert_eq!(reveal, [0]);
+    let inflated = vec![revealed(&a, lease_a, 0, 500, 501)];
+    let (tasks, _, _) = pull(&mut core, &a, lease_a, 2, inflated, T1 + 3);
+    assert!(tasks.is_empty(), "the misreporter got {tasks:?}");
+    let (tasks, _, _) = pull(&mut core, &b, lease_b, 2, Vec::new(), T1 + 4);
+    assert_eq!(tasks, [1], "the other task went to the other provider");
+    let (tasks, _, _) = pull(&mut core, &a, lease_a, 2, Vec::new(), T1 + 5);
+    assert!(tasks.is_empty(), "the misreporter got {tasks:?}");
+}
+
 #[test]
 fn a_result_committed_then_revealed_is_kept_and_its_receipt_settled() {
     let mut core = requester();
