@@ -194,6 +194,73 @@ pub fn verify_proof(root: &ContentId, key: &PublicKey, account: &Account, proof:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::account_row;
+    use cairn_wire::Keypair;
+
+    /// A proof opens one balance under one root: another balance, another
+    /// root, another account's proof, a bucket with a leaf planted in it or
+    /// swapped for another bucket's, and sibling lists of the wrong length
+    /// all fail.
+    #[test]
+    fn forged_proofs_are_refused() {
+        let mut tree = Tree::default();
+        let keys: Vec<PublicKey> = (0..300u16)
+            .map(|i| {
+                let mut seed = [7; 32];
+                seed[..2].copy_from_slice(&i.to_le_bytes());
+                Keypair::from_seed(seed).public()
+            })
+            .collect();
+        let account = |i: usize| Account {
+            balance: 1_000 + i as u64,
+            nonce: 0,
+        };
+        for (i, key) in keys.iter().enumerate() {
+            let (k, v) = account_row(key, &account(i));
+            tree.set(&k, Some(&v));
+        }
+        let root = tree.root();
+        let proof = |i: usize| tree.prove(&account_row(&keys[i], &account(i)).0).unwrap();
+        let good = proof(0);
+        assert!(verify_proof(&root, &keys[0], &account(0), &good));
+        let mut richer = account(0);
+        richer.balance += 1;
+        assert!(!verify_proof(&root, &keys[0], &richer, &good));
+        assert!(!verify_proof(
+            &ContentId::of(b"other"),
+            &keys[0],
+            &account(0),
+            &good
+        ));
+        assert!(
+            !verify_proof(&root, &keys[1], &account(1), &good),
+            "another's proof"
+        );
+        let mut forged = Vec::new();
+        let mut added = good.clone();
+        added.bucket.push(ContentId::of(b"planted"));
+        forged.push(added);
+        let mut short = good.clone();
+        short.siblings.pop();
+        forged.push(short);
+        let mut long = good.clone();
+        long.siblings.push(empty(0));
+        forged.push(long);
+        let other = proof(1);
+        let mut swapped = good.clone();
+        swapped.bucket = other.bucket.clone();
+        swapped.bucket.push(leaf(
+            &account_row(&keys[0], &account(0)).0,
+            &account_row(&keys[0], &account(0)).1,
+        ));
+        forged.push(swapped);
+        for proof in &forged {
+            assert!(
+                !verify_proof(&root, &keys[0], &account(0), proof),
+                "{proof:?}"
+            );
+        }
+    }
 
     /// The root kept up to date row by row equals the root built from the
     /// same rows at once, whatever the order and however many changes come

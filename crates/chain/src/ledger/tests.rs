@@ -296,15 +296,47 @@ fn a_reopened_store_holds_the_state_and_root_its_blocks_left() {
             .unwrap();
         ledger.seal_alone(block as u64 + 1).unwrap();
     }
+    // An escrow opened and closed again (its row added, then removed), and
+    // one left open.
+    let sign = |nonce, kind| TxBody { chain, nonce, kind }.sign(&keys[2]).to_bytes();
+    let (gone, open) = (ContentId::of(b"closed job"), ContentId::of(b"open job"));
+    for (nonce, kind) in [
+        (
+            0,
+            TxKind::OpenEscrow {
+                job: gone,
+                amount: 10,
+            },
+        ),
+        (
+            1,
+            TxKind::OpenEscrow {
+                job: open,
+                amount: 20,
+            },
+        ),
+        (2, TxKind::CloseEscrow { job: gone }),
+    ] {
+        ledger.submit(sign(nonce, kind)).unwrap();
+        ledger.seal_alone(nonce + 4).unwrap();
+    }
+    ledger.view(|state| {
+        assert!(state.escrow(&gone).is_none());
+        assert!(state.escrow(&open).is_some());
+    });
     let (height, root) = ledger.head();
-    assert_eq!(height, 3);
+    assert_eq!(height, 6);
     let kept = ledger.state();
     drop(ledger);
 
     let reopened = Ledger::open(genesis, Some(StateStore::open(&path).unwrap())).unwrap();
     assert_eq!(reopened.head(), (height, root));
     assert_eq!(reopened.state(), kept);
-    reopened.view(|state| assert_eq!(state.account(&newcomer).balance, 3));
+    reopened.view(|state| {
+        assert_eq!(state.account(&newcomer).balance, 3);
+        assert!(state.escrow(&gone).is_none(), "a removed row stays removed");
+        assert_eq!(state.escrow(&open).map(|e| e.balance), Some(20));
+    });
 }
 
 /// A store written by a release that kept the state as one snapshot is
