@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use cairn_wire::{ContentId, PublicKey};
 
-use crate::Account;
+use crate::{Account, Change};
 
 /// The tree's height above the buckets.
 const LEVELS: usize = 16;
@@ -91,6 +91,10 @@ pub(crate) struct Tree {
     /// Buckets whose leaves changed since the hashes were last brought up
     /// to date.
     stale: BTreeSet<u32>,
+    /// Whether something stores the state's rows (it took changes once):
+    /// then rows folded in by a look at the root wait here to be taken.
+    stored: bool,
+    unsaved: Vec<Change>,
 }
 
 /// The tree is derived from the tables it sits beside: two states with
@@ -104,6 +108,20 @@ impl PartialEq for Tree {
 impl Eq for Tree {}
 
 impl Tree {
+    /// Keeps `changes`, folded in by a look at the root, for the store (if
+    /// there is one).
+    pub(crate) fn keep(&mut self, changes: Vec<Change>) {
+        if self.stored {
+            self.unsaved.extend(changes);
+        }
+    }
+
+    /// The rows kept for the store; from now on, rows are kept.
+    pub(crate) fn take_unsaved(&mut self) -> Vec<Change> {
+        self.stored = true;
+        std::mem::take(&mut self.unsaved)
+    }
+
     /// Sets the row at `key` to `value`, or removes it.
     pub(crate) fn set(&mut self, key: &[u8], value: Option<&[u8]>) {
         let path = path(key);

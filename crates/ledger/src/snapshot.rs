@@ -215,10 +215,19 @@ impl State {
     }
 
     /// The rows changed since the last call (the header always, as every
-    /// block moves the height), folded into the state root: what a node
-    /// writes to its store with each block. A state that is not stored
-    /// calls [`State::root`] instead, which folds them and forgets them.
+    /// block moves the height), in the order they changed: what a node
+    /// writes to its store with each block. Once a state's changes have
+    /// been taken, [`State::root`] keeps the rows it folds for the next
+    /// call; before, it forgets them (a state nothing stores).
     pub fn take_changes(&mut self) -> Vec<Change> {
+        let mut out = self.tree.take_unsaved();
+        out.extend(self.fold());
+        out
+    }
+
+    /// The rows changed since the last fold, folded into the state root's
+    /// tree.
+    pub(crate) fn fold(&mut self) -> Vec<Change> {
         let keys = Keysets {
             validators: self.validators.take_changed(),
             accounts: self.accounts.take_changed(),
@@ -464,8 +473,9 @@ mod tests {
     }
 
     /// A block's changes are its rows and no others: a new state's are all
-    /// of its rows; then a transfer changes the header and two accounts,
-    /// and a transfer to a new account adds its row.
+    /// of its rows; then a transfer to a new account changes the header and
+    /// the two accounts' rows, even if the root was looked at before the
+    /// store took them.
     #[test]
     fn a_block_changes_the_rows_it_wrote_and_no_others() {
         let mut state = state();
@@ -494,7 +504,11 @@ mod tests {
             },
         };
         state.apply(&crate::admit(tx.sign(&from)).unwrap()).unwrap();
+        // A look at the root in between folds the rows in but keeps them
+        // for the store.
+        let root = state.root();
         let changed: Vec<Vec<u8>> = state.take_changes().into_iter().map(|c| c.key).collect();
+        assert_eq!(state.root(), root);
         let account = |key: &PublicKey| account_row(key, &Account::default()).0;
         assert_eq!(
             changed.iter().collect::<BTreeSet<_>>(),

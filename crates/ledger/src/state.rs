@@ -1104,11 +1104,12 @@ impl State {
         Ok(Vec::new())
     }
 
-    /// The Merkle root over the whole state. Rows changed since the last
-    /// look are folded in first and forgotten: a state kept in a store
-    /// takes them with [`State::take_changes`] before this.
+    /// The Merkle root over the whole state, with the rows changed since
+    /// the last look folded in (and kept for [`State::take_changes`] once
+    /// anything took changes).
     pub fn root(&mut self) -> ContentId {
-        self.take_changes();
+        let changes = self.fold();
+        self.tree.keep(changes);
         self.tree.root()
     }
 
