@@ -98,6 +98,17 @@ pub struct MarketArgs {
     /// limit plus 5 s].
     #[arg(long, env = "CAIRN_TASK_DEADLINE_S", default_value_t = 0)]
     task_deadline_s: u64,
+    /// Seconds a provider that committed to a result has to reveal it once
+    /// asked; a provider that does not is challenged on the ledger and its
+    /// task runs elsewhere.
+    #[arg(long, env = "CAIRN_REVEAL_TIMEOUT_S", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    reveal_timeout_s: u64,
+    /// Seconds each side of a dispute has to answer one round (the first
+    /// round adds time to trace the task); a side that does not loses.
+    #[arg(long, env = "CAIRN_DISPUTE_ROUND_TIMEOUT_S", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    dispute_round_timeout_s: u64,
     /// Where compiled modules are kept; nodes on one machine can share the
     /// folder, so each module compiles once per machine [default:
     /// <data-dir>/market/modules].
@@ -135,6 +146,8 @@ impl MarketArgs {
         config.nat = self.nat;
         config.bid_window_ms = self.bid_window_ms;
         config.sched.task_deadline_ms = self.task_deadline_s * 1000;
+        config.verify.reveal_timeout_ms = self.reveal_timeout_s * 1000;
+        config.verify.dispute_round_timeout_ms = self.dispute_round_timeout_s * 1000;
         if let Some(dir) = &self.module_cache {
             config.module_cache_dir = dir.clone();
         }

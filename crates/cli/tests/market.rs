@@ -12,8 +12,18 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal};
 use serde_json::Value;
 
+/// Every node here waits 20 s, not the default minute, for a reveal or a
+/// dispute answer: the tests of providers that never send one would
+/// otherwise spend most of their time waiting (the devnet's nodes inherit
+/// the setting).
+const PROTOCOL_TIMEOUT_S: &str = "20";
+
 fn cairn() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cairn"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    command
+        .env("CAIRN_REVEAL_TIMEOUT_S", PROTOCOL_TIMEOUT_S)
+        .env("CAIRN_DISPUTE_ROUND_TIMEOUT_S", PROTOCOL_TIMEOUT_S);
+    command
 }
 
 fn run(args: &[&str]) -> Output {
@@ -333,7 +343,7 @@ fn search_job(dir: &Path, tasks: u32, price_max: u64, verify: &str) -> PathBuf {
 
 /// The same with `fuel` per task: a dispute's first round allows tracing
 /// that much (at 50 Mfuel/s), so a side that never answers loses after
-/// `fuel / 50M` seconds and a minute.
+/// `fuel / 50M` seconds and a round ([`PROTOCOL_TIMEOUT_S`]).
 fn search_job_with_fuel(
     dir: &Path,
     tasks: u32,
@@ -796,11 +806,12 @@ fn cheater_is_caught(validators: u16, how: &str, tasks: u32, slashed: bool) {
         d.get(&format!("/v1/accounts/{cheat}"))?["stake"].as_u64()
     });
     let tmp = tempfile::tempdir().unwrap();
-    // A fuel limit that bounds a silent side's first round to 100 s.
-    let job = search_job_with_fuel(tmp.path(), tasks, 1_000, VERIFIED, 2_000_000_000);
+    // A fuel limit (a task takes 177 Mfuel) that bounds a silent side's
+    // first round to 10 s of tracing and a round.
+    let job = search_job_with_fuel(tmp.path(), tasks, 1_000, VERIFIED, 500_000_000);
     let id = devnet.submit(&job);
-    // A withheld reveal is convicted after 60 s, a silent side after 100;
-    // allow for a loaded machine.
+    // A withheld reveal is convicted after a round, a silent side after
+    // 10 s more; allow for a loaded machine.
     let status = devnet.wait_done_within(&id, Duration::from_secs(400));
     assert_eq!(status["failed"], 0, "{status}");
     assert!(

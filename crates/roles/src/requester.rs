@@ -219,13 +219,20 @@ pub struct RequesterCore {
 }
 
 impl RequesterCore {
-    /// A requester signing with `key`, with no jobs; `seed` drives its
-    /// choices among equal bids and the verifier's spot checks.
-    pub fn new(key: Keypair, sched: SchedParams, bid_window_ms: u32, seed: u64) -> Self {
+    /// A requester signing with `key`, with no jobs, verifying under
+    /// `verify`; `seed` drives its choices among equal bids and the
+    /// verifier's spot checks.
+    pub fn new(
+        key: Keypair,
+        sched: SchedParams,
+        verify: VerifyParams,
+        bid_window_ms: u32,
+        seed: u64,
+    ) -> Self {
         Self {
             key,
             jobs: BTreeMap::new(),
-            verifier: Verifier::new(VerifyParams::default(), seed ^ 0xc0ffee),
+            verifier: Verifier::new(verify, seed ^ 0xc0ffee),
             findings: BTreeMap::new(),
             leases: BTreeMap::new(),
             rng: Rng::new(seed ^ 0x5eed),

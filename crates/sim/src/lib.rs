@@ -503,6 +503,7 @@ impl Sim {
                 let core = RequesterCore::new(
                     key.clone(),
                     SchedParams::default(),
+                    cairn_verify::Params::default(),
                     200,
                     config.seed ^ u64::from(r),
                 );

@@ -77,6 +77,9 @@ pub struct MarketConfig {
     pub bid_window_ms: u32,
     /// The requester's queue bounds.
     pub sched: SchedParams,
+    /// How the requester verifies results: replication, spot checks, and
+    /// how long it waits for reveals and dispute answers.
+    pub verify: cairn_verify::Params,
     /// Where compiled modules are kept (nodes on one machine may share it).
     pub module_cache_dir: PathBuf,
     /// The most bytes of compiled modules kept there.
@@ -113,6 +116,7 @@ impl MarketConfig {
                 silence_ms_max: 10_000,
                 ..SchedParams::default()
             },
+            verify: cairn_verify::Params::default(),
         }
     }
 }

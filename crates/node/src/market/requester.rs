@@ -137,6 +137,7 @@ impl Requester {
         let core = RequesterCore::new(
             shared.key.clone(),
             config.sched.clone(),
+            config.verify.clone(),
             config.bid_window_ms,
             now_ms(),
         );

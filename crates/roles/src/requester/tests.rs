@@ -18,6 +18,7 @@ fn requester() -> RequesterCore {
     RequesterCore::new(
         Keypair::from_seed([1; 32]),
         SchedParams::default(),
+        VerifyParams::default(),
         1_000,
         7,
     )
