@@ -375,7 +375,10 @@ fn wait_for_stake(node: &crate::wallet::Node, key: &PublicKey) -> anyhow::Result
     crate::poll::until(
         &format!("provider {key} is registered on the ledger"),
         NODES_UP_WAIT,
-        || Ok((node.get(&format!("/v1/accounts/{key}"))?["can_bid"] == true).then_some(())),
+        || {
+            let account: cairn_api::Account = node.get(&format!("/v1/accounts/{key}"))?;
+            Ok(account.can_bid.then_some(()))
+        },
     )
 }
 
@@ -385,7 +388,7 @@ fn wait_for_peers(node: &crate::wallet::Node, peers: usize) -> anyhow::Result<()
         "the providers connect to the requester",
         NODES_UP_WAIT,
         || {
-            let seen = node.get("/v1/market")?["peers"].as_u64().unwrap_or(0);
+            let seen = node.get::<cairn_api::MarketStats>("/v1/market")?.peers;
             Ok((seen as usize >= peers).then_some(()))
         },
     )

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use cairn_api as api;
 use cairn_job::{Job, ModuleRef};
 use cairn_node::market::{Submission, SubmittedFile, SubmittedLimits, SubmittedTask};
 use cairn_wire::ContentId;
@@ -49,7 +50,7 @@ enum JobCommand {
     /// A job's state, progress, and why it waits if it does.
     Status {
         /// Job id [default: every job].
-        id: Option<String>,
+        id: Option<ContentId>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -57,12 +58,12 @@ enum JobCommand {
     /// Follow a job until it ends.
     Watch {
         /// Job id.
-        id: String,
+        id: ContentId,
     },
     /// Fetch a job's outputs, verified against their content ids.
     Results {
         /// Job id.
-        id: String,
+        id: ContentId,
         /// Where outputs go [default: out/<job name>].
         #[arg(short, long)]
         out: Option<PathBuf>,
@@ -89,14 +90,11 @@ pub fn job(args: JobArgs) -> anyhow::Result<ExitCode> {
         JobCommand::Status { id, json } => {
             let statuses = match id {
                 Some(id) => vec![node.get(&format!("/v1/jobs/{id}"))?],
-                None => node.get("/v1/jobs")?["jobs"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default(),
+                None => node.get::<api::JobList>("/v1/jobs")?.jobs,
             };
             for status in statuses {
                 if json {
-                    println!("{status}");
+                    println!("{}", serde_json::to_string(&status)?);
                 } else {
                     println!("{}", describe(&status));
                 }
@@ -114,7 +112,7 @@ pub fn job(args: JobArgs) -> anyhow::Result<ExitCode> {
 /// Uploads what the job needs and submits it; returns the job id. The
 /// module and inputs come from the job file's folder or from `allowed`,
 /// and are listed on stderr before any is sent.
-pub fn submit(node: &Node, path: &Path, allowed: &[PathBuf]) -> anyhow::Result<String> {
+pub fn submit(node: &Node, path: &Path, allowed: &[PathBuf]) -> anyhow::Result<ContentId> {
     let job =
         Job::load_allowing(path, &cairn_workloads::names(), allowed).map_err(anyhow::Error::msg)?;
     announce_uploads(&job);
@@ -130,8 +128,8 @@ pub fn submit(node: &Node, path: &Path, allowed: &[PathBuf]) -> anyhow::Result<S
     let upload = |name: &str, bytes: Vec<u8>| -> anyhow::Result<SubmittedFile> {
         let size = bytes.len() as u64;
         let id = ContentId::of(&bytes);
-        let answer = node.post_bytes("/v1/blobs", bytes)?;
-        if answer["id"].as_str() != Some(id.to_string().as_str()) {
+        let answer: api::BlobStored = node.post_bytes("/v1/blobs", bytes)?;
+        if answer.id != id {
             bail!("the node stored {name} under another id");
         }
         Ok(SubmittedFile {
@@ -183,60 +181,54 @@ pub fn submit(node: &Node, path: &Path, allowed: &[PathBuf]) -> anyhow::Result<S
             cairn_node::api::SUBMISSION_BYTES_MAX
         );
     }
-    let answer = node.post_json("/v1/jobs", body)?;
-    answer["job"]
-        .as_str()
-        .map(str::to_string)
-        .context("the node did not say the job id")
+    let created: api::JobCreated = node.post_json("/v1/jobs", body)?;
+    Ok(created.job)
 }
 
 /// One line about a job.
-fn describe(status: &Value) -> String {
-    let n = |k: &str| status[k].as_u64().unwrap_or(0);
+fn describe(status: &api::JobStatus) -> String {
     let mut line = format!(
         "{}  {:<8} {:<8} {}/{} done, {} running, {} pending, {} failed, {} providers",
-        &status["id"].as_str().unwrap_or("?")[..12.min(status["id"].as_str().unwrap_or("?").len())],
-        status["name"].as_str().unwrap_or("?"),
-        status["state"].as_str().unwrap_or("?"),
-        n("done"),
-        n("total"),
-        n("running"),
-        n("pending"),
-        n("failed"),
-        n("providers"),
+        status.id.short(),
+        status.name,
+        status.state,
+        status.done,
+        status.total,
+        status.running,
+        status.pending,
+        status.failed,
+        status.providers,
     );
-    if n("executions") > n("done") || n("disputes") > 0 {
+    if status.executions > u64::from(status.done) || status.disputes > 0 {
         line.push_str(&format!(
             "\n    verified: {} runs for {} results, {} disputes",
-            n("executions"),
-            n("done"),
-            n("disputes")
+            status.executions, status.done, status.disputes
         ));
     }
-    if let Some(convicted) = status["convicted"].as_array().filter(|c| !c.is_empty()) {
-        let keys: Vec<&str> = convicted.iter().filter_map(Value::as_str).collect();
+    if !status.convicted.is_empty() {
+        let keys: Vec<String> = status.convicted.iter().map(ToString::to_string).collect();
         line.push_str(&format!("\n    convicted and slashed: {}", keys.join(", ")));
     }
-    if let Some(reason) = status["reason"].as_str() {
+    if let Some(reason) = &status.reason {
         line.push_str(&format!("\n    waiting: {reason}"));
     }
     line
 }
 
 /// Follows a job until it is done or failed.
-pub fn watch(node: &Node, id: &str) -> anyhow::Result<ExitCode> {
+pub fn watch(node: &Node, id: &ContentId) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut last = String::new();
     loop {
-        let status = node.get(&format!("/v1/jobs/{id}"))?;
+        let status: api::JobStatus = node.get(&format!("/v1/jobs/{id}"))?;
         let line = describe(&status);
         if line != last {
             println!("{:>6.1}s  {line}", started.elapsed().as_secs_f64());
             last = line;
         }
-        match status["state"].as_str() {
-            Some("done") => return Ok(ExitCode::SUCCESS),
-            Some("failed") => return Ok(ExitCode::from(crate::EXIT_TASKS_FAILED)),
+        match status.state {
+            api::JobState::Done => return Ok(ExitCode::SUCCESS),
+            api::JobState::Failed => return Ok(ExitCode::from(crate::EXIT_TASKS_FAILED)),
             _ => std::thread::sleep(Duration::from_millis(200)),
         }
     }
@@ -265,14 +257,14 @@ fn announce_uploads(job: &Job) {
 
 /// Downloads a job's outputs into `out`, and each task's stdout and stderr
 /// into `out/cairn-logs/`, checking each against its content id.
-pub fn results(node: &Node, id: &str, out: Option<PathBuf>) -> anyhow::Result<()> {
-    let status = node.get(&format!("/v1/jobs/{id}"))?;
+pub fn results(node: &Node, id: &ContentId, out: Option<PathBuf>) -> anyhow::Result<()> {
+    let status: api::JobStatus = node.get(&format!("/v1/jobs/{id}"))?;
     let out = match out {
         Some(out) => out,
         None => {
             // The name comes from the node: the job-name rule before it
             // names a folder.
-            let name = status["name"].as_str().unwrap_or("job");
+            let name = status.name.as_str();
             cairn_job::check_job_name(name)
                 .map_err(|reason| anyhow::anyhow!("the node named the job badly: {reason}"))?;
             crate::default_out_dir(name)
@@ -285,15 +277,13 @@ pub fn results(node: &Node, id: &str, out: Option<PathBuf>) -> anyhow::Result<()
         std::fs::remove_dir_all(&logs_dir)
             .with_context(|| format!("clearing {}", logs_dir.display()))?;
     }
-    let answer = node.get(&format!("/v1/jobs/{id}/results"))?;
-    let mut results = answer["results"].as_array().cloned().unwrap_or_default();
+    let answer: api::JobResults = node.get(&format!("/v1/jobs/{id}/results"))?;
     let mut files = 0;
     let mut written = std::collections::BTreeSet::new();
-    for result in &mut results {
-        for output in result["outputs"].as_array().into_iter().flatten() {
-            let (Some(name), Some(blob)) = (output["name"].as_str(), output["id"].as_str()) else {
-                bail!("the node listed an output without a name or id");
-            };
+    let mut results = Vec::with_capacity(answer.results.len());
+    for result in &answer.results {
+        for output in &result.outputs {
+            let name = output.name.as_str();
             // The node passes on what a provider reported: the same rule as
             // a job file's outputs, before the name touches the disk.
             let path = cairn_job::output_path(&out, name).map_err(|reason| {
@@ -302,21 +292,20 @@ pub fn results(node: &Node, id: &str, out: Option<PathBuf>) -> anyhow::Result<()
             if !written.insert(name.to_string()) {
                 bail!("the node listed output '{name}' twice; nothing is overwritten");
             }
-            fetch_to(node, blob, &path)?;
+            fetch_to(node, &output.id, &path)?;
             files += 1;
         }
-        let task = result["task"]
-            .as_u64()
-            .and_then(|t| u32::try_from(t).ok())
-            .context("the node listed a result without its task")?;
-        for stream in ["stdout", "stderr"] {
-            let Some(blob) = result[stream]["id"].as_str().map(str::to_string) else {
+        // The record as the node gave it, with where each stream was saved.
+        let mut listed = serde_json::to_value(result)?;
+        for (stream, file) in [("stdout", &result.stdout), ("stderr", &result.stderr)] {
+            let Some(file) = file else {
                 continue;
             };
-            let path = crate::stream_path(task, stream);
-            fetch_to(node, &blob, &out.join(&path))?;
-            result[stream]["path"] = Value::from(path);
+            let path = crate::stream_path(result.task, stream);
+            fetch_to(node, &file.id, &out.join(&path))?;
+            listed[stream]["path"] = Value::from(path);
         }
+        results.push(listed);
     }
     let summary = serde_json::json!({ "job": id, "status": status, "results": results });
     std::fs::write(

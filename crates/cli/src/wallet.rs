@@ -5,10 +5,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use cairn_api as api;
 use cairn_ledger::{Capabilities, TxBody, TxKind};
 use cairn_node::api::ApiToken;
 use cairn_wire::{ContentId, Keypair, PublicKey};
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 
 /// How long a command waits for its transaction to be applied.
 const APPLY_WAIT: Duration = Duration::from_secs(60);
@@ -118,26 +119,26 @@ impl Node {
         }
     }
 
-    /// POSTs raw bytes; the answer as JSON.
-    pub fn post_bytes(&self, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
+    /// POSTs raw bytes; the answer, read as `T`.
+    pub fn post_bytes<T: DeserializeOwned>(&self, path: &str, body: Vec<u8>) -> anyhow::Result<T> {
         let response = self
             .request(reqwest::Method::POST, path)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .body(body)
             .send()
             .with_context(|| format!("cannot reach the node at {}", self.base))?;
-        answer(response)
+        answer(path, response)
     }
 
-    /// POSTs JSON; the answer as JSON.
-    pub fn post_json(&self, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
+    /// POSTs JSON; the answer, read as `T`.
+    pub fn post_json<T: DeserializeOwned>(&self, path: &str, body: Vec<u8>) -> anyhow::Result<T> {
         let response = self
             .request(reqwest::Method::POST, path)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body)
             .send()
             .with_context(|| format!("cannot reach the node at {}", self.base))?;
-        answer(response)
+        answer(path, response)
     }
 
     /// GETs raw bytes.
@@ -146,40 +147,53 @@ impl Node {
             .request(reqwest::Method::GET, path)
             .send()
             .with_context(|| format!("cannot reach the node at {}", self.base))?;
-        if !response.status().is_success() {
-            bail!(
-                "the node refused {path}: {}",
-                response.text().unwrap_or_default()
-            );
+        let status = response.status();
+        let body = response.bytes()?;
+        if !status.is_success() {
+            bail!("the node refused {path}: {}", refusal(status, &body));
         }
-        Ok(response.bytes()?.to_vec())
+        Ok(body.to_vec())
     }
 
-    /// GETs JSON.
-    pub fn get(&self, path: &str) -> anyhow::Result<Value> {
+    /// GETs `path`; the answer, read as `T`.
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let response = self
             .request(reqwest::Method::GET, path)
             .send()
             .with_context(|| format!("cannot reach the node at {}", self.base))?;
-        answer(response)
+        answer(path, response)
     }
 
     fn submit(&self, bytes: Vec<u8>) -> anyhow::Result<()> {
-        self.post_bytes("/v1/txs", bytes).map(|_| ())
+        self.post_bytes::<api::Queued>("/v1/txs", bytes).map(|_| ())
     }
 }
 
-fn answer(response: reqwest::blocking::Response) -> anyhow::Result<Value> {
+/// A node's answer to `path`: the `T` it holds, or the node's refusal.
+fn answer<T: DeserializeOwned>(
+    path: &str,
+    response: reqwest::blocking::Response,
+) -> anyhow::Result<T> {
     let status = response.status();
-    let body: Value =
-        serde_json::from_str(&response.text()?).context("the node's answer is not JSON")?;
+    let body = response.bytes()?;
     if !status.is_success() {
-        bail!(
-            "the node refused: {}",
-            body["error"].as_str().unwrap_or("no reason given")
-        );
+        bail!("the node refused {path}: {}", refusal(status, &body));
     }
-    Ok(body)
+    serde_json::from_slice(&body).with_context(|| {
+        format!(
+            "the node's answer to {path} is not a {} (a node of another version?)",
+            std::any::type_name::<T>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("known answer")
+        )
+    })
+}
+
+/// What a refusal says: the API's reason, or the status alone when the
+/// body is not the API's error (a proxy's page is not shown).
+fn refusal(status: reqwest::StatusCode, body: &[u8]) -> String {
+    serde_json::from_slice::<api::ErrorBody>(body).map_or_else(|_| status.to_string(), |b| b.error)
 }
 
 pub fn wallet(args: WalletArgs) -> anyhow::Result<ExitCode> {
@@ -198,36 +212,29 @@ pub fn wallet(args: WalletArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         WalletCommand::Balance { account } => {
-            let account = node.get(&format!("/v1/accounts/{}", account.unwrap_or(key.public())))?;
+            let account: api::Account =
+                node.get(&format!("/v1/accounts/{}", account.unwrap_or(key.public())))?;
             println!(
                 "balance {} µCAIRN, stake {}, unbonding {}, nonce {} (height {})",
-                account["balance"],
-                account["stake"],
-                account["unbonding"],
-                account["nonce"],
-                account["height"]
+                account.balance, account.stake, account.unbonding, account.nonce, account.height
             );
             return Ok(ExitCode::SUCCESS);
         }
         WalletCommand::Escrow { job } => {
-            let escrow = node.get(&format!("/v1/escrows/{job}"))?;
+            let escrow: api::Escrow = node.get(&format!("/v1/escrows/{job}"))?;
             println!(
                 "escrow of job {job}: {} µCAIRN, owner {}, leases until height {}{}",
-                escrow["balance"],
-                escrow["owner"],
-                escrow["leases_until"],
-                if escrow["closing"] == true {
-                    ", closing"
-                } else {
-                    ""
-                }
+                escrow.balance,
+                escrow.owner,
+                escrow.leases_until,
+                if escrow.closing { ", closing" } else { "" }
             );
             return Ok(ExitCode::SUCCESS);
         }
         WalletCommand::Transfer { to, amount } => TxKind::Transfer { to, amount },
         WalletCommand::Stake { amount, endpoint } => {
-            let me = node.get(&format!("/v1/accounts/{}", key.public()))?;
-            if me["stake"].as_u64() == Some(0) {
+            let me: api::Account = node.get(&format!("/v1/accounts/{}", key.public()))?;
+            if me.stake == 0 {
                 let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
                 TxKind::RegisterProvider {
                     capabilities: Capabilities {
@@ -244,15 +251,10 @@ pub fn wallet(args: WalletArgs) -> anyhow::Result<ExitCode> {
         WalletCommand::Unstake { amount } => TxKind::Unstake { amount },
     };
 
-    let status = node.get("/v1/status")?;
-    let chain: ContentId = status["chain"]
-        .as_str()
-        .context("the node did not say its chain")?
-        .parse()?;
-    let account = node.get(&format!("/v1/accounts/{}", key.public()))?;
-    let nonce = account["nonce"]
-        .as_u64()
-        .context("the node did not say the nonce")?;
+    let chain = node.get::<api::Status>("/v1/status")?.chain;
+    let nonce = node
+        .get::<api::Account>(&format!("/v1/accounts/{}", key.public()))?
+        .nonce;
     let tx = TxBody { chain, nonce, kind }.sign(&key);
     node.submit(tx.to_bytes())?;
     if args.no_wait {
@@ -261,28 +263,21 @@ pub fn wallet(args: WalletArgs) -> anyhow::Result<ExitCode> {
     }
     let started = Instant::now();
     loop {
-        let outcome = node.get(&format!("/v1/txs/{}/{nonce}", key.public()))?;
-        match outcome["status"].as_str() {
-            Some("applied") => {
-                let account = node.get(&format!("/v1/accounts/{}", key.public()))?;
+        match node.get(&format!("/v1/txs/{}/{nonce}", key.public()))? {
+            api::TxStatus::Applied { height, .. } => {
+                let account: api::Account = node.get(&format!("/v1/accounts/{}", key.public()))?;
                 // The block that applied it, when the node still knows.
-                let height = if outcome["height"].is_null() {
-                    &account["height"]
-                } else {
-                    &outcome["height"]
-                };
+                let height = height.unwrap_or(account.height);
                 println!(
                     "applied at height {height}: balance {} µCAIRN, stake {}",
-                    account["balance"], account["stake"]
+                    account.balance, account.stake
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            Some("refused") => bail!(
-                "refused at height {}: {}",
-                outcome["height"],
-                outcome["reason"].as_str().unwrap_or("no reason given")
-            ),
-            _ => {}
+            api::TxStatus::Refused { height, reason, .. } => {
+                bail!("refused at height {height}: {reason}")
+            }
+            api::TxStatus::Pending => {}
         }
         if started.elapsed() > APPLY_WAIT {
             bail!("the transaction was queued but not applied within {APPLY_WAIT:?}");

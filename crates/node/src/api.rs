@@ -36,11 +36,14 @@
 //! origin, `413` body too large, `415` wrong content type, `421` a `Host`
 //! that is not this API; each with `{"error": "<what was wrong>"}`. A `500`
 //! says nothing of the cause, which goes to the node's log.
+//!
+//! Every body is a type of `cairn_api`, which the clients read back.
 
 pub mod access;
 #[cfg(test)]
 mod tests;
 
+use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -49,9 +52,9 @@ use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use cairn_api as api;
 use cairn_chain::{Ledger, SubmitError, TxOutcome, TxRecord};
 use cairn_wire::{ContentId, PublicKey};
-use serde_json::{Value, json};
 
 pub use access::{Access, ApiToken, TOKEN_FILE};
 pub use cairn_chain::TX_BYTES_MAX;
@@ -122,47 +125,49 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, axum::Json(json!({ "error": self.1 }))).into_response()
+        (self.0, Json(api::ErrorBody { error: self.1 })).into_response()
     }
 }
 
-async fn status(State(ledger): State<Ledger>) -> axum::Json<Value> {
-    let pending = ledger.pending();
+async fn status(State(ledger): State<Ledger>) -> Json<api::Status> {
+    let pending = ledger.pending() as u64;
     // The height and its root together (the state may move on meanwhile).
     let (height, root) = ledger.head();
-    axum::Json(ledger.view(|state| {
-        json!({
-            "chain": state.chain().to_string(),
-            "height": height,
-            "root": root.to_string(),
-            "pending": pending,
-            "supply": state.supply(),
-            "fee_pool": state.fee_pool(),
-            "burned": state.burned(),
-            "validators": state.validators().iter().map(|k| k.to_string()).collect::<Vec<_>>(),
-            "verdict_quorum": state.verdict_quorum(),
-        })
+    Json(ledger.view(|state| api::Status {
+        chain: state.chain(),
+        height,
+        root,
+        pending,
+        supply: state.supply(),
+        fee_pool: state.fee_pool(),
+        burned: state.burned(),
+        validators: state.validators().iter().copied().collect(),
+        verdict_quorum: state.verdict_quorum() as u64,
     }))
+}
+
+/// A path segment that names an id or a key: `400` with why if it does not.
+fn parse<T: std::str::FromStr<Err = cairn_wire::WireError>>(text: &str) -> Result<T, ApiError> {
+    text.parse()
+        .map_err(|e: cairn_wire::WireError| ApiError(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
 async fn account(
     State(ledger): State<Ledger>,
     Path(key): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
-    let key: PublicKey = key
-        .parse()
-        .map_err(|e: cairn_wire::WireError| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
-    Ok(axum::Json(ledger.view(|state| {
+) -> Result<Json<api::Account>, ApiError> {
+    let key: PublicKey = parse(&key)?;
+    Ok(Json(ledger.view(|state| {
         let account = state.account(&key);
-        json!({
-            "key": key.to_string(),
-            "height": state.height(),
-            "balance": account.balance,
-            "nonce": account.nonce,
-            "stake": state.provider(&key).map_or(0, |p| p.stake),
-            "unbonding": state.unbonding_of(&key),
-            "can_bid": state.can_bid(&key),
-        })
+        api::Account {
+            key,
+            height: state.height(),
+            balance: account.balance,
+            nonce: account.nonce,
+            stake: state.provider(&key).map_or(0, |p| p.stake),
+            unbonding: state.unbonding_of(&key),
+            can_bid: state.can_bid(&key),
+        }
     })))
 }
 
@@ -171,33 +176,31 @@ async fn account(
 async fn challenges(
     State(ledger): State<Ledger>,
     Path(provider): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
-    let provider: PublicKey = provider
-        .parse()
-        .map_err(|e: cairn_wire::WireError| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+) -> Result<Json<api::Challenges>, ApiError> {
+    let provider: PublicKey = parse(&provider)?;
     let (height, open) = ledger.view(|state| (state.height(), state.open_challenges(&provider)));
-    let listed: Vec<Value> = open
+    let challenges = open
         .iter()
         .take(crate::market::CHALLENGES_LISTED_MAX)
-        .map(|(lease, task, deadline)| {
-            json!({ "lease": lease.to_string(), "task": task, "deadline": deadline })
+        .map(|&(lease, task, deadline)| api::Challenge {
+            lease,
+            task,
+            deadline,
         })
         .collect();
-    Ok(axum::Json(json!({
-        "provider": provider.to_string(),
-        "height": height,
-        "open": open.len(),
-        "challenges": listed,
-    })))
+    Ok(Json(api::Challenges {
+        provider,
+        height,
+        open: open.len() as u64,
+        challenges,
+    }))
 }
 
 async fn escrow(
     State(ledger): State<Ledger>,
     Path(job): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
-    let job: ContentId = job
-        .parse()
-        .map_err(|e: cairn_wire::WireError| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+) -> Result<Json<api::Escrow>, ApiError> {
+    let job: ContentId = parse(&job)?;
     let escrow = ledger
         .view(|state| state.escrow(&job).copied())
         .ok_or_else(|| {
@@ -206,13 +209,13 @@ async fn escrow(
                 format!("no open escrow for job {job}"),
             )
         })?;
-    Ok(axum::Json(json!({
-        "job": job.to_string(),
-        "owner": escrow.owner.to_string(),
-        "balance": escrow.balance,
-        "leases_until": escrow.leases_until,
-        "closing": escrow.closing,
-    })))
+    Ok(Json(api::Escrow {
+        job,
+        owner: escrow.owner,
+        balance: escrow.balance,
+        leases_until: escrow.leases_until,
+        closing: escrow.closing,
+    }))
 }
 
 /// The body, or why it was not read: over `bytes_max` (413) or cut off.
@@ -229,10 +232,10 @@ fn body(body: Result<Bytes, BytesRejection>, bytes_max: usize) -> Result<Bytes, 
 async fn submit(
     State(ledger): State<Ledger>,
     bytes: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<api::Queued>), ApiError> {
     let bytes = body(bytes, TX_BYTES_MAX)?;
     match ledger.submit(bytes.to_vec()) {
-        Ok(()) => Ok((StatusCode::ACCEPTED, axum::Json(json!({ "queued": true })))),
+        Ok(()) => Ok((StatusCode::ACCEPTED, Json(api::Queued { queued: true }))),
         Err(SubmitError::Full) => Err(ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
             SubmitError::Full.to_string(),
@@ -249,46 +252,46 @@ async fn submit(
 async fn outcome(
     State(ledger): State<Ledger>,
     Path((signer, nonce)): Path<(String, u64)>,
-) -> Result<axum::Json<Value>, ApiError> {
-    let signer: PublicKey = signer
-        .parse()
-        .map_err(|e: cairn_wire::WireError| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
-    Ok(axum::Json(match ledger.outcome(&signer, nonce) {
+) -> Result<Json<api::TxStatus>, ApiError> {
+    let signer: PublicKey = parse(&signer)?;
+    Ok(Json(match ledger.outcome(&signer, nonce) {
         Some(TxRecord { tx, outcome }) => match outcome {
-            TxOutcome::Applied(height) => {
-                json!({ "status": "applied", "height": height, "tx": tx.to_string() })
-            }
-            TxOutcome::Refused(height, reason) => json!({
-                "status": "refused", "height": height, "reason": reason, "tx": tx.to_string()
-            }),
+            TxOutcome::Applied(height) => api::TxStatus::Applied {
+                height: Some(height),
+                tx: Some(tx),
+            },
+            TxOutcome::Refused(height, reason) => api::TxStatus::Refused { height, reason, tx },
         },
         // Long ago: the block is forgotten, so which transaction took the
         // nonce is too.
         None if ledger.view(|state| state.account(&signer).nonce) > nonce => {
-            json!({ "status": "applied" })
+            api::TxStatus::Applied {
+                height: None,
+                tx: None,
+            }
         }
-        None => json!({ "status": "pending" }),
+        None => api::TxStatus::Pending,
     }))
 }
 
 async fn block(
     State(ledger): State<Ledger>,
     Path(height): Path<u64>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<Json<api::Block>, ApiError> {
     let block = ledger.block(height).ok_or_else(|| {
         ApiError(
             StatusCode::NOT_FOUND,
             format!("no recent block at height {height} on this node"),
         )
     })?;
-    Ok(axum::Json(json!({
-        "height": block.height,
-        "digest": block.digest.to_string(),
-        "timestamp_ms": block.timestamp_ms,
-        "applied": block.applied,
-        "refused": block.refused,
-        "root": block.root.to_string(),
-    })))
+    Ok(Json(api::Block {
+        height: block.height,
+        digest: block.digest.to_string(),
+        timestamp_ms: block.timestamp_ms,
+        applied: block.applied as u64,
+        refused: block.refused as u64,
+        root: block.root,
+    }))
 }
 
 /// The market's routes: the stats open, the rest behind the token.
@@ -321,15 +324,10 @@ fn market_routes(market: crate::market::Market, access: &Access) -> Router {
 
 type MarketState = State<crate::market::Market>;
 
-fn job_id(id: &str) -> Result<ContentId, ApiError> {
-    id.parse()
-        .map_err(|e: cairn_wire::WireError| ApiError(StatusCode::BAD_REQUEST, e.to_string()))
-}
-
 async fn put_blob(
     State(market): MarketState,
     bytes: Result<Bytes, BytesRejection>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<Json<api::BlobStored>, ApiError> {
     let body = body(bytes, crate::market::BLOB_BYTES_MAX as usize)?;
     let blobs = market.blobs().clone();
     let id = tokio::task::spawn_blocking(move || blobs.put(&body))
@@ -341,11 +339,11 @@ async fn put_blob(
             }
             e => ApiError::internal("storing a blob", e),
         })?;
-    Ok(axum::Json(json!({ "id": id.to_string() })))
+    Ok(Json(api::BlobStored { id }))
 }
 
 async fn get_blob(State(market): MarketState, Path(id): Path<String>) -> Result<Vec<u8>, ApiError> {
-    let id = job_id(&id)?;
+    let id: ContentId = parse(&id)?;
     // Up to the blob limit read and hashed: a blocking thread's work.
     let blobs = market.blobs().clone();
     let read = tokio::task::spawn_blocking(move || blobs.read(&id))
@@ -362,46 +360,45 @@ async fn get_blob(State(market): MarketState, Path(id): Path<String>) -> Result<
 async fn submit_job(
     State(market): MarketState,
     bytes: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<api::JobCreated>), ApiError> {
     let bytes = body(bytes, SUBMISSION_BYTES_MAX)?;
-    let submission: crate::market::Submission = serde_json::from_slice(&bytes)
+    let submission: api::Submission = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid submission: {e}")))?;
     let id = market
         .submit(submission)
         .await
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(json!({ "job": id.to_string() })),
-    ))
+    Ok((StatusCode::CREATED, Json(api::JobCreated { job: id })))
 }
 
-async fn list_jobs(State(market): MarketState) -> axum::Json<Value> {
-    axum::Json(json!({ "jobs": market.jobs() }))
+async fn list_jobs(State(market): MarketState) -> Json<api::JobList> {
+    Json(api::JobList {
+        jobs: market.jobs(),
+    })
 }
 
 async fn job_status(
     State(market): MarketState,
     Path(id): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
-    let id = job_id(&id)?;
+) -> Result<Json<api::JobStatus>, ApiError> {
+    let id: ContentId = parse(&id)?;
     let status = market
         .job(&id)
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no job {id} on this node")))?;
-    Ok(axum::Json(json!(status)))
+    Ok(Json(status))
 }
 
 async fn job_results(
     State(market): MarketState,
     Path(id): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
-    let id = job_id(&id)?;
+) -> Result<Json<api::JobResults>, ApiError> {
+    let id: ContentId = parse(&id)?;
     let results = market
         .results(&id)
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no job {id} on this node")))?;
-    Ok(axum::Json(json!({ "results": results })))
+    Ok(Json(api::JobResults { results }))
 }
 
-async fn market_stats(State(market): MarketState) -> axum::Json<Value> {
-    axum::Json(json!(market.stats().await))
+async fn market_stats(State(market): MarketState) -> Json<api::MarketStats> {
+    Json(market.stats().await)
 }

@@ -26,7 +26,8 @@ use cairn_sched::{Completion, SchedParams, Scheduler};
 use cairn_verify::{Action, Offence, Params as VerifyParams, Reveal, StateHash, TaskKey, Verifier};
 use cairn_wire::{ContentId, Keypair, PublicKey, Signed};
 
-pub use job::{Job, JobRecord, JobStatus, Replicas, Revealed, TaskRecord};
+pub use cairn_api::{JobStatus, TaskRecord};
+pub use job::{Job, JobRecord, Replicas, Revealed};
 use job::{MISSTATED_MAX, Phase};
 
 /// How long a job that found no provider waits before another auction.
@@ -299,11 +300,7 @@ impl RequesterCore {
     /// Restores an accepted result of a job (after a restart); its receipt
     /// is settled again unless the job's settlement was over.
     pub fn restore_result(&mut self, job: &ContentId, record: &TaskRecord) -> Result<(), String> {
-        let provider: PublicKey = record
-            .provider
-            .parse()
-            .map_err(|e: cairn_wire::WireError| e.to_string())?;
-        let digest = parse_id(&record.digest)?;
+        let (provider, digest) = (record.provider, record.digest);
         let Some(j) = self.jobs.get_mut(job) else {
             return Err(format!("no job {}", job.short()));
         };
@@ -1213,8 +1210,8 @@ pub fn check_reports(
                 } else {
                     let record = TaskRecord {
                         task: r.task as u32,
-                        provider: sender.to_string(),
-                        digest: r.digest.to_string(),
+                        provider: sender,
+                        digest: r.digest,
                         fuel_used: r.fuel_used,
                         success: Report::succeeded(code, exit),
                         outcome,

@@ -33,6 +33,7 @@ mod identity;
 pub mod manifest;
 mod secret;
 pub mod text;
+mod text_form;
 
 /// The canonical encoding (`commonware-codec`), re-exported so every crate
 /// encodes with the same version of it.

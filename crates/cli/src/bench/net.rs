@@ -4,10 +4,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use cairn_api as api;
 use cairn_job::VerifyPolicy;
 use cairn_node::market::{Submission, SubmittedFile, SubmittedLimits, SubmittedTask};
 use cairn_wire::ContentId;
-use serde_json::Value;
 
 use super::{Figure, ms, percentile, resident_mib};
 use crate::wallet::Node;
@@ -66,9 +66,9 @@ pub fn net(args: &NetArgs) -> anyhow::Result<Vec<Figure>> {
             let job = submit(node, &module, 1, VerifyPolicy::None)?;
             let status = wait_done(node, &job, Duration::from_millis(1))?;
             whole.push(started.elapsed());
-            let submitted = status["submitted_ms"].as_u64().unwrap_or(0);
-            let first_task = status["first_task_ms"].as_u64().unwrap_or(submitted);
-            first.push(Duration::from_millis(first_task - submitted));
+            let submitted = status.submitted_ms;
+            let first_task = status.first_task_ms.unwrap_or(submitted);
+            first.push(Duration::from_millis(first_task.saturating_sub(submitted)));
         }
         figures.push(figure(
             "submit_to_first_task_p50",
@@ -96,8 +96,8 @@ pub fn net(args: &NetArgs) -> anyhow::Result<Vec<Figure>> {
         ] {
             let job = submit(node, &module, args.tasks, verify)?;
             let status = wait_done(node, &job, Duration::from_millis(50))?;
-            let first = status["first_task_ms"].as_u64().unwrap_or(0);
-            let finished = status["finished_ms"].as_u64().unwrap_or(0);
+            let first = status.first_task_ms.unwrap_or(0);
+            let finished = status.finished_ms.unwrap_or(0);
             let seconds = (finished.saturating_sub(first)).max(1) as f64 / 1000.0;
             figures.push(figure(name, f64::from(args.tasks) / seconds, "tasks/s"));
             // Its settlement (thousands of receipts, each signature checked
@@ -105,7 +105,7 @@ pub fn net(args: &NetArgs) -> anyhow::Result<Vec<Figure>> {
             // next figure.
             wait_settled(node, &job)?;
             if verify != VerifyPolicy::None {
-                let executions = status["executions"].as_f64().unwrap_or(0.0);
+                let executions = status.executions as f64;
                 figures.push(figure(
                     &format!("{name}_executions_per_task"),
                     executions / f64::from(args.tasks),
@@ -203,13 +203,14 @@ fn with_devnet<T>(
     let (url, pid) = devnet.requester()?;
     let node = Node::new(&url);
     crate::poll::until("the providers connect", DEVNET_UP_WAIT, || {
-        Ok((node.get("/v1/market")?["peers"].as_u64() >= Some(providers)).then_some(()))
+        Ok((node.get::<api::MarketStats>("/v1/market")?.peers >= providers).then_some(()))
     })?;
     for j in 0..providers {
         let key =
             cairn_wire::Keypair::load_or_create(&dir.join(format!("p{j}/node.key")))?.public();
         crate::poll::until("each provider is staked", DEVNET_UP_WAIT, || {
-            Ok((node.get(&format!("/v1/accounts/{key}"))?["can_bid"] == true).then_some(()))
+            let account: api::Account = node.get(&format!("/v1/accounts/{key}"))?;
+            Ok(account.can_bid.then_some(()))
         })?;
     }
     // Validator 0 wrote its token before its API answered.
@@ -218,7 +219,7 @@ fn with_devnet<T>(
 }
 
 fn upload(node: &Node, name: &str, wasm: &[u8]) -> anyhow::Result<SubmittedFile> {
-    node.post_bytes("/v1/blobs", wasm.to_vec())?;
+    node.post_bytes::<api::BlobStored>("/v1/blobs", wasm.to_vec())?;
     Ok(SubmittedFile {
         name: name.into(),
         id: ContentId::of(wasm).to_string(),
@@ -231,9 +232,10 @@ fn upload(node: &Node, name: &str, wasm: &[u8]) -> anyhow::Result<SubmittedFile>
 fn first_task_ms(node: &Node, module: &SubmittedFile) -> anyhow::Result<f64> {
     let job = submit(node, module, 3, VerifyPolicy::None)?;
     let status = wait_done(node, &job, Duration::from_millis(5))?;
-    let submitted = status["submitted_ms"].as_u64().context("submitted_ms")?;
-    let first = status["first_task_ms"].as_u64().context("first_task_ms")?;
-    Ok(first.saturating_sub(submitted) as f64)
+    let first = status
+        .first_task_ms
+        .context("a finished job without its first task's time")?;
+    Ok(first.saturating_sub(status.submitted_ms) as f64)
 }
 
 /// How long a devnet may take to come up: generous, as a loaded machine
@@ -246,7 +248,7 @@ fn submit(
     module: &SubmittedFile,
     tasks: u32,
     verify: VerifyPolicy,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<ContentId> {
     let submission = Submission {
         name: "tiny".into(),
         runtime: "wasm".into(),
@@ -270,39 +272,36 @@ fn submit(
         price_max_ucairn_per_gfuel: 1_000,
         verify: verify.into(),
     };
-    let answer = node.post_json("/v1/jobs", serde_json::to_vec(&submission)?)?;
-    answer["job"]
-        .as_str()
-        .map(str::to_string)
-        .context("no job id")
+    let created: api::JobCreated = node.post_json("/v1/jobs", serde_json::to_vec(&submission)?)?;
+    Ok(created.job)
 }
 
 /// Polls a job every `poll` until it is done: often for latency, rarely
 /// for throughput so the polling does not take the requester's CPU.
-fn wait_done(node: &Node, job: &str, poll: Duration) -> anyhow::Result<Value> {
+fn wait_done(node: &Node, job: &ContentId, poll: Duration) -> anyhow::Result<api::JobStatus> {
     let started = Instant::now();
     loop {
-        let status = node.get(&format!("/v1/jobs/{job}"))?;
-        if status["state"] == "done" {
+        let status: api::JobStatus = node.get(&format!("/v1/jobs/{job}"))?;
+        if status.state == api::JobState::Done {
             return Ok(status);
         }
         if started.elapsed() > Duration::from_secs(300) {
-            bail!("job {job} did not finish: {status}");
+            bail!("job {job} did not finish: {status:?}");
         }
         std::thread::sleep(poll);
     }
 }
 
 /// Waits until blocks have applied `job`'s settlements.
-fn wait_settled(node: &Node, job: &str) -> anyhow::Result<()> {
+fn wait_settled(node: &Node, job: &ContentId) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
-        let status = node.get(&format!("/v1/jobs/{job}"))?;
-        if status["settled"].as_u64().unwrap_or(0) > 0 {
+        let status: api::JobStatus = node.get(&format!("/v1/jobs/{job}"))?;
+        if status.settled > 0 {
             return Ok(());
         }
         if started.elapsed() > Duration::from_secs(300) {
-            bail!("job {job} was not settled: {status}");
+            bail!("job {job} was not settled: {status:?}");
         }
         std::thread::sleep(Duration::from_millis(50));
     }

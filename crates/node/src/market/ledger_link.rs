@@ -1,13 +1,20 @@
 //! How market roles reach the ledger: in-process when the node is a
 //! validator, over another node's HTTP API when it is not.
 
+use cairn_api as api;
 use cairn_chain::{Ledger, TxOutcome, TxRecord};
 use cairn_ledger::Tx;
 use cairn_wire::{ContentId, PublicKey};
+use serde::de::DeserializeOwned;
 
 /// The most open challenges one answer lists: a provider answers them in
 /// turns, and each answered one leaves the list.
 pub const CHALLENGES_LISTED_MAX: usize = 1_000;
+
+/// The most bytes read of a remote ledger's answer: the longest, a list of
+/// [`CHALLENGES_LISTED_MAX`] challenges, is about 150 KB. A node that
+/// answers more is refused, not read into memory.
+const ANSWER_BYTES_MAX: usize = 1 << 20;
 
 /// What the market needs to know of an account.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -88,31 +95,43 @@ impl LedgerLink {
         }
     }
 
-    async fn get(&self, path: &str) -> Result<serde_json::Value, String> {
+    /// The remote ledger's answer to `GET path`, read as `T`; `None` on a
+    /// `404`. Any other refusal is an error with the ledger's reason.
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, String> {
         let Self::Remote { url, http } = self else {
             unreachable!("only remote links speak HTTP")
         };
+        let fail = |e: &dyn std::fmt::Display| format!("ledger at {url}{path}: {e}");
         let response = http
             .get(format!("{url}{path}"))
             .send()
             .await
-            .map_err(|e| format!("ledger at {url}: {e}"))?;
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| format!("ledger at {url}: {e}"))?;
-        serde_json::from_slice(&bytes).map_err(|e| format!("ledger at {url}: {e}"))
+            .map_err(|e| fail(&e))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let body = answer(response).await.map_err(|e| fail(&e))?;
+        if !status.is_success() {
+            return Err(fail(&refusal(status, &body)));
+        }
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| fail(&e))
+    }
+
+    /// The same, where a `404` is an error too.
+    async fn get_found<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+        self.get(path)
+            .await?
+            .ok_or_else(|| format!("the ledger has no {path}"))
     }
 
     /// The chain's id, which every transaction names.
     pub async fn chain(&self) -> Result<ContentId, String> {
         match self {
             Self::Local(ledger) => Ok(ledger.chain()),
-            Self::Remote { .. } => self.get("/v1/status").await?["chain"]
-                .as_str()
-                .ok_or("ledger status has no chain id")?
-                .parse()
-                .map_err(|e: cairn_wire::WireError| e.to_string()),
+            Self::Remote { .. } => Ok(self.get_found::<api::Status>("/v1/status").await?.chain),
         }
     }
 
@@ -120,9 +139,7 @@ impl LedgerLink {
     pub async fn height(&self) -> Result<u64, String> {
         match self {
             Self::Local(ledger) => Ok(ledger.height()),
-            Self::Remote { .. } => self.get("/v1/status").await?["height"]
-                .as_u64()
-                .ok_or_else(|| "ledger status has no height".into()),
+            Self::Remote { .. } => Ok(self.get_found::<api::Status>("/v1/status").await?.height),
         }
     }
 
@@ -139,18 +156,15 @@ impl LedgerLink {
                 }
             })),
             Self::Remote { .. } => {
-                let v = self.get(&format!("/v1/accounts/{key}")).await?;
-                let number = |field: &str| -> Result<u64, String> {
-                    v[field]
-                        .as_u64()
-                        .or_else(|| v[field].as_str().and_then(|s| s.parse().ok()))
-                        .ok_or_else(|| format!("ledger account has no {field}"))
-                };
+                let account: api::Account = self.get_found(&format!("/v1/accounts/{key}")).await?;
+                if account.key != *key {
+                    return Err(format!("the ledger answered for {} on {key}", account.key));
+                }
                 Ok(AccountView {
-                    balance: number("balance")?,
-                    nonce: number("nonce")?,
-                    stake: number("stake")?,
-                    can_bid: v["can_bid"].as_bool().unwrap_or(false),
+                    balance: account.balance,
+                    nonce: account.nonce,
+                    stake: account.stake,
+                    can_bid: account.can_bid,
                 })
             }
         }
@@ -167,19 +181,9 @@ impl LedgerLink {
                 )
             })),
             Self::Remote { .. } => {
-                let v = self.get("/v1/status").await?;
-                let keys = v["validators"]
-                    .as_array()
-                    .ok_or("the ledger lists no validators")?
-                    .iter()
-                    .take(cairn_wire::ATTESTATIONS_MAX)
-                    .map(|k| k.as_str().and_then(|k| k.parse().ok()))
-                    .collect::<Option<Vec<PublicKey>>>()
-                    .ok_or("a validator that is not a key")?;
-                let quorum = v["verdict_quorum"]
-                    .as_u64()
-                    .ok_or("the ledger names no verdict quorum")?;
-                Ok((keys, quorum as usize))
+                let mut status: api::Status = self.get_found("/v1/status").await?;
+                status.validators.truncate(cairn_wire::ATTESTATIONS_MAX);
+                Ok((status.validators, status.verdict_quorum as usize))
             }
         }
     }
@@ -188,36 +192,24 @@ impl LedgerLink {
     pub async fn escrow(&self, job: &ContentId) -> Result<Option<cairn_ledger::Escrow>, String> {
         match self {
             Self::Local(ledger) => Ok(ledger.view(|state| state.escrow(job).copied())),
-            Self::Remote { url, http } => {
-                let response = http
-                    .get(format!("{url}/v1/escrows/{job}"))
-                    .send()
-                    .await
-                    .map_err(|e| format!("ledger at {url}: {e}"))?;
-                if response.status() == reqwest::StatusCode::NOT_FOUND {
+            Self::Remote { .. } => {
+                let Some(escrow) = self
+                    .get::<api::Escrow>(&format!("/v1/escrows/{job}"))
+                    .await?
+                else {
                     return Ok(None);
-                }
-                let bytes = response
-                    .bytes()
-                    .await
-                    .map_err(|e| format!("ledger at {url}: {e}"))?;
-                let v: serde_json::Value =
-                    serde_json::from_slice(&bytes).map_err(|e| format!("ledger at {url}: {e}"))?;
-                let field = |name: &str| {
-                    v[name]
-                        .as_u64()
-                        .ok_or_else(|| format!("ledger escrow has no {name}"))
                 };
+                if escrow.job != *job {
+                    return Err(format!(
+                        "the ledger answered for job {} on {job}",
+                        escrow.job
+                    ));
+                }
                 Ok(Some(cairn_ledger::Escrow {
-                    owner: v["owner"]
-                        .as_str()
-                        .and_then(|s| s.parse().ok())
-                        .ok_or("ledger escrow has no owner")?,
-                    balance: field("balance")?,
-                    leases_until: field("leases_until")?,
-                    closing: v["closing"]
-                        .as_bool()
-                        .ok_or("ledger escrow has no closing")?,
+                    owner: escrow.owner,
+                    balance: escrow.balance,
+                    leases_until: escrow.leases_until,
+                    closing: escrow.closing,
                 }))
             }
         }
@@ -237,25 +229,16 @@ impl LedgerLink {
                 (state.height(), open)
             })),
             Self::Remote { .. } => {
-                let v = self.get(&format!("/v1/challenges/{provider}")).await?;
-                let height = v["height"].as_u64().ok_or("challenges have no height")?;
-                let list = v["challenges"].as_array().ok_or("no challenge list")?;
-                let open = list
+                let answer: api::Challenges = self
+                    .get_found(&format!("/v1/challenges/{provider}"))
+                    .await?;
+                let open = answer
+                    .challenges
                     .iter()
                     .take(CHALLENGES_LISTED_MAX)
-                    .map(|c| {
-                        let lease = c["lease"]
-                            .as_str()
-                            .and_then(|s| s.parse().ok())
-                            .ok_or("a challenge without a lease")?;
-                        let task = c["task"].as_u64().ok_or("a challenge without a task")?;
-                        let deadline = c["deadline"]
-                            .as_u64()
-                            .ok_or("a challenge without a deadline")?;
-                        Ok((lease, task, deadline))
-                    })
-                    .collect::<Result<_, &str>>()?;
-                Ok((height, open))
+                    .map(|c| (c.lease, c.task, c.deadline))
+                    .collect();
+                Ok((answer.height, open))
             }
         }
     }
@@ -288,8 +271,11 @@ impl LedgerLink {
                 if status.is_success() {
                     return Ok(());
                 }
-                let body = response.text().await.unwrap_or_default();
-                let reason = format!("ledger at {url} refused a transaction: {body}");
+                let body = answer(response).await.unwrap_or_else(|e| e.into_bytes());
+                let reason = format!(
+                    "ledger at {url} refused a transaction: {}",
+                    refusal(status, &body)
+                );
                 // Only a 4xx is the ledger's verdict on the transaction; a
                 // 5xx (or a proxy's page) says nothing about it.
                 if status.is_client_error() && status != reqwest::StatusCode::TOO_MANY_REQUESTS {
@@ -326,26 +312,101 @@ impl LedgerLink {
                 None => None,
             }),
             Self::Remote { .. } => {
-                let v = self.get(&format!("/v1/txs/{signer}/{nonce}")).await?;
-                let tx = match v["tx"].as_str() {
-                    Some(tx) => Some(tx.parse().map_err(|e: cairn_wire::WireError| {
-                        format!("ledger names a malformed transaction: {e}")
-                    })?),
-                    None => None,
-                };
-                match v["status"].as_str() {
-                    Some("pending") => Ok(None),
-                    Some("applied") => Ok(Some(Included {
+                let status: api::TxStatus =
+                    self.get_found(&format!("/v1/txs/{signer}/{nonce}")).await?;
+                Ok(match status {
+                    api::TxStatus::Pending => None,
+                    api::TxStatus::Applied { tx, .. } => Some(Included {
                         tx,
                         applied: Ok(()),
-                    })),
-                    Some("refused") => Ok(Some(Included {
-                        tx,
-                        applied: Err(v["reason"].as_str().unwrap_or("refused").to_string()),
-                    })),
-                    _ => Err(format!("ledger answered with no transaction status: {v}")),
-                }
+                    }),
+                    api::TxStatus::Refused { tx, reason, .. } => Some(Included {
+                        tx: Some(tx),
+                        applied: Err(reason),
+                    }),
+                })
             }
         }
+    }
+}
+
+/// A remote ledger's answer, read up to [`ANSWER_BYTES_MAX`].
+async fn answer(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > ANSWER_BYTES_MAX {
+            return Err(format!("answered over {ANSWER_BYTES_MAX} bytes; not read"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// What a refusal says: its status and the API's reason when the body is
+/// the API's error, else the status alone (a proxy's page is not shown).
+fn refusal(status: reqwest::StatusCode, body: &[u8]) -> String {
+    serde_json::from_slice::<api::ErrorBody>(body)
+        .map_or_else(|_| status.to_string(), |b| format!("{status}: {}", b.error))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::Json;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use cairn_wire::Keypair;
+
+    use super::*;
+
+    /// A ledger node that answers for another account, answers without
+    /// end, refuses, or lacks a route: each is an error that says which,
+    /// and nothing of it is taken as the ledger's state.
+    #[tokio::test]
+    async fn a_remote_ledger_that_answers_wrong_too_much_or_not_at_all_is_refused() {
+        let asked = Keypair::from_seed([1; 32]).public();
+        let other = Keypair::from_seed([2; 32]).public();
+        let app = axum::Router::new()
+            .route(
+                "/v1/status",
+                get(|| async { vec![b' '; ANSWER_BYTES_MAX + 1] }),
+            )
+            .route(
+                "/v1/accounts/{key}",
+                get(move || async move {
+                    Json(api::Account {
+                        key: other,
+                        height: 7,
+                        balance: 1 << 40,
+                        nonce: 0,
+                        stake: 1 << 40,
+                        unbonding: 0,
+                        can_bid: true,
+                    })
+                }),
+            )
+            .route(
+                "/v1/escrows/{job}",
+                get(|| async {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Json(api::ErrorBody {
+                            error: "the store is full".into(),
+                        }),
+                    )
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let link = LedgerLink::remote(&url);
+
+        let endless = link.height().await.unwrap_err();
+        assert!(endless.contains("not read"), "{endless}");
+        let impostor = link.account(&asked).await.unwrap_err();
+        assert!(impostor.contains("answered for"), "{impostor}");
+        let refused = link.escrow(&ContentId::of(b"job")).await.unwrap_err();
+        assert!(refused.contains("the store is full"), "{refused}");
+        let missing = link.open_challenges(&asked).await.unwrap_err();
+        assert!(missing.contains("has no /v1/challenges"), "{missing}");
     }
 }

@@ -34,8 +34,8 @@ use cairn_proto as proto;
 use cairn_sched::SchedParams;
 use cairn_store::{BlobStore, Db};
 use cairn_wire::{ContentId, Keypair};
-use serde::Serialize;
 
+pub use cairn_api::{JobStatus, MarketStats, TaskRecord};
 pub use ledger_link::{AccountView, CHALLENGES_LISTED_MAX, LedgerLink};
 pub use outbox::{Fate, Outbox, Ticket};
 pub use proto::{
@@ -44,7 +44,6 @@ pub use proto::{
 };
 pub use provider::{Misbehave, ProviderConfig, TaskCaps};
 pub use requester::FRAMED_COMMITS_MAX;
-pub use requester::{JobStatus, TaskRecord};
 
 use crate::NodeError;
 
@@ -155,31 +154,6 @@ impl Counters {
     fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-/// Counters for the API.
-#[derive(Clone, Debug, Serialize)]
-pub struct MarketStats {
-    /// This node's peer id.
-    pub peer_id: String,
-    /// Addresses others can dial.
-    pub listen: Vec<String>,
-    /// Connected peers.
-    pub peers: usize,
-    /// Messages that did not decode.
-    pub malformed: u64,
-    /// Bad signatures.
-    pub bad_signature: u64,
-    /// Replayed or stale orders.
-    pub replayed: u64,
-    /// Protocol violations refused.
-    pub refused: u64,
-    /// Requests and orders over a peer's rate.
-    pub rate_limited: u64,
-    /// Oversized frames the network dropped.
-    pub oversized: u64,
-    /// Truncated frames the network dropped.
-    pub truncated: u64,
 }
 
 /// What both roles share.
@@ -483,7 +457,7 @@ impl Market {
         MarketStats {
             peer_id: self.peer_id().to_string(),
             listen: self.addresses().iter().map(ToString::to_string).collect(),
-            peers: self.shared.net.connected_peers().await.len(),
+            peers: self.shared.net.connected_peers().await.len() as u64,
             malformed: c.malformed.load(Ordering::Relaxed),
             bad_signature: c.bad_signature.load(Ordering::Relaxed),
             replayed: c.replayed.load(Ordering::Relaxed),

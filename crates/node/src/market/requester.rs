@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 use super::proto::{self, Report, Request, Response, Submission};
 use super::{Counters, MarketConfig, Shared, fetch_blob, now_ms};
 
-pub use cairn_roles::requester::{JobStatus, TaskRecord};
+use cairn_api::{JobStatus, TaskRecord};
 
 /// Receipts per settlement transaction: a transaction fits in 8 KiB.
 const RECEIPTS_PER_SETTLE: usize = 40;

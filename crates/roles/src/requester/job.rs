@@ -4,82 +4,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use cairn_api::{JobState, JobStatus, TaskRecord};
 use cairn_ledger::{Commit, Opening, Receipt};
 use cairn_market::{Auction, Order};
-use cairn_proto::{Assignment, Submission, SubmittedFile, Terms};
+use cairn_proto::{Assignment, Submission, Terms};
 use cairn_sched::Scheduler;
 use cairn_wire::{ContentId, PublicKey, Signed};
 use serde::{Deserialize, Serialize};
 
 use super::{BidRefused, IDLE_REAUCTION_MS, REAUCTION_MS};
-
-/// A finished task as the requester keeps it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct TaskRecord {
-    /// Index in the job.
-    pub task: u32,
-    /// Who ran it.
-    pub provider: String,
-    /// Result digest (hex).
-    pub digest: String,
-    /// Fuel used.
-    pub fuel_used: u64,
-    /// Whether the program succeeded.
-    pub success: bool,
-    /// How it ended.
-    pub outcome: String,
-    /// Output files, in this node's blob store.
-    pub outputs: Vec<SubmittedFile>,
-    /// Its standard output, in this node's blob store; `None` when empty.
-    #[serde(default)]
-    pub stdout: Option<SubmittedFile>,
-    /// Its standard error, in this node's blob store; `None` when empty.
-    #[serde(default)]
-    pub stderr: Option<SubmittedFile>,
-    /// The signed receipt (hex of its canonical bytes), for settlement.
-    pub receipt: String,
-}
-
-/// A job's status for the API.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct JobStatus {
-    /// Job id.
-    pub id: String,
-    /// Name.
-    pub name: String,
-    /// `bidding`, `queued`, `running`, `settling`, `done` or `failed`.
-    pub state: String,
-    /// Why it is queued or failed.
-    pub reason: Option<String>,
-    /// Tasks in all.
-    pub total: u32,
-    /// Finished.
-    pub done: u32,
-    /// Running.
-    pub running: u32,
-    /// Waiting.
-    pub pending: u32,
-    /// Given up.
-    pub failed: u32,
-    /// Providers working on it.
-    pub providers: u32,
-    /// Auctions held.
-    pub auctions: u32,
-    /// Submitted (ms since the epoch).
-    pub submitted_ms: u64,
-    /// First task handed out.
-    pub first_task_ms: Option<u64>,
-    /// Finished.
-    pub finished_ms: Option<u64>,
-    /// Receipts in settlements the ledger applied.
-    pub settled: u64,
-    /// Executions, replicas included: what verification cost.
-    pub executions: u64,
-    /// Disputes started.
-    pub disputes: u32,
-    /// Providers convicted of cheating on this job.
-    pub convicted: Vec<String>,
-}
 
 /// What is persisted of a job.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -324,17 +257,17 @@ impl Job {
             self.reason.clone()
         };
         let state = match self.phase {
-            Phase::Bidding(_) | Phase::Leasing => "bidding",
-            Phase::Queued { .. } => "queued",
-            Phase::Running => "running",
-            Phase::Settling => "settling",
-            Phase::Done if p.failed > 0 || self.replicas.failed > 0 => "failed",
-            Phase::Done => "done",
+            Phase::Bidding(_) | Phase::Leasing => JobState::Bidding,
+            Phase::Queued { .. } => JobState::Queued,
+            Phase::Running => JobState::Running,
+            Phase::Settling => JobState::Settling,
+            Phase::Done if p.failed > 0 || self.replicas.failed > 0 => JobState::Failed,
+            Phase::Done => JobState::Done,
         };
         JobStatus {
-            id: self.id.to_string(),
+            id: self.id,
             name: self.record.submission.name.clone(),
-            state: state.into(),
+            state,
             reason,
             total: p.total,
             // A settled job's verification state is gone; its queue knows.
@@ -353,12 +286,7 @@ impl Job {
             settled: self.settled,
             executions: self.replicas.executions,
             disputes: self.replicas.disputes,
-            convicted: self
-                .replicas
-                .convicted
-                .iter()
-                .map(|p| p.to_string())
-                .collect(),
+            convicted: self.replicas.convicted.iter().copied().collect(),
         }
     }
 }

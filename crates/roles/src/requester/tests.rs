@@ -250,7 +250,7 @@ fn the_driver_sleeps_until_the_auction_window_closes() {
     let step = core.step(&job, T1).unwrap();
     assert!(step.winners.is_none());
     let status = core.status(&job, T1).unwrap();
-    assert_eq!(status.state, "queued");
+    assert_eq!(status.state, cairn_api::JobState::Queued);
     assert_eq!(step.next_deadline_ms, Some(T1 + REAUCTION_MS));
     let early = core.step(&job, T1 + REAUCTION_MS - 1).unwrap();
     assert!(early.effects.orders.is_empty());
@@ -265,7 +265,10 @@ fn an_auction_leases_its_winners_and_the_queue_hands_them_work() {
     let (a, b) = (provider(1), provider(2));
     let (job, order) = submitted(&mut core, 4, VerifyPolicy::None);
     let leases = leased(&mut core, &job, &order, &[&a, &b]);
-    assert_eq!(core.status(&job, T1).unwrap().state, "running");
+    assert_eq!(
+        core.status(&job, T1).unwrap().state,
+        cairn_api::JobState::Running
+    );
     assert_eq!(core.lease_job(&lease_of(&leases, &a).id()), Some((job, 4)));
 
     let (tasks_a, _, _) = pull(&mut core, &a, lease_of(&leases, &a), 2, Vec::new(), T1 + 1);
@@ -321,7 +324,7 @@ fn a_job_whose_winners_all_refuse_waits_then_auctions_again() {
     }
     core.offers_answered(&job, 0, &["busy".into()], T0 + 2);
     let status = core.status(&job, T0 + 2).unwrap();
-    assert_eq!(status.state, "queued");
+    assert_eq!(status.state, cairn_api::JobState::Queued);
     assert!(status.reason.unwrap().contains("busy"));
     assert_eq!(status.providers, 0, "a refusing newcomer is not kept");
     assert!(core.lease_job(&offers.leases[0].0.id()).is_none());
@@ -477,7 +480,10 @@ fn a_result_committed_then_revealed_is_kept_and_its_receipt_settled() {
         core.step(&job, T1 + 5).is_none(),
         "a settled job's driver stops"
     );
-    assert_eq!(core.status(&job, T1 + 5).unwrap().state, "done");
+    assert_eq!(
+        core.status(&job, T1 + 5).unwrap().state,
+        cairn_api::JobState::Done
+    );
 }
 
 #[test]
@@ -733,7 +739,10 @@ fn a_provider_leased_already_is_not_leased_twice() {
     let offers = core.offer_leases(&job, &order, chosen, 7, at).unwrap();
     assert!(offers.leases.is_empty());
     core.offers_answered(&job, 0, &[], at);
-    assert_eq!(core.status(&job, at).unwrap().state, "running");
+    assert_eq!(
+        core.status(&job, at).unwrap().state,
+        cairn_api::JobState::Running
+    );
     let (taken, _, _) = pull(&mut core, &a, &leases[0], 1, Vec::new(), at + 1);
     assert_eq!(taken.len(), 1, "its first lease still works");
 }

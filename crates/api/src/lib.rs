@@ -1,0 +1,387 @@
+//! api: The node's HTTP API as types: every body its routes take and answer, defined once for the server and every client.
+//!
+//! The node's server (`cairn-node`) answers with these types, and the CLI
+//! and a provider's remote ledger link read the same types back, so no
+//! field is picked out of untyped JSON by hand and a renamed field breaks
+//! the build, not a user. Ids and keys are [`ContentId`] and [`PublicKey`]
+//! (their hex in JSON): a malformed one is refused when the answer is read.
+//! Clients ignore fields they do not know, so a newer node can add some.
+//!
+//! The routes, what each needs and every refusal are documented on
+//! `cairn_node::api`; `docs/network.md` shows them in use.
+
+#![deny(missing_docs)]
+
+use cairn_wire::{ContentId, PublicKey};
+use serde::{Deserialize, Serialize};
+
+pub use cairn_proto::{Submission, SubmittedFile};
+
+/// The body of every refusal (any 4xx or 5xx): what was wrong, with the
+/// bad value where there is one. A 5xx says nothing of its cause.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    /// What was wrong.
+    pub error: String,
+}
+
+/// `GET /v1/status`: the chain as of its last finalized block.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Status {
+    /// The chain's id, which every transaction names.
+    pub chain: ContentId,
+    /// The last finalized block's height.
+    pub height: u64,
+    /// The state root after it.
+    pub root: ContentId,
+    /// Transactions waiting in this node's mempool.
+    pub pending: u64,
+    /// Tokens in existence, µcairn.
+    pub supply: u64,
+    /// Fees collected and not yet paid out, µcairn.
+    pub fee_pool: u64,
+    /// Tokens destroyed, µcairn.
+    pub burned: u64,
+    /// The validators, who attest dispute verdicts.
+    pub validators: Vec<PublicKey>,
+    /// How many of them a verdict needs.
+    pub verdict_quorum: u64,
+}
+
+/// `GET /v1/accounts/{key}`: an account (all zero if it never received
+/// anything).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Account {
+    /// Its key.
+    pub key: PublicKey,
+    /// The height it is read at.
+    pub height: u64,
+    /// Spendable, µcairn.
+    pub balance: u64,
+    /// The nonce its next transaction takes.
+    pub nonce: u64,
+    /// Bonded as a provider, µcairn.
+    pub stake: u64,
+    /// Unbonding, µcairn: returned once its delay passes.
+    pub unbonding: u64,
+    /// Whether its stake lets it bid.
+    pub can_bid: bool,
+}
+
+/// `GET /v1/challenges/{provider}`: reveal challenges open against a
+/// provider's commits, which it answers with `Reveal` transactions.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Challenges {
+    /// The provider.
+    pub provider: PublicKey,
+    /// The height they are read at.
+    pub height: u64,
+    /// How many are open (more than are listed, perhaps).
+    pub open: u64,
+    /// The first of them, at most `cairn_node::market::CHALLENGES_LISTED_MAX`.
+    pub challenges: Vec<Challenge>,
+}
+
+/// One open reveal challenge.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Challenge {
+    /// The lease the commit was made under.
+    pub lease: ContentId,
+    /// The task.
+    pub task: u64,
+    /// The last height a reveal is accepted at.
+    pub deadline: u64,
+}
+
+/// `GET /v1/escrows/{job}`: a job's open escrow.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Escrow {
+    /// The job.
+    pub job: ContentId,
+    /// Who locked it and gets the rest back.
+    pub owner: PublicKey,
+    /// What is left, µcairn.
+    pub balance: u64,
+    /// The last height a lease on the job is live.
+    pub leases_until: u64,
+    /// Its owner asked to close it.
+    pub closing: bool,
+}
+
+/// `POST /v1/txs` (`202`): the transaction passed admission and waits for
+/// a block.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Queued {
+    /// Always true.
+    pub queued: bool,
+}
+
+/// `GET /v1/txs/{signer}/{nonce}`: what became of a signer's transaction.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum TxStatus {
+    /// No block has carried a transaction with this nonce yet.
+    Pending,
+    /// A block applied it. Long ago, which block and which transaction
+    /// are forgotten, and only that the nonce was taken is known.
+    Applied {
+        /// The block's height.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        height: Option<u64>,
+        /// The transaction's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tx: Option<ContentId>,
+    },
+    /// A block carried it and the ledger refused it (its nonce is taken).
+    Refused {
+        /// The block's height.
+        height: u64,
+        /// Why.
+        reason: String,
+        /// The transaction's id.
+        tx: ContentId,
+    },
+}
+
+/// `GET /v1/blocks/{height}`: a recent finalized block.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Block {
+    /// Its height.
+    pub height: u64,
+    /// Its digest (consensus's, hex).
+    pub digest: String,
+    /// Its proposer's clock, ms since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// Transactions applied.
+    pub applied: u64,
+    /// Transactions carried and refused.
+    pub refused: u64,
+    /// The state root after it.
+    pub root: ContentId,
+}
+
+/// `POST /v1/blobs`: the stored blob's content id.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BlobStored {
+    /// BLAKE3 of its bytes.
+    pub id: ContentId,
+}
+
+/// `POST /v1/jobs` (`201`): the job, its budget escrowed.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobCreated {
+    /// The job's id.
+    pub job: ContentId,
+}
+
+/// `GET /v1/jobs`: every job of this node, newest first.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobList {
+    /// Their statuses.
+    pub jobs: Vec<JobStatus>,
+}
+
+/// Where a job is in its life.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Its auction collects bids, or winners sign leases.
+    Bidding,
+    /// No provider could take it yet; `reason` says why.
+    Queued,
+    /// Providers run its tasks.
+    Running,
+    /// Every task is decided; payments are settling on the ledger.
+    Settling,
+    /// Over, every task with a verified result.
+    Done,
+    /// Over, some tasks without one.
+    Failed,
+}
+
+impl JobState {
+    /// Whether the job is over (done or failed).
+    pub fn is_over(self) -> bool {
+        matches!(self, Self::Done | Self::Failed)
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Bidding => "bidding",
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Settling => "settling",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        })
+    }
+}
+
+/// `GET /v1/jobs/{id}`: a job's status.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobStatus {
+    /// Its id.
+    pub id: ContentId,
+    /// Its name.
+    pub name: String,
+    /// Where it is.
+    pub state: JobState,
+    /// Why it is queued or failed, or what it waits for.
+    pub reason: Option<String>,
+    /// Tasks in all.
+    pub total: u32,
+    /// Finished, with a verified result.
+    pub done: u32,
+    /// Running.
+    pub running: u32,
+    /// Waiting.
+    pub pending: u32,
+    /// Given up.
+    pub failed: u32,
+    /// Providers working on it.
+    pub providers: u32,
+    /// Auctions held.
+    pub auctions: u32,
+    /// Submitted (ms since the Unix epoch).
+    pub submitted_ms: u64,
+    /// When its first task was handed out.
+    pub first_task_ms: Option<u64>,
+    /// When it finished.
+    pub finished_ms: Option<u64>,
+    /// Receipts in settlements the ledger applied.
+    pub settled: u64,
+    /// Executions, replicas included: what verification cost.
+    pub executions: u64,
+    /// Disputes started.
+    pub disputes: u32,
+    /// Providers convicted of cheating on it.
+    pub convicted: Vec<PublicKey>,
+}
+
+/// `GET /v1/jobs/{id}/results`: the job's finished tasks.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobResults {
+    /// One per finished task, by task.
+    pub results: Vec<TaskRecord>,
+}
+
+/// A finished task: what the requester accepted, and what it keeps of it
+/// across restarts.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TaskRecord {
+    /// Its index in the job.
+    pub task: u32,
+    /// Who ran it.
+    pub provider: PublicKey,
+    /// The result's digest: BLAKE3 of its manifest.
+    pub digest: ContentId,
+    /// Fuel used.
+    pub fuel_used: u64,
+    /// Whether the program succeeded.
+    pub success: bool,
+    /// How it ended.
+    pub outcome: String,
+    /// Its output files, in the node's blob store.
+    pub outputs: Vec<SubmittedFile>,
+    /// Its standard output, in the node's blob store; `None` when empty.
+    #[serde(default)]
+    pub stdout: Option<SubmittedFile>,
+    /// Its standard error, in the node's blob store; `None` when empty.
+    #[serde(default)]
+    pub stderr: Option<SubmittedFile>,
+    /// The provider's signed receipt (hex of its canonical bytes), which
+    /// settlement pays.
+    pub receipt: String,
+}
+
+/// `GET /v1/market`: this node's market peer, and what it dropped.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MarketStats {
+    /// Its libp2p peer id.
+    pub peer_id: String,
+    /// Addresses others can dial (multiaddresses ending in its peer id).
+    pub listen: Vec<String>,
+    /// Connected peers.
+    pub peers: u64,
+    /// Messages that did not decode.
+    pub malformed: u64,
+    /// Signatures that did not verify.
+    pub bad_signature: u64,
+    /// Orders seen before, or past their window.
+    pub replayed: u64,
+    /// Requests refused for breaking the protocol.
+    pub refused: u64,
+    /// Requests and orders over a peer's rate or the node's in-flight
+    /// bound.
+    pub rate_limited: u64,
+    /// Frames over the size limit the network dropped.
+    pub oversized: u64,
+    /// Truncated frames the network dropped.
+    pub truncated: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transaction_status_reads_as_each_kind_the_server_writes() {
+        let tx = ContentId::of(b"tx");
+        for status in [
+            TxStatus::Pending,
+            TxStatus::Applied {
+                height: None,
+                tx: None,
+            },
+            TxStatus::Applied {
+                height: Some(9),
+                tx: Some(tx),
+            },
+            TxStatus::Refused {
+                height: 9,
+                reason: "nonce taken".into(),
+                tx,
+            },
+        ] {
+            let json = serde_json::to_string(&status).unwrap();
+            assert_eq!(serde_json::from_str::<TxStatus>(&json).unwrap(), status);
+        }
+        assert_eq!(
+            serde_json::to_string(&TxStatus::Pending).unwrap(),
+            r#"{"status":"pending"}"#
+        );
+        assert!(serde_json::from_str::<TxStatus>(r#"{"status":"lost"}"#).is_err());
+    }
+
+    #[test]
+    fn a_job_state_is_its_lowercase_name_and_nothing_else_reads() {
+        for state in [
+            JobState::Bidding,
+            JobState::Queued,
+            JobState::Running,
+            JobState::Settling,
+            JobState::Done,
+            JobState::Failed,
+        ] {
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(json, format!("\"{state}\""));
+            assert_eq!(serde_json::from_str::<JobState>(&json).unwrap(), state);
+        }
+        assert!(serde_json::from_str::<JobState>("\"Done\"").is_err());
+        assert!(serde_json::from_str::<JobState>("\"paused\"").is_err());
+    }
+
+    #[test]
+    fn an_answer_with_a_malformed_key_is_refused_and_unknown_fields_are_ignored() {
+        let key = cairn_wire::Keypair::from_seed([5; 32]).public();
+        let good = format!(
+            r#"{{"key":"{key}","height":3,"balance":1,"nonce":0,"stake":0,"unbonding":0,"can_bid":false,"added_later":1}}"#
+        );
+        assert_eq!(serde_json::from_str::<Account>(&good).unwrap().key, key);
+        let bad = good.replace(&key.to_string(), "00ff");
+        let error = serde_json::from_str::<Account>(&bad).unwrap_err();
+        assert!(error.to_string().contains("public key"), "{error}");
+    }
+}
