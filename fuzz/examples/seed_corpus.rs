@@ -375,12 +375,12 @@ fn main() {
         runtime: "wasm".into(),
         module: SubmittedFile {
             name: "module.wasm".into(),
-            id: id(b"module").to_string(),
+            id: id(b"module"),
             size: 1 << 20,
         },
         inputs: vec![SubmittedFile {
             name: "scene.json".into(),
-            id: id(b"scene").to_string(),
+            id: id(b"scene"),
             size: 1_000,
         }],
         tasks: (0..2)

@@ -5,10 +5,11 @@
 //! field is picked out of untyped JSON by hand and a renamed field breaks
 //! the build, not a user. Ids and keys are [`ContentId`] and [`PublicKey`]
 //! (their hex in JSON): a malformed one is refused when the answer is read.
-//! Clients ignore fields they do not know, so a newer node can add some.
+//! Clients ignore fields they do not know, so a newer node can add fields;
+//! a new value of an enum ([`JobState`], [`TxStatus`]) is a breaking change.
 //!
 //! The routes, what each needs and every refusal are documented on
-//! `cairn_node::api`; `docs/network.md` shows them in use.
+//! `cairn_node::api`.
 
 #![deny(missing_docs)]
 
@@ -174,7 +175,7 @@ pub struct JobCreated {
     pub job: ContentId,
 }
 
-/// `GET /v1/jobs`: every job of this node, newest first.
+/// `GET /v1/jobs`: every job of this node, oldest first.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct JobList {
     /// Their statuses.
@@ -208,7 +209,8 @@ impl JobState {
 
 impl std::fmt::Display for JobState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+        // `pad`, so a table's `{:<8}` lines its column up.
+        f.pad(match self {
             Self::Bidding => "bidding",
             Self::Queued => "queued",
             Self::Running => "running",
@@ -369,6 +371,7 @@ mod tests {
             assert_eq!(json, format!("\"{state}\""));
             assert_eq!(serde_json::from_str::<JobState>(&json).unwrap(), state);
         }
+        assert_eq!(format!("[{:<8}]", JobState::Done), "[done    ]");
         assert!(serde_json::from_str::<JobState>("\"Done\"").is_err());
         assert!(serde_json::from_str::<JobState>("\"paused\"").is_err());
     }

@@ -134,7 +134,7 @@ pub fn submit(node: &Node, path: &Path, allowed: &[PathBuf]) -> anyhow::Result<C
         }
         Ok(SubmittedFile {
             name: name.to_string(),
-            id: id.to_string(),
+            id,
             size,
         })
     };
@@ -321,12 +321,9 @@ pub fn results(node: &Node, id: &ContentId, out: Option<PathBuf>) -> anyhow::Res
 }
 
 /// Downloads blob `id` to `path`, checking it against its content id.
-fn fetch_to(node: &Node, id: &str, path: &Path) -> anyhow::Result<()> {
-    let id: ContentId = id
-        .parse()
-        .with_context(|| format!("the node listed '{id}' as a content id"))?;
+fn fetch_to(node: &Node, id: &ContentId, path: &Path) -> anyhow::Result<()> {
     let bytes = node.get_bytes(&format!("/v1/blobs/{id}"))?;
-    if ContentId::of(&bytes) != id {
+    if ContentId::of(&bytes) != *id {
         bail!("{} does not match its content id {id}", path.display());
     }
     if let Some(parent) = path.parent() {

@@ -96,18 +96,21 @@ pub struct MarketArgs {
     bid_window_ms: u32,
     /// Seconds a provider has to return a task [default: the job's wall-time
     /// limit plus 5 s].
-    #[arg(long, env = "CAIRN_TASK_DEADLINE_S", default_value_t = 0)]
+    #[arg(long, env = "CAIRN_TASK_DEADLINE_S", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
     task_deadline_s: u64,
     /// Seconds a provider that committed to a result has to reveal it once
-    /// asked; a provider that does not is challenged on the ledger and its
-    /// task runs elsewhere.
+    /// asked (its outputs are fetched within them); a provider that does
+    /// not is convicted, challenged on the ledger, and its task runs
+    /// elsewhere. At least 10: an honest provider checks in every second
+    /// and must send its outputs.
     #[arg(long, env = "CAIRN_REVEAL_TIMEOUT_S", default_value_t = 60,
-          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+          value_parser = clap::value_parser!(u64).range(10..=3_600))]
     reveal_timeout_s: u64,
     /// Seconds each side of a dispute has to answer one round (the first
     /// round adds time to trace the task); a side that does not loses.
     #[arg(long, env = "CAIRN_DISPUTE_ROUND_TIMEOUT_S", default_value_t = 60,
-          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+          value_parser = clap::value_parser!(u64).range(10..=3_600))]
     dispute_round_timeout_s: u64,
     /// Where compiled modules are kept; nodes on one machine can share the
     /// folder, so each module compiles once per machine [default:

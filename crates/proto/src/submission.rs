@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use cairn_job::VerifyPolicy;
 use cairn_job::rules::{self, ARGS_MAX, INPUTS_MAX, OUTPUTS_MAX};
+use cairn_wire::ContentId;
 use serde::{Deserialize, Serialize};
 
 /// A file named in a submission.
@@ -18,8 +19,8 @@ use serde::{Deserialize, Serialize};
 pub struct SubmittedFile {
     /// Its name (under `/input`, for inputs).
     pub name: String,
-    /// Its content id (hex); the blob must be uploaded first.
-    pub id: String,
+    /// Its content id (hex in JSON); the blob must be uploaded first.
+    pub id: ContentId,
     /// Its size.
     pub size: u64,
 }
@@ -231,12 +232,12 @@ mod tests {
             runtime: "wasm".into(),
             module: SubmittedFile {
                 name: "module.wasm".into(),
-                id: "00".repeat(32),
+                id: ContentId::from_digest([0; 32]),
                 size: 1,
             },
             inputs: vec![SubmittedFile {
                 name: "scene.json".into(),
-                id: "11".repeat(32),
+                id: ContentId::from_digest([0x11; 32]),
                 size: 1,
             }],
             tasks: vec![SubmittedTask {

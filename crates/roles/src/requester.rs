@@ -249,8 +249,8 @@ impl RequesterCore {
     pub fn add_job(&mut self, id: ContentId, record: JobRecord, now: u64) -> Result<(), String> {
         let s = &record.submission;
         let terms = Terms {
-            module: file_ref(&s.module)?,
-            inputs: s.inputs.iter().map(file_ref).collect::<Result<_, _>>()?,
+            module: file_ref(&s.module),
+            inputs: s.inputs.iter().map(file_ref).collect(),
             limits: TaskLimits {
                 fuel: s.limits.fuel,
                 memory_bytes: s.limits.memory_bytes,
@@ -1219,7 +1219,7 @@ pub fn check_reports(
                             .iter()
                             .map(|f| SubmittedFile {
                                 name: f.name.clone(),
-                                id: f.id.to_string(),
+                                id: f.id,
                                 size: f.size,
                             })
                             .collect(),
@@ -1351,24 +1351,19 @@ fn action_job(action: &Action) -> Option<ContentId> {
     }
 }
 
-fn parse_id(hex: &str) -> Result<ContentId, String> {
-    hex.parse()
-        .map_err(|e: cairn_wire::WireError| e.to_string())
-}
-
-fn file_ref(file: &SubmittedFile) -> Result<FileRef, String> {
-    Ok(FileRef {
+fn file_ref(file: &SubmittedFile) -> FileRef {
+    FileRef {
         name: file.name.clone(),
-        id: parse_id(&file.id)?,
+        id: file.id,
         size: file.size,
-    })
+    }
 }
 
 /// A reported stream as a record's file; an empty stream is none.
 fn stream_file(name: &str, stream: StreamRef) -> Option<SubmittedFile> {
     (stream.size > 0).then(|| SubmittedFile {
         name: name.to_string(),
-        id: stream.id.to_string(),
+        id: stream.id,
         size: stream.size,
     })
 }

@@ -769,7 +769,7 @@ impl Sim {
             runtime: "wasm".into(),
             module: SubmittedFile {
                 name: "module.wasm".into(),
-                id: ContentId::of(b"sim module").to_string(),
+                id: ContentId::of(b"sim module"),
                 size: 1 << 20,
             },
             inputs: Vec::new(),

@@ -76,6 +76,13 @@ impl Params {
         assert!(self.replicas_max >= 2, "disputes need two replicas");
         assert!(self.dispute_arity >= 2, "a dispute round must narrow");
         assert!(self.dispute_trace_fuel_per_ms > 0, "tracing takes time");
+        // A provider hears a request at its next check-in (every second)
+        // and then sends what was asked: no honest side meets a deadline
+        // shorter than that.
+        assert!(
+            self.reveal_timeout_ms >= 5_000 && self.dispute_round_timeout_ms >= 5_000,
+            "reveals and dispute answers get at least 5 s"
+        );
     }
 
     /// The credibility of a provider with streak `streak`.

@@ -21,8 +21,7 @@ macro_rules! as_text {
 
         impl<'de> Deserialize<'de> for $type {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                // Borrowed where the format allows; an id is 64 bytes.
-                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                let text = String::deserialize(deserializer)?;
                 text.parse().map_err(D::Error::custom)
             }
         }

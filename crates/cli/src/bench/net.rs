@@ -222,7 +222,7 @@ fn upload(node: &Node, name: &str, wasm: &[u8]) -> anyhow::Result<SubmittedFile>
     node.post_bytes::<api::BlobStored>("/v1/blobs", wasm.to_vec())?;
     Ok(SubmittedFile {
         name: name.into(),
-        id: ContentId::of(wasm).to_string(),
+        id: ContentId::of(wasm),
         size: wasm.len() as u64,
     })
 }

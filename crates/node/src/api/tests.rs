@@ -101,7 +101,7 @@ impl Node {
         assert_eq!(status, StatusCode::OK, "{answer}");
         SubmittedFile {
             name: name.into(),
-            id: ContentId::of(bytes).to_string(),
+            id: ContentId::of(bytes),
             size: bytes.len() as u64,
         }
     }
@@ -163,7 +163,7 @@ async fn csrf_page_stores_nothing_and_escrows_nothing() {
     let blob = b"a page's payload".to_vec();
     let job = serde_json::to_vec(&submission(SubmittedFile {
         name: "module.wasm".into(),
-        id: ContentId::of(&blob).to_string(),
+        id: ContentId::of(&blob),
         size: blob.len() as u64,
     }))
     .unwrap();

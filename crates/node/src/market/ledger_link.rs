@@ -16,6 +16,9 @@ pub const CHALLENGES_LISTED_MAX: usize = 1_000;
 /// answers more is refused, not read into memory.
 const ANSWER_BYTES_MAX: usize = 1 << 20;
 
+/// The longest a remote ledger's answer may take, sending included.
+const ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What the market needs to know of an account.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AccountView {
@@ -91,7 +94,12 @@ impl LedgerLink {
     pub fn remote(url: &str) -> Self {
         Self::Remote {
             url: url.trim_end_matches('/').to_string(),
-            http: reqwest::Client::new(),
+            // A ledger node that stalls or trickles its answer holds up no
+            // role for longer than this.
+            http: reqwest::Client::builder()
+                .timeout(ANSWER_WAIT)
+                .build()
+                .expect("an HTTP client with a timeout"),
         }
     }
 
@@ -232,6 +240,12 @@ impl LedgerLink {
                 let answer: api::Challenges = self
                     .get_found(&format!("/v1/challenges/{provider}"))
                     .await?;
+                if answer.provider != *provider {
+                    return Err(format!(
+                        "the ledger answered for {} on {provider}",
+                        answer.provider
+                    ));
+                }
                 let open = answer
                     .challenges
                     .iter()

@@ -91,12 +91,7 @@ pub const FRAMED_COMMITS_MAX: u32 = 4;
 /// The blobs a result names: outputs and streams.
 fn result_blobs(record: &TaskRecord) -> Vec<ContentId> {
     let streams = [&record.stdout, &record.stderr].into_iter().flatten();
-    record
-        .outputs
-        .iter()
-        .chain(streams)
-        .filter_map(|f| f.id.parse().ok())
-        .collect()
+    record.outputs.iter().chain(streams).map(|f| f.id).collect()
 }
 
 pub(super) fn result_key(job: &ContentId, task: u32) -> Vec<u8> {
@@ -233,8 +228,7 @@ impl Requester {
     pub async fn submit(self: &Arc<Self>, submission: Submission) -> Result<ContentId, String> {
         submission.check()?;
         for file in std::iter::once(&submission.module).chain(&submission.inputs) {
-            let id = parse_id(&file.id)?;
-            if self.shared.blobs.size(&id) != Some(file.size) {
+            if self.shared.blobs.size(&file.id) != Some(file.size) {
                 return Err(format!(
                     "blob {} ('{}') is not uploaded to this node",
                     file.id, file.name
@@ -706,11 +700,7 @@ impl Requester {
             let streams = [&record.stdout, &record.stderr];
             let mut ok = true;
             for file in record.outputs.iter().chain(streams.into_iter().flatten()) {
-                let Ok(id) = file.id.parse() else {
-                    ok = false;
-                    break;
-                };
-                if let Err(e) = fetch_blob(&self.shared, peer, id, file.size).await {
+                if let Err(e) = fetch_blob(&self.shared, peer, file.id, file.size).await {
                     tracing::warn!("output of task {task}: {e}");
                     ok = false;
                     break;

@@ -34,7 +34,7 @@ fn submission(tasks: u32, policy: VerifyPolicy) -> Submission {
         runtime: "wasm".into(),
         module: SubmittedFile {
             name: "module.wasm".into(),
-            id: ContentId::of(b"module").to_string(),
+            id: ContentId::of(b"module"),
             size: 2_048,
         },
         inputs: Vec::new(),
