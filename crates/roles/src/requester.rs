@@ -691,16 +691,20 @@ impl RequesterCore {
         Some((*job, self.jobs.get(job)?.sched.progress().total))
     }
 
-    /// Whether a revealed result from `sender` was asked for: `Ok(false)`
-    /// when it was not (ignored), `Err` with the reason when it breaks the
-    /// job's rules (refused; nothing of it is fetched).
-    pub fn wants_reveal(
-        &self,
-        job: &ContentId,
+    /// A revealed result from `sender` arrived at `now`, before its
+    /// outputs are fetched. `Ok(true)` when it was asked for: its outputs
+    /// are to be fetched, and the verifier gives the provider a fetch's
+    /// time from now (a transfer held up by another peer cannot make it
+    /// late); `Ok(false)` when it was not (ignored); `Err` with the reason
+    /// when it breaks the job's rules (refused; nothing of it is fetched).
+    pub fn reveal_arrived(
+        &mut self,
+        now: u64,
+        job_id: &ContentId,
         sender: &PublicKey,
         record: &TaskRecord,
     ) -> Result<bool, String> {
-        let Some(job) = self.jobs.get(job) else {
+        let Some(job) = self.jobs.get(job_id) else {
             return Ok(false);
         };
         let asked = job
@@ -711,7 +715,10 @@ impl RequesterCore {
         if !asked {
             return Ok(false);
         }
-        job.broken_result(record).map(|()| true)
+        job.broken_result(record)?;
+        Ok(self
+            .verifier
+            .reveal_arrived(&(*job_id, record.task), sender, now))
     }
 
     /// A provider's pull on `lease`, once its reports passed their checks

@@ -1291,7 +1291,7 @@ impl Sim {
                 // for is here at once.
                 let reveals = std::mem::take(&mut checked.reveals);
                 for revealed in reveals {
-                    match core.wants_reveal(&job, &sender, &revealed.record) {
+                    match core.reveal_arrived(now, &job, &sender, &revealed.record) {
                         Ok(true) => checked.reveals.push(revealed),
                         Ok(false) => {}
                         Err(reason) => checked.failed.push((revealed.record.task, reason)),

@@ -30,6 +30,13 @@ pub struct Params {
     pub commit_timeout_ms: u64,
     /// How long a committed provider has to reveal once asked.
     pub reveal_timeout_ms: u64,
+    /// How long the requester may take to fetch a reveal's outputs once
+    /// the reveal arrived in time, before the provider is held not to
+    /// have revealed. The transfer is the provider's to serve, but its
+    /// time also holds waits that are not (another replica's identical
+    /// outputs still coming from a stalled peer), so an arrived reveal's
+    /// time runs anew.
+    pub reveal_fetch_timeout_ms: u64,
     /// How long a side of a dispute has to answer one round.
     pub dispute_round_timeout_ms: u64,
     /// The slowest a side is assumed to trace a task (re-run it with
@@ -52,6 +59,9 @@ impl Default for Params {
             replicas_max: 8,
             commit_timeout_ms: 600_000,
             reveal_timeout_ms: 60_000,
+            // The shell waits up to a minute for another fetch of the same
+            // blob, then a transfer of its own.
+            reveal_fetch_timeout_ms: 180_000,
             dispute_round_timeout_ms: 60_000,
             // 50 Mfuel/s traced: several times slower than tracing runs
             // here (2.2x a plain run), for slow or loaded providers.
@@ -80,8 +90,10 @@ impl Params {
         // and then sends what was asked: no honest side meets a deadline
         // shorter than that.
         assert!(
-            self.reveal_timeout_ms >= 5_000 && self.dispute_round_timeout_ms >= 5_000,
-            "reveals and dispute answers get at least 5 s"
+            self.reveal_timeout_ms >= 5_000
+                && self.reveal_fetch_timeout_ms >= 5_000
+                && self.dispute_round_timeout_ms >= 5_000,
+            "reveals, their fetches and dispute answers get at least 5 s"
         );
     }
 

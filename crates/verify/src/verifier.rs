@@ -135,6 +135,8 @@ enum ReplicaState {
     Assigned,
     Committed(Commitment),
     AskedReveal(Commitment),
+    /// Its reveal arrived in time; the requester fetches its outputs.
+    Fetching(Commitment),
     Revealed(ContentId),
     /// Timed out before committing: not an offence, just gone.
     Dropped,
@@ -151,6 +153,14 @@ struct Replica {
 impl Replica {
     fn live(&self) -> bool {
         !matches!(self.state, ReplicaState::Dropped | ReplicaState::Convicted)
+    }
+
+    /// Asked to reveal, and not yet judged on it.
+    fn waits_for_reveal(&self) -> bool {
+        matches!(
+            self.state,
+            ReplicaState::AskedReveal(_) | ReplicaState::Fetching(_)
+        )
     }
 }
 
@@ -414,6 +424,7 @@ impl Verifier {
                         ReplicaState::Assigned
                             | ReplicaState::Committed(_)
                             | ReplicaState::AskedReveal(_)
+                            | ReplicaState::Fetching(_)
                     )
                 {
                     replica.state = ReplicaState::Dropped;
@@ -527,6 +538,33 @@ impl Verifier {
         Ok(self.ask_reveals(task, now_ms))
     }
 
+    /// `provider`'s reveal of `task` arrived while it was asked for, and
+    /// the requester fetches its outputs before [`reveal`](Self::reveal):
+    /// the provider's time runs anew, for
+    /// [`Params::reveal_fetch_timeout_ms`], so that a fetch held up by
+    /// someone else cannot convict it. Once per replica: a reveal that
+    /// comes again gets no more time. Returns whether it was waiting for
+    /// this reveal (it was asked and had not revealed).
+    pub fn reveal_arrived(&mut self, task: &TaskKey, provider: &PublicKey, now_ms: u64) -> bool {
+        let Ok(state) = self.task_mut(task) else {
+            return false;
+        };
+        let Some(replica) = state.replicas.iter_mut().find(|r| r.provider == *provider) else {
+            return false;
+        };
+        match replica.state {
+            ReplicaState::AskedReveal(commitment) => {
+                replica.state = ReplicaState::Fetching(commitment);
+                replica.since_ms = now_ms;
+                let by = now_ms.saturating_add(self.params.reveal_fetch_timeout_ms);
+                self.deadlines.insert((by, *task, *provider));
+                true
+            }
+            ReplicaState::Fetching(_) => true,
+            _ => false,
+        }
+    }
+
     /// `provider` reveals its result for `task`.
     pub fn reveal(
         &mut self,
@@ -539,13 +577,15 @@ impl Verifier {
         let replica = state
             .replicas
             .iter_mut()
-            .find(|r| r.provider == *provider && matches!(r.state, ReplicaState::AskedReveal(_)))
+            .find(|r| r.provider == *provider && r.waits_for_reveal())
             .ok_or_else(|| VerifyError::WrongState {
                 provider: provider.short(),
                 expected: "was not asked to reveal",
             })?;
-        let ReplicaState::AskedReveal(commitment) = replica.state else {
-            unreachable!()
+        let (ReplicaState::AskedReveal(commitment) | ReplicaState::Fetching(commitment)) =
+            replica.state
+        else {
+            unreachable!("a replica that waits for its reveal")
         };
         if !commitment.opens(provider, reveal) {
             return Ok(self.convict(*provider, *task, Offence::BadReveal, now_ms));
@@ -568,7 +608,11 @@ impl Verifier {
             PublicKey::MIN,
         ));
         let due = std::mem::replace(&mut self.deadlines, later);
-        let (commit_ms, reveal_ms) = (self.params.commit_timeout_ms, self.params.reveal_timeout_ms);
+        let (commit_ms, reveal_ms, fetch_ms) = (
+            self.params.commit_timeout_ms,
+            self.params.reveal_timeout_ms,
+            self.params.reveal_fetch_timeout_ms,
+        );
         for (_, task, provider) in due {
             // The replica may have moved on (committed, revealed, dropped,
             // reassigned) since the deadline was set: then it is not due.
@@ -588,6 +632,11 @@ impl Verifier {
                 {
                     stalled.push((task, provider));
                 }
+                ReplicaState::Fetching(_)
+                    if now_ms >= replica.since_ms.saturating_add(fetch_ms) =>
+                {
+                    stalled.push((task, provider));
+                }
                 _ => {}
             }
         }
@@ -597,9 +646,9 @@ impl Verifier {
         for (task, provider) in stalled {
             // An earlier conviction in this loop may have dropped it.
             let still = self.task(&task).is_ok_and(|t| {
-                t.replicas.iter().any(|r| {
-                    r.provider == provider && matches!(r.state, ReplicaState::AskedReveal(_))
-                })
+                t.replicas
+                    .iter()
+                    .any(|r| r.provider == provider && r.waits_for_reveal())
             });
             if still {
                 actions.extend(self.convict(provider, task, Offence::NoReveal, now_ms));
@@ -806,7 +855,10 @@ impl Verifier {
         if state.replicas.iter().any(|r| {
             matches!(
                 r.state,
-                ReplicaState::Assigned | ReplicaState::Committed(_) | ReplicaState::AskedReveal(_)
+                ReplicaState::Assigned
+                    | ReplicaState::Committed(_)
+                    | ReplicaState::AskedReveal(_)
+                    | ReplicaState::Fetching(_)
             )
         }) {
             return Vec::new();

@@ -43,3 +43,75 @@ fn a_replica_assigned_again_after_a_drop_is_judged_by_its_new_deadline() {
     assert!(verifier.providers_of(&task).is_empty(), "A's own deadline");
     assert_eq!(verifier.next_deadline_ms(), None, "nothing left to time");
 }
+
+/// Who `actions` convict.
+fn convicted(actions: &[cairn_verify::Action]) -> Vec<cairn_wire::PublicKey> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            cairn_verify::Action::Convicted { provider, .. } => Some(*provider),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A reveal that arrived in time is not convicted while the requester
+/// fetches its outputs, even past the reveal deadline (the fetch may wait
+/// on another replica's identical outputs from a stalled peer): it has the
+/// fetch's own time, once. The replica that never revealed is convicted at
+/// the reveal deadline, and a reveal that arrives but never comes through
+/// is convicted when its fetch time is over.
+#[test]
+fn an_arrived_reveal_is_judged_by_its_fetch_time_not_the_reveal_deadline() {
+    use cairn_verify::{Commitment, Reveal};
+
+    let params = Params::default();
+    let (reveal_ms, fetch_ms) = (params.reveal_timeout_ms, params.reveal_fetch_timeout_ms);
+    let mut verifier = Verifier::new(params, 1);
+    let job = ContentId::of(b"job");
+    verifier.open_job(job, VerifyPolicy::Replicate { replicas: 3 }, 1, 1_000_000);
+    let task = (job, 0);
+    let digest = ContentId::of(b"result");
+    let [fetched, silent, never_served] =
+        [1u8, 2, 3].map(|seed| Keypair::from_seed([seed; 32]).public());
+    let replicas = [fetched, silent, never_served];
+    for provider in replicas {
+        verifier.assign(&task, provider, 0).unwrap();
+    }
+    let reveals = replicas.map(|provider| Reveal {
+        digest,
+        salt: *provider.as_bytes(),
+    });
+    for (provider, reveal) in replicas.iter().zip(&reveals) {
+        verifier
+            .commit(&task, provider, Commitment::new(provider, reveal), 1)
+            .unwrap();
+    }
+    // Asked at 1; two reveals arrive just in time, their outputs to fetch.
+    let arrived = reveal_ms;
+    assert!(verifier.reveal_arrived(&task, &fetched, arrived));
+    assert!(verifier.reveal_arrived(&task, &never_served, arrived));
+    let stranger = Keypair::from_seed([9; 32]).public();
+    assert!(
+        !verifier.reveal_arrived(&task, &stranger, arrived),
+        "a stranger's reveal was not waited for"
+    );
+
+    let at_deadline = verifier.tick(1 + reveal_ms);
+    assert_eq!(
+        convicted(&at_deadline),
+        vec![silent],
+        "only the silent one, at its deadline"
+    );
+
+    // Arriving again gives no more time.
+    let late = arrived + fetch_ms - 1;
+    assert!(verifier.reveal_arrived(&task, &never_served, late));
+    assert!(convicted(&verifier.tick(late)).is_empty());
+    verifier.reveal(&task, &fetched, &reveals[0], late).unwrap();
+    assert_eq!(
+        convicted(&verifier.tick(arrived + fetch_ms)),
+        vec![never_served],
+        "its fetch time is over"
+    );
+}

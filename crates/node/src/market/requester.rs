@@ -679,10 +679,10 @@ impl Requester {
         let mut fetched = Vec::new();
         for revealed in std::mem::take(&mut checked.reveals) {
             let task = revealed.record.task;
-            let wanted = self
-                .core
-                .lock()
-                .wants_reveal(&job_id, &sender, &revealed.record);
+            let wanted =
+                self.core
+                    .lock()
+                    .reveal_arrived(now_ms(), &job_id, &sender, &revealed.record);
             match wanted {
                 Ok(true) => {}
                 Ok(false) => continue,

@@ -507,16 +507,24 @@ fn a_reveal_over_the_tasks_limits_is_refused_before_anything_is_fetched() {
         .reveals
         .remove(0)
         .record;
-    assert_eq!(core.wants_reveal(&job, &a.public(), &record), Ok(true));
+    assert_eq!(
+        core.reveal_arrived(T1 + 3, &job, &a.public(), &record),
+        Ok(true)
+    );
     record.fuel_used = 2_000_000;
-    assert!(core.wants_reveal(&job, &a.public(), &record).is_err());
+    assert!(
+        core.reveal_arrived(T1 + 3, &job, &a.public(), &record)
+            .is_err()
+    );
     record.fuel_used = 500;
     record.outputs.clear();
-    let broken = core.wants_reveal(&job, &a.public(), &record).unwrap_err();
+    let broken = core
+        .reveal_arrived(T1 + 3, &job, &a.public(), &record)
+        .unwrap_err();
     assert!(broken.contains("frame.png"), "{broken}");
     // Nobody asked another provider for it.
     let b = provider(2).public();
-    assert_eq!(core.wants_reveal(&job, &b, &record), Ok(false));
+    assert_eq!(core.reveal_arrived(T1 + 3, &job, &b, &record), Ok(false));
 }
 
 #[test]
