@@ -12,17 +12,19 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal};
 use serde_json::Value;
 
-/// Every node here waits 20 s, not the default minute, for a dispute
-/// answer: the tests of sides that never answer would otherwise spend most
-/// of their time waiting (the devnet's nodes inherit the setting). Reveals
-/// keep the default minute: at 20 s, an honest provider of a loaded devnet
-/// was once convicted for a reveal that came too late (see
-/// `docs/verification.md`, "Left for later").
-const DISPUTE_ROUND_TIMEOUT_S: &str = "20";
+/// Every node here waits 20 s, not the default minute, for a reveal or a
+/// dispute answer: the tests of providers that never send one would
+/// otherwise spend most of their time waiting (the devnet's nodes inherit
+/// the setting). At 20 s the frozen provider's test once saw an honest
+/// provider convicted for a reveal whose outputs waited on the frozen
+/// one's transfer; an arrived reveal now has its fetch's own time.
+const PROTOCOL_TIMEOUT_S: &str = "20";
 
 fn cairn() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
-    command.env("CAIRN_DISPUTE_ROUND_TIMEOUT_S", DISPUTE_ROUND_TIMEOUT_S);
+    command
+        .env("CAIRN_REVEAL_TIMEOUT_S", PROTOCOL_TIMEOUT_S)
+        .env("CAIRN_DISPUTE_ROUND_TIMEOUT_S", PROTOCOL_TIMEOUT_S);
     command
 }
 
@@ -343,7 +345,7 @@ fn search_job(dir: &Path, tasks: u32, price_max: u64, verify: &str) -> PathBuf {
 
 /// The same with `fuel` per task: a dispute's first round allows tracing
 /// that much (at 50 Mfuel/s), so a side that never answers loses after
-/// `fuel / 50M` seconds and a round ([`DISPUTE_ROUND_TIMEOUT_S`]).
+/// `fuel / 50M` seconds and a round ([`PROTOCOL_TIMEOUT_S`]).
 fn search_job_with_fuel(
     dir: &Path,
     tasks: u32,
@@ -814,8 +816,8 @@ fn cheater_is_caught(validators: u16, how: &str, tasks: u32, slashed: bool) {
     // first round to 10 s of tracing and a round.
     let job = search_job_with_fuel(tmp.path(), tasks, 1_000, VERIFIED, 500_000_000);
     let id = devnet.submit(&job);
-    // A withheld reveal is convicted after a minute, a silent side after
-    // 30 s; allow for a loaded machine.
+    // A withheld reveal is convicted after 20 s, a silent side after 30 s;
+    // allow for a loaded machine.
     let status = devnet.wait_done_within(&id, Duration::from_secs(400));
     assert_eq!(status["failed"], 0, "{status}");
     // The cheat, and no honest provider: a reveal or dispute deadline

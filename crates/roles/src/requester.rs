@@ -160,6 +160,9 @@ pub struct Checked {
     pub misstated: Vec<(Signed<Receipt>, cairn_wire::ResultManifest)>,
     /// Tasks the provider could not run, and why.
     pub failed: Vec<(u32, String)>,
+    /// Tasks whose reveal arrived ([`RequesterCore::reveal_arrived`]) and
+    /// whose outputs could not be fetched from the provider.
+    pub unfetched: Vec<u32>,
     /// Reports with a bad signature.
     pub bad_signatures: u32,
     /// Reports refused for another reason (someone else's, another
@@ -746,6 +749,7 @@ impl RequesterCore {
             reveals,
             misstated,
             failed,
+            unfetched,
             ..
         } = checked;
         let job_id = *job_id;
@@ -807,6 +811,10 @@ impl RequesterCore {
                 Ok(more) => actions.extend(more),
                 Err(e) => tracing::debug!(job = %job_id.short(), task, "reveal: {e}"),
             }
+        }
+        for task in unfetched {
+            actions.extend(verifier.reveal_not_fetched(&(job_id, task), &sender, now));
+            touched.push((job_id, task));
         }
         for (task, reason) in failed {
             tracing::info!(job = %job_id.short(), task, "provider could not run it: {reason}");

@@ -135,8 +135,9 @@ enum ReplicaState {
     Assigned,
     Committed(Commitment),
     AskedReveal(Commitment),
-    /// Its reveal arrived in time; the requester fetches its outputs.
-    Fetching(Commitment),
+    /// Its reveal arrived in time; the requester fetches its outputs. When
+    /// it was asked to reveal, for a fetch that fails.
+    Fetching(Commitment, u64),
     Revealed(ContentId),
     /// Timed out before committing: not an offence, just gone.
     Dropped,
@@ -159,7 +160,7 @@ impl Replica {
     fn waits_for_reveal(&self) -> bool {
         matches!(
             self.state,
-            ReplicaState::AskedReveal(_) | ReplicaState::Fetching(_)
+            ReplicaState::AskedReveal(_) | ReplicaState::Fetching(..)
         )
     }
 }
@@ -424,7 +425,7 @@ impl Verifier {
                         ReplicaState::Assigned
                             | ReplicaState::Committed(_)
                             | ReplicaState::AskedReveal(_)
-                            | ReplicaState::Fetching(_)
+                            | ReplicaState::Fetching(..)
                     )
                 {
                     replica.state = ReplicaState::Dropped;
@@ -542,9 +543,11 @@ impl Verifier {
     /// the requester fetches its outputs before [`reveal`](Self::reveal):
     /// the provider's time runs anew, for
     /// [`Params::reveal_fetch_timeout_ms`], so that a fetch held up by
-    /// someone else cannot convict it. Once per replica: a reveal that
-    /// comes again gets no more time. Returns whether it was waiting for
-    /// this reveal (it was asked and had not revealed).
+    /// someone else cannot convict it. A reveal that comes again while its
+    /// outputs are fetched gets no more time, and one whose fetch fails is
+    /// held to its reveal deadline again
+    /// ([`reveal_not_fetched`](Self::reveal_not_fetched)). Returns whether
+    /// it was waiting for this reveal (it was asked and had not revealed).
     pub fn reveal_arrived(&mut self, task: &TaskKey, provider: &PublicKey, now_ms: u64) -> bool {
         let Ok(state) = self.task_mut(task) else {
             return false;
@@ -554,15 +557,45 @@ impl Verifier {
         };
         match replica.state {
             ReplicaState::AskedReveal(commitment) => {
-                replica.state = ReplicaState::Fetching(commitment);
+                replica.state = ReplicaState::Fetching(commitment, replica.since_ms);
                 replica.since_ms = now_ms;
                 let by = now_ms.saturating_add(self.params.reveal_fetch_timeout_ms);
                 self.deadlines.insert((by, *task, *provider));
                 true
             }
-            ReplicaState::Fetching(_) => true,
+            ReplicaState::Fetching(..) => true,
             _ => false,
         }
+    }
+
+    /// The outputs of `provider`'s arrived reveal of `task` could not be
+    /// fetched (it stopped serving, or the transfer failed): the fetch's
+    /// time ends, and the reveal deadline it was asked under holds again.
+    /// Past it, the provider is convicted for not revealing; before it,
+    /// it may send its reveal again.
+    pub fn reveal_not_fetched(
+        &mut self,
+        task: &TaskKey,
+        provider: &PublicKey,
+        now_ms: u64,
+    ) -> Vec<Action> {
+        let reveal_ms = self.params.reveal_timeout_ms;
+        let Ok(state) = self.task_mut(task) else {
+            return Vec::new();
+        };
+        let Some(replica) = state.replicas.iter_mut().find(|r| r.provider == *provider) else {
+            return Vec::new();
+        };
+        let ReplicaState::Fetching(commitment, asked_ms) = replica.state else {
+            return Vec::new();
+        };
+        if now_ms >= asked_ms.saturating_add(reveal_ms) {
+            return self.convict(*provider, *task, Offence::NoReveal, now_ms);
+        }
+        // Its reveal deadline is still in the queue.
+        replica.state = ReplicaState::AskedReveal(commitment);
+        replica.since_ms = asked_ms;
+        Vec::new()
     }
 
     /// `provider` reveals its result for `task`.
@@ -582,7 +615,7 @@ impl Verifier {
                 provider: provider.short(),
                 expected: "was not asked to reveal",
             })?;
-        let (ReplicaState::AskedReveal(commitment) | ReplicaState::Fetching(commitment)) =
+        let (ReplicaState::AskedReveal(commitment) | ReplicaState::Fetching(commitment, _)) =
             replica.state
         else {
             unreachable!("a replica that waits for its reveal")
@@ -632,7 +665,7 @@ impl Verifier {
                 {
                     stalled.push((task, provider));
                 }
-                ReplicaState::Fetching(_)
+                ReplicaState::Fetching(..)
                     if now_ms >= replica.since_ms.saturating_add(fetch_ms) =>
                 {
                     stalled.push((task, provider));
@@ -858,7 +891,7 @@ impl Verifier {
                 ReplicaState::Assigned
                     | ReplicaState::Committed(_)
                     | ReplicaState::AskedReveal(_)
-                    | ReplicaState::Fetching(_)
+                    | ReplicaState::Fetching(..)
             )
         }) {
             return Vec::new();

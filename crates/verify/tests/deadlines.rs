@@ -115,3 +115,50 @@ fn an_arrived_reveal_is_judged_by_its_fetch_time_not_the_reveal_deadline() {
         "its fetch time is over"
     );
 }
+
+/// A reveal whose outputs could not be fetched is held to the deadline it
+/// was asked under: before it, the provider may send it again (and gets a
+/// fetch's time again); past it, it is convicted at once. So a provider
+/// that reveals and never serves gains no time beyond one failed fetch.
+#[test]
+fn a_reveal_whose_outputs_never_come_is_held_to_its_reveal_deadline() {
+    use cairn_verify::{Commitment, Reveal};
+
+    let reveal_ms = Params::default().reveal_timeout_ms;
+    let job = ContentId::of(b"job");
+    let task = (job, 0);
+    let [provider, other] = [1u8, 2].map(|seed| Keypair::from_seed([seed; 32]).public());
+    // Both replicas committed at 1 and asked to reveal then.
+    let asked = || {
+        let mut verifier = Verifier::new(Params::default(), 1);
+        verifier.open_job(job, VerifyPolicy::Replicate { replicas: 2 }, 1, 1_000_000);
+        for p in [provider, other] {
+            verifier.assign(&task, p, 0).unwrap();
+            let reveal = Reveal {
+                digest: ContentId::of(b"result"),
+                salt: *p.as_bytes(),
+            };
+            verifier
+                .commit(&task, &p, Commitment::new(&p, &reveal), 1)
+                .unwrap();
+        }
+        verifier
+    };
+
+    // The fetch fails early: no conviction yet, and the reveal deadline
+    // holds again (it used to be the fetch's, three times longer).
+    let mut verifier = asked();
+    assert!(verifier.reveal_arrived(&task, &provider, 10));
+    assert!(convicted(&verifier.reveal_not_fetched(&task, &provider, 20)).is_empty());
+    assert!(verifier.reveal_arrived(&task, &other, 30));
+    let at_deadline = convicted(&verifier.tick(1 + reveal_ms));
+    assert_eq!(at_deadline, vec![provider], "its own deadline, not the fetch's");
+
+    // The fetch fails past the deadline: convicted at once.
+    let mut verifier = asked();
+    assert!(verifier.reveal_arrived(&task, &provider, reveal_ms - 10));
+    assert_eq!(
+        convicted(&verifier.reveal_not_fetched(&task, &provider, reveal_ms + 20)),
+        vec![provider]
+    );
+}

@@ -711,8 +711,10 @@ impl Requester {
                 fetched.push(revealed);
             } else {
                 // Not acknowledged (nor anything after it in the pull): the
-                // provider sends it again. Reports are processed idempotently.
+                // provider sends it again, within its reveal deadline.
+                // Reports are processed idempotently.
                 tracing::info!("task {task}: outputs could not be fetched yet");
+                checked.unfetched.push(task);
                 let at = positions
                     .iter()
                     .position(|t| *t == u64::from(task))
