@@ -152,7 +152,11 @@ fn a_reveal_whose_outputs_never_come_is_held_to_its_reveal_deadline() {
     assert!(convicted(&verifier.reveal_not_fetched(&task, &provider, 20)).is_empty());
     assert!(verifier.reveal_arrived(&task, &other, 30));
     let at_deadline = convicted(&verifier.tick(1 + reveal_ms));
-    assert_eq!(at_deadline, vec![provider], "its own deadline, not the fetch's");
+    assert_eq!(
+        at_deadline,
+        vec![provider],
+        "its own deadline, not the fetch's"
+    );
 
     // The fetch fails past the deadline: convicted at once.
     let mut verifier = asked();
