@@ -243,6 +243,9 @@ fn first_task_ms(node: &Node, module: &SubmittedFile) -> anyhow::Result<f64> {
 /// figure.
 const DEVNET_UP_WAIT: Duration = Duration::from_secs(240);
 
+/// How long a benchmark job may take to finish or settle.
+const JOB_WAIT: Duration = Duration::from_secs(300);
+
 fn submit(
     node: &Node,
     module: &SubmittedFile,
@@ -279,32 +282,18 @@ fn submit(
 /// Polls a job every `poll` until it is done: often for latency, rarely
 /// for throughput so the polling does not take the requester's CPU.
 fn wait_done(node: &Node, job: &ContentId, poll: Duration) -> anyhow::Result<api::JobStatus> {
-    let started = Instant::now();
-    loop {
+    crate::poll::every(poll, &format!("job {job} is done"), JOB_WAIT, || {
         let status: api::JobStatus = node.get(&format!("/v1/jobs/{job}"))?;
-        if status.state == api::JobState::Done {
-            return Ok(status);
-        }
-        if started.elapsed() > Duration::from_secs(300) {
-            bail!("job {job} did not finish: {status:?}");
-        }
-        std::thread::sleep(poll);
-    }
+        Ok((status.state == api::JobState::Done).then_some(status))
+    })
 }
 
 /// Waits until blocks have applied `job`'s settlements.
 fn wait_settled(node: &Node, job: &ContentId) -> anyhow::Result<()> {
-    let started = Instant::now();
-    loop {
+    crate::poll::until(&format!("job {job} is settled"), JOB_WAIT, || {
         let status: api::JobStatus = node.get(&format!("/v1/jobs/{job}"))?;
-        if status.settled > 0 {
-            return Ok(());
-        }
-        if started.elapsed() > Duration::from_secs(300) {
-            bail!("job {job} was not settled: {status:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        Ok((status.settled > 0).then_some(()))
+    })
 }
 
 /// Moves a blob between two market nodes on loopback through the nodes' own
