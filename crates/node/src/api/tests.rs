@@ -511,6 +511,31 @@ async fn overflowing_submitter_is_refused_and_nothing_is_submitted() {
     node.assert_nothing_submitted();
 }
 
+/// A submission whose blob id is not a content id (a path, short hex) is
+/// refused as its body is read, with the reason, and nothing is submitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_blob_id_submitter_is_refused_and_nothing_is_submitted() {
+    let node = node().await;
+    let bearer = node.bearer();
+    let module = node.upload("module.wasm", b"module").await;
+    let headers = [
+        ("authorization", bearer.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let good = serde_json::to_value(submission(module.clone())).unwrap();
+    for forged in ["../../etc/passwd", "abcd", &"g".repeat(64)] {
+        let mut bad = good.clone();
+        bad["module"]["id"] = Value::from(forged);
+        let (status, answer) = node
+            .submit(&headers, serde_json::to_vec(&bad).unwrap())
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(error.contains("content id"), "{error}");
+    }
+    node.assert_nothing_submitted();
+}
+
 /// The token file is created owner-only, read back the same, and refused
 /// with the fix named once others may read it.
 #[cfg(unix)]
