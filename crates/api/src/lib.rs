@@ -192,6 +192,10 @@ pub enum JobState {
     Queued,
     /// Providers run its tasks.
     Running,
+    /// Its pending work needs a provider it does not have (every provider
+    /// in it has run those tasks, and a replica must come from another);
+    /// `reason` names the tasks.
+    Stalled,
     /// Every task is decided; payments are settling on the ledger.
     Settling,
     /// Over, every task with a verified result.
@@ -201,6 +205,30 @@ pub enum JobState {
 }
 
 impl JobState {
+    /// Every state, in the order a job meets them.
+    pub const ALL: [Self; 7] = [
+        Self::Bidding,
+        Self::Queued,
+        Self::Running,
+        Self::Stalled,
+        Self::Settling,
+        Self::Done,
+        Self::Failed,
+    ];
+
+    /// Its name, as the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bidding => "bidding",
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Stalled => "stalled",
+            Self::Settling => "settling",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        }
+    }
+
     /// Whether the job is over (done or failed).
     pub fn is_over(self) -> bool {
         matches!(self, Self::Done | Self::Failed)
@@ -210,14 +238,7 @@ impl JobState {
 impl std::fmt::Display for JobState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // `pad`, so a table's `{:<8}` lines its column up.
-        f.pad(match self {
-            Self::Bidding => "bidding",
-            Self::Queued => "queued",
-            Self::Running => "running",
-            Self::Settling => "settling",
-            Self::Done => "done",
-            Self::Failed => "failed",
-        })
+        f.pad(self.as_str())
     }
 }
 
@@ -359,14 +380,7 @@ mod tests {
 
     #[test]
     fn a_job_state_is_its_lowercase_name_and_nothing_else_reads() {
-        for state in [
-            JobState::Bidding,
-            JobState::Queued,
-            JobState::Running,
-            JobState::Settling,
-            JobState::Done,
-            JobState::Failed,
-        ] {
+        for state in JobState::ALL {
             let json = serde_json::to_string(&state).unwrap();
             assert_eq!(json, format!("\"{state}\""));
             assert_eq!(serde_json::from_str::<JobState>(&json).unwrap(), state);

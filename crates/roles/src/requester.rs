@@ -35,6 +35,12 @@ const REAUCTION_MS: u64 = 2_000;
 /// How long pending work may sit with no provider pulling before another
 /// auction is held.
 const IDLE_REAUCTION_MS: u64 = 3_000;
+/// The longest wait between auctions of a stalled job: one whose pending
+/// work every provider in it has run already. Each auction that brings no
+/// new provider doubles the wait from [`IDLE_REAUCTION_MS`] up to this, so
+/// a job waiting for a provider that may never come does not ask the
+/// market every few seconds, and one that comes is found within a minute.
+const STALLED_REAUCTION_MS_MAX: u64 = 60_000;
 /// The longest preparation (fetching and compiling a module) a requester
 /// waits out before idle leases count as gone: this, plus
 /// [`READY_WAIT_MS_PER_KB`] for each KB of the module, up to
@@ -285,6 +291,7 @@ impl RequesterCore {
             finished_ms: None,
             last_pull_ms: now,
             ready_by_ms: 0,
+            stalls: 0,
             unsettled: Vec::new(),
             settled: 0,
             misstated: Vec::new(),
@@ -461,17 +468,23 @@ impl RequesterCore {
                 // running.
                 if p.running > 0 {
                     job.last_pull_ms = now;
+                    job.stalls = 0;
                 }
                 let idle_ms = now.saturating_sub(job.last_pull_ms.max(job.ready_by_ms));
-                if p.pending > 0 && (p.providers == 0 || idle_ms > IDLE_REAUCTION_MS) {
-                    job.reason = Some(if p.providers == 0 {
-                        "every leased provider is gone; finding others".into()
+                if p.pending > 0 && (p.providers == 0 || idle_ms > job.idle_wait_ms()) {
+                    let stalled = job.stalled().is_some();
+                    // A stalled job's reason is worked out when it is
+                    // shown (see `Job::status`): it names the tasks.
+                    job.reason = if p.providers == 0 {
+                        Some("every leased provider is gone; finding others".into())
+                    } else if stalled {
+                        None
                     } else {
-                        format!(
-                            "no provider took pending work for {idle_ms} ms (a replica \
-                             needs a provider that has not run the task); finding others"
-                        )
-                    });
+                        Some(format!(
+                            "no provider took pending work for {idle_ms} ms; finding others"
+                        ))
+                    };
+                    job.stalls = if stalled { job.stalls + 1 } else { 0 };
                     job.last_pull_ms = now;
                     auction_again = true;
                 }

@@ -656,6 +656,25 @@ impl Scheduler {
             .map(|(k, _)| k)
     }
 
+    /// Pending tasks that no provider in the job may take, because each
+    /// has run them already (a requeued task needs a provider that has
+    /// not): waiting for these is waiting for another provider. Empty when
+    /// no provider is in the job (that wait has another reason). Costs the
+    /// requeued tasks, not the job's size.
+    pub fn blocked(&self) -> Vec<u32> {
+        let active: Vec<&PublicKey> = self.active_providers().collect();
+        if active.is_empty() {
+            return Vec::new();
+        }
+        self.excluded
+            .iter()
+            .filter(|(task, excluded)| {
+                self.pending.contains(task) && active.iter().all(|p| excluded.contains(p))
+            })
+            .map(|(task, _)| *task)
+            .collect()
+    }
+
     /// Counts for a status display.
     pub fn progress(&self) -> Progress {
         Progress {

@@ -209,6 +209,33 @@ fn a_requeued_task_goes_only_to_a_provider_that_has_not_run_it() {
     assert!(sched.is_finished());
 }
 
+/// A requeued task that every provider in the job has run is blocked:
+/// only another provider unblocks it, and one that arrives does.
+#[test]
+fn a_requeued_task_every_provider_ran_is_blocked_until_another_arrives() {
+    let (a, b) = (key(1), key(2));
+    let mut sched = Scheduler::new(3, SchedParams::default());
+    assert!(sched.blocked().is_empty(), "no provider: not blocked");
+    sched.add_provider(a, 4, 0);
+    assert_eq!(sched.pull(&a, 3, 0).unwrap(), vec![0, 1, 2]);
+    for task in 0..3 {
+        sched.complete(&a, task, ContentId::of(b"r"), 1);
+    }
+    sched.requeue(0, [a]);
+    sched.requeue(2, [a]);
+    assert_eq!(sched.blocked(), vec![0, 2]);
+    assert!(sched.pull(&a, 4, 2).unwrap().is_empty());
+    // A provider excluded from only one of them leaves the other blocked.
+    sched.requeue(2, [a, b]);
+    sched.add_provider(b, 4, 3);
+    assert_eq!(sched.blocked(), vec![2]);
+    assert_eq!(sched.pull(&b, 4, 3).unwrap(), vec![0]);
+    assert_eq!(sched.blocked(), vec![2], "a running task is not blocked");
+    // B leaves: its task comes back, and only A, which ran both, is left.
+    sched.drop_provider(&b, "gone");
+    assert_eq!(sched.blocked(), vec![0, 2]);
+}
+
 /// An `index_overflower` names tasks past the job's end in every call a
 /// provider's message reaches: nothing panics, nothing changes.
 #[test]

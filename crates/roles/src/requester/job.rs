@@ -12,7 +12,7 @@ use cairn_sched::Scheduler;
 use cairn_wire::{ContentId, PublicKey, Signed};
 use serde::{Deserialize, Serialize};
 
-use super::{BidRefused, IDLE_REAUCTION_MS, REAUCTION_MS};
+use super::{BidRefused, IDLE_REAUCTION_MS, REAUCTION_MS, STALLED_REAUCTION_MS_MAX};
 
 /// What is persisted of a job.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -64,6 +64,9 @@ pub struct Job {
     /// preparing (fetching and compiling the module): no pull before then
     /// is expected, so none is a reason to look for others.
     pub(super) ready_by_ms: u64,
+    /// Auctions in a row that found its pending work stalled (see
+    /// [`Job::stalled`]); each doubles the wait before the next.
+    pub(super) stalls: u32,
     /// Receipts of accepted results, not yet settled.
     pub unsettled: Vec<Signed<Receipt>>,
     /// Receipts refused because their report stated another result, kept
@@ -120,10 +123,57 @@ impl Job {
             Phase::Running => {
                 let p = self.sched.progress();
                 (p.pending > 0 && p.running == 0)
-                    .then(|| self.last_pull_ms.max(self.ready_by_ms) + IDLE_REAUCTION_MS + 1)
+                    .then(|| self.last_pull_ms.max(self.ready_by_ms) + self.idle_wait_ms() + 1)
             }
             Phase::Leasing | Phase::Settling | Phase::Done => None,
         }
+    }
+
+    /// How long pending work may wait with nobody pulling before the
+    /// market is asked again.
+    pub(super) fn idle_wait_ms(&self) -> u64 {
+        (IDLE_REAUCTION_MS << self.stalls.min(8)).min(STALLED_REAUCTION_MS_MAX)
+    }
+
+    /// The pending tasks, when nothing runs and none of them may go to any
+    /// provider in the job, because each has run them already (a replica
+    /// must come from a provider of its own): the job cannot go on until
+    /// another provider joins.
+    pub(super) fn stalled(&self) -> Option<Vec<u32>> {
+        let p = self.sched.progress();
+        if !matches!(self.phase, Phase::Running) || p.running > 0 || p.pending == 0 {
+            return None;
+        }
+        let blocked = self.sched.blocked();
+        (blocked.len() as u32 == p.pending).then_some(blocked)
+    }
+
+    /// What a stalled job waits for, in words: which tasks, why no
+    /// provider in the job may run them, and when the market is asked.
+    fn stalled_reason(&self, tasks: &[u32], now: u64) -> String {
+        const SHOWN: usize = 8;
+        let mut list: Vec<String> = tasks.iter().take(SHOWN).map(u32::to_string).collect();
+        if tasks.len() > SHOWN {
+            list.push(format!("and {} more", tasks.len() - SHOWN));
+        }
+        let next_ms = self
+            .phase_deadline_ms()
+            .map_or(0, |at| at.saturating_sub(now));
+        let (count, them) = match tasks.len() {
+            1 => ("1 task".to_string(), "it"),
+            n => (format!("{n} tasks"), "them"),
+        };
+        let providers = match self.sched.progress().providers {
+            1 => "the one provider in the job has".to_string(),
+            n => format!("all {n} providers in the job have"),
+        };
+        format!(
+            "{count} ({}) still need a result from a provider that has not run {them} \
+             (verification compares results from different providers), and {providers}; \
+             waiting for another provider to bid (the market is asked again in {:.0} s)",
+            list.join(", "),
+            next_ms as f64 / 1e3,
+        )
     }
 
     /// Providers each task needs at once: a replica runs on a provider of
@@ -256,9 +306,15 @@ impl Job {
         } else {
             self.reason.clone()
         };
+        let stalled = self.stalled();
+        let reason = match &stalled {
+            Some(tasks) => Some(self.stalled_reason(tasks, now)),
+            None => reason,
+        };
         let state = match self.phase {
             Phase::Bidding(_) | Phase::Leasing => JobState::Bidding,
             Phase::Queued { .. } => JobState::Queued,
+            Phase::Running if stalled.is_some() => JobState::Stalled,
             Phase::Running => JobState::Running,
             Phase::Settling => JobState::Settling,
             Phase::Done if p.failed > 0 || self.replicas.failed > 0 => JobState::Failed,

@@ -828,3 +828,61 @@ fn a_late_bid_reopens_the_auction_of_a_job_with_work_nobody_took_and_of_no_other
     let refused = core.bid(c.public(), &bid(&c, &stranger, 1), Some(1), (0, 0), late);
     assert_eq!(refused, Err(BidRefused::NoAuction));
 }
+
+/// A job whose remaining replicas need a provider it does not have says
+/// so, naming the tasks; it asks the market less and less often while
+/// nobody new comes, and goes on as soon as someone does.
+#[test]
+fn a_job_waiting_for_a_provider_it_lacks_says_so_and_backs_off() {
+    let mut core = requester();
+    let (a, b) = (provider(1), provider(2));
+    let (job, order) = submitted(&mut core, 2, VerifyPolicy::Replicate { replicas: 2 });
+    let leases = leased(&mut core, &job, &order, &[&a]);
+    let la = &leases[0];
+    assert_eq!(pull(&mut core, &a, la, 2, Vec::new(), T1 + 1).0, [0, 1]);
+    let commits = vec![committed(&a, la, 0, 500), committed(&a, la, 1, 500)];
+    let (tasks, _, _) = pull(&mut core, &a, la, 2, commits, T1 + 2);
+    assert!(tasks.is_empty(), "A ran both; their replicas need another");
+    let status = core.status(&job, T1 + 2).unwrap();
+    assert_eq!(status.state, cairn_api::JobState::Stalled);
+    let reason = status.reason.unwrap();
+    assert!(
+        reason.contains("2 tasks (0, 1)") && reason.contains("the one provider in the job"),
+        "{reason}"
+    );
+
+    // Each auction that brings nobody new doubles the wait, up to a minute.
+    let mut now = T1 + 2;
+    let mut auctions = Vec::new();
+    let mut last_order = None;
+    while auctions.len() < 7 {
+        let step = core.step(&job, now).unwrap();
+        if let Some(order) = step.effects.orders.first() {
+            auctions.push(now);
+            last_order = Some(order.verify(ORDER_NAMESPACE).unwrap().clone());
+        }
+        now = step.next_deadline_ms.expect("a stalled job keeps a timer");
+    }
+    let gaps: Vec<u64> = auctions.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(gaps, [6_001, 12_001, 24_001, 48_001, 60_001, 60_001]);
+    assert_eq!(
+        core.status(&job, now).unwrap().state,
+        cairn_api::JobState::Bidding
+    );
+
+    // B bids in the last round, is leased when it closes, and takes both
+    // replicas.
+    let order = last_order.unwrap();
+    let bidding = *auctions.last().unwrap();
+    core.bid(b.public(), &bid(&b, &order, 2), Some(1), (0, 0), bidding)
+        .unwrap();
+    let step = core.step(&job, now).unwrap();
+    let (order, chosen) = step.winners.expect("B won the round");
+    let offers = core.offer_leases(&job, &order, chosen, 7, now).unwrap();
+    core.offers_answered(&job, 0, &[], now);
+    let lb = &offers.leases[0].0;
+    assert_eq!(pull(&mut core, &b, lb, 2, Vec::new(), now + 1).0, [0, 1]);
+    let status = core.status(&job, now + 1).unwrap();
+    assert_eq!(status.state, cairn_api::JobState::Running);
+    assert_eq!(status.reason, None);
+}
