@@ -27,6 +27,10 @@ pub struct WalletArgs {
     /// waiting for a block to apply it.
     #[arg(long)]
     no_wait: bool,
+    /// Print what the node answered as JSON (amounts in µCAIRN) instead of
+    /// a line for people.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: WalletCommand,
 }
@@ -65,6 +69,29 @@ enum WalletCommand {
         /// The job's id.
         job: ContentId,
     },
+}
+
+/// µCAIRN in one CAIRN.
+const UCAIRN_PER_CAIRN: u64 = 1_000_000;
+
+/// An amount of µCAIRN as people read it: CAIRN, thousands grouped, with
+/// the decimals it needs and no more ("1,000,000,000 CAIRN",
+/// "0.0006 CAIRN").
+pub(crate) fn cairn(ucairn: u64) -> String {
+    let whole = (ucairn / UCAIRN_PER_CAIRN).to_string();
+    let mut grouped = String::with_capacity(whole.len() + whole.len() / 3);
+    for (i, digit) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    let fraction = ucairn % UCAIRN_PER_CAIRN;
+    if fraction == 0 {
+        return format!("{grouped} CAIRN");
+    }
+    let decimals = format!("{fraction:06}");
+    format!("{grouped}.{} CAIRN", decimals.trim_end_matches('0'))
 }
 
 /// A node's HTTP API.
@@ -214,17 +241,29 @@ pub fn wallet(args: WalletArgs) -> anyhow::Result<ExitCode> {
         WalletCommand::Balance { account } => {
             let account: api::Account =
                 node.get(&format!("/v1/accounts/{}", account.unwrap_or(key.public())))?;
-            println!(
-                "balance {} µCAIRN, stake {}, unbonding {}, nonce {} (height {})",
-                account.balance, account.stake, account.unbonding, account.nonce, account.height
-            );
+            if args.json {
+                println!("{}", serde_json::to_string(&account)?);
+            } else {
+                println!(
+                    "balance {}, stake {}, unbonding {}, nonce {} (height {})",
+                    cairn(account.balance),
+                    cairn(account.stake),
+                    cairn(account.unbonding),
+                    account.nonce,
+                    account.height
+                );
+            }
             return Ok(ExitCode::SUCCESS);
         }
         WalletCommand::Escrow { job } => {
             let escrow: api::Escrow = node.get(&format!("/v1/escrows/{job}"))?;
+            if args.json {
+                println!("{}", serde_json::to_string(&escrow)?);
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
-                "escrow of job {job}: {} µCAIRN, owner {}, leases until height {}{}",
-                escrow.balance,
+                "escrow of job {job}: {}, owner {}, leases until height {}{}",
+                cairn(escrow.balance),
                 escrow.owner,
                 escrow.leases_until,
                 if escrow.closing { ", closing" } else { "" }
@@ -258,19 +297,28 @@ pub fn wallet(args: WalletArgs) -> anyhow::Result<ExitCode> {
     let tx = TxBody { chain, nonce, kind }.sign(&key);
     node.submit(tx.to_bytes())?;
     if args.no_wait {
-        println!("queued (nonce {nonce})");
+        if args.json {
+            println!("{}", serde_json::json!({ "queued": { "nonce": nonce } }));
+        } else {
+            println!("queued (nonce {nonce})");
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let started = Instant::now();
     loop {
         match node.get(&format!("/v1/txs/{}/{nonce}", key.public()))? {
-            api::TxStatus::Applied { height, .. } => {
+            status @ api::TxStatus::Applied { height, .. } => {
                 let account: api::Account = node.get(&format!("/v1/accounts/{}", key.public()))?;
+                if args.json {
+                    println!("{}", serde_json::to_string(&status)?);
+                    return Ok(ExitCode::SUCCESS);
+                }
                 // The block that applied it, when the node still knows.
                 let height = height.unwrap_or(account.height);
                 println!(
-                    "applied at height {height}: balance {} µCAIRN, stake {}",
-                    account.balance, account.stake
+                    "applied at height {height}: balance {}, stake {}",
+                    cairn(account.balance),
+                    cairn(account.stake)
                 );
                 return Ok(ExitCode::SUCCESS);
             }
@@ -283,5 +331,22 @@ pub fn wallet(args: WalletArgs) -> anyhow::Result<ExitCode> {
             bail!("the transaction was queued but not applied within {APPLY_WAIT:?}");
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cairn;
+
+    #[test]
+    fn amounts_read_in_cairn_with_grouped_digits_and_only_the_decimals_needed() {
+        assert_eq!(cairn(0), "0 CAIRN");
+        assert_eq!(cairn(600), "0.0006 CAIRN");
+        assert_eq!(cairn(1), "0.000001 CAIRN");
+        assert_eq!(cairn(250_000), "0.25 CAIRN");
+        assert_eq!(cairn(999_000_000), "999 CAIRN");
+        assert_eq!(cairn(1_000_000_000), "1,000 CAIRN");
+        assert_eq!(cairn(1_234_567_890_123), "1,234,567.890123 CAIRN");
+        assert_eq!(cairn(u64::MAX), "18,446,744,073,709.551615 CAIRN");
     }
 }
