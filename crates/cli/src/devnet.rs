@@ -107,16 +107,25 @@ fn spawn_node(
 }
 
 /// `cairn node` on the data folder `dir`, sharing the devnet's compiled
-/// modules in `module_cache`.
-fn node_command(exe: &Path, dir: &Path, module_cache: &Path) -> Command {
+/// modules in `module_cache`. Its log goes to `dir/node.log` (appended
+/// to, so a restarted node's follows): five nodes' logs interleaved would
+/// bury the devnet's own output.
+fn node_command(exe: &Path, dir: &Path, module_cache: &Path) -> anyhow::Result<Command> {
+    std::fs::create_dir_all(dir)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("node.log"))
+        .with_context(|| format!("opening {}", dir.join("node.log").display()))?;
     let mut command = Command::new(exe);
     command
         .arg("node")
         .arg("--data-dir")
         .arg(dir)
         .arg("--module-cache")
-        .arg(module_cache);
-    command
+        .arg(module_cache)
+        .stderr(log);
+    Ok(command)
 }
 
 /// The addresses a node started by [`spawn_node`] printed.
@@ -263,7 +272,7 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
     let mut bootstrap: Option<String> = None;
     for (i, key) in keys.iter().enumerate() {
         let i16 = i as u16;
-        let mut command = node_command(&exe, &args.dir.join(format!("v{i}")), &module_cache);
+        let mut command = node_command(&exe, &args.dir.join(format!("v{i}")), &module_cache)?;
         command
             .args(["--http", &ports.at(2 * i16)?.to_string()])
             .args(["--p2p", &consensus[i].to_string()])
@@ -300,7 +309,7 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
     let mut starting = Vec::with_capacity(providers.len());
     for j in 0..providers.len() {
         let j16 = j as u16;
-        let mut command = node_command(&exe, &args.dir.join(format!("p{j}")), &module_cache);
+        let mut command = node_command(&exe, &args.dir.join(format!("p{j}")), &module_cache)?;
         command
             .args([
                 "--http",

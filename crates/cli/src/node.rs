@@ -39,8 +39,55 @@ pub struct NodeArgs {
     /// Runtime worker threads.
     #[arg(long, env = "CAIRN_THREADS", default_value_t = 2)]
     threads: usize,
+    /// What the node logs, to stderr: a level for Cairn's own messages
+    /// (off, error, warn, info, debug, trace; other crates log only their
+    /// warnings and errors), or tracing directives such as
+    /// "warn,cairn_roles=debug".
+    #[arg(long, env = "CAIRN_LOG", default_value = "info")]
+    log_level: String,
+    /// How log lines are written: for people, or one JSON object a line.
+    #[arg(long, env = "CAIRN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
     #[command(flatten)]
     market: MarketArgs,
+}
+
+/// How `cairn node` writes its log.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+/// Sends the node's log to stderr, filtered by `level` (see
+/// [`NodeArgs::log_level`]); colours only on a terminal, and never with
+/// `NO_COLOR` set.
+fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
+    let directives = match level {
+        "off" => "off".to_string(),
+        "error" => "error".to_string(),
+        "warn" | "info" | "debug" | "trace" => format!("warn,cairn={level}"),
+        directives => directives.to_string(),
+    };
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .parse(&directives)
+        .with_context(|| {
+            format!(
+                "--log-level '{level}' is neither a level (off, error, warn, info, debug, \
+                 trace) nor tracing directives"
+            )
+        })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = match format {
+        LogFormat::Human => builder
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    installed.map_err(|e| anyhow::anyhow!("starting the log: {e}"))
 }
 
 /// The market side of `cairn node`.
@@ -207,6 +254,7 @@ impl MarketArgs {
 }
 
 pub fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
+    init_logging(&args.log_level, args.log_format)?;
     let key = Keypair::load_or_create(&args.data_dir.join("node.key"))?;
     let genesis_path = args
         .genesis

@@ -73,8 +73,10 @@ fn wallet(node: &str, key: &Path, args: &[&str]) -> String {
 }
 
 fn balance_of(node: &str, key: &Path, account: &str) -> u64 {
-    let line = wallet(node, key, &["balance", account]);
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    let json = wallet(node, key, &["--json", "balance", account]);
+    let account: cairn_api::Account =
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    account.balance
 }
 
 #[test]
@@ -170,8 +172,14 @@ fn a_refused_transaction_takes_its_nonce_and_stake_moves() {
     wallet(&node.url, &key, &["unstake", "1000"]);
     let line = wallet(&node.url, &key, &["balance"]);
     assert!(
-        line.contains("stake 1999999000, unbonding 1000, nonce 3"),
+        line.contains("stake 1,999.999 CAIRN, unbonding 0.001 CAIRN, nonce 3"),
         "{line}"
+    );
+    let json = wallet(&node.url, &key, &["balance", "--json"]);
+    let account: cairn_api::Account = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        (account.stake, account.unbonding, account.nonce),
+        (1_999_999_000, 1_000, 3)
     );
 }
 
@@ -306,4 +314,25 @@ fn job_commands_find_the_api_token_or_say_where_it_is() {
     assert!(stderr.contains("wrong API token"), "{stderr}");
     let token = std::fs::read_to_string(data.join("api.token")).unwrap();
     assert!(job(&elsewhere, Some(token.trim())).status.success());
+}
+
+/// A log filter that does not parse stops the node before it touches
+/// anything, saying which flag was wrong.
+#[test]
+fn a_bad_log_level_is_refused_before_the_node_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    let output = cairn()
+        .args(["node", "--log-level", "cairn=["])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with("cairn: --log-level 'cairn=[' is neither a level"),
+        "{stderr}"
+    );
+    assert!(!data.exists(), "nothing was created");
 }

@@ -31,6 +31,10 @@
 //! - `GET  /v1/jobs` — every job's status.
 //! - `GET  /v1/jobs/{id}` — one job's status, with the reason it is queued.
 //! - `GET  /v1/jobs/{id}/results` — finished tasks and their output blobs.
+//! - `GET  /metrics` — what the node does, for Prometheus (OpenMetrics
+//!   text): ledger height and mempool, peers, messages dropped by why, the
+//!   provider's bids, leases, tasks and fuel, the requester's jobs and tasks
+//!   by state, executions, disputes and convictions.
 //!
 //! Refusals: `400` bad input, `401` no or wrong token, `403` another
 //! origin, `413` body too large, `415` wrong content type, `421` a `Host`
@@ -40,6 +44,7 @@
 //! Every body is a type of `cairn_api`, which the clients read back.
 
 pub mod access;
+mod metrics;
 #[cfg(test)]
 mod tests;
 
@@ -79,7 +84,14 @@ pub fn app(
     market: Option<crate::market::Market>,
     access: Access,
 ) -> Router {
-    let mut app = Router::new();
+    let sources = metrics::Sources {
+        ledger: ledger.clone(),
+        market: market.clone(),
+    };
+    let mut app = Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .route_layer(from_fn_with_state(access.clone(), access::require_token))
+        .with_state(sources);
     if let Some(ledger) = ledger {
         app = app.merge(ledger_routes(ledger));
     }

@@ -356,6 +356,7 @@ async fn token_guesser_is_refused_on_every_private_route() {
         ("GET", format!("/v1/blobs/{id}"), ""),
         ("POST", "/v1/blobs".to_string(), "application/octet-stream"),
         ("POST", "/v1/jobs".to_string(), "application/json"),
+        ("GET", "/metrics".to_string(), ""),
     ];
     for (method, path, content_type) in &routes {
         for guess in guesses {
@@ -573,4 +574,81 @@ fn the_token_file_is_private_and_an_exposed_one_is_refused() {
             .find(&created.bearer()[7..])
             .is_none()
     );
+}
+
+/// `/metrics` counts what the node holds: a submitted job and its task
+/// show up by state, with the ledger's height, in the format Prometheus
+/// reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_the_jobs_and_tasks_the_node_holds() {
+    let node = node().await;
+    let scrape = || async {
+        let bearer = node.bearer();
+        let response = node
+            .app
+            .clone()
+            .oneshot(request(
+                "GET",
+                "/metrics",
+                &[("authorization", &bearer)],
+                Vec::new(),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(
+            response.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("application/openmetrics-text")
+        );
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    };
+    let before = scrape().await;
+    assert!(before.ends_with("# EOF\n"), "{before}");
+    for line in [
+        "cairn_jobs{state=\"bidding\"} 0",
+        "cairn_tasks{state=\"pending\"} 0",
+        "cairn_messages_dropped_total{reason=\"malformed\"} 0",
+        "cairn_provider_tasks_run_total 0",
+    ] {
+        assert!(
+            before.lines().any(|l| l == line),
+            "no '{line}' in:\n{before}"
+        );
+    }
+
+    let module = node.upload("module.wasm", b"a module").await;
+    let bearer = node.bearer();
+    let (status, answer) = node
+        .submit(
+            &[
+                ("authorization", &bearer),
+                ("content-type", "application/json"),
+            ],
+            serde_json::to_vec(&submission(module)).unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let after = scrape().await;
+    // The job is bidding, or queued if its window closed already.
+    let jobs: u64 = after
+        .lines()
+        .filter(|l| l.starts_with("cairn_jobs{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(jobs, 1, "{after}");
+    let line = "cairn_tasks{state=\"pending\"} 1";
+    assert!(after.lines().any(|l| l == line), "no '{line}' in:\n{after}");
+    // The ledger seals blocks on its own: the height scraped is at least
+    // the escrow's block and at most the one after the scrape.
+    let height: u64 = after
+        .lines()
+        .find_map(|l| l.strip_prefix("cairn_ledger_height "))
+        .and_then(|h| h.parse().ok())
+        .unwrap_or_else(|| panic!("no ledger height in:\n{after}"));
+    assert!((1..=node.ledger.head().0).contains(&height), "{height}");
 }

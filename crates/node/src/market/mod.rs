@@ -135,6 +135,18 @@ pub struct Counters {
     /// Requests and orders over a peer's rate, or over the node's
     /// in-flight bound: answered "busy" without being read.
     pub rate_limited: AtomicU64,
+    /// Bids this provider sent.
+    pub bids: AtomicU64,
+    /// Orders this provider declined, with a reason sent.
+    pub declines: AtomicU64,
+    /// Leases this provider signed.
+    pub leases: AtomicU64,
+    /// Tasks this provider ran to a result (exit, trap or limit).
+    pub tasks_run: AtomicU64,
+    /// Tasks this provider could not run (module, inputs, storage).
+    pub tasks_failed: AtomicU64,
+    /// Fuel the tasks it ran used.
+    pub fuel_used: AtomicU64,
 }
 
 /// What one peer may ask per second (pulls, blob ranges, bids, dispute
@@ -448,6 +460,11 @@ impl Market {
             .into_iter()
             .map(|a| a.with(cairn_net::Protocol::P2p(me)))
             .collect()
+    }
+
+    /// What was dropped and refused, and what this node did as a provider.
+    pub fn counters(&self) -> &Counters {
+        &self.shared.counters
     }
 
     /// Counters of what was dropped and refused.

@@ -226,7 +226,14 @@ impl Provider {
                 })?
                 .fate()
                 .await
-                .map_err(|e| format!("registering as a provider: {e}"))?;
+                .map_err(|e| {
+                    format!(
+                        "registering as a provider with a stake of {stake} µCAIRN: {e}. A \
+                         provider cannot bid without it: fund this node's key from a funded \
+                         wallet (`cairn wallet transfer {me} {stake}`), then start it again",
+                        stake = config.stake_ucairn,
+                    )
+                })?;
         }
         let bidder = Bidder::new(
             config.offer.clone(),
@@ -343,6 +350,11 @@ impl Provider {
                 request
             };
             let bid = matches!(request, Request::Bid(_));
+            Counters::bump(if bid {
+                &this.shared.counters.bids
+            } else {
+                &this.shared.counters.declines
+            });
             if let Err(e) = this
                 .shared
                 .net
@@ -591,6 +603,7 @@ impl Provider {
             leased.insert(id, slots);
         }
         self.bidder.lock().leased(&record.lease);
+        Counters::bump(&self.shared.counters.leases);
         tokio::spawn(self.clone().work(id, record));
         Response::LeaseSigned(signature)
     }
@@ -821,6 +834,16 @@ impl Provider {
         };
         let report = self.run_in(lease, terms, input_dir, task, &output_dir);
         self.return_scratch_dir(output_dir);
+        let counters = &self.shared.counters;
+        match &report {
+            Report::Revealed { receipt, .. } => {
+                Counters::bump(&counters.tasks_run);
+                let fuel = receipt.payload_unchecked().fuel_used;
+                counters.fuel_used.fetch_add(fuel, Ordering::Relaxed);
+            }
+            Report::Failed { .. } => Counters::bump(&counters.tasks_failed),
+            _ => {}
+        }
         report
     }
 
