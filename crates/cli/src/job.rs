@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use cairn_api as api;
@@ -219,17 +219,22 @@ fn describe(status: &api::JobStatus) -> String {
 pub fn watch(node: &Node, id: &ContentId) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut last = String::new();
+    // The node sends the job's status each time it changes; a stream that
+    // ends before the job does (it is reopened after an hour, or a proxy
+    // cut it) is opened again.
     loop {
-        let status: api::JobStatus = node.get(&format!("/v1/jobs/{id}"))?;
-        let line = describe(&status);
-        if line != last {
-            println!("{:>6.1}s  {line}", started.elapsed().as_secs_f64());
-            last = line;
-        }
-        match status.state {
-            api::JobState::Done => return Ok(ExitCode::SUCCESS),
-            api::JobState::Failed => return Ok(ExitCode::from(crate::EXIT_TASKS_FAILED)),
-            _ => std::thread::sleep(Duration::from_millis(200)),
+        for status in node.events::<api::JobStatus>(&format!("/v1/jobs/{id}/events"))? {
+            let status = status?;
+            let line = describe(&status);
+            if line != last {
+                println!("{:>6.1}s  {line}", started.elapsed().as_secs_f64());
+                last = line;
+            }
+            match status.state {
+                api::JobState::Done => return Ok(ExitCode::SUCCESS),
+                api::JobState::Failed => return Ok(ExitCode::from(crate::EXIT_TASKS_FAILED)),
+                _ => {}
+            }
         }
     }
 }

@@ -194,6 +194,99 @@ impl Node {
     fn submit(&self, bytes: Vec<u8>) -> anyhow::Result<()> {
         self.post_bytes::<api::Queued>("/v1/txs", bytes).map(|_| ())
     }
+
+    /// GETs the server-sent events at `path`: each event's data read as
+    /// `T`, as it arrives. The iterator ends when the stream does (after
+    /// [`EVENTS_WAIT`] at the latest: open it again to go on).
+    pub fn events<T: DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<impl Iterator<Item = anyhow::Result<T>>> {
+        let response = self
+            .request(reqwest::Method::GET, path)
+            .timeout(EVENTS_WAIT)
+            .send()
+            .with_context(|| format!("cannot reach the node at {}", self.base))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.bytes()?;
+            bail!("the node refused {path}: {}", refusal(status, &body));
+        }
+        let mut events = Events {
+            reader: std::io::BufReader::new(response),
+            data: String::new(),
+            over: false,
+        };
+        Ok(std::iter::from_fn(move || events.next_data())
+            .map(|data| Ok(serde_json::from_str(&data?)?)))
+    }
+}
+
+/// How long one event stream is kept open.
+const EVENTS_WAIT: Duration = Duration::from_secs(3_600);
+/// The longest event line read from a node, and the most data one event
+/// may gather: a job's status is a few hundred bytes.
+const EVENT_BYTES_MAX: u64 = 1 << 20;
+
+/// A stream of server-sent events, read line by line within
+/// [`EVENT_BYTES_MAX`].
+struct Events<R> {
+    reader: std::io::BufReader<R>,
+    data: String,
+    /// Broken off: nothing more is read.
+    over: bool,
+}
+
+impl<R: std::io::Read> Events<R> {
+    /// Ends the stream with `why`: nothing is read after it.
+    fn broken(&mut self, why: String) -> Option<anyhow::Result<String>> {
+        self.over = true;
+        Some(Err(anyhow::anyhow!(why)))
+    }
+
+    /// The next event's data; `None` at the end of the stream (or when it
+    /// broke off).
+    fn next_data(&mut self) -> Option<anyhow::Result<String>> {
+        use std::io::{BufRead as _, Read as _};
+        loop {
+            if self.over {
+                return None;
+            }
+            let mut line = Vec::new();
+            let read = (&mut self.reader)
+                .take(EVENT_BYTES_MAX)
+                .read_until(b'\n', &mut line);
+            match read {
+                Ok(_) if line.last() == Some(&b'\n') => {}
+                Ok(n) if n as u64 == EVENT_BYTES_MAX => {
+                    return self.broken(format!(
+                        "the node sent an event line over {EVENT_BYTES_MAX} bytes"
+                    ));
+                }
+                // The end, or a last line cut off.
+                Ok(_) | Err(_) => return None,
+            }
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim_end_matches(['\n', '\r']);
+            if line.is_empty() {
+                if !self.data.is_empty() {
+                    return Some(Ok(std::mem::take(&mut self.data)));
+                }
+            } else if let Some(data) = line.strip_prefix("data:") {
+                if self.data.len() as u64 + data.len() as u64 > EVENT_BYTES_MAX {
+                    return self.broken(format!(
+                        "the node sent an event over {EVENT_BYTES_MAX} bytes"
+                    ));
+                }
+                if !self.data.is_empty() {
+                    self.data.push('\n');
+                }
+                self.data.push_str(data.strip_prefix(' ').unwrap_or(data));
+            }
+            // Other fields (`event:`, `id:`) and comments (`:`, the
+            // keep-alives) carry nothing this client uses.
+        }
+    }
 }
 
 /// A node's answer to `path`: the `T` it holds, or the node's refusal.
@@ -336,7 +429,38 @@ pub fn wallet(args: WalletArgs) -> anyhow::Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
-    use super::cairn;
+    use super::{EVENT_BYTES_MAX, Events, cairn};
+
+    fn events(bytes: &[u8]) -> Vec<Result<String, String>> {
+        let mut events = Events {
+            reader: std::io::BufReader::new(bytes),
+            data: String::new(),
+            over: false,
+        };
+        std::iter::from_fn(|| events.next_data())
+            .map(|e| e.map_err(|e| e.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn event_streams_yield_each_events_data_and_skip_the_rest() {
+        let stream = b": keep-alive\n\nevent: status\ndata: {\"a\":1}\n\n\
+                       data:two\r\ndata: lines\r\n\r\nid: 7\n\ndata: cut off";
+        assert_eq!(
+            events(stream),
+            [Ok("{\"a\":1}".to_string()), Ok("two\nlines".to_string())],
+            "comments and other fields carry nothing; an unfinished event is dropped"
+        );
+    }
+
+    #[test]
+    fn an_endless_event_line_is_refused_within_the_bound() {
+        let mut stream = b"data: ".to_vec();
+        stream.resize(EVENT_BYTES_MAX as usize + 10, b'x');
+        let read = events(&stream);
+        assert_eq!(read.len(), 1);
+        assert!(read[0].as_ref().unwrap_err().contains("over"), "{read:?}");
+    }
 
     #[test]
     fn amounts_read_in_cairn_with_grouped_digits_and_only_the_decimals_needed() {

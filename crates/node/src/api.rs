@@ -30,6 +30,8 @@
 //!   against the job file's rules; escrows its budget and answers the job id.
 //! - `GET  /v1/jobs` — every job's status.
 //! - `GET  /v1/jobs/{id}` — one job's status, with the reason it is queued.
+//! - `GET  /v1/jobs/{id}/events` — the job's status as server-sent events,
+//!   one each time it changes, until it is over (see [`events`]).
 //! - `GET  /v1/jobs/{id}/results` — finished tasks and their output blobs.
 //! - `GET  /metrics` — what the node does, for Prometheus (OpenMetrics
 //!   text): ledger height and mempool, peers, messages dropped by why, the
@@ -44,6 +46,7 @@
 //! Every body is a type of `cairn_api`, which the clients read back.
 
 pub mod access;
+mod events;
 mod metrics;
 #[cfg(test)]
 mod tests;
@@ -326,6 +329,13 @@ fn market_routes(market: crate::market::Market, access: &Access) -> Router {
                 .get(list_jobs),
         )
         .route("/v1/jobs/{id}", get(job_status))
+        .route(
+            "/v1/jobs/{id}/events",
+            get(events::job_events).with_state(events::Streams {
+                market: market.clone(),
+                open: std::sync::Arc::new(tokio::sync::Semaphore::new(events::STREAMS_MAX)),
+            }),
+        )
         .route("/v1/jobs/{id}/results", get(job_results))
         .route_layer(from_fn_with_state(access.clone(), access::require_token));
     Router::new()

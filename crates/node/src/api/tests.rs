@@ -357,6 +357,7 @@ async fn token_guesser_is_refused_on_every_private_route() {
         ("POST", "/v1/blobs".to_string(), "application/octet-stream"),
         ("POST", "/v1/jobs".to_string(), "application/json"),
         ("GET", "/metrics".to_string(), ""),
+        ("GET", format!("/v1/jobs/{id}/events"), ""),
     ];
     for (method, path, content_type) in &routes {
         for guess in guesses {
@@ -651,4 +652,70 @@ async fn metrics_count_the_jobs_and_tasks_the_node_holds() {
         .and_then(|h| h.parse().ok())
         .unwrap_or_else(|| panic!("no ledger height in:\n{after}"));
     assert!((1..=node.ledger.head().0).contains(&height), "{height}");
+}
+
+/// A job's event stream opens with its status at once; a
+/// `stream_hoarder` that keeps every stream the node allows open gets a
+/// clear refusal for one more, and a stream closed makes room again. An
+/// unknown job has no stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_hoarder_is_refused_past_the_bound_and_a_stream_opens_with_the_status() {
+    use futures::StreamExt as _;
+    let node = node().await;
+    let module = node.upload("module.wasm", b"a module").await;
+    let bearer = node.bearer();
+    let (status, answer) = node
+        .submit(
+            &[
+                ("authorization", &bearer),
+                ("content-type", "application/json"),
+            ],
+            serde_json::to_vec(&submission(module)).unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let job = answer["job"].as_str().unwrap().to_string();
+    let open = |path: String| {
+        let app = node.app.clone();
+        let bearer = bearer.clone();
+        async move {
+            app.oneshot(request(
+                "GET",
+                &path,
+                &[("authorization", &bearer)],
+                Vec::new(),
+            ))
+            .await
+            .unwrap()
+        }
+    };
+    let events = format!("/v1/jobs/{job}/events");
+
+    let first = open(events.clone()).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(first.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let mut body = first.into_body().into_data_stream();
+    let frame = body.next().await.unwrap().unwrap();
+    let frame = String::from_utf8(frame.to_vec()).unwrap();
+    let data = frame
+        .strip_prefix("event: status\ndata: ")
+        .and_then(|rest| rest.strip_suffix("\n\n"))
+        .unwrap_or_else(|| panic!("not one status event: {frame:?}"));
+    let status: cairn_api::JobStatus = serde_json::from_str(data).unwrap();
+    assert_eq!(status.id.to_string(), job);
+
+    let mut held = vec![body];
+    for _ in 1..super::events::STREAMS_MAX {
+        let response = open(events.clone()).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        held.push(response.into_body().into_data_stream());
+    }
+    let refused = open(events.clone()).await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    drop(held.pop());
+    assert_eq!(open(events.clone()).await.status(), StatusCode::OK);
+
+    let unknown = ContentId::of(b"no such job");
+    let response = open(format!("/v1/jobs/{unknown}/events")).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
