@@ -443,12 +443,13 @@ fn three_providers_render_the_example_and_digests_match_a_local_run() {
     };
     // Frames take seconds each: providers busy rendering are not idle, so
     // the job is not put up for auction again while they render (it used
-    // to be, every 3 s, and read `queued`, "the provider is busy"). One
-    // more auction is allowed: on a loaded machine (the suite's other
-    // devnets), a gap of 3 s between a frame ending and the next pull was
-    // seen once, and is idleness.
+    // to be, every 3 s, and read `queued`, "the provider is busy": about
+    // ten auctions for these six frames). On a loaded machine (the suite's
+    // other devnets), gaps of 3 s between a frame ending and the next pull
+    // were seen, once and then twice in one run, and are idleness: two
+    // more auctions are allowed.
     let auctions = network["status"]["auctions"].as_u64().unwrap();
-    assert!(auctions <= 2, "{}", network["status"]);
+    assert!(auctions <= 3, "{}", network["status"]);
     let network_digests = by_task(&network, "task");
     assert_eq!(network_digests.len(), frames, "every frame arrives");
     assert_eq!(network_digests, by_task(&local, "index"));
@@ -525,7 +526,12 @@ fn a_provider_that_takes_tasks_and_never_answers_loses_them_at_the_deadline() {
     // Frozen: its connection stays open, it holds its tasks, it never
     // answers again.
     devnet.signal("p1", Signal::STOP);
-    let status = devnet.wait_done(&id);
+    // Frozen between revealing a result and serving its outputs, it can
+    // cost the requester a request timeout (30 s) per fetch and a wait on
+    // the same blob (up to 60 s) before it counts as never revealed, on
+    // top of the reveal and task deadlines: on a loaded machine the job
+    // once took more than the usual 180 s after the freeze.
+    let status = devnet.wait_done_within(&id, Duration::from_secs(300));
     assert_eq!(status["failed"], 0);
     assert_eq!(devnet.results(&id).len(), 40);
 }
