@@ -135,7 +135,7 @@ fn addresses_of(
 ) -> anyhow::Result<(SocketAddr, String)> {
     printed.recv_timeout(NODES_UP_WAIT).map_err(|_| {
         anyhow::anyhow!(
-            "{what} exited or printed no addresses within {} s",
+            "{what} exited or printed no addresses within {} s (the node.log in its folder says why)",
             NODES_UP_WAIT.as_secs()
         )
     })

@@ -220,9 +220,13 @@ pub fn watch(node: &Node, id: &ContentId) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut last = String::new();
     // The node sends the job's status each time it changes; a stream that
-    // ends before the job does (it is reopened after an hour, or a proxy
-    // cut it) is opened again.
+    // ends before the job does (after an hour, or cut by a proxy) is opened
+    // again, after a pause so that one ending at once is not a busy loop.
+    let mut reopened = false;
     loop {
+        if std::mem::replace(&mut reopened, true) {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
         for status in node.events::<api::JobStatus>(&format!("/v1/jobs/{id}/events"))? {
             let status = status?;
             let line = describe(&status);

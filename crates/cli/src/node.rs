@@ -64,11 +64,16 @@ enum LogFormat {
 /// `NO_COLOR` set.
 fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
     use std::io::IsTerminal as _;
-    let directives = match level {
+    let directives = match level.to_ascii_lowercase().as_str() {
         "off" => "off".to_string(),
         "error" => "error".to_string(),
-        "warn" | "info" | "debug" | "trace" => format!("warn,cairn={level}"),
-        directives => directives.to_string(),
+        level @ ("warn" | "info" | "debug" | "trace") => format!("warn,cairn={level}"),
+        // One word that is not a level would be read as a target to log
+        // everything of: a typo would silence the node.
+        word if !word.contains(['=', ',']) => {
+            bail!("--log-level '{level}' is not a level: off, error, warn, info, debug or trace")
+        }
+        _ => level.to_string(),
     };
     let filter = tracing_subscriber::EnvFilter::builder()
         .parse(&directives)

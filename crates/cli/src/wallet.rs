@@ -216,6 +216,7 @@ impl Node {
             reader: std::io::BufReader::new(response),
             data: String::new(),
             over: false,
+            skipping: false,
         };
         Ok(std::iter::from_fn(move || events.next_data())
             .map(|data| Ok(serde_json::from_str(&data?)?)))
@@ -235,6 +236,8 @@ struct Events<R> {
     data: String,
     /// Broken off: nothing more is read.
     over: bool,
+    /// In an event of another kind than `status`.
+    skipping: bool,
 }
 
 impl<R: std::io::Read> Events<R> {
@@ -269,10 +272,18 @@ impl<R: std::io::Read> Events<R> {
             let line = String::from_utf8_lossy(&line);
             let line = line.trim_end_matches(['\n', '\r']);
             if line.is_empty() {
+                self.skipping = false;
                 if !self.data.is_empty() {
                     return Some(Ok(std::mem::take(&mut self.data)));
                 }
+            } else if let Some(name) = line.strip_prefix("event:") {
+                // Only `status` events are read (and unnamed ones, which
+                // the spec calls `message`); others are skipped whole.
+                self.skipping = name.trim() != "status";
             } else if let Some(data) = line.strip_prefix("data:") {
+                if self.skipping {
+                    continue;
+                }
                 if self.data.len() as u64 + data.len() as u64 > EVENT_BYTES_MAX {
                     return self.broken(format!(
                         "the node sent an event over {EVENT_BYTES_MAX} bytes"
@@ -436,6 +447,7 @@ mod tests {
             reader: std::io::BufReader::new(bytes),
             data: String::new(),
             over: false,
+            skipping: false,
         };
         std::iter::from_fn(|| events.next_data())
             .map(|e| e.map_err(|e| e.to_string()))
@@ -445,11 +457,12 @@ mod tests {
     #[test]
     fn event_streams_yield_each_events_data_and_skip_the_rest() {
         let stream = b": keep-alive\n\nevent: status\ndata: {\"a\":1}\n\n\
+                       event: block\ndata: 9\n\n\
                        data:two\r\ndata: lines\r\n\r\nid: 7\n\ndata: cut off";
         assert_eq!(
             events(stream),
             [Ok("{\"a\":1}".to_string()), Ok("two\nlines".to_string())],
-            "comments and other fields carry nothing; an unfinished event is dropped"
+            "comments, other fields and other events carry nothing; an unfinished event is dropped"
         );
     }
 

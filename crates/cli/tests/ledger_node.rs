@@ -334,5 +334,15 @@ fn a_bad_log_level_is_refused_before_the_node_starts() {
         stderr.starts_with("cairn: --log-level 'cairn=[' is neither a level"),
         "{stderr}"
     );
+    // A misspelt level would read as a target and silence the node.
+    let output = cairn()
+        .args(["node", "--log-level", "inof"])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("'inof' is not a level"), "{stderr}");
     assert!(!data.exists(), "nothing was created");
 }

@@ -292,6 +292,7 @@ impl RequesterCore {
             last_pull_ms: now,
             ready_by_ms: 0,
             stalls: 0,
+            stalled: None,
             unsettled: Vec::new(),
             settled: 0,
             misstated: Vec::new(),
@@ -499,6 +500,8 @@ impl RequesterCore {
         if auction_again {
             self.open_auction(id, now, &mut effects);
         }
+        let job = self.jobs.get_mut(id).expect("held above");
+        job.stalled = job.stalled();
         let job = &self.jobs[id];
         let next_deadline_ms = [
             job.sched.next_deadline_ms(),
@@ -561,6 +564,9 @@ impl RequesterCore {
             };
             if !job.sched.is_active(&lease.provider) {
                 offers.newcomers.insert(lease.provider);
+                // Someone new may take what was stalled: the next wait
+                // for pulls is the shortest again.
+                job.stalls = 0;
             }
             job.sched.add_provider(
                 lease.provider,

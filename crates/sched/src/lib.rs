@@ -157,6 +157,16 @@ impl std::fmt::Display for PullRefused {
     }
 }
 
+/// Pending work only a provider not yet in the job may take (see
+/// [`Scheduler::blocked`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Blocked {
+    /// How many tasks wait.
+    pub count: u32,
+    /// The first few of them, in order.
+    pub first: Vec<u32>,
+}
+
 /// Counts for status displays.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Progress {
@@ -459,6 +469,9 @@ impl Scheduler {
                     superseded,
                 };
                 self.running.remove(&task);
+                // Whoever runs it next is chosen by a requeue, which names
+                // its own exclusions.
+                self.excluded.remove(&task);
                 self.done += 1;
                 Completion::Accepted
             }
@@ -656,23 +669,30 @@ impl Scheduler {
             .map(|(k, _)| k)
     }
 
-    /// Pending tasks that no provider in the job may take, because each
-    /// has run them already (a requeued task needs a provider that has
-    /// not): waiting for these is waiting for another provider. Empty when
-    /// no provider is in the job (that wait has another reason). Costs the
-    /// requeued tasks, not the job's size.
-    pub fn blocked(&self) -> Vec<u32> {
+    /// Whether every pending task is one no provider in the job may take,
+    /// because each has run it already (a requeued task needs a provider
+    /// that has not): the job waits for another provider. `None` when no
+    /// task is pending, no provider is in the job (that wait has another
+    /// reason), or some pending task can go to someone; the walk stops at
+    /// the first such task. Otherwise how many are blocked, and the first
+    /// `shown` of them.
+    pub fn blocked(&self, shown: usize) -> Option<Blocked> {
         let active: Vec<&PublicKey> = self.active_providers().collect();
-        if active.is_empty() {
-            return Vec::new();
+        if active.is_empty() || self.pending.is_empty() {
+            return None;
         }
-        self.excluded
-            .iter()
-            .filter(|(task, excluded)| {
-                self.pending.contains(task) && active.iter().all(|p| excluded.contains(p))
-            })
-            .map(|(task, _)| *task)
-            .collect()
+        let blocked = |task: &u32| {
+            self.excluded
+                .get(task)
+                .is_some_and(|excluded| active.iter().all(|p| excluded.contains(p)))
+        };
+        if !self.pending.iter().all(blocked) {
+            return None;
+        }
+        Some(Blocked {
+            count: self.pending.len() as u32,
+            first: self.pending.iter().take(shown).copied().collect(),
+        })
     }
 
     /// Counts for a status display.

@@ -1,6 +1,6 @@
 //! The task queue's bounds, one behaviour per test.
 
-use cairn_sched::{Completion, Event, PullRefused, SchedParams, Scheduler, TaskState};
+use cairn_sched::{Blocked, Completion, Event, PullRefused, SchedParams, Scheduler, TaskState};
 use cairn_wire::{ContentId, Keypair, PublicKey};
 
 fn key(seed: u8) -> PublicKey {
@@ -209,31 +209,44 @@ fn a_requeued_task_goes_only_to_a_provider_that_has_not_run_it() {
     assert!(sched.is_finished());
 }
 
-/// A requeued task that every provider in the job has run is blocked:
+/// A job whose every pending task each provider in it has run is blocked:
 /// only another provider unblocks it, and one that arrives does.
 #[test]
 fn a_requeued_task_every_provider_ran_is_blocked_until_another_arrives() {
     let (a, b) = (key(1), key(2));
-    let mut sched = Scheduler::new(3, SchedParams::default());
-    assert!(sched.blocked().is_empty(), "no provider: not blocked");
+    let mut sched = Scheduler::new(4, SchedParams::default());
+    assert_eq!(sched.blocked(8), None, "no provider: not blocked");
     sched.add_provider(a, 4, 0);
-    assert_eq!(sched.pull(&a, 3, 0).unwrap(), vec![0, 1, 2]);
-    for task in 0..3 {
+    assert_eq!(sched.pull(&a, 4, 0).unwrap(), vec![0, 1, 2, 3]);
+    for task in 0..4 {
         sched.complete(&a, task, ContentId::of(b"r"), 1);
     }
-    sched.requeue(0, [a]);
-    sched.requeue(2, [a]);
-    assert_eq!(sched.blocked(), vec![0, 2]);
+    assert_eq!(sched.blocked(8), None, "nothing pending");
+    for task in [0, 2, 3] {
+        sched.requeue(task, [a]);
+    }
+    let blocked = |count, first: &[u32]| {
+        Some(Blocked {
+            count,
+            first: first.to_vec(),
+        })
+    };
+    assert_eq!(sched.blocked(2), blocked(3, &[0, 2]), "three, two shown");
     assert!(sched.pull(&a, 4, 2).unwrap().is_empty());
-    // A provider excluded from only one of them leaves the other blocked.
+    // B may take task 0 but not 2 or 3: the job is not blocked.
     sched.requeue(2, [a, b]);
+    sched.requeue(3, [a, b]);
     sched.add_provider(b, 4, 3);
-    assert_eq!(sched.blocked(), vec![2]);
+    assert_eq!(sched.blocked(8), None);
     assert_eq!(sched.pull(&b, 4, 3).unwrap(), vec![0]);
-    assert_eq!(sched.blocked(), vec![2], "a running task is not blocked");
-    // B leaves: its task comes back, and only A, which ran both, is left.
+    assert_eq!(
+        sched.blocked(8),
+        blocked(2, &[2, 3]),
+        "a running task is not pending"
+    );
+    // B leaves: its task comes back, and only A, which ran them all, is left.
     sched.drop_provider(&b, "gone");
-    assert_eq!(sched.blocked(), vec![0, 2]);
+    assert_eq!(sched.blocked(8), blocked(3, &[0, 2, 3]));
 }
 
 /// An `index_overflower` names tasks past the job's end in every call a

@@ -1,7 +1,8 @@
 //! `GET /v1/jobs/{id}/events`: a job's progress as it happens, as
 //! server-sent events: a `status` event (the job's [`JobStatus`], as
 //! `GET /v1/jobs/{id}` answers it) whenever it changes, the first at once;
-//! the stream ends after the status that says the job is over.
+//! the stream ends after the status that says the job is over, or after
+//! an hour (open another to go on).
 //!
 //! The stream looks at the status a few times a second rather than being
 //! woken by the requester: a status is cheap to read, and the requester's
@@ -25,6 +26,9 @@ use crate::market::Market;
 
 /// How often a stream looks at its job's status.
 const PERIOD: Duration = Duration::from_millis(250);
+/// How long one stream lasts: a client that went quiet (suspended,
+/// stuck) gives its place back, and a live one opens another.
+const LIFETIME: Duration = Duration::from_secs(3_600);
 /// Event streams open at once, all jobs together.
 pub(super) const STREAMS_MAX: usize = 64;
 
@@ -41,6 +45,7 @@ struct Watch {
     job: ContentId,
     last: Option<JobStatus>,
     over: bool,
+    ends: tokio::time::Instant,
     /// Held while the stream is open.
     _permit: OwnedSemaphorePermit,
 }
@@ -67,10 +72,11 @@ pub(super) async fn job_events(
         job,
         last: None,
         over: false,
+        ends: tokio::time::Instant::now() + LIFETIME,
         _permit: permit,
     };
     let events = futures::stream::unfold(watch, |mut watch| async move {
-        if watch.over {
+        if watch.over || tokio::time::Instant::now() >= watch.ends {
             return None;
         }
         loop {

@@ -36,8 +36,8 @@ pub(super) async fn metrics(State(sources): State<Sources>) -> impl IntoResponse
         ledger_metrics(&mut registry, ledger);
     }
     if let Some(market) = &sources.market {
-        let peers = market.stats().await.peers;
-        market_metrics(&mut registry, market, peers);
+        let stats = market.stats().await;
+        market_metrics(&mut registry, market, &stats);
         job_metrics(&mut registry, &market.jobs());
     }
     let mut text = String::new();
@@ -69,9 +69,9 @@ fn ledger_metrics(registry: &mut Registry, ledger: &Ledger) {
     if let Some(block) = ledger.block(height) {
         gauge(
             registry,
-            "ledger_finalized_timestamp_ms",
-            "When the last finalized block was proposed, ms since the epoch",
-            block.timestamp_ms,
+            "ledger_finalized_timestamp_seconds",
+            "When the last finalized block was proposed, seconds since the epoch",
+            block.timestamp_ms / 1_000,
         );
     }
     gauge(
@@ -82,8 +82,8 @@ fn ledger_metrics(registry: &mut Registry, ledger: &Ledger) {
     );
 }
 
-fn market_metrics(registry: &mut Registry, market: &Market, peers: u64) {
-    gauge(registry, "peers", "Connected market peers", peers);
+fn market_metrics(registry: &mut Registry, market: &Market, stats: &cairn_api::MarketStats) {
+    gauge(registry, "peers", "Connected market peers", stats.peers);
     let c = market.counters();
     let read = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
     let dropped = Family::<Label, Counter>::default();
@@ -93,6 +93,8 @@ fn market_metrics(registry: &mut Registry, market: &Market, peers: u64) {
         ("replayed", read(&c.replayed)),
         ("refused", read(&c.refused)),
         ("rate_limited", read(&c.rate_limited)),
+        ("oversized", stats.oversized),
+        ("truncated", stats.truncated),
     ] {
         dropped.get_or_create(&[("reason", reason)]).inc_by(value);
     }

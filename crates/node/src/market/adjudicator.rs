@@ -418,7 +418,7 @@ impl Adjudicator {
             if !self.shared.blobs.has(&file.id) {
                 fetch_blob(&self.shared, from, file.id, file.size)
                     .await
-                    .map_err(Refusal::Later)?;
+                    .map_err(|e| Refusal::Later(e.into()))?;
             }
         }
         let snapshot = match (&case.state, examined.from) {

@@ -487,7 +487,7 @@ impl Market {
 
     /// Fetches a blob from `peer` into this node's store, verified.
     pub async fn fetch(&self, peer: PeerId, id: ContentId, size: u64) -> Result<(), String> {
-        fetch_blob(&self.shared, peer, id, size).await
+        Ok(fetch_blob(&self.shared, peer, id, size).await?)
     }
 
     /// Checks that `peer` serves blob `id` of `size` bytes intact: every
@@ -508,6 +508,25 @@ impl Market {
     }
 }
 
+/// Why a blob could not be fetched.
+#[derive(Debug)]
+pub(crate) enum FetchError {
+    /// Another fetch of the same blob (from another peer) held it for
+    /// [`BLOB_BUSY_WAIT_MAX`]: nothing `peer` did, so nothing to hold
+    /// against it; try again later.
+    Busy(String),
+    /// The transfer from `peer` failed, or what it sent was wrong.
+    Failed(String),
+}
+
+impl From<FetchError> for String {
+    fn from(e: FetchError) -> Self {
+        match e {
+            FetchError::Busy(e) | FetchError::Failed(e) => e,
+        }
+    }
+}
+
 /// Fetches blob `id` of `size` bytes from `peer` into the store, verifying
 /// each range; resumes a partial download.
 pub(crate) async fn fetch_blob(
@@ -515,7 +534,7 @@ pub(crate) async fn fetch_blob(
     peer: PeerId,
     id: ContentId,
     size: u64,
-) -> Result<(), String> {
+) -> Result<(), FetchError> {
     // Another task may be fetching the same blob (replicas of one task
     // return identical outputs): wait for it rather than fail.
     let started = std::time::Instant::now();
@@ -528,7 +547,10 @@ pub(crate) async fn fetch_blob(
             Err(cairn_store::BlobError::Busy(_)) if started.elapsed() < BLOB_BUSY_WAIT_MAX => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e @ cairn_store::BlobError::Busy(_)) => {
+                return Err(FetchError::Busy(e.to_string()));
+            }
+            Err(e) => return Err(FetchError::Failed(e.to_string())),
         }
     };
     let from = download.verified_bytes();
@@ -537,8 +559,11 @@ pub(crate) async fn fetch_blob(
             .accept(offset, len, encoded)
             .map_err(|e| format!("blob {} from {peer}: {e}", id.short()))
     })
-    .await?;
-    download.finish().map_err(|e| e.to_string())?;
+    .await
+    .map_err(FetchError::Failed)?;
+    download
+        .finish()
+        .map_err(|e| FetchError::Failed(e.to_string()))?;
     Ok(())
 }
 

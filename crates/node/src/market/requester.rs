@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::proto::{self, Report, Request, Response, Submission};
-use super::{Counters, MarketConfig, Shared, fetch_blob, now_ms};
+use super::{Counters, FetchError, MarketConfig, Shared, fetch_blob, now_ms};
 
 use cairn_api::{JobStatus, TaskRecord};
 
@@ -698,23 +698,30 @@ impl Requester {
             }
             let record = &revealed.record;
             let streams = [&record.stdout, &record.stderr];
-            let mut ok = true;
+            let mut outcome = Ok(());
             for file in record.outputs.iter().chain(streams.into_iter().flatten()) {
-                if let Err(e) = fetch_blob(&self.shared, peer, file.id, file.size).await {
-                    tracing::warn!("output of task {task}: {e}");
-                    ok = false;
+                outcome = fetch_blob(&self.shared, peer, file.id, file.size).await;
+                if let Err(e) = &outcome {
+                    tracing::warn!("output of task {task}: {e:?}");
                     break;
                 }
             }
-            if ok {
+            if outcome.is_ok() {
                 self.shared.pin(result_blobs(&revealed.record));
                 fetched.push(revealed);
             } else {
                 // Not acknowledged (nor anything after it in the pull): the
-                // provider sends it again, within its reveal deadline.
-                // Reports are processed idempotently.
+                // provider sends it again, and the fetch is tried again.
+                // Reports are processed idempotently. Only a transfer the
+                // provider failed ends the time its reveal has to be
+                // fetched: a blob held by another fetch of the same
+                // outputs (an identical replica's, from a peer that
+                // stalled) is not its doing, and an honest provider was
+                // once convicted for it.
                 tracing::info!("task {task}: outputs could not be fetched yet");
-                checked.unfetched.push(task);
+                if matches!(outcome, Err(FetchError::Failed(_))) {
+                    checked.unfetched.push(task);
+                }
                 let at = positions
                     .iter()
                     .position(|t| *t == u64::from(task))

@@ -8,7 +8,7 @@ use cairn_api::{JobState, JobStatus, TaskRecord};
 use cairn_ledger::{Commit, Opening, Receipt};
 use cairn_market::{Auction, Order};
 use cairn_proto::{Assignment, Submission, Terms};
-use cairn_sched::Scheduler;
+use cairn_sched::{Blocked, Scheduler};
 use cairn_wire::{ContentId, PublicKey, Signed};
 use serde::{Deserialize, Serialize};
 
@@ -67,6 +67,10 @@ pub struct Job {
     /// Auctions in a row that found its pending work stalled (see
     /// [`Job::stalled`]); each doubles the wait before the next.
     pub(super) stalls: u32,
+    /// Whether it was stalled at its driver's last look, and on what:
+    /// worked out there, not for every status a client asks for, since
+    /// the walk may cover every pending task.
+    pub(super) stalled: Option<Blocked>,
     /// Receipts of accepted results, not yet settled.
     pub unsettled: Vec<Signed<Receipt>>,
     /// Receipts refused because their report stated another result, kept
@@ -138,28 +142,27 @@ impl Job {
     /// The pending tasks, when nothing runs and none of them may go to any
     /// provider in the job, because each has run them already (a replica
     /// must come from a provider of its own): the job cannot go on until
-    /// another provider joins.
-    pub(super) fn stalled(&self) -> Option<Vec<u32>> {
-        let p = self.sched.progress();
-        if !matches!(self.phase, Phase::Running) || p.running > 0 || p.pending == 0 {
+    /// another provider joins. Walks the pending tasks when nothing runs.
+    pub(super) fn stalled(&self) -> Option<Blocked> {
+        const SHOWN: usize = 8;
+        if !matches!(self.phase, Phase::Running) || self.sched.progress().running > 0 {
             return None;
         }
-        let blocked = self.sched.blocked();
-        (blocked.len() as u32 == p.pending).then_some(blocked)
+        self.sched.blocked(SHOWN)
     }
 
-    /// What a stalled job waits for, in words: which tasks, why no
-    /// provider in the job may run them, and when the market is asked.
-    fn stalled_reason(&self, tasks: &[u32], now: u64) -> String {
-        const SHOWN: usize = 8;
-        let mut list: Vec<String> = tasks.iter().take(SHOWN).map(u32::to_string).collect();
-        if tasks.len() > SHOWN {
-            list.push(format!("and {} more", tasks.len() - SHOWN));
+    /// What a stalled job waits for, in words: which tasks, and why no
+    /// provider in the job may run them. No countdown: a client streaming
+    /// the status gets an event only when something changes.
+    fn stalled_reason(&self, blocked: &Blocked) -> String {
+        let mut list: Vec<String> = blocked.first.iter().map(u32::to_string).collect();
+        if blocked.count as usize > blocked.first.len() {
+            list.push(format!(
+                "and {} more",
+                blocked.count as usize - blocked.first.len()
+            ));
         }
-        let next_ms = self
-            .phase_deadline_ms()
-            .map_or(0, |at| at.saturating_sub(now));
-        let (count, them) = match tasks.len() {
+        let (count, them) = match blocked.count {
             1 => ("1 task".to_string(), "it"),
             n => (format!("{n} tasks"), "them"),
         };
@@ -170,9 +173,9 @@ impl Job {
         format!(
             "{count} ({}) still need a result from a provider that has not run {them} \
              (verification compares results from different providers), and {providers}; \
-             waiting for another provider to bid (the market is asked again in {:.0} s)",
+             waiting for another provider to bid (the market is asked again less often \
+             each time, at least once a minute)",
             list.join(", "),
-            next_ms as f64 / 1e3,
         )
     }
 
@@ -306,9 +309,13 @@ impl Job {
         } else {
             self.reason.clone()
         };
-        let stalled = self.stalled();
-        let reason = match &stalled {
-            Some(tasks) => Some(self.stalled_reason(tasks, now)),
+        // As the driver last saw it, unless work has moved since.
+        let stalled = self
+            .stalled
+            .as_ref()
+            .filter(|_| matches!(self.phase, Phase::Running) && p.running == 0);
+        let reason = match stalled {
+            Some(blocked) => Some(self.stalled_reason(blocked)),
             None => reason,
         };
         let state = match self.phase {

@@ -843,6 +843,8 @@ fn a_job_waiting_for_a_provider_it_lacks_says_so_and_backs_off() {
     let commits = vec![committed(&a, la, 0, 500), committed(&a, la, 1, 500)];
     let (tasks, _, _) = pull(&mut core, &a, la, 2, commits, T1 + 2);
     assert!(tasks.is_empty(), "A ran both; their replicas need another");
+    // The pull woke the job's driver, which looks at the job.
+    core.step(&job, T1 + 2).unwrap();
     let status = core.status(&job, T1 + 2).unwrap();
     assert_eq!(status.state, cairn_api::JobState::Stalled);
     let reason = status.reason.unwrap();
