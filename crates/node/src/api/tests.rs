@@ -110,6 +110,24 @@ impl Node {
         self.call(request("POST", "/v1/jobs", headers, body)).await
     }
 
+    /// A valid one-task job submitted with the token, as `cairn job
+    /// submit` does: its id.
+    async fn submit_one(&self) -> String {
+        let module = self.upload("module.wasm", b"a module").await;
+        let bearer = self.bearer();
+        let (status, answer) = self
+            .submit(
+                &[
+                    ("authorization", &bearer),
+                    ("content-type", "application/json"),
+                ],
+                serde_json::to_vec(&submission(module)).unwrap(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        answer["job"].as_str().unwrap().to_string()
+    }
+
     /// Nothing was submitted: no job, no escrow queued or applied (a
     /// submission answers once its escrow is applied).
     fn assert_nothing_submitted(&self) {
@@ -622,18 +640,7 @@ async fn metrics_count_the_jobs_and_tasks_the_node_holds() {
         );
     }
 
-    let module = node.upload("module.wasm", b"a module").await;
-    let bearer = node.bearer();
-    let (status, answer) = node
-        .submit(
-            &[
-                ("authorization", &bearer),
-                ("content-type", "application/json"),
-            ],
-            serde_json::to_vec(&submission(module)).unwrap(),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    node.submit_one().await;
     let after = scrape().await;
     // The job is bidding, or queued if its window closed already.
     let jobs: u64 = after
@@ -662,19 +669,8 @@ async fn metrics_count_the_jobs_and_tasks_the_node_holds() {
 async fn stream_hoarder_is_refused_past_the_bound_and_a_stream_opens_with_the_status() {
     use futures::StreamExt as _;
     let node = node().await;
-    let module = node.upload("module.wasm", b"a module").await;
+    let job = node.submit_one().await;
     let bearer = node.bearer();
-    let (status, answer) = node
-        .submit(
-            &[
-                ("authorization", &bearer),
-                ("content-type", "application/json"),
-            ],
-            serde_json::to_vec(&submission(module)).unwrap(),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{answer}");
-    let job = answer["job"].as_str().unwrap().to_string();
     let open = |path: String| {
         let app = node.app.clone();
         let bearer = bearer.clone();
