@@ -24,6 +24,10 @@ pub struct DevnetArgs {
     /// Cores each provider offers.
     #[arg(long, default_value_t = 1)]
     provider_cores: u32,
+    /// Providers also offer the tools installed here (Blender, ffmpeg),
+    /// run under bubblewrap, for jobs with `runtime = "tool"`.
+    #[arg(long)]
+    tools: bool,
     /// Folder for the devnet's nodes, keys and genesis.
     #[arg(long, default_value = "devnet")]
     dir: PathBuf,
@@ -320,6 +324,9 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
             .args(["--listen", &market_at(ports.at(201 + 2 * j16)?)])
             .args(["--bootstrap", &bootstrap, "--ledger", &ledger, "--provide"])
             .args(["--cores", &args.provider_cores.to_string()]);
+        if args.tools {
+            command.arg("--tools");
+        }
         let (child, printed) = spawn_node(command).context("starting a provider")?;
         children.0.push(child);
         starting.push(printed);

@@ -124,6 +124,8 @@ pub fn submit(node: &Node, path: &Path, allowed: &[PathBuf]) -> anyhow::Result<C
         ModuleRef::File(path) => {
             std::fs::read(path).with_context(|| format!("reading module {}", path.display()))?
         }
+        // The request is the module: a provider loads what it names.
+        ModuleRef::Tool(request) => request.to_string().into_bytes(),
     };
     let upload = |name: &str, bytes: Vec<u8>| -> anyhow::Result<SubmittedFile> {
         let size = bytes.len() as u64;
@@ -138,7 +140,11 @@ pub fn submit(node: &Node, path: &Path, allowed: &[PathBuf]) -> anyhow::Result<C
             size,
         })
     };
-    let module = upload("module.wasm", module)?;
+    let module_name = match &job.module {
+        ModuleRef::Tool(_) => "tool",
+        ModuleRef::Builtin(_) | ModuleRef::File(_) => "module.wasm",
+    };
+    let module = upload(module_name, module)?;
     let mut inputs = Vec::new();
     for input in &job.inputs {
         let bytes = std::fs::read(&input.host_path)
@@ -148,7 +154,7 @@ pub fn submit(node: &Node, path: &Path, allowed: &[PathBuf]) -> anyhow::Result<C
     let market = &job.market;
     let submission = Submission {
         name: job.name.clone(),
-        runtime: "wasm".into(),
+        runtime: job.module.runtime_name(),
         module,
         inputs,
         tasks: job

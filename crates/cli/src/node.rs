@@ -119,6 +119,10 @@ pub struct MarketArgs {
     /// Offer this machine's CPUs to the market (the provider role).
     #[arg(long, env = "CAIRN_PROVIDE")]
     provide: bool,
+    /// Also offer the tools installed here (Blender, ffmpeg), each task
+    /// run under bubblewrap (no network, read-only system, bounded).
+    #[arg(long, env = "CAIRN_TOOLS", requires = "provide")]
+    tools: bool,
     /// Cores offered [default: all].
     #[arg(long, env = "CAIRN_CORES")]
     cores: Option<u32>,
@@ -239,6 +243,7 @@ impl MarketArgs {
                     }
                     caps
                 },
+                tools: self.tools,
                 misbehave: match self.misbehave.as_deref() {
                     Some("liar") => Some(cairn_node::market::Misbehave::Liar),
                     Some("staller") => Some(cairn_node::market::Misbehave::Staller),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use cairn_exec::local::{self, Finished, LocalJob};
-use cairn_exec::{Runtime, WasmConfig, WasmRuntime};
+use cairn_exec::{Runtime, ToolConfig, ToolRuntime, WasmConfig, WasmRuntime};
 use cairn_job::{Job, ModuleRef};
 use cairn_wire::ContentId;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -99,7 +99,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         &args.allow_inputs_from,
     )
     .map_err(anyhow::Error::msg)?;
-    let wasm: Cow<'static, [u8]> = match &job.module {
+    let program: Cow<'static, [u8]> = match &job.module {
         ModuleRef::Builtin(name) => Cow::Borrowed(
             cairn_workloads::find(name)
                 .expect("the job loader accepts known built-ins only")
@@ -108,10 +108,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ModuleRef::File(path) => Cow::Owned(
             std::fs::read(path).with_context(|| format!("reading module {}", path.display()))?,
         ),
+        ModuleRef::Tool(request) => Cow::Owned(request.to_string().into_bytes()),
     };
-    let runtime = WasmRuntime::new(WasmConfig::default())?;
+    let runtime: Box<dyn Runtime> = match &job.module {
+        ModuleRef::Tool(_) => Box::new(
+            ToolRuntime::new(ToolConfig::default())
+                .context("a tool job runs its tool in a bubblewrap sandbox")?,
+        ),
+        ModuleRef::Builtin(_) | ModuleRef::File(_) => {
+            Box::new(WasmRuntime::new(WasmConfig::default())?)
+        }
+    };
     let module = runtime
-        .load(&wasm)
+        .load(&program)
         .with_context(|| format!("{}: job.module", job.path.display()))?;
 
     let out_dir = args.out.unwrap_or_else(|| default_out_dir(&job.name));
@@ -149,7 +158,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         limits: job.limits,
     };
     local::run(
-        &runtime,
+        &*runtime,
         &local_job,
         workers,
         &AtomicBool::new(false),

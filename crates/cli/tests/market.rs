@@ -470,6 +470,65 @@ fn three_providers_render_the_example_and_digests_match_a_local_run() {
     }
 }
 
+/// The transcoding example with the real ffmpeg, installed on the
+/// providers and run under bubblewrap, through the whole market: both
+/// replicas of each rendition agree by digest, with each other and with
+/// a local run.
+#[test]
+fn providers_with_ffmpeg_transcode_the_example_and_replicas_agree_by_digest() {
+    cairn_exec::tool::install_test_tools();
+    let tmp = tempfile::tempdir().unwrap();
+    let job = repo().join("examples/transcode/job.toml");
+    let output = cairn()
+        .current_dir(tmp.path())
+        .args(["devnet", "--providers", "2", "--tools"])
+        .args(["--base-port", "0", "--dir", "devnet", "--job"])
+        .arg(&job)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let out = tmp.path().join("out/ladder");
+    let network: Value =
+        serde_json::from_slice(&std::fs::read(out.join("cairn-results.json")).unwrap()).unwrap();
+    let status = &network["status"];
+    // Two replicas of each of the three renditions paid (a task handed
+    // out and taken back counts as an execution, not as a receipt), and
+    // no disagreement.
+    assert_eq!(status["settled"], 6, "{status}");
+    assert_eq!(status["disputes"], 0, "{status}");
+    assert_eq!(status["convicted"], Value::Array(Vec::new()), "{status}");
+    let local = run_local(&job, &tmp.path().join("local"));
+    let digests = |v: &Value, index: &str| -> BTreeMap<u64, String> {
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r[index].as_u64().unwrap(),
+                    r["digest"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(digests(&network, "task").len(), 3);
+    assert_eq!(digests(&network, "task"), digests(&local, "index"));
+    for height in [240, 360, 720] {
+        let name = format!("rendition-{height}p.mp4");
+        let bytes = std::fs::read(out.join(&name)).unwrap();
+        assert_eq!(&bytes[4..8], b"ftyp", "{name} is an MP4");
+        assert_eq!(
+            bytes,
+            std::fs::read(tmp.path().join("local").join(&name)).unwrap()
+        );
+    }
+}
+
 #[test]
 fn a_provider_killed_mid_job_loses_nothing_and_the_job_completes() {
     let devnet = Devnet::start(3);

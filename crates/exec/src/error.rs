@@ -32,6 +32,20 @@ pub enum ExecError {
         /// The limit in seconds.
         seconds: u64,
     },
+    /// The tool used all the CPU time it was allowed; how much CPU time a
+    /// task needs differs between machines, so this cannot be a result.
+    #[error("CPU time exceeded: used {seconds} s of CPU (limits.wall_time_s times the threads)")]
+    CpuTimeExceeded {
+        /// The limit in seconds.
+        seconds: u64,
+    },
+    /// The job asks for a tool this machine does not have, or the request
+    /// is not one.
+    #[error("unknown tool: {0}")]
+    UnknownTool(String),
+    /// The tool sandbox could not be made, or did not start the tool.
+    #[error("sandbox: {0}")]
+    Sandbox(String),
     /// The task ran out of native stack; how deep a stack goes differs
     /// between machines, so this cannot be a result.
     #[error("stack exhausted (call depth too large); this is not a reproducible result")]

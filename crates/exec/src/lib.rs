@@ -21,6 +21,10 @@
 //! watchdog fired, the native stack ran out, the host failed) and never count
 //! as a result.
 //!
+//! [`ToolRuntime`] runs installed tools (Blender, ffmpeg) in a bubblewrap
+//! sandbox: their outputs compare by digest where the tool is
+//! deterministic, and their work is what the job declares (see [`tool`]).
+//!
 //! [`local`] runs a whole job on this machine with a bounded pool of workers.
 #![deny(missing_docs)]
 
@@ -33,6 +37,9 @@ mod snapshot;
 // snapshots from peers builds.
 #[cfg(feature = "runtime")]
 mod wasm;
+// Installed tools (Blender, ffmpeg) under bubblewrap.
+#[cfg(feature = "runtime")]
+pub mod tool;
 
 use std::path::Path;
 use std::time::Duration;
@@ -42,6 +49,8 @@ use cairn_wire::ContentId;
 pub use error::ExecError;
 pub use manifest::{Manifest, OutputFile, ResultManifest};
 pub use snapshot::{Snapshot, StateHash};
+#[cfg(feature = "runtime")]
+pub use tool::{Tool, ToolConfig, ToolRuntime};
 #[cfg(feature = "runtime")]
 pub use wasm::{ModuleCache, NanCanonicalization, Trace, Transition, WasmConfig, WasmRuntime};
 

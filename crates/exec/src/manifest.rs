@@ -48,9 +48,16 @@ impl Manifest {
     }
 }
 
+/// The most files and folders one task may create. Fuel alone does not bound
+/// this: creating a file costs one call, whatever the host pays for it. The
+/// Wasm host counts each creation; a tool's folder is counted when it ends.
+#[cfg_attr(not(feature = "runtime"), allow(dead_code))]
+pub(crate) const ENTRIES_MAX: u64 = 10_000;
+
 /// Lists and hashes the files under `dir`. Returns an [`Outcome`] instead
-/// when the folder breaks the rules: more than `bytes_max` in total, or an
-/// entry that is neither a regular file nor a folder.
+/// when the folder breaks the rules: more than `bytes_max` in total, more
+/// than [`ENTRIES_MAX`] files and folders, or an entry that is neither a
+/// regular file nor a folder.
 // Only the runtime collects outputs; the crate without it still builds.
 #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
 pub(crate) fn collect_outputs(
@@ -60,6 +67,7 @@ pub(crate) fn collect_outputs(
     let mut files = Vec::new();
     let mut pending = vec![(dir.to_path_buf(), String::new())];
     let mut total: u64 = 0;
+    let mut count: u64 = 0;
     // Sizes are checked before anything is read, so a sparse file claiming
     // terabytes costs a stat, not a read.
     while let Some((folder, prefix)) = pending.pop() {
@@ -67,6 +75,10 @@ pub(crate) fn collect_outputs(
             .map_err(ExecError::io(format!("listing {}", folder.display())))?;
         for entry in entries {
             let entry = entry.map_err(ExecError::io(format!("listing {}", folder.display())))?;
+            count += 1;
+            if count > ENTRIES_MAX {
+                return Ok(Err(Outcome::EntriesLimit { limit: ENTRIES_MAX }));
+            }
             let name = entry.file_name();
             let Some(name) = name.to_str() else {
                 return Ok(Err(Outcome::InvalidOutput(
@@ -220,6 +232,25 @@ mod tests {
             collect_outputs(dir.path(), 100).unwrap(),
             Err(Outcome::InvalidOutput(_))
         ));
+    }
+
+    /// A tool that floods its output folder with empty files: counted when
+    /// it ends, as many as the Wasm host allows and not one more.
+    #[test]
+    fn an_output_folder_of_too_many_files_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("many");
+        std::fs::create_dir(&sub).unwrap();
+        // The folder itself is one entry.
+        for i in 0..ENTRIES_MAX - 1 {
+            std::fs::write(sub.join(i.to_string()), b"").unwrap();
+        }
+        assert!(collect_outputs(dir.path(), 100).unwrap().is_ok());
+        std::fs::write(sub.join("one-more"), b"").unwrap();
+        assert_eq!(
+            collect_outputs(dir.path(), 100).unwrap(),
+            Err(Outcome::EntriesLimit { limit: ENTRIES_MAX })
+        );
     }
 
     /// A guest that writes a file the requester would save over its own

@@ -41,5 +41,6 @@ pub use path::{
     input_name_path, input_path, output_path,
 };
 pub use spec::{
-    BUILTIN_PREFIX, InputFile, Job, Limits, Market, ModuleRef, Runtime, TaskSpec, VerifyPolicy,
+    BUILTIN_PREFIX, InputFile, Job, Limits, Market, ModuleRef, Runtime, TOOL_POLICY_REASON,
+    TaskSpec, VerifyPolicy,
 };

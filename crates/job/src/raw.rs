@@ -39,6 +39,8 @@ pub(crate) struct RawHeader {
 pub(crate) struct RawTasks {
     pub range: Option<Spanned<Vec<u64>>>,
     pub list: Option<Spanned<Vec<u64>>>,
+    /// Flamenco's frame syntax: `"1-10, 15"`.
+    pub frames: Option<Spanned<String>>,
 }
 
 #[derive(Default, Deserialize)]

@@ -3,7 +3,7 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cairn_wire::ContentId;
+use cairn_wire::{ContentId, ToolRequest};
 use toml::Spanned;
 
 use crate::JobError;
@@ -55,6 +55,9 @@ pub struct Job {
 pub enum Runtime {
     /// Deterministic WebAssembly (WASI preview 1).
     Wasm,
+    /// A tool installed on the provider (Blender, ffmpeg), run in a
+    /// sandbox; `module` names it.
+    Tool,
 }
 
 /// Where a job's module comes from.
@@ -64,6 +67,19 @@ pub enum ModuleRef {
     Builtin(String),
     /// A module file on disk.
     File(PathBuf),
+    /// An installed tool (`ffmpeg@5.1`), for [`Runtime::Tool`].
+    Tool(ToolRequest),
+}
+
+impl ModuleRef {
+    /// The runtime name the market matches providers by: `wasm`, or the
+    /// tool request.
+    pub fn runtime_name(&self) -> String {
+        match self {
+            ModuleRef::Tool(request) => request.to_string(),
+            ModuleRef::Builtin(_) | ModuleRef::File(_) => "wasm".into(),
+        }
+    }
 }
 
 /// One input file, visible to every task at `/input/<name>`.
@@ -252,15 +268,31 @@ impl Checker<'_> {
         let header = raw.job;
         let runtime = match header.runtime.as_ref().map(|r| r.get_ref().as_str()) {
             None | Some("wasm") => Runtime::Wasm,
+            Some("tool") => Runtime::Tool,
             Some(other) => {
                 return Err(self.err(
                     header.runtime.as_ref().unwrap(),
                     "job.runtime",
-                    format!("runtime '{other}' is not supported by this build; expected \"wasm\""),
+                    format!(
+                        "runtime '{other}' is not supported by this build; expected \"wasm\" or \"tool\""
+                    ),
                 ));
             }
         };
-        let module = self.check_module(&header.module, builtins)?;
+        let module = match runtime {
+            Runtime::Wasm => self.check_module(&header.module, builtins)?,
+            Runtime::Tool => ToolRequest::parse(header.module.get_ref())
+                .map(ModuleRef::Tool)
+                .map_err(|reason| {
+                    self.err(
+                        &header.module,
+                        "job.module",
+                        format!(
+                            "{reason} (with runtime = \"tool\", module names an installed tool)"
+                        ),
+                    )
+                })?,
+        };
         if header.args.len() > ARGS_MAX {
             return Err(self.err(
                 &header.args[ARGS_MAX],
@@ -278,9 +310,21 @@ impl Checker<'_> {
         let inputs = self.check_inputs(&raw.inputs.files)?;
         let limits = self.check_limits(&raw.limits)?;
         let market = self.check_market(&raw.market, &limits)?;
-        let verify = match &raw.verify {
-            Some(verify) => self.check_verify(verify)?,
-            None => VerifyPolicy::default(),
+        let verify = match (&raw.verify, runtime) {
+            (Some(verify), Runtime::Wasm) => self.check_verify(verify)?,
+            (None, Runtime::Wasm) => VerifyPolicy::default(),
+            (Some(verify), Runtime::Tool) => {
+                let policy = self.check_verify(verify)?;
+                if !matches!(policy, VerifyPolicy::Replicate { .. }) {
+                    return Err(self.err(
+                        &verify.get_ref().policy,
+                        "verify.policy",
+                        TOOL_POLICY_REASON,
+                    ));
+                }
+                policy
+            }
+            (None, Runtime::Tool) => VerifyPolicy::Replicate { replicas: 2 },
         };
 
         let per_task: u64 = args
@@ -391,58 +435,75 @@ impl Checker<'_> {
 
     fn check_tasks(&self, tasks: &Spanned<RawTasks>) -> Result<Vec<u64>, JobError> {
         let raw = tasks.get_ref();
-        match (&raw.range, &raw.list) {
-            (Some(_), Some(list)) => {
-                Err(self.err(list, "tasks", "give either 'range' or 'list', not both"))
+        let given = [
+            raw.range.is_some(),
+            raw.list.is_some(),
+            raw.frames.is_some(),
+        ];
+        match given.iter().filter(|g| **g).count() {
+            0 => {
+                return Err(self.err(
+                    tasks,
+                    "tasks",
+                    "expected one of 'range = [start, end]', 'list = [values…]' or \
+                     'frames = \"1-10, 15\"'",
+                ));
             }
-            (None, None) => Err(self.err(
-                tasks,
-                "tasks",
-                "expected 'range = [start, end]' or 'list = [values…]'",
-            )),
-            (Some(range), None) => {
-                let &[start, end] = range.get_ref().as_slice() else {
-                    return Err(self.err(
-                        range,
-                        "tasks.range",
-                        "expected two numbers [start, end] (end excluded)",
-                    ));
-                };
-                if end <= start {
-                    return Err(self.err(
-                        range,
-                        "tasks.range",
-                        format!("the task set [{start}, {end}) is empty; expected start < end"),
-                    ));
-                }
-                crate::rules::check_task_count(end - start)
-                    .map_err(|reason| self.err(range, "tasks.range", reason))?;
-                Ok((start..end).collect())
-            }
-            (None, Some(list)) => {
-                let values = list.get_ref();
-                if values.is_empty() {
-                    return Err(self.err(
-                        list,
-                        "tasks.list",
-                        "the task set is empty; expected at least one value",
-                    ));
-                }
-                crate::rules::check_task_count(values.len() as u64)
-                    .map_err(|reason| self.err(list, "tasks.list", reason))?;
-                let mut seen = BTreeSet::new();
-                for value in values {
-                    if !seen.insert(value) {
-                        return Err(self.err(
-                            list,
-                            "tasks.list",
-                            format!("task value {value} appears twice; each task needs its own"),
-                        ));
-                    }
-                }
-                Ok(values.clone())
+            1 => {}
+            _ => {
+                return Err(self.err(
+                    tasks,
+                    "tasks",
+                    "give one of 'range', 'list' or 'frames', not several",
+                ));
             }
         }
+        if let Some(range) = &raw.range {
+            let &[start, end] = range.get_ref().as_slice() else {
+                return Err(self.err(
+                    range,
+                    "tasks.range",
+                    "expected two numbers [start, end] (end excluded)",
+                ));
+            };
+            if end <= start {
+                return Err(self.err(
+                    range,
+                    "tasks.range",
+                    format!("the task set [{start}, {end}) is empty; expected start < end"),
+                ));
+            }
+            crate::rules::check_task_count(end - start)
+                .map_err(|reason| self.err(range, "tasks.range", reason))?;
+            return Ok((start..end).collect());
+        }
+        let (values, at, key) = match (&raw.list, &raw.frames) {
+            (Some(list), _) => (list.get_ref().clone(), list.span(), "tasks.list"),
+            (None, Some(frames)) => (
+                parse_frames(frames.get_ref())
+                    .map_err(|reason| self.err(frames, "tasks.frames", reason))?,
+                frames.span(),
+                "tasks.frames",
+            ),
+            (None, None) => unreachable!("one form is given"),
+        };
+        let err =
+            |message: String| JobError::at(self.path, self.source, Some(at.clone()), key, message);
+        if values.is_empty() {
+            return Err(err(
+                "the task set is empty; expected at least one value".into()
+            ));
+        }
+        crate::rules::check_task_count(values.len() as u64).map_err(err)?;
+        let mut seen = BTreeSet::new();
+        for value in &values {
+            if !seen.insert(*value) {
+                return Err(err(format!(
+                    "task value {value} appears twice; each task needs its own"
+                )));
+            }
+        }
+        Ok(values)
     }
 
     fn check_outputs(&self, paths: &[Spanned<String>]) -> Result<Vec<Template>, JobError> {
@@ -639,6 +700,43 @@ impl Checker<'_> {
             _ => unreachable!("policy names were checked above"),
         }
     }
+}
+
+/// Why a tool job must say `policy = "replicate"`.
+pub const TOOL_POLICY_REASON: &str = "a tool job is verified by replicas (policy = \"replicate\"): no \
+     referee can re-run a tool step by step, so every result is compared with another's";
+
+/// The task values of a frame list in Flamenco's syntax: numbers and
+/// inclusive ranges separated by commas (`"1-10, 15"` is 1 to 10, then 15).
+/// The count is checked before anything is expanded, so `"0-99999999999"`
+/// costs nothing.
+fn parse_frames(text: &str) -> Result<Vec<u64>, String> {
+    let number = |word: &str| -> Result<u64, String> {
+        word.trim()
+            .parse()
+            .map_err(|_| format!("'{}' is not a frame number", word.trim()))
+    };
+    let mut spans = Vec::new();
+    let mut count: u64 = 0;
+    for part in text.split(',') {
+        let (first, last) = match part.split_once('-') {
+            Some((a, b)) => (number(a)?, number(b)?),
+            None => {
+                let n = number(part)?;
+                (n, n)
+            }
+        };
+        if last < first {
+            return Err(format!(
+                "'{}' runs backwards; expected first-last with first <= last",
+                part.trim()
+            ));
+        }
+        count = count.saturating_add((last - first).saturating_add(1));
+        crate::rules::check_task_count(count)?;
+        spans.push(first..=last);
+    }
+    Ok(spans.into_iter().flatten().collect())
 }
 
 /// The seed of the task with `value` in a job seeded with `job_seed`.

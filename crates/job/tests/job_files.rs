@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cairn_job::{Job, JobError, ModuleRef, VerifyPolicy};
+use cairn_job::{Job, JobError, ModuleRef, Runtime, VerifyPolicy};
 
 const BUILTINS: &[&str] = &["render", "hashsearch"];
 
@@ -193,7 +193,7 @@ fn malformed_task_sets_are_refused() {
     let err = dir.error(&GOOD.replace("range = [0, 3]", "list = [1, 2, 1]"));
     assert!(err.message.contains("appears twice"), "{err}");
     let err = dir.error(&GOOD.replace("range = [0, 3]", "range = [0, 3]\nlist = [1]"));
-    assert!(err.message.contains("not both"), "{err}");
+    assert!(err.message.contains("not several"), "{err}");
     let err = dir.error(&GOOD.replace("range = [0, 3]", "range = [0, 2000000]"));
     assert!(err.message.contains("the limit is 1000000"), "{err}");
 }
@@ -319,6 +319,60 @@ fn unsupported_runtime_is_named() {
         err.message.contains("'container' is not supported"),
         "{err}"
     );
+}
+
+#[test]
+fn a_tool_job_names_an_installed_tool_and_nothing_else() {
+    let dir = Dir::new();
+    let tool = GOOD.replace("[job]\n", "[job]\nruntime = \"tool\"\n");
+    let job = dir
+        .load(&tool.replace("\"cairn:render\"", "\"ffmpeg@5.1\""))
+        .unwrap();
+    assert_eq!(job.runtime, Runtime::Tool);
+    assert_eq!(job.module.runtime_name(), "ffmpeg@5.1");
+    // The example file asks for three replicas; a tool job may not be
+    // checked any other way, and is checked by two when it says nothing.
+    assert_eq!(job.verify, VerifyPolicy::Replicate { replicas: 3 });
+    let adaptive = tool.replace(
+        "policy = \"replicate\"\nreplicas = 3",
+        "policy = \"adaptive\"",
+    );
+    let err = dir.error(&adaptive.replace("\"cairn:render\"", "\"ffmpeg@5.1\""));
+    assert_eq!(err.key, "verify.policy", "{err}");
+    let silent = tool.replace("[verify]\npolicy = \"replicate\"\nreplicas = 3\n", "");
+    let job = dir
+        .load(&silent.replace("\"cairn:render\"", "\"ffmpeg@5.1\""))
+        .unwrap();
+    assert_eq!(job.verify, VerifyPolicy::Replicate { replicas: 2 });
+    // A path or a built-in is not a tool, and a version is whole numbers.
+    for module in ["\"cairn:render\"", "\"/usr/bin/ffmpeg\"", "\"ffmpeg@5.x\""] {
+        let err = dir.error(&tool.replace("\"cairn:render\"", module));
+        assert_eq!(err.key, "job.module", "{module}");
+        assert!(err.message.contains("installed tool"), "{err}");
+    }
+}
+
+#[test]
+fn frames_in_flamencos_syntax_expand_in_order() {
+    let dir = Dir::new();
+    let frames = |spec: &str| GOOD.replace("range = [0, 3]", &format!("frames = {spec:?}"));
+    let job = dir.load(&frames("1-3, 10,7 - 8")).unwrap();
+    let values: Vec<u64> = job.tasks().iter().map(|t| t.value).collect();
+    assert_eq!(values, [1, 2, 3, 10, 7, 8]);
+    for bad in [
+        "",
+        "3-1",
+        "1-3, 2",
+        "a-b",
+        "1-",
+        "0-99999999999999",
+        "1, 0-18446744073709551615",
+    ] {
+        let err = dir.error(&frames(bad));
+        assert_eq!(err.key, "tasks.frames", "{bad}: {err}");
+    }
+    let both = GOOD.replace("range = [0, 3]", "range = [0, 3]\nframes = \"1\"");
+    assert_eq!(dir.error(&both).key, "tasks");
 }
 
 #[test]

@@ -448,6 +448,23 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // A tool job is bid on by providers with a version that serves it,
+        // and declined, with that reason, by the others.
+        order.runtime = "ffmpeg@5.1".into();
+        let mut with_tool = offer();
+        with_tool.runtimes.push("ffmpeg@5.1.9".into());
+        assert!(matches!(
+            ScalePricing::default().quote(&order, &with_tool, 0),
+            Quote::Bid { .. }
+        ));
+        with_tool.runtimes[1] = "ffmpeg@6.0".into();
+        match ScalePricing::default().quote(&order, &with_tool, 0) {
+            Quote::Decline(reason) => assert_eq!(
+                reason.to_string(),
+                "no provider offers runtime 'ffmpeg@5.1'"
+            ),
+            Quote::Bid { .. } => panic!("bid with another version of the tool"),
+        }
         let silent = Auction::open(self::order(), 1);
         assert_eq!(
             silent.close(&SelectionParams::default(), &mut Rng::new(1)),

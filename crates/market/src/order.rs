@@ -19,7 +19,8 @@ pub const RUNTIMES_MAX: usize = 8;
 pub struct Order {
     /// The job (its escrow on the ledger has the same id).
     pub job: ContentId,
-    /// The runtime every task needs (`"wasm"`).
+    /// The runtime every task needs: `"wasm"`, or an installed tool
+    /// (`"ffmpeg@5.1"`, see [`cairn_wire::tool`]).
     pub runtime: String,
     /// The program.
     pub module: ContentId,
@@ -60,7 +61,8 @@ impl Order {
 /// What a provider can run, per machine.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Offer {
-    /// Runtimes it runs (`"wasm"`).
+    /// Runtimes it runs: `"wasm"`, and installed tools at their exact
+    /// versions (`"ffmpeg@5.1.9"`).
     pub runtimes: Vec<String>,
     /// CPU cores it lends.
     pub cores: u32,
@@ -75,7 +77,11 @@ pub struct Offer {
 impl Offer {
     /// How many tasks of `order` fit at once, or why none does.
     pub fn slots_for(&self, order: &Order) -> Result<u32, Unfit> {
-        if !self.runtimes.contains(&order.runtime) {
+        if !self
+            .runtimes
+            .iter()
+            .any(|offered| cairn_wire::tool::serves(offered, &order.runtime))
+        {
             return Err(Unfit::Runtime(order.runtime.clone()));
         }
         if self.gpus < order.gpus {

@@ -57,7 +57,8 @@ pub struct SubmittedLimits {
 pub struct Submission {
     /// The job's name.
     pub name: String,
-    /// The runtime (`wasm`).
+    /// The runtime: `wasm`, or an installed tool (`ffmpeg@5.1`) whose
+    /// request is also the module's bytes.
     pub runtime: String,
     /// The program.
     pub module: SubmittedFile,
@@ -161,10 +162,22 @@ impl Submission {
     pub fn check(&self) -> Result<(), String> {
         cairn_job::check_job_name(&self.name).map_err(|m| format!("name: {m}"))?;
         if self.runtime != "wasm" {
-            return Err(format!(
-                "runtime: '{}' is not supported; expected \"wasm\"",
-                self.runtime
-            ));
+            // An installed tool: the module is the request itself, so a
+            // provider loads the tool the order named.
+            cairn_wire::ToolRequest::parse(&self.runtime).map_err(|m| {
+                format!("runtime: expected \"wasm\" or an installed tool (ffmpeg@5.1): {m}")
+            })?;
+            if self.module.id != ContentId::of(self.runtime.as_bytes())
+                || self.module.size != self.runtime.len() as u64
+            {
+                return Err(format!(
+                    "module: a tool job's module is the blob of its request '{}'",
+                    self.runtime
+                ));
+            }
+            if !matches!(self.verify.policy()?, VerifyPolicy::Replicate { .. }) {
+                return Err(format!("verify.policy: {}", cairn_job::TOOL_POLICY_REASON));
+            }
         }
         rules::check_task_count(self.tasks.len() as u64).map_err(|m| format!("tasks: {m}"))?;
         if self.inputs.len() > INPUTS_MAX {
@@ -298,7 +311,19 @@ mod tests {
         );
         refused(&|s| s.tasks[0].seed = "zz".into(), "tasks[0].seed");
         refused(&|s| s.name = "../escape".into(), "name");
-        refused(&|s| s.runtime = "container".into(), "runtime");
+        refused(&|s| s.runtime = "container@x".into(), "runtime");
+        // A tool job's module is its request, byte for byte in size.
+        refused(&|s| s.runtime = "ffmpeg@5.1".into(), "module");
+        let mut tool = good();
+        tool.runtime = "ffmpeg@5.1".into();
+        tool.module.id = ContentId::of(b"ffmpeg@5.1");
+        tool.module.size = 10;
+        // Compared with replicas, or not at all.
+        assert!(tool.check().unwrap_err().starts_with("verify.policy"));
+        tool.verify = cairn_job::VerifyPolicy::Replicate { replicas: 2 }.into();
+        assert_eq!(tool.check(), Ok(()));
+        tool.module.id = ContentId::of(b"blender@3");
+        assert!(tool.check().unwrap_err().starts_with("module"));
         refused(&|s| s.inputs[0].name = "../x".into(), "inputs");
         refused(&|s| s.inputs.push(s.inputs[0].clone()), "inputs");
         refused(

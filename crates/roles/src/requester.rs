@@ -271,6 +271,10 @@ impl RequesterCore {
         let policy = s.verify.policy()?;
         self.verifier
             .open_job(id, policy, s.tasks.len() as u32, s.limits.fuel);
+        // An installed tool cannot be re-run step by step by a referee.
+        if s.runtime != "wasm" {
+            self.verifier.decide_by_vote(&id);
+        }
         let mut sched = self.sched.clone();
         // A task may run for its whole wall-clock limit; its deadline must
         // leave room for that plus moving its outputs.
@@ -293,6 +297,7 @@ impl RequesterCore {
             ready_by_ms: 0,
             stalls: 0,
             stalled: None,
+            unstored: 0,
             unsettled: Vec::new(),
             settled: 0,
             misstated: Vec::new(),
@@ -332,6 +337,22 @@ impl RequesterCore {
             j.unsettled.push(receipt);
         }
         Ok(())
+    }
+
+    /// The shell made `writes` durable: the results among them count as
+    /// done. Returns the jobs to step again (the last result stored may
+    /// finish one).
+    pub fn stored(&mut self, writes: &[Write]) -> BTreeSet<ContentId> {
+        let mut wake = BTreeSet::new();
+        for write in writes {
+            if let Write::Result { job, .. } = write
+                && let Some(j) = self.jobs.get_mut(job)
+            {
+                j.unstored = j.unstored.saturating_sub(1);
+                wake.insert(*job);
+            }
+        }
+        wake
     }
 
     /// Puts a restored job in the phase its results say.
@@ -428,6 +449,7 @@ impl RequesterCore {
         let job = self.jobs.get_mut(id).expect("held above");
         if job.sched.is_finished()
             && self.verifier.job_done(id)
+            && job.unstored == 0
             && !matches!(job.phase, Phase::Settling | Phase::Done)
         {
             job.phase = Phase::Settling;
@@ -713,6 +735,13 @@ impl RequesterCore {
         Some((*job, self.jobs.get(job)?.sched.progress().total))
     }
 
+    /// Whether `job`'s streams are part of its results (see [`Streams`]).
+    pub fn streams(&self, job: &ContentId) -> Streams {
+        self.jobs.get(job).map_or(Streams::Result, |j| {
+            Streams::of(&j.record.submission.runtime)
+        })
+    }
+
     /// A revealed result from `sender` arrived at `now`, before its
     /// outputs are fetched. `Ok(true)` when it was asked for: its outputs
     /// are to be fetched, and the verifier gives the provider a fetch's
@@ -973,10 +1002,16 @@ impl RequesterCore {
                     job.replicas.revealed.retain(|(t, _), _| *t != task.1);
                     job.replicas.commits.retain(|(t, _), _| *t != task.1);
                     match record {
-                        Some(record) => effects.writes.push(Write::Result {
-                            job: task.0,
-                            record: Box::new(record),
-                        }),
+                        Some(record) => {
+                            // Done once the shell says it is stored (see
+                            // `stored`), not before: a client told "done"
+                            // reads every result.
+                            job.unstored += 1;
+                            effects.writes.push(Write::Result {
+                                job: task.0,
+                                record: Box::new(record),
+                            });
+                        }
                         None => tracing::warn!(task = task.1, "accepted without a revealed result"),
                     }
                 }
@@ -1124,6 +1159,28 @@ impl RequesterCore {
     }
 }
 
+/// What a task's stdout and stderr are to verification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Streams {
+    /// Part of the result, bound by its digest: a Wasm task's streams are
+    /// as deterministic as its files.
+    Result,
+    /// A log, kept but not compared (an installed tool prints timings):
+    /// the digest binds the empty stream for both.
+    Log,
+}
+
+impl Streams {
+    /// What the streams of a job on `runtime` are.
+    pub fn of(runtime: &str) -> Self {
+        if runtime == "wasm" {
+            Streams::Result
+        } else {
+            Streams::Log
+        }
+    }
+}
+
 /// Sorts a pull's reports, keeping only those that are well signed, by the
 /// sender, for this lease (signatures checked as one batch). `tasks` is the
 /// job's task count: every index is checked against it here, so nothing
@@ -1132,6 +1189,7 @@ pub fn check_reports(
     sender: PublicKey,
     lease: ContentId,
     tasks: u32,
+    streams: Streams,
     reports: Vec<Report>,
 ) -> Checked {
     let mut signed: Vec<(Vec<u8>, PublicKey, cairn_wire::Signature)> = Vec::new();
@@ -1192,16 +1250,20 @@ pub fn check_reports(
             } => {
                 let (o, r) = (opening.payload_unchecked(), receipt.payload_unchecked());
                 // The digest signed is the manifest's: rebuilt from the
-                // report, it binds the outputs delivered, the streams and
-                // the fuel paid to what every agreeing replica committed
-                // to.
+                // report, it binds the outputs delivered, the streams (where
+                // they are a result) and the fuel paid to what every
+                // agreeing replica committed to.
+                let bound = |stream: &StreamRef| match streams {
+                    Streams::Result => stream.id,
+                    Streams::Log => ContentId::of(b""),
+                };
                 let stated = cairn_wire::ResultManifest {
                     code,
                     exit,
                     text: outcome.clone(),
                     fuel_used: r.fuel_used,
-                    stdout: stdout.id,
-                    stderr: stderr.id,
+                    stdout: bound(&stdout),
+                    stderr: bound(&stderr),
                     outputs: outputs
                         .iter()
                         .map(|f| cairn_wire::OutputFile {

@@ -36,7 +36,7 @@ use cairn_proto::{
 use cairn_roles::bidder::{Answer, Bidder};
 use cairn_roles::lease_work::{self, LeaseWork, Next};
 use cairn_roles::requester::{
-    Asked, Effects, Finding, JobRecord, RequesterCore, Write, check_reports,
+    Asked, Effects, Finding, JobRecord, RequesterCore, Streams, Write, check_reports,
 };
 use cairn_sched::SchedParams;
 use cairn_verify::{Need, Side, StateHash};
@@ -898,20 +898,24 @@ impl Sim {
     }
 
     fn carry_out(&mut self, requester: usize, effects: Effects) {
-        for write in effects.writes {
+        for write in &effects.writes {
             match write {
                 Write::Result { job, record } => {
-                    let took = self.durations[&job][record.task as usize];
-                    let honest = manifest(&job, record.task, took, None).digest();
+                    let took = self.durations[job][record.task as usize];
+                    let honest = manifest(job, record.task, took, None).digest();
                     self.kept
-                        .insert((job, record.task), record.digest == honest);
+                        .insert((*job, record.task), record.digest == honest);
                 }
                 Write::ForgetResult { job, task } => {
-                    self.kept.remove(&(job, task));
+                    self.kept.remove(&(*job, *task));
                 }
                 // Requesters do not crash in the simulation.
                 Write::Trust { .. } => {}
             }
+        }
+        // Stored at once: the simulated disk never fails.
+        for job in self.requesters[requester].core.stored(&effects.writes) {
+            self.wake(requester, job, self.now);
         }
         let key = self.requesters[requester].key.clone();
         for tx in effects.txs {
@@ -1286,7 +1290,7 @@ impl Sim {
             None => Response::Refused("unknown lease".into()),
             Some((job, tasks)) => {
                 let stored = reports.len() as u32;
-                let mut checked = check_reports(sender, lease, tasks, reports);
+                let mut checked = check_reports(sender, lease, tasks, Streams::Result, reports);
                 // Outputs are not moved in the simulation: a result asked
                 // for is here at once.
                 let reveals = std::mem::take(&mut checked.reveals);

@@ -206,6 +206,15 @@ impl TrustBook {
         self.changed.insert(*provider);
     }
 
+    /// A provider's result lost a vote (see
+    /// [`Verifier::decide_by_vote`](crate::Verifier::decide_by_vote)):
+    /// nothing proves it cheated, but its streak starts again, so its word
+    /// counts for less until others confirm it again.
+    pub fn outvoted(&mut self, provider: &PublicKey) {
+        self.records.entry(*provider).or_default().streak = 0;
+        self.changed.insert(*provider);
+    }
+
     /// A provider was proven to cheat: its streak resets and it is banned.
     pub fn convicted(&mut self, provider: &PublicKey) {
         let record = self.records.entry(*provider).or_default();

@@ -182,6 +182,9 @@ struct JobState {
     /// The most fuel one task may use, which bounds how long tracing one
     /// takes.
     fuel_per_task: u64,
+    /// Whether results that disagree are disputed (re-executed step by
+    /// step), or decided by a vote (see [`Verifier::decide_by_vote`]).
+    disputable: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -282,8 +285,22 @@ impl Verifier {
                 policy,
                 tasks: vec![state; tasks as usize],
                 fuel_per_task,
+                disputable: true,
             },
         );
+    }
+
+    /// Decides `job`'s disagreements by a vote instead of a dispute: for
+    /// programs no referee can re-run step by step (installed tools).
+    /// When results differ, more replicas are run until one result is
+    /// returned by at least two providers and by more than any other;
+    /// that one is accepted and paid, the others are neither paid nor
+    /// convicted (a different build of a tool may differ honestly).
+    /// Past the replica bound the task fails.
+    pub fn decide_by_vote(&mut self, job: &ContentId) {
+        if let Some(state) = self.jobs.get_mut(job) {
+            state.disputable = false;
+        }
     }
 
     /// Forgets a finished job and its disputes: its results can no longer
@@ -907,6 +924,24 @@ impl Verifier {
         if groups.is_empty() {
             return self.want(task, members_live + 1, assigned);
         }
+        let disputable = self.jobs.get(&task.0).is_some_and(|j| j.disputable);
+        let mut outvoted = Vec::new();
+        if !disputable && groups.len() > 1 {
+            let mut sizes: Vec<usize> = groups.values().map(Vec::len).collect();
+            sizes.sort_unstable_by(|a, b| b.cmp(a));
+            if sizes[0] < 2 || sizes[0] == sizes[1] {
+                return self.want(task, members_live + 1, assigned);
+            }
+            // The majority stands alone from here: accepted as if it were
+            // the only result.
+            groups.retain(|_, members| {
+                let majority = members.len() == sizes[0];
+                if !majority {
+                    outvoted.extend(members.iter().copied());
+                }
+                majority
+            });
+        }
         let credibility: Vec<Vec<f64>> = groups
             .values()
             .map(|members| {
@@ -982,13 +1017,16 @@ impl Verifier {
             }
         };
         if !accept {
-            return self.want(task, count + 1, assigned);
+            // One more than every live replica: after a vote, the outvoted
+            // ones are live too and will not agree.
+            return self.want(task, members_live + 1, assigned);
         }
         if count >= 2 {
             members.iter().for_each(|p| self.trust.confirmed(p));
         } else {
             self.trust.alone(&members[0]);
         }
+        outvoted.iter().for_each(|p| self.trust.outvoted(p));
         self.stats.accepted += 1;
         self.task_mut(task).expect("exists").accepted = Some((digest, members.clone()));
         vec![Action::Accept {

@@ -417,3 +417,97 @@ fn closing_a_job_forgets_its_open_disputes() {
     assert!(verifier.game(id).is_none() && verifier.disputes().is_empty());
     assert_eq!(verifier.next_deadline_ms(), None, "nothing left to time");
 }
+
+/// Runs `task` on `provider`, which returns `digest`: assigned, committed
+/// and revealed at `at`; what the reveal decided.
+fn replica(
+    verifier: &mut cairn_verify::Verifier,
+    task: &cairn_verify::TaskKey,
+    provider: cairn_wire::PublicKey,
+    digest: ContentId,
+    at: u64,
+) -> Vec<cairn_verify::Action> {
+    use cairn_verify::{Commitment, Reveal};
+    let reveal = Reveal {
+        digest,
+        salt: [0; 32],
+    };
+    verifier.assign(task, provider, at).unwrap();
+    verifier
+        .commit(task, &provider, Commitment::new(&provider, &reveal), at + 1)
+        .unwrap();
+    verifier.reveal(task, &provider, &reveal, at + 2).unwrap()
+}
+
+/// A job decided by vote (an installed tool, which no referee can re-run
+/// step by step): two replicas that disagree start no dispute and convict
+/// no one; a third replica decides, and only the majority is accepted.
+#[test]
+fn a_vote_decides_a_disagreement_where_no_dispute_can() {
+    use cairn_job::VerifyPolicy;
+    use cairn_verify::{Action, Params, Verifier};
+    use cairn_wire::Keypair;
+
+    let mut verifier = Verifier::new(Params::default(), 1);
+    let job = ContentId::of(b"a tool job");
+    verifier.open_job(job, VerifyPolicy::Replicate { replicas: 2 }, 1, 1_000);
+    verifier.decide_by_vote(&job);
+    let task = (job, 0);
+    let [a, b, c] = [1u8, 2, 3].map(|i| Keypair::from_seed([i; 32]).public());
+    let right = ContentId::of(b"right");
+    let other = ContentId::of(b"another build's bits");
+    assert!(replica(&mut verifier, &task, a, right, 0).is_empty());
+    let split = replica(&mut verifier, &task, b, other, 10);
+    assert!(
+        split.is_empty(),
+        "a split vote starts nothing but another replica: {split:?}"
+    );
+    assert!(verifier.needs(&task), "a third replica is wanted");
+    let decided = replica(&mut verifier, &task, c, right, 20);
+    match decided.as_slice() {
+        [
+            Action::Accept {
+                digest, providers, ..
+            },
+        ] => {
+            assert_eq!(*digest, right);
+            assert_eq!(providers.len(), 2);
+            assert!(providers.contains(&a) && providers.contains(&c));
+        }
+        other => panic!("expected the majority accepted, got {other:?}"),
+    }
+    assert!(verifier.disputes().is_empty());
+    assert_eq!(verifier.stats().disputes, 0);
+    // The outvoted provider is not convicted, but its streak starts again.
+    let outvoted = verifier.trust().record(&b);
+    assert_eq!((outvoted.streak, outvoted.convictions), (0, 0));
+    assert_eq!(verifier.trust().record(&a).streak, 1);
+}
+
+/// With three replicas wanted, a 2–1 vote is not enough: a fourth replica
+/// is wanted (the outvoted one is still live and will not change its
+/// mind), and the task does not wait for ever.
+#[test]
+fn a_vote_short_of_the_replicas_wanted_asks_for_one_more() {
+    use cairn_job::VerifyPolicy;
+    use cairn_verify::{Params, Verifier};
+    use cairn_wire::Keypair;
+
+    let mut verifier = Verifier::new(Params::default(), 1);
+    let job = ContentId::of(b"a tool job, three replicas");
+    verifier.open_job(job, VerifyPolicy::Replicate { replicas: 3 }, 1, 1_000);
+    verifier.decide_by_vote(&job);
+    let task = (job, 0);
+    for (i, digest) in [(1u8, b"right"), (2, b"wrong"), (3, b"right")] {
+        let provider = Keypair::from_seed([i; 32]).public();
+        let decided = replica(
+            &mut verifier,
+            &task,
+            provider,
+            ContentId::of(digest),
+            u64::from(i) * 10,
+        );
+        assert!(decided.is_empty(), "{decided:?}");
+    }
+    assert!(verifier.needs(&task), "a fourth replica is wanted");
+}

@@ -34,6 +34,7 @@ pub mod manifest;
 mod secret;
 pub mod text;
 mod text_form;
+pub mod tool;
 
 /// The canonical encoding (`commonware-codec`), re-exported so every crate
 /// encodes with the same version of it.
@@ -44,6 +45,7 @@ pub use id::{ContentId, hex, parse_hex, parse_hex32};
 pub use identity::{Keypair, NodeId, PublicKey, Signature, verify_batch};
 pub use manifest::{OutputFile, ResultManifest};
 pub use secret::{load_or_create_secret, load_secret, private_dir};
+pub use tool::ToolRequest;
 
 /// Version of the wire format. It is the first byte of every envelope; a
 /// decoder refuses versions it does not know rather than guessing.

@@ -17,9 +17,7 @@ use crate::Outcome;
 /// WASI preview 1's module name.
 pub(crate) const WASI: &str = "wasi_snapshot_preview1";
 
-/// The most files and folders one task may create. Fuel alone does not bound
-/// this: creating a file costs one call, whatever the host pays for it.
-pub(crate) const ENTRIES_MAX: u64 = 10_000;
+pub(crate) use crate::manifest::ENTRIES_MAX;
 
 /// Tables may hold this many elements, whatever the memory limit.
 const TABLE_ELEMENTS_MAX: usize = 1 << 20;

@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 use std::time::Duration;
 
-use cairn_exec::{Runtime as _, Task, Trace, WasmRuntime};
+use cairn_exec::{Runtime as _, Task, ToolConfig, ToolRuntime, Trace, WasmRuntime};
 use cairn_ledger::{
     COMMIT_NAMESPACE, Capabilities, Commit, Lease, RECEIPT_NAMESPACE, Receipt, TxKind,
 };
-use cairn_market::{BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, ScalePricing};
+use cairn_market::{BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, RUNTIMES_MAX, ScalePricing};
 use cairn_net::PeerId;
 use cairn_store::{Op, Table};
 use cairn_wire::codec::{DecodeExt as _, Encode as _};
@@ -53,6 +53,9 @@ pub struct ProviderConfig {
     /// use (memory is bounded by the offer): a lease asking for more is
     /// refused, whatever the requester's terms say.
     pub task_caps: TaskCaps,
+    /// Offer the installed tools (Blender, ffmpeg) too, run under
+    /// bubblewrap (`cairn_exec::tool`).
+    pub tools: bool,
     /// Cheat on purpose (tests of verification only).
     pub misbehave: Option<Misbehave>,
 }
@@ -166,6 +169,8 @@ pub(crate) struct Provider {
     shared: Arc<Shared>,
     config: ProviderConfig,
     runtime: Arc<WasmRuntime>,
+    /// Installed tools, when offered.
+    tools: Option<Arc<ToolRuntime>>,
     /// Concurrency across every lease: the cores offered.
     slots: Arc<Semaphore>,
     /// Which orders to bid on, the bids made (to check leases against),
@@ -208,6 +213,34 @@ impl Provider {
         market: &MarketConfig,
     ) -> Result<Arc<Self>, String> {
         let runtime = shared.wasm_runtime()?;
+        let mut config = config;
+        let tools = if config.tools {
+            let tools = tokio::task::spawn_blocking(|| ToolRuntime::new(ToolConfig::default()))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("offering installed tools: {e}"))?;
+            let room = RUNTIMES_MAX.saturating_sub(config.offer.runtimes.len());
+            config.offer.runtimes.extend(
+                tools
+                    .tools()
+                    .iter()
+                    .take(room)
+                    .map(|t| format!("{}@{}", t.name, t.version)),
+            );
+            for tool in tools.tools() {
+                tracing::info!(
+                    "offering {}@{} ({}, binary {}, {} thread(s))",
+                    tool.name,
+                    tool.version,
+                    tool.isa,
+                    tool.binary.short(),
+                    tool.threads
+                );
+            }
+            Some(Arc::new(tools))
+        } else {
+            None
+        };
         let me = shared.key.public();
         let account = shared.ledger.link().account(&me).await?;
         if !account.can_bid && account.stake == 0 {
@@ -245,6 +278,7 @@ impl Provider {
             shared,
             config,
             runtime: Arc::new(runtime),
+            tools,
             bidder: Mutex::new(bidder),
             funded: Mutex::new(std::collections::HashMap::new()),
             escrows: Mutex::new(BTreeMap::new()),
@@ -483,7 +517,9 @@ impl Provider {
         module: ContentId,
         size: Option<u64>,
     ) -> Result<(), String> {
-        if self.runtime.is_loaded(&module) {
+        if self.runtime.is_loaded(&module)
+            || self.tools.as_ref().is_some_and(|t| t.is_loaded(&module))
+        {
             return Ok(());
         }
         // Compiled here before (this machine's cache): no download needed.
@@ -501,6 +537,18 @@ impl Provider {
         };
         fetch_blob(&self.shared, peer, module, size).await?;
         let bytes = self.shared.blobs.read(&module).map_err(|e| e.to_string())?;
+        if !bytes.starts_with(b"\0asm") {
+            // Not WebAssembly: a tool request (the order named the tool).
+            let Some(tools) = &self.tools else {
+                return Err("this provider offers no installed tools".into());
+            };
+            let loaded = tools.load(&bytes).map_err(|e| e.to_string())?;
+            return if loaded == module {
+                Ok(())
+            } else {
+                Err("a tool request loaded under another id".into())
+            };
+        }
         let runtime = self.runtime.clone();
         let compiling = !runtime.is_compiled(&module);
         let started = std::time::Instant::now();
@@ -885,7 +933,11 @@ impl Provider {
         };
         let limits = terms.limits.to_exec();
         let inputs = (!terms.inputs.is_empty()).then_some(input_dir);
-        let result = self.runtime.run(&Task {
+        let runtime: &dyn cairn_exec::Runtime = match &self.tools {
+            Some(tools) if tools.is_loaded(&terms.module.id) => &**tools,
+            _ => &*self.runtime,
+        };
+        let result = runtime.run(&Task {
             module: terms.module.id,
             args: &task.args,
             seed: task.seed,

@@ -101,14 +101,14 @@ pub(super) fn result_key(job: &ContentId, task: u32) -> Vec<u8> {
 }
 
 /// The store operation a core write stands for.
-pub(super) fn write_op(write: Write) -> Op {
+pub(super) fn write_op(write: &Write) -> Op {
     match write {
         Write::Result { job, record } => Op::Put(
             Table::Results,
-            result_key(&job, record.task),
-            serde_json::to_vec(&record).expect("a task record serializes"),
+            result_key(job, record.task),
+            serde_json::to_vec(record).expect("a task record serializes"),
         ),
-        Write::ForgetResult { job, task } => Op::Delete(Table::Results, result_key(&job, task)),
+        Write::ForgetResult { job, task } => Op::Delete(Table::Results, result_key(job, *task)),
         Write::Trust { provider, record } => Op::Put(
             Table::Trust,
             provider.as_bytes().to_vec(),
@@ -647,13 +647,18 @@ impl Requester {
             held,
             received_ms: now_ms(),
         };
-        let Some((job_id, tasks)) = self.core.lock().lease_job(&lease) else {
+        let shape = {
+            let core = self.core.lock();
+            core.lease_job(&lease)
+                .map(|(job, tasks)| (job, tasks, core.streams(&job)))
+        };
+        let Some((job_id, tasks, streams)) = shape else {
             Counters::bump(&self.shared.counters.refused);
             return Response::Refused("unknown lease".into());
         };
         let mut stored = reports.len() as u32;
         let positions: Vec<u64> = reports.iter().map(Report::task).collect();
-        let mut checked = check_reports(sender, lease, tasks, reports);
+        let mut checked = check_reports(sender, lease, tasks, streams, reports);
         let counters = &self.shared.counters;
         counters.bad_signature.fetch_add(
             checked.bad_signatures.into(),

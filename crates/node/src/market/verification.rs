@@ -44,11 +44,15 @@ impl Requester {
         }
         if !effects.writes.is_empty() {
             let db = self.shared.db.clone();
-            let ops: Vec<_> = effects.writes.into_iter().map(write_op).collect();
+            let ops: Vec<_> = effects.writes.iter().map(write_op).collect();
             tokio::task::spawn_blocking(move || db.write(&ops))
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
+            // Durable now: the results count as done, and a job they
+            // finish may settle.
+            let wake = self.core.lock().stored(&effects.writes);
+            self.wake(wake);
         }
         for tx in effects.txs {
             if let Err(e) = self.shared.ledger.send(tx) {

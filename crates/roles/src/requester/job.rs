@@ -71,6 +71,10 @@ pub struct Job {
     /// worked out there, not for every status a client asks for, since
     /// the walk may cover every pending task.
     pub(super) stalled: Option<Blocked>,
+    /// Results accepted and handed to the shell to store, not yet stored:
+    /// they are not counted done, and the job does not settle, until they
+    /// are.
+    pub(super) unstored: u32,
     /// Receipts of accepted results, not yet settled.
     pub unsettled: Vec<Signed<Receipt>>,
     /// Receipts refused because their report stated another result, kept
@@ -336,7 +340,7 @@ impl Job {
             // A settled job's verification state is gone; its queue knows.
             done: match self.phase {
                 Phase::Done => p.done.saturating_sub(self.replicas.failed),
-                _ => accepted,
+                _ => accepted.saturating_sub(self.unstored),
             },
             running: p.running,
             pending: p.pending,

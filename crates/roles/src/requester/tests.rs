@@ -145,7 +145,7 @@ fn pull_holding(
 ) -> (Vec<u32>, Vec<u32>, Effects) {
     let (job, tasks) = core.lease_job(&lease.id()).unwrap();
     let stored = reports.len() as u32;
-    let checked = check_reports(key.public(), lease.id(), tasks, reports);
+    let checked = check_reports(key.public(), lease.id(), tasks, Streams::Result, reports);
     let asked = Asked {
         want,
         held: held.to_vec(),
@@ -341,7 +341,7 @@ fn a_pull_on_someone_elses_lease_is_refused_and_changes_nothing() {
     let (job, order) = submitted(&mut core, 4, VerifyPolicy::None);
     let leases = leased(&mut core, &job, &order, &[&a, &b]);
     let lease_a = lease_of(&leases, &a).id();
-    let checked = check_reports(b.public(), lease_a, 4, Vec::new());
+    let checked = check_reports(b.public(), lease_a, 4, Streams::Result, Vec::new());
     let asked = Asked {
         want: 4,
         ..Asked::default()
@@ -381,7 +381,7 @@ fn reports_signed_by_another_for_another_lease_or_out_of_range_are_refused() {
         revealed(&a, &lease, 2, 500, 500),
         revealed(&a, &lease, 3, 500, 501),
     ];
-    let checked = check_reports(a.public(), lease.id(), 4, reports);
+    let checked = check_reports(a.public(), lease.id(), 4, Streams::Result, reports);
     assert_eq!(checked.commits.len(), 1);
     assert_eq!(checked.bad_signatures, 1);
     assert_eq!(checked.reveals.len(), 1, "task 2's report has its digest");
@@ -470,6 +470,22 @@ fn a_result_committed_then_revealed_is_kept_and_its_receipt_settled() {
     assert_eq!(restarted.verifier.trust().record(&a.public()), *trust);
     assert!(effects.wake.contains(&job));
 
+    // Accepted, but not done until the shell says the result is stored:
+    // a client told "done" must be able to read it.
+    let status = core.status(&job, T1 + 3).unwrap();
+    assert_eq!(
+        (status.done, status.state),
+        (0, cairn_api::JobState::Running)
+    );
+    let step = core.step(&job, T1 + 4).unwrap();
+    assert!(
+        step.settle.is_none(),
+        "settled before its result was stored"
+    );
+    assert_eq!(core.status(&job, T1 + 4).unwrap().done, 0);
+    assert!(core.stored(&effects.writes).contains(&job));
+    assert_eq!(core.status(&job, T1 + 4).unwrap().done, 1);
+
     let step = core.step(&job, T1 + 4).unwrap();
     let receipts = step.settle.expect("the job is finished and settles");
     assert_eq!(receipts.len(), 1);
@@ -503,7 +519,7 @@ fn a_reveal_over_the_tasks_limits_is_refused_before_anything_is_fetched() {
         T1 + 2,
     );
     let report = revealed(&a, lease, 0, 500, 500);
-    let mut record = check_reports(a.public(), lease.id(), 1, vec![report])
+    let mut record = check_reports(a.public(), lease.id(), 1, Streams::Result, vec![report])
         .reveals
         .remove(0)
         .record;
@@ -575,7 +591,7 @@ fn a_pull_answered_late_takes_back_nothing_handed_out_after_it_arrived() {
         held: Vec::new(),
         received_ms: T1 + 2,
     };
-    let checked = check_reports(a.public(), lease.id(), 8, Vec::new());
+    let checked = check_reports(a.public(), lease.id(), 8, Streams::Result, Vec::new());
     core.pulled(T1 + 4, (&job, &lease.id(), a.public()), &stale, checked, 0)
         .unwrap();
     assert_eq!(

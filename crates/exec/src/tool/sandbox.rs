@@ -1,0 +1,512 @@
+//! The confinement of a tool task: bubblewrap, rlimits and a watchdog.
+//!
+//! Inside the sandbox a tool sees:
+//! - the system read-only: `/usr` (and the `/bin`, `/lib` links into it),
+//!   the dynamic loader's cache and `/etc/alternatives`, nothing else of
+//!   `/etc`, nothing of `/home`, `/root`, `/var` or the node's data;
+//! - `/input` read-only, `/output` writable, a private `/tmp` (a tmpfs no
+//!   larger than the task's memory limit);
+//! - a fresh `/proc` and a minimal `/dev`.
+//!
+//! It runs in new user, PID, IPC, UTS, cgroup and network namespaces (no
+//! network at all, loopback included), in its own session (it cannot
+//! reach the node's terminal), with every capability dropped, no new
+//! privileges, no further user namespaces, an empty environment but for
+//! `HOME`, `TMPDIR`, `PATH` and `LANG`, and a fixed hostname.
+//!
+//! Limits, set as rlimits before bubblewrap starts and inherited by the
+//! tool: address space (`limits.memory_mib`), each file's size
+//! (`limits.output_mib`), CPU time (the wall-clock limit times the threads
+//! a task may use), processes (only where the provider is not root), no
+//! core dumps. A watchdog kills the sandbox at the wall-clock limit;
+//! bubblewrap's `--die-with-parent` takes every process in it along, and
+//! the PID namespace's end waits for all of them, so nothing of a task
+//! still runs when its outputs are read. Standard output and error are
+//! read as they come, the first `limits.stdout_kib` of each kept.
+//!
+//! Not yet bounded while the tool runs: the number of files it creates in
+//! `/output` (counted after it ends, like the total size), and, as root,
+//! the number of processes, each of which has the whole address-space
+//! limit: a cgroup per task (memory, pids, CPU) would bound the task as a
+//! whole.
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::{ExecError, Outcome, Task};
+
+/// The descriptor bubblewrap reports the tool's exit status on.
+const STATUS_FD: i32 = 3;
+
+/// Folders that are links into `/usr` on a merged system, or read-only
+/// binds where they are folders.
+const SYSTEM_LINKS: &[&str] = &["/bin", "/sbin", "/lib", "/lib32", "/lib64"];
+
+/// Files of `/etc` a dynamically linked tool needs, bound read-only where
+/// they exist.
+const ETC: &[&str] = &["/etc/ld.so.cache", "/etc/alternatives", "/etc/fonts"];
+
+/// How long a version probe may take.
+const PROBE_TIME: Duration = Duration::from_secs(60);
+
+/// Bytes of a version probe's output kept.
+const PROBE_BYTES: u64 = 64 << 10;
+
+/// A way to confine tools on this machine.
+pub struct Sandbox {
+    bwrap: PathBuf,
+    /// The arguments that build the system view, the same for every task.
+    system: Vec<OsString>,
+}
+
+/// What a sandboxed run left.
+pub(crate) struct Ran {
+    /// How the tool ended.
+    pub outcome: Outcome,
+    /// The first bytes of its stdout.
+    pub stdout: Vec<u8>,
+    /// The first bytes of its stderr.
+    pub stderr: Vec<u8>,
+}
+
+/// Limits of one sandboxed run.
+struct Bounds {
+    memory_bytes: u64,
+    file_bytes: u64,
+    /// The soft CPU-time limit (SIGXCPU); the hard one, a little later,
+    /// kills.
+    cpu_seconds: u64,
+    wall_time: Duration,
+    stream_bytes: u64,
+}
+
+/// CPU seconds between the soft limit's SIGXCPU and the hard limit's kill,
+/// so the tool ends by the signal that says why.
+const CPU_GRACE_S: u64 = 5;
+
+/// Processes (threads included) the tool's user may have at once. The
+/// kernel applies it only where the provider does not run as root (root
+/// is exempt, inside a user namespace too); the PID namespace bounds what
+/// outlives the task either way.
+const PROCESSES_MAX: u64 = 1_024;
+
+impl Sandbox {
+    /// Checks that `bwrap` exists and makes a sandbox here (it needs user
+    /// namespaces), by running `true` in one.
+    pub fn new(bwrap: &Path) -> Result<Self, ExecError> {
+        if !bwrap.is_file() {
+            return Err(ExecError::Sandbox(format!(
+                "{} not found: install bubblewrap (Debian: apt-get install bubblewrap)",
+                bwrap.display()
+            )));
+        }
+        let mut system: Vec<OsString> = Vec::new();
+        for flag in [
+            "--unshare-all",
+            // Made certain (not only tried, as --unshare-all does), so that
+            // --disable-userns applies.
+            "--unshare-user",
+            "--disable-userns",
+            "--die-with-parent",
+            "--new-session",
+            "--cap-drop",
+            "ALL",
+            "--clearenv",
+            "--hostname",
+            "cairn",
+            "--ro-bind",
+            "/usr",
+            "/usr",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+        ] {
+            system.push(flag.into());
+        }
+        for link in SYSTEM_LINKS {
+            match std::fs::read_link(link) {
+                Ok(target) => {
+                    system.push("--symlink".into());
+                    system.push(target.into());
+                    system.push(link.into());
+                }
+                Err(_) if Path::new(link).is_dir() => {
+                    for a in ["--ro-bind", link, link] {
+                        system.push(a.into());
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+        for file in ETC {
+            if Path::new(file).exists() {
+                for a in ["--ro-bind", file, file] {
+                    system.push(a.into());
+                }
+            }
+        }
+        for (name, value) in [
+            ("HOME", "/tmp"),
+            ("TMPDIR", "/tmp"),
+            ("PATH", "/usr/bin:/bin"),
+            ("LANG", "C.UTF-8"),
+        ] {
+            for a in ["--setenv", name, value] {
+                system.push(a.into());
+            }
+        }
+        let sandbox = Self {
+            bwrap: bwrap.to_path_buf(),
+            system,
+        };
+        let ran = sandbox.spawn(Path::new("/usr/bin/true"), &[], None, None, &probe_bounds())?;
+        if !ran.outcome.is_success() {
+            return Err(ExecError::Sandbox(format!(
+                "bubblewrap cannot make a sandbox here ({}): {}",
+                ran.outcome,
+                String::from_utf8_lossy(&ran.stderr).trim()
+            )));
+        }
+        Ok(sandbox)
+    }
+
+    /// The version a tool prints, read inside the sandbox.
+    pub(crate) fn version(
+        &self,
+        tool: &Path,
+        args: &[&str],
+        prefix: &str,
+    ) -> Result<String, ExecError> {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let ran = self.spawn(tool, &args, None, None, &probe_bounds())?;
+        let text = String::from_utf8_lossy(&ran.stdout);
+        super::parse_version(&text, prefix).ok_or_else(|| {
+            ExecError::Sandbox(format!(
+                "{} printed no version ({})",
+                tool.display(),
+                ran.outcome
+            ))
+        })
+    }
+
+    /// Runs one task of `tool`, which may use `threads` threads.
+    pub(crate) fn run(&self, tool: &Path, task: &Task<'_>, threads: u32) -> Result<Ran, ExecError> {
+        let limits = &task.limits;
+        let bounds = Bounds {
+            memory_bytes: limits.memory_bytes,
+            file_bytes: limits.output_bytes,
+            cpu_seconds: limits
+                .wall_time
+                .as_secs()
+                .max(1)
+                .saturating_mul(u64::from(threads.max(1))),
+            wall_time: limits.wall_time,
+            stream_bytes: limits.stdout_bytes,
+        };
+        let ran = self.spawn(
+            tool,
+            task.args,
+            task.input_dir,
+            Some(task.output_dir),
+            &bounds,
+        )?;
+        Ok(ran)
+    }
+
+    fn spawn(
+        &self,
+        tool: &Path,
+        args: &[String],
+        input: Option<&Path>,
+        output: Option<&Path>,
+        bounds: &Bounds,
+    ) -> Result<Ran, ExecError> {
+        let mut command = Command::new(&self.bwrap);
+        command.env_clear().args(&self.system);
+        command
+            .arg("--size")
+            .arg(bounds.memory_bytes.to_string())
+            .args(["--tmpfs", "/tmp"]);
+        if let Some(input) = input {
+            command.arg("--ro-bind").arg(input).arg("/input");
+        }
+        if let Some(output) = output {
+            command.arg("--bind").arg(output).arg("/output");
+        }
+        // The sandbox's root and /dev are tmpfs mounts of bubblewrap's
+        // own, with no size: read-only, so a tool cannot fill memory
+        // through them (remounting is not recursive: /tmp and /output
+        // stay writable).
+        command
+            .args(["--remount-ro", "/dev", "--remount-ro", "/"])
+            .args(["--chdir", "/tmp", "--json-status-fd"])
+            .arg(STATUS_FD.to_string())
+            .arg("--")
+            .arg(tool)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+
+        let (status_read, status_write) = pipe()?;
+        let status_fd = status_write.as_raw_fd();
+        let rlimits = [
+            (libc::RLIMIT_AS, bounds.memory_bytes, bounds.memory_bytes),
+            (libc::RLIMIT_FSIZE, bounds.file_bytes, bounds.file_bytes),
+            (
+                libc::RLIMIT_CPU,
+                bounds.cpu_seconds,
+                bounds.cpu_seconds.saturating_add(CPU_GRACE_S),
+            ),
+            (libc::RLIMIT_CORE, 0, 0),
+            (libc::RLIMIT_NPROC, PROCESSES_MAX, PROCESSES_MAX),
+        ];
+        // SAFETY: between fork and exec the closure calls only
+        // async-signal-safe functions (dup2, close_range, setrlimit) on
+        // values prepared before the fork; it allocates nothing.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::dup2(status_fd, STATUS_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // Descriptors this process inherited without close-on-exec
+                // (a build tool's jobserver pipes, say) would reach the
+                // tool: only the standard streams and the status pass.
+                if libc::syscall(libc::SYS_close_range, STATUS_FD + 1, u32::MAX, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                for (resource, soft, hard) in rlimits {
+                    let limit = libc::rlimit {
+                        rlim_cur: soft,
+                        rlim_max: hard,
+                    };
+                    if libc::setrlimit(resource, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let mut child = command
+            .spawn()
+            .map_err(ExecError::io(format!("starting {}", self.bwrap.display())))?;
+        drop(status_write);
+        let pid = child.id() as libc::pid_t;
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        let cap = bounds.stream_bytes;
+
+        let (exited_tx, exited_rx) = crossbeam_channel::bounded::<()>(1);
+        let (stdout, stderr, killed, wait_status) = std::thread::scope(|scope| {
+            let out = scope.spawn(move || read_capped(stdout, cap));
+            let err = scope.spawn(move || read_capped(stderr, cap));
+            let status = scope.spawn(move || read_all(status_read));
+            scope.spawn(move || {
+                // Waits for the exit without reaping it, so the pid stays
+                // ours (a zombie) until it is reaped below: the watchdog
+                // can never kill a process that reused it.
+                // SAFETY: an all-zero siginfo_t is a valid value to fill.
+                let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+                loop {
+                    // SAFETY: `info` outlives the call.
+                    let waited = unsafe {
+                        libc::waitid(
+                            libc::P_PID,
+                            pid as libc::id_t,
+                            &mut info,
+                            libc::WEXITED | libc::WNOWAIT,
+                        )
+                    };
+                    let interrupted = waited != 0
+                        && std::io::Error::last_os_error().kind()
+                            == std::io::ErrorKind::Interrupted;
+                    if !interrupted {
+                        break;
+                    }
+                }
+                let _ = exited_tx.send(());
+            });
+            let killed = match exited_rx.recv_timeout(bounds.wall_time) {
+                Ok(()) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => false,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    // SAFETY: `pid` is our unreaped child.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    let _ = exited_rx.recv();
+                    true
+                }
+            };
+            let waited = child.wait();
+            (
+                out.join().expect("reader"),
+                err.join().expect("reader"),
+                killed,
+                (waited, status.join().expect("reader")),
+            )
+        });
+        let (waited, status_json) = wait_status;
+        waited.map_err(ExecError::io("waiting for bubblewrap"))?;
+        if killed {
+            return Err(ExecError::WallTimeExceeded {
+                seconds: bounds.wall_time.as_secs(),
+            });
+        }
+        let Some(code) = exit_code(&status_json) else {
+            return Err(ExecError::Sandbox(format!(
+                "bubblewrap did not start the tool: {}",
+                String::from_utf8_lossy(&stderr).trim()
+            )));
+        };
+        let outcome = classify(code, bounds)?;
+        Ok(Ran {
+            outcome,
+            stdout,
+            stderr,
+        })
+    }
+}
+
+/// Sorts the tool's exit into a result or an error. Bubblewrap reports a
+/// tool killed by signal N as 128 + N.
+fn classify(code: i32, bounds: &Bounds) -> Result<Outcome, ExecError> {
+    let Some(signal) = code.checked_sub(128).filter(|s| *s > 0) else {
+        return Ok(Outcome::Exited(code));
+    };
+    match signal {
+        libc::SIGXFSZ => Ok(Outcome::OutputLimit {
+            stream: "output",
+            limit: bounds.file_bytes,
+        }),
+        libc::SIGXCPU => Err(ExecError::CpuTimeExceeded {
+            seconds: bounds.cpu_seconds,
+        }),
+        // Not the tool's doing: the host (its memory, an operator) ended
+        // it, and another machine would not.
+        libc::SIGKILL | libc::SIGTERM | libc::SIGINT | libc::SIGHUP => Err(ExecError::Sandbox(
+            format!("the tool was killed by signal {signal} on this machine"),
+        )),
+        _ => Ok(Outcome::Trap(format!(
+            "the tool was killed by signal {signal}"
+        ))),
+    }
+}
+
+/// The exit code in bubblewrap's status report (JSON lines such as
+/// `{ "exit-code": 0 }`), if the tool ran. Bubblewrap writes it last: a
+/// tool that reached the descriptor could only write before it.
+fn exit_code(report: &[u8]) -> Option<i32> {
+    let text = std::str::from_utf8(report).ok()?;
+    const KEY: &str = "\"exit-code\"";
+    let after = &text[text.rfind(KEY)? + KEY.len()..];
+    let value = after.trim_start().strip_prefix(':')?.trim_start();
+    let end = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    value[..end].parse().ok()
+}
+
+fn probe_bounds() -> Bounds {
+    Bounds {
+        memory_bytes: 4 << 30,
+        file_bytes: 64 << 20,
+        cpu_seconds: PROBE_TIME.as_secs(),
+        wall_time: PROBE_TIME,
+        stream_bytes: PROBE_BYTES,
+    }
+}
+
+/// Reads a stream to its end, keeping the first `cap` bytes; what is cut
+/// is said at the end. Reading on lets the tool go on writing.
+fn read_capped(mut stream: impl Read, cap: u64) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let mut cut: u64 = 0;
+    let mut buf = [0u8; 16 << 10];
+    let keep = usize::try_from(cap.saturating_sub(64)).unwrap_or(usize::MAX);
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let room = keep.saturating_sub(kept.len()).min(n);
+                kept.extend_from_slice(&buf[..room]);
+                cut += (n - room) as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    if cut > 0 {
+        kept.extend_from_slice(format!("\n[cairn: {cut} more bytes not kept]\n").as_bytes());
+    }
+    kept
+}
+
+/// Reads a small pipe to its end (bubblewrap's status: two short lines).
+fn read_all(fd: OwnedFd) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let _ = std::fs::File::from(fd).take(4096).read_to_end(&mut bytes);
+    bytes
+}
+
+/// A pipe whose ends close on exec (the write end is duplicated onto
+/// [`STATUS_FD`] in the child, which clears that flag on the copy only).
+fn pipe() -> Result<(OwnedFd, OwnedFd), ExecError> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(ExecError::io("making a pipe")(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: pipe2 succeeded, so both are open descriptors we own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exit_code_is_read_from_the_status_report() {
+        let report = b"{ \"child-pid\": 12 }\n{ \"exit-code\": 153 }\n";
+        assert_eq!(exit_code(report), Some(153));
+        let forged = b"{ \"exit-code\": 0 }\n{ \"exit-code\": 152 }\n";
+        assert_eq!(exit_code(forged), Some(152), "the last report counts");
+        assert_eq!(exit_code(b"{ \"child-pid\": 12 }\n"), None);
+        assert_eq!(exit_code(b""), None);
+    }
+
+    #[test]
+    fn signals_sort_into_results_and_errors() {
+        let bounds = probe_bounds();
+        assert_eq!(classify(0, &bounds).unwrap(), Outcome::Exited(0));
+        assert_eq!(classify(128, &bounds).unwrap(), Outcome::Exited(128));
+        assert!(matches!(
+            classify(128 + libc::SIGXFSZ, &bounds).unwrap(),
+            Outcome::OutputLimit {
+                stream: "output",
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify(128 + libc::SIGSEGV, &bounds).unwrap(),
+            Outcome::Trap(_)
+        ));
+        assert!(classify(128 + libc::SIGXCPU, &bounds).is_err());
+        assert!(classify(128 + libc::SIGKILL, &bounds).is_err());
+    }
+
+    #[test]
+    fn a_stream_past_its_cap_is_cut_and_says_so() {
+        let long = vec![b'x'; 10_000];
+        let kept = read_capped(&long[..], 1_000);
+        assert!(kept.len() <= 1_000, "{} bytes kept", kept.len());
+        let text = String::from_utf8(kept).unwrap();
+        assert!(text.ends_with("bytes not kept]\n"), "{text}");
+        assert_eq!(read_capped(&b"short"[..], 1_000), b"short");
+    }
+}

@@ -1,0 +1,395 @@
+//! The sandbox as an attacker's tool would probe it, and ffmpeg through the
+//! runtime. These need bubblewrap and ffmpeg (see `install_test_tools`).
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::Duration;
+
+use super::sandbox::Sandbox;
+use super::*;
+use crate::Limits;
+
+fn ensure_installed() {
+    super::install_test_tools();
+}
+
+fn sandbox() -> Sandbox {
+    ensure_installed();
+    Sandbox::new(Path::new("/usr/bin/bwrap")).expect("bubblewrap makes a sandbox here")
+}
+
+fn limits() -> Limits {
+    Limits {
+        fuel: 1_000,
+        memory_bytes: 512 << 20,
+        wall_time: Duration::from_secs(60),
+        output_bytes: 1 << 20,
+        stdout_bytes: 16 << 10,
+    }
+}
+
+/// Runs `script` with `/bin/sh` in the sandbox, `/input` holding a file
+/// `secret-in` and `/output` empty.
+fn shell(
+    script: &str,
+    limits: Limits,
+) -> (Result<super::sandbox::Ran, ExecError>, tempfile::TempDir) {
+    let sandbox = sandbox();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    let output = dir.path().join("out");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::create_dir_all(&output).unwrap();
+    std::fs::write(input.join("secret-in"), b"input").unwrap();
+    let args = vec!["-c".to_owned(), script.to_owned()];
+    let ran = sandbox.run(
+        Path::new("/bin/sh"),
+        &Task {
+            module: ContentId::of(b"sh"),
+            args: &args,
+            seed: [0; 32],
+            input_dir: Some(&input),
+            output_dir: &output,
+            expected_outputs: &[],
+            limits,
+        },
+        1,
+    );
+    (ran, dir)
+}
+
+fn stdout(ran: &super::sandbox::Ran) -> String {
+    String::from_utf8_lossy(&ran.stdout).into_owned()
+}
+
+#[test]
+fn a_snooping_tool_sees_neither_the_host_nor_its_secrets() {
+    // A file only the host has, beside the sandbox's own folders.
+    let host_secret = std::env::temp_dir().join(format!("cairn-secret-{}", std::process::id()));
+    std::fs::write(&host_secret, b"secret").unwrap();
+    let script = format!(
+        "for p in /etc/passwd /etc/shadow /root /home /var /work {secret}; do \
+           if [ -e $p ]; then echo \"sees $p\"; fi; done; \
+         ls /proc | grep -c '^[0-9]'; hostname; env | sort | cut -d= -f1 | tr '\\n' ' '; \
+         echo; ls /proc/self/fd | tr '\\n' ' '",
+        secret = host_secret.display()
+    );
+    let (ran, _dir) = shell(&script, limits());
+    std::fs::remove_file(&host_secret).ok();
+    let ran = ran.unwrap();
+    assert_eq!(
+        ran.outcome,
+        Outcome::Exited(0),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let out = stdout(&ran);
+    assert!(
+        !out.contains("sees"),
+        "the sandbox shows host paths:\n{out}"
+    );
+    let mut lines = out.lines();
+    // Its own PID namespace: the sandbox's init, the shell and the
+    // pipeline, not the host's processes.
+    let processes: u32 = lines.next().unwrap().trim().parse().unwrap();
+    assert!(processes <= 6, "{processes} processes visible");
+    assert_eq!(lines.next(), Some("cairn"), "the hostname is fixed");
+    // sh adds PWD; nothing of the node's environment passes.
+    assert_eq!(lines.next().unwrap().trim(), "HOME LANG PATH PWD TMPDIR");
+    // Only the standard streams, and the folder `ls` is reading: no
+    // descriptor of the node's (its store, its sockets, bubblewrap's
+    // status pipe) reaches the tool.
+    assert_eq!(lines.next().unwrap().trim(), "0 1 2 3");
+}
+
+#[test]
+fn a_vandal_tool_writes_only_to_its_output() {
+    let script = "echo x > /usr/x 2>/dev/null && echo wrote-usr; \
+                  echo x > /input/secret-in 2>/dev/null && echo wrote-input; \
+                  echo x > /input/new 2>/dev/null && echo created-input; \
+                  echo x > /x 2>/dev/null && echo wrote-root; \
+                  echo x > /dev/x 2>/dev/null && echo wrote-dev; \
+                  echo x > /dev/shm/x 2>/dev/null && echo wrote-shm; \
+                  echo x > /tmp/scratch && echo wrote-tmp; \
+                  echo result > /output/ok && echo wrote-output";
+    let (ran, dir) = shell(script, limits());
+    let ran = ran.unwrap();
+    assert_eq!(stdout(&ran), "wrote-tmp\nwrote-output\n");
+    assert_eq!(
+        std::fs::read(dir.path().join("in/secret-in")).unwrap(),
+        b"input"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("out/ok")).unwrap(),
+        b"result\n"
+    );
+    assert!(!dir.path().join("in/new").exists());
+}
+
+#[test]
+fn a_tool_phoning_home_reaches_nobody() {
+    ensure_installed();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    // ffmpeg speaks TCP itself: the real tool, trying the host's loopback.
+    let script = format!(
+        "/usr/bin/ffmpeg -hide_banner -loglevel error -i tcp://127.0.0.1:{port} -f null - \
+         && echo connected"
+    );
+    let (ran, _dir) = shell(&script, limits());
+    let ran = ran.unwrap();
+    assert_ne!(ran.outcome, Outcome::Exited(0));
+    assert!(!stdout(&ran).contains("connected"));
+    // The tool has ended, so any connection it made is queued by now.
+    assert!(
+        listener.accept().is_err(),
+        "the sandboxed tool connected to the host's loopback"
+    );
+}
+
+#[test]
+fn limits_hold_inside_the_sandbox() {
+    // Memory: the address-space limit is what the job gave (sh reports KiB).
+    let (ran, _dir) = shell("ulimit -v; ulimit -c", limits());
+    assert_eq!(
+        stdout(&ran.unwrap()),
+        format!("{}\n0\n", (512u64 << 20) / 1024)
+    );
+
+    // A file larger than the output limit stops the tool, as a result.
+    let (ran, _dir) = shell("head -c 2000000 /dev/zero > /output/big", limits());
+    assert_eq!(
+        ran.unwrap().outcome,
+        Outcome::OutputLimit {
+            stream: "output",
+            limit: 1 << 20
+        }
+    );
+
+    // A crash is a result.
+    let (ran, _dir) = shell("kill -SEGV $$", limits());
+    assert!(matches!(ran.unwrap().outcome, Outcome::Trap(_)));
+
+    // A flood on stdout is cut, and the tool still finishes.
+    let (ran, _dir) = shell(
+        "head -c 100000 /dev/zero | tr '\\0' x; echo done >&2",
+        limits(),
+    );
+    let ran = ran.unwrap();
+    assert_eq!(ran.outcome, Outcome::Exited(0));
+    assert!(
+        ran.stdout.len() <= 16 << 10,
+        "{} bytes kept",
+        ran.stdout.len()
+    );
+    assert_eq!(ran.stderr, b"done\n");
+}
+
+#[test]
+fn a_tool_that_never_ends_is_stopped_with_everything_it_started() {
+    let short = Limits {
+        wall_time: Duration::from_secs(1),
+        ..limits()
+    };
+    // A child left behind holding stdout open would keep the reader (and
+    // so the task) waiting for ever if it outlived the sandbox. (Sleeping,
+    // not spinning: the CPU-time limit would end a spinning tool instead.)
+    let (ran, _dir) = shell("sleep 1000 & sleep 1000", short);
+    assert!(
+        matches!(ran, Err(ExecError::WallTimeExceeded { seconds: 1 })),
+        "{:?}",
+        ran.map(|r| r.outcome)
+    );
+    // An orphan of a task that ended is gone with the sandbox too.
+    let (ran, _dir) = shell("sleep 1000 & echo started", limits());
+    assert_eq!(stdout(&ran.unwrap()), "started\n");
+}
+
+fn runtime() -> ToolRuntime {
+    ensure_installed();
+    ToolRuntime::new(ToolConfig::default()).expect("a tool runtime")
+}
+
+#[test]
+fn installed_tools_are_declared_and_requests_match_whole_version_numbers() {
+    let runtime = runtime();
+    let ffmpeg = runtime
+        .tools()
+        .iter()
+        .find(|t| t.name == "ffmpeg")
+        .expect("ffmpeg is declared");
+    assert!(ffmpeg.version.starts_with(|c: char| c.is_ascii_digit()));
+    let mut binary = Vec::new();
+    std::fs::File::open("/usr/bin/ffmpeg")
+        .unwrap()
+        .read_to_end(&mut binary)
+        .unwrap();
+    assert_eq!(ffmpeg.binary, ContentId::of(&binary));
+    assert!(ffmpeg.isa.starts_with("x86-64-v") || !cfg!(target_arch = "x86_64"));
+
+    let major = ffmpeg.version.split('.').next().unwrap();
+    assert!(runtime.load(format!("ffmpeg@{major}").as_bytes()).is_ok());
+    assert!(runtime.load(b"ffmpeg").is_ok());
+    let wrong = runtime.load(b"ffmpeg@99").unwrap_err().to_string();
+    assert!(
+        wrong.contains("no ffmpeg@99") && wrong.contains("ffmpeg@"),
+        "{wrong}"
+    );
+    for bad in [&b"ffmpeg@5.x"[..], b"../bin/sh", b"FFMPEG", b"", b"\xff"] {
+        assert!(
+            matches!(runtime.load(bad), Err(ExecError::UnknownTool(_))),
+            "{:?} was accepted",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}
+
+#[test]
+fn versions_are_read_as_their_leading_numbers() {
+    assert_eq!(
+        parse_version(
+            "ffmpeg version 5.1.9-0+deb12u1 Copyright (c)",
+            "ffmpeg version "
+        ),
+        Some("5.1.9".into())
+    );
+    assert_eq!(
+        parse_version("could not\nBlender 3.4.1\n", "Blender "),
+        Some("3.4.1".into())
+    );
+    assert_eq!(parse_version("Blender x", "Blender "), None);
+}
+
+/// Encodes two seconds of ffmpeg's test picture with x264 into
+/// `/output/out.mp4`, on `threads` threads.
+fn encode(runtime: &ToolRuntime, threads: u32) -> TaskResult {
+    let module = runtime.load(b"ffmpeg").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let args: Vec<String> = [
+        "-nostdin",
+        "-hide_banner",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=320x240:rate=30",
+        "-t",
+        "2",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-threads",
+        &threads.to_string(),
+        "-fflags",
+        "+bitexact",
+        "-flags:v",
+        "+bitexact",
+        "-map_metadata",
+        "-1",
+        "/output/out.mp4",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let expected = vec!["out.mp4".to_owned()];
+    runtime
+        .run(&Task {
+            module,
+            args: &args,
+            seed: [0; 32],
+            input_dir: None,
+            output_dir: dir.path(),
+            expected_outputs: &expected,
+            limits: Limits {
+                fuel: 76_800 * 60,
+                ..limits()
+            },
+        })
+        .unwrap()
+}
+
+#[test]
+fn an_ffmpeg_encode_on_one_thread_is_the_same_bits_every_run() {
+    let runtime = runtime();
+    let first = encode(&runtime, 1);
+    assert_eq!(
+        first.outcome,
+        Outcome::Exited(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(first.outputs.len(), 1);
+    assert!(first.outputs[0].size_bytes > 1_000);
+    // The work is what the job declared, whatever the machine took.
+    assert_eq!(first.fuel_used, 76_800 * 60);
+    // The log is kept but not compared: the digest binds empty streams.
+    assert!(!first.stderr.is_empty(), "ffmpeg's log is kept");
+    let second = encode(&runtime, 1);
+    assert_eq!(first.digest, second.digest, "two runs gave other bits");
+    assert_eq!(first.outputs, second.outputs);
+}
+
+/// Renders frame 5 of the Blender example (`examples/blender/scene.py`)
+/// with Cycles on one thread.
+fn render(runtime: &ToolRuntime) -> TaskResult {
+    let module = runtime.load(b"blender@3").unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/blender");
+    let dir = tempfile::tempdir().unwrap();
+    let args: Vec<String> = [
+        "-b",
+        "--factory-startup",
+        "-noaudio",
+        "--python-exit-code",
+        "1",
+        "-P",
+        "/input/scene.py",
+        "--",
+        "5",
+        "/output/frame-0005.bmp",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let expected = vec!["frame-0005.bmp".to_owned()];
+    runtime
+        .run(&Task {
+            module,
+            args: &args,
+            seed: [0; 32],
+            input_dir: Some(&example),
+            output_dir: dir.path(),
+            expected_outputs: &expected,
+            limits: Limits {
+                memory_bytes: 2 << 30,
+                ..limits()
+            },
+        })
+        .unwrap()
+}
+
+#[test]
+fn a_blender_frame_on_one_thread_is_the_same_bits_every_run() {
+    let runtime = runtime();
+    let blender = runtime
+        .tools()
+        .iter()
+        .find(|t| t.name == "blender")
+        .expect("blender is declared");
+    assert!(blender.version.starts_with("3."), "{}", blender.version);
+    let first = render(&runtime);
+    assert_eq!(
+        first.outcome,
+        Outcome::Exited(0),
+        "{}",
+        String::from_utf8_lossy(&first.stdout)
+    );
+    let frame = &first.outputs[0];
+    // A 320 × 180 BMP: a 54-byte header and 24-bit rows.
+    assert_eq!(frame.size_bytes, 54 + 320 * 180 * 3);
+    // Blender's log (timings, memory) differs between runs; the result
+    // does not.
+    let second = render(&runtime);
+    assert_eq!(first.digest, second.digest, "two renders gave other bits");
+}
