@@ -453,13 +453,13 @@ fn three_providers_render_the_example_and_digests_match_a_local_run() {
     let network_digests = by_task(&network, "task");
     assert_eq!(network_digests.len(), frames, "every frame arrives");
     assert_eq!(network_digests, by_task(&local, "index"));
-    let providers: std::collections::BTreeSet<_> = network["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["provider"].as_str().unwrap().to_string())
-        .collect();
-    assert!(providers.len() >= 2, "work was spread: {providers:?}");
+    // Work was spread: every frame was rendered by two providers (the
+    // verifier never gives a task's replicas to one provider), so at
+    // least twelve executions. Which provider's record is kept says
+    // nothing: under load, one provider once ran the first replica of
+    // all six frames.
+    let executions = network["status"]["executions"].as_u64().unwrap();
+    assert!(executions >= 2 * frames as u64, "{}", network["status"]);
     for frame in 0..frames {
         let name = format!("frame-{frame:04}.png");
         assert_eq!(

@@ -30,6 +30,11 @@ const CASE_RETRY_MS: u64 = 1_000;
 /// validator to run a step of a day-long task that has no checkpoints.
 const CASE_PATIENCE_MS: u64 = 25 * 3_600 * 1_000;
 
+/// The first pause before a failed store write is tried again; each
+/// failure doubles it, up to [`STORE_RETRY_MAX`].
+const STORE_RETRY_FIRST: Duration = Duration::from_millis(500);
+const STORE_RETRY_MAX: Duration = Duration::from_secs(30);
+
 impl Requester {
     /// Carries out what the core decided: stores results (before
     /// returning, so nothing acknowledged is lost), wakes the jobs it
@@ -43,12 +48,28 @@ impl Requester {
                 .publish(proto::ORDERS_TOPIC, order.to_bytes());
         }
         if !effects.writes.is_empty() {
-            let db = self.shared.db.clone();
-            let ops: Vec<_> = effects.writes.iter().map(write_op).collect();
-            tokio::task::spawn_blocking(move || db.write(&ops))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+            let ops: Arc<Vec<_>> = Arc::new(effects.writes.iter().map(write_op).collect());
+            // The core has decided on these: a write that fails (a full
+            // disk) is tried again until it holds, rather than dropped, so
+            // no accepted result is lost; until then nothing it carries
+            // counts as done and its job does not settle.
+            let mut pause = STORE_RETRY_FIRST;
+            loop {
+                let (db, batch) = (self.shared.db.clone(), ops.clone());
+                let written = tokio::task::spawn_blocking(move || db.write(&batch))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match written {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::error!(
+                            "storing the requester's decisions: {e}; trying again in {pause:?}"
+                        );
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(STORE_RETRY_MAX);
+                    }
+                }
+            }
             // Durable now: the results count as done, and a job they
             // finish may settle.
             let wake = self.core.lock().stored(&effects.writes);
