@@ -21,7 +21,16 @@ use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 /// Cairn: run compute jobs on a decentralized network of providers.
 #[derive(Parser)]
-#[command(name = "cairn", version, about, propagate_version = true)]
+#[command(
+    name = "cairn",
+    version,
+    about,
+    propagate_version = true,
+    after_help = "Exit status: 0 when everything asked for succeeded; 1 when a run or a watched \
+                  job ended with tasks that failed; 2 when nothing could be done (bad input, \
+                  such as a job file or an argument, or a node that cannot be reached); clap's \
+                  own 2 for a command line it cannot parse."
+)]
 struct Cli {
     /// A TOML file of settings named like the flags; flags and CAIRN_*
     /// variables override it.
@@ -55,6 +64,15 @@ enum Command {
     Job(job::JobArgs),
     /// Balances, transfers and stake on the ledger.
     Wallet(wallet::WalletArgs),
+    /// Print a completion script for a shell.
+    #[command(after_help = "Install one:\n  \
+        cairn completions bash > ~/.local/share/bash-completion/completions/cairn\n  \
+        cairn completions zsh > \"${fpath[1]}/_cairn\"\n  \
+        cairn completions fish > ~/.config/fish/completions/cairn.fish")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Exit status for a run whose tasks did not all succeed.
@@ -90,6 +108,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Devnet(args) => devnet::devnet(args),
         Command::Job(args) => job::job(args),
         Command::Wallet(args) => wallet::wallet(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "cairn", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Workloads => {
             for workload in cairn_workloads::ALL {
                 println!(

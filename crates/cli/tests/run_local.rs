@@ -300,3 +300,24 @@ fn example_jobs_load() {
         assert!(loaded.is_ok(), "{}: {}", job.display(), loaded.unwrap_err());
     }
 }
+
+#[test]
+fn completions_cover_every_command_and_an_unknown_shell_is_refused() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = cairn(&["completions", shell]);
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        for word in [
+            "devnet",
+            "wallet",
+            "completions",
+            "tools",
+            "allow-inputs-from",
+        ] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let out = cairn(&["completions", "cmd.exe"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("possible values"));
+}
