@@ -321,3 +321,38 @@ fn completions_cover_every_command_and_an_unknown_shell_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("possible values"));
 }
+
+/// The tools benchmark measures each command both ways and prints every
+/// figure, with a ratio that is a ratio (its parts are printed beside it).
+#[test]
+fn the_tools_benchmark_runs_each_command_both_ways() {
+    cairn_exec::tool::install_test_tools();
+    let out = cairn(&["bench", "tools", "--runs", "1", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let figures: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let value = |metric: &str| -> f64 {
+        let figure = figures
+            .iter()
+            .find(|f| f["metric"] == metric)
+            .unwrap_or_else(|| panic!("no {metric} in {figures:?}"));
+        assert_eq!(figure["suite"], "tools");
+        figure["value"].as_f64().unwrap()
+    };
+    for case in ["start", "transcode_720p", "blender_frame"] {
+        let (direct, sandboxed) = (
+            value(&format!("{case}_direct")),
+            value(&format!("{case}_sandboxed")),
+        );
+        assert!(direct > 0.0 && sandboxed > 0.0, "{case}");
+        let ratio = value(&format!("{case}_sandboxed_over_direct"));
+        assert!((ratio - sandboxed / direct).abs() < 1e-6 * ratio, "{case}");
+    }
+}

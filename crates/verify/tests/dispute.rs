@@ -418,15 +418,15 @@ fn closing_a_job_forgets_its_open_disputes() {
     assert_eq!(verifier.next_deadline_ms(), None, "nothing left to time");
 }
 
-/// Runs `task` on `provider`, which returns `digest`: assigned, committed
-/// and revealed at `at`; what the reveal decided.
-fn replica(
+/// Assigns `task` to `provider` and takes its commitment to `digest` at
+/// `at`; returns what it will reveal (asked once every replica committed).
+fn committed(
     verifier: &mut cairn_verify::Verifier,
     task: &cairn_verify::TaskKey,
     provider: cairn_wire::PublicKey,
     digest: ContentId,
     at: u64,
-) -> Vec<cairn_verify::Action> {
+) -> cairn_verify::Reveal {
     use cairn_verify::{Commitment, Reveal};
     let reveal = Reveal {
         digest,
@@ -436,7 +436,7 @@ fn replica(
     verifier
         .commit(task, &provider, Commitment::new(&provider, &reveal), at + 1)
         .unwrap();
-    verifier.reveal(task, &provider, &reveal, at + 2).unwrap()
+    reveal
 }
 
 /// A job decided by vote (an installed tool, which no referee can re-run
@@ -456,14 +456,17 @@ fn a_vote_decides_a_disagreement_where_no_dispute_can() {
     let [a, b, c] = [1u8, 2, 3].map(|i| Keypair::from_seed([i; 32]).public());
     let right = ContentId::of(b"right");
     let other = ContentId::of(b"another build's bits");
-    assert!(replica(&mut verifier, &task, a, right, 0).is_empty());
-    let split = replica(&mut verifier, &task, b, other, 10);
+    let reveal_a = committed(&mut verifier, &task, a, right, 0);
+    let reveal_b = committed(&mut verifier, &task, b, other, 0);
+    assert!(verifier.reveal(&task, &a, &reveal_a, 5).unwrap().is_empty());
+    let split = verifier.reveal(&task, &b, &reveal_b, 6).unwrap();
     assert!(
         split.is_empty(),
         "a split vote starts nothing but another replica: {split:?}"
     );
     assert!(verifier.needs(&task), "a third replica is wanted");
-    let decided = replica(&mut verifier, &task, c, right, 20);
+    let reveal_c = committed(&mut verifier, &task, c, right, 10);
+    let decided = verifier.reveal(&task, &c, &reveal_c, 15).unwrap();
     match decided.as_slice() {
         [
             Action::Accept {
@@ -498,15 +501,16 @@ fn a_vote_short_of_the_replicas_wanted_asks_for_one_more() {
     verifier.open_job(job, VerifyPolicy::Replicate { replicas: 3 }, 1, 1_000);
     verifier.decide_by_vote(&job);
     let task = (job, 0);
-    for (i, digest) in [(1u8, b"right"), (2, b"wrong"), (3, b"right")] {
-        let provider = Keypair::from_seed([i; 32]).public();
-        let decided = replica(
-            &mut verifier,
-            &task,
-            provider,
-            ContentId::of(digest),
-            u64::from(i) * 10,
-        );
+    let replicas: Vec<_> = [(1u8, b"right"), (2, b"wrong"), (3, b"right")]
+        .into_iter()
+        .map(|(i, digest)| {
+            let provider = Keypair::from_seed([i; 32]).public();
+            let reveal = committed(&mut verifier, &task, provider, ContentId::of(digest), 0);
+            (provider, reveal)
+        })
+        .collect();
+    for (provider, reveal) in &replicas {
+        let decided = verifier.reveal(&task, provider, reveal, 5).unwrap();
         assert!(decided.is_empty(), "{decided:?}");
     }
     assert!(verifier.needs(&task), "a fourth replica is wanted");

@@ -6,6 +6,7 @@ mod chain;
 mod ledger;
 mod net;
 mod sim;
+mod tools;
 mod verify;
 mod wasm;
 
@@ -42,6 +43,9 @@ pub enum Suite {
     /// peak memory, makespan against the ideal, work wasted, wrong results
     /// accepted and tokens conserved.
     Sim(sim::SimArgs),
+    /// Installed tools: ffmpeg (and Blender, where installed) run directly
+    /// and in the tool runtime's sandbox, and the ratio.
+    Tools(tools::ToolsArgs),
 }
 
 /// One measured figure.
@@ -73,6 +77,7 @@ pub fn run(suite: Suite) -> anyhow::Result<()> {
         Suite::Net(args) => print(&net::net(&args)?, args.json),
         Suite::Verify(args) => print(&verify::verify(&args)?, args.json),
         Suite::Sim(args) => print(&sim::sim(&args)?, args.json),
+        Suite::Tools(args) => print(&tools::tools(&args)?, args.json),
     }
 }
 

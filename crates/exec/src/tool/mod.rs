@@ -302,6 +302,7 @@ fn parse_version(output: &str, prefix: &str) -> Option<String> {
 }
 
 /// Debian packages the tool tests need, by the program each provides.
+#[cfg(any(test, feature = "testing"))]
 const TEST_PACKAGES: &[(&str, &str)] = &[
     ("/usr/bin/bwrap", "bubblewrap"),
     ("/usr/bin/ffmpeg", "ffmpeg"),
@@ -312,7 +313,7 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
 /// saying so, for the tests (the test command installs what it needs, as
 /// it adds the wasm32-wasip1 target). Needs root; otherwise it panics with the
 /// command to run. Once per process.
-#[doc(hidden)]
+#[cfg(any(test, feature = "testing"))]
 pub fn install_test_tools() {
     static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     DONE.get_or_init(|| {
