@@ -37,7 +37,8 @@ impl ToolRequest {
                 "'{text}' is not a tool request: expected a name of lowercase letters, digits and '-', then optionally '@' and a version (ffmpeg@5.1)"
             ));
         }
-        let version_ok = version.is_empty()
+        // `name@` says a version is wanted and names none.
+        let version_ok = (version.is_empty() && !text.contains('@'))
             || version
                 .split('.')
                 .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
