@@ -404,6 +404,45 @@ fn reports_signed_by_another_for_another_lease_or_out_of_range_are_refused() {
 /// handed back to it. (The task itself waits for the reveal deadline, as
 /// for any withheld reveal, so that a liar cannot trade its dispute for a
 /// malformed report.)
+/// A tool's log is kept but not part of its result: a report whose
+/// digest binds empty streams while it delivers a log is accepted for a
+/// tool job, with the log, and refused for a Wasm job, whose streams are
+/// a result.
+#[test]
+fn a_tool_jobs_log_travels_with_its_result_outside_the_digest() {
+    let a = provider(1);
+    let mut core = requester();
+    let (job, order) = submitted(&mut core, 1, VerifyPolicy::None);
+    let leases = leased(&mut core, &job, &order, &[&a]);
+    let lease = &leases[0];
+    let mut report = revealed(&a, lease, 0, 500, 500);
+    let Report::Revealed { stdout, .. } = &mut report else {
+        unreachable!()
+    };
+    *stdout = StreamRef::of(b"Fra:1 Mem:9.35M | Time:00:00.17 | Rendering\n");
+    let log = check_reports(
+        a.public(),
+        lease.id(),
+        1,
+        Streams::Log,
+        vec![report.clone()],
+    );
+    assert_eq!(log.reveals.len(), 1);
+    let kept = log.reveals[0]
+        .record
+        .stdout
+        .as_ref()
+        .expect("the log is kept");
+    assert_eq!(kept.size, 44);
+    let result = check_reports(a.public(), lease.id(), 1, Streams::Result, vec![report]);
+    assert!(
+        result.reveals.is_empty(),
+        "a Wasm job's stdout is its result"
+    );
+    assert_eq!(Streams::of("ffmpeg@5.1"), Streams::Log);
+    assert_eq!(Streams::of("wasm"), Streams::Result);
+}
+
 #[test]
 fn a_provider_reporting_other_than_it_signed_gets_no_more_of_the_job() {
     let mut core = requester();
