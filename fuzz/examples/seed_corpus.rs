@@ -366,6 +366,8 @@ fn main() {
     let jobs = [
         examples.join("hashsearch.toml"),
         examples.join("render/job.toml"),
+        examples.join("transcode/job.toml"),
+        examples.join("blender/job.toml"),
     ]
     .map(|path| std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
     write(&root.join("job_file"), jobs);
