@@ -323,6 +323,22 @@ fn run_local(job: &Path, out: &Path) -> Value {
     serde_json::from_slice(&local.stdout).unwrap()
 }
 
+/// Each result's digest by task, from a results file or `cairn run`'s
+/// summary, whose task index is under `index`.
+fn digests(summary: &Value, index: &str) -> BTreeMap<u64, String> {
+    summary["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r[index].as_u64().unwrap(),
+                r["digest"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
 /// A results answer (`{"results": [...]}`) by task index.
 fn by_task(answer: &Value) -> BTreeMap<u64, Value> {
     answer["results"]
@@ -428,19 +444,6 @@ fn three_providers_render_the_example_and_digests_match_a_local_run() {
     )
     .unwrap();
     let local = run_local(&job, &tmp.path().join("local"));
-    let by_task = |v: &Value, index: &str| -> BTreeMap<u64, String> {
-        v["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                (
-                    r[index].as_u64().unwrap(),
-                    r["digest"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect()
-    };
     // Frames take seconds each: providers busy rendering are not idle, so
     // the job is not put up for auction again while they render (it used
     // to be, every 3 s, and read `queued`, "the provider is busy": about
@@ -450,9 +453,9 @@ fn three_providers_render_the_example_and_digests_match_a_local_run() {
     // more auctions are allowed.
     let auctions = network["status"]["auctions"].as_u64().unwrap();
     assert!(auctions <= 3, "{}", network["status"]);
-    let network_digests = by_task(&network, "task");
+    let network_digests = digests(&network, "task");
     assert_eq!(network_digests.len(), frames, "every frame arrives");
-    assert_eq!(network_digests, by_task(&local, "index"));
+    assert_eq!(network_digests, digests(&local, "index"));
     // Work was spread: every frame was rendered by two providers (the
     // verifier never gives a task's replicas to one provider), so at
     // least twelve executions. Which provider's record is kept says
@@ -502,19 +505,6 @@ fn providers_with_ffmpeg_transcode_the_example_and_replicas_agree_by_digest() {
     assert_eq!(status["disputes"], 0, "{status}");
     assert_eq!(status["convicted"], Value::Array(Vec::new()), "{status}");
     let local = run_local(&job, &tmp.path().join("local"));
-    let digests = |v: &Value, index: &str| -> BTreeMap<u64, String> {
-        v["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                (
-                    r[index].as_u64().unwrap(),
-                    r["digest"].as_str().unwrap().into(),
-                )
-            })
-            .collect()
-    };
     assert_eq!(digests(&network, "task").len(), 3);
     assert_eq!(digests(&network, "task"), digests(&local, "index"));
     for height in [240, 360, 720] {

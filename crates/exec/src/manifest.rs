@@ -48,6 +48,34 @@ impl Manifest {
     }
 }
 
+/// The files a finished task left in its output folder, and how it ended
+/// once they are checked: a folder that breaks the rules, or a required
+/// output missing, turns a success into that failure.
+#[cfg_attr(not(feature = "runtime"), allow(dead_code))]
+pub(crate) fn outputs_of(
+    task: &crate::Task<'_>,
+    mut outcome: Outcome,
+) -> Result<(Outcome, Vec<OutputFile>), ExecError> {
+    let outputs = match collect_outputs(task.output_dir, task.limits.output_bytes)? {
+        Ok(outputs) => outputs,
+        Err(broken) => {
+            if outcome.is_success() {
+                outcome = broken;
+            }
+            Vec::new()
+        }
+    };
+    if outcome.is_success()
+        && let Some(missing) = task
+            .expected_outputs
+            .iter()
+            .find(|path| !outputs.iter().any(|o| &o.path == *path))
+    {
+        outcome = Outcome::MissingOutput(missing.clone());
+    }
+    Ok((outcome, outputs))
+}
+
 /// The most files and folders one task may create. Fuel alone does not bound
 /// this: creating a file costs one call, whatever the host pays for it. The
 /// Wasm host counts each creation; a tool's folder is counted when it ends.

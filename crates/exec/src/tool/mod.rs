@@ -33,8 +33,8 @@ use std::time::Instant;
 
 use cairn_wire::{ContentId, ToolRequest};
 
-use crate::manifest::collect_outputs;
-use crate::{ExecError, Manifest, Outcome, Runtime, Task, TaskResult};
+use crate::manifest::outputs_of;
+use crate::{ExecError, Manifest, Runtime, Task, TaskResult};
 use sandbox::Sandbox;
 
 /// A tool this runtime can offer: how to find its version.
@@ -209,24 +209,7 @@ impl Runtime for ToolRuntime {
         let tool = self.loaded(&task.module)?;
         let started = Instant::now();
         let ran = self.sandbox.run(&tool.path, task, tool.threads)?;
-        let mut outcome = ran.outcome;
-        let outputs = match collect_outputs(task.output_dir, task.limits.output_bytes)? {
-            Ok(outputs) => outputs,
-            Err(broken) => {
-                if outcome.is_success() {
-                    outcome = broken;
-                }
-                Vec::new()
-            }
-        };
-        if outcome.is_success()
-            && let Some(missing) = task
-                .expected_outputs
-                .iter()
-                .find(|path| !outputs.iter().any(|o| &o.path == *path))
-        {
-            outcome = Outcome::MissingOutput(missing.clone());
-        }
+        let (outcome, outputs) = outputs_of(task, ran.outcome)?;
         let fuel_used = task.limits.fuel;
         let manifest = Manifest {
             outcome,

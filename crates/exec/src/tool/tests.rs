@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::sandbox::Sandbox;
 use super::*;
-use crate::Limits;
+use crate::{Limits, Outcome};
 
 fn ensure_installed() {
     super::install_test_tools();

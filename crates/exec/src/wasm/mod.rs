@@ -18,7 +18,7 @@ use wasmtime::{
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
-use crate::manifest::collect_outputs;
+use crate::manifest::{collect_outputs, outputs_of};
 use crate::snapshot::{Snapshot, StateHash, StateParts};
 use crate::{ExecError, Manifest, Outcome, Runtime, Task, TaskResult};
 pub use cache::ModuleCache;
@@ -730,27 +730,11 @@ impl<'r, 't> Session<'r, 't> {
     /// The result of a halted session.
     fn finish(self, started: Instant) -> Result<TaskResult, ExecError> {
         let fuel_used = self.fuel_used()?;
-        let mut outcome = self.halted.clone().expect("finish follows a halt");
+        let outcome = self.halted.clone().expect("finish follows a halt");
         let (stdout, stderr) = self.written();
         let task = self.task;
         drop(self);
-        let outputs = match collect_outputs(task.output_dir, task.limits.output_bytes)? {
-            Ok(outputs) => outputs,
-            Err(broken) => {
-                if outcome.is_success() {
-                    outcome = broken;
-                }
-                Vec::new()
-            }
-        };
-        if outcome.is_success()
-            && let Some(missing) = task
-                .expected_outputs
-                .iter()
-                .find(|path| !outputs.iter().any(|o| &o.path == *path))
-        {
-            outcome = Outcome::MissingOutput(missing.clone());
-        }
+        let (outcome, outputs) = outputs_of(task, outcome)?;
         let manifest = Manifest {
             outcome,
             fuel_used,
