@@ -115,6 +115,12 @@ pub struct Pending {
 pub struct Effects {
     /// Store writes, durable before anything that depends on them is sent.
     pub writes: Vec<Write>,
+    /// When the core decided them, counted up from 1: a store applies a
+    /// write only over older decisions about the same key. Shells carry
+    /// effects out concurrently, and a result forgotten after a
+    /// conviction and accepted again soon after was once written in the
+    /// wrong order: the job reported done with a result missing.
+    pub seq: u64,
     /// Transactions for the ledger: evidence.
     pub txs: Vec<TxKind>,
     /// Commits to challenge on chain, then to slash if never opened.
@@ -226,6 +232,8 @@ pub struct RequesterCore {
     selection: SelectionParams,
     sched: SchedParams,
     bid_window_ms: u32,
+    /// The last [`Effects::seq`] given out.
+    decisions: u64,
 }
 
 impl RequesterCore {
@@ -246,6 +254,7 @@ impl RequesterCore {
             findings: BTreeMap::new(),
             leases: BTreeMap::new(),
             rng: Rng::new(seed ^ 0x5eed),
+            decisions: 0,
             selection: SelectionParams::default(),
             sched,
             bid_window_ms,
@@ -453,6 +462,7 @@ impl RequesterCore {
             && !matches!(job.phase, Phase::Settling | Phase::Done)
         {
             job.phase = Phase::Settling;
+            self.verifier.seal(id);
         }
         let (mut winners, mut settle, mut auction_again) = (None, None, false);
         match &mut job.phase {
@@ -1112,6 +1122,8 @@ impl RequesterCore {
         for (provider, record) in self.verifier.trust_mut().take_changed() {
             effects.writes.push(Write::Trust { provider, record });
         }
+        self.decisions += 1;
+        effects.seq = self.decisions;
         effects
     }
 

@@ -185,6 +185,9 @@ struct JobState {
     /// Whether results that disagree are disputed (re-executed step by
     /// step), or decided by a vote (see [`Verifier::decide_by_vote`]).
     disputable: bool,
+    /// Settled: its results are paid and kept, whatever is learnt later
+    /// (see [`Verifier::seal`]).
+    sealed: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -286,6 +289,7 @@ impl Verifier {
                 tasks: vec![state; tasks as usize],
                 fuel_per_task,
                 disputable: true,
+                sealed: false,
             },
         );
     }
@@ -330,6 +334,16 @@ impl Verifier {
                 .iter()
                 .all(|t| (t.accepted.is_some() && t.dispute.is_none()) || t.failed)
         })
+    }
+
+    /// `job` is settling: its accepted results are final. A later
+    /// conviction of one of its providers (on another job) no longer
+    /// reopens them, since they are being paid and handed to the user;
+    /// the conviction still bans and slashes the provider.
+    pub fn seal(&mut self, job: &ContentId) {
+        if let Some(state) = self.jobs.get_mut(job) {
+            state.sealed = true;
+        }
     }
 
     /// How many tasks of `job` are accepted.
@@ -1084,7 +1098,7 @@ impl Verifier {
         }];
         let mut touched = Vec::new();
         let mut earned = Vec::new();
-        for (job, state) in &mut self.jobs {
+        for (job, state) in self.jobs.iter_mut().filter(|(_, j)| !j.sealed) {
             for (index, t) in state.tasks.iter_mut().enumerate() {
                 let key = (*job, index as u32);
                 let mut hit = false;

@@ -166,3 +166,64 @@ fn a_reveal_whose_outputs_never_come_is_held_to_its_reveal_deadline() {
         vec![provider]
     );
 }
+
+/// A job being paid keeps its results: a provider convicted later, on
+/// another job, loses what it is owed there, but the results it helped
+/// accept in the sealed job are not reopened (nothing would run them
+/// again, and the user already has them). An open job's are.
+#[test]
+fn a_conviction_after_a_job_settles_does_not_reopen_its_results() {
+    use cairn_verify::{Action, Commitment, Reveal};
+    use cairn_wire::PublicKey;
+
+    let params = Params::default();
+    let reveal_ms = params.reveal_timeout_ms;
+    let mut verifier = Verifier::new(params, 1);
+    let [a, b] = [1u8, 2].map(|seed| Keypair::from_seed([seed; 32]).public());
+    let jobs = [b"settled".as_slice(), b"open", b"third"].map(ContentId::of);
+    let digest = ContentId::of(b"result");
+    for job in jobs {
+        verifier.open_job(job, VerifyPolicy::Replicate { replicas: 2 }, 1, 1_000_000);
+        let task = (job, 0);
+        let reveal = |provider: PublicKey| Reveal {
+            digest,
+            salt: *provider.as_bytes(),
+        };
+        for provider in [a, b] {
+            verifier.assign(&task, provider, 0).unwrap();
+        }
+        for provider in [a, b] {
+            verifier
+                .commit(
+                    &task,
+                    &provider,
+                    Commitment::new(&provider, &reveal(provider)),
+                    1,
+                )
+                .unwrap();
+        }
+        for provider in [a, b] {
+            // The third job's task: A never reveals.
+            if job != jobs[2] || provider != a {
+                verifier
+                    .reveal(&task, &provider, &reveal(provider), 2)
+                    .unwrap();
+            }
+        }
+    }
+    assert!(verifier.job_done(&jobs[0]) && verifier.job_done(&jobs[1]));
+    verifier.seal(&jobs[0]);
+
+    let actions = verifier.tick(1 + reveal_ms);
+    assert_eq!(convicted(&actions), vec![a]);
+    let reopened: Vec<_> = actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Reopen { task } => Some(task.0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reopened, vec![jobs[1]], "only the open job's result");
+    assert_eq!(verifier.accepted_count(&jobs[0]), 1);
+    assert_eq!(verifier.accepted_count(&jobs[1]), 0);
+}

@@ -81,7 +81,47 @@ pub(crate) struct Requester {
     misbehave: Option<super::RequesterMisbehave>,
     /// Commits a framer has challenged so far.
     framed: std::sync::atomic::AtomicU32,
+    /// Fetches of revealed outputs, by provider, job, task and digest:
+    /// they run beside the pulls that asked for them, so a slow transfer
+    /// never holds a pull's answer past the provider's request timeout.
+    fetches: Mutex<BTreeMap<FetchKey, tokio::sync::watch::Receiver<Fetch>>>,
+    /// The latest decision ([`Effects::seq`]) written for each stored key,
+    /// held across the write: one batch is written at a time, and none
+    /// over a newer decision.
+    pub(super) written: tokio::sync::Mutex<BTreeMap<WriteKey, u64>>,
 }
+
+/// What a core write stores under: its table and key.
+pub(super) type WriteKey = (u8, Vec<u8>);
+
+/// A reveal whose outputs are fetched: provider, job, task and digest.
+type FetchKey = (PublicKey, ContentId, u32, ContentId);
+
+/// How far a fetch of a reveal's outputs got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fetch {
+    /// Still transferring (or waiting on another fetch of the same blob).
+    Running,
+    /// Every output is in the store, verified.
+    Done,
+    /// The provider failed the transfer, or sent wrong bytes.
+    Failed,
+    /// Another fetch of the same blob held it too long: nothing the
+    /// provider did; the next pull tries again.
+    Again,
+}
+
+/// How long one pull waits for the outputs of its reveals before it is
+/// answered: well inside the provider's request timeout (30 s), so that
+/// the answer, and the tasks and reveal requests in it, reach it. What is
+/// not fetched by then is not acknowledged; the provider sends it again
+/// and the fetch goes on meanwhile. Answers held up by a transfer were
+/// once lost until an honest provider missed its reveal deadline.
+const PULL_FETCH_WAIT: Duration = Duration::from_secs(10);
+
+/// The most reveal fetches a requester tracks at once; past it, reveals
+/// wait for a later pull.
+const FETCHES_MAX: usize = 4_096;
 
 /// The most honest commits a [`super::RequesterMisbehave::Framer`]
 /// challenges: enough to show that none sticks, few enough to keep a
@@ -117,6 +157,33 @@ pub(super) fn write_op(write: &Write) -> Op {
     }
 }
 
+/// The table and key `write` stores under.
+fn write_key(write: &Write) -> WriteKey {
+    match write {
+        Write::Result { job, record } => (0, result_key(job, record.task)),
+        Write::ForgetResult { job, task } => (0, result_key(job, *task)),
+        Write::Trust { provider, .. } => (1, provider.as_bytes().to_vec()),
+    }
+}
+
+/// The writes of a batch decided at `seq` that no newer decision about the
+/// same key was written over; `written` then holds `seq` for their keys.
+pub(super) fn not_superseded<'a>(
+    written: &mut BTreeMap<WriteKey, u64>,
+    seq: u64,
+    writes: &'a [Write],
+) -> Vec<&'a Write> {
+    writes
+        .iter()
+        .filter(|w| {
+            let latest = written.entry(write_key(w)).or_insert(0);
+            let newer = seq >= *latest;
+            *latest = (*latest).max(seq);
+            newer
+        })
+        .collect()
+}
+
 fn parse_id(hex: &str) -> Result<ContentId, String> {
     hex.parse()
         .map_err(|e: cairn_wire::WireError| e.to_string())
@@ -147,6 +214,8 @@ impl Requester {
             adjudicator,
             misbehave: config.requester_misbehave,
             framed: Default::default(),
+            fetches: Mutex::new(BTreeMap::new()),
+            written: tokio::sync::Mutex::new(BTreeMap::new()),
         });
         requester.restore()?;
         Ok(requester)
@@ -320,6 +389,11 @@ impl Requester {
                 self.settle(id, receipts).await;
                 let disputes = self.core.lock().close_job(&id);
                 self.forget_disputes(&disputes);
+                // Nothing more is decided about its results.
+                self.written
+                    .lock()
+                    .await
+                    .retain(|(table, key), _| *table != 0 || !key.starts_with(id.as_bytes()));
                 self.shared.grants.revoke(&id);
                 self.shared
                     .grants
@@ -682,6 +756,7 @@ impl Requester {
         // them: a result is only judged once its files are here and
         // verified.
         let mut fetched = Vec::new();
+        let fetch_until = tokio::time::Instant::now() + PULL_FETCH_WAIT;
         for revealed in std::mem::take(&mut checked.reveals) {
             let task = revealed.record.task;
             let wanted =
@@ -701,30 +776,29 @@ impl Requester {
                     continue;
                 }
             }
-            let record = &revealed.record;
-            let streams = [&record.stdout, &record.stderr];
-            let mut outcome = Ok(());
-            for file in record.outputs.iter().chain(streams.into_iter().flatten()) {
-                outcome = fetch_blob(&self.shared, peer, file.id, file.size).await;
-                if let Err(e) = &outcome {
-                    tracing::warn!("output of task {task}: {e:?}");
-                    break;
-                }
-            }
-            if outcome.is_ok() {
+            let key = (
+                sender,
+                job_id,
+                task,
+                revealed.opening.payload_unchecked().digest,
+            );
+            let outcome = self
+                .fetch_outputs(peer, key, &revealed.record, fetch_until)
+                .await;
+            if outcome == Fetch::Done {
                 self.shared.pin(result_blobs(&revealed.record));
                 fetched.push(revealed);
             } else {
                 // Not acknowledged (nor anything after it in the pull): the
-                // provider sends it again, and the fetch is tried again.
-                // Reports are processed idempotently. Only a transfer the
-                // provider failed ends the time its reveal has to be
-                // fetched: a blob held by another fetch of the same
+                // provider sends it again, and by then the fetch may be
+                // done. Reports are processed idempotently. Only a
+                // transfer the provider failed ends the time its reveal has
+                // to be fetched: a blob held by another fetch of the same
                 // outputs (an identical replica's, from a peer that
                 // stalled) is not its doing, and an honest provider was
                 // once convicted for it.
-                tracing::info!("task {task}: outputs could not be fetched yet");
-                if matches!(outcome, Err(FetchError::Failed(_))) {
+                tracing::info!("task {task}: outputs not fetched yet ({outcome:?})");
+                if outcome == Fetch::Failed {
                     checked.unfetched.push(task);
                 }
                 let at = positions
@@ -754,6 +828,70 @@ impl Requester {
             return Response::Refused("the requester cannot store results now".into());
         }
         response
+    }
+
+    /// Fetches the outputs and streams `record` names from `peer`, in a
+    /// task of its own that outlives this call, and waits for it until
+    /// `until`: [`Fetch::Running`] if it is still going then. A later pull
+    /// of the same reveal finds the same fetch.
+    async fn fetch_outputs(
+        &self,
+        peer: PeerId,
+        key: FetchKey,
+        record: &TaskRecord,
+        until: tokio::time::Instant,
+    ) -> Fetch {
+        let mut progress = {
+            let mut fetches = self.fetches.lock();
+            match fetches.get(&key) {
+                Some(progress) => progress.clone(),
+                None => {
+                    if fetches.len() >= FETCHES_MAX {
+                        fetches.retain(|_, p| *p.borrow() == Fetch::Running);
+                        if fetches.len() >= FETCHES_MAX {
+                            return Fetch::Running;
+                        }
+                    }
+                    let (report, progress) = tokio::sync::watch::channel(Fetch::Running);
+                    fetches.insert(key, progress.clone());
+                    let shared = self.shared.clone();
+                    let files: Vec<_> = record
+                        .outputs
+                        .iter()
+                        .chain([&record.stdout, &record.stderr].into_iter().flatten())
+                        .map(|file| (file.id, file.size))
+                        .collect();
+                    let task = record.task;
+                    tokio::spawn(async move {
+                        let mut outcome = Fetch::Done;
+                        for (id, size) in files {
+                            match fetch_blob(&shared, peer, id, size).await {
+                                Ok(()) => {}
+                                Err(e) => {
+                                    tracing::warn!("output of task {task}: {e:?}");
+                                    outcome = match e {
+                                        FetchError::Busy(_) => Fetch::Again,
+                                        FetchError::Failed(_) => Fetch::Failed,
+                                    };
+                                    break;
+                                }
+                            }
+                        }
+                        report.send_replace(outcome);
+                    });
+                    progress
+                }
+            }
+        };
+        let outcome = tokio::time::timeout_at(until, progress.wait_for(|p| *p != Fetch::Running))
+            .await
+            .map_or(Fetch::Running, |seen| seen.map_or(Fetch::Again, |p| *p));
+        if outcome != Fetch::Running {
+            // Told once: a later pull of the same reveal fetches again
+            // (and finds the blobs already here if they are).
+            self.fetches.lock().remove(&key);
+        }
+        outcome
     }
 
     /// A job's status.
@@ -908,5 +1046,44 @@ mod tests {
         let tasks: Vec<u64> = good.iter().map(|r| r.payload_unchecked().task).collect();
         assert_eq!(tasks, [0, 2]);
         assert!(settle(good).is_ok());
+    }
+
+    #[test]
+    fn a_write_decided_earlier_is_not_written_over_a_later_one() {
+        let job = ContentId::of(b"job");
+        let kept = || Write::Result {
+            job,
+            record: Box::new(TaskRecord {
+                task: 3,
+                provider: cairn_wire::Keypair::from_seed([1; 32]).public(),
+                digest: ContentId::of(b"result"),
+                fuel_used: 1,
+                success: true,
+                outcome: "exited 0".into(),
+                outputs: Vec::new(),
+                stdout: None,
+                stderr: None,
+                receipt: String::new(),
+            }),
+        };
+        let forgot = |task| Write::ForgetResult { job, task };
+        let mut written = BTreeMap::new();
+        // Decided: keep (1), forget (2), keep again (3); carried out 3, 1, 2.
+        assert_eq!(not_superseded(&mut written, 3, &[kept()]).len(), 1);
+        assert!(
+            not_superseded(&mut written, 1, &[kept()]).is_empty(),
+            "the first keep is older than the last"
+        );
+        let late = [forgot(3), forgot(4)];
+        let through = not_superseded(&mut written, 2, &late);
+        assert!(
+            matches!(through[..], [Write::ForgetResult { task: 4, .. }]),
+            "the forget of task 3 is older than its last keep; task 4's is news: {through:?}"
+        );
+        // One batch may forget and keep the same key, in its order.
+        assert_eq!(
+            not_superseded(&mut written, 4, &[forgot(3), kept()]).len(),
+            2
+        );
     }
 }

@@ -18,7 +18,7 @@ use super::adjudicator::{claimed, covering, snapshot_bytes_max, step_parts, verd
 use super::proto::{self, Case, DisputeAsk, FileRef, Party, Request, Response};
 use cairn_roles::requester::{Effects, Finding, Pending};
 
-use super::requester::{Requester, write_op};
+use super::requester::{Requester, not_superseded, write_op};
 use super::{Counters, fetch_blob, now_ms};
 
 /// How long a dispute waits before asking a silent side again.
@@ -48,7 +48,9 @@ impl Requester {
                 .publish(proto::ORDERS_TOPIC, order.to_bytes());
         }
         if !effects.writes.is_empty() {
-            let ops: Arc<Vec<_>> = Arc::new(effects.writes.iter().map(write_op).collect());
+            let mut written = self.written.lock().await;
+            let newer = not_superseded(&mut written, effects.seq, &effects.writes);
+            let ops: Arc<Vec<_>> = Arc::new(newer.into_iter().map(write_op).collect());
             // The core has decided on these: a write that fails (a full
             // disk) is tried again until it holds, rather than dropped, so
             // no accepted result is lost; until then nothing it carries
@@ -70,8 +72,9 @@ impl Requester {
                     }
                 }
             }
-            // Durable now: the results count as done, and a job they
-            // finish may settle.
+            drop(written);
+            // Durable now (or superseded by a newer decision): the results
+            // count as done, and a job they finish may settle.
             let wake = self.core.lock().stored(&effects.writes);
             self.wake(wake);
         }
