@@ -193,6 +193,25 @@ pub enum BidRefused {
     Rejected(BidRejection),
 }
 
+/// What to do with a reveal that came in a pull
+/// ([`RequesterCore::reveal_arrived`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arrival {
+    /// It was asked for and opens the provider's commitment: its outputs
+    /// are to be fetched, then it goes to [`RequesterCore::pulled`]; the
+    /// verifier gives the provider a fetch's time from now (a transfer
+    /// held up by another peer cannot make it late).
+    Fetch,
+    /// It was asked for and does not open the commitment: it goes to
+    /// [`RequesterCore::pulled`] at once, with nothing fetched, and
+    /// convicts the provider. A reveal's outputs are only fetched once its
+    /// digest is the one committed to, so a liar cannot start a transfer
+    /// per made-up result.
+    Judge,
+    /// Nobody asked for it: it is dropped.
+    Ignore,
+}
+
 /// What a provider's pull asks for and says it holds, besides its reports.
 #[derive(Clone, Debug, Default)]
 pub struct Asked {
@@ -753,20 +772,19 @@ impl RequesterCore {
     }
 
     /// A revealed result from `sender` arrived at `now`, before its
-    /// outputs are fetched. `Ok(true)` when it was asked for: its outputs
-    /// are to be fetched, and the verifier gives the provider a fetch's
-    /// time from now (a transfer held up by another peer cannot make it
-    /// late); `Ok(false)` when it was not (ignored); `Err` with the reason
-    /// when it breaks the job's rules (refused; nothing of it is fetched).
+    /// outputs are fetched: what to do with it (see [`Arrival`]), or `Err`
+    /// with the reason when it breaks the job's rules (refused; nothing of
+    /// it is fetched).
     pub fn reveal_arrived(
         &mut self,
         now: u64,
         job_id: &ContentId,
         sender: &PublicKey,
-        record: &TaskRecord,
-    ) -> Result<bool, String> {
+        revealed: &Revealed,
+    ) -> Result<Arrival, String> {
+        let record = &revealed.record;
         let Some(job) = self.jobs.get(job_id) else {
-            return Ok(false);
+            return Ok(Arrival::Ignore);
         };
         let asked = job
             .replicas
@@ -774,12 +792,23 @@ impl RequesterCore {
             .get(sender)
             .is_some_and(|tasks| tasks.contains(&record.task));
         if !asked {
-            return Ok(false);
+            return Ok(Arrival::Ignore);
         }
         job.broken_result(record)?;
-        Ok(self
-            .verifier
-            .reveal_arrived(&(*job_id, record.task), sender, now))
+        let key = (*job_id, record.task);
+        let o = revealed.opening.payload_unchecked();
+        let reveal = Reveal {
+            digest: o.digest,
+            salt: o.salt,
+        };
+        if !self.verifier.opens(&key, sender, &reveal) {
+            return Ok(Arrival::Judge);
+        }
+        Ok(if self.verifier.reveal_arrived(&key, sender, now) {
+            Arrival::Fetch
+        } else {
+            Arrival::Ignore
+        })
     }
 
     /// A provider's pull on `lease`, once its reports passed their checks

@@ -36,7 +36,7 @@ use cairn_proto::{
 use cairn_roles::bidder::{Answer, Bidder};
 use cairn_roles::lease_work::{self, LeaseWork, Next};
 use cairn_roles::requester::{
-    Asked, Effects, Finding, JobRecord, RequesterCore, Streams, Write, check_reports,
+    Arrival, Asked, Effects, Finding, JobRecord, RequesterCore, Streams, Write, check_reports,
 };
 use cairn_sched::SchedParams;
 use cairn_verify::{Need, Side, StateHash};
@@ -1295,9 +1295,9 @@ impl Sim {
                 // for is here at once.
                 let reveals = std::mem::take(&mut checked.reveals);
                 for revealed in reveals {
-                    match core.reveal_arrived(now, &job, &sender, &revealed.record) {
-                        Ok(true) => checked.reveals.push(revealed),
-                        Ok(false) => {}
+                    match core.reveal_arrived(now, &job, &sender, &revealed) {
+                        Ok(Arrival::Fetch | Arrival::Judge) => checked.reveals.push(revealed),
+                        Ok(Arrival::Ignore) => {}
                         Err(reason) => checked.failed.push((revealed.record.task, reason)),
                     }
                 }

@@ -570,6 +570,24 @@ impl Verifier {
         Ok(self.ask_reveals(task, now_ms))
     }
 
+    /// Whether `reveal` opens the commitment of `provider`'s replica of
+    /// `task`, which waits for it. A reveal that does not is judged at
+    /// once ([`reveal`](Self::reveal) convicts it), with nothing fetched.
+    pub fn opens(&self, task: &TaskKey, provider: &PublicKey, reveal: &Reveal) -> bool {
+        self.task(task).is_ok_and(|state| {
+            state.replicas.iter().any(|r| {
+                r.provider == *provider
+                    && match r.state {
+                        ReplicaState::AskedReveal(commitment)
+                        | ReplicaState::Fetching(commitment, _) => {
+                            commitment.opens(provider, reveal)
+                        }
+                        _ => false,
+                    }
+            })
+        })
+    }
+
     /// `provider`'s reveal of `task` arrived while it was asked for, and
     /// the requester fetches its outputs before [`reveal`](Self::reveal):
     /// the provider's time runs anew, for
@@ -1098,7 +1116,8 @@ impl Verifier {
         }];
         let mut touched = Vec::new();
         let mut earned = Vec::new();
-        for (job, state) in self.jobs.iter_mut().filter(|(_, j)| !j.sealed) {
+        for (job, state) in &mut self.jobs {
+            let sealed = state.sealed;
             for (index, t) in state.tasks.iter_mut().enumerate() {
                 let key = (*job, index as u32);
                 let mut hit = false;
@@ -1111,7 +1130,9 @@ impl Verifier {
                     };
                     hit = true;
                 }
-                if !hit {
+                // A sealed job's replicas stop waiting for the provider,
+                // and its accepted results stand.
+                if !hit || sealed {
                     continue;
                 }
                 if let Some((_, members)) = &t.accepted

@@ -12,7 +12,8 @@ use cairn_ledger::{RECEIPT_NAMESPACE, Receipt, TxKind};
 use cairn_market::{Bid, Order};
 use cairn_net::PeerId;
 use cairn_roles::requester::{
-    Asked, BidRefused, Effects, JobRecord, PullRefused, RequesterCore, Step, Write, check_reports,
+    Arrival, Asked, BidRefused, Effects, JobRecord, PullRefused, RequesterCore, Step, Write,
+    check_reports,
 };
 use cairn_store::{Op, Table};
 use cairn_wire::codec::DecodeFixed as _;
@@ -94,8 +95,32 @@ pub(crate) struct Requester {
 /// What a core write stores under: its table and key.
 pub(super) type WriteKey = (u8, Vec<u8>);
 
-/// A reveal whose outputs are fetched: provider, job, task and digest.
+/// A reveal whose outputs are fetched: provider, job, task, and the
+/// files it names ([`files_of`]).
 type FetchKey = (PublicKey, ContentId, u32, ContentId);
+
+/// The id of the list of files `record` names, with their sizes: the
+/// result's digest does not bind every one of them (a tool's logs), so a
+/// fetch done for one list says nothing of another.
+fn files_of(record: &TaskRecord) -> ContentId {
+    let mut listed = Vec::new();
+    for (id, size) in files(record) {
+        listed.extend_from_slice(id.as_bytes());
+        listed.extend_from_slice(&size.to_be_bytes());
+    }
+    ContentId::of(&listed)
+}
+
+/// The blobs `record` names, outputs then streams, with their sizes.
+fn files(record: &TaskRecord) -> Vec<(ContentId, u64)> {
+    let streams = [&record.stdout, &record.stderr].into_iter().flatten();
+    record
+        .outputs
+        .iter()
+        .chain(streams)
+        .map(|f| (f.id, f.size))
+        .collect()
+}
 
 /// How far a fetch of a reveal's outputs got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,8 +155,7 @@ pub const FRAMED_COMMITS_MAX: u32 = 4;
 
 /// The blobs a result names: outputs and streams.
 fn result_blobs(record: &TaskRecord) -> Vec<ContentId> {
-    let streams = [&record.stdout, &record.stderr].into_iter().flatten();
-    record.outputs.iter().chain(streams).map(|f| f.id).collect()
+    files(record).into_iter().map(|(id, _)| id).collect()
 }
 
 pub(super) fn result_key(job: &ContentId, task: u32) -> Vec<u8> {
@@ -759,13 +783,19 @@ impl Requester {
         let fetch_until = tokio::time::Instant::now() + PULL_FETCH_WAIT;
         for revealed in std::mem::take(&mut checked.reveals) {
             let task = revealed.record.task;
-            let wanted =
-                self.core
-                    .lock()
-                    .reveal_arrived(now_ms(), &job_id, &sender, &revealed.record);
+            let wanted = self
+                .core
+                .lock()
+                .reveal_arrived(now_ms(), &job_id, &sender, &revealed);
             match wanted {
-                Ok(true) => {}
-                Ok(false) => continue,
+                Ok(Arrival::Fetch) => {}
+                Ok(Arrival::Judge) => {
+                    // Not the result it committed to: convicted in
+                    // `pulled`, with nothing fetched.
+                    fetched.push(revealed);
+                    continue;
+                }
+                Ok(Arrival::Ignore) => continue,
                 Err(reason) => {
                     // More than the task could have written or used, or
                     // not what it was told to write: a lie, not a result,
@@ -776,17 +806,11 @@ impl Requester {
                     continue;
                 }
             }
-            let key = (
-                sender,
-                job_id,
-                task,
-                revealed.opening.payload_unchecked().digest,
-            );
+            let key = (sender, job_id, task, files_of(&revealed.record));
             let outcome = self
                 .fetch_outputs(peer, key, &revealed.record, fetch_until)
                 .await;
             if outcome == Fetch::Done {
-                self.shared.pin(result_blobs(&revealed.record));
                 fetched.push(revealed);
             } else {
                 // Not acknowledged (nor anything after it in the pull): the
@@ -855,16 +879,11 @@ impl Requester {
                     let (report, progress) = tokio::sync::watch::channel(Fetch::Running);
                     fetches.insert(key, progress.clone());
                     let shared = self.shared.clone();
-                    let files: Vec<_> = record
-                        .outputs
-                        .iter()
-                        .chain([&record.stdout, &record.stderr].into_iter().flatten())
-                        .map(|file| (file.id, file.size))
-                        .collect();
+                    let files = files(record);
                     let task = record.task;
                     tokio::spawn(async move {
                         let mut outcome = Fetch::Done;
-                        for (id, size) in files {
+                        for &(id, size) in &files {
                             match fetch_blob(&shared, peer, id, size).await {
                                 Ok(()) => {}
                                 Err(e) => {
@@ -876,6 +895,10 @@ impl Requester {
                                     break;
                                 }
                             }
+                        }
+                        if outcome == Fetch::Done {
+                            // Kept from here on, before anyone is told.
+                            shared.pin(files.into_iter().map(|(id, _)| id));
                         }
                         report.send_replace(outcome);
                     });

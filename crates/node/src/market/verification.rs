@@ -58,9 +58,12 @@ impl Requester {
             let mut pause = STORE_RETRY_FIRST;
             loop {
                 let (db, batch) = (self.shared.db.clone(), ops.clone());
-                let written = tokio::task::spawn_blocking(move || db.write(&batch))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                // A write that panicked is tried again like one that
+                // failed: the keys above already count it as written.
+                let written = match tokio::task::spawn_blocking(move || db.write(&batch)).await {
+                    Ok(written) => written.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
                 match written {
                     Ok(()) => break,
                     Err(e) => {

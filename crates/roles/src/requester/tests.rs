@@ -558,28 +558,41 @@ fn a_reveal_over_the_tasks_limits_is_refused_before_anything_is_fetched() {
         T1 + 2,
     );
     let report = revealed(&a, lease, 0, 500, 500);
-    let mut record = check_reports(a.public(), lease.id(), 1, Streams::Result, vec![report])
+    let mut reveal = check_reports(a.public(), lease.id(), 1, Streams::Result, vec![report])
         .reveals
-        .remove(0)
-        .record;
+        .remove(0);
     assert_eq!(
-        core.reveal_arrived(T1 + 3, &job, &a.public(), &record),
-        Ok(true)
+        core.reveal_arrived(T1 + 3, &job, &a.public(), &reveal),
+        Ok(Arrival::Fetch)
     );
-    record.fuel_used = 2_000_000;
+    reveal.record.fuel_used = 2_000_000;
     assert!(
-        core.reveal_arrived(T1 + 3, &job, &a.public(), &record)
+        core.reveal_arrived(T1 + 3, &job, &a.public(), &reveal)
             .is_err()
     );
-    record.fuel_used = 500;
-    record.outputs.clear();
+    reveal.record.fuel_used = 500;
+    let outputs = std::mem::take(&mut reveal.record.outputs);
     let broken = core
-        .reveal_arrived(T1 + 3, &job, &a.public(), &record)
+        .reveal_arrived(T1 + 3, &job, &a.public(), &reveal)
         .unwrap_err();
     assert!(broken.contains("frame.png"), "{broken}");
+    reveal.record.outputs = outputs;
     // Nobody asked another provider for it.
     let b = provider(2).public();
-    assert_eq!(core.reveal_arrived(T1 + 3, &job, &b, &record), Ok(false));
+    assert_eq!(
+        core.reveal_arrived(T1 + 3, &job, &b, &reveal),
+        Ok(Arrival::Ignore)
+    );
+    // An opening of another result than the one committed to: judged at
+    // once, with nothing fetched.
+    let other = revealed(&a, lease, 0, 501, 501);
+    let lie = check_reports(a.public(), lease.id(), 1, Streams::Result, vec![other])
+        .reveals
+        .remove(0);
+    assert_eq!(
+        core.reveal_arrived(T1 + 3, &job, &a.public(), &lie),
+        Ok(Arrival::Judge)
+    );
 }
 
 #[test]
