@@ -15,7 +15,7 @@ use cairn_ledger::{
     COMMIT_NAMESPACE, Capabilities, Commit, Evidence, Lease, OPENING_NAMESPACE, Opening,
     RECEIPT_NAMESPACE, Receipt, TxBody, TxKind, VERDICT_NAMESPACE, Verdict,
 };
-use cairn_market::{BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order};
+use cairn_market::{BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, ToolBuild};
 use cairn_proto::{
     Assignment, CLAIM_NAMESPACE, Case, DisputeAsk, FileRef, Party, Report, Request, Response,
     StreamRef, Submission, SubmittedFile, SubmittedLimits, SubmittedTask, TaskLimits, Terms,
@@ -53,11 +53,17 @@ fn main() {
         slots: 2,
         ready_in_ms: 10,
         offer: Offer {
-            runtimes: vec!["wasm".into()],
+            runtimes: vec!["wasm".into(), "ffmpeg@5.1.9".into()],
             cores: 2,
             memory_mib: 512,
             gpus: 0,
             score_mfuel_per_s: 300,
+            tools: vec![ToolBuild {
+                runtime: "ffmpeg@5.1.9".into(),
+                binary: id(b"/usr/bin/ffmpeg"),
+                isa: "x86-64-v3".into(),
+                threads: 1,
+            }],
         },
     };
     let lease = Lease {

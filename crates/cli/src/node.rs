@@ -226,6 +226,7 @@ impl MarketArgs {
                     memory_mib: self.memory_mib,
                     gpus: 0,
                     score_mfuel_per_s: score,
+                    tools: Vec::new(),
                 },
                 pricing: cairn_market::ScalePricing {
                     base_ucairn_per_gfuel: self.price,

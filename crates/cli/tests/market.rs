@@ -192,15 +192,30 @@ impl Devnet {
         }
     }
 
-    /// The requester's last warnings and convictions, for a failure's
-    /// message: the devnet's folder goes with the test.
+    /// Each node's first and last warnings and queue events, for a
+    /// failure's message: the
+    /// devnet's folder goes with the test.
     fn requester_warnings(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.join("v0/node.log")).unwrap_or_default();
-        let lines: Vec<&str> = log
-            .lines()
-            .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("convict"))
-            .collect();
-        lines[lines.len().saturating_sub(60)..].join("\n")
+        let mut told = String::new();
+        for node in self.nodes.as_array().into_iter().flatten() {
+            let name = node["name"].as_str().unwrap_or("?");
+            let log =
+                std::fs::read_to_string(self.dir.join(name).join("node.log")).unwrap_or_default();
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| {
+                    l.contains(" WARN ") || l.contains(" ERROR ") || l.contains("scheduler")
+                })
+                .collect();
+            let (first, rest) = lines.split_at(lines.len().min(20));
+            let last = &rest[rest.len().saturating_sub(20)..];
+            told += &format!("--- {name}: {} warnings and queue events\n", lines.len());
+            for line in first.iter().chain(last) {
+                told += line;
+                told += "\n";
+            }
+        }
+        told
     }
 
     fn results(&self, id: &str) -> BTreeMap<u64, Value> {

@@ -37,6 +37,10 @@ pub enum BidRejection {
     /// The provider cannot bid on the ledger (no stake).
     #[error("provider has no stake")]
     Unstaked,
+    /// It would run another build of the tool than the job's replicas
+    /// run, whose results may differ in every bit.
+    #[error("another build of the tool than the job runs")]
+    OtherBuild,
 }
 
 /// How an auction ended.
@@ -63,6 +67,10 @@ pub struct Auction {
     /// Who declined: one decline counts per provider.
     decliners: BTreeSet<PublicKey>,
     rejections: BTreeMap<String, u32>,
+    /// The tool build every winner must run ([`Auction::pin_build`]).
+    build: Option<ContentId>,
+    /// How many bidders must run one build for it to be chosen.
+    replicas: u64,
 }
 
 /// Distinct decline reasons an auction keeps; more are counted as
@@ -102,7 +110,21 @@ impl Auction {
             declines: BTreeMap::new(),
             decliners: BTreeSet::new(),
             rejections: BTreeMap::new(),
+            build: None,
+            replicas: 1,
         }
+    }
+
+    /// Takes bids only from providers that run the tool on `build`: the
+    /// one the job's replicas already ran, so that results compare bit for
+    /// bit. Without one, the auction keeps the bids of the build most
+    /// bidders run, if at least `replicas` do (a result needs that many
+    /// providers); if none has that many, it keeps every bid, and the
+    /// verifier's vote decides between builds.
+    pub fn pin_build(mut self, build: Option<ContentId>, replicas: u64) -> Self {
+        self.build = build;
+        self.replicas = replicas;
+        self
     }
 
     /// The order being auctioned.
@@ -143,6 +165,7 @@ impl Auction {
                         record,
                         latency_ms: now_ms.saturating_sub(self.opened_ms),
                         ready_in_ms: payload.ready_in_ms,
+                        build: payload.offer.build_for(&self.order.runtime),
                     },
                 );
             }
@@ -180,6 +203,9 @@ impl Auction {
         }
         if stake.is_none() {
             return Err(BidRejection::Unstaked);
+        }
+        if self.build.is_some() && bid.offer.build_for(&self.order.runtime) != self.build {
+            return Err(BidRejection::OtherBuild);
         }
         Ok(())
     }
@@ -228,7 +254,7 @@ impl Auction {
         if self.candidates.is_empty() {
             return Outcome::Unplaced(self.unplaced_reason());
         }
-        let candidates: Vec<Candidate> = self.candidates.into_values().collect();
+        let candidates = one_build(self.candidates.into_values().collect(), self.replicas);
         let chosen = select(&candidates, self.slots_wanted, params, rng);
         Outcome::Selected(chosen.into_iter().map(|i| candidates[i].clone()).collect())
     }
@@ -254,6 +280,31 @@ impl Auction {
             ),
         }
     }
+}
+
+/// The candidates that run the build most of them run (ties: the one
+/// with the cheapest bid), so that a tool job's replicas compare bit for
+/// bit, if at least `replicas` do; else all of them. Wasm candidates all
+/// have no build, and all stay.
+fn one_build(candidates: Vec<Candidate>, replicas: u64) -> Vec<Candidate> {
+    let mut builds: BTreeMap<Option<ContentId>, (u64, u64)> = BTreeMap::new();
+    for c in &candidates {
+        let (count, cheapest) = builds.entry(c.build).or_insert((0, u64::MAX));
+        *count += 1;
+        *cheapest = (*cheapest).min(c.price_ucairn_per_gfuel);
+    }
+    let Some(chosen) = builds
+        .iter()
+        .max_by_key(|(_, (count, cheapest))| (*count, std::cmp::Reverse(*cheapest)))
+        .filter(|(_, (count, _))| *count >= replicas)
+        .map(|(build, _)| *build)
+    else {
+        return candidates;
+    };
+    candidates
+        .into_iter()
+        .filter(|c| c.build == chosen)
+        .collect()
 }
 
 #[cfg(test)]
@@ -287,6 +338,7 @@ mod tests {
             memory_mib: 1024,
             gpus: 0,
             score_mfuel_per_s: 500,
+            tools: Vec::new(),
         }
     }
 
@@ -469,6 +521,103 @@ mod tests {
         assert_eq!(
             silent.close(&SelectionParams::default(), &mut Rng::new(1)),
             Outcome::Unplaced("no provider answered the order".into())
+        );
+    }
+
+    /// A bid for a tool job that runs ffmpeg with `threads` threads.
+    fn tool_bid(key: &Keypair, order: &Order, price: u64, threads: u32) -> Signed<Bid> {
+        let mut offer = offer();
+        offer.runtimes.push("ffmpeg@5.1.9".into());
+        offer.tools.push(crate::ToolBuild {
+            runtime: "ffmpeg@5.1.9".into(),
+            binary: ContentId::of(b"ffmpeg"),
+            isa: "x86-64-v3".into(),
+            threads,
+        });
+        Signed::sign(
+            key,
+            BID_NAMESPACE,
+            Bid {
+                order: order.id(),
+                price_ucairn_per_gfuel: price,
+                slots: 1,
+                ready_in_ms: 0,
+                offer,
+            },
+        )
+    }
+
+    #[test]
+    fn a_tool_job_is_leased_to_one_build_of_the_tool() {
+        let mut order = order();
+        order.runtime = "ffmpeg@5".into();
+        let keys: Vec<Keypair> = (1..=5).map(|i| Keypair::from_seed([i; 32])).collect();
+        // Two bidders run it on one thread, three on two: the cheapest
+        // bid is a one-thread one, but most bidders run two.
+        let mut auction = Auction::open(order.clone(), 8).pin_build(None, 2);
+        for (i, key) in keys.iter().enumerate() {
+            let threads = if i < 2 { 1 } else { 2 };
+            let price = 10 + i as u64;
+            auction
+                .bid(
+                    &tool_bid(key, &order, price, threads),
+                    Some(1),
+                    (0, 0),
+                    1_010,
+                )
+                .unwrap();
+        }
+        let Outcome::Selected(winners) =
+            auction.close(&SelectionParams::default(), &mut Rng::new(7))
+        else {
+            panic!("placed");
+        };
+        let two = tool_bid(&keys[0], &order, 1, 2)
+            .payload_unchecked()
+            .offer
+            .build_for("ffmpeg@5");
+        assert_eq!(winners.len(), 3, "{winners:?}");
+        assert!(winners.iter().all(|w| w.build == two && w.build.is_some()));
+
+        // Bidding again once replicas ran: only that build is taken, and
+        // the others hear why.
+        let mut again = Auction::open(order.clone(), 8).pin_build(two, 2);
+        assert_eq!(
+            again.bid(&tool_bid(&keys[0], &order, 10, 1), Some(1), (0, 0), 1_010),
+            Err(BidRejection::OtherBuild)
+        );
+        assert_eq!(
+            again.bid(&tool_bid(&keys[2], &order, 10, 2), Some(1), (0, 0), 1_010),
+            Ok(())
+        );
+        // Three replicas wanted, no build run by three bidders: every bid
+        // stays, and the vote decides between builds.
+        let mut split = Auction::open(order.clone(), 8).pin_build(None, 3);
+        for (i, key) in keys.iter().take(4).enumerate() {
+            let threads = if i < 2 { 1 } else { 2 };
+            split
+                .bid(&tool_bid(key, &order, 10, threads), Some(1), (0, 0), 1_010)
+                .unwrap();
+        }
+        let Outcome::Selected(all) = split.close(&SelectionParams::default(), &mut Rng::new(7))
+        else {
+            panic!("placed");
+        };
+        assert_eq!(all.len(), 4);
+        // A Wasm offer describes no build: not one for a pinned tool job.
+        let mut untold = Auction::open(order.clone(), 8).pin_build(two, 2);
+        let mut bare = tool_bid(&keys[3], &order, 10, 2)
+            .payload_unchecked()
+            .clone();
+        bare.offer.tools.clear();
+        assert_eq!(
+            untold.bid(
+                &Signed::sign(&keys[3], BID_NAMESPACE, bare),
+                Some(1),
+                (0, 0),
+                1_010
+            ),
+            Err(BidRejection::OtherBuild)
         );
     }
 

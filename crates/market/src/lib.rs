@@ -16,7 +16,8 @@ mod select;
 
 pub use auction::{Auction, BidRejection, Outcome};
 pub use order::{
-    BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, RUNTIME_BYTES_MAX, RUNTIMES_MAX, Unfit,
+    BID_NAMESPACE, Bid, ISA_BYTES_MAX, ORDER_NAMESPACE, Offer, Order, RUNTIME_BYTES_MAX,
+    RUNTIMES_MAX, ToolBuild, Unfit,
 };
 pub use pricing::{Decline, PricingPolicy, Quote, ScalePricing};
 pub use rng::Rng;

@@ -12,6 +12,8 @@ pub const BID_NAMESPACE: &[u8] = b"cairn/bid";
 pub const RUNTIME_BYTES_MAX: usize = 32;
 /// The most runtimes one offer lists.
 pub const RUNTIMES_MAX: usize = 8;
+/// The longest name of a CPU's instruction-set level.
+pub const ISA_BYTES_MAX: usize = 16;
 
 /// A requester's announcement of a job that needs providers: a reverse
 /// auction in which providers bid down from `price_max_ucairn_per_gfuel`.
@@ -72,9 +74,46 @@ pub struct Offer {
     pub gpus: u32,
     /// Its benchmark score: millions of fuel per second per core.
     pub score_mfuel_per_s: u32,
+    /// The installed tools among `runtimes`, as they would run here.
+    pub tools: Vec<ToolBuild>,
+}
+
+/// An installed tool as a provider runs it: what decides whether two of
+/// its runs give the same bits. The same version built otherwise, or run
+/// on another instruction-set level or thread count, may not (x264 with
+/// two threads does not give the bytes it gives with one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToolBuild {
+    /// The runtime it serves (`ffmpeg@5.1.9`).
+    pub runtime: String,
+    /// BLAKE3 of its executable.
+    pub binary: ContentId,
+    /// The CPU's instruction-set level (`x86-64-v3`).
+    pub isa: String,
+    /// Threads a task of it may use.
+    pub threads: u32,
+}
+
+impl ToolBuild {
+    /// Its id: the digest of its canonical encoding. Replicas of a tool
+    /// job run on one build, so that their results compare bit for bit.
+    pub fn id(&self) -> ContentId {
+        let mut buf = Vec::with_capacity(self.encode_size());
+        self.write(&mut buf);
+        ContentId::of(&buf)
+    }
 }
 
 impl Offer {
+    /// The build of the tool this offer would run `runtime` (a tool
+    /// request) with; `None` for Wasm, or a tool it does not describe.
+    pub fn build_for(&self, runtime: &str) -> Option<ContentId> {
+        self.tools
+            .iter()
+            .find(|tool| cairn_wire::tool::serves(&tool.runtime, runtime))
+            .map(ToolBuild::id)
+    }
+
     /// How many tasks of `order` fit at once, or why none does.
     pub fn slots_for(&self, order: &Order) -> Result<u32, Unfit> {
         if !self
@@ -218,6 +257,10 @@ impl Write for Offer {
         self.memory_mib.write(buf);
         self.gpus.write(buf);
         self.score_mfuel_per_s.write(buf);
+        (self.tools.len() as u8).write(buf);
+        for tool in &self.tools {
+            tool.write(buf);
+        }
     }
 }
 
@@ -229,6 +272,43 @@ impl EncodeSize for Offer {
             .map(|r| text::encode_size(r))
             .sum::<usize>()
             + 16
+            + 1
+            + self
+                .tools
+                .iter()
+                .map(EncodeSize::encode_size)
+                .sum::<usize>()
+    }
+}
+
+impl Write for ToolBuild {
+    fn write(&self, buf: &mut impl BufMut) {
+        text::write(&self.runtime, buf);
+        self.binary.write(buf);
+        text::write(&self.isa, buf);
+        self.threads.write(buf);
+    }
+}
+
+impl EncodeSize for ToolBuild {
+    fn encode_size(&self) -> usize {
+        text::encode_size(&self.runtime)
+            + self.binary.encode_size()
+            + text::encode_size(&self.isa)
+            + 4
+    }
+}
+
+impl Read for ToolBuild {
+    type Cfg = ();
+
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        Ok(Self {
+            runtime: text::read(buf, RUNTIME_BYTES_MAX)?,
+            binary: ContentId::read(buf)?,
+            isa: text::read(buf, ISA_BYTES_MAX)?,
+            threads: u32::read(buf)?,
+        })
     }
 }
 
@@ -243,12 +323,26 @@ impl Read for Offer {
         let runtimes = (0..count)
             .map(|_| text::read(buf, RUNTIME_BYTES_MAX))
             .collect::<Result<_, _>>()?;
+        let (cores, memory_mib, gpus, score_mfuel_per_s) = (
+            u32::read(buf)?,
+            u32::read(buf)?,
+            u32::read(buf)?,
+            u32::read(buf)?,
+        );
+        let count = usize::from(u8::read(buf)?);
+        if count > RUNTIMES_MAX {
+            return Err(CodecError::InvalidLength(count));
+        }
+        let tools = (0..count)
+            .map(|_| ToolBuild::read(buf))
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             runtimes,
-            cores: u32::read(buf)?,
-            memory_mib: u32::read(buf)?,
-            gpus: u32::read(buf)?,
-            score_mfuel_per_s: u32::read(buf)?,
+            cores,
+            memory_mib,
+            gpus,
+            score_mfuel_per_s,
+            tools,
         })
     }
 }
@@ -284,5 +378,47 @@ impl Read for Bid {
             ready_in_ms: u32::read(buf)?,
             offer: Offer::read(buf)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_wire::codec::{DecodeExt as _, Encode as _};
+
+    use super::*;
+
+    fn ffmpeg(threads: u32) -> ToolBuild {
+        ToolBuild {
+            runtime: "ffmpeg@5.1.9".into(),
+            binary: ContentId::of(b"/usr/bin/ffmpeg"),
+            isa: "x86-64-v3".into(),
+            threads,
+        }
+    }
+
+    #[test]
+    fn an_offer_carries_its_tool_builds_and_names_the_one_an_order_gets() {
+        let offer = Offer {
+            runtimes: vec!["wasm".into(), "ffmpeg@5.1.9".into()],
+            cores: 4,
+            memory_mib: 1024,
+            gpus: 0,
+            score_mfuel_per_s: 300,
+            tools: vec![ffmpeg(1)],
+        };
+        let bytes = offer.encode();
+        assert_eq!(bytes.len(), offer.encode_size());
+        assert_eq!(Offer::decode(bytes).unwrap(), offer);
+        assert_eq!(offer.build_for("ffmpeg@5"), Some(ffmpeg(1).id()));
+        assert_eq!(offer.build_for("wasm"), None);
+        assert_eq!(offer.build_for("blender"), None);
+        assert_ne!(ffmpeg(1).id(), ffmpeg(2).id(), "threads change the bits");
+        // Bounded like the runtimes: at most RUNTIMES_MAX, short names.
+        let mut crowded = offer.clone();
+        crowded.tools = vec![ffmpeg(1); RUNTIMES_MAX + 1];
+        assert!(Offer::decode(crowded.encode()).is_err());
+        let mut long = offer;
+        long.tools[0].isa = "x".repeat(ISA_BYTES_MAX + 1);
+        assert!(Offer::decode(long.encode()).is_err());
     }
 }

@@ -14,7 +14,7 @@
 //! reputation. Latency and success rate act as a filter, not a weight: a
 //! slow or failing provider is not worth any price.
 
-use cairn_wire::PublicKey;
+use cairn_wire::{ContentId, PublicKey};
 
 use crate::Rng;
 
@@ -76,6 +76,9 @@ pub struct Candidate {
     pub latency_ms: u64,
     /// Its estimate of the time from a lease to its first task.
     pub ready_in_ms: u32,
+    /// The build of the installed tool it would run the order with
+    /// ([`crate::Offer::build_for`]); `None` for Wasm.
+    pub build: Option<ContentId>,
 }
 
 impl Candidate {
@@ -173,6 +176,7 @@ mod tests {
             record: (0, 0),
             latency_ms: 5,
             ready_in_ms: 0,
+            build: None,
         }
     }
 

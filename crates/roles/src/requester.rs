@@ -316,6 +316,7 @@ impl RequesterCore {
             phase: Phase::Running,
             order: None,
             reopened_ms: None,
+            build: None,
             reason: None,
             auctions: 0,
             leases: BTreeMap::new(),
@@ -445,7 +446,8 @@ impl RequesterCore {
         let wanted = remaining * job.replicas_wanted();
         job.auctions += 1;
         job.order = Some((order.id(), order.clone()));
-        job.phase = Phase::Bidding(Box::new(Auction::open(order, wanted)));
+        let auction = Auction::open(order, wanted).pin_build(job.build, job.replicas_wanted());
+        job.phase = Phase::Bidding(Box::new(auction));
     }
 
     /// One look at a job by its driver at `now`: deadlines are enforced,
@@ -492,7 +494,18 @@ impl RequesterCore {
                 };
                 let order = auction.order().clone();
                 match (*auction).close(&self.selection, &mut self.rng) {
-                    Outcome::Selected(chosen) => winners = Some((order, chosen)),
+                    Outcome::Selected(chosen) => {
+                        // The auction chose one build among enough
+                        // bidders: the job keeps it.
+                        let build = chosen.first().and_then(|c| c.build);
+                        if job.build.is_none()
+                            && chosen.len() as u64 >= job.replicas_wanted()
+                            && chosen.iter().all(|c| c.build == build)
+                        {
+                            job.build = build;
+                        }
+                        winners = Some((order, chosen));
+                    }
                     // Nobody new: a job its providers still work goes on
                     // with them.
                     Outcome::Unplaced(_) if job.sched.progress().providers > 0 => {
@@ -809,6 +822,22 @@ impl RequesterCore {
         } else {
             Arrival::Ignore
         })
+    }
+
+    /// The outputs of `sender`'s arrived reveal of `task` could not be
+    /// fetched, found by a fetch that outlived the pull that started it
+    /// (the provider may never pull again): its time to be fetched ends
+    /// ([`Verifier::reveal_not_fetched`]).
+    pub fn unfetched(
+        &mut self,
+        now: u64,
+        job_id: &ContentId,
+        sender: &PublicKey,
+        task: u32,
+    ) -> Effects {
+        let key = (*job_id, task);
+        let actions = self.verifier.reveal_not_fetched(&key, sender, now);
+        self.apply(vec![key], actions)
     }
 
     /// A provider's pull on `lease`, once its reports passed their checks

@@ -59,6 +59,7 @@ fn simulate(seed: u64) -> Report {
                     memory_mib: 512 + 512 * rng.below(8) as u32,
                     gpus: 0,
                     score_mfuel_per_s: 100 + rng.below(900) as u32,
+                    tools: Vec::new(),
                 },
                 policy: ScalePricing {
                     base_ucairn_per_gfuel: 20 + rng.below(60),

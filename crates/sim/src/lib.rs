@@ -1636,6 +1636,7 @@ fn bidder(slots: u32) -> Bidder {
         memory_mib: 4_096,
         gpus: 0,
         score_mfuel_per_s: 1_000,
+        tools: Vec::new(),
     };
     Bidder::new(offer, Box::new(ScalePricing::default()), u64::MAX)
 }

@@ -13,7 +13,10 @@ use cairn_exec::{Runtime as _, Task, ToolConfig, ToolRuntime, Trace, WasmRuntime
 use cairn_ledger::{
     COMMIT_NAMESPACE, Capabilities, Commit, Lease, RECEIPT_NAMESPACE, Receipt, TxKind,
 };
-use cairn_market::{BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, RUNTIMES_MAX, ScalePricing};
+use cairn_market::{
+    BID_NAMESPACE, Bid, ISA_BYTES_MAX, ORDER_NAMESPACE, Offer, Order, RUNTIMES_MAX, ScalePricing,
+    ToolBuild,
+};
 use cairn_net::PeerId;
 use cairn_store::{Op, Table};
 use cairn_wire::codec::{DecodeExt as _, Encode as _};
@@ -220,13 +223,18 @@ impl Provider {
                 .map_err(|e| e.to_string())?
                 .map_err(|e| format!("offering installed tools: {e}"))?;
             let room = RUNTIMES_MAX.saturating_sub(config.offer.runtimes.len());
-            config.offer.runtimes.extend(
-                tools
-                    .tools()
-                    .iter()
-                    .take(room)
-                    .map(|t| format!("{}@{}", t.name, t.version)),
-            );
+            for tool in tools.tools().iter().take(room) {
+                let runtime = format!("{}@{}", tool.name, tool.version);
+                config.offer.runtimes.push(runtime.clone());
+                // Bids say how it runs here, so that a job's replicas run
+                // one build and compare bit for bit.
+                config.offer.tools.push(ToolBuild {
+                    runtime,
+                    binary: tool.binary,
+                    isa: tool.isa.chars().take(ISA_BYTES_MAX).collect(),
+                    threads: tool.threads,
+                });
+            }
             for tool in tools.tools() {
                 tracing::info!(
                     "offering {}@{} ({}, binary {}, {} thread(s))",
@@ -1312,6 +1320,7 @@ mod tests {
             memory_mib: 64,
             gpus: 0,
             score_mfuel_per_s: 1,
+            tools: Vec::new(),
         }
     }
 

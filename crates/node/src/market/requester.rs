@@ -859,7 +859,7 @@ impl Requester {
     /// `until`: [`Fetch::Running`] if it is still going then. A later pull
     /// of the same reveal finds the same fetch.
     async fn fetch_outputs(
-        &self,
+        self: &Arc<Self>,
         peer: PeerId,
         key: FetchKey,
         record: &TaskRecord,
@@ -878,13 +878,14 @@ impl Requester {
                     }
                     let (report, progress) = tokio::sync::watch::channel(Fetch::Running);
                     fetches.insert(key, progress.clone());
-                    let shared = self.shared.clone();
+                    let this = self.clone();
                     let files = files(record);
                     let task = record.task;
                     tokio::spawn(async move {
+                        let shared = &this.shared;
                         let mut outcome = Fetch::Done;
                         for &(id, size) in &files {
-                            match fetch_blob(&shared, peer, id, size).await {
+                            match fetch_blob(shared, peer, id, size).await {
                                 Ok(()) => {}
                                 Err(e) => {
                                     tracing::warn!("output of task {task}: {e:?}");
@@ -901,6 +902,16 @@ impl Requester {
                             shared.pin(files.into_iter().map(|(id, _)| id));
                         }
                         report.send_replace(outcome);
+                        if outcome == Fetch::Failed {
+                            // Told now, not at its next pull: a provider
+                            // frozen after revealing never pulls again.
+                            let (provider, job, ..) = key;
+                            let effects =
+                                this.core.lock().unfetched(now_ms(), &job, &provider, task);
+                            if let Err(e) = this.carry_out(effects).await {
+                                tracing::error!("persisting verification results: {e}");
+                            }
+                        }
                     });
                     progress
                 }

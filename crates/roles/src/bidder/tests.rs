@@ -12,6 +12,7 @@ fn offer() -> Offer {
         memory_mib: 4_096,
         gpus: 0,
         score_mfuel_per_s: 1_000,
+        tools: Vec::new(),
     }
 }
 

@@ -52,6 +52,10 @@ pub struct Job {
     pub(super) order: Option<(ContentId, Order)>,
     /// When a late bid last reopened its auction.
     pub(super) reopened_ms: Option<u64>,
+    /// The build of the tool its first winners run: later auctions take
+    /// only providers that run it too, so that replicas compare bit for
+    /// bit. `None` for Wasm, and until a tool job's first lease.
+    pub(super) build: Option<ContentId>,
     /// Why it is queued or failed.
     pub reason: Option<String>,
     pub(super) auctions: u32,
@@ -224,7 +228,8 @@ impl Job {
         else {
             return Err(BidRefused::NoAuction);
         };
-        let mut round = Auction::reopen(order.clone(), wanted, now);
+        let mut round = Auction::reopen(order.clone(), wanted, now)
+            .pin_build(self.build, self.replicas_wanted());
         round
             .bid(bid, stake, record, now)
             .map_err(BidRefused::Rejected)?;

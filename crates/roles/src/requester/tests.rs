@@ -87,6 +87,7 @@ fn bid(key: &Keypair, order: &Order, slots: u32) -> Signed<Bid> {
             memory_mib: 4_096,
             gpus: 0,
             score_mfuel_per_s: 100,
+            tools: Vec::new(),
         },
     };
     Signed::sign(key, BID_NAMESPACE, bid)
@@ -955,4 +956,74 @@ fn a_job_waiting_for_a_provider_it_lacks_says_so_and_backs_off() {
     let status = core.status(&job, now + 1).unwrap();
     assert_eq!(status.state, cairn_api::JobState::Running);
     assert_eq!(status.reason, None);
+}
+
+/// A bid for a tool job from a provider that runs ffmpeg with `threads`
+/// threads.
+fn tool_bid(key: &Keypair, order: &Order, threads: u32) -> Signed<Bid> {
+    let mut bid = bid(key, order, 1).payload_unchecked().clone();
+    bid.offer.runtimes.push("ffmpeg@5.1.9".into());
+    bid.offer.tools.push(cairn_market::ToolBuild {
+        runtime: "ffmpeg@5.1.9".into(),
+        binary: ContentId::of(b"ffmpeg"),
+        isa: "x86-64-v3".into(),
+        threads,
+    });
+    Signed::sign(key, BID_NAMESPACE, bid)
+}
+
+#[test]
+fn a_tool_job_keeps_the_build_its_first_replicas_run() {
+    let mut core = requester();
+    let id = ContentId::of(b"transcode");
+    let mut submission = submission(2, VerifyPolicy::Replicate { replicas: 2 });
+    submission.runtime = "ffmpeg@5".into();
+    let record = JobRecord {
+        submission,
+        submitted_ms: T0,
+        settled: false,
+    };
+    core.add_job(id, record, T0).unwrap();
+    let mut effects = Effects::default();
+    core.open_auction(&id, T0, &mut effects);
+    let order = effects.orders[0].verify(ORDER_NAMESPACE).unwrap().clone();
+    let [one_a, one_b, two] = [1, 2, 3].map(provider);
+    for (key, threads) in [(&one_a, 1), (&one_b, 1), (&two, 2)] {
+        core.bid(
+            key.public(),
+            &tool_bid(key, &order, threads),
+            Some(1),
+            (0, 0),
+            T0,
+        )
+        .unwrap();
+    }
+    let (_, chosen) = core.step(&id, T1).unwrap().winners.expect("closed");
+    let one = tool_bid(&one_a, &order, 1)
+        .payload_unchecked()
+        .offer
+        .build_for("ffmpeg@5");
+    let mut winners: Vec<_> = chosen.iter().map(|c| c.provider).collect();
+    winners.sort();
+    let mut expected = vec![one_a.public(), one_b.public()];
+    expected.sort();
+    assert_eq!(winners, expected, "the build two of three bidders run");
+    assert_eq!(core.jobs[&id].build, one);
+
+    // Asked again (say its providers left), the market hears only from
+    // that build.
+    let later = T1 + 60_000;
+    let mut effects = Effects::default();
+    core.open_auction(&id, later, &mut effects);
+    let order = effects.orders[0].verify(ORDER_NAMESPACE).unwrap().clone();
+    assert!(matches!(
+        core.bid(
+            two.public(),
+            &tool_bid(&two, &order, 2),
+            Some(1),
+            (0, 0),
+            later
+        ),
+        Err(BidRefused::Rejected(cairn_market::BidRejection::OtherBuild))
+    ));
 }
