@@ -82,7 +82,7 @@ pub(crate) struct Requester {
     misbehave: Option<super::RequesterMisbehave>,
     /// Commits a framer has challenged so far.
     framed: std::sync::atomic::AtomicU32,
-    /// Fetches of revealed outputs, by provider, job, task and digest:
+    /// Fetches of revealed outputs, by provider, job, task and files:
     /// they run beside the pulls that asked for them, so a slow transfer
     /// never holds a pull's answer past the provider's request timeout.
     fetches: Mutex<BTreeMap<FetchKey, tokio::sync::watch::Receiver<Fetch>>>,
