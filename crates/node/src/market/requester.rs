@@ -142,7 +142,7 @@ enum Fetch {
 /// not fetched by then is not acknowledged; the provider sends it again
 /// and the fetch goes on meanwhile. Answers held up by a transfer were
 /// once lost until an honest provider missed its reveal deadline.
-const PULL_FETCH_WAIT: Duration = Duration::from_secs(10);
+const PULL_FETCH_WAIT: Duration = Duration::from_secs(5);
 
 /// The most reveal fetches a requester tracks at once; past it, reveals
 /// wait for a later pull.
@@ -780,7 +780,11 @@ impl Requester {
         // them: a result is only judged once its files are here and
         // verified.
         let mut fetched = Vec::new();
-        let fetch_until = tokio::time::Instant::now() + PULL_FETCH_WAIT;
+        // Every reveal counts as arrived now, before any fetch is waited
+        // on: a reveal behind one whose fetch was held up once reached the
+        // verifier after its deadline, and an honest provider was
+        // convicted for not revealing (CI).
+        let mut to_fetch = Vec::new();
         for revealed in std::mem::take(&mut checked.reveals) {
             let task = revealed.record.task;
             let wanted = self
@@ -788,14 +792,13 @@ impl Requester {
                 .lock()
                 .reveal_arrived(now_ms(), &job_id, &sender, &revealed);
             match wanted {
-                Ok(Arrival::Fetch) => {}
+                Ok(Arrival::Fetch) => to_fetch.push(revealed),
                 Ok(Arrival::Judge) => {
                     // Not the result it committed to: convicted in
                     // `pulled`, with nothing fetched.
                     fetched.push(revealed);
-                    continue;
                 }
-                Ok(Arrival::Ignore) => continue,
+                Ok(Arrival::Ignore) => {}
                 Err(reason) => {
                     // More than the task could have written or used, or
                     // not what it was told to write: a lie, not a result,
@@ -803,9 +806,12 @@ impl Requester {
                     // that breaks the job's rules.
                     Counters::bump(&self.shared.counters.refused);
                     checked.failed.push((task, reason));
-                    continue;
                 }
             }
+        }
+        let fetch_until = tokio::time::Instant::now() + PULL_FETCH_WAIT;
+        for revealed in to_fetch {
+            let task = revealed.record.task;
             let key = (sender, job_id, task, files_of(&revealed.record));
             let outcome = self
                 .fetch_outputs(peer, key, &revealed.record, fetch_until)
