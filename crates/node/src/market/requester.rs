@@ -142,7 +142,7 @@ enum Fetch {
 /// not fetched by then is not acknowledged; the provider sends it again
 /// and the fetch goes on meanwhile. Answers held up by a transfer were
 /// once lost until an honest provider missed its reveal deadline.
-const PULL_FETCH_WAIT: Duration = Duration::from_secs(5);
+const PULL_FETCH_WAIT: Duration = Duration::from_secs(2);
 
 /// The most reveal fetches a requester tracks at once; past it, reveals
 /// wait for a later pull.
@@ -863,7 +863,7 @@ impl Requester {
     /// Fetches the outputs and streams `record` names from `peer`, in a
     /// task of its own that outlives this call, and waits for it until
     /// `until`: [`Fetch::Running`] if it is still going then. A later pull
-    /// of the same reveal finds the same fetch.
+    /// of the same reveal finds the same fetch, and does not wait.
     async fn fetch_outputs(
         self: &Arc<Self>,
         peer: PeerId,
@@ -871,10 +871,13 @@ impl Requester {
         record: &TaskRecord,
         until: tokio::time::Instant,
     ) -> Fetch {
-        let mut progress = {
+        let (mut progress, until) = {
             let mut fetches = self.fetches.lock();
             match fetches.get(&key) {
-                Some(progress) => progress.clone(),
+                // Started by an earlier pull: told how far it got, with no
+                // wait, so that a stuck transfer does not hold back every
+                // later pull's commits past their task deadlines.
+                Some(progress) => (progress.clone(), tokio::time::Instant::now()),
                 None => {
                     if fetches.len() >= FETCHES_MAX {
                         fetches.retain(|_, p| *p.borrow() == Fetch::Running);
@@ -919,7 +922,7 @@ impl Requester {
                             }
                         }
                     });
-                    progress
+                    (progress, until)
                 }
             }
         };
