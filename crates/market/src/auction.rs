@@ -526,25 +526,15 @@ mod tests {
 
     /// A bid for a tool job that runs ffmpeg with `threads` threads.
     fn tool_bid(key: &Keypair, order: &Order, price: u64, threads: u32) -> Signed<Bid> {
-        let mut offer = offer();
-        offer.runtimes.push("ffmpeg@5.1.9".into());
-        offer.tools.push(crate::ToolBuild {
+        let mut tool = bid(key, order, price, 1).payload_unchecked().clone();
+        tool.offer.runtimes.push("ffmpeg@5.1.9".into());
+        tool.offer.tools.push(crate::ToolBuild {
             runtime: "ffmpeg@5.1.9".into(),
             binary: ContentId::of(b"ffmpeg"),
             isa: "x86-64-v3".into(),
             threads,
         });
-        Signed::sign(
-            key,
-            BID_NAMESPACE,
-            Bid {
-                order: order.id(),
-                price_ucairn_per_gfuel: price,
-                slots: 1,
-                ready_in_ms: 0,
-                offer,
-            },
-        )
+        Signed::sign(key, BID_NAMESPACE, tool)
     }
 
     #[test]
