@@ -322,6 +322,8 @@ pub struct TaskRecord {
 /// `GET /v1/market`: this node's market peer, and what it dropped.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MarketStats {
+    /// The key it signs orders, leases and transactions with: its account.
+    pub key: PublicKey,
     /// Its libp2p peer id.
     pub peer_id: String,
     /// Addresses others can dial (multiaddresses ending in its peer id).
@@ -343,6 +345,73 @@ pub struct MarketStats {
     pub oversized: u64,
     /// Truncated frames the network dropped.
     pub truncated: u64,
+}
+
+/// `GET /v1/providers`: every provider that bid for this node's work,
+/// as this node saw it, most recent bid first.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Providers {
+    /// The providers, at most `cairn_roles::PROVIDERS_SEEN_MAX`.
+    pub providers: Vec<ProviderSeen>,
+}
+
+/// A provider as the bids it sent this node and its record here show it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProviderSeen {
+    /// Its key.
+    pub key: PublicKey,
+    /// The price of its last bid, µcairn per billion fuel.
+    pub price_ucairn_per_gfuel: u64,
+    /// Tasks its last bid would run at once.
+    pub slots: u32,
+    /// CPU cores it lends.
+    pub cores: u32,
+    /// Memory it lends, MiB.
+    pub memory_mib: u32,
+    /// GPUs it lends.
+    pub gpus: u32,
+    /// What it runs: `wasm`, and installed tools at their versions.
+    pub runtimes: Vec<String>,
+    /// Its benchmark score: millions of fuel per second per core.
+    pub score_mfuel_per_s: u32,
+    /// Its bonded stake when it last bid, µcairn.
+    pub stake: u64,
+    /// Time from an order to its bid, the last one, ms.
+    pub latency_ms: u64,
+    /// When it last bid (ms since the Unix epoch).
+    pub last_bid_ms: u64,
+    /// Bids it sent that an auction took.
+    pub bids: u64,
+    /// Bids that won a lease.
+    pub won: u64,
+    /// Its results another provider confirmed, ever.
+    pub confirmed: u64,
+    /// Its results accepted on its word alone.
+    pub alone: u64,
+    /// Proven offences against this node: wrong results, bad or missing
+    /// reveals. One is enough to get no more work from it.
+    pub convictions: u64,
+}
+
+/// `GET /v1/prices`: the prices this node's auctions cleared at, oldest
+/// first.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Prices {
+    /// One per lease won, the most recent `cairn_roles::PRICES_KEPT`.
+    pub prices: Vec<PricePoint>,
+}
+
+/// A winning bid's price.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PricePoint {
+    /// When its auction closed (ms since the Unix epoch).
+    pub at_ms: u64,
+    /// The job.
+    pub job: ContentId,
+    /// The winner.
+    pub provider: PublicKey,
+    /// Its price, µcairn per billion fuel.
+    pub price_ucairn_per_gfuel: u64,
 }
 
 #[cfg(test)]

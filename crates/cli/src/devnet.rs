@@ -359,6 +359,10 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
         "jobs: cairn job --node {ledger} --data-dir {} submit <job.toml>",
         args.dir.join("v0").display()
     );
+    println!(
+        "web console: {ledger}/ (its token: cat {})",
+        cairn_node::api::ApiToken::path(&args.dir.join("v0")).display()
+    );
     if let Some(job) = &args.job {
         // Validator 0 wrote its token before its API answered.
         let token = cairn_node::api::ApiToken::load(&args.dir.join("v0"))?;

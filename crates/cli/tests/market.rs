@@ -3,7 +3,7 @@
 //! submitted with `cairn job`, and providers killed, frozen or impersonated
 //! along the way.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -432,19 +432,25 @@ price_max_ucairn_per_gfuel = {price_max}
     path
 }
 
+/// The render example cut to its first `frames` frames, in `dir`.
+fn render_job(dir: &Path, frames: usize) -> PathBuf {
+    let example = repo().join("examples/render");
+    let text = std::fs::read_to_string(example.join("job.toml")).unwrap();
+    let shorter = text.replacen("range = [0, 24]", &format!("range = [0, {frames}]"), 1);
+    assert_ne!(shorter, text, "the example's task range moved");
+    let job = dir.join("job.toml");
+    std::fs::write(&job, shorter).unwrap();
+    std::fs::copy(example.join("scene.json"), dir.join("scene.json")).unwrap();
+    job
+}
+
 /// The example's first six frames (all 24 are rendered by CI's first
 /// command, the README's): a frame takes seconds, twice here.
 #[test]
 fn three_providers_render_the_example_and_digests_match_a_local_run() {
     let tmp = tempfile::tempdir().unwrap();
-    let example = repo().join("examples/render");
-    let text = std::fs::read_to_string(example.join("job.toml")).unwrap();
     let frames = 6;
-    let shorter = text.replacen("range = [0, 24]", &format!("range = [0, {frames}]"), 1);
-    assert_ne!(shorter, text, "the example's task range moved");
-    let job = tmp.path().join("job.toml");
-    std::fs::write(&job, shorter).unwrap();
-    std::fs::copy(example.join("scene.json"), tmp.path().join("scene.json")).unwrap();
+    let job = render_job(tmp.path(), frames);
     let output = cairn()
         .current_dir(tmp.path())
         .args([
@@ -498,6 +504,113 @@ fn three_providers_render_the_example_and_digests_match_a_local_run() {
             "{name}"
         );
     }
+}
+
+/// Debian's chromium and playwright-core (from npm, at the version
+/// `tests/console/package-lock.json` pins; it never downloads a browser),
+/// installed when missing as the tool tests install theirs. Returns the
+/// folder of the browser check.
+fn install_browser() -> PathBuf {
+    // Its apt-get runs first and alone: two at once fight over dpkg's lock.
+    cairn_exec::tool::install_test_tools();
+    if !Path::new("/usr/bin/chromium").exists() {
+        println!("installing chromium from Debian, for the console test");
+        let root = rustix::process::geteuid().is_root();
+        assert!(
+            root,
+            "the console test needs chromium: apt-get install chromium"
+        );
+        for args in [
+            &["update", "-q"][..],
+            &["install", "-y", "-q", "--no-install-recommends", "chromium"],
+        ] {
+            let status = Command::new("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .expect("running apt-get");
+            assert!(status.success(), "apt-get {args:?} failed");
+        }
+    }
+    let check = repo().join("crates/cli/tests/console");
+    if !check.join("node_modules/playwright-core").exists() {
+        println!("installing playwright-core from npm, for the console test");
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&check)
+            .status()
+            .expect("running npm (the console test needs Node.js and npm)");
+        assert!(status.success(), "npm ci in {} failed", check.display());
+    }
+    check
+}
+
+/// The web console, in Debian's chromium, against a devnet rendering the
+/// example: it refuses a wrong token, shows the job reaching 100% with a
+/// thumbnail of each frame as it arrives (one opens full size, at the
+/// frame's own size), the providers that bid, the cleared prices and
+/// blocks, and keeps its token across a reload. The screenshot is kept at
+/// `target/tmp/console.png`.
+#[test]
+fn the_web_console_shows_a_rendering_job_live_with_its_frames_and_providers() {
+    let check = install_browser();
+    let tmp = tempfile::tempdir().unwrap();
+    let frames = 4;
+    let job = render_job(tmp.path(), frames);
+    let devnet = Devnet::start(3);
+    let id = devnet.submit(&job);
+    let token = std::fs::read_to_string(devnet.dir.join("v0/api.token")).unwrap();
+    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let output = Command::new("node")
+        .arg(check.join("check.mjs"))
+        .args([&format!("{}/", devnet.url()), token.trim()])
+        .arg(&screenshot)
+        .arg(frames.to_string())
+        .output()
+        .expect("running node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let shown: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert!(
+        shown["refused"].as_str().unwrap().contains("refused"),
+        "{shown}"
+    );
+    assert_eq!(
+        shown["progress"],
+        format!("{frames}/{frames} tasks (100%) · done")
+    );
+    assert_eq!(shown["frames"], frames, "{shown}");
+    // The example's frames are 320×240 (examples/render/job.toml).
+    assert_eq!(shown["full"], serde_json::json!([320, 240]), "{shown}");
+    assert!(shown["blocks"].as_u64().unwrap() > 0, "{shown}");
+    assert!(
+        shown["balance"].as_str().unwrap().ends_with(" CAIRN"),
+        "{shown}"
+    );
+    // The token left the address with its fragment.
+    assert!(!shown["address"].as_str().unwrap().contains("token"));
+    // Every provider shown is one of the devnet's, and the ones that ran
+    // the job are among them.
+    let keys: BTreeSet<String> = (0..3)
+        .map(|j| provider_key(&devnet, j).to_string())
+        .collect();
+    let listed: BTreeSet<String> = shown["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
+    assert!(listed.is_subset(&keys), "{listed:?}");
+    for record in devnet.results(&id).values() {
+        assert!(listed.contains(record["provider"].as_str().unwrap()));
+    }
+    let png = std::fs::read(&screenshot).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
 }
 
 /// The transcoding example with the real ffmpeg, installed on the

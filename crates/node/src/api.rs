@@ -4,15 +4,20 @@
 //! Open to any caller that names this API in `Host` (see [`access`] for why
 //! each check is there):
 //!
+//! - `GET  /` — the web console (see [`console`]): a page that asks for the
+//!   token and shows the node's jobs, providers, prices and blocks live.
 //! - `GET  /v1/status` — chain id, height, state root, transactions pending.
 //! - `GET  /v1/accounts/{key}` — balance, nonce, stake, unbonding.
 //! - `GET  /v1/escrows/{job}` — a job's escrow.
 //! - `GET  /v1/blocks/{height}` — a recent finalized block.
+//! - `GET  /v1/blocks/events` — each finalized block as a server-sent
+//!   event, from the last one (see [`events`]).
 //! - `POST /v1/txs` — a transaction's canonical bytes
 //!   (`application/octet-stream`, at most [`TX_BYTES_MAX`]); `202` when queued.
 //! - `GET  /v1/txs/{signer}/{nonce}` — whether it was applied or refused,
 //!   and why.
-//! - `GET  /v1/market` — peer id, addresses, and what was dropped.
+//! - `GET  /v1/market` — the node's key, peer id, addresses, and what was
+//!   dropped.
 //!
 //! These need no token: the chain's state is the same on every validator
 //! and public by design, a transaction is authorised by its own signature
@@ -33,6 +38,10 @@
 //! - `GET  /v1/jobs/{id}/events` — the job's status as server-sent events,
 //!   one each time it changes, until it is over (see [`events`]).
 //! - `GET  /v1/jobs/{id}/results` — finished tasks and their output blobs.
+//! - `GET  /v1/providers` — every provider that bid for this node's work:
+//!   its last bid's price and resources, stake, latency, bids won, and its
+//!   record here (results confirmed, convictions).
+//! - `GET  /v1/prices` — the prices this node's auctions cleared at.
 //! - `GET  /metrics` — what the node does, for Prometheus (OpenMetrics
 //!   text): ledger height and mempool, peers, messages dropped by why, the
 //!   provider's bids, leases, tasks and fuel, the requester's jobs and tasks
@@ -46,6 +55,7 @@
 //! Every body is a type of `cairn_api`, which the clients read back.
 
 pub mod access;
+mod console;
 mod events;
 mod metrics;
 #[cfg(test)]
@@ -91,23 +101,29 @@ pub fn app(
         ledger: ledger.clone(),
         market: market.clone(),
     };
+    let streams = events::Streams::new();
     let mut app = Router::new()
         .route("/metrics", get(metrics::metrics))
         .route_layer(from_fn_with_state(access.clone(), access::require_token))
-        .with_state(sources);
+        .with_state(sources)
+        .merge(console::routes());
     if let Some(ledger) = ledger {
-        app = app.merge(ledger_routes(ledger));
+        app = app.merge(ledger_routes(ledger, &streams));
     }
     if let Some(market) = market {
-        app = app.merge(market_routes(market, &access));
+        app = app.merge(market_routes(market, &access, &streams));
     }
     app.layer(DefaultBodyLimit::max(BODY_BYTES_DEFAULT_MAX))
         .layer(from_fn_with_state(access, access::guard))
 }
 
 /// The ledger's routes, open to any caller.
-fn ledger_routes(ledger: Ledger) -> Router {
+fn ledger_routes(ledger: Ledger, streams: &events::Streams) -> Router {
     Router::new()
+        .route(
+            "/v1/blocks/events",
+            get(events::block_events).with_state((ledger.clone(), streams.clone())),
+        )
         .route("/v1/status", get(status))
         .route("/v1/accounts/{key}", get(account))
         .route("/v1/escrows/{job}", get(escrow))
@@ -299,18 +315,27 @@ async fn block(
             format!("no recent block at height {height} on this node"),
         )
     })?;
-    Ok(Json(api::Block {
+    Ok(Json(block_body(block)))
+}
+
+/// A block as the API shows it.
+fn block_body(block: cairn_chain::BlockSummary) -> api::Block {
+    api::Block {
         height: block.height,
         digest: block.digest.to_string(),
         timestamp_ms: block.timestamp_ms,
         applied: block.applied as u64,
         refused: block.refused as u64,
         root: block.root,
-    }))
+    }
 }
 
 /// The market's routes: the stats open, the rest behind the token.
-fn market_routes(market: crate::market::Market, access: &Access) -> Router {
+fn market_routes(
+    market: crate::market::Market,
+    access: &Access,
+    streams: &events::Streams,
+) -> Router {
     let private = Router::new()
         .route(
             "/v1/blobs",
@@ -331,12 +356,11 @@ fn market_routes(market: crate::market::Market, access: &Access) -> Router {
         .route("/v1/jobs/{id}", get(job_status))
         .route(
             "/v1/jobs/{id}/events",
-            get(events::job_events).with_state(events::Streams {
-                market: market.clone(),
-                open: std::sync::Arc::new(tokio::sync::Semaphore::new(events::STREAMS_MAX)),
-            }),
+            get(events::job_events).with_state((market.clone(), streams.clone())),
         )
         .route("/v1/jobs/{id}/results", get(job_results))
+        .route("/v1/providers", get(providers))
+        .route("/v1/prices", get(prices))
         .route_layer(from_fn_with_state(access.clone(), access::require_token));
     Router::new()
         .route("/v1/market", get(market_stats))
@@ -419,6 +443,18 @@ async fn job_results(
         .results(&id)
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no job {id} on this node")))?;
     Ok(Json(api::JobResults { results }))
+}
+
+async fn providers(State(market): MarketState) -> Json<api::Providers> {
+    Json(api::Providers {
+        providers: market.providers(),
+    })
+}
+
+async fn prices(State(market): MarketState) -> Json<api::Prices> {
+    Json(api::Prices {
+        prices: market.prices(),
+    })
 }
 
 async fn market_stats(State(market): MarketState) -> Json<api::MarketStats> {

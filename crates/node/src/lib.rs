@@ -174,6 +174,12 @@ fn bind_http(config: &NodeConfig) -> Result<(std::net::TcpListener, api::Access)
         .local_addr()
         .map_err(|e| NodeError::Io(e.to_string()))?;
     println!("http listening on {bound}");
+    if config.market.is_some() {
+        println!(
+            "web console at http://{bound}/ (it asks for the token in {})",
+            api::ApiToken::path(&config.data_dir).display()
+        );
+    }
     Ok((http, api::Access::new(token, bound, &config.api_hosts)))
 }
 

@@ -7,6 +7,7 @@
 //! leases, fetching outputs, writing results, sending transactions,
 //! refereeing disputes.
 
+mod directory;
 mod job;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,6 +28,7 @@ use cairn_verify::{Action, Offence, Params as VerifyParams, Reveal, StateHash, T
 use cairn_wire::{ContentId, Keypair, PublicKey, Signed};
 
 pub use cairn_api::{JobStatus, TaskRecord};
+pub use directory::{Directory, PRICES_KEPT, PROVIDERS_SEEN_MAX};
 pub use job::{Job, JobRecord, Replicas, Revealed};
 use job::{MISSTATED_MAX, Phase};
 
@@ -247,6 +249,8 @@ pub struct RequesterCore {
     pub findings: BTreeMap<u64, (Finding, Option<PublicKey>)>,
     /// Lease id → job id.
     leases: BTreeMap<ContentId, ContentId>,
+    /// The providers that bid and the prices that cleared, for display.
+    pub directory: Directory,
     rng: Rng,
     selection: SelectionParams,
     sched: SchedParams,
@@ -272,6 +276,7 @@ impl RequesterCore {
             verifier: Verifier::new(verify, seed ^ 0xc0ffee),
             findings: BTreeMap::new(),
             leases: BTreeMap::new(),
+            directory: Directory::default(),
             rng: Rng::new(seed ^ 0x5eed),
             decisions: 0,
             selection: SelectionParams::default(),
@@ -504,6 +509,7 @@ impl RequesterCore {
                         {
                             job.build = build;
                         }
+                        self.directory.won(*id, &chosen, now);
                         winners = Some((order, chosen));
                     }
                     // Nobody new: a job its providers still work goes on
@@ -733,6 +739,17 @@ impl RequesterCore {
                 .map_err(BidRefused::Rejected)?,
             _ => job.late_bid(bid, stake, record, now)?,
         }
+        let latency_ms = job
+            .order
+            .as_ref()
+            .map_or(0, |(_, order)| now.saturating_sub(order.created_ms));
+        self.directory.bid(
+            bid.signer(),
+            bid.payload_unchecked(),
+            stake.unwrap_or(0),
+            latency_ms,
+            now,
+        );
         Ok((job.id, job.terms.module.id))
     }
 

@@ -1,13 +1,18 @@
-//! `GET /v1/jobs/{id}/events`: a job's progress as it happens, as
-//! server-sent events: a `status` event (the job's [`JobStatus`], as
-//! `GET /v1/jobs/{id}` answers it) whenever it changes, the first at once;
-//! the stream ends after the status that says the job is over, or after
-//! an hour (open another to go on).
+//! Server-sent event streams:
 //!
-//! The stream looks at the status a few times a second rather than being
-//! woken by the requester: a status is cheap to read, and the requester's
-//! drivers stay free of anything a client does. Streams are bounded, all
-//! jobs together, so clients cannot make the node hold unbounded timers.
+//! - `GET /v1/jobs/{id}/events`: a job's progress as it happens: a
+//!   `status` event (the job's [`JobStatus`], as `GET /v1/jobs/{id}`
+//!   answers it) whenever it changes, the first at once; the stream ends
+//!   after the status that says the job is over.
+//! - `GET /v1/blocks/events`: each finalized block (a `block` event, as
+//!   `GET /v1/blocks/{height}` answers it), oldest first, from the last
+//!   [`BLOCKS_BEHIND_MAX`] when the stream opens.
+//!
+//! A stream ends after an hour (open another to go on). It looks at its
+//! source a few times a second rather than being woken by it: a status or
+//! a height is cheap to read, and the requester's drivers and the chain
+//! stay free of anything a client does. Streams are bounded, all kinds
+//! together, so clients cannot make the node hold unbounded timers.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -17,6 +22,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use cairn_api::JobStatus;
+use cairn_chain::Ledger;
 use cairn_wire::ContentId;
 use futures::Stream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -24,72 +30,143 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::{ApiError, parse};
 use crate::market::Market;
 
-/// How often a stream looks at its job's status.
+/// How often a stream looks at its source.
 const PERIOD: Duration = Duration::from_millis(250);
 /// How long one stream lasts: a client that went quiet (suspended,
 /// stuck) gives its place back, and a live one opens another.
 const LIFETIME: Duration = Duration::from_secs(3_600);
-/// Event streams open at once, all jobs together.
+/// Event streams open at once, all kinds together.
 pub(super) const STREAMS_MAX: usize = 64;
+/// Blocks a block stream sends at once when it opens or falls behind (a
+/// client that reads slowly): older ones are skipped, and are still at
+/// `GET /v1/blocks/{height}` while the node keeps them.
+const BLOCKS_BEHIND_MAX: u64 = 16;
 
-/// What the route needs: the market, and the streams' bound.
+/// The bound on open streams, shared by every stream route.
 #[derive(Clone)]
-pub(super) struct Streams {
-    pub market: Market,
-    pub open: Arc<Semaphore>,
+pub(super) struct Streams(Arc<Semaphore>);
+
+impl Streams {
+    pub fn new() -> Self {
+        Self(Arc::new(Semaphore::new(STREAMS_MAX)))
+    }
+
+    /// A place for one more stream, or a `503` that says where to poll.
+    fn open(&self, instead: &str) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.0.clone().try_acquire_owned().map_err(|_| {
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "{STREAMS_MAX} event streams are open on this node; close one or poll {instead}"
+                ),
+            )
+        })
+    }
 }
 
-/// One stream's state between events.
-struct Watch {
+/// What a look at a stream's source found.
+enum Look {
+    /// An event to send; `true` if it is the last.
+    Send(Event, bool),
+    /// Nothing new yet.
+    Wait,
+    /// The source is gone: the stream ends.
+    End,
+}
+
+/// A stream of what `look` finds, looking every [`PERIOD`] until it
+/// finds something, for at most [`LIFETIME`], holding `permit` while open.
+fn stream<S: Send + 'static>(
+    source: S,
+    permit: OwnedSemaphorePermit,
+    look: fn(&mut S) -> Look,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let ends = tokio::time::Instant::now() + LIFETIME;
+    let state = (source, false, permit);
+    let events = futures::stream::unfold(state, move |(mut source, over, permit)| async move {
+        if over || tokio::time::Instant::now() >= ends {
+            return None;
+        }
+        loop {
+            match look(&mut source) {
+                Look::Send(event, last) => return Some((Ok(event), (source, last, permit))),
+                Look::Wait => tokio::time::sleep(PERIOD).await,
+                Look::End => return None,
+            }
+        }
+    });
+    Sse::new(events).keep_alive(KeepAlive::default())
+}
+
+/// A job stream's state between events.
+struct JobWatch {
     market: Market,
     job: ContentId,
     last: Option<JobStatus>,
-    over: bool,
-    ends: tokio::time::Instant,
-    /// Held while the stream is open.
-    _permit: OwnedSemaphorePermit,
 }
 
 pub(super) async fn job_events(
-    State(streams): State<Streams>,
+    State((market, streams)): State<(Market, Streams)>,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let job: ContentId = parse(&id)?;
-    if streams.market.job(&job).is_none() {
+    if market.job(&job).is_none() {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
             format!("no job {job} on this node"),
         ));
     }
-    let permit = streams.open.try_acquire_owned().map_err(|_| {
-        ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("{STREAMS_MAX} event streams are open on this node; close one or poll /v1/jobs/{job}"),
-        )
-    })?;
-    let watch = Watch {
-        market: streams.market,
+    let permit = streams.open(&format!("/v1/jobs/{job}"))?;
+    let watch = JobWatch {
+        market,
         job,
         last: None,
-        over: false,
-        ends: tokio::time::Instant::now() + LIFETIME,
-        _permit: permit,
     };
-    let events = futures::stream::unfold(watch, |mut watch| async move {
-        if watch.over || tokio::time::Instant::now() >= watch.ends {
-            return None;
+    Ok(stream(watch, permit, |watch| {
+        // A job forgotten while watched ends its stream.
+        let Some(status) = watch.market.job(&watch.job) else {
+            return Look::End;
+        };
+        if watch.last.as_ref() == Some(&status) {
+            return Look::Wait;
         }
-        loop {
-            // A job forgotten while watched ends its stream.
-            let status = watch.market.job(&watch.job)?;
-            if watch.last.as_ref() != Some(&status) {
-                watch.over = status.state.is_over();
-                let data = serde_json::to_string(&status).unwrap_or_default();
-                watch.last = Some(status);
-                return Some((Ok(Event::default().event("status").data(data)), watch));
+        let over = status.state.is_over();
+        let data = serde_json::to_string(&status).unwrap_or_default();
+        watch.last = Some(status);
+        Look::Send(Event::default().event("status").data(data), over)
+    }))
+}
+
+/// A block stream's state between events.
+struct BlockWatch {
+    ledger: Ledger,
+    /// The height of the next block to send; `None` before the first.
+    next: Option<u64>,
+}
+
+pub(super) async fn block_events(
+    State((ledger, streams)): State<(Ledger, Streams)>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let permit = streams.open("/v1/status")?;
+    let watch = BlockWatch { ledger, next: None };
+    Ok(stream(watch, permit, |watch| {
+        let height = watch.ledger.height();
+        let next = watch
+            .next
+            .unwrap_or(0)
+            .max(height.saturating_sub(BLOCKS_BEHIND_MAX - 1));
+        if next > height {
+            return Look::Wait;
+        }
+        watch.next = Some(next + 1);
+        match watch.ledger.block(next) {
+            Some(block) => {
+                let data = serde_json::to_string(&super::block_body(block)).unwrap_or_default();
+                Look::Send(Event::default().event("block").data(data), false)
             }
-            tokio::time::sleep(PERIOD).await;
+            // Not kept (the genesis, or a block this node only synced
+            // the state of): the next one is looked at at once.
+            None => Look::Wait,
         }
-    });
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+    }))
 }

@@ -376,6 +376,8 @@ async fn token_guesser_is_refused_on_every_private_route() {
         ("POST", "/v1/jobs".to_string(), "application/json"),
         ("GET", "/metrics".to_string(), ""),
         ("GET", format!("/v1/jobs/{id}/events"), ""),
+        ("GET", "/v1/providers".to_string(), ""),
+        ("GET", "/v1/prices".to_string(), ""),
     ];
     for (method, path, content_type) in &routes {
         for guess in guesses {
@@ -708,10 +710,134 @@ async fn stream_hoarder_is_refused_past_the_bound_and_a_stream_opens_with_the_st
     }
     let refused = open(events.clone()).await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // The bound holds for every kind of stream together.
+    let blocks = open("/v1/blocks/events".into()).await;
+    assert_eq!(blocks.status(), StatusCode::SERVICE_UNAVAILABLE);
     drop(held.pop());
     assert_eq!(open(events.clone()).await.status(), StatusCode::OK);
+    drop(held.pop());
+    // A block stream opens with the last block (the escrow's), as
+    // `GET /v1/blocks/{height}` shows it.
+    let blocks = open("/v1/blocks/events".into()).await;
+    assert_eq!(blocks.status(), StatusCode::OK);
+    let mut body = blocks.into_body().into_data_stream();
+    let mut last: Option<cairn_api::Block> = None;
+    while last
+        .as_ref()
+        .is_none_or(|b| b.height < node.ledger.height())
+    {
+        let frame = String::from_utf8(body.next().await.unwrap().unwrap().to_vec()).unwrap();
+        let data = frame
+            .strip_prefix("event: block\ndata: ")
+            .and_then(|rest| rest.strip_suffix("\n\n"))
+            .unwrap_or_else(|| panic!("not one block event: {frame:?}"));
+        let block: cairn_api::Block = serde_json::from_str(data).unwrap();
+        assert!(last.as_ref().is_none_or(|b| block.height == b.height + 1));
+        last = Some(block);
+    }
+    let last = last.unwrap();
+    let (status, shown) = node
+        .call(request(
+            "GET",
+            &format!("/v1/blocks/{}", last.height),
+            &[],
+            Vec::new(),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_value::<cairn_api::Block>(shown).unwrap(),
+        last
+    );
 
     let unknown = ContentId::of(b"no such job");
     let response = open(format!("/v1/jobs/{unknown}/events")).await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+/// The console's page and files need no token (they hold no data), carry
+/// a policy that lets them load and call this node only, and are refused
+/// to a DNS-rebinding page like every route.
+#[tokio::test]
+async fn console_is_served_without_data_under_a_policy_that_reaches_only_this_node() {
+    let node = node().await;
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/console.js", "text/javascript"),
+        ("/console.css", "text/css"),
+    ] {
+        let response = node
+            .app
+            .clone()
+            .oneshot(request("GET", path, &[], Vec::new()))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let headers = response.headers();
+        assert!(
+            headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with(kind)
+        );
+        let policy = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        for rule in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(policy.contains(rule), "{path}: {policy}");
+        }
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        let rebound = node
+            .app
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .uri(path)
+                    .header(header::HOST, "attacker.example:8640")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(rebound.status(), StatusCode::MISDIRECTED_REQUEST, "{path}");
+    }
+    // The page runs no inline script: all of it is in console.js, which
+    // the policy allows.
+    let page = super::console::PAGE;
+    assert!(page.contains(r#"<script src="/console.js" defer></script>"#));
+    assert_eq!(page.matches("<script").count(), 1);
+    let handler = page
+        .split_whitespace()
+        .find(|word| word.starts_with("on") && word.contains('='));
+    assert_eq!(handler, None, "an inline event handler");
+}
+
+/// What the providers and prices routes show is what the core saw: none
+/// before any bid, and the market's own key in its stats.
+#[tokio::test]
+async fn providers_and_prices_start_empty_and_the_market_names_its_key() {
+    let node = node().await;
+    let bearer = node.bearer();
+    for (path, field) in [("/v1/providers", "providers"), ("/v1/prices", "prices")] {
+        let (status, answer) = node
+            .call(request(
+                "GET",
+                path,
+                &[("authorization", &bearer)],
+                Vec::new(),
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(answer[field], Value::Array(Vec::new()), "{path}");
+    }
+    let (_, market) = node
+        .call(request("GET", "/v1/market", &[], Vec::new()))
+        .await;
+    assert_eq!(
+        market["key"],
+        Keypair::from_seed([5; 32]).public().to_string()
+    );
 }

@@ -429,6 +429,16 @@ impl Market {
         self.requester.statuses()
     }
 
+    /// Every provider that bid for this node's work, most recent first.
+    pub fn providers(&self) -> Vec<cairn_api::ProviderSeen> {
+        self.requester.providers()
+    }
+
+    /// The prices this node's auctions cleared at, oldest first.
+    pub fn prices(&self) -> Vec<cairn_api::PricePoint> {
+        self.requester.prices()
+    }
+
     /// A job's results so far.
     pub fn results(&self, id: &ContentId) -> Option<Vec<TaskRecord>> {
         self.requester.results(id)
@@ -472,6 +482,7 @@ impl Market {
         let c = &self.shared.counters;
         let net = self.shared.net.stats();
         MarketStats {
+            key: self.shared.key.public(),
             peer_id: self.peer_id().to_string(),
             listen: self.addresses().iter().map(ToString::to_string).collect(),
             peers: self.shared.net.connected_peers().await.len() as u64,

@@ -947,6 +947,18 @@ impl Requester {
         self.core.lock().statuses(now_ms())
     }
 
+    /// Every provider that bid for this node's work, most recent first.
+    pub fn providers(&self) -> Vec<cairn_api::ProviderSeen> {
+        let core = self.core.lock();
+        core.directory
+            .providers(|key| core.verifier.trust().record(key))
+    }
+
+    /// The prices this node's auctions cleared at, oldest first.
+    pub fn prices(&self) -> Vec<cairn_api::PricePoint> {
+        self.core.lock().directory.prices()
+    }
+
     /// A job's results so far, by task.
     pub fn results(&self, id: &ContentId) -> Option<Vec<TaskRecord>> {
         if !self.core.lock().jobs.contains_key(id) {
