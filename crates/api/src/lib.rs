@@ -202,11 +202,15 @@ pub enum JobState {
     Done,
     /// Over, some tasks without one.
     Failed,
+    /// Over, cancelled by its requester: its accepted results are kept
+    /// and paid, the rest of its tasks given up, its escrow's rest
+    /// returned.
+    Cancelled,
 }
 
 impl JobState {
     /// Every state, in the order a job meets them.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Bidding,
         Self::Queued,
         Self::Running,
@@ -214,6 +218,7 @@ impl JobState {
         Self::Settling,
         Self::Done,
         Self::Failed,
+        Self::Cancelled,
     ];
 
     /// Its name, as the API writes it.
@@ -226,12 +231,13 @@ impl JobState {
             Self::Settling => "settling",
             Self::Done => "done",
             Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
         }
     }
 
-    /// Whether the job is over (done or failed).
+    /// Whether the job is over (done, failed or cancelled).
     pub fn is_over(self) -> bool {
-        matches!(self, Self::Done | Self::Failed)
+        matches!(self, Self::Done | Self::Failed | Self::Cancelled)
     }
 }
 

@@ -55,7 +55,28 @@ enum JobCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Follow a job until it ends.
+    /// Every job on the node, oldest first: state, progress, and why it
+    /// waits (as `status` with no id).
+    List {
+        /// Print JSON, one job per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a job: its accepted results are kept and paid, its other
+    /// tasks given up, its providers released at their next pull, and the
+    /// rest of its escrow returns once their notice on the ledger ends.
+    #[command(
+        after_help = "Example:\n  cairn job cancel 53f7023425…  # the id `cairn job submit` printed"
+    )]
+    Cancel {
+        /// Job id.
+        id: ContentId,
+        /// Print the job's status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow a job until it ends (exit status 1 if some tasks have no
+    /// result: failed or cancelled).
     Watch {
         /// Job id.
         id: ContentId,
@@ -87,26 +108,46 @@ pub fn job(args: JobArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        JobCommand::Status { id, json } => {
-            let statuses = match id {
-                Some(id) => vec![node.get(&format!("/v1/jobs/{id}"))?],
-                None => node.get::<api::JobList>("/v1/jobs")?.jobs,
-            };
-            for status in statuses {
-                if json {
-                    println!("{}", serde_json::to_string(&status)?);
-                } else {
-                    println!("{}", describe(&status));
-                }
+        JobCommand::Cancel { id, json } => {
+            let status: api::JobStatus =
+                node.post_json(&format!("/v1/jobs/{id}/cancel"), Vec::new())?;
+            if json {
+                println!("{}", serde_json::to_string(&status)?);
+            } else {
+                println!(
+                    "cancelled job {id}: {} of {} tasks done and kept, {} given up; the rest of \
+                     its escrow returns after the ledger's notice to its providers",
+                    status.done,
+                    status.total,
+                    status.total - status.done
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
+        JobCommand::List { json } => list(&node, None, json),
+        JobCommand::Status { id, json } => list(&node, id, json),
         JobCommand::Watch { id } => watch(&node, &id),
         JobCommand::Results { id, out } => {
             results(&node, &id, out)?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Prints one job's status, or every job's.
+fn list(node: &Node, id: Option<ContentId>, json: bool) -> anyhow::Result<ExitCode> {
+    let statuses = match id {
+        Some(id) => vec![node.get(&format!("/v1/jobs/{id}"))?],
+        None => node.get::<api::JobList>("/v1/jobs")?.jobs,
+    };
+    for status in statuses {
+        if json {
+            println!("{}", serde_json::to_string(&status)?);
+        } else {
+            println!("{}", describe(&status));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Uploads what the job needs and submits it; returns the job id. The
@@ -216,7 +257,12 @@ fn describe(status: &api::JobStatus) -> String {
         line.push_str(&format!("\n    convicted and slashed: {}", keys.join(", ")));
     }
     if let Some(reason) = &status.reason {
-        line.push_str(&format!("\n    waiting: {reason}"));
+        let label = if status.state.is_over() {
+            "why"
+        } else {
+            "waiting"
+        };
+        line.push_str(&format!("\n    {label}: {reason}"));
     }
     line
 }
@@ -242,7 +288,9 @@ pub fn watch(node: &Node, id: &ContentId) -> anyhow::Result<ExitCode> {
             }
             match status.state {
                 api::JobState::Done => return Ok(ExitCode::SUCCESS),
-                api::JobState::Failed => return Ok(ExitCode::from(crate::EXIT_TASKS_FAILED)),
+                api::JobState::Failed | api::JobState::Cancelled => {
+                    return Ok(ExitCode::from(crate::EXIT_TASKS_FAILED));
+                }
                 _ => {}
             }
         }

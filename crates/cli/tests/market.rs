@@ -588,6 +588,10 @@ fn the_web_console_shows_a_rendering_job_live_with_its_frames_and_providers() {
     // The example's frames are 320×240 (examples/render/job.toml).
     assert_eq!(shown["full"], serde_json::json!([320, 240]), "{shown}");
     assert!(shown["blocks"].as_u64().unwrap() > 0, "{shown}");
+    assert_eq!(
+        shown["cancellable"], false,
+        "a job over cannot be cancelled"
+    );
     assert!(
         shown["balance"].as_str().unwrap().ends_with(" CAIRN"),
         "{shown}"
@@ -824,6 +828,62 @@ fn a_restarted_requester_resumes_without_rerunning_finished_tasks() {
     );
     let _ = node.kill();
     let _ = node.wait();
+}
+
+/// `cairn job cancel` in the middle of a job: it is refused a second
+/// time, no task runs after it, the results accepted before it are kept,
+/// and every token is accounted for: the providers are paid for those
+/// results and the rest of the escrow returns.
+#[test]
+fn a_cancelled_job_keeps_and_pays_what_it_accepted_and_returns_the_rest_of_its_escrow() {
+    let devnet = Devnet::start(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let (requester_before, providers_before, fees_before) = balances(&devnet, 2);
+    let tasks = 1_000;
+    let id = devnet.submit(&search_job(tmp.path(), tasks, 1_000, VERIFIED));
+    let budget = devnet
+        .get(&format!("/v1/escrows/{id}"))
+        .expect("the escrow is open")["balance"]
+        .as_u64()
+        .unwrap();
+    devnet.wait_until("some tasks are done", |d| {
+        (d.status(&id)["done"].as_u64()? >= 5).then_some(())
+    });
+    let output = devnet.job(&["cancel", &id]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.starts_with(&format!("cancelled job {id}")),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let again = devnet.job(&["cancel", &id]);
+    assert_eq!(again.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("over already"), "{stderr}");
+    let status = devnet.wait_until("the job reads cancelled", |d| {
+        let status = d.status(&id);
+        (status["state"] == "cancelled").then_some(status)
+    });
+    let done = status["done"].as_u64().unwrap();
+    assert!(done >= 5 && done < u64::from(tasks), "{status}");
+    assert_eq!(status["failed"].as_u64().unwrap(), u64::from(tasks) - done);
+    assert_eq!(devnet.results(&id).len() as u64, done);
+    // Nothing ran after the cancel.
+    let executions = status["executions"].clone();
+    assert_eq!(devnet.status(&id)["executions"], executions);
+    devnet.wait_until("the escrow is closed", |d| {
+        d.get(&format!("/v1/escrows/{id}")).is_none().then_some(())
+    });
+    let (requester_after, providers_after, fees_after) = balances(&devnet, 2);
+    let spent = requester_before - requester_after;
+    let earned: u64 = providers_after
+        .iter()
+        .zip(&providers_before)
+        .map(|(after, before)| after - before)
+        .sum();
+    assert!(spent > 0 && spent < budget, "spent {spent} of {budget}");
+    assert_eq!(spent, earned + (fees_after - fees_before));
+    assert!(devnet.status(&id)["settled"].as_u64().unwrap() >= done);
 }
 
 /// The lease a result was produced under, from its signed receipt (version,

@@ -38,6 +38,10 @@
 //! - `GET  /v1/jobs/{id}/events` — the job's status as server-sent events,
 //!   one each time it changes, until it is over (see [`events`]).
 //! - `GET  /v1/jobs/{id}/results` — finished tasks and their output blobs.
+//! - `POST /v1/jobs/{id}/cancel` — cancels the job (no body): its accepted
+//!   results are paid, its other tasks given up, its providers released,
+//!   and the rest of its escrow returns; answers its status; `409` when
+//!   it is over already.
 //! - `GET  /v1/providers` — every provider that bid for this node's work:
 //!   its last bid's price and resources, stake, latency, bids won, and its
 //!   record here (results confirmed, convictions).
@@ -48,8 +52,9 @@
 //!   by state, executions, disputes and convictions.
 //!
 //! Refusals: `400` bad input, `401` no or wrong token, `403` another
-//! origin, `413` body too large, `415` wrong content type, `421` a `Host`
-//! that is not this API; each with `{"error": "<what was wrong>"}`. A `500`
+//! origin, `404` no such job, blob or block, `409` a job over already,
+//! `413` body too large, `415` wrong content type, `421` a `Host` that is
+//! not this API; each with `{"error": "<what was wrong>"}`. A `500`
 //! says nothing of the cause, which goes to the node's log.
 //!
 //! Every body is a type of `cairn_api`, which the clients read back.
@@ -359,6 +364,7 @@ fn market_routes(
             get(events::job_events).with_state((market.clone(), streams.clone())),
         )
         .route("/v1/jobs/{id}/results", get(job_results))
+        .route("/v1/jobs/{id}/cancel", post(cancel_job))
         .route("/v1/providers", get(providers))
         .route("/v1/prices", get(prices))
         .route_layer(from_fn_with_state(access.clone(), access::require_token));
@@ -432,6 +438,20 @@ async fn job_status(
         .job(&id)
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no job {id} on this node")))?;
     Ok(Json(status))
+}
+
+async fn cancel_job(
+    State(market): MarketState,
+    Path(id): Path<String>,
+) -> Result<Json<api::JobStatus>, ApiError> {
+    use cairn_roles::requester::CancelRefused;
+    let id: ContentId = parse(&id)?;
+    market.cancel(&id).await.map(Json).map_err(|e| match e {
+        CancelRefused::NotFound => {
+            ApiError(StatusCode::NOT_FOUND, format!("no job {id} on this node"))
+        }
+        CancelRefused::Over => ApiError(StatusCode::CONFLICT, format!("job {id}: {e}")),
+    })
 }
 
 async fn job_results(

@@ -129,12 +129,42 @@ pub struct Effects {
     pub challenges: Vec<(ContentId, u64, Signed<Commit>)>,
     /// Disputes to referee: (job, dispute id).
     pub disputes: Vec<(ContentId, u64)>,
+    /// Disputes that ended undecided (their job was cancelled): what the
+    /// shell keeps for them goes.
+    pub ended_disputes: Vec<u64>,
     /// Wrong results to bring to the validators.
     pub cases: Vec<Pending>,
     /// Orders to publish.
     pub orders: Vec<Signed<Order>>,
     /// Jobs whose drivers should look again: something changed them.
     pub wake: BTreeSet<ContentId>,
+}
+
+/// A job cancelled: its record to persist (it says when), and what to
+/// carry out.
+pub struct Cancelled {
+    /// The job's record, which a restarted requester cancels again from.
+    pub record: JobRecord,
+    /// What to carry out.
+    pub effects: Effects,
+}
+
+/// Why a job could not be cancelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelRefused {
+    /// The requester has no such job.
+    NotFound,
+    /// It is settling or over already.
+    Over,
+}
+
+impl std::fmt::Display for CancelRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::NotFound => "no such job",
+            Self::Over => "the job is over already: every task is decided",
+        })
+    }
 }
 
 /// What a job's driver does after [`RequesterCore::step`]: carry out the
@@ -389,9 +419,17 @@ impl RequesterCore {
         wake
     }
 
-    /// Puts a restored job in the phase its results say.
-    pub fn restored(&mut self, job: &ContentId, now: u64) {
-        if let Some(job) = self.jobs.get_mut(job) {
+    /// Puts a restored job in the phase its results say. A job cancelled
+    /// before the restart is cancelled again: the returned effects carry
+    /// that out.
+    pub fn restored(&mut self, id: &ContentId, now: u64) -> Effects {
+        if let Some(job) = self.jobs.get(id)
+            && job.record.cancelled_ms.is_some()
+            && !job.record.settled
+        {
+            return self.stop(id, now);
+        }
+        if let Some(job) = self.jobs.get_mut(id) {
             job.phase = if job.record.settled {
                 job.finished_ms = Some(now);
                 Phase::Done
@@ -401,6 +439,7 @@ impl RequesterCore {
                 Phase::Running
             };
         }
+        Effects::default()
     }
 
     /// Restores a lease given before a restart: its provider, if still
@@ -1217,6 +1256,70 @@ impl RequesterCore {
             job.reason = Some(problems.join("; "));
         }
         Some(job.record.clone())
+    }
+
+    /// Cancels a job for its requester at `now`: nothing more is auctioned
+    /// or handed out, every task without a final result is given up (a
+    /// copy running now is not paid, and what its provider sends later is
+    /// not judged), its open disputes end undecided, and the job settles
+    /// what was accepted, after which the rest of its escrow returns. Its
+    /// providers learn at their next pull that it is over.
+    pub fn cancel(&mut self, id: &ContentId, now: u64) -> Result<Cancelled, CancelRefused> {
+        let job = self.jobs.get(id).ok_or(CancelRefused::NotFound)?;
+        if matches!(job.phase, Phase::Settling | Phase::Done) {
+            return Err(CancelRefused::Over);
+        }
+        let effects = self.stop(id, now);
+        let job = self.jobs.get_mut(id).expect("held above");
+        job.record.cancelled_ms = Some(now);
+        Ok(Cancelled {
+            record: job.record.clone(),
+            effects,
+        })
+    }
+
+    /// What a cancel does to a job still open: also done again to a
+    /// cancelled job restored after a restart, before it settled.
+    fn stop(&mut self, id: &ContentId, now: u64) -> Effects {
+        let mut effects = Effects::default();
+        let Some(job) = self.jobs.get_mut(id) else {
+            return effects;
+        };
+        let (withdrawn, disputes) = self.verifier.cancel(id);
+        let verifier = &self.verifier;
+        let given_up = job.sched.cancel("the job was cancelled", |task| {
+            verifier.accepted(&(*id, task)).is_some()
+        });
+        // A result accepted and then disputed is not final: not paid, not
+        // kept.
+        for task in withdrawn {
+            job.unsettled
+                .retain(|r| r.payload_unchecked().task != u64::from(task));
+            effects.writes.push(Write::ForgetResult { job: *id, task });
+        }
+        self.findings
+            .retain(|dispute, _| !disputes.contains(dispute));
+        effects.ended_disputes = disputes;
+        // Nothing more is asked of its providers, nor kept for a decision.
+        job.replicas.asks.clear();
+        job.replicas.revealed.clear();
+        job.replicas.commits.clear();
+        // An auction or a lease offer under way comes to nothing: the job
+        // settles at its driver's next step.
+        if !matches!(job.phase, Phase::Settling | Phase::Done) {
+            job.phase = Phase::Running;
+        }
+        job.order = None;
+        job.reason = Some(format!(
+            "cancelled by its requester; {} task{} given up",
+            given_up.len(),
+            if given_up.len() == 1 { "" } else { "s" }
+        ));
+        job.last_pull_ms = now;
+        effects.wake.insert(*id);
+        self.decisions += 1;
+        effects.seq = self.decisions;
+        effects
     }
 
     /// Forgets what verification held of a finished job: its open disputes

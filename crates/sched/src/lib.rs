@@ -707,6 +707,36 @@ impl Scheduler {
         }
     }
 
+    /// Gives up every task for `reason` (the job was cancelled) except
+    /// those done whose result `keep` says is final (a result verification
+    /// still had to confirm is not): nothing is handed out again, no
+    /// deadline is kept, and a copy's late result is not assigned. Returns
+    /// the tasks given up.
+    pub fn cancel(&mut self, reason: &str, keep: impl Fn(u32) -> bool) -> Vec<u32> {
+        let mut given_up = Vec::new();
+        for (task, state) in self.tasks.iter_mut().enumerate() {
+            let task = task as u32;
+            match state {
+                TaskState::Failed(_) => continue,
+                TaskState::Done { .. } if keep(task) => continue,
+                TaskState::Done { .. } => self.done -= 1,
+                TaskState::Pending | TaskState::Running(_) => {}
+            }
+            *state = TaskState::Failed(reason.to_string());
+            self.failed += 1;
+            given_up.push(task);
+        }
+        self.pending.clear();
+        self.running.clear();
+        self.deadlines.clear();
+        self.watched.clear();
+        for state in self.providers.values_mut() {
+            state.running.clear();
+            state.watched = None;
+        }
+        given_up
+    }
+
     /// Every task is done or given up.
     pub fn is_finished(&self) -> bool {
         self.done + self.failed == self.tasks.len() as u32

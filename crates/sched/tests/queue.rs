@@ -343,3 +343,42 @@ fn only_a_provider_holding_work_is_dropped_for_silence() {
     let idle = key(10);
     assert_eq!(sched.pull(&idle, 1, 1_000_000_001).unwrap(), [0]);
 }
+
+#[test]
+fn a_cancelled_queue_gives_up_what_is_not_done_and_hands_out_nothing_more() {
+    let (a, b) = (key(1), key(2));
+    let mut sched = Scheduler::new(5, params());
+    sched.add_provider(a, 2, 0);
+    sched.add_provider(b, 1, 0);
+    assert_eq!(sched.pull(&a, 10, 0).unwrap(), vec![0, 1]);
+    assert_eq!(sched.pull(&b, 10, 0).unwrap(), vec![2]);
+    assert_eq!(sched.pull(&a, 10, 1).unwrap(), Vec::<u32>::new());
+    for task in [0, 1] {
+        assert_eq!(
+            sched.complete(&a, task, ContentId::of(b"0"), 5),
+            Completion::Accepted
+        );
+    }
+    // Task 1's result is not final (verification wanted another replica):
+    // it is given up with the rest.
+    assert_eq!(
+        sched.cancel("cancelled", |task| task == 0),
+        vec![1, 2, 3, 4]
+    );
+    assert!(sched.is_finished());
+    let p = sched.progress();
+    assert_eq!((p.done, p.failed, p.running, p.pending), (1, 4, 0, 0));
+    assert!(matches!(sched.task(0), Some(TaskState::Done { .. })));
+    assert_eq!(sched.task(1), Some(&TaskState::Failed("cancelled".into())));
+    assert_eq!(sched.task(3), Some(&TaskState::Failed("cancelled".into())));
+    // Nothing more is handed out, no deadline fires, and a copy that was
+    // running when the job was cancelled is not taken.
+    assert!(sched.pull(&b, 10, 10).unwrap().is_empty());
+    assert_eq!(sched.next_deadline_ms(), None);
+    assert!(sched.tick(10_000).is_empty());
+    assert_eq!(
+        sched.complete(&b, 2, ContentId::of(b"2"), 20),
+        Completion::NotAssigned
+    );
+    assert_eq!(sched.progress().done, 1);
+}

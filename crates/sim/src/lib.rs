@@ -798,6 +798,7 @@ impl Sim {
             submission,
             submitted_ms: self.now,
             settled: false,
+            cancelled_ms: None,
         };
         let key = self.requesters[requester].key.clone();
         self.pending_txs.push((

@@ -346,6 +346,50 @@ impl Verifier {
         }
     }
 
+    /// `job` was cancelled by its requester: every task without a final
+    /// result (none accepted, or one accepted and still disputed) is given
+    /// up, no deadline of the job is kept, and its disputes end undecided,
+    /// so no one is paid or convicted on them. Its accepted results are
+    /// final, as when a job settles (see [`Verifier::seal`]). Returns the
+    /// tasks whose accepted result is withdrawn (it was disputed) and the
+    /// disputes ended.
+    pub fn cancel(&mut self, job: &ContentId) -> (Vec<u32>, Vec<u64>) {
+        let Some(state) = self.jobs.get_mut(job) else {
+            return (Vec::new(), Vec::new());
+        };
+        state.sealed = true;
+        let mut withdrawn = Vec::new();
+        for (index, task) in state.tasks.iter_mut().enumerate() {
+            if task.accepted.is_some() && task.dispute.is_none() {
+                continue;
+            }
+            if task.accepted.take().is_some() {
+                withdrawn.push(index as u32);
+            }
+            task.dispute = None;
+            task.failed = true;
+            for replica in &mut task.replicas {
+                if !matches!(
+                    replica.state,
+                    ReplicaState::Revealed(_) | ReplicaState::Convicted
+                ) {
+                    replica.state = ReplicaState::Dropped;
+                }
+            }
+        }
+        self.deadlines.retain(|(_, task, _)| task.0 != *job);
+        let disputes: Vec<u64> = self
+            .disputes
+            .iter()
+            .filter(|(_, d)| d.task.0 == *job)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &disputes {
+            self.disputes.remove(id);
+        }
+        (withdrawn, disputes)
+    }
+
     /// How many tasks of `job` are accepted.
     pub fn accepted_count(&self, job: &ContentId) -> u32 {
         self.jobs.get(job).map_or(0, |j| {

@@ -227,3 +227,62 @@ fn a_conviction_after_a_job_settles_does_not_reopen_its_results() {
     assert_eq!(verifier.accepted_count(&jobs[0]), 1);
     assert_eq!(verifier.accepted_count(&jobs[1]), 0);
 }
+
+/// A cancelled job keeps its accepted results and gives up the rest: no
+/// deadline of it is kept, so the replica that committed and was never
+/// asked to reveal is not convicted, and nothing it sends later is
+/// accepted.
+#[test]
+fn a_cancelled_job_keeps_its_accepted_results_and_times_nothing_more() {
+    use cairn_verify::{Action, Commitment, Reveal};
+    use cairn_wire::PublicKey;
+
+    let params = Params::default();
+    let reveal_ms = params.reveal_timeout_ms;
+    let mut verifier = Verifier::new(params, 1);
+    let [a, b] = [1u8, 2].map(|seed| Keypair::from_seed([seed; 32]).public());
+    let job = ContentId::of(b"cancelled");
+    verifier.open_job(job, VerifyPolicy::Replicate { replicas: 2 }, 3, 1_000_000);
+    let reveal = |provider: PublicKey| Reveal {
+        digest: ContentId::of(b"result"),
+        salt: *provider.as_bytes(),
+    };
+    // Task 0 is accepted; task 1 is committed to by both, not revealed;
+    // task 2 is only assigned.
+    for task in [(job, 0), (job, 1)] {
+        for provider in [a, b] {
+            verifier.assign(&task, provider, 0).unwrap();
+            verifier
+                .commit(
+                    &task,
+                    &provider,
+                    Commitment::new(&provider, &reveal(provider)),
+                    1,
+                )
+                .unwrap();
+        }
+    }
+    for provider in [a, b] {
+        verifier
+            .reveal(&(job, 0), &provider, &reveal(provider), 2)
+            .unwrap();
+    }
+    verifier.assign(&(job, 2), a, 3).unwrap();
+    assert_eq!(verifier.accepted_count(&job), 1);
+    assert!(!verifier.job_done(&job));
+
+    let (withdrawn, disputes) = verifier.cancel(&job);
+    assert!(withdrawn.is_empty() && disputes.is_empty());
+    assert!(verifier.job_done(&job), "every task is decided");
+    assert_eq!(verifier.accepted_count(&job), 1);
+    assert_eq!(verifier.next_deadline_ms(), None);
+    let actions = verifier.tick(10 * reveal_ms);
+    assert!(convicted(&actions).is_empty(), "{actions:?}");
+    let late = verifier.reveal(&(job, 1), &a, &reveal(a), 3);
+    let accepted = late
+        .iter()
+        .flatten()
+        .any(|action| matches!(action, Action::Accept { .. }));
+    assert!(!accepted, "{late:?}");
+    assert_eq!(verifier.accepted_count(&job), 1);
+}

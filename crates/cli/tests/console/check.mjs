@@ -79,6 +79,7 @@ try {
     frames: document.querySelectorAll('#frames img').length,
     providers: [...document.querySelectorAll('#providers tbody tr')].map((r) => r.cells[0].firstElementChild.title),
     blocks: document.querySelectorAll('#blocks tbody tr').length,
+    cancellable: !document.getElementById('job-cancel').hidden,
     balance: [...document.querySelectorAll('#account dd')].map((d) => d.textContent)[0],
     address: location.href,
   }));

@@ -424,6 +424,15 @@ impl Market {
         self.requester.status(id)
     }
 
+    /// Cancels a job (see `RequesterCore::cancel`): what was accepted is
+    /// paid, the rest given up, and the rest of its escrow returns.
+    pub async fn cancel(
+        &self,
+        id: &ContentId,
+    ) -> Result<JobStatus, cairn_roles::requester::CancelRefused> {
+        self.requester.cancel(id).await
+    }
+
     /// Every job this node requested.
     pub fn jobs(&self) -> Vec<JobStatus> {
         self.requester.statuses()

@@ -12,8 +12,8 @@ use cairn_ledger::{RECEIPT_NAMESPACE, Receipt, TxKind};
 use cairn_market::{Bid, Order};
 use cairn_net::PeerId;
 use cairn_roles::requester::{
-    Arrival, Asked, BidRefused, Effects, JobRecord, PullRefused, RequesterCore, Step, Write,
-    check_reports,
+    Arrival, Asked, BidRefused, CancelRefused, Cancelled, Effects, JobRecord, PullRefused,
+    RequesterCore, Step, Write, check_reports,
 };
 use cairn_store::{Op, Table};
 use cairn_wire::codec::DecodeFixed as _;
@@ -268,7 +268,14 @@ impl Requester {
                 self.shared.pin(result_blobs(&result));
                 self.core.lock().restore_result(&id, &result)?;
             }
-            self.core.lock().restored(&id, now);
+            // A job cancelled before the crash is cancelled again.
+            let effects = self.core.lock().restored(&id, now);
+            let requester = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = requester.carry_out(effects).await {
+                    tracing::error!("cancelling a restored job again: {e}");
+                }
+            });
             ids.push(id);
         }
         for (key, value) in db
@@ -337,6 +344,7 @@ impl Requester {
             submission,
             submitted_ms,
             settled: false,
+            cancelled_ms: None,
         };
         // The job is recorded in the same batch as its escrow is queued, and
         // offered to providers only once a block has locked the escrow.
@@ -935,6 +943,29 @@ impl Requester {
             self.fetches.lock().remove(&key);
         }
         outcome
+    }
+
+    /// Cancels a job (see [`RequesterCore::cancel`]) and answers its
+    /// status. The record that says so is durable before the answer: a
+    /// restarted requester cancels it again.
+    pub async fn cancel(self: &Arc<Self>, id: &ContentId) -> Result<JobStatus, CancelRefused> {
+        let Cancelled { record, effects } = self.core.lock().cancel(id, now_ms())?;
+        let op = Op::Put(
+            Table::Jobs,
+            id.as_bytes().to_vec(),
+            serde_json::to_vec(&record).expect("a job record serializes"),
+        );
+        let mut pause = super::verification::STORE_RETRY_FIRST;
+        while let Err(e) = self.shared.db.write(std::slice::from_ref(&op)) {
+            tracing::error!("storing a cancelled job: {e}; trying again in {pause:?}");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(super::verification::STORE_RETRY_MAX);
+        }
+        tracing::info!(job = %id.short(), "cancelled by its requester");
+        if let Err(e) = self.carry_out(effects).await {
+            tracing::error!("cancelling a job: {e}");
+        }
+        self.status(id).ok_or(CancelRefused::NotFound)
     }
 
     /// A job's status.

@@ -32,8 +32,8 @@ const CASE_PATIENCE_MS: u64 = 25 * 3_600 * 1_000;
 
 /// The first pause before a failed store write is tried again; each
 /// failure doubles it, up to [`STORE_RETRY_MAX`].
-const STORE_RETRY_FIRST: Duration = Duration::from_millis(500);
-const STORE_RETRY_MAX: Duration = Duration::from_secs(30);
+pub(super) const STORE_RETRY_FIRST: Duration = Duration::from_millis(500);
+pub(super) const STORE_RETRY_MAX: Duration = Duration::from_secs(30);
 
 impl Requester {
     /// Carries out what the core decided: stores results (before
@@ -89,6 +89,7 @@ impl Requester {
         for (lease, task, commit) in effects.challenges {
             tokio::spawn(self.clone().challenge(lease, task, commit));
         }
+        self.forget_disputes(&effects.ended_disputes);
         for (job, id) in effects.disputes {
             self.clone().spawn_dispute(job, id);
         }

@@ -23,6 +23,9 @@ pub struct JobRecord {
     pub submitted_ms: u64,
     /// Whether its settlement is over.
     pub settled: bool,
+    /// When its requester cancelled it (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled_ms: Option<u64>,
 }
 
 /// Where a job is in its life.
@@ -333,6 +336,7 @@ impl Job {
             Phase::Running if stalled.is_some() => JobState::Stalled,
             Phase::Running => JobState::Running,
             Phase::Settling => JobState::Settling,
+            Phase::Done if self.record.cancelled_ms.is_some() => JobState::Cancelled,
             Phase::Done if p.failed > 0 || self.replicas.failed > 0 => JobState::Failed,
             Phase::Done => JobState::Done,
         };

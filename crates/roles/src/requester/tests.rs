@@ -66,6 +66,7 @@ fn submitted(core: &mut RequesterCore, tasks: u32, policy: VerifyPolicy) -> (Con
         submission: submission(tasks, policy),
         submitted_ms: T0,
         settled: false,
+        cancelled_ms: None,
     };
     core.add_job(id, record, T0).unwrap();
     let mut effects = Effects::default();
@@ -982,6 +983,7 @@ fn a_tool_job_keeps_the_build_its_first_replicas_run() {
         submission,
         submitted_ms: T0,
         settled: false,
+        cancelled_ms: None,
     };
     core.add_job(id, record, T0).unwrap();
     let mut effects = Effects::default();
@@ -1026,4 +1028,114 @@ fn a_tool_job_keeps_the_build_its_first_replicas_run() {
         ),
         Err(BidRefused::Rejected(cairn_market::BidRejection::OtherBuild))
     ));
+}
+
+/// A cancelled job keeps and pays the result it accepted, gives up the
+/// rest (the one running too), tells its provider at its next pull that it
+/// is over, settles, and reads as cancelled; it cannot be cancelled twice.
+/// A requester restarted from its record before it settled cancels it
+/// again.
+#[test]
+fn a_cancelled_job_pays_what_it_accepted_gives_up_the_rest_and_releases_its_provider() {
+    let mut core = requester();
+    let a = provider(1);
+    let (job, order) = submitted(&mut core, 3, VerifyPolicy::None);
+    let leases = leased(&mut core, &job, &order, &[&a]);
+    let lease = &leases[0];
+    pull(&mut core, &a, lease, 1, Vec::new(), T1 + 1);
+    pull(
+        &mut core,
+        &a,
+        lease,
+        1,
+        vec![committed(&a, lease, 0, 500)],
+        T1 + 2,
+    );
+    let report = revealed(&a, lease, 0, 500, 500);
+    let (running, _, effects) = pull(&mut core, &a, lease, 1, vec![report], T1 + 3);
+    assert_eq!(running, [2], "tasks 1 and 2 run when the job is cancelled");
+    core.stored(&effects.writes);
+    let stored: Vec<TaskRecord> = effects
+        .writes
+        .iter()
+        .filter_map(|w| match w {
+            Write::Result { record, .. } => Some((**record).clone()),
+            _ => None,
+        })
+        .collect();
+
+    let cancelled = core.cancel(&job, T1 + 4).unwrap();
+    assert_eq!(cancelled.record.cancelled_ms, Some(T1 + 4));
+    assert!(cancelled.effects.wake.contains(&job));
+    let status = core.status(&job, T1 + 4).unwrap();
+    assert_eq!(
+        (status.done, status.failed, status.running, status.pending),
+        (1, 2, 0, 0)
+    );
+    assert!(status.reason.unwrap().contains("2 tasks given up"));
+    // Its provider hears at its next pull that the job is over, and its
+    // result for the given-up task is not judged.
+    let (job_id, tasks) = core.lease_job(&lease.id()).unwrap();
+    let checked = check_reports(
+        a.public(),
+        lease.id(),
+        tasks,
+        Streams::Result,
+        vec![committed(&a, lease, 1, 500)],
+    );
+    let asked = Asked {
+        want: 1,
+        held: Vec::new(),
+        received_ms: T1 + 5,
+    };
+    let step = core.step(&job, T1 + 5).unwrap();
+    let receipts = step.settle.expect("a cancelled job settles at once");
+    assert_eq!(receipts.len(), 1, "task 0's result is paid, nothing else");
+    assert_eq!(receipts[0].payload_unchecked().task, 0);
+    let (response, _) = core
+        .pulled(
+            T1 + 5,
+            (&job_id, &lease.id(), a.public()),
+            &asked,
+            checked,
+            1,
+        )
+        .unwrap();
+    let Response::Tasks {
+        tasks,
+        finished,
+        reveal,
+        ..
+    } = response
+    else {
+        panic!("a pull is answered with tasks");
+    };
+    assert!(finished && tasks.is_empty() && reveal.is_empty());
+    assert_eq!(core.cancel(&job, T1 + 6).err(), Some(CancelRefused::Over));
+    core.settled(&job, 1, &[]).unwrap();
+    let status = core.status(&job, T1 + 6).unwrap();
+    assert_eq!(status.state, cairn_api::JobState::Cancelled);
+    assert_eq!((status.done, status.failed), (1, 2));
+    assert_eq!(
+        core.cancel(&ContentId::of(b"none"), T1 + 6).err(),
+        Some(CancelRefused::NotFound)
+    );
+
+    // Restarted from the record written at the cancel, with the result
+    // stored before it.
+    let mut restarted = requester();
+    restarted.add_job(job, cancelled.record, T1 + 7).unwrap();
+    for record in &stored {
+        restarted.restore_result(&job, record).unwrap();
+    }
+    restarted.restored(&job, T1 + 7);
+    let step = restarted.step(&job, T1 + 7).unwrap();
+    assert!(step.settle.is_some(), "the restored job settles, not runs");
+    assert!(step.effects.orders.is_empty(), "and is not auctioned again");
+    restarted.settled(&job, 1, &[]).unwrap();
+    let status = restarted.status(&job, T1 + 8).unwrap();
+    assert_eq!(
+        (status.state, status.done, status.failed),
+        (cairn_api::JobState::Cancelled, 1, 2)
+    );
 }

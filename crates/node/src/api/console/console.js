@@ -10,6 +10,8 @@ const THUMBS_MAX = 240;
 // Blocks listed.
 const BLOCKS_SHOWN = 20;
 const IMAGE = /\.(png|jpe?g|gif|webp|bmp)$/i;
+// The states of a job that is over.
+const OVER = ['done', 'failed', 'cancelled'];
 
 const $ = (id) => document.getElementById(id);
 
@@ -167,9 +169,28 @@ async function refreshJobs() {
   }
   renderJobs();
   if (!state.selected && list.jobs.length) {
-    const live = list.jobs.filter((j) => !['done', 'failed'].includes(j.state));
+    const live = list.jobs.filter((j) => !OVER.includes(j.state));
     const newest = (live.length ? live : list.jobs).reduce((a, b) => (b.submitted_ms > a.submitted_ms ? b : a));
     select(newest.id);
+  }
+}
+
+// Cancels the selected job, once the user confirms: its accepted results
+// are kept and paid, the rest of its tasks given up.
+async function cancelJob() {
+  const id = state.selected;
+  const job = state.jobs.get(id);
+  if (!id || !confirm(`Cancel ${job ? job.name : short(id)}? Results accepted so far are kept and paid; ` +
+    'every other task is given up, and the rest of the escrow returns.')) return;
+  $('job-error').textContent = '';
+  try {
+    const status = await (await call(`/v1/jobs/${id}/cancel`, { method: 'POST' })).json();
+    state.jobs.set(status.id, status);
+    renderJobs();
+    showJob(status);
+  } catch (error) {
+    if (error instanceof Unauthorized) return logout(error.message);
+    $('job-error').textContent = `Not cancelled: ${error.message}`;
   }
 }
 
@@ -181,6 +202,7 @@ function select(id) {
   state.framesSeen = -1;
   $('frames').replaceChildren();
   $('frames-note').textContent = 'No image outputs yet.';
+  $('job-error').textContent = '';
   $('job').hidden = false;
   renderJobs();
   const job = state.jobs.get(id);
@@ -197,7 +219,7 @@ async function followJob(id) {
       await events(`/v1/jobs/${id}/events`, controller.signal, (name, data) => {
         if (name !== 'status') return;
         const job = JSON.parse(data);
-        over = ['done', 'failed'].includes(job.state);
+        over = OVER.includes(job.state);
         state.jobs.set(job.id, job);
         renderJobs();
         showJob(job);
@@ -215,6 +237,7 @@ async function followJob(id) {
 async function showJob(job) {
   if (job.id !== state.selected) return;
   $('job-title').textContent = `${job.name} · ${short(job.id)}`;
+  $('job-cancel').hidden = [...OVER, 'settling'].includes(job.state);
   const pct = job.total ? Math.floor((100 * job.done) / job.total) : 0;
   $('job-bar').style.width = pct + '%';
   $('job-progress').textContent = `${job.done}/${job.total} tasks (${pct}%) · ${job.state}`;
@@ -470,6 +493,7 @@ function main() {
   $('login').addEventListener('submit', login);
   $('logout').addEventListener('click', () => logout(''));
   $('viewer-close').addEventListener('click', () => $('viewer').close());
+  $('job-cancel').addEventListener('click', cancelJob);
   // A link with the token in its fragment (never sent to a server) opens
   // the console at once; the fragment leaves the address bar and history.
   const fragment = new URLSearchParams(location.hash.slice(1));
