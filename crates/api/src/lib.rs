@@ -15,19 +15,20 @@
 
 use cairn_wire::{ContentId, PublicKey};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 pub use cairn_proto::{Submission, SubmittedFile};
 
 /// The body of every refusal (any 4xx or 5xx): what was wrong, with the
 /// bad value where there is one. A 5xx says nothing of its cause.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct ErrorBody {
     /// What was wrong.
     pub error: String,
 }
 
 /// `GET /v1/status`: the chain as of its last finalized block.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct Status {
     /// The chain's id, which every transaction names.
     pub chain: ContentId,
@@ -51,7 +52,7 @@ pub struct Status {
 
 /// `GET /v1/accounts/{key}`: an account (all zero if it never received
 /// anything).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct Account {
     /// Its key.
     pub key: PublicKey,
@@ -71,7 +72,7 @@ pub struct Account {
 
 /// `GET /v1/challenges/{provider}`: reveal challenges open against a
 /// provider's commits, which it answers with `Reveal` transactions.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct Challenges {
     /// The provider.
     pub provider: PublicKey,
@@ -84,7 +85,7 @@ pub struct Challenges {
 }
 
 /// One open reveal challenge.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct Challenge {
     /// The lease the commit was made under.
     pub lease: ContentId,
@@ -95,7 +96,7 @@ pub struct Challenge {
 }
 
 /// `GET /v1/escrows/{job}`: a job's open escrow.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct Escrow {
     /// The job.
     pub job: ContentId,
@@ -111,14 +112,14 @@ pub struct Escrow {
 
 /// `POST /v1/txs` (`202`): the transaction passed admission and waits for
 /// a block.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct Queued {
     /// Always true.
     pub queued: bool,
 }
 
 /// `GET /v1/txs/{signer}/{nonce}`: what became of a signer's transaction.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum TxStatus {
     /// No block has carried a transaction with this nonce yet.
@@ -145,7 +146,7 @@ pub enum TxStatus {
 }
 
 /// `GET /v1/blocks/{height}`: a recent finalized block.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct Block {
     /// Its height.
     pub height: u64,
@@ -162,28 +163,30 @@ pub struct Block {
 }
 
 /// `POST /v1/blobs`: the stored blob's content id.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct BlobStored {
     /// BLAKE3 of its bytes.
     pub id: ContentId,
 }
 
 /// `POST /v1/jobs` (`201`): the job, its budget escrowed.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct JobCreated {
     /// The job's id.
     pub job: ContentId,
 }
 
 /// `GET /v1/jobs`: every job of this node, oldest first.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct JobList {
     /// Their statuses.
     pub jobs: Vec<JobStatus>,
 }
 
 /// Where a job is in its life.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash, ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     /// Its auction collects bids, or winners sign leases.
@@ -249,7 +252,7 @@ impl std::fmt::Display for JobState {
 }
 
 /// `GET /v1/jobs/{id}`: a job's status.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct JobStatus {
     /// Its id.
     pub id: ContentId,
@@ -290,7 +293,7 @@ pub struct JobStatus {
 }
 
 /// `GET /v1/jobs/{id}/results`: the job's finished tasks.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct JobResults {
     /// One per finished task, by task.
     pub results: Vec<TaskRecord>,
@@ -298,7 +301,7 @@ pub struct JobResults {
 
 /// A finished task: what the requester accepted, and what it keeps of it
 /// across restarts.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct TaskRecord {
     /// Its index in the job.
     pub task: u32,
@@ -326,7 +329,7 @@ pub struct TaskRecord {
 }
 
 /// `GET /v1/market`: this node's market peer, and what it dropped.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct MarketStats {
     /// The key it signs orders, leases and transactions with: its account.
     pub key: PublicKey,
@@ -355,14 +358,14 @@ pub struct MarketStats {
 
 /// `GET /v1/providers`: every provider that bid for this node's work,
 /// as this node saw it, most recent bid first.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct Providers {
     /// The providers, at most `cairn_roles::PROVIDERS_SEEN_MAX`.
     pub providers: Vec<ProviderSeen>,
 }
 
 /// A provider as the bids it sent this node and its record here show it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct ProviderSeen {
     /// Its key.
     pub key: PublicKey,
@@ -401,14 +404,14 @@ pub struct ProviderSeen {
 
 /// `GET /v1/prices`: the prices this node's auctions cleared at, oldest
 /// first.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct Prices {
     /// One per lease won, the most recent `cairn_roles::PRICES_KEPT`.
     pub prices: Vec<PricePoint>,
 }
 
 /// A winning bid's price.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct PricePoint {
     /// When its auction closed (ms since the Unix epoch).
     pub at_ms: u64,

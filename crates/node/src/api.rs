@@ -4,6 +4,8 @@
 //! Open to any caller that names this API in `Host` (see [`access`] for why
 //! each check is there):
 //!
+//! - `GET  /v1/openapi.json` — this API as an OpenAPI 3.1 document (see
+//!   [`openapi`]).
 //! - `GET  /` — the web console (see [`console`]): a page that asks for the
 //!   token and shows the node's jobs, providers, prices and blocks live.
 //! - `GET  /v1/status` — chain id, height, state root, transactions pending.
@@ -63,6 +65,7 @@ pub mod access;
 mod console;
 mod events;
 mod metrics;
+mod openapi;
 #[cfg(test)]
 mod tests;
 
@@ -78,6 +81,7 @@ use axum::routing::{get, post};
 use cairn_api as api;
 use cairn_chain::{Ledger, SubmitError, TxOutcome, TxRecord};
 use cairn_wire::{ContentId, PublicKey};
+use openapi::Octets;
 
 pub use access::{Access, ApiToken, TOKEN_FILE};
 pub use cairn_chain::TX_BYTES_MAX;
@@ -111,6 +115,7 @@ pub fn app(
         .route("/metrics", get(metrics::metrics))
         .route_layer(from_fn_with_state(access.clone(), access::require_token))
         .with_state(sources)
+        .route("/v1/openapi.json", get(openapi::document))
         .merge(console::routes());
     if let Some(ledger) = ledger {
         app = app.merge(ledger_routes(ledger, &streams));
@@ -137,8 +142,8 @@ fn ledger_routes(ledger: Ledger, streams: &events::Streams) -> Router {
         .route(
             "/v1/txs",
             post(submit)
-                .layer(DefaultBodyLimit::max(TX_BYTES_MAX))
-                .layer(from_fn_with_state(OCTETS, access::require_content_type)),
+                .route_layer(DefaultBodyLimit::max(TX_BYTES_MAX))
+                .route_layer(from_fn_with_state(OCTETS, access::require_content_type)),
         )
         .route("/v1/txs/{signer}/{nonce}", get(outcome))
         .with_state(ledger)
@@ -165,6 +170,8 @@ impl IntoResponse for ApiError {
     }
 }
 
+#[utoipa::path(get, path = "/v1/status", tag = "ledger",
+    responses((status = 200, description = "The chain as of its last finalized block", body = api::Status)))]
 async fn status(State(ledger): State<Ledger>) -> Json<api::Status> {
     let pending = ledger.pending() as u64;
     // The height and its root together (the state may move on meanwhile).
@@ -182,12 +189,34 @@ async fn status(State(ledger): State<Ledger>) -> Json<api::Status> {
     }))
 }
 
+/// A path segment that is a number (a height, a nonce): `400` with why if
+/// it is not one, or is over 2^63 − 1 (what a JSON client can rely on;
+/// no height or nonce comes near).
+fn number(text: &str, what: &str) -> Result<u64, ApiError> {
+    text.parse::<i64>()
+        .ok()
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "'{text}' is not a {what}: a whole number from 0 to {}",
+                    i64::MAX
+                ),
+            )
+        })
+}
+
 /// A path segment that names an id or a key: `400` with why if it does not.
 fn parse<T: std::str::FromStr<Err = cairn_wire::WireError>>(text: &str) -> Result<T, ApiError> {
     text.parse()
         .map_err(|e: cairn_wire::WireError| ApiError(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
+#[utoipa::path(get, path = "/v1/accounts/{key}", tag = "ledger",
+    params(("key" = PublicKey, Path, description = "The account's public key")),
+    responses((status = 200, description = "The account; all zero if it never received anything", body = api::Account),
+        (status = 400, description = "Not a public key", body = api::ErrorBody)))]
 async fn account(
     State(ledger): State<Ledger>,
     Path(key): Path<String>,
@@ -209,6 +238,10 @@ async fn account(
 
 /// The open reveal challenges against a provider's commits, which it
 /// answers with `Reveal` transactions.
+#[utoipa::path(get, path = "/v1/challenges/{provider}", tag = "ledger",
+    params(("provider" = PublicKey, Path, description = "The provider's public key")),
+    responses((status = 200, description = "Reveal challenges open against its commits", body = api::Challenges),
+        (status = 400, description = "Not a public key", body = api::ErrorBody)))]
 async fn challenges(
     State(ledger): State<Ledger>,
     Path(provider): Path<String>,
@@ -232,6 +265,11 @@ async fn challenges(
     }))
 }
 
+#[utoipa::path(get, path = "/v1/escrows/{job}", tag = "ledger",
+    params(("job" = ContentId, Path, description = "The job's id")),
+    responses((status = 200, description = "The job's open escrow", body = api::Escrow),
+        (status = 400, description = "Not a content id", body = api::ErrorBody),
+        (status = 404, description = "No open escrow for the job", body = api::ErrorBody)))]
 async fn escrow(
     State(ledger): State<Ledger>,
     Path(job): Path<String>,
@@ -265,6 +303,14 @@ fn body(body: Result<Bytes, BytesRejection>, bytes_max: usize) -> Result<Bytes, 
     })
 }
 
+#[utoipa::path(post, path = "/v1/txs", tag = "ledger",
+    request_body(content = Octets, content_type = "application/octet-stream", description = "A signed transaction's canonical bytes"),
+    responses((status = 202, description = "Admitted; it waits for a block", body = api::Queued),
+        (status = 400, description = "Refused at admission (signature, nonce, chain, fee), with why", body = api::ErrorBody),
+        (status = 413, description = "Over the largest transaction", body = api::ErrorBody),
+        (status = 415, description = "Not application/octet-stream", body = api::ErrorBody),
+        (status = 429, description = "The signer has too many transactions waiting", body = api::ErrorBody),
+        (status = 503, description = "The mempool is full", body = api::ErrorBody)))]
 async fn submit(
     State(ledger): State<Ledger>,
     bytes: Result<Bytes, BytesRejection>,
@@ -285,11 +331,17 @@ async fn submit(
     }
 }
 
+#[utoipa::path(get, path = "/v1/txs/{signer}/{nonce}", tag = "ledger",
+    params(("signer" = PublicKey, Path, description = "The signer's public key"),
+        ("nonce" = u64, Path, description = "The transaction's nonce")),
+    responses((status = 200, description = "What became of it", body = api::TxStatus),
+        (status = 400, description = "Not a public key, or not a nonce", body = api::ErrorBody)))]
 async fn outcome(
     State(ledger): State<Ledger>,
-    Path((signer, nonce)): Path<(String, u64)>,
+    Path((signer, nonce)): Path<(String, String)>,
 ) -> Result<Json<api::TxStatus>, ApiError> {
     let signer: PublicKey = parse(&signer)?;
+    let nonce = number(&nonce, "nonce")?;
     Ok(Json(match ledger.outcome(&signer, nonce) {
         Some(TxRecord { tx, outcome }) => match outcome {
             TxOutcome::Applied(height) => api::TxStatus::Applied {
@@ -310,10 +362,16 @@ async fn outcome(
     }))
 }
 
+#[utoipa::path(get, path = "/v1/blocks/{height}", tag = "ledger",
+    params(("height" = u64, Path, description = "The block's height")),
+    responses((status = 200, description = "A recent finalized block", body = api::Block),
+        (status = 400, description = "Not a height", body = api::ErrorBody),
+        (status = 404, description = "No recent block at that height on this node", body = api::ErrorBody)))]
 async fn block(
     State(ledger): State<Ledger>,
-    Path(height): Path<u64>,
+    Path(height): Path<String>,
 ) -> Result<Json<api::Block>, ApiError> {
+    let height = number(&height, "height")?;
     let block = ledger.block(height).ok_or_else(|| {
         ApiError(
             StatusCode::NOT_FOUND,
@@ -345,17 +403,17 @@ fn market_routes(
         .route(
             "/v1/blobs",
             post(put_blob)
-                .layer(DefaultBodyLimit::max(
+                .route_layer(DefaultBodyLimit::max(
                     crate::market::BLOB_BYTES_MAX as usize,
                 ))
-                .layer(from_fn_with_state(OCTETS, access::require_content_type)),
+                .route_layer(from_fn_with_state(OCTETS, access::require_content_type)),
         )
         .route("/v1/blobs/{id}", get(get_blob))
         .route(
             "/v1/jobs",
             post(submit_job)
-                .layer(DefaultBodyLimit::max(SUBMISSION_BYTES_MAX))
-                .layer(from_fn_with_state(JSON, access::require_content_type))
+                .route_layer(DefaultBodyLimit::max(SUBMISSION_BYTES_MAX))
+                .route_layer(from_fn_with_state(JSON, access::require_content_type))
                 .get(list_jobs),
         )
         .route("/v1/jobs/{id}", get(job_status))
@@ -376,6 +434,11 @@ fn market_routes(
 
 type MarketState = State<crate::market::Market>;
 
+#[utoipa::path(post, path = "/v1/blobs", tag = "market", security(("token" = [])),
+    request_body(content = Octets, content_type = "application/octet-stream", description = "The blob's bytes"),
+    responses((status = 200, description = "Stored; its content id", body = api::BlobStored),
+        (status = 413, description = "Over the largest blob", body = api::ErrorBody),
+        (status = 415, description = "Not application/octet-stream", body = api::ErrorBody)))]
 async fn put_blob(
     State(market): MarketState,
     bytes: Result<Bytes, BytesRejection>,
@@ -394,6 +457,11 @@ async fn put_blob(
     Ok(Json(api::BlobStored { id }))
 }
 
+#[utoipa::path(get, path = "/v1/blobs/{id}", tag = "market", security(("token" = [])),
+    params(("id" = ContentId, Path, description = "The blob's content id")),
+    responses((status = 200, description = "The blob's bytes", body = Octets, content_type = "application/octet-stream"),
+        (status = 400, description = "Not a content id", body = api::ErrorBody),
+        (status = 404, description = "No such blob on this node", body = api::ErrorBody)))]
 async fn get_blob(State(market): MarketState, Path(id): Path<String>) -> Result<Vec<u8>, ApiError> {
     let id: ContentId = parse(&id)?;
     // Up to the blob limit read and hashed: a blocking thread's work.
@@ -409,6 +477,12 @@ async fn get_blob(State(market): MarketState, Path(id): Path<String>) -> Result<
     })
 }
 
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", security(("token" = [])),
+    request_body(content = api::Submission, content_type = "application/json", description = "The job, expanded into tasks, its files uploaded as blobs"),
+    responses((status = 201, description = "Accepted: its budget is escrowed and it is put up for auction", body = api::JobCreated),
+        (status = 400, description = "Not a submission, or one that breaks the job file's rules, or its escrow was refused; says which", body = api::ErrorBody),
+        (status = 413, description = "Over the largest submission", body = api::ErrorBody),
+        (status = 415, description = "Not application/json", body = api::ErrorBody)))]
 async fn submit_job(
     State(market): MarketState,
     bytes: Result<Bytes, BytesRejection>,
@@ -423,12 +497,19 @@ async fn submit_job(
     Ok((StatusCode::CREATED, Json(api::JobCreated { job: id })))
 }
 
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", security(("token" = [])),
+    responses((status = 200, description = "Every job of this node, oldest first", body = api::JobList)))]
 async fn list_jobs(State(market): MarketState) -> Json<api::JobList> {
     Json(api::JobList {
         jobs: market.jobs(),
     })
 }
 
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", security(("token" = [])),
+    params(("id" = ContentId, Path, description = "The job's id")),
+    responses((status = 200, description = "The job's status, with why it waits", body = api::JobStatus),
+        (status = 400, description = "Not a content id", body = api::ErrorBody),
+        (status = 404, description = "No such job on this node", body = api::ErrorBody)))]
 async fn job_status(
     State(market): MarketState,
     Path(id): Path<String>,
@@ -440,6 +521,12 @@ async fn job_status(
     Ok(Json(status))
 }
 
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", security(("token" = [])),
+    params(("id" = ContentId, Path, description = "The job's id")),
+    responses((status = 200, description = "Cancelled: its status", body = api::JobStatus),
+        (status = 400, description = "Not a content id", body = api::ErrorBody),
+        (status = 404, description = "No such job on this node", body = api::ErrorBody),
+        (status = 409, description = "The job is settling or over already", body = api::ErrorBody)))]
 async fn cancel_job(
     State(market): MarketState,
     Path(id): Path<String>,
@@ -454,6 +541,11 @@ async fn cancel_job(
     })
 }
 
+#[utoipa::path(get, path = "/v1/jobs/{id}/results", tag = "jobs", security(("token" = [])),
+    params(("id" = ContentId, Path, description = "The job's id")),
+    responses((status = 200, description = "Its finished tasks and their output blobs", body = api::JobResults),
+        (status = 400, description = "Not a content id", body = api::ErrorBody),
+        (status = 404, description = "No such job on this node", body = api::ErrorBody)))]
 async fn job_results(
     State(market): MarketState,
     Path(id): Path<String>,
@@ -465,18 +557,24 @@ async fn job_results(
     Ok(Json(api::JobResults { results }))
 }
 
+#[utoipa::path(get, path = "/v1/providers", tag = "market", security(("token" = [])),
+    responses((status = 200, description = "Every provider that bid for this node's work, most recent first", body = api::Providers)))]
 async fn providers(State(market): MarketState) -> Json<api::Providers> {
     Json(api::Providers {
         providers: market.providers(),
     })
 }
 
+#[utoipa::path(get, path = "/v1/prices", tag = "market", security(("token" = [])),
+    responses((status = 200, description = "The prices this node's auctions cleared at, oldest first", body = api::Prices)))]
 async fn prices(State(market): MarketState) -> Json<api::Prices> {
     Json(api::Prices {
         prices: market.prices(),
     })
 }
 
+#[utoipa::path(get, path = "/v1/market", tag = "market",
+    responses((status = 200, description = "This node's market peer, and what it dropped", body = api::MarketStats)))]
 async fn market_stats(State(market): MarketState) -> Json<api::MarketStats> {
     Json(market.stats().await)
 }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 /// A file named in a submission.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SubmittedFile {
     /// Its name (under `/input`, for inputs).
     pub name: String,
@@ -27,6 +28,7 @@ pub struct SubmittedFile {
 
 /// One task of a submission.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SubmittedTask {
     /// Arguments.
     pub args: Vec<String>,
@@ -38,6 +40,7 @@ pub struct SubmittedTask {
 
 /// Per-task limits of a submission.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SubmittedLimits {
     /// Fuel.
     pub fuel: u64,
@@ -54,6 +57,7 @@ pub struct SubmittedLimits {
 /// A job as the API receives it: the job file already expanded into tasks
 /// (by `cairn job submit`), its module and inputs uploaded as blobs.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Submission {
     /// The job's name.
     pub name: String,
@@ -79,6 +83,7 @@ pub struct Submission {
 
 /// A job's verification policy as the API receives it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SubmittedVerify {
     /// `none`, `replicate`, `spot` or `adaptive`.
     pub policy: String,

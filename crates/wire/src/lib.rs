@@ -31,6 +31,8 @@ mod error;
 mod id;
 mod identity;
 pub mod manifest;
+#[cfg(feature = "openapi")]
+mod openapi;
 mod secret;
 pub mod text;
 mod text_form;

@@ -105,6 +105,12 @@ struct JobWatch {
     last: Option<JobStatus>,
 }
 
+#[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs", security(("token" = [])),
+    params(("id" = ContentId, Path, description = "The job's id")),
+    responses((status = 200, description = "Server-sent `status` events, each a JobStatus as JSON, until the job is over", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "Not a content id", body = cairn_api::ErrorBody),
+        (status = 404, description = "No such job on this node", body = cairn_api::ErrorBody),
+        (status = 503, description = "Too many event streams are open", body = cairn_api::ErrorBody)))]
 pub(super) async fn job_events(
     State((market, streams)): State<(Market, Streams)>,
     Path(id): Path<String>,
@@ -144,6 +150,9 @@ struct BlockWatch {
     next: Option<u64>,
 }
 
+#[utoipa::path(get, path = "/v1/blocks/events", tag = "ledger",
+    responses((status = 200, description = "Server-sent `block` events, each a Block as JSON, from the last 16", body = String, content_type = "text/event-stream"),
+        (status = 503, description = "Too many event streams are open", body = cairn_api::ErrorBody)))]
 pub(super) async fn block_events(
     State((ledger, streams)): State<(Ledger, Streams)>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {

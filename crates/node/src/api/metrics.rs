@@ -30,6 +30,8 @@ pub(super) struct Sources {
 /// One label, as a family of gauges or counters keys its members.
 type Label = [(&'static str, &'static str); 1];
 
+#[utoipa::path(get, path = "/metrics", tag = "node", security(("token" = [])),
+    responses((status = 200, description = "What the node does, for Prometheus (OpenMetrics text)", body = String, content_type = "application/openmetrics-text")))]
 pub(super) async fn metrics(State(sources): State<Sources>) -> impl IntoResponse {
     let mut registry = Registry::with_prefix("cairn");
     if let Some(ledger) = &sources.ledger {

@@ -841,3 +841,131 @@ async fn providers_and_prices_start_empty_and_the_market_names_its_key() {
         Keypair::from_seed([5; 32]).public().to_string()
     );
 }
+
+/// The OpenAPI document names every route the node serves, each with the
+/// refusals it can give, and only routes the node serves: each documented
+/// operation, called with the token and well-formed ids, is answered by
+/// its route (never a 404 for the path itself, a 405 or a 5xx).
+#[tokio::test]
+async fn the_openapi_document_describes_every_route_and_only_those() {
+    let node = node().await;
+    let (status, doc) = node
+        .call(request("GET", "/v1/openapi.json", &[], Vec::new()))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let served = [
+        ("get", "/v1/status"),
+        ("get", "/v1/accounts/{key}"),
+        ("get", "/v1/escrows/{job}"),
+        ("get", "/v1/challenges/{provider}"),
+        ("get", "/v1/blocks/{height}"),
+        ("get", "/v1/blocks/events"),
+        ("post", "/v1/txs"),
+        ("get", "/v1/txs/{signer}/{nonce}"),
+        ("get", "/v1/market"),
+        ("post", "/v1/blobs"),
+        ("get", "/v1/blobs/{id}"),
+        ("post", "/v1/jobs"),
+        ("get", "/v1/jobs"),
+        ("get", "/v1/jobs/{id}"),
+        ("get", "/v1/jobs/{id}/events"),
+        ("get", "/v1/jobs/{id}/results"),
+        ("post", "/v1/jobs/{id}/cancel"),
+        ("get", "/v1/providers"),
+        ("get", "/v1/prices"),
+        ("get", "/metrics"),
+    ];
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            documented.push((method.clone(), path.clone()));
+            let responses = operation["responses"].as_object().unwrap();
+            for refusal in ["403", "421", "500"] {
+                assert!(
+                    responses.contains_key(refusal),
+                    "{method} {path}: no {refusal}"
+                );
+            }
+            let secured = operation.get("security").is_some();
+            assert_eq!(responses.contains_key("401"), secured, "{method} {path}");
+        }
+    }
+    documented.sort();
+    let mut expected: Vec<(String, String)> = served
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    expected.sort();
+    assert_eq!(documented, expected);
+
+    let id = ContentId::of(b"x").to_string();
+    let key = Keypair::from_seed([5; 32]).public().to_string();
+    // Numbers in paths are refused as the document bounds them (int64),
+    // in JSON like every refusal.
+    for path in [
+        "/v1/blocks/-1".to_string(),
+        "/v1/blocks/x".to_string(),
+        format!("/v1/txs/{key}/9223372036854775808"),
+    ] {
+        let (status, body) = node.call(request("GET", &path, &[], Vec::new())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+        assert!(
+            body["error"].as_str().unwrap().contains("whole number"),
+            "{body}"
+        );
+    }
+    // A method a route does not serve is a 405 (with the token: without
+    // it, a 401 comes first), whatever layers guard the methods it does.
+    let bearer = node.bearer();
+    let (status, _) = node
+        .call(request(
+            "DELETE",
+            "/v1/jobs",
+            &[("authorization", &bearer)],
+            Vec::new(),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    for (method, path) in served {
+        let path = path
+            .replace("{key}", &key)
+            .replace("{provider}", &key)
+            .replace("{signer}", &key)
+            .replace("{job}", &id)
+            .replace("{id}", &id)
+            .replace("{height}", "1")
+            .replace("{nonce}", "0");
+        let content_type = match path.as_str() {
+            "/v1/jobs" => "application/json",
+            _ => "application/octet-stream",
+        };
+        let response = node
+            .app
+            .clone()
+            .oneshot(request(
+                &method.to_uppercase(),
+                &path,
+                &[("authorization", &bearer), ("content-type", content_type)],
+                b"{}".to_vec(),
+            ))
+            .await
+            .unwrap();
+        let status = response.status();
+        assert!(
+            status != StatusCode::METHOD_NOT_ALLOWED && !status.is_server_error(),
+            "{method} {path}: {status}"
+        );
+        if status == StatusCode::NOT_FOUND {
+            // An unknown id, said so in the body: not an unknown route.
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let body: Value = serde_json::from_slice(&body).unwrap();
+            assert!(
+                body["error"].as_str().unwrap().starts_with("no "),
+                "{path}: {body}"
+            );
+        }
+    }
+}
