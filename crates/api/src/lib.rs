@@ -17,7 +17,17 @@ use cairn_wire::{ContentId, PublicKey};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-pub use cairn_proto::{Submission, SubmittedFile};
+pub use cairn_proto::{Submission, SubmittedFile, SubmittedLimits, SubmittedTask, SubmittedVerify};
+pub use token::{ApiToken, TOKEN_FILE};
+
+mod token;
+
+/// The largest `POST /v1/jobs` body. A submission lists every task
+/// expanded (a 64-hex-digit seed, its arguments and outputs: 100 to 300
+/// bytes each), so this holds 5,000 to 20,000 tasks; `cairn bench net`'s
+/// 5,000-task job is 0.5 MB. A bigger job is split into several. It bounds
+/// what one request makes the node parse and keep.
+pub const SUBMISSION_BYTES_MAX: usize = 2 << 20;
 
 /// The body of every refusal (any 4xx or 5xx): what was wrong, with the
 /// bad value where there is one. A 5xx says nothing of its cause.

@@ -366,7 +366,7 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
     if let Some(job) = &args.job {
         // Validator 0 wrote its token before its API answered.
         let token = cairn_node::api::ApiToken::load(&args.dir.join("v0"))?;
-        let node = crate::wallet::Node::new(&ledger).with_token(token);
+        let node = cairn_client::Client::new(&ledger).with_token(token);
         wait_for_peers(&node, providers.len())?;
         for key in &providers {
             wait_for_stake(&node, key)?;
@@ -391,7 +391,7 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
 
 /// Waits until a provider's registration is on the ledger, so the first
 /// auction does not refuse it as unstaked.
-fn wait_for_stake(node: &crate::wallet::Node, key: &PublicKey) -> anyhow::Result<()> {
+fn wait_for_stake(node: &cairn_client::Client, key: &PublicKey) -> anyhow::Result<()> {
     crate::poll::until(
         &format!("provider {key} is registered on the ledger"),
         NODES_UP_WAIT,
@@ -403,7 +403,7 @@ fn wait_for_stake(node: &crate::wallet::Node, key: &PublicKey) -> anyhow::Result
 }
 
 /// Waits until the requester sees `peers` market peers.
-fn wait_for_peers(node: &crate::wallet::Node, peers: usize) -> anyhow::Result<()> {
+fn wait_for_peers(node: &cairn_client::Client, peers: usize) -> anyhow::Result<()> {
     crate::poll::until(
         "the providers connect to the requester",
         NODES_UP_WAIT,

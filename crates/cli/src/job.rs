@@ -6,12 +6,10 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use cairn_api as api;
+use cairn_client::Client;
 use cairn_job::{Job, ModuleRef};
-use cairn_node::market::{Submission, SubmittedFile, SubmittedLimits, SubmittedTask};
 use cairn_wire::ContentId;
 use serde_json::Value;
-
-use crate::wallet::Node;
 
 /// Arguments of `cairn job`.
 #[derive(clap::Args)]
@@ -92,7 +90,7 @@ enum JobCommand {
 }
 
 pub fn job(args: JobArgs) -> anyhow::Result<ExitCode> {
-    let node = Node::new(&args.node).with_token(crate::wallet::api_token(&args.data_dir)?);
+    let node = Client::new(&args.node).with_token(crate::wallet::api_token(&args.data_dir)?);
     match args.command {
         JobCommand::Submit {
             job,
@@ -109,8 +107,7 @@ pub fn job(args: JobArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         JobCommand::Cancel { id, json } => {
-            let status: api::JobStatus =
-                node.post_json(&format!("/v1/jobs/{id}/cancel"), Vec::new())?;
+            let status = node.cancel(&id)?;
             if json {
                 println!("{}", serde_json::to_string(&status)?);
             } else {
@@ -135,10 +132,10 @@ pub fn job(args: JobArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Prints one job's status, or every job's.
-fn list(node: &Node, id: Option<ContentId>, json: bool) -> anyhow::Result<ExitCode> {
+fn list(node: &Client, id: Option<ContentId>, json: bool) -> anyhow::Result<ExitCode> {
     let statuses = match id {
-        Some(id) => vec![node.get(&format!("/v1/jobs/{id}"))?],
-        None => node.get::<api::JobList>("/v1/jobs")?.jobs,
+        Some(id) => vec![node.job(&id)?],
+        None => node.jobs()?,
     };
     for status in statuses {
         if json {
@@ -153,83 +150,11 @@ fn list(node: &Node, id: Option<ContentId>, json: bool) -> anyhow::Result<ExitCo
 /// Uploads what the job needs and submits it; returns the job id. The
 /// module and inputs come from the job file's folder or from `allowed`,
 /// and are listed on stderr before any is sent.
-pub fn submit(node: &Node, path: &Path, allowed: &[PathBuf]) -> anyhow::Result<ContentId> {
+pub fn submit(node: &Client, path: &Path, allowed: &[PathBuf]) -> anyhow::Result<ContentId> {
     let job =
         Job::load_allowing(path, &cairn_workloads::names(), allowed).map_err(anyhow::Error::msg)?;
     announce_uploads(&job);
-    let module = match &job.module {
-        ModuleRef::Builtin(name) => cairn_workloads::find(name)
-            .expect("the job loader accepts known built-ins only")
-            .wasm
-            .to_vec(),
-        ModuleRef::File(path) => {
-            std::fs::read(path).with_context(|| format!("reading module {}", path.display()))?
-        }
-        // The request is the module: a provider loads what it names.
-        ModuleRef::Tool(request) => request.to_string().into_bytes(),
-    };
-    let upload = |name: &str, bytes: Vec<u8>| -> anyhow::Result<SubmittedFile> {
-        let size = bytes.len() as u64;
-        let id = ContentId::of(&bytes);
-        let answer: api::BlobStored = node.post_bytes("/v1/blobs", bytes)?;
-        if answer.id != id {
-            bail!("the node stored {name} under another id");
-        }
-        Ok(SubmittedFile {
-            name: name.to_string(),
-            id,
-            size,
-        })
-    };
-    let module_name = match &job.module {
-        ModuleRef::Tool(_) => "tool",
-        ModuleRef::Builtin(_) | ModuleRef::File(_) => "module.wasm",
-    };
-    let module = upload(module_name, module)?;
-    let mut inputs = Vec::new();
-    for input in &job.inputs {
-        let bytes = std::fs::read(&input.host_path)
-            .with_context(|| format!("reading input {}", input.host_path.display()))?;
-        inputs.push(upload(&input.name, bytes)?);
-    }
-    let market = &job.market;
-    let submission = Submission {
-        name: job.name.clone(),
-        runtime: job.module.runtime_name(),
-        module,
-        inputs,
-        tasks: job
-            .tasks()
-            .iter()
-            .map(|t| SubmittedTask {
-                args: t.args.clone(),
-                outputs: t.outputs.clone(),
-                seed: cairn_wire::hex(&t.seed),
-            })
-            .collect(),
-        limits: SubmittedLimits {
-            fuel: job.limits.fuel,
-            memory_bytes: job.limits.memory_bytes,
-            wall_time_ms: job.limits.wall_time.as_millis() as u64,
-            output_bytes: job.limits.output_bytes,
-            stdout_bytes: job.limits.stdout_bytes,
-        },
-        budget_ucairn: market.budget_ucairn.unwrap_or(1_000_000_000),
-        price_max_ucairn_per_gfuel: market.price_max_ucairn_per_gfuel.unwrap_or(1_000),
-        verify: job.verify.into(),
-    };
-    let body = serde_json::to_vec(&submission)?;
-    if body.len() > cairn_node::api::SUBMISSION_BYTES_MAX {
-        bail!(
-            "the job's {} tasks take {} bytes to submit; a node takes at most {}: split it into \
-             smaller jobs",
-            submission.tasks.len(),
-            body.len(),
-            cairn_node::api::SUBMISSION_BYTES_MAX
-        );
-    }
-    let created: api::JobCreated = node.post_json("/v1/jobs", body)?;
-    Ok(created.job)
+    Ok(node.submit_job(&job)?)
 }
 
 /// One line about a job.
@@ -267,34 +192,21 @@ fn describe(status: &api::JobStatus) -> String {
     line
 }
 
-/// Follows a job until it is done or failed.
-pub fn watch(node: &Node, id: &ContentId) -> anyhow::Result<ExitCode> {
+/// Follows a job until it is over, a line each time it changes.
+pub fn watch(node: &Client, id: &ContentId) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut last = String::new();
-    // The node sends the job's status each time it changes; a stream that
-    // ends before the job does (after an hour, or cut by a proxy) is opened
-    // again, after a pause so that one ending at once is not a busy loop.
-    let mut reopened = false;
-    loop {
-        if std::mem::replace(&mut reopened, true) {
-            std::thread::sleep(std::time::Duration::from_secs(1));
+    let status = node.follow(id, |status| {
+        let line = describe(status);
+        if line != last {
+            println!("{:>6.1}s  {line}", started.elapsed().as_secs_f64());
+            last = line;
         }
-        for status in node.events::<api::JobStatus>(&format!("/v1/jobs/{id}/events"))? {
-            let status = status?;
-            let line = describe(&status);
-            if line != last {
-                println!("{:>6.1}s  {line}", started.elapsed().as_secs_f64());
-                last = line;
-            }
-            match status.state {
-                api::JobState::Done => return Ok(ExitCode::SUCCESS),
-                api::JobState::Failed | api::JobState::Cancelled => {
-                    return Ok(ExitCode::from(crate::EXIT_TASKS_FAILED));
-                }
-                _ => {}
-            }
-        }
-    }
+    })?;
+    Ok(match status.state {
+        api::JobState::Done => ExitCode::SUCCESS,
+        _ => ExitCode::from(crate::EXIT_TASKS_FAILED),
+    })
 }
 
 /// Says on stderr which local files a job sends to the node (and from
@@ -320,8 +232,8 @@ fn announce_uploads(job: &Job) {
 
 /// Downloads a job's outputs into `out`, and each task's stdout and stderr
 /// into `out/cairn-logs/`, checking each against its content id.
-pub fn results(node: &Node, id: &ContentId, out: Option<PathBuf>) -> anyhow::Result<()> {
-    let status: api::JobStatus = node.get(&format!("/v1/jobs/{id}"))?;
+pub fn results(node: &Client, id: &ContentId, out: Option<PathBuf>) -> anyhow::Result<()> {
+    let status = node.job(id)?;
     let out = match out {
         Some(out) => out,
         None => {
@@ -340,11 +252,11 @@ pub fn results(node: &Node, id: &ContentId, out: Option<PathBuf>) -> anyhow::Res
         std::fs::remove_dir_all(&logs_dir)
             .with_context(|| format!("clearing {}", logs_dir.display()))?;
     }
-    let answer: api::JobResults = node.get(&format!("/v1/jobs/{id}/results"))?;
+    let results_of = node.results(id)?;
     let mut files = 0;
     let mut written = std::collections::BTreeSet::new();
-    let mut results = Vec::with_capacity(answer.results.len());
-    for result in &answer.results {
+    let mut results = Vec::with_capacity(results_of.len());
+    for result in &results_of {
         for output in &result.outputs {
             let name = output.name.as_str();
             // The node passes on what a provider reported: the same rule as
@@ -384,11 +296,8 @@ pub fn results(node: &Node, id: &ContentId, out: Option<PathBuf>) -> anyhow::Res
 }
 
 /// Downloads blob `id` to `path`, checking it against its content id.
-fn fetch_to(node: &Node, id: &ContentId, path: &Path) -> anyhow::Result<()> {
-    let bytes = node.get_bytes(&format!("/v1/blobs/{id}"))?;
-    if ContentId::of(&bytes) != *id {
-        bail!("{} does not match its content id {id}", path.display());
-    }
+fn fetch_to(node: &Client, id: &ContentId, path: &Path) -> anyhow::Result<()> {
+    let bytes = node.blob(id)?;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }

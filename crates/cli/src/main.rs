@@ -8,7 +8,9 @@
 
 mod bench;
 mod devnet;
+mod init;
 mod job;
+mod market;
 mod node;
 mod poll;
 mod run;
@@ -60,8 +62,15 @@ enum Command {
     /// Start a local network (validators and providers, each a `cairn node`
     /// process) and optionally run a job through it.
     Devnet(devnet::DevnetArgs),
+    /// Set up a node's data folder: its key, API token and a commented
+    /// config file, readable by their owner only.
+    #[command(after_help = "Examples:\n  cairn init\n  cairn init --provide --data-dir ~/.cairn")]
+    Init(init::InitArgs),
     /// Submit jobs to a node and follow them.
     Job(job::JobArgs),
+    /// The providers that bid for a node's work, and the prices its
+    /// auctions cleared at.
+    Market(market::Args),
     /// Balances, transfers and stake on the ledger.
     Wallet(wallet::WalletArgs),
     /// Print a completion script for a shell.
@@ -106,7 +115,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench { suite } => bench::run(suite).map(|()| ExitCode::SUCCESS),
         Command::Node(args) => node::node(args),
         Command::Devnet(args) => devnet::devnet(args),
+        Command::Init(args) => init::init(args),
         Command::Job(args) => job::job(args),
+        Command::Market(args) => market::market(args),
         Command::Wallet(args) => wallet::wallet(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "cairn", &mut std::io::stdout());

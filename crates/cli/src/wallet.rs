@@ -6,10 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use cairn_api as api;
+use cairn_client::{ApiToken, Client};
 use cairn_ledger::{Capabilities, TxBody, TxKind};
-use cairn_node::api::ApiToken;
 use cairn_wire::{ContentId, Keypair, PublicKey};
-use serde::de::DeserializeOwned;
 
 /// How long a command waits for its transaction to be applied.
 const APPLY_WAIT: Duration = Duration::from_secs(60);
@@ -94,14 +93,6 @@ pub(crate) fn cairn(ucairn: u64) -> String {
     format!("{grouped}.{} CAIRN", decimals.trim_end_matches('0'))
 }
 
-/// A node's HTTP API.
-pub(crate) struct Node {
-    pub base: String,
-    pub http: reqwest::blocking::Client,
-    /// Shown on every request, for the routes that need it.
-    pub token: Option<ApiToken>,
-}
-
 /// The API token of the node whose data folder is `data_dir`:
 /// `CAIRN_API_TOKEN` if set, else the node's `api.token` file.
 pub(crate) fn api_token(data_dir: &Path) -> anyhow::Result<ApiToken> {
@@ -117,225 +108,9 @@ pub(crate) fn api_token(data_dir: &Path) -> anyhow::Result<ApiToken> {
     })
 }
 
-impl Node {
-    /// A client of the node at `base`.
-    pub fn new(base: &str) -> Self {
-        Self {
-            base: base.trim_end_matches('/').to_string(),
-            http: reqwest::blocking::Client::builder()
-                .timeout(std::time::Duration::from_secs(600))
-                .build()
-                .expect("an HTTP client"),
-            token: None,
-        }
-    }
-
-    /// The same client, showing `token`.
-    pub fn with_token(self, token: ApiToken) -> Self {
-        Self {
-            token: Some(token),
-            ..self
-        }
-    }
-
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::blocking::RequestBuilder {
-        let request = self.http.request(method, format!("{}{path}", self.base));
-        match &self.token {
-            Some(token) => request.header(reqwest::header::AUTHORIZATION, token.bearer()),
-            None => request,
-        }
-    }
-
-    /// POSTs raw bytes; the answer, read as `T`.
-    pub fn post_bytes<T: DeserializeOwned>(&self, path: &str, body: Vec<u8>) -> anyhow::Result<T> {
-        let response = self
-            .request(reqwest::Method::POST, path)
-            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .body(body)
-            .send()
-            .with_context(|| format!("cannot reach the node at {}", self.base))?;
-        answer(path, response)
-    }
-
-    /// POSTs JSON; the answer, read as `T`.
-    pub fn post_json<T: DeserializeOwned>(&self, path: &str, body: Vec<u8>) -> anyhow::Result<T> {
-        let response = self
-            .request(reqwest::Method::POST, path)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .with_context(|| format!("cannot reach the node at {}", self.base))?;
-        answer(path, response)
-    }
-
-    /// GETs raw bytes.
-    pub fn get_bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
-        let response = self
-            .request(reqwest::Method::GET, path)
-            .send()
-            .with_context(|| format!("cannot reach the node at {}", self.base))?;
-        let status = response.status();
-        let body = response.bytes()?;
-        if !status.is_success() {
-            bail!("the node refused {path}: {}", refusal(status, &body));
-        }
-        Ok(body.to_vec())
-    }
-
-    /// GETs `path`; the answer, read as `T`.
-    pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        let response = self
-            .request(reqwest::Method::GET, path)
-            .send()
-            .with_context(|| format!("cannot reach the node at {}", self.base))?;
-        answer(path, response)
-    }
-
-    fn submit(&self, bytes: Vec<u8>) -> anyhow::Result<()> {
-        self.post_bytes::<api::Queued>("/v1/txs", bytes).map(|_| ())
-    }
-
-    /// GETs the server-sent events at `path`: each event's data read as
-    /// `T`, as it arrives. The iterator ends when the stream does (after
-    /// [`EVENTS_WAIT`] at the latest: open it again to go on).
-    pub fn events<T: DeserializeOwned>(
-        &self,
-        path: &str,
-    ) -> anyhow::Result<impl Iterator<Item = anyhow::Result<T>>> {
-        let response = self
-            .request(reqwest::Method::GET, path)
-            .timeout(EVENTS_WAIT)
-            .send()
-            .with_context(|| format!("cannot reach the node at {}", self.base))?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = response.bytes()?;
-            bail!("the node refused {path}: {}", refusal(status, &body));
-        }
-        let mut events = Events {
-            reader: std::io::BufReader::new(response),
-            data: String::new(),
-            over: false,
-            skipping: false,
-        };
-        Ok(std::iter::from_fn(move || events.next_data())
-            .map(|data| Ok(serde_json::from_str(&data?)?)))
-    }
-}
-
-/// How long one event stream is kept open.
-const EVENTS_WAIT: Duration = Duration::from_secs(3_600);
-/// The longest event line read from a node, and the most data one event
-/// may gather: a job's status is a few hundred bytes.
-const EVENT_BYTES_MAX: u64 = 1 << 20;
-
-/// A stream of server-sent events, read line by line within
-/// [`EVENT_BYTES_MAX`].
-struct Events<R> {
-    reader: std::io::BufReader<R>,
-    data: String,
-    /// Broken off: nothing more is read.
-    over: bool,
-    /// In an event of another kind than `status`.
-    skipping: bool,
-}
-
-impl<R: std::io::Read> Events<R> {
-    /// Ends the stream with `why`: nothing is read after it.
-    fn broken(&mut self, why: String) -> Option<anyhow::Result<String>> {
-        self.over = true;
-        Some(Err(anyhow::anyhow!(why)))
-    }
-
-    /// The next event's data; `None` at the end of the stream (or when it
-    /// broke off).
-    fn next_data(&mut self) -> Option<anyhow::Result<String>> {
-        use std::io::{BufRead as _, Read as _};
-        loop {
-            if self.over {
-                return None;
-            }
-            let mut line = Vec::new();
-            let read = (&mut self.reader)
-                .take(EVENT_BYTES_MAX)
-                .read_until(b'\n', &mut line);
-            match read {
-                Ok(_) if line.last() == Some(&b'\n') => {}
-                Ok(n) if n as u64 == EVENT_BYTES_MAX => {
-                    return self.broken(format!(
-                        "the node sent an event line over {EVENT_BYTES_MAX} bytes"
-                    ));
-                }
-                // The end, or a last line cut off.
-                Ok(_) | Err(_) => return None,
-            }
-            let line = String::from_utf8_lossy(&line);
-            let line = line.trim_end_matches(['\n', '\r']);
-            if line.is_empty() {
-                self.skipping = false;
-                if !self.data.is_empty() {
-                    return Some(Ok(std::mem::take(&mut self.data)));
-                }
-            } else if let Some(name) = line.strip_prefix("event:") {
-                // Only `status` events are read (and unnamed ones, which
-                // the spec calls `message`); others are skipped whole.
-                self.skipping = name.trim() != "status";
-            } else if let Some(data) = line.strip_prefix("data:") {
-                if self.skipping {
-                    continue;
-                }
-                if self.data.len() as u64 + data.len() as u64 > EVENT_BYTES_MAX {
-                    return self.broken(format!(
-                        "the node sent an event over {EVENT_BYTES_MAX} bytes"
-                    ));
-                }
-                if !self.data.is_empty() {
-                    self.data.push('\n');
-                }
-                self.data.push_str(data.strip_prefix(' ').unwrap_or(data));
-            }
-            // Other fields (`event:`, `id:`) and comments (`:`, the
-            // keep-alives) carry nothing this client uses.
-        }
-    }
-}
-
-/// A node's answer to `path`: the `T` it holds, or the node's refusal.
-fn answer<T: DeserializeOwned>(
-    path: &str,
-    response: reqwest::blocking::Response,
-) -> anyhow::Result<T> {
-    let status = response.status();
-    let body = response.bytes()?;
-    if !status.is_success() {
-        bail!("the node refused {path}: {}", refusal(status, &body));
-    }
-    serde_json::from_slice(&body).with_context(|| {
-        format!(
-            "the node's answer to {path} is not a {} (a node of another version?)",
-            std::any::type_name::<T>()
-                .rsplit("::")
-                .next()
-                .unwrap_or("known answer")
-        )
-    })
-}
-
-/// What a refusal says: the API's reason, or the status alone when the
-/// body is not the API's error (a proxy's page is not shown).
-fn refusal(status: reqwest::StatusCode, body: &[u8]) -> String {
-    serde_json::from_slice::<api::ErrorBody>(body).map_or_else(|_| status.to_string(), |b| b.error)
-}
-
 pub fn wallet(args: WalletArgs) -> anyhow::Result<ExitCode> {
-    let node = Node {
-        base: args.node.trim_end_matches('/').to_string(),
-        http: reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()?,
-        // Balances and transactions are public or signed: no token.
-        token: None,
-    };
+    // Balances and transactions are public or signed: no token.
+    let node = Client::new(&args.node).with_timeout(Duration::from_secs(10));
     let key = Keypair::load_or_create(&args.key)?;
     let kind = match args.command {
         WalletCommand::Address => {
@@ -399,7 +174,7 @@ pub fn wallet(args: WalletArgs) -> anyhow::Result<ExitCode> {
         .get::<api::Account>(&format!("/v1/accounts/{}", key.public()))?
         .nonce;
     let tx = TxBody { chain, nonce, kind }.sign(&key);
-    node.submit(tx.to_bytes())?;
+    node.post_bytes::<api::Queued>("/v1/txs", tx.to_bytes())?;
     if args.no_wait {
         if args.json {
             println!("{}", serde_json::json!({ "queued": { "nonce": nonce } }));
@@ -440,40 +215,7 @@ pub fn wallet(args: WalletArgs) -> anyhow::Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
-    use super::{EVENT_BYTES_MAX, Events, cairn};
-
-    fn events(bytes: &[u8]) -> Vec<Result<String, String>> {
-        let mut events = Events {
-            reader: std::io::BufReader::new(bytes),
-            data: String::new(),
-            over: false,
-            skipping: false,
-        };
-        std::iter::from_fn(|| events.next_data())
-            .map(|e| e.map_err(|e| e.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn event_streams_yield_each_events_data_and_skip_the_rest() {
-        let stream = b": keep-alive\n\nevent: status\ndata: {\"a\":1}\n\n\
-                       event: block\ndata: 9\n\n\
-                       data:two\r\ndata: lines\r\n\r\nid: 7\n\ndata: cut off";
-        assert_eq!(
-            events(stream),
-            [Ok("{\"a\":1}".to_string()), Ok("two\nlines".to_string())],
-            "comments, other fields and other events carry nothing; an unfinished event is dropped"
-        );
-    }
-
-    #[test]
-    fn an_endless_event_line_is_refused_within_the_bound() {
-        let mut stream = b"data: ".to_vec();
-        stream.resize(EVENT_BYTES_MAX as usize + 10, b'x');
-        let read = events(&stream);
-        assert_eq!(read.len(), 1);
-        assert!(read[0].as_ref().unwrap_err().contains("over"), "{read:?}");
-    }
+    use super::cairn;
 
     #[test]
     fn amounts_read_in_cairn_with_grouped_digits_and_only_the_decimals_needed() {

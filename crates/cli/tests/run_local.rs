@@ -310,6 +310,9 @@ fn completions_cover_every_command_and_an_unknown_shell_is_refused() {
         for word in [
             "devnet",
             "wallet",
+            "init",
+            "market",
+            "cancel",
             "completions",
             "tools",
             "allow-inputs-from",
@@ -354,5 +357,93 @@ fn the_tools_benchmark_runs_each_command_both_ways() {
         assert!(direct > 0.0 && sandboxed > 0.0, "{case}");
         let ratio = value(&format!("{case}_sandboxed_over_direct"));
         assert!((ratio - sandboxed / direct).abs() < 1e-6 * ratio, "{case}");
+    }
+}
+
+/// `cairn init` makes a data folder only its owner can read, with a key, a
+/// token and a config file whose every setting is a flag `cairn` knows; a
+/// second `init` changes nothing.
+#[test]
+fn init_makes_a_private_data_folder_whose_config_cairn_reads() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    let dir_arg = dir.to_str().unwrap();
+    let out = cairn(&["init", "--provide", "--data-dir", dir_arg]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8(out.stdout).unwrap();
+    assert!(said.contains("cairn node --config"), "{said}");
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    for file in ["node.key", "api.token", "cairn.toml"] {
+        assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+    }
+    let config = dir.join("cairn.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("\nprovide = true"), "{text}");
+    // Every setting is a flag: a config naming an unknown one is refused.
+    let out = cairn(&["--config", config.to_str().unwrap(), "completions", "bash"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(tmp.path().join("bad.toml"), "no_such_flag = 1\n").unwrap();
+    let bad = tmp.path().join("bad.toml");
+    let out = cairn(&["--config", bad.to_str().unwrap(), "completions", "bash"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    let key = std::fs::read(dir.join("node.key")).unwrap();
+    let again = cairn(&["init", "--data-dir", dir_arg]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), text);
+    assert_eq!(std::fs::read(dir.join("node.key")).unwrap(), key);
+}
+
+/// The commands that talk to a node say what is wrong with a bad id, a
+/// missing token or a node that is not there, and exit 2.
+#[test]
+fn node_commands_refuse_bad_ids_missing_tokens_and_absent_nodes_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().unwrap();
+    let out = cairn(&["job", "--data-dir", dir, "cancel", "not-an-id"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hex"));
+    let out = cairn(&["market", "--data-dir", dir]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("cairn: ") && stderr.contains("api.token"),
+        "{stderr}"
+    );
+    // A port nothing listens on (bound, then let go).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let token = "ab".repeat(32);
+    for args in [
+        vec!["market", "--node", &url],
+        vec!["job", "--node", &url, "list"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(&args)
+            .env("CAIRN_API_TOKEN", &token)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("cannot reach the node at {url}")),
+            "{stderr}"
+        );
     }
 }

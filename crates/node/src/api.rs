@@ -86,12 +86,7 @@ use openapi::Octets;
 pub use access::{Access, ApiToken, TOKEN_FILE};
 pub use cairn_chain::TX_BYTES_MAX;
 
-/// The largest `POST /v1/jobs` body. A submission lists every task
-/// expanded (a 64-hex-digit seed, its arguments and outputs: 100 to 300
-/// bytes each), so this holds 5,000 to 20,000 tasks; `cairn bench net`'s
-/// 5,000-task job is 0.5 MB. A bigger job is split into several. It bounds
-/// what one request makes the node parse and keep.
-pub const SUBMISSION_BYTES_MAX: usize = 2 << 20;
+pub use cairn_api::SUBMISSION_BYTES_MAX;
 /// The largest body of any route that does not set its own: none of the
 /// others reads one.
 const BODY_BYTES_DEFAULT_MAX: usize = 64 << 10;

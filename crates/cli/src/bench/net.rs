@@ -10,7 +10,7 @@ use cairn_node::market::{Submission, SubmittedFile, SubmittedLimits, SubmittedTa
 use cairn_wire::ContentId;
 
 use super::{Figure, ms, percentile, resident_mib};
-use crate::wallet::Node;
+use cairn_client::Client;
 
 /// Arguments of `cairn bench net`.
 #[derive(clap::Args)]
@@ -197,11 +197,11 @@ fn big_module() -> anyhow::Result<Vec<u8>> {
 fn with_devnet<T>(
     dir: &std::path::Path,
     providers: u64,
-    work: impl FnOnce(&Node, u32) -> anyhow::Result<T>,
+    work: impl FnOnce(&Client, u32) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     let mut devnet = crate::devnet::Background::start(dir, providers)?;
     let (url, pid) = devnet.requester()?;
-    let node = Node::new(&url);
+    let node = Client::new(&url);
     crate::poll::until("the providers connect", DEVNET_UP_WAIT, || {
         Ok((node.get::<api::MarketStats>("/v1/market")?.peers >= providers).then_some(()))
     })?;
@@ -214,11 +214,11 @@ fn with_devnet<T>(
         })?;
     }
     // Validator 0 wrote its token before its API answered.
-    let node = node.with_token(cairn_node::api::ApiToken::load(&dir.join("v0"))?);
+    let node = node.with_token(cairn_client::ApiToken::load(&dir.join("v0"))?);
     work(&node, pid)
 }
 
-fn upload(node: &Node, name: &str, wasm: &[u8]) -> anyhow::Result<SubmittedFile> {
+fn upload(node: &Client, name: &str, wasm: &[u8]) -> anyhow::Result<SubmittedFile> {
     node.post_bytes::<api::BlobStored>("/v1/blobs", wasm.to_vec())?;
     Ok(SubmittedFile {
         name: name.into(),
@@ -229,7 +229,7 @@ fn upload(node: &Node, name: &str, wasm: &[u8]) -> anyhow::Result<SubmittedFile>
 
 /// Submits a 3-task unverified job of `module` and returns the time from
 /// submit to its first task running, once it is done.
-fn first_task_ms(node: &Node, module: &SubmittedFile) -> anyhow::Result<f64> {
+fn first_task_ms(node: &Client, module: &SubmittedFile) -> anyhow::Result<f64> {
     let job = submit(node, module, 3, VerifyPolicy::None)?;
     let status = wait_done(node, &job, Duration::from_millis(5))?;
     let first = status
@@ -247,7 +247,7 @@ const DEVNET_UP_WAIT: Duration = Duration::from_secs(240);
 const JOB_WAIT: Duration = Duration::from_secs(300);
 
 fn submit(
-    node: &Node,
+    node: &Client,
     module: &SubmittedFile,
     tasks: u32,
     verify: VerifyPolicy,
@@ -281,7 +281,7 @@ fn submit(
 
 /// Polls a job every `poll` until it is done: often for latency, rarely
 /// for throughput so the polling does not take the requester's CPU.
-fn wait_done(node: &Node, job: &ContentId, poll: Duration) -> anyhow::Result<api::JobStatus> {
+fn wait_done(node: &Client, job: &ContentId, poll: Duration) -> anyhow::Result<api::JobStatus> {
     crate::poll::every(poll, &format!("job {job} is done"), JOB_WAIT, || {
         let status: api::JobStatus = node.get(&format!("/v1/jobs/{job}"))?;
         Ok((status.state == api::JobState::Done).then_some(status))
@@ -289,7 +289,7 @@ fn wait_done(node: &Node, job: &ContentId, poll: Duration) -> anyhow::Result<api
 }
 
 /// Waits until blocks have applied `job`'s settlements.
-fn wait_settled(node: &Node, job: &ContentId) -> anyhow::Result<()> {
+fn wait_settled(node: &Client, job: &ContentId) -> anyhow::Result<()> {
     crate::poll::until(&format!("job {job} is settled"), JOB_WAIT, || {
         let status: api::JobStatus = node.get(&format!("/v1/jobs/{job}"))?;
         Ok((status.settled > 0).then_some(()))

@@ -1,0 +1,473 @@
+//! client: A Rust client of a Cairn node's HTTP API: submit a job from a job file or from code, follow its progress, and fetch its results verified against their content ids.
+//!
+//! The `cairn` CLI talks to nodes through it. Every answer is read back as
+//! a type of [`cairn_api`], the same types the node answers with, so a
+//! field renamed on one side breaks the build, not a user. Blocking (it is
+//! built on `reqwest`'s blocking client): call it from a thread, or from
+//! `spawn_blocking` in async code.
+//!
+//! ```no_run
+//! use cairn_client::{ApiToken, Client};
+//!
+//! let token = ApiToken::load(".cairn".as_ref())?;
+//! let node = Client::new("http://127.0.0.1:8640").with_token(token);
+//! let job = cairn_client::load_job("examples/render/job.toml".as_ref())?;
+//! let id = node.submit_job(&job)?;
+//! let last = node.follow(&id, |status| println!("{}/{} done", status.done, status.total))?;
+//! for record in node.results(&id)? {
+//!     for output in &record.outputs {
+//!         let bytes = node.blob(&output.id)?; // checked against its id
+//!         println!("task {}: {} ({} bytes)", record.task, output.name, bytes.len());
+//!     }
+//! }
+//! # let _ = last;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod events;
+
+use std::path::Path;
+use std::time::Duration;
+
+use cairn_job::{Job, ModuleRef};
+use cairn_wire::{ContentId, PublicKey};
+use serde::de::DeserializeOwned;
+
+pub use cairn_api::{self as api, ApiToken, Submission, SubmittedFile};
+
+/// How long one event stream is kept open; [`Client::follow`] opens
+/// another when one ends.
+const EVENTS_WAIT: Duration = Duration::from_secs(3_600);
+/// How long any other request may take: a 1 GiB blob over a slow link.
+const REQUEST_WAIT: Duration = Duration::from_secs(600);
+/// The pause before an event stream that ended early is opened again, so
+/// that one ending at once is not a busy loop.
+const REOPEN_PAUSE: Duration = Duration::from_secs(1);
+/// The budget of a job file that names none, µCAIRN.
+pub const BUDGET_DEFAULT_UCAIRN: u64 = 1_000_000_000;
+/// The highest price of a job file that names none, µCAIRN per Gfuel.
+pub const PRICE_MAX_DEFAULT: u64 = 1_000;
+
+/// What went wrong talking to a node.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The node did not answer.
+    #[error("cannot reach the node at {base}")]
+    Unreachable {
+        /// The node's address.
+        base: String,
+        /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The node answered with a refusal.
+    #[error("the node refused {path}: {message}")]
+    Refused {
+        /// What was asked.
+        path: String,
+        /// The HTTP status (401: no or wrong token; 404: no such thing).
+        status: u16,
+        /// What the node said was wrong.
+        message: String,
+    },
+    /// The node answered something this client does not read.
+    #[error("the node's answer to {path} is not a {what} (a node of another version?)")]
+    Unexpected {
+        /// What was asked.
+        path: String,
+        /// What was expected.
+        what: &'static str,
+    },
+    /// A blob the node sent is not the one asked for.
+    #[error("the blob the node sent for {id} does not match that content id")]
+    Tampered {
+        /// The id asked for.
+        id: ContentId,
+    },
+    /// An event stream broke the protocol's bounds.
+    #[error("{0}")]
+    Stream(String),
+    /// The job cannot be submitted as it is.
+    #[error("{0}")]
+    Job(String),
+    /// A local file could not be read.
+    #[error("reading {path}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// The HTTP status of a refusal, if this is one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Refused { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// What a call returns.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A job file, with its module and inputs found beside it; the built-in
+/// modules (`cairn:render`, …) are known.
+pub fn load_job(path: &Path) -> Result<Job> {
+    Job::load(path, &cairn_workloads::names()).map_err(|e| Error::Job(e.to_string()))
+}
+
+/// A node's HTTP API.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::blocking::Client,
+    /// Shown on every request, for the routes that need it.
+    token: Option<ApiToken>,
+}
+
+impl Client {
+    /// A client of the node at `base` (`http://127.0.0.1:8640`).
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::blocking::Client::builder()
+                .timeout(REQUEST_WAIT)
+                .build()
+                .expect("an HTTP client"),
+            token: None,
+        }
+    }
+
+    /// The same client, showing `token` (the node's `api.token`) for the
+    /// routes that spend, store or read jobs.
+    pub fn with_token(self, token: ApiToken) -> Self {
+        Self {
+            token: Some(token),
+            ..self
+        }
+    }
+
+    /// The same client, giving up on a request after `wait` (an event
+    /// stream is kept open for an hour whatever this is).
+    pub fn with_timeout(self, wait: Duration) -> Self {
+        Self {
+            http: reqwest::blocking::Client::builder()
+                .timeout(wait)
+                .build()
+                .expect("an HTTP client"),
+            ..self
+        }
+    }
+
+    /// The node's address.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::blocking::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => request.header(reqwest::header::AUTHORIZATION, token.bearer()),
+            None => request,
+        }
+    }
+
+    fn send(
+        &self,
+        request: reqwest::blocking::RequestBuilder,
+    ) -> Result<reqwest::blocking::Response> {
+        request.send().map_err(|source| Error::Unreachable {
+            base: self.base.clone(),
+            source,
+        })
+    }
+
+    /// GETs `path`; the answer, read as `T`.
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        answer(path, self.send(self.request(reqwest::Method::GET, path))?)
+    }
+
+    /// GETs raw bytes.
+    pub fn get_bytes(&self, path: &str) -> Result<Vec<u8>> {
+        let response = self.send(self.request(reqwest::Method::GET, path))?;
+        body(path, response)
+    }
+
+    /// POSTs JSON; the answer, read as `T`.
+    pub fn post_json<T: DeserializeOwned>(&self, path: &str, body: Vec<u8>) -> Result<T> {
+        let request = self
+            .request(reqwest::Method::POST, path)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        answer(path, self.send(request)?)
+    }
+
+    /// POSTs raw bytes; the answer, read as `T`.
+    pub fn post_bytes<T: DeserializeOwned>(&self, path: &str, body: Vec<u8>) -> Result<T> {
+        let request = self
+            .request(reqwest::Method::POST, path)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body);
+        answer(path, self.send(request)?)
+    }
+
+    /// The server-sent events of kind `kind` at `path`: each event's data
+    /// read as `T`, as it arrives. The iterator ends when the stream does
+    /// (after an hour at the latest: open it again to go on).
+    pub fn events<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        kind: &'static str,
+    ) -> Result<impl Iterator<Item = Result<T>> + use<T>> {
+        let response = self.send(
+            self.request(reqwest::Method::GET, path)
+                .timeout(EVENTS_WAIT),
+        )?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(refused(path, status, &response.bytes().unwrap_or_default()));
+        }
+        let mut events = events::Events::new(response, kind);
+        let path = path.to_string();
+        Ok(
+            std::iter::from_fn(move || events.next_data()).map(move |data| {
+                let data = data.map_err(Error::Stream)?;
+                serde_json::from_str(&data).map_err(|_| Error::Unexpected {
+                    path: path.clone(),
+                    what: short_type_name::<T>(),
+                })
+            }),
+        )
+    }
+
+    /// The chain as of its last finalized block.
+    pub fn status(&self) -> Result<api::Status> {
+        self.get("/v1/status")
+    }
+
+    /// An account (all zero if it never received anything).
+    pub fn account(&self, key: &PublicKey) -> Result<api::Account> {
+        self.get(&format!("/v1/accounts/{key}"))
+    }
+
+    /// A job's open escrow; `None` once it is closed (or never opened).
+    pub fn escrow(&self, job: &ContentId) -> Result<Option<api::Escrow>> {
+        match self.get(&format!("/v1/escrows/{job}")) {
+            Err(e) if e.status() == Some(404) => Ok(None),
+            answer => answer.map(Some),
+        }
+    }
+
+    /// The node's market peer: its key, addresses, and what it dropped.
+    pub fn market(&self) -> Result<api::MarketStats> {
+        self.get("/v1/market")
+    }
+
+    /// Every provider that bid for the node's work, most recent first.
+    pub fn providers(&self) -> Result<Vec<api::ProviderSeen>> {
+        Ok(self.get::<api::Providers>("/v1/providers")?.providers)
+    }
+
+    /// The prices the node's auctions cleared at, oldest first.
+    pub fn prices(&self) -> Result<Vec<api::PricePoint>> {
+        Ok(self.get::<api::Prices>("/v1/prices")?.prices)
+    }
+
+    /// Every job of the node, oldest first.
+    pub fn jobs(&self) -> Result<Vec<api::JobStatus>> {
+        Ok(self.get::<api::JobList>("/v1/jobs")?.jobs)
+    }
+
+    /// A job's status, with why it waits.
+    pub fn job(&self, id: &ContentId) -> Result<api::JobStatus> {
+        self.get(&format!("/v1/jobs/{id}"))
+    }
+
+    /// A job's finished tasks, by task.
+    pub fn results(&self, id: &ContentId) -> Result<Vec<api::TaskRecord>> {
+        Ok(self
+            .get::<api::JobResults>(&format!("/v1/jobs/{id}/results"))?
+            .results)
+    }
+
+    /// Cancels a job: its accepted results are kept and paid, its other
+    /// tasks given up, and the rest of its escrow returns. Refused (409)
+    /// when it is over already.
+    pub fn cancel(&self, id: &ContentId) -> Result<api::JobStatus> {
+        self.post_json(&format!("/v1/jobs/{id}/cancel"), Vec::new())
+    }
+
+    /// A blob's bytes, checked against its content id.
+    pub fn blob(&self, id: &ContentId) -> Result<Vec<u8>> {
+        let bytes = self.get_bytes(&format!("/v1/blobs/{id}"))?;
+        if ContentId::of(&bytes) != *id {
+            return Err(Error::Tampered { id: *id });
+        }
+        Ok(bytes)
+    }
+
+    /// Stores `bytes` on the node as a blob named `name` in a submission.
+    pub fn upload(&self, name: &str, bytes: Vec<u8>) -> Result<SubmittedFile> {
+        let size = bytes.len() as u64;
+        let id = ContentId::of(&bytes);
+        let stored: api::BlobStored = self.post_bytes("/v1/blobs", bytes)?;
+        if stored.id != id {
+            return Err(Error::Tampered { id });
+        }
+        Ok(SubmittedFile {
+            name: name.to_string(),
+            id,
+            size,
+        })
+    }
+
+    /// Submits a job whose module and inputs are uploaded already: the node
+    /// checks it, escrows its budget and puts it up for auction. Returns
+    /// its id.
+    pub fn submit(&self, submission: &Submission) -> Result<ContentId> {
+        let body = serde_json::to_vec(submission).expect("a submission serializes");
+        if body.len() > api::SUBMISSION_BYTES_MAX {
+            return Err(Error::Job(format!(
+                "the job's {} tasks take {} bytes to submit; a node takes at most {}: split it \
+                 into smaller jobs",
+                submission.tasks.len(),
+                body.len(),
+                api::SUBMISSION_BYTES_MAX
+            )));
+        }
+        Ok(self.post_json::<api::JobCreated>("/v1/jobs", body)?.job)
+    }
+
+    /// Uploads a loaded job file's module and inputs and submits it (see
+    /// [`load_job`]). Returns its id.
+    pub fn submit_job(&self, job: &Job) -> Result<ContentId> {
+        let module = match &job.module {
+            ModuleRef::Builtin(name) => cairn_workloads::find(name)
+                .ok_or_else(|| Error::Job(format!("no built-in module '{name}'")))?
+                .wasm
+                .to_vec(),
+            ModuleRef::File(path) => read(path)?,
+            // The request is the module: a provider loads what it names.
+            ModuleRef::Tool(request) => request.to_string().into_bytes(),
+        };
+        let module_name = match &job.module {
+            ModuleRef::Tool(_) => "tool",
+            ModuleRef::Builtin(_) | ModuleRef::File(_) => "module.wasm",
+        };
+        let module = self.upload(module_name, module)?;
+        let mut inputs = Vec::with_capacity(job.inputs.len());
+        for input in &job.inputs {
+            inputs.push(self.upload(&input.name, read(&input.host_path)?)?);
+        }
+        self.submit(&submission(job, module, inputs))
+    }
+
+    /// Follows a job until it is over, calling `each` with every status it
+    /// goes through (the first at once); returns the last. A stream that
+    /// ends before the job does (after an hour, or cut by a proxy) is
+    /// opened again.
+    pub fn follow(
+        &self,
+        id: &ContentId,
+        mut each: impl FnMut(&api::JobStatus),
+    ) -> Result<api::JobStatus> {
+        let path = format!("/v1/jobs/{id}/events");
+        let mut reopened = false;
+        loop {
+            if std::mem::replace(&mut reopened, true) {
+                std::thread::sleep(REOPEN_PAUSE);
+            }
+            for status in self.events::<api::JobStatus>(&path, "status")? {
+                let status = status?;
+                each(&status);
+                if status.state.is_over() {
+                    return Ok(status);
+                }
+            }
+        }
+    }
+}
+
+/// A job file's submission, its module and inputs uploaded as these blobs.
+pub fn submission(job: &Job, module: SubmittedFile, inputs: Vec<SubmittedFile>) -> Submission {
+    Submission {
+        name: job.name.clone(),
+        runtime: job.module.runtime_name(),
+        module,
+        inputs,
+        tasks: job
+            .tasks()
+            .iter()
+            .map(|t| cairn_api::SubmittedTask {
+                args: t.args.clone(),
+                outputs: t.outputs.clone(),
+                seed: cairn_wire::hex(&t.seed),
+            })
+            .collect(),
+        limits: cairn_api::SubmittedLimits {
+            fuel: job.limits.fuel,
+            memory_bytes: job.limits.memory_bytes,
+            wall_time_ms: job.limits.wall_time.as_millis() as u64,
+            output_bytes: job.limits.output_bytes,
+            stdout_bytes: job.limits.stdout_bytes,
+        },
+        budget_ucairn: job.market.budget_ucairn.unwrap_or(BUDGET_DEFAULT_UCAIRN),
+        price_max_ucairn_per_gfuel: job
+            .market
+            .price_max_ucairn_per_gfuel
+            .unwrap_or(PRICE_MAX_DEFAULT),
+        verify: job.verify.into(),
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn short_type_name<T>() -> &'static str {
+    std::any::type_name::<T>()
+        .rsplit("::")
+        .next()
+        .unwrap_or("known answer")
+}
+
+/// A node's answer to `path`: its body, or the node's refusal.
+fn body(path: &str, response: reqwest::blocking::Response) -> Result<Vec<u8>> {
+    let status = response.status();
+    let bytes = response.bytes().map_err(|_| Error::Unexpected {
+        path: path.to_string(),
+        what: "complete answer",
+    })?;
+    if !status.is_success() {
+        return Err(refused(path, status, &bytes));
+    }
+    Ok(bytes.to_vec())
+}
+
+/// A node's answer to `path`: the `T` it holds, or the node's refusal.
+fn answer<T: DeserializeOwned>(path: &str, response: reqwest::blocking::Response) -> Result<T> {
+    let bytes = body(path, response)?;
+    serde_json::from_slice(&bytes).map_err(|_| Error::Unexpected {
+        path: path.to_string(),
+        what: short_type_name::<T>(),
+    })
+}
+
+/// A refusal: the API's reason, or the status alone when the body is not
+/// the API's error (a proxy's page is not shown).
+fn refused(path: &str, status: reqwest::StatusCode, body: &[u8]) -> Error {
+    let message = serde_json::from_slice::<api::ErrorBody>(body)
+        .map_or_else(|_| status.to_string(), |b| b.error);
+    Error::Refused {
+        path: path.to_string(),
+        status: status.as_u16(),
+        message,
+    }
+}
