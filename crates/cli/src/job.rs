@@ -112,11 +112,9 @@ pub fn job(args: JobArgs) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string(&status)?);
             } else {
                 println!(
-                    "cancelled job {id}: {} of {} tasks done and kept, {} given up; the rest of \
-                     its escrow returns after the ledger's notice to its providers",
-                    status.done,
-                    status.total,
-                    status.total - status.done
+                    "cancelled job {id}: {} of {} tasks done and kept, {} given up or failed; \
+                     the rest of its escrow returns after the ledger's notice to its providers",
+                    status.done, status.total, status.failed
                 );
             }
             Ok(ExitCode::SUCCESS)

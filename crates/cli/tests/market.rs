@@ -859,7 +859,7 @@ fn a_cancelled_job_keeps_and_pays_what_it_accepted_and_returns_the_rest_of_its_e
     let again = devnet.job(&["cancel", &id]);
     assert_eq!(again.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&again.stderr);
-    assert!(stderr.contains("over already"), "{stderr}");
+    assert!(stderr.contains("cancelled already"), "{stderr}");
     let status = devnet.wait_until("the job reads cancelled", |d| {
         let status = d.status(&id);
         (status["state"] == "cancelled").then_some(status)
@@ -1259,6 +1259,8 @@ fn the_network_benchmark_runs_and_prints_every_figure() {
         "40",
         "--blob-mib",
         "1",
+        "--api-rate",
+        "100",
     ]);
     assert!(
         output.status.success(),
@@ -1285,6 +1287,9 @@ fn the_network_benchmark_runs_and_prints_every_figure() {
         "tiny_tasks_four_providers_adaptive",
         "requester_resident_idle",
         "requester_resident_peak",
+        "api_job_status_p50",
+        "api_job_status_p99",
+        "api_job_status_rate",
     ] {
         assert!(
             figures.get(metric).is_some_and(|v| *v > 0.0),
@@ -1293,6 +1298,10 @@ fn the_network_benchmark_runs_and_prints_every_figure() {
     }
     assert!(
         figures["requester_resident_peak"] >= figures["requester_resident_idle"],
+        "{figures:?}"
+    );
+    assert!(
+        figures["api_job_status_p99"] >= figures["api_job_status_p50"],
         "{figures:?}"
     );
 }

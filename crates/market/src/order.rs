@@ -233,7 +233,7 @@ impl Read for Order {
     fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
         Ok(Self {
             job: ContentId::read(buf)?,
-            runtime: text::read(buf, RUNTIME_BYTES_MAX)?,
+            runtime: text::read_name(buf, RUNTIME_BYTES_MAX)?,
             module: ContentId::read(buf)?,
             module_bytes: u64::read(buf)?,
             tasks: u64::read(buf)?,
@@ -304,9 +304,9 @@ impl Read for ToolBuild {
 
     fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
         Ok(Self {
-            runtime: text::read(buf, RUNTIME_BYTES_MAX)?,
+            runtime: text::read_name(buf, RUNTIME_BYTES_MAX)?,
             binary: ContentId::read(buf)?,
-            isa: text::read(buf, ISA_BYTES_MAX)?,
+            isa: text::read_name(buf, ISA_BYTES_MAX)?,
             threads: u32::read(buf)?,
         })
     }
@@ -321,7 +321,7 @@ impl Read for Offer {
             return Err(CodecError::InvalidLength(count));
         }
         let runtimes = (0..count)
-            .map(|_| text::read(buf, RUNTIME_BYTES_MAX))
+            .map(|_| text::read_name(buf, RUNTIME_BYTES_MAX))
             .collect::<Result<_, _>>()?;
         let (cores, memory_mib, gpus, score_mfuel_per_s) = (
             u32::read(buf)?,

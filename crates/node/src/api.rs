@@ -105,7 +105,6 @@ pub fn app(
         ledger: ledger.clone(),
         market: market.clone(),
     };
-    let streams = events::Streams::new();
     let mut app = Router::new()
         .route("/metrics", get(metrics::metrics))
         .route_layer(from_fn_with_state(access.clone(), access::require_token))
@@ -113,21 +112,21 @@ pub fn app(
         .route("/v1/openapi.json", get(openapi::document))
         .merge(console::routes());
     if let Some(ledger) = ledger {
-        app = app.merge(ledger_routes(ledger, &streams));
+        app = app.merge(ledger_routes(ledger));
     }
     if let Some(market) = market {
-        app = app.merge(market_routes(market, &access, &streams));
+        app = app.merge(market_routes(market, &access));
     }
     app.layer(DefaultBodyLimit::max(BODY_BYTES_DEFAULT_MAX))
         .layer(from_fn_with_state(access, access::guard))
 }
 
 /// The ledger's routes, open to any caller.
-fn ledger_routes(ledger: Ledger, streams: &events::Streams) -> Router {
+fn ledger_routes(ledger: Ledger) -> Router {
     Router::new()
         .route(
             "/v1/blocks/events",
-            get(events::block_events).with_state((ledger.clone(), streams.clone())),
+            get(events::block_events).with_state((ledger.clone(), events::Streams::new())),
         )
         .route("/v1/status", get(status))
         .route("/v1/accounts/{key}", get(account))
@@ -389,11 +388,7 @@ fn block_body(block: cairn_chain::BlockSummary) -> api::Block {
 }
 
 /// The market's routes: the stats open, the rest behind the token.
-fn market_routes(
-    market: crate::market::Market,
-    access: &Access,
-    streams: &events::Streams,
-) -> Router {
+fn market_routes(market: crate::market::Market, access: &Access) -> Router {
     let private = Router::new()
         .route(
             "/v1/blobs",
@@ -414,7 +409,7 @@ fn market_routes(
         .route("/v1/jobs/{id}", get(job_status))
         .route(
             "/v1/jobs/{id}/events",
-            get(events::job_events).with_state((market.clone(), streams.clone())),
+            get(events::job_events).with_state((market.clone(), events::Streams::new())),
         )
         .route("/v1/jobs/{id}/results", get(job_results))
         .route("/v1/jobs/{id}/cancel", post(cancel_job))
@@ -521,18 +516,28 @@ async fn job_status(
     responses((status = 200, description = "Cancelled: its status", body = api::JobStatus),
         (status = 400, description = "Not a content id", body = api::ErrorBody),
         (status = 404, description = "No such job on this node", body = api::ErrorBody),
-        (status = 409, description = "The job is settling or over already", body = api::ErrorBody)))]
+        (status = 409, description = "The job is cancelled, settling or over already, or its escrow is not on the ledger yet", body = api::ErrorBody),
+        (status = 503, description = "The ledger cannot be read now", body = api::ErrorBody)))]
 async fn cancel_job(
     State(market): MarketState,
     Path(id): Path<String>,
 ) -> Result<Json<api::JobStatus>, ApiError> {
+    use crate::market::CancelError;
     use cairn_roles::requester::CancelRefused;
     let id: ContentId = parse(&id)?;
     market.cancel(&id).await.map(Json).map_err(|e| match e {
-        CancelRefused::NotFound => {
+        CancelError::Refused(CancelRefused::NotFound) => {
             ApiError(StatusCode::NOT_FOUND, format!("no job {id} on this node"))
         }
-        CancelRefused::Over => ApiError(StatusCode::CONFLICT, format!("job {id}: {e}")),
+        CancelError::Refused(CancelRefused::Over | CancelRefused::Cancelled)
+        | CancelError::EscrowPending => ApiError(StatusCode::CONFLICT, format!("job {id}: {e}")),
+        CancelError::Ledger(e) => {
+            tracing::warn!("cancelling job {id}: reading its escrow: {e}");
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("job {id}: the ledger cannot be read now; try again"),
+            )
+        }
     })
 }
 

@@ -66,6 +66,13 @@ pub enum Write {
         /// The result.
         record: Box<TaskRecord>,
     },
+    /// Keep a job's record (it was cancelled).
+    Job {
+        /// Its id.
+        id: ContentId,
+        /// The record.
+        record: Box<JobRecord>,
+    },
     /// Forget a result that was reopened.
     ForgetResult {
         /// Its job.
@@ -140,13 +147,29 @@ pub struct Effects {
     pub wake: BTreeSet<ContentId>,
 }
 
-/// A job cancelled: its record to persist (it says when), and what to
-/// carry out.
-pub struct Cancelled {
-    /// The job's record, which a restarted requester cancels again from.
-    pub record: JobRecord,
-    /// What to carry out.
-    pub effects: Effects,
+impl Effects {
+    /// Whether there is nothing to carry out.
+    pub fn is_empty(&self) -> bool {
+        let Self {
+            writes,
+            seq: _,
+            txs,
+            challenges,
+            disputes,
+            ended_disputes,
+            cases,
+            orders,
+            wake,
+        } = self;
+        writes.is_empty()
+            && txs.is_empty()
+            && challenges.is_empty()
+            && disputes.is_empty()
+            && ended_disputes.is_empty()
+            && cases.is_empty()
+            && orders.is_empty()
+            && wake.is_empty()
+    }
 }
 
 /// Why a job could not be cancelled.
@@ -156,6 +179,8 @@ pub enum CancelRefused {
     NotFound,
     /// It is settling or over already.
     Over,
+    /// It was cancelled already.
+    Cancelled,
 }
 
 impl std::fmt::Display for CancelRefused {
@@ -163,6 +188,7 @@ impl std::fmt::Display for CancelRefused {
         f.write_str(match self {
             Self::NotFound => "no such job",
             Self::Over => "the job is over already: every task is decided",
+            Self::Cancelled => "the job is cancelled already",
         })
     }
 }
@@ -362,6 +388,7 @@ impl RequesterCore {
             stalls: 0,
             stalled: None,
             unstored: 0,
+            cancel_unstored: false,
             unsettled: Vec::new(),
             settled: 0,
             misstated: Vec::new(),
@@ -409,11 +436,20 @@ impl RequesterCore {
     pub fn stored(&mut self, writes: &[Write]) -> BTreeSet<ContentId> {
         let mut wake = BTreeSet::new();
         for write in writes {
-            if let Write::Result { job, .. } = write
-                && let Some(j) = self.jobs.get_mut(job)
-            {
-                j.unstored = j.unstored.saturating_sub(1);
-                wake.insert(*job);
+            match write {
+                Write::Result { job, .. } => {
+                    if let Some(j) = self.jobs.get_mut(job) {
+                        j.unstored = j.unstored.saturating_sub(1);
+                        wake.insert(*job);
+                    }
+                }
+                Write::Job { id, .. } => {
+                    if let Some(j) = self.jobs.get_mut(id) {
+                        j.cancel_unstored = false;
+                        wake.insert(*id);
+                    }
+                }
+                Write::ForgetResult { .. } | Write::Trust { .. } => {}
             }
         }
         wake
@@ -431,6 +467,11 @@ impl RequesterCore {
         }
         if let Some(job) = self.jobs.get_mut(id) {
             job.phase = if job.record.settled {
+                if job.record.cancelled_ms.is_some() {
+                    // Its queue, rebuilt from the stored results, shows
+                    // the rest as given up, as before the restart.
+                    job.sched.cancel("the job was cancelled", |_| true);
+                }
                 job.finished_ms = Some(now);
                 Phase::Done
             } else if job.sched.is_finished() {
@@ -524,6 +565,7 @@ impl RequesterCore {
         if job.sched.is_finished()
             && self.verifier.job_done(id)
             && job.unstored == 0
+            && !job.cancel_unstored
             && !matches!(job.phase, Phase::Settling | Phase::Done)
         {
             job.phase = Phase::Settling;
@@ -640,6 +682,11 @@ impl RequesterCore {
     ) -> Option<Offers> {
         let me = self.key.public();
         let job = self.jobs.get_mut(id)?;
+        // Cancelled (or otherwise moved on) since its auction closed: no
+        // lease is offered.
+        if !matches!(job.phase, Phase::Leasing) || job.record.cancelled_ms.is_some() {
+            return None;
+        }
         // Trusted only so far: a provider that claims a long preparation
         // delays the search for others by at most what a slow machine
         // needs for a module of this size.
@@ -1264,18 +1311,23 @@ impl RequesterCore {
     /// not judged), its open disputes end undecided, and the job settles
     /// what was accepted, after which the rest of its escrow returns. Its
     /// providers learn at their next pull that it is over.
-    pub fn cancel(&mut self, id: &ContentId, now: u64) -> Result<Cancelled, CancelRefused> {
-        let job = self.jobs.get(id).ok_or(CancelRefused::NotFound)?;
+    /// The job's record, saying when, is the first write of the effects,
+    /// in the same batch as the results the cancel withdraws: a requester
+    /// restarted after it cancels the job again.
+    pub fn cancel(&mut self, id: &ContentId, now: u64) -> Result<Effects, CancelRefused> {
+        let job = self.jobs.get_mut(id).ok_or(CancelRefused::NotFound)?;
+        if job.record.cancelled_ms.is_some() {
+            return Err(CancelRefused::Cancelled);
+        }
         if matches!(job.phase, Phase::Settling | Phase::Done) {
             return Err(CancelRefused::Over);
         }
-        let effects = self.stop(id, now);
-        let job = self.jobs.get_mut(id).expect("held above");
         job.record.cancelled_ms = Some(now);
-        Ok(Cancelled {
-            record: job.record.clone(),
-            effects,
-        })
+        job.cancel_unstored = true;
+        let record = Box::new(job.record.clone());
+        let mut effects = self.stop(id, now);
+        effects.writes.insert(0, Write::Job { id: *id, record });
+        Ok(effects)
     }
 
     /// What a cancel does to a job still open: also done again to a
@@ -1285,18 +1337,20 @@ impl RequesterCore {
         let Some(job) = self.jobs.get_mut(id) else {
             return effects;
         };
-        let (withdrawn, disputes) = self.verifier.cancel(id);
-        let verifier = &self.verifier;
+        let cancelled = self.verifier.cancel(id);
+        // A task the verifier failed before stays as it was: it is counted
+        // among the failed already.
         let given_up = job.sched.cancel("the job was cancelled", |task| {
-            verifier.accepted(&(*id, task)).is_some()
+            !cancelled.given_up.contains(&task)
         });
         // A result accepted and then disputed is not final: not paid, not
         // kept.
-        for task in withdrawn {
+        for task in cancelled.withdrawn {
             job.unsettled
                 .retain(|r| r.payload_unchecked().task != u64::from(task));
             effects.writes.push(Write::ForgetResult { job: *id, task });
         }
+        let disputes = cancelled.disputes;
         self.findings
             .retain(|dispute, _| !disputes.contains(dispute));
         effects.ended_disputes = disputes;

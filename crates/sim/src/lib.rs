@@ -911,7 +911,7 @@ impl Sim {
                     self.kept.remove(&(*job, *task));
                 }
                 // Requesters do not crash in the simulation.
-                Write::Trust { .. } => {}
+                Write::Trust { .. } | Write::Job { .. } => {}
             }
         }
         // Stored at once: the simulated disk never fails.

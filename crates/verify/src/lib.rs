@@ -50,4 +50,4 @@ mod verifier;
 pub use commit::{Commitment, Reveal, salt};
 pub use credibility::{Params, Record, TrustBook, group_credibility};
 pub use dispute::{Foul, Game, Need, Segment, Side, StateHash, Verdict};
-pub use verifier::{Action, Offence, TaskKey, Verifier, VerifyError, VerifyStats};
+pub use verifier::{Action, CancelledTasks, Offence, TaskKey, Verifier, VerifyError, VerifyStats};

@@ -214,6 +214,18 @@ pub struct VerifyStats {
     pub reopened: u64,
 }
 
+/// What [`Verifier::cancel`] did to a job.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CancelledTasks {
+    /// Tasks it gave up: no final result, and not failed before.
+    pub given_up: BTreeSet<u32>,
+    /// Those among them whose accepted result was withdrawn (it was
+    /// disputed): not paid, not kept.
+    pub withdrawn: Vec<u32>,
+    /// The disputes that ended undecided.
+    pub disputes: Vec<u64>,
+}
+
 /// The verifier of one requester.
 pub struct Verifier {
     params: Params,
@@ -311,20 +323,10 @@ impl Verifier {
     /// be reopened. Returns the ids of the disputes forgotten.
     pub fn close_job(&mut self, job: &ContentId) -> Vec<u64> {
         self.jobs.remove(job);
-        self.deadlines.retain(|(_, task, _)| task.0 != *job);
         // Its disputes go with it, decided or not: nothing about the job
         // is acted on any more. Their ids let the caller drop what it kept
         // for them.
-        let ids: Vec<u64> = self
-            .disputes
-            .iter()
-            .filter(|(_, d)| d.task.0 == *job)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in &ids {
-            self.disputes.remove(id);
-        }
-        ids
+        self.forget_disputes_of(job)
     }
 
     /// Whether every task of `job` is accepted or failed.
@@ -350,21 +352,21 @@ impl Verifier {
     /// result (none accepted, or one accepted and still disputed) is given
     /// up, no deadline of the job is kept, and its disputes end undecided,
     /// so no one is paid or convicted on them. Its accepted results are
-    /// final, as when a job settles (see [`Verifier::seal`]). Returns the
-    /// tasks whose accepted result is withdrawn (it was disputed) and the
-    /// disputes ended.
-    pub fn cancel(&mut self, job: &ContentId) -> (Vec<u32>, Vec<u64>) {
+    /// final, as when a job settles (see [`Verifier::seal`]); so are the
+    /// tasks it failed already.
+    pub fn cancel(&mut self, job: &ContentId) -> CancelledTasks {
+        let mut cancelled = CancelledTasks::default();
         let Some(state) = self.jobs.get_mut(job) else {
-            return (Vec::new(), Vec::new());
+            return cancelled;
         };
         state.sealed = true;
-        let mut withdrawn = Vec::new();
         for (index, task) in state.tasks.iter_mut().enumerate() {
-            if task.accepted.is_some() && task.dispute.is_none() {
+            if (task.accepted.is_some() && task.dispute.is_none()) || task.failed {
                 continue;
             }
+            cancelled.given_up.insert(index as u32);
             if task.accepted.take().is_some() {
-                withdrawn.push(index as u32);
+                cancelled.withdrawn.push(index as u32);
             }
             task.dispute = None;
             task.failed = true;
@@ -377,17 +379,23 @@ impl Verifier {
                 }
             }
         }
+        cancelled.disputes = self.forget_disputes_of(job);
+        cancelled
+    }
+
+    /// Drops every deadline and dispute of `job`; returns the disputes.
+    fn forget_disputes_of(&mut self, job: &ContentId) -> Vec<u64> {
         self.deadlines.retain(|(_, task, _)| task.0 != *job);
-        let disputes: Vec<u64> = self
+        let ids: Vec<u64> = self
             .disputes
             .iter()
             .filter(|(_, d)| d.task.0 == *job)
             .map(|(id, _)| *id)
             .collect();
-        for id in &disputes {
+        for id in &ids {
             self.disputes.remove(id);
         }
-        (withdrawn, disputes)
+        ids
     }
 
     /// How many tasks of `job` are accepted.

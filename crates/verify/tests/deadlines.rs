@@ -271,8 +271,9 @@ fn a_cancelled_job_keeps_its_accepted_results_and_times_nothing_more() {
     assert_eq!(verifier.accepted_count(&job), 1);
     assert!(!verifier.job_done(&job));
 
-    let (withdrawn, disputes) = verifier.cancel(&job);
-    assert!(withdrawn.is_empty() && disputes.is_empty());
+    let cancelled = verifier.cancel(&job);
+    assert_eq!(cancelled.given_up, [1, 2].into());
+    assert!(cancelled.withdrawn.is_empty() && cancelled.disputes.is_empty());
     assert!(verifier.job_done(&job), "every task is decided");
     assert_eq!(verifier.accepted_count(&job), 1);
     assert_eq!(verifier.next_deadline_ms(), None);

@@ -26,9 +26,37 @@ pub fn read(buf: &mut impl Buf, len_max: usize) -> Result<String, CodecError> {
     String::from_utf8(bytes).map_err(|_| CodecError::Invalid("text", "not valid UTF-8"))
 }
 
+/// Reads a name (a runtime, an instruction-set level): at most `len_max`
+/// printable ASCII characters without spaces, so it can be shown on a
+/// terminal or a page as it is.
+pub fn read_name(buf: &mut impl Buf, len_max: usize) -> Result<String, CodecError> {
+    let name = read(buf, len_max)?;
+    if !name.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(CodecError::Invalid("name", "not printable ASCII"));
+    }
+    Ok(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_is_printable_ascii() {
+        for (name, ok) in [
+            ("ffmpeg@5.1.9", true),
+            ("x86-64-v3", true),
+            ("", true),
+            ("wasm\u{1b}[2J", false),
+            ("two words", false),
+            ("blénder", false),
+        ] {
+            let mut buf = Vec::new();
+            write(name, &mut buf);
+            let read = read_name(&mut commonware_codec::Copying(&buf), 64);
+            assert_eq!(read.is_ok(), ok, "{name:?}");
+        }
+    }
 
     #[test]
     fn round_trip_and_limits() {

@@ -32,7 +32,7 @@ pub enum Suite {
     Chain(chain::ChainArgs),
     /// The provider network on a loopback devnet: submit to first task,
     /// one-task jobs end to end, tiny-task throughput with four providers,
-    /// and verified blob transfer.
+    /// verified blob transfer, and the API's latency under a steady load.
     Net(net::NetArgs),
     /// Verification: steady-state overhead against BOINC's quorum of two,
     /// each named adversary, `sometimes` across jobs, and a dispute over a

@@ -27,6 +27,67 @@ pub struct NetArgs {
     /// Size of the blob transferred, MiB.
     #[arg(long, default_value_t = 256)]
     pub blob_mib: u64,
+    /// Requests per second of the API load (`GET /v1/jobs/{id}`).
+    #[arg(long, default_value_t = 1_000)]
+    pub api_rate: u32,
+}
+
+/// How long the API is loaded.
+const API_LOAD: Duration = Duration::from_secs(5);
+/// Threads sending the load; each keeps its own connection.
+const API_LOAD_THREADS: u32 = 16;
+
+/// `GET /v1/jobs/{id}` of a job of `--tasks` tasks at `rate` requests per
+/// second for [`API_LOAD`], open loop: each request has its planned time,
+/// and its latency counts from then, so a slow answer delays the requests
+/// behind it and is not hidden by them ("coordinated omission"). Returns
+/// the median and 99th percentile and the rate achieved.
+fn api_load(node: &Client, job: &ContentId, rate: u32) -> anyhow::Result<Vec<Figure>> {
+    let path = format!("/v1/jobs/{job}");
+    let interval = Duration::from_secs_f64(f64::from(API_LOAD_THREADS) / f64::from(rate.max(1)));
+    let started = Instant::now();
+    let threads: Vec<_> = (0..API_LOAD_THREADS)
+        .map(|t| {
+            let node = node.clone();
+            let path = path.clone();
+            std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
+                let mut latencies = Vec::new();
+                // Threads are staggered across one interval.
+                let mut planned = started + interval * t / API_LOAD_THREADS;
+                while planned < started + API_LOAD {
+                    if let Some(wait) = planned.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    node.get::<api::JobStatus>(&path)?;
+                    latencies.push(planned.elapsed());
+                    planned += interval;
+                }
+                Ok(latencies)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for thread in threads {
+        latencies.extend(
+            thread
+                .join()
+                .map_err(|_| anyhow::anyhow!("a load thread panicked"))??,
+        );
+    }
+    let achieved = latencies.len() as f64 / started.elapsed().as_secs_f64();
+    Ok(vec![
+        figure(
+            "api_job_status_p50",
+            ms(percentile(&mut latencies, 0.5)),
+            "ms",
+        ),
+        figure(
+            "api_job_status_p99",
+            ms(percentile(&mut latencies, 0.99)),
+            "ms",
+        ),
+        figure("api_job_status_rate", achieved, "requests/s"),
+    ])
 }
 
 /// Functions in the generated module of [`module_start`], and what each
@@ -87,6 +148,7 @@ pub fn net(args: &NetArgs) -> anyhow::Result<Vec<Figure>> {
         ));
         // Unverified, then under the default policy with providers this
         // requester has never seen (so every early task is replicated).
+        let mut big_job = None;
         for (name, verify) in [
             ("tiny_tasks_four_providers", VerifyPolicy::None),
             (
@@ -104,6 +166,7 @@ pub fn net(args: &NetArgs) -> anyhow::Result<Vec<Figure>> {
             // as it is queued and as it is applied) must not run during the
             // next figure.
             wait_settled(node, &job)?;
+            big_job = Some(job);
             if verify != VerifyPolicy::None {
                 let executions = status.executions as f64;
                 figures.push(figure(
@@ -112,6 +175,9 @@ pub fn net(args: &NetArgs) -> anyhow::Result<Vec<Figure>> {
                     "x",
                 ));
             }
+        }
+        if let Some(job) = big_job {
+            figures.extend(api_load(node, &job, args.api_rate)?);
         }
         figures.push(figure(
             "requester_resident_peak",

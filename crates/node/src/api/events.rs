@@ -11,8 +11,10 @@
 //! A stream ends after an hour (open another to go on). It looks at its
 //! source a few times a second rather than being woken by it: a status or
 //! a height is cheap to read, and the requester's drivers and the chain
-//! stay free of anything a client does. Streams are bounded, all kinds
-//! together, so clients cannot make the node hold unbounded timers.
+//! stay free of anything a client does. Streams are bounded, so clients
+//! cannot make the node hold unbounded timers; each kind on its own, since
+//! anyone may open a block stream and hoarding those must not take the
+//! places of the job streams only the token's holder opens.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -35,14 +37,14 @@ const PERIOD: Duration = Duration::from_millis(250);
 /// How long one stream lasts: a client that went quiet (suspended,
 /// stuck) gives its place back, and a live one opens another.
 const LIFETIME: Duration = Duration::from_secs(3_600);
-/// Event streams open at once, all kinds together.
+/// Event streams of one kind open at once.
 pub(super) const STREAMS_MAX: usize = 64;
 /// Blocks a block stream sends at once when it opens or falls behind (a
 /// client that reads slowly): older ones are skipped, and are still at
 /// `GET /v1/blocks/{height}` while the node keeps them.
 const BLOCKS_BEHIND_MAX: u64 = 16;
 
-/// The bound on open streams, shared by every stream route.
+/// The bound on open streams of one kind.
 #[derive(Clone)]
 pub(super) struct Streams(Arc<Semaphore>);
 

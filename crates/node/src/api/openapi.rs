@@ -136,6 +136,9 @@ fn add_refusals(operation: &mut Operation) {
 }
 
 /// The document, as `GET /v1/openapi.json` serves it.
-pub(super) async fn document() -> axum::Json<utoipa::openapi::OpenApi> {
-    axum::Json(ApiDoc::openapi())
+pub(super) async fn document() -> axum::Json<&'static utoipa::openapi::OpenApi> {
+    // Built once: anyone may ask for it, and building it walks every
+    // schema.
+    static DOCUMENT: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    axum::Json(DOCUMENT.get_or_init(ApiDoc::openapi))
 }

@@ -665,7 +665,8 @@ async fn metrics_count_the_jobs_and_tasks_the_node_holds() {
 
 /// A job's event stream opens with its status at once; a
 /// `stream_hoarder` that keeps every stream the node allows open gets a
-/// clear refusal for one more, and a stream closed makes room again. An
+/// clear refusal for one more, and a stream closed makes room again; one
+/// that hoards block streams (open to anyone) leaves job streams be. An
 /// unknown job has no stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_hoarder_is_refused_past_the_bound_and_a_stream_opens_with_the_status() {
@@ -710,12 +711,19 @@ async fn stream_hoarder_is_refused_past_the_bound_and_a_stream_opens_with_the_st
     }
     let refused = open(events.clone()).await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
-    // The bound holds for every kind of stream together.
-    let blocks = open("/v1/blocks/events".into()).await;
-    assert_eq!(blocks.status(), StatusCode::SERVICE_UNAVAILABLE);
     drop(held.pop());
     assert_eq!(open(events.clone()).await.status(), StatusCode::OK);
-    drop(held.pop());
+    // Each kind has its own bound: block streams, open to anyone, cannot
+    // take the places of job streams, nor these theirs.
+    let mut blocks_held = Vec::new();
+    for _ in 0..super::events::STREAMS_MAX {
+        let response = open("/v1/blocks/events".into()).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        blocks_held.push(response.into_body().into_data_stream());
+    }
+    let refused = open("/v1/blocks/events".into()).await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    drop(blocks_held);
     // A block stream opens with the last block (the escrow's), as
     // `GET /v1/blocks/{height}` shows it.
     let blocks = open("/v1/blocks/events".into()).await;

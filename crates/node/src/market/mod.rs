@@ -43,7 +43,7 @@ pub use proto::{
     SubmittedVerify,
 };
 pub use provider::{Misbehave, ProviderConfig, TaskCaps};
-pub use requester::FRAMED_COMMITS_MAX;
+pub use requester::{CancelError, FRAMED_COMMITS_MAX};
 
 use crate::NodeError;
 
@@ -426,10 +426,7 @@ impl Market {
 
     /// Cancels a job (see `RequesterCore::cancel`): what was accepted is
     /// paid, the rest given up, and the rest of its escrow returns.
-    pub async fn cancel(
-        &self,
-        id: &ContentId,
-    ) -> Result<JobStatus, cairn_roles::requester::CancelRefused> {
+    pub async fn cancel(&self, id: &ContentId) -> Result<JobStatus, CancelError> {
         self.requester.cancel(id).await
     }
 

@@ -12,8 +12,8 @@ use cairn_ledger::{RECEIPT_NAMESPACE, Receipt, TxKind};
 use cairn_market::{Bid, Order};
 use cairn_net::PeerId;
 use cairn_roles::requester::{
-    Arrival, Asked, BidRefused, CancelRefused, Cancelled, Effects, JobRecord, PullRefused,
-    RequesterCore, Step, Write, check_reports,
+    Arrival, Asked, BidRefused, CancelRefused, Effects, JobRecord, PullRefused, RequesterCore,
+    Step, Write, check_reports,
 };
 use cairn_store::{Op, Table};
 use cairn_wire::codec::DecodeFixed as _;
@@ -33,6 +33,35 @@ const RECEIPTS_PER_SETTLE: usize = 40;
 const ESCROW_WAIT: Duration = Duration::from_secs(60);
 /// The longest a job's driver sleeps without a deadline or a notice.
 const DRIVER_SLEEP_MAX: Duration = Duration::from_secs(1);
+
+/// Why the node did not cancel a job.
+#[derive(Debug)]
+pub enum CancelError {
+    /// The requester's core refused it.
+    Refused(CancelRefused),
+    /// Its escrow is not on the ledger yet, so nothing can return yet.
+    EscrowPending,
+    /// The ledger could not be read.
+    Ledger(String),
+}
+
+impl From<CancelRefused> for CancelError {
+    fn from(refused: CancelRefused) -> Self {
+        Self::Refused(refused)
+    }
+}
+
+impl std::fmt::Display for CancelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Refused(refused) => refused.fmt(f),
+            Self::EscrowPending => {
+                f.write_str("its escrow is not on the ledger yet; try again after the next block")
+            }
+            Self::Ledger(e) => write!(f, "reading its escrow: {e}"),
+        }
+    }
+}
 
 /// The receipts whose signatures pass the ledger's strict check, and how
 /// many did not.
@@ -178,6 +207,11 @@ pub(super) fn write_op(write: &Write) -> Op {
             provider.as_bytes().to_vec(),
             record.to_bytes().to_vec(),
         ),
+        Write::Job { id, record } => Op::Put(
+            Table::Jobs,
+            id.as_bytes().to_vec(),
+            serde_json::to_vec(record).expect("a job record serializes"),
+        ),
     }
 }
 
@@ -187,6 +221,7 @@ fn write_key(write: &Write) -> WriteKey {
         Write::Result { job, record } => (0, result_key(job, record.task)),
         Write::ForgetResult { job, task } => (0, result_key(job, *task)),
         Write::Trust { provider, .. } => (1, provider.as_bytes().to_vec()),
+        Write::Job { id, .. } => (2, id.as_bytes().to_vec()),
     }
 }
 
@@ -270,12 +305,14 @@ impl Requester {
             }
             // A job cancelled before the crash is cancelled again.
             let effects = self.core.lock().restored(&id, now);
-            let requester = self.clone();
-            tokio::spawn(async move {
-                if let Err(e) = requester.carry_out(effects).await {
-                    tracing::error!("cancelling a restored job again: {e}");
-                }
-            });
+            if !effects.is_empty() {
+                let requester = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = requester.carry_out(effects).await {
+                        tracing::error!("cancelling a restored job again: {e}");
+                    }
+                });
+            }
             ids.push(id);
         }
         for (key, value) in db
@@ -946,26 +983,27 @@ impl Requester {
     }
 
     /// Cancels a job (see [`RequesterCore::cancel`]) and answers its
-    /// status. The record that says so is durable before the answer: a
-    /// restarted requester cancels it again.
-    pub async fn cancel(self: &Arc<Self>, id: &ContentId) -> Result<JobStatus, CancelRefused> {
-        let Cancelled { record, effects } = self.core.lock().cancel(id, now_ms())?;
-        let op = Op::Put(
-            Table::Jobs,
-            id.as_bytes().to_vec(),
-            serde_json::to_vec(&record).expect("a job record serializes"),
-        );
-        let mut pause = super::verification::STORE_RETRY_FIRST;
-        while let Err(e) = self.shared.db.write(std::slice::from_ref(&op)) {
-            tracing::error!("storing a cancelled job: {e}; trying again in {pause:?}");
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(super::verification::STORE_RETRY_MAX);
+    /// status. The record that says so is stored before the answer, with
+    /// the rest of the cancel's writes: a restarted requester cancels it
+    /// again.
+    pub async fn cancel(self: &Arc<Self>, id: &ContentId) -> Result<JobStatus, CancelError> {
+        // Settling closes the escrow; one not on the ledger yet would be
+        // applied after that, and its budget stay locked.
+        match self.shared.ledger.link().escrow(id).await {
+            Ok(Some(_)) => {}
+            Ok(None) if !self.core.lock().jobs.contains_key(id) => {
+                return Err(CancelRefused::NotFound.into());
+            }
+            Ok(None) => return Err(CancelError::EscrowPending),
+            Err(e) => return Err(CancelError::Ledger(e)),
         }
+        let effects = self.core.lock().cancel(id, now_ms())?;
         tracing::info!(job = %id.short(), "cancelled by its requester");
         if let Err(e) = self.carry_out(effects).await {
             tracing::error!("cancelling a job: {e}");
         }
-        self.status(id).ok_or(CancelRefused::NotFound)
+        self.status(id)
+            .ok_or(CancelError::Refused(CancelRefused::NotFound))
     }
 
     /// A job's status.

@@ -32,8 +32,8 @@ const CASE_PATIENCE_MS: u64 = 25 * 3_600 * 1_000;
 
 /// The first pause before a failed store write is tried again; each
 /// failure doubles it, up to [`STORE_RETRY_MAX`].
-pub(super) const STORE_RETRY_FIRST: Duration = Duration::from_millis(500);
-pub(super) const STORE_RETRY_MAX: Duration = Duration::from_secs(30);
+const STORE_RETRY_FIRST: Duration = Duration::from_millis(500);
+const STORE_RETRY_MAX: Duration = Duration::from_secs(30);
 
 impl Requester {
     /// Carries out what the core decided: stores results (before
@@ -41,7 +41,6 @@ impl Requester {
     /// changed, publishes orders, and starts ledger submissions and
     /// disputes in the background.
     pub(super) async fn carry_out(self: &Arc<Self>, effects: Effects) -> Result<(), String> {
-        self.wake(effects.wake);
         for order in effects.orders {
             self.shared
                 .net
@@ -81,6 +80,9 @@ impl Requester {
             let wake = self.core.lock().stored(&effects.writes);
             self.wake(wake);
         }
+        // Woken after the writes: a cancelled job's driver settles it, and
+        // the record that says so must not be overwritten by the cancel's.
+        self.wake(effects.wake);
         for tx in effects.txs {
             if let Err(e) = self.shared.ledger.send(tx) {
                 tracing::warn!("sending evidence to the ledger: {e}");

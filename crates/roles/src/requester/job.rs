@@ -82,6 +82,10 @@ pub struct Job {
     /// they are not counted done, and the job does not settle, until they
     /// are.
     pub(super) unstored: u32,
+    /// The cancelled record handed to the shell to store, not yet stored:
+    /// the job does not settle until it is, so the settled record, written
+    /// later, is the one kept.
+    pub(super) cancel_unstored: bool,
     /// Receipts of accepted results, not yet settled.
     pub unsettled: Vec<Signed<Receipt>>,
     /// Receipts refused because their report stated another result, kept
@@ -331,12 +335,14 @@ impl Job {
             None => reason,
         };
         let state = match self.phase {
+            // Cancelled, it settles at its driver's next look.
+            Phase::Done if self.record.cancelled_ms.is_some() => JobState::Cancelled,
+            _ if self.record.cancelled_ms.is_some() => JobState::Settling,
             Phase::Bidding(_) | Phase::Leasing => JobState::Bidding,
             Phase::Queued { .. } => JobState::Queued,
             Phase::Running if stalled.is_some() => JobState::Stalled,
             Phase::Running => JobState::Running,
             Phase::Settling => JobState::Settling,
-            Phase::Done if self.record.cancelled_ms.is_some() => JobState::Cancelled,
             Phase::Done if p.failed > 0 || self.replicas.failed > 0 => JobState::Failed,
             Phase::Done => JobState::Done,
         };

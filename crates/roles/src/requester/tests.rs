@@ -1065,12 +1065,22 @@ fn a_cancelled_job_pays_what_it_accepted_gives_up_the_rest_and_releases_its_prov
         .collect();
 
     let cancelled = core.cancel(&job, T1 + 4).unwrap();
-    assert_eq!(cancelled.record.cancelled_ms, Some(T1 + 4));
-    assert!(cancelled.effects.wake.contains(&job));
+    let Some(Write::Job { record, .. }) = cancelled.writes.first() else {
+        panic!("a cancel stores the job's record first");
+    };
+    let record = (**record).clone();
+    assert_eq!(record.cancelled_ms, Some(T1 + 4));
+    assert!(cancelled.wake.contains(&job));
     let status = core.status(&job, T1 + 4).unwrap();
     assert_eq!(
-        (status.done, status.failed, status.running, status.pending),
-        (1, 2, 0, 0)
+        (
+            status.state,
+            status.done,
+            status.failed,
+            status.running,
+            status.pending
+        ),
+        (cairn_api::JobState::Settling, 1, 2, 0, 0)
     );
     assert!(status.reason.unwrap().contains("2 tasks given up"));
     // Its provider hears at its next pull that the job is over, and its
@@ -1089,7 +1099,13 @@ fn a_cancelled_job_pays_what_it_accepted_gives_up_the_rest_and_releases_its_prov
         received_ms: T1 + 5,
     };
     let step = core.step(&job, T1 + 5).unwrap();
-    let receipts = step.settle.expect("a cancelled job settles at once");
+    assert!(
+        step.settle.is_none(),
+        "no settling before the cancel is stored: the settled record would be overwritten"
+    );
+    core.stored(&cancelled.writes);
+    let step = core.step(&job, T1 + 5).unwrap();
+    let receipts = step.settle.expect("a cancelled job settles once stored");
     assert_eq!(receipts.len(), 1, "task 0's result is paid, nothing else");
     assert_eq!(receipts[0].payload_unchecked().task, 0);
     let (response, _) = core
@@ -1111,7 +1127,10 @@ fn a_cancelled_job_pays_what_it_accepted_gives_up_the_rest_and_releases_its_prov
         panic!("a pull is answered with tasks");
     };
     assert!(finished && tasks.is_empty() && reveal.is_empty());
-    assert_eq!(core.cancel(&job, T1 + 6).err(), Some(CancelRefused::Over));
+    assert_eq!(
+        core.cancel(&job, T1 + 6).err(),
+        Some(CancelRefused::Cancelled)
+    );
     core.settled(&job, 1, &[]).unwrap();
     let status = core.status(&job, T1 + 6).unwrap();
     assert_eq!(status.state, cairn_api::JobState::Cancelled);
@@ -1124,7 +1143,7 @@ fn a_cancelled_job_pays_what_it_accepted_gives_up_the_rest_and_releases_its_prov
     // Restarted from the record written at the cancel, with the result
     // stored before it.
     let mut restarted = requester();
-    restarted.add_job(job, cancelled.record, T1 + 7).unwrap();
+    restarted.add_job(job, record, T1 + 7).unwrap();
     for record in &stored {
         restarted.restore_result(&job, record).unwrap();
     }

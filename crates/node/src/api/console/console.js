@@ -198,6 +198,8 @@ function select(id) {
   if (state.selected === id) return;
   if (state.stream) state.stream.abort();
   state.selected = id;
+  // The previous job's images are let go of, not kept for the page's life.
+  for (const figure of state.thumbs.values()) URL.revokeObjectURL(figure.dataset.url);
   state.thumbs = new Map();
   state.framesSeen = -1;
   $('frames').replaceChildren();
@@ -322,6 +324,7 @@ function addThumb(file, record, blob) {
   // In task order: before the first thumbnail of a later task.
   const later = [...$('frames').children].find((f) => Number(f.dataset.task) > record.task);
   figure.dataset.task = record.task;
+  figure.dataset.url = url;
   $('frames').insertBefore(figure, later || null);
   state.thumbs.set(file.id, figure);
 }
