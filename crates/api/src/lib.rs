@@ -302,11 +302,29 @@ pub struct JobStatus {
     pub convicted: Vec<PublicKey>,
 }
 
-/// `GET /v1/jobs/{id}/results`: the job's finished tasks.
+/// The most results one page of `GET /v1/jobs/{id}/results` holds: an
+/// answer stays small however many tasks a job has.
+pub const RESULTS_PAGE_MAX: u32 = 1_000;
+
+/// `GET /v1/jobs/{id}/results`: a page of the job's finished tasks.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct JobResults {
-    /// One per finished task, by task.
+    /// One per finished task, by task, from the page's first.
     pub results: Vec<TaskRecord>,
+    /// Where the next page starts (its `from`); absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<u32>,
+}
+
+/// The query of `GET /v1/jobs/{id}/results`.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ResultsPage {
+    /// The first task to list (finished or not); 0 when absent.
+    pub from: Option<u32>,
+    /// The most results to list, 1 to [`RESULTS_PAGE_MAX`]; that when
+    /// absent.
+    pub limit: Option<u32>,
 }
 
 /// A finished task: what the requester accepted, and what it keeps of it

@@ -1306,6 +1306,52 @@ fn the_network_benchmark_runs_and_prints_every_figure() {
     );
 }
 
+/// `cairn bench console` watches a running job to its end in Debian's
+/// chromium and prints every figure it promises; the bench itself fails
+/// if the page never showed the job's last task done.
+#[test]
+fn the_console_benchmark_watches_a_job_to_its_end_in_the_browser() {
+    install_browser();
+    let output = run(&["bench", "console", "--json", "--tasks", "1000"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let figures: BTreeMap<String, f64> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["suite"], "console", "{line}");
+            (
+                v["metric"].as_str().unwrap().to_string(),
+                v["value"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    for metric in [
+        "job_page_first_render",
+        "status_updates_applied",
+        "tasks_shown",
+        "frame_gap_p50",
+        "frame_gap_p99",
+        "frame_gap_max",
+    ] {
+        assert!(
+            figures.get(metric).is_some_and(|v| *v > 0.0),
+            "{metric}: {figures:?}"
+        );
+    }
+    assert!(
+        (0.0..=1.0).contains(&figures["main_thread_blocked"]),
+        "{figures:?}"
+    );
+    assert!(
+        figures["frame_gap_max"] >= figures["frame_gap_p99"],
+        "{figures:?}"
+    );
+}
+
 /// An `output_substituter` signs the honest digest but delivers another
 /// file; a `fuel_inflater` signs it with a receipt claiming all the task's
 /// fuel. The requester rebuilds each result's manifest from the report and

@@ -287,11 +287,13 @@ impl Client {
         self.get(&format!("/v1/jobs/{id}"))
     }
 
-    /// A job's finished tasks, by task.
+    /// A job's finished tasks, by task: every page of them.
     pub fn results(&self, id: &ContentId) -> Result<Vec<api::TaskRecord>> {
-        Ok(self
-            .get::<api::JobResults>(&format!("/v1/jobs/{id}/results"))?
-            .results)
+        let path = format!("/v1/jobs/{id}/results");
+        all_pages(&path, |from| match from {
+            0 => self.get(&path),
+            from => self.get(&format!("{path}?from={from}")),
+        })
     }
 
     /// Cancels a job: its accepted results are kept and paid, its other
@@ -431,6 +433,34 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     })
 }
 
+/// Every page of a paged answer, from `fetch(from)`, in task order: a
+/// node whose pages do not move forward (a page again, or one going back)
+/// is refused rather than followed for ever.
+fn all_pages(
+    path: &str,
+    mut fetch: impl FnMut(u32) -> Result<api::JobResults>,
+) -> Result<Vec<api::TaskRecord>> {
+    let mut page = fetch(0)?;
+    let mut results = std::mem::take(&mut page.results);
+    while let Some(from) = page.next {
+        if results.last().is_some_and(|r| r.task >= from) {
+            return Err(Error::Unexpected {
+                path: path.into(),
+                what: "pages of results in task order",
+            });
+        }
+        page = fetch(from)?;
+        if page.results.first().is_none_or(|r| r.task < from) {
+            return Err(Error::Unexpected {
+                path: path.into(),
+                what: "pages of results in task order",
+            });
+        }
+        results.append(&mut page.results);
+    }
+    Ok(results)
+}
+
 fn short_type_name<T>() -> &'static str {
     std::any::type_name::<T>()
         .rsplit("::")
@@ -469,5 +499,78 @@ fn refused(path: &str, status: reqwest::StatusCode, body: &[u8]) -> Error {
         path: path.to_string(),
         status: status.as_u16(),
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(tasks: &[u32], next: Option<u32>) -> api::JobResults {
+        let provider = cairn_wire::Keypair::from_seed([1; 32]).public();
+        api::JobResults {
+            results: tasks
+                .iter()
+                .map(|&task| api::TaskRecord {
+                    task,
+                    provider,
+                    digest: ContentId::of(&task.to_be_bytes()),
+                    fuel_used: 1,
+                    success: true,
+                    outcome: String::new(),
+                    outputs: Vec::new(),
+                    stdout: None,
+                    stderr: None,
+                    receipt: String::new(),
+                })
+                .collect(),
+            next,
+        }
+    }
+
+    fn tasks(results: Result<Vec<api::TaskRecord>>) -> Result<Vec<u32>> {
+        results.map(|r| r.into_iter().map(|r| r.task).collect())
+    }
+
+    #[test]
+    fn every_page_is_read_in_order() {
+        let mut asked = Vec::new();
+        let read = all_pages("/r", |from| {
+            asked.push(from);
+            Ok(match from {
+                0 => page(&[0, 2], Some(5)),
+                5 => page(&[5, 9], Some(10)),
+                _ => page(&[10], None),
+            })
+        });
+        assert_eq!(tasks(read).unwrap(), [0, 2, 5, 9, 10]);
+        assert_eq!(asked, [0, 5, 10]);
+    }
+
+    /// A `page_repeater` node answers every page with the first; a
+    /// `backwards_pager` points back; an `empty_pager` promises more and
+    /// sends nothing. Each is refused, not followed.
+    #[test]
+    fn pages_that_do_not_move_forward_are_refused() {
+        let page_repeater = |_| Ok(page(&[0, 1], Some(2)));
+        let backwards_pager = |from| {
+            Ok(if from == 0 {
+                page(&[3, 4], Some(1))
+            } else {
+                page(&[1], None)
+            })
+        };
+        let empty_pager = |from: u32| Ok(page(&[], Some(from + 1)));
+        for (name, read) in [
+            ("page_repeater", all_pages("/r", page_repeater)),
+            ("backwards_pager", all_pages("/r", backwards_pager)),
+            ("empty_pager", all_pages("/r", empty_pager)),
+        ] {
+            assert!(
+                matches!(read, Err(Error::Unexpected { .. })),
+                "{name}: {:?}",
+                tasks(read)
+            );
+        }
     }
 }

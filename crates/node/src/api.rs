@@ -39,7 +39,9 @@
 //! - `GET  /v1/jobs/{id}` — one job's status, with the reason it is queued.
 //! - `GET  /v1/jobs/{id}/events` — the job's status as server-sent events,
 //!   one each time it changes, until it is over (see [`events`]).
-//! - `GET  /v1/jobs/{id}/results` — finished tasks and their output blobs.
+//! - `GET  /v1/jobs/{id}/results?from=&limit=` — finished tasks and their
+//!   output blobs, a page of at most 1,000 by task; `next` names the next
+//!   page's `from`.
 //! - `POST /v1/jobs/{id}/cancel` — cancels the job (no body): its accepted
 //!   results are paid, its other tasks given up, its providers released,
 //!   and the rest of its escrow returns; answers its status; `409` when
@@ -72,8 +74,8 @@ mod tests;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
@@ -542,19 +544,39 @@ async fn cancel_job(
 }
 
 #[utoipa::path(get, path = "/v1/jobs/{id}/results", tag = "jobs", security(("token" = [])),
-    params(("id" = ContentId, Path, description = "The job's id")),
-    responses((status = 200, description = "Its finished tasks and their output blobs", body = api::JobResults),
-        (status = 400, description = "Not a content id", body = api::ErrorBody),
+    params(("id" = ContentId, Path, description = "The job's id"), api::ResultsPage),
+    responses((status = 200, description = "A page of its finished tasks and their output blobs, by task; `next` says where the next page starts", body = api::JobResults),
+        (status = 400, description = "Not a content id, or a page out of bounds", body = api::ErrorBody),
         (status = 404, description = "No such job on this node", body = api::ErrorBody)))]
 async fn job_results(
     State(market): MarketState,
     Path(id): Path<String>,
+    page: Result<Query<api::ResultsPage>, QueryRejection>,
 ) -> Result<Json<api::JobResults>, ApiError> {
     let id: ContentId = parse(&id)?;
-    let results = market
-        .results(&id)
+    let Query(page) = page.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let limit = page.limit.unwrap_or(api::RESULTS_PAGE_MAX);
+    if !(1..=api::RESULTS_PAGE_MAX).contains(&limit) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "limit {limit}: a page holds 1 to {} results",
+                api::RESULTS_PAGE_MAX
+            ),
+        ));
+    }
+    let from = page.from.unwrap_or(0);
+    // A page is read from disk: off the threads that answer requests.
+    let read = tokio::task::spawn_blocking(move || market.results(&id, from, limit)).await;
+    let page = read
+        .map_err(|e| e.to_string())
+        .and_then(|read| read)
+        .map_err(|e| {
+            tracing::error!("reading job {id}'s results: {e}");
+            ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
+        })?
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no job {id} on this node")))?;
-    Ok(Json(api::JobResults { results }))
+    Ok(Json(page))
 }
 
 #[utoipa::path(get, path = "/v1/providers", tag = "market", security(("token" = [])),

@@ -161,14 +161,26 @@ impl Db {
 
     /// Every record whose key starts with `prefix`, in key order.
     pub fn scan(&self, table: Table, prefix: &[u8]) -> Result<Vec<Record>, DbError> {
+        self.scan_page(table, prefix, prefix, usize::MAX)
+    }
+
+    /// At most `limit` records whose key starts with `prefix`, from the
+    /// first at or after `from`, in key order: a page of a long scan.
+    pub fn scan_page(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Record>, DbError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = txn
             .open_table(table.definition())
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
-        for entry in t.range(prefix..).map_err(|e| self.err(e))? {
+        for entry in t.range(from.max(prefix)..).map_err(|e| self.err(e))? {
             let (key, value) = entry.map_err(|e| self.err(e))?;
-            if !key.value().starts_with(prefix) {
+            if !key.value().starts_with(prefix) || out.len() == limit {
                 break;
             }
             out.push((key.value().to_vec(), value.value().to_vec()));
@@ -204,5 +216,30 @@ mod tests {
         );
         assert_eq!(db.get(Table::Jobs, b"a").unwrap(), Some(b"job".to_vec()));
         assert_eq!(db.get(Table::LeasesGiven, b"a").unwrap(), None);
+    }
+
+    #[test]
+    fn a_page_starts_where_asked_stops_at_its_limit_and_stays_in_its_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("state.redb")).unwrap();
+        let ops: Vec<Op> = [&b"a1"[..], b"a2", b"a3", b"b1"]
+            .iter()
+            .map(|k| Op::Put(Table::Results, k.to_vec(), k.to_vec()))
+            .collect();
+        db.write(&ops).unwrap();
+        let keys = |from: &[u8], limit| -> Vec<Vec<u8>> {
+            db.scan_page(Table::Results, b"a", from, limit)
+                .unwrap()
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()
+        };
+        assert_eq!(keys(b"a", 2), [b"a1".to_vec(), b"a2".to_vec()]);
+        assert_eq!(keys(b"a2", 10), [b"a2".to_vec(), b"a3".to_vec()]);
+        // A start before the prefix starts at the prefix; one past it
+        // finds nothing.
+        assert_eq!(keys(b"0", 1), [b"a1".to_vec()]);
+        assert!(keys(b"a4", 10).is_empty());
+        assert!(keys(b"a", 0).is_empty());
     }
 }

@@ -3,6 +3,7 @@
 //! suite.
 
 mod chain;
+mod console;
 mod ledger;
 mod net;
 mod sim;
@@ -46,6 +47,10 @@ pub enum Suite {
     /// Installed tools: ffmpeg (and Blender, where installed) run directly
     /// and in the tool runtime's sandbox, and the ratio.
     Tools(tools::ToolsArgs),
+    /// The web console in Debian's chromium while a devnet runs a job of
+    /// 10,000 tasks: the job page's first render, status updates applied
+    /// per second, and the longest the page goes without drawing.
+    Console(console::ConsoleArgs),
 }
 
 /// One measured figure.
@@ -78,6 +83,7 @@ pub fn run(suite: Suite) -> anyhow::Result<()> {
         Suite::Verify(args) => print(&verify::verify(&args)?, args.json),
         Suite::Sim(args) => print(&sim::sim(&args)?, args.json),
         Suite::Tools(args) => print(&tools::tools(&args)?, args.json),
+        Suite::Console(args) => print(&console::console(&args)?, args.json),
     }
 }
 

@@ -32,6 +32,8 @@ pub struct NetArgs {
     pub api_rate: u32,
 }
 
+/// The fuel a tiny task may use.
+const TINY_FUEL: u64 = 1_000_000;
 /// How long the API is loaded.
 const API_LOAD: Duration = Duration::from_secs(5);
 /// Threads sending the load; each keeps its own connection.
@@ -124,7 +126,7 @@ pub fn net(args: &NetArgs) -> anyhow::Result<Vec<Figure>> {
         for _ in 0..args.jobs {
             let started = Instant::now();
             // Unverified: this is the network's latency, not verification's.
-            let job = submit(node, &module, 1, VerifyPolicy::None)?;
+            let job = submit(node, &module, 1, TINY_FUEL, VerifyPolicy::None)?;
             let status = wait_done(node, &job, Duration::from_millis(1))?;
             whole.push(started.elapsed());
             let submitted = status.submitted_ms;
@@ -156,7 +158,7 @@ pub fn net(args: &NetArgs) -> anyhow::Result<Vec<Figure>> {
                 VerifyPolicy::default(),
             ),
         ] {
-            let job = submit(node, &module, args.tasks, verify)?;
+            let job = submit(node, &module, args.tasks, TINY_FUEL, verify)?;
             let status = wait_done(node, &job, Duration::from_millis(50))?;
             let first = status.first_task_ms.unwrap_or(0);
             let finished = status.finished_ms.unwrap_or(0);
@@ -260,7 +262,7 @@ fn big_module() -> anyhow::Result<Vec<u8>> {
 /// Starts a devnet of `providers` in `dir` on free ports, waits until they
 /// can bid, runs `work` against the requester (given its process id), and
 /// stops the devnet.
-fn with_devnet<T>(
+pub(super) fn with_devnet<T>(
     dir: &std::path::Path,
     providers: u64,
     work: impl FnOnce(&Client, u32) -> anyhow::Result<T>,
@@ -284,7 +286,7 @@ fn with_devnet<T>(
     work(&node, pid)
 }
 
-fn upload(node: &Client, name: &str, wasm: &[u8]) -> anyhow::Result<SubmittedFile> {
+pub(super) fn upload(node: &Client, name: &str, wasm: &[u8]) -> anyhow::Result<SubmittedFile> {
     node.post_bytes::<api::BlobStored>("/v1/blobs", wasm.to_vec())?;
     Ok(SubmittedFile {
         name: name.into(),
@@ -296,7 +298,7 @@ fn upload(node: &Client, name: &str, wasm: &[u8]) -> anyhow::Result<SubmittedFil
 /// Submits a 3-task unverified job of `module` and returns the time from
 /// submit to its first task running, once it is done.
 fn first_task_ms(node: &Client, module: &SubmittedFile) -> anyhow::Result<f64> {
-    let job = submit(node, module, 3, VerifyPolicy::None)?;
+    let job = submit(node, module, 3, TINY_FUEL, VerifyPolicy::None)?;
     let status = wait_done(node, &job, Duration::from_millis(5))?;
     let first = status
         .first_task_ms
@@ -312,10 +314,12 @@ const DEVNET_UP_WAIT: Duration = Duration::from_secs(240);
 /// How long a benchmark job may take to finish or settle.
 const JOB_WAIT: Duration = Duration::from_secs(300);
 
-fn submit(
+/// Submits a job of `tasks` tasks of `module`, each allowed `fuel`.
+pub(super) fn submit(
     node: &Client,
     module: &SubmittedFile,
     tasks: u32,
+    fuel: u64,
     verify: VerifyPolicy,
 ) -> anyhow::Result<ContentId> {
     let submission = Submission {
@@ -331,7 +335,7 @@ fn submit(
             })
             .collect(),
         limits: SubmittedLimits {
-            fuel: 1_000_000,
+            fuel,
             memory_bytes: 1 << 20,
             wall_time_ms: 5_000,
             output_bytes: 1 << 20,

@@ -663,6 +663,79 @@ async fn metrics_count_the_jobs_and_tasks_the_node_holds() {
     assert!((1..=node.ledger.head().0).contains(&height), "{height}");
 }
 
+/// A job's results come in pages of at most `RESULTS_PAGE_MAX`, by task,
+/// each saying where the next starts; a page out of bounds is a 400 that
+/// says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_come_in_bounded_pages_that_a_client_walks_to_the_end() {
+    let node = node().await;
+    let job = node.submit_one().await;
+    let id: ContentId = job.parse().unwrap();
+    let provider = Keypair::from_seed([6; 32]).public();
+    // Every other task of 2,101, so a page's end is not a task's index.
+    let records: Vec<cairn_api::TaskRecord> = (0..2_101u32)
+        .filter(|t| t % 2 == 0)
+        .map(|task| cairn_api::TaskRecord {
+            task,
+            provider,
+            digest: ContentId::of(&task.to_be_bytes()),
+            fuel_used: 1,
+            success: true,
+            outcome: "exited 0".into(),
+            outputs: Vec::new(),
+            stdout: None,
+            stderr: None,
+            receipt: String::new(),
+        })
+        .collect();
+    node.market.store_results(&id, &records);
+    let bearer = node.bearer();
+    let get = |query: &str| {
+        node.call(request(
+            "GET",
+            &format!("/v1/jobs/{job}/results{query}"),
+            &[("authorization", &bearer)],
+            Vec::new(),
+        ))
+    };
+    let (status, first) = get("").await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let first: cairn_api::JobResults = serde_json::from_value(first).unwrap();
+    assert_eq!(first.results.len(), cairn_api::RESULTS_PAGE_MAX as usize);
+    assert_eq!(first.results.last().unwrap().task, 1_998);
+    assert_eq!(first.next, Some(2_000));
+    let (_, last) = get("?from=2000").await;
+    let last: cairn_api::JobResults = serde_json::from_value(last).unwrap();
+    assert_eq!(
+        last.results.iter().map(|r| r.task).collect::<Vec<_>>(),
+        (2_000..=2_100).step_by(2).collect::<Vec<_>>()
+    );
+    assert_eq!(last.next, None);
+    let (_, small) = get("?from=3&limit=2").await;
+    let small: cairn_api::JobResults = serde_json::from_value(small).unwrap();
+    assert_eq!(
+        (
+            small.results.iter().map(|r| r.task).collect::<Vec<_>>(),
+            small.next
+        ),
+        (vec![4, 6], Some(8))
+    );
+    for bad in [
+        "?limit=0",
+        "?limit=1001",
+        "?from=-1",
+        "?from=x",
+        "?limit=99999999999",
+    ] {
+        let (status, answer) = get(bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {answer}");
+        assert!(
+            answer["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{bad}: {answer}"
+        );
+    }
+}
+
 /// A job's event stream opens with its status at once; a
 /// `stream_hoarder` that keeps every stream the node allows open gets a
 /// clear refusal for one more, and a stream closed makes room again; one

@@ -445,9 +445,30 @@ impl Market {
         self.requester.prices()
     }
 
-    /// A job's results so far.
-    pub fn results(&self, id: &ContentId) -> Option<Vec<TaskRecord>> {
-        self.requester.results(id)
+    /// A page of a job's results (see `Requester::results`).
+    pub fn results(
+        &self,
+        id: &ContentId,
+        from: u32,
+        limit: u32,
+    ) -> Result<Option<cairn_api::JobResults>, String> {
+        self.requester.results(id, from, limit)
+    }
+
+    /// Stores results as if the requester had accepted them, for tests of
+    /// what reads them.
+    #[cfg(test)]
+    pub(crate) fn store_results(&self, job: &ContentId, records: &[TaskRecord]) {
+        let writes: Vec<_> = records
+            .iter()
+            .map(|record| {
+                requester::write_op(&cairn_roles::requester::Write::Result {
+                    job: *job,
+                    record: Box::new(record.clone()),
+                })
+            })
+            .collect();
+        self.shared.db.write(&writes).unwrap();
     }
 
     /// The blob store (uploads and downloads through the API).

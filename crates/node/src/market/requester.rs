@@ -1028,17 +1028,38 @@ impl Requester {
         self.core.lock().directory.prices()
     }
 
-    /// A job's results so far, by task.
-    pub fn results(&self, id: &ContentId) -> Option<Vec<TaskRecord>> {
+    /// A page of a job's results, by task: at most `limit` from task
+    /// `from` on, and where the next page starts if there are more. None
+    /// if the node has no such job.
+    pub fn results(
+        &self,
+        id: &ContentId,
+        from: u32,
+        limit: u32,
+    ) -> Result<Option<cairn_api::JobResults>, String> {
         if !self.core.lock().jobs.contains_key(id) {
-            return None;
+            return Ok(None);
         }
-        let rows = self.shared.db.scan(Table::Results, id.as_bytes()).ok()?;
-        Some(
-            rows.into_iter()
-                .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
-                .collect(),
-        )
+        // One more than the page: whether there is a next one, and where.
+        let rows = self
+            .shared
+            .db
+            .scan_page(
+                Table::Results,
+                id.as_bytes(),
+                &result_key(id, from),
+                limit as usize + 1,
+            )
+            .map_err(|e| e.to_string())?;
+        let mut results = rows
+            .into_iter()
+            .map(|(_, v)| serde_json::from_slice(&v).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<TaskRecord>, _>>()?;
+        let next = (results.len() > limit as usize).then(|| results.pop().map(|r| r.task));
+        Ok(Some(cairn_api::JobResults {
+            results,
+            next: next.flatten(),
+        }))
     }
 }
 

@@ -5,8 +5,12 @@
 
 const TOKEN_KEY = 'cairn.token';
 // Thumbnails shown per job; a 10,000-frame job shows its first ones and
-// says how many more there are.
+// says there are more. Also the page of results read for them.
 const THUMBS_MAX = 240;
+// How often the selected job's escrow is read while its status changes.
+const ESCROW_EVERY_MS = 2000;
+// How often its results are read for new images while it runs.
+const FRAMES_EVERY_MS = 1000;
 // Blocks listed.
 const BLOCKS_SHOWN = 20;
 const IMAGE = /\.(png|jpe?g|gif|webp|bmp)$/i;
@@ -23,6 +27,8 @@ const state = {
   thumbs: new Map(), // blob id -> img, for the selected job
   framesSeen: -1,   // the selected job's `done` when its frames were last read
   framesBusy: false,
+  escrow: { id: null, at: 0, text: '' }, // the selected job's, as last read
+  renderQueued: false,
   key: null,        // the node's account
 };
 
@@ -142,6 +148,20 @@ function progressCell(job) {
   return wrap;
 }
 
+// Redraws the job list and the selected job at the next frame, once
+// however many statuses arrived since: a busy node's events never queue
+// up more drawing than the screen shows.
+function render() {
+  if (state.renderQueued) return;
+  state.renderQueued = true;
+  requestAnimationFrame(() => {
+    state.renderQueued = false;
+    renderJobs();
+    const job = state.jobs.get(state.selected);
+    if (job) showJob(job);
+  });
+}
+
 function renderJobs() {
   const body = $('jobs').tBodies[0];
   body.replaceChildren();
@@ -167,7 +187,7 @@ async function refreshJobs() {
     // The selected job's stream is fresher than the list.
     if (job.id !== state.selected || !state.jobs.has(job.id)) state.jobs.set(job.id, job);
   }
-  renderJobs();
+  render();
   if (!state.selected && list.jobs.length) {
     const live = list.jobs.filter((j) => !OVER.includes(j.state));
     const newest = (live.length ? live : list.jobs).reduce((a, b) => (b.submitted_ms > a.submitted_ms ? b : a));
@@ -186,8 +206,7 @@ async function cancelJob() {
   try {
     const status = await (await call(`/v1/jobs/${id}/cancel`, { method: 'POST' })).json();
     state.jobs.set(status.id, status);
-    renderJobs();
-    showJob(status);
+    render();
   } catch (error) {
     if (error instanceof Unauthorized) return logout(error.message);
     $('job-error').textContent = `Not cancelled: ${error.message}`;
@@ -206,9 +225,7 @@ function select(id) {
   $('frames-note').textContent = 'No image outputs yet.';
   $('job-error').textContent = '';
   $('job').hidden = false;
-  renderJobs();
-  const job = state.jobs.get(id);
-  if (job) showJob(job);
+  render();
   followJob(id);
 }
 
@@ -223,8 +240,7 @@ async function followJob(id) {
         const job = JSON.parse(data);
         over = OVER.includes(job.state);
         state.jobs.set(job.id, job);
-        renderJobs();
-        showJob(job);
+        render();
       });
     } catch (error) {
       if (controller.signal.aborted) return;
@@ -236,7 +252,7 @@ async function followJob(id) {
   }
 }
 
-async function showJob(job) {
+function showJob(job) {
   if (job.id !== state.selected) return;
   $('job-title').textContent = `${job.name} · ${short(job.id)}`;
   $('job-cancel').hidden = [...OVER, 'settling'].includes(job.state);
@@ -256,54 +272,77 @@ async function showJob(job) {
     ['Submitted', new Date(job.submitted_ms).toLocaleString()],
   ];
   if (job.finished_ms) pairs.push(['Took', ((job.finished_ms - job.submitted_ms) / 1000).toFixed(1) + ' s']);
-  try {
-    const escrow = await json(`/v1/escrows/${job.id}`);
-    pairs.push(['Escrow', cairn(escrow.balance) + (escrow.closing ? ' (closing)' : '')]);
-  } catch (error) {
-    if (error instanceof Unauthorized) return logout(error.message);
-    pairs.push(['Escrow', error.status === 404 ? 'closed or not on this node' : '?']);
-  }
-  if (job.id !== state.selected) return;
+  if (state.escrow.id === job.id) pairs.push(['Escrow', state.escrow.text]);
   facts($('job-facts'), pairs);
-  if (job.done !== state.framesSeen) loadFrames(job);
+  if (state.escrow.id !== job.id || Date.now() - state.escrow.at > ESCROW_EVERY_MS) refreshEscrow(job.id);
+  if (job.done !== state.framesSeen) loadFrames();
 }
 
-// Adds the selected job's image outputs not shown yet, in task order.
-async function loadFrames(job) {
+// Reads the selected job's escrow, then shows it. Marked read at the
+// start, so the statuses arriving meanwhile do not ask again.
+async function refreshEscrow(id) {
+  state.escrow = { id, at: Date.now(), text: state.escrow.id === id ? state.escrow.text : '…' };
+  let text;
+  try {
+    const escrow = await json(`/v1/escrows/${id}`);
+    text = cairn(escrow.balance) + (escrow.closing ? ' (closing)' : '');
+  } catch (error) {
+    if (error instanceof Unauthorized) return logout(error.message);
+    text = error.status === 404 ? 'closed or not on this node' : '?';
+  }
+  if (state.escrow.id !== id) return;
+  state.escrow.text = text;
+  render();
+}
+
+// Adds the selected job's image outputs not shown yet, in task order,
+// while its results change: one reader at a time, at most once a
+// FRAMES_EVERY_MS, following whichever job is selected.
+async function loadFrames() {
   if (state.framesBusy) return;
   state.framesBusy = true;
   try {
-    const seen = job.done;
-    const { results } = await json(`/v1/jobs/${job.id}/results`);
-    if (job.id !== state.selected) return;
-    const images = [];
-    for (const record of results.sort((a, b) => a.task - b.task)) {
-      for (const file of record.outputs) {
-        if (IMAGE.test(file.name)) images.push({ file, record });
-      }
+    for (;;) {
+      const job = state.jobs.get(state.selected);
+      if (!job || job.done === state.framesSeen) return;
+      // Full: only the job's end changes what is shown (the note).
+      if (state.thumbs.size >= THUMBS_MAX && !OVER.includes(job.state)) return;
+      await readFrames(job);
+      await sleep(FRAMES_EVERY_MS);
     }
-    const shown = images.slice(0, THUMBS_MAX);
-    for (const { file, record } of shown) {
-      if (state.thumbs.has(file.id)) continue;
-      const blob = await (await call(`/v1/blobs/${file.id}`)).blob();
-      if (job.id !== state.selected) return;
-      addThumb(file, record, blob);
-    }
-    $('frames-note').textContent = images.length
-      ? `${images.length} image${images.length === 1 ? '' : 's'}` +
-        (images.length > shown.length ? `; the first ${shown.length} are shown` : '')
-      : 'No image outputs yet.';
-    state.framesSeen = seen;
   } catch (error) {
     if (error instanceof Unauthorized) return logout(error.message);
     console.warn(error);
-    return;
   } finally {
     state.framesBusy = false;
   }
-  // Results that arrived meanwhile.
-  const latest = state.jobs.get(job.id);
-  if (latest && latest.done !== state.framesSeen && job.id === state.selected) loadFrames(latest);
+}
+
+async function readFrames(job) {
+  const seen = job.done;
+  // One page: no more results than thumbnails are ever read, however
+  // many tasks the job has.
+  const { results, next } = await json(`/v1/jobs/${job.id}/results?limit=${THUMBS_MAX}`);
+  if (job.id !== state.selected) return;
+  const images = [];
+  for (const record of results) {
+    for (const file of record.outputs) {
+      if (IMAGE.test(file.name)) images.push({ file, record });
+    }
+  }
+  const shown = images.slice(0, THUMBS_MAX);
+  for (const { file, record } of shown) {
+    if (state.thumbs.has(file.id)) continue;
+    const blob = await (await call(`/v1/blobs/${file.id}`)).blob();
+    if (job.id !== state.selected) return;
+    addThumb(file, record, blob);
+  }
+  const more = next !== undefined || images.length > shown.length;
+  $('frames-note').textContent = images.length
+    ? (more ? `The first ${shown.length} images of ${seen} results`
+      : `${images.length} image${images.length === 1 ? '' : 's'}`)
+    : 'No image outputs yet.';
+  state.framesSeen = seen;
 }
 
 function addThumb(file, record, blob) {
