@@ -324,6 +324,7 @@ pub struct ResultsPage {
     pub from: Option<u32>,
     /// The most results to list, 1 to [`RESULTS_PAGE_MAX`]; that when
     /// absent.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 

@@ -45,7 +45,8 @@
 //! - `POST /v1/jobs/{id}/cancel` — cancels the job (no body): its accepted
 //!   results are paid, its other tasks given up, its providers released,
 //!   and the rest of its escrow returns; answers its status; `409` when
-//!   it is over already.
+//!   it is cancelled or over already or its escrow is not on the ledger
+//!   yet, `503` when the ledger cannot be read.
 //! - `GET  /v1/providers` — every provider that bid for this node's work:
 //!   its last bid's price and resources, stake, latency, bids won, and its
 //!   record here (results confirmed, convictions).

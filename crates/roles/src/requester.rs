@@ -1305,6 +1305,19 @@ impl RequesterCore {
         Some(job.record.clone())
     }
 
+    /// Whether [`RequesterCore::cancel`] would cancel the job now, or why
+    /// not: a shell asks before what it checks outside (the escrow).
+    pub fn can_cancel(&self, id: &ContentId) -> Result<(), CancelRefused> {
+        let job = self.jobs.get(id).ok_or(CancelRefused::NotFound)?;
+        if job.record.cancelled_ms.is_some() {
+            return Err(CancelRefused::Cancelled);
+        }
+        if matches!(job.phase, Phase::Settling | Phase::Done) {
+            return Err(CancelRefused::Over);
+        }
+        Ok(())
+    }
+
     /// Cancels a job for its requester at `now`: nothing more is auctioned
     /// or handed out, every task without a final result is given up (a
     /// copy running now is not paid, and what its provider sends later is
@@ -1315,13 +1328,8 @@ impl RequesterCore {
     /// in the same batch as the results the cancel withdraws: a requester
     /// restarted after it cancels the job again.
     pub fn cancel(&mut self, id: &ContentId, now: u64) -> Result<Effects, CancelRefused> {
+        self.can_cancel(id)?;
         let job = self.jobs.get_mut(id).ok_or(CancelRefused::NotFound)?;
-        if job.record.cancelled_ms.is_some() {
-            return Err(CancelRefused::Cancelled);
-        }
-        if matches!(job.phase, Phase::Settling | Phase::Done) {
-            return Err(CancelRefused::Over);
-        }
         job.record.cancelled_ms = Some(now);
         job.cancel_unstored = true;
         let record = Box::new(job.record.clone());

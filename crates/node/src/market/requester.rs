@@ -987,19 +987,22 @@ impl Requester {
     /// the rest of the cancel's writes: a restarted requester cancels it
     /// again.
     pub async fn cancel(self: &Arc<Self>, id: &ContentId) -> Result<JobStatus, CancelError> {
+        self.core.lock().can_cancel(id)?;
         // Settling closes the escrow; one not on the ledger yet would be
         // applied after that, and its budget stay locked.
         match self.shared.ledger.link().escrow(id).await {
             Ok(Some(_)) => {}
-            Ok(None) if !self.core.lock().jobs.contains_key(id) => {
-                return Err(CancelRefused::NotFound.into());
-            }
             Ok(None) => return Err(CancelError::EscrowPending),
             Err(e) => return Err(CancelError::Ledger(e)),
         }
         let effects = self.core.lock().cancel(id, now_ms())?;
         tracing::info!(job = %id.short(), "cancelled by its requester");
-        if let Err(e) = self.carry_out(effects).await {
+        // Carried out on its own task: a client that hangs up does not
+        // drop the cancel's writes half done (the job would wait for them,
+        // unsettled, for good).
+        let requester = self.clone();
+        let carried = tokio::spawn(async move { requester.carry_out(effects).await }).await;
+        if let Err(e) = carried.map_err(|e| e.to_string()).and_then(|done| done) {
             tracing::error!("cancelling a job: {e}");
         }
         self.status(id)
@@ -1048,7 +1051,7 @@ impl Requester {
                 Table::Results,
                 id.as_bytes(),
                 &result_key(id, from),
-                limit as usize + 1,
+                (limit as usize).saturating_add(1),
             )
             .map_err(|e| e.to_string())?;
         let mut results = rows

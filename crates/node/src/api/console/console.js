@@ -291,7 +291,8 @@ async function refreshEscrow(id) {
     text = error.status === 404 ? 'closed or not on this node' : '?';
   }
   if (state.escrow.id !== id) return;
-  state.escrow.text = text;
+  // Fresh from now: a slow answer does not make the next look due at once.
+  state.escrow = { id, at: Date.now(), text };
   render();
 }
 
@@ -332,7 +333,9 @@ async function readFrames(job) {
   }
   const shown = images.slice(0, THUMBS_MAX);
   for (const { file, record } of shown) {
-    if (state.thumbs.has(file.id)) continue;
+    // The first page moves as earlier tasks finish: never more than the
+    // most shown.
+    if (state.thumbs.has(file.id) || state.thumbs.size >= THUMBS_MAX) continue;
     const blob = await (await call(`/v1/blobs/${file.id}`)).blob();
     if (job.id !== state.selected) return;
     addThumb(file, record, blob);
