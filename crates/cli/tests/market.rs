@@ -270,18 +270,36 @@ impl Devnet {
         self.restart_requester_with(&[])
     }
 
+    /// Starts the requester again on its folder and ports, and returns once
+    /// it has finalized a block: its API answers, and its consensus, the
+    /// last part to bind its port, runs. One that exits first (a port the
+    /// killed process held is not free yet) is started again.
     fn restart_requester_with(&self, extra: &[&str]) -> Child {
         let started = Instant::now();
         loop {
             let mut child = self.start_requester_with(extra);
-            std::thread::sleep(Duration::from_secs(2));
-            match child.try_wait() {
-                Ok(Some(exit)) if started.elapsed() < Duration::from_secs(60) => {
-                    eprintln!("the restarted requester exited ({exit}); trying again");
-                    std::thread::sleep(Duration::from_millis(500));
+            let mut first_height = None;
+            let exited = loop {
+                if let Some(exit) = child.try_wait().unwrap() {
+                    break exit;
                 }
-                _ => return child,
-            }
+                if let Some(height) = self.get("/v1/status").and_then(|s| s["height"].as_u64()) {
+                    if first_height.is_some_and(|first| height > first) {
+                        return child;
+                    }
+                    first_height.get_or_insert(height);
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(180),
+                    "the restarted requester finalized no block"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            };
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the restarted requester keeps exiting ({exited})"
+            );
+            eprintln!("the restarted requester exited ({exited}); trying again");
         }
     }
 

@@ -175,7 +175,11 @@ fn bind_http(config: &NodeConfig) -> Result<(std::net::TcpListener, api::Access)
         .map_err(|e| NodeError::Io(e.to_string()))?;
     println!("http listening on {bound}");
     if config.market.is_some() {
-        println!(
+        // Whoever started the node may have stopped reading its output
+        // after the first line; that must not kill the node.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stdout(),
             "web console at http://{bound}/ (it asks for the token in {})",
             api::ApiToken::path(&config.data_dir).display()
         );
