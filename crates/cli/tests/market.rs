@@ -915,6 +915,44 @@ fn a_cancelled_job_keeps_and_pays_what_it_accepted_and_returns_the_rest_of_its_e
     assert!(spent > 0 && spent < budget, "spent {spent} of {budget}");
     assert_eq!(spent, earned + (fees_after - fees_before));
     assert!(devnet.status(&id)["settled"].as_u64().unwrap() >= done);
+
+    // The CLI's views of it: `job list` shows it cancelled, `job watch`
+    // of a job over prints its last status and exits with the code for
+    // tasks that did not succeed, and `cairn market` lists both providers
+    // (staked, offering Wasm) and the price their leases cleared at.
+    let list = devnet.job(&["list", "--json"]);
+    assert!(list.status.success());
+    let listed: Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(
+        (listed["id"].as_str(), listed["state"].as_str()),
+        (Some(id.as_str()), Some("cancelled"))
+    );
+    let watch = devnet.job(&["watch", &id]);
+    assert_eq!(watch.status.code(), Some(1), "{watch:?}");
+    assert!(
+        String::from_utf8_lossy(&watch.stdout).contains("cancelled"),
+        "{watch:?}"
+    );
+    let market = cairn()
+        .args(["market", "--json", "--node", &devnet.url(), "--data-dir"])
+        .arg(devnet.dir.join("v0"))
+        .output()
+        .unwrap();
+    assert!(market.status.success(), "{market:?}");
+    let market: Value = serde_json::from_slice(&market.stdout).unwrap();
+    let providers = market["providers"].as_array().unwrap();
+    assert_eq!(providers.len(), 2, "{market}");
+    for provider in providers {
+        assert!(provider["stake"].as_u64().unwrap() > 0, "{provider}");
+        assert!(
+            provider["runtimes"]
+                .as_array()
+                .unwrap()
+                .contains(&Value::from("wasm")),
+            "{provider}"
+        );
+    }
+    assert!(!market["prices"].as_array().unwrap().is_empty(), "{market}");
 }
 
 /// The lease a result was produced under, from its signed receipt (version,
