@@ -706,8 +706,14 @@ impl RequesterCore {
         };
         for winner in chosen {
             // A provider leased already pulls what its slots allow; another
-            // lease would only be another recording on the ledger.
+            // lease would only be another recording on the ledger. One
+            // dropped for lateness that won again takes work again on the
+            // lease it holds (its pulls never stopped).
             if job.leases.values().any(|p| *p == winner.provider) {
+                let slots = winner.slots * proto::PREFETCH_PER_SLOT_MAX;
+                if job.sched.readmit(&winner.provider, slots, now) {
+                    job.stalls = 0;
+                }
                 continue;
             }
             let lease = Lease {

@@ -193,6 +193,9 @@ struct ProviderState {
     /// Its entry in [`Scheduler::watched`], if it has one.
     watched: Option<u64>,
     dropped: Option<String>,
+    /// Dropped for lateness or silence, not for cheating or by its
+    /// requester: it may take work again if it wins another auction.
+    rejoinable: bool,
 }
 
 /// The task queue of one job.
@@ -299,7 +302,7 @@ impl Scheduler {
     }
 
     /// Adds a leased provider with `slots` concurrent tasks (or updates its
-    /// slots). A dropped provider stays dropped.
+    /// slots). A dropped provider stays dropped (see [`Scheduler::readmit`]).
     pub fn add_provider(&mut self, provider: PublicKey, slots: u32, now_ms: u64) {
         let entry = self.providers.entry(provider).or_insert(ProviderState {
             slots,
@@ -308,6 +311,7 @@ impl Scheduler {
             last_seen_ms: now_ms,
             watched: None,
             dropped: None,
+            rejoinable: false,
         });
         entry.slots = slots;
         entry.last_seen_ms = now_ms;
@@ -537,6 +541,12 @@ impl Scheduler {
     /// Drops a provider (connection lost, lease cancelled, caught lying):
     /// its tasks go back to the queue and its pulls are refused from now on.
     pub fn drop_provider(&mut self, provider: &PublicKey, reason: &str) -> Vec<Event> {
+        self.drop_for(provider, reason, false)
+    }
+
+    /// Drops a provider; one `rejoinable` may be readmitted (see
+    /// [`Scheduler::readmit`]).
+    fn drop_for(&mut self, provider: &PublicKey, reason: &str, rejoinable: bool) -> Vec<Event> {
         let Some(state) = self.providers.get_mut(provider) else {
             return Vec::new();
         };
@@ -544,6 +554,7 @@ impl Scheduler {
             return Vec::new();
         }
         state.dropped = Some(reason.to_string());
+        state.rejoinable = rejoinable;
         let tasks: Vec<u32> = std::mem::take(&mut state.running).into_iter().collect();
         let mut events = vec![Event::Dropped {
             provider: *provider,
@@ -625,10 +636,33 @@ impl Scheduler {
                 to_drop.push((key, format!("silent for {} ms", now_ms - last_seen)));
             }
         }
+        // Late or silent, not dishonest: a loaded machine, a stalled disk.
         for (provider, reason) in to_drop {
-            events.extend(self.drop_provider(&provider, &reason));
+            events.extend(self.drop_for(&provider, &reason, true));
         }
         events
+    }
+
+    /// Takes back a provider dropped for lateness or silence, with `slots`
+    /// and a clean record, once its requester has chosen it again (it won
+    /// another auction of the job): a provider slow for a while is not
+    /// shut out of a job for good, which then waited for a second provider
+    /// it had. Returns whether it was readmitted; one dropped for another
+    /// reason, or not dropped, is left as it is.
+    pub fn readmit(&mut self, provider: &PublicKey, slots: u32, now_ms: u64) -> bool {
+        let Some(state) = self.providers.get_mut(provider) else {
+            return false;
+        };
+        if state.dropped.is_none() || !state.rejoinable {
+            return false;
+        }
+        state.dropped = None;
+        state.rejoinable = false;
+        state.strikes = 0;
+        state.slots = slots;
+        state.last_seen_ms = now_ms;
+        self.watch(provider);
+        true
     }
 
     /// The earliest moment [`Scheduler::tick`] has something to do.
@@ -659,6 +693,14 @@ impl Scheduler {
         self.providers
             .get(provider)
             .is_some_and(|s| s.dropped.is_none())
+    }
+
+    /// Whether `provider` was dropped for lateness or silence and may be
+    /// readmitted.
+    pub fn may_rejoin(&self, provider: &PublicKey) -> bool {
+        self.providers
+            .get(provider)
+            .is_some_and(|s| s.dropped.is_some() && s.rejoinable)
     }
 
     /// Providers still in the job.

@@ -103,6 +103,43 @@ fn repeated_misses_and_silence_drop_a_provider_and_requeue_its_tasks() {
     assert_eq!(sched2.progress().pending, 3);
 }
 
+/// A provider dropped for lateness or silence may be readmitted (its
+/// requester chose it again), with a clean record; one dropped for any
+/// other reason, or still in the job, is not.
+#[test]
+fn only_a_provider_dropped_for_lateness_or_silence_is_readmitted() {
+    let (misser, liar, present) = (key(1), key(2), key(3));
+    let mut sched = Scheduler::new(6, params());
+    for p in [misser, liar, present] {
+        sched.add_provider(p, 1, 0);
+    }
+    sched.pull(&misser, 1, 0).unwrap();
+    sched.tick(100);
+    sched.pull(&misser, 1, 100).unwrap();
+    sched.tick(200);
+    sched.drop_provider(&liar, "caught lying");
+    assert!(sched.may_rejoin(&misser) && !sched.may_rejoin(&liar));
+    assert!(!sched.may_rejoin(&present) && !sched.may_rejoin(&key(9)));
+    assert!(!sched.readmit(&liar, 1, 300));
+    assert!(!sched.readmit(&present, 1, 300));
+    assert!(!sched.readmit(&key(9), 1, 300));
+    assert!(sched.readmit(&misser, 2, 300));
+    assert!(sched.is_active(&misser) && !sched.may_rejoin(&misser));
+    let taken = sched.pull(&misser, 5, 300).unwrap();
+    assert_eq!(taken.len(), 2, "its new slots");
+    // Its strikes were forgiven: one more miss does not drop it again.
+    sched.complete(&misser, taken[0], ContentId::of(b"r"), 350);
+    let events = sched.tick(400);
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Dropped { .. })),
+        "{events:?}"
+    );
+    assert_eq!(
+        sched.pull(&liar, 1, 400),
+        Err(PullRefused::Dropped("caught lying".into()))
+    );
+}
+
 #[test]
 fn stragglers_get_a_speculative_copy_and_the_first_result_wins() {
     let (slow, fast) = (key(1), key(2));

@@ -224,7 +224,10 @@ impl Job {
             Phase::Running => u64::from(p.pending),
             _ => 0,
         } * self.replicas_wanted();
-        let leased = self.leases.values().any(|p| *p == bid.signer());
+        // A provider in the job pulls rather than bids; one dropped from it
+        // for lateness may bid to be taken back.
+        let leased = self.leases.values().any(|p| *p == bid.signer())
+            && !self.sched.may_rejoin(&bid.signer());
         let throttled = self
             .reopened_ms
             .is_some_and(|at| now < at.saturating_add(REAUCTION_MS));

@@ -959,6 +959,75 @@ fn a_job_waiting_for_a_provider_it_lacks_says_so_and_backs_off() {
     assert_eq!(status.reason, None);
 }
 
+/// A provider dropped for missing its deadlines (a loaded machine, for a
+/// while) is not shut out of the job for good: the job, stalled for want
+/// of a second provider, takes its bid, and when it wins it takes work
+/// again on the lease it holds. Seen in CI: a job waited five minutes at
+/// 780/1,000 for a second provider while two idle ones it had dropped bid
+/// in vain.
+#[test]
+fn a_provider_dropped_for_lateness_takes_work_again_when_it_wins_again() {
+    let mut core = requester();
+    let (a, late_b) = (provider(1), provider(2));
+    let (job, order) = submitted(&mut core, 3, VerifyPolicy::Replicate { replicas: 2 });
+    let leases = leased(&mut core, &job, &order, &[&a, &late_b]);
+    let (la, lb) = (lease_of(&leases, &a), lease_of(&leases, &late_b));
+    assert_eq!(pull(&mut core, &a, la, 3, Vec::new(), T1 + 1).0, [0, 1, 2]);
+    let commits = (0..3).map(|t| committed(&a, la, t, 500)).collect();
+    pull(&mut core, &a, la, 3, commits, T1 + 2);
+    // `late_b` takes the three replicas and misses every deadline.
+    assert_eq!(
+        pull(&mut core, &late_b, lb, 3, Vec::new(), T1 + 3).0,
+        [0, 1, 2]
+    );
+    // Its copies' deadline (the scheduler's default ten minutes) passes:
+    // it is dropped, and the job, with nobody to run the replicas, puts
+    // them up for auction.
+    let late = T1 + 3 + 600_000;
+    let step = core.step(&job, late).unwrap();
+    let status = core.status(&job, late).unwrap();
+    assert_eq!((status.providers, status.pending), (1, 3), "{status:?}");
+    assert!(
+        pull(&mut core, &late_b, lb, 3, Vec::new(), late + 1)
+            .0
+            .is_empty(),
+        "dropped, it gets nothing on its pull"
+    );
+    let order = step
+        .effects
+        .orders
+        .first()
+        .map_or(order, |o| o.verify(ORDER_NAMESPACE).unwrap().clone());
+
+    // Idle now, it bids, and wins.
+    core.bid(
+        late_b.public(),
+        &bid(&late_b, &order, 1),
+        Some(1),
+        (0, 0),
+        late + 2,
+    )
+    .unwrap();
+    let close = order.bid_deadline_ms().max(late + 2);
+    let (order, chosen) = core.step(&job, close).unwrap().winners.unwrap();
+    assert_eq!(
+        chosen.iter().map(|c| c.provider).collect::<Vec<_>>(),
+        [late_b.public()]
+    );
+    let offers = core.offer_leases(&job, &order, chosen, 7, close).unwrap();
+    assert!(offers.leases.is_empty(), "it holds a lease already");
+    core.offers_answered(&job, 0, &[], close);
+    assert_eq!(
+        pull(&mut core, &late_b, lb, 3, Vec::new(), close + 1).0,
+        [0, 1, 2],
+        "taken back, it pulls the replicas on its lease"
+    );
+    assert_eq!(
+        core.status(&job, close + 1).unwrap().state,
+        cairn_api::JobState::Running
+    );
+}
+
 /// A bid for a tool job from a provider that runs ffmpeg with `threads`
 /// threads.
 fn tool_bid(key: &Keypair, order: &Order, threads: u32) -> Signed<Bid> {
