@@ -708,10 +708,12 @@ impl RequesterCore {
             // A provider leased already pulls what its slots allow; another
             // lease would only be another recording on the ledger. One
             // dropped for lateness that won again takes work again on the
-            // lease it holds (its pulls never stopped).
+            // lease it holds (its pulls never stopped), once.
             if job.leases.values().any(|p| *p == winner.provider) {
-                let slots = winner.slots * proto::PREFETCH_PER_SLOT_MAX;
-                if job.sched.readmit(&winner.provider, slots, now) {
+                // On the terms it signed (its slots, its price), and never
+                // one convicted since.
+                let convicted = self.verifier.trust().record(&winner.provider).banned();
+                if !convicted && job.sched.readmit(&winner.provider, now) {
                     job.stalls = 0;
                 }
                 continue;

@@ -193,9 +193,11 @@ struct ProviderState {
     /// Its entry in [`Scheduler::watched`], if it has one.
     watched: Option<u64>,
     dropped: Option<String>,
-    /// Dropped for lateness or silence, not for cheating or by its
+    /// Dropped for lateness or silence only, not for cheating or by its
     /// requester: it may take work again if it wins another auction.
     rejoinable: bool,
+    /// Taken back once already: a second time it stays out.
+    readmitted: bool,
 }
 
 /// The task queue of one job.
@@ -312,6 +314,7 @@ impl Scheduler {
             watched: None,
             dropped: None,
             rejoinable: false,
+            readmitted: false,
         });
         entry.slots = slots;
         entry.last_seen_ms = now_ms;
@@ -551,6 +554,9 @@ impl Scheduler {
             return Vec::new();
         };
         if state.dropped.is_some() {
+            // Dropped already for lateness and now for cheating: it stays
+            // out.
+            state.rejoinable &= rejoinable;
             return Vec::new();
         }
         state.dropped = Some(reason.to_string());
@@ -643,23 +649,25 @@ impl Scheduler {
         events
     }
 
-    /// Takes back a provider dropped for lateness or silence, with `slots`
-    /// and a clean record, once its requester has chosen it again (it won
-    /// another auction of the job): a provider slow for a while is not
-    /// shut out of a job for good, which then waited for a second provider
-    /// it had. Returns whether it was readmitted; one dropped for another
-    /// reason, or not dropped, is left as it is.
-    pub fn readmit(&mut self, provider: &PublicKey, slots: u32, now_ms: u64) -> bool {
+    /// Takes back a provider dropped for lateness or silence, with the
+    /// slots it had and a clean record, once its requester has chosen it
+    /// again (it won another auction of the job): a provider slow for a
+    /// while is not shut out of a job for good, which then waited for a
+    /// second provider it had. Once per provider: one late again stays
+    /// out, so a provider cannot take tasks, go quiet and come back until
+    /// their attempts run out. Returns whether it was readmitted; one
+    /// dropped for another reason, or not dropped, is left as it is.
+    pub fn readmit(&mut self, provider: &PublicKey, now_ms: u64) -> bool {
+        if !self.may_rejoin(provider) {
+            return false;
+        }
         let Some(state) = self.providers.get_mut(provider) else {
             return false;
         };
-        if state.dropped.is_none() || !state.rejoinable {
-            return false;
-        }
         state.dropped = None;
         state.rejoinable = false;
+        state.readmitted = true;
         state.strikes = 0;
-        state.slots = slots;
         state.last_seen_ms = now_ms;
         self.watch(provider);
         true
@@ -700,7 +708,7 @@ impl Scheduler {
     pub fn may_rejoin(&self, provider: &PublicKey) -> bool {
         self.providers
             .get(provider)
-            .is_some_and(|s| s.dropped.is_some() && s.rejoinable)
+            .is_some_and(|s| s.dropped.is_some() && s.rejoinable && !s.readmitted)
     }
 
     /// Providers still in the job.

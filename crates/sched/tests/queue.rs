@@ -120,13 +120,14 @@ fn only_a_provider_dropped_for_lateness_or_silence_is_readmitted() {
     sched.drop_provider(&liar, "caught lying");
     assert!(sched.may_rejoin(&misser) && !sched.may_rejoin(&liar));
     assert!(!sched.may_rejoin(&present) && !sched.may_rejoin(&key(9)));
-    assert!(!sched.readmit(&liar, 1, 300));
-    assert!(!sched.readmit(&present, 1, 300));
-    assert!(!sched.readmit(&key(9), 1, 300));
-    assert!(sched.readmit(&misser, 2, 300));
+    assert!(!sched.readmit(&liar, 300));
+    assert!(!sched.readmit(&present, 300));
+    assert!(!sched.readmit(&key(9), 300));
+    sched.add_provider(misser, 2, 300);
+    assert!(sched.readmit(&misser, 300));
     assert!(sched.is_active(&misser) && !sched.may_rejoin(&misser));
     let taken = sched.pull(&misser, 5, 300).unwrap();
-    assert_eq!(taken.len(), 2, "its new slots");
+    assert_eq!(taken.len(), 2, "its slots");
     // Its strikes were forgiven: one more miss does not drop it again.
     sched.complete(&misser, taken[0], ContentId::of(b"r"), 350);
     let events = sched.tick(400);
@@ -138,6 +139,25 @@ fn only_a_provider_dropped_for_lateness_or_silence_is_readmitted() {
         sched.pull(&liar, 1, 400),
         Err(PullRefused::Dropped("caught lying".into()))
     );
+    // Late again, it stays out: once is all.
+    sched.pull(&misser, 1, 400).unwrap();
+    let events = sched.tick(500);
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Dropped { .. })),
+        "{events:?}"
+    );
+    sched.pull(&misser, 1, 500).unwrap_err();
+    assert!(!sched.may_rejoin(&misser) && !sched.readmit(&misser, 600));
+
+    // Dropped for lateness, then caught cheating: it stays out.
+    let cheat = key(4);
+    let mut sched = Scheduler::new(6, params());
+    sched.add_provider(cheat, 2, 0);
+    sched.pull(&cheat, 2, 0).unwrap();
+    sched.tick(100);
+    assert!(sched.may_rejoin(&cheat));
+    sched.drop_provider(&cheat, "convicted");
+    assert!(!sched.may_rejoin(&cheat) && !sched.readmit(&cheat, 200));
 }
 
 #[test]

@@ -999,16 +999,20 @@ fn a_provider_dropped_for_lateness_takes_work_again_when_it_wins_again() {
         .first()
         .map_or(order, |o| o.verify(ORDER_NAMESPACE).unwrap().clone());
 
-    // Idle now, it bids, and wins.
+    // Nobody bids in that round.
+    let quiet = order.bid_deadline_ms();
+    assert!(core.step(&job, quiet).unwrap().winners.is_none());
+    // Idle now, it bids on the order: its bid reopens the auction (it
+    // holds a lease, but one it may be taken back on), and it wins.
     core.bid(
         late_b.public(),
         &bid(&late_b, &order, 1),
         Some(1),
         (0, 0),
-        late + 2,
+        quiet + 1,
     )
     .unwrap();
-    let close = order.bid_deadline_ms().max(late + 2);
+    let close = quiet + 1 + u64::from(BID_WINDOW_MS);
     let (order, chosen) = core.step(&job, close).unwrap().winners.unwrap();
     assert_eq!(
         chosen.iter().map(|c| c.provider).collect::<Vec<_>>(),
