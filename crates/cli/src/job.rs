@@ -149,10 +149,9 @@ fn list(node: &Client, id: Option<ContentId>, json: bool) -> anyhow::Result<Exit
 /// module and inputs come from the job file's folder or from `allowed`,
 /// and are listed on stderr before any is sent.
 pub fn submit(node: &Client, path: &Path, allowed: &[PathBuf]) -> anyhow::Result<ContentId> {
-    let job =
-        Job::load_allowing(path, &cairn_workloads::names(), allowed).map_err(anyhow::Error::msg)?;
-    announce_uploads(&job);
-    Ok(node.submit_job(&job)?)
+    let loaded = crate::video::load(path, allowed)?;
+    announce_uploads(&loaded.job);
+    Ok(node.submit_job(&loaded.job)?)
 }
 
 /// One line about a job.
@@ -280,7 +279,11 @@ pub fn results(node: &Client, id: &ContentId, out: Option<PathBuf>) -> anyhow::R
         }
         results.push(listed);
     }
-    let summary = serde_json::json!({ "job": id, "status": status, "results": results });
+    let hls = crate::video::assemble(&out, written.iter().map(String::as_str))?;
+    let mut summary = serde_json::json!({ "job": id, "status": status, "results": results });
+    if let Some(hls) = hls {
+        summary["hls"] = hls;
+    }
     std::fs::write(
         out.join("cairn-results.json"),
         serde_json::to_vec_pretty(&summary)?,

@@ -14,6 +14,7 @@ mod market;
 mod node;
 mod poll;
 mod run;
+mod video;
 mod wallet;
 
 use std::path::PathBuf;

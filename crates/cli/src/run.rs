@@ -59,6 +59,9 @@ struct Summary {
     wall_time_s: f64,
     fuel_per_s: f64,
     out_dir: String,
+    /// A video job's playlists and what each rendition holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hls: Option<serde_json::Value>,
     results: Vec<TaskSummary>,
 }
 
@@ -93,12 +96,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             "this build runs jobs on this machine only: add --local (network runs arrive with `cairn node`)"
         );
     }
-    let job = Job::load_allowing(
-        &args.job,
-        &cairn_workloads::names(),
-        &args.allow_inputs_from,
-    )
-    .map_err(anyhow::Error::msg)?;
+    let loaded = crate::video::load(&args.job, &args.allow_inputs_from)?;
+    let job = &loaded.job;
     let program: Cow<'static, [u8]> = match &job.module {
         ModuleRef::Builtin(name) => Cow::Borrowed(
             cairn_workloads::find(name)
@@ -186,6 +185,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let results: Vec<TaskSummary> = summaries.into_iter().flatten().collect();
     let succeeded = results.iter().filter(|r| r.ok).count();
+    // A video job's renditions, once every segment is here.
+    let hls = if succeeded == results.len() {
+        let outputs = results.iter().flat_map(|r| &r.outputs).map(|o| o.path.as_str());
+        crate::video::assemble(&out_dir, outputs)?
+    } else {
+        None
+    };
     let summary = Summary {
         job: job.name.clone(),
         job_file: job.path.display().to_string(),
@@ -198,6 +204,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         wall_time_s: wall_time.as_secs_f64(),
         fuel_per_s: fuel_total as f64 / wall_time.as_secs_f64().max(1e-9),
         out_dir: out_dir.display().to_string(),
+        hls,
         results,
     };
     let json = serde_json::to_string_pretty(&summary)?;

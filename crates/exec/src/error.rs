@@ -4,6 +4,10 @@ use thiserror::Error;
 /// reproducible on another machine, so none is ever a task's result.
 #[derive(Debug, Error)]
 pub enum ExecError {
+    /// A video could not be split, read or assembled (see
+    /// [`crate::tool::video`]).
+    #[error("{0}")]
+    Media(String),
     /// The bytes are not a WebAssembly module.
     #[error("not a WebAssembly module: {0}")]
     NotWasm(String),

@@ -34,6 +34,7 @@ mod raw;
 pub mod rules;
 mod spec;
 mod template;
+pub mod video;
 
 pub use error::JobError;
 pub use path::{
@@ -44,3 +45,4 @@ pub use spec::{
     BUILTIN_PREFIX, InputFile, Job, Limits, Market, ModuleRef, Runtime, TOOL_POLICY_REASON,
     TaskSpec, VerifyPolicy,
 };
+pub use video::{Picture, Rendition, Segment, Video};

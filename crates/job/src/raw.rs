@@ -10,7 +10,8 @@ use toml::Spanned;
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawJob {
     pub job: RawHeader,
-    pub tasks: Spanned<RawTasks>,
+    pub tasks: Option<Spanned<RawTasks>>,
+    pub video: Option<Spanned<RawVideo>>,
     #[serde(default)]
     pub inputs: RawInputs,
     #[serde(default)]
@@ -41,6 +42,14 @@ pub(crate) struct RawTasks {
     pub list: Option<Spanned<Vec<u64>>>,
     /// Flamenco's frame syntax: `"1-10, 15"`.
     pub frames: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVideo {
+    pub input: Spanned<String>,
+    pub segment_s: Option<Spanned<u64>>,
+    pub renditions: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Default, Deserialize)]

@@ -7,12 +7,13 @@ use cairn_wire::{ContentId, ToolRequest};
 use toml::Spanned;
 
 use crate::JobError;
-use crate::raw::{RawJob, RawLimits, RawMarket, RawTasks, RawVerify};
+use crate::raw::{RawJob, RawLimits, RawMarket, RawTasks, RawVerify, RawVideo};
 use crate::rules::{
     ARGS_MAX, EXPANDED_BYTES_MAX, FUEL_RANGE, INPUTS_MAX, MEMORY_MIB_RANGE, OUTPUT_MIB_RANGE,
     OUTPUTS_MAX, STDOUT_KIB_RANGE, WALL_TIME_S_RANGE,
 };
 use crate::template::Template;
+use crate::video::{self, Rendition, Video};
 
 /// Modules named `cairn:<name>` are workloads built into the `cairn` binary.
 pub const BUILTIN_PREFIX: &str = "cairn:";
@@ -47,7 +48,10 @@ pub struct Job {
     pub verify: VerifyPolicy,
     /// Seeds each task's randomness (together with the task's value).
     pub seed: u64,
-    tasks: Vec<TaskSpec>,
+    /// A video job's clip and ladder: its tasks and inputs come from the
+    /// clip's segments ([`Job::segmented`]), and it has none before.
+    pub video: Option<Video>,
+    pub(crate) tasks: Vec<TaskSpec>,
 }
 
 /// A runtime that executes tasks.
@@ -305,10 +309,36 @@ impl Checker<'_> {
             .iter()
             .map(|arg| Template::parse(arg.get_ref()).map_err(|m| self.err(arg, "job.args", m)))
             .collect::<Result<Vec<_>, _>>()?;
-        let values = self.check_tasks(&raw.tasks)?;
+        let video = match (&raw.video, &raw.tasks) {
+            (Some(video), _) => {
+                let given = [
+                    ("[tasks]", raw.tasks.is_some()),
+                    ("job.args", !header.args.is_empty()),
+                    ("[inputs]", !raw.inputs.files.is_empty()),
+                    ("[outputs]", !raw.outputs.paths.is_empty()),
+                ];
+                let fuel_declared = raw.limits.fuel.is_some();
+                Some(self.check_video(video, &header.module, &module, &given, fuel_declared)?)
+            }
+            (None, Some(_)) => None,
+            (None, None) => {
+                return Err(JobError::file(
+                    self.path,
+                    "missing table [tasks] (or [video], for a clip encoded into a ladder)",
+                ));
+            }
+        };
+        let values = match &raw.tasks {
+            Some(tasks) => self.check_tasks(tasks)?,
+            None => Vec::new(),
+        };
         let outputs = self.check_outputs(&raw.outputs.paths)?;
         let inputs = self.check_inputs(&raw.inputs.files)?;
-        let limits = self.check_limits(&raw.limits)?;
+        let mut limits = self.check_limits(&raw.limits)?;
+        if video.is_some() && raw.limits.memory_mib.is_none() {
+            // Address space: ffmpeg maps far more than it touches.
+            limits.memory_bytes = video::MEMORY_MIB_DEFAULT << 20;
+        }
         let market = self.check_market(&raw.market, &limits)?;
         let verify = match (&raw.verify, runtime) {
             (Some(verify), Runtime::Wasm) => self.check_verify(verify)?,
@@ -333,9 +363,9 @@ impl Checker<'_> {
             .map(|t| t.rendered_len_max() + STRING_OVERHEAD)
             .sum();
         let expanded = per_task.saturating_mul(values.len() as u64);
-        if expanded > EXPANDED_BYTES_MAX {
+        if let (Some(tasks), true) = (&raw.tasks, expanded > EXPANDED_BYTES_MAX) {
             return Err(self.err(
-                &raw.tasks,
+                tasks,
                 "tasks",
                 format!(
                     "{} tasks of up to {per_task} bytes of arguments and output paths each \
@@ -379,7 +409,96 @@ impl Checker<'_> {
             market,
             verify,
             seed: header.seed,
+            video,
             tasks,
+        })
+    }
+
+    /// A `[video]`: an ffmpeg job with no task set, arguments, inputs or
+    /// outputs of its own (they all come from the clip's segments).
+    fn check_video(
+        &self,
+        video: &Spanned<RawVideo>,
+        module_text: &Spanned<String>,
+        module: &ModuleRef,
+        given: &[(&str, bool)],
+        fuel_declared: bool,
+    ) -> Result<Video, JobError> {
+        match module {
+            ModuleRef::Tool(request) if request.name == "ffmpeg" => {}
+            _ => {
+                return Err(self.err(
+                    module_text,
+                    "job.module",
+                    "a [video] job runs ffmpeg: runtime = \"tool\", module = \"ffmpeg@5\"",
+                ));
+            }
+        }
+        if let Some((what, _)) = given.iter().find(|(_, given)| *given) {
+            return Err(self.err(
+                video,
+                "video",
+                format!(
+                    "a [video] job's tasks, arguments, inputs and outputs come from its clip's \
+                     segments: remove {what}"
+                ),
+            ));
+        }
+        let raw_video = video.get_ref();
+        let input = self
+            .check_inputs(std::slice::from_ref(&raw_video.input))
+            .map_err(|mut e| {
+                e.key = "video.input".into();
+                e
+            })?
+            .remove(0);
+        let segment_s = match &raw_video.segment_s {
+            None => video::SEGMENT_S_DEFAULT,
+            Some(seconds) => match u32::try_from(*seconds.get_ref()) {
+                Ok(s) if (1..=video::SEGMENT_S_MAX).contains(&s) => s,
+                _ => {
+                    return Err(self.err(
+                        seconds,
+                        "video.segment_s",
+                        format!("expected 1 to {} seconds", video::SEGMENT_S_MAX),
+                    ));
+                }
+            },
+        };
+        let renditions = match &raw_video.renditions {
+            None => video::LADDER
+                .iter()
+                .map(|r| Rendition::parse(r).expect("the default ladder parses"))
+                .collect(),
+            Some(list) => {
+                if list.get_ref().is_empty() || list.get_ref().len() > video::RENDITIONS_MAX {
+                    return Err(self.err(
+                        list,
+                        "video.renditions",
+                        format!("expected 1 to {} renditions", video::RENDITIONS_MAX),
+                    ));
+                }
+                let mut renditions: Vec<Rendition> = Vec::new();
+                for text in list.get_ref() {
+                    let rendition = Rendition::parse(text.get_ref())
+                        .map_err(|reason| self.err(text, "video.renditions", reason))?;
+                    if renditions.iter().any(|r| r.to_string() == rendition.to_string()) {
+                        return Err(self.err(
+                            text,
+                            "video.renditions",
+                            format!("two renditions are named {rendition}"),
+                        ));
+                    }
+                    renditions.push(rendition);
+                }
+                renditions
+            }
+        };
+        Ok(Video {
+            input,
+            segment_s,
+            renditions,
+            fuel_declared,
         })
     }
 
@@ -740,7 +859,7 @@ fn parse_frames(text: &str) -> Result<Vec<u64>, String> {
 }
 
 /// The seed of the task with `value` in a job seeded with `job_seed`.
-fn task_seed(job_seed: u64, value: u64) -> [u8; 32] {
+pub(crate) fn task_seed(job_seed: u64, value: u64) -> [u8; 32] {
     let mut hasher = blake3::Hasher::new_derive_key("cairn task seed v1");
     hasher.update(&job_seed.to_be_bytes());
     hasher.update(&value.to_be_bytes());

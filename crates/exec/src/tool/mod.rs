@@ -25,6 +25,7 @@
 //! The sandbox is described in [`sandbox`].
 
 mod sandbox;
+pub mod video;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -54,6 +54,10 @@ const ETC: &[&str] = &["/etc/ld.so.cache", "/etc/alternatives", "/etc/fonts"];
 /// How long a version probe may take.
 const PROBE_TIME: Duration = Duration::from_secs(60);
 
+/// How long the host's own media work may take (one split of a clip, one
+/// probe of a segment).
+const MEDIA_TIME: Duration = Duration::from_secs(600);
+
 /// Bytes of a version probe's output kept.
 const PROBE_BYTES: u64 = 64 << 10;
 
@@ -216,6 +220,27 @@ impl Sandbox {
             Some(task.output_dir),
             &bounds,
         )
+    }
+
+    /// Runs `program` on the host's own behalf (splitting a clip,
+    /// reading what a provider encoded), confined as a task is, within
+    /// [`MEDIA_TIME`] and files of at most `file_bytes`.
+    pub(crate) fn run_program(
+        &self,
+        program: &Path,
+        args: &[String],
+        input: &Path,
+        output: Option<&Path>,
+        file_bytes: u64,
+    ) -> Result<Ran, ExecError> {
+        let bounds = Bounds {
+            memory_bytes: 4 << 30,
+            file_bytes,
+            cpu_seconds: MEDIA_TIME.as_secs(),
+            wall_time: MEDIA_TIME,
+            stream_bytes: PROBE_BYTES,
+        };
+        self.spawn(program, args, Some(input), output, &bounds)
     }
 
     fn spawn(

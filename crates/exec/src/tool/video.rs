@@ -1,0 +1,464 @@
+//! The requester's side of a video job (see `cairn_job::video`): the clip
+//! split at its keyframes into segments before the job is submitted, and
+//! the renditions' segments read and assembled into HLS playlists once
+//! they are back.
+//!
+//! Both run this machine's ffmpeg and ffprobe in the tools' sandbox: the
+//! clip may come from anywhere, and the segments come from providers.
+//!
+//! Assembly checks what it lists, as Livepeer's broadcaster does: every
+//! segment of a rendition has the rendition's height and one width, and
+//! every rendition of a segment starts where the others do and lasts as
+//! long (to a frame), so a transcoder that encoded a smaller picture,
+//! dropped frames or returned another segment is named, and nothing is
+//! listed. The pixels each rendition holds are counted (width × height ×
+//! frames), to set against what the job paid for.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use cairn_job::video::{Picture, Rendition, Segment};
+use cairn_job::{InputFile, check_input_name};
+use cairn_wire::ContentId;
+
+use super::ToolConfig;
+use super::sandbox::Sandbox;
+use crate::ExecError;
+
+/// The splitter's list of what it wrote, in `/output`.
+const SEGMENT_LIST: &str = "segments.csv";
+
+/// A segment's file name: `seg-0003.ts`.
+fn segment_name(index: usize) -> String {
+    format!("seg-{index:04}.ts")
+}
+
+/// ffmpeg and ffprobe, confined.
+pub struct VideoTools {
+    sandbox: Sandbox,
+    ffmpeg: PathBuf,
+    ffprobe: PathBuf,
+}
+
+/// What [`VideoTools::probe`] read of one file.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Probe {
+    /// The first video stream's picture.
+    pub picture: Picture,
+    /// Its frames (packets, as ffprobe counts them without decoding).
+    pub frames: u64,
+    /// When it starts, in seconds of the clip.
+    pub start_s: f64,
+    /// How long it lasts, in seconds.
+    pub duration_s: f64,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+/// One rendition as assembled.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Assembled {
+    /// Its name (`240p30`), and its playlist `240p30.m3u8`.
+    pub name: String,
+    /// Its picture.
+    pub picture: Picture,
+    /// Segments listed.
+    pub segments: usize,
+    /// Frames in all of them.
+    pub frames: u64,
+    /// Pixels encoded: width × height × frames.
+    pub pixels: u64,
+    /// Seconds listed.
+    pub duration_s: f64,
+    /// The highest bitrate of a segment, bits per second (HLS's BANDWIDTH).
+    pub peak_bps: u64,
+    /// The mean bitrate, bits per second.
+    pub average_bps: u64,
+}
+
+impl VideoTools {
+    /// Finds ffmpeg and ffprobe where `config` searches for tools, and a
+    /// sandbox to run them in.
+    pub fn new(config: &ToolConfig) -> Result<Self, ExecError> {
+        let find = |name: &str| {
+            config
+                .search
+                .iter()
+                .map(|dir| dir.join(name))
+                .find(|p| p.is_file())
+                .ok_or_else(|| {
+                    ExecError::Media(format!(
+                        "a video job needs {name} on this machine (Debian: apt-get install ffmpeg)"
+                    ))
+                })
+        };
+        Ok(Self {
+            ffmpeg: find("ffmpeg")?,
+            ffprobe: find("ffprobe")?,
+            sandbox: Sandbox::new(&config.bwrap)?,
+        })
+    }
+
+    /// Splits `clip` at its keyframes into segments of about `segment_s`
+    /// seconds, written into `into` (which must exist and be empty), and
+    /// reads the clip's picture size. The segments keep the clip's
+    /// timestamps.
+    pub fn split(
+        &self,
+        clip: &Path,
+        segment_s: u32,
+        into: &Path,
+    ) -> Result<(Vec<Segment>, Picture), ExecError> {
+        // Only the clip is shown to ffmpeg, not the folder it lies in.
+        let source = into.join(".source");
+        std::fs::create_dir(&source).map_err(ExecError::io(format!("creating {}", source.display())))?;
+        let staged = source.join("clip");
+        if std::fs::hard_link(clip, &staged).is_err() {
+            std::fs::copy(clip, &staged)
+                .map_err(ExecError::io(format!("reading {}", clip.display())))?;
+        }
+        let clip_bytes = std::fs::metadata(&staged)
+            .map_err(ExecError::io(format!("reading {}", clip.display())))?
+            .len();
+        let probe = self.probe_file(&source, "clip")?;
+        let args: Vec<String> = [
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            "/input/clip",
+            "-map",
+            "0:v:0",
+            "-map",
+            "0:a:0?",
+            "-c",
+            "copy",
+            "-f",
+            "segment",
+            "-segment_time",
+            &segment_s.to_string(),
+            "-segment_format",
+            "mpegts",
+            "-segment_list",
+            &format!("/output/{SEGMENT_LIST}"),
+            "-segment_list_type",
+            "csv",
+            "-reset_timestamps",
+            "0",
+            "/output/seg-%04d.ts",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let ran = self.sandbox.run_program(
+            &self.ffmpeg,
+            &args,
+            &source,
+            Some(into),
+            clip_bytes.saturating_mul(2).saturating_add(16 << 20),
+        )?;
+        std::fs::remove_dir_all(&source).ok();
+        if !ran.outcome.is_success() {
+            return Err(ExecError::Media(format!(
+                "ffmpeg could not split {} ({}): {}",
+                clip.display(),
+                ran.outcome,
+                String::from_utf8_lossy(&ran.stderr).trim()
+            )));
+        }
+        let list_path = into.join(SEGMENT_LIST);
+        let list = std::fs::read_to_string(&list_path)
+            .map_err(ExecError::io(format!("reading {}", list_path.display())))?;
+        std::fs::remove_file(&list_path).ok();
+        let mut segments = Vec::new();
+        for (index, line) in list.lines().enumerate() {
+            let fields: Vec<&str> = line.split(',').collect();
+            let (&[name, start, end], expected) = (fields.as_slice(), segment_name(index)) else {
+                return Err(ExecError::Media(format!(
+                    "ffmpeg's segment list has a line of {} fields",
+                    fields.len()
+                )));
+            };
+            let (start, end) = (seconds(start), seconds(end));
+            let (Some(start), Some(end)) = (start, end) else {
+                return Err(ExecError::Media(format!(
+                    "ffmpeg's segment list gives {name} no times"
+                )));
+            };
+            if name != expected || check_input_name(name).is_err() || end <= start {
+                return Err(ExecError::Media(format!(
+                    "ffmpeg's segment list names {name} from {start} s to {end} s, \
+                     where {expected} was due"
+                )));
+            }
+            let host_path = into.join(name);
+            let bytes = std::fs::read(&host_path)
+                .map_err(ExecError::io(format!("reading {}", host_path.display())))?;
+            segments.push(Segment {
+                file: InputFile {
+                    name: name.to_owned(),
+                    host_path,
+                    id: ContentId::of(&bytes),
+                    size_bytes: bytes.len() as u64,
+                },
+                duration_s: end - start,
+            });
+        }
+        if segments.is_empty() {
+            return Err(ExecError::Media(format!(
+                "{} holds no video to split",
+                clip.display()
+            )));
+        }
+        Ok((segments, probe.picture))
+    }
+
+    /// Reads the first video stream of `folder/name` with ffprobe.
+    pub fn probe_file(&self, folder: &Path, name: &str) -> Result<Probe, ExecError> {
+        let args: Vec<String> = [
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-count_packets",
+            "-show_entries",
+            "stream=width,height,nb_read_packets:format=start_time,duration,size",
+            "-of",
+            "default=noprint_wrappers=1",
+            &format!("/input/{name}"),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let ran = self
+            .sandbox
+            .run_program(&self.ffprobe, &args, folder, None, 1 << 20)?;
+        let unreadable = |why: String| {
+            ExecError::Media(format!(
+                "ffprobe cannot read {name}: {why} {}",
+                String::from_utf8_lossy(&ran.stderr).trim()
+            ))
+        };
+        if !ran.outcome.is_success() {
+            return Err(unreadable(ran.outcome.to_string()));
+        }
+        let text = String::from_utf8_lossy(&ran.stdout);
+        let fields: BTreeMap<&str, &str> =
+            text.lines().filter_map(|line| line.split_once('=')).collect();
+        let number = |key: &str| -> Result<u64, ExecError> {
+            fields
+                .get(key)
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| unreadable(format!("no {key} in a video stream;")))
+        };
+        let time = |key: &str| -> Result<f64, ExecError> {
+            fields
+                .get(key)
+                .and_then(|v| seconds(v))
+                .ok_or_else(|| unreadable(format!("no {key};")))
+        };
+        let dimension = |key: &str| -> Result<u32, ExecError> {
+            u32::try_from(number(key)?)
+                .ok()
+                .filter(|d| *d > 0)
+                .ok_or_else(|| unreadable(format!("{key} out of range;")))
+        };
+        Ok(Probe {
+            picture: Picture {
+                width: dimension("width")?,
+                height: dimension("height")?,
+            },
+            frames: number("nb_read_packets")?,
+            start_s: time("start_time")?,
+            duration_s: time("duration")?,
+            bytes: number("size")?,
+        })
+    }
+
+    /// Reads the renditions' segments in `folder` (files named
+    /// `240p30_0003.ts`), checks them against each other, and writes a
+    /// playlist per rendition (`240p30.m3u8`) and `master.m3u8` beside
+    /// them. Nothing is written if a check fails. No segments, no
+    /// playlists: `Ok` of nothing.
+    pub fn assemble(&self, folder: &Path) -> Result<Vec<Assembled>, ExecError> {
+        let renditions = self.read_renditions(folder)?;
+        if renditions.is_empty() {
+            return Ok(Vec::new());
+        }
+        check_renditions(&renditions)?;
+        let mut master = String::from("#EXTM3U\n#EXT-X-VERSION:3\n");
+        let mut assembled = Vec::new();
+        for (name, probes) in &renditions {
+            let fps = rendition_named(name).map_or(30, |r| r.fps);
+            let (playlist, report) = playlist(name, probes);
+            let path = folder.join(format!("{name}.m3u8"));
+            std::fs::write(&path, playlist)
+                .map_err(ExecError::io(format!("writing {}", path.display())))?;
+            let _ = write!(
+                master,
+                "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},RESOLUTION={}x{},FRAME-RATE={}.000\n{name}.m3u8\n",
+                report.peak_bps,
+                report.average_bps,
+                report.picture.width,
+                report.picture.height,
+                fps,
+            );
+            assembled.push(report);
+        }
+        let path = folder.join("master.m3u8");
+        std::fs::write(&path, master).map_err(ExecError::io(format!("writing {}", path.display())))?;
+        Ok(assembled)
+    }
+
+    /// Every rendition's segments in `folder`, probed, in order.
+    fn read_renditions(&self, folder: &Path) -> Result<BTreeMap<String, Vec<Probe>>, ExecError> {
+        let mut named: BTreeMap<String, BTreeMap<usize, String>> = BTreeMap::new();
+        let entries =
+            std::fs::read_dir(folder).map_err(ExecError::io(format!("reading {}", folder.display())))?;
+        for entry in entries {
+            let entry = entry.map_err(ExecError::io(format!("reading {}", folder.display())))?;
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let Some((name, index)) = parse_segment_output(&file) else {
+                continue;
+            };
+            named.entry(name).or_default().insert(index, file);
+        }
+        let mut renditions = BTreeMap::new();
+        for (name, files) in named {
+            let mut probes = Vec::with_capacity(files.len());
+            for (expected, (index, file)) in files.iter().enumerate() {
+                if *index != expected {
+                    return Err(ExecError::Media(format!(
+                        "rendition {name} has no segment {expected} (its next is {file})"
+                    )));
+                }
+                probes.push(self.probe_file(folder, file)?);
+            }
+            renditions.insert(name, probes);
+        }
+        Ok(renditions)
+    }
+}
+
+/// Whether `file` is named as a rendition's segment (`240p30_0003.ts`).
+pub fn is_segment_output(file: &str) -> bool {
+    parse_segment_output(file).is_some()
+}
+
+/// `240p30_0003.ts` → (`240p30`, 3); anything else → `None`.
+fn parse_segment_output(file: &str) -> Option<(String, usize)> {
+    let stem = file.strip_suffix(".ts")?;
+    let (name, index) = stem.rsplit_once('_')?;
+    if index.len() != 4 || !index.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    rendition_named(name)?;
+    Some((name.to_owned(), index.parse().ok()?))
+}
+
+/// The rendition a name such as `240p30` stands for (its bitrate unknown),
+/// if it is written exactly as [`Rendition`]'s `Display` writes it.
+fn rendition_named(name: &str) -> Option<Rendition> {
+    let rendition = Rendition::parse(&format!("{name}:16k")).ok()?;
+    (rendition.to_string() == name).then_some(rendition)
+}
+
+/// The checks of [`VideoTools::assemble`]: each rendition's height and
+/// one width; every rendition of a segment starting together and lasting
+/// as long, to a frame.
+fn check_renditions(renditions: &BTreeMap<String, Vec<Probe>>) -> Result<(), ExecError> {
+    let mut counts = renditions.iter().map(|(name, p)| (name, p.len()));
+    let (first, count) = counts.next().expect("at least one rendition");
+    if let Some((name, other)) = counts.find(|(_, n)| *n != count) {
+        return Err(ExecError::Media(format!(
+            "rendition {first} has {count} segments and {name} has {other}"
+        )));
+    }
+    for (name, probes) in renditions {
+        let height = rendition_named(name).map_or(0, |r| r.height);
+        let width = probes[0].picture.width;
+        for (index, probe) in probes.iter().enumerate() {
+            if probe.picture.height != height || probe.picture.width != width {
+                return Err(ExecError::Media(format!(
+                    "segment {index} of {name} is {}x{}, not {width}x{height}",
+                    probe.picture.width, probe.picture.height
+                )));
+            }
+        }
+    }
+    for index in 0..count {
+        let mut of_segment = renditions.iter().map(|(name, p)| (name, p[index]));
+        let (reference, first) = of_segment.next().expect("at least one rendition");
+        let first_fps = fps_of(reference);
+        for (name, probe) in of_segment {
+            // A frame of the slower of the two: the encoders start and end
+            // on frame boundaries of their own rates.
+            let frame = 1.0 / first_fps.min(fps_of(name));
+            let length = |p: &Probe, fps: f64| p.frames as f64 / fps;
+            let (starts, lasts) = (
+                (probe.start_s - first.start_s).abs(),
+                (length(&probe, fps_of(name)) - length(&first, first_fps)).abs(),
+            );
+            if starts > frame * 1.5 || lasts > frame * 1.5 {
+                return Err(ExecError::Media(format!(
+                    "segment {index} of {name} ({} frames from {:.3} s) does not match {reference} \
+                     ({} frames from {:.3} s): frames dropped, or another part of the clip",
+                    probe.frames, probe.start_s, first.frames, first.start_s
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The frame rate a rendition's name gives.
+fn fps_of(name: &str) -> f64 {
+    rendition_named(name).map_or(30.0, |r| f64::from(r.fps))
+}
+
+/// A rendition's playlist, and what it lists. A segment lasts until the
+/// next starts (the last, as ffprobe measured it).
+fn playlist(name: &str, probes: &[Probe]) -> (String, Assembled) {
+    let durations: Vec<f64> = probes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| match probes.get(i + 1) {
+            Some(next) if next.start_s > p.start_s => next.start_s - p.start_s,
+            _ => p.duration_s,
+        })
+        .collect();
+    let target = durations.iter().fold(1.0_f64, |a, d| a.max(d.round()));
+    let mut text = format!(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{target:.0}\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:VOD\n"
+    );
+    let mut peak_bps = 0u64;
+    for (index, duration) in durations.iter().enumerate() {
+        let _ = write!(text, "#EXTINF:{duration:.6},\n{name}_{index:04}.ts\n");
+        let bps = (probes[index].bytes as f64 * 8.0 / duration.max(1e-3)) as u64;
+        peak_bps = peak_bps.max(bps);
+    }
+    text.push_str("#EXT-X-ENDLIST\n");
+    let duration_s: f64 = durations.iter().sum();
+    let bytes: u64 = probes.iter().map(|p| p.bytes).sum();
+    let frames: u64 = probes.iter().map(|p| p.frames).sum();
+    let picture = probes[0].picture;
+    let report = Assembled {
+        name: name.to_owned(),
+        picture,
+        segments: probes.len(),
+        frames,
+        pixels: frames * u64::from(picture.width) * u64::from(picture.height),
+        duration_s,
+        peak_bps,
+        average_bps: (bytes as f64 * 8.0 / duration_s.max(1e-3)) as u64,
+    };
+    (text, report)
+}
+
+/// A time ffmpeg printed (`2.002000`): finite and not negative.
+fn seconds(text: &str) -> Option<f64> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+}
