@@ -187,7 +187,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let succeeded = results.iter().filter(|r| r.ok).count();
     // A video job's renditions, once every segment is here.
     let hls = if succeeded == results.len() {
-        let outputs = results.iter().flat_map(|r| &r.outputs).map(|o| o.path.as_str());
+        let outputs = results
+            .iter()
+            .flat_map(|r| &r.outputs)
+            .map(|o| o.path.as_str());
         crate::video::assemble(&out_dir, outputs)?
     } else {
         None

@@ -98,5 +98,7 @@ pub fn assemble<'a>(
         }));
     }
     eprintln!("HLS: {}", out.join("master.m3u8").display());
-    Ok(Some(json!({ "master": "master.m3u8", "renditions": listed })))
+    Ok(Some(
+        json!({ "master": "master.m3u8", "renditions": listed }),
+    ))
 }

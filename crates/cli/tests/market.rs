@@ -54,11 +54,21 @@ impl Devnet {
     /// A devnet of `validators` validators (validator 0 is the requester)
     /// and `providers` providers.
     fn start_with(validators: u16, providers: u16) -> Self {
+        Self::launch(validators, providers, &[])
+    }
+
+    /// A devnet whose providers offer their installed tools.
+    fn start_with_tools(providers: u16) -> Self {
+        Self::launch(1, providers, &["--tools"])
+    }
+
+    fn launch(validators: u16, providers: u16, flags: &[&str]) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("devnet");
         let mut child = cairn()
             .args(["devnet", "--providers", &providers.to_string()])
             .args(["--validators", &validators.to_string()])
+            .args(flags)
             .args(["--base-port", "0", "--dir"])
             .arg(&dir)
             // A provider restarted just before a job (a cheat swapped in)
@@ -648,49 +658,91 @@ fn the_web_console_shows_a_rendering_job_live_with_its_frames_and_providers() {
     assert_eq!(&png[1..4], b"PNG");
 }
 
-/// The transcoding example with the real ffmpeg, installed on the
-/// providers and run under bubblewrap, through the whole market: both
-/// replicas of each rendition agree by digest, with each other and with
-/// a local run.
+/// Livepeer's workload through the whole market, with the real ffmpeg
+/// installed on three providers and run under bubblewrap: the transcoding
+/// example's job file on a generated 20-second clip, split into 2 s
+/// segments, each encoded into the ladder. Both replicas of every task
+/// agree by digest, with each other and with a local run; every
+/// rendition's playlist reads end to end with ffprobe, every frame of the
+/// clip in it; and every token is accounted for.
 #[test]
-fn providers_with_ffmpeg_transcode_the_example_and_replicas_agree_by_digest() {
+fn three_providers_transcode_a_clip_into_the_ladder_and_every_playlist_plays_end_to_end() {
     cairn_exec::tool::install_test_tools();
+    let devnet = Devnet::start_with_tools(3);
     let tmp = tempfile::tempdir().unwrap();
-    let job = repo().join("examples/transcode/job.toml");
-    let output = cairn()
-        .current_dir(tmp.path())
-        .args(["devnet", "--providers", "2", "--tools"])
-        .args(["--base-port", "0", "--dir", "devnet", "--job"])
-        .arg(&job)
-        .output()
+    let job = tmp.path().join("job.toml");
+    std::fs::copy(repo().join("examples/transcode/job.toml"), &job).unwrap();
+    // A clip with a keyframe a second, and sound, as a camera gives.
+    let clip = Command::new("ffmpeg")
+        .args(["-nostdin", "-loglevel", "error", "-f", "lavfi"])
+        .args(["-i", "testsrc2=size=640x360:rate=30", "-f", "lavfi"])
+        .args(["-i", "sine=frequency=440:sample_rate=48000", "-t", "20"])
+        .args(["-c:v", "libx264", "-preset", "veryfast", "-g", "30"])
+        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"])
+        .arg(tmp.path().join("clip.mp4"))
+        .status()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let out = tmp.path().join("out/ladder");
-    let network: Value =
-        serde_json::from_slice(&std::fs::read(out.join("cairn-results.json")).unwrap()).unwrap();
-    let status = &network["status"];
-    // At least two replicas of each of the three renditions (a task
-    // handed out and taken back counts too), and no disagreement.
-    assert!(status["executions"].as_u64().unwrap() >= 6, "{status}");
+    assert!(clip.success());
+    let (requester_before, providers_before, fees_before) = balances(&devnet, 3);
+    let id = devnet.submit(&job);
+    let status = devnet.wait_done(&id);
+    // Ten segments in three renditions, each run twice, and no
+    // disagreement.
+    assert_eq!(status["total"], 30, "{status}");
+    assert!(status["executions"].as_u64().unwrap() >= 60, "{status}");
     assert_eq!(status["disputes"], 0, "{status}");
     assert_eq!(status["convicted"], Value::Array(Vec::new()), "{status}");
+
+    let out = tmp.path().join("out");
+    let fetched = devnet.job(&["results", &id, "-o", out.to_str().unwrap()]);
+    assert!(
+        fetched.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fetched.stderr)
+    );
+    let network: Value =
+        serde_json::from_slice(&std::fs::read(out.join("cairn-results.json")).unwrap()).unwrap();
     let local = run_local(&job, &tmp.path().join("local"));
-    assert_eq!(digests(&network, "task").len(), 3);
+    assert_eq!(digests(&network, "task").len(), 30);
     assert_eq!(digests(&network, "task"), digests(&local, "index"));
-    for height in [240, 360, 720] {
-        let name = format!("rendition-{height}p.mp4");
-        let bytes = std::fs::read(out.join(&name)).unwrap();
-        assert_eq!(&bytes[4..8], b"ftyp", "{name} is an MP4");
+    let master = std::fs::read_to_string(out.join("master.m3u8")).unwrap();
+    for (name, width, height) in [
+        ("240p30", 426, 240),
+        ("360p30", 640, 360),
+        ("720p30", 1280, 720),
+    ] {
+        assert!(
+            master.contains(&format!("RESOLUTION={width}x{height}"))
+                && master.contains(&format!("{name}.m3u8")),
+            "{master}"
+        );
+        let played = Command::new("ffprobe")
+            .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+            .args(["-show_entries", "stream=width,height,nb_read_frames"])
+            .args(["-of", "csv=p=0"])
+            .arg(out.join(format!("{name}.m3u8")))
+            .output()
+            .unwrap();
+        let played = String::from_utf8_lossy(&played.stdout);
         assert_eq!(
-            bytes,
-            std::fs::read(tmp.path().join("local").join(&name)).unwrap()
+            played.lines().next(),
+            Some(format!("{width},{height},600").as_str()),
+            "{name}: every frame of the 20 s clip, at its size"
         );
     }
+
+    devnet.wait_until("the escrow is closed", |d| {
+        d.get(&format!("/v1/escrows/{id}")).is_none().then_some(())
+    });
+    let (requester_after, providers_after, fees_after) = balances(&devnet, 3);
+    let spent = requester_before - requester_after;
+    let earned: u64 = providers_after
+        .iter()
+        .zip(&providers_before)
+        .map(|(after, before)| after - before)
+        .sum();
+    assert!(spent > 0, "the providers were paid");
+    assert_eq!(spent, earned + (fees_after - fees_before));
 }
 
 #[test]

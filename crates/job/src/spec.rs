@@ -482,7 +482,10 @@ impl Checker<'_> {
                 for text in list.get_ref() {
                     let rendition = Rendition::parse(text.get_ref())
                         .map_err(|reason| self.err(text, "video.renditions", reason))?;
-                    if renditions.iter().any(|r| r.to_string() == rendition.to_string()) {
+                    if renditions
+                        .iter()
+                        .any(|r| r.to_string() == rendition.to_string())
+                    {
                         return Err(self.err(
                             text,
                             "video.renditions",

@@ -151,7 +151,12 @@ pub fn segment_output(rendition: &Rendition, segment: usize) -> String {
 /// the bit-exact flags gives the same bytes on every run of one ffmpeg
 /// build; timestamps are the clip's (`-copyts`), so the segments of a
 /// rendition play one after another.
-pub fn encode_args(input: &str, rendition: &Rendition, segment_s: u32, output: &str) -> Vec<String> {
+pub fn encode_args(
+    input: &str,
+    rendition: &Rendition,
+    segment_s: u32,
+    output: &str,
+) -> Vec<String> {
     let kbps = rendition.kbps;
     let gop = rendition.fps.saturating_mul(segment_s).max(1);
     [
@@ -248,8 +253,8 @@ impl Job {
                 .iter()
                 .map(|r| {
                     let frames = (longest * f64::from(r.fps)).ceil().max(1.0) as u64;
-                    let pixels = u64::from(r.width_for(picture.width, picture.height))
-                        * u64::from(r.height);
+                    let pixels =
+                        u64::from(r.width_for(picture.width, picture.height)) * u64::from(r.height);
                     pixels.saturating_mul(frames)
                 })
                 .max()
@@ -292,10 +297,23 @@ mod tests {
                 kbps: 600
             })
         );
-        assert_eq!(Rendition::parse("720p60:4000k").unwrap().to_string(), "720p60");
+        assert_eq!(
+            Rendition::parse("720p60:4000k").unwrap().to_string(),
+            "720p60"
+        );
         for bad in [
-            "", "240p30", "240:600k", "p30:600k", "240p:600k", "240p30:600", "240p30:k",
-            "241p30:600k", "240p0:600k", "240p30:1k", "99999p30:600k", "240p30:+6k",
+            "",
+            "240p30",
+            "240:600k",
+            "p30:600k",
+            "240p:600k",
+            "240p30:600",
+            "240p30:k",
+            "241p30:600k",
+            "240p0:600k",
+            "240p30:1k",
+            "99999p30:600k",
+            "240p30:+6k",
             "240p3000000000:600k",
         ] {
             assert!(Rendition::parse(bad).is_err(), "{bad:?} was accepted");

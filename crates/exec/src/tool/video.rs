@@ -112,7 +112,8 @@ impl VideoTools {
     ) -> Result<(Vec<Segment>, Picture), ExecError> {
         // Only the clip is shown to ffmpeg, not the folder it lies in.
         let source = into.join(".source");
-        std::fs::create_dir(&source).map_err(ExecError::io(format!("creating {}", source.display())))?;
+        std::fs::create_dir(&source)
+            .map_err(ExecError::io(format!("creating {}", source.display())))?;
         let staged = source.join("clip");
         if std::fs::hard_link(clip, &staged).is_err() {
             std::fs::copy(clip, &staged)
@@ -243,8 +244,10 @@ impl VideoTools {
             return Err(unreadable(ran.outcome.to_string()));
         }
         let text = String::from_utf8_lossy(&ran.stdout);
-        let fields: BTreeMap<&str, &str> =
-            text.lines().filter_map(|line| line.split_once('=')).collect();
+        let fields: BTreeMap<&str, &str> = text
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .collect();
         let number = |key: &str| -> Result<u64, ExecError> {
             fields
                 .get(key)
@@ -306,15 +309,16 @@ impl VideoTools {
             assembled.push(report);
         }
         let path = folder.join("master.m3u8");
-        std::fs::write(&path, master).map_err(ExecError::io(format!("writing {}", path.display())))?;
+        std::fs::write(&path, master)
+            .map_err(ExecError::io(format!("writing {}", path.display())))?;
         Ok(assembled)
     }
 
     /// Every rendition's segments in `folder`, probed, in order.
     fn read_renditions(&self, folder: &Path) -> Result<BTreeMap<String, Vec<Probe>>, ExecError> {
         let mut named: BTreeMap<String, BTreeMap<usize, String>> = BTreeMap::new();
-        let entries =
-            std::fs::read_dir(folder).map_err(ExecError::io(format!("reading {}", folder.display())))?;
+        let entries = std::fs::read_dir(folder)
+            .map_err(ExecError::io(format!("reading {}", folder.display())))?;
         for entry in entries {
             let entry = entry.map_err(ExecError::io(format!("reading {}", folder.display())))?;
             let file = entry.file_name().to_string_lossy().into_owned();
