@@ -466,3 +466,6 @@ fn seconds(text: &str) -> Option<f64> {
         .ok()
         .filter(|s| s.is_finite() && *s >= 0.0)
 }
+
+#[cfg(test)]
+mod tests;
