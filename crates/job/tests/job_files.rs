@@ -465,3 +465,148 @@ fn an_argument_multiplier_is_refused_before_it_expands() {
     assert!(err.message.contains("the limit is 268435456"), "{err}");
     assert!(err.message.contains("split the job"), "{err}");
 }
+
+const VIDEO: &str = r#"
+[job]
+name = "ladder"
+runtime = "tool"
+module = "ffmpeg@5"
+
+[video]
+input = "scene.json"
+"#;
+
+#[test]
+fn a_video_job_takes_livepeers_ladder_and_has_no_tasks_until_its_clip_is_split() {
+    let dir = Dir::new();
+    let job = dir.load(VIDEO).unwrap();
+    let video = job.video.as_ref().unwrap();
+    assert_eq!(video.segment_s, 2);
+    let ladder: Vec<String> = video.renditions.iter().map(|r| r.to_string()).collect();
+    assert_eq!(ladder, ["240p30", "360p30", "720p30"]);
+    assert_eq!(video.renditions[2].kbps, 4000);
+    assert!(!video.fuel_declared);
+    assert!(job.tasks().is_empty() && job.inputs.is_empty());
+    assert_eq!(
+        job.limits.memory_bytes,
+        1024 << 20,
+        "ffmpeg's address space"
+    );
+    assert_eq!(job.verify, VerifyPolicy::Replicate { replicas: 2 });
+}
+
+#[test]
+fn a_split_video_job_has_a_task_per_segment_and_rendition_paid_by_its_largest() {
+    let dir = Dir::new();
+    let text = VIDEO.replace(
+        "input = \"scene.json\"",
+        "input = \"scene.json\"\nrenditions = [\"180p30:300k\", \"360p25:800k\"]",
+    );
+    let job = dir.load(&text).unwrap();
+    let segment = |name: &str, duration_s: f64| cairn_job::Segment {
+        file: cairn_job::InputFile {
+            name: name.into(),
+            host_path: dir.path().join(name),
+            id: cairn_wire::ContentId::of(name.as_bytes()),
+            size_bytes: 1,
+        },
+        duration_s,
+    };
+    let picture = cairn_job::Picture {
+        width: 1920,
+        height: 1080,
+    };
+    let job = job
+        .segmented(
+            vec![segment("seg-0000.ts", 2.0), segment("seg-0001.ts", 2.1)],
+            picture,
+        )
+        .unwrap();
+    let outputs: Vec<&str> = job.tasks().iter().map(|t| t.outputs[0].as_str()).collect();
+    assert_eq!(
+        outputs,
+        [
+            "180p30_0000.ts",
+            "360p25_0000.ts",
+            "180p30_0001.ts",
+            "360p25_0001.ts"
+        ]
+    );
+    let args = &job.tasks()[3].args;
+    let after = |flag: &str| &args[args.iter().position(|a| a == flag).unwrap() + 1];
+    assert_eq!(after("-i"), "/input/seg-0001.ts");
+    assert_eq!(after("-vf"), "scale=-2:360");
+    assert_eq!(after("-r"), "25");
+    assert_eq!(after("-b:v"), "800k");
+    assert_eq!(
+        after("-threads"),
+        "1",
+        "x264 repeats its bytes on one thread"
+    );
+    assert_eq!(args.last().unwrap(), "/output/360p25_0001.ts");
+    assert_eq!(job.inputs.len(), 2);
+    // 640×360 × 53 frames (2.1 s at 25) beats 320×180 × 63 at 30.
+    assert_eq!(job.limits.fuel, 640 * 360 * 53 * 1_000);
+}
+
+#[test]
+fn a_video_job_with_tasks_of_its_own_is_refused() {
+    let dir = Dir::new();
+    for (extra, named) in [
+        ("[tasks]\nlist = [1]\n", "remove [tasks]"),
+        ("[outputs]\npaths = [\"a.ts\"]\n", "remove [outputs]"),
+        ("[inputs]\nfiles = [\"prog.wasm\"]\n", "remove [inputs]"),
+    ] {
+        let err = dir.error(&format!("{VIDEO}{extra}"));
+        assert_eq!(err.key, "video");
+        assert!(err.message.contains(named), "{err}");
+    }
+    let err = dir.error(&VIDEO.replace(
+        "module = \"ffmpeg@5\"",
+        "module = \"ffmpeg@5\"\nargs = [\"-i\"]",
+    ));
+    assert!(err.message.contains("remove job.args"), "{err}");
+}
+
+#[test]
+fn a_video_job_runs_ffmpeg_and_a_sane_ladder() {
+    let dir = Dir::new();
+    let err = dir.error(&VIDEO.replace("ffmpeg@5", "blender@3"));
+    assert_eq!(err.key, "job.module");
+    for (video, key, says) in [
+        (
+            "renditions = []",
+            "video.renditions",
+            "expected 1 to 16 renditions",
+        ),
+        (
+            "renditions = [\"240p30\"]",
+            "video.renditions",
+            "HEIGHTpFPS:KBPSk",
+        ),
+        ("renditions = [\"241p30:600k\"]", "video.renditions", "even"),
+        (
+            "renditions = [\"240p30:600k\", \"240p30:900k\"]",
+            "video.renditions",
+            "two renditions are named 240p30",
+        ),
+        (
+            "segment_s = 0",
+            "video.segment_s",
+            "expected 1 to 60 seconds",
+        ),
+        (
+            "segment_s = 61",
+            "video.segment_s",
+            "expected 1 to 60 seconds",
+        ),
+    ] {
+        let err = dir.error(&format!("{VIDEO}{video}\n"));
+        assert_eq!(err.key, key, "{err}");
+        assert!(err.message.contains(says), "{err}");
+    }
+    let err = dir.error(&VIDEO.replace("scene.json", "missing.mp4"));
+    assert_eq!(err.key, "video.input");
+    let err = dir.error(&VIDEO.replace("[video]\ninput = \"scene.json\"\n", ""));
+    assert!(err.message.contains("missing table [tasks]"), "{err}");
+}
