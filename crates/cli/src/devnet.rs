@@ -169,10 +169,12 @@ pub(crate) struct Background {
 }
 
 impl Background {
-    /// Starts `cairn devnet` with `providers` providers in `dir`.
-    pub(crate) fn start(dir: &Path, providers: u64) -> anyhow::Result<Self> {
+    /// Starts `cairn devnet` with `providers` providers in `dir`, and
+    /// more of its flags (`--tools`).
+    pub(crate) fn start(dir: &Path, providers: u64, flags: &[&str]) -> anyhow::Result<Self> {
         let child = Command::new(std::env::current_exe()?)
             .args(["devnet", "--providers", &providers.to_string()])
+            .args(flags)
             .args(["--base-port", "0", "--dir"])
             .arg(dir)
             .stdout(Stdio::null())
@@ -374,7 +376,7 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
         let id = crate::job::submit(&node, job, &args.allow_inputs_from)?;
         println!("job {id} submitted to {ledger}");
         let code = crate::job::watch(&node, &id)?;
-        crate::job::results(&node, &id, None)?;
+        println!("{}", crate::job::results(&node, &id, None)?);
         return Ok(code);
     }
     println!("press Ctrl-C to stop the devnet");

@@ -101,7 +101,7 @@ pub fn job(args: JobArgs) -> anyhow::Result<ExitCode> {
             println!("{id}");
             if follow {
                 let code = watch(&node, &id)?;
-                results(&node, &id, None)?;
+                println!("{}", results(&node, &id, None)?);
                 return Ok(code);
             }
             Ok(ExitCode::SUCCESS)
@@ -123,7 +123,7 @@ pub fn job(args: JobArgs) -> anyhow::Result<ExitCode> {
         JobCommand::Status { id, json } => list(&node, id, json),
         JobCommand::Watch { id } => watch(&node, &id),
         JobCommand::Results { id, out } => {
-            results(&node, &id, out)?;
+            println!("{}", results(&node, &id, out)?);
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -228,8 +228,10 @@ fn announce_uploads(job: &Job) {
 }
 
 /// Downloads a job's outputs into `out`, and each task's stdout and stderr
-/// into `out/cairn-logs/`, checking each against its content id.
-pub fn results(node: &Client, id: &ContentId, out: Option<PathBuf>) -> anyhow::Result<()> {
+/// into `out/cairn-logs/`, checking each against its content id; a video
+/// job's renditions are assembled into playlists. Returns a line that
+/// says what was written.
+pub fn results(node: &Client, id: &ContentId, out: Option<PathBuf>) -> anyhow::Result<String> {
     let status = node.job(id)?;
     let out = match out {
         Some(out) => out,
@@ -288,12 +290,11 @@ pub fn results(node: &Client, id: &ContentId, out: Option<PathBuf>) -> anyhow::R
         out.join("cairn-results.json"),
         serde_json::to_vec_pretty(&summary)?,
     )?;
-    println!(
+    Ok(format!(
         "{} results, {files} files in {} (digests in cairn-results.json, stdout and stderr in cairn-logs/)",
         results.len(),
         out.display()
-    );
-    Ok(())
+    ))
 }
 
 /// Downloads blob `id` to `path`, checking it against its content id.

@@ -137,7 +137,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     std::fs::create_dir_all(&work_dir)
         .with_context(|| format!("creating {}", work_dir.display()))?;
-    let input_dir = stage_inputs(&job, &work_dir)?;
+    let input_dir = stage_inputs(job, &work_dir)?;
     let workers = args
         .workers
         .map(NonZeroUsize::get)

@@ -1423,6 +1423,54 @@ fn the_network_benchmark_runs_and_prints_every_figure() {
     );
 }
 
+/// `cairn bench media` runs end to end at a small size (a 4 s clip, one
+/// devnet of two providers) and prints every figure it promises, its
+/// stdout nothing else; the devnet's renditions must have been assembled.
+#[test]
+fn the_media_benchmark_encodes_the_ladder_three_ways_and_prints_every_figure() {
+    cairn_exec::tool::install_test_tools();
+    let output = run(&[
+        "bench",
+        "media",
+        "--json",
+        "--seconds",
+        "4",
+        "--providers",
+        "2",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let figures: BTreeMap<String, f64> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["suite"], "media", "{line}");
+            (
+                v["metric"].as_str().unwrap().to_string(),
+                v["value"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    for metric in [
+        "one_ffmpeg_ladder",
+        "segments_local",
+        "segments_local_over_one_ffmpeg",
+        "devnet_2_ladder",
+        "devnet_2_speedup_over_one_ffmpeg",
+        "devnet_2_over_local_executions",
+    ] {
+        assert!(
+            figures.get(metric).is_some_and(|v| *v > 0.0),
+            "{metric}: {figures:?}"
+        );
+    }
+    assert_eq!(figures["tasks"], 6.0, "2 segments × 3 renditions");
+    assert!(figures.contains_key("devnet_2_overhead_per_execution"));
+}
+
 /// `cairn bench console` watches a running job to its end in Debian's
 /// chromium and prints every figure it promises; the bench itself fails
 /// if the page never showed the job's last task done.

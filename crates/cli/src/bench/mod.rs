@@ -5,6 +5,7 @@
 mod chain;
 mod console;
 mod ledger;
+mod media;
 mod net;
 mod sim;
 mod tools;
@@ -51,6 +52,11 @@ pub enum Suite {
     /// 10,000 tasks: the job page's first render, status updates applied
     /// per second, and the longest the page goes without drawing.
     Console(console::ConsoleArgs),
+    /// Livepeer's workload: a generated clip into the ladder by one ffmpeg
+    /// process, by the video job's segment tasks run locally, and through
+    /// devnets of 2 and 4 providers; the speed-up and what the market
+    /// adds per task.
+    Media(media::MediaArgs),
 }
 
 /// One measured figure.
@@ -84,6 +90,7 @@ pub fn run(suite: Suite) -> anyhow::Result<()> {
         Suite::Sim(args) => print(&sim::sim(&args)?, args.json),
         Suite::Tools(args) => print(&tools::tools(&args)?, args.json),
         Suite::Console(args) => print(&console::console(&args)?, args.json),
+        Suite::Media(args) => print(&media::media(&args)?, args.json),
     }
 }
 

@@ -267,7 +267,17 @@ pub(super) fn with_devnet<T>(
     providers: u64,
     work: impl FnOnce(&Client, u32) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let mut devnet = crate::devnet::Background::start(dir, providers)?;
+    with_devnet_flags(dir, providers, &[], work)
+}
+
+/// [`with_devnet`] with more of `cairn devnet`'s flags (`--tools`).
+pub(super) fn with_devnet_flags<T>(
+    dir: &std::path::Path,
+    providers: u64,
+    flags: &[&str],
+    work: impl FnOnce(&Client, u32) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut devnet = crate::devnet::Background::start(dir, providers, flags)?;
     let (url, pid) = devnet.requester()?;
     let node = Client::new(&url);
     crate::poll::until("the providers connect", DEVNET_UP_WAIT, || {
@@ -351,7 +361,11 @@ pub(super) fn submit(
 
 /// Polls a job every `poll` until it is done: often for latency, rarely
 /// for throughput so the polling does not take the requester's CPU.
-fn wait_done(node: &Client, job: &ContentId, poll: Duration) -> anyhow::Result<api::JobStatus> {
+pub(super) fn wait_done(
+    node: &Client,
+    job: &ContentId,
+    poll: Duration,
+) -> anyhow::Result<api::JobStatus> {
     crate::poll::every(poll, &format!("job {job} is done"), JOB_WAIT, || {
         let status: api::JobStatus = node.get(&format!("/v1/jobs/{job}"))?;
         Ok((status.state == api::JobState::Done).then_some(status))
