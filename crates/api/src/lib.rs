@@ -209,6 +209,10 @@ pub enum JobState {
     /// in it has run those tasks, and a replica must come from another);
     /// `reason` names the tasks.
     Stalled,
+    /// Every task has a verified result, and the job asked for approval:
+    /// the requester approves or rejects them until its window ends
+    /// (`approval_until_ms`); what is not judged by then is approved.
+    Approval,
     /// Every task is decided; payments are settling on the ledger.
     Settling,
     /// Over, every task with a verified result.
@@ -223,11 +227,12 @@ pub enum JobState {
 
 impl JobState {
     /// Every state, in the order a job meets them.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Bidding,
         Self::Queued,
         Self::Running,
         Self::Stalled,
+        Self::Approval,
         Self::Settling,
         Self::Done,
         Self::Failed,
@@ -241,6 +246,7 @@ impl JobState {
             Self::Queued => "queued",
             Self::Running => "running",
             Self::Stalled => "stalled",
+            Self::Approval => "approval",
             Self::Settling => "settling",
             Self::Done => "done",
             Self::Failed => "failed",
@@ -300,7 +306,36 @@ pub struct JobStatus {
     pub disputes: u32,
     /// Providers convicted of cheating on it.
     pub convicted: Vec<PublicKey>,
+    /// For a job that asks for approval: results approved (by the
+    /// requester, or by the window's end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved: Option<u32>,
+    /// For a job that asks for approval: results rejected, each run again
+    /// by other providers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<u32>,
+    /// When the results not judged yet are approved (ms since the epoch),
+    /// once every task has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_until_ms: Option<u64>,
 }
+
+/// `POST /v1/jobs/{id}/approval`: the requester's judgement of some of a
+/// job's results, by task. An approved result is paid when the job
+/// settles; a rejected one is not paid, and its task is run again by
+/// providers that did not return it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct Approval {
+    /// Tasks whose results are approved.
+    #[serde(default)]
+    pub approve: Vec<u32>,
+    /// Tasks whose results are rejected.
+    #[serde(default)]
+    pub reject: Vec<u32>,
+}
+
+/// The most tasks one [`Approval`] names.
+pub const APPROVAL_TASKS_MAX: usize = 100_000;
 
 /// The most results one page of `GET /v1/jobs/{id}/results` holds: an
 /// answer stays small however many tasks a job has.

@@ -423,6 +423,7 @@ pub fn submission(job: &Job, module: SubmittedFile, inputs: Vec<SubmittedFile>) 
             .price_max_ucairn_per_gfuel
             .unwrap_or(PRICE_MAX_DEFAULT),
         verify: job.verify.into(),
+        approval_window_s: job.approval.map(|w| w.as_secs()),
     }
 }
 

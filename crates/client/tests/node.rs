@@ -57,6 +57,7 @@ fn submission(module: SubmittedFile) -> Submission {
         budget_ucairn: 1_000_000,
         price_max_ucairn_per_gfuel: 100,
         verify: cairn_job::VerifyPolicy::None.into(),
+        approval_window_s: None,
     }
 }
 

@@ -21,6 +21,13 @@ pub(crate) struct RawJob {
     #[serde(default)]
     pub market: RawMarket,
     pub verify: Option<Spanned<RawVerify>>,
+    pub approval: Option<RawApproval>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApproval {
+    pub window_s: Spanned<u64>,
 }
 
 #[derive(Deserialize)]

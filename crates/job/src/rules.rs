@@ -38,6 +38,9 @@ pub const STDOUT_KIB_RANGE: RangeInclusive<u64> = 1..=16_384;
 /// node's verifier asks for (`cairn_verify::Params::replicas_max`): a job
 /// wanting more could never finish.
 pub const REPLICAS_RANGE: RangeInclusive<u64> = 2..=8;
+/// Seconds a requester may take to approve a job's results: a minute to
+/// thirty days.
+pub const APPROVAL_WINDOW_S_RANGE: RangeInclusive<u64> = 60..=30 * 86_400;
 
 /// `value` if it lies in `range`, else what was expected.
 pub fn check_range(value: u64, range: &RangeInclusive<u64>) -> Result<u64, String> {

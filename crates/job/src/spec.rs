@@ -48,6 +48,10 @@ pub struct Job {
     pub verify: VerifyPolicy,
     /// Seeds each task's randomness (together with the task's value).
     pub seed: u64,
+    /// How long the requester has to approve each result before it is paid
+    /// (`[approval] window_s`): `None` pays every accepted result when the
+    /// job ends.
+    pub approval: Option<Duration>,
     /// A video job's clip and ladder: its tasks and inputs come from the
     /// clip's segments ([`Job::segmented`]), and it has none before.
     pub video: Option<Video>,
@@ -409,6 +413,16 @@ impl Checker<'_> {
             market,
             verify,
             seed: header.seed,
+            approval: match &raw.approval {
+                Some(approval) => Some(Duration::from_secs(
+                    crate::rules::check_range(
+                        *approval.window_s.get_ref(),
+                        &crate::rules::APPROVAL_WINDOW_S_RANGE,
+                    )
+                    .map_err(|reason| self.err(&approval.window_s, "approval.window_s", reason))?,
+                )),
+                None => None,
+            },
             video,
             tasks,
         })

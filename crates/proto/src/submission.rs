@@ -79,6 +79,11 @@ pub struct Submission {
     /// How results are verified (the job file's `[verify]`).
     #[serde(default)]
     pub verify: SubmittedVerify,
+    /// Seconds the requester has to approve each result before it is paid
+    /// (a result not judged by then is approved); none: every accepted
+    /// result is paid when the job ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_window_s: Option<u64>,
 }
 
 /// A job's verification policy as the API receives it.
@@ -184,6 +189,10 @@ impl Submission {
                 return Err(format!("verify.policy: {}", cairn_job::TOOL_POLICY_REASON));
             }
         }
+        if let Some(window) = self.approval_window_s {
+            rules::check_range(window, &rules::APPROVAL_WINDOW_S_RANGE)
+                .map_err(|m| format!("approval_window_s: {m}"))?;
+        }
         rules::check_task_count(self.tasks.len() as u64).map_err(|m| format!("tasks: {m}"))?;
         if self.inputs.len() > INPUTS_MAX {
             return Err(format!(
@@ -273,6 +282,7 @@ mod tests {
             budget_ucairn: 1_000_000,
             price_max_ucairn_per_gfuel: 100,
             verify: cairn_job::VerifyPolicy::None.into(),
+            approval_window_s: None,
         }
     }
 

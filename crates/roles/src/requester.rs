@@ -193,6 +193,45 @@ impl std::fmt::Display for CancelRefused {
     }
 }
 
+/// Why [`RequesterCore::judge`] refused a judgement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApprovalRefused {
+    /// The requester has no such job.
+    NotFound,
+    /// The job did not ask for approval.
+    NotAsked,
+    /// It is settling or over already.
+    Over,
+    /// It was cancelled.
+    Cancelled,
+    /// More tasks than one judgement may name.
+    TooMany,
+    /// This task has no result to judge (none yet, or none that can be).
+    NoResult(u32),
+    /// This task's result is approved already, or in the same judgement.
+    Approved(u32),
+}
+
+impl std::fmt::Display for ApprovalRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotFound => f.write_str("no such job"),
+            Self::NotAsked => f.write_str("the job did not ask for approval"),
+            Self::Over => f.write_str("the job is over already: its results are paid"),
+            Self::Cancelled => f.write_str("the job is cancelled"),
+            Self::TooMany => write!(
+                f,
+                "at most {} tasks in one judgement",
+                cairn_api::APPROVAL_TASKS_MAX
+            ),
+            Self::NoResult(task) => write!(f, "task {task} has no result to judge"),
+            Self::Approved(task) => {
+                write!(f, "task {task}'s result is approved: it cannot be rejected")
+            }
+        }
+    }
+}
+
 /// What a job's driver does after [`RequesterCore::step`]: carry out the
 /// effects, then the one thing the job needs, if any.
 pub struct Step {
@@ -562,14 +601,39 @@ impl RequesterCore {
         }
         let mut effects = self.apply(touched, actions);
         let job = self.jobs.get_mut(id).expect("held above");
-        if job.sched.is_finished()
+        let ready = job.sched.is_finished()
             && self.verifier.job_done(id)
             && job.unstored == 0
-            && !job.cancel_unstored
-            && !matches!(job.phase, Phase::Settling | Phase::Done)
-        {
-            job.phase = Phase::Settling;
-            self.verifier.seal(id);
+            && !job.cancel_unstored;
+        if ready && !matches!(job.phase, Phase::Settling | Phase::Done) {
+            // A job that asks for approval waits for its requester's
+            // judgement (a cancelled one is over: what it accepted is paid).
+            let approval = job
+                .approval_window_ms()
+                .filter(|_| job.record.cancelled_ms.is_none());
+            let approved = |job: &Job| {
+                (0..job.sched.progress().total).all(|task| {
+                    job.record.approved.contains(&task)
+                        || self.verifier.accepted(&(*id, task)).is_none()
+                })
+            };
+            match (approval, &job.phase) {
+                (Some(_), Phase::Approving { until_ms }) if now < *until_ms && !approved(job) => {}
+                (Some(window), phase)
+                    if !matches!(phase, Phase::Approving { .. }) && !approved(job) =>
+                {
+                    job.phase = Phase::Approving {
+                        until_ms: now.saturating_add(window),
+                    };
+                    job.reason = None;
+                }
+                // Every result judged, or the window over: what is not
+                // judged is approved.
+                _ => {
+                    job.phase = Phase::Settling;
+                    self.verifier.seal(id);
+                }
+            }
         }
         let (mut winners, mut settle, mut auction_again) = (None, None, false);
         match &mut job.phase {
@@ -1311,6 +1375,85 @@ impl RequesterCore {
             job.reason = Some(problems.join("; "));
         }
         Some(job.record.clone())
+    }
+
+    /// The requester's judgement of results of a job that asks for
+    /// approval, at `now`. An approved result is paid when the job
+    /// settles. A rejected one is not paid: it is forgotten, the providers
+    /// that returned it are not asked to run its task again and their
+    /// trust streak starts again (nothing proves they cheated), and the
+    /// task is run again by others. Each task named must have a result,
+    /// and a result approved cannot be rejected. Refused as a whole, with
+    /// nothing changed, if any of it is. The job's record, with the
+    /// approvals, is the first write of the effects.
+    pub fn judge(
+        &mut self,
+        id: &ContentId,
+        approval: &cairn_api::Approval,
+        now: u64,
+    ) -> Result<Effects, ApprovalRefused> {
+        let job = self.jobs.get(id).ok_or(ApprovalRefused::NotFound)?;
+        if job.approval_window_ms().is_none() {
+            return Err(ApprovalRefused::NotAsked);
+        }
+        if job.record.cancelled_ms.is_some() {
+            return Err(ApprovalRefused::Cancelled);
+        }
+        if matches!(job.phase, Phase::Settling | Phase::Done) {
+            return Err(ApprovalRefused::Over);
+        }
+        if approval.approve.len() + approval.reject.len() > cairn_api::APPROVAL_TASKS_MAX {
+            return Err(ApprovalRefused::TooMany);
+        }
+        for &task in approval.approve.iter().chain(&approval.reject) {
+            if self.verifier.accepted(&(*id, task)).is_none() {
+                return Err(ApprovalRefused::NoResult(task));
+            }
+        }
+        for &task in &approval.reject {
+            if job.record.approved.contains(&task) || approval.approve.contains(&task) {
+                return Err(ApprovalRefused::Approved(task));
+            }
+        }
+        let mut effects = Effects::default();
+        let job = self.jobs.get_mut(id).expect("found above");
+        job.record.approved.extend(&approval.approve);
+        for &task in &approval.reject {
+            let key = (*id, task);
+            let Ok(providers) = self.verifier.reject(&key) else {
+                continue;
+            };
+            job.unsettled.retain(|r| {
+                r.payload_unchecked().task != u64::from(task) || !providers.contains(&r.signer())
+            });
+            effects.writes.push(Write::ForgetResult { job: *id, task });
+            job.sched.requeue(task, self.verifier.providers_of(&key));
+            job.record.rejected += 1;
+            tracing::info!(
+                job = %id.short(),
+                task,
+                "result rejected by its requester; run again by others"
+            );
+        }
+        if !approval.reject.is_empty() && matches!(job.phase, Phase::Approving { .. }) {
+            // Work again: the driver hands it out, or finds providers.
+            job.phase = Phase::Running;
+            job.last_pull_ms = now;
+        }
+        effects.writes.insert(
+            0,
+            Write::Job {
+                id: *id,
+                record: Box::new(job.record.clone()),
+            },
+        );
+        for (provider, record) in self.verifier.trust_mut().take_changed() {
+            effects.writes.push(Write::Trust { provider, record });
+        }
+        effects.wake.insert(*id);
+        self.decisions += 1;
+        effects.seq = self.decisions;
+        Ok(effects)
     }
 
     /// Whether [`RequesterCore::cancel`] would cancel the job now, or why

@@ -791,15 +791,11 @@ impl Sim {
             budget_ucairn: u64::from(tasks) * 3 * fuel_max * PRICE / 1_000_000_000 + 1,
             price_max_ucairn_per_gfuel: PRICE,
             verify: self.config.policy.into(),
+            approval_window_s: None,
         };
         submission.check().expect("the simulation's jobs are valid");
         let id = ContentId::from_digest(h(&[b"job", &index.to_le_bytes()]));
-        let record = JobRecord {
-            submission,
-            submitted_ms: self.now,
-            settled: false,
-            cancelled_ms: None,
-        };
+        let record = JobRecord::new(submission, self.now);
         let key = self.requesters[requester].key.clone();
         self.pending_txs.push((
             key,

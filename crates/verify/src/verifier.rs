@@ -142,6 +142,10 @@ enum ReplicaState {
     /// Timed out before committing: not an offence, just gone.
     Dropped,
     Convicted,
+    /// Its result was accepted and then rejected by the requester (see
+    /// [`Verifier::reject`]): not an offence, but it does not run the
+    /// task again.
+    Rejected,
 }
 
 #[derive(Clone, Debug)]
@@ -153,7 +157,10 @@ struct Replica {
 
 impl Replica {
     fn live(&self) -> bool {
-        !matches!(self.state, ReplicaState::Dropped | ReplicaState::Convicted)
+        !matches!(
+            self.state,
+            ReplicaState::Dropped | ReplicaState::Convicted | ReplicaState::Rejected
+        )
     }
 
     /// Asked to reveal, and not yet judged on it.
@@ -396,6 +403,37 @@ impl Verifier {
             self.disputes.remove(id);
         }
         ids
+    }
+
+    /// The requester rejected `task`'s accepted result on seeing it (an
+    /// approval job, see `docs/verification.md`): the result is no longer
+    /// accepted, the providers that returned it are not asked to run the
+    /// task again and their streak starts again (as when outvoted: nothing
+    /// proves they cheated), and the task wants the replicas its policy
+    /// asks from other providers. Returns those providers. Refused for a
+    /// task without an accepted result, still disputed, or of a job that
+    /// settles.
+    pub fn reject(&mut self, task: &TaskKey) -> Result<Vec<PublicKey>, VerifyError> {
+        let sealed = self.jobs.get(&task.0).is_some_and(|j| j.sealed);
+        let state = self.task_mut(task)?;
+        let decided = state.dispute.is_none() && !state.failed && !sealed;
+        let Some((digest, members)) = state.accepted.take().filter(|_| decided) else {
+            return Err(VerifyError::UnknownTask(format!(
+                "{}#{} has no accepted result to reject",
+                task.0.short(),
+                task.1
+            )));
+        };
+        state.spot = None;
+        for replica in &mut state.replicas {
+            if replica.state == ReplicaState::Revealed(digest) {
+                replica.state = ReplicaState::Rejected;
+            }
+        }
+        for provider in &members {
+            self.trust.outvoted(provider);
+        }
+        Ok(members)
     }
 
     /// How many tasks of `job` are accepted.

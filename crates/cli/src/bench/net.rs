@@ -354,6 +354,7 @@ pub(super) fn submit(
         budget_ucairn: 1_000_000_000,
         price_max_ucairn_per_gfuel: 1_000,
         verify: verify.into(),
+        approval_window_s: None,
     };
     let created: api::JobCreated = node.post_json("/v1/jobs", serde_json::to_vec(&submission)?)?;
     Ok(created.job)

@@ -377,12 +377,7 @@ impl Requester {
         identity.extend_from_slice(self.shared.key.public().as_bytes());
         identity.extend_from_slice(&submitted_ms.to_be_bytes());
         let id = ContentId::of(&identity);
-        let record = JobRecord {
-            submission,
-            submitted_ms,
-            settled: false,
-            cancelled_ms: None,
-        };
+        let record = JobRecord::new(submission, submitted_ms);
         // The job is recorded in the same batch as its escrow is queued, and
         // offered to providers only once a block has locked the escrow.
         let escrow = self

@@ -26,6 +26,31 @@ pub struct JobRecord {
     /// When its requester cancelled it (ms since the epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancelled_ms: Option<u64>,
+    /// Tasks whose results its requester approved (a job that asks for
+    /// approval).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub approved: BTreeSet<u32>,
+    /// Results its requester rejected.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rejected: u32,
+}
+
+impl JobRecord {
+    /// A job just submitted at `submitted_ms`.
+    pub fn new(submission: Submission, submitted_ms: u64) -> Self {
+        Self {
+            submission,
+            submitted_ms,
+            settled: false,
+            cancelled_ms: None,
+            approved: BTreeSet::new(),
+            rejected: 0,
+        }
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Where a job is in its life.
@@ -33,8 +58,15 @@ pub struct JobRecord {
 pub(super) enum Phase {
     Bidding(Box<Auction>),
     Leasing,
-    Queued { retry_ms: u64 },
+    Queued {
+        retry_ms: u64,
+    },
     Running,
+    /// Every task has a result; the requester judges them until the
+    /// window ends (see [`crate::requester::RequesterCore::judge`]).
+    Approving {
+        until_ms: u64,
+    },
     Settling,
     Done,
 }
@@ -144,6 +176,7 @@ impl Job {
                 (p.pending > 0 && p.running == 0)
                     .then(|| self.last_pull_ms.max(self.ready_by_ms) + self.idle_wait_ms() + 1)
             }
+            Phase::Approving { until_ms } => Some(*until_ms),
             Phase::Leasing | Phase::Settling | Phase::Done => None,
         }
     }
@@ -192,6 +225,14 @@ impl Job {
              each time, at least once a minute)",
             list.join(", "),
         )
+    }
+
+    /// How long its requester has to judge its results, if it asked to.
+    pub(super) fn approval_window_ms(&self) -> Option<u64> {
+        self.record
+            .submission
+            .approval_window_s
+            .map(|s| s.saturating_mul(1_000))
     }
 
     /// Providers each task needs at once: a replica runs on a provider of
@@ -345,6 +386,7 @@ impl Job {
             Phase::Queued { .. } => JobState::Queued,
             Phase::Running if stalled.is_some() => JobState::Stalled,
             Phase::Running => JobState::Running,
+            Phase::Approving { .. } => JobState::Approval,
             Phase::Settling => JobState::Settling,
             Phase::Done if p.failed > 0 || self.replicas.failed > 0 => JobState::Failed,
             Phase::Done => JobState::Done,
@@ -372,6 +414,17 @@ impl Job {
             executions: self.replicas.executions,
             disputes: self.replicas.disputes,
             convicted: self.replicas.convicted.iter().copied().collect(),
+            approved: self.approval_window_ms().map(|_| match self.phase {
+                // Settled: everything paid was approved, by the requester
+                // or by the window's end.
+                Phase::Done => p.done.saturating_sub(self.replicas.failed),
+                _ => self.record.approved.len() as u32,
+            }),
+            rejected: self.approval_window_ms().map(|_| self.record.rejected),
+            approval_until_ms: match self.phase {
+                Phase::Approving { until_ms } => Some(until_ms),
+                _ => None,
+            },
         }
     }
 }

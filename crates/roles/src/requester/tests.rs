@@ -55,6 +55,7 @@ fn submission(tasks: u32, policy: VerifyPolicy) -> Submission {
         budget_ucairn: 1_000_000,
         price_max_ucairn_per_gfuel: 100,
         verify: policy.into(),
+        approval_window_s: None,
     }
 }
 
@@ -62,12 +63,7 @@ fn submission(tasks: u32, policy: VerifyPolicy) -> Submission {
 /// and its order.
 fn submitted(core: &mut RequesterCore, tasks: u32, policy: VerifyPolicy) -> (ContentId, Order) {
     let id = ContentId::of(&tasks.to_be_bytes());
-    let record = JobRecord {
-        submission: submission(tasks, policy),
-        submitted_ms: T0,
-        settled: false,
-        cancelled_ms: None,
-    };
+    let record = JobRecord::new(submission(tasks, policy), T0);
     core.add_job(id, record, T0).unwrap();
     let mut effects = Effects::default();
     core.open_auction(&id, T0, &mut effects);
@@ -1052,12 +1048,7 @@ fn a_tool_job_keeps_the_build_its_first_replicas_run() {
     let id = ContentId::of(b"transcode");
     let mut submission = submission(2, VerifyPolicy::Replicate { replicas: 2 });
     submission.runtime = "ffmpeg@5".into();
-    let record = JobRecord {
-        submission,
-        submitted_ms: T0,
-        settled: false,
-        cancelled_ms: None,
-    };
+    let record = JobRecord::new(submission, T0);
     core.add_job(id, record, T0).unwrap();
     let mut effects = Effects::default();
     core.open_auction(&id, T0, &mut effects);
@@ -1229,5 +1220,203 @@ fn a_cancelled_job_pays_what_it_accepted_gives_up_the_rest_and_releases_its_prov
     assert_eq!(
         (status.state, status.done, status.failed),
         (cairn_api::JobState::Cancelled, 1, 2)
+    );
+}
+
+/// A job of `tasks` tasks whose requester approves each result within
+/// `window_s` seconds.
+fn submitted_for_approval(
+    core: &mut RequesterCore,
+    tasks: u32,
+    window_s: u64,
+) -> (ContentId, Order) {
+    let id = ContentId::of(b"approval");
+    let mut submission = submission(tasks, VerifyPolicy::None);
+    submission.approval_window_s = Some(window_s);
+    core.add_job(id, JobRecord::new(submission, T0), T0)
+        .unwrap();
+    let mut effects = Effects::default();
+    core.open_auction(&id, T0, &mut effects);
+    let order = effects.orders[0].verify(ORDER_NAMESPACE).unwrap();
+    (id, order.clone())
+}
+
+/// `key` runs the task it is handed next on `lease` to its stored result,
+/// from `now`: which task it was.
+fn run_next(core: &mut RequesterCore, key: &Keypair, lease: &Lease, now: u64) -> u32 {
+    let (tasks, _, _) = pull(core, key, lease, 1, Vec::new(), now);
+    let &[task] = tasks.as_slice() else {
+        panic!("one task handed out, got {tasks:?}");
+    };
+    let commit = committed(key, lease, task, 500);
+    let (_, reveal, _) = pull(core, key, lease, 0, vec![commit], now + 1);
+    assert_eq!(reveal, [task]);
+    let report = revealed(key, lease, task, 500, 500);
+    let (_, _, effects) = pull(core, key, lease, 0, vec![report], now + 2);
+    core.stored(&effects.writes);
+    task
+}
+
+fn approval(approve: &[u32], reject: &[u32]) -> cairn_api::Approval {
+    cairn_api::Approval {
+        approve: approve.to_vec(),
+        reject: reject.to_vec(),
+    }
+}
+
+/// Render's approval: nothing is paid until the requester judges the
+/// results. A rejected result is not paid, its provider's streak starts
+/// again, and its task runs again on another provider; what is not judged
+/// when the window ends is approved.
+#[test]
+fn an_approval_job_pays_what_is_approved_and_runs_what_is_rejected_again_elsewhere() {
+    let mut core = requester();
+    let (a, b) = (provider(1), provider(2));
+    let (job, order) = submitted_for_approval(&mut core, 2, 600);
+    let leases = leased(&mut core, &job, &order, &[&a, &b]);
+    let (lease_a, lease_b) = (lease_of(&leases, &a), lease_of(&leases, &b));
+    assert_eq!(run_next(&mut core, &a, lease_a, T1 + 10), 0);
+    assert_eq!(run_next(&mut core, &b, lease_b, T1 + 20), 1);
+
+    let step = core.step(&job, T1 + 30).unwrap();
+    assert!(step.settle.is_none(), "nothing is paid before it is judged");
+    assert!(
+        step.next_deadline_ms
+            .is_some_and(|at| at <= T1 + 30 + 600_000)
+    );
+    let status = core.status(&job, T1 + 30).unwrap();
+    assert_eq!(
+        (status.state, status.done, status.approved, status.rejected),
+        (cairn_api::JobState::Approval, 2, Some(0), Some(0))
+    );
+    assert_eq!(status.approval_until_ms, Some(T1 + 30 + 600_000));
+
+    let judged = core.judge(&job, &approval(&[0], &[1]), T1 + 40).unwrap();
+    let Some(Write::Job { record, .. }) = judged.writes.first() else {
+        panic!("a judgement stores the job's record first");
+    };
+    assert_eq!(
+        (
+            record.approved.iter().copied().collect::<Vec<_>>(),
+            record.rejected
+        ),
+        (vec![0], 1)
+    );
+    assert!(
+        judged
+            .writes
+            .iter()
+            .any(|w| matches!(w, Write::ForgetResult { task: 1, .. }))
+    );
+    // Its provider's streak starts again, and that is kept.
+    assert!(judged.writes.iter().any(
+        |w| matches!(w, Write::Trust { provider, record } if *provider == b.public() && record.streak == 0)
+    ));
+    let status = core.status(&job, T1 + 40).unwrap();
+    assert_eq!(
+        (
+            status.state,
+            status.done,
+            status.pending,
+            status.approved,
+            status.rejected
+        ),
+        (cairn_api::JobState::Running, 1, 1, Some(1), Some(1))
+    );
+    // Not again to the provider whose result was rejected.
+    let (tasks, _, _) = pull(&mut core, &b, lease_b, 1, Vec::new(), T1 + 50);
+    assert!(tasks.is_empty(), "{tasks:?}");
+    assert_eq!(run_next(&mut core, &a, lease_a, T1 + 60), 1);
+
+    let step = core.step(&job, T1 + 70).unwrap();
+    assert!(
+        step.settle.is_none(),
+        "the new result waits for judgement too"
+    );
+    let until = core
+        .status(&job, T1 + 70)
+        .unwrap()
+        .approval_until_ms
+        .unwrap();
+    assert!(core.step(&job, until - 1).unwrap().settle.is_none());
+    let receipts = core
+        .step(&job, until)
+        .unwrap()
+        .settle
+        .expect("the window's end approves what is not judged");
+    let paid: Vec<(PublicKey, u64)> = receipts
+        .iter()
+        .map(|r| (r.signer(), r.payload_unchecked().task))
+        .collect();
+    assert_eq!(
+        paid,
+        [(a.public(), 0), (a.public(), 1)],
+        "the rejected result is not paid"
+    );
+    assert_eq!(
+        core.judge(&job, &approval(&[1], &[]), until + 1).err(),
+        Some(ApprovalRefused::Over)
+    );
+}
+
+#[test]
+fn a_job_whose_every_result_is_approved_settles_without_waiting_for_the_window() {
+    let mut core = requester();
+    let a = provider(1);
+    let (job, order) = submitted_for_approval(&mut core, 2, 600);
+    let leases = leased(&mut core, &job, &order, &[&a]);
+    run_next(&mut core, &a, &leases[0], T1 + 10);
+    // Approved while the job still runs.
+    core.judge(&job, &approval(&[0], &[]), T1 + 15).unwrap();
+    run_next(&mut core, &a, &leases[0], T1 + 20);
+    assert!(core.step(&job, T1 + 30).unwrap().settle.is_none());
+    core.judge(&job, &approval(&[1], &[]), T1 + 40).unwrap();
+    let receipts = core
+        .step(&job, T1 + 41)
+        .unwrap()
+        .settle
+        .expect("all approved");
+    assert_eq!(receipts.len(), 2);
+}
+
+#[test]
+fn a_judgement_that_cannot_be_taken_is_refused_whole_and_changes_nothing() {
+    let mut core = requester();
+    let a = provider(1);
+    let (job, order) = submitted_for_approval(&mut core, 3, 600);
+    let leases = leased(&mut core, &job, &order, &[&a]);
+    run_next(&mut core, &a, &leases[0], T1 + 10);
+    core.judge(&job, &approval(&[0], &[]), T1 + 11).unwrap();
+    let before = core.status(&job, T1 + 12).unwrap();
+    for (judgement, refused) in [
+        (approval(&[], &[0]), ApprovalRefused::Approved(0)),
+        (approval(&[1], &[]), ApprovalRefused::NoResult(1)),
+        (approval(&[0], &[7]), ApprovalRefused::NoResult(7)),
+        (
+            approval(&[u32::MAX], &[]),
+            ApprovalRefused::NoResult(u32::MAX),
+        ),
+    ] {
+        assert_eq!(core.judge(&job, &judgement, T1 + 12).err(), Some(refused));
+        assert_eq!(core.status(&job, T1 + 12).unwrap(), before);
+    }
+    let many = cairn_api::Approval {
+        approve: vec![0; cairn_api::APPROVAL_TASKS_MAX + 1],
+        reject: Vec::new(),
+    };
+    assert_eq!(
+        core.judge(&job, &many, T1 + 12).err(),
+        Some(ApprovalRefused::TooMany)
+    );
+    assert_eq!(
+        core.judge(&ContentId::of(b"none"), &approval(&[0], &[]), T1 + 12)
+            .err(),
+        Some(ApprovalRefused::NotFound)
+    );
+    // A job that did not ask for approval is paid as it is verified.
+    let (plain, _) = submitted(&mut core, 1, VerifyPolicy::None);
+    assert_eq!(
+        core.judge(&plain, &approval(&[0], &[]), T1 + 12).err(),
+        Some(ApprovalRefused::NotAsked)
     );
 }
