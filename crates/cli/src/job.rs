@@ -73,6 +73,29 @@ enum JobCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Approve results of a job that asks for approval (`[approval]` in
+    /// its job file): they are paid when it settles. Results not judged
+    /// when the job's window ends are approved.
+    #[command(
+        after_help = "Examples:\n  cairn job approve 53f7023425…          # every result there is now\n  cairn job approve 53f7023425… \"0-9, 15\"  # tasks 0 to 9, and 15"
+    )]
+    Approve {
+        /// Job id.
+        id: ContentId,
+        /// Tasks, as `cairn job results` numbers them, in Flamenco's
+        /// syntax ("0-9, 15") [default: every task with a result].
+        tasks: Option<String>,
+    },
+    /// Reject results of a job that asks for approval: they are not paid,
+    /// their providers' standing with this node starts again, and their
+    /// tasks run again on other providers.
+    #[command(after_help = "Example:\n  cairn job reject 53f7023425… 3")]
+    Reject {
+        /// Job id.
+        id: ContentId,
+        /// Tasks, in Flamenco's syntax ("3, 7-8").
+        tasks: String,
+    },
     /// Follow a job until it ends (exit status 1 if some tasks have no
     /// result: failed or cancelled).
     Watch {
@@ -119,6 +142,33 @@ pub fn job(args: JobArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        JobCommand::Approve { id, tasks } => {
+            let approve = match tasks {
+                Some(tasks) => task_list(&tasks)?,
+                None => node.results(&id)?.iter().map(|r| r.task).collect(),
+            };
+            let status = node.judge(
+                &id,
+                &api::Approval {
+                    approve,
+                    reject: Vec::new(),
+                },
+            )?;
+            println!("{}", describe(&status));
+            Ok(ExitCode::SUCCESS)
+        }
+        JobCommand::Reject { id, tasks } => {
+            let reject = task_list(&tasks)?;
+            let status = node.judge(
+                &id,
+                &api::Approval {
+                    approve: Vec::new(),
+                    reject,
+                },
+            )?;
+            println!("{}", describe(&status));
+            Ok(ExitCode::SUCCESS)
+        }
         JobCommand::List { json } => list(&node, None, json),
         JobCommand::Status { id, json } => list(&node, id, json),
         JobCommand::Watch { id } => watch(&node, &id),
@@ -154,6 +204,15 @@ pub fn submit(node: &Client, path: &Path, allowed: &[PathBuf]) -> anyhow::Result
     Ok(node.submit_job(&loaded.job)?)
 }
 
+/// Task numbers in Flamenco's syntax ("0-9, 15").
+fn task_list(text: &str) -> anyhow::Result<Vec<u32>> {
+    cairn_job::parse_frames(text)
+        .map_err(|reason| anyhow::anyhow!("tasks: {reason}"))?
+        .into_iter()
+        .map(|task| u32::try_from(task).map_err(|_| anyhow::anyhow!("tasks: {task} is not a task")))
+        .collect()
+}
+
 /// One line about a job.
 fn describe(status: &api::JobStatus) -> String {
     let mut line = format!(
@@ -173,6 +232,20 @@ fn describe(status: &api::JobStatus) -> String {
             "\n    verified: {} runs for {} results, {} disputes",
             status.executions, status.done, status.disputes
         ));
+    }
+    if let (Some(approved), Some(rejected)) = (status.approved, status.rejected) {
+        line.push_str(&format!(
+            "\n    approval: {approved} approved, {rejected} rejected"
+        ));
+        if let Some(until) = status.approval_until_ms {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let left = until.saturating_sub(now) / 1000;
+            line.push_str(&format!(
+                "; the rest are approved in {left} s (`cairn job approve|reject`)"
+            ));
+        }
     }
     if !status.convicted.is_empty() {
         let keys: Vec<String> = status.convicted.iter().map(ToString::to_string).collect();

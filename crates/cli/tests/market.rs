@@ -913,6 +913,87 @@ fn a_restarted_requester_resumes_without_rerunning_finished_tasks() {
     let _ = node.wait();
 }
 
+/// Render's approval through the whole market: a job that asks for it is
+/// not paid when its results are verified; the requester rejects one
+/// (`cairn job reject`), which the other provider runs again, then
+/// approves the rest (`cairn job approve`); only then does it settle,
+/// paying the approved results and not the rejected one, and every token
+/// is accounted for.
+#[test]
+fn a_job_that_asks_for_approval_pays_only_what_its_requester_approved() {
+    let devnet = Devnet::start(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let (requester_before, providers_before, fees_before) = balances(&devnet, 2);
+    let job = search_job(
+        tmp.path(),
+        4,
+        1_000,
+        "policy = \"none\"\n[approval]\nwindow_s = 3600",
+    );
+    let id = devnet.submit(&job);
+    let judged = |status: &Value| status["state"] == "approval" && status["done"] == 4;
+    devnet.wait_until("every result waits for approval", |d| {
+        judged(&d.status(&id)).then_some(())
+    });
+    // Verified, and nothing paid yet.
+    assert!(devnet.get(&format!("/v1/escrows/{id}")).is_some());
+    assert_eq!(balances(&devnet, 2).1, providers_before);
+    let rejected = devnet.results(&id)[&1]["provider"].clone();
+
+    let output = devnet.job(&["reject", &id, "1"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("0 approved, 1 rejected"),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let status = devnet.wait_until("the rejected task has a result again", |d| {
+        let status = d.status(&id);
+        judged(&status).then_some(status)
+    });
+    assert_eq!(status["rejected"], 1, "{status}");
+    let again = devnet.results(&id)[&1]["provider"].clone();
+    assert_ne!(again, rejected, "run again by the other provider");
+    // A judgement that cannot be taken changes nothing.
+    let refused = devnet.job(&["reject", &id, "0-9"]);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("task 4 has no result to judge"));
+    assert_eq!(devnet.status(&id)["rejected"], 1);
+
+    let output = devnet.job(&["approve", &id]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let status = devnet.wait_done(&id);
+    assert_eq!(
+        (status["approved"].as_u64(), status["rejected"].as_u64()),
+        (Some(4), Some(1))
+    );
+    devnet.wait_until("the escrow is closed", |d| {
+        d.get(&format!("/v1/escrows/{id}")).is_none().then_some(())
+    });
+    assert_eq!(
+        devnet.status(&id)["settled"],
+        4,
+        "four receipts paid: not the rejected one"
+    );
+    let (requester_after, providers_after, fees_after) = balances(&devnet, 2);
+    let spent = requester_before - requester_after;
+    let earned: u64 = providers_after
+        .iter()
+        .zip(&providers_before)
+        .map(|(after, before)| after - before)
+        .sum();
+    assert!(spent > 0);
+    assert_eq!(spent, earned + (fees_after - fees_before));
+}
+
 /// `cairn job cancel` in the middle of a job: it is refused a second
 /// time, no task runs after it, the results accepted before it are kept,
 /// and every token is accounted for: the providers are paid for those

@@ -303,6 +303,15 @@ impl Client {
         self.post_json(&format!("/v1/jobs/{id}/cancel"), Vec::new())
     }
 
+    /// Judges results of a job that asks for approval: approved ones are
+    /// paid when it settles, rejected ones are not paid and their tasks run
+    /// again by other providers. Refused (409), changing nothing, when a
+    /// task named has no result to judge or the job is over.
+    pub fn judge(&self, id: &ContentId, approval: &api::Approval) -> Result<api::JobStatus> {
+        let body = serde_json::to_vec(approval).expect("an approval serializes");
+        self.post_json(&format!("/v1/jobs/{id}/approval"), body)
+    }
+
     /// A blob's bytes, checked against its content id.
     pub fn blob(&self, id: &ContentId) -> Result<Vec<u8>> {
         let bytes = self.get_bytes(&format!("/v1/blobs/{id}"))?;

@@ -43,6 +43,6 @@ pub use path::{
 };
 pub use spec::{
     BUILTIN_PREFIX, InputFile, Job, Limits, Market, ModuleRef, Runtime, TOOL_POLICY_REASON,
-    TaskSpec, VerifyPolicy,
+    TaskSpec, VerifyPolicy, parse_frames,
 };
 pub use video::{Picture, Rendition, Segment, Video};

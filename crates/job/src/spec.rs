@@ -846,7 +846,7 @@ pub const TOOL_POLICY_REASON: &str = "a tool job is verified by replicas (policy
 /// inclusive ranges separated by commas (`"1-10, 15"` is 1 to 10, then 15).
 /// The count is checked before anything is expanded, so `"0-99999999999"`
 /// costs nothing.
-fn parse_frames(text: &str) -> Result<Vec<u64>, String> {
+pub fn parse_frames(text: &str) -> Result<Vec<u64>, String> {
     let number = |word: &str| -> Result<u64, String> {
         word.trim()
             .parse()

@@ -47,6 +47,12 @@
 //!   and the rest of its escrow returns; answers its status; `409` when
 //!   it is cancelled or over already or its escrow is not on the ledger
 //!   yet, `503` when the ledger cannot be read.
+//! - `POST /v1/jobs/{id}/approval` — judges results of a job that asks
+//!   for approval (`{"approve": [tasks], "reject": [tasks]}`): approved
+//!   ones are paid when it settles, rejected ones are not paid and run
+//!   again by other providers; answers its status; `409` when the job did
+//!   not ask, is over or cancelled, or a task named has no result to
+//!   judge (nothing is changed then).
 //! - `GET  /v1/providers` — every provider that bid for this node's work:
 //!   its last bid's price and resources, stake, latency, bids won, and its
 //!   record here (results confirmed, convictions).
@@ -416,6 +422,12 @@ fn market_routes(market: crate::market::Market, access: &Access) -> Router {
         )
         .route("/v1/jobs/{id}/results", get(job_results))
         .route("/v1/jobs/{id}/cancel", post(cancel_job))
+        .route(
+            "/v1/jobs/{id}/approval",
+            post(judge_job)
+                .route_layer(DefaultBodyLimit::max(APPROVAL_BYTES_MAX))
+                .route_layer(from_fn_with_state(JSON, access::require_content_type)),
+        )
         .route("/v1/providers", get(providers))
         .route("/v1/prices", get(prices))
         .route_layer(from_fn_with_state(access.clone(), access::require_token));
@@ -542,6 +554,41 @@ async fn cancel_job(
             )
         }
     })
+}
+
+/// The largest judgement of results: every task named twice over, in
+/// JSON.
+const APPROVAL_BYTES_MAX: usize = 24 * api::APPROVAL_TASKS_MAX;
+
+#[utoipa::path(post, path = "/v1/jobs/{id}/approval", tag = "jobs", security(("token" = [])),
+    params(("id" = ContentId, Path, description = "The job's id")),
+    request_body(content = api::Approval, content_type = "application/json", description = "Tasks whose results are approved, and tasks whose results are rejected"),
+    responses((status = 200, description = "Judged and stored: the job's status", body = api::JobStatus),
+        (status = 400, description = "Not a content id, or not a judgement", body = api::ErrorBody),
+        (status = 404, description = "No such job on this node", body = api::ErrorBody),
+        (status = 409, description = "The job did not ask for approval, is over or cancelled, or a task named has no result to judge or is approved already; nothing was changed", body = api::ErrorBody),
+        (status = 413, description = "Over the largest judgement", body = api::ErrorBody),
+        (status = 415, description = "Not application/json", body = api::ErrorBody)))]
+async fn judge_job(
+    State(market): MarketState,
+    Path(id): Path<String>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Json<api::JobStatus>, ApiError> {
+    use cairn_roles::requester::ApprovalRefused;
+    let id: ContentId = parse(&id)?;
+    let bytes = body(bytes, APPROVAL_BYTES_MAX)?;
+    let approval: api::Approval = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid judgement: {e}")))?;
+    market
+        .judge(&id, &approval)
+        .await
+        .map(Json)
+        .map_err(|e| match e {
+            ApprovalRefused::NotFound => {
+                ApiError(StatusCode::NOT_FOUND, format!("no job {id} on this node"))
+            }
+            _ => ApiError(StatusCode::CONFLICT, format!("job {id}: {e}")),
+        })
 }
 
 #[utoipa::path(get, path = "/v1/jobs/{id}/results", tag = "jobs", security(("token" = [])),

@@ -55,6 +55,7 @@ impl utoipa::ToSchema for Octets {}
         super::events::job_events,
         super::job_results,
         super::cancel_job,
+        super::judge_job,
         super::providers,
         super::prices,
         super::metrics::metrics,

@@ -430,6 +430,17 @@ impl Market {
         self.requester.cancel(id).await
     }
 
+    /// Judges a job's results for its requester (see
+    /// `RequesterCore::judge`): approved ones are paid when it settles,
+    /// rejected ones run again elsewhere.
+    pub async fn judge(
+        &self,
+        id: &ContentId,
+        approval: &cairn_api::Approval,
+    ) -> Result<JobStatus, cairn_roles::requester::ApprovalRefused> {
+        self.requester.judge(id, approval).await
+    }
+
     /// Every job this node requested.
     pub fn jobs(&self) -> Vec<JobStatus> {
         self.requester.statuses()

@@ -12,8 +12,8 @@ use cairn_ledger::{RECEIPT_NAMESPACE, Receipt, TxKind};
 use cairn_market::{Bid, Order};
 use cairn_net::PeerId;
 use cairn_roles::requester::{
-    Arrival, Asked, BidRefused, CancelRefused, Effects, JobRecord, PullRefused, RequesterCore,
-    Step, Write, check_reports,
+    ApprovalRefused, Arrival, Asked, BidRefused, CancelRefused, Effects, JobRecord, PullRefused,
+    RequesterCore, Step, Write, check_reports,
 };
 use cairn_store::{Op, Table};
 use cairn_wire::codec::DecodeFixed as _;
@@ -975,6 +975,32 @@ impl Requester {
             self.fetches.lock().remove(&key);
         }
         outcome
+    }
+
+    /// The requester's judgement of a job's results (see
+    /// [`RequesterCore::judge`]), stored before it answers the job's
+    /// status: a restarted requester keeps the approvals, and has
+    /// forgotten the rejected results.
+    pub async fn judge(
+        self: &Arc<Self>,
+        id: &ContentId,
+        approval: &cairn_api::Approval,
+    ) -> Result<JobStatus, ApprovalRefused> {
+        let effects = self.core.lock().judge(id, approval, now_ms())?;
+        tracing::info!(
+            job = %id.short(),
+            approved = approval.approve.len(),
+            rejected = approval.reject.len(),
+            "results judged by the requester"
+        );
+        // On its own task, as a cancel's: a client hanging up does not
+        // leave the writes half done.
+        let requester = self.clone();
+        let carried = tokio::spawn(async move { requester.carry_out(effects).await }).await;
+        if let Err(e) = carried.map_err(|e| e.to_string()).and_then(|done| done) {
+            tracing::error!("storing a judgement of results: {e}");
+        }
+        self.status(id).ok_or(ApprovalRefused::NotFound)
     }
 
     /// Cancels a job (see [`RequesterCore::cancel`]) and answers its
