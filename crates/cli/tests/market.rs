@@ -587,8 +587,10 @@ fn install_browser() -> PathBuf {
 }
 
 /// The web console, in Debian's chromium, against a devnet rendering the
-/// example: it refuses a wrong token, shows the job reaching 100% with a
-/// thumbnail of each frame as it arrives (one opens full size, at the
+/// example, a job that asks for approval: it refuses a wrong token, shows
+/// the job reaching 100% with a thumbnail of each frame as it arrives; a
+/// frame rejected in the viewer is rendered again, and approving them all
+/// settles the job (one opens full size, at the
 /// frame's own size), the providers that bid, the cleared prices and
 /// blocks, and keeps its token across a reload. The screenshot is kept at
 /// `target/tmp/console.png`.
@@ -598,6 +600,16 @@ fn the_web_console_shows_a_rendering_job_live_with_its_frames_and_providers() {
     let tmp = tempfile::tempdir().unwrap();
     let frames = 4;
     let job = render_job(tmp.path(), frames);
+    // Its requester judges the frames, in the console. Each frame runs
+    // once: a rejected one runs again on a provider that did not run it,
+    // and a frame verified by two of three providers would leave one.
+    let text = std::fs::read_to_string(&job).unwrap();
+    let (head, _) = text.split_once("[verify]").expect("the example has [verify]");
+    std::fs::write(
+        &job,
+        format!("{head}[verify]\npolicy = \"none\"\n\n[approval]\nwindow_s = 3600\n"),
+    )
+    .unwrap();
     let devnet = Devnet::start(3);
     let id = devnet.submit(&job);
     let token = std::fs::read_to_string(devnet.dir.join("v0/api.token")).unwrap();
@@ -632,6 +644,20 @@ fn the_web_console_shows_a_rendering_job_live_with_its_frames_and_providers() {
     assert_eq!(
         shown["cancellable"], false,
         "a job over cannot be cancelled"
+    );
+    assert_eq!(shown["approvable"], false, "nor judged");
+    // A frame rejected in the viewer was rendered again, then every frame
+    // approved from the page.
+    let judged = shown["judged"].as_str().unwrap_or_default();
+    assert!(
+        judged.contains(&format!("{frames} approved, 1 rejected")),
+        "{shown}"
+    );
+    let status = devnet.status(&id);
+    assert_eq!(
+        (status["approved"].as_u64(), status["rejected"].as_u64()),
+        (Some(frames as u64), Some(1)),
+        "{status}"
     );
     assert!(
         shown["balance"].as_str().unwrap().ends_with(" CAIRN"),

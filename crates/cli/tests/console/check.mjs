@@ -4,7 +4,9 @@
 //   node check.mjs <console url> <api token> <screenshot.png> <frames>
 //
 // It refuses a wrong token, opens the console with the right one, waits
-// for the newest job to reach 100% with <frames> thumbnails loaded, for
+// for the newest job to reach 100% (a job that asks for approval: rejects
+// a frame, waits for it again, approves them all) with <frames>
+// thumbnails loaded, for
 // providers and blocks to be listed, opens a frame full size, reloads
 // (the token stays for the tab), saves a screenshot, and prints what the
 // page showed as one JSON line. Any script error on the page fails it.
@@ -54,6 +56,28 @@ try {
     null, { timeout: 240_000 });
   await page.waitForFunction((want) => [...document.querySelectorAll('#frames img')]
     .filter((img) => img.complete && img.naturalWidth > 0).length >= want, Number(frames));
+  // A job that asks for approval waits for its requester: reject the
+  // first frame in the viewer (it is rendered again elsewhere), then
+  // approve them all, and the job settles.
+  page.on('dialog', (dialog) => dialog.accept());
+  let judged = null;
+  if ((await text('#job-progress')).endsWith('· approval')) {
+    await page.click('#frames figure');
+    await page.waitForSelector('#viewer-judge:not([hidden])');
+    await page.click('#viewer-reject');
+    await page.waitForFunction(() => !document.getElementById('viewer').open);
+    await page.waitForFunction(() => document.getElementById('job-facts').textContent.includes('1 rejected'));
+    await page.waitForFunction(
+      () => document.getElementById('job-progress').textContent.endsWith('(100%) · approval'),
+      null, { timeout: 240_000 });
+    await page.click('#job-approve');
+    await page.waitForFunction(
+      () => document.getElementById('job-progress').textContent.endsWith('· done'),
+      null, { timeout: 120_000 });
+    judged = await text('#job-facts');
+  }
+  await page.waitForFunction((want) => [...document.querySelectorAll('#frames img')]
+    .filter((img) => img.complete && img.naturalWidth > 0).length >= want, Number(frames));
   await page.waitForSelector('#providers tbody tr');
   await page.waitForSelector('#blocks tbody tr');
   await page.waitForFunction(() => document.querySelector('#prices polyline') !== null);
@@ -80,13 +104,21 @@ try {
     providers: [...document.querySelectorAll('#providers tbody tr')].map((r) => r.cells[0].firstElementChild.title),
     blocks: document.querySelectorAll('#blocks tbody tr').length,
     cancellable: !document.getElementById('job-cancel').hidden,
+    approvable: !document.getElementById('job-approve').hidden,
     balance: [...document.querySelectorAll('#account dd')].map((d) => d.textContent)[0],
     address: location.href,
   }));
-  console.log(JSON.stringify({ refused, full, ...shown, failures }));
+  console.log(JSON.stringify({ refused, full, judged, ...shown, failures }));
 } catch (error) {
   failures.push(String(error));
-  console.log(JSON.stringify({ failures }));
+  // What the page showed when it failed.
+  const page = browser.contexts()[0]?.pages()[0];
+  const seen = page ? await page.evaluate(() => ({
+    progress: document.getElementById('job-progress').textContent,
+    facts: document.getElementById('job-facts').textContent,
+    error: document.getElementById('job-error').textContent,
+  })).catch(() => null) : null;
+  console.log(JSON.stringify({ failures, seen }));
 } finally {
   await browser.close();
 }

@@ -213,6 +213,73 @@ async function cancelJob() {
   }
 }
 
+// Whether the selected job's results may be judged now: it asks for
+// approval and is not settling or over.
+function judging(job) {
+  return job && job.approved !== undefined && ![...OVER, 'settling'].includes(job.state);
+}
+
+// Sends a judgement of the selected job's results (`{approve, reject}`, by
+// task); true once the node stored it.
+async function judge(body, what) {
+  const id = state.selected;
+  $('job-error').textContent = '';
+  try {
+    const status = await (await call(`/v1/jobs/${id}/approval`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+    })).json();
+    state.jobs.set(status.id, status);
+    render();
+    return true;
+  } catch (error) {
+    if (error instanceof Unauthorized) { logout(error.message); return false; }
+    $('job-error').textContent = `Not ${what}: ${error.message}`;
+    return false;
+  }
+}
+
+// Approves every result the selected job has now, page by page.
+async function approveAll() {
+  const id = state.selected;
+  const job = state.jobs.get(id);
+  if (!id || !confirm(`Approve every result of ${job ? job.name : short(id)}? They are paid when it settles.`)) return;
+  const approve = [];
+  try {
+    let from = 0;
+    for (;;) {
+      const page = await json(`/v1/jobs/${id}/results?from=${from}`);
+      approve.push(...page.results.map((r) => r.task));
+      if (page.next === undefined || page.next <= from) break;
+      from = page.next;
+    }
+  } catch (error) {
+    if (error instanceof Unauthorized) return logout(error.message);
+    $('job-error').textContent = `Not approved: ${error.message}`;
+    return;
+  }
+  await judge({ approve, reject: [] }, 'approved');
+}
+
+// Judges the result open in the viewer.
+async function judgeShown(verdict) {
+  const task = Number($('viewer').dataset.task);
+  const body = verdict === 'approve' ? { approve: [task], reject: [] } : { approve: [], reject: [task] };
+  if (!await judge(body, verdict === 'approve' ? 'approved' : 'rejected')) return;
+  $('viewer').close();
+  if (verdict === 'reject') {
+    // Forgotten by the node: its images go, and come back once run again.
+    for (const [blob, figure] of state.thumbs) {
+      if (Number(figure.dataset.task) !== task) continue;
+      URL.revokeObjectURL(figure.dataset.url);
+      figure.remove();
+      state.thumbs.delete(blob);
+    }
+    state.framesSeen = -1;
+  }
+}
+
 function select(id) {
   if (state.selected === id) return;
   if (state.stream) state.stream.abort();
@@ -256,6 +323,7 @@ function showJob(job) {
   if (job.id !== state.selected) return;
   $('job-title').textContent = `${job.name} · ${short(job.id)}`;
   $('job-cancel').hidden = [...OVER, 'settling'].includes(job.state);
+  $('job-approve').hidden = !judging(job) || job.done === 0;
   const pct = job.total ? Math.floor((100 * job.done) / job.total) : 0;
   $('job-bar').style.width = pct + '%';
   $('job-progress').textContent = `${job.done}/${job.total} tasks (${pct}%) · ${job.state}`;
@@ -271,6 +339,11 @@ function showJob(job) {
     ['Receipts settled', job.settled],
     ['Submitted', new Date(job.submitted_ms).toLocaleString()],
   ];
+  if (job.approved !== undefined) {
+    let text = `${job.approved} approved, ${job.rejected} rejected`;
+    if (job.approval_until_ms) text += `; the rest approved at ${new Date(job.approval_until_ms).toLocaleString()}`;
+    pairs.push(['Approval', text]);
+  }
   if (job.finished_ms) pairs.push(['Took', ((job.finished_ms - job.submitted_ms) / 1000).toFixed(1) + ' s']);
   if (state.escrow.id === job.id) pairs.push(['Escrow', state.escrow.text]);
   facts($('job-facts'), pairs);
@@ -361,6 +434,8 @@ function addThumb(file, record, blob) {
     $('viewer-image').src = url;
     $('viewer-image').alt = file.name;
     $('viewer-caption').textContent = `${caption} · digest ${short(record.digest)}`;
+    $('viewer').dataset.task = record.task;
+    $('viewer-judge').hidden = !judging(state.jobs.get(state.selected));
     $('viewer').showModal();
   });
   // In task order: before the first thumbnail of a later task.
@@ -539,6 +614,9 @@ function main() {
   $('logout').addEventListener('click', () => logout(''));
   $('viewer-close').addEventListener('click', () => $('viewer').close());
   $('job-cancel').addEventListener('click', cancelJob);
+  $('job-approve').addEventListener('click', approveAll);
+  $('viewer-approve').addEventListener('click', () => judgeShown('approve'));
+  $('viewer-reject').addEventListener('click', () => judgeShown('reject'));
   // A link with the token in its fragment (never sent to a server) opens
   // the console at once; the fragment leaves the address bar and history.
   const fragment = new URLSearchParams(location.hash.slice(1));
