@@ -604,7 +604,9 @@ fn the_web_console_shows_a_rendering_job_live_with_its_frames_and_providers() {
     // once: a rejected one runs again on a provider that did not run it,
     // and a frame verified by two of three providers would leave one.
     let text = std::fs::read_to_string(&job).unwrap();
-    let (head, _) = text.split_once("[verify]").expect("the example has [verify]");
+    let (head, _) = text
+        .split_once("[verify]")
+        .expect("the example has [verify]");
     std::fs::write(
         &job,
         format!("{head}[verify]\npolicy = \"none\"\n\n[approval]\nwindow_s = 3600\n"),
