@@ -147,14 +147,19 @@ pub fn job(args: JobArgs) -> anyhow::Result<ExitCode> {
                 Some(tasks) => task_list(&tasks)?,
                 None => node.results(&id)?.iter().map(|r| r.task).collect(),
             };
-            let status = node.judge(
-                &id,
-                &api::Approval {
-                    approve,
+            // In judgements the node takes (a job may have a million).
+            let mut status = None;
+            for tasks in approve.chunks(api::APPROVAL_TASKS_MAX) {
+                let approval = api::Approval {
+                    approve: tasks.to_vec(),
                     reject: Vec::new(),
-                },
-            )?;
-            println!("{}", describe(&status));
+                };
+                status = Some(node.judge(&id, &approval)?);
+            }
+            match status {
+                Some(status) => println!("{}", describe(&status)),
+                None => println!("job {id} has no result to approve yet"),
+            }
             Ok(ExitCode::SUCCESS)
         }
         JobCommand::Reject { id, tasks } => {
@@ -354,7 +359,11 @@ pub fn results(node: &Client, id: &ContentId, out: Option<PathBuf>) -> anyhow::R
         }
         results.push(listed);
     }
-    let hls = crate::video::assemble(&out, written.iter().map(String::as_str))?;
+    // A video job's playlists, once every segment is in.
+    let hls = match status.state {
+        api::JobState::Done => crate::video::assemble(&out, written.iter().map(String::as_str)),
+        _ => None,
+    };
     let mut summary = serde_json::json!({ "job": id, "status": status, "results": results });
     if let Some(hls) = hls {
         summary["hls"] = hls;

@@ -191,7 +191,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .flat_map(|r| &r.outputs)
             .map(|o| o.path.as_str());
-        crate::video::assemble(&out_dir, outputs)?
+        crate::video::assemble(&out_dir, outputs)
     } else {
         None
     };

@@ -59,18 +59,26 @@ pub fn load(path: &Path, allowed: &[PathBuf]) -> anyhow::Result<Loaded> {
 /// When `outputs` (names written into `out`) hold renditions' segments:
 /// checks them against each other and writes a playlist per rendition and
 /// `master.m3u8` into `out`, says so, and returns what each rendition
-/// holds.
-pub fn assemble<'a>(
-    out: &Path,
-    mut outputs: impl Iterator<Item = &'a str>,
-) -> anyhow::Result<Option<Value>> {
-    if !outputs.any(is_segment_output) {
-        return Ok(None);
+/// holds. Only the files named are read (not what an earlier download
+/// left in `out`). A check that fails is said, and returned as the
+/// `error`: the files stay, for the user to look at.
+pub fn assemble<'a>(out: &Path, outputs: impl Iterator<Item = &'a str>) -> Option<Value> {
+    let files: Vec<String> = outputs
+        .filter(|name| is_segment_output(name))
+        .map(str::to_owned)
+        .collect();
+    if files.is_empty() {
+        return None;
     }
-    let tools = VideoTools::new(&ToolConfig::default())?;
-    let renditions = tools
-        .assemble(out)
-        .context("assembling the renditions into HLS playlists")?;
+    let assembled =
+        VideoTools::new(&ToolConfig::default()).and_then(|tools| tools.assemble(out, &files));
+    let renditions = match assembled {
+        Ok(renditions) => renditions,
+        Err(e) => {
+            eprintln!("cairn: warning: the renditions were not assembled into HLS playlists: {e}");
+            return Some(json!({ "error": e.to_string() }));
+        }
+    };
     let mut listed = Vec::new();
     for r in &renditions {
         eprintln!(
@@ -98,7 +106,5 @@ pub fn assemble<'a>(
         }));
     }
     eprintln!("HLS: {}", out.join("master.m3u8").display());
-    Ok(Some(
-        json!({ "master": "master.m3u8", "renditions": listed }),
-    ))
+    Some(json!({ "master": "master.m3u8", "renditions": listed }))
 }

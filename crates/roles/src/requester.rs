@@ -210,6 +210,9 @@ pub enum ApprovalRefused {
     NoResult(u32),
     /// This task's result is approved already, or in the same judgement.
     Approved(u32),
+    /// The approval window is over: results may be approved, no longer
+    /// rejected.
+    WindowOver,
 }
 
 impl std::fmt::Display for ApprovalRefused {
@@ -228,6 +231,9 @@ impl std::fmt::Display for ApprovalRefused {
             Self::Approved(task) => {
                 write!(f, "task {task}'s result is approved: it cannot be rejected")
             }
+            Self::WindowOver => f.write_str(
+                "the approval window is over: results may be approved, no longer rejected",
+            ),
         }
     }
 }
@@ -430,6 +436,7 @@ impl RequesterCore {
             cancel_unstored: false,
             unsettled: Vec::new(),
             settled: 0,
+            rerun: false,
             misstated: Vec::new(),
             replicas: Replicas::default(),
         };
@@ -482,9 +489,13 @@ impl RequesterCore {
                         wake.insert(*job);
                     }
                 }
-                Write::Job { id, .. } => {
+                Write::Job { id, record } => {
                     if let Some(j) = self.jobs.get_mut(id) {
-                        j.cancel_unstored = false;
+                        // Only the record that says it is cancelled lets a
+                        // cancelled job settle (a judgement writes one too).
+                        if record.cancelled_ms.is_some() {
+                            j.cancel_unstored = false;
+                        }
                         wake.insert(*id);
                     }
                 }
@@ -513,9 +524,12 @@ impl RequesterCore {
                 }
                 job.finished_ms = Some(now);
                 Phase::Done
-            } else if job.sched.is_finished() {
+            } else if job.sched.is_finished() && job.approval_window_ms().is_none() {
                 Phase::Settling
             } else {
+                // Its driver's next step puts a job whose results all are
+                // in back to waiting for approval, until the stored end
+                // of its window.
                 Phase::Running
             };
         }
@@ -605,34 +619,58 @@ impl RequesterCore {
             && self.verifier.job_done(id)
             && job.unstored == 0
             && !job.cancel_unstored;
+        if !ready && matches!(job.phase, Phase::Approving { .. }) {
+            // A result reopened (its provider convicted on another job)
+            // needs a provider again.
+            job.phase = Phase::Running;
+            job.last_pull_ms = now;
+        }
         if ready && !matches!(job.phase, Phase::Settling | Phase::Done) {
             // A job that asks for approval waits for its requester's
             // judgement (a cancelled one is over: what it accepted is paid).
             let approval = job
                 .approval_window_ms()
                 .filter(|_| job.record.cancelled_ms.is_none());
-            let approved = |job: &Job| {
-                (0..job.sched.progress().total).all(|task| {
-                    job.record.approved.contains(&task)
-                        || self.verifier.accepted(&(*id, task)).is_none()
-                })
-            };
-            match (approval, &job.phase) {
-                (Some(_), Phase::Approving { until_ms }) if now < *until_ms && !approved(job) => {}
-                (Some(window), phase)
-                    if !matches!(phase, Phase::Approving { .. }) && !approved(job) =>
-                {
-                    job.phase = Phase::Approving {
-                        until_ms: now.saturating_add(window),
+            let judged = (0..job.sched.progress().total).all(|task| {
+                job.record.approved.contains(&task)
+                    || self.verifier.accepted(&(*id, task)).is_none()
+            });
+            let until = match (approval, &job.phase) {
+                (Some(_), Phase::Approving { until_ms }) => Some(*until_ms),
+                (Some(window), _) => {
+                    let first = match job.record.approval_until_ms {
+                        Some(first) => first,
+                        None => {
+                            // Kept: a restart, or a rejection, does not
+                            // move it.
+                            let first = now.saturating_add(window);
+                            job.record.approval_until_ms = Some(first);
+                            effects.writes.push(Write::Job {
+                                id: *id,
+                                record: Box::new(job.record.clone()),
+                            });
+                            first
+                        }
                     };
+                    // Results run again after a rejection (made before
+                    // the window's end) get a window of their own: at
+                    // most one more, since no rejection follows the end.
+                    let until = if std::mem::take(&mut job.rerun) {
+                        first.max(now.saturating_add(window))
+                    } else {
+                        first
+                    };
+                    job.phase = Phase::Approving { until_ms: until };
                     job.reason = None;
+                    Some(until)
                 }
+                (None, _) => None,
+            };
+            if judged || until.is_none_or(|until| now >= until) {
                 // Every result judged, or the window over: what is not
                 // judged is approved.
-                _ => {
-                    job.phase = Phase::Settling;
-                    self.verifier.seal(id);
-                }
+                job.phase = Phase::Settling;
+                self.verifier.seal(id);
             }
         }
         let (mut winners, mut settle, mut auction_again) = (None, None, false);
@@ -1303,6 +1341,16 @@ impl RequesterCore {
                         job: task.0,
                         task: task.1,
                     });
+                    // An approval was of the result reopened: the next one
+                    // is judged afresh.
+                    if let Some(job) = self.jobs.get_mut(&task.0)
+                        && job.record.approved.remove(&task.1)
+                    {
+                        effects.writes.push(Write::Job {
+                            id: task.0,
+                            record: Box::new(job.record.clone()),
+                        });
+                    }
                     touched.insert(task);
                 }
                 Action::Clawback { provider, tasks } => {
@@ -1405,29 +1453,53 @@ impl RequesterCore {
         if approval.approve.len() + approval.reject.len() > cairn_api::APPROVAL_TASKS_MAX {
             return Err(ApprovalRefused::TooMany);
         }
-        for &task in approval.approve.iter().chain(&approval.reject) {
+        let approve: BTreeSet<u32> = approval.approve.iter().copied().collect();
+        let reject: BTreeSet<u32> = approval.reject.iter().copied().collect();
+        for &task in approve.iter().chain(&reject) {
             if self.verifier.accepted(&(*id, task)).is_none() {
                 return Err(ApprovalRefused::NoResult(task));
             }
         }
-        for &task in &approval.reject {
-            if job.record.approved.contains(&task) || approval.approve.contains(&task) {
+        if !reject.is_empty() {
+            // No rejection after the window's end: payment cannot be put
+            // off by rejecting again and again.
+            if job
+                .record
+                .approval_until_ms
+                .is_some_and(|until| now >= until)
+            {
+                return Err(ApprovalRefused::WindowOver);
+            }
+            if let Some(&task) = reject
+                .iter()
+                .find(|t| job.record.approved.contains(t) || approve.contains(t))
+            {
                 return Err(ApprovalRefused::Approved(task));
+            }
+            if let Some(&task) = reject
+                .iter()
+                .find(|t| !self.verifier.rejectable(&(*id, **t)))
+            {
+                return Err(ApprovalRefused::NoResult(task));
             }
         }
         let mut effects = Effects::default();
         let job = self.jobs.get_mut(id).expect("found above");
-        job.record.approved.extend(&approval.approve);
-        for &task in &approval.reject {
+        job.record.approved.extend(&approve);
+        let mut unpaid = BTreeSet::new();
+        for &task in &reject {
             let key = (*id, task);
-            let Ok(providers) = self.verifier.reject(&key) else {
-                continue;
-            };
-            job.unsettled.retain(|r| {
-                r.payload_unchecked().task != u64::from(task) || !providers.contains(&r.signer())
-            });
+            let providers = self
+                .verifier
+                .reject(&key)
+                .expect("checked rejectable above, with the core held");
+            unpaid.extend(providers.iter().map(|p| (u64::from(task), *p)));
             effects.writes.push(Write::ForgetResult { job: *id, task });
-            job.sched.requeue(task, self.verifier.providers_of(&key));
+            // Not again to the providers that returned it (a restored
+            // result has no replicas for the verifier to name).
+            let mut exclude = self.verifier.providers_of(&key);
+            exclude.extend(providers);
+            job.sched.requeue(task, exclude);
             job.record.rejected += 1;
             tracing::info!(
                 job = %id.short(),
@@ -1435,10 +1507,15 @@ impl RequesterCore {
                 "result rejected by its requester; run again by others"
             );
         }
-        if !approval.reject.is_empty() && matches!(job.phase, Phase::Approving { .. }) {
-            // Work again: the driver hands it out, or finds providers.
-            job.phase = Phase::Running;
-            job.last_pull_ms = now;
+        job.unsettled
+            .retain(|r| !unpaid.contains(&(r.payload_unchecked().task, r.signer())));
+        if !reject.is_empty() {
+            job.rerun = true;
+            if matches!(job.phase, Phase::Approving { .. }) {
+                // Work again: the driver hands it out, or finds providers.
+                job.phase = Phase::Running;
+                job.last_pull_ms = now;
+            }
         }
         effects.writes.insert(
             0,

@@ -414,16 +414,18 @@ impl Verifier {
     /// task without an accepted result, still disputed, or of a job that
     /// settles.
     pub fn reject(&mut self, task: &TaskKey) -> Result<Vec<PublicKey>, VerifyError> {
-        let sealed = self.jobs.get(&task.0).is_some_and(|j| j.sealed);
-        let state = self.task_mut(task)?;
-        let decided = state.dispute.is_none() && !state.failed && !sealed;
-        let Some((digest, members)) = state.accepted.take().filter(|_| decided) else {
-            return Err(VerifyError::UnknownTask(format!(
+        let refused = || {
+            VerifyError::UnknownTask(format!(
                 "{}#{} has no accepted result to reject",
                 task.0.short(),
                 task.1
-            )));
+            ))
         };
+        if !self.rejectable(task) {
+            return Err(refused());
+        }
+        let state = self.task_mut(task)?;
+        let (digest, members) = state.accepted.take().ok_or_else(refused)?;
         state.spot = None;
         for replica in &mut state.replicas {
             if replica.state == ReplicaState::Revealed(digest) {
@@ -434,6 +436,14 @@ impl Verifier {
             self.trust.outvoted(provider);
         }
         Ok(members)
+    }
+
+    /// Whether [`Verifier::reject`] would take `task`'s result back: one
+    /// is accepted, not disputed, and its job does not settle.
+    pub fn rejectable(&self, task: &TaskKey) -> bool {
+        let sealed = self.jobs.get(&task.0).is_some_and(|j| j.sealed);
+        self.task(task)
+            .is_ok_and(|t| t.accepted.is_some() && t.dispute.is_none() && !t.failed && !sealed)
     }
 
     /// How many tasks of `job` are accepted.

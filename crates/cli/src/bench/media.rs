@@ -122,7 +122,9 @@ pub fn media(args: &MediaArgs) -> anyhow::Result<Vec<Figure>> {
             crate::job::results(node, &id, Some(out.clone()))?;
             Ok(started.elapsed())
         })?;
-        if !out.join("master.m3u8").exists() {
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("cairn-results.json"))?)?;
+        if summary["hls"]["master"] != "master.m3u8" {
             bail!("the devnet's results were not assembled into playlists");
         }
         figures.push(figure(

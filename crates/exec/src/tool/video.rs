@@ -110,19 +110,17 @@ impl VideoTools {
         segment_s: u32,
         into: &Path,
     ) -> Result<(Vec<Segment>, Picture), ExecError> {
-        // Only the clip is shown to ffmpeg, not the folder it lies in.
-        let source = into.join(".source");
-        std::fs::create_dir(&source)
-            .map_err(ExecError::io(format!("creating {}", source.display())))?;
+        // Only a copy of the clip is shown to ffmpeg, in a folder of its
+        // own: not the folder it lies in, nor (through /output) the clip.
+        let source = clip_folder(into)?;
+        let _removed = Removed(source.clone());
         let staged = source.join("clip");
-        if std::fs::hard_link(clip, &staged).is_err() {
-            std::fs::copy(clip, &staged)
-                .map_err(ExecError::io(format!("reading {}", clip.display())))?;
-        }
+        std::fs::copy(clip, &staged)
+            .map_err(ExecError::io(format!("reading {}", clip.display())))?;
         let clip_bytes = std::fs::metadata(&staged)
             .map_err(ExecError::io(format!("reading {}", clip.display())))?
             .len();
-        let probe = self.probe_file(&source, "clip")?;
+        let probe = self.probe_file(&source, "clip", None)?;
         let args: Vec<String> = [
             "-nostdin",
             "-hide_banner",
@@ -159,7 +157,6 @@ impl VideoTools {
             Some(into),
             clip_bytes.saturating_mul(2).saturating_add(16 << 20),
         )?;
-        std::fs::remove_dir_all(&source).ok();
         if !ran.outcome.is_success() {
             return Err(ExecError::Media(format!(
                 "ffmpeg could not split {} ({}): {}",
@@ -169,6 +166,11 @@ impl VideoTools {
             )));
         }
         let list_path = into.join(SEGMENT_LIST);
+        if !std::fs::symlink_metadata(&list_path).is_ok_and(|m| m.is_file()) {
+            return Err(ExecError::Media(
+                "ffmpeg wrote no list of its segments".into(),
+            ));
+        }
         let list = std::fs::read_to_string(&list_path)
             .map_err(ExecError::io(format!("reading {}", list_path.display())))?;
         std::fs::remove_file(&list_path).ok();
@@ -194,6 +196,13 @@ impl VideoTools {
                 )));
             }
             let host_path = into.join(name);
+            // A file ffmpeg wrote, not a link it left to one elsewhere
+            // (which would be sent to providers).
+            if !std::fs::symlink_metadata(&host_path).is_ok_and(|m| m.is_file()) {
+                return Err(ExecError::Media(format!(
+                    "ffmpeg's segment {name} is not a plain file"
+                )));
+            }
             let bytes = std::fs::read(&host_path)
                 .map_err(ExecError::io(format!("reading {}", host_path.display())))?;
             segments.push(Segment {
@@ -215,22 +224,34 @@ impl VideoTools {
         Ok((segments, probe.picture))
     }
 
-    /// Reads the first video stream of `folder/name` with ffprobe.
-    pub fn probe_file(&self, folder: &Path, name: &str) -> Result<Probe, ExecError> {
-        let args: Vec<String> = [
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-count_packets",
-            "-show_entries",
-            "stream=width,height,nb_read_packets:format=start_time,duration,size",
-            "-of",
-            "default=noprint_wrappers=1",
-            &format!("/input/{name}"),
-        ]
-        .map(str::to_owned)
-        .to_vec();
+    /// Reads the first video stream of `folder/name` with ffprobe, as
+    /// `format` (`mpegts`) when given, rather than whatever the bytes say
+    /// they are (a playlist naming other files, say).
+    pub fn probe_file(
+        &self,
+        folder: &Path,
+        name: &str,
+        format: Option<&str>,
+    ) -> Result<Probe, ExecError> {
+        let mut args: Vec<String> = Vec::new();
+        if let Some(format) = format {
+            args.extend(["-f".to_owned(), format.to_owned()]);
+        }
+        args.extend(
+            [
+                "-v",
+                "error",
+                "-select_streams",
+                "v:0",
+                "-count_packets",
+                "-show_entries",
+                "stream=width,height,nb_read_packets:format=start_time,duration,size",
+                "-of",
+                "default=noprint_wrappers=1",
+                &format!("/input/{name}"),
+            ]
+            .map(str::to_owned),
+        );
         let ran = self
             .sandbox
             .run_program(&self.ffprobe, &args, folder, None, 1 << 20)?;
@@ -283,15 +304,18 @@ impl VideoTools {
     /// playlist per rendition (`240p30.m3u8`) and `master.m3u8` beside
     /// them. Nothing is written if a check fails. No segments, no
     /// playlists: `Ok` of nothing.
-    pub fn assemble(&self, folder: &Path) -> Result<Vec<Assembled>, ExecError> {
-        let renditions = self.read_renditions(folder)?;
+    pub fn assemble(&self, folder: &Path, files: &[String]) -> Result<Vec<Assembled>, ExecError> {
+        let renditions = self.read_renditions(folder, files)?;
         if renditions.is_empty() {
             return Ok(Vec::new());
         }
         check_renditions(&renditions)?;
         let mut master = String::from("#EXTM3U\n#EXT-X-VERSION:3\n");
         let mut assembled = Vec::new();
-        for (name, probes) in &renditions {
+        // Smallest first, as players expect of a ladder.
+        let mut ladder: Vec<(&String, &Vec<Probe>)> = renditions.iter().collect();
+        ladder.sort_by_key(|(name, _)| rendition_named(name).map(|r| (r.height, r.fps)));
+        for (name, probes) in ladder {
             let fps = rendition_named(name).map_or(30, |r| r.fps);
             let (playlist, report) = playlist(name, probes);
             let path = folder.join(format!("{name}.m3u8"));
@@ -315,17 +339,17 @@ impl VideoTools {
     }
 
     /// Every rendition's segments in `folder`, probed, in order.
-    fn read_renditions(&self, folder: &Path) -> Result<BTreeMap<String, Vec<Probe>>, ExecError> {
+    fn read_renditions(
+        &self,
+        folder: &Path,
+        files: &[String],
+    ) -> Result<BTreeMap<String, Vec<Probe>>, ExecError> {
         let mut named: BTreeMap<String, BTreeMap<usize, String>> = BTreeMap::new();
-        let entries = std::fs::read_dir(folder)
-            .map_err(ExecError::io(format!("reading {}", folder.display())))?;
-        for entry in entries {
-            let entry = entry.map_err(ExecError::io(format!("reading {}", folder.display())))?;
-            let file = entry.file_name().to_string_lossy().into_owned();
-            let Some((name, index)) = parse_segment_output(&file) else {
+        for file in files {
+            let Some((name, index)) = parse_segment_output(file) else {
                 continue;
             };
-            named.entry(name).or_default().insert(index, file);
+            named.entry(name).or_default().insert(index, file.clone());
         }
         let mut renditions = BTreeMap::new();
         for (name, files) in named {
@@ -336,7 +360,7 @@ impl VideoTools {
                         "rendition {name} has no segment {expected} (its next is {file})"
                     )));
                 }
-                probes.push(self.probe_file(folder, file)?);
+                probes.push(self.probe_file(folder, file, Some("mpegts"))?);
             }
             renditions.insert(name, probes);
         }
@@ -378,9 +402,23 @@ fn check_renditions(renditions: &BTreeMap<String, Vec<Probe>>) -> Result<(), Exe
             "rendition {first} has {count} segments and {name} has {other}"
         )));
     }
+    // One picture's shape: each rendition's width is what the first's
+    // aspect ratio gives its height, as ffmpeg rounds it.
+    let (reference, first) = renditions.iter().next().expect("at least one rendition");
+    let shape = first[0].picture;
     for (name, probes) in renditions {
-        let height = rendition_named(name).map_or(0, |r| r.height);
+        let Some(rendition) = rendition_named(name) else {
+            continue;
+        };
+        let height = rendition.height;
         let width = probes[0].picture.width;
+        let shaped = rendition.width_for(shape.width, shape.height);
+        if width.abs_diff(shaped) > 2 {
+            return Err(ExecError::Media(format!(
+                "segment 0 of {name} is {width}x{}, not the shape of {reference} ({}x{})",
+                probes[0].picture.height, shape.width, shape.height
+            )));
+        }
         for (index, probe) in probes.iter().enumerate() {
             if probe.picture.height != height || probe.picture.width != width {
                 return Err(ExecError::Media(format!(
@@ -451,12 +489,41 @@ fn playlist(name: &str, probes: &[Probe]) -> (String, Assembled) {
         picture,
         segments: probes.len(),
         frames,
-        pixels: frames * u64::from(picture.width) * u64::from(picture.height),
+        pixels: frames
+            .saturating_mul(u64::from(picture.width))
+            .saturating_mul(u64::from(picture.height)),
         duration_s,
         peak_bps,
         average_bps: (bytes as f64 * 8.0 / duration_s.max(1e-3)) as u64,
     };
     (text, report)
+}
+
+/// A folder removed, with what is in it, when this is dropped.
+struct Removed(PathBuf);
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A new empty folder beside `into` (on the same file system) for the
+/// clip's copy; the split removes it.
+fn clip_folder(into: &Path) -> Result<PathBuf, ExecError> {
+    let parent = into.parent().unwrap_or(Path::new("."));
+    for attempt in 0..100u32 {
+        let dir = parent.join(format!(".cairn-clip-{}-{attempt}", std::process::id()));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(ExecError::io(format!("creating {}", dir.display()))(e)),
+        }
+    }
+    Err(ExecError::Media(format!(
+        "no folder for the clip could be made in {}",
+        parent.display()
+    )))
 }
 
 /// A time ffmpeg printed (`2.002000`): finite and not negative.

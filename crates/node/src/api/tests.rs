@@ -956,6 +956,7 @@ async fn the_openapi_document_describes_every_route_and_only_those() {
         ("get", "/v1/jobs/{id}/events"),
         ("get", "/v1/jobs/{id}/results"),
         ("post", "/v1/jobs/{id}/cancel"),
+        ("post", "/v1/jobs/{id}/approval"),
         ("get", "/v1/providers"),
         ("get", "/v1/prices"),
         ("get", "/metrics"),

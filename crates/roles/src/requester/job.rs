@@ -33,6 +33,11 @@ pub struct JobRecord {
     /// Results its requester rejected.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rejected: u32,
+    /// When its approval window ends (ms since the epoch): set when every
+    /// task first has a result, and kept across restarts. Results may be
+    /// rejected only before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_until_ms: Option<u64>,
 }
 
 impl JobRecord {
@@ -45,6 +50,7 @@ impl JobRecord {
             cancelled_ms: None,
             approved: BTreeSet::new(),
             rejected: 0,
+            approval_until_ms: None,
         }
     }
 }
@@ -125,6 +131,9 @@ pub struct Job {
     pub(super) misstated: Vec<(Signed<Receipt>, cairn_wire::ResultManifest)>,
     /// Receipts in settlements the ledger applied.
     pub settled: u64,
+    /// Results rejected since the job last waited for approval: their new
+    /// results get a window of their own when they are in.
+    pub(super) rerun: bool,
     /// Verification's view of the job's replicas.
     pub replicas: Replicas,
 }

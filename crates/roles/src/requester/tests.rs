@@ -1420,3 +1420,80 @@ fn a_judgement_that_cannot_be_taken_is_refused_whole_and_changes_nothing() {
         Some(ApprovalRefused::NotAsked)
     );
 }
+
+/// A requester restarted while its job waits for approval waits again, to
+/// the window's end it stored, keeping what was approved: it does not pay
+/// what nobody judged. After the window, results may still be approved,
+/// no longer rejected.
+#[test]
+fn a_restarted_requester_keeps_waiting_for_approval_until_the_stored_end_of_the_window() {
+    let mut core = requester();
+    let a = provider(1);
+    let (job, order) = submitted_for_approval(&mut core, 2, 600);
+    let leases = leased(&mut core, &job, &order, &[&a]);
+    let mut stored = Vec::new();
+    for at in [T1 + 10, T1 + 20] {
+        let (tasks, _, _) = pull(&mut core, &a, &leases[0], 1, Vec::new(), at);
+        let task = tasks[0];
+        pull(
+            &mut core,
+            &a,
+            &leases[0],
+            0,
+            vec![committed(&a, &leases[0], task, 500)],
+            at + 1,
+        );
+        let report = revealed(&a, &leases[0], task, 500, 500);
+        let (_, _, effects) = pull(&mut core, &a, &leases[0], 0, vec![report], at + 2);
+        core.stored(&effects.writes);
+        stored.extend(effects.writes.into_iter().filter_map(|w| match w {
+            Write::Result { record, .. } => Some(*record),
+            _ => None,
+        }));
+    }
+    let step = core.step(&job, T1 + 30).unwrap();
+    let until = T1 + 30 + 600_000;
+    let Some(Write::Job { record, .. }) = step
+        .effects
+        .writes
+        .iter()
+        .find(|w| matches!(w, Write::Job { .. }))
+    else {
+        panic!(
+            "the window's end is stored when it opens: {:?}",
+            step.effects.writes
+        );
+    };
+    assert_eq!(record.approval_until_ms, Some(until));
+    let judged = core.judge(&job, &approval(&[0], &[]), T1 + 40).unwrap();
+    let Some(Write::Job { record, .. }) = judged.writes.first() else {
+        panic!("a judgement stores the record");
+    };
+
+    let mut restarted = requester();
+    restarted.add_job(job, (**record).clone(), T1 + 50).unwrap();
+    for result in &stored {
+        restarted.restore_result(&job, result).unwrap();
+    }
+    restarted.restored(&job, T1 + 50);
+    let step = restarted.step(&job, T1 + 50).unwrap();
+    assert!(
+        step.settle.is_none(),
+        "nothing unjudged is paid at a restart"
+    );
+    let status = restarted.status(&job, T1 + 50).unwrap();
+    assert_eq!(
+        (status.state, status.approved, status.approval_until_ms),
+        (cairn_api::JobState::Approval, Some(1), Some(until))
+    );
+    assert_eq!(
+        restarted.judge(&job, &approval(&[], &[1]), until).err(),
+        Some(ApprovalRefused::WindowOver)
+    );
+    let receipts = restarted
+        .step(&job, until)
+        .unwrap()
+        .settle
+        .expect("the window is over");
+    assert_eq!(receipts.len(), 2);
+}

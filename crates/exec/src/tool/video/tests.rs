@@ -114,6 +114,14 @@ fn copy_of_encoded() -> tempfile::TempDir {
     copy
 }
 
+/// Every file name in `folder`: what a requester wrote there.
+fn names(folder: &Path) -> Vec<String> {
+    std::fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
 fn tools() -> VideoTools {
     install_test_tools();
     VideoTools::new(&ToolConfig::default()).unwrap()
@@ -155,7 +163,10 @@ fn reencode(folder: &Path, file: &str, filter: &str) {
 
 /// Asserts assembly refused `folder`, saying `why`, and listed nothing.
 fn assert_refused(folder: &Path, why: &str) {
-    let refused = tools().assemble(folder).unwrap_err().to_string();
+    let refused = tools()
+        .assemble(folder, &names(folder))
+        .unwrap_err()
+        .to_string();
     assert!(refused.contains(why), "{refused}");
     for listed in ["master.m3u8", "180p30.m3u8", "360p30.m3u8"] {
         assert!(!folder.join(listed).exists(), "{listed} was written");
@@ -165,7 +176,9 @@ fn assert_refused(folder: &Path, why: &str) {
 #[test]
 fn an_honest_ladder_assembles_into_playlists_that_play_every_frame_of_the_clip() {
     let folder = copy_of_encoded();
-    let assembled = tools().assemble(folder.path()).unwrap();
+    let assembled = tools()
+        .assemble(folder.path(), &names(folder.path()))
+        .unwrap();
     let summary: Vec<_> = assembled
         .iter()
         .map(|r| {
@@ -252,7 +265,12 @@ fn a_file_that_is_no_video_is_refused_by_name() {
 fn a_folder_without_segments_assembles_to_nothing() {
     let folder = tempfile::tempdir().unwrap();
     std::fs::write(folder.path().join("frame-0001.bmp"), b"BM").unwrap();
-    assert!(tools().assemble(folder.path()).unwrap().is_empty());
+    assert!(
+        tools()
+            .assemble(folder.path(), &names(folder.path()))
+            .unwrap()
+            .is_empty()
+    );
     assert!(!folder.path().join("master.m3u8").exists());
 }
 
@@ -280,4 +298,48 @@ fn a_file_that_is_no_video_cannot_be_split() {
     std::fs::create_dir(&into).unwrap();
     let refused = tools().split(&clip, 2, &into).unwrap_err().to_string();
     assert!(refused.contains("ffprobe cannot read clip"), "{refused}");
+}
+
+#[test]
+fn a_transcoder_that_squashes_the_picture_is_named() {
+    let folder = copy_of_encoded();
+    for segment in 0..3 {
+        reencode(
+            folder.path(),
+            &format!("360p30_{segment:04}.ts"),
+            "scale=480:360",
+        );
+    }
+    assert_refused(
+        folder.path(),
+        "segment 0 of 360p30 is 480x360, not the shape of 180p30",
+    );
+}
+
+#[test]
+fn a_playlist_passed_off_as_a_segment_is_not_read_as_one() {
+    let folder = copy_of_encoded();
+    std::fs::write(
+        folder.path().join("180p30_0001.ts"),
+        "#EXTM3U\n#EXTINF:2.0,\n180p30_0001.ts\n#EXTINF:2.0,\n180p30_0000.ts\n#EXT-X-ENDLIST\n",
+    )
+    .unwrap();
+    assert_refused(folder.path(), "ffprobe cannot read 180p30_0001.ts");
+}
+
+/// A download into a folder an earlier one used: only the files written
+/// now are listed, not a segment left from before.
+#[test]
+fn a_segment_left_in_the_folder_from_before_is_not_listed() {
+    let folder = copy_of_encoded();
+    let written = names(folder.path());
+    std::fs::copy(
+        folder.path().join("180p30_0002.ts"),
+        folder.path().join("180p30_0003.ts"),
+    )
+    .unwrap();
+    let assembled = tools().assemble(folder.path(), &written).unwrap();
+    assert_eq!(assembled[0].segments, 3);
+    let playlist = std::fs::read_to_string(folder.path().join("180p30.m3u8")).unwrap();
+    assert!(!playlist.contains("180p30_0003.ts"), "{playlist}");
 }

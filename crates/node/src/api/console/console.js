@@ -259,7 +259,10 @@ async function approveAll() {
     $('job-error').textContent = `Not approved: ${error.message}`;
     return;
   }
-  await judge({ approve, reject: [] }, 'approved');
+  // In judgements the node takes (APPROVAL_TASKS_MAX tasks each).
+  for (let at = 0; at < approve.length; at += 100000) {
+    if (!await judge({ approve: approve.slice(at, at + 100000), reject: [] }, 'approved')) return;
+  }
 }
 
 // Judges the result open in the viewer.
