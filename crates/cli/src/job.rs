@@ -96,8 +96,8 @@ enum JobCommand {
         /// Tasks, in Flamenco's syntax ("3, 7-8").
         tasks: String,
     },
-    /// Follow a job until it ends (exit status 1 if some tasks have no
-    /// result: failed or cancelled).
+    /// Follow a job until it ends, or waits for your approval (exit
+    /// status 1 if some tasks have no result: failed or cancelled).
     Watch {
         /// Job id.
         id: ContentId,
@@ -271,15 +271,23 @@ fn describe(status: &api::JobStatus) -> String {
 pub fn watch(node: &Client, id: &ContentId) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut last = String::new();
-    let status = node.follow(id, |status| {
-        let line = describe(status);
-        if line != last {
-            println!("{:>6.1}s  {line}", started.elapsed().as_secs_f64());
-            last = line;
-        }
-    })?;
+    // A job that waits for approval waits for the user, who needs its
+    // results to judge them: following it to its window's end would not.
+    let waits_for_user =
+        |status: &api::JobStatus| status.state.is_over() || status.state == api::JobState::Approval;
+    let status = node.follow_until(
+        id,
+        |status| {
+            let line = describe(status);
+            if line != last {
+                println!("{:>6.1}s  {line}", started.elapsed().as_secs_f64());
+                last = line;
+            }
+        },
+        waits_for_user,
+    )?;
     Ok(match status.state {
-        api::JobState::Done => ExitCode::SUCCESS,
+        api::JobState::Done | api::JobState::Approval => ExitCode::SUCCESS,
         _ => ExitCode::from(crate::EXIT_TASKS_FAILED),
     })
 }

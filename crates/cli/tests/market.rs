@@ -963,7 +963,15 @@ fn a_job_that_asks_for_approval_pays_only_what_its_requester_approved() {
     devnet.wait_until("every result waits for approval", |d| {
         judged(&d.status(&id)).then_some(())
     });
-    // Verified, and nothing paid yet.
+    // Verified, and nothing paid yet; `job watch` stops here, for the
+    // user to judge.
+    let watched = devnet.job(&["watch", &id]);
+    assert_eq!(watched.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&watched.stdout).contains("the rest are approved in"),
+        "{}",
+        String::from_utf8_lossy(&watched.stdout)
+    );
     assert!(devnet.get(&format!("/v1/escrows/{id}")).is_some());
     assert_eq!(balances(&devnet, 2).1, providers_before);
     let rejected = devnet.results(&id)[&1]["provider"].clone();

@@ -384,7 +384,18 @@ impl Client {
     pub fn follow(
         &self,
         id: &ContentId,
+        each: impl FnMut(&api::JobStatus),
+    ) -> Result<api::JobStatus> {
+        self.follow_until(id, each, |status| status.state.is_over())
+    }
+
+    /// [`Client::follow`] until `done` says so of a status (a job that
+    /// asks for approval waits for its requester: `state == Approval`).
+    pub fn follow_until(
+        &self,
+        id: &ContentId,
         mut each: impl FnMut(&api::JobStatus),
+        done: impl Fn(&api::JobStatus) -> bool,
     ) -> Result<api::JobStatus> {
         let path = format!("/v1/jobs/{id}/events");
         let mut reopened = false;
@@ -395,7 +406,7 @@ impl Client {
             for status in self.events::<api::JobStatus>(&path, "status")? {
                 let status = status?;
                 each(&status);
-                if status.state.is_over() {
+                if done(&status) {
                     return Ok(status);
                 }
             }
