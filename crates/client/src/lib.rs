@@ -115,9 +115,20 @@ impl Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A job file, with its module and inputs found beside it; the built-in
-/// modules (`cairn:render`, …) are known.
+/// modules (`cairn:render`, …) are known. A video job (`[video]`) has no
+/// tasks until its clip is split (`cairn_exec::tool::video::VideoTools`
+/// and `Job::segmented`, as `cairn job submit` does): refused here.
 pub fn load_job(path: &Path) -> Result<Job> {
-    Job::load(path, &cairn_workloads::names()).map_err(|e| Error::Job(e.to_string()))
+    let job = Job::load(path, &cairn_workloads::names()).map_err(|e| Error::Job(e.to_string()))?;
+    if job.video.is_some() {
+        return Err(Error::Job(format!(
+            "{}: a [video] job's tasks come from its clip's segments: submit it with \
+             `cairn job submit`, or split the clip (cairn_exec::tool::video) and call \
+             Job::segmented",
+            path.display()
+        )));
+    }
+    Ok(job)
 }
 
 /// A node's HTTP API.
@@ -529,6 +540,20 @@ fn refused(path: &str, status: reqwest::StatusCode, body: &[u8]) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_video_job_file_is_refused_until_its_clip_is_split_saying_how() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("clip.mp4"), b"a clip").unwrap();
+        let path = dir.path().join("job.toml");
+        std::fs::write(
+            &path,
+            "[job]\nruntime = \"tool\"\nmodule = \"ffmpeg@5\"\n[video]\ninput = \"clip.mp4\"\n",
+        )
+        .unwrap();
+        let refused = load_job(&path).unwrap_err().to_string();
+        assert!(refused.contains("cairn job submit"), "{refused}");
+    }
 
     fn page(tasks: &[u32], next: Option<u32>) -> api::JobResults {
         let provider = cairn_wire::Keypair::from_seed([1; 32]).public();

@@ -34,11 +34,6 @@ pub struct MediaArgs {
     pub replicas: u32,
 }
 
-/// Livepeer's ladder, as the example job file and `cairn_job::video` give
-/// it, with the same x264 settings except the thread count, which one
-/// process chooses for itself.
-const LADDER: &[(u32, u32)] = &[(240, 600), (360, 1200), (720, 4000)];
-
 pub fn media(args: &MediaArgs) -> anyhow::Result<Vec<Figure>> {
     if args.seconds == 0 {
         bail!("--seconds must be at least 1");
@@ -183,22 +178,39 @@ fn one_process(clip: &Path, out: &Path) -> anyhow::Result<Duration> {
     command
         .args(["-nostdin", "-loglevel", "error", "-i"])
         .arg(clip);
-    let split: Vec<String> = (0..LADDER.len()).map(|i| format!("[v{i}]")).collect();
-    let mut graph = format!("[0:v]split={}{}", LADDER.len(), split.concat());
-    for (i, (height, _)) in LADDER.iter().enumerate() {
-        graph.push_str(&format!(";[v{i}]scale=-2:{height}[s{i}]"));
+    // The video job's default ladder, with its x264 settings except the
+    // thread count, which one process chooses for itself.
+    let ladder = cairn_job::video::LADDER
+        .iter()
+        .map(|r| cairn_job::Rendition::parse(r).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let split: Vec<String> = (0..ladder.len()).map(|i| format!("[v{i}]")).collect();
+    let mut graph = format!("[0:v]split={}{}", ladder.len(), split.concat());
+    for (i, r) in ladder.iter().enumerate() {
+        graph.push_str(&format!(";[v{i}]scale=-2:{}[s{i}]", r.height));
     }
     command.args(["-filter_complex", &graph]);
-    for (i, (height, kbps)) in LADDER.iter().enumerate() {
+    for (i, r) in ladder.iter().enumerate() {
+        let kbps = r.kbps;
         command
-            .args(["-map", &format!("[s{i}]"), "-map", "0:a:0?", "-r", "30"])
+            .args(["-map", &format!("[s{i}]"), "-map", "0:a:0?"])
+            .args(["-r", &r.fps.to_string()])
             .args(["-c:v", "libx264", "-preset", "veryfast"])
             .args(["-b:v", &format!("{kbps}k"), "-maxrate", &format!("{kbps}k")])
-            .args(["-bufsize", &format!("{}k", kbps * 2), "-g", "60"])
-            .args(["-sc_threshold", "0", "-pix_fmt", "yuv420p"])
-            .args(["-c:a", "aac", "-b:a", "96k", "-ac", "2"])
+            .args(["-bufsize", &format!("{}k", kbps * 2)])
+            .args([
+                "-g",
+                &(r.fps * cairn_job::video::SEGMENT_S_DEFAULT).to_string(),
+            ])
+            .args(["-sc_threshold", "0", "-pix_fmt", "yuv420p", "-c:a", "aac"])
+            .args([
+                "-b:a",
+                &format!("{}k", cairn_job::video::AUDIO_KBPS),
+                "-ac",
+                "2",
+            ])
             .args(["-f", "hls", "-hls_time", "2", "-hls_playlist_type", "vod"])
-            .arg(out.join(format!("{height}p30.m3u8")));
+            .arg(out.join(format!("{r}.m3u8")));
     }
     let started = Instant::now();
     let output = command
