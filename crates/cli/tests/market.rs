@@ -701,16 +701,7 @@ fn three_providers_transcode_a_clip_into_the_ladder_and_every_playlist_plays_end
     let job = tmp.path().join("job.toml");
     std::fs::copy(repo().join("examples/transcode/job.toml"), &job).unwrap();
     // A clip with a keyframe a second, and sound, as a camera gives.
-    let clip = Command::new("ffmpeg")
-        .args(["-nostdin", "-loglevel", "error", "-f", "lavfi"])
-        .args(["-i", "testsrc2=size=640x360:rate=30", "-f", "lavfi"])
-        .args(["-i", "sine=frequency=440:sample_rate=48000", "-t", "20"])
-        .args(["-c:v", "libx264", "-preset", "veryfast", "-g", "30"])
-        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"])
-        .arg(tmp.path().join("clip.mp4"))
-        .status()
-        .unwrap();
-    assert!(clip.success());
+    cairn_exec::tool::video::generate_clip(&tmp.path().join("clip.mp4"), 20, 640, 360).unwrap();
     let (requester_before, providers_before, fees_before) = balances(&devnet, 3);
     let id = devnet.submit(&job);
     let status = devnet.wait_done(&id);
@@ -1482,6 +1473,22 @@ fn a_framer_requester_challenges_honest_commits_and_slashes_no_one() {
     let _ = framer.wait();
 }
 
+/// The figures a `cairn bench <suite> --json` printed, by metric; each
+/// line must be one of `suite`'s.
+fn figures(output: &Output, suite: &str) -> BTreeMap<String, f64> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["suite"], suite, "{line}");
+            (
+                v["metric"].as_str().unwrap().to_string(),
+                v["value"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 /// `cairn bench net` runs end to end at a small size and prints every
 /// figure it promises: a change to the node (such as private blobs) that
 /// breaks the benchmark fails here, not on the next measurement.
@@ -1505,17 +1512,7 @@ fn the_network_benchmark_runs_and_prints_every_figure() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let figures: BTreeMap<String, f64> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| {
-            let v: Value = serde_json::from_str(line).unwrap();
-            assert_eq!(v["suite"], "net", "{line}");
-            (
-                v["metric"].as_str().unwrap().to_string(),
-                v["value"].as_f64().unwrap(),
-            )
-        })
-        .collect();
+    let figures = figures(&output, "net");
     for metric in [
         "blob_transfer_verified",
         "blob_fetch_into_store_durable",
@@ -1560,17 +1557,7 @@ fn the_media_benchmark_encodes_the_ladder_three_ways_and_prints_every_figure() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let figures: BTreeMap<String, f64> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| {
-            let v: Value = serde_json::from_str(line).unwrap();
-            assert_eq!(v["suite"], "media", "{line}");
-            (
-                v["metric"].as_str().unwrap().to_string(),
-                v["value"].as_f64().unwrap(),
-            )
-        })
-        .collect();
+    let figures = figures(&output, "media");
     for metric in [
         "one_ffmpeg_ladder",
         "segments_local",
@@ -1600,17 +1587,7 @@ fn the_console_benchmark_watches_a_job_to_its_end_in_the_browser() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let figures: BTreeMap<String, f64> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| {
-            let v: Value = serde_json::from_str(line).unwrap();
-            assert_eq!(v["suite"], "console", "{line}");
-            (
-                v["metric"].as_str().unwrap().to_string(),
-                v["value"].as_f64().unwrap(),
-            )
-        })
-        .collect();
+    let figures = figures(&output, "console");
     for metric in [
         "job_page_first_render",
         "status_updates_applied",

@@ -50,7 +50,8 @@ pub fn media(args: &MediaArgs) -> anyhow::Result<Vec<Figure>> {
     }
     let scratch = tempfile::tempdir()?;
     let clip = scratch.path().join("clip.mp4");
-    generate(&clip, args.seconds)?;
+    // ffmpeg's test sources: nothing downloaded.
+    cairn_exec::tool::video::generate_clip(&clip, args.seconds, 640, 360)?;
     let job = scratch.path().join("job.toml");
     std::fs::write(
         &job,
@@ -149,25 +150,6 @@ pub fn media(args: &MediaArgs) -> anyhow::Result<Vec<Figure>> {
         ));
     }
     Ok(figures)
-}
-
-/// A clip of `seconds` at 640×360, 30 frames a second with a keyframe a
-/// second, and sound: ffmpeg's test sources, nothing downloaded.
-fn generate(clip: &Path, seconds: u32) -> anyhow::Result<()> {
-    let status = Command::new("ffmpeg")
-        .args(["-nostdin", "-loglevel", "error", "-f", "lavfi"])
-        .args(["-i", "testsrc2=size=640x360:rate=30", "-f", "lavfi"])
-        .args(["-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", &seconds.to_string()])
-        .args(["-c:v", "libx264", "-preset", "veryfast", "-g", "30"])
-        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"])
-        .arg(clip)
-        .status()
-        .context("running ffmpeg (the media benchmark needs it: apt-get install ffmpeg)")?;
-    if !status.success() {
-        bail!("ffmpeg could not generate the clip");
-    }
-    Ok(())
 }
 
 /// One ffmpeg process encoding `clip` into the whole ladder, as HLS, with

@@ -368,6 +368,30 @@ impl VideoTools {
     }
 }
 
+/// Writes a clip of `seconds` at `width`×`height` to `path`, 30 frames a
+/// second with a keyframe a second, and sound, from ffmpeg's test sources
+/// (for tests and benchmarks: nothing is downloaded). Runs this machine's
+/// ffmpeg directly: its input is ffmpeg's own.
+pub fn generate_clip(path: &Path, seconds: u32, width: u32, height: u32) -> Result<(), ExecError> {
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size={width}x{height}:rate=30"))
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &seconds.to_string()])
+        .args(["-c:v", "libx264", "-preset", "veryfast", "-g", "30"])
+        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"])
+        .arg(path)
+        .status()
+        .map_err(ExecError::io("running ffmpeg (apt-get install ffmpeg)"))?;
+    if !status.success() {
+        return Err(ExecError::Media(format!(
+            "ffmpeg could not generate {}",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Whether `file` is named as a rendition's segment (`240p30_0003.ts`).
 pub fn is_segment_output(file: &str) -> bool {
     parse_segment_output(file).is_some()

@@ -13,23 +13,6 @@ use super::*;
 use crate::tool::{ToolRuntime, install_test_tools};
 use crate::{Runtime, Task};
 
-/// A clip of `seconds` at 320×180, a keyframe a second, with sound.
-fn clip(folder: &Path, seconds: u32) -> PathBuf {
-    let path = folder.join("clip.mp4");
-    let made = Command::new("ffmpeg")
-        .args(["-nostdin", "-loglevel", "error", "-f", "lavfi"])
-        .args(["-i", "testsrc2=size=320x180:rate=30", "-f", "lavfi"])
-        .args(["-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", &seconds.to_string()])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "30"])
-        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"])
-        .arg(&path)
-        .status()
-        .unwrap();
-    assert!(made.success());
-    path
-}
-
 /// A 6 s clip split into 2 s segments, encoded into 180p30 and 360p30
 /// through the tool runtime, each task on its own, into one folder: what
 /// a requester has once every result is back. Made once; each test
@@ -40,7 +23,7 @@ fn encoded() -> &'static Path {
         .get_or_init(|| {
             install_test_tools();
             let dir = tempfile::tempdir().unwrap();
-            clip(dir.path(), 6);
+            generate_clip(&dir.path().join("clip.mp4"), 6, 320, 180).unwrap();
             let job_file = dir.path().join("job.toml");
             std::fs::write(
                 &job_file,
