@@ -14,6 +14,7 @@ mod market;
 mod node;
 mod poll;
 mod run;
+mod search;
 mod video;
 mod wallet;
 
@@ -57,6 +58,9 @@ enum Command {
     },
     /// List the workloads built into this binary (`module = "cairn:<name>"`).
     Workloads,
+    /// Semantic search over the embeddings a `cairn:embed` job wrote: the
+    /// corpus lines closest in meaning to a query.
+    Search(search::SearchArgs),
     /// Run a node: a ledger validator and a market peer (requester, and
     /// provider with --provide), with its HTTP API.
     Node(node::NodeArgs),
@@ -116,6 +120,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench { suite } => bench::run(suite).map(|()| ExitCode::SUCCESS),
         Command::Node(args) => node::node(args),
         Command::Devnet(args) => devnet::devnet(args),
+        Command::Search(args) => search::search(args),
         Command::Init(args) => init::init(args),
         Command::Job(args) => job::job(args),
         Command::Market(args) => market::market(args),

@@ -42,8 +42,16 @@ pub const HOSTILE: Workload = Workload {
     wasm: include_bytes!("../wasm/hostile.wasm"),
 };
 
+/// Sentence embeddings with a BERT model (all-MiniLM-L6-v2) in candle: the
+/// model's files and a corpus are inputs, each task embeds its lines.
+pub const EMBED: Workload = Workload {
+    name: "embed",
+    about: "embeds a task's lines of a text corpus with a sentence-embedding model (candle)",
+    wasm: include_bytes!("../wasm/embed.wasm"),
+};
+
 /// Every built-in workload.
-pub const ALL: &[Workload] = &[RENDER, HASHSEARCH, HOSTILE];
+pub const ALL: &[Workload] = &[RENDER, HASHSEARCH, HOSTILE, EMBED];
 
 /// The workload called `name`.
 pub fn find(name: &str) -> Option<&'static Workload> {

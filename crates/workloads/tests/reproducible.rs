@@ -21,6 +21,9 @@ const RUSTC_VERSION: &str = "rustc 1.95.0 (59807616e 2026-04-14)";
 
 const TARGET: &str = "wasm32-wasip1";
 
+/// The packages of the built-in modules.
+const GUESTS: [&str; 4] = ["cairn-render", "hashsearch", "hostile", "cairn-embed"];
+
 #[test]
 fn committed_modules_rebuild_from_source_byte_for_byte() {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -87,39 +90,46 @@ fn build_guests(workspace: &Path, target_dir: &Path) -> PathBuf {
     ]
     .join("\x1f");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(cargo);
-    command
-        .current_dir(workspace)
-        .args([
-            "build",
-            "--locked",
-            "--profile",
-            "guest",
-            "--target",
-            TARGET,
-            "--bins",
-        ])
-        .arg("--target-dir")
-        .arg(target_dir)
-        .env("CARGO_ENCODED_RUSTFLAGS", rustflags);
-    for package in ["cairn-render", "hashsearch", "hostile"] {
-        command.args(["-p", package]);
+    // One build per guest: built together, cargo would unify the features of
+    // their shared dependencies, and a new guest's dependencies could change
+    // another's bytes (and so its identity).
+    for package in GUESTS {
+        let mut command = Command::new(&cargo);
+        command
+            .current_dir(workspace)
+            .args([
+                "build",
+                "--locked",
+                "--profile",
+                "guest",
+                "--target",
+                TARGET,
+                "--bins",
+                "-p",
+                package,
+            ])
+            .arg("--target-dir")
+            .arg(target_dir)
+            .env("CARGO_ENCODED_RUSTFLAGS", &rustflags);
+        // The host build's settings must not reach the guest build.
+        for var in [
+            "RUSTFLAGS",
+            "CARGO_BUILD_RUSTFLAGS",
+            "CARGO_TARGET_DIR",
+            "CARGO_BUILD_TARGET",
+            "RUSTC_WRAPPER",
+            "RUSTC_WORKSPACE_WRAPPER",
+            "CARGO_LLVM_COV",
+            "CARGO_INCREMENTAL",
+        ] {
+            command.env_remove(var);
+        }
+        let status = command.status().expect("running cargo for the guests");
+        assert!(
+            status.success(),
+            "building the guest {package} failed (see above)"
+        );
     }
-    // The host build's settings must not reach the guest build.
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_LLVM_COV",
-        "CARGO_INCREMENTAL",
-    ] {
-        command.env_remove(var);
-    }
-    let status = command.status().expect("running cargo for the guests");
-    assert!(status.success(), "building the guests failed (see above)");
     target_dir.join(TARGET).join("guest")
 }
 

@@ -6,6 +6,7 @@ mod chain;
 mod console;
 mod ledger;
 mod media;
+mod ml;
 mod net;
 mod sim;
 mod tools;
@@ -57,6 +58,11 @@ pub enum Suite {
     /// devnets of 2 and 4 providers; the speed-up and what the market
     /// adds per task.
     Media(media::MediaArgs),
+    /// AI inference: sentence embeddings (all-MiniLM-L6-v2) by the built-in
+    /// guest `cairn:embed` in Wasm against native candle, one core each:
+    /// sentences per second, the cost of fuel metering, and how far native
+    /// rounding strays from the guest's bits.
+    Ml(ml::MlArgs),
 }
 
 /// One measured figure.
@@ -91,6 +97,7 @@ pub fn run(suite: Suite) -> anyhow::Result<()> {
         Suite::Tools(args) => print(&tools::tools(&args)?, args.json),
         Suite::Console(args) => print(&console::console(&args)?, args.json),
         Suite::Media(args) => print(&media::media(&args)?, args.json),
+        Suite::Ml(args) => print(&ml::ml(&args)?, args.json),
     }
 }
 
