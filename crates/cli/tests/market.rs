@@ -764,6 +764,60 @@ fn three_providers_transcode_a_clip_into_the_ladder_and_every_playlist_plays_end
     assert_eq!(spent, earned + (fees_after - fees_before));
 }
 
+/// Issue 13's inference through the market: three providers embed the
+/// example corpus with all-MiniLM-L6-v2 in Wasm, the model's 87 MB of
+/// weights a content-addressed input each provider fetches. Replicas agree
+/// by digest, with each other and with a local run, and every token is
+/// accounted for.
+#[test]
+fn three_providers_embed_a_corpus_bit_for_bit_as_a_local_run_does() {
+    cairn_embed::example_model().unwrap();
+    let devnet = Devnet::start(3);
+    let tmp = tempfile::tempdir().unwrap();
+    let job = repo().join("examples/embed/job.toml");
+    let (requester_before, providers_before, fees_before) = balances(&devnet, 3);
+    let id = devnet.submit(&job);
+    let status = devnet.wait_done(&id);
+    assert_eq!(status["total"], 5, "{status}");
+    assert_eq!(status["failed"], 0, "{status}");
+    assert!(status["executions"].as_u64().unwrap() >= 10, "{status}");
+    assert_eq!(status["disputes"], 0, "{status}");
+
+    let out = tmp.path().join("out");
+    let fetched = devnet.job(&["results", &id, "-o", out.to_str().unwrap()]);
+    assert!(
+        fetched.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fetched.stderr)
+    );
+    let network: Value =
+        serde_json::from_slice(&std::fs::read(out.join("cairn-results.json")).unwrap()).unwrap();
+    let local = run_local(&job, &tmp.path().join("local"));
+    assert_eq!(digests(&network, "task").len(), 5);
+    assert_eq!(digests(&network, "task"), digests(&local, "index"));
+    for task in 0..5 {
+        let name = format!("embeddings-{task:04}.jsonl");
+        assert_eq!(
+            std::fs::read(out.join(&name)).unwrap(),
+            std::fs::read(tmp.path().join("local").join(&name)).unwrap(),
+            "{name}"
+        );
+    }
+
+    devnet.wait_until("the escrow is closed", |d| {
+        d.get(&format!("/v1/escrows/{id}")).is_none().then_some(())
+    });
+    let (requester_after, providers_after, fees_after) = balances(&devnet, 3);
+    let spent = requester_before - requester_after;
+    let earned: u64 = providers_after
+        .iter()
+        .zip(&providers_before)
+        .map(|(after, before)| after - before)
+        .sum();
+    assert!(spent > 0, "the providers were paid");
+    assert_eq!(spent, earned + (fees_after - fees_before));
+}
+
 #[test]
 fn a_provider_killed_mid_job_loses_nothing_and_the_job_completes() {
     let devnet = Devnet::start(3);

@@ -288,6 +288,95 @@ fn running_without_local_explains_itself() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("add --local"));
 }
 
+/// Issue 13's inference locally: the example embedding job gives the same
+/// bits with one worker or two; the guest's embeddings are native candle's
+/// within float rounding, for every line of the corpus in order; and a
+/// search over them finds lines by meaning, not by shared words.
+#[test]
+fn the_embedding_job_repeats_its_bits_matches_native_candle_and_search_finds_meaning() {
+    let model = cairn_embed::example_model().unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/embed");
+    let job = examples.join("job.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let one = run_json(&job, &dir.path().join("out1"), "1");
+    let two = run_json(&job, &dir.path().join("out2"), "2");
+    assert_eq!(one["succeeded"], 5, "{one}");
+    assert_eq!(digests_and_fuel(&one), digests_and_fuel(&two));
+
+    let corpus = std::fs::read_to_string(examples.join("corpus.txt")).unwrap();
+    let native = cairn_embed::Embedder::from_dir(&model).unwrap();
+    let mut line = 0;
+    for task in 0..5 {
+        let name = format!("embeddings-{task:04}.jsonl");
+        let text = std::fs::read_to_string(dir.path().join("out1").join(name)).unwrap();
+        for json in text.lines() {
+            let record: cairn_embed::Record = serde_json::from_str(json).unwrap();
+            line += 1;
+            assert_eq!(record.line, line);
+            assert_eq!(record.text, corpus.lines().nth(line - 1).unwrap());
+            let expected = native.embed(&record.text).unwrap();
+            assert_eq!(record.tokens, expected.tokens);
+            let furthest = record
+                .embedding
+                .iter()
+                .zip(&expected.vector)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            // docs/ml.md: Wasm and native round differently, by about 1e-7.
+            assert!(furthest < 1e-5, "line {line}: {furthest}");
+        }
+    }
+    assert_eq!(line, 120);
+
+    let out1 = dir.path().join("out1");
+    for (query, expected) in [
+        ("when does the bread go in the oven?", 1),
+        ("What happens to a star when it dies?", 17),
+        ("Which sea creature can change how it looks?", 52),
+        ("will it snow this weekend?", 110),
+    ] {
+        let output = cairn(&[
+            "search",
+            out1.to_str().unwrap(),
+            query,
+            "--model",
+            model.to_str().unwrap(),
+            "--top",
+            "2",
+            "--json",
+        ]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let matches: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(matches.len(), 2);
+        assert_eq!(matches[0]["line"], expected, "{query}: {matches:?}");
+        assert!(matches[0]["score"].as_f64() > matches[1]["score"].as_f64());
+    }
+    // Embeddings of another model are refused, not compared.
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(
+        other.join("embeddings-0000.jsonl"),
+        r#"{"line":1,"text":"x","tokens":3,"truncated":false,"embedding":[1.0,0.0]}"#,
+    )
+    .unwrap();
+    let refused = cairn(&[
+        "search",
+        other.to_str().unwrap(),
+        "x",
+        "--model",
+        model.to_str().unwrap(),
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("2 dimensions"));
+}
+
 #[test]
 fn example_jobs_load() {
     // The shipped examples stay valid as the job format evolves.
@@ -295,7 +384,11 @@ fn example_jobs_load() {
     for job in [
         examples.join("render/job.toml"),
         examples.join("hashsearch.toml"),
+        examples.join("embed/job.toml"),
     ] {
+        if job.ends_with("embed/job.toml") {
+            cairn_embed::example_model().unwrap();
+        }
         let loaded = cairn_job::Job::load(&job, &cairn_workloads::names());
         assert!(loaded.is_ok(), "{}: {}", job.display(), loaded.unwrap_err());
     }

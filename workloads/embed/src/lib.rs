@@ -75,10 +75,11 @@ impl Embedder {
             serde_json::from_str(config).map_err(|e| format!("{CONFIG_FILE}: {e}"))?;
         config.check().map_err(|e| format!("{CONFIG_FILE}: {e}"))?;
         let tokenizer = Tokenizer::from_vocab(vocab).map_err(|e| format!("{VOCAB_FILE}: {e}"))?;
-        if tokenizer.len() > config.vocab_size {
+        // Every id must name a row of the word embeddings.
+        if tokenizer.entries() > config.vocab_size {
             return Err(format!(
                 "{VOCAB_FILE} has {} entries, more than the model's {}",
-                tokenizer.len(),
+                tokenizer.entries(),
                 config.vocab_size
             ));
         }

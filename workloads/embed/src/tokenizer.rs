@@ -30,6 +30,8 @@ struct Special {
 #[derive(Debug)]
 pub struct Tokenizer {
     ids: HashMap<String, u32>,
+    /// Lines read: one more than the largest id.
+    entries: usize,
     special: Special,
 }
 
@@ -52,7 +54,9 @@ impl Tokenizer {
             ));
         }
         let mut ids = HashMap::new();
+        let mut entries = 0;
         for (line, token) in text.lines().enumerate() {
+            entries = line + 1;
             if line >= VOCAB_ENTRIES_MAX {
                 return Err(format!(
                     "the vocabulary has more than {VOCAB_ENTRIES_MAX} entries"
@@ -71,17 +75,16 @@ impl Tokenizer {
             sep: id("[SEP]")?,
             unk: id("[UNK]")?,
         };
-        Ok(Self { ids, special })
+        Ok(Self {
+            ids,
+            entries,
+            special,
+        })
     }
 
-    /// The number of entries.
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    /// Whether the vocabulary is empty (never, once read).
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+    /// The number of entries (lines), one more than the largest id.
+    pub fn entries(&self) -> usize {
+        self.entries
     }
 
     /// Encodes `text` as `[CLS] pieces… [SEP]`, at most `max_len` ids

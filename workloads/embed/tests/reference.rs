@@ -114,10 +114,18 @@ fn embeddings_and_similarities_match_an_independent_implementation() {
             );
         }
     }
-    // The model's published behaviour: sentence-transformers' documentation
-    // gives 0.7553 for these two, and they are the closest pair here.
+    // What the model is for: the paraphrase pair is by far the closest of
+    // these, and a sentence about something else scores near zero.
     let eating = similarity(&vectors[0], &vectors[1]);
     assert!((eating - 0.7553).abs() < 1e-3, "{eating}");
+    for (i, a) in vectors.iter().enumerate() {
+        for (j, b) in vectors.iter().enumerate().skip(i + 1) {
+            if (i, j) != (0, 1) {
+                assert!(similarity(a, b) < eating - 0.4, "{i} and {j}");
+            }
+        }
+    }
+    assert!(similarity(&vectors[0], &vectors[2]) < 0.0);
 }
 
 #[test]
@@ -127,4 +135,41 @@ fn a_text_longer_than_the_model_reads_is_cut_and_says_so() {
     let embedding = model.embed(&long).unwrap();
     assert_eq!(embedding.tokens, cairn_embed::MAX_TOKENS);
     assert!(embedding.truncated);
+}
+
+/// Model files from anywhere are checked: each fault is a clear error, never
+/// a panic, and names the file at fault.
+#[test]
+fn a_damaged_or_mismatched_model_is_refused_with_the_file_at_fault() {
+    let dir = example_model().expect("the example model installs");
+    let weights = std::fs::read(dir.join(cairn_embed::WEIGHTS_FILE)).unwrap();
+    let config = std::fs::read_to_string(dir.join(cairn_embed::CONFIG_FILE)).unwrap();
+    let vocab = std::fs::read_to_string(dir.join(cairn_embed::VOCAB_FILE)).unwrap();
+    let refused = |weights: Vec<u8>, config: &str, vocab: &str| {
+        Embedder::load(weights, config, vocab)
+            .err()
+            .expect("the model is refused")
+    };
+
+    let truncated = refused(weights[..weights.len() / 2].to_vec(), &config, &vocab);
+    assert!(truncated.starts_with("model.safetensors"), "{truncated}");
+    let garbage = refused(vec![0xff; 64], &config, &vocab);
+    assert!(garbage.starts_with("model.safetensors"), "{garbage}");
+
+    let wider = config.replace("\"hidden_size\": 384", "\"hidden_size\": 768");
+    assert_ne!(wider, config);
+    let mismatch = refused(weights.clone(), &wider, &vocab);
+    assert!(mismatch.starts_with("model.safetensors"), "{mismatch}");
+
+    let huge = config.replace("\"num_hidden_layers\": 6", "\"num_hidden_layers\": 100000");
+    let absurd = refused(weights.clone(), &huge, &vocab);
+    assert!(absurd.contains("num_hidden_layers"), "{absurd}");
+    let relu = config.replace("\"hidden_act\": \"gelu\"", "\"hidden_act\": \"relu\"");
+    assert!(refused(weights.clone(), &relu, &vocab).contains("hidden_act"));
+    assert!(refused(weights.clone(), "{", &vocab).starts_with("config.json"));
+
+    let longer = format!("{vocab}extra\n");
+    assert!(refused(weights.clone(), &config, &longer).contains("more than the model's"));
+    let no_unk = vocab.replace("[UNK]", "[UNKNOWN]");
+    assert!(refused(weights, &config, &no_unk).contains("[UNK]"));
 }

@@ -31,6 +31,11 @@ pub struct MlArgs {
     /// Runs per variant; the median is reported.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     runs: u32,
+    /// The model's folder (`model.safetensors`, `config.json`, `vocab.txt`)
+    /// [default: this checkout's examples/embed/model, installed by
+    /// examples/embed/setup.sh if missing].
+    #[arg(long)]
+    model: Option<std::path::PathBuf>,
 }
 
 pub(super) fn ml(args: &MlArgs) -> anyhow::Result<Vec<Figure>> {
@@ -39,7 +44,10 @@ pub(super) fn ml(args: &MlArgs) -> anyhow::Result<Vec<Figure>> {
     // SAFETY: nothing else runs yet in this process (the runtimes and their
     // threads are made below), so no thread reads the environment meanwhile.
     unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
-    let model = cairn_embed::example_model().map_err(anyhow::Error::msg)?;
+    let model = match &args.model {
+        Some(model) => model.clone(),
+        None => cairn_embed::example_model().map_err(anyhow::Error::msg)?,
+    };
     let lines: Vec<&str> = CORPUS.lines().take(args.sentences as usize).collect();
     let n = lines.len();
 
