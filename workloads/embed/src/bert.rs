@@ -69,7 +69,7 @@ impl Config {
         )?;
         sized("type_vocab_size", self.type_vocab_size, 16)?;
         sized("vocab_size", self.vocab_size, 1 << 20)?;
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads

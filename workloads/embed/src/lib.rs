@@ -185,23 +185,6 @@ pub fn task_lines(
         .collect())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_task_takes_its_own_lines_without_blanks() {
-        let corpus = "a\nb\n\nc\r\nd\ne";
-        assert_eq!(task_lines(corpus, 0, 2).unwrap(), [(1, "a"), (2, "b")]);
-        assert_eq!(task_lines(corpus, 1, 2).unwrap(), [(4, "c")]);
-        assert_eq!(task_lines(corpus, 2, 2).unwrap(), [(5, "d"), (6, "e")]);
-        let past = task_lines(corpus, 3, 2).unwrap_err();
-        assert!(past.contains("starts at line 7"), "{past}");
-        assert!(task_lines(corpus, 0, 0).is_err());
-        assert!(task_lines(corpus, usize::MAX, 2).is_err());
-    }
-}
-
 /// The example model's folder, `examples/embed/model/` in this checkout,
 /// installed by `examples/embed/setup.sh` if it is not there yet (for the
 /// tests and benchmarks, which need real weights).
@@ -221,4 +204,21 @@ pub fn example_model() -> Result<std::path::PathBuf, String> {
         }
     }
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_task_takes_its_own_lines_without_blanks() {
+        let corpus = "a\nb\n\nc\r\nd\ne";
+        assert_eq!(task_lines(corpus, 0, 2).unwrap(), [(1, "a"), (2, "b")]);
+        assert_eq!(task_lines(corpus, 1, 2).unwrap(), [(4, "c")]);
+        assert_eq!(task_lines(corpus, 2, 2).unwrap(), [(5, "d"), (6, "e")]);
+        let past = task_lines(corpus, 3, 2).unwrap_err();
+        assert!(past.contains("starts at line 7"), "{past}");
+        assert!(task_lines(corpus, 0, 0).is_err());
+        assert!(task_lines(corpus, usize::MAX, 2).is_err());
+    }
 }
