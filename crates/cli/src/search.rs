@@ -12,10 +12,16 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use cairn_embed::{Embedder, Record, similarity};
 
-/// An embeddings file larger than this is refused before it is read.
+/// An embeddings file larger than this is refused.
 const FILE_BYTES_MAX: u64 = 256 << 20;
 /// Embeddings files read from one folder.
 const FILES_MAX: usize = 100_000;
+/// Records read from one folder, in all: each is kept in memory (about
+/// 2 KB for 384 dimensions, plus its text).
+const RECORDS_MAX: usize = 2_000_000;
+/// How far from 1 an embedding's length may be: the guest writes unit
+/// vectors, and a longer one would outscore every honest line.
+const NORM_TOLERANCE: f32 = 1e-3;
 
 /// Arguments of `cairn search`.
 #[derive(clap::Args)]
@@ -24,12 +30,12 @@ const FILES_MAX: usize = 100_000;
     cairn search out/embed \"when does the bread go in the oven?\"")]
 pub struct SearchArgs {
     /// The folder a `cairn:embed` job's results are in (its
-    /// `embeddings-*.jsonl` files).
+    /// `embeddings-*.jsonl` files, written by providers: each is checked).
     results: PathBuf,
     /// What to look for, in words.
     query: String,
     /// The model the job used: a folder with `model.safetensors`,
-    /// `config.json` and `vocab.txt`.
+    /// `config.json` and `vocab.txt` (relative to the current folder).
     #[arg(long, default_value = "examples/embed/model")]
     model: PathBuf,
     /// How many lines to list.
@@ -52,6 +58,12 @@ pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let query = embedder.embed(&args.query).map_err(anyhow::Error::msg)?;
+    if query.truncated {
+        eprintln!(
+            "cairn: warning: the query is longer than the model reads; only its first {} tokens count",
+            query.tokens
+        );
+    }
     let mut scored: Vec<(f32, &Record)> = records
         .iter()
         .map(|record| (similarity(&query.vector, &record.embedding), record))
@@ -67,19 +79,26 @@ pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
             });
             println!("{line}");
         } else {
-            println!("{score:.3}  {:>6}  {}", record.line, record.text);
+            // A provider wrote the text: no escape sequence reaches the
+            // terminal.
+            let text: String = record.text.escape_debug().collect();
+            println!("{score:.3}  {:>6}  {text}", record.line);
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Every record of the `*.jsonl` files in `dir`, checked: the model's
-/// dimensions, finite values, each line once.
+/// Every record of the `embeddings-*.jsonl` files in `dir`, checked: the
+/// model's dimensions, unit length, each line once.
 fn read_records(dir: &Path, dimensions: usize) -> anyhow::Result<Vec<Record>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "jsonl") && path.is_file() {
+        let named = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("embeddings-") && n.ends_with(".jsonl"));
+        if named && path.is_file() {
             files.push(path);
         }
         if files.len() > FILES_MAX {
@@ -102,11 +121,20 @@ fn read_records(dir: &Path, dimensions: usize) -> anyhow::Result<Vec<Record>> {
                     record.embedding.len()
                 );
             }
-            if !record.embedding.iter().all(|v| v.is_finite()) {
-                bail!("{}: an embedding with a value that is not finite", at());
+            let norm = similarity(&record.embedding, &record.embedding).sqrt();
+            // NaN fails this too.
+            let unit = (norm - 1.0).abs() <= NORM_TOLERANCE;
+            if !unit {
+                bail!(
+                    "{}: an embedding of length {norm}, not 1: not what cairn:embed writes",
+                    at()
+                );
             }
             if !lines.insert(record.line) {
                 bail!("{}: corpus line {} appears twice", at(), record.line);
+            }
+            if records.len() == RECORDS_MAX {
+                bail!("{} holds more than {RECORDS_MAX} embeddings", dir.display());
             }
             records.push(record);
         }

@@ -290,10 +290,11 @@ fn running_without_local_explains_itself() {
 
 /// Issue 13's inference locally: the example embedding job gives the same
 /// bits with one worker or two; the guest's embeddings are native candle's
-/// within float rounding, for every line of the corpus in order; and a
-/// search over them finds lines by meaning, not by shared words.
+/// within float rounding, for every line of the corpus in order; a search
+/// over them puts the line a question is about first; and results that are
+/// not a unit embedding of the model's width are refused.
 #[test]
-fn the_embedding_job_repeats_its_bits_matches_native_candle_and_search_finds_meaning() {
+fn the_embedding_job_repeats_its_bits_matches_native_candle_and_search_ranks_by_meaning() {
     let model = cairn_embed::example_model().unwrap();
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/embed");
     let job = examples.join("job.toml");
@@ -375,6 +376,21 @@ fn the_embedding_job_repeats_its_bits_matches_native_candle_and_search_finds_mea
     ]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("2 dimensions"));
+    // A provider's vector longer than a unit one would win every query.
+    let loud = vec![1.0e3f32; 384];
+    let record = serde_json::json!({
+        "line": 1, "text": "buy now", "tokens": 4, "truncated": false, "embedding": loud,
+    });
+    std::fs::write(other.join("embeddings-0000.jsonl"), record.to_string()).unwrap();
+    let refused = cairn(&[
+        "search",
+        other.to_str().unwrap(),
+        "x",
+        "--model",
+        model.to_str().unwrap(),
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not 1"));
 }
 
 #[test]

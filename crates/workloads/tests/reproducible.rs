@@ -36,6 +36,11 @@ fn committed_modules_rebuild_from_source_byte_for_byte() {
         rustc, RUSTC_VERSION,
         "the built-in modules are pinned to {RUSTC_VERSION}; rust-toolchain.toml selects it"
     );
+    assert_eq!(
+        GUESTS.len(),
+        cairn_workloads::ALL.len(),
+        "every built-in workload's package is in GUESTS"
+    );
     ensure_target();
 
     let target_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("guests");

@@ -37,13 +37,16 @@ pub struct Config {
 const HIDDEN_MAX: usize = 8192;
 const LAYERS_MAX: usize = 128;
 const POSITIONS_MAX: usize = 8192;
+/// Attention's memory grows with heads × length², not with the weights:
+/// bounding the heads bounds what a small file can make a task allocate.
+const HEADS_MAX: usize = 128;
 
 impl Config {
     /// Checks the configuration is one this encoder runs.
     pub fn check(&self) -> std::result::Result<(), String> {
         if self.hidden_act != "gelu" {
             return Err(format!(
-                "hidden_act '{}' is not supported (only 'gelu')",
+                "hidden_act '{:.40}' is not supported (only 'gelu')",
                 self.hidden_act
             ));
         }
@@ -60,13 +63,16 @@ impl Config {
         sized(
             "num_attention_heads",
             self.num_attention_heads,
-            self.hidden_size,
+            HEADS_MAX.min(self.hidden_size),
         )?;
         sized(
             "max_position_embeddings",
             self.max_position_embeddings,
             POSITIONS_MAX,
         )?;
+        if self.max_position_embeddings < 2 {
+            return Err("max_position_embeddings must be at least 2 ([CLS] and [SEP])".into());
+        }
         sized("type_vocab_size", self.type_vocab_size, 16)?;
         sized("vocab_size", self.vocab_size, 1 << 20)?;
         if !self.hidden_size.is_multiple_of(self.num_attention_heads) {

@@ -7,7 +7,7 @@
 //! number and text, its token count, and its unit-length embedding. Errors go
 //! to stderr as `embed: <message>` with exit code 2.
 
-use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -48,7 +48,9 @@ fn run() -> Result<String, String> {
     let corpus = read_text(Path::new(&args.corpus), CORPUS_BYTES_MAX)?;
     let lines = task_lines(&corpus, args.task, args.per_task)?;
     let embedder = Embedder::from_dir(Path::new(&args.model))?;
-    let mut out = String::new();
+    let file = std::fs::File::create(&args.out)
+        .map_err(|e| format!("cannot write '{}': {e}", args.out))?;
+    let mut out = std::io::BufWriter::new(file);
     let mut tokens = 0;
     for (line, text) in &lines {
         let embedding = embedder
@@ -62,10 +64,13 @@ fn run() -> Result<String, String> {
             truncated: embedding.truncated,
             embedding: embedding.vector,
         };
-        let json = serde_json::to_string(&record).map_err(|e| e.to_string())?;
-        writeln!(out, "{json}").expect("writing to a String cannot fail");
+        let written = serde_json::to_writer(&mut out, &record)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out));
+        written.map_err(|e| format!("cannot write '{}': {e}", args.out))?;
     }
-    std::fs::write(&args.out, out).map_err(|e| format!("cannot write '{}': {e}", args.out))?;
+    out.flush()
+        .map_err(|e| format!("cannot write '{}': {e}", args.out))?;
     Ok(format!(
         "embedded {} lines ({tokens} tokens, {} dimensions) -> {}",
         lines.len(),
@@ -88,14 +93,14 @@ fn parse_args(mut raw: impl Iterator<Item = String>) -> Result<Option<Args>, Str
         };
         let value = inline
             .or_else(|| raw.next())
-            .ok_or_else(|| format!("option '{name}' needs a value\n{USAGE}"))?;
+            .ok_or_else(|| format!("option '{name:.80}' needs a value\n{USAGE}"))?;
         let slot = match name.as_str() {
             "--model" => &mut model,
             "--corpus" => &mut corpus,
             "--out" => &mut out,
             "--task" => &mut task,
             "--per-task" => &mut per_task,
-            _ => return Err(format!("unknown argument '{flag}'\n{USAGE}")),
+            _ => return Err(format!("unknown argument '{flag:.80}'\n{USAGE}")),
         };
         if slot.replace(value).is_some() {
             return Err(format!("option '{name}' given twice"));
@@ -104,9 +109,9 @@ fn parse_args(mut raw: impl Iterator<Item = String>) -> Result<Option<Args>, Str
     let missing = |what: &str| format!("missing required option '--{what}'\n{USAGE}");
     let number = |name: &str, value: Option<String>| -> Result<usize, String> {
         let value = value.ok_or_else(|| missing(name))?;
-        value
-            .parse()
-            .map_err(|_| format!("option '--{name}' needs a non-negative integer, got '{value}'"))
+        value.parse().map_err(|_| {
+            format!("option '--{name}' needs a non-negative integer, got '{value:.40}'")
+        })
     };
     Ok(Some(Args {
         model: model.ok_or_else(|| missing("model"))?,

@@ -1,5 +1,7 @@
-//! BERT's uncased WordPiece tokenizer, as Hugging Face's `BertTokenizer`
-//! does it (`do_lower_case`, Chinese characters split, accents stripped).
+//! BERT's uncased WordPiece tokenizer, as Hugging Face's fast
+//! `BertWordPieceTokenizer` (what sentence-transformers runs) does it:
+//! special tokens written in the text kept whole, the text cleaned, Chinese
+//! characters split, lower-cased a character at a time, accents stripped.
 //!
 //! Written here rather than taken from the `tokenizers` crate, whose
 //! dependency tree (regex engines, rayon, serde models for every tokenizer
@@ -7,6 +9,7 @@
 //! all-MiniLM-L6-v2 needs. The tests compare its ids with Hugging Face's.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, DefaultHasher};
 
 use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, GeneralCategoryGroup, UnicodeGeneralCategory};
@@ -17,6 +20,15 @@ pub const VOCAB_BYTES_MAX: usize = 8 << 20;
 pub const VOCAB_ENTRIES_MAX: usize = 1 << 20;
 /// Words longer than this (in characters) become `[UNK]`, as in BERT.
 const WORD_CHARS_MAX: usize = 100;
+
+/// A hash map with fixed keys: the guest's default hasher is seeded from
+/// the task's seed, which would make the fuel a task uses (probe lengths)
+/// depend on it.
+type FixedMap<K, V> = HashMap<K, V, BuildHasherDefault<DefaultHasher>>;
+
+/// The special tokens matched whole where the text writes them, as Hugging
+/// Face's tokenizers do (case-sensitive, before any normalisation).
+const SPECIAL_TOKENS: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
 
 /// Ids of the tokens every sequence needs.
 #[derive(Clone, Copy, Debug)]
@@ -29,10 +41,12 @@ struct Special {
 /// An uncased WordPiece tokenizer read from a `vocab.txt`.
 #[derive(Debug)]
 pub struct Tokenizer {
-    ids: HashMap<String, u32>,
+    ids: FixedMap<String, u32>,
     /// Lines read: one more than the largest id.
     entries: usize,
     special: Special,
+    /// The special tokens the vocabulary has, with their ids.
+    specials: Vec<(&'static str, u32)>,
 }
 
 /// A text's token ids, `[CLS] … [SEP]`.
@@ -53,7 +67,7 @@ impl Tokenizer {
                 text.len()
             ));
         }
-        let mut ids = HashMap::new();
+        let mut ids = FixedMap::default();
         let mut entries = 0;
         for (line, token) in text.lines().enumerate() {
             entries = line + 1;
@@ -62,8 +76,9 @@ impl Tokenizer {
                     "the vocabulary has more than {VOCAB_ENTRIES_MAX} entries"
                 ));
             }
-            // The first of two equal lines keeps its id, as in BERT's loader.
-            ids.entry(token.to_string()).or_insert(line as u32);
+            // Trailing whitespace is not part of a token, and the last of
+            // two equal lines gives the id, as Hugging Face's loaders read.
+            ids.insert(token.trim_end().to_string(), line as u32);
         }
         let id = |token: &str| {
             ids.get(token)
@@ -75,10 +90,15 @@ impl Tokenizer {
             sep: id("[SEP]")?,
             unk: id("[UNK]")?,
         };
+        let specials = SPECIAL_TOKENS
+            .iter()
+            .filter_map(|&token| Some((token, *ids.get(token)?)))
+            .collect();
         Ok(Self {
             ids,
             entries,
             special,
+            specials,
         })
     }
 
@@ -89,22 +109,68 @@ impl Tokenizer {
 
     /// Encodes `text` as `[CLS] pieces… [SEP]`, at most `max_len` ids
     /// (at least 2); pieces that do not fit are dropped, as
-    /// sentence-transformers truncates to its `max_seq_length`.
+    /// sentence-transformers truncates to its `max_seq_length`. Words are
+    /// read one at a time and reading stops when the sequence is full, so a
+    /// long text costs no more memory than its first `max_len` tokens.
     pub fn encode(&self, text: &str, max_len: usize) -> Encoding {
         let room = max_len.max(2) - 2;
         let mut ids = vec![self.special.cls];
         let mut truncated = false;
-        'words: for word in basic_tokens(text) {
-            for id in self.word_pieces(&word) {
-                if ids.len() - 1 == room {
-                    truncated = true;
-                    break 'words;
+        let mut push = |id: u32, ids: &mut Vec<u32>| {
+            if ids.len() - 1 == room {
+                truncated = true;
+                return false;
+            }
+            ids.push(id);
+            true
+        };
+        'text: for segment in self.split_specials(text) {
+            match segment {
+                Segment::Special(id) => {
+                    if !push(id, &mut ids) {
+                        break 'text;
+                    }
                 }
-                ids.push(id);
+                Segment::Text(text) => {
+                    for word in basic_words(text) {
+                        for id in self.word_pieces(&word) {
+                            if !push(id, &mut ids) {
+                                break 'text;
+                            }
+                        }
+                    }
+                }
             }
         }
         ids.push(self.special.sep);
         Encoding { ids, truncated }
+    }
+
+    /// `text` cut at each special token it writes out whole.
+    fn split_specials<'t>(&self, mut text: &'t str) -> impl Iterator<Item = Segment<'t>> {
+        let specials = &self.specials;
+        let mut pending = None;
+        std::iter::from_fn(move || {
+            if let Some(id) = pending.take() {
+                return Some(Segment::Special(id));
+            }
+            if text.is_empty() {
+                return None;
+            }
+            let found = specials
+                .iter()
+                .filter_map(|&(token, id)| Some((text.find(token)?, token.len(), id)))
+                .min_by_key(|&(at, _, _)| at);
+            let (before, rest) = match found {
+                Some((at, len, id)) => {
+                    pending = Some(id);
+                    (&text[..at], &text[at + len..])
+                }
+                None => (text, ""),
+            };
+            text = rest;
+            Some(Segment::Text(before))
+        })
     }
 
     /// WordPiece: the longest known prefix, then the longest known `##`
@@ -143,61 +209,91 @@ impl Tokenizer {
     }
 }
 
-/// BERT's basic tokenizer: cleaned, Chinese characters set apart,
-/// lower-cased without accents, split at whitespace and punctuation.
-fn basic_tokens(text: &str) -> Vec<String> {
-    let mut cleaned = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c == '\0' || c == '\u{fffd}' || is_control(c) {
-            continue;
-        }
-        if is_whitespace(c) {
-            cleaned.push(' ');
-        } else if is_chinese(c) {
-            cleaned.push(' ');
-            cleaned.push(c);
-            cleaned.push(' ');
-        } else {
-            cleaned.push(c);
-        }
-    }
-    let mut tokens = Vec::new();
-    for word in cleaned.split(' ').filter(|w| !w.is_empty()) {
-        let lowered: String = word
-            .to_lowercase()
-            .nfd()
-            .filter(|&c| c.general_category() != GeneralCategory::NonspacingMark)
-            .collect();
-        let mut current = String::new();
-        for c in lowered.chars() {
-            if is_punctuation(c) {
-                if !current.is_empty() {
-                    tokens.push(std::mem::take(&mut current));
-                }
-                tokens.push(c.to_string());
-            } else {
-                current.push(c);
+/// A piece of a text: plain text, or a special token written out whole.
+enum Segment<'t> {
+    Text(&'t str),
+    Special(u32),
+}
+
+/// BERT's basic tokenizer, one word at a time: the text cleaned (control
+/// characters dropped, whitespace made spaces), Chinese characters set
+/// apart, each word lower-cased without accents and split at punctuation.
+fn basic_words(text: &str) -> impl Iterator<Item = String> + '_ {
+    let mut chars = text.chars().peekable();
+    let mut queue = std::collections::VecDeque::new();
+    std::iter::from_fn(move || {
+        loop {
+            if let Some(word) = queue.pop_front() {
+                return Some(word);
             }
+            // The next whitespace-separated word, cleaned; a Chinese
+            // character is a word by itself.
+            let mut word = String::new();
+            while let Some(&c) = chars.peek() {
+                if c == '\0' || c == '\u{fffd}' || is_control(c) {
+                    chars.next();
+                    continue;
+                }
+                if c.is_whitespace() {
+                    chars.next();
+                    if word.is_empty() {
+                        continue;
+                    }
+                    break;
+                }
+                if is_chinese(c) {
+                    if word.is_empty() {
+                        chars.next();
+                        word.push(c);
+                    }
+                    break;
+                }
+                chars.next();
+                word.push(c);
+            }
+            if word.is_empty() {
+                return None;
+            }
+            split_punctuation(&normalise(&word), &mut queue);
         }
-        if !current.is_empty() {
-            tokens.push(current);
+    })
+}
+
+/// Lower-cased a character at a time (as Hugging Face's fast normaliser
+/// does: no final-sigma rule), decomposed, and stripped of accents.
+fn normalise(word: &str) -> String {
+    word.chars()
+        .flat_map(char::to_lowercase)
+        .nfd()
+        .filter(|&c| c.general_category() != GeneralCategory::NonspacingMark)
+        .collect()
+}
+
+/// `word` split so that each punctuation character is a word of its own.
+fn split_punctuation(word: &str, out: &mut std::collections::VecDeque<String>) {
+    let mut current = String::new();
+    for c in word.chars() {
+        if is_punctuation(c) {
+            if !current.is_empty() {
+                out.push_back(std::mem::take(&mut current));
+            }
+            out.push_back(c.to_string());
+        } else {
+            current.push(c);
         }
     }
-    tokens
+    if !current.is_empty() {
+        out.push_back(current);
+    }
 }
 
-fn is_whitespace(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\n' | '\r') || c.general_category() == GeneralCategory::SpaceSeparator
-}
-
+/// Every "other" category, as BERT's cleaning drops (tab, newline and
+/// carriage return are whitespace instead).
 fn is_control(c: char) -> bool {
     if matches!(c, '\t' | '\n' | '\r') {
         return false;
     }
-    matches!(
-        c.general_category(),
-        GeneralCategory::Control | GeneralCategory::Format
-    )
+    c.general_category_group() == GeneralCategoryGroup::Other
 }
 
 /// ASCII symbols count as punctuation too, as in BERT (`$`, `^`, `` ` ``).
@@ -264,6 +360,25 @@ mod tests {
         assert!(encoding.truncated);
         assert!(!t.encode("the cat", 5).truncated);
         assert_eq!(t.encode("", 5).ids, [2, 3]);
+    }
+
+    #[test]
+    fn a_huge_line_is_read_only_as_far_as_the_model_reads() {
+        let t = vocab();
+        let line = "the, ".repeat(1 << 20);
+        let encoding = t.encode(&line, 6);
+        assert_eq!(encoding.ids, [2, 4, 10, 4, 10, 3]);
+        assert!(encoding.truncated);
+    }
+
+    #[test]
+    fn special_tokens_written_in_the_text_are_kept_whole_and_case_matters() {
+        let t =
+            Tokenizer::from_vocab("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\ncat\n[\n]\nmask").unwrap();
+        assert_eq!(
+            t.encode("cat[MASK]cat [mask]", 64).ids,
+            [2, 5, 4, 5, 6, 8, 7, 3]
+        );
     }
 
     #[test]

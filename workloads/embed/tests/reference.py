@@ -25,6 +25,15 @@ SENTENCES = [
     "A man is riding a horse.",
     "A monkey is playing drums.",
     "Crème brûlée, naïve café — ÉCOLE! 中文 $5",
+    # The tokenizer's edges: special tokens written out, Greek final sigma,
+    # line and paragraph separators, private-use and format characters, a
+    # word longer than 100 characters, a line of nothing but controls.
+    "[MASK] me, x[SEP]y and [mask]",
+    "ΟΔΟΣ ΚΑΙ ΣΟΦΟΣ",
+    "a\u2028b\u2029c\u0085d",
+    "x\ue000y \u200bzero\u00adwidth \U0001F600 emoji",
+    "pneumono" + "ultramicroscopic" * 6 + " silicovolcanoconiosis",
+    "\u200b\u200e\u00ad",
 ]
 
 

@@ -28,14 +28,14 @@ pub struct MlArgs {
     /// Sentences embedded per measured run (from the example corpus).
     #[arg(long, default_value_t = 48, value_parser = clap::value_parser!(u32).range(2..=120))]
     sentences: u32,
-    /// Runs per variant; the median is reported.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    /// Runs per variant; the median is reported (at least 2, so that the
+    /// guest's runs can be compared with each other).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(2..=100))]
     runs: u32,
-    /// The model's folder (`model.safetensors`, `config.json`, `vocab.txt`)
-    /// [default: this checkout's examples/embed/model, installed by
-    /// examples/embed/setup.sh if missing].
-    #[arg(long)]
-    model: Option<std::path::PathBuf>,
+    /// The model's folder (`model.safetensors`, `config.json`, `vocab.txt`;
+    /// `bash examples/embed/setup.sh` installs it).
+    #[arg(long, default_value = "examples/embed/model")]
+    model: std::path::PathBuf,
 }
 
 pub(super) fn ml(args: &MlArgs) -> anyhow::Result<Vec<Figure>> {
@@ -44,10 +44,13 @@ pub(super) fn ml(args: &MlArgs) -> anyhow::Result<Vec<Figure>> {
     // SAFETY: nothing else runs yet in this process (the runtimes and their
     // threads are made below), so no thread reads the environment meanwhile.
     unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
-    let model = match &args.model {
-        Some(model) => model.clone(),
-        None => cairn_embed::example_model().map_err(anyhow::Error::msg)?,
-    };
+    let model = &args.model;
+    if !model.join(cairn_embed::WEIGHTS_FILE).is_file() {
+        bail!(
+            "no model in {} (run `bash examples/embed/setup.sh` to install it there, or pass --model)",
+            model.display()
+        );
+    }
     let lines: Vec<&str> = CORPUS.lines().take(args.sentences as usize).collect();
     let n = lines.len();
 
@@ -82,7 +85,7 @@ pub(super) fn ml(args: &MlArgs) -> anyhow::Result<Vec<Figure>> {
     // Interleave the variants so a change in machine load hits all alike.
     for run in 0..args.runs {
         let started = Instant::now();
-        let embedder = Embedder::from_dir(&model).map_err(anyhow::Error::msg)?;
+        let embedder = Embedder::from_dir(model).map_err(anyhow::Error::msg)?;
         native_load.push(started.elapsed());
         let started = Instant::now();
         native_vectors = lines
@@ -221,9 +224,11 @@ fn embed_task(
     Ok(result)
 }
 
-/// The time per sentence beyond the first: the load cancels out.
+/// The time per sentence beyond the first: the load cancels out. A noisy
+/// machine can make the longer task no slower; a nanosecond stands in for
+/// nothing, so that a rate is never infinite.
 fn per_sentence(one: &TaskResult, all: &TaskResult, n: usize) -> Duration {
-    all.wall_time.saturating_sub(one.wall_time) / (n as u32 - 1)
+    (all.wall_time.saturating_sub(one.wall_time) / (n as u32 - 1)).max(Duration::from_nanos(1))
 }
 
 fn figure(metric: &str, value: f64, unit: &'static str) -> Figure {
