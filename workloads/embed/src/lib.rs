@@ -141,7 +141,10 @@ pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, String> {
     use std::io::Read as _;
     let file =
         std::fs::File::open(path).map_err(|e| format!("cannot read '{}': {e}", path.display()))?;
-    let mut bytes = Vec::new();
+    // Sized from what the file claims (never more than allowed), so an
+    // 87 MB model is not copied again at every doubling of the buffer.
+    let claimed = file.metadata().map(|m| m.len()).unwrap_or(0).min(max);
+    let mut bytes = Vec::with_capacity(usize::try_from(claimed).unwrap_or(0).saturating_add(1));
     file.take(max.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read '{}': {e}", path.display()))?;
