@@ -171,14 +171,17 @@ pub(crate) struct Background {
 impl Background {
     /// Starts `cairn devnet` with `providers` providers in `dir`, and
     /// more of its flags (`--tools`).
+    /// Its output (and its nodes') goes to `<dir>/devnet.log`.
     pub(crate) fn start(dir: &Path, providers: u64, flags: &[&str]) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let log = std::fs::File::create(dir.join("devnet.log"))?;
         let child = Command::new(std::env::current_exe()?)
             .args(["devnet", "--providers", &providers.to_string()])
             .args(flags)
             .args(["--base-port", "0", "--dir"])
             .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
             .process_group(0)
             .spawn()?;
         Ok(Self {
@@ -191,10 +194,17 @@ impl Background {
     /// the devnet has listed its nodes.
     pub(crate) fn requester(&mut self) -> anyhow::Result<(String, u32)> {
         let manifest = self.dir.join("devnet.json");
+        let log = self.dir.join("devnet.log");
         let child = &mut self.child;
         crate::poll::until("the devnet lists its nodes", NODES_UP_WAIT, || {
             if let Some(exit) = child.try_wait()? {
-                bail!("the devnet exited ({exit}) before listing its nodes");
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(8).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                bail!(
+                    "the devnet exited ({exit}) before listing its nodes; its log ends:\n{}",
+                    tail.join("\n")
+                );
             }
             let Ok(bytes) = std::fs::read(&manifest) else {
                 return Ok(None);
@@ -207,6 +217,13 @@ impl Background {
             };
             Ok(Some((format!("http://{http}"), pid as u32)))
         })
+    }
+}
+
+impl Background {
+    /// Whether the devnet has stopped by itself.
+    pub(crate) fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 }
 

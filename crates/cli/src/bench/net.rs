@@ -277,8 +277,23 @@ pub(super) fn with_devnet_flags<T>(
     flags: &[&str],
     work: impl FnOnce(&Client, u32) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let mut devnet = crate::devnet::Background::start(dir, providers, flags)?;
-    let (url, pid) = devnet.requester()?;
+    // A validator's consensus port must be known before it starts, so it is
+    // picked free and released first, and another process can take it
+    // meanwhile: a devnet that stops before it is up is started again.
+    let mut attempt = 1;
+    let (_devnet, url, pid) = loop {
+        let mut devnet = crate::devnet::Background::start(dir, providers, flags)?;
+        match devnet.requester() {
+            Ok((url, pid)) => break (devnet, url, pid),
+            Err(error) if attempt < DEVNET_STARTS && devnet.exited() => {
+                eprintln!("cairn: {error:#}\ncairn: starting the devnet again");
+                drop(devnet);
+                std::fs::remove_dir_all(dir)?;
+                attempt += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    };
     let node = Client::new(&url);
     crate::poll::until("the providers connect", DEVNET_UP_WAIT, || {
         Ok((node.get::<api::MarketStats>("/v1/market")?.peers >= providers).then_some(()))
@@ -320,6 +335,8 @@ fn first_task_ms(node: &Client, module: &SubmittedFile) -> anyhow::Result<f64> {
 /// (a test run beside others) starts five nodes slowly. Not part of any
 /// figure.
 const DEVNET_UP_WAIT: Duration = Duration::from_secs(240);
+/// Starts of a devnet before its failure to come up is an error.
+const DEVNET_STARTS: u32 = 3;
 
 /// How long a benchmark job may take to finish or settle.
 const JOB_WAIT: Duration = Duration::from_secs(300);
