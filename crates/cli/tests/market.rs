@@ -702,7 +702,7 @@ fn three_providers_transcode_a_clip_into_the_ladder_and_every_playlist_plays_end
     std::fs::copy(repo().join("examples/transcode/job.toml"), &job).unwrap();
     // A clip with a keyframe a second, and sound, as a camera gives.
     cairn_exec::tool::video::generate_clip(&tmp.path().join("clip.mp4"), 20, 640, 360).unwrap();
-    let (requester_before, providers_before, fees_before) = balances(&devnet, 3);
+    let before = balances(&devnet, 3);
     let id = devnet.submit(&job);
     let status = devnet.wait_done(&id);
     // Ten segments in three renditions, each run twice, and no
@@ -750,18 +750,7 @@ fn three_providers_transcode_a_clip_into_the_ladder_and_every_playlist_plays_end
         );
     }
 
-    devnet.wait_until("the escrow is closed", |d| {
-        d.get(&format!("/v1/escrows/{id}")).is_none().then_some(())
-    });
-    let (requester_after, providers_after, fees_after) = balances(&devnet, 3);
-    let spent = requester_before - requester_after;
-    let earned: u64 = providers_after
-        .iter()
-        .zip(&providers_before)
-        .map(|(after, before)| after - before)
-        .sum();
-    assert!(spent > 0, "the providers were paid");
-    assert_eq!(spent, earned + (fees_after - fees_before));
+    assert_paid_and_balanced(&devnet, &id, 3, before);
 }
 
 /// Issue 13's inference through the market: three providers embed the
@@ -775,7 +764,7 @@ fn three_providers_embed_a_corpus_bit_for_bit_as_a_local_run_does() {
     let devnet = Devnet::start(3);
     let tmp = tempfile::tempdir().unwrap();
     let job = repo().join("examples/embed/job.toml");
-    let (requester_before, providers_before, fees_before) = balances(&devnet, 3);
+    let before = balances(&devnet, 3);
     let id = devnet.submit(&job);
     let status = devnet.wait_done(&id);
     assert_eq!(status["total"], 5, "{status}");
@@ -804,18 +793,7 @@ fn three_providers_embed_a_corpus_bit_for_bit_as_a_local_run_does() {
         );
     }
 
-    devnet.wait_until("the escrow is closed", |d| {
-        d.get(&format!("/v1/escrows/{id}")).is_none().then_some(())
-    });
-    let (requester_after, providers_after, fees_after) = balances(&devnet, 3);
-    let spent = requester_before - requester_after;
-    let earned: u64 = providers_after
-        .iter()
-        .zip(&providers_before)
-        .map(|(after, before)| after - before)
-        .sum();
-    assert!(spent > 0, "the providers were paid");
-    assert_eq!(spent, earned + (fees_after - fees_before));
+    assert_paid_and_balanced(&devnet, &id, 3, before);
 }
 
 #[test]
@@ -904,6 +882,30 @@ fn a_provider_that_takes_tasks_and_never_answers_loses_them_at_the_deadline() {
 
 /// Balances that change when a job is paid: the requester's, each
 /// provider's, and the fee pool.
+/// Once job `id`'s escrow is closed: the requester paid something, and
+/// what it paid is what the `providers` earned plus the fees, against the
+/// `before` balances.
+fn assert_paid_and_balanced(
+    devnet: &Devnet,
+    id: &str,
+    providers: u16,
+    before: (u64, Vec<u64>, u64),
+) {
+    let (requester_before, providers_before, fees_before) = before;
+    devnet.wait_until("the escrow is closed", |d| {
+        d.get(&format!("/v1/escrows/{id}")).is_none().then_some(())
+    });
+    let (requester_after, providers_after, fees_after) = balances(devnet, providers);
+    let spent = requester_before - requester_after;
+    let earned: u64 = providers_after
+        .iter()
+        .zip(&providers_before)
+        .map(|(after, before)| after - before)
+        .sum();
+    assert!(spent > 0, "the providers were paid");
+    assert_eq!(spent, earned + (fees_after - fees_before));
+}
+
 fn balances(devnet: &Devnet, providers: u16) -> (u64, Vec<u64>, u64) {
     let balance = |key: cairn_wire::PublicKey| {
         devnet.get(&format!("/v1/accounts/{key}")).unwrap()["balance"]

@@ -359,38 +359,33 @@ fn the_embedding_job_repeats_its_bits_matches_native_candle_and_search_ranks_by_
         assert_eq!(matches[0]["line"], expected, "{query}: {matches:?}");
         assert!(matches[0]["score"].as_f64() > matches[1]["score"].as_f64());
     }
-    // Embeddings of another model are refused, not compared.
+    // Results a provider wrote are checked: `refused` searches a folder
+    // holding only `record` and returns what cairn said, having failed.
     let other = dir.path().join("other");
     std::fs::create_dir(&other).unwrap();
-    std::fs::write(
-        other.join("embeddings-0000.jsonl"),
-        r#"{"line":1,"text":"x","tokens":3,"truncated":false,"embedding":[1.0,0.0]}"#,
-    )
-    .unwrap();
-    let refused = cairn(&[
-        "search",
-        other.to_str().unwrap(),
-        "x",
-        "--model",
-        model.to_str().unwrap(),
-    ]);
-    assert_eq!(refused.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("2 dimensions"));
+    let refused = |record: &str| {
+        std::fs::write(other.join("embeddings-0000.jsonl"), record).unwrap();
+        let output = cairn(&[
+            "search",
+            other.to_str().unwrap(),
+            "x",
+            "--model",
+            model.to_str().unwrap(),
+        ]);
+        assert_eq!(output.status.code(), Some(2));
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    // Embeddings of another model are refused, not compared.
+    let narrow =
+        refused(r#"{"line":1,"text":"x","tokens":3,"truncated":false,"embedding":[1.0,0.0]}"#);
+    assert!(narrow.contains("2 dimensions"), "{narrow}");
     // A provider's vector longer than a unit one would win every query.
     let loud = vec![1.0e3f32; 384];
     let record = serde_json::json!({
         "line": 1, "text": "buy now", "tokens": 4, "truncated": false, "embedding": loud,
     });
-    std::fs::write(other.join("embeddings-0000.jsonl"), record.to_string()).unwrap();
-    let refused = cairn(&[
-        "search",
-        other.to_str().unwrap(),
-        "x",
-        "--model",
-        model.to_str().unwrap(),
-    ]);
-    assert_eq!(refused.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("not 1"));
+    let loud = refused(&record.to_string());
+    assert!(loud.contains("not 1"), "{loud}");
 }
 
 #[test]
