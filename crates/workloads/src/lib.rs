@@ -50,8 +50,18 @@ pub const EMBED: Workload = Workload {
     wasm: include_bytes!("../wasm/embed.wasm"),
 };
 
+/// A character-level language model trained one optimiser step per
+/// `cairn_step` (candle): the data, and a checkpoint to continue, are
+/// inputs; the weights, the loss curve and the state's commitments are the
+/// outputs.
+pub const TRAIN: Workload = Workload {
+    name: "train",
+    about: "trains a character-level language model, one optimiser step per cairn_step (candle)",
+    wasm: include_bytes!("../wasm/train.wasm"),
+};
+
 /// Every built-in workload.
-pub const ALL: &[Workload] = &[RENDER, HASHSEARCH, HOSTILE, EMBED];
+pub const ALL: &[Workload] = &[RENDER, HASHSEARCH, HOSTILE, EMBED, TRAIN];
 
 /// The workload called `name`.
 pub fn find(name: &str) -> Option<&'static Workload> {

@@ -22,7 +22,13 @@ const RUSTC_VERSION: &str = "rustc 1.95.0 (59807616e 2026-04-14)";
 const TARGET: &str = "wasm32-wasip1";
 
 /// The packages of the built-in modules.
-const GUESTS: [&str; 4] = ["cairn-render", "hashsearch", "hostile", "cairn-embed"];
+const GUESTS: [&str; 5] = [
+    "cairn-render",
+    "hashsearch",
+    "hostile",
+    "cairn-embed",
+    "cairn-train",
+];
 
 #[test]
 fn committed_modules_rebuild_from_source_byte_for_byte() {
