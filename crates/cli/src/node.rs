@@ -182,11 +182,15 @@ pub struct MarketArgs {
     /// never reveals,
     /// `index-overflower` reports on tasks past the job's end,
     /// `output-substituter` delivers another file than it committed to,
-    /// `fuel-inflater` claims all of a task's fuel (providers); `framer`
-    /// challenges honest commits on the ledger (a requester).
+    /// `fuel-inflater` claims all of a task's fuel; on training tasks,
+    /// `step-skipper` drops updates, `data-swapper` trains on other text,
+    /// `early-stopper` stops half-way and makes the rest up,
+    /// `weight-nudger` nudges weights before the last step (providers);
+    /// `framer` challenges honest commits on the ledger (a requester).
     #[arg(long, hide = true, value_parser = [
         "liar", "stonewaller", "staller", "index-overflower", "output-substituter",
-        "fuel-inflater", "framer",
+        "fuel-inflater", "step-skipper", "data-swapper", "early-stopper", "weight-nudger",
+        "framer",
     ])]
     misbehave: Option<String>,
 }
@@ -256,6 +260,10 @@ impl MarketArgs {
                     }
                     Some("fuel-inflater") => Some(cairn_node::market::Misbehave::FuelInflater),
                     Some("stonewaller") => Some(cairn_node::market::Misbehave::Stonewaller),
+                    Some("step-skipper") => Some(cairn_node::market::Misbehave::StepSkipper),
+                    Some("data-swapper") => Some(cairn_node::market::Misbehave::DataSwapper),
+                    Some("early-stopper") => Some(cairn_node::market::Misbehave::EarlyStopper),
+                    Some("weight-nudger") => Some(cairn_node::market::Misbehave::WeightNudger),
                     _ => None,
                 },
             });

@@ -1353,10 +1353,29 @@ fn results_are_local_and_none_from(
 }
 
 /// Replaces provider 2 of a fresh three-provider devnet with one that
-/// cheats as `how`, runs a verified job, and checks that the cheat is
-/// convicted, and slashed on the ledger if `slashed`, while every result
-/// stays right and the job completes.
+/// cheats as `how`, runs a verified job of `tasks` searches, and checks
+/// that the cheat is convicted, and slashed on the ledger if `slashed`,
+/// while every result stays right and the job completes.
 fn cheater_is_caught(validators: u16, how: &str, tasks: u32, slashed: bool) {
+    // A fuel limit (a task takes 177 Mfuel) that bounds a silent side's
+    // first round to 10 s of tracing and a round.
+    cheater_is_caught_on(validators, how, tasks, slashed, 1, |dir, tasks, _| {
+        search_job_with_fuel(dir, tasks, 1_000, VERIFIED, 500_000_000)
+    });
+}
+
+/// [`cheater_is_caught`] with the job `job` writes (in a folder, with
+/// `tasks` tasks, for attempt `n`). A job the cheat took no task of (the
+/// honest providers pulled them all first) convicts nobody; up to
+/// `attempts` jobs are run until one does.
+fn cheater_is_caught_on(
+    validators: u16,
+    how: &str,
+    tasks: u32,
+    slashed: bool,
+    attempts: u32,
+    job: impl Fn(&Path, u32, u32) -> PathBuf,
+) {
     let devnet = Devnet::start_with(validators, 3);
     devnet.signal("p2", Signal::KILL);
     devnet.wait_gone("p2");
@@ -1369,14 +1388,28 @@ fn cheater_is_caught(validators: u16, how: &str, tasks: u32, slashed: bool) {
         d.get(&format!("/v1/accounts/{cheat}"))?["stake"].as_u64()
     });
     let tmp = tempfile::tempdir().unwrap();
-    // A fuel limit (a task takes 177 Mfuel) that bounds a silent side's
-    // first round to 10 s of tracing and a round.
-    let job = search_job_with_fuel(tmp.path(), tasks, 1_000, VERIFIED, 500_000_000);
-    let id = devnet.submit(&job);
-    // A withheld reveal is convicted after 20 s, a silent side after 30 s;
-    // allow for a loaded machine.
-    let status = devnet.wait_done_within(&id, Duration::from_secs(400));
-    assert_eq!(status["failed"], 0, "{status}");
+    let (job, id, status) = (1..=attempts)
+        .map(|n| {
+            let dir = tmp.path().join(n.to_string());
+            std::fs::create_dir(&dir).unwrap();
+            let job = job(&dir, tasks, n);
+            let id = devnet.submit(&job);
+            // A withheld reveal is convicted after 20 s, a silent side
+            // after 30 s; allow for a loaded machine.
+            let status = devnet.wait_done_within(&id, Duration::from_secs(400));
+            assert_eq!(status["failed"], 0, "{status}");
+            (job, id, status)
+        })
+        .find(|(_, _, status)| {
+            let convicted = status["convicted"]
+                .as_array()
+                .is_some_and(|c| !c.is_empty());
+            if !convicted {
+                println!("attempt convicted nobody (the cheat took no task): {status}");
+            }
+            convicted
+        })
+        .expect("the cheat took part in one of the jobs");
     // The cheat, and no honest provider: a reveal or dispute deadline
     // missed under load would convict one here.
     assert_eq!(
@@ -1417,6 +1450,81 @@ fn a_liar_loses_its_dispute_and_is_slashed_and_the_job_completes_right() {
 #[test]
 fn a_staller_is_challenged_on_the_ledger_and_slashed_and_the_job_completes() {
     cheater_is_caught(1, "staller", 8, true);
+}
+
+/// A verified job of `tasks` short training runs of `cairn:train` on the
+/// founding document, one per seed: 24 AdamW steps each, checkpointed
+/// every 6 (named for `attempt`, so each attempt is another job).
+fn train_job(dir: &Path, tasks: u32, attempt: u32) -> PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::fs::copy(
+        workspace.join("examples/train/seed.txt"),
+        dir.join("seed.txt"),
+    )
+    .unwrap();
+    let path = dir.join("train.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[job]
+name = "train-{attempt}"
+module = "cairn:train"
+args = ["--data", "/input/seed.txt", "--out", "/output/run-{{task:02}}", "--steps", "24",
+        "--every", "6", "--seed", "{{task}}", "--batch", "8", "--context", "8",
+        "--embed", "8", "--hidden", "64"]
+
+[tasks]
+range = [0, {tasks}]
+
+[inputs]
+files = ["seed.txt"]
+
+[outputs]
+paths = ["run-{{task:02}}/weights.safetensors", "run-{{task:02}}/loss.csv",
+         "run-{{task:02}}/commitments.jsonl"]
+
+[limits]
+fuel = 2_000_000_000
+memory_mib = 64
+wall_time_s = 30
+
+[verify]
+{VERIFIED}
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Each training cheat (see `Misbehave` in `cairn-node`) departs from the
+/// honest run at some step and defends its result with the trace of its
+/// own tampered run: the dispute finds the first step where the states
+/// differ, a referee re-executes that one step, and the cheat is
+/// convicted and slashed while the job completes with honest weights.
+fn training_cheat_is_caught(how: &str) {
+    cheater_is_caught_on(1, how, 8, true, 3, train_job);
+}
+
+#[test]
+fn a_provider_that_skips_training_steps_is_convicted_and_slashed() {
+    training_cheat_is_caught("step-skipper");
+}
+
+#[test]
+fn a_provider_that_trains_on_other_data_is_convicted_and_slashed() {
+    training_cheat_is_caught("data-swapper");
+}
+
+#[test]
+fn a_provider_that_stops_half_way_and_fakes_the_loss_curve_is_convicted_and_slashed() {
+    training_cheat_is_caught("early-stopper");
+}
+
+#[test]
+fn a_provider_that_nudges_weights_before_the_last_step_is_convicted_and_slashed() {
+    training_cheat_is_caught("weight-nudger");
 }
 
 /// A leased `index_overflower` adds, to every pull, a well-signed

@@ -52,7 +52,9 @@ pub use snapshot::{Snapshot, StateHash};
 #[cfg(feature = "runtime")]
 pub use tool::{Tool, ToolConfig, ToolRuntime};
 #[cfg(feature = "runtime")]
-pub use wasm::{ModuleCache, NanCanonicalization, Trace, Transition, WasmConfig, WasmRuntime};
+pub use wasm::{
+    ModuleCache, NanCanonicalization, Tamper, Trace, Transition, WasmConfig, WasmRuntime,
+};
 
 /// A runtime executes tasks of programs it has loaded.
 pub trait Runtime: Send + Sync {

@@ -176,6 +176,7 @@ fn start() -> Result<Option<Run>, String> {
     };
     let trainer = Trainer::new(settings, Path::new(&args.data), init.as_ref())?;
     let out = PathBuf::from(&args.out);
+    std::fs::create_dir_all(&out).map_err(|e| write_error(&out, e))?;
     let header = out.join("loss.csv");
     std::fs::write(&header, "step,loss\n").map_err(|e| write_error(&header, e))?;
     let mut run = Run {

@@ -23,7 +23,7 @@ use crate::snapshot::{Snapshot, StateHash, StateParts};
 use crate::{ExecError, Manifest, Outcome, Runtime, Task, TaskResult};
 pub use cache::ModuleCache;
 use checkpoint::{GLOBAL_EXPORT_PREFIX, STEP_EXPORT};
-pub use checkpoint::{Trace, Transition};
+pub use checkpoint::{Tamper, Trace, Transition};
 use host::{
     Budget, Files, Host, HostState, LimitExceeded, Limiter, VirtualMonotonicClock, VirtualWallClock,
 };
@@ -254,13 +254,7 @@ impl Runtime for WasmRuntime {
     }
 
     fn run(&self, task: &Task<'_>) -> Result<TaskResult, ExecError> {
-        let started = Instant::now();
-        let mut session = Session::new(self, task)?;
-        session.start()?;
-        while session.halted.is_none() {
-            session.step()?;
-        }
-        session.finish(started)
+        self.run_tampered(task, None)
     }
 }
 
@@ -343,12 +337,44 @@ impl WasmRuntime {
     /// every step: what a provider answers a dispute from. Costs one run
     /// plus hashing memory at each step.
     pub fn trace(&self, task: &Task<'_>) -> Result<Trace, ExecError> {
+        self.trace_tampered(task, None)
+    }
+
+    /// Runs `task` as [`Runtime::run`] does, with `tamper` changing it
+    /// between steps: what a provider built to test verification does.
+    pub fn run_tampered(
+        &self,
+        task: &Task<'_>,
+        mut tamper: Option<&mut dyn Tamper>,
+    ) -> Result<TaskResult, ExecError> {
+        let started = Instant::now();
+        let mut session = Session::new(self, task)?;
+        session.start()?;
+        for step in 0.. {
+            session.tamper(step, &mut tamper)?;
+            if session.halted.is_some() {
+                break;
+            }
+            session.step()?;
+        }
+        session.finish(started)
+    }
+
+    /// Traces `task` as [`WasmRuntime::trace`] does, with `tamper` changing
+    /// it between steps as in [`WasmRuntime::run_tampered`], so that a
+    /// cheat's trace ends in the result it reported.
+    pub fn trace_tampered(
+        &self,
+        task: &Task<'_>,
+        mut tamper: Option<&mut dyn Tamper>,
+    ) -> Result<Trace, ExecError> {
         let started = Instant::now();
         let mut session = Session::new(self, task)?;
         let mut states = Vec::new();
         let mut fuel = Vec::new();
         session.start()?;
-        loop {
+        for step in 0.. {
+            session.tamper(step, &mut tamper)?;
             states.push(session.state_hash()?);
             fuel.push(session.fuel_used()?);
             if session.halted.is_some() {
@@ -535,6 +561,23 @@ impl<'r, 't> Session<'r, 't> {
             Ok(0) => self.halted = Some(Outcome::Exited(0)),
             Ok(_) => {}
             Err(error) => self.halted = Some(classify(error, &self.task.limits)?),
+        }
+        Ok(())
+    }
+
+    /// Lets `tamper` change the state after start-up (`step` 0) or after
+    /// step `step`, unless the task has halted.
+    fn tamper(&mut self, step: u64, tamper: &mut Option<&mut dyn Tamper>) -> Result<(), ExecError> {
+        let (Some(tamper), None, Some(instance)) = (tamper.as_mut(), &self.halted, self.instance)
+        else {
+            return Ok(());
+        };
+        let task = self.task;
+        let memory = instance
+            .get_memory(&mut self.store, "memory")
+            .ok_or_else(|| ExecError::Host("the module exports no memory".into()))?;
+        if !tamper.between_steps(step, memory.data_mut(&mut self.store), task) {
+            self.halted = Some(Outcome::Exited(0));
         }
         Ok(())
     }

@@ -29,6 +29,8 @@ use super::proto::{
 };
 use super::{Counters, MarketConfig, Shared, fetch_blob, now_ms};
 
+mod tamper;
+
 use cairn_roles::bidder::{Answer, Bidder, Ignored};
 use cairn_roles::lease_work::{LeaseWork, Next, Write};
 
@@ -127,6 +129,17 @@ pub enum Misbehave {
     OutputSubstituter,
     /// Signs the honest digest with a receipt claiming all the task's fuel.
     FuelInflater,
+    /// Rents out training (`cairn:train`) and drops the weight update of
+    /// every fourth step, keeping the step count and the loss curve.
+    StepSkipper,
+    /// Trains on other text from the third step on, while the commitments
+    /// name the data it was given.
+    DataSwapper,
+    /// Trains to half-way, then delivers those weights with the rest of the
+    /// loss curve and the commitments made up.
+    EarlyStopper,
+    /// Nudges weights by one unit in the last place before the last step.
+    WeightNudger,
 }
 
 /// Snapshots for disputes by (lease, task, position): `None` while being
@@ -945,7 +958,7 @@ impl Provider {
             Some(tools) if tools.is_loaded(&terms.module.id) => &**tools,
             _ => &*self.runtime,
         };
-        let result = runtime.run(&Task {
+        let spec = Task {
             module: terms.module.id,
             args: &task.args,
             seed: task.seed,
@@ -953,7 +966,11 @@ impl Provider {
             output_dir,
             expected_outputs: &task.outputs,
             limits,
-        });
+        };
+        let result = match self.training_cheat(&terms.module.id, &task.args) {
+            Some(cheat) => self.cheat(cheat, &spec, |t, c| self.runtime.run_tampered(t, Some(c))),
+            None => runtime.run(&spec),
+        };
         let result = match result {
             Ok(result) => result,
             Err(e) => return failed(e.to_string()),
@@ -1204,6 +1221,35 @@ impl Provider {
         done
     }
 
+    /// The training cheat this provider plays on a task of `module` with
+    /// `args`, if it is built to cheat that way and the task is one it can.
+    fn training_cheat(&self, module: &ContentId, args: &[String]) -> Option<tamper::TrainingCheat> {
+        let tool = self.tools.as_ref().is_some_and(|t| t.is_loaded(module));
+        tamper::TrainingCheat::new(self.config.misbehave, args).filter(|_| !tool)
+    }
+
+    /// Runs `f` on `task` tampered by `cheat`, on a private copy of the
+    /// inputs if the cheat changes them.
+    fn cheat<T>(
+        &self,
+        mut cheat: tamper::TrainingCheat,
+        task: &Task<'_>,
+        f: impl FnOnce(&Task<'_>, &mut dyn cairn_exec::Tamper) -> Result<T, cairn_exec::ExecError>,
+    ) -> Result<T, cairn_exec::ExecError> {
+        let copy = match task.input_dir {
+            Some(dir) if cheat.swaps_inputs() => Some(
+                tamper::InputCopy::new(dir, &self.work_dir)
+                    .map_err(|e| cairn_exec::ExecError::Host(format!("copying the inputs: {e}")))?,
+            ),
+            _ => None,
+        };
+        let task = Task {
+            input_dir: copy.as_ref().map(|c| c.path()).or(task.input_dir),
+            ..*task
+        };
+        f(&task, &mut cheat)
+    }
+
     /// The trace of a disputed task, if it is built: from memory, or from
     /// the store after a restart.
     fn trace(&self, lease: ContentId, task: u32) -> Option<Arc<Trace>> {
@@ -1237,7 +1283,13 @@ impl Provider {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let traced = this.with_task(&terms, &input_dir, &assignment, |task| {
-                this.runtime.trace(task).map_err(|e| e.to_string())
+                match this.training_cheat(&terms.module.id, &assignment.args) {
+                    Some(cheat) => {
+                        this.cheat(cheat, task, |t, c| this.runtime.trace_tampered(t, Some(c)))
+                    }
+                    None => this.runtime.trace(task),
+                }
+                .map_err(|e| e.to_string())
             });
             match traced {
                 Ok(trace) => {
