@@ -1,6 +1,6 @@
 //! `cairn bench ml`: sentence embeddings (all-MiniLM-L6-v2) by the built-in
 //! guest `cairn:embed` under Cairn's runtime, against the same library
-//! compiled natively, on one core each.
+//! compiled natively, on one core each; then training (`super::train`).
 //!
 //! A task loads the model and then embeds its lines, so its time is a fixed
 //! part and a part per line. Running one task of one line and one of N lines
@@ -31,19 +31,36 @@ pub struct MlArgs {
     /// Runs per variant; the median is reported (at least 2, so that the
     /// guest's runs can be compared with each other).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(2..=100))]
-    runs: u32,
+    pub(super) runs: u32,
     /// The model's folder (`model.safetensors`, `config.json`, `vocab.txt`;
     /// `bash examples/embed/setup.sh` installs it).
     #[arg(long, default_value = "examples/embed/model")]
     model: std::path::PathBuf,
+    /// Optimiser steps per measured training run.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(2..=100_000))]
+    pub(super) train_steps: u32,
+    /// Measure only inference (`embed`) or only training (`train`).
+    #[arg(long, value_parser = ["embed", "train"])]
+    only: Option<String>,
 }
 
 pub(super) fn ml(args: &MlArgs) -> anyhow::Result<Vec<Figure>> {
     // One core for native candle, as the guest has: candle sizes its
     // thread pool from RAYON_NUM_THREADS at every matrix product.
     // SAFETY: nothing else runs yet in this process (the runtimes and their
-    // threads are made below), so no thread reads the environment meanwhile.
+    // threads are made later), so no thread reads the environment meanwhile.
     unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
+    let mut figures = Vec::new();
+    if args.only.as_deref() != Some("train") {
+        figures.extend(embed(args)?);
+    }
+    if args.only.as_deref() != Some("embed") {
+        figures.extend(super::train::train(args)?);
+    }
+    Ok(figures)
+}
+
+fn embed(args: &MlArgs) -> anyhow::Result<Vec<Figure>> {
     let model = &args.model;
     if !model.join(cairn_embed::WEIGHTS_FILE).is_file() {
         bail!(
@@ -231,7 +248,7 @@ fn per_sentence(one: &TaskResult, all: &TaskResult, n: usize) -> Duration {
     (all.wall_time.saturating_sub(one.wall_time) / (n as u32 - 1)).max(Duration::from_nanos(1))
 }
 
-fn figure(metric: &str, value: f64, unit: &'static str) -> Figure {
+pub(super) fn figure(metric: &str, value: f64, unit: &'static str) -> Figure {
     Figure {
         suite: "ml",
         metric: metric.to_string(),

@@ -10,6 +10,7 @@ mod ml;
 mod net;
 mod sim;
 mod tools;
+mod train;
 mod verify;
 mod wasm;
 
@@ -61,7 +62,9 @@ pub enum Suite {
     /// AI inference: sentence embeddings (all-MiniLM-L6-v2) by the built-in
     /// guest `cairn:embed` in Wasm against native candle, one core each:
     /// sentences per second, the cost of fuel metering, and how far native
-    /// rounding strays from the guest's bits.
+    /// rounding strays from the guest's bits; then training (`cairn:train`):
+    /// steps per second both ways, what commitments cost, and a disputed
+    /// run's referee share.
     Ml(ml::MlArgs),
 }
 
