@@ -7,6 +7,7 @@
 //! and `cairn wallet` talks to one.
 
 mod bench;
+mod checkpoint;
 mod devnet;
 mod init;
 mod job;
@@ -61,6 +62,9 @@ enum Command {
     /// Semantic search over the embeddings a `cairn:embed` job wrote: the
     /// corpus lines closest in meaning to a query.
     Search(search::SearchArgs),
+    /// Check a `cairn:train` run's outputs against each other: the weights
+    /// against the last commitment, the loss curve against the commitments.
+    Checkpoint(checkpoint::CheckpointArgs),
     /// Run a node: a ledger validator and a market peer (requester, and
     /// provider with --provide), with its HTTP API.
     Node(node::NodeArgs),
@@ -121,6 +125,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Node(args) => node::node(args),
         Command::Devnet(args) => devnet::devnet(args),
         Command::Search(args) => search::search(args),
+        Command::Checkpoint(args) => checkpoint::checkpoint(args),
         Command::Init(args) => init::init(args),
         Command::Job(args) => job::job(args),
         Command::Market(args) => market::market(args),

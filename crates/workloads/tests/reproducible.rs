@@ -98,6 +98,10 @@ fn build_guests(workspace: &Path, target_dir: &Path) -> PathBuf {
     let rustflags = [
         format!("--remap-path-prefix={}=/cairn", workspace.display()),
         format!("--remap-path-prefix={}=/cargo", cargo_home.display()),
+        // 128-bit SIMD everywhere, not only in the kernels that ask for it:
+        // its lanes compute what scalar code does, bit for bit (no fused
+        // multiply-add; NaNs are made canonical by the runtime).
+        "-Ctarget-feature=+simd128".to_string(),
     ]
     .join("\x1f");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());

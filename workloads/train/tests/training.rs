@@ -117,3 +117,135 @@ fn data_too_short_for_the_context_is_refused() {
         .unwrap();
     assert!(err.contains("cannot read"), "{err}");
 }
+
+/// The program, natively: trains to the end by itself.
+fn run_program(out: &Path, steps: u64, extra: &[&str]) {
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_train"))
+        .args([
+            "--data",
+            corpus().to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args(["--steps", &steps.to_string(), "--every", "6", "--seed", "4"])
+        .args([
+            "--batch",
+            "8",
+            "--context",
+            "8",
+            "--embed",
+            "8",
+            "--hidden",
+            "32",
+        ])
+        .args(extra)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn check(dir: &Path) -> Result<cairn_train::RunCheck, String> {
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    cairn_train::check_run(
+        &read(cairn_train::WEIGHTS_FILE),
+        &String::from_utf8(read(cairn_train::COMMITMENTS_FILE)).unwrap(),
+        &String::from_utf8(read(cairn_train::LOSS_FILE)).unwrap(),
+    )
+}
+
+/// A run's outputs check out against each other; each way of patching a
+/// delivery together (weights from fewer steps behind made-up commitments,
+/// a loss curve missing a step, another run's weights) does not.
+#[test]
+fn a_runs_outputs_check_out_and_patched_deliveries_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (full, half) = (dir.path().join("full"), dir.path().join("half"));
+    run_program(&full, 24, &[]);
+    run_program(&half, 12, &[]);
+    let ok = check(&full).unwrap();
+    assert_eq!(ok.position.steps, 24);
+    assert_eq!(ok.commitments, 5, "start-up and every 6 steps");
+    assert_eq!(ok.steps, Some((1, 24)));
+    assert_eq!(
+        ok.position.data,
+        *blake3::hash(&std::fs::read(corpus()).unwrap()).as_bytes()
+    );
+
+    // An early stopper: the half run's weights behind the full run's
+    // commitments and curve.
+    let patched = dir.path().join("patched");
+    std::fs::create_dir(&patched).unwrap();
+    for name in [cairn_train::COMMITMENTS_FILE, cairn_train::LOSS_FILE] {
+        std::fs::copy(full.join(name), patched.join(name)).unwrap();
+    }
+    std::fs::copy(
+        half.join(cairn_train::WEIGHTS_FILE),
+        patched.join(cairn_train::WEIGHTS_FILE),
+    )
+    .unwrap();
+    let err = check(&patched).unwrap_err();
+    assert!(err.contains("step 12"), "{err}");
+
+    // A curve missing a step.
+    let curve = std::fs::read_to_string(full.join(cairn_train::LOSS_FILE)).unwrap();
+    let gap: Vec<&str> = curve.lines().filter(|l| !l.starts_with("7,")).collect();
+    std::fs::write(patched.join(cairn_train::LOSS_FILE), gap.join("\n")).unwrap();
+    std::fs::copy(
+        full.join(cairn_train::WEIGHTS_FILE),
+        patched.join(cairn_train::WEIGHTS_FILE),
+    )
+    .unwrap();
+    let err = check(&patched).unwrap_err();
+    assert!(err.contains("skips"), "{err}");
+
+    // A curve whose loss at a checkpoint is not the committed one.
+    let nudged = curve.replace(&format!("\n12,"), "\n12,9");
+    std::fs::write(patched.join(cairn_train::LOSS_FILE), nudged).unwrap();
+    let err = check(&patched).unwrap_err();
+    assert!(err.contains("step 12"), "{err}");
+
+    // Continuing the half run with --init ends where the full run does.
+    let resumed = dir.path().join("resumed");
+    let init = half.join(cairn_train::WEIGHTS_FILE);
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_train"))
+        .args([
+            "--data",
+            corpus().to_str().unwrap(),
+            "--out",
+            resumed.to_str().unwrap(),
+        ])
+        .args([
+            "--steps",
+            "12",
+            "--every",
+            "6",
+            "--batch",
+            "8",
+            "--init",
+            init.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(check(&resumed).unwrap().root, ok.root);
+    // Dimensions other than the checkpoint's are refused.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_train"))
+        .args([
+            "--data",
+            corpus().to_str().unwrap(),
+            "--out",
+            resumed.to_str().unwrap(),
+        ])
+        .args([
+            "--steps",
+            "1",
+            "--hidden",
+            "64",
+            "--init",
+            init.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("checkpoint's"));
+}

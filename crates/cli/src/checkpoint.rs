@@ -1,0 +1,109 @@
+//! `cairn checkpoint`: checks the outputs of a `cairn:train` run against
+//! each other before the weights are trusted: the delivered checkpoint is
+//! the state the last commitment names, the loss curve has every step and
+//! agrees with the commitments, and (with `--data`) the run trained on the
+//! data the owner holds.
+//!
+//! This catches a delivery patched together after the fact (weights from
+//! fewer steps behind made-up commitments); a provider that lies
+//! consistently is caught by replication and disputes instead.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use cairn_train::checkpoint::{CHECKPOINT_BYTES_MAX, hex};
+use cairn_train::{COMMITMENTS_FILE, LOSS_FILE, WEIGHTS_FILE, check_run, read_bounded};
+
+/// Commitments and loss curves are text of a line per checkpoint or step.
+const TEXT_BYTES_MAX: u64 = 1 << 30;
+
+/// Arguments of `cairn checkpoint`.
+#[derive(clap::Args)]
+#[command(after_help = "Example:\n  \
+    cairn run examples/train/job.toml --local\n  \
+    cairn checkpoint out/train --data examples/train/seed.txt")]
+pub struct CheckpointArgs {
+    /// The folder a `cairn:train` run's outputs are in
+    /// (`weights.safetensors`, `loss.csv`, `commitments.jsonl`).
+    results: PathBuf,
+    /// The data the run was to train on: its BLAKE3 must be the one the
+    /// checkpoint names.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Print the findings as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn checkpoint(args: CheckpointArgs) -> anyhow::Result<ExitCode> {
+    let read = |name: &str, max: u64| {
+        read_bounded(&args.results.join(name), max).map_err(anyhow::Error::msg)
+    };
+    let text = |name: &str| -> anyhow::Result<String> {
+        String::from_utf8(read(name, TEXT_BYTES_MAX)?)
+            .with_context(|| format!("{name} is not UTF-8"))
+    };
+    let weights = read(WEIGHTS_FILE, CHECKPOINT_BYTES_MAX)?;
+    let run = check_run(&weights, &text(COMMITMENTS_FILE)?, &text(LOSS_FILE)?)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("the run in {}", args.results.display()))?;
+    if let Some(data) = &args.data {
+        let mut hasher = blake3::Hasher::new();
+        let mut file =
+            std::fs::File::open(data).with_context(|| format!("reading {}", data.display()))?;
+        std::io::copy(&mut file, &mut hasher)
+            .with_context(|| format!("reading {}", data.display()))?;
+        if *hasher.finalize().as_bytes() != run.position.data {
+            bail!(
+                "the run trained on data {}, not on {} ({})",
+                hex(&run.position.data),
+                data.display(),
+                hasher.finalize()
+            );
+        }
+    }
+    let shape = run.position.shape;
+    if args.json {
+        let summary = serde_json::json!({
+            "steps": run.position.steps,
+            "seed": run.position.seed,
+            "root": hex(&run.root),
+            "data": hex(&run.position.data),
+            "commitments": run.commitments,
+            "context": shape.context,
+            "embed": shape.embed,
+            "hidden": shape.hidden,
+            "first_step": run.steps.map(|s| s.0),
+            "loss_first": run.loss.map(|l| l.0),
+            "loss_last": run.loss.map(|l| l.1),
+        });
+        println!("{summary}");
+    } else {
+        println!(
+            "{}: the checkpoint is the state after step {} (root {}), as the last of {} \
+             commitments says",
+            args.results.display(),
+            run.position.steps,
+            hex(&run.root),
+            run.commitments
+        );
+        if let (Some((first, last)), Some((from, to))) = (run.steps, run.loss) {
+            println!("loss curve: steps {first}..={last}, loss {from:.4} -> {to:.4}");
+        }
+        println!(
+            "model: context {}, embedding {}, hidden {}; seed {}; data {}{}",
+            shape.context,
+            shape.embed,
+            shape.hidden,
+            run.position.seed,
+            hex(&run.position.data),
+            if args.data.is_some() {
+                " (matches --data)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
