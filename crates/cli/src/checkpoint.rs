@@ -63,11 +63,15 @@ pub fn checkpoint(args: CheckpointArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let shape = run.position.shape;
+    let settings = run.position.settings;
+    let shape = settings.shape;
     if args.json {
         let summary = serde_json::json!({
             "steps": run.position.steps,
-            "seed": run.position.seed,
+            "seed": settings.seed,
+            "batch": settings.batch,
+            "learning_rate": settings.learning_rate,
+            "weight_decay": settings.weight_decay,
             "root": hex(&run.root),
             "data": hex(&run.position.data),
             "commitments": run.commitments,
@@ -92,11 +96,15 @@ pub fn checkpoint(args: CheckpointArgs) -> anyhow::Result<ExitCode> {
             println!("loss curve: steps {first}..={last}, loss {from:.4} -> {to:.4}");
         }
         println!(
-            "model: context {}, embedding {}, hidden {}; seed {}; data {}{}",
+            "model: context {}, embedding {}, hidden {}; batch {}, learning rate {}, weight \
+             decay {}, seed {}; data {}{}",
             shape.context,
             shape.embed,
             shape.hidden,
-            run.position.seed,
+            settings.batch,
+            settings.learning_rate,
+            settings.weight_decay,
+            settings.seed,
             hex(&run.position.data),
             if args.data.is_some() {
                 " (matches --data)"

@@ -551,3 +551,98 @@ fn node_commands_refuse_bad_ids_missing_tokens_and_absent_nodes_clearly() {
         );
     }
 }
+
+/// `cairn checkpoint <dir> --data <file> --json`.
+fn checkpoint(dir: &Path, data: &Path) -> Output {
+    cairn(&[
+        "checkpoint",
+        dir.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--json",
+    ])
+}
+
+/// The training example: the run repeats its bits, its loss curve is
+/// native candle's within float rounding, `cairn checkpoint` finds its
+/// outputs consistent and trained on the given data; the fine-tuning
+/// example continues it on other text to step 600, and a check against the
+/// wrong data fails.
+#[test]
+fn the_training_job_repeats_its_bits_checks_out_and_fine_tunes() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/train");
+    let job = examples.join("job.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let (out1, out2) = (dir.path().join("out1"), dir.path().join("out2"));
+    let one = run_json(&job, &out1, "1");
+    let two = run_json(&job, &out2, "1");
+    assert_eq!(one["succeeded"], 1, "{one}");
+    assert_eq!(digests_and_fuel(&one), digests_and_fuel(&two));
+
+    let seed = examples.join("seed.txt");
+    let output = checkpoint(&out1, &seed);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let found: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        (found["steps"].as_u64(), found["commitments"].as_u64()),
+        (Some(400), Some(9))
+    );
+    assert!(found["loss_last"].as_f64().unwrap() < 2.6, "{found}");
+
+    // Native candle, the example's settings: the same curve within
+    // rounding (docs/ml.md).
+    let mut native = cairn_train::Trainer::new(
+        cairn_train::Settings {
+            batch: 32,
+            learning_rate: 3e-3,
+            seed: 7,
+            ..cairn_train::Settings::default()
+        },
+        &seed,
+        None,
+    )
+    .unwrap();
+    let curve = std::fs::read_to_string(out1.join("loss.csv")).unwrap();
+    for line in curve.lines().skip(1) {
+        let guest: f32 = line.split(',').nth(1).unwrap().parse().unwrap();
+        let here = native.step().unwrap();
+        assert!((guest - here).abs() < 1e-3, "{line}: native {here}");
+    }
+
+    // Fine-tuning, as examples/train/finetune.toml says, from this run.
+    let tune = dir.path().join("tune");
+    std::fs::create_dir(&tune).unwrap();
+    std::fs::copy(examples.join("tune.txt"), tune.join("tune.txt")).unwrap();
+    std::fs::copy(
+        out1.join("weights.safetensors"),
+        tune.join("weights.safetensors"),
+    )
+    .unwrap();
+    let spec = std::fs::read_to_string(examples.join("finetune.toml")).unwrap();
+    let spec = spec.replace(
+        "\"../../out/train/weights.safetensors\"",
+        "\"weights.safetensors\"",
+    );
+    std::fs::write(tune.join("finetune.toml"), spec).unwrap();
+    let tuned = tune.join("out");
+    let summary = run_json(&tune.join("finetune.toml"), &tuned, "1");
+    assert_eq!(summary["succeeded"], 1, "{summary}");
+    let output = checkpoint(&tuned, &examples.join("tune.txt"));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let found: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        (found["steps"].as_u64(), found["first_step"].as_u64()),
+        (Some(600), Some(401))
+    );
+    let output = checkpoint(&tuned, &seed);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not on"));
+}

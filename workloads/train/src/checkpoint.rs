@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
-use crate::Shape;
+use crate::{Settings, Shape};
 
 /// The metadata key holding the position.
 const METADATA_KEY: &str = "cairn-train";
@@ -24,14 +24,13 @@ const FORMAT: u32 = 1;
 pub const CHECKPOINT_BYTES_MAX: u64 = 3 * 4 * (crate::PARAMETERS_MAX as u64) + (1 << 20);
 
 /// Where a run stands: what, besides the tensors, decides what it does next.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Position {
-    /// The model's dimensions.
-    pub shape: Shape,
+    /// The model's dimensions, the batch, the optimiser's settings and the
+    /// seed (the data order).
+    pub settings: Settings,
     /// Optimiser steps taken since initialisation.
     pub steps: u64,
-    /// The run's seed (the data order).
-    pub seed: u64,
     /// BLAKE3 of the data the last steps read.
     pub data: [u8; 32],
 }
@@ -43,8 +42,11 @@ struct PositionJson {
     context: usize,
     embed: usize,
     hidden: usize,
-    steps: u64,
+    batch: usize,
+    learning_rate: f64,
+    weight_decay: f64,
     seed: u64,
+    steps: u64,
     data: String,
 }
 
@@ -130,16 +132,20 @@ impl Checkpoint {
 
     fn position_leaf(&self) -> [u8; 32] {
         let p = &self.position;
+        let s = &p.settings;
         let mut leaf = blake3::Hasher::new();
         leaf.update(&[0]);
         leaf.update(b"position");
         for n in [
             u64::from(FORMAT),
-            p.shape.context as u64,
-            p.shape.embed as u64,
-            p.shape.hidden as u64,
+            s.shape.context as u64,
+            s.shape.embed as u64,
+            s.shape.hidden as u64,
+            s.batch as u64,
+            s.learning_rate.to_bits(),
+            s.weight_decay.to_bits(),
+            s.seed,
             p.steps,
-            p.seed,
         ] {
             leaf.update(&n.to_le_bytes());
         }
@@ -150,13 +156,17 @@ impl Checkpoint {
     /// The checkpoint as a safetensors file.
     pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
         let p = &self.position;
+        let s = &p.settings;
         let position = serde_json::to_string(&PositionJson {
             format: FORMAT,
-            context: p.shape.context,
-            embed: p.shape.embed,
-            hidden: p.shape.hidden,
+            context: s.shape.context,
+            embed: s.shape.embed,
+            hidden: s.shape.hidden,
+            batch: s.batch,
+            learning_rate: s.learning_rate,
+            weight_decay: s.weight_decay,
+            seed: s.seed,
             steps: p.steps,
-            seed: p.seed,
             data: hex(&p.data),
         })
         .map_err(|e| e.to_string())?;
@@ -210,19 +220,25 @@ impl Checkpoint {
                 json.format
             ));
         }
-        let shape = Shape {
-            context: json.context,
-            embed: json.embed,
-            hidden: json.hidden,
+        let settings = Settings {
+            shape: Shape {
+                context: json.context,
+                embed: json.embed,
+                hidden: json.hidden,
+            },
+            batch: json.batch,
+            learning_rate: json.learning_rate,
+            weight_decay: json.weight_decay,
+            seed: json.seed,
         };
-        shape
+        settings
             .check()
-            .map_err(|e| format!("the checkpoint's model: {e}"))?;
+            .map_err(|e| format!("the checkpoint's settings: {e}"))?;
+        let shape = settings.shape;
         let data = unhex(&json.data).ok_or("the checkpoint's data digest is not 64 hex digits")?;
         let mut checkpoint = Self::new(Position {
-            shape,
+            settings,
             steps: json.steps,
-            seed: json.seed,
             data,
         });
         let tensors =
@@ -290,9 +306,12 @@ mod tests {
             hidden: 4,
         };
         let mut c = Checkpoint::new(Position {
-            shape,
+            settings: Settings {
+                shape,
+                seed: 6,
+                ..Settings::default()
+            },
             steps: 5,
-            seed: 6,
             data: [7; 32],
         });
         for (name, dims) in Checkpoint::expected(&shape) {
@@ -322,6 +341,9 @@ mod tests {
         let mut data = c.clone();
         data.position.data[0] ^= 1;
         assert_ne!(data.root(), c.root(), "the data is committed");
+        let mut rate = c.clone();
+        rate.position.settings.learning_rate *= 2.0;
+        assert_ne!(rate.root(), c.root(), "the learning rate is committed");
         let mut nudged = c.clone();
         let (dims, mut values) = nudged.tensors["adam.v.out.bias"].clone();
         values[3] = f32::from_bits(values[3].to_bits() + 1);
@@ -353,10 +375,14 @@ mod tests {
         let err = Checkpoint::from_bytes(&nan.to_bytes().unwrap()).unwrap_err();
         assert!(err.contains("non-finite"), "{err}");
 
-        let mut huge = c;
-        huge.position.shape.hidden = usize::MAX / 4;
+        let mut huge = c.clone();
+        huge.position.settings.shape.hidden = usize::MAX / 4;
         let err = Checkpoint::from_bytes(&huge.to_bytes().unwrap()).unwrap_err();
-        assert!(err.contains("model"), "{err}");
+        assert!(err.contains("hidden width"), "{err}");
+        let mut rate = c;
+        rate.position.settings.learning_rate = 5.0;
+        let err = Checkpoint::from_bytes(&rate.to_bytes().unwrap()).unwrap_err();
+        assert!(err.contains("learning rate"), "{err}");
     }
 
     #[test]

@@ -294,7 +294,7 @@ impl Trainer {
         init: Option<&Checkpoint>,
     ) -> Result<Self, String> {
         if let Some(init) = init {
-            settings.shape = init.position.shape;
+            settings.shape = init.position.settings.shape;
         }
         settings.check()?;
         let data = Data::open(data, settings.shape.context)?;
@@ -436,9 +436,8 @@ impl Trainer {
     /// The run's whole state as a checkpoint.
     pub fn checkpoint(&self) -> Result<Checkpoint, String> {
         let mut checkpoint = Checkpoint::new(Position {
-            shape: self.settings.shape,
+            settings: self.settings,
             steps: self.steps,
-            seed: self.settings.seed,
             data: self.data.digest,
         });
         for p in &self.parameters {

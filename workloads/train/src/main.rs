@@ -158,21 +158,28 @@ fn start() -> Result<Option<Run>, String> {
         )?)?),
         None => None,
     };
+    let given = args.settings;
+    // Continuing a checkpoint, what is not given is the checkpoint's, so
+    // that `--init` alone continues the run exactly.
+    let base = init
+        .as_ref()
+        .map_or(Settings::default(), |i| i.position.settings);
     if let Some(init) = &init
-        && args.shape.is_some_and(|shape| shape != init.position.shape)
+        && given
+            .shape
+            .is_some_and(|shape| shape != init.position.settings.shape)
     {
         return Err(format!(
             "the model's dimensions are the checkpoint's ({:?}); leave them out",
-            init.position.shape
+            init.position.settings.shape
         ));
     }
     let settings = Settings {
-        shape: args.shape.unwrap_or_default(),
-        seed: args
-            .seed
-            .or(init.as_ref().map(|i| i.position.seed))
-            .unwrap_or(0),
-        ..args.settings
+        shape: given.shape.unwrap_or(base.shape),
+        batch: given.batch.unwrap_or(base.batch),
+        learning_rate: given.learning_rate.unwrap_or(base.learning_rate),
+        weight_decay: given.weight_decay.unwrap_or(base.weight_decay),
+        seed: given.seed.unwrap_or(base.seed),
     };
     let trainer = Trainer::new(settings, Path::new(&args.data), init.as_ref())?;
     let out = PathBuf::from(&args.out);
@@ -200,10 +207,18 @@ struct Args {
     out: String,
     steps: u64,
     every: Option<u64>,
-    seed: Option<u64>,
-    shape: Option<Shape>,
-    settings: Settings,
+    settings: Given,
     init: Option<String>,
+}
+
+/// The settings given on the command line.
+#[derive(Clone, Copy, Debug)]
+struct Given {
+    shape: Option<Shape>,
+    batch: Option<usize>,
+    learning_rate: Option<f64>,
+    weight_decay: Option<f64>,
+    seed: Option<u64>,
 }
 
 /// Parses the command line; `Ok(None)` means help was asked for.
@@ -276,21 +291,18 @@ fn parse_args(mut raw: impl Iterator<Item = String>) -> Result<Option<Args>, Str
         embed: dims[1].unwrap_or(defaults.shape.embed),
         hidden: dims[2].unwrap_or(defaults.shape.hidden),
     });
-    let settings = Settings {
-        shape: defaults.shape,
-        batch: number("--batch", take("--batch"))?.unwrap_or(defaults.batch),
-        learning_rate: number("--lr", take("--lr"))?.unwrap_or(defaults.learning_rate),
-        weight_decay: number("--weight-decay", take("--weight-decay"))?
-            .unwrap_or(defaults.weight_decay),
-        seed: 0,
+    let settings = Given {
+        shape,
+        batch: number("--batch", take("--batch"))?,
+        learning_rate: number("--lr", take("--lr"))?,
+        weight_decay: number("--weight-decay", take("--weight-decay"))?,
+        seed: number("--seed", take("--seed"))?,
     };
     Ok(Some(Args {
         data,
         out,
         steps,
         every,
-        seed: number("--seed", take("--seed"))?,
-        shape,
         settings,
         init: take("--init"),
     }))
@@ -325,11 +337,15 @@ mod tests {
         ])
         .unwrap()
         .unwrap();
-        assert_eq!((args.steps, args.every, args.seed), (40, Some(10), Some(7)));
-        assert_eq!(args.settings.batch, 8);
-        assert_eq!(args.settings.learning_rate, 0.01);
-        assert_eq!(args.shape.unwrap().hidden, 64);
-        assert_eq!(args.shape.unwrap().context, Shape::default().context);
+        let given = args.settings;
+        assert_eq!(
+            (args.steps, args.every, given.seed),
+            (40, Some(10), Some(7))
+        );
+        assert_eq!((given.batch, given.learning_rate), (Some(8), Some(0.01)));
+        assert_eq!(given.weight_decay, None);
+        assert_eq!(given.shape.unwrap().hidden, 64);
+        assert_eq!(given.shape.unwrap().context, Shape::default().context);
         assert!(
             parse(&["--data", "d", "--out", "o"])
                 .unwrap_err()

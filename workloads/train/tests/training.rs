@@ -72,13 +72,13 @@ fn a_run_resumed_from_its_checkpoint_ends_where_the_whole_run_does() {
     // The seed given is ignored by `Trainer::new` only if the caller passes
     // the checkpoint's: the guest does; here the checkpoint's is kept.
     let resumed_settings = Settings {
-        seed: half.position.seed,
+        seed: half.position.settings.seed,
         ..fresh_settings
     };
     let (_, resumed) = train(resumed_settings, &corpus(), Some(&half), 10);
     assert_eq!(resumed.position.steps, 20);
     assert_eq!(
-        resumed.position.shape,
+        resumed.position.settings.shape,
         small().shape,
         "the checkpoint's shape is kept"
     );
@@ -199,12 +199,13 @@ fn a_runs_outputs_check_out_and_patched_deliveries_do_not() {
     assert!(err.contains("skips"), "{err}");
 
     // A curve whose loss at a checkpoint is not the committed one.
-    let nudged = curve.replace(&format!("\n12,"), "\n12,9");
+    let nudged = curve.replace("\n12,", "\n12,9");
     std::fs::write(patched.join(cairn_train::LOSS_FILE), nudged).unwrap();
     let err = check(&patched).unwrap_err();
     assert!(err.contains("step 12"), "{err}");
 
-    // Continuing the half run with --init ends where the full run does.
+    // Continuing the half run with --init alone (its settings are the
+    // checkpoint's) ends where the full run does.
     let resumed = dir.path().join("resumed");
     let init = half.join(cairn_train::WEIGHTS_FILE);
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_train"))
@@ -219,8 +220,6 @@ fn a_runs_outputs_check_out_and_patched_deliveries_do_not() {
             "12",
             "--every",
             "6",
-            "--batch",
-            "8",
             "--init",
             init.to_str().unwrap(),
         ])
