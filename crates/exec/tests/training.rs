@@ -11,8 +11,8 @@ use cairn_exec::{Limits, Runtime, Snapshot, Tamper, Task, Trace, WasmConfig, Was
 use cairn_verify::{Game, Need, Side, StateHash};
 use cairn_wire::ContentId;
 
-/// Steps of the run: about 14 Mfuel each, 10^10 fuel in all.
-const STEPS: u64 = 720;
+/// Steps of the run: about 12 Mfuel each, 10^10 fuel in all.
+const STEPS: u64 = 880;
 
 /// An `early_stopper`: ends the task after half its steps, as if done.
 struct EarlyStopper;
@@ -51,7 +51,7 @@ impl Run {
             "--seed",
             "5",
             "--batch",
-            "8",
+            "16",
             "--context",
             "8",
             "--embed",
@@ -136,7 +136,7 @@ fn a_dispute_over_a_ten_gigafuel_training_run_costs_the_referee_one_step() {
         }
     };
     assert_eq!(verdict.losers, vec![Side::B], "{}", verdict.reason);
-    // The cheat's trace ends after step 360 (position 361): the referee
+    // The cheat's trace ends after step 440 (position 441): the referee
     // runs from the last state both agree on, one step before.
     assert_eq!(decided_at, STEPS / 2, "{}", verdict.reason);
     let share = referee_fuel as f64 / total as f64;
