@@ -45,8 +45,10 @@ pub fn checkpoint(args: CheckpointArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("{name} is not UTF-8"))
     };
     let weights = read(WEIGHTS_FILE, CHECKPOINT_BYTES_MAX)?;
+    // The provider's bytes can reach the message (a field's name, a
+    // tensor's): escaped, so no terminal escape sequence gets through.
     let run = check_run(&weights, &text(COMMITMENTS_FILE)?, &text(LOSS_FILE)?)
-        .map_err(anyhow::Error::msg)
+        .map_err(|e| anyhow::anyhow!("{}", e.escape_debug()))
         .with_context(|| format!("the run in {}", args.results.display()))?;
     if let Some(data) = &args.data {
         let mut hasher = blake3::Hasher::new();
@@ -78,9 +80,10 @@ pub fn checkpoint(args: CheckpointArgs) -> anyhow::Result<ExitCode> {
             "context": shape.context,
             "embed": shape.embed,
             "hidden": shape.hidden,
-            "first_step": run.steps.map(|s| s.0),
-            "loss_first": run.loss.map(|l| l.0),
-            "loss_last": run.loss.map(|l| l.1),
+            "first_step": run.steps.0,
+            "loss_first": run.loss.0,
+            "loss_last": run.loss.1,
+            "from": run.from.map(|root| hex(&root)),
         });
         println!("{summary}");
     } else {
@@ -92,8 +95,10 @@ pub fn checkpoint(args: CheckpointArgs) -> anyhow::Result<ExitCode> {
             hex(&run.root),
             run.commitments
         );
-        if let (Some((first, last)), Some((from, to))) = (run.steps, run.loss) {
-            println!("loss curve: steps {first}..={last}, loss {from:.4} -> {to:.4}");
+        let ((first, last), (from, to)) = (run.steps, run.loss);
+        println!("loss curve: steps {first}..={last}, loss {from:.4} -> {to:.4}");
+        if let Some(parent) = run.from {
+            println!("continued from the checkpoint with root {}", hex(&parent));
         }
         println!(
             "model: context {}, embedding {}, hidden {}; batch {}, learning rate {}, weight \

@@ -43,8 +43,10 @@ struct PositionJson {
     embed: usize,
     hidden: usize,
     batch: usize,
-    learning_rate: f64,
-    weight_decay: f64,
+    /// As Rust writes the float: it reads back exactly (a JSON number
+    /// might not, by serde_json's default parser).
+    learning_rate: String,
+    weight_decay: String,
     seed: u64,
     steps: u64,
     data: String,
@@ -163,8 +165,8 @@ impl Checkpoint {
             embed: s.shape.embed,
             hidden: s.shape.hidden,
             batch: s.batch,
-            learning_rate: s.learning_rate,
-            weight_decay: s.weight_decay,
+            learning_rate: s.learning_rate.to_string(),
+            weight_decay: s.weight_decay.to_string(),
             seed: s.seed,
             steps: p.steps,
             data: hex(&p.data),
@@ -227,13 +229,20 @@ impl Checkpoint {
                 hidden: json.hidden,
             },
             batch: json.batch,
-            learning_rate: json.learning_rate,
-            weight_decay: json.weight_decay,
+            learning_rate: float(&json.learning_rate)?,
+            weight_decay: float(&json.weight_decay)?,
             seed: json.seed,
         };
         settings
             .check()
             .map_err(|e| format!("the checkpoint's settings: {e}"))?;
+        if json.steps > crate::TOTAL_STEPS_MAX {
+            return Err(format!(
+                "the checkpoint claims {} steps, more than the {} a run may reach",
+                json.steps,
+                crate::TOTAL_STEPS_MAX
+            ));
+        }
         let shape = settings.shape;
         let data = unhex(&json.data).ok_or("the checkpoint's data digest is not 64 hex digits")?;
         let mut checkpoint = Self::new(Position {
@@ -278,6 +287,11 @@ impl Checkpoint {
     }
 }
 
+fn float(text: &str) -> Result<f64, String> {
+    text.parse()
+        .map_err(|_| format!("the checkpoint's '{text:.40}' is not a number"))
+}
+
 /// Lower-case hexadecimal.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -285,7 +299,8 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// 32 bytes from 64 hexadecimal digits.
 pub fn unhex(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 || !text.is_ascii() {
+    // Lower-case digits only: one spelling per digest.
+    if text.len() != 64 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
     }
     let mut out = [0u8; 32];
@@ -392,5 +407,7 @@ mod tests {
         assert_eq!(unhex("ab"), None);
         assert_eq!(unhex(&"zz".repeat(32)), None);
         assert_eq!(unhex(&"é".repeat(32)), None);
+        assert_eq!(unhex(&"AB".repeat(32)), None, "one spelling");
+        assert_eq!(unhex(&format!("+f{}", "ab".repeat(31))), None);
     }
 }

@@ -20,6 +20,7 @@
 //! the run's commitments.
 
 pub mod checkpoint;
+pub mod outputs;
 
 use std::io::{Read as _, Seek as _, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor, Var};
 
 pub use checkpoint::{Checkpoint, Position};
+pub use outputs::{COMMITMENTS_FILE, Commitment, LOSS_FILE, RunCheck, WEIGHTS_FILE, check_run};
 
 /// Byte values: the model's vocabulary.
 pub const VOCAB: usize = 256;
@@ -50,11 +52,18 @@ pub const EMBED_MAX: usize = 512;
 pub const HIDDEN_MAX: usize = 8192;
 /// The largest batch.
 pub const BATCH_MAX: usize = 4096;
-/// Most parameters a model may have (64 MiB of float32; with the optimiser's
-/// two moments and the gradients, about 256 MiB of guest memory).
+/// Most parameters a model may have: 64 MiB of float32, and with the
+/// optimiser's moments, the gradients and the update's temporaries several
+/// times that in guest memory (which the job's memory limit bounds).
 pub const PARAMETERS_MAX: usize = 16 << 20;
+/// Most numbers in one layer's activations for a batch (`batch × context ×
+/// embed` at the input, `batch × hidden` after the hidden layer).
+pub const ACTIVATIONS_MAX: usize = 16 << 20;
 /// Most optimiser steps a run may take.
 pub const STEPS_MAX: u64 = 100_000_000;
+/// Most steps a chain of runs may reach from initialisation (a checkpoint
+/// claiming more is refused, so the count never overflows).
+pub const TOTAL_STEPS_MAX: u64 = 1 << 48;
 
 impl Default for Shape {
     fn default() -> Self {
@@ -143,6 +152,19 @@ impl Settings {
         if !(1..=BATCH_MAX).contains(&self.batch) {
             return Err(format!(
                 "the batch must be in 1..={BATCH_MAX}, got {}",
+                self.batch
+            ));
+        }
+        // Each factor is bounded above, so these products fit in a u64.
+        let shape = self.shape;
+        let widest = [shape.context * shape.embed, shape.hidden, VOCAB]
+            .into_iter()
+            .max()
+            .unwrap_or(0);
+        if self.batch * widest > ACTIVATIONS_MAX {
+            return Err(format!(
+                "a batch of {} with a layer {widest} wide is over the {ACTIVATIONS_MAX} \
+                 activations allowed",
                 self.batch
             ));
         }
@@ -377,7 +399,11 @@ impl Trainer {
         let (loss, grads) = self
             .loss_and_gradients(inputs, targets)
             .map_err(|e| e.to_string())?;
-        self.steps += 1;
+        self.steps = self
+            .steps
+            .checked_add(1)
+            .filter(|&s| s <= TOTAL_STEPS_MAX)
+            .ok_or("the run has reached the most steps a run may")?;
         self.apply(&grads).map_err(|e| e.to_string())?;
         if !loss.is_finite() {
             return Err(format!(
@@ -518,116 +544,15 @@ mod tests {
             ..Settings::default()
         };
         assert!(s.check().is_err());
-    }
-}
-
-/// The file names a run writes in its output folder.
-pub const WEIGHTS_FILE: &str = "weights.safetensors";
-/// The loss of every step.
-pub const LOSS_FILE: &str = "loss.csv";
-/// The Merkle root of the state at each checkpoint.
-pub const COMMITMENTS_FILE: &str = "commitments.jsonl";
-
-/// What [`check_run`] found in a run's outputs.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RunCheck {
-    /// The delivered state.
-    pub position: Position,
-    /// Its Merkle root, equal to the last commitment's.
-    pub root: [u8; 32],
-    /// Commitments in the file.
-    pub commitments: usize,
-    /// The step numbers of the loss curve (the first and the last).
-    pub steps: Option<(u64, u64)>,
-    /// The loss at the first and the last step.
-    pub loss: Option<(f32, f32)>,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Commitment {
-    steps: u64,
-    root: String,
-    loss: Option<f32>,
-}
-
-/// Checks that a run's outputs agree with each other: the delivered
-/// checkpoint is the state the last commitment names, the commitments'
-/// steps rise, the loss curve has one finite loss for every step up to the
-/// last commitment, and each commitment's loss is the curve's at its step.
-/// A consistent lie passes (replicas and disputes catch those); a delivery
-/// patched together after the fact does not.
-pub fn check_run(weights: &[u8], commitments: &str, loss_csv: &str) -> Result<RunCheck, String> {
-    let checkpoint = Checkpoint::from_bytes(weights)?;
-    let root = checkpoint.root();
-    let mut lines = Vec::new();
-    for (n, line) in commitments.lines().enumerate() {
-        let c: Commitment = serde_json::from_str(line)
-            .map_err(|e| format!("{COMMITMENTS_FILE} line {}: {e}", n + 1))?;
-        let root = checkpoint::unhex(&c.root)
-            .ok_or_else(|| format!("{COMMITMENTS_FILE} line {}: a root of 64 hex digits", n + 1))?;
-        if lines.last().is_some_and(|(steps, _, _)| *steps >= c.steps) {
-            return Err(format!(
-                "{COMMITMENTS_FILE} line {}: step {} does not follow the line before",
-                n + 1,
-                c.steps
-            ));
-        }
-        lines.push((c.steps, root, c.loss));
-    }
-    let Some(&(last_steps, last_root, _)) = lines.last() else {
-        return Err(format!("{COMMITMENTS_FILE} is empty"));
-    };
-    if last_steps != checkpoint.position.steps || last_root != root {
-        return Err(format!(
-            "the delivered weights are the state at step {} (root {}), but the last commitment \
-             names step {last_steps} (root {})",
-            checkpoint.position.steps,
-            checkpoint::hex(&root),
-            checkpoint::hex(&last_root)
-        ));
-    }
-    let mut curve = Vec::new();
-    let mut rows = loss_csv.lines();
-    if rows.next() != Some("step,loss") {
-        return Err(format!("{LOSS_FILE} does not start with 'step,loss'"));
-    }
-    for (n, row) in rows.enumerate() {
-        let parsed = row
-            .split_once(',')
-            .and_then(|(s, l)| Some((s.parse::<u64>().ok()?, l.parse::<f32>().ok()?)));
-        let Some((step, loss)) = parsed.filter(|(_, l)| l.is_finite()) else {
-            return Err(format!("{LOSS_FILE} line {}: not 'step,loss'", n + 2));
+        let s = Settings {
+            batch: BATCH_MAX,
+            shape: Shape {
+                context: CONTEXT_MAX,
+                embed: 64,
+                hidden: 64,
+            },
+            ..Settings::default()
         };
-        if curve.last().is_some_and(|(s, _)| step != s + 1) {
-            return Err(format!(
-                "{LOSS_FILE} line {}: step {step} skips or repeats",
-                n + 2
-            ));
-        }
-        curve.push((step, loss));
+        assert!(s.check().unwrap_err().contains("activations"));
     }
-    if let (Some((first, _)), Some((last, _))) = (curve.first(), curve.last())
-        && (*first != lines[0].0 + 1 || *last != last_steps)
-    {
-        return Err(format!(
-            "{LOSS_FILE} covers steps {first}..={last}, the commitments {}..={last_steps}",
-            lines[0].0 + 1
-        ));
-    }
-    for (steps, _, loss) in &lines[1..] {
-        let on_curve = curve.iter().find(|(s, _)| s == steps).map(|(_, l)| *l);
-        if *loss != on_curve {
-            return Err(format!(
-                "the commitment at step {steps} states loss {loss:?}, the curve {on_curve:?}"
-            ));
-        }
-    }
-    Ok(RunCheck {
-        position: checkpoint.position,
-        root,
-        commitments: lines.len(),
-        steps: curve.first().zip(curve.last()).map(|(a, b)| (a.0, b.0)),
-        loss: curve.first().zip(curve.last()).map(|(a, b)| (a.1, b.1)),
-    })
 }

@@ -25,7 +25,10 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 use cairn_train::checkpoint::{CHECKPOINT_BYTES_MAX, hex};
-use cairn_train::{Checkpoint, STEPS_MAX, Settings, Shape, Trainer, read_bounded};
+use cairn_train::{
+    COMMITMENTS_FILE, Checkpoint, Commitment, LOSS_FILE, STEPS_MAX, Settings, Shape, Trainer,
+    WEIGHTS_FILE, read_bounded,
+};
 
 const USAGE: &str = "usage: train --data <path> --out <dir> --steps <n> [--every <n>] \
 [--seed <n>] [--batch <n>] [--lr <x>] [--weight-decay <x>] \
@@ -41,6 +44,9 @@ struct Run {
     done: u64,
     /// `step,loss` lines not yet written.
     pending: String,
+    /// The root of the checkpoint the run continues, for its first
+    /// commitment.
+    from: Option<[u8; 32]>,
     first_loss: Option<f32>,
     last_loss: Option<f32>,
 }
@@ -105,29 +111,37 @@ fn step(run: &mut Run) -> Result<bool, String> {
         run.last_loss = Some(loss);
         run.pending
             .push_str(&format!("{},{loss}\n", run.trainer.steps()));
-        if run.done.is_multiple_of(run.every) || run.done == run.steps {
+        // Checkpoints fall on multiples of `every` counted from
+        // initialisation, so a resumed run commits where the whole run
+        // would have.
+        if run.trainer.steps().is_multiple_of(run.every) || run.done == run.steps {
             checkpoint(run)?;
+        } else if run.pending.len() >= PENDING_BYTES_MAX {
+            append(&run.out.join(LOSS_FILE), &run.pending)?;
+            run.pending.clear();
         }
     }
     Ok(run.done < run.steps)
 }
 
+/// Loss lines kept in memory before they are written, when checkpoints
+/// are far apart.
+const PENDING_BYTES_MAX: usize = 1 << 20;
+
 /// Writes the state, the loss lines so far and the state's commitment.
 fn checkpoint(run: &mut Run) -> Result<(), String> {
     let state = run.trainer.checkpoint()?;
-    let weights = run.out.join("weights.safetensors");
+    let weights = run.out.join(WEIGHTS_FILE);
     std::fs::write(&weights, state.to_bytes()?).map_err(|e| write_error(&weights, e))?;
-    let loss = match run.last_loss {
-        Some(loss) => serde_json::json!(loss),
-        None => serde_json::Value::Null,
+    let line = Commitment {
+        steps: state.position.steps,
+        root: hex(&state.root()),
+        loss: run.last_loss,
+        from: run.from.take().map(|root| hex(&root)),
     };
-    let line = serde_json::json!({
-        "steps": state.position.steps,
-        "root": hex(&state.root()),
-        "loss": loss,
-    });
-    append(&run.out.join("commitments.jsonl"), &format!("{line}\n"))?;
-    append(&run.out.join("loss.csv"), &run.pending)?;
+    let line = serde_json::to_string(&line).map_err(|e| e.to_string())?;
+    append(&run.out.join(COMMITMENTS_FILE), &format!("{line}\n"))?;
+    append(&run.out.join(LOSS_FILE), &run.pending)?;
     run.pending.clear();
     Ok(())
 }
@@ -182,10 +196,13 @@ fn start() -> Result<Option<Run>, String> {
         seed: given.seed.unwrap_or(base.seed),
     };
     let trainer = Trainer::new(settings, Path::new(&args.data), init.as_ref())?;
+    let from = init.map(|init| init.root());
     let out = PathBuf::from(&args.out);
     std::fs::create_dir_all(&out).map_err(|e| write_error(&out, e))?;
-    let header = out.join("loss.csv");
+    let header = out.join(LOSS_FILE);
     std::fs::write(&header, "step,loss\n").map_err(|e| write_error(&header, e))?;
+    let commitments = out.join(COMMITMENTS_FILE);
+    std::fs::write(&commitments, "").map_err(|e| write_error(&commitments, e))?;
     let mut run = Run {
         trainer,
         out,
@@ -193,6 +210,7 @@ fn start() -> Result<Option<Run>, String> {
         every: args.every.unwrap_or(args.steps),
         done: 0,
         pending: String::new(),
+        from,
         first_loss: None,
         last_loss: None,
     };

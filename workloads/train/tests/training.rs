@@ -165,7 +165,8 @@ fn a_runs_outputs_check_out_and_patched_deliveries_do_not() {
     let ok = check(&full).unwrap();
     assert_eq!(ok.position.steps, 24);
     assert_eq!(ok.commitments, 5, "start-up and every 6 steps");
-    assert_eq!(ok.steps, Some((1, 24)));
+    assert_eq!(ok.steps, (1, 24));
+    assert_eq!(ok.from, None);
     assert_eq!(
         ok.position.data,
         *blake3::hash(&std::fs::read(corpus()).unwrap()).as_bytes()
@@ -196,13 +197,34 @@ fn a_runs_outputs_check_out_and_patched_deliveries_do_not() {
     )
     .unwrap();
     let err = check(&patched).unwrap_err();
-    assert!(err.contains("skips"), "{err}");
+    assert!(err.contains("step 8 where step 7 was due"), "{err}");
 
     // A curve whose loss at a checkpoint is not the committed one.
     let nudged = curve.replace("\n12,", "\n12,9");
     std::fs::write(patched.join(cairn_train::LOSS_FILE), nudged).unwrap();
     let err = check(&patched).unwrap_err();
     assert!(err.contains("step 12"), "{err}");
+
+    // Numbers at the edge of a u64 are refused, not overflowed.
+    let edge = format!("step,loss\n{},1\n0,1\n", u64::MAX);
+    std::fs::write(patched.join(cairn_train::LOSS_FILE), edge).unwrap();
+    assert!(check(&patched).is_err());
+
+    // A delivery committing to nothing but its state, with no curve: the
+    // one line anyone can compute from the weights is not a run.
+    let bare = dir.path().join("bare");
+    std::fs::create_dir(&bare).unwrap();
+    std::fs::copy(
+        full.join(cairn_train::WEIGHTS_FILE),
+        bare.join(cairn_train::WEIGHTS_FILE),
+    )
+    .unwrap();
+    let last = std::fs::read_to_string(full.join(cairn_train::COMMITMENTS_FILE)).unwrap();
+    let last = last.lines().last().unwrap().to_string();
+    std::fs::write(bare.join(cairn_train::COMMITMENTS_FILE), last + "\n").unwrap();
+    std::fs::write(bare.join(cairn_train::LOSS_FILE), "step,loss\n").unwrap();
+    let err = check(&bare).unwrap_err();
+    assert!(err.contains("start only"), "{err}");
 
     // Continuing the half run with --init alone (its settings are the
     // checkpoint's) ends where the full run does.
@@ -226,7 +248,26 @@ fn a_runs_outputs_check_out_and_patched_deliveries_do_not() {
         .status()
         .unwrap();
     assert!(status.success());
-    assert_eq!(check(&resumed).unwrap().root, ok.root);
+    let resumed_check = check(&resumed).unwrap();
+    assert_eq!(resumed_check.root, ok.root);
+    assert_eq!(
+        resumed_check.from,
+        Some(check(&half).unwrap().root),
+        "it names its parent"
+    );
+    // It committed at the whole run's steps (12, 18, 24).
+    let whole = std::fs::read_to_string(full.join(cairn_train::COMMITMENTS_FILE)).unwrap();
+    let part = std::fs::read_to_string(resumed.join(cairn_train::COMMITMENTS_FILE)).unwrap();
+    let roots = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(|l| {
+                serde_json::from_str::<cairn_train::Commitment>(l)
+                    .unwrap()
+                    .root
+            })
+            .collect()
+    };
+    assert_eq!(roots(&part), roots(&whole)[2..].to_vec());
     // Dimensions other than the checkpoint's are refused.
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_train"))
         .args([

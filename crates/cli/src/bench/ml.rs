@@ -117,13 +117,13 @@ fn embed(args: &MlArgs) -> anyhow::Result<Vec<Figure>> {
         let one = embed_task(&metered, module, 1, &input, &scratch.join("metered-1"))?;
         let all = embed_task(&metered, module, n, &input, &scratch.join("metered-n"))?;
         metered_load.push(one.wall_time);
-        metered_each.push(per_sentence(&one, &all, n));
+        metered_each.push(per_item(&one, &all, n as u32));
         fuel = (one.fuel_used, all.fuel_used);
         wasm_outputs.push(std::fs::read(scratch.join("metered-n/embeddings.jsonl"))?);
 
         let one = embed_task(&unmetered, module, 1, &input, &scratch.join("unmetered-1"))?;
         let all = embed_task(&unmetered, module, n, &input, &scratch.join("unmetered-n"))?;
-        unmetered_each.push(per_sentence(&one, &all, n));
+        unmetered_each.push(per_item(&one, &all, n as u32));
     }
 
     // The guest's bits against native candle's, and against its own runs.
@@ -241,11 +241,12 @@ fn embed_task(
     Ok(result)
 }
 
-/// The time per sentence beyond the first: the load cancels out. A noisy
-/// machine can make the longer task no slower; a nanosecond stands in for
-/// nothing, so that a rate is never infinite.
-fn per_sentence(one: &TaskResult, all: &TaskResult, n: usize) -> Duration {
-    (all.wall_time.saturating_sub(one.wall_time) / (n as u32 - 1)).max(Duration::from_nanos(1))
+/// The time per item (sentence, step) beyond the first, from a task of one
+/// and a task of `n`: the fixed part cancels out. A noisy machine can make
+/// the longer task no slower; a nanosecond stands in for nothing, so that
+/// a rate is never infinite.
+pub(super) fn per_item(one: &TaskResult, all: &TaskResult, n: u32) -> Duration {
+    (all.wall_time.saturating_sub(one.wall_time) / (n - 1)).max(Duration::from_nanos(1))
 }
 
 pub(super) fn figure(metric: &str, value: f64, unit: &'static str) -> Figure {

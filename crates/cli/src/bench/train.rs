@@ -14,7 +14,7 @@ use anyhow::bail;
 use cairn_exec::{Limits, Runtime, Task, TaskResult, WasmConfig, WasmRuntime};
 use cairn_train::{Settings, Trainer};
 
-use super::ml::{MlArgs, figure};
+use super::ml::{MlArgs, figure, per_item};
 use super::percentile;
 
 /// The example job's data: Cairn's founding document.
@@ -69,8 +69,8 @@ pub(super) fn train(args: &MlArgs) -> anyhow::Result<Vec<super::Figure>> {
         let one = task(&format!("{run}-one"), 1, steps)?;
         let all = task(&format!("{run}-all"), steps, steps)?;
         let committed = task(&format!("{run}-committed"), steps, EVERY)?;
-        wasm_each.push(per_step(&one, &all, steps));
-        committed_each.push(per_step(&one, &committed, steps));
+        wasm_each.push(per_item(&one, &all, args.train_steps));
+        committed_each.push(per_item(&one, &committed, args.train_steps));
         fuel = (one.fuel_used, all.fuel_used, committed.fuel_used);
         digests.push(committed.digest);
     }
@@ -235,9 +235,4 @@ fn read_losses(path: &Path) -> anyhow::Result<Vec<f32>> {
                 .map_err(|_| anyhow::anyhow!("a loss line '{line}' in {}", path.display()))
         })
         .collect()
-}
-
-/// The time per step beyond the first: start-up cancels out.
-fn per_step(one: &TaskResult, all: &TaskResult, steps: u64) -> Duration {
-    (all.wall_time.saturating_sub(one.wall_time) / (steps as u32 - 1)).max(Duration::from_nanos(1))
 }

@@ -4,6 +4,7 @@ mod cache;
 mod checkpoint;
 mod host;
 mod nan;
+mod tamper;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,10 +24,11 @@ use crate::snapshot::{Snapshot, StateHash, StateParts};
 use crate::{ExecError, Manifest, Outcome, Runtime, Task, TaskResult};
 pub use cache::ModuleCache;
 use checkpoint::{GLOBAL_EXPORT_PREFIX, STEP_EXPORT};
-pub use checkpoint::{Tamper, Trace, Transition};
+pub use checkpoint::{Trace, Transition};
 use host::{
     Budget, Files, Host, HostState, LimitExceeded, Limiter, VirtualMonotonicClock, VirtualWallClock,
 };
+pub use tamper::Tamper;
 
 /// How often the watchdog advances the engine's epoch. The wall-clock limit
 /// is enforced to within one tick.

@@ -6,8 +6,9 @@
 //! They know the program they cheat (`cairn:train` is built in and its
 //! source is public): its arguments say how many steps it takes and how
 //! often it checkpoints, and the checkpoint it writes after start-up holds
-//! the initial weights, whose bytes find the weights in the guest's memory.
-//! On any other task they are honest.
+//! the initial weights, whose bytes find the weights in the guest's memory
+//! (of the copies there, the one the first step changed a little). On a
+//! task without the training program's arguments they are honest.
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +38,9 @@ pub(super) struct TrainingCheat {
     /// The folder the run writes to, under `/output` (checked by the one
     /// path rule; `None` when it is `/output` itself).
     out: Option<String>,
+    /// Where the initial weights were found after start-up, each tensor's
+    /// copies; the first step tells the live one from stale ones.
+    candidates: Vec<Vec<Region>>,
     weights: Vec<Region>,
     /// The weights as they were after the previous step (the skipper).
     saved: Vec<Vec<u8>>,
@@ -54,10 +58,15 @@ impl TrainingCheat {
                     | Misbehave::WeightNudger
             )
         })?;
+        // `--flag value` or `--flag=value`, as the program reads them.
         let flag = |name: &str| {
-            args.iter()
-                .position(|a| a == name)
-                .and_then(|i| args.get(i + 1))
+            args.iter().enumerate().find_map(|(i, a)| {
+                if a == name {
+                    args.get(i + 1).map(String::as_str)
+                } else {
+                    a.strip_prefix(name)?.strip_prefix('=')
+                }
+            })
         };
         let steps = flag("--steps")?.parse().ok()?;
         Some(Self {
@@ -78,6 +87,7 @@ impl TrainingCheat {
                         .to_string(),
                 ),
             },
+            candidates: Vec::new(),
             weights: Vec::new(),
             saved: Vec::new(),
         })
@@ -97,9 +107,9 @@ impl TrainingCheat {
         }
     }
 
-    /// Finds the weights in `memory` from the checkpoint the guest wrote
-    /// after start-up.
-    fn locate(&mut self, memory: &[u8], output_dir: &Path) {
+    /// Finds every copy of the initial weights in `memory` (after
+    /// start-up), from the checkpoint the guest wrote then.
+    fn find_copies(&mut self, memory: &[u8], output_dir: &Path) {
         let Ok(file) = std::fs::read(self.run_dir(output_dir).join("weights.safetensors")) else {
             return;
         };
@@ -109,17 +119,50 @@ impl TrainingCheat {
             let Some(needle) = bytes.get(..64).filter(|n| n.iter().any(|b| *b != 0)) else {
                 continue;
             };
-            let found = (0..memory.len().saturating_sub(bytes.len()))
+            let copies = (0..memory.len().saturating_sub(bytes.len()))
                 .step_by(4)
-                .find(|&at| {
+                .filter(|&at| {
                     &memory[at..at + 64] == needle && &memory[at..at + bytes.len()] == bytes
-                });
-            if let Some(at) = found {
-                self.weights.push(Region {
+                })
+                .map(|at| Region {
                     at,
                     len: bytes.len(),
-                });
+                })
+                .collect::<Vec<_>>();
+            if !copies.is_empty() {
+                self.candidates.push(copies);
             }
+        }
+        self.saved = self
+            .candidates
+            .iter()
+            .flat_map(|copies| copies.first())
+            .map(|r| memory[r.at..r.at + r.len].to_vec())
+            .collect();
+    }
+
+    /// After the first step: of each tensor's copies, the live weights are
+    /// the one the step moved, and by little (AdamW moves a weight by
+    /// about the learning rate); a stale copy is unchanged, or reused for
+    /// something else entirely.
+    fn pick_live(&mut self, memory: &[u8]) {
+        for (copies, before) in self.candidates.iter().zip(&self.saved) {
+            let live = copies.iter().find(|r| {
+                let now = &memory[r.at..r.at + r.len];
+                now != before.as_slice()
+                    && now
+                        .chunks_exact(4)
+                        .zip(before.chunks_exact(4))
+                        .all(|(a, b)| {
+                            let a = f32::from_le_bytes([a[0], a[1], a[2], a[3]]);
+                            let b = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                            (a - b).abs() < 0.1
+                        })
+            });
+            self.weights.extend(live.copied());
+        }
+        if self.weights.is_empty() {
+            tracing::warn!("{:?}: found no weights to tamper with", self.how);
         }
         self.saved = self
             .weights
@@ -166,13 +209,15 @@ fn append(path: &Path, text: &str) {
 
 impl Tamper for TrainingCheat {
     fn between_steps(&mut self, step: u64, memory: &mut [u8], task: &Task<'_>) -> bool {
-        if step == 0 {
-            self.locate(memory, task.output_dir);
+        match step {
+            0 => self.find_copies(memory, task.output_dir),
+            1 => self.pick_live(memory),
+            _ => {}
         }
         match self.how {
             // Drops the update of every fourth step from the third on,
             // keeping the step count, the data position and the loss curve.
-            Misbehave::StepSkipper => {
+            Misbehave::StepSkipper if step >= 1 => {
                 for (region, saved) in self.weights.iter().zip(&mut self.saved) {
                     let now = &mut memory[region.at..region.at + region.len];
                     if step >= FIRST_CHEAT_STEP && step % 4 == 3 {
@@ -183,15 +228,23 @@ impl Tamper for TrainingCheat {
                 }
             }
             // From the third step on, trains on other text of the same
-            // length (the data, letters rotated by 13) while its
+            // length (every byte of the data shifted by one) while its
             // commitments still name the data it was given.
             Misbehave::DataSwapper if step == FIRST_CHEAT_STEP => {
-                if let (Some(name), Some(dir)) = (&self.data, task.input_dir) {
-                    let path = dir.join(name);
-                    if let Ok(text) = std::fs::read(&path) {
-                        let other: Vec<u8> = text.iter().map(|&b| rot13(b)).collect();
-                        let _ = std::fs::write(&path, other);
+                let swapped = match (&self.data, task.input_dir) {
+                    (Some(name), Some(dir)) => {
+                        let path = dir.join(name);
+                        std::fs::read(&path).and_then(|text| {
+                            std::fs::write(
+                                &path,
+                                text.iter().map(|b| b.wrapping_add(1)).collect::<Vec<_>>(),
+                            )
+                        })
                     }
+                    _ => Err(std::io::ErrorKind::NotFound.into()),
+                };
+                if let Err(e) = swapped {
+                    tracing::warn!("data swapper: no data to swap ({e})");
                 }
             }
             // Trains to the last checkpoint before half-way, then stops,
@@ -199,7 +252,11 @@ impl Tamper for TrainingCheat {
             // made up for the rest.
             Misbehave::EarlyStopper => {
                 let half = self.steps / 2;
-                let last_checkpoint = half - half % self.every.max(1);
+                // With no checkpoint before half-way, half-way itself.
+                let last_checkpoint = match half - half % self.every.max(1) {
+                    0 => half,
+                    at => at,
+                };
                 if step > 0 && step == last_checkpoint {
                     self.forge_the_rest(step, task.output_dir);
                     return false;
@@ -221,14 +278,6 @@ impl Tamper for TrainingCheat {
             _ => {}
         }
         true
-    }
-}
-
-fn rot13(b: u8) -> u8 {
-    match b {
-        b'a'..=b'z' => (b - b'a' + 13) % 26 + b'a',
-        b'A'..=b'Z' => (b - b'A' + 13) % 26 + b'A',
-        _ => b,
     }
 }
 
@@ -360,6 +409,12 @@ mod tests {
         let rt = WasmRuntime::new(WasmConfig::default()).unwrap();
         rt.load(cairn_workloads::TRAIN.wasm).unwrap();
         let honest = execute(&rt, None, |rt, task, _| rt.trace(task).unwrap());
+        let honest_file = execute(&rt, None, |rt, task, _| {
+            rt.run(task).unwrap();
+            std::fs::read(task.output_dir.join("run-00/weights.safetensors")).unwrap()
+        });
+        let honest_weights = weight_tensors(&honest_file);
+        assert_eq!(honest_weights.len(), 5, "every parameter");
         assert_eq!(
             honest.positions(),
             STEPS + 3,
@@ -371,9 +426,18 @@ mod tests {
             (Misbehave::EarlyStopper, 13),
             (Misbehave::WeightNudger, STEPS),
         ] {
-            let result = execute(&rt, Some(how), |rt, task, tamper| {
-                rt.run_tampered(task, tamper).unwrap()
+            let (result, weights) = execute(&rt, Some(how), |rt, task, tamper| {
+                let result = rt.run_tampered(task, tamper).unwrap();
+                let weights = std::fs::read(task.output_dir.join("run-00/weights.safetensors"));
+                (result, weights.unwrap())
             });
+            // What it delivers is wrong where it matters: the weights.
+            let delivered = weight_tensors(&weights);
+            assert_eq!(delivered.len(), honest_weights.len(), "{how:?}");
+            assert_ne!(
+                delivered, honest_weights,
+                "{how:?} delivered honest weights"
+            );
             assert!(result.outcome.is_success(), "{how:?}: {:?}", result.outcome);
             let trace = execute(&rt, Some(how), |rt, task, tamper| {
                 rt.trace_tampered(task, tamper).unwrap()
@@ -393,5 +457,8 @@ mod tests {
         let escape = ["--steps", "4", "--out", "/output/../x"].map(str::to_string);
         let cheat = TrainingCheat::new(Some(Misbehave::EarlyStopper), &escape);
         assert!(cheat.is_none(), "the one path rule");
+        let joined = ["--steps=4", "--data=/input/d.txt"].map(str::to_string);
+        let cheat = TrainingCheat::new(Some(Misbehave::DataSwapper), &joined).unwrap();
+        assert_eq!((cheat.steps, cheat.data.as_deref()), (4, Some("d.txt")));
     }
 }
