@@ -6,7 +6,8 @@
 //!
 //! This catches a delivery patched together after the fact (weights from
 //! fewer steps behind made-up commitments); a provider that lies
-//! consistently is caught by replication and disputes instead.
+//! consistently is caught by replication and disputes instead. With
+//! `--sample`, the checked model then writes some text.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,7 +23,8 @@ const TEXT_BYTES_MAX: u64 = 1 << 30;
 #[derive(clap::Args)]
 #[command(after_help = "Example:\n  \
     cairn run examples/train/job.toml --local\n  \
-    cairn checkpoint out/train --data examples/train/seed.txt")]
+    cairn checkpoint out/train --data examples/train/seed.txt\n  \
+    cairn checkpoint out/train --sample 300 --prompt \"Decentralized computing \"")]
 pub struct CheckpointArgs {
     /// The folder a `cairn:train` run's outputs are in
     /// (`weights.safetensors`, `loss.csv`, `commitments.jsonl`).
@@ -34,6 +36,19 @@ pub struct CheckpointArgs {
     /// Print the findings as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Then write this many bytes of text from the checked model.
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    sample: Option<u32>,
+    /// The text the sample continues.
+    #[arg(long, default_value = "")]
+    prompt: String,
+    /// How adventurous the sample is: 0 takes the likeliest byte each
+    /// time, 1 the model's own odds.
+    #[arg(long, default_value_t = 0.7)]
+    temperature: f32,
+    /// Seeds the sample's draws.
+    #[arg(long, default_value_t = 0)]
+    sample_seed: u64,
 }
 
 pub fn checkpoint(args: CheckpointArgs) -> anyhow::Result<ExitCode> {
@@ -45,6 +60,33 @@ pub fn checkpoint(args: CheckpointArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("{name} is not UTF-8"))
     };
     let weights = read(WEIGHTS_FILE, CHECKPOINT_BYTES_MAX)?;
+    let sample = || -> anyhow::Result<Option<String>> {
+        let Some(count) = args.sample else {
+            return Ok(None);
+        };
+        let checkpoint =
+            cairn_train::Checkpoint::from_bytes(&weights).map_err(anyhow::Error::msg)?;
+        let bytes = cairn_train::generate(
+            &checkpoint,
+            args.prompt.as_bytes(),
+            count as usize,
+            args.temperature,
+            args.sample_seed,
+        )
+        .map_err(anyhow::Error::msg)?;
+        // The model writes bytes: shown as text, control characters
+        // escaped (a model's output reaches a terminal).
+        let text = String::from_utf8_lossy(&bytes);
+        Ok(Some(
+            text.chars()
+                .map(|c| match c {
+                    '\n' | '\t' => c.to_string(),
+                    c if c.is_control() => c.escape_debug().to_string(),
+                    c => c.to_string(),
+                })
+                .collect(),
+        ))
+    };
     // The provider's bytes can reach the message (a field's name, a
     // tensor's): escaped, so no terminal escape sequence gets through.
     let run = check_run(&weights, &text(COMMITMENTS_FILE)?, &text(LOSS_FILE)?)
@@ -65,6 +107,7 @@ pub fn checkpoint(args: CheckpointArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    let sampled = sample()?;
     let settings = run.position.settings;
     let shape = settings.shape;
     if args.json {
@@ -84,6 +127,7 @@ pub fn checkpoint(args: CheckpointArgs) -> anyhow::Result<ExitCode> {
             "loss_first": run.loss.0,
             "loss_last": run.loss.1,
             "from": run.from.map(|root| hex(&root)),
+            "sample": sampled,
         });
         println!("{summary}");
     } else {
@@ -117,6 +161,9 @@ pub fn checkpoint(args: CheckpointArgs) -> anyhow::Result<ExitCode> {
                 ""
             }
         );
+    }
+    if let (false, Some(text)) = (args.json, sampled) {
+        println!("sample:\n{}{text}", args.prompt);
     }
     Ok(ExitCode::SUCCESS)
 }

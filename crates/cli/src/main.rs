@@ -62,8 +62,9 @@ enum Command {
     /// Semantic search over the embeddings a `cairn:embed` job wrote: the
     /// corpus lines closest in meaning to a query.
     Search(search::SearchArgs),
-    /// Check a `cairn:train` run's outputs against each other: the weights
-    /// against the last commitment, the loss curve against the commitments.
+    /// Check a `cairn:train` run's outputs against each other (the weights
+    /// against the last commitment, the loss curve against the
+    /// commitments), and sample text from its model.
     Checkpoint(checkpoint::CheckpointArgs),
     /// Run a node: a ledger validator and a market peer (requester, and
     /// provider with --provide), with its HTTP API.

@@ -592,6 +592,28 @@ fn the_training_job_repeats_its_bits_checks_out_and_fine_tunes() {
         (Some(400), Some(9))
     );
     assert!(found["loss_last"].as_f64().unwrap() < 2.6, "{found}");
+    let sampled = |seed: &str| {
+        let output = cairn(&[
+            "checkpoint",
+            out1.to_str().unwrap(),
+            "--json",
+            "--sample",
+            "80",
+            "--prompt",
+            "computing ",
+            "--sample-seed",
+            seed,
+        ]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let found: Value = serde_json::from_slice(&output.stdout).unwrap();
+        found["sample"].as_str().unwrap().to_string()
+    };
+    assert_eq!(sampled("1"), sampled("1"), "a seeded sample repeats");
+    assert!(!sampled("1").is_empty());
 
     // Native candle, the example's settings: the same curve within
     // rounding (docs/ml.md).

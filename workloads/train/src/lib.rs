@@ -419,18 +419,10 @@ impl Trainer {
         inputs: Vec<u32>,
         targets: Vec<u32>,
     ) -> candle_core::Result<(f32, candle_core::backprop::GradStore)> {
-        let shape = self.settings.shape;
         let batch = targets.len();
-        let device = Device::Cpu;
-        let [embed, hidden_w, hidden_b, out_w, out_b] =
-            [0, 1, 2, 3, 4].map(|i| self.parameters[i].value.as_tensor());
-        let inputs = Tensor::from_vec(inputs, batch * shape.context, &device)?;
-        let targets = Tensor::from_vec(targets, batch, &device)?;
-        let x = embed
-            .index_select(&inputs, 0)?
-            .reshape((batch, shape.context * shape.embed))?;
-        let hidden = x.matmul(hidden_w)?.broadcast_add(hidden_b)?.tanh()?;
-        let logits = hidden.matmul(out_w)?.broadcast_add(out_b)?;
+        let parameters = [0, 1, 2, 3, 4].map(|i| self.parameters[i].value.as_tensor());
+        let logits = logits(self.settings.shape, parameters, inputs)?;
+        let targets = Tensor::from_vec(targets, batch, &Device::Cpu)?;
         let loss = candle_nn::loss::cross_entropy(&logits, &targets)?;
         let grads = loss.backward()?;
         Ok((loss.to_scalar::<f32>()?, grads))
@@ -487,6 +479,93 @@ impl Trainer {
         }
         Ok(checkpoint)
     }
+}
+
+/// The model: the logits of the next byte after each window of
+/// `shape.context` bytes in `inputs`, from the parameters in
+/// [`Shape::parameters`]'s order.
+fn logits(shape: Shape, parameters: [&Tensor; 5], inputs: Vec<u32>) -> candle_core::Result<Tensor> {
+    let [embed, hidden_w, hidden_b, out_w, out_b] = parameters;
+    let batch = inputs.len() / shape.context;
+    let inputs = Tensor::from_vec(inputs, batch * shape.context, &Device::Cpu)?;
+    let x = embed
+        .index_select(&inputs, 0)?
+        .reshape((batch, shape.context * shape.embed))?;
+    let hidden = x.matmul(hidden_w)?.broadcast_add(hidden_b)?.tanh()?;
+    hidden.matmul(out_w)?.broadcast_add(out_b)
+}
+
+/// Most bytes [`generate`] writes in one call.
+pub const GENERATE_MAX: usize = 1 << 20;
+
+/// Text from a checkpoint's model: `count` bytes after `prompt`, each drawn
+/// from the model's distribution at `temperature` (0 takes the likeliest
+/// byte) with the draws seeded by `seed`. A prompt shorter than the
+/// context is padded with spaces on the left.
+pub fn generate(
+    checkpoint: &Checkpoint,
+    prompt: &[u8],
+    count: usize,
+    temperature: f32,
+    seed: u64,
+) -> Result<Vec<u8>, String> {
+    if count > GENERATE_MAX {
+        return Err(format!(
+            "at most {GENERATE_MAX} bytes at a time, not {count}"
+        ));
+    }
+    if !(0.0..=10.0).contains(&temperature) {
+        return Err(format!(
+            "the temperature must be in [0, 10], got {temperature}"
+        ));
+    }
+    let shape = checkpoint.position.settings.shape;
+    let mut tensors = Vec::new();
+    for (name, dims) in shape.parameters() {
+        let values = checkpoint.get(&format!("param.{name}"), &dims)?;
+        tensors.push(
+            Tensor::from_vec(values, dims.as_slice(), &Device::Cpu).map_err(|e| e.to_string())?,
+        );
+    }
+    let parameters = [0, 1, 2, 3, 4].map(|i| &tensors[i]);
+    let mut text: Vec<u8> = std::iter::repeat_n(b' ', shape.context.saturating_sub(prompt.len()))
+        .chain(prompt.iter().copied())
+        .collect();
+    let mut rng = SplitMix::new(seed, u64::MAX);
+    for _ in 0..count {
+        let window = text[text.len() - shape.context..]
+            .iter()
+            .map(|&b| u32::from(b))
+            .collect();
+        let scores = logits(shape, parameters, window)
+            .and_then(|l| l.flatten_all())
+            .and_then(|l| l.to_vec1::<f32>())
+            .map_err(|e| e.to_string())?;
+        let next = if temperature == 0.0 {
+            scores
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(i, _)| i)
+        } else {
+            let top = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let weights: Vec<f64> = scores
+                .iter()
+                .map(|s| f64::from((s - top) / temperature).exp())
+                .collect();
+            let mut pick =
+                (rng.next() >> 11) as f64 / (1u64 << 53) as f64 * weights.iter().sum::<f64>();
+            weights
+                .iter()
+                .position(|w| {
+                    pick -= w;
+                    pick < 0.0
+                })
+                .unwrap_or(VOCAB - 1)
+        };
+        text.push(next as u8);
+    }
+    Ok(text[text.len() - count..].to_vec())
 }
 
 /// Reads `path` if it is at most `max` bytes; never reads more than that.

@@ -289,3 +289,43 @@ fn a_runs_outputs_check_out_and_patched_deliveries_do_not() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("checkpoint's"));
 }
+
+/// The trained model writes text: the same for the same seed, the
+/// likeliest bytes at temperature 0, and more like the training text than
+/// the untrained model's.
+#[test]
+fn a_trained_model_writes_text_more_like_its_data_than_an_untrained_one() {
+    let (_, untrained) = train(small(), &corpus(), None, 0);
+    let (_, trained) = train(small(), &corpus(), None, 150);
+    let prompt = b"computing power ";
+    let a = cairn_train::generate(&trained, prompt, 200, 0.7, 1).unwrap();
+    assert_eq!(a.len(), 200);
+    assert_eq!(
+        a,
+        cairn_train::generate(&trained, prompt, 200, 0.7, 1).unwrap()
+    );
+    assert_ne!(
+        a,
+        cairn_train::generate(&trained, prompt, 200, 0.7, 2).unwrap()
+    );
+    let greedy = cairn_train::generate(&trained, prompt, 50, 0.0, 9).unwrap();
+    assert_eq!(
+        greedy,
+        cairn_train::generate(&trained, prompt, 50, 0.0, 3).unwrap()
+    );
+    // Lower-case letters and spaces make up most of the document; the
+    // untrained model draws bytes all but uniformly.
+    let letters = |t: &[u8]| {
+        t.iter()
+            .filter(|b| b.is_ascii_lowercase() || **b == b' ')
+            .count()
+    };
+    let before = cairn_train::generate(&untrained, prompt, 200, 0.7, 1).unwrap();
+    assert!(letters(&a) > 150, "{}", String::from_utf8_lossy(&a));
+    assert!(
+        letters(&before) < 100,
+        "{}",
+        String::from_utf8_lossy(&before)
+    );
+    assert!(cairn_train::generate(&trained, prompt, 10, -1.0, 1).is_err());
+}
