@@ -118,17 +118,29 @@ fn data_too_short_for_the_context_is_refused() {
     assert!(err.contains("cannot read"), "{err}");
 }
 
-/// The program, natively: trains to the end by itself.
-fn run_program(out: &Path, steps: u64, extra: &[&str]) {
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_train"))
-        .args([
-            "--data",
-            corpus().to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .args(["--steps", &steps.to_string(), "--every", "6", "--seed", "4"])
-        .args([
+/// The program, natively (it trains to the end by itself), on the founding
+/// document into `out`, with `args`.
+fn program(out: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(["--data", corpus().to_str().unwrap()])
+        .args(["--out", out.to_str().unwrap()])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A small run of `steps` steps, checkpointed every 6.
+fn run_program(out: &Path, steps: u64) {
+    let steps = steps.to_string();
+    let output = program(
+        out,
+        &[
+            "--steps",
+            &steps,
+            "--every",
+            "6",
+            "--seed",
+            "4",
             "--batch",
             "8",
             "--context",
@@ -137,11 +149,13 @@ fn run_program(out: &Path, steps: u64, extra: &[&str]) {
             "8",
             "--hidden",
             "32",
-        ])
-        .args(extra)
-        .status()
-        .unwrap();
-    assert!(status.success());
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 fn check(dir: &Path) -> Result<cairn_train::RunCheck, String> {
@@ -160,8 +174,8 @@ fn check(dir: &Path) -> Result<cairn_train::RunCheck, String> {
 fn a_runs_outputs_check_out_and_patched_deliveries_do_not() {
     let dir = tempfile::tempdir().unwrap();
     let (full, half) = (dir.path().join("full"), dir.path().join("half"));
-    run_program(&full, 24, &[]);
-    run_program(&half, 12, &[]);
+    run_program(&full, 24);
+    run_program(&half, 12);
     let ok = check(&full).unwrap();
     assert_eq!(ok.position.steps, 24);
     assert_eq!(ok.commitments, 5, "start-up and every 6 steps");
@@ -230,24 +244,9 @@ fn a_runs_outputs_check_out_and_patched_deliveries_do_not() {
     // checkpoint's) ends where the full run does.
     let resumed = dir.path().join("resumed");
     let init = half.join(cairn_train::WEIGHTS_FILE);
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_train"))
-        .args([
-            "--data",
-            corpus().to_str().unwrap(),
-            "--out",
-            resumed.to_str().unwrap(),
-        ])
-        .args([
-            "--steps",
-            "12",
-            "--every",
-            "6",
-            "--init",
-            init.to_str().unwrap(),
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let init = init.to_str().unwrap();
+    let output = program(&resumed, &["--steps", "12", "--every", "6", "--init", init]);
+    assert!(output.status.success());
     let resumed_check = check(&resumed).unwrap();
     assert_eq!(resumed_check.root, ok.root);
     assert_eq!(
@@ -269,23 +268,10 @@ fn a_runs_outputs_check_out_and_patched_deliveries_do_not() {
     };
     assert_eq!(roots(&part), roots(&whole)[2..].to_vec());
     // Dimensions other than the checkpoint's are refused.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_train"))
-        .args([
-            "--data",
-            corpus().to_str().unwrap(),
-            "--out",
-            resumed.to_str().unwrap(),
-        ])
-        .args([
-            "--steps",
-            "1",
-            "--hidden",
-            "64",
-            "--init",
-            init.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let output = program(
+        &resumed,
+        &["--steps", "1", "--hidden", "64", "--init", init],
+    );
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("checkpoint's"));
 }
