@@ -890,7 +890,7 @@ fn assert_paid_and_balanced(
     id: &str,
     providers: u16,
     before: (u64, Vec<u64>, u64),
-) {
+) -> u64 {
     let (requester_before, providers_before, fees_before) = before;
     devnet.wait_until("the escrow is closed", |d| {
         d.get(&format!("/v1/escrows/{id}")).is_none().then_some(())
@@ -904,6 +904,7 @@ fn assert_paid_and_balanced(
         .sum();
     assert!(spent > 0, "the providers were paid");
     assert_eq!(spent, earned + (fees_after - fees_before));
+    spent
 }
 
 fn balances(devnet: &Devnet, providers: u16) -> (u64, Vec<u64>, u64) {
@@ -930,7 +931,8 @@ fn balances(devnet: &Devnet, providers: u16) -> (u64, Vec<u64>, u64) {
 fn a_restarted_requester_resumes_without_rerunning_finished_tasks() {
     let devnet = Devnet::start(2);
     let tmp = tempfile::tempdir().unwrap();
-    let (requester_before, providers_before, fees_before) = balances(&devnet, 2);
+    let balances_before = balances(&devnet, 2);
+    let requester_before = balances_before.0;
     let id = devnet.submit(&search_job(tmp.path(), 60, 1_000, VERIFIED));
     // The job is accepted only once a block has locked its escrow.
     let budget = devnet
@@ -967,18 +969,8 @@ fn a_restarted_requester_resumes_without_rerunning_finished_tasks() {
     // Every token is accounted for, across the crash: the escrow closes,
     // the unspent budget returns, and what the requester spent is what the
     // providers earned plus the protocol fee.
-    devnet.wait_until("the escrow is closed", |d| {
-        d.get(&format!("/v1/escrows/{id}")).is_none().then_some(())
-    });
-    let (requester_after, providers_after, fees_after) = balances(&devnet, 2);
-    let spent = requester_before - requester_after;
-    let earned: u64 = providers_after
-        .iter()
-        .zip(&providers_before)
-        .map(|(after, before)| after - before)
-        .sum();
-    assert!(spent > 0 && spent < budget, "spent {spent} of {budget}");
-    assert_eq!(spent, earned + (fees_after - fees_before));
+    let spent = assert_paid_and_balanced(&devnet, &id, 2, balances_before);
+    assert!(spent < budget, "spent {spent} of {budget}");
     let status = devnet.status(&id);
     assert!(
         status["settled"].as_u64().unwrap() >= 60,

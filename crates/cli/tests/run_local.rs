@@ -563,6 +563,17 @@ fn checkpoint(dir: &Path, data: &Path) -> Output {
     ])
 }
 
+/// [`checkpoint`], which must succeed: what it found.
+fn checked(dir: &Path, data: &Path) -> Value {
+    let output = checkpoint(dir, data);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 /// The training example: the run repeats its bits, its loss curve is
 /// native candle's within float rounding, `cairn checkpoint` finds its
 /// outputs consistent and trained on the given data; the fine-tuning
@@ -580,13 +591,7 @@ fn the_training_job_repeats_its_bits_checks_out_and_fine_tunes() {
     assert_eq!(digests_and_fuel(&one), digests_and_fuel(&two));
 
     let seed = examples.join("seed.txt");
-    let output = checkpoint(&out1, &seed);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let found: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let found = checked(&out1, &seed);
     assert_eq!(
         (found["steps"].as_u64(), found["commitments"].as_u64()),
         (Some(400), Some(9))
@@ -653,13 +658,7 @@ fn the_training_job_repeats_its_bits_checks_out_and_fine_tunes() {
     let tuned = tune.join("out");
     let summary = run_json(&tune.join("finetune.toml"), &tuned, "1");
     assert_eq!(summary["succeeded"], 1, "{summary}");
-    let output = checkpoint(&tuned, &examples.join("tune.txt"));
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let found: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let found = checked(&tuned, &examples.join("tune.txt"));
     assert_eq!(
         (found["steps"].as_u64(), found["first_step"].as_u64()),
         (Some(600), Some(401))
