@@ -21,6 +21,9 @@ pub struct Snapshot {
     pub memory: Vec<u8>,
     /// Every global as (type tag, bits), in index order.
     pub globals: Vec<(u8, u128)>,
+    /// The call stack a paused program handed over, as its values' bits in
+    /// the order it saved them (empty for a program between steps).
+    pub saved: Vec<u128>,
     /// Everything written to stdout so far.
     pub stdout: Vec<u8>,
     /// Everything written to stderr so far.
@@ -44,6 +47,7 @@ pub struct Snapshot {
 pub(crate) struct StateParts<'a> {
     pub memory: &'a [u8],
     pub globals: &'a [(u8, u128)],
+    pub saved: &'a [u128],
     pub stdout: ContentId,
     pub stderr: ContentId,
     pub outputs: Result<Vec<OutputFile>, Outcome>,
@@ -63,6 +67,10 @@ impl StateParts<'_> {
         h.update(&(self.globals.len() as u64).to_le_bytes());
         for (tag, bits) in self.globals {
             h.update(&[*tag]);
+            h.update(&bits.to_le_bytes());
+        }
+        h.update(&(self.saved.len() as u64).to_le_bytes());
+        for bits in self.saved {
             h.update(&bits.to_le_bytes());
         }
         h.update(self.stdout.as_bytes());
@@ -127,6 +135,7 @@ impl Snapshot {
         StateParts {
             memory: &self.memory,
             globals: &self.globals,
+            saved: &self.saved,
             stdout: ContentId::of(&self.stdout),
             stderr: ContentId::of(&self.stderr),
             outputs: Ok(outputs),
@@ -141,7 +150,7 @@ impl Snapshot {
 }
 
 /// Version of [`Snapshot::to_bytes`].
-const SNAPSHOT_VERSION: u8 = 1;
+const SNAPSHOT_VERSION: u8 = 2;
 
 impl Snapshot {
     /// The canonical bytes, to hand a snapshot to a referee.
@@ -153,6 +162,10 @@ impl Snapshot {
         (self.globals.len() as u32).write(&mut buf);
         for (tag, bits) in &self.globals {
             tag.write(&mut buf);
+            bits.write(&mut buf);
+        }
+        (self.saved.len() as u64).write(&mut buf);
+        for bits in &self.saved {
             bits.write(&mut buf);
         }
         write_bytes(&self.stdout, &mut buf);
@@ -200,6 +213,14 @@ impl Snapshot {
         for _ in 0..count {
             globals.push((u8::read(buf).map_err(bad)?, u128::read(buf).map_err(bad)?));
         }
+        let count = u64::read(buf).map_err(bad)?;
+        if count > (buf.0.len() / 16) as u64 {
+            return Err("malformed snapshot: more saved values than bytes".into());
+        }
+        let mut saved = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            saved.push(u128::read(buf).map_err(bad)?);
+        }
         let stdout = read_bytes(buf)?;
         let stderr = read_bytes(buf)?;
         let count = u32::read(buf).map_err(bad)? as usize;
@@ -234,6 +255,7 @@ impl Snapshot {
         Ok(Self {
             memory,
             globals,
+            saved,
             stdout,
             stderr,
             outputs,

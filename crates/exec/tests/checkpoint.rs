@@ -38,6 +38,92 @@ const STEPPER: &str = r#"
 )
 "#;
 
+/// A guest without steps that keeps values on the operand stack, in a
+/// block's parameter, in locals of every type the rewrite saves and in the
+/// frames of a recursion across calls that can pause, calls through a
+/// table, and branches out of nested constructs: the rewrite must stop and
+/// resume it anywhere. It prints its accumulator (8 bytes, little-endian);
+/// [`unstepped_expected`] computes the same in Rust.
+const UNSTEPPED: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (type $t (func (param i64) (result i64)))
+  (table 2 funcref)
+  (elem (i32.const 0) $mix $fib)
+  (func $mix (param $x i64) (result i64)
+    (local $i i32) (local $f f64) (local $v v128) (local $g f32)
+    (local.set $f (f64.convert_i64_s (local.get $x)))
+    (local.set $v (f32x4.splat (f32.const 1.5)))
+    (loop $l
+      (local.set $x (i64.add (i64.mul (local.get $x) (i64.const 6364136223846793005))
+                             (i64.const 1442695040888963407)))
+      (local.set $f (f64.add (local.get $f) (f64.const 0.25)))
+      (local.set $g (f32.add (local.get $g) (f32.const 0.5)))
+      (local.set $v (i32x4.add (local.get $v) (i32x4.splat (local.get $i))))
+      (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (i32.const 700))))
+    (i64.add (local.get $x)
+      (i64.add (i64.trunc_f64_s (local.get $f))
+        (i64.add (i64.trunc_f32_s (local.get $g)) (i64x2.extract_lane 1 (local.get $v))))))
+  (func $fib (param $n i64) (result i64)
+    (if (result i64) (i64.lt_u (local.get $n) (i64.const 2))
+      (then (local.get $n))
+      (else (i64.add (call $fib (i64.sub (local.get $n) (i64.const 1)))
+                     (call $fib (i64.sub (local.get $n) (i64.const 2)))))))
+  (func (export "_start")
+    (local $acc i64) (local $round i32)
+    (block $done
+      (loop $rounds
+        (local.set $acc
+          (i64.add (i64.mul (local.get $acc) (i64.const 3))
+            (i64.add (call $mix (i64.extend_i32_u (local.get $round)))
+              (call_indirect (type $t) (i64.extend_i32_u (i32.and (local.get $round) (i32.const 15)))
+                                       (i32.const 1)))))
+        (local.set $acc
+          (local.get $acc)
+          (block (param i64) (result i64)
+            (i64.xor (call $mix (local.get $acc)))))
+        (local.set $round (i32.add (local.get $round) (i32.const 1)))
+        (br_if $done (i32.eq (local.get $round) (i32.const 2500)))
+        (br $rounds)))
+    (i64.store (i32.const 64) (local.get $acc))
+    (i32.store (i32.const 0) (i32.const 64))
+    (i32.store (i32.const 4) (i32.const 8))
+    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))))
+"#;
+
+/// What [`UNSTEPPED`] prints, computed without Wasm.
+fn unstepped_expected() -> u64 {
+    fn mix(mut x: i64) -> i64 {
+        let mut f = x as f64;
+        let mut g = 0f32;
+        let mut lanes = [1.5f32.to_bits(); 4];
+        for i in 0..700u32 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            f += 0.25;
+            g += 0.5;
+            for lane in &mut lanes {
+                *lane = lane.wrapping_add(i);
+            }
+        }
+        let high = u64::from(lanes[2]) | (u64::from(lanes[3]) << 32);
+        x.wrapping_add((f as i64).wrapping_add((g as i64).wrapping_add(high as i64)))
+    }
+    fn fib(n: i64) -> i64 {
+        if n < 2 { n } else { fib(n - 1) + fib(n - 2) }
+    }
+    let mut acc = 0i64;
+    for round in 0..2500i64 {
+        acc = acc
+            .wrapping_mul(3)
+            .wrapping_add(mix(round).wrapping_add(fib(round & 15)));
+        acc ^= mix(acc);
+    }
+    acc as u64
+}
+
 fn limits() -> Limits {
     Limits {
         fuel: 2_000_000_000,
@@ -54,6 +140,7 @@ struct Fixture {
     wasm: Vec<u8>,
     module: ContentId,
     args: Vec<String>,
+    input: Option<PathBuf>,
     dir: tempfile::TempDir,
     runs: std::cell::Cell<u32>,
 }
@@ -67,6 +154,7 @@ impl Fixture {
             wasm: wasm.to_vec(),
             module,
             args: args.iter().map(|s| s.to_string()).collect(),
+            input: None,
             dir: tempfile::tempdir().unwrap(),
             runs: std::cell::Cell::new(0),
         }
@@ -108,7 +196,7 @@ impl Fixture {
             module: self.module,
             args: &self.args,
             seed: [3; 32],
-            input_dir: None,
+            input_dir: self.input.as_deref(),
             output_dir: &output,
             expected_outputs: &[],
             limits: limits(),
@@ -147,6 +235,7 @@ fn check_trace(fixture: &Fixture, steps_min: usize) {
     let twin = Fixture::new(&fixture.wasm, &[]);
     let twin = Fixture {
         args: fixture.args.clone(),
+        input: fixture.input.clone(),
         ..twin
     };
     assert_eq!(trace.states, twin.trace().states);
@@ -227,7 +316,39 @@ fn a_changed_snapshot_does_not_hash_to_the_trace() {
 }
 
 #[test]
-fn a_guest_without_steps_is_one_segment() {
+fn a_guest_without_steps_pauses_anywhere_and_resumes_exactly() {
+    let fixture = Fixture::new(&wat::parse_str(UNSTEPPED).unwrap(), &[]);
+    let result = fixture.with(|rt, task| rt.run(task).unwrap());
+    assert_eq!(result.stdout, unstepped_expected().to_le_bytes());
+    check_trace(&fixture, 20);
+}
+
+#[test]
+fn the_path_tracer_pauses_and_resumes_exactly() {
+    let scene = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/render");
+    let mut fixture = Fixture::new(
+        cairn_workloads::RENDER.wasm,
+        &[
+            "--scene",
+            "/input/scene.json",
+            "--frame",
+            "3",
+            "--width",
+            "48",
+            "--height",
+            "32",
+            "--spp",
+            "8",
+            "--out",
+            "/output/frame.png",
+        ],
+    );
+    fixture.input = Some(scene);
+    check_trace(&fixture, 10);
+}
+
+#[test]
+fn a_short_guest_without_steps_is_one_segment() {
     let fixture = Fixture::new(cairn_workloads::HOSTILE.wasm, &["stdout", "10"]);
     let trace = fixture.trace();
     assert_eq!(trace.positions(), 3, "task, halted state, digest");
@@ -360,4 +481,21 @@ fn path_escaper_snapshot_writes_nothing_outside() {
     twice.outputs.push(("dup.txt".into(), b"2".to_vec()));
     let err = Snapshot::from_bytes(&twice.to_bytes(), 1 << 30).unwrap_err();
     assert!(err.contains("twice"), "{err}");
+}
+
+/// The pause functions are the rewrite's: a `pause_forger` module that
+/// imports them to hand the host a stack of its choosing is refused.
+#[test]
+fn a_pause_forger_module_is_refused() {
+    let wasm = wat::parse_str(
+        r#"(module (import "cairn:pause" "save_i32" (func (param i32)))
+             (memory (export "memory") 1) (func (export "_start")))"#,
+    )
+    .unwrap();
+    let rt = WasmRuntime::new(WasmConfig::default()).unwrap();
+    let refused = rt.load(&wasm).unwrap_err();
+    assert!(
+        matches!(refused, cairn_exec::ExecError::UnknownImport { ref name, .. } if name == "save_i32"),
+        "{refused}"
+    );
 }

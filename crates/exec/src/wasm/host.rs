@@ -33,6 +33,7 @@ pub(crate) struct Host {
     pub limiter: Limiter,
     pub budget: Budget,
     pub files: Files,
+    pub pause: super::pause::Pause,
 }
 
 /// Fails a task that grows memory or tables past its limits. Failing (a

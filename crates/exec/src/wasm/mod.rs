@@ -4,6 +4,7 @@ mod cache;
 mod checkpoint;
 mod host;
 mod nan;
+mod pause;
 mod tamper;
 
 use std::collections::{HashMap, HashSet};
@@ -49,6 +50,7 @@ fn rewrite_fingerprint() -> &'static [u8; 32] {
             include_str!("mod.rs"),
             include_str!("nan.rs"),
             include_str!("checkpoint.rs"),
+            include_str!("pause.rs"),
             include_str!("../../Cargo.toml"),
         ] {
             hasher.update(&(source.len() as u64).to_le_bytes());
@@ -59,9 +61,16 @@ fn rewrite_fingerprint() -> &'static [u8; 32] {
 }
 
 /// What every node runs in place of `bytes`: NaN canonicalisation at
-/// observation points (unless Cranelift's pass does it) and the module's
-/// globals exported for checkpoints.
+/// observation points (unless Cranelift's pass does it), pausing at fuel
+/// boundaries for a module without steps of its own (see `pause`), and the
+/// module's globals exported for checkpoints.
 fn rewrite(bytes: &[u8], nan: NanCanonicalization) -> Result<Vec<u8>, ExecError> {
+    if let Some(name) = pause::imports_from_pause(bytes) {
+        return Err(ExecError::UnknownImport {
+            module: pause::PAUSE_MODULE.to_string(),
+            name,
+        });
+    }
     let canonical;
     let input = match nan {
         NanCanonicalization::AtObservation => {
@@ -70,7 +79,11 @@ fn rewrite(bytes: &[u8], nan: NanCanonicalization) -> Result<Vec<u8>, ExecError>
         }
         NanCanonicalization::EveryOperation => bytes,
     };
-    checkpoint::export_globals(input).map_err(ExecError::InvalidModule)
+    // A module the rewrite cannot pause runs as it is: a dispute over it
+    // re-runs it whole.
+    let pausable = pause::make_pausable(input).ok();
+    checkpoint::export_globals(pausable.as_deref().unwrap_or(input))
+        .map_err(ExecError::InvalidModule)
 }
 
 /// Settings of a [`WasmRuntime`].
@@ -150,6 +163,7 @@ impl WasmRuntime {
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |host: &mut Host| &mut host.wasi)
             .map_err(|e| ExecError::Host(format!("{e:#}")))?;
         host::add_wrappers(&mut linker).map_err(|e| ExecError::Host(format!("{e:#}")))?;
+        pause::add_to_linker(&mut linker).map_err(|e| ExecError::Host(format!("{e:#}")))?;
 
         let mut store = Store::new(&engine, empty_host());
         let provided = linker
@@ -372,6 +386,7 @@ impl WasmRuntime {
     ) -> Result<Trace, ExecError> {
         let started = Instant::now();
         let mut session = Session::new(self, task)?;
+        session.store.data_mut().pause.stops = true;
         let mut states = Vec::new();
         let mut fuel = Vec::new();
         session.start()?;
@@ -399,6 +414,7 @@ impl WasmRuntime {
             return Err(ExecError::Host("position 0 is the task itself".into()));
         }
         let mut session = Session::new(self, task)?;
+        session.store.data_mut().pause.stops = true;
         session.start()?;
         for _ in 1..position {
             if session.halted.is_some() {
@@ -421,6 +437,7 @@ impl WasmRuntime {
     ) -> Result<Transition, ExecError> {
         let started = Instant::now();
         let mut session = Session::new(self, task)?;
+        session.store.data_mut().pause.stops = true;
         let Some(from) = from else {
             session.start()?;
             return Ok(Transition {
@@ -452,6 +469,8 @@ struct Session<'r, 't> {
     store: Store<Host>,
     instance: Option<Instance>,
     step: Option<TypedFunc<(), i32>>,
+    /// Whether the module was rewritten to pause (it has no steps).
+    pausable: bool,
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
     /// Output written before a restored snapshot (the pipes hold the rest).
@@ -501,6 +520,11 @@ impl<'r, 't> Session<'r, 't> {
                 },
                 budget: Budget::new(limits.output_bytes, limits.stdout_bytes),
                 files: Files::default(),
+                pause: pause::Pause::new(if runtime.config.metered {
+                    limits.fuel
+                } else {
+                    0
+                }),
             },
         );
         store.limiter(|host| &mut host.limiter);
@@ -520,6 +544,7 @@ impl<'r, 't> Session<'r, 't> {
             store,
             instance: None,
             step: None,
+            pausable: false,
             stdout,
             stderr,
             stdout_before: Vec::new(),
@@ -532,6 +557,9 @@ impl<'r, 't> Session<'r, 't> {
                 session.step = instance
                     .get_typed_func::<(), i32>(&mut session.store, STEP_EXPORT)
                     .ok();
+                session.pausable = instance
+                    .get_global(&mut session.store, pause::STATE_EXPORT)
+                    .is_some();
                 session.instance = Some(instance);
             }
             Err(error) => session.halted = Some(classify(error, &limits)?),
@@ -539,7 +567,8 @@ impl<'r, 't> Session<'r, 't> {
         Ok(session)
     }
 
-    /// Runs `_start`; the task halts there unless it has steps.
+    /// Runs `_start`; the task halts there unless it has steps or stopped
+    /// at a pause point.
     fn start(&mut self) -> Result<(), ExecError> {
         let Some(instance) = self.instance else {
             return Ok(());
@@ -548,15 +577,30 @@ impl<'r, 't> Session<'r, 't> {
             .get_typed_func::<(), ()>(&mut self.store, "_start")
             .and_then(|start| start.call(&mut self.store, ()));
         match ended {
-            Ok(()) if self.step.is_some() => {}
+            Ok(()) if self.step.is_some() || self.stopped() => {}
             Ok(()) => self.halted = Some(Outcome::Exited(0)),
             Err(error) => self.halted = Some(classify(error, &self.task.limits)?),
         }
         Ok(())
     }
 
-    /// Runs one `cairn_step`.
+    /// Whether the program stopped at a pause point (its stack unwound).
+    fn stopped(&mut self) -> bool {
+        self.pause_state() == Some(pause::UNWINDING)
+    }
+
+    fn pause_state(&mut self) -> Option<i32> {
+        let global = self
+            .instance?
+            .get_global(&mut self.store, pause::STATE_EXPORT)?;
+        global.get(&mut self.store).i32()
+    }
+
+    /// Runs one `cairn_step`, or on to the next pause point.
     fn step(&mut self) -> Result<(), ExecError> {
+        if self.pausable {
+            return self.resume();
+        }
         let step = self.step.clone().expect("only stepped tasks step");
         self.store.data_mut().files.end_step();
         match step.call(&mut self.store, ()) {
@@ -565,6 +609,22 @@ impl<'r, 't> Session<'r, 't> {
             Err(error) => self.halted = Some(classify(error, &self.task.limits)?),
         }
         Ok(())
+    }
+
+    /// Rewinds a stopped program and runs it to its next pause point.
+    fn resume(&mut self) -> Result<(), ExecError> {
+        let instance = self.instance.expect("a stopped program has an instance");
+        let state = instance
+            .get_global(&mut self.store, pause::STATE_EXPORT)
+            .expect("a pausable module exports its state");
+        state
+            .set(&mut self.store, Val::I32(pause::REWINDING))
+            .map_err(host_error)?;
+        if self.runtime.config.metered {
+            let fuel = self.store.data().pause.resume_fuel();
+            self.store.set_fuel(fuel).map_err(host_error)?;
+        }
+        self.start()
     }
 
     /// Lets `tamper` change the state after start-up (`step` 0) or after
@@ -584,10 +644,14 @@ impl<'r, 't> Session<'r, 't> {
         Ok(())
     }
 
-    fn fuel_used(&self) -> Result<u64, ExecError> {
+    fn fuel_used(&mut self) -> Result<u64, ExecError> {
         let limit = self.task.limits.fuel;
         if !self.runtime.config.metered {
             return Ok(0);
+        }
+        // A stopped program holds lent fuel until it resumes.
+        if self.stopped() {
+            return Ok(limit - self.store.data().pause.fuel_left);
         }
         Ok(limit - self.store.get_fuel().map_err(host_error)?)
     }
@@ -651,10 +715,12 @@ impl<'r, 't> Session<'r, 't> {
         let (clocks, random) = self.host.save();
         let budget = self.budget();
         let halted = self.halted.clone();
+        let saved = std::mem::take(&mut self.store.data_mut().pause.saved);
         let memory = self.memory();
-        Ok(StateParts {
+        let hash = StateParts {
             memory,
             globals: &globals,
+            saved: &saved,
             stdout: ContentId::of(&stdout),
             stderr: ContentId::of(&stderr),
             outputs,
@@ -664,7 +730,9 @@ impl<'r, 't> Session<'r, 't> {
             budget,
             halted: halted.as_ref(),
         }
-        .hash())
+        .hash();
+        self.store.data_mut().pause.saved = saved;
+        Ok(hash)
     }
 
     /// A full copy of the current state.
@@ -691,6 +759,7 @@ impl<'r, 't> Session<'r, 't> {
         Ok(Snapshot {
             memory: self.memory().to_vec(),
             globals,
+            saved: self.store.data().pause.saved.clone(),
             stdout,
             stderr,
             outputs,
@@ -759,6 +828,10 @@ impl<'r, 't> Session<'r, 't> {
             self.store.set_fuel(left).map_err(host_error)?;
         }
         self.host.restore(snapshot.clocks, snapshot.random);
+        let pause = &mut self.store.data_mut().pause;
+        pause.saved = snapshot.saved.clone();
+        pause.since = snapshot.fuel_used;
+        pause.fuel_left = self.task.limits.fuel.saturating_sub(snapshot.fuel_used);
         let budget = &mut self.store.data_mut().budget;
         [
             budget.output_bytes,
@@ -773,7 +846,7 @@ impl<'r, 't> Session<'r, 't> {
     }
 
     /// The result of a halted session.
-    fn finish(self, started: Instant) -> Result<TaskResult, ExecError> {
+    fn finish(mut self, started: Instant) -> Result<TaskResult, ExecError> {
         let fuel_used = self.fuel_used()?;
         let outcome = self.halted.clone().expect("finish follows a halt");
         let (stdout, stderr) = self.written();
@@ -831,6 +904,7 @@ fn empty_host() -> Host {
         },
         budget: Budget::new(0, 0),
         files: Files::default(),
+        pause: pause::Pause::new(0),
     }
 }
 
@@ -867,14 +941,20 @@ mod tests {
     use super::*;
 
     /// A module with every construct the rewrites touch: float stores,
-    /// reinterpretations, `copysign`, vector splats and arithmetic, and
-    /// mutable and immutable globals.
+    /// reinterpretations, `copysign`, vector splats and arithmetic,
+    /// mutable and immutable globals, and a loop and a call that can pause
+    /// with a value kept under it.
     const REWRITTEN: &str = r#"(module
       (memory (export "memory") 1)
       (global $g (mut f64) (f64.const 0))
       (global $k i32 (i32.const 7))
+      (func $spin (param i32) (result i32)
+        (loop $l
+          (br_if $l (local.tee 0 (i32.sub (local.get 0) (i32.const 1)))))
+        (local.get 0))
       (func (export "_start")
         (local f32 f64 v128)
+        (drop (i32.add (i32.const 5) (call $spin (i32.const 3))))
         (local.set 0 (f32.div (f32.const 0) (f32.const 0)))
         (local.set 1 (f64.sqrt (f64.const -1)))
         (f32.store (i32.const 0) (local.get 0))
@@ -898,15 +978,17 @@ mod tests {
             NanCanonicalization::EveryOperation,
         ]
         .map(|nan| {
-            blake3::hash(&rewrite(&wasm, nan).unwrap())
-                .to_hex()
-                .to_string()
+            let rewritten = rewrite(&wasm, nan).unwrap();
+            wasmparser::Validator::new()
+                .validate_all(&rewritten)
+                .expect("the rewrites' output is valid");
+            blake3::hash(&rewritten).to_hex().to_string()
         });
         assert_eq!(
             found.each_ref().map(String::as_str),
             [
-                "ed12e959e5622b02c6271a8c7ff6d40f06f5a0feddbb26f84466068fef58ed12",
-                "0b11c50afa7bacdf8867a8fbbcc7b34cc328b2709c6e455dd77b22ed0a20b6ea",
+                "db9a3f4f7142649ecd92017d84dd07d266086f5a577c26f17ecb5b3b03b9c5e5",
+                "9cb2797440f61dd43013c08d6b46e57aff916133165c1535ead2348de6726c77",
             ],
             "the rewrites' output changed: a network-wide upgrade; pin the new digests"
         );
