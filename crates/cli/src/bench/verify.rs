@@ -7,8 +7,10 @@
 //!   accepted and whether it was convicted.
 //! - `sometimes` (wrong on 1% after earning trust): wrong results accepted
 //!   per thousand of its tasks, and tasks until caught, over many seeds.
-//! - A dispute over a real 10^9-fuel Wasm task: the share of the task the
-//!   referee re-executes, the rounds, and what tracing costs a provider.
+//! - A dispute over a real 10^9-fuel Wasm task of three programs (one with
+//!   steps of its own, the path tracer and an unmodified third-party solver
+//!   paused by the runtime): the share of the task the referee re-executes,
+//!   the rounds, and what tracing costs a provider.
 
 use std::time::Instant;
 
@@ -162,59 +164,149 @@ fn sometimes(args: &VerifyArgs, figures: &mut Vec<Figure>) {
     ));
 }
 
-/// A honest trace against a liar's over one hashsearch task of about
-/// `dispute_fuel` fuel, refereed by re-executing one step.
+/// A program disputed in the benchmark, and how to size a task of it.
+struct Disputed {
+    name: &'static str,
+    module: Vec<u8>,
+    /// The folder a task reads as `/input`.
+    input: Option<std::path::PathBuf>,
+    /// A task's arguments for a size (nonces, samples per pixel); `None`:
+    /// one fixed task.
+    args: Box<dyn Fn(u64) -> Vec<String>>,
+    /// The size to measure fuel per unit at, for sized programs.
+    probe: Option<u64>,
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// The programs disputed: one with steps of its own (hashsearch), and two
+/// without, paused by the runtime: the path tracer and an unmodified
+/// third-party program (Boolector, fetched by `examples/solve/setup.sh`).
+fn disputed() -> anyhow::Result<Vec<Disputed>> {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let solver = examples.join("solve/boolector.wasm");
+    if !solver.is_file() {
+        let status = std::process::Command::new("bash")
+            .arg(examples.join("solve/setup.sh"))
+            .status()
+            .context("running examples/solve/setup.sh")?;
+        if !status.success() {
+            bail!("examples/solve/setup.sh failed ({status})");
+        }
+    }
+    Ok(vec![
+        Disputed {
+            name: "hashsearch",
+            module: cairn_workloads::HASHSEARCH.wasm.to_vec(),
+            input: None,
+            args: Box::new(|count| {
+                let count = count.to_string();
+                strings(&[
+                    "--prefix",
+                    "cairn",
+                    "--start",
+                    "0",
+                    "--count",
+                    &count,
+                    "--bits",
+                    "12",
+                    "--out",
+                    "/output/hits.txt",
+                ])
+            }),
+            probe: Some(16_384),
+        },
+        Disputed {
+            name: "render",
+            module: cairn_workloads::RENDER.wasm.to_vec(),
+            input: Some(examples.join("render")),
+            args: Box::new(|spp| {
+                let spp = spp.to_string();
+                strings(&[
+                    "--scene",
+                    "/input/scene.json",
+                    "--frame",
+                    "5",
+                    "--width",
+                    "96",
+                    "--height",
+                    "64",
+                    "--spp",
+                    &spp,
+                    "--out",
+                    "/output/frame.png",
+                ])
+            }),
+            probe: Some(4),
+        },
+        Disputed {
+            name: "boolector",
+            module: std::fs::read(&solver)
+                .with_context(|| format!("reading {}", solver.display()))?,
+            input: Some(examples.join("solve")),
+            args: Box::new(|_| strings(&["-m", "/input/factor.smt2"])),
+            probe: None,
+        },
+    ])
+}
+
+/// A honest trace against a liar's over one task of each [`disputed`]
+/// program of about `dispute_fuel` fuel, refereed by re-executing one step
+/// or one segment between pause points.
 fn dispute(args: &VerifyArgs, figures: &mut Vec<Figure>) -> anyhow::Result<()> {
+    for program in disputed()? {
+        dispute_over(&program, args.dispute_fuel, figures)
+            .with_context(|| format!("disputing {}", program.name))?;
+    }
+    Ok(())
+}
+
+fn dispute_over(
+    program: &Disputed,
+    dispute_fuel: u64,
+    figures: &mut Vec<Figure>,
+) -> anyhow::Result<()> {
     let runtime = WasmRuntime::new(WasmConfig::default())?;
-    let module = runtime.load(cairn_workloads::HASHSEARCH.wasm)?;
+    let module = runtime.load(&program.module)?;
     let scratch = tempfile::tempdir()?;
     let mut dirs = 0u32;
     let limits = Limits {
-        fuel: args.dispute_fuel * 2,
+        fuel: dispute_fuel * 4,
         memory_bytes: 256 << 20,
         wall_time: std::time::Duration::from_secs(600),
         output_bytes: 16 << 20,
         stdout_bytes: 1 << 20,
     };
-    let mut with =
-        |count: u64, f: &mut dyn FnMut(&WasmRuntime, &Task<'_>) -> anyhow::Result<()>| {
-            dirs += 1;
-            let output = scratch.path().join(dirs.to_string());
-            std::fs::create_dir(&output)?;
-            let args: Vec<String> = [
-                "--prefix",
-                "cairn",
-                "--start",
-                "0",
-                "--count",
-                &count.to_string(),
-                "--bits",
-                "12",
-                "--out",
-                "/output/hits.txt",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            let task = Task {
-                module,
-                args: &args,
-                seed: [9; 32],
-                input_dir: None,
-                output_dir: &output,
-                expected_outputs: &[],
-                limits,
-            };
-            f(&runtime, &task)
+    let mut with = |size: u64, f: &mut dyn FnMut(&WasmRuntime, &Task<'_>) -> anyhow::Result<()>| {
+        dirs += 1;
+        let output = scratch.path().join(dirs.to_string());
+        std::fs::create_dir(&output)?;
+        let args = (program.args)(size);
+        let task = Task {
+            module,
+            args: &args,
+            seed: [9; 32],
+            input_dir: program.input.as_deref(),
+            output_dir: &output,
+            expected_outputs: &[],
+            limits,
         };
-    // Size the task: fuel per nonce from a small run.
-    let probe = 16_384;
-    let mut fuel = 0;
-    with(probe, &mut |rt, task| {
-        fuel = rt.run(task)?.fuel_used;
-        Ok(())
-    })?;
-    let count = args.dispute_fuel * probe / fuel.max(1);
+        f(&runtime, &task)
+    };
+    // Size the task from the fuel of a small one.
+    let count = match program.probe {
+        Some(probe) => {
+            let mut fuel = 0;
+            with(probe, &mut |rt, task| {
+                fuel = rt.run(task)?.fuel_used;
+                Ok(())
+            })?;
+            (dispute_fuel * probe / fuel.max(1)).max(1)
+        }
+        None => 0,
+    };
 
     let mut run_s = 0.0;
     let mut task_fuel = 0;
@@ -308,19 +400,30 @@ fn dispute(args: &VerifyArgs, figures: &mut Vec<Figure>) -> anyhow::Result<()> {
             verdict.reason
         );
     }
-    figures.push(figure("dispute_task_fuel", task_fuel as f64, "fuel"));
+    let name = program.name;
+    let metric = |what: &str| format!("dispute_{name}_{what}");
+    figures.push(figure(&metric("task_fuel"), task_fuel as f64, "fuel"));
     figures.push(figure(
-        "dispute_referee_share",
+        &metric("referee_share"),
         100.0 * referee_fuel as f64 / task_fuel as f64,
         "% of the task",
     ));
-    figures.push(figure("dispute_referee_time", referee_s * 1e3, "ms"));
-    figures.push(figure("dispute_rounds", f64::from(game.rounds()), "rounds"));
+    figures.push(figure(&metric("referee_time"), referee_s * 1e3, "ms"));
+    figures.push(figure(&metric("run_time"), run_s * 1e3, "ms"));
     figures.push(figure(
-        "dispute_positions",
+        &metric("rounds"),
+        f64::from(game.rounds()),
+        "rounds",
+    ));
+    figures.push(figure(
+        &metric("positions"),
         honest.positions() as f64,
         "positions",
     ));
-    figures.push(figure("dispute_trace_cost", trace_s / run_s, "x plain run"));
+    figures.push(figure(
+        &metric("trace_cost"),
+        trace_s / run_s,
+        "x plain run",
+    ));
     Ok(())
 }

@@ -716,11 +716,13 @@ impl<'r, 't> Session<'r, 't> {
         let budget = self.budget();
         let halted = self.halted.clone();
         let saved = std::mem::take(&mut self.store.data_mut().pause.saved);
+        let descriptors = host::descriptors(self.store.data_mut());
         let memory = self.memory();
         let hash = StateParts {
             memory,
             globals: &globals,
             saved: &saved,
+            descriptors: &descriptors,
             stdout: ContentId::of(&stdout),
             stderr: ContentId::of(&stderr),
             outputs,
@@ -760,6 +762,7 @@ impl<'r, 't> Session<'r, 't> {
             memory: self.memory().to_vec(),
             globals,
             saved: self.store.data().pause.saved.clone(),
+            descriptors: host::descriptors(self.store.data_mut()),
             stdout,
             stderr,
             outputs,
@@ -828,6 +831,7 @@ impl<'r, 't> Session<'r, 't> {
             self.store.set_fuel(left).map_err(host_error)?;
         }
         self.host.restore(snapshot.clocks, snapshot.random);
+        host::reopen(self.store.data_mut(), &snapshot.descriptors).map_err(ExecError::Host)?;
         let pause = &mut self.store.data_mut().pause;
         pause.saved = snapshot.saved.clone();
         pause.since = snapshot.fuel_used;

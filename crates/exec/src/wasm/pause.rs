@@ -8,7 +8,7 @@
 //! stack out and back in:
 //!
 //! - **Ticks.** Every loop iteration and every entry to a function that can
-//!   pause decrements a global counter; every [`TICKS`] ticks the program
+//!   recurse decrements a global counter; every [`TICKS`] ticks the program
 //!   calls the host's `yield`. The host compares the fuel used with the next
 //!   boundary (every [`spacing`] fuel) and, when the run is being traced and
 //!   a boundary has passed, sets the state global to *unwinding*.
@@ -169,8 +169,34 @@ impl Plan {
         let mut calls: Vec<Vec<u32>> = Vec::new();
         let mut indirect = Vec::new();
         let mut exports_step = false;
+        // Functions a table or a reference can reach (call_indirect's
+        // possible callees).
+        let mut escaping = Vec::new();
         for payload in Parser::new(0).parse_all(wasm) {
             match payload.map_err(bad)? {
+                Payload::ElementSection(reader) => {
+                    for element in reader {
+                        match element.map_err(bad)?.items {
+                            wasmparser::ElementItems::Functions(functions) => {
+                                for function in functions {
+                                    escaping.push(function.map_err(bad)?);
+                                }
+                            }
+                            wasmparser::ElementItems::Expressions(_, exprs) => {
+                                for expr in exprs {
+                                    let mut ops = expr.map_err(bad)?.get_operators_reader();
+                                    while !ops.eof() {
+                                        if let Operator::RefFunc { function_index } =
+                                            ops.read().map_err(bad)?
+                                        {
+                                            escaping.push(function_index);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
                 Payload::TypeSection(reader) => types = reader.count(),
                 Payload::ImportSection(reader) => {
                     for import in reader.into_imports() {
@@ -201,6 +227,7 @@ impl Plan {
                             Operator::Loop { .. } => has_loop = true,
                             Operator::Call { function_index } => called.push(function_index),
                             Operator::CallIndirect { .. } => any = true,
+                            Operator::RefFunc { function_index } => escaping.push(function_index),
                             op @ (Operator::ReturnCall { .. }
                             | Operator::ReturnCallIndirect { .. }
                             | Operator::CallRef { .. }
@@ -256,6 +283,24 @@ impl Plan {
             }
         }
 
+        // Functions that can call themselves again get a tick on entry too:
+        // without it a recursion would run unbounded between ticks. Others
+        // are bounded by their loops' ticks and their callees'.
+        let mut edges: Vec<Vec<usize>> = vec![Vec::new(); defined];
+        let local = |f: u32| {
+            f.checked_sub(imported_functions)
+                .map(|f| f as usize)
+                .filter(|f| *f < defined)
+        };
+        let escaping: Vec<usize> = escaping.into_iter().filter_map(local).collect();
+        for f in 0..defined {
+            edges[f].extend(calls[f].iter().copied().filter_map(local));
+            if indirect[f] {
+                edges[f].extend(escaping.iter().copied());
+            }
+        }
+        let recursive = recursive(&edges);
+
         // Then: each function that can pause, analysed with the validator
         // (it knows the operand stack's types at every instruction).
         let mut functions = Vec::with_capacity(defined);
@@ -271,6 +316,7 @@ impl Plan {
                     let context = Context {
                         pauses: &pauses,
                         imported_functions,
+                        entry_tick: recursive[index],
                     };
                     Some(Analysis::of(func, &body, &context)?)
                 } else {
@@ -311,6 +357,72 @@ fn saved_index(ty: ValType) -> u32 {
 struct Context<'a> {
     pauses: &'a [bool],
     imported_functions: u32,
+    /// Whether the function ticks on entry (it can recurse).
+    entry_tick: bool,
+}
+
+/// Which nodes of a graph lie on a cycle (Tarjan's strongly connected
+/// components, without recursion: a module's call graph can be deep).
+fn recursive(edges: &[Vec<usize>]) -> Vec<bool> {
+    let n = edges.len();
+    let mut index = vec![usize::MAX; n];
+    let mut low = vec![0; n];
+    let mut on_stack = vec![false; n];
+    let mut stack = Vec::new();
+    let mut on_cycle = vec![false; n];
+    let mut next = 0;
+    for root in 0..n {
+        if index[root] != usize::MAX {
+            continue;
+        }
+        // (node, next edge to follow)
+        let mut work = vec![(root, 0usize)];
+        index[root] = next;
+        low[root] = next;
+        next += 1;
+        stack.push(root);
+        on_stack[root] = true;
+        while let Some(&mut (node, ref mut edge)) = work.last_mut() {
+            if let Some(&to) = edges[node].get(*edge) {
+                *edge += 1;
+                if to == node {
+                    on_cycle[node] = true;
+                }
+                if index[to] == usize::MAX {
+                    index[to] = next;
+                    low[to] = next;
+                    next += 1;
+                    stack.push(to);
+                    on_stack[to] = true;
+                    work.push((to, 0));
+                } else if on_stack[to] {
+                    low[node] = low[node].min(index[to]);
+                }
+                continue;
+            }
+            work.pop();
+            if let Some(&(parent, _)) = work.last() {
+                low[parent] = low[parent].min(low[node]);
+            }
+            if low[node] == index[node] {
+                let mut component = Vec::new();
+                loop {
+                    let member = stack.pop().expect("on the stack");
+                    on_stack[member] = false;
+                    component.push(member);
+                    if member == node {
+                        break;
+                    }
+                }
+                if component.len() > 1 {
+                    for member in component {
+                        on_cycle[member] = true;
+                    }
+                }
+            }
+        }
+    }
+    on_cycle
 }
 
 impl Context<'_> {
@@ -433,7 +545,9 @@ impl Analysis {
             layout: Layout::default(),
             first_arm: None,
         }];
-        tick(frames.last_mut().expect("the body"), 0, &mut next_id);
+        if context.entry_tick {
+            tick(frames.last_mut().expect("the body"), 0, &mut next_id);
+        }
         let mut ops = body.get_operators_reader().map_err(bad)?;
         let mut index = 0usize;
         let mut body_layout = None;
@@ -923,12 +1037,13 @@ struct Writer<'a> {
 
 impl<'a> Writer<'a> {
     fn new(pass: &'a mut PausePass, analysis: &'a Analysis) -> Self {
-        // Parameters are not declared; the rest is, then the call site.
+        // Parameters are not declared; the rest is, then the call site and
+        // the tick's scratch (never live across a pause, so never saved).
         let mut locals: Vec<(u32, ValType)> = analysis.locals[analysis.params..]
             .iter()
             .map(|t| (1, *t))
             .collect();
-        locals.push((1, ValType::I32));
+        locals.push((2, ValType::I32));
         Self {
             pass,
             analysis,
@@ -1090,9 +1205,9 @@ impl<'a> Writer<'a> {
         for _ in &layout.points {
             code.push(Instruction::Block(BlockType::Empty));
         }
+        // Entering a frame, the state is running or rewinding (never
+        // unwinding): any state but running is a rewind.
         code.push(Instruction::GlobalGet(plan.state_global));
-        code.push(Instruction::I32Const(REWINDING));
-        code.push(Instruction::I32Eq);
         code.push(Instruction::If(BlockType::Empty));
         if function {
             code.push(Instruction::Call(plan.load_function(ValType::I32)));
@@ -1133,11 +1248,13 @@ impl<'a> Writer<'a> {
     fn write_tick(&mut self, point: &Point) {
         let plan = &self.pass.plan;
         let (ticks, yield_function) = (plan.ticks_global(), plan.yield_function());
+        let scratch = self.analysis.target + 1;
         self.emit(Instruction::GlobalGet(ticks));
         self.emit(Instruction::I32Const(1));
         self.emit(Instruction::I32Sub);
+        self.emit(Instruction::LocalTee(scratch));
         self.emit(Instruction::GlobalSet(ticks));
-        self.emit(Instruction::GlobalGet(ticks));
+        self.emit(Instruction::LocalGet(scratch));
         self.emit(Instruction::I32Eqz);
         self.enter_point(point);
         self.emit(Instruction::If(BlockType::Empty));
@@ -1189,9 +1306,10 @@ impl<'a> Writer<'a> {
         // is one more label.
         let body = self.frames.len() as u32 - 1;
         let depth = self.depth(body) + 2;
+        // After a call that can pause, the state is running or unwinding
+        // (a rewind ends inside the call): any state but running is an
+        // unwind.
         self.emit(Instruction::GlobalGet(self.pass.plan.state_global));
-        self.emit(Instruction::I32Const(UNWINDING));
-        self.emit(Instruction::I32Eq);
         self.emit(Instruction::If(BlockType::Empty));
         self.emit(Instruction::I32Const(site as i32));
         self.emit(Instruction::LocalSet(self.analysis.target));
@@ -1279,17 +1397,23 @@ fn on_yield(mut caller: Caller<'_, Host>) -> wasmtime::Result<()> {
             caller.set_fuel(left)
         }
         RUNNING => {
-            let pause = &caller.data().pause;
-            if pause.stops && pause.fuel_limit > 0 {
+            let (limit, since) = (caller.data().pause.fuel_limit, caller.data().pause.since);
+            if limit > 0 {
                 let left = caller.get_fuel()?;
-                let used = pause.fuel_limit.saturating_sub(left);
-                let every = spacing(pause.fuel_limit);
-                if used / every > pause.since / every {
-                    let pause = &mut caller.data_mut().pause;
-                    pause.since = used;
-                    pause.fuel_left = left;
-                    caller.set_fuel(left + HEADROOM)?;
-                    return set_i32(&mut caller, STATE_EXPORT, UNWINDING);
+                let used = limit.saturating_sub(left);
+                let every = spacing(limit);
+                if used / every > since / every {
+                    // A pause point, whether this run stops at it or not:
+                    // both must go on alike, and a folder listing kept
+                    // across it is not state a snapshot holds.
+                    let host = caller.data_mut();
+                    host.files.end_step();
+                    host.pause.since = used;
+                    if host.pause.stops {
+                        host.pause.fuel_left = left;
+                        caller.set_fuel(left + HEADROOM)?;
+                        return set_i32(&mut caller, STATE_EXPORT, UNWINDING);
+                    }
                 }
             }
             set_i32(&mut caller, TICKS_EXPORT, TICKS)
@@ -1409,6 +1533,25 @@ mod tests {
             let refused = make_pausable(&wasm).expect_err(wat).to_string();
             assert!(refused.contains(reason), "{wat}: {refused}");
         }
+    }
+
+    #[test]
+    fn recursion_is_found_through_cycles_of_any_length() {
+        // 0 -> 1 -> 2 -> 0, 3 -> 3, 4 -> 0, 5 alone, 6 -> 7 -> 5.
+        let edges = vec![
+            vec![1],
+            vec![2],
+            vec![0],
+            vec![3],
+            vec![0],
+            vec![],
+            vec![7],
+            vec![5],
+        ];
+        assert_eq!(
+            recursive(&edges),
+            [true, true, true, true, false, false, false, false]
+        );
     }
 
     #[test]

@@ -47,6 +47,7 @@ use wasmtime::{Caller, Linker};
 use wiggle::{GuestMemory, GuestPtr};
 
 use super::{ENTRIES_MAX, EPOCH_2000_NS, Host, OFLAGS_CREAT, WASI};
+use crate::snapshot::Descriptor;
 
 /// The most descriptors a task may hold open at once (besides stdio and the
 /// two folders). The host's own limit is per process and shared by every
@@ -117,7 +118,18 @@ pub(crate) struct Files {
 
 struct Opened {
     path: String,
-    by_path_open: bool,
+    /// How `path_open` opened it (`None`: a preopen).
+    by_path_open: Option<OpenedWith>,
+}
+
+/// The arguments `path_open` opened a descriptor with, to open it again.
+#[derive(Clone, Copy)]
+struct OpenedWith {
+    dirflags: i32,
+    oflags: i32,
+    rights: i64,
+    inheriting: i64,
+    fdflags: i32,
 }
 
 /// A folder's entries in the order the guest sees them.
@@ -143,7 +155,7 @@ impl Files {
 
     fn forget(&mut self, fd: i32) {
         if let Some(gone) = self.paths.remove(&fd)
-            && gone.by_path_open
+            && gone.by_path_open.is_some()
         {
             self.opened -= 1;
         }
@@ -350,10 +362,153 @@ fn path_of(caller: &mut Caller<'_, Host>, fd: i32) -> wasmtime::Result<Option<St
         fd,
         Opened {
             path: path.clone(),
-            by_path_open: false,
+            by_path_open: None,
         },
     );
     Ok(Some(path))
+}
+
+/// `oflags` bits that change a file as it opens: opening it again after a
+/// snapshot (whose outputs are already back) must not.
+const OFLAGS_CHANGING: i32 = OFLAGS_CREAT | 4 | 8;
+
+/// Every descriptor the task opened and still holds, in order, with its
+/// position: state a snapshot must carry, since a referee's fresh instance
+/// has only the preopened folders.
+pub(crate) fn descriptors(host: &mut Host) -> Vec<Descriptor> {
+    let mut open: Vec<(i32, String, OpenedWith)> = host
+        .files
+        .paths
+        .iter()
+        .filter_map(|(fd, o)| o.by_path_open.map(|with| (*fd, o.path.clone(), with)))
+        .collect();
+    open.sort_by_key(|(fd, ..)| *fd);
+    open.into_iter()
+        .map(|(fd, path, with)| {
+            use wasmtime_wasi::p1::wasi_snapshot_preview1 as p1;
+            let mut scratch = Scratch::new(8);
+            let told = p1::fd_tell(&mut host.wasi, &mut scratch.memory(), fd, 0);
+            let position = matches!(told, Ok(ERRNO_SUCCESS)).then(|| scratch.u64_at(0));
+            Descriptor {
+                fd: fd as u32,
+                path,
+                dirflags: with.dirflags as u32,
+                oflags: with.oflags as u16,
+                rights: with.rights as u64,
+                inheriting: with.inheriting as u64,
+                fdflags: with.fdflags as u16,
+                position,
+            }
+        })
+        .collect()
+}
+
+/// Opens `descriptors` again in a fresh instance, at their numbers and
+/// positions, as wasmtime's `path_open` does for the guest (so sandboxed to
+/// the preopened folders like any guest path).
+pub(crate) fn reopen(host: &mut Host, descriptors: &[Descriptor]) -> Result<(), String> {
+    use wasmtime_wasi::p1::wasi_snapshot_preview1 as p1;
+    use wasmtime_wasi::runtime::in_tokio;
+    let mut preopens = Vec::new();
+    for fd in 3..16 {
+        let mut prestat = Scratch::new(8);
+        if !matches!(
+            p1::fd_prestat_get(&mut host.wasi, &mut prestat.memory(), fd, 0),
+            Ok(ERRNO_SUCCESS)
+        ) {
+            continue;
+        }
+        let len = prestat.u32_at(4) as usize;
+        let mut name = Scratch::new(len.min(NAME_BYTES_MAX));
+        let named = p1::fd_prestat_dir_name(&mut host.wasi, &mut name.memory(), fd, 0, len as i32);
+        if matches!(named, Ok(ERRNO_SUCCESS)) {
+            preopens.push((fd, join("/", name.get())));
+        }
+    }
+    for d in descriptors {
+        let refused = |why: &str| format!("reopening {} at {}: {why}", d.path, d.fd);
+        let (base, relative) = preopens
+            .iter()
+            .find_map(|(fd, dir)| {
+                let rest = d.path.strip_prefix(dir.as_str())?.strip_prefix('/')?;
+                Some((*fd, rest))
+            })
+            .ok_or_else(|| refused("no preopened folder holds it"))?;
+        // The path, then an aligned slot for an answer (a descriptor, a
+        // position).
+        let at = relative.len().next_multiple_of(8);
+        let mut memory = Scratch::new(at + 8);
+        memory.bytes[memory.start..memory.start + relative.len()]
+            .copy_from_slice(relative.as_bytes());
+        // wasmtime charges a path's bytes to a per-call allowance the
+        // store sets for a guest's calls.
+        {
+            use wasmtime_wasi::p1::wasi_snapshot_preview1::WasiSnapshotPreview1 as _;
+            host.wasi.set_hostcall_fuel(relative.len());
+        }
+        let errno = in_tokio(p1::path_open(
+            &mut host.wasi,
+            &mut memory.memory(),
+            base,
+            d.dirflags as i32,
+            0,
+            relative.len() as i32,
+            i32::from(d.oflags) & !OFLAGS_CHANGING,
+            d.rights as i64,
+            d.inheriting as i64,
+            i32::from(d.fdflags),
+            at as i32,
+        ))
+        .map_err(|e| refused(&format!("{e:#}")))?;
+        if errno != ERRNO_SUCCESS {
+            return Err(refused(&format!("path_open: errno {errno}")));
+        }
+        let opened = memory.u32_at(at) as i32;
+        let fd = d.fd as i32;
+        if opened != fd {
+            let errno = in_tokio(p1::fd_renumber(
+                &mut host.wasi,
+                &mut memory.memory(),
+                opened,
+                fd,
+            ))
+            .map_err(|e| refused(&format!("{e:#}")))?;
+            if errno != ERRNO_SUCCESS {
+                return Err(refused(&format!("fd_renumber: errno {errno}")));
+            }
+        }
+        if let Some(position) = d.position {
+            let errno = in_tokio(p1::fd_seek(
+                &mut host.wasi,
+                &mut memory.memory(),
+                fd,
+                position as i64,
+                0,
+                at as i32,
+            ))
+            .map_err(|e| refused(&format!("{e:#}")))?;
+            if errno != ERRNO_SUCCESS {
+                return Err(refused(&format!("fd_seek: errno {errno}")));
+            }
+        }
+        let files = &mut host.files;
+        files.forget(fd);
+        files.paths.insert(
+            fd,
+            Opened {
+                path: d.path.clone(),
+                by_path_open: Some(OpenedWith {
+                    dirflags: d.dirflags as i32,
+                    oflags: i32::from(d.oflags),
+                    rights: d.rights as i64,
+                    inheriting: d.inheriting as i64,
+                    fdflags: i32::from(d.fdflags),
+                }),
+            },
+        );
+        files.opened += 1;
+    }
+    Ok(())
 }
 
 /// The guest's linear memory and the host state together.
@@ -590,7 +745,13 @@ fn add_creations(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
                     new,
                     Opened {
                         path,
-                        by_path_open: true,
+                        by_path_open: Some(OpenedWith {
+                            dirflags,
+                            oflags,
+                            rights,
+                            inheriting,
+                            fdflags,
+                        }),
                     },
                 );
                 files.opened += 1;
@@ -767,12 +928,12 @@ fn add_descriptors(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             let errno = forward!(caller, fd_renumber(from, to))?;
             if errno == ERRNO_SUCCESS && from != to {
                 let files = &mut caller.data_mut().files;
-                let by_path_open = files.paths.get(&from).is_some_and(|o| o.by_path_open);
+                let by_path_open = files.paths.get(&from).and_then(|o| o.by_path_open);
                 files.forget(to);
                 files.forget(from);
                 if let Some(path) = path {
                     files.paths.insert(to, Opened { path, by_path_open });
-                    files.opened += usize::from(by_path_open);
+                    files.opened += usize::from(by_path_open.is_some());
                 }
             }
             Ok(errno)
