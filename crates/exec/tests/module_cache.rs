@@ -155,13 +155,17 @@ fn an_engine_configured_differently_compiles_its_own() {
             nan_canonicalization: NanCanonicalization::EveryOperation,
             ..WasmConfig::default()
         },
+        WasmConfig {
+            pause: false,
+            ..WasmConfig::default()
+        },
     ] {
         let (other, cache) = cached_with(dir.path(), CACHE_BYTES_MAX, config);
         assert!(!other.is_compiled(&module), "{config:?}");
         other.load(wasm).unwrap();
         assert_eq!(cache.counts(), (0, 1), "{config:?}");
     }
-    assert_eq!(entries(dir.path()).len(), 3, "one entry per configuration");
+    assert_eq!(entries(dir.path()).len(), 4, "one entry per configuration");
 }
 
 /// Loads `wasm` with `runtime` and returns the entry that appeared for it.

@@ -175,6 +175,8 @@ struct Disputed {
     args: Box<dyn Fn(u64) -> Vec<String>>,
     /// The size to measure fuel per unit at, for sized programs.
     probe: Option<u64>,
+    /// The fuel limit of a fixed task (a sized one's is 4x its fuel).
+    limit: Option<u64>,
 }
 
 fn strings(args: &[&str]) -> Vec<String> {
@@ -217,6 +219,7 @@ fn disputed() -> anyhow::Result<Vec<Disputed>> {
                 ])
             }),
             probe: Some(16_384),
+            limit: None,
         },
         Disputed {
             name: "render",
@@ -240,6 +243,7 @@ fn disputed() -> anyhow::Result<Vec<Disputed>> {
                 ])
             }),
             probe: Some(4),
+            limit: None,
         },
         Disputed {
             name: "boolector",
@@ -248,6 +252,7 @@ fn disputed() -> anyhow::Result<Vec<Disputed>> {
             input: Some(examples.join("solve")),
             args: Box::new(|_| strings(&["-m", "/input/factor.smt2"])),
             probe: None,
+            limit: Some(100_000_000_000),
         },
     ])
 }
@@ -273,7 +278,7 @@ fn dispute_over(
     let scratch = tempfile::tempdir()?;
     let mut dirs = 0u32;
     let limits = Limits {
-        fuel: dispute_fuel * 4,
+        fuel: program.limit.unwrap_or(dispute_fuel * 4),
         memory_bytes: 256 << 20,
         wall_time: std::time::Duration::from_secs(600),
         output_bytes: 16 << 20,

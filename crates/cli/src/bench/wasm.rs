@@ -1,5 +1,7 @@
 //! `cairn bench wasm`: the path tracer as Wasm under Cairn against native
-//! code, the cost of fuel metering, and the runner's per-task overhead.
+//! code, the cost of fuel metering, of NaN canonicalisation after every
+//! operation and of the pause rewrite (each against Cairn's default in the
+//! same run), and the runner's per-task overhead.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -60,16 +62,23 @@ pub(super) fn wasm(args: &WasmArgs) -> anyhow::Result<Vec<Figure>> {
         nan_canonicalization: NanCanonicalization::EveryOperation,
         ..WasmConfig::default()
     })?;
+    let unpaused = WasmRuntime::new(WasmConfig {
+        pause: false,
+        ..WasmConfig::default()
+    })?;
     let module = metered.load(cairn_workloads::RENDER.wasm)?;
     unmetered.load(cairn_workloads::RENDER.wasm)?;
     every_op.load(cairn_workloads::RENDER.wasm)?;
+    unpaused.load(cairn_workloads::RENDER.wasm)?;
 
     let mut native_png = Vec::new();
     let mut native = Vec::new();
     let mut wasm_metered = Vec::new();
     let mut wasm_unmetered = Vec::new();
     let mut wasm_every_op = Vec::new();
+    let mut wasm_unpaused = Vec::new();
     let mut fuel = 0;
+    let mut fuel_unpaused = 0;
     let mut wasm_png = Vec::new();
     // Interleave the variants so a change in machine load hits all alike.
     for run in 0..args.runs {
@@ -93,11 +102,17 @@ pub(super) fn wasm(args: &WasmArgs) -> anyhow::Result<Vec<Figure>> {
         let output = dir.path().join(format!("every-op-{run}"));
         let result = render_task(&every_op, module, &guest_args, &input, &output, limits)?;
         wasm_every_op.push(result.wall_time);
+
+        let output = dir.path().join(format!("unpaused-{run}"));
+        let result = render_task(&unpaused, module, &guest_args, &input, &output, limits)?;
+        wasm_unpaused.push(result.wall_time);
+        fuel_unpaused = result.fuel_used;
     }
     let native = percentile(&mut native, 0.5);
     let wasm_metered = percentile(&mut wasm_metered, 0.5);
     let wasm_unmetered = percentile(&mut wasm_unmetered, 0.5);
     let wasm_every_op = percentile(&mut wasm_every_op, 0.5);
+    let wasm_unpaused = percentile(&mut wasm_unpaused, 0.5);
     let overhead = task_overhead(&metered, args.tasks, dir.path())?;
 
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -124,6 +139,13 @@ pub(super) fn wasm(args: &WasmArgs) -> anyhow::Result<Vec<Figure>> {
         figure(
             "ratio_nan_canon_every_op_to_at_observation",
             ratio(wasm_every_op, wasm_metered),
+            "x",
+        ),
+        figure("render_wasm_unpaused", ms(wasm_unpaused), "ms"),
+        figure("pause_cost", ratio(wasm_metered, wasm_unpaused), "x"),
+        figure(
+            "pause_fuel_cost",
+            fuel as f64 / fuel_unpaused.max(1) as f64,
             "x",
         ),
         figure("render_fuel", fuel as f64, "fuel"),

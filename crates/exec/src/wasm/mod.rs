@@ -64,7 +64,7 @@ fn rewrite_fingerprint() -> &'static [u8; 32] {
 /// observation points (unless Cranelift's pass does it), pausing at fuel
 /// boundaries for a module without steps of its own (see `pause`), and the
 /// module's globals exported for checkpoints.
-fn rewrite(bytes: &[u8], nan: NanCanonicalization) -> Result<Vec<u8>, ExecError> {
+fn rewrite(bytes: &[u8], config: &WasmConfig) -> Result<Vec<u8>, ExecError> {
     if let Some(name) = pause::imports_from_pause(bytes) {
         return Err(ExecError::UnknownImport {
             module: pause::PAUSE_MODULE.to_string(),
@@ -72,7 +72,7 @@ fn rewrite(bytes: &[u8], nan: NanCanonicalization) -> Result<Vec<u8>, ExecError>
         });
     }
     let canonical;
-    let input = match nan {
+    let input = match config.nan_canonicalization {
         NanCanonicalization::AtObservation => {
             canonical = nan::canonicalize_nans(bytes).map_err(ExecError::InvalidModule)?;
             &canonical[..]
@@ -81,7 +81,10 @@ fn rewrite(bytes: &[u8], nan: NanCanonicalization) -> Result<Vec<u8>, ExecError>
     };
     // A module the rewrite cannot pause runs as it is: a dispute over it
     // re-runs it whole.
-    let pausable = pause::make_pausable(input).ok();
+    let pausable = config
+        .pause
+        .then(|| pause::make_pausable(input).ok())
+        .flatten();
     checkpoint::export_globals(pausable.as_deref().unwrap_or(input))
         .map_err(ExecError::InvalidModule)
 }
@@ -95,6 +98,11 @@ pub struct WasmConfig {
     /// Where NaNs are made canonical. Both make every result bit-for-bit
     /// reproducible; they differ in speed and in fuel.
     pub nan_canonicalization: NanCanonicalization,
+    /// Rewrite modules without steps so they can pause at fuel boundaries
+    /// (see `pause`). Always on in production: a dispute over such a
+    /// program then re-runs one segment, not the whole task. Off only to
+    /// measure what it costs.
+    pub pause: bool,
 }
 
 impl Default for WasmConfig {
@@ -102,6 +110,7 @@ impl Default for WasmConfig {
         Self {
             metered: true,
             nan_canonicalization: NanCanonicalization::AtObservation,
+            pause: true,
         }
     }
 }
@@ -135,6 +144,8 @@ pub struct WasmRuntime {
     loading: Mutex<HashMap<ContentId, Arc<Mutex<()>>>>,
     cache: Option<ModuleCache>,
     config: WasmConfig,
+    /// The rewrites' fingerprint with this configuration's choice of them.
+    fingerprint: [u8; 32],
     _watchdog: Watchdog,
 }
 
@@ -181,6 +192,11 @@ impl WasmRuntime {
             loads: std::sync::atomic::AtomicU64::new(0),
             loading: Mutex::new(HashMap::new()),
             cache: None,
+            fingerprint: *blake3::Hasher::new_derive_key("cairn wasm rewrites chosen v1")
+                .update(rewrite_fingerprint())
+                .update(&[u8::from(config.pause)])
+                .finalize()
+                .as_bytes(),
             config,
         })
     }
@@ -204,13 +220,13 @@ impl WasmRuntime {
             || self
                 .cache
                 .as_ref()
-                .is_some_and(|cache| cache.contains(&self.engine, module, rewrite_fingerprint()))
+                .is_some_and(|cache| cache.contains(&self.engine, module, &self.fingerprint))
     }
 
     /// Rewrites `bytes` as every node does (NaN canonicalisation, exported
     /// globals for checkpoints) and compiles the result.
     fn compile(&self, bytes: &[u8]) -> Result<Module, ExecError> {
-        let compiled = rewrite(bytes, self.config.nan_canonicalization)?;
+        let compiled = rewrite(bytes, &self.config)?;
         Module::new(&self.engine, &compiled).map_err(|e| ExecError::InvalidModule(format!("{e:#}")))
     }
 
@@ -280,9 +296,7 @@ impl WasmRuntime {
     fn load_new(&self, id: ContentId, bytes: &[u8]) -> Result<(), ExecError> {
         let compile = || self.compile(bytes);
         let module = match &self.cache {
-            Some(cache) => {
-                cache.get_or_compile(&self.engine, &id, rewrite_fingerprint(), compile)?
-            }
+            Some(cache) => cache.get_or_compile(&self.engine, &id, &self.fingerprint, compile)?,
             None => compile()?,
         };
         self.admit(id, &module)
@@ -299,7 +313,7 @@ impl WasmRuntime {
         let Some(cache) = &self.cache else {
             return Ok(false);
         };
-        match cache.get(&self.engine, module, rewrite_fingerprint())? {
+        match cache.get(&self.engine, module, &self.fingerprint)? {
             Some(compiled) => self.admit(*module, &compiled).map(|()| true),
             None => Ok(false),
         }
@@ -982,7 +996,11 @@ mod tests {
             NanCanonicalization::EveryOperation,
         ]
         .map(|nan| {
-            let rewritten = rewrite(&wasm, nan).unwrap();
+            let config = WasmConfig {
+                nan_canonicalization: nan,
+                ..WasmConfig::default()
+            };
+            let rewritten = rewrite(&wasm, &config).unwrap();
             wasmparser::Validator::new()
                 .validate_all(&rewritten)
                 .expect("the rewrites' output is valid");
@@ -991,8 +1009,8 @@ mod tests {
         assert_eq!(
             found.each_ref().map(String::as_str),
             [
-                "db9a3f4f7142649ecd92017d84dd07d266086f5a577c26f17ecb5b3b03b9c5e5",
-                "9cb2797440f61dd43013c08d6b46e57aff916133165c1535ead2348de6726c77",
+                "1647b3d10a6480cb93ec9cd5fdd120a2d5a5fb3404cc1878a161905e44318a48",
+                "2b05fc87849575a5a6e1bf8fd08f55e4746d65d12abe68da17a25da08391b516",
             ],
             "the rewrites' output changed: a network-wide upgrade; pin the new digests"
         );

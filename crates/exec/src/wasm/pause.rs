@@ -1033,6 +1033,8 @@ struct Writer<'a> {
     analysis: &'a Analysis,
     out: Function,
     frames: Vec<Frame<'a>>,
+    /// Writing the copy of the body that rewinding runs.
+    rewinding: bool,
 }
 
 impl<'a> Writer<'a> {
@@ -1049,6 +1051,7 @@ impl<'a> Writer<'a> {
             analysis,
             out: Function::new(locals),
             frames: Vec::new(),
+            rewinding: false,
         }
     }
 
@@ -1062,23 +1065,38 @@ impl<'a> Writer<'a> {
             Some(ty) => BlockType::Result(*ty),
             None => BlockType::Empty,
         };
-        // block $unwind { block $body (result R) { <body> } return }
+        // block $unwind {
+        //   if (result R) (state) { <the body, rewinding> }
+        //   else { <the body> }
+        //   return
+        // }
         // <save every local, then the call site>; <zeros as results>
+        //
+        // Two copies, so that the one every call runs has no jumps into the
+        // middle of its constructs: those would merge every local there
+        // and cost the compiled code its optimisations. Blocks and `end`s
+        // cost no fuel, and where the rewinding copy checks the state (2
+        // fuel) the other has two dead constants (2 fuel, no code): after
+        // a rewind, the rewinding copy goes on with the same fuel.
         self.emit(Instruction::Block(BlockType::Empty));
-        self.emit(Instruction::Block(results));
-        self.frames.push(Frame {
-            layout: Some(&analysis.body),
-            passed: 0,
-            point: None,
-            second: None,
-        });
-        self.open_frame(true);
-        let mut ops = body.get_operators_reader()?;
-        let mut index = 0usize;
-        while !ops.eof() {
-            let op = ops.read()?;
-            self.operator(op, index)?;
-            index += 1;
+        self.emit(Instruction::GlobalGet(self.pass.plan.state_global));
+        self.emit(Instruction::If(results));
+        for rewinding in [true, false] {
+            self.rewinding = rewinding;
+            self.frames.push(Frame {
+                layout: Some(&analysis.body),
+                passed: 0,
+                point: None,
+                second: None,
+            });
+            self.open_frame(true);
+            let mut ops = body.get_operators_reader()?;
+            let mut index = 0usize;
+            while !ops.eof() {
+                let op = ops.read()?;
+                self.operator(op, index)?;
+                index += 1;
+            }
         }
         self.emit(Instruction::Return);
         self.emit(Instruction::End);
@@ -1142,7 +1160,12 @@ impl<'a> Writer<'a> {
             (Operator::End, _) => {
                 let frame = self.frames.pop().expect("a frame");
                 debug_assert_eq!(frame.open_blocks(), 0);
-                self.emit(Instruction::End);
+                // The body's own end closes the rewinding copy's arm.
+                if self.frames.is_empty() && self.rewinding {
+                    self.emit(Instruction::Else);
+                } else {
+                    self.emit(Instruction::End);
+                }
                 if let Some(point) = frame.point {
                     self.leave_point(point);
                 }
@@ -1204,6 +1227,28 @@ impl<'a> Writer<'a> {
         }
         for _ in &layout.points {
             code.push(Instruction::Block(BlockType::Empty));
+        }
+        if !self.rewinding {
+            // The other copy's check of the state, in fuel only. The
+            // body's own frame has none: the copy was chosen on entry.
+            if !function {
+                code.extend([
+                    Instruction::I32Const(0),
+                    Instruction::I32Const(0),
+                    Instruction::Drop,
+                    Instruction::Drop,
+                ]);
+            }
+            for slot in &layout.params {
+                code.push(Instruction::LocalGet(analysis.slots[slot]));
+            }
+            for instruction in code {
+                self.emit(instruction);
+            }
+            if layout.tick {
+                self.write_tick(&layout.points[0]);
+            }
+            return;
         }
         // Entering a frame, the state is running or rewinding (never
         // unwinding): any state but running is a rewind.
