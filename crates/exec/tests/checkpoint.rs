@@ -333,6 +333,105 @@ fn a_guest_without_steps_pauses_anywhere_and_resumes_exactly() {
     assert_eq!(result.stdout, unstepped_expected().to_le_bytes());
 }
 
+/// An `else` arm whose first value (a nonzero i32) lands where the `if`'s
+/// condition was: a rewind into the arm must take the arm it paused in,
+/// not the one the overwritten condition would pick (which traps).
+#[test]
+fn an_arm_entered_on_a_false_condition_resumes_in_that_arm() {
+    let wasm = wat::parse_str(
+        r#"(module
+          (memory (export "memory") 1)
+          (func $spin (param $n i32) (result i32)
+            (loop $l (br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1)))))
+            (local.get $n))
+          (func (export "_start") (local $i i32)
+            (loop $rounds
+              (if (i32.ge_u (local.get $i) (i32.const 1000))
+                (then (unreachable))
+                (else (drop (call $spin (i32.const 200000)))))
+              (br_if $rounds
+                (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (i32.const 100))))))"#,
+    )
+    .unwrap();
+    let result = check_trace(&Fixture::new(&wasm, &[]), 10);
+    assert!(result.outcome.is_success(), "{:?}", result.outcome);
+}
+
+/// A program that opens two files, closes the first (a gap wasmtime would
+/// fill first) and later opens a third: it pauses only where a referee's
+/// fresh instance, opening the held files again in order, gets the same
+/// numbers; every position it does pause at is rebuilt exactly.
+#[test]
+fn open_files_are_held_across_pauses_only_where_a_referee_can_rebuild_them() {
+    let wasm = wat::parse_str(
+        r#"(module
+          (import "wasi_snapshot_preview1" "path_open"
+            (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_close" (func $close (param i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_write"
+            (func $write (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 100) "abc")
+          (func $spin (param $n i32)
+            (loop $l (br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1))))))
+          (func $create (param $name i32) (result i32)
+            (drop (call $open (i32.const 3) (i32.const 0) (local.get $name) (i32.const 1)
+              (i32.const 1) (i64.const 66) (i64.const 0) (i32.const 0) (i32.const 200)))
+            (i32.load (i32.const 200)))
+          (func $put (param $fd i32) (param $byte i32)
+            (i32.store8 (i32.const 300) (local.get $byte))
+            (i32.store (i32.const 312) (i32.const 300))
+            (i32.store (i32.const 316) (i32.const 1))
+            (drop (call $write (local.get $fd) (i32.const 312) (i32.const 1) (i32.const 320))))
+          (func (export "_start") (local $a i32) (local $b i32) (local $c i32) (local $i i32)
+            (local.set $a (call $create (i32.const 100)))
+            (local.set $b (call $create (i32.const 101)))
+            (loop $one
+              (call $put (local.get $a) (i32.const 65))
+              (call $put (local.get $b) (i32.const 66))
+              (call $spin (i32.const 60000))
+              (br_if $one (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1)))
+                                    (i32.const 100))))
+            (drop (call $close (local.get $a)))
+            (loop $two
+              (call $put (local.get $b) (i32.const 67))
+              (call $spin (i32.const 60000))
+              (br_if $two (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1)))
+                                    (i32.const 200))))
+            (local.set $c (call $create (i32.const 102)))
+            (loop $three
+              (call $put (local.get $c) (i32.const 68))
+              (call $put (local.get $b) (i32.const 69))
+              (call $spin (i32.const 60000))
+              (br_if $three (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1)))
+                                      (i32.const 300))))))"#,
+    )
+    .unwrap();
+    let fixture = Fixture::new(&wasm, &[]);
+    let result = check_trace(&fixture, 10);
+    assert!(result.outcome.is_success(), "{:?}", result.outcome);
+    let sizes: Vec<(&str, u64)> = result
+        .outputs
+        .iter()
+        .map(|o| (o.path.as_str(), o.size_bytes))
+        .collect();
+    assert_eq!(sizes, [("a", 100), ("b", 300), ("c", 100)]);
+    // No pause while the closed first file leaves a gap below the second.
+    let trace = fixture.trace();
+    let fuel_at = |p: usize| trace.fuel[p];
+    let total = *trace.fuel.last().unwrap();
+    let gap = (total / 3 + total / 20)..(total * 2 / 3 - total / 20);
+    assert!(
+        !(0..trace.states.len() - 1).any(|p| gap.contains(&fuel_at(p))),
+        "paused while a referee could not rebuild the descriptor table: {:?}",
+        trace.fuel
+    );
+    assert!(
+        trace.fuel.iter().any(|f| *f > total * 3 / 4 && *f < total),
+        "pauses again once the gap is filled"
+    );
+}
+
 #[test]
 fn the_path_tracer_pauses_and_resumes_exactly() {
     let scene = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/render");

@@ -49,6 +49,9 @@ const HEADER_BYTES: usize = MAGIC.len() + 32 + 32;
 const ENTRY_SUFFIX: &str = "cwasm";
 const LOCK_SUFFIX: &str = "lock";
 const TMP_SUFFIX: &str = "tmp";
+/// A module's own bytes, kept so a module loaded compiled can still be
+/// rewritten for a trace (see `pause::Variant`).
+const SOURCE_SUFFIX: &str = "wasm";
 /// A temporary file older than this was left by a crashed writer.
 const TMP_AGE_MAX: Duration = Duration::from_secs(3_600);
 
@@ -213,6 +216,44 @@ impl ModuleCache {
         }
     }
 
+    /// Keeps `bytes`, the module `module`, beside its compiled entries.
+    pub(crate) fn keep_source(&self, module: &ContentId, bytes: &[u8]) {
+        let path = self.source_path(module);
+        if path.exists() || bytes.len() as u64 > self.bytes_max {
+            return;
+        }
+        static WRITES: AtomicU64 = AtomicU64::new(0);
+        let tmp = path.with_extension(format!(
+            "{}-{}.{TMP_SUFFIX}",
+            std::process::id(),
+            WRITES.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        self.evict();
+    }
+
+    /// The module `module`'s bytes, if they are here and are its bytes.
+    pub(crate) fn source(&self, module: &ContentId) -> Option<Vec<u8>> {
+        let bytes = std::fs::read(self.source_path(module)).ok()?;
+        (ContentId::of(&bytes) == *module).then_some(bytes)
+    }
+
+    fn source_path(&self, module: &ContentId) -> PathBuf {
+        self.dir.join(format!(
+            "{}.{SOURCE_SUFFIX}",
+            cairn_wire::hex(module.as_bytes())
+        ))
+    }
+
     fn store(&self, path: &Path, key: &[u8; 32], payload: &[u8]) -> std::io::Result<()> {
         if payload.len() as u64 + HEADER_BYTES as u64 > self.bytes_max {
             return Ok(());
@@ -257,7 +298,7 @@ impl ModuleCache {
                 continue;
             };
             match path.extension().and_then(|x| x.to_str()) {
-                Some(ENTRY_SUFFIX) => entries.push((modified, meta.len(), path)),
+                Some(ENTRY_SUFFIX | SOURCE_SUFFIX) => entries.push((modified, meta.len(), path)),
                 Some(TMP_SUFFIX)
                     if now.duration_since(modified).unwrap_or_default() > TMP_AGE_MAX =>
                 {

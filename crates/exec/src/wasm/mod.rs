@@ -64,12 +64,22 @@ fn rewrite_fingerprint() -> &'static [u8; 32] {
 /// observation points (unless Cranelift's pass does it), pausing at fuel
 /// boundaries for a module without steps of its own (see `pause`), and the
 /// module's globals exported for checkpoints.
-fn rewrite(bytes: &[u8], config: &WasmConfig) -> Result<Vec<u8>, ExecError> {
+fn rewrite(
+    bytes: &[u8],
+    config: &WasmConfig,
+    variant: pause::Variant,
+) -> Result<Vec<u8>, ExecError> {
     if let Some(name) = pause::imports_from_pause(bytes) {
         return Err(ExecError::UnknownImport {
             module: pause::PAUSE_MODULE.to_string(),
             name,
         });
+    }
+    if let Some(name) = pause::reserved_export(bytes) {
+        return Err(ExecError::InvalidModule(format!(
+            "the export '{}' is named like the runtime's own (cairn:…)",
+            name.escape_debug()
+        )));
     }
     let canonical;
     let input = match config.nan_canonicalization {
@@ -80,11 +90,23 @@ fn rewrite(bytes: &[u8], config: &WasmConfig) -> Result<Vec<u8>, ExecError> {
         NanCanonicalization::EveryOperation => bytes,
     };
     // A module the rewrite cannot pause runs as it is: a dispute over it
-    // re-runs it whole.
-    let pausable = config
+    // re-runs it whole. Whether it can is decided by the variant that
+    // stops (past an implementation limit, such as a function's size, its
+    // output would not load), so both variants agree.
+    let valid = |paused: &Vec<u8>| wasmparser::Validator::new().validate_all(paused).is_ok();
+    let stopping = config
         .pause
-        .then(|| pause::make_pausable(input).ok())
-        .flatten();
+        .then(|| pause::make_pausable(input, pause::Variant::Stopping).ok())
+        .flatten()
+        .filter(valid);
+    let pausable = match (stopping, variant) {
+        (Some(stopping), pause::Variant::Stopping) => Some(stopping),
+        (Some(_), pause::Variant::Plain) => Some(
+            pause::make_pausable(input, pause::Variant::Plain)
+                .map_err(|e| ExecError::InvalidModule(e.to_string()))?,
+        ),
+        (None, _) => None,
+    };
     checkpoint::export_globals(pausable.as_deref().unwrap_or(input))
         .map_err(ExecError::InvalidModule)
 }
@@ -146,6 +168,12 @@ pub struct WasmRuntime {
     config: WasmConfig,
     /// The rewrites' fingerprint with this configuration's choice of them.
     fingerprint: [u8; 32],
+    /// The same for the variant that stops (`pause::Variant::Stopping`).
+    fingerprint_stopping: [u8; 32],
+    /// Loaded modules' variants that stop, built when a trace needs one.
+    stopping: Mutex<HashMap<ContentId, InstancePre<Host>>>,
+    /// Loaded pausable modules' bytes, to build that variant from.
+    sources: Mutex<HashMap<ContentId, Arc<Vec<u8>>>>,
     _watchdog: Watchdog,
 }
 
@@ -165,6 +193,7 @@ impl WasmRuntime {
             .wasm_simd(true)
             .wasm_relaxed_simd(true)
             .relaxed_simd_deterministic(true)
+            .max_wasm_stack(pause::WASM_STACK_BYTES)
             .cranelift_opt_level(OptLevel::Speed);
         // Threads are not compiled into this build (no `threads` feature), so
         // shared memories and atomics-based parallelism cannot validate.
@@ -197,6 +226,13 @@ impl WasmRuntime {
                 .update(&[u8::from(config.pause)])
                 .finalize()
                 .as_bytes(),
+            fingerprint_stopping: *blake3::Hasher::new_derive_key("cairn wasm rewrites chosen v1")
+                .update(rewrite_fingerprint())
+                .update(&[u8::from(config.pause), 1])
+                .finalize()
+                .as_bytes(),
+            stopping: Mutex::new(HashMap::new()),
+            sources: Mutex::new(HashMap::new()),
             config,
         })
     }
@@ -223,11 +259,50 @@ impl WasmRuntime {
                 .is_some_and(|cache| cache.contains(&self.engine, module, &self.fingerprint))
     }
 
-    /// Rewrites `bytes` as every node does (NaN canonicalisation, exported
-    /// globals for checkpoints) and compiles the result.
-    fn compile(&self, bytes: &[u8]) -> Result<Module, ExecError> {
-        let compiled = rewrite(bytes, &self.config)?;
+    /// Rewrites `bytes` as every node does (NaN canonicalisation, pausing,
+    /// exported globals for checkpoints) and compiles the result.
+    fn compile(&self, bytes: &[u8], variant: pause::Variant) -> Result<Module, ExecError> {
+        let compiled = rewrite(bytes, &self.config, variant)?;
         Module::new(&self.engine, &compiled).map_err(|e| ExecError::InvalidModule(format!("{e:#}")))
+    }
+
+    /// What a run that stops at pause points instantiates: the module's
+    /// variant with the rewinding copies, built from its bytes (kept in
+    /// memory, or beside the compiled-module cache) the first time a trace
+    /// or a referee needs it. A module that cannot pause is its own.
+    fn stopping_pre(&self, module: &ContentId) -> Result<InstancePre<Host>, ExecError> {
+        let plain = self.instance_pre(module)?;
+        if plain.module().get_export(pause::STATE_EXPORT).is_none() {
+            return Ok(plain);
+        }
+        if let Some(pre) = self.stopping.lock().unwrap().get(module) {
+            return Ok(pre.clone());
+        }
+        let source = self.sources.lock().unwrap().get(module).cloned();
+        let source = match source {
+            Some(bytes) => bytes,
+            None => self
+                .cache
+                .as_ref()
+                .and_then(|cache| cache.source(module))
+                .map(Arc::new)
+                .ok_or_else(|| {
+                    ExecError::NotLoaded(format!("{module} (its bytes, to trace it)"))
+                })?,
+        };
+        let compile = || self.compile(&source, pause::Variant::Stopping);
+        let compiled = match &self.cache {
+            Some(cache) => {
+                cache.get_or_compile(&self.engine, module, &self.fingerprint_stopping, compile)?
+            }
+            None => compile()?,
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&compiled)
+            .map_err(|e| ExecError::InvalidModule(format!("{e:#}")))?;
+        self.stopping.lock().unwrap().insert(*module, pre.clone());
+        Ok(pre)
     }
 
     fn instance_pre(&self, module: &ContentId) -> Result<InstancePre<Host>, ExecError> {
@@ -294,12 +369,23 @@ impl WasmRuntime {
     /// Compiles (or takes from the cache) a module not loaded yet, checks
     /// what it imports and exports, and keeps it ready to instantiate.
     fn load_new(&self, id: ContentId, bytes: &[u8]) -> Result<(), ExecError> {
-        let compile = || self.compile(bytes);
+        let compile = || self.compile(bytes, pause::Variant::Plain);
         let module = match &self.cache {
             Some(cache) => cache.get_or_compile(&self.engine, &id, &self.fingerprint, compile)?,
             None => compile()?,
         };
-        self.admit(id, &module)
+        self.admit(id, &module)?;
+        // Kept for a trace, which needs the variant that stops.
+        if module.get_export(pause::STATE_EXPORT).is_some() {
+            self.sources
+                .lock()
+                .unwrap()
+                .insert(id, Arc::new(bytes.to_vec()));
+            if let Some(cache) = &self.cache {
+                cache.keep_source(&id, bytes);
+            }
+        }
+        Ok(())
     }
 
     /// Loads `module` from memory or the compiled-module cache without its
@@ -355,6 +441,8 @@ impl WasmRuntime {
                 .map(|(k, _)| *k)
         {
             modules.remove(&oldest);
+            self.sources.lock().unwrap().remove(&oldest);
+            self.stopping.lock().unwrap().remove(&oldest);
         }
         let at = self
             .loads
@@ -378,7 +466,7 @@ impl WasmRuntime {
         mut tamper: Option<&mut dyn Tamper>,
     ) -> Result<TaskResult, ExecError> {
         let started = Instant::now();
-        let mut session = Session::new(self, task)?;
+        let mut session = Session::new(self, task, false)?;
         session.start()?;
         for step in 0.. {
             session.tamper(step, &mut tamper)?;
@@ -399,8 +487,7 @@ impl WasmRuntime {
         mut tamper: Option<&mut dyn Tamper>,
     ) -> Result<Trace, ExecError> {
         let started = Instant::now();
-        let mut session = Session::new(self, task)?;
-        session.store.data_mut().pause.stops = true;
+        let mut session = Session::new(self, task, true)?;
         let mut states = Vec::new();
         let mut fuel = Vec::new();
         session.start()?;
@@ -427,8 +514,7 @@ impl WasmRuntime {
         if position == 0 {
             return Err(ExecError::Host("position 0 is the task itself".into()));
         }
-        let mut session = Session::new(self, task)?;
-        session.store.data_mut().pause.stops = true;
+        let mut session = Session::new(self, task, true)?;
         session.start()?;
         for _ in 1..position {
             if session.halted.is_some() {
@@ -450,8 +536,7 @@ impl WasmRuntime {
         from: Option<&Snapshot>,
     ) -> Result<Transition, ExecError> {
         let started = Instant::now();
-        let mut session = Session::new(self, task)?;
-        session.store.data_mut().pause.stops = true;
+        let mut session = Session::new(self, task, true)?;
         let Some(from) = from else {
             session.start()?;
             return Ok(Transition {
@@ -470,7 +555,7 @@ impl WasmRuntime {
         session.step()?;
         Ok(Transition {
             hash: session.state_hash()?,
-            fuel_executed: session.fuel_used()? - from.fuel_used,
+            fuel_executed: session.fuel_used()?.saturating_sub(from.fuel_used),
         })
     }
 }
@@ -497,8 +582,11 @@ struct Session<'r, 't> {
 
 impl<'r, 't> Session<'r, 't> {
     /// Builds the sandbox and instantiates the module (running nothing).
-    fn new(runtime: &'r WasmRuntime, task: &'t Task<'t>) -> Result<Self, ExecError> {
-        let pre = runtime.instance_pre(&task.module)?;
+    fn new(runtime: &'r WasmRuntime, task: &'t Task<'t>, stops: bool) -> Result<Self, ExecError> {
+        let pre = match stops {
+            true => runtime.stopping_pre(&task.module)?,
+            false => runtime.instance_pre(&task.module)?,
+        };
         let limits = task.limits;
         let stdout = MemoryOutputPipe::new(limits.stdout_bytes as usize);
         let stderr = MemoryOutputPipe::new(limits.stdout_bytes as usize);
@@ -534,14 +622,21 @@ impl<'r, 't> Session<'r, 't> {
                 },
                 budget: Budget::new(limits.output_bytes, limits.stdout_bytes),
                 files: Files::default(),
-                pause: pause::Pause::new(if runtime.config.metered {
-                    limits.fuel
-                } else {
-                    0
-                }),
+                pause: pause::Pause::new(
+                    if runtime.config.metered {
+                        limits.fuel
+                    } else {
+                        0
+                    },
+                    stops,
+                ),
             },
         );
         store.limiter(|host| &mut host.limiter);
+        store.data_mut().files.preopens = match task.input_dir {
+            Some(_) => vec![(3, "/input".into()), (4, "/output".into())],
+            None => vec![(3, "/output".into())],
+        };
         if runtime.config.metered {
             store.set_fuel(limits.fuel).map_err(host_error)?;
         }
@@ -566,7 +661,10 @@ impl<'r, 't> Session<'r, 't> {
             host,
             halted: None,
         };
-        match pre.instantiate(&mut session.store) {
+        let instantiated = pre.instantiate(&mut session.store);
+        let files = &mut session.store.data_mut().files;
+        files.held_before_start = files.holds_any();
+        match instantiated {
             Ok(instance) => {
                 session.step = instance
                     .get_typed_func::<(), i32>(&mut session.store, STEP_EXPORT)
@@ -591,6 +689,13 @@ impl<'r, 't> Session<'r, 't> {
             .get_typed_func::<(), ()>(&mut self.store, "_start")
             .and_then(|start| start.call(&mut self.store, ()));
         match ended {
+            Ok(()) if self.pause_state() == Some(pause::REWINDING) => {
+                // A rewind that never reached the call that stopped: the
+                // stack it was handed is not this program's.
+                return Err(ExecError::Host(
+                    "the program returned while rewinding: the saved stack does not fit it".into(),
+                ));
+            }
             Ok(()) if self.step.is_some() || self.stopped() => {}
             Ok(()) => self.halted = Some(Outcome::Exited(0)),
             Err(error) => self.halted = Some(classify(error, &self.task.limits)?),
@@ -665,9 +770,9 @@ impl<'r, 't> Session<'r, 't> {
         }
         // A stopped program holds lent fuel until it resumes.
         if self.stopped() {
-            return Ok(limit - self.store.data().pause.fuel_left);
+            return Ok(limit.saturating_sub(self.store.data().pause.fuel_left));
         }
-        Ok(limit - self.store.get_fuel().map_err(host_error)?)
+        Ok(limit.saturating_sub(self.store.get_fuel().map_err(host_error)?))
     }
 
     fn memory(&mut self) -> &[u8] {
@@ -693,6 +798,9 @@ impl<'r, 't> Session<'r, 't> {
             globals.push(match global.get(&mut self.store) {
                 Val::I32(v) => (0, u128::from(v as u32)),
                 Val::I64(v) => (1, u128::from(v as u64)),
+                // NaN bits are the CPU's until a program observes them.
+                Val::F32(v) if f32::from_bits(v).is_nan() => (2, 0x7fc0_0000),
+                Val::F64(v) if f64::from_bits(v).is_nan() => (3, 0x7ff8_0000_0000_0000),
                 Val::F32(v) => (2, u128::from(v)),
                 Val::F64(v) => (3, u128::from(v)),
                 Val::V128(v) => (4, v.as_u128()),
@@ -793,6 +901,17 @@ impl<'r, 't> Session<'r, 't> {
         let instance = self
             .instance
             .ok_or_else(|| ExecError::Host("the module did not instantiate".into()))?;
+        if snapshot.fuel_used > self.task.limits.fuel {
+            return Err(ExecError::Host(
+                "a snapshot that used more fuel than the task may".into(),
+            ));
+        }
+        if snapshot.saved.len() > pause::SAVED_MAX || (!snapshot.saved.is_empty() && !self.pausable)
+        {
+            return Err(ExecError::Host(
+                "a snapshot's saved stack does not fit this module".into(),
+            ));
+        }
         if let Some(memory) = instance.get_memory(&mut self.store, "memory") {
             let page = memory.page_size(&self.store) as usize;
             let have = memory.data_size(&self.store);
@@ -922,7 +1041,7 @@ fn empty_host() -> Host {
         },
         budget: Budget::new(0, 0),
         files: Files::default(),
-        pause: pause::Pause::new(0),
+        pause: pause::Pause::new(0, false),
     }
 }
 
@@ -1000,7 +1119,7 @@ mod tests {
                 nan_canonicalization: nan,
                 ..WasmConfig::default()
             };
-            let rewritten = rewrite(&wasm, &config).unwrap();
+            let rewritten = rewrite(&wasm, &config, pause::Variant::Plain).unwrap();
             wasmparser::Validator::new()
                 .validate_all(&rewritten)
                 .expect("the rewrites' output is valid");
@@ -1009,8 +1128,8 @@ mod tests {
         assert_eq!(
             found.each_ref().map(String::as_str),
             [
-                "1647b3d10a6480cb93ec9cd5fdd120a2d5a5fb3404cc1878a161905e44318a48",
-                "2b05fc87849575a5a6e1bf8fd08f55e4746d65d12abe68da17a25da08391b516",
+                "520f2bda0aaeb1ade4b5fd3069e39bba52ae93d059bedf1465baeafa163e349a",
+                "09e7f8e4b9c427facd9a0d7f471485b27429983f58156ef1142497e8b7f2c7a2",
             ],
             "the rewrites' output changed: a network-wide upgrade; pin the new digests"
         );

@@ -51,7 +51,7 @@ use wasmparser::{
 };
 use wasmtime::{Caller, Extern, Global, Linker, V128, Val};
 
-use super::host::Host;
+use super::host::{Host, reproducible};
 
 /// The import module of the host functions the rewrite calls.
 pub(crate) const PAUSE_MODULE: &str = "cairn:pause";
@@ -119,6 +119,23 @@ pub(crate) fn imports_from_pause(wasm: &[u8]) -> Option<String> {
     None
 }
 
+/// The first export of `wasm` named like the runtime's own (`cairn:…`):
+/// the runtime finds its state and a program's globals by those names, so
+/// a module exporting one could pose as paused (and be lent fuel) or hide
+/// a global from its snapshots.
+pub(crate) fn reserved_export(wasm: &[u8]) -> Option<String> {
+    for payload in Parser::new(0).parse_all(wasm) {
+        if let Ok(Payload::ExportSection(reader)) = payload {
+            for export in reader.into_iter().flatten() {
+                if export.name.starts_with("cairn:") {
+                    return Some(export.name.to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
 /// Why a module cannot be rewritten to pause.
 #[derive(Debug, thiserror::Error)]
 #[error("the module cannot pause: {0}")]
@@ -126,12 +143,20 @@ pub(crate) struct Unsupported(String);
 
 /// Rewrites `wasm` (a valid module) so it can pause, as the module
 /// documentation says.
-pub(crate) fn make_pausable(wasm: &[u8]) -> Result<Vec<u8>, Unsupported> {
+///
+/// [`Variant::Plain`] leaves out the copies that rewinding runs (each is
+/// `unreachable`): it runs, with the same fuel, every run that never stops,
+/// and compiles at a fraction of the cost (the rewinding copies' jumps into
+/// the middle of constructs merge every local at every call site, which is
+/// most of the compiler's work). [`Variant::Stopping`] is built only for a
+/// trace or a referee's step.
+pub(crate) fn make_pausable(wasm: &[u8], variant: Variant) -> Result<Vec<u8>, Unsupported> {
     let plan = Plan::of(wasm)?;
     let mut pass = PausePass {
         plan,
         next_body: 0,
         added: Added::default(),
+        variant,
     };
     let mut module = Module::new();
     pass.parse_core_module(&mut module, Parser::new(0), wasm)
@@ -160,6 +185,8 @@ const ADDED_IMPORTS: u32 = 1 + 2 * SAVED.len() as u32;
 impl Plan {
     fn of(wasm: &[u8]) -> Result<Self, Unsupported> {
         let bad = |e: wasmparser::BinaryReaderError| Unsupported(e.to_string());
+        // Only a valid module is analysed: indices in range, stacks typed.
+        Validator::new().validate_all(wasm).map_err(bad)?;
         // First: which defined functions can pause (a loop, or a call
         // that can pause), found over the call graph.
         let mut imported_functions = 0u32;
@@ -213,7 +240,17 @@ impl Plan {
                         }
                     }
                 }
-                Payload::GlobalSection(reader) => globals += reader.count(),
+                Payload::GlobalSection(reader) => {
+                    globals += reader.count();
+                    for global in reader {
+                        let mut ops = global.map_err(bad)?.init_expr.get_operators_reader();
+                        while !ops.eof() {
+                            if let Operator::RefFunc { function_index } = ops.read().map_err(bad)? {
+                                escaping.push(function_index);
+                            }
+                        }
+                    }
+                }
                 Payload::ExportSection(reader) => {
                     for export in reader {
                         exports_step |= export.map_err(bad)?.name == super::STEP_EXPORT;
@@ -261,49 +298,50 @@ impl Plan {
             )));
         }
         let defined = loops.len();
-        let mut pauses: Vec<bool> = (0..defined).map(|f| loops[f] || indirect[f]).collect();
-        loop {
-            let mut changed = false;
-            for f in 0..defined {
-                if !pauses[f]
-                    && calls[f].iter().any(|&callee| {
-                        callee >= imported_functions
-                            && pauses
-                                .get((callee - imported_functions) as usize)
-                                .copied()
-                                .unwrap_or(false)
-                    })
-                {
-                    pauses[f] = true;
-                    changed = true;
-                }
-            }
-            if !changed {
-                break;
-            }
-        }
-
-        // Functions that can call themselves again get a tick on entry too:
-        // without it a recursion would run unbounded between ticks. Others
-        // are bounded by their loops' ticks and their callees'.
-        let mut edges: Vec<Vec<usize>> = vec![Vec::new(); defined];
         let local = |f: u32| {
             f.checked_sub(imported_functions)
                 .map(|f| f as usize)
                 .filter(|f| *f < defined)
         };
-        let escaping: Vec<usize> = escaping.into_iter().filter_map(local).collect();
+        // A function can pause if it loops, calls through a table, or
+        // calls one that can: spread from those to their callers.
+        let mut callers: Vec<Vec<usize>> = vec![Vec::new(); defined];
+        for (f, called) in calls.iter().enumerate() {
+            for callee in called.iter().copied().filter_map(local) {
+                callers[callee].push(f);
+            }
+        }
+        let mut pauses: Vec<bool> = (0..defined).map(|f| loops[f] || indirect[f]).collect();
+        let mut work: Vec<usize> = (0..defined).filter(|f| pauses[*f]).collect();
+        while let Some(callee) = work.pop() {
+            for &caller in &callers[callee] {
+                if !pauses[caller] {
+                    pauses[caller] = true;
+                    work.push(caller);
+                }
+            }
+        }
+
+        // Functions that can call themselves again get a tick on entry too:
+        // without it a recursion would run unbounded between ticks. Others
+        // are bounded by their loops' ticks and their callees'. A call
+        // through a table goes to one more node, the table, which reaches
+        // every function a table or a reference can name.
+        let table = defined;
+        let mut edges: Vec<Vec<usize>> = vec![Vec::new(); defined + 1];
         for f in 0..defined {
             edges[f].extend(calls[f].iter().copied().filter_map(local));
             if indirect[f] {
-                edges[f].extend(escaping.iter().copied());
+                edges[f].push(table);
             }
         }
+        edges[table] = escaping.into_iter().filter_map(local).collect();
         let recursive = recursive(&edges);
 
         // Then: each function that can pause, analysed with the validator
         // (it knows the operand stack's types at every instruction).
         let mut functions = Vec::with_capacity(defined);
+        let budget = std::cell::Cell::new(BUDGET);
         let mut validator = Validator::new();
         let mut index = 0usize;
         for payload in Parser::new(0).parse_all(wasm) {
@@ -317,6 +355,7 @@ impl Plan {
                         pauses: &pauses,
                         imported_functions,
                         entry_tick: recursive[index],
+                        budget: &budget,
                     };
                     Some(Analysis::of(func, &body, &context)?)
                 } else {
@@ -359,6 +398,29 @@ struct Context<'a> {
     imported_functions: u32,
     /// Whether the function ticks on entry (it can recurse).
     entry_tick: bool,
+    /// What the rewrite may still add to the module, counted in values
+    /// kept across calls and `br_table` entries: a module crafted to make
+    /// the rewrite huge is run unpaused instead.
+    budget: &'a std::cell::Cell<u64>,
+}
+
+/// The rewrite's budget for a whole module (see [`Context::budget`]):
+/// about 16 million additions, far past any real program's.
+const BUDGET: u64 = 1 << 24;
+
+/// The deepest nesting of constructs the rewrite follows.
+const NESTING_MAX: usize = 1024;
+
+impl Context<'_> {
+    fn spend(&self, amount: usize) -> Result<(), Unsupported> {
+        let left = self
+            .budget
+            .get()
+            .checked_sub(amount as u64)
+            .ok_or_else(|| Unsupported("a module the rewrite would make too large".into()))?;
+        self.budget.set(left);
+        Ok(())
+    }
 }
 
 /// Which nodes of a graph lie on a cycle (Tarjan's strongly connected
@@ -437,6 +499,11 @@ impl Context<'_> {
 struct Slot {
     position: u32,
     ty: u8,
+    /// 0 for a stack position's slot; for an `if`'s condition, one more
+    /// than the `if`'s instruction index. Inside an arm the first value
+    /// lands where the condition was, and would overwrite it before a
+    /// pause; a rewind must find the condition the arm was taken by.
+    owner: u32,
 }
 
 impl Slot {
@@ -458,6 +525,13 @@ struct Point {
     inputs: Vec<Slot>,
     /// What it leaves.
     outputs: Vec<Slot>,
+}
+
+impl Point {
+    /// What keeping it costs the rewrite: the values moved around it.
+    fn size(&self) -> usize {
+        self.below.len() + self.inputs.len() + self.outputs.len() + 1
+    }
 }
 
 /// The points of one frame (a function body, or a block, loop or an arm
@@ -577,6 +651,7 @@ impl Analysis {
             };
             if let Some((inputs, outputs)) = call {
                 let point = point_here(&func, inputs, &outputs, next_id)?;
+                context.spend(point.size())?;
                 next_id += 1;
                 frames
                     .last_mut()
@@ -593,16 +668,22 @@ impl Analysis {
                     let (params, outputs) = block_type(&func, *blockty)?;
                     let condition = usize::from(matches!(op, Operator::If { .. }));
                     let point = match live {
-                        true => Some(point_here(
-                            &func,
-                            params.len() + condition,
-                            &types(&outputs)?,
-                            0,
-                        )?),
+                        true => {
+                            let mut point =
+                                point_here(&func, params.len() + condition, &types(&outputs)?, 0)?;
+                            if condition == 1 {
+                                let cond = point.inputs.last_mut().expect("a condition");
+                                cond.owner = index as u32 + 1;
+                            }
+                            Some(point)
+                        }
                         false => None,
                     };
                     func.op(offset, &op).map_err(bad)?;
                     let base = func.get_control_frame(0).expect("the new frame").height as u32;
+                    if frames.len() >= NESTING_MAX {
+                        return Err(Unsupported("constructs nested too deep".into()));
+                    }
                     let mut frame = Open {
                         at: Some(index),
                         dead: !live,
@@ -642,8 +723,15 @@ impl Analysis {
                     };
                     let pauses = !first_arm.points.is_empty()
                         || second_arm.as_ref().is_some_and(|l| !l.points.is_empty());
+                    // The dispatch tables of its arms.
+                    for arm in std::iter::once(&first_arm).chain(second_arm.as_ref()) {
+                        if let (Some(first), Some(last)) = (arm.points.first(), arm.points.last()) {
+                            context.spend((last.last - first.first) as usize + 1)?;
+                        }
+                    }
                     let point = match frame.point {
                         Some(mut point) if pauses => {
+                            context.spend(point.size())?;
                             point.first = frame.first;
                             point.last = next_id - 1;
                             let parent = frames.last_mut().expect("a parent");
@@ -692,6 +780,12 @@ impl Analysis {
             slots.insert(slot, locals.len() as u32);
             locals.push(slot.ty());
         }
+        if locals.len() > LOCALS_MAX {
+            return Err(Unsupported(format!(
+                "a function that can pause with {} locals (at most {LOCALS_MAX})",
+                locals.len()
+            )));
+        }
         let target = locals.len() as u32;
         Ok(Self {
             locals,
@@ -716,6 +810,7 @@ fn tick(frame: &mut Open, base: u32, next_id: &mut u32) {
         inputs: vec![Slot {
             position: base + below.len() as u32,
             ty: saved_index(ValType::I32) as u8,
+            owner: 0,
         }],
         below,
         outputs: Vec::new(),
@@ -747,6 +842,7 @@ fn point_here(
         values.push(Slot {
             position: position as u32,
             ty: saved_index(val(ty)?) as u8,
+            owner: 0,
         });
     }
     let inputs_at = height - inputs;
@@ -756,6 +852,7 @@ fn point_here(
         .map(|(i, ty)| Slot {
             position: (inputs_at + i) as u32,
             ty: saved_index(*ty) as u8,
+            owner: 0,
         })
         .collect();
     Ok(Point {
@@ -811,6 +908,7 @@ fn slots(base: u32, types: &[wasmparser::ValType]) -> Result<Vec<Slot>, Unsuppor
             Ok(Slot {
                 position: base + i as u32,
                 ty: saved_index(val(*t)?) as u8,
+                owner: 0,
             })
         })
         .collect()
@@ -829,6 +927,16 @@ struct PausePass {
     plan: Plan,
     next_body: usize,
     added: Added,
+    variant: Variant,
+}
+
+/// Which copies of each function the rewrite writes (see [`make_pausable`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Variant {
+    /// For runs that never stop: the rewinding copies are `unreachable`.
+    Plain,
+    /// For traces and referees: both copies.
+    Stopping,
 }
 
 /// Where a section goes in a module (`None` before the first and after
@@ -1081,7 +1189,15 @@ impl<'a> Writer<'a> {
         self.emit(Instruction::Block(BlockType::Empty));
         self.emit(Instruction::GlobalGet(self.pass.plan.state_global));
         self.emit(Instruction::If(results));
+        if self.pass.variant == Variant::Plain {
+            // Never entered: the state is only ever set by a run that stops.
+            self.emit(Instruction::Unreachable);
+            self.emit(Instruction::Else);
+        }
         for rewinding in [true, false] {
+            if rewinding && self.pass.variant == Variant::Plain {
+                continue;
+            }
             self.rewinding = rewinding;
             self.frames.push(Frame {
                 layout: Some(&analysis.body),
@@ -1373,9 +1489,20 @@ fn zero(ty: ValType) -> Instruction<'static> {
     }
 }
 
-/// Values a paused program may hand the host: enough for a deep stack of
-/// large frames, and a bound on what one task can make a host hold.
-const SAVED_MAX: usize = 1 << 22;
+/// Values a paused program may hand the host, a bound on what one task can
+/// make a host hold (256 MiB at most). A frame saves at most
+/// [`LOCALS_MAX`] + 1 values and takes at least 16 bytes of wasmtime's
+/// 512 KiB stack (a return address and a frame pointer), so no stack that
+/// fits wasmtime can overflow it: a traced run never fails where a plain
+/// one does not.
+pub(crate) const SAVED_MAX: usize = WASM_STACK_BYTES / 16 * (LOCALS_MAX + 1);
+
+/// The native stack a Wasm call may use (wasmtime's default, set
+/// explicitly because [`SAVED_MAX`] depends on it).
+pub(crate) const WASM_STACK_BYTES: usize = 512 << 10;
+
+/// The most locals (slots included) a function that can pause may have.
+const LOCALS_MAX: usize = 511;
 
 /// Fuel lent to a program while it unwinds and rewinds, and taken back
 /// when it resumes, so that pausing costs it nothing.
@@ -1398,9 +1525,9 @@ pub(crate) struct Pause {
 }
 
 impl Pause {
-    pub(crate) fn new(fuel_limit: u64) -> Self {
+    pub(crate) fn new(fuel_limit: u64, stops: bool) -> Self {
         Self {
-            stops: false,
+            stops,
             fuel_limit,
             since: 0,
             fuel_left: fuel_limit,
@@ -1447,10 +1574,12 @@ fn on_yield(mut caller: Caller<'_, Host>) -> wasmtime::Result<()> {
                 let left = caller.get_fuel()?;
                 let used = limit.saturating_sub(left);
                 let every = spacing(limit);
-                if used / every > since / every {
-                    // A pause point, whether this run stops at it or not:
-                    // both must go on alike, and a folder listing kept
-                    // across it is not state a snapshot holds.
+                // A pause point, whether this run stops at it or not: both
+                // must go on alike. Not where a referee could not rebuild
+                // the open files; the next `yield` looks again.
+                if used / every > since / every && reproducible(caller.data_mut()) {
+                    // A folder listing kept across it is not state a
+                    // snapshot holds.
                     let host = caller.data_mut();
                     host.files.end_step();
                     host.pause.since = used;
@@ -1575,7 +1704,9 @@ mod tests {
         ];
         for (wat, reason) in cases {
             let wasm = wat::parse_str(wat).unwrap();
-            let refused = make_pausable(&wasm).expect_err(wat).to_string();
+            let refused = make_pausable(&wasm, Variant::Stopping)
+                .expect_err(wat)
+                .to_string();
             assert!(refused.contains(reason), "{wat}: {refused}");
         }
     }
@@ -1614,7 +1745,7 @@ mod tests {
         )
         .unwrap();
         for wasm in [wasm, bare] {
-            let paused = make_pausable(&wasm).unwrap();
+            let paused = make_pausable(&wasm, Variant::Stopping).unwrap();
             Validator::new().validate_all(&paused).unwrap();
             assert_eq!(imports_from_pause(&paused).as_deref(), Some("yield"));
         }

@@ -65,6 +65,7 @@ const NAME_BYTES_MAX: usize = 255;
 
 /// Sizes and offsets of WASI preview 1 records.
 const FILESTAT_BYTES: usize = 64;
+const FDSTAT_BYTES: usize = 24;
 const FILESTAT_SIZE_AT: usize = 32;
 const FILETYPE_DIRECTORY: u8 = 3;
 const DIRENT_BYTES: usize = 24;
@@ -114,6 +115,14 @@ pub(crate) struct Files {
     /// Descriptors from `path_open` still open.
     opened: usize,
     listing: Option<Listing>,
+    /// One past the highest descriptor `path_open` ever gave out.
+    high_water: i32,
+    /// The preopened folders' numbers and names, in order (stdio is 0-2):
+    /// the table a fresh instance starts with.
+    pub(crate) preopens: Vec<(i32, String)>,
+    /// A descriptor opened while the module was instantiated (by a start
+    /// function): a fresh instance would hold it already.
+    pub(crate) held_before_start: bool,
 }
 
 struct Opened {
@@ -151,6 +160,11 @@ impl Files {
     /// next step would list afresh where the provider did not.
     pub(crate) fn end_step(&mut self) {
         self.listing = None;
+    }
+
+    /// Whether the task holds any descriptor it opened.
+    pub(crate) fn holds_any(&self) -> bool {
+        self.opened > 0
     }
 
     fn forget(&mut self, fd: i32) {
@@ -386,9 +400,21 @@ pub(crate) fn descriptors(host: &mut Host) -> Vec<Descriptor> {
     open.into_iter()
         .map(|(fd, path, with)| {
             use wasmtime_wasi::p1::wasi_snapshot_preview1 as p1;
-            let mut scratch = Scratch::new(8);
+            let mut scratch = Scratch::new(FDSTAT_BYTES);
             let told = p1::fd_tell(&mut host.wasi, &mut scratch.memory(), fd, 0);
             let position = matches!(told, Ok(ERRNO_SUCCESS)).then(|| scratch.u64_at(0));
+            // Flags as they are now: `fd_fdstat_set_flags` may have changed
+            // them since the file was opened.
+            let stat = wasmtime_wasi::runtime::in_tokio(p1::fd_fdstat_get(
+                &mut host.wasi,
+                &mut scratch.memory(),
+                fd,
+                0,
+            ));
+            let fdflags = match stat {
+                Ok(ERRNO_SUCCESS) => u16::from_le_bytes([scratch.get()[2], scratch.get()[3]]),
+                _ => with.fdflags as u16,
+            };
             Descriptor {
                 fd: fd as u32,
                 path,
@@ -396,11 +422,116 @@ pub(crate) fn descriptors(host: &mut Host) -> Vec<Descriptor> {
                 oflags: with.oflags as u16,
                 rights: with.rights as u64,
                 inheriting: with.inheriting as u64,
-                fdflags: with.fdflags as u16,
+                fdflags,
                 position,
             }
         })
         .collect()
+}
+
+/// Whether a referee's fresh instance, opening [`descriptors`] again in
+/// order, would hold the same descriptor table as this one, and give out
+/// the same numbers next: stdio and the preopened folders where they
+/// began; the task's files on the numbers right after the folders, with at
+/// most the next number freed (wasmtime gives out the highest freed number
+/// first, a fresh table the next after its highest); none opened by a
+/// start function; and each file's name still naming the file it has
+/// open (not renamed or unlinked since, nor reached through a symlink and
+/// `..`), by the host's device and inode numbers. A run does not pause
+/// where this is false, and decides so alike whether it is traced or not.
+pub(crate) fn reproducible(host: &mut Host) -> bool {
+    use wasmtime_wasi::p1::wasi_snapshot_preview1 as p1;
+    use wasmtime_wasi::runtime::in_tokio;
+    let files = &host.files;
+    if files.held_before_start {
+        return false;
+    }
+    let first = 3 + files.preopens.len() as i32;
+    let mut held: Vec<(i32, String)> = files
+        .paths
+        .iter()
+        .filter(|(_, o)| o.by_path_open.is_some())
+        .map(|(fd, o)| (*fd, o.path.clone()))
+        .collect();
+    held.sort();
+    // wasmtime hands out the highest freed number first, a fresh table
+    // the next after its highest: the same only while at most one number
+    // is free, and it is the next after the files held.
+    let freed = files.high_water.max(first) - first - held.len() as i32;
+    if freed > 1
+        || held
+            .iter()
+            .enumerate()
+            .any(|(i, (fd, _))| *fd != first + i as i32)
+    {
+        return false;
+    }
+    let preopens = files.preopens.clone();
+    let mut scratch = Scratch::new(FDSTAT_BYTES);
+    for fd in 0..3 {
+        let stat = wasmtime_wasi::runtime::in_tokio(p1::fd_fdstat_get(
+            &mut host.wasi,
+            &mut scratch.memory(),
+            fd,
+            0,
+        ));
+        if !matches!(stat, Ok(ERRNO_SUCCESS)) {
+            return false;
+        }
+    }
+    for (fd, name) in &preopens {
+        let mut prestat = Scratch::new(8);
+        let stat = p1::fd_prestat_get(&mut host.wasi, &mut prestat.memory(), *fd, 0);
+        if !matches!(stat, Ok(ERRNO_SUCCESS)) {
+            return false;
+        }
+        let len = (prestat.u32_at(4) as usize).min(NAME_BYTES_MAX);
+        let mut got = Scratch::new(len);
+        let named = p1::fd_prestat_dir_name(&mut host.wasi, &mut got.memory(), *fd, 0, len as i32);
+        if !matches!(named, Ok(ERRNO_SUCCESS)) || join("/", got.get()) != *name {
+            return false;
+        }
+    }
+    for (fd, path) in held {
+        let Some((base, relative)) = preopens.iter().find_map(|(base, dir)| {
+            let rest = path.strip_prefix(dir.as_str())?.strip_prefix('/')?;
+            Some((*base, rest.to_string()))
+        }) else {
+            return false;
+        };
+        let mut by_fd = Scratch::new(FILESTAT_BYTES);
+        let stat = in_tokio(p1::fd_filestat_get(
+            &mut host.wasi,
+            &mut by_fd.memory(),
+            fd,
+            0,
+        ));
+        if !matches!(stat, Ok(ERRNO_SUCCESS)) {
+            return false;
+        }
+        let at = relative.len().next_multiple_of(8);
+        let mut by_name = Scratch::new(at + FILESTAT_BYTES);
+        by_name.bytes[by_name.start..by_name.start + relative.len()]
+            .copy_from_slice(relative.as_bytes());
+        {
+            use wasmtime_wasi::p1::wasi_snapshot_preview1::WasiSnapshotPreview1 as _;
+            host.wasi.set_hostcall_fuel(relative.len());
+        }
+        let stat = in_tokio(p1::path_filestat_get(
+            &mut host.wasi,
+            &mut by_name.memory(),
+            base,
+            0,
+            0,
+            relative.len() as i32,
+            at as i32,
+        ));
+        // Device and inode: a filestat's first 16 bytes.
+        if !matches!(stat, Ok(ERRNO_SUCCESS)) || by_fd.get()[..16] != by_name.get()[at..at + 16] {
+            return false;
+        }
+    }
+    true
 }
 
 /// Opens `descriptors` again in a fresh instance, at their numbers and
@@ -409,6 +540,15 @@ pub(crate) fn descriptors(host: &mut Host) -> Vec<Descriptor> {
 pub(crate) fn reopen(host: &mut Host, descriptors: &[Descriptor]) -> Result<(), String> {
     use wasmtime_wasi::p1::wasi_snapshot_preview1 as p1;
     use wasmtime_wasi::runtime::in_tokio;
+    if descriptors.len() > OPEN_FILES_MAX {
+        return Err(format!(
+            "a snapshot holding {} files (a task may hold {OPEN_FILES_MAX})",
+            descriptors.len()
+        ));
+    }
+    if host.files.holds_any() {
+        return Err("a fresh instance already holds files its start function opened".into());
+    }
     let mut preopens = Vec::new();
     for fd in 3..16 {
         let mut prestat = Scratch::new(8);
@@ -463,19 +603,12 @@ pub(crate) fn reopen(host: &mut Host, descriptors: &[Descriptor]) -> Result<(), 
         if errno != ERRNO_SUCCESS {
             return Err(refused(&format!("path_open: errno {errno}")));
         }
+        // Opened in order into a fresh table, each lands on the number it
+        // had (a paused table is contiguous, see `reproducible`).
         let opened = memory.u32_at(at) as i32;
         let fd = d.fd as i32;
         if opened != fd {
-            let errno = in_tokio(p1::fd_renumber(
-                &mut host.wasi,
-                &mut memory.memory(),
-                opened,
-                fd,
-            ))
-            .map_err(|e| refused(&format!("{e:#}")))?;
-            if errno != ERRNO_SUCCESS {
-                return Err(refused(&format!("fd_renumber: errno {errno}")));
-            }
+            return Err(refused(&format!("opened as {opened}")));
         }
         if let Some(position) = d.position {
             let errno = in_tokio(p1::fd_seek(
@@ -507,6 +640,7 @@ pub(crate) fn reopen(host: &mut Host, descriptors: &[Descriptor]) -> Result<(), 
             },
         );
         files.opened += 1;
+        files.high_water = files.high_water.max(fd.saturating_add(1));
     }
     Ok(())
 }
@@ -741,6 +875,7 @@ fn add_creations(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
                 let path = join(&path_of(&mut caller, fd)?.unwrap_or_default(), &relative);
                 let files = &mut caller.data_mut().files;
                 files.forget(new);
+                files.high_water = files.high_water.max(new.saturating_add(1));
                 files.paths.insert(
                     new,
                     Opened {
