@@ -56,7 +56,7 @@ fn entries(dir: &Path) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm" || x == "wasm"))
         .collect();
     found.sort();
     found
@@ -170,13 +170,25 @@ fn an_engine_configured_differently_compiles_its_own() {
 
 /// Loads `wasm` with `runtime` and returns the entry that appeared for it.
 fn load_new(runtime: &WasmRuntime, dir: &Path, wasm: &[u8]) -> (ContentId, PathBuf) {
-    let before = entries(dir);
-    let module = runtime.load(wasm).unwrap();
-    let entry = entries(dir)
+    let (module, added) = load_adding(runtime, dir, wasm);
+    let entry = added
         .into_iter()
-        .find(|p| !before.contains(p))
+        .find(|p| p.extension().is_some_and(|x| x == "cwasm"))
         .expect("a new entry");
     (module, entry)
+}
+
+/// Loads `wasm` and returns what it added to the cache: its compiled
+/// entry, and its bytes if it can pause (kept to build the variant that
+/// stops for a trace).
+fn load_adding(runtime: &WasmRuntime, dir: &Path, wasm: &[u8]) -> (ContentId, Vec<PathBuf>) {
+    let before = entries(dir);
+    let module = runtime.load(wasm).unwrap();
+    let added = entries(dir)
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    (module, added)
 }
 
 fn age(entry: &Path, seconds: u64) {
@@ -203,17 +215,21 @@ fn the_cache_stays_within_its_bound_dropping_the_least_recently_used() {
         cairn_workloads::RENDER.wasm,
     ]
     .iter()
-    .map(|wasm| size(&load_new(&probe, probe_dir.path(), wasm).1))
+    .map(|wasm| {
+        let (_, added) = load_adding(&probe, probe_dir.path(), wasm);
+        added.iter().map(|p| size(p)).sum()
+    })
     .collect();
     // Room for hashsearch and render, not for hostile as well.
     let bound = sizes[0] + sizes[2] + sizes[1] / 2;
 
     let dir = tempfile::tempdir().unwrap();
     let (runtime, _) = cached(dir.path(), bound);
-    let (search, search_entry) = load_new(&runtime, dir.path(), cairn_workloads::HASHSEARCH.wasm);
-    let (hostile, hostile_entry) = load_new(&runtime, dir.path(), cairn_workloads::HOSTILE.wasm);
-    age(&search_entry, 200);
-    age(&hostile_entry, 100);
+    let (search, search_files) =
+        load_adding(&runtime, dir.path(), cairn_workloads::HASHSEARCH.wasm);
+    let (hostile, hostile_files) = load_adding(&runtime, dir.path(), cairn_workloads::HOSTILE.wasm);
+    search_files.iter().for_each(|p| age(p, 200));
+    hostile_files.iter().for_each(|p| age(p, 100));
     // Used again by another node: hashsearch is now the more recent.
     let (again, _) = cached(dir.path(), bound);
     again.load(cairn_workloads::HASHSEARCH.wasm).unwrap();
@@ -302,4 +318,43 @@ fn module_flooder_cannot_evict_a_module_that_runs() {
         runtime.is_loaded(&search),
         "it came back from the disk cache"
     );
+}
+
+/// A node that loaded a pausable module compiled (without its bytes) can
+/// still trace it: the bytes kept beside the cache build the variant that
+/// stops, and the trace ends in the plain run's result.
+#[test]
+fn a_module_loaded_compiled_can_still_be_traced() {
+    let wasm = wat::parse_str(
+        r#"(module (memory (export "memory") 1)
+             (func (export "_start") (local i32)
+               (local.set 0 (i32.const 4000000))
+               (loop $l (br_if $l (local.tee 0 (i32.sub (local.get 0) (i32.const 1)))))))"#,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _) = cached(dir.path(), CACHE_BYTES_MAX);
+    let module = first.load(&wasm).unwrap();
+    let (second, _) = cached(dir.path(), CACHE_BYTES_MAX);
+    assert!(second.load_compiled(&module).unwrap());
+    let out = tempfile::tempdir().unwrap();
+    let task = Task {
+        module,
+        args: &[],
+        seed: [9; 32],
+        input_dir: None,
+        output_dir: out.path(),
+        expected_outputs: &[],
+        limits: Limits {
+            fuel: 1_000_000_000,
+            memory_bytes: 64 << 20,
+            wall_time: Duration::from_secs(120),
+            output_bytes: 1 << 20,
+            stdout_bytes: 16 << 10,
+        },
+    };
+    let run = second.run(&task).unwrap();
+    let trace = second.trace(&task).unwrap();
+    assert!(trace.states.len() > 2, "{} states", trace.states.len());
+    assert_eq!(trace.digest, run.digest);
 }
