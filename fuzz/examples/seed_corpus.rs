@@ -432,6 +432,7 @@ fn main() {
             fdflags: 0,
             position: Some(4_096),
         }],
+        freed_fd: Some(6),
         stdout: b"frame 7\n".to_vec(),
         stderr: Vec::new(),
         outputs: vec![("frame-0007.png".into(), vec![0x89, b'P', b'N', b'G'])],

@@ -26,6 +26,8 @@ pub struct Snapshot {
     pub saved: Vec<u128>,
     /// The files and folders it holds open, by number.
     pub descriptors: Vec<Descriptor>,
+    /// A descriptor number freed above them, which wasmtime gives out next.
+    pub freed_fd: Option<u32>,
     /// Everything written to stdout so far.
     pub stdout: Vec<u8>,
     /// Everything written to stderr so far.
@@ -76,6 +78,7 @@ pub(crate) struct StateParts<'a> {
     pub globals: &'a [(u8, u128)],
     pub saved: &'a [u128],
     pub descriptors: &'a [Descriptor],
+    pub freed_fd: Option<u32>,
     pub stdout: ContentId,
     pub stderr: ContentId,
     pub outputs: Result<Vec<OutputFile>, Outcome>,
@@ -107,6 +110,10 @@ impl StateParts<'_> {
             write_descriptor(d, &mut bytes);
             h.update(&bytes);
         }
+        match self.freed_fd {
+            None => h.update(&[0]),
+            Some(fd) => h.update(&[1]).update(&fd.to_le_bytes()),
+        };
         h.update(self.stdout.as_bytes());
         h.update(self.stderr.as_bytes());
         match &self.outputs {
@@ -171,6 +178,7 @@ impl Snapshot {
             globals: &self.globals,
             saved: &self.saved,
             descriptors: &self.descriptors,
+            freed_fd: self.freed_fd,
             stdout: ContentId::of(&self.stdout),
             stderr: ContentId::of(&self.stderr),
             outputs: Ok(outputs),
@@ -206,6 +214,13 @@ impl Snapshot {
         (self.descriptors.len() as u32).write(&mut buf);
         for d in &self.descriptors {
             write_descriptor(d, &mut buf);
+        }
+        match self.freed_fd {
+            None => 0u8.write(&mut buf),
+            Some(fd) => {
+                1u8.write(&mut buf);
+                fd.write(&mut buf);
+            }
         }
         write_bytes(&self.stdout, &mut buf);
         write_bytes(&self.stderr, &mut buf);
@@ -268,6 +283,11 @@ impl Snapshot {
         for _ in 0..count {
             descriptors.push(read_descriptor(buf)?);
         }
+        let freed_fd = match u8::read(buf).map_err(bad)? {
+            0 => None,
+            1 => Some(u32::read(buf).map_err(bad)?),
+            _ => return Err("malformed snapshot: freed descriptor flag".into()),
+        };
         let stdout = read_bytes(buf)?;
         let stderr = read_bytes(buf)?;
         let count = u32::read(buf).map_err(bad)? as usize;
@@ -304,6 +324,7 @@ impl Snapshot {
             globals,
             saved,
             descriptors,
+            freed_fd,
             stdout,
             stderr,
             outputs,

@@ -126,7 +126,12 @@ impl ModuleCache {
         }
         // Wait for a writer of this entry to finish.
         let _lock = self.lock(&key)?;
-        Ok(self.load(engine, &path, &key))
+        let loaded = self.load(engine, &path, &key);
+        if loaded.is_some() {
+            // Its bytes, if kept, are as recently used as it is.
+            touch(&self.source_path(module));
+        }
+        Ok(loaded)
     }
 
     /// The compiled module for `module`, rewritten as `rewrite`
@@ -219,7 +224,11 @@ impl ModuleCache {
     /// Keeps `bytes`, the module `module`, beside its compiled entries.
     pub(crate) fn keep_source(&self, module: &ContentId, bytes: &[u8]) {
         let path = self.source_path(module);
-        if path.exists() || bytes.len() as u64 > self.bytes_max {
+        if path.exists() {
+            touch(&path);
+            return;
+        }
+        if bytes.len() as u64 > self.bytes_max {
             return;
         }
         static WRITES: AtomicU64 = AtomicU64::new(0);
@@ -243,7 +252,9 @@ impl ModuleCache {
 
     /// The module `module`'s bytes, if they are here and are its bytes.
     pub(crate) fn source(&self, module: &ContentId) -> Option<Vec<u8>> {
-        let bytes = std::fs::read(self.source_path(module)).ok()?;
+        let path = self.source_path(module);
+        let bytes = std::fs::read(&path).ok()?;
+        touch(&path);
         (ContentId::of(&bytes) == *module).then_some(bytes)
     }
 
@@ -326,6 +337,14 @@ impl ModuleCache {
             }
         }
     }
+}
+
+/// Marks `path` recently used (the last to be evicted), if it is there.
+fn touch(path: &Path) {
+    let _ = File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(SystemTime::now()));
 }
 
 /// An entry's key: the module, the rewrites it went through, and everything

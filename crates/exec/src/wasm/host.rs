@@ -180,7 +180,7 @@ macro_rules! forward {
 
 mod files;
 
-pub(crate) use files::{Files, descriptors, reopen, reproducible};
+pub(crate) use files::{Files, descriptors, freed, reopen, reproducible};
 
 /// Replaces the WASI functions whose cost fuel does not capture with
 /// accounting wrappers, the ones that show the host with deterministic

@@ -278,6 +278,16 @@ impl WasmRuntime {
         if let Some(pre) = self.stopping.lock().unwrap().get(module) {
             return Ok(pre.clone());
         }
+        if let Some(cache) = &self.cache
+            && let Some(compiled) = cache.get(&self.engine, module, &self.fingerprint_stopping)?
+        {
+            let pre = self
+                .linker
+                .instantiate_pre(&compiled)
+                .map_err(|e| ExecError::InvalidModule(format!("{e:#}")))?;
+            self.stopping.lock().unwrap().insert(*module, pre.clone());
+            return Ok(pre);
+        }
         let source = self.sources.lock().unwrap().get(module).cloned();
         let source = match source {
             Some(bytes) => bytes,
@@ -333,6 +343,15 @@ impl Runtime for WasmRuntime {
         }
         let id = ContentId::of(bytes);
         if self.modules.lock().unwrap().contains_key(&id) {
+            // Loaded compiled, perhaps, without its bytes: a trace needs them.
+            let pausable = self
+                .instance_pre(&id)?
+                .module()
+                .get_export(pause::STATE_EXPORT)
+                .is_some();
+            if pausable {
+                self.keep_source(id, bytes);
+            }
             return Ok(id);
         }
         // One load per module at a time: a second caller (a provider
@@ -375,17 +394,23 @@ impl WasmRuntime {
             None => compile()?,
         };
         self.admit(id, &module)?;
-        // Kept for a trace, which needs the variant that stops.
         if module.get_export(pause::STATE_EXPORT).is_some() {
-            self.sources
-                .lock()
-                .unwrap()
-                .insert(id, Arc::new(bytes.to_vec()));
-            if let Some(cache) = &self.cache {
-                cache.keep_source(&id, bytes);
-            }
+            self.keep_source(id, bytes);
         }
         Ok(())
+    }
+
+    /// Keeps a pausable module's bytes, for a trace, which needs the
+    /// variant that stops.
+    fn keep_source(&self, id: ContentId, bytes: &[u8]) {
+        self.sources
+            .lock()
+            .unwrap()
+            .entry(id)
+            .or_insert_with(|| Arc::new(bytes.to_vec()));
+        if let Some(cache) = &self.cache {
+            cache.keep_source(&id, bytes);
+        }
     }
 
     /// Loads `module` from memory or the compiled-module cache without its
@@ -839,12 +864,14 @@ impl<'r, 't> Session<'r, 't> {
         let halted = self.halted.clone();
         let saved = std::mem::take(&mut self.store.data_mut().pause.saved);
         let descriptors = host::descriptors(self.store.data_mut());
+        let freed_fd = host::freed(self.store.data());
         let memory = self.memory();
         let hash = StateParts {
             memory,
             globals: &globals,
             saved: &saved,
             descriptors: &descriptors,
+            freed_fd,
             stdout: ContentId::of(&stdout),
             stderr: ContentId::of(&stderr),
             outputs,
@@ -885,6 +912,7 @@ impl<'r, 't> Session<'r, 't> {
             globals,
             saved: self.store.data().pause.saved.clone(),
             descriptors: host::descriptors(self.store.data_mut()),
+            freed_fd: host::freed(self.store.data()),
             stdout,
             stderr,
             outputs,
@@ -964,7 +992,15 @@ impl<'r, 't> Session<'r, 't> {
             self.store.set_fuel(left).map_err(host_error)?;
         }
         self.host.restore(snapshot.clocks, snapshot.random);
-        host::reopen(self.store.data_mut(), &snapshot.descriptors).map_err(ExecError::Host)?;
+        // A halted state runs nothing more: its files need not be open.
+        if snapshot.halted.is_none() {
+            host::reopen(
+                self.store.data_mut(),
+                &snapshot.descriptors,
+                snapshot.freed_fd,
+            )
+            .map_err(ExecError::Host)?;
+        }
         let pause = &mut self.store.data_mut().pause;
         pause.saved = snapshot.saved.clone();
         pause.since = snapshot.fuel_used;

@@ -385,6 +385,8 @@ fn path_of(caller: &mut Caller<'_, Host>, fd: i32) -> wasmtime::Result<Option<St
 /// `oflags` bits that change a file as it opens: opening it again after a
 /// snapshot (whose outputs are already back) must not.
 const OFLAGS_CHANGING: i32 = OFLAGS_CREAT | 4 | 8;
+/// `oflags` bit that opens a folder.
+const OFLAGS_DIRECTORY: i32 = 2;
 
 /// Every descriptor the task opened and still holds, in order, with its
 /// position: state a snapshot must carry, since a referee's fresh instance
@@ -427,6 +429,14 @@ pub(crate) fn descriptors(host: &mut Host) -> Vec<Descriptor> {
             }
         })
         .collect()
+}
+
+/// The descriptor number freed above the files held, which wasmtime would
+/// give out next (where the table is [`reproducible`], at most one is).
+pub(crate) fn freed(host: &Host) -> Option<u32> {
+    let files = &host.files;
+    let next = 3 + files.preopens.len() as i32 + files.opened as i32;
+    (files.high_water > next).then_some(next as u32)
 }
 
 /// Whether a referee's fresh instance, opening [`descriptors`] again in
@@ -537,7 +547,11 @@ pub(crate) fn reproducible(host: &mut Host) -> bool {
 /// Opens `descriptors` again in a fresh instance, at their numbers and
 /// positions, as wasmtime's `path_open` does for the guest (so sandboxed to
 /// the preopened folders like any guest path).
-pub(crate) fn reopen(host: &mut Host, descriptors: &[Descriptor]) -> Result<(), String> {
+pub(crate) fn reopen(
+    host: &mut Host,
+    descriptors: &[Descriptor],
+    freed: Option<u32>,
+) -> Result<(), String> {
     use wasmtime_wasi::p1::wasi_snapshot_preview1 as p1;
     use wasmtime_wasi::runtime::in_tokio;
     if descriptors.len() > OPEN_FILES_MAX {
@@ -641,6 +655,49 @@ pub(crate) fn reopen(host: &mut Host, descriptors: &[Descriptor]) -> Result<(), 
         );
         files.opened += 1;
         files.high_water = files.high_water.max(fd.saturating_add(1));
+    }
+    // A number freed above them: opened (the first folder, again) and
+    // closed, so that wasmtime gives it out next here too.
+    if let Some(number) = freed {
+        let &(base, _) = preopens
+            .first()
+            .ok_or("a freed descriptor but no folder to open")?;
+        let mut memory = Scratch::new(16);
+        memory.bytes[memory.start] = b'.';
+        {
+            use wasmtime_wasi::p1::wasi_snapshot_preview1::WasiSnapshotPreview1 as _;
+            host.wasi.set_hostcall_fuel(1);
+        }
+        let opened = in_tokio(p1::path_open(
+            &mut host.wasi,
+            &mut memory.memory(),
+            base,
+            0,
+            0,
+            1,
+            OFLAGS_DIRECTORY,
+            0,
+            0,
+            0,
+            8,
+        ))
+        .map_err(|e| format!("placing the freed descriptor: {e:#}"))?;
+        let placed = memory.u32_at(8);
+        if opened != ERRNO_SUCCESS || placed != number {
+            return Err(format!(
+                "placing the freed descriptor {number}: got {placed}"
+            ));
+        }
+        let closed = in_tokio(p1::fd_close(
+            &mut host.wasi,
+            &mut memory.memory(),
+            placed as i32,
+        ))
+        .map_err(|e| format!("freeing descriptor {number}: {e:#}"))?;
+        if closed != ERRNO_SUCCESS {
+            return Err(format!("freeing descriptor {number}: errno {closed}"));
+        }
+        host.files.high_water = host.files.high_water.max(number as i32 + 1);
     }
     Ok(())
 }
