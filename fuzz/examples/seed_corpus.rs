@@ -408,6 +408,7 @@ fn main() {
         budget_ucairn: 50_000_000,
         price_max_ucairn_per_gfuel: 200,
         verify: verify.into(),
+        approval_window_s: None,
     };
     let submissions = [
         VerifyPolicy::None,
