@@ -357,14 +357,10 @@ fn an_arm_entered_on_a_false_condition_resumes_in_that_arm() {
     assert!(result.outcome.is_success(), "{:?}", result.outcome);
 }
 
-/// A program that opens two files, closes the first (a gap wasmtime would
-/// fill first) and later opens a third: it pauses only where a referee's
-/// fresh instance, opening the held files again in order, gets the same
-/// numbers; every position it does pause at is rebuilt exactly.
-#[test]
-fn open_files_are_held_across_pauses_only_where_a_referee_can_rebuild_them() {
-    let wasm = wat::parse_str(
-        r#"(module
+/// The start of a WAT module that writes files under `/output` (fd 3):
+/// `$create` opens a one-letter name (at 100, 101, 102: "a", "b", "c")
+/// and returns its descriptor, `$put` writes one byte, `$spin` loops.
+const FILES: &str = r#"(module
           (import "wasi_snapshot_preview1" "path_open"
             (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
           (import "wasi_snapshot_preview1" "fd_close" (func $close (param i32) (result i32)))
@@ -383,6 +379,17 @@ fn open_files_are_held_across_pauses_only_where_a_referee_can_rebuild_them() {
             (i32.store (i32.const 312) (i32.const 300))
             (i32.store (i32.const 316) (i32.const 1))
             (drop (call $write (local.get $fd) (i32.const 312) (i32.const 1) (i32.const 320))))
+"#;
+
+/// A program that opens two files, closes the first (a gap wasmtime would
+/// fill first) and later opens a third: it pauses only where a referee's
+/// fresh instance, opening the held files again in order, gets the same
+/// numbers; every position it does pause at is rebuilt exactly.
+#[test]
+fn open_files_are_held_across_pauses_only_where_a_referee_can_rebuild_them() {
+    let wasm = wat::parse_str(
+        FILES.to_string()
+            + r#"
           (func (export "_start") (local $a i32) (local $b i32) (local $c i32) (local $i i32)
             (local.set $a (call $create (i32.const 100)))
             (local.set $b (call $create (i32.const 101)))
@@ -439,25 +446,8 @@ fn open_files_are_held_across_pauses_only_where_a_referee_can_rebuild_them() {
 #[test]
 fn a_freed_descriptor_number_is_part_of_a_paused_state() {
     let wasm = wat::parse_str(
-        r#"(module
-          (import "wasi_snapshot_preview1" "path_open"
-            (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
-          (import "wasi_snapshot_preview1" "fd_close" (func $close (param i32) (result i32)))
-          (import "wasi_snapshot_preview1" "fd_write"
-            (func $write (param i32 i32 i32 i32) (result i32)))
-          (memory (export "memory") 1)
-          (data (i32.const 100) "abc")
-          (func $spin (param $n i32)
-            (loop $l (br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1))))))
-          (func $create (param $name i32) (result i32)
-            (drop (call $open (i32.const 3) (i32.const 0) (local.get $name) (i32.const 1)
-              (i32.const 1) (i64.const 66) (i64.const 0) (i32.const 0) (i32.const 200)))
-            (i32.load (i32.const 200)))
-          (func $put (param $fd i32) (param $byte i32)
-            (i32.store8 (i32.const 300) (local.get $byte))
-            (i32.store (i32.const 312) (i32.const 300))
-            (i32.store (i32.const 316) (i32.const 1))
-            (drop (call $write (local.get $fd) (i32.const 312) (i32.const 1) (i32.const 320))))
+        FILES.to_string()
+            + r#"
           (func (export "_start") (local $a i32) (local $c i32) (local $i i32)
             (local.set $a (call $create (i32.const 100)))
             (drop (call $close (call $create (i32.const 101))))

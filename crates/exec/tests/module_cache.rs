@@ -22,6 +22,15 @@ fn cached_with(dir: &Path, bytes_max: u64, config: WasmConfig) -> (WasmRuntime, 
     (runtime, cache)
 }
 
+/// The limits every task of these tests runs under.
+const LIMITS: Limits = Limits {
+    fuel: 1_000_000_000,
+    memory_bytes: 64 << 20,
+    wall_time: Duration::from_secs(120),
+    output_bytes: 1 << 20,
+    stdout_bytes: 16 << 10,
+};
+
 /// Runs one hashsearch task and returns its digest.
 fn digest_of(runtime: &WasmRuntime, module: ContentId) -> ContentId {
     let out = tempfile::tempdir().unwrap();
@@ -39,13 +48,7 @@ fn digest_of(runtime: &WasmRuntime, module: ContentId) -> ContentId {
             input_dir: None,
             output_dir: out.path(),
             expected_outputs: &[],
-            limits: Limits {
-                fuel: 1_000_000_000,
-                memory_bytes: 64 << 20,
-                wall_time: Duration::from_secs(120),
-                output_bytes: 1 << 20,
-                stdout_bytes: 16 << 10,
-            },
+            limits: LIMITS,
         })
         .unwrap();
     assert!(result.outcome.is_success(), "{}", result.outcome);
@@ -345,13 +348,7 @@ fn a_module_loaded_compiled_can_still_be_traced() {
         input_dir: None,
         output_dir: out.path(),
         expected_outputs: &[],
-        limits: Limits {
-            fuel: 1_000_000_000,
-            memory_bytes: 64 << 20,
-            wall_time: Duration::from_secs(120),
-            output_bytes: 1 << 20,
-            stdout_bytes: 16 << 10,
-        },
+        limits: LIMITS,
     };
     let run = second.run(&task).unwrap();
     let trace = second.trace(&task).unwrap();
