@@ -6,7 +6,7 @@ use cairn_wire::{ContentId, PublicKey, Signed};
 
 use crate::fraud::{Commit, Opening, REVEAL_WINDOW_BLOCKS, Verdict};
 use crate::table::{Keys, Table};
-use crate::tx::{Amount, Capabilities, Evidence, Lease, Receipt, TxKind, VerifiedTx};
+use crate::tx::{Acceptance, Amount, Capabilities, Evidence, Lease, Receipt, TxKind, VerifiedTx};
 use crate::{Proof, TxError, root};
 
 /// Blocks after a lease expires during which it can still be paid on or
@@ -419,6 +419,7 @@ impl State {
             TxKind::Slash { evidence } => self.slash(signer, evidence)?,
             TxKind::Challenge { commit } => self.challenge(signer, commit)?,
             TxKind::Reveal { opening } => self.reveal(opening)?,
+            TxKind::Claim { acceptances } => self.claim(acceptances)?,
         };
         self.accounts.get_or_default(signer).nonce = nonce_next;
         Ok(outcomes)
@@ -669,39 +670,107 @@ impl State {
         job: ContentId,
         receipts: &[Signed<Receipt>],
     ) -> Result<Vec<SettleOutcome>, TxError> {
-        let mut escrow = self.owned_escrow(&who, &job)?;
+        self.owned_escrow(&who, &job)?;
+        let items = receipts.iter().map(|signed| {
+            let receipt = signed.payload_unchecked();
+            let lease = self.leases.get(&receipt.lease).ok_or("unknown lease")?;
+            if lease.job != job {
+                return Err("lease is for another job");
+            }
+            if signed.signer() != lease.provider {
+                return Err("not signed by the lease's provider");
+            }
+            Ok((receipt.lease, receipt.task, receipt.fuel_used))
+        });
+        let items: Vec<_> = items.collect();
+        self.pay(items)
+    }
+
+    /// Pays the results a lease's requester signed as accepted, to the
+    /// lease's provider, whoever posts them: what the requester settles is
+    /// then only a shortcut, never the provider's only way to be paid. A
+    /// result under a lease whose provider was slashed on it pays nothing
+    /// (its other accepted results in that job can no longer be trusted).
+    /// Each result is paid or refused on its own, as `Settle`'s receipts.
+    fn claim(&mut self, acceptances: &[Signed<Acceptance>]) -> Result<Vec<SettleOutcome>, TxError> {
+        let mut items = Vec::new();
+        for signed in acceptances {
+            let acceptance = signed.payload_unchecked();
+            let lease = self.leases.get(&acceptance.lease);
+            let refusal = match lease {
+                None => Some("unknown lease"),
+                Some(lease) if signed.signer() != lease.requester => {
+                    Some("not signed by the lease's requester")
+                }
+                Some(_) if self.slashed_on(&acceptance.lease) => {
+                    Some("its provider was slashed on this lease")
+                }
+                Some(_) => None,
+            };
+            items.extend(acceptance.results.iter().map(|r| match refusal {
+                Some(reason) => Err(reason),
+                None => Ok((acceptance.lease, r.task, r.fuel_used)),
+            }));
+        }
+        self.pay(items)
+    }
+
+    /// Whether a lease's provider was slashed for anything under it.
+    fn slashed_on(&self, lease: &ContentId) -> bool {
+        self.slashed
+            .range((*lease, 0)..=(*lease, u64::MAX))
+            .next()
+            .is_some()
+    }
+
+    /// Pays each (lease, task, fuel) not refused already: `fuel × price /
+    /// 10^9` from the lease's job's escrow to its provider, the protocol fee
+    /// to the fee pool. A pair already paid, fuel above the lease's
+    /// maximum, or an escrow that cannot cover it pays nothing.
+    fn pay(
+        &mut self,
+        items: Vec<Result<(ContentId, u64, u64), &'static str>>,
+    ) -> Result<Vec<SettleOutcome>, TxError> {
         // Plan every payment against copies, then commit: the transaction
         // applies wholly or not at all, even if a later receipt overflows.
+        let mut escrows: BTreeMap<ContentId, Escrow> = BTreeMap::new();
         let mut paid_now: BTreeMap<(ContentId, u64), Amount> = BTreeMap::new();
         let mut payments: BTreeMap<PublicKey, (Amount, u64, u64)> = BTreeMap::new();
         let mut fees: Amount = 0;
-        let mut outcomes = Vec::with_capacity(receipts.len());
-        for signed in receipts {
-            let receipt = signed.payload_unchecked();
+        let mut outcomes = Vec::with_capacity(items.len());
+        for item in items {
             let refuse = |reason| SettleOutcome::Refused(reason);
-            let Some(lease) = self.leases.get(&receipt.lease) else {
-                outcomes.push(refuse("unknown lease"));
-                continue;
+            let (lease_id, task, fuel_used) = match item {
+                Ok(item) => item,
+                Err(reason) => {
+                    outcomes.push(refuse(reason));
+                    continue;
+                }
             };
-            if lease.job != job {
-                outcomes.push(refuse("lease is for another job"));
-                continue;
-            }
-            if signed.signer() != lease.provider {
-                outcomes.push(refuse("not signed by the lease's provider"));
-                continue;
-            }
-            let key = (receipt.lease, receipt.task);
+            let lease = &self.leases[&lease_id];
+            let key = (lease_id, task);
             if self.settled.contains_key(&key) || paid_now.contains_key(&key) {
                 outcomes.push(refuse("already settled"));
                 continue;
             }
-            if receipt.fuel_used > lease.fuel_per_task_max {
+            if fuel_used > lease.fuel_per_task_max {
                 outcomes.push(refuse("fuel above the lease's per-task maximum"));
                 continue;
             }
-            let price = u128::from(receipt.fuel_used) * u128::from(lease.price_ucairn_per_gfuel)
-                / 1_000_000_000;
+            let escrow = match escrows.entry(lease.job) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    match self.escrows.get(&lease.job) {
+                        Some(escrow) => e.insert(escrow.clone()),
+                        None => {
+                            outcomes.push(refuse("the job's escrow is closed"));
+                            continue;
+                        }
+                    }
+                }
+            };
+            let price =
+                u128::from(fuel_used) * u128::from(lease.price_ucairn_per_gfuel) / 1_000_000_000;
             let price = Amount::try_from(price).map_err(|_| TxError::Overflow("payment"))?;
             if price > escrow.balance {
                 outcomes.push(refuse("escrow exhausted"));
@@ -717,9 +786,9 @@ impl State {
                 .0
                 .checked_add(price - fee)
                 .ok_or(TxError::Overflow("payment"))?;
-            // At most one per receipt, and receipts are bounded per transaction.
+            // At most one per item, and items are bounded per transaction.
             entry.1 += 1;
-            entry.2 = entry.2.saturating_add(receipt.fuel_used);
+            entry.2 = entry.2.saturating_add(fuel_used);
             paid_now.insert(key, price - fee);
             outcomes.push(SettleOutcome::Paid {
                 paid: price - fee,
@@ -751,7 +820,9 @@ impl State {
             }
         }
         self.fee_pool = fee_pool;
-        self.escrows.insert(job, escrow);
+        for (job, escrow) in escrows {
+            self.escrows.insert(job, escrow);
+        }
         self.settled.extend(paid_now);
         Ok(outcomes)
     }

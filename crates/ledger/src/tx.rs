@@ -20,9 +20,14 @@ pub const TX_NAMESPACE: &[u8] = b"cairn/tx";
 pub const LEASE_NAMESPACE: &[u8] = b"cairn/lease";
 /// A provider's signature over a task receipt uses this namespace.
 pub const RECEIPT_NAMESPACE: &[u8] = b"cairn/receipt";
+/// A requester's signature over an [`Acceptance`] uses this namespace.
+pub const ACCEPTANCE_NAMESPACE: &[u8] = b"cairn/acceptance";
 
-/// Receipts settled by one transaction, at most.
+/// Receipts settled by one transaction, at most; also the most results
+/// one acceptance names, and one claim pays.
 pub const RECEIPTS_PER_TX_MAX: usize = 4096;
+/// Acceptances one claim carries, at most.
+pub const ACCEPTANCES_PER_CLAIM_MAX: usize = 64;
 /// Longest provider endpoint, in bytes.
 pub const ENDPOINT_BYTES_MAX: usize = 256;
 /// The largest encoded transaction accepted.
@@ -122,6 +127,14 @@ pub enum TxKind {
         /// The provider's signed opening.
         opening: Signed<Opening>,
     },
+    /// Pay for results their requester accepted, without it: each
+    /// acceptance, signed by its lease's requester, pays the lease's
+    /// provider for the results it names that are not paid yet (anyone may
+    /// post it; the provider does when its requester does not settle).
+    Claim {
+        /// The requester's signed acceptances.
+        acceptances: Vec<Signed<Acceptance>>,
+    },
 }
 
 /// What a provider offers.
@@ -171,6 +184,29 @@ pub struct Receipt {
     /// The task's index in the job.
     pub task: u64,
     /// The result digest.
+    pub digest: ContentId,
+    /// Fuel the task used.
+    pub fuel_used: u64,
+}
+
+/// A requester's signed statement that it accepted these results of one
+/// lease: its promise to pay for them, which the lease's provider can
+/// redeem on the ledger by itself (`TxKind::Claim`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Acceptance {
+    /// The lease the results were returned under.
+    pub lease: ContentId,
+    /// The results accepted.
+    pub results: Vec<Accepted>,
+}
+
+/// One accepted result: the task, its digest and the fuel it is paid for
+/// (the fuel its manifest states, which the requester checked).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Accepted {
+    /// The task's index in the job.
+    pub task: u64,
+    /// The result's digest.
     pub digest: ContentId,
     /// Fuel the task used.
     pub fuel_used: u64,
@@ -269,7 +305,8 @@ impl TxKind {
             | Self::Settle { .. }
             | Self::Slash { .. }
             | Self::Challenge { .. }
-            | Self::Reveal { .. } => 0,
+            | Self::Reveal { .. }
+            | Self::Claim { .. } => 0,
         }
     }
 }
@@ -405,6 +442,13 @@ fn verify_inner(kind: &TxKind) -> Result<(), TxError> {
                 .verify(OPENING_NAMESPACE)
                 .map_err(|e| bad("opening", e))?;
         }
+        TxKind::Claim { acceptances } => {
+            for acceptance in acceptances {
+                acceptance
+                    .verify(ACCEPTANCE_NAMESPACE)
+                    .map_err(|e| bad("acceptance", e))?;
+            }
+        }
         _ => {}
     }
     Ok(())
@@ -440,6 +484,7 @@ const KIND_SETTLE: u8 = 8;
 const KIND_SLASH: u8 = 9;
 const KIND_CHALLENGE: u8 = 10;
 const KIND_REVEAL: u8 = 11;
+const KIND_CLAIM: u8 = 12;
 
 impl Write for TxBody {
     fn write(&self, buf: &mut impl BufMut) {
@@ -545,6 +590,10 @@ impl Write for TxBody {
                 KIND_REVEAL.write(buf);
                 opening.write(buf);
             }
+            TxKind::Claim { acceptances } => {
+                KIND_CLAIM.write(buf);
+                acceptances.write(buf);
+            }
         }
     }
 }
@@ -648,6 +697,18 @@ impl Read for TxBody {
             KIND_REVEAL => TxKind::Reveal {
                 opening: Signed::<Opening>::read(buf)?,
             },
+            KIND_CLAIM => {
+                let range: RangeCfg<usize> = (0..=ACCEPTANCES_PER_CLAIM_MAX).into();
+                let acceptances = Vec::<Signed<Acceptance>>::read_cfg(buf, &(range, ()))?;
+                let results: usize = acceptances
+                    .iter()
+                    .map(|a| a.payload_unchecked().results.len())
+                    .sum();
+                if results > RECEIPTS_PER_TX_MAX {
+                    return Err(CodecError::InvalidLength(results));
+                }
+                TxKind::Claim { acceptances }
+            }
             other => return Err(CodecError::InvalidEnum(other)),
         };
         Ok(Self { chain, nonce, kind })
@@ -732,6 +793,57 @@ impl Read for Receipt {
             task: u64::read(buf)?,
             digest: ContentId::read(buf)?,
             fuel_used: u64::read(buf)?,
+        })
+    }
+}
+
+impl Write for Accepted {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.task.write(buf);
+        self.digest.write(buf);
+        self.fuel_used.write(buf);
+    }
+}
+
+impl EncodeSize for Accepted {
+    fn encode_size(&self) -> usize {
+        8 + 32 + 8
+    }
+}
+
+impl Read for Accepted {
+    type Cfg = ();
+
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        Ok(Self {
+            task: u64::read(buf)?,
+            digest: ContentId::read(buf)?,
+            fuel_used: u64::read(buf)?,
+        })
+    }
+}
+
+impl Write for Acceptance {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.lease.write(buf);
+        self.results.write(buf);
+    }
+}
+
+impl EncodeSize for Acceptance {
+    fn encode_size(&self) -> usize {
+        self.lease.encode_size() + self.results.encode_size()
+    }
+}
+
+impl Read for Acceptance {
+    type Cfg = ();
+
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        let range: RangeCfg<usize> = (0..=RECEIPTS_PER_TX_MAX).into();
+        Ok(Self {
+            lease: ContentId::read(buf)?,
+            results: Vec::<Accepted>::read_cfg(buf, &(range, ()))?,
         })
     }
 }

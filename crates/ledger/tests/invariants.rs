@@ -2,9 +2,9 @@
 //! transactions, valid and invalid.
 
 use cairn_ledger::{
-    Amount, COMMIT_NAMESPACE, Capabilities, Commit, Evidence, Genesis, Lease, OPENING_NAMESPACE,
-    Opening, RECEIPT_NAMESPACE, Receipt, State, Tx, TxBody, TxError, TxKind, VERDICT_NAMESPACE,
-    Verdict, admit, verify_proof,
+    ACCEPTANCE_NAMESPACE, Acceptance, Accepted, Amount, COMMIT_NAMESPACE, Capabilities, Commit,
+    Evidence, Genesis, Lease, OPENING_NAMESPACE, Opening, RECEIPT_NAMESPACE, Receipt, State, Tx,
+    TxBody, TxError, TxKind, VERDICT_NAMESPACE, Verdict, admit, verify_proof,
 };
 use cairn_wire::{Attested, ContentId, Keypair, Signed};
 use proptest::prelude::*;
@@ -77,6 +77,14 @@ enum Op {
         reporter: usize,
         lease: usize,
         task: u64,
+        signer: Option<usize>,
+    },
+    /// Anyone posts an acceptance of (task, fuel) under a lease, signed by
+    /// the lease's requester (or, if given, someone else).
+    Claim {
+        who: usize,
+        lease: usize,
+        results: Vec<(u64, u64)>,
         signer: Option<usize>,
     },
     /// The lease's requester convicts its provider of a wrong result and
@@ -167,6 +175,18 @@ fn op() -> impl Strategy<Value = Op> {
             prop::collection::vec((0usize..8, 0u64..4, 0u64..3_000_000_000, signer()), 0..6)
         )
             .prop_map(|(who, job, receipts)| Op::Settle { who, job, receipts }),
+        (
+            user(),
+            0usize..8,
+            prop::collection::vec((0u64..4, 0u64..3_000_000_000), 0..4),
+            signer()
+        )
+            .prop_map(|(who, lease, results, signer)| Op::Claim {
+                who,
+                lease,
+                results,
+                signer
+            }),
         (user(), 0usize..8, 0u64..4, signer()).prop_map(|(reporter, lease, task, signer)| {
             Op::Slash {
                 reporter,
@@ -362,6 +382,37 @@ impl World {
                 )
                 .sign(&self.keys[who])
             }
+            Op::Claim {
+                who,
+                lease,
+                results,
+                signer,
+            } => {
+                let lease = self.leases.get(lease % self.leases.len().max(1))?;
+                let signer = signer.unwrap_or_else(|| self.index_of(&lease.requester));
+                let acceptance = Signed::sign(
+                    &self.keys[signer],
+                    ACCEPTANCE_NAMESPACE,
+                    Acceptance {
+                        lease: lease.id(),
+                        results: results
+                            .iter()
+                            .map(|&(task, fuel_used)| Accepted {
+                                task,
+                                digest: ContentId::of(&[1]),
+                                fuel_used,
+                            })
+                            .collect(),
+                    },
+                );
+                self.body(
+                    who,
+                    TxKind::Claim {
+                        acceptances: vec![acceptance],
+                    },
+                )
+                .sign(&self.keys[who])
+            }
             Op::Slash {
                 reporter,
                 lease,
@@ -528,7 +579,7 @@ fn check_invariants(state: &State) {
 /// Applied transactions by kind, to check the random sequences reach every
 /// rule and not only refusals.
 #[derive(Default, Debug)]
-struct Applied([usize; 12]);
+struct Applied([usize; 13]);
 
 fn kind_index(kind: &TxKind) -> usize {
     match kind {
@@ -544,6 +595,7 @@ fn kind_index(kind: &TxKind) -> usize {
         TxKind::Slash { .. } => 9,
         TxKind::Challenge { .. } => 10,
         TxKind::Reveal { .. } => 11,
+        TxKind::Claim { .. } => 12,
     }
 }
 

@@ -1,9 +1,10 @@
 //! The life of a job on the ledger, and every refusal with its reason.
 
 use cairn_ledger::{
-    COMMIT_NAMESPACE, Capabilities, Commit, EVIDENCE_WINDOW_BLOCKS, Evidence, Genesis, Lease,
-    OPENING_NAMESPACE, Opening, RECEIPT_NAMESPACE, REVEAL_WINDOW_BLOCKS, Receipt, SettleOutcome,
-    State, TxBody, TxError, TxKind, VERDICT_NAMESPACE, Verdict, admit, admit_batch, decode,
+    ACCEPTANCE_NAMESPACE, Acceptance, Accepted, COMMIT_NAMESPACE, Capabilities, Commit,
+    EVIDENCE_WINDOW_BLOCKS, Evidence, Genesis, Lease, OPENING_NAMESPACE, Opening,
+    RECEIPT_NAMESPACE, REVEAL_WINDOW_BLOCKS, Receipt, SettleOutcome, State, TxBody, TxError,
+    TxKind, VERDICT_NAMESPACE, Verdict, admit, admit_batch, decode,
 };
 use cairn_wire::{Attested, ContentId, Keypair, ResultManifest, Signed};
 
@@ -223,6 +224,174 @@ fn a_job_locks_pays_and_refunds() {
         balance + 970_000
     );
     assert!(net.state.escrow(&job).is_none());
+}
+
+/// `signer`'s acceptance of `results` (task, digest, fuel) under `lease`.
+fn acceptance(
+    signer: &Keypair,
+    lease: &Lease,
+    results: &[(u64, &[u8], u64)],
+) -> Signed<Acceptance> {
+    Signed::sign(
+        signer,
+        ACCEPTANCE_NAMESPACE,
+        Acceptance {
+            lease: lease.id(),
+            results: results
+                .iter()
+                .map(|&(task, digest, fuel_used)| Accepted {
+                    task,
+                    digest: ContentId::of(digest),
+                    fuel_used,
+                })
+                .collect(),
+        },
+    )
+}
+
+#[test]
+fn a_provider_claims_what_its_requester_accepted_and_never_settled() {
+    let mut net = Net::new();
+    let (requester, provider, other) = (
+        net.requester.clone(),
+        net.provider.clone(),
+        net.other.clone(),
+    );
+    let job = ContentId::of(JOB);
+    net.register();
+    net.open_escrow(1_000_000);
+    let lease = net.lease(10);
+    let before = net.state.account(&provider.public()).balance;
+
+    // The requester accepted two results and settles neither: the provider
+    // posts the acceptance itself, and is paid as a settlement would pay.
+    let accepted = acceptance(
+        &requester,
+        &lease,
+        &[(0, b"a", 20_000_000_000), (1, b"b", 10_000_000_000)],
+    );
+    let claim = |acceptances: Vec<Signed<Acceptance>>| TxKind::Claim { acceptances };
+    let outcomes = net.send(&provider, claim(vec![accepted.clone()])).unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            SettleOutcome::Paid {
+                paid: 19_800,
+                fee: 200
+            },
+            SettleOutcome::Paid {
+                paid: 9_900,
+                fee: 100
+            },
+        ]
+    );
+    assert_eq!(
+        net.state.account(&provider.public()).balance,
+        before + 29_700
+    );
+    assert_eq!(net.state.escrow(&job).unwrap().balance, 1_000_000 - 30_000);
+
+    // Paid once: claimed again, or settled by the requester afterwards,
+    // nothing more moves.
+    let outcomes = net.send(&other, claim(vec![accepted])).unwrap();
+    assert_eq!(outcomes, vec![SettleOutcome::Refused("already settled"); 2]);
+    let receipts = vec![net.receipt(&lease, 1, 10_000_000_000, b"b")];
+    let outcomes = net
+        .send(&requester, TxKind::Settle { job, receipts })
+        .unwrap();
+    assert_eq!(outcomes, [SettleOutcome::Refused("already settled")]);
+
+    // An acceptance not signed by the lease's requester (here by the
+    // provider itself) pays nothing; nor fuel above the lease's maximum.
+    let forged = acceptance(&provider, &lease, &[(2, b"c", 1_000_000_000)]);
+    let greedy = acceptance(&requester, &lease, &[(3, b"d", 60_000_000_000)]);
+    let outcomes = net.send(&provider, claim(vec![forged, greedy])).unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            SettleOutcome::Refused("not signed by the lease's requester"),
+            SettleOutcome::Refused("fuel above the lease's per-task maximum"),
+        ]
+    );
+    assert_eq!(
+        net.state.account(&provider.public()).balance,
+        before + 29_700
+    );
+
+    // Closing the escrow gives notice while the lease lives; claims still
+    // draw on it meanwhile, so a requester cannot close its way out of
+    // paying what it accepted.
+    net.send(&requester, TxKind::CloseEscrow { job }).unwrap();
+    let late = acceptance(&requester, &lease, &[(4, b"e", 1_000_000_000)]);
+    let outcomes = net.send(&provider, claim(vec![late.clone()])).unwrap();
+    assert_eq!(outcomes, [SettleOutcome::Paid { paid: 990, fee: 10 }]);
+    net.state.begin_block(11);
+    net.send(&requester, TxKind::CloseEscrow { job }).unwrap();
+    let outcomes = net.send(&provider, claim(vec![late])).unwrap();
+    assert_eq!(outcomes, [SettleOutcome::Refused("already settled")]);
+    let after_close = acceptance(&requester, &lease, &[(5, b"f", 1_000_000_000)]);
+    let outcomes = net.send(&provider, claim(vec![after_close])).unwrap();
+    assert_eq!(
+        outcomes,
+        [SettleOutcome::Refused("the job's escrow is closed")]
+    );
+
+    // The encoding round-trips, and a claim over the per-transaction bound
+    // does not decode.
+    let body = TxBody {
+        chain: net.state.chain(),
+        nonce: 0,
+        kind: claim(vec![acceptance(&requester, &lease, &[(6, b"g", 1)])]),
+    };
+    let tx = body.sign(&provider);
+    assert_eq!(decode(&tx.to_bytes()).unwrap(), tx);
+    let many: Vec<(u64, &[u8], u64)> = (0..2_049).map(|t| (t, &b"h"[..], 1)).collect();
+    let body = TxBody {
+        chain: net.state.chain(),
+        nonce: 0,
+        kind: claim(vec![
+            acceptance(&requester, &lease, &many),
+            acceptance(&requester, &lease, &many),
+        ]),
+    };
+    assert!(decode(&body.sign(&provider).to_bytes()).is_err());
+}
+
+#[test]
+fn a_provider_slashed_on_its_lease_cannot_claim_what_was_accepted_there() {
+    let mut net = Net::new();
+    let (requester, provider) = (net.requester.clone(), net.provider.clone());
+    net.register();
+    net.open_escrow(1_000_000);
+    let lease = net.lease(10);
+    let accepted = acceptance(&requester, &lease, &[(0, b"a", 1_000_000_000)]);
+    let evidence = Evidence::Equivocation {
+        first: net.receipt(&lease, 1, 1_000_000_000, b"one"),
+        second: net.receipt(&lease, 1, 1_000_000_000, b"two"),
+    };
+    net.send(
+        &requester,
+        TxKind::Slash {
+            evidence: Box::new(evidence),
+        },
+    )
+    .unwrap();
+    let before = net.state.account(&provider.public()).balance;
+    let outcomes = net
+        .send(
+            &provider,
+            TxKind::Claim {
+                acceptances: vec![accepted],
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        [SettleOutcome::Refused(
+            "its provider was slashed on this lease"
+        )]
+    );
+    assert_eq!(net.state.account(&provider.public()).balance, before);
 }
 
 #[test]
