@@ -19,7 +19,7 @@ mod submission;
 
 pub use adjudication::{CASE_CLAIMS_MAX, CLAIM_NAMESPACE, Case, Party, TraceClaim, run_digest};
 use bytes::BufMut;
-use cairn_ledger::{Commit, Lease, Opening, Receipt};
+use cairn_ledger::{Acceptance, Commit, Lease, Opening, Receipt};
 use cairn_market::Bid;
 use cairn_wire::codec::{Buf, Encode, EncodeSize, Error as CodecError, Read, ReadExt, Write};
 use cairn_wire::{ContentId, Signature, Signed, text};
@@ -29,6 +29,9 @@ pub use submission::{Submission, SubmittedFile, SubmittedLimits, SubmittedTask, 
 pub const BATCH_MAX: usize = 1_024;
 /// The most tasks a pull says its provider still holds.
 pub const HELD_MAX: usize = 16_384;
+/// The most results a pull says wait for the requester's acceptance: a
+/// provider's credit to one lease (see `Request::Pull::awaiting`).
+pub const AWAITING_MAX: usize = 1_024;
 /// The most files a task's terms or outputs list.
 pub const FILES_MAX: usize = 1_024;
 /// The most arguments a task has.
@@ -258,6 +261,10 @@ pub enum Request {
         /// answer that was lost, or of a run a crash ended, are not stranded
         /// until their deadline.
         held: Vec<u32>,
+        /// Tasks whose results the requester stored and has not yet said
+        /// it accepted: the answer carries its signed acceptance of those
+        /// it has, so an answer that was lost is made good by the next.
+        awaiting: Vec<u32>,
     },
     /// Requester → provider: a question of a dispute over one task.
     Dispute {
@@ -301,6 +308,10 @@ pub enum Response {
         finished: bool,
         /// Tasks whose committed results the provider must now reveal.
         reveal: Vec<u32>,
+        /// The requester's signed acceptance of the pull's `awaiting`
+        /// results it has accepted: what the provider is paid on, by the
+        /// requester's settlement or by its own claim on the ledger.
+        accepted: Option<Signed<Acceptance>>,
     },
     /// A dispute answer: the trace's length and, when asked, its state
     /// hashes, signed, so validators can hold the side to them.
@@ -683,12 +694,14 @@ impl Write for Request {
                 want,
                 reports,
                 held,
+                awaiting,
             } => {
                 3u8.write(buf);
                 lease.write(buf);
                 want.write(buf);
                 write_list(reports, buf);
                 write_list(held, buf);
+                write_list(awaiting, buf);
             }
             Request::Blob { id, offset, len } => {
                 4u8.write(buf);
@@ -716,12 +729,19 @@ impl EncodeSize for Request {
             Request::Bid(bid) => bid.encode_size(),
             Request::Decline { reason, .. } => 32 + text::encode_size(reason),
             Request::Lease { lease, terms, .. } => lease.encode_size() + 4 + terms.encode_size(),
-            Request::Pull { reports, held, .. } => {
+            Request::Pull {
+                reports,
+                held,
+                awaiting,
+                ..
+            } => {
                 32 + 4
                     + 4
                     + reports.iter().map(EncodeSize::encode_size).sum::<usize>()
                     + 4
                     + 4 * held.len()
+                    + 4
+                    + 4 * awaiting.len()
             }
             Request::Blob { .. } => 32 + 8 + 4,
             Request::Dispute { ask, .. } => 32 + 4 + ask.encode_size(),
@@ -753,11 +773,14 @@ impl Read for Request {
                     .collect::<Result<_, _>>()?;
                 let len = read_len(buf, HELD_MAX)?;
                 let held = (0..len).map(|_| u32::read(buf)).collect::<Result<_, _>>()?;
+                let len = read_len(buf, AWAITING_MAX)?;
+                let awaiting = (0..len).map(|_| u32::read(buf)).collect::<Result<_, _>>()?;
                 Ok(Request::Pull {
                     lease,
                     want,
                     reports,
                     held,
+                    awaiting,
                 })
             }
             4 => Ok(Request::Blob {
@@ -793,12 +816,14 @@ impl Write for Response {
                 tasks,
                 finished,
                 reveal,
+                accepted,
             } => {
                 3u8.write(buf);
                 stored.write(buf);
                 write_list(tasks, buf);
                 finished.write(buf);
                 write_list(reveal, buf);
+                accepted.write(buf);
             }
             Response::Claim(claim) => {
                 5u8.write(buf);
@@ -829,12 +854,18 @@ impl EncodeSize for Response {
             Response::Ack => 0,
             Response::Refused(reason) => text::encode_size(reason),
             Response::LeaseSigned(_) => 64,
-            Response::Tasks { tasks, reveal, .. } => {
+            Response::Tasks {
+                tasks,
+                reveal,
+                accepted,
+                ..
+            } => {
                 4 + 4
                     + tasks.iter().map(EncodeSize::encode_size).sum::<usize>()
                     + 1
                     + 4
                     + 4 * reveal.len()
+                    + accepted.encode_size()
             }
             Response::Claim(claim) => claim.encode_size(),
             Response::Snapshot(file) => file.encode_size(),
@@ -861,11 +892,13 @@ impl Read for Response {
                 let finished = bool::read(buf)?;
                 let len = read_len(buf, BATCH_MAX)?;
                 let reveal = (0..len).map(|_| u32::read(buf)).collect::<Result<_, _>>()?;
+                let accepted = Option::<Signed<Acceptance>>::read(buf)?;
                 Ok(Response::Tasks {
                     stored,
                     tasks,
                     finished,
                     reveal,
+                    accepted,
                 })
             }
             5 => Ok(Response::Claim(Signed::<TraceClaim>::read(buf)?)),
@@ -1049,6 +1082,7 @@ mod tests {
                     },
                 ],
                 held: vec![3, 9, 12],
+                awaiting: vec![2, 5],
             },
             Request::Blob {
                 id: ContentId::of(b"b"),
@@ -1101,6 +1135,18 @@ mod tests {
                 }],
                 finished: false,
                 reveal: vec![4, 8],
+                accepted: Some(Signed::sign(
+                    &Keypair::from_seed([2; 32]),
+                    cairn_ledger::ACCEPTANCE_NAMESPACE,
+                    cairn_ledger::Acceptance {
+                        lease: ContentId::of(b"lease"),
+                        results: vec![cairn_ledger::Accepted {
+                            task: 2,
+                            digest: ContentId::of(b"result"),
+                            fuel_used: 1_000,
+                        }],
+                    },
+                )),
             },
             Response::Claim(claim()),
             Response::Attestation(cairn_wire::Keypair::from_seed([3; 32]).sign(b"verdict")),
@@ -1172,6 +1218,7 @@ mod tests {
                 }],
                 finished: false,
                 reveal: Vec::new(),
+                accepted: None,
             };
             assert!(
                 response(to_bytes(&tasks)).is_err(),
@@ -1204,9 +1251,11 @@ mod tests {
             want: 1,
             reports: Vec::new(),
             held: Vec::new(),
+            awaiting: Vec::new(),
         });
-        // Claim more reports, or more tasks held, than a pull may carry.
-        for (from_end, max) in [(8, BATCH_MAX), (4, HELD_MAX)] {
+        // Claim more reports, tasks held or results awaiting acceptance
+        // than a pull may carry.
+        for (from_end, max) in [(12, BATCH_MAX), (8, HELD_MAX), (4, AWAITING_MAX)] {
             let mut claim = pull.clone();
             let at = claim.len() - from_end;
             claim[at..at + 4].copy_from_slice(&(max as u32 + 1).to_be_bytes());

@@ -6,10 +6,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cairn_ledger::{COMMIT_NAMESPACE, Commit, Opening};
+use cairn_ledger::{ACCEPTANCE_NAMESPACE, Acceptance, COMMIT_NAMESPACE, Commit, Lease, Opening};
 use cairn_proto::{self as proto, Assignment, Report, Response};
 use cairn_verify::{Commitment, Reveal};
-use cairn_wire::{ContentId, Keypair, Signed};
+use cairn_wire::{ContentId, Keypair, PublicKey, Signed};
 
 /// Longest wait between pulls when the requester has nothing to hand out.
 const IDLE_PULL_MS_MAX: u64 = 500;
@@ -56,6 +56,20 @@ pub struct Pull {
     /// Tasks handed out that this lease still has (see
     /// [`proto::Request::Pull`]).
     pub held: Vec<u32>,
+    /// Results delivered whose acceptance the requester has not yet sent.
+    pub awaiting: Vec<u32>,
+}
+
+/// A result the requester stored and has not yet accepted: what the
+/// provider would be paid for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Awaiting {
+    /// The task.
+    pub task: u64,
+    /// The result's digest.
+    pub digest: ContentId,
+    /// The fuel its receipt states.
+    pub fuel_used: u64,
 }
 
 /// What a lease keeps on disk, so a restarted provider reports (and
@@ -77,6 +91,22 @@ pub enum Write {
     },
     /// Forget `task`'s report: the requester has stored it.
     Forget(u64),
+    /// A delivered result waits for the requester's acceptance (restored
+    /// through [`LeaseWork::new`], so a restart asks for it again).
+    Awaiting(Awaiting),
+    /// The requester's acceptance of results that were awaiting it: what
+    /// pays the provider, by the requester's settlement or by the
+    /// provider's own claim on the ledger. Those results no longer await.
+    Accepted(Box<Signed<Acceptance>>),
+}
+
+/// What a lease kept on disk before a restart.
+#[derive(Clone, Debug, Default)]
+pub struct Stored {
+    /// Reports not yet acknowledged.
+    pub reports: Vec<Report>,
+    /// Results delivered and not yet accepted.
+    pub awaiting: Vec<Awaiting>,
 }
 
 /// Why no pull is due before some event.
@@ -91,6 +121,10 @@ enum Pause {
 /// The state of one lease's pulls.
 pub struct LeaseWork {
     slots: u32,
+    /// The lease's id.
+    lease: ContentId,
+    /// Who signs acceptances: the lease's requester.
+    requester: PublicKey,
     /// The lease's last height: answers are kept while it can be challenged.
     expires_height: u64,
     /// Signs commitments to sealed results.
@@ -104,6 +138,12 @@ pub struct LeaseWork {
     unsent: Vec<Report>,
     /// Results committed to and not yet revealed and acknowledged.
     sealed: BTreeMap<u64, Report>,
+    /// Results delivered and not yet accepted, by task.
+    awaiting: BTreeMap<u64, Awaiting>,
+    /// How many delivered results may await acceptance before no more
+    /// work is taken: the most this lease risks on a requester that stops
+    /// accepting.
+    credit: usize,
     /// Writes to make before the next pull.
     writes: Vec<Write>,
     /// Measured duration of a task, ms (a moving average).
@@ -120,24 +160,29 @@ pub struct LeaseWork {
 }
 
 impl LeaseWork {
-    /// A lease's work starting at `now`, from the reports persisted before a
-    /// restart (each sealed result is committed to again).
+    /// `lease`'s work starting at `now`, from what was persisted before a
+    /// restart (each sealed result is committed to again; the results that
+    /// awaited acceptance await it again).
     pub fn new(
+        lease: &Lease,
         slots: u32,
-        expires_height: u64,
         key: Keypair,
         failure: Option<String>,
-        stored: Vec<Report>,
+        stored: Stored,
         now: u64,
     ) -> Self {
         let mut work = Self {
             slots: slots.max(1),
-            expires_height,
+            lease: lease.id(),
+            requester: lease.requester,
+            expires_height: lease.expires_height,
             key,
             failure,
             withhold_reveals: false,
             unsent: Vec::new(),
             sealed: BTreeMap::new(),
+            awaiting: stored.awaiting.iter().map(|a| (a.task, *a)).collect(),
+            credit: proto::AWAITING_MAX,
             writes: Vec::new(),
             task_ms: PREFETCH_WORK_MS,
             running: BTreeSet::new(),
@@ -148,10 +193,22 @@ impl LeaseWork {
             pause: None,
             done: false,
         };
-        for report in stored {
+        for report in stored.reports {
             work.queue(report);
         }
         work
+    }
+
+    /// Takes no more work while `credit` delivered results await
+    /// acceptance (at most [`proto::AWAITING_MAX`]).
+    pub fn with_credit(mut self, credit: usize) -> Self {
+        self.credit = credit.clamp(1, proto::AWAITING_MAX);
+        self
+    }
+
+    /// Results delivered and not yet accepted.
+    pub fn awaiting(&self) -> usize {
+        self.awaiting.len()
     }
 
     /// Never reveal a sealed result (a staller, for tests).
@@ -217,7 +274,13 @@ impl LeaseWork {
         }
         let capacity = self.capacity();
         let running = self.running.len() as u32;
-        let want = capacity.saturating_sub(running);
+        // A requester that stops accepting what it was given gets no more
+        // until it does: the provider risks at most its credit.
+        let want = if self.awaiting.len() >= self.credit {
+            0
+        } else {
+            capacity.saturating_sub(running)
+        };
         // Pull when a slot could go idle or half the prefetch is free;
         // otherwise let reports gather a little so one request and one
         // commit carry many of them. A busy provider still checks in now and
@@ -270,6 +333,12 @@ impl LeaseWork {
             reports,
             grants,
             held: held.into_iter().take(proto::HELD_MAX).collect(),
+            awaiting: self
+                .awaiting
+                .keys()
+                .filter_map(|&task| u32::try_from(task).ok())
+                .take(proto::AWAITING_MAX)
+                .collect(),
         })
     }
 
@@ -284,13 +353,14 @@ impl LeaseWork {
         mut admit: impl FnMut(&Assignment) -> bool,
     ) -> Vec<Assignment> {
         let sent = self.in_flight.take().unwrap_or(0);
-        let (stored, tasks, finished, reveal) = match answer {
+        let (stored, tasks, finished, reveal, accepted) = match answer {
             Ok(Response::Tasks {
                 stored,
                 tasks,
                 finished,
                 reveal,
-            }) => (stored, tasks, finished, reveal),
+                accepted,
+            }) => (stored, tasks, finished, reveal, accepted),
             Ok(Response::Refused(_)) => {
                 // Nothing more will be taken; what runs is still reported.
                 if self.running.is_empty() {
@@ -320,6 +390,30 @@ impl LeaseWork {
                 self.sealed.remove(&report.task());
                 self.writes.push(Write::Forget(report.task()));
             }
+            if let Report::Revealed { receipt, .. } = &report {
+                let r = receipt.payload_unchecked();
+                let awaiting = Awaiting {
+                    task: r.task,
+                    digest: r.digest,
+                    fuel_used: r.fuel_used,
+                };
+                self.awaiting.insert(r.task, awaiting);
+                self.writes.push(Write::Awaiting(awaiting));
+            }
+        }
+        if let Some(acceptance) = accepted {
+            self.accepted(acceptance);
+        }
+        if finished && !self.awaiting.is_empty() && self.unsent.is_empty() {
+            // The job is over and these were never accepted: nothing will
+            // pay for them (a requester that stops accepting costs this
+            // lease at most its credit).
+            tracing::warn!(
+                lease = %self.lease.short(),
+                results = self.awaiting.len(),
+                "the job ended with results delivered and never accepted"
+            );
+            self.awaiting.clear();
         }
         if !self.withhold_reveals {
             for task in reveal {
@@ -364,6 +458,38 @@ impl LeaseWork {
             .collect();
         self.running.extend(taken.iter().map(|a| a.task));
         taken
+    }
+}
+
+impl LeaseWork {
+    /// Keeps an acceptance that is the lease's requester's, about this
+    /// lease, and names only results awaiting it as delivered (digest and
+    /// fuel): the ledger pays exactly what it names. Anything else is
+    /// ignored, and what awaited still awaits.
+    fn accepted(&mut self, acceptance: Signed<Acceptance>) {
+        if acceptance.signer() != self.requester {
+            tracing::warn!(lease = %self.lease.short(), "an acceptance not signed by the requester");
+            return;
+        }
+        let Ok(a) = acceptance.verify(ACCEPTANCE_NAMESPACE) else {
+            tracing::warn!(lease = %self.lease.short(), "an acceptance with a bad signature");
+            return;
+        };
+        let matches = a.lease == self.lease
+            && !a.results.is_empty()
+            && a.results.iter().all(|r| {
+                self.awaiting
+                    .get(&r.task)
+                    .is_some_and(|w| (w.digest, w.fuel_used) == (r.digest, r.fuel_used))
+            });
+        if !matches {
+            tracing::warn!(lease = %self.lease.short(), "an acceptance of results not delivered as named");
+            return;
+        }
+        for r in &a.results {
+            self.awaiting.remove(&r.task);
+        }
+        self.writes.push(Write::Accepted(Box::new(acceptance)));
     }
 }
 

@@ -13,8 +13,8 @@ mod job;
 use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_ledger::{
-    COMMIT_NAMESPACE, Commit, Evidence, Lease, OPENING_NAMESPACE, RECEIPT_NAMESPACE, Receipt,
-    TxKind,
+    ACCEPTANCE_NAMESPACE, Acceptance, Accepted, COMMIT_NAMESPACE, Commit, Evidence, Lease,
+    OPENING_NAMESPACE, RECEIPT_NAMESPACE, Receipt, TxKind,
 };
 use cairn_market::{
     Auction, Bid, BidRejection, Candidate, ORDER_NAMESPACE, Order, Outcome, Rng, SelectionParams,
@@ -328,6 +328,9 @@ pub struct Asked {
     /// while the provider's retry was answered must not take back what the
     /// retry handed out.
     pub received_ms: u64,
+    /// Results the provider delivered and holds no acceptance for (see
+    /// [`proto::Request::Pull`]).
+    pub awaiting: Vec<u32>,
 }
 
 /// Why a pull was refused.
@@ -434,7 +437,7 @@ impl RequesterCore {
             stalled: None,
             unstored: 0,
             cancel_unstored: false,
-            unsettled: Vec::new(),
+            payable: BTreeMap::new(),
             settled: 0,
             rerun: false,
             misstated: Vec::new(),
@@ -471,7 +474,8 @@ impl RequesterCore {
             && let Ok(bytes) = cairn_wire::parse_hex(&record.receipt, "receipt")
             && let Ok(receipt) = Signed::<Receipt>::from_bytes(&bytes, &())
         {
-            j.unsettled.push(receipt);
+            let r = receipt.payload_unchecked();
+            j.payable.insert((r.lease, r.task), receipt);
         }
         Ok(())
     }
@@ -744,7 +748,7 @@ impl RequesterCore {
                 }
             }
             Phase::Settling => {
-                settle = Some(std::mem::take(&mut job.unsettled));
+                settle = Some(job.payable.values().cloned().collect());
                 job.phase = Phase::Done;
                 job.finished_ms = Some(now);
             }
@@ -1072,6 +1076,7 @@ impl RequesterCore {
             want,
             ref held,
             received_ms,
+            ref awaiting,
         } = *asked;
         let Checked {
             commits,
@@ -1221,6 +1226,36 @@ impl RequesterCore {
         // Even a provider dropped from the queue stays until the job is
         // done: it may still have to reveal, or to answer a dispute.
         let finished = matches!(job.phase, Phase::Settling | Phase::Done);
+        // What the provider delivered and this job accepted for good (in a
+        // job that asks for approval: approved, or its window over), signed
+        // so that the provider is paid for it even if this requester never
+        // settles. A pull that still names a result gets it signed again:
+        // an answer lost on the way costs nothing.
+        let results: Vec<Accepted> = awaiting
+            .iter()
+            .filter_map(|&task| {
+                let receipt = job.payable.get(&(*lease, u64::from(task)))?;
+                let decided = job.approval_window_ms().is_none()
+                    || job.record.approved.contains(&task)
+                    || finished;
+                let r = receipt.payload_unchecked();
+                decided.then_some(Accepted {
+                    task: r.task,
+                    digest: r.digest,
+                    fuel_used: r.fuel_used,
+                })
+            })
+            .collect();
+        let accepted = (!results.is_empty()).then(|| {
+            Signed::sign(
+                &self.key,
+                ACCEPTANCE_NAMESPACE,
+                Acceptance {
+                    lease: *lease,
+                    results,
+                },
+            )
+        });
         // What it reported may finish the job or free work to hand out.
         effects.wake.insert(job_id);
         let response = Response::Tasks {
@@ -1228,6 +1263,7 @@ impl RequesterCore {
             tasks: assignments,
             finished,
             reveal,
+            accepted,
         };
         Ok((response, effects))
     }
@@ -1272,7 +1308,7 @@ impl RequesterCore {
                             accepted.get_or_insert((r.digest, r.fuel_used));
                             // Every provider that returned the accepted
                             // result is paid for it.
-                            job.unsettled.push(revealed.receipt);
+                            job.payable.insert((r.lease, r.task), revealed.receipt);
                             record.get_or_insert(revealed.record);
                         }
                     }
@@ -1328,7 +1364,7 @@ impl RequesterCore {
                         job.sched
                             .drop_provider(&provider, &format!("convicted: {offence:?}"));
                         // Nothing it returned in a job still open is paid.
-                        job.unsettled.retain(|r| r.signer() != provider);
+                        job.payable.retain(|_, r| r.signer() != provider);
                     }
                     if let Some(job) = self.jobs.get_mut(&task.0) {
                         job.replicas.convicted.insert(provider);
@@ -1356,7 +1392,7 @@ impl RequesterCore {
                 Action::Clawback { provider, tasks } => {
                     for task in tasks {
                         if let Some(job) = self.jobs.get_mut(&task.0) {
-                            job.unsettled.retain(|r| {
+                            job.payable.retain(|_, r| {
                                 r.signer() != provider
                                     || r.payload_unchecked().task != u64::from(task.1)
                             });
@@ -1507,8 +1543,8 @@ impl RequesterCore {
                 "result rejected by its requester; run again by others"
             );
         }
-        job.unsettled
-            .retain(|r| !unpaid.contains(&(r.payload_unchecked().task, r.signer())));
+        job.payable
+            .retain(|_, r| !unpaid.contains(&(r.payload_unchecked().task, r.signer())));
         if !reject.is_empty() {
             job.rerun = true;
             if matches!(job.phase, Phase::Approving { .. }) {
@@ -1582,8 +1618,7 @@ impl RequesterCore {
         // A result accepted and then disputed is not final: not paid, not
         // kept.
         for task in cancelled.withdrawn {
-            job.unsettled
-                .retain(|r| r.payload_unchecked().task != u64::from(task));
+            job.payable.retain(|&(_, t), _| t != u64::from(task));
             effects.writes.push(Write::ForgetResult { job: *id, task });
         }
         let disputes = cancelled.disputes;

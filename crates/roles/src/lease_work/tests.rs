@@ -1,7 +1,9 @@
 //! A lease's pull loop, driven by hand: every decision the shell used to
 //! make between awaits, checked without a network or a clock.
 
-use cairn_ledger::{OPENING_NAMESPACE, RECEIPT_NAMESPACE, Receipt};
+use cairn_ledger::{
+    ACCEPTANCE_NAMESPACE, Acceptance, OPENING_NAMESPACE, RECEIPT_NAMESPACE, Receipt,
+};
 
 use super::*;
 use cairn_proto::{FileRef, StreamRef};
@@ -10,12 +12,34 @@ fn key() -> Keypair {
     Keypair::from_seed([3; 32])
 }
 
+fn requester() -> Keypair {
+    Keypair::from_seed([4; 32])
+}
+
+fn terms() -> Lease {
+    Lease {
+        job: ContentId::of(b"job"),
+        requester: requester().public(),
+        provider: key().public(),
+        price_ucairn_per_gfuel: 1_000,
+        fuel_per_task_max: 1_000_000,
+        expires_height: 100,
+    }
+}
+
 fn lease() -> ContentId {
-    ContentId::of(b"lease")
+    terms().id()
 }
 
 fn work(slots: u32) -> LeaseWork {
-    LeaseWork::new(slots, 100, key(), None, Vec::new(), 0)
+    LeaseWork::new(&terms(), slots, key(), None, Stored::default(), 0)
+}
+
+fn reports(reports: Vec<Report>) -> Stored {
+    Stored {
+        reports,
+        awaiting: Vec::new(),
+    }
 }
 
 fn task(index: u32) -> Assignment {
@@ -33,6 +57,7 @@ fn tasks(answer_tasks: Vec<Assignment>) -> Result<Response, String> {
         tasks: answer_tasks,
         finished: false,
         reveal: Vec::new(),
+        accepted: None,
     })
 }
 
@@ -180,6 +205,7 @@ fn a_result_is_sent_sealed_persisted_first_and_revealed_only_when_asked() {
         tasks: Vec::new(),
         finished: false,
         reveal: vec![7],
+        accepted: None,
     });
     assert!(work.answered(2, p.want, answer, |_| true).is_empty());
     let p = pull(&mut work, 3);
@@ -188,17 +214,156 @@ fn a_result_is_sent_sealed_persisted_first_and_revealed_only_when_asked() {
     };
     // What it names becomes fetchable by the requester.
     assert_eq!(p.grants.len(), 3);
-    // Stored: forgotten, and its persisted report deleted.
+    // Stored: forgotten, its persisted report deleted, and kept instead
+    // as awaiting acceptance (here the job ends without one).
     let answer = Ok(Response::Tasks {
         stored: 1,
         tasks: Vec::new(),
         finished: true,
         reveal: Vec::new(),
+        accepted: None,
     });
     work.answered(4, p.want, answer, |_| true);
     assert!(held(&work).is_empty());
-    assert_eq!(work.writes, [Write::Forget(7)]);
+    assert_eq!(
+        work.writes,
+        [Write::Forget(7), Write::Awaiting(awaiting(7))]
+    );
     assert!(matches!(work.next(5), Next::Done));
+}
+
+/// What task `index`'s result (see [`result`]) waits to be accepted for.
+fn awaiting(index: u32) -> Awaiting {
+    Awaiting {
+        task: u64::from(index),
+        digest: ContentId::of(&index.to_be_bytes()),
+        fuel_used: 1,
+    }
+}
+
+/// `signer`'s acceptance of `results` under `lease`.
+fn acceptance(signer: &Keypair, lease: ContentId, results: &[Awaiting]) -> Signed<Acceptance> {
+    Signed::sign(
+        signer,
+        ACCEPTANCE_NAMESPACE,
+        Acceptance {
+            lease,
+            results: results
+                .iter()
+                .map(|a| cairn_ledger::Accepted {
+                    task: a.task,
+                    digest: a.digest,
+                    fuel_used: a.fuel_used,
+                })
+                .collect(),
+        },
+    )
+}
+
+/// Runs task `index` through to a delivered result the requester stored.
+fn deliver(work: &mut LeaseWork, index: u32, now: u64) {
+    let p = pull(work, now);
+    assert!(p.want > 0, "no work taken at {now}");
+    work.answered(now, p.want, tasks(vec![task(index)]), |_| true);
+    work.finished(result(index), 1.0);
+    let p = pull(work, now + 20);
+    let reveal = Ok(Response::Tasks {
+        stored: 1,
+        tasks: Vec::new(),
+        finished: false,
+        reveal: vec![index],
+        accepted: None,
+    });
+    work.answered(now + 20, p.want, reveal, |_| true);
+    let p = pull(work, now + 40);
+    let stored = Ok(Response::Tasks {
+        stored: 1,
+        tasks: Vec::new(),
+        finished: false,
+        reveal: Vec::new(),
+        accepted: None,
+    });
+    work.answered(now + 40, p.want, stored, |_| true);
+}
+
+/// A `withholding` requester that takes results and never accepts them
+/// gets no more than the lease's credit of them; acceptances that are not
+/// the requester's, not this lease's, or name other fuel are ignored; the
+/// requester's own is kept, and frees the credit.
+#[test]
+fn delivered_results_await_acceptance_and_a_requester_that_withholds_it_gets_no_more_than_the_credit()
+ {
+    let mut work = work(1).with_credit(2);
+    deliver(&mut work, 7, 0);
+    deliver(&mut work, 8, 1_000);
+    assert_eq!(work.awaiting(), 2);
+    let p = pull(&mut work, 2_000);
+    assert_eq!(p.want, 0, "the credit is used up");
+    assert_eq!(p.awaiting, [7, 8]);
+    assert!(
+        p.writes.iter().any(|w| *w == Write::Awaiting(awaiting(8))),
+        "{:?}",
+        p.writes
+    );
+
+    let inflated = Awaiting {
+        fuel_used: 2,
+        ..awaiting(7)
+    };
+    for (why, bad) in [
+        (
+            "signed by the provider",
+            acceptance(&key(), lease(), &[awaiting(7)]),
+        ),
+        (
+            "another lease",
+            acceptance(&requester(), ContentId::of(b"other"), &[awaiting(7)]),
+        ),
+        ("other fuel", acceptance(&requester(), lease(), &[inflated])),
+        (
+            "a result not delivered",
+            acceptance(&requester(), lease(), &[awaiting(7), awaiting(9)]),
+        ),
+    ] {
+        let answer = Ok(Response::Tasks {
+            stored: 0,
+            tasks: Vec::new(),
+            finished: false,
+            reveal: Vec::new(),
+            accepted: Some(bad),
+        });
+        work.answered(2_001, 0, answer, |_| true);
+        assert_eq!(work.awaiting(), 2, "{why}: taken as an acceptance");
+        assert!(
+            !work.writes.iter().any(|w| matches!(w, Write::Accepted(_))),
+            "{why}: kept"
+        );
+    }
+
+    // The requester's acceptance of task 7: kept, and one result of credit
+    // is free again.
+    let good = acceptance(&requester(), lease(), &[awaiting(7)]);
+    let answer = Ok(Response::Tasks {
+        stored: 0,
+        tasks: Vec::new(),
+        finished: false,
+        reveal: Vec::new(),
+        accepted: Some(good.clone()),
+    });
+    work.answered(2_002, 0, answer, |_| true);
+    assert_eq!(work.awaiting(), 1);
+    let p = pull(&mut work, 3_000);
+    assert!(p.want > 0);
+    assert_eq!(p.awaiting, [8]);
+    assert!(p.writes.contains(&Write::Accepted(Box::new(good))));
+
+    // A restart asks again for what still awaited.
+    let stored = Stored {
+        reports: Vec::new(),
+        awaiting: vec![awaiting(8)],
+    };
+    let mut restarted = LeaseWork::new(&terms(), 1, key(), None, stored, 5_000);
+    assert_eq!(pull(&mut restarted, 5_000).awaiting, [8]);
 }
 
 #[test]
@@ -213,6 +378,7 @@ fn a_staller_never_reveals() {
         tasks: Vec::new(),
         finished: false,
         reveal: vec![1],
+        accepted: None,
     });
     work.answered(2, p.want, answer, |_| true);
     let p = pull(&mut work, 1_000);
@@ -240,12 +406,13 @@ fn a_pull_names_every_task_held_running_or_unacknowledged_and_no_other() {
         tasks: vec![task(9), task(10)],
         finished: false,
         reveal: Vec::new(),
+        accepted: None,
     });
     work.answered(4 + RETRY_MS, retry.want, answer, |t| t.task != 10);
     work.finished(result(8), 50.0);
     assert_eq!(pull(&mut work, 1_000 + HEARTBEAT_MS).held, [8, 9]);
     // After a restart only what was stored is held: what ran is gone.
-    let restarted = LeaseWork::new(2, 100, key(), None, vec![result(8)], 5_000);
+    let restarted = LeaseWork::new(&terms(), 2, key(), None, reports(vec![result(8)]), 5_000);
     assert_eq!(pull(&mut { restarted }, 5_000).held, [8]);
 }
 
@@ -258,7 +425,7 @@ fn a_restarted_lease_commits_again_to_what_it_had_sealed() {
             reason: "no input".into(),
         },
     ];
-    let mut work = LeaseWork::new(1, 100, key(), None, stored, 0);
+    let mut work = LeaseWork::new(&terms(), 1, key(), None, reports(stored), 0);
     let p = pull(&mut work, 0);
     assert!(matches!(
         p.reports.as_slice(),
@@ -279,7 +446,14 @@ fn a_changed_task_handed_out_again_is_not_run() {
 
 #[test]
 fn a_lease_that_could_not_prepare_hands_every_task_back_as_failed() {
-    let mut work = LeaseWork::new(2, 100, key(), Some("no module".into()), Vec::new(), 0);
+    let mut work = LeaseWork::new(
+        &terms(),
+        2,
+        key(),
+        Some("no module".into()),
+        Stored::default(),
+        0,
+    );
     let p = pull(&mut work, 0);
     assert_eq!(p.want, 0);
     assert!(
@@ -295,6 +469,7 @@ fn a_lease_that_could_not_prepare_hands_every_task_back_as_failed() {
         tasks: Vec::new(),
         finished: false,
         reveal: Vec::new(),
+        accepted: None,
     });
     work.answered(2, p.want, answer, |_| true);
     assert!(matches!(work.next(3), Next::Done));
@@ -331,6 +506,7 @@ fn an_empty_answer_backs_off_doubling_up_to_the_idle_maximum() {
         tasks: Vec::new(),
         finished: false,
         reveal: Vec::new(),
+        accepted: None,
     });
     work.answered(now, p.want, stored, |_| true);
     assert!(matches!(work.next(now), Next::Wait(Some(at)) if at == now + 5));

@@ -124,8 +124,11 @@ pub struct Job {
     /// the job does not settle until it is, so the settled record, written
     /// later, is the one kept.
     pub(super) cancel_unstored: bool,
-    /// Receipts of accepted results, not yet settled.
-    pub unsettled: Vec<Signed<Receipt>>,
+    /// Receipts of accepted results, by (lease, task): what the job pays
+    /// for, by its settlement or by its providers' claims on the
+    /// acceptances signed from it (kept after the settlement, so a
+    /// provider that asks again still gets its acceptance).
+    pub payable: BTreeMap<(ContentId, u64), Signed<Receipt>>,
     /// Receipts refused because their report stated another result, kept
     /// until their task is decided (see [`MISSTATED_MAX`]).
     pub(super) misstated: Vec<(Signed<Receipt>, cairn_wire::ResultManifest)>,

@@ -148,6 +148,7 @@ fn pull_holding(
         want,
         held: held.to_vec(),
         received_ms: now,
+        awaiting: Vec::new(),
     };
     let (response, effects) = core
         .pulled(
@@ -162,6 +163,39 @@ fn pull_holding(
         panic!("a pull is answered with tasks");
     };
     (tasks.iter().map(|a| a.task).collect(), reveal, effects)
+}
+
+/// What `key`, having delivered `awaiting` on `lease`, is handed as their
+/// acceptance at `now`: the (task, fuel) pairs it names, checked signed by
+/// the requester for this lease.
+fn acceptance_of(
+    core: &mut RequesterCore,
+    key: &Keypair,
+    lease: &Lease,
+    awaiting: &[u32],
+    now: u64,
+) -> Vec<(u64, u64)> {
+    let (job, tasks) = core.lease_job(&lease.id()).unwrap();
+    let checked = check_reports(key.public(), lease.id(), tasks, Streams::Result, Vec::new());
+    let asked = Asked {
+        awaiting: awaiting.to_vec(),
+        ..Asked::default()
+    };
+    let (response, _) = core
+        .pulled(now, (&job, &lease.id(), key.public()), &asked, checked, 0)
+        .unwrap();
+    let Response::Tasks { accepted, .. } = response else {
+        panic!("a pull is answered with tasks");
+    };
+    let Some(accepted) = accepted else {
+        return Vec::new();
+    };
+    assert_eq!(accepted.signer(), Keypair::from_seed([1; 32]).public());
+    let a = accepted
+        .verify(ACCEPTANCE_NAMESPACE)
+        .expect("signed by the requester");
+    assert_eq!(a.lease, lease.id());
+    a.results.iter().map(|r| (r.task, r.fuel_used)).collect()
 }
 
 /// The result of `task` with `fuel_used`: its manifest.
@@ -522,6 +556,13 @@ fn a_result_committed_then_revealed_is_kept_and_its_receipt_settled() {
     assert_eq!(core.status(&job, T1 + 4).unwrap().done, 0);
     assert!(core.stored(&effects.writes).contains(&job));
     assert_eq!(core.status(&job, T1 + 4).unwrap().done, 1);
+    // Its provider, naming it as awaiting acceptance, is handed the
+    // requester's signed acceptance: what it can be paid on without the
+    // requester. A task it did not deliver is not in it.
+    assert_eq!(
+        acceptance_of(&mut core, &a, lease, &[0, 3], T1 + 4),
+        [(0, 500)]
+    );
 
     let step = core.step(&job, T1 + 4).unwrap();
     let receipts = step.settle.expect("the job is finished and settles");
@@ -529,6 +570,11 @@ fn a_result_committed_then_revealed_is_kept_and_its_receipt_settled() {
     assert_eq!(receipts[0].signer(), a.public());
     let record = core.settled(&job, 1, &[]).unwrap();
     assert!(record.settled);
+    // Asked again after the settlement (an answer lost), it is signed again.
+    assert_eq!(
+        acceptance_of(&mut core, &a, lease, &[0], T1 + 5),
+        [(0, 500)]
+    );
     assert!(
         core.step(&job, T1 + 5).is_none(),
         "a settled job's driver stops"
@@ -640,6 +686,7 @@ fn a_pull_answered_late_takes_back_nothing_handed_out_after_it_arrived() {
         want: 0,
         held: Vec::new(),
         received_ms: T1 + 2,
+        awaiting: Vec::new(),
     };
     let checked = check_reports(a.public(), lease.id(), 8, Streams::Result, Vec::new());
     core.pulled(T1 + 4, (&job, &lease.id(), a.public()), &stale, checked, 0)
@@ -1161,6 +1208,7 @@ fn a_cancelled_job_pays_what_it_accepted_gives_up_the_rest_and_releases_its_prov
         want: 1,
         held: Vec::new(),
         received_ms: T1 + 5,
+        awaiting: Vec::new(),
     };
     let step = core.step(&job, T1 + 5).unwrap();
     assert!(
@@ -1281,6 +1329,10 @@ fn an_approval_job_pays_what_is_approved_and_runs_what_is_rejected_again_elsewhe
     let step = core.step(&job, T1 + 30).unwrap();
     assert!(step.settle.is_none(), "nothing is paid before it is judged");
     assert!(
+        acceptance_of(&mut core, &a, lease_a, &[0], T1 + 30).is_empty(),
+        "nothing is accepted for good before it is judged"
+    );
+    assert!(
         step.next_deadline_ms
             .is_some_and(|at| at <= T1 + 30 + 600_000)
     );
@@ -1323,6 +1375,11 @@ fn an_approval_job_pays_what_is_approved_and_runs_what_is_rejected_again_elsewhe
         ),
         (cairn_api::JobState::Running, 1, 1, Some(1), Some(1))
     );
+    assert_eq!(
+        acceptance_of(&mut core, &a, lease_a, &[0], T1 + 40),
+        [(0, 500)]
+    );
+    assert!(acceptance_of(&mut core, &b, lease_b, &[1], T1 + 40).is_empty());
     // Not again to the provider whose result was rejected.
     let (tasks, _, _) = pull(&mut core, &b, lease_b, 1, Vec::new(), T1 + 50);
     assert!(tasks.is_empty(), "{tasks:?}");
