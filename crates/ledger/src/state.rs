@@ -271,6 +271,11 @@ impl State {
             .sum()
     }
 
+    /// What the provider of `lease` was paid for `task`, if it was paid.
+    pub fn paid(&self, lease: &ContentId, task: u64) -> Option<Amount> {
+        self.settled.get(&(*lease, task)).copied()
+    }
+
     /// Protocol fees collected.
     pub fn fee_pool(&self) -> Amount {
         self.fee_pool

@@ -370,12 +370,7 @@ fn verify_inner(kind: &TxKind) -> Result<(), TxError> {
             lease,
             provider_signature,
         } => {
-            let mut bytes = Vec::new();
-            lease.write(&mut bytes);
-            if !lease
-                .provider
-                .verify(&lease_signing_bytes(&bytes), provider_signature)
-            {
+            if !lease.signed_by_provider(provider_signature) {
                 return Err(TxError::BadSignature(
                     "the provider's signature over the lease".into(),
                 ));
@@ -467,6 +462,15 @@ impl Lease {
         let mut bytes = Vec::new();
         self.write(&mut bytes);
         provider.sign(&lease_signing_bytes(&bytes))
+    }
+
+    /// Whether `signature` is the lease's provider agreeing to it: what
+    /// the ledger checks before it records the lease.
+    pub fn signed_by_provider(&self, signature: &Signature) -> bool {
+        let mut bytes = Vec::new();
+        self.write(&mut bytes);
+        self.provider
+            .verify(&lease_signing_bytes(&bytes), signature)
     }
 }
 

@@ -156,6 +156,9 @@ pub struct LeaseWork {
     last_answer: u64,
     last_pull: u64,
     pause: Option<Pause>,
+    /// The job ended with results awaiting acceptance: one last pull asks
+    /// for it.
+    last_ask: bool,
     done: bool,
 }
 
@@ -191,6 +194,7 @@ impl LeaseWork {
             last_answer: now,
             last_pull: 0,
             pause: None,
+            last_ask: false,
             done: false,
         };
         for report in stored.reports {
@@ -209,6 +213,12 @@ impl LeaseWork {
     /// Results delivered and not yet accepted.
     pub fn awaiting(&self) -> usize {
         self.awaiting.len()
+    }
+
+    /// The writes not yet handed out with a pull: what a lease that is
+    /// over still has to keep (its last acceptance).
+    pub fn take_writes(&mut self) -> Vec<Write> {
+        std::mem::take(&mut self.writes)
     }
 
     /// Never reveal a sealed result (a staller, for tests).
@@ -404,17 +414,6 @@ impl LeaseWork {
         if let Some(acceptance) = accepted {
             self.accepted(acceptance);
         }
-        if finished && !self.awaiting.is_empty() && self.unsent.is_empty() {
-            // The job is over and these were never accepted: nothing will
-            // pay for them (a requester that stops accepting costs this
-            // lease at most its credit).
-            tracing::warn!(
-                lease = %self.lease.short(),
-                results = self.awaiting.len(),
-                "the job ended with results delivered and never accepted"
-            );
-            self.awaiting.clear();
-        }
         if !self.withhold_reveals {
             for task in reveal {
                 let task = u64::from(task);
@@ -427,7 +426,25 @@ impl LeaseWork {
                 }
             }
         }
-        if finished && self.running.is_empty() && self.unsent.is_empty() {
+        if finished && !self.awaiting.is_empty() && self.unsent.is_empty() {
+            if self.last_ask {
+                // Asked once more after the job ended, and still not
+                // accepted: nothing will pay for them (a requester that
+                // stops accepting costs this lease at most its credit).
+                tracing::warn!(
+                    lease = %self.lease.short(),
+                    results = self.awaiting.len(),
+                    "the job ended with results delivered and never accepted"
+                );
+                self.awaiting.clear();
+            } else {
+                // Some may have been stored by this very answer: one more
+                // pull names them.
+                self.last_ask = true;
+            }
+        }
+        if finished && self.running.is_empty() && self.unsent.is_empty() && self.awaiting.is_empty()
+        {
             self.done = true;
             return Vec::new();
         }
@@ -475,19 +492,35 @@ impl LeaseWork {
             tracing::warn!(lease = %self.lease.short(), "an acceptance with a bad signature");
             return;
         };
+        // What this lease returned for a task: delivered and awaiting, or
+        // sealed (a restart committed to it again after it was accepted).
+        let returned = |task: u64| -> Option<(ContentId, u64)> {
+            if let Some(w) = self.awaiting.get(&task) {
+                return Some((w.digest, w.fuel_used));
+            }
+            match self.sealed.get(&task) {
+                Some(Report::Revealed { receipt, .. }) => {
+                    let r = receipt.payload_unchecked();
+                    Some((r.digest, r.fuel_used))
+                }
+                _ => None,
+            }
+        };
         let matches = a.lease == self.lease
             && !a.results.is_empty()
-            && a.results.iter().all(|r| {
-                self.awaiting
-                    .get(&r.task)
-                    .is_some_and(|w| (w.digest, w.fuel_used) == (r.digest, r.fuel_used))
-            });
+            && a.results
+                .iter()
+                .all(|r| returned(r.task) == Some((r.digest, r.fuel_used)));
         if !matches {
-            tracing::warn!(lease = %self.lease.short(), "an acceptance of results not delivered as named");
+            tracing::warn!(lease = %self.lease.short(), "an acceptance of results not returned as named");
             return;
         }
         for r in &a.results {
             self.awaiting.remove(&r.task);
+            if self.sealed.remove(&r.task).is_some() {
+                // Accepted: it will not be asked for again.
+                self.writes.push(Write::Forget(r.task));
+            }
         }
         self.writes.push(Write::Accepted(Box::new(acceptance)));
     }

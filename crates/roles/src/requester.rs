@@ -429,6 +429,7 @@ impl RequesterCore {
             reason: None,
             auctions: 0,
             leases: BTreeMap::new(),
+            unsigned: BTreeSet::new(),
             first_task_ms: None,
             finished_ms: None,
             last_pull_ms: now,
@@ -844,10 +845,22 @@ impl RequesterCore {
                 now,
             );
             job.leases.insert(lease.id(), lease.provider);
+            job.unsigned.insert(lease.id());
             self.leases.insert(lease.id(), *id);
             offers.leases.push((lease, winner.slots));
         }
         Some(offers)
+    }
+
+    /// The provider of `lease`, offered for job `id`, signed it: the
+    /// shell records it on the ledger, and work may be handed out on it.
+    /// Until then a pull on it gets none (it used to: a signature lost on
+    /// the way left accepted results under a lease the ledger never
+    /// recorded, which no settlement or claim can pay).
+    pub fn lease_signed(&mut self, id: &ContentId, lease: &ContentId) {
+        if let Some(job) = self.jobs.get_mut(id) {
+            job.unsigned.remove(lease);
+        }
     }
 
     /// Undoes the registration of a lease offer that came to nothing (the
@@ -868,6 +881,7 @@ impl RequesterCore {
             return Effects::default();
         };
         job.leases.remove(&lease.id());
+        job.unsigned.remove(&lease.id());
         if !newcomer {
             return Effects::default();
         }
@@ -1094,6 +1108,16 @@ impl RequesterCore {
         if job.leases.get(lease) != Some(&sender) {
             return Err(PullRefused::NotYours);
         }
+        // Results this very pull delivers may be accepted by it, and a
+        // provider restarted from its disk commits again to results that
+        // were accepted before its crash: their acceptance goes with the
+        // answer (the last answer of a job says it is finished, and no
+        // pull follows it).
+        let delivered: Vec<u32> = reveals
+            .iter()
+            .map(|r| r.record.task)
+            .chain(commits.iter().map(|c| c.payload_unchecked().task as u32))
+            .collect();
         let verifier = &mut self.verifier;
         let misreported = !misstated.is_empty();
         let room = MISSTATED_MAX.saturating_sub(job.misstated.len());
@@ -1194,6 +1218,11 @@ impl RequesterCore {
         }
         let mut effects = self.apply(touched, actions);
         let job = self.jobs.get_mut(&job_id).expect("held above");
+        let want = if job.unsigned.contains(lease) {
+            0
+        } else {
+            want
+        };
         let tasks = match job.sched.pull(&sender, want, now) {
             Ok(tasks) => tasks,
             Err(refused) => {
@@ -1233,6 +1262,9 @@ impl RequesterCore {
         // an answer lost on the way costs nothing.
         let results: Vec<Accepted> = awaiting
             .iter()
+            .chain(&delivered)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
             .filter_map(|&task| {
                 let receipt = job.payable.get(&(*lease, u64::from(task)))?;
                 let decided = job.approval_window_ms().is_none()

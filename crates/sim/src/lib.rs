@@ -19,14 +19,17 @@
 //! to validators (no case, so no slash: the liar goes unpaid and banned).
 //! Providers bid with the node's core ([`Bidder`]): the default pricing
 //! policy, busy meaning tasks running now, and orders seen while busy bid
-//! on again once idle.
+//! on again once idle. Some requesters may withhold payment: they take
+//! every result and close their escrow instead of settling; providers are
+//! paid anyway, by claiming on the ledger the acceptances their pulls were
+//! answered with.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use cairn_job::VerifyPolicy;
 use cairn_ledger::{
-    Capabilities, Genesis, Lease, OPENING_NAMESPACE, Opening, RECEIPT_NAMESPACE, Receipt, State,
-    TxBody, TxKind, admit,
+    ACCEPTANCES_PER_CLAIM_MAX, Acceptance, Capabilities, Genesis, Lease, OPENING_NAMESPACE,
+    Opening, RECEIPT_NAMESPACE, Receipt, SettleOutcome, State, TxBody, TxKind, admit,
 };
 use cairn_market::{BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, Rng, ScalePricing};
 use cairn_proto::{
@@ -34,7 +37,7 @@ use cairn_proto::{
     SubmittedTask,
 };
 use cairn_roles::bidder::{Answer, Bidder};
-use cairn_roles::lease_work::{self, LeaseWork, Next};
+use cairn_roles::lease_work::{self, Awaiting, LeaseWork, Next, Stored};
 use cairn_roles::requester::{
     Arrival, Asked, Effects, Finding, JobRecord, RequesterCore, Streams, Write, check_reports,
 };
@@ -99,6 +102,9 @@ pub struct Config {
     pub down_ms: u64,
     /// Simulated time after which the run gives up.
     pub horizon_ms: u64,
+    /// Requesters (the first ones) that withhold payment: they never
+    /// settle, and close their escrow to take back its budget instead.
+    pub withholders: u32,
 }
 
 impl Config {
@@ -121,6 +127,7 @@ impl Config {
             crashes_per_hour: 60.0,
             down_ms: 3_000,
             horizon_ms: 3_600_000,
+            withholders: 0,
         }
     }
 }
@@ -157,8 +164,16 @@ pub struct Outcome {
     /// Total honest work ÷ total slots, ms: the makespan with perfect
     /// packing and no verification.
     pub ideal_ms: u64,
-    /// Receipts the ledger paid.
+    /// Results the ledger paid, by a requester's settlement or a
+    /// provider's claim.
     pub receipts_paid: u64,
+    /// Results paid by their providers' claims.
+    pub claims_paid: u64,
+    /// Results a requester accepted from an honest provider that the
+    /// ledger never paid: must be 0.
+    pub unpaid_accepted: u64,
+    /// Honest providers slashed: must be 0.
+    pub honest_slashed: u32,
     /// µCAIRN paid to liars: must be 0.
     pub paid_to_liars: u64,
     /// Whether the ledger's tokens add up to its supply at the end, with
@@ -227,6 +242,7 @@ enum Event {
         want: u32,
         reports: Vec<Report>,
         held: Vec<u32>,
+        awaiting: Vec<u32>,
         epoch: u32,
     },
     Answer {
@@ -326,11 +342,23 @@ struct Provider {
     /// Bumped at each crash: events of an earlier life are ignored.
     epoch: u32,
     leases: BTreeMap<ContentId, Held>,
-    /// What survives a crash: each lease's persisted reports.
-    disk: BTreeMap<ContentId, (Lease, usize, BTreeMap<u64, Report>)>,
+    /// What survives a crash: each lease's persisted state.
+    disk: BTreeMap<ContentId, Disk>,
     /// Tasks waiting for a slot, and how many run.
     queue: VecDeque<(ContentId, Assignment)>,
     busy: u32,
+}
+
+/// What a provider keeps on disk for one lease.
+struct Disk {
+    lease: Lease,
+    requester: usize,
+    /// Reports not yet acknowledged.
+    reports: BTreeMap<u64, Report>,
+    /// Results delivered and not yet accepted.
+    awaiting: BTreeMap<u64, Awaiting>,
+    /// The requester's acceptances, claimed when the lease is over.
+    accepted: Vec<Signed<Acceptance>>,
 }
 
 struct Requester {
@@ -393,6 +421,8 @@ struct Sim {
     last_close: u64,
     crashes: u32,
     disputes: u64,
+    /// Results paid by claims.
+    claims_paid: u64,
 }
 
 /// A running digest of the transcript, built on the content id hash.
@@ -574,6 +604,7 @@ impl Sim {
             last_close: 0,
             crashes: 0,
             disputes: 0,
+            claims_paid: 0,
         };
         let stake = sim.ledger.params().stake_min;
         for p in 0..sim.providers.len() {
@@ -712,8 +743,17 @@ impl Sim {
                 want,
                 reports,
                 held,
+                awaiting,
                 epoch,
-            } => self.on_pull(requester, provider, lease, (want, &held), reports, epoch),
+            } => {
+                let asked = Asked {
+                    want,
+                    held,
+                    received_ms: self.now,
+                    awaiting,
+                };
+                self.on_pull(requester, provider, lease, asked, reports, epoch)
+            }
             Event::Answer {
                 provider,
                 lease,
@@ -862,6 +902,13 @@ impl Sim {
         }
         if let Some(receipts) = step.settle {
             self.last_finish = self.now;
+            // A withholder pays nothing itself: it closes the escrow for
+            // its budget back, and its providers claim what it accepted.
+            let receipts = if requester < self.config.withholders as usize {
+                Vec::new()
+            } else {
+                receipts
+            };
             let key = self.requesters[requester].key.clone();
             let chunks: Vec<Vec<Signed<Receipt>>> = receipts
                 .chunks(RECEIPTS_PER_SETTLE)
@@ -1130,15 +1177,23 @@ impl Sim {
             p.bidder.leased(&lease);
             let id = lease.id();
             let work = LeaseWork::new(
+                &lease,
                 slots,
-                lease.expires_height,
                 p.key.clone(),
                 None,
-                Vec::new(),
+                Stored::default(),
                 self.now,
             );
-            p.disk
-                .insert(id, (lease.clone(), requester, BTreeMap::new()));
+            p.disk.insert(
+                id,
+                Disk {
+                    lease: lease.clone(),
+                    requester,
+                    reports: BTreeMap::new(),
+                    awaiting: BTreeMap::new(),
+                    accepted: Vec::new(),
+                },
+            );
             p.leases.insert(
                 id,
                 Held {
@@ -1177,6 +1232,7 @@ impl Sim {
         offering.left -= 1;
         let mut effects = Effects::default();
         if signed {
+            r.core.lease_signed(&job, &lease.id());
             let provider_signature = lease.sign(&self.providers[provider].key);
             self.pending_txs.push((
                 r.key.clone(),
@@ -1215,17 +1271,9 @@ impl Sim {
         }
         match held.work.next(now) {
             Next::Pull(pull) => {
-                let disk = &mut p.disk.get_mut(&lease).expect("on disk").2;
+                let disk = p.disk.get_mut(&lease).expect("on disk");
                 for write in pull.writes {
-                    match write {
-                        lease_work::Write::Report(report) => {
-                            disk.insert(report.task(), *report);
-                        }
-                        lease_work::Write::Forget(task) => {
-                            disk.remove(&task);
-                        }
-                        lease_work::Write::Answer { .. } => {}
-                    }
+                    disk.write(write);
                 }
                 held.pulling = true;
                 let requester = held.requester;
@@ -1236,6 +1284,7 @@ impl Sim {
                     want: pull.want,
                     reports: pull.reports,
                     held: pull.held,
+                    awaiting: pull.awaiting,
                     epoch,
                 };
                 self.request(
@@ -1264,22 +1313,35 @@ impl Sim {
             }
             Next::Wait(None) => {}
             Next::Done => {
-                p.leases.remove(&lease);
-                p.disk.remove(&lease);
+                let mut held = p.leases.remove(&lease).expect("held above");
+                let mut disk = p.disk.remove(&lease).expect("on disk");
+                for write in held.work.take_writes() {
+                    disk.write(write);
+                }
+                // Paid for what the requester accepted, whether or not it
+                // settles.
+                let key = p.key.clone();
+                for chunk in disk.accepted.chunks(ACCEPTANCES_PER_CLAIM_MAX) {
+                    let claim = TxKind::Claim {
+                        acceptances: chunk.to_vec(),
+                    };
+                    self.pending_txs.push((key.clone(), claim, None));
+                }
             }
         }
     }
 
-    /// A pull on `lease` wanting `want` tasks and holding `held`.
+    /// A pull on `lease`, as `asked`.
     fn on_pull(
         &mut self,
         requester: usize,
         provider: usize,
         lease: ContentId,
-        (want, held): (u32, &[u32]),
+        asked: Asked,
         reports: Vec<Report>,
         epoch: u32,
     ) {
+        let want = asked.want;
         let sender = self.providers[provider].key.public();
         let now = self.now;
         let core = &mut self.requesters[requester].core;
@@ -1298,11 +1360,6 @@ impl Sim {
                         Err(reason) => checked.failed.push((revealed.record.task, reason)),
                     }
                 }
-                let asked = Asked {
-                    want,
-                    held: held.to_vec(),
-                    received_ms: now,
-                };
                 match core.pulled(now, (&job, &lease, sender), &asked, checked, stored) {
                     Ok((response, effects)) => {
                         self.carry_out(requester, effects);
@@ -1439,27 +1496,19 @@ impl Sim {
         p.up = true;
         p.bidder = bidder(self.config.slots);
         // Each lease resumes from what was persisted before the crash.
-        let disk: Vec<(ContentId, Lease, usize, Vec<Report>)> = p
+        let disk: Vec<(ContentId, Lease, usize, Stored)> = p
             .disk
             .iter()
-            .map(|(id, (lease, requester, reports))| {
-                (
-                    *id,
-                    lease.clone(),
-                    *requester,
-                    reports.values().cloned().collect(),
-                )
+            .map(|(id, disk)| {
+                let stored = Stored {
+                    reports: disk.reports.values().cloned().collect(),
+                    awaiting: disk.awaiting.values().copied().collect(),
+                };
+                (*id, disk.lease.clone(), disk.requester, stored)
             })
             .collect();
         for (id, lease, requester, stored) in disk {
-            let work = LeaseWork::new(
-                self.config.slots,
-                lease.expires_height,
-                p.key.clone(),
-                None,
-                stored,
-                now,
-            );
+            let work = LeaseWork::new(&lease, self.config.slots, p.key.clone(), None, stored, now);
             p.leases.insert(
                 id,
                 Held {
@@ -1490,6 +1539,7 @@ impl Sim {
         for (key, kind, job) in std::mem::take(&mut self.pending_txs) {
             let settle = matches!(kind, TxKind::Settle { .. });
             let close = matches!(kind, TxKind::CloseEscrow { .. });
+            let claim = matches!(kind, TxKind::Claim { .. });
             let body = TxBody {
                 chain,
                 nonce: self.ledger.account(&key.public()).nonce,
@@ -1499,11 +1549,17 @@ impl Sim {
                 continue;
             };
             let outcome = self.ledger.apply_in_block(&verified);
+            if let (true, Ok(outcomes)) = (claim, &outcome) {
+                self.claims_paid += outcomes
+                    .iter()
+                    .filter(|o| matches!(o, SettleOutcome::Paid { .. }))
+                    .count() as u64;
+            }
             if let (Some(job), true) = (job, settle) {
                 if let Ok(outcomes) = &outcome {
                     let paid = outcomes
                         .iter()
-                        .filter(|o| matches!(o, cairn_ledger::SettleOutcome::Paid { .. }))
+                        .filter(|o| matches!(o, SettleOutcome::Paid { .. }))
                         .count() as u64;
                     let closing = &mut self.jobs.get_mut(&job).expect("submitted").1;
                     closing.paid += paid;
@@ -1598,6 +1654,31 @@ impl Sim {
             .filter_map(|job| self.ledger.escrow(job))
             .map(|e| e.balance)
             .sum();
+        // What each requester accepted (and would pay) from an honest
+        // provider, against what the ledger paid.
+        let honest = |key: &PublicKey| {
+            self.index
+                .get(key)
+                .is_some_and(|&p| self.providers[p].behaviour == Behaviour::Honest)
+        };
+        let unpaid_accepted = self
+            .requesters
+            .iter()
+            .flat_map(|r| r.core.jobs.values())
+            .flat_map(|j| j.payable.iter())
+            .filter(|(_, receipt)| honest(&receipt.signer()))
+            .filter(|((lease, task), _)| self.ledger.paid(lease, *task).is_none())
+            .count() as u64;
+        let honest_slashed = self
+            .providers
+            .iter()
+            .filter(|p| p.behaviour == Behaviour::Honest)
+            .filter(|p| {
+                self.ledger
+                    .provider(&p.key.public())
+                    .is_some_and(|s| s.reputation.slashes > 0)
+            })
+            .count() as u32;
         Outcome {
             events: self.processed,
             transcript: self.transcript.digest(),
@@ -1616,7 +1697,10 @@ impl Sim {
                 .last_close
                 .saturating_sub(self.first_submit.unwrap_or(0)),
             ideal_ms: total_work / slots.max(1),
-            receipts_paid: self.jobs.values().map(|(_, c)| c.paid).sum(),
+            receipts_paid: self.jobs.values().map(|(_, c)| c.paid).sum::<u64>() + self.claims_paid,
+            claims_paid: self.claims_paid,
+            unpaid_accepted,
+            honest_slashed,
             paid_to_liars,
             tokens_conserved: self.ledger.total_accounted() == u128::from(self.supply)
                 && self.ledger.supply() == self.supply,
@@ -1671,5 +1755,29 @@ fn sealed(key: &Keypair, lease: ContentId, task: u32, m: &ResultManifest) -> Rep
             .collect(),
         stdout: StreamRef::of(b""),
         stderr: StreamRef::of(b""),
+    }
+}
+
+impl Disk {
+    /// Makes one of its lease core's writes.
+    fn write(&mut self, write: lease_work::Write) {
+        match write {
+            lease_work::Write::Report(report) => {
+                self.reports.insert(report.task(), *report);
+            }
+            lease_work::Write::Forget(task) => {
+                self.reports.remove(&task);
+            }
+            lease_work::Write::Answer { .. } => {}
+            lease_work::Write::Awaiting(awaiting) => {
+                self.awaiting.insert(awaiting.task, awaiting);
+            }
+            lease_work::Write::Accepted(acceptance) => {
+                for r in &acceptance.payload_unchecked().results {
+                    self.awaiting.remove(&r.task);
+                }
+                self.accepted.push(*acceptance);
+            }
+        }
     }
 }

@@ -18,6 +18,11 @@ fn checked(config: &Config) -> Outcome {
         outcome.receipts_paid >= outcome.tasks,
         "every task is paid for"
     );
+    assert_eq!(
+        outcome.unpaid_accepted, 0,
+        "every result accepted from an honest provider is paid"
+    );
+    assert_eq!(outcome.honest_slashed, 0, "no honest provider is slashed");
     outcome
 }
 
@@ -66,6 +71,7 @@ fn jobs_submitted_to_a_busy_network_get_the_providers_that_come_free() {
         crashes_per_hour: 0.0,
         down_ms: 0,
         horizon_ms: 3_600_000,
+        withholders: 0,
     };
     let outcome = checked(&config);
     let ratio = outcome.makespan_ms as f64 / outcome.ideal_ms as f64;
@@ -74,4 +80,29 @@ fn jobs_submitted_to_a_busy_network_get_the_providers_that_come_free() {
         outcome.makespan_ms, outcome.ideal_ms
     );
     assert!(ratio < 2.0, "makespan {ratio:.1}× the ideal");
+}
+
+/// A thousand jobs, half of them from `withholding` requesters that take
+/// every result and close their escrow instead of settling, on a network
+/// with loss, crashes and liars: every result accepted from an honest
+/// provider is paid all the same, by its provider's claim of the
+/// acceptance its pull was answered with, and the withholders' escrows
+/// return only what was not accepted.
+#[test]
+fn requesters_that_withhold_payment_pay_for_every_accepted_result_through_the_providers_claims() {
+    let config = Config {
+        requesters: 4,
+        jobs: 1_000,
+        tasks_per_job: 4,
+        task_ms: (20, 200),
+        submit_every_ms: 40,
+        withholders: 2,
+        ..Config::hazards(seed(5))
+    };
+    let outcome = checked(&config);
+    assert!(outcome.claims_paid > 0, "the providers claimed");
+    assert!(
+        outcome.crashes > 0 && outcome.disputes > 0,
+        "hazards were met"
+    );
 }

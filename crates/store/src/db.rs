@@ -35,6 +35,12 @@ pub enum Table {
     /// Requester: what it learned of each provider's results, by provider
     /// key.
     Trust,
+    /// Provider: results delivered and not yet accepted, by lease id and
+    /// task (the digest and fuel it would be paid for).
+    Awaiting,
+    /// Provider: its requesters' signed acceptances, by lease id and the
+    /// acceptance's digest, kept until they are claimed on the ledger.
+    Acceptances,
 }
 
 impl Table {
@@ -49,10 +55,12 @@ impl Table {
             Table::Outbox => "outbox",
             Table::Traces => "traces",
             Table::Trust => "trust",
+            Table::Awaiting => "awaiting",
+            Table::Acceptances => "acceptances",
         })
     }
 
-    const ALL: [Table; 9] = [
+    const ALL: [Table; 11] = [
         Table::Jobs,
         Table::Results,
         Table::LeasesGiven,
@@ -62,6 +70,8 @@ impl Table {
         Table::Outbox,
         Table::Traces,
         Table::Trust,
+        Table::Awaiting,
+        Table::Acceptances,
     ];
 }
 

@@ -10,6 +10,7 @@
 
 mod adjudicator;
 mod answers;
+mod claims;
 mod grants;
 mod ledger_link;
 mod outbox;
@@ -361,9 +362,16 @@ impl Market {
                 want,
                 reports,
                 held,
+                awaiting,
             } => {
+                let asked = cairn_roles::requester::Asked {
+                    want,
+                    held,
+                    received_ms: now_ms(),
+                    awaiting,
+                };
                 self.requester
-                    .on_pull(from, sender, lease, want, reports, held)
+                    .on_pull(from, sender, lease, reports, asked)
                     .await
             }
             Request::Lease {

@@ -32,7 +32,7 @@ use super::{Counters, MarketConfig, Shared, fetch_blob, now_ms};
 mod tamper;
 
 use cairn_roles::bidder::{Answer, Bidder, Ignored};
-use cairn_roles::lease_work::{LeaseWork, Next, Write};
+use cairn_roles::lease_work::{Awaiting, LeaseWork, Next, Stored, Write};
 
 /// Requesters whose funding is remembered, and for how long.
 const FUNDED_MAX: usize = 4_096;
@@ -332,6 +332,14 @@ impl Provider {
             let id = ContentId::from_digest(key.try_into().map_err(|_| "bad lease key")?);
             provider.leased.lock().insert(id, record.slots);
             tokio::spawn(provider.clone().work(id, record));
+        }
+        // Acceptances of leases that ended before a restart, not yet claimed.
+        let taken: BTreeSet<ContentId> = provider.leased.lock().keys().copied().collect();
+        for lease in super::claims::leases(&provider.shared) {
+            if !taken.contains(&lease) {
+                let shared = provider.shared.clone();
+                tokio::spawn(async move { super::claims::claim(&shared, lease).await });
+            }
         }
         Ok(provider)
     }
@@ -692,8 +700,9 @@ impl Provider {
             .err();
         self.terms.lock().insert(id, record.terms.clone());
         // Reports persisted before a restart: sealed results are committed
-        // to again, the rest sent again.
-        let stored = self
+        // to again, the rest sent again; delivered results await their
+        // acceptance again.
+        let reports = self
             .shared
             .db
             .scan(Table::Reports, id.as_bytes())
@@ -705,9 +714,18 @@ impl Provider {
                     .ok()
             })
             .collect();
+        let awaiting = self
+            .shared
+            .db
+            .scan(Table::Awaiting, id.as_bytes())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(key, value)| decode_awaiting(&key, &value))
+            .collect();
+        let stored = Stored { reports, awaiting };
         let mut core = LeaseWork::new(
+            &record.lease,
             record.slots,
-            record.lease.expires_height,
             self.shared.key.clone(),
             failure,
             stored,
@@ -747,7 +765,11 @@ impl Provider {
                 }
                 _ => pull.want,
             };
-            let ops: Vec<Op> = pull.writes.into_iter().map(|w| write_op(&id, w)).collect();
+            let ops: Vec<Op> = pull
+                .writes
+                .into_iter()
+                .flat_map(|w| write_ops(&id, w))
+                .collect();
             let db = self.shared.db.clone();
             match tokio::task::spawn_blocking(move || db.write(&ops)).await {
                 Ok(Ok(())) => {}
@@ -767,6 +789,7 @@ impl Provider {
                 want,
                 reports,
                 held: pull.held,
+                awaiting: pull.awaiting,
             };
             let answer = self
                 .shared
@@ -816,9 +839,17 @@ impl Provider {
             .lock()
             .retain(|(lease, _, _), _| *lease != id);
         // Everything kept under the lease goes, whatever the core had yet
-        // to write.
-        let mut ops = vec![Op::Delete(Table::LeasesTaken, id.as_bytes().to_vec())];
-        for table in [Table::Traces, Table::Reports] {
+        // to write, except the acceptances: they are claimed below.
+        let mut ops: Vec<Op> = core
+            .take_writes()
+            .into_iter()
+            .filter_map(|w| match w {
+                Write::Accepted(acceptance) => Some(super::claims::keep(&id, &acceptance)),
+                _ => None,
+            })
+            .collect();
+        ops.push(Op::Delete(Table::LeasesTaken, id.as_bytes().to_vec()));
+        for table in [Table::Traces, Table::Reports, Table::Awaiting] {
             if let Ok(kept) = self.shared.db.scan(table, id.as_bytes()) {
                 ops.extend(kept.into_iter().map(|(key, _)| Op::Delete(table, key)));
             }
@@ -827,6 +858,8 @@ impl Provider {
             tracing::warn!("closing lease {}: {e}", id.short());
         }
         let _ = std::fs::remove_dir_all(self.work_dir.join(id.to_string()));
+        // Paid for what the requester accepted, whether or not it settles.
+        super::claims::claim(&self.shared, id).await;
     }
 
     async fn prepare(
@@ -1343,21 +1376,53 @@ fn report_key(lease: &ContentId, task: u64) -> Vec<u8> {
     key
 }
 
-/// The store operation that makes `write`, by the core of `lease`, durable.
-fn write_op(lease: &ContentId, write: Write) -> Op {
+/// The store operations that make `write`, by the core of `lease`, durable.
+fn write_ops(lease: &ContentId, write: Write) -> Vec<Op> {
     match write {
-        Write::Report(report) => Op::Put(
+        Write::Report(report) => vec![Op::Put(
             Table::Reports,
             report_key(lease, report.task()),
             proto::to_bytes(&*report),
-        ),
+        )],
         Write::Answer {
             task,
             digest,
             expires_height,
-        } => super::answers::keep(lease, task, &digest, expires_height),
-        Write::Forget(task) => Op::Delete(Table::Reports, report_key(lease, task)),
+        } => vec![super::answers::keep(lease, task, &digest, expires_height)],
+        Write::Forget(task) => vec![Op::Delete(Table::Reports, report_key(lease, task))],
+        Write::Awaiting(awaiting) => {
+            let mut value = awaiting.digest.as_bytes().to_vec();
+            value.extend_from_slice(&awaiting.fuel_used.to_be_bytes());
+            vec![Op::Put(
+                Table::Awaiting,
+                report_key(lease, awaiting.task),
+                value,
+            )]
+        }
+        Write::Accepted(acceptance) => {
+            let mut ops = vec![super::claims::keep(lease, &acceptance)];
+            ops.extend(
+                acceptance
+                    .payload_unchecked()
+                    .results
+                    .iter()
+                    .map(|r| Op::Delete(Table::Awaiting, report_key(lease, r.task))),
+            );
+            ops
+        }
     }
+}
+
+/// A result awaiting acceptance, as [`write_ops`] stored it.
+fn decode_awaiting(key: &[u8], value: &[u8]) -> Option<Awaiting> {
+    let task: [u8; 8] = key.get(32..40)?.try_into().ok()?;
+    let digest: [u8; 32] = value.get(..32)?.try_into().ok()?;
+    let fuel: [u8; 8] = value.get(32..40)?.try_into().ok()?;
+    Some(Awaiting {
+        task: u64::from_be_bytes(task),
+        digest: ContentId::from_digest(digest),
+        fuel_used: u64::from_be_bytes(fuel),
+    })
 }
 
 #[cfg(test)]

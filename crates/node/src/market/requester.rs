@@ -520,6 +520,14 @@ impl Requester {
         for ((lease, slots), answer) in offers.leases.into_iter().zip(answers) {
             let newcomer = offers.newcomers.contains(&lease.provider);
             let refused = match answer.map(proto::response) {
+                // A signature the ledger would refuse leaves the lease
+                // unrecorded, and work under it unpaid: not taken.
+                Ok(Ok(Response::LeaseSigned(signature)))
+                    if !lease.signed_by_provider(&signature) =>
+                {
+                    Counters::bump(&self.shared.counters.bad_signature);
+                    Err("a bad signature on the lease".into())
+                }
                 Ok(Ok(Response::LeaseSigned(signature))) => Ok(signature),
                 Ok(Ok(Response::Refused(reason))) => Err(reason),
                 Ok(_) => {
@@ -550,6 +558,7 @@ impl Requester {
                 self.forget_offer(&id, &lease, newcomer).await;
                 continue;
             }
+            self.core.lock().lease_signed(&id, &lease.id());
             if let Err(e) = self.shared.ledger.send(TxKind::RecordLease {
                 lease,
                 provider_signature: signature,
@@ -776,15 +785,9 @@ impl Requester {
         peer: PeerId,
         sender: PublicKey,
         lease: ContentId,
-        want: u32,
         reports: Vec<Report>,
-        held: Vec<u32>,
+        asked: Asked,
     ) -> Response {
-        let asked = Asked {
-            want,
-            held,
-            received_ms: now_ms(),
-        };
         let shape = {
             let core = self.core.lock();
             core.lease_job(&lease)

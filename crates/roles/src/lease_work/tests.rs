@@ -229,7 +229,21 @@ fn a_result_is_sent_sealed_persisted_first_and_revealed_only_when_asked() {
         work.writes,
         [Write::Forget(7), Write::Awaiting(awaiting(7))]
     );
-    assert!(matches!(work.next(5), Next::Done));
+    // The job is over: one last pull asks for the acceptance of what this
+    // answer stored, and then the lease ends either way.
+    assert!(matches!(work.next(5), Next::Wait(Some(_))));
+    let p = pull(&mut work, 100);
+    assert_eq!(p.awaiting, [7]);
+    let answer = Ok(Response::Tasks {
+        stored: 0,
+        tasks: Vec::new(),
+        finished: true,
+        reveal: Vec::new(),
+        accepted: None,
+    });
+    work.answered(101, p.want, answer, |_| true);
+    assert_eq!(work.awaiting(), 0, "given up");
+    assert!(matches!(work.next(102), Next::Done));
 }
 
 /// What task `index`'s result (see [`result`]) waits to be accepted for.

@@ -102,6 +102,10 @@ pub struct Job {
     pub(super) auctions: u32,
     /// Its leases: lease id → provider.
     pub(super) leases: BTreeMap<ContentId, PublicKey>,
+    /// Leases offered whose provider's signature has not arrived: no work
+    /// is handed out on them, since a lease the ledger never records pays
+    /// for nothing.
+    pub(super) unsigned: BTreeSet<ContentId>,
     pub(super) first_task_ms: Option<u64>,
     pub(super) finished_ms: Option<u64>,
     pub(super) last_pull_ms: u64,
