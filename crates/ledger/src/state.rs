@@ -688,12 +688,13 @@ impl State {
             Ok((receipt.lease, receipt.task, receipt.fuel_used))
         });
         let items: Vec<_> = items.collect();
-        self.pay(items)
+        self.pay(items, false)
     }
 
     /// Pays the results a lease's requester signed as accepted, to the
     /// lease's provider, whoever posts them: what the requester settles is
-    /// then only a shortcut, never the provider's only way to be paid. A
+    /// then only a shortcut, never the provider's only way to be paid. Once
+    /// the job's escrow is closed, the requester's balance pays. A
     /// result under a lease whose provider was slashed on it pays nothing
     /// (its other accepted results in that job can no longer be trusted).
     /// Each result is paid or refused on its own, as `Settle`'s receipts.
@@ -717,7 +718,7 @@ impl State {
                 None => Ok((acceptance.lease, r.task, r.fuel_used)),
             }));
         }
-        self.pay(items)
+        self.pay(items, true)
     }
 
     /// Whether a lease's provider was slashed for anything under it.
@@ -730,15 +731,19 @@ impl State {
 
     /// Pays each (lease, task, fuel) not refused already: `fuel × price /
     /// 10^9` from the lease's job's escrow to its provider, the protocol fee
-    /// to the fee pool. A pair already paid, fuel above the lease's
-    /// maximum, or an escrow that cannot cover it pays nothing.
+    /// to the fee pool; for `accepted` results (a claim), from the
+    /// requester's balance once the escrow is closed. A pair already paid,
+    /// fuel above the lease's maximum, or funds that cannot cover it pay
+    /// nothing.
     fn pay(
         &mut self,
         items: Vec<Result<(ContentId, u64, u64), &'static str>>,
+        accepted: bool,
     ) -> Result<Vec<SettleOutcome>, TxError> {
         // Plan every payment against copies, then commit: the transaction
         // applies wholly or not at all, even if a later receipt overflows.
         let mut escrows: BTreeMap<ContentId, Escrow> = BTreeMap::new();
+        let mut balances: BTreeMap<PublicKey, Amount> = BTreeMap::new();
         let mut paid_now: BTreeMap<(ContentId, u64), Amount> = BTreeMap::new();
         let mut payments: BTreeMap<PublicKey, (Amount, u64, u64)> = BTreeMap::new();
         let mut fees: Amount = 0;
@@ -762,29 +767,33 @@ impl State {
                 outcomes.push(refuse("fuel above the lease's per-task maximum"));
                 continue;
             }
-            let escrow = match escrows.entry(lease.job) {
-                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    match self.escrows.get(&lease.job) {
-                        Some(escrow) => e.insert(escrow.clone()),
-                        None => {
-                            outcomes.push(refuse("the job's escrow is closed"));
-                            continue;
-                        }
-                    }
-                }
+            // What pays: the job's escrow while it is open; once it is
+            // closed, for an accepted result, the requester's own balance
+            // (its acceptance is its promise to pay, and closing the escrow
+            // only returned the budget to that balance).
+            let funds = if let Some(escrow) = escrows.get_mut(&lease.job) {
+                &mut escrow.balance
+            } else if let Some(escrow) = self.escrows.get(&lease.job) {
+                &mut escrows.entry(lease.job).or_insert(escrow.clone()).balance
+            } else if accepted && lease.requester != lease.provider {
+                let requester = lease.requester;
+                let balance = self.account(&requester).balance;
+                balances.entry(requester).or_insert(balance)
+            } else {
+                outcomes.push(refuse("the job's escrow is closed"));
+                continue;
             };
             let price =
                 u128::from(fuel_used) * u128::from(lease.price_ucairn_per_gfuel) / 1_000_000_000;
             let price = Amount::try_from(price).map_err(|_| TxError::Overflow("payment"))?;
-            if price > escrow.balance {
+            if price > *funds {
                 outcomes.push(refuse("escrow exhausted"));
                 continue;
             }
             let fee =
                 Amount::try_from(u128::from(price) * u128::from(self.params.fee_bps) / 10_000)
                     .expect("a fee is at most the price");
-            escrow.balance -= price;
+            *funds -= price;
             fees = fees.checked_add(fee).ok_or(TxError::Overflow("fees"))?;
             let entry = payments.entry(lease.provider).or_default();
             entry.0 = entry
@@ -813,6 +822,11 @@ impl State {
                 .checked_add(*amount)
                 .ok_or(TxError::Overflow("provider balance"))?;
             credits.push((*provider, balance));
+        }
+        // A requester is never its own provider here (refused above), so
+        // no account is both debited and credited.
+        for (requester, balance) in balances {
+            self.accounts.get_or_default(requester).balance = balance;
         }
         for (provider, balance) in credits {
             self.accounts.get_or_default(provider).balance = balance;

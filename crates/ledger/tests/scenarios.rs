@@ -329,12 +329,28 @@ fn a_provider_claims_what_its_requester_accepted_and_never_settled() {
     net.send(&requester, TxKind::CloseEscrow { job }).unwrap();
     let outcomes = net.send(&provider, claim(vec![late])).unwrap();
     assert_eq!(outcomes, [SettleOutcome::Refused("already settled")]);
+    // After the close, what it accepted is still owed: its balance pays,
+    // as the escrow would have.
     let after_close = acceptance(&requester, &lease, &[(5, b"f", 1_000_000_000)]);
-    let outcomes = net.send(&provider, claim(vec![after_close])).unwrap();
-    assert_eq!(
-        outcomes,
-        [SettleOutcome::Refused("the job's escrow is closed")]
+    let (requester_before, provider_before) = (
+        net.state.account(&requester.public()).balance,
+        net.state.account(&provider.public()).balance,
     );
+    let outcomes = net.send(&provider, claim(vec![after_close])).unwrap();
+    assert_eq!(outcomes, [SettleOutcome::Paid { paid: 990, fee: 10 }]);
+    assert_eq!(
+        net.state.account(&requester.public()).balance,
+        requester_before - 1_000
+    );
+    assert_eq!(
+        net.state.account(&provider.public()).balance,
+        provider_before + 990
+    );
+    // A settlement has no such fallback: the requester's receipts need its
+    // escrow.
+    let receipts = vec![net.receipt(&lease, 6, 1_000_000_000, b"g")];
+    let err = net.send(&requester, TxKind::Settle { job, receipts });
+    assert!(err.is_err(), "{err:?}");
 
     // The encoding round-trips, and a claim over the per-transaction bound
     // does not decode.

@@ -1321,12 +1321,7 @@ impl Sim {
                 // Paid for what the requester accepted, whether or not it
                 // settles.
                 let key = p.key.clone();
-                for chunk in disk.accepted.chunks(ACCEPTANCES_PER_CLAIM_MAX) {
-                    let claim = TxKind::Claim {
-                        acceptances: chunk.to_vec(),
-                    };
-                    self.pending_txs.push((key.clone(), claim, None));
-                }
+                self.claim(&key, disk.accepted);
             }
         }
     }
@@ -1495,6 +1490,17 @@ impl Sim {
         let p = &mut self.providers[provider];
         p.up = true;
         p.bidder = bidder(self.config.slots);
+        // What it was accepted for is claimed at once, as a restarted node
+        // does: the job may have ended while it was down, and its escrow
+        // be closing.
+        let key = p.key.clone();
+        let accepted: Vec<Signed<Acceptance>> = p
+            .disk
+            .values_mut()
+            .flat_map(|d| std::mem::take(&mut d.accepted))
+            .collect();
+        self.claim(&key, accepted);
+        let p = &mut self.providers[provider];
         // Each lease resumes from what was persisted before the crash.
         let disk: Vec<(ContentId, Lease, usize, Stored)> = p
             .disk
@@ -1526,6 +1532,16 @@ impl Sim {
         }
         let at = self.next_crash();
         self.at(at, Event::Crash { provider });
+    }
+
+    /// Queues `key`'s claims of `accepted`, as its outbox would.
+    fn claim(&mut self, key: &Keypair, accepted: Vec<Signed<Acceptance>>) {
+        for chunk in accepted.chunks(ACCEPTANCES_PER_CLAIM_MAX) {
+            let claim = TxKind::Claim {
+                acceptances: chunk.to_vec(),
+            };
+            self.pending_txs.push((key.clone(), claim, None));
+        }
     }
 
     fn block(&mut self) {

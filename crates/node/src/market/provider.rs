@@ -333,13 +333,11 @@ impl Provider {
             provider.leased.lock().insert(id, record.slots);
             tokio::spawn(provider.clone().work(id, record));
         }
-        // Acceptances of leases that ended before a restart, not yet claimed.
-        let taken: BTreeSet<ContentId> = provider.leased.lock().keys().copied().collect();
+        // Acceptances kept before a restart are claimed at once: a job may
+        // have ended while the node was down, and its escrow be closing.
         for lease in super::claims::leases(&provider.shared) {
-            if !taken.contains(&lease) {
-                let shared = provider.shared.clone();
-                tokio::spawn(async move { super::claims::claim(&shared, lease).await });
-            }
+            let shared = provider.shared.clone();
+            tokio::spawn(async move { super::claims::claim(&shared, lease).await });
         }
         Ok(provider)
     }
