@@ -186,11 +186,12 @@ pub struct MarketArgs {
     /// `step-skipper` drops updates, `data-swapper` trains on other text,
     /// `early-stopper` stops half-way and makes the rest up,
     /// `weight-nudger` nudges weights before the last step (providers);
-    /// `framer` challenges honest commits on the ledger (a requester).
+    /// `framer` challenges honest commits on the ledger, `withholder`
+    /// never settles and closes its escrow instead (requesters).
     #[arg(long, hide = true, value_parser = [
         "liar", "stonewaller", "staller", "index-overflower", "output-substituter",
         "fuel-inflater", "step-skipper", "data-swapper", "early-stopper", "weight-nudger",
-        "framer",
+        "framer", "withholder",
     ])]
     misbehave: Option<String>,
 }
@@ -215,9 +216,11 @@ impl MarketArgs {
             config.module_cache_dir = dir.clone();
         }
         config.module_cache_bytes_max = self.module_cache_mib.saturating_mul(1 << 20);
-        if self.misbehave.as_deref() == Some("framer") {
-            config.requester_misbehave = Some(cairn_node::market::RequesterMisbehave::Framer);
-        }
+        config.requester_misbehave = match self.misbehave.as_deref() {
+            Some("framer") => Some(cairn_node::market::RequesterMisbehave::Framer),
+            Some("withholder") => Some(cairn_node::market::RequesterMisbehave::Withholder),
+            _ => None,
+        };
         if self.provide {
             let cores = self.cores.unwrap_or_else(|| {
                 std::thread::available_parallelism().map_or(1, |n| n.get() as u32)

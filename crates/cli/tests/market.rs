@@ -1629,6 +1629,62 @@ fn a_framer_requester_challenges_honest_commits_and_slashes_no_one() {
     let _ = framer.wait();
 }
 
+/// A `withholder` requester takes every result and never settles: it
+/// closes the job's escrow for its budget back. Its providers are paid all
+/// the same, by claiming on the ledger the acceptances their pulls were
+/// answered with; what the requester spent is exactly what they earned
+/// plus the fees.
+#[test]
+fn a_requester_that_never_settles_pays_its_providers_through_their_claims() {
+    let devnet = Devnet::start(2);
+    devnet.signal("v0", Signal::KILL);
+    devnet.wait_gone("v0");
+    let mut withholder = devnet.restart_requester_with(&["--misbehave", "withholder"]);
+    devnet.wait_until("the providers are back", |d| {
+        (d.get("/v1/market")?["peers"].as_u64()? >= 2).then_some(())
+    });
+    let before = balances(&devnet, 2);
+    let tmp = tempfile::tempdir().unwrap();
+    let id = devnet.submit(&search_job(tmp.path(), 6, 1_000, "policy = \"none\""));
+    let answer = devnet.wait_done(&id);
+    assert_eq!(answer["done"], 6);
+    let results = by_task(&devnet.get(&format!("/v1/jobs/{id}/results")).unwrap());
+    let workers: BTreeSet<String> = results
+        .values()
+        .map(|r| r["provider"].as_str().unwrap().to_string())
+        .collect();
+    // Claims may land after the escrow closed (the requester's balance then
+    // pays): wait until every provider that worked has been paid.
+    let (requester_before, providers_before, fees_before) = before;
+    let keys = [provider_key(&devnet, 0), provider_key(&devnet, 1)];
+    let (spent, earned, fees) = devnet.wait_until("every provider that worked is paid", |d| {
+        d.get(&format!("/v1/escrows/{id}"))
+            .is_none()
+            .then_some(())?;
+        let (requester, providers, fees) = balances(d, 2);
+        let paid = keys.iter().zip(providers.iter().zip(&providers_before));
+        for (key, (after, before)) in paid {
+            if workers.contains(&key.to_string()) && after <= before {
+                return None;
+            }
+        }
+        let earned: u64 = providers
+            .iter()
+            .zip(&providers_before)
+            .map(|(a, b)| a - b)
+            .sum();
+        Some((requester_before - requester, earned, fees - fees_before))
+    });
+    assert!(earned > 0);
+    assert_eq!(
+        spent,
+        earned + fees,
+        "paid by the requester, to the providers"
+    );
+    let _ = withholder.kill();
+    let _ = withholder.wait();
+}
+
 /// The figures a `cairn bench <suite> --json` printed, by metric; each
 /// line must be one of `suite`'s.
 fn figures(output: &Output, suite: &str) -> BTreeMap<String, f64> {

@@ -774,7 +774,7 @@ impl State {
             let funds = if let Some(escrow) = escrows.get_mut(&lease.job) {
                 &mut escrow.balance
             } else if let Some(escrow) = self.escrows.get(&lease.job) {
-                &mut escrows.entry(lease.job).or_insert(escrow.clone()).balance
+                &mut escrows.entry(lease.job).or_insert(*escrow).balance
             } else if accepted && lease.requester != lease.provider {
                 let requester = lease.requester;
                 let balance = self.account(&requester).balance;

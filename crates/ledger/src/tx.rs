@@ -369,12 +369,10 @@ fn verify_inner(kind: &TxKind) -> Result<(), TxError> {
         TxKind::RecordLease {
             lease,
             provider_signature,
-        } => {
-            if !lease.signed_by_provider(provider_signature) {
-                return Err(TxError::BadSignature(
-                    "the provider's signature over the lease".into(),
-                ));
-            }
+        } if !lease.signed_by_provider(provider_signature) => {
+            return Err(TxError::BadSignature(
+                "the provider's signature over the lease".into(),
+            ));
         }
         TxKind::Settle { receipts, .. } => {
             for receipt in receipts {

@@ -80,6 +80,9 @@ pub fn sim(args: &SimArgs) -> anyhow::Result<Vec<Figure>> {
         crashes_per_hour: args.crashes_per_hour,
         down_ms: 5_000,
         horizon_ms: 24 * 3_600_000,
+        // One requester in four never settles: its providers are paid by
+        // their claims.
+        withholders: 1,
     };
     let started = Instant::now();
     let outcome = run(&config);
@@ -141,6 +144,9 @@ pub fn sim(args: &SimArgs) -> anyhow::Result<Vec<Figure>> {
         ),
         figure("crashes", f64::from(outcome.crashes), "crashes"),
         figure("paid_to_liars", outcome.paid_to_liars as f64, "ucairn"),
+        figure("claims_paid", outcome.claims_paid as f64, "results"),
+        figure("unpaid_accepted", outcome.unpaid_accepted as f64, "results"),
+        figure("honest_slashed", f64::from(outcome.honest_slashed), "providers"),
         figure(
             "tokens_conserved",
             if outcome.tokens_conserved && outcome.escrow_left == 0 {

@@ -95,6 +95,9 @@ pub enum RequesterMisbehave {
     /// [`requester::FRAMED_COMMITS_MAX`] it receives), and posts them as
     /// withheld once the reveal window has passed.
     Framer,
+    /// Takes every result and never settles: closes the job's escrow for
+    /// its budget back instead.
+    Withholder,
 }
 
 impl MarketConfig {
