@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use cairn_exec::{Outcome, Snapshot};
 use cairn_job::VerifyPolicy;
 use cairn_ledger::{
-    COMMIT_NAMESPACE, Capabilities, Commit, Evidence, Lease, OPENING_NAMESPACE, Opening,
+    ACCEPTANCE_NAMESPACE, Acceptance, Accepted, COMMIT_NAMESPACE, Capabilities, Commit, Evidence, Lease, OPENING_NAMESPACE, Opening,
     RECEIPT_NAMESPACE, Receipt, TxBody, TxKind, VERDICT_NAMESPACE, Verdict,
 };
 use cairn_market::{BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, ToolBuild};
@@ -82,6 +82,18 @@ fn main() {
             task: 7,
             digest: id(b"result"),
             fuel_used: 1_234,
+        },
+    );
+    let acceptance = Signed::sign(
+        &Keypair::from_seed([2; 32]),
+        ACCEPTANCE_NAMESPACE,
+        Acceptance {
+            lease: id(b"lease"),
+            results: vec![Accepted {
+                task: 7,
+                digest: id(b"result"),
+                fuel_used: 1_234,
+            }],
         },
     );
     let commit = Signed::sign(
@@ -209,6 +221,7 @@ fn main() {
                 },
             ],
             held: vec![3, 7, 9],
+            awaiting: vec![2, 5],
         },
         Request::Blob {
             id: id(b"blob"),
@@ -256,6 +269,7 @@ fn main() {
             }],
             finished: false,
             reveal: vec![4, 8],
+            accepted: Some(acceptance.clone()),
         },
         Response::Claim(claim.clone()),
         Response::Attestation(key.sign(b"verdict")),
@@ -344,6 +358,12 @@ fn main() {
         tx(7, TxKind::Challenge { commit }),
         tx(8, TxKind::Reveal { opening }),
         tx(9, TxKind::CloseEscrow { job: id(b"job") }),
+        tx(
+            11,
+            TxKind::Claim {
+                acceptances: vec![acceptance.clone()],
+            },
+        ),
         tx(
             10,
             TxKind::Slash {

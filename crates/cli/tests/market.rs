@@ -1248,6 +1248,7 @@ async fn malformed_oversized_forged_and_replayed_messages_are_dropped_and_counte
     pull.extend_from_slice(&1u32.to_be_bytes()); // want
     pull.extend_from_slice(&0u32.to_be_bytes()); // no reports
     pull.extend_from_slice(&0u32.to_be_bytes()); // no tasks held
+    pull.extend_from_slice(&0u32.to_be_bytes()); // no results awaiting acceptance
     let answer = intruder.request(requester_peer, pull).await.unwrap();
     assert!(String::from_utf8_lossy(&answer).contains("unknown lease"));
     // A forged order (signed by someone else than its author) and a

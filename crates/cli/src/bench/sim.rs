@@ -146,7 +146,11 @@ pub fn sim(args: &SimArgs) -> anyhow::Result<Vec<Figure>> {
         figure("paid_to_liars", outcome.paid_to_liars as f64, "ucairn"),
         figure("claims_paid", outcome.claims_paid as f64, "results"),
         figure("unpaid_accepted", outcome.unpaid_accepted as f64, "results"),
-        figure("honest_slashed", f64::from(outcome.honest_slashed), "providers"),
+        figure(
+            "honest_slashed",
+            f64::from(outcome.honest_slashed),
+            "providers",
+        ),
         figure(
             "tokens_conserved",
             if outcome.tokens_conserved && outcome.escrow_left == 0 {
