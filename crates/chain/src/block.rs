@@ -261,6 +261,41 @@ mod tests {
         block.check_bounds(parent, &parent.digest(), NOW_MS)
     }
 
+    /// A provider's claim of one full acceptance fits a block's
+    /// transaction, so no acceptance a requester signs is too large to
+    /// claim.
+    #[test]
+    fn a_claim_of_the_largest_acceptance_fits_a_transaction() {
+        let acceptance = cairn_wire::Signed::sign(
+            &Keypair::from_seed([1; 32]),
+            cairn_ledger::ACCEPTANCE_NAMESPACE,
+            cairn_ledger::Acceptance {
+                lease: ContentId::of(b"lease"),
+                results: (0..cairn_ledger::ACCEPTANCE_RESULTS_MAX as u64)
+                    .map(|task| cairn_ledger::Accepted {
+                        task,
+                        digest: ContentId::of(&task.to_be_bytes()),
+                        fuel_used: u64::MAX,
+                    })
+                    .collect(),
+            },
+        );
+        // A provider packs acceptances into claims of at most 512 bytes
+        // under the limit (`market/claims.rs`).
+        let size = acceptance.to_bytes().len();
+        assert!(size + 512 <= TX_BYTES_MAX, "{size} bytes");
+        let tx = TxBody {
+            chain: ContentId::of(b"chain"),
+            nonce: u64::MAX,
+            kind: TxKind::Claim {
+                acceptances: vec![acceptance],
+            },
+        }
+        .sign(&Keypair::from_seed([2; 32]));
+        let bytes = tx.to_bytes().len();
+        assert!(bytes <= size + 512, "{bytes} bytes");
+    }
+
     #[test]
     fn every_field_is_held_to_its_bound() {
         let parent = parent();

@@ -46,7 +46,8 @@ pub use state::{
     Provider, Reputation, SettleOutcome, State,
 };
 pub use tx::{
-    ACCEPTANCE_NAMESPACE, ACCEPTANCES_PER_CLAIM_MAX, Acceptance, Accepted, Amount, CLAWBACK_MAX,
-    Capabilities, Evidence, LEASE_NAMESPACE, Lease, RECEIPT_NAMESPACE, RECEIPTS_PER_TX_MAX,
-    Receipt, TX_NAMESPACE, Tx, TxBody, TxKind, VerifiedTx, admit, admit_batch, decode,
+    ACCEPTANCE_NAMESPACE, ACCEPTANCE_RESULTS_MAX, ACCEPTANCES_PER_CLAIM_MAX, Acceptance, Accepted,
+    Amount, CLAWBACK_MAX, Capabilities, Evidence, LEASE_NAMESPACE, Lease, RECEIPT_NAMESPACE,
+    RECEIPTS_PER_TX_MAX, Receipt, TX_NAMESPACE, Tx, TxBody, TxKind, VerifiedTx, admit, admit_batch,
+    decode,
 };

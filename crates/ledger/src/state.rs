@@ -123,6 +123,10 @@ pub enum SettleOutcome {
     Refused(&'static str),
 }
 
+/// One result to pay: (lease id, the lease, task, fuel), or why it is
+/// refused already.
+type Payable = Result<(ContentId, Lease, u64, u64), &'static str>;
+
 /// The whole ledger.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct State {
@@ -685,7 +689,12 @@ impl State {
             if signed.signer() != lease.provider {
                 return Err("not signed by the lease's provider");
             }
-            Ok((receipt.lease, receipt.task, receipt.fuel_used))
+            Ok((
+                receipt.lease,
+                lease.clone(),
+                receipt.task,
+                receipt.fuel_used,
+            ))
         });
         let items: Vec<_> = items.collect();
         self.pay(items, false)
@@ -693,11 +702,11 @@ impl State {
 
     /// Pays the results a lease's requester signed as accepted, to the
     /// lease's provider, whoever posts them: what the requester settles is
-    /// then only a shortcut, never the provider's only way to be paid. Once
-    /// the job's escrow is closed, the requester's balance pays. A
-    /// result under a lease whose provider was slashed on it pays nothing
-    /// (its other accepted results in that job can no longer be trusted).
-    /// Each result is paid or refused on its own, as `Settle`'s receipts.
+    /// then only a shortcut, never the provider's only way to be paid. What
+    /// the escrow cannot pay, the requester's balance does. A provider
+    /// slashed under any lease of the same requester claims nothing from it
+    /// (its results can no longer be trusted). Each result is paid or
+    /// refused on its own, as `Settle`'s receipts.
     fn claim(&mut self, acceptances: &[Signed<Acceptance>]) -> Result<Vec<SettleOutcome>, TxError> {
         let mut items = Vec::new();
         for signed in acceptances {
@@ -708,40 +717,45 @@ impl State {
                 Some(lease) if signed.signer() != lease.requester => {
                     Some("not signed by the lease's requester")
                 }
-                Some(_) if self.slashed_on(&acceptance.lease) => {
-                    Some("its provider was slashed on this lease")
+                Some(lease) if self.convicted_for(&lease.provider, &lease.requester) => {
+                    Some("its provider was slashed on a lease of this requester")
                 }
                 Some(_) => None,
             };
-            items.extend(acceptance.results.iter().map(|r| match refusal {
-                Some(reason) => Err(reason),
-                None => Ok((acceptance.lease, r.task, r.fuel_used)),
+            items.extend(acceptance.results.iter().map(|r| match (refusal, lease) {
+                (None, Some(lease)) => Ok((acceptance.lease, lease.clone(), r.task, r.fuel_used)),
+                (reason, _) => Err(reason.unwrap_or("unknown lease")),
             }));
         }
         self.pay(items, true)
     }
 
-    /// Whether a lease's provider was slashed for anything under it.
-    fn slashed_on(&self, lease: &ContentId) -> bool {
-        self.slashed
-            .range((*lease, 0)..=(*lease, u64::MAX))
-            .next()
-            .is_some()
+    /// Whether `provider` was slashed under a lease from `requester`: its
+    /// results for that requester can no longer be trusted, so claims on
+    /// what was accepted from it before pay nothing. Slashes are few, and
+    /// each leaves the state with its lease.
+    fn convicted_for(&self, provider: &PublicKey, requester: &PublicKey) -> bool {
+        self.slashed.iter().any(|(lease, _)| {
+            self.leases
+                .get(lease)
+                .is_some_and(|l| l.provider == *provider && l.requester == *requester)
+        })
     }
 
     /// Pays each (lease, task, fuel) not refused already: `fuel × price /
     /// 10^9` from the lease's job's escrow to its provider, the protocol fee
-    /// to the fee pool; for `accepted` results (a claim), from the
-    /// requester's balance once the escrow is closed. A pair already paid,
-    /// fuel above the lease's maximum, or funds that cannot cover it pay
-    /// nothing.
-    fn pay(
-        &mut self,
-        items: Vec<Result<(ContentId, u64, u64), &'static str>>,
-        accepted: bool,
-    ) -> Result<Vec<SettleOutcome>, TxError> {
+    /// to the fee pool. For `accepted` results (a claim), what the escrow
+    /// cannot pay (closed, drained, or reopened by someone else under the
+    /// same job id) comes from the requester's balance. A pair already
+    /// paid, fuel above the lease's maximum, or funds that cannot cover it
+    /// pay nothing.
+    fn pay(&mut self, items: Vec<Payable>, accepted: bool) -> Result<Vec<SettleOutcome>, TxError> {
+        use std::collections::btree_map::Entry;
         // Plan every payment against copies, then commit: the transaction
         // applies wholly or not at all, even if a later receipt overflows.
+        // One working balance per account, debits and credits alike, so an
+        // account that pays under one lease and is paid under another in
+        // the same transaction ends with both.
         let mut escrows: BTreeMap<ContentId, Escrow> = BTreeMap::new();
         let mut balances: BTreeMap<PublicKey, Amount> = BTreeMap::new();
         let mut paid_now: BTreeMap<(ContentId, u64), Amount> = BTreeMap::new();
@@ -750,14 +764,13 @@ impl State {
         let mut outcomes = Vec::with_capacity(items.len());
         for item in items {
             let refuse = |reason| SettleOutcome::Refused(reason);
-            let (lease_id, task, fuel_used) = match item {
+            let (lease_id, lease, task, fuel_used) = match item {
                 Ok(item) => item,
                 Err(reason) => {
                     outcomes.push(refuse(reason));
                     continue;
                 }
             };
-            let lease = &self.leases[&lease_id];
             let key = (lease_id, task);
             if self.settled.contains_key(&key) || paid_now.contains_key(&key) {
                 outcomes.push(refuse("already settled"));
@@ -767,33 +780,41 @@ impl State {
                 outcomes.push(refuse("fuel above the lease's per-task maximum"));
                 continue;
             }
-            // What pays: the job's escrow while it is open; once it is
-            // closed, for an accepted result, the requester's own balance
-            // (its acceptance is its promise to pay, and closing the escrow
-            // only returned the budget to that balance).
-            let funds = if let Some(escrow) = escrows.get_mut(&lease.job) {
-                &mut escrow.balance
-            } else if let Some(escrow) = self.escrows.get(&lease.job) {
-                &mut escrows.entry(lease.job).or_insert(*escrow).balance
-            } else if accepted && lease.requester != lease.provider {
-                let requester = lease.requester;
-                let balance = self.account(&requester).balance;
-                balances.entry(requester).or_insert(balance)
-            } else {
-                outcomes.push(refuse("the job's escrow is closed"));
-                continue;
-            };
             let price =
                 u128::from(fuel_used) * u128::from(lease.price_ucairn_per_gfuel) / 1_000_000_000;
             let price = Amount::try_from(price).map_err(|_| TxError::Overflow("payment"))?;
-            if price > *funds {
-                outcomes.push(refuse("escrow exhausted"));
+            let escrow = match escrows.entry(lease.job) {
+                Entry::Occupied(e) => Some(e.into_mut()),
+                Entry::Vacant(e) => self.escrows.get(&lease.job).map(|x| e.insert(*x)),
+            };
+            let escrow_pays = escrow
+                .as_ref()
+                .is_some_and(|e| (!accepted || e.owner == lease.requester) && e.balance >= price);
+            if let (true, Some(escrow)) = (escrow_pays, escrow) {
+                escrow.balance -= price;
+            } else if accepted && lease.requester != lease.provider {
+                // Its acceptance is the requester's promise to pay; closing
+                // the escrow only returned the budget to its balance.
+                let balance = match balances.entry(lease.requester) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(e) => e.insert(self.account(&lease.requester).balance),
+                };
+                if *balance < price {
+                    outcomes.push(refuse("neither the escrow nor the requester can pay"));
+                    continue;
+                }
+                *balance -= price;
+            } else {
+                outcomes.push(refuse(if self.escrows.contains_key(&lease.job) {
+                    "escrow exhausted"
+                } else {
+                    "the job's escrow is closed"
+                }));
                 continue;
             }
             let fee =
                 Amount::try_from(u128::from(price) * u128::from(self.params.fee_bps) / 10_000)
                     .expect("a fee is at most the price");
-            *funds -= price;
             fees = fees.checked_add(fee).ok_or(TxError::Overflow("fees"))?;
             let entry = payments.entry(lease.provider).or_default();
             entry.0 = entry
@@ -814,22 +835,17 @@ impl State {
             .fee_pool
             .checked_add(fees)
             .ok_or(TxError::Overflow("fee pool"))?;
-        let mut credits = Vec::with_capacity(payments.len());
         for (provider, (amount, _, _)) in &payments {
-            let balance = self
-                .account(provider)
-                .balance
+            let balance = match balances.entry(*provider) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => e.insert(self.account(provider).balance),
+            };
+            *balance = balance
                 .checked_add(*amount)
                 .ok_or(TxError::Overflow("provider balance"))?;
-            credits.push((*provider, balance));
         }
-        // A requester is never its own provider here (refused above), so
-        // no account is both debited and credited.
-        for (requester, balance) in balances {
-            self.accounts.get_or_default(requester).balance = balance;
-        }
-        for (provider, balance) in credits {
-            self.accounts.get_or_default(provider).balance = balance;
+        for (account, balance) in balances {
+            self.accounts.get_or_default(account).balance = balance;
         }
         for (provider, (_, tasks, fuel)) in payments {
             if let Some(p) = self.providers.get_mut(&provider) {

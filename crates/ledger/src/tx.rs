@@ -28,6 +28,10 @@ pub const ACCEPTANCE_NAMESPACE: &[u8] = b"cairn/acceptance";
 pub const RECEIPTS_PER_TX_MAX: usize = 4096;
 /// Acceptances one claim carries, at most.
 pub const ACCEPTANCES_PER_CLAIM_MAX: usize = 64;
+/// Results one acceptance names, at most: a claim of one full acceptance
+/// (128 × 48 bytes, with its signature and the transaction's) fits the
+/// 8 KiB a block takes of one transaction (`cairn_chain::TX_BYTES_MAX`).
+pub const ACCEPTANCE_RESULTS_MAX: usize = 128;
 /// Longest provider endpoint, in bytes.
 pub const ENDPOINT_BYTES_MAX: usize = 256;
 /// The largest encoded transaction accepted.
@@ -842,7 +846,7 @@ impl Read for Acceptance {
     type Cfg = ();
 
     fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
-        let range: RangeCfg<usize> = (0..=RECEIPTS_PER_TX_MAX).into();
+        let range: RangeCfg<usize> = (0..=ACCEPTANCE_RESULTS_MAX).into();
         Ok(Self {
             lease: ContentId::read(buf)?,
             results: Vec::<Accepted>::read_cfg(buf, &(range, ()))?,

@@ -27,6 +27,10 @@ fn genesis_state(keys: &[Keypair]) -> State {
     genesis.state().unwrap()
 }
 
+/// One acceptance in a claim: (lease, (task, fuel) results, signer if
+/// not the lease's requester).
+type Accepting = (usize, Vec<(u64, u64)>, Option<usize>);
+
 #[derive(Clone, Debug)]
 enum Op {
     Transfer {
@@ -79,13 +83,12 @@ enum Op {
         task: u64,
         signer: Option<usize>,
     },
-    /// Anyone posts an acceptance of (task, fuel) under a lease, signed by
-    /// the lease's requester (or, if given, someone else).
+    /// Anyone posts acceptances of (task, fuel) under leases, each signed
+    /// by its lease's requester (or, if given, someone else): several in
+    /// one claim, so an account may pay under one and be paid under another.
     Claim {
         who: usize,
-        lease: usize,
-        results: Vec<(u64, u64)>,
-        signer: Option<usize>,
+        acceptances: Vec<Accepting>,
     },
     /// The lease's requester convicts its provider of a wrong result and
     /// claws back some tasks.
@@ -177,16 +180,16 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(who, job, receipts)| Op::Settle { who, job, receipts }),
         (
             user(),
-            0usize..8,
-            prop::collection::vec((0u64..4, 0u64..3_000_000_000), 0..4),
-            signer()
+            prop::collection::vec(
+                (
+                    0usize..8,
+                    prop::collection::vec((0u64..4, 0u64..3_000_000_000), 0..4),
+                    signer()
+                ),
+                1..4
+            )
         )
-            .prop_map(|(who, lease, results, signer)| Op::Claim {
-                who,
-                lease,
-                results,
-                signer
-            }),
+            .prop_map(|(who, acceptances)| Op::Claim { who, acceptances }),
         (user(), 0usize..8, 0u64..4, signer()).prop_map(|(reporter, lease, task, signer)| {
             Op::Slash {
                 reporter,
@@ -382,36 +385,31 @@ impl World {
                 )
                 .sign(&self.keys[who])
             }
-            Op::Claim {
-                who,
-                lease,
-                results,
-                signer,
-            } => {
-                let lease = self.leases.get(lease % self.leases.len().max(1))?;
-                let signer = signer.unwrap_or_else(|| self.index_of(&lease.requester));
-                let acceptance = Signed::sign(
-                    &self.keys[signer],
-                    ACCEPTANCE_NAMESPACE,
-                    Acceptance {
-                        lease: lease.id(),
-                        results: results
-                            .iter()
-                            .map(|&(task, fuel_used)| Accepted {
-                                task,
-                                digest: ContentId::of(&[1]),
-                                fuel_used,
-                            })
-                            .collect(),
-                    },
-                );
-                self.body(
-                    who,
-                    TxKind::Claim {
-                        acceptances: vec![acceptance],
-                    },
-                )
-                .sign(&self.keys[who])
+            Op::Claim { who, acceptances } => {
+                let acceptances = acceptances
+                    .iter()
+                    .filter_map(|(lease, results, signer)| {
+                        let lease = self.leases.get(lease % self.leases.len().max(1))?;
+                        let signer = signer.unwrap_or_else(|| self.index_of(&lease.requester));
+                        Some(Signed::sign(
+                            &self.keys[signer],
+                            ACCEPTANCE_NAMESPACE,
+                            Acceptance {
+                                lease: lease.id(),
+                                results: results
+                                    .iter()
+                                    .map(|&(task, fuel_used)| Accepted {
+                                        task,
+                                        digest: ContentId::of(&[1]),
+                                        fuel_used,
+                                    })
+                                    .collect(),
+                            },
+                        ))
+                    })
+                    .collect();
+                self.body(who, TxKind::Claim { acceptances })
+                    .sign(&self.keys[who])
             }
             Op::Slash {
                 reporter,

@@ -374,7 +374,7 @@ fn a_provider_claims_what_its_requester_accepted_and_never_settled() {
 }
 
 #[test]
-fn a_provider_slashed_on_its_lease_cannot_claim_what_was_accepted_there() {
+fn a_provider_slashed_under_a_requester_cannot_claim_what_it_accepted_before() {
     let mut net = Net::new();
     let (requester, provider) = (net.requester.clone(), net.provider.clone());
     net.register();
@@ -404,10 +404,98 @@ fn a_provider_slashed_on_its_lease_cannot_claim_what_was_accepted_there() {
     assert_eq!(
         outcomes,
         [SettleOutcome::Refused(
-            "its provider was slashed on this lease"
+            "its provider was slashed on a lease of this requester"
         )]
     );
     assert_eq!(net.state.account(&provider.public()).balance, before);
+}
+
+/// A `self_dealer` posts one claim in which one account is paid as a
+/// provider under one lease and pays as a requester under another (its own
+/// escrow closed): both happen, and no token is made (the ledger's supply
+/// check runs after every transaction in `Net::send`). And a requester that
+/// reopens a tiny escrow under the same job id, or drains it, does not stop
+/// its accepted results from being paid: its balance pays.
+#[test]
+fn an_account_paying_and_paid_in_one_claim_ends_with_both_and_a_drained_escrow_does_not_block_claims()
+ {
+    let mut net = Net::new();
+    let (requester, provider, other) = (
+        net.requester.clone(),
+        net.provider.clone(),
+        net.other.clone(),
+    );
+    net.register();
+    // `other` registers as a provider too, and leases from `provider` on a
+    // job of its own.
+    let stake_min = net.state.params().stake_min;
+    net.send(
+        &other,
+        TxKind::RegisterProvider {
+            capabilities: Capabilities::default(),
+            endpoint: "/ip4/127.0.0.1/tcp/7001".into(),
+            stake: stake_min,
+        },
+    )
+    .unwrap();
+    net.open_escrow(1_000_000);
+    let lease = net.lease(10); // requester → provider, on JOB
+    let job2 = ContentId::of(b"job-2");
+    net.send(
+        &provider,
+        TxKind::OpenEscrow {
+            job: job2,
+            amount: 10,
+        },
+    )
+    .unwrap();
+    let lease2 = Lease {
+        job: job2,
+        requester: provider.public(),
+        provider: other.public(),
+        price_ucairn_per_gfuel: 1_000,
+        fuel_per_task_max: 50_000_000_000,
+        expires_height: 10,
+    };
+    let provider_signature = lease2.sign(&other);
+    net.send(
+        &provider,
+        TxKind::RecordLease {
+            lease: lease2.clone(),
+            provider_signature,
+        },
+    )
+    .unwrap();
+    // The provider's escrow cannot pay 1,000 µCAIRN: its balance does.
+    let paid_to_it = acceptance(&requester, &lease, &[(0, b"a", 1_000_000_000)]);
+    let owed_by_it = acceptance(&provider, &lease2, &[(0, b"b", 1_000_000_000)]);
+    let (p_before, o_before) = (
+        net.state.account(&provider.public()).balance,
+        net.state.account(&other.public()).balance,
+    );
+    let outcomes = net
+        .send(
+            &other,
+            TxKind::Claim {
+                acceptances: vec![paid_to_it, owed_by_it],
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        vec![SettleOutcome::Paid { paid: 990, fee: 10 }; 2]
+    );
+    assert_eq!(
+        net.state.account(&provider.public()).balance,
+        p_before + 990 - 1_000,
+        "paid and paying in one transaction"
+    );
+    assert_eq!(net.state.account(&other.public()).balance, o_before + 990);
+    assert_eq!(
+        net.state.escrow(&job2).unwrap().balance,
+        10,
+        "too small to pay"
+    );
 }
 
 #[test]

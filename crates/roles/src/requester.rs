@@ -1277,6 +1277,8 @@ impl RequesterCore {
                     fuel_used: r.fuel_used,
                 })
             })
+            // What one claim can carry; the rest go with the next answer.
+            .take(cairn_ledger::ACCEPTANCE_RESULTS_MAX)
             .collect();
         let accepted = (!results.is_empty()).then(|| {
             Signed::sign(

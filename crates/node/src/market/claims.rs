@@ -12,9 +12,14 @@
 
 use std::collections::BTreeSet;
 
-use cairn_ledger::{ACCEPTANCES_PER_CLAIM_MAX, Acceptance, RECEIPTS_PER_TX_MAX, TxKind};
+use cairn_ledger::{ACCEPTANCES_PER_CLAIM_MAX, Acceptance, TxKind};
 use cairn_store::{Op, Table};
+use cairn_wire::codec::EncodeSize;
 use cairn_wire::{ContentId, Signed};
+
+/// Bytes of acceptances one claim carries, at most: what a block takes of
+/// one transaction, less the transaction's own fields and signature.
+const CLAIM_BYTES_MAX: usize = cairn_chain::TX_BYTES_MAX - 512;
 
 use super::Shared;
 
@@ -46,7 +51,7 @@ pub(super) async fn claim(shared: &Shared, lease: ContentId) {
         }
     };
     let mut batches: Vec<(Vec<Signed<Acceptance>>, Vec<Op>)> = Vec::new();
-    let mut results = 0;
+    let mut batch_bytes = 0;
     for (key, bytes) in rows {
         let Ok(acceptance) = Signed::<Acceptance>::from_bytes(&bytes, &()) else {
             tracing::error!(
@@ -58,18 +63,30 @@ pub(super) async fn claim(shared: &Shared, lease: ContentId) {
             }
             continue;
         };
-        let n = acceptance.payload_unchecked().results.len();
+        let size = acceptance.encode_size();
+        if size > CLAIM_BYTES_MAX {
+            // No requester's core signs one this large (it names at most
+            // `ACCEPTANCE_RESULTS_MAX` results), and no block would take it.
+            tracing::error!(
+                "an acceptance too large to claim under lease {}; dropped",
+                lease.short()
+            );
+            if let Err(e) = shared.db.write(&[Op::Delete(Table::Acceptances, key)]) {
+                tracing::warn!("dropping it: {e}");
+            }
+            continue;
+        }
         let full = batches.last().is_none_or(|(batch, _)| {
-            batch.len() == ACCEPTANCES_PER_CLAIM_MAX || results + n > RECEIPTS_PER_TX_MAX
+            batch.len() == ACCEPTANCES_PER_CLAIM_MAX || batch_bytes + size > CLAIM_BYTES_MAX
         });
         if full {
             batches.push((Vec::new(), Vec::new()));
-            results = 0;
+            batch_bytes = 0;
         }
         let (batch, ops) = batches.last_mut().expect("pushed above");
         batch.push(acceptance);
         ops.push(Op::Delete(Table::Acceptances, key));
-        results += n;
+        batch_bytes += size;
     }
     for (acceptances, ops) in batches {
         let count = acceptances.len();
