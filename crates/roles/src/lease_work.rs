@@ -156,8 +156,8 @@ pub struct LeaseWork {
     last_answer: u64,
     last_pull: u64,
     pause: Option<Pause>,
-    /// The job ended with results awaiting acceptance: one last pull asks
-    /// for it.
+    /// The job ended with results awaiting acceptance: pulls ask for it
+    /// until one brings none.
     last_ask: bool,
     done: bool,
 }
@@ -198,6 +198,18 @@ impl LeaseWork {
             done: false,
         };
         for report in stored.reports {
+            // A result kept from before the restart may have reached the
+            // requester, which then ignores the commitment sent again: it
+            // awaits acceptance too, or a crash between delivering it and
+            // persisting the answer would leave it unasked for.
+            if let Report::Revealed { receipt, .. } = &report {
+                let r = receipt.payload_unchecked();
+                work.awaiting.entry(r.task).or_insert(Awaiting {
+                    task: r.task,
+                    digest: r.digest,
+                    fuel_used: r.fuel_used,
+                });
+            }
             work.queue(report);
         }
         work
@@ -411,9 +423,13 @@ impl LeaseWork {
                 self.writes.push(Write::Awaiting(awaiting));
             }
         }
+        let awaited = self.awaiting.len();
         if let Some(acceptance) = accepted {
             self.accepted(acceptance);
         }
+        // An acceptance names at most `ACCEPTANCE_RESULTS_MAX` results: one
+        // that took some means there may be more to ask for.
+        let progress = self.awaiting.len() < awaited;
         if !self.withhold_reveals {
             for task in reveal {
                 let task = u64::from(task);
@@ -427,8 +443,8 @@ impl LeaseWork {
             }
         }
         if finished && !self.awaiting.is_empty() && self.unsent.is_empty() {
-            if self.last_ask {
-                // Asked once more after the job ended, and still not
+            if self.last_ask && !progress {
+                // Asked again after the job ended, and nothing more was
                 // accepted: nothing will pay for them (a requester that
                 // stops accepting costs this lease at most its credit).
                 tracing::warn!(
@@ -438,8 +454,8 @@ impl LeaseWork {
                 );
                 self.awaiting.clear();
             } else {
-                // Some may have been stored by this very answer: one more
-                // pull names them.
+                // Some may have been stored by this very answer, or not fit
+                // in its acceptance: another pull names them.
                 self.last_ask = true;
             }
         }

@@ -36,7 +36,7 @@ pub struct SimArgs {
     /// Concurrent tasks per provider.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
     slots: u32,
-    /// Jobs, submitted 100 ms apart by 4 requesters.
+    /// Jobs, submitted 100 ms apart by 4 requesters (one of which never settles: its providers claim).
     #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     jobs: u32,
     /// Tasks per job, each 20 to 2,000 simulated ms.

@@ -446,6 +446,21 @@ fn a_restarted_lease_commits_again_to_what_it_had_sealed() {
         [Report::Committed(_), Report::Failed { task: 5, .. }]
     ));
     assert_eq!(held(&work), [4, 5]);
+    // The result may have reached the requester before the crash, which
+    // then ignores the commitment: its acceptance is asked for too, and
+    // taken without a reveal.
+    assert_eq!(p.awaiting, [4]);
+    let answer = Ok(Response::Tasks {
+        stored: 2,
+        tasks: Vec::new(),
+        finished: false,
+        reveal: Vec::new(),
+        accepted: Some(acceptance(&requester(), lease(), &[awaiting(4)])),
+    });
+    work.answered(1, p.want, answer, |_| true);
+    assert_eq!(work.awaiting(), 0);
+    assert!(held(&work).is_empty(), "accepted: no reveal is waited for");
+    assert!(work.writes.contains(&Write::Forget(4)));
 }
 
 #[test]
