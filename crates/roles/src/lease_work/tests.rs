@@ -97,6 +97,23 @@ fn result(index: u32) -> Report {
     }
 }
 
+/// An answer handing out no tasks: `stored` reports kept, the job
+/// `finished` or not, `reveal` asked for, `accepted` signed.
+fn answer(
+    stored: u32,
+    finished: bool,
+    reveal: Vec<u32>,
+    accepted: Option<Signed<Acceptance>>,
+) -> Result<Response, String> {
+    Ok(Response::Tasks {
+        stored,
+        tasks: Vec::new(),
+        finished,
+        reveal,
+        accepted,
+    })
+}
+
 /// Every task a report is still held for.
 fn held(work: &LeaseWork) -> Vec<u64> {
     let mut tasks: Vec<u64> = work.unsent.iter().map(Report::task).collect();
@@ -200,14 +217,8 @@ fn a_result_is_sent_sealed_persisted_first_and_revealed_only_when_asked() {
     );
 
     // Stored, and the requester asks for the result.
-    let answer = Ok(Response::Tasks {
-        stored: 1,
-        tasks: Vec::new(),
-        finished: false,
-        reveal: vec![7],
-        accepted: None,
-    });
-    assert!(work.answered(2, p.want, answer, |_| true).is_empty());
+    let reply = answer(1, false, vec![7], None);
+    assert!(work.answered(2, p.want, reply, |_| true).is_empty());
     let p = pull(&mut work, 3);
     let [Report::Revealed { .. }] = p.reports.as_slice() else {
         panic!("expected the result, got {:?}", p.reports);
@@ -216,14 +227,8 @@ fn a_result_is_sent_sealed_persisted_first_and_revealed_only_when_asked() {
     assert_eq!(p.grants.len(), 3);
     // Stored: forgotten, its persisted report deleted, and kept instead
     // as awaiting acceptance (here the job ends without one).
-    let answer = Ok(Response::Tasks {
-        stored: 1,
-        tasks: Vec::new(),
-        finished: true,
-        reveal: Vec::new(),
-        accepted: None,
-    });
-    work.answered(4, p.want, answer, |_| true);
+    let reply = answer(1, true, Vec::new(), None);
+    work.answered(4, p.want, reply, |_| true);
     assert!(held(&work).is_empty());
     assert_eq!(
         work.writes,
@@ -234,14 +239,8 @@ fn a_result_is_sent_sealed_persisted_first_and_revealed_only_when_asked() {
     assert!(matches!(work.next(5), Next::Wait(Some(_))));
     let p = pull(&mut work, 100);
     assert_eq!(p.awaiting, [7]);
-    let answer = Ok(Response::Tasks {
-        stored: 0,
-        tasks: Vec::new(),
-        finished: true,
-        reveal: Vec::new(),
-        accepted: None,
-    });
-    work.answered(101, p.want, answer, |_| true);
+    let reply = answer(0, true, Vec::new(), None);
+    work.answered(101, p.want, reply, |_| true);
     assert_eq!(work.awaiting(), 0, "given up");
     assert!(matches!(work.next(102), Next::Done));
 }
@@ -281,22 +280,10 @@ fn deliver(work: &mut LeaseWork, index: u32, now: u64) {
     work.answered(now, p.want, tasks(vec![task(index)]), |_| true);
     work.finished(result(index), 1.0);
     let p = pull(work, now + 20);
-    let reveal = Ok(Response::Tasks {
-        stored: 1,
-        tasks: Vec::new(),
-        finished: false,
-        reveal: vec![index],
-        accepted: None,
-    });
+    let reveal = answer(1, false, vec![index], None);
     work.answered(now + 20, p.want, reveal, |_| true);
     let p = pull(work, now + 40);
-    let stored = Ok(Response::Tasks {
-        stored: 1,
-        tasks: Vec::new(),
-        finished: false,
-        reveal: Vec::new(),
-        accepted: None,
-    });
+    let stored = answer(1, false, Vec::new(), None);
     work.answered(now + 40, p.want, stored, |_| true);
 }
 
@@ -339,14 +326,8 @@ fn delivered_results_await_acceptance_and_a_requester_that_withholds_it_gets_no_
             acceptance(&requester(), lease(), &[awaiting(7), awaiting(9)]),
         ),
     ] {
-        let answer = Ok(Response::Tasks {
-            stored: 0,
-            tasks: Vec::new(),
-            finished: false,
-            reveal: Vec::new(),
-            accepted: Some(bad),
-        });
-        work.answered(2_001, 0, answer, |_| true);
+        let reply = answer(0, false, Vec::new(), Some(bad));
+        work.answered(2_001, 0, reply, |_| true);
         assert_eq!(work.awaiting(), 2, "{why}: taken as an acceptance");
         assert!(
             !work.writes.iter().any(|w| matches!(w, Write::Accepted(_))),
@@ -357,14 +338,8 @@ fn delivered_results_await_acceptance_and_a_requester_that_withholds_it_gets_no_
     // The requester's acceptance of task 7: kept, and one result of credit
     // is free again.
     let good = acceptance(&requester(), lease(), &[awaiting(7)]);
-    let answer = Ok(Response::Tasks {
-        stored: 0,
-        tasks: Vec::new(),
-        finished: false,
-        reveal: Vec::new(),
-        accepted: Some(good.clone()),
-    });
-    work.answered(2_002, 0, answer, |_| true);
+    let reply = answer(0, false, Vec::new(), Some(good.clone()));
+    work.answered(2_002, 0, reply, |_| true);
     assert_eq!(work.awaiting(), 1);
     let p = pull(&mut work, 3_000);
     assert!(p.want > 0);
@@ -387,14 +362,8 @@ fn a_staller_never_reveals() {
     work.answered(0, p.want, tasks(vec![task(1)]), |_| true);
     work.finished(result(1), 5.0);
     let p = pull(&mut work, 1);
-    let answer = Ok(Response::Tasks {
-        stored: 1,
-        tasks: Vec::new(),
-        finished: false,
-        reveal: vec![1],
-        accepted: None,
-    });
-    work.answered(2, p.want, answer, |_| true);
+    let reply = answer(1, false, vec![1], None);
+    work.answered(2, p.want, reply, |_| true);
     let p = pull(&mut work, 1_000);
     assert!(p.reports.is_empty(), "{:?}", p.reports);
     assert_eq!(held(&work), [1]);
@@ -415,14 +384,14 @@ fn a_pull_names_every_task_held_running_or_unacknowledged_and_no_other() {
     let retry = pull(&mut work, 3 + RETRY_MS);
     assert_eq!(retry.held, [3, 8]);
     // Acknowledged, 3 is no longer held; a task refused on arrival never is.
-    let answer = Ok(Response::Tasks {
+    let reply = Ok(Response::Tasks {
         stored: 1,
         tasks: vec![task(9), task(10)],
         finished: false,
         reveal: Vec::new(),
         accepted: None,
     });
-    work.answered(4 + RETRY_MS, retry.want, answer, |t| t.task != 10);
+    work.answered(4 + RETRY_MS, retry.want, reply, |t| t.task != 10);
     work.finished(result(8), 50.0);
     assert_eq!(pull(&mut work, 1_000 + HEARTBEAT_MS).held, [8, 9]);
     // After a restart only what was stored is held: what ran is gone.
@@ -450,14 +419,13 @@ fn a_restarted_lease_commits_again_to_what_it_had_sealed() {
     // then ignores the commitment: its acceptance is asked for too, and
     // taken without a reveal.
     assert_eq!(p.awaiting, [4]);
-    let answer = Ok(Response::Tasks {
-        stored: 2,
-        tasks: Vec::new(),
-        finished: false,
-        reveal: Vec::new(),
-        accepted: Some(acceptance(&requester(), lease(), &[awaiting(4)])),
-    });
-    work.answered(1, p.want, answer, |_| true);
+    let reply = answer(
+        2,
+        false,
+        Vec::new(),
+        Some(acceptance(&requester(), lease(), &[awaiting(4)])),
+    );
+    work.answered(1, p.want, reply, |_| true);
     assert_eq!(work.awaiting(), 0);
     assert!(held(&work).is_empty(), "accepted: no reveal is waited for");
     assert!(work.writes.contains(&Write::Forget(4)));
@@ -493,14 +461,8 @@ fn a_lease_that_could_not_prepare_hands_every_task_back_as_failed() {
     assert!(
         matches!(p.reports.as_slice(), [Report::Failed { task: 3, reason }] if reason == "no module")
     );
-    let answer = Ok(Response::Tasks {
-        stored: 1,
-        tasks: Vec::new(),
-        finished: false,
-        reveal: Vec::new(),
-        accepted: None,
-    });
-    work.answered(2, p.want, answer, |_| true);
+    let reply = answer(1, false, Vec::new(), None);
+    work.answered(2, p.want, reply, |_| true);
     assert!(matches!(work.next(3), Next::Done));
 }
 
@@ -530,13 +492,7 @@ fn an_empty_answer_backs_off_doubling_up_to_the_idle_maximum() {
         1.0,
     );
     let p = pull(&mut work, now);
-    let stored = Ok(Response::Tasks {
-        stored: 1,
-        tasks: Vec::new(),
-        finished: false,
-        reveal: Vec::new(),
-        accepted: None,
-    });
+    let stored = answer(1, false, Vec::new(), None);
     work.answered(now, p.want, stored, |_| true);
     assert!(matches!(work.next(now), Next::Wait(Some(at)) if at == now + 5));
 }
