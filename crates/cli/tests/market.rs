@@ -485,12 +485,12 @@ fn render_job(dir: &Path, frames: usize) -> PathBuf {
     job
 }
 
-/// The example's first six frames (all 24 are rendered by CI's first
-/// command, the README's): a frame takes seconds, twice here.
+/// The example's first three frames (all 24 are rendered by CI's first
+/// command, the README's): a frame takes seconds, three times here.
 #[test]
 fn three_providers_render_the_example_and_digests_match_a_local_run() {
     let tmp = tempfile::tempdir().unwrap();
-    let frames = 6;
+    let frames = 3;
     let job = render_job(tmp.path(), frames);
     let output = cairn()
         .current_dir(tmp.path())
@@ -532,9 +532,9 @@ fn three_providers_render_the_example_and_digests_match_a_local_run() {
     assert_eq!(network_digests, digests(&local, "index"));
     // Work was spread: every frame was rendered by two providers (the
     // verifier never gives a task's replicas to one provider), so at
-    // least twelve executions. Which provider's record is kept says
+    // least two executions a frame. Which provider's record is kept says
     // nothing: under load, one provider once ran the first replica of
-    // all six frames.
+    // all six frames of an earlier version of this test.
     let executions = network["status"]["executions"].as_u64().unwrap();
     assert!(executions >= 2 * frames as u64, "{}", network["status"]);
     for frame in 0..frames {
@@ -1496,6 +1496,13 @@ wall_time_s = 30
 /// own tampered run: the dispute finds the first step where the states
 /// differ, a referee re-executes that one step, and the cheat is
 /// convicted and slashed while the job completes with honest weights.
+/// Where each cheat departs, and that its trace ends in what it reported,
+/// is tested without a network (`cairn-node`'s
+/// `each_training_cheat_departs_at_its_step_and_its_trace_ends_in_its_result`:
+/// the data swapper departs where the step skipper does, the early
+/// stopper half way); here, real processes play the dispute out for a
+/// cheat departing early and for one departing at the last step, the edge
+/// of the bisection.
 fn training_cheat_is_caught(how: &str) {
     cheater_is_caught_on(1, how, 8, true, 3, train_job);
 }
@@ -1503,16 +1510,6 @@ fn training_cheat_is_caught(how: &str) {
 #[test]
 fn a_provider_that_skips_training_steps_is_convicted_and_slashed() {
     training_cheat_is_caught("step-skipper");
-}
-
-#[test]
-fn a_provider_that_trains_on_other_data_is_convicted_and_slashed() {
-    training_cheat_is_caught("data-swapper");
-}
-
-#[test]
-fn a_provider_that_stops_half_way_and_fakes_the_loss_curve_is_convicted_and_slashed() {
-    training_cheat_is_caught("early-stopper");
 }
 
 #[test]

@@ -455,7 +455,9 @@ impl RequesterCore {
     }
 
     /// Restores an accepted result of a job (after a restart); its receipt
-    /// is settled again unless the job's settlement was over.
+    /// is settled again unless the job's settlement was over, and its
+    /// provider still gets the acceptance it asks for either way (as
+    /// before the restart).
     pub fn restore_result(&mut self, job: &ContentId, record: &TaskRecord) -> Result<(), String> {
         let (provider, digest) = (record.provider, record.digest);
         let Some(j) = self.jobs.get_mut(job) else {
@@ -471,8 +473,7 @@ impl RequesterCore {
         j.sched.restore(record.task, provider, digest);
         self.verifier
             .restore_accepted(&(*job, record.task), digest, vec![provider]);
-        if !j.record.settled
-            && let Ok(bytes) = cairn_wire::parse_hex(&record.receipt, "receipt")
+        if let Ok(bytes) = cairn_wire::parse_hex(&record.receipt, "receipt")
             && let Ok(receipt) = Signed::<Receipt>::from_bytes(&bytes, &())
         {
             let r = receipt.payload_unchecked();

@@ -4,19 +4,21 @@
 //! redb.
 //!
 //! Every message between a requester and a provider crosses a simulated
-//! network with latency and loss; providers crash and restart (what they
-//! persisted survives); some providers lie. Time is simulated, randomness
+//! network with latency and loss; providers and requesters crash and
+//! restart (what they persisted survives); some providers lie, some name
+//! tasks past a job's end. Time is simulated, randomness
 //! comes from one seed, and every event goes into a transcript digest: the
 //! same seed gives the same transcript, and a failing seed reproduces with
 //! `CAIRN_SIM_SEED`. What it reports is what the market promises: every job
-//! finishes, no wrong result is accepted, no token is created or lost, and
-//! how close the makespan comes to the ideal.
+//! finishes, no wrong result is accepted, no honest provider is convicted
+//! or left unpaid, no token is created or lost, and how close the makespan
+//! comes to the ideal.
 //!
 //! What the shell simplifies (see `docs/architecture.md`): executions are
 //! modelled (a duration and a digest per task, a trace of state hashes for
 //! disputes), outputs are not transferred, and a wrong result convicted by
-//! a dispute is not brought
-//! to validators (no case, so no slash: the liar goes unpaid and banned).
+//! a dispute is not brought to validators (no case, so no slash: the liar
+//! goes unpaid and banned).
 //! Providers bid with the node's core ([`Bidder`]): the default pricing
 //! policy, busy meaning tasks running now, and orders seen while busy bid
 //! on again once idle. Some requesters may withhold payment: they take
@@ -28,8 +30,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use cairn_job::VerifyPolicy;
 use cairn_ledger::{
-    ACCEPTANCES_PER_CLAIM_MAX, Acceptance, Capabilities, Genesis, Lease, OPENING_NAMESPACE,
-    Opening, RECEIPT_NAMESPACE, Receipt, SettleOutcome, State, TxBody, TxKind, admit,
+    ACCEPTANCES_PER_CLAIM_MAX, Acceptance, Capabilities, Evidence, Genesis, Lease,
+    OPENING_NAMESPACE, Opening, RECEIPT_NAMESPACE, REVEAL_WINDOW_BLOCKS, Receipt, SettleOutcome,
+    State, TxBody, TxKind, admit,
 };
 use cairn_market::{BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, Rng, ScalePricing};
 use cairn_proto::{
@@ -39,7 +42,8 @@ use cairn_proto::{
 use cairn_roles::bidder::{Answer, Bidder};
 use cairn_roles::lease_work::{self, Awaiting, LeaseWork, Next, Stored};
 use cairn_roles::requester::{
-    Arrival, Asked, Effects, Finding, JobRecord, RequesterCore, Streams, Write, check_reports,
+    Arrival, Asked, Effects, Finding, JobRecord, RequesterCore, Streams, TaskRecord, Write,
+    check_reports,
 };
 use cairn_sched::SchedParams;
 use cairn_verify::{Need, Side, StateHash};
@@ -67,6 +71,9 @@ pub enum Behaviour {
     /// Returns a consistent wrong result (another output) for every task,
     /// with a trace that departs from the honest one part way.
     Liar,
+    /// Runs every task right, and adds to every pull a well-signed result
+    /// and a failure of a task past the job's end.
+    IndexOverflower,
 }
 
 /// What to simulate.
@@ -82,6 +89,8 @@ pub struct Config {
     pub slots: u32,
     /// Providers that lie, per thousand.
     pub liars_per_mille: u32,
+    /// Providers that name tasks past a job's end, per thousand.
+    pub overflowers_per_mille: u32,
     /// Jobs, submitted `submit_every_ms` apart.
     pub jobs: u32,
     /// Tasks per job.
@@ -105,6 +114,19 @@ pub struct Config {
     /// Requesters (the first ones) that withhold payment: they never
     /// settle, and close their escrow to take back its budget instead.
     pub withholders: u32,
+    /// Requesters (after the withholders) that try to frame honest
+    /// providers: they challenge on the ledger every commitment they are
+    /// sent, and once the reveal window is over claim it was never opened
+    /// (`NoReveal`). Otherwise they act and pay as honest ones.
+    pub framers: u32,
+    /// Requester crashes per requester per simulated hour. A requester
+    /// down for `down_ms` keeps what a node keeps: its jobs, results,
+    /// trust and leases on disk, and its queued transactions (the
+    /// outbox); it loses its auctions, offers and disputes in progress.
+    pub requester_crashes_per_hour: f64,
+    /// Requester crashes at set times (requester, ms): regression seeds
+    /// for a crash at one moment.
+    pub requester_crashes_at: Vec<(u32, u64)>,
 }
 
 impl Config {
@@ -117,6 +139,7 @@ impl Config {
             providers: 40,
             slots: 2,
             liars_per_mille: 100,
+            overflowers_per_mille: 50,
             jobs: 6,
             tasks_per_job: 60,
             task_ms: (20, 400),
@@ -128,7 +151,17 @@ impl Config {
             down_ms: 3_000,
             horizon_ms: 3_600_000,
             withholders: 0,
+            framers: 0,
+            requester_crashes_per_hour: 120.0,
+            // And one for sure, mid-run.
+            requester_crashes_at: vec![(0, 4_000)],
         }
+    }
+
+    /// When job `job` is submitted: from the first block on (the
+    /// providers' stakes are in it), `submit_every_ms` apart.
+    pub fn submit_ms(&self, job: u32) -> u64 {
+        BLOCK_MS + 1 + u64::from(job) * self.submit_every_ms
     }
 }
 
@@ -155,6 +188,18 @@ pub struct Outcome {
     pub liars: u32,
     /// Provider crashes.
     pub crashes: u32,
+    /// Requester crashes.
+    pub requester_crashes: u32,
+    /// Reports requesters refused (a bad signature, a task out of range,
+    /// someone else's): each is dropped and counted, and changes nothing.
+    pub reports_refused: u64,
+    /// Commitments the framers challenged without cause.
+    pub challenges: u64,
+    /// Their `NoReveal` claims refused (the provider had opened the
+    /// commitment on the ledger).
+    pub frames_refused: u64,
+    /// Their `NoReveal` claims the ledger upheld: must be 0.
+    pub frames_upheld: u64,
     /// From the first submission until the last job had every result
     /// accepted (its settlement began), ms.
     pub makespan_ms: u64,
@@ -174,6 +219,9 @@ pub struct Outcome {
     pub unpaid_accepted: u64,
     /// Honest providers slashed: must be 0.
     pub honest_slashed: u32,
+    /// Honest providers some requester convicted (and banned, and stopped
+    /// paying for its open jobs' results): must be 0.
+    pub honest_convicted: u32,
     /// µCAIRN paid to liars: must be 0.
     pub paid_to_liars: u64,
     /// Whether the ledger's tokens add up to its supply at the end, with
@@ -224,11 +272,15 @@ enum Event {
         requester: usize,
         lease: Lease,
         slots: u32,
+        life: u32,
     },
     OfferAnswer {
         requester: usize,
         lease: Lease,
+        slots: u32,
         signed: bool,
+        /// The requester's life the offer came from.
+        life: u32,
     },
     Work {
         provider: usize,
@@ -264,6 +316,12 @@ enum Event {
     },
     Restart {
         provider: usize,
+    },
+    RequesterCrash {
+        requester: usize,
+    },
+    RequesterRestart {
+        requester: usize,
     },
     PeerLost {
         requester: usize,
@@ -303,6 +361,8 @@ impl Event {
             Event::Executed { provider, task, .. } => format!("ran {provider} {}", task.task),
             Event::Crash { provider } => format!("crash {provider}"),
             Event::Restart { provider } => format!("restart {provider}"),
+            Event::RequesterCrash { requester } => format!("requester crash {requester}"),
+            Event::RequesterRestart { requester } => format!("requester restart {requester}"),
             Event::PeerLost { provider, .. } => format!("lost {provider}"),
             Event::Block => "block".into(),
         }
@@ -347,6 +407,11 @@ struct Provider {
     /// Tasks waiting for a slot, and how many run.
     queue: VecDeque<(ContentId, Assignment)>,
     busy: u32,
+    /// What opens each commitment it made, (lease, task) → digest: kept on
+    /// disk beyond the lease, to answer challenges.
+    answers: BTreeMap<(ContentId, u64), ContentId>,
+    /// Challenges answered in this life: (lease, task, deadline).
+    revealed: BTreeSet<(ContentId, u64, u64)>,
 }
 
 /// What a provider keeps on disk for one lease.
@@ -368,7 +433,38 @@ struct Requester {
     drive_at: BTreeMap<ContentId, u64>,
     /// Each job's auction whose offers are out.
     offering: BTreeMap<ContentId, Offering>,
+    up: bool,
+    /// Bumped at each crash: answers to an earlier life's offers, and its
+    /// transactions' bookkeeping, are ignored.
+    life: u32,
+    /// When it is back, while down.
+    back_at: u64,
+    /// When its next random crash is due.
+    crash_due: Option<u64>,
+    /// What survives a crash.
+    disk: RequesterDisk,
+    /// Task executions handed out by its earlier lives.
+    executions_before: u64,
 }
+
+/// What a requester keeps on disk: what a node's tables hold.
+#[derive(Default)]
+struct RequesterDisk {
+    /// Each job's record, written when the job is submitted (with its
+    /// escrow queued) and when the core asks.
+    jobs: BTreeMap<ContentId, JobRecord>,
+    /// Accepted results.
+    results: BTreeMap<(ContentId, u32), TaskRecord>,
+    /// What it learned of providers.
+    trust: BTreeMap<PublicKey, cairn_verify::Record>,
+    /// Leases given, once signed: (job, provider, slots).
+    leases: BTreeMap<ContentId, (ContentId, PublicKey, u32)>,
+}
+
+/// A transaction for the next block: its signer, and the job and
+/// requester life whose escrow, settlement or close it is (followed up
+/// after it lands).
+type Pending = (Keypair, TxKind, Option<(ContentId, u32)>);
 
 /// An auction's lease offers, until every one is answered.
 struct Offering {
@@ -408,7 +504,8 @@ struct Sim {
     index: HashMap<PublicKey, usize>,
     ledger: State,
     supply: u64,
-    pending_txs: Vec<(Keypair, TxKind, Option<ContentId>)>,
+    /// Transactions for the next block.
+    pending_txs: Vec<Pending>,
     jobs: BTreeMap<ContentId, (usize, Closing)>,
     /// Orders whose signature was checked, by the digest of their bytes.
     orders_checked: HashMap<ContentId, Option<Order>>,
@@ -420,6 +517,14 @@ struct Sim {
     last_finish: u64,
     last_close: u64,
     crashes: u32,
+    requester_crashes: u32,
+    reports_refused: u64,
+    challenges: u64,
+    frames_refused: u64,
+    frames_upheld: u64,
+    /// Framers' `NoReveal` claims to make once the height passes:
+    /// (framer, lease, task, height).
+    framing: Vec<(usize, ContentId, u64, u64)>,
     disputes: u64,
     /// Results paid by claims.
     claims_paid: u64,
@@ -486,7 +591,8 @@ fn manifest(job: &ContentId, task: u32, took_ms: u64, lie: Option<&PublicKey>) -
     }
 }
 
-/// Positions in a task's modelled trace.
+/// Steps in a task's modelled trace: its positions are `0..=n`, position
+/// `n` being the result digest.
 fn trace_len(job: &ContentId, task: u32) -> u64 {
     3 + u64::from(h(&[b"len", job.as_bytes(), &task.to_le_bytes()])[0] % 32)
 }
@@ -530,18 +636,18 @@ impl Sim {
         let requesters: Vec<Requester> = (0..config.requesters)
             .map(|r| {
                 let key = Keypair::from_seed(h(&[b"requester", &r.to_le_bytes()]));
-                let core = RequesterCore::new(
-                    key.clone(),
-                    SchedParams::default(),
-                    cairn_verify::Params::default(),
-                    200,
-                    config.seed ^ u64::from(r),
-                );
+                let core = requester_core(&key, config.seed, r as usize, 0);
                 Requester {
                     key,
                     core,
                     drive_at: BTreeMap::new(),
                     offering: BTreeMap::new(),
+                    up: true,
+                    life: 0,
+                    back_at: 0,
+                    crash_due: None,
+                    disk: RequesterDisk::default(),
+                    executions_before: 0,
                 }
             })
             .collect();
@@ -558,14 +664,21 @@ impl Sim {
                 disk: BTreeMap::new(),
                 queue: VecDeque::new(),
                 busy: 0,
+                answers: BTreeMap::new(),
+                revealed: BTreeSet::new(),
             })
             .collect();
         let mut order: Vec<usize> = (0..providers.len()).collect();
         for i in (1..order.len()).rev() {
             order.swap(i, rng.below(i as u64 + 1) as usize);
         }
+        let overflowers = (u64::from(config.providers) * u64::from(config.overflowers_per_mille)
+            / 1_000) as usize;
         for &p in order.iter().take(liars) {
             providers[p].behaviour = Behaviour::Liar;
+        }
+        for &p in order.iter().skip(liars).take(overflowers) {
+            providers[p].behaviour = Behaviour::IndexOverflower;
         }
         let keys: Vec<PublicKey> = requesters
             .iter()
@@ -603,6 +716,12 @@ impl Sim {
             last_finish: 0,
             last_close: 0,
             crashes: 0,
+            requester_crashes: 0,
+            reports_refused: 0,
+            challenges: 0,
+            frames_refused: 0,
+            frames_upheld: 0,
+            framing: Vec::new(),
             disputes: 0,
             claims_paid: 0,
         };
@@ -625,25 +744,43 @@ impl Sim {
             ));
         }
         sim.at(0, Event::Block);
-        // Jobs start once the providers' stakes are in a block.
         for job in 0..sim.config.jobs {
-            let at = BLOCK_MS + 1 + u64::from(job) * sim.config.submit_every_ms;
+            let at = sim.config.submit_ms(job);
             sim.at(at, Event::Submit { job });
         }
         if sim.config.crashes_per_hour > 0.0 {
             for p in 0..sim.providers.len() {
-                let at = sim.next_crash();
+                let at = sim.next_crash(sim.config.crashes_per_hour);
                 sim.at(at, Event::Crash { provider: p });
             }
+        }
+        for requester in 0..sim.requesters.len() {
+            sim.requester_crash_due(requester);
+        }
+        for &(requester, at) in &sim.config.requester_crashes_at.clone() {
+            let requester = requester as usize;
+            sim.at(at, Event::RequesterCrash { requester });
         }
         sim
     }
 
-    fn next_crash(&mut self) -> u64 {
+    /// When the next crash comes, at `per_hour` crashes an hour.
+    fn next_crash(&mut self, per_hour: f64) -> u64 {
         // Exponential gaps with the configured rate.
-        let mean_ms = 3_600_000.0 / self.config.crashes_per_hour;
+        let mean_ms = 3_600_000.0 / per_hour;
         let u = self.rng.next_f64().max(1e-12);
         self.now + (-u.ln() * mean_ms) as u64 + 1
+    }
+
+    /// Sets `requester`'s next random crash, unless one is due.
+    fn requester_crash_due(&mut self, requester: usize) {
+        let rate = self.config.requester_crashes_per_hour;
+        if rate <= 0.0 || self.requesters[requester].crash_due.is_some() {
+            return;
+        }
+        let at = self.next_crash(rate);
+        self.requesters[requester].crash_due = Some(at);
+        self.at(at, Event::RequesterCrash { requester });
     }
 
     fn at(&mut self, time: u64, event: Event) {
@@ -696,7 +833,8 @@ impl Sim {
         match event {
             Event::Submit { job } => self.submit(job),
             Event::Drive { requester, job } => {
-                if self.requesters[requester].drive_at.get(&job) == Some(&self.now) {
+                let r = &self.requesters[requester];
+                if r.up && r.drive_at.get(&job) == Some(&self.now) {
                     self.requesters[requester].drive_at.remove(&job);
                     self.drive(requester, job);
                 }
@@ -716,12 +854,20 @@ impl Sim {
                 requester,
                 lease,
                 slots,
-            } => self.on_offer(provider, requester, lease, slots),
+                life,
+            } => self.on_offer(provider, requester, lease, slots, life),
             Event::OfferAnswer {
                 requester,
                 lease,
+                slots,
                 signed,
-            } => self.on_offer_answer(requester, lease, signed),
+                life,
+            } => {
+                let r = &self.requesters[requester];
+                if r.up && r.life == life {
+                    self.on_offer_answer(requester, lease, slots, signed);
+                }
+            }
             Event::Work {
                 provider,
                 lease,
@@ -746,6 +892,18 @@ impl Sim {
                 awaiting,
                 epoch,
             } => {
+                if !self.requesters[requester].up {
+                    // Nobody listens: the provider's request times out.
+                    let answer = Event::Answer {
+                        provider,
+                        lease,
+                        want,
+                        answer: Err("connection refused".into()),
+                        epoch,
+                    };
+                    self.at(self.now + REQUEST_TIMEOUT_MS, answer);
+                    return;
+                }
                 let asked = Asked {
                     want,
                     held,
@@ -770,10 +928,15 @@ impl Sim {
             } => self.on_executed(provider, lease, task, took_ms, epoch),
             Event::Crash { provider } => self.crash(provider),
             Event::Restart { provider } => self.restart(provider),
+            Event::RequesterCrash { requester } => self.crash_requester(requester),
+            Event::RequesterRestart { requester } => self.restart_requester(requester),
             Event::PeerLost {
                 requester,
                 provider,
             } => {
+                if !self.requesters[requester].up {
+                    return;
+                }
                 let key = self.providers[provider].key.public();
                 let changed = self.requesters[requester].core.peer_lost(&key, self.now);
                 for job in changed {
@@ -798,6 +961,12 @@ impl Sim {
 
     fn submit(&mut self, index: u32) {
         let requester = (index % self.config.requesters) as usize;
+        if !self.requesters[requester].up {
+            // Its user submits again once the node is back.
+            let back = self.requesters[requester].back_at;
+            self.at(back, Event::Submit { job: index });
+            return;
+        }
         let (lo, hi) = self.config.task_ms;
         let durations: Vec<u64> = (0..self.config.tasks_per_job)
             .map(|_| lo + self.rng.below(hi.saturating_sub(lo) + 1))
@@ -836,26 +1005,35 @@ impl Sim {
         submission.check().expect("the simulation's jobs are valid");
         let id = ContentId::from_digest(h(&[b"job", &index.to_le_bytes()]));
         let record = JobRecord::new(submission, self.now);
-        let key = self.requesters[requester].key.clone();
+        let r = &mut self.requesters[requester];
         self.pending_txs.push((
-            key,
+            r.key.clone(),
             TxKind::OpenEscrow {
                 job: id,
                 amount: record.submission.budget_ucairn,
             },
-            None,
+            Some((id, r.life)),
         ));
-        let r = &mut self.requesters[requester];
-        r.core
-            .add_job(id, record, self.now)
-            .expect("a checked submission");
-        let mut effects = Effects::default();
-        r.core.open_auction(&id, self.now, &mut effects);
+        // Recorded in the same write that queues its escrow, as a node
+        // does; auctioned once a block has locked the escrow.
+        r.disk.jobs.insert(id, record);
         self.durations.insert(id, durations);
         self.jobs.insert(id, (requester, Closing::default()));
         self.first_submit.get_or_insert(self.now);
+    }
+
+    /// `job`'s escrow is locked: its requester takes it on and auctions it.
+    fn escrowed(&mut self, job: ContentId) {
+        let requester = self.jobs[&job].0;
+        let r = &mut self.requesters[requester];
+        let record = r.disk.jobs[&job].clone();
+        r.core
+            .add_job(job, record, self.now)
+            .expect("a checked submission");
+        let mut effects = Effects::default();
+        r.core.open_auction(&job, self.now, &mut effects);
         self.carry_out(requester, effects);
-        self.wake(requester, id, self.now);
+        self.wake(requester, job, self.now);
     }
 
     fn drive(&mut self, requester: usize, job: ContentId) {
@@ -880,6 +1058,7 @@ impl Sim {
                     refusals: Vec::new(),
                 };
                 r.offering.insert(job, offering);
+                let life = r.life;
                 for (lease, slots) in offers.leases {
                     let provider = self.index[&lease.provider];
                     let offer = Event::Offer {
@@ -887,13 +1066,16 @@ impl Sim {
                         requester,
                         lease: lease.clone(),
                         slots,
+                        life,
                     };
                     self.request(
                         offer,
                         Event::OfferAnswer {
                             requester,
                             lease,
+                            slots,
                             signed: false,
+                            life,
                         },
                     );
                 }
@@ -909,7 +1091,10 @@ impl Sim {
             } else {
                 receipts
             };
-            let key = self.requesters[requester].key.clone();
+            let (key, life) = (
+                self.requesters[requester].key.clone(),
+                self.requesters[requester].life,
+            );
             let chunks: Vec<Vec<Signed<Receipt>>> = receipts
                 .chunks(RECEIPTS_PER_SETTLE)
                 .map(<[_]>::to_vec)
@@ -917,8 +1102,11 @@ impl Sim {
             let closing = &mut self.jobs.get_mut(&job).expect("submitted").1;
             closing.settles = chunks.len();
             for receipts in chunks {
-                self.pending_txs
-                    .push((key.clone(), TxKind::Settle { job, receipts }, Some(job)));
+                self.pending_txs.push((
+                    key.clone(),
+                    TxKind::Settle { job, receipts },
+                    Some((job, life)),
+                ));
             }
             if closing.settles == 0 {
                 self.settled(job);
@@ -935,26 +1123,36 @@ impl Sim {
         let (requester, closing) = &self.jobs[&job];
         let requester = *requester;
         let paid = closing.paid;
-        self.requesters[requester].core.settled(&job, paid, &[]);
-        let key = self.requesters[requester].key.clone();
-        self.pending_txs
-            .push((key, TxKind::CloseEscrow { job }, Some(job)));
+        let r = &mut self.requesters[requester];
+        r.core.settled(&job, paid, &[]);
+        self.pending_txs.push((
+            r.key.clone(),
+            TxKind::CloseEscrow { job },
+            Some((job, r.life)),
+        ));
     }
 
     fn carry_out(&mut self, requester: usize, effects: Effects) {
         for write in &effects.writes {
+            let disk = &mut self.requesters[requester].disk;
             match write {
                 Write::Result { job, record } => {
                     let took = self.durations[job][record.task as usize];
                     let honest = manifest(job, record.task, took, None).digest();
                     self.kept
                         .insert((*job, record.task), record.digest == honest);
+                    disk.results.insert((*job, record.task), (**record).clone());
                 }
                 Write::ForgetResult { job, task } => {
                     self.kept.remove(&(*job, *task));
+                    disk.results.remove(&(*job, *task));
                 }
-                // Requesters do not crash in the simulation.
-                Write::Trust { .. } | Write::Job { .. } => {}
+                Write::Trust { provider, record } => {
+                    disk.trust.insert(*provider, *record);
+                }
+                Write::Job { id, record } => {
+                    disk.jobs.insert(*id, (**record).clone());
+                }
             }
         }
         // Stored at once: the simulated disk never fails.
@@ -1016,11 +1214,12 @@ impl Sim {
             match need {
                 Need::Done(_) => return,
                 Need::Lengths => {
-                    let n = trace_len(&task.0, task.1);
+                    // Positions 0..=n: the last is the digest.
+                    let positions = trace_len(&task.0, task.1) + 1;
                     for side in side_answers.iter().filter(|s| s.awaits) {
                         actions.extend(
                             core.verifier
-                                .dispute_length(id, &side.key, n, now)
+                                .dispute_length(id, &side.key, positions, now)
                                 .unwrap_or_default(),
                         );
                     }
@@ -1146,6 +1345,9 @@ impl Sim {
     }
 
     fn on_bid(&mut self, requester: usize, provider: usize, bid: Signed<Bid>) {
+        if !self.requesters[requester].up {
+            return;
+        }
         let key = self.providers[provider].key.public();
         let account = self
             .ledger
@@ -1170,7 +1372,7 @@ impl Sim {
         }
     }
 
-    fn on_offer(&mut self, provider: usize, requester: usize, lease: Lease, slots: u32) {
+    fn on_offer(&mut self, provider: usize, requester: usize, lease: Lease, slots: u32, life: u32) {
         let p = &mut self.providers[provider];
         let signed = p.up && p.bidder.check_lease(&lease, slots).is_ok();
         if signed {
@@ -1209,19 +1411,23 @@ impl Sim {
         let answer = Event::OfferAnswer {
             requester,
             lease: lease.clone(),
+            slots,
             signed,
+            life,
         };
         self.request(
             answer,
             Event::OfferAnswer {
                 requester,
                 lease,
+                slots,
                 signed: false,
+                life,
             },
         );
     }
 
-    fn on_offer_answer(&mut self, requester: usize, lease: Lease, signed: bool) {
+    fn on_offer_answer(&mut self, requester: usize, lease: Lease, slots: u32, signed: bool) {
         let job = lease.job;
         let provider = self.index[&lease.provider];
         let now = self.now;
@@ -1232,6 +1438,10 @@ impl Sim {
         offering.left -= 1;
         let mut effects = Effects::default();
         if signed {
+            // Kept before the core hands out work on it, as a node does.
+            r.disk
+                .leases
+                .insert(lease.id(), (job, lease.provider, slots));
             r.core.lease_signed(&job, &lease.id());
             let provider_signature = lease.sign(&self.providers[provider].key);
             self.pending_txs.push((
@@ -1273,16 +1483,28 @@ impl Sim {
             Next::Pull(pull) => {
                 let disk = p.disk.get_mut(&lease).expect("on disk");
                 for write in pull.writes {
-                    disk.write(write);
+                    if let Some((task, digest)) = disk.write(write) {
+                        p.answers.insert((lease, task), digest);
+                    }
                 }
                 held.pulling = true;
                 let requester = held.requester;
+                let mut reports = pull.reports;
+                if p.behaviour == Behaviour::IndexOverflower {
+                    let past = self.config.tasks_per_job;
+                    let m = manifest(&held.lease.job, past, 1, None);
+                    reports.push(sealed(&p.key, lease, past, &m));
+                    reports.push(Report::Failed {
+                        task: past,
+                        reason: "past the end".into(),
+                    });
+                }
                 let message = Event::Pull {
                     requester,
                     provider,
                     lease,
                     want: pull.want,
-                    reports: pull.reports,
+                    reports,
                     held: pull.held,
                     awaiting: pull.awaiting,
                     epoch,
@@ -1316,7 +1538,9 @@ impl Sim {
                 let mut held = p.leases.remove(&lease).expect("held above");
                 let mut disk = p.disk.remove(&lease).expect("on disk");
                 for write in held.work.take_writes() {
-                    disk.write(write);
+                    if let Some((task, digest)) = disk.write(write) {
+                        p.answers.insert((lease, task), digest);
+                    }
                 }
                 // Paid for what the requester accepted, whether or not it
                 // settles.
@@ -1343,8 +1567,13 @@ impl Sim {
         let answer = match core.lease_job(&lease) {
             None => Response::Refused("unknown lease".into()),
             Some((job, tasks)) => {
+                if self.frames(requester) {
+                    self.challenge_commits(requester, &reports);
+                }
+                let core = &mut self.requesters[requester].core;
                 let stored = reports.len() as u32;
                 let mut checked = check_reports(sender, lease, tasks, Streams::Result, reports);
+                self.reports_refused += u64::from(checked.refused + checked.bad_signatures);
                 // Outputs are not moved in the simulation: a result asked
                 // for is here at once.
                 let reveals = std::mem::take(&mut checked.reveals);
@@ -1474,6 +1703,7 @@ impl Sim {
         p.leases.clear();
         p.queue.clear();
         p.busy = 0;
+        p.revealed.clear();
         self.crashes += 1;
         for requester in 0..self.requesters.len() {
             self.deliver(Event::PeerLost {
@@ -1530,8 +1760,130 @@ impl Sim {
         for id in ids {
             self.pump(provider, id);
         }
-        let at = self.next_crash();
+        let at = self.next_crash(self.config.crashes_per_hour);
         self.at(at, Event::Crash { provider });
+    }
+
+    /// A requester's node stops: what it held in memory is gone; its disk
+    /// and its queued transactions stay.
+    fn crash_requester(&mut self, requester: usize) {
+        let now = self.now;
+        let r = &mut self.requesters[requester];
+        if r.crash_due == Some(now) {
+            r.crash_due = None;
+        }
+        if !r.up {
+            return;
+        }
+        r.up = false;
+        r.life += 1;
+        r.executions_before += r
+            .core
+            .jobs
+            .values()
+            .map(|j| j.replicas.executions)
+            .sum::<u64>();
+        r.drive_at.clear();
+        r.offering.clear();
+        r.back_at = now + self.config.down_ms;
+        self.requester_crashes += 1;
+        for (owner, closing) in self.jobs.values_mut() {
+            if *owner == requester {
+                closing.settles = 0;
+                closing.notice_until = None;
+            }
+        }
+        let back = r.back_at;
+        self.at(back, Event::RequesterRestart { requester });
+    }
+
+    /// A requester's node starts again from its disk, as a node restores
+    /// its tables: trust, then each job with its results, then the leases
+    /// it gave.
+    fn restart_requester(&mut self, requester: usize) {
+        let now = self.now;
+        let r = &mut self.requesters[requester];
+        r.up = true;
+        r.core = requester_core(&r.key, self.config.seed, requester, r.life);
+        for (&provider, &record) in &r.disk.trust {
+            r.core.restore_trust(provider, record);
+        }
+        let mut restored = Vec::new();
+        for (id, record) in &r.disk.jobs {
+            r.core
+                .add_job(*id, record.clone(), now)
+                .expect("a stored job");
+            for result in r.disk.results.range((*id, 0)..=(*id, u32::MAX)) {
+                r.core
+                    .restore_result(id, result.1)
+                    .expect("a stored result");
+            }
+            restored.push((*id, r.core.restored(id, now)));
+        }
+        for (&lease, &(job, provider, slots)) in &r.disk.leases {
+            r.core.restore_lease(lease, &job, provider, slots, now);
+        }
+        for (job, effects) in restored {
+            self.carry_out(requester, effects);
+            self.wake(requester, job, now);
+        }
+        self.requester_crash_due(requester);
+    }
+
+    /// Whether `requester` is a framer.
+    fn frames(&self, requester: usize) -> bool {
+        let first = self.config.withholders as usize;
+        (first..first + self.config.framers as usize).contains(&requester)
+    }
+
+    /// A framer challenges every commitment in `reports`, and will claim
+    /// it was never opened once the reveal window is over.
+    fn challenge_commits(&mut self, requester: usize, reports: &[Report]) {
+        let key = self.requesters[requester].key.clone();
+        // Challenged in the next block at the earliest; the claim waits
+        // for the window after that.
+        let due = self.ledger.height() + 1 + REVEAL_WINDOW_BLOCKS + 1;
+        for report in reports {
+            if let Report::Committed(commit) = report {
+                let c = commit.payload_unchecked();
+                self.framing.push((requester, c.lease, c.task, due));
+                self.challenges += 1;
+                let challenge = TxKind::Challenge {
+                    commit: commit.clone(),
+                };
+                self.pending_txs.push((key.clone(), challenge, None));
+            }
+        }
+    }
+
+    /// Every provider that is up answers the challenges against it that
+    /// it can open, as a node watching the ledger does.
+    fn answer_challenges(&mut self) {
+        for p in self.providers.iter_mut().filter(|p| p.up) {
+            let open = self.ledger.open_challenges(&p.key.public());
+            // As the node's watch does: a challenge answered leaves the
+            // list, and the same commitment may be challenged again (with
+            // another deadline).
+            p.revealed.retain(|key| open.contains(key));
+            for (lease, task, deadline) in open {
+                let Some(&digest) = p.answers.get(&(lease, task)) else {
+                    continue;
+                };
+                if !p.revealed.insert((lease, task, deadline)) {
+                    continue;
+                }
+                let opening = Opening {
+                    lease,
+                    task,
+                    digest,
+                    salt: cairn_verify::salt(&p.key, &lease, task),
+                };
+                let reveal = TxKind::Reveal {
+                    opening: Signed::sign(&p.key, OPENING_NAMESPACE, opening),
+                };
+                self.pending_txs.push((p.key.clone(), reveal, None));
+            }
+        }
     }
 
     /// Queues `key`'s claims of `accepted`, as its outbox would.
@@ -1552,10 +1904,14 @@ impl Sim {
         let chain = self.ledger.chain();
         let mut settled_jobs = Vec::new();
         let mut closed = Vec::new();
+        let mut escrowed = Vec::new();
         for (key, kind, job) in std::mem::take(&mut self.pending_txs) {
             let settle = matches!(kind, TxKind::Settle { .. });
             let close = matches!(kind, TxKind::CloseEscrow { .. });
+            let open = matches!(kind, TxKind::OpenEscrow { .. });
             let claim = matches!(kind, TxKind::Claim { .. });
+            let no_reveal = matches!(&kind, TxKind::Slash { evidence }
+                if matches!(**evidence, Evidence::NoReveal { .. }));
             let body = TxBody {
                 chain,
                 nonce: self.ledger.account(&key.public()).nonce,
@@ -1565,53 +1921,94 @@ impl Sim {
                 continue;
             };
             let outcome = self.ledger.apply_in_block(&verified);
+            if no_reveal {
+                match outcome {
+                    Ok(_) => self.frames_upheld += 1,
+                    Err(_) => self.frames_refused += 1,
+                }
+            }
             if let (true, Ok(outcomes)) = (claim, &outcome) {
                 self.claims_paid += outcomes
                     .iter()
                     .filter(|o| matches!(o, SettleOutcome::Paid { .. }))
                     .count() as u64;
             }
-            if let (Some(job), true) = (job, settle) {
+            // Followed up only by the life of the requester that sent it:
+            // a restarted one settles and closes again from its disk.
+            let job = job.filter(|&(job, life)| {
+                let r = &self.requesters[self.jobs[&job].0];
+                r.up && r.life == life
+            });
+            if let (Some((job, _)), true) = (job, settle) {
+                let closing = &mut self.jobs.get_mut(&job).expect("submitted").1;
                 if let Ok(outcomes) = &outcome {
-                    let paid = outcomes
+                    closing.paid += outcomes
                         .iter()
                         .filter(|o| matches!(o, SettleOutcome::Paid { .. }))
                         .count() as u64;
-                    let closing = &mut self.jobs.get_mut(&job).expect("submitted").1;
-                    closing.paid += paid;
                 }
-                let closing = &mut self.jobs.get_mut(&job).expect("submitted").1;
                 closing.settles -= 1;
                 if closing.settles == 0 {
                     settled_jobs.push(job);
                 }
             }
-            if let (Some(job), true) = (job, close) {
-                closed.push((job, outcome.is_ok()));
+            if close && let Some((job, _)) = job {
+                closed.push(job);
             }
+            if open && let Some((job, _)) = job {
+                outcome
+                    .as_ref()
+                    .expect("the simulation's escrows are funded");
+                escrowed.push(job);
+            }
+        }
+        for job in escrowed {
+            self.escrowed(job);
         }
         for job in settled_jobs {
             self.settled(job);
         }
-        for (job, applied) in closed {
-            let owner = self.requesters[self.jobs[&job].0].key.clone();
+        for job in closed {
+            let requester = self.jobs[&job].0;
+            let r = &mut self.requesters[requester];
+            let closing = &mut self.jobs.get_mut(&job).expect("submitted").1;
             match self.ledger.escrow(&job) {
-                None if applied => {
-                    let closing = &mut self.jobs.get_mut(&job).expect("submitted").1;
-                    closing.closed = true;
-                    self.last_close = self.now;
+                None => {
+                    // Gone: closed by this transaction or an earlier one
+                    // (an earlier life's). The job is over for good.
+                    if !closing.closed {
+                        closing.closed = true;
+                        self.last_close = self.now;
+                    }
+                    if let Some(record) = r.disk.jobs.get_mut(&job) {
+                        record.settled = true;
+                    }
                 }
                 Some(escrow) if escrow.closing => {
-                    let closing = &mut self.jobs.get_mut(&job).expect("submitted").1;
                     closing.notice_until = Some(escrow.leases_until);
                 }
                 _ => {
                     // Refused for now: asked again next block.
-                    self.pending_txs
-                        .push((owner, TxKind::CloseEscrow { job }, Some(job)));
+                    self.pending_txs.push((
+                        r.key.clone(),
+                        TxKind::CloseEscrow { job },
+                        Some((job, r.life)),
+                    ));
                 }
             }
         }
+        // The framers' claims whose window is over.
+        let (due, later) = std::mem::take(&mut self.framing)
+            .into_iter()
+            .partition(|&(_, _, _, at)| at <= height);
+        self.framing = later;
+        for (framer, lease, task, _) in due {
+            let evidence = Box::new(Evidence::NoReveal { lease, task });
+            let key = self.requesters[framer].key.clone();
+            self.pending_txs
+                .push((key, TxKind::Slash { evidence }, None));
+        }
+        self.answer_challenges();
         // Second closes whose notice has passed.
         let due: Vec<ContentId> = self
             .jobs
@@ -1625,9 +2022,12 @@ impl Sim {
             })
             .collect();
         for job in due {
-            let owner = self.requesters[self.jobs[&job].0].key.clone();
-            self.pending_txs
-                .push((owner, TxKind::CloseEscrow { job }, Some(job)));
+            let r = &self.requesters[self.jobs[&job].0];
+            self.pending_txs.push((
+                r.key.clone(),
+                TxKind::CloseEscrow { job },
+                Some((job, r.life)),
+            ));
         }
         if !self.done() {
             self.at(self.now + BLOCK_MS, Event::Block);
@@ -1661,8 +2061,14 @@ impl Sim {
         let executions = self
             .requesters
             .iter()
-            .flat_map(|r| r.core.jobs.values())
-            .map(|j| j.replicas.executions)
+            .map(|r| {
+                r.executions_before
+                    + r.core
+                        .jobs
+                        .values()
+                        .map(|j| j.replicas.executions)
+                        .sum::<u64>()
+            })
             .sum();
         let escrow_left = self
             .jobs
@@ -1671,19 +2077,36 @@ impl Sim {
             .map(|e| e.balance)
             .sum();
         // What each requester accepted (and would pay) from an honest
-        // provider, against what the ledger paid.
+        // provider, in memory or on its disk, against what the ledger
+        // paid.
         let honest = |key: &PublicKey| {
             self.index
                 .get(key)
                 .is_some_and(|&p| self.providers[p].behaviour == Behaviour::Honest)
         };
-        let unpaid_accepted = self
+        let in_memory = self
             .requesters
             .iter()
             .flat_map(|r| r.core.jobs.values())
-            .flat_map(|j| j.payable.iter())
-            .filter(|(_, receipt)| honest(&receipt.signer()))
-            .filter(|((lease, task), _)| self.ledger.paid(lease, *task).is_none())
+            .flat_map(|j| j.payable.values())
+            .map(paid_for);
+        let on_disk = self
+            .requesters
+            .iter()
+            .flat_map(|r| r.disk.results.values())
+            .map(|result| {
+                let bytes =
+                    cairn_wire::parse_hex(&result.receipt, "receipt").expect("a stored receipt");
+                let receipt = Signed::<Receipt>::from_bytes(&bytes, &()).expect("a stored receipt");
+                paid_for(&receipt)
+            });
+        let unpaid_accepted = in_memory
+            .chain(on_disk)
+            .filter(|(signer, _)| honest(signer))
+            .map(|(_, result)| result)
+            .collect::<BTreeSet<_>>()
+            .iter()
+            .filter(|(lease, task)| self.ledger.paid(lease, *task).is_none())
             .count() as u64;
         let honest_slashed = self
             .providers
@@ -1693,6 +2116,16 @@ impl Sim {
                 self.ledger
                     .provider(&p.key.public())
                     .is_some_and(|s| s.reputation.slashes > 0)
+            })
+            .count() as u32;
+        let honest_convicted = self
+            .providers
+            .iter()
+            .filter(|p| p.behaviour == Behaviour::Honest)
+            .filter(|p| {
+                self.requesters
+                    .iter()
+                    .any(|r| r.core.banned(&p.key.public()))
             })
             .count() as u32;
         Outcome {
@@ -1706,6 +2139,11 @@ impl Sim {
             liars_convicted: convicted,
             liars: liars.len() as u32,
             crashes: self.crashes,
+            requester_crashes: self.requester_crashes,
+            reports_refused: self.reports_refused,
+            challenges: self.challenges,
+            frames_refused: self.frames_refused,
+            frames_upheld: self.frames_upheld,
             makespan_ms: self
                 .last_finish
                 .saturating_sub(self.first_submit.unwrap_or(0)),
@@ -1717,12 +2155,31 @@ impl Sim {
             claims_paid: self.claims_paid,
             unpaid_accepted,
             honest_slashed,
+            honest_convicted,
             paid_to_liars,
             tokens_conserved: self.ledger.total_accounted() == u128::from(self.supply)
                 && self.ledger.supply() == self.supply,
             escrow_left,
         }
     }
+}
+
+/// Who a receipt pays, and for which result.
+fn paid_for(receipt: &Signed<Receipt>) -> (PublicKey, (ContentId, u64)) {
+    let r = receipt.payload_unchecked();
+    (receipt.signer(), (r.lease, r.task))
+}
+
+/// The core of requester `index` in its `life`-th life (each life draws
+/// other random numbers).
+fn requester_core(key: &Keypair, seed: u64, index: usize, life: u32) -> RequesterCore {
+    RequesterCore::new(
+        key.clone(),
+        SchedParams::default(),
+        cairn_verify::Params::default(),
+        200,
+        seed ^ index as u64 ^ (u64::from(life) << 32),
+    )
 }
 
 /// A provider's bidding with `slots` slots, priced as the node's default.
@@ -1775,8 +2232,9 @@ fn sealed(key: &Keypair, lease: ContentId, task: u32, m: &ResultManifest) -> Rep
 }
 
 impl Disk {
-    /// Makes one of its lease core's writes.
-    fn write(&mut self, write: lease_work::Write) {
+    /// Makes one of its lease core's writes; an answer to keep beyond the
+    /// lease (what opens a commitment: task and digest) is returned.
+    fn write(&mut self, write: lease_work::Write) -> Option<(u64, ContentId)> {
         match write {
             lease_work::Write::Report(report) => {
                 self.reports.insert(report.task(), *report);
@@ -1784,7 +2242,7 @@ impl Disk {
             lease_work::Write::Forget(task) => {
                 self.reports.remove(&task);
             }
-            lease_work::Write::Answer { .. } => {}
+            lease_work::Write::Answer { task, digest, .. } => return Some((task, digest)),
             lease_work::Write::Awaiting(awaiting) => {
                 self.awaiting.insert(awaiting.task, awaiting);
             }
@@ -1795,5 +2253,6 @@ impl Disk {
                 self.accepted.push(*acceptance);
             }
         }
+        None
     }
 }

@@ -23,6 +23,10 @@ fn checked(config: &Config) -> Outcome {
         "every result accepted from an honest provider is paid"
     );
     assert_eq!(outcome.honest_slashed, 0, "no honest provider is slashed");
+    assert_eq!(
+        outcome.honest_convicted, 0,
+        "no honest provider is convicted"
+    );
     outcome
 }
 
@@ -31,6 +35,14 @@ fn every_job_finishes_right_despite_loss_crashes_and_liars() {
     let config = Config::hazards(seed(7));
     let outcome = checked(&config);
     assert!(outcome.crashes > 0, "the run had crashes");
+    assert!(
+        outcome.requester_crashes > 0,
+        "the run had requester crashes"
+    );
+    assert!(
+        outcome.reports_refused > 0,
+        "the index overflowers' reports were refused"
+    );
     assert!(outcome.liars > 0 && outcome.disputes > 0, "liars were met");
     assert!(
         outcome.liars_convicted > 0,
@@ -61,6 +73,7 @@ fn jobs_submitted_to_a_busy_network_get_the_providers_that_come_free() {
         providers: 40,
         slots: 2,
         liars_per_mille: 0,
+        overflowers_per_mille: 0,
         jobs: 8,
         tasks_per_job: 200,
         task_ms: (200, 600),
@@ -72,6 +85,9 @@ fn jobs_submitted_to_a_busy_network_get_the_providers_that_come_free() {
         down_ms: 0,
         horizon_ms: 3_600_000,
         withholders: 0,
+        framers: 0,
+        requester_crashes_per_hour: 0.0,
+        requester_crashes_at: Vec::new(),
     };
     let outcome = checked(&config);
     let ratio = outcome.makespan_ms as f64 / outcome.ideal_ms as f64;
@@ -82,14 +98,18 @@ fn jobs_submitted_to_a_busy_network_get_the_providers_that_come_free() {
     assert!(ratio < 2.0, "makespan {ratio:.1}× the ideal");
 }
 
-/// A thousand jobs, half of them from `withholding` requesters that take
-/// every result and close their escrow instead of settling, on a network
-/// with loss, crashes and liars: every result accepted from an honest
-/// provider is paid all the same, by its provider's claim of the
-/// acceptance its pull was answered with, and the withholders' escrows
-/// return only what was not accepted.
+/// A thousand jobs, half of them from requesters that withhold payment
+/// (they take every result and close their escrow instead of settling) and
+/// a quarter from one that tries to frame its providers (it challenges
+/// every commitment it is sent, and claims on the ledger that each was
+/// never opened), on a network with loss, crashes of providers and
+/// requesters, and liars: every result accepted from an honest provider is
+/// paid all the same, by its provider's claim of the acceptance its pull
+/// was answered with, the withholders' escrows return only what was not
+/// accepted, and every challenge is answered on the ledger, so no honest
+/// provider is slashed.
 #[test]
-fn requesters_that_withhold_payment_pay_for_every_accepted_result_through_the_providers_claims() {
+fn requesters_that_withhold_payment_or_frame_leave_no_honest_provider_unpaid_or_slashed() {
     let config = Config {
         requesters: 4,
         jobs: 1_000,
@@ -97,12 +117,39 @@ fn requesters_that_withhold_payment_pay_for_every_accepted_result_through_the_pr
         task_ms: (20, 200),
         submit_every_ms: 40,
         withholders: 2,
+        framers: 1,
         ..Config::hazards(seed(5))
     };
     let outcome = checked(&config);
     assert!(outcome.claims_paid > 0, "the providers claimed");
     assert!(
+        outcome.challenges > 0 && outcome.frames_refused > 0,
+        "the framer challenged, and claimed"
+    );
+    assert_eq!(
+        outcome.frames_upheld, 0,
+        "no claim that a challenged commitment was never opened is upheld"
+    );
+    assert!(
         outcome.crashes > 0 && outcome.disputes > 0,
         "hazards were met"
     );
+}
+
+/// Each requester crashes at the moment it submits its first job: the
+/// job's record and its escrow are queued, its order has barely left and
+/// no bid can reach it. Back from its disk, each finds the job with no
+/// provider and auctions it again; every job is paid and closed, and no
+/// token is lost.
+#[test]
+fn a_requester_that_crashes_between_escrow_and_auction_auctions_again_when_back() {
+    let base = Config::hazards(seed(13));
+    let config = Config {
+        requester_crashes_per_hour: 0.0,
+        // The crash comes after the submission at the same instant.
+        requester_crashes_at: vec![(0, base.submit_ms(0)), (1, base.submit_ms(1))],
+        ..base
+    };
+    let outcome = checked(&config);
+    assert_eq!(outcome.requester_crashes, 2);
 }

@@ -1,7 +1,7 @@
 //! `cairn bench sim`: the whole market in one seeded simulation — the real
 //! requester and provider cores and the real ledger, on simulated time and
-//! a simulated network with loss, latency, provider crashes and liars — at
-//! a scale no devnet reaches.
+//! a simulated network with loss, latency, provider and requester crashes
+//! and liars — at a scale no devnet reaches.
 //!
 //! Figures: simulated events per second and wall time (the simulator's
 //! speed, of the verified run), peak resident memory, makespan ÷ ideal
@@ -45,7 +45,8 @@ pub struct SimArgs {
     /// Lying providers per thousand.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=500))]
     liars_per_mille: u32,
-    /// Provider crashes per provider per simulated hour (each down 5 s).
+    /// Provider crashes per provider per simulated hour (each down 5 s);
+    /// requesters crash as often.
     #[arg(long, default_value_t = 6.0)]
     crashes_per_hour: f64,
 }
@@ -70,6 +71,7 @@ pub fn sim(args: &SimArgs) -> anyhow::Result<Vec<Figure>> {
         providers: args.providers,
         slots: args.slots,
         liars_per_mille: args.liars_per_mille,
+        overflowers_per_mille: 0,
         jobs: args.jobs,
         tasks_per_job: args.tasks,
         task_ms: (20, 2_000),
@@ -83,6 +85,10 @@ pub fn sim(args: &SimArgs) -> anyhow::Result<Vec<Figure>> {
         // One requester in four never settles: its providers are paid by
         // their claims.
         withholders: 1,
+        framers: 0,
+        // Requesters crash as often as providers do.
+        requester_crashes_per_hour: args.crashes_per_hour,
+        requester_crashes_at: Vec::new(),
     };
     let started = Instant::now();
     let outcome = run(&config);
@@ -143,6 +149,11 @@ pub fn sim(args: &SimArgs) -> anyhow::Result<Vec<Figure>> {
             "providers",
         ),
         figure("crashes", f64::from(outcome.crashes), "crashes"),
+        figure(
+            "requester_crashes",
+            f64::from(outcome.requester_crashes),
+            "crashes",
+        ),
         figure("paid_to_liars", outcome.paid_to_liars as f64, "ucairn"),
         figure("claims_paid", outcome.claims_paid as f64, "results"),
         figure("unpaid_accepted", outcome.unpaid_accepted as f64, "results"),

@@ -77,8 +77,7 @@ pub(super) fn opening(
 /// node runs.
 pub(super) async fn watch(shared: Arc<Shared>) {
     let me = shared.key.public();
-    // Challenges answered (or that cannot be), until they leave the list.
-    let mut answered: BTreeSet<(ContentId, u64)> = BTreeSet::new();
+    let mut answered = BTreeSet::new();
     let mut pruned_at = 0;
     loop {
         tokio::time::sleep(POLL).await;
@@ -89,11 +88,7 @@ pub(super) async fn watch(shared: Arc<Shared>) {
                 continue;
             }
         };
-        answered.retain(|key| open.iter().any(|(l, t, _)| (*l, *t) == *key));
-        for (lease, task, deadline) in open {
-            if !answered.insert((lease, task)) {
-                continue;
-            }
+        for (lease, task, deadline) in unanswered(&mut answered, open) {
             let stored = shared.db.get(Table::Answers, &key(&lease, task));
             let Some((digest, _)) = stored.ok().flatten().as_deref().and_then(decode) else {
                 // Not a commit this node made, or one made before answers
@@ -113,7 +108,7 @@ pub(super) async fn watch(shared: Arc<Shared>) {
             };
             if let Err(e) = shared.ledger.send(reveal) {
                 tracing::warn!("revealing task {task} of lease {}: {e}", lease.short());
-                answered.remove(&(lease, task));
+                answered.remove(&(lease, task, deadline));
             }
         }
         if height >= pruned_at + PRUNE_EVERY_BLOCKS {
@@ -125,6 +120,23 @@ pub(super) async fn watch(shared: Arc<Shared>) {
             }
         }
     }
+}
+
+/// The challenges in `open` (lease, task, deadline) not yet in
+/// `answered`, which then holds exactly `open`: each is answered once
+/// while it stays open. A challenge is known by its deadline too: a
+/// commitment opened can be challenged again, and a second challenge that
+/// arrives between two looks must not pass for the first, already answered
+/// (the simulation's framing requester found honest providers slashed that
+/// way).
+fn unanswered(
+    answered: &mut BTreeSet<(ContentId, u64, u64)>,
+    open: Vec<(ContentId, u64, u64)>,
+) -> Vec<(ContentId, u64, u64)> {
+    answered.retain(|key| open.contains(key));
+    open.into_iter()
+        .filter(|&key| answered.insert(key))
+        .collect()
 }
 
 /// Forgets answers no challenge can ask for any more.
@@ -160,6 +172,30 @@ mod tests {
             unreachable!("keep puts")
         };
         (key, value)
+    }
+
+    /// Each challenge is answered once while open, and a commitment
+    /// challenged again, even between two looks, is answered again.
+    #[test]
+    fn a_commitment_challenged_again_is_answered_again() {
+        let (lease, other) = (ContentId::of(b"lease"), ContentId::of(b"other"));
+        let mut answered = BTreeSet::new();
+        let first = vec![(lease, 3, 110), (other, 0, 112)];
+        assert_eq!(unanswered(&mut answered, first.clone()), first);
+        assert!(unanswered(&mut answered, first).is_empty(), "answered once");
+        // Opened, then challenged again before the next look.
+        let again = vec![(lease, 3, 160), (other, 0, 112)];
+        assert_eq!(
+            unanswered(&mut answered, again.clone()),
+            vec![(lease, 3, 160)]
+        );
+        assert!(unanswered(&mut answered, again).is_empty());
+        // Gone from the list, then challenged again at the same height.
+        assert!(unanswered(&mut answered, Vec::new()).is_empty());
+        assert_eq!(
+            unanswered(&mut answered, vec![(other, 0, 112)]),
+            vec![(other, 0, 112)]
+        );
     }
 
     /// An answer is kept while its lease can still be challenged and a
