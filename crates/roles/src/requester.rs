@@ -457,9 +457,11 @@ impl RequesterCore {
     /// Restores an accepted result of a job (after a restart); its receipt
     /// is settled again unless the job's settlement was over, and its
     /// provider still gets the acceptance it asks for either way (as
-    /// before the restart).
+    /// before the restart) — unless it was convicted (its trust restored
+    /// first says so): nothing it returned is paid.
     pub fn restore_result(&mut self, job: &ContentId, record: &TaskRecord) -> Result<(), String> {
         let (provider, digest) = (record.provider, record.digest);
+        let banned = self.banned(&provider);
         let Some(j) = self.jobs.get_mut(job) else {
             return Err(format!("no job {}", job.short()));
         };
@@ -473,7 +475,8 @@ impl RequesterCore {
         j.sched.restore(record.task, provider, digest);
         self.verifier
             .restore_accepted(&(*job, record.task), digest, vec![provider]);
-        if let Ok(bytes) = cairn_wire::parse_hex(&record.receipt, "receipt")
+        if !banned
+            && let Ok(bytes) = cairn_wire::parse_hex(&record.receipt, "receipt")
             && let Ok(receipt) = Signed::<Receipt>::from_bytes(&bytes, &())
         {
             let r = receipt.payload_unchecked();

@@ -76,6 +76,14 @@ pub enum Behaviour {
     IndexOverflower,
 }
 
+impl Behaviour {
+    /// Whether its results are right: it must never be convicted,
+    /// slashed or left unpaid.
+    fn truthful(self) -> bool {
+        self != Behaviour::Liar
+    }
+}
+
 /// What to simulate.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -196,8 +204,10 @@ pub struct Outcome {
     /// Commitments the framers challenged without cause.
     pub challenges: u64,
     /// Their `NoReveal` claims refused (the provider had opened the
-    /// commitment on the ledger).
+    /// commitment on the ledger, or the challenge itself was refused).
     pub frames_refused: u64,
+    /// Challenges the providers answered with a `Reveal` the ledger took.
+    pub reveals: u64,
     /// Their `NoReveal` claims the ledger upheld: must be 0.
     pub frames_upheld: u64,
     /// From the first submission until the last job had every result
@@ -214,13 +224,14 @@ pub struct Outcome {
     pub receipts_paid: u64,
     /// Results paid by their providers' claims.
     pub claims_paid: u64,
-    /// Results a requester accepted from an honest provider that the
-    /// ledger never paid: must be 0.
+    /// Results a requester accepted from an honest provider (any that
+    /// returns right results, an index overflower too) that the ledger
+    /// never paid: must be 0.
     pub unpaid_accepted: u64,
-    /// Honest providers slashed: must be 0.
+    /// Honest providers (as above) slashed: must be 0.
     pub honest_slashed: u32,
-    /// Honest providers some requester convicted (and banned, and stopped
-    /// paying for its open jobs' results): must be 0.
+    /// Honest providers (as above) some requester convicted (and banned,
+    /// and stopped paying for its open jobs' results): must be 0.
     pub honest_convicted: u32,
     /// µCAIRN paid to liars: must be 0.
     pub paid_to_liars: u64,
@@ -522,9 +533,12 @@ struct Sim {
     challenges: u64,
     frames_refused: u64,
     frames_upheld: u64,
+    reveals: u64,
     /// Framers' `NoReveal` claims to make once the height passes:
     /// (framer, lease, task, height).
     framing: Vec<(usize, ContentId, u64, u64)>,
+    /// Their claims made and not yet in a block.
+    frames_in_flight: u64,
     disputes: u64,
     /// Results paid by claims.
     claims_paid: u64,
@@ -721,7 +735,9 @@ impl Sim {
             challenges: 0,
             frames_refused: 0,
             frames_upheld: 0,
+            reveals: 0,
             framing: Vec::new(),
+            frames_in_flight: 0,
             disputes: 0,
             claims_paid: 0,
         };
@@ -813,8 +829,12 @@ impl Sim {
         self.at(self.now + delay, event);
     }
 
+    /// Every job closed, and every framer's claim made.
     fn done(&self) -> bool {
-        self.jobs.len() as u32 == self.config.jobs && self.jobs.values().all(|(_, c)| c.closed)
+        self.jobs.len() as u32 == self.config.jobs
+            && self.jobs.values().all(|(_, c)| c.closed)
+            && self.framing.is_empty()
+            && self.frames_in_flight == 0
     }
 
     fn run(&mut self) {
@@ -1910,8 +1930,12 @@ impl Sim {
             let close = matches!(kind, TxKind::CloseEscrow { .. });
             let open = matches!(kind, TxKind::OpenEscrow { .. });
             let claim = matches!(kind, TxKind::Claim { .. });
+            let reveal = matches!(kind, TxKind::Reveal { .. });
             let no_reveal = matches!(&kind, TxKind::Slash { evidence }
                 if matches!(**evidence, Evidence::NoReveal { .. }));
+            if no_reveal {
+                self.frames_in_flight -= 1;
+            }
             let body = TxBody {
                 chain,
                 nonce: self.ledger.account(&key.public()).nonce,
@@ -1921,6 +1945,9 @@ impl Sim {
                 continue;
             };
             let outcome = self.ledger.apply_in_block(&verified);
+            if reveal && outcome.is_ok() {
+                self.reveals += 1;
+            }
             if no_reveal {
                 match outcome {
                     Ok(_) => self.frames_upheld += 1,
@@ -2007,6 +2034,7 @@ impl Sim {
             let key = self.requesters[framer].key.clone();
             self.pending_txs
                 .push((key, TxKind::Slash { evidence }, None));
+            self.frames_in_flight += 1;
         }
         self.answer_challenges();
         // Second closes whose notice has passed.
@@ -2082,7 +2110,7 @@ impl Sim {
         let honest = |key: &PublicKey| {
             self.index
                 .get(key)
-                .is_some_and(|&p| self.providers[p].behaviour == Behaviour::Honest)
+                .is_some_and(|&p| self.providers[p].behaviour.truthful())
         };
         let in_memory = self
             .requesters
@@ -2111,7 +2139,7 @@ impl Sim {
         let honest_slashed = self
             .providers
             .iter()
-            .filter(|p| p.behaviour == Behaviour::Honest)
+            .filter(|p| p.behaviour.truthful())
             .filter(|p| {
                 self.ledger
                     .provider(&p.key.public())
@@ -2121,7 +2149,7 @@ impl Sim {
         let honest_convicted = self
             .providers
             .iter()
-            .filter(|p| p.behaviour == Behaviour::Honest)
+            .filter(|p| p.behaviour.truthful())
             .filter(|p| {
                 self.requesters
                     .iter()
@@ -2144,6 +2172,7 @@ impl Sim {
             challenges: self.challenges,
             frames_refused: self.frames_refused,
             frames_upheld: self.frames_upheld,
+            reveals: self.reveals,
             makespan_ms: self
                 .last_finish
                 .saturating_sub(self.first_submit.unwrap_or(0)),

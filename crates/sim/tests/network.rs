@@ -123,8 +123,8 @@ fn requesters_that_withhold_payment_or_frame_leave_no_honest_provider_unpaid_or_
     let outcome = checked(&config);
     assert!(outcome.claims_paid > 0, "the providers claimed");
     assert!(
-        outcome.challenges > 0 && outcome.frames_refused > 0,
-        "the framer challenged, and claimed"
+        outcome.challenges > 0 && outcome.reveals > 0 && outcome.frames_refused > 0,
+        "the framer challenged and claimed, and the providers revealed"
     );
     assert_eq!(
         outcome.frames_upheld, 0,

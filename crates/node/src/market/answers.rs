@@ -10,7 +10,7 @@
 //! until its lease has expired and a reveal window has passed: the ledger
 //! takes no challenge after the lease expires.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +25,11 @@ use super::Shared;
 const POLL: Duration = Duration::from_secs(2);
 /// Blocks between sweeps of answers whose challenge window has passed.
 const PRUNE_EVERY_BLOCKS: u64 = 100;
+/// Blocks after which a challenge answered and still open is answered
+/// again: the reveal may have been lost or refused on the way (its
+/// transaction's fate is not followed), and a fifth of the reveal window
+/// leaves four more tries.
+const REVEAL_AGAIN_BLOCKS: u64 = 20;
 
 /// What opens the commitment to `digest` for `task` under `lease`, kept
 /// while the lease (which lives until `expires_height`) can be challenged.
@@ -77,7 +82,7 @@ pub(super) fn opening(
 /// node runs.
 pub(super) async fn watch(shared: Arc<Shared>) {
     let me = shared.key.public();
-    let mut answered = BTreeSet::new();
+    let mut answered = BTreeMap::new();
     let mut pruned_at = 0;
     loop {
         tokio::time::sleep(POLL).await;
@@ -88,7 +93,7 @@ pub(super) async fn watch(shared: Arc<Shared>) {
                 continue;
             }
         };
-        for (lease, task, deadline) in unanswered(&mut answered, open) {
+        for (lease, task, deadline) in unanswered(&mut answered, open, height) {
             let stored = shared.db.get(Table::Answers, &key(&lease, task));
             let Some((digest, _)) = stored.ok().flatten().as_deref().and_then(decode) else {
                 // Not a commit this node made, or one made before answers
@@ -122,20 +127,28 @@ pub(super) async fn watch(shared: Arc<Shared>) {
     }
 }
 
-/// The challenges in `open` (lease, task, deadline) not yet in
-/// `answered`, which then holds exactly `open`: each is answered once
-/// while it stays open. A challenge is known by its deadline too: a
+/// The challenges in `open` (lease, task, deadline) to answer at
+/// `height`: those not in `answered` (challenge → height answered at), and
+/// those answered [`REVEAL_AGAIN_BLOCKS`] ago and still open. `answered`
+/// then holds exactly `open`. A challenge is known by its deadline too: a
 /// commitment opened can be challenged again, and a second challenge that
 /// arrives between two looks must not pass for the first, already answered
 /// (the simulation's framing requester found honest providers slashed that
 /// way).
 fn unanswered(
-    answered: &mut BTreeSet<(ContentId, u64, u64)>,
+    answered: &mut BTreeMap<(ContentId, u64, u64), u64>,
     open: Vec<(ContentId, u64, u64)>,
+    height: u64,
 ) -> Vec<(ContentId, u64, u64)> {
-    answered.retain(|key| open.contains(key));
+    answered.retain(|key, _| open.contains(key));
     open.into_iter()
-        .filter(|&key| answered.insert(key))
+        .filter(|key| match answered.get(key) {
+            Some(&at) if height < at.saturating_add(REVEAL_AGAIN_BLOCKS) => false,
+            _ => {
+                answered.insert(*key, height);
+                true
+            }
+        })
         .collect()
 }
 
@@ -174,26 +187,36 @@ mod tests {
         (key, value)
     }
 
-    /// Each challenge is answered once while open, and a commitment
+    /// Each challenge is answered once while open, again if it is still
+    /// open a while later (a reveal lost on the way), and a commitment
     /// challenged again, even between two looks, is answered again.
     #[test]
     fn a_commitment_challenged_again_is_answered_again() {
         let (lease, other) = (ContentId::of(b"lease"), ContentId::of(b"other"));
-        let mut answered = BTreeSet::new();
+        let mut answered = BTreeMap::new();
         let first = vec![(lease, 3, 110), (other, 0, 112)];
-        assert_eq!(unanswered(&mut answered, first.clone()), first);
-        assert!(unanswered(&mut answered, first).is_empty(), "answered once");
+        assert_eq!(unanswered(&mut answered, first.clone(), 10), first);
+        assert!(
+            unanswered(&mut answered, first, 11).is_empty(),
+            "answered once"
+        );
         // Opened, then challenged again before the next look.
         let again = vec![(lease, 3, 160), (other, 0, 112)];
         assert_eq!(
-            unanswered(&mut answered, again.clone()),
+            unanswered(&mut answered, again.clone(), 12),
             vec![(lease, 3, 160)]
         );
-        assert!(unanswered(&mut answered, again).is_empty());
-        // Gone from the list, then challenged again at the same height.
-        assert!(unanswered(&mut answered, Vec::new()).is_empty());
+        assert!(unanswered(&mut answered, again.clone(), 13).is_empty());
+        // Still open a while after its answer: its reveal was lost.
         assert_eq!(
-            unanswered(&mut answered, vec![(other, 0, 112)]),
+            unanswered(&mut answered, again.clone(), 10 + REVEAL_AGAIN_BLOCKS),
+            vec![(other, 0, 112)]
+        );
+        assert!(unanswered(&mut answered, again, 11 + REVEAL_AGAIN_BLOCKS).is_empty());
+        // Gone from the list, then challenged again with the same deadline.
+        assert!(unanswered(&mut answered, Vec::new(), 40).is_empty());
+        assert_eq!(
+            unanswered(&mut answered, vec![(other, 0, 112)], 41),
             vec![(other, 0, 112)]
         );
     }

@@ -1237,14 +1237,34 @@ fn a_cancelled_job_pays_what_it_accepted_gives_up_the_rest_and_releases_its_prov
     // Restarted from the record written at the cancel, with the result
     // stored before it.
     let mut restarted = requester();
-    restarted.add_job(job, record, T1 + 7).unwrap();
+    restarted.add_job(job, record.clone(), T1 + 7).unwrap();
     for record in &stored {
         restarted.restore_result(&job, record).unwrap();
     }
     restarted.restored(&job, T1 + 7);
     let step = restarted.step(&job, T1 + 7).unwrap();
-    assert!(step.settle.is_some(), "the restored job settles, not runs");
+    assert!(
+        step.settle.as_ref().is_some_and(|r| !r.is_empty()),
+        "the restored job settles what it accepted, not runs"
+    );
     assert!(step.effects.orders.is_empty(), "and is not auctioned again");
+    // Restarted with its provider convicted meanwhile (its trust, restored
+    // first, says so): nothing it returned is paid.
+    let mut convicted = requester();
+    for result in &stored {
+        let record = cairn_verify::Record {
+            convictions: 1,
+            ..Default::default()
+        };
+        convicted.restore_trust(result.provider, record);
+    }
+    convicted.add_job(job, record, T1 + 7).unwrap();
+    for record in &stored {
+        convicted.restore_result(&job, record).unwrap();
+    }
+    convicted.restored(&job, T1 + 7);
+    let settle = convicted.step(&job, T1 + 7).unwrap().settle;
+    assert_eq!(settle.map(|r| r.len()), Some(0), "nothing is paid");
     restarted.settled(&job, 1, &[]).unwrap();
     let status = restarted.status(&job, T1 + 8).unwrap();
     assert_eq!(
