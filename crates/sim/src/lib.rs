@@ -2068,14 +2068,23 @@ impl Sim {
             .iter()
             .filter(|p| p.behaviour == Behaviour::Liar)
             .collect();
-        let convicted = liars
+        // Convicted by any requester (banned), or slashed on the ledger.
+        let convicted = |p: &Provider| {
+            self.requesters
+                .iter()
+                .any(|r| r.core.banned(&p.key.public()))
+        };
+        let slashed = |p: &Provider| {
+            self.ledger
+                .provider(&p.key.public())
+                .is_some_and(|s| s.reputation.slashes > 0)
+        };
+        let truthful: Vec<&Provider> = self
+            .providers
             .iter()
-            .filter(|p| {
-                self.requesters
-                    .iter()
-                    .any(|r| r.core.banned(&p.key.public()))
-            })
-            .count() as u32;
+            .filter(|p| p.behaviour.truthful())
+            .collect();
+        let liars_convicted = liars.iter().filter(|p| convicted(p)).count() as u32;
         let paid_to_liars = liars
             .iter()
             .map(|p| {
@@ -2136,26 +2145,8 @@ impl Sim {
             .iter()
             .filter(|(lease, task)| self.ledger.paid(lease, *task).is_none())
             .count() as u64;
-        let honest_slashed = self
-            .providers
-            .iter()
-            .filter(|p| p.behaviour.truthful())
-            .filter(|p| {
-                self.ledger
-                    .provider(&p.key.public())
-                    .is_some_and(|s| s.reputation.slashes > 0)
-            })
-            .count() as u32;
-        let honest_convicted = self
-            .providers
-            .iter()
-            .filter(|p| p.behaviour.truthful())
-            .filter(|p| {
-                self.requesters
-                    .iter()
-                    .any(|r| r.core.banned(&p.key.public()))
-            })
-            .count() as u32;
+        let honest_slashed = truthful.iter().filter(|p| slashed(p)).count() as u32;
+        let honest_convicted = truthful.iter().filter(|p| convicted(p)).count() as u32;
         Outcome {
             events: self.processed,
             transcript: self.transcript.digest(),
@@ -2164,7 +2155,7 @@ impl Sim {
             executions,
             wrong_accepted: self.kept.values().filter(|honest| !**honest).count() as u64,
             disputes: self.disputes,
-            liars_convicted: convicted,
+            liars_convicted,
             liars: liars.len() as u32,
             crashes: self.crashes,
             requester_crashes: self.requester_crashes,
