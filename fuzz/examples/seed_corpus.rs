@@ -356,7 +356,12 @@ fn main() {
             },
         ),
         tx(7, TxKind::Challenge { commit }),
-        tx(8, TxKind::Reveal { opening }),
+        tx(
+            8,
+            TxKind::Reveal {
+                openings: vec![opening],
+            },
+        ),
         tx(9, TxKind::CloseEscrow { job: id(b"job") }),
         tx(
             11,

@@ -88,9 +88,12 @@ pub struct Challenges {
     pub provider: PublicKey,
     /// The height they are read at.
     pub height: u64,
+    /// That block's time, ms since the epoch.
+    pub time_ms: u64,
     /// How many are open (more than are listed, perhaps).
     pub open: u64,
-    /// The first of them, at most `cairn_node::market::CHALLENGES_LISTED_MAX`.
+    /// The first of them to close, at most
+    /// `cairn_node::market::CHALLENGES_LISTED_MAX`.
     pub challenges: Vec<Challenge>,
 }
 
@@ -101,8 +104,10 @@ pub struct Challenge {
     pub lease: ContentId,
     /// The task.
     pub task: u64,
-    /// The last height a reveal is accepted at.
+    /// The window closes once the chain is past this height...
     pub deadline: u64,
+    /// ...and past this block time (ms since the epoch).
+    pub deadline_ms: u64,
 }
 
 /// `GET /v1/escrows/{job}`: a job's open escrow.

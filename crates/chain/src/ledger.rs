@@ -320,7 +320,7 @@ impl Ledger {
             return Ok(());
         }
         let Inner { state, store, .. } = &mut *inner;
-        state.begin_block(height);
+        state.begin_block(height, block.timestamp_ms);
         let mut outcomes = Vec::with_capacity(block.txs.len());
         for bytes in &block.txs {
             // Blocks carry only transactions that verified when proposed,

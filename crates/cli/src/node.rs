@@ -11,6 +11,10 @@ use cairn_wire::{Keypair, PublicKey};
 /// What a fresh single-node chain gives the node's own key: enough to try
 /// everything.
 const GENESIS_BALANCE: u64 = 1_000_000_000_000_000;
+/// How long a challenged provider has to reveal on a chain this command
+/// creates: one machine's network, whose tests and demos cannot wait the
+/// hours a real chain gives.
+const LOCAL_REVEAL_WINDOW_MS: u64 = 20_000;
 
 /// Arguments of `cairn node`.
 #[derive(clap::Args)]
@@ -377,7 +381,11 @@ pub(crate) fn write_genesis(
 ) -> anyhow::Result<()> {
     let listed: Vec<String> = validators.iter().map(|k| format!("\"{k}\"")).collect();
     let mut text = format!(
-        "chain_name = \"{name}\"\nvalidators = [{}]\n\n[balances]\n",
+        "chain_name = \"{name}\"\nvalidators = [{}]\n\n\
+         [params]\n\
+         # A local chain: a challenged provider has {LOCAL_REVEAL_WINDOW_MS} ms to reveal\n\
+         # (the default, for a chain of machines that go away, is hours).\n\
+         reveal_window_ms = {LOCAL_REVEAL_WINDOW_MS}\n\n[balances]\n",
         listed.join(", ")
     );
     let keys = funded;

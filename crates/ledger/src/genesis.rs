@@ -19,6 +19,8 @@ use crate::{Account, Amount, Params, State};
 /// fee_bps = 100
 /// slash_bps = 5000
 /// slash_reward_bps = 5000
+/// reveal_window_ms = 21600000
+/// challenge_bond = 100000
 /// validators = ["<64 hex digits of a public key>"]
 /// [balances]
 /// "<64 hex digits of a public key>" = 1000000000000
@@ -48,6 +50,8 @@ pub struct GenesisParams {
     fee_bps: Option<u16>,
     slash_bps: Option<u16>,
     slash_reward_bps: Option<u16>,
+    reveal_window_ms: Option<u64>,
+    challenge_bond: Option<Amount>,
 }
 
 /// Why a genesis file was refused.
@@ -88,6 +92,8 @@ impl Genesis {
             fee_bps: p.fee_bps.unwrap_or(defaults.fee_bps),
             slash_bps: p.slash_bps.unwrap_or(defaults.slash_bps),
             slash_reward_bps: p.slash_reward_bps.unwrap_or(defaults.slash_reward_bps),
+            reveal_window_ms: p.reveal_window_ms.unwrap_or(defaults.reveal_window_ms),
+            challenge_bond: p.challenge_bond.unwrap_or(defaults.challenge_bond),
         };
         for (name, value) in [
             ("fee_bps", params.fee_bps),
@@ -118,13 +124,15 @@ impl Genesis {
             );
         }
         let mut id = format!(
-            "cairn genesis v1\n{}\n{} {} {} {} {}\n",
+            "cairn genesis v2\n{}\n{} {} {} {} {} {} {}\n",
             self.chain_name,
             params.stake_min,
             params.unbonding_blocks,
             params.fee_bps,
             params.slash_bps,
-            params.slash_reward_bps
+            params.slash_reward_bps,
+            params.reveal_window_ms,
+            params.challenge_bond
         );
         for (key, account) in &accounts {
             id.push_str(&format!("{key} {}\n", account.balance));
@@ -163,6 +171,13 @@ impl Genesis {
     /// This genesis with `keys` as its validators.
     pub fn with_validators(mut self, keys: &[PublicKey]) -> Self {
         self.validators = keys.iter().map(PublicKey::to_string).collect();
+        self
+    }
+
+    /// This genesis giving a challenged provider `ms` of block time to
+    /// reveal (a local network's tests cannot wait hours).
+    pub fn with_reveal_window_ms(mut self, ms: u64) -> Self {
+        self.params.reveal_window_ms = Some(ms);
         self
     }
 }

@@ -42,12 +42,12 @@ pub use genesis::{Genesis, GenesisError, GenesisParams};
 pub use root::{Proof, verify_proof};
 pub use snapshot::Change;
 pub use state::{
-    Account, CLOSE_NOTICE_BLOCKS, EVIDENCE_WINDOW_BLOCKS, Escrow, LEASE_BLOCKS_MAX, Params,
-    Provider, Reputation, SettleOutcome, State,
+    Account, CLOSE_NOTICE_BLOCKS, Challenge, EVIDENCE_WINDOW_BLOCKS, Escrow, LEASE_BLOCKS_MAX,
+    Params, Provider, Reputation, SettleOutcome, State,
 };
 pub use tx::{
     ACCEPTANCE_NAMESPACE, ACCEPTANCE_RESULTS_MAX, ACCEPTANCES_PER_CLAIM_MAX, Acceptance, Accepted,
     Amount, CLAWBACK_MAX, Capabilities, Evidence, LEASE_NAMESPACE, Lease, RECEIPT_NAMESPACE,
-    RECEIPTS_PER_TX_MAX, Receipt, TX_NAMESPACE, Tx, TxBody, TxKind, VerifiedTx, admit, admit_batch,
-    decode,
+    RECEIPTS_PER_TX_MAX, REVEALS_PER_TX_MAX, Receipt, TX_NAMESPACE, Tx, TxBody, TxKind, VerifiedTx,
+    admit, admit_batch, decode,
 };

@@ -11,10 +11,10 @@ use cairn_wire::{ContentId, PublicKey, text};
 
 use crate::table::{Keys, Table};
 use crate::tx::{Capabilities, ENDPOINT_BYTES_MAX, Lease};
-use crate::{Account, Escrow, Params, Provider, Reputation, State, root};
+use crate::{Account, Challenge, Escrow, Params, Provider, Reputation, State, root};
 
 /// Version of the snapshot format.
-const SNAPSHOT_VERSION: u8 = 5;
+const SNAPSHOT_VERSION: u8 = 6;
 
 /// The most rows a snapshot may say it has before they are read (each row
 /// is at least a few bytes, so a real snapshot's count is bounded by its
@@ -82,7 +82,10 @@ fn header_value(state: &State) -> Vec<u8> {
         p.fee_bps.write(buf);
         p.slash_bps.write(buf);
         p.slash_reward_bps.write(buf);
+        p.reveal_window_ms.write(buf);
+        p.challenge_bond.write(buf);
         state.height.write(buf);
+        state.time_ms.write(buf);
         state.supply.write(buf);
         state.fee_pool.write(buf);
         state.burned.write(buf);
@@ -198,10 +201,12 @@ impl State {
         );
         rows_of_keys(tag::SLASHED, &self.slashed, keys.slashed, &mut out);
         rows_of_keys(tag::CLAWED, &self.clawed, keys.clawed, &mut out);
-        let challenge_value = |(commitment, deadline): &([u8; 32], u64)| {
+        let challenge_value = |c: &Challenge| {
             bytes_of(|buf| {
-                commitment.write(buf);
-                deadline.write(buf);
+                c.commitment.write(buf);
+                c.deadline.write(buf);
+                c.deadline_ms.write(buf);
+                c.bond.write(buf);
             })
         };
         rows_of(
@@ -343,7 +348,12 @@ impl State {
                 tag::SLASHED => slashed.insert(per_task(k)?),
                 tag::CLAWED => clawed.insert(per_task(k)?),
                 tag::CHALLENGE => {
-                    let value = (<[u8; 32]>::read(v)?, u64::read(v)?);
+                    let value = Challenge {
+                        commitment: <[u8; 32]>::read(v)?,
+                        deadline: u64::read(v)?,
+                        deadline_ms: u64::read(v)?,
+                        bond: u64::read(v)?,
+                    };
                     challenges.insert(per_task(k)?, value).is_none()
                 }
                 _ => return Err(CodecError::Invalid("state row", "unknown table")),
@@ -358,10 +368,11 @@ impl State {
             }
             tree.set(key, Some(value));
         }
-        let (chain, params, [height, supply, fee_pool, burned]) =
+        let (chain, params, [height, time_ms, supply, fee_pool, burned]) =
             header.ok_or(CodecError::Invalid("state rows", "no header"))?;
         let mut state = State::empty(chain, params);
         state.height = height;
+        state.time_ms = time_ms;
         state.supply = supply;
         state.fee_pool = fee_pool;
         state.burned = burned;
@@ -421,7 +432,7 @@ impl State {
     }
 }
 
-type Header = (ContentId, Params, [u64; 4]);
+type Header = (ContentId, Params, [u64; 5]);
 
 /// A (lease, task) key.
 fn per_task(k: &mut Copying<'_>) -> Result<(ContentId, u64), CodecError> {
@@ -436,8 +447,16 @@ fn read_header(v: &mut Copying<'_>) -> Result<Header, CodecError> {
         fee_bps: u16::read(v)?,
         slash_bps: u16::read(v)?,
         slash_reward_bps: u16::read(v)?,
+        reveal_window_ms: u64::read(v)?,
+        challenge_bond: u64::read(v)?,
     };
-    let counts = [u64::read(v)?, u64::read(v)?, u64::read(v)?, u64::read(v)?];
+    let counts = [
+        u64::read(v)?,
+        u64::read(v)?,
+        u64::read(v)?,
+        u64::read(v)?,
+        u64::read(v)?,
+    ];
     Ok((chain, params, counts))
 }
 
@@ -494,7 +513,7 @@ mod tests {
 
         let from = Keypair::from_seed([0; 32]);
         let newcomer = Keypair::from_seed([9; 32]).public();
-        state.begin_block(1);
+        state.begin_block(1, 0);
         let tx = crate::TxBody {
             chain: state.chain(),
             nonce: 0,

@@ -35,6 +35,15 @@ pub struct Params {
     /// Share of a slash paid to whoever proved it, in basis points; the rest
     /// is burned.
     pub slash_reward_bps: u16,
+    /// How long a challenged provider has to reveal, in milliseconds of
+    /// block time (and at least [`REVEAL_WINDOW_BLOCKS`] blocks): long
+    /// enough that a provider rebooted, moved or offline overnight is not
+    /// slashed by a requester who challenges while it is away.
+    pub reveal_window_ms: u64,
+    /// µCAIRN a challenger locks with each challenge: burned if the provider
+    /// reveals (the challenge was without cause), returned if it does not.
+    /// Challenging an honest provider costs, so a flood of challenges does.
+    pub challenge_bond: Amount,
 }
 
 impl Default for Params {
@@ -45,6 +54,8 @@ impl Default for Params {
             fee_bps: 100,
             slash_bps: 5_000,
             slash_reward_bps: 5_000,
+            reveal_window_ms: 6 * 60 * 60 * 1_000,
+            challenge_bond: 100_000,
         }
     }
 }
@@ -123,6 +134,29 @@ pub enum SettleOutcome {
     Refused(&'static str),
 }
 
+/// An open reveal challenge: the provider must post the opening of
+/// `commitment` before the window closes, once the chain is past both
+/// `deadline` and `deadline_ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Challenge {
+    /// The provider's commitment to open.
+    pub commitment: [u8; 32],
+    /// The last height at which the opening is accepted for sure.
+    pub deadline: u64,
+    /// The last block time (ms since the epoch) at which it is accepted
+    /// for sure.
+    pub deadline_ms: u64,
+    /// What the challenger (the lease's requester) locked.
+    pub bond: Amount,
+}
+
+impl Challenge {
+    /// Whether the window is over at (`height`, `time_ms`).
+    fn window_over(&self, height: u64, time_ms: u64) -> bool {
+        height > self.deadline && time_ms > self.deadline_ms
+    }
+}
+
 /// One result to pay: (lease id, the lease, task, fuel), or why it is
 /// refused already.
 type Payable = Result<(ContentId, Lease, u64, u64), &'static str>;
@@ -133,6 +167,9 @@ pub struct State {
     pub(crate) chain: ContentId,
     pub(crate) params: Params,
     pub(crate) height: u64,
+    /// The last block's time (ms since the epoch, as its proposer stated
+    /// and the validators bounded).
+    pub(crate) time_ms: u64,
     pub(crate) supply: Amount,
     pub(crate) accounts: Table<PublicKey, Account>,
     pub(crate) providers: Table<PublicKey, Provider>,
@@ -146,9 +183,8 @@ pub struct State {
     pub(crate) slashed: Keys<(ContentId, u64)>,
     /// (lease, task) pairs whose payment was taken back.
     pub(crate) clawed: Keys<(ContentId, u64)>,
-    /// Open reveal challenges: (lease, task) -> (commitment, last height
-    /// at which the opening is accepted).
-    pub(crate) challenges: Table<(ContentId, u64), ([u8; 32], u64)>,
+    /// Open reveal challenges, by (lease, task).
+    pub(crate) challenges: Table<(ContentId, u64), Challenge>,
     /// When each lease leaves the state: (its expiry plus
     /// [`EVIDENCE_WINDOW_BLOCKS`], lease). Derived from `leases`: not in the
     /// snapshot nor the state root.
@@ -169,6 +205,7 @@ impl State {
             chain,
             params,
             height: 0,
+            time_ms: 0,
             supply: 0,
             accounts: Table::default(),
             providers: Table::default(),
@@ -200,6 +237,11 @@ impl State {
     /// The height of the last block begun.
     pub fn height(&self) -> u64 {
         self.height
+    }
+
+    /// The time of the last block begun (ms since the epoch).
+    pub fn time_ms(&self) -> u64 {
+        self.time_ms
     }
 
     /// Tokens created at genesis; constant forever.
@@ -250,20 +292,23 @@ impl State {
         self.leases.get(id)
     }
 
-    /// The open challenges against `provider`'s commits: (lease, task, the
-    /// last height at which its `Reveal` is accepted). A provider watches
+    /// The open challenges against `provider`'s commits, the earliest
+    /// deadline first: (lease, task, the challenge). A provider watches
     /// these and answers each, so that no requester can turn a commit it
     /// holds into `NoReveal` evidence against an honest provider.
-    pub fn open_challenges(&self, provider: &PublicKey) -> Vec<(ContentId, u64, u64)> {
-        self.challenges
+    pub fn open_challenges(&self, provider: &PublicKey) -> Vec<(ContentId, u64, Challenge)> {
+        let mut open: Vec<_> = self
+            .challenges
             .iter()
             .filter(|((lease, _), _)| {
                 self.leases
                     .get(lease)
                     .is_some_and(|lease| &lease.provider == provider)
             })
-            .map(|(&(lease, task), &(_, deadline))| (lease, task, deadline))
-            .collect()
+            .map(|(&(lease, task), &challenge)| (lease, task, challenge))
+            .collect();
+        open.sort_by_key(|&(lease, task, c)| (c.deadline_ms, c.deadline, lease, task));
+        open
     }
 
     /// Stake of `key` still unbonding.
@@ -298,16 +343,20 @@ impl State {
             + sum(&mut self.providers.values().map(|p| p.stake))
             + sum(&mut self.unbonding.values().copied())
             + sum(&mut self.escrows.values().map(|e| e.balance))
+            + sum(&mut self.challenges.values().map(|c| c.bond))
             + u128::from(self.fee_pool)
             + u128::from(self.burned)
     }
 
-    /// Starts block `height`: stake whose unbonding delay has passed returns
-    /// to its owner's balance, and leases whose evidence window has passed
-    /// are forgotten.
-    pub fn begin_block(&mut self, height: u64) {
+    /// Starts block `height`, made at `time_ms` (its timestamp, ms since
+    /// the epoch): stake whose unbonding delay has passed returns to its
+    /// owner's balance, and leases whose evidence window has passed are
+    /// forgotten.
+    pub fn begin_block(&mut self, height: u64, time_ms: u64) {
         assert!(height > self.height, "blocks are applied in order");
         self.height = height;
+        // Consensus makes timestamps increase; a state never goes back.
+        self.time_ms = self.time_ms.max(time_ms);
         // Heights come from blocks, so the last one must not wrap: at
         // `u64::MAX` everything still unbonding is due.
         let due = self.unbonding.take_below(
@@ -336,21 +385,40 @@ impl State {
     }
 
     /// Removes `lease` and what is recorded per task under it: no payment,
-    /// evidence or challenge about it is taken any more.
-    fn forget_lease(&mut self, lease: &ContentId) {
-        self.leases.remove(lease);
-        let under = (*lease, 0)..=(*lease, u64::MAX);
-        let settled: Vec<_> = self.settled.range(under.clone()).map(|(k, _)| *k).collect();
-        for key in settled {
-            self.settled.remove(&key);
-        }
+    /// evidence or challenge about it is taken any more. A lease with a
+    /// challenge whose reveal window is still open stays until it closes
+    /// (the window is a time, the evidence window a number of blocks); a
+    /// challenge closed and never claimed returns its bond.
+    fn forget_lease(&mut self, id: &ContentId) {
+        let under = (*id, 0)..=(*id, u64::MAX);
         let challenged: Vec<_> = self
             .challenges
             .range(under.clone())
-            .map(|(k, _)| *k)
+            .map(|(k, c)| (*k, *c))
             .collect();
-        for key in challenged {
+        if challenged
+            .iter()
+            .any(|(_, c)| !c.window_over(self.height, self.time_ms))
+        {
+            let later = self.height.saturating_add(REVEAL_WINDOW_BLOCKS);
+            self.forgotten_at.insert((later, *id));
+            return;
+        }
+        let Some(lease) = self.leases.remove(id) else {
+            return;
+        };
+        for (key, challenge) in challenged {
             self.challenges.remove(&key);
+            let account = self.accounts.get_or_default(lease.requester);
+            // Cannot overflow: the bond was part of the fixed supply.
+            account.balance = account
+                .balance
+                .checked_add(challenge.bond)
+                .expect("balances fit the supply");
+        }
+        let settled: Vec<_> = self.settled.range(under.clone()).map(|(k, _)| *k).collect();
+        for key in settled {
+            self.settled.remove(&key);
         }
         for set in [&mut self.slashed, &mut self.clawed] {
             let keys: Vec<_> = set.range(under.clone()).copied().collect();
@@ -427,7 +495,7 @@ impl State {
             TxKind::Settle { job, receipts } => self.settle(signer, *job, receipts)?,
             TxKind::Slash { evidence } => self.slash(signer, evidence)?,
             TxKind::Challenge { commit } => self.challenge(signer, commit)?,
-            TxKind::Reveal { opening } => self.reveal(opening)?,
+            TxKind::Reveal { openings } => self.reveal(openings)?,
             TxKind::Claim { acceptances } => self.claim(acceptances)?,
         };
         self.accounts.get_or_default(signer).nonce = nonce_next;
@@ -978,21 +1046,28 @@ impl State {
                 self.punish(offender, r.lease, r.task, None, &[])
             }
             Evidence::NoReveal { lease, task } => {
-                let (_, deadline) = *self
+                let challenge = *self
                     .challenges
                     .get(&(*lease, *task))
                     .ok_or(TxError::BadEvidence("no open challenge for this task"))?;
-                if self.height <= deadline {
+                if !challenge.window_over(self.height, self.time_ms) {
                     return Err(TxError::BadEvidence("the reveal window is still open"));
                 }
-                let offender = self
+                let recorded = self
                     .leases
                     .get(lease)
-                    .ok_or(TxError::BadEvidence("unknown lease"))?
-                    .provider;
+                    .ok_or(TxError::BadEvidence("unknown lease"))?;
+                let (offender, requester) = (recorded.provider, recorded.requester);
                 self.offence(offender, *lease, *task)?;
+                let requester_balance = self
+                    .account(&requester)
+                    .balance
+                    .checked_add(challenge.bond)
+                    .ok_or(TxError::Overflow("balance"))?;
                 let outcomes = self.punish(offender, *lease, *task, None, &[])?;
                 self.challenges.remove(&(*lease, *task));
+                // The challenge had cause: its bond goes back.
+                self.accounts.get_or_default(requester).balance = requester_balance;
                 Ok(outcomes)
             }
         }
@@ -1187,26 +1262,56 @@ impl State {
         if self.challenges.contains_key(&key) || self.slashed.contains(&key) {
             return Err(TxError::BadEvidence("already challenged or punished"));
         }
-        let deadline = self
-            .height
-            .checked_add(REVEAL_WINDOW_BLOCKS)
-            .ok_or(TxError::Overflow("deadline"))?;
-        self.challenges.insert(key, (c.commitment, deadline));
+        let challenge = Challenge {
+            commitment: c.commitment,
+            deadline: self
+                .height
+                .checked_add(REVEAL_WINDOW_BLOCKS)
+                .ok_or(TxError::Overflow("deadline"))?,
+            deadline_ms: self
+                .time_ms
+                .checked_add(self.params.reveal_window_ms)
+                .ok_or(TxError::Overflow("deadline"))?,
+            bond: self.params.challenge_bond,
+        };
+        let balance = if challenge.bond == 0 {
+            self.account(&signer).balance
+        } else {
+            self.debit(&signer, challenge.bond)?
+        };
+        self.accounts.get_or_default(signer).balance = balance;
+        self.challenges.insert(key, challenge);
         Ok(Vec::new())
     }
 
-    fn reveal(&mut self, opening: &Signed<Opening>) -> Result<Vec<SettleOutcome>, TxError> {
-        let o = opening.payload_unchecked();
-        let key = (o.lease, o.task);
-        let (commitment, _) = *self
-            .challenges
-            .get(&key)
-            .ok_or(TxError::BadEvidence("no open challenge for this task"))?;
-        let provider = self.leases[&o.lease].provider;
-        if opening.signer() != provider || !o.opens(&provider, &commitment) {
-            return Err(TxError::BadEvidence("the opening does not open the commit"));
+    /// Closes the challenges `openings` answer, burning their bonds.
+    fn reveal(&mut self, openings: &[Signed<Opening>]) -> Result<Vec<SettleOutcome>, TxError> {
+        let mut closing = BTreeMap::new();
+        for opening in openings {
+            let o = opening.payload_unchecked();
+            let key = (o.lease, o.task);
+            // Answered already (by an earlier transaction or opening).
+            let Some(challenge) = self.challenges.get(&key) else {
+                continue;
+            };
+            let provider = self.leases[&o.lease].provider;
+            if opening.signer() != provider || !o.opens(&provider, &challenge.commitment) {
+                return Err(TxError::BadEvidence("the opening does not open the commit"));
+            }
+            closing.insert(key, challenge.bond);
         }
-        self.challenges.remove(&key);
+        if closing.is_empty() {
+            return Err(TxError::BadEvidence("no open challenge for these openings"));
+        }
+        let burned = closing
+            .values()
+            .try_fold(self.burned, |sum, bond| sum.checked_add(*bond))
+            .ok_or(TxError::Overflow("burned"))?;
+        for key in closing.keys() {
+            self.challenges.remove(key);
+        }
+        // The challenges were without cause.
+        self.burned = burned;
         Ok(Vec::new())
     }
 

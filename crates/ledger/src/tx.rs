@@ -28,6 +28,11 @@ pub const ACCEPTANCE_NAMESPACE: &[u8] = b"cairn/acceptance";
 pub const RECEIPTS_PER_TX_MAX: usize = 4096;
 /// Acceptances one claim carries, at most.
 pub const ACCEPTANCES_PER_CLAIM_MAX: usize = 64;
+
+/// Most openings one `Reveal` carries: 32 signed openings (200 bytes
+/// each) and the transaction's own fields fit the 8 KiB a block takes of
+/// one transaction (`cairn_chain::TX_BYTES_MAX`).
+pub const REVEALS_PER_TX_MAX: usize = 32;
 /// Results one acceptance names, at most: a claim of one full acceptance
 /// (128 × 48 bytes, with its signature and the transaction's) fits the
 /// 8 KiB a block takes of one transaction (`cairn_chain::TX_BYTES_MAX`).
@@ -126,10 +131,15 @@ pub enum TxKind {
         /// The provider's signed commitment.
         commit: Signed<Commit>,
     },
-    /// Answer a challenge (anyone may post the provider's opening).
+    /// Answer challenges (anyone may post a provider's openings): each
+    /// opening of a commitment still challenged closes its challenge, one
+    /// whose challenge is already closed is passed over, and one that does
+    /// not open its commitment refuses the whole transaction. Many in one
+    /// transaction, so that a provider answers a flood of challenges at the
+    /// pace they come.
     Reveal {
-        /// The provider's signed opening.
-        opening: Signed<Opening>,
+        /// Signed openings, at most [`REVEALS_PER_TX_MAX`].
+        openings: Vec<Signed<Opening>>,
     },
     /// Pay for results their requester accepted, without it: each
     /// acceptance, signed by its lease's requester, pays the lease's
@@ -434,10 +444,12 @@ fn verify_inner(kind: &TxKind) -> Result<(), TxError> {
                 .verify(COMMIT_NAMESPACE)
                 .map_err(|e| bad("commit", e))?;
         }
-        TxKind::Reveal { opening } => {
-            opening
-                .verify(OPENING_NAMESPACE)
-                .map_err(|e| bad("opening", e))?;
+        TxKind::Reveal { openings } => {
+            for opening in openings {
+                opening
+                    .verify(OPENING_NAMESPACE)
+                    .map_err(|e| bad("opening", e))?;
+            }
         }
         TxKind::Claim { acceptances } => {
             for acceptance in acceptances {
@@ -592,9 +604,9 @@ impl Write for TxBody {
                 KIND_CHALLENGE.write(buf);
                 commit.write(buf);
             }
-            TxKind::Reveal { opening } => {
+            TxKind::Reveal { openings } => {
                 KIND_REVEAL.write(buf);
-                opening.write(buf);
+                openings.write(buf);
             }
             TxKind::Claim { acceptances } => {
                 KIND_CLAIM.write(buf);
@@ -700,9 +712,12 @@ impl Read for TxBody {
             KIND_CHALLENGE => TxKind::Challenge {
                 commit: Signed::<Commit>::read(buf)?,
             },
-            KIND_REVEAL => TxKind::Reveal {
-                opening: Signed::<Opening>::read(buf)?,
-            },
+            KIND_REVEAL => {
+                let range: RangeCfg<usize> = (1..=REVEALS_PER_TX_MAX).into();
+                TxKind::Reveal {
+                    openings: Vec::<Signed<Opening>>::read_cfg(buf, &(range, ()))?,
+                }
+            }
             KIND_CLAIM => {
                 let range: RangeCfg<usize> = (0..=ACCEPTANCES_PER_CLAIM_MAX).into();
                 let acceptances = Vec::<Signed<Acceptance>>::read_cfg(buf, &(range, ()))?;

@@ -21,8 +21,9 @@ fn keys() -> Vec<Keypair> {
 
 fn genesis_state(keys: &[Keypair]) -> State {
     let publics: Vec<_> = keys.iter().map(Keypair::public).collect();
-    let mut genesis =
-        Genesis::with_balances("proptest", &publics, 5_000_000_000).with_validators(&publics[..1]);
+    let mut genesis = Genesis::with_balances("proptest", &publics, 5_000_000_000)
+        .with_validators(&publics[..1])
+        .with_reveal_window_ms(60_000);
     genesis.balances.remove(&publics[5].to_string()); // one account starts empty
     genesis.state().unwrap()
 }
@@ -508,8 +509,13 @@ impl World {
                         salt: [7; 32],
                     },
                 );
-                self.body(provider, TxKind::Reveal { opening })
-                    .sign(&self.keys[provider])
+                self.body(
+                    provider,
+                    TxKind::Reveal {
+                        openings: vec![opening],
+                    },
+                )
+                .sign(&self.keys[provider])
             }
             Op::NoReveal {
                 reporter,
@@ -609,7 +615,8 @@ fn run_sequence(ops: &[Op], applied: &mut Applied) -> Result<(), TestCaseError> 
     for (i, op) in ops.iter().enumerate() {
         if let Op::NextBlock { blocks } = op {
             height += blocks;
-            world.state.begin_block(height);
+            // A block a second.
+            world.state.begin_block(height, height * 1_000);
             check_invariants(&world.state);
             continue;
         }

@@ -2,7 +2,7 @@
 
 use cairn_ledger::{
     ACCEPTANCE_NAMESPACE, Acceptance, Accepted, COMMIT_NAMESPACE, Capabilities, Commit,
-    EVIDENCE_WINDOW_BLOCKS, Evidence, Genesis, Lease, OPENING_NAMESPACE, Opening,
+    EVIDENCE_WINDOW_BLOCKS, Evidence, Genesis, Lease, OPENING_NAMESPACE, Opening, Params,
     RECEIPT_NAMESPACE, REVEAL_WINDOW_BLOCKS, Receipt, SettleOutcome, State, TxBody, TxError,
     TxKind, VERDICT_NAMESPACE, Verdict, admit, admit_batch, decode,
 };
@@ -216,7 +216,7 @@ fn a_job_locks_pays_and_refunds() {
         )
         .unwrap_err();
     assert_eq!(err, TxError::EscrowClosing(job));
-    net.state.begin_block(11);
+    net.state.begin_block(11, 0);
     let balance = net.state.account(&requester.public()).balance;
     net.send(&requester, TxKind::CloseEscrow { job }).unwrap();
     assert_eq!(
@@ -325,7 +325,7 @@ fn a_provider_claims_what_its_requester_accepted_and_never_settled() {
     let late = acceptance(&requester, &lease, &[(4, b"e", 1_000_000_000)]);
     let outcomes = net.send(&provider, claim(vec![late.clone()])).unwrap();
     assert_eq!(outcomes, [SettleOutcome::Paid { paid: 990, fee: 10 }]);
-    net.state.begin_block(11);
+    net.state.begin_block(11, 0);
     net.send(&requester, TxKind::CloseEscrow { job }).unwrap();
     let outcomes = net.send(&provider, claim(vec![late])).unwrap();
     assert_eq!(outcomes, [SettleOutcome::Refused("already settled")]);
@@ -655,9 +655,9 @@ fn unbonding_stake_returns_after_the_delay_and_stays_slashable() {
         .unwrap();
     assert_eq!(net.state.unbonding_of(&provider.public()), stake);
     let delay = net.state.params().unbonding_blocks;
-    net.state.begin_block(delay - 1);
+    net.state.begin_block(delay - 1, 0);
     assert_eq!(net.state.account(&provider.public()).balance, balance);
-    net.state.begin_block(delay);
+    net.state.begin_block(delay, 0);
     assert_eq!(
         net.state.account(&provider.public()).balance,
         balance + stake
@@ -713,7 +713,7 @@ fn stake_unbonded_with_a_lease_open_stays_slashable_until_its_evidence_window_cl
     );
     // Long past the unbonding delay, the stake is still held...
     net.state
-        .begin_block(net.state.params().unbonding_blocks * 10);
+        .begin_block(net.state.params().unbonding_blocks * 10, 0);
     assert_eq!(net.state.unbonding_of(&cheat_and_run.public()), stake);
     assert_eq!(net.state.account(&cheat_and_run.public()).balance, balance);
     // ...so the evidence, when it comes, takes half of it.
@@ -731,9 +731,9 @@ fn stake_unbonded_with_a_lease_open_stays_slashable_until_its_evidence_window_cl
     let left = stake - stake / 2;
     assert_eq!(net.state.unbonding_of(&cheat_and_run.public()), left);
     // The window closed, what is left returns.
-    net.state.begin_block(liable_until - 1);
+    net.state.begin_block(liable_until - 1, 0);
     assert_eq!(net.state.unbonding_of(&cheat_and_run.public()), left);
-    net.state.begin_block(liable_until);
+    net.state.begin_block(liable_until, 0);
     assert_eq!(net.state.unbonding_of(&cheat_and_run.public()), 0);
     assert_eq!(
         net.state.account(&cheat_and_run.public()).balance,
@@ -1115,6 +1115,12 @@ fn an_opening_that_does_not_open_its_commit_is_slashed() {
     );
 }
 
+/// A challenge locks the requester's bond and gives the provider a window
+/// of both blocks and time: a chain that runs fast cannot close it early
+/// on a provider that is away. Openings answer many challenges at once;
+/// answered, the bond is burned (the challenge had no cause); left
+/// unanswered past the window, the provider is slashed and the bond
+/// returns.
 #[test]
 fn a_challenged_commit_must_be_opened_within_the_window() {
     let mut net = Net::new();
@@ -1131,6 +1137,7 @@ fn a_challenged_commit_must_be_opened_within_the_window() {
     let lease = net.lease(10_000);
     let stalled = commit(&net, &lease, 1, b"result", [5; 32]);
     let answered = commit(&net, &lease, 2, b"result", [6; 32]);
+    let also_answered = commit(&net, &lease, 3, b"result", [7; 32]);
     // Only the requester may challenge.
     assert!(
         net.send(
@@ -1141,7 +1148,15 @@ fn a_challenged_commit_must_be_opened_within_the_window() {
         )
         .is_err()
     );
-    for commit in [&stalled, &answered] {
+    let Params {
+        challenge_bond: bond,
+        reveal_window_ms: window_ms,
+        ..
+    } = *net.state.params();
+    let balance = net.state.account(&requester.public()).balance;
+    let start = net.state.height();
+    let start_ms = net.state.time_ms();
+    for commit in [&stalled, &answered, &also_answered] {
         net.send(
             &requester,
             TxKind::Challenge {
@@ -1150,13 +1165,24 @@ fn a_challenged_commit_must_be_opened_within_the_window() {
         )
         .unwrap();
     }
+    assert_eq!(
+        net.state.account(&requester.public()).balance,
+        balance - 3 * bond,
+        "each challenge locks a bond"
+    );
     let open: Vec<_> = net
         .state
         .open_challenges(&net.provider.public())
         .into_iter()
-        .map(|(l, task, _)| (l, task))
+        .map(|(l, task, c)| (l, task, c.deadline, c.deadline_ms))
         .collect();
-    assert_eq!(open, vec![(lease.id(), 1), (lease.id(), 2)]);
+    let deadlines = (start + REVEAL_WINDOW_BLOCKS, start_ms + window_ms);
+    assert_eq!(
+        open,
+        (1..=3)
+            .map(|task| (lease.id(), task, deadlines.0, deadlines.1))
+            .collect::<Vec<_>>()
+    );
     assert!(net.state.open_challenges(&net.other.public()).is_empty());
     let no_reveal = |task| TxKind::Slash {
         evidence: Box::new(Evidence::NoReveal {
@@ -1168,18 +1194,53 @@ fn a_challenged_commit_must_be_opened_within_the_window() {
         net.send(&requester, no_reveal(1)).unwrap_err(),
         TxError::BadEvidence("the reveal window is still open")
     );
-    // A wrong opening does not answer; the right one does, from anyone.
+    // A wrong opening refuses the whole transaction, right ones with it.
     let wrong = opening(&net, &lease, 2, b"other", [6; 32]);
-    assert!(
-        net.send(&requester, TxKind::Reveal { opening: wrong })
-            .is_err()
-    );
     let right = opening(&net, &lease, 2, b"result", [6; 32]);
-    net.send(&net.other.clone(), TxKind::Reveal { opening: right })
-        .unwrap();
+    let also_right = opening(&net, &lease, 3, b"result", [7; 32]);
+    assert!(
+        net.send(
+            &requester,
+            TxKind::Reveal {
+                openings: vec![right.clone(), wrong]
+            }
+        )
+        .is_err()
+    );
+    // The right ones answer, from anyone, two in one transaction (and an
+    // opening repeated is passed over).
+    let burned = net.state.burned();
+    net.send(
+        &net.other.clone(),
+        TxKind::Reveal {
+            openings: vec![right.clone(), also_right, right.clone()],
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        net.state.burned(),
+        burned + 2 * bond,
+        "bonds of challenges without cause burn"
+    );
+    assert_eq!(
+        net.send(
+            &net.other.clone(),
+            TxKind::Reveal {
+                openings: vec![right]
+            }
+        )
+        .unwrap_err(),
+        TxError::BadEvidence("no open challenge for these openings")
+    );
 
-    let start = net.state.height();
-    net.state.begin_block(start + REVEAL_WINDOW_BLOCKS + 1);
+    // A hundred blocks are not enough while the window's time lasts: a
+    // fast chain does not shorten it.
+    net.state.begin_block(deadlines.0 + 1, deadlines.1);
+    assert_eq!(
+        net.send(&requester, no_reveal(1)).unwrap_err(),
+        TxError::BadEvidence("the reveal window is still open")
+    );
+    net.state.begin_block(deadlines.0 + 2, deadlines.1 + 1);
     let stake = net.state.provider(&net.provider.public()).unwrap().stake;
     assert_eq!(
         net.send(&requester, no_reveal(2)).unwrap_err(),
@@ -1188,17 +1249,24 @@ fn a_challenged_commit_must_be_opened_within_the_window() {
     assert_eq!(
         net.state.open_challenges(&net.provider.public()).len(),
         1,
-        "the answered challenge is closed"
+        "the answered challenges are closed"
     );
+    let balance = net.state.account(&requester.public()).balance;
     net.send(&requester, no_reveal(1)).unwrap();
     assert_eq!(
         net.state.provider(&net.provider.public()).unwrap().stake,
         stake - stake / 2
     );
+    assert_eq!(
+        net.state.account(&requester.public()).balance,
+        balance + bond,
+        "a challenge with cause gets its bond back"
+    );
     // Past its lease a commit can no longer be challenged: its provider
     // need not keep the opening forever.
-    net.state.begin_block(lease.expires_height + 1);
-    let late = commit(&net, &lease, 3, b"result", [7; 32]);
+    net.state
+        .begin_block(lease.expires_height + 1, deadlines.1 + 2);
+    let late = commit(&net, &lease, 4, b"result", [8; 32]);
     assert_eq!(
         net.send(&requester, TxKind::Challenge { commit: late })
             .unwrap_err(),
@@ -1208,6 +1276,79 @@ fn a_challenged_commit_must_be_opened_within_the_window() {
     let mut restored = State::from_snapshot(&net.state.to_snapshot()).unwrap();
     assert_eq!(restored, net.state);
     assert_eq!(restored.root(), net.state.root());
+}
+
+/// A requester without the bond cannot challenge; and a lease is not
+/// forgotten while a challenge on it may still be answered or claimed
+/// (its window is time, the evidence window blocks). Once it is
+/// forgotten, an unclaimed challenge's bond returns to the requester.
+#[test]
+fn a_challenge_outlives_its_lease_until_its_window_closes() {
+    let mut net = Net::new();
+    let requester = net.requester.clone();
+    net.register();
+    net.send(
+        &requester,
+        TxKind::OpenEscrow {
+            job: ContentId::of(JOB),
+            amount: 1_000,
+        },
+    )
+    .unwrap();
+    let lease = net.lease(10_000);
+    let challenged = commit(&net, &lease, 1, b"result", [5; 32]);
+    // The requester gives away all but a little less than a bond.
+    let bond = net.state.params().challenge_bond;
+    let balance = net.state.account(&requester.public()).balance;
+    net.send(
+        &requester,
+        TxKind::Transfer {
+            to: net.other.public(),
+            amount: balance - bond + 1,
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        net.send(
+            &requester,
+            TxKind::Challenge {
+                commit: challenged.clone()
+            }
+        ),
+        Err(TxError::Insufficient { .. })
+    ));
+    net.send(
+        &net.other.clone(),
+        TxKind::Transfer {
+            to: requester.public(),
+            amount: 1,
+        },
+    )
+    .unwrap();
+    net.send(
+        &requester,
+        TxKind::Challenge {
+            commit: challenged.clone(),
+        },
+    )
+    .unwrap();
+    assert_eq!(net.state.account(&requester.public()).balance, 0);
+    let deadline_ms = net.state.open_challenges(&net.provider.public())[0]
+        .2
+        .deadline_ms;
+    // The evidence window passes in blocks, not in time: the lease stays.
+    let forgotten_at = lease.expires_height + EVIDENCE_WINDOW_BLOCKS;
+    net.state.begin_block(forgotten_at, deadline_ms);
+    assert!(net.state.lease(&lease.id()).is_some());
+    assert_eq!(net.state.open_challenges(&net.provider.public()).len(), 1);
+    // Past the window in time too, it goes at the next look, and the
+    // unclaimed bond goes back.
+    net.state
+        .begin_block(forgotten_at + REVEAL_WINDOW_BLOCKS, deadline_ms + 1);
+    assert!(net.state.lease(&lease.id()).is_none());
+    assert!(net.state.open_challenges(&net.provider.public()).is_empty());
+    assert_eq!(net.state.account(&requester.public()).balance, bond);
+    assert_eq!(net.state.total_accounted(), u128::from(net.state.supply()));
 }
 
 /// A `fuel_inflater` signs a receipt for a result whose own manifest says
@@ -1297,7 +1438,7 @@ fn a_lease_and_its_records_are_forgotten_once_its_evidence_window_has_passed() {
     assert!(matches!(outcomes[..], [SettleOutcome::Paid { .. }]));
 
     let forgotten_at = 10 + EVIDENCE_WINDOW_BLOCKS;
-    net.state.begin_block(forgotten_at - 1);
+    net.state.begin_block(forgotten_at - 1, 0);
     assert!(
         net.state.lease(&lease.id()).is_some(),
         "kept through its window"
@@ -1311,11 +1452,11 @@ fn a_lease_and_its_records_are_forgotten_once_its_evidence_window_has_passed() {
     );
 
     let root_before = net.state.root();
-    net.state.begin_block(forgotten_at);
+    net.state.begin_block(forgotten_at, 0);
     assert!(net.state.lease(&lease.id()).is_none());
     assert_ne!(net.state.root(), root_before, "its records left the state");
     let mut restored = restored;
-    restored.begin_block(forgotten_at);
+    restored.begin_block(forgotten_at, 0);
     assert_eq!(restored, net.state);
     // Forgotten: a receipt under it pays nothing, and no evidence about it
     // is taken.

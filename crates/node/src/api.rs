@@ -250,22 +250,9 @@ async fn challenges(
     Path(provider): Path<String>,
 ) -> Result<Json<api::Challenges>, ApiError> {
     let provider: PublicKey = parse(&provider)?;
-    let (height, open) = ledger.view(|state| (state.height(), state.open_challenges(&provider)));
-    let challenges = open
-        .iter()
-        .take(crate::market::CHALLENGES_LISTED_MAX)
-        .map(|&(lease, task, deadline)| api::Challenge {
-            lease,
-            task,
-            deadline,
-        })
-        .collect();
-    Ok(Json(api::Challenges {
-        provider,
-        height,
-        open: open.len() as u64,
-        challenges,
-    }))
+    Ok(Json(ledger.view(|state| {
+        crate::market::challenges_against(state, provider)
+    })))
 }
 
 #[utoipa::path(get, path = "/v1/escrows/{job}", tag = "ledger",

@@ -31,8 +31,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use cairn_job::VerifyPolicy;
 use cairn_ledger::{
     ACCEPTANCES_PER_CLAIM_MAX, Acceptance, Capabilities, Evidence, Genesis, Lease,
-    OPENING_NAMESPACE, Opening, RECEIPT_NAMESPACE, REVEAL_WINDOW_BLOCKS, Receipt, SettleOutcome,
-    State, TxBody, TxKind, admit,
+    OPENING_NAMESPACE, Opening, RECEIPT_NAMESPACE, REVEAL_WINDOW_BLOCKS, REVEALS_PER_TX_MAX,
+    Receipt, SettleOutcome, State, TxBody, TxKind, admit,
 };
 use cairn_market::{BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, Rng, ScalePricing};
 use cairn_proto::{
@@ -53,6 +53,9 @@ use cairn_wire::{ContentId, Keypair, PublicKey, ResultManifest, Signed};
 const REQUEST_TIMEOUT_MS: u64 = 2_000;
 /// Simulated time between ledger blocks.
 const BLOCK_MS: u64 = 100;
+/// How long a challenged provider has to reveal: as long as the ledger's
+/// floor of blocks, so the simulated hours stay short.
+const REVEAL_WINDOW_MS: u64 = 10_000;
 /// Fuel a provider burns per simulated millisecond of a task.
 const FUEL_PER_MS: u64 = 1_000_000;
 /// The most a job pays, µCAIRN per Gfuel: over what the default pricing
@@ -206,7 +209,8 @@ pub struct Outcome {
     /// Their `NoReveal` claims refused (the provider had opened the
     /// commitment on the ledger, or the challenge itself was refused).
     pub frames_refused: u64,
-    /// Challenges the providers answered with a `Reveal` the ledger took.
+    /// Openings the providers posted in `Reveal` transactions the ledger
+    /// took (each answers a challenge, or one already answered).
     pub reveals: u64,
     /// Their `NoReveal` claims the ledger upheld: must be 0.
     pub frames_upheld: u64,
@@ -700,6 +704,7 @@ impl Sim {
             .chain(providers.iter().map(|p| p.key.public()))
             .collect();
         let ledger = Genesis::with_balances("cairn-sim", &keys, BALANCE)
+            .with_reveal_window_ms(REVEAL_WINDOW_MS)
             .state()
             .expect("a valid genesis");
         let supply = ledger.supply();
@@ -1861,8 +1866,9 @@ impl Sim {
     fn challenge_commits(&mut self, requester: usize, reports: &[Report]) {
         let key = self.requesters[requester].key.clone();
         // Challenged in the next block at the earliest; the claim waits
-        // for the window after that.
-        let due = self.ledger.height() + 1 + REVEAL_WINDOW_BLOCKS + 1;
+        // for the window after that, in blocks and in time.
+        let window = REVEAL_WINDOW_BLOCKS.max(REVEAL_WINDOW_MS.div_ceil(BLOCK_MS));
+        let due = self.ledger.height() + 1 + window + 1;
         for report in reports {
             if let Report::Committed(commit) = report {
                 let c = commit.payload_unchecked();
@@ -1877,14 +1883,21 @@ impl Sim {
     }
 
     /// Every provider that is up answers the challenges against it that
-    /// it can open, as a node watching the ledger does.
+    /// it can open, as a node watching the ledger does: the earliest
+    /// deadline first, many in one transaction.
     fn answer_challenges(&mut self) {
         for p in self.providers.iter_mut().filter(|p| p.up) {
-            let open = self.ledger.open_challenges(&p.key.public());
+            let open: Vec<_> = self
+                .ledger
+                .open_challenges(&p.key.public())
+                .into_iter()
+                .map(|(lease, task, c)| (lease, task, c.deadline))
+                .collect();
             // As the node's watch does: a challenge answered leaves the
             // list, and the same commitment may be challenged again (with
             // another deadline).
             p.revealed.retain(|key| open.contains(key));
+            let mut openings = Vec::new();
             for (lease, task, deadline) in open {
                 let Some(&digest) = p.answers.get(&(lease, task)) else {
                     continue;
@@ -1898,8 +1911,11 @@ impl Sim {
                     digest,
                     salt: cairn_verify::salt(&p.key, &lease, task),
                 };
+                openings.push(Signed::sign(&p.key, OPENING_NAMESPACE, opening));
+            }
+            for chunk in openings.chunks(REVEALS_PER_TX_MAX) {
                 let reveal = TxKind::Reveal {
-                    opening: Signed::sign(&p.key, OPENING_NAMESPACE, opening),
+                    openings: chunk.to_vec(),
                 };
                 self.pending_txs.push((p.key.clone(), reveal, None));
             }
@@ -1920,7 +1936,7 @@ impl Sim {
         let height = self.ledger.height() + 1;
         // The root of the last block, as every validator computes it.
         self.ledger.root();
-        self.ledger.begin_block(height);
+        self.ledger.begin_block(height, self.now);
         let chain = self.ledger.chain();
         let mut settled_jobs = Vec::new();
         let mut closed = Vec::new();
@@ -1930,7 +1946,10 @@ impl Sim {
             let close = matches!(kind, TxKind::CloseEscrow { .. });
             let open = matches!(kind, TxKind::OpenEscrow { .. });
             let claim = matches!(kind, TxKind::Claim { .. });
-            let reveal = matches!(kind, TxKind::Reveal { .. });
+            let openings = match &kind {
+                TxKind::Reveal { openings } => openings.len() as u64,
+                _ => 0,
+            };
             let no_reveal = matches!(&kind, TxKind::Slash { evidence }
                 if matches!(**evidence, Evidence::NoReveal { .. }));
             if no_reveal {
@@ -1945,8 +1964,8 @@ impl Sim {
                 continue;
             };
             let outcome = self.ledger.apply_in_block(&verified);
-            if reveal && outcome.is_ok() {
-                self.reveals += 1;
+            if outcome.is_ok() {
+                self.reveals += openings;
             }
             if no_reveal {
                 match outcome {

@@ -145,7 +145,7 @@ fn pruning_drops_used_nonces_and_keeps_the_books() {
     }
     // A's first three transactions are applied elsewhere (say, in a block
     // proposed by another validator).
-    state.begin_block(1);
+    state.begin_block(1, 0);
     for nonce in 0..3 {
         let tx = TxBody {
             chain: state.chain(),

@@ -108,7 +108,7 @@ pub(super) fn ledger(args: &LedgerArgs) -> anyhow::Result<Vec<Figure>> {
     for (height, block) in (state.height() + 1..).zip(blocks.chunks(args.block_transfers as usize))
     {
         let started = Instant::now();
-        state.begin_block(height);
+        state.begin_block(height, 0);
         for tx in block {
             let _ = state.apply_in_block(tx);
         }

@@ -109,12 +109,12 @@ impl World {
 fn the_last_height_releases_unbonding_stake_without_wrapping() {
     let mut world = World::new();
     let provider = world.provider.public();
-    world.state.begin_block(u64::MAX - 10);
+    world.state.begin_block(u64::MAX - 10, 0);
     world.state.params.unbonding_blocks = 10;
     world.send(false, TxKind::Unstake { amount: 7 }).unwrap();
     assert_eq!(world.state.unbonding_of(&provider), 7);
     let balance = world.state.account(&provider).balance;
-    world.state.begin_block(u64::MAX);
+    world.state.begin_block(u64::MAX, 0);
     assert_eq!(world.state.unbonding_of(&provider), 0);
     assert_eq!(world.state.account(&provider).balance, balance + 7);
     assert_eq!(
@@ -126,7 +126,7 @@ fn the_last_height_releases_unbonding_stake_without_wrapping() {
 #[test]
 fn unbonding_past_the_last_height_is_refused() {
     let mut world = World::new();
-    world.state.begin_block(u64::MAX - 1);
+    world.state.begin_block(u64::MAX - 1, 0);
     assert_eq!(
         world.send(false, TxKind::Unstake { amount: 1 }),
         Err(TxError::Overflow("release height"))
@@ -153,7 +153,7 @@ fn a_payment_above_the_largest_amount_is_refused_whole() {
     world
         .send(true, TxKind::OpenEscrow { job, amount: 1_000 })
         .unwrap();
-    world.state.begin_block(1);
+    world.state.begin_block(1, 0);
     let lease = world.lease(job, u64::MAX, u64::MAX, 100);
     let provider_signature = lease.sign(&world.provider);
     world
@@ -259,7 +259,7 @@ proptest! {
         let mut world = World::new();
         world.state.params.unbonding_blocks = unbonding_blocks;
         if start > 0 {
-            world.state.begin_block(start);
+            world.state.begin_block(start, 0);
         }
         let mut leases: Vec<Lease> = Vec::new();
         let to = world.provider.public();
@@ -270,7 +270,7 @@ proptest! {
                 Op::NextBlock(delta) => {
                     let height = world.state.height.saturating_add(delta.max(1));
                     if height > world.state.height {
-                        world.state.begin_block(height);
+                        world.state.begin_block(height, 0);
                     }
                     Ok(())
                 }

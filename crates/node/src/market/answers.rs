@@ -6,22 +6,24 @@
 //! the provider keeps, for every commitment it made, what opens it (the
 //! digest: the salt is derived again from its key, the lease and the task),
 //! persisted in the same batch as the report before the commit is sent, and
-//! a watcher answers every open challenge against it. An answer is kept
-//! until its lease has expired and a reveal window has passed: the ledger
-//! takes no challenge after the lease expires.
+//! a watcher answers every open challenge against it, the earliest
+//! deadline first and many in one transaction. An answer is kept until
+//! the ledger forgets its lease (no challenge outlives that).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_ledger::{OPENING_NAMESPACE, Opening, REVEAL_WINDOW_BLOCKS, TxKind};
+use cairn_ledger::{
+    EVIDENCE_WINDOW_BLOCKS, OPENING_NAMESPACE, Opening, REVEALS_PER_TX_MAX, TxKind,
+};
 use cairn_store::{Op, Table};
 use cairn_wire::{ContentId, Signed};
 
 use super::Shared;
 
 /// How often the provider looks for challenges: a small part of the reveal
-/// window (100 blocks), so an answer is never late.
+/// window (at least 100 blocks), so an answer is never late.
 const POLL: Duration = Duration::from_secs(2);
 /// Blocks between sweeps of answers whose challenge window has passed.
 const PRUNE_EVERY_BLOCKS: u64 = 100;
@@ -32,7 +34,7 @@ const PRUNE_EVERY_BLOCKS: u64 = 100;
 const REVEAL_AGAIN_BLOCKS: u64 = 20;
 
 /// What opens the commitment to `digest` for `task` under `lease`, kept
-/// while the lease (which lives until `expires_height`) can be challenged.
+/// while the ledger keeps the lease (which lives until `expires_height`).
 pub(super) fn keep(lease: &ContentId, task: u64, digest: &ContentId, expires_height: u64) -> Op {
     let mut value = digest.as_bytes().to_vec();
     value.extend_from_slice(&expires_height.to_be_bytes());
@@ -86,13 +88,20 @@ pub(super) async fn watch(shared: Arc<Shared>) {
     let mut pruned_at = 0;
     loop {
         tokio::time::sleep(POLL).await;
-        let (height, open) = match shared.ledger.link().open_challenges(&me).await {
-            Ok(found) => found,
+        let listed = match shared.ledger.link().open_challenges(&me).await {
+            Ok(listed) => listed,
             Err(e) => {
                 tracing::warn!("looking for challenges: {e}");
                 continue;
             }
         };
+        let height = listed.height;
+        let open = listed
+            .challenges
+            .iter()
+            .map(|c| (c.lease, c.task, c.deadline))
+            .collect();
+        let mut openings = Vec::new();
         for (lease, task, deadline) in unanswered(&mut answered, open, height) {
             let stored = shared.db.get(Table::Answers, &key(&lease, task));
             let Some((digest, _)) = stored.ok().flatten().as_deref().and_then(decode) else {
@@ -105,15 +114,22 @@ pub(super) async fn watch(shared: Arc<Shared>) {
                 continue;
             };
             tracing::info!(
-                "answering a challenge on task {task} of lease {} (due by block {deadline})",
+                "answering a challenge on task {task} of lease {} (due after block {deadline})",
                 lease.short()
             );
+            openings.push((deadline, opening(&shared, lease, task, digest)));
+        }
+        // The earliest deadlines first, as listed.
+        for chunk in openings.chunks(REVEALS_PER_TX_MAX) {
             let reveal = TxKind::Reveal {
-                opening: opening(&shared, lease, task, digest),
+                openings: chunk.iter().map(|(_, o)| o.clone()).collect(),
             };
             if let Err(e) = shared.ledger.send(reveal) {
-                tracing::warn!("revealing task {task} of lease {}: {e}", lease.short());
-                answered.remove(&(lease, task, deadline));
+                tracing::warn!("revealing {} commitments: {e}", chunk.len());
+                for (deadline, o) in chunk {
+                    let o = o.payload_unchecked();
+                    answered.remove(&(o.lease, o.task, *deadline));
+                }
             }
         }
         if height >= pruned_at + PRUNE_EVERY_BLOCKS {
@@ -163,13 +179,14 @@ fn prune(shared: &Shared, height: u64) {
 }
 
 /// Deletions of the answers in `all` that no challenge can reach at
-/// `height`: their lease expired more than a reveal window ago (or the
-/// record is unreadable).
+/// `height`: the ledger forgot their lease (or the record is unreadable).
+/// A challenge's window is a time, so no count of blocks short of that
+/// is sure to have closed it.
 fn stale(all: Vec<cairn_store::Record>, height: u64) -> Vec<Op> {
     all.into_iter()
         .filter(|(_, value)| {
             decode(value)
-                .is_none_or(|(_, expires)| expires.saturating_add(REVEAL_WINDOW_BLOCKS) < height)
+                .is_none_or(|(_, expires)| expires.saturating_add(EVIDENCE_WINDOW_BLOCKS) < height)
         })
         .map(|(key, _)| Op::Delete(Table::Answers, key))
         .collect()
@@ -221,10 +238,10 @@ mod tests {
         );
     }
 
-    /// An answer is kept while its lease can still be challenged and a
-    /// reveal window after; then it goes, as does an unreadable one.
+    /// An answer is kept while the ledger keeps its lease; then it goes,
+    /// as does an unreadable one.
     #[test]
-    fn answers_outlive_their_lease_by_one_reveal_window() {
+    fn answers_outlive_their_lease_by_the_evidence_window() {
         let (_, value) = record(b"a", 50);
         assert_eq!(decode(&value), Some((ContentId::of(b"d"), 50)));
         let all = vec![
@@ -233,7 +250,7 @@ mod tests {
             record(b"live", 1_000),
             (b"junk".to_vec(), vec![1, 2, 3]),
         ];
-        let height = 50 + REVEAL_WINDOW_BLOCKS;
+        let height = 50 + EVIDENCE_WINDOW_BLOCKS;
         let gone: Vec<Vec<u8>> = stale(all.clone(), height)
             .into_iter()
             .map(|op| match op {

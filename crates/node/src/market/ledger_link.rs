@@ -11,6 +11,29 @@ use serde::de::DeserializeOwned;
 /// turns, and each answered one leaves the list.
 pub const CHALLENGES_LISTED_MAX: usize = 1_000;
 
+/// The open challenges against `provider`'s commits in `state`, the first
+/// [`CHALLENGES_LISTED_MAX`] to close: what a provider must answer first.
+pub fn challenges_against(state: &cairn_ledger::State, provider: PublicKey) -> api::Challenges {
+    let open = state.open_challenges(&provider);
+    let challenges = open
+        .iter()
+        .take(CHALLENGES_LISTED_MAX)
+        .map(|&(lease, task, c)| api::Challenge {
+            lease,
+            task,
+            deadline: c.deadline,
+            deadline_ms: c.deadline_ms,
+        })
+        .collect();
+    api::Challenges {
+        provider,
+        height: state.height(),
+        time_ms: state.time_ms(),
+        open: open.len() as u64,
+        challenges,
+    }
+}
+
 /// The most bytes read of a remote ledger's answer: the longest, a list of
 /// [`CHALLENGES_LISTED_MAX`] challenges, is about 150 KB. A node that
 /// answers more is refused, not read into memory.
@@ -223,21 +246,13 @@ impl LedgerLink {
         }
     }
 
-    /// The height and the open challenges against `provider`'s commits
-    /// (lease, task, last height a reveal is accepted), at most
-    /// [`CHALLENGES_LISTED_MAX`] of them.
-    pub async fn open_challenges(
-        &self,
-        provider: &PublicKey,
-    ) -> Result<(u64, Vec<(ContentId, u64, u64)>), String> {
+    /// The open challenges against `provider`'s commits, the first
+    /// [`CHALLENGES_LISTED_MAX`] to close.
+    pub async fn open_challenges(&self, provider: &PublicKey) -> Result<api::Challenges, String> {
         match self {
-            Self::Local(ledger) => Ok(ledger.view(|state| {
-                let mut open = state.open_challenges(provider);
-                open.truncate(CHALLENGES_LISTED_MAX);
-                (state.height(), open)
-            })),
+            Self::Local(ledger) => Ok(ledger.view(|state| challenges_against(state, *provider))),
             Self::Remote { .. } => {
-                let answer: api::Challenges = self
+                let mut answer: api::Challenges = self
                     .get_found(&format!("/v1/challenges/{provider}"))
                     .await?;
                 if answer.provider != *provider {
@@ -246,13 +261,8 @@ impl LedgerLink {
                         answer.provider
                     ));
                 }
-                let open = answer
-                    .challenges
-                    .iter()
-                    .take(CHALLENGES_LISTED_MAX)
-                    .map(|c| (c.lease, c.task, c.deadline))
-                    .collect();
-                Ok((answer.height, open))
+                answer.challenges.truncate(CHALLENGES_LISTED_MAX);
+                Ok(answer)
             }
         }
     }

@@ -37,7 +37,7 @@ use cairn_store::{BlobStore, Db};
 use cairn_wire::{ContentId, Keypair};
 
 pub use cairn_api::{JobStatus, MarketStats, TaskRecord};
-pub use ledger_link::{AccountView, CHALLENGES_LISTED_MAX, LedgerLink};
+pub use ledger_link::{AccountView, CHALLENGES_LISTED_MAX, LedgerLink, challenges_against};
 pub use outbox::{Fate, Outbox, Ticket};
 pub use proto::{
     ORDERS_TOPIC, Request, Response, Submission, SubmittedFile, SubmittedLimits, SubmittedTask,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_exec::{Snapshot, Task, WasmRuntime};
-use cairn_ledger::{Commit, Evidence, REVEAL_WINDOW_BLOCKS, TxKind, VERDICT_NAMESPACE};
+use cairn_ledger::{Commit, Evidence, TxKind, VERDICT_NAMESPACE};
 use cairn_net::PeerId;
 use cairn_verify::{Action, Need, Segment, Side, StateHash, Verifier};
 use cairn_wire::{Attested, ContentId, PublicKey, Signed};
@@ -29,6 +29,9 @@ const CASE_RETRY_MS: u64 = 1_000;
 /// How long a case is brought before it is given up: long enough for a
 /// validator to run a step of a day-long task that has no checkpoints.
 const CASE_PATIENCE_MS: u64 = 25 * 3_600 * 1_000;
+/// The shortest pause between looks at a challenge the requester made;
+/// the longest is sixty of them (a window lasts hours on a real chain).
+const CHALLENGE_POLL: Duration = Duration::from_millis(500);
 
 /// The first pause before a failed store write is tried again; each
 /// failure doubles it, up to [`STORE_RETRY_MAX`].
@@ -117,7 +120,7 @@ impl Requester {
         commit: Signed<Commit>,
     ) {
         let ledger = &self.shared.ledger;
-        let start = ledger.link().height().await.unwrap_or(0);
+        let provider = commit.signer();
         let challenged = match ledger.send(TxKind::Challenge { commit }) {
             Ok(ticket) => ticket.fate().await,
             Err(e) => Err(e),
@@ -126,12 +129,30 @@ impl Requester {
             tracing::warn!("challenging a withheld reveal: {e}");
             return;
         }
+        // Until the provider reveals (the challenge leaves the list) or its
+        // window closes, in blocks and in block time.
         loop {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            match ledger.link().height().await {
-                Ok(height) if height > start + REVEAL_WINDOW_BLOCKS + 1 => break,
-                _ => {}
-            }
+            let listed = match ledger.link().open_challenges(&provider).await {
+                Ok(listed) => listed,
+                Err(e) => {
+                    tracing::warn!("following a challenge: {e}");
+                    tokio::time::sleep(CHALLENGE_POLL).await;
+                    continue;
+                }
+            };
+            let ours = listed
+                .challenges
+                .iter()
+                .find(|c| (c.lease, c.task) == (lease, task));
+            let wait_ms = match ours {
+                Some(c) if listed.height > c.deadline && listed.time_ms > c.deadline_ms => break,
+                Some(c) => c.deadline_ms.saturating_sub(listed.time_ms),
+                // Revealed; unless the list stops before it.
+                None if listed.open as usize <= listed.challenges.len() => return,
+                None => 0,
+            };
+            let wait = Duration::from_millis(wait_ms).clamp(CHALLENGE_POLL, CHALLENGE_POLL * 60);
+            tokio::time::sleep(wait).await;
         }
         let evidence = Box::new(cairn_ledger::Evidence::NoReveal { lease, task });
         if let Err(e) = ledger.send(TxKind::Slash { evidence }) {
