@@ -101,6 +101,7 @@ fn provider_value(p: &Provider) -> Vec<u8> {
         p.reputation.fuel_settled.write(buf);
         p.reputation.slashes.write(buf);
         p.liable_until.write(buf);
+        p.liable_until_ms.write(buf);
     })
 }
 
@@ -320,6 +321,7 @@ impl State {
                             slashes: u64::read(v)?,
                         },
                         liable_until: u64::read(v)?,
+                        liable_until_ms: u64::read(v)?,
                     };
                     providers.insert(PublicKey::read(k)?, provider).is_none()
                 }

@@ -85,6 +85,11 @@ pub struct Provider {
     /// unbonded before then returns only then, so a cheat cannot unstake
     /// and leave before its evidence arrives.
     pub liable_until: u64,
+    /// The block time before which a challenge against it may still be
+    /// claimed as withheld (0: never challenged): a reveal window is a
+    /// time, which a fast chain can outlast in blocks, so stake due before
+    /// then is held back until then.
+    pub liable_until_ms: u64,
 }
 
 /// A provider's record, kept by the ledger so anyone can check it.
@@ -136,7 +141,9 @@ pub enum SettleOutcome {
 
 /// An open reveal challenge: the provider must post the opening of
 /// `commitment` before the window closes, once the chain is past both
-/// `deadline` and `deadline_ms`.
+/// `deadline` and `deadline_ms`. The requester then has as long again to
+/// claim it as withheld (`NoReveal`); until that claim period is over too,
+/// the lease and the provider's stake stay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Challenge {
     /// The provider's commitment to open.
@@ -154,6 +161,20 @@ impl Challenge {
     /// Whether the window is over at (`height`, `time_ms`).
     fn window_over(&self, height: u64, time_ms: u64) -> bool {
         height > self.deadline && time_ms > self.deadline_ms
+    }
+
+    /// The first block time at which a withheld reveal can no longer be
+    /// claimed, given the chain's reveal window (the claim period's end in
+    /// blocks, `REVEAL_WINDOW_BLOCKS` after the deadline, is within the
+    /// lease's evidence window).
+    fn claimable_before_ms(&self, window_ms: u64) -> u64 {
+        self.deadline_ms.saturating_add(window_ms).saturating_add(1)
+    }
+
+    /// Whether a withheld reveal can no longer be claimed.
+    fn claims_over(&self, height: u64, time_ms: u64, window_ms: u64) -> bool {
+        height > self.deadline.saturating_add(REVEAL_WINDOW_BLOCKS)
+            && time_ms >= self.claimable_before_ms(window_ms)
     }
 }
 
@@ -366,6 +387,21 @@ impl State {
                 .as_ref(),
         );
         for ((_, owner), amount) in due {
+            let challenged = self
+                .providers
+                .get(&owner)
+                .is_some_and(|p| self.time_ms < p.liable_until_ms);
+            if challenged {
+                // A challenge's claim period in blocks is within the
+                // evidence window; in time it may end later: look again a
+                // window on.
+                let later = (height.saturating_add(REVEAL_WINDOW_BLOCKS), owner);
+                let held = self.unbonding.get(&later).copied().unwrap_or(0);
+                // Cannot overflow: both were part of the fixed supply.
+                let held = held.checked_add(amount).expect("stake fits the supply");
+                self.unbonding.insert(later, held);
+                continue;
+            }
             let account = self.accounts.get_or_default(owner);
             // Cannot overflow: the amount was part of the fixed supply.
             account.balance = account
@@ -386,9 +422,9 @@ impl State {
 
     /// Removes `lease` and what is recorded per task under it: no payment,
     /// evidence or challenge about it is taken any more. A lease with a
-    /// challenge whose reveal window is still open stays until it closes
-    /// (the window is a time, the evidence window a number of blocks); a
-    /// challenge closed and never claimed returns its bond.
+    /// challenge that can still be answered or claimed stays until it
+    /// cannot (the window is a time, the evidence window a number of
+    /// blocks); a challenge never claimed returns its bond.
     fn forget_lease(&mut self, id: &ContentId) {
         let under = (*id, 0)..=(*id, u64::MAX);
         let challenged: Vec<_> = self
@@ -396,9 +432,10 @@ impl State {
             .range(under.clone())
             .map(|(k, c)| (*k, *c))
             .collect();
+        let window_ms = self.params.reveal_window_ms;
         if challenged
             .iter()
-            .any(|(_, c)| !c.window_over(self.height, self.time_ms))
+            .any(|(_, c)| !c.claims_over(self.height, self.time_ms, window_ms))
         {
             let later = self.height.saturating_add(REVEAL_WINDOW_BLOCKS);
             self.forgotten_at.insert((later, *id));
@@ -562,6 +599,7 @@ impl State {
             endpoint: String::new(),
             reputation: Reputation::default(),
             liable_until: 0,
+            liable_until_ms: 0,
         });
         provider.stake = total;
         provider.capabilities = capabilities;
@@ -1274,12 +1312,20 @@ impl State {
                 .ok_or(TxError::Overflow("deadline"))?,
             bond: self.params.challenge_bond,
         };
+        let provider = lease.provider;
+        let liable_until_ms = self
+            .providers
+            .get(&provider)
+            .ok_or(TxError::NotProvider(provider))?
+            .liable_until_ms
+            .max(challenge.claimable_before_ms(self.params.reveal_window_ms));
         let balance = if challenge.bond == 0 {
             self.account(&signer).balance
         } else {
             self.debit(&signer, challenge.bond)?
         };
         self.accounts.get_or_default(signer).balance = balance;
+        self.providers.get_mut(&provider).unwrap().liable_until_ms = liable_until_ms;
         self.challenges.insert(key, challenge);
         Ok(Vec::new())
     }

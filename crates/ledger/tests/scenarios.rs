@@ -8,6 +8,7 @@ use cairn_ledger::{
 };
 use cairn_wire::{Attested, ContentId, Keypair, ResultManifest, Signed};
 
+#[derive(Clone)]
 struct Net {
     state: State,
     requester: Keypair,
@@ -1283,7 +1284,7 @@ fn a_challenged_commit_must_be_opened_within_the_window() {
 /// (its window is time, the evidence window blocks). Once it is
 /// forgotten, an unclaimed challenge's bond returns to the requester.
 #[test]
-fn a_challenge_outlives_its_lease_until_its_window_closes() {
+fn a_challenge_holds_its_lease_and_its_providers_stake_until_it_can_no_longer_be_claimed() {
     let mut net = Net::new();
     let requester = net.requester.clone();
     net.register();
@@ -1333,21 +1334,64 @@ fn a_challenge_outlives_its_lease_until_its_window_closes() {
     )
     .unwrap();
     assert_eq!(net.state.account(&requester.public()).balance, 0);
-    let deadline_ms = net.state.open_challenges(&net.provider.public())[0]
+    // The provider unstakes everything at once.
+    let provider = net.provider.clone();
+    let stake = net.state.provider(&provider.public()).unwrap().stake;
+    net.send(&provider, TxKind::Unstake { amount: stake })
+        .unwrap();
+    let deadline_ms = net.state.open_challenges(&provider.public())[0]
         .2
         .deadline_ms;
-    // The evidence window passes in blocks, not in time: the lease stays.
+    let window_ms = net.state.params().reveal_window_ms;
+    // The evidence window (the stake's release too) passes in blocks, not
+    // in time: the lease stays, and the stake stays bonded.
     let forgotten_at = lease.expires_height + EVIDENCE_WINDOW_BLOCKS;
+    assert_eq!(
+        net.state.provider(&provider.public()).unwrap().liable_until,
+        forgotten_at
+    );
     net.state.begin_block(forgotten_at, deadline_ms);
     assert!(net.state.lease(&lease.id()).is_some());
-    assert_eq!(net.state.open_challenges(&net.provider.public()).len(), 1);
-    // Past the window in time too, it goes at the next look, and the
-    // unclaimed bond goes back.
+    assert_eq!(net.state.open_challenges(&provider.public()).len(), 1);
+    assert_eq!(net.state.unbonding_of(&provider.public()), stake);
+    // The reveal window has closed; the claim period has not.
     net.state
-        .begin_block(forgotten_at + REVEAL_WINDOW_BLOCKS, deadline_ms + 1);
+        .begin_block(forgotten_at + REVEAL_WINDOW_BLOCKS, deadline_ms + window_ms);
+    assert!(net.state.lease(&lease.id()).is_some());
+    assert_eq!(net.state.unbonding_of(&provider.public()), stake);
+    // Claimed now, the withheld reveal takes half the stake...
+    let mut claimed = net.clone();
+    claimed
+        .send(
+            &requester,
+            TxKind::Slash {
+                evidence: Box::new(Evidence::NoReveal {
+                    lease: lease.id(),
+                    task: 1,
+                }),
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        claimed.state.unbonding_of(&provider.public()),
+        stake - stake / 2
+    );
+    assert_eq!(claimed.state.account(&requester.public()).balance, bond);
+    // ...and unclaimed, once the claim period is over too, the lease goes
+    // at the next look, the bond goes back and the stake is released.
+    let provider_balance = net.state.account(&provider.public()).balance;
+    net.state.begin_block(
+        forgotten_at + 2 * REVEAL_WINDOW_BLOCKS,
+        deadline_ms + window_ms + 1,
+    );
     assert!(net.state.lease(&lease.id()).is_none());
-    assert!(net.state.open_challenges(&net.provider.public()).is_empty());
+    assert!(net.state.open_challenges(&provider.public()).is_empty());
     assert_eq!(net.state.account(&requester.public()).balance, bond);
+    assert_eq!(net.state.unbonding_of(&provider.public()), 0);
+    assert_eq!(
+        net.state.account(&provider.public()).balance,
+        provider_balance + stake
+    );
     assert_eq!(net.state.total_accounted(), u128::from(net.state.supply()));
 }
 
