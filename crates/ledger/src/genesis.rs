@@ -19,6 +19,7 @@ use crate::{Account, Amount, Params, State};
 /// fee_bps = 100
 /// slash_bps = 5000
 /// slash_reward_bps = 5000
+/// judge_reward_bps = 1000
 /// reveal_window_ms = 21600000
 /// challenge_bond = 100000
 /// validators = ["<64 hex digits of a public key>"]
@@ -50,6 +51,7 @@ pub struct GenesisParams {
     fee_bps: Option<u16>,
     slash_bps: Option<u16>,
     slash_reward_bps: Option<u16>,
+    judge_reward_bps: Option<u16>,
     reveal_window_ms: Option<u64>,
     challenge_bond: Option<Amount>,
 }
@@ -92,6 +94,7 @@ impl Genesis {
             fee_bps: p.fee_bps.unwrap_or(defaults.fee_bps),
             slash_bps: p.slash_bps.unwrap_or(defaults.slash_bps),
             slash_reward_bps: p.slash_reward_bps.unwrap_or(defaults.slash_reward_bps),
+            judge_reward_bps: p.judge_reward_bps.unwrap_or(defaults.judge_reward_bps),
             reveal_window_ms: p.reveal_window_ms.unwrap_or(defaults.reveal_window_ms),
             challenge_bond: p.challenge_bond.unwrap_or(defaults.challenge_bond),
         };
@@ -99,6 +102,13 @@ impl Genesis {
             ("fee_bps", params.fee_bps),
             ("slash_bps", params.slash_bps),
             ("slash_reward_bps", params.slash_reward_bps),
+            ("judge_reward_bps", params.judge_reward_bps),
+            (
+                "slash_reward_bps + judge_reward_bps",
+                params
+                    .slash_reward_bps
+                    .saturating_add(params.judge_reward_bps),
+            ),
         ] {
             if value > 10_000 {
                 return Err(GenesisError::Invalid(format!(
@@ -124,13 +134,14 @@ impl Genesis {
             );
         }
         let mut id = format!(
-            "cairn genesis v2\n{}\n{} {} {} {} {} {} {}\n",
+            "cairn genesis v3\n{}\n{} {} {} {} {} {} {} {}\n",
             self.chain_name,
             params.stake_min,
             params.unbonding_blocks,
             params.fee_bps,
             params.slash_bps,
             params.slash_reward_bps,
+            params.judge_reward_bps,
             params.reveal_window_ms,
             params.challenge_bond
         );
@@ -179,5 +190,45 @@ impl Genesis {
     pub fn with_reveal_window_ms(mut self, ms: u64) -> Self {
         self.params.reveal_window_ms = Some(ms);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_params(params: &str) -> Result<State, GenesisError> {
+        let text = format!("chain_name = \"t\"\n[params]\n{params}\n[balances]\n");
+        toml::from_str::<Genesis>(&text).unwrap().state()
+    }
+
+    #[test]
+    fn shares_of_a_slash_cannot_add_up_to_more_than_all_of_it() {
+        let state = with_params("slash_reward_bps = 6000\njudge_reward_bps = 4000").unwrap();
+        assert_eq!(state.params().judge_reward_bps, 4_000);
+        let refused = with_params("slash_reward_bps = 6000\njudge_reward_bps = 4001");
+        assert!(
+            matches!(&refused, Err(GenesisError::Invalid(m)) if m.contains("slash_reward_bps + judge_reward_bps")),
+            "{refused:?}"
+        );
+        assert!(with_params("fee_bps = 10001").is_err());
+    }
+
+    #[test]
+    fn every_parameter_names_the_chain() {
+        let chain = |params: &str| with_params(params).unwrap().chain();
+        let base = chain("");
+        for changed in [
+            "judge_reward_bps = 999",
+            "reveal_window_ms = 20000",
+            "challenge_bond = 1",
+            "slash_reward_bps = 1",
+        ] {
+            assert_ne!(
+                chain(changed),
+                base,
+                "{changed} left the chain id as it was"
+            );
+        }
     }
 }

@@ -82,6 +82,7 @@ fn header_value(state: &State) -> Vec<u8> {
         p.fee_bps.write(buf);
         p.slash_bps.write(buf);
         p.slash_reward_bps.write(buf);
+        p.judge_reward_bps.write(buf);
         p.reveal_window_ms.write(buf);
         p.challenge_bond.write(buf);
         state.height.write(buf);
@@ -449,6 +450,7 @@ fn read_header(v: &mut Copying<'_>) -> Result<Header, CodecError> {
         fee_bps: u16::read(v)?,
         slash_bps: u16::read(v)?,
         slash_reward_bps: u16::read(v)?,
+        judge_reward_bps: u16::read(v)?,
         reveal_window_ms: u64::read(v)?,
         challenge_bond: u64::read(v)?,
     };

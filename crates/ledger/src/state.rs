@@ -32,9 +32,14 @@ pub struct Params {
     pub fee_bps: u16,
     /// Share of a provider's stake slashed per proven offence, in basis points.
     pub slash_bps: u16,
-    /// Share of a slash paid to whoever proved it, in basis points; the rest
-    /// is burned.
+    /// Share of a slash paid to the honest side of a dispute, in basis
+    /// points (only with that side's own receipt for the task).
     pub slash_reward_bps: u16,
+    /// Share of a wrong result's slash paid, in equal parts, to the
+    /// validators whose signatures attest its verdict: what judging cost
+    /// them. With `slash_reward_bps`, at most all of it; the rest is
+    /// burned.
+    pub judge_reward_bps: u16,
     /// How long a challenged provider has to reveal, in milliseconds of
     /// block time (and at least [`REVEAL_WINDOW_BLOCKS`] blocks): long
     /// enough that a provider rebooted, moved or offline overnight is not
@@ -54,6 +59,7 @@ impl Default for Params {
             fee_bps: 100,
             slash_bps: 5_000,
             slash_reward_bps: 5_000,
+            judge_reward_bps: 1_000,
             reveal_window_ms: 6 * 60 * 60 * 1_000,
             challenge_bond: 100_000,
         }
@@ -987,7 +993,7 @@ impl State {
                     return Err(TxError::BadEvidence("the receipts agree"));
                 }
                 self.offence(offender, a.lease, a.task)?;
-                self.punish(offender, a.lease, a.task, None, &[])
+                self.punish(offender, a.lease, a.task, None, &[], &[])
             }
             Evidence::WrongResult {
                 receipt,
@@ -1046,7 +1052,8 @@ impl State {
                     }
                     None => None,
                 };
-                self.punish(offender, r.lease, r.task, winner, clawback)
+                let judges: Vec<PublicKey> = signers.into_iter().collect();
+                self.punish(offender, r.lease, r.task, winner, &judges, clawback)
             }
             Evidence::BadReveal { commit, opening } => {
                 let offender = commit.signer();
@@ -1065,7 +1072,7 @@ impl State {
                     return Err(TxError::BadEvidence("the opening opens the commit"));
                 }
                 self.offence(offender, c.lease, c.task)?;
-                self.punish(offender, c.lease, c.task, None, &[])
+                self.punish(offender, c.lease, c.task, None, &[], &[])
             }
             Evidence::MisstatedFuel { receipt, manifest } => {
                 let offender = receipt.signer();
@@ -1081,7 +1088,7 @@ impl State {
                     ));
                 }
                 self.offence(offender, r.lease, r.task)?;
-                self.punish(offender, r.lease, r.task, None, &[])
+                self.punish(offender, r.lease, r.task, None, &[], &[])
             }
             Evidence::NoReveal { lease, task } => {
                 let challenge = *self
@@ -1102,7 +1109,7 @@ impl State {
                     .balance
                     .checked_add(challenge.bond)
                     .ok_or(TxError::Overflow("balance"))?;
-                let outcomes = self.punish(offender, *lease, *task, None, &[])?;
+                let outcomes = self.punish(offender, *lease, *task, None, &[], &[])?;
                 self.challenges.remove(&(*lease, *task));
                 // The challenge had cause: its bond goes back.
                 self.accounts.get_or_default(requester).balance = requester_balance;
@@ -1178,6 +1185,7 @@ impl State {
         lease: ContentId,
         task: u64,
         beneficiary: Option<PublicKey>,
+        judges: &[PublicKey],
         clawback: &[(ContentId, u64)],
     ) -> Result<Vec<SettleOutcome>, TxError> {
         let provider = &self.providers[&offender];
@@ -1191,16 +1199,34 @@ impl State {
             .expect("a share of the penalty fits"),
             None => 0,
         };
-        let beneficiary_balance = match beneficiary {
-            Some(who) => Some((
-                who,
-                self.account(&who)
-                    .balance
-                    .checked_add(reward)
-                    .ok_or(TxError::Overflow("reward"))?,
-            )),
-            None => None,
+        // Each judge's equal part; what does not divide is burned.
+        let judged = match u64::try_from(judges.len()) {
+            Ok(n @ 1..) => {
+                let share = u128::from(penalty) * u128::from(self.params.judge_reward_bps)
+                    / 10_000
+                    / u128::from(n);
+                Amount::try_from(share).expect("a share of the penalty fits")
+            }
+            _ => 0,
         };
+        // One credit per account, even if the winner also judged.
+        let mut credits: BTreeMap<PublicKey, Amount> = BTreeMap::new();
+        let payees = beneficiary.map(|who| (who, reward)).into_iter();
+        for (who, amount) in payees.chain(judges.iter().map(|&who| (who, judged))) {
+            let credit = credits.entry(who).or_default();
+            *credit = credit
+                .checked_add(amount)
+                .ok_or(TxError::Overflow("reward"))?;
+        }
+        let mut balances = Vec::with_capacity(credits.len());
+        let mut paid: Amount = 0;
+        for (who, credit) in credits {
+            paid = paid
+                .checked_add(credit)
+                .ok_or(TxError::Overflow("reward"))?;
+            let balance = self.account(&who).balance.checked_add(credit);
+            balances.push((who, balance.ok_or(TxError::Overflow("reward"))?));
+        }
         // What each clawed-back task paid the offender, and where it goes.
         let refunds: Vec<(ContentId, Amount)> = clawback
             .iter()
@@ -1236,14 +1262,14 @@ impl State {
             }
         }
         debug_assert_eq!(left, 0, "the take is at most what is at stake");
-        if let Some((who, balance)) = beneficiary_balance {
+        for (who, balance) in balances {
             self.accounts.get_or_default(who).balance = balance;
         }
         // Every sum below is part of the fixed supply, which fits an
         // Amount: overflow would be a broken invariant, not bad input.
         self.burned = self
             .burned
-            .checked_add(penalty - reward)
+            .checked_add(penalty - paid)
             .expect("burned tokens fit the supply");
         // Refunds come out of what remains after the penalty, in order,
         // until it runs out.

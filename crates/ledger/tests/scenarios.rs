@@ -898,7 +898,7 @@ fn attest(signers: &[&Keypair], verdict: Verdict) -> Attested<Verdict> {
 }
 
 #[test]
-fn a_wrong_result_is_slashed_the_winner_rewarded_and_paid_receipts_clawed_back() {
+fn a_wrong_result_is_slashed_the_winner_and_the_judges_rewarded_and_paid_receipts_clawed_back() {
     let mut net = Net::new();
     let requester = net.requester.clone();
     let job = ContentId::of(JOB);
@@ -1037,6 +1037,10 @@ fn a_wrong_result_is_slashed_the_winner_rewarded_and_paid_receipts_clawed_back()
         TxError::BadEvidence("the winner returned the same result")
     );
 
+    let judges_before: Vec<_> = validators
+        .iter()
+        .map(|v| net.state.account(&v.public()).balance)
+        .collect();
     let clawback = (0..3).map(|t| (lease.id(), t)).collect();
     net.send(&requester, slash(verdict(&quorum, b"lie"), clawback))
         .unwrap();
@@ -1055,8 +1059,21 @@ fn a_wrong_result_is_slashed_the_winner_rewarded_and_paid_receipts_clawed_back()
         net.state.account(&winner).balance,
         winner_before + penalty / 2
     );
+    // The three validators that attested the verdict share a tenth of the
+    // penalty, for judging; the fourth gets nothing.
+    let judged = penalty / 10 / 3;
+    for (i, v) in validators.iter().enumerate() {
+        let share = if i < 3 { judged } else { 0 };
+        assert_eq!(
+            net.state.account(&v.public()).balance,
+            judges_before[i] + share
+        );
+    }
     // The requester, which refereed, gets nothing; the rest is burned.
-    assert_eq!(net.state.burned(), burned_before + penalty - penalty / 2);
+    assert_eq!(
+        net.state.burned(),
+        burned_before + penalty - penalty / 2 - 3 * judged
+    );
     // Neither the offence nor the clawed-back receipts can be used again.
     assert_eq!(
         net.send(&requester, slash(verdict(&quorum, b"lie"), Vec::new()))
