@@ -421,18 +421,27 @@ fn native_stack_exhaustion_is_not_a_result() {
     assert!(matches!(err, ExecError::StackExhausted), "{err}");
 }
 
+/// The watchdog looks at the clock at fuel yields where work is metered,
+/// and at epoch checks where it is not (a runtime measuring what metering
+/// costs): both stop an endless loop.
 #[test]
 fn watchdog_stops_a_task_that_outlives_its_wall_time() {
-    let rt = runtime();
-    let module = rt.load(cairn_workloads::HOSTILE.wasm).unwrap();
-    let mut generous = limits();
-    generous.fuel = u64::MAX / 2;
-    generous.wall_time = Duration::from_secs(1);
-    let err = run_with(&rt, module, &["loop"], generous, &[]).unwrap_err();
-    assert!(
-        matches!(err, ExecError::WallTimeExceeded { seconds: 1 }),
-        "{err}"
-    );
+    for metered in [true, false] {
+        let rt = WasmRuntime::new(WasmConfig {
+            metered,
+            ..WasmConfig::default()
+        })
+        .unwrap();
+        let module = rt.load(cairn_workloads::HOSTILE.wasm).unwrap();
+        let mut generous = limits();
+        generous.fuel = u64::MAX / 2;
+        generous.wall_time = Duration::from_secs(1);
+        let err = run_with(&rt, module, &["loop"], generous, &[]).unwrap_err();
+        assert!(
+            matches!(err, ExecError::WallTimeExceeded { seconds: 1 }),
+            "metered: {metered}: {err}"
+        );
+    }
 }
 
 #[test]

@@ -5,9 +5,11 @@
 //!   [`Opening`] when it reveals. A signed opening that does not open the
 //!   signed commit is proof on its own (a copier's).
 //! - A commit that is never opened cannot prove anything by itself, so the
-//!   requester posts it as a `Challenge`; the provider has
-//!   [`REVEAL_WINDOW_BLOCKS`] blocks to post its opening (`Reveal`), after
-//!   which the commit is proof of withholding (a staller's).
+//!   requester posts it as a `Challenge`, locking a bond; the provider
+//!   has [`REVEAL_WINDOW_BLOCKS`] blocks and the chain's
+//!   `reveal_window_ms` of block time, whichever ends later, to post its
+//!   opening (`Reveal`), after which the commit is proof of withholding (a
+//!   staller's).
 //! - A dispute ends in a [`Verdict`] attested by a quorum of the chain's
 //!   validators, never by a party to the job: each validator re-ran the one
 //!   disputed segment from the state the provider itself signed, and saw it

@@ -56,6 +56,9 @@ pub struct GenesisParams {
     challenge_bond: Option<Amount>,
 }
 
+/// The longest reveal window a genesis may set: 7 days.
+pub const REVEAL_WINDOW_MS_MAX: u64 = 7 * 24 * 3_600 * 1_000;
+
 /// Why a genesis file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum GenesisError {
@@ -115,6 +118,14 @@ impl Genesis {
                     "params.{name} = {value} is more than 10000 basis points"
                 )));
             }
+        }
+        // A challenge holds its lease and its provider's stake for twice
+        // the window: a window of years would hold them for ever.
+        if params.reveal_window_ms > REVEAL_WINDOW_MS_MAX {
+            return Err(GenesisError::Invalid(format!(
+                "params.reveal_window_ms = {} is more than {REVEAL_WINDOW_MS_MAX} (7 days)",
+                params.reveal_window_ms
+            )));
         }
         let mut accounts = BTreeMap::new();
         let mut supply: Amount = 0;
@@ -203,7 +214,7 @@ mod tests {
     }
 
     #[test]
-    fn shares_of_a_slash_cannot_add_up_to_more_than_all_of_it() {
+    fn shares_of_a_slash_cannot_add_up_to_more_than_all_of_it_nor_a_window_last_for_ever() {
         let state = with_params("slash_reward_bps = 6000\njudge_reward_bps = 4000").unwrap();
         assert_eq!(state.params().judge_reward_bps, 4_000);
         let refused = with_params("slash_reward_bps = 6000\njudge_reward_bps = 4001");
@@ -212,6 +223,8 @@ mod tests {
             "{refused:?}"
         );
         assert!(with_params("fee_bps = 10001").is_err());
+        assert!(with_params("reveal_window_ms = 604800000").is_ok());
+        assert!(with_params("reveal_window_ms = 604800001").is_err());
     }
 
     #[test]

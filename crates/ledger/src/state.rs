@@ -184,6 +184,20 @@ impl Challenge {
     }
 }
 
+/// The first height after `height` at which `lease` is looked at to be
+/// forgotten: once its evidence window has passed, then every
+/// [`REVEAL_WINDOW_BLOCKS`] while a challenge holds it. A function of the
+/// lease and the height alone, so a state restored from its rows (which
+/// do not hold the schedule) looks when the state it was saved from does.
+fn forget_look_after(lease: &Lease, height: u64) -> u64 {
+    let first = lease.expires_height.saturating_add(EVIDENCE_WINDOW_BLOCKS);
+    if height < first {
+        return first;
+    }
+    let looks = (height - first) / REVEAL_WINDOW_BLOCKS + 1;
+    first.saturating_add(looks.saturating_mul(REVEAL_WINDOW_BLOCKS))
+}
+
 /// One result to pay: (lease id, the lease, task, fuel), or why it is
 /// refused already.
 type Payable = Result<(ContentId, Lease, u64, u64), &'static str>;
@@ -439,17 +453,18 @@ impl State {
             .map(|(k, c)| (*k, *c))
             .collect();
         let window_ms = self.params.reveal_window_ms;
+        let Some(lease) = self.leases.get(id) else {
+            return;
+        };
         if challenged
             .iter()
             .any(|(_, c)| !c.claims_over(self.height, self.time_ms, window_ms))
         {
-            let later = self.height.saturating_add(REVEAL_WINDOW_BLOCKS);
+            let later = forget_look_after(lease, self.height);
             self.forgotten_at.insert((later, *id));
             return;
         }
-        let Some(lease) = self.leases.remove(id) else {
-            return;
-        };
+        let lease = self.leases.remove(id).expect("looked up above");
         for (key, challenge) in challenged {
             self.challenges.remove(&key);
             let account = self.accounts.get_or_default(lease.requester);
@@ -471,9 +486,10 @@ impl State {
         }
     }
 
-    /// Schedules `lease`'s removal once its evidence window has passed.
+    /// Schedules `lease`'s removal at its next look (see
+    /// [`forget_look_after`]).
     pub(crate) fn schedule_forgetting(&mut self, id: ContentId, lease: &Lease) {
-        let at = lease.expires_height.saturating_add(EVIDENCE_WINDOW_BLOCKS);
+        let at = forget_look_after(lease, self.height);
         self.forgotten_at.insert((at, id));
     }
 
@@ -1227,6 +1243,10 @@ impl State {
             let balance = self.account(&who).balance.checked_add(credit);
             balances.push((who, balance.ok_or(TxError::Overflow("reward"))?));
         }
+        // The genesis keeps the shares within the whole.
+        let burn = penalty
+            .checked_sub(paid)
+            .ok_or(TxError::Overflow("rewards above the penalty"))?;
         // What each clawed-back task paid the offender, and where it goes.
         let refunds: Vec<(ContentId, Amount)> = clawback
             .iter()
@@ -1269,7 +1289,7 @@ impl State {
         // Amount: overflow would be a broken invariant, not bad input.
         self.burned = self
             .burned
-            .checked_add(penalty - paid)
+            .checked_add(burn)
             .expect("burned tokens fit the supply");
         // Refunds come out of what remains after the penalty, in order,
         // until it runs out.
@@ -1356,24 +1376,37 @@ impl State {
         Ok(Vec::new())
     }
 
-    /// Closes the challenges `openings` answer, burning their bonds.
+    /// Closes the challenges `openings` answer in time, burning their
+    /// bonds. An opening of a
+    /// challenge answered already, whose window is over (it can only be
+    /// claimed as withheld now: a late reveal must not race the claim), or
+    /// that does not open the challenged commitment is skipped, so one bad
+    /// opening does not hold up the others; with none left, the
+    /// transaction is refused.
     fn reveal(&mut self, openings: &[Signed<Opening>]) -> Result<Vec<SettleOutcome>, TxError> {
         let mut closing = BTreeMap::new();
+        let mut wrong = false;
         for opening in openings {
             let o = opening.payload_unchecked();
             let key = (o.lease, o.task);
-            // Answered already (by an earlier transaction or opening).
             let Some(challenge) = self.challenges.get(&key) else {
                 continue;
             };
+            if challenge.window_over(self.height, self.time_ms) {
+                continue;
+            }
             let provider = self.leases[&o.lease].provider;
             if opening.signer() != provider || !o.opens(&provider, &challenge.commitment) {
-                return Err(TxError::BadEvidence("the opening does not open the commit"));
+                wrong = true;
+                continue;
             }
             closing.insert(key, challenge.bond);
         }
         if closing.is_empty() {
-            return Err(TxError::BadEvidence("no open challenge for these openings"));
+            return Err(TxError::BadEvidence(match wrong {
+                true => "the opening does not open the commit",
+                false => "no challenge open to these openings",
+            }));
         }
         let burned = closing
             .values()

@@ -8,9 +8,11 @@
 //! persisted in the same batch as the report before the commit is sent, and
 //! a watcher answers every open challenge against it, the earliest
 //! deadline first and many in one transaction. An answer is kept until
-//! the ledger forgets its lease (no challenge outlives that).
+//! its lease can no longer be challenged (it expired, and its evidence
+//! window passed) and no challenge on it is open: on a fast chain a
+//! challenge's window, a time, outlasts the evidence window in blocks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -132,11 +134,15 @@ pub(super) async fn watch(shared: Arc<Shared>) {
                 }
             }
         }
-        if height >= pruned_at + PRUNE_EVERY_BLOCKS {
+        // Only when every open challenge is listed, so none is forgotten.
+        let complete = listed.open as usize <= listed.challenges.len();
+        if complete && height >= pruned_at + PRUNE_EVERY_BLOCKS {
             pruned_at = height;
+            let challenged = listed.challenges.iter().map(|c| c.lease).collect();
             // A scan of the whole table: off the async workers.
             let shared = shared.clone();
-            if let Err(e) = tokio::task::spawn_blocking(move || prune(&shared, height)).await {
+            let pruning = move || prune(&shared, height, &challenged);
+            if let Err(e) = tokio::task::spawn_blocking(pruning).await {
                 tracing::warn!("forgetting old answers: {e}");
             }
         }
@@ -168,25 +174,28 @@ fn unanswered(
         .collect()
 }
 
-/// Forgets answers no challenge can ask for any more.
-fn prune(shared: &Shared, height: u64) {
+/// Forgets answers no challenge can ask for any more (`challenged`: the
+/// leases with a challenge open).
+fn prune(shared: &Shared, height: u64, challenged: &BTreeSet<ContentId>) {
     let Ok(all) = shared.db.scan(Table::Answers, b"") else {
         return;
     };
-    if let Err(e) = shared.db.write(&stale(all, height)) {
+    if let Err(e) = shared.db.write(&stale(all, height, challenged)) {
         tracing::warn!("forgetting old answers: {e}");
     }
 }
 
 /// Deletions of the answers in `all` that no challenge can reach at
-/// `height`: the ledger forgot their lease (or the record is unreadable).
-/// A challenge's window is a time, so no count of blocks short of that
-/// is sure to have closed it.
-fn stale(all: Vec<cairn_store::Record>, height: u64) -> Vec<Op> {
+/// `height`: their lease can no longer be challenged and has no challenge
+/// open (one of `challenged`), or the record is unreadable.
+fn stale(all: Vec<cairn_store::Record>, height: u64, challenged: &BTreeSet<ContentId>) -> Vec<Op> {
     all.into_iter()
-        .filter(|(_, value)| {
-            decode(value)
-                .is_none_or(|(_, expires)| expires.saturating_add(EVIDENCE_WINDOW_BLOCKS) < height)
+        .filter(|(key, value)| {
+            let lease = key.get(..32).and_then(|id| <[u8; 32]>::try_from(id).ok());
+            let open = lease.is_some_and(|id| challenged.contains(&ContentId::from_digest(id)));
+            decode(value).is_none_or(|(_, expires)| {
+                expires.saturating_add(EVIDENCE_WINDOW_BLOCKS) < height && !open
+            })
         })
         .map(|(key, _)| Op::Delete(Table::Answers, key))
         .collect()
@@ -238,10 +247,10 @@ mod tests {
         );
     }
 
-    /// An answer is kept while the ledger keeps its lease; then it goes,
-    /// as does an unreadable one.
+    /// An answer is kept while its lease can be challenged, and while a
+    /// challenge on it is open; then it goes, as does an unreadable one.
     #[test]
-    fn answers_outlive_their_lease_by_the_evidence_window() {
+    fn answers_outlive_their_lease_by_the_evidence_window_and_their_challenges() {
         let (_, value) = record(b"a", 50);
         assert_eq!(decode(&value), Some((ContentId::of(b"d"), 50)));
         let all = vec![
@@ -249,9 +258,11 @@ mod tests {
             record(b"in its window", 50),
             record(b"live", 1_000),
             (b"junk".to_vec(), vec![1, 2, 3]),
+            record(b"expired, challenged", 10),
         ];
         let height = 50 + EVIDENCE_WINDOW_BLOCKS;
-        let gone: Vec<Vec<u8>> = stale(all.clone(), height)
+        let challenged = BTreeSet::from([ContentId::of(b"expired, challenged")]);
+        let gone: Vec<Vec<u8>> = stale(all.clone(), height, &challenged)
             .into_iter()
             .map(|op| match op {
                 Op::Delete(Table::Answers, key) => key,
