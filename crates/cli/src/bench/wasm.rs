@@ -1,7 +1,9 @@
 //! `cairn bench wasm`: the path tracer as Wasm under Cairn against native
-//! code, the cost of fuel metering, of NaN canonicalisation after every
-//! operation and of the pause rewrite (each against Cairn's default in the
-//! same run), and the runner's per-task overhead.
+//! code, the cost of fuel metering (against an unmetered runtime, whose
+//! watchdog needs the epoch check metered code does without), of NaN
+//! canonicalisation after every operation and of the pause rewrite (each
+//! against Cairn's default in the same run), and the runner's per-task
+//! overhead.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
