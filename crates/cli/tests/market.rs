@@ -1352,21 +1352,30 @@ fn results_are_local_and_none_from(
 fn cheater_is_caught(validators: u16, how: &str, tasks: u32, slashed: bool) {
     // A fuel limit (a task takes 177 Mfuel) that bounds a silent side's
     // first round to 10 s of tracing and a round.
-    cheater_is_caught_on(validators, how, tasks, slashed, 1, |dir, tasks, _| {
-        search_job_with_fuel(dir, tasks, 1_000, VERIFIED, 500_000_000)
-    });
+    cheater_is_caught_on(
+        validators,
+        how,
+        tasks,
+        slashed,
+        1,
+        false,
+        |dir, tasks, _| search_job_with_fuel(dir, tasks, 1_000, VERIFIED, 500_000_000),
+    );
 }
 
 /// [`cheater_is_caught`] with the job `job` writes (in a folder, with
 /// `tasks` tasks, for attempt `n`). A job the cheat took no task of (the
 /// honest providers pulled them all first) convicts nobody; up to
-/// `attempts` jobs are run until one does.
+/// `attempts` jobs are run until one does. With `restart_in_window`, the
+/// requester is killed and restarted while its challenge of the cheat's
+/// withheld reveal is open on the ledger.
 fn cheater_is_caught_on(
     validators: u16,
     how: &str,
     tasks: u32,
     slashed: bool,
     attempts: u32,
+    restart_in_window: bool,
     job: impl Fn(&Path, u32, u32) -> PathBuf,
 ) {
     let devnet = Devnet::start_with(validators, 3);
@@ -1381,35 +1390,55 @@ fn cheater_is_caught_on(
         d.get(&format!("/v1/accounts/{cheat}"))?["stake"].as_u64()
     });
     let tmp = tempfile::tempdir().unwrap();
+    let mut restarted = None;
     let (job, id, status) = (1..=attempts)
         .map(|n| {
             let dir = tmp.path().join(n.to_string());
             std::fs::create_dir(&dir).unwrap();
             let job = job(&dir, tasks, n);
             let id = devnet.submit(&job);
+            if restart_in_window && restarted.is_none() {
+                // Back, the requester follows its challenge again and
+                // claims it: the withholder does not escape by its crash.
+                devnet.wait_until("the withheld reveal is challenged", |d| {
+                    let open = d.get(&format!("/v1/challenges/{cheat}"))?["open"].as_u64()?;
+                    (open > 0).then_some(())
+                });
+                devnet.signal("v0", Signal::KILL);
+                devnet.wait_gone("v0");
+                restarted = Some(devnet.restart_requester());
+            }
             // A withheld reveal is convicted after 20 s, a silent side
             // after 30 s; allow for a loaded machine.
             let status = devnet.wait_done_within(&id, Duration::from_secs(400));
             assert_eq!(status["failed"], 0, "{status}");
-            (job, id, status)
+            // Challenged, the cheat took part; a requester restarted
+            // since does not list the conviction it made before.
+            let convicted = restarted.is_some()
+                || status["convicted"]
+                    .as_array()
+                    .is_some_and(|c| !c.is_empty());
+            (job, id, status, convicted)
         })
-        .find(|(_, _, status)| {
-            let convicted = status["convicted"]
-                .as_array()
-                .is_some_and(|c| !c.is_empty());
+        .find(|(_, _, status, convicted)| {
             if !convicted {
                 println!("attempt convicted nobody (the cheat took no task): {status}");
             }
-            convicted
+            *convicted
         })
+        .map(|(job, id, status, _)| (job, id, status))
         .expect("the cheat took part in one of the jobs");
     // The cheat, and no honest provider: a reveal or dispute deadline
     // missed under load would convict one here.
-    assert_eq!(
-        status["convicted"],
-        serde_json::json!([cheat.to_string()]),
-        "{status}"
-    );
+    let convicted = serde_json::json!([cheat.to_string()]);
+    if restart_in_window {
+        assert!(
+            [serde_json::json!([]), convicted].contains(&status["convicted"]),
+            "{status}"
+        );
+    } else {
+        assert_eq!(status["convicted"], convicted, "{status}");
+    }
     results_are_local_and_none_from(&devnet, &id, &job, tasks, &[cheat]);
     if slashed {
         devnet.wait_until("the cheat is slashed on the ledger", |d| {
@@ -1423,6 +1452,10 @@ fn cheater_is_caught_on(
     }
     let _ = cheat_process.kill();
     let _ = cheat_process.wait();
+    if let Some(mut requester) = restarted {
+        let _ = requester.kill();
+        let _ = requester.wait();
+    }
 }
 
 /// A liar that answers every dispute question "still preparing" loses
@@ -1440,9 +1473,12 @@ fn a_liar_loses_its_dispute_and_is_slashed_and_the_job_completes_right() {
     cheater_is_caught(2, "liar", 12, true);
 }
 
+/// The requester crashes while its challenge is open, and is restarted.
 #[test]
 fn a_staller_is_challenged_on_the_ledger_and_slashed_and_the_job_completes() {
-    cheater_is_caught(1, "staller", 8, true);
+    cheater_is_caught_on(1, "staller", 8, true, 1, true, |dir, tasks, _| {
+        search_job_with_fuel(dir, tasks, 1_000, VERIFIED, 500_000_000)
+    });
 }
 
 /// A verified job of `tasks` short training runs of `cairn:train` on the
@@ -1504,7 +1540,7 @@ wall_time_s = 30
 /// cheat departing early and for one departing at the last step, the edge
 /// of the bisection.
 fn training_cheat_is_caught(how: &str) {
-    cheater_is_caught_on(1, how, 8, true, 3, train_job);
+    cheater_is_caught_on(1, how, 8, true, 3, false, train_job);
 }
 
 #[test]

@@ -41,6 +41,10 @@ pub enum Table {
     /// Provider: its requesters' signed acceptances, by lease id and the
     /// acceptance's digest, kept until they are claimed on the ledger.
     Acceptances,
+    /// Requester: challenges it posted on the ledger and follows until
+    /// they are answered or claimed as withheld, by lease id and task (the
+    /// provider's key).
+    Challenges,
 }
 
 impl Table {
@@ -57,10 +61,11 @@ impl Table {
             Table::Trust => "trust",
             Table::Awaiting => "awaiting",
             Table::Acceptances => "acceptances",
+            Table::Challenges => "challenges",
         })
     }
 
-    const ALL: [Table; 11] = [
+    const ALL: [Table; 12] = [
         Table::Jobs,
         Table::Results,
         Table::LeasesGiven,
@@ -72,6 +77,7 @@ impl Table {
         Table::Trust,
         Table::Awaiting,
         Table::Acceptances,
+        Table::Challenges,
     ];
 }
 

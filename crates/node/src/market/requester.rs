@@ -283,6 +283,17 @@ impl Requester {
     fn restore(self: &Arc<Self>) -> Result<(), String> {
         let db = &self.shared.db;
         let now = now_ms();
+        // Challenges posted before the restart are followed again, so a
+        // provider that withholds its reveal is still claimed against.
+        for (key, value) in db.scan(Table::Challenges, b"").map_err(|e| e.to_string())? {
+            let (lease, task) = key.split_at_checked(32).ok_or("bad challenge key")?;
+            let lease = ContentId::from_digest(lease.try_into().map_err(|_| "bad challenge key")?);
+            let task = u64::from_be_bytes(task.try_into().map_err(|_| "bad challenge key")?);
+            let provider: [u8; 32] = value.try_into().map_err(|_| "bad challenge record")?;
+            let provider = PublicKey::decode_fixed(provider)
+                .map_err(|e| format!("a challenged provider: {e}"))?;
+            tokio::spawn(self.clone().follow_challenge(lease, task, provider));
+        }
         for (key, value) in db.scan(Table::Trust, b"").map_err(|e| e.to_string())? {
             let key: [u8; 32] = key.try_into().map_err(|_| "bad trust key")?;
             let provider = PublicKey::decode_fixed(key).map_err(|e| format!("a trust key: {e}"))?;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use cairn_exec::{Snapshot, Task, WasmRuntime};
 use cairn_ledger::{Commit, Evidence, TxKind, VERDICT_NAMESPACE};
 use cairn_net::PeerId;
+use cairn_store::{Op, Table};
 use cairn_verify::{Action, Need, Segment, Side, StateHash, Verifier};
 use cairn_wire::{Attested, ContentId, PublicKey, Signed};
 
@@ -112,25 +113,46 @@ impl Requester {
     }
 
     /// Challenges a withheld reveal on chain, and slashes the provider once
-    /// the window has passed without its opening.
+    /// the window has passed without its opening. The challenge is kept
+    /// in the store until then, so a restart follows it again
+    /// ([`Requester::follow_challenge`]).
     pub(super) async fn challenge(
         self: Arc<Self>,
         lease: ContentId,
         task: u64,
         commit: Signed<Commit>,
     ) {
-        let ledger = &self.shared.ledger;
         let provider = commit.signer();
-        let challenged = match ledger.send(TxKind::Challenge { commit }) {
+        let key = challenge_key(&lease, task);
+        let kept = Op::Put(Table::Challenges, key.clone(), provider.as_bytes().to_vec());
+        if let Err(e) = self.shared.db.write(&[kept]) {
+            tracing::warn!("keeping a challenge: {e}");
+            return;
+        }
+        let challenged = match self.shared.ledger.send(TxKind::Challenge { commit }) {
             Ok(ticket) => ticket.fate().await,
             Err(e) => Err(e),
         };
-        if let Err(e) = challenged {
-            tracing::warn!("challenging a withheld reveal: {e}");
-            return;
+        match challenged {
+            Ok(()) => self.follow_challenge(lease, task, provider).await,
+            Err(e) => {
+                tracing::warn!("challenging a withheld reveal: {e}");
+                self.forget_challenge(key);
+            }
         }
-        // Until the provider reveals (the challenge leaves the list) or its
-        // window closes, in blocks and in block time.
+    }
+
+    /// Follows this requester's challenge of `provider`'s commitment to
+    /// `task` of `lease` until the provider reveals (the challenge leaves
+    /// the list) or its window closes, in blocks and in block time; then
+    /// claims it as withheld.
+    pub(super) async fn follow_challenge(
+        self: Arc<Self>,
+        lease: ContentId,
+        task: u64,
+        provider: PublicKey,
+    ) {
+        let ledger = &self.shared.ledger;
         loop {
             let listed = match ledger.link().open_challenges(&provider).await {
                 Ok(listed) => listed,
@@ -147,16 +169,32 @@ impl Requester {
             let wait_ms = match ours {
                 Some(c) if listed.height > c.deadline && listed.time_ms > c.deadline_ms => break,
                 Some(c) => c.deadline_ms.saturating_sub(listed.time_ms),
-                // Revealed; unless the list stops before it.
-                None if listed.open as usize <= listed.challenges.len() => return,
-                None => 0,
+                // Revealed (or never posted, if this node stopped first).
+                None if listed.open as usize <= listed.challenges.len() => {
+                    self.forget_challenge(challenge_key(&lease, task));
+                    return;
+                }
+                // Not among the first listed, which close before it does.
+                None => listed
+                    .challenges
+                    .last()
+                    .map_or(0, |c| c.deadline_ms.saturating_sub(listed.time_ms)),
             };
             let wait = Duration::from_millis(wait_ms).clamp(CHALLENGE_POLL, CHALLENGE_POLL * 60);
             tokio::time::sleep(wait).await;
         }
         let evidence = Box::new(cairn_ledger::Evidence::NoReveal { lease, task });
-        if let Err(e) = ledger.send(TxKind::Slash { evidence }) {
-            tracing::warn!("slashing a withheld reveal: {e}");
+        // Queued in the outbox, which persists it and sends it until it
+        // lands: the challenge is done with.
+        match ledger.send(TxKind::Slash { evidence }) {
+            Ok(_) => self.forget_challenge(challenge_key(&lease, task)),
+            Err(e) => tracing::warn!("slashing a withheld reveal: {e}"),
+        }
+    }
+
+    fn forget_challenge(&self, key: Vec<u8>) {
+        if let Err(e) = self.shared.db.write(&[Op::Delete(Table::Challenges, key)]) {
+            tracing::warn!("forgetting a challenge: {e}");
         }
     }
 
@@ -718,4 +756,11 @@ impl Requester {
             .map_err(|e| e.to_string())?;
         Snapshot::from_bytes(&bytes, limit).map(|s| Some((s, file)))
     }
+}
+
+/// The key a followed challenge is kept under.
+pub(super) fn challenge_key(lease: &ContentId, task: u64) -> Vec<u8> {
+    let mut key = lease.as_bytes().to_vec();
+    key.extend_from_slice(&task.to_be_bytes());
+    key
 }
