@@ -1068,7 +1068,13 @@ impl State {
                     }
                     None => None,
                 };
-                let judges: Vec<PublicKey> = signers.into_iter().collect();
+                // A validator that is a party (the requester, either side)
+                // is not paid for judging: its part is burned.
+                let parties = [lease.requester, offender, v.winner];
+                let judges: Vec<Option<PublicKey>> = signers
+                    .iter()
+                    .map(|judge| (!parties.contains(judge)).then_some(*judge))
+                    .collect();
                 self.punish(offender, r.lease, r.task, winner, &judges, clawback)
             }
             Evidence::BadReveal { commit, opening } => {
@@ -1191,8 +1197,9 @@ impl State {
 
     /// Slashes `offender` for its offence on (`lease`, `task`): a share of
     /// its stake (unbonding stake included) is taken, part rewarded to
-    /// `beneficiary` (the honest side of a dispute, if proven) and the
-    /// rest burned; then what it was paid for each
+    /// `beneficiary` (the honest side of a dispute, if proven), part shared
+    /// by the `judges` that attested a verdict (a seat of `None`, a party's,
+    /// is not paid) and the rest burned; then what it was paid for each
     /// receipt in `clawback` returns to that job's escrow (or, if the escrow
     /// is gone, its owner) from what stake remains.
     fn punish(
@@ -1201,7 +1208,7 @@ impl State {
         lease: ContentId,
         task: u64,
         beneficiary: Option<PublicKey>,
-        judges: &[PublicKey],
+        judges: &[Option<PublicKey>],
         clawback: &[(ContentId, u64)],
     ) -> Result<Vec<SettleOutcome>, TxError> {
         let provider = &self.providers[&offender];
@@ -1228,7 +1235,7 @@ impl State {
         // One credit per account, even if the winner also judged.
         let mut credits: BTreeMap<PublicKey, Amount> = BTreeMap::new();
         let payees = beneficiary.map(|who| (who, reward)).into_iter();
-        for (who, amount) in payees.chain(judges.iter().map(|&who| (who, judged))) {
+        for (who, amount) in payees.chain(judges.iter().flatten().map(|&who| (who, judged))) {
             let credit = credits.entry(who).or_default();
             *credit = credit
                 .checked_add(amount)

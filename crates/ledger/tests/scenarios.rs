@@ -21,10 +21,16 @@ const JOB: &[u8] = b"job-1";
 
 impl Net {
     fn new() -> Self {
+        Self::with_validator_seeds(&[10, 11, 12, 13])
+    }
+
+    /// A net whose validators' keys have these seeds (the requester's is
+    /// 1, the provider's 2, the other key's 3).
+    fn with_validator_seeds(seeds: &[u8]) -> Self {
         let requester = Keypair::from_seed([1; 32]);
         let provider = Keypair::from_seed([2; 32]);
         let other = Keypair::from_seed([3; 32]);
-        let validators: Vec<Keypair> = (10..14).map(|i| Keypair::from_seed([i; 32])).collect();
+        let validators: Vec<Keypair> = seeds.iter().map(|&i| Keypair::from_seed([i; 32])).collect();
         let genesis = Genesis::with_balances(
             "scenario",
             &[requester.public(), provider.public(), other.public()],
@@ -1080,6 +1086,66 @@ fn a_wrong_result_is_slashed_the_winner_and_the_judges_rewarded_and_paid_receipt
             .unwrap_err(),
         TxError::BadEvidence("this offence was already punished")
     );
+}
+
+/// A requester that is also a validator signs the verdict of its own
+/// job's dispute: it counts towards the quorum (a party cannot convict
+/// alone), but its part of the judges' share is burned, so it gains
+/// nothing from the conviction.
+#[test]
+fn a_validator_that_is_a_party_is_not_paid_for_judging() {
+    let mut net = Net::with_validator_seeds(&[1, 11, 12, 13]);
+    let requester = net.requester.clone();
+    net.register();
+    net.open_escrow(1_000_000);
+    let lease = net.lease(1_000);
+    let wrong = net.receipt(&lease, 5, 2_000_000_000, b"lie");
+    let verdict = Verdict {
+        job: ContentId::of(JOB),
+        task: 5,
+        wrong: ContentId::of(b"lie"),
+        accused: net.provider.public(),
+        lease: lease.id(),
+        winner: net.other.public(),
+        position: 0,
+        agreed: [1; 32],
+        reached: [2; 32],
+        run: [3; 32],
+    };
+    let validators = net.validators.clone();
+    let signers = [&validators[0], &validators[1], &validators[2]];
+    assert_eq!(validators[0].public(), requester.public());
+    let before: Vec<_> = validators
+        .iter()
+        .map(|v| net.state.account(&v.public()).balance)
+        .collect();
+    let stake = net.state.provider(&net.provider.public()).unwrap().stake;
+    let burned = net.state.burned();
+    net.send(
+        &requester,
+        TxKind::Slash {
+            evidence: Box::new(Evidence::WrongResult {
+                receipt: wrong,
+                verdict: attest(&signers, verdict),
+                clawback: Vec::new(),
+                winner_receipt: None,
+            }),
+        },
+    )
+    .unwrap();
+    let penalty = stake / 2;
+    let judged = penalty / 10 / 3;
+    // The requester's nonce moved its balance by nothing else.
+    assert_eq!(net.state.account(&requester.public()).balance, before[0]);
+    for i in 1..3 {
+        let key = validators[i].public();
+        assert_eq!(net.state.account(&key).balance, before[i] + judged);
+    }
+    assert_eq!(
+        net.state.account(&validators[3].public()).balance,
+        before[3]
+    );
+    assert_eq!(net.state.burned(), burned + penalty - 2 * judged);
 }
 
 #[test]
