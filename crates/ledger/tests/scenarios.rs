@@ -1210,14 +1210,7 @@ fn a_challenged_commit_must_be_opened_within_the_window() {
     let mut net = Net::new();
     let requester = net.requester.clone();
     net.register();
-    net.send(
-        &requester,
-        TxKind::OpenEscrow {
-            job: ContentId::of(JOB),
-            amount: 1_000,
-        },
-    )
-    .unwrap();
+    net.open_escrow(1_000);
     let lease = net.lease(10_000);
     let stalled = commit(&net, &lease, 1, b"result", [5; 32]);
     let answered = commit(&net, &lease, 2, b"result", [6; 32]);
@@ -1392,14 +1385,7 @@ fn a_challenge_holds_its_lease_and_its_providers_stake_until_it_can_no_longer_be
     let mut net = Net::new();
     let requester = net.requester.clone();
     net.register();
-    net.send(
-        &requester,
-        TxKind::OpenEscrow {
-            job: ContentId::of(JOB),
-            amount: 1_000,
-        },
-    )
-    .unwrap();
+    net.open_escrow(1_000);
     let lease = net.lease(10_000);
     let challenged = commit(&net, &lease, 1, b"result", [5; 32]);
     // The requester gives away all but a little less than a bond.
