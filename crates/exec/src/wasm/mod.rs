@@ -191,9 +191,10 @@ impl WasmRuntime {
             // The watchdog against hangs, never part of a result. Metered
             // code already counts fuel in every block: it yields to the
             // runner every `FUEL_PER_WATCHDOG_LOOK`, which looks at the
-            // clock (see `drive`). An epoch check on every loop header and
-            // function entry cost 12-15% of the path tracer's time; only
-            // unmetered code, which has no fuel to yield on, pays it.
+            // clock (see `drive`), so it needs no epoch check on every loop
+            // header and function entry (measured at 1% to 15% of the path
+            // tracer's time: docs/runtime.md); only unmetered code, which
+            // has no fuel to yield on, keeps one.
             .epoch_interruption(!config.metered)
             // NaN bits are the one thing CPUs disagree on: make them
             // canonical, here or in `load` (see `NanCanonicalization`).
