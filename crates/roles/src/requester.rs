@@ -1405,7 +1405,12 @@ impl RequesterCore {
                         job.payable.retain(|_, r| r.signer() != provider);
                     }
                     if let Some(job) = self.jobs.get_mut(&task.0) {
-                        job.replicas.convicted.insert(provider);
+                        if job.record.convicted.insert(provider) {
+                            effects.writes.push(Write::Job {
+                                id: task.0,
+                                record: Box::new(job.record.clone()),
+                            });
+                        }
                         evidence(job, &self.findings, provider, task.1, offence, &mut effects);
                     }
                     touched.insert(task);

@@ -38,6 +38,10 @@ pub struct JobRecord {
     /// rejected only before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_until_ms: Option<u64>,
+    /// Providers convicted of cheating on it (kept, so its status still
+    /// names them after a restart).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub convicted: BTreeSet<PublicKey>,
 }
 
 impl JobRecord {
@@ -51,6 +55,7 @@ impl JobRecord {
             approved: BTreeSet::new(),
             rejected: 0,
             approval_until_ms: None,
+            convicted: BTreeSet::new(),
         }
     }
 }
@@ -161,8 +166,6 @@ pub struct Replicas {
     pub executions: u64,
     /// Disputes started.
     pub disputes: u32,
-    /// Providers convicted of cheating on this job.
-    pub convicted: BTreeSet<PublicKey>,
 }
 
 /// Misstated receipts a job keeps for evidence, at most.
@@ -429,7 +432,7 @@ impl Job {
             settled: self.settled,
             executions: self.replicas.executions,
             disputes: self.replicas.disputes,
-            convicted: self.replicas.convicted.iter().copied().collect(),
+            convicted: self.record.convicted.iter().copied().collect(),
             approved: self.approval_window_ms().map(|_| match self.phase {
                 // Settled: everything paid was approved, by the requester
                 // or by the window's end.
