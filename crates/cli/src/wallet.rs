@@ -174,7 +174,12 @@ pub fn wallet(args: WalletArgs) -> anyhow::Result<ExitCode> {
         .get::<api::Account>(&format!("/v1/accounts/{}", key.public()))?
         .nonce;
     let tx = TxBody { chain, nonce, kind }.sign(&key);
-    node.post_bytes::<api::Queued>("/v1/txs", tx.to_bytes())?;
+    let bytes = tx.to_bytes();
+    // How the ledger names it: another transaction of this key may take
+    // the same nonce (signed elsewhere against a node that had not yet
+    // seen this key's last one), and its fate is not this one's.
+    let id = ContentId::of(&bytes);
+    node.post_bytes::<api::Queued>("/v1/txs", bytes)?;
     if args.no_wait {
         if args.json {
             println!("{}", serde_json::json!({ "queued": { "nonce": nonce } }));
@@ -185,7 +190,19 @@ pub fn wallet(args: WalletArgs) -> anyhow::Result<ExitCode> {
     }
     let started = Instant::now();
     loop {
-        match node.get(&format!("/v1/txs/{}/{nonce}", key.public()))? {
+        let status: api::TxStatus = node.get(&format!("/v1/txs/{}/{nonce}", key.public()))?;
+        let taken = match &status {
+            api::TxStatus::Applied { tx, .. } => tx.is_some_and(|tx| tx != id),
+            api::TxStatus::Refused { tx, .. } => *tx != id,
+            api::TxStatus::Pending => false,
+        };
+        if taken {
+            bail!(
+                "nonce {nonce} was taken by another transaction of this key; \
+                 this one was not applied: send it again"
+            );
+        }
+        match status {
             status @ api::TxStatus::Applied { height, .. } => {
                 let account: api::Account = node.get(&format!("/v1/accounts/{}", key.public()))?;
                 if args.json {

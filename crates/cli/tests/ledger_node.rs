@@ -251,6 +251,17 @@ fn a_four_validator_devnet_finalizes_transfers_everywhere() {
     }
     let recipient = "00000000000000000000000000000000000000000000000000000000000000bb";
     wallet(&url(0), &key, &["transfer", recipient, "42"]);
+    // The next transfer is signed with the nonce validator 2 reports: it
+    // must have applied the first, or both would take one nonce (and the
+    // wallet say the second was not applied).
+    let started = Instant::now();
+    while balance_of(&url(2), &key, recipient) != 42 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "validator 2 never applied the first transfer"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     wallet(&url(2), &key, &["transfer", recipient, "8"]);
     // Every validator applies the same blocks.
     let started = Instant::now();
