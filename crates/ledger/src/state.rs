@@ -226,9 +226,9 @@ pub struct State {
     pub(crate) clawed: Keys<(ContentId, u64)>,
     /// Open reveal challenges, by (lease, task).
     pub(crate) challenges: Table<(ContentId, u64), Challenge>,
-    /// When each lease leaves the state: (its expiry plus
-    /// [`EVIDENCE_WINDOW_BLOCKS`], lease). Derived from `leases`: not in the
-    /// snapshot nor the state root.
+    /// When each lease is next looked at to leave the state: (height,
+    /// lease), see [`forget_look_after`]. Derived from `leases` and the
+    /// height: not in the snapshot nor the state root.
     pub(crate) forgotten_at: BTreeSet<(u64, ContentId)>,
     pub(crate) fee_pool: Amount,
     pub(crate) burned: Amount,
