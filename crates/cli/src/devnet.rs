@@ -69,14 +69,14 @@ impl Ports {
     }
 
     /// A port other nodes must know before this one starts (a validator's
-    /// consensus address): without a base, one that is free now, bound and
-    /// released (the system does not hand it out again soon).
+    /// consensus address): without a base, one that is free now and that
+    /// the system will not hand out meanwhile.
     fn known_at(&self, offset: u16) -> anyhow::Result<SocketAddr> {
         let at = self.at(offset)?;
         if at.port() != 0 {
             return Ok(at);
         }
-        Ok(std::net::TcpListener::bind(at)?.local_addr()?)
+        Ok(cairn_node::consensus_port()?)
     }
 }
 

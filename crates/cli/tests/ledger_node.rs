@@ -1,7 +1,6 @@
 //! `cairn node`, `cairn devnet` and `cairn wallet` over real sockets.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -11,13 +10,10 @@ fn cairn() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cairn"))
 }
 
-/// A port nobody is listening on right now.
+/// A port nobody is listening on right now, that the system will not hand
+/// out before the node binds it.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    cairn_node::consensus_port().unwrap().port()
 }
 
 struct Node {

@@ -36,6 +36,29 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// What a devnet that failed to start said, and the end of each node's log.
+fn devnet_logs(tmp: &Path) -> String {
+    let mut said = std::fs::read_to_string(tmp.join("devnet.err")).unwrap_or_default();
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(tmp.join("devnet"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path().join("node.log"))
+        .filter(|log| log.exists())
+        .collect();
+    logs.sort();
+    for log in logs {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(20).collect();
+        said.push_str(&format!("\n--- {} ends:\n", log.display()));
+        for line in tail.iter().rev() {
+            said.push_str(line);
+            said.push('\n');
+        }
+    }
+    said
+}
+
 /// A devnet running in the background on free ports, in its own process
 /// group: every process it or the test started is killed when dropped.
 struct Devnet {
@@ -76,7 +99,7 @@ impl Devnet {
             // before its bid arrived, and the job ran without it.
             .env("CAIRN_BID_WINDOW_MS", "1000")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(tmp.path().join("devnet.err")).unwrap())
             .process_group(0)
             .spawn()
             .unwrap();
@@ -85,7 +108,9 @@ impl Devnet {
             if let Ok(bytes) = std::fs::read(dir.join("devnet.json")) {
                 break serde_json::from_slice::<Value>(&bytes).unwrap()["nodes"].clone();
             }
-            assert!(child.try_wait().unwrap().is_none(), "the devnet exited");
+            if let Some(exit) = child.try_wait().unwrap() {
+                panic!("the devnet exited ({exit}):\n{}", devnet_logs(tmp.path()));
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(60),
                 "no devnet.json"

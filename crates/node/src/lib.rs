@@ -288,6 +288,41 @@ async fn validator(
     .await;
 }
 
+/// A loopback address for a validator's consensus listener, free now: the
+/// other validators must be told it before the listener binds it, so the
+/// system's pick for port 0 will not do (bound and let go, it can be handed
+/// out again meanwhile, to another process's port-0 listener or outgoing
+/// connection, and the validator then fails to bind). A port outside the
+/// system's ephemeral range goes only to whoever asks for it by number.
+pub fn consensus_port() -> std::io::Result<SocketAddr> {
+    use std::hash::BuildHasher as _;
+    use std::net::{Ipv4Addr, TcpListener};
+    // Linux's default ephemeral range, if its setting cannot be read.
+    let (low, high) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut bounds = text.split_whitespace().map(|n| n.parse::<u16>().ok());
+            Some((bounds.next()??, bounds.next()??))
+        })
+        .unwrap_or((32_768, 60_999));
+    // Unprivileged ports below the range, else above it.
+    let (first, last) = if low > 2_048 {
+        (1_024, low - 1)
+    } else {
+        (high.saturating_add(1), u16::MAX)
+    };
+    let span = u64::from(last.saturating_sub(first)) + 1;
+    // Random, so that two devnets starting together seldom try one port.
+    let start = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+    for step in 0..span.min(4_096) {
+        let port = first + ((start + step) % span) as u16;
+        if let Ok(listener) = TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+            return listener.local_addr();
+        }
+    }
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()
+}
+
 /// Runs `validators` validators in this process, on one runtime, each with
 /// its own p2p listener on loopback and its own ledger store under `dir`,
 /// and calls `work` (on its own thread) with their ledgers. Returns `work`'s
@@ -303,17 +338,10 @@ pub fn with_local_cluster<T: Send + 'static>(
     let keys: Vec<Keypair> = (0..validators)
         .map(|i| Keypair::from_seed([i as u8 + 1; 32]))
         .collect();
-    let listeners: Vec<std::net::TcpListener> = (0..validators)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+    let addresses: Vec<SocketAddr> = (0..validators)
+        .map(|_| consensus_port())
         .collect::<Result<_, _>>()
         .map_err(|e| NodeError::Io(e.to_string()))?;
-    let addresses: Vec<SocketAddr> = listeners
-        .iter()
-        .map(|l| l.local_addr())
-        .collect::<Result<_, _>>()
-        .map_err(|e| NodeError::Io(e.to_string()))?;
-    // Free the ports for the validators to bind.
-    drop(listeners);
     let participants: Set<ed25519::PublicKey> = keys
         .iter()
         .map(|k| consensus_key(&k.public()))
