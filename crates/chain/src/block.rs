@@ -270,7 +270,14 @@ mod tests {
             &Keypair::from_seed([1; 32]),
             cairn_ledger::ACCEPTANCE_NAMESPACE,
             cairn_ledger::Acceptance {
-                lease: ContentId::of(b"lease"),
+                lease: cairn_ledger::Lease {
+                    job: ContentId::of(b"job"),
+                    requester: Keypair::from_seed([1; 32]).public(),
+                    provider: Keypair::from_seed([2; 32]).public(),
+                    price_ucairn_per_gfuel: u64::MAX,
+                    fuel_per_task_max: u64::MAX,
+                    expires_height: u64::MAX,
+                },
                 results: (0..cairn_ledger::ACCEPTANCE_RESULTS_MAX as u64)
                     .map(|task| cairn_ledger::Accepted {
                         task,

@@ -145,7 +145,7 @@ impl Genesis {
             );
         }
         let mut id = format!(
-            "cairn genesis v3\n{}\n{} {} {} {} {} {} {} {}\n",
+            "cairn genesis v4\n{}\n{} {} {} {} {} {} {} {}\n",
             self.chain_name,
             params.stake_min,
             params.unbonding_blocks,

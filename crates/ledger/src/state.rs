@@ -835,27 +835,56 @@ impl State {
     /// slashed under any lease of the same requester claims nothing from it
     /// (its results can no longer be trusted). Each result is paid or
     /// refused on its own, as `Settle`'s receipts.
+    ///
+    /// An acceptance names its lease's terms, signed by the requester: a
+    /// lease the requester never recorded (or whose `RecordLease` has not
+    /// reached a block yet) is taken from it, while the lease could still
+    /// be on the ledger had it been recorded. Before that, a claim that
+    /// overtook its lease's record was refused and its payment lost, and
+    /// a requester that never recorded its leases had their work for free.
     fn claim(&mut self, acceptances: &[Signed<Acceptance>]) -> Result<Vec<SettleOutcome>, TxError> {
         let mut items = Vec::new();
+        let mut adopted: BTreeMap<ContentId, Lease> = BTreeMap::new();
         for signed in acceptances {
             let acceptance = signed.payload_unchecked();
-            let lease = self.leases.get(&acceptance.lease);
-            let refusal = match lease {
-                None => Some("unknown lease"),
-                Some(lease) if signed.signer() != lease.requester => {
-                    Some("not signed by the lease's requester")
-                }
-                Some(lease) if self.convicted_for(&lease.provider, &lease.requester) => {
-                    Some("its provider was slashed on a lease of this requester")
-                }
-                Some(_) => None,
+            let lease = &acceptance.lease;
+            let id = lease.id();
+            let known = self.leases.contains_key(&id) || adopted.contains_key(&id);
+            let refusal = if signed.signer() != lease.requester {
+                Some("not signed by the lease's requester")
+            } else if !known && !self.adoptable(lease) {
+                Some("unknown lease, and too late (or too far ahead) to take from its acceptance")
+            } else if self.convicted_for(&lease.provider, &lease.requester) {
+                Some("its provider was slashed on a lease of this requester")
+            } else {
+                None
             };
-            items.extend(acceptance.results.iter().map(|r| match (refusal, lease) {
-                (None, Some(lease)) => Ok((acceptance.lease, lease.clone(), r.task, r.fuel_used)),
-                (reason, _) => Err(reason.unwrap_or("unknown lease")),
+            if refusal.is_none() && !known {
+                adopted.insert(id, lease.clone());
+            }
+            items.extend(acceptance.results.iter().map(|r| match refusal {
+                None => Ok((id, lease.clone(), r.task, r.fuel_used)),
+                Some(reason) => Err(reason),
             }));
         }
-        self.pay(items, true)
+        let outcomes = self.pay(items, true)?;
+        // Kept as a recorded lease is: what it paid stays marked paid until
+        // it is forgotten, and a replayed claim then finds it too late.
+        for (id, lease) in adopted {
+            self.leases.insert(id, lease.clone());
+            self.schedule_forgetting(id, &lease);
+        }
+        Ok(outcomes)
+    }
+
+    /// Whether a lease the ledger does not know may be taken from an
+    /// acceptance: only while it would still be known had it been recorded
+    /// (a lease is forgotten `EVIDENCE_WINDOW_BLOCKS` after it expires, and
+    /// what was paid under it with it), and only if a `RecordLease` could
+    /// have named its expiry.
+    fn adoptable(&self, lease: &Lease) -> bool {
+        self.height < lease.expires_height.saturating_add(EVIDENCE_WINDOW_BLOCKS)
+            && lease.expires_height <= self.height.saturating_add(LEASE_BLOCKS_MAX)
     }
 
     /// Whether `provider` was slashed under a lease from `requester`: its

@@ -205,11 +205,13 @@ pub struct Receipt {
 
 /// A requester's signed statement that it accepted these results of one
 /// lease: its promise to pay for them, which the lease's provider can
-/// redeem on the ledger by itself (`TxKind::Claim`).
+/// redeem on the ledger by itself (`TxKind::Claim`). It names the lease's
+/// terms, not only its id, so that a claim pays even if the requester's
+/// `RecordLease` never reached a block (or comes after the claim).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Acceptance {
     /// The lease the results were returned under.
-    pub lease: ContentId,
+    pub lease: Lease,
     /// The results accepted.
     pub results: Vec<Accepted>,
 }
@@ -863,7 +865,7 @@ impl Read for Acceptance {
     fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
         let range: RangeCfg<usize> = (0..=ACCEPTANCE_RESULTS_MAX).into();
         Ok(Self {
-            lease: ContentId::read(buf)?,
+            lease: Lease::read(buf)?,
             results: Vec::<Accepted>::read_cfg(buf, &(range, ()))?,
         })
     }

@@ -415,7 +415,7 @@ impl World {
                             &self.keys[signer],
                             ACCEPTANCE_NAMESPACE,
                             Acceptance {
-                                lease: lease.id(),
+                                lease: lease.clone(),
                                 results: results
                                     .iter()
                                     .map(|&(task, fuel_used)| Accepted {

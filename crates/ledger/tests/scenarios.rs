@@ -2,9 +2,9 @@
 
 use cairn_ledger::{
     ACCEPTANCE_NAMESPACE, Acceptance, Accepted, COMMIT_NAMESPACE, Capabilities, Commit,
-    EVIDENCE_WINDOW_BLOCKS, Evidence, Genesis, Lease, OPENING_NAMESPACE, Opening, Params,
-    RECEIPT_NAMESPACE, REVEAL_WINDOW_BLOCKS, Receipt, SettleOutcome, State, TxBody, TxError,
-    TxKind, VERDICT_NAMESPACE, Verdict, admit, admit_batch, decode,
+    EVIDENCE_WINDOW_BLOCKS, Evidence, Genesis, LEASE_BLOCKS_MAX, Lease, OPENING_NAMESPACE, Opening,
+    Params, RECEIPT_NAMESPACE, REVEAL_WINDOW_BLOCKS, Receipt, SettleOutcome, State, TxBody,
+    TxError, TxKind, VERDICT_NAMESPACE, Verdict, admit, admit_batch, decode,
 };
 use cairn_wire::{Attested, ContentId, Keypair, ResultManifest, Signed};
 
@@ -243,7 +243,7 @@ fn acceptance(
         signer,
         ACCEPTANCE_NAMESPACE,
         Acceptance {
-            lease: lease.id(),
+            lease: lease.clone(),
             results: results
                 .iter()
                 .map(|&(task, digest, fuel_used)| Accepted {
@@ -378,6 +378,102 @@ fn a_provider_claims_what_its_requester_accepted_and_never_settled() {
         ]),
     };
     assert!(decode(&body.sign(&provider).to_bytes()).is_err());
+}
+
+/// A lease's record and a claim under it reach blocks through different
+/// validators' mempools, so the claim may come first (the simulation
+/// found it: the claim was refused as under an unknown lease, and the
+/// provider never paid); and a requester may never record its leases at
+/// all. An acceptance names its lease's terms, so the claim pays either
+/// way, once, and only while the lease could be on the ledger had it been
+/// recorded: a replay after the lease would have been forgotten pays
+/// nothing.
+#[test]
+fn a_claim_under_a_lease_never_recorded_pays_once_while_the_lease_could_live() {
+    let mut net = Net::new();
+    let (requester, provider) = (net.requester.clone(), net.provider.clone());
+    let job = ContentId::of(JOB);
+    net.register();
+    net.open_escrow(1_000_000);
+    let lease = Lease {
+        job,
+        requester: requester.public(),
+        provider: provider.public(),
+        price_ucairn_per_gfuel: 1_000,
+        fuel_per_task_max: 50_000_000_000,
+        expires_height: 10,
+    };
+    let before = net.state.account(&provider.public()).balance;
+    let claim = |acceptance: Signed<Acceptance>| TxKind::Claim {
+        acceptances: vec![acceptance],
+    };
+    let accepted = acceptance(&requester, &lease, &[(0, b"a", 20_000_000_000)]);
+
+    // Not the requester's signature: no lease is taken from it.
+    let forged = acceptance(&provider, &lease, &[(0, b"a", 20_000_000_000)]);
+    let outcomes = net.send(&provider, claim(forged)).unwrap();
+    assert_eq!(
+        outcomes,
+        [SettleOutcome::Refused(
+            "not signed by the lease's requester"
+        )]
+    );
+    assert!(net.state.lease(&lease.id()).is_none());
+
+    let outcomes = net.send(&provider, claim(accepted.clone())).unwrap();
+    assert_eq!(
+        outcomes,
+        [SettleOutcome::Paid {
+            paid: 19_800,
+            fee: 200
+        }]
+    );
+    assert_eq!(
+        net.state.account(&provider.public()).balance,
+        before + 19_800
+    );
+    assert_eq!(
+        net.state.lease(&lease.id()),
+        Some(&lease),
+        "kept as recorded"
+    );
+    // The requester's record, arriving late, finds it there.
+    let provider_signature = lease.sign(&provider);
+    let record = TxKind::RecordLease {
+        lease: lease.clone(),
+        provider_signature,
+    };
+    let err = net.send(&requester, record).unwrap_err();
+    assert_eq!(err, TxError::LeaseExists(lease.id()));
+    let outcomes = net.send(&provider, claim(accepted.clone())).unwrap();
+    assert_eq!(outcomes, [SettleOutcome::Refused("already settled")]);
+
+    // Once the lease would have been forgotten (and what it paid with it),
+    // neither its replay nor another lease as old is taken.
+    net.state
+        .begin_block(lease.expires_height + EVIDENCE_WINDOW_BLOCKS, 0);
+    assert!(net.state.lease(&lease.id()).is_none(), "forgotten");
+    let too_late = "unknown lease, and too late (or too far ahead) to take from its acceptance";
+    let outcomes = net.send(&provider, claim(accepted)).unwrap();
+    assert_eq!(outcomes, [SettleOutcome::Refused(too_late)]);
+    // Nor one that lives longer than a recorded lease may.
+    let height = net.state.height();
+    let far = Lease {
+        expires_height: height + LEASE_BLOCKS_MAX + 1,
+        ..lease.clone()
+    };
+    let outcomes = net
+        .send(
+            &provider,
+            claim(acceptance(&requester, &far, &[(1, b"b", 1)])),
+        )
+        .unwrap();
+    assert_eq!(outcomes, [SettleOutcome::Refused(too_late)]);
+    assert_eq!(
+        net.state.account(&provider.public()).balance,
+        before + 19_800,
+        "paid once"
+    );
 }
 
 #[test]

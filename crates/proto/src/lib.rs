@@ -1139,7 +1139,14 @@ mod tests {
                     &Keypair::from_seed([2; 32]),
                     cairn_ledger::ACCEPTANCE_NAMESPACE,
                     cairn_ledger::Acceptance {
-                        lease: ContentId::of(b"lease"),
+                        lease: cairn_ledger::Lease {
+                            job: ContentId::of(b"job"),
+                            requester: Keypair::from_seed([2; 32]).public(),
+                            provider: Keypair::from_seed([3; 32]).public(),
+                            price_ucairn_per_gfuel: 7,
+                            fuel_per_task_max: 1_000_000,
+                            expires_height: 40,
+                        },
                         results: vec![cairn_ledger::Accepted {
                             task: 2,
                             digest: ContentId::of(b"result"),

@@ -522,7 +522,7 @@ impl LeaseWork {
                 _ => None,
             }
         };
-        let matches = a.lease == self.lease
+        let matches = a.lease.id() == self.lease
             && !a.results.is_empty()
             && a.results
                 .iter()

@@ -547,21 +547,14 @@ impl RequesterCore {
 
     /// Restores a lease given before a restart: its provider, if still
     /// alive, resumes pulling. False when its job is gone.
-    pub fn restore_lease(
-        &mut self,
-        lease: ContentId,
-        job: &ContentId,
-        provider: PublicKey,
-        slots: u32,
-        now: u64,
-    ) -> bool {
-        let Some(j) = self.jobs.get_mut(job) else {
+    pub fn restore_lease(&mut self, lease: Lease, slots: u32, now: u64) -> bool {
+        let Some(j) = self.jobs.get_mut(&lease.job) else {
             return false;
         };
         j.sched
-            .add_provider(provider, slots * proto::PREFETCH_PER_SLOT_MAX, now);
-        j.leases.insert(lease, provider);
-        self.leases.insert(lease, *job);
+            .add_provider(lease.provider, slots * proto::PREFETCH_PER_SLOT_MAX, now);
+        self.leases.insert(lease.id(), lease.job);
+        j.leases.insert(lease.id(), lease);
         true
     }
 
@@ -820,7 +813,7 @@ impl RequesterCore {
             // lease would only be another recording on the ledger. One
             // dropped for lateness that won again takes work again on the
             // lease it holds (its pulls never stopped), once.
-            if job.leases.values().any(|p| *p == winner.provider) {
+            if job.leases.values().any(|l| l.provider == winner.provider) {
                 // On the terms it signed (its slots, its price), and never
                 // one convicted since.
                 let convicted = self.verifier.trust().record(&winner.provider).banned();
@@ -848,7 +841,7 @@ impl RequesterCore {
                 winner.slots * proto::PREFETCH_PER_SLOT_MAX,
                 now,
             );
-            job.leases.insert(lease.id(), lease.provider);
+            job.leases.insert(lease.id(), lease.clone());
             job.unsigned.insert(lease.id());
             self.leases.insert(lease.id(), *id);
             offers.leases.push((lease, winner.slots));
@@ -1109,9 +1102,14 @@ impl RequesterCore {
             .jobs
             .get_mut(&job_id)
             .ok_or(PullRefused::UnknownLease)?;
-        if job.leases.get(lease) != Some(&sender) {
+        let Some(terms) = job
+            .leases
+            .get(lease)
+            .filter(|l| l.provider == sender)
+            .cloned()
+        else {
             return Err(PullRefused::NotYours);
-        }
+        };
         // Results this very pull delivers may be accepted by it, and a
         // provider restarted from its disk commits again to results that
         // were accepted before its crash: their acceptance goes with the
@@ -1289,7 +1287,7 @@ impl RequesterCore {
                 &self.key,
                 ACCEPTANCE_NAMESPACE,
                 Acceptance {
-                    lease: *lease,
+                    lease: terms,
                     results,
                 },
             )

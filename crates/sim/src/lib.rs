@@ -6,7 +6,8 @@
 //! Every message between a requester and a provider crosses a simulated
 //! network with latency and loss; providers and requesters crash and
 //! restart (what they persisted survives); some providers lie, some name
-//! tasks past a job's end. Time is simulated, randomness
+//! tasks past a job's end. Validators crash and are cut off from each
+//! other, so blocks come late or stop for a while ([`validators`]). Time is simulated, randomness
 //! comes from one seed, and every event goes into a transcript digest: the
 //! same seed gives the same transcript, and a failing seed reproduces with
 //! `CAIRN_SIM_SEED`. What it reports is what the market promises: every job
@@ -48,6 +49,9 @@ use cairn_roles::requester::{
 use cairn_sched::SchedParams;
 use cairn_verify::{Need, Side, StateHash};
 use cairn_wire::{ContentId, Keypair, PublicKey, ResultManifest, Signed};
+
+mod validators;
+use validators::{VIEW_TIMEOUT_MS, Validators};
 
 /// How long a request waits for an answer that was lost.
 const REQUEST_TIMEOUT_MS: u64 = 2_000;
@@ -138,6 +142,16 @@ pub struct Config {
     /// Requester crashes at set times (requester, ms): regression seeds
     /// for a crash at one moment.
     pub requester_crashes_at: Vec<(u32, u64)>,
+    /// Validators making the ledger's blocks: `3f + 1` of them make blocks
+    /// with `f` down or cut off.
+    pub validators: u32,
+    /// Validator crashes per validator per simulated hour; a crashed one
+    /// is down for `down_ms`.
+    pub validator_crashes_per_hour: f64,
+    /// Validators cut off from the others from the moment a block could
+    /// first take a settlement, and for how long (ms): the regression seed
+    /// for a partition during settlement.
+    pub partition_at_settlement: Option<(Vec<u32>, u64)>,
 }
 
 impl Config {
@@ -166,13 +180,18 @@ impl Config {
             requester_crashes_per_hour: 120.0,
             // And one for sure, mid-run.
             requester_crashes_at: vec![(0, 4_000)],
+            validators: 4,
+            // Each about every half minute, for `down_ms`: sometimes two
+            // are down at once, and blocks stop.
+            validator_crashes_per_hour: 120.0,
+            partition_at_settlement: None,
         }
     }
 
-    /// When job `job` is submitted: from the first block on (the
-    /// providers' stakes are in it), `submit_every_ms` apart.
+    /// When job `job` is submitted: once each validator has led a view
+    /// (the providers' stakes are in), `submit_every_ms` apart.
     pub fn submit_ms(&self, job: u32) -> u64 {
-        BLOCK_MS + 1 + u64::from(job) * self.submit_every_ms
+        BLOCK_MS * u64::from(self.validators.max(1)) + 1 + u64::from(job) * self.submit_every_ms
     }
 }
 
@@ -201,6 +220,11 @@ pub struct Outcome {
     pub crashes: u32,
     /// Requester crashes.
     pub requester_crashes: u32,
+    /// Validator crashes.
+    pub validator_crashes: u32,
+    /// Views that made no block: their leader was down or cut off, or no
+    /// side had a quorum.
+    pub views_timed_out: u64,
     /// Reports requesters refused (a bad signature, a task out of range,
     /// someone else's): each is dropped and counted, and changes nothing.
     pub reports_refused: u64,
@@ -338,6 +362,13 @@ enum Event {
     RequesterRestart {
         requester: usize,
     },
+    ValidatorCrash {
+        validator: usize,
+    },
+    ValidatorRestart {
+        validator: usize,
+    },
+    Heal,
     PeerLost {
         requester: usize,
         provider: usize,
@@ -378,6 +409,9 @@ impl Event {
             Event::Restart { provider } => format!("restart {provider}"),
             Event::RequesterCrash { requester } => format!("requester crash {requester}"),
             Event::RequesterRestart { requester } => format!("requester restart {requester}"),
+            Event::ValidatorCrash { validator } => format!("validator crash {validator}"),
+            Event::ValidatorRestart { validator } => format!("validator restart {validator}"),
+            Event::Heal => "heal".into(),
             Event::PeerLost { provider, .. } => format!("lost {provider}"),
             Event::Block => "block".into(),
         }
@@ -472,8 +506,8 @@ struct RequesterDisk {
     results: BTreeMap<(ContentId, u32), TaskRecord>,
     /// What it learned of providers.
     trust: BTreeMap<PublicKey, cairn_verify::Record>,
-    /// Leases given, once signed: (job, provider, slots).
-    leases: BTreeMap<ContentId, (ContentId, PublicKey, u32)>,
+    /// Leases given, once signed, and their slots.
+    leases: BTreeMap<ContentId, (Lease, u32)>,
 }
 
 /// A transaction for the next block: its signer, and the job and
@@ -519,7 +553,11 @@ struct Sim {
     index: HashMap<PublicKey, usize>,
     ledger: State,
     supply: u64,
-    /// Transactions for the next block.
+    validators: Validators,
+    /// Whether the partition at settlement has come.
+    partitioned: bool,
+    /// Transactions not yet in a block, each in its sender's validator's
+    /// mempool.
     pending_txs: Vec<Pending>,
     jobs: BTreeMap<ContentId, (usize, Closing)>,
     /// Orders whose signature was checked, by the digest of their bytes.
@@ -546,6 +584,9 @@ struct Sim {
     disputes: u64,
     /// Results paid by claims.
     claims_paid: u64,
+    /// Results paid by settlements, whichever life of their requester
+    /// sent them.
+    settles_paid: u64,
 }
 
 /// A running digest of the transcript, built on the content id hash.
@@ -651,6 +692,7 @@ fn state_hash(
 impl Sim {
     fn new(config: Config) -> Self {
         let mut rng = Rng::new(config.seed);
+        let validators = Validators::new(config.validators);
         let requesters: Vec<Requester> = (0..config.requesters)
             .map(|r| {
                 let key = Keypair::from_seed(h(&[b"requester", &r.to_le_bytes()]));
@@ -726,6 +768,8 @@ impl Sim {
             index,
             ledger,
             supply,
+            validators,
+            partitioned: false,
             pending_txs: Vec::new(),
             jobs: BTreeMap::new(),
             orders_checked: HashMap::new(),
@@ -745,6 +789,7 @@ impl Sim {
             frames_in_flight: 0,
             disputes: 0,
             claims_paid: 0,
+            settles_paid: 0,
         };
         let stake = sim.ledger.params().stake_min;
         for p in 0..sim.providers.len() {
@@ -781,6 +826,12 @@ impl Sim {
         for &(requester, at) in &sim.config.requester_crashes_at.clone() {
             let requester = requester as usize;
             sim.at(at, Event::RequesterCrash { requester });
+        }
+        if sim.config.validator_crashes_per_hour > 0.0 {
+            for validator in 0..sim.validators.len() {
+                let at = sim.next_crash(sim.config.validator_crashes_per_hour);
+                sim.at(at, Event::ValidatorCrash { validator });
+            }
         }
         sim
     }
@@ -834,12 +885,23 @@ impl Sim {
         self.at(self.now + delay, event);
     }
 
-    /// Every job closed, and every framer's claim made.
+    /// Every job closed, every framer's claim made, and every provider's
+    /// claim made and in a block: a provider claims once its lease's work
+    /// is over, which may be after the job's escrow closed (the requester's
+    /// balance then pays), and a claim may wait in a mempool.
     fn done(&self) -> bool {
         self.jobs.len() as u32 == self.config.jobs
             && self.jobs.values().all(|(_, c)| c.closed)
             && self.framing.is_empty()
             && self.frames_in_flight == 0
+            && !self
+                .pending_txs
+                .iter()
+                .any(|(_, kind, _)| matches!(kind, TxKind::Claim { .. }))
+            && self
+                .providers
+                .iter()
+                .all(|p| p.disk.values().all(|d| d.accepted.is_empty()))
     }
 
     fn run(&mut self) {
@@ -955,6 +1017,17 @@ impl Sim {
             Event::Restart { provider } => self.restart(provider),
             Event::RequesterCrash { requester } => self.crash_requester(requester),
             Event::RequesterRestart { requester } => self.restart_requester(requester),
+            Event::ValidatorCrash { validator } => {
+                self.validators.crash(validator);
+                let back = self.now + self.config.down_ms.max(1);
+                self.at(back, Event::ValidatorRestart { validator });
+            }
+            Event::ValidatorRestart { validator } => {
+                self.validators.restart(validator);
+                let at = self.next_crash(self.config.validator_crashes_per_hour);
+                self.at(at, Event::ValidatorCrash { validator });
+            }
+            Event::Heal => self.validators.heal(),
             Event::PeerLost {
                 requester,
                 provider,
@@ -1464,9 +1537,7 @@ impl Sim {
         let mut effects = Effects::default();
         if signed {
             // Kept before the core hands out work on it, as a node does.
-            r.disk
-                .leases
-                .insert(lease.id(), (job, lease.provider, slots));
+            r.disk.leases.insert(lease.id(), (lease.clone(), slots));
             r.core.lease_signed(&job, &lease.id());
             let provider_signature = lease.sign(&self.providers[provider].key);
             self.pending_txs.push((
@@ -1845,8 +1916,8 @@ impl Sim {
             }
             restored.push((*id, r.core.restored(id, now)));
         }
-        for (&lease, &(job, provider, slots)) in &r.disk.leases {
-            r.core.restore_lease(lease, &job, provider, slots, now);
+        for (lease, slots) in r.disk.leases.values() {
+            r.core.restore_lease(lease.clone(), *slots, now);
         }
         for (job, effects) in restored {
             self.carry_out(requester, effects);
@@ -1933,6 +2004,13 @@ impl Sim {
     }
 
     fn block(&mut self) {
+        self.partition_at_settlement();
+        let Some(leader) = self.validators.next_view() else {
+            if !self.done() {
+                self.at(self.now + VIEW_TIMEOUT_MS, Event::Block);
+            }
+            return;
+        };
         let height = self.ledger.height() + 1;
         // The root of the last block, as every validator computes it.
         self.ledger.root();
@@ -1941,7 +2019,13 @@ impl Sim {
         let mut settled_jobs = Vec::new();
         let mut closed = Vec::new();
         let mut escrowed = Vec::new();
-        for (key, kind, job) in std::mem::take(&mut self.pending_txs) {
+        // The leader proposes from its own mempool only.
+        let (proposed, waiting) = std::mem::take(&mut self.pending_txs)
+            .into_iter()
+            .partition(|(key, _, _)| self.validators.home(&key.public()) == leader);
+        self.pending_txs = waiting;
+        let proposed: Vec<Pending> = proposed;
+        for (key, kind, job) in proposed {
             let settle = matches!(kind, TxKind::Settle { .. });
             let close = matches!(kind, TxKind::CloseEscrow { .. });
             let open = matches!(kind, TxKind::OpenEscrow { .. });
@@ -1973,11 +2057,16 @@ impl Sim {
                     Err(_) => self.frames_refused += 1,
                 }
             }
-            if let (true, Ok(outcomes)) = (claim, &outcome) {
-                self.claims_paid += outcomes
+            if let (true, Ok(outcomes)) = (claim || settle, &outcome) {
+                let paid = outcomes
                     .iter()
                     .filter(|o| matches!(o, SettleOutcome::Paid { .. }))
                     .count() as u64;
+                if claim {
+                    self.claims_paid += paid;
+                } else {
+                    self.settles_paid += paid;
+                }
             }
             // Followed up only by the life of the requester that sent it:
             // a restarted one settles and closes again from its disk.
@@ -2081,6 +2170,25 @@ impl Sim {
         }
     }
 
+    /// Cuts the configured validators off once a settlement waits for a
+    /// block, and heals them after the configured time.
+    fn partition_at_settlement(&mut self) {
+        let Some((cut, for_ms)) = &self.config.partition_at_settlement else {
+            return;
+        };
+        let settling = self
+            .pending_txs
+            .iter()
+            .any(|(_, kind, _)| matches!(kind, TxKind::Settle { .. }));
+        if self.partitioned || !settling {
+            return;
+        }
+        self.partitioned = true;
+        self.validators.partition(cut);
+        let heal = self.now + for_ms;
+        self.at(heal, Event::Heal);
+    }
+
     fn outcome(&self) -> Outcome {
         let liars: Vec<&Provider> = self
             .providers
@@ -2178,6 +2286,8 @@ impl Sim {
             liars: liars.len() as u32,
             crashes: self.crashes,
             requester_crashes: self.requester_crashes,
+            validator_crashes: self.validators.crashes,
+            views_timed_out: self.validators.views_timed_out,
             reports_refused: self.reports_refused,
             challenges: self.challenges,
             frames_refused: self.frames_refused,
@@ -2190,7 +2300,7 @@ impl Sim {
                 .last_close
                 .saturating_sub(self.first_submit.unwrap_or(0)),
             ideal_ms: total_work / slots.max(1),
-            receipts_paid: self.jobs.values().map(|(_, c)| c.paid).sum::<u64>() + self.claims_paid,
+            receipts_paid: self.settles_paid + self.claims_paid,
             claims_paid: self.claims_paid,
             unpaid_accepted,
             honest_slashed,

@@ -88,6 +88,9 @@ fn jobs_submitted_to_a_busy_network_get_the_providers_that_come_free() {
         framers: 0,
         requester_crashes_per_hour: 0.0,
         requester_crashes_at: Vec::new(),
+        validators: 1,
+        validator_crashes_per_hour: 0.0,
+        partition_at_settlement: None,
     };
     let outcome = checked(&config);
     let ratio = outcome.makespan_ms as f64 / outcome.ideal_ms as f64;
@@ -107,7 +110,7 @@ fn jobs_submitted_to_a_busy_network_get_the_providers_that_come_free() {
 /// paid all the same, by its provider's claim of the acceptance its pull
 /// was answered with, the withholders' escrows return only what was not
 /// accepted, and every challenge is answered on the ledger, so no honest
-/// provider is slashed.
+/// provider is slashed. Validators crash too, and blocks come late.
 #[test]
 fn requesters_that_withhold_payment_or_frame_leave_no_honest_provider_unpaid_or_slashed() {
     let config = Config {
@@ -131,7 +134,7 @@ fn requesters_that_withhold_payment_or_frame_leave_no_honest_provider_unpaid_or_
         "no claim that a challenged commitment was never opened is upheld"
     );
     assert!(
-        outcome.crashes > 0 && outcome.disputes > 0,
+        outcome.crashes > 0 && outcome.validator_crashes > 0 && outcome.disputes > 0,
         "hazards were met"
     );
 }
@@ -152,4 +155,24 @@ fn a_requester_that_crashes_between_escrow_and_auction_auctions_again_when_back(
     };
     let outcome = checked(&config);
     assert_eq!(outcome.requester_crashes, 2);
+}
+
+/// Two of the four validators are cut off from the other two the moment
+/// the first settlement waits for a block: neither side has a quorum, so
+/// no block comes for 30 s, three reveal windows of time (a window counted
+/// in time alone would close with no block to take the reveal). Every job
+/// still settles and closes, every accepted result is paid, and the tokens
+/// add up.
+#[test]
+fn a_validator_partition_during_settlement_delays_payment_and_loses_none() {
+    let config = Config {
+        validator_crashes_per_hour: 0.0,
+        partition_at_settlement: Some((vec![0, 1], 30_000)),
+        ..Config::hazards(seed(17))
+    };
+    let outcome = checked(&config);
+    assert!(
+        outcome.views_timed_out >= 30,
+        "no block came while the validators were cut off"
+    );
 }

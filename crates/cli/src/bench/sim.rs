@@ -89,6 +89,10 @@ pub fn sim(args: &SimArgs) -> anyhow::Result<Vec<Figure>> {
         // Requesters crash as often as providers do.
         requester_crashes_per_hour: args.crashes_per_hour,
         requester_crashes_at: Vec::new(),
+        // Four validators (one may be down), crashing as often too.
+        validators: 4,
+        validator_crashes_per_hour: args.crashes_per_hour,
+        partition_at_settlement: None,
     };
     let started = Instant::now();
     let outcome = run(&config);

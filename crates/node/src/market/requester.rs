@@ -8,7 +8,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use std::time::Duration;
 
-use cairn_ledger::{RECEIPT_NAMESPACE, Receipt, TxKind};
+use cairn_ledger::{Lease, RECEIPT_NAMESPACE, Receipt, TxKind};
 use cairn_market::{Bid, Order};
 use cairn_net::PeerId;
 use cairn_roles::requester::{
@@ -16,9 +16,8 @@ use cairn_roles::requester::{
     RequesterCore, Step, Write, check_reports,
 };
 use cairn_store::{Op, Table};
-use cairn_wire::codec::DecodeFixed as _;
+use cairn_wire::codec::{DecodeExt as _, DecodeFixed as _, Encode as _};
 use cairn_wire::{ContentId, PublicKey, Signed};
-use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::proto::{self, Report, Request, Response, Submission};
@@ -75,12 +74,26 @@ fn strictly_signed(receipts: Vec<Signed<Receipt>>) -> (Vec<Signed<Receipt>>, usi
     (good, unpaid)
 }
 
-/// A persisted lease.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// A persisted lease given: its terms (each acceptance names them) and the
+/// slots its provider offered.
 struct LeaseRecord {
-    job: String,
-    provider: String,
+    lease: Lease,
     slots: u32,
+}
+
+impl LeaseRecord {
+    /// The slots, then the lease's canonical encoding.
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut out = self.slots.to_be_bytes().to_vec();
+        out.extend_from_slice(&self.lease.encode());
+        out
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let slots = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?);
+        let lease = Lease::decode(cairn_wire::codec::Copying(bytes.get(4..)?)).ok()?;
+        Some(Self { lease, slots })
+    }
 }
 
 /// Each dispute side's signed trace claims, by (dispute, side).
@@ -243,11 +256,6 @@ pub(super) fn not_superseded<'a>(
         .collect()
 }
 
-fn parse_id(hex: &str) -> Result<ContentId, String> {
-    hex.parse()
-        .map_err(|e: cairn_wire::WireError| e.to_string())
-}
-
 impl Requester {
     /// Restores persisted jobs and starts their drivers.
     pub fn start(
@@ -330,17 +338,14 @@ impl Requester {
             .scan(Table::LeasesGiven, b"")
             .map_err(|e| e.to_string())?
         {
-            let record: LeaseRecord = serde_json::from_slice(&value).map_err(|e| e.to_string())?;
-            let lease = ContentId::from_digest(key.try_into().map_err(|_| "bad lease key")?);
-            let job_id = parse_id(&record.job)?;
-            let provider: PublicKey = record
-                .provider
-                .parse()
-                .map_err(|e: cairn_wire::WireError| e.to_string())?;
+            let record = LeaseRecord::from_bytes(&value)
+                .filter(|r| r.lease.id().as_bytes().as_slice() == key.as_slice())
+                .ok_or_else(|| format!("an unreadable lease record ({} bytes)", value.len()))?;
+            let (job_id, provider) = (record.lease.job, record.lease.provider);
             if self
                 .core
                 .lock()
-                .restore_lease(lease, &job_id, provider, record.slots, now)
+                .restore_lease(record.lease, record.slots, now)
             {
                 self.grant_inputs(&job_id, provider);
             }
@@ -556,14 +561,13 @@ impl Requester {
                 }
             };
             let record = LeaseRecord {
-                job: id.to_string(),
-                provider: lease.provider.to_string(),
+                lease: lease.clone(),
                 slots,
             };
             if let Err(e) = self.shared.db.write(&[Op::Put(
                 Table::LeasesGiven,
                 lease.id().as_bytes().to_vec(),
-                serde_json::to_vec(&record).expect("a lease record serializes"),
+                record.to_bytes(),
             )]) {
                 tracing::error!("persisting a lease: {e}");
                 self.forget_offer(&id, &lease, newcomer).await;

@@ -255,7 +255,7 @@ fn awaiting(index: u32) -> Awaiting {
 }
 
 /// `signer`'s acceptance of `results` under `lease`.
-fn acceptance(signer: &Keypair, lease: ContentId, results: &[Awaiting]) -> Signed<Acceptance> {
+fn acceptance(signer: &Keypair, lease: Lease, results: &[Awaiting]) -> Signed<Acceptance> {
     Signed::sign(
         signer,
         ACCEPTANCE_NAMESPACE,
@@ -314,16 +314,23 @@ fn delivered_results_await_acceptance_and_a_requester_that_withholds_it_gets_no_
     for (why, bad) in [
         (
             "signed by the provider",
-            acceptance(&key(), lease(), &[awaiting(7)]),
+            acceptance(&key(), terms(), &[awaiting(7)]),
         ),
         (
             "another lease",
-            acceptance(&requester(), ContentId::of(b"other"), &[awaiting(7)]),
+            acceptance(
+                &requester(),
+                Lease {
+                    job: ContentId::of(b"other"),
+                    ..terms()
+                },
+                &[awaiting(7)],
+            ),
         ),
-        ("other fuel", acceptance(&requester(), lease(), &[inflated])),
+        ("other fuel", acceptance(&requester(), terms(), &[inflated])),
         (
             "a result not delivered",
-            acceptance(&requester(), lease(), &[awaiting(7), awaiting(9)]),
+            acceptance(&requester(), terms(), &[awaiting(7), awaiting(9)]),
         ),
     ] {
         let reply = answer(0, false, Vec::new(), Some(bad));
@@ -337,7 +344,7 @@ fn delivered_results_await_acceptance_and_a_requester_that_withholds_it_gets_no_
 
     // The requester's acceptance of task 7: kept, and one result of credit
     // is free again.
-    let good = acceptance(&requester(), lease(), &[awaiting(7)]);
+    let good = acceptance(&requester(), terms(), &[awaiting(7)]);
     let reply = answer(0, false, Vec::new(), Some(good.clone()));
     work.answered(2_002, 0, reply, |_| true);
     assert_eq!(work.awaiting(), 1);
@@ -423,7 +430,7 @@ fn a_restarted_lease_commits_again_to_what_it_had_sealed() {
         2,
         false,
         Vec::new(),
-        Some(acceptance(&requester(), lease(), &[awaiting(4)])),
+        Some(acceptance(&requester(), terms(), &[awaiting(4)])),
     );
     work.answered(1, p.want, reply, |_| true);
     assert_eq!(work.awaiting(), 0);

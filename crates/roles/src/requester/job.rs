@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_api::{JobState, JobStatus, TaskRecord};
-use cairn_ledger::{Commit, Opening, Receipt};
+use cairn_ledger::{Commit, Lease, Opening, Receipt};
 use cairn_market::{Auction, Order};
 use cairn_proto::{Assignment, Submission, Terms};
 use cairn_sched::{Blocked, Scheduler};
@@ -105,8 +105,8 @@ pub struct Job {
     /// Why it is queued or failed.
     pub reason: Option<String>,
     pub(super) auctions: u32,
-    /// Its leases: lease id → provider.
-    pub(super) leases: BTreeMap<ContentId, PublicKey>,
+    /// Its leases by id: the terms go into each acceptance.
+    pub(super) leases: BTreeMap<ContentId, Lease>,
     /// Leases offered whose provider's signature has not arrived: no work
     /// is handed out on them, since a lease the ledger never records pays
     /// for nothing.
@@ -286,7 +286,7 @@ impl Job {
         } * self.replicas_wanted();
         // A provider in the job pulls rather than bids; one dropped from it
         // for lateness may bid to be taken back.
-        let leased = self.leases.values().any(|p| *p == bid.signer())
+        let leased = self.leases.values().any(|l| l.provider == bid.signer())
             && !self.sched.may_rejoin(&bid.signer());
         let throttled = self
             .reopened_ms

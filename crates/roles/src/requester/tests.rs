@@ -197,7 +197,7 @@ fn acceptance_of(
     let a = accepted
         .verify(ACCEPTANCE_NAMESPACE)
         .expect("signed by the requester");
-    assert_eq!(a.lease, lease.id());
+    assert_eq!(&a.lease, lease);
     a.results.iter().map(|r| (r.task, r.fuel_used)).collect()
 }
 
