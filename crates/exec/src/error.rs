@@ -47,6 +47,25 @@ pub enum ExecError {
     /// is not one.
     #[error("unknown tool: {0}")]
     UnknownTool(String),
+    /// A tool task's processes together used more memory than the task
+    /// may; how much a tool uses differs between machines (allocators,
+    /// threads), so this cannot be a result.
+    #[error(
+        "memory exceeded: the task's processes together used more than {bytes} bytes (limits.memory_mib)"
+    )]
+    MemoryExceeded {
+        /// The limit in bytes.
+        bytes: u64,
+    },
+    /// A tool task tried to run more processes (threads included) at once
+    /// than a task may.
+    #[error(
+        "processes exceeded: the task tried to run more than {limit} processes and threads at once"
+    )]
+    ProcessesExceeded {
+        /// The limit.
+        limit: u64,
+    },
     /// The tool sandbox could not be made, or did not start the tool.
     #[error("sandbox: {0}")]
     Sandbox(String),

@@ -790,15 +790,28 @@ impl State {
         if self.leases.contains_key(&id) {
             return Err(TxError::LeaseExists(id));
         }
-        let provider = self.providers.get_mut(&lease.provider).expect("can bid");
-        provider.liable_until = provider
-            .liable_until
-            .max(lease.expires_height.saturating_add(EVIDENCE_WINDOW_BLOCKS));
+        self.keep_lease(id, lease);
+        Ok(Vec::new())
+    }
+
+    /// Keeps a lease, recorded or taken from an acceptance: its provider's
+    /// stake stays liable until its evidence window closes, its job's
+    /// escrow (if its requester's, and not closing) returns nothing before
+    /// it ends, and it is forgotten once no evidence about it is taken.
+    fn keep_lease(&mut self, id: ContentId, lease: &Lease) {
+        if let Some(provider) = self.providers.get_mut(&lease.provider) {
+            provider.liable_until = provider
+                .liable_until
+                .max(lease.expires_height.saturating_add(EVIDENCE_WINDOW_BLOCKS));
+        }
+        if let Some(escrow) = self.escrows.get_mut(&lease.job)
+            && escrow.owner == lease.requester
+            && !escrow.closing
+        {
+            escrow.leases_until = escrow.leases_until.max(lease.expires_height);
+        }
         self.leases.insert(id, lease.clone());
         self.schedule_forgetting(id, lease);
-        self.escrows.get_mut(&lease.job).unwrap().leases_until =
-            escrow.leases_until.max(lease.expires_height);
-        Ok(Vec::new())
     }
 
     fn settle(
@@ -813,6 +826,9 @@ impl State {
             let lease = self.leases.get(&receipt.lease).ok_or("unknown lease")?;
             if lease.job != job {
                 return Err("lease is for another job");
+            }
+            if lease.requester != who {
+                return Err("lease is another requester's");
             }
             if signed.signer() != lease.provider {
                 return Err("not signed by the lease's provider");
@@ -844,47 +860,69 @@ impl State {
     /// a requester that never recorded its leases had their work for free.
     fn claim(&mut self, acceptances: &[Signed<Acceptance>]) -> Result<Vec<SettleOutcome>, TxError> {
         let mut items = Vec::new();
-        let mut adopted: BTreeMap<ContentId, Lease> = BTreeMap::new();
+        // Each item's lease, where it is taken from the acceptance.
+        let mut taking: Vec<Option<(ContentId, Lease)>> = Vec::new();
         for signed in acceptances {
             let acceptance = signed.payload_unchecked();
             let lease = &acceptance.lease;
             let id = lease.id();
-            let known = self.leases.contains_key(&id) || adopted.contains_key(&id);
+            let known = self.leases.contains_key(&id);
             let refusal = if signed.signer() != lease.requester {
                 Some("not signed by the lease's requester")
-            } else if !known && !self.adoptable(lease) {
-                Some("unknown lease, and too late (or too far ahead) to take from its acceptance")
+            } else if !known && let Err(why) = self.adoptable(lease) {
+                Some(why)
             } else if self.convicted_for(&lease.provider, &lease.requester) {
                 Some("its provider was slashed on a lease of this requester")
             } else {
                 None
             };
-            if refusal.is_none() && !known {
-                adopted.insert(id, lease.clone());
+            let adopt = (refusal.is_none() && !known).then(|| (id, lease.clone()));
+            for r in &acceptance.results {
+                items.push(match refusal {
+                    None => Ok((id, lease.clone(), r.task, r.fuel_used)),
+                    Some(reason) => Err(reason),
+                });
+                taking.push(adopt.clone());
             }
-            items.extend(acceptance.results.iter().map(|r| match refusal {
-                None => Ok((id, lease.clone(), r.task, r.fuel_used)),
-                Some(reason) => Err(reason),
-            }));
         }
         let outcomes = self.pay(items, true)?;
-        // Kept as a recorded lease is: what it paid stays marked paid until
-        // it is forgotten, and a replayed claim then finds it too late.
-        for (id, lease) in adopted {
-            self.leases.insert(id, lease.clone());
-            self.schedule_forgetting(id, &lease);
+        // Kept as a recorded lease is, if it paid anything: what it paid
+        // stays marked paid until it is forgotten (a replayed claim then
+        // finds it too late), and its provider's stake stays liable.
+        for (outcome, taken) in outcomes.iter().zip(taking) {
+            if let (SettleOutcome::Paid { .. }, Some((id, lease))) = (outcome, taken)
+                && !self.leases.contains_key(&id)
+            {
+                self.keep_lease(id, &lease);
+            }
         }
         Ok(outcomes)
     }
 
     /// Whether a lease the ledger does not know may be taken from an
-    /// acceptance: only while it would still be known had it been recorded
-    /// (a lease is forgotten `EVIDENCE_WINDOW_BLOCKS` after it expires, and
-    /// what was paid under it with it), and only if a `RecordLease` could
-    /// have named its expiry.
-    fn adoptable(&self, lease: &Lease) -> bool {
-        self.height < lease.expires_height.saturating_add(EVIDENCE_WINDOW_BLOCKS)
-            && lease.expires_height <= self.height.saturating_add(LEASE_BLOCKS_MAX)
+    /// acceptance: only if a `RecordLease` could have recorded it but for
+    /// the escrow's state (its provider staked, so its stake answers for
+    /// the work; its job's escrow, if open, its requester's; an expiry a
+    /// lease may have), and only while it would still be known had it
+    /// been recorded (a lease is forgotten `EVIDENCE_WINDOW_BLOCKS` after
+    /// it expires, and what was paid under it with it).
+    fn adoptable(&self, lease: &Lease) -> Result<(), &'static str> {
+        if !self.can_bid(&lease.provider) {
+            return Err("unknown lease, whose provider is not staked");
+        }
+        if self
+            .escrows
+            .get(&lease.job)
+            .is_some_and(|e| e.owner != lease.requester)
+        {
+            return Err("unknown lease, for another requester's job");
+        }
+        if self.height >= lease.expires_height.saturating_add(EVIDENCE_WINDOW_BLOCKS)
+            || lease.expires_height > self.height.saturating_add(LEASE_BLOCKS_MAX)
+        {
+            return Err("unknown lease, too late (or too far ahead) to take from its acceptance");
+        }
+        Ok(())
     }
 
     /// Whether `provider` was slashed under a lease from `requester`: its

@@ -385,9 +385,11 @@ fn a_provider_claims_what_its_requester_accepted_and_never_settled() {
 /// found it: the claim was refused as under an unknown lease, and the
 /// provider never paid); and a requester may never record its leases at
 /// all. An acceptance names its lease's terms, so the claim pays either
-/// way, once, and only while the lease could be on the ledger had it been
-/// recorded: a replay after the lease would have been forgotten pays
-/// nothing.
+/// way, once, and only for a lease a `RecordLease` could have recorded,
+/// while it could be on the ledger: a replay after the lease would have
+/// been forgotten pays nothing. The lease taken holds its provider's stake
+/// as a recorded one does (an attacker's review found a provider could
+/// otherwise claim first, then unstake and escape any slash).
 #[test]
 fn a_claim_under_a_lease_never_recorded_pays_once_while_the_lease_could_live() {
     let mut net = Net::new();
@@ -409,14 +411,36 @@ fn a_claim_under_a_lease_never_recorded_pays_once_while_the_lease_could_live() {
     };
     let accepted = acceptance(&requester, &lease, &[(0, b"a", 20_000_000_000)]);
 
-    // Not the requester's signature: no lease is taken from it.
+    // Not the requester's signature, a provider with no stake, another
+    // requester's job, or nothing to pay: no lease is taken.
     let forged = acceptance(&provider, &lease, &[(0, b"a", 20_000_000_000)]);
-    let outcomes = net.send(&provider, claim(forged)).unwrap();
+    let unstaked = Lease {
+        provider: net.other.public(),
+        ..lease.clone()
+    };
+    let unstaked = acceptance(&requester, &unstaked, &[(0, b"a", 1)]);
+    let strangers = Lease {
+        requester: net.other.public(),
+        ..lease.clone()
+    };
+    let strangers = acceptance(&net.other, &strangers, &[(0, b"a", 1)]);
+    let greedy = acceptance(&requester, &lease, &[(0, b"a", 60_000_000_000)]);
+    let outcomes = net
+        .send(
+            &provider,
+            TxKind::Claim {
+                acceptances: vec![forged, unstaked, strangers, greedy],
+            },
+        )
+        .unwrap();
     assert_eq!(
         outcomes,
-        [SettleOutcome::Refused(
-            "not signed by the lease's requester"
-        )]
+        [
+            SettleOutcome::Refused("not signed by the lease's requester"),
+            SettleOutcome::Refused("unknown lease, whose provider is not staked"),
+            SettleOutcome::Refused("unknown lease, for another requester's job"),
+            SettleOutcome::Refused("fuel above the lease's per-task maximum"),
+        ]
     );
     assert!(net.state.lease(&lease.id()).is_none());
 
@@ -437,6 +461,11 @@ fn a_claim_under_a_lease_never_recorded_pays_once_while_the_lease_could_live() {
         Some(&lease),
         "kept as recorded"
     );
+    assert_eq!(
+        net.state.provider(&provider.public()).unwrap().liable_until,
+        lease.expires_height + EVIDENCE_WINDOW_BLOCKS,
+        "its provider's stake answers for it"
+    );
     // The requester's record, arriving late, finds it there.
     let provider_signature = lease.sign(&provider);
     let record = TxKind::RecordLease {
@@ -453,7 +482,7 @@ fn a_claim_under_a_lease_never_recorded_pays_once_while_the_lease_could_live() {
     net.state
         .begin_block(lease.expires_height + EVIDENCE_WINDOW_BLOCKS, 0);
     assert!(net.state.lease(&lease.id()).is_none(), "forgotten");
-    let too_late = "unknown lease, and too late (or too far ahead) to take from its acceptance";
+    let too_late = "unknown lease, too late (or too far ahead) to take from its acceptance";
     let outcomes = net.send(&provider, claim(accepted)).unwrap();
     assert_eq!(outcomes, [SettleOutcome::Refused(too_late)]);
     // Nor one that lives longer than a recorded lease may.

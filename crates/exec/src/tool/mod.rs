@@ -24,6 +24,7 @@
 //!
 //! The sandbox is described in [`sandbox`].
 
+mod cgroup;
 mod sandbox;
 pub mod video;
 

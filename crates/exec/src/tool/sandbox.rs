@@ -24,11 +24,16 @@
 //! still runs when its outputs are read. Standard output and error are
 //! read as they come, the first `limits.stdout_kib` of each kept.
 //!
+//! A cgroup per task ([`super::cgroup`]) bounds the task as a whole: its
+//! processes and threads together, and its memory (each process's
+//! address space is bounded apart). A task that reaches either is not a
+//! result. Where groups cannot be made, a provider that is not root
+//! relies on the process rlimit; one that is root offers no tools, since
+//! the kernel holds root to no process limit and a fork bomb would take
+//! every process id of the host.
+//!
 //! Not yet bounded while the tool runs: the number of files it creates in
-//! `/output` (counted after it ends, like the total size), and, as root,
-//! the number of processes, each of which has the whole address-space
-//! limit: a cgroup per task (memory, pids, CPU) would bound the task as a
-//! whole.
+//! `/output` (counted after it ends, like the total size).
 
 use std::ffi::OsString;
 use std::io::Read;
@@ -38,6 +43,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use super::cgroup::TaskGroup;
 use crate::{ExecError, Outcome, Task};
 
 /// The descriptor bubblewrap reports the tool's exit status on.
@@ -65,6 +71,8 @@ pub struct Sandbox {
     bwrap: PathBuf,
     /// The arguments that build the system view, the same for every task.
     system: Vec<OsString>,
+    /// Whether each task gets its own cgroup.
+    groups: bool,
 }
 
 /// What a sandboxed run left.
@@ -92,10 +100,11 @@ struct Bounds {
 /// so the tool ends by the signal that says why.
 const CPU_GRACE_S: u64 = 5;
 
-/// Processes (threads included) the tool's user may have at once. The
-/// kernel applies it only where the provider does not run as root (root
-/// is exempt, inside a user namespace too); the PID namespace bounds what
-/// outlives the task either way.
+/// Processes (threads included) a task may have at once: its cgroup's
+/// limit, and the rlimit of the tool's user (which the kernel applies only
+/// where the provider does not run as root: root is exempt, inside a user
+/// namespace too). The PID namespace bounds what outlives the task either
+/// way.
 const PROCESSES_MAX: u64 = 1_024;
 
 impl Sandbox {
@@ -164,9 +173,24 @@ impl Sandbox {
                 system.push(a.into());
             }
         }
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        let groups = match TaskGroup::new(PROCESSES_MAX, probe_bounds().memory_bytes) {
+            Ok(_) => true,
+            Err(why) if root => {
+                return Err(ExecError::Sandbox(format!(
+                    "running as root, each tool task needs a cgroup of its own to bound its \
+                     processes (the kernel holds root to no process limit), and none can be \
+                     made here: {why}. Run the provider as another user, or with a writable \
+                     /sys/fs/cgroup"
+                )));
+            }
+            Err(_) => false,
+        };
         let sandbox = Self {
             bwrap: bwrap.to_path_buf(),
             system,
+            groups,
         };
         let ran = sandbox.spawn(Path::new("/usr/bin/true"), &[], None, None, &probe_bounds())?;
         if !ran.outcome.is_success() {
@@ -284,6 +308,12 @@ impl Sandbox {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
 
+        let group = self
+            .groups
+            .then(|| TaskGroup::new(PROCESSES_MAX, bounds.memory_bytes))
+            .transpose()
+            .map_err(ExecError::Sandbox)?;
+        let join = group.as_ref().map(TaskGroup::join_fds).unwrap_or_default();
         let (status_read, status_write) = pipe()?;
         let status_fd = status_write.as_raw_fd();
         let rlimits = [
@@ -298,12 +328,19 @@ impl Sandbox {
             (libc::RLIMIT_NPROC, PROCESSES_MAX, PROCESSES_MAX),
         ];
         // SAFETY: between fork and exec the closure calls only
-        // async-signal-safe functions (dup2, close_range, setrlimit) on
-        // values prepared before the fork; it allocates nothing.
+        // async-signal-safe functions (dup2, write, close_range, setrlimit)
+        // on values prepared before the fork; it allocates nothing.
         unsafe {
             command.pre_exec(move || {
                 if libc::dup2(status_fd, STATUS_FD) < 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                // Joins the task's groups (`0`: the writing process) before
+                // anything of the task is started.
+                for &fd in &join {
+                    if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 // Descriptors this process inherited without close-on-exec
                 // (a build tool's jobserver pipes, say) would reach the
@@ -381,6 +418,20 @@ impl Sandbox {
         });
         let (waited, status_json) = wait_status;
         waited.map_err(ExecError::io("waiting for bubblewrap"))?;
+        // A task held to its group's limits ran otherwise than it would
+        // with room (a failed fork, a process killed), however it ended.
+        if let Some(group) = &group {
+            if group.processes_exceeded() {
+                return Err(ExecError::ProcessesExceeded {
+                    limit: PROCESSES_MAX,
+                });
+            }
+            if group.memory_exceeded() {
+                return Err(ExecError::MemoryExceeded {
+                    bytes: bounds.memory_bytes,
+                });
+            }
+        }
         if killed {
             return Err(ExecError::WallTimeExceeded {
                 seconds: bounds.wall_time.as_secs(),

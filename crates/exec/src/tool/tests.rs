@@ -207,6 +207,48 @@ fn a_tool_that_never_ends_is_stopped_with_everything_it_started() {
     assert_eq!(stdout(&ran.unwrap()), "started\n");
 }
 
+/// A fork bomb is held to its task's processes: as root the kernel holds
+/// a process to no process limit, and one task could take every process
+/// id of the host. The task is no result, and the host still starts the
+/// next one.
+#[test]
+fn a_fork_bomb_is_held_to_its_task_and_leaves_the_host_its_processes() {
+    let short = Limits {
+        wall_time: Duration::from_secs(5),
+        ..limits()
+    };
+    let (ran, _dir) = shell("bomb() { bomb | bomb & }; bomb; wait", short);
+    assert!(
+        matches!(ran, Err(ExecError::ProcessesExceeded { limit: 1_024 })),
+        "{:?}",
+        ran.map(|r| r.outcome)
+    );
+    let (ran, _dir) = shell("echo after", limits());
+    assert_eq!(stdout(&ran.unwrap()), "after\n");
+}
+
+/// Four processes of 200 MB each: each is within its own address-space
+/// limit (512 MiB), but the task is not, and its group's memory limit
+/// ends it. The task is no result.
+#[test]
+fn a_memory_bomb_of_many_processes_is_held_to_its_task_memory() {
+    let script = "for i in 1 2 3 4; do \
+                    dd if=/dev/zero of=/dev/null bs=200M count=20 status=none & \
+                  done; wait";
+    let (ran, _dir) = shell(script, limits());
+    assert!(
+        matches!(ran, Err(ExecError::MemoryExceeded { bytes }) if bytes == 512 << 20),
+        "{:?}",
+        ran.map(|r| r.outcome)
+    );
+    // One of them alone is within the task's memory.
+    let (ran, _dir) = shell(
+        "dd if=/dev/zero of=/dev/null bs=200M count=2 status=none && echo fits",
+        limits(),
+    );
+    assert_eq!(stdout(&ran.unwrap()), "fits\n");
+}
+
 fn runtime() -> ToolRuntime {
     ensure_installed();
     ToolRuntime::new(ToolConfig::default()).expect("a tool runtime")

@@ -338,9 +338,18 @@ impl Requester {
             .scan(Table::LeasesGiven, b"")
             .map_err(|e| e.to_string())?
         {
-            let record = LeaseRecord::from_bytes(&value)
+            let Some(record) = LeaseRecord::from_bytes(&value)
                 .filter(|r| r.lease.id().as_bytes().as_slice() == key.as_slice())
-                .ok_or_else(|| format!("an unreadable lease record ({} bytes)", value.len()))?;
+            else {
+                // Written by an older node (or damaged): its provider claims
+                // what it was accepted for by itself, and the job's work
+                // goes to the leases the requester can read.
+                tracing::warn!(
+                    "an unreadable lease record ({} bytes) is skipped",
+                    value.len()
+                );
+                continue;
+            };
             let (job_id, provider) = (record.lease.job, record.lease.provider);
             if self
                 .core

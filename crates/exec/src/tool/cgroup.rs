@@ -1,0 +1,189 @@
+//! A control group per tool task: rlimits bound each process of a task,
+//! not the task, and the process limit not at all for root (the kernel
+//! exempts it, inside a user namespace too). A fork bomb run by a provider
+//! as root could take every process id of the host (32,768 on many
+//! machines), and a task of many processes could each use its whole
+//! address-space limit. A group per task bounds the task as a whole: its
+//! processes (`pids`) and its memory.
+//!
+//! Groups are made under this process's own, in cgroup version 1 (a
+//! hierarchy per controller) or version 2 (one hierarchy, whose `pids` and
+//! `memory` controllers must be enabled for this process's group's
+//! children). The sandboxed child joins them before it starts bubblewrap,
+//! by writing `0` to each group's `cgroup.procs`, so everything the task
+//! starts is counted. A group is removed when the task is over.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Where the hierarchies are mounted.
+const ROOT: &str = "/sys/fs/cgroup";
+
+/// Makes each group's name unique within this process.
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// One task's groups, removed when dropped.
+pub(crate) struct TaskGroup {
+    /// Each group's folder and its `cgroup.procs`, open for writing.
+    groups: Vec<(PathBuf, OwnedFd)>,
+    /// The group holding the memory controller, and whether it is of
+    /// version 2.
+    memory: Option<(PathBuf, bool)>,
+    /// The group holding the pids controller.
+    pids: Option<PathBuf>,
+}
+
+impl TaskGroup {
+    /// Groups for one task, of at most `processes` processes (threads
+    /// included) and `memory_bytes` of memory (swap included where it is
+    /// accounted); why not, where groups cannot be made here.
+    pub(crate) fn new(processes: u64, memory_bytes: u64) -> Result<Self, String> {
+        let own = std::fs::read_to_string("/proc/self/cgroup")
+            .map_err(|e| format!("reading /proc/self/cgroup: {e}"))?;
+        let name = format!(
+            "cairn-task-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut v1_pids = None;
+        let mut v1_memory = None;
+        let mut v2 = None;
+        for line in own.lines() {
+            let mut fields = line.splitn(3, ':');
+            let (Some(_), Some(controllers), Some(path)) =
+                (fields.next(), fields.next(), fields.next())
+            else {
+                continue;
+            };
+            let path = path.trim_start_matches('/');
+            for controller in controllers.split(',') {
+                match controller {
+                    "pids" => v1_pids = Some(Path::new(ROOT).join("pids").join(path)),
+                    "memory" => v1_memory = Some(Path::new(ROOT).join("memory").join(path)),
+                    "" => v2 = Some(Path::new(ROOT).join(path)),
+                    _ => {}
+                }
+            }
+        }
+        let mut group = Self {
+            groups: Vec::new(),
+            memory: None,
+            pids: None,
+        };
+        if let (Some(pids), Some(memory)) = (v1_pids, v1_memory)
+            && pids.is_dir()
+            && memory.is_dir()
+        {
+            let pids = group.add(pids.join(&name))?;
+            group.limit(&pids, "pids.max", processes)?;
+            group.pids = Some(pids);
+            let memory = group.add(memory.join(&name))?;
+            group.limit(&memory, "memory.limit_in_bytes", memory_bytes)?;
+            // Memory and swap together, where swap is accounted.
+            if memory.join("memory.memsw.limit_in_bytes").exists() {
+                group.limit(&memory, "memory.memsw.limit_in_bytes", memory_bytes)?;
+            }
+            group.memory = Some((memory, false));
+            return Ok(group);
+        }
+        let parent = v2.ok_or("no cgroup of this process found")?;
+        if !parent.join("cgroup.controllers").exists() {
+            return Err("no writable cgroup hierarchy".into());
+        }
+        let dir = group.add(parent.join(&name))?;
+        group.limit(&dir, "pids.max", processes)?;
+        group.limit(&dir, "memory.max", memory_bytes)?;
+        if dir.join("memory.swap.max").exists() {
+            group.limit(&dir, "memory.swap.max", 0)?;
+        }
+        group.pids = Some(dir.clone());
+        group.memory = Some((dir, true));
+        Ok(group)
+    }
+
+    /// Makes the group `dir` and keeps it (so that it is removed even if
+    /// a limit cannot be set).
+    fn add(&mut self, dir: PathBuf) -> Result<PathBuf, String> {
+        std::fs::create_dir(&dir).map_err(|e| format!("making {}: {e}", dir.display()))?;
+        let procs = open_for_writing(&dir.join("cgroup.procs"));
+        let procs = match procs {
+            Ok(procs) => procs,
+            Err(e) => {
+                let _ = std::fs::remove_dir(&dir);
+                return Err(e);
+            }
+        };
+        self.groups.push((dir.clone(), procs));
+        Ok(dir)
+    }
+
+    fn limit(&self, dir: &Path, file: &str, value: u64) -> Result<(), String> {
+        let path = dir.join(file);
+        std::fs::write(&path, value.to_string())
+            .map_err(|e| format!("setting {}: {e}", path.display()))
+    }
+
+    /// The descriptors the child writes `0` to, to join every group.
+    pub(crate) fn join_fds(&self) -> Vec<RawFd> {
+        self.groups.iter().map(|(_, fd)| fd.as_raw_fd()).collect()
+    }
+
+    /// Whether the task's processes were killed for its memory limit.
+    pub(crate) fn memory_exceeded(&self) -> bool {
+        let Some((dir, v2)) = &self.memory else {
+            return false;
+        };
+        let (file, key) = if *v2 {
+            ("memory.events", "oom_kill")
+        } else {
+            ("memory.oom_control", "oom_kill")
+        };
+        // Kernels before 4.13 count no kills in version 1 (reaching the
+        // limit is no sign: page cache is reclaimed there); a kill then
+        // reads as the host's (a SIGKILL), which is not a result either.
+        counter(&dir.join(file), key).is_some_and(|kills| kills > 0)
+    }
+
+    /// Whether the task tried to have more processes than its limit.
+    pub(crate) fn processes_exceeded(&self) -> bool {
+        self.pids
+            .as_ref()
+            .and_then(|dir| counter(&dir.join("pids.events"), "max"))
+            .is_some_and(|n| n > 0)
+    }
+}
+
+impl Drop for TaskGroup {
+    fn drop(&mut self) {
+        // The task's processes are gone (bubblewrap was reaped, and its
+        // PID namespace with it), but the kernel may take a moment to let
+        // go of the last of them. A group it keeps is empty, and costs
+        // the host nothing but its name.
+        for (dir, _) in self.groups.drain(..).rev() {
+            for _ in 0..100 {
+                if std::fs::remove_dir(&dir).is_ok() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// The value of `key` in a file of `key value` lines.
+fn counter(path: &Path, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().find_map(|line| {
+        let (name, value) = line.split_once(' ')?;
+        (name == key).then(|| value.trim().parse().ok())?
+    })
+}
+
+fn open_for_writing(path: &Path) -> Result<OwnedFd, String> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map(OwnedFd::from)
+        .map_err(|e| format!("opening {}: {e}", path.display()))
+}
