@@ -425,6 +425,7 @@ impl RequesterCore {
             phase: Phase::Running,
             order: None,
             reopened_ms: None,
+            held: Vec::new(),
             build: None,
             reason: None,
             auctions: 0,
@@ -674,6 +675,9 @@ impl RequesterCore {
                 job.phase = Phase::Settling;
                 self.verifier.seal(id);
             }
+        }
+        if matches!(job.phase, Phase::Running) {
+            job.reopen_for_held(now);
         }
         let (mut winners, mut settle, mut auction_again) = (None, None, false);
         match &mut job.phase {

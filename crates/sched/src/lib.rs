@@ -7,7 +7,8 @@
 //! many strikes is dropped and its tasks go back; a task that keeps failing
 //! stops after a fixed number of attempts. When the queue is empty but
 //! tasks are still running, idle providers get speculative copies of the
-//! oldest stragglers, and the first result wins.
+//! oldest stragglers (tasks out for half as long again as the job's
+//! results take on average), and the first result wins.
 //!
 //! Time comes in as milliseconds on every call; nothing here reads a clock.
 //!
@@ -223,6 +224,10 @@ pub struct Scheduler {
     excluded: BTreeMap<u32, BTreeSet<PublicKey>>,
     done: u32,
     failed: u32,
+    /// How long the results accepted here took, from hand-out, in all
+    /// (ms), and how many they were.
+    took_ms: u64,
+    timed: u64,
 }
 
 impl Scheduler {
@@ -242,6 +247,8 @@ impl Scheduler {
             excluded: BTreeMap::new(),
             done: 0,
             failed: 0,
+            took_ms: 0,
+            timed: 0,
         }
     }
 
@@ -361,7 +368,7 @@ impl Scheduler {
             }
         }
         if (handed.len() as u32) < count {
-            let stragglers = self.stragglers(provider, count - handed.len() as u32);
+            let stragglers = self.stragglers(provider, count - handed.len() as u32, now_ms);
             handed.extend(stragglers);
         }
         let deadline_ms = now_ms.saturating_add(self.params.task_deadline_ms);
@@ -388,10 +395,18 @@ impl Scheduler {
         Ok(handed)
     }
 
-    /// Running tasks worth a speculative copy on `provider`: fewer than
-    /// `copies_max` copies, none on this provider, attempts left; oldest
-    /// first.
-    fn stragglers(&self, provider: &PublicKey, count: u32) -> Vec<u32> {
+    /// Running tasks worth a speculative copy on `provider`: out for half
+    /// as long again as an accepted result took on average (none before
+    /// the first result), fewer than `copies_max` copies, none on this
+    /// provider, attempts left; oldest first. Copying every running task
+    /// once the queue emptied ran a job's last tasks twice, a sixth of the
+    /// work of a busy network (the simulation), on slots that other jobs
+    /// could have used.
+    fn stragglers(&self, provider: &PublicKey, count: u32, now_ms: u64) -> Vec<u32> {
+        let Some(mean_ms) = self.took_ms.checked_div(self.timed) else {
+            return Vec::new();
+        };
+        let straggling_ms = mean_ms.saturating_mul(3) / 2;
         let mut candidates: Vec<(u64, u32)> = self
             .running
             .iter()
@@ -402,7 +417,12 @@ impl Scheduler {
                         && copies.iter().all(|c| c.provider != *provider)
                         && !self.excludes(task, provider) =>
                 {
-                    copies.iter().map(|c| c.started_ms).min().map(|t| (t, task))
+                    copies
+                        .iter()
+                        .map(|c| c.started_ms)
+                        .min()
+                        .filter(|&t| now_ms.saturating_sub(t) >= straggling_ms)
+                        .map(|t| (t, task))
                 }
                 _ => None,
             })
@@ -470,6 +490,12 @@ impl Scheduler {
                         state.running.remove(&task);
                     }
                 }
+                let started = copies
+                    .iter()
+                    .find(|c| c.provider == *provider)
+                    .map_or(now_ms, |c| c.started_ms);
+                self.took_ms = self.took_ms.saturating_add(now_ms.saturating_sub(started));
+                self.timed += 1;
                 self.tasks[task as usize] = TaskState::Done {
                     provider: *provider,
                     digest,

@@ -163,14 +163,22 @@ fn only_a_provider_dropped_for_lateness_or_silence_is_readmitted() {
 #[test]
 fn stragglers_get_a_speculative_copy_and_the_first_result_wins() {
     let (slow, fast) = (key(1), key(2));
-    let mut sched = Scheduler::new(2, params());
+    let mut sched = Scheduler::new(3, params());
     sched.add_provider(slow, 1, 0);
     sched.add_provider(fast, 2, 0);
     assert_eq!(sched.pull(&slow, 1, 0).unwrap(), vec![0]);
+    assert_eq!(sched.pull(&fast, 1, 0).unwrap(), vec![1]);
+    // Before any result, nothing is known to be slow: no copy.
+    assert_eq!(sched.pull(&fast, 1, 1).unwrap(), vec![2]);
+    assert_eq!(sched.pull(&fast, 1, 2).unwrap(), Vec::<u32>::new());
+    // Results take 4 ms: task 0, out for 5, is not yet half as long again.
+    let r1 = ContentId::of(b"r1");
+    assert_eq!(sched.complete(&fast, 1, r1, 4), Completion::Accepted);
+    assert_eq!(sched.pull(&fast, 1, 5).unwrap(), Vec::<u32>::new());
     assert_eq!(
-        sched.pull(&fast, 2, 5).unwrap(),
-        vec![1, 0],
-        "pending first, then the straggler"
+        sched.pull(&fast, 1, 6).unwrap(),
+        vec![0],
+        "out for 6 ms, half as long again as a result takes: a straggler"
     );
     let digest = ContentId::of(b"r0");
     assert_eq!(sched.complete(&fast, 0, digest, 10), Completion::Accepted);
@@ -182,11 +190,11 @@ fn stragglers_get_a_speculative_copy_and_the_first_result_wins() {
             accepted_from: fast
         }
     );
-    assert_eq!(sched.progress().done, 1);
+    assert_eq!(sched.progress().done, 2);
     // The slow provider's slot was freed when the copy was superseded.
     assert_eq!(
         sched.pull(&slow, 1, 22).unwrap(),
-        vec![1],
+        vec![2],
         "its freed slot takes a copy of the other straggler"
     );
 }

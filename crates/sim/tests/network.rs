@@ -64,7 +64,11 @@ fn the_same_seed_gives_the_same_transcript() {
 /// used to keep the one or two providers free at its auction to its end
 /// (tens of times the ideal makespan), because nothing told it others had
 /// come free. Providers now bid again when idle, and a job short of them
-/// reopens its auction.
+/// reopens its auction. It took 1.5× to 2.25× the ideal over seeds 1–8
+/// while a job turned away the bids that came within 2 s of its last
+/// round (each provider bids once when it comes free), and copied every
+/// running task once its queue emptied (9% of the work); with those bids
+/// held for the next round and only stragglers copied, 1.37× to 1.44×.
 #[test]
 fn jobs_submitted_to_a_busy_network_get_the_providers_that_come_free() {
     let config = Config {
@@ -98,7 +102,7 @@ fn jobs_submitted_to_a_busy_network_get_the_providers_that_come_free() {
         "makespan {} ms, ideal {} ms",
         outcome.makespan_ms, outcome.ideal_ms
     );
-    assert!(ratio < 2.0, "makespan {ratio:.1}× the ideal");
+    assert!(ratio < 1.6, "makespan {ratio:.2}× the ideal");
 }
 
 /// A thousand jobs, half of them from requesters that withhold payment

@@ -896,13 +896,31 @@ fn a_late_bid_reopens_the_auction_of_a_job_with_work_nobody_took_and_of_no_other
     let offers = core.offer_leases(&job, &order, chosen, 7, close).unwrap();
     assert_eq!(offers.leases.len(), 1);
     core.offers_answered(&job, 0, &[], close);
-    // Rounds are at most one per `REAUCTION_MS`, however many bids come.
-    let soon = core.bid(c.public(), &bid(&c, &order, 2), Some(1), (0, 0), close + 1);
-    assert_eq!(soon, Err(BidRefused::NoAuction));
-    let later = late + REAUCTION_MS;
-    core.bid(c.public(), &bid(&c, &order, 2), Some(1), (0, 0), later)
+    // Rounds are at most one per `REAUCTION_MS`, however many bids come;
+    // a valid bid that comes sooner is held for the next round (each
+    // provider bids once when it comes free: turned away, it was lost to
+    // the job), which opens when it is due.
+    let unstaked = core.bid(c.public(), &bid(&c, &order, 2), None, (0, 0), close + 1);
+    assert!(
+        matches!(unstaked, Err(BidRefused::Rejected(_))),
+        "{unstaked:?}"
+    );
+    core.bid(c.public(), &bid(&c, &order, 2), Some(1), (0, 0), close + 1)
         .unwrap();
-    assert_eq!(core.status(&job, later).unwrap().auctions, 3);
+    assert_eq!(core.status(&job, close + 1).unwrap().auctions, 2, "held");
+    let due = late + REAUCTION_MS;
+    let step = core.step(&job, close + 2).unwrap();
+    assert!(step.next_deadline_ms.is_some_and(|at| at <= due));
+    assert_eq!(core.status(&job, due - 1).unwrap().auctions, 2);
+    assert!(core.step(&job, due).unwrap().winners.is_none());
+    assert_eq!(core.status(&job, due).unwrap().auctions, 3);
+    let (_, chosen) = core
+        .step(&job, due + u64::from(BID_WINDOW_MS))
+        .unwrap()
+        .winners
+        .unwrap();
+    let winners: Vec<PublicKey> = chosen.iter().map(|c| c.provider).collect();
+    assert_eq!(winners, [c.public()], "the held bid won the round");
     // A job whose every task is taken has no room: a late bid is refused,
     // and so is one on an order nobody published.
     let (full, full_order) = submitted(&mut core, 1, VerifyPolicy::None);
