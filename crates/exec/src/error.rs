@@ -51,7 +51,7 @@ pub enum ExecError {
     /// may; how much a tool uses differs between machines (allocators,
     /// threads), so this cannot be a result.
     #[error(
-        "memory exceeded: the task's processes together used more than {bytes} bytes (limits.memory_mib)"
+        "memory exceeded: the task's processes and its /tmp together used more than {bytes} bytes (twice limits.memory_mib)"
     )]
     MemoryExceeded {
         /// The limit in bytes.

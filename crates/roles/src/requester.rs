@@ -587,6 +587,8 @@ impl RequesterCore {
         let wanted = remaining * job.replicas_wanted();
         job.auctions += 1;
         job.order = Some((order.id(), order.clone()));
+        // Bids held for a round of the last order are not bids on this one.
+        job.held.clear();
         let auction = Auction::open(order, wanted).pin_build(job.build, job.replicas_wanted());
         job.phase = Phase::Bidding(Box::new(auction));
     }
@@ -813,6 +815,11 @@ impl RequesterCore {
             ready_in_ms,
         };
         for winner in chosen {
+            // Convicted since it bid (a bid held for a later round, say):
+            // no lease.
+            if self.verifier.trust().record(&winner.provider).banned() {
+                continue;
+            }
             // A provider leased already pulls what its slots allow; another
             // lease would only be another recording on the ledger. One
             // dropped for lateness that won again takes work again on the

@@ -396,17 +396,25 @@ impl Scheduler {
     }
 
     /// Running tasks worth a speculative copy on `provider`: out for half
-    /// as long again as an accepted result took on average (none before
-    /// the first result), fewer than `copies_max` copies, none on this
-    /// provider, attempts left; oldest first. Copying every running task
+    /// as long again as an accepted result took on average (at most half
+    /// the task deadline, and that before the first result), fewer than
+    /// `copies_max` copies, none on this provider, attempts left; oldest
+    /// first. Copying every running task
     /// once the queue emptied ran a job's last tasks twice, a sixth of the
     /// work of a busy network (the simulation), on slots that other jobs
     /// could have used.
     fn stragglers(&self, provider: &PublicKey, count: u32, now_ms: u64) -> Vec<u32> {
-        let Some(mean_ms) = self.took_ms.checked_div(self.timed) else {
-            return Vec::new();
-        };
-        let straggling_ms = mean_ms.saturating_mul(3) / 2;
+        // Before any result, and whatever slow providers did to the
+        // average: half the deadline, so that a provider that holds tasks
+        // and returns nothing (alive, so never dropped as silent) holds up
+        // the job for half a deadline, not for each of its strikes.
+        let at_most = self.params.task_deadline_ms / 2;
+        let straggling_ms = self
+            .took_ms
+            .checked_div(self.timed)
+            .map_or(at_most, |mean_ms| {
+                (mean_ms.saturating_mul(3) / 2).min(at_most)
+            });
         let mut candidates: Vec<(u64, u32)> = self
             .running
             .iter()

@@ -199,6 +199,25 @@ fn stragglers_get_a_speculative_copy_and_the_first_result_wins() {
     );
 }
 
+/// A provider alive enough never to be dropped as silent, that holds a
+/// job's first tasks and returns nothing: with no result to time, a copy
+/// goes out once a task has been out for half its deadline, not after
+/// each of the provider's strikes.
+#[test]
+fn before_any_result_a_task_out_for_half_its_deadline_gets_a_copy() {
+    let (holder, idle) = (key(1), key(2));
+    let mut sched = Scheduler::new(1, params());
+    sched.add_provider(holder, 1, 0);
+    sched.add_provider(idle, 1, 0);
+    assert_eq!(sched.pull(&holder, 1, 0).unwrap(), vec![0]);
+    assert_eq!(sched.pull(&idle, 1, 49).unwrap(), Vec::<u32>::new());
+    assert_eq!(
+        sched.pull(&idle, 1, 50).unwrap(),
+        vec![0],
+        "out for half its 100 ms deadline"
+    );
+}
+
 #[test]
 fn a_task_that_keeps_failing_is_given_up_after_its_attempts() {
     let p = key(1);

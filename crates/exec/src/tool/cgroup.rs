@@ -41,11 +41,15 @@ impl TaskGroup {
     pub(crate) fn new(processes: u64, memory_bytes: u64) -> Result<Self, String> {
         let own = std::fs::read_to_string("/proc/self/cgroup")
             .map_err(|e| format!("reading /proc/self/cgroup: {e}"))?;
-        let name = format!(
-            "cairn-task-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
+        // The process id and a count: unique while this process lives
+        // (one left by a process that died takes the next count).
+        let name = || {
+            format!(
+                "cairn-task-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            )
+        };
         let mut v1_pids = None;
         let mut v1_memory = None;
         let mut v2 = None;
@@ -75,10 +79,10 @@ impl TaskGroup {
             && pids.is_dir()
             && memory.is_dir()
         {
-            let pids = group.add(pids.join(&name))?;
+            let pids = group.add(&pids, name)?;
             group.limit(&pids, "pids.max", processes)?;
             group.pids = Some(pids);
-            let memory = group.add(memory.join(&name))?;
+            let memory = group.add(&memory, name)?;
             group.limit(&memory, "memory.limit_in_bytes", memory_bytes)?;
             // Memory and swap together, where swap is accounted.
             if memory.join("memory.memsw.limit_in_bytes").exists() {
@@ -91,7 +95,7 @@ impl TaskGroup {
         if !parent.join("cgroup.controllers").exists() {
             return Err("no writable cgroup hierarchy".into());
         }
-        let dir = group.add(parent.join(&name))?;
+        let dir = group.add(&parent, name)?;
         group.limit(&dir, "pids.max", processes)?;
         group.limit(&dir, "memory.max", memory_bytes)?;
         if dir.join("memory.swap.max").exists() {
@@ -102,10 +106,21 @@ impl TaskGroup {
         Ok(group)
     }
 
-    /// Makes the group `dir` and keeps it (so that it is removed even if
-    /// a limit cannot be set).
-    fn add(&mut self, dir: PathBuf) -> Result<PathBuf, String> {
-        std::fs::create_dir(&dir).map_err(|e| format!("making {}: {e}", dir.display()))?;
+    /// Makes a group under `parent` and keeps it (so that it is removed
+    /// even if a limit cannot be set).
+    fn add(&mut self, parent: &Path, name: impl Fn() -> String) -> Result<PathBuf, String> {
+        let mut dir = parent.join(name());
+        let mut tries = 0;
+        loop {
+            match std::fs::create_dir(&dir) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 16 => {
+                    tries += 1;
+                    dir = parent.join(name());
+                }
+                Err(e) => return Err(format!("making {}: {e}", dir.display())),
+            }
+        }
         let procs = open_for_writing(&dir.join("cgroup.procs"));
         let procs = match procs {
             Ok(procs) => procs,

@@ -308,9 +308,13 @@ impl Sandbox {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
 
+        // The group holds the task's processes and its `/tmp` (a tmpfs of
+        // `memory_bytes`, charged to whoever writes it): room for both, as
+        // each had before.
+        let group_memory = bounds.memory_bytes.saturating_mul(2);
         let group = self
             .groups
-            .then(|| TaskGroup::new(PROCESSES_MAX, bounds.memory_bytes))
+            .then(|| TaskGroup::new(PROCESSES_MAX, group_memory))
             .transpose()
             .map_err(ExecError::Sandbox)?;
         let join = group.as_ref().map(TaskGroup::join_fds).unwrap_or_default();
@@ -332,15 +336,17 @@ impl Sandbox {
         // on values prepared before the fork; it allocates nothing.
         unsafe {
             command.pre_exec(move || {
-                if libc::dup2(status_fd, STATUS_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
                 // Joins the task's groups (`0`: the writing process) before
-                // anything of the task is started.
+                // anything of the task is started, and before the status
+                // descriptor takes its number (a group's descriptor may
+                // have had it).
                 for &fd in &join {
                     if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
                         return Err(std::io::Error::last_os_error());
                     }
+                }
+                if libc::dup2(status_fd, STATUS_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
                 }
                 // Descriptors this process inherited without close-on-exec
                 // (a build tool's jobserver pipes, say) would reach the
@@ -428,7 +434,7 @@ impl Sandbox {
             }
             if group.memory_exceeded() {
                 return Err(ExecError::MemoryExceeded {
-                    bytes: bounds.memory_bytes,
+                    bytes: group_memory,
                 });
             }
         }

@@ -217,7 +217,10 @@ fn a_fork_bomb_is_held_to_its_task_and_leaves_the_host_its_processes() {
         wall_time: Duration::from_secs(5),
         ..limits()
     };
-    let (ran, _dir) = shell("bomb() { bomb | bomb & }; bomb; wait", short);
+    // Each call starts two more and waits for them, so the tree only grows
+    // (a bomb whose callers return can end before it reaches the limit,
+    // and pass as a result).
+    let (ran, _dir) = shell("bomb() { bomb & bomb & wait; }; bomb", short);
     assert!(
         matches!(ran, Err(ExecError::ProcessesExceeded { limit: 1_024 })),
         "{:?}",
@@ -227,17 +230,18 @@ fn a_fork_bomb_is_held_to_its_task_and_leaves_the_host_its_processes() {
     assert_eq!(stdout(&ran.unwrap()), "after\n");
 }
 
-/// Four processes of 200 MB each: each is within its own address-space
-/// limit (512 MiB), but the task is not, and its group's memory limit
-/// ends it. The task is no result.
+/// Eight processes of 200 MB each: each is within its own address-space
+/// limit (512 MiB), but the task is not (its group holds twice that, for
+/// its processes and its `/tmp`), and its group's memory limit ends it.
+/// The task is no result.
 #[test]
 fn a_memory_bomb_of_many_processes_is_held_to_its_task_memory() {
-    let script = "for i in 1 2 3 4; do \
+    let script = "for i in 1 2 3 4 5 6 7 8; do \
                     dd if=/dev/zero of=/dev/null bs=200M count=20 status=none & \
                   done; wait";
     let (ran, _dir) = shell(script, limits());
     assert!(
-        matches!(ran, Err(ExecError::MemoryExceeded { bytes }) if bytes == 512 << 20),
+        matches!(ran, Err(ExecError::MemoryExceeded { bytes }) if bytes == 1 << 30),
         "{:?}",
         ran.map(|r| r.outcome)
     );

@@ -316,11 +316,14 @@ impl Job {
             .bid(bid, stake, record, now)
             .map_err(BidRefused::Rejected)?;
         if holding {
-            if self.held.len() < HELD_BIDS_MAX
-                && !self.held.iter().any(|(b, ..)| b.signer() == bid.signer())
-            {
-                self.held.push((bid.clone(), stake, record));
+            // Told it was taken only if it was: a provider bids once.
+            if self.held.iter().any(|(b, ..)| b.signer() == bid.signer()) {
+                return Ok(());
             }
+            if self.held.len() >= HELD_BIDS_MAX {
+                return Err(BidRefused::NoAuction);
+            }
+            self.held.push((bid.clone(), stake, record));
             return Ok(());
         }
         self.reopen(round, now);
