@@ -941,6 +941,38 @@ fn a_late_bid_reopens_the_auction_of_a_job_with_work_nobody_took_and_of_no_other
     assert_eq!(refused, Err(BidRefused::NoAuction));
 }
 
+/// A bid held for a later round, from a provider convicted after it bid,
+/// wins no lease: the round takes it (it was valid), the offers skip it.
+#[test]
+fn a_held_bid_of_a_provider_convicted_since_gets_no_lease() {
+    let mut core = requester();
+    let (a, b, c) = (provider(1), provider(2), provider(3));
+    let (job, order) = submitted(&mut core, 8, VerifyPolicy::None);
+    let leases = leased(&mut core, &job, &order, &[&a]);
+    pull(&mut core, &a, lease_of(&leases, &a), 2, Vec::new(), T1 + 1);
+    let late = T1 + 60_000;
+    core.bid(b.public(), &bid(&b, &order, 2), Some(1), (0, 0), late)
+        .unwrap();
+    let close = late + u64::from(BID_WINDOW_MS);
+    let (_, chosen) = core.step(&job, close).unwrap().winners.unwrap();
+    core.offer_leases(&job, &order, chosen, 7, close).unwrap();
+    core.offers_answered(&job, 0, &[], close);
+    core.bid(c.public(), &bid(&c, &order, 2), Some(1), (0, 0), close + 1)
+        .unwrap();
+    let convicted = cairn_verify::Record {
+        convictions: 1,
+        ..Default::default()
+    };
+    core.restore_trust(c.public(), convicted);
+    let due = late + REAUCTION_MS;
+    core.step(&job, due);
+    let closed = due + u64::from(BID_WINDOW_MS);
+    let (_, chosen) = core.step(&job, closed).unwrap().winners.unwrap();
+    assert!(chosen.iter().any(|w| w.provider == c.public()));
+    let offers = core.offer_leases(&job, &order, chosen, 7, closed).unwrap();
+    assert!(offers.leases.is_empty(), "no lease for the convicted");
+}
+
 /// A job whose remaining replicas need a provider it does not have says
 /// so, naming the tasks; it asks the market less and less often while
 /// nobody new comes, and goes on as soon as someone does.
