@@ -301,8 +301,15 @@ impl Job {
         // for lateness may bid to be taken back.
         let leased = self.leases.values().any(|l| l.provider == bid.signer())
             && !self.sched.may_rejoin(&bid.signer());
-        let open = matches!(self.phase, Phase::Queued { .. } | Phase::Running);
-        let holding = matches!(self.phase, Phase::Leasing) || now < self.reopen_due_ms();
+        // A queued job auctions its order anew when its retry comes, so a
+        // bid is held only for a round of this order.
+        let due = now >= self.reopen_due_ms();
+        let (open, holding) = match self.phase {
+            Phase::Queued { .. } => (due, false),
+            Phase::Running => (due, !due),
+            Phase::Leasing => (false, true),
+            _ => (false, false),
+        };
         let Some((_, order)) = self
             .order
             .as_ref()
