@@ -20,6 +20,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Where the hierarchies are mounted.
 const ROOT: &str = "/sys/fs/cgroup";
 
+/// How a task group's name begins: the provider's process id and a count
+/// follow.
+const PREFIX: &str = "cairn-task-";
+
 /// Makes each group's name unique within this process.
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
@@ -39,46 +43,21 @@ impl TaskGroup {
     /// included) and `memory_bytes` of memory (swap included where it is
     /// accounted); why not, where groups cannot be made here.
     pub(crate) fn new(processes: u64, memory_bytes: u64) -> Result<Self, String> {
-        let own = std::fs::read_to_string("/proc/self/cgroup")
-            .map_err(|e| format!("reading /proc/self/cgroup: {e}"))?;
         // The process id and a count: unique while this process lives
         // (one left by a process that died takes the next count).
         let name = || {
             format!(
-                "cairn-task-{}-{}",
+                "{PREFIX}{}-{}",
                 std::process::id(),
                 NEXT.fetch_add(1, Ordering::Relaxed)
             )
         };
-        let mut v1_pids = None;
-        let mut v1_memory = None;
-        let mut v2 = None;
-        for line in own.lines() {
-            let mut fields = line.splitn(3, ':');
-            let (Some(_), Some(controllers), Some(path)) =
-                (fields.next(), fields.next(), fields.next())
-            else {
-                continue;
-            };
-            let path = path.trim_start_matches('/');
-            for controller in controllers.split(',') {
-                match controller {
-                    "pids" => v1_pids = Some(Path::new(ROOT).join("pids").join(path)),
-                    "memory" => v1_memory = Some(Path::new(ROOT).join("memory").join(path)),
-                    "" => v2 = Some(Path::new(ROOT).join(path)),
-                    _ => {}
-                }
-            }
-        }
         let mut group = Self {
             groups: Vec::new(),
             memory: None,
             pids: None,
         };
-        if let (Some(pids), Some(memory)) = (v1_pids, v1_memory)
-            && pids.is_dir()
-            && memory.is_dir()
-        {
+        if let Parents::V1 { pids, memory } = parents()? {
             let pids = group.add(&pids, name)?;
             group.limit(&pids, "pids.max", processes)?;
             group.pids = Some(pids);
@@ -91,10 +70,9 @@ impl TaskGroup {
             group.memory = Some((memory, false));
             return Ok(group);
         }
-        let parent = v2.ok_or("no cgroup of this process found")?;
-        if !parent.join("cgroup.controllers").exists() {
-            return Err("no writable cgroup hierarchy".into());
-        }
+        let Parents::V2(parent) = parents()? else {
+            unreachable!("version 1 returned above")
+        };
         let dir = group.add(&parent, name)?;
         group.limit(&dir, "pids.max", processes)?;
         group.limit(&dir, "memory.max", memory_bytes)?;
@@ -169,6 +147,82 @@ impl TaskGroup {
     }
 }
 
+/// Where this process's task groups go.
+enum Parents {
+    /// A hierarchy per controller.
+    V1 { pids: PathBuf, memory: PathBuf },
+    /// One hierarchy.
+    V2(PathBuf),
+}
+
+/// This process's own groups, read from `/proc/self/cgroup`.
+fn parents() -> Result<Parents, String> {
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| format!("reading /proc/self/cgroup: {e}"))?;
+    let mut v1_pids = None;
+    let mut v1_memory = None;
+    let mut v2 = None;
+    for line in own.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let path = path.trim_start_matches('/');
+        for controller in controllers.split(',') {
+            match controller {
+                "pids" => v1_pids = Some(Path::new(ROOT).join("pids").join(path)),
+                "memory" => v1_memory = Some(Path::new(ROOT).join("memory").join(path)),
+                "" => v2 = Some(Path::new(ROOT).join(path)),
+                _ => {}
+            }
+        }
+    }
+    if let (Some(pids), Some(memory)) = (v1_pids, v1_memory)
+        && pids.is_dir()
+        && memory.is_dir()
+    {
+        return Ok(Parents::V1 { pids, memory });
+    }
+    let parent = v2.ok_or("no cgroup of this process found")?;
+    if !parent.join("cgroup.controllers").exists() {
+        return Err("no writable cgroup hierarchy".into());
+    }
+    Ok(Parents::V2(parent))
+}
+
+/// Removes the task groups a provider that is gone left behind (one that
+/// crashed mid-task): empty once its tasks' processes are gone, they would
+/// otherwise stay for good. A group still in use cannot be removed, and a
+/// live process's groups are left alone.
+pub(crate) fn sweep() {
+    let dirs = match parents() {
+        Ok(Parents::V1 { pids, memory }) => vec![pids, memory],
+        Ok(Parents::V2(parent)) => vec![parent],
+        Err(_) => return,
+    };
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(owner) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(PREFIX))
+                .and_then(|rest| rest.split_once('-'))
+                .and_then(|(pid, _)| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if !Path::new("/proc").join(owner.to_string()).exists() {
+                let _ = std::fs::remove_dir(entry.path());
+            }
+        }
+    }
+}
+
 impl Drop for TaskGroup {
     fn drop(&mut self) {
         // The task's processes are gone (bubblewrap was reaped, and its
@@ -201,4 +255,37 @@ fn open_for_writing(path: &Path) -> Result<OwnedFd, String> {
         .open(path)
         .map(OwnedFd::from)
         .map_err(|e| format!("opening {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs where groups can be made, as CI does (root, a writable
+    /// `/sys/fs/cgroup`): a provider there offers no tools without them.
+    #[test]
+    fn groups_of_a_provider_that_is_gone_are_swept_and_a_live_ones_kept() {
+        let live = TaskGroup::new(16, 64 << 20).expect("cgroups can be made here");
+        let dirs = match parents().unwrap() {
+            Parents::V1 { pids, memory } => vec![pids, memory],
+            Parents::V2(parent) => vec![parent],
+        };
+        // Above the largest process id Linux allows (2^22): never alive.
+        let gone: Vec<PathBuf> = dirs
+            .iter()
+            .map(|dir| dir.join(format!("{PREFIX}4194305-0")))
+            .collect();
+        for dir in &gone {
+            std::fs::create_dir(dir).unwrap();
+        }
+        sweep();
+        assert!(gone.iter().all(|dir| !dir.exists()), "the dead's are gone");
+        assert!(
+            live.groups.iter().all(|(dir, _)| dir.exists()),
+            "the living's stay"
+        );
+        let dirs: Vec<PathBuf> = live.groups.iter().map(|(dir, _)| dir.clone()).collect();
+        drop(live);
+        assert!(dirs.iter().all(|dir| !dir.exists()), "removed when dropped");
+    }
 }

@@ -176,7 +176,10 @@ impl Sandbox {
         // SAFETY: geteuid has no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
         let groups = match TaskGroup::new(PROCESSES_MAX, probe_bounds().memory_bytes) {
-            Ok(_) => true,
+            Ok(_) => {
+                super::cgroup::sweep();
+                true
+            }
             Err(why) if root => {
                 return Err(ExecError::Sandbox(format!(
                     "running as root, each tool task needs a cgroup of its own to bound its \
