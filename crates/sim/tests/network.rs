@@ -68,7 +68,7 @@ fn the_same_seed_gives_the_same_transcript() {
 /// while a job turned away the bids that came within 2 s of its last
 /// round (each provider bids once when it comes free), and copied every
 /// running task once its queue emptied (9% of the work); with those bids
-/// held for the next round and only stragglers copied, 1.37× to 1.44×.
+/// held for the next round and only stragglers copied, 1.36× to 1.44×.
 #[test]
 fn jobs_submitted_to_a_busy_network_get_the_providers_that_come_free() {
     let config = Config {
