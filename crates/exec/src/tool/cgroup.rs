@@ -57,30 +57,30 @@ impl TaskGroup {
             memory: None,
             pids: None,
         };
-        if let Parents::V1 { pids, memory } = parents()? {
-            let pids = group.add(&pids, name)?;
-            group.limit(&pids, "pids.max", processes)?;
-            group.pids = Some(pids);
-            let memory = group.add(&memory, name)?;
-            group.limit(&memory, "memory.limit_in_bytes", memory_bytes)?;
-            // Memory and swap together, where swap is accounted.
-            if memory.join("memory.memsw.limit_in_bytes").exists() {
-                group.limit(&memory, "memory.memsw.limit_in_bytes", memory_bytes)?;
+        match parents()? {
+            Parents::V1 { pids, memory } => {
+                let pids = group.add(&pids, name)?;
+                group.limit(&pids, "pids.max", processes)?;
+                group.pids = Some(pids);
+                let memory = group.add(&memory, name)?;
+                group.limit(&memory, "memory.limit_in_bytes", memory_bytes)?;
+                // Memory and swap together, where swap is accounted.
+                if memory.join("memory.memsw.limit_in_bytes").exists() {
+                    group.limit(&memory, "memory.memsw.limit_in_bytes", memory_bytes)?;
+                }
+                group.memory = Some((memory, false));
             }
-            group.memory = Some((memory, false));
-            return Ok(group);
+            Parents::V2(parent) => {
+                let dir = group.add(&parent, name)?;
+                group.limit(&dir, "pids.max", processes)?;
+                group.limit(&dir, "memory.max", memory_bytes)?;
+                if dir.join("memory.swap.max").exists() {
+                    group.limit(&dir, "memory.swap.max", 0)?;
+                }
+                group.pids = Some(dir.clone());
+                group.memory = Some((dir, true));
+            }
         }
-        let Parents::V2(parent) = parents()? else {
-            unreachable!("version 1 returned above")
-        };
-        let dir = group.add(&parent, name)?;
-        group.limit(&dir, "pids.max", processes)?;
-        group.limit(&dir, "memory.max", memory_bytes)?;
-        if dir.join("memory.swap.max").exists() {
-            group.limit(&dir, "memory.swap.max", 0)?;
-        }
-        group.pids = Some(dir.clone());
-        group.memory = Some((dir, true));
         Ok(group)
     }
 
