@@ -26,6 +26,7 @@
 
 mod cgroup;
 mod sandbox;
+mod seccomp;
 pub mod video;
 
 use std::collections::BTreeMap;

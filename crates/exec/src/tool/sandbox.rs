@@ -11,7 +11,8 @@
 //! It runs in new user, PID, IPC, UTS, cgroup and network namespaces (no
 //! network at all, loopback included), in its own session (it cannot
 //! reach the node's terminal), with every capability dropped, no new
-//! privileges, no further user namespaces, an empty environment but for
+//! privileges, no further user namespaces, the system calls a seccomp
+//! filter allows ([`super::seccomp`]), an empty environment but for
 //! `HOME`, `TMPDIR`, `PATH` and `LANG`, and a fixed hostname.
 //!
 //! Limits, set as rlimits before bubblewrap starts and inherited by the
@@ -36,7 +37,7 @@
 //! `/output` (counted after it ends, like the total size).
 
 use std::ffi::OsString;
-use std::io::Read;
+use std::io::{Read, Seek, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,13 @@ use crate::{ExecError, Outcome, Task};
 
 /// The descriptor bubblewrap reports the tool's exit status on.
 const STATUS_FD: i32 = 3;
+
+/// The descriptor bubblewrap reads the seccomp filter from.
+const SECCOMP_FD: i32 = 4;
+
+/// Where the child first moves the descriptors it passes on, above any
+/// number they are to take, so that placing one cannot close another.
+const FD_STAGING: i32 = 16;
 
 /// Folders that are links into `/usr` on a merged system, or read-only
 /// binds where they are folders.
@@ -73,6 +81,8 @@ pub struct Sandbox {
     system: Vec<OsString>,
     /// Whether each task gets its own cgroup.
     groups: bool,
+    /// The seccomp filter, as bubblewrap reads it.
+    seccomp: Vec<u8>,
 }
 
 /// What a sandboxed run left.
@@ -194,6 +204,7 @@ impl Sandbox {
             bwrap: bwrap.to_path_buf(),
             system,
             groups,
+            seccomp: super::seccomp::program().map_err(ExecError::Sandbox)?,
         };
         let ran = sandbox.spawn(Path::new("/usr/bin/true"), &[], None, None, &probe_bounds())?;
         if !ran.outcome.is_success() {
@@ -304,6 +315,8 @@ impl Sandbox {
             .args(["--remount-ro", "/dev", "--remount-ro", "/"])
             .args(["--chdir", "/tmp", "--json-status-fd"])
             .arg(STATUS_FD.to_string())
+            .arg("--seccomp")
+            .arg(SECCOMP_FD.to_string())
             .arg("--")
             .arg(tool)
             .args(args)
@@ -323,6 +336,8 @@ impl Sandbox {
         let join = group.as_ref().map(TaskGroup::join_fds).unwrap_or_default();
         let (status_read, status_write) = pipe()?;
         let status_fd = status_write.as_raw_fd();
+        let filter = self.filter()?;
+        let filter_fd = filter.as_raw_fd();
         let rlimits = [
             (libc::RLIMIT_AS, bounds.memory_bytes, bounds.memory_bytes),
             (libc::RLIMIT_FSIZE, bounds.file_bytes, bounds.file_bytes),
@@ -335,26 +350,36 @@ impl Sandbox {
             (libc::RLIMIT_NPROC, PROCESSES_MAX, PROCESSES_MAX),
         ];
         // SAFETY: between fork and exec the closure calls only
-        // async-signal-safe functions (dup2, write, close_range, setrlimit)
-        // on values prepared before the fork; it allocates nothing.
+        // async-signal-safe functions (write, fcntl, dup2, close_range,
+        // setrlimit) on values prepared before the fork; it allocates
+        // nothing.
         unsafe {
             command.pre_exec(move || {
                 // Joins the task's groups (`0`: the writing process) before
                 // anything of the task is started, and before the status
-                // descriptor takes its number (a group's descriptor may
-                // have had it).
+                // and filter descriptors take their numbers (a group's
+                // descriptor may have had one).
                 for &fd in &join {
                     if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
                         return Err(std::io::Error::last_os_error());
                     }
                 }
-                if libc::dup2(status_fd, STATUS_FD) < 0 {
+                // Either may hold the other's number: both move above
+                // both first.
+                let status = libc::fcntl(status_fd, libc::F_DUPFD, FD_STAGING);
+                let filter = libc::fcntl(filter_fd, libc::F_DUPFD, FD_STAGING);
+                if status < 0
+                    || filter < 0
+                    || libc::dup2(status, STATUS_FD) < 0
+                    || libc::dup2(filter, SECCOMP_FD) < 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 // Descriptors this process inherited without close-on-exec
                 // (a build tool's jobserver pipes, say) would reach the
-                // tool: only the standard streams and the status pass.
-                if libc::syscall(libc::SYS_close_range, STATUS_FD + 1, u32::MAX, 0) != 0 {
+                // tool: only the standard streams, the status and the
+                // filter (which bubblewrap closes once read) pass.
+                if libc::syscall(libc::SYS_close_range, SECCOMP_FD + 1, u32::MAX, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 for (resource, soft, hard) in rlimits {
@@ -373,6 +398,7 @@ impl Sandbox {
             .spawn()
             .map_err(ExecError::io(format!("starting {}", self.bwrap.display())))?;
         drop(status_write);
+        drop(filter);
         let pid = child.id() as libc::pid_t;
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
@@ -458,6 +484,25 @@ impl Sandbox {
             stdout,
             stderr,
         })
+    }
+}
+
+impl Sandbox {
+    /// A descriptor reading the seccomp filter from its start: a memory
+    /// file of the task's own, since bubblewrap reads it to its end.
+    fn filter(&self) -> Result<OwnedFd, ExecError> {
+        const WHAT: &str = "passing the seccomp filter";
+        // SAFETY: the name is a NUL-terminated string.
+        let fd = unsafe { libc::memfd_create(c"cairn-seccomp".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(ExecError::io(WHAT)(std::io::Error::last_os_error()));
+        }
+        // SAFETY: memfd_create returned a descriptor we own.
+        let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        file.write_all(&self.seccomp)
+            .and_then(|()| file.rewind())
+            .map_err(ExecError::io(WHAT))?;
+        Ok(file.into())
     }
 }
 
