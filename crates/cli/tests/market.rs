@@ -774,6 +774,29 @@ fn three_providers_transcode_a_clip_into_the_ladder_and_every_playlist_plays_end
             "{name}: every frame of the 20 s clip, at its size"
         );
     }
+    // Each task is paid for the pixels it encodes (Livepeer's check), not
+    // its largest sibling's: what a rendition's results bill is what its
+    // playlist plays, within the rounding of segment times to frames.
+    for rendition in network["hls"]["renditions"].as_array().unwrap() {
+        let name = rendition["rendition"].as_str().unwrap();
+        let billed: u64 = network["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                r["outputs"][0]["name"]
+                    .as_str()
+                    .is_some_and(|o| o.starts_with(name))
+            })
+            .map(|r| r["fuel_used"].as_u64().unwrap())
+            .sum();
+        let encoded = rendition["pixels"].as_u64().unwrap() * cairn_job::video::FUEL_PER_PIXEL;
+        let ratio = billed as f64 / encoded as f64;
+        assert!(
+            (0.95..=1.05).contains(&ratio),
+            "{name}: {billed} fuel billed for {encoded} encoded"
+        );
+    }
 
     assert_paid_and_balanced(&devnet, &id, 3, before);
 }

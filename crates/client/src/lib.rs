@@ -439,6 +439,7 @@ pub fn submission(job: &Job, module: SubmittedFile, inputs: Vec<SubmittedFile>) 
                 args: t.args.clone(),
                 outputs: t.outputs.clone(),
                 seed: cairn_wire::hex(&t.seed),
+                fuel: t.fuel,
             })
             .collect(),
         limits: cairn_api::SubmittedLimits {

@@ -46,6 +46,7 @@ fn submission(module: SubmittedFile) -> Submission {
             args: vec!["--start".into(), "0".into()],
             outputs: vec!["hits.txt".into()],
             seed: "22".repeat(32),
+            fuel: None,
         }],
         limits: cairn_client::api::SubmittedLimits {
             fuel: 1_000_000,

@@ -91,7 +91,7 @@ fn run_one<'a>(runtime: &dyn Runtime, job: &LocalJob<'a>, spec: &'a TaskSpec) ->
             input_dir: job.input_dir,
             output_dir: &output_dir,
             expected_outputs: &spec.outputs,
-            limits: job.limits,
+            limits: spec.limits(&job.limits),
         })
     });
     Finished {

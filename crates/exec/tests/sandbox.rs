@@ -140,6 +140,7 @@ fn one_and_two_workers_give_identical_results() {
             .collect(),
             outputs: vec!["hits.txt".into()],
             seed: [value as u8; 32],
+            fuel: None,
         })
         .collect();
     let digests = |workers: usize| {
@@ -531,6 +532,7 @@ fn hostile_tasks_do_not_affect_their_neighbours() {
             args: mode.iter().map(|s| s.to_string()).collect(),
             outputs: vec![],
             seed: [0; 32],
+            fuel: None,
         })
         .collect();
     let work = tempfile::tempdir().unwrap();

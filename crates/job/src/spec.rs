@@ -182,6 +182,21 @@ pub struct TaskSpec {
     pub outputs: Vec<String>,
     /// Seeds the task's randomness: the same on every machine.
     pub seed: [u8; 32],
+    /// The task's own fuel, where it is less than the job's `limits.fuel`:
+    /// the most a Wasm task may use, and the work a tool task declares
+    /// and is paid for (a video's 240p task is paid for its own pixels,
+    /// not its 720p sibling's). None: the job's.
+    pub fuel: Option<u64>,
+}
+
+impl TaskSpec {
+    /// The limits this task runs under: the job's, with its own fuel.
+    pub fn limits(&self, job: &Limits) -> Limits {
+        Limits {
+            fuel: self.fuel.map_or(job.fuel, |fuel| fuel.min(job.fuel)),
+            ..*job
+        }
+    }
 }
 
 impl Job {
@@ -388,6 +403,7 @@ impl Checker<'_> {
                 args: args.iter().map(|t| t.render(value)).collect(),
                 outputs: outputs.iter().map(|t| t.render(value)).collect(),
                 seed: task_seed(header.seed, value),
+                fuel: None,
             })
             .collect();
         let name = match &header.name {

@@ -117,8 +117,9 @@ pub struct Video {
     pub segment_s: u32,
     /// The ladder, in the job file's order.
     pub renditions: Vec<Rendition>,
-    /// Whether the job file set `limits.fuel` (otherwise it is reckoned
-    /// from the segments: [`FUEL_PER_PIXEL`] per pixel of the largest task).
+    /// Whether the job file set `limits.fuel`, every task's figure
+    /// (otherwise each task's is reckoned from its segment and rendition:
+    /// [`FUEL_PER_PIXEL`] per pixel it encodes).
     pub fuel_declared: bool,
 }
 
@@ -243,26 +244,30 @@ impl Job {
                 crate::rules::INPUTS_MAX
             ));
         }
+        // Each task declares the pixels it encodes (its rendition's
+        // picture, its segment's frames); the job's limit is the largest,
+        // which an order shows bidders. A job file's own `limits.fuel` is
+        // every task's figure instead.
+        let work = |segment: &Segment, rendition: &Rendition| {
+            let frames = (segment.duration_s * f64::from(rendition.fps))
+                .ceil()
+                .max(1.0) as u64;
+            let pixels = u64::from(rendition.width_for(picture.width, picture.height))
+                * u64::from(rendition.height);
+            pixels
+                .saturating_mul(frames)
+                .saturating_mul(FUEL_PER_PIXEL)
+                .clamp(
+                    *crate::rules::FUEL_RANGE.start(),
+                    *crate::rules::FUEL_RANGE.end(),
+                )
+        };
         if !video.fuel_declared {
-            let longest = segments
+            self.limits.fuel = segments
                 .iter()
-                .map(|s| s.duration_s)
-                .fold(0.0_f64, f64::max);
-            let most = video
-                .renditions
-                .iter()
-                .map(|r| {
-                    let frames = (longest * f64::from(r.fps)).ceil().max(1.0) as u64;
-                    let pixels =
-                        u64::from(r.width_for(picture.width, picture.height)) * u64::from(r.height);
-                    pixels.saturating_mul(frames)
-                })
+                .flat_map(|s| video.renditions.iter().map(move |r| work(s, r)))
                 .max()
-                .unwrap_or(1);
-            self.limits.fuel = most.saturating_mul(FUEL_PER_PIXEL).clamp(
-                *crate::rules::FUEL_RANGE.start(),
-                *crate::rules::FUEL_RANGE.end(),
-            );
+                .unwrap_or(*crate::rules::FUEL_RANGE.start());
         }
         self.tasks = Vec::with_capacity(tasks);
         for (s, segment) in segments.iter().enumerate() {
@@ -275,6 +280,7 @@ impl Job {
                     args: encode_args(&segment.file.name, rendition, video.segment_s, &output),
                     outputs: vec![output],
                     seed: task_seed(self.seed, index as u64),
+                    fuel: (!video.fuel_declared).then(|| work(segment, rendition)),
                 });
             }
         }

@@ -496,13 +496,12 @@ fn a_video_job_takes_livepeers_ladder_and_has_no_tasks_until_its_clip_is_split()
 }
 
 #[test]
-fn a_split_video_job_has_a_task_per_segment_and_rendition_paid_by_its_largest() {
+fn a_split_video_job_has_a_task_per_segment_and_rendition_each_paid_for_its_own_pixels() {
     let dir = Dir::new();
     let text = VIDEO.replace(
         "input = \"scene.json\"",
         "input = \"scene.json\"\nrenditions = [\"180p30:300k\", \"360p25:800k\"]",
     );
-    let job = dir.load(&text).unwrap();
     let segment = |name: &str, duration_s: f64| cairn_job::Segment {
         file: cairn_job::InputFile {
             name: name.into(),
@@ -516,12 +515,16 @@ fn a_split_video_job_has_a_task_per_segment_and_rendition_paid_by_its_largest() 
         width: 1920,
         height: 1080,
     };
-    let job = job
-        .segmented(
-            vec![segment("seg-0000.ts", 2.0), segment("seg-0001.ts", 2.1)],
-            picture,
-        )
-        .unwrap();
+    let split = |text: &str| {
+        dir.load(text)
+            .unwrap()
+            .segmented(
+                vec![segment("seg-0000.ts", 2.0), segment("seg-0001.ts", 2.1)],
+                picture,
+            )
+            .unwrap()
+    };
+    let job = split(&text);
     let outputs: Vec<&str> = job.tasks().iter().map(|t| t.outputs[0].as_str()).collect();
     assert_eq!(
         outputs,
@@ -545,8 +548,32 @@ fn a_split_video_job_has_a_task_per_segment_and_rendition_paid_by_its_largest() 
     );
     assert_eq!(args.last().unwrap(), "/output/360p25_0001.ts");
     assert_eq!(job.inputs.len(), 2);
+    // Each task declares the pixels it encodes, a thousand fuel each: its
+    // rendition's picture times its segment's frames.
+    let fuel: Vec<Option<u64>> = job.tasks().iter().map(|t| t.fuel).collect();
+    assert_eq!(
+        fuel,
+        [
+            Some(320 * 180 * 60 * 1_000),
+            Some(640 * 360 * 50 * 1_000),
+            Some(320 * 180 * 63 * 1_000),
+            Some(640 * 360 * 53 * 1_000),
+        ]
+    );
+    // The job's limit, which its order shows bidders, is the largest:
     // 640×360 × 53 frames (2.1 s at 25) beats 320×180 × 63 at 30.
     assert_eq!(job.limits.fuel, 640 * 360 * 53 * 1_000);
+    assert_eq!(
+        job.tasks()[0].limits(&job.limits).fuel,
+        320 * 180 * 60 * 1_000
+    );
+    // A job file that declares the work declares every task's.
+    let declared = split(&format!("{text}\n[limits]\nfuel = 5_000_000_000\n"));
+    assert!(declared.tasks().iter().all(|t| t.fuel.is_none()));
+    assert_eq!(
+        declared.tasks()[0].limits(&declared.limits).fuel,
+        5_000_000_000
+    );
 }
 
 #[test]

@@ -150,6 +150,20 @@ pub struct Assignment {
     pub outputs: Vec<String>,
     /// Seed of its randomness.
     pub seed: [u8; 32],
+    /// Its fuel: at most the terms' `limits.fuel` (a provider refuses a
+    /// task over it). The most a Wasm task may use, and the work a tool
+    /// task declares and is paid for.
+    pub fuel: u64,
+}
+
+impl Assignment {
+    /// The limits the task runs under: the terms', with its own fuel.
+    pub fn limits(&self, terms: &TaskLimits) -> TaskLimits {
+        TaskLimits {
+            fuel: self.fuel.min(terms.fuel),
+            ..*terms
+        }
+    }
 }
 
 /// A provider's account of one task. A result travels in two steps: a
@@ -508,12 +522,13 @@ impl Write for Assignment {
         write_strings(&self.args, buf);
         write_strings(&self.outputs, buf);
         buf.put_slice(&self.seed);
+        self.fuel.write(buf);
     }
 }
 
 impl EncodeSize for Assignment {
     fn encode_size(&self) -> usize {
-        4 + strings_size(&self.args) + strings_size(&self.outputs) + 32
+        4 + strings_size(&self.args) + strings_size(&self.outputs) + 32 + 8
     }
 }
 
@@ -529,6 +544,7 @@ impl Read for Assignment {
                 cairn_job::check_output_path,
             )?,
             seed: <[u8; 32]>::read(buf)?,
+            fuel: u64::read(buf)?,
         })
     }
 }
@@ -999,6 +1015,7 @@ mod tests {
             args: vec!["--frame".into(), "7".into()],
             outputs: vec!["f.png".into()],
             seed: [5; 32],
+            fuel: 1_000,
         }
     }
 
@@ -1132,6 +1149,7 @@ mod tests {
                     args: vec!["--frame".into(), "9".into()],
                     outputs: vec!["f.png".into()],
                     seed: [5; 32],
+                    fuel: 1_000,
                 }],
                 finished: false,
                 reveal: vec![4, 8],
@@ -1222,6 +1240,7 @@ mod tests {
                     args: Vec::new(),
                     outputs: vec![bad.into()],
                     seed: [0; 32],
+                    fuel: 1_000,
                 }],
                 finished: false,
                 reveal: Vec::new(),
@@ -1237,6 +1256,7 @@ mod tests {
             args: Vec::new(),
             outputs: vec!["a.png".into(), "a.png".into()],
             seed: [0; 32],
+            fuel: 1_000,
         };
         assert!(from_bytes::<Assignment>(&to_bytes(&twice)).is_err());
     }

@@ -36,6 +36,11 @@ pub struct SubmittedTask {
     pub outputs: Vec<String>,
     /// Seed of its randomness (hex).
     pub seed: String,
+    /// The task's own fuel, at most `limits.fuel`: the most a Wasm task
+    /// may use, and the work a tool task declares and is paid for. None:
+    /// the job's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
 }
 
 /// Per-task limits of a submission.
@@ -233,6 +238,14 @@ impl Submission {
             }
             cairn_wire::parse_hex32(&task.seed, "task seed")
                 .map_err(|m| format!("tasks[{index}].seed: {m}"))?;
+            if let Some(fuel) = task.fuel
+                && !(1..=self.limits.fuel).contains(&fuel)
+            {
+                return Err(format!(
+                    "tasks[{index}].fuel: {fuel}; a task's fuel is from 1 to the job's limits.fuel ({})",
+                    self.limits.fuel
+                ));
+            }
         }
         cairn_job::Limits {
             fuel: self.limits.fuel,
@@ -271,6 +284,7 @@ mod tests {
                 args: vec!["--frame".into(), "0".into()],
                 outputs: vec!["frame-0000.png".into()],
                 seed: "22".repeat(32),
+                fuel: None,
             }],
             limits: SubmittedLimits {
                 fuel: 1_000_000,
@@ -340,6 +354,8 @@ mod tests {
         tool.module.id = ContentId::of(b"blender@3");
         assert!(tool.check().unwrap_err().starts_with("module"));
         refused(&|s| s.inputs[0].name = "../x".into(), "inputs");
+        refused(&|s| s.tasks[0].fuel = Some(0), "tasks[0].fuel");
+        refused(&|s| s.tasks[0].fuel = Some(1_000_001), "tasks[0].fuel");
         refused(&|s| s.inputs.push(s.inputs[0].clone()), "inputs");
         refused(
             &|s| s.verify = cairn_job::VerifyPolicy::Replicate { replicas: 1000 }.into(),
@@ -360,6 +376,7 @@ mod tests {
             args: Vec::new(),
             outputs: Vec::new(),
             seed: String::new(),
+            fuel: None,
         };
         submission.tasks = vec![task; rules::TASKS_MAX as usize + 1];
         let err = submission.check().unwrap_err();

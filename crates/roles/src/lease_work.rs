@@ -127,6 +127,8 @@ pub struct LeaseWork {
     requester: PublicKey,
     /// The lease's last height: answers are kept while it can be challenged.
     expires_height: u64,
+    /// The most fuel a task of the lease may have.
+    fuel_max: u64,
     /// Signs commitments to sealed results.
     key: Keypair,
     /// Why the lease's program or inputs could not be prepared: every task
@@ -179,6 +181,7 @@ impl LeaseWork {
             lease: lease.id(),
             requester: lease.requester,
             expires_height: lease.expires_height,
+            fuel_max: lease.fuel_per_task_max,
             key,
             failure,
             withhold_reveals: false,
@@ -484,10 +487,12 @@ impl LeaseWork {
         // More than was asked for is the requester's mistake or an attack:
         // the rest are not taken (their deadline hands them to others), so
         // what runs and what waits here stays within the slots' prefetch.
+        // So is a task with no fuel, or more than the lease allows.
+        let fuel_max = self.fuel_max;
         let taken: Vec<Assignment> = tasks
             .into_iter()
             .take(want as usize)
-            .filter(|task| admit(task))
+            .filter(|task| (1..=fuel_max).contains(&task.fuel) && admit(task))
             .collect();
         self.running.extend(taken.iter().map(|a| a.task));
         taken

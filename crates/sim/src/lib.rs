@@ -1085,6 +1085,7 @@ impl Sim {
                     args: vec![t.to_string()],
                     outputs: vec!["out".into()],
                     seed: cairn_wire::hex(&h(&[b"seed", &index.to_le_bytes(), &t.to_le_bytes()])),
+                    fuel: None,
                 })
                 .collect(),
             limits: SubmittedLimits {

@@ -359,6 +359,7 @@ pub(super) fn submit(
                 args: Vec::new(),
                 outputs: Vec::new(),
                 seed: format!("{:064x}", i),
+                fuel: None,
             })
             .collect(),
         limits: SubmittedLimits {

@@ -156,6 +156,7 @@ fn submission(module: SubmittedFile) -> Submission {
             args: vec!["--start".into(), "0".into()],
             outputs: vec!["hits.txt".into()],
             seed: "22".repeat(32),
+            fuel: None,
         }],
         limits: SubmittedLimits {
             fuel: 1_000_000,

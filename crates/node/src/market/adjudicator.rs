@@ -253,7 +253,7 @@ pub(super) fn with_task<T>(
             input_dir: (!terms.inputs.is_empty()).then_some(input_dir),
             output_dir,
             expected_outputs: &assignment.outputs,
-            limits: terms.limits.for_dispute(),
+            limits: assignment.limits(&terms.limits).for_dispute(),
         },
     );
     let _ = std::fs::remove_dir_all(output_dir);

@@ -983,7 +983,7 @@ impl Provider {
             task: task.task,
             reason,
         };
-        let limits = terms.limits.to_exec();
+        let limits = task.limits(&terms.limits).to_exec();
         let inputs = (!terms.inputs.is_empty()).then_some(input_dir);
         let runtime: &dyn cairn_exec::Runtime = match &self.tools {
             Some(tools) if tools.is_loaded(&terms.module.id) => &**tools,
@@ -1246,7 +1246,7 @@ impl Provider {
             input_dir: (!terms.inputs.is_empty()).then_some(input_dir),
             output_dir: &output_dir,
             expected_outputs: &assignment.outputs,
-            limits: terms.limits.for_dispute(),
+            limits: assignment.limits(&terms.limits).for_dispute(),
         });
         self.return_scratch_dir(output_dir);
         done

@@ -48,6 +48,7 @@ fn task(index: u32) -> Assignment {
         args: vec![index.to_string()],
         outputs: Vec::new(),
         seed: [index as u8; 32],
+        fuel: 1_000,
     }
 }
 
@@ -143,6 +144,26 @@ fn an_idle_lease_pulls_at_once_and_runs_what_it_is_handed_within_its_prefetch() 
     // Both slots busy and the prefetch full: nothing is due until the
     // heartbeat.
     assert!(matches!(work.next(2), Next::Wait(Some(at)) if at == HEARTBEAT_MS));
+}
+
+/// A requester handing out a task with no fuel, or more than the lease
+/// allows, gets it refused (not run): it could be paid nothing, or more
+/// than the lease's price was agreed for.
+#[test]
+fn a_task_without_fuel_or_over_the_lease_is_not_taken() {
+    let mut work = work(3);
+    let first = pull(&mut work, 0);
+    let with_fuel = |index, fuel| Assignment {
+        fuel,
+        ..task(index)
+    };
+    let handed = vec![
+        with_fuel(0, 0),
+        with_fuel(1, 1_000_001),
+        with_fuel(2, 1_000_000),
+    ];
+    let taken = work.answered(1, first.want, tasks(handed), |_| true);
+    assert_eq!(taken.iter().map(|t| t.task).collect::<Vec<_>>(), [2]);
 }
 
 #[test]

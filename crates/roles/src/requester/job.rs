@@ -383,6 +383,17 @@ impl Job {
         self.reopen(round, now);
     }
 
+    /// Task `task`'s fuel: its own where the submission gives one (checked
+    /// to be within the job's), else the job's.
+    pub fn task_fuel(&self, task: u32) -> u64 {
+        self.record
+            .submission
+            .tasks
+            .get(task as usize)
+            .and_then(|spec| spec.fuel)
+            .unwrap_or(self.terms.limits.fuel)
+    }
+
     /// Task `task` as a provider is handed it (its index must be in range).
     pub fn assignment(&self, task: u32) -> Assignment {
         let spec = &self.record.submission.tasks[task as usize];
@@ -392,6 +403,7 @@ impl Job {
             args: spec.args.clone(),
             outputs: spec.outputs.clone(),
             seed,
+            fuel: self.task_fuel(task),
         }
     }
 
@@ -401,10 +413,11 @@ impl Job {
     /// task had to write. Checked before any of its files is fetched.
     pub fn broken_result(&self, record: &TaskRecord) -> Result<(), String> {
         let limits = &self.terms.limits;
-        if record.fuel_used > limits.fuel {
+        let fuel = self.task_fuel(record.task);
+        if record.fuel_used > fuel {
             return Err(format!(
-                "claims {} fuel where the task had {}",
-                record.fuel_used, limits.fuel
+                "claims {} fuel where the task had {fuel}",
+                record.fuel_used
             ));
         }
         for stream in [&record.stdout, &record.stderr].into_iter().flatten() {

@@ -43,6 +43,7 @@ fn submission(tasks: u32, policy: VerifyPolicy) -> Submission {
                 args: vec![t.to_string()],
                 outputs: vec!["frame.png".into()],
                 seed: format!("{:064x}", t + 1),
+                fuel: None,
             })
             .collect(),
         limits: SubmittedLimits {
@@ -585,6 +586,57 @@ fn a_result_committed_then_revealed_is_kept_and_its_receipt_settled() {
     assert_eq!(
         core.status(&job, T1 + 5).unwrap().state,
         cairn_api::JobState::Done
+    );
+}
+
+/// A task that declares fuel of its own (a 240p rendition beside a 720p
+/// one) is handed out with it, and a `fuel_inflater` claiming the job's
+/// largest figure for it is refused before anything is fetched.
+#[test]
+fn a_task_with_fuel_of_its_own_is_handed_out_with_it_and_paid_no_more() {
+    let mut core = requester();
+    let a = provider(1);
+    let id = ContentId::of(b"fuel of its own");
+    let mut s = submission(2, VerifyPolicy::None);
+    s.tasks[0].fuel = Some(300);
+    core.add_job(id, JobRecord::new(s, T0), T0).unwrap();
+    let mut effects = Effects::default();
+    core.open_auction(&id, T0, &mut effects);
+    let order = effects.orders[0].verify(ORDER_NAMESPACE).unwrap().clone();
+    assert_eq!(
+        order.fuel_per_task_max, 1_000_000,
+        "bidders see the largest"
+    );
+    let job = &core.jobs[&id];
+    assert_eq!(
+        (job.assignment(0).fuel, job.assignment(1).fuel),
+        (300, 1_000_000)
+    );
+    let leases = leased(&mut core, &id, &order, &[&a]);
+    let lease = &leases[0];
+    let (handed, _, _) = pull(&mut core, &a, lease, 1, Vec::new(), T1 + 1);
+    assert_eq!(handed, [0]);
+    pull(
+        &mut core,
+        &a,
+        lease,
+        1,
+        vec![committed(&a, lease, 0, 300)],
+        T1 + 2,
+    );
+    let report = revealed(&a, lease, 0, 300, 300);
+    let mut reveal = check_reports(a.public(), lease.id(), 2, Streams::Result, vec![report])
+        .reveals
+        .remove(0);
+    reveal.record.fuel_used = 1_000_000;
+    let inflated = core
+        .reveal_arrived(T1 + 3, &id, &a.public(), &reveal)
+        .unwrap_err();
+    assert!(inflated.contains("where the task had 300"), "{inflated}");
+    reveal.record.fuel_used = 300;
+    assert_eq!(
+        core.reveal_arrived(T1 + 3, &id, &a.public(), &reveal),
+        Ok(Arrival::Fetch)
     );
 }
 

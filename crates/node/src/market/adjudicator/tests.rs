@@ -113,6 +113,7 @@ fn assignment() -> Assignment {
         args: vec!["--frame".into(), "3".into()],
         outputs: Vec::new(),
         seed: [7; 32],
+        fuel: 1_000_000,
     }
 }
 
