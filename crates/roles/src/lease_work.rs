@@ -287,8 +287,21 @@ impl LeaseWork {
         self.slots * depth
     }
 
-    /// What to do at `now`.
-    pub fn next(&mut self, now: u64) -> Next {
+    /// Tasks handed to the executor and not finished: running, or waiting
+    /// for one of the provider's slots.
+    pub fn held(&self) -> u32 {
+        self.running.len() as u32
+    }
+
+    /// What to do at `now`, while the provider's other leases hold
+    /// `elsewhere` tasks ([`held`](Self::held)). The slots are the
+    /// provider's, shared by all its leases: a lease that took its full
+    /// prefetch beside others' would leave its tasks waiting behind theirs,
+    /// and their requesters copying them elsewhere. So the tasks held
+    /// elsewhere count against this lease's prefetch, and it is not due to
+    /// ask for work while they fill the slots (the shell looks again when
+    /// one of them finishes).
+    pub fn next(&mut self, now: u64, elsewhere: u32) -> Next {
         if self.done {
             return Next::Done;
         }
@@ -298,13 +311,13 @@ impl LeaseWork {
             _ => self.pause = None,
         }
         let capacity = self.capacity();
-        let running = self.running.len() as u32;
+        let held = self.held().saturating_add(elsewhere);
         // A requester that stops accepting what it was given gets no more
         // until it does: the provider risks at most its credit.
         let want = if self.awaiting.len() >= self.credit {
             0
         } else {
-            capacity.saturating_sub(running)
+            capacity.saturating_sub(held)
         };
         // Pull when a slot could go idle or half the prefetch is free;
         // otherwise let reports gather a little so one request and one
@@ -312,7 +325,7 @@ impl LeaseWork {
         // then: the requester may be waiting for it to reveal a result.
         let report_due = self.last_pull + REPORT_DELAY_MS;
         let heartbeat_due = self.last_pull + HEARTBEAT_MS;
-        let due = running < self.slots
+        let due = held < self.slots
             || want * 2 >= capacity
             || (!self.unsent.is_empty() && now >= report_due)
             || now >= heartbeat_due;

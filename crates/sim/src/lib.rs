@@ -1570,13 +1570,19 @@ impl Sim {
         let now = self.now;
         let p = &mut self.providers[provider];
         let epoch = p.epoch;
+        if p.leases.get(&lease).is_none_or(|held| held.pulling) {
+            return;
+        }
+        let elsewhere = p
+            .leases
+            .iter()
+            .filter(|(id, _)| **id != lease)
+            .map(|(_, other)| other.work.held())
+            .sum();
         let Some(held) = p.leases.get_mut(&lease) else {
             return;
         };
-        if held.pulling {
-            return;
-        }
-        match held.work.next(now) {
+        match held.work.next(now, elsewhere) {
             Next::Pull(pull) => {
                 let disk = p.disk.get_mut(&lease).expect("on disk");
                 for write in pull.writes {
@@ -1785,7 +1791,11 @@ impl Sim {
             let m = manifest(&job, task.task, took_ms, lie.as_ref());
             let report = sealed(&p.key, lease, task.task, &m);
             held.work.finished(report, took_ms as f64);
-            self.pump(provider, lease);
+        }
+        // A slot came free: each lease may take work for it.
+        let ids: Vec<ContentId> = self.providers[provider].leases.keys().copied().collect();
+        for id in ids {
+            self.pump(provider, id);
         }
         self.start_tasks(provider);
     }

@@ -68,7 +68,11 @@ fn the_same_seed_gives_the_same_transcript() {
 /// while a job turned away the bids that came within 2 s of its last
 /// round (each provider bids once when it comes free), and copied every
 /// running task once its queue emptied (9% of the work); with those bids
-/// held for the next round and only stragglers copied, 1.36× to 1.44×.
+/// held for the next round and only stragglers copied, 1.36× to 1.44×,
+/// with 8–10% of executions copies of tasks that waited in a provider's
+/// queue: each of its leases took work for every slot, as if it had the
+/// provider alone. With the tasks other leases hold counted against each
+/// lease's prefetch, 1.27× to 1.35×, and 2–3.5% of executions copies.
 #[test]
 fn jobs_submitted_to_a_busy_network_get_the_providers_that_come_free() {
     let config = Config {
@@ -102,7 +106,9 @@ fn jobs_submitted_to_a_busy_network_get_the_providers_that_come_free() {
         "makespan {} ms, ideal {} ms",
         outcome.makespan_ms, outcome.ideal_ms
     );
-    assert!(ratio < 1.6, "makespan {ratio:.2}× the ideal");
+    assert!(ratio < 1.5, "makespan {ratio:.2}× the ideal");
+    let wasted = (outcome.executions - outcome.tasks) as f64 / outcome.tasks as f64;
+    assert!(wasted < 0.06, "{:.1}% of executions wasted", wasted * 100.0);
 }
 
 /// A thousand jobs, half of them from requesters that withhold payment

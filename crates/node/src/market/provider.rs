@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use std::time::Duration;
@@ -180,6 +180,32 @@ impl LeaseRecord {
     }
 }
 
+/// The tasks a provider's leases hold (handed to the executor and not yet
+/// reported to their lease), and a wake-up for every lease when one is
+/// done: a lease takes work only for the slots the others leave it.
+#[derive(Default)]
+struct Load {
+    held: AtomicU32,
+    freed: tokio::sync::Notify,
+}
+
+/// One task counted in [`Load`] while it lives.
+struct Holding(Arc<Load>);
+
+impl Holding {
+    fn new(load: &Arc<Load>) -> Self {
+        load.held.fetch_add(1, Ordering::Relaxed);
+        Self(load.clone())
+    }
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        self.0.held.fetch_sub(1, Ordering::Relaxed);
+        self.0.freed.notify_waiters();
+    }
+}
+
 /// The provider role.
 pub(crate) struct Provider {
     shared: Arc<Shared>,
@@ -189,6 +215,8 @@ pub(crate) struct Provider {
     tools: Option<Arc<ToolRuntime>>,
     /// Concurrency across every lease: the cores offered.
     slots: Arc<Semaphore>,
+    /// The tasks every lease holds, which share those slots.
+    load: Arc<Load>,
     /// Which orders to bid on, the bids made (to check leases against),
     /// and the orders to bid on again when idle.
     bidder: Mutex<Bidder>,
@@ -296,6 +324,7 @@ impl Provider {
         );
         let provider = Arc::new(Self {
             slots: Arc::new(Semaphore::new(config.offer.cores as usize)),
+            load: Arc::new(Load::default()),
             shared,
             config,
             runtime: Arc::new(runtime),
@@ -741,7 +770,17 @@ impl Provider {
             while let Ok(done) = done_rx.try_recv() {
                 finished(&mut core, done);
             }
-            let pull = match core.next(now_ms()) {
+            // Listening before looking, so a task of another lease that
+            // finishes in between still wakes this one.
+            let freed = self.load.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            let elsewhere = self
+                .load
+                .held
+                .load(Ordering::Relaxed)
+                .saturating_sub(core.held());
+            let pull = match core.next(now_ms(), elsewhere) {
                 Next::Done => break,
                 Next::Wait(until) => {
                     let wait = until.map_or(Duration::MAX, |at| {
@@ -750,6 +789,7 @@ impl Provider {
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
                         Some(done) = done_rx.recv() => finished(&mut core, done),
+                        () = &mut freed => {}
                     }
                     continue;
                 }
@@ -897,7 +937,10 @@ impl Provider {
     ) {
         let terms = record.terms.clone();
         let input_dir = input_dir.to_path_buf();
+        let holding = Holding::new(&self.load);
         tokio::spawn(async move {
+            // Counted until its report is handed over (or it never runs).
+            let _holding = holding;
             let Ok(permit) = self.slots.clone().acquire_owned().await else {
                 return;
             };

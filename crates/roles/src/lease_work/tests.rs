@@ -125,7 +125,7 @@ fn held(work: &LeaseWork) -> Vec<u64> {
 }
 
 fn pull(work: &mut LeaseWork, now: u64) -> Pull {
-    match work.next(now) {
+    match work.next(now, 0) {
         Next::Pull(pull) => pull,
         other => panic!("expected a pull at {now}, got {other:?}"),
     }
@@ -143,7 +143,7 @@ fn an_idle_lease_pulls_at_once_and_runs_what_it_is_handed_within_its_prefetch() 
     assert_eq!(taken.iter().map(|t| t.task).collect::<Vec<_>>(), [0, 1]);
     // Both slots busy and the prefetch full: nothing is due until the
     // heartbeat.
-    assert!(matches!(work.next(2), Next::Wait(Some(at)) if at == HEARTBEAT_MS));
+    assert!(matches!(work.next(2, 0), Next::Wait(Some(at)) if at == HEARTBEAT_MS));
 }
 
 /// A requester handing out a task with no fuel, or more than the lease
@@ -164,6 +164,29 @@ fn a_task_without_fuel_or_over_the_lease_is_not_taken() {
     ];
     let taken = work.answered(1, first.want, tasks(handed), |_| true);
     assert_eq!(taken.iter().map(|t| t.task).collect::<Vec<_>>(), [2]);
+}
+
+/// A provider's slots are shared by its leases: tasks another lease
+/// holds count against this one's prefetch, and while they fill the slots
+/// this lease does not ask for work (its tasks would wait behind theirs,
+/// and their requester would copy them elsewhere). It asks again for what
+/// they leave free.
+#[test]
+fn tasks_held_by_the_providers_other_leases_count_against_this_ones() {
+    let mut work = work(2);
+    assert!(
+        matches!(work.next(0, 2), Next::Wait(Some(at)) if at == HEARTBEAT_MS),
+        "both slots are another lease's"
+    );
+    let Next::Pull(pull) = work.next(1, 1) else {
+        panic!("a slot came free");
+    };
+    assert_eq!(pull.want, 1);
+    let taken = work.answered(2, pull.want, tasks((0..2).map(task).collect()), |_| true);
+    assert_eq!(taken.len(), 1, "only what was asked for is taken");
+    assert_eq!(work.held(), 1);
+    // Alone on the provider it fills both slots again.
+    assert!(matches!(work.next(3, 0), Next::Pull(p) if p.want == 1));
 }
 
 #[test]
@@ -257,13 +280,13 @@ fn a_result_is_sent_sealed_persisted_first_and_revealed_only_when_asked() {
     );
     // The job is over: one last pull asks for the acceptance of what this
     // answer stored, and then the lease ends either way.
-    assert!(matches!(work.next(5), Next::Wait(Some(_))));
+    assert!(matches!(work.next(5, 0), Next::Wait(Some(_))));
     let p = pull(&mut work, 100);
     assert_eq!(p.awaiting, [7]);
     let reply = answer(0, true, Vec::new(), None);
     work.answered(101, p.want, reply, |_| true);
     assert_eq!(work.awaiting(), 0, "given up");
-    assert!(matches!(work.next(102), Next::Done));
+    assert!(matches!(work.next(102, 0), Next::Done));
 }
 
 /// What task `index`'s result (see [`result`]) waits to be accepted for.
@@ -491,7 +514,7 @@ fn a_lease_that_could_not_prepare_hands_every_task_back_as_failed() {
     );
     let reply = answer(1, false, Vec::new(), None);
     work.answered(2, p.want, reply, |_| true);
-    assert!(matches!(work.next(3), Next::Done));
+    assert!(matches!(work.next(3, 0), Next::Done));
 }
 
 #[test]
@@ -502,7 +525,7 @@ fn an_empty_answer_backs_off_doubling_up_to_the_idle_maximum() {
     for _ in 0..9 {
         let p = pull(&mut work, now);
         work.answered(now, p.want, tasks(Vec::new()), |_| true);
-        let Next::Wait(Some(at)) = work.next(now) else {
+        let Next::Wait(Some(at)) = work.next(now, 0) else {
             panic!("expected a wait")
         };
         waits.push(at - now);
@@ -522,7 +545,7 @@ fn an_empty_answer_backs_off_doubling_up_to_the_idle_maximum() {
     let p = pull(&mut work, now);
     let stored = answer(1, false, Vec::new(), None);
     work.answered(now, p.want, stored, |_| true);
-    assert!(matches!(work.next(now), Next::Wait(Some(at)) if at == now + 5));
+    assert!(matches!(work.next(now, 0), Next::Wait(Some(at)) if at == now + 5));
 }
 
 #[test]
@@ -532,7 +555,7 @@ fn a_silent_requester_is_retried_until_the_silence_limit_then_given_up() {
     loop {
         let p = pull(&mut work, now);
         work.answered(now, p.want, Err("timed out".into()), |_| true);
-        match work.next(now) {
+        match work.next(now, 0) {
             Next::Wait(Some(at)) => {
                 assert_eq!(at, now + RETRY_MS);
                 now = at;
@@ -557,7 +580,7 @@ fn a_refused_pull_waits_for_running_tasks_and_then_ends() {
         |_| true,
     );
     assert!(
-        matches!(work.next(5_000), Next::Wait(None)),
+        matches!(work.next(5_000, 0), Next::Wait(None)),
         "waits for the task, not the clock"
     );
     work.finished(
@@ -575,5 +598,5 @@ fn a_refused_pull_waits_for_running_tasks_and_then_ends() {
         Ok(Response::Refused("job cancelled".into())),
         |_| true,
     );
-    assert!(matches!(work.next(5_002), Next::Done));
+    assert!(matches!(work.next(5_002, 0), Next::Done));
 }
