@@ -262,7 +262,7 @@ impl Ledger {
         // A nonce that was refused may be used again: forget the old verdict
         // so it is not taken for this transaction's.
         inner.outcomes.remove(&key);
-        inner.mempool.insert(key, bytes, &body.kind, admission);
+        inner.mempool.insert(key, bytes, admission);
         Ok(())
     }
 

@@ -62,6 +62,8 @@ struct Sender {
 /// transactions it displaces.
 pub(crate) struct Admission {
     evict: Vec<TxKey>,
+    /// What the transaction may take from its signer's balance.
+    debit: Amount,
 }
 
 /// The mempool of one validator.
@@ -132,8 +134,16 @@ impl Mempool {
             }
             .into());
         }
+        // A provider whose whole stake is unbonding is still liable, and
+        // must still be able to answer a challenge (a `Reveal` costs
+        // nothing): with an empty balance it would otherwise be slashed
+        // for a silence the mempool forced on it.
         let funded = account.balance > 0
-            || state.provider(&signer).is_some_and(|p| p.stake > 0)
+            || state.provider(&signer).is_some_and(|p| {
+                p.stake > 0
+                    || p.liable_until > state.height()
+                    || p.liable_until_ms > state.time_ms()
+            })
             || escrow_named(&body.kind)
                 .and_then(|job| state.escrow(&job))
                 .is_some_and(|escrow| escrow.owner == signer);
@@ -150,8 +160,9 @@ impl Mempool {
         let key = (signer, body.nonce);
         let replaced = self.txs.get(&key);
         let sender = self.senders.get(&signer);
+        let own = body.kind.balance_debit(state.params());
         let debit = sender.map_or(0, |s| s.debit) - replaced.map_or(0, |p| u128::from(p.debit))
-            + u128::from(body.kind.balance_debit());
+            + u128::from(own);
         if debit > u128::from(account.balance) {
             return Err(SubmitError::CannotPay {
                 needed: debit,
@@ -163,7 +174,10 @@ impl Mempool {
         let mut bytes_after = self.bytes - replaced.map_or(0, |p| p.bytes.len()) + len;
         let fits = |txs: usize, bytes: usize| txs <= self.txs_max && bytes <= self.bytes_max;
         if fits(txs_after, bytes_after) {
-            return Ok(Admission { evict: Vec::new() });
+            return Ok(Admission {
+                evict: Vec::new(),
+                debit: own,
+            });
         }
         // Full: displace the tail of the largest holder, but never so far
         // that it would hold fewer than this sender then would.
@@ -186,7 +200,7 @@ impl Mempool {
             left -= 1;
         }
         if fits(txs_after, bytes_after) {
-            Ok(Admission { evict })
+            Ok(Admission { evict, debit: own })
         } else {
             Err(SubmitError::Full)
         }
@@ -194,12 +208,12 @@ impl Mempool {
 
     /// Adds a transaction that [`Mempool::check`] admitted (replacing one
     /// with the same signer and nonce), displacing what the check said.
-    pub fn insert(&mut self, key: TxKey, bytes: Vec<u8>, kind: &TxKind, admission: Admission) {
+    pub fn insert(&mut self, key: TxKey, bytes: Vec<u8>, admission: Admission) {
         for victim in admission.evict {
             self.remove(&victim);
         }
         self.remove(&key);
-        let debit = kind.balance_debit();
+        let debit = admission.debit;
         self.bytes += bytes.len();
         self.txs.insert(key, Pending { bytes, debit });
         let sender = self.senders.entry(key.0).or_default();

@@ -6,10 +6,10 @@ use cairn_wire::{
     Attested, ContentId, Keypair, PublicKey, ResultManifest, Signature, Signed, WireError, text,
 };
 
-use crate::TxError;
 use crate::fraud::{
     COMMIT_NAMESPACE, Commit, OPENING_NAMESPACE, Opening, VERDICT_NAMESPACE, Verdict,
 };
+use crate::{Params, TxError};
 
 /// An amount of µCAIRN, the ledger's smallest unit.
 pub type Amount = u64;
@@ -306,21 +306,22 @@ impl VerifiedTx {
 
 impl TxKind {
     /// What this transaction takes from its signer's balance, at most, if it
-    /// applies. Lets a mempool refuse a sender whose queued transactions
-    /// could not all be paid for, with a lookup instead of an execution.
-    pub fn balance_debit(&self) -> Amount {
+    /// applies under `params`. Lets a mempool refuse a sender whose queued
+    /// transactions could not all be paid for, with a lookup instead of an
+    /// execution.
+    pub fn balance_debit(&self, params: &Params) -> Amount {
         match self {
             Self::Transfer { amount, .. }
             | Self::Stake { amount }
             | Self::OpenEscrow { amount, .. }
             | Self::TopUpEscrow { amount, .. } => *amount,
             Self::RegisterProvider { stake, .. } => *stake,
+            Self::Challenge { .. } => params.challenge_bond,
             Self::Unstake { .. }
             | Self::CloseEscrow { .. }
             | Self::RecordLease { .. }
             | Self::Settle { .. }
             | Self::Slash { .. }
-            | Self::Challenge { .. }
             | Self::Reveal { .. }
             | Self::Claim { .. } => 0,
         }

@@ -53,8 +53,12 @@ pub const ORDERS_TOPIC: &str = "cairn/orders/2";
 /// What a task may use, as the provider enforces it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskLimits {
-    /// Fuel.
+    /// Fuel: the most any task may have.
     pub fuel: u64,
+    /// The least fuel any task of the job has (at most `fuel`). A tool task
+    /// is paid exactly its figure, so a provider sees the range before it
+    /// signs the lease, and refuses a task below it.
+    pub fuel_min: u64,
     /// Linear memory.
     pub memory_bytes: u64,
     /// Wall-clock watchdog.
@@ -150,9 +154,9 @@ pub struct Assignment {
     pub outputs: Vec<String>,
     /// Seed of its randomness.
     pub seed: [u8; 32],
-    /// Its fuel: at most the terms' `limits.fuel` (a provider refuses a
-    /// task over it). The most a Wasm task may use, and the work a tool
-    /// task declares and is paid for.
+    /// Its fuel, within the terms' `limits.fuel_min` and `limits.fuel`
+    /// (a provider refuses a task outside them). The most a Wasm task may
+    /// use, and the work a tool task declares and is paid for.
     pub fuel: u64,
 }
 
@@ -479,6 +483,7 @@ impl Write for Terms {
         let l = &self.limits;
         for v in [
             l.fuel,
+            l.fuel_min,
             l.memory_bytes,
             l.wall_time_ms,
             l.output_bytes,
@@ -491,14 +496,14 @@ impl Write for Terms {
 
 impl EncodeSize for Terms {
     fn encode_size(&self) -> usize {
-        self.module.encode_size() + files_size(&self.inputs) + 5 * 8
+        self.module.encode_size() + files_size(&self.inputs) + 6 * 8
     }
 }
 
 impl Read for Terms {
     type Cfg = ();
     fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
-        Ok(Self {
+        let terms = Self {
             module: FileRef::read(buf)?,
             inputs: read_paths(
                 read_files(buf)?,
@@ -507,12 +512,20 @@ impl Read for Terms {
             )?,
             limits: TaskLimits {
                 fuel: u64::read(buf)?,
+                fuel_min: u64::read(buf)?,
                 memory_bytes: u64::read(buf)?,
                 wall_time_ms: u64::read(buf)?,
                 output_bytes: u64::read(buf)?,
                 stdout_bytes: u64::read(buf)?,
             },
-        })
+        };
+        if !(1..=terms.limits.fuel).contains(&terms.limits.fuel_min) {
+            return Err(CodecError::Invalid(
+                "limits.fuel_min",
+                "is not from 1 to limits.fuel",
+            ));
+        }
+        Ok(terms)
     }
 }
 
@@ -1001,6 +1014,7 @@ mod tests {
             inputs: Vec::new(),
             limits: TaskLimits {
                 fuel: 1_000,
+                fuel_min: 1_000,
                 memory_bytes: 1 << 20,
                 wall_time_ms: 1_000,
                 output_bytes: 1 << 20,
@@ -1213,6 +1227,7 @@ mod tests {
                 inputs: vec![file(bad)],
                 limits: TaskLimits {
                     fuel: 1,
+                    fuel_min: 1,
                     memory_bytes: 1,
                     wall_time_ms: 1,
                     output_bytes: 1,

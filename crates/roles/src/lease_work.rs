@@ -27,6 +27,16 @@ const RETRY_MS: u64 = 200;
 /// How long to keep retrying a requester that does not answer.
 const REQUESTER_SILENCE_MS_MAX: u64 = 120_000;
 
+/// What a provider's other leases hold, beside the one asked
+/// ([`LeaseWork::next`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Others {
+    /// How many there are.
+    pub leases: u32,
+    /// The tasks they hold ([`LeaseWork::held`]).
+    pub held: u32,
+}
+
 /// What the shell does next for a lease.
 #[derive(Debug)]
 pub enum Next {
@@ -129,6 +139,12 @@ pub struct LeaseWork {
     expires_height: u64,
     /// The most fuel a task of the lease may have.
     fuel_max: u64,
+    /// The least: the terms' `limits.fuel_min` (a tool task is paid its
+    /// figure, and the provider signed for no less).
+    fuel_min: u64,
+    /// Tasks the pull in flight asked for: held already, so that leases
+    /// pulling at once do not each take the same free slots.
+    asking: u32,
     /// Signs commitments to sealed results.
     key: Keypair,
     /// Why the lease's program or inputs could not be prepared: every task
@@ -182,6 +198,8 @@ impl LeaseWork {
             requester: lease.requester,
             expires_height: lease.expires_height,
             fuel_max: lease.fuel_per_task_max,
+            fuel_min: 1,
+            asking: 0,
             key,
             failure,
             withhold_reveals: false,
@@ -216,6 +234,12 @@ impl LeaseWork {
             work.queue(report);
         }
         work
+    }
+
+    /// Refuses tasks of less fuel than `fuel_min` (the lease's terms').
+    pub fn with_fuel_min(mut self, fuel_min: u64) -> Self {
+        self.fuel_min = fuel_min.max(1);
+        self
     }
 
     /// Takes no more work while `credit` delivered results await
@@ -287,21 +311,24 @@ impl LeaseWork {
         self.slots * depth
     }
 
-    /// Tasks handed to the executor and not finished: running, or waiting
-    /// for one of the provider's slots.
+    /// Tasks handed to the executor and not finished (running, or waiting
+    /// for one of the provider's slots), and those the pull in flight
+    /// asked for.
     pub fn held(&self) -> u32 {
-        self.running.len() as u32
+        (self.running.len() as u32).saturating_add(self.asking)
     }
 
-    /// What to do at `now`, while the provider's other leases hold
-    /// `elsewhere` tasks ([`held`](Self::held)). The slots are the
-    /// provider's, shared by all its leases: a lease that took its full
-    /// prefetch beside others' would leave its tasks waiting behind theirs,
-    /// and their requesters copying them elsewhere. So the tasks held
-    /// elsewhere count against this lease's prefetch, and it is not due to
-    /// ask for work while they fill the slots (the shell looks again when
-    /// one of them finishes).
-    pub fn next(&mut self, now: u64, elsewhere: u32) -> Next {
+    /// What to do at `now`, beside the provider's `others` leases. The
+    /// slots are the provider's, shared by all its leases: a lease that
+    /// took its full prefetch beside others' would leave its tasks waiting
+    /// behind theirs, and their requesters copying them elsewhere. So the
+    /// tasks held elsewhere count against this lease's prefetch, and it is
+    /// not due to ask for work while they fill the slots (the shell looks
+    /// again when one of them finishes). But each lease keeps its share of
+    /// the slots whatever the others hold: a lease of tiny tasks, which
+    /// keeps a deep prefetch full, would otherwise starve one of long
+    /// tasks for as long as it has work.
+    pub fn next(&mut self, now: u64, others: Others) -> Next {
         if self.done {
             return Next::Done;
         }
@@ -311,13 +338,18 @@ impl LeaseWork {
             _ => self.pause = None,
         }
         let capacity = self.capacity();
-        let held = self.held().saturating_add(elsewhere);
+        let own = self.held();
+        let held = own.saturating_add(others.held);
+        let share = (self.slots / others.leases.saturating_add(1)).max(1);
         // A requester that stops accepting what it was given gets no more
         // until it does: the provider risks at most its credit.
         let want = if self.awaiting.len() >= self.credit {
             0
         } else {
-            capacity.saturating_sub(held)
+            capacity
+                .saturating_sub(held)
+                .max(share.saturating_sub(own))
+                .min(capacity.saturating_sub(own))
         };
         // Pull when a slot could go idle or half the prefetch is free;
         // otherwise let reports gather a little so one request and one
@@ -326,6 +358,7 @@ impl LeaseWork {
         let report_due = self.last_pull + REPORT_DELAY_MS;
         let heartbeat_due = self.last_pull + HEARTBEAT_MS;
         let due = held < self.slots
+            || own < share
             || want * 2 >= capacity
             || (!self.unsent.is_empty() && now >= report_due)
             || now >= heartbeat_due;
@@ -365,9 +398,11 @@ impl LeaseWork {
         );
         self.in_flight = Some(reports.len());
         self.last_pull = now;
+        let want = if self.failure.is_some() { 0 } else { want };
+        self.asking = want;
         Next::Pull(Pull {
             writes: std::mem::take(&mut self.writes),
-            want: if self.failure.is_some() { 0 } else { want },
+            want,
             reports,
             grants,
             held: held.into_iter().take(proto::HELD_MAX).collect(),
@@ -391,6 +426,7 @@ impl LeaseWork {
         mut admit: impl FnMut(&Assignment) -> bool,
     ) -> Vec<Assignment> {
         let sent = self.in_flight.take().unwrap_or(0);
+        self.asking = 0;
         let (stored, tasks, finished, reveal, accepted) = match answer {
             Ok(Response::Tasks {
                 stored,
@@ -500,12 +536,13 @@ impl LeaseWork {
         // More than was asked for is the requester's mistake or an attack:
         // the rest are not taken (their deadline hands them to others), so
         // what runs and what waits here stays within the slots' prefetch.
-        // So is a task with no fuel, or more than the lease allows.
-        let fuel_max = self.fuel_max;
+        // So is a task with less fuel than the terms said (a tool task is
+        // paid its figure), or more than the lease allows.
+        let fuel = self.fuel_min..=self.fuel_max;
         let taken: Vec<Assignment> = tasks
             .into_iter()
             .take(want as usize)
-            .filter(|task| (1..=fuel_max).contains(&task.fuel) && admit(task))
+            .filter(|task| fuel.contains(&task.fuel) && admit(task))
             .collect();
         self.running.extend(taken.iter().map(|a| a.task));
         taken

@@ -399,6 +399,14 @@ impl RequesterCore {
             inputs: s.inputs.iter().map(file_ref).collect(),
             limits: TaskLimits {
                 fuel: s.limits.fuel,
+                // Checked at submission: each task's is from 1 to the
+                // job's.
+                fuel_min: s
+                    .tasks
+                    .iter()
+                    .map(|t| t.fuel.unwrap_or(s.limits.fuel))
+                    .min()
+                    .unwrap_or(s.limits.fuel),
                 memory_bytes: s.limits.memory_bytes,
                 wall_time_ms: s.limits.wall_time_ms,
                 output_bytes: s.limits.output_bytes,
@@ -1109,6 +1117,7 @@ impl RequesterCore {
             ..
         } = checked;
         let job_id = *job_id;
+        let banned = self.banned(&sender);
         let job = self
             .jobs
             .get_mut(&job_id)
@@ -1198,12 +1207,21 @@ impl RequesterCore {
         // No honest provider reports other outputs, streams or fuel than
         // the digest it signed: it gets no more of this job's work (it
         // used to go on pulling the job's tasks and misreporting them).
-        if misreported {
+        // Nor does one this requester convicted, under any lease: the
+        // verifier counts none of its results, so each task handed to it
+        // came back to be handed out again, to it first (it pulls at
+        // once), and a job could go round so for minutes (the simulation
+        // found one that did, 170 runs a task).
+        if misreported || banned {
             for task in job.sched.running_of(&sender) {
                 actions.extend(verifier.withdraw(&(job_id, task), &sender, now));
                 touched.push((job_id, task));
             }
-            let reason = "its report does not have the digest it signed";
+            let reason = if misreported {
+                "its report does not have the digest it signed"
+            } else {
+                "it was convicted"
+            };
             for event in job.sched.drop_provider(&sender, reason) {
                 tracing::info!(job = %job_id.short(), ?event, "scheduler");
             }

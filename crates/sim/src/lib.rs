@@ -41,7 +41,7 @@ use cairn_proto::{
     SubmittedTask,
 };
 use cairn_roles::bidder::{Answer, Bidder};
-use cairn_roles::lease_work::{self, Awaiting, LeaseWork, Next, Stored};
+use cairn_roles::lease_work::{self, Awaiting, LeaseWork, Next, Others, Stored};
 use cairn_roles::requester::{
     Arrival, Asked, Effects, Finding, JobRecord, RequesterCore, Streams, TaskRecord, Write,
     check_reports,
@@ -1573,16 +1573,19 @@ impl Sim {
         if p.leases.get(&lease).is_none_or(|held| held.pulling) {
             return;
         }
-        let elsewhere = p
-            .leases
-            .iter()
-            .filter(|(id, _)| **id != lease)
-            .map(|(_, other)| other.work.held())
-            .sum();
+        let others = Others {
+            leases: (p.leases.len() as u32).saturating_sub(1),
+            held: p
+                .leases
+                .iter()
+                .filter(|(id, _)| **id != lease)
+                .map(|(_, other)| other.work.held())
+                .sum(),
+        };
         let Some(held) = p.leases.get_mut(&lease) else {
             return;
         };
-        match held.work.next(now, elsewhere) {
+        match held.work.next(now, others) {
             Next::Pull(pull) => {
                 let disk = p.disk.get_mut(&lease).expect("on disk");
                 for write in pull.writes {

@@ -1,7 +1,10 @@
 //! The mempool's limits and fairness, without signatures: bodies are
 //! checked and inserted directly.
 
-use cairn_ledger::{Genesis, State, TxBody, TxKind};
+use cairn_ledger::{
+    COMMIT_NAMESPACE, Capabilities, Commit, Genesis, Lease, State, TxBody, TxKind, admit,
+};
+use cairn_wire::{ContentId, Signed};
 use cairn_wire::{Keypair, PublicKey};
 
 use super::*;
@@ -38,7 +41,7 @@ fn offer(
 ) -> Result<(), SubmitError> {
     let body = body(state, nonce);
     let admission = pool.check(state, signer, &body, len)?;
-    pool.insert((signer, nonce), vec![0; len], &body.kind, admission);
+    pool.insert((signer, nonce), vec![0; len], admission);
     Ok(())
 }
 
@@ -165,4 +168,136 @@ fn pruning_drops_used_nonces_and_keeps_the_books() {
     );
     // What A's pruned transactions would have taken is no longer counted.
     assert_eq!(pool.senders[&a].debit, 0);
+}
+
+/// Applies `kind` signed by `key` to `state`.
+fn apply(state: &mut State, key: &Keypair, kind: TxKind) {
+    let body = TxBody {
+        chain: state.chain(),
+        nonce: state.account(&key.public()).nonce,
+        kind,
+    };
+    state.apply(&admit(body.sign(key)).unwrap()).unwrap();
+}
+
+/// A provider that staked its whole balance, took a lease and then
+/// unbonded everything has nothing left in its account, but is still
+/// liable: a challenge against it may come, and it must be able to answer
+/// (a reveal costs nothing), or it would be slashed for a silence the
+/// mempool forced on it. Once nothing holds it liable, an empty account
+/// is refused again.
+#[test]
+fn a_provider_with_nothing_but_liable_stake_may_still_send() {
+    let requester = Keypair::from_seed([1; 32]);
+    let provider = Keypair::from_seed([2; 32]);
+    let idle = Keypair::from_seed([3; 32]);
+    let mut state = Genesis::with_balances(
+        "mempool",
+        &[requester.public(), provider.public(), idle.public()],
+        1_000_000_000,
+    )
+    .state()
+    .unwrap();
+    let stake = state.params().stake_min;
+    for key in [&provider, &idle] {
+        apply(
+            &mut state,
+            key,
+            TxKind::RegisterProvider {
+                capabilities: Capabilities {
+                    cores: 2,
+                    memory_mib: 4096,
+                    gpus: 0,
+                    score: 10,
+                },
+                endpoint: "/ip4/127.0.0.1/tcp/7000".into(),
+                stake,
+            },
+        );
+    }
+    let job = ContentId::of(b"job");
+    apply(
+        &mut state,
+        &requester,
+        TxKind::OpenEscrow { job, amount: 1_000 },
+    );
+    let lease = Lease {
+        job,
+        requester: requester.public(),
+        provider: provider.public(),
+        price_ucairn_per_gfuel: 1_000,
+        fuel_per_task_max: 1_000_000,
+        expires_height: 10,
+    };
+    let provider_signature = lease.sign(&provider);
+    apply(
+        &mut state,
+        &requester,
+        TxKind::RecordLease {
+            lease,
+            provider_signature,
+        },
+    );
+    for key in [&provider, &idle] {
+        apply(&mut state, key, TxKind::Unstake { amount: stake });
+        assert_eq!(state.account(&key.public()).balance, 0);
+    }
+    let pool = Mempool::default();
+    let nonce = |key: &Keypair| state.account(&key.public()).nonce;
+    pool.check(
+        &state,
+        provider.public(),
+        &body(&state, nonce(&provider)),
+        100,
+    )
+    .expect("a liable provider may answer");
+    assert!(matches!(
+        pool.check(&state, idle.public(), &body(&state, nonce(&idle)), 100),
+        Err(SubmitError::Unfunded(_))
+    ));
+}
+
+/// A challenge locks a bond from its signer's balance: a requester cannot
+/// queue more challenges than its balance can bond (each would be refused
+/// in its block, after taking the mempool's room).
+#[test]
+fn queued_challenges_must_each_be_bondable() {
+    let [requester] = keys(1)[..] else {
+        unreachable!()
+    };
+    let provider = Keypair::from_seed([9; 32]);
+    let state = state(&[requester]);
+    let bond = state.params().challenge_bond;
+    let balance = state.account(&requester).balance;
+    let mut pool = Mempool::default();
+    let challenge = |nonce: u64| TxBody {
+        chain: state.chain(),
+        nonce,
+        kind: TxKind::Challenge {
+            commit: Signed::sign(
+                &provider,
+                COMMIT_NAMESPACE,
+                Commit {
+                    lease: ContentId::of(b"lease"),
+                    task: nonce,
+                    commitment: [0; 32],
+                },
+            ),
+        },
+    };
+    let bondable = balance / bond;
+    for nonce in 0..bondable.min(SENDER_PENDING_MAX - 1) {
+        let admission = pool
+            .check(&state, requester, &challenge(nonce), 100)
+            .unwrap();
+        pool.insert((requester, nonce), vec![0; 100], admission);
+    }
+    assert!(
+        bondable < SENDER_PENDING_MAX,
+        "the test's balance bonds {bondable}"
+    );
+    assert!(matches!(
+        pool.check(&state, requester, &challenge(bondable), 100),
+        Err(SubmitError::CannotPay { .. })
+    ));
 }

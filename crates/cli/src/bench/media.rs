@@ -1,9 +1,16 @@
-//! `cairn bench media`: Livepeer's workload. A generated clip is encoded
-//! into the ladder three ways, in one run: by one ffmpeg process doing the
-//! whole ladder (what a user would run on this machine), by the video
-//! job's segment tasks run locally (`cairn run --local`: what splitting
-//! into segments costs), and through a devnet of N providers (what the
-//! market, the sandbox and verification add).
+//! `cairn bench media`: the seed's media workloads with the real tools.
+//!
+//! Livepeer's: a generated clip is encoded into the ladder three ways, in
+//! one run: by one ffmpeg process doing the whole ladder (what a user
+//! would run on this machine), by the video job's segment tasks run
+//! locally (`cairn run --local`: what splitting into segments costs), and
+//! through a devnet of N providers (what the market, the sandbox and
+//! verification add).
+//!
+//! Render Network's: the Blender example's frames rendered directly by
+//! Blender (as many at once as the machine has cores, one thread each, as
+//! the job's tasks run), as a job run locally, and through the same
+//! devnets.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -28,11 +35,19 @@ pub struct MediaArgs {
     /// replicas of a task run on different providers).
     #[arg(long, value_delimiter = ',', default_value = "2,4")]
     pub providers: Vec<u64>,
-    /// Providers that encode each segment (a tool job is verified by at
-    /// least two).
+    /// Providers that encode each segment or render each frame (a tool
+    /// job is verified by at least two).
     #[arg(long, default_value_t = 2)]
     pub replicas: u32,
+    /// Frames of the Blender example to render (0: none, and Blender is
+    /// not needed).
+    #[arg(long, default_value_t = 12)]
+    pub frames: u32,
 }
+
+/// The Blender example, which the frames half renders.
+const BLENDER_JOB: &str = include_str!("../../../../examples/blender/job.toml");
+const BLENDER_SCENE: &str = include_str!("../../../../examples/blender/scene.py");
 
 pub fn media(args: &MediaArgs) -> anyhow::Result<Vec<Figure>> {
     if args.seconds == 0 {
@@ -47,6 +62,9 @@ pub fn media(args: &MediaArgs) -> anyhow::Result<Vec<Figure>> {
             "a devnet of {few} cannot run {} replicas of a task on different providers",
             args.replicas
         );
+    }
+    if args.frames > 0 && which("blender").is_none() {
+        bail!("blender is not installed (apt-get install blender), or pass --frames 0");
     }
     let scratch = tempfile::tempdir()?;
     let clip = scratch.path().join("clip.mp4");
@@ -104,20 +122,15 @@ pub fn media(args: &MediaArgs) -> anyhow::Result<Vec<Figure>> {
     let tasks = crate::video::load(&job, &[])?.job.tasks().len() as f64;
     figures.push(figure("tasks".into(), tasks, "tasks"));
     for &providers in &args.providers {
-        let dir = scratch.path().join(format!("devnet-{providers}"));
         let out = scratch.path().join(format!("out-{providers}"));
         // As the local run: split, encoded, fetched and assembled.
-        let wall = with_devnet_flags(&dir, providers, &["--tools"], |node, _| {
-            let started = Instant::now();
-            let loaded = crate::video::load(&job, &[])?;
-            let id = node.submit_job(&loaded.job)?;
-            let status: api::JobStatus = wait_done(node, &id, Duration::from_millis(100))?;
-            if status.total as f64 != tasks {
-                bail!("the job has {} tasks, not {tasks}", status.total);
-            }
-            crate::job::results(node, &id, Some(out.clone()))?;
-            Ok(started.elapsed())
-        })?;
+        let wall = on_devnet(
+            &scratch.path().join(format!("devnet-{providers}")),
+            providers,
+            tasks,
+            &out,
+            || crate::video::load(&job, &[]),
+        )?;
         let summary: serde_json::Value =
             serde_json::from_slice(&std::fs::read(out.join("cairn-results.json"))?)?;
         if summary["hls"]["master"] != "master.m3u8" {
@@ -133,23 +146,224 @@ pub fn media(args: &MediaArgs) -> anyhow::Result<Vec<Figure>> {
             super::ratio(one, wall),
             "ratio",
         ));
-        // The devnet runs every task `replicas` times, on the same two
-        // cores as the local run: what the market, the sandbox per
-        // provider and verification add to that much work.
-        let executions = local_wall.mul_f64(f64::from(args.replicas));
+        figures.extend(market_cost(
+            "devnet",
+            providers,
+            wall,
+            local_wall,
+            tasks,
+            args.replicas,
+        ));
+    }
+    if args.frames > 0 {
+        figures.extend(frames(args, &scratch.path().join("frames"))?);
+    }
+    Ok(figures)
+}
+
+/// Runs the job `load` gives on a devnet of `providers` with tools, to its
+/// results in `out`: its wall time, from submission (splitting a clip
+/// included) to the last file fetched.
+fn on_devnet(
+    dir: &Path,
+    providers: u64,
+    tasks: f64,
+    out: &Path,
+    load: impl FnOnce() -> anyhow::Result<crate::video::Loaded>,
+) -> anyhow::Result<Duration> {
+    with_devnet_flags(dir, providers, &["--tools"], |node, _| {
+        let started = Instant::now();
+        // Loaded (a clip split) as part of the run; its segments live
+        // until the job is submitted.
+        let loaded = load()?;
+        let id = node.submit_job(&loaded.job)?;
+        let status: api::JobStatus = wait_done(node, &id, Duration::from_millis(100))?;
+        if status.total as f64 != tasks {
+            bail!("the job has {} tasks, not {tasks}", status.total);
+        }
+        crate::job::results(node, &id, Some(out.to_path_buf()))?;
+        Ok(started.elapsed())
+    })
+}
+
+/// What a devnet's run costs beyond its work: the devnet runs every task
+/// `replicas` times, on the same cores as the local run, so its wall time
+/// against the local run's times the replicas is what the market, the
+/// sandbox per provider and verification add, and the difference per
+/// execution.
+fn market_cost(
+    prefix: &str,
+    providers: u64,
+    wall: Duration,
+    local: Duration,
+    tasks: f64,
+    replicas: u32,
+) -> Vec<Figure> {
+    let executions = local.mul_f64(f64::from(replicas));
+    vec![
+        Figure {
+            suite: "media",
+            metric: format!("{prefix}_{providers}_over_local_executions"),
+            value: super::ratio(wall, executions),
+            unit: "ratio",
+        },
+        Figure {
+            suite: "media",
+            metric: format!("{prefix}_{providers}_overhead_per_execution"),
+            value: (wall.as_secs_f64() - executions.as_secs_f64()) * 1e3
+                / (tasks * f64::from(replicas)),
+            unit: "ms",
+        },
+    ]
+}
+
+/// Render Network's half: the Blender example's first `args.frames`
+/// frames rendered directly, as a local job, and through each devnet.
+fn frames(args: &MediaArgs, dir: &Path) -> anyhow::Result<Vec<Figure>> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("scene.py"), BLENDER_SCENE)?;
+    let job = dir.join("job.toml");
+    let text = BLENDER_JOB
+        .replace(
+            "frames = \"1-12\"",
+            &format!("frames = \"1-{}\"", args.frames),
+        )
+        .replace("replicas = 2", &format!("replicas = {}", args.replicas));
+    if !text.contains(&format!("frames = \"1-{}\"", args.frames)) {
+        bail!("the Blender example no longer names its frames as this benchmark expects");
+    }
+    std::fs::write(&job, text)?;
+    let figure = |metric: String, value: f64, unit: &'static str| Figure {
+        suite: "media",
+        metric,
+        value,
+        unit,
+    };
+    let tasks = f64::from(args.frames);
+    let mut figures = vec![figure("blender_frames".into(), tasks, "frames")];
+
+    let direct = render_directly(dir, args.frames)?;
+    figures.push(figure("blender_direct".into(), direct.as_secs_f64(), "s"));
+
+    let started = Instant::now();
+    let local = Command::new(std::env::current_exe()?)
+        .arg("run")
+        .arg(&job)
+        .args(["--local", "--json", "-o"])
+        .arg(dir.join("local"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()?;
+    let local_wall = started.elapsed();
+    if !local.status.success() {
+        bail!(
+            "the local render failed: {}",
+            String::from_utf8_lossy(&local.stderr)
+        );
+    }
+    figures.push(figure(
+        "blender_local".into(),
+        local_wall.as_secs_f64(),
+        "s",
+    ));
+    figures.push(figure(
+        "blender_local_over_direct".into(),
+        super::ratio(local_wall, direct),
+        "ratio",
+    ));
+    for &providers in &args.providers {
+        let out = dir.join(format!("out-{providers}"));
+        let wall = on_devnet(
+            &dir.join(format!("devnet-{providers}")),
+            providers,
+            tasks,
+            &out,
+            || crate::video::load(&job, &[]),
+        )?;
+        for frame in 1..=args.frames {
+            let name = format!("frame-{frame:04}.bmp");
+            if std::fs::read(out.join(&name))? != std::fs::read(dir.join("local").join(&name))? {
+                bail!("the devnet's {name} differs from the local run's");
+            }
+        }
         figures.push(figure(
-            format!("devnet_{providers}_over_local_executions"),
-            super::ratio(wall, executions),
-            "ratio",
+            format!("blender_devnet_{providers}"),
+            wall.as_secs_f64(),
+            "s",
         ));
         figures.push(figure(
-            format!("devnet_{providers}_overhead_per_execution"),
-            (wall.as_secs_f64() - executions.as_secs_f64()) * 1e3
-                / (tasks * f64::from(args.replicas)),
-            "ms",
+            format!("blender_devnet_{providers}_frames_per_minute"),
+            tasks * 60.0 / wall.as_secs_f64(),
+            "frames/min",
+        ));
+        figures.extend(market_cost(
+            "blender_devnet",
+            providers,
+            wall,
+            local_wall,
+            tasks,
+            args.replicas,
         ));
     }
     Ok(figures)
+}
+
+/// The frames rendered by Blender itself, no sandbox and no market: as
+/// many at once as the machine has cores, one thread each (as the job's
+/// tasks and a local run's workers are).
+fn render_directly(dir: &Path, frames: u32) -> anyhow::Result<Duration> {
+    let out = dir.join("direct");
+    std::fs::create_dir_all(&out)?;
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
+    let next = std::sync::atomic::AtomicU32::new(1);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        let render = || -> anyhow::Result<()> {
+            loop {
+                let frame = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if frame > frames {
+                    return Ok(());
+                }
+                let output = Command::new("blender")
+                    .args([
+                        "-b",
+                        "--factory-startup",
+                        "-noaudio",
+                        "--python-exit-code",
+                        "1",
+                        "-P",
+                    ])
+                    .arg(dir.join("scene.py"))
+                    .arg("--")
+                    .arg(frame.to_string())
+                    .arg(out.join(format!("frame-{frame:04}.bmp")))
+                    .stdin(Stdio::null())
+                    .output()
+                    .context("running blender")?;
+                if !output.status.success() {
+                    bail!(
+                        "blender could not render frame {frame}: {}",
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                }
+            }
+        };
+        let workers: Vec<_> = (0..workers).map(|_| scope.spawn(render)).collect();
+        workers.into_iter().try_for_each(|w| {
+            w.join()
+                .map_err(|_| anyhow::anyhow!("a render thread panicked"))?
+        })
+    })?;
+    Ok(started.elapsed())
+}
+
+/// The path of `program` on `PATH`, if it is there.
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| Path::new(dir).join(program))
+        .find(|path| path.is_file())
 }
 
 /// One ffmpeg process encoding `clip` into the whole ladder, as HLS, with

@@ -53,6 +53,9 @@ const STATUS_FD: i32 = 3;
 /// The descriptor bubblewrap reads the seccomp filter from.
 const SECCOMP_FD: i32 = 4;
 
+/// `memfd_create`'s flag for a file that can never be executed (Linux 6.3).
+const MFD_NOEXEC_SEAL: libc::c_uint = 0x0008;
+
 /// Where the child first moves the descriptors it passes on, above any
 /// number they are to take, so that placing one cannot close another.
 const FD_STAGING: i32 = 16;
@@ -492,8 +495,16 @@ impl Sandbox {
     /// file of the task's own, since bubblewrap reads it to its end.
     fn filter(&self) -> Result<OwnedFd, ExecError> {
         const WHAT: &str = "passing the seccomp filter";
-        // SAFETY: the name is a NUL-terminated string.
-        let fd = unsafe { libc::memfd_create(c"cairn-seccomp".as_ptr(), libc::MFD_CLOEXEC) };
+        let create = |flags| {
+            // SAFETY: the name is a NUL-terminated string.
+            unsafe { libc::memfd_create(c"cairn-seccomp".as_ptr(), flags) }
+        };
+        let mut fd = create(libc::MFD_CLOEXEC);
+        if fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EACCES) {
+            // A kernel set to refuse executable memory files
+            // (`vm.memfd_noexec = 2`) takes one sealed against it.
+            fd = create(libc::MFD_CLOEXEC | MFD_NOEXEC_SEAL);
+        }
         if fd < 0 {
             return Err(ExecError::io(WHAT)(std::io::Error::last_os_error()));
         }

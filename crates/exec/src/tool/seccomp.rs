@@ -7,12 +7,15 @@
 //! attacked interfaces, which a confined process would otherwise still
 //! reach: BPF, io_uring, perf events, user faults, keyrings, `ptrace`,
 //! mounting, kernel modules, file handles (`open_by_handle_at` once let a
-//! container read the host's files), other socket families than Unix,
-//! IPv4, IPv6 and netlink, and the x32 and 32-bit system call tables.
+//! container read the host's files), System V shared memory and message
+//! queues (memory that outlives every mapping, which no address-space
+//! limit bounds), other socket families than Unix, IPv4, IPv6 and netlink,
+//! and the x32 system call table.
 //!
 //! Anything not listed fails with `ENOSYS`, as on a kernel that lacks it:
-//! libraries fall back from a call they find missing (glibc from `clone3`
-//! and `faccessat2`), where `EPERM` would fail the tool.
+//! libraries fall back from a call they find missing (glibc does, for
+//! calls newer than the kernel it runs on), where `EPERM` would fail the
+//! tool. A call through the 32-bit table kills the tool.
 
 use std::collections::BTreeMap;
 
@@ -71,6 +74,9 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_unlinkat,
     libc::SYS_symlink,
     libc::SYS_symlinkat,
+    // Only FIFOs and plain files: devices need a capability.
+    libc::SYS_mknod,
+    libc::SYS_mknodat,
     libc::SYS_readlink,
     libc::SYS_readlinkat,
     libc::SYS_chmod,
@@ -159,6 +165,10 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_pkey_alloc,
     libc::SYS_pkey_free,
     libc::SYS_pkey_mprotect,
+    // NUMA placement (Cycles' and TBB's thread pools ask).
+    libc::SYS_get_mempolicy,
+    libc::SYS_set_mempolicy,
+    libc::SYS_mbind,
     // Processes, threads and signals. Namespaces are out of reach without
     // capabilities (dropped) and user namespaces (bubblewrap disables
     // them), so `clone` and `clone3` need no look at their flags.
@@ -264,25 +274,13 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_sysinfo,
     libc::SYS_getrandom,
     libc::SYS_restart_syscall,
-    // System V and POSIX IPC: the sandbox has its own IPC namespace.
-    libc::SYS_shmget,
-    libc::SYS_shmat,
-    libc::SYS_shmdt,
-    libc::SYS_shmctl,
+    // System V semaphores (the sandbox has its own IPC namespace). Not its
+    // shared memory, message queues or POSIX queues: their memory outlives
+    // every mapping, so no address-space limit holds it.
     libc::SYS_semget,
     libc::SYS_semop,
     libc::SYS_semtimedop,
     libc::SYS_semctl,
-    libc::SYS_msgget,
-    libc::SYS_msgsnd,
-    libc::SYS_msgrcv,
-    libc::SYS_msgctl,
-    libc::SYS_mq_open,
-    libc::SYS_mq_unlink,
-    libc::SYS_mq_timedsend,
-    libc::SYS_mq_timedreceive,
-    libc::SYS_mq_notify,
-    libc::SYS_mq_getsetattr,
     // Sockets (which families may be made is below). The network
     // namespace has no interface but its own loopback.
     libc::SYS_socketpair,

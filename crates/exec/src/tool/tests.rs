@@ -275,6 +275,7 @@ fn a_tool_probing_the_kernel_finds_its_rare_interfaces_missing() {
         ("open_by_handle_at", "304, 0, 0, 0"),
         ("unshare", "272, 0x10000000"),
         ("kexec_load", "246, 0, 0, 0, 0"),
+        ("shmget", "29, 0, 1048576, 01000"),
         ("getpid through x32", "0x40000027"),
         ("a packet socket", "41, 17, 3, 0"),
         ("a vsock socket", "41, 40, 1, 0"),

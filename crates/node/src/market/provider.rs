@@ -32,7 +32,7 @@ use super::{Counters, MarketConfig, Shared, fetch_blob, now_ms};
 mod tamper;
 
 use cairn_roles::bidder::{Answer, Bidder, Ignored};
-use cairn_roles::lease_work::{Awaiting, LeaseWork, Next, Stored, Write};
+use cairn_roles::lease_work::{Awaiting, LeaseWork, Next, Others, Stored, Write};
 
 /// Requesters whose funding is remembered, and for how long.
 const FUNDED_MAX: usize = 4_096;
@@ -181,27 +181,46 @@ impl LeaseRecord {
 }
 
 /// The tasks a provider's leases hold (handed to the executor and not yet
-/// reported to their lease), and a wake-up for every lease when one is
-/// done: a lease takes work only for the slots the others leave it.
+/// reported to their lease, or asked for by a pull in flight), its live
+/// leases, and a wake-up for every lease when a task is done: a lease
+/// takes work only for the slots the others leave it (`LeaseWork::next`).
 #[derive(Default)]
 struct Load {
     held: AtomicU32,
+    leases: AtomicU32,
     freed: tokio::sync::Notify,
 }
 
-/// One task counted in [`Load`] while it lives.
-struct Holding(Arc<Load>);
+/// Tasks counted in [`Load`] while it lives.
+struct Holding(Arc<Load>, u32);
 
 impl Holding {
-    fn new(load: &Arc<Load>) -> Self {
-        load.held.fetch_add(1, Ordering::Relaxed);
-        Self(load.clone())
+    fn new(load: &Arc<Load>, tasks: u32) -> Self {
+        load.held.fetch_add(tasks, Ordering::Relaxed);
+        Self(load.clone(), tasks)
     }
 }
 
 impl Drop for Holding {
     fn drop(&mut self) {
-        self.0.held.fetch_sub(1, Ordering::Relaxed);
+        self.0.held.fetch_sub(self.1, Ordering::Relaxed);
+        self.0.freed.notify_waiters();
+    }
+}
+
+/// A live lease counted in [`Load`].
+struct Leased(Arc<Load>);
+
+impl Leased {
+    fn new(load: &Arc<Load>) -> Self {
+        load.leases.fetch_add(1, Ordering::Relaxed);
+        Self(load.clone())
+    }
+}
+
+impl Drop for Leased {
+    fn drop(&mut self) {
+        self.0.leases.fetch_sub(1, Ordering::Relaxed);
         self.0.freed.notify_waiters();
     }
 }
@@ -757,12 +776,14 @@ impl Provider {
             failure,
             stored,
             now_ms(),
-        );
+        )
+        .with_fuel_min(record.terms.limits.fuel_min);
         if self.config.misbehave == Some(Misbehave::Staller) {
             core = core.withholding_reveals();
         }
         let (done_tx, mut done_rx) =
             mpsc::channel::<(Report, Duration)>(LeaseWork::tasks_max(record.slots));
+        let _leased = Leased::new(&self.load);
         let finished = |core: &mut LeaseWork, (report, took): (Report, Duration)| {
             core.finished(report, took.as_secs_f64() * 1e3);
         };
@@ -775,12 +796,15 @@ impl Provider {
             let freed = self.load.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            let elsewhere = self
-                .load
-                .held
-                .load(Ordering::Relaxed)
-                .saturating_sub(core.held());
-            let pull = match core.next(now_ms(), elsewhere) {
+            let others = Others {
+                leases: self.load.leases.load(Ordering::Relaxed).saturating_sub(1),
+                held: self
+                    .load
+                    .held
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(core.held()),
+            };
+            let pull = match core.next(now_ms(), others) {
                 Next::Done => break,
                 Next::Wait(until) => {
                     let wait = until.map_or(Duration::MAX, |at| {
@@ -803,6 +827,10 @@ impl Provider {
                 }
                 _ => pull.want,
             };
+            // Held from the ask until the tasks it brings are spawned (each
+            // then counts itself): leases pulling at once do not take the
+            // same free slots.
+            let asked = Holding::new(&self.load, want);
             let ops: Vec<Op> = pull
                 .writes
                 .into_iter()
@@ -866,6 +894,7 @@ impl Provider {
                 self.clone()
                     .spawn_task(id, &record, &input_dir, task, done_tx.clone());
             }
+            drop(asked);
         }
         self.leased.lock().remove(&id);
         self.terms.lock().remove(&id);
@@ -937,7 +966,7 @@ impl Provider {
     ) {
         let terms = record.terms.clone();
         let input_dir = input_dir.to_path_buf();
-        let holding = Holding::new(&self.load);
+        let holding = Holding::new(&self.load, 1);
         tokio::spawn(async move {
             // Counted until its report is handed over (or it never runs).
             let _holding = holding;
@@ -1518,6 +1547,7 @@ mod tests {
         };
         let fair = TaskLimits {
             fuel: 1_000,
+            fuel_min: 1,
             memory_bytes: 64 << 20,
             wall_time_ms: 10_000,
             output_bytes: 1 << 20,

@@ -125,7 +125,7 @@ fn held(work: &LeaseWork) -> Vec<u64> {
 }
 
 fn pull(work: &mut LeaseWork, now: u64) -> Pull {
-    match work.next(now, 0) {
+    match work.next(now, Others::default()) {
         Next::Pull(pull) => pull,
         other => panic!("expected a pull at {now}, got {other:?}"),
     }
@@ -143,22 +143,22 @@ fn an_idle_lease_pulls_at_once_and_runs_what_it_is_handed_within_its_prefetch() 
     assert_eq!(taken.iter().map(|t| t.task).collect::<Vec<_>>(), [0, 1]);
     // Both slots busy and the prefetch full: nothing is due until the
     // heartbeat.
-    assert!(matches!(work.next(2, 0), Next::Wait(Some(at)) if at == HEARTBEAT_MS));
+    assert!(matches!(work.next(2, Others::default()), Next::Wait(Some(at)) if at == HEARTBEAT_MS));
 }
 
-/// A requester handing out a task with no fuel, or more than the lease
-/// allows, gets it refused (not run): it could be paid nothing, or more
-/// than the lease's price was agreed for.
+/// A `fuel_shaver` requester hands out a task with less fuel than the
+/// terms the provider signed for said any task has (a tool task is paid
+/// exactly its figure), or more than the lease allows: neither is taken.
 #[test]
-fn a_task_without_fuel_or_over_the_lease_is_not_taken() {
-    let mut work = work(3);
+fn a_task_outside_the_terms_fuel_range_is_not_taken() {
+    let mut work = work(3).with_fuel_min(500);
     let first = pull(&mut work, 0);
     let with_fuel = |index, fuel| Assignment {
         fuel,
         ..task(index)
     };
     let handed = vec![
-        with_fuel(0, 0),
+        with_fuel(0, 499),
         with_fuel(1, 1_000_001),
         with_fuel(2, 1_000_000),
     ];
@@ -168,25 +168,45 @@ fn a_task_without_fuel_or_over_the_lease_is_not_taken() {
 
 /// A provider's slots are shared by its leases: tasks another lease
 /// holds count against this one's prefetch, and while they fill the slots
-/// this lease does not ask for work (its tasks would wait behind theirs,
-/// and their requester would copy them elsewhere). It asks again for what
-/// they leave free.
+/// this lease asks for no more than its share of them (its tasks would
+/// wait behind theirs, and their requester would copy them elsewhere).
 #[test]
 fn tasks_held_by_the_providers_other_leases_count_against_this_ones() {
     let mut work = work(2);
-    assert!(
-        matches!(work.next(0, 2), Next::Wait(Some(at)) if at == HEARTBEAT_MS),
-        "both slots are another lease's"
-    );
-    let Next::Pull(pull) = work.next(1, 1) else {
-        panic!("a slot came free");
+    let one_lease_holding = |held| Others { leases: 1, held };
+    // Both slots are the other lease's: this one still asks for its share,
+    // one of two.
+    let Next::Pull(pull) = work.next(0, one_lease_holding(2)) else {
+        panic!("a lease asks for its share");
     };
     assert_eq!(pull.want, 1);
-    let taken = work.answered(2, pull.want, tasks((0..2).map(task).collect()), |_| true);
+    assert_eq!(work.held(), 1, "what a pull in flight asks for is held");
+    let taken = work.answered(1, pull.want, tasks((0..2).map(task).collect()), |_| true);
     assert_eq!(taken.len(), 1, "only what was asked for is taken");
     assert_eq!(work.held(), 1);
-    // Alone on the provider it fills both slots again.
-    assert!(matches!(work.next(3, 0), Next::Pull(p) if p.want == 1));
+    // Its share held, it waits while the slots are full...
+    assert!(matches!(
+        work.next(2, one_lease_holding(1)),
+        Next::Wait(Some(at)) if at == HEARTBEAT_MS
+    ));
+    // ...and takes the slot the other lease leaves.
+    assert!(matches!(work.next(3, one_lease_holding(0)), Next::Pull(p) if p.want == 1));
+}
+
+/// A `tiny_task_hog` lease keeps a deep prefetch of tiny tasks full for as
+/// long as its job has work; a lease of long tasks beside it still gets
+/// its share of the slots.
+#[test]
+fn a_lease_beside_a_tiny_task_hog_still_gets_its_share_of_the_slots() {
+    let mut work = work(4);
+    let hog = Others {
+        leases: 1,
+        held: 4 * proto::PREFETCH_PER_SLOT_MAX,
+    };
+    let Next::Pull(pull) = work.next(0, hog) else {
+        panic!("a lease beside a hog still asks");
+    };
+    assert_eq!(pull.want, 2, "half of four slots");
 }
 
 #[test]
@@ -280,13 +300,16 @@ fn a_result_is_sent_sealed_persisted_first_and_revealed_only_when_asked() {
     );
     // The job is over: one last pull asks for the acceptance of what this
     // answer stored, and then the lease ends either way.
-    assert!(matches!(work.next(5, 0), Next::Wait(Some(_))));
+    assert!(matches!(
+        work.next(5, Others::default()),
+        Next::Wait(Some(_))
+    ));
     let p = pull(&mut work, 100);
     assert_eq!(p.awaiting, [7]);
     let reply = answer(0, true, Vec::new(), None);
     work.answered(101, p.want, reply, |_| true);
     assert_eq!(work.awaiting(), 0, "given up");
-    assert!(matches!(work.next(102, 0), Next::Done));
+    assert!(matches!(work.next(102, Others::default()), Next::Done));
 }
 
 /// What task `index`'s result (see [`result`]) waits to be accepted for.
@@ -514,7 +537,7 @@ fn a_lease_that_could_not_prepare_hands_every_task_back_as_failed() {
     );
     let reply = answer(1, false, Vec::new(), None);
     work.answered(2, p.want, reply, |_| true);
-    assert!(matches!(work.next(3, 0), Next::Done));
+    assert!(matches!(work.next(3, Others::default()), Next::Done));
 }
 
 #[test]
@@ -525,7 +548,7 @@ fn an_empty_answer_backs_off_doubling_up_to_the_idle_maximum() {
     for _ in 0..9 {
         let p = pull(&mut work, now);
         work.answered(now, p.want, tasks(Vec::new()), |_| true);
-        let Next::Wait(Some(at)) = work.next(now, 0) else {
+        let Next::Wait(Some(at)) = work.next(now, Others::default()) else {
             panic!("expected a wait")
         };
         waits.push(at - now);
@@ -545,7 +568,7 @@ fn an_empty_answer_backs_off_doubling_up_to_the_idle_maximum() {
     let p = pull(&mut work, now);
     let stored = answer(1, false, Vec::new(), None);
     work.answered(now, p.want, stored, |_| true);
-    assert!(matches!(work.next(now, 0), Next::Wait(Some(at)) if at == now + 5));
+    assert!(matches!(work.next(now, Others::default()), Next::Wait(Some(at)) if at == now + 5));
 }
 
 #[test]
@@ -555,7 +578,7 @@ fn a_silent_requester_is_retried_until_the_silence_limit_then_given_up() {
     loop {
         let p = pull(&mut work, now);
         work.answered(now, p.want, Err("timed out".into()), |_| true);
-        match work.next(now, 0) {
+        match work.next(now, Others::default()) {
             Next::Wait(Some(at)) => {
                 assert_eq!(at, now + RETRY_MS);
                 now = at;
@@ -580,7 +603,7 @@ fn a_refused_pull_waits_for_running_tasks_and_then_ends() {
         |_| true,
     );
     assert!(
-        matches!(work.next(5_000, 0), Next::Wait(None)),
+        matches!(work.next(5_000, Others::default()), Next::Wait(None)),
         "waits for the task, not the clock"
     );
     work.finished(
@@ -598,5 +621,5 @@ fn a_refused_pull_waits_for_running_tasks_and_then_ends() {
         Ok(Response::Refused("job cancelled".into())),
         |_| true,
     );
-    assert!(matches!(work.next(5_002, 0), Next::Done));
+    assert!(matches!(work.next(5_002, Others::default()), Next::Done));
 }

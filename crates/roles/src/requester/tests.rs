@@ -1025,6 +1025,35 @@ fn a_held_bid_of_a_provider_convicted_since_gets_no_lease() {
     assert!(offers.leases.is_empty(), "no lease for the convicted");
 }
 
+/// A `convicted_puller` keeps pulling under a lease it held before this
+/// requester convicted it (of another job's task, say): it gets no more
+/// work, and what it held goes to others. The verifier counts none of its
+/// results, so each task handed to it came back to be handed out again,
+/// to it first, for as long as it pulled (the simulation found a job that
+/// went round so for four minutes).
+#[test]
+fn a_provider_convicted_since_its_lease_gets_no_more_work_under_it() {
+    let mut core = requester();
+    let (convicted_puller, b) = (provider(1), provider(2));
+    let (job, order) = submitted(&mut core, 4, VerifyPolicy::None);
+    let leases = leased(&mut core, &job, &order, &[&convicted_puller, &b]);
+    let lease = lease_of(&leases, &convicted_puller);
+    let (handed, _, _) = pull(&mut core, &convicted_puller, lease, 2, Vec::new(), T1 + 1);
+    assert_eq!(handed.len(), 2);
+    core.restore_trust(
+        convicted_puller.public(),
+        cairn_verify::Record {
+            convictions: 1,
+            ..Default::default()
+        },
+    );
+    let (handed, _, _) = pull(&mut core, &convicted_puller, lease, 2, Vec::new(), T1 + 2);
+    assert!(handed.is_empty(), "no more work for the convicted");
+    // What it held is free for others at once.
+    let (handed, _, _) = pull(&mut core, &b, lease_of(&leases, &b), 4, Vec::new(), T1 + 3);
+    assert_eq!(handed.len(), 4, "every task, those it held included");
+}
+
 /// A job whose remaining replicas need a provider it does not have says
 /// so, naming the tasks; it asks the market less and less often while
 /// nobody new comes, and goes on as soon as someone does.

@@ -99,6 +99,7 @@ fn terms() -> Terms {
         inputs: Vec::new(),
         limits: TaskLimits {
             fuel: 1_000_000,
+            fuel_min: 1_000_000,
             memory_bytes: 1 << 20,
             wall_time_ms: 1_000,
             output_bytes: 1 << 20,
