@@ -137,12 +137,13 @@ impl Mempool {
         // A provider whose whole stake is unbonding is still liable, and
         // must still be able to answer a challenge (a `Reveal` costs
         // nothing): with an empty balance it would otherwise be slashed
-        // for a silence the mempool forced on it.
+        // for a silence the mempool forced on it. Only that.
+        let reveal = matches!(body.kind, TxKind::Reveal { .. });
         let funded = account.balance > 0
             || state.provider(&signer).is_some_and(|p| {
                 p.stake > 0
-                    || p.liable_until > state.height()
-                    || p.liable_until_ms > state.time_ms()
+                    || (reveal
+                        && (p.liable_until > state.height() || p.liable_until_ms > state.time_ms()))
             })
             || escrow_named(&body.kind)
                 .and_then(|job| state.escrow(&job))

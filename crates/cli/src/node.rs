@@ -191,11 +191,13 @@ pub struct MarketArgs {
     /// `early-stopper` stops half-way and makes the rest up,
     /// `weight-nudger` nudges weights before the last step (providers);
     /// `framer` challenges honest commits on the ledger, `withholder`
-    /// never settles and closes its escrow instead (requesters).
+    /// never settles and closes its escrow instead, `case-crasher` exits
+    /// once it has stored a case against a cheat, before it asks any
+    /// validator (requesters).
     #[arg(long, hide = true, value_parser = [
         "liar", "stonewaller", "staller", "index-overflower", "output-substituter",
         "fuel-inflater", "step-skipper", "data-swapper", "early-stopper", "weight-nudger",
-        "framer", "withholder",
+        "framer", "withholder", "case-crasher",
     ])]
     misbehave: Option<String>,
 }
@@ -223,6 +225,7 @@ impl MarketArgs {
         config.requester_misbehave = match self.misbehave.as_deref() {
             Some("framer") => Some(cairn_node::market::RequesterMisbehave::Framer),
             Some("withholder") => Some(cairn_node::market::RequesterMisbehave::Withholder),
+            Some("case-crasher") => Some(cairn_node::market::RequesterMisbehave::CaseCrasher),
             _ => None,
         };
         if self.provide {

@@ -66,6 +66,9 @@ struct Devnet {
     dir: PathBuf,
     /// `devnet.json`: each node's addresses and process id.
     nodes: Value,
+    /// The validators the requester (validator 0) was started with, to
+    /// start it again with them (`--validator` values).
+    validators: Vec<String>,
     _tmp: tempfile::TempDir,
 }
 
@@ -117,10 +120,26 @@ impl Devnet {
             );
             std::thread::sleep(Duration::from_millis(50));
         };
+        let v0 = nodes
+            .as_array()
+            .and_then(|n| n.iter().find(|n| n["name"] == "v0"))
+            .and_then(|n| n["pid"].as_i64())
+            .expect("validator 0's process id");
+        let command = std::fs::read(format!("/proc/{v0}/cmdline")).unwrap();
+        let args: Vec<String> = command
+            .split(|&b| b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let validators = args
+            .windows(2)
+            .filter(|w| w[0] == "--validator")
+            .map(|w| w[1].clone())
+            .collect();
         let devnet = Self {
             child,
             dir,
             nodes,
+            validators,
             _tmp: tmp,
         };
         devnet.wait_until("every provider is staked and connected", |d| {
@@ -357,6 +376,7 @@ impl Devnet {
                     .unwrap(),
             )
             .env("CAIRN_BID_WINDOW_MS", "1000")
+            .args(self.validators.iter().flat_map(|v| ["--validator", v]))
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -1499,6 +1519,52 @@ fn cheater_is_caught_on(
     }
 }
 
+/// A `case-crasher` requester exits once it has stored its case against a
+/// liar, before it asks any validator. Restarted, it brings the case
+/// again, the validators attest it, and the liar is slashed: a requester
+/// that restarted while it brought a case used to lose that conviction
+/// (the cheat went unpaid but kept its stake).
+#[test]
+fn a_case_stored_before_a_crash_is_brought_again_and_the_liar_is_slashed() {
+    let devnet = Devnet::start_with(2, 3);
+    devnet.signal("p2", Signal::KILL);
+    devnet.wait_gone("p2");
+    let mut liar = devnet.start_provider(2, &["--misbehave", "liar"]);
+    let cheat = provider_key(&devnet, 2);
+    let stake = devnet.wait_until("the liar is back", |d| {
+        let market = d.get("/v1/market")?;
+        (market["peers"].as_u64()? >= 4).then_some(())?;
+        d.get(&format!("/v1/accounts/{cheat}"))?["stake"].as_u64()
+    });
+    devnet.signal("v0", Signal::KILL);
+    devnet.wait_gone("v0");
+    let mut case_crasher = devnet.restart_requester_with(&["--misbehave", "case-crasher"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let job = search_job_with_fuel(tmp.path(), 12, 1_000, VERIFIED, 500_000_000);
+    let id = devnet.submit(&job);
+    let exited = devnet.wait_until("the requester stores a case and exits", |_| {
+        case_crasher.try_wait().unwrap()
+    });
+    // `CASE_CRASHER_EXIT` in cairn-node: not a crash of another cause.
+    assert_eq!(exited.code(), Some(75), "{exited}");
+    let mut requester = devnet.restart_requester();
+    devnet.wait_until("the liar is slashed on the ledger", |d| {
+        let now = d.get(&format!("/v1/accounts/{cheat}"))?["stake"].as_u64()?;
+        (now < stake).then_some(())
+    });
+    let status = devnet.wait_done_within(&id, Duration::from_secs(400));
+    assert_eq!(
+        status["convicted"],
+        serde_json::json!([cheat.to_string()]),
+        "{status}"
+    );
+    results_are_local_and_none_from(&devnet, &id, &job, 12, &[cheat]);
+    for child in [&mut liar, &mut requester] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 /// A liar that answers every dispute question "still preparing" loses
 /// when the first round's deadline (which allows for tracing) passes: the
 /// job completes right without it and it is not paid.
@@ -1811,11 +1877,12 @@ fn the_network_benchmark_runs_and_prints_every_figure() {
     );
 }
 
-/// `cairn bench media` runs end to end at a small size (a 4 s clip, one
-/// devnet of two providers) and prints every figure it promises, its
-/// stdout nothing else; the devnet's renditions must have been assembled.
+/// `cairn bench media` runs end to end at a small size (a 4 s clip, two
+/// Blender frames, one devnet of two providers) and prints every figure it
+/// promises, its stdout nothing else; the devnet's renditions must have
+/// been assembled, and its frames must be the local run's, byte for byte.
 #[test]
-fn the_media_benchmark_encodes_the_ladder_three_ways_and_prints_every_figure() {
+fn the_media_benchmark_runs_the_ladder_and_the_frames_three_ways_and_prints_every_figure() {
     cairn_exec::tool::install_test_tools();
     let output = run(&[
         "bench",
@@ -1823,6 +1890,8 @@ fn the_media_benchmark_encodes_the_ladder_three_ways_and_prints_every_figure() {
         "--json",
         "--seconds",
         "4",
+        "--frames",
+        "2",
         "--providers",
         "2",
     ]);
@@ -1839,6 +1908,12 @@ fn the_media_benchmark_encodes_the_ladder_three_ways_and_prints_every_figure() {
         "devnet_2_ladder",
         "devnet_2_speedup_over_one_ffmpeg",
         "devnet_2_over_local_executions",
+        "blender_direct",
+        "blender_local",
+        "blender_local_over_direct",
+        "blender_devnet_2",
+        "blender_devnet_2_frames_per_minute",
+        "blender_devnet_2_over_local_executions",
     ] {
         assert!(
             figures.get(metric).is_some_and(|v| *v > 0.0),
@@ -1846,7 +1921,9 @@ fn the_media_benchmark_encodes_the_ladder_three_ways_and_prints_every_figure() {
         );
     }
     assert_eq!(figures["tasks"], 6.0, "2 segments × 3 renditions");
+    assert_eq!(figures["blender_frames"], 2.0);
     assert!(figures.contains_key("devnet_2_overhead_per_execution"));
+    assert!(figures.contains_key("blender_devnet_2_overhead_per_execution"));
 }
 
 /// `cairn bench console` watches a running job to its end in Debian's

@@ -407,21 +407,15 @@ impl State {
                 .as_ref(),
         );
         for ((_, owner), amount) in due {
-            // Stake leaves only once its provider is liable neither in
-            // blocks nor in time. Its release height was set when it was
-            // unbonded, before any lease recorded since: such a lease's
-            // evidence window holds it to its end. A challenge's claim
-            // period in blocks is within the evidence window; in time it
-            // may end later: look again a window on.
-            let later = match self.providers.get(&owner) {
-                Some(p) if height < p.liable_until => Some(p.liable_until),
-                Some(p) if self.time_ms < p.liable_until_ms => {
-                    Some(height.saturating_add(REVEAL_WINDOW_BLOCKS))
-                }
-                _ => None,
-            };
-            if let Some(later) = later {
-                let later = (later, owner);
+            let challenged = self
+                .providers
+                .get(&owner)
+                .is_some_and(|p| self.time_ms < p.liable_until_ms);
+            if challenged {
+                // A challenge's claim period in blocks is within the
+                // evidence window; in time it may end later: look again a
+                // window on.
+                let later = (height.saturating_add(REVEAL_WINDOW_BLOCKS), owner);
                 let held = self.unbonding.get(&later).copied().unwrap_or(0);
                 // Cannot overflow: both were part of the fixed supply.
                 let held = held.checked_add(amount).expect("stake fits the supply");

@@ -873,42 +873,6 @@ fn stake_unbonded_with_a_lease_open_stays_slashable_until_its_evidence_window_cl
     );
 }
 
-/// A `lease_then_leave` provider unbonds stake it holds beyond the minimum,
-/// then takes a lease before that stake returns: the stake it unbonded
-/// earlier is held, and slashable, until the lease's evidence window
-/// closes, as stake unbonded with the lease open is. (Its release height
-/// was set before the lease existed; it used to return on time.)
-#[test]
-fn stake_unbonded_before_a_lease_stays_until_the_leases_evidence_window_closes() {
-    let mut net = Net::new();
-    net.register();
-    let lease_then_leave = net.provider.clone();
-    let extra = 5_000_000;
-    net.send(&lease_then_leave, TxKind::Stake { amount: extra })
-        .unwrap();
-    net.send(&lease_then_leave, TxKind::Unstake { amount: extra })
-        .unwrap();
-    let balance = net.state.account(&lease_then_leave.public()).balance;
-    net.open_escrow(1_000);
-    net.lease(10);
-    let liable_until = 10 + cairn_ledger::EVIDENCE_WINDOW_BLOCKS;
-    net.state
-        .begin_block(net.state.params().unbonding_blocks, 0);
-    assert_eq!(net.state.unbonding_of(&lease_then_leave.public()), extra);
-    assert_eq!(
-        net.state.account(&lease_then_leave.public()).balance,
-        balance
-    );
-    net.state.begin_block(liable_until - 1, 0);
-    assert_eq!(net.state.unbonding_of(&lease_then_leave.public()), extra);
-    net.state.begin_block(liable_until, 0);
-    assert_eq!(net.state.unbonding_of(&lease_then_leave.public()), 0);
-    assert_eq!(
-        net.state.account(&lease_then_leave.public()).balance,
-        balance + extra
-    );
-}
-
 #[test]
 fn refusals_name_their_reason() {
     let mut net = Net::new();

@@ -45,6 +45,9 @@ pub enum Table {
     /// they are answered or claimed as withheld, by lease id and task (the
     /// provider's key).
     Challenges,
+    /// Requester: cases against cheats it brings to the validators until
+    /// a quorum attests them, by job, dispute and accused.
+    Cases,
 }
 
 impl Table {
@@ -62,10 +65,11 @@ impl Table {
             Table::Awaiting => "awaiting",
             Table::Acceptances => "acceptances",
             Table::Challenges => "challenges",
+            Table::Cases => "cases",
         })
     }
 
-    const ALL: [Table; 12] = [
+    const ALL: [Table; 13] = [
         Table::Jobs,
         Table::Results,
         Table::LeasesGiven,
@@ -78,6 +82,7 @@ impl Table {
         Table::Awaiting,
         Table::Acceptances,
         Table::Challenges,
+        Table::Cases,
     ];
 }
 

@@ -184,10 +184,10 @@ fn apply(state: &mut State, key: &Keypair, kind: TxKind) {
 /// unbonded everything has nothing left in its account, but is still
 /// liable: a challenge against it may come, and it must be able to answer
 /// (a reveal costs nothing), or it would be slashed for a silence the
-/// mempool forced on it. Once nothing holds it liable, an empty account
-/// is refused again.
+/// mempool forced on it. Only that; and once nothing holds it liable, an
+/// empty account is refused again.
 #[test]
-fn a_provider_with_nothing_but_liable_stake_may_still_send() {
+fn a_provider_with_nothing_but_liable_stake_may_still_reveal() {
     let requester = Keypair::from_seed([1; 32]);
     let provider = Keypair::from_seed([2; 32]);
     let idle = Keypair::from_seed([3; 32]);
@@ -243,16 +243,28 @@ fn a_provider_with_nothing_but_liable_stake_may_still_send() {
         assert_eq!(state.account(&key.public()).balance, 0);
     }
     let pool = Mempool::default();
-    let nonce = |key: &Keypair| state.account(&key.public()).nonce;
-    pool.check(
-        &state,
-        provider.public(),
-        &body(&state, nonce(&provider)),
-        100,
-    )
-    .expect("a liable provider may answer");
+    let tx = |key: &Keypair, kind: TxKind| TxBody {
+        chain: state.chain(),
+        nonce: state.account(&key.public()).nonce,
+        kind,
+    };
+    let reveal = || TxKind::Reveal {
+        openings: Vec::new(),
+    };
+    pool.check(&state, provider.public(), &tx(&provider, reveal()), 100)
+        .expect("a liable provider may answer");
+    // Only answer: anything else waits until it has a balance again.
     assert!(matches!(
-        pool.check(&state, idle.public(), &body(&state, nonce(&idle)), 100),
+        pool.check(
+            &state,
+            provider.public(),
+            &tx(&provider, TxKind::Unstake { amount: 1 }),
+            100
+        ),
+        Err(SubmitError::Unfunded(_))
+    ));
+    assert!(matches!(
+        pool.check(&state, idle.public(), &tx(&idle, reveal()), 100),
         Err(SubmitError::Unfunded(_))
     ));
 }

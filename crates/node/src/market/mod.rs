@@ -98,6 +98,9 @@ pub enum RequesterMisbehave {
     /// Takes every result and never settles: closes the job's escrow for
     /// its budget back instead.
     Withholder,
+    /// Exits its process once it has stored a case against a cheat, before
+    /// it asks any validator: the crash a stored case must survive.
+    CaseCrasher,
 }
 
 impl MarketConfig {

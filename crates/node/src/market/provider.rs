@@ -819,6 +819,10 @@ impl Provider {
                 }
                 Next::Pull(pull) => pull,
             };
+            // Held from the ask until the tasks it brings are spawned (each
+            // then counts itself): leases pulling at once do not take the
+            // same free slots.
+            let asked = Holding::new(&self.load, pull.want);
             // Work is taken only while the job's escrow can pay for it.
             let want = match self.escrow_short(&record.lease).await {
                 Some(reason) if pull.want > 0 => {
@@ -827,10 +831,6 @@ impl Provider {
                 }
                 _ => pull.want,
             };
-            // Held from the ask until the tasks it brings are spawned (each
-            // then counts itself): leases pulling at once do not take the
-            // same free slots.
-            let asked = Holding::new(&self.load, want);
             let ops: Vec<Op> = pull
                 .writes
                 .into_iter()

@@ -121,7 +121,7 @@ pub(crate) struct Requester {
     /// Since when (ms) the referee of each dispute waits for a side to
     /// build the agreed state.
     pub(super) snapshot_waits: Mutex<BTreeMap<u64, u64>>,
-    misbehave: Option<super::RequesterMisbehave>,
+    pub(super) misbehave: Option<super::RequesterMisbehave>,
     /// Commits a framer has challenged so far.
     framed: std::sync::atomic::AtomicU32,
     /// Fetches of revealed outputs, by provider, job, task and files:
@@ -301,6 +301,16 @@ impl Requester {
             let provider = PublicKey::decode_fixed(provider)
                 .map_err(|e| format!("a challenged provider: {e}"))?;
             tokio::spawn(self.clone().follow_challenge(lease, task, provider));
+        }
+        // Cases brought before the restart are brought again, so a cheat
+        // caught just before a crash is still slashed.
+        for (key, value) in db.scan(Table::Cases, b"").map_err(|e| e.to_string())? {
+            match super::verification::StoredCase::decode(&key, &value) {
+                Ok(stored) => {
+                    tokio::spawn(self.clone().bring(stored));
+                }
+                Err(e) => tracing::warn!("{e}: not brought again"),
+            }
         }
         for (key, value) in db.scan(Table::Trust, b"").map_err(|e| e.to_string())? {
             let key: [u8; 32] = key.try_into().map_err(|_| "bad trust key")?;

@@ -34,6 +34,55 @@ const CASE_PATIENCE_MS: u64 = 25 * 3_600 * 1_000;
 /// the longest is sixty of them (a window lasts hours on a real chain).
 const CHALLENGE_POLL: Duration = Duration::from_millis(500);
 
+/// How a `case-crasher` exits (tests of stored cases look for it).
+pub(super) const CASE_CRASHER_EXIT: i32 = 75;
+
+/// A case as the requester keeps it while it brings it: what the
+/// validators are asked, and the state the step reached (the rest of the
+/// verdict follows from the case).
+pub(super) struct StoredCase {
+    pub job: ContentId,
+    pub dispute: u64,
+    pub reached: StateHash,
+    pub case: Case,
+}
+
+impl StoredCase {
+    /// Its key: job, dispute (big-endian), accused.
+    fn key(&self) -> Vec<u8> {
+        let mut key = Vec::with_capacity(72);
+        key.extend_from_slice(self.job.as_bytes());
+        key.extend_from_slice(&self.dispute.to_be_bytes());
+        key.extend_from_slice(self.case.accused.receipt.signer().as_bytes());
+        key
+    }
+
+    /// Its value: the state reached, then the case's encoding.
+    fn value(&self) -> Vec<u8> {
+        let mut value = self.reached.to_vec();
+        value.extend_from_slice(&proto::to_bytes(&self.case));
+        value
+    }
+
+    /// The case stored under `key` as `value`.
+    pub(super) fn decode(key: &[u8], value: &[u8]) -> Result<Self, String> {
+        let bad = |what: &str| format!("a stored case: {what}");
+        let (job, rest) = key.split_at_checked(32).ok_or_else(|| bad("key"))?;
+        let dispute = rest
+            .get(..8)
+            .and_then(|d| d.try_into().ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| bad("key"))?;
+        let (reached, case) = value.split_at_checked(32).ok_or_else(|| bad("value"))?;
+        Ok(Self {
+            job: ContentId::from_digest(job.try_into().map_err(|_| bad("key"))?),
+            dispute,
+            reached: reached.try_into().map_err(|_| bad("value"))?,
+            case: proto::from_bytes(case).map_err(|e| bad(&e.to_string()))?,
+        })
+    }
+}
+
 /// The first pause before a failed store write is tried again; each
 /// failure doubles it, up to [`STORE_RETRY_MAX`].
 const STORE_RETRY_FIRST: Duration = Duration::from_millis(500);
@@ -251,28 +300,61 @@ impl Requester {
             state: finding.state,
             winner,
         };
-        let from = match position {
+        if position > 0 && claimed(&case.accused.claims, position).is_none() {
+            tracing::warn!("no claim of {} to hold it to", accused.short());
+            return;
+        }
+        let stored = StoredCase {
+            job: pending.job,
+            dispute: pending.dispute,
+            reached: finding.reached,
+            case,
+        };
+        // Stored before any validator is asked: a requester that restarts
+        // while it brings a case brings it again (the cheat used to keep
+        // its stake).
+        let put = Op::Put(Table::Cases, stored.key(), stored.value());
+        if let Err(e) = self.shared.db.write(&[put]) {
+            tracing::warn!("storing a case: {e}");
+        }
+        if self.misbehave == Some(super::RequesterMisbehave::CaseCrasher) {
+            tracing::warn!("a case-crasher exits with a case stored");
+            std::process::exit(CASE_CRASHER_EXIT);
+        }
+        self.bring(stored).await;
+    }
+
+    /// Brings a stored case to the validators (see [`Self::bring_case`]),
+    /// and forgets it once it is sent to the ledger, refused, or given up.
+    pub(super) async fn bring(self: Arc<Self>, stored: StoredCase) {
+        let key = stored.key();
+        let StoredCase {
+            job,
+            dispute,
+            reached,
+            case,
+        } = stored;
+        let accused = case.accused.receipt.signer();
+        let from = match case.position {
             0 => None,
-            p => match claimed(&case.accused.claims, p) {
-                Some(from) => Some(from),
-                None => {
-                    tracing::warn!("no claim of {} to hold it to", accused.short());
-                    return;
-                }
-            },
+            p => claimed(&case.accused.claims, p),
         };
         let named = case.winner.as_ref().map_or(accused, |w| w.receipt.signer());
-        let verdict = verdict(pending.job, &case, from, finding.reached, named);
+        let verdict = verdict(job, &case, from, reached, named);
         let mut attested = Attested::new(verdict);
         let blobs: Vec<ContentId> = std::iter::once(&case.terms.module)
             .chain(&case.terms.inputs)
             .chain(&case.state)
             .map(|f| f.id)
             .collect();
+        // Kept while the case is brought, after a restart too: this node's
+        // own validator deletes a state it judged unless it is pinned (the
+        // restarted requester's did, and the other validators could not
+        // fetch it).
+        self.shared.pin(blobs.iter().copied());
         // The validators may fetch what the step needs while the case is
         // brought, whether or not the job has ended by then.
-        let scope =
-            ContentId::of(format!("case {} {} {accused}", pending.job, pending.dispute).as_bytes());
+        let scope = ContentId::of(format!("case {job} {dispute} {accused}").as_bytes());
         let me = self.shared.key.public();
         let mut refused = BTreeSet::new();
         let started = now_ms();
@@ -370,6 +452,9 @@ impl Requester {
             tokio::time::sleep(Duration::from_millis(CASE_RETRY_MS)).await;
         }
         self.shared.grants.revoke(&scope);
+        if let Err(e) = self.shared.db.write(&[Op::Delete(Table::Cases, key)]) {
+            tracing::warn!("forgetting a case: {e}");
+        }
     }
 
     /// Plays dispute `id` to its end: asks both sides what the game needs,
