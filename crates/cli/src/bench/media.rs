@@ -82,32 +82,11 @@ pub fn media(args: &MediaArgs) -> anyhow::Result<Vec<Figure>> {
         ),
     )?;
     let mut figures = Vec::new();
-    let figure = |metric: String, value: f64, unit: &'static str| Figure {
-        suite: "media",
-        metric,
-        value,
-        unit,
-    };
 
     let one = one_process(&clip, &scratch.path().join("one"))?;
     figures.push(figure("one_ffmpeg_ladder".into(), one.as_secs_f64(), "s"));
 
-    let started = Instant::now();
-    let local = Command::new(std::env::current_exe()?)
-        .arg("run")
-        .arg(&job)
-        .args(["--local", "--json", "-o"])
-        .arg(scratch.path().join("local"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()?;
-    let local_wall = started.elapsed();
-    if !local.status.success() {
-        bail!(
-            "the local run failed: {}",
-            String::from_utf8_lossy(&local.stderr)
-        );
-    }
+    let local_wall = run_locally(&job, &scratch.path().join("local"))?;
     figures.push(figure(
         "segments_local".into(),
         local_wall.as_secs_f64(),
@@ -161,6 +140,39 @@ pub fn media(args: &MediaArgs) -> anyhow::Result<Vec<Figure>> {
     Ok(figures)
 }
 
+/// A figure of this suite.
+fn figure(metric: String, value: f64, unit: &'static str) -> Figure {
+    Figure {
+        suite: "media",
+        metric,
+        value,
+        unit,
+    }
+}
+
+/// Runs `job` locally (`cairn run --local`), its outputs into `out`: its
+/// wall time.
+fn run_locally(job: &Path, out: &Path) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let local = Command::new(std::env::current_exe()?)
+        .arg("run")
+        .arg(job)
+        .args(["--local", "--json", "-o"])
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()?;
+    let wall = started.elapsed();
+    if !local.status.success() {
+        bail!(
+            "the local run of {} failed: {}",
+            job.display(),
+            String::from_utf8_lossy(&local.stderr)
+        );
+    }
+    Ok(wall)
+}
+
 /// Runs the job `load` gives on a devnet of `providers` with tools, to its
 /// results in `out`: its wall time, from submission (splitting a clip
 /// included) to the last file fetched.
@@ -201,19 +213,16 @@ fn market_cost(
 ) -> Vec<Figure> {
     let executions = local.mul_f64(f64::from(replicas));
     vec![
-        Figure {
-            suite: "media",
-            metric: format!("{prefix}_{providers}_over_local_executions"),
-            value: super::ratio(wall, executions),
-            unit: "ratio",
-        },
-        Figure {
-            suite: "media",
-            metric: format!("{prefix}_{providers}_overhead_per_execution"),
-            value: (wall.as_secs_f64() - executions.as_secs_f64()) * 1e3
-                / (tasks * f64::from(replicas)),
-            unit: "ms",
-        },
+        figure(
+            format!("{prefix}_{providers}_over_local_executions"),
+            super::ratio(wall, executions),
+            "ratio",
+        ),
+        figure(
+            format!("{prefix}_{providers}_overhead_per_execution"),
+            (wall.as_secs_f64() - executions.as_secs_f64()) * 1e3 / (tasks * f64::from(replicas)),
+            "ms",
+        ),
     ]
 }
 
@@ -233,34 +242,13 @@ fn frames(args: &MediaArgs, dir: &Path) -> anyhow::Result<Vec<Figure>> {
         bail!("the Blender example no longer names its frames as this benchmark expects");
     }
     std::fs::write(&job, text)?;
-    let figure = |metric: String, value: f64, unit: &'static str| Figure {
-        suite: "media",
-        metric,
-        value,
-        unit,
-    };
     let tasks = f64::from(args.frames);
     let mut figures = vec![figure("blender_frames".into(), tasks, "frames")];
 
     let direct = render_directly(dir, args.frames)?;
     figures.push(figure("blender_direct".into(), direct.as_secs_f64(), "s"));
 
-    let started = Instant::now();
-    let local = Command::new(std::env::current_exe()?)
-        .arg("run")
-        .arg(&job)
-        .args(["--local", "--json", "-o"])
-        .arg(dir.join("local"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()?;
-    let local_wall = started.elapsed();
-    if !local.status.success() {
-        bail!(
-            "the local render failed: {}",
-            String::from_utf8_lossy(&local.stderr)
-        );
-    }
+    let local_wall = run_locally(&job, &dir.join("local"))?;
     figures.push(figure(
         "blender_local".into(),
         local_wall.as_secs_f64(),

@@ -54,10 +54,11 @@ pub enum Suite {
     /// 10,000 tasks: the job page's first render, status updates applied
     /// per second, and the longest the page goes without drawing.
     Console(console::ConsoleArgs),
-    /// Livepeer's workload: a generated clip into the ladder by one ffmpeg
-    /// process, by the video job's segment tasks run locally, and through
-    /// devnets of 2 and 4 providers; the speed-up and what the market
-    /// adds per task.
+    /// The media workloads with the real tools: a generated clip into
+    /// Livepeer's ladder (by one ffmpeg process, by the video job's segment
+    /// tasks run locally, through devnets of 2 and 4 providers) and the
+    /// Blender example's frames (directly, as a local job, through the same
+    /// devnets); the speed-up and what the market adds per task.
     Media(media::MediaArgs),
     /// AI inference: sentence embeddings (all-MiniLM-L6-v2) by the built-in
     /// guest `cairn:embed` in Wasm against native candle, one core each:
