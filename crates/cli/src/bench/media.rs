@@ -312,19 +312,14 @@ fn render_directly(dir: &Path, frames: u32) -> anyhow::Result<Duration> {
                 if frame > frames {
                     return Ok(());
                 }
+                let scene = dir.join("scene.py");
+                let image = out.join(format!("frame-{frame:04}.bmp"));
                 let output = Command::new("blender")
-                    .args([
-                        "-b",
-                        "--factory-startup",
-                        "-noaudio",
-                        "--python-exit-code",
-                        "1",
-                        "-P",
-                    ])
-                    .arg(dir.join("scene.py"))
-                    .arg("--")
-                    .arg(frame.to_string())
-                    .arg(out.join(format!("frame-{frame:04}.bmp")))
+                    .args(super::blender_frame_args(
+                        &scene.to_string_lossy(),
+                        frame,
+                        &image.to_string_lossy(),
+                    ))
                     .stdin(Stdio::null())
                     .output()
                     .context("running blender")?;

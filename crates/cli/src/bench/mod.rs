@@ -120,6 +120,26 @@ fn print(figures: &[Figure], json: bool) -> anyhow::Result<()> {
 }
 
 /// `a` over `b`.
+/// Blender's command line for frame `frame` of the example scene built by
+/// the script at `scene`, written to `out`: what the Blender example's
+/// tasks run.
+fn blender_frame_args(scene: &str, frame: u32, out: &str) -> Vec<String> {
+    [
+        "-b",
+        "--factory-startup",
+        "-noaudio",
+        "--python-exit-code",
+        "1",
+        "-P",
+        scene,
+        "--",
+        &frame.to_string(),
+        out,
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64()
 }

@@ -89,18 +89,7 @@ pub(super) fn tools(args: &ToolsArgs) -> anyhow::Result<Vec<Figure>> {
         cases.push(Case {
             metric: "blender_frame",
             tool: "blender",
-            args: strings(&[
-                "-b",
-                "--factory-startup",
-                "-noaudio",
-                "--python-exit-code",
-                "1",
-                "-P",
-                "/input/scene.py",
-                "--",
-                "5",
-                "/output/frame.bmp",
-            ]),
+            args: super::blender_frame_args("/input/scene.py", 5, "/output/frame.bmp"),
         });
     }
 
