@@ -2,13 +2,20 @@
 # (factory) scene and rendered with Cycles on the CPU: a ring of cubes
 # turning under a camera that orbits them. Run by each task as
 #
-#   blender -b --factory-startup --python-exit-code 1 -P /input/scene.py -- <frame> <out>
+#   blender -b --factory-startup --python-exit-code 1 -P /input/scene.py -- <frame> <out> [<border>]
+#
+# where <border> is the rectangle of the frame to render, as fractions
+# "x_min,x_max,y_min,y_max" (y upwards; Cairn's `{border}`): a tile, when
+# the job splits frames into tiles, and "0,1,0,1" otherwise.
 #
 # Everything that decides the pixels is fixed here, so two honest
 # renders of a frame are the same bits: the seed, the sample count, no
 # denoiser, no time limit, one thread, no adaptive sampling. The frame is
 # written as BMP, which carries no metadata (Cycles writes its render times
-# into a PNG's text chunks, so two PNGs of the same pixels differ).
+# into a PNG's text chunks, so two PNGs of the same pixels differ). There
+# is no dither: Blender's dither noise follows a pixel's place in the image
+# it writes, so a tile dithered on its own differs from the same pixels of
+# the whole frame; without it, tiles join into the whole frame's bits.
 
 import math
 import sys
@@ -18,6 +25,7 @@ import bpy
 argv = sys.argv[sys.argv.index("--") + 1:]
 frame = int(argv[0])
 out = argv[1]
+border = [float(f) for f in argv[2].split(",")] if len(argv) > 2 else [0.0, 1.0, 0.0, 1.0]
 
 scene = bpy.context.scene
 for obj in list(scene.objects):
@@ -64,6 +72,7 @@ render.engine = "CYCLES"
 render.resolution_x = 320
 render.resolution_y = 180
 render.resolution_percentage = 100
+render.dither_intensity = 0.0
 render.threads_mode = "FIXED"
 render.threads = 1
 render.image_settings.file_format = "BMP"
@@ -75,5 +84,11 @@ scene.cycles.use_adaptive_sampling = False
 scene.cycles.time_limit = 0
 scene.frame_set(frame)
 
+if border != [0.0, 1.0, 0.0, 1.0]:
+    # Only the tile's pixels, written as an image of the tile's size.
+    render.use_border = True
+    render.use_crop_to_border = True
+    (render.border_min_x, render.border_max_x,
+     render.border_min_y, render.border_max_y) = border
 render.filepath = out
 bpy.ops.render.render(write_still=True)

@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use cairn_exec::tiles::Bitmap;
 use cairn_exec::{Outcome, Snapshot};
 use cairn_job::VerifyPolicy;
 use cairn_ledger::{
@@ -479,6 +480,21 @@ fn main() {
     ]
     .map(|halted| snapshot(halted).to_bytes());
     write(&root.join("snapshot"), snapshots);
+
+    // Tiles as providers return them: a 24-bit and a 32-bit bitmap whose
+    // rows need padding.
+    let bitmaps = [(3, 5, 3), (4, 3, 2)].map(|(bytes_per_pixel, width, height)| {
+        Bitmap {
+            width,
+            height,
+            bytes_per_pixel,
+            pixels: (0..width * height * u32::from(bytes_per_pixel))
+                .map(|i| i as u8)
+                .collect(),
+        }
+        .encode()
+    });
+    write(&root.join("bitmap"), bitmaps);
 }
 
 fn prefixed(kind: u8, bytes: Vec<u8>) -> Vec<u8> {

@@ -315,7 +315,8 @@ fn announce_uploads(job: &Job) {
 
 /// Downloads a job's outputs into `out`, and each task's stdout and stderr
 /// into `out/cairn-logs/`, checking each against its content id; a video
-/// job's renditions are assembled into playlists. Returns a line that
+/// job's renditions are assembled into playlists, and a tiled job's frames
+/// joined from their tiles. Returns a line that
 /// says what was written.
 pub fn results(node: &Client, id: &ContentId, out: Option<PathBuf>) -> anyhow::Result<String> {
     let status = node.job(id)?;
@@ -367,14 +368,21 @@ pub fn results(node: &Client, id: &ContentId, out: Option<PathBuf>) -> anyhow::R
         }
         results.push(listed);
     }
-    // A video job's playlists, once every segment is in.
-    let hls = match status.state {
-        api::JobState::Done => crate::video::assemble(&out, written.iter().map(String::as_str)),
-        _ => None,
+    // A video job's playlists, once every segment is in; a tiled job's
+    // frames, likewise.
+    let (hls, tiles) = match status.state {
+        api::JobState::Done => (
+            crate::video::assemble(&out, written.iter().map(String::as_str)),
+            crate::tiles::join(&out, written.iter().map(String::as_str)),
+        ),
+        _ => (None, None),
     };
     let mut summary = serde_json::json!({ "job": id, "status": status, "results": results });
     if let Some(hls) = hls {
         summary["hls"] = hls;
+    }
+    if let Some(tiles) = tiles {
+        summary["tiles"] = tiles;
     }
     std::fs::write(
         out.join("cairn-results.json"),

@@ -62,6 +62,9 @@ struct Summary {
     /// A video job's playlists and what each rendition holds.
     #[serde(skip_serializing_if = "Option::is_none")]
     hls: Option<serde_json::Value>,
+    /// A tiled job's frames, joined from their tiles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tiles: Option<serde_json::Value>,
     results: Vec<TaskSummary>,
 }
 
@@ -195,6 +198,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    // A tiled job's frames, each once all its tiles are here.
+    let outputs = results
+        .iter()
+        .flat_map(|r| &r.outputs)
+        .map(|o| o.path.as_str());
+    let tiles = crate::tiles::join(&out_dir, outputs);
     let summary = Summary {
         job: job.name.clone(),
         job_file: job.path.display().to_string(),
@@ -208,6 +217,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         fuel_per_s: fuel_total as f64 / wall_time.as_secs_f64().max(1e-9),
         out_dir: out_dir.display().to_string(),
         hls,
+        tiles,
         results,
     };
     let json = serde_json::to_string_pretty(&summary)?;

@@ -1880,7 +1880,8 @@ fn the_network_benchmark_runs_and_prints_every_figure() {
 /// `cairn bench media` runs end to end at a small size (a 4 s clip, two
 /// Blender frames, one devnet of two providers) and prints every figure it
 /// promises, its stdout nothing else; the devnet's renditions must have
-/// been assembled, and its frames must be the local run's, byte for byte.
+/// been assembled, and its frames must be the local run's, byte for byte,
+/// also when rendered in 2 × 2 tiles and joined (locally and on the devnet).
 #[test]
 fn the_media_benchmark_runs_the_ladder_and_the_frames_three_ways_and_prints_every_figure() {
     cairn_exec::tool::install_test_tools();
@@ -1914,6 +1915,10 @@ fn the_media_benchmark_runs_the_ladder_and_the_frames_three_ways_and_prints_ever
         "blender_devnet_2",
         "blender_devnet_2_frames_per_minute",
         "blender_devnet_2_over_local_executions",
+        "blender_tiled_local",
+        "blender_tiled_local_over_whole",
+        "blender_tiled_devnet_2",
+        "blender_tiled_devnet_2_frames_per_minute",
     ] {
         assert!(
             figures.get(metric).is_some_and(|v| *v > 0.0),

@@ -5,7 +5,8 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum ExecError {
     /// A video could not be split, read or assembled (see
-    /// [`crate::tool::video`]).
+    /// [`crate::tool::video`]), or a frame's tiles not joined
+    /// ([`crate::tiles`]).
     #[error("{0}")]
     Media(String),
     /// The bytes are not a WebAssembly module.

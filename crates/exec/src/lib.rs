@@ -26,12 +26,14 @@
 //! deterministic, and their work is what the job declares (see [`tool`]).
 //!
 //! [`local`] runs a whole job on this machine with a bounded pool of workers.
+//! [`tiles`] joins a frame rendered in tiles into the frame.
 #![deny(missing_docs)]
 
 mod error;
 pub mod local;
 mod manifest;
 mod snapshot;
+pub mod tiles;
 // Everything that needs wasmtime. Without the `runtime` feature the crate
 // is its types and the snapshot codec, which is what the fuzz target of
 // snapshots from peers builds.

@@ -2,7 +2,8 @@
 //!
 //! A job file (TOML) says what to run (`[job]`: runtime, module, arguments),
 //! how the job splits into tasks (`[tasks]`: a range or a list of values,
-//! substituted into the arguments), which files every task reads
+//! substituted into the arguments, and a renderer's frames perhaps split
+//! into tiles), which files every task reads
 //! (`[inputs]`) and must write (`[outputs]`), the limits each task runs under
 //! (`[limits]`), what the requester will pay (`[market]`) and how results are
 //! checked (`[verify]`).
@@ -34,6 +35,7 @@ mod raw;
 pub mod rules;
 mod spec;
 mod template;
+pub mod tiles;
 pub mod video;
 
 pub use error::JobError;

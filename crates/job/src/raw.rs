@@ -49,6 +49,8 @@ pub(crate) struct RawTasks {
     pub list: Option<Spanned<Vec<u64>>>,
     /// Flamenco's frame syntax: `"1-10, 15"`.
     pub frames: Option<Spanned<String>>,
+    /// Each frame split into tiles: `"2x2"`.
+    pub tiles: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

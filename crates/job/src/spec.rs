@@ -13,6 +13,7 @@ use crate::rules::{
     OUTPUTS_MAX, STDOUT_KIB_RANGE, WALL_TIME_S_RANGE,
 };
 use crate::template::Template;
+use crate::tiles::{Grid, Tile};
 use crate::video::{self, Rendition, Video};
 
 /// Modules named `cairn:<name>` are workloads built into the `cairn` binary.
@@ -352,11 +353,20 @@ impl Checker<'_> {
             None => Vec::new(),
         };
         let outputs = self.check_outputs(&raw.outputs.paths)?;
+        let grid = match &raw.tasks {
+            Some(tasks) => self.check_tiles(tasks, runtime, &outputs, values.len())?,
+            None => None,
+        };
         let inputs = self.check_inputs(&raw.inputs.files)?;
         let mut limits = self.check_limits(&raw.limits)?;
         if video.is_some() && raw.limits.memory_mib.is_none() {
             // Address space: ffmpeg maps far more than it touches.
             limits.memory_bytes = video::MEMORY_MIB_DEFAULT << 20;
+        }
+        if let Some(grid) = grid {
+            // `limits.fuel` is a frame's work; each tile declares its share,
+            // and that is what every bidder and lease sees.
+            limits.fuel = limits.fuel.div_ceil(u64::from(grid.count()));
         }
         let market = self.check_market(&raw.market, &limits)?;
         let verify = match (&raw.verify, runtime) {
@@ -381,7 +391,12 @@ impl Checker<'_> {
             .chain(&outputs)
             .map(|t| t.rendered_len_max() + STRING_OVERHEAD)
             .sum();
-        let expanded = per_task.saturating_mul(values.len() as u64);
+        let tiles: Vec<Option<Tile>> = match grid {
+            Some(grid) => grid.tiles().map(Some).collect(),
+            None => vec![None],
+        };
+        let task_count = values.len() as u64 * tiles.len() as u64;
+        let expanded = per_task.saturating_mul(task_count);
         if let (Some(tasks), true) = (&raw.tasks, expanded > EXPANDED_BYTES_MAX) {
             return Err(self.err(
                 tasks,
@@ -390,18 +405,21 @@ impl Checker<'_> {
                     "{} tasks of up to {per_task} bytes of arguments and output paths each \
                      expand to {expanded} bytes; the limit is {EXPANDED_BYTES_MAX}: \
                      use fewer or shorter arguments, or split the job",
-                    values.len()
+                    task_count
                 ),
             ));
         }
+        // A frame's tiles one after another, so a frame is done early.
         let tasks = values
             .iter()
+            .flat_map(|&value| tiles.iter().map(move |&tile| (value, tile)))
             .enumerate()
-            .map(|(index, &value)| TaskSpec {
+            .map(|(index, (value, tile))| TaskSpec {
                 index: index as u32,
                 value,
-                args: args.iter().map(|t| t.render(value)).collect(),
-                outputs: outputs.iter().map(|t| t.render(value)).collect(),
+                args: args.iter().map(|t| t.render(value, tile)).collect(),
+                outputs: outputs.iter().map(|t| t.render(value, tile)).collect(),
+                // A tile is a part of its frame's render: the frame's seed.
                 seed: task_seed(header.seed, value),
                 fuel: None,
             })
@@ -658,6 +676,45 @@ impl Checker<'_> {
         Ok(values)
     }
 
+    /// `[tasks] tiles`: only for a tool's frames, each output naming its
+    /// tile, and the tasks of every frame's tiles within the task limit.
+    fn check_tiles(
+        &self,
+        tasks: &Spanned<RawTasks>,
+        runtime: Runtime,
+        outputs: &[Template],
+        frames: usize,
+    ) -> Result<Option<Grid>, JobError> {
+        let Some(tiles) = &tasks.get_ref().tiles else {
+            return Ok(None);
+        };
+        let err = |reason: String| self.err(tiles, "tasks.tiles", reason);
+        let grid = Grid::parse(tiles.get_ref()).map_err(err)?;
+        if runtime != Runtime::Tool {
+            // A Wasm task's `limits.fuel` bounds it; a tile's share of it
+            // would stop the task, not pay for it.
+            return Err(err(
+                "tiles split a renderer's frames: only with runtime = \"tool\"".into(),
+            ));
+        }
+        if outputs.is_empty() || !outputs.iter().all(Template::names_tile) {
+            return Err(err(
+                "each of outputs.paths must name its tile with '{tile}' \
+                 (\"frame-{task:04}{tile}.bmp\"), or a frame's tiles would write one file"
+                    .into(),
+            ));
+        }
+        crate::rules::check_task_count(frames as u64 * u64::from(grid.count())).map_err(
+            |reason| {
+                err(format!(
+                    "{frames} frames of {} tiles each: {reason}",
+                    grid.count()
+                ))
+            },
+        )?;
+        Ok(Some(grid))
+    }
+
     fn check_outputs(&self, paths: &[Spanned<String>]) -> Result<Vec<Template>, JobError> {
         if paths.len() > OUTPUTS_MAX {
             return Err(self.err(
@@ -671,10 +728,15 @@ impl Checker<'_> {
             .map(|path| {
                 let template = Template::parse(path.get_ref())
                     .map_err(|m| self.err(path, "outputs.paths", m))?;
-                // Templates only insert digits, so if one rendering is a
-                // safe output path all are.
-                if let Err(reason) = crate::check_output_path(&template.render(0)) {
-                    return Err(self.err(path, "outputs.paths", reason));
+                // Templates insert only digits, a tile's suffix (digits,
+                // letters, dashes) and a border (digits, dots, commas), so
+                // if the whole frame's and a tile's renderings are safe
+                // output paths, all are.
+                let tile = Grid { cols: 3, rows: 3 }.tiles().nth(4);
+                for tile in [None, tile] {
+                    if let Err(reason) = crate::check_output_path(&template.render(0, tile)) {
+                        return Err(self.err(path, "outputs.paths", reason));
+                    }
                 }
                 Ok(template)
             })

@@ -375,6 +375,85 @@ fn frames_in_flamencos_syntax_expand_in_order() {
     assert_eq!(dir.error(&both).key, "tasks");
 }
 
+/// The Blender example's job file, its frames split as `tiles` says.
+fn blender_example(tiles: Option<&str>) -> String {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/blender");
+    let text = std::fs::read_to_string(folder.join("job.toml")).unwrap();
+    let text = text.replace("files = [\"scene.py\"]", "files = []");
+    match tiles {
+        Some(tiles) => text.replace("# tiles = \"2x2\"", &format!("tiles = {tiles:?}")),
+        None => text,
+    }
+}
+
+#[test]
+fn frames_split_into_tiles_are_a_task_each_paid_for_its_share() {
+    let dir = Dir::new();
+    let whole = dir.load(&blender_example(None)).unwrap();
+    let tiled = dir.load(&blender_example(Some("3x2"))).unwrap();
+    assert_eq!(whole.tasks().len(), 12);
+    assert_eq!(tiled.tasks().len(), 12 * 6);
+    // A whole frame names no tile and renders the whole border.
+    let frame = &whole.tasks()[0];
+    assert_eq!(frame.outputs, ["frame-0001.bmp"]);
+    assert_eq!(
+        frame.args[frame.args.len() - 2..],
+        ["/output/frame-0001.bmp", "0,1,0,1"]
+    );
+    // A frame's tiles follow one another, top row first, left to right,
+    // each with its frame's value and seed.
+    let tiles: Vec<_> = tiled.tasks().iter().filter(|t| t.value == 2).collect();
+    assert_eq!(tiles.len(), 6);
+    assert_eq!(tiles[0].index, 6);
+    assert_eq!(tiles[0].outputs, ["frame-0002-tile-0-0-of-3x2.bmp"]);
+    assert_eq!(tiles[0].args.last().unwrap(), "0,0.3333333333333333,0.5,1");
+    assert_eq!(tiles[5].outputs, ["frame-0002-tile-2-1-of-3x2.bmp"]);
+    assert_eq!(tiles[5].args.last().unwrap(), "0.6666666666666666,1,0,0.5");
+    assert!(tiles.iter().all(|t| t.seed == whole.tasks()[1].seed));
+    // Each tile declares its share of the frame's work, and nothing more
+    // is offered to bidders.
+    assert_eq!(tiled.limits.fuel, whole.limits.fuel.div_ceil(6));
+    assert!(
+        tiled
+            .tasks()
+            .iter()
+            .all(|t| t.limits(&tiled.limits).fuel == tiled.limits.fuel)
+    );
+}
+
+#[test]
+fn tiles_that_would_split_nothing_or_collide_are_refused() {
+    let dir = Dir::new();
+    for (tiles, reason) in [
+        ("1x1", "splits nothing"),
+        ("0x2", "1 to 16 columns"),
+        ("2x17", "1 to 16 rows"),
+        ("2 by 2", "COLUMNSxROWS"),
+    ] {
+        let err = dir.error(&blender_example(Some(tiles)));
+        assert_eq!(err.key, "tasks.tiles", "{tiles}: {err}");
+        assert!(err.message.contains(reason), "{tiles}: {err}");
+    }
+    // Frames times tiles within the task limit.
+    let err = dir.error(&blender_example(Some("16x16")).replace("\"1-12\"", "\"1-4000\""));
+    assert_eq!(err.key, "tasks.tiles");
+    assert!(
+        err.message
+            .contains("4000 frames of 256 tiles each: 1024000 tasks"),
+        "{err}"
+    );
+    // Outputs that do not name their tile would be one file per frame.
+    let err = dir.error(&blender_example(Some("2x2")).replace("{tile}.bmp\"]", ".bmp\"]"));
+    assert_eq!(err.key, "tasks.tiles");
+    assert!(err.message.contains("'{tile}'"), "{err}");
+    // A Wasm task's fuel bounds it: a tile's share would stop it.
+    let err = dir.error(&GOOD.replace("range = [0, 3]", "range = [0, 3]\ntiles = \"2x2\""));
+    assert_eq!(err.key, "tasks.tiles");
+    assert!(err.message.contains("runtime = \"tool\""), "{err}");
+    let err = dir.error(&GOOD.replace("{task:04}.png\"]", "{tsak}.png\"]"));
+    assert!(err.message.contains("'{tile}' or '{border}'"), "{err}");
+}
+
 #[test]
 fn verify_policies_are_checked() {
     let dir = Dir::new();

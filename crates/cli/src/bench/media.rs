@@ -10,7 +10,7 @@
 //! Render Network's: the Blender example's frames rendered directly by
 //! Blender (as many at once as the machine has cores, one thread each, as
 //! the job's tasks run), as a job run locally, and through the same
-//! devnets.
+//! devnets; then split into tiles, locally and through the first devnet.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -43,6 +43,11 @@ pub struct MediaArgs {
     /// not needed).
     #[arg(long, default_value_t = 12)]
     pub frames: u32,
+    /// The same frames again, each split into tiles (`COLUMNSxROWS`), run
+    /// locally and on the first devnet; their joined frames must be the
+    /// whole frames' bits ("none": not measured).
+    #[arg(long, default_value = "2x2")]
+    pub tiles: String,
 }
 
 /// The Blender example, which the frames half renders.
@@ -62,6 +67,10 @@ pub fn media(args: &MediaArgs) -> anyhow::Result<Vec<Figure>> {
             "a devnet of {few} cannot run {} replicas of a task on different providers",
             args.replicas
         );
+    }
+    if args.tiles != "none" {
+        cairn_job::tiles::Grid::parse(&args.tiles)
+            .map_err(|reason| anyhow::anyhow!("--tiles: {reason}"))?;
     }
     if args.frames > 0 && which("blender").is_none() {
         bail!("blender is not installed (apt-get install blender), or pass --frames 0");
@@ -241,7 +250,7 @@ fn frames(args: &MediaArgs, dir: &Path) -> anyhow::Result<Vec<Figure>> {
     if !text.contains(&format!("frames = \"1-{}\"", args.frames)) {
         bail!("the Blender example no longer names its frames as this benchmark expects");
     }
-    std::fs::write(&job, text)?;
+    std::fs::write(&job, &text)?;
     let tasks = f64::from(args.frames);
     let mut figures = vec![figure("blender_frames".into(), tasks, "frames")];
 
@@ -291,6 +300,66 @@ fn frames(args: &MediaArgs, dir: &Path) -> anyhow::Result<Vec<Figure>> {
             local_wall,
             tasks,
             args.replicas,
+        ));
+    }
+    if args.tiles != "none" {
+        figures.extend(tiled(args, dir, &text, local_wall)?);
+    }
+    Ok(figures)
+}
+
+/// The same frames split into tiles: run locally and on the first devnet,
+/// each joined frame the local whole frame's bits, and what tiles cost
+/// against whole frames (every tile loads the scene again).
+fn tiled(args: &MediaArgs, dir: &Path, text: &str, whole: Duration) -> anyhow::Result<Vec<Figure>> {
+    let job = dir.join("tiled.toml");
+    let tiled = text.replace("# tiles = \"2x2\"", &format!("tiles = \"{}\"", args.tiles));
+    if tiled == text {
+        bail!("the Blender example no longer offers its tiles line as this benchmark expects");
+    }
+    std::fs::write(&job, tiled)?;
+    let same_frames = |out: &Path, what: &str| -> anyhow::Result<()> {
+        for frame in 1..=args.frames {
+            let name = format!("frame-{frame:04}.bmp");
+            let joined = std::fs::read(out.join(&name))
+                .with_context(|| format!("{what}: {name} was not joined from its tiles"))?;
+            if joined != std::fs::read(dir.join("local").join(&name))? {
+                bail!("{what}: {name} joined from its tiles differs from the whole frame");
+            }
+        }
+        Ok(())
+    };
+    let local = run_locally(&job, &dir.join("tiled-local"))?;
+    same_frames(&dir.join("tiled-local"), "the local run")?;
+    let mut figures = vec![
+        figure("blender_tiled_local".into(), local.as_secs_f64(), "s"),
+        figure(
+            "blender_tiled_local_over_whole".into(),
+            super::ratio(local, whole),
+            "ratio",
+        ),
+    ];
+    if let Some(&providers) = args.providers.first() {
+        let loaded = crate::video::load(&job, &[])?;
+        let tasks = loaded.job.tasks().len() as f64;
+        let out = dir.join(format!("tiled-out-{providers}"));
+        let wall = on_devnet(
+            &dir.join(format!("tiled-devnet-{providers}")),
+            providers,
+            tasks,
+            &out,
+            || Ok(loaded),
+        )?;
+        same_frames(&out, "the devnet")?;
+        figures.push(figure(
+            format!("blender_tiled_devnet_{providers}"),
+            wall.as_secs_f64(),
+            "s",
+        ));
+        figures.push(figure(
+            format!("blender_tiled_devnet_{providers}_frames_per_minute"),
+            f64::from(args.frames) * 60.0 / wall.as_secs_f64(),
+            "frames/min",
         ));
     }
     Ok(figures)

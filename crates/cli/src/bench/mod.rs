@@ -58,7 +58,8 @@ pub enum Suite {
     /// Livepeer's ladder (by one ffmpeg process, by the video job's segment
     /// tasks run locally, through devnets of 2 and 4 providers) and the
     /// Blender example's frames (directly, as a local job, through the same
-    /// devnets); the speed-up and what the market adds per task.
+    /// devnets, and split into tiles); the speed-up and what the market adds
+    /// per task.
     Media(media::MediaArgs),
     /// AI inference: sentence embeddings (all-MiniLM-L6-v2) by the built-in
     /// guest `cairn:embed` in Wasm against native candle, one core each:

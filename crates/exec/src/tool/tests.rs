@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use super::sandbox::Sandbox;
 use super::*;
+use crate::tiles::Bitmap;
 use crate::{Limits, Outcome};
+use cairn_job::tiles::{Grid, Tile};
 
 fn ensure_installed() {
     super::install_test_tools();
@@ -441,9 +443,19 @@ fn an_ffmpeg_encode_on_one_thread_is_the_same_bits_every_run() {
 /// Renders frame 5 of the Blender example (`examples/blender/scene.py`)
 /// with Cycles on one thread.
 fn render(runtime: &ToolRuntime) -> TaskResult {
+    render_into(runtime, None, tempfile::tempdir().unwrap().path())
+}
+
+/// Renders frame 5 of the Blender example, or one tile of it, into `out`,
+/// as the example's job file has Blender do it.
+fn render_into(runtime: &ToolRuntime, tile: Option<Tile>, out: &Path) -> TaskResult {
     let module = runtime.load(b"blender@3").unwrap();
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/blender");
-    let dir = tempfile::tempdir().unwrap();
+    let name = format!(
+        "frame-0005{}.bmp",
+        tile.map(Tile::suffix).unwrap_or_default()
+    );
+    let border = tile.map_or("0,1,0,1".to_owned(), Tile::border);
     let args: Vec<String> = [
         "-b",
         "--factory-startup",
@@ -454,19 +466,20 @@ fn render(runtime: &ToolRuntime) -> TaskResult {
         "/input/scene.py",
         "--",
         "5",
-        "/output/frame-0005.bmp",
+        &format!("/output/{name}"),
+        &border,
     ]
     .iter()
     .map(|s| (*s).to_owned())
     .collect();
-    let expected = vec!["frame-0005.bmp".to_owned()];
+    let expected = vec![name];
     runtime
         .run(&Task {
             module,
             args: &args,
             seed: [0; 32],
             input_dir: Some(&example),
-            output_dir: dir.path(),
+            output_dir: out,
             expected_outputs: &expected,
             limits: Limits {
                 memory_bytes: 2 << 30,
@@ -474,6 +487,46 @@ fn render(runtime: &ToolRuntime) -> TaskResult {
             },
         })
         .unwrap()
+}
+
+#[test]
+fn a_blender_frame_rendered_in_tiles_joins_into_the_bits_of_the_frame_rendered_whole() {
+    let runtime = runtime();
+    let whole = tempfile::tempdir().unwrap();
+    assert_eq!(
+        render_into(&runtime, None, whole.path()).outcome,
+        Outcome::Exited(0)
+    );
+    // Three columns of a 320-pixel frame: 106, 107 and 107 wide.
+    let grid = Grid { cols: 3, rows: 2 };
+    let tiled = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for tile in grid.tiles() {
+        let result = render_into(&runtime, Some(tile), tiled.path());
+        assert_eq!(result.outcome, Outcome::Exited(0), "tile {tile:?}");
+        files.push(format!("frame-0005{}.bmp", tile.suffix()));
+    }
+    let joining = crate::tiles::join(tiled.path(), &files).unwrap();
+    assert!(joining.not_joined.is_empty(), "{:?}", joining.not_joined);
+    assert_eq!(
+        (joining.joined[0].width, joining.joined[0].height),
+        (320, 180)
+    );
+    let read =
+        |dir: &Path| Bitmap::decode(&std::fs::read(dir.join("frame-0005.bmp")).unwrap()).unwrap();
+    let (expected, joined) = (read(whole.path()), read(tiled.path()));
+    let differing = expected
+        .pixels
+        .iter()
+        .zip(&joined.pixels)
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(
+        differing,
+        0,
+        "{differing} of {} bytes differ",
+        expected.pixels.len()
+    );
 }
 
 #[test]

@@ -1,0 +1,315 @@
+//! A frame's tiles joined into the frame, on the requester's side, once
+//! the results are written (`cairn_job::tiles` names them).
+//!
+//! Tiles arrive as uncompressed BMP files, as Blender writes them: the one
+//! format whose bytes are the pixels and nothing else, so that replicas
+//! compare by digest (a PNG carries render times). A tile comes from a
+//! provider, so its file is read against explicit limits, and the tiles of
+//! a frame must fit together (one grid, one pixel format, every tile of a
+//! column as wide, every tile of a row as tall) before anything is
+//! written. One frame's bad tiles leave the other frames joined.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use cairn_job::tiles::{Grid, Tile, parse_tile_name};
+
+use crate::ExecError;
+
+/// The widest or tallest frame joined: a 16K frame.
+pub const SIDE_MAX: u32 = 16_384;
+/// The most pixels a joined frame has: 16K by 8K, 512 MiB at four bytes a
+/// pixel, which the requester holds while it joins.
+pub const PIXELS_MAX: u64 = 1 << 27;
+/// BMP's file header and the smallest info header it has.
+const FILE_HEADER: usize = 14;
+const INFO_HEADER: usize = 40;
+
+/// A decoded uncompressed BMP: rows from the top, without padding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bitmap {
+    /// Pixels across.
+    pub width: u32,
+    /// Pixels down.
+    pub height: u32,
+    /// 3 (blue, green, red) or 4 (and alpha).
+    pub bytes_per_pixel: u8,
+    /// `height` rows of `width * bytes_per_pixel` bytes, the top row first.
+    pub pixels: Vec<u8>,
+}
+
+impl Bitmap {
+    /// Reads an uncompressed 24- or 32-bit BMP (`BI_RGB`, any of the
+    /// Windows info headers), refusing anything else with the reason.
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        if bytes.len() < FILE_HEADER + INFO_HEADER || &bytes[..2] != b"BM" {
+            return Err("not a BMP file".into());
+        }
+        let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+        let u16_at = |at: usize| u16::from_le_bytes(bytes[at..at + 2].try_into().expect("2 bytes"));
+        let data_at = u32_at(10) as usize;
+        let info = u32_at(14) as usize;
+        if !matches!(info, 40 | 52 | 56 | 108 | 124) {
+            return Err(format!(
+                "a BMP info header of {info} bytes is not one this reads"
+            ));
+        }
+        let width = u32_at(18) as i32;
+        let height = u32_at(22) as i32;
+        let (planes, bits, compression) = (u16_at(26), u16_at(28), u32_at(30));
+        if planes != 1 || !(bits == 24 || bits == 32) || compression != 0 {
+            return Err(format!(
+                "a BMP of {bits} bits a pixel, compression {compression}: \
+                 only uncompressed 24- or 32-bit BMP is read"
+            ));
+        }
+        let top_down = height < 0;
+        let (width, height) = (width.unsigned_abs(), height.unsigned_abs());
+        if width == 0 || height == 0 || width > SIDE_MAX || height > SIDE_MAX {
+            return Err(format!(
+                "a {width}x{height} BMP: each side must be from 1 to {SIDE_MAX}"
+            ));
+        }
+        let bytes_per_pixel = (bits / 8) as u8;
+        let row = width as usize * usize::from(bytes_per_pixel);
+        let stride = row.next_multiple_of(4);
+        let data_end = stride
+            .checked_mul(height as usize)
+            .and_then(|size| size.checked_add(data_at));
+        if data_at < FILE_HEADER + info || data_end.is_none_or(|end| end > bytes.len()) {
+            return Err(format!(
+                "a {width}x{height} BMP of {} bytes does not hold its pixels",
+                bytes.len()
+            ));
+        }
+        let mut pixels = Vec::with_capacity(row * height as usize);
+        for y in 0..height as usize {
+            let from_top = if top_down { y } else { height as usize - 1 - y };
+            let start = data_at + from_top * stride;
+            pixels.extend_from_slice(&bytes[start..start + row]);
+        }
+        Ok(Self {
+            width,
+            height,
+            bytes_per_pixel,
+            pixels,
+        })
+    }
+
+    /// Writes the bitmap as an uncompressed BMP, rows from the bottom as
+    /// most readers expect, at 72 dots per inch.
+    pub fn encode(&self) -> Vec<u8> {
+        let row = self.width as usize * usize::from(self.bytes_per_pixel);
+        let stride = row.next_multiple_of(4);
+        let data = stride * self.height as usize;
+        let size = FILE_HEADER + INFO_HEADER + data;
+        let mut out = Vec::with_capacity(size);
+        out.extend_from_slice(b"BM");
+        out.extend_from_slice(&(size as u32).to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&((FILE_HEADER + INFO_HEADER) as u32).to_le_bytes());
+        out.extend_from_slice(&(INFO_HEADER as u32).to_le_bytes());
+        out.extend_from_slice(&self.width.to_le_bytes());
+        out.extend_from_slice(&self.height.to_le_bytes());
+        out.extend_from_slice(&1u16.to_le_bytes());
+        out.extend_from_slice(&u16::from(self.bytes_per_pixel * 8).to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&(data as u32).to_le_bytes());
+        for _ in 0..2 {
+            out.extend_from_slice(&2835u32.to_le_bytes());
+        }
+        out.extend_from_slice(&[0; 8]);
+        for y in (0..self.height as usize).rev() {
+            out.extend_from_slice(&self.pixels[y * row..(y + 1) * row]);
+            out.resize(out.len() + stride - row, 0);
+        }
+        out
+    }
+
+    /// The `width` × `height` rectangle whose top left pixel is (`x`, `y`).
+    pub fn crop(&self, x: u32, y: u32, width: u32, height: u32) -> Option<Self> {
+        if x.checked_add(width)? > self.width || y.checked_add(height)? > self.height {
+            return None;
+        }
+        let bpp = usize::from(self.bytes_per_pixel);
+        let row = self.width as usize * bpp;
+        let mut pixels = Vec::with_capacity(width as usize * height as usize * bpp);
+        for line in y as usize..(y + height) as usize {
+            let start = line * row + x as usize * bpp;
+            pixels.extend_from_slice(&self.pixels[start..start + width as usize * bpp]);
+        }
+        Some(Self {
+            width,
+            height,
+            bytes_per_pixel: self.bytes_per_pixel,
+            pixels,
+        })
+    }
+}
+
+/// A frame joined from its tiles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Joined {
+    /// The frame's file, beside its tiles.
+    pub frame: String,
+    /// Its grid.
+    pub grid: Grid,
+    /// Its size in pixels.
+    pub width: u32,
+    /// Its size in pixels.
+    pub height: u32,
+}
+
+/// What joining found: the frames written, and each frame that was not
+/// with the reason (tiles missing, tiles that do not fit together).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Joining {
+    /// Frames written.
+    pub joined: Vec<Joined>,
+    /// Frames not written, and why.
+    pub not_joined: Vec<(String, String)>,
+}
+
+/// Joins the tiles among `files` (output names, written into `folder`)
+/// into their frames, writing each frame whose tiles are all there and
+/// fit together beside them. Only the files named are read, not what an
+/// earlier download left in `folder`. Names must already have passed the
+/// output path rule; each frame's name is checked by it again.
+pub fn join(folder: &Path, files: &[String]) -> Result<Joining, ExecError> {
+    let named: BTreeSet<&str> = files.iter().map(String::as_str).collect();
+    let mut frames: BTreeMap<String, Vec<(Tile, &str)>> = BTreeMap::new();
+    for name in files {
+        if let Some((frame, tile)) = parse_tile_name(name) {
+            frames.entry(frame).or_default().push((tile, name));
+        }
+    }
+    let mut joining = Joining::default();
+    for (frame, tiles) in frames {
+        if named.contains(frame.as_str()) {
+            joining.not_joined.push((
+                frame,
+                "a result of its own has the frame's name; it is not overwritten".into(),
+            ));
+            continue;
+        }
+        let path = cairn_job::output_path(folder, &frame)
+            .map_err(|reason| ExecError::Media(format!("frame '{frame}': {reason}")))?;
+        match read_and_join(folder, &tiles) {
+            Ok((bitmap, grid)) => {
+                std::fs::write(&path, bitmap.encode())
+                    .map_err(ExecError::io(format!("writing {}", path.display())))?;
+                joining.joined.push(Joined {
+                    frame,
+                    grid,
+                    width: bitmap.width,
+                    height: bitmap.height,
+                });
+            }
+            Err(reason) => joining.not_joined.push((frame, reason)),
+        }
+    }
+    Ok(joining)
+}
+
+/// One frame's tiles, read and put in their places.
+fn read_and_join(folder: &Path, tiles: &[(Tile, &str)]) -> Result<(Bitmap, Grid), String> {
+    let grid = tiles[0].0.grid;
+    if let Some((tile, name)) = tiles.iter().find(|(tile, _)| tile.grid != grid) {
+        return Err(format!(
+            "tiles of two grids ({}x{} and {}x{}, '{name}')",
+            grid.cols, grid.rows, tile.grid.cols, tile.grid.rows
+        ));
+    }
+    let mut at: BTreeMap<(u32, u32), &str> = BTreeMap::new();
+    for (tile, name) in tiles {
+        if at.insert((tile.row, tile.col), name).is_some() {
+            return Err(format!("tile {}-{} twice", tile.col, tile.row));
+        }
+    }
+    if at.len() != grid.count() as usize {
+        return Err(format!(
+            "{} of its {} tiles are here",
+            at.len(),
+            grid.count()
+        ));
+    }
+    let mut bitmaps: BTreeMap<(u32, u32), Bitmap> = BTreeMap::new();
+    for (&place, name) in &at {
+        let path = folder.join(name);
+        let size = std::fs::metadata(&path)
+            .map_err(|e| format!("'{name}': {e}"))?
+            .len();
+        let most = PIXELS_MAX * 4 + 1024;
+        if size > most {
+            return Err(format!(
+                "'{name}' is {size} bytes; a tile has at most {most}"
+            ));
+        }
+        let bytes = std::fs::read(&path).map_err(|e| format!("'{name}': {e}"))?;
+        bitmaps.insert(
+            place,
+            Bitmap::decode(&bytes).map_err(|e| format!("'{name}': {e}"))?,
+        );
+    }
+    let first = &bitmaps[&(0, 0)];
+    let bpp = first.bytes_per_pixel;
+    // Every tile of a column as wide as its top one, of a row as tall as
+    // its left one: then the tiles fill a rectangle with no gap.
+    let widths: Vec<u32> = (0..grid.cols).map(|c| bitmaps[&(0, c)].width).collect();
+    let heights: Vec<u32> = (0..grid.rows).map(|r| bitmaps[&(r, 0)].height).collect();
+    for (&(row, col), bitmap) in &bitmaps {
+        let name = at[&(row, col)];
+        if bitmap.bytes_per_pixel != bpp {
+            return Err(format!(
+                "'{name}' has {} bits a pixel, its frame's first tile {}",
+                bitmap.bytes_per_pixel * 8,
+                bpp * 8
+            ));
+        }
+        if bitmap.width != widths[col as usize] || bitmap.height != heights[row as usize] {
+            return Err(format!(
+                "'{name}' is {}x{}; its column is {} wide and its row {} tall",
+                bitmap.width, bitmap.height, widths[col as usize], heights[row as usize]
+            ));
+        }
+    }
+    let width: u64 = widths.iter().map(|&w| u64::from(w)).sum();
+    let height: u64 = heights.iter().map(|&h| u64::from(h)).sum();
+    if width > u64::from(SIDE_MAX) || height > u64::from(SIDE_MAX) || width * height > PIXELS_MAX {
+        return Err(format!(
+            "the tiles make a {width}x{height} frame; the largest joined is \
+             {SIDE_MAX} a side and {PIXELS_MAX} pixels"
+        ));
+    }
+    let (width, height) = (width as u32, height as u32);
+    let bpp_bytes = usize::from(bpp);
+    let frame_row = width as usize * bpp_bytes;
+    let mut pixels = vec![0; frame_row * height as usize];
+    let mut y0 = 0usize;
+    for row in 0..grid.rows {
+        let mut x0 = 0usize;
+        for col in 0..grid.cols {
+            let tile = &bitmaps[&(row, col)];
+            let tile_row = tile.width as usize * bpp_bytes;
+            for y in 0..tile.height as usize {
+                let to = (y0 + y) * frame_row + x0 * bpp_bytes;
+                pixels[to..to + tile_row]
+                    .copy_from_slice(&tile.pixels[y * tile_row..(y + 1) * tile_row]);
+            }
+            x0 += tile.width as usize;
+        }
+        y0 += heights[row as usize] as usize;
+    }
+    Ok((
+        Bitmap {
+            width,
+            height,
+            bytes_per_pixel: bpp,
+            pixels,
+        },
+        grid,
+    ))
+}
+
+#[cfg(test)]
+mod tests;
