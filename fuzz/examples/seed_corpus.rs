@@ -89,7 +89,7 @@ fn main() {
         &Keypair::from_seed([2; 32]),
         ACCEPTANCE_NAMESPACE,
         Acceptance {
-            lease: id(b"lease"),
+            lease: lease.clone(),
             results: vec![Accepted {
                 task: 7,
                 digest: id(b"result"),
@@ -140,6 +140,7 @@ fn main() {
         inputs: vec![file("scene.txt")],
         limits: TaskLimits {
             fuel: 1_000_000_000,
+            fuel_min: 1_000_000,
             memory_bytes: 64 << 20,
             wall_time_ms: 60_000,
             output_bytes: 1 << 20,
@@ -151,6 +152,7 @@ fn main() {
         args: vec!["--frame".into(), "7".into()],
         outputs: vec!["frame-0007.png".into()],
         seed: [5; 32],
+        fuel: 1 << 29,
     };
     let claim = Signed::sign(
         &key,
@@ -194,6 +196,7 @@ fn main() {
                 inputs: vec![file("scene.json")],
                 limits: TaskLimits {
                     fuel: 1 << 30,
+                    fuel_min: 1 << 20,
                     memory_bytes: 64 << 20,
                     wall_time_ms: 300_000,
                     output_bytes: 4 << 20,
@@ -267,6 +270,7 @@ fn main() {
                 args: vec!["--frame".into(), "9".into()],
                 outputs: vec!["frame-0009.png".into()],
                 seed: [5; 32],
+                fuel: 1 << 29,
             }],
             finished: false,
             reveal: vec![4, 8],
@@ -422,6 +426,7 @@ fn main() {
                 args: vec!["--frame".into(), frame.to_string()],
                 outputs: vec![format!("frame-{frame:04}.png")],
                 seed: id(&[frame]).to_string(),
+                fuel: (frame == 1).then_some(1 << 29),
             })
             .collect(),
         limits: SubmittedLimits {

@@ -738,6 +738,69 @@ fn the_web_console_shows_a_rendering_job_live_with_its_frames_and_providers() {
 /// agree by digest, with each other and with a local run; every
 /// rendition's playlist reads end to end with ffprobe, every frame of the
 /// clip in it; and every token is accounted for.
+/// A `work_deflater` requester declares one of eight identical encodes,
+/// through the API, at a thousandth of the work its siblings declare:
+/// terms that reach that low are signed before anyone can tell. Each
+/// provider runs it once, weighs what it is paid against the CPU time it
+/// took, takes no more of the lease's tasks, and declines the job's next
+/// orders; the job does not get its remaining encodes from them.
+#[test]
+fn a_requester_declaring_a_task_at_a_sliver_of_its_work_loses_its_providers() {
+    cairn_exec::tool::install_test_tools();
+    let devnet = Devnet::start_with_tools(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let job_file = tmp.path().join("job.toml");
+    std::fs::write(
+        &job_file,
+        r#"
+[job]
+name = "deflated"
+runtime = "tool"
+module = "ffmpeg@5"
+args = ["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-t", "3",
+        "-c:v", "libx264", "-preset", "veryfast", "-threads", "1",
+        "-fflags", "+bitexact", "-flags:v", "+bitexact", "-map_metadata", "-1",
+        "/output/clip-{task}.mp4"]
+[tasks]
+range = [0, 8]
+[outputs]
+paths = ["clip-{task}.mp4"]
+[limits]
+fuel = 10_000_000_000
+memory_mib = 1024
+[market]
+budget_ucairn = 1_000_000_000
+price_max_ucairn_per_gfuel = 200
+"#,
+    )
+    .unwrap();
+    let job = cairn_job::Job::load(&job_file, &[]).unwrap();
+    let token = cairn_api::ApiToken::load(&devnet.dir.join("v0")).unwrap();
+    let client = cairn_client::Client::new(&devnet.url()).with_token(token);
+    let module = client.upload("tool", b"ffmpeg@5".to_vec()).unwrap();
+    let mut submission = cairn_client::submission(&job, module, Vec::new());
+    submission.tasks[1].fuel = Some(10_000_000);
+    let id = client.submit(&submission).unwrap().to_string();
+    let log = |j: u16| {
+        std::fs::read_to_string(devnet.dir.join(format!("p{j}/node.log"))).unwrap_or_default()
+    };
+    devnet.wait_until("both providers found that the lease underpays", |_| {
+        (0..2)
+            .all(|j| log(j).contains("its requester underpays"))
+            .then_some(())
+    });
+    // Asked again, they decline, saying why; the encodes left are not done.
+    let status = devnet.wait_until("the job's next order is declined", |d| {
+        let status = d.status(&id);
+        status["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("declared a sliver of the work it took"))
+            .then_some(status)
+    });
+    assert!(status["done"].as_u64().unwrap() < 8, "{status}");
+    assert_ne!(status["state"], "done", "{status}");
+}
+
 #[test]
 fn three_providers_transcode_a_clip_into_the_ladder_and_every_playlist_plays_end_to_end() {
     cairn_exec::tool::install_test_tools();

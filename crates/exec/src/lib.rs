@@ -209,4 +209,9 @@ pub struct TaskResult {
     pub digest: ContentId,
     /// How long it took here (informational; never part of the digest).
     pub wall_time: Duration,
+    /// The CPU time an installed tool used here, all its processes
+    /// together (never part of the digest): what a provider weighs the
+    /// work a task declares against. `None` for Wasm, whose fuel is its
+    /// measured work, and where the task had no control group to count it.
+    pub cpu_time: Option<Duration>,
 }

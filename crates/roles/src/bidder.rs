@@ -32,6 +32,11 @@ const STANDING_MS: u64 = 30 * 60_000;
 /// Orders bid on again per idle moment: a provider free now asks a few
 /// jobs, not every one it ever saw.
 const IDLE_BIDS_MAX: usize = 4;
+/// Jobs remembered as underpaying, newest kept.
+const UNDERPAID_MAX: usize = 1_024;
+/// Why an underpaying job's orders are declined.
+pub const UNDERPAID_REASON: &str =
+    "a task of this job declared a sliver of the work it took, under an earlier lease";
 
 /// What to do about an order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,6 +101,9 @@ pub struct Bidder {
     bids: BTreeMap<(PublicKey, ContentId), Made>,
     /// Orders not leased to this provider, by requester and job.
     standing: BTreeMap<(PublicKey, ContentId), Standing>,
+    /// Jobs one of whose tasks declared a sliver of the work it took,
+    /// under an earlier lease, oldest first: not bid on again.
+    underpaid: VecDeque<(PublicKey, ContentId)>,
 }
 
 impl Bidder {
@@ -110,6 +118,7 @@ impl Bidder {
             seen_order: VecDeque::new(),
             bids: BTreeMap::new(),
             standing: BTreeMap::new(),
+            underpaid: VecDeque::new(),
         }
     }
 
@@ -128,6 +137,9 @@ impl Bidder {
         }
         if now > order.bid_deadline_ms() {
             return Answer::Ignore(Ignored::Late);
+        }
+        if self.underpaid.contains(&(requester, order.job)) {
+            return Answer::Decline(UNDERPAID_REASON.into());
         }
         if order.module_bytes > self.module_bytes_max {
             return Answer::Decline(format!(
@@ -214,6 +226,18 @@ impl Bidder {
             ready_in_ms: 0,
             offer: self.offer.clone(),
         })
+    }
+
+    /// A task of `requester`'s `job` declared a sliver of the work it took
+    /// (see `LeaseWork::worked`): its orders get no more bids.
+    pub fn underpaid(&mut self, requester: &PublicKey, job: &ContentId) {
+        self.withdraw(requester, job);
+        if !self.underpaid.contains(&(*requester, *job)) {
+            self.underpaid.push_back((*requester, *job));
+            if self.underpaid.len() > UNDERPAID_MAX {
+                self.underpaid.pop_front();
+            }
+        }
     }
 
     /// The bid on `requester`'s `job` is withdrawn (the shell found a

@@ -4,7 +4,7 @@
 //! time in, carries out the returned [`Next`] step, and reports back what
 //! happened, so every decision is testable without a network.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use cairn_ledger::{ACCEPTANCE_NAMESPACE, Acceptance, COMMIT_NAMESPACE, Commit, Lease, Opening};
 use cairn_proto::{self as proto, Assignment, Report, Response};
@@ -26,6 +26,18 @@ const HEARTBEAT_MS: u64 = 1_000;
 const RETRY_MS: u64 = 200;
 /// How long to keep retrying a requester that does not answer.
 const REQUESTER_SILENCE_MS_MAX: u64 = 120_000;
+/// A tool task is paid the work its requester declares, so a requester
+/// could declare one task far below the others and have it done for
+/// almost nothing. A lease one of whose tasks declared less than this
+/// share of the fuel per CPU-second its others declared (their median)
+/// gets no more work. Honest frames of one animation can differ a few
+/// times in cost, and a ladder's small renditions decode as much as its
+/// large ones: a thirty-second share leaves them room.
+const UNDERPAID_SHARE: f64 = 1.0 / 32.0;
+/// The tasks whose rates a lease keeps to weigh the next against.
+const RATES_MAX: usize = 64;
+/// Below this much CPU time a task's rate is start-up, not work.
+const CPU_MS_MIN: f64 = 1.0;
 
 /// What a provider's other leases hold, beside the one asked
 /// ([`LeaseWork::next`]).
@@ -150,6 +162,11 @@ pub struct LeaseWork {
     /// Why the lease's program or inputs could not be prepared: every task
     /// handed out goes back as failed.
     failure: Option<String>,
+    /// Fuel declared per CPU-millisecond by the lease's last tool tasks.
+    rates: VecDeque<f64>,
+    /// Why no more work is taken: a task declared far less work than the
+    /// others for what it took ([`UNDERPAID_SHARE`]).
+    underpaid: Option<String>,
     /// A staller never reveals (tests of the ledger's challenges).
     withhold_reveals: bool,
     /// Reports not yet acknowledged, oldest first.
@@ -202,6 +219,8 @@ impl LeaseWork {
             asking: 0,
             key,
             failure,
+            rates: VecDeque::new(),
+            underpaid: None,
             withhold_reveals: false,
             unsent: Vec::new(),
             sealed: BTreeMap::new(),
@@ -291,6 +310,41 @@ impl LeaseWork {
         }
         self.queue(report);
         self.pause = None;
+    }
+
+    /// A tool task declaring `fuel` (what it is paid for) took `cpu_ms` of
+    /// CPU time here. Once one of the lease's tasks declared less than
+    /// [`UNDERPAID_SHARE`] of the others' fuel per CPU-second, the lease
+    /// takes no more work: returns why, the first time.
+    pub fn worked(&mut self, fuel: u64, cpu_ms: f64) -> Option<String> {
+        if self.underpaid.is_some() {
+            return None;
+        }
+        self.rates.push_back(fuel as f64 / cpu_ms.max(CPU_MS_MIN));
+        if self.rates.len() > RATES_MAX {
+            self.rates.pop_front();
+        }
+        let mut sorted: Vec<f64> = self.rates.iter().copied().collect();
+        sorted.sort_by(f64::total_cmp);
+        let (lowest, median) = (sorted[0], sorted[sorted.len() / 2]);
+        if lowest >= median * UNDERPAID_SHARE {
+            return None;
+        }
+        let reason = format!(
+            "a task declared {} fuel per CPU-second, under 1/{} of the {} its others \
+             declared: its requester underpays, no more of the lease's tasks are taken",
+            (lowest * 1e3).round(),
+            (1.0 / UNDERPAID_SHARE).round(),
+            (median * 1e3).round()
+        );
+        self.underpaid = Some(reason.clone());
+        Some(reason)
+    }
+
+    /// Why the lease takes no more work, if a task underpaid
+    /// ([`LeaseWork::worked`]).
+    pub fn underpaid(&self) -> Option<&str> {
+        self.underpaid.as_deref()
     }
 
     fn queue(&mut self, report: Report) {
@@ -398,7 +452,11 @@ impl LeaseWork {
         );
         self.in_flight = Some(reports.len());
         self.last_pull = now;
-        let want = if self.failure.is_some() { 0 } else { want };
+        let want = if self.failure.is_some() || self.underpaid.is_some() {
+            0
+        } else {
+            want
+        };
         self.asking = want;
         Next::Pull(Pull {
             writes: std::mem::take(&mut self.writes),

@@ -712,8 +712,24 @@ impl RequesterCore {
                         winners = Some((order, chosen));
                     }
                     // Nobody new: a job its providers still work goes on
-                    // with them.
-                    Outcome::Unplaced(_) if job.sched.progress().providers > 0 => {
+                    // with them. If they take none of its pending work
+                    // either, the job says why the market gave it nobody
+                    // (the providers' declines) and asks it less often each
+                    // time: providers that stopped taking work (a lease
+                    // they found underpaid) had it asking every few
+                    // seconds for ever, and no one could see why.
+                    Outcome::Unplaced(reason) if job.sched.progress().providers > 0 => {
+                        let p = job.sched.progress();
+                        if p.pending > 0 && p.running == 0 {
+                            // A stalled job counted this round already.
+                            if job.sched.blocked(1).is_none() {
+                                job.stalls += 1;
+                            }
+                            job.reason = Some(format!(
+                                "no provider in the job takes its pending work, and none other \
+                                 bid: {reason}"
+                            ));
+                        }
                         job.phase = Phase::Running;
                     }
                     Outcome::Unplaced(reason) => {
@@ -754,7 +770,11 @@ impl RequesterCore {
                             "no provider took pending work for {idle_ms} ms; finding others"
                         ))
                     };
-                    job.stalls = if stalled { job.stalls + 1 } else { 0 };
+                    // Reset only by work running again: an auction that
+                    // brings nobody counts too (above).
+                    if stalled {
+                        job.stalls += 1;
+                    }
                     job.last_pull_ms = now;
                     auction_again = true;
                 }

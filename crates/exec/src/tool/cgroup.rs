@@ -4,7 +4,9 @@
 //! as root could take every process id of the host (32,768 on many
 //! machines), and a task of many processes could each use its whole
 //! address-space limit. A group per task bounds the task as a whole: its
-//! processes (`pids`) and its memory.
+//! processes (`pids`) and its memory. It also counts the task's CPU time
+//! (`cpuacct`, or version 2's `cpu.stat`), all its processes together,
+//! which a provider weighs the work a task declares against.
 //!
 //! Groups are made under this process's own, in cgroup version 1 (a
 //! hierarchy per controller) or version 2 (one hierarchy, whose `pids` and
@@ -36,6 +38,9 @@ pub(crate) struct TaskGroup {
     memory: Option<(PathBuf, bool)>,
     /// The group holding the pids controller.
     pids: Option<PathBuf>,
+    /// The group that counts the task's CPU time, and whether it is of
+    /// version 2 (whose every group does).
+    cpu: Option<(PathBuf, bool)>,
 }
 
 impl TaskGroup {
@@ -56,9 +61,14 @@ impl TaskGroup {
             groups: Vec::new(),
             memory: None,
             pids: None,
+            cpu: None,
         };
         match parents()? {
-            Parents::V1 { pids, memory } => {
+            Parents::V1 {
+                pids,
+                memory,
+                cpuacct,
+            } => {
                 let pids = group.add(&pids, name)?;
                 group.limit(&pids, "pids.max", processes)?;
                 group.pids = Some(pids);
@@ -69,6 +79,11 @@ impl TaskGroup {
                     group.limit(&memory, "memory.memsw.limit_in_bytes", memory_bytes)?;
                 }
                 group.memory = Some((memory, false));
+                // Counting only: where the hierarchy is missing or not
+                // writable, the task runs without its CPU time measured.
+                if let Some(cpuacct) = cpuacct {
+                    group.cpu = group.add(&cpuacct, name).ok().map(|dir| (dir, false));
+                }
             }
             Parents::V2(parent) => {
                 let dir = group.add(&parent, name)?;
@@ -78,6 +93,7 @@ impl TaskGroup {
                     group.limit(&dir, "memory.swap.max", 0)?;
                 }
                 group.pids = Some(dir.clone());
+                group.cpu = Some((dir.clone(), true));
                 group.memory = Some((dir, true));
             }
         }
@@ -138,6 +154,20 @@ impl TaskGroup {
         counter(&dir.join(file), key).is_some_and(|kills| kills > 0)
     }
 
+    /// The CPU time, user and system, of every process the task ran.
+    pub(crate) fn cpu_time(&self) -> Option<std::time::Duration> {
+        let (dir, v2) = self.cpu.as_ref()?;
+        if *v2 {
+            counter(&dir.join("cpu.stat"), "usage_usec").map(std::time::Duration::from_micros)
+        } else {
+            let text = std::fs::read_to_string(dir.join("cpuacct.usage")).ok()?;
+            text.trim()
+                .parse()
+                .ok()
+                .map(std::time::Duration::from_nanos)
+        }
+    }
+
     /// Whether the task tried to have more processes than its limit.
     pub(crate) fn processes_exceeded(&self) -> bool {
         self.pids
@@ -149,8 +179,13 @@ impl TaskGroup {
 
 /// Where this process's task groups go.
 enum Parents {
-    /// A hierarchy per controller.
-    V1 { pids: PathBuf, memory: PathBuf },
+    /// A hierarchy per controller; `cpuacct` only counts, so a task runs
+    /// without it.
+    V1 {
+        pids: PathBuf,
+        memory: PathBuf,
+        cpuacct: Option<PathBuf>,
+    },
     /// One hierarchy.
     V2(PathBuf),
 }
@@ -161,6 +196,7 @@ fn parents() -> Result<Parents, String> {
         .map_err(|e| format!("reading /proc/self/cgroup: {e}"))?;
     let mut v1_pids = None;
     let mut v1_memory = None;
+    let mut v1_cpuacct = None;
     let mut v2 = None;
     for line in own.lines() {
         let mut fields = line.splitn(3, ':');
@@ -174,6 +210,7 @@ fn parents() -> Result<Parents, String> {
             match controller {
                 "pids" => v1_pids = Some(Path::new(ROOT).join("pids").join(path)),
                 "memory" => v1_memory = Some(Path::new(ROOT).join("memory").join(path)),
+                "cpuacct" => v1_cpuacct = Some(Path::new(ROOT).join("cpuacct").join(path)),
                 "" => v2 = Some(Path::new(ROOT).join(path)),
                 _ => {}
             }
@@ -183,7 +220,11 @@ fn parents() -> Result<Parents, String> {
         && pids.is_dir()
         && memory.is_dir()
     {
-        return Ok(Parents::V1 { pids, memory });
+        return Ok(Parents::V1 {
+            pids,
+            memory,
+            cpuacct: v1_cpuacct.filter(|dir| dir.is_dir()),
+        });
     }
     let parent = v2.ok_or("no cgroup of this process found")?;
     if !parent.join("cgroup.controllers").exists() {
@@ -198,7 +239,11 @@ fn parents() -> Result<Parents, String> {
 /// live process's groups are left alone.
 pub(crate) fn sweep() {
     let dirs = match parents() {
-        Ok(Parents::V1 { pids, memory }) => vec![pids, memory],
+        Ok(Parents::V1 {
+            pids,
+            memory,
+            cpuacct,
+        }) => [pids, memory].into_iter().chain(cpuacct).collect(),
         Ok(Parents::V2(parent)) => vec![parent],
         Err(_) => return,
     };
@@ -267,7 +312,11 @@ mod tests {
     fn groups_of_a_provider_that_is_gone_are_swept_and_a_live_ones_kept() {
         let live = TaskGroup::new(16, 64 << 20).expect("cgroups can be made here");
         let dirs = match parents().unwrap() {
-            Parents::V1 { pids, memory } => vec![pids, memory],
+            Parents::V1 {
+                pids,
+                memory,
+                cpuacct,
+            } => [pids, memory].into_iter().chain(cpuacct).collect(),
             Parents::V2(parent) => vec![parent],
         };
         // Above the largest process id Linux allows (2^22): never alive.

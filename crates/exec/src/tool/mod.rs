@@ -229,6 +229,7 @@ impl Runtime for ToolRuntime {
             stderr: ran.stderr,
             outputs: manifest.outputs,
             wall_time: started.elapsed(),
+            cpu_time: ran.cpu_time,
         })
     }
 }

@@ -96,6 +96,9 @@ pub(crate) struct Ran {
     pub stdout: Vec<u8>,
     /// The first bytes of its stderr.
     pub stderr: Vec<u8>,
+    /// User and system CPU time of everything the task ran, where a group
+    /// of its own counted it.
+    pub cpu_time: Option<Duration>,
 }
 
 /// Limits of one sandboxed run.
@@ -456,6 +459,10 @@ impl Sandbox {
         });
         let (waited, status_json) = wait_status;
         waited.map_err(ExecError::io("waiting for bubblewrap"))?;
+        // Read from the task's group: bubblewrap exits before its init in
+        // the PID namespace has reaped the tool, so its own usage (wait4's)
+        // holds next to none of the task's.
+        let cpu_time = group.as_ref().and_then(TaskGroup::cpu_time);
         // A task held to its group's limits ran otherwise than it would
         // with room (a failed fork, a process killed), however it ended.
         if let Some(group) = &group {
@@ -486,6 +493,7 @@ impl Sandbox {
             outcome,
             stdout,
             stderr,
+            cpu_time,
         })
     }
 }

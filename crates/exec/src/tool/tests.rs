@@ -264,6 +264,30 @@ fn a_memory_bomb_of_many_processes_is_held_to_its_task_memory() {
 /// sockets and `userfaultfd` are refused for want of a capability
 /// (`EPERM`). The x32 table is off on this kernel either way.
 #[test]
+fn a_tools_cpu_time_counts_every_process_it_started() {
+    // Two processes of the shell's, at once, each burn a third of a
+    // CPU-second (by their own clocks, so the figure does not depend on
+    // the machine's speed).
+    let burn = "perl -e '1 while (times)[0] < 0.34'";
+    let (ran, _dir) = shell(&format!("{burn} & {burn}; wait"), limits());
+    let ran = ran.unwrap();
+    assert_eq!(
+        ran.outcome,
+        Outcome::Exited(0),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    // Where groups can be made, as here and in CI.
+    let busy = ran.cpu_time.expect("the task's group counts its CPU time");
+    assert!(
+        busy >= Duration::from_millis(680),
+        "{busy:?}: not every process counted"
+    );
+    let (idle, _dir) = shell("exit 0", limits());
+    assert!(idle.unwrap().cpu_time.unwrap() < busy);
+}
+
+#[test]
 fn a_tool_probing_the_kernel_finds_its_rare_interfaces_missing() {
     let probes = [
         ("bpf", "321, 0, 0, 16"),

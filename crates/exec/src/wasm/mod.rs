@@ -1073,6 +1073,7 @@ impl<'r, 't> Session<'r, 't> {
             stderr,
             outputs: manifest.outputs,
             wall_time: started.elapsed(),
+            cpu_time: None,
         })
     }
 }

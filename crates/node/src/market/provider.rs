@@ -45,6 +45,15 @@ const COMPILE_BYTES_PER_MS_INITIAL: u64 = 1_000;
 /// Download speed assumed for a module when estimating start-up time.
 const FETCH_BYTES_PER_MS_ASSUMED: u64 = 10_000;
 
+/// A task run under a lease, handed back to its pull loop.
+struct Done {
+    report: Report,
+    /// How long it took, queueing for a slot included.
+    took: Duration,
+    /// The CPU time a tool task took, where its group counted it.
+    cpu_time: Option<Duration>,
+}
+
 /// What a provider offers and how it prices.
 #[derive(Clone, Debug)]
 pub struct ProviderConfig {
@@ -781,11 +790,21 @@ impl Provider {
         if self.config.misbehave == Some(Misbehave::Staller) {
             core = core.withholding_reveals();
         }
-        let (done_tx, mut done_rx) =
-            mpsc::channel::<(Report, Duration)>(LeaseWork::tasks_max(record.slots));
+        let (done_tx, mut done_rx) = mpsc::channel::<Done>(LeaseWork::tasks_max(record.slots));
         let _leased = Leased::new(&self.load);
-        let finished = |core: &mut LeaseWork, (report, took): (Report, Duration)| {
-            core.finished(report, took.as_secs_f64() * 1e3);
+        let finished = |core: &mut LeaseWork, done: Done| {
+            // A tool task is paid what its requester declared: weighed
+            // against what it took, a sliver of it stops the lease's work
+            // and the job's next bids.
+            if let (Some(cpu), Report::Revealed { receipt, .. }) = (done.cpu_time, &done.report) {
+                let fuel = receipt.payload_unchecked().fuel_used;
+                if let Some(reason) = core.worked(fuel, cpu.as_secs_f64() * 1e3) {
+                    tracing::warn!("lease {}: {reason}", id.short());
+                    let lease = &record.lease;
+                    self.bidder.lock().underpaid(&lease.requester, &lease.job);
+                }
+            }
+            core.finished(done.report, done.took.as_secs_f64() * 1e3);
         };
         loop {
             while let Ok(done) = done_rx.try_recv() {
@@ -962,7 +981,7 @@ impl Provider {
         record: &LeaseRecord,
         input_dir: &std::path::Path,
         task: Assignment,
-        done: mpsc::Sender<(Report, Duration)>,
+        done: mpsc::Sender<Done>,
     ) {
         let terms = record.terms.clone();
         let input_dir = input_dir.to_path_buf();
@@ -976,35 +995,48 @@ impl Provider {
             let this = self.clone();
             let index = task.task;
             let started = std::time::Instant::now();
-            let report = tokio::task::spawn_blocking(move || {
+            let (report, cpu_time) = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
                 this.run_task(lease, &terms, &input_dir, &task)
             })
             .await
-            .unwrap_or_else(|e| Report::Failed {
-                task: index,
-                reason: format!("worker panicked: {e}"),
+            .unwrap_or_else(|e| {
+                let report = Report::Failed {
+                    task: index,
+                    reason: format!("worker panicked: {e}"),
+                };
+                (report, None)
             });
-            let _ = done.send((report, started.elapsed())).await;
+            let took = started.elapsed();
+            let _ = done
+                .send(Done {
+                    report,
+                    took,
+                    cpu_time,
+                })
+                .await;
         });
     }
 
+    /// Runs `task`: its report, and the CPU time a tool task took.
     fn run_task(
         &self,
         lease: ContentId,
         terms: &Terms,
         input_dir: &std::path::Path,
         task: &Assignment,
-    ) -> Report {
-        let failed = |reason: String| Report::Failed {
-            task: task.task,
-            reason,
-        };
+    ) -> (Report, Option<Duration>) {
         let output_dir = match self.scratch_dir() {
             Ok(dir) => dir,
-            Err(e) => return failed(format!("creating an output folder: {e}")),
+            Err(e) => {
+                let report = Report::Failed {
+                    task: task.task,
+                    reason: format!("creating an output folder: {e}"),
+                };
+                return (report, None);
+            }
         };
-        let report = self.run_in(lease, terms, input_dir, task, &output_dir);
+        let (report, cpu_time) = self.run_in(lease, terms, input_dir, task, &output_dir);
         self.return_scratch_dir(output_dir);
         let counters = &self.shared.counters;
         match &report {
@@ -1016,7 +1048,7 @@ impl Provider {
             Report::Failed { .. } => Counters::bump(&counters.tasks_failed),
             _ => {}
         }
-        report
+        (report, cpu_time)
     }
 
     /// An empty folder for a task's `/output`: reused from an earlier task
@@ -1050,10 +1082,14 @@ impl Provider {
         input_dir: &std::path::Path,
         task: &Assignment,
         output_dir: &std::path::Path,
-    ) -> Report {
-        let failed = |reason: String| Report::Failed {
-            task: task.task,
-            reason,
+    ) -> (Report, Option<Duration>) {
+        // A task that failed is not paid, so its CPU time weighs nothing.
+        let failed = |reason: String| {
+            let report = Report::Failed {
+                task: task.task,
+                reason,
+            };
+            (report, None)
         };
         let limits = task.limits(&terms.limits).to_exec();
         let inputs = (!terms.inputs.is_empty()).then_some(input_dir);
@@ -1142,7 +1178,7 @@ impl Provider {
         // The salt is derived, not drawn: running this task again (re-issued,
         // or after a restart) signs the very same commit and opening.
         let opening = super::answers::opening(&self.shared, lease, u64::from(task.task), digest);
-        Report::Revealed {
+        let report = Report::Revealed {
             opening,
             receipt,
             code: result.outcome.code(),
@@ -1151,7 +1187,8 @@ impl Provider {
             outputs,
             stdout: StreamRef::of(&result.stdout),
             stderr: StreamRef::of(&result.stderr),
-        }
+        };
+        (report, result.cpu_time)
     }
 
     /// What [`Misbehave::IndexOverflower`] adds to a pull: well signed,

@@ -157,3 +157,38 @@ fn standing_orders_are_bounded_and_expire() {
     assert!(bidder.idle(STANDING_MS + 1_000).is_empty());
     assert!(bidder.standing.is_empty());
 }
+
+/// A job one of whose tasks underpaid under an earlier lease gets no bid
+/// on its next order, and no lease of it is signed; the same requester's
+/// other jobs, and other requesters' orders for that job id, still do.
+#[test]
+fn an_underpaying_jobs_next_orders_are_declined() {
+    let mut bidder = bidder();
+    let first = order(b"job", 0);
+    assert!(matches!(
+        bidder.order(&first, requester(), 0, 10),
+        Answer::Bid(_)
+    ));
+    bidder.underpaid(&requester(), &first.job);
+    assert!(
+        bidder
+            .check_lease(&lease(&first, requester(), 40), 1)
+            .is_err(),
+        "the bid was withdrawn"
+    );
+    let again = order(b"job", 1_000);
+    match bidder.order(&again, requester(), 0, 1_010) {
+        Answer::Decline(reason) => assert_eq!(reason, UNDERPAID_REASON),
+        other => panic!("expected a decline, got {other:?}"),
+    }
+    assert!(bidder.idle(1_020).is_empty(), "not bid on again when idle");
+    assert!(matches!(
+        bidder.order(&order(b"other job", 1_000), requester(), 0, 1_010),
+        Answer::Bid(_)
+    ));
+    let stranger = Keypair::from_seed([9; 32]).public();
+    assert!(matches!(
+        bidder.order(&order(b"job", 2_000), stranger, 0, 2_010),
+        Answer::Bid(_)
+    ));
+}

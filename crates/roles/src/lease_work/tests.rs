@@ -166,6 +166,47 @@ fn a_task_outside_the_terms_fuel_range_is_not_taken() {
     assert_eq!(taken.iter().map(|t| t.task).collect::<Vec<_>>(), [2]);
 }
 
+/// A `work_deflater` requester declares one tool task at a sliver of the
+/// work its others declare for as much CPU time (terms whose least task
+/// fuel reaches that low are signed before anyone can tell): once the
+/// task has run, the lease takes no more work, whichever order its tasks
+/// ran in. A ladder's spread of honest rates does not stop it.
+#[test]
+fn a_lease_whose_task_declared_a_sliver_of_its_work_gets_no_more() {
+    // An honest ladder: a 240p task declares a ninth of a 720p one's
+    // pixels and takes a third of its CPU time (it decodes as much).
+    let mut honest = work(2);
+    for (fuel, cpu_ms) in [
+        (55_300, 1_200.0),
+        (6_100, 400.0),
+        (24_500, 700.0),
+        (6_100, 420.0),
+    ] {
+        assert_eq!(honest.worked(fuel, cpu_ms), None);
+    }
+    assert!(pull(&mut honest, 0).want > 0);
+    for deflated_first in [true, false] {
+        let mut work = work(2);
+        let mut rates = vec![(55_300, 1_200.0), (55_300, 1_150.0)];
+        let deflated = (1_000, 1_300.0);
+        if deflated_first {
+            rates.insert(0, deflated);
+        } else {
+            rates.push(deflated);
+        }
+        let reasons: Vec<String> = rates
+            .into_iter()
+            .filter_map(|(fuel, cpu_ms)| work.worked(fuel, cpu_ms))
+            .collect();
+        assert_eq!(reasons.len(), 1, "said once: {reasons:?}");
+        assert!(reasons[0].contains("underpays"), "{}", reasons[0]);
+        assert!(work.underpaid().is_some());
+        // Reports still go out (what it did is still paid), but no work
+        // is asked for.
+        assert_eq!(pull(&mut work, 0).want, 0);
+    }
+}
+
 /// A provider's slots are shared by its leases: tasks another lease
 /// holds count against this one's prefetch, and while they fill the slots
 /// this lease asks for no more than its share of them (its tasks would

@@ -1115,6 +1115,64 @@ fn a_job_waiting_for_a_provider_it_lacks_says_so_and_backs_off() {
     assert_eq!(status.reason, None);
 }
 
+/// The job's one provider stops taking work without dropping its lease
+/// (it found the lease underpaid) and every other provider declines: the
+/// job says why, from the declines, and asks the market less often each
+/// time, where it used to ask every three seconds for ever in silence.
+#[test]
+fn a_job_whose_providers_take_nothing_says_why_no_other_came_and_backs_off() {
+    let mut core = requester();
+    let (a, b) = (provider(1), provider(2));
+    let (job, order) = submitted(&mut core, 3, VerifyPolicy::None);
+    let leases = leased(&mut core, &job, &order, &[&a]);
+    let la = &leases[0];
+    assert_eq!(pull(&mut core, &a, la, 1, Vec::new(), T1 + 1).0, [0]);
+    let (_, reveal, _) = pull(
+        &mut core,
+        &a,
+        la,
+        0,
+        vec![committed(&a, la, 0, 500)],
+        T1 + 2,
+    );
+    assert_eq!(reveal, [0]);
+    let (tasks, _, _) = pull(
+        &mut core,
+        &a,
+        la,
+        0,
+        vec![revealed(&a, la, 0, 500, 500)],
+        T1 + 3,
+    );
+    assert!(tasks.is_empty(), "A asks for nothing more");
+    let mut now = T1 + 3;
+    let mut auctions = Vec::new();
+    while auctions.len() < 5 {
+        // A keeps pulling for nothing, which is not taking work.
+        pull(&mut core, &a, la, 0, Vec::new(), now);
+        let step = core.step(&job, now).unwrap();
+        if let Some(order) = step.effects.orders.first() {
+            auctions.push(now);
+            let order = order.verify(ORDER_NAMESPACE).unwrap().id();
+            assert!(core.decline(b.public(), order, "this job underpaid me"));
+        }
+        now = step.next_deadline_ms.expect("idle work keeps a timer");
+    }
+    // The last round closes.
+    core.step(&job, now).unwrap();
+    let status = core.status(&job, now).unwrap();
+    let reason = status.reason.unwrap_or_default();
+    assert!(
+        reason.contains("none other bid") && reason.contains("this job underpaid me (1)"),
+        "{reason}"
+    );
+    let gaps: Vec<u64> = auctions.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.windows(2).all(|w| w[1] > w[0]),
+        "{gaps:?}: no backing off"
+    );
+}
+
 /// A provider dropped for missing its deadlines (a loaded machine, for a
 /// while) is not shut out of the job for good: the job, stalled for want
 /// of a second provider, takes its bid, and when it wins it takes work
