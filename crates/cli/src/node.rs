@@ -189,7 +189,10 @@ pub struct MarketArgs {
     /// `fuel-inflater` claims all of a task's fuel; on training tasks,
     /// `step-skipper` drops updates, `data-swapper` trains on other text,
     /// `early-stopper` stops half-way and makes the rest up,
-    /// `weight-nudger` nudges weights before the last step (providers);
+    /// `weight-nudger` nudges weights before the last step; on Blender
+    /// frames, `lazy-renderer` renders with a quarter of the samples,
+    /// `frame-swapper` delivers the next frame, `region-painter` paints
+    /// over a corner (providers);
     /// `framer` challenges honest commits on the ledger, `withholder`
     /// never settles and closes its escrow instead, `case-crasher` exits
     /// once it has stored a case against a cheat, before it asks any
@@ -197,6 +200,7 @@ pub struct MarketArgs {
     #[arg(long, hide = true, value_parser = [
         "liar", "stonewaller", "staller", "index-overflower", "output-substituter",
         "fuel-inflater", "step-skipper", "data-swapper", "early-stopper", "weight-nudger",
+        "lazy-renderer", "frame-swapper", "region-painter",
         "framer", "withholder", "case-crasher",
     ])]
     misbehave: Option<String>,
@@ -274,6 +278,9 @@ impl MarketArgs {
                     Some("data-swapper") => Some(cairn_node::market::Misbehave::DataSwapper),
                     Some("early-stopper") => Some(cairn_node::market::Misbehave::EarlyStopper),
                     Some("weight-nudger") => Some(cairn_node::market::Misbehave::WeightNudger),
+                    Some("lazy-renderer") => Some(cairn_node::market::Misbehave::LazyRenderer),
+                    Some("frame-swapper") => Some(cairn_node::market::Misbehave::FrameSwapper),
+                    Some("region-painter") => Some(cairn_node::market::Misbehave::RegionPainter),
                     _ => None,
                 },
             });

@@ -6,24 +6,19 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-/// When `outputs` (names written into `out`) hold tiles: joins each
+/// When `outputs` (every name written into `out`) hold tiles: joins each
 /// frame's tiles into the frame, says what was joined and what was not
-/// and why, and returns the same. Only the files named are read.
+/// and why, and returns the same. Only the files named are read, and no
+/// frame is written over one of them.
 pub fn join<'a>(out: &Path, outputs: impl Iterator<Item = &'a str>) -> Option<Value> {
-    let files: Vec<String> = outputs
-        .filter(|name| cairn_job::tiles::parse_tile_name(name).is_some())
-        .map(str::to_owned)
-        .collect();
-    if files.is_empty() {
+    let files: Vec<String> = outputs.map(str::to_owned).collect();
+    if !files
+        .iter()
+        .any(|name| cairn_job::tiles::parse_tile_name(name).is_some())
+    {
         return None;
     }
-    let joining = match cairn_exec::tiles::join(out, &files) {
-        Ok(joining) => joining,
-        Err(e) => {
-            eprintln!("cairn: warning: the tiles were not joined into frames: {e}");
-            return Some(json!({ "error": e.to_string() }));
-        }
-    };
+    let joining = cairn_exec::tiles::join(out, &files);
     for (frame, reason) in &joining.not_joined {
         eprintln!("cairn: warning: {frame} was not joined from its tiles: {reason}");
     }

@@ -738,12 +738,80 @@ fn the_web_console_shows_a_rendering_job_live_with_its_frames_and_providers() {
 /// agree by digest, with each other and with a local run; every
 /// rendition's playlist reads end to end with ffprobe, every frame of the
 /// clip in it; and every token is accounted for.
+/// Three render cheats and one honest provider render the Blender
+/// example's first frame, two replicas asked: a `lazy_renderer` (a quarter
+/// of the samples), a `frame_swapper` (the next frame, delivered as this
+/// one) and a `region_painter` (a corner painted over, under a digest of
+/// its own). No two of the four frames agree, so the job waits for another
+/// provider; a second honest one joins, agrees with the first, and that
+/// frame is accepted: the local run's, from honest providers only. No
+/// cheat is paid; both honest providers are.
+#[test]
+fn render_cheats_are_outvoted_and_none_is_paid() {
+    cairn_exec::tool::install_test_tools();
+    let devnet = Devnet::start_with_tools(5);
+    // The second honest provider waits outside until the cheats rendered.
+    devnet.signal("p4", Signal::KILL);
+    devnet.wait_gone("p4");
+    let mut cheats = Vec::new();
+    for (j, how) in [
+        (1, "lazy-renderer"),
+        (2, "frame-swapper"),
+        (3, "region-painter"),
+    ] {
+        devnet.signal(&format!("p{j}"), Signal::KILL);
+        devnet.wait_gone(&format!("p{j}"));
+        cheats.push(devnet.start_provider(j, &["--tools", "--misbehave", how]));
+    }
+    let cheat_keys: Vec<_> = (1..=3).map(|j| provider_key(&devnet, j)).collect();
+    devnet.wait_until("the cheats are back", |d| {
+        (d.get("/v1/market")?["peers"].as_u64()? >= 4).then_some(())
+    });
+    let before = balances(&devnet, 5);
+    let tmp = tempfile::tempdir().unwrap();
+    let job = tmp.path().join("job.toml");
+    let example = std::fs::read_to_string(repo().join("examples/blender/job.toml")).unwrap();
+    std::fs::write(&job, example.replace("frames = \"1-12\"", "frames = \"1\"")).unwrap();
+    std::fs::copy(
+        repo().join("examples/blender/scene.py"),
+        tmp.path().join("scene.py"),
+    )
+    .unwrap();
+    let id = devnet.submit(&job);
+    // All four ran it (a stalled job runs nothing, and waits for a
+    // provider that has not).
+    let status = devnet.wait_until("four frames disagree and the job waits", |d| {
+        let status = d.status(&id);
+        (status["state"] == "stalled" && status["executions"].as_u64()? >= 4).then_some(status)
+    });
+    assert_eq!(status["done"], 0, "{status}");
+    let honest = devnet.start_provider(4, &["--tools"]);
+    let status = devnet.wait_done(&id);
+    assert_eq!(status["convicted"], Value::Array(Vec::new()), "{status}");
+    results_are_local_and_none_from(&devnet, &id, &job, 1, &cheat_keys);
+    devnet.wait_until("the frame is paid", |d| {
+        (d.status(&id)["settled"].as_u64()? >= 1).then_some(())
+    });
+    let after = balances(&devnet, 5);
+    for j in 1..=3 {
+        assert_eq!(after.1[j], before.1[j], "cheat p{j} was paid");
+    }
+    for j in [0, 4] {
+        assert!(after.1[j] > before.1[j], "honest p{j} was not paid");
+    }
+    for mut process in cheats.into_iter().chain([honest]) {
+        let _ = process.kill();
+        let _ = process.wait();
+    }
+}
+
 /// A `work_deflater` requester declares one of eight identical encodes,
-/// through the API, at a thousandth of the work its siblings declare:
+/// through the API, at a ten-thousandth of the work its siblings declare:
 /// terms that reach that low are signed before anyone can tell. Each
 /// provider runs it once, weighs what it is paid against the CPU time it
-/// took, takes no more of the lease's tasks, and declines the job's next
-/// orders; the job does not get its remaining encodes from them.
+/// took and its own rate, takes no more of the lease's tasks, and declines
+/// the requester's next orders; the job does not get its remaining encodes
+/// from them, and says why.
 #[test]
 fn a_requester_declaring_a_task_at_a_sliver_of_its_work_loses_its_providers() {
     cairn_exec::tool::install_test_tools();
@@ -779,7 +847,8 @@ price_max_ucairn_per_gfuel = 200
     let client = cairn_client::Client::new(&devnet.url()).with_token(token);
     let module = client.upload("tool", b"ffmpeg@5".to_vec()).unwrap();
     let mut submission = cairn_client::submission(&job, module, Vec::new());
-    submission.tasks[1].fuel = Some(10_000_000);
+    // A ten-thousandth of its siblings' figure.
+    submission.tasks[1].fuel = Some(1_000_000);
     let id = client.submit(&submission).unwrap().to_string();
     let log = |j: u16| {
         std::fs::read_to_string(devnet.dir.join(format!("p{j}/node.log"))).unwrap_or_default()
@@ -794,7 +863,7 @@ price_max_ucairn_per_gfuel = 200
         let status = d.status(&id);
         status["reason"]
             .as_str()
-            .is_some_and(|r| r.contains("declared a sliver of the work it took"))
+            .is_some_and(|r| r.contains("requester declared a sliver of the work it took"))
             .then_some(status)
     });
     assert!(status["done"].as_u64().unwrap() < 8, "{status}");

@@ -5,8 +5,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum ExecError {
     /// A video could not be split, read or assembled (see
-    /// [`crate::tool::video`]), or a frame's tiles not joined
-    /// ([`crate::tiles`]).
+    /// [`crate::tool::video`]).
     #[error("{0}")]
     Media(String),
     /// The bytes are not a WebAssembly module.

@@ -10,11 +10,10 @@
 //! written. One frame's bad tiles leave the other frames joined.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
 use std::path::Path;
 
 use cairn_job::tiles::{Grid, Tile, parse_tile_name};
-
-use crate::ExecError;
 
 /// The widest or tallest frame joined: a 16K frame.
 pub const SIDE_MAX: u32 = 16_384;
@@ -24,6 +23,8 @@ pub const PIXELS_MAX: u64 = 1 << 27;
 /// BMP's file header and the smallest info header it has.
 const FILE_HEADER: usize = 14;
 const INFO_HEADER: usize = 40;
+/// Enough of a BMP's first bytes to read its headers.
+const HEADERS_MAX: usize = FILE_HEADER + INFO_HEADER;
 
 /// A decoded uncompressed BMP: rows from the top, without padding.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,56 +43,34 @@ impl Bitmap {
     /// Reads an uncompressed 24- or 32-bit BMP (`BI_RGB`, any of the
     /// Windows info headers), refusing anything else with the reason.
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
-        if bytes.len() < FILE_HEADER + INFO_HEADER || &bytes[..2] != b"BM" {
-            return Err("not a BMP file".into());
-        }
-        let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
-        let u16_at = |at: usize| u16::from_le_bytes(bytes[at..at + 2].try_into().expect("2 bytes"));
-        let data_at = u32_at(10) as usize;
-        let info = u32_at(14) as usize;
-        if !matches!(info, 40 | 52 | 56 | 108 | 124) {
-            return Err(format!(
-                "a BMP info header of {info} bytes is not one this reads"
-            ));
-        }
-        let width = u32_at(18) as i32;
-        let height = u32_at(22) as i32;
-        let (planes, bits, compression) = (u16_at(26), u16_at(28), u32_at(30));
-        if planes != 1 || !(bits == 24 || bits == 32) || compression != 0 {
-            return Err(format!(
-                "a BMP of {bits} bits a pixel, compression {compression}: \
-                 only uncompressed 24- or 32-bit BMP is read"
-            ));
-        }
-        let top_down = height < 0;
-        let (width, height) = (width.unsigned_abs(), height.unsigned_abs());
-        if width == 0 || height == 0 || width > SIDE_MAX || height > SIDE_MAX {
-            return Err(format!(
-                "a {width}x{height} BMP: each side must be from 1 to {SIDE_MAX}"
-            ));
-        }
-        let bytes_per_pixel = (bits / 8) as u8;
-        let row = width as usize * usize::from(bytes_per_pixel);
+        let header = Header::read(bytes)?;
+        let row = header.width as usize * usize::from(header.bytes_per_pixel);
         let stride = row.next_multiple_of(4);
         let data_end = stride
-            .checked_mul(height as usize)
-            .and_then(|size| size.checked_add(data_at));
-        if data_at < FILE_HEADER + info || data_end.is_none_or(|end| end > bytes.len()) {
+            .checked_mul(header.height as usize)
+            .and_then(|size| size.checked_add(header.data_at));
+        if data_end.is_none_or(|end| end > bytes.len()) {
             return Err(format!(
-                "a {width}x{height} BMP of {} bytes does not hold its pixels",
+                "a {}x{} BMP of {} bytes does not hold its pixels",
+                header.width,
+                header.height,
                 bytes.len()
             ));
         }
-        let mut pixels = Vec::with_capacity(row * height as usize);
-        for y in 0..height as usize {
-            let from_top = if top_down { y } else { height as usize - 1 - y };
-            let start = data_at + from_top * stride;
+        let mut pixels = Vec::with_capacity(row * header.height as usize);
+        for y in 0..header.height as usize {
+            let from_top = if header.top_down {
+                y
+            } else {
+                header.height as usize - 1 - y
+            };
+            let start = header.data_at + from_top * stride;
             pixels.extend_from_slice(&bytes[start..start + row]);
         }
         Ok(Self {
-            width,
-            height,
-            bytes_per_pixel,
+            width: header.width,
+            height: header.height,
+            bytes_per_pixel: header.bytes_per_pixel,
             pixels,
         })
     }
@@ -147,6 +126,62 @@ impl Bitmap {
     }
 }
 
+/// What a BMP's headers say, checked: enough to size a frame before any
+/// pixels are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Header {
+    width: u32,
+    height: u32,
+    bytes_per_pixel: u8,
+    top_down: bool,
+    data_at: usize,
+}
+
+impl Header {
+    /// The headers BMP's first bytes hold ([`HEADERS_MAX`] are enough).
+    fn read(bytes: &[u8]) -> Result<Self, String> {
+        if bytes.len() < FILE_HEADER + INFO_HEADER || &bytes[..2] != b"BM" {
+            return Err("not a BMP file".into());
+        }
+        let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+        let u16_at = |at: usize| u16::from_le_bytes(bytes[at..at + 2].try_into().expect("2 bytes"));
+        let data_at = u32_at(10) as usize;
+        let info = u32_at(14) as usize;
+        if !matches!(info, 40 | 52 | 56 | 108 | 124) {
+            return Err(format!(
+                "a BMP info header of {info} bytes is not one this reads"
+            ));
+        }
+        let width = u32_at(18) as i32;
+        let height = u32_at(22) as i32;
+        let (planes, bits, compression) = (u16_at(26), u16_at(28), u32_at(30));
+        if planes != 1 || !(bits == 24 || bits == 32) || compression != 0 {
+            return Err(format!(
+                "a BMP of {bits} bits a pixel, compression {compression}: \
+                 only uncompressed 24- or 32-bit BMP is read"
+            ));
+        }
+        let (w, h) = (width.unsigned_abs(), height.unsigned_abs());
+        if w == 0 || h == 0 || w > SIDE_MAX || h > SIDE_MAX {
+            return Err(format!(
+                "a {w}x{h} BMP: each side must be from 1 to {SIDE_MAX}"
+            ));
+        }
+        if data_at < FILE_HEADER + info {
+            return Err(format!(
+                "a {w}x{h} BMP whose pixels start inside its headers"
+            ));
+        }
+        Ok(Self {
+            width: w,
+            height: h,
+            bytes_per_pixel: (bits / 8) as u8,
+            top_down: height < 0,
+            data_at,
+        })
+    }
+}
+
 /// A frame joined from its tiles.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Joined {
@@ -170,12 +205,14 @@ pub struct Joining {
     pub not_joined: Vec<(String, String)>,
 }
 
-/// Joins the tiles among `files` (output names, written into `folder`)
-/// into their frames, writing each frame whose tiles are all there and
-/// fit together beside them. Only the files named are read, not what an
-/// earlier download left in `folder`. Names must already have passed the
-/// output path rule; each frame's name is checked by it again.
-pub fn join(folder: &Path, files: &[String]) -> Result<Joining, ExecError> {
+/// Joins the tiles among `files` (the names of every output written into
+/// `folder`, tiles or not) into their frames, writing each frame whose
+/// tiles are all there and fit together beside them. Only the files named
+/// are read, not what an earlier download left in `folder`, and no frame
+/// is written over one of them: another task's result, or a provider's
+/// file named as this frame. Names must already have passed the output
+/// path rule; each frame's name is checked by it again.
+pub fn join(folder: &Path, files: &[String]) -> Joining {
     let named: BTreeSet<&str> = files.iter().map(String::as_str).collect();
     let mut frames: BTreeMap<String, Vec<(Tile, &str)>> = BTreeMap::new();
     for name in files {
@@ -188,30 +225,32 @@ pub fn join(folder: &Path, files: &[String]) -> Result<Joining, ExecError> {
         if named.contains(frame.as_str()) {
             joining.not_joined.push((
                 frame,
-                "a result of its own has the frame's name; it is not overwritten".into(),
+                "a result has the frame's name; it is not overwritten".into(),
             ));
             continue;
         }
-        let path = cairn_job::output_path(folder, &frame)
-            .map_err(|reason| ExecError::Media(format!("frame '{frame}': {reason}")))?;
-        match read_and_join(folder, &tiles) {
-            Ok((bitmap, grid)) => {
-                std::fs::write(&path, bitmap.encode())
-                    .map_err(ExecError::io(format!("writing {}", path.display())))?;
-                joining.joined.push(Joined {
-                    frame,
-                    grid,
-                    width: bitmap.width,
-                    height: bitmap.height,
-                });
-            }
+        let written = cairn_job::output_path(folder, &frame).and_then(|path| {
+            let (bitmap, grid) = read_and_join(folder, &tiles)?;
+            std::fs::write(&path, bitmap.encode())
+                .map_err(|e| format!("writing {}: {e}", path.display()))?;
+            Ok(Joined {
+                frame: frame.clone(),
+                grid,
+                width: bitmap.width,
+                height: bitmap.height,
+            })
+        });
+        match written {
+            Ok(joined) => joining.joined.push(joined),
             Err(reason) => joining.not_joined.push((frame, reason)),
         }
     }
-    Ok(joining)
+    joining
 }
 
-/// One frame's tiles, read and put in their places.
+/// One frame's tiles, checked to fit together by their headers, then read
+/// one at a time into their places: what a frame holds is bounded before
+/// any tile's pixels are read.
 fn read_and_join(folder: &Path, tiles: &[(Tile, &str)]) -> Result<(Bitmap, Grid), String> {
     let grid = tiles[0].0.grid;
     if let Some((tile, name)) = tiles.iter().find(|(tile, _)| tile.grid != grid) {
@@ -233,43 +272,35 @@ fn read_and_join(folder: &Path, tiles: &[(Tile, &str)]) -> Result<(Bitmap, Grid)
             grid.count()
         ));
     }
-    let mut bitmaps: BTreeMap<(u32, u32), Bitmap> = BTreeMap::new();
+    let mut headers: BTreeMap<(u32, u32), Header> = BTreeMap::new();
     for (&place, name) in &at {
-        let path = folder.join(name);
-        let size = std::fs::metadata(&path)
-            .map_err(|e| format!("'{name}': {e}"))?
-            .len();
-        let most = PIXELS_MAX * 4 + 1024;
-        if size > most {
-            return Err(format!(
-                "'{name}' is {size} bytes; a tile has at most {most}"
-            ));
-        }
-        let bytes = std::fs::read(&path).map_err(|e| format!("'{name}': {e}"))?;
-        bitmaps.insert(
+        let mut first = Vec::with_capacity(HEADERS_MAX);
+        std::fs::File::open(folder.join(name))
+            .and_then(|file| file.take(HEADERS_MAX as u64).read_to_end(&mut first))
+            .map_err(|e| format!("'{name}': {e}"))?;
+        headers.insert(
             place,
-            Bitmap::decode(&bytes).map_err(|e| format!("'{name}': {e}"))?,
+            Header::read(&first).map_err(|e| format!("'{name}': {e}"))?,
         );
     }
-    let first = &bitmaps[&(0, 0)];
-    let bpp = first.bytes_per_pixel;
+    let bpp = headers[&(0, 0)].bytes_per_pixel;
     // Every tile of a column as wide as its top one, of a row as tall as
     // its left one: then the tiles fill a rectangle with no gap.
-    let widths: Vec<u32> = (0..grid.cols).map(|c| bitmaps[&(0, c)].width).collect();
-    let heights: Vec<u32> = (0..grid.rows).map(|r| bitmaps[&(r, 0)].height).collect();
-    for (&(row, col), bitmap) in &bitmaps {
+    let widths: Vec<u32> = (0..grid.cols).map(|c| headers[&(0, c)].width).collect();
+    let heights: Vec<u32> = (0..grid.rows).map(|r| headers[&(r, 0)].height).collect();
+    for (&(row, col), header) in &headers {
         let name = at[&(row, col)];
-        if bitmap.bytes_per_pixel != bpp {
+        if header.bytes_per_pixel != bpp {
             return Err(format!(
                 "'{name}' has {} bits a pixel, its frame's first tile {}",
-                bitmap.bytes_per_pixel * 8,
+                header.bytes_per_pixel * 8,
                 bpp * 8
             ));
         }
-        if bitmap.width != widths[col as usize] || bitmap.height != heights[row as usize] {
+        if header.width != widths[col as usize] || header.height != heights[row as usize] {
             return Err(format!(
                 "'{name}' is {}x{}; its column is {} wide and its row {} tall",
-                bitmap.width, bitmap.height, widths[col as usize], heights[row as usize]
+                header.width, header.height, widths[col as usize], heights[row as usize]
             ));
         }
     }
@@ -289,7 +320,21 @@ fn read_and_join(folder: &Path, tiles: &[(Tile, &str)]) -> Result<(Bitmap, Grid)
     for row in 0..grid.rows {
         let mut x0 = 0usize;
         for col in 0..grid.cols {
-            let tile = &bitmaps[&(row, col)];
+            let name = at[&(row, col)];
+            // Its header was read: at most its pixels and a little more,
+            // however large the file says it is.
+            let header = headers[&(row, col)];
+            let most = header.data_at as u64
+                + (header.width as u64 * u64::from(bpp)).next_multiple_of(4) * header.height as u64;
+            let mut bytes = Vec::new();
+            std::fs::File::open(folder.join(name))
+                .and_then(|file| file.take(most).read_to_end(&mut bytes))
+                .map_err(|e| format!("'{name}': {e}"))?;
+            let tile = Bitmap::decode(&bytes).map_err(|e| format!("'{name}': {e}"))?;
+            if (tile.width, tile.height, tile.bytes_per_pixel) != (header.width, header.height, bpp)
+            {
+                return Err(format!("'{name}' changed while it was read"));
+            }
             let tile_row = tile.width as usize * bpp_bytes;
             for y in 0..tile.height as usize {
                 let to = (y0 + y) * frame_row + x0 * bpp_bytes;

@@ -13,7 +13,7 @@ use crate::rules::{
     OUTPUTS_MAX, STDOUT_KIB_RANGE, WALL_TIME_S_RANGE,
 };
 use crate::template::Template;
-use crate::tiles::{Grid, Tile};
+use crate::tiles::{Grid, Tile, parse_tile_name};
 use crate::video::{self, Rendition, Video};
 
 /// Modules named `cairn:<name>` are workloads built into the `cairn` binary.
@@ -697,10 +697,20 @@ impl Checker<'_> {
                 "tiles split a renderer's frames: only with runtime = \"tool\"".into(),
             ));
         }
-        if outputs.is_empty() || !outputs.iter().all(Template::names_tile) {
+        // Each output names its tile just before its extension, so that
+        // the tiles of a frame write files of their own, and whoever
+        // writes the results joins them from their names alone.
+        let names_its_tile = |template: &Template| {
+            grid.tiles().all(|tile| {
+                parse_tile_name(&template.render(0, Some(tile)))
+                    == Some((template.render(0, None), tile))
+            })
+        };
+        if outputs.is_empty() || !outputs.iter().all(names_its_tile) {
             return Err(err(
-                "each of outputs.paths must name its tile with '{tile}' \
-                 (\"frame-{task:04}{tile}.bmp\"), or a frame's tiles would write one file"
+                "each of outputs.paths must name its tile with '{tile}' just before its \
+                 extension (\"frame-{task:04}{tile}.bmp\"), or a frame's tiles would write \
+                 one file, or not be joined into it"
                     .into(),
             ));
         }
@@ -732,8 +742,12 @@ impl Checker<'_> {
                 // letters, dashes) and a border (digits, dots, commas), so
                 // if the whole frame's and a tile's renderings are safe
                 // output paths, all are.
-                let tile = Grid { cols: 3, rows: 3 }.tiles().nth(4);
-                for tile in [None, tile] {
+                // The longest suffix, and the longest fractions.
+                let tiles = [
+                    Grid { cols: 16, rows: 16 }.tiles().last(),
+                    Grid { cols: 3, rows: 3 }.tiles().nth(4),
+                ];
+                for tile in std::iter::once(None).chain(tiles) {
                     if let Err(reason) = crate::check_output_path(&template.render(0, tile)) {
                         return Err(self.err(path, "outputs.paths", reason));
                     }

@@ -89,12 +89,6 @@ impl Template {
             .sum()
     }
 
-    /// Whether `{tile}` appears: a tiled job's outputs must each say their
-    /// tile, or a frame's tiles would all write one file.
-    pub(crate) fn names_tile(&self) -> bool {
-        self.0.contains(&Piece::Tile)
-    }
-
     /// The text for the task of value `task`, and its tile in a tiled job.
     pub(crate) fn render(&self, task: u64, tile: Option<Tile>) -> String {
         let mut out = String::new();
@@ -149,7 +143,6 @@ mod tests {
         use crate::tiles::Grid;
         let out = Template::parse("frame-{task:04}{tile}.bmp").unwrap();
         let border = Template::parse("{border}").unwrap();
-        assert!(out.names_tile() && !border.names_tile());
         let tile = Grid { cols: 16, rows: 16 }.tiles().last().unwrap();
         assert_eq!(out.render(3, None), "frame-0003.bmp");
         assert_eq!(

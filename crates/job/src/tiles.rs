@@ -157,7 +157,11 @@ pub fn parse_tile_name(name: &str) -> Option<(String, Tile)> {
         row: number(row)?,
         grid,
     };
-    if tile.col >= grid.cols || tile.row >= grid.rows || frame_stem.is_empty() {
+    if tile.col >= grid.cols
+        || tile.row >= grid.rows
+        || frame_stem.is_empty()
+        || frame_stem.ends_with('/')
+    {
         return None;
     }
     Some((format!("{frame_stem}{ext}"), tile))
@@ -233,6 +237,7 @@ mod tests {
             "frame-tile-01-0-of-2x2.bmp", // not as `suffix` prints it
             "frame-tile-+1-0-of-2x2.bmp",
             "-tile-0-0-of-2x2.bmp", // no frame name
+            "shots/-tile-0-0-of-2x2.bmp",
             "frame-tile-0-0-of-2x2.d/x.bmp",
         ] {
             assert_eq!(parse_tile_name(not_a_tile), None, "{not_a_tile}");

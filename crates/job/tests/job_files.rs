@@ -442,10 +442,21 @@ fn tiles_that_would_split_nothing_or_collide_are_refused() {
             .contains("4000 frames of 256 tiles each: 1024000 tasks"),
         "{err}"
     );
-    // Outputs that do not name their tile would be one file per frame.
-    let err = dir.error(&blender_example(Some("2x2")).replace("{tile}.bmp\"]", ".bmp\"]"));
-    assert_eq!(err.key, "tasks.tiles");
-    assert!(err.message.contains("'{tile}'"), "{err}");
+    // Outputs that do not name their tile would be one file per frame;
+    // ones that name it elsewhere than before the extension would not be
+    // joined.
+    for output in [
+        "frame-{task:04}.bmp",
+        "f{tile}-{task}.bmp",
+        "f{tile}/x.bmp",
+        "{tile}.bmp",
+    ] {
+        let text = blender_example(Some("2x2"))
+            .replace("\"frame-{task:04}{tile}.bmp\"]", &format!("{output:?}]"));
+        let err = dir.error(&text);
+        assert_eq!(err.key, "tasks.tiles", "{output}: {err}");
+        assert!(err.message.contains("'{tile}'"), "{output}: {err}");
+    }
     // A Wasm task's fuel bounds it: a tile's share would stop it.
     let err = dir.error(&GOOD.replace("range = [0, 3]", "range = [0, 3]\ntiles = \"2x2\""));
     assert_eq!(err.key, "tasks.tiles");

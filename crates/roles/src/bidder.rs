@@ -32,11 +32,11 @@ const STANDING_MS: u64 = 30 * 60_000;
 /// Orders bid on again per idle moment: a provider free now asks a few
 /// jobs, not every one it ever saw.
 const IDLE_BIDS_MAX: usize = 4;
-/// Jobs remembered as underpaying, newest kept.
+/// Requesters remembered as underpaying, newest kept.
 const UNDERPAID_MAX: usize = 1_024;
-/// Why an underpaying job's orders are declined.
+/// Why an underpaying requester's orders are declined.
 pub const UNDERPAID_REASON: &str =
-    "a task of this job declared a sliver of the work it took, under an earlier lease";
+    "a task of this requester declared a sliver of the work it took, under an earlier lease";
 
 /// What to do about an order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,9 +101,9 @@ pub struct Bidder {
     bids: BTreeMap<(PublicKey, ContentId), Made>,
     /// Orders not leased to this provider, by requester and job.
     standing: BTreeMap<(PublicKey, ContentId), Standing>,
-    /// Jobs one of whose tasks declared a sliver of the work it took,
-    /// under an earlier lease, oldest first: not bid on again.
-    underpaid: VecDeque<(PublicKey, ContentId)>,
+    /// Requesters one of whose tasks declared a sliver of the work it
+    /// took, under an earlier lease, oldest first: not bid for again.
+    underpaid: VecDeque<PublicKey>,
 }
 
 impl Bidder {
@@ -138,7 +138,7 @@ impl Bidder {
         if now > order.bid_deadline_ms() {
             return Answer::Ignore(Ignored::Late);
         }
-        if self.underpaid.contains(&(requester, order.job)) {
+        if self.underpaid.contains(&requester) {
             return Answer::Decline(UNDERPAID_REASON.into());
         }
         if order.module_bytes > self.module_bytes_max {
@@ -229,11 +229,14 @@ impl Bidder {
     }
 
     /// A task of `requester`'s `job` declared a sliver of the work it took
-    /// (see `LeaseWork::worked`): its orders get no more bids.
+    /// (see `LeaseWork::worked`): none of its orders gets a bid again (a
+    /// new job of the same requester would get one more task done for
+    /// nothing). Remembered until the provider restarts.
     pub fn underpaid(&mut self, requester: &PublicKey, job: &ContentId) {
         self.withdraw(requester, job);
-        if !self.underpaid.contains(&(*requester, *job)) {
-            self.underpaid.push_back((*requester, *job));
+        self.standing.retain(|(r, _), _| r != requester);
+        if !self.underpaid.contains(requester) {
+            self.underpaid.push_back(*requester);
             if self.underpaid.len() > UNDERPAID_MAX {
                 self.underpaid.pop_front();
             }

@@ -4,7 +4,7 @@
 //! time in, carries out the returned [`Next`] step, and reports back what
 //! happened, so every decision is testable without a network.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_ledger::{ACCEPTANCE_NAMESPACE, Acceptance, COMMIT_NAMESPACE, Commit, Lease, Opening};
 use cairn_proto::{self as proto, Assignment, Report, Response};
@@ -27,17 +27,19 @@ const RETRY_MS: u64 = 200;
 /// How long to keep retrying a requester that does not answer.
 const REQUESTER_SILENCE_MS_MAX: u64 = 120_000;
 /// A tool task is paid the work its requester declares, so a requester
-/// could declare one task far below the others and have it done for
-/// almost nothing. A lease one of whose tasks declared less than this
-/// share of the fuel per CPU-second its others declared (their median)
-/// gets no more work. Honest frames of one animation can differ a few
-/// times in cost, and a ladder's small renditions decode as much as its
-/// large ones: a thirty-second share leaves them room.
+/// could declare a task far below what it takes and have it done for
+/// almost nothing. A provider knows its own rate: fuel a second on one
+/// core, by its benchmark (the score its bids carry). A lease one of whose
+/// tool tasks declared less than this share of that rate for the CPU time
+/// it took gets no more work. Jobs declare about one unit per instruction
+/// (the examples: 5 to 15 Gfuel a CPU-second on this machine, against a
+/// score of about 1 to 3), and an honest task that costs several times
+/// its siblings (a heavy tile, a small rendition that decodes as much as
+/// a large one) stays far above a thirty-second.
 const UNDERPAID_SHARE: f64 = 1.0 / 32.0;
-/// The tasks whose rates a lease keeps to weigh the next against.
-const RATES_MAX: usize = 64;
-/// Below this much CPU time a task's rate is start-up, not work.
-const CPU_MS_MIN: f64 = 1.0;
+/// Below this much CPU time a task's rate is start-up, not work: such a
+/// task is not weighed.
+const CPU_MS_WEIGHED: f64 = 100.0;
 
 /// What a provider's other leases hold, beside the one asked
 /// ([`LeaseWork::next`]).
@@ -162,10 +164,11 @@ pub struct LeaseWork {
     /// Why the lease's program or inputs could not be prepared: every task
     /// handed out goes back as failed.
     failure: Option<String>,
-    /// Fuel declared per CPU-millisecond by the lease's last tool tasks.
-    rates: VecDeque<f64>,
-    /// Why no more work is taken: a task declared far less work than the
-    /// others for what it took ([`UNDERPAID_SHARE`]).
+    /// The least fuel a tool task may declare per CPU-millisecond it takes
+    /// here ([`UNDERPAID_SHARE`] of the provider's rate); none: not weighed.
+    rate_floor: Option<f64>,
+    /// Why no more work is taken: a task declared far less work than it
+    /// took ([`LeaseWork::worked`]).
     underpaid: Option<String>,
     /// A staller never reveals (tests of the ledger's challenges).
     withhold_reveals: bool,
@@ -219,7 +222,7 @@ impl LeaseWork {
             asking: 0,
             key,
             failure,
-            rates: VecDeque::new(),
+            rate_floor: None,
             underpaid: None,
             withhold_reveals: false,
             unsent: Vec::new(),
@@ -258,6 +261,14 @@ impl LeaseWork {
     /// Refuses tasks of less fuel than `fuel_min` (the lease's terms').
     pub fn with_fuel_min(mut self, fuel_min: u64) -> Self {
         self.fuel_min = fuel_min.max(1);
+        self
+    }
+
+    /// Weighs each tool task's declared work against its CPU time here, for
+    /// a provider whose benchmark does `score_mfuel_per_s` on one core.
+    pub fn with_rate_floor(mut self, score_mfuel_per_s: u32) -> Self {
+        // Mfuel a second is thousands of fuel a millisecond.
+        self.rate_floor = Some(f64::from(score_mfuel_per_s) * 1e3 * UNDERPAID_SHARE);
         self
     }
 
@@ -313,29 +324,24 @@ impl LeaseWork {
     }
 
     /// A tool task declaring `fuel` (what it is paid for) took `cpu_ms` of
-    /// CPU time here. Once one of the lease's tasks declared less than
-    /// [`UNDERPAID_SHARE`] of the others' fuel per CPU-second, the lease
-    /// takes no more work: returns why, the first time.
+    /// CPU time here. If that is less than [`UNDERPAID_SHARE`] of what this
+    /// provider does in the time, the lease takes no more work: returns
+    /// why, the first time.
     pub fn worked(&mut self, fuel: u64, cpu_ms: f64) -> Option<String> {
-        if self.underpaid.is_some() {
+        let floor = self.rate_floor?;
+        if self.underpaid.is_some() || cpu_ms < CPU_MS_WEIGHED {
             return None;
         }
-        self.rates.push_back(fuel as f64 / cpu_ms.max(CPU_MS_MIN));
-        if self.rates.len() > RATES_MAX {
-            self.rates.pop_front();
-        }
-        let mut sorted: Vec<f64> = self.rates.iter().copied().collect();
-        sorted.sort_by(f64::total_cmp);
-        let (lowest, median) = (sorted[0], sorted[sorted.len() / 2]);
-        if lowest >= median * UNDERPAID_SHARE {
+        let rate = fuel as f64 / cpu_ms;
+        if rate >= floor {
             return None;
         }
         let reason = format!(
-            "a task declared {} fuel per CPU-second, under 1/{} of the {} its others \
-             declared: its requester underpays, no more of the lease's tasks are taken",
-            (lowest * 1e3).round(),
+            "a task declared {fuel} fuel for {:.1} CPU-seconds, {:.0} a second, under 1/{} of \
+             this provider's rate: its requester underpays, no more of the lease's tasks are taken",
+            cpu_ms / 1e3,
+            rate * 1e3,
             (1.0 / UNDERPAID_SHARE).round(),
-            (median * 1e3).round()
         );
         self.underpaid = Some(reason.clone());
         Some(reason)

@@ -444,6 +444,7 @@ impl RequesterCore {
             last_pull_ms: now,
             ready_by_ms: 0,
             stalls: 0,
+            reason_waits: false,
             stalled: None,
             unstored: 0,
             cancel_unstored: false,
@@ -729,6 +730,7 @@ impl RequesterCore {
                                 "no provider in the job takes its pending work, and none other \
                                  bid: {reason}"
                             ));
+                            job.reason_waits = true;
                         }
                         job.phase = Phase::Running;
                     }
@@ -761,6 +763,7 @@ impl RequesterCore {
                     let stalled = job.stalled().is_some();
                     // A stalled job's reason is worked out when it is
                     // shown (see `Job::status`): it names the tasks.
+                    job.reason_waits = true;
                     job.reason = if p.providers == 0 {
                         Some("every leased provider is gone; finding others".into())
                     } else if stalled {
@@ -953,6 +956,7 @@ impl RequesterCore {
             };
         } else {
             job.reason = None;
+            job.reason_waits = false;
             job.phase = Phase::Running;
             job.ready_by_ms = now + ready_in_ms;
         }
@@ -1293,6 +1297,13 @@ impl RequesterCore {
         if !tasks.is_empty() || job.sched.progress().pending == 0 {
             job.last_pull_ms = now;
         }
+        // Work goes out again: whatever it waited for is over.
+        if !tasks.is_empty() {
+            job.stalls = 0;
+            if std::mem::take(&mut job.reason_waits) {
+                job.reason = None;
+            }
+        }
         if !tasks.is_empty() && job.first_task_ms.is_none() {
             job.first_task_ms = Some(now);
         }
@@ -1493,6 +1504,7 @@ impl RequesterCore {
                     if let Some(job) = self.jobs.get_mut(&task.0) {
                         job.replicas.failed += 1;
                         job.reason = Some(format!("task {}: {reason}", task.1));
+                        job.reason_waits = false;
                     }
                 }
             }

@@ -101,7 +101,7 @@ fn tiles_cut_from_a_frame_join_into_that_frame() {
     let whole = frame(101, 37, 3);
     let grid = Grid { cols: 3, rows: 2 };
     let files = write_tiles(folder.path(), "frame-0007", &cut(&whole, grid));
-    let joining = join(folder.path(), &files).unwrap();
+    let joining = join(folder.path(), &files);
     assert_eq!(
         joining.joined,
         [Joined {
@@ -150,20 +150,36 @@ fn tiles_that_do_not_fit_together_are_named_and_their_frame_not_written() {
     files.extend(write_tiles(folder.path(), "junk", &tiles));
     std::fs::write(folder.path().join(&junk), b"#!/bin/sh\n").unwrap();
     files.push(junk);
+    // Tiles whose headers add up to a frame wider than any joined: refused
+    // before any pixels are read (these files hold none).
+    for tile in (Grid { cols: 2, rows: 1 }).tiles() {
+        let name = format!("huge{}.bmp", tile.suffix());
+        let mut header = frame(1, 1, 3).encode()[..54].to_vec();
+        header[18..22].copy_from_slice(&SIDE_MAX.to_le_bytes());
+        std::fs::write(folder.path().join(&name), header).unwrap();
+        files.push(name);
+    }
+    // A frame whose name is a folder here: it cannot be written, and the
+    // frames after it still are.
+    std::fs::create_dir(folder.path().join("a-folder.bmp")).unwrap();
+    files.extend(write_tiles(folder.path(), "a-folder", &cut(&whole, grid)));
+    files.extend(write_tiles(folder.path(), "zz-last", &cut(&whole, grid)));
     // A result passed off under a frame's own name, beside its tiles.
     files.extend(write_tiles(folder.path(), "claimed", &cut(&whole, grid)));
     std::fs::write(folder.path().join("claimed.bmp"), b"not mine").unwrap();
     files.push("claimed.bmp".into());
 
-    let joining = join(folder.path(), &files).unwrap();
+    let joining = join(folder.path(), &files);
     let joined: Vec<&str> = joining.joined.iter().map(|j| j.frame.as_str()).collect();
-    assert_eq!(joined, ["frame-0009.bmp"]);
+    assert_eq!(joined, ["frame-0009.bmp", "zz-last.bmp"]);
     let reasons: BTreeMap<&str, &str> = joining
         .not_joined
         .iter()
         .map(|(frame, reason)| (frame.as_str(), reason.as_str()))
         .collect();
     let expected = [
+        ("a-folder.bmp", "writing"),
+        ("huge.bmp", "the tiles make a 32768x1 frame"),
         ("claimed.bmp", "not overwritten"),
         ("deep.bmp", "32 bits a pixel"),
         ("junk.bmp", "not a BMP"),
@@ -178,7 +194,7 @@ fn tiles_that_do_not_fit_together_are_named_and_their_frame_not_written() {
             "{frame}: {}",
             reasons[frame]
         );
-        if frame != "claimed.bmp" {
+        if !["claimed.bmp", "a-folder.bmp"].contains(&frame) {
             assert!(!folder.path().join(frame).exists(), "{frame} was written");
         }
     }
@@ -195,8 +211,8 @@ fn only_the_files_named_are_joined() {
     let mut files = write_tiles(folder.path(), "f", &cut(&frame(8, 2, 3), grid));
     // An earlier download's tile of the same frame stays out of it.
     files.pop();
-    let joining = join(folder.path(), &files).unwrap();
+    let joining = join(folder.path(), &files);
     assert!(joining.joined.is_empty());
     assert_eq!(joining.not_joined[0].1, "1 of its 2 tiles are here");
-    assert!(join(folder.path(), &[]).unwrap().joined.is_empty());
+    assert!(join(folder.path(), &[]).joined.is_empty());
 }

@@ -41,6 +41,9 @@ pub(crate) struct TaskGroup {
     /// The group that counts the task's CPU time, and whether it is of
     /// version 2 (whose every group does).
     cpu: Option<(PathBuf, bool)>,
+    /// Whether the last of `groups` only counts (version 1's `cpuacct`):
+    /// the task runs even if it cannot join it.
+    optional: bool,
 }
 
 impl TaskGroup {
@@ -62,6 +65,7 @@ impl TaskGroup {
             memory: None,
             pids: None,
             cpu: None,
+            optional: false,
         };
         match parents()? {
             Parents::V1 {
@@ -80,9 +84,11 @@ impl TaskGroup {
                 }
                 group.memory = Some((memory, false));
                 // Counting only: where the hierarchy is missing or not
-                // writable, the task runs without its CPU time measured.
+                // writable, or the child cannot join it (below), the task
+                // runs without its CPU time measured.
                 if let Some(cpuacct) = cpuacct {
                     group.cpu = group.add(&cpuacct, name).ok().map(|dir| (dir, false));
+                    group.optional = group.cpu.is_some();
                 }
             }
             Parents::V2(parent) => {
@@ -133,9 +139,12 @@ impl TaskGroup {
             .map_err(|e| format!("setting {}: {e}", path.display()))
     }
 
-    /// The descriptors the child writes `0` to, to join every group.
-    pub(crate) fn join_fds(&self) -> Vec<RawFd> {
-        self.groups.iter().map(|(_, fd)| fd.as_raw_fd()).collect()
+    /// The descriptors the child writes `0` to, to join every group: those
+    /// it must join, and one it may (a group that only counts).
+    pub(crate) fn join_fds(&self) -> (Vec<RawFd>, Option<RawFd>) {
+        let mut fds: Vec<RawFd> = self.groups.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
+        let optional = if self.optional { fds.pop() } else { None };
+        (fds, optional)
     }
 
     /// Whether the task's processes were killed for its memory limit.

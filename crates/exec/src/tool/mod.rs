@@ -165,6 +165,11 @@ impl ToolRuntime {
             .contains_key(module)
     }
 
+    /// The name of the tool a loaded request runs (`blender`).
+    pub fn name_of(&self, module: &ContentId) -> Option<String> {
+        self.loaded(module).ok().map(|tool| tool.name.clone())
+    }
+
     fn loaded(&self, module: &ContentId) -> Result<&Tool, ExecError> {
         let loaded = self.loaded.read().unwrap_or_else(|e| e.into_inner());
         loaded

@@ -339,7 +339,7 @@ impl Sandbox {
             .then(|| TaskGroup::new(PROCESSES_MAX, group_memory))
             .transpose()
             .map_err(ExecError::Sandbox)?;
-        let join = group.as_ref().map(TaskGroup::join_fds).unwrap_or_default();
+        let (join, may_join) = group.as_ref().map(TaskGroup::join_fds).unwrap_or_default();
         let (status_read, status_write) = pipe()?;
         let status_fd = status_write.as_raw_fd();
         let filter = self.filter()?;
@@ -369,6 +369,11 @@ impl Sandbox {
                     if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
                         return Err(std::io::Error::last_os_error());
                     }
+                }
+                // A group that only counts: without it, the task's CPU
+                // time reads as what the group's other members used, none.
+                if let Some(fd) = may_join {
+                    libc::write(fd, b"0".as_ptr().cast(), 1);
                 }
                 // Either may hold the other's number: both move above
                 // both first.

@@ -29,10 +29,12 @@ use super::proto::{
 };
 use super::{Counters, MarketConfig, Shared, fetch_blob, now_ms};
 
+mod render_cheat;
 mod tamper;
 
 use cairn_roles::bidder::{Answer, Bidder, Ignored};
 use cairn_roles::lease_work::{Awaiting, LeaseWork, Next, Others, Stored, Write};
+use render_cheat::RenderCheat;
 
 /// Requesters whose funding is remembered, and for how long.
 const FUNDED_MAX: usize = 4_096;
@@ -149,6 +151,13 @@ pub enum Misbehave {
     EarlyStopper,
     /// Nudges weights by one unit in the last place before the last step.
     WeightNudger,
+    /// Renders Blender frames with a quarter of the samples the job's
+    /// script sets.
+    LazyRenderer,
+    /// Renders the next Blender frame and delivers it as the one asked for.
+    FrameSwapper,
+    /// Paints over a corner of every Blender frame it delivers.
+    RegionPainter,
 }
 
 /// Snapshots for disputes by (lease, task, position): `None` while being
@@ -786,7 +795,8 @@ impl Provider {
             stored,
             now_ms(),
         )
-        .with_fuel_min(record.terms.limits.fuel_min);
+        .with_fuel_min(record.terms.limits.fuel_min)
+        .with_rate_floor(self.config.offer.score_mfuel_per_s);
         if self.config.misbehave == Some(Misbehave::Staller) {
             core = core.withholding_reveals();
         }
@@ -1097,11 +1107,34 @@ impl Provider {
             Some(tools) if tools.is_loaded(&terms.module.id) => &**tools,
             _ => &*self.runtime,
         };
+        // A render cheat runs other arguments, or its own copy of the
+        // inputs, or paints over what it made (below).
+        let tool = self
+            .tools
+            .as_ref()
+            .and_then(|tools| tools.name_of(&terms.module.id));
+        let tool_task = tool.is_some();
+        let render_cheat = tool.and_then(|tool| RenderCheat::new(self.config.misbehave, &tool));
+        let args = match render_cheat {
+            Some(cheat) => cheat.args(&task.args),
+            None => task.args.clone(),
+        };
+        let copy = match (render_cheat, inputs) {
+            (Some(cheat), Some(dir)) if cheat.edits_inputs() => {
+                match tamper::InputCopy::new(dir, &self.work_dir)
+                    .and_then(|copy| cheat.edit_inputs(copy.path()).map(|()| copy))
+                {
+                    Ok(copy) => Some(copy),
+                    Err(e) => return failed(format!("copying the inputs: {e}")),
+                }
+            }
+            _ => None,
+        };
         let spec = Task {
             module: terms.module.id,
-            args: &task.args,
+            args: &args,
             seed: task.seed,
-            input_dir: inputs,
+            input_dir: copy.as_ref().map(|c| c.path()).or(inputs),
             output_dir,
             expected_outputs: &task.outputs,
             limits,
@@ -1125,17 +1158,30 @@ impl Provider {
             first.id = ContentId::of(other);
             first.size_bytes = other.len() as u64;
         }
-        if lies {
+        let painted = match render_cheat {
+            Some(cheat) => match cheat.paint(output_dir, &mut result.outputs) {
+                Ok(painted) => painted,
+                Err(e) => return failed(format!("painting: {e}")),
+            },
+            None => false,
+        };
+        if lies || painted {
             // A consistent lie: the manifest of what it delivers, so only
             // replicas and a dispute can tell it is wrong.
             if result.outputs.is_empty() {
                 result.stdout.extend_from_slice(b"a lie\n");
             }
+            // A tool's log is not part of its result: the manifest binds
+            // empty streams, as the runtime's own does.
+            let stream = |bytes: &[u8]| match tool_task {
+                true => ContentId::of(b""),
+                false => ContentId::of(bytes),
+            };
             result.digest = cairn_exec::Manifest {
                 outcome: result.outcome.clone(),
                 fuel_used: result.fuel_used,
-                stdout: ContentId::of(&result.stdout),
-                stderr: ContentId::of(&result.stderr),
+                stdout: stream(&result.stdout),
+                stderr: stream(&result.stderr),
                 outputs: result.outputs.clone(),
             }
             .digest();

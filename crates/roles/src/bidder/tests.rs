@@ -158,11 +158,11 @@ fn standing_orders_are_bounded_and_expire() {
     assert!(bidder.standing.is_empty());
 }
 
-/// A job one of whose tasks underpaid under an earlier lease gets no bid
-/// on its next order, and no lease of it is signed; the same requester's
-/// other jobs, and other requesters' orders for that job id, still do.
+/// A requester one of whose tasks underpaid under an earlier lease gets no
+/// bid on its next orders, this job's or another's, and no lease of it is
+/// signed; other requesters' orders still do.
 #[test]
-fn an_underpaying_jobs_next_orders_are_declined() {
+fn an_underpaying_requesters_next_orders_are_declined() {
     let mut bidder = bidder();
     let first = order(b"job", 0);
     assert!(matches!(
@@ -176,19 +176,16 @@ fn an_underpaying_jobs_next_orders_are_declined() {
             .is_err(),
         "the bid was withdrawn"
     );
-    let again = order(b"job", 1_000);
-    match bidder.order(&again, requester(), 0, 1_010) {
-        Answer::Decline(reason) => assert_eq!(reason, UNDERPAID_REASON),
-        other => panic!("expected a decline, got {other:?}"),
+    for (job, at) in [(&b"job"[..], 1_000), (b"another job", 2_000)] {
+        match bidder.order(&order(job, at), requester(), 0, at + 10) {
+            Answer::Decline(reason) => assert_eq!(reason, UNDERPAID_REASON),
+            other => panic!("expected a decline, got {other:?}"),
+        }
     }
-    assert!(bidder.idle(1_020).is_empty(), "not bid on again when idle");
-    assert!(matches!(
-        bidder.order(&order(b"other job", 1_000), requester(), 0, 1_010),
-        Answer::Bid(_)
-    ));
+    assert!(bidder.idle(2_020).is_empty(), "not bid on again when idle");
     let stranger = Keypair::from_seed([9; 32]).public();
     assert!(matches!(
-        bidder.order(&order(b"job", 2_000), stranger, 0, 2_010),
+        bidder.order(&order(b"job", 3_000), stranger, 0, 3_010),
         Answer::Bid(_)
     ));
 }

@@ -166,45 +166,41 @@ fn a_task_outside_the_terms_fuel_range_is_not_taken() {
     assert_eq!(taken.iter().map(|t| t.task).collect::<Vec<_>>(), [2]);
 }
 
-/// A `work_deflater` requester declares one tool task at a sliver of the
-/// work its others declare for as much CPU time (terms whose least task
-/// fuel reaches that low are signed before anyone can tell): once the
-/// task has run, the lease takes no more work, whichever order its tasks
-/// ran in. A ladder's spread of honest rates does not stop it.
+/// A `work_deflater` requester declares a tool task at a sliver of the
+/// work it takes (terms whose least task fuel reaches that low are signed
+/// before anyone can tell): once it has run, the lease takes no more work.
+/// Honest tasks, however uneven, and tasks too short to weigh do not stop
+/// it; nor does anything where the provider has no rate to weigh by.
 #[test]
 fn a_lease_whose_task_declared_a_sliver_of_its_work_gets_no_more() {
-    // An honest ladder: a 240p task declares a ninth of a 720p one's
-    // pixels and takes a third of its CPU time (it decodes as much).
-    let mut honest = work(2);
+    // A provider doing 1,000 Mfuel a second: the floor is 31.25 Mfuel a
+    // CPU-second.
+    let mut work = work(2).with_rate_floor(1_000);
+    // A 720p task, a 240p one that decodes as much (a third of the CPU for
+    // a ninth of the pixels), a heavy tile, a crash in 5 ms.
     for (fuel, cpu_ms) in [
-        (55_300, 1_200.0),
-        (6_100, 400.0),
-        (24_500, 700.0),
-        (6_100, 420.0),
+        (55_300_000_000, 1_200.0),
+        (6_100_000_000, 400.0),
+        (2_300_000_000, 40_000.0),
+        (9_000_000_000, 5.0),
+        (1, 90.0),
     ] {
-        assert_eq!(honest.worked(fuel, cpu_ms), None);
+        assert_eq!(work.worked(fuel, cpu_ms), None, "{fuel} for {cpu_ms} ms");
     }
-    assert!(pull(&mut honest, 0).want > 0);
-    for deflated_first in [true, false] {
-        let mut work = work(2);
-        let mut rates = vec![(55_300, 1_200.0), (55_300, 1_150.0)];
-        let deflated = (1_000, 1_300.0);
-        if deflated_first {
-            rates.insert(0, deflated);
-        } else {
-            rates.push(deflated);
-        }
-        let reasons: Vec<String> = rates
-            .into_iter()
-            .filter_map(|(fuel, cpu_ms)| work.worked(fuel, cpu_ms))
-            .collect();
-        assert_eq!(reasons.len(), 1, "said once: {reasons:?}");
-        assert!(reasons[0].contains("underpays"), "{}", reasons[0]);
-        assert!(work.underpaid().is_some());
-        // Reports still go out (what it did is still paid), but no work
-        // is asked for.
-        assert_eq!(pull(&mut work, 0).want, 0);
-    }
+    let first = pull(&mut work, 0);
+    assert!(first.want > 0);
+    work.answered(1, first.want, answer(0, false, Vec::new(), None), |_| true);
+    // A task declared at a ten-thousandth of a 720p encode.
+    let reason = work.worked(5_530_000, 1_200.0).expect("underpaid");
+    assert!(reason.contains("underpays"), "{reason}");
+    assert_eq!(work.worked(1, 1_000.0), None, "said once");
+    assert!(work.underpaid().is_some());
+    // Reports still go out (what it ran is still paid), but no work is
+    // asked for.
+    assert_eq!(pull(&mut work, 1_000).want, 0);
+    // Without a rate, nothing is weighed.
+    let mut unweighed = self::work(2);
+    assert_eq!(unweighed.worked(1, 10_000.0), None);
 }
 
 /// A provider's slots are shared by its leases: tasks another lease

@@ -130,8 +130,13 @@ pub struct Job {
     /// is expected, so none is a reason to look for others.
     pub(super) ready_by_ms: u64,
     /// Auctions in a row that found its pending work stalled (see
-    /// [`Job::stalled`]); each doubles the wait before the next.
+    /// [`Job::stalled`]) or brought nobody while none of its providers
+    /// took that work; each doubles the wait before the next. Work handed
+    /// out again resets it.
     pub(super) stalls: u32,
+    /// Whether `reason` says why pending work waits for providers: said
+    /// until work is handed out again.
+    pub(super) reason_waits: bool,
     /// Whether it was stalled at its driver's last look, and on what:
     /// worked out there, not for every status a client asks for, since
     /// the walk may cover every pending task.
