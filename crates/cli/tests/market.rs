@@ -806,7 +806,7 @@ fn render_cheats_are_outvoted_and_none_is_paid() {
 }
 
 /// A `work_deflater` requester declares one of eight identical encodes,
-/// through the API, at a ten-thousandth of the work its siblings declare:
+/// through the API, at a hundred-thousandth of the work its siblings declare:
 /// terms that reach that low are signed before anyone can tell. Each
 /// provider runs it once, weighs what it is paid against the CPU time it
 /// took and its own rate, takes no more of the lease's tasks, and declines
@@ -847,8 +847,8 @@ price_max_ucairn_per_gfuel = 200
     let client = cairn_client::Client::new(&devnet.url()).with_token(token);
     let module = client.upload("tool", b"ffmpeg@5".to_vec()).unwrap();
     let mut submission = cairn_client::submission(&job, module, Vec::new());
-    // A ten-thousandth of its siblings' figure.
-    submission.tasks[1].fuel = Some(1_000_000);
+    // A hundred-thousandth of its siblings' figure.
+    submission.tasks[1].fuel = Some(100_000);
     let id = client.submit(&submission).unwrap().to_string();
     let log = |j: u16| {
         std::fs::read_to_string(devnet.dir.join(format!("p{j}/node.log"))).unwrap_or_default()

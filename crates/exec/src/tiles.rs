@@ -25,6 +25,9 @@ const FILE_HEADER: usize = 14;
 const INFO_HEADER: usize = 40;
 /// Enough of a BMP's first bytes to read its headers.
 const HEADERS_MAX: usize = FILE_HEADER + INFO_HEADER;
+/// Where a BMP's pixels may start at the latest: after the largest info
+/// header and a colour table, not gigabytes into a file.
+const DATA_AT_MAX: usize = FILE_HEADER + 124 + 1024;
 
 /// A decoded uncompressed BMP: rows from the top, without padding.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,9 +170,10 @@ impl Header {
                 "a {w}x{h} BMP: each side must be from 1 to {SIDE_MAX}"
             ));
         }
-        if data_at < FILE_HEADER + info {
+        if data_at < FILE_HEADER + info || data_at > DATA_AT_MAX {
             return Err(format!(
-                "a {w}x{h} BMP whose pixels start inside its headers"
+                "a {w}x{h} BMP whose pixels start at byte {data_at}: after its headers, \
+                 and by byte {DATA_AT_MAX}"
             ));
         }
         Ok(Self {
@@ -213,7 +217,8 @@ pub struct Joining {
 /// file named as this frame. Names must already have passed the output
 /// path rule; each frame's name is checked by it again.
 pub fn join(folder: &Path, files: &[String]) -> Joining {
-    let named: BTreeSet<&str> = files.iter().map(String::as_str).collect();
+    // Case-folded: on a file system that folds case, `F.bmp` is `f.bmp`.
+    let named: BTreeSet<String> = files.iter().map(|f| f.to_lowercase()).collect();
     let mut frames: BTreeMap<String, Vec<(Tile, &str)>> = BTreeMap::new();
     for name in files {
         if let Some((frame, tile)) = parse_tile_name(name) {
@@ -222,11 +227,17 @@ pub fn join(folder: &Path, files: &[String]) -> Joining {
     }
     let mut joining = Joining::default();
     for (frame, tiles) in frames {
-        if named.contains(frame.as_str()) {
-            joining.not_joined.push((
-                frame,
-                "a result has the frame's name; it is not overwritten".into(),
-            ));
+        let refused = if !frame.to_lowercase().ends_with(".bmp") {
+            // What is joined is a BMP: a name of another kind (a playlist
+            // the results' writer made, say) is not written over.
+            Some("a frame joined from tiles is a BMP: its name must end in .bmp")
+        } else if named.contains(&frame.to_lowercase()) {
+            Some("a result has the frame's name; it is not overwritten")
+        } else {
+            None
+        };
+        if let Some(reason) = refused {
+            joining.not_joined.push((frame, reason.into()));
             continue;
         }
         let written = cairn_job::output_path(folder, &frame).and_then(|path| {

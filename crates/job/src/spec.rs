@@ -700,17 +700,19 @@ impl Checker<'_> {
         // Each output names its tile just before its extension, so that
         // the tiles of a frame write files of their own, and whoever
         // writes the results joins them from their names alone.
+        // A BMP: what the tiles are joined into.
         let names_its_tile = |template: &Template| {
-            grid.tiles().all(|tile| {
-                parse_tile_name(&template.render(0, Some(tile)))
-                    == Some((template.render(0, None), tile))
-            })
+            template.render(0, None).to_lowercase().ends_with(".bmp")
+                && grid.tiles().all(|tile| {
+                    parse_tile_name(&template.render(0, Some(tile)))
+                        == Some((template.render(0, None), tile))
+                })
         };
         if outputs.is_empty() || !outputs.iter().all(names_its_tile) {
             return Err(err(
-                "each of outputs.paths must name its tile with '{tile}' just before its \
-                 extension (\"frame-{task:04}{tile}.bmp\"), or a frame's tiles would write \
-                 one file, or not be joined into it"
+                "each of outputs.paths must be a BMP that names its tile with '{tile}' just \
+                 before its extension (\"frame-{task:04}{tile}.bmp\"): the tiles of a frame \
+                 write files of their own, joined into the frame as a BMP"
                     .into(),
             ));
         }

@@ -450,6 +450,7 @@ fn tiles_that_would_split_nothing_or_collide_are_refused() {
         "f{tile}-{task}.bmp",
         "f{tile}/x.bmp",
         "{tile}.bmp",
+        "frame-{task:04}{tile}.png",
     ] {
         let text = blender_example(Some("2x2"))
             .replace("\"frame-{task:04}{tile}.bmp\"]", &format!("{output:?}]"));

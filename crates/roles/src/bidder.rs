@@ -234,6 +234,8 @@ impl Bidder {
     /// nothing). Remembered until the provider restarts.
     pub fn underpaid(&mut self, requester: &PublicKey, job: &ContentId) {
         self.withdraw(requester, job);
+        // Its bids on other jobs lease nothing either.
+        self.bids.retain(|(r, _), _| r != requester);
         self.standing.retain(|(r, _), _| r != requester);
         if !self.underpaid.contains(requester) {
             self.underpaid.push_back(*requester);

@@ -27,19 +27,24 @@ const RETRY_MS: u64 = 200;
 /// How long to keep retrying a requester that does not answer.
 const REQUESTER_SILENCE_MS_MAX: u64 = 120_000;
 /// A tool task is paid the work its requester declares, so a requester
-/// could declare a task far below what it takes and have it done for
-/// almost nothing. A provider knows its own rate: fuel a second on one
-/// core, by its benchmark (the score its bids carry). A lease one of whose
-/// tool tasks declared less than this share of that rate for the CPU time
-/// it took gets no more work. Jobs declare about one unit per instruction
-/// (the examples: 5 to 15 Gfuel a CPU-second on this machine, against a
-/// score of about 1 to 3), and an honest task that costs several times
-/// its siblings (a heavy tile, a small rendition that decodes as much as
-/// a large one) stays far above a thirty-second.
-const UNDERPAID_SHARE: f64 = 1.0 / 32.0;
+/// could declare tasks far below what they take (a full encode at one
+/// fuel) and have them done for nothing. A provider knows its own rate:
+/// the fuel a second its benchmark does on one core (the score its bids
+/// carry: 12.6 Gfuel a second on this project's machine). A lease gets
+/// no more work once a tool task, or its tool tasks together, declared
+/// less than this share of that rate for the CPU time they took. The
+/// share is loose on purpose: jobs declare their own unit (the Blender
+/// example 10,000 a pixel sample, about 2 Gfuel a CPU-second here; a 720p
+/// encode 1,000 a pixel, about 40), tiles and small renditions pay start-up
+/// and decoding they do not declare, and a heavy frame costs many times a
+/// light one. It catches declarations orders of magnitude below the work,
+/// not a requester that declares half of it.
+const UNDERPAID_SHARE: f64 = 1.0 / 1_000.0;
 /// Below this much CPU time a task's rate is start-up, not work: such a
-/// task is not weighed.
+/// task is weighed only in the lease's totals.
 const CPU_MS_WEIGHED: f64 = 100.0;
+/// The lease's totals are weighed once its tasks took this much CPU time.
+const CPU_MS_WEIGHED_TOTAL: f64 = 1_000.0;
 
 /// What a provider's other leases hold, beside the one asked
 /// ([`LeaseWork::next`]).
@@ -167,6 +172,8 @@ pub struct LeaseWork {
     /// The least fuel a tool task may declare per CPU-millisecond it takes
     /// here ([`UNDERPAID_SHARE`] of the provider's rate); none: not weighed.
     rate_floor: Option<f64>,
+    /// Fuel declared and CPU-milliseconds taken by the lease's tool tasks.
+    worked: (f64, f64),
     /// Why no more work is taken: a task declared far less work than it
     /// took ([`LeaseWork::worked`]).
     underpaid: Option<String>,
@@ -223,6 +230,7 @@ impl LeaseWork {
             key,
             failure,
             rate_floor: None,
+            worked: (0.0, 0.0),
             underpaid: None,
             withhold_reveals: false,
             unsent: Vec::new(),
@@ -324,23 +332,27 @@ impl LeaseWork {
     }
 
     /// A tool task declaring `fuel` (what it is paid for) took `cpu_ms` of
-    /// CPU time here. If that is less than [`UNDERPAID_SHARE`] of what this
-    /// provider does in the time, the lease takes no more work: returns
-    /// why, the first time.
+    /// CPU time here. If it, or the lease's tool tasks together, declared
+    /// less than [`UNDERPAID_SHARE`] of what this provider does in the time,
+    /// the lease takes no more work: returns why, the first time.
     pub fn worked(&mut self, fuel: u64, cpu_ms: f64) -> Option<String> {
         let floor = self.rate_floor?;
-        if self.underpaid.is_some() || cpu_ms < CPU_MS_WEIGHED {
+        if self.underpaid.is_some() {
             return None;
         }
-        let rate = fuel as f64 / cpu_ms;
-        if rate >= floor {
+        self.worked.0 += fuel as f64;
+        self.worked.1 += cpu_ms.max(0.0);
+        let (what, fuel, cpu_ms) = if cpu_ms >= CPU_MS_WEIGHED && (fuel as f64) < floor * cpu_ms {
+            ("a task", fuel as f64, cpu_ms)
+        } else if self.worked.1 >= CPU_MS_WEIGHED_TOTAL && self.worked.0 < floor * self.worked.1 {
+            ("the lease's tasks together", self.worked.0, self.worked.1)
+        } else {
             return None;
-        }
+        };
         let reason = format!(
-            "a task declared {fuel} fuel for {:.1} CPU-seconds, {:.0} a second, under 1/{} of \
-             this provider's rate: its requester underpays, no more of the lease's tasks are taken",
+            "{what} declared {fuel:.0} fuel for {:.1} CPU-seconds, under 1/{} of this \
+             provider's rate: its requester underpays, no more of the lease's tasks are taken",
             cpu_ms / 1e3,
-            rate * 1e3,
             (1.0 / UNDERPAID_SHARE).round(),
         );
         self.underpaid = Some(reason.clone());

@@ -758,6 +758,11 @@ impl RequesterCore {
                     job.last_pull_ms = now;
                     job.stalls = 0;
                 }
+                // Nothing waits any more (results came in without another
+                // pull): neither does the reason.
+                if p.pending == 0 && std::mem::take(&mut job.reason_waits) {
+                    job.reason = None;
+                }
                 let idle_ms = now.saturating_sub(job.last_pull_ms.max(job.ready_by_ms));
                 if p.pending > 0 && (p.providers == 0 || idle_ms > job.idle_wait_ms()) {
                     let stalled = job.stalled().is_some();

@@ -82,10 +82,7 @@ fn a_bitmap_that_lies_about_itself_is_refused() {
         ("each side", with(18, &0u32.to_le_bytes())),
         ("only uncompressed", with(30, &1u32.to_le_bytes())),
         ("only uncompressed", with(28, &8u16.to_le_bytes())),
-        (
-            "does not hold its pixels",
-            with(10, &u32::MAX.to_le_bytes()),
-        ),
+        ("and by byte", with(10, &u32::MAX.to_le_bytes())),
     ];
     for (reason, bytes) in cases {
         let error = Bitmap::decode(&bytes).unwrap_err();
@@ -164,6 +161,14 @@ fn tiles_that_do_not_fit_together_are_named_and_their_frame_not_written() {
     std::fs::create_dir(folder.path().join("a-folder.bmp")).unwrap();
     files.extend(write_tiles(folder.path(), "a-folder", &cut(&whole, grid)));
     files.extend(write_tiles(folder.path(), "zz-last", &cut(&whole, grid)));
+    // Tiles of a name that is not a BMP's (a playlist the results' writer
+    // made), and of a result's name in other case.
+    for name in write_tiles(folder.path(), "master", &cut(&whole, grid)) {
+        let renamed = name.replace(".bmp", ".m3u8");
+        std::fs::rename(folder.path().join(&name), folder.path().join(&renamed)).unwrap();
+        files.push(renamed);
+    }
+    files.extend(write_tiles(folder.path(), "CLAIMED", &cut(&whole, grid)));
     // A result passed off under a frame's own name, beside its tiles.
     files.extend(write_tiles(folder.path(), "claimed", &cut(&whole, grid)));
     std::fs::write(folder.path().join("claimed.bmp"), b"not mine").unwrap();
@@ -181,6 +186,8 @@ fn tiles_that_do_not_fit_together_are_named_and_their_frame_not_written() {
         ("a-folder.bmp", "writing"),
         ("huge.bmp", "the tiles make a 32768x1 frame"),
         ("claimed.bmp", "not overwritten"),
+        ("CLAIMED.bmp", "not overwritten"),
+        ("master.m3u8", "must end in .bmp"),
         ("deep.bmp", "32 bits a pixel"),
         ("junk.bmp", "not a BMP"),
         ("regridded.bmp", "two grids"),
@@ -194,7 +201,7 @@ fn tiles_that_do_not_fit_together_are_named_and_their_frame_not_written() {
             "{frame}: {}",
             reasons[frame]
         );
-        if !["claimed.bmp", "a-folder.bmp"].contains(&frame) {
+        if !["claimed.bmp", "a-folder.bmp", "CLAIMED.bmp"].contains(&frame) {
             assert!(!folder.path().join(frame).exists(), "{frame} was written");
         }
     }

@@ -165,18 +165,21 @@ fn standing_orders_are_bounded_and_expire() {
 fn an_underpaying_requesters_next_orders_are_declined() {
     let mut bidder = bidder();
     let first = order(b"job", 0);
-    assert!(matches!(
-        bidder.order(&first, requester(), 0, 10),
-        Answer::Bid(_)
-    ));
+    let other = order(b"other job", 5);
+    for o in [&first, &other] {
+        assert!(matches!(
+            bidder.order(o, requester(), 0, 10),
+            Answer::Bid(_)
+        ));
+    }
     bidder.underpaid(&requester(), &first.job);
-    assert!(
-        bidder
-            .check_lease(&lease(&first, requester(), 40), 1)
-            .is_err(),
-        "the bid was withdrawn"
-    );
-    for (job, at) in [(&b"job"[..], 1_000), (b"another job", 2_000)] {
+    for o in [&first, &other] {
+        assert!(
+            bidder.check_lease(&lease(o, requester(), 40), 1).is_err(),
+            "the bids were withdrawn"
+        );
+    }
+    for (job, at) in [(&b"job"[..], 1_000), (b"a third job", 2_000)] {
         match bidder.order(&order(job, at), requester(), 0, at + 10) {
             Answer::Decline(reason) => assert_eq!(reason, UNDERPAID_REASON),
             other => panic!("expected a decline, got {other:?}"),

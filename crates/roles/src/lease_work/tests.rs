@@ -168,36 +168,48 @@ fn a_task_outside_the_terms_fuel_range_is_not_taken() {
 
 /// A `work_deflater` requester declares a tool task at a sliver of the
 /// work it takes (terms whose least task fuel reaches that low are signed
-/// before anyone can tell): once it has run, the lease takes no more work.
-/// Honest tasks, however uneven, and tasks too short to weigh do not stop
-/// it; nor does anything where the provider has no rate to weigh by.
+/// before anyone can tell), or many short tasks at one fuel each: once
+/// they have run, the lease takes no more work. Honest tasks, however
+/// uneven, do not stop it; nor does anything where the provider has no
+/// rate to weigh by.
 #[test]
-fn a_lease_whose_task_declared_a_sliver_of_its_work_gets_no_more() {
-    // A provider doing 1,000 Mfuel a second: the floor is 31.25 Mfuel a
+fn a_lease_whose_tasks_declared_a_sliver_of_their_work_gets_no_more() {
+    // A provider doing 12 Gfuel a second: the floor is 12 Mfuel a
     // CPU-second.
-    let mut work = work(2).with_rate_floor(1_000);
-    // A 720p task, a 240p one that decodes as much (a third of the CPU for
-    // a ninth of the pixels), a heavy tile, a crash in 5 ms.
+    let provider = || work(2).with_rate_floor(12_000);
+    let mut work = provider();
+    // A 720p task; a 240p one that decodes as much; a 16 x 16 tile of a
+    // small frame, nearly all start-up; a heavy tile; a crash in 5 ms.
     for (fuel, cpu_ms) in [
         (55_300_000_000, 1_200.0),
         (6_100_000_000, 400.0),
+        (36_000_000, 900.0),
         (2_300_000_000, 40_000.0),
         (9_000_000_000, 5.0),
-        (1, 90.0),
     ] {
         assert_eq!(work.worked(fuel, cpu_ms), None, "{fuel} for {cpu_ms} ms");
     }
     let first = pull(&mut work, 0);
     assert!(first.want > 0);
     work.answered(1, first.want, answer(0, false, Vec::new(), None), |_| true);
-    // A task declared at a ten-thousandth of a 720p encode.
+    // A full encode declared at a ten-thousandth.
     let reason = work.worked(5_530_000, 1_200.0).expect("underpaid");
-    assert!(reason.contains("underpays"), "{reason}");
+    assert!(
+        reason.contains("a task declared") && reason.contains("underpays"),
+        "{reason}"
+    );
     assert_eq!(work.worked(1, 1_000.0), None, "said once");
     assert!(work.underpaid().is_some());
     // Reports still go out (what it ran is still paid), but no work is
     // asked for.
     assert_eq!(pull(&mut work, 1_000).want, 0);
+
+    // Tasks too short to weigh one by one, at one fuel each: their totals.
+    let mut short = provider();
+    let reasons: Vec<String> = (0..12).filter_map(|_| short.worked(1, 90.0)).collect();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(reasons[0].contains("together"), "{}", reasons[0]);
+
     // Without a rate, nothing is weighed.
     let mut unweighed = self::work(2);
     assert_eq!(unweighed.worked(1, 10_000.0), None);
