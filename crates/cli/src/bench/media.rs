@@ -277,12 +277,7 @@ fn frames(args: &MediaArgs, dir: &Path) -> anyhow::Result<Vec<Figure>> {
             &out,
             || crate::video::load(&job, &[]),
         )?;
-        for frame in 1..=args.frames {
-            let name = format!("frame-{frame:04}.bmp");
-            if std::fs::read(out.join(&name))? != std::fs::read(dir.join("local").join(&name))? {
-                bail!("the devnet's {name} differs from the local run's");
-            }
-        }
+        same_frames(dir, &out, args.frames, "the devnet's")?;
         figures.push(figure(
             format!("blender_devnet_{providers}"),
             wall.as_secs_f64(),
@@ -318,19 +313,13 @@ fn tiled(args: &MediaArgs, dir: &Path, text: &str, whole: Duration) -> anyhow::R
         bail!("the Blender example no longer offers its tiles line as this benchmark expects");
     }
     std::fs::write(&job, tiled)?;
-    let same_frames = |out: &Path, what: &str| -> anyhow::Result<()> {
-        for frame in 1..=args.frames {
-            let name = format!("frame-{frame:04}.bmp");
-            let joined = std::fs::read(out.join(&name))
-                .with_context(|| format!("{what}: {name} was not joined from its tiles"))?;
-            if joined != std::fs::read(dir.join("local").join(&name))? {
-                bail!("{what}: {name} joined from its tiles differs from the whole frame");
-            }
-        }
-        Ok(())
-    };
     let local = run_locally(&job, &dir.join("tiled-local"))?;
-    same_frames(&dir.join("tiled-local"), "the local run")?;
+    same_frames(
+        dir,
+        &dir.join("tiled-local"),
+        args.frames,
+        "the tiled local run's",
+    )?;
     let mut figures = vec![
         figure("blender_tiled_local".into(), local.as_secs_f64(), "s"),
         figure(
@@ -350,7 +339,7 @@ fn tiled(args: &MediaArgs, dir: &Path, text: &str, whole: Duration) -> anyhow::R
             &out,
             || Ok(loaded),
         )?;
-        same_frames(&out, "the devnet")?;
+        same_frames(dir, &out, args.frames, "the tiled devnet's")?;
         figures.push(figure(
             format!("blender_tiled_devnet_{providers}"),
             wall.as_secs_f64(),
@@ -363,6 +352,19 @@ fn tiled(args: &MediaArgs, dir: &Path, text: &str, whole: Duration) -> anyhow::R
         ));
     }
     Ok(figures)
+}
+
+/// Checks that the first `frames` frames in `out` (`what`'s) are byte for
+/// byte the whole-frame local run's, in `dir/local`.
+fn same_frames(dir: &Path, out: &Path, frames: u32, what: &str) -> anyhow::Result<()> {
+    for frame in 1..=frames {
+        let name = format!("frame-{frame:04}.bmp");
+        let got = std::fs::read(out.join(&name)).with_context(|| format!("{what} {name}"))?;
+        if got != std::fs::read(dir.join("local").join(&name))? {
+            bail!("{what} {name} differs from the local run's whole frame");
+        }
+    }
+    Ok(())
 }
 
 /// The frames rendered by Blender itself, no sandbox and no market: as
