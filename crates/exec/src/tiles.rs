@@ -225,9 +225,20 @@ pub fn join(folder: &Path, files: &[String]) -> Joining {
             frames.entry(frame).or_default().push((tile, name));
         }
     }
+    // Frames whose names fold to one file name: none of them is written.
+    let mut folded: BTreeMap<String, u32> = BTreeMap::new();
+    for frame in frames.keys() {
+        *folded.entry(frame.to_lowercase()).or_default() += 1;
+    }
+    let mut named = named;
     let mut joining = Joining::default();
     for (frame, tiles) in frames {
-        let refused = if !frame.to_lowercase().ends_with(".bmp") {
+        let refused = if !frame.is_ascii() {
+            // Case folding beyond ASCII differs between file systems.
+            Some("a frame joined from tiles has an ASCII name")
+        } else if folded[&frame.to_lowercase()] > 1 {
+            Some("another frame's name differs from it only in case")
+        } else if !frame.to_lowercase().ends_with(".bmp") {
             // What is joined is a BMP: a name of another kind (a playlist
             // the results' writer made, say) is not written over.
             Some("a frame joined from tiles is a BMP: its name must end in .bmp")
@@ -252,7 +263,10 @@ pub fn join(folder: &Path, files: &[String]) -> Joining {
             })
         });
         match written {
-            Ok(joined) => joining.joined.push(joined),
+            Ok(joined) => {
+                named.insert(frame.to_lowercase());
+                joining.joined.push(joined);
+            }
             Err(reason) => joining.not_joined.push((frame, reason)),
         }
     }

@@ -35,11 +35,12 @@ const REQUESTER_SILENCE_MS_MAX: u64 = 120_000;
 /// less than this share of that rate for the CPU time they took. The
 /// share is loose on purpose: jobs declare their own unit (the Blender
 /// example 10,000 a pixel sample, about 2 Gfuel a CPU-second here; a 720p
-/// encode 1,000 a pixel, about 40), tiles and small renditions pay start-up
-/// and decoding they do not declare, and a heavy frame costs many times a
-/// light one. It catches declarations orders of magnitude below the work,
-/// not a requester that declares half of it.
-const UNDERPAID_SHARE: f64 = 1.0 / 1_000.0;
+/// encode 1,000 a pixel, about 40), and tiles and small renditions pay
+/// start-up and decoding they do not declare (a small frame's 16 x 16
+/// tile perhaps 40 Mfuel a CPU-second, a thumbnail rendition of a 4K
+/// source perhaps 10). It catches declarations four orders of magnitude
+/// below the work, not a requester that declares a tenth of it.
+const UNDERPAID_SHARE: f64 = 1.0 / 10_000.0;
 /// Below this much CPU time a task's rate is start-up, not work: such a
 /// task is weighed only in the lease's totals.
 const CPU_MS_WEIGHED: f64 = 100.0;

@@ -168,7 +168,12 @@ fn tiles_that_do_not_fit_together_are_named_and_their_frame_not_written() {
         std::fs::rename(folder.path().join(&name), folder.path().join(&renamed)).unwrap();
         files.push(renamed);
     }
-    files.extend(write_tiles(folder.path(), "CLAIMED", &cut(&whole, grid)));
+    files.extend(write_tiles(folder.path(), "RESULT", &cut(&whole, grid)));
+    std::fs::write(folder.path().join("result.bmp"), b"a result").unwrap();
+    files.push("result.bmp".into());
+    // Two frames whose names differ only in case.
+    files.extend(write_tiles(folder.path(), "dup", &cut(&whole, grid)));
+    files.extend(write_tiles(folder.path(), "DUP", &cut(&whole, grid)));
     // A result passed off under a frame's own name, beside its tiles.
     files.extend(write_tiles(folder.path(), "claimed", &cut(&whole, grid)));
     std::fs::write(folder.path().join("claimed.bmp"), b"not mine").unwrap();
@@ -186,7 +191,9 @@ fn tiles_that_do_not_fit_together_are_named_and_their_frame_not_written() {
         ("a-folder.bmp", "writing"),
         ("huge.bmp", "the tiles make a 32768x1 frame"),
         ("claimed.bmp", "not overwritten"),
-        ("CLAIMED.bmp", "not overwritten"),
+        ("RESULT.bmp", "not overwritten"),
+        ("dup.bmp", "only in case"),
+        ("DUP.bmp", "only in case"),
         ("master.m3u8", "must end in .bmp"),
         ("deep.bmp", "32 bits a pixel"),
         ("junk.bmp", "not a BMP"),
@@ -201,7 +208,7 @@ fn tiles_that_do_not_fit_together_are_named_and_their_frame_not_written() {
             "{frame}: {}",
             reasons[frame]
         );
-        if !["claimed.bmp", "a-folder.bmp", "CLAIMED.bmp"].contains(&frame) {
+        if !["claimed.bmp", "a-folder.bmp", "RESULT.bmp"].contains(&frame) {
             assert!(!folder.path().join(frame).exists(), "{frame} was written");
         }
     }

@@ -174,17 +174,19 @@ fn a_task_outside_the_terms_fuel_range_is_not_taken() {
 /// rate to weigh by.
 #[test]
 fn a_lease_whose_tasks_declared_a_sliver_of_their_work_gets_no_more() {
-    // A provider doing 12 Gfuel a second: the floor is 12 Mfuel a
+    // A provider doing 12 Gfuel a second: the floor is 1.2 Mfuel a
     // CPU-second.
     let provider = || work(2).with_rate_floor(12_000);
     let mut work = provider();
     // A 720p task; a 240p one that decodes as much; a 16 x 16 tile of a
-    // small frame, nearly all start-up; a heavy tile; a crash in 5 ms.
+    // small frame, nearly all start-up; a heavy tile; a 144p rendition of
+    // a 4K source at one frame a second; a crash in 5 ms.
     for (fuel, cpu_ms) in [
         (55_300_000_000, 1_200.0),
         (6_100_000_000, 400.0),
         (36_000_000, 900.0),
         (2_300_000_000, 40_000.0),
+        (37_000_000, 4_500.0),
         (9_000_000_000, 5.0),
     ] {
         assert_eq!(work.worked(fuel, cpu_ms), None, "{fuel} for {cpu_ms} ms");
@@ -192,8 +194,8 @@ fn a_lease_whose_tasks_declared_a_sliver_of_their_work_gets_no_more() {
     let first = pull(&mut work, 0);
     assert!(first.want > 0);
     work.answered(1, first.want, answer(0, false, Vec::new(), None), |_| true);
-    // A full encode declared at a ten-thousandth.
-    let reason = work.worked(5_530_000, 1_200.0).expect("underpaid");
+    // A full encode declared at a hundred-thousandth.
+    let reason = work.worked(553_000, 1_200.0).expect("underpaid");
     assert!(
         reason.contains("a task declared") && reason.contains("underpays"),
         "{reason}"
