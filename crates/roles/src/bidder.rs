@@ -228,13 +228,12 @@ impl Bidder {
         })
     }
 
-    /// A task of `requester`'s `job` declared a sliver of the work it took
-    /// (see `LeaseWork::worked`): none of its orders gets a bid again (a
-    /// new job of the same requester would get one more task done for
-    /// nothing). Remembered until the provider restarts.
-    pub fn underpaid(&mut self, requester: &PublicKey, job: &ContentId) {
-        self.withdraw(requester, job);
-        // Its bids on other jobs lease nothing either.
+    /// A task of `requester`'s declared a sliver of the work it took (see
+    /// `LeaseWork::worked`): none of its orders gets a bid again (a new job
+    /// of the same requester would get one more task done for nothing),
+    /// and no bid made already is leased. Remembered until the provider
+    /// restarts.
+    pub fn underpaid(&mut self, requester: &PublicKey) {
         self.bids.retain(|(r, _), _| r != requester);
         self.standing.retain(|(r, _), _| r != requester);
         if !self.underpaid.contains(requester) {

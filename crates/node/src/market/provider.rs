@@ -810,8 +810,7 @@ impl Provider {
                 let fuel = receipt.payload_unchecked().fuel_used;
                 if let Some(reason) = core.worked(fuel, cpu.as_secs_f64() * 1e3) {
                     tracing::warn!("lease {}: {reason}", id.short());
-                    let lease = &record.lease;
-                    self.bidder.lock().underpaid(&lease.requester, &lease.job);
+                    self.bidder.lock().underpaid(&record.lease.requester);
                 }
             }
             core.finished(done.report, done.took.as_secs_f64() * 1e3);

@@ -172,7 +172,7 @@ fn an_underpaying_requesters_next_orders_are_declined() {
             Answer::Bid(_)
         ));
     }
-    bidder.underpaid(&requester(), &first.job);
+    bidder.underpaid(&requester());
     for o in [&first, &other] {
         assert!(
             bidder.check_lease(&lease(o, requester(), 40), 1).is_err(),
