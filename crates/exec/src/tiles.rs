@@ -230,7 +230,6 @@ pub fn join(folder: &Path, files: &[String]) -> Joining {
     for frame in frames.keys() {
         *folded.entry(frame.to_lowercase()).or_default() += 1;
     }
-    let mut named = named;
     let mut joining = Joining::default();
     for (frame, tiles) in frames {
         let refused = if !frame.is_ascii() {
@@ -263,10 +262,7 @@ pub fn join(folder: &Path, files: &[String]) -> Joining {
             })
         });
         match written {
-            Ok(joined) => {
-                named.insert(frame.to_lowercase());
-                joining.joined.push(joined);
-            }
+            Ok(joined) => joining.joined.push(joined),
             Err(reason) => joining.not_joined.push((frame, reason)),
         }
     }

@@ -120,7 +120,6 @@ fn print(figures: &[Figure], json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `a` over `b`.
 /// Blender's command line for frame `frame` of the example scene built by
 /// the script at `scene`, written to `out`: what the Blender example's
 /// tasks run.
@@ -141,6 +140,7 @@ fn blender_frame_args(scene: &str, frame: u32, out: &str) -> Vec<String> {
     .to_vec()
 }
 
+/// `a` over `b`.
 fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64()
 }

@@ -10,7 +10,7 @@ use super::sandbox::Sandbox;
 use super::*;
 use crate::tiles::Bitmap;
 use crate::{Limits, Outcome};
-use cairn_job::tiles::{Grid, Tile};
+use cairn_job::tiles::{Grid, Tile, WHOLE_BORDER};
 
 fn ensure_installed() {
     super::install_test_tools();
@@ -479,7 +479,7 @@ fn render_into(runtime: &ToolRuntime, tile: Option<Tile>, out: &Path) -> TaskRes
         "frame-0005{}.bmp",
         tile.map(Tile::suffix).unwrap_or_default()
     );
-    let border = tile.map_or("0,1,0,1".to_owned(), Tile::border);
+    let border = tile.map_or(WHOLE_BORDER.to_owned(), Tile::border);
     let args: Vec<String> = [
         "-b",
         "--factory-startup",

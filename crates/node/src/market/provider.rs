@@ -805,7 +805,7 @@ impl Provider {
         let finished = |core: &mut LeaseWork, done: Done| {
             // A tool task is paid what its requester declared: weighed
             // against what it took, a sliver of it stops the lease's work
-            // and the job's next bids.
+            // and this provider's bids to that requester.
             if let (Some(cpu), Report::Revealed { receipt, .. }) = (done.cpu_time, &done.report) {
                 let fuel = receipt.payload_unchecked().fuel_used;
                 if let Some(reason) = core.worked(fuel, cpu.as_secs_f64() * 1e3) {
