@@ -2,11 +2,13 @@
 # (factory) scene and rendered with Cycles on the CPU: a ring of cubes
 # turning under a camera that orbits them. Run by each task as
 #
-#   blender -b --factory-startup --python-exit-code 1 -P /input/scene.py -- <frame> <out> [<border>]
+#   blender -b --factory-startup --python-exit-code 1 -P /input/scene.py -- <frame> <out> [<border> [<device>]]
 #
 # where <border> is the rectangle of the frame to render, as fractions
 # "x_min,x_max,y_min,y_max" (y upwards; Cairn's `{border}`): a tile, when
-# the job splits frames into tiles, and "0,1,0,1" otherwise.
+# the job splits frames into tiles, and "0,1,0,1" otherwise; and <device>
+# is CPU (the default), or CUDA or OPTIX to render on the GPUs the task
+# was lent (a job with `gpus` under [limits]; see gpu.toml).
 #
 # Everything that decides the pixels is fixed here, so two honest
 # renders of a frame are the same bits: the seed, the sample count, no
@@ -26,6 +28,7 @@ argv = sys.argv[sys.argv.index("--") + 1:]
 frame = int(argv[0])
 out = argv[1]
 border = [float(f) for f in argv[2].split(",")] if len(argv) > 2 else [0.0, 1.0, 0.0, 1.0]
+device = argv[3] if len(argv) > 3 else "CPU"
 
 scene = bpy.context.scene
 for obj in list(scene.objects):
@@ -76,7 +79,20 @@ render.dither_intensity = 0.0
 render.threads_mode = "FIXED"
 render.threads = 1
 render.image_settings.file_format = "BMP"
-scene.cycles.device = "CPU"
+if device == "CPU":
+    scene.cycles.device = "CPU"
+else:
+    # Every device of that backend the task can see: the sandbox shows it
+    # only the GPUs it was lent. None found is an error, never a quiet
+    # render on the CPU.
+    prefs = bpy.context.preferences.addons["cycles"].preferences
+    prefs.compute_device_type = device
+    gpus = [d for d in prefs.get_devices_for_type(device) if d.type == device]
+    if not gpus:
+        sys.exit(f"no {device} device found")
+    for d in prefs.get_devices_for_type(device):
+        d.use = d.type == device
+    scene.cycles.device = "GPU"
 scene.cycles.samples = 16
 scene.cycles.seed = 7
 scene.cycles.use_denoising = False

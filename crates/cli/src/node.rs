@@ -127,6 +127,10 @@ pub struct MarketArgs {
     /// run under bubblewrap (no network, read-only system, bounded).
     #[arg(long, env = "CAIRN_TOOLS", requires = "provide")]
     tools: bool,
+    /// With --tools, keep this machine's NVIDIA GPUs to itself (by
+    /// default they are lent to the tool tasks that ask for them).
+    #[arg(long, env = "CAIRN_NO_GPUS")]
+    no_gpus: bool,
     /// Cores offered [default: all].
     #[arg(long, env = "CAIRN_CORES")]
     cores: Option<u32>,
@@ -242,7 +246,10 @@ impl MarketArgs {
                     runtimes: vec!["wasm".into()],
                     cores,
                     memory_mib: self.memory_mib,
+                    // Found with the tools (`--tools`), which alone use them.
                     gpus: 0,
+                    gpu_model: String::new(),
+                    gpu_memory_mib: 0,
                     score_mfuel_per_s: score,
                     tools: Vec::new(),
                 },
@@ -263,6 +270,7 @@ impl MarketArgs {
                     caps
                 },
                 tools: self.tools,
+                gpus: !self.no_gpus,
                 misbehave: match self.misbehave.as_deref() {
                     Some("liar") => Some(cairn_node::market::Misbehave::Liar),
                     Some("staller") => Some(cairn_node::market::Misbehave::Staller),

@@ -113,10 +113,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ModuleRef::Tool(request) => Cow::Owned(request.to_string().into_bytes()),
     };
     let runtime: Box<dyn Runtime> = match &job.module {
-        ModuleRef::Tool(_) => Box::new(
-            ToolRuntime::new(ToolConfig::default())
-                .context("a tool job runs its tool in a bubblewrap sandbox")?,
-        ),
+        ModuleRef::Tool(_) => {
+            let wanted = job.limits.gpus;
+            let tools = ToolRuntime::new(ToolConfig {
+                gpus: wanted > 0,
+                ..ToolConfig::default()
+            })
+            .context("a tool job runs its tool in a bubblewrap sandbox")?;
+            let here = tools.gpus().all().len();
+            if (here as u64) < u64::from(wanted) {
+                bail!(
+                    "{}: each task needs {wanted} GPU(s) (limits.gpus); this machine has {here} \
+                     NVIDIA GPU(s) the driver lists (/proc/driver/nvidia/gpus)",
+                    job.path.display()
+                );
+            }
+            Box::new(tools)
+        }
         ModuleRef::Builtin(_) | ModuleRef::File(_) => {
             Box::new(WasmRuntime::new(WasmConfig::default())?)
         }

@@ -101,6 +101,9 @@ impl Devnet {
             // must be able to bid: the default 50 ms window once closed
             // before its bid arrived, and the job ran without it.
             .env("CAIRN_BID_WINDOW_MS", "1000")
+            // The same providers on a machine with GPUs as on CI's, which
+            // has none.
+            .env("CAIRN_NO_GPUS", "true")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(tmp.path().join("devnet.err")).unwrap())
             .process_group(0)
@@ -1414,6 +1417,34 @@ fn a_job_no_provider_can_run_stays_queued_and_says_why() {
     assert_eq!(devnet.status(&id)["done"], 0);
 }
 
+/// The Blender example on GPUs, on providers that lend none (as on CI's
+/// machine): each declines its order for that reason, the job stays
+/// queued saying it, and nothing runs on a CPU in the GPUs' place.
+#[test]
+fn a_gpu_job_on_providers_without_gpus_stays_queued_and_says_why() {
+    cairn_exec::tool::install_test_tools();
+    let devnet = Devnet::start_with_tools(1);
+    let tmp = tempfile::tempdir().unwrap();
+    for file in ["gpu.toml", "scene.py"] {
+        std::fs::copy(
+            repo().join("examples/blender").join(file),
+            tmp.path().join(file),
+        )
+        .unwrap();
+    }
+    let id = devnet.submit(&tmp.path().join("gpu.toml"));
+    let status = devnet.wait_until("the job says why no provider runs it", |d| {
+        let status = d.status(&id);
+        status["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("a task needs 1 GPUs, the provider offers 0"))
+            .then_some(status)
+    });
+    assert_eq!(status["state"], "queued", "{status}");
+    assert_eq!(status["done"], 0, "{status}");
+    assert_eq!(status["executions"], 0, "{status}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_oversized_forged_and_replayed_messages_are_dropped_and_counted() {
     let devnet = Devnet::start(1);
@@ -1466,6 +1497,7 @@ async fn malformed_oversized_forged_and_replayed_messages_are_dropped_and_counte
         price_max_ucairn_per_gfuel: 1,
         created_ms: 0,
         bid_window_ms: 1,
+        gpu_memory_mib: 0,
     };
     let forged = cairn_wire::Signed::sign(&victim, cairn_market::ORDER_NAMESPACE, order.clone());
     let stale = cairn_wire::Signed::sign(&intruder_key, cairn_market::ORDER_NAMESPACE, order);

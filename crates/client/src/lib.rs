@@ -448,6 +448,8 @@ pub fn submission(job: &Job, module: SubmittedFile, inputs: Vec<SubmittedFile>) 
             wall_time_ms: job.limits.wall_time.as_millis() as u64,
             output_bytes: job.limits.output_bytes,
             stdout_bytes: job.limits.stdout_bytes,
+            gpus: job.limits.gpus,
+            gpu_memory_mib: job.limits.gpu_memory_mib,
         },
         budget_ucairn: job.market.budget_ucairn.unwrap_or(BUDGET_DEFAULT_UCAIRN),
         price_max_ucairn_per_gfuel: job

@@ -66,6 +66,10 @@ pub enum ExecError {
         /// The limit.
         limit: u64,
     },
+    /// The task needs GPUs this machine cannot give it now (none, too
+    /// few free, or a tool that cannot use them).
+    #[error("GPU: {0}")]
+    Gpu(String),
     /// The tool sandbox could not be made, or did not start the tool.
     #[error("sandbox: {0}")]
     Sandbox(String),

@@ -131,6 +131,8 @@ fn limits() -> Limits {
         wall_time: Duration::from_secs(120),
         output_bytes: 1 << 20,
         stdout_bytes: 16 << 10,
+        gpus: 0,
+        gpu_memory_mib: 0,
     }
 }
 

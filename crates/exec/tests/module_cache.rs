@@ -29,6 +29,8 @@ const LIMITS: Limits = Limits {
     wall_time: Duration::from_secs(120),
     output_bytes: 1 << 20,
     stdout_bytes: 16 << 10,
+    gpus: 0,
+    gpu_memory_mib: 0,
 };
 
 /// Runs one hashsearch task and returns its digest.

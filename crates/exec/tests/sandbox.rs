@@ -21,6 +21,8 @@ fn limits() -> Limits {
         wall_time: Duration::from_secs(60),
         output_bytes: 1 << 20,
         stdout_bytes: 16 << 10,
+        gpus: 0,
+        gpu_memory_mib: 0,
     }
 }
 

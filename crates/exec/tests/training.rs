@@ -86,6 +86,8 @@ impl Run {
                     wall_time: Duration::from_secs(600),
                     output_bytes: 256 << 20,
                     stdout_bytes: 16 << 10,
+                    gpus: 0,
+                    gpu_memory_mib: 0,
                 },
             },
         )

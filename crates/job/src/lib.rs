@@ -45,6 +45,6 @@ pub use path::{
 };
 pub use spec::{
     BUILTIN_PREFIX, InputFile, Job, Limits, Market, ModuleRef, Runtime, TOOL_POLICY_REASON,
-    TaskSpec, VerifyPolicy, parse_frames,
+    TaskSpec, VerifyPolicy, WASM_GPU_REASON, parse_frames,
 };
 pub use video::{Picture, Rendition, Segment, Video};

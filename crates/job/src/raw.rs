@@ -83,6 +83,8 @@ pub(crate) struct RawLimits {
     pub wall_time_s: Option<Spanned<u64>>,
     pub output_mib: Option<Spanned<u64>>,
     pub stdout_kib: Option<Spanned<u64>>,
+    pub gpus: Option<Spanned<u64>>,
+    pub gpu_memory_mib: Option<Spanned<u64>>,
 }
 
 #[derive(Default, Deserialize)]

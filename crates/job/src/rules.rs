@@ -34,6 +34,10 @@ pub const WALL_TIME_S_RANGE: RangeInclusive<u64> = 1..=86_400;
 pub const OUTPUT_MIB_RANGE: RangeInclusive<u64> = 1..=4096;
 /// Bytes written to stdout (and again to stderr) per task, KiB.
 pub const STDOUT_KIB_RANGE: RangeInclusive<u64> = 1..=16_384;
+/// GPUs per task (a tool task only).
+pub const GPUS_RANGE: RangeInclusive<u64> = 0..=16;
+/// Memory each of a task's GPUs must have, MiB (0: any).
+pub const GPU_MEMORY_MIB_RANGE: RangeInclusive<u64> = 0..=1 << 20;
 /// Providers per task under `replicate`. The top is the most replicas a
 /// node's verifier asks for (`cairn_verify::Params::replicas_max`): a job
 /// wanting more could never finish.
@@ -167,6 +171,14 @@ impl Limits {
                 WALL_TIME_S_RANGE.start(),
                 WALL_TIME_S_RANGE.end()
             ));
+        }
+        check_range(u64::from(self.gpus), &GPUS_RANGE).map_err(|m| format!("limits.gpus: {m}"))?;
+        check_range(u64::from(self.gpu_memory_mib), &GPU_MEMORY_MIB_RANGE)
+            .map_err(|m| format!("limits.gpu_memory_mib: {m}"))?;
+        if self.gpu_memory_mib > 0 && self.gpus == 0 {
+            return Err(
+                "limits.gpu_memory_mib: GPU memory is asked for, but no GPU (limits.gpus)".into(),
+            );
         }
         Ok(())
     }

@@ -9,8 +9,8 @@ use toml::Spanned;
 use crate::JobError;
 use crate::raw::{RawJob, RawLimits, RawMarket, RawTasks, RawVerify, RawVideo};
 use crate::rules::{
-    ARGS_MAX, EXPANDED_BYTES_MAX, FUEL_RANGE, INPUTS_MAX, MEMORY_MIB_RANGE, OUTPUT_MIB_RANGE,
-    OUTPUTS_MAX, STDOUT_KIB_RANGE, WALL_TIME_S_RANGE,
+    ARGS_MAX, EXPANDED_BYTES_MAX, FUEL_RANGE, GPU_MEMORY_MIB_RANGE, GPUS_RANGE, INPUTS_MAX,
+    MEMORY_MIB_RANGE, OUTPUT_MIB_RANGE, OUTPUTS_MAX, STDOUT_KIB_RANGE, WALL_TIME_S_RANGE,
 };
 use crate::template::Template;
 use crate::tiles::{Grid, Tile, parse_tile_name};
@@ -118,6 +118,10 @@ pub struct Limits {
     pub output_bytes: u64,
     /// Bytes the task may write to stdout, and separately to stderr.
     pub stdout_bytes: u64,
+    /// GPUs the task needs, and is lent (a tool task only).
+    pub gpus: u32,
+    /// Memory each of those GPUs must have, MiB (0: any).
+    pub gpu_memory_mib: u32,
 }
 
 impl Default for Limits {
@@ -128,6 +132,8 @@ impl Default for Limits {
             wall_time: Duration::from_secs(600),
             output_bytes: 64 << 20,
             stdout_bytes: 64 << 10,
+            gpus: 0,
+            gpu_memory_mib: 0,
         }
     }
 }
@@ -359,6 +365,20 @@ impl Checker<'_> {
         };
         let inputs = self.check_inputs(&raw.inputs.files)?;
         let mut limits = self.check_limits(&raw.limits)?;
+        if let (Some(gpus), Runtime::Wasm) = (&raw.limits.gpus, runtime)
+            && limits.gpus > 0
+        {
+            return Err(self.err(gpus, "limits.gpus", WASM_GPU_REASON));
+        }
+        if let (Some(memory), 0) = (&raw.limits.gpu_memory_mib, limits.gpus)
+            && limits.gpu_memory_mib > 0
+        {
+            return Err(self.err(
+                memory,
+                "limits.gpu_memory_mib",
+                "GPU memory is asked for, but no GPU (limits.gpus)",
+            ));
+        }
         if video.is_some() && raw.limits.memory_mib.is_none() {
             // Address space: ffmpeg maps far more than it touches.
             limits.memory_bytes = video::MEMORY_MIB_DEFAULT << 20;
@@ -841,6 +861,13 @@ impl Checker<'_> {
                 STDOUT_KIB_RANGE,
                 defaults.stdout_bytes >> 10,
             )? << 10,
+            gpus: within(&raw.gpus, "limits.gpus", GPUS_RANGE, 0)? as u32,
+            gpu_memory_mib: within(
+                &raw.gpu_memory_mib,
+                "limits.gpu_memory_mib",
+                GPU_MEMORY_MIB_RANGE,
+                0,
+            )? as u32,
         })
     }
 
@@ -932,7 +959,11 @@ impl Checker<'_> {
     }
 }
 
-/// Why a tool job must say `policy = "replicate"`.
+/// Why a Wasm job cannot ask for GPUs.
+pub const WASM_GPU_REASON: &str =
+    "a Wasm task cannot use a GPU; GPUs are lent to installed tools (runtime = \"tool\")";
+
+/// Why a tool job's verify policy can only be `replicate`.
 pub const TOOL_POLICY_REASON: &str = "a tool job is verified by replicas (policy = \"replicate\"): no \
      referee can re-run a tool step by step, so every result is compared with another's";
 

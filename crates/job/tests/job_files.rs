@@ -728,3 +728,43 @@ fn a_video_job_runs_ffmpeg_and_a_sane_ladder() {
     let err = dir.error(&VIDEO.replace("[video]\ninput = \"scene.json\"\n", ""));
     assert!(err.message.contains("missing table [tasks]"), "{err}");
 }
+
+#[test]
+fn the_gpu_example_asks_each_task_for_a_gpu_and_a_wasm_job_may_not() {
+    let dir = Dir::new();
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/blender");
+    let text = std::fs::read_to_string(folder.join("gpu.toml"))
+        .unwrap()
+        .replace("files = [\"scene.py\"]", "files = []");
+    let job = dir.load(&text).unwrap();
+    assert_eq!((job.limits.gpus, job.limits.gpu_memory_mib), (1, 4096));
+    assert_eq!(job.tasks().len(), 12);
+    assert_eq!(job.tasks()[0].args.last().unwrap(), "CUDA");
+    // Without the keys, no GPU.
+    let cpu = dir.load(&blender_example(None)).unwrap();
+    assert_eq!((cpu.limits.gpus, cpu.limits.gpu_memory_mib), (0, 0));
+
+    // A Wasm task cannot use one.
+    let err = dir.error(&GOOD.replace("stdout_kib = 8", "stdout_kib = 8\ngpus = 1"));
+    assert_eq!(err.key, "limits.gpus", "{err}");
+    assert!(err.message.contains("cannot use a GPU"), "{err}");
+    // Zero GPUs is no GPU, for Wasm too.
+    assert!(
+        dir.load(&GOOD.replace("stdout_kib = 8", "stdout_kib = 8\ngpus = 0"))
+            .is_ok()
+    );
+    // Memory without a GPU, and counts out of range, are refused.
+    for (from, to, key) in [
+        ("gpus = 1 ", "gpus = 0 ", "limits.gpu_memory_mib"),
+        ("gpus = 1 ", "gpus = 17 ", "limits.gpus"),
+        (
+            "gpu_memory_mib = 4096",
+            "gpu_memory_mib = 9999999",
+            "limits.gpu_memory_mib",
+        ),
+    ] {
+        assert!(text.contains(from), "{from}");
+        let err = dir.error(&text.replace(from, to));
+        assert_eq!(err.key, key, "{to}: {err}");
+    }
+}

@@ -165,7 +165,7 @@ impl Auction {
                         record,
                         latency_ms: now_ms.saturating_sub(self.opened_ms),
                         ready_in_ms: payload.ready_in_ms,
-                        build: payload.offer.build_for(&self.order.runtime),
+                        build: payload.offer.build_for(&self.order),
                     },
                 );
             }
@@ -204,7 +204,7 @@ impl Auction {
         if stake.is_none() {
             return Err(BidRejection::Unstaked);
         }
-        if self.build.is_some() && bid.offer.build_for(&self.order.runtime) != self.build {
+        if self.build.is_some() && bid.offer.build_for(&self.order) != self.build {
             return Err(BidRejection::OtherBuild);
         }
         Ok(())
@@ -328,6 +328,7 @@ mod tests {
             price_max_ucairn_per_gfuel: 100,
             created_ms: 1_000,
             bid_window_ms: 50,
+            gpu_memory_mib: 0,
         }
     }
 
@@ -339,6 +340,8 @@ mod tests {
             gpus: 0,
             score_mfuel_per_s: 500,
             tools: Vec::new(),
+            gpu_model: String::new(),
+            gpu_memory_mib: 0,
         }
     }
 
@@ -533,6 +536,7 @@ mod tests {
             binary: ContentId::of(b"ffmpeg"),
             isa: "x86-64-v3".into(),
             threads,
+            gpu: String::new(),
         });
         Signed::sign(key, BID_NAMESPACE, tool)
     }
@@ -565,7 +569,7 @@ mod tests {
         let two = tool_bid(&keys[0], &order, 1, 2)
             .payload_unchecked()
             .offer
-            .build_for("ffmpeg@5");
+            .build_for(&order);
         assert_eq!(winners.len(), 3, "{winners:?}");
         assert!(winners.iter().all(|w| w.build == two && w.build.is_some()));
 

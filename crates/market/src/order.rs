@@ -14,6 +14,10 @@ pub const RUNTIME_BYTES_MAX: usize = 32;
 pub const RUNTIMES_MAX: usize = 8;
 /// The longest name of a CPU's instruction-set level.
 pub const ISA_BYTES_MAX: usize = 16;
+/// The longest GPU model name (`NVIDIA GeForce RTX 4090`).
+pub const GPU_MODEL_BYTES_MAX: usize = 48;
+/// The longest list of a tool's GPU backends (`CUDA+OPTIX`).
+pub const GPU_BACKENDS_BYTES_MAX: usize = 16;
 
 /// A requester's announcement of a job that needs providers: a reverse
 /// auction in which providers bid down from `price_max_ucairn_per_gfuel`.
@@ -37,6 +41,8 @@ pub struct Order {
     pub memory_mib: u32,
     /// GPUs one task needs.
     pub gpus: u32,
+    /// Memory each of them must have, MiB (0: any).
+    pub gpu_memory_mib: u32,
     /// The highest price the requester accepts.
     pub price_max_ucairn_per_gfuel: u64,
     /// When the order was made (requester's clock, ms since the epoch).
@@ -70,8 +76,12 @@ pub struct Offer {
     pub cores: u32,
     /// Memory it lends.
     pub memory_mib: u32,
-    /// GPUs it lends.
+    /// GPUs it lends, all of one model.
     pub gpus: u32,
+    /// Their model (`NVIDIA H200`); empty without GPUs.
+    pub gpu_model: String,
+    /// The least memory any of them has, MiB (0: unknown).
+    pub gpu_memory_mib: u32,
     /// Its benchmark score: millions of fuel per second per core.
     pub score_mfuel_per_s: u32,
     /// The installed tools among `runtimes`, as they would run here.
@@ -92,6 +102,9 @@ pub struct ToolBuild {
     pub isa: String,
     /// Threads a task of it may use.
     pub threads: u32,
+    /// The GPU backends it can use with the offer's GPUs (`CUDA+OPTIX`);
+    /// empty if none.
+    pub gpu: String,
 }
 
 impl ToolBuild {
@@ -105,13 +118,30 @@ impl ToolBuild {
 }
 
 impl Offer {
-    /// The build of the tool this offer would run `runtime` (a tool
-    /// request) with; `None` for Wasm, or a tool it does not describe.
-    pub fn build_for(&self, runtime: &str) -> Option<ContentId> {
-        self.tools
+    /// The build of the tool this offer would run `order`'s tasks with;
+    /// `None` for Wasm, or a tool it does not describe. A task on a GPU
+    /// runs on the GPU's model too: another model may give other bits
+    /// (as another CPU's instruction-set level may), so the build of a
+    /// GPU order names it; a CPU order's does not, and the GPU backends a
+    /// tool has do not change what it does on a CPU.
+    pub fn build_for(&self, order: &Order) -> Option<ContentId> {
+        let tool = self
+            .tools
             .iter()
-            .find(|tool| cairn_wire::tool::serves(&tool.runtime, runtime))
-            .map(ToolBuild::id)
+            .find(|tool| cairn_wire::tool::serves(&tool.runtime, &order.runtime))?;
+        if order.gpus == 0 {
+            return Some(
+                ToolBuild {
+                    gpu: String::new(),
+                    ..tool.clone()
+                }
+                .id(),
+            );
+        }
+        let mut buf = Vec::new();
+        tool.write(&mut buf);
+        text::write(&self.gpu_model, &mut buf);
+        Some(ContentId::of(&buf))
     }
 
     /// How many tasks of `order` fit at once, or why none does.
@@ -128,6 +158,22 @@ impl Offer {
                 needed: order.gpus,
                 offered: self.gpus,
             });
+        }
+        if order.gpus > 0 {
+            if self.gpu_memory_mib < order.gpu_memory_mib {
+                return Err(Unfit::GpuMemory {
+                    needed_mib: order.gpu_memory_mib,
+                    offered_mib: self.gpu_memory_mib,
+                });
+            }
+            // A tool that cannot use the GPUs would run the task on the
+            // CPU, or fail: either is not what the job asked for.
+            let usable = self.tools.iter().any(|tool| {
+                cairn_wire::tool::serves(&tool.runtime, &order.runtime) && !tool.gpu.is_empty()
+            });
+            if !usable {
+                return Err(Unfit::ToolWithoutGpu(order.runtime.clone()));
+            }
         }
         if self.memory_mib < order.memory_mib {
             return Err(Unfit::Memory {
@@ -170,6 +216,17 @@ pub enum Unfit {
         /// In all.
         offered: u32,
     },
+    /// Too little memory on each GPU.
+    #[error("a task needs GPUs of {needed_mib} MiB, the provider's have {offered_mib} MiB")]
+    GpuMemory {
+        /// Per GPU, asked.
+        needed_mib: u32,
+        /// Per GPU, the least the provider's have (0: unknown).
+        offered_mib: u32,
+    },
+    /// The tool cannot use the provider's GPUs.
+    #[error("the provider's {0} cannot use its GPUs")]
+    ToolWithoutGpu(String),
     /// No cores offered.
     #[error("the provider offers no cores")]
     NoCores,
@@ -205,6 +262,7 @@ impl Write for Order {
         self.fuel_per_task_max.write(buf);
         self.memory_mib.write(buf);
         self.gpus.write(buf);
+        self.gpu_memory_mib.write(buf);
         self.price_max_ucairn_per_gfuel.write(buf);
         self.created_ms.write(buf);
         self.bid_window_ms.write(buf);
@@ -221,6 +279,7 @@ impl EncodeSize for Order {
             + self.fuel_per_task_max.encode_size()
             + self.memory_mib.encode_size()
             + self.gpus.encode_size()
+            + self.gpu_memory_mib.encode_size()
             + self.price_max_ucairn_per_gfuel.encode_size()
             + self.created_ms.encode_size()
             + self.bid_window_ms.encode_size()
@@ -240,6 +299,7 @@ impl Read for Order {
             fuel_per_task_max: u64::read(buf)?,
             memory_mib: u32::read(buf)?,
             gpus: u32::read(buf)?,
+            gpu_memory_mib: u32::read(buf)?,
             price_max_ucairn_per_gfuel: u64::read(buf)?,
             created_ms: u64::read(buf)?,
             bid_window_ms: u32::read(buf)?,
@@ -256,6 +316,8 @@ impl Write for Offer {
         self.cores.write(buf);
         self.memory_mib.write(buf);
         self.gpus.write(buf);
+        text::write(&self.gpu_model, buf);
+        self.gpu_memory_mib.write(buf);
         self.score_mfuel_per_s.write(buf);
         (self.tools.len() as u8).write(buf);
         for tool in &self.tools {
@@ -272,6 +334,8 @@ impl EncodeSize for Offer {
             .map(|r| text::encode_size(r))
             .sum::<usize>()
             + 16
+            + text::encode_size(&self.gpu_model)
+            + 4
             + 1
             + self
                 .tools
@@ -287,6 +351,7 @@ impl Write for ToolBuild {
         self.binary.write(buf);
         text::write(&self.isa, buf);
         self.threads.write(buf);
+        text::write(&self.gpu, buf);
     }
 }
 
@@ -296,6 +361,7 @@ impl EncodeSize for ToolBuild {
             + self.binary.encode_size()
             + text::encode_size(&self.isa)
             + 4
+            + text::encode_size(&self.gpu)
     }
 }
 
@@ -308,6 +374,7 @@ impl Read for ToolBuild {
             binary: ContentId::read(buf)?,
             isa: text::read_name(buf, ISA_BYTES_MAX)?,
             threads: u32::read(buf)?,
+            gpu: text::read_name(buf, GPU_BACKENDS_BYTES_MAX)?,
         })
     }
 }
@@ -323,12 +390,9 @@ impl Read for Offer {
         let runtimes = (0..count)
             .map(|_| text::read_name(buf, RUNTIME_BYTES_MAX))
             .collect::<Result<_, _>>()?;
-        let (cores, memory_mib, gpus, score_mfuel_per_s) = (
-            u32::read(buf)?,
-            u32::read(buf)?,
-            u32::read(buf)?,
-            u32::read(buf)?,
-        );
+        let (cores, memory_mib, gpus) = (u32::read(buf)?, u32::read(buf)?, u32::read(buf)?);
+        let gpu_model = text::read_label(buf, GPU_MODEL_BYTES_MAX)?;
+        let (gpu_memory_mib, score_mfuel_per_s) = (u32::read(buf)?, u32::read(buf)?);
         let count = usize::from(u8::read(buf)?);
         if count > RUNTIMES_MAX {
             return Err(CodecError::InvalidLength(count));
@@ -341,6 +405,8 @@ impl Read for Offer {
             cores,
             memory_mib,
             gpus,
+            gpu_model,
+            gpu_memory_mib,
             score_mfuel_per_s,
             tools,
         })
@@ -393,6 +459,24 @@ mod tests {
             binary: ContentId::of(b"/usr/bin/ffmpeg"),
             isa: "x86-64-v3".into(),
             threads,
+            gpu: String::new(),
+        }
+    }
+
+    fn order(runtime: &str, gpus: u32, gpu_memory_mib: u32) -> Order {
+        Order {
+            job: ContentId::of(b"job"),
+            runtime: runtime.into(),
+            module: ContentId::of(runtime.as_bytes()),
+            module_bytes: runtime.len() as u64,
+            tasks: 4,
+            fuel_per_task_max: 1_000,
+            memory_mib: 256,
+            gpus,
+            gpu_memory_mib,
+            price_max_ucairn_per_gfuel: 100,
+            created_ms: 0,
+            bid_window_ms: 100,
         }
     }
 
@@ -403,15 +487,20 @@ mod tests {
             cores: 4,
             memory_mib: 1024,
             gpus: 0,
+            gpu_model: String::new(),
+            gpu_memory_mib: 0,
             score_mfuel_per_s: 300,
             tools: vec![ffmpeg(1)],
         };
         let bytes = offer.encode();
         assert_eq!(bytes.len(), offer.encode_size());
         assert_eq!(Offer::decode(bytes).unwrap(), offer);
-        assert_eq!(offer.build_for("ffmpeg@5"), Some(ffmpeg(1).id()));
-        assert_eq!(offer.build_for("wasm"), None);
-        assert_eq!(offer.build_for("blender"), None);
+        assert_eq!(
+            offer.build_for(&order("ffmpeg@5", 0, 0)),
+            Some(ffmpeg(1).id())
+        );
+        assert_eq!(offer.build_for(&order("wasm", 0, 0)), None);
+        assert_eq!(offer.build_for(&order("blender", 0, 0)), None);
         assert_ne!(ffmpeg(1).id(), ffmpeg(2).id(), "threads change the bits");
         // Bounded like the runtimes: at most RUNTIMES_MAX, short names.
         let mut crowded = offer.clone();
@@ -420,5 +509,98 @@ mod tests {
         let mut long = offer;
         long.tools[0].isa = "x".repeat(ISA_BYTES_MAX + 1);
         assert!(Offer::decode(long.encode()).is_err());
+    }
+
+    fn gpu_offer(model: &str, memory_mib: u32, backends: &str) -> Offer {
+        let mut blender = ffmpeg(1);
+        blender.runtime = "blender@3.4.1".into();
+        blender.gpu = backends.into();
+        Offer {
+            runtimes: vec!["wasm".into(), "blender@3.4.1".into()],
+            cores: 16,
+            memory_mib: 65_536,
+            gpus: 2,
+            gpu_model: model.into(),
+            gpu_memory_mib: memory_mib,
+            score_mfuel_per_s: 300,
+            tools: vec![blender],
+        }
+    }
+
+    #[test]
+    fn a_gpu_order_fits_only_gpus_its_tool_can_use_with_the_memory_it_asks() {
+        let offer = gpu_offer("NVIDIA H200", 143_771, "CUDA");
+        assert_eq!(Offer::decode(offer.encode()).unwrap(), offer);
+        assert_eq!(
+            offer.slots_for(&order("blender@3", 1, 80_000)),
+            Ok(2),
+            "a task a GPU"
+        );
+        assert_eq!(offer.slots_for(&order("blender@3", 2, 0)), Ok(1));
+        assert_eq!(
+            offer.slots_for(&order("blender@3", 3, 0)),
+            Err(Unfit::Gpus {
+                needed: 3,
+                offered: 2
+            })
+        );
+        assert_eq!(
+            offer.slots_for(&order("blender@3", 1, 200_000)),
+            Err(Unfit::GpuMemory {
+                needed_mib: 200_000,
+                offered_mib: 143_771
+            })
+        );
+        let cpu_only = gpu_offer("NVIDIA H200", 143_771, "");
+        assert_eq!(
+            cpu_only.slots_for(&order("blender@3", 1, 0)),
+            Err(Unfit::ToolWithoutGpu("blender@3".into())),
+            "a Blender that found no GPU device would render on the CPU"
+        );
+        assert_eq!(cpu_only.slots_for(&order("blender@3", 0, 0)), Ok(16));
+        let none = Offer {
+            gpus: 0,
+            gpu_model: String::new(),
+            ..offer.clone()
+        };
+        assert_eq!(
+            none.slots_for(&order("blender@3", 1, 0)),
+            Err(Unfit::Gpus {
+                needed: 1,
+                offered: 0
+            })
+        );
+    }
+
+    #[test]
+    fn a_gpu_orders_build_names_the_gpu_model_and_a_cpu_orders_does_not() {
+        let h200 = gpu_offer("NVIDIA H200", 143_771, "CUDA");
+        let rtx = gpu_offer("NVIDIA GeForce RTX 4090", 24_564, "CUDA+OPTIX");
+        let no_gpu = Offer {
+            gpus: 0,
+            gpu_model: String::new(),
+            gpu_memory_mib: 0,
+            tools: vec![ToolBuild {
+                gpu: String::new(),
+                ..h200.tools[0].clone()
+            }],
+            ..h200.clone()
+        };
+        let (cpu, gpu) = (order("blender@3", 0, 0), order("blender@3", 1, 0));
+        // On the CPU the three run the same build: their GPUs change nothing.
+        assert_eq!(h200.build_for(&cpu), rtx.build_for(&cpu));
+        assert_eq!(h200.build_for(&cpu), no_gpu.build_for(&cpu));
+        // On a GPU, each model is a build of its own.
+        assert_ne!(h200.build_for(&gpu), rtx.build_for(&gpu));
+        assert_ne!(h200.build_for(&gpu), h200.build_for(&cpu));
+        let other_h200 = gpu_offer("NVIDIA H200", 80_000, "CUDA");
+        assert_eq!(h200.build_for(&gpu), other_h200.build_for(&gpu));
+        // A model name is words of printable ASCII, and short.
+        let mut long = h200.clone();
+        long.gpu_model = "X".repeat(GPU_MODEL_BYTES_MAX + 1);
+        assert!(Offer::decode(long.encode()).is_err());
+        let mut escape = h200;
+        escape.gpu_model = "NVIDIA\u{1b}[2J".into();
+        assert!(Offer::decode(escape.encode()).is_err());
     }
 }

@@ -67,6 +67,10 @@ pub struct TaskLimits {
     pub output_bytes: u64,
     /// Bytes of stdout and of stderr.
     pub stdout_bytes: u64,
+    /// GPUs a task is lent (a tool task only).
+    pub gpus: u32,
+    /// Memory each of them must have, MiB (0: any).
+    pub gpu_memory_mib: u32,
 }
 
 /// The least wall-clock time a dispute's re-execution gets.
@@ -84,6 +88,8 @@ impl TaskLimits {
             wall_time: std::time::Duration::from_millis(self.wall_time_ms),
             output_bytes: self.output_bytes,
             stdout_bytes: self.stdout_bytes,
+            gpus: self.gpus,
+            gpu_memory_mib: self.gpu_memory_mib,
         }
     }
 
@@ -491,12 +497,14 @@ impl Write for Terms {
         ] {
             v.write(buf);
         }
+        l.gpus.write(buf);
+        l.gpu_memory_mib.write(buf);
     }
 }
 
 impl EncodeSize for Terms {
     fn encode_size(&self) -> usize {
-        self.module.encode_size() + files_size(&self.inputs) + 6 * 8
+        self.module.encode_size() + files_size(&self.inputs) + 6 * 8 + 2 * 4
     }
 }
 
@@ -517,12 +525,20 @@ impl Read for Terms {
                 wall_time_ms: u64::read(buf)?,
                 output_bytes: u64::read(buf)?,
                 stdout_bytes: u64::read(buf)?,
+                gpus: u32::read(buf)?,
+                gpu_memory_mib: u32::read(buf)?,
             },
         };
         if !(1..=terms.limits.fuel).contains(&terms.limits.fuel_min) {
             return Err(CodecError::Invalid(
                 "limits.fuel_min",
                 "is not from 1 to limits.fuel",
+            ));
+        }
+        if !cairn_job::rules::GPUS_RANGE.contains(&u64::from(terms.limits.gpus)) {
+            return Err(CodecError::Invalid(
+                "limits.gpus",
+                "more than a job may ask",
             ));
         }
         Ok(terms)
@@ -1019,8 +1035,20 @@ mod tests {
                 wall_time_ms: 1_000,
                 output_bytes: 1 << 20,
                 stdout_bytes: 1 << 10,
+                gpus: 0,
+                gpu_memory_mib: 0,
             },
         }
+    }
+
+    #[test]
+    fn terms_asking_for_more_gpus_than_a_job_may_are_refused() {
+        let mut lent = terms();
+        lent.limits.gpus = 16;
+        lent.limits.gpu_memory_mib = 80_000;
+        assert_eq!(from_bytes::<Terms>(&to_bytes(&lent)).unwrap(), lent);
+        lent.limits.gpus = 17;
+        assert!(from_bytes::<Terms>(&to_bytes(&lent)).is_err());
     }
 
     fn assignment() -> Assignment {
@@ -1232,6 +1260,8 @@ mod tests {
                     wall_time_ms: 1,
                     output_bytes: 1,
                     stdout_bytes: 1,
+                    gpus: 0,
+                    gpu_memory_mib: 0,
                 },
             };
             let bytes = to_bytes(&terms);

@@ -57,6 +57,16 @@ pub struct SubmittedLimits {
     pub output_bytes: u64,
     /// Stdout bytes.
     pub stdout_bytes: u64,
+    /// GPUs a task is lent (a tool job only).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub gpus: u32,
+    /// Memory each of them must have, MiB (0: any).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub gpu_memory_mib: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A job as the API receives it: the job file already expanded into tasks
@@ -193,6 +203,8 @@ impl Submission {
             if !matches!(self.verify.policy()?, VerifyPolicy::Replicate { .. }) {
                 return Err(format!("verify.policy: {}", cairn_job::TOOL_POLICY_REASON));
             }
+        } else if self.limits.gpus > 0 {
+            return Err(format!("limits.gpus: {}", cairn_job::WASM_GPU_REASON));
         }
         if let Some(window) = self.approval_window_s {
             rules::check_range(window, &rules::APPROVAL_WINDOW_S_RANGE)
@@ -255,6 +267,8 @@ impl Submission {
             wall_time: Duration::from_millis(self.limits.wall_time_ms),
             output_bytes: self.limits.output_bytes,
             stdout_bytes: self.limits.stdout_bytes,
+            gpus: self.limits.gpus,
+            gpu_memory_mib: self.limits.gpu_memory_mib,
         }
         .check()?;
         self.verify.policy()?;
@@ -292,6 +306,8 @@ mod tests {
                 wall_time_ms: 2_000,
                 output_bytes: 1 << 20,
                 stdout_bytes: 1 << 10,
+                gpus: 0,
+                gpu_memory_mib: 0,
             },
             budget_ucairn: 1_000_000,
             price_max_ucairn_per_gfuel: 100,
@@ -351,6 +367,20 @@ mod tests {
         assert!(tool.check().unwrap_err().starts_with("verify.policy"));
         tool.verify = cairn_job::VerifyPolicy::Replicate { replicas: 2 }.into();
         assert_eq!(tool.check(), Ok(()));
+        // A tool task may be lent GPUs, within bounds; a Wasm task none.
+        tool.limits.gpus = 2;
+        tool.limits.gpu_memory_mib = 8192;
+        assert_eq!(tool.check(), Ok(()));
+        tool.limits.gpus = 17;
+        assert!(tool.check().unwrap_err().starts_with("limits.gpus"));
+        tool.limits.gpus = 0;
+        assert!(
+            tool.check()
+                .unwrap_err()
+                .starts_with("limits.gpu_memory_mib")
+        );
+        tool.limits.gpu_memory_mib = 0;
+        refused(&|s| s.limits.gpus = 1, "limits.gpus");
         tool.module.id = ContentId::of(b"blender@3");
         assert!(tool.check().unwrap_err().starts_with("module"));
         refused(&|s| s.inputs[0].name = "../x".into(), "inputs");

@@ -411,6 +411,8 @@ impl RequesterCore {
                 wall_time_ms: s.limits.wall_time_ms,
                 output_bytes: s.limits.output_bytes,
                 stdout_bytes: s.limits.stdout_bytes,
+                gpus: s.limits.gpus,
+                gpu_memory_mib: s.limits.gpu_memory_mib,
             },
         };
         let policy = s.verify.policy()?;
@@ -585,7 +587,8 @@ impl RequesterCore {
             tasks: remaining,
             fuel_per_task_max: s.limits.fuel,
             memory_mib: (s.limits.memory_bytes.div_ceil(1 << 20)) as u32,
-            gpus: 0,
+            gpus: s.limits.gpus,
+            gpu_memory_mib: s.limits.gpu_memory_mib,
             price_max_ucairn_per_gfuel: s.price_max_ucairn_per_gfuel,
             created_ms: now,
             bid_window_ms: self.bid_window_ms,

@@ -60,6 +60,8 @@ fn simulate(seed: u64) -> Report {
                     gpus: 0,
                     score_mfuel_per_s: 100 + rng.below(900) as u32,
                     tools: Vec::new(),
+                    gpu_model: String::new(),
+                    gpu_memory_mib: 0,
                 },
                 policy: ScalePricing {
                     base_ucairn_per_gfuel: 20 + rng.below(60),
@@ -84,6 +86,7 @@ fn simulate(seed: u64) -> Report {
         price_max_ucairn_per_gfuel: 70,
         created_ms: 0,
         bid_window_ms: 50,
+        gpu_memory_mib: 0,
     };
     let mut auction = Auction::open(order.clone(), u64::from(tasks));
     for p in &providers {

@@ -1094,6 +1094,8 @@ impl Sim {
                 wall_time_ms: 600_000,
                 output_bytes: 1 << 20,
                 stdout_bytes: 1 << 10,
+                gpus: 0,
+                gpu_memory_mib: 0,
             },
             // Enough for every task run three times at the highest price.
             budget_ucairn: u64::from(tasks) * 3 * fuel_max * PRICE / 1_000_000_000 + 1,
@@ -2354,6 +2356,8 @@ fn bidder(slots: u32) -> Bidder {
         gpus: 0,
         score_mfuel_per_s: 1_000,
         tools: Vec::new(),
+        gpu_model: String::new(),
+        gpu_memory_mib: 0,
     };
     Bidder::new(offer, Box::new(ScalePricing::default()), u64::MAX)
 }

@@ -37,6 +37,19 @@ pub fn read_name(buf: &mut impl Buf, len_max: usize) -> Result<String, CodecErro
     Ok(name)
 }
 
+/// Reads a label (a GPU's model): like a name, but words may be
+/// separated by single spaces.
+pub fn read_label(buf: &mut impl Buf, len_max: usize) -> Result<String, CodecError> {
+    let label = read(buf, len_max)?;
+    let words_ok = label
+        .split(' ')
+        .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_graphic()));
+    if !label.is_empty() && !words_ok {
+        return Err(CodecError::Invalid("label", "not words of printable ASCII"));
+    }
+    Ok(label)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,6 +68,25 @@ mod tests {
             write(name, &mut buf);
             let read = read_name(&mut commonware_codec::Copying(&buf), 64);
             assert_eq!(read.is_ok(), ok, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn a_label_is_printable_words() {
+        for (label, ok) in [
+            ("NVIDIA GeForce RTX 4090", true),
+            ("", true),
+            ("H200", true),
+            (" leading", false),
+            ("two  spaces", false),
+            ("trailing ", false),
+            ("tab\there", false),
+            ("NVIDIA\u{1b}[2J", false),
+        ] {
+            let mut buf = Vec::new();
+            write(label, &mut buf);
+            let read = read_label(&mut commonware_codec::Copying(&buf), 64);
+            assert_eq!(read.is_ok(), ok, "{label:?}");
         }
     }
 

@@ -116,6 +116,8 @@ pub(super) fn tools(args: &ToolsArgs) -> anyhow::Result<Vec<Figure>> {
                     wall_time: Duration::from_secs(600),
                     output_bytes: 256 << 20,
                     stdout_bytes: 64 << 10,
+                    gpus: 0,
+                    gpu_memory_mib: 0,
                 },
             })?;
             sandboxed.push(started.elapsed());

@@ -283,6 +283,8 @@ fn dispute_over(
         wall_time: std::time::Duration::from_secs(600),
         output_bytes: 16 << 20,
         stdout_bytes: 1 << 20,
+        gpus: 0,
+        gpu_memory_mib: 0,
     };
     let mut with = |size: u64, f: &mut dyn FnMut(&WasmRuntime, &Task<'_>) -> anyhow::Result<()>| {
         dirs += 1;

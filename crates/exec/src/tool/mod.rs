@@ -25,6 +25,7 @@
 //! The sandbox is described in [`sandbox`].
 
 mod cgroup;
+pub mod gpu;
 mod sandbox;
 mod seccomp;
 pub mod video;
@@ -38,6 +39,7 @@ use cairn_wire::{ContentId, ToolRequest};
 
 use crate::manifest::outputs_of;
 use crate::{ExecError, Manifest, Runtime, Task, TaskResult};
+use gpu::Gpus;
 use sandbox::Sandbox;
 
 /// A tool this runtime can offer: how to find its version.
@@ -47,7 +49,36 @@ struct Known {
     version_args: &'static [&'static str],
     /// What the version line starts with; the version is the next word.
     prefix: &'static str,
+    /// How to find the GPU backends it can use, if it can use any.
+    gpu_probe: Option<GpuProbe>,
 }
+
+/// How a tool says which GPU backends it can use with the GPUs it is lent.
+enum GpuProbe {
+    /// These arguments print [`GPU_MARK`] and a backend (`CUDA`) for each
+    /// backend it finds a device of.
+    Prints(&'static [&'static str]),
+    /// These arguments succeed only where it can use this backend.
+    Succeeds(&'static [&'static str], &'static str),
+}
+
+/// What a GPU probe prints before each backend it can use.
+const GPU_MARK: &str = "cairn-gpu ";
+
+/// Blender's GPU probe: the Cycles device types that have a device here.
+/// OptiX needs an RTX-class GPU; CUDA runs on any NVIDIA GPU Cycles takes.
+const BLENDER_GPU_PROBE: &str = "\
+import bpy
+prefs = bpy.context.preferences.addons['cycles'].preferences
+if hasattr(prefs, 'refresh_devices'):
+    prefs.refresh_devices()
+for kind in ('CUDA', 'OPTIX'):
+    try:
+        if any(d.type == kind for d in prefs.get_devices_for_type(kind)):
+            print('cairn-gpu', kind)
+    except Exception:
+        pass
+";
 
 /// The tools Cairn knows how to declare. Each is found as `/usr/bin/<name>`
 /// (or under [`ToolConfig::search`]).
@@ -56,11 +87,38 @@ const KNOWN: &[Known] = &[
         name: "blender",
         version_args: &["--factory-startup", "--version"],
         prefix: "Blender ",
+        gpu_probe: Some(GpuProbe::Prints(&[
+            "-b",
+            "--factory-startup",
+            "--python-expr",
+            BLENDER_GPU_PROBE,
+        ])),
     },
     Known {
         name: "ffmpeg",
         version_args: &["-hide_banner", "-version"],
         prefix: "ffmpeg version ",
+        // Opens a CUDA device and passes a frame through it: what NVDEC,
+        // NVENC and the CUDA filters start from.
+        gpu_probe: Some(GpuProbe::Succeeds(
+            &[
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-init_hw_device",
+                "cuda=gpu",
+                "-f",
+                "lavfi",
+                "-i",
+                "nullsrc=s=64x64:d=0.04",
+                "-vf",
+                "hwupload_cuda",
+                "-f",
+                "null",
+                "-",
+            ],
+            "CUDA",
+        )),
     },
 ];
 
@@ -78,6 +136,9 @@ pub struct Tool {
     pub isa: String,
     /// Threads a task of it may use here.
     pub threads: u32,
+    /// The GPU backends it found devices of among the GPUs this machine
+    /// lends, `+`-separated (`CUDA+OPTIX`); none if it can use none.
+    pub gpu: Option<String>,
     /// Where the executable is.
     pub path: PathBuf,
 }
@@ -91,6 +152,9 @@ pub struct ToolConfig {
     pub search: Vec<PathBuf>,
     /// Threads a task may use (declared; the job's arguments choose).
     pub threads: u32,
+    /// Whether to lend this machine's NVIDIA GPUs ([`gpu::Gpus::find`]) to
+    /// the tasks that ask for them.
+    pub gpus: bool,
 }
 
 impl Default for ToolConfig {
@@ -99,6 +163,7 @@ impl Default for ToolConfig {
             bwrap: PathBuf::from("/usr/bin/bwrap"),
             search: vec![PathBuf::from("/usr/bin")],
             threads: 1,
+            gpus: false,
         }
     }
 }
@@ -107,6 +172,7 @@ impl Default for ToolConfig {
 pub struct ToolRuntime {
     sandbox: Sandbox,
     tools: Vec<Tool>,
+    gpus: Gpus,
     /// Loaded requests: module id → index into `tools`.
     loaded: RwLock<BTreeMap<ContentId, usize>>,
 }
@@ -118,6 +184,11 @@ impl ToolRuntime {
     /// read inside the sandbox, is left out.
     pub fn new(config: ToolConfig) -> Result<Self, ExecError> {
         let sandbox = Sandbox::new(&config.bwrap)?;
+        let gpus = if config.gpus {
+            Gpus::find()
+        } else {
+            Gpus::default()
+        };
         let isa = isa_level();
         let mut tools = Vec::new();
         for known in KNOWN {
@@ -136,20 +207,33 @@ impl ToolRuntime {
             hasher
                 .update_mmap(&path)
                 .map_err(ExecError::io(format!("hashing {}", path.display())))?;
+            let gpu = match &known.gpu_probe {
+                Some(probe) if !gpus.all().is_empty() => {
+                    gpu_backends(&sandbox, &path, probe, &gpus.every_node())
+                }
+                _ => None,
+            };
             tools.push(Tool {
                 name: known.name.to_owned(),
                 version,
                 binary: hasher.finalize().into(),
                 isa: isa.to_owned(),
                 threads: config.threads.max(1),
+                gpu,
                 path,
             });
         }
         Ok(Self {
             sandbox,
             tools,
+            gpus,
             loaded: RwLock::default(),
         })
+    }
+
+    /// The GPUs this machine lends (none unless [`ToolConfig::gpus`]).
+    pub fn gpus(&self) -> &Gpus {
+        &self.gpus
     }
 
     /// The tools this machine offers.
@@ -215,8 +299,19 @@ impl Runtime for ToolRuntime {
 
     fn run(&self, task: &Task<'_>) -> Result<TaskResult, ExecError> {
         let tool = self.loaded(&task.module)?;
+        let wanted = task.limits.gpus;
+        if wanted > 0 && tool.gpu.is_none() {
+            return Err(ExecError::Gpu(format!(
+                "the task needs {wanted} GPU(s), and {} here can use none",
+                tool.name
+            )));
+        }
+        let held = self.gpus.hold(wanted).map_err(ExecError::Gpu)?;
         let started = Instant::now();
-        let ran = self.sandbox.run(&tool.path, task, tool.threads)?;
+        let ran = self
+            .sandbox
+            .run(&tool.path, task, tool.threads, &held.nodes())?;
+        drop(held);
         let (outcome, outputs) = outputs_of(task, ran.outcome)?;
         let fuel_used = task.limits.fuel;
         let manifest = Manifest {
@@ -237,6 +332,40 @@ impl Runtime for ToolRuntime {
             cpu_time: ran.cpu_time,
         })
     }
+}
+
+/// The GPU backends `tool` can use with `nodes` bound, as its `probe`
+/// says (`CUDA+OPTIX`); none if it can use none.
+fn gpu_backends(
+    sandbox: &Sandbox,
+    tool: &std::path::Path,
+    probe: &GpuProbe,
+    nodes: &[(PathBuf, PathBuf)],
+) -> Option<String> {
+    match probe {
+        GpuProbe::Prints(args) => {
+            let ran = sandbox.probe(tool, args, nodes).ok()?;
+            parse_gpu_backends(&String::from_utf8_lossy(&ran.stdout))
+        }
+        GpuProbe::Succeeds(args, backend) => {
+            let ran = sandbox.probe(tool, args, nodes).ok()?;
+            ran.outcome.is_success().then(|| (*backend).to_owned())
+        }
+    }
+}
+
+/// The backends named on [`GPU_MARK`] lines, known ones only, in a fixed
+/// order.
+fn parse_gpu_backends(output: &str) -> Option<String> {
+    let found: Vec<&str> = ["CUDA", "OPTIX"]
+        .into_iter()
+        .filter(|backend| {
+            output
+                .lines()
+                .any(|l| l.trim().strip_prefix(GPU_MARK) == Some(*backend))
+        })
+        .collect();
+    (!found.is_empty()).then(|| found.join("+"))
 }
 
 /// The x86-64 micro-architecture level this CPU reaches (`x86-64-v1` to

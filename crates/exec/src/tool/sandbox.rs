@@ -6,7 +6,8 @@
 //!   `/etc`, nothing of `/home`, `/root`, `/var` or the node's data;
 //! - `/input` read-only, `/output` writable, a private `/tmp` (a tmpfs no
 //!   larger than the task's memory limit);
-//! - a fresh `/proc` and a minimal `/dev`.
+//! - a fresh `/proc` and a minimal `/dev`, with the nodes of the GPUs the
+//!   task was lent ([`super::gpu`]) and no others.
 //!
 //! It runs in new user, PID, IPC, UTS, cgroup and network namespaces (no
 //! network at all, loopback included), in its own session (it cannot
@@ -212,7 +213,7 @@ impl Sandbox {
             groups,
             seccomp: super::seccomp::program().map_err(ExecError::Sandbox)?,
         };
-        let ran = sandbox.spawn(Path::new("/usr/bin/true"), &[], None, None, &probe_bounds())?;
+        let ran = sandbox.probe(Path::new("/usr/bin/true"), &[], &[])?;
         if !ran.outcome.is_success() {
             return Err(ExecError::Sandbox(format!(
                 "bubblewrap cannot make a sandbox here ({}): {}",
@@ -230,8 +231,7 @@ impl Sandbox {
         args: &[&str],
         prefix: &str,
     ) -> Result<String, ExecError> {
-        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-        let ran = self.spawn(tool, &args, None, None, &probe_bounds())?;
+        let ran = self.probe(tool, args, &[])?;
         let text = String::from_utf8_lossy(&ran.stdout);
         super::parse_version(&text, prefix).ok_or_else(|| {
             ExecError::Sandbox(format!(
@@ -242,8 +242,27 @@ impl Sandbox {
         })
     }
 
-    /// Runs one task of `tool`, which may use `threads` threads.
-    pub(crate) fn run(&self, tool: &Path, task: &Task<'_>, threads: u32) -> Result<Ran, ExecError> {
+    /// Runs `tool` with `args` briefly, on the host's own behalf (reading
+    /// its version, what it can do with `devices`), with no folders.
+    pub(crate) fn probe(
+        &self,
+        tool: &Path,
+        args: &[&str],
+        devices: &[(PathBuf, PathBuf)],
+    ) -> Result<Ran, ExecError> {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        self.spawn(tool, &args, None, None, devices, &probe_bounds())
+    }
+
+    /// Runs one task of `tool`, which may use `threads` threads and the
+    /// device nodes `devices` (host path, path inside).
+    pub(crate) fn run(
+        &self,
+        tool: &Path,
+        task: &Task<'_>,
+        threads: u32,
+        devices: &[(PathBuf, PathBuf)],
+    ) -> Result<Ran, ExecError> {
         let limits = &task.limits;
         let bounds = Bounds {
             memory_bytes: limits.memory_bytes,
@@ -261,6 +280,7 @@ impl Sandbox {
             task.args,
             task.input_dir,
             Some(task.output_dir),
+            devices,
             &bounds,
         )
     }
@@ -290,7 +310,7 @@ impl Sandbox {
             wall_time: time,
             stream_bytes: PROBE_BYTES,
         };
-        self.spawn(program, args, Some(input), output, &bounds)
+        self.spawn(program, args, Some(input), output, &[], &bounds)
     }
 
     fn spawn(
@@ -299,6 +319,7 @@ impl Sandbox {
         args: &[String],
         input: Option<&Path>,
         output: Option<&Path>,
+        devices: &[(PathBuf, PathBuf)],
         bounds: &Bounds,
     ) -> Result<Ran, ExecError> {
         let mut command = Command::new(&self.bwrap);
@@ -312,6 +333,9 @@ impl Sandbox {
         }
         if let Some(output) = output {
             command.arg("--bind").arg(output).arg("/output");
+        }
+        for (host, inside) in devices {
+            command.arg("--dev-bind").arg(host).arg(inside);
         }
         // The sandbox's root and /dev are tmpfs mounts of bubblewrap's
         // own, with no size: read-only, so a tool cannot fill memory

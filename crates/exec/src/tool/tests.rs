@@ -28,6 +28,8 @@ fn limits() -> Limits {
         wall_time: Duration::from_secs(60),
         output_bytes: 1 << 20,
         stdout_bytes: 16 << 10,
+        gpus: 0,
+        gpu_memory_mib: 0,
     }
 }
 
@@ -36,6 +38,15 @@ fn limits() -> Limits {
 fn shell(
     script: &str,
     limits: Limits,
+) -> (Result<super::sandbox::Ran, ExecError>, tempfile::TempDir) {
+    shell_with_devices(script, limits, &[])
+}
+
+/// [`shell`], with device nodes bound (host path, path inside).
+fn shell_with_devices(
+    script: &str,
+    limits: Limits,
+    devices: &[(PathBuf, PathBuf)],
 ) -> (Result<super::sandbox::Ran, ExecError>, tempfile::TempDir) {
     let sandbox = sandbox();
     let dir = tempfile::tempdir().unwrap();
@@ -57,6 +68,7 @@ fn shell(
             limits,
         },
         1,
+        devices,
     );
     (ran, dir)
 }
@@ -377,6 +389,92 @@ fn installed_tools_are_declared_and_requests_match_whole_version_numbers() {
             String::from_utf8_lossy(bad)
         );
     }
+}
+
+/// Stand-ins for two GPUs' device nodes: character devices with
+/// `/dev/null`'s numbers, made under `dir` (which needs root).
+fn stand_in_gpus(dir: &Path) -> gpu::Gpus {
+    let gpu = |minor: u32| {
+        let node = dir.join(format!("stand-in-{minor}"));
+        let path = std::ffi::CString::new(node.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: `path` is a NUL-terminated string that outlives the call.
+        let made =
+            unsafe { libc::mknod(path.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) };
+        assert_eq!(made, 0, "mknod: {}", std::io::Error::last_os_error());
+        gpu::Gpu {
+            model: "stand-in".into(),
+            memory_mib: 1024,
+            bus: String::new(),
+            minor,
+            node,
+        }
+    };
+    gpu::Gpus::new(vec![gpu(0), gpu(1)], Vec::new())
+}
+
+#[test]
+fn a_task_lent_a_gpu_sees_that_gpus_node_and_no_other() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("skipped: making stand-in device nodes needs root (CI runs as root)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let gpus = stand_in_gpus(dir.path());
+    let _first = gpus.hold(1).unwrap();
+    let second = gpus.hold(1).unwrap();
+    let script = "test -c /dev/nvidia1 && echo lent; \
+                  echo work > /dev/nvidia1 && echo writes; \
+                  test -e /dev/nvidia0 || echo 'not the other'; \
+                  ls /dev | grep -c nvidia";
+    let (ran, _dir) = shell_with_devices(script, limits(), &second.nodes());
+    let ran = ran.unwrap();
+    assert!(
+        ran.outcome.is_success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    assert_eq!(stdout(&ran), "lent\nwrites\nnot the other\n1\n");
+    // A task lent none sees none.
+    let (ran, _dir) = shell_with_devices("ls /dev | grep -c nvidia", limits(), &[]);
+    assert_eq!(stdout(&ran.unwrap()), "0\n");
+}
+
+#[test]
+fn a_task_needing_a_gpu_on_a_machine_lending_none_is_no_result() {
+    let runtime = runtime();
+    assert!(runtime.gpus().all().is_empty(), "the default lends no GPU");
+    let module = runtime.load(b"ffmpeg").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let args = vec!["-version".to_owned()];
+    let ran = runtime.run(&Task {
+        module,
+        args: &args,
+        seed: [0; 32],
+        input_dir: None,
+        output_dir: dir.path(),
+        expected_outputs: &[],
+        limits: Limits {
+            gpus: 1,
+            ..limits()
+        },
+    });
+    // Running it on the CPU would make a result the job did not ask for.
+    match ran {
+        Err(ExecError::Gpu(why)) => assert!(why.contains("needs 1 GPU"), "{why}"),
+        other => panic!("expected a GPU error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_probe_names_only_known_gpu_backends() {
+    assert_eq!(
+        parse_gpu_backends("Blender 3.4\ncairn-gpu OPTIX\ncairn-gpu CUDA\n"),
+        Some("CUDA+OPTIX".into())
+    );
+    assert_eq!(parse_gpu_backends("cairn-gpu CUDA\n"), Some("CUDA".into()));
+    assert_eq!(parse_gpu_backends("cairn-gpu METAL\nCUDA\n"), None);
+    assert_eq!(parse_gpu_backends(""), None);
 }
 
 #[test]

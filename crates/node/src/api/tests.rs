@@ -164,6 +164,8 @@ fn submission(module: SubmittedFile) -> Submission {
             wall_time_ms: 2_000,
             output_bytes: 1 << 20,
             stdout_bytes: 1 << 10,
+            gpus: 0,
+            gpu_memory_mib: 0,
         },
         budget_ucairn: 1_000_000,
         price_max_ucairn_per_gfuel: 100,

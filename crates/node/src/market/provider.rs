@@ -72,6 +72,9 @@ pub struct ProviderConfig {
     /// Offer the installed tools (Blender, ffmpeg) too, run under
     /// bubblewrap (`cairn_exec::tool`).
     pub tools: bool,
+    /// With `tools`, lend this machine's NVIDIA GPUs to the tool tasks that
+    /// ask for them (`cairn_exec::tool::gpu`).
+    pub gpus: bool,
     /// Cheat on purpose (tests of verification only).
     pub misbehave: Option<Misbehave>,
 }
@@ -109,6 +112,16 @@ fn terms_over_caps(terms: &Terms, lease: &Lease, offer: &Offer, caps: &TaskCaps)
     let over = [
         ("fuel", limits.fuel, lease.fuel_per_task_max),
         ("memory bytes", limits.memory_bytes, memory_max),
+        ("GPUs", u64::from(limits.gpus), u64::from(offer.gpus)),
+        (
+            "MiB of each GPU's memory",
+            u64::from(limits.gpu_memory_mib),
+            if limits.gpus == 0 {
+                u64::MAX
+            } else {
+                u64::from(offer.gpu_memory_mib)
+            },
+        ),
         ("wall-time ms", limits.wall_time_ms, caps.wall_time_ms),
         ("output bytes", limits.output_bytes, caps.output_bytes),
         ("stdout bytes", limits.stdout_bytes, caps.stdout_bytes),
@@ -296,10 +309,25 @@ impl Provider {
         let runtime = shared.wasm_runtime()?;
         let mut config = config;
         let tools = if config.tools {
-            let tools = tokio::task::spawn_blocking(|| ToolRuntime::new(ToolConfig::default()))
+            let tool_config = ToolConfig {
+                gpus: config.gpus,
+                ..ToolConfig::default()
+            };
+            let tools = tokio::task::spawn_blocking(|| ToolRuntime::new(tool_config))
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| format!("offering installed tools: {e}"))?;
+            let gpus = tools.gpus();
+            if let Some(model) = gpus.model() {
+                config.offer.gpus = gpus.all().len() as u32;
+                config.offer.gpu_model = model.to_owned();
+                config.offer.gpu_memory_mib = gpus.memory_mib();
+                tracing::info!(
+                    "lending {} GPU(s): {model}, {} MiB each",
+                    config.offer.gpus,
+                    config.offer.gpu_memory_mib
+                );
+            }
             let room = RUNTIMES_MAX.saturating_sub(config.offer.runtimes.len());
             for tool in tools.tools().iter().take(room) {
                 let runtime = format!("{}@{}", tool.name, tool.version);
@@ -311,16 +339,22 @@ impl Provider {
                     binary: tool.binary,
                     isa: tool.isa.chars().take(ISA_BYTES_MAX).collect(),
                     threads: tool.threads,
+                    gpu: tool.gpu.clone().unwrap_or_default(),
                 });
             }
             for tool in tools.tools() {
                 tracing::info!(
-                    "offering {}@{} ({}, binary {}, {} thread(s))",
+                    "offering {}@{} ({}, binary {}, {} thread(s), GPUs: {})",
                     tool.name,
                     tool.version,
                     tool.isa,
                     tool.binary.short(),
-                    tool.threads
+                    tool.threads,
+                    match (&tool.gpu, gpus.all().is_empty()) {
+                        (Some(backends), _) => backends.as_str(),
+                        (None, true) => "none here",
+                        (None, false) => "cannot use them",
+                    }
                 );
             }
             Some(Arc::new(tools))
@@ -1587,7 +1621,9 @@ mod tests {
             runtimes: vec!["wasm".into()],
             cores: 1,
             memory_mib: 64,
-            gpus: 0,
+            gpus: 1,
+            gpu_model: "NVIDIA H200".into(),
+            gpu_memory_mib: 1024,
             score_mfuel_per_s: 1,
             tools: Vec::new(),
         }
@@ -1634,6 +1670,8 @@ mod tests {
             wall_time_ms: 10_000,
             output_bytes: 1 << 20,
             stdout_bytes: 1 << 10,
+            gpus: 1,
+            gpu_memory_mib: 1024,
         };
         assert_eq!(
             terms_over_caps(&terms(fair.clone()), &lease(), &offer(), &caps),
@@ -1672,6 +1710,20 @@ mod tests {
                 "stdout",
                 TaskLimits {
                     stdout_bytes: u64::MAX,
+                    ..fair.clone()
+                },
+            ),
+            (
+                "GPUs",
+                TaskLimits {
+                    gpus: 2,
+                    ..fair.clone()
+                },
+            ),
+            (
+                "GPU's memory",
+                TaskLimits {
+                    gpu_memory_mib: 1025,
                     ..fair.clone()
                 },
             ),

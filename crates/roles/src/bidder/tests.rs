@@ -13,6 +13,8 @@ fn offer() -> Offer {
         gpus: 0,
         score_mfuel_per_s: 1_000,
         tools: Vec::new(),
+        gpu_model: String::new(),
+        gpu_memory_mib: 0,
     }
 }
 
@@ -34,6 +36,7 @@ fn order(job: &[u8], created_ms: u64) -> Order {
         price_max_ucairn_per_gfuel: 50,
         created_ms,
         bid_window_ms: 200,
+        gpu_memory_mib: 0,
     }
 }
 

@@ -140,6 +140,8 @@ mod tests {
                 gpus: 0,
                 score_mfuel_per_s: 300,
                 tools: Vec::new(),
+                gpu_model: String::new(),
+                gpu_memory_mib: 0,
             },
         }
     }

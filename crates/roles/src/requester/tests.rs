@@ -52,6 +52,8 @@ fn submission(tasks: u32, policy: VerifyPolicy) -> Submission {
             wall_time_ms: 2_000,
             output_bytes: 1 << 20,
             stdout_bytes: 1 << 10,
+            gpus: 0,
+            gpu_memory_mib: 0,
         },
         budget_ucairn: 1_000_000,
         price_max_ucairn_per_gfuel: 100,
@@ -86,6 +88,8 @@ fn bid(key: &Keypair, order: &Order, slots: u32) -> Signed<Bid> {
             gpus: 0,
             score_mfuel_per_s: 100,
             tools: Vec::new(),
+            gpu_model: String::new(),
+            gpu_memory_mib: 0,
         },
     };
     Signed::sign(key, BID_NAMESPACE, bid)
@@ -1256,6 +1260,7 @@ fn tool_bid(key: &Keypair, order: &Order, threads: u32) -> Signed<Bid> {
         binary: ContentId::of(b"ffmpeg"),
         isa: "x86-64-v3".into(),
         threads,
+        gpu: String::new(),
     });
     Signed::sign(key, BID_NAMESPACE, bid)
 }
@@ -1286,7 +1291,7 @@ fn a_tool_job_keeps_the_build_its_first_replicas_run() {
     let one = tool_bid(&one_a, &order, 1)
         .payload_unchecked()
         .offer
-        .build_for("ffmpeg@5");
+        .build_for(&order);
     let mut winners: Vec<_> = chosen.iter().map(|c| c.provider).collect();
     winners.sort();
     let mut expected = vec![one_a.public(), one_b.public()];

@@ -104,6 +104,8 @@ fn terms() -> Terms {
             wall_time_ms: 1_000,
             output_bytes: 1 << 20,
             stdout_bytes: 1 << 10,
+            gpus: 0,
+            gpu_memory_mib: 0,
         },
     }
 }

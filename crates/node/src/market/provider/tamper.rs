@@ -395,6 +395,8 @@ mod tests {
                 wall_time: std::time::Duration::from_secs(60),
                 output_bytes: 16 << 20,
                 stdout_bytes: 16 << 10,
+                gpus: 0,
+                gpu_memory_mib: 0,
             },
         };
         let mut cheat = TrainingCheat::new(how, &args);
