@@ -61,6 +61,7 @@ fn main() {
             gpus: 2,
             gpu_model: "NVIDIA H200".into(),
             gpu_memory_mib: 143_771,
+            gpu_driver: "550.54.15".into(),
             score_mfuel_per_s: 300,
             tools: vec![ToolBuild {
                 runtime: "ffmpeg@5.1.9".into(),

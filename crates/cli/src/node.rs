@@ -252,6 +252,7 @@ impl MarketArgs {
                     gpu_memory_mib: 0,
                     score_mfuel_per_s: score,
                     tools: Vec::new(),
+                    gpu_driver: String::new(),
                 },
                 pricing: cairn_market::ScalePricing {
                     base_ucairn_per_gfuel: self.price,

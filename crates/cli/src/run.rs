@@ -112,6 +112,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ),
         ModuleRef::Tool(request) => Cow::Owned(request.to_string().into_bytes()),
     };
+    // Tasks at once a GPU job's GPUs allow, if it asks for any.
+    let mut gpu_workers = None;
     let runtime: Box<dyn Runtime> = match &job.module {
         ModuleRef::Tool(_) => {
             let wanted = job.limits.gpus;
@@ -120,13 +122,27 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 ..ToolConfig::default()
             })
             .context("a tool job runs its tool in a bubblewrap sandbox")?;
-            let here = tools.gpus().all().len();
-            if (here as u64) < u64::from(wanted) {
-                bail!(
-                    "{}: each task needs {wanted} GPU(s) (limits.gpus); this machine has {here} \
-                     NVIDIA GPU(s) the driver lists (/proc/driver/nvidia/gpus)",
-                    job.path.display()
-                );
+            if wanted > 0 {
+                let gpus = tools.gpus();
+                let here = gpus.all().len() as u32;
+                if here < wanted {
+                    bail!(
+                        "{}: each task needs {wanted} GPU(s) (limits.gpus); this machine lends \
+                         {here} NVIDIA GPU(s) its driver lists (/proc/driver/nvidia/gpus), of \
+                         one model",
+                        job.path.display()
+                    );
+                }
+                let memory = job.limits.gpu_memory_mib;
+                if gpus.memory_mib() < memory {
+                    bail!(
+                        "{}: each GPU needs {memory} MiB (limits.gpu_memory_mib); this machine's \
+                         have {} MiB (0: nvidia-smi could not say)",
+                        job.path.display(),
+                        gpus.memory_mib()
+                    );
+                }
+                gpu_workers = Some((here / wanted) as usize);
             }
             Box::new(tools)
         }
@@ -157,7 +173,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let workers = args
         .workers
         .map(NonZeroUsize::get)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get));
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get))
+        .min(gpu_workers.unwrap_or(usize::MAX));
 
     let bar = progress_bar(job.tasks().len(), args.json);
     let started = Instant::now();

@@ -342,6 +342,7 @@ mod tests {
             tools: Vec::new(),
             gpu_model: String::new(),
             gpu_memory_mib: 0,
+            gpu_driver: String::new(),
         }
     }
 

@@ -16,8 +16,9 @@ mod select;
 
 pub use auction::{Auction, BidRejection, Outcome};
 pub use order::{
-    BID_NAMESPACE, Bid, ISA_BYTES_MAX, ORDER_NAMESPACE, Offer, Order, RUNTIME_BYTES_MAX,
-    RUNTIMES_MAX, ToolBuild, Unfit,
+    BID_NAMESPACE, Bid, GPU_BACKENDS_BYTES_MAX, GPU_DRIVER_BYTES_MAX, GPU_MODEL_BYTES_MAX,
+    ISA_BYTES_MAX, ORDER_NAMESPACE, Offer, Order, RUNTIME_BYTES_MAX, RUNTIMES_MAX, ToolBuild,
+    Unfit,
 };
 pub use pricing::{Decline, PricingPolicy, Quote, ScalePricing};
 pub use rng::Rng;

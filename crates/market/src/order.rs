@@ -18,6 +18,8 @@ pub const ISA_BYTES_MAX: usize = 16;
 pub const GPU_MODEL_BYTES_MAX: usize = 48;
 /// The longest list of a tool's GPU backends (`CUDA+OPTIX`).
 pub const GPU_BACKENDS_BYTES_MAX: usize = 16;
+/// The longest GPU driver version (`550.54.15`).
+pub const GPU_DRIVER_BYTES_MAX: usize = 16;
 
 /// A requester's announcement of a job that needs providers: a reverse
 /// auction in which providers bid down from `price_max_ucairn_per_gfuel`.
@@ -82,6 +84,8 @@ pub struct Offer {
     pub gpu_model: String,
     /// The least memory any of them has, MiB (0: unknown).
     pub gpu_memory_mib: u32,
+    /// Their driver's version (`550.54.15`); empty if unknown.
+    pub gpu_driver: String,
     /// Its benchmark score: millions of fuel per second per core.
     pub score_mfuel_per_s: u32,
     /// The installed tools among `runtimes`, as they would run here.
@@ -120,10 +124,11 @@ impl ToolBuild {
 impl Offer {
     /// The build of the tool this offer would run `order`'s tasks with;
     /// `None` for Wasm, or a tool it does not describe. A task on a GPU
-    /// runs on the GPU's model too: another model may give other bits
-    /// (as another CPU's instruction-set level may), so the build of a
-    /// GPU order names it; a CPU order's does not, and the GPU backends a
-    /// tool has do not change what it does on a CPU.
+    /// runs on the GPU's model and driver too: another model may give
+    /// other bits (as another CPU's instruction-set level may), and the
+    /// driver compiles the GPU code, so the build of a GPU order names
+    /// both; a CPU order's does not, and the GPU backends a tool has do
+    /// not change what it does on a CPU.
     pub fn build_for(&self, order: &Order) -> Option<ContentId> {
         let tool = self
             .tools
@@ -141,6 +146,7 @@ impl Offer {
         let mut buf = Vec::new();
         tool.write(&mut buf);
         text::write(&self.gpu_model, &mut buf);
+        text::write(&self.gpu_driver, &mut buf);
         Some(ContentId::of(&buf))
     }
 
@@ -318,6 +324,7 @@ impl Write for Offer {
         self.gpus.write(buf);
         text::write(&self.gpu_model, buf);
         self.gpu_memory_mib.write(buf);
+        text::write(&self.gpu_driver, buf);
         self.score_mfuel_per_s.write(buf);
         (self.tools.len() as u8).write(buf);
         for tool in &self.tools {
@@ -336,6 +343,7 @@ impl EncodeSize for Offer {
             + 16
             + text::encode_size(&self.gpu_model)
             + 4
+            + text::encode_size(&self.gpu_driver)
             + 1
             + self
                 .tools
@@ -392,7 +400,15 @@ impl Read for Offer {
             .collect::<Result<_, _>>()?;
         let (cores, memory_mib, gpus) = (u32::read(buf)?, u32::read(buf)?, u32::read(buf)?);
         let gpu_model = text::read_label(buf, GPU_MODEL_BYTES_MAX)?;
-        let (gpu_memory_mib, score_mfuel_per_s) = (u32::read(buf)?, u32::read(buf)?);
+        let gpu_memory_mib = u32::read(buf)?;
+        let gpu_driver = text::read_name(buf, GPU_DRIVER_BYTES_MAX)?;
+        if (gpus == 0) != gpu_model.is_empty() {
+            return Err(CodecError::Invalid(
+                "offer.gpu_model",
+                "GPUs without a model, or a model without GPUs",
+            ));
+        }
+        let score_mfuel_per_s = u32::read(buf)?;
         let count = usize::from(u8::read(buf)?);
         if count > RUNTIMES_MAX {
             return Err(CodecError::InvalidLength(count));
@@ -407,6 +423,7 @@ impl Read for Offer {
             gpus,
             gpu_model,
             gpu_memory_mib,
+            gpu_driver,
             score_mfuel_per_s,
             tools,
         })
@@ -491,6 +508,7 @@ mod tests {
             gpu_memory_mib: 0,
             score_mfuel_per_s: 300,
             tools: vec![ffmpeg(1)],
+            gpu_driver: String::new(),
         };
         let bytes = offer.encode();
         assert_eq!(bytes.len(), offer.encode_size());
@@ -522,6 +540,7 @@ mod tests {
             gpus: 2,
             gpu_model: model.into(),
             gpu_memory_mib: memory_mib,
+            gpu_driver: "550.54.15".into(),
             score_mfuel_per_s: 300,
             tools: vec![blender],
         }
@@ -595,6 +614,24 @@ mod tests {
         assert_ne!(h200.build_for(&gpu), h200.build_for(&cpu));
         let other_h200 = gpu_offer("NVIDIA H200", 80_000, "CUDA");
         assert_eq!(h200.build_for(&gpu), other_h200.build_for(&gpu));
+        let other_driver = Offer {
+            gpu_driver: "535.183.01".into(),
+            ..other_h200
+        };
+        assert_ne!(h200.build_for(&gpu), other_driver.build_for(&gpu));
+        assert_eq!(h200.build_for(&cpu), other_driver.build_for(&cpu));
+        // GPUs and their model come together.
+        for (gpus, model) in [(2, ""), (0, "NVIDIA H200")] {
+            let inconsistent = Offer {
+                gpus,
+                gpu_model: model.into(),
+                ..h200.clone()
+            };
+            assert!(
+                Offer::decode(inconsistent.encode()).is_err(),
+                "{gpus} {model:?}"
+            );
+        }
         // A model name is words of printable ASCII, and short.
         let mut long = h200.clone();
         long.gpu_model = "X".repeat(GPU_MODEL_BYTES_MAX + 1);

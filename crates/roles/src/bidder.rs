@@ -77,6 +77,32 @@ struct Made {
     price: u64,
     slots: u32,
     deadline_ms: u64,
+    /// What one task of the order needs: the slots and the price were
+    /// reckoned on it.
+    needs: Needs,
+}
+
+/// What one task needs of a provider, as an order states it and as a
+/// lease's terms state it again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Needs {
+    /// Memory, MiB.
+    pub memory_mib: u32,
+    /// GPUs.
+    pub gpus: u32,
+    /// Memory of each GPU, MiB.
+    pub gpu_memory_mib: u32,
+}
+
+impl Needs {
+    /// What `order`'s tasks need.
+    pub fn of(order: &Order) -> Self {
+        Self {
+            memory_mib: order.memory_mib,
+            gpus: order.gpus,
+            gpu_memory_mib: order.gpu_memory_mib,
+        }
+    }
 }
 
 /// An order to bid on again when idle.
@@ -217,6 +243,7 @@ impl Bidder {
                 price,
                 slots,
                 deadline_ms,
+                needs: Needs::of(order),
             },
         );
         Answer::Bid(Bid {
@@ -260,6 +287,26 @@ impl Bidder {
             .ok_or("no bid on that job")?;
         if lease.price_ucairn_per_gfuel != bid.price || slots == 0 || slots > bid.slots {
             return Err("the lease differs from the bid");
+        }
+        Ok(())
+    }
+
+    /// Whether the terms of a lease offer for `lease`'s job ask of a task
+    /// what the order did (`check_lease` first): the bid's price and slots
+    /// were reckoned on the order, so terms asking for more memory, or for
+    /// GPUs the order never priced, would get them at the order's price
+    /// and crowd out other leases' tasks.
+    pub fn check_terms(&self, lease: &Lease, terms: Needs) -> Result<(), &'static str> {
+        let bid = self
+            .bids
+            .get(&(lease.requester, lease.job))
+            .ok_or("no bid on that job")?;
+        let ordered = bid.needs;
+        if terms.memory_mib > ordered.memory_mib {
+            return Err("the terms ask for more memory a task than the order did");
+        }
+        if (terms.gpus, terms.gpu_memory_mib) != (ordered.gpus, ordered.gpu_memory_mib) {
+            return Err("the terms ask for other GPUs than the order did");
         }
         Ok(())
     }

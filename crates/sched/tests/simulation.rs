@@ -62,6 +62,7 @@ fn simulate(seed: u64) -> Report {
                     tools: Vec::new(),
                     gpu_model: String::new(),
                     gpu_memory_mib: 0,
+                    gpu_driver: String::new(),
                 },
                 policy: ScalePricing {
                     base_ucairn_per_gfuel: 20 + rng.below(60),

@@ -2358,6 +2358,7 @@ fn bidder(slots: u32) -> Bidder {
         tools: Vec::new(),
         gpu_model: String::new(),
         gpu_memory_mib: 0,
+        gpu_driver: String::new(),
     };
     Bidder::new(offer, Box::new(ScalePricing::default()), u64::MAX)
 }

@@ -10,26 +10,31 @@
 //! into offers every peer reads: models are cut to printable ASCII of
 //! [`MODEL_BYTES_MAX`], and at most [`GPUS_MAX`] GPUs are lent.
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
-/// The most GPUs a provider lends.
-pub const GPUS_MAX: usize = 16;
+/// The most GPUs a provider lends: as many as a task may ask for.
+pub const GPUS_MAX: usize = *cairn_job::rules::GPUS_RANGE.end() as usize;
 
-/// The longest GPU model name kept (`NVIDIA GeForce RTX 4090`).
+/// The longest GPU model name kept (`NVIDIA GeForce RTX 4090`), as an
+/// offer's reader allows (`cairn_market::GPU_MODEL_BYTES_MAX`).
 pub const MODEL_BYTES_MAX: usize = 48;
+
+/// The longest driver version kept (`550.54.15`).
+pub const DRIVER_BYTES_MAX: usize = 16;
+
+/// How long `nvidia-smi` may take to answer.
+const SMI_TIME: Duration = Duration::from_secs(10);
 
 /// Bytes of a driver file, or of `nvidia-smi`'s answer, read at most.
 const READ_MAX: u64 = 64 << 10;
 
-/// The driver's nodes every task using a GPU needs, bound where present.
-const CONTROL_NODES: &[&str] = &[
-    "/dev/nvidiactl",
-    "/dev/nvidia-uvm",
-    "/dev/nvidia-uvm-tools",
-    "/dev/nvidia-modeset",
-];
+/// The driver's nodes a compute task needs, bound where present (not
+/// its profiling or display nodes).
+const CONTROL_NODES: &[&str] = &["/dev/nvidiactl", "/dev/nvidia-uvm"];
 
 /// One GPU.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,10 +62,14 @@ impl Gpu {
 #[derive(Debug, Default)]
 pub struct Gpus {
     gpus: Vec<Gpu>,
+    /// The driver's version (`550.54.15`); empty if unknown.
+    driver: String,
     /// Driver nodes bound for any task that has a GPU.
     control: Vec<PathBuf>,
     /// Whether each GPU is held by a running task.
     busy: Mutex<Vec<bool>>,
+    /// Signalled when a hold ends.
+    freed: Condvar,
 }
 
 impl Gpus {
@@ -69,8 +78,10 @@ impl Gpus {
         let busy = Mutex::new(vec![false; gpus.len()]);
         Self {
             gpus,
+            driver: String::new(),
             control,
             busy,
+            freed: Condvar::new(),
         }
     }
 
@@ -98,7 +109,25 @@ impl Gpus {
                 .filter(|p| p.exists())
                 .collect()
         };
-        Self::new(gpus, control)
+        let mut found = Self::new(gpus, control);
+        if !found.gpus.is_empty() {
+            found.driver = read_capped(Path::new("/proc/driver/nvidia/version"))
+                .and_then(|text| parse_driver_version(&text))
+                .unwrap_or_default();
+        }
+        found
+    }
+
+    /// The driver's version (`550.54.15`): compiled GPU code may differ
+    /// between drivers, so a GPU build names it. Empty if unknown.
+    pub fn driver(&self) -> &str {
+        &self.driver
+    }
+
+    /// How many are held by running tasks now.
+    pub fn busy(&self) -> u32 {
+        let busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        busy.iter().filter(|b| **b).count() as u32
     }
 
     /// The GPUs lent.
@@ -134,19 +163,39 @@ impl Gpus {
         nodes
     }
 
-    /// Holds `count` free GPUs for one task until the hold is dropped, or
-    /// says why it cannot.
-    pub(crate) fn hold(&self, count: u32) -> Result<Held<'_>, String> {
-        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
-        let free: Vec<usize> = (0..busy.len()).filter(|&i| !busy[i]).collect();
+    /// Holds `count` GPUs for one task until the hold is dropped, waiting
+    /// up to `wait` for other tasks to free them (two leases' tasks may
+    /// want them at once); says why it cannot.
+    pub(crate) fn hold(&self, count: u32, wait: Duration) -> Result<Held<'_>, String> {
         let count = count as usize;
-        if free.len() < count {
+        if count > self.gpus.len() {
             return Err(format!(
-                "the task needs {count} GPU(s); {} of this machine's {} are free",
-                free.len(),
+                "the task needs {count} GPU(s); this machine lends {}",
                 self.gpus.len()
             ));
         }
+        let until = Instant::now() + wait;
+        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        let free = loop {
+            let free: Vec<usize> = (0..busy.len()).filter(|&i| !busy[i]).collect();
+            if free.len() >= count {
+                break free;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "the task needs {count} GPU(s); {} of this machine's {} were free for {} s",
+                    free.len(),
+                    self.gpus.len(),
+                    wait.as_secs()
+                ));
+            }
+            busy = self
+                .freed
+                .wait_timeout(busy, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        };
         let held: Vec<usize> = free[..count].to_vec();
         for &i in &held {
             busy[i] = true;
@@ -177,6 +226,7 @@ impl Drop for Held<'_> {
         for &i in &self.held {
             busy[i] = false;
         }
+        self.gpus.freed.notify_all();
     }
 }
 
@@ -269,8 +319,21 @@ fn clean_model(raw: &str) -> Option<String> {
     (!model.is_empty()).then_some(model)
 }
 
+/// The version in the driver's `/proc/driver/nvidia/version`: the word
+/// after `Kernel Module` on its first line (`NVRM version: NVIDIA UNIX
+/// x86_64 Kernel Module  550.54.15  Tue Mar  5 …`).
+fn parse_driver_version(text: &str) -> Option<String> {
+    let line = text.lines().next()?;
+    let (_, rest) = line.split_once("Kernel Module")?;
+    let word = rest.split_whitespace().next()?;
+    let valid = word.len() <= DRIVER_BYTES_MAX
+        && word.starts_with(|c: char| c.is_ascii_digit())
+        && word.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    valid.then(|| word.to_owned())
+}
+
 /// Each GPU's memory by PCI address, from `nvidia-smi`; empty where it is
-/// not installed or fails.
+/// not installed, fails, or takes longer than [`SMI_TIME`].
 fn nvidia_smi_memory() -> Vec<(String, u32)> {
     let Some(smi) = ["/usr/bin/nvidia-smi", "/bin/nvidia-smi"]
         .iter()
@@ -279,22 +342,38 @@ fn nvidia_smi_memory() -> Vec<(String, u32)> {
     else {
         return Vec::new();
     };
-    let Ok(out) = Command::new(smi)
+    let Ok(mut child) = Command::new(smi)
         .args([
             "--query-gpu=pci.bus_id,memory.total",
             "--format=csv,noheader,nounits",
         ])
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .output()
+        .spawn()
     else {
         return Vec::new();
     };
-    if !out.status.success() {
+    let Some(stdout) = child.stdout.take() else {
         return Vec::new();
+    };
+    // Read on a thread, so a driver that hangs it cannot hang the node's
+    // start: past the time it is killed, and its end closes the pipe.
+    let (sent, got) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.take(READ_MAX).read_to_string(&mut text);
+        let _ = sent.send(text);
+    });
+    let text = got.recv_timeout(SMI_TIME).ok();
+    if text.is_none() {
+        let _ = child.kill();
     }
-    let text = String::from_utf8_lossy(&out.stdout[..out.stdout.len().min(READ_MAX as usize)]);
-    parse_smi_memory(&text)
+    let succeeded = child.wait().is_ok_and(|status| status.success());
+    match text {
+        Some(text) if succeeded => parse_smi_memory(&text),
+        _ => Vec::new(),
+    }
 }
 
 /// `address, MiB` lines, as `nvidia-smi --query-gpu=pci.bus_id,memory.total
@@ -375,6 +454,23 @@ mod tests {
     }
 
     #[test]
+    fn the_drivers_version_is_read_from_its_first_line() {
+        assert_eq!(
+            parse_driver_version(
+                "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 22:23:56 UTC 2024\n\
+                 GCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n"
+            )
+            .as_deref(),
+            Some("550.54.15")
+        );
+        assert_eq!(
+            parse_driver_version("NVRM version: Kernel Module  x\u{1b}[2J\n"),
+            None
+        );
+        assert_eq!(parse_driver_version(""), None);
+    }
+
+    #[test]
     fn nvidia_smis_memory_lines_are_read_and_others_skipped() {
         assert_eq!(
             parse_smi_memory(
@@ -441,7 +537,8 @@ mod tests {
             node: PathBuf::from(format!("/host/nvidia{minor}")),
         };
         let gpus = Gpus::new(vec![gpu(0), gpu(1)], vec![PathBuf::from("/dev/nvidiactl")]);
-        let first = gpus.hold(1).unwrap();
+        let now = Duration::ZERO;
+        let first = gpus.hold(1, now).unwrap();
         assert_eq!(
             first.nodes(),
             vec![
@@ -455,18 +552,32 @@ mod tests {
                 ),
             ]
         );
-        let second = gpus.hold(1).unwrap();
+        let second = gpus.hold(1, now).unwrap();
         assert_eq!(second.nodes()[1].1, Path::new("/dev/nvidia1"));
-        let refused = gpus.hold(1).err().unwrap();
+        assert_eq!(gpus.busy(), 2);
+        let refused = gpus.hold(1, now).err().unwrap();
         assert!(
-            refused.contains("0 of this machine's 2 are free"),
+            refused.contains("0 of this machine's 2 were free"),
             "{refused}"
         );
-        drop(first);
-        assert_eq!(
-            gpus.hold(1).unwrap().nodes()[1].1,
-            Path::new("/dev/nvidia0")
+        let refused = gpus.hold(3, Duration::from_secs(60)).err().unwrap();
+        assert!(
+            refused.contains("lends 2"),
+            "more than it has is refused at once: {refused}"
         );
-        assert!(gpus.hold(0).unwrap().nodes().is_empty(), "no GPU, no nodes");
+        // A task waiting for a GPU gets the first one freed.
+        std::thread::scope(|scope| {
+            let waiting = scope.spawn(|| {
+                let held = gpus.hold(1, Duration::from_secs(600)).unwrap();
+                held.nodes()[1].1.clone()
+            });
+            drop(first);
+            assert_eq!(waiting.join().unwrap(), Path::new("/dev/nvidia0"));
+        });
+        assert_eq!(gpus.busy(), 1);
+        assert!(
+            gpus.hold(0, now).unwrap().nodes().is_empty(),
+            "no GPU, no nodes"
+        );
     }
 }

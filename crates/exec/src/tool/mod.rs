@@ -65,16 +65,34 @@ enum GpuProbe {
 /// What a GPU probe prints before each backend it can use.
 const GPU_MARK: &str = "cairn-gpu ";
 
-/// Blender's GPU probe: the Cycles device types that have a device here.
-/// OptiX needs an RTX-class GPU; CUDA runs on any NVIDIA GPU Cycles takes.
+/// Blender's GPU probe: the Cycles backends with which it renders a
+/// few pixels on a device here. Listing devices is not enough: Cycles
+/// lists a GPU it has no kernels for. OptiX needs an RTX-class GPU; CUDA
+/// runs on any NVIDIA GPU Cycles takes.
 const BLENDER_GPU_PROBE: &str = "\
+import os
 import bpy
 prefs = bpy.context.preferences.addons['cycles'].preferences
 if hasattr(prefs, 'refresh_devices'):
     prefs.refresh_devices()
+scene = bpy.context.scene
+scene.render.engine = 'CYCLES'
+scene.render.resolution_x = scene.render.resolution_y = 8
+scene.render.image_settings.file_format = 'BMP'
+scene.cycles.samples = 1
+scene.cycles.device = 'GPU'
 for kind in ('CUDA', 'OPTIX'):
     try:
-        if any(d.type == kind for d in prefs.get_devices_for_type(kind)):
+        prefs.compute_device_type = kind
+        devices = prefs.get_devices_for_type(kind)
+        if not any(d.type == kind for d in devices):
+            continue
+        for d in devices:
+            d.use = d.type == kind
+        out = '/tmp/probe-' + kind + '.bmp'
+        scene.render.filepath = out
+        bpy.ops.render.render(write_still=True)
+        if os.path.getsize(out) > 0:
             print('cairn-gpu', kind)
     except Exception:
         pass
@@ -184,7 +202,9 @@ impl ToolRuntime {
     /// read inside the sandbox, is left out.
     pub fn new(config: ToolConfig) -> Result<Self, ExecError> {
         let sandbox = Sandbox::new(&config.bwrap)?;
-        let gpus = if config.gpus {
+        // A GPU task's memory is bounded by its group only (see
+        // `Sandbox::run`): without groups, no GPU is lent.
+        let gpus = if config.gpus && sandbox.has_groups() {
             Gpus::find()
         } else {
             Gpus::default()
@@ -306,7 +326,10 @@ impl Runtime for ToolRuntime {
                 tool.name
             )));
         }
-        let held = self.gpus.hold(wanted).map_err(ExecError::Gpu)?;
+        let held = self
+            .gpus
+            .hold(wanted, task.limits.wall_time)
+            .map_err(ExecError::Gpu)?;
         let started = Instant::now();
         let ran = self
             .sandbox

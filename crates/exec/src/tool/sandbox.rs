@@ -72,6 +72,9 @@ const ETC: &[&str] = &["/etc/ld.so.cache", "/etc/alternatives", "/etc/fonts"];
 /// How long a version probe may take.
 const PROBE_TIME: Duration = Duration::from_secs(60);
 
+/// How long a probe of what a tool can do with GPUs may take.
+const GPU_PROBE_TIME: Duration = Duration::from_secs(300);
+
 /// How long the host's own media work may take (one split of a clip).
 const MEDIA_TIME: Duration = Duration::from_secs(600);
 
@@ -224,6 +227,12 @@ impl Sandbox {
         Ok(sandbox)
     }
 
+    /// Whether each task gets a cgroup of its own, which bounds its
+    /// memory as a whole.
+    pub(crate) fn has_groups(&self) -> bool {
+        self.groups
+    }
+
     /// The version a tool prints, read inside the sandbox.
     pub(crate) fn version(
         &self,
@@ -251,7 +260,14 @@ impl Sandbox {
         devices: &[(PathBuf, PathBuf)],
     ) -> Result<Ran, ExecError> {
         let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-        self.spawn(tool, &args, None, None, devices, &probe_bounds())
+        let mut bounds = probe_bounds();
+        if !devices.is_empty() {
+            // A first GPU render may compile the renderer's kernels for
+            // the GPU (Cycles ships PTX for GPUs newer than its cubins).
+            bounds.wall_time = GPU_PROBE_TIME;
+            bounds.cpu_seconds = GPU_PROBE_TIME.as_secs();
+        }
+        self.spawn(tool, &args, None, None, devices, &bounds)
     }
 
     /// Runs one task of `tool`, which may use `threads` threads and the
@@ -368,8 +384,17 @@ impl Sandbox {
         let status_fd = status_write.as_raw_fd();
         let filter = self.filter()?;
         let filter_fd = filter.as_raw_fd();
+        // CUDA reserves address space for the GPU's memory and for unified
+        // addressing, far beyond what it touches, and fails to start under
+        // a small RLIMIT_AS: a task with a GPU is bounded by its group's
+        // memory only (no GPU is lent without groups, `ToolRuntime::new`).
+        let address_space = if devices.is_empty() {
+            bounds.memory_bytes
+        } else {
+            libc::RLIM_INFINITY
+        };
         let rlimits = [
-            (libc::RLIMIT_AS, bounds.memory_bytes, bounds.memory_bytes),
+            (libc::RLIMIT_AS, address_space, address_space),
             (libc::RLIMIT_FSIZE, bounds.file_bytes, bounds.file_bytes),
             (
                 libc::RLIMIT_CPU,

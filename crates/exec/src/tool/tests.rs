@@ -421,8 +421,8 @@ fn a_task_lent_a_gpu_sees_that_gpus_node_and_no_other() {
     }
     let dir = tempfile::tempdir().unwrap();
     let gpus = stand_in_gpus(dir.path());
-    let _first = gpus.hold(1).unwrap();
-    let second = gpus.hold(1).unwrap();
+    let _first = gpus.hold(1, Duration::ZERO).unwrap();
+    let second = gpus.hold(1, Duration::ZERO).unwrap();
     let script = "test -c /dev/nvidia1 && echo lent; \
                   echo work > /dev/nvidia1 && echo writes; \
                   test -e /dev/nvidia0 || echo 'not the other'; \

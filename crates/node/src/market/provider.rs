@@ -32,7 +32,7 @@ use super::{Counters, MarketConfig, Shared, fetch_blob, now_ms};
 mod render_cheat;
 mod tamper;
 
-use cairn_roles::bidder::{Answer, Bidder, Ignored};
+use cairn_roles::bidder::{Answer, Bidder, Ignored, Needs};
 use cairn_roles::lease_work::{Awaiting, LeaseWork, Next, Others, Stored, Write};
 use render_cheat::RenderCheat;
 
@@ -322,10 +322,16 @@ impl Provider {
                 config.offer.gpus = gpus.all().len() as u32;
                 config.offer.gpu_model = model.to_owned();
                 config.offer.gpu_memory_mib = gpus.memory_mib();
+                config.offer.gpu_driver = gpus.driver().to_owned();
                 tracing::info!(
-                    "lending {} GPU(s): {model}, {} MiB each",
+                    "lending {} GPU(s): {model}, {} MiB each, driver {}",
                     config.offer.gpus,
-                    config.offer.gpu_memory_mib
+                    config.offer.gpu_memory_mib,
+                    if gpus.driver().is_empty() {
+                        "unknown"
+                    } else {
+                        gpus.driver()
+                    }
                 );
             }
             let room = RUNTIMES_MAX.saturating_sub(config.offer.runtimes.len());
@@ -463,8 +469,18 @@ impl Provider {
         // learns at its next pull) must not turn every new order away. The
         // slots semaphore keeps concurrency at the cores offered whatever
         // the number of leases.
-        let busy = (self.config.offer.cores as usize).saturating_sub(self.slots.available_permits())
-            as u32;
+        let offer = &self.config.offer;
+        let mut busy = (offer.cores as usize).saturating_sub(self.slots.available_permits()) as u32;
+        if let (Some(tools), Ok(slots)) = (&self.tools, offer.slots_for(order))
+            && order.gpus > 0
+        {
+            // A GPU order's slots are its GPUs' as much as the cores': the
+            // slots taken are those that neither free cores nor free GPUs
+            // leave it (a CPU task holds no GPU, a GPU task one core).
+            let free_cores = offer.cores.saturating_sub(busy);
+            let free_gpus = offer.gpus.saturating_sub(tools.gpus().busy()) / order.gpus;
+            busy = slots.saturating_sub(free_cores.min(free_gpus));
+        }
         let answer = self.bidder.lock().order(order, requester, busy, now_ms());
         let request = match answer {
             Answer::Ignore(Ignored::Replayed | Ignored::Late) => {
@@ -744,7 +760,18 @@ impl Provider {
             Counters::bump(&self.shared.counters.refused);
             return Response::Refused("the lease names other parties".into());
         }
-        let matches_bid = self.bidder.lock().check_lease(&lease, slots);
+        let needs = Needs {
+            memory_mib: u32::try_from(terms.limits.memory_bytes.div_ceil(1 << 20))
+                .unwrap_or(u32::MAX),
+            gpus: terms.limits.gpus,
+            gpu_memory_mib: terms.limits.gpu_memory_mib,
+        };
+        let matches_bid = {
+            let bidder = self.bidder.lock();
+            bidder
+                .check_lease(&lease, slots)
+                .and_then(|()| bidder.check_terms(&lease, needs))
+        };
         if let Err(reason) = matches_bid {
             Counters::bump(&self.shared.counters.refused);
             return Response::Refused(reason.into());
@@ -1626,6 +1653,7 @@ mod tests {
             gpu_memory_mib: 1024,
             score_mfuel_per_s: 1,
             tools: Vec::new(),
+            gpu_driver: String::new(),
         }
     }
 

@@ -15,6 +15,7 @@ fn offer() -> Offer {
         tools: Vec::new(),
         gpu_model: String::new(),
         gpu_memory_mib: 0,
+        gpu_driver: String::new(),
     }
 }
 
@@ -99,6 +100,62 @@ fn an_order_is_bid_on_once_and_a_lease_must_match_the_bid() {
     assert_eq!(bidder.check_lease(&offered, 4), Ok(()));
     bidder.withdraw(&requester(), &o.job);
     assert!(bidder.check_lease(&offered, 4).is_err());
+}
+
+/// A `gpu_smuggler` requester orders CPU tasks (priced as such, slots
+/// by cores) and writes terms asking each task for the provider's GPUs,
+/// or for more memory than it ordered: the lease is refused.
+#[test]
+fn gpu_smuggler_terms_asking_more_than_the_order_are_refused() {
+    let mut bidder = Bidder::new(
+        Offer {
+            gpus: 2,
+            gpu_model: "NVIDIA H200".into(),
+            gpu_memory_mib: 143_771,
+            ..offer()
+        },
+        Box::new(ScalePricing::default()),
+        1 << 20,
+    );
+    let o = order(b"job", 0);
+    let Answer::Bid(bid) = bidder.order(&o, requester(), 0, 10) else {
+        panic!("an idle provider bids");
+    };
+    let offered = lease(&o, requester(), bid.price_ucairn_per_gfuel);
+    let as_ordered = Needs::of(&o);
+    assert_eq!(bidder.check_terms(&offered, as_ordered), Ok(()));
+    for (what, terms) in [
+        (
+            "GPUs",
+            Needs {
+                gpus: 2,
+                ..as_ordered
+            },
+        ),
+        (
+            "GPUs",
+            Needs {
+                gpu_memory_mib: 1,
+                ..as_ordered
+            },
+        ),
+        (
+            "memory",
+            Needs {
+                memory_mib: o.memory_mib + 1,
+                ..as_ordered
+            },
+        ),
+    ] {
+        let refused = bidder.check_terms(&offered, terms).unwrap_err();
+        assert!(refused.contains(what), "{what}: {refused}");
+    }
+    // Less memory than ordered is no harm.
+    let less = Needs {
+        memory_mib: 1,
+        ..as_ordered
+    };
+    assert_eq!(bidder.check_terms(&offered, less), Ok(()));
 }
 
 #[test]

@@ -90,6 +90,7 @@ fn bid(key: &Keypair, order: &Order, slots: u32) -> Signed<Bid> {
             tools: Vec::new(),
             gpu_model: String::new(),
             gpu_memory_mib: 0,
+            gpu_driver: String::new(),
         },
     };
     Signed::sign(key, BID_NAMESPACE, bid)
