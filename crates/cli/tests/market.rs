@@ -312,6 +312,7 @@ impl Devnet {
             .args(["--bootstrap", &requester, "--ledger", &self.url()])
             .args(["--provide", "--cores", "1"])
             .args(extra)
+            .env("CAIRN_NO_GPUS", "true")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(self.child.id() as i32)
@@ -803,6 +804,67 @@ fn render_cheats_are_outvoted_and_none_is_paid() {
         assert!(after.1[j] > before.1[j], "honest p{j} was not paid");
     }
     for mut process in cheats.into_iter().chain([honest]) {
+        let _ = process.kill();
+        let _ = process.wait();
+    }
+}
+
+/// A frame in four tiles, spot-checked (every tile drawn, so that the test
+/// is deterministic; a job would check a share), rendered by a region
+/// painter and an honest provider: each tile's check contradicts it, no
+/// dispute starts (no referee can re-run Blender), and the job waits for a
+/// third provider, whose renders outvote the painter's. The frame joins
+/// into the local run's bits; the painter is never paid.
+#[test]
+fn spot_checked_tiles_outvote_a_region_painter_and_it_is_not_paid() {
+    cairn_exec::tool::install_test_tools();
+    let devnet = Devnet::start_with_tools(3);
+    devnet.signal("p2", Signal::KILL);
+    devnet.wait_gone("p2");
+    devnet.signal("p1", Signal::KILL);
+    devnet.wait_gone("p1");
+    let painter = devnet.start_provider(1, &["--tools", "--misbehave", "region-painter"]);
+    devnet.wait_until("the painter is back", |d| {
+        (d.get("/v1/market")?["peers"].as_u64()? >= 2).then_some(())
+    });
+    let before = balances(&devnet, 3);
+    let tmp = tempfile::tempdir().unwrap();
+    let job = tmp.path().join("job.toml");
+    let example = std::fs::read_to_string(repo().join("examples/blender/job.toml")).unwrap();
+    let spot = example
+        .replace("frames = \"1-12\"", "frames = \"1\"")
+        .replace("# tiles = \"2x2\"", "tiles = \"2x2\"")
+        .replace(
+            "policy = \"replicate\"\nreplicas = 2",
+            "policy = \"spot\"\nprobability = 1.0",
+        );
+    assert!(spot.contains("probability = 1.0") && spot.contains("\ntiles = "));
+    std::fs::write(&job, spot).unwrap();
+    std::fs::copy(
+        repo().join("examples/blender/scene.py"),
+        tmp.path().join("scene.py"),
+    )
+    .unwrap();
+    let id = devnet.submit(&job);
+    let status = devnet.wait_until("every tile's check disagrees and the job waits", |d| {
+        let status = d.status(&id);
+        (status["state"] == "stalled" && status["executions"].as_u64()? >= 8).then_some(status)
+    });
+    assert_eq!(status["done"], 0, "{status}");
+    assert_eq!(status["disputes"], 0, "{status}");
+    let honest = devnet.start_provider(2, &["--tools"]);
+    let status = devnet.wait_done(&id);
+    assert_eq!(status["convicted"], Value::Array(Vec::new()), "{status}");
+    results_are_local_and_none_from(&devnet, &id, &job, 4, &[provider_key(&devnet, 1)]);
+    devnet.wait_until("the tiles are paid", |d| {
+        (d.status(&id)["settled"].as_u64()? >= 4).then_some(())
+    });
+    let after = balances(&devnet, 3);
+    assert_eq!(after.1[1], before.1[1], "the painter was paid");
+    for j in [0, 2] {
+        assert!(after.1[j] > before.1[j], "honest p{j} was not paid");
+    }
+    for mut process in [painter, honest] {
         let _ = process.kill();
         let _ = process.wait();
     }

@@ -200,7 +200,7 @@ impl Submission {
                     self.runtime
                 ));
             }
-            if !matches!(self.verify.policy()?, VerifyPolicy::Replicate { .. }) {
+            if self.verify.policy()? == VerifyPolicy::None {
                 return Err(format!("verify.policy: {}", cairn_job::TOOL_POLICY_REASON));
             }
         } else if self.limits.gpus > 0 {
@@ -363,8 +363,10 @@ mod tests {
         tool.runtime = "ffmpeg@5.1".into();
         tool.module.id = ContentId::of(b"ffmpeg@5.1");
         tool.module.size = 10;
-        // Compared with replicas, or not at all.
+        // Compared with other providers', never taken on one's word.
         assert!(tool.check().unwrap_err().starts_with("verify.policy"));
+        tool.verify = cairn_job::VerifyPolicy::Spot { probability: 0.25 }.into();
+        assert_eq!(tool.check(), Ok(()));
         tool.verify = cairn_job::VerifyPolicy::Replicate { replicas: 2 }.into();
         assert_eq!(tool.check(), Ok(()));
         // A tool task may be lent GPUs, within bounds; a Wasm task none.

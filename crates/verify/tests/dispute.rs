@@ -487,6 +487,66 @@ fn a_vote_decides_a_disagreement_where_no_dispute_can() {
     assert_eq!(verifier.trust().record(&a).streak, 1);
 }
 
+/// A tool job spot-checked (a frame's tiles each re-rendered elsewhere
+/// at random): a result drawn for a check that the check contradicts is
+/// decided by a vote, as under `replicate`; one not drawn is accepted on
+/// its own, at the cost of one run.
+#[test]
+fn a_spot_checked_vote_job_decides_a_caught_painter_by_a_vote_and_takes_the_rest_alone() {
+    use cairn_job::VerifyPolicy;
+    use cairn_verify::{Action, Params, Verifier};
+    use cairn_wire::Keypair;
+
+    let [painter, a, b] = [1u8, 2, 3].map(|i| Keypair::from_seed([i; 32]).public());
+    let right = ContentId::of(b"the frame");
+    let painted = ContentId::of(b"the frame, a corner painted over");
+
+    // Always drawn: the painter's tile is checked, contradicted, and
+    // outvoted two to one.
+    let mut verifier = Verifier::new(Params::default(), 1);
+    let job = ContentId::of(b"a tiled render, always checked");
+    verifier.open_job(job, VerifyPolicy::Spot { probability: 1.0 }, 1, 1_000);
+    verifier.decide_by_vote(&job);
+    let task = (job, 0);
+    let reveal = committed(&mut verifier, &task, painter, painted, 0);
+    assert!(
+        verifier
+            .reveal(&task, &painter, &reveal, 1)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(verifier.needs(&task), "drawn for a check: a second replica");
+    let reveal = committed(&mut verifier, &task, a, right, 2);
+    assert!(verifier.reveal(&task, &a, &reveal, 3).unwrap().is_empty());
+    assert!(verifier.needs(&task), "one against one: a third replica");
+    let reveal = committed(&mut verifier, &task, b, right, 4);
+    match verifier.reveal(&task, &b, &reveal, 5).unwrap().as_slice() {
+        [
+            Action::Accept {
+                digest, providers, ..
+            },
+        ] => {
+            assert_eq!(*digest, right);
+            assert!(!providers.contains(&painter), "{providers:?}");
+        }
+        other => panic!("expected the majority accepted, got {other:?}"),
+    }
+    assert_eq!(verifier.stats().disputes, 0);
+    assert_eq!(verifier.trust().record(&painter).streak, 0);
+
+    // Never drawn: one run, accepted alone.
+    let mut verifier = Verifier::new(Params::default(), 1);
+    let job = ContentId::of(b"a tiled render, never checked");
+    verifier.open_job(job, VerifyPolicy::Spot { probability: 0.0 }, 1, 1_000);
+    verifier.decide_by_vote(&job);
+    let task = (job, 0);
+    let reveal = committed(&mut verifier, &task, a, right, 0);
+    match verifier.reveal(&task, &a, &reveal, 1).unwrap().as_slice() {
+        [Action::Accept { providers, .. }] => assert_eq!(providers, &[a]),
+        other => panic!("expected a lone acceptance, got {other:?}"),
+    }
+}
+
 /// With three replicas wanted, a 2–1 vote is not enough: a fourth replica
 /// is wanted (the outvoted one is still live and will not change its
 /// mind), and the task does not wait for ever.
