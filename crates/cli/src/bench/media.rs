@@ -48,6 +48,12 @@ pub struct MediaArgs {
     /// whole frames' bits ("none": not measured).
     #[arg(long, default_value = "2x2")]
     pub tiles: String,
+    /// The tiled frames once more on the first devnet, each tile rendered
+    /// once and re-rendered elsewhere with this probability (`policy =
+    /// "spot"`: crop checks on the tile grid) rather than by every replica
+    /// (0: not measured).
+    #[arg(long, default_value_t = 0.25)]
+    pub spot: f64,
 }
 
 /// The Blender example, which the frames half renders.
@@ -112,7 +118,7 @@ pub fn media(args: &MediaArgs) -> anyhow::Result<Vec<Figure>> {
     for &providers in &args.providers {
         let out = scratch.path().join(format!("out-{providers}"));
         // As the local run: split, encoded, fetched and assembled.
-        let wall = on_devnet(
+        let (wall, _) = on_devnet(
             &scratch.path().join(format!("devnet-{providers}")),
             providers,
             tasks,
@@ -184,14 +190,14 @@ fn run_locally(job: &Path, out: &Path) -> anyhow::Result<Duration> {
 
 /// Runs the job `load` gives on a devnet of `providers` with tools, to its
 /// results in `out`: its wall time, from submission (splitting a clip
-/// included) to the last file fetched.
+/// included) to the last file fetched, and the executions it took.
 fn on_devnet(
     dir: &Path,
     providers: u64,
     tasks: f64,
     out: &Path,
     load: impl FnOnce() -> anyhow::Result<crate::video::Loaded>,
-) -> anyhow::Result<Duration> {
+) -> anyhow::Result<(Duration, u64)> {
     with_devnet_flags(dir, providers, &["--tools"], |node, _| {
         let started = Instant::now();
         // Loaded (a clip split) as part of the run; its segments live
@@ -203,7 +209,7 @@ fn on_devnet(
             bail!("the job has {} tasks, not {tasks}", status.total);
         }
         crate::job::results(node, &id, Some(out.to_path_buf()))?;
-        Ok(started.elapsed())
+        Ok((started.elapsed(), status.executions))
     })
 }
 
@@ -270,7 +276,7 @@ fn frames(args: &MediaArgs, dir: &Path) -> anyhow::Result<Vec<Figure>> {
     ));
     for &providers in &args.providers {
         let out = dir.join(format!("out-{providers}"));
-        let wall = on_devnet(
+        let (wall, _) = on_devnet(
             &dir.join(format!("devnet-{providers}")),
             providers,
             tasks,
@@ -304,15 +310,16 @@ fn frames(args: &MediaArgs, dir: &Path) -> anyhow::Result<Vec<Figure>> {
 }
 
 /// The same frames split into tiles: run locally and on the first devnet,
-/// each joined frame the local whole frame's bits, and what tiles cost
-/// against whole frames (every tile loads the scene again).
+/// replicated and then spot-checked, each joined frame the local whole
+/// frame's bits, and what tiles cost against whole frames (every tile
+/// loads the scene again) and checks against the frames' own work.
 fn tiled(args: &MediaArgs, dir: &Path, text: &str, whole: Duration) -> anyhow::Result<Vec<Figure>> {
     let job = dir.join("tiled.toml");
     let tiled = text.replace("# tiles = \"2x2\"", &format!("tiles = \"{}\"", args.tiles));
     if tiled == text {
         bail!("the Blender example no longer offers its tiles line as this benchmark expects");
     }
-    std::fs::write(&job, tiled)?;
+    std::fs::write(&job, &tiled)?;
     let local = run_locally(&job, &dir.join("tiled-local"))?;
     same_frames(
         dir,
@@ -328,27 +335,48 @@ fn tiled(args: &MediaArgs, dir: &Path, text: &str, whole: Duration) -> anyhow::R
             "ratio",
         ),
     ];
-    if let Some(&providers) = args.providers.first() {
+    let Some(&providers) = args.providers.first() else {
+        return Ok(figures);
+    };
+    let replicated = format!("policy = \"replicate\"\nreplicas = {}", args.replicas);
+    let spot = format!("policy = \"spot\"\nprobability = {:?}", args.spot);
+    if !tiled.contains(&replicated) {
+        bail!("the Blender example no longer names its verify policy as this benchmark expects");
+    }
+    let runs = [("tiled", tiled.clone())]
+        .into_iter()
+        .chain((args.spot > 0.0).then(|| ("tiled_spot", tiled.replace(&replicated, &spot))));
+    for (name, text) in runs {
+        let job = dir.join(format!("{name}.toml"));
+        std::fs::write(&job, text)?;
         let loaded = crate::video::load(&job, &[])?;
         let tasks = loaded.job.tasks().len() as f64;
-        let out = dir.join(format!("tiled-out-{providers}"));
-        let wall = on_devnet(
-            &dir.join(format!("tiled-devnet-{providers}")),
+        let out = dir.join(format!("{name}-out-{providers}"));
+        let (wall, executions) = on_devnet(
+            &dir.join(format!("{name}-devnet-{providers}")),
             providers,
             tasks,
             &out,
             || Ok(loaded),
         )?;
-        same_frames(dir, &out, args.frames, "the tiled devnet's")?;
+        same_frames(dir, &out, args.frames, &format!("the {name} devnet's"))?;
         figures.push(figure(
-            format!("blender_tiled_devnet_{providers}"),
+            format!("blender_{name}_devnet_{providers}"),
             wall.as_secs_f64(),
             "s",
         ));
         figures.push(figure(
-            format!("blender_tiled_devnet_{providers}_frames_per_minute"),
+            format!("blender_{name}_devnet_{providers}_frames_per_minute"),
             f64::from(args.frames) * 60.0 / wall.as_secs_f64(),
             "frames/min",
+        ));
+        // What checking cost, as a share of the frames' own work: the
+        // executions beyond one a tile (a replicated job's replicas, a
+        // spot-checked one's checks and votes).
+        figures.push(figure(
+            format!("blender_{name}_check_share"),
+            (executions as f64 - tasks) / tasks,
+            "ratio",
         ));
     }
     Ok(figures)
