@@ -4,11 +4,28 @@
 //! Values are opaque bytes: each role encodes its own records. A batch is
 //! one redb transaction, durable when [`Db::write`] returns, so a record
 //! acknowledged to a peer survives a crash.
+//!
+//! Every record is stored behind a version byte ([`RECORD_VERSION`]), and
+//! the store names its format in a table of its own: a node never reads a
+//! record another version of Cairn wrote in another encoding as if it were
+//! its own (a lease whose terms gained a field would decode as garbage, or
+//! not at all, and be skipped in silence). It says so and stops instead.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+/// The version of the encoding of every record this build writes: the byte
+/// each stored value starts with. Raise it when any role's record encoding
+/// changes.
+pub const RECORD_VERSION: u8 = 1;
+
+/// The store's own facts: its record format, under [`FORMAT_KEY`].
+const META: TableDefinition<'static, &'static [u8], &'static [u8]> = TableDefinition::new("meta");
+
+/// The key of the record format in [`META`].
+const FORMAT_KEY: &[u8] = b"record_version";
 
 /// The tables a node keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,8 +143,35 @@ impl Db {
         }
         let db = Database::create(path).map_err(|e| err(&e))?;
         let txn = db.begin_write().map_err(|e| err(&e))?;
+        let mut records = 0u64;
         for table in Table::ALL {
-            txn.open_table(table.definition()).map_err(|e| err(&e))?;
+            let t = txn.open_table(table.definition()).map_err(|e| err(&e))?;
+            records += t.len().map_err(|e| err(&e))?;
+        }
+        {
+            let mut meta = txn.open_table(META).map_err(|e| err(&e))?;
+            let found = meta
+                .get(FORMAT_KEY)
+                .map_err(|e| err(&e))?
+                .map(|v| v.value().to_vec());
+            match found.as_deref() {
+                Some([RECORD_VERSION]) => {}
+                None if records == 0 => {
+                    meta.insert(FORMAT_KEY, &[RECORD_VERSION][..])
+                        .map_err(|e| err(&e))?;
+                }
+                other => {
+                    let format = match other {
+                        Some([v]) => format!("format {v}"),
+                        _ => "no record format (an early version)".to_owned(),
+                    };
+                    return Err(err(&format!(
+                        "written by another version of Cairn, in {format}; this one reads \
+                         format {RECORD_VERSION}. Move the folder aside to start afresh, or run \
+                         the version that wrote it"
+                    )));
+                }
+            }
         }
         txn.commit().map_err(|e| err(&e))?;
         Ok(Self {
@@ -155,7 +199,10 @@ impl Db {
                     let mut t = txn
                         .open_table(table.definition())
                         .map_err(|e| self.err(e))?;
-                    t.insert(key.as_slice(), value.as_slice())
+                    let mut versioned = Vec::with_capacity(1 + value.len());
+                    versioned.push(RECORD_VERSION);
+                    versioned.extend_from_slice(value);
+                    t.insert(key.as_slice(), versioned.as_slice())
                         .map_err(|e| self.err(e))?;
                 }
                 Op::Delete(table, key) => {
@@ -175,9 +222,22 @@ impl Db {
         let t = txn
             .open_table(table.definition())
             .map_err(|e| self.err(e))?;
-        Ok(t.get(key)
+        t.get(key)
             .map_err(|e| self.err(e))?
-            .map(|v| v.value().to_vec()))
+            .map(|v| self.unversioned(table, v.value()))
+            .transpose()
+    }
+
+    /// A stored value without its version byte, or why it cannot be read.
+    fn unversioned(&self, table: Table, stored: &[u8]) -> Result<Vec<u8>, DbError> {
+        match stored.split_first() {
+            Some((&RECORD_VERSION, value)) => Ok(value.to_vec()),
+            Some((version, _)) => Err(self.err(format!(
+                "a record of {table:?} is in format {version}; this version of Cairn reads \
+                 format {RECORD_VERSION}"
+            ))),
+            None => Err(self.err(format!("a record of {table:?} is empty"))),
+        }
     }
 
     /// Every record whose key starts with `prefix`, in key order.
@@ -204,7 +264,10 @@ impl Db {
             if !key.value().starts_with(prefix) || out.len() == limit {
                 break;
             }
-            out.push((key.value().to_vec(), value.value().to_vec()));
+            out.push((
+                key.value().to_vec(),
+                self.unversioned(table, value.value())?,
+            ));
         }
         Ok(out)
     }
@@ -237,6 +300,62 @@ mod tests {
         );
         assert_eq!(db.get(Table::Jobs, b"a").unwrap(), Some(b"job".to_vec()));
         assert_eq!(db.get(Table::LeasesGiven, b"a").unwrap(), None);
+    }
+
+    #[test]
+    fn records_carry_their_version_and_another_versions_store_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        {
+            let db = Db::open(&path).unwrap();
+            db.write(&[Op::Put(Table::Jobs, b"a".to_vec(), b"job".to_vec())])
+                .unwrap();
+        }
+        // On disk, behind its version byte; read without it.
+        let raw = |path: &Path| {
+            let db = Database::create(path).unwrap();
+            let txn = db.begin_read().unwrap();
+            let t = txn.open_table(Table::Jobs.definition()).unwrap();
+            t.get(&b"a"[..]).unwrap().map(|v| v.value().to_vec())
+        };
+        assert_eq!(raw(&path), Some(b"\x01job".to_vec()));
+        assert_eq!(
+            Db::open(&path).unwrap().get(Table::Jobs, b"a").unwrap(),
+            Some(b"job".to_vec())
+        );
+
+        // A record another version wrote is refused by name, not decoded.
+        let rewrite =
+            |path: &Path, table: TableDefinition<&[u8], &[u8]>, key: &[u8], value: &[u8]| {
+                let db = Database::create(path).unwrap();
+                let txn = db.begin_write().unwrap();
+                txn.open_table(table).unwrap().insert(key, value).unwrap();
+                txn.commit().unwrap();
+            };
+        rewrite(&path, Table::Jobs.definition(), b"b", b"\x07job");
+        let db = Db::open(&path).unwrap();
+        let refused = db.scan(Table::Jobs, b"").unwrap_err().to_string();
+        assert!(refused.contains("format 7"), "{refused}");
+        assert!(db.get(Table::Jobs, b"b").is_err());
+        assert_eq!(db.get(Table::Jobs, b"a").unwrap(), Some(b"job".to_vec()));
+        drop(db);
+
+        // A store of another format, or of records without a format (as
+        // every store was before), is refused at opening.
+        rewrite(&path, META, FORMAT_KEY, &[2]);
+        let refused = Db::open(&path).err().unwrap().to_string();
+        assert!(
+            refused.contains("in format 2") && refused.contains("Move the folder aside"),
+            "{refused}"
+        );
+        let legacy = dir.path().join("legacy.redb");
+        rewrite(&legacy, Table::Jobs.definition(), b"a", b"job");
+        let refused = Db::open(&legacy).err().unwrap().to_string();
+        assert!(refused.contains("no record format"), "{refused}");
+        // An empty store takes this format.
+        let fresh = dir.path().join("fresh.redb");
+        drop(Db::open(&fresh).unwrap());
+        assert!(Db::open(&fresh).is_ok());
     }
 
     #[test]
