@@ -394,7 +394,10 @@ impl Checker<'_> {
             (None, Runtime::Wasm) => VerifyPolicy::default(),
             (Some(verify), Runtime::Tool) => {
                 let policy = self.check_verify(verify)?;
-                if policy == VerifyPolicy::None {
+                if !matches!(
+                    policy,
+                    VerifyPolicy::Replicate { .. } | VerifyPolicy::Spot { .. }
+                ) {
                     return Err(self.err(
                         &verify.get_ref().policy,
                         "verify.policy",
@@ -963,10 +966,11 @@ impl Checker<'_> {
 pub const WASM_GPU_REASON: &str =
     "a Wasm task cannot use a GPU; GPUs are lent to installed tools (runtime = \"tool\")";
 
-/// Why a tool job's verify policy cannot be `none`.
+/// Why a tool job's verify policy is `replicate` or `spot`.
 pub const TOOL_POLICY_REASON: &str = "a tool job's results are compared with other providers' \
-     (policy = \"replicate\", \"spot\" or \"adaptive\"), never taken on one provider's word \
-     alone: no referee can re-run a tool step by step, so a disagreement is decided by a vote";
+     (policy = \"replicate\", or \"spot\" with a probability), never taken on one provider's \
+     word alone, nor on trust it built elsewhere (\"adaptive\"): no referee can re-run a tool \
+     step by step, so a disagreement is decided by a vote";
 
 /// The task values of a frame list in Flamenco's syntax: numbers and
 /// inclusive ranges separated by commas (`"1-10, 15"` is 1 to 10, then 15).

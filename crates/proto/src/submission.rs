@@ -200,7 +200,10 @@ impl Submission {
                     self.runtime
                 ));
             }
-            if self.verify.policy()? == VerifyPolicy::None {
+            if !matches!(
+                self.verify.policy()?,
+                VerifyPolicy::Replicate { .. } | VerifyPolicy::Spot { .. }
+            ) {
                 return Err(format!("verify.policy: {}", cairn_job::TOOL_POLICY_REASON));
             }
         } else if self.limits.gpus > 0 {

@@ -1481,6 +1481,31 @@ impl RequesterCore {
                     }
                     touched.insert(task);
                 }
+                Action::Expelled {
+                    provider,
+                    job: id,
+                    reopened,
+                } => {
+                    tracing::warn!(
+                        job = %id.short(),
+                        "{} outvoted: it runs none of the job's tasks again; {} of its results \
+                         accepted unchecked are open again",
+                        provider.short(),
+                        reopened.len()
+                    );
+                    if let Some(job) = self.jobs.get_mut(&id) {
+                        job.sched.drop_provider(
+                            &provider,
+                            "outvoted: its result of a checked task was not its equals'",
+                        );
+                        // What it returned and is reopened is not paid,
+                        // unless an acceptance of it was signed already.
+                        job.payable.retain(|_, r| {
+                            r.signer() != provider
+                                || !reopened.contains(&(r.payload_unchecked().task as u32))
+                        });
+                    }
+                }
                 Action::Reopen { task } => {
                     effects.writes.push(Write::ForgetResult {
                         job: task.0,
@@ -2068,7 +2093,10 @@ fn action_job(action: &Action) -> Option<ContentId> {
         | Action::Reopen { task }
         | Action::Failed { task, .. } => Some(task.0),
         // A clawback comes with a conviction, which wakes every job.
-        Action::Clawback { .. } | Action::DisputeNext { .. } | Action::DisputeDone { .. } => None,
+        Action::Clawback { .. }
+        | Action::Expelled { .. }
+        | Action::DisputeNext { .. }
+        | Action::DisputeDone { .. } => None,
     }
 }
 

@@ -503,7 +503,8 @@ impl Sim {
                 }
                 Vec::new()
             }
-            Action::Reopen { .. } => Vec::new(),
+            // The simulation's jobs are Wasm's, decided by disputes.
+            Action::Reopen { .. } | Action::Expelled { .. } => Vec::new(),
             Action::Failed { task, reason } => {
                 self.failed.push(format!("{task:?}: {reason}"));
                 Vec::new()

@@ -82,6 +82,20 @@ pub enum Action {
         /// How.
         offence: Offence,
     },
+    /// `provider` was outvoted in `job`, which is decided by vote (an
+    /// installed tool's): it is wrong where its equals agree, so it gets
+    /// none of the job's work again, and `reopened` are the job's tasks
+    /// whose results were accepted on its word alone, open again (a
+    /// [`Action::Reopen`] follows for each). Not an offence: nothing proves
+    /// it to the ledger.
+    Expelled {
+        /// Who.
+        provider: PublicKey,
+        /// The job.
+        job: ContentId,
+        /// Its tasks open again.
+        reopened: Vec<u32>,
+    },
     /// A result accepted earlier leaned on a convicted provider: the task is
     /// open again and will be run elsewhere.
     Reopen {
@@ -1161,11 +1175,73 @@ impl Verifier {
         outvoted.iter().for_each(|p| self.trust.outvoted(p));
         self.stats.accepted += 1;
         self.task_mut(task).expect("exists").accepted = Some((digest, members.clone()));
-        vec![Action::Accept {
+        let mut actions = vec![Action::Accept {
             task: *task,
             digest,
             providers: members,
-        }]
+        }];
+        for provider in outvoted {
+            actions.extend(self.expel(provider, task.0, now_ms));
+        }
+        actions
+    }
+
+    /// `provider` lost a vote in `job`: it runs none of the job's tasks
+    /// again, its replicas there are not waited for, and every result of
+    /// the job accepted on its word alone is open again (under `spot`,
+    /// the results nobody checked). A sealed job's accepted results stand.
+    fn expel(&mut self, provider: PublicKey, job: ContentId, now_ms: u64) -> Vec<Action> {
+        let Some(state) = self.jobs.get_mut(&job) else {
+            return Vec::new();
+        };
+        let sealed = state.sealed;
+        // What the policy asks of a task before any disagreement: the
+        // replicas a vote against the provider added are wanted no more
+        // (the evaluation below asks again for what is still missing).
+        let base = match state.policy {
+            VerifyPolicy::Replicate { replicas } => replicas,
+            _ => 1,
+        };
+        let mut touched = Vec::new();
+        let mut reopened = Vec::new();
+        for (index, t) in state.tasks.iter_mut().enumerate() {
+            let mut hit = false;
+            for replica in t.replicas.iter_mut().filter(|r| r.provider == provider) {
+                if replica.live() {
+                    replica.state = ReplicaState::Rejected;
+                    hit = true;
+                }
+            }
+            if !hit || sealed {
+                continue;
+            }
+            let live = t.replicas.iter().filter(|r| r.live()).count() as u32;
+            t.wanted = base.max(live);
+            if t.accepted
+                .as_ref()
+                .is_some_and(|(_, m)| m[..] == [provider])
+            {
+                t.accepted = None;
+                t.spot = None;
+                reopened.push(index as u32);
+            }
+            touched.push((job, index as u32));
+        }
+        let mut actions = vec![Action::Expelled {
+            provider,
+            job,
+            reopened: reopened.clone(),
+        }];
+        for key in touched {
+            let decided = self.evaluate(&key, now_ms);
+            if reopened.contains(&key.1) {
+                self.stats.reopened += 1;
+                actions.push(Action::Reopen { task: key });
+            }
+            actions.extend(decided);
+            actions.extend(self.ask_reveals(&key, now_ms));
+        }
+        actions
     }
 
     /// Draws (once per task) whether it is spot-checked.

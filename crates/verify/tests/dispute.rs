@@ -472,10 +472,14 @@ fn a_vote_decides_a_disagreement_where_no_dispute_can() {
             Action::Accept {
                 digest, providers, ..
             },
+            Action::Expelled {
+                provider, reopened, ..
+            },
         ] => {
             assert_eq!(*digest, right);
             assert_eq!(providers.len(), 2);
             assert!(providers.contains(&a) && providers.contains(&c));
+            assert_eq!((*provider, reopened.len()), (b, 0), "b leaves the job");
         }
         other => panic!("expected the majority accepted, got {other:?}"),
     }
@@ -525,9 +529,11 @@ fn a_spot_checked_vote_job_decides_a_caught_painter_by_a_vote_and_takes_the_rest
             Action::Accept {
                 digest, providers, ..
             },
+            Action::Expelled { provider, .. },
         ] => {
             assert_eq!(*digest, right);
             assert!(!providers.contains(&painter), "{providers:?}");
+            assert_eq!(*provider, painter);
         }
         other => panic!("expected the majority accepted, got {other:?}"),
     }
@@ -544,6 +550,79 @@ fn a_spot_checked_vote_job_decides_a_caught_painter_by_a_vote_and_takes_the_rest
     match verifier.reveal(&task, &a, &reveal, 1).unwrap().as_slice() {
         [Action::Accept { providers, .. }] => assert_eq!(providers, &[a]),
         other => panic!("expected a lone acceptance, got {other:?}"),
+    }
+}
+
+/// A painter whose tiles mostly went unchecked (spot at one half) is
+/// caught on one that was: it leaves the job, and every tile accepted on
+/// its word alone is open again, to be run by someone else and checked
+/// afresh.
+#[test]
+fn a_caught_painter_leaves_the_job_and_its_unchecked_tiles_are_open_again() {
+    use cairn_job::VerifyPolicy;
+    use cairn_verify::{Action, Params, Verifier};
+    use cairn_wire::Keypair;
+
+    const TILES: u32 = 12;
+    let [painter, a, b] = [1u8, 2, 3].map(|i| Keypair::from_seed([i; 32]).public());
+    let right = ContentId::of(b"the tile");
+    let painted = ContentId::of(b"the tile, painted");
+    let mut verifier = Verifier::new(Params::default(), 7);
+    let job = ContentId::of(b"twelve tiles, half checked");
+    verifier.open_job(job, VerifyPolicy::Spot { probability: 0.5 }, TILES, 1_000);
+    verifier.decide_by_vote(&job);
+    // The painter runs every tile; each is drawn for a check or not.
+    let mut alone = Vec::new();
+    let mut drawn = Vec::new();
+    for i in 0..TILES {
+        let task = (job, i);
+        let reveal = committed(&mut verifier, &task, painter, painted, 0);
+        match verifier
+            .reveal(&task, &painter, &reveal, 1)
+            .unwrap()
+            .as_slice()
+        {
+            [Action::Accept { .. }] => alone.push(i),
+            [] => drawn.push(i),
+            other => panic!("tile {i}: {other:?}"),
+        }
+    }
+    assert!(
+        !alone.is_empty() && drawn.len() >= 2,
+        "alone {alone:?}, drawn {drawn:?}"
+    );
+    // An honest provider checks the first drawn tile: one against one, a
+    // third provider decides.
+    let caught = (job, drawn[0]);
+    let reveal = committed(&mut verifier, &caught, a, right, 4);
+    assert!(verifier.reveal(&caught, &a, &reveal, 5).unwrap().is_empty());
+    let reveal = committed(&mut verifier, &caught, b, right, 6);
+    let decided = verifier.reveal(&caught, &b, &reveal, 7).unwrap();
+    let expelled = decided.iter().find_map(|action| match action {
+        Action::Expelled {
+            provider, reopened, ..
+        } => Some((*provider, reopened.clone())),
+        _ => None,
+    });
+    assert_eq!(expelled, Some((painter, alone.clone())), "{decided:?}");
+    let reopened: Vec<u32> = decided
+        .iter()
+        .filter_map(|action| match action {
+            Action::Reopen { task } => Some(task.1),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reopened, alone);
+    // Each is run again, by anyone but the painter; so is each drawn tile
+    // still waiting for its check.
+    for &i in alone.iter().chain(&drawn[1..]) {
+        let task = (job, i);
+        assert!(verifier.needs(&task), "tile {i} is run again");
+        assert!(
+            !verifier.eligible(&task, &painter),
+            "tile {i}: not by the painter"
+        );
+        assert!(verifier.eligible(&task, &a), "tile {i}");
     }
 }
 

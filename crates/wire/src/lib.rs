@@ -46,7 +46,7 @@ pub use error::WireError;
 pub use id::{ContentId, hex, parse_hex, parse_hex32};
 pub use identity::{Keypair, NodeId, PublicKey, Signature, verify_batch};
 pub use manifest::{OutputFile, ResultManifest};
-pub use secret::{load_or_create_secret, load_secret, private_dir};
+pub use secret::{load_or_create_secret, load_secret, private_dir, random_seed};
 pub use tool::ToolRequest;
 
 /// Version of the wire format. It is the first byte of every envelope; a

@@ -25,6 +25,14 @@ pub fn load_or_create_secret(path: &Path) -> Result<[u8; 32], WireError> {
     }
 }
 
+/// A seed no one else can guess, from the operating system: for draws
+/// a peer must not predict (which results are checked).
+pub fn random_seed() -> u64 {
+    let mut seed = [0u8; 8];
+    getrandom::fill(&mut seed).expect("the operating system has no randomness source");
+    u64::from_le_bytes(seed)
+}
+
 /// Loads the secret stored at `path`, refusing a file others may read.
 /// A missing file is an error: whoever reads a secret it did not create
 /// (a client reading a node's token) must not make one up.

@@ -268,7 +268,9 @@ impl Requester {
             config.sched.clone(),
             config.verify.clone(),
             config.bid_window_ms,
-            now_ms(),
+            // Which results are checked must not be predictable by the
+            // providers checked (a clock's milliseconds would be).
+            cairn_wire::random_seed(),
         );
         let requester = Arc::new(Self {
             shared,

@@ -276,13 +276,13 @@ impl Job {
     /// its own, so a replicated job leased to fewer would wait for an idle
     /// re-auction to find the rest.
     pub(super) fn replicas_wanted(&self) -> u64 {
-        use cairn_job::VerifyPolicy::{Adaptive, Replicate, Spot};
+        use cairn_job::VerifyPolicy::{Replicate, Spot};
         match self.record.submission.verify.policy() {
             Ok(Replicate { replicas }) => u64::from(replicas.max(1)),
             // A tool's check is decided by a vote, which takes a second
             // provider running the job's build: leased with the first, not
             // found by an auction once a check is drawn.
-            Ok(Spot { .. } | Adaptive { .. }) if self.record.submission.runtime != "wasm" => 2,
+            Ok(Spot { .. }) if self.record.submission.runtime != "wasm" => 2,
             _ => 1,
         }
     }
