@@ -591,8 +591,12 @@ fn a_caught_painter_leaves_the_job_and_its_unchecked_tiles_are_open_again() {
         !alone.is_empty() && drawn.len() >= 2,
         "alone {alone:?}, drawn {drawn:?}"
     );
-    // An honest provider checks the first drawn tile: one against one, a
-    // third provider decides.
+    // An honest provider checks the second drawn tile too: one against
+    // one, it waits for a third.
+    let split = (job, drawn[1]);
+    let reveal = committed(&mut verifier, &split, a, right, 2);
+    assert!(verifier.reveal(&split, &a, &reveal, 3).unwrap().is_empty());
+    // And the first: one against one, a third provider decides.
     let caught = (job, drawn[0]);
     let reveal = committed(&mut verifier, &caught, a, right, 4);
     assert!(verifier.reveal(&caught, &a, &reveal, 5).unwrap().is_empty());
@@ -615,7 +619,7 @@ fn a_caught_painter_leaves_the_job_and_its_unchecked_tiles_are_open_again() {
     assert_eq!(reopened, alone);
     // Each is run again, by anyone but the painter; so is each drawn tile
     // still waiting for its check.
-    for &i in alone.iter().chain(&drawn[1..]) {
+    for &i in alone.iter().chain(&drawn[2..]) {
         let task = (job, i);
         assert!(verifier.needs(&task), "tile {i} is run again");
         assert!(
@@ -623,6 +627,14 @@ fn a_caught_painter_leaves_the_job_and_its_unchecked_tiles_are_open_again() {
             "tile {i}: not by the painter"
         );
         assert!(verifier.eligible(&task, &a), "tile {i}");
+    }
+    // The split tile wants one more agreeing result, not the third voter
+    // the painter's disagreement called for: the next one decides it.
+    assert!(verifier.eligible(&split, &b));
+    let reveal = committed(&mut verifier, &split, b, right, 8);
+    match verifier.reveal(&split, &b, &reveal, 9).unwrap().as_slice() {
+        [Action::Accept { providers, .. }] => assert_eq!(providers.len(), 2),
+        other => panic!("expected the split tile accepted, got {other:?}"),
     }
 }
 
