@@ -33,7 +33,7 @@ const STANDING_MS: u64 = 30 * 60_000;
 /// jobs, not every one it ever saw.
 const IDLE_BIDS_MAX: usize = 4;
 /// Requesters remembered as underpaying, newest kept.
-const UNDERPAID_MAX: usize = 1_024;
+pub const UNDERPAID_MAX: usize = 1_024;
 /// Why an underpaying requester's orders are declined.
 pub const UNDERPAID_REASON: &str =
     "a task of this requester declared a sliver of the work it took, under an earlier lease";

@@ -65,6 +65,9 @@ pub enum Table {
     /// Requester: cases against cheats it brings to the validators until
     /// a quorum attests them, by job, dispute and accused.
     Cases,
+    /// Provider: requesters one of whose tasks declared a sliver of the
+    /// work it took, by key (when it was found, ms): not bid for again.
+    Shunned,
 }
 
 impl Table {
@@ -83,10 +86,11 @@ impl Table {
             Table::Acceptances => "acceptances",
             Table::Challenges => "challenges",
             Table::Cases => "cases",
+            Table::Shunned => "shunned",
         })
     }
 
-    const ALL: [Table; 13] = [
+    const ALL: [Table; 14] = [
         Table::Jobs,
         Table::Results,
         Table::LeasesGiven,
@@ -100,6 +104,7 @@ impl Table {
         Table::Acceptances,
         Table::Challenges,
         Table::Cases,
+        Table::Shunned,
     ];
 }
 

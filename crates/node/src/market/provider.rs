@@ -18,7 +18,7 @@ use cairn_market::{
     ToolBuild,
 };
 use cairn_net::PeerId;
-use cairn_store::{Op, Table};
+use cairn_store::{Db, Op, Table};
 use cairn_wire::codec::{DecodeExt as _, Encode as _};
 use cairn_wire::{ContentId, PublicKey, Signed};
 use tokio::sync::{Semaphore, mpsc};
@@ -32,7 +32,7 @@ use super::{Counters, MarketConfig, Shared, fetch_blob, now_ms};
 mod render_cheat;
 mod tamper;
 
-use cairn_roles::bidder::{Answer, Bidder, Ignored, Needs};
+use cairn_roles::bidder::{Answer, Bidder, Ignored, Needs, UNDERPAID_MAX};
 use cairn_roles::lease_work::{Awaiting, LeaseWork, Next, Others, Stored, Write};
 use render_cheat::RenderCheat;
 
@@ -101,6 +101,40 @@ impl Default for TaskCaps {
             stdout_bytes: cairn_job::rules::STDOUT_KIB_RANGE.end() << 10,
         }
     }
+}
+
+/// Gives `bidder` back the requesters it shunned before a restart, the
+/// newest [`UNDERPAID_MAX`] of them, oldest first; forgets the rest.
+fn restore_shunned(db: &Db, bidder: &mut Bidder) -> Result<(), String> {
+    let mut shunned: Vec<(u64, PublicKey, Vec<u8>)> = Vec::new();
+    for (key, value) in db.scan(Table::Shunned, b"").map_err(|e| e.to_string())? {
+        let (Ok(bytes), Ok(at)) = (
+            <[u8; 32]>::try_from(&key[..]),
+            <[u8; 8]>::try_from(&value[..]),
+        ) else {
+            return Err("a shunned requester's record is malformed".into());
+        };
+        let requester = <PublicKey as cairn_wire::codec::DecodeFixed>::decode_fixed(bytes)
+            .map_err(|e| format!("a shunned requester: {e}"))?;
+        shunned.push((u64::from_be_bytes(at), requester, key));
+    }
+    shunned.sort_by_key(|(at, ..)| *at);
+    let forgotten = shunned.len().saturating_sub(UNDERPAID_MAX);
+    let forget: Vec<Op> = shunned
+        .drain(..forgotten)
+        .map(|(.., key)| Op::Delete(Table::Shunned, key))
+        .collect();
+    db.write(&forget).map_err(|e| e.to_string())?;
+    for (_, requester, _) in &shunned {
+        bidder.underpaid(requester);
+    }
+    if !shunned.is_empty() {
+        tracing::info!(
+            "{} requester(s) underpaid this provider before: none is bid for",
+            shunned.len()
+        );
+    }
+    Ok(())
 }
 
 /// Why a lease's terms ask for more than this provider lets a task use,
@@ -394,11 +428,12 @@ impl Provider {
                     )
                 })?;
         }
-        let bidder = Bidder::new(
+        let mut bidder = Bidder::new(
             config.offer.clone(),
             Box::new(config.pricing.clone()),
             shared.blobs.blob_bytes_max(),
         );
+        restore_shunned(&shared.db, &mut bidder)?;
         let provider = Arc::new(Self {
             slots: Arc::new(Semaphore::new(config.offer.cores as usize)),
             load: Arc::new(Load::default()),
@@ -871,7 +906,18 @@ impl Provider {
                 let fuel = receipt.payload_unchecked().fuel_used;
                 if let Some(reason) = core.worked(fuel, cpu.as_secs_f64() * 1e3) {
                     tracing::warn!("lease {}: {reason}", id.short());
-                    self.bidder.lock().underpaid(&record.lease.requester);
+                    let requester = record.lease.requester;
+                    self.bidder.lock().underpaid(&requester);
+                    // Kept across restarts: a requester must not get its
+                    // next leases by waiting for one.
+                    let shunned = Op::Put(
+                        Table::Shunned,
+                        requester.as_bytes().to_vec(),
+                        now_ms().to_be_bytes().to_vec(),
+                    );
+                    if let Err(e) = self.shared.db.write(&[shunned]) {
+                        tracing::warn!("remembering an underpaying requester: {e}");
+                    }
                 }
             }
             core.finished(done.report, done.took.as_secs_f64() * 1e3);
@@ -1655,6 +1701,64 @@ mod tests {
             tools: Vec::new(),
             gpu_driver: String::new(),
         }
+    }
+
+    /// A provider restarted after shunning requesters still shuns them,
+    /// the newest it can hold; older ones are forgotten on disk too.
+    #[test]
+    fn shunned_requesters_are_remembered_across_a_restart() {
+        use cairn_roles::bidder::UNDERPAID_REASON;
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("market.redb")).unwrap();
+        let key = |i: usize| {
+            let mut seed = [9; 32];
+            seed[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            cairn_wire::Keypair::from_seed(seed).public()
+        };
+        let shunned = UNDERPAID_MAX + 2;
+        let ops: Vec<Op> = (0..shunned)
+            .map(|i| {
+                let at = 1_000 + i as u64;
+                Op::Put(
+                    Table::Shunned,
+                    key(i).as_bytes().to_vec(),
+                    at.to_be_bytes().to_vec(),
+                )
+            })
+            .collect();
+        db.write(&ops).unwrap();
+        let mut bidder = Bidder::new(offer(), Box::new(ScalePricing::default()), 1 << 20);
+        restore_shunned(&db, &mut bidder).unwrap();
+        assert_eq!(db.scan(Table::Shunned, b"").unwrap().len(), UNDERPAID_MAX);
+        let order = |job: &[u8]| Order {
+            job: ContentId::of(job),
+            runtime: "wasm".into(),
+            module: ContentId::of(b"module"),
+            module_bytes: 1,
+            tasks: 1,
+            fuel_per_task_max: 1_000,
+            memory_mib: 1,
+            gpus: 0,
+            gpu_memory_mib: 0,
+            price_max_ucairn_per_gfuel: 1_000,
+            created_ms: 0,
+            bid_window_ms: 1_000,
+        };
+        assert_eq!(
+            bidder.order(&order(b"newest"), key(shunned - 1), 0, 1),
+            Answer::Decline(UNDERPAID_REASON.into())
+        );
+        assert!(
+            matches!(
+                bidder.order(&order(b"oldest"), key(0), 0, 1),
+                Answer::Bid(_)
+            ),
+            "the oldest is forgotten"
+        );
+        // A record that is not one is an error, not a requester forgiven.
+        db.write(&[Op::Put(Table::Shunned, vec![1; 5], vec![0; 8])])
+            .unwrap();
+        assert!(restore_shunned(&db, &mut bidder).is_err());
     }
 
     fn lease() -> Lease {
