@@ -534,6 +534,22 @@ fn render_job(dir: &Path, frames: usize) -> PathBuf {
     job
 }
 
+/// The Blender example, written into `dir` with its scene script, its text
+/// changed by `edit` (which must change it).
+fn blender_job(dir: &Path, edit: impl Fn(&str) -> String) -> PathBuf {
+    let example = repo().join("examples/blender");
+    let text = std::fs::read_to_string(example.join("job.toml")).unwrap();
+    let edited = edit(&text);
+    assert_ne!(
+        edited, text,
+        "the Blender example no longer reads as this test expects"
+    );
+    let job = dir.join("job.toml");
+    std::fs::write(&job, edited).unwrap();
+    std::fs::copy(example.join("scene.py"), dir.join("scene.py")).unwrap();
+    job
+}
+
 /// The example's first three frames (all 24 are rendered by CI's first
 /// command, the README's): a frame takes seconds, three times here.
 #[test]
@@ -773,14 +789,9 @@ fn render_cheats_are_outvoted_and_none_is_paid() {
     });
     let before = balances(&devnet, 5);
     let tmp = tempfile::tempdir().unwrap();
-    let job = tmp.path().join("job.toml");
-    let example = std::fs::read_to_string(repo().join("examples/blender/job.toml")).unwrap();
-    std::fs::write(&job, example.replace("frames = \"1-12\"", "frames = \"1\"")).unwrap();
-    std::fs::copy(
-        repo().join("examples/blender/scene.py"),
-        tmp.path().join("scene.py"),
-    )
-    .unwrap();
+    let job = blender_job(tmp.path(), |text| {
+        text.replace("frames = \"1-12\"", "frames = \"1\"")
+    });
     let id = devnet.submit(&job);
     // All four ran it (a stalled job runs nothing, and waits for a
     // provider that has not).
@@ -829,22 +840,16 @@ fn spot_checked_tiles_outvote_a_region_painter_and_it_is_not_paid() {
     });
     let before = balances(&devnet, 3);
     let tmp = tempfile::tempdir().unwrap();
-    let job = tmp.path().join("job.toml");
-    let example = std::fs::read_to_string(repo().join("examples/blender/job.toml")).unwrap();
-    let spot = example
-        .replace("frames = \"1-12\"", "frames = \"1\"")
-        .replace("# tiles = \"2x2\"", "tiles = \"2x2\"")
-        .replace(
-            "policy = \"replicate\"\nreplicas = 2",
-            "policy = \"spot\"\nprobability = 1.0",
-        );
-    assert!(spot.contains("probability = 1.0") && spot.contains("\ntiles = "));
-    std::fs::write(&job, spot).unwrap();
-    std::fs::copy(
-        repo().join("examples/blender/scene.py"),
-        tmp.path().join("scene.py"),
-    )
-    .unwrap();
+    let job = blender_job(tmp.path(), |text| {
+        text.replace("frames = \"1-12\"", "frames = \"1\"")
+            .replace("# tiles = \"2x2\"", "tiles = \"2x2\"")
+            .replace(
+                "policy = \"replicate\"\nreplicas = 2",
+                "policy = \"spot\"\nprobability = 1.0",
+            )
+    });
+    let text = std::fs::read_to_string(&job).unwrap();
+    assert!(text.contains("probability = 1.0") && text.contains("\ntiles = "));
     let id = devnet.submit(&job);
     let status = devnet.wait_until("every tile's check disagrees and the job waits", |d| {
         let status = d.status(&id);
