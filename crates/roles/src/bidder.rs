@@ -258,8 +258,8 @@ impl Bidder {
     /// A task of `requester`'s declared a sliver of the work it took (see
     /// `LeaseWork::worked`): none of its orders gets a bid again (a new job
     /// of the same requester would get one more task done for nothing),
-    /// and no bid made already is leased. Remembered until the provider
-    /// restarts.
+    /// and no bid made already is leased. The newest [`UNDERPAID_MAX`] are
+    /// remembered; the shell keeps them across restarts.
     pub fn underpaid(&mut self, requester: &PublicKey) {
         self.bids.retain(|(r, _), _| r != requester);
         self.standing.retain(|(r, _), _| r != requester);

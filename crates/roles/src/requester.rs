@@ -290,6 +290,8 @@ pub struct Checked {
 pub enum BidRefused {
     /// Its bidder was convicted of cheating this requester.
     Banned,
+    /// Its bidder lost a vote in this job (see `Action::Expelled`).
+    Expelled,
     /// No auction of this requester is open for its order.
     NoAuction,
     /// The auction refused it.
@@ -563,8 +565,12 @@ impl RequesterCore {
         let Some(j) = self.jobs.get_mut(&lease.job) else {
             return false;
         };
-        j.sched
-            .add_provider(lease.provider, slots * proto::PREFETCH_PER_SLOT_MAX, now);
+        // An expelled provider's lease is kept (what it is owed is paid
+        // through it), but it is handed no work.
+        if !j.record.expelled.contains(&lease.provider) {
+            j.sched
+                .add_provider(lease.provider, slots * proto::PREFETCH_PER_SLOT_MAX, now);
+        }
         self.leases.insert(lease.id(), lease.job);
         j.leases.insert(lease.id(), lease);
         true
@@ -995,6 +1001,9 @@ impl RequesterCore {
             .values_mut()
             .find(|job| job.order.as_ref().is_some_and(|(id, _)| *id == order))
             .ok_or(BidRefused::NoAuction)?;
+        if job.record.expelled.contains(&sender) {
+            return Err(BidRefused::Expelled);
+        }
         match &mut job.phase {
             Phase::Bidding(auction) if auction.order_id() == order => auction
                 .bid(bid, stake, record, now)
@@ -1494,17 +1503,28 @@ impl RequesterCore {
                         reopened.len()
                     );
                     if let Some(job) = self.jobs.get_mut(&id) {
-                        job.sched.drop_provider(
-                            &provider,
-                            "outvoted: its result of a checked task was not its equals'",
-                        );
-                        // What it returned and is reopened is not paid,
-                        // unless an acceptance of it was signed already.
+                        // On one build, the outvoted is wrong; on two, it
+                        // may be honest, and keeps working (its results
+                        // accepted alone are checked all the same).
+                        if job.build.is_some() && job.record.expelled.insert(provider) {
+                            job.sched.drop_provider(
+                                &provider,
+                                "outvoted: its result of a checked task was not its equals'",
+                            );
+                            effects.writes.push(Write::Job {
+                                id,
+                                record: Box::new(job.record.clone()),
+                            });
+                        }
+                        // What it returned and is reopened is paid only
+                        // once another's agrees (or was acknowledged
+                        // already, in an acceptance it holds).
                         job.payable.retain(|_, r| {
                             r.signer() != provider
                                 || !reopened.contains(&(r.payload_unchecked().task as u32))
                         });
                     }
+                    touched.extend(reopened.iter().map(|&task| (id, task)));
                 }
                 Action::Reopen { task } => {
                     effects.writes.push(Write::ForgetResult {
@@ -2092,11 +2112,9 @@ fn action_job(action: &Action) -> Option<ContentId> {
         | Action::Convicted { task, .. }
         | Action::Reopen { task }
         | Action::Failed { task, .. } => Some(task.0),
+        Action::Expelled { job, .. } => Some(*job),
         // A clawback comes with a conviction, which wakes every job.
-        Action::Clawback { .. }
-        | Action::Expelled { .. }
-        | Action::DisputeNext { .. }
-        | Action::DisputeDone { .. } => None,
+        Action::Clawback { .. } | Action::DisputeNext { .. } | Action::DisputeDone { .. } => None,
     }
 }
 

@@ -83,11 +83,11 @@ pub enum Action {
         offence: Offence,
     },
     /// `provider` was outvoted in `job`, which is decided by vote (an
-    /// installed tool's): it is wrong where its equals agree, so it gets
-    /// none of the job's work again, and `reopened` are the job's tasks
-    /// whose results were accepted on its word alone, open again (a
-    /// [`Action::Reopen`] follows for each). Not an offence: nothing proves
-    /// it to the ledger.
+    /// installed tool's), for the first time: it is wrong where its equals
+    /// agree, so it gets none of the job's work again, and `reopened` are
+    /// the job's tasks whose results were accepted on its word alone, open
+    /// until another provider's agrees (a [`Action::Reopen`] follows for
+    /// each). Not an offence: nothing proves it to the ledger.
     Expelled {
         /// Who.
         provider: PublicKey,
@@ -209,6 +209,8 @@ struct JobState {
     /// Settled: its results are paid and kept, whatever is learnt later
     /// (see [`Verifier::seal`]).
     sealed: bool,
+    /// Providers that lost a vote in it (see [`Action::Expelled`]).
+    expelled: BTreeSet<PublicKey>,
 }
 
 #[derive(Clone, Debug)]
@@ -323,6 +325,7 @@ impl Verifier {
                 fuel_per_task,
                 disputable: true,
                 sealed: false,
+                expelled: BTreeSet::new(),
             },
         );
     }
@@ -1186,59 +1189,42 @@ impl Verifier {
         actions
     }
 
-    /// `provider` lost a vote in `job`: it runs none of the job's tasks
-    /// again, its replicas there are not waited for, and every result of
-    /// the job accepted on its word alone is open again (under `spot`,
-    /// the results nobody checked). A sealed job's accepted results stand.
+    /// `provider` lost a vote in `job`: the requester hands it none of the
+    /// job's work again. Its votes still count (an honest provider outvoted
+    /// by colluders keeps them, and a painter's are outvoted), and every
+    /// result of the job accepted on its word alone is checked: open again
+    /// until another provider's agrees with it, then accepted with both, or
+    /// a vote goes against it. A sealed job's accepted results stand.
     fn expel(&mut self, provider: PublicKey, job: ContentId, now_ms: u64) -> Vec<Action> {
         let Some(state) = self.jobs.get_mut(&job) else {
             return Vec::new();
         };
-        let sealed = state.sealed;
-        // What the policy asks of a task before any disagreement: the
-        // replicas a vote against the provider added are wanted no more
-        // (the evaluation below asks again for what is still missing).
-        let base = match state.policy {
-            VerifyPolicy::Replicate { replicas } => replicas,
-            _ => 1,
-        };
-        let mut touched = Vec::new();
+        if !state.expelled.insert(provider) {
+            return Vec::new();
+        }
         let mut reopened = Vec::new();
-        for (index, t) in state.tasks.iter_mut().enumerate() {
-            let mut hit = false;
-            for replica in t.replicas.iter_mut().filter(|r| r.provider == provider) {
-                if replica.live() {
-                    replica.state = ReplicaState::Rejected;
-                    hit = true;
+        if !state.sealed {
+            for (index, t) in state.tasks.iter_mut().enumerate() {
+                if t.accepted
+                    .as_ref()
+                    .is_some_and(|(_, members)| members[..] == [provider])
+                {
+                    t.accepted = None;
+                    t.spot = Some(true);
+                    reopened.push(index as u32);
                 }
             }
-            if !hit || sealed {
-                continue;
-            }
-            let live = t.replicas.iter().filter(|r| r.live()).count() as u32;
-            t.wanted = base.max(live);
-            if t.accepted
-                .as_ref()
-                .is_some_and(|(_, m)| m[..] == [provider])
-            {
-                t.accepted = None;
-                t.spot = None;
-                reopened.push(index as u32);
-            }
-            touched.push((job, index as u32));
         }
         let mut actions = vec![Action::Expelled {
             provider,
             job,
             reopened: reopened.clone(),
         }];
-        for key in touched {
-            let decided = self.evaluate(&key, now_ms);
-            if reopened.contains(&key.1) {
-                self.stats.reopened += 1;
-                actions.push(Action::Reopen { task: key });
-            }
-            actions.extend(decided);
+        for index in reopened {
+            let key = (job, index);
+            self.stats.reopened += 1;
+            actions.push(Action::Reopen { task: key });
+            actions.extend(self.evaluate(&key, now_ms));
             actions.extend(self.ask_reveals(&key, now_ms));
         }
         actions

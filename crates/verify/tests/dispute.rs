@@ -617,8 +617,9 @@ fn a_caught_painter_leaves_the_job_and_its_unchecked_tiles_are_open_again() {
         })
         .collect();
     assert_eq!(reopened, alone);
-    // Each is run again, by anyone but the painter; so is each drawn tile
-    // still waiting for its check.
+    // Each is checked by another provider (the painter's vote stands, to
+    // be outvoted or agreed with); so is each drawn tile still waiting for
+    // its check.
     for &i in alone.iter().chain(&drawn[2..]) {
         let task = (job, i);
         assert!(verifier.needs(&task), "tile {i} is run again");
@@ -628,13 +629,30 @@ fn a_caught_painter_leaves_the_job_and_its_unchecked_tiles_are_open_again() {
         );
         assert!(verifier.eligible(&task, &a), "tile {i}");
     }
-    // The split tile wants one more agreeing result, not the third voter
-    // the painter's disagreement called for: the next one decides it.
+    // The split tile's third voter decides it: the painter, outvoted again,
+    // is not expelled twice.
     assert!(verifier.eligible(&split, &b));
     let reveal = committed(&mut verifier, &split, b, right, 8);
     match verifier.reveal(&split, &b, &reveal, 9).unwrap().as_slice() {
         [Action::Accept { providers, .. }] => assert_eq!(providers.len(), 2),
         other => panic!("expected the split tile accepted, got {other:?}"),
+    }
+    // A reopened tile: the painter's result stands until two others agree
+    // against it, and then it is not the one accepted.
+    let tile = (job, alone[0]);
+    let reveal = committed(&mut verifier, &tile, a, right, 10);
+    assert!(verifier.reveal(&tile, &a, &reveal, 11).unwrap().is_empty());
+    let reveal = committed(&mut verifier, &tile, b, right, 12);
+    match verifier.reveal(&tile, &b, &reveal, 13).unwrap().as_slice() {
+        [
+            Action::Accept {
+                digest, providers, ..
+            },
+        ] => {
+            assert_eq!(*digest, right);
+            assert!(!providers.contains(&painter));
+        }
+        other => panic!("expected the reopened tile decided, got {other:?}"),
     }
 }
 

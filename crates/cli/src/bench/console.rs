@@ -4,8 +4,9 @@
 //! it applies per second, and how long the page ever goes without drawing
 //! a frame.
 
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -64,27 +65,50 @@ pub fn console(args: &ConsoleArgs) -> anyhow::Result<Vec<Figure>> {
                      (br_if $l (local.get $i)))))"#,
         )?;
         let module = upload(node, "busy.wasm", &busy)?;
-        // Unverified: what is measured is the page, and a job that waits
-        // for a second provider to check a result (under a loaded
-        // machine's deadlines) measures the market instead.
-        let job = submit(node, &module, args.tasks, 10_000_000, VerifyPolicy::None)?;
         let token = std::fs::read_to_string(dir.join("v0/api.token"))?;
-        let output = Command::new("node")
+        let browser_log = scratch.path().join("browser.log");
+        let mut browser = Command::new("node")
             .arg(&script)
             .arg(node.base())
             .arg(token.trim())
             .arg(WATCH.as_secs().to_string())
-            .output()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            // A file, not a pipe nobody reads while the job runs.
+            .stderr(std::fs::File::create(&browser_log)?)
+            .spawn()
             .context("running Node.js (the console benchmark needs it)")?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        if !output.status.success() {
+        let mut lines = BufReader::new(browser.stdout.take().context("the browser's output")?)
+            .lines()
+            .map_while(Result::ok);
+        // The job is submitted once the browser is up, and the page loaded
+        // again, so the page sees it from its start: submitted before, a
+        // job could end while a slow machine was still starting the
+        // browser, and nothing was seen.
+        let ready = lines.by_ref().any(|line| line == "ready");
+        let job = if ready {
+            // Unverified: what is measured is the page, and a job that
+            // waits for a second provider to check a result (under a
+            // loaded machine's deadlines) measures the market instead.
+            let job = submit(node, &module, args.tasks, 10_000_000, VerifyPolicy::None)?;
+            let mut stdin = browser.stdin.take().context("the browser's input")?;
+            stdin.write_all(b"submitted\n")?;
+            Some(job)
+        } else {
+            None
+        };
+        let stdout: Vec<String> = lines.collect();
+        let status = browser.wait()?;
+        let stderr = std::fs::read_to_string(&browser_log).unwrap_or_default();
+        let (Some(job), true) = (job, status.success()) else {
             bail!(
-                "the browser's measurement failed: {stdout}{}",
-                String::from_utf8_lossy(&output.stderr)
+                "the browser's measurement failed: {}{stderr}",
+                stdout.join("\n")
             );
-        }
-        let seen = serde_json::from_str::<Seen>(stdout.trim())
-            .with_context(|| format!("the browser's measurement: {stdout}"))?;
+        };
+        let last = stdout.last().map(String::as_str).unwrap_or_default();
+        let seen = serde_json::from_str::<Seen>(last)
+            .with_context(|| format!("the browser's measurement: {}", stdout.join("\n")))?;
         if !seen.over {
             // Why the job did not end, while the devnet is up to say.
             let status = node.job(&job)?;

@@ -3,8 +3,11 @@
 //
 //   node bench.mjs <console url> <api token> <seconds>
 //
-// The newest job must be running when it starts. It opens the console
-// with the token in the address's fragment and records, in the page:
+// It opens the console with the token in the address's fragment, prints
+// `ready` once the page is loaded, and waits for a line on its standard
+// input: the job to watch has been submitted (then, so that the page sees
+// it from its start however slowly the browser came up). It loads the
+// page again and records, in the page:
 // when the job's progress line first shows (the first render, from the
 // start of navigation), every later change of that line (a status update
 // applied), every animation frame, and every long task (the main thread
@@ -58,6 +61,10 @@ try {
     });
   });
   await page.goto(`${url}#token=${token}`);
+  console.log('ready');
+  await new Promise((resolve) => process.stdin.once('data', resolve));
+  process.stdin.pause();
+  await page.reload();
   await page.waitForFunction(() => window.cairnBench.changes.length > 0);
   const over = /· (done|failed|cancelled)$/;
   await page.waitForFunction((pattern) => {

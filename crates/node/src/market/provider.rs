@@ -104,26 +104,31 @@ impl Default for TaskCaps {
 }
 
 /// Gives `bidder` back the requesters it shunned before a restart, the
-/// newest [`UNDERPAID_MAX`] of them, oldest first; forgets the rest.
+/// newest [`UNDERPAID_MAX`] of them, oldest first; forgets the rest, and
+/// any record that is not one (they are advice: a provider that cannot
+/// read one still starts, and says so).
 fn restore_shunned(db: &Db, bidder: &mut Bidder) -> Result<(), String> {
     let mut shunned: Vec<(u64, PublicKey, Vec<u8>)> = Vec::new();
+    let mut forget: Vec<Op> = Vec::new();
     for (key, value) in db.scan(Table::Shunned, b"").map_err(|e| e.to_string())? {
-        let (Ok(bytes), Ok(at)) = (
-            <[u8; 32]>::try_from(&key[..]),
-            <[u8; 8]>::try_from(&value[..]),
-        ) else {
-            return Err("a shunned requester's record is malformed".into());
-        };
-        let requester = <PublicKey as cairn_wire::codec::DecodeFixed>::decode_fixed(bytes)
-            .map_err(|e| format!("a shunned requester: {e}"))?;
-        shunned.push((u64::from_be_bytes(at), requester, key));
+        let requester = <[u8; 32]>::try_from(&key[..]).ok().and_then(|bytes| {
+            <PublicKey as cairn_wire::codec::DecodeFixed>::decode_fixed(bytes).ok()
+        });
+        match (requester, <[u8; 8]>::try_from(&value[..])) {
+            (Some(requester), Ok(at)) => shunned.push((u64::from_be_bytes(at), requester, key)),
+            _ => {
+                tracing::warn!("a shunned requester's record is malformed: forgotten");
+                forget.push(Op::Delete(Table::Shunned, key));
+            }
+        }
     }
     shunned.sort_by_key(|(at, ..)| *at);
     let forgotten = shunned.len().saturating_sub(UNDERPAID_MAX);
-    let forget: Vec<Op> = shunned
-        .drain(..forgotten)
-        .map(|(.., key)| Op::Delete(Table::Shunned, key))
-        .collect();
+    forget.extend(
+        shunned
+            .drain(..forgotten)
+            .map(|(.., key)| Op::Delete(Table::Shunned, key)),
+    );
     db.write(&forget).map_err(|e| e.to_string())?;
     for (_, requester, _) in &shunned {
         bidder.underpaid(requester);
@@ -1755,10 +1760,16 @@ mod tests {
             ),
             "the oldest is forgotten"
         );
-        // A record that is not one is an error, not a requester forgiven.
+        // A record that is not one is forgotten, and the rest still read.
         db.write(&[Op::Put(Table::Shunned, vec![1; 5], vec![0; 8])])
             .unwrap();
-        assert!(restore_shunned(&db, &mut bidder).is_err());
+        let mut restarted = Bidder::new(offer(), Box::new(ScalePricing::default()), 1 << 20);
+        restore_shunned(&db, &mut restarted).unwrap();
+        assert_eq!(db.scan(Table::Shunned, b"").unwrap().len(), UNDERPAID_MAX);
+        assert_eq!(
+            restarted.order(&order(b"newest again"), key(shunned - 1), 0, 1),
+            Answer::Decline(UNDERPAID_REASON.into())
+        );
     }
 
     fn lease() -> Lease {

@@ -789,6 +789,10 @@ impl Requester {
                 Counters::bump(&self.shared.counters.refused);
                 Response::Refused("convicted of cheating this requester".into())
             }
+            Err(BidRefused::Expelled) => {
+                Counters::bump(&self.shared.counters.refused);
+                Response::Refused("outvoted on a checked result of this job".into())
+            }
             Err(BidRefused::NoAuction) => {
                 Counters::bump(&self.shared.counters.replayed);
                 Response::Refused("no open auction for that order".into())

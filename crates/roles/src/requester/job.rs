@@ -50,6 +50,10 @@ pub struct JobRecord {
     /// names them after a restart).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub convicted: BTreeSet<PublicKey>,
+    /// Providers outvoted in it, which get none of its work again, even
+    /// after a restart (see `cairn_verify::Action::Expelled`).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub expelled: BTreeSet<PublicKey>,
 }
 
 impl JobRecord {
@@ -64,6 +68,7 @@ impl JobRecord {
             rejected: 0,
             approval_until_ms: None,
             convicted: BTreeSet::new(),
+            expelled: BTreeSet::new(),
         }
     }
 }
