@@ -453,6 +453,7 @@ impl RequesterCore {
             unstored: 0,
             cancel_unstored: false,
             payable: BTreeMap::new(),
+            held_receipts: BTreeMap::new(),
             settled: 0,
             rerun: false,
             misstated: Vec::new(),
@@ -1415,6 +1416,14 @@ impl RequesterCore {
                     };
                     let mut record = None;
                     let mut accepted = None;
+                    // An expelled provider's reopened result: paid now if
+                    // the check agreed with it, else never.
+                    let (agreed, disagreed): (Vec<_>, Vec<_>) = job
+                        .held_receipts
+                        .extract_if(.., |(_, t), _| *t == u64::from(task.1))
+                        .partition(|(_, receipt)| providers.contains(&receipt.signer()));
+                    drop(disagreed);
+                    job.payable.extend(agreed);
                     for provider in &providers {
                         if let Some(revealed) = job.replicas.revealed.remove(&(task.1, *provider)) {
                             let r = revealed.receipt.payload_unchecked();
@@ -1519,10 +1528,20 @@ impl RequesterCore {
                         // What it returned and is reopened is paid only
                         // once another's agrees (or was acknowledged
                         // already, in an acceptance it holds).
-                        job.payable.retain(|_, r| {
-                            r.signer() != provider
-                                || !reopened.contains(&(r.payload_unchecked().task as u32))
-                        });
+                        let held: Vec<(ContentId, u64)> = job
+                            .payable
+                            .iter()
+                            .filter(|(_, r)| {
+                                r.signer() == provider
+                                    && reopened.contains(&(r.payload_unchecked().task as u32))
+                            })
+                            .map(|(key, _)| *key)
+                            .collect();
+                        for key in held {
+                            if let Some(receipt) = job.payable.remove(&key) {
+                                job.held_receipts.insert(key, receipt);
+                            }
+                        }
                     }
                     touched.extend(reopened.iter().map(|&task| (id, task)));
                 }

@@ -159,6 +159,10 @@ pub struct Job {
     /// acceptances signed from it (kept after the settlement, so a
     /// provider that asks again still gets its acceptance).
     pub payable: BTreeMap<(ContentId, u64), Signed<Receipt>>,
+    /// Receipts of an expelled provider's lone results, reopened for a
+    /// check: paid (moved back to `payable`) if the check agrees with it,
+    /// dropped if it does not.
+    pub(super) held_receipts: BTreeMap<(ContentId, u64), Signed<Receipt>>,
     /// Receipts refused because their report stated another result, kept
     /// until their task is decided (see [`MISSTATED_MAX`]).
     pub(super) misstated: Vec<(Signed<Receipt>, cairn_wire::ResultManifest)>,
