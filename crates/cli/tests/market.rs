@@ -389,6 +389,12 @@ impl Devnet {
             .unwrap()
     }
 
+    /// Kills the node in folder `name` and waits until it is gone.
+    fn kill(&self, name: &str) {
+        self.signal(name, Signal::KILL);
+        self.wait_gone(name);
+    }
+
     /// Waits until the node in folder `name` has exited (a zombie holds no
     /// port and no lock), so it can start again on its ports (a killed
     /// process can take a while to exit on a loaded machine).
@@ -771,16 +777,14 @@ fn render_cheats_are_outvoted_and_none_is_paid() {
     cairn_exec::tool::install_test_tools();
     let devnet = Devnet::start_with_tools(5);
     // The second honest provider waits outside until the cheats rendered.
-    devnet.signal("p4", Signal::KILL);
-    devnet.wait_gone("p4");
+    devnet.kill("p4");
     let mut cheats = Vec::new();
     for (j, how) in [
         (1, "lazy-renderer"),
         (2, "frame-swapper"),
         (3, "region-painter"),
     ] {
-        devnet.signal(&format!("p{j}"), Signal::KILL);
-        devnet.wait_gone(&format!("p{j}"));
+        devnet.kill(&format!("p{j}"));
         cheats.push(devnet.start_provider(j, &["--tools", "--misbehave", how]));
     }
     let cheat_keys: Vec<_> = (1..=3).map(|j| provider_key(&devnet, j)).collect();
@@ -830,10 +834,8 @@ fn render_cheats_are_outvoted_and_none_is_paid() {
 fn spot_checked_tiles_outvote_a_region_painter_and_it_is_not_paid() {
     cairn_exec::tool::install_test_tools();
     let devnet = Devnet::start_with_tools(3);
-    devnet.signal("p2", Signal::KILL);
-    devnet.wait_gone("p2");
-    devnet.signal("p1", Signal::KILL);
-    devnet.wait_gone("p1");
+    devnet.kill("p2");
+    devnet.kill("p1");
     let painter = devnet.start_provider(1, &["--tools", "--misbehave", "region-painter"]);
     devnet.wait_until("the painter is back", |d| {
         (d.get("/v1/market")?["peers"].as_u64()? >= 2).then_some(())
@@ -1214,8 +1216,7 @@ fn a_restarted_requester_resumes_without_rerunning_finished_tasks() {
     devnet.wait_until("some tasks are done", |d| {
         (d.status(&id)["done"].as_u64()? >= 10).then_some(())
     });
-    devnet.signal("v0", Signal::KILL);
-    devnet.wait_gone("v0");
+    devnet.kill("v0");
     let mut node = devnet.restart_requester();
     // What the restarted node holds at once is what was durable at the crash.
     let before = devnet.wait_until("the requester is back", |d| {
@@ -1448,8 +1449,7 @@ fn a_restarted_provider_resumes_its_lease() {
     devnet.wait_until("some tasks are done", |d| {
         (d.status(&id)["done"].as_u64()? >= 5).then_some(())
     });
-    devnet.signal("p0", Signal::KILL);
-    devnet.wait_gone("p0");
+    devnet.kill("p0");
     let before = devnet.results(&id);
     let lease = lease_of(before.values().next().unwrap());
     let mut provider = devnet.restart_provider(0);
@@ -1678,8 +1678,7 @@ fn cheater_is_caught_on(
     job: impl Fn(&Path, u32, u32) -> PathBuf,
 ) {
     let devnet = Devnet::start_with(validators, 3);
-    devnet.signal("p2", Signal::KILL);
-    devnet.wait_gone("p2");
+    devnet.kill("p2");
     let mut cheat_process = devnet.start_provider(2, &["--misbehave", how]);
     let cheat = provider_key(&devnet, 2);
     let stake = devnet.wait_until("the cheat is back", |d| {
@@ -1703,8 +1702,7 @@ fn cheater_is_caught_on(
                     let open = d.get(&format!("/v1/challenges/{cheat}"))?["open"].as_u64()?;
                     (open > 0).then_some(())
                 });
-                devnet.signal("v0", Signal::KILL);
-                devnet.wait_gone("v0");
+                devnet.kill("v0");
                 restarted = Some(devnet.restart_requester());
             }
             // A withheld reveal is convicted after 20 s, a silent side
@@ -1758,8 +1756,7 @@ fn cheater_is_caught_on(
 #[test]
 fn a_case_stored_before_a_crash_is_brought_again_and_the_liar_is_slashed() {
     let devnet = Devnet::start_with(2, 3);
-    devnet.signal("p2", Signal::KILL);
-    devnet.wait_gone("p2");
+    devnet.kill("p2");
     let mut liar = devnet.start_provider(2, &["--misbehave", "liar"]);
     let cheat = provider_key(&devnet, 2);
     let stake = devnet.wait_until("the liar is back", |d| {
@@ -1767,8 +1764,7 @@ fn a_case_stored_before_a_crash_is_brought_again_and_the_liar_is_slashed() {
         (market["peers"].as_u64()? >= 4).then_some(())?;
         d.get(&format!("/v1/accounts/{cheat}"))?["stake"].as_u64()
     });
-    devnet.signal("v0", Signal::KILL);
-    devnet.wait_gone("v0");
+    devnet.kill("v0");
     let mut case_crasher = devnet.restart_requester_with(&["--misbehave", "case-crasher"]);
     let tmp = tempfile::tempdir().unwrap();
     let job = search_job_with_fuel(tmp.path(), 12, 1_000, VERIFIED, 500_000_000);
@@ -1898,8 +1894,7 @@ fn a_provider_that_nudges_weights_before_the_last_step_is_convicted_and_slashed(
 #[test]
 fn an_index_overflower_is_refused_and_every_job_completes() {
     let devnet = Devnet::start(1);
-    devnet.signal("p0", Signal::KILL);
-    devnet.wait_gone("p0");
+    devnet.kill("p0");
     let mut overflower = devnet.start_provider(0, &["--misbehave", "index-overflower"]);
     devnet.wait_until("the overflower is back", |d| {
         (d.get("/v1/market")?["peers"].as_u64()? >= 1).then_some(())
@@ -1946,8 +1941,7 @@ fn an_index_overflower_is_refused_and_every_job_completes() {
 #[test]
 fn a_framer_requester_challenges_honest_commits_and_slashes_no_one() {
     let devnet = Devnet::start(2);
-    devnet.signal("v0", Signal::KILL);
-    devnet.wait_gone("v0");
+    devnet.kill("v0");
     let mut framer = devnet.restart_requester_with(&["--misbehave", "framer"]);
     devnet.wait_until("the framer answers", |d| d.get("/v1/market"));
     // The providers dial their bootstrap peer, the new requester, again by
@@ -1996,8 +1990,7 @@ fn a_framer_requester_challenges_honest_commits_and_slashes_no_one() {
 #[test]
 fn a_requester_that_never_settles_pays_its_providers_through_their_claims() {
     let devnet = Devnet::start(2);
-    devnet.signal("v0", Signal::KILL);
-    devnet.wait_gone("v0");
+    devnet.kill("v0");
     let mut withholder = devnet.restart_requester_with(&["--misbehave", "withholder"]);
     devnet.wait_until("the providers are back", |d| {
         (d.get("/v1/market")?["peers"].as_u64()? >= 2).then_some(())
@@ -2214,8 +2207,7 @@ fn substituted_outputs_are_refused_and_inflated_fuel_is_slashed_and_the_job_comp
     let devnet = Devnet::start(3);
     let mut cheats = Vec::new();
     for (j, how) in [(1, "output-substituter"), (2, "fuel-inflater")] {
-        devnet.signal(&format!("p{j}"), Signal::KILL);
-        devnet.wait_gone(&format!("p{j}"));
+        devnet.kill(&format!("p{j}"));
         cheats.push(devnet.start_provider(j, &["--misbehave", how]));
     }
     let cheat_keys = [provider_key(&devnet, 1), provider_key(&devnet, 2)];

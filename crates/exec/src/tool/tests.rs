@@ -73,6 +73,16 @@ fn shell_with_devices(
     (ran, dir)
 }
 
+/// Asserts that a sandboxed run exited with status 0, showing its stderr.
+fn assert_exited_cleanly(ran: &super::sandbox::Ran) {
+    assert_eq!(
+        ran.outcome,
+        Outcome::Exited(0),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+}
+
 fn stdout(ran: &super::sandbox::Ran) -> String {
     String::from_utf8_lossy(&ran.stdout).into_owned()
 }
@@ -92,12 +102,7 @@ fn a_snooping_tool_sees_neither_the_host_nor_its_secrets() {
     let (ran, _dir) = shell(&script, limits());
     std::fs::remove_file(&host_secret).ok();
     let ran = ran.unwrap();
-    assert_eq!(
-        ran.outcome,
-        Outcome::Exited(0),
-        "{}",
-        String::from_utf8_lossy(&ran.stderr)
-    );
+    assert_exited_cleanly(&ran);
     let out = stdout(&ran);
     assert!(
         !out.contains("sees"),
@@ -283,12 +288,7 @@ fn a_tools_cpu_time_counts_every_process_it_started() {
     let burn = "perl -e '1 while (times)[0] < 0.34'";
     let (ran, _dir) = shell(&format!("{burn} & {burn}; wait"), limits());
     let ran = ran.unwrap();
-    assert_eq!(
-        ran.outcome,
-        Outcome::Exited(0),
-        "{}",
-        String::from_utf8_lossy(&ran.stderr)
-    );
+    assert_exited_cleanly(&ran);
     // Where groups can be made, as here and in CI.
     let busy = ran.cpu_time.expect("the task's group counts its CPU time");
     assert!(
@@ -334,12 +334,7 @@ fn a_tool_probing_the_kernel_finds_its_rare_interfaces_missing() {
         .collect();
     let (ran, _dir) = shell(&format!("/usr/bin/perl -e '{calls}'"), limits());
     let ran = ran.unwrap();
-    assert_eq!(
-        ran.outcome,
-        Outcome::Exited(0),
-        "{}",
-        String::from_utf8_lossy(&ran.stderr)
-    );
+    assert_exited_cleanly(&ran);
     let out = stdout(&ran);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), probes.len(), "{out}");
