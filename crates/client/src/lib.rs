@@ -385,6 +385,20 @@ impl Client {
         for input in &job.inputs {
             inputs.push(self.upload(&input.name, read(&input.host_path)?)?);
         }
+        // Tasks' own inputs go by the ids the job file read: a file that
+        // changed since is refused by the upload, not submitted unseen.
+        let mut uploaded = std::collections::BTreeSet::new();
+        for input in job.tasks().iter().flat_map(|t| &t.inputs) {
+            if uploaded.insert(input.id) {
+                let sent = self.upload(&input.name, read(&input.host_path)?)?;
+                if sent.id != input.id {
+                    return Err(Error::Job(format!(
+                        "{} changed since the job file was read",
+                        input.host_path.display()
+                    )));
+                }
+            }
+        }
         self.submit(&submission(job, module, inputs))
     }
 
@@ -440,6 +454,15 @@ pub fn submission(job: &Job, module: SubmittedFile, inputs: Vec<SubmittedFile>) 
                 outputs: t.outputs.clone(),
                 seed: cairn_wire::hex(&t.seed),
                 fuel: t.fuel,
+                inputs: t
+                    .inputs
+                    .iter()
+                    .map(|f| SubmittedFile {
+                        name: f.name.clone(),
+                        id: f.id,
+                        size: f.size_bytes,
+                    })
+                    .collect(),
             })
             .collect(),
         limits: cairn_api::SubmittedLimits {

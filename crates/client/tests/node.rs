@@ -47,6 +47,7 @@ fn submission(module: SubmittedFile) -> Submission {
             outputs: vec!["hits.txt".into()],
             seed: "22".repeat(32),
             fuel: None,
+            inputs: Vec::new(),
         }],
         limits: cairn_client::api::SubmittedLimits {
             fuel: 1_000_000,

@@ -14,7 +14,8 @@ pub struct LocalJob<'a> {
     pub module: ContentId,
     /// The tasks.
     pub tasks: &'a [TaskSpec],
-    /// Mounted read-only at `/input` for every task.
+    /// Mounted read-only at `/input` for every task (beside a task's own
+    /// inputs, for a task that has some).
     pub input_dir: Option<&'a Path>,
     /// Each task writes to `<work_dir>/<task index>/`.
     pub work_dir: &'a Path,
@@ -83,12 +84,13 @@ pub fn run<'a>(
 
 fn run_one<'a>(runtime: &dyn Runtime, job: &LocalJob<'a>, spec: &'a TaskSpec) -> Finished<'a> {
     let output_dir = job.work_dir.join(spec.index.to_string());
-    let result = prepare_output(&output_dir).and_then(|()| {
+    let inputs = task_inputs(job, spec);
+    let result = prepare_output(&output_dir).and(inputs).and_then(|inputs| {
         runtime.run(&Task {
             module: job.module,
             args: &spec.args,
             seed: spec.seed,
-            input_dir: job.input_dir,
+            input_dir: inputs.as_deref().or(job.input_dir),
             output_dir: &output_dir,
             expected_outputs: &spec.outputs,
             limits: spec.limits(&job.limits),
@@ -99,6 +101,50 @@ fn run_one<'a>(runtime: &dyn Runtime, job: &LocalJob<'a>, spec: &'a TaskSpec) ->
         output_dir,
         result,
     }
+}
+
+/// A folder of its own for a task with inputs of its own: the job's
+/// inputs linked in, its own copied and checked against the ids the job
+/// file read. `None` for a task without (it sees the job's folder).
+fn task_inputs(job: &LocalJob<'_>, spec: &TaskSpec) -> Result<Option<PathBuf>, ExecError> {
+    if spec.inputs.is_empty() {
+        return Ok(None);
+    }
+    let dir = job.work_dir.join(format!("{}-input", spec.index));
+    prepare_output(&dir)?;
+    if let Some(shared) = job.input_dir {
+        let entries = std::fs::read_dir(shared)
+            .map_err(ExecError::io(format!("reading {}", shared.display())))?;
+        for entry in entries {
+            let entry = entry.map_err(ExecError::io(format!("reading {}", shared.display())))?;
+            let target = dir.join(entry.file_name());
+            if std::fs::hard_link(entry.path(), &target).is_err() {
+                std::fs::copy(entry.path(), &target)
+                    .map_err(ExecError::io(format!("copying {}", entry.path().display())))?;
+            }
+        }
+    }
+    for input in &spec.inputs {
+        let path = &input.host_path;
+        let bytes =
+            std::fs::read(path).map_err(ExecError::io(format!("reading {}", path.display())))?;
+        if ContentId::of(&bytes) != input.id {
+            return Err(ExecError::Host(format!(
+                "input {} changed since the job file was read",
+                path.display()
+            )));
+        }
+        let target = cairn_job::input_name_path(&dir, &input.name).map_err(ExecError::Host)?;
+        if target.exists() {
+            return Err(ExecError::Host(format!(
+                "input '{}' is named twice",
+                input.name
+            )));
+        }
+        std::fs::write(&target, &bytes)
+            .map_err(ExecError::io(format!("writing {}", target.display())))?;
+    }
+    Ok(Some(dir))
 }
 
 /// Gives the task an empty output folder (a leftover from an interrupted run

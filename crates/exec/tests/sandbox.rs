@@ -143,6 +143,7 @@ fn one_and_two_workers_give_identical_results() {
             outputs: vec!["hits.txt".into()],
             seed: [value as u8; 32],
             fuel: None,
+            inputs: Vec::new(),
         })
         .collect();
     let digests = |workers: usize| {
@@ -535,6 +536,7 @@ fn hostile_tasks_do_not_affect_their_neighbours() {
             outputs: vec![],
             seed: [0; 32],
             fuel: None,
+            inputs: Vec::new(),
         })
         .collect();
     let work = tempfile::tempdir().unwrap();

@@ -194,6 +194,9 @@ pub struct TaskSpec {
     /// and is paid for (a video's 240p task is paid for its own pixels,
     /// not its 720p sibling's). None: the job's.
     pub fuel: Option<u64>,
+    /// Files of its own under `/input`, beside the job's (a video's
+    /// segment).
+    pub inputs: Vec<InputFile>,
 }
 
 impl TaskSpec {
@@ -445,6 +448,7 @@ impl Checker<'_> {
                 // A tile is a part of its frame's render: the frame's seed.
                 seed: task_seed(header.seed, value),
                 fuel: None,
+                inputs: Vec::new(),
             })
             .collect();
         let name = match &header.name {

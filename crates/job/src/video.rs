@@ -223,8 +223,10 @@ pub fn encode_args(
 impl Job {
     /// The job's tasks once its clip is split into `segments` of a picture
     /// `picture` in size: one task per segment and rendition, segment by
-    /// segment (so the start of the clip is ready first), each segment an
-    /// input. A job without `[video]` is returned as it is.
+    /// segment (so the start of the clip is ready first), each task with
+    /// its segment as its own input (a provider fetches the segments of
+    /// the tasks it runs, not the whole clip). A job without `[video]` is
+    /// returned as it is.
     pub fn segmented(mut self, segments: Vec<Segment>, picture: Picture) -> Result<Job, String> {
         let Some(video) = self.video.clone() else {
             return Ok(self);
@@ -237,13 +239,6 @@ impl Job {
         }
         let tasks = segments.len().saturating_mul(video.renditions.len());
         crate::rules::check_task_count(tasks as u64)?;
-        if segments.len() > crate::rules::INPUTS_MAX {
-            return Err(format!(
-                "{} segments; a job takes at most {} inputs: use longer segments",
-                segments.len(),
-                crate::rules::INPUTS_MAX
-            ));
-        }
         // Each task declares the pixels it encodes (its rendition's
         // picture, its segment's frames); the job's limit is the largest,
         // which an order shows bidders. A job file's own `limits.fuel` is
@@ -281,10 +276,11 @@ impl Job {
                     outputs: vec![output],
                     seed: task_seed(self.seed, index as u64),
                     fuel: (!video.fuel_declared).then(|| work(segment, rendition)),
+                    inputs: vec![segment.file.clone()],
                 });
             }
         }
-        self.inputs = segments.into_iter().map(|s| s.file).collect();
+        self.inputs = Vec::new();
         Ok(self)
     }
 }

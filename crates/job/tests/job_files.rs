@@ -649,7 +649,23 @@ fn a_split_video_job_has_a_task_per_segment_and_rendition_each_paid_for_its_own_
         "x264 repeats its bytes on one thread"
     );
     assert_eq!(args.last().unwrap(), "/output/360p25_0001.ts");
-    assert_eq!(job.inputs.len(), 2);
+    // Each task has its segment as its own input, and nothing else: a
+    // provider fetches what the tasks it runs encode, not the whole clip.
+    assert!(job.inputs.is_empty());
+    let own: Vec<Vec<&str>> = job
+        .tasks()
+        .iter()
+        .map(|t| t.inputs.iter().map(|f| f.name.as_str()).collect())
+        .collect();
+    assert_eq!(
+        own,
+        [
+            ["seg-0000.ts"],
+            ["seg-0000.ts"],
+            ["seg-0001.ts"],
+            ["seg-0001.ts"]
+        ]
+    );
     // Each task declares the pixels it encodes, a thousand fuel each: its
     // rendition's picture times its segment's frames.
     let fuel: Vec<Option<u64>> = job.tasks().iter().map(|t| t.fuel).collect();

@@ -164,6 +164,9 @@ pub struct Assignment {
     /// (a provider refuses a task outside them). The most a Wasm task may
     /// use, and the work a tool task declares and is paid for.
     pub fuel: u64,
+    /// Files of its own under `/input`, beside the terms' (a video's
+    /// segment): fetched for this task only, and seen by no other.
+    pub inputs: Vec<FileRef>,
 }
 
 impl Assignment {
@@ -552,12 +555,17 @@ impl Write for Assignment {
         write_strings(&self.outputs, buf);
         buf.put_slice(&self.seed);
         self.fuel.write(buf);
+        write_files(&self.inputs, buf);
     }
 }
 
 impl EncodeSize for Assignment {
     fn encode_size(&self) -> usize {
-        4 + strings_size(&self.args) + strings_size(&self.outputs) + 32 + 8
+        4 + strings_size(&self.args)
+            + strings_size(&self.outputs)
+            + 32
+            + 8
+            + files_size(&self.inputs)
     }
 }
 
@@ -574,6 +582,13 @@ impl Read for Assignment {
             )?,
             seed: <[u8; 32]>::read(buf)?,
             fuel: u64::read(buf)?,
+            inputs: {
+                let len = read_len(buf, cairn_job::rules::TASK_INPUTS_MAX)?;
+                let files = (0..len)
+                    .map(|_| FileRef::read(buf))
+                    .collect::<Result<Vec<_>, _>>()?;
+                read_paths(files, |f| f.name.as_str(), cairn_job::check_input_name)?
+            },
         })
     }
 }
@@ -1058,6 +1073,7 @@ mod tests {
             outputs: vec!["f.png".into()],
             seed: [5; 32],
             fuel: 1_000,
+            inputs: Vec::new(),
         }
     }
 
@@ -1192,6 +1208,7 @@ mod tests {
                     outputs: vec!["f.png".into()],
                     seed: [5; 32],
                     fuel: 1_000,
+                    inputs: Vec::new(),
                 }],
                 finished: false,
                 reveal: vec![4, 8],
@@ -1286,6 +1303,7 @@ mod tests {
                     outputs: vec![bad.into()],
                     seed: [0; 32],
                     fuel: 1_000,
+                    inputs: Vec::new(),
                 }],
                 finished: false,
                 reveal: Vec::new(),
@@ -1302,8 +1320,53 @@ mod tests {
             outputs: vec!["a.png".into(), "a.png".into()],
             seed: [0; 32],
             fuel: 1_000,
+            inputs: Vec::new(),
         };
         assert!(from_bytes::<Assignment>(&to_bytes(&twice)).is_err());
+    }
+
+    /// A task's own inputs travel with it, under the input rule: plain
+    /// file names, none twice, at most `TASK_INPUTS_MAX`; they are part
+    /// of what it ran, so of its run digest.
+    #[test]
+    fn a_tasks_own_inputs_travel_with_it_under_the_input_rule() {
+        let file = |name: &str| FileRef {
+            name: name.into(),
+            id: ContentId::of(name.as_bytes()),
+            size: 1,
+        };
+        let with = |names: &[&str]| Assignment {
+            inputs: names.iter().map(|n| file(n)).collect(),
+            ..assignment()
+        };
+        let segment = with(&["seg-0003.ts"]);
+        assert_eq!(
+            from_bytes::<Assignment>(&to_bytes(&segment)).unwrap(),
+            segment
+        );
+        assert_ne!(
+            run_digest(&terms(), &segment),
+            run_digest(&terms(), &assignment())
+        );
+        for bad in [
+            with(&["../x"]),
+            with(&["a/b"]),
+            with(&[""]),
+            with(&[".."]),
+            with(&["a.ts", "a.ts"]),
+        ] {
+            assert!(
+                from_bytes::<Assignment>(&to_bytes(&bad)).is_err(),
+                "{:?} decoded",
+                bad.inputs
+            );
+        }
+        let names: Vec<String> = (0..=cairn_job::rules::TASK_INPUTS_MAX)
+            .map(|i| format!("seg-{i}.ts"))
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        assert!(from_bytes::<Assignment>(&to_bytes(&with(&names[1..]))).is_ok());
+        assert!(from_bytes::<Assignment>(&to_bytes(&with(&names))).is_err());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use cairn_job::VerifyPolicy;
-use cairn_job::rules::{self, ARGS_MAX, INPUTS_MAX, OUTPUTS_MAX};
+use cairn_job::rules::{self, ARGS_MAX, INPUTS_MAX, OUTPUTS_MAX, TASK_INPUTS_MAX};
 use cairn_wire::ContentId;
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +41,10 @@ pub struct SubmittedTask {
     /// the job's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fuel: Option<u64>,
+    /// Files of its own under `/input`, beside the job's (a video's
+    /// segment); each blob must be uploaded first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<SubmittedFile>,
 }
 
 /// Per-task limits of a submission.
@@ -222,7 +226,7 @@ impl Submission {
         }
         let mut names = BTreeSet::new();
         for input in &self.inputs {
-            rules::check_input_name(&input.name).map_err(|m| format!("inputs: {m}"))?;
+            cairn_job::check_input_name(&input.name).map_err(|m| format!("inputs: {m}"))?;
             if !names.insert(input.name.as_str()) {
                 return Err(format!(
                     "inputs: two inputs are named '{}'; tasks see inputs by name under /input",
@@ -253,6 +257,23 @@ impl Submission {
             }
             cairn_wire::parse_hex32(&task.seed, "task seed")
                 .map_err(|m| format!("tasks[{index}].seed: {m}"))?;
+            if task.inputs.len() > TASK_INPUTS_MAX {
+                return Err(format!(
+                    "tasks[{index}].inputs: {} files; at most {TASK_INPUTS_MAX}",
+                    task.inputs.len()
+                ));
+            }
+            let mut own = BTreeSet::new();
+            for input in &task.inputs {
+                cairn_job::check_input_name(&input.name)
+                    .map_err(|m| format!("tasks[{index}].inputs: {m}"))?;
+                if names.contains(input.name.as_str()) || !own.insert(input.name.as_str()) {
+                    return Err(format!(
+                        "tasks[{index}].inputs: '{}' is named twice among the inputs the task sees",
+                        input.name
+                    ));
+                }
+            }
             if let Some(fuel) = task.fuel
                 && !(1..=self.limits.fuel).contains(&fuel)
             {
@@ -302,6 +323,7 @@ mod tests {
                 outputs: vec!["frame-0000.png".into()],
                 seed: "22".repeat(32),
                 fuel: None,
+                inputs: Vec::new(),
             }],
             limits: SubmittedLimits {
                 fuel: 1_000_000,
@@ -392,6 +414,37 @@ mod tests {
         refused(&|s| s.tasks[0].fuel = Some(0), "tasks[0].fuel");
         refused(&|s| s.tasks[0].fuel = Some(1_000_001), "tasks[0].fuel");
         refused(&|s| s.inputs.push(s.inputs[0].clone()), "inputs");
+        // A task's own inputs: plain names, none the job's or twice, at
+        // most TASK_INPUTS_MAX (a name the provider's decoder would refuse
+        // is refused here, where the user sees why: one rule for both).
+        let segment = |name: &str| SubmittedFile {
+            name: name.into(),
+            id: ContentId::of(name.as_bytes()),
+            size: 1,
+        };
+        let mut own = good();
+        own.tasks[0].inputs = vec![segment("seg-0001.ts")];
+        assert_eq!(own.check(), Ok(()));
+        refused(
+            &|s| s.tasks[0].inputs = vec![segment("../x")],
+            "tasks[0].inputs",
+        );
+        refused(
+            &|s| s.tasks[0].inputs = vec![segment("scene.json")],
+            "tasks[0].inputs",
+        );
+        refused(
+            &|s| s.tasks[0].inputs = vec![segment("a.ts"), segment("a.ts")],
+            "tasks[0].inputs",
+        );
+        refused(
+            &|s| s.tasks[0].inputs = (0..17).map(|i| segment(&format!("s{i}"))).collect(),
+            "tasks[0].inputs",
+        );
+        refused(
+            &|s| s.inputs[0].name = "n".repeat(cairn_job::OUTPUT_PATH_BYTES_MAX),
+            "inputs",
+        );
         refused(
             &|s| s.verify = cairn_job::VerifyPolicy::Replicate { replicas: 1000 }.into(),
             "verify.replicas",
@@ -412,6 +465,7 @@ mod tests {
             outputs: Vec::new(),
             seed: String::new(),
             fuel: None,
+            inputs: Vec::new(),
         };
         submission.tasks = vec![task; rules::TASKS_MAX as usize + 1];
         let err = submission.check().unwrap_err();

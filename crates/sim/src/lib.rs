@@ -1086,6 +1086,7 @@ impl Sim {
                     outputs: vec!["out".into()],
                     seed: cairn_wire::hex(&h(&[b"seed", &index.to_le_bytes(), &t.to_le_bytes()])),
                     fuel: None,
+                    inputs: Vec::new(),
                 })
                 .collect(),
             limits: SubmittedLimits {

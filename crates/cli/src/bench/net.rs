@@ -360,6 +360,7 @@ pub(super) fn submit(
                 outputs: Vec::new(),
                 seed: format!("{:064x}", i),
                 fuel: None,
+                inputs: Vec::new(),
             })
             .collect(),
         limits: SubmittedLimits {

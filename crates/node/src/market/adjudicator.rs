@@ -250,7 +250,7 @@ pub(super) fn with_task<T>(
             module: terms.module.id,
             args: &assignment.args,
             seed: assignment.seed,
-            input_dir: (!terms.inputs.is_empty()).then_some(input_dir),
+            input_dir: (!inputs.is_empty()).then_some(input_dir),
             output_dir,
             expected_outputs: &assignment.outputs,
             limits: assignment.limits(&terms.limits).for_dispute(),
@@ -260,13 +260,15 @@ pub(super) fn with_task<T>(
     done
 }
 
-/// What re-running part of a task with `terms` needs from this node: a
-/// runtime (made once, in `cell`), the program, and where each input is.
+/// What re-running part of `assignment` with `terms` needs from this
+/// node: a runtime (made once, in `cell`), the program, and where each
+/// input is (the terms' and the task's own).
 #[allow(clippy::type_complexity)]
 pub(super) fn step_parts(
     shared: &Shared,
     cell: &OnceLock<Arc<WasmRuntime>>,
     terms: &Terms,
+    assignment: &Assignment,
 ) -> Result<(Arc<WasmRuntime>, Vec<u8>, Vec<(String, PathBuf)>), String> {
     let runtime = match cell.get() {
         Some(runtime) => runtime.clone(),
@@ -280,7 +282,7 @@ pub(super) fn step_parts(
         .read(&terms.module.id)
         .map_err(|e| e.to_string())?;
     let mut inputs = Vec::new();
-    for input in &terms.inputs {
+    for input in terms.inputs.iter().chain(&assignment.inputs) {
         let path = shared
             .blobs
             .path(&input.id)
@@ -411,6 +413,7 @@ impl Adjudicator {
             .map_err(|e| Refusal::Later(e.to_string()))?;
         let files = std::iter::once(&case.terms.module)
             .chain(&case.terms.inputs)
+            .chain(&case.assignment.inputs)
             .chain(&case.state);
         for file in files {
             // Held already (a validator that is also the requester holds
@@ -476,7 +479,8 @@ impl Adjudicator {
         snapshot: Option<Snapshot>,
     ) -> Result<StateHash, Refusal> {
         let (runtime, module, inputs) =
-            step_parts(&self.shared, &self.runtime, &case.terms).map_err(Refusal::Later)?;
+            step_parts(&self.shared, &self.runtime, &case.terms, &case.assignment)
+                .map_err(Refusal::Later)?;
         // A folder of its own per case: cases run side by side.
         let work = self
             .dir

@@ -1107,14 +1107,36 @@ impl Provider {
         let terms = record.terms.clone();
         let input_dir = input_dir.to_path_buf();
         let holding = Holding::new(&self.load, 1);
+        let peer = cairn_net::peer_id(&record.lease.requester);
         tokio::spawn(async move {
             // Counted until its report is handed over (or it never runs).
             let _holding = holding;
+            let index = task.task;
+            // Its own inputs (a video's segment) come with it: fetched
+            // before it takes a slot, so a slow fetch holds up no other.
+            self.keep_for(lease, task.inputs.iter().map(|f| f.id));
+            for input in &task.inputs {
+                if let Err(e) = fetch_blob(&self.shared, peer, input.id, input.size).await {
+                    let e = String::from(e);
+                    let report = Report::Failed {
+                        task: index,
+                        reason: format!("fetching input '{}': {e}", input.name),
+                    };
+                    let took = Duration::ZERO;
+                    let _ = done
+                        .send(Done {
+                            report,
+                            took,
+                            cpu_time: None,
+                        })
+                        .await;
+                    return;
+                }
+            }
             let Ok(permit) = self.slots.clone().acquire_owned().await else {
                 return;
             };
             let this = self.clone();
-            let index = task.task;
             let started = std::time::Instant::now();
             let (report, cpu_time) = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
@@ -1213,7 +1235,11 @@ impl Provider {
             (report, None)
         };
         let limits = task.limits(&terms.limits).to_exec();
-        let inputs = (!terms.inputs.is_empty()).then_some(input_dir);
+        let inputs = match self.task_inputs(terms, input_dir, task) {
+            Ok(inputs) => inputs,
+            Err(e) => return failed(format!("placing the task's inputs: {e}")),
+        };
+        let inputs = inputs.as_deref();
         let runtime: &dyn cairn_exec::Runtime = match &self.tools {
             Some(tools) if tools.is_loaded(&terms.module.id) => &**tools,
             _ => &*self.runtime,
@@ -1504,18 +1530,81 @@ impl Provider {
         assignment: &Assignment,
         f: impl FnOnce(&Task<'_>) -> Result<T, String>,
     ) -> Result<T, String> {
+        let inputs = self.task_inputs(terms, input_dir, assignment)?;
         let output_dir = self.scratch_dir().map_err(|e| e.to_string())?;
         let done = f(&Task {
             module: terms.module.id,
             args: &assignment.args,
             seed: assignment.seed,
-            input_dir: (!terms.inputs.is_empty()).then_some(input_dir),
+            input_dir: inputs.as_deref(),
             output_dir: &output_dir,
             expected_outputs: &assignment.outputs,
             limits: assignment.limits(&terms.limits).for_dispute(),
         });
         self.return_scratch_dir(output_dir);
         done
+    }
+
+    /// The folder `task` sees as `/input`, if it sees any: the lease's
+    /// (the terms' inputs), or, for a task with inputs of its own, a folder
+    /// of its own beside it holding links to the terms' and its own, so it
+    /// sees no other task's (what a program finds under `/input` is part
+    /// of its result). Its own must be in the blob store already.
+    fn task_inputs(
+        &self,
+        terms: &Terms,
+        input_dir: &std::path::Path,
+        task: &Assignment,
+    ) -> Result<Option<PathBuf>, String> {
+        if task.inputs.is_empty() {
+            return Ok((!terms.inputs.is_empty()).then(|| input_dir.to_path_buf()));
+        }
+        let Some(lease_dir) = input_dir.parent() else {
+            return Err("the lease's folder has no parent".into());
+        };
+        let dir = lease_dir.join("tasks").join(task.task.to_string());
+        // Built once, whole, under another name and then renamed: a trace
+        // and a snapshot of one disputed task may want it at once.
+        if dir.is_dir() {
+            return Ok(Some(dir));
+        }
+        let n = self.scratch_made.fetch_add(1, Ordering::Relaxed);
+        let building = lease_dir.join("tasks").join(format!("building-{n}"));
+        std::fs::create_dir_all(&building).map_err(|e| e.to_string())?;
+        let shared = terms.inputs.iter().map(|f| {
+            let from = cairn_job::input_name_path(input_dir, &f.name)?;
+            Ok((f, from))
+        });
+        let own = task.inputs.iter().map(|f| {
+            let from = self
+                .shared
+                .blobs
+                .path(&f.id)
+                .ok_or("an input blob vanished")?;
+            Ok((f, from))
+        });
+        for placed in shared.chain(own) {
+            let placed = placed.and_then(|(file, from): (&FileRef, PathBuf)| {
+                let target = cairn_job::input_name_path(&building, &file.name)?;
+                if target.exists() {
+                    return Err(format!("input '{}' is named twice", file.name));
+                }
+                // A link costs nothing; across file systems, a copy.
+                if std::fs::hard_link(&from, &target).is_err() {
+                    std::fs::copy(&from, &target).map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            });
+            if let Err(e) = placed {
+                let _ = std::fs::remove_dir_all(&building);
+                return Err(e);
+            }
+        }
+        if std::fs::rename(&building, &dir).is_err() {
+            // Built meanwhile by another.
+            let _ = std::fs::remove_dir_all(&building);
+        }
+        Ok(Some(dir))
     }
 
     /// The training cheat this provider plays on a task of `module` with

@@ -381,9 +381,7 @@ impl Requester {
     fn add_job(&self, id: ContentId, record: JobRecord, now: u64) -> Result<(), String> {
         let mut core = self.core.lock();
         core.add_job(id, record, now)?;
-        let terms = &core.jobs[&id].terms;
-        self.shared
-            .pin(std::iter::once(terms.module.id).chain(terms.inputs.iter().map(|f| f.id)));
+        self.shared.pin(core.jobs[&id].blobs());
         self.wakes.lock().insert(id, Arc::new(Notify::new()));
         Ok(())
     }
@@ -401,7 +399,11 @@ impl Requester {
     /// Checks and records a new job, queues its escrow, and starts bidding.
     pub async fn submit(self: &Arc<Self>, submission: Submission) -> Result<ContentId, String> {
         submission.check()?;
-        for file in std::iter::once(&submission.module).chain(&submission.inputs) {
+        let own = submission.tasks.iter().flat_map(|t| &t.inputs);
+        for file in std::iter::once(&submission.module)
+            .chain(&submission.inputs)
+            .chain(own)
+        {
             if self.shared.blobs.size(&file.id) != Some(file.size) {
                 return Err(format!(
                     "blob {} ('{}') is not uploaded to this node",
@@ -737,9 +739,7 @@ impl Requester {
         let blobs: Vec<ContentId> = {
             let core = self.core.lock();
             let Some(j) = core.jobs.get(job) else { return };
-            std::iter::once(j.terms.module.id)
-                .chain(j.terms.inputs.iter().map(|f| f.id))
-                .collect()
+            j.blobs().collect()
         };
         if !self.shared.grants.grant(*job, blobs, provider) {
             tracing::warn!(job = %job.short(), "too many grants: the provider cannot fetch inputs");

@@ -344,6 +344,7 @@ impl Requester {
         let mut attested = Attested::new(verdict);
         let blobs: Vec<ContentId> = std::iter::once(&case.terms.module)
             .chain(&case.terms.inputs)
+            .chain(&case.assignment.inputs)
             .chain(&case.state)
             .map(|f| f.id)
             .collect();
@@ -720,12 +721,18 @@ impl Requester {
             }
         }
         self.snapshot_waits.lock().remove(&dispute);
-        let (runtime, module, inputs) = step_parts(&self.shared, &self.runtime, &terms)?;
+        let (runtime, module, inputs) =
+            step_parts(&self.shared, &self.runtime, &terms, &assignment)?;
         let dir = self
             .referee_dir
             .join(job_id.to_string())
             .join(format!("{task}-{}", segment.position));
-        let input_dir = self.referee_dir.join(job_id.to_string()).join("input");
+        // A task's own inputs are its alone: no other task may see them.
+        let job_dir = self.referee_dir.join(job_id.to_string());
+        let input_dir = match assignment.inputs.is_empty() {
+            true => job_dir.join("input"),
+            false => job_dir.join(format!("input-{task}")),
+        };
         let agreed = segment.agreed;
         let position = segment.position;
         let shared = self.shared.clone();

@@ -49,6 +49,7 @@ fn task(index: u32) -> Assignment {
         outputs: Vec::new(),
         seed: [index as u8; 32],
         fuel: 1_000,
+        inputs: Vec::new(),
     }
 }
 
@@ -155,6 +156,7 @@ fn a_task_outside_the_terms_fuel_range_is_not_taken() {
     let first = pull(&mut work, 0);
     let with_fuel = |index, fuel| Assignment {
         fuel,
+        inputs: Vec::new(),
         ..task(index)
     };
     let handed = vec![

@@ -413,6 +413,16 @@ impl Job {
             .unwrap_or(self.terms.limits.fuel)
     }
 
+    /// What a provider leased to it may fetch, and what this node keeps
+    /// while it lives: its module, its inputs and its tasks' own (a blob
+    /// may be named more than once).
+    pub fn blobs(&self) -> impl Iterator<Item = ContentId> + '_ {
+        let tasks = &self.record.submission.tasks;
+        std::iter::once(self.terms.module.id)
+            .chain(self.terms.inputs.iter().map(|f| f.id))
+            .chain(tasks.iter().flat_map(|t| t.inputs.iter().map(|f| f.id)))
+    }
+
     /// Task `task` as a provider is handed it (its index must be in range).
     pub fn assignment(&self, task: u32) -> Assignment {
         let spec = &self.record.submission.tasks[task as usize];
@@ -423,6 +433,7 @@ impl Job {
             outputs: spec.outputs.clone(),
             seed,
             fuel: self.task_fuel(task),
+            inputs: spec.inputs.iter().map(super::file_ref).collect(),
         }
     }
 

@@ -44,6 +44,7 @@ fn submission(tasks: u32, policy: VerifyPolicy) -> Submission {
                 outputs: vec!["frame.png".into()],
                 seed: format!("{:064x}", t + 1),
                 fuel: None,
+                inputs: Vec::new(),
             })
             .collect(),
         limits: SubmittedLimits {

@@ -117,6 +117,7 @@ fn assignment() -> Assignment {
         outputs: Vec::new(),
         seed: [7; 32],
         fuel: 1_000_000,
+        inputs: Vec::new(),
     }
 }
 
