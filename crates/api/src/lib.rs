@@ -17,7 +17,10 @@ use cairn_wire::{ContentId, PublicKey};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-pub use cairn_proto::{Submission, SubmittedFile, SubmittedLimits, SubmittedTask, SubmittedVerify};
+pub use cairn_proto::{
+    STREAM_TASKS_AT_ONCE_MAX, Submission, SubmittedFile, SubmittedLimits, SubmittedStream,
+    SubmittedTask, SubmittedVerify,
+};
 pub use token::{ApiToken, TOKEN_FILE};
 
 mod token;
@@ -338,6 +341,28 @@ pub struct Approval {
     #[serde(default)]
     pub reject: Vec<u32>,
 }
+
+/// `POST /v1/jobs/{id}/tasks`: tasks to add to a live stream after its
+/// last (a segment's renditions), each held to the rules of its first;
+/// their own inputs must be uploaded first.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct MoreTasks {
+    /// The tasks, in order.
+    pub tasks: Vec<SubmittedTask>,
+}
+
+/// The answer to [`MoreTasks`]: where the tasks went.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct TasksAdded {
+    /// The first new task's index (the rest follow it in order).
+    pub first: u32,
+    /// The job's tasks now.
+    pub total: u32,
+}
+
+/// The largest `POST /v1/jobs/{id}/tasks` body: a segment's ladder many
+/// times over.
+pub const MORE_TASKS_BYTES_MAX: usize = 256 << 10;
 
 /// The most tasks one [`Approval`] names.
 pub const APPROVAL_TASKS_MAX: usize = 100_000;

@@ -481,6 +481,7 @@ pub fn submission(job: &Job, module: SubmittedFile, inputs: Vec<SubmittedFile>) 
             .unwrap_or(PRICE_MAX_DEFAULT),
         verify: job.verify.into(),
         approval_window_s: job.approval.map(|w| w.as_secs()),
+        stream: None,
     }
 }
 

@@ -62,6 +62,7 @@ fn submission(module: SubmittedFile) -> Submission {
         price_max_ucairn_per_gfuel: 100,
         verify: cairn_job::VerifyPolicy::None.into(),
         approval_window_s: None,
+        stream: None,
     }
 }
 

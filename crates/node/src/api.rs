@@ -47,6 +47,12 @@
 //!   and the rest of its escrow returns; answers its status; `409` when
 //!   it is cancelled or over already or its escrow is not on the ledger
 //!   yet, `503` when the ledger cannot be read.
+//! - `POST /v1/jobs/{id}/tasks` — adds tasks to a live stream after its
+//!   last (`{"tasks": [...]}`, each held to the rules of its first; their
+//!   own inputs uploaded first); answers where they went; `409` when the
+//!   job is no stream or the stream is ended, cancelled or over.
+//! - `POST /v1/jobs/{id}/end` — ends a live stream (no body): it settles
+//!   once its tasks are decided; answers its status.
 //! - `POST /v1/jobs/{id}/approval` — judges results of a job that asks
 //!   for approval (`{"approve": [tasks], "reject": [tasks]}`): approved
 //!   ones are paid when it settles, rejected ones are not paid and run
@@ -410,6 +416,13 @@ fn market_routes(market: crate::market::Market, access: &Access) -> Router {
         .route("/v1/jobs/{id}/results", get(job_results))
         .route("/v1/jobs/{id}/cancel", post(cancel_job))
         .route(
+            "/v1/jobs/{id}/tasks",
+            post(add_tasks)
+                .route_layer(DefaultBodyLimit::max(api::MORE_TASKS_BYTES_MAX))
+                .route_layer(from_fn_with_state(JSON, access::require_content_type)),
+        )
+        .route("/v1/jobs/{id}/end", post(end_stream))
+        .route(
             "/v1/jobs/{id}/approval",
             post(judge_job)
                 .route_layer(DefaultBodyLimit::max(APPROVAL_BYTES_MAX))
@@ -576,6 +589,61 @@ async fn judge_job(
             }
             _ => ApiError(StatusCode::CONFLICT, format!("job {id}: {e}")),
         })
+}
+
+#[utoipa::path(post, path = "/v1/jobs/{id}/tasks", tag = "jobs", security(("token" = [])),
+    params(("id" = ContentId, Path, description = "The job's id")),
+    request_body(content = api::MoreTasks, content_type = "application/json", description = "Tasks to add after the stream's last"),
+    responses((status = 200, description = "Added and stored: where they went", body = api::TasksAdded),
+        (status = 400, description = "Not a content id, not a list of tasks, or a task that breaks the job's rules or names an input not uploaded; nothing was added", body = api::ErrorBody),
+        (status = 404, description = "No such job on this node", body = api::ErrorBody),
+        (status = 409, description = "The job is not a stream, or the stream is ended, cancelled or over", body = api::ErrorBody),
+        (status = 413, description = "Over the largest list of tasks", body = api::ErrorBody),
+        (status = 415, description = "Not application/json", body = api::ErrorBody)))]
+async fn add_tasks(
+    State(market): MarketState,
+    Path(id): Path<String>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Json<api::TasksAdded>, ApiError> {
+    let id: ContentId = parse(&id)?;
+    let bytes = body(bytes, api::MORE_TASKS_BYTES_MAX)?;
+    let more: api::MoreTasks = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid tasks: {e}")))?;
+    market
+        .extend(&id, more.tasks)
+        .await
+        .map(Json)
+        .map_err(|e| stream_refusal(&id, e))
+}
+
+#[utoipa::path(post, path = "/v1/jobs/{id}/end", tag = "jobs", security(("token" = [])),
+    params(("id" = ContentId, Path, description = "The job's id")),
+    responses((status = 200, description = "Ended and stored: the job's status; it settles once its tasks are decided", body = api::JobStatus),
+        (status = 400, description = "Not a content id", body = api::ErrorBody),
+        (status = 404, description = "No such job on this node", body = api::ErrorBody),
+        (status = 409, description = "The job is not a stream, or the stream is ended, cancelled or over already", body = api::ErrorBody)))]
+async fn end_stream(
+    State(market): MarketState,
+    Path(id): Path<String>,
+) -> Result<Json<api::JobStatus>, ApiError> {
+    let id: ContentId = parse(&id)?;
+    market
+        .end_stream(&id)
+        .await
+        .map(Json)
+        .map_err(|e| stream_refusal(&id, e))
+}
+
+fn stream_refusal(id: &ContentId, e: cairn_roles::requester::StreamRefused) -> ApiError {
+    use cairn_roles::requester::StreamRefused;
+    let status = match e {
+        StreamRefused::NotFound => {
+            return ApiError(StatusCode::NOT_FOUND, format!("no job {id} on this node"));
+        }
+        StreamRefused::Invalid(_) => StatusCode::BAD_REQUEST,
+        StreamRefused::NotAStream | StreamRefused::Ended => StatusCode::CONFLICT,
+    };
+    ApiError(status, format!("job {id}: {e}"))
 }
 
 #[utoipa::path(get, path = "/v1/jobs/{id}/results", tag = "jobs", security(("token" = [])),

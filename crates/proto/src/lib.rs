@@ -23,7 +23,10 @@ use cairn_ledger::{Acceptance, Commit, Lease, Opening, Receipt};
 use cairn_market::Bid;
 use cairn_wire::codec::{Buf, Encode, EncodeSize, Error as CodecError, Read, ReadExt, Write};
 use cairn_wire::{ContentId, Signature, Signed, text};
-pub use submission::{Submission, SubmittedFile, SubmittedLimits, SubmittedTask, SubmittedVerify};
+pub use submission::{
+    STREAM_TASKS_AT_ONCE_MAX, Submission, SubmittedFile, SubmittedLimits, SubmittedStream,
+    SubmittedTask, SubmittedVerify,
+};
 
 /// The most tasks in one pull, results or assignments.
 pub const BATCH_MAX: usize = 1_024;

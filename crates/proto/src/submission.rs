@@ -103,7 +103,25 @@ pub struct Submission {
     /// result is paid when the job ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_window_s: Option<u64>,
+    /// A live stream: its tasks come while it runs (`POST
+    /// /v1/jobs/{id}/tasks`, none needed at first) until it is ended
+    /// (`POST /v1/jobs/{id}/end`); none: every task is here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<SubmittedStream>,
 }
+
+/// What a live stream's auctions ask providers for.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SubmittedStream {
+    /// Tasks it keeps running at once (a segment's renditions), 1 to
+    /// [`STREAM_TASKS_AT_ONCE_MAX`]: its auctions lease for that many
+    /// however few are waiting, so a segment finds providers ready.
+    pub tasks_at_once: u32,
+}
+
+/// The most tasks a stream may keep running at once.
+pub const STREAM_TASKS_AT_ONCE_MAX: u32 = 1_024;
 
 /// A job's verification policy as the API receives it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -217,14 +235,37 @@ impl Submission {
             rules::check_range(window, &rules::APPROVAL_WINDOW_S_RANGE)
                 .map_err(|m| format!("approval_window_s: {m}"))?;
         }
-        rules::check_task_count(self.tasks.len() as u64).map_err(|m| format!("tasks: {m}"))?;
+        match &self.stream {
+            // A stream may start with no task; it grows by `check_more`.
+            Some(stream) => {
+                if !(1..=STREAM_TASKS_AT_ONCE_MAX).contains(&stream.tasks_at_once) {
+                    return Err(format!(
+                        "stream.tasks_at_once: {}; expected 1 to {STREAM_TASKS_AT_ONCE_MAX}",
+                        stream.tasks_at_once
+                    ));
+                }
+                if self.approval_window_s.is_some() {
+                    return Err(
+                        "approval_window_s: a stream's segments are paid as they are \
+                                delivered; approval is for jobs whose tasks are all known"
+                            .into(),
+                    );
+                }
+                if !self.tasks.is_empty() {
+                    rules::check_task_count(self.tasks.len() as u64)
+                        .map_err(|m| format!("tasks: {m}"))?;
+                }
+            }
+            None => rules::check_task_count(self.tasks.len() as u64)
+                .map_err(|m| format!("tasks: {m}"))?,
+        }
         if self.inputs.len() > INPUTS_MAX {
             return Err(format!(
                 "inputs: {} files; at most {INPUTS_MAX}",
                 self.inputs.len()
             ));
         }
-        let mut names = BTreeSet::new();
+        let mut names: BTreeSet<&str> = BTreeSet::new();
         for input in &self.inputs {
             cairn_job::check_input_name(&input.name).map_err(|m| format!("inputs: {m}"))?;
             if !names.insert(input.name.as_str()) {
@@ -235,53 +276,7 @@ impl Submission {
             }
         }
         for (index, task) in self.tasks.iter().enumerate() {
-            if task.args.len() > ARGS_MAX {
-                return Err(format!(
-                    "tasks[{index}].args: {} arguments; at most {ARGS_MAX}",
-                    task.args.len()
-                ));
-            }
-            if task.outputs.len() > OUTPUTS_MAX {
-                return Err(format!(
-                    "tasks[{index}].outputs: {} outputs; at most {OUTPUTS_MAX}",
-                    task.outputs.len()
-                ));
-            }
-            let mut outputs = BTreeSet::new();
-            for output in &task.outputs {
-                cairn_job::check_output_path(output)
-                    .map_err(|m| format!("tasks[{index}].outputs: {m}"))?;
-                if !outputs.insert(output.as_str()) {
-                    return Err(format!("tasks[{index}].outputs: '{output}' is named twice"));
-                }
-            }
-            cairn_wire::parse_hex32(&task.seed, "task seed")
-                .map_err(|m| format!("tasks[{index}].seed: {m}"))?;
-            if task.inputs.len() > TASK_INPUTS_MAX {
-                return Err(format!(
-                    "tasks[{index}].inputs: {} files; at most {TASK_INPUTS_MAX}",
-                    task.inputs.len()
-                ));
-            }
-            let mut own = BTreeSet::new();
-            for input in &task.inputs {
-                cairn_job::check_input_name(&input.name)
-                    .map_err(|m| format!("tasks[{index}].inputs: {m}"))?;
-                if names.contains(input.name.as_str()) || !own.insert(input.name.as_str()) {
-                    return Err(format!(
-                        "tasks[{index}].inputs: '{}' is named twice among the inputs the task sees",
-                        input.name
-                    ));
-                }
-            }
-            if let Some(fuel) = task.fuel
-                && !(1..=self.limits.fuel).contains(&fuel)
-            {
-                return Err(format!(
-                    "tasks[{index}].fuel: {fuel}; a task's fuel is from 1 to the job's limits.fuel ({})",
-                    self.limits.fuel
-                ));
-            }
+            self.check_task(index, task, &names)?;
         }
         cairn_job::Limits {
             fuel: self.limits.fuel,
@@ -296,6 +291,82 @@ impl Submission {
         }
         .check()?;
         self.verify.policy()?;
+        Ok(())
+    }
+
+    /// Checks `more` tasks for a stream that passed [`Submission::check`],
+    /// to follow its own: each as `check` holds a task, and the whole
+    /// within the job file's task count.
+    pub fn check_more(&self, more: &[SubmittedTask]) -> Result<(), String> {
+        if self.stream.is_none() {
+            return Err("the job is not a stream: its tasks were all given".into());
+        }
+        if more.is_empty() {
+            return Err("tasks: no task given".into());
+        }
+        let total = (self.tasks.len() as u64).saturating_add(more.len() as u64);
+        rules::check_task_count(total).map_err(|m| format!("tasks: {m}"))?;
+        let names = self.inputs.iter().map(|f| f.name.as_str()).collect();
+        for (offset, task) in more.iter().enumerate() {
+            self.check_task(self.tasks.len() + offset, task, &names)?;
+        }
+        Ok(())
+    }
+
+    /// Checks task `index` against the job's limits and inputs.
+    fn check_task(
+        &self,
+        index: usize,
+        task: &SubmittedTask,
+        shared: &BTreeSet<&str>,
+    ) -> Result<(), String> {
+        if task.args.len() > ARGS_MAX {
+            return Err(format!(
+                "tasks[{index}].args: {} arguments; at most {ARGS_MAX}",
+                task.args.len()
+            ));
+        }
+        if task.outputs.len() > OUTPUTS_MAX {
+            return Err(format!(
+                "tasks[{index}].outputs: {} outputs; at most {OUTPUTS_MAX}",
+                task.outputs.len()
+            ));
+        }
+        let mut outputs = BTreeSet::new();
+        for output in &task.outputs {
+            cairn_job::check_output_path(output)
+                .map_err(|m| format!("tasks[{index}].outputs: {m}"))?;
+            if !outputs.insert(output.as_str()) {
+                return Err(format!("tasks[{index}].outputs: '{output}' is named twice"));
+            }
+        }
+        cairn_wire::parse_hex32(&task.seed, "task seed")
+            .map_err(|m| format!("tasks[{index}].seed: {m}"))?;
+        if task.inputs.len() > TASK_INPUTS_MAX {
+            return Err(format!(
+                "tasks[{index}].inputs: {} files; at most {TASK_INPUTS_MAX}",
+                task.inputs.len()
+            ));
+        }
+        let mut own = BTreeSet::new();
+        for input in &task.inputs {
+            cairn_job::check_input_name(&input.name)
+                .map_err(|m| format!("tasks[{index}].inputs: {m}"))?;
+            if shared.contains(input.name.as_str()) || !own.insert(input.name.as_str()) {
+                return Err(format!(
+                    "tasks[{index}].inputs: '{}' is named twice among the inputs the task sees",
+                    input.name
+                ));
+            }
+        }
+        if let Some(fuel) = task.fuel
+            && !(1..=self.limits.fuel).contains(&fuel)
+        {
+            return Err(format!(
+                "tasks[{index}].fuel: {fuel}; a task's fuel is from 1 to the job's limits.fuel ({})",
+                self.limits.fuel
+            ));
+        }
         Ok(())
     }
 }
@@ -338,6 +409,7 @@ mod tests {
             price_max_ucairn_per_gfuel: 100,
             verify: cairn_job::VerifyPolicy::None.into(),
             approval_window_s: None,
+            stream: None,
         }
     }
 

@@ -20,8 +20,8 @@ use cairn_market::{
     Auction, Bid, BidRejection, Candidate, ORDER_NAMESPACE, Order, Outcome, Rng, SelectionParams,
 };
 use cairn_proto::{
-    self as proto, Assignment, FileRef, Report, Response, StreamRef, SubmittedFile, TaskLimits,
-    Terms,
+    self as proto, Assignment, FileRef, Report, Response, StreamRef, SubmittedFile, SubmittedTask,
+    TaskLimits, Terms,
 };
 use cairn_sched::{Completion, SchedParams, Scheduler};
 use cairn_verify::{Action, Offence, Params as VerifyParams, Reveal, StateHash, TaskKey, Verifier};
@@ -190,6 +190,30 @@ impl std::fmt::Display for CancelRefused {
             Self::Over => "the job is over already: every task is decided",
             Self::Cancelled => "the job is cancelled already",
         })
+    }
+}
+
+/// Why [`RequesterCore::extend`] or [`RequesterCore::end_stream`] refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamRefused {
+    /// The requester has no such job.
+    NotFound,
+    /// The job is not a stream: its tasks were all given at submission.
+    NotAStream,
+    /// The stream was ended or cancelled, or the job is over.
+    Ended,
+    /// The tasks break the job's rules (the message names which).
+    Invalid(String),
+}
+
+impl std::fmt::Display for StreamRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotFound => f.write_str("no such job"),
+            Self::NotAStream => f.write_str("the job is not a stream: its tasks were all given"),
+            Self::Ended => f.write_str("the stream is ended or cancelled, or the job is over"),
+            Self::Invalid(why) => f.write_str(why),
+        }
     }
 }
 
@@ -402,13 +426,16 @@ impl RequesterCore {
             limits: TaskLimits {
                 fuel: s.limits.fuel,
                 // Checked at submission: each task's is from 1 to the
-                // job's.
-                fuel_min: s
-                    .tasks
-                    .iter()
-                    .map(|t| t.fuel.unwrap_or(s.limits.fuel))
-                    .min()
-                    .unwrap_or(s.limits.fuel),
+                // job's. A stream's tasks are not known yet: any.
+                fuel_min: match s.stream {
+                    Some(_) => 1,
+                    None => s
+                        .tasks
+                        .iter()
+                        .map(|t| t.fuel.unwrap_or(s.limits.fuel))
+                        .min()
+                        .unwrap_or(s.limits.fuel),
+                },
                 memory_bytes: s.limits.memory_bytes,
                 wall_time_ms: s.limits.wall_time_ms,
                 output_bytes: s.limits.output_bytes,
@@ -548,7 +575,10 @@ impl RequesterCore {
                 }
                 job.finished_ms = Some(now);
                 Phase::Done
-            } else if job.sched.is_finished() && job.approval_window_ms().is_none() {
+            } else if job.sched.is_finished()
+                && !job.streaming()
+                && job.approval_window_ms().is_none()
+            {
                 Phase::Settling
             } else {
                 // Its driver's next step puts a job whose results all are
@@ -584,8 +614,14 @@ impl RequesterCore {
             return;
         };
         let p = job.sched.progress();
-        let remaining = u64::from(p.pending + p.running);
         let s = &job.record.submission;
+        // A stream leases for the tasks it keeps running, however few wait
+        // now: its next segment must find providers ready.
+        let at_once = match (&s.stream, job.streaming()) {
+            (Some(stream), true) => stream.tasks_at_once,
+            _ => 0,
+        };
+        let remaining = u64::from((p.pending + p.running).max(at_once));
         let order = Order {
             job: job.id,
             runtime: s.runtime.clone(),
@@ -640,6 +676,7 @@ impl RequesterCore {
         let mut effects = self.apply(touched, actions);
         let job = self.jobs.get_mut(id).expect("held above");
         let ready = job.sched.is_finished()
+            && !job.streaming()
             && self.verifier.job_done(id)
             && job.unstored == 0
             && !job.cancel_unstored;
@@ -1773,6 +1810,66 @@ impl RequesterCore {
         let record = Box::new(job.record.clone());
         let mut effects = self.stop(id, now);
         effects.writes.insert(0, Write::Job { id: *id, record });
+        Ok(effects)
+    }
+
+    /// Adds `tasks` to the live stream `id`, after its last: they are
+    /// checked as its first were, stored with its record, and handed out
+    /// as its providers pull. Returns the first new task's index.
+    pub fn extend(
+        &mut self,
+        id: &ContentId,
+        tasks: Vec<SubmittedTask>,
+        now: u64,
+    ) -> Result<(u32, Effects), StreamRefused> {
+        let job = self.jobs.get_mut(id).ok_or(StreamRefused::NotFound)?;
+        if job.record.submission.stream.is_none() {
+            return Err(StreamRefused::NotAStream);
+        }
+        if !job.streaming() || matches!(job.phase, Phase::Settling | Phase::Done) {
+            return Err(StreamRefused::Ended);
+        }
+        job.record
+            .submission
+            .check_more(&tasks)
+            .map_err(StreamRefused::Invalid)?;
+        let more = tasks.len() as u32;
+        job.record.submission.tasks.extend(tasks);
+        let first = job.sched.extend(more);
+        self.verifier.extend_job(id, more);
+        // Its providers get their idle wait to pull the new work before
+        // the job looks for others.
+        job.last_pull_ms = now;
+        let mut effects = Effects::default();
+        effects.writes.push(Write::Job {
+            id: *id,
+            record: Box::new(job.record.clone()),
+        });
+        effects.wake.insert(*id);
+        self.decisions += 1;
+        effects.seq = self.decisions;
+        Ok((first, effects))
+    }
+
+    /// Ends the live stream `id`: no task is added after, and it settles
+    /// once those it has are decided.
+    pub fn end_stream(&mut self, id: &ContentId, now: u64) -> Result<Effects, StreamRefused> {
+        let job = self.jobs.get_mut(id).ok_or(StreamRefused::NotFound)?;
+        if job.record.submission.stream.is_none() {
+            return Err(StreamRefused::NotAStream);
+        }
+        if !job.streaming() {
+            return Err(StreamRefused::Ended);
+        }
+        job.record.ended_ms = Some(now);
+        let mut effects = Effects::default();
+        effects.writes.push(Write::Job {
+            id: *id,
+            record: Box::new(job.record.clone()),
+        });
+        effects.wake.insert(*id);
+        self.decisions += 1;
+        effects.seq = self.decisions;
         Ok(effects)
     }
 

@@ -252,6 +252,17 @@ impl Scheduler {
         }
     }
 
+    /// Adds `more` tasks after the last, pending (a live stream's next
+    /// segment). Returns the first new index.
+    pub fn extend(&mut self, more: u32) -> u32 {
+        let first = self.tasks.len() as u32;
+        let total = first.saturating_add(more);
+        self.tasks.resize(total as usize, TaskState::Pending);
+        self.attempts.resize(total as usize, 0);
+        self.pending.extend(first..total);
+        first
+    }
+
     /// Runs a finished task again, on a provider not in `exclude`:
     /// verification wants another replica, or the accepted result leaned on
     /// a provider since convicted. A task not finished is left alone except

@@ -1103,6 +1103,7 @@ impl Sim {
             price_max_ucairn_per_gfuel: PRICE,
             verify: self.config.policy.into(),
             approval_window_s: None,
+            stream: None,
         };
         submission.check().expect("the simulation's jobs are valid");
         let id = ContentId::from_digest(h(&[b"job", &index.to_le_bytes()]));

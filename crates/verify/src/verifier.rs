@@ -196,6 +196,18 @@ struct TaskState {
     failed: bool,
 }
 
+/// A task of a job under `policy` that nothing was done for yet.
+fn fresh_task(policy: VerifyPolicy) -> TaskState {
+    let wanted = match policy {
+        VerifyPolicy::Replicate { replicas } => replicas,
+        _ => 1,
+    };
+    TaskState {
+        wanted,
+        ..TaskState::default()
+    }
+}
+
 #[derive(Clone, Debug)]
 struct JobState {
     policy: VerifyPolicy,
@@ -309,25 +321,26 @@ impl Verifier {
         tasks: u32,
         fuel_per_task: u64,
     ) {
-        let wanted = match policy {
-            VerifyPolicy::Replicate { replicas } => replicas,
-            _ => 1,
-        };
-        let state = TaskState {
-            wanted,
-            ..TaskState::default()
-        };
         self.jobs.insert(
             job,
             JobState {
+                tasks: vec![fresh_task(policy); tasks as usize],
                 policy,
-                tasks: vec![state; tasks as usize],
                 fuel_per_task,
                 disputable: true,
                 sealed: false,
                 expelled: BTreeSet::new(),
             },
         );
+    }
+
+    /// Adds `more` tasks to `job` after its last (a live stream's next
+    /// segment), under the job's policy. Nothing for an unknown job.
+    pub fn extend_job(&mut self, job: &ContentId, more: u32) {
+        if let Some(state) = self.jobs.get_mut(job) {
+            let total = state.tasks.len().saturating_add(more as usize);
+            state.tasks.resize(total, fresh_task(state.policy));
+        }
     }
 
     /// Decides `job`'s disagreements by a vote instead of a dispute: for

@@ -376,6 +376,7 @@ pub(super) fn submit(
         price_max_ucairn_per_gfuel: 1_000,
         verify: verify.into(),
         approval_window_s: None,
+        stream: None,
     };
     let created: api::JobCreated = node.post_json("/v1/jobs", serde_json::to_vec(&submission)?)?;
     Ok(created.job)

@@ -55,6 +55,8 @@ impl utoipa::ToSchema for Octets {}
         super::events::job_events,
         super::job_results,
         super::cancel_job,
+        super::add_tasks,
+        super::end_stream,
         super::judge_job,
         super::providers,
         super::prices,

@@ -172,6 +172,7 @@ fn submission(module: SubmittedFile) -> Submission {
         price_max_ucairn_per_gfuel: 100,
         verify: cairn_job::VerifyPolicy::None.into(),
         approval_window_s: None,
+        stream: None,
     }
 }
 
@@ -960,6 +961,8 @@ async fn the_openapi_document_describes_every_route_and_only_those() {
         ("get", "/v1/jobs/{id}/events"),
         ("get", "/v1/jobs/{id}/results"),
         ("post", "/v1/jobs/{id}/cancel"),
+        ("post", "/v1/jobs/{id}/tasks"),
+        ("post", "/v1/jobs/{id}/end"),
         ("post", "/v1/jobs/{id}/approval"),
         ("get", "/v1/providers"),
         ("get", "/v1/prices"),

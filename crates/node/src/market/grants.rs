@@ -69,6 +69,26 @@ impl Grants {
         true
     }
 
+    /// Lets every party of the open `scope` fetch `blobs` too (a stream's
+    /// new segments, for the providers leased to it). False (and nothing
+    /// more granted) when the scope is not open or is full.
+    pub fn extend(&self, scope: &ContentId, blobs: impl IntoIterator<Item = ContentId>) -> bool {
+        let mut table = self.0.lock();
+        let table = &mut *table;
+        let Some(entry) = table.scopes.get_mut(scope) else {
+            return false;
+        };
+        for blob in blobs {
+            if entry.blobs.len() >= BLOBS_MAX {
+                return false;
+            }
+            if entry.blobs.insert(blob) {
+                table.index.entry(blob).or_default().insert(*scope);
+            }
+        }
+        true
+    }
+
     /// Whether `party` may fetch `blob`.
     pub fn allows(&self, blob: &ContentId, party: &PublicKey) -> bool {
         let table = self.0.lock();
@@ -141,8 +161,17 @@ mod tests {
             grants.allows(&module, &provider),
             "still named by the other job"
         );
+        // A stream's new segment goes to the parties of its open scope,
+        // and no further; a scope not open takes nothing.
+        let segment = ContentId::of(b"segment");
+        assert!(grants.extend(&other_job, [segment]));
+        assert!(grants.allows(&segment, &provider));
+        assert!(!grants.allows(&segment, &snooper));
+        assert!(!grants.extend(&job, [ContentId::of(b"late")]));
+        assert!(!grants.allows(&ContentId::of(b"late"), &provider));
         grants.revoke(&other_job);
         assert!(!grants.allows(&module, &provider));
+        assert!(!grants.allows(&segment, &provider));
         assert_eq!(grants.scopes(), 0);
         assert!(grants.0.lock().index.is_empty());
     }

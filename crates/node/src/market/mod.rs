@@ -455,6 +455,23 @@ impl Market {
         self.requester.judge(id, approval).await
     }
 
+    /// Adds tasks to a live stream (see `RequesterCore::extend`).
+    pub async fn extend(
+        &self,
+        id: &ContentId,
+        tasks: Vec<cairn_api::SubmittedTask>,
+    ) -> Result<cairn_api::TasksAdded, cairn_roles::requester::StreamRefused> {
+        self.requester.extend(id, tasks).await
+    }
+
+    /// Ends a live stream (see `RequesterCore::end_stream`).
+    pub async fn end_stream(
+        &self,
+        id: &ContentId,
+    ) -> Result<JobStatus, cairn_roles::requester::StreamRefused> {
+        self.requester.end_stream(id).await
+    }
+
     /// Every job this node requested.
     pub fn jobs(&self) -> Vec<JobStatus> {
         self.requester.statuses()

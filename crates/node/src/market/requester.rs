@@ -13,7 +13,7 @@ use cairn_market::{Bid, Order};
 use cairn_net::PeerId;
 use cairn_roles::requester::{
     ApprovalRefused, Arrival, Asked, BidRefused, CancelRefused, Effects, JobRecord, PullRefused,
-    RequesterCore, Step, Write, check_reports,
+    RequesterCore, Step, StreamRefused, Write, check_reports,
 };
 use cairn_store::{Op, Table};
 use cairn_wire::codec::{DecodeExt as _, DecodeFixed as _, Encode as _};
@@ -1051,6 +1051,59 @@ impl Requester {
             tracing::error!("storing a judgement of results: {e}");
         }
         self.status(id).ok_or(ApprovalRefused::NotFound)
+    }
+
+    /// Adds tasks to a live stream (see [`RequesterCore::extend`]) once
+    /// their own inputs are uploaded here; the providers leased to it may
+    /// fetch them. Stored before the answer.
+    pub async fn extend(
+        self: &Arc<Self>,
+        id: &ContentId,
+        tasks: Vec<cairn_api::SubmittedTask>,
+    ) -> Result<cairn_api::TasksAdded, StreamRefused> {
+        for file in tasks.iter().flat_map(|t| &t.inputs) {
+            if self.shared.blobs.size(&file.id) != Some(file.size) {
+                return Err(StreamRefused::Invalid(format!(
+                    "blob {} ('{}') is not uploaded to this node",
+                    file.id, file.name
+                )));
+            }
+        }
+        let blobs: Vec<ContentId> = tasks
+            .iter()
+            .flat_map(|t| t.inputs.iter().map(|f| f.id))
+            .collect();
+        let (first, total, effects) = {
+            let mut core = self.core.lock();
+            let (first, effects) = core.extend(id, tasks, now_ms())?;
+            let total = core.jobs[id].sched.progress().total;
+            (first, total, effects)
+        };
+        self.shared.pin(blobs.iter().copied());
+        if !self.shared.grants.extend(id, blobs) {
+            tracing::debug!(job = %id.short(), "no provider leased yet to grant new inputs to");
+        }
+        // On its own task, as a cancel's: a client hanging up does not
+        // leave the writes half done.
+        let requester = self.clone();
+        let carried = tokio::spawn(async move { requester.carry_out(effects).await }).await;
+        if let Err(e) = carried.map_err(|e| e.to_string()).and_then(|done| done) {
+            tracing::error!("storing a stream's new tasks: {e}");
+        }
+        Ok(cairn_api::TasksAdded { first, total })
+    }
+
+    /// Ends a live stream (see [`RequesterCore::end_stream`]) and answers
+    /// its status.
+    pub async fn end_stream(self: &Arc<Self>, id: &ContentId) -> Result<JobStatus, StreamRefused> {
+        let effects = self.core.lock().end_stream(id, now_ms())?;
+        tracing::info!(job = %id.short(), "stream ended by its requester");
+        let requester = self.clone();
+        let carried = tokio::spawn(async move { requester.carry_out(effects).await }).await;
+        if let Err(e) = carried.map_err(|e| e.to_string()).and_then(|done| done) {
+            tracing::error!("ending a stream: {e}");
+        }
+        self.status(id).ok_or(StreamRefused::NotFound)
     }
 
     /// Cancels a job (see [`RequesterCore::cancel`]) and answers its

@@ -54,6 +54,11 @@ pub struct JobRecord {
     /// after a restart (see `cairn_verify::Action::Expelled`).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub expelled: BTreeSet<PublicKey>,
+    /// When its requester ended it, for a live stream (ms since the
+    /// epoch): no task is added after, and it finishes once its tasks are
+    /// done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_ms: Option<u64>,
 }
 
 impl JobRecord {
@@ -69,6 +74,7 @@ impl JobRecord {
             approval_until_ms: None,
             convicted: BTreeSet::new(),
             expelled: BTreeSet::new(),
+            ended_ms: None,
         }
     }
 }
@@ -411,6 +417,13 @@ impl Job {
             .get(task as usize)
             .and_then(|spec| spec.fuel)
             .unwrap_or(self.terms.limits.fuel)
+    }
+
+    /// Whether it is a live stream still open: more tasks may come, so it
+    /// does not finish when those it has are done.
+    pub fn streaming(&self) -> bool {
+        let r = &self.record;
+        r.submission.stream.is_some() && r.ended_ms.is_none() && r.cancelled_ms.is_none()
     }
 
     /// What a provider leased to it may fetch, and what this node keeps

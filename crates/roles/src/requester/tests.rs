@@ -60,6 +60,7 @@ fn submission(tasks: u32, policy: VerifyPolicy) -> Submission {
         price_max_ucairn_per_gfuel: 100,
         verify: policy.into(),
         approval_window_s: None,
+        stream: None,
     }
 }
 
@@ -1751,4 +1752,96 @@ fn a_restarted_requester_keeps_waiting_for_approval_until_the_stored_end_of_the_
         .settle
         .expect("the window is over");
     assert_eq!(receipts.len(), 2);
+}
+
+/// A live stream starts with no task and leases for the tasks it keeps
+/// running; tasks added while it runs go out at the next pull; it does
+/// not finish while open, however many of its tasks are done, and settles
+/// once ended and decided. Tasks that break its rules, tasks for a job
+/// that is no stream and tasks for a stream ended are refused and change
+/// nothing.
+#[test]
+fn a_stream_grows_while_it_runs_and_settles_only_once_ended() {
+    let mut core = requester();
+    let a = provider(1);
+    let id = ContentId::of(b"stream");
+    let mut stream = submission(0, VerifyPolicy::None);
+    stream.stream = Some(cairn_proto::SubmittedStream { tasks_at_once: 3 });
+    assert_eq!(stream.check(), Ok(()));
+    core.add_job(id, JobRecord::new(stream, T0), T0).unwrap();
+    let mut effects = Effects::default();
+    core.open_auction(&id, T0, &mut effects);
+    let order = effects.orders[0].verify(ORDER_NAMESPACE).unwrap().clone();
+    assert_eq!(order.tasks, 3, "it leases for the tasks it keeps running");
+    let leases = leased(&mut core, &id, &order, &[&a]);
+    let lease = &leases[0];
+    let (tasks, _, _) = pull(&mut core, &a, lease, 4, Vec::new(), T1 + 1);
+    assert!(tasks.is_empty());
+    assert!(core.step(&id, T1 + 2).unwrap().settle.is_none());
+
+    // A segment's two tasks come, and go out at the next pull.
+    let segment = submission(2, VerifyPolicy::None).tasks;
+    let (first, effects) = core.extend(&id, segment.clone(), T1 + 3).unwrap();
+    assert_eq!(first, 0);
+    let [Write::Job { record, .. }] = effects.writes.as_slice() else {
+        panic!("the record is stored with its tasks: {:?}", effects.writes);
+    };
+    assert_eq!(record.submission.tasks, segment);
+    assert!(effects.wake.contains(&id));
+    let (tasks, _, _) = pull(&mut core, &a, lease, 4, Vec::new(), T1 + 4);
+    assert_eq!(tasks, [0, 1]);
+    let commits = vec![committed(&a, lease, 0, 500), committed(&a, lease, 1, 500)];
+    let (_, reveal, _) = pull(&mut core, &a, lease, 4, commits, T1 + 5);
+    assert_eq!(reveal, [0, 1]);
+    let reveals = vec![
+        revealed(&a, lease, 0, 500, 500),
+        revealed(&a, lease, 1, 500, 500),
+    ];
+    let (_, _, effects) = pull(&mut core, &a, lease, 4, reveals, T1 + 6);
+    core.stored(&effects.writes);
+    assert_eq!(core.status(&id, T1 + 6).unwrap().done, 2);
+    let step = core.step(&id, T1 + 7).unwrap();
+    assert!(step.settle.is_none(), "an open stream does not settle");
+
+    // Refused, and nothing changes: a task over the job's fuel, tasks for
+    // a job that is no stream.
+    let mut greedy = segment.clone();
+    greedy[1].fuel = Some(2_000_000);
+    let Err(StreamRefused::Invalid(why)) = core.extend(&id, greedy, T1 + 8) else {
+        panic!("a task over the job's fuel was added");
+    };
+    assert!(why.starts_with("tasks[3].fuel"), "{why}");
+    assert_eq!(core.lease_job(&lease.id()), Some((id, 2)));
+    let (batch, _) = submitted(&mut core, 1, VerifyPolicy::None);
+    assert_eq!(
+        core.extend(&batch, segment.clone(), T1 + 8).err(),
+        Some(StreamRefused::NotAStream)
+    );
+    assert_eq!(
+        core.end_stream(&batch, T1 + 8).err(),
+        Some(StreamRefused::NotAStream)
+    );
+
+    // Ended: stored, no task after, and it settles what it was paid for.
+    let effects = core.end_stream(&id, T1 + 9).unwrap();
+    let [Write::Job { record, .. }] = effects.writes.as_slice() else {
+        panic!("the end is stored: {:?}", effects.writes);
+    };
+    assert_eq!(record.ended_ms, Some(T1 + 9));
+    assert_eq!(
+        core.extend(&id, segment, T1 + 10).err(),
+        Some(StreamRefused::Ended)
+    );
+    assert_eq!(
+        core.end_stream(&id, T1 + 10).err(),
+        Some(StreamRefused::Ended)
+    );
+    let receipts = core.step(&id, T1 + 10).unwrap().settle.expect("settles");
+    assert_eq!(receipts.len(), 2);
+
+    // A stream restored from its record (ended or not) has every task it
+    // was given.
+    let mut restarted = requester();
+    restarted.add_job(id, *record.clone(), T1 + 11).unwrap();
+    assert_eq!(restarted.jobs[&id].sched.progress().total, 2);
 }
