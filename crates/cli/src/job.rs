@@ -45,6 +45,14 @@ enum JobCommand {
         #[arg(long, value_name = "DIR")]
         allow_inputs_from: Vec<PathBuf>,
     },
+    /// Transcode a live stream as it is produced (Livepeer's broadcast):
+    /// each segment's renditions are added to a running job and listed in
+    /// live HLS playlists in `out/<name>` as they come back verified; the
+    /// job ends, and is paid per segment delivered, when the stream does.
+    #[command(
+        after_help = "Example:\n  ffmpeg -re -f lavfi -i testsrc2=size=640x360:rate=30 -t 20 -c:v libx264 -g 60 \\\n    -f mpegts - | cairn job stream examples/transcode/live.toml"
+    )]
+    Stream(crate::stream::StreamArgs),
     /// A job's state, progress, and why it waits if it does.
     Status {
         /// Job id [default: every job].
@@ -174,6 +182,7 @@ pub fn job(args: JobArgs) -> anyhow::Result<ExitCode> {
             println!("{}", describe(&status));
             Ok(ExitCode::SUCCESS)
         }
+        JobCommand::Stream(stream) => crate::stream::stream(&node, stream),
         JobCommand::List { json } => list(&node, None, json),
         JobCommand::Status { id, json } => list(&node, id, json),
         JobCommand::Watch { id } => watch(&node, &id),

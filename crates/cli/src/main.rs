@@ -16,6 +16,7 @@ mod node;
 mod poll;
 mod run;
 mod search;
+mod stream;
 mod tiles;
 mod video;
 mod wallet;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use cairn_ledger::Genesis;
 use cairn_wire::{Keypair, PublicKey};
+use clap::builder::BoolishValueParser;
 
 /// What a fresh single-node chain gives the node's own key: enough to try
 /// everything.
@@ -115,21 +116,21 @@ pub struct MarketArgs {
     #[arg(long = "bootstrap", env = "CAIRN_BOOTSTRAP", value_delimiter = ',')]
     bootstrap: Vec<String>,
     /// Discover market peers on the LAN with mDNS.
-    #[arg(long, env = "CAIRN_MDNS")]
+    #[arg(long, env = "CAIRN_MDNS", value_parser = BoolishValueParser::new())]
     mdns: bool,
     /// Behind NAT: run AutoNAT, a relay client and hole punching.
-    #[arg(long, env = "CAIRN_NAT")]
+    #[arg(long, env = "CAIRN_NAT", value_parser = BoolishValueParser::new())]
     nat: bool,
     /// Offer this machine's CPUs to the market (the provider role).
-    #[arg(long, env = "CAIRN_PROVIDE")]
+    #[arg(long, env = "CAIRN_PROVIDE", value_parser = BoolishValueParser::new())]
     provide: bool,
     /// Also offer the tools installed here (Blender, ffmpeg), each task
     /// run under bubblewrap (no network, read-only system, bounded).
-    #[arg(long, env = "CAIRN_TOOLS", requires = "provide")]
+    #[arg(long, env = "CAIRN_TOOLS", requires = "provide", value_parser = BoolishValueParser::new())]
     tools: bool,
     /// With --tools, keep this machine's NVIDIA GPUs to itself (by
     /// default they are lent to the tool tasks that ask for them).
-    #[arg(long, env = "CAIRN_NO_GPUS")]
+    #[arg(long, env = "CAIRN_NO_GPUS", value_parser = BoolishValueParser::new())]
     no_gpus: bool,
     /// Cores offered [default: all].
     #[arg(long, env = "CAIRN_CORES")]

@@ -30,17 +30,23 @@ pub fn load(path: &Path, allowed: &[PathBuf]) -> anyhow::Result<Loaded> {
             _segments: None,
         });
     };
+    let Some(input) = &video.input else {
+        anyhow::bail!(
+            "{}: a [video] without an input is a live stream: run it with `cairn job stream`",
+            path.display()
+        );
+    };
     let folder = tempfile::Builder::new()
         .prefix("cairn-segments-")
         .tempdir()
         .context("a folder for the clip's segments")?;
     let tools = VideoTools::new(&ToolConfig::default())?;
     let (segments, picture) = tools
-        .split(&video.input.host_path, video.segment_s, folder.path())
+        .split(&input.host_path, video.segment_s, folder.path())
         .with_context(|| format!("{}: video.input", path.display()))?;
     eprintln!(
         "{}: {} segments of about {} s, {}x{}, into {} renditions",
-        video.input.host_path.display(),
+        input.host_path.display(),
         segments.len(),
         video.segment_s,
         picture.width,

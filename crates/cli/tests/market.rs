@@ -1025,6 +1025,87 @@ fn three_providers_transcode_a_clip_into_the_ladder_and_every_playlist_plays_end
     assert_paid_and_balanced(&devnet, &id, 3, before);
 }
 
+/// Livepeer's live case: a 12-second stream produced in real time (ffmpeg's
+/// test source, a keyframe a second) is piped into `cairn job stream`; its
+/// segments' renditions are added to the running job as they are cut,
+/// transcoded by three providers, checked against each other, and listed
+/// in live playlists while the stream runs. When it ends, the job ends:
+/// every segment is in every playlist, which plays every frame of the
+/// stream, and the tokens balance.
+#[test]
+fn a_live_stream_is_transcoded_as_it_is_produced_and_its_playlists_play_to_the_end() {
+    cairn_exec::tool::install_test_tools();
+    let devnet = Devnet::start_with_tools(3);
+    let tmp = tempfile::tempdir().unwrap();
+    let before = balances(&devnet, 3);
+    let mut source = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args([
+            "-t", "12", "-c:v", "libx264", "-preset", "veryfast", "-g", "30",
+        ])
+        .args(["-c:a", "aac", "-f", "mpegts", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = tmp.path().join("out");
+    let streamed = cairn()
+        .args(["job", "--node", &devnet.url(), "--data-dir"])
+        .arg(devnet.dir.join("v0"))
+        .args(["stream", "--json", "-o", out.to_str().unwrap()])
+        .arg(repo().join("examples/transcode/live.toml"))
+        .stdin(source.stdout.take().unwrap())
+        .output()
+        .unwrap();
+    assert!(source.wait().unwrap().success());
+    let said = String::from_utf8_lossy(&streamed.stderr);
+    assert!(streamed.status.success(), "{said}");
+    let stdout = String::from_utf8(streamed.stdout).unwrap();
+    let mut lines = stdout.lines();
+    let id = lines.next().unwrap().to_string();
+    let summary: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    // Six segments of 2 s, each listed while the stream ran, in order.
+    assert_eq!(summary["segments"], 6, "{summary}\n{said}");
+    assert_eq!(summary["segments_listed_live"], 6, "{summary}");
+    assert_eq!(summary["state"], "done", "{summary}");
+    for s in 0..6 {
+        assert!(said.contains(&format!("segment {s} listed")), "{said}");
+    }
+    let status = devnet.status(&id);
+    assert_eq!(status["total"], 12, "{status}");
+    assert_eq!(status["done"], 12, "{status}");
+    assert!(status["executions"].as_u64().unwrap() >= 24, "{status}");
+    assert_eq!(status["disputes"], 0, "{status}");
+
+    // The playlists as they stood live list every segment, and the final
+    // ones play every frame of the stream at each rendition's size.
+    let master = std::fs::read_to_string(out.join("master.m3u8")).unwrap();
+    for (name, width, height) in [("240p30", 426, 240), ("360p30", 640, 360)] {
+        assert!(
+            master.contains(&format!("RESOLUTION={width}x{height}")),
+            "{master}"
+        );
+        let playlist = std::fs::read_to_string(out.join(format!("{name}.m3u8"))).unwrap();
+        assert!(playlist.contains(&format!("{name}_0005.ts")), "{playlist}");
+        assert!(playlist.ends_with("#EXT-X-ENDLIST\n"), "{playlist}");
+        let played = Command::new("ffprobe")
+            .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+            .args(["-show_entries", "stream=width,height,nb_read_frames"])
+            .args(["-of", "csv=p=0"])
+            .arg(out.join(format!("{name}.m3u8")))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&played.stdout).lines().next(),
+            Some(format!("{width},{height},360").as_str()),
+            "{name}: every frame of the 12 s stream, at its size"
+        );
+    }
+    assert_paid_and_balanced(&devnet, &id, 3, before);
+}
+
 /// Issue 13's inference through the market: three providers embed the
 /// example corpus with all-MiniLM-L6-v2 in Wasm, the model's 87 MB of
 /// weights a content-addressed input each provider fetches. Replicas agree

@@ -367,6 +367,19 @@ impl Client {
     /// Uploads a loaded job file's module and inputs and submits it (see
     /// [`load_job`]). Returns its id.
     pub fn submit_job(&self, job: &Job) -> Result<ContentId> {
+        let (module, inputs) = self.upload_job(job)?;
+        let mut uploaded = std::collections::BTreeSet::new();
+        for input in job.tasks().iter().flat_map(|t| &t.inputs) {
+            if uploaded.insert(input.id) {
+                self.upload_input(input)?;
+            }
+        }
+        self.submit(&submission(job, module, inputs))
+    }
+
+    /// Uploads a loaded job file's module and its inputs (not its tasks'
+    /// own): what its submission names.
+    pub fn upload_job(&self, job: &Job) -> Result<(SubmittedFile, Vec<SubmittedFile>)> {
         let module = match &job.module {
             ModuleRef::Builtin(name) => cairn_workloads::find(name)
                 .ok_or_else(|| Error::Job(format!("no built-in module '{name}'")))?
@@ -385,21 +398,44 @@ impl Client {
         for input in &job.inputs {
             inputs.push(self.upload(&input.name, read(&input.host_path)?)?);
         }
-        // Tasks' own inputs go by the ids the job file read: a file that
-        // changed since is refused by the upload, not submitted unseen.
-        let mut uploaded = std::collections::BTreeSet::new();
-        for input in job.tasks().iter().flat_map(|t| &t.inputs) {
-            if uploaded.insert(input.id) {
-                let sent = self.upload(&input.name, read(&input.host_path)?)?;
-                if sent.id != input.id {
-                    return Err(Error::Job(format!(
-                        "{} changed since the job file was read",
-                        input.host_path.display()
-                    )));
-                }
-            }
+        Ok((module, inputs))
+    }
+
+    /// Uploads a task's own input by the id it was read with: a file
+    /// that changed since is refused, not submitted unseen.
+    pub fn upload_input(&self, input: &cairn_job::InputFile) -> Result<SubmittedFile> {
+        let sent = self.upload(&input.name, read(&input.host_path)?)?;
+        if sent.id != input.id {
+            return Err(Error::Job(format!(
+                "{} changed since it was read",
+                input.host_path.display()
+            )));
         }
-        self.submit(&submission(job, module, inputs))
+        Ok(sent)
+    }
+
+    /// Adds tasks to a live stream after its last; their own inputs must
+    /// be uploaded. Refused (409) once the stream is ended.
+    pub fn add_tasks(
+        &self,
+        id: &ContentId,
+        tasks: &[cairn_job::TaskSpec],
+    ) -> Result<api::TasksAdded> {
+        let more = api::MoreTasks {
+            tasks: tasks.iter().map(submitted_task).collect(),
+        };
+        let body = serde_json::to_vec(&more).expect("tasks serialize");
+        self.post_json(&format!("/v1/jobs/{id}/tasks"), body)
+    }
+
+    /// Ends a live stream: it settles once its tasks are decided.
+    pub fn end_stream(&self, id: &ContentId) -> Result<api::JobStatus> {
+        self.post_json(&format!("/v1/jobs/{id}/end"), Vec::new())
+    }
+
+    /// One page of a job's finished tasks, from task `from` on.
+    pub fn results_page(&self, id: &ContentId, from: u32) -> Result<api::JobResults> {
+        self.get(&format!("/v1/jobs/{id}/results?from={from}"))
     }
 
     /// Follows a job until it is over, calling `each` with every status it
@@ -439,6 +475,25 @@ impl Client {
     }
 }
 
+/// A job file's task as the API takes it (its own inputs uploaded).
+pub fn submitted_task(t: &cairn_job::TaskSpec) -> cairn_api::SubmittedTask {
+    cairn_api::SubmittedTask {
+        args: t.args.clone(),
+        outputs: t.outputs.clone(),
+        seed: cairn_wire::hex(&t.seed),
+        fuel: t.fuel,
+        inputs: t
+            .inputs
+            .iter()
+            .map(|f| SubmittedFile {
+                name: f.name.clone(),
+                id: f.id,
+                size: f.size_bytes,
+            })
+            .collect(),
+    }
+}
+
 /// A job file's submission, its module and inputs uploaded as these blobs.
 pub fn submission(job: &Job, module: SubmittedFile, inputs: Vec<SubmittedFile>) -> Submission {
     Submission {
@@ -446,25 +501,7 @@ pub fn submission(job: &Job, module: SubmittedFile, inputs: Vec<SubmittedFile>) 
         runtime: job.module.runtime_name(),
         module,
         inputs,
-        tasks: job
-            .tasks()
-            .iter()
-            .map(|t| cairn_api::SubmittedTask {
-                args: t.args.clone(),
-                outputs: t.outputs.clone(),
-                seed: cairn_wire::hex(&t.seed),
-                fuel: t.fuel,
-                inputs: t
-                    .inputs
-                    .iter()
-                    .map(|f| SubmittedFile {
-                        name: f.name.clone(),
-                        id: f.id,
-                        size: f.size_bytes,
-                    })
-                    .collect(),
-            })
-            .collect(),
+        tasks: job.tasks().iter().map(submitted_task).collect(),
         limits: cairn_api::SubmittedLimits {
             fuel: job.limits.fuel,
             memory_bytes: job.limits.memory_bytes,

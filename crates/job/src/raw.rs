@@ -56,7 +56,7 @@ pub(crate) struct RawTasks {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawVideo {
-    pub input: Spanned<String>,
+    pub input: Option<Spanned<String>>,
     pub segment_s: Option<Spanned<u64>>,
     pub renditions: Option<Spanned<Vec<Spanned<String>>>>,
 }

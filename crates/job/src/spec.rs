@@ -520,13 +520,17 @@ impl Checker<'_> {
             ));
         }
         let raw_video = video.get_ref();
-        let input = self
-            .check_inputs(std::slice::from_ref(&raw_video.input))
-            .map_err(|mut e| {
-                e.key = "video.input".into();
-                e
-            })?
-            .remove(0);
+        let input = match &raw_video.input {
+            Some(input) => Some(
+                self.check_inputs(std::slice::from_ref(input))
+                    .map_err(|mut e| {
+                        e.key = "video.input".into();
+                        e
+                    })?
+                    .remove(0),
+            ),
+            None => None,
+        };
         let segment_s = match &raw_video.segment_s {
             None => video::SEGMENT_S_DEFAULT,
             Some(seconds) => match u32::try_from(*seconds.get_ref()) {

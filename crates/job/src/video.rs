@@ -12,6 +12,10 @@
 //! segment_s = 2                                        # the default
 //! renditions = ["240p30:600k", "360p30:1200k", "720p30:4000k"]   # the default, Livepeer's
 //! ```
+//!
+//! Without `input`, the job is a live stream: `cairn job stream` feeds it
+//! segments as they are produced, each segment's renditions added to the
+//! running job ([`Video::segment_tasks`]).
 
 use std::fmt;
 
@@ -101,6 +105,58 @@ impl Rendition {
     }
 }
 
+impl Rendition {
+    /// The work a task declares for encoding `duration_s` seconds of a
+    /// `picture` into this rendition: [`FUEL_PER_PIXEL`] per pixel of its
+    /// picture and frames, within the fuel a task may declare.
+    pub fn work(&self, duration_s: f64, picture: Picture) -> u64 {
+        let frames = (duration_s * f64::from(self.fps)).ceil().max(1.0) as u64;
+        let pixels =
+            u64::from(self.width_for(picture.width, picture.height)) * u64::from(self.height);
+        pixels
+            .saturating_mul(frames)
+            .saturating_mul(FUEL_PER_PIXEL)
+            .clamp(
+                *crate::rules::FUEL_RANGE.start(),
+                *crate::rules::FUEL_RANGE.end(),
+            )
+    }
+}
+
+impl Video {
+    /// Segment number `s`'s tasks, one per rendition, numbered from
+    /// `first`: each with the segment as its own input and the pixels it
+    /// encodes as its declared work (at most the job's `limits.fuel`; the
+    /// job's figure when the job file declares it).
+    pub fn segment_tasks(
+        &self,
+        job_seed: u64,
+        limits: &crate::Limits,
+        first: u32,
+        s: usize,
+        segment: &Segment,
+        picture: Picture,
+    ) -> Vec<TaskSpec> {
+        self.renditions
+            .iter()
+            .zip(first..)
+            .map(|(rendition, index)| {
+                let output = segment_output(rendition, s);
+                let work = rendition.work(segment.duration_s, picture).min(limits.fuel);
+                TaskSpec {
+                    index,
+                    value: u64::from(index),
+                    args: encode_args(&segment.file.name, rendition, self.segment_s, &output),
+                    outputs: vec![output],
+                    seed: task_seed(job_seed, u64::from(index)),
+                    fuel: (!self.fuel_declared).then_some(work),
+                    inputs: vec![segment.file.clone()],
+                }
+            })
+            .collect()
+    }
+}
+
 impl fmt::Display for Rendition {
     /// `240p30`: the rendition's name in file names and playlists.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -111,8 +167,8 @@ impl fmt::Display for Rendition {
 /// A job file's `[video]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Video {
-    /// The clip.
-    pub input: InputFile,
+    /// The clip; none for a live stream.
+    pub input: Option<InputFile>,
     /// About how long each segment is, in seconds.
     pub segment_s: u32,
     /// The ladder, in the job file's order.
@@ -232,53 +288,29 @@ impl Job {
             return Ok(self);
         };
         if segments.is_empty() {
-            return Err(format!(
-                "{} has no video to split",
-                video.input.host_path.display()
-            ));
+            return Err("the clip has no video to split".into());
         }
         let tasks = segments.len().saturating_mul(video.renditions.len());
         crate::rules::check_task_count(tasks as u64)?;
-        // Each task declares the pixels it encodes (its rendition's
-        // picture, its segment's frames); the job's limit is the largest,
-        // which an order shows bidders. A job file's own `limits.fuel` is
-        // every task's figure instead.
-        let work = |segment: &Segment, rendition: &Rendition| {
-            let frames = (segment.duration_s * f64::from(rendition.fps))
-                .ceil()
-                .max(1.0) as u64;
-            let pixels = u64::from(rendition.width_for(picture.width, picture.height))
-                * u64::from(rendition.height);
-            pixels
-                .saturating_mul(frames)
-                .saturating_mul(FUEL_PER_PIXEL)
-                .clamp(
-                    *crate::rules::FUEL_RANGE.start(),
-                    *crate::rules::FUEL_RANGE.end(),
-                )
-        };
+        // The job's limit is its largest task's, which an order shows
+        // bidders (a job file's own `limits.fuel` is every task's figure).
         if !video.fuel_declared {
             self.limits.fuel = segments
                 .iter()
-                .flat_map(|s| video.renditions.iter().map(move |r| work(s, r)))
+                .flat_map(|s| {
+                    video
+                        .renditions
+                        .iter()
+                        .map(move |r| r.work(s.duration_s, picture))
+                })
                 .max()
                 .unwrap_or(*crate::rules::FUEL_RANGE.start());
         }
         self.tasks = Vec::with_capacity(tasks);
         for (s, segment) in segments.iter().enumerate() {
-            for rendition in &video.renditions {
-                let index = self.tasks.len();
-                let output = segment_output(rendition, s);
-                self.tasks.push(TaskSpec {
-                    index: index as u32,
-                    value: index as u64,
-                    args: encode_args(&segment.file.name, rendition, video.segment_s, &output),
-                    outputs: vec![output],
-                    seed: task_seed(self.seed, index as u64),
-                    fuel: (!video.fuel_declared).then(|| work(segment, rendition)),
-                    inputs: vec![segment.file.clone()],
-                });
-            }
+            let first = self.tasks.len() as u32;
+            let more = video.segment_tasks(self.seed, &self.limits, first, s, segment, picture);
+            self.tasks.extend(more);
         }
         self.inputs = Vec::new();
         Ok(self)

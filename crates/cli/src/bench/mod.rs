@@ -147,7 +147,7 @@ fn ratio(a: Duration, b: Duration) -> f64 {
 
 /// The sample at `fraction` (0.5: the median) of `samples`, by nearest
 /// rank; sorts them.
-fn percentile(samples: &mut [Duration], fraction: f64) -> Duration {
+pub(crate) fn percentile(samples: &mut [Duration], fraction: f64) -> Duration {
     samples.sort();
     let last = samples.len().saturating_sub(1);
     samples

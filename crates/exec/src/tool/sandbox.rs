@@ -267,7 +267,7 @@ impl Sandbox {
             bounds.wall_time = GPU_PROBE_TIME;
             bounds.cpu_seconds = GPU_PROBE_TIME.as_secs();
         }
-        self.spawn(tool, &args, None, None, devices, &bounds)
+        self.spawn(tool, &args, None, None, devices, &bounds, None)
     }
 
     /// Runs one task of `tool`, which may use `threads` threads and the
@@ -298,6 +298,7 @@ impl Sandbox {
             Some(task.output_dir),
             devices,
             &bounds,
+            None,
         )
     }
 
@@ -326,9 +327,32 @@ impl Sandbox {
             wall_time: time,
             stream_bytes: PROBE_BYTES,
         };
-        self.spawn(program, args, Some(input), output, &[], &bounds)
+        self.spawn(program, args, Some(input), output, &[], &bounds, None)
     }
 
+    /// Runs `program` on the host's own behalf reading `stdin` (a live
+    /// stream), confined as [`Sandbox::run_program`] does, writing into
+    /// `output`, for at most `wall_time`.
+    pub(crate) fn run_program_reading(
+        &self,
+        program: &Path,
+        args: &[String],
+        stdin: std::fs::File,
+        output: &Path,
+        file_bytes: u64,
+        wall_time: Duration,
+    ) -> Result<Ran, ExecError> {
+        let bounds = Bounds {
+            memory_bytes: 4 << 30,
+            file_bytes,
+            cpu_seconds: wall_time.as_secs().max(1),
+            wall_time,
+            stream_bytes: PROBE_BYTES,
+        };
+        self.spawn(program, args, None, Some(output), &[], &bounds, Some(stdin))
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn spawn(
         &self,
         tool: &Path,
@@ -337,6 +361,7 @@ impl Sandbox {
         output: Option<&Path>,
         devices: &[(PathBuf, PathBuf)],
         bounds: &Bounds,
+        stdin: Option<std::fs::File>,
     ) -> Result<Ran, ExecError> {
         let mut command = Command::new(&self.bwrap);
         command.env_clear().args(&self.system);
@@ -366,7 +391,7 @@ impl Sandbox {
             .arg("--")
             .arg(tool)
             .args(args)
-            .stdin(Stdio::null())
+            .stdin(stdin.map_or_else(Stdio::null, Stdio::from))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
 

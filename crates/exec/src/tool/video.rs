@@ -29,6 +29,100 @@ use crate::ExecError;
 /// The splitter's list of what it wrote, in `/output`.
 const SEGMENT_LIST: &str = "segments.csv";
 
+/// The largest segment of a live stream: a file ffmpeg writes past it is
+/// cut off, and the stream fails.
+const SEGMENT_BYTES_MAX: u64 = 1 << 30;
+
+/// The segments a live split ([`VideoTools::split_live`]) has finished,
+/// read as its list grows: each once, in order, checked as a clip's are.
+pub struct LiveSegments {
+    folder: PathBuf,
+    /// Bytes of the list read (up to its last whole line).
+    read: usize,
+    /// Segments read.
+    count: usize,
+}
+
+impl LiveSegments {
+    /// The segments a live split writes into `folder`.
+    pub fn new(folder: &Path) -> Self {
+        Self {
+            folder: folder.to_path_buf(),
+            read: 0,
+            count: 0,
+        }
+    }
+
+    /// Segments finished since the last call, in order (none while the
+    /// list is not there yet).
+    pub fn finished(&mut self) -> Result<Vec<Segment>, ExecError> {
+        let path = self.folder.join(SEGMENT_LIST);
+        let list = match std::fs::read(&path) {
+            Ok(list) => list,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(ExecError::io(format!("reading {}", path.display()))(e)),
+        };
+        let Some(whole) = list
+            .get(self.read..)
+            .and_then(|new| new.iter().rposition(|&b| b == b'\n'))
+        else {
+            return Ok(Vec::new());
+        };
+        let new = &list[self.read..self.read + whole + 1];
+        let text = std::str::from_utf8(new)
+            .map_err(|_| ExecError::Media("ffmpeg's segment list is not text".into()))?;
+        let mut segments = Vec::new();
+        for line in text.lines() {
+            segments.push(listed_segment(&self.folder, self.count, line)?);
+            self.count += 1;
+        }
+        self.read += whole + 1;
+        Ok(segments)
+    }
+}
+
+/// Line `index` of ffmpeg's list of the segments it wrote into `folder`
+/// (`name,start,end`), checked: the name due, times that go forward, and
+/// a plain file (not a link ffmpeg left to one elsewhere, which would be
+/// sent to providers).
+fn listed_segment(folder: &Path, index: usize, line: &str) -> Result<Segment, ExecError> {
+    let fields: Vec<&str> = line.split(',').collect();
+    let (&[name, start, end], expected) = (fields.as_slice(), segment_name(index)) else {
+        return Err(ExecError::Media(format!(
+            "ffmpeg's segment list has a line of {} fields",
+            fields.len()
+        )));
+    };
+    let (Some(start), Some(end)) = (seconds(start), seconds(end)) else {
+        return Err(ExecError::Media(format!(
+            "ffmpeg's segment list gives {name} no times"
+        )));
+    };
+    if name != expected || check_input_name(name).is_err() || end <= start {
+        return Err(ExecError::Media(format!(
+            "ffmpeg's segment list names {name} from {start} s to {end} s, \
+             where {expected} was due"
+        )));
+    }
+    let host_path = folder.join(name);
+    if !std::fs::symlink_metadata(&host_path).is_ok_and(|m| m.is_file()) {
+        return Err(ExecError::Media(format!(
+            "ffmpeg's segment {name} is not a plain file"
+        )));
+    }
+    let bytes = std::fs::read(&host_path)
+        .map_err(ExecError::io(format!("reading {}", host_path.display())))?;
+    Ok(Segment {
+        file: InputFile {
+            name: name.to_owned(),
+            host_path,
+            id: ContentId::of(&bytes),
+            size_bytes: bytes.len() as u64,
+        },
+        duration_s: end - start,
+    })
+}
+
 /// A segment's file name: `seg-0003.ts`.
 fn segment_name(index: usize) -> String {
     format!("seg-{index:04}.ts")
@@ -174,47 +268,11 @@ impl VideoTools {
         let list = std::fs::read_to_string(&list_path)
             .map_err(ExecError::io(format!("reading {}", list_path.display())))?;
         std::fs::remove_file(&list_path).ok();
-        let mut segments = Vec::new();
-        for (index, line) in list.lines().enumerate() {
-            let fields: Vec<&str> = line.split(',').collect();
-            let (&[name, start, end], expected) = (fields.as_slice(), segment_name(index)) else {
-                return Err(ExecError::Media(format!(
-                    "ffmpeg's segment list has a line of {} fields",
-                    fields.len()
-                )));
-            };
-            let (start, end) = (seconds(start), seconds(end));
-            let (Some(start), Some(end)) = (start, end) else {
-                return Err(ExecError::Media(format!(
-                    "ffmpeg's segment list gives {name} no times"
-                )));
-            };
-            if name != expected || check_input_name(name).is_err() || end <= start {
-                return Err(ExecError::Media(format!(
-                    "ffmpeg's segment list names {name} from {start} s to {end} s, \
-                     where {expected} was due"
-                )));
-            }
-            let host_path = into.join(name);
-            // A file ffmpeg wrote, not a link it left to one elsewhere
-            // (which would be sent to providers).
-            if !std::fs::symlink_metadata(&host_path).is_ok_and(|m| m.is_file()) {
-                return Err(ExecError::Media(format!(
-                    "ffmpeg's segment {name} is not a plain file"
-                )));
-            }
-            let bytes = std::fs::read(&host_path)
-                .map_err(ExecError::io(format!("reading {}", host_path.display())))?;
-            segments.push(Segment {
-                file: InputFile {
-                    name: name.to_owned(),
-                    host_path,
-                    id: ContentId::of(&bytes),
-                    size_bytes: bytes.len() as u64,
-                },
-                duration_s: end - start,
-            });
-        }
+        let segments = list
+            .lines()
+            .enumerate()
+            .map(|(index, line)| listed_segment(into, index, line))
+            .collect::<Result<Vec<_>, _>>()?;
         if segments.is_empty() {
             return Err(ExecError::Media(format!(
                 "{} holds no video to split",
@@ -222,6 +280,67 @@ impl VideoTools {
             )));
         }
         Ok((segments, probe.picture))
+    }
+
+    /// Splits a live stream read from `source` (a pipe, a FIFO, or a file
+    /// read to its end) at its keyframes into segments of about
+    /// `segment_s` seconds, written into `into` (which must exist and be
+    /// empty) as the stream goes; [`LiveSegments`] reads each once it is
+    /// whole. Returns when the stream ends, or after `wall_time`.
+    pub fn split_live(
+        &self,
+        source: std::fs::File,
+        segment_s: u32,
+        into: &Path,
+        wall_time: std::time::Duration,
+    ) -> Result<(), ExecError> {
+        let args: Vec<String> = [
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            "pipe:0",
+            "-map",
+            "0:v:0",
+            "-map",
+            "0:a:0?",
+            "-c",
+            "copy",
+            "-f",
+            "segment",
+            "-segment_time",
+            &segment_s.to_string(),
+            "-segment_format",
+            "mpegts",
+            "-segment_list",
+            &format!("/output/{SEGMENT_LIST}"),
+            "-segment_list_type",
+            "csv",
+            // Each line is written once its segment is closed.
+            "-segment_list_flags",
+            "+live",
+            "-reset_timestamps",
+            "0",
+            "/output/seg-%04d.ts",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let ran = self.sandbox.run_program_reading(
+            &self.ffmpeg,
+            &args,
+            source,
+            into,
+            SEGMENT_BYTES_MAX,
+            wall_time,
+        )?;
+        if !ran.outcome.is_success() {
+            return Err(ExecError::Media(format!(
+                "ffmpeg could not split the stream ({}): {}",
+                ran.outcome,
+                String::from_utf8_lossy(&ran.stderr).trim()
+            )));
+        }
+        Ok(())
     }
 
     /// Reads the first video stream of `folder/name` with ffprobe, as
@@ -521,6 +640,42 @@ fn playlist(name: &str, probes: &[Probe]) -> (String, Assembled) {
         average_bps: (bytes as f64 * 8.0 / duration_s.max(1e-3)) as u64,
     };
     (text, report)
+}
+
+/// A live rendition's playlist: `durations` are its segments' so far, in
+/// order, and it ends with `#EXT-X-ENDLIST` only once the stream has
+/// (a player keeps asking for more until then).
+pub fn live_playlist(rendition: &Rendition, durations: &[f64], ended: bool) -> String {
+    let target = durations.iter().fold(1.0_f64, |a, d| a.max(d.ceil()));
+    let mut text = format!(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{target:.0}\n#EXT-X-MEDIA-SEQUENCE:0\n"
+    );
+    for (index, duration) in durations.iter().enumerate() {
+        let _ = write!(text, "#EXTINF:{duration:.6},\n{rendition}_{index:04}.ts\n");
+    }
+    if ended {
+        text.push_str("#EXT-X-ENDLIST\n");
+    }
+    text
+}
+
+/// A live stream's master playlist: each rendition of `ladder` (smallest
+/// first) of a clip of `picture`, with the bandwidth it was asked for.
+pub fn live_master(ladder: &[Rendition], picture: Picture) -> String {
+    let mut ladder = ladder.to_vec();
+    ladder.sort_by_key(|r| (r.height, r.fps));
+    let mut master = String::from("#EXTM3U\n#EXT-X-VERSION:3\n");
+    for r in ladder {
+        let bandwidth = u64::from(r.kbps + cairn_job::video::AUDIO_KBPS) * 1000;
+        let _ = write!(
+            master,
+            "#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},RESOLUTION={}x{},FRAME-RATE={}\n{r}.m3u8\n",
+            r.width_for(picture.width, picture.height),
+            r.height,
+            r.fps,
+        );
+    }
+    master
 }
 
 /// A folder removed, with what is in it, when this is dropped.

@@ -108,7 +108,7 @@ pub(crate) struct Requester {
     /// Wakes each job's driver: whatever changes a job from outside it (a
     /// pull, a bid, a lost peer, a verification action) notifies, and
     /// between those the driver sleeps until the job's next deadline.
-    wakes: Mutex<BTreeMap<ContentId, Arc<Notify>>>,
+    wakes: Mutex<BTreeMap<ContentId, Arc<JobSignals>>>,
     /// Where the requester re-executes disputed segments.
     pub(super) referee_dir: std::path::PathBuf,
     pub(super) runtime: std::sync::OnceLock<Arc<cairn_exec::WasmRuntime>>,
@@ -185,6 +185,21 @@ enum Fetch {
 /// and the fetch goes on meanwhile. Answers held up by a transfer were
 /// once lost until an honest provider missed its reveal deadline.
 const PULL_FETCH_WAIT: Duration = Duration::from_secs(2);
+
+/// The longest an idle provider's empty pull of a live stream is held for
+/// the stream's next tasks: answered when they come, it takes them at
+/// once, where its next pull would have come up to half a second later.
+/// Well within a request's timeout.
+const PULL_HOLD: Duration = Duration::from_secs(2);
+
+/// What a job's driver, and pulls held for its next tasks, wait on.
+#[derive(Default)]
+struct JobSignals {
+    /// Something changed the job: its driver looks again.
+    changed: Notify,
+    /// A live stream was given tasks: pulls held for them are answered.
+    work: Notify,
+}
 
 /// The most reveal fetches a requester tracks at once; past it, reveals
 /// wait for a later pull.
@@ -382,7 +397,7 @@ impl Requester {
         let mut core = self.core.lock();
         core.add_job(id, record, now)?;
         self.shared.pin(core.jobs[&id].blobs());
-        self.wakes.lock().insert(id, Arc::new(Notify::new()));
+        self.wakes.lock().insert(id, Arc::default());
         Ok(())
     }
 
@@ -391,7 +406,7 @@ impl Requester {
         let wakes = self.wakes.lock();
         for job in jobs {
             if let Some(wake) = wakes.get(&job) {
-                wake.notify_one();
+                wake.changed.notify_one();
             }
         }
     }
@@ -515,7 +530,7 @@ impl Requester {
                 .clamp(Duration::from_millis(1), DRIVER_SLEEP_MAX);
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = wake.notified() => {}
+                _ = wake.changed.notified() => {}
             }
         }
     }
@@ -844,6 +859,16 @@ impl Requester {
             Counters::bump(&self.shared.counters.refused);
             return Response::Refused("unknown lease".into());
         };
+        // An idle provider of a live stream with nothing to report may be
+        // held until the stream's next tasks (registered before the answer
+        // is worked out, so tasks added meanwhile are not missed).
+        let holdable = reports.is_empty() && asked.held.is_empty() && asked.want > 0;
+        let signals = self.wakes.lock().get(&job_id).cloned();
+        let work = signals.as_ref().map(|s| s.work.notified());
+        let mut work = std::pin::pin!(work);
+        if let Some(work) = work.as_mut().as_pin_mut() {
+            work.enable();
+        }
         let mut stored = reports.len() as u32;
         let positions: Vec<u64> = reports.iter().map(Report::task).collect();
         let mut checked = check_reports(sender, lease, tasks, streams, reports);
@@ -945,6 +970,44 @@ impl Requester {
         // commit waits on the disk, so not on an async worker.
         if let Err(e) = self.carry_out(effects).await {
             tracing::error!("persisting results: {e}");
+            return Response::Refused("the requester cannot store results now".into());
+        }
+        let empty = matches!(
+            &response,
+            Response::Tasks { tasks, reveal, finished: false, accepted: None, .. }
+                if tasks.is_empty() && reveal.is_empty()
+        );
+        let streaming = holdable
+            && empty
+            && self
+                .core
+                .lock()
+                .jobs
+                .get(&job_id)
+                // One that may be asked to reveal is answered at once: its
+                // next pull carries the ask.
+                .is_some_and(|j| j.streaming() && !j.awaits_reveal(&sender));
+        let Some(work) = work.as_pin_mut().filter(|_| streaming) else {
+            return response;
+        };
+        if tokio::time::timeout(PULL_HOLD, work).await.is_err() {
+            return response;
+        }
+        // Tasks came: the pull is answered again, as if it arrived now.
+        let asked = Asked {
+            received_ms: now_ms(),
+            ..asked
+        };
+        let checked = check_reports(sender, lease, tasks, streams, Vec::new());
+        let pulled =
+            self.core
+                .lock()
+                .pulled(now_ms(), (&job_id, &lease, sender), &asked, checked, 0);
+        let Ok((response, effects)) = pulled else {
+            return response;
+        };
+        if let Err(e) = self.carry_out(effects).await {
+            tracing::error!("persisting a held pull's answer: {e}");
             return Response::Refused("the requester cannot store results now".into());
         }
         response
@@ -1079,6 +1142,9 @@ impl Requester {
             let total = core.jobs[id].sched.progress().total;
             (first, total, effects)
         };
+        if let Some(signals) = self.wakes.lock().get(id) {
+            signals.work.notify_waiters();
+        }
         self.shared.pin(blobs.iter().copied());
         if !self.shared.grants.extend(id, blobs) {
             tracing::debug!(job = %id.short(), "no provider leased yet to grant new inputs to");

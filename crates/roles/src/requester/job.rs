@@ -426,6 +426,12 @@ impl Job {
         r.submission.stream.is_some() && r.ended_ms.is_none() && r.cancelled_ms.is_none()
     }
 
+    /// Whether `provider` committed to a result of it not decided yet: it
+    /// may be asked to reveal it at any moment.
+    pub fn awaits_reveal(&self, provider: &PublicKey) -> bool {
+        self.replicas.commits.keys().any(|(_, p)| p == provider)
+    }
+
     /// What a provider leased to it may fetch, and what this node keeps
     /// while it lives: its module, its inputs and its tasks' own (a blob
     /// may be named more than once).

@@ -37,7 +37,13 @@ fn encoded() -> &'static Path {
             let tools = VideoTools::new(&ToolConfig::default()).unwrap();
             let (segments, picture) = tools
                 .split(
-                    &job.video.as_ref().unwrap().input.host_path,
+                    &job.video
+                        .as_ref()
+                        .unwrap()
+                        .input
+                        .as_ref()
+                        .unwrap()
+                        .host_path,
                     2,
                     &segments_dir,
                 )
