@@ -72,28 +72,101 @@ struct Cut {
 }
 
 pub fn stream(node: &Client, args: StreamArgs) -> anyhow::Result<ExitCode> {
-    let job = Job::load_allowing(
+    let source = open_source(&args.from)?;
+    eprintln!("reading the stream from {}", args.from);
+    let streamed = run(
+        node,
         &args.job,
-        &cairn_workloads::names(),
         &args.allow_inputs_from,
-    )
-    .map_err(anyhow::Error::msg)?;
+        source,
+        args.out.as_deref(),
+        |id| println!("{id}"),
+    )?;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let mut latencies = streamed.latencies.clone();
+    let (p50, p99) = (
+        ms(crate::bench::percentile(&mut latencies, 0.5)),
+        ms(crate::bench::percentile(&mut latencies, 0.99)),
+    );
+    if args.json {
+        let summary = serde_json::json!({
+            "job": streamed.id,
+            "state": streamed.state,
+            "segments": streamed.segments,
+            "segments_listed_live": streamed.latencies.len(),
+            "segment_s": streamed.segment_s,
+            "latency_ms": {
+                "p50": p50,
+                "p99": p99,
+                "max": ms(streamed.latencies.iter().copied().max().unwrap_or_default()),
+            },
+            "out": streamed.out,
+        });
+        println!("{summary}");
+    } else {
+        println!("{}", streamed.fetched);
+        println!(
+            "{} segments, {} listed live; segment to playlist p50 {p50:.0} ms, p99 {p99:.0} ms \
+             (segments of about {} s)",
+            streamed.segments,
+            streamed.latencies.len(),
+            streamed.segment_s
+        );
+    }
+    Ok(match (streamed.state, streamed.split_ok) {
+        (api::JobState::Done, true) => ExitCode::SUCCESS,
+        _ => ExitCode::from(crate::EXIT_TASKS_FAILED),
+    })
+}
+
+/// What a stream did.
+pub struct Streamed {
+    /// Its job.
+    pub id: ContentId,
+    /// The job's state at the end.
+    pub state: api::JobState,
+    /// Segments cut.
+    pub segments: usize,
+    /// From cut to listed, for each segment listed while the stream ran.
+    pub latencies: Vec<Duration>,
+    /// About how long a segment is.
+    pub segment_s: u32,
+    /// Whether the stream was read to its end without error.
+    pub split_ok: bool,
+    /// Where the playlists are.
+    pub out: PathBuf,
+    /// What fetching the job's results whole said.
+    pub fetched: String,
+}
+
+/// Streams `source` through the job file at `path` (its `[video]` without
+/// an input) on `node`, into `out` [default: out/<job name>];
+/// `submitted` is told the job's id as soon as there is one.
+pub fn run(
+    node: &Client,
+    path: &Path,
+    allowed: &[PathBuf],
+    source: std::fs::File,
+    out: Option<&Path>,
+    submitted: impl FnOnce(&ContentId),
+) -> anyhow::Result<Streamed> {
+    let job =
+        Job::load_allowing(path, &cairn_workloads::names(), allowed).map_err(anyhow::Error::msg)?;
     let Some(video) = job.video.clone() else {
-        bail!("{}: a stream is a [video] job", args.job.display());
+        bail!("{}: a stream is a [video] job", path.display());
     };
     if video.input.is_some() {
         bail!(
             "{}: [video] names an input: a clip is sent whole with `cairn job submit`; a live \
              stream's job file names none",
-            args.job.display()
+            path.display()
         );
     }
-    let out = match args.out {
-        Some(out) => out,
+    let out = match out {
+        Some(out) => out.to_path_buf(),
         None => crate::default_out_dir(&job.name),
     };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let source = open_source(&args.from)?;
     let tools = VideoTools::new(&ToolConfig::default())?;
 
     // The job goes up for auction before the first segment is cut, so
@@ -116,10 +189,9 @@ pub fn stream(node: &Client, args: StreamArgs) -> anyhow::Result<ExitCode> {
         tasks_at_once: video.renditions.len() as u32,
     });
     let id = node.submit(&submission)?;
-    println!("{id}");
+    submitted(&id);
     eprintln!(
-        "stream {id}: reading {}, segments of about {} s into {} renditions",
-        args.from,
+        "stream {id}: segments of about {} s into {} renditions",
         video.segment_s,
         video.renditions.len()
     );
@@ -206,39 +278,15 @@ pub fn stream(node: &Client, args: StreamArgs) -> anyhow::Result<ExitCode> {
     // What the stream delivered, fetched whole, checked and listed as a
     // clip's renditions are (the playlists' VOD form, ended).
     let fetched = crate::job::results(node, &id, Some(out.clone()))?;
-    let mut latencies: Vec<Duration> = live.cuts.iter().filter_map(|c| c.listed).collect();
-    let listed_live = latencies.len();
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let summary = serde_json::json!({
-        "job": id,
-        "state": last.state,
-        "segments": live.cuts.len(),
-        "segments_listed_live": listed_live,
-        "segment_s": video.segment_s,
-        "latency_ms": {
-            "p50": ms(crate::bench::percentile(&mut latencies, 0.5)),
-            "p99": ms(crate::bench::percentile(&mut latencies, 0.99)),
-            "max": ms(latencies.iter().copied().max().unwrap_or_default()),
-        },
-        "out": out,
-    });
-    if args.json {
-        println!("{summary}");
-    } else {
-        println!("{fetched}");
-        println!(
-            "{} segments, {} listed live; segment to playlist p50 {:.0} ms, p99 {:.0} ms \
-             (segments of about {} s)",
-            live.cuts.len(),
-            listed_live,
-            summary["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
-            summary["latency_ms"]["p99"].as_f64().unwrap_or(0.0),
-            video.segment_s
-        );
-    }
-    Ok(match (last.state, split_done) {
-        (api::JobState::Done, Some(true)) => ExitCode::SUCCESS,
-        _ => ExitCode::from(crate::EXIT_TASKS_FAILED),
+    Ok(Streamed {
+        id,
+        state: last.state,
+        segments: live.cuts.len(),
+        latencies: live.cuts.iter().filter_map(|c| c.listed).collect(),
+        segment_s: video.segment_s,
+        split_ok: split_done == Some(true),
+        out,
+        fetched,
     })
 }
 

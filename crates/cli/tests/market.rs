@@ -2183,10 +2183,11 @@ fn the_network_benchmark_runs_and_prints_every_figure() {
 }
 
 /// `cairn bench media` runs end to end at a small size (a 4 s clip, two
-/// Blender frames, one devnet of two providers) and prints every figure it
-/// promises, its stdout nothing else; the devnet's renditions must have
-/// been assembled, and its frames must be the local run's, byte for byte,
-/// also when rendered in 2 × 2 tiles and joined (locally and on the devnet).
+/// Blender frames, one devnet of two providers, a 6 s live stream) and
+/// prints every figure it promises, its stdout nothing else; the devnet's
+/// renditions must have been assembled, and its frames must be the local
+/// run's, byte for byte, also when rendered in 2 × 2 tiles and joined
+/// (locally and on the devnet).
 #[test]
 fn the_media_benchmark_runs_the_ladder_and_the_frames_three_ways_and_prints_every_figure() {
     cairn_exec::tool::install_test_tools();
@@ -2200,6 +2201,8 @@ fn the_media_benchmark_runs_the_ladder_and_the_frames_three_ways_and_prints_ever
         "2",
         "--providers",
         "2",
+        "--live-seconds",
+        "6",
     ]);
     assert!(
         output.status.success(),
@@ -2207,6 +2210,19 @@ fn the_media_benchmark_runs_the_ladder_and_the_frames_three_ways_and_prints_ever
         String::from_utf8_lossy(&output.stderr)
     );
     let figures = figures(&output, "media");
+    // Three segments of the live stream, each listed while it ran, with
+    // and without the provider killed half way.
+    for prefix in ["live", "live_provider_lost"] {
+        assert_eq!(figures[&format!("{prefix}_segments")], 3.0, "{figures:?}");
+        for what in [
+            "latency_p50",
+            "latency_p99",
+            "latency_max",
+            "p99_over_segment",
+        ] {
+            assert!(figures[&format!("{prefix}_{what}")] > 0.0, "{figures:?}");
+        }
+    }
     for metric in [
         "one_ffmpeg_ladder",
         "segments_local",

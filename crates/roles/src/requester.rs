@@ -1078,14 +1078,27 @@ impl RequesterCore {
     /// The connection to `provider` closed: its tasks go to others at once
     /// instead of at their deadline. It keeps its leases: restarted, it
     /// pulls again. Returns the jobs that changed.
-    pub fn peer_lost(&mut self, provider: &PublicKey, now: u64) -> BTreeSet<ContentId> {
+    pub fn peer_lost(&mut self, provider: &PublicKey, now: u64) -> Effects {
         let mut changed = BTreeSet::new();
+        let (mut touched, mut actions) = (Vec::new(), Vec::new());
         for job in self.jobs.values_mut() {
             let running = job.sched.running_of(provider);
-            for &task in &running {
-                // Nothing to carry out: a withdrawn replica only lets the
-                // task be handed to someone else.
-                let _ = self.verifier.withdraw(&(job.id, task), provider, now);
+            if job.streaming() {
+                // A live stream cannot wait out a reveal window (a
+                // minute) for a provider that is gone: what it has not
+                // revealed is dropped, not convicted, and runs elsewhere.
+                let (tasks, more) = self.verifier.abandon(&job.id, provider, now);
+                touched.extend(tasks.iter().map(|&t| (job.id, t)));
+                actions.extend(more);
+                if !tasks.is_empty() {
+                    changed.insert(job.id);
+                }
+            } else {
+                for &task in &running {
+                    // Nothing to carry out: a withdrawn replica only lets
+                    // the task be handed to someone else.
+                    let _ = self.verifier.withdraw(&(job.id, task), provider, now);
+                }
             }
             for event in job.sched.release_all(provider) {
                 tracing::info!(job = %job.id.short(), ?event, "scheduler");
@@ -1094,7 +1107,9 @@ impl RequesterCore {
                 changed.insert(job.id);
             }
         }
-        changed
+        let mut effects = self.apply(touched, actions);
+        effects.wake.extend(changed);
+        effects
     }
 
     /// The job a lease is for, and its task count.

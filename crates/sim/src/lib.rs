@@ -1036,10 +1036,8 @@ impl Sim {
                     return;
                 }
                 let key = self.providers[provider].key.public();
-                let changed = self.requesters[requester].core.peer_lost(&key, self.now);
-                for job in changed {
-                    self.wake(requester, job, self.now);
-                }
+                let effects = self.requesters[requester].core.peer_lost(&key, self.now);
+                self.carry_out(requester, effects);
             }
             Event::Block => self.block(),
         }

@@ -54,7 +54,17 @@ pub struct MediaArgs {
     /// (0: not measured).
     #[arg(long, default_value_t = 0.25)]
     pub spot: f64,
+    /// Seconds of a live stream, produced in real time, that a devnet of
+    /// three providers transcodes into the ladder as it goes (`cairn job
+    /// stream`, verified as `--spot` says); then once more while one of
+    /// the providers is killed half way (0: not measured).
+    #[arg(long, default_value_t = 20)]
+    pub live_seconds: u32,
 }
+
+/// Providers of the live stream's devnet: Livepeer's case as the issue
+/// measures it.
+const LIVE_PROVIDERS: u64 = 3;
 
 /// The Blender example, which the frames half renders.
 const BLENDER_JOB: &str = include_str!("../../../../examples/blender/job.toml");
@@ -152,7 +162,144 @@ pub fn media(args: &MediaArgs) -> anyhow::Result<Vec<Figure>> {
     if args.frames > 0 {
         figures.extend(frames(args, &scratch.path().join("frames"))?);
     }
+    if args.live_seconds > 0 {
+        figures.extend(live(args, &scratch.path().join("live"))?);
+    }
     Ok(figures)
+}
+
+/// Livepeer's live case: a stream of `args.live_seconds` produced in real
+/// time (ffmpeg's test source, a keyframe a second) piped into a stream
+/// job of Livepeer's ladder on a devnet of three providers. Each segment's
+/// latency is from when it was cut to when every rendition of it was
+/// listed; its p99 against the segment's length is the figure Livepeer's
+/// broadcasters care about. Then again, with one provider killed half way.
+fn live(args: &MediaArgs, dir: &Path) -> anyhow::Result<Vec<Figure>> {
+    std::fs::create_dir_all(dir)?;
+    let job = dir.join("live.toml");
+    let segment_s = cairn_job::video::SEGMENT_S_DEFAULT;
+    // Livepeer checks a share of segments, not all: so does this stream
+    // with `--spot` (each task run once, and again elsewhere with that
+    // probability); `--spot 0` replicates every one.
+    let verify = match args.spot {
+        0.0 => format!("policy = \"replicate\"\nreplicas = {}", args.replicas),
+        p => format!("policy = \"spot\"\nprobability = {p}"),
+    };
+    std::fs::write(
+        &job,
+        format!(
+            "[job]\nname = \"live\"\nruntime = \"tool\"\nmodule = \"ffmpeg@5\"\n\
+             [video]\nsegment_s = {segment_s}\n\
+             [market]\nbudget_ucairn = 1_000_000_000\nprice_max_ucairn_per_gfuel = 200\n\
+             [verify]\n{verify}\n"
+        ),
+    )?;
+    let devnet = dir.join("devnet");
+    with_devnet_flags(&devnet, LIVE_PROVIDERS, &["--tools"], |node, _| {
+        let mut figures = Vec::new();
+        for (prefix, lose) in [("live", false), ("live_provider_lost", true)] {
+            // The last provider, killed half way through the stream.
+            let victim = lose
+                .then(|| provider_pid(&devnet, LIVE_PROVIDERS - 1))
+                .transpose()?;
+            let out = dir.join(prefix);
+            let streamed = stream_generated(node, &job, args.live_seconds, &out, victim)?;
+            if streamed.state != api::JobState::Done || !streamed.split_ok {
+                bail!("the live stream ended {:?}", streamed.state);
+            }
+            if streamed.latencies.len() != streamed.segments {
+                bail!(
+                    "{} of {} segments were listed while the stream ran",
+                    streamed.latencies.len(),
+                    streamed.segments
+                );
+            }
+            let mut latencies = streamed.latencies;
+            let p50 = super::percentile(&mut latencies, 0.5);
+            let p99 = super::percentile(&mut latencies, 0.99);
+            let max = latencies.iter().copied().max().unwrap_or_default();
+            let segment = Duration::from_secs(u64::from(segment_s));
+            figures.push(figure(
+                format!("{prefix}_segments"),
+                streamed.segments as f64,
+                "segments",
+            ));
+            figures.push(figure(
+                format!("{prefix}_latency_p50"),
+                super::ms(p50),
+                "ms",
+            ));
+            figures.push(figure(
+                format!("{prefix}_latency_p99"),
+                super::ms(p99),
+                "ms",
+            ));
+            figures.push(figure(
+                format!("{prefix}_latency_max"),
+                super::ms(max),
+                "ms",
+            ));
+            figures.push(figure(
+                format!("{prefix}_p99_over_segment"),
+                super::ratio(p99, segment),
+                "ratio",
+            ));
+        }
+        Ok(figures)
+    })
+}
+
+/// The process id of provider `index` of the devnet in `dir`.
+fn provider_pid(dir: &Path, index: u64) -> anyhow::Result<u32> {
+    let list: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("devnet.json"))?)?;
+    let name = format!("p{index}");
+    list["nodes"]
+        .as_array()
+        .and_then(|nodes| nodes.iter().find(|n| n["name"] == name.as_str()))
+        .and_then(|n| n["pid"].as_u64())
+        .map(|pid| pid as u32)
+        .with_context(|| format!("devnet.json lists no {name}"))
+}
+
+/// Streams `seconds` of ffmpeg's test source, produced in real time, as
+/// a camera would, through the stream job file `job`; kills `victim` (a
+/// provider's process) half way.
+fn stream_generated(
+    node: &cairn_client::Client,
+    job: &Path,
+    seconds: u32,
+    out: &Path,
+    victim: Option<u32>,
+) -> anyhow::Result<crate::stream::Streamed> {
+    let mut source = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &seconds.to_string()])
+        .args(["-c:v", "libx264", "-preset", "veryfast", "-g", "30"])
+        .args(["-c:a", "aac", "-f", "mpegts", "-"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting ffmpeg's test source")?;
+    let pipe = source.stdout.take().context("ffmpeg's output")?;
+    let pipe = std::fs::File::from(std::os::fd::OwnedFd::from(pipe));
+    let killer = victim.map(|pid| {
+        let half = Duration::from_secs(u64::from(seconds)) / 2;
+        std::thread::spawn(move || {
+            // The stream's own clock: half way through it.
+            std::thread::sleep(half);
+            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        })
+    });
+    let streamed = crate::stream::run(node, job, &[], pipe, Some(out), |_| {});
+    let _ = source.kill();
+    let _ = source.wait();
+    if let Some(killer) = killer {
+        let _ = killer.join();
+    }
+    streamed
 }
 
 /// A figure of this suite.

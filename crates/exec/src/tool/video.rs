@@ -298,6 +298,10 @@ impl VideoTools {
             "-hide_banner",
             "-loglevel",
             "error",
+            // A second of the stream tells its streams apart: the first
+            // segment is not held back by five seconds of probing.
+            "-analyzeduration",
+            "1000000",
             "-i",
             "pipe:0",
             "-map",
@@ -519,12 +523,18 @@ pub fn is_segment_output(file: &str) -> bool {
 /// `240p30_0003.ts` → (`240p30`, 3); anything else → `None`.
 fn parse_segment_output(file: &str) -> Option<(String, usize)> {
     let stem = file.strip_suffix(".ts")?;
-    let (name, index) = stem.rsplit_once('_')?;
-    if index.len() != 4 || !index.bytes().all(|b| b.is_ascii_digit()) {
+    let (name, digits) = stem.rsplit_once('_')?;
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Written as `segment_output` writes it: four digits at least (a
+    // stream may run past 9,999 segments), and no other.
+    let index: usize = digits.parse().ok()?;
+    if format!("{index:04}") != digits {
         return None;
     }
     rendition_named(name)?;
-    Some((name.to_owned(), index.parse().ok()?))
+    Some((name.to_owned(), index))
 }
 
 /// The rendition a name such as `240p30` stands for (its bitrate unknown),

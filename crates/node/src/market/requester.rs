@@ -833,12 +833,17 @@ impl Requester {
     /// A connection to `peer` closed: if it was a leased provider, its
     /// tasks go to others at once instead of at their deadline. It keeps
     /// its lease: restarted, it pulls again.
-    pub fn peer_lost(&self, peer: &PeerId) {
+    pub fn peer_lost(self: &Arc<Self>, peer: &PeerId) {
         let Some(key) = cairn_net::public_key(peer) else {
             return;
         };
-        let changed = self.core.lock().peer_lost(&key, now_ms());
-        self.wake(changed);
+        let effects = self.core.lock().peer_lost(&key, now_ms());
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.carry_out(effects).await {
+                tracing::error!("carrying out a lost provider's consequences: {e}");
+            }
+        });
     }
 
     /// A provider returns commitments and results and asks for more work.

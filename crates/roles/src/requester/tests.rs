@@ -771,8 +771,8 @@ fn a_lost_providers_running_tasks_go_to_another_at_once() {
     let leases = leased(&mut core, &job, &order, &[&a, &b]);
     let (taken, _, _) = pull(&mut core, &a, lease_of(&leases, &a), 2, Vec::new(), T1 + 1);
     assert_eq!(taken.len(), 2);
-    let changed = core.peer_lost(&a.public(), T1 + 2);
-    assert!(changed.contains(&job), "its driver looks again");
+    let effects = core.peer_lost(&a.public(), T1 + 2);
+    assert!(effects.wake.contains(&job), "its driver looks again");
     assert_eq!(core.status(&job, T1 + 2).unwrap().running, 0);
     // Long before any deadline, the other provider gets them.
     let (given, _, _) = pull(&mut core, &b, lease_of(&leases, &b), 4, Vec::new(), T1 + 3);
@@ -1844,4 +1844,47 @@ fn a_stream_grows_while_it_runs_and_settles_only_once_ended() {
     let mut restarted = requester();
     restarted.add_job(id, *record.clone(), T1 + 11).unwrap();
     assert_eq!(restarted.jobs[&id].sched.progress().total, 2);
+}
+
+/// A live stream does not wait out a reveal window for a provider whose
+/// connection closed after it committed: its replica is dropped (not
+/// convicted) and the task goes to another provider at once.
+#[test]
+fn a_stream_does_not_wait_for_a_lost_providers_reveal() {
+    let mut core = requester();
+    let (a, b, c) = (provider(1), provider(2), provider(3));
+    let id = ContentId::of(b"stream");
+    let mut stream = submission(0, VerifyPolicy::Replicate { replicas: 2 });
+    stream.stream = Some(cairn_proto::SubmittedStream { tasks_at_once: 2 });
+    core.add_job(id, JobRecord::new(stream, T0), T0).unwrap();
+    let mut effects = Effects::default();
+    core.open_auction(&id, T0, &mut effects);
+    let order = effects.orders[0].verify(ORDER_NAMESPACE).unwrap().clone();
+    let leases = leased(&mut core, &id, &order, &[&a, &b, &c]);
+    let segment = submission(1, VerifyPolicy::None).tasks;
+    core.extend(&id, segment, T1 + 1).unwrap();
+    // Each replica goes out as the last is in: a, then b.
+    for (key, at) in [(&a, T1 + 2), (&b, T1 + 4)] {
+        let lease = lease_of(&leases, key);
+        let (tasks, _, _) = pull(&mut core, key, lease, 1, Vec::new(), at);
+        assert_eq!(tasks, [0]);
+        pull(
+            &mut core,
+            key,
+            lease,
+            1,
+            vec![committed(key, lease, 0, 500)],
+            at + 1,
+        );
+    }
+    assert!(core.jobs[&id].awaits_reveal(&b.public()));
+    let effects = core.peer_lost(&b.public(), T1 + 6);
+    assert!(effects.wake.contains(&id));
+    assert!(core.status(&id, T1 + 6).unwrap().convicted.is_empty());
+    let (tasks, _, _) = pull(&mut core, &c, lease_of(&leases, &c), 1, Vec::new(), T1 + 6);
+    assert_eq!(
+        tasks,
+        [0],
+        "the lost provider's replica runs elsewhere at once"
+    );
 }

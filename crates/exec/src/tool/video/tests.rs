@@ -273,9 +273,68 @@ fn only_segment_names_of_a_rendition_are_read() {
         ("0240p30_0003.ts", false),
         ("../240p30_0003.ts", false),
         ("240p30_000a.ts", false),
+        ("240p30_12345.ts", true),
+        ("240p30_01234.ts", false),
+        ("240p30_+123.ts", false),
     ] {
         assert_eq!(is_segment_output(file), is, "{file}");
     }
+}
+
+/// A live split's list is read as it grows: a line is taken once whole,
+/// each once, in order; a line naming another segment than the one due,
+/// or a segment that is a link, stops the stream with its name.
+#[test]
+fn a_live_splits_segments_are_read_once_whole_and_checked() {
+    let folder = tempfile::tempdir().unwrap();
+    let dir = folder.path();
+    let list = dir.join(SEGMENT_LIST);
+    let mut live = LiveSegments::new(dir);
+    assert!(live.finished().unwrap().is_empty(), "no list yet");
+    std::fs::write(dir.join("seg-0000.ts"), b"first").unwrap();
+    std::fs::write(&list, "seg-0000.ts,0.000000,2.0").unwrap();
+    assert!(live.finished().unwrap().is_empty(), "a line not whole yet");
+    std::fs::write(
+        &list,
+        "seg-0000.ts,0.000000,2.000000
+",
+    )
+    .unwrap();
+    let first = live.finished().unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].file.name, "seg-0000.ts");
+    assert_eq!(first[0].file.id, ContentId::of(b"first"));
+    assert!((first[0].duration_s - 2.0).abs() < 1e-9);
+    assert!(live.finished().unwrap().is_empty(), "each once");
+    std::fs::write(dir.join("seg-0001.ts"), b"second").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", dir.join("seg-0002.ts")).unwrap();
+    let mut text = std::fs::read_to_string(&list).unwrap();
+    text.push_str(
+        "seg-0001.ts,2.000000,4.000000
+",
+    );
+    std::fs::write(&list, &text).unwrap();
+    assert_eq!(live.finished().unwrap()[0].file.name, "seg-0001.ts");
+    text.push_str(
+        "seg-0002.ts,4.000000,6.000000
+",
+    );
+    std::fs::write(&list, &text).unwrap();
+    let refused = live.finished().unwrap_err().to_string();
+    assert!(
+        refused.contains("seg-0002.ts is not a plain file"),
+        "{refused}"
+    );
+
+    let mut skipped = LiveSegments::new(dir);
+    std::fs::write(
+        &list,
+        "seg-0001.ts,0.000000,2.000000
+",
+    )
+    .unwrap();
+    let refused = skipped.finished().unwrap_err().to_string();
+    assert!(refused.contains("where seg-0000.ts was due"), "{refused}");
 }
 
 #[test]
