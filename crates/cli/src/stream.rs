@@ -233,46 +233,65 @@ pub fn run(
     let mut split_done = None;
     let mut ended = false;
     let started = Instant::now();
-    let last = loop {
-        let status = match status_rx.recv_timeout(LOOK_EVERY) {
-            Ok(status) => Some(status),
-            Err(mpsc::RecvTimeoutError::Timeout) => None,
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                // The follower stops when the job is over.
-                break node.job(&id)?;
-            }
-        };
-        for segment in list.finished()? {
-            live.add(segment)?;
-        }
-        if split_done.is_none()
-            && let Ok(split) = split_rx.try_recv()
-        {
-            // The last segments are listed when ffmpeg exits.
+    let mut drive = || -> anyhow::Result<api::JobStatus> {
+        loop {
+            let status = match status_rx.recv_timeout(LOOK_EVERY) {
+                Ok(status) => Some(status),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // The follower stops when the job is over, or when the
+                    // node cannot be followed.
+                    let status = node.job(&id)?;
+                    if !status.state.is_over() {
+                        bail!("the job's events stopped before it was over");
+                    }
+                    return Ok(status);
+                }
+            };
             for segment in list.finished()? {
                 live.add(segment)?;
             }
-            if let Err(e) = &split {
-                eprintln!("cairn: the stream stopped: {e}");
+            if split_done.is_none()
+                && let Ok(split) = split_rx.try_recv()
+            {
+                // The last segments are listed when ffmpeg exits.
+                for segment in list.finished()? {
+                    live.add(segment)?;
+                }
+                if let Err(e) = &split {
+                    eprintln!("cairn: the stream stopped: {e}");
+                }
+                split_done = Some(split.is_ok());
             }
-            split_done = Some(split.is_ok());
+            if split_done.is_some() && !ended {
+                node.end_stream(&id)?;
+                ended = true;
+                eprintln!(
+                    "{:>6.1}s  the stream ended after {} segments; the job settles once they are in",
+                    started.elapsed().as_secs_f64(),
+                    live.cuts.len()
+                );
+            }
+            // A result accepted changes the job's status: its event says so.
+            if status.is_some() {
+                live.collect()?;
+            }
+            if let Some(status) = status
+                && status.state.is_over()
+            {
+                return Ok(status);
+            }
         }
-        if split_done.is_some() && !ended {
-            node.end_stream(&id)?;
-            ended = true;
-            eprintln!(
-                "{:>6.1}s  the stream ended after {} segments; the job settles once they are in",
-                started.elapsed().as_secs_f64(),
-                live.cuts.len()
-            );
-        }
-        if status.is_some() || live.listed < live.cuts.len() {
-            live.collect()?;
-        }
-        if let Some(status) = status
-            && status.state.is_over()
-        {
-            break status;
+    };
+    let last = match drive() {
+        Ok(last) => last,
+        Err(e) => {
+            // Not left open: its providers are released, and what was
+            // delivered is paid.
+            if !ended && let Err(end) = node.end_stream(&id) {
+                eprintln!("cairn: ending stream {id}: {end}");
+            }
+            return Err(e);
         }
     };
     // What the stream delivered, fetched whole, checked and listed as a

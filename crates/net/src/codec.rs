@@ -16,8 +16,9 @@ use crate::stats::{Counters, bump};
 
 /// The protocol name negotiated for requests. Its version changes with the
 /// encoding of the market's messages (3: a task's own fuel, and the terms'
-/// least), so nodes that could not read each other do not connect.
-pub const RPC_PROTOCOL: StreamProtocol = StreamProtocol::new("/cairn/rpc/3");
+/// least; 4: a task's own inputs), so nodes that could not read each
+/// other do not connect.
+pub const RPC_PROTOCOL: StreamProtocol = StreamProtocol::new("/cairn/rpc/4");
 
 /// Length-prefixed opaque bytes, with separate limits for the two directions.
 #[derive(Clone)]

@@ -641,6 +641,10 @@ fn stream_refusal(id: &ContentId, e: cairn_roles::requester::StreamRefused) -> A
             return ApiError(StatusCode::NOT_FOUND, format!("no job {id} on this node"));
         }
         StreamRefused::Invalid(_) => StatusCode::BAD_REQUEST,
+        StreamRefused::Unstored(e) => {
+            tracing::error!("job {id}: {e}");
+            return ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into());
+        }
         StreamRefused::NotAStream | StreamRefused::Ended => StatusCode::CONFLICT,
     };
     ApiError(status, format!("job {id}: {e}"))

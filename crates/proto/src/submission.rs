@@ -123,6 +123,12 @@ pub struct SubmittedStream {
 /// The most tasks a stream may keep running at once.
 pub const STREAM_TASKS_AT_ONCE_MAX: u32 = 1_024;
 
+/// The most tasks a stream takes in all: 91 minutes of Livepeer's ladder
+/// in 2 s segments, well within a lease's life. Its record, rewritten
+/// with each segment, stays a few megabytes; a longer broadcast is
+/// several streams.
+pub const STREAM_TASKS_MAX: usize = 8_192;
+
 /// A job's verification policy as the API receives it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -246,14 +252,15 @@ impl Submission {
                 }
                 if self.approval_window_s.is_some() {
                     return Err(
-                        "approval_window_s: a stream's segments are paid as they are \
-                                delivered; approval is for jobs whose tasks are all known"
+                        "approval_window_s: a stream's segments are paid once delivered and \
+                         accepted; approval is for jobs whose tasks are all known"
                             .into(),
                     );
                 }
-                if !self.tasks.is_empty() {
-                    rules::check_task_count(self.tasks.len() as u64)
-                        .map_err(|m| format!("tasks: {m}"))?;
+                if self.tasks.len() > STREAM_TASKS_MAX {
+                    return Err(format!(
+                        "tasks: a stream takes at most {STREAM_TASKS_MAX} tasks in all"
+                    ));
                 }
             }
             None => rules::check_task_count(self.tasks.len() as u64)
@@ -304,8 +311,14 @@ impl Submission {
         if more.is_empty() {
             return Err("tasks: no task given".into());
         }
-        let total = (self.tasks.len() as u64).saturating_add(more.len() as u64);
-        rules::check_task_count(total).map_err(|m| format!("tasks: {m}"))?;
+        let total = self.tasks.len().saturating_add(more.len());
+        if total > STREAM_TASKS_MAX {
+            return Err(format!(
+                "tasks: a stream takes at most {STREAM_TASKS_MAX} tasks in all; it has {}: \
+                 start another",
+                self.tasks.len()
+            ));
+        }
         let names = self.inputs.iter().map(|f| f.name.as_str()).collect();
         for (offset, task) in more.iter().enumerate() {
             self.check_task(self.tasks.len() + offset, task, &names)?;

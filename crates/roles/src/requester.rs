@@ -193,6 +193,9 @@ impl std::fmt::Display for CancelRefused {
     }
 }
 
+/// How long a live stream may go without new tasks before it is ended.
+pub const STREAM_IDLE_MS: u64 = 5 * 60_000;
+
 /// Why [`RequesterCore::extend`] or [`RequesterCore::end_stream`] refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StreamRefused {
@@ -204,6 +207,8 @@ pub enum StreamRefused {
     Ended,
     /// The tasks break the job's rules (the message names which).
     Invalid(String),
+    /// Decided, but not stored: a restart would not know it.
+    Unstored(String),
 }
 
 impl std::fmt::Display for StreamRefused {
@@ -213,6 +218,7 @@ impl std::fmt::Display for StreamRefused {
             Self::NotAStream => f.write_str("the job is not a stream: its tasks were all given"),
             Self::Ended => f.write_str("the stream is ended or cancelled, or the job is over"),
             Self::Invalid(why) => f.write_str(why),
+            Self::Unstored(why) => write!(f, "the requester could not store it: {why}"),
         }
     }
 }
@@ -471,6 +477,7 @@ impl RequesterCore {
             leases: BTreeMap::new(),
             unsigned: BTreeSet::new(),
             first_task_ms: None,
+            extended_ms: now,
             finished_ms: None,
             last_pull_ms: now,
             ready_by_ms: 0,
@@ -675,6 +682,19 @@ impl RequesterCore {
         }
         let mut effects = self.apply(touched, actions);
         let job = self.jobs.get_mut(id).expect("held above");
+        if job.streaming() && now >= job.extended_ms.saturating_add(STREAM_IDLE_MS) {
+            // Its feeder is gone (a client that crashed, or never came):
+            // the stream holds no provider's slots for ever.
+            job.record.ended_ms = Some(now);
+            job.reason = Some(format!(
+                "the stream was ended: no segment for {} s",
+                STREAM_IDLE_MS / 1000
+            ));
+            effects.writes.push(Write::Job {
+                id: *id,
+                record: Box::new(job.record.clone()),
+            });
+        }
         let ready = job.sched.is_finished()
             && !job.streaming()
             && self.verifier.job_done(id)
@@ -851,6 +871,8 @@ impl RequesterCore {
             job.sched.next_deadline_ms(),
             self.verifier.next_deadline_ms(),
             job.phase_deadline_ms(),
+            job.streaming()
+                .then(|| job.extended_ms.saturating_add(STREAM_IDLE_MS)),
         ]
         .into_iter()
         .flatten()
@@ -1086,13 +1108,19 @@ impl RequesterCore {
             if job.streaming() {
                 // A live stream cannot wait out a reveal window (a
                 // minute) for a provider that is gone: what it has not
-                // revealed is dropped, not convicted, and runs elsewhere.
+                // revealed is dropped, not convicted, and runs elsewhere;
+                // the provider gets none of the stream's work again, so
+                // committing and leaving cannot be a habit.
                 let (tasks, more) = self.verifier.abandon(&job.id, provider, now);
-                touched.extend(tasks.iter().map(|&t| (job.id, t)));
-                actions.extend(more);
                 if !tasks.is_empty() {
+                    job.replicas.commits.retain(|(_, p), _| p != provider);
+                    job.replicas.asks.remove(provider);
+                    job.sched
+                        .drop_provider(provider, "left the stream with results unrevealed");
                     changed.insert(job.id);
                 }
+                touched.extend(tasks.iter().map(|&t| (job.id, t)));
+                actions.extend(more);
             } else {
                 for &task in &running {
                     // Nothing to carry out: a withdrawn replica only lets
@@ -1855,6 +1883,7 @@ impl RequesterCore {
         // Its providers get their idle wait to pull the new work before
         // the job looks for others.
         job.last_pull_ms = now;
+        job.extended_ms = now;
         let mut effects = Effects::default();
         effects.writes.push(Write::Job {
             id: *id,

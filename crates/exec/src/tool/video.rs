@@ -56,19 +56,22 @@ impl LiveSegments {
     /// Segments finished since the last call, in order (none while the
     /// list is not there yet).
     pub fn finished(&mut self) -> Result<Vec<Segment>, ExecError> {
+        use std::io::{Read as _, Seek as _};
         let path = self.folder.join(SEGMENT_LIST);
-        let list = match std::fs::read(&path) {
-            Ok(list) => list,
+        let mut file = match std::fs::File::open(&path) {
+            Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(ExecError::io(format!("reading {}", path.display()))(e)),
         };
-        let Some(whole) = list
-            .get(self.read..)
-            .and_then(|new| new.iter().rposition(|&b| b == b'\n'))
-        else {
+        // Only what was added since: the list grows with the stream.
+        let mut list = Vec::new();
+        file.seek(std::io::SeekFrom::Start(self.read as u64))
+            .and_then(|_| file.read_to_end(&mut list))
+            .map_err(ExecError::io(format!("reading {}", path.display())))?;
+        let Some(whole) = list.iter().rposition(|&b| b == b'\n') else {
             return Ok(Vec::new());
         };
-        let new = &list[self.read..self.read + whole + 1];
+        let new = &list[..whole + 1];
         let text = std::str::from_utf8(new)
             .map_err(|_| ExecError::Media("ffmpeg's segment list is not text".into()))?;
         let mut segments = Vec::new();

@@ -1180,6 +1180,11 @@ impl Provider {
             }
         };
         let (report, cpu_time) = self.run_in(lease, terms, input_dir, task, &output_dir);
+        // Links only, rebuilt if a dispute runs the task again: a stream's
+        // lease would otherwise keep a folder per segment.
+        if let Some(own) = own_inputs_dir(input_dir, task) {
+            let _ = std::fs::remove_dir_all(own);
+        }
         self.return_scratch_dir(output_dir);
         let counters = &self.shared.counters;
         match &report {
@@ -1556,20 +1561,19 @@ impl Provider {
         input_dir: &std::path::Path,
         task: &Assignment,
     ) -> Result<Option<PathBuf>, String> {
-        if task.inputs.is_empty() {
+        let Some(dir) = own_inputs_dir(input_dir, task) else {
             return Ok((!terms.inputs.is_empty()).then(|| input_dir.to_path_buf()));
-        }
-        let Some(lease_dir) = input_dir.parent() else {
-            return Err("the lease's folder has no parent".into());
         };
-        let dir = lease_dir.join("tasks").join(task.task.to_string());
+        let tasks_dir = input_dir.with_file_name("tasks");
         // Built once, whole, under another name and then renamed: a trace
         // and a snapshot of one disputed task may want it at once.
         if dir.is_dir() {
             return Ok(Some(dir));
         }
         let n = self.scratch_made.fetch_add(1, Ordering::Relaxed);
-        let building = lease_dir.join("tasks").join(format!("building-{n}"));
+        let building = tasks_dir.join(format!("building-{n}"));
+        // A crash may have left one of this name half built.
+        let _ = std::fs::remove_dir_all(&building);
         std::fs::create_dir_all(&building).map_err(|e| e.to_string())?;
         let shared = terms.inputs.iter().map(|f| {
             let from = cairn_job::input_name_path(input_dir, &f.name)?;
@@ -1720,6 +1724,26 @@ impl Provider {
             size: bytes.len() as u64,
         })
     }
+}
+
+/// The folder a task with inputs of its own sees as `/input`, beside the
+/// lease's `input_dir`; `None` for a task without. Named for what it
+/// holds, not only the task's number: a task handed out again with other
+/// inputs (after a restart, which forgets what was handed out) never runs
+/// on the old ones.
+fn own_inputs_dir(input_dir: &std::path::Path, task: &Assignment) -> Option<PathBuf> {
+    if task.inputs.is_empty() {
+        return None;
+    }
+    let mut named = Vec::new();
+    for f in &task.inputs {
+        named.extend_from_slice(f.id.as_bytes());
+        named.extend_from_slice(f.name.as_bytes());
+        named.push(0);
+    }
+    let holds = ContentId::of(&named).short();
+    let tasks = input_dir.with_file_name("tasks");
+    Some(tasks.join(format!("{}-{holds}", task.task)))
 }
 
 /// The key a task's report (or trace) is persisted under.

@@ -2,7 +2,7 @@
 //! leases, fetching results, settlement, and one driver task per job. The
 //! decisions are `cairn-roles`' [`RequesterCore`], held under one lock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -109,6 +109,8 @@ pub(crate) struct Requester {
     /// pull, a bid, a lost peer, a verification action) notifies, and
     /// between those the driver sleeps until the job's next deadline.
     wakes: Mutex<BTreeMap<ContentId, Arc<JobSignals>>>,
+    /// Leases whose pull is held for a stream's next tasks (one each).
+    held: Mutex<BTreeSet<ContentId>>,
     /// Where the requester re-executes disputed segments.
     pub(super) referee_dir: std::path::PathBuf,
     pub(super) runtime: std::sync::OnceLock<Arc<cairn_exec::WasmRuntime>>,
@@ -191,6 +193,25 @@ const PULL_FETCH_WAIT: Duration = Duration::from_secs(2);
 /// once, where its next pull would have come up to half a second later.
 /// Well within a request's timeout.
 const PULL_HOLD: Duration = Duration::from_secs(2);
+
+/// A lease whose pull is held, for as long as this lives.
+struct Held<'a> {
+    held: &'a Mutex<BTreeSet<ContentId>>,
+    lease: ContentId,
+}
+
+impl<'a> Held<'a> {
+    /// `None` if a pull of `lease` is held already.
+    fn new(held: &'a Mutex<BTreeSet<ContentId>>, lease: ContentId) -> Option<Self> {
+        held.lock().insert(lease).then_some(Self { held, lease })
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.held.lock().remove(&self.lease);
+    }
+}
 
 /// What a job's driver, and pulls held for its next tasks, wait on.
 #[derive(Default)]
@@ -291,6 +312,7 @@ impl Requester {
             shared,
             core: Mutex::new(core),
             wakes: Mutex::new(BTreeMap::new()),
+            held: Mutex::new(BTreeSet::new()),
             referee_dir: config.data_dir.join("referee"),
             runtime: std::sync::OnceLock::new(),
             claims: Mutex::new(BTreeMap::new()),
@@ -751,12 +773,11 @@ impl Requester {
 
     /// Lets a leased provider fetch the job's module and inputs.
     fn grant_inputs(&self, job: &ContentId, provider: PublicKey) {
-        let blobs: Vec<ContentId> = {
-            let core = self.core.lock();
-            let Some(j) = core.jobs.get(job) else { return };
-            j.blobs().collect()
-        };
-        if !self.shared.grants.grant(*job, blobs, provider) {
+        // Under the core's lock: a stream's tasks added meanwhile are
+        // granted to this provider by `extend` or here, never by neither.
+        let core = self.core.lock();
+        let Some(j) = core.jobs.get(job) else { return };
+        if !self.shared.grants.grant(*job, j.blobs(), provider) {
             tracing::warn!(job = %job.short(), "too many grants: the provider cannot fetch inputs");
         }
     }
@@ -995,14 +1016,16 @@ impl Requester {
         let Some(work) = work.as_pin_mut().filter(|_| streaming) else {
             return response;
         };
+        // One held pull per lease: a provider cannot hold more of this
+        // node's request slots by pulling again meanwhile.
+        let Some(_held) = Held::new(&self.held, lease) else {
+            return response;
+        };
         if tokio::time::timeout(PULL_HOLD, work).await.is_err() {
             return response;
         }
-        // Tasks came: the pull is answered again, as if it arrived now.
-        let asked = Asked {
-            received_ms: now_ms(),
-            ..asked
-        };
+        // Tasks came: the pull is answered again (as of when it arrived:
+        // what the provider holds is what it said then).
         let checked = check_reports(sender, lease, tasks, streams, Vec::new());
         let pulled =
             self.core
@@ -1145,23 +1168,35 @@ impl Requester {
             let mut core = self.core.lock();
             let (first, effects) = core.extend(id, tasks, now_ms())?;
             let total = core.jobs[id].sched.progress().total;
+            // Fetchable by its providers before any pull can hand the
+            // tasks out (a grant of the job's blobs made meanwhile is
+            // made under this lock too).
+            self.shared.pin(blobs.iter().copied());
+            // False also before any provider is leased (no scope yet):
+            // each is granted every blob of the job when leased.
+            if !self.shared.grants.extend(id, blobs) {
+                tracing::debug!(job = %id.short(), "new inputs granted to no provider yet");
+            }
             (first, total, effects)
         };
-        if let Some(signals) = self.wakes.lock().get(id) {
-            signals.work.notify_waiters();
-        }
-        self.shared.pin(blobs.iter().copied());
-        if !self.shared.grants.extend(id, blobs) {
-            tracing::debug!(job = %id.short(), "no provider leased yet to grant new inputs to");
-        }
         // On its own task, as a cancel's: a client hanging up does not
         // leave the writes half done.
         let requester = self.clone();
         let carried = tokio::spawn(async move { requester.carry_out(effects).await }).await;
         if let Err(e) = carried.map_err(|e| e.to_string()).and_then(|done| done) {
             tracing::error!("storing a stream's new tasks: {e}");
+            return Err(StreamRefused::Unstored(e));
         }
+        self.wake_held(id);
         Ok(cairn_api::TasksAdded { first, total })
+    }
+
+    /// Answers the pulls held for `job`'s next tasks: it has some, or
+    /// none will come.
+    fn wake_held(&self, job: &ContentId) {
+        if let Some(signals) = self.wakes.lock().get(job) {
+            signals.work.notify_waiters();
+        }
     }
 
     /// Ends a live stream (see [`RequesterCore::end_stream`]) and answers
@@ -1173,7 +1208,9 @@ impl Requester {
         let carried = tokio::spawn(async move { requester.carry_out(effects).await }).await;
         if let Err(e) = carried.map_err(|e| e.to_string()).and_then(|done| done) {
             tracing::error!("ending a stream: {e}");
+            return Err(StreamRefused::Unstored(e));
         }
+        self.wake_held(id);
         self.status(id).ok_or(StreamRefused::NotFound)
     }
 
@@ -1192,6 +1229,7 @@ impl Requester {
         }
         let effects = self.core.lock().cancel(id, now_ms())?;
         tracing::info!(job = %id.short(), "cancelled by its requester");
+        self.wake_held(id);
         // Carried out on its own task: a client that hangs up does not
         // drop the cancel's writes half done (the job would wait for them,
         // unsettled, for good).

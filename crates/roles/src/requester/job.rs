@@ -134,6 +134,9 @@ pub struct Job {
     /// for nothing.
     pub(super) unsigned: BTreeSet<ContentId>,
     pub(super) first_task_ms: Option<u64>,
+    /// When a stream last had tasks added (or was taken in): one fed
+    /// nothing for [`STREAM_IDLE_MS`](super::STREAM_IDLE_MS) is ended.
+    pub(super) extended_ms: u64,
     pub(super) finished_ms: Option<u64>,
     pub(super) last_pull_ms: u64,
     /// Until when the latest leases' providers said they would be

@@ -1887,4 +1887,39 @@ fn a_stream_does_not_wait_for_a_lost_providers_reveal() {
         [0],
         "the lost provider's replica runs elsewhere at once"
     );
+    // Back, it gets none of the stream's work: leaving with results
+    // unrevealed is not a habit it can keep.
+    core.extend(&id, submission(1, VerifyPolicy::None).tasks, T1 + 7)
+        .unwrap();
+    assert!(!core.jobs[&id].awaits_reveal(&b.public()));
+    let (tasks, _, _) = pull(&mut core, &b, lease_of(&leases, &b), 1, Vec::new(), T1 + 8);
+    assert!(tasks.is_empty(), "{tasks:?}");
+}
+
+/// A stream its feeder left (a client that crashed) is ended after
+/// `STREAM_IDLE_MS` without tasks, stored so, and settles: it does not hold
+/// its providers for ever.
+#[test]
+fn a_stream_fed_nothing_for_five_minutes_is_ended() {
+    let mut core = requester();
+    let id = ContentId::of(b"stream");
+    let mut stream = submission(0, VerifyPolicy::None);
+    stream.stream = Some(cairn_proto::SubmittedStream { tasks_at_once: 1 });
+    core.add_job(id, JobRecord::new(stream, T0), T0).unwrap();
+    let step = core.step(&id, T0 + 1).unwrap();
+    assert_eq!(step.next_deadline_ms, Some(T0 + STREAM_IDLE_MS));
+    assert!(
+        core.extend(&id, Vec::new(), T0 + 2).is_err(),
+        "no task is no segment"
+    );
+    let step = core.step(&id, T0 + STREAM_IDLE_MS - 1).unwrap();
+    assert!(step.effects.writes.is_empty());
+    let step = core.step(&id, T0 + STREAM_IDLE_MS).unwrap();
+    let [Write::Job { record, .. }] = step.effects.writes.as_slice() else {
+        panic!("the end is stored: {:?}", step.effects.writes);
+    };
+    assert_eq!(record.ended_ms, Some(T0 + STREAM_IDLE_MS));
+    assert!(!core.jobs[&id].streaming());
+    let status = core.status(&id, T0 + STREAM_IDLE_MS).unwrap();
+    assert!(status.reason.unwrap().contains("no segment for 300 s"));
 }
