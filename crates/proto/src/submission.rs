@@ -540,6 +540,64 @@ mod tests {
         );
     }
 
+    /// A stream may start with no task, keeps a bounded number running,
+    /// asks for no approval, and grows by tasks held to its first's rules,
+    /// up to `STREAM_TASKS_MAX` in all; a job that is no stream does not
+    /// grow.
+    #[test]
+    fn a_stream_starts_empty_and_grows_within_its_bounds() {
+        let mut stream = good();
+        stream.tasks.clear();
+        stream.stream = Some(SubmittedStream { tasks_at_once: 3 });
+        assert_eq!(stream.check(), Ok(()));
+        let more = good().tasks;
+        assert_eq!(stream.check_more(&more), Ok(()));
+        assert!(stream.check_more(&[]).unwrap_err().starts_with("tasks"));
+        let mut greedy = more.clone();
+        greedy[0].fuel = Some(stream.limits.fuel + 1);
+        assert!(
+            stream
+                .check_more(&greedy)
+                .unwrap_err()
+                .starts_with("tasks[0].fuel")
+        );
+        stream.tasks = vec![more[0].clone(); STREAM_TASKS_MAX];
+        assert!(
+            stream
+                .check_more(&more)
+                .unwrap_err()
+                .contains("at most 8192 tasks")
+        );
+        for (change, field) in [
+            (SubmittedStream { tasks_at_once: 0 }, "stream.tasks_at_once"),
+            (
+                SubmittedStream {
+                    tasks_at_once: STREAM_TASKS_AT_ONCE_MAX + 1,
+                },
+                "stream.tasks_at_once",
+            ),
+        ] {
+            let mut bad = good();
+            bad.stream = Some(change);
+            assert!(bad.check().unwrap_err().starts_with(field));
+        }
+        let mut approved = good();
+        approved.stream = Some(SubmittedStream { tasks_at_once: 1 });
+        approved.approval_window_s = Some(60);
+        assert!(
+            approved
+                .check()
+                .unwrap_err()
+                .starts_with("approval_window_s")
+        );
+        assert!(
+            good()
+                .check_more(&more)
+                .unwrap_err()
+                .contains("not a stream")
+        );
+    }
+
     /// More tasks than a job file may list are refused before any is
     /// looked at (tasks without arguments keep the vector small).
     #[test]
