@@ -243,22 +243,47 @@ fn a_ten_billion_position_trace_takes_nine_rounds() {
     assert!(game.rounds() <= 9, "{} rounds", game.rounds());
 }
 
+const MINUTE_MS: u64 = 60_000;
+
 /// A task of ten minutes (at 500 Mfuel/s) whose honest side needs 22
 /// minutes to trace it before it can answer the first round, against a liar
 /// that answers at once: the first round's deadline grows with the task's
 /// declared fuel, the honest side answers in time, and the liar is
-/// convicted. (With the round's 60 s alone, the honest side lost.)
+/// convicted. (With the round's 60 s alone, the honest side lost.) A
+/// program with steps: a million positions.
 #[test]
 fn a_ten_minute_task_disputed_by_a_liar_is_won_by_the_honest_side() {
+    let rounds = ten_minute_dispute(1_000_000, 777_777, 22 * MINUTE_MS);
+    assert!(rounds >= 4, "the game bisected ({rounds} rounds)");
+}
+
+/// The same over a program the runtime pauses (no `cairn_step`): its
+/// trace has at most 4,097 positions, the states at fuel boundaries, and
+/// tracing it costs 1.37–1.43× a plain run (`cairn bench verify`), so 15
+/// minutes here. The honest side wins, in fewer rounds; and it still wins
+/// when its trace takes all but a minute of the first round's allowance
+/// (the declared fuel at `dispute_trace_fuel_per_ms`: 100 minutes for
+/// this task), which is what a slower machine than the liar's may need.
+#[test]
+fn a_ten_minute_paused_program_disputed_by_a_liar_is_won_by_the_honest_side() {
+    let paused = 4_097;
+    let rounds = ten_minute_dispute(paused, paused * 2 / 3, 15 * MINUTE_MS);
+    assert!((2..=4).contains(&rounds), "{rounds} rounds");
+    ten_minute_dispute(paused, paused * 2 / 3, 99 * MINUTE_MS);
+}
+
+/// Plays a dispute over a ten-minute task (at 500 Mfuel/s) of `len`
+/// positions between an honest side that answers the first round after
+/// `trace_ms` of tracing and a liar that departs at `departs` and answers
+/// at once; asserts the liar, and only the liar, is convicted. Returns the
+/// rounds of hashes played.
+fn ten_minute_dispute(len: u64, departs: u64, trace_ms: u64) -> u32 {
     use cairn_job::VerifyPolicy;
     use cairn_verify::{Action, Commitment, Params, Reveal, Verifier};
     use cairn_wire::Keypair;
 
-    const MINUTE_MS: u64 = 60_000;
     let fuel = 10 * MINUTE_MS * 500_000;
-    let trace_ms = 22 * MINUTE_MS;
-    let len = 1_000_000;
-    let liar_strategy = Liar::Departs(777_777);
+    let liar_strategy = Liar::Departs(departs);
     let mut verifier = Verifier::new(Params::default(), 1);
     let job = ContentId::of(b"ten-minute task");
     verifier.open_job(job, VerifyPolicy::Replicate { replicas: 2 }, 1, fuel);
@@ -310,7 +335,7 @@ fn a_ten_minute_task_disputed_by_a_liar_is_won_by_the_honest_side() {
         )
         .is_empty()
     );
-    for minute in 1..22 {
+    for minute in 1..trace_ms / MINUTE_MS {
         let ticked = verifier.tick(2 + minute * MINUTE_MS);
         assert!(convicted(&ticked).is_empty(), "minute {minute}: {ticked:?}");
     }
@@ -361,11 +386,11 @@ fn a_ten_minute_task_disputed_by_a_liar_is_won_by_the_honest_side() {
         }
     };
     assert_eq!(convicted(&ended), vec![liar_key]);
-    assert!(rounds >= 4, "the game bisected ({rounds} rounds)");
     assert!(
         verifier.game(id).is_none(),
         "a decided dispute is forgotten"
     );
+    rounds
 }
 
 /// The dispute `actions` started.

@@ -432,5 +432,19 @@ fn dispute_over(
         trace_s / run_s,
         "x plain run",
     ));
+    // What tracing took of the first round's deadline: the round's own
+    // time, which covers what does not grow with the task (compiling the
+    // variant that stops, the first time a module is traced), and the
+    // task's fuel at `dispute_trace_fuel_per_ms`, which covers what does.
+    // Under 1, the honest side answers in time; a 10-minute task of this
+    // program adds as much time to the deadline as to the trace.
+    let first_round_s = (params.dispute_round_timeout_ms as f64
+        + task_fuel as f64 / params.dispute_trace_fuel_per_ms as f64)
+        / 1e3;
+    figures.push(figure(
+        &metric("trace_first_round_share"),
+        trace_s / first_round_s,
+        "of the first round's deadline",
+    ));
     Ok(())
 }
