@@ -232,6 +232,9 @@ pub fn run(
     let mut list = LiveSegments::new(segments_dir.path());
     let mut split_done = None;
     let mut ended = false;
+    // Why the node took no more segments (a stream at its task cap, or
+    // ended for want of them): the stream ends there.
+    let mut refused: Option<String> = None;
     let started = Instant::now();
     let mut drive = || -> anyhow::Result<api::JobStatus> {
         loop {
@@ -248,23 +251,30 @@ pub fn run(
                     return Ok(status);
                 }
             };
-            for segment in list.finished()? {
-                live.add(segment)?;
+            if refused.is_none() {
+                for segment in list.finished()? {
+                    live.add_or_refuse(segment, &mut refused)?;
+                }
             }
             if split_done.is_none()
                 && let Ok(split) = split_rx.try_recv()
             {
                 // The last segments are listed when ffmpeg exits.
-                for segment in list.finished()? {
-                    live.add(segment)?;
+                if refused.is_none() {
+                    for segment in list.finished()? {
+                        live.add_or_refuse(segment, &mut refused)?;
+                    }
                 }
                 if let Err(e) = &split {
                     eprintln!("cairn: the stream stopped: {e}");
                 }
                 split_done = Some(split.is_ok());
             }
-            if split_done.is_some() && !ended {
-                node.end_stream(&id)?;
+            if (split_done.is_some() || refused.is_some()) && !ended {
+                // Ended by the node already (its idle end) is ended.
+                if let Err(e) = node.end_stream(&id) {
+                    eprintln!("cairn: ending stream {id}: {e}");
+                }
                 ended = true;
                 eprintln!(
                     "{:>6.1}s  the stream ended after {} segments; the job settles once they are in",
@@ -303,7 +313,7 @@ pub fn run(
         segments: live.cuts.len(),
         latencies: live.cuts.iter().filter_map(|c| c.listed).collect(),
         segment_s: video.segment_s,
-        split_ok: split_done == Some(true),
+        split_ok: split_done == Some(true) && refused.is_none(),
         out,
         fetched,
     })
@@ -382,6 +392,25 @@ impl Live<'_> {
         // The segment itself is the providers' now, not this machine's.
         let _ = std::fs::remove_file(&segment.file.host_path);
         Ok(())
+    }
+
+    /// [`Live::add`], but a segment the node refuses ends the stream
+    /// (saying why) rather than failing it: what was delivered is still
+    /// fetched and listed. Errors of this machine's own still fail it.
+    fn add_or_refuse(
+        &mut self,
+        segment: Segment,
+        refused: &mut Option<String>,
+    ) -> anyhow::Result<()> {
+        match self.add(segment) {
+            Ok(()) => Ok(()),
+            Err(e) if e.downcast_ref::<cairn_client::Error>().is_some() => {
+                eprintln!("cairn: the node took no more of the stream: {e:#}");
+                *refused = Some(format!("{e:#}"));
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Fetches the results that came in, and lists every segment whose

@@ -145,6 +145,9 @@ pub struct Effects {
     pub orders: Vec<Signed<Order>>,
     /// Jobs whose drivers should look again: something changed them.
     pub wake: BTreeSet<ContentId>,
+    /// Jobs with work to hand out that was not there before (a stream's
+    /// new tasks, a task requeued): pulls held for it are answered.
+    pub work: BTreeSet<ContentId>,
 }
 
 impl Effects {
@@ -160,6 +163,7 @@ impl Effects {
             cases,
             orders,
             wake,
+            work,
         } = self;
         writes.is_empty()
             && txs.is_empty()
@@ -169,6 +173,7 @@ impl Effects {
             && cases.is_empty()
             && orders.is_empty()
             && wake.is_empty()
+            && work.is_empty()
     }
 }
 
@@ -668,11 +673,13 @@ impl RequesterCore {
         // re-auction may run while leased providers still work.
         let mut actions = Vec::new();
         let mut touched = Vec::new();
+        let mut expired = false;
         for event in job.sched.tick(now) {
             tracing::info!(job = %id.short(), ?event, "scheduler");
             if let cairn_sched::Event::Expired { task, provider } = event {
                 actions.extend(self.verifier.withdraw(&(*id, task), &provider, now));
                 touched.push((*id, task));
+                expired = true;
             }
         }
         // The verifier is shared by the jobs: whichever driver wakes first
@@ -681,6 +688,9 @@ impl RequesterCore {
             actions.extend(self.verifier.tick(now));
         }
         let mut effects = self.apply(touched, actions);
+        if expired {
+            effects.work.insert(*id);
+        }
         let job = self.jobs.get_mut(id).expect("held above");
         if job.streaming() && now >= job.extended_ms.saturating_add(STREAM_IDLE_MS) {
             // Its feeder is gone (a client that crashed, or never came):
@@ -1105,28 +1115,34 @@ impl RequesterCore {
         let (mut touched, mut actions) = (Vec::new(), Vec::new());
         for job in self.jobs.values_mut() {
             let running = job.sched.running_of(provider);
-            if job.streaming() {
-                // A live stream cannot wait out a reveal window (a
-                // minute) for a provider that is gone: what it has not
-                // revealed is dropped, not convicted, and runs elsewhere;
-                // the provider gets none of the stream's work again, so
-                // committing and leaving cannot be a habit.
+            // A stream (ended or not: its last segments are awaited) cannot
+            // wait out a reveal window (a minute) for a provider that is
+            // gone: what it committed to and has not revealed is dropped,
+            // not convicted, and runs elsewhere; the provider is out of the
+            // stream until it wins it again, once, so committing and
+            // leaving cannot be a habit. What it was still running goes
+            // back as in any job.
+            if job.record.submission.stream.is_some() && job.awaits_reveal(provider) {
                 let (tasks, more) = self.verifier.abandon(&job.id, provider, now);
-                if !tasks.is_empty() {
-                    job.replicas.commits.retain(|(_, p), _| p != provider);
-                    job.replicas.asks.remove(provider);
-                    job.sched
-                        .drop_provider(provider, "left the stream with results unrevealed");
-                    changed.insert(job.id);
+                for &task in &tasks {
+                    job.replicas.commits.remove(&(task, *provider));
+                }
+                job.replicas.asks.remove(provider);
+                for event in job
+                    .sched
+                    .drop_rejoinable(provider, "left the stream with results unrevealed")
+                {
+                    tracing::info!(job = %job.id.short(), ?event, "scheduler");
                 }
                 touched.extend(tasks.iter().map(|&t| (job.id, t)));
                 actions.extend(more);
-            } else {
-                for &task in &running {
-                    // Nothing to carry out: a withdrawn replica only lets
-                    // the task be handed to someone else.
-                    let _ = self.verifier.withdraw(&(job.id, task), provider, now);
-                }
+                changed.insert(job.id);
+                continue;
+            }
+            for &task in &running {
+                // Nothing to carry out: a withdrawn replica only lets the
+                // task be handed to someone else.
+                let _ = self.verifier.withdraw(&(job.id, task), provider, now);
             }
             for event in job.sched.release_all(provider) {
                 tracing::info!(job = %job.id.short(), ?event, "scheduler");
@@ -1136,6 +1152,8 @@ impl RequesterCore {
             }
         }
         let mut effects = self.apply(touched, actions);
+        // Work freed: pulls held for a stream's next tasks take it now.
+        effects.work.extend(changed.iter().copied());
         effects.wake.extend(changed);
         effects
     }
@@ -1688,6 +1706,7 @@ impl RequesterCore {
                 )
             {
                 job.sched.requeue(task.1, self.verifier.providers_of(&task));
+                effects.work.insert(task.0);
             }
         }
         for (provider, record) in self.verifier.trust_mut().take_changed() {
@@ -1890,6 +1909,7 @@ impl RequesterCore {
             record: Box::new(job.record.clone()),
         });
         effects.wake.insert(*id);
+        effects.work.insert(*id);
         self.decisions += 1;
         effects.seq = self.decisions;
         Ok((first, effects))

@@ -592,6 +592,13 @@ impl Scheduler {
         self.drop_for(provider, reason, false)
     }
 
+    /// Drops a provider through a fault that may be bad luck (it left
+    /// with work unfinished): it may be readmitted once, when it wins the
+    /// job again (see [`Scheduler::readmit`]).
+    pub fn drop_rejoinable(&mut self, provider: &PublicKey, reason: &str) -> Vec<Event> {
+        self.drop_for(provider, reason, true)
+    }
+
     /// Drops a provider; one `rejoinable` may be readmitted (see
     /// [`Scheduler::readmit`]).
     fn drop_for(&mut self, provider: &PublicKey, reason: &str, rejoinable: bool) -> Vec<Event> {

@@ -1180,11 +1180,6 @@ impl Provider {
             }
         };
         let (report, cpu_time) = self.run_in(lease, terms, input_dir, task, &output_dir);
-        // Links only, rebuilt if a dispute runs the task again: a stream's
-        // lease would otherwise keep a folder per segment.
-        if let Some(own) = own_inputs_dir(input_dir, task) {
-            let _ = std::fs::remove_dir_all(own);
-        }
         self.return_scratch_dir(output_dir);
         let counters = &self.shared.counters;
         match &report {
@@ -1240,11 +1235,18 @@ impl Provider {
             (report, None)
         };
         let limits = task.limits(&terms.limits).to_exec();
-        let inputs = match self.task_inputs(terms, input_dir, task) {
+        // A run's own folder, removed after it (links only): a stream's
+        // lease would otherwise keep one per segment, and another run of
+        // the same task (handed out again) has its own.
+        let own = match self.task_inputs(terms, input_dir, task, true) {
             Ok(inputs) => inputs,
             Err(e) => return failed(format!("placing the task's inputs: {e}")),
         };
-        let inputs = inputs.as_deref();
+        let _removed = own
+            .as_ref()
+            .filter(|dir| dir.as_path() != input_dir)
+            .map(|dir| RemovedDir(dir.clone()));
+        let inputs = own.as_deref();
         let runtime: &dyn cairn_exec::Runtime = match &self.tools {
             Some(tools) if tools.is_loaded(&terms.module.id) => &**tools,
             _ => &*self.runtime,
@@ -1535,7 +1537,7 @@ impl Provider {
         assignment: &Assignment,
         f: impl FnOnce(&Task<'_>) -> Result<T, String>,
     ) -> Result<T, String> {
-        let inputs = self.task_inputs(terms, input_dir, assignment)?;
+        let inputs = self.task_inputs(terms, input_dir, assignment, false)?;
         let output_dir = self.scratch_dir().map_err(|e| e.to_string())?;
         let done = f(&Task {
             module: terms.module.id,
@@ -1555,11 +1557,14 @@ impl Provider {
     /// of its own beside it holding links to the terms' and its own, so it
     /// sees no other task's (what a program finds under `/input` is part
     /// of its result). Its own must be in the blob store already.
+    /// `private`: a folder for one run, which the caller removes; else the
+    /// one a dispute's runs of the task share, kept until the lease ends.
     fn task_inputs(
         &self,
         terms: &Terms,
         input_dir: &std::path::Path,
         task: &Assignment,
+        private: bool,
     ) -> Result<Option<PathBuf>, String> {
         let Some(dir) = own_inputs_dir(input_dir, task) else {
             return Ok((!terms.inputs.is_empty()).then(|| input_dir.to_path_buf()));
@@ -1603,6 +1608,9 @@ impl Provider {
                 let _ = std::fs::remove_dir_all(&building);
                 return Err(e);
             }
+        }
+        if private {
+            return Ok(Some(building));
         }
         if std::fs::rename(&building, &dir).is_err() {
             // Built meanwhile by another.
@@ -1723,6 +1731,15 @@ impl Provider {
             id,
             size: bytes.len() as u64,
         })
+    }
+}
+
+/// A folder removed, with what is in it, when this is dropped.
+struct RemovedDir(PathBuf);
+
+impl Drop for RemovedDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -369,7 +369,12 @@ impl Requester {
                 let result: TaskRecord =
                     serde_json::from_slice(&value).map_err(|e| e.to_string())?;
                 self.shared.pin(result_blobs(&result));
-                self.core.lock().restore_result(&id, &result)?;
+                // A result the job's stored record does not know (a stream's
+                // task whose record was not stored) is skipped, not a reason
+                // for the node not to start.
+                if let Err(e) = self.core.lock().restore_result(&id, &result) {
+                    tracing::warn!(job = %id.short(), task = result.task, "result not restored: {e}");
+                }
             }
             // A job cancelled before the crash is cancelled again.
             let effects = self.core.lock().restored(&id, now);
@@ -888,12 +893,16 @@ impl Requester {
         // An idle provider of a live stream with nothing to report may be
         // held until the stream's next tasks (registered before the answer
         // is worked out, so tasks added meanwhile are not missed).
-        let holdable = reports.is_empty() && asked.held.is_empty() && asked.want > 0;
+        let holdable = reports.is_empty()
+            && asked.held.is_empty()
+            && asked.awaiting.is_empty()
+            && asked.want > 0;
         let signals = self.wakes.lock().get(&job_id).cloned();
-        let work = signals.as_ref().map(|s| s.work.notified());
-        let mut work = std::pin::pin!(work);
-        if let Some(work) = work.as_mut().as_pin_mut() {
-            work.enable();
+        // Registered before the answer is worked out, so work added
+        // meanwhile is not missed.
+        let mut work = signals.as_ref().map(|s| Box::pin(s.work.notified()));
+        if let Some(work) = work.as_mut() {
+            work.as_mut().enable();
         }
         let mut stored = reports.len() as u32;
         let positions: Vec<u64> = reports.iter().map(Report::task).collect();
@@ -1003,17 +1012,15 @@ impl Requester {
             Response::Tasks { tasks, reveal, finished: false, accepted: None, .. }
                 if tasks.is_empty() && reveal.is_empty()
         );
-        let streaming = holdable
+        let hold = holdable
             && empty
             && self
                 .core
                 .lock()
                 .jobs
                 .get(&job_id)
-                // One that may be asked to reveal is answered at once: its
-                // next pull carries the ask.
-                .is_some_and(|j| j.streaming() && !j.awaits_reveal(&sender));
-        let Some(work) = work.as_pin_mut().filter(|_| streaming) else {
+                .is_some_and(|j| j.may_hold(&lease, &sender));
+        let (Some(signals), Some(mut work)) = (signals.as_ref().filter(|_| hold), work) else {
             return response;
         };
         // One held pull per lease: a provider cannot hold more of this
@@ -1021,24 +1028,38 @@ impl Requester {
         let Some(_held) = Held::new(&self.held, lease) else {
             return response;
         };
-        if tokio::time::timeout(PULL_HOLD, work).await.is_err() {
-            return response;
+        let until = tokio::time::Instant::now() + PULL_HOLD;
+        let mut response = response;
+        loop {
+            if tokio::time::timeout_at(until, work.as_mut()).await.is_err() {
+                return response;
+            }
+            work = Box::pin(signals.work.notified());
+            work.as_mut().enable();
+            // Work came: the pull is answered again (as of when it arrived:
+            // what the provider holds is what it said then).
+            let checked = check_reports(sender, lease, tasks, streams, Vec::new());
+            let pulled =
+                self.core
+                    .lock()
+                    .pulled(now_ms(), (&job_id, &lease, sender), &asked, checked, 0);
+            let Ok((again, effects)) = pulled else {
+                return response;
+            };
+            if let Err(e) = self.carry_out(effects).await {
+                tracing::error!("persisting a held pull's answer: {e}");
+                return Response::Refused("the requester cannot store results now".into());
+            }
+            let taken = !matches!(
+                &again,
+                Response::Tasks { tasks, reveal, finished: false, accepted: None, .. }
+                    if tasks.is_empty() && reveal.is_empty()
+            );
+            response = again;
+            if taken {
+                return response;
+            }
         }
-        // Tasks came: the pull is answered again (as of when it arrived:
-        // what the provider holds is what it said then).
-        let checked = check_reports(sender, lease, tasks, streams, Vec::new());
-        let pulled =
-            self.core
-                .lock()
-                .pulled(now_ms(), (&job_id, &lease, sender), &asked, checked, 0);
-        let Ok((response, effects)) = pulled else {
-            return response;
-        };
-        if let Err(e) = self.carry_out(effects).await {
-            tracing::error!("persisting a held pull's answer: {e}");
-            return Response::Refused("the requester cannot store results now".into());
-        }
-        response
     }
 
     /// Fetches the outputs and streams `record` names from `peer`, in a
@@ -1187,13 +1208,12 @@ impl Requester {
             tracing::error!("storing a stream's new tasks: {e}");
             return Err(StreamRefused::Unstored(e));
         }
-        self.wake_held(id);
         Ok(cairn_api::TasksAdded { first, total })
     }
 
     /// Answers the pulls held for `job`'s next tasks: it has some, or
     /// none will come.
-    fn wake_held(&self, job: &ContentId) {
+    pub(super) fn wake_held(&self, job: &ContentId) {
         if let Some(signals) = self.wakes.lock().get(job) {
             signals.work.notify_waiters();
         }

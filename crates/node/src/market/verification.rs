@@ -136,6 +136,9 @@ impl Requester {
         // Woken after the writes: a cancelled job's driver settles it, and
         // the record that says so must not be overwritten by the cancel's.
         self.wake(effects.wake);
+        for job in &effects.work {
+            self.wake_held(job);
+        }
         for tx in effects.txs {
             if let Err(e) = self.shared.ledger.send(tx) {
                 tracing::warn!("sending evidence to the ledger: {e}");

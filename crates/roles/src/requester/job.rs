@@ -435,6 +435,17 @@ impl Job {
         self.replicas.commits.keys().any(|(_, p)| p == provider)
     }
 
+    /// Whether an empty pull by `provider` on `lease` may wait for this
+    /// stream's next tasks: the stream is open, the lease signed, the
+    /// provider in the job, and it owes no reveal (its next pull carries
+    /// that ask at once).
+    pub fn may_hold(&self, lease: &ContentId, provider: &PublicKey) -> bool {
+        self.streaming()
+            && !self.unsigned.contains(lease)
+            && self.sched.is_active(provider)
+            && !self.awaits_reveal(provider)
+    }
+
     /// What a provider leased to it may fetch, and what this node keeps
     /// while it lives: its module, its inputs and its tasks' own (a blob
     /// may be named more than once).

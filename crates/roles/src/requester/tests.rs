@@ -1887,6 +1887,11 @@ fn a_stream_does_not_wait_for_a_lost_providers_reveal() {
         [0],
         "the lost provider's replica runs elsewhere at once"
     );
+    // A provider that leaves with work only running (nothing committed)
+    // is not put out: its work goes back, and back, it takes it again.
+    core.peer_lost(&c.public(), T1 + 6);
+    let (tasks, _, _) = pull(&mut core, &c, lease_of(&leases, &c), 1, Vec::new(), T1 + 6);
+    assert_eq!(tasks, [0], "a blip is not a fault");
     // Back, it gets none of the stream's work: leaving with results
     // unrevealed is not a habit it can keep.
     core.extend(&id, submission(1, VerifyPolicy::None).tasks, T1 + 7)
