@@ -254,6 +254,9 @@ pub fn run(
             if refused.is_none() {
                 for segment in list.finished()? {
                     live.add_or_refuse(segment, &mut refused)?;
+                    if refused.is_some() {
+                        break;
+                    }
                 }
             }
             if split_done.is_none()
@@ -263,6 +266,9 @@ pub fn run(
                 if refused.is_none() {
                     for segment in list.finished()? {
                         live.add_or_refuse(segment, &mut refused)?;
+                        if refused.is_some() {
+                            break;
+                        }
                     }
                 }
                 if let Err(e) = &split {

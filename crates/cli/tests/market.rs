@@ -984,17 +984,9 @@ fn three_providers_transcode_a_clip_into_the_ladder_and_every_playlist_plays_end
                 && master.contains(&format!("{name}.m3u8")),
             "{master}"
         );
-        let played = Command::new("ffprobe")
-            .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-            .args(["-show_entries", "stream=width,height,nb_read_frames"])
-            .args(["-of", "csv=p=0"])
-            .arg(out.join(format!("{name}.m3u8")))
-            .output()
-            .unwrap();
-        let played = String::from_utf8_lossy(&played.stdout);
         assert_eq!(
-            played.lines().next(),
-            Some(format!("{width},{height},600").as_str()),
+            played(&out.join(format!("{name}.m3u8"))),
+            format!("{width},{height},600"),
             "{name}: every frame of the 20 s clip, at its size"
         );
     }
@@ -1023,6 +1015,20 @@ fn three_providers_transcode_a_clip_into_the_ladder_and_every_playlist_plays_end
     }
 
     assert_paid_and_balanced(&devnet, &id, 3, before);
+}
+
+/// What ffprobe reads of a playlist's first video stream, end to end:
+/// `width,height,frames`.
+fn played(playlist: &Path) -> String {
+    let read = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=width,height,nb_read_frames"])
+        .args(["-of", "csv=p=0"])
+        .arg(playlist)
+        .output()
+        .unwrap();
+    let read = String::from_utf8_lossy(&read.stdout);
+    read.lines().next().unwrap_or_default().to_string()
 }
 
 /// Livepeer's live case: a 12-second stream produced in real time (ffmpeg's
@@ -1090,16 +1096,9 @@ fn a_live_stream_is_transcoded_as_it_is_produced_and_its_playlists_play_to_the_e
         let playlist = std::fs::read_to_string(out.join(format!("{name}.m3u8"))).unwrap();
         assert!(playlist.contains(&format!("{name}_0005.ts")), "{playlist}");
         assert!(playlist.ends_with("#EXT-X-ENDLIST\n"), "{playlist}");
-        let played = Command::new("ffprobe")
-            .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-            .args(["-show_entries", "stream=width,height,nb_read_frames"])
-            .args(["-of", "csv=p=0"])
-            .arg(out.join(format!("{name}.m3u8")))
-            .output()
-            .unwrap();
         assert_eq!(
-            String::from_utf8_lossy(&played.stdout).lines().next(),
-            Some(format!("{width},{height},360").as_str()),
+            played(&out.join(format!("{name}.m3u8"))),
+            format!("{width},{height},360"),
             "{name}: every frame of the 12 s stream, at its size"
         );
     }

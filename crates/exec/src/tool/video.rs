@@ -126,6 +126,48 @@ fn listed_segment(folder: &Path, index: usize, line: &str) -> Result<Segment, Ex
     })
 }
 
+/// ffmpeg's arguments that read `input` (its flags) and cut it with `-c
+/// copy` at its keyframes into MPEG-TS segments of about `segment_s`
+/// seconds in `/output`, keeping its timestamps, listed in
+/// [`SEGMENT_LIST`]; `live`: each line written once its segment is
+/// closed.
+fn segmenter_args(input: &[&str], segment_s: u32, live: bool) -> Vec<String> {
+    let head = ["-hide_banner", "-loglevel", "error"];
+    let flags: &[&str] = if live {
+        &["-segment_list_flags", "+live"]
+    } else {
+        &[]
+    };
+    let segment_s = segment_s.to_string();
+    let list = format!("/output/{SEGMENT_LIST}");
+    let tail = [
+        "-map",
+        "0:v:0",
+        "-map",
+        "0:a:0?",
+        "-c",
+        "copy",
+        "-f",
+        "segment",
+        "-segment_time",
+        &segment_s,
+        "-segment_format",
+        "mpegts",
+        "-segment_list",
+        &list,
+        "-segment_list_type",
+        "csv",
+    ];
+    let names = ["-reset_timestamps", "0", "/output/seg-%04d.ts"];
+    head.iter()
+        .chain(input)
+        .chain(tail.iter())
+        .chain(flags)
+        .chain(names.iter())
+        .map(|a| (*a).to_owned())
+        .collect()
+}
+
 /// A segment's file name: `seg-0003.ts`.
 fn segment_name(index: usize) -> String {
     format!("seg-{index:04}.ts")
@@ -218,35 +260,7 @@ impl VideoTools {
             .map_err(ExecError::io(format!("reading {}", clip.display())))?
             .len();
         let probe = self.probe_file(&source, "clip", None)?;
-        let args: Vec<String> = [
-            "-nostdin",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-i",
-            "/input/clip",
-            "-map",
-            "0:v:0",
-            "-map",
-            "0:a:0?",
-            "-c",
-            "copy",
-            "-f",
-            "segment",
-            "-segment_time",
-            &segment_s.to_string(),
-            "-segment_format",
-            "mpegts",
-            "-segment_list",
-            &format!("/output/{SEGMENT_LIST}"),
-            "-segment_list_type",
-            "csv",
-            "-reset_timestamps",
-            "0",
-            "/output/seg-%04d.ts",
-        ]
-        .map(str::to_owned)
-        .to_vec();
+        let args = segmenter_args(&["-nostdin", "-i", "/input/clip"], segment_s, false);
         let ran = self.sandbox.run_program(
             &self.ffmpeg,
             &args,
@@ -297,41 +311,10 @@ impl VideoTools {
         into: &Path,
         wall_time: std::time::Duration,
     ) -> Result<(), ExecError> {
-        let args: Vec<String> = [
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            // A second of the stream tells its streams apart: the first
-            // segment is not held back by five seconds of probing.
-            "-analyzeduration",
-            "1000000",
-            "-i",
-            "pipe:0",
-            "-map",
-            "0:v:0",
-            "-map",
-            "0:a:0?",
-            "-c",
-            "copy",
-            "-f",
-            "segment",
-            "-segment_time",
-            &segment_s.to_string(),
-            "-segment_format",
-            "mpegts",
-            "-segment_list",
-            &format!("/output/{SEGMENT_LIST}"),
-            "-segment_list_type",
-            "csv",
-            // Each line is written once its segment is closed.
-            "-segment_list_flags",
-            "+live",
-            "-reset_timestamps",
-            "0",
-            "/output/seg-%04d.ts",
-        ]
-        .map(str::to_owned)
-        .to_vec();
+        // A second of the stream tells its streams apart: the first
+        // segment is not held back by five seconds of probing.
+        let input = ["-analyzeduration", "1000000", "-i", "pipe:0"];
+        let args = segmenter_args(&input, segment_s, true);
         let ran = self.sandbox.run_program_reading(
             &self.ffmpeg,
             &args,

@@ -194,6 +194,16 @@ const PULL_FETCH_WAIT: Duration = Duration::from_secs(2);
 /// Well within a request's timeout.
 const PULL_HOLD: Duration = Duration::from_secs(2);
 
+/// Whether a pull's answer gives its provider nothing to do: no task, no
+/// reveal asked, no acceptance, and the job not finished.
+fn nothing_to_take(answer: &Response) -> bool {
+    matches!(
+        answer,
+        Response::Tasks { tasks, reveal, finished: false, accepted: None, .. }
+            if tasks.is_empty() && reveal.is_empty()
+    )
+}
+
 /// A lease whose pull is held, for as long as this lives.
 struct Held<'a> {
     held: &'a Mutex<BTreeSet<ContentId>>,
@@ -1007,11 +1017,7 @@ impl Requester {
             tracing::error!("persisting results: {e}");
             return Response::Refused("the requester cannot store results now".into());
         }
-        let empty = matches!(
-            &response,
-            Response::Tasks { tasks, reveal, finished: false, accepted: None, .. }
-                if tasks.is_empty() && reveal.is_empty()
-        );
+        let empty = nothing_to_take(&response);
         let hold = holdable
             && empty
             && self
@@ -1050,11 +1056,7 @@ impl Requester {
                 tracing::error!("persisting a held pull's answer: {e}");
                 return Response::Refused("the requester cannot store results now".into());
             }
-            let taken = !matches!(
-                &again,
-                Response::Tasks { tasks, reveal, finished: false, accepted: None, .. }
-                    if tasks.is_empty() && reveal.is_empty()
-            );
+            let taken = !nothing_to_take(&again);
             response = again;
             if taken {
                 return response;
