@@ -213,7 +213,13 @@ struct Held<'a> {
 impl<'a> Held<'a> {
     /// `None` if a pull of `lease` is held already.
     fn new(held: &'a Mutex<BTreeSet<ContentId>>, lease: ContentId) -> Option<Self> {
-        held.lock().insert(lease).then_some(Self { held, lease })
+        // Not `then_some(Self { .. })`: that builds the guard whatever the
+        // answer, and a refused one, dropped at once, took the lock the
+        // insert still held (a second pull of a lease hung the node).
+        if !held.lock().insert(lease) {
+            return None;
+        }
+        Some(Self { held, lease })
     }
 }
 
@@ -1488,5 +1494,25 @@ mod tests {
             not_superseded(&mut written, 4, &[forgot(3), kept()]).len(),
             2
         );
+    }
+
+    /// A `pull_flooder` leased to a stream pulls again and again while
+    /// one of its pulls is held: only one is held per lease (the rest are
+    /// answered at once, holding none of the node's request slots), and
+    /// the lease may be held again once that one is answered. Another
+    /// lease is held beside it.
+    #[test]
+    fn a_pull_flooder_gets_one_held_pull_per_lease() {
+        let held = Mutex::new(BTreeSet::new());
+        let (lease, other) = (ContentId::of(b"lease"), ContentId::of(b"other"));
+        let first = Held::new(&held, lease).expect("the first pull is held");
+        for _ in 0..1_000 {
+            assert!(Held::new(&held, lease).is_none());
+        }
+        let beside = Held::new(&held, other).expect("another lease's pull is held");
+        drop(first);
+        assert!(Held::new(&held, lease).is_some(), "answered, held again");
+        drop(beside);
+        assert!(held.lock().is_empty(), "nothing stays held");
     }
 }
