@@ -19,7 +19,7 @@ use cairn_ledger::{
 use cairn_market::{BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, ToolBuild};
 use cairn_proto::{
     Assignment, CLAIM_NAMESPACE, Case, DisputeAsk, FileRef, Party, Report, Request, Response,
-    StreamRef, Submission, SubmittedFile, SubmittedLimits, SubmittedTask, TaskLimits, Terms,
+    StreamRef, Submission, SubmittedFile, SubmittedStream, SubmittedLimits, SubmittedTask, TaskLimits, Terms,
     TraceClaim, run_digest,
 };
 use cairn_wire::codec::Encode;
@@ -48,6 +48,7 @@ fn main() {
         price_max_ucairn_per_gfuel: 200,
         created_ms: 1_700_000_000_000,
         bid_window_ms: 50,
+        draw_ppm: 250_000,
     };
     let bid = Bid {
         order: id(b"order"),
@@ -160,6 +161,7 @@ fn main() {
         outputs: vec!["frame-0007.png".into()],
         seed: [5; 32],
         fuel: 1 << 29,
+        inputs: vec![file("segment-00007.ts")],
     };
     let claim = Signed::sign(
         &key,
@@ -280,6 +282,7 @@ fn main() {
                 outputs: vec!["frame-0009.png".into()],
                 seed: [5; 32],
                 fuel: 1 << 29,
+                inputs: vec![file("segment-00009.ts")],
             }],
             finished: false,
             reveal: vec![4, 8],
@@ -412,6 +415,7 @@ fn main() {
         examples.join("hashsearch.toml"),
         examples.join("render/job.toml"),
         examples.join("transcode/job.toml"),
+        examples.join("transcode/live.toml"),
         examples.join("blender/job.toml"),
     ]
     .map(|path| std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
@@ -436,6 +440,11 @@ fn main() {
                 outputs: vec![format!("frame-{frame:04}.png")],
                 seed: id(&[frame]).to_string(),
                 fuel: (frame == 1).then_some(1 << 29),
+                inputs: vec![SubmittedFile {
+                    name: format!("segment-{frame:05}.ts"),
+                    id: id(&[frame, 1]),
+                    size: 2_000,
+                }],
             })
             .collect(),
         limits: SubmittedLimits {
@@ -451,6 +460,9 @@ fn main() {
         price_max_ucairn_per_gfuel: 200,
         verify: verify.into(),
         approval_window_s: None,
+        // The adaptive one is a live stream that takes more tasks later.
+        stream: matches!(verify, VerifyPolicy::Adaptive { .. })
+            .then_some(SubmittedStream { tasks_at_once: 8 }),
     };
     let submissions = [
         VerifyPolicy::None,
@@ -522,11 +534,18 @@ fn prefixed(kind: u8, bytes: Vec<u8>) -> Vec<u8> {
 /// Replaces `dir`'s seeds with `seeds`, each named by its content, so
 /// rerunning changes nothing. The folders hold only what this writes: a
 /// crash the fuzzers find becomes a unit test in the decoder's crate.
+/// Replaces the generated seeds in `dir` (named by the first 16 hex digits
+/// of their digest) with `seeds`. Seeds named otherwise are inputs a
+/// fuzzer found, kept by hand as regressions: they stay.
 fn write(dir: &PathBuf, seeds: impl IntoIterator<Item = Vec<u8>>) {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).expect("the old seeds removed");
-    }
     std::fs::create_dir_all(dir).expect("the corpus folder");
+    for entry in std::fs::read_dir(dir).expect("the corpus folder read") {
+        let path = entry.expect("a corpus entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.len() == 16 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            std::fs::remove_file(&path).expect("an old seed removed");
+        }
+    }
     for seed in seeds {
         let name = ContentId::of(&seed).to_string();
         std::fs::write(dir.join(&name[..16]), seed).expect("a seed written");

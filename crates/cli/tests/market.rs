@@ -1645,6 +1645,7 @@ async fn malformed_oversized_forged_and_replayed_messages_are_dropped_and_counte
         created_ms: 0,
         bid_window_ms: 1,
         gpu_memory_mib: 0,
+        draw_ppm: cairn_market::DRAW_ALL,
     };
     let forged = cairn_wire::Signed::sign(&victim, cairn_market::ORDER_NAMESPACE, order.clone());
     let stale = cairn_wire::Signed::sign(&intruder_key, cairn_market::ORDER_NAMESPACE, order);

@@ -307,6 +307,12 @@ impl State {
             .is_some_and(|p| p.stake >= self.params.stake_min)
     }
 
+    /// How many providers may bid ([`State::can_bid`]).
+    pub fn bidders(&self) -> u64 {
+        let min = self.params.stake_min;
+        self.providers.values().filter(|p| p.stake >= min).count() as u64
+    }
+
     /// A job's escrow, if open.
     pub fn escrow(&self, job: &ContentId) -> Option<&Escrow> {
         self.escrows.get(job)

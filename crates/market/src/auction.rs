@@ -13,6 +13,9 @@ use crate::{Rng, Unfit};
 /// can say why.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BidRejection {
+    /// The order's draw did not ask this provider ([`crate::drawn`]).
+    #[error("provider not drawn to bid on this order")]
+    NotDrawn,
     /// The signature does not verify.
     #[error("bad signature")]
     BadSignature,
@@ -182,6 +185,12 @@ impl Auction {
         stake: Option<u128>,
         now_ms: u64,
     ) -> Result<(), BidRejection> {
+        // Before the signature: the lot costs a hash, a signature check
+        // many times more, and a flood of bids from providers not drawn
+        // is refused at the price of the hash.
+        if !crate::drawn(&self.order_id, self.order.draw_ppm, &signed.signer()) {
+            return Err(BidRejection::NotDrawn);
+        }
         let bid = signed
             .verify(BID_NAMESPACE)
             .map_err(|_| BidRejection::BadSignature)?;
@@ -329,6 +338,7 @@ mod tests {
             created_ms: 1_000,
             bid_window_ms: 50,
             gpu_memory_mib: 0,
+            draw_ppm: crate::DRAW_ALL,
         }
     }
 
@@ -358,6 +368,34 @@ mod tests {
                 offer: offer(),
             },
         )
+    }
+
+    #[test]
+    fn a_bidder_the_draw_did_not_ask_is_refused_before_its_signature_is_checked() {
+        let mut order = order();
+        order.draw_ppm = 300_000;
+        let keys: Vec<Keypair> = (0..64u8).map(|i| Keypair::from_seed([i; 32])).collect();
+        let drawn = keys.iter().find(|k| order.draws(&k.public())).unwrap();
+        let undrawn = keys.iter().find(|k| !order.draws(&k.public())).unwrap();
+        let mut auction = Auction::open(order.clone(), 64);
+        assert_eq!(
+            auction.bid(&bid(drawn, &order, 50, 4), Some(1), (0, 0), 1_010),
+            Ok(())
+        );
+        assert_eq!(
+            auction.bid(&bid(undrawn, &order, 50, 4), Some(1), (0, 0), 1_010),
+            Err(BidRejection::NotDrawn)
+        );
+        // Its forged bid is refused for the draw, not for the signature:
+        // the signature was never checked.
+        let mut bytes = bid(drawn, &order, 10, 4).to_bytes();
+        bytes[1..33].copy_from_slice(undrawn.public().as_bytes());
+        let forged = Signed::<Bid>::from_bytes(&bytes, &()).unwrap();
+        assert_eq!(
+            auction.bid(&forged, Some(1), (0, 0), 1_011),
+            Err(BidRejection::NotDrawn)
+        );
+        assert_eq!(auction.bids(), 1);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use bytes::BufMut;
 use cairn_wire::codec::{Buf, EncodeSize, Error as CodecError, Read, ReadExt, Write};
-use cairn_wire::{ContentId, text};
+use cairn_wire::{ContentId, PublicKey, text};
 
 /// The namespace requesters sign orders under.
 pub const ORDER_NAMESPACE: &[u8] = b"cairn/order";
@@ -20,6 +20,10 @@ pub const GPU_MODEL_BYTES_MAX: usize = 48;
 pub const GPU_BACKENDS_BYTES_MAX: usize = 16;
 /// The longest GPU driver version (`550.54.15`).
 pub const GPU_DRIVER_BYTES_MAX: usize = 16;
+/// An order's draw that asks every provider, in parts per million.
+pub const DRAW_ALL: u32 = 1_000_000;
+/// The domain of the lot that draws a provider for an order.
+const DRAW_NAMESPACE: &[u8] = b"cairn/draw";
 
 /// A requester's announcement of a job that needs providers: a reverse
 /// auction in which providers bid down from `price_max_ucairn_per_gfuel`.
@@ -51,6 +55,43 @@ pub struct Order {
     pub created_ms: u64,
     /// How long bids are collected.
     pub bid_window_ms: u32,
+    /// The share of providers asked to bid, in parts per million (1 to
+    /// [`DRAW_ALL`]): a provider bids only if the lot of the order's id
+    /// and its key falls under it ([`drawn`]). Gossip takes every order to
+    /// every provider; without a draw, each would sign and send a bid, and
+    /// a requester on a network of 100,000 would check 100,000 bids for a
+    /// job that needs a hundred providers. The lot cannot be chosen by
+    /// either side once the order is signed, and a requester refuses a bid
+    /// from a provider not drawn before checking its signature.
+    pub draw_ppm: u32,
+}
+
+/// Whether `provider` is drawn to bid on the order with id `order` that
+/// asks `draw_ppm` parts per million of providers.
+pub fn drawn(order: &ContentId, draw_ppm: u32, provider: &PublicKey) -> bool {
+    if draw_ppm >= DRAW_ALL {
+        return true;
+    }
+    let mut lot = Vec::with_capacity(DRAW_NAMESPACE.len() + 64);
+    lot.extend_from_slice(DRAW_NAMESPACE);
+    lot.extend_from_slice(order.as_bytes());
+    lot.extend_from_slice(provider.as_bytes());
+    let digest = ContentId::of(&lot);
+    let mut head = [0; 8];
+    head.copy_from_slice(&digest.as_bytes()[..8]);
+    u64::from_le_bytes(head) % u64::from(DRAW_ALL) < u64::from(draw_ppm)
+}
+
+/// The draw that asks about `bidders` of the `known` providers able to
+/// bid (`known` 0: not known, every one is asked).
+pub fn draw_ppm(bidders: u64, known: u64) -> u32 {
+    if known == 0 || bidders >= known {
+        return DRAW_ALL;
+    }
+    let ppm = u128::from(bidders) * u128::from(DRAW_ALL);
+    // Rounded up, and at least one in a million: a draw never asks no one.
+    ppm.div_ceil(u128::from(known))
+        .clamp(1, u128::from(DRAW_ALL)) as u32
 }
 
 impl Order {
@@ -59,6 +100,11 @@ impl Order {
         let mut buf = Vec::with_capacity(self.encode_size());
         self.write(&mut buf);
         ContentId::of(&buf)
+    }
+
+    /// Whether `provider` is drawn to bid on this order ([`drawn`]).
+    pub fn draws(&self, provider: &PublicKey) -> bool {
+        drawn(&self.id(), self.draw_ppm, provider)
     }
 
     /// The last moment a bid for this order is worth sending.
@@ -272,6 +318,7 @@ impl Write for Order {
         self.price_max_ucairn_per_gfuel.write(buf);
         self.created_ms.write(buf);
         self.bid_window_ms.write(buf);
+        self.draw_ppm.write(buf);
     }
 }
 
@@ -289,6 +336,7 @@ impl EncodeSize for Order {
             + self.price_max_ucairn_per_gfuel.encode_size()
             + self.created_ms.encode_size()
             + self.bid_window_ms.encode_size()
+            + self.draw_ppm.encode_size()
     }
 }
 
@@ -309,6 +357,16 @@ impl Read for Order {
             price_max_ucairn_per_gfuel: u64::read(buf)?,
             created_ms: u64::read(buf)?,
             bid_window_ms: u32::read(buf)?,
+            draw_ppm: match u32::read(buf)? {
+                0 => return Err(CodecError::Invalid("order", "a draw that asks no one")),
+                ppm if ppm > DRAW_ALL => {
+                    return Err(CodecError::Invalid(
+                        "order",
+                        "a draw over a million per million",
+                    ));
+                }
+                ppm => ppm,
+            },
         })
     }
 }
@@ -494,6 +552,62 @@ mod tests {
             price_max_ucairn_per_gfuel: 100,
             created_ms: 0,
             bid_window_ms: 100,
+            draw_ppm: DRAW_ALL,
+        }
+    }
+
+    fn key(i: u32) -> PublicKey {
+        let mut seed = [0; 32];
+        seed[..4].copy_from_slice(&i.to_le_bytes());
+        cairn_wire::Keypair::from_seed(seed).public()
+    }
+
+    #[test]
+    fn a_draw_asks_its_share_of_providers_and_each_order_asks_others() {
+        let mut one = order("wasm", 0, 0);
+        one.draw_ppm = 100_000;
+        let mut other = one.clone();
+        other.created_ms = 1;
+        let keys: Vec<PublicKey> = (0..20_000).map(key).collect();
+        let drawn_by = |o: &Order| -> Vec<bool> { keys.iter().map(|k| o.draws(k)).collect() };
+        let (a, b) = (drawn_by(&one), drawn_by(&other));
+        let count = |v: &[bool]| v.iter().filter(|d| **d).count();
+        // 2,000 expected; a fair lot is within 5 standard deviations (42).
+        for drawn in [count(&a), count(&b)] {
+            assert!(
+                (1_790..=2_210).contains(&drawn),
+                "{drawn} of 20,000 drawn at 10%"
+            );
+        }
+        // Another order draws others: about 10% of one draw is in the other.
+        let both = a.iter().zip(&b).filter(|(x, y)| **x && **y).count();
+        assert!((100..=320).contains(&both), "{both} drawn by both orders");
+        // A draw of all asks everyone.
+        one.draw_ppm = DRAW_ALL;
+        assert_eq!(count(&drawn_by(&one)), keys.len());
+    }
+
+    #[test]
+    fn a_draw_asks_the_bidders_wanted_and_never_no_one() {
+        assert_eq!(draw_ppm(100, 0), DRAW_ALL, "network size not known");
+        assert_eq!(draw_ppm(100, 100), DRAW_ALL);
+        assert_eq!(draw_ppm(500, 100), DRAW_ALL);
+        assert_eq!(draw_ppm(1_000, 100_000), 10_000);
+        assert_eq!(draw_ppm(1, 3), 333_334, "rounded up");
+        assert_eq!(draw_ppm(0, 100), 1);
+        assert_eq!(draw_ppm(1, u64::MAX), 1);
+    }
+
+    #[test]
+    fn an_order_with_a_draw_of_none_or_over_all_is_refused() {
+        let mut o = order("wasm", 0, 0);
+        o.draw_ppm = 250_000;
+        let bytes = o.encode();
+        assert_eq!(bytes.len(), o.encode_size());
+        assert_eq!(Order::decode(bytes).unwrap(), o);
+        for ppm in [0, DRAW_ALL + 1, u32::MAX] {
+            o.draw_ppm = ppm;
+            assert!(Order::decode(o.encode()).is_err(), "draw of {ppm} decoded");
         }
     }
 

@@ -51,7 +51,7 @@ pub const BLOB_RANGE_BYTES_MAX: u32 = 8 << 20;
 pub const PREFETCH_PER_SLOT_MAX: u32 = 64;
 
 /// The gossip topic orders are announced on.
-pub const ORDERS_TOPIC: &str = "cairn/orders/2";
+pub const ORDERS_TOPIC: &str = "cairn/orders/3";
 
 /// What a task may use, as the provider enforces it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use cairn_ledger::Lease;
-use cairn_market::{Bid, Offer, Order, PricingPolicy, Quote};
+use cairn_market::{Bid, Offer, Order, PricingPolicy, Quote, drawn};
 use cairn_wire::{ContentId, PublicKey};
 
 /// Orders remembered to recognise replays.
@@ -58,6 +58,8 @@ pub enum Ignored {
     Late,
     /// Too many bids are open to remember another.
     TooManyBids,
+    /// The order's draw did not ask this provider: it asked others.
+    NotDrawn,
 }
 
 /// A bid on an order seen before, made once the provider is idle.
@@ -115,6 +117,8 @@ struct Standing {
 
 /// The provider's bidding.
 pub struct Bidder {
+    /// Whose bidding: the order's draw is of keys.
+    me: PublicKey,
     offer: Offer,
     pricing: Box<dyn PricingPolicy>,
     /// The largest module this provider stores.
@@ -133,10 +137,16 @@ pub struct Bidder {
 }
 
 impl Bidder {
-    /// Bidding with `offer`'s resources at `pricing`'s prices, on modules up
-    /// to `module_bytes_max`.
-    pub fn new(offer: Offer, pricing: Box<dyn PricingPolicy>, module_bytes_max: u64) -> Self {
+    /// `me`'s bidding with `offer`'s resources at `pricing`'s prices, on
+    /// modules up to `module_bytes_max`.
+    pub fn new(
+        me: PublicKey,
+        offer: Offer,
+        pricing: Box<dyn PricingPolicy>,
+        module_bytes_max: u64,
+    ) -> Self {
         Self {
+            me,
             offer,
             pricing,
             module_bytes_max,
@@ -163,6 +173,10 @@ impl Bidder {
         }
         if now > order.bid_deadline_ms() {
             return Answer::Ignore(Ignored::Late);
+        }
+        // Not asked now, nor when idle: the requester refuses the bid.
+        if !drawn(&id, order.draw_ppm, &self.me) {
+            return Answer::Ignore(Ignored::NotDrawn);
         }
         if self.underpaid.contains(&requester) {
             return Answer::Decline(UNDERPAID_REASON.into());

@@ -32,6 +32,9 @@ pub use directory::{Directory, PRICES_KEPT, PROVIDERS_SEEN_MAX};
 pub use job::{Job, JobRecord, Replicas, Revealed};
 use job::{MISSTATED_MAX, Phase};
 
+/// The fewest providers an order's draw asks: enough to compete on price
+/// for a job of one task.
+const BIDDERS_MIN: u64 = 32;
 /// How long a job that found no provider waits before another auction.
 const REAUCTION_MS: u64 = 2_000;
 /// How long pending work may sit with no provider pulling before another
@@ -398,6 +401,8 @@ pub struct RequesterCore {
     bid_window_ms: u32,
     /// The last [`Effects::seq`] given out.
     decisions: u64,
+    /// Providers able to bid, as the ledger last said (0: not known).
+    bidders_known: u64,
 }
 
 impl RequesterCore {
@@ -423,7 +428,14 @@ impl RequesterCore {
             selection: SelectionParams::default(),
             sched,
             bid_window_ms,
+            bidders_known: 0,
         }
+    }
+
+    /// How many providers the ledger says may bid: orders draw their
+    /// share of them. Not known (0, the start), every provider is asked.
+    pub fn set_bidders_known(&mut self, providers: u64) {
+        self.bidders_known = providers;
     }
 
     /// Takes a job in, running (a restored one) or about to be auctioned
@@ -479,6 +491,7 @@ impl RequesterCore {
             build: None,
             reason: None,
             auctions: 0,
+            dry_auctions: 0,
             leases: BTreeMap::new(),
             unsigned: BTreeSet::new(),
             first_task_ms: None,
@@ -634,6 +647,13 @@ impl RequesterCore {
             _ => 0,
         };
         let remaining = u64::from((p.pending + p.running).max(at_once));
+        let wanted = remaining * job.replicas_wanted();
+        // About one provider per slot wanted (each offers several, and
+        // some are busy), at least a few dozen to compete on price, twice
+        // as many for each auction in a row that leased no one.
+        let bidders = wanted
+            .max(BIDDERS_MIN)
+            .saturating_mul(1 << job.dry_auctions.min(32));
         let order = Order {
             job: job.id,
             runtime: s.runtime.clone(),
@@ -647,11 +667,11 @@ impl RequesterCore {
             price_max_ucairn_per_gfuel: s.price_max_ucairn_per_gfuel,
             created_ms: now,
             bid_window_ms: self.bid_window_ms,
+            draw_ppm: cairn_market::draw_ppm(bidders, self.bidders_known),
         };
         effects
             .orders
             .push(Signed::sign(&self.key, ORDER_NAMESPACE, order.clone()));
-        let wanted = remaining * job.replicas_wanted();
         job.auctions += 1;
         job.order = Some((order.id(), order.clone()));
         // Bids held for a round of the last order are not bids on this one.
@@ -787,6 +807,7 @@ impl RequesterCore {
                             job.build = build;
                         }
                         self.directory.won(*id, &chosen, now);
+                        job.dry_auctions = 0;
                         winners = Some((order, chosen));
                     }
                     // Nobody new: a job its providers still work goes on
@@ -797,6 +818,7 @@ impl RequesterCore {
                     // they found underpaid) had it asking every few
                     // seconds for ever, and no one could see why.
                     Outcome::Unplaced(reason) if job.sched.progress().providers > 0 => {
+                        job.dry_auctions += 1;
                         let p = job.sched.progress();
                         if p.pending > 0 && p.running == 0 {
                             // A stalled job counted this round already.
@@ -812,6 +834,7 @@ impl RequesterCore {
                         job.phase = Phase::Running;
                     }
                     Outcome::Unplaced(reason) => {
+                        job.dry_auctions += 1;
                         job.reason = Some(reason);
                         job.phase = Phase::Queued {
                             retry_ms: now + REAUCTION_MS,

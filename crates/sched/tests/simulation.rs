@@ -88,6 +88,7 @@ fn simulate(seed: u64) -> Report {
         created_ms: 0,
         bid_window_ms: 50,
         gpu_memory_mib: 0,
+        draw_ppm: cairn_market::DRAW_ALL,
     };
     let mut auction = Auction::open(order.clone(), u64::from(tasks));
     for p in &providers {

@@ -35,7 +35,7 @@ use cairn_ledger::{
     OPENING_NAMESPACE, Opening, RECEIPT_NAMESPACE, REVEAL_WINDOW_BLOCKS, REVEALS_PER_TX_MAX,
     Receipt, SettleOutcome, State, TxBody, TxKind, admit,
 };
-use cairn_market::{BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, Rng, ScalePricing};
+use cairn_market::{BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, Rng, ScalePricing, drawn};
 use cairn_proto::{
     Assignment, FileRef, Report, Response, StreamRef, Submission, SubmittedFile, SubmittedLimits,
     SubmittedTask,
@@ -228,6 +228,9 @@ pub struct Outcome {
     /// Reports requesters refused (a bad signature, a task out of range,
     /// someone else's): each is dropped and counted, and changes nothing.
     pub reports_refused: u64,
+    /// Bids that reached a requester: with orders drawing their share of
+    /// the network, in proportion to the work, not to the network.
+    pub bids: u64,
     /// Commitments the framers challenged without cause.
     pub challenges: u64,
     /// Their `NoReveal` claims refused (the provider had opened the
@@ -560,6 +563,8 @@ struct Sim {
     /// mempool.
     pending_txs: Vec<Pending>,
     jobs: BTreeMap<ContentId, (usize, Closing)>,
+    /// Providers that may bid, as the ledger said at the last block.
+    bidders: u64,
     /// Orders whose signature was checked, by the digest of their bytes.
     orders_checked: HashMap<ContentId, Option<Order>>,
     /// Each job's task durations.
@@ -572,6 +577,7 @@ struct Sim {
     crashes: u32,
     requester_crashes: u32,
     reports_refused: u64,
+    bids: u64,
     challenges: u64,
     frames_refused: u64,
     frames_upheld: u64,
@@ -714,18 +720,21 @@ impl Sim {
         let liars =
             (u64::from(config.providers) * u64::from(config.liars_per_mille) / 1_000) as usize;
         let mut providers: Vec<Provider> = (0..config.providers)
-            .map(|p| Provider {
-                key: Keypair::from_seed(h(&[b"provider", &p.to_le_bytes()])),
-                behaviour: Behaviour::Honest,
-                bidder: bidder(config.slots),
-                up: true,
-                epoch: 0,
-                leases: BTreeMap::new(),
-                disk: BTreeMap::new(),
-                queue: VecDeque::new(),
-                busy: 0,
-                answers: BTreeMap::new(),
-                revealed: BTreeSet::new(),
+            .map(|p| {
+                let key = Keypair::from_seed(h(&[b"provider", &p.to_le_bytes()]));
+                Provider {
+                    bidder: bidder(key.public(), config.slots),
+                    key,
+                    behaviour: Behaviour::Honest,
+                    up: true,
+                    epoch: 0,
+                    leases: BTreeMap::new(),
+                    disk: BTreeMap::new(),
+                    queue: VecDeque::new(),
+                    busy: 0,
+                    answers: BTreeMap::new(),
+                    revealed: BTreeSet::new(),
+                }
             })
             .collect();
         let mut order: Vec<usize> = (0..providers.len()).collect();
@@ -773,6 +782,7 @@ impl Sim {
             pending_txs: Vec::new(),
             jobs: BTreeMap::new(),
             orders_checked: HashMap::new(),
+            bidders: 0,
             durations: BTreeMap::new(),
             kept: BTreeMap::new(),
             first_submit: None,
@@ -781,6 +791,7 @@ impl Sim {
             crashes: 0,
             requester_crashes: 0,
             reports_refused: 0,
+            bids: 0,
             challenges: 0,
             frames_refused: 0,
             frames_upheld: 0,
@@ -1265,12 +1276,21 @@ impl Sim {
             self.pending_txs.push((key.clone(), tx, None));
         }
         for order in effects.orders {
+            // Gossip takes an order to every provider, and one its draw
+            // did not ask drops it unanswered: only those asked are sent
+            // it here.
+            let (id, draw) = (
+                order.payload_unchecked().id(),
+                order.payload_unchecked().draw_ppm,
+            );
             for provider in 0..self.providers.len() {
-                self.send(Event::Order {
-                    provider,
-                    requester,
-                    order: order.clone(),
-                });
+                if drawn(&id, draw, &self.providers[provider].key.public()) {
+                    self.send(Event::Order {
+                        provider,
+                        requester,
+                        order: order.clone(),
+                    });
+                }
             }
         }
         for (_, id) in effects.disputes {
@@ -1449,6 +1469,7 @@ impl Sim {
         if !self.requesters[requester].up {
             return;
         }
+        self.bids += 1;
         let key = self.providers[provider].key.public();
         let account = self
             .ledger
@@ -1831,7 +1852,7 @@ impl Sim {
         let now = self.now;
         let p = &mut self.providers[provider];
         p.up = true;
-        p.bidder = bidder(self.config.slots);
+        p.bidder = bidder(p.key.public(), self.config.slots);
         // What it was accepted for is claimed at once, as a restarted node
         // does: the job may have ended while it was down, and its escrow
         // be closing.
@@ -1917,6 +1938,7 @@ impl Sim {
         let r = &mut self.requesters[requester];
         r.up = true;
         r.core = requester_core(&r.key, self.config.seed, requester, r.life);
+        r.core.set_bidders_known(self.bidders);
         for (&provider, &record) in &r.disk.trust {
             r.core.restore_trust(provider, record);
         }
@@ -2113,6 +2135,12 @@ impl Sim {
                 escrowed.push(job);
             }
         }
+        // Requesters read how many providers may bid from the ledger, as
+        // a node does at each block: their orders draw a share of them.
+        self.bidders = self.ledger.bidders();
+        for r in &mut self.requesters {
+            r.core.set_bidders_known(self.bidders);
+        }
         for job in escrowed {
             self.escrowed(job);
         }
@@ -2305,6 +2333,7 @@ impl Sim {
             validator_crashes: self.validators.crashes,
             views_timed_out: self.validators.views_timed_out,
             reports_refused: self.reports_refused,
+            bids: self.bids,
             challenges: self.challenges,
             frames_refused: self.frames_refused,
             frames_upheld: self.frames_upheld,
@@ -2348,7 +2377,7 @@ fn requester_core(key: &Keypair, seed: u64, index: usize, life: u32) -> Requeste
 }
 
 /// A provider's bidding with `slots` slots, priced as the node's default.
-fn bidder(slots: u32) -> Bidder {
+fn bidder(me: PublicKey, slots: u32) -> Bidder {
     let offer = Offer {
         runtimes: vec!["wasm".into()],
         cores: slots,
@@ -2360,7 +2389,7 @@ fn bidder(slots: u32) -> Bidder {
         gpu_memory_mib: 0,
         gpu_driver: String::new(),
     };
-    Bidder::new(offer, Box::new(ScalePricing::default()), u64::MAX)
+    Bidder::new(me, offer, Box::new(ScalePricing::default()), u64::MAX)
 }
 
 /// A provider's sealed result of `task` under `lease`: its opening and

@@ -186,3 +186,28 @@ fn a_validator_partition_during_settlement_delays_payment_and_loses_none() {
         "no block came while the validators were cut off"
     );
 }
+
+/// A network of 2,000 providers and jobs of 20 tasks: each order draws
+/// the few dozen providers a job of that size needs to ask, so bids come
+/// in proportion to the work. Before orders drew, every provider bid on
+/// every order: 2,000 bids, each signed and checked, for 20 tasks.
+#[test]
+fn a_large_network_answers_small_jobs_with_bids_in_proportion_to_the_work() {
+    let config = Config {
+        providers: 2_000,
+        jobs: 4,
+        tasks_per_job: 20,
+        crashes_per_hour: 0.0,
+        requester_crashes_per_hour: 0.0,
+        requester_crashes_at: Vec::new(),
+        ..Config::hazards(seed(19))
+    };
+    let outcome = checked(&config);
+    println!("{} bids for {} jobs", outcome.bids, config.jobs);
+    assert!(outcome.bids > 0, "providers bid");
+    assert!(
+        outcome.bids < 800,
+        "{} bids: about 40 a round, not 2,000",
+        outcome.bids
+    );
+}

@@ -434,6 +434,7 @@ impl Provider {
                 })?;
         }
         let mut bidder = Bidder::new(
+            me,
             config.offer.clone(),
             Box::new(config.pricing.clone()),
             shared.blobs.blob_bytes_max(),
@@ -531,6 +532,8 @@ impl Provider {
                 Counters::bump(&self.shared.counters.rate_limited);
                 return true;
             }
+            // The order asked others: a valid order, with nothing to say.
+            Answer::Ignore(Ignored::NotDrawn) => return true,
             Answer::Decline(reason) => Request::Decline {
                 order: order.id(),
                 reason,
@@ -1862,7 +1865,8 @@ mod tests {
             })
             .collect();
         db.write(&ops).unwrap();
-        let mut bidder = Bidder::new(offer(), Box::new(ScalePricing::default()), 1 << 20);
+        let me = cairn_wire::Keypair::from_seed([9; 32]).public();
+        let mut bidder = Bidder::new(me, offer(), Box::new(ScalePricing::default()), 1 << 20);
         restore_shunned(&db, &mut bidder).unwrap();
         assert_eq!(db.scan(Table::Shunned, b"").unwrap().len(), UNDERPAID_MAX);
         let order = |job: &[u8]| Order {
@@ -1878,6 +1882,7 @@ mod tests {
             price_max_ucairn_per_gfuel: 1_000,
             created_ms: 0,
             bid_window_ms: 1_000,
+            draw_ppm: cairn_market::DRAW_ALL,
         };
         assert_eq!(
             bidder.order(&order(b"newest"), key(shunned - 1), 0, 1),
@@ -1893,7 +1898,7 @@ mod tests {
         // A record that is not one is forgotten, and the rest still read.
         db.write(&[Op::Put(Table::Shunned, vec![1; 5], vec![0; 8])])
             .unwrap();
-        let mut restarted = Bidder::new(offer(), Box::new(ScalePricing::default()), 1 << 20);
+        let mut restarted = Bidder::new(me, offer(), Box::new(ScalePricing::default()), 1 << 20);
         restore_shunned(&db, &mut restarted).unwrap();
         assert_eq!(db.scan(Table::Shunned, b"").unwrap().len(), UNDERPAID_MAX);
         assert_eq!(

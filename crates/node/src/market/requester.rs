@@ -126,6 +126,9 @@ pub(crate) struct Requester {
     pub(super) misbehave: Option<super::RequesterMisbehave>,
     /// Commits a framer has challenged so far.
     framed: std::sync::atomic::AtomicU32,
+    /// The ledger height at which the core was last told how many
+    /// providers may bid.
+    bidders_at: std::sync::atomic::AtomicU64,
     /// Fetches of revealed outputs, by provider, job, task and files:
     /// they run beside the pulls that asked for them, so a slow transfer
     /// never holds a pull's answer past the provider's request timeout.
@@ -336,6 +339,7 @@ impl Requester {
             adjudicator,
             misbehave: config.requester_misbehave,
             framed: Default::default(),
+            bidders_at: std::sync::atomic::AtomicU64::new(u64::MAX),
             fetches: Mutex::new(BTreeMap::new()),
             written: tokio::sync::Mutex::new(BTreeMap::new()),
         });
@@ -512,6 +516,7 @@ impl Requester {
             ),
         }
         self.add_job(id, record, now_ms())?;
+        self.know_bidders();
         let mut effects = Effects::default();
         self.core.lock().open_auction(&id, now_ms(), &mut effects);
         if let Err(e) = self.carry_out(effects).await {
@@ -521,6 +526,24 @@ impl Requester {
         Ok(id)
     }
 
+    /// Tells the core how many providers may bid, once per block: each
+    /// order draws its share of them. A node without a replica of the
+    /// ledger does not know, and its orders ask every provider.
+    fn know_bidders(&self) {
+        let super::LedgerLink::Local(ledger) = self.shared.ledger.link() else {
+            return;
+        };
+        let height = ledger.height();
+        if self
+            .bidders_at
+            .swap(height, std::sync::atomic::Ordering::Relaxed)
+            != height
+        {
+            let bidders = ledger.view(|state| state.bidders());
+            self.core.lock().set_bidders_known(bidders);
+        }
+    }
+
     /// Runs one job: closes auctions, signs leases, ticks the queue,
     /// re-auctions when every provider is gone, settles at the end.
     async fn drive(self: Arc<Self>, id: ContentId) {
@@ -528,6 +551,7 @@ impl Requester {
             return;
         };
         loop {
+            self.know_bidders();
             let step = self.core.lock().step(&id, now_ms());
             let Some(Step {
                 effects,

@@ -19,8 +19,12 @@ fn offer() -> Offer {
     }
 }
 
+fn me() -> PublicKey {
+    Keypair::from_seed([9; 32]).public()
+}
+
 fn bidder() -> Bidder {
-    Bidder::new(offer(), Box::new(ScalePricing::default()), 1 << 20)
+    Bidder::new(me(), offer(), Box::new(ScalePricing::default()), 1 << 20)
 }
 
 fn order(job: &[u8], created_ms: u64) -> Order {
@@ -38,6 +42,7 @@ fn order(job: &[u8], created_ms: u64) -> Order {
         created_ms,
         bid_window_ms: 200,
         gpu_memory_mib: 0,
+        draw_ppm: cairn_market::DRAW_ALL,
     }
 }
 
@@ -108,6 +113,7 @@ fn an_order_is_bid_on_once_and_a_lease_must_match_the_bid() {
 #[test]
 fn gpu_smuggler_terms_asking_more_than_the_order_are_refused() {
     let mut bidder = Bidder::new(
+        me(),
         Offer {
             gpus: 2,
             gpu_model: "NVIDIA H200".into(),
@@ -249,6 +255,33 @@ fn an_underpaying_requesters_next_orders_are_declined() {
     let stranger = Keypair::from_seed([9; 32]).public();
     assert!(matches!(
         bidder.order(&order(b"job", 3_000), stranger, 0, 3_010),
+        Answer::Bid(_)
+    ));
+}
+
+/// An order whose draw did not ask this provider gets no bid, now or
+/// once the provider is idle; one that asked it does.
+#[test]
+fn an_order_whose_draw_asked_others_is_not_bid_on_now_or_when_idle() {
+    let mut bidder = bidder();
+    let draw = |job: &[u8], asked: bool| -> Order {
+        (0..)
+            .map(|i: u64| Order {
+                draw_ppm: 500_000,
+                ..order(job, i)
+            })
+            .find(|o| o.draws(&me()) == asked)
+            .unwrap()
+    };
+    let others = draw(b"others", false);
+    assert_eq!(
+        bidder.order(&others, requester(), 4, others.created_ms),
+        Answer::Ignore(Ignored::NotDrawn)
+    );
+    assert!(bidder.idle(others.created_ms + 1).is_empty());
+    let mine = draw(b"mine", true);
+    assert!(matches!(
+        bidder.order(&mine, requester(), 0, mine.created_ms),
         Answer::Bid(_)
     ));
 }

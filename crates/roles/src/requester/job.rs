@@ -127,6 +127,9 @@ pub struct Job {
     /// Why it is queued or failed.
     pub reason: Option<String>,
     pub(super) auctions: u32,
+    /// Auctions in a row that leased no one: each doubles the share of
+    /// the network the next order's draw asks.
+    pub(super) dry_auctions: u32,
     /// Its leases by id: the terms go into each acceptance.
     pub(super) leases: BTreeMap<ContentId, Lease>,
     /// Leases offered whose provider's signature has not arrived: no work

@@ -302,6 +302,70 @@ fn the_driver_sleeps_until_the_auction_window_closes() {
     assert_eq!(core.status(&job, T1).unwrap().auctions, 2);
 }
 
+/// On a network of 100,000 providers an order of 100 tasks asks about
+/// 100 of them; each auction in a row that leases no one asks twice as
+/// many, and one that leases someone brings the draw back. A network of
+/// unknown size, or one smaller than the draw, is asked whole.
+#[test]
+fn an_order_draws_providers_in_proportion_to_its_work_and_widens_when_none_come() {
+    let mut core = requester();
+    let (_, whole) = submitted(&mut core, 100, VerifyPolicy::None);
+    assert_eq!(whole.draw_ppm, cairn_market::DRAW_ALL, "size not known");
+    core.set_bidders_known(100_000);
+    let (job, order) = submitted(&mut core, 101, VerifyPolicy::None);
+    assert_eq!(order.draw_ppm, 1_010, "101 of 100,000");
+    let mut draws = vec![order.draw_ppm];
+    let mut now = T0;
+    for _ in 0..3 {
+        // Nobody bids: the job queues, and auctions again when its retry comes.
+        now += 1_000;
+        core.step(&job, now).unwrap();
+        now += REAUCTION_MS;
+        let step = core.step(&job, now).unwrap();
+        let order = step.effects.orders[0].verify(ORDER_NAMESPACE).unwrap();
+        draws.push(order.draw_ppm);
+    }
+    assert_eq!(draws, [1_010, 2_020, 4_040, 8_080]);
+    // A provider of the last draw bids and is leased: the next order asks
+    // as few as the first.
+    let order = core.jobs[&job].order.clone().unwrap().1;
+    let winner = (0..=255)
+        .map(provider)
+        .find(|k| order.draws(&k.public()))
+        .expect("one of 256 keys is drawn at 0.8%");
+    let undrawn = (0..=255)
+        .map(provider)
+        .find(|k| !order.draws(&k.public()))
+        .unwrap();
+    assert_eq!(
+        core.bid(
+            undrawn.public(),
+            &bid(&undrawn, &order, 8),
+            Some(1),
+            (0, 0),
+            now
+        ),
+        Err(BidRefused::Rejected(BidRejection::NotDrawn))
+    );
+    core.bid(
+        winner.public(),
+        &bid(&winner, &order, 8),
+        Some(1),
+        (0, 0),
+        now,
+    )
+    .unwrap();
+    assert!(core.step(&job, now + 1_000).unwrap().winners.is_some());
+    let mut effects = Effects::default();
+    core.open_auction(&job, now + 2_000, &mut effects);
+    let order = effects.orders[0].verify(ORDER_NAMESPACE).unwrap();
+    assert_eq!(order.draw_ppm, 1_010);
+    // A network no larger than the fewest a draw asks (32) is asked whole.
+    core.set_bidders_known(32);
+    let (_, small) = submitted(&mut core, 4, VerifyPolicy::None);
+    assert_eq!(small.draw_ppm, cairn_market::DRAW_ALL);
+}
+
 #[test]
 fn an_auction_leases_its_winners_and_the_queue_hands_them_work() {
     let mut core = requester();
