@@ -202,12 +202,11 @@ pub struct MarketArgs {
     /// never settles and closes its escrow instead, `case-crasher` exits
     /// once it has stored a case against a cheat, before it asks any
     /// validator (requesters).
-    #[arg(long, hide = true, value_parser = [
-        "liar", "stonewaller", "staller", "index-overflower", "output-substituter",
-        "fuel-inflater", "step-skipper", "data-swapper", "early-stopper", "weight-nudger",
-        "lazy-renderer", "frame-swapper", "region-painter",
-        "framer", "withholder", "case-crasher",
-    ])]
+    /// Only a build with the adversaries (the tests') plays them; any
+    /// other refuses to start with one.
+    #[arg(long, hide = true, value_parser = clap::builder::PossibleValuesParser::new(
+        cairn_node::market::adversary::NAMES,
+    ))]
     misbehave: Option<String>,
 }
 
@@ -231,12 +230,6 @@ impl MarketArgs {
             config.module_cache_dir = dir.clone();
         }
         config.module_cache_bytes_max = self.module_cache_mib.saturating_mul(1 << 20);
-        config.requester_misbehave = match self.misbehave.as_deref() {
-            Some("framer") => Some(cairn_node::market::RequesterMisbehave::Framer),
-            Some("withholder") => Some(cairn_node::market::RequesterMisbehave::Withholder),
-            Some("case-crasher") => Some(cairn_node::market::RequesterMisbehave::CaseCrasher),
-            _ => None,
-        };
         if self.provide {
             let cores = self.cores.unwrap_or_else(|| {
                 std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
@@ -273,27 +266,12 @@ impl MarketArgs {
                 },
                 tools: self.tools,
                 gpus: !self.no_gpus,
-                misbehave: match self.misbehave.as_deref() {
-                    Some("liar") => Some(cairn_node::market::Misbehave::Liar),
-                    Some("staller") => Some(cairn_node::market::Misbehave::Staller),
-                    Some("index-overflower") => {
-                        Some(cairn_node::market::Misbehave::IndexOverflower)
-                    }
-                    Some("output-substituter") => {
-                        Some(cairn_node::market::Misbehave::OutputSubstituter)
-                    }
-                    Some("fuel-inflater") => Some(cairn_node::market::Misbehave::FuelInflater),
-                    Some("stonewaller") => Some(cairn_node::market::Misbehave::Stonewaller),
-                    Some("step-skipper") => Some(cairn_node::market::Misbehave::StepSkipper),
-                    Some("data-swapper") => Some(cairn_node::market::Misbehave::DataSwapper),
-                    Some("early-stopper") => Some(cairn_node::market::Misbehave::EarlyStopper),
-                    Some("weight-nudger") => Some(cairn_node::market::Misbehave::WeightNudger),
-                    Some("lazy-renderer") => Some(cairn_node::market::Misbehave::LazyRenderer),
-                    Some("frame-swapper") => Some(cairn_node::market::Misbehave::FrameSwapper),
-                    Some("region-painter") => Some(cairn_node::market::Misbehave::RegionPainter),
-                    _ => None,
-                },
+                misbehave: None,
             });
+        }
+        if let Some(name) = &self.misbehave {
+            cairn_node::market::adversary::configure(&mut config, name)
+                .map_err(anyhow::Error::msg)?;
         }
         Ok(config)
     }

@@ -9,6 +9,7 @@
 //! and counted when bad ([`Counters`]).
 
 mod adjudicator;
+pub mod adversary;
 mod answers;
 mod claims;
 mod grants;
@@ -36,6 +37,7 @@ use cairn_sched::SchedParams;
 use cairn_store::{BlobStore, Db};
 use cairn_wire::{ContentId, Keypair};
 
+pub use adversary::{Misbehave, RequesterMisbehave};
 pub use cairn_api::{JobStatus, MarketStats, TaskRecord};
 pub use ledger_link::{AccountView, CHALLENGES_LISTED_MAX, LedgerLink, challenges_against};
 pub use outbox::{Fate, Outbox, Ticket};
@@ -43,7 +45,7 @@ pub use proto::{
     ORDERS_TOPIC, Request, Response, Submission, SubmittedFile, SubmittedLimits, SubmittedTask,
     SubmittedVerify,
 };
-pub use provider::{Misbehave, ProviderConfig, TaskCaps};
+pub use provider::{ProviderConfig, TaskCaps};
 pub use requester::{CancelError, FRAMED_COMMITS_MAX};
 
 use crate::NodeError;
@@ -84,23 +86,10 @@ pub struct MarketConfig {
     pub module_cache_dir: PathBuf,
     /// The most bytes of compiled modules kept there.
     pub module_cache_bytes_max: u64,
-    /// Make the requester role cheat on purpose (tests only).
+    /// Make the requester role cheat on purpose (tests only: set by
+    /// [`adversary::configure`], always `None` in a build without the
+    /// adversaries).
     pub requester_misbehave: Option<RequesterMisbehave>,
-}
-
-/// How a requester built to test the providers' defences cheats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RequesterMisbehave {
-    /// Challenges honest commits on the ledger without cause (the first
-    /// [`requester::FRAMED_COMMITS_MAX`] it receives), and posts them as
-    /// withheld once the reveal window has passed.
-    Framer,
-    /// Takes every result and never settles: closes the job's escrow for
-    /// its budget back instead.
-    Withholder,
-    /// Exits its process once it has stored a case against a cheat, before
-    /// it asks any validator: the crash a stored case must survive.
-    CaseCrasher,
 }
 
 impl MarketConfig {

@@ -10,9 +10,7 @@ use parking_lot::Mutex;
 use std::time::Duration;
 
 use cairn_exec::{Runtime as _, Task, ToolConfig, ToolRuntime, Trace, WasmRuntime};
-use cairn_ledger::{
-    COMMIT_NAMESPACE, Capabilities, Commit, Lease, RECEIPT_NAMESPACE, Receipt, TxKind,
-};
+use cairn_ledger::{Capabilities, Lease, RECEIPT_NAMESPACE, Receipt, TxKind};
 use cairn_market::{
     BID_NAMESPACE, Bid, ISA_BYTES_MAX, ORDER_NAMESPACE, Offer, Order, RUNTIMES_MAX, ScalePricing,
     ToolBuild,
@@ -29,12 +27,9 @@ use super::proto::{
 };
 use super::{Counters, MarketConfig, Shared, fetch_blob, now_ms};
 
-mod render_cheat;
-mod tamper;
-
+use super::adversary::{Misbehave, RenderCheat, TrainingCheat};
 use cairn_roles::bidder::{Answer, Bidder, Ignored, Needs, UNDERPAID_MAX};
 use cairn_roles::lease_work::{Awaiting, LeaseWork, Next, Others, Stored, Write};
-use render_cheat::RenderCheat;
 
 /// Requesters whose funding is remembered, and for how long.
 const FUNDED_MAX: usize = 4_096;
@@ -75,7 +70,9 @@ pub struct ProviderConfig {
     /// With `tools`, lend this machine's NVIDIA GPUs to the tool tasks that
     /// ask for them (`cairn_exec::tool::gpu`).
     pub gpus: bool,
-    /// Cheat on purpose (tests of verification only).
+    /// Cheat on purpose (tests of verification only: set by
+    /// [`super::adversary::configure`], always `None` in a build without
+    /// the adversaries).
     pub misbehave: Option<Misbehave>,
 }
 
@@ -170,46 +167,6 @@ fn terms_over_caps(terms: &Terms, lease: &Lease, offer: &Offer, caps: &TaskCaps)
         .map(|(what, asked, max)| {
             format!("the terms ask for {asked} {what} per task; this provider allows {max}")
         })
-}
-
-/// How a provider built to test verification cheats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Misbehave {
-    /// Returns a wrong result for every task, consistently (another first
-    /// output, or stdout, with the digest of that manifest), and defends
-    /// it in disputes with its honest trace ending in its lie.
-    Liar,
-    /// Lies like a liar, and answers every dispute question that it is
-    /// still preparing its answer, for ever.
-    Stonewaller,
-    /// Commits to every result and never reveals one.
-    Staller,
-    /// Adds, to every pull, a signed commitment and a failure for a task
-    /// past the job's end (tests of the requester's input checks).
-    IndexOverflower,
-    /// Signs the honest digest but delivers another file as its first
-    /// output (what `cairn job results` would write).
-    OutputSubstituter,
-    /// Signs the honest digest with a receipt claiming all the task's fuel.
-    FuelInflater,
-    /// Rents out training (`cairn:train`) and drops the weight update of
-    /// every fourth step, keeping the step count and the loss curve.
-    StepSkipper,
-    /// Trains on other text from the third step on, while the commitments
-    /// name the data it was given.
-    DataSwapper,
-    /// Trains to half-way, then delivers those weights with the rest of the
-    /// loss curve and the commitments made up.
-    EarlyStopper,
-    /// Nudges weights by one unit in the last place before the last step.
-    WeightNudger,
-    /// Renders Blender frames with a quarter of the samples the job's
-    /// script sets.
-    LazyRenderer,
-    /// Renders the next Blender frame and delivers it as the one asked for.
-    FrameSwapper,
-    /// Paints over a corner of every Blender frame it delivers.
-    RegionPainter,
 }
 
 /// Snapshots for disputes by (lease, task, position): `None` while being
@@ -463,7 +420,11 @@ impl Provider {
             scratch_made: Default::default(),
         });
         // A staller withholds its reveals on purpose (tests of NoReveal).
-        if provider.config.misbehave != Some(Misbehave::Staller) {
+        if !provider
+            .config
+            .misbehave
+            .is_some_and(Misbehave::withholds_reveals)
+        {
             tokio::spawn(super::answers::watch(provider.shared.clone()));
         }
         for (key, value) in provider
@@ -901,7 +862,11 @@ impl Provider {
         )
         .with_fuel_min(record.terms.limits.fuel_min)
         .with_rate_floor(self.config.offer.score_mfuel_per_s);
-        if self.config.misbehave == Some(Misbehave::Staller) {
+        if self
+            .config
+            .misbehave
+            .is_some_and(Misbehave::withholds_reveals)
+        {
             core = core.withholding_reveals();
         }
         let (done_tx, mut done_rx) = mpsc::channel::<Done>(LeaseWork::tasks_max(record.slots));
@@ -990,8 +955,8 @@ impl Provider {
                 .grants
                 .grant(id, pull.grants, record.lease.requester);
             let mut reports = pull.reports;
-            if self.config.misbehave == Some(Misbehave::IndexOverflower) {
-                reports.extend(self.overflowing_reports(id));
+            if let Some(how) = self.config.misbehave {
+                reports.extend(how.extra_reports(&self.shared.key, id));
             }
             let request = Request::Pull {
                 lease: id,
@@ -1266,16 +1231,10 @@ impl Provider {
             Some(cheat) => cheat.args(&task.args),
             None => task.args.clone(),
         };
-        let copy = match (render_cheat, inputs) {
-            (Some(cheat), Some(dir)) if cheat.edits_inputs() => {
-                match tamper::InputCopy::new(dir, &self.work_dir)
-                    .and_then(|copy| cheat.edit_inputs(copy.path()).map(|()| copy))
-                {
-                    Ok(copy) => Some(copy),
-                    Err(e) => return failed(format!("copying the inputs: {e}")),
-                }
-            }
-            _ => None,
+        let copy = match render_cheat.map(|cheat| cheat.inputs(inputs, &self.work_dir)) {
+            Some(Ok(copy)) => copy,
+            Some(Err(e)) => return failed(format!("copying the inputs: {e}")),
+            None => None,
         };
         let spec = Task {
             module: terms.module.id,
@@ -1287,7 +1246,9 @@ impl Provider {
             limits,
         };
         let result = match self.training_cheat(&terms.module.id, &task.args) {
-            Some(cheat) => self.cheat(cheat, &spec, |t, c| self.runtime.run_tampered(t, Some(c))),
+            Some(cheat) => cheat.play(&spec, &self.work_dir, |t, c| {
+                self.runtime.run_tampered(t, Some(c))
+            }),
             None => runtime.run(&spec),
         };
         let result = match result {
@@ -1295,46 +1256,16 @@ impl Provider {
             Err(e) => return failed(e.to_string()),
         };
         let mut result = result;
-        let misbehave = self.config.misbehave;
-        let lies = matches!(misbehave, Some(Misbehave::Liar | Misbehave::Stonewaller));
-        if (lies || misbehave == Some(Misbehave::OutputSubstituter))
-            && let Some(first) = result.outputs.first_mut()
+        if let Some(how) = self.config.misbehave
+            && let Err(e) = how.tamper(
+                render_cheat,
+                output_dir,
+                &mut result,
+                tool_task,
+                terms.limits.fuel,
+            )
         {
-            let other = b"not what the task wrote";
-            std::fs::write(output_dir.join(&first.path), other).ok();
-            first.id = ContentId::of(other);
-            first.size_bytes = other.len() as u64;
-        }
-        let painted = match render_cheat {
-            Some(cheat) => match cheat.paint(output_dir, &mut result.outputs) {
-                Ok(painted) => painted,
-                Err(e) => return failed(format!("painting: {e}")),
-            },
-            None => false,
-        };
-        if lies || painted {
-            // A consistent lie: the manifest of what it delivers, so only
-            // replicas and a dispute can tell it is wrong.
-            if result.outputs.is_empty() {
-                result.stdout.extend_from_slice(b"a lie\n");
-            }
-            // A tool's log is not part of its result: the manifest binds
-            // empty streams, as the runtime's own does.
-            let stream = |bytes: &[u8]| match tool_task {
-                true => ContentId::of(b""),
-                false => ContentId::of(bytes),
-            };
-            result.digest = cairn_exec::Manifest {
-                outcome: result.outcome.clone(),
-                fuel_used: result.fuel_used,
-                stdout: stream(&result.stdout),
-                stderr: stream(&result.stderr),
-                outputs: result.outputs.clone(),
-            }
-            .digest();
-        }
-        if misbehave == Some(Misbehave::FuelInflater) {
-            result.fuel_used = terms.limits.fuel;
+            return failed(e);
         }
         let mut outputs = Vec::with_capacity(result.outputs.len());
         for file in &result.outputs {
@@ -1384,27 +1315,6 @@ impl Provider {
         (report, result.cpu_time)
     }
 
-    /// What [`Misbehave::IndexOverflower`] adds to a pull: well signed,
-    /// for this lease, and for a task that does not exist.
-    fn overflowing_reports(&self, lease: ContentId) -> [Report; 2] {
-        let task = u32::MAX - 1;
-        [
-            Report::Committed(Signed::sign(
-                &self.shared.key,
-                COMMIT_NAMESPACE,
-                Commit {
-                    lease,
-                    task: u64::from(task),
-                    commitment: [7; 32],
-                },
-            )),
-            Report::Failed {
-                task,
-                reason: "overflow".into(),
-            },
-        ]
-    }
-
     /// A requester refereeing a dispute over one of this provider's tasks
     /// asks about its execution: the provider re-runs the task with
     /// checkpoints (once) and answers from that trace.
@@ -1435,7 +1345,7 @@ impl Provider {
             Counters::bump(&self.shared.counters.refused);
             return Response::Refused("only the lease's requester referees".into());
         }
-        if self.config.misbehave == Some(Misbehave::Stonewaller) {
+        if self.config.misbehave.is_some_and(Misbehave::stonewalls) {
             return Response::Preparing;
         }
         let input_dir = self.work_dir.join(lease.to_string()).join("input");
@@ -1470,7 +1380,14 @@ impl Provider {
                 let committed = super::answers::committed(&self.shared, &lease, u64::from(task));
                 let digest = match committed {
                     // A liar stands by its lie.
-                    Some(d) if self.config.misbehave == Some(Misbehave::Liar) => d,
+                    Some(d)
+                        if self
+                            .config
+                            .misbehave
+                            .is_some_and(Misbehave::stands_by_its_lie) =>
+                    {
+                        d
+                    }
                     Some(d) if d != trace.digest => {
                         // The re-run does not reproduce the result: signing
                         // both would be an impossible execution.
@@ -1624,31 +1541,9 @@ impl Provider {
 
     /// The training cheat this provider plays on a task of `module` with
     /// `args`, if it is built to cheat that way and the task is one it can.
-    fn training_cheat(&self, module: &ContentId, args: &[String]) -> Option<tamper::TrainingCheat> {
+    fn training_cheat(&self, module: &ContentId, args: &[String]) -> Option<TrainingCheat> {
         let tool = self.tools.as_ref().is_some_and(|t| t.is_loaded(module));
-        tamper::TrainingCheat::new(self.config.misbehave, args).filter(|_| !tool)
-    }
-
-    /// Runs `f` on `task` tampered by `cheat`, on a private copy of the
-    /// inputs if the cheat changes them.
-    fn cheat<T>(
-        &self,
-        mut cheat: tamper::TrainingCheat,
-        task: &Task<'_>,
-        f: impl FnOnce(&Task<'_>, &mut dyn cairn_exec::Tamper) -> Result<T, cairn_exec::ExecError>,
-    ) -> Result<T, cairn_exec::ExecError> {
-        let copy = match task.input_dir {
-            Some(dir) if cheat.swaps_inputs() => Some(
-                tamper::InputCopy::new(dir, &self.work_dir)
-                    .map_err(|e| cairn_exec::ExecError::Host(format!("copying the inputs: {e}")))?,
-            ),
-            _ => None,
-        };
-        let task = Task {
-            input_dir: copy.as_ref().map(|c| c.path()).or(task.input_dir),
-            ..*task
-        };
-        f(&task, &mut cheat)
+        TrainingCheat::new(self.config.misbehave, args).filter(|_| !tool)
     }
 
     /// The trace of a disputed task, if it is built: from memory, or from
@@ -1685,9 +1580,9 @@ impl Provider {
         tokio::task::spawn_blocking(move || {
             let traced = this.with_task(&terms, &input_dir, &assignment, |task| {
                 match this.training_cheat(&terms.module.id, &assignment.args) {
-                    Some(cheat) => {
-                        this.cheat(cheat, task, |t, c| this.runtime.trace_tampered(t, Some(c)))
-                    }
+                    Some(cheat) => cheat.play(task, &this.work_dir, |t, c| {
+                        this.runtime.trace_tampered(t, Some(c))
+                    }),
                     None => this.runtime.trace(task),
                 }
                 .map_err(|e| e.to_string())

@@ -245,7 +245,7 @@ struct JobSignals {
 /// wait for a later pull.
 const FETCHES_MAX: usize = 4_096;
 
-/// The most honest commits a [`super::RequesterMisbehave::Framer`]
+/// The most honest commits a framer requester (`--misbehave framer`)
 /// challenges: enough to show that none sticks, few enough to keep a
 /// test's ledger quiet.
 pub const FRAMED_COMMITS_MAX: u32 = 4;
@@ -696,7 +696,10 @@ impl Requester {
     async fn settle(&self, id: ContentId, receipts: Vec<Signed<Receipt>>) {
         // A withholder (tests of the providers' claims) pays nothing
         // itself and closes the escrow for its budget back.
-        let receipts = if self.misbehave == Some(super::RequesterMisbehave::Withholder) {
+        let receipts = if self
+            .misbehave
+            .is_some_and(super::RequesterMisbehave::withholds)
+        {
             Vec::new()
         } else {
             receipts
@@ -955,7 +958,10 @@ impl Requester {
         counters
             .refused
             .fetch_add(checked.refused.into(), std::sync::atomic::Ordering::Relaxed);
-        if self.misbehave == Some(super::RequesterMisbehave::Framer) {
+        if self
+            .misbehave
+            .is_some_and(super::RequesterMisbehave::frames)
+        {
             for commit in &checked.commits {
                 let framed = self
                     .framed

@@ -320,7 +320,10 @@ impl Requester {
         if let Err(e) = self.shared.db.write(&[put]) {
             tracing::warn!("storing a case: {e}");
         }
-        if self.misbehave == Some(super::RequesterMisbehave::CaseCrasher) {
+        if self
+            .misbehave
+            .is_some_and(super::RequesterMisbehave::crashes_with_a_case)
+        {
             tracing::warn!("a case-crasher exits with a case stored");
             std::process::exit(CASE_CRASHER_EXIT);
         }

@@ -1,4 +1,4 @@
-//! The training adversaries of [`Misbehave`]: providers that rent out
+//! The training adversaries of [`Misbehave`](super::Misbehave): providers that rent out
 //! training and cheat the way such a provider would, by changing a stepped
 //! task between its steps (`cairn_exec::Tamper`), and that defend what they
 //! report with a trace of the same tampered run.
@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cairn_exec::{Tamper, Task};
+use cairn_exec::{ExecError, Tamper, Task};
 use cairn_wire::ContentId;
 
 use super::Misbehave;
@@ -28,7 +28,7 @@ struct Region {
 }
 
 /// One tampered run of a training task.
-pub(super) struct TrainingCheat {
+pub(crate) struct TrainingCheat {
     how: Misbehave,
     /// `--steps` and `--every` of the task, if it is a training task.
     steps: u64,
@@ -48,7 +48,7 @@ pub(super) struct TrainingCheat {
 
 impl TrainingCheat {
     /// The cheat `how` on a task with `args`, if `how` is a training cheat.
-    pub(super) fn new(how: Option<Misbehave>, args: &[String]) -> Option<Self> {
+    pub(crate) fn new(how: Option<Misbehave>, args: &[String]) -> Option<Self> {
         let how = how.filter(|how| {
             matches!(
                 how,
@@ -95,8 +95,30 @@ impl TrainingCheat {
 
     /// Whether the run needs its own copy of the inputs (to swap the data
     /// in without touching the shared ones).
-    pub(super) fn swaps_inputs(&self) -> bool {
+    fn swaps_inputs(&self) -> bool {
         self.how == Misbehave::DataSwapper
+    }
+
+    /// Runs `f` (a run or a trace) on `task` tampered by this cheat, on a
+    /// private copy of the inputs made under `scratch` if it changes them.
+    pub(crate) fn play<T>(
+        mut self,
+        task: &Task<'_>,
+        scratch: &Path,
+        f: impl FnOnce(&Task<'_>, &mut dyn Tamper) -> Result<T, ExecError>,
+    ) -> Result<T, ExecError> {
+        let copy = match task.input_dir {
+            Some(dir) if self.swaps_inputs() => Some(
+                InputCopy::new(dir, scratch)
+                    .map_err(|e| ExecError::Host(format!("copying the inputs: {e}")))?,
+            ),
+            _ => None,
+        };
+        let task = Task {
+            input_dir: copy.as_ref().map(|c| c.path()).or(task.input_dir),
+            ..*task
+        };
+        f(&task, &mut self)
     }
 
     /// The folder the run writes its files to.
@@ -310,7 +332,7 @@ fn weight_tensors(file: &[u8]) -> Vec<&[u8]> {
 
 /// A private copy of the files of `inputs`, for a run that changes them;
 /// removed when dropped.
-pub(super) struct InputCopy(PathBuf);
+pub(crate) struct InputCopy(PathBuf);
 
 impl InputCopy {
     pub(super) fn new(inputs: &Path, under: &Path) -> std::io::Result<Self> {
@@ -326,7 +348,7 @@ impl InputCopy {
         Ok(Self(dir))
     }
 
-    pub(super) fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }

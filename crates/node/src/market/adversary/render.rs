@@ -1,4 +1,4 @@
-//! The render adversaries of [`Misbehave`]: providers that rent out
+//! The render adversaries of [`Misbehave`](super::Misbehave): providers that rent out
 //! Blender and cheat on frames the ways such a provider could save work or
 //! spoil a rival's: with fewer samples than the scene asks, with another
 //! frame than the one asked, or with a region painted over. Each delivers
@@ -12,13 +12,14 @@ use cairn_exec::tiles::Bitmap;
 use cairn_wire::{ContentId, OutputFile};
 
 use super::Misbehave;
+use super::training::InputCopy;
 
 /// The side of the square a region painter paints over, in pixels.
 const PAINTED: u32 = 24;
 
 /// One way of cheating on a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum RenderCheat {
+pub(crate) enum RenderCheat {
     /// Renders with a quarter of the samples the job's script sets.
     Lazy,
     /// Renders the next frame and delivers it as the one asked for.
@@ -29,7 +30,7 @@ pub(super) enum RenderCheat {
 
 impl RenderCheat {
     /// The cheat `misbehave` is, for a task of the tool `tool` (its name).
-    pub(super) fn new(misbehave: Option<Misbehave>, tool: &str) -> Option<Self> {
+    pub(crate) fn new(misbehave: Option<Misbehave>, tool: &str) -> Option<Self> {
         if tool != "blender" {
             return None;
         }
@@ -41,14 +42,26 @@ impl RenderCheat {
         }
     }
 
-    /// Whether it renders from its own copy of the inputs.
-    pub(super) fn edits_inputs(self) -> bool {
-        self == Self::Lazy
+    /// Its own copy of `inputs`, made under `scratch` and edited, if it
+    /// renders from one (the lazy renderer).
+    pub(crate) fn inputs(
+        self,
+        inputs: Option<&Path>,
+        scratch: &Path,
+    ) -> std::io::Result<Option<InputCopy>> {
+        match inputs {
+            Some(dir) if self == Self::Lazy => {
+                let copy = InputCopy::new(dir, scratch)?;
+                self.edit_inputs(copy.path())?;
+                Ok(Some(copy))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// The arguments it runs Blender with: for the frame swapper, the
     /// frame after the script's `--` one more.
-    pub(super) fn args(self, args: &[String]) -> Vec<String> {
+    pub(crate) fn args(self, args: &[String]) -> Vec<String> {
         let mut args = args.to_vec();
         if self == Self::OtherFrame
             && let Some(at) = args.iter().position(|a| a == "--")
@@ -62,7 +75,7 @@ impl RenderCheat {
 
     /// Edits its copy of the inputs: every script's `samples = N` to a
     /// quarter of N.
-    pub(super) fn edit_inputs(self, dir: &Path) -> std::io::Result<()> {
+    fn edit_inputs(self, dir: &Path) -> std::io::Result<()> {
         for entry in std::fs::read_dir(dir)? {
             let path = entry?.path();
             if path.extension().is_none_or(|e| e != "py") {
