@@ -65,8 +65,10 @@ const FUEL_PER_MS: u64 = 1_000_000;
 /// The most a job pays, µCAIRN per Gfuel: over what the default pricing
 /// asks at full load.
 const PRICE: u64 = 100;
-/// Each account's balance at genesis.
-const BALANCE: u64 = 1_000_000_000_000_000;
+/// Each account's balance at genesis: 10 million CAIRN, far more than any
+/// budget or stake here, and few enough that a million accounts' add up
+/// to less than the ledger's limit (2^64 µCAIRN).
+const BALANCE: u64 = 10_000_000_000_000;
 /// Receipts per settlement transaction, as the node sends them.
 const RECEIPTS_PER_SETTLE: usize = 40;
 
