@@ -222,7 +222,10 @@ impl Auction {
     /// Records `provider`'s reason for not bidding: once per provider,
     /// in a table of bounded size.
     pub fn decline(&mut self, provider: PublicKey, reason: &str) {
-        if self.decliners.len() >= DECLINERS_MAX
+        // A provider the draw did not ask has nothing to decline: its words
+        // would only crowd out those of providers that were asked.
+        if !crate::drawn(&self.order_id, self.order.draw_ppm, &provider)
+            || self.decliners.len() >= DECLINERS_MAX
             || self.candidates.contains_key(&provider)
             || !self.decliners.insert(provider)
         {
@@ -396,6 +399,19 @@ mod tests {
             Err(BidRejection::NotDrawn)
         );
         assert_eq!(auction.bids(), 1);
+        // Nor is a decline counted from a provider the draw did not ask.
+        let mut declined = Auction::open(order.clone(), 64);
+        declined.decline(undrawn.public(), "crowding out");
+        declined.decline(drawn.public(), "too busy");
+        let Outcome::Unplaced(reason) =
+            declined.close(&SelectionParams::default(), &mut Rng::new(1))
+        else {
+            panic!("no bid");
+        };
+        assert!(
+            reason.contains("too busy") && !reason.contains("crowding"),
+            "{reason}"
+        );
     }
 
     #[test]

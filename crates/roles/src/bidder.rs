@@ -174,8 +174,10 @@ impl Bidder {
         if now > order.bid_deadline_ms() {
             return Answer::Ignore(Ignored::Late);
         }
-        // Not asked now, nor when idle: the requester refuses the bid.
+        // Not asked now, nor when idle: the requester refuses the bid. An
+        // earlier order of the job that did ask this provider is over.
         if !drawn(&id, order.draw_ppm, &self.me) {
+            self.standing.remove(&(requester, order.job));
             return Answer::Ignore(Ignored::NotDrawn);
         }
         if self.underpaid.contains(&requester) {

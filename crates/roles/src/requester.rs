@@ -650,10 +650,17 @@ impl RequesterCore {
         let wanted = remaining * job.replicas_wanted();
         // About one provider per slot wanted (each offers several, and
         // some are busy), at least a few dozen to compete on price, twice
-        // as many for each auction in a row that leased no one.
-        let bidders = wanted
-            .max(BIDDERS_MIN)
-            .saturating_mul(1 << job.dry_auctions.min(32));
+        // as many for each auction that leased no one, half as many again
+        // for each that did. A job that needs GPUs or an installed tool
+        // asks everyone: the ledger does not say who has them, and a draw
+        // sized on every provider would ask too few of those who do.
+        let bidders = if s.limits.gpus > 0 || s.runtime != "wasm" {
+            u64::MAX
+        } else {
+            wanted
+                .max(BIDDERS_MIN)
+                .saturating_mul(1 << job.dry_auctions.min(32))
+        };
         let order = Order {
             job: job.id,
             runtime: s.runtime.clone(),
@@ -807,7 +814,6 @@ impl RequesterCore {
                             job.build = build;
                         }
                         self.directory.won(*id, &chosen, now);
-                        job.dry_auctions = 0;
                         winners = Some((order, chosen));
                     }
                     // Nobody new: a job its providers still work goes on
@@ -1057,11 +1063,14 @@ impl RequesterCore {
             return;
         }
         if job.leases.is_empty() || job.sched.progress().providers == 0 {
+            // Winners that all refused lease no one: the next draw asks more.
+            job.dry_auctions += 1;
             job.reason = Some(format!("every lease was refused: {}", refusals.join("; ")));
             job.phase = Phase::Queued {
                 retry_ms: now + REAUCTION_MS,
             };
         } else {
+            job.dry_auctions = job.dry_auctions.saturating_sub(1);
             job.reason = None;
             job.reason_waits = false;
             job.phase = Phase::Running;

@@ -264,8 +264,8 @@ fn an_underpaying_requesters_next_orders_are_declined() {
 #[test]
 fn an_order_whose_draw_asked_others_is_not_bid_on_now_or_when_idle() {
     let mut bidder = bidder();
-    let draw = |job: &[u8], asked: bool| -> Order {
-        (0..)
+    let draw_from = |job: &[u8], from: u64, asked: bool| -> Order {
+        (from..)
             .map(|i: u64| Order {
                 draw_ppm: 500_000,
                 ..order(job, i)
@@ -273,6 +273,20 @@ fn an_order_whose_draw_asked_others_is_not_bid_on_now_or_when_idle() {
             .find(|o| o.draws(&me()) == asked)
             .unwrap()
     };
+    let draw = |job: &[u8], asked: bool| draw_from(job, 0, asked);
+    // Seen while busy, an order that asked it stands, to bid on once idle;
+    // the job's next order, which asked others, ends it.
+    let first = draw(b"redrawn", true);
+    bidder.order(&first, requester(), 4, first.created_ms);
+    let second = draw_from(b"redrawn", first.created_ms + 1, false);
+    assert_eq!(
+        bidder.order(&second, requester(), 4, second.created_ms),
+        Answer::Ignore(Ignored::NotDrawn)
+    );
+    assert!(
+        bidder.idle(second.created_ms + 1).is_empty(),
+        "no bid on an order that is over"
+    );
     let others = draw(b"others", false);
     assert_eq!(
         bidder.order(&others, requester(), 4, others.created_ms),

@@ -127,8 +127,9 @@ pub struct Job {
     /// Why it is queued or failed.
     pub reason: Option<String>,
     pub(super) auctions: u32,
-    /// Auctions in a row that leased no one: each doubles the share of
-    /// the network the next order's draw asks.
+    /// Auctions that leased no one, less those that did since: each
+    /// doubles the share of the network the next order's draw asks (not
+    /// kept across a restart, which starts from the smallest draw).
     pub(super) dry_auctions: u32,
     /// Its leases by id: the terms go into each acceptance.
     pub(super) leases: BTreeMap<ContentId, Lease>,

@@ -303,9 +303,11 @@ fn the_driver_sleeps_until_the_auction_window_closes() {
 }
 
 /// On a network of 100,000 providers an order of 100 tasks asks about
-/// 100 of them; each auction in a row that leases no one asks twice as
-/// many, and one that leases someone brings the draw back. A network of
-/// unknown size, or one smaller than the draw, is asked whole.
+/// 100 of them; each auction that leases no one (nobody bid, or every
+/// winner refused) asks twice as many, and each that leases someone half
+/// as many again. A network of unknown size, or one smaller than the
+/// draw, is asked whole, as is any for a job that needs GPUs (the ledger
+/// does not say who has them).
 #[test]
 fn an_order_draws_providers_in_proportion_to_its_work_and_widens_when_none_come() {
     let mut core = requester();
@@ -326,14 +328,10 @@ fn an_order_draws_providers_in_proportion_to_its_work_and_widens_when_none_come(
         draws.push(order.draw_ppm);
     }
     assert_eq!(draws, [1_010, 2_020, 4_040, 8_080]);
-    // A provider of the last draw bids and is leased: the next order asks
-    // as few as the first.
+    // A provider of the last draw bids and wins, and refuses the lease:
+    // that auction leased no one either.
     let order = core.jobs[&job].order.clone().unwrap().1;
-    let winner = (0..=255)
-        .map(provider)
-        .find(|k| order.draws(&k.public()))
-        .expect("one of 256 keys is drawn at 0.8%");
-    let undrawn = (0..=255)
+    let undrawn = (0..=200)
         .map(provider)
         .find(|k| !order.draws(&k.public()))
         .unwrap();
@@ -347,19 +345,56 @@ fn an_order_draws_providers_in_proportion_to_its_work_and_widens_when_none_come(
         ),
         Err(BidRefused::Rejected(BidRejection::NotDrawn))
     );
-    core.bid(
-        winner.public(),
-        &bid(&winner, &order, 8),
-        Some(1),
-        (0, 0),
-        now,
-    )
-    .unwrap();
-    assert!(core.step(&job, now + 1_000).unwrap().winners.is_some());
+    // A key the job's current order draws (of 200, a few at 0.8% or more).
+    let drawn = |core: &RequesterCore| -> Keypair {
+        let order = &core.jobs[&job].order.as_ref().unwrap().1;
+        (0..=200)
+            .map(provider)
+            .find(|k| order.draws(&k.public()))
+            .expect("a key drawn")
+    };
+    let win = |core: &mut RequesterCore, key: &Keypair, now: u64, signs: bool| {
+        let order = core.jobs[&job].order.clone().unwrap().1;
+        core.bid(key.public(), &bid(key, &order, 8), Some(1), (0, 0), now)
+            .unwrap();
+        let (order, chosen) = core.step(&job, now + 1_000).unwrap().winners.unwrap();
+        let offers = core
+            .offer_leases(&job, &order, chosen, 7, now + 1_000)
+            .unwrap();
+        for (lease, _) in &offers.leases {
+            if signs {
+                core.lease_signed(&job, &lease.id());
+            } else {
+                core.forget_offer(&job, lease, true, now + 1_000);
+            }
+        }
+        core.offers_answered(&job, 0, &["busy".into()], now + 1_000);
+    };
+    let key = drawn(&core);
+    win(&mut core, &key, now, false);
+    now += 1_000 + REAUCTION_MS;
+    let step = core.step(&job, now).unwrap();
+    let order = step.effects.orders[0].verify(ORDER_NAMESPACE).unwrap();
+    assert_eq!(
+        order.draw_ppm, 16_160,
+        "a fourth auction that leased no one"
+    );
+    // One whose winner signs: the next order asks half as many.
+    let key = drawn(&core);
+    win(&mut core, &key, now, true);
     let mut effects = Effects::default();
     core.open_auction(&job, now + 2_000, &mut effects);
     let order = effects.orders[0].verify(ORDER_NAMESPACE).unwrap();
-    assert_eq!(order.draw_ppm, 1_010);
+    assert_eq!(order.draw_ppm, 8_080);
+    // A job that needs GPUs asks everyone.
+    let gpu = ContentId::of(b"gpu job");
+    let mut s = submission(4, VerifyPolicy::None);
+    s.limits.gpus = 1;
+    core.add_job(gpu, JobRecord::new(s, T0), T0).unwrap();
+    let mut effects = Effects::default();
+    core.open_auction(&gpu, T0, &mut effects);
+    let order = effects.orders[0].verify(ORDER_NAMESPACE).unwrap();
+    assert_eq!(order.draw_ppm, cairn_market::DRAW_ALL);
     // A network no larger than the fewest a draw asks (32) is asked whole.
     core.set_bidders_known(32);
     let (_, small) = submitted(&mut core, 4, VerifyPolicy::None);

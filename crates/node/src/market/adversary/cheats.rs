@@ -77,6 +77,7 @@ pub fn configure(config: &mut MarketConfig, name: &str) -> Result<(), String> {
     };
     if requester.is_some() {
         config.requester_misbehave = requester;
+        tracing::warn!("this requester cheats on purpose ({name}): a build for tests");
         return Ok(());
     }
     let provider = match name {
@@ -101,6 +102,7 @@ pub fn configure(config: &mut MarketConfig, name: &str) -> Result<(), String> {
         ));
     };
     role.misbehave = Some(provider);
+    tracing::warn!("this provider cheats on purpose ({name}): a build for tests");
     Ok(())
 }
 
