@@ -72,10 +72,12 @@ pub fn drawn(order: &ContentId, draw_ppm: u32, provider: &PublicKey) -> bool {
     if draw_ppm >= DRAW_ALL {
         return true;
     }
-    let mut lot = Vec::with_capacity(DRAW_NAMESPACE.len() + 64);
-    lot.extend_from_slice(DRAW_NAMESPACE);
-    lot.extend_from_slice(order.as_bytes());
-    lot.extend_from_slice(provider.as_bytes());
+    // Every provider hears every order and draws for it: no allocation.
+    const AT: usize = DRAW_NAMESPACE.len();
+    let mut lot = [0; AT + 64];
+    lot[..AT].copy_from_slice(DRAW_NAMESPACE);
+    lot[AT..AT + 32].copy_from_slice(order.as_bytes());
+    lot[AT + 32..].copy_from_slice(provider.as_bytes());
     let digest = ContentId::of(&lot);
     let mut head = [0; 8];
     head.copy_from_slice(&digest.as_bytes()[..8]);
