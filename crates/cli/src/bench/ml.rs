@@ -46,10 +46,18 @@ pub struct MlArgs {
 
 pub(super) fn ml(args: &MlArgs) -> anyhow::Result<Vec<Figure>> {
     // One core for native candle, as the guest has: candle sizes its
-    // thread pool from RAYON_NUM_THREADS at every matrix product.
-    // SAFETY: nothing else runs yet in this process (the runtimes and their
-    // threads are made later), so no thread reads the environment meanwhile.
-    unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
+    // thread pool from RAYON_NUM_THREADS at every matrix product, and only
+    // the environment sets it. A process started without it runs itself
+    // again with it set (the child prints the figures), rather than change
+    // its own environment while other threads may read it.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none_or(|n| n != "1") {
+        let status = std::process::Command::new(std::env::current_exe()?)
+            .args(std::env::args_os().skip(1))
+            .env("RAYON_NUM_THREADS", "1")
+            .status()
+            .context("running the benchmark again on one thread")?;
+        std::process::exit(status.code().unwrap_or(1));
+    }
     let mut figures = Vec::new();
     if args.only.as_deref() != Some("train") {
         figures.extend(embed(args)?);
