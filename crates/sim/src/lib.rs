@@ -26,6 +26,9 @@
 //! every result and close their escrow instead of settling; providers are
 //! paid anyway, by claiming on the ledger the acceptances their pulls were
 //! answered with.
+//!
+//! [`verifier`] is the smaller simulation of one requester's verifier
+//! against named provider behaviours (`cairn bench verify`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -51,6 +54,7 @@ use cairn_verify::{Need, Side, StateHash};
 use cairn_wire::{ContentId, Keypair, PublicKey, ResultManifest, Signed};
 
 mod validators;
+pub mod verifier;
 use validators::{VIEW_TIMEOUT_MS, Validators};
 
 /// How long a request waits for an answer that was lost.

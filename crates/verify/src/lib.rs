@@ -2,8 +2,9 @@
 //!
 //! Everything here is a pure state machine, like the market and the
 //! scheduler: time and randomness are passed in, decisions come out as
-//! [`Action`]s, and a seeded simulation (`tests/adversaries.rs`) runs it
-//! with thousands of tasks and named cheaters.
+//! [`Action`]s, and a seeded simulation (`cairn_sim::verifier`, with its
+//! tests in `crates/sim/tests/adversaries.rs`) runs it with thousands of
+//! tasks and named cheaters.
 //!
 //! - [`commit`]: providers commit to a salted hash of their digest before
 //!   anyone reveals, so nobody can copy an answer.
@@ -44,7 +45,6 @@
 pub mod commit;
 pub mod credibility;
 pub mod dispute;
-pub mod sim;
 mod verifier;
 
 pub use commit::{Commitment, Reveal, salt};

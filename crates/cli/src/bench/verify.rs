@@ -17,7 +17,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use cairn_exec::{Limits, Runtime, Task, Trace, WasmConfig, WasmRuntime};
 use cairn_job::VerifyPolicy;
-use cairn_verify::sim::{Behaviour, Sim};
+use cairn_sim::verifier::{Behaviour, Sim};
 use cairn_verify::{Game, Need, Params, Side, StateHash};
 use cairn_wire::ContentId;
 
@@ -136,7 +136,7 @@ fn sometimes(args: &VerifyArgs, figures: &mut Vec<Figure>) {
         caught_after.push(caught);
         tasks += caught;
         wrong_accepted += sim.wrong_accepted.get(&cheat.key).copied().unwrap_or(0);
-        let saved = cheat.wrong.len() as u64 * cairn_verify::sim::PRICE;
+        let saved = cheat.wrong.len() as u64 * cairn_sim::verifier::PRICE;
         profit += i128::from(saved) - i128::from(cheat.slashed + cheat.clawed_back);
     }
     let q = per_mille as f64 / 1_000.0 * Params::default().spot_min;

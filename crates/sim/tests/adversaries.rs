@@ -1,12 +1,12 @@
 //! Named adversaries against the verifier in the seeded simulation
-//! (`cairn_verify::sim`): jobs of a thousand tasks run by honest providers
+//! (`cairn_sim::verifier`): jobs of a thousand tasks run by honest providers
 //! and one kind of cheater.
 //!
 //! Each test prints its seeds; rerun one with
 //! `CAIRN_SIM_SEED=n cargo test -p cairn-verify --test adversaries`.
 
 use cairn_job::VerifyPolicy;
-use cairn_verify::sim::{Behaviour, PRICE, Sim, truth};
+use cairn_sim::verifier::{Behaviour, PRICE, Sim, truth};
 use cairn_verify::{Offence, Params};
 use cairn_wire::ContentId;
 

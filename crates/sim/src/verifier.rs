@@ -3,7 +3,8 @@
 //! spot checks and disputes played out in full, and a referee that
 //! re-executes one segment of a modelled trace. Same seed, same transcript.
 //!
-//! Used by `tests/adversaries.rs` and by `cairn bench verify`.
+//! Used by `tests/adversaries.rs` and by `cairn bench verify`. Beside the
+//! market's simulation, out of the verifier's crate: a node has no use for it.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -11,7 +12,7 @@ use cairn_job::VerifyPolicy;
 use cairn_market::Rng;
 use cairn_wire::{ContentId, Keypair, PublicKey};
 
-use crate::{
+use cairn_verify::{
     Action, Commitment, Need, Offence, Params, Record, Reveal, Side, StateHash, TaskKey, Verifier,
 };
 
