@@ -299,7 +299,9 @@ impl LeaseWork {
         std::mem::take(&mut self.writes)
     }
 
-    /// Never reveal a sealed result (a staller, for tests).
+    /// Never reveal a sealed result (a staller, for tests: only with the
+    /// `adversary` feature).
+    #[cfg(feature = "adversary")]
     pub fn withholding_reveals(mut self) -> Self {
         self.withhold_reveals = true;
         self

@@ -862,6 +862,7 @@ impl Provider {
         )
         .with_fuel_min(record.terms.limits.fuel_min)
         .with_rate_floor(self.config.offer.score_mfuel_per_s);
+        #[cfg(feature = "adversary")]
         if self
             .config
             .misbehave
