@@ -426,32 +426,32 @@ impl Scheduler {
             .map_or(at_most, |mean_ms| {
                 (mean_ms.saturating_mul(3) / 2).min(at_most)
             });
-        let mut candidates: Vec<(u64, u32)> = self
-            .running
-            .iter()
-            .filter(|&&task| self.attempts[task as usize] < self.params.attempts_max)
-            .filter_map(|&task| match &self.tasks[task as usize] {
-                TaskState::Running(copies)
-                    if (copies.len() as u32) < self.params.copies_max
-                        && copies.iter().all(|c| c.provider != *provider)
-                        && !self.excludes(task, provider) =>
-                {
-                    copies
-                        .iter()
-                        .map(|c| c.started_ms)
-                        .min()
-                        .filter(|&t| now_ms.saturating_sub(t) >= straggling_ms)
-                        .map(|t| (t, task))
-                }
-                _ => None,
-            })
-            .collect();
-        candidates.sort_unstable();
-        candidates
-            .into_iter()
-            .take(count as usize)
-            .map(|(_, task)| task)
-            .collect()
+        // Every copy's deadline is its start plus the same task deadline,
+        // so the deadline queue lists copies oldest first: a task's first
+        // copy there is its oldest, and the walk stops at the first copy
+        // too young to straggle instead of looking at every running task
+        // on each pull (a job's last pulls, from a crowd of providers with
+        // nothing pending, each walked them all).
+        let mut seen = BTreeSet::new();
+        let mut stragglers = Vec::new();
+        for &(deadline_ms, task, _) in &self.deadlines {
+            let started_ms = deadline_ms.saturating_sub(self.params.task_deadline_ms);
+            if now_ms.saturating_sub(started_ms) < straggling_ms || stragglers.len() as u32 >= count
+            {
+                break;
+            }
+            if !seen.insert(task) || self.attempts[task as usize] >= self.params.attempts_max {
+                continue;
+            }
+            if let TaskState::Running(copies) = &self.tasks[task as usize]
+                && (copies.len() as u32) < self.params.copies_max
+                && copies.iter().all(|c| c.provider != *provider)
+                && !self.excludes(task, provider)
+            {
+                stragglers.push(task);
+            }
+        }
+        stragglers
     }
 
     /// A provider returns a result for `task`.
