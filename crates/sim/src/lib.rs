@@ -349,13 +349,15 @@ enum Event {
         provider: usize,
         lease: ContentId,
         want: u32,
-        answer: Result<Response, String>,
+        /// Boxed, as is the task below: the largest payloads would make
+        /// every event in the queue their size.
+        answer: Box<Result<Response, String>>,
         epoch: u32,
     },
     Executed {
         provider: usize,
         lease: ContentId,
-        task: Assignment,
+        task: Box<Assignment>,
         took_ms: u64,
         epoch: u32,
     },
@@ -406,7 +408,7 @@ impl Event {
             } => format!("pull {provider} {want} {}", reports.len()),
             Event::Answer {
                 provider, answer, ..
-            } => match answer {
+            } => match &**answer {
                 Ok(Response::Tasks { tasks, stored, .. }) => {
                     format!("answer {provider} {} {stored}", tasks.len())
                 }
@@ -1002,7 +1004,7 @@ impl Sim {
                         provider,
                         lease,
                         want,
-                        answer: Err("connection refused".into()),
+                        answer: Box::new(Err("connection refused".into())),
                         epoch,
                     };
                     self.at(self.now + REQUEST_TIMEOUT_MS, answer);
@@ -1022,14 +1024,14 @@ impl Sim {
                 want,
                 answer,
                 epoch,
-            } => self.on_answer(provider, lease, want, answer, epoch),
+            } => self.on_answer(provider, lease, want, *answer, epoch),
             Event::Executed {
                 provider,
                 lease,
                 task,
                 took_ms,
                 epoch,
-            } => self.on_executed(provider, lease, task, took_ms, epoch),
+            } => self.on_executed(provider, lease, *task, took_ms, epoch),
             Event::Crash { provider } => self.crash(provider),
             Event::Restart { provider } => self.restart(provider),
             Event::RequesterCrash { requester } => self.crash_requester(requester),
@@ -1650,7 +1652,7 @@ impl Sim {
                         provider,
                         lease,
                         want: pull.want,
-                        answer: Err("lost".into()),
+                        answer: Box::new(Err("lost".into())),
                         epoch,
                     },
                 );
@@ -1732,7 +1734,7 @@ impl Sim {
             provider,
             lease,
             want,
-            answer: Ok(answer),
+            answer: Box::new(Ok(answer)),
             epoch,
         };
         self.request(
@@ -1741,7 +1743,7 @@ impl Sim {
                 provider,
                 lease,
                 want,
-                answer: Err("lost".into()),
+                answer: Box::new(Err("lost".into())),
                 epoch,
             },
         );
@@ -1795,7 +1797,7 @@ impl Sim {
                 Event::Executed {
                     provider,
                     lease,
-                    task,
+                    task: Box::new(task),
                     took_ms,
                     epoch,
                 },
