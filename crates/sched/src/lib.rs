@@ -434,17 +434,28 @@ impl Scheduler {
         // nothing pending, each walked them all).
         let mut seen = BTreeSet::new();
         let mut stragglers = Vec::new();
-        for &(deadline_ms, task, _) in &self.deadlines {
+        for &(deadline_ms, task, holder) in &self.deadlines {
             let started_ms = deadline_ms.saturating_sub(self.params.task_deadline_ms);
             if now_ms.saturating_sub(started_ms) < straggling_ms || stragglers.len() as u32 >= count
             {
                 break;
             }
-            if !seen.insert(task) || self.attempts[task as usize] >= self.params.attempts_max {
+            let TaskState::Running(copies) = &self.tasks[task as usize] else {
+                continue;
+            };
+            // Only a running copy's own entry tells when the task started:
+            // an entry its copy left behind (a task marked done by a
+            // restore) would make it a straggler too early.
+            let live = copies
+                .iter()
+                .any(|c| c.provider == holder && c.deadline_ms == deadline_ms);
+            if !live
+                || !seen.insert(task)
+                || self.attempts[task as usize] >= self.params.attempts_max
+            {
                 continue;
             }
-            if let TaskState::Running(copies) = &self.tasks[task as usize]
-                && (copies.len() as u32) < self.params.copies_max
+            if (copies.len() as u32) < self.params.copies_max
                 && copies.iter().all(|c| c.provider != *provider)
                 && !self.excludes(task, provider)
             {

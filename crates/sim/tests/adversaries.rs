@@ -3,7 +3,7 @@
 //! and one kind of cheater.
 //!
 //! Each test prints its seeds; rerun one with
-//! `CAIRN_SIM_SEED=n cargo test -p cairn-verify --test adversaries`.
+//! `CAIRN_SIM_SEED=n cargo test -p cairn-sim --test adversaries`.
 
 use cairn_job::VerifyPolicy;
 use cairn_sim::verifier::{Behaviour, PRICE, Sim, truth};

@@ -56,7 +56,9 @@ pub(super) fn ml(args: &MlArgs) -> anyhow::Result<Vec<Figure>> {
             .env("RAYON_NUM_THREADS", "1")
             .status()
             .context("running the benchmark again on one thread")?;
-        std::process::exit(status.code().unwrap_or(1));
+        // A child killed by a signal exits as a shell reports it.
+        let signal = std::os::unix::process::ExitStatusExt::signal(&status);
+        std::process::exit(status.code().or(signal.map(|s| 128 + s)).unwrap_or(1));
     }
     let mut figures = Vec::new();
     if args.only.as_deref() != Some("train") {
