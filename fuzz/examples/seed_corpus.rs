@@ -13,7 +13,7 @@ use cairn_exec::tiles::Bitmap;
 use cairn_exec::{Outcome, Snapshot};
 use cairn_job::VerifyPolicy;
 use cairn_ledger::{
-    ACCEPTANCE_NAMESPACE, Acceptance, Accepted, COMMIT_NAMESPACE, Capabilities, Commit, Evidence, Lease, OPENING_NAMESPACE, Opening,
+    ACCEPTANCE_NAMESPACE, Acceptance, Accepted, COMMIT_NAMESPACE, Capabilities, Commit, Evidence, Lease,
     RECEIPT_NAMESPACE, Receipt, TxBody, TxKind, VERDICT_NAMESPACE, Verdict,
 };
 use cairn_market::{BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, ToolBuild};
@@ -89,6 +89,7 @@ fn main() {
             task: 7,
             digest: id(b"result"),
             fuel_used: 1_234,
+            salt: [4; 32],
         },
     );
     let acceptance = Signed::sign(
@@ -110,16 +111,6 @@ fn main() {
             lease: id(b"lease"),
             task: 7,
             commitment: [3; 32],
-        },
-    );
-    let opening = Signed::sign(
-        &key,
-        OPENING_NAMESPACE,
-        Opening {
-            lease: id(b"lease"),
-            task: 7,
-            digest: id(b"result"),
-            salt: [4; 32],
         },
     );
     let verdict = Verdict {
@@ -182,7 +173,7 @@ fn main() {
         (1, Signed::sign(&key, BID_NAMESPACE, bid.clone()).to_bytes()),
         (2, receipt.to_bytes()),
         (3, commit.to_bytes()),
-        (4, opening.to_bytes()),
+        (4, acceptance.to_bytes()),
         (5, verdict.encode().to_vec()),
         (6, claim.to_bytes()),
     ];
@@ -221,7 +212,6 @@ fn main() {
             reports: vec![
                 Report::Committed(commit.clone()),
                 Report::Revealed {
-                    opening: opening.clone(),
                     receipt: receipt.clone(),
                     code: 0,
                     exit: 0,
@@ -368,7 +358,7 @@ fn main() {
             TxKind::Slash {
                 evidence: Box::new(Evidence::BadReveal {
                     commit: commit.clone(),
-                    opening: opening.clone(),
+                    receipt: receipt.clone(),
                 }),
             },
         ),
@@ -376,7 +366,7 @@ fn main() {
         tx(
             8,
             TxKind::Reveal {
-                openings: vec![opening],
+                receipts: vec![receipt.clone()],
             },
         ),
         tx(9, TxKind::CloseEscrow { job: id(b"job") }),

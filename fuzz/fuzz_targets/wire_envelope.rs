@@ -1,11 +1,11 @@
 //! Signed envelopes as peers send them: an order gossiped on the orders
-//! topic, and the bids, receipts, commitments, openings, trace claims and
+//! topic, and the bids, receipts, commitments, acceptances, trace claims and
 //! validator-attested verdicts that ride inside market messages and
 //! transactions. The first byte picks the payload type; the rest is the
 //! envelope.
 #![no_main]
 
-use cairn_ledger::{Commit, Opening, Receipt, Verdict};
+use cairn_ledger::{Acceptance, Commit, Receipt, Verdict};
 use cairn_market::{Bid, Order};
 use cairn_proto::TraceClaim;
 use cairn_wire::codec::{Copying, Decode, Encode, Read};
@@ -50,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
         1 => check::<Bid>(bytes),
         2 => check::<Receipt>(bytes),
         3 => check::<Commit>(bytes),
-        4 => check::<Opening>(bytes),
+        4 => check::<Acceptance>(bytes),
         5 => check_attested::<Verdict>(bytes),
         _ => check::<TraceClaim>(bytes),
     }

@@ -2014,8 +2014,8 @@ fn an_index_overflower_is_refused_and_every_job_completes() {
 /// A `framer` requester posts honest providers' commits on the ledger as
 /// challenges without cause, each locking a bond, meaning to claim them as
 /// withheld reveals once the window has passed. Each provider sees the
-/// challenge and answers it with its reveal (the opening it derives again
-/// from its key, lease and task): every bond is burned, nothing is left to
+/// challenge and answers it with its reveal (the signed receipt it kept,
+/// which opens the commit): every bond is burned, nothing is left to
 /// claim, and no stake is touched. (That a `NoReveal` claim on an answered
 /// challenge is refused is the ledger's scenario
 /// `a_challenged_commit_must_be_opened_within_the_window`.)

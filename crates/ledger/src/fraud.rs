@@ -1,14 +1,16 @@
 //! Statements that prove a provider cheated, and the on-chain challenge
 //! that proves a provider withheld its reveal.
 //!
-//! - A provider signs a [`Commit`] to its result before revealing it, and an
-//!   [`Opening`] when it reveals. A signed opening that does not open the
+//! - A provider signs a [`Commit`] to its result before revealing it. Its
+//!   reveal is its signed [`Receipt`](crate::Receipt), which carries the
+//!   commitment's salt: one signature both opens the commitment and states
+//!   what settlement pays on. A signed receipt that does not open the
 //!   signed commit is proof on its own (a copier's).
 //! - A commit that is never opened cannot prove anything by itself, so the
 //!   requester posts it as a `Challenge`, locking a bond; the provider
 //!   has [`REVEAL_WINDOW_BLOCKS`] blocks and the chain's
 //!   `reveal_window_ms` of block time, whichever ends later, to post its
-//!   opening (`Reveal`), after which the commit is proof of withholding (a
+//!   receipt (`Reveal`), after which the commit is proof of withholding (a
 //!   staller's).
 //! - A dispute ends in a [`Verdict`] attested by a quorum of the chain's
 //!   validators, never by a party to the job: each validator re-ran the one
@@ -24,12 +26,10 @@ use cairn_wire::{ContentId, PublicKey};
 
 /// A provider's signature over a [`Commit`] uses this namespace.
 pub const COMMIT_NAMESPACE: &[u8] = b"cairn/commit";
-/// A provider's signature over an [`Opening`] uses this namespace.
-pub const OPENING_NAMESPACE: &[u8] = b"cairn/opening";
 /// A validator's signature over a [`Verdict`] uses this namespace.
 pub const VERDICT_NAMESPACE: &[u8] = b"cairn/verdict";
 
-/// Blocks a challenged provider has to post its opening.
+/// Blocks a challenged provider has to post its receipt.
 pub const REVEAL_WINDOW_BLOCKS: u64 = 100;
 
 /// A provider's commitment to its result for one task, before revealing it.
@@ -41,30 +41,6 @@ pub struct Commit {
     pub task: u64,
     /// `cairn_verify::Commitment` of (digest, provider, salt).
     pub commitment: [u8; 32],
-}
-
-/// A provider's reveal of what it committed to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Opening {
-    /// The lease it works under.
-    pub lease: ContentId,
-    /// The task's index in the job.
-    pub task: u64,
-    /// The result digest.
-    pub digest: ContentId,
-    /// The salt of the commitment.
-    pub salt: [u8; 32],
-}
-
-impl Opening {
-    /// Whether this opening, by `provider`, opens `commitment`.
-    pub fn opens(&self, provider: &PublicKey, commitment: &[u8; 32]) -> bool {
-        let reveal = cairn_verify::Reveal {
-            digest: self.digest,
-            salt: self.salt,
-        };
-        cairn_verify::Commitment(*commitment).opens(provider, &reveal)
-    }
 }
 
 /// Validators' finding that `wrong` is not the result of `task` of `job`.
@@ -120,34 +96,6 @@ impl Read for Commit {
             lease: ContentId::read(buf)?,
             task: u64::read(buf)?,
             commitment: <[u8; 32]>::read(buf)?,
-        })
-    }
-}
-
-impl Write for Opening {
-    fn write(&self, buf: &mut impl BufMut) {
-        self.lease.write(buf);
-        self.task.write(buf);
-        self.digest.write(buf);
-        self.salt.write(buf);
-    }
-}
-
-impl EncodeSize for Opening {
-    fn encode_size(&self) -> usize {
-        32 + 8 + 32 + 32
-    }
-}
-
-impl Read for Opening {
-    type Cfg = ();
-
-    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
-        Ok(Self {
-            lease: ContentId::read(buf)?,
-            task: u64::read(buf)?,
-            digest: ContentId::read(buf)?,
-            salt: <[u8; 32]>::read(buf)?,
         })
     }
 }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_wire::{ContentId, PublicKey, Signed};
 
-use crate::fraud::{Commit, Opening, REVEAL_WINDOW_BLOCKS, Verdict};
+use crate::fraud::{Commit, REVEAL_WINDOW_BLOCKS, Verdict};
 use crate::table::{Keys, Table};
 use crate::tx::{Acceptance, Amount, Capabilities, Evidence, Lease, Receipt, TxKind, VerifiedTx};
 use crate::{Proof, TxError, root};
@@ -145,8 +145,8 @@ pub enum SettleOutcome {
     Refused(&'static str),
 }
 
-/// An open reveal challenge: the provider must post the opening of
-/// `commitment` before the window closes, once the chain is past both
+/// An open reveal challenge: the provider must post the receipt that
+/// opens `commitment` before the window closes, once the chain is past both
 /// `deadline` and `deadline_ms`. The requester then has as long again to
 /// claim it as withheld (`NoReveal`); until that claim period is over too,
 /// the lease and the provider's stake stay.
@@ -154,7 +154,7 @@ pub enum SettleOutcome {
 pub struct Challenge {
     /// The provider's commitment to open.
     pub commitment: [u8; 32],
-    /// The last height at which the opening is accepted for sure.
+    /// The last height at which the receipt is accepted for sure.
     pub deadline: u64,
     /// The last block time (ms since the epoch) at which it is accepted
     /// for sure.
@@ -560,7 +560,7 @@ impl State {
             TxKind::Settle { job, receipts } => self.settle(signer, *job, receipts)?,
             TxKind::Slash { evidence } => self.slash(signer, evidence)?,
             TxKind::Challenge { commit } => self.challenge(signer, commit)?,
-            TxKind::Reveal { openings } => self.reveal(openings)?,
+            TxKind::Reveal { receipts } => self.reveal(receipts)?,
             TxKind::Claim { acceptances } => self.claim(acceptances)?,
         };
         self.accounts.get_or_default(signer).nonce = nonce_next;
@@ -1150,21 +1150,21 @@ impl State {
                     .collect();
                 self.punish(offender, r.lease, r.task, winner, &judges, clawback)
             }
-            Evidence::BadReveal { commit, opening } => {
+            Evidence::BadReveal { commit, receipt } => {
                 let offender = commit.signer();
-                let (c, o) = (commit.payload_unchecked(), opening.payload_unchecked());
-                if opening.signer() != offender {
+                let (c, r) = (commit.payload_unchecked(), receipt.payload_unchecked());
+                if receipt.signer() != offender {
                     return Err(TxError::BadEvidence(
-                        "commit and opening by different signers",
+                        "commit and receipt by different signers",
                     ));
                 }
-                if (c.lease, c.task) != (o.lease, o.task) {
+                if (c.lease, c.task) != (r.lease, r.task) {
                     return Err(TxError::BadEvidence(
-                        "commit and opening for different tasks",
+                        "commit and receipt for different tasks",
                     ));
                 }
-                if o.opens(&offender, &c.commitment) {
-                    return Err(TxError::BadEvidence("the opening opens the commit"));
+                if r.opens(&offender, &c.commitment) {
+                    return Err(TxError::BadEvidence("the receipt opens the commit"));
                 }
                 self.offence(offender, c.lease, c.task)?;
                 self.punish(offender, c.lease, c.task, None, &[], &[])
@@ -1456,27 +1456,27 @@ impl State {
         Ok(Vec::new())
     }
 
-    /// Closes the challenges `openings` answer in time, burning their
-    /// bonds. An opening of a
+    /// Closes the challenges `receipts` answer in time, burning their
+    /// bonds. A receipt for a
     /// challenge answered already, whose window is over (it can only be
     /// claimed as withheld now: a late reveal must not race the claim), or
     /// that does not open the challenged commitment is skipped, so one bad
-    /// opening does not hold up the others; with none left, the
+    /// receipt does not hold up the others; with none left, the
     /// transaction is refused.
-    fn reveal(&mut self, openings: &[Signed<Opening>]) -> Result<Vec<SettleOutcome>, TxError> {
+    fn reveal(&mut self, receipts: &[Signed<Receipt>]) -> Result<Vec<SettleOutcome>, TxError> {
         let mut closing = BTreeMap::new();
         let mut wrong = false;
-        for opening in openings {
-            let o = opening.payload_unchecked();
-            let key = (o.lease, o.task);
+        for receipt in receipts {
+            let r = receipt.payload_unchecked();
+            let key = (r.lease, r.task);
             let Some(challenge) = self.challenges.get(&key) else {
                 continue;
             };
             if challenge.window_over(self.height, self.time_ms) {
                 continue;
             }
-            let provider = self.leases[&o.lease].provider;
-            if opening.signer() != provider || !o.opens(&provider, &challenge.commitment) {
+            let provider = self.leases[&r.lease].provider;
+            if receipt.signer() != provider || !r.opens(&provider, &challenge.commitment) {
                 wrong = true;
                 continue;
             }
@@ -1484,8 +1484,8 @@ impl State {
         }
         if closing.is_empty() {
             return Err(TxError::BadEvidence(match wrong {
-                true => "the opening does not open the commit",
-                false => "no challenge open to these openings",
+                true => "the receipt does not open the commit",
+                false => "no challenge open to these receipts",
             }));
         }
         let burned = closing

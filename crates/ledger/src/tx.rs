@@ -6,9 +6,7 @@ use cairn_wire::{
     Attested, ContentId, Keypair, PublicKey, ResultManifest, Signature, Signed, WireError, text,
 };
 
-use crate::fraud::{
-    COMMIT_NAMESPACE, Commit, OPENING_NAMESPACE, Opening, VERDICT_NAMESPACE, Verdict,
-};
+use crate::fraud::{COMMIT_NAMESPACE, Commit, VERDICT_NAMESPACE, Verdict};
 use crate::{Params, TxError};
 
 /// An amount of µCAIRN, the ledger's smallest unit.
@@ -29,7 +27,11 @@ pub const RECEIPTS_PER_TX_MAX: usize = 4096;
 /// Acceptances one claim carries, at most.
 pub const ACCEPTANCES_PER_CLAIM_MAX: usize = 64;
 
-/// Most openings one `Reveal` carries: 32 signed openings (200 bytes
+/// Receipts one `Settle` from a node carries: 36 signed receipts (208
+/// bytes each) and the transaction's own fields fit the 8 KiB a block
+/// takes of one transaction (`cairn_chain::TX_BYTES_MAX`).
+pub const RECEIPTS_PER_SETTLE: usize = 36;
+/// Most receipts one `Reveal` carries: 32 signed receipts (208 bytes
 /// each) and the transaction's own fields fit the 8 KiB a block takes of
 /// one transaction (`cairn_chain::TX_BYTES_MAX`).
 pub const REVEALS_PER_TX_MAX: usize = 32;
@@ -131,15 +133,16 @@ pub enum TxKind {
         /// The provider's signed commitment.
         commit: Signed<Commit>,
     },
-    /// Answer challenges (anyone may post a provider's openings): each
-    /// opening of a commitment still challenged closes its challenge, one
+    /// Answer challenges (anyone may post a provider's receipts): each
+    /// receipt that opens a commitment still challenged closes its
+    /// challenge, one
     /// whose challenge is already closed is passed over, and one that does
     /// not open its commitment refuses the whole transaction. Many in one
     /// transaction, so that a provider answers a flood of challenges at the
     /// pace they come.
     Reveal {
-        /// Signed openings, at most [`REVEALS_PER_TX_MAX`].
-        openings: Vec<Signed<Opening>>,
+        /// Signed receipts, at most [`REVEALS_PER_TX_MAX`].
+        receipts: Vec<Signed<Receipt>>,
     },
     /// Pay for results their requester accepted, without it: each
     /// acceptance, signed by its lease's requester, pays the lease's
@@ -190,7 +193,11 @@ impl Lease {
     }
 }
 
-/// A provider's signed statement that it ran one task under a lease.
+/// A provider's signed statement that it ran one task under a lease, with
+/// this result: what settlement pays on, and, since it carries the salt,
+/// the opening of the provider's commitment to the result (one signature
+/// for both, where a separate opening cost a signature and its checks per
+/// execution).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Receipt {
     /// The lease's id.
@@ -201,6 +208,19 @@ pub struct Receipt {
     pub digest: ContentId,
     /// Fuel the task used.
     pub fuel_used: u64,
+    /// The salt of the provider's commitment to `digest`.
+    pub salt: [u8; 32],
+}
+
+impl Receipt {
+    /// Whether this receipt, by `provider`, opens `commitment`.
+    pub fn opens(&self, provider: &PublicKey, commitment: &[u8; 32]) -> bool {
+        let reveal = cairn_verify::Reveal {
+            digest: self.digest,
+            salt: self.salt,
+        };
+        cairn_verify::Commitment(*commitment).opens(provider, &reveal)
+    }
 }
 
 /// A requester's signed statement that it accepted these results of one
@@ -262,13 +282,13 @@ pub enum Evidence {
         /// burned too.
         winner_receipt: Option<Signed<Receipt>>,
     },
-    /// An opening that does not open the same provider's commit: it
+    /// A receipt that does not open the same provider's commit: it
     /// revealed something other than what it committed to.
     BadReveal {
         /// The provider's commit.
         commit: Signed<Commit>,
-        /// The provider's opening.
-        opening: Signed<Opening>,
+        /// The provider's receipt.
+        receipt: Signed<Receipt>,
     },
     /// A challenged commit left unopened past the reveal window.
     NoReveal {
@@ -427,13 +447,13 @@ fn verify_inner(kind: &TxKind) -> Result<(), TxError> {
                         .map_err(|e| bad("winner_receipt", e))?;
                 }
             }
-            Evidence::BadReveal { commit, opening } => {
+            Evidence::BadReveal { commit, receipt } => {
                 commit
                     .verify(COMMIT_NAMESPACE)
                     .map_err(|e| bad("commit", e))?;
-                opening
-                    .verify(OPENING_NAMESPACE)
-                    .map_err(|e| bad("opening", e))?;
+                receipt
+                    .verify(RECEIPT_NAMESPACE)
+                    .map_err(|e| bad("receipt", e))?;
             }
             Evidence::NoReveal { .. } => {}
             Evidence::MisstatedFuel { receipt, .. } => {
@@ -447,11 +467,11 @@ fn verify_inner(kind: &TxKind) -> Result<(), TxError> {
                 .verify(COMMIT_NAMESPACE)
                 .map_err(|e| bad("commit", e))?;
         }
-        TxKind::Reveal { openings } => {
-            for opening in openings {
-                opening
-                    .verify(OPENING_NAMESPACE)
-                    .map_err(|e| bad("opening", e))?;
+        TxKind::Reveal { receipts } => {
+            for receipt in receipts {
+                receipt
+                    .verify(RECEIPT_NAMESPACE)
+                    .map_err(|e| bad("receipt", e))?;
             }
         }
         TxKind::Claim { acceptances } => {
@@ -586,10 +606,10 @@ impl Write for TxBody {
                         }
                         winner_receipt.write(buf);
                     }
-                    Evidence::BadReveal { commit, opening } => {
+                    Evidence::BadReveal { commit, receipt } => {
                         2u8.write(buf);
                         commit.write(buf);
-                        opening.write(buf);
+                        receipt.write(buf);
                     }
                     Evidence::NoReveal { lease, task } => {
                         3u8.write(buf);
@@ -607,9 +627,9 @@ impl Write for TxBody {
                 KIND_CHALLENGE.write(buf);
                 commit.write(buf);
             }
-            TxKind::Reveal { openings } => {
+            TxKind::Reveal { receipts } => {
                 KIND_REVEAL.write(buf);
-                openings.write(buf);
+                receipts.write(buf);
             }
             TxKind::Claim { acceptances } => {
                 KIND_CLAIM.write(buf);
@@ -696,7 +716,7 @@ impl Read for TxBody {
                     }
                     2 => Evidence::BadReveal {
                         commit: Signed::<Commit>::read(buf)?,
-                        opening: Signed::<Opening>::read(buf)?,
+                        receipt: Signed::<Receipt>::read(buf)?,
                     },
                     3 => Evidence::NoReveal {
                         lease: ContentId::read(buf)?,
@@ -718,7 +738,7 @@ impl Read for TxBody {
             KIND_REVEAL => {
                 let range: RangeCfg<usize> = (1..=REVEALS_PER_TX_MAX).into();
                 TxKind::Reveal {
-                    openings: Vec::<Signed<Opening>>::read_cfg(buf, &(range, ()))?,
+                    receipts: Vec::<Signed<Receipt>>::read_cfg(buf, &(range, ()))?,
                 }
             }
             KIND_CLAIM => {
@@ -799,12 +819,13 @@ impl Write for Receipt {
         self.task.write(buf);
         self.digest.write(buf);
         self.fuel_used.write(buf);
+        self.salt.write(buf);
     }
 }
 
 impl EncodeSize for Receipt {
     fn encode_size(&self) -> usize {
-        32 + 8 + 32 + 8
+        32 + 8 + 32 + 8 + 32
     }
 }
 
@@ -817,6 +838,7 @@ impl Read for Receipt {
             task: u64::read(buf)?,
             digest: ContentId::read(buf)?,
             fuel_used: u64::read(buf)?,
+            salt: <[u8; 32]>::read(buf)?,
         })
     }
 }

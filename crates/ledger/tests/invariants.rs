@@ -3,9 +3,8 @@
 
 use cairn_ledger::{
     ACCEPTANCE_NAMESPACE, Acceptance, Accepted, Amount, COMMIT_NAMESPACE, Capabilities, Commit,
-    EVIDENCE_WINDOW_BLOCKS, Evidence, Genesis, Lease, OPENING_NAMESPACE, Opening,
-    RECEIPT_NAMESPACE, Receipt, State, Tx, TxBody, TxError, TxKind, VERDICT_NAMESPACE, Verdict,
-    admit, verify_proof,
+    EVIDENCE_WINDOW_BLOCKS, Evidence, Genesis, Lease, RECEIPT_NAMESPACE, Receipt, State, Tx,
+    TxBody, TxError, TxKind, VERDICT_NAMESPACE, Verdict, admit, verify_proof,
 };
 use cairn_wire::{Attested, ContentId, Keypair, Signed};
 use proptest::prelude::*;
@@ -299,6 +298,7 @@ impl World {
                 task,
                 digest: ContentId::of(&[digest]),
                 fuel_used: fuel,
+                salt: [0; 32],
             },
         ))
     }
@@ -536,20 +536,21 @@ impl World {
                     ),
                 };
                 let provider = self.index_of(&lease.provider);
-                let opening = Signed::sign(
+                let receipt = Signed::sign(
                     &self.keys[provider],
-                    OPENING_NAMESPACE,
-                    Opening {
+                    RECEIPT_NAMESPACE,
+                    Receipt {
                         lease: lease.id(),
                         task,
                         digest: ContentId::of(&[u8::from(!right)]),
+                        fuel_used: 1,
                         salt: [7; 32],
                     },
                 );
                 self.body(
                     provider,
                     TxKind::Reveal {
-                        openings: vec![opening],
+                        receipts: vec![receipt],
                     },
                 )
                 .sign(&self.keys[provider])

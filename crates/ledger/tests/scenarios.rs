@@ -2,9 +2,9 @@
 
 use cairn_ledger::{
     ACCEPTANCE_NAMESPACE, Acceptance, Accepted, COMMIT_NAMESPACE, Capabilities, Commit,
-    EVIDENCE_WINDOW_BLOCKS, Evidence, Genesis, LEASE_BLOCKS_MAX, Lease, OPENING_NAMESPACE, Opening,
-    Params, RECEIPT_NAMESPACE, REVEAL_WINDOW_BLOCKS, Receipt, SettleOutcome, State, TxBody,
-    TxError, TxKind, VERDICT_NAMESPACE, Verdict, admit, admit_batch, decode,
+    EVIDENCE_WINDOW_BLOCKS, Evidence, Genesis, LEASE_BLOCKS_MAX, Lease, Params, RECEIPT_NAMESPACE,
+    REVEAL_WINDOW_BLOCKS, Receipt, SettleOutcome, State, TxBody, TxError, TxKind,
+    VERDICT_NAMESPACE, Verdict, admit, admit_batch, decode,
 };
 use cairn_wire::{Attested, ContentId, Keypair, ResultManifest, Signed};
 
@@ -125,6 +125,7 @@ impl Net {
                 task,
                 digest: ContentId::of(digest),
                 fuel_used: fuel,
+                salt: [0; 32],
             },
         )
     }
@@ -648,6 +649,7 @@ fn receipts_outside_their_lease_or_forged_pay_nothing() {
             task: 0,
             digest: ContentId::of(b"x"),
             fuel_used: 1_000,
+            salt: [0; 32],
         },
     );
     // A lease that was never recorded.
@@ -1005,14 +1007,22 @@ fn commit(net: &Net, lease: &Lease, task: u64, digest: &[u8], salt: [u8; 32]) ->
     )
 }
 
-fn opening(net: &Net, lease: &Lease, task: u64, digest: &[u8], salt: [u8; 32]) -> Signed<Opening> {
+/// The provider's receipt for `digest`, revealing `salt`.
+fn revealing(
+    net: &Net,
+    lease: &Lease,
+    task: u64,
+    digest: &[u8],
+    salt: [u8; 32],
+) -> Signed<Receipt> {
     Signed::sign(
         &net.provider,
-        OPENING_NAMESPACE,
-        Opening {
+        RECEIPT_NAMESPACE,
+        Receipt {
             lease: lease.id(),
             task,
             digest: ContentId::of(digest),
+            fuel_used: 1_000,
             salt,
         },
     )
@@ -1081,6 +1091,7 @@ fn a_wrong_result_is_slashed_the_winner_and_the_judges_rewarded_and_paid_receipt
                 task: 5,
                 digest: ContentId::of(digest),
                 fuel_used: 2_000_000_000,
+                salt: [0; 32],
             },
         )
     };
@@ -1274,7 +1285,7 @@ fn a_validator_that_is_a_party_is_not_paid_for_judging() {
 }
 
 #[test]
-fn an_opening_that_does_not_open_its_commit_is_slashed() {
+fn a_receipt_that_does_not_open_its_commit_is_slashed() {
     let mut net = Net::new();
     let requester = net.requester.clone();
     net.register();
@@ -1288,11 +1299,11 @@ fn an_opening_that_does_not_open_its_commit_is_slashed() {
     .unwrap();
     let lease = net.lease(1_000);
     let committed = commit(&net, &lease, 1, b"junk", [4; 32]);
-    // The honest opening proves nothing.
-    let honest = opening(&net, &lease, 1, b"junk", [4; 32]);
+    // The honest receipt proves nothing.
+    let honest = revealing(&net, &lease, 1, b"junk", [4; 32]);
     let evidence = Evidence::BadReveal {
         commit: committed.clone(),
-        opening: honest,
+        receipt: honest,
     };
     assert_eq!(
         net.send(
@@ -1302,13 +1313,13 @@ fn an_opening_that_does_not_open_its_commit_is_slashed() {
             }
         )
         .unwrap_err(),
-        TxError::BadEvidence("the opening opens the commit")
+        TxError::BadEvidence("the receipt opens the commit")
     );
     // A copier reveals someone else's digest under its own commit.
-    let copied = opening(&net, &lease, 1, b"someone else's", [4; 32]);
+    let copied = revealing(&net, &lease, 1, b"someone else's", [4; 32]);
     let evidence = Evidence::BadReveal {
         commit: committed,
-        opening: copied,
+        receipt: copied,
     };
     let stake = net.state.provider(&net.provider.public()).unwrap().stake;
     net.send(
@@ -1326,7 +1337,7 @@ fn an_opening_that_does_not_open_its_commit_is_slashed() {
 
 /// A challenge locks the requester's bond and gives the provider a window
 /// of both blocks and time: a chain that runs fast cannot close it early
-/// on a provider that is away. Openings answer many challenges at once;
+/// on a provider that is away. Receipts answer many challenges at once;
 /// answered, the bond is burned (the challenge had no cause); left
 /// unanswered past the window, the provider is slashed and the bond
 /// returns.
@@ -1396,35 +1407,35 @@ fn a_challenged_commit_must_be_opened_within_the_window() {
         net.send(&requester, no_reveal(1)).unwrap_err(),
         TxError::BadEvidence("the reveal window is still open")
     );
-    // A wrong opening answers nothing; alone, it is refused...
-    let wrong = opening(&net, &lease, 2, b"other", [6; 32]);
-    let right = opening(&net, &lease, 2, b"result", [6; 32]);
-    let also_right = opening(&net, &lease, 3, b"result", [7; 32]);
+    // A wrong receipt answers nothing; alone, it is refused...
+    let wrong = revealing(&net, &lease, 2, b"other", [6; 32]);
+    let right = revealing(&net, &lease, 2, b"result", [6; 32]);
+    let also_right = revealing(&net, &lease, 3, b"result", [7; 32]);
     assert_eq!(
         net.send(
             &requester,
             TxKind::Reveal {
-                openings: vec![wrong.clone()]
+                receipts: vec![wrong.clone()]
             }
         )
         .unwrap_err(),
-        TxError::BadEvidence("the opening does not open the commit")
+        TxError::BadEvidence("the receipt does not open the commit")
     );
     // ...and beside right ones it does not hold them up. Right ones answer,
-    // from anyone, several in one transaction (and an opening repeated is
+    // from anyone, several in one transaction (and a receipt repeated is
     // passed over).
     let burned = net.state.burned();
     net.send(
         &net.other.clone(),
         TxKind::Reveal {
-            openings: vec![wrong, also_right],
+            receipts: vec![wrong, also_right],
         },
     )
     .unwrap();
     net.send(
         &net.other.clone(),
         TxKind::Reveal {
-            openings: vec![right.clone(), right.clone()],
+            receipts: vec![right.clone(), right.clone()],
         },
     )
     .unwrap();
@@ -1437,11 +1448,11 @@ fn a_challenged_commit_must_be_opened_within_the_window() {
         net.send(
             &net.other.clone(),
             TxKind::Reveal {
-                openings: vec![right]
+                receipts: vec![right]
             }
         )
         .unwrap_err(),
-        TxError::BadEvidence("no challenge open to these openings")
+        TxError::BadEvidence("no challenge open to these receipts")
     );
 
     // A hundred blocks are not enough while the window's time lasts: a
@@ -1453,16 +1464,16 @@ fn a_challenged_commit_must_be_opened_within_the_window() {
     );
     net.state.begin_block(deadlines.0 + 2, deadlines.1 + 1);
     // Once the window is over, a late reveal cannot race the claim.
-    let late = opening(&net, &lease, 1, b"result", [5; 32]);
+    let late = revealing(&net, &lease, 1, b"result", [5; 32]);
     assert_eq!(
         net.send(
             &net.other.clone(),
             TxKind::Reveal {
-                openings: vec![late]
+                receipts: vec![late]
             }
         )
         .unwrap_err(),
-        TxError::BadEvidence("no challenge open to these openings")
+        TxError::BadEvidence("no challenge open to these receipts")
     );
     let stake = net.state.provider(&net.provider.public()).unwrap().stake;
     assert_eq!(
@@ -1486,7 +1497,7 @@ fn a_challenged_commit_must_be_opened_within_the_window() {
         "a challenge with cause gets its bond back"
     );
     // Past its lease a commit can no longer be challenged: its provider
-    // need not keep the opening forever.
+    // need not keep the receipt forever.
     net.state
         .begin_block(lease.expires_height + 1, deadlines.1 + 2);
     let late = commit(&net, &lease, 4, b"result", [8; 32]);
@@ -1651,6 +1662,7 @@ fn a_receipt_misstating_its_results_fuel_is_slashed_and_burned() {
                 task: 2,
                 digest,
                 fuel_used,
+                salt: [0; 32],
             },
         )
     };

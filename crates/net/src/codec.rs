@@ -16,9 +16,10 @@ use crate::stats::{Counters, bump};
 
 /// The protocol name negotiated for requests. Its version changes with the
 /// encoding of the market's messages (3: a task's own fuel, and the terms'
-/// least; 4: a task's own inputs), so nodes that could not read each
+/// least; 4: a task's own inputs; 5: the receipt opens the commitment),
+/// so nodes that could not read each
 /// other do not connect.
-pub const RPC_PROTOCOL: StreamProtocol = StreamProtocol::new("/cairn/rpc/4");
+pub const RPC_PROTOCOL: StreamProtocol = StreamProtocol::new("/cairn/rpc/5");
 
 /// Length-prefixed opaque bytes, with separate limits for the two directions.
 #[derive(Clone)]

@@ -9,7 +9,7 @@
 //!   every subscriber. The application must judge each received message with
 //!   [`Network::report`]; only accepted messages are forwarded, and rejected
 //!   ones lower the sender's score until it is cut off.
-//! - **requests** (request-response on `/cairn/rpc/4`): one message each way,
+//! - **requests** (request-response on `/cairn/rpc/5`): one message each way,
 //!   length-prefixed, with separate size limits for requests and responses
 //!   and a timeout that bounds the whole exchange.
 //!

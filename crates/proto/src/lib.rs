@@ -19,7 +19,7 @@ mod submission;
 
 pub use adjudication::{CASE_CLAIMS_MAX, CLAIM_NAMESPACE, Case, Party, TraceClaim, run_digest};
 use bytes::BufMut;
-use cairn_ledger::{Acceptance, Commit, Lease, Opening, Receipt};
+use cairn_ledger::{Acceptance, Commit, Lease, Receipt};
 use cairn_market::Bid;
 use cairn_wire::codec::{Buf, Encode, EncodeSize, Error as CodecError, Read, ReadExt, Write};
 use cairn_wire::{ContentId, Signature, Signed, text};
@@ -192,12 +192,11 @@ impl Assignment {
 pub enum Report {
     /// It ran; here is the signed commitment to its result.
     Committed(Signed<Commit>),
-    /// The result, as asked: the opening of the commitment, the signed
-    /// receipt and the files it wrote.
+    /// The result, as asked: the signed receipt, which opens the
+    /// commitment, and the files it wrote.
     Revealed {
-        /// Opens the commitment.
-        opening: Signed<Opening>,
-        /// Signed by the provider; what settlement pays on.
+        /// Signed by the provider: opens the commitment, and is what
+        /// settlement pays on.
         receipt: Signed<Receipt>,
         /// How it ended, as its manifest encodes it: the kind of ending
         /// (`cairn_exec::Outcome::code`, 0 for an exit)…
@@ -604,7 +603,6 @@ impl Write for Report {
                 commit.write(buf);
             }
             Report::Revealed {
-                opening,
                 receipt,
                 code,
                 exit,
@@ -614,7 +612,6 @@ impl Write for Report {
                 stderr,
             } => {
                 2u8.write(buf);
-                opening.write(buf);
                 receipt.write(buf);
                 code.write(buf);
                 exit.write(buf);
@@ -637,7 +634,6 @@ impl EncodeSize for Report {
         1 + match self {
             Report::Committed(commit) => commit.encode_size(),
             Report::Revealed {
-                opening,
                 receipt,
                 outcome,
                 outputs,
@@ -645,8 +641,7 @@ impl EncodeSize for Report {
                 stderr,
                 ..
             } => {
-                opening.encode_size()
-                    + receipt.encode_size()
+                receipt.encode_size()
                     + 1
                     + 4
                     + text::encode_size(outcome)
@@ -669,7 +664,6 @@ impl Read for Report {
                 reason: read_text(buf)?,
             }),
             2 => Ok(Report::Revealed {
-                opening: Signed::<Opening>::read(buf)?,
                 receipt: Signed::<Receipt>::read(buf)?,
                 code: u8::read(buf)?,
                 exit: i32::read(buf)?,
@@ -1034,6 +1028,7 @@ mod tests {
                 task: 7,
                 digest: ContentId::of(b"result"),
                 fuel_used: 1_234,
+                salt: [0; 32],
             },
         )
     }
@@ -1132,16 +1127,6 @@ mod tests {
                         },
                     )),
                     Report::Revealed {
-                        opening: Signed::sign(
-                            &Keypair::from_seed([1; 32]),
-                            cairn_ledger::OPENING_NAMESPACE,
-                            Opening {
-                                lease: ContentId::of(b"lease"),
-                                task: 7,
-                                digest: ContentId::of(b"result"),
-                                salt: [4; 32],
-                            },
-                        ),
                         receipt: receipt(),
                         code: 0,
                         exit: 0,

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cairn_ledger::{ACCEPTANCE_NAMESPACE, Acceptance, COMMIT_NAMESPACE, Commit, Lease, Opening};
+use cairn_ledger::{ACCEPTANCE_NAMESPACE, Acceptance, COMMIT_NAMESPACE, Commit, Lease, Receipt};
 use cairn_proto::{self as proto, Assignment, Report, Response};
 use cairn_verify::{Commitment, Reveal};
 use cairn_wire::{ContentId, Keypair, PublicKey, Signed};
@@ -108,14 +108,12 @@ pub struct Awaiting {
 pub enum Write {
     /// Keep a task's report (restored through [`LeaseWork::new`]).
     Report(Box<Report>),
-    /// Keep what opens the commitment to `digest` for `task` until the
-    /// lease, which lives until `expires_height`, can no longer be
-    /// challenged on the ledger.
+    /// Keep the signed receipt that opens the commitment to a result
+    /// until the lease, which lives until `expires_height`, can no longer
+    /// be challenged on the ledger: it is the answer to a challenge.
     Answer {
-        /// The task.
-        task: u64,
-        /// The committed result.
-        digest: ContentId,
+        /// The receipt (its task and result).
+        receipt: Signed<Receipt>,
         /// The lease's last height.
         expires_height: u64,
     },
@@ -322,11 +320,9 @@ impl LeaseWork {
         }
         self.task_ms = 0.7 * self.task_ms + 0.3 * took_ms;
         self.writes.push(Write::Report(Box::new(report.clone())));
-        if let Report::Revealed { opening, .. } = &report {
-            let o = opening.payload_unchecked();
+        if let Report::Revealed { receipt, .. } = &report {
             self.writes.push(Write::Answer {
-                task: o.task,
-                digest: o.digest,
+                receipt: receipt.clone(),
                 expires_height: self.expires_height,
             });
         }
@@ -369,8 +365,8 @@ impl LeaseWork {
     }
 
     fn queue(&mut self, report: Report) {
-        if let Report::Revealed { opening, .. } = &report {
-            self.unsent.push(commitment_to(&self.key, opening));
+        if let Report::Revealed { receipt, .. } = &report {
+            self.unsent.push(commitment_to(&self.key, receipt));
             self.sealed.insert(report.task(), report);
         } else {
             self.unsent.push(report);
@@ -676,20 +672,20 @@ impl LeaseWork {
     }
 }
 
-/// The signed commitment to the result `opening` opens.
-fn commitment_to(key: &Keypair, opening: &Signed<Opening>) -> Report {
-    let o = opening.payload_unchecked();
+/// The signed commitment to the result `receipt` opens.
+fn commitment_to(key: &Keypair, receipt: &Signed<Receipt>) -> Report {
+    let r = receipt.payload_unchecked();
     let reveal = Reveal {
-        digest: o.digest,
-        salt: o.salt,
+        digest: r.digest,
+        salt: r.salt,
     };
     let commitment = Commitment::new(&key.public(), &reveal).0;
     Report::Committed(Signed::sign(
         key,
         COMMIT_NAMESPACE,
         Commit {
-            lease: o.lease,
-            task: o.task,
+            lease: r.lease,
+            task: r.task,
             commitment,
         },
     ))

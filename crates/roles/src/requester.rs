@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_ledger::{
     ACCEPTANCE_NAMESPACE, Acceptance, Accepted, COMMIT_NAMESPACE, Commit, Evidence, Lease,
-    OPENING_NAMESPACE, RECEIPT_NAMESPACE, Receipt, TxKind,
+    RECEIPT_NAMESPACE, Receipt, TxKind,
 };
 use cairn_market::{
     Auction, Bid, BidRejection, Candidate, ORDER_NAMESPACE, Order, Outcome, Rng, SelectionParams,
@@ -1228,10 +1228,10 @@ impl RequesterCore {
         }
         job.broken_result(record)?;
         let key = (*job_id, record.task);
-        let o = revealed.opening.payload_unchecked();
+        let r = revealed.receipt.payload_unchecked();
         let reveal = Reveal {
-            digest: o.digest,
-            salt: o.salt,
+            digest: r.digest,
+            salt: r.salt,
         };
         if !self.verifier.opens(&key, sender, &reveal) {
             return Ok(Arrival::Judge);
@@ -1351,10 +1351,10 @@ impl RequesterCore {
             if let Some(tasks) = job.replicas.asks.get_mut(&sender) {
                 tasks.remove(&task);
             }
-            let o = revealed.opening.payload_unchecked();
+            let r = revealed.receipt.payload_unchecked();
             let reveal = Reveal {
-                digest: o.digest,
-                salt: o.salt,
+                digest: r.digest,
+                salt: r.salt,
             };
             job.replicas
                 .revealed
@@ -2082,14 +2082,7 @@ pub fn check_reports(
                 commit.signer(),
                 *commit.signature(),
             )),
-            Report::Revealed {
-                opening, receipt, ..
-            } => {
-                signed.push((
-                    opening.signing_bytes(OPENING_NAMESPACE),
-                    opening.signer(),
-                    *opening.signature(),
-                ));
+            Report::Revealed { receipt, .. } => {
                 signed.push((
                     receipt.signing_bytes(RECEIPT_NAMESPACE),
                     receipt.signer(),
@@ -2121,7 +2114,6 @@ pub fn check_reports(
                 }
             }
             Report::Revealed {
-                opening,
                 receipt,
                 code,
                 exit,
@@ -2130,7 +2122,7 @@ pub fn check_reports(
                 stdout,
                 stderr,
             } => {
-                let (o, r) = (opening.payload_unchecked(), receipt.payload_unchecked());
+                let r = receipt.payload_unchecked();
                 // The digest signed is the manifest's: rebuilt from the
                 // report, it binds the outputs delivered, the streams (where
                 // they are a result) and the fuel paid to what every
@@ -2155,17 +2147,10 @@ pub fn check_reports(
                         })
                         .collect(),
                 };
-                if !all_valid
-                    && (opening.verify(OPENING_NAMESPACE).is_err()
-                        || receipt.verify(RECEIPT_NAMESPACE).is_err())
-                {
+                if !all_valid && receipt.verify(RECEIPT_NAMESPACE).is_err() {
                     checked.bad_signatures += 1;
-                } else if opening.signer() != sender
-                    || receipt.signer() != sender
-                    || o.lease != lease
+                } else if receipt.signer() != sender
                     || r.lease != lease
-                    || o.task != r.task
-                    || o.digest != r.digest
                     || r.task >= u64::from(tasks)
                     // Names end up as paths on the requester's disk.
                     || outputs
@@ -2205,11 +2190,7 @@ pub fn check_reports(
                         stderr: stream_file("stderr", stderr),
                         receipt: cairn_wire::hex(&receipt.to_bytes()),
                     };
-                    checked.reveals.push(Revealed {
-                        record,
-                        receipt,
-                        opening,
-                    });
+                    checked.reveals.push(Revealed { record, receipt });
                 }
             }
             Report::Failed { task, .. } if task >= tasks => checked.refused += 1,
@@ -2264,7 +2245,7 @@ fn evidence(
                 effects.txs.push(TxKind::Slash {
                     evidence: Box::new(Evidence::BadReveal {
                         commit: commit.clone(),
-                        opening: revealed.opening.clone(),
+                        receipt: revealed.receipt.clone(),
                     }),
                 });
             }

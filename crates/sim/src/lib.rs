@@ -35,8 +35,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use cairn_job::VerifyPolicy;
 use cairn_ledger::{
     ACCEPTANCES_PER_CLAIM_MAX, Acceptance, Capabilities, Evidence, Genesis, Lease,
-    OPENING_NAMESPACE, Opening, RECEIPT_NAMESPACE, REVEAL_WINDOW_BLOCKS, REVEALS_PER_TX_MAX,
-    Receipt, SettleOutcome, State, TxBody, TxKind, admit,
+    RECEIPT_NAMESPACE, RECEIPTS_PER_SETTLE, REVEAL_WINDOW_BLOCKS, REVEALS_PER_TX_MAX, Receipt,
+    SettleOutcome, State, TxBody, TxKind, admit,
 };
 use cairn_market::{BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, Rng, ScalePricing, drawn};
 use cairn_proto::{
@@ -73,8 +73,6 @@ const PRICE: u64 = 100;
 /// budget or stake here, and few enough that a million accounts' add up
 /// to less than the ledger's limit (2^64 µCAIRN).
 const BALANCE: u64 = 10_000_000_000_000;
-/// Receipts per settlement transaction, as the node sends them.
-const RECEIPTS_PER_SETTLE: usize = 40;
 
 /// How a simulated provider behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -467,9 +465,12 @@ struct Provider {
     /// Tasks waiting for a slot, and how many run.
     queue: VecDeque<(ContentId, Assignment)>,
     busy: u32,
-    /// What opens each commitment it made, (lease, task) → digest: kept on
-    /// disk beyond the lease, to answer challenges.
-    answers: BTreeMap<(ContentId, u64), ContentId>,
+    /// What opens each commitment it made, (lease, task) → (digest, fuel):
+    /// kept on disk beyond the lease, to answer challenges with the same
+    /// receipt (signed again: ed25519 signs deterministically), where the
+    /// node keeps the signed receipt itself (a simulation of a million
+    /// tasks keeps 40 bytes a result instead of 200).
+    answers: BTreeMap<(ContentId, u64), (ContentId, u64)>,
     /// Challenges answered in this life: (lease, task, deadline).
     revealed: BTreeSet<(ContentId, u64, u64)>,
 }
@@ -1620,8 +1621,8 @@ impl Sim {
             Next::Pull(pull) => {
                 let disk = p.disk.get_mut(&lease).expect("on disk");
                 for write in pull.writes {
-                    if let Some((task, digest)) = disk.write(write) {
-                        p.answers.insert((lease, task), digest);
+                    if let Some((task, answer)) = disk.write(write) {
+                        p.answers.insert((lease, task), answer);
                     }
                 }
                 held.pulling = true;
@@ -1675,8 +1676,8 @@ impl Sim {
                 let mut held = p.leases.remove(&lease).expect("held above");
                 let mut disk = p.disk.remove(&lease).expect("on disk");
                 for write in held.work.take_writes() {
-                    if let Some((task, digest)) = disk.write(write) {
-                        p.answers.insert((lease, task), digest);
+                    if let Some((task, answer)) = disk.write(write) {
+                        p.answers.insert((lease, task), answer);
                     }
                 }
                 // Paid for what the requester accepted, whether or not it
@@ -2014,25 +2015,19 @@ impl Sim {
             // list, and the same commitment may be challenged again (with
             // another deadline).
             p.revealed.retain(|key| open.contains(key));
-            let mut openings = Vec::new();
+            let mut receipts = Vec::new();
             for (lease, task, deadline) in open {
-                let Some(&digest) = p.answers.get(&(lease, task)) else {
+                let Some(&(digest, fuel_used)) = p.answers.get(&(lease, task)) else {
                     continue;
                 };
                 if !p.revealed.insert((lease, task, deadline)) {
                     continue;
                 }
-                let opening = Opening {
-                    lease,
-                    task,
-                    digest,
-                    salt: cairn_verify::salt(&p.key, &lease, task),
-                };
-                openings.push(Signed::sign(&p.key, OPENING_NAMESPACE, opening));
+                receipts.push(receipt(&p.key, lease, task, digest, fuel_used));
             }
-            for chunk in openings.chunks(REVEALS_PER_TX_MAX) {
+            for chunk in receipts.chunks(REVEALS_PER_TX_MAX) {
                 let reveal = TxKind::Reveal {
-                    openings: chunk.to_vec(),
+                    receipts: chunk.to_vec(),
                 };
                 self.pending_txs.push((p.key.clone(), reveal, None));
             }
@@ -2077,7 +2072,7 @@ impl Sim {
             let open = matches!(kind, TxKind::OpenEscrow { .. });
             let claim = matches!(kind, TxKind::Claim { .. });
             let openings = match &kind {
-                TxKind::Reveal { openings } => openings.len() as u64,
+                TxKind::Reveal { receipts } => receipts.len() as u64,
                 _ => 0,
             };
             let no_reveal = matches!(&kind, TxKind::Slash { evidence }
@@ -2400,25 +2395,29 @@ fn bidder(me: PublicKey, slots: u32) -> Bidder {
     Bidder::new(me, offer, Box::new(ScalePricing::default()), u64::MAX)
 }
 
-/// A provider's sealed result of `task` under `lease`: its opening and
-/// receipt signed, the salt derived as the node derives it.
-fn sealed(key: &Keypair, lease: ContentId, task: u32, m: &ResultManifest) -> Report {
-    let digest = m.digest();
-    let opening = Opening {
-        lease,
-        task: u64::from(task),
-        digest,
-        salt: cairn_verify::salt(key, &lease, u64::from(task)),
-    };
+/// `key`'s signed receipt for `digest` as the result of `task` under
+/// `lease`, the salt derived as the node derives it.
+fn receipt(
+    key: &Keypair,
+    lease: ContentId,
+    task: u64,
+    digest: ContentId,
+    fuel_used: u64,
+) -> Signed<Receipt> {
     let receipt = Receipt {
         lease,
-        task: u64::from(task),
+        task,
         digest,
-        fuel_used: m.fuel_used,
+        fuel_used,
+        salt: cairn_verify::salt(key, &lease, task),
     };
+    Signed::sign(key, RECEIPT_NAMESPACE, receipt)
+}
+
+/// A provider's sealed result of `task` under `lease`.
+fn sealed(key: &Keypair, lease: ContentId, task: u32, m: &ResultManifest) -> Report {
     Report::Revealed {
-        opening: Signed::sign(key, OPENING_NAMESPACE, opening),
-        receipt: Signed::sign(key, RECEIPT_NAMESPACE, receipt),
+        receipt: receipt(key, lease, u64::from(task), m.digest(), m.fuel_used),
         code: m.code,
         exit: m.exit,
         outcome: m.text.clone(),
@@ -2438,8 +2437,8 @@ fn sealed(key: &Keypair, lease: ContentId, task: u32, m: &ResultManifest) -> Rep
 
 impl Disk {
     /// Makes one of its lease core's writes; an answer to keep beyond the
-    /// lease (what opens a commitment: task and digest) is returned.
-    fn write(&mut self, write: lease_work::Write) -> Option<(u64, ContentId)> {
+    /// lease (what opens a commitment: task, digest and fuel) is returned.
+    fn write(&mut self, write: lease_work::Write) -> Option<(u64, (ContentId, u64))> {
         match write {
             lease_work::Write::Report(report) => {
                 self.reports.insert(report.task(), *report);
@@ -2447,7 +2446,10 @@ impl Disk {
             lease_work::Write::Forget(task) => {
                 self.reports.remove(&task);
             }
-            lease_work::Write::Answer { task, digest, .. } => return Some((task, digest)),
+            lease_work::Write::Answer { receipt, .. } => {
+                let r = receipt.payload_unchecked();
+                return Some((r.task, (r.digest, r.fuel_used)));
+            }
             lease_work::Write::Awaiting(awaiting) => {
                 self.awaiting.insert(awaiting.task, awaiting);
             }

@@ -18,8 +18,9 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 
 /// The version of the encoding of every record this build writes: the byte
 /// each stored value starts with. Raise it when any role's record encoding
-/// changes.
-pub const RECORD_VERSION: u8 = 1;
+/// changes (2: a result's signed receipt opens its commitment, so reports
+/// carry no separate opening and answers to challenges keep the receipt).
+pub const RECORD_VERSION: u8 = 2;
 
 /// The store's own facts: its record format, under [`FORMAT_KEY`].
 const META: TableDefinition<'static, &'static [u8], &'static [u8]> = TableDefinition::new("meta");
@@ -323,7 +324,7 @@ mod tests {
             let t = txn.open_table(Table::Jobs.definition()).unwrap();
             t.get(&b"a"[..]).unwrap().map(|v| v.value().to_vec())
         };
-        assert_eq!(raw(&path), Some(b"\x01job".to_vec()));
+        assert_eq!(raw(&path), Some([&[RECORD_VERSION][..], b"job"].concat()));
         assert_eq!(
             Db::open(&path).unwrap().get(Table::Jobs, b"a").unwrap(),
             Some(b"job".to_vec())
@@ -347,10 +348,11 @@ mod tests {
 
         // A store of another format, or of records without a format (as
         // every store was before), is refused at opening.
-        rewrite(&path, META, FORMAT_KEY, &[2]);
+        rewrite(&path, META, FORMAT_KEY, &[RECORD_VERSION - 1]);
         let refused = Db::open(&path).err().unwrap().to_string();
+        let earlier = format!("in format {}", RECORD_VERSION - 1);
         assert!(
-            refused.contains("in format 2") && refused.contains("Move the folder aside"),
+            refused.contains(&earlier) && refused.contains("Move the folder aside"),
             "{refused}"
         );
         let legacy = dir.path().join("legacy.redb");

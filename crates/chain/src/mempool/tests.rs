@@ -249,7 +249,7 @@ fn a_provider_with_nothing_but_liable_stake_may_still_reveal() {
         kind,
     };
     let reveal = || TxKind::Reveal {
-        openings: Vec::new(),
+        receipts: Vec::new(),
     };
     pool.check(&state, provider.public(), &tx(&provider, reveal()), 100)
         .expect("a liable provider may answer");

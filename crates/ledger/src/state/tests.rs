@@ -100,6 +100,7 @@ impl World {
                 task,
                 digest: ContentId::of(&[0]),
                 fuel_used: fuel,
+                salt: [0; 32],
             },
         )
     }

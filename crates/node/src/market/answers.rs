@@ -3,9 +3,8 @@
 //! A requester holding one of the provider's signed commits can post it on
 //! the ledger as a `Challenge`; if no `Reveal` opens it within the window,
 //! the commit becomes `NoReveal` evidence and the provider is slashed. So
-//! the provider keeps, for every commitment it made, what opens it (the
-//! digest: the salt is derived again from its key, the lease and the task),
-//! persisted in the same batch as the report before the commit is sent, and
+//! the provider keeps, for every commitment it made, the signed receipt
+//! that opens it, persisted in the same batch as the report before the commit is sent, and
 //! a watcher answers every open challenge against it, the earliest
 //! deadline first and many in one transaction. An answer is kept until
 //! its lease can no longer be challenged (it expired, and its evidence
@@ -16,10 +15,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_ledger::{
-    EVIDENCE_WINDOW_BLOCKS, OPENING_NAMESPACE, Opening, REVEALS_PER_TX_MAX, TxKind,
-};
+use cairn_ledger::{EVIDENCE_WINDOW_BLOCKS, REVEALS_PER_TX_MAX, Receipt, TxKind};
 use cairn_store::{Op, Table};
+use cairn_wire::codec::Encode;
 use cairn_wire::{ContentId, Signed};
 
 use super::Shared;
@@ -35,12 +33,13 @@ const PRUNE_EVERY_BLOCKS: u64 = 100;
 /// leaves four more tries.
 const REVEAL_AGAIN_BLOCKS: u64 = 20;
 
-/// What opens the commitment to `digest` for `task` under `lease`, kept
-/// while the ledger keeps the lease (which lives until `expires_height`).
-pub(super) fn keep(lease: &ContentId, task: u64, digest: &ContentId, expires_height: u64) -> Op {
-    let mut value = digest.as_bytes().to_vec();
-    value.extend_from_slice(&expires_height.to_be_bytes());
-    Op::Put(Table::Answers, key(lease, task), value)
+/// The signed receipt that opens a commitment, kept while the ledger keeps
+/// its lease (which lives until `expires_height`).
+pub(super) fn keep(receipt: &Signed<Receipt>, expires_height: u64) -> Op {
+    let r = receipt.payload_unchecked();
+    let mut value = expires_height.to_be_bytes().to_vec();
+    value.extend_from_slice(&receipt.encode());
+    Op::Put(Table::Answers, key(&r.lease, r.task), value)
 }
 
 fn key(lease: &ContentId, task: u64) -> Vec<u8> {
@@ -49,37 +48,18 @@ fn key(lease: &ContentId, task: u64) -> Vec<u8> {
     key
 }
 
-/// A stored answer: the digest and the lease's expiry height.
-fn decode(value: &[u8]) -> Option<(ContentId, u64)> {
-    let digest: [u8; 32] = value.get(..32)?.try_into().ok()?;
-    let expires: [u8; 8] = value.get(32..40)?.try_into().ok()?;
-    Some((ContentId::from_digest(digest), u64::from_be_bytes(expires)))
+/// A stored answer: the receipt and the lease's expiry height.
+fn decode(value: &[u8]) -> Option<(Signed<Receipt>, u64)> {
+    let expires: [u8; 8] = value.get(..8)?.try_into().ok()?;
+    let receipt = Signed::<Receipt>::from_bytes(value.get(8..)?, &()).ok()?;
+    Some((receipt, u64::from_be_bytes(expires)))
 }
 
 /// The digest this provider committed to for `task` of `lease`, if it
 /// still keeps it.
 pub(super) fn committed(shared: &Shared, lease: &ContentId, task: u64) -> Option<ContentId> {
     let stored = shared.db.get(Table::Answers, &key(lease, task)).ok()??;
-    decode(&stored).map(|(digest, _)| digest)
-}
-
-/// The signed opening of this provider's commitment for `task` of `lease`.
-pub(super) fn opening(
-    shared: &Shared,
-    lease: ContentId,
-    task: u64,
-    digest: ContentId,
-) -> Signed<Opening> {
-    Signed::sign(
-        &shared.key,
-        OPENING_NAMESPACE,
-        Opening {
-            lease,
-            task,
-            digest,
-            salt: cairn_verify::salt(&shared.key, &lease, task),
-        },
-    )
+    decode(&stored).map(|(receipt, _)| receipt.payload_unchecked().digest)
 }
 
 /// Answers every open challenge against this provider, for as long as the
@@ -103,10 +83,10 @@ pub(super) async fn watch(shared: Arc<Shared>) {
             .iter()
             .map(|c| (c.lease, c.task, c.deadline))
             .collect();
-        let mut openings = Vec::new();
+        let mut receipts = Vec::new();
         for (lease, task, deadline) in unanswered(&mut answered, open, height) {
             let stored = shared.db.get(Table::Answers, &key(&lease, task));
-            let Some((digest, _)) = stored.ok().flatten().as_deref().and_then(decode) else {
+            let Some((receipt, _)) = stored.ok().flatten().as_deref().and_then(decode) else {
                 // Not a commit this node made, or one made before answers
                 // were kept: nothing can open it.
                 tracing::error!(
@@ -119,18 +99,18 @@ pub(super) async fn watch(shared: Arc<Shared>) {
                 "answering a challenge on task {task} of lease {} (due after block {deadline})",
                 lease.short()
             );
-            openings.push((deadline, opening(&shared, lease, task, digest)));
+            receipts.push((deadline, receipt));
         }
         // The earliest deadlines first, as listed.
-        for chunk in openings.chunks(REVEALS_PER_TX_MAX) {
+        for chunk in receipts.chunks(REVEALS_PER_TX_MAX) {
             let reveal = TxKind::Reveal {
-                openings: chunk.iter().map(|(_, o)| o.clone()).collect(),
+                receipts: chunk.iter().map(|(_, r)| r.clone()).collect(),
             };
             if let Err(e) = shared.ledger.send(reveal) {
                 tracing::warn!("revealing {} commitments: {e}", chunk.len());
-                for (deadline, o) in chunk {
-                    let o = o.payload_unchecked();
-                    answered.remove(&(o.lease, o.task, *deadline));
+                for (deadline, r) in chunk {
+                    let r = r.payload_unchecked();
+                    answered.remove(&(r.lease, r.task, *deadline));
                 }
             }
         }
@@ -203,11 +183,27 @@ fn stale(all: Vec<cairn_store::Record>, height: u64, challenged: &BTreeSet<Conte
 
 #[cfg(test)]
 mod tests {
+    use cairn_ledger::RECEIPT_NAMESPACE;
+    use cairn_wire::Keypair;
+
     use super::*;
 
+    fn receipt(lease: &[u8]) -> Signed<Receipt> {
+        Signed::sign(
+            &Keypair::from_seed([3; 32]),
+            RECEIPT_NAMESPACE,
+            Receipt {
+                lease: ContentId::of(lease),
+                task: 3,
+                digest: ContentId::of(b"d"),
+                fuel_used: 9,
+                salt: [5; 32],
+            },
+        )
+    }
+
     fn record(lease: &[u8], expires: u64) -> cairn_store::Record {
-        let Op::Put(_, key, value) = keep(&ContentId::of(lease), 3, &ContentId::of(b"d"), expires)
-        else {
+        let Op::Put(_, key, value) = keep(&receipt(lease), expires) else {
             unreachable!("keep puts")
         };
         (key, value)
@@ -252,7 +248,7 @@ mod tests {
     #[test]
     fn answers_outlive_their_lease_by_the_evidence_window_and_their_challenges() {
         let (_, value) = record(b"a", 50);
-        assert_eq!(decode(&value), Some((ContentId::of(b"d"), 50)));
+        assert_eq!(decode(&value), Some((receipt(b"a"), 50)));
         let all = vec![
             record(b"expired long ago", 10),
             record(b"in its window", 50),

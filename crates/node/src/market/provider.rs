@@ -1289,22 +1289,20 @@ impl Provider {
                 return failed(format!("storing {name}: {e}"));
             }
         }
-        let digest = result.digest;
+        // The salt is derived, not drawn: running this task again (re-issued,
+        // or after a restart) signs the very same commit and receipt.
         let receipt = Signed::sign(
             &self.shared.key,
             RECEIPT_NAMESPACE,
             Receipt {
                 lease,
                 task: u64::from(task.task),
-                digest,
+                digest: result.digest,
                 fuel_used: result.fuel_used,
+                salt: cairn_verify::salt(&self.shared.key, &lease, u64::from(task.task)),
             },
         );
-        // The salt is derived, not drawn: running this task again (re-issued,
-        // or after a restart) signs the very same commit and opening.
-        let opening = super::answers::opening(&self.shared, lease, u64::from(task.task), digest);
         let report = Report::Revealed {
-            opening,
             receipt,
             code: result.outcome.code(),
             exit: result.outcome.exit_status(),
@@ -1678,10 +1676,9 @@ fn write_ops(lease: &ContentId, write: Write) -> Vec<Op> {
             proto::to_bytes(&*report),
         )],
         Write::Answer {
-            task,
-            digest,
+            receipt,
             expires_height,
-        } => vec![super::answers::keep(lease, task, &digest, expires_height)],
+        } => vec![super::answers::keep(&receipt, expires_height)],
         Write::Forget(task) => vec![Op::Delete(Table::Reports, report_key(lease, task))],
         Write::Awaiting(awaiting) => {
             let mut value = awaiting.digest.as_bytes().to_vec();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use std::time::Duration;
 
-use cairn_ledger::{Lease, RECEIPT_NAMESPACE, Receipt, TxKind};
+use cairn_ledger::{Lease, RECEIPT_NAMESPACE, RECEIPTS_PER_SETTLE, Receipt, TxKind};
 use cairn_market::{Bid, Order};
 use cairn_net::PeerId;
 use cairn_roles::requester::{
@@ -25,8 +25,6 @@ use super::{Counters, FetchError, MarketConfig, Shared, fetch_blob, now_ms};
 
 use cairn_api::{JobStatus, TaskRecord};
 
-/// Receipts per settlement transaction: a transaction fits in 8 KiB.
-const RECEIPTS_PER_SETTLE: usize = 40;
 /// How long submitting a job waits for a block to lock its escrow before
 /// the job goes ahead with the escrow still queued.
 const ESCROW_WAIT: Duration = Duration::from_secs(60);
@@ -1369,6 +1367,7 @@ mod tests {
             task,
             digest: ContentId::of(b"result"),
             fuel_used: 1_000,
+            salt: [0; 32],
         }
     }
 

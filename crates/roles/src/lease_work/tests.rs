@@ -1,9 +1,7 @@
 //! A lease's pull loop, driven by hand: every decision the shell used to
 //! make between awaits, checked without a network or a clock.
 
-use cairn_ledger::{
-    ACCEPTANCE_NAMESPACE, Acceptance, OPENING_NAMESPACE, RECEIPT_NAMESPACE, Receipt,
-};
+use cairn_ledger::{ACCEPTANCE_NAMESPACE, Acceptance, RECEIPT_NAMESPACE, Receipt};
 
 use super::*;
 use cairn_proto::{FileRef, StreamRef};
@@ -66,16 +64,6 @@ fn tasks(answer_tasks: Vec<Assignment>) -> Result<Response, String> {
 fn result(index: u32) -> Report {
     let digest = ContentId::of(&index.to_be_bytes());
     Report::Revealed {
-        opening: Signed::sign(
-            &key(),
-            OPENING_NAMESPACE,
-            Opening {
-                lease: lease(),
-                task: u64::from(index),
-                digest,
-                salt: [9; 32],
-            },
-        ),
         receipt: Signed::sign(
             &key(),
             RECEIPT_NAMESPACE,
@@ -84,6 +72,7 @@ fn result(index: u32) -> Report {
                 task: u64::from(index),
                 digest,
                 fuel_used: 1,
+                salt: [9; 32],
             },
         ),
         code: 0,
@@ -307,8 +296,9 @@ fn a_result_is_sent_sealed_persisted_first_and_revealed_only_when_asked() {
     assert!(
         matches!(
             p.writes.as_slice(),
-            [Write::Report(report), Write::Answer { task: 7, .. }]
+            [Write::Report(report), Write::Answer { receipt, .. }]
                 if matches!(**report, Report::Revealed { .. })
+                    && receipt.payload_unchecked().task == 7
         ),
         "{:?}",
         p.writes
@@ -320,11 +310,11 @@ fn a_result_is_sent_sealed_persisted_first_and_revealed_only_when_asked() {
     let c = commit
         .verify(COMMIT_NAMESPACE)
         .expect("signed by the provider");
-    let Report::Revealed { opening, .. } = result(7) else {
+    let Report::Revealed { receipt, .. } = result(7) else {
         unreachable!()
     };
     assert!(
-        opening
+        receipt
             .payload_unchecked()
             .opens(&key().public(), &c.commitment)
     );

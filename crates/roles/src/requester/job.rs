@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_api::{JobState, JobStatus, TaskRecord};
-use cairn_ledger::{Commit, Lease, Opening, Receipt};
+use cairn_ledger::{Commit, Lease, Receipt};
 use cairn_market::{Auction, Order};
 use cairn_proto::{Assignment, Submission, Terms};
 use cairn_sched::{Blocked, Scheduler};
@@ -214,10 +214,9 @@ pub(super) const MISSTATED_MAX: usize = 1_024;
 pub struct Revealed {
     /// The result as it is kept once accepted.
     pub record: TaskRecord,
-    /// Its signed receipt: what pays for it.
+    /// Its signed receipt: what pays for it, and the opening of its
+    /// commitment.
     pub receipt: Signed<Receipt>,
-    /// Its signed opening of the commitment.
-    pub opening: Signed<Opening>,
 }
 
 impl Job {

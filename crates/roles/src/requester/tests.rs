@@ -250,20 +250,14 @@ fn committed(key: &Keypair, lease: &Lease, task: u32, fuel_used: u64) -> Report 
 fn revealed(key: &Keypair, lease: &Lease, task: u32, fuel_used: u64, claimed: u64) -> Report {
     let m = manifest(task, fuel_used);
     let digest = m.digest();
-    let opening = cairn_ledger::Opening {
-        lease: lease.id(),
-        task: u64::from(task),
-        digest,
-        salt: salt(key, lease, task),
-    };
     let receipt = Receipt {
         lease: lease.id(),
         task: u64::from(task),
         digest,
         fuel_used: claimed,
+        salt: salt(key, lease, task),
     };
     Report::Revealed {
-        opening: Signed::sign(key, OPENING_NAMESPACE, opening),
         receipt: Signed::sign(key, RECEIPT_NAMESPACE, receipt),
         code: 0,
         exit: 0,
@@ -788,7 +782,7 @@ fn a_reveal_over_the_tasks_limits_is_refused_before_anything_is_fetched() {
         core.reveal_arrived(T1 + 3, &job, &b, &reveal),
         Ok(Arrival::Ignore)
     );
-    // An opening of another result than the one committed to: judged at
+    // A receipt for another result than the one committed to: judged at
     // once, with nothing fetched.
     let other = revealed(&a, lease, 0, 501, 501);
     let lie = check_reports(a.public(), lease.id(), 1, Streams::Result, vec![other])

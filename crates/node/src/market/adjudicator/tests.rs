@@ -129,6 +129,7 @@ fn party(key: &Keypair, lease: &Lease, digest: &[u8], next: [u8; 32]) -> Party {
         task: 3,
         digest: ContentId::of(digest),
         fuel_used: 10,
+        salt: [0; 32],
     };
     let claim = TraceClaim {
         lease: lease.id(),
