@@ -21,8 +21,10 @@ const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("ledger_rows");
 const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("ledger_state");
 
 /// The version of the rows' encoding this build writes: the byte each
-/// stored row starts with. Raise it when a row's encoding changes.
-pub const ROW_VERSION: u8 = 1;
+/// stored row starts with. Raise it when a row's encoding, or what it
+/// means, changes (2: a settled result's row holds the fuel it was paid
+/// for, not the amount).
+pub const ROW_VERSION: u8 = 2;
 
 /// The store's own facts: its row format, under [`FORMAT_KEY`].
 const META: TableDefinition<&[u8], &[u8]> = TableDefinition::new("ledger_meta");

@@ -13,8 +13,9 @@ use crate::table::{Keys, Table};
 use crate::tx::{Capabilities, ENDPOINT_BYTES_MAX, Lease};
 use crate::{Account, Challenge, Escrow, Params, Provider, Reputation, State, root};
 
-/// Version of the snapshot format.
-const SNAPSHOT_VERSION: u8 = 6;
+/// Version of the snapshot format (7: a settled result's row holds the
+/// fuel it was paid for, not the amount).
+const SNAPSHOT_VERSION: u8 = 7;
 
 /// The most rows a snapshot may say it has before they are read (each row
 /// is at least a few bytes, so a real snapshot's count is bounded by its

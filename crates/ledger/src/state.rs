@@ -218,8 +218,9 @@ pub struct State {
     pub(crate) unbonding: Table<(u64, PublicKey), Amount>,
     pub(crate) escrows: Table<ContentId, Escrow>,
     pub(crate) leases: Table<ContentId, Lease>,
-    /// (lease, task) pairs already paid, with what the provider received.
-    pub(crate) settled: Table<(ContentId, u64), Amount>,
+    /// (lease, task) pairs already paid, with the fuel they were paid for
+    /// (what was paid follows from the lease's price: [`State::charge`]).
+    pub(crate) settled: Table<(ContentId, u64), u64>,
     /// (lease, task) pairs already punished.
     pub(crate) slashed: Keys<(ContentId, u64)>,
     /// (lease, task) pairs whose payment was taken back.
@@ -369,7 +370,20 @@ impl State {
 
     /// What the provider of `lease` was paid for `task`, if it was paid.
     pub fn paid(&self, lease: &ContentId, task: u64) -> Option<Amount> {
-        self.settled.get(&(*lease, task)).copied()
+        let fuel = *self.settled.get(&(*lease, task))?;
+        let (price, fee) = self.charge(self.leases.get(lease)?, fuel).ok()?;
+        Some(price - fee)
+    }
+
+    /// What `fuel` under `lease` costs its payer, and the protocol's fee
+    /// out of that: `fuel × price / 10^9`, and `fee_bps` of it. Both grow
+    /// with the fuel, as does what the provider keeps.
+    fn charge(&self, lease: &Lease, fuel: u64) -> Result<(Amount, Amount), TxError> {
+        let price = u128::from(fuel) * u128::from(lease.price_ucairn_per_gfuel) / 1_000_000_000;
+        let price = Amount::try_from(price).map_err(|_| TxError::Overflow("payment"))?;
+        let fee = Amount::try_from(u128::from(price) * u128::from(self.params.fee_bps) / 10_000)
+            .expect("a fee is at most the price");
+        Ok((price, fee))
     }
 
     /// Protocol fees collected.
@@ -948,8 +962,13 @@ impl State {
     /// to the fee pool. For `accepted` results (a claim), what the escrow
     /// cannot pay (closed, drained, or reopened by someone else under the
     /// same job id) comes from the requester's balance. A pair already
-    /// paid, fuel above the lease's maximum, or funds that cannot cover it
-    /// pay nothing.
+    /// paid for as much fuel or more, fuel above the lease's maximum, or
+    /// funds that cannot cover it pay nothing. A pair paid for less fuel
+    /// is paid the difference: each result is paid for the most fuel its
+    /// requester agreed to (posted as a provider's receipt, or signed in an
+    /// acceptance), so a requester that signs a second, smaller acceptance
+    /// of a result and claims it first does not shortchange its provider,
+    /// whose claim of the first pays the rest.
     fn pay(&mut self, items: Vec<Payable>, accepted: bool) -> Result<Vec<SettleOutcome>, TxError> {
         use std::collections::btree_map::Entry;
         // Plan every payment against copies, then commit: the transaction
@@ -959,7 +978,7 @@ impl State {
         // the same transaction ends with both.
         let mut escrows: BTreeMap<ContentId, Escrow> = BTreeMap::new();
         let mut balances: BTreeMap<PublicKey, Amount> = BTreeMap::new();
-        let mut paid_now: BTreeMap<(ContentId, u64), Amount> = BTreeMap::new();
+        let mut paid_now: BTreeMap<(ContentId, u64), u64> = BTreeMap::new();
         let mut payments: BTreeMap<PublicKey, (Amount, u64, u64)> = BTreeMap::new();
         let mut fees: Amount = 0;
         let mut outcomes = Vec::with_capacity(items.len());
@@ -973,7 +992,8 @@ impl State {
                 }
             };
             let key = (lease_id, task);
-            if self.settled.contains_key(&key) || paid_now.contains_key(&key) {
+            let paid_fuel = paid_now.get(&key).or(self.settled.get(&key)).copied();
+            if paid_fuel.is_some_and(|paid| paid >= fuel_used) {
                 outcomes.push(refuse("already settled"));
                 continue;
             }
@@ -981,9 +1001,14 @@ impl State {
                 outcomes.push(refuse("fuel above the lease's per-task maximum"));
                 continue;
             }
-            let price =
-                u128::from(fuel_used) * u128::from(lease.price_ucairn_per_gfuel) / 1_000_000_000;
-            let price = Amount::try_from(price).map_err(|_| TxError::Overflow("payment"))?;
+            let (mut price, mut fee) = self.charge(&lease, fuel_used)?;
+            if let Some(paid) = paid_fuel {
+                // What the fuel paid for before cost; the charge only grows
+                // with the fuel, so neither difference is negative.
+                let (paid_price, paid_fee) = self.charge(&lease, paid)?;
+                price -= paid_price;
+                fee -= paid_fee;
+            }
             let escrow = match escrows.entry(lease.job) {
                 Entry::Occupied(e) => Some(e.into_mut()),
                 Entry::Vacant(e) => self.escrows.get(&lease.job).map(|x| e.insert(*x)),
@@ -1013,19 +1038,17 @@ impl State {
                 }));
                 continue;
             }
-            let fee =
-                Amount::try_from(u128::from(price) * u128::from(self.params.fee_bps) / 10_000)
-                    .expect("a fee is at most the price");
             fees = fees.checked_add(fee).ok_or(TxError::Overflow("fees"))?;
             let entry = payments.entry(lease.provider).or_default();
             entry.0 = entry
                 .0
                 .checked_add(price - fee)
                 .ok_or(TxError::Overflow("payment"))?;
-            // At most one per item, and items are bounded per transaction.
-            entry.1 += 1;
-            entry.2 = entry.2.saturating_add(fuel_used);
-            paid_now.insert(key, price - fee);
+            // At most one per item, and items are bounded per transaction;
+            // a difference paid is no new task, and only its fuel is new.
+            entry.1 += u64::from(paid_fuel.is_none());
+            entry.2 = entry.2.saturating_add(fuel_used - paid_fuel.unwrap_or(0));
+            paid_now.insert(key, fuel_used);
             outcomes.push(SettleOutcome::Paid {
                 paid: price - fee,
                 fee,
@@ -1328,10 +1351,14 @@ impl State {
             .checked_sub(paid)
             .ok_or(TxError::Overflow("rewards above the penalty"))?;
         // What each clawed-back task paid the offender, and where it goes.
-        let refunds: Vec<(ContentId, Amount)> = clawback
+        let refunds = clawback
             .iter()
-            .map(|key| (self.leases[&key.0].job, self.settled[key]))
-            .collect();
+            .map(|key| {
+                let lease = &self.leases[&key.0];
+                let (price, fee) = self.charge(lease, self.settled[key])?;
+                Ok((lease.job, price - fee))
+            })
+            .collect::<Result<Vec<(ContentId, Amount)>, TxError>>()?;
         let refund_total: u128 = refunds.iter().map(|(_, a)| u128::from(*a)).sum();
         let take_total = Amount::try_from((u128::from(penalty) + refund_total).min(at_stake))
             .expect("bounded by the stake");

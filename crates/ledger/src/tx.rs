@@ -27,11 +27,11 @@ pub const RECEIPTS_PER_TX_MAX: usize = 4096;
 /// Acceptances one claim carries, at most.
 pub const ACCEPTANCES_PER_CLAIM_MAX: usize = 64;
 
-/// Receipts one `Settle` from a node carries: 36 signed receipts (208
+/// Receipts one `Settle` from a node carries: 36 signed receipts (209
 /// bytes each) and the transaction's own fields fit the 8 KiB a block
 /// takes of one transaction (`cairn_chain::TX_BYTES_MAX`).
 pub const RECEIPTS_PER_SETTLE: usize = 36;
-/// Most receipts one `Reveal` carries: 32 signed receipts (208 bytes
+/// Most receipts one `Reveal` carries: 32 signed receipts (209 bytes
 /// each) and the transaction's own fields fit the 8 KiB a block takes of
 /// one transaction (`cairn_chain::TX_BYTES_MAX`).
 pub const REVEALS_PER_TX_MAX: usize = 32;
@@ -135,11 +135,10 @@ pub enum TxKind {
     },
     /// Answer challenges (anyone may post a provider's receipts): each
     /// receipt that opens a commitment still challenged closes its
-    /// challenge, one
-    /// whose challenge is already closed is passed over, and one that does
-    /// not open its commitment refuses the whole transaction. Many in one
-    /// transaction, so that a provider answers a flood of challenges at the
-    /// pace they come.
+    /// challenge; one whose challenge is closed or past its window, or that
+    /// does not open its commitment, is passed over, and a transaction with
+    /// none that answers is refused. Many in one transaction, so that a
+    /// provider answers a flood of challenges at the pace they come.
     Reveal {
         /// Signed receipts, at most [`REVEALS_PER_TX_MAX`].
         receipts: Vec<Signed<Receipt>>,

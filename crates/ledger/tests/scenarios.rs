@@ -257,6 +257,56 @@ fn acceptance(
     )
 }
 
+/// An `underpayer` requester signs a second, smaller acceptance of a
+/// result it accepted, and claims it before its provider claims the true
+/// one: the provider's claim pays the difference, so it ends with what one
+/// claim of the true acceptance pays, to the micro-unit, and no more.
+#[test]
+fn an_underpayer_claiming_a_smaller_acceptance_first_does_not_shortchange_its_provider() {
+    let mut net = Net::new();
+    let (underpayer, provider) = (net.requester.clone(), net.provider.clone());
+    let job = ContentId::of(JOB);
+    net.register();
+    net.open_escrow(1_000_000);
+    let lease = net.lease(10);
+    let before = net.state.account(&provider.public()).balance;
+    let fees_before = net.state.fee_pool();
+    let honest = acceptance(&underpayer, &lease, &[(0, b"a", 20_000_000_000)]);
+    let smaller = acceptance(&underpayer, &lease, &[(0, b"a", 1_000_000_000)]);
+    let claim = |acceptances: Vec<Signed<Acceptance>>| TxKind::Claim { acceptances };
+    assert_eq!(
+        net.send(&underpayer, claim(vec![smaller.clone()])).unwrap(),
+        [SettleOutcome::Paid { paid: 990, fee: 10 }]
+    );
+    assert_eq!(
+        net.send(&provider, claim(vec![honest.clone()])).unwrap(),
+        [SettleOutcome::Paid {
+            paid: 18_810,
+            fee: 190
+        }]
+    );
+    assert_eq!(
+        net.state.account(&provider.public()).balance,
+        before + 19_800
+    );
+    assert_eq!(net.state.escrow(&job).unwrap().balance, 1_000_000 - 20_000);
+    assert_eq!(net.state.fee_pool(), fees_before + 200);
+    assert_eq!(net.state.paid(&lease.id(), 0), Some(19_800));
+    // Paid in full: neither acceptance again, nor the provider's receipt
+    // settled, moves anything more.
+    let receipts = vec![net.receipt(&lease, 0, 20_000_000_000, b"a")];
+    for kind in [
+        claim(vec![honest]),
+        claim(vec![smaller]),
+        TxKind::Settle { job, receipts },
+    ] {
+        assert_eq!(
+            net.send(&underpayer, kind).unwrap(),
+            [SettleOutcome::Refused("already settled")]
+        );
+    }
+}
+
 #[test]
 fn a_provider_claims_what_its_requester_accepted_and_never_settled() {
     let mut net = Net::new();
@@ -762,20 +812,31 @@ fn equivocation_is_slashed_once_and_burned_with_no_reward_to_the_reporter() {
         err,
         TxError::BadEvidence("this offence was already punished")
     );
-    // Agreeing receipts prove nothing.
-    let agree = Evidence::Equivocation {
-        first: first.clone(),
-        second: first,
-    };
-    let err = net
-        .send(
-            &reporter,
-            TxKind::Slash {
-                evidence: Box::new(agree),
-            },
-        )
-        .unwrap_err();
-    assert_eq!(err, TxError::BadEvidence("the receipts agree"));
+    // Agreeing receipts prove nothing, nor do receipts for one result that
+    // differ only in their salt: a salt opens a commitment, it is no result.
+    let resalted = Signed::sign(
+        &net.provider,
+        RECEIPT_NAMESPACE,
+        Receipt {
+            salt: [9; 32],
+            ..first.payload_unchecked().clone()
+        },
+    );
+    for second in [first.clone(), resalted] {
+        let agree = Evidence::Equivocation {
+            first: first.clone(),
+            second,
+        };
+        let err = net
+            .send(
+                &reporter,
+                TxKind::Slash {
+                    evidence: Box::new(agree),
+                },
+            )
+            .unwrap_err();
+        assert_eq!(err, TxError::BadEvidence("the receipts agree"));
+    }
 }
 
 #[test]

@@ -28,7 +28,10 @@ use commonware_utils::ordered::{Map, Set};
 use commonware_utils::{NZU32, NZUsize, TryCollect as _};
 
 /// Separates the validators' p2p handshakes from other uses of their keys.
-const P2P_NAMESPACE: &[u8] = b"cairn-ledger-p2p";
+/// Its suffix is the version of the transactions' encoding, so validators
+/// that could not decode each other's blocks never connect (2: a receipt
+/// carries its commitment's salt, and opens it).
+const P2P_NAMESPACE: &[u8] = b"cairn-ledger-p2p/2";
 
 /// Everything a node needs to start.
 pub struct NodeConfig {

@@ -240,7 +240,7 @@ pub struct Outcome {
     /// Their `NoReveal` claims refused (the provider had opened the
     /// commitment on the ledger, or the challenge itself was refused).
     pub frames_refused: u64,
-    /// Openings the providers posted in `Reveal` transactions the ledger
+    /// Receipts the providers posted in `Reveal` transactions the ledger
     /// took (each answers a challenge, or one already answered).
     pub reveals: u64,
     /// Their `NoReveal` claims the ledger upheld: must be 0.
@@ -469,7 +469,7 @@ struct Provider {
     /// kept on disk beyond the lease, to answer challenges with the same
     /// receipt (signed again: ed25519 signs deterministically), where the
     /// node keeps the signed receipt itself (a simulation of a million
-    /// tasks keeps 40 bytes a result instead of 200).
+    /// tasks keeps 40 bytes a result instead of 217).
     answers: BTreeMap<(ContentId, u64), (ContentId, u64)>,
     /// Challenges answered in this life: (lease, task, deadline).
     revealed: BTreeSet<(ContentId, u64, u64)>,
@@ -2071,7 +2071,7 @@ impl Sim {
             let close = matches!(kind, TxKind::CloseEscrow { .. });
             let open = matches!(kind, TxKind::OpenEscrow { .. });
             let claim = matches!(kind, TxKind::Claim { .. });
-            let openings = match &kind {
+            let revealed = match &kind {
                 TxKind::Reveal { receipts } => receipts.len() as u64,
                 _ => 0,
             };
@@ -2090,7 +2090,7 @@ impl Sim {
             };
             let outcome = self.ledger.apply_in_block(&verified);
             if outcome.is_ok() {
-                self.reveals += openings;
+                self.reveals += revealed;
             }
             if no_reveal {
                 match outcome {

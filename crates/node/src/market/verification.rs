@@ -165,7 +165,8 @@ impl Requester {
     }
 
     /// Challenges a withheld reveal on chain, and slashes the provider once
-    /// the window has passed without its opening. The challenge is kept
+    /// the window has passed without the receipt that opens it. The
+    /// challenge is kept
     /// in the store until then, so a restart follows it again
     /// ([`Requester::follow_challenge`]).
     pub(super) async fn challenge(
