@@ -368,6 +368,11 @@ impl State {
             .sum()
     }
 
+    /// The fuel the provider of `lease` was paid for `task`, if it was paid.
+    pub fn paid_fuel(&self, lease: &ContentId, task: u64) -> Option<u64> {
+        self.settled.get(&(*lease, task)).copied()
+    }
+
     /// What the provider of `lease` was paid for `task`, if it was paid.
     pub fn paid(&self, lease: &ContentId, task: u64) -> Option<Amount> {
         let fuel = *self.settled.get(&(*lease, task))?;

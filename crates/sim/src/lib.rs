@@ -34,9 +34,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use cairn_job::VerifyPolicy;
 use cairn_ledger::{
-    ACCEPTANCES_PER_CLAIM_MAX, Acceptance, Capabilities, Evidence, Genesis, Lease,
-    RECEIPT_NAMESPACE, RECEIPTS_PER_SETTLE, REVEAL_WINDOW_BLOCKS, REVEALS_PER_TX_MAX, Receipt,
-    SettleOutcome, State, TxBody, TxKind, admit,
+    ACCEPTANCE_NAMESPACE, ACCEPTANCES_PER_CLAIM_MAX, Acceptance, Capabilities, Evidence, Genesis,
+    Lease, RECEIPT_NAMESPACE, RECEIPTS_PER_SETTLE, REVEAL_WINDOW_BLOCKS, REVEALS_PER_TX_MAX,
+    Receipt, SettleOutcome, State, TxBody, TxKind, admit,
 };
 use cairn_market::{BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, Rng, ScalePricing, drawn};
 use cairn_proto::{
@@ -138,6 +138,11 @@ pub struct Config {
     /// sent, and once the reveal window is over claim it was never opened
     /// (`NoReveal`). Otherwise they act and pay as honest ones.
     pub framers: u32,
+    /// Requesters (after the framers) that try to shortchange their
+    /// providers: for each acceptance they sign, they sign a second one of
+    /// the same results at half the fuel and claim it on the ledger
+    /// themselves, and they never settle.
+    pub underpayers: u32,
     /// Requester crashes per requester per simulated hour. A requester
     /// down for `down_ms` keeps what a node keeps: its jobs, results,
     /// trust and leases on disk, and its queued transactions (the
@@ -181,6 +186,7 @@ impl Config {
             horizon_ms: 3_600_000,
             withholders: 0,
             framers: 0,
+            underpayers: 0,
             requester_crashes_per_hour: 120.0,
             // And one for sure, mid-run.
             requester_crashes_at: vec![(0, 4_000)],
@@ -259,9 +265,11 @@ pub struct Outcome {
     pub receipts_paid: u64,
     /// Results paid by their providers' claims.
     pub claims_paid: u64,
+    /// Results the underpayers' smaller acceptances got paid first.
+    pub shortchanged: u64,
     /// Results a requester accepted from an honest provider (any that
     /// returns right results, an index overflower too) that the ledger
-    /// never paid: must be 0.
+    /// never paid, or paid for less fuel than they used: must be 0.
     pub unpaid_accepted: u64,
     /// Honest providers (as above) slashed: must be 0.
     pub honest_slashed: u32,
@@ -599,6 +607,7 @@ struct Sim {
     disputes: u64,
     /// Results paid by claims.
     claims_paid: u64,
+    shortchanged: u64,
     /// Results paid by settlements, whichever life of their requester
     /// sent them.
     settles_paid: u64,
@@ -809,6 +818,7 @@ impl Sim {
             frames_in_flight: 0,
             disputes: 0,
             claims_paid: 0,
+            shortchanged: 0,
             settles_paid: 0,
         };
         let stake = sim.ledger.params().stake_min;
@@ -1207,11 +1217,13 @@ impl Sim {
             self.last_finish = self.now;
             // A withholder pays nothing itself: it closes the escrow for
             // its budget back, and its providers claim what it accepted.
-            let receipts = if requester < self.config.withholders as usize {
-                Vec::new()
-            } else {
-                receipts
-            };
+            // Nor does an underpayer, which claimed what it chose to pay.
+            let receipts =
+                if requester < self.config.withholders as usize || self.underpays(requester) {
+                    Vec::new()
+                } else {
+                    receipts
+                };
             let (key, life) = (
                 self.requesters[requester].key.clone(),
                 self.requesters[requester].life,
@@ -1725,6 +1737,9 @@ impl Sim {
                 match core.pulled(now, (&job, &lease, sender), &asked, checked, stored) {
                     Ok((response, effects)) => {
                         self.carry_out(requester, effects);
+                        if self.underpays(requester) {
+                            self.shortchange(requester, &response);
+                        }
                         response
                     }
                     Err(e) => Response::Refused(format!("{e:?}")),
@@ -1979,6 +1994,35 @@ impl Sim {
         (first..first + self.config.framers as usize).contains(&requester)
     }
 
+    /// Whether `requester` is an underpayer.
+    fn underpays(&self, requester: usize) -> bool {
+        let first = (self.config.withholders + self.config.framers) as usize;
+        (first..first + self.config.underpayers as usize).contains(&requester)
+    }
+
+    /// An underpayer signs a second acceptance of the results `response`
+    /// accepts, at half their fuel, and claims it before the provider can
+    /// claim the first.
+    fn shortchange(&mut self, requester: usize, response: &Response) {
+        let Response::Tasks {
+            accepted: Some(accepted),
+            ..
+        } = response
+        else {
+            return;
+        };
+        let mut smaller = accepted.payload_unchecked().clone();
+        for result in &mut smaller.results {
+            result.fuel_used /= 2;
+        }
+        let key = self.requesters[requester].key.clone();
+        let smaller = Signed::sign(&key, ACCEPTANCE_NAMESPACE, smaller);
+        let claim = TxKind::Claim {
+            acceptances: vec![smaller],
+        };
+        self.pending_txs.push((key, claim, None));
+    }
+
     /// A framer challenges every commitment in `reports`, and will claim
     /// it was never opened once the reveal window is over.
     fn challenge_commits(&mut self, requester: usize, reports: &[Report]) {
@@ -2103,7 +2147,14 @@ impl Sim {
                     .iter()
                     .filter(|o| matches!(o, SettleOutcome::Paid { .. }))
                     .count() as u64;
-                if claim {
+                if claim
+                    && self
+                        .requesters
+                        .iter()
+                        .any(|r| r.key.public() == key.public())
+                {
+                    self.shortchanged += paid;
+                } else if claim {
                     self.claims_paid += paid;
                 } else {
                     self.settles_paid += paid;
@@ -2317,7 +2368,11 @@ impl Sim {
             .map(|(_, result)| result)
             .collect::<BTreeSet<_>>()
             .iter()
-            .filter(|(lease, task)| self.ledger.paid(lease, *task).is_none())
+            .filter(|(lease, task, fuel)| {
+                self.ledger
+                    .paid_fuel(lease, *task)
+                    .is_none_or(|paid| paid < *fuel)
+            })
             .count() as u64;
         let honest_slashed = truthful.iter().filter(|p| slashed(p)).count() as u32;
         let honest_convicted = truthful.iter().filter(|p| convicted(p)).count() as u32;
@@ -2350,6 +2405,7 @@ impl Sim {
             ideal_ms: total_work / slots.max(1),
             receipts_paid: self.settles_paid + self.claims_paid,
             claims_paid: self.claims_paid,
+            shortchanged: self.shortchanged,
             unpaid_accepted,
             honest_slashed,
             honest_convicted,
@@ -2361,10 +2417,10 @@ impl Sim {
     }
 }
 
-/// Who a receipt pays, and for which result.
-fn paid_for(receipt: &Signed<Receipt>) -> (PublicKey, (ContentId, u64)) {
+/// Who a receipt pays, and for which result and fuel.
+fn paid_for(receipt: &Signed<Receipt>) -> (PublicKey, (ContentId, u64, u64)) {
     let r = receipt.payload_unchecked();
-    (receipt.signer(), (r.lease, r.task))
+    (receipt.signer(), (r.lease, r.task, r.fuel_used))
 }
 
 /// The core of requester `index` in its `life`-th life (each life draws

@@ -94,6 +94,7 @@ fn jobs_submitted_to_a_busy_network_get_the_providers_that_come_free() {
         horizon_ms: 3_600_000,
         withholders: 0,
         framers: 0,
+        underpayers: 0,
         requester_crashes_per_hour: 0.0,
         requester_crashes_at: Vec::new(),
         validators: 1,
@@ -115,26 +116,33 @@ fn jobs_submitted_to_a_busy_network_get_the_providers_that_come_free() {
 /// (they take every result and close their escrow instead of settling) and
 /// a quarter from one that tries to frame its providers (it challenges
 /// every commitment it is sent, and claims on the ledger that each was
-/// never opened), on a network with loss, crashes of providers and
+/// never opened), and a fifth from an underpayer (it signs a second
+/// acceptance of each result at half the fuel and claims it first), on a
+/// network with loss, crashes of providers and
 /// requesters, and liars: every result accepted from an honest provider is
 /// paid all the same, by its provider's claim of the acceptance its pull
 /// was answered with, the withholders' escrows return only what was not
 /// accepted, and every challenge is answered on the ledger, so no honest
 /// provider is slashed. Validators crash too, and blocks come late.
 #[test]
-fn requesters_that_withhold_payment_or_frame_leave_no_honest_provider_unpaid_or_slashed() {
+fn requesters_that_withhold_payment_underpay_or_frame_leave_no_honest_provider_unpaid_or_slashed() {
     let config = Config {
-        requesters: 4,
+        requesters: 5,
         jobs: 1_000,
         tasks_per_job: 4,
         task_ms: (20, 200),
         submit_every_ms: 40,
         withholders: 2,
         framers: 1,
+        underpayers: 1,
         ..Config::hazards(seed(5))
     };
     let outcome = checked(&config);
     assert!(outcome.claims_paid > 0, "the providers claimed");
+    assert!(
+        outcome.shortchanged > 0,
+        "the underpayer's smaller acceptances were paid first"
+    );
     assert!(
         outcome.challenges > 0 && outcome.reveals > 0 && outcome.frames_refused > 0,
         "the framer challenged and claimed, and the providers revealed"

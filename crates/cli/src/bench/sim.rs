@@ -92,6 +92,7 @@ pub fn sim(args: &SimArgs) -> anyhow::Result<Vec<Figure>> {
         // their claims.
         withholders: 1,
         framers: 0,
+        underpayers: 0,
         // Requesters crash as often as providers do.
         requester_crashes_per_hour: args.crashes_per_hour,
         requester_crashes_at: Vec::new(),
