@@ -303,11 +303,10 @@ mod tests {
         assert!(bytes <= size + 512, "{bytes} bytes");
     }
 
-    /// A node's settlement of [`cairn_ledger::RECEIPTS_PER_SETTLE`]
-    /// receipts, and a reveal of [`cairn_ledger::REVEALS_PER_TX_MAX`],
-    /// fit a block's transaction, with every field at its largest.
+    /// A reveal of [`cairn_ledger::REVEALS_PER_TX_MAX`] receipts fits a
+    /// block's transaction, with every field at its largest.
     #[test]
-    fn a_settlement_and_a_reveal_of_the_most_receipts_fit_a_transaction() {
+    fn a_reveal_of_the_most_receipts_fits_a_transaction() {
         let receipt = cairn_wire::Signed::sign(
             &Keypair::from_seed([2; 32]),
             cairn_ledger::RECEIPT_NAMESPACE,
@@ -319,25 +318,16 @@ mod tests {
                 salt: [0xff; 32],
             },
         );
-        let kinds = [
-            TxKind::Settle {
-                job: ContentId::of(b"job"),
-                receipts: vec![receipt.clone(); cairn_ledger::RECEIPTS_PER_SETTLE],
-            },
-            TxKind::Reveal {
+        let tx = TxBody {
+            chain: ContentId::of(b"chain"),
+            nonce: u64::MAX,
+            kind: TxKind::Reveal {
                 receipts: vec![receipt; cairn_ledger::REVEALS_PER_TX_MAX],
             },
-        ];
-        for kind in kinds {
-            let tx = TxBody {
-                chain: ContentId::of(b"chain"),
-                nonce: u64::MAX,
-                kind,
-            }
-            .sign(&Keypair::from_seed([1; 32]));
-            let bytes = tx.to_bytes().len();
-            assert!(bytes <= TX_BYTES_MAX, "{bytes} bytes");
         }
+        .sign(&Keypair::from_seed([1; 32]));
+        let bytes = tx.to_bytes().len();
+        assert!(bytes <= TX_BYTES_MAX, "{bytes} bytes");
     }
 
     #[test]

@@ -27,10 +27,6 @@ pub const RECEIPTS_PER_TX_MAX: usize = 4096;
 /// Acceptances one claim carries, at most.
 pub const ACCEPTANCES_PER_CLAIM_MAX: usize = 64;
 
-/// Receipts one `Settle` from a node carries: 36 signed receipts (209
-/// bytes each) and the transaction's own fields fit the 8 KiB a block
-/// takes of one transaction (`cairn_chain::TX_BYTES_MAX`).
-pub const RECEIPTS_PER_SETTLE: usize = 36;
 /// Most receipts one `Reveal` carries: 32 signed receipts (209 bytes
 /// each) and the transaction's own fields fit the 8 KiB a block takes of
 /// one transaction (`cairn_chain::TX_BYTES_MAX`).

@@ -283,8 +283,9 @@ pub struct Step {
     pub effects: Effects,
     /// An auction closed: offer these winners leases, then step again.
     pub winners: Option<(Order, Vec<Candidate>)>,
-    /// The job is finished: settle these receipts, then end the job.
-    pub settle: Option<Vec<Signed<Receipt>>>,
+    /// The job is finished: settle by claiming these acceptances of every
+    /// result it pays for, then end the job.
+    pub settle: Option<Vec<Signed<Acceptance>>>,
     /// When the job next has something to do by the clock.
     pub next_deadline_ms: Option<u64>,
 }
@@ -894,7 +895,7 @@ impl RequesterCore {
                 }
             }
             Phase::Settling => {
-                settle = Some(job.payable.values().cloned().collect());
+                settle = Some(settlement(&self.key, job));
                 job.phase = Phase::Done;
                 job.finished_ms = Some(now);
             }
@@ -1480,12 +1481,7 @@ impl RequesterCore {
                 let decided = job.approval_window_ms().is_none()
                     || job.record.approved.contains(&task)
                     || finished;
-                let r = receipt.payload_unchecked();
-                decided.then_some(Accepted {
-                    task: r.task,
-                    digest: r.digest,
-                    fuel_used: r.fuel_used,
-                })
+                decided.then(|| accepted(receipt))
             })
             // What one claim can carry; the rest go with the next answer.
             .take(cairn_ledger::ACCEPTANCE_RESULTS_MAX)
@@ -2064,9 +2060,15 @@ impl Streams {
 }
 
 /// Sorts a pull's reports, keeping only those that are well signed, by the
-/// sender, for this lease (signatures checked as one batch). `tasks` is the
-/// job's task count: every index is checked against it here, so nothing
-/// past this point sees one out of range.
+/// sender, for this lease. `tasks` is the job's task count: every index is
+/// checked against it here, so nothing past this point sees one out of
+/// range.
+///
+/// Signatures are checked one by one, by the ledger's strict rule: a
+/// commit or receipt kept here may become evidence, and batch
+/// verification accepts signatures the ledger refuses (a provider can
+/// craft them, trying nonces until the batch's weights cancel a
+/// small-order component), which would make a liar's evidence worthless.
 pub fn check_reports(
     sender: PublicKey,
     lease: ContentId,
@@ -2074,35 +2076,12 @@ pub fn check_reports(
     streams: Streams,
     reports: Vec<Report>,
 ) -> Checked {
-    let mut signed: Vec<(Vec<u8>, PublicKey, cairn_wire::Signature)> = Vec::new();
-    for report in &reports {
-        match report {
-            Report::Committed(commit) => signed.push((
-                commit.signing_bytes(COMMIT_NAMESPACE),
-                commit.signer(),
-                *commit.signature(),
-            )),
-            Report::Revealed { receipt, .. } => {
-                signed.push((
-                    receipt.signing_bytes(RECEIPT_NAMESPACE),
-                    receipt.signer(),
-                    *receipt.signature(),
-                ));
-            }
-            Report::Failed { .. } => {}
-        }
-    }
-    let batch: Vec<_> = signed
-        .iter()
-        .map(|(bytes, key, signature)| (bytes.as_slice(), key, signature))
-        .collect();
-    let all_valid = cairn_wire::verify_batch(&batch);
     let mut checked = Checked::default();
     for report in reports {
         match report {
             Report::Committed(commit) => {
                 let c = commit.payload_unchecked();
-                if !all_valid && commit.verify(COMMIT_NAMESPACE).is_err() {
+                if commit.verify(COMMIT_NAMESPACE).is_err() {
                     checked.bad_signatures += 1;
                 } else if commit.signer() != sender
                     || c.lease != lease
@@ -2147,7 +2126,7 @@ pub fn check_reports(
                         })
                         .collect(),
                 };
-                if !all_valid && receipt.verify(RECEIPT_NAMESPACE).is_err() {
+                if receipt.verify(RECEIPT_NAMESPACE).is_err() {
                     checked.bad_signatures += 1;
                 } else if receipt.signer() != sender
                     || r.lease != lease
@@ -2198,6 +2177,47 @@ pub fn check_reports(
         }
     }
     checked
+}
+
+/// The result `receipt` states, as an acceptance names it.
+fn accepted(receipt: &Signed<Receipt>) -> Accepted {
+    let r = receipt.payload_unchecked();
+    Accepted {
+        task: r.task,
+        digest: r.digest,
+        fuel_used: r.fuel_used,
+    }
+}
+
+/// A finished job's settlement: `key`'s acceptances of every result it
+/// pays for, one per lease and [`cairn_ledger::ACCEPTANCE_RESULTS_MAX`]
+/// results, which the ledger pays as a provider's claim of them would
+/// (each result once). The ledger checks one signature per acceptance,
+/// where a settlement of the providers' receipts cost one per result.
+fn settlement(key: &Keypair, job: &Job) -> Vec<Signed<Acceptance>> {
+    let mut by_lease: BTreeMap<ContentId, Vec<Accepted>> = BTreeMap::new();
+    for ((lease, _), receipt) in &job.payable {
+        by_lease.entry(*lease).or_default().push(accepted(receipt));
+    }
+    let mut acceptances = Vec::new();
+    for (id, results) in by_lease {
+        let Some(lease) = job.leases.get(&id) else {
+            // Results are taken only under a lease the job holds.
+            tracing::error!(job = %job.id.short(), "results under a lease {} the job does not hold; its provider claims them", id.short());
+            continue;
+        };
+        for chunk in results.chunks(cairn_ledger::ACCEPTANCE_RESULTS_MAX) {
+            acceptances.push(Signed::sign(
+                key,
+                ACCEPTANCE_NAMESPACE,
+                Acceptance {
+                    lease: lease.clone(),
+                    results: chunk.to_vec(),
+                },
+            ));
+        }
+    }
+    acceptances
 }
 
 /// The ledger transaction that proves `provider`'s offence, or the case or

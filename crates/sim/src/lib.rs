@@ -35,8 +35,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use cairn_job::VerifyPolicy;
 use cairn_ledger::{
     ACCEPTANCE_NAMESPACE, ACCEPTANCES_PER_CLAIM_MAX, Acceptance, Capabilities, Evidence, Genesis,
-    Lease, RECEIPT_NAMESPACE, RECEIPTS_PER_SETTLE, REVEAL_WINDOW_BLOCKS, REVEALS_PER_TX_MAX,
-    Receipt, SettleOutcome, State, TxBody, TxKind, admit,
+    Lease, RECEIPT_NAMESPACE, REVEAL_WINDOW_BLOCKS, REVEALS_PER_TX_MAX, Receipt, SettleOutcome,
+    State, TxBody, TxKind, admit,
 };
 use cairn_market::{BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, Rng, ScalePricing, drawn};
 use cairn_proto::{
@@ -1213,31 +1213,32 @@ impl Sim {
             }
             return;
         }
-        if let Some(receipts) = step.settle {
+        if let Some(acceptances) = step.settle {
             self.last_finish = self.now;
             // A withholder pays nothing itself: it closes the escrow for
             // its budget back, and its providers claim what it accepted.
             // Nor does an underpayer, which claimed what it chose to pay.
-            let receipts =
+            let acceptances =
                 if requester < self.config.withholders as usize || self.underpays(requester) {
                     Vec::new()
                 } else {
-                    receipts
+                    acceptances
                 };
             let (key, life) = (
                 self.requesters[requester].key.clone(),
                 self.requesters[requester].life,
             );
-            let chunks: Vec<Vec<Signed<Receipt>>> = receipts
-                .chunks(RECEIPTS_PER_SETTLE)
+            // Claims of its own acceptances, as the node settles.
+            let chunks: Vec<Vec<Signed<Acceptance>>> = acceptances
+                .chunks(ACCEPTANCES_PER_CLAIM_MAX)
                 .map(<[_]>::to_vec)
                 .collect();
             let closing = &mut self.jobs.get_mut(&job).expect("submitted").1;
             closing.settles = chunks.len();
-            for receipts in chunks {
+            for acceptances in chunks {
                 self.pending_txs.push((
                     key.clone(),
-                    TxKind::Settle { job, receipts },
+                    TxKind::Claim { acceptances },
                     Some((job, life)),
                 ));
             }
@@ -2111,10 +2112,12 @@ impl Sim {
         self.pending_txs = waiting;
         let proposed: Vec<Pending> = proposed;
         for (key, kind, job) in proposed {
-            let settle = matches!(kind, TxKind::Settle { .. });
+            // A requester settles with claims of its own acceptances, the
+            // only claims that name a job.
+            let claim = matches!(kind, TxKind::Claim { .. });
+            let settle = claim && job.is_some();
             let close = matches!(kind, TxKind::CloseEscrow { .. });
             let open = matches!(kind, TxKind::OpenEscrow { .. });
-            let claim = matches!(kind, TxKind::Claim { .. });
             let revealed = match &kind {
                 TxKind::Reveal { receipts } => receipts.len() as u64,
                 _ => 0,
@@ -2147,17 +2150,16 @@ impl Sim {
                     .iter()
                     .filter(|o| matches!(o, SettleOutcome::Paid { .. }))
                     .count() as u64;
-                if claim
-                    && self
-                        .requesters
-                        .iter()
-                        .any(|r| r.key.public() == key.public())
+                if settle {
+                    self.settles_paid += paid;
+                } else if self
+                    .requesters
+                    .iter()
+                    .any(|r| r.key.public() == key.public())
                 {
                     self.shortchanged += paid;
-                } else if claim {
-                    self.claims_paid += paid;
                 } else {
-                    self.settles_paid += paid;
+                    self.claims_paid += paid;
                 }
             }
             // Followed up only by the life of the requester that sent it:
@@ -2274,10 +2276,11 @@ impl Sim {
         let Some((cut, for_ms)) = &self.config.partition_at_settlement else {
             return;
         };
+        // A requester's settlement is the one claim that names its job.
         let settling = self
             .pending_txs
             .iter()
-            .any(|(_, kind, _)| matches!(kind, TxKind::Settle { .. }));
+            .any(|(_, kind, job)| job.is_some() && matches!(kind, TxKind::Claim { .. }));
         if self.partitioned || !settling {
             return;
         }

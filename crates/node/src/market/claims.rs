@@ -9,6 +9,9 @@
 //! what it accepted. The rows leave in the same write that queues the
 //! transaction in the outbox: a crash neither loses a claim nor sends one
 //! twice, and a restart claims what a lease that ended before it kept.
+//!
+//! A requester settles a finished job the same way, with claims of its own
+//! acceptances of what it pays for ([`pack`] packs both).
 
 use std::collections::BTreeSet;
 
@@ -50,8 +53,7 @@ pub(super) async fn claim(shared: &Shared, lease: ContentId) {
             return;
         }
     };
-    let mut batches: Vec<(Vec<Signed<Acceptance>>, Vec<Op>)> = Vec::new();
-    let mut batch_bytes = 0;
+    let mut kept = Vec::new();
     for (key, bytes) in rows {
         let Ok(acceptance) = Signed::<Acceptance>::from_bytes(&bytes, &()) else {
             tracing::error!(
@@ -63,30 +65,20 @@ pub(super) async fn claim(shared: &Shared, lease: ContentId) {
             }
             continue;
         };
-        let size = acceptance.encode_size();
-        if size > CLAIM_BYTES_MAX {
-            // No requester's core signs one this large (it names at most
-            // `ACCEPTANCE_RESULTS_MAX` results), and no block would take it.
-            tracing::error!(
-                "an acceptance too large to claim under lease {}; dropped",
-                lease.short()
-            );
-            if let Err(e) = shared.db.write(&[Op::Delete(Table::Acceptances, key)]) {
-                tracing::warn!("dropping it: {e}");
-            }
-            continue;
+        kept.push((acceptance, Op::Delete(Table::Acceptances, key)));
+    }
+    let (batches, too_large) = pack(kept);
+    if !too_large.is_empty() {
+        // No requester's core signs one this large (it names at most
+        // `ACCEPTANCE_RESULTS_MAX` results), and no block would take it.
+        tracing::error!(
+            "{} acceptances too large to claim under lease {}; dropped",
+            too_large.len(),
+            lease.short()
+        );
+        if let Err(e) = shared.db.write(&too_large) {
+            tracing::warn!("dropping them: {e}");
         }
-        let full = batches.last().is_none_or(|(batch, _)| {
-            batch.len() == ACCEPTANCES_PER_CLAIM_MAX || batch_bytes + size > CLAIM_BYTES_MAX
-        });
-        if full {
-            batches.push((Vec::new(), Vec::new()));
-            batch_bytes = 0;
-        }
-        let (batch, ops) = batches.last_mut().expect("pushed above");
-        batch.push(acceptance);
-        ops.push(Op::Delete(Table::Acceptances, key));
-        batch_bytes += size;
     }
     for (acceptances, ops) in batches {
         let count = acceptances.len();
@@ -105,4 +97,35 @@ pub(super) async fn claim(shared: &Shared, lease: ContentId) {
             Err(e) => tracing::warn!(lease = %lease.short(), "a claim was refused: {e}"),
         }
     }
+}
+
+/// `acceptances` packed into claims within the ledger's bounds (at most
+/// [`ACCEPTANCES_PER_CLAIM_MAX`], and [`CLAIM_BYTES_MAX`] of them), each
+/// with what came with its acceptances (`T`), in order; and what came with
+/// any acceptance too large for any claim.
+pub(super) fn pack<T>(
+    acceptances: impl IntoIterator<Item = (Signed<Acceptance>, T)>,
+) -> (Vec<(Vec<Signed<Acceptance>>, Vec<T>)>, Vec<T>) {
+    let mut batches: Vec<(Vec<Signed<Acceptance>>, Vec<T>)> = Vec::new();
+    let mut too_large = Vec::new();
+    let mut batch_bytes = 0;
+    for (acceptance, with) in acceptances {
+        let size = acceptance.encode_size();
+        if size > CLAIM_BYTES_MAX {
+            too_large.push(with);
+            continue;
+        }
+        let full = batches.last().is_none_or(|(batch, _)| {
+            batch.len() == ACCEPTANCES_PER_CLAIM_MAX || batch_bytes + size > CLAIM_BYTES_MAX
+        });
+        if full {
+            batches.push((Vec::new(), Vec::new()));
+            batch_bytes = 0;
+        }
+        let (batch, withs) = batches.last_mut().expect("pushed above");
+        batch.push(acceptance);
+        withs.push(with);
+        batch_bytes += size;
+    }
+    (batches, too_large)
 }

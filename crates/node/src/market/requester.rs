@@ -8,7 +8,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use std::time::Duration;
 
-use cairn_ledger::{Lease, RECEIPT_NAMESPACE, RECEIPTS_PER_SETTLE, Receipt, TxKind};
+use cairn_ledger::{Acceptance, Lease, TxKind};
 use cairn_market::{Bid, Order};
 use cairn_net::PeerId;
 use cairn_roles::requester::{
@@ -58,18 +58,6 @@ impl std::fmt::Display for CancelError {
             Self::Ledger(e) => write!(f, "reading its escrow: {e}"),
         }
     }
-}
-
-/// The receipts whose signatures pass the ledger's strict check, and how
-/// many did not.
-fn strictly_signed(receipts: Vec<Signed<Receipt>>) -> (Vec<Signed<Receipt>>, usize) {
-    let before = receipts.len();
-    let good: Vec<_> = receipts
-        .into_iter()
-        .filter(|receipt| receipt.verify(RECEIPT_NAMESPACE).is_ok())
-        .collect();
-    let unpaid = before - good.len();
-    (good, unpaid)
 }
 
 /// A persisted lease given: its terms (each acceptance names them) and the
@@ -568,8 +556,8 @@ impl Requester {
                 // The lease changed the phase: look again at once.
                 continue;
             }
-            if let Some(receipts) = settle {
-                self.settle(id, receipts).await;
+            if let Some(acceptances) = settle {
+                self.settle(id, acceptances).await;
                 let disputes = self.core.lock().close_job(&id);
                 self.forget_disputes(&disputes);
                 // Nothing more is decided about its results.
@@ -689,54 +677,45 @@ impl Requester {
             .offers_answered(&id, offers.ready_in_ms, &refusals, now_ms());
     }
 
-    /// Pays for accepted work and returns the rest of the escrow: waits
-    /// until blocks have carried every settlement, then closes the escrow.
-    async fn settle(&self, id: ContentId, receipts: Vec<Signed<Receipt>>) {
+    /// Pays for accepted work and returns the rest of the escrow: claims
+    /// its own acceptances of what it pays for (a result its provider
+    /// claimed already is not paid twice), waits until blocks have carried
+    /// every claim, then closes the escrow.
+    async fn settle(&self, id: ContentId, acceptances: Vec<Signed<Acceptance>>) {
         // A withholder (tests of the providers' claims) pays nothing
         // itself and closes the escrow for its budget back.
-        let receipts = if self
+        let acceptances = if self
             .misbehave
             .is_some_and(super::RequesterMisbehave::withholds)
         {
             Vec::new()
         } else {
-            receipts
+            acceptances
         };
-        // Reports were checked in batches, which accept signatures the
-        // ledger's strict check refuses; one such receipt would get its
-        // whole settlement refused. Its provider made it: it goes unpaid.
-        let receipts = match tokio::task::spawn_blocking(move || strictly_signed(receipts)).await {
-            Ok((receipts, unpaid)) => {
-                if unpaid > 0 {
-                    Counters::bump(&self.shared.counters.bad_signature);
-                    tracing::warn!(job = %id.short(), "{unpaid} receipts fail the ledger's strict signature check; not settling them");
-                }
-                receipts
-            }
-            Err(e) => {
-                tracing::error!("checking receipts: {e}");
-                return;
-            }
-        };
-        let tickets: Vec<(u64, Result<super::Ticket, String>)> = receipts
-            .chunks(RECEIPTS_PER_SETTLE)
-            .map(|chunk| {
-                let kind = TxKind::Settle {
-                    job: id,
-                    receipts: chunk.to_vec(),
-                };
-                (chunk.len() as u64, self.shared.ledger.send(kind))
+        let (claims, too_large) = super::claims::pack(acceptances.into_iter().map(|a| {
+            let results = a.payload_unchecked().results.len() as u64;
+            (a, results)
+        }));
+        let mut problems: Vec<String> = too_large
+            .iter()
+            .map(|results| format!("an acceptance of {results} results too large to claim"))
+            .collect();
+        let tickets: Vec<(u64, Result<super::Ticket, String>)> = claims
+            .into_iter()
+            .map(|(acceptances, results)| {
+                let kind = TxKind::Claim { acceptances };
+                (results.iter().sum(), self.shared.ledger.send(kind))
             })
             .collect();
-        let (mut settled, mut problems) = (0, Vec::new());
-        for (receipts, ticket) in tickets {
+        let mut settled = 0;
+        for (results, ticket) in tickets {
             let fate = match ticket {
                 Ok(ticket) => ticket.fate().await,
                 Err(e) => Err(e),
             };
             match fate {
-                Ok(()) => settled += receipts,
-                Err(e) => problems.push(format!("a settlement of {receipts} receipts: {e}")),
+                Ok(()) => settled += results,
+                Err(e) => problems.push(format!("a settlement of {results} results: {e}")),
             }
         }
         // Paid: shown at once, while the escrow's notice runs out.
@@ -1357,24 +1336,54 @@ impl Requester {
 
 #[cfg(test)]
 mod tests {
+    use cairn_ledger::{RECEIPT_NAMESPACE, Receipt};
+    use cairn_proto::StreamRef;
+    use cairn_roles::requester::Streams;
     use cairn_wire::Keypair;
 
     use super::*;
+
+    /// The result every test receipt states: an exit with nothing written.
+    fn manifest() -> cairn_wire::ResultManifest {
+        cairn_wire::ResultManifest {
+            code: 0,
+            exit: 0,
+            text: "exited 0".into(),
+            fuel_used: 1_000,
+            stdout: ContentId::of(b""),
+            stderr: ContentId::of(b""),
+            outputs: Vec::new(),
+        }
+    }
 
     fn receipt(task: u64) -> Receipt {
         Receipt {
             lease: ContentId::of(b"lease"),
             task,
-            digest: ContentId::of(b"result"),
+            digest: manifest().digest(),
             fuel_used: 1_000,
             salt: [0; 32],
         }
     }
 
-    /// Whether `crafted` passes batch verification beside seven honest
-    /// receipts: a batch that size is checked as a batch, not one by one.
-    fn batch_accepts(crafted: &Signed<Receipt>) -> bool {
-        let honest: Vec<Signed<Receipt>> = (10..17)
+    /// `receipt`'s report, with the result it states.
+    fn revealed(receipt: Signed<Receipt>) -> Report {
+        let m = manifest();
+        Report::Revealed {
+            receipt,
+            code: m.code,
+            exit: m.exit,
+            outcome: m.text,
+            outputs: Vec::new(),
+            stdout: StreamRef::of(b""),
+            stderr: StreamRef::of(b""),
+        }
+    }
+
+    /// Seven honest receipts of tasks 10 to 16: beside one more, a batch
+    /// large enough to be checked as a batch, not one by one.
+    fn honest_receipts() -> Vec<Signed<Receipt>> {
+        (10..17)
             .map(|task| {
                 Signed::sign(
                     &Keypair::from_seed([3; 32]),
@@ -1382,7 +1391,13 @@ mod tests {
                     receipt(task),
                 )
             })
-            .collect();
+            .collect()
+    }
+
+    /// Whether `crafted` passes batch verification after the honest
+    /// receipts.
+    fn batch_accepts(crafted: &Signed<Receipt>) -> bool {
+        let honest = honest_receipts();
         let signed: Vec<(Vec<u8>, PublicKey, cairn_wire::Signature)> = honest
             .iter()
             .chain([crafted])
@@ -1444,46 +1459,41 @@ mod tests {
         unreachable!("about one nonce in sixteen will do")
     }
 
+    /// A `signature_crafter` reports a receipt that batch verification
+    /// accepts in its pull and the ledger's strict check refuses: had the
+    /// requester kept it, any evidence made of it would be refused, and
+    /// its provider could not be slashed for the result. It is counted as
+    /// badly signed and kept out; its well-signed neighbours are not.
     #[test]
-    fn a_receipt_only_batch_verification_accepts_is_left_out_of_settlement() {
-        let provider = Keypair::from_seed([3; 32]);
-        let honest = |task| Signed::sign(&provider, RECEIPT_NAMESPACE, receipt(task));
+    fn a_signature_crafters_receipt_that_only_a_batch_accepts_is_refused() {
         let crafted = mixed_order_receipt(1);
         assert!(batch_accepts(&crafted));
         assert!(crafted.verify(RECEIPT_NAMESPACE).is_err());
-        // Alone, it is checked strictly.
-        let message = crafted.signing_bytes(RECEIPT_NAMESPACE);
-        let signer = crafted.signer();
-        assert!(!cairn_wire::verify_batch(&[(
-            &message,
-            &signer,
-            crafted.signature()
-        )]));
-        // Settled as it was, it gets every receipt beside it refused.
-        let settle = |receipts| {
-            cairn_ledger::admit(
-                cairn_ledger::TxBody {
-                    chain: ContentId::of(b"chain"),
-                    nonce: 0,
-                    kind: TxKind::Settle {
-                        job: ContentId::of(b"job"),
-                        receipts,
-                    },
-                }
-                .sign(&Keypair::from_seed([9; 32])),
-            )
-        };
-        assert!(settle(vec![honest(0), crafted.clone(), honest(2)]).is_err());
-
-        let mut corrupted = honest(3).to_bytes();
-        let last = corrupted.len() - 1;
-        corrupted[last] ^= 1;
-        let corrupted = Signed::<Receipt>::from_bytes(&corrupted, &()).unwrap();
-        let (good, unpaid) = strictly_signed(vec![honest(0), crafted, honest(2), corrupted]);
-        assert_eq!(unpaid, 2);
-        let tasks: Vec<u64> = good.iter().map(|r| r.payload_unchecked().task).collect();
-        assert_eq!(tasks, [0, 2]);
-        assert!(settle(good).is_ok());
+        let crafter = crafted.signer();
+        let reports: Vec<Report> = honest_receipts()
+            .into_iter()
+            .chain([crafted])
+            .map(revealed)
+            .collect();
+        let checked = check_reports(
+            crafter,
+            ContentId::of(b"lease"),
+            100,
+            Streams::Result,
+            reports,
+        );
+        assert_eq!(checked.bad_signatures, 1);
+        assert!(checked.reveals.is_empty(), "nothing of it is kept");
+        // The honest receipts are well signed, by someone else.
+        assert_eq!(checked.refused, 7);
+        let own = check_reports(
+            Keypair::from_seed([3; 32]).public(),
+            ContentId::of(b"lease"),
+            100,
+            Streams::Result,
+            honest_receipts().into_iter().map(revealed).collect(),
+        );
+        assert_eq!((own.bad_signatures, own.reveals.len()), (0, 7));
     }
 
     #[test]

@@ -28,6 +28,19 @@ fn provider(n: u8) -> Keypair {
     Keypair::from_seed([10 + n; 32])
 }
 
+/// What a settlement pays, (provider, task) for each result, checking
+/// that the requester signed each acceptance.
+fn paid_by(settlement: &[Signed<Acceptance>]) -> Vec<(PublicKey, u64)> {
+    settlement
+        .iter()
+        .flat_map(|a| {
+            let a = a.verify(ACCEPTANCE_NAMESPACE).expect("signed");
+            assert_eq!(a.lease.requester, requester().key.public());
+            a.results.iter().map(|r| (a.lease.provider, r.task))
+        })
+        .collect()
+}
+
 fn submission(tasks: u32, policy: VerifyPolicy) -> Submission {
     Submission {
         name: "frames".into(),
@@ -669,9 +682,8 @@ fn a_result_committed_then_revealed_is_kept_and_its_receipt_settled() {
     );
 
     let step = core.step(&job, T1 + 4).unwrap();
-    let receipts = step.settle.expect("the job is finished and settles");
-    assert_eq!(receipts.len(), 1);
-    assert_eq!(receipts[0].signer(), a.public());
+    let settlement = step.settle.expect("the job is finished and settles");
+    assert_eq!(paid_by(&settlement), [(a.public(), 0)]);
     let record = core.settled(&job, 1, &[]).unwrap();
     assert!(record.settled);
     // Asked again after the settlement (an answer lost), it is signed again.
@@ -1489,9 +1501,12 @@ fn a_cancelled_job_pays_what_it_accepted_gives_up_the_rest_and_releases_its_prov
     );
     core.stored(&cancelled.writes);
     let step = core.step(&job, T1 + 5).unwrap();
-    let receipts = step.settle.expect("a cancelled job settles once stored");
-    assert_eq!(receipts.len(), 1, "task 0's result is paid, nothing else");
-    assert_eq!(receipts[0].payload_unchecked().task, 0);
+    let settlement = step.settle.expect("a cancelled job settles once stored");
+    assert_eq!(
+        paid_by(&settlement),
+        [(a.public(), 0)],
+        "task 0's result is paid, nothing else"
+    );
     let (response, _) = core
         .pulled(
             T1 + 5,
@@ -1531,10 +1546,12 @@ fn a_cancelled_job_pays_what_it_accepted_gives_up_the_rest_and_releases_its_prov
     for record in &stored {
         restarted.restore_result(&job, record).unwrap();
     }
+    assert!(restarted.restore_lease(lease.clone(), 1, T1 + 7));
     restarted.restored(&job, T1 + 7);
     let step = restarted.step(&job, T1 + 7).unwrap();
-    assert!(
-        step.settle.as_ref().is_some_and(|r| !r.is_empty()),
+    assert_eq!(
+        step.settle.as_deref().map(paid_by),
+        Some(vec![(a.public(), 0)]),
         "the restored job settles what it accepted, not runs"
     );
     assert!(step.effects.orders.is_empty(), "and is not auctioned again");
@@ -1688,17 +1705,13 @@ fn an_approval_job_pays_what_is_approved_and_runs_what_is_rejected_again_elsewhe
         .approval_until_ms
         .unwrap();
     assert!(core.step(&job, until - 1).unwrap().settle.is_none());
-    let receipts = core
+    let acceptances = core
         .step(&job, until)
         .unwrap()
         .settle
         .expect("the window's end approves what is not judged");
-    let paid: Vec<(PublicKey, u64)> = receipts
-        .iter()
-        .map(|r| (r.signer(), r.payload_unchecked().task))
-        .collect();
     assert_eq!(
-        paid,
+        paid_by(&acceptances),
         [(a.public(), 0), (a.public(), 1)],
         "the rejected result is not paid"
     );
@@ -1720,12 +1733,12 @@ fn a_job_whose_every_result_is_approved_settles_without_waiting_for_the_window()
     run_next(&mut core, &a, &leases[0], T1 + 20);
     assert!(core.step(&job, T1 + 30).unwrap().settle.is_none());
     core.judge(&job, &approval(&[1], &[]), T1 + 40).unwrap();
-    let receipts = core
+    let settlement = core
         .step(&job, T1 + 41)
         .unwrap()
         .settle
         .expect("all approved");
-    assert_eq!(receipts.len(), 2);
+    assert_eq!(paid_by(&settlement), [(a.public(), 0), (a.public(), 1)]);
 }
 
 #[test]
@@ -1824,6 +1837,7 @@ fn a_restarted_requester_keeps_waiting_for_approval_until_the_stored_end_of_the_
     for result in &stored {
         restarted.restore_result(&job, result).unwrap();
     }
+    assert!(restarted.restore_lease(leases[0].clone(), 1, T1 + 50));
     restarted.restored(&job, T1 + 50);
     let step = restarted.step(&job, T1 + 50).unwrap();
     assert!(
@@ -1844,7 +1858,7 @@ fn a_restarted_requester_keeps_waiting_for_approval_until_the_stored_end_of_the_
         .unwrap()
         .settle
         .expect("the window is over");
-    assert_eq!(receipts.len(), 2);
+    assert_eq!(paid_by(&receipts).len(), 2);
 }
 
 /// A live stream starts with no task and leases for the tasks it keeps
@@ -1930,7 +1944,7 @@ fn a_stream_grows_while_it_runs_and_settles_only_once_ended() {
         Some(StreamRefused::Ended)
     );
     let receipts = core.step(&id, T1 + 10).unwrap().settle.expect("settles");
-    assert_eq!(receipts.len(), 2);
+    assert_eq!(paid_by(&receipts).len(), 2);
 
     // A stream restored from its record (ended or not) has every task it
     // was given.
