@@ -99,14 +99,17 @@ pub(super) async fn claim(shared: &Shared, lease: ContentId) {
     }
 }
 
+/// One claim's acceptances, with what came with each.
+pub(super) type Claim<T> = (Vec<Signed<Acceptance>>, Vec<T>);
+
 /// `acceptances` packed into claims within the ledger's bounds (at most
 /// [`ACCEPTANCES_PER_CLAIM_MAX`], and [`CLAIM_BYTES_MAX`] of them), each
 /// with what came with its acceptances (`T`), in order; and what came with
 /// any acceptance too large for any claim.
 pub(super) fn pack<T>(
     acceptances: impl IntoIterator<Item = (Signed<Acceptance>, T)>,
-) -> (Vec<(Vec<Signed<Acceptance>>, Vec<T>)>, Vec<T>) {
-    let mut batches: Vec<(Vec<Signed<Acceptance>>, Vec<T>)> = Vec::new();
+) -> (Vec<Claim<T>>, Vec<T>) {
+    let mut batches: Vec<Claim<T>> = Vec::new();
     let mut too_large = Vec::new();
     let mut batch_bytes = 0;
     for (acceptance, with) in acceptances {
