@@ -306,7 +306,7 @@ pub struct JobStatus {
     pub first_task_ms: Option<u64>,
     /// When it finished.
     pub finished_ms: Option<u64>,
-    /// Receipts in settlements the ledger applied.
+    /// Results in the requester's settlement claims the ledger applied.
     pub settled: u64,
     /// Executions, replicas included: what verification cost.
     pub executions: u64,

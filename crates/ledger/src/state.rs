@@ -997,6 +997,12 @@ impl State {
                 }
             };
             let key = (lease_id, task);
+            if self.clawed.contains(&key) {
+                // Judged wrong: what it was paid went back, and nothing
+                // more is paid for it.
+                outcomes.push(refuse("its payment was taken back"));
+                continue;
+            }
             let paid_fuel = paid_now.get(&key).or(self.settled.get(&key)).copied();
             if paid_fuel.is_some_and(|paid| paid >= fuel_used) {
                 outcomes.push(refuse("already settled"));
@@ -1361,10 +1367,10 @@ impl State {
             .map(|key| {
                 let lease = &self.leases[&key.0];
                 let (price, fee) = self.charge(lease, self.settled[key])?;
-                Ok((lease.job, price - fee))
+                Ok((lease.job, lease.requester, price - fee))
             })
-            .collect::<Result<Vec<(ContentId, Amount)>, TxError>>()?;
-        let refund_total: u128 = refunds.iter().map(|(_, a)| u128::from(*a)).sum();
+            .collect::<Result<Vec<(ContentId, PublicKey, Amount)>, TxError>>()?;
+        let refund_total: u128 = refunds.iter().map(|(_, _, a)| u128::from(*a)).sum();
         let take_total = Amount::try_from((u128::from(penalty) + refund_total).min(at_stake))
             .expect("bounded by the stake");
 
@@ -1406,19 +1412,21 @@ impl State {
         // Refunds come out of what remains after the penalty, in order,
         // until it runs out.
         let mut refundable = take_total - penalty;
-        for (job, amount) in refunds {
+        // Each to the escrow that paid it, if its requester still has it
+        // open under the job's id, else to that requester's balance: never
+        // to an escrow someone else opened under the same id since.
+        for (job, requester, amount) in refunds {
             let amount = amount.min(refundable);
             refundable -= amount;
             match self.escrows.get_mut(&job) {
-                Some(escrow) => {
+                Some(escrow) if escrow.owner == requester => {
                     escrow.balance = escrow
                         .balance
                         .checked_add(amount)
                         .expect("an escrow fits the supply");
                 }
-                None => {
-                    let owner = self.leases[&lease].requester;
-                    let account = self.accounts.get_or_default(owner);
+                _ => {
+                    let account = self.accounts.get_or_default(requester);
                     account.balance = account
                         .balance
                         .checked_add(amount)

@@ -21,8 +21,8 @@ pub const RECEIPT_NAMESPACE: &[u8] = b"cairn/receipt";
 /// A requester's signature over an [`Acceptance`] uses this namespace.
 pub const ACCEPTANCE_NAMESPACE: &[u8] = b"cairn/acceptance";
 
-/// Receipts settled by one transaction, at most; also the most results
-/// one acceptance names, and one claim pays.
+/// Receipts one `Settle` pays, at most; also the most results one claim
+/// pays.
 pub const RECEIPTS_PER_TX_MAX: usize = 4096;
 /// Acceptances one claim carries, at most.
 pub const ACCEPTANCES_PER_CLAIM_MAX: usize = 64;

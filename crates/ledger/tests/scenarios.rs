@@ -1,10 +1,10 @@
 //! The life of a job on the ledger, and every refusal with its reason.
 
 use cairn_ledger::{
-    ACCEPTANCE_NAMESPACE, Acceptance, Accepted, COMMIT_NAMESPACE, Capabilities, Commit,
-    EVIDENCE_WINDOW_BLOCKS, Evidence, Genesis, LEASE_BLOCKS_MAX, Lease, Params, RECEIPT_NAMESPACE,
-    REVEAL_WINDOW_BLOCKS, Receipt, SettleOutcome, State, TxBody, TxError, TxKind,
-    VERDICT_NAMESPACE, Verdict, admit, admit_batch, decode,
+    ACCEPTANCE_NAMESPACE, Acceptance, Accepted, CLOSE_NOTICE_BLOCKS, COMMIT_NAMESPACE,
+    Capabilities, Commit, EVIDENCE_WINDOW_BLOCKS, Evidence, Genesis, LEASE_BLOCKS_MAX, Lease,
+    Params, RECEIPT_NAMESPACE, REVEAL_WINDOW_BLOCKS, Receipt, SettleOutcome, State, TxBody,
+    TxError, TxKind, VERDICT_NAMESPACE, Verdict, admit, admit_batch, decode,
 };
 use cairn_wire::{Attested, ContentId, Keypair, ResultManifest, Signed};
 
@@ -1156,10 +1156,8 @@ fn a_wrong_result_is_slashed_the_winner_and_the_judges_rewarded_and_paid_receipt
             },
         )
     };
-    let escrow_before = net.state.escrow(&job).unwrap().balance;
     let stake = net.state.provider(&net.provider.public()).unwrap().stake;
     let winner = other.public();
-    let winner_before = net.state.account(&winner).balance;
     let burned_before = net.state.burned();
 
     let wrong = net.receipt(&lease, 5, 2_000_000_000, b"lie");
@@ -1244,6 +1242,19 @@ fn a_wrong_result_is_slashed_the_winner_and_the_judges_rewarded_and_paid_receipt
         .iter()
         .map(|v| net.state.account(&v.public()).balance)
         .collect();
+    // The requester closes the job's escrow (its leases given notice, then
+    // ended), and someone else opens one under the same job id: what is
+    // clawed back returns to the requester, never into that escrow.
+    net.send(&requester, TxKind::CloseEscrow { job }).unwrap();
+    net.state
+        .begin_block(net.state.height() + CLOSE_NOTICE_BLOCKS + 1, 0);
+    net.send(&requester, TxKind::CloseEscrow { job }).unwrap();
+    assert!(net.state.escrow(&job).is_none());
+    net.send(&other, TxKind::OpenEscrow { job, amount: 5_000 })
+        .unwrap();
+    let requester_before = net.state.account(&requester.public()).balance;
+    let winner_before = net.state.account(&winner).balance;
+
     let clawback = (0..3).map(|t| (lease.id(), t)).collect();
     net.send(&requester, slash(verdict(&quorum, b"lie"), clawback))
         .unwrap();
@@ -1256,7 +1267,12 @@ fn a_wrong_result_is_slashed_the_winner_and_the_judges_rewarded_and_paid_receipt
     );
     assert_eq!(
         net.state.escrow(&job).unwrap().balance,
-        escrow_before + refunds
+        5_000,
+        "nothing into an escrow another opened under the job's id"
+    );
+    assert_eq!(
+        net.state.account(&requester.public()).balance,
+        requester_before + refunds
     );
     assert_eq!(
         net.state.account(&winner).balance,
@@ -1277,11 +1293,27 @@ fn a_wrong_result_is_slashed_the_winner_and_the_judges_rewarded_and_paid_receipt
         net.state.burned(),
         burned_before + penalty - penalty / 2 - 3 * judged
     );
-    // Neither the offence nor the clawed-back receipts can be used again.
+    // Neither the offence nor the clawed-back receipts can be used again,
+    // nor is a result whose payment was taken back paid more for a larger
+    // acceptance of it (once the slashed lease is forgotten, the clawback's
+    // own mark refuses it: `a_result_whose_payment_was_taken_back_is_not_paid_again`).
     assert_eq!(
         net.send(&requester, slash(verdict(&quorum, b"lie"), Vec::new()))
             .unwrap_err(),
         TxError::BadEvidence("this offence was already punished")
+    );
+    let larger = acceptance(&requester, &lease, &[(0, b"accepted", 3_000_000_000)]);
+    assert_eq!(
+        net.send(
+            &requester,
+            TxKind::Claim {
+                acceptances: vec![larger]
+            }
+        )
+        .unwrap(),
+        [SettleOutcome::Refused(
+            "its provider was slashed on a lease of this requester"
+        )]
     );
 }
 

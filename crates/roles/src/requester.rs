@@ -522,8 +522,8 @@ impl RequesterCore {
         self.verifier.trust_mut().set(provider, record);
     }
 
-    /// Restores an accepted result of a job (after a restart); its receipt
-    /// is settled again unless the job's settlement was over, and its
+    /// Restores an accepted result of a job (after a restart); it is
+    /// settled again unless the job's settlement was over, and its
     /// provider still gets the acceptance it asks for either way (as
     /// before the restart) — unless it was convicted (its trust restored
     /// first says so): nothing it returned is paid.
@@ -1745,16 +1745,17 @@ impl RequesterCore {
         effects
     }
 
-    /// A job's settlement is over: its record says so, with what was paid
-    /// and what went wrong. Returns the record to persist.
+    /// A job's settlement is over: its record says so, with the results in
+    /// claims the ledger applied and what went wrong. Returns the record to
+    /// persist.
     pub fn settled(
         &mut self,
         id: &ContentId,
-        receipts: u64,
+        results: u64,
         problems: &[String],
     ) -> Option<JobRecord> {
         let job = self.jobs.get_mut(id)?;
-        job.settled = receipts;
+        job.settled = results;
         job.record.settled = true;
         if !problems.is_empty() {
             job.reason = Some(problems.join("; "));

@@ -186,6 +186,57 @@ fn a_payment_above_the_largest_amount_is_refused_whole() {
     );
 }
 
+/// A result whose payment a conviction took back is paid nothing more,
+/// even on a receipt of more fuel. Once the lease its provider was slashed
+/// under is forgotten, nothing else marks that provider, while what was
+/// clawed back under a lease that lives longer stays: the clawback's own
+/// mark is then the only guard.
+#[test]
+fn a_result_whose_payment_was_taken_back_is_not_paid_again() {
+    let mut world = World::new();
+    let job = ContentId::of(b"job");
+    world
+        .send(
+            true,
+            TxKind::OpenEscrow {
+                job,
+                amount: 1_000_000,
+            },
+        )
+        .unwrap();
+    world.state.begin_block(1, 0);
+    let lease = world.lease(job, 1_000, 10_000_000_000, 100);
+    let provider_signature = lease.sign(&world.provider);
+    world
+        .send(
+            true,
+            TxKind::RecordLease {
+                lease: lease.clone(),
+                provider_signature,
+            },
+        )
+        .unwrap();
+    let settle = |world: &mut World, fuel| {
+        let receipts = vec![world.receipt(&lease, 0, fuel)];
+        world.send(true, TxKind::Settle { job, receipts }).unwrap();
+    };
+    settle(&mut world, 1_000_000_000);
+    assert_eq!(world.state.paid_fuel(&lease.id(), 0), Some(1_000_000_000));
+    // More fuel pays the difference...
+    settle(&mut world, 2_000_000_000);
+    assert_eq!(world.state.paid_fuel(&lease.id(), 0), Some(2_000_000_000));
+    // ...unless a conviction took the payment back (its clawback, put here
+    // directly).
+    world.state.clawed.extend([(lease.id(), 0)]);
+    let balance = world.state.account(&world.provider.public()).balance;
+    settle(&mut world, 3_000_000_000);
+    assert_eq!(world.state.paid_fuel(&lease.id(), 0), Some(2_000_000_000));
+    assert_eq!(
+        world.state.account(&world.provider.public()).balance,
+        balance
+    );
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     NextBlock(u64),

@@ -179,7 +179,7 @@ pub struct Job {
     /// Receipts refused because their report stated another result, kept
     /// until their task is decided (see [`MISSTATED_MAX`]).
     pub(super) misstated: Vec<(Signed<Receipt>, cairn_wire::ResultManifest)>,
-    /// Receipts in settlements the ledger applied.
+    /// Results in the settlement claims the ledger applied.
     pub settled: u64,
     /// Results rejected since the job last waited for approval: their new
     /// results get a window of their own when they are in.
