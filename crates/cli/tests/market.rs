@@ -2070,9 +2070,26 @@ fn a_framer_requester_challenges_honest_commits_and_slashes_no_one() {
 /// plus the fees.
 #[test]
 fn a_requester_that_never_settles_pays_its_providers_through_their_claims() {
+    providers_are_paid_by_their_claims_under("withholder");
+}
+
+/// An `underpayer` requester never settles either, and for each acceptance
+/// it hands a provider it signs a second one at no fuel and claims that on
+/// the ledger first. The providers' claims of the true acceptances pay the
+/// difference, so each is paid for its work all the same (before the
+/// ledger paid differences, the first claim left them with nothing).
+#[test]
+fn an_underpaying_requester_pays_its_providers_in_full_through_their_claims() {
+    providers_are_paid_by_their_claims_under("underpayer");
+}
+
+/// Runs a job from a requester that cheats as `cheat` and never settles,
+/// and waits until every provider that worked has been paid, by its own
+/// claims, what the requester spent less the fees.
+fn providers_are_paid_by_their_claims_under(cheat: &str) {
     let devnet = Devnet::start(2);
     devnet.kill("v0");
-    let mut withholder = devnet.restart_requester_with(&["--misbehave", "withholder"]);
+    let mut withholder = devnet.restart_requester_with(&["--misbehave", cheat]);
     devnet.wait_until("the providers are back", |d| {
         (d.get("/v1/market")?["peers"].as_u64()? >= 2).then_some(())
     });

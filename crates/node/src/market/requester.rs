@@ -1030,6 +1030,19 @@ impl Requester {
             tracing::error!("persisting results: {e}");
             return Response::Refused("the requester cannot store results now".into());
         }
+        if let (
+            Some(cheat),
+            Response::Tasks {
+                accepted: Some(a), ..
+            },
+        ) = (self.misbehave, &response)
+            && let Some(smaller) = cheat.shortchange(&self.shared.key, a)
+            && let Err(e) = self.shared.ledger.send(TxKind::Claim {
+                acceptances: vec![smaller],
+            })
+        {
+            tracing::warn!("claiming a smaller acceptance: {e}");
+        }
         let empty = nothing_to_take(&response);
         let hold = holdable
             && empty

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use cairn_ledger::{COMMIT_NAMESPACE, Commit};
+use cairn_ledger::{ACCEPTANCE_NAMESPACE, Acceptance, COMMIT_NAMESPACE, Commit};
 use cairn_wire::{ContentId, Keypair, Signed};
 
 use super::RenderCheat;
@@ -61,6 +61,10 @@ pub enum RequesterMisbehave {
     /// Takes every result and never settles: closes the job's escrow for
     /// its budget back instead.
     Withholder,
+    /// Never settles either, and for each acceptance it hands a provider
+    /// signs a second one of the same results at no fuel and claims it on
+    /// the ledger first, meaning to have them paid nothing.
+    Underpayer,
     /// Exits its process once it has stored a case against a cheat, before
     /// it asks any validator: the crash a stored case must survive.
     CaseCrasher,
@@ -72,6 +76,7 @@ pub fn configure(config: &mut MarketConfig, name: &str) -> Result<(), String> {
     let requester = match name {
         "framer" => Some(RequesterMisbehave::Framer),
         "withholder" => Some(RequesterMisbehave::Withholder),
+        "underpayer" => Some(RequesterMisbehave::Underpayer),
         "case-crasher" => Some(RequesterMisbehave::CaseCrasher),
         _ => None,
     };
@@ -202,7 +207,24 @@ impl Misbehave {
 impl RequesterMisbehave {
     /// Never settles, and closes the escrow instead.
     pub(crate) fn withholds(self) -> bool {
-        self == Self::Withholder
+        matches!(self, Self::Withholder | Self::Underpayer)
+    }
+
+    /// An underpayer's second acceptance of what `accepted` names, at no
+    /// fuel, signed with `key`, to claim before the provider claims the
+    /// first.
+    pub(crate) fn shortchange(
+        self,
+        key: &Keypair,
+        accepted: &Signed<Acceptance>,
+    ) -> Option<Signed<Acceptance>> {
+        (self == Self::Underpayer).then(|| {
+            let mut smaller = accepted.payload_unchecked().clone();
+            for result in &mut smaller.results {
+                result.fuel_used = 0;
+            }
+            Signed::sign(key, ACCEPTANCE_NAMESPACE, smaller)
+        })
     }
 
     /// Challenges honest commits without cause.

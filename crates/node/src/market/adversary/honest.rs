@@ -64,6 +64,14 @@ impl RequesterMisbehave {
         match self {}
     }
 
+    pub(crate) fn shortchange(
+        self,
+        _: &cairn_wire::Keypair,
+        _: &cairn_wire::Signed<cairn_ledger::Acceptance>,
+    ) -> Option<cairn_wire::Signed<cairn_ledger::Acceptance>> {
+        match self {}
+    }
+
     pub(crate) fn crashes_with_a_case(self) -> bool {
         match self {}
     }

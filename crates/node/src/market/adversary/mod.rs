@@ -1,6 +1,6 @@
 //! Nodes built to cheat, so that tests can show the defences hold: a
 //! provider that lies, stalls or tampers with what it runs, a requester
-//! that frames, withholds payment or crashes mid-case (`cairn node
+//! that frames, withholds payment, underpays or crashes mid-case (`cairn node
 //! --misbehave NAME`, hidden).
 //!
 //! Only a build with this crate's `adversary` feature has them: the tests
@@ -27,6 +27,7 @@ pub const NAMES: &[&str] = &[
     "region-painter",
     "framer",
     "withholder",
+    "underpayer",
     "case-crasher",
 ];
 
