@@ -2082,13 +2082,11 @@ pub fn check_reports(
         match report {
             Report::Committed(commit) => {
                 let c = commit.payload_unchecked();
-                if commit.verify(COMMIT_NAMESPACE).is_err() {
-                    checked.bad_signatures += 1;
-                } else if commit.signer() != sender
-                    || c.lease != lease
-                    || c.task >= u64::from(tasks)
-                {
+                // What costs a lookup first, the signature after.
+                if commit.signer() != sender || c.lease != lease || c.task >= u64::from(tasks) {
                     checked.refused += 1;
+                } else if commit.verify(COMMIT_NAMESPACE).is_err() {
+                    checked.bad_signatures += 1;
                 } else {
                     checked.commits.push(commit);
                 }
@@ -2127,9 +2125,7 @@ pub fn check_reports(
                         })
                         .collect(),
                 };
-                if receipt.verify(RECEIPT_NAMESPACE).is_err() {
-                    checked.bad_signatures += 1;
-                } else if receipt.signer() != sender
+                if receipt.signer() != sender
                     || r.lease != lease
                     || r.task >= u64::from(tasks)
                     // Names end up as paths on the requester's disk.
@@ -2138,6 +2134,8 @@ pub fn check_reports(
                         .any(|f| cairn_job::check_output_path(&f.name).is_err())
                 {
                     checked.refused += 1;
+                } else if receipt.verify(RECEIPT_NAMESPACE).is_err() {
+                    checked.bad_signatures += 1;
                 } else if stated.digest() != r.digest {
                     // Outputs, streams or fuel other than those it committed
                     // to: nothing of it is taken or paid, and the task goes
