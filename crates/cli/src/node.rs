@@ -199,7 +199,9 @@ pub struct MarketArgs {
     /// `frame-swapper` delivers the next frame, `region-painter` paints
     /// over a corner (providers);
     /// `framer` challenges honest commits on the ledger, `withholder`
-    /// never settles and closes its escrow instead, `case-crasher` exits
+    /// never settles and closes its escrow instead, `underpayer` claims a
+    /// zero-fuel acceptance of every result first and never settles,
+    /// `case-crasher` exits
     /// once it has stored a case against a cheat, before it asks any
     /// validator (requesters).
     /// Only a build with the adversaries (the tests') plays them; any

@@ -1325,7 +1325,7 @@ fn a_restarted_requester_resumes_without_rerunning_finished_tasks() {
     let status = devnet.status(&id);
     assert!(
         status["settled"].as_u64().unwrap() >= 60,
-        "a receipt for each result was settled: {status}"
+        "each result was settled: {status}"
     );
     let _ = node.kill();
     let _ = node.wait();

@@ -1,8 +1,8 @@
 //! ledger: Keep Cairn's balances, stakes, escrows, leases and reputations as a deterministic state machine.
 //!
 //! The ledger is where money lives: a requester's budget is locked in escrow
-//! before work starts, providers are paid from it only for receipts the
-//! requester accepts, cheaters lose stake, and no token is ever created,
+//! before work starts, providers are paid from it only for results the
+//! requester accepted (its signed acceptances), cheaters lose stake, and no token is ever created,
 //! lost or paid twice. This crate is the pure state machine that every
 //! validator runs: no clock, no I/O, no randomness. Given the same genesis and
 //! the same transactions in the same blocks, every validator reaches the same

@@ -131,7 +131,8 @@ pub struct Escrow {
 /// escrow closing.
 pub const CLOSE_NOTICE_BLOCKS: u64 = 50;
 
-/// What a settlement did with each receipt, in order.
+/// What a settlement or claim did with each result, in order: a payment
+/// may be the difference for a result paid before for less fuel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SettleOutcome {
     /// Paid: `paid` to the provider and `fee` to the fee pool.
@@ -538,7 +539,7 @@ impl State {
     }
 
     /// Applies a verified transaction completely, or refuses it and changes
-    /// nothing. Settlement returns what happened to each receipt.
+    /// nothing. A settlement or claim returns what happened to each result.
     pub fn apply(&mut self, tx: &VerifiedTx) -> Result<Vec<SettleOutcome>, TxError> {
         let tx = tx.tx();
         let body = tx.payload_unchecked();

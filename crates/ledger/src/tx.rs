@@ -139,10 +139,11 @@ pub enum TxKind {
         /// Signed receipts, at most [`REVEALS_PER_TX_MAX`].
         receipts: Vec<Signed<Receipt>>,
     },
-    /// Pay for results their requester accepted, without it: each
-    /// acceptance, signed by its lease's requester, pays the lease's
-    /// provider for the results it names that are not paid yet (anyone may
-    /// post it; the provider does when its requester does not settle).
+    /// Pay for results their requester accepted: each acceptance, signed
+    /// by its lease's requester, pays the lease's provider for the results
+    /// it names that are not paid yet, and the difference for those paid
+    /// for less fuel (anyone may post it: the requester settling its job,
+    /// or the provider when its requester does not).
     Claim {
         /// The requester's signed acceptances.
         acceptances: Vec<Signed<Acceptance>>,

@@ -552,7 +552,7 @@ struct Offering {
 struct Closing {
     /// Settlement transactions not yet applied.
     settles: usize,
-    /// Receipts paid so far.
+    /// Results paid so far.
     paid: u64,
     /// The first `CloseEscrow` applied: the second may go once the height
     /// passes this.
@@ -1228,7 +1228,9 @@ impl Sim {
                 self.requesters[requester].key.clone(),
                 self.requesters[requester].life,
             );
-            // Claims of its own acceptances, as the node settles.
+            // Claims of its own acceptances, as the node settles (packed by
+            // count alone: the simulation does not bound a transaction's
+            // bytes, as its providers' claims do not).
             let chunks: Vec<Vec<Signed<Acceptance>>> = acceptances
                 .chunks(ACCEPTANCES_PER_CLAIM_MAX)
                 .map(<[_]>::to_vec)

@@ -112,9 +112,9 @@ fn jobs_submitted_to_a_busy_network_get_the_providers_that_come_free() {
     assert!(wasted < 0.06, "{:.1}% of executions wasted", wasted * 100.0);
 }
 
-/// A thousand jobs, half of them from requesters that withhold payment
-/// (they take every result and close their escrow instead of settling) and
-/// a quarter from one that tries to frame its providers (it challenges
+/// A thousand jobs, two fifths of them from requesters that withhold
+/// payment (they take every result and close their escrow instead of
+/// settling), a fifth from one that tries to frame its providers (it challenges
 /// every commitment it is sent, and claims on the ledger that each was
 /// never opened), and a fifth from an underpayer (it signs a second
 /// acceptance of each result at half the fuel and claims it first), on a

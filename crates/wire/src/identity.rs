@@ -140,13 +140,15 @@ const BATCH_FROM: usize = 8;
 
 /// Verifies many signatures at once, faster than one by one. True only if
 /// every signature is valid; on false, check individually to find the bad
-/// ones. Unlike [`PublicKey::verify`], batch verification is not strict
-/// about malleable encodings, so callers that dedupe by signature bytes
-/// must still use the strict check for anything they store.
+/// ones. Unlike [`PublicKey::verify`], batch verification is not strict:
+/// it can accept a signature the strict check refuses (a key or nonce
+/// with a small-order part, whose weight in the batch cancels it), so
+/// anything kept as evidence, or deduplicated by its signature bytes, must
+/// be checked strictly.
 pub fn verify_batch(items: &[(&[u8], &PublicKey, &Signature)]) -> bool {
     // A batch pays for random scalars and a multi-scalar multiplication
     // over every point: below a handful of signatures that costs more than
-    // checking each (a provider's pull usually carries one or two results).
+    // checking each.
     if items.len() < BATCH_FROM {
         return items
             .iter()

@@ -164,9 +164,9 @@ pub fn net(args: &NetArgs) -> anyhow::Result<Vec<Figure>> {
             let finished = status.finished_ms.unwrap_or(0);
             let seconds = (finished.saturating_sub(first)).max(1) as f64 / 1000.0;
             figures.push(figure(name, f64::from(args.tasks) / seconds, "tasks/s"));
-            // Its settlement (thousands of receipts, each signature checked
-            // as it is queued and as it is applied) must not run during the
-            // next figure.
+            // Its settlement (claims of its acceptances, each signature
+            // checked as it is queued and as it is applied) must not run
+            // during the next figure.
             wait_settled(node, &job)?;
             big_job = Some(job);
             if verify != VerifyPolicy::None {

@@ -4,7 +4,7 @@
 //! results the provider delivered (`cairn_roles::lease_work`). The provider
 //! keeps each one, and once the lease's work is over posts them as `Claim`
 //! transactions: the ledger pays each result from the job's escrow unless
-//! the requester's own settlement paid it already. So a requester that takes
+//! the requester's own settlement paid it already for as much fuel. So a requester that takes
 //! results and never settles, or closes its escrow instead, still pays for
 //! what it accepted. The rows leave in the same write that queues the
 //! transaction in the outbox: a crash neither loses a claim nor sends one

@@ -24,8 +24,8 @@
 //!
 //! Signing again can let an older copy and the new one both reach blocks.
 //! Every kind a node sends applies at most once by the ledger's own rules
-//! (an escrow opens once, a lease is recorded once, a receipt is settled
-//! once, a challenge, reveal or slash acts once), so the second copy is
+//! (an escrow opens once, a lease is recorded once, a result is paid once
+//! for its fuel, a challenge, reveal or slash acts once), so the second copy is
 //! refused and only takes a nonce; every copy's digest is remembered, so
 //! whichever copy a block applied is the one reported.
 

@@ -1476,7 +1476,10 @@ mod tests {
     /// accepts in its pull and the ledger's strict check refuses: had the
     /// requester kept it, any evidence made of it would be refused, and
     /// its provider could not be slashed for the result. It is counted as
-    /// badly signed and kept out; its well-signed neighbours are not.
+    /// badly signed and kept out. (Its neighbours in the pull, well signed
+    /// by another key, are refused as not the sender's, before any
+    /// signature is checked; the same receipts sent by their own signer are
+    /// taken.)
     #[test]
     fn a_signature_crafters_receipt_that_only_a_batch_accepts_is_refused() {
         let crafted = mixed_order_receipt(1);

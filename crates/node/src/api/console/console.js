@@ -339,7 +339,7 @@ function showJob(job) {
     ['Runs per result', runs],
     ['Disputes', job.disputes],
     ['Convicted', job.convicted.length ? job.convicted.map(short).join(', ') : 'none'],
-    ['Receipts settled', job.settled],
+    ['Results settled', job.settled],
     ['Submitted', new Date(job.submitted_ms).toLocaleString()],
   ];
   if (job.approved !== undefined) {
