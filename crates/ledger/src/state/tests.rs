@@ -91,6 +91,31 @@ impl World {
         }
     }
 
+    /// Opens `job`'s escrow with `amount`, moves to block 1 and records a
+    /// lease on it at `price`, up to `fuel_max` a task, until `expires`.
+    fn escrowed_lease(
+        &mut self,
+        job: ContentId,
+        amount: Amount,
+        price: Amount,
+        fuel_max: u64,
+        expires: u64,
+    ) -> Lease {
+        self.send(true, TxKind::OpenEscrow { job, amount }).unwrap();
+        self.state.begin_block(1, 0);
+        let lease = self.lease(job, price, fuel_max, expires);
+        let provider_signature = lease.sign(&self.provider);
+        self.send(
+            true,
+            TxKind::RecordLease {
+                lease: lease.clone(),
+                provider_signature,
+            },
+        )
+        .unwrap();
+        lease
+    }
+
     fn receipt(&self, lease: &Lease, task: u64, fuel: u64) -> Signed<Receipt> {
         Signed::sign(
             &self.provider,
@@ -151,21 +176,7 @@ fn the_last_nonce_is_refused_rather_than_wrapped_to_zero() {
 fn a_payment_above_the_largest_amount_is_refused_whole() {
     let mut world = World::new();
     let job = ContentId::of(b"job");
-    world
-        .send(true, TxKind::OpenEscrow { job, amount: 1_000 })
-        .unwrap();
-    world.state.begin_block(1, 0);
-    let lease = world.lease(job, u64::MAX, u64::MAX, 100);
-    let provider_signature = lease.sign(&world.provider);
-    world
-        .send(
-            true,
-            TxKind::RecordLease {
-                lease: lease.clone(),
-                provider_signature,
-            },
-        )
-        .unwrap();
+    let lease = world.escrowed_lease(job, 1_000, u64::MAX, u64::MAX, 100);
     // u64::MAX fuel at u64::MAX per 10^9 fuel is far above any amount.
     let receipts = vec![
         world.receipt(&lease, 0, 1),
@@ -195,27 +206,7 @@ fn a_payment_above_the_largest_amount_is_refused_whole() {
 fn a_result_whose_payment_was_taken_back_is_not_paid_again() {
     let mut world = World::new();
     let job = ContentId::of(b"job");
-    world
-        .send(
-            true,
-            TxKind::OpenEscrow {
-                job,
-                amount: 1_000_000,
-            },
-        )
-        .unwrap();
-    world.state.begin_block(1, 0);
-    let lease = world.lease(job, 1_000, 10_000_000_000, 100);
-    let provider_signature = lease.sign(&world.provider);
-    world
-        .send(
-            true,
-            TxKind::RecordLease {
-                lease: lease.clone(),
-                provider_signature,
-            },
-        )
-        .unwrap();
+    let lease = world.escrowed_lease(job, 1_000_000, 1_000, 10_000_000_000, 100);
     let settle = |world: &mut World, fuel| {
         let receipts = vec![world.receipt(&lease, 0, fuel)];
         world.send(true, TxKind::Settle { job, receipts }).unwrap();
