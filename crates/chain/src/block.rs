@@ -140,7 +140,7 @@ impl Block {
     /// invalid forever. (Whether each still applies is decided when the
     /// block is executed.)
     pub(crate) fn check_txs(&self, chain: &cairn_wire::ContentId) -> Result<(), BlockError> {
-        let mut seen = std::collections::BTreeSet::new();
+        let mut txs = Vec::with_capacity(self.txs.len());
         for (index, bytes) in self.txs.iter().enumerate() {
             let tx = cairn_ledger::decode(bytes).map_err(|e| BlockError::Tx {
                 index,
@@ -153,7 +153,12 @@ impl Block {
                     reason: format!("for chain {found}, this is chain {chain}"),
                 });
             }
-            let tx = cairn_ledger::admit(tx).map_err(|e| BlockError::Tx {
+            txs.push(tx);
+        }
+        // The whole block's signatures in one batch.
+        let mut seen = std::collections::BTreeSet::new();
+        for (index, tx) in cairn_ledger::admit_batch(txs).into_iter().enumerate() {
+            let tx = tx.map_err(|e| BlockError::Tx {
                 index,
                 reason: e.to_string(),
             })?;

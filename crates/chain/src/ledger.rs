@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use cairn_ledger::{Amount, State, Tx, TxError, VerifiedTx, admit};
+use cairn_ledger::{Amount, State, Tx, TxError, VerifiedTx, admit, admit_batch};
 use cairn_wire::{ContentId, PublicKey};
 
 use crate::StateStore;
@@ -309,6 +309,14 @@ impl Ledger {
     /// caller stops applying (the block is not acknowledged), and a restart
     /// loads the last saved state and is given the block again.
     pub(crate) fn apply_finalized(&self, block: &Block) -> Result<(), crate::StoreError> {
+        // Blocks carry only transactions that verified when proposed; they
+        // are checked again, all in one batch and outside the lock.
+        let (txs, bytes): (Vec<Tx>, Vec<&Vec<u8>>) = block
+            .txs
+            .iter()
+            .filter_map(|bytes| Some((cairn_ledger::decode(bytes).ok()?, bytes)))
+            .unzip();
+        let verified = admit_batch(txs);
         let mut inner = self.inner.lock().unwrap();
         if let Some(e) = &inner.unsaved {
             return Err(crate::StoreError::new(&format!(
@@ -322,12 +330,11 @@ impl Ledger {
         let Inner { state, store, .. } = &mut *inner;
         state.begin_block(height, block.timestamp_ms);
         let mut outcomes = Vec::with_capacity(block.txs.len());
-        for bytes in &block.txs {
-            // Blocks carry only transactions that verified when proposed,
-            // but whether they still apply depends on the transactions
-            // before them: those that no longer apply are skipped, the same
-            // way on every validator.
-            if let Some(verified) = verify(bytes) {
+        for (verified, bytes) in verified.into_iter().zip(bytes) {
+            // Whether each still applies depends on the transactions before
+            // it: those that no longer apply are skipped, the same way on
+            // every validator.
+            if let Ok(verified) = verified {
                 let outcome = match state.apply_in_block(&verified) {
                     Ok(_) => TxOutcome::Applied(height),
                     Err(e) => TxOutcome::Refused(height, e.to_string()),
@@ -381,11 +388,6 @@ impl Ledger {
         mempool.prune(state);
         Ok(())
     }
-}
-
-/// Decodes and verifies a transaction from a block.
-pub(crate) fn verify(bytes: &[u8]) -> Option<VerifiedTx> {
-    admit(cairn_ledger::decode(bytes).ok()?).ok()
 }
 
 pub(crate) fn tx_key(tx: &VerifiedTx) -> TxKey {

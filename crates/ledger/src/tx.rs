@@ -1,9 +1,12 @@
 //! Transactions and their canonical encoding.
 
 use bytes::BufMut;
-use cairn_wire::codec::{Buf, EncodeSize, Error as CodecError, RangeCfg, Read, ReadExt, Write};
+use cairn_wire::codec::{
+    Buf, Encode, EncodeSize, Error as CodecError, RangeCfg, Read, ReadExt, Write,
+};
 use cairn_wire::{
-    Attested, ContentId, Keypair, PublicKey, ResultManifest, Signature, Signed, WireError, text,
+    Attested, Batch, ContentId, Keypair, PublicKey, ResultManifest, Signature, Signed, WireError,
+    text,
 };
 
 use crate::fraud::{COMMIT_NAMESPACE, Commit, VERDICT_NAMESPACE, Verdict};
@@ -363,65 +366,106 @@ pub fn decode(bytes: &[u8]) -> Result<Tx, WireError> {
 }
 
 /// Checks every signature in `tx`: the signer's, and those of the
-/// providers whose leases, receipts or evidence it carries.
+/// providers, requesters and validators whose leases, receipts,
+/// acceptances or evidence it carries, together in one [`Batch`] (a claim's
+/// acceptances, all by its requester, share their key's term).
 pub fn admit(tx: Tx) -> Result<VerifiedTx, TxError> {
-    tx.verify(TX_NAMESPACE)
-        .map_err(|e| TxError::BadSignature(e.to_string()))?;
-    verify_inner(&tx.payload_unchecked().kind)?;
-    Ok(VerifiedTx(tx))
+    let mut batch = Batch::new();
+    queue(&tx, &mut batch)?;
+    if batch.verify() {
+        Ok(VerifiedTx(tx))
+    } else {
+        Err(first_bad(&tx))
+    }
 }
 
-/// [`admit`] for many transactions; returns each one's verdict in order.
-/// Signatures over transaction bodies are checked in one batch, which is
-/// cheaper than one by one; a batch with a bad signature falls back to
-/// checking each so only the bad ones are refused.
+/// [`admit`] for many transactions (a block's); returns each one's verdict
+/// in order. All their signatures are checked in one batch, which agrees
+/// with checking each (see [`Batch`]); a batch with a bad signature falls
+/// back to admitting each, so only the transactions that hold one are
+/// refused.
 pub fn admit_batch(txs: Vec<Tx>) -> Vec<Result<VerifiedTx, TxError>> {
-    let messages: Vec<Vec<u8>> = txs
-        .iter()
-        .map(|tx| tx.signing_bytes(TX_NAMESPACE))
-        .collect();
-    let signers: Vec<PublicKey> = txs.iter().map(|tx| tx.signer()).collect();
-    let batch: Vec<(&[u8], &PublicKey, &Signature)> = txs
-        .iter()
-        .zip(&messages)
-        .zip(&signers)
-        .map(|((tx, m), signer)| (m.as_slice(), signer, tx.signature()))
-        .collect();
-    if cairn_wire::verify_batch(&batch) {
-        txs.into_iter()
-            .map(|tx| verify_inner(&tx.payload_unchecked().kind).map(|()| VerifiedTx(tx)))
-            .collect()
+    let mut batch = Batch::new();
+    let formed = txs.iter().all(|tx| queue(tx, &mut batch).is_ok());
+    if formed && batch.verify() {
+        txs.into_iter().map(|tx| Ok(VerifiedTx(tx))).collect()
     } else {
         txs.into_iter().map(admit).collect()
     }
 }
 
-fn verify_inner(kind: &TxKind) -> Result<(), TxError> {
-    let bad = |what: &str, e: WireError| TxError::BadSignature(format!("{what}: {e}"));
+/// Queues every signature `tx` holds in `batch`; an error for what is
+/// wrong whatever the signatures (a verdict signed twice by one
+/// validator).
+fn queue(tx: &Tx, batch: &mut Batch) -> Result<(), TxError> {
+    batch.add(
+        &tx.signer(),
+        &tx.signing_bytes(TX_NAMESPACE),
+        tx.signature(),
+    );
+    each_signature(
+        &tx.payload_unchecked().kind,
+        &mut |_, key, message, signature| batch.add(key, message, signature),
+    )
+}
+
+/// Why `tx`, whose batch failed, is refused: its first bad signature,
+/// checked one by one.
+fn first_bad(tx: &Tx) -> TxError {
+    if let Err(e) = tx.verify(TX_NAMESPACE) {
+        return TxError::BadSignature(e.to_string());
+    }
+    let mut bad = None;
+    let formed = each_signature(
+        &tx.payload_unchecked().kind,
+        &mut |what, key, message, signature| {
+            if bad.is_none() && !key.verify(message, signature) {
+                bad = Some(format!("{what}: a bad signature by {key}"));
+            }
+        },
+    );
+    match (formed, bad) {
+        (Err(e), _) => e,
+        (Ok(()), Some(bad)) => TxError::BadSignature(bad),
+        // The batch and the one-by-one check follow one rule: unreachable
+        // unless the weights of a batch were drawn against the odds.
+        (Ok(()), None) => TxError::BadSignature("a signature its batch refused".into()),
+    }
+}
+
+/// What [`each_signature`] hands each signature to: what it is (for
+/// errors), who signed, the bytes signed, the signature.
+type EachSignature<'a> = dyn FnMut(&'static str, &PublicKey, &[u8], &Signature) + 'a;
+
+/// Calls `each` with every signature `kind` carries besides its signer's:
+/// what it is (for errors), who signed, the bytes signed, the signature.
+fn each_signature(
+    kind: &TxKind,
+    each: &mut EachSignature<'_>,
+) -> Result<(), TxError> {
     match kind {
         TxKind::RecordLease {
             lease,
             provider_signature,
-        } if !lease.signed_by_provider(provider_signature) => {
-            return Err(TxError::BadSignature(
-                "the provider's signature over the lease".into(),
-            ));
+        } => {
+            let mut bytes = Vec::new();
+            lease.write(&mut bytes);
+            each(
+                "the provider's signature over the lease",
+                &lease.provider,
+                &lease_signing_bytes(&bytes),
+                provider_signature,
+            );
         }
-        TxKind::Settle { receipts, .. } => {
+        TxKind::Settle { receipts, .. } | TxKind::Reveal { receipts } => {
             for receipt in receipts {
-                receipt
-                    .verify(RECEIPT_NAMESPACE)
-                    .map_err(|e| bad("receipt", e))?;
+                envelope(each, "receipt", receipt, RECEIPT_NAMESPACE);
             }
         }
         TxKind::Slash { evidence } => match &**evidence {
             Evidence::Equivocation { first, second } => {
-                first
-                    .verify(RECEIPT_NAMESPACE)
-                    .map_err(|e| bad("evidence", e))?;
-                second
-                    .verify(RECEIPT_NAMESPACE)
-                    .map_err(|e| bad("evidence", e))?;
+                envelope(each, "evidence", first, RECEIPT_NAMESPACE);
+                envelope(each, "evidence", second, RECEIPT_NAMESPACE);
             }
             Evidence::WrongResult {
                 receipt,
@@ -429,57 +473,58 @@ fn verify_inner(kind: &TxKind) -> Result<(), TxError> {
                 winner_receipt,
                 ..
             } => {
-                receipt
-                    .verify(RECEIPT_NAMESPACE)
-                    .map_err(|e| bad("receipt", e))?;
+                envelope(each, "receipt", receipt, RECEIPT_NAMESPACE);
                 // Whether the signers are enough validators is the state's
-                // question; here every signature must hold.
-                verdict
-                    .verify(VERDICT_NAMESPACE)
-                    .map_err(|e| bad("verdict", e))?;
+                // question; here every signature must hold, each signer
+                // once.
+                let message = verdict.signing_bytes(VERDICT_NAMESPACE);
+                let mut signers = Vec::new();
+                for (signer, signature) in verdict.signatures_unchecked() {
+                    if signers.contains(&signer) {
+                        return Err(TxError::BadSignature(format!(
+                            "verdict: signed twice by {signer}"
+                        )));
+                    }
+                    signers.push(signer);
+                    each("verdict", &signer, &message, signature);
+                }
                 if let Some(winner) = winner_receipt {
-                    winner
-                        .verify(RECEIPT_NAMESPACE)
-                        .map_err(|e| bad("winner_receipt", e))?;
+                    envelope(each, "winner_receipt", winner, RECEIPT_NAMESPACE);
                 }
             }
             Evidence::BadReveal { commit, receipt } => {
-                commit
-                    .verify(COMMIT_NAMESPACE)
-                    .map_err(|e| bad("commit", e))?;
-                receipt
-                    .verify(RECEIPT_NAMESPACE)
-                    .map_err(|e| bad("receipt", e))?;
+                envelope(each, "commit", commit, COMMIT_NAMESPACE);
+                envelope(each, "receipt", receipt, RECEIPT_NAMESPACE);
             }
             Evidence::NoReveal { .. } => {}
             Evidence::MisstatedFuel { receipt, .. } => {
-                receipt
-                    .verify(RECEIPT_NAMESPACE)
-                    .map_err(|e| bad("receipt", e))?;
+                envelope(each, "receipt", receipt, RECEIPT_NAMESPACE);
             }
         },
-        TxKind::Challenge { commit } => {
-            commit
-                .verify(COMMIT_NAMESPACE)
-                .map_err(|e| bad("commit", e))?;
-        }
-        TxKind::Reveal { receipts } => {
-            for receipt in receipts {
-                receipt
-                    .verify(RECEIPT_NAMESPACE)
-                    .map_err(|e| bad("receipt", e))?;
-            }
-        }
+        TxKind::Challenge { commit } => envelope(each, "commit", commit, COMMIT_NAMESPACE),
         TxKind::Claim { acceptances } => {
             for acceptance in acceptances {
-                acceptance
-                    .verify(ACCEPTANCE_NAMESPACE)
-                    .map_err(|e| bad("acceptance", e))?;
+                envelope(each, "acceptance", acceptance, ACCEPTANCE_NAMESPACE);
             }
         }
         _ => {}
     }
     Ok(())
+}
+
+/// Hands `each` the signature of one envelope under `namespace`.
+fn envelope<T: Encode>(
+    each: &mut EachSignature<'_>,
+    what: &'static str,
+    signed: &Signed<T>,
+    namespace: &[u8],
+) {
+    each(
+        what,
+        &signed.signer(),
+        &signed.signing_bytes(namespace),
+        signed.signature(),
+    );
 }
 
 /// What a provider signs to agree to a lease.

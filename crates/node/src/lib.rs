@@ -28,10 +28,12 @@ use commonware_utils::ordered::{Map, Set};
 use commonware_utils::{NZU32, NZUsize, TryCollect as _};
 
 /// Separates the validators' p2p handshakes from other uses of their keys.
-/// Its suffix is the version of the transactions' encoding, so validators
-/// that could not decode each other's blocks never connect (2: a receipt
-/// carries its commitment's salt, and opens it).
-const P2P_NAMESPACE: &[u8] = b"cairn-ledger-p2p/2";
+/// Its suffix is the version of the transactions' encoding and of the rule
+/// their signatures are checked by, so validators that could decode or
+/// judge each other's blocks differently never connect (2: a receipt
+/// carries its commitment's salt, and opens it; 3: signatures follow
+/// ZIP-215, alone or in a batch).
+const P2P_NAMESPACE: &[u8] = b"cairn-ledger-p2p/3";
 
 /// Everything a node needs to start.
 pub struct NodeConfig {

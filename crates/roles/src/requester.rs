@@ -2065,11 +2065,11 @@ impl Streams {
 /// checked against it here, so nothing past this point sees one out of
 /// range.
 ///
-/// Signatures are checked one by one, by the ledger's strict rule: a
-/// commit or receipt kept here may become evidence, and batch
-/// verification accepts signatures the ledger refuses (a provider can
-/// craft them, trying nonces until the batch's weights cancel a
-/// small-order component), which would make a liar's evidence worthless.
+/// The signatures of the reports that pass the cheap checks are checked
+/// in one batch (all are the sender's, so they share its key's term), and
+/// one by one only if it fails. A commit or receipt kept here may become
+/// evidence: a batch judges every signature as the ledger does (see
+/// [`cairn_wire::Batch`]), so none kept is one the ledger refuses.
 pub fn check_reports(
     sender: PublicKey,
     lease: ContentId,
@@ -2077,15 +2077,51 @@ pub fn check_reports(
     streams: Streams,
     reports: Vec<Report>,
 ) -> Checked {
+    // What costs a lookup first, the signatures after.
+    let addressed = |report: &Report| match report {
+        Report::Committed(commit) => {
+            let c = commit.payload_unchecked();
+            commit.signer() == sender && c.lease == lease && c.task < u64::from(tasks)
+        }
+        Report::Revealed {
+            receipt, outputs, ..
+        } => {
+            let r = receipt.payload_unchecked();
+            receipt.signer() == sender
+                && r.lease == lease
+                && r.task < u64::from(tasks)
+                // Names end up as paths on the requester's disk.
+                && outputs
+                    .iter()
+                    .all(|f| cairn_job::check_output_path(&f.name).is_ok())
+        }
+        Report::Failed { .. } => true,
+    };
+    let mut batch = cairn_wire::Batch::new();
+    for report in reports.iter().filter(|r| addressed(r)) {
+        match report {
+            Report::Committed(commit) => batch.add(
+                &sender,
+                &commit.signing_bytes(COMMIT_NAMESPACE),
+                commit.signature(),
+            ),
+            Report::Revealed { receipt, .. } => batch.add(
+                &sender,
+                &receipt.signing_bytes(RECEIPT_NAMESPACE),
+                receipt.signature(),
+            ),
+            Report::Failed { .. } => {}
+        }
+    }
+    let all_signed = batch.verify();
     let mut checked = Checked::default();
     for report in reports {
+        let addressed = addressed(&report);
         match report {
             Report::Committed(commit) => {
-                let c = commit.payload_unchecked();
-                // What costs a lookup first, the signature after.
-                if commit.signer() != sender || c.lease != lease || c.task >= u64::from(tasks) {
+                if !addressed {
                     checked.refused += 1;
-                } else if commit.verify(COMMIT_NAMESPACE).is_err() {
+                } else if !all_signed && commit.verify(COMMIT_NAMESPACE).is_err() {
                     checked.bad_signatures += 1;
                 } else {
                     checked.commits.push(commit);
@@ -2125,16 +2161,9 @@ pub fn check_reports(
                         })
                         .collect(),
                 };
-                if receipt.signer() != sender
-                    || r.lease != lease
-                    || r.task >= u64::from(tasks)
-                    // Names end up as paths on the requester's disk.
-                    || outputs
-                        .iter()
-                        .any(|f| cairn_job::check_output_path(&f.name).is_err())
-                {
+                if !addressed {
                     checked.refused += 1;
-                } else if receipt.verify(RECEIPT_NAMESPACE).is_err() {
+                } else if !all_signed && receipt.verify(RECEIPT_NAMESPACE).is_err() {
                     checked.bad_signatures += 1;
                 } else if stated.digest() != r.digest {
                     // Outputs, streams or fuel other than those it committed

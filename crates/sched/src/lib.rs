@@ -220,6 +220,10 @@ pub struct Scheduler {
     /// of providers costs nothing until one of them goes quiet.
     watched: BTreeSet<(u64, PublicKey)>,
     providers: BTreeMap<PublicKey, ProviderState>,
+    /// How many of `providers` are not dropped, kept as they change:
+    /// [`Scheduler::progress`] is asked on every step of a job with
+    /// thousands of providers.
+    active: u32,
     /// Providers a requeued task must not go to (they already ran it).
     excluded: BTreeMap<u32, BTreeSet<PublicKey>>,
     done: u32,
@@ -244,6 +248,7 @@ impl Scheduler {
             deadlines: BTreeSet::new(),
             watched: BTreeSet::new(),
             providers: BTreeMap::new(),
+            active: 0,
             excluded: BTreeMap::new(),
             done: 0,
             failed: 0,
@@ -324,15 +329,18 @@ impl Scheduler {
     /// Adds a leased provider with `slots` concurrent tasks (or updates its
     /// slots). A dropped provider stays dropped (see [`Scheduler::readmit`]).
     pub fn add_provider(&mut self, provider: PublicKey, slots: u32, now_ms: u64) {
-        let entry = self.providers.entry(provider).or_insert(ProviderState {
-            slots,
-            running: BTreeSet::new(),
-            strikes: 0,
-            last_seen_ms: now_ms,
-            watched: None,
-            dropped: None,
-            rejoinable: false,
-            readmitted: false,
+        let entry = self.providers.entry(provider).or_insert_with(|| {
+            self.active += 1;
+            ProviderState {
+                slots,
+                running: BTreeSet::new(),
+                strikes: 0,
+                last_seen_ms: now_ms,
+                watched: None,
+                dropped: None,
+                rejoinable: false,
+                readmitted: false,
+            }
         });
         entry.slots = slots;
         entry.last_seen_ms = now_ms;
@@ -624,6 +632,7 @@ impl Scheduler {
         }
         state.dropped = Some(reason.to_string());
         state.rejoinable = rejoinable;
+        self.active -= 1;
         let tasks: Vec<u32> = std::mem::take(&mut state.running).into_iter().collect();
         let mut events = vec![Event::Dropped {
             provider: *provider,
@@ -728,6 +737,7 @@ impl Scheduler {
             return false;
         };
         state.dropped = None;
+        self.active += 1;
         state.rejoinable = false;
         state.readmitted = true;
         state.strikes = 0;
@@ -816,7 +826,7 @@ impl Scheduler {
             running: self.running.len() as u32,
             pending: self.pending.len() as u32,
             failed: self.failed,
-            providers: self.active_providers().count() as u32,
+            providers: self.active,
         }
     }
 

@@ -123,9 +123,12 @@ fn only_a_provider_dropped_for_lateness_or_silence_is_readmitted() {
     assert!(!sched.readmit(&liar, 300));
     assert!(!sched.readmit(&present, 300));
     assert!(!sched.readmit(&key(9), 300));
+    assert_eq!(sched.progress().providers, 1, "only the present one");
     sched.add_provider(misser, 2, 300);
+    assert_eq!(sched.progress().providers, 1, "added again, still out");
     assert!(sched.readmit(&misser, 300));
     assert!(sched.is_active(&misser) && !sched.may_rejoin(&misser));
+    assert_eq!(sched.progress().providers, 2);
     let taken = sched.pull(&misser, 5, 300).unwrap();
     assert_eq!(taken.len(), 2, "its slots");
     // Its strikes were forgiven: one more miss does not drop it again.
@@ -148,6 +151,7 @@ fn only_a_provider_dropped_for_lateness_or_silence_is_readmitted() {
     );
     sched.pull(&misser, 1, 500).unwrap_err();
     assert!(!sched.may_rejoin(&misser) && !sched.readmit(&misser, 600));
+    assert_eq!(sched.progress().providers, 1);
 
     // Dropped for lateness, then caught cheating: it stays out.
     let cheat = key(4);

@@ -177,6 +177,12 @@ fn simulate(seed: u64) -> Report {
         for event in sched.tick(now) {
             log.extend_from_slice(format!("{event:?}").as_bytes());
         }
+        // The count kept as providers are dropped is the count there is.
+        assert_eq!(
+            sched.progress().providers as usize,
+            sched.active_providers().count(),
+            "seed {seed}"
+        );
         now += 5;
     }
     let progress = sched.progress();

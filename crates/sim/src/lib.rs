@@ -36,7 +36,7 @@ use cairn_job::VerifyPolicy;
 use cairn_ledger::{
     ACCEPTANCE_NAMESPACE, ACCEPTANCES_PER_CLAIM_MAX, Acceptance, Capabilities, Evidence, Genesis,
     Lease, RECEIPT_NAMESPACE, REVEAL_WINDOW_BLOCKS, REVEALS_PER_TX_MAX, Receipt, SettleOutcome,
-    State, TxBody, TxKind, admit,
+    State, TxBody, TxKind, admit_batch,
 };
 use cairn_market::{BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, Rng, ScalePricing, drawn};
 use cairn_proto::{
@@ -2113,30 +2113,44 @@ impl Sim {
             .partition(|(key, _, _)| self.validators.home(&key.public()) == leader);
         self.pending_txs = waiting;
         let proposed: Vec<Pending> = proposed;
-        for (key, kind, job) in proposed {
+        // Signed in order, each sender's nonces following on (one refused
+        // in a block still takes its nonce), and checked as a validator
+        // checks a block: all signatures in one batch.
+        let mut nonces: BTreeMap<PublicKey, u64> = BTreeMap::new();
+        let (senders, txs): (Vec<_>, Vec<_>) = proposed
+            .into_iter()
+            .map(|(key, kind, job)| {
+                let nonce = nonces
+                    .entry(key.public())
+                    .or_insert_with(|| self.ledger.account(&key.public()).nonce);
+                let tx = TxBody {
+                    chain,
+                    nonce: *nonce,
+                    kind,
+                }
+                .sign(&key);
+                *nonce += 1;
+                ((key, job), tx)
+            })
+            .unzip();
+        for ((key, job), verified) in senders.into_iter().zip(admit_batch(txs)) {
+            let verified = verified.expect("the simulation signs with its actors' own keys");
+            let kind = &verified.tx().payload_unchecked().kind;
             // A requester settles with claims of its own acceptances, the
             // only claims that name a job.
             let claim = matches!(kind, TxKind::Claim { .. });
             let settle = claim && job.is_some();
             let close = matches!(kind, TxKind::CloseEscrow { .. });
             let open = matches!(kind, TxKind::OpenEscrow { .. });
-            let revealed = match &kind {
+            let revealed = match kind {
                 TxKind::Reveal { receipts } => receipts.len() as u64,
                 _ => 0,
             };
-            let no_reveal = matches!(&kind, TxKind::Slash { evidence }
-                if matches!(**evidence, Evidence::NoReveal { .. }));
+            let no_reveal = matches!(kind, TxKind::Slash { evidence }
+                if matches!(evidence.as_ref(), Evidence::NoReveal { .. }));
             if no_reveal {
                 self.frames_in_flight -= 1;
             }
-            let body = TxBody {
-                chain,
-                nonce: self.ledger.account(&key.public()).nonce,
-                kind,
-            };
-            let Ok(verified) = admit(body.sign(&key)) else {
-                continue;
-            };
             let outcome = self.ledger.apply_in_block(&verified);
             if outcome.is_ok() {
                 self.reveals += revealed;

@@ -51,8 +51,8 @@ impl<T: Encode> Signed<T> {
         &self.payload
     }
 
-    /// The bytes the signature covers under `namespace`, for batch
-    /// verification ([`crate::verify_batch`]).
+    /// The bytes the signature covers under `namespace`, for a
+    /// [`Batch`](crate::Batch).
     pub fn signing_bytes(&self, namespace: &[u8]) -> Vec<u8> {
         signing_bytes(namespace, &self.payload)
     }
@@ -196,6 +196,17 @@ impl<T: Encode> Attested<T> {
     /// The payload *without* checking any signature.
     pub fn payload_unchecked(&self) -> &T {
         &self.payload
+    }
+
+    /// The bytes every signature covers under `namespace`, for a
+    /// [`Batch`](crate::Batch).
+    pub fn signing_bytes(&self, namespace: &[u8]) -> Vec<u8> {
+        signing_bytes(namespace, &self.payload)
+    }
+
+    /// Each signer with its signature, *unchecked*, in the order added.
+    pub fn signatures_unchecked(&self) -> impl Iterator<Item = (PublicKey, &Signature)> + '_ {
+        self.signatures.iter().map(|(k, s)| (*k, s))
     }
 
     /// Who claims to have signed it (checked only by [`Attested::verify`]).

@@ -44,7 +44,7 @@ pub use commonware_codec as codec;
 pub use envelope::{ATTESTATIONS_MAX, Attested, Signed};
 pub use error::WireError;
 pub use id::{ContentId, hex, parse_hex, parse_hex32};
-pub use identity::{Keypair, NodeId, PublicKey, Signature, verify_batch};
+pub use identity::{Batch, Keypair, NodeId, PublicKey, Signature};
 pub use manifest::{OutputFile, ResultManifest};
 pub use secret::{load_or_create_secret, load_secret, private_dir, random_seed};
 pub use tool::ToolRequest;

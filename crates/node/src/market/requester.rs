@@ -1393,48 +1393,15 @@ mod tests {
         }
     }
 
-    /// Seven honest receipts of tasks 10 to 16: beside one more, a batch
-    /// large enough to be checked as a batch, not one by one.
-    fn honest_receipts() -> Vec<Signed<Receipt>> {
-        (10..17)
-            .map(|task| {
-                Signed::sign(
-                    &Keypair::from_seed([3; 32]),
-                    RECEIPT_NAMESPACE,
-                    receipt(task),
-                )
-            })
-            .collect()
-    }
+    /// A change made to a signature's 64 bytes.
+    type Spoil = fn(&mut [u8; 64]);
 
-    /// Whether `crafted` passes batch verification after the honest
-    /// receipts.
-    fn batch_accepts(crafted: &Signed<Receipt>) -> bool {
-        let honest = honest_receipts();
-        let signed: Vec<(Vec<u8>, PublicKey, cairn_wire::Signature)> = honest
-            .iter()
-            .chain([crafted])
-            .map(|r| {
-                (
-                    r.signing_bytes(RECEIPT_NAMESPACE),
-                    r.signer(),
-                    *r.signature(),
-                )
-            })
-            .collect();
-        let batch: Vec<_> = signed
-            .iter()
-            .map(|(m, k, s)| (m.as_slice(), k, s))
-            .collect();
-        cairn_wire::verify_batch(&batch)
-    }
-
-    /// A receipt signed with a key that has a small-order component, so
-    /// the equation holds only up to a torsion point: the ledger's strict
-    /// check refuses it, and batch verification (random weights derived
-    /// from the batch) accepts it whenever the weight cancels that point,
-    /// often enough for a provider to try nonces until it does, as here.
-    fn mixed_order_receipt(task: u64) -> Signed<Receipt> {
+    /// A receipt of `task` signed with a key that has a small-order part
+    /// (`a·B` plus a point of order 8): not a key honest software makes,
+    /// but one whose holder can sign, and whose signatures a batch with
+    /// weights that cancel that part would once take where the ledger's
+    /// strict check did not. `spoil` changes the signature after.
+    fn mixed_order_receipt(task: u64, spoil: Spoil) -> Signed<Receipt> {
         use curve25519_dalek::{EdwardsPoint, Scalar, constants::EIGHT_TORSION};
         use sha2::{Digest, Sha512};
         let secret = Scalar::from_bytes_mod_order([7; 32]);
@@ -1447,69 +1414,83 @@ mod tests {
             receipt(task),
         );
         let message = template.signing_bytes(RECEIPT_NAMESPACE);
-        for nonce in 1..=u16::MAX {
-            let mut seed = [0; 32];
-            seed[..2].copy_from_slice(&nonce.to_le_bytes());
-            let r = Scalar::from_bytes_mod_order(seed);
-            let big_r = EdwardsPoint::mul_base(&r).compress();
-            let hash: [u8; 64] = Sha512::new()
-                .chain_update(big_r.as_bytes())
-                .chain_update(key.as_bytes())
-                .chain_update(&message)
-                .finalize()
-                .into();
-            let k = Scalar::from_bytes_mod_order_wide(&hash);
-            let s = r + k * secret;
-            let mut bytes = template.to_bytes();
-            bytes[1..33].copy_from_slice(key.as_bytes());
-            bytes[33..65].copy_from_slice(big_r.as_bytes());
-            bytes[65..97].copy_from_slice(s.as_bytes());
-            let crafted = Signed::<Receipt>::from_bytes(&bytes, &()).unwrap();
-            if batch_accepts(&crafted) && crafted.verify(RECEIPT_NAMESPACE).is_err() {
-                return crafted;
-            }
-        }
-        unreachable!("about one nonce in sixteen will do")
+        let r = Scalar::from_bytes_mod_order([task as u8 + 1; 32]);
+        let big_r = EdwardsPoint::mul_base(&r).compress();
+        let hash: [u8; 64] = Sha512::new()
+            .chain_update(big_r.as_bytes())
+            .chain_update(key.as_bytes())
+            .chain_update(&message)
+            .finalize()
+            .into();
+        let k = Scalar::from_bytes_mod_order_wide(&hash);
+        let mut signature = [0; 64];
+        signature[..32].copy_from_slice(big_r.as_bytes());
+        signature[32..].copy_from_slice((r + k * secret).as_bytes());
+        spoil(&mut signature);
+        let mut bytes = template.to_bytes();
+        bytes[1..33].copy_from_slice(key.as_bytes());
+        bytes[33..97].copy_from_slice(&signature);
+        Signed::<Receipt>::from_bytes(&bytes, &()).unwrap()
     }
 
-    /// A `signature_crafter` reports a receipt that batch verification
-    /// accepts in its pull and the ledger's strict check refuses: had the
-    /// requester kept it, any evidence made of it would be refused, and
-    /// its provider could not be slashed for the result. It is counted as
-    /// badly signed and kept out. (Its neighbours in the pull, well signed
-    /// by another key, are refused as not the sender's, before any
-    /// signature is checked; the same receipts sent by their own signer are
-    /// taken.)
+    /// Whether the ledger takes `receipt` in a transaction (a reveal).
+    fn ledger_takes(receipt: &Signed<Receipt>) -> bool {
+        let body = cairn_ledger::TxBody {
+            chain: ContentId::of(b"chain"),
+            nonce: 0,
+            kind: cairn_ledger::TxKind::Reveal {
+                receipts: vec![receipt.clone()],
+            },
+        };
+        cairn_ledger::admit(body.sign(&Keypair::from_seed([5; 32]))).is_ok()
+    }
+
+    /// A `signature_crafter` sends a pull of receipts signed with a key
+    /// that has a small-order part, one of them spoiled in a way a careless
+    /// check might pass. The requester keeps, out of its pull, exactly the
+    /// receipts the ledger takes, so evidence made of one kept is never
+    /// refused, whichever way either side checked it (in a batch or one by
+    /// one). Before, the requester's batch and the ledger's strict check
+    /// followed different rules, and such a receipt could pass one and not
+    /// the other.
     #[test]
-    fn a_signature_crafters_receipt_that_only_a_batch_accepts_is_refused() {
-        let crafted = mixed_order_receipt(1);
-        assert!(batch_accepts(&crafted));
-        assert!(crafted.verify(RECEIPT_NAMESPACE).is_err());
-        let crafter = crafted.signer();
-        let reports: Vec<Report> = honest_receipts()
-            .into_iter()
-            .chain([crafted])
-            .map(revealed)
-            .collect();
-        let checked = check_reports(
-            crafter,
-            ContentId::of(b"lease"),
-            100,
-            Streams::Result,
-            reports,
-        );
-        assert_eq!(checked.bad_signatures, 1);
-        assert!(checked.reveals.is_empty(), "nothing of it is kept");
-        // The honest receipts are well signed, by someone else.
-        assert_eq!(checked.refused, 7);
-        let own = check_reports(
-            Keypair::from_seed([3; 32]).public(),
-            ContentId::of(b"lease"),
-            100,
-            Streams::Result,
-            honest_receipts().into_iter().map(revealed).collect(),
-        );
-        assert_eq!((own.bad_signatures, own.reveals.len()), (0, 7));
+    fn a_signature_crafters_receipts_are_kept_exactly_when_the_ledger_takes_them() {
+        let spoils: [(&str, Spoil); 4] = [
+            ("none", |_| {}),
+            ("a flipped bit of s", |s| s[40] ^= 1),
+            ("another R", |s| s[0] ^= 2),
+            ("s past the group's order", |s| {
+                // Adds 2^253 (a multiple of the order's leading term):
+                // no longer a canonical scalar.
+                s[63] |= 0x20;
+            }),
+        ];
+        for (spoil, how) in spoils {
+            let mut pull: Vec<Signed<Receipt>> = (10..17)
+                .map(|task| mixed_order_receipt(task, |_| {}))
+                .collect();
+            pull.insert(3, mixed_order_receipt(1, how));
+            let crafter = pull[0].signer();
+            let taken = pull.iter().filter(|r| ledger_takes(r)).count();
+            let checked = check_reports(
+                crafter,
+                ContentId::of(b"lease"),
+                100,
+                Streams::Result,
+                pull.into_iter().map(revealed).collect(),
+            );
+            assert_eq!(checked.reveals.len(), taken, "spoiled by {spoil}");
+            assert_eq!(
+                checked.bad_signatures as usize,
+                8 - taken,
+                "spoiled by {spoil}"
+            );
+            for kept in &checked.reveals {
+                assert!(ledger_takes(&kept.receipt), "spoiled by {spoil}");
+            }
+            // Unspoiled, all are the crafter's own signatures and stand.
+            assert_eq!(taken == 8, spoil == "none", "spoiled by {spoil}");
+        }
     }
 
     #[test]
