@@ -141,6 +141,7 @@ impl Block {
     /// block is executed.)
     pub(crate) fn check_txs(&self, chain: &cairn_wire::ContentId) -> Result<(), BlockError> {
         let mut txs = Vec::with_capacity(self.txs.len());
+        let mut seen = std::collections::BTreeSet::new();
         for (index, bytes) in self.txs.iter().enumerate() {
             let tx = cairn_ledger::decode(bytes).map_err(|e| BlockError::Tx {
                 index,
@@ -153,18 +154,18 @@ impl Block {
                     reason: format!("for chain {found}, this is chain {chain}"),
                 });
             }
+            if !seen.insert((tx.signer(), tx.payload_unchecked().nonce)) {
+                return Err(BlockError::DuplicateTx { index });
+            }
             txs.push(tx);
         }
-        // The whole block's signatures in one batch.
-        let mut seen = std::collections::BTreeSet::new();
+        // What costs no signature check first, then the whole block's
+        // signatures in one batch.
         for (index, tx) in cairn_ledger::admit_batch(txs).into_iter().enumerate() {
-            let tx = tx.map_err(|e| BlockError::Tx {
+            tx.map_err(|e| BlockError::Tx {
                 index,
                 reason: e.to_string(),
             })?;
-            if !seen.insert(crate::ledger::tx_key(&tx)) {
-                return Err(BlockError::DuplicateTx { index });
-            }
         }
         Ok(())
     }
@@ -438,6 +439,13 @@ mod tests {
         assert!(matches!(
             block(vec![forged]).check_txs(&chain),
             Err(BlockError::Tx { index: 0, .. })
+        ));
+        // Behind good ones, the batch fails and the bad one is named.
+        let mut forged = tx(chain, 2);
+        *forged.last_mut().unwrap() ^= 1;
+        assert!(matches!(
+            block(vec![tx(chain, 0), tx(chain, 1), forged]).check_txs(&chain),
+            Err(BlockError::Tx { index: 2, .. })
         ));
         assert_eq!(
             block(vec![tx(chain, 0), tx(chain, 0)]).check_txs(&chain),

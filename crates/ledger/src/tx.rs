@@ -439,10 +439,7 @@ type EachSignature<'a> = dyn FnMut(&'static str, &PublicKey, &[u8], &Signature) 
 
 /// Calls `each` with every signature `kind` carries besides its signer's:
 /// what it is (for errors), who signed, the bytes signed, the signature.
-fn each_signature(
-    kind: &TxKind,
-    each: &mut EachSignature<'_>,
-) -> Result<(), TxError> {
+fn each_signature(kind: &TxKind, each: &mut EachSignature<'_>) -> Result<(), TxError> {
     match kind {
         TxKind::RecordLease {
             lease,

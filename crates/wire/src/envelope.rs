@@ -62,7 +62,8 @@ impl<T: Encode> Signed<T> {
         self.signer
     }
 
-    /// The signature bytes, for example to detect a replayed envelope.
+    /// The signature bytes. Not an envelope's identity: its signer can sign
+    /// the same payload again with other bytes (any nonce will do).
     pub fn signature(&self) -> &Signature {
         &self.signature
     }

@@ -234,8 +234,6 @@ pub struct Batch {
     /// batch of one costs more than a plain check).
     first: Option<batch::Item>,
     len: usize,
-    /// Keys already checked for weakness: once per distinct key.
-    keys: Vec<[u8; 32]>,
     weak: bool,
 }
 
@@ -248,10 +246,7 @@ impl Batch {
     /// Queues `signature` by `key` over `message`; the message is hashed
     /// now, so it need not outlive the call.
     pub fn add(&mut self, key: &PublicKey, message: &[u8], signature: &Signature) {
-        if !self.keys.contains(&key.0) {
-            self.weak |= key.is_weak();
-            self.keys.push(key.0);
-        }
+        self.weak |= key.is_weak();
         let item = batch::Item::from((
             VerificationKeyBytes::from(key.0),
             ed25519_zebra::Signature::from_bytes(&signature.0),
