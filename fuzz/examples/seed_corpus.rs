@@ -337,9 +337,9 @@ fn main() {
         ),
         tx(
             4,
-            TxKind::Settle {
+            TxKind::TopUpEscrow {
                 job: id(b"job"),
-                receipts: vec![receipt.clone()],
+                amount: 25,
             },
         ),
         tx(

@@ -324,9 +324,7 @@ impl Mempool {
 /// The escrow a transaction acts on, if it names one its signer must own.
 fn escrow_named(kind: &TxKind) -> Option<cairn_wire::ContentId> {
     match kind {
-        TxKind::TopUpEscrow { job, .. }
-        | TxKind::CloseEscrow { job }
-        | TxKind::Settle { job, .. } => Some(*job),
+        TxKind::TopUpEscrow { job, .. } | TxKind::CloseEscrow { job } => Some(*job),
         TxKind::RecordLease { lease, .. } => Some(lease.job),
         _ => None,
     }

@@ -45,6 +45,6 @@ pub use state::{
 pub use tx::{
     ACCEPTANCE_NAMESPACE, ACCEPTANCE_RESULTS_MAX, ACCEPTANCES_PER_CLAIM_MAX, Acceptance, Accepted,
     Amount, CLAWBACK_MAX, Capabilities, Evidence, LEASE_NAMESPACE, Lease, RECEIPT_NAMESPACE,
-    RECEIPTS_PER_TX_MAX, REVEALS_PER_TX_MAX, Receipt, TX_NAMESPACE, Tx, TxBody, TxKind, VerifiedTx,
-    admit, admit_batch, decode,
+    RESULTS_PER_CLAIM_MAX, REVEALS_PER_TX_MAX, Receipt, TX_NAMESPACE, Tx, TxBody, TxKind,
+    VerifiedTx, admit, admit_batch, decode,
 };

@@ -577,7 +577,6 @@ impl State {
             TxKind::TopUpEscrow { job, amount } => self.top_up(signer, *job, *amount)?,
             TxKind::CloseEscrow { job } => self.close_escrow(signer, *job)?,
             TxKind::RecordLease { lease, .. } => self.record_lease(signer, lease)?,
-            TxKind::Settle { job, receipts } => self.settle(signer, *job, receipts)?,
             TxKind::Slash { evidence } => self.slash(signer, evidence)?,
             TxKind::Challenge { commit } => self.challenge(signer, commit)?,
             TxKind::Reveal { receipts } => self.reveal(receipts)?,
@@ -840,43 +839,13 @@ impl State {
         self.schedule_forgetting(id, lease);
     }
 
-    fn settle(
-        &mut self,
-        who: PublicKey,
-        job: ContentId,
-        receipts: &[Signed<Receipt>],
-    ) -> Result<Vec<SettleOutcome>, TxError> {
-        self.owned_escrow(&who, &job)?;
-        let items = receipts.iter().map(|signed| {
-            let receipt = signed.payload_unchecked();
-            let lease = self.leases.get(&receipt.lease).ok_or("unknown lease")?;
-            if lease.job != job {
-                return Err("lease is for another job");
-            }
-            if lease.requester != who {
-                return Err("lease is another requester's");
-            }
-            if signed.signer() != lease.provider {
-                return Err("not signed by the lease's provider");
-            }
-            Ok((
-                receipt.lease,
-                lease.clone(),
-                receipt.task,
-                receipt.fuel_used,
-            ))
-        });
-        let items: Vec<_> = items.collect();
-        self.pay(items, false)
-    }
-
     /// Pays the results a lease's requester signed as accepted, to the
     /// lease's provider, whoever posts them: what the requester settles is
     /// then only a shortcut, never the provider's only way to be paid. What
     /// the escrow cannot pay, the requester's balance does. A provider
     /// slashed under any lease of the same requester claims nothing from it
     /// (its results can no longer be trusted). Each result is paid or
-    /// refused on its own, as `Settle`'s receipts.
+    /// refused on its own.
     ///
     /// An acceptance names its lease's terms, signed by the requester: a
     /// lease the requester never recorded (or whose `RecordLease` has not
@@ -911,7 +880,7 @@ impl State {
                 taking.push(adopt.clone());
             }
         }
-        let outcomes = self.pay(items, true)?;
+        let outcomes = self.pay(items)?;
         // Kept as a recorded lease is, if it paid anything: what it paid
         // stays marked paid until it is forgotten (a replayed claim then
         // finds it too late), and its provider's stake stays liable.
@@ -965,17 +934,16 @@ impl State {
 
     /// Pays each (lease, task, fuel) not refused already: `fuel × price /
     /// 10^9` from the lease's job's escrow to its provider, the protocol fee
-    /// to the fee pool. For `accepted` results (a claim), what the escrow
-    /// cannot pay (closed, drained, or reopened by someone else under the
-    /// same job id) comes from the requester's balance. A pair already
+    /// to the fee pool. What the escrow cannot pay (closed, drained, or
+    /// reopened by someone else under the same job id) comes from the
+    /// requester's balance: its acceptance is its promise to pay. A pair already
     /// paid for as much fuel or more, fuel above the lease's maximum, or
     /// funds that cannot cover it pay nothing. A pair paid for less fuel
     /// is paid the difference: each result is paid for the most fuel its
-    /// requester agreed to (posted as a provider's receipt, or signed in an
-    /// acceptance), so a requester that signs a second, smaller acceptance
+    /// requester signed in an acceptance, so a requester that signs a second, smaller acceptance
     /// of a result and claims it first does not shortchange its provider,
     /// whose claim of the first pays the rest.
-    fn pay(&mut self, items: Vec<Payable>, accepted: bool) -> Result<Vec<SettleOutcome>, TxError> {
+    fn pay(&mut self, items: Vec<Payable>) -> Result<Vec<SettleOutcome>, TxError> {
         use std::collections::btree_map::Entry;
         // Plan every payment against copies, then commit: the transaction
         // applies wholly or not at all, even if a later receipt overflows.
@@ -1027,10 +995,10 @@ impl State {
             };
             let escrow_pays = escrow
                 .as_ref()
-                .is_some_and(|e| (!accepted || e.owner == lease.requester) && e.balance >= price);
+                .is_some_and(|e| e.owner == lease.requester && e.balance >= price);
             if let (true, Some(escrow)) = (escrow_pays, escrow) {
                 escrow.balance -= price;
-            } else if accepted && lease.requester != lease.provider {
+            } else if lease.requester != lease.provider {
                 // Its acceptance is the requester's promise to pay; closing
                 // the escrow only returned the budget to its balance.
                 let balance = match balances.entry(lease.requester) {

@@ -24,9 +24,8 @@ pub const RECEIPT_NAMESPACE: &[u8] = b"cairn/receipt";
 /// A requester's signature over an [`Acceptance`] uses this namespace.
 pub const ACCEPTANCE_NAMESPACE: &[u8] = b"cairn/acceptance";
 
-/// Receipts one `Settle` pays, at most; also the most results one claim
-/// pays.
-pub const RECEIPTS_PER_TX_MAX: usize = 4096;
+/// Results one claim pays, at most (over all its acceptances).
+pub const RESULTS_PER_CLAIM_MAX: usize = 4096;
 /// Acceptances one claim carries, at most.
 pub const ACCEPTANCES_PER_CLAIM_MAX: usize = 64;
 
@@ -113,13 +112,6 @@ pub enum TxKind {
         lease: Lease,
         /// The provider's signature over the terms.
         provider_signature: Signature,
-    },
-    /// Pay for task receipts the requester (the signer) accepted.
-    Settle {
-        /// The job whose escrow pays.
-        job: ContentId,
-        /// Receipts signed by the providers.
-        receipts: Vec<Signed<Receipt>>,
     },
     /// Slash a provider on evidence of misbehaviour.
     Slash {
@@ -339,7 +331,6 @@ impl TxKind {
             Self::Unstake { .. }
             | Self::CloseEscrow { .. }
             | Self::RecordLease { .. }
-            | Self::Settle { .. }
             | Self::Slash { .. }
             | Self::Reveal { .. }
             | Self::Claim { .. } => 0,
@@ -454,7 +445,7 @@ fn each_signature(kind: &TxKind, each: &mut EachSignature<'_>) -> Result<(), TxE
                 provider_signature,
             );
         }
-        TxKind::Settle { receipts, .. } | TxKind::Reveal { receipts } => {
+        TxKind::Reveal { receipts } => {
             for receipt in receipts {
                 envelope(each, "receipt", receipt, RECEIPT_NAMESPACE);
             }
@@ -559,7 +550,8 @@ const KIND_OPEN_ESCROW: u8 = 4;
 const KIND_TOP_UP: u8 = 5;
 const KIND_CLOSE_ESCROW: u8 = 6;
 const KIND_LEASE: u8 = 7;
-const KIND_SETTLE: u8 = 8;
+// 8 was a settlement of the providers' receipts, which claims of the
+// requester's acceptances replaced; it is not reused.
 const KIND_SLASH: u8 = 9;
 const KIND_CHALLENGE: u8 = 10;
 const KIND_REVEAL: u8 = 11;
@@ -614,11 +606,6 @@ impl Write for TxBody {
                 KIND_LEASE.write(buf);
                 lease.write(buf);
                 provider_signature.write(buf);
-            }
-            TxKind::Settle { job, receipts } => {
-                KIND_SETTLE.write(buf);
-                job.write(buf);
-                receipts.write(buf);
             }
             TxKind::Slash { evidence } => {
                 KIND_SLASH.write(buf);
@@ -722,12 +709,6 @@ impl Read for TxBody {
                 lease: Lease::read(buf)?,
                 provider_signature: Signature::read(buf)?,
             },
-            KIND_SETTLE => {
-                let job = ContentId::read(buf)?;
-                let range: RangeCfg<usize> = (0..=RECEIPTS_PER_TX_MAX).into();
-                let receipts = Vec::<Signed<Receipt>>::read_cfg(buf, &(range, ()))?;
-                TxKind::Settle { job, receipts }
-            }
             KIND_SLASH => {
                 let evidence = match u8::read(buf)? {
                     0 => Evidence::Equivocation {
@@ -786,7 +767,7 @@ impl Read for TxBody {
                     .iter()
                     .map(|a| a.payload_unchecked().results.len())
                     .sum();
-                if results > RECEIPTS_PER_TX_MAX {
+                if results > RESULTS_PER_CLAIM_MAX {
                     return Err(CodecError::InvalidLength(results));
                 }
                 TxKind::Claim { acceptances }

@@ -73,11 +73,6 @@ enum Op {
         price: Amount,
         expires: u64,
     },
-    Settle {
-        who: usize,
-        job: u8,
-        receipts: Vec<(usize, u64, u64, Option<usize>)>,
-    },
     Slash {
         reporter: usize,
         lease: usize,
@@ -175,12 +170,6 @@ fn op() -> impl Strategy<Value = Op> {
                 expires
             }
         ),
-        (
-            user(),
-            0u8..3,
-            prop::collection::vec((0usize..8, 0u64..4, 0u64..3_000_000_000, signer()), 0..6)
-        )
-            .prop_map(|(who, job, receipts)| Op::Settle { who, job, receipts }),
         (
             user(),
             prop::collection::vec(
@@ -384,26 +373,6 @@ impl World {
                     },
                 )
                 .sign(&self.keys[requester])
-            }
-            Op::Settle {
-                who,
-                job: j,
-                receipts,
-            } => {
-                let receipts = receipts
-                    .iter()
-                    .filter_map(|&(lease, task, fuel, signer)| {
-                        self.receipt(lease, task, fuel, signer, 1)
-                    })
-                    .collect();
-                self.body(
-                    who,
-                    TxKind::Settle {
-                        job: job(j),
-                        receipts,
-                    },
-                )
-                .sign(&self.keys[who])
             }
             Op::Claim { who, acceptances } => {
                 let acceptances = acceptances
@@ -621,7 +590,7 @@ fn check_invariants(state: &State) {
 /// Applied transactions by kind, to check the random sequences reach every
 /// rule and not only refusals.
 #[derive(Default, Debug)]
-struct Applied([usize; 13]);
+struct Applied([usize; 12]);
 
 fn kind_index(kind: &TxKind) -> usize {
     match kind {
@@ -633,11 +602,10 @@ fn kind_index(kind: &TxKind) -> usize {
         TxKind::TopUpEscrow { .. } => 5,
         TxKind::CloseEscrow { .. } => 6,
         TxKind::RecordLease { .. } => 7,
-        TxKind::Settle { .. } => 8,
-        TxKind::Slash { .. } => 9,
-        TxKind::Challenge { .. } => 10,
-        TxKind::Reveal { .. } => 11,
-        TxKind::Claim { .. } => 12,
+        TxKind::Slash { .. } => 8,
+        TxKind::Challenge { .. } => 9,
+        TxKind::Reveal { .. } => 10,
+        TxKind::Claim { .. } => 11,
     }
 }
 

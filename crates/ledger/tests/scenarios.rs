@@ -145,14 +145,23 @@ fn a_job_locks_pays_and_refunds() {
     let lease = net.lease(10);
     let provider_before = net.state.account(&net.provider.public()).balance;
 
-    let receipts = vec![
-        net.receipt(&lease, 0, 20_000_000_000, b"a"), // 20 Gfuel at 1000/Gfuel = 20000
-        net.receipt(&lease, 1, 10_000_000_000, b"b"),
-        net.receipt(&lease, 0, 20_000_000_000, b"a"), // duplicate in the batch
-        net.receipt(&lease, 2, 60_000_000_000, b"c"), // above the per-task maximum
-    ];
+    let settlement = acceptance(
+        &requester,
+        &lease,
+        &[
+            (0, b"a", 20_000_000_000), // 20 Gfuel at 1000/Gfuel = 20000
+            (1, b"b", 10_000_000_000),
+            (0, b"a", 20_000_000_000), // duplicate in the batch
+            (2, b"c", 60_000_000_000), // above the per-task maximum
+        ],
+    );
     let outcomes = net
-        .send(&requester, TxKind::Settle { job, receipts })
+        .send(
+            &requester,
+            TxKind::Claim {
+                acceptances: vec![settlement],
+            },
+        )
         .unwrap();
     assert_eq!(
         outcomes[0],
@@ -189,14 +198,13 @@ fn a_job_locks_pays_and_refunds() {
         (2, 30_000_000_000)
     );
 
-    // Settling the same receipt in a later transaction pays nothing.
-    let again = vec![net.receipt(&lease, 1, 10_000_000_000, b"b")];
+    // Settling the same result in a later transaction pays nothing.
+    let again = acceptance(&requester, &lease, &[(1, b"b", 10_000_000_000)]);
     let outcomes = net
         .send(
             &requester,
-            TxKind::Settle {
-                job,
-                receipts: again,
+            TxKind::Claim {
+                acceptances: vec![again],
             },
         )
         .unwrap();
@@ -292,14 +300,8 @@ fn an_underpayer_claiming_a_smaller_acceptance_first_does_not_shortchange_its_pr
     assert_eq!(net.state.escrow(&job).unwrap().balance, 1_000_000 - 20_000);
     assert_eq!(net.state.fee_pool(), fees_before + 200);
     assert_eq!(net.state.paid(&lease.id(), 0), Some(19_800));
-    // Paid in full: neither acceptance again, nor the provider's receipt
-    // settled, moves anything more.
-    let receipts = vec![net.receipt(&lease, 0, 20_000_000_000, b"a")];
-    for kind in [
-        claim(vec![honest]),
-        claim(vec![smaller]),
-        TxKind::Settle { job, receipts },
-    ] {
+    // Paid in full: neither acceptance again moves anything more.
+    for kind in [claim(vec![honest]), claim(vec![smaller])] {
         assert_eq!(
             net.send(&underpayer, kind).unwrap(),
             [SettleOutcome::Refused("already settled")]
@@ -349,14 +351,12 @@ fn a_provider_claims_what_its_requester_accepted_and_never_settled() {
     );
     assert_eq!(net.state.escrow(&job).unwrap().balance, 1_000_000 - 30_000);
 
-    // Paid once: claimed again, or settled by the requester afterwards,
-    // nothing more moves.
+    // Paid once: claimed again, by anyone, or settled by the requester
+    // afterwards, nothing more moves.
     let outcomes = net.send(&other, claim(vec![accepted])).unwrap();
     assert_eq!(outcomes, vec![SettleOutcome::Refused("already settled"); 2]);
-    let receipts = vec![net.receipt(&lease, 1, 10_000_000_000, b"b")];
-    let outcomes = net
-        .send(&requester, TxKind::Settle { job, receipts })
-        .unwrap();
+    let settled = acceptance(&requester, &lease, &[(1, b"b", 10_000_000_000)]);
+    let outcomes = net.send(&requester, claim(vec![settled])).unwrap();
     assert_eq!(outcomes, [SettleOutcome::Refused("already settled")]);
 
     // An acceptance not signed by the lease's requester (here by the
@@ -404,11 +404,6 @@ fn a_provider_claims_what_its_requester_accepted_and_never_settled() {
         net.state.account(&provider.public()).balance,
         provider_before + 990
     );
-    // A settlement has no such fallback: the requester's receipts need its
-    // escrow.
-    let receipts = vec![net.receipt(&lease, 6, 1_000_000_000, b"g")];
-    let err = net.send(&requester, TxKind::Settle { job, receipts });
-    assert!(err.is_err(), "{err:?}");
 
     // The encoding round-trips, and a claim over the per-transaction bound
     // does not decode.
@@ -682,7 +677,7 @@ fn an_account_paying_and_paid_in_one_claim_ends_with_both_and_a_drained_escrow_d
 }
 
 #[test]
-fn receipts_outside_their_lease_or_forged_pay_nothing() {
+fn acceptances_forged_or_tampered_pay_nothing() {
     let mut net = Net::new();
     let requester = Keypair::from_seed([1; 32]);
     let job = ContentId::of(JOB);
@@ -690,66 +685,41 @@ fn receipts_outside_their_lease_or_forged_pay_nothing() {
     net.send(&requester, TxKind::OpenEscrow { job, amount: 100 })
         .unwrap();
     let lease = net.lease(10);
-    // Signed by someone other than the lease's provider.
-    let impostor = Signed::sign(
-        &net.other,
-        RECEIPT_NAMESPACE,
-        Receipt {
-            lease: lease.id(),
-            task: 0,
-            digest: ContentId::of(b"x"),
-            fuel_used: 1_000,
-            salt: [0; 32],
-        },
-    );
-    // A lease that was never recorded.
-    let mut unknown = lease.clone();
-    unknown.price_ucairn_per_gfuel = 1;
-    // More than the escrow holds.
-    let expensive = net.receipt(&lease, 5, 50_000_000_000, b"y");
-    let receipts = vec![impostor, net.receipt(&unknown, 0, 1, b"z"), expensive];
+    // Signed by someone other than the lease's requester.
+    let impostor = acceptance(&net.other, &lease, &[(0, b"x", 1_000)]);
     let outcomes = net
-        .send(&requester, TxKind::Settle { job, receipts })
+        .send(
+            &net.other.clone(),
+            TxKind::Claim {
+                acceptances: vec![impostor],
+            },
+        )
         .unwrap();
     assert_eq!(
         outcomes,
-        [
-            SettleOutcome::Refused("not signed by the lease's provider"),
-            SettleOutcome::Refused("unknown lease"),
-            SettleOutcome::Refused("escrow exhausted"),
-        ]
+        [SettleOutcome::Refused(
+            "not signed by the lease's requester"
+        )]
     );
     assert_eq!(net.state.escrow(&job).unwrap().balance, 100);
 
-    // A receipt whose signature does not verify keeps the whole
+    // An acceptance whose signature does not verify keeps the whole
     // transaction out.
-    let mut tampered = net.receipt(&lease, 0, 1_000, b"a").to_bytes();
+    let mut tampered = acceptance(&requester, &lease, &[(0, b"a", 1_000)]).to_bytes();
     let last = tampered.len() - 1;
     tampered[last] ^= 1;
-    let tampered = Signed::<Receipt>::from_bytes(&tampered, &()).unwrap();
+    let tampered = Signed::<Acceptance>::from_bytes(&tampered, &()).unwrap();
     let body = TxBody {
         chain: net.state.chain(),
-        nonce: net.state.account(&requester.public()).nonce,
-        kind: TxKind::Settle {
-            job,
-            receipts: vec![tampered],
+        nonce: net.state.account(&net.provider.public()).nonce,
+        kind: TxKind::Claim {
+            acceptances: vec![tampered],
         },
     };
     assert!(matches!(
-        admit(body.sign(&requester)),
+        admit(body.sign(&net.provider)),
         Err(TxError::BadSignature(_))
     ));
-    // Only the escrow's owner settles.
-    let err = net
-        .send(
-            &net.other.clone(),
-            TxKind::Settle {
-                job,
-                receipts: vec![],
-            },
-        )
-        .unwrap_err();
-    assert!(matches!(err, TxError::NotEscrowOwner { .. }));
 }
 
 #[test]
@@ -1107,14 +1077,13 @@ fn a_wrong_result_is_slashed_the_winner_and_the_judges_rewarded_and_paid_receipt
     net.register();
     net.open_escrow(1_000_000);
     let lease = net.lease(1_000);
-    let paid: Vec<_> = (0..3)
-        .map(|t| net.receipt(&lease, t, 2_000_000_000, b"accepted"))
+    let accepted: Vec<(u64, &[u8], u64)> = (0..3)
+        .map(|t| (t, &b"accepted"[..], 2_000_000_000))
         .collect();
     net.send(
         &requester,
-        TxKind::Settle {
-            job,
-            receipts: paid.clone(),
+        TxKind::Claim {
+            acceptances: vec![acceptance(&requester, &lease, &accepted)],
         },
     )
     .unwrap();
@@ -1793,16 +1762,18 @@ fn a_lease_and_its_records_are_forgotten_once_its_evidence_window_has_passed() {
     let mut net = Net::new();
     let requester = net.requester.clone();
     let reporter = net.other.clone();
-    let job = ContentId::of(JOB);
     net.register();
     net.open_escrow(1_000_000);
     let lease = net.lease(10);
     let paid = net.receipt(&lease, 0, 1_000_000_000, b"a");
-    let settle = |receipt| TxKind::Settle {
-        job,
-        receipts: vec![receipt],
+    let settle = |task: u64, digest: &[u8]| TxKind::Claim {
+        acceptances: vec![acceptance(
+            &requester,
+            &lease,
+            &[(task, digest, 1_000_000_000)],
+        )],
     };
-    let outcomes = net.send(&requester, settle(paid.clone())).unwrap();
+    let outcomes = net.send(&requester, settle(0, b"a")).unwrap();
     assert!(matches!(outcomes[..], [SettleOutcome::Paid { .. }]));
 
     let forgotten_at = 10 + EVIDENCE_WINDOW_BLOCKS;
@@ -1811,7 +1782,7 @@ fn a_lease_and_its_records_are_forgotten_once_its_evidence_window_has_passed() {
         net.state.lease(&lease.id()).is_some(),
         "kept through its window"
     );
-    let outcomes = net.send(&requester, settle(paid.clone())).unwrap();
+    let outcomes = net.send(&requester, settle(0, b"a")).unwrap();
     assert_eq!(outcomes, [SettleOutcome::Refused("already settled")]);
     let restored = State::from_snapshot(&net.state.to_snapshot()).unwrap();
     assert_eq!(
@@ -1826,15 +1797,15 @@ fn a_lease_and_its_records_are_forgotten_once_its_evidence_window_has_passed() {
     let mut restored = restored;
     restored.begin_block(forgotten_at, 0);
     assert_eq!(restored, net.state);
-    // Forgotten: a receipt under it pays nothing, and no evidence about it
-    // is taken.
-    let outcomes = net
-        .send(
-            &requester,
-            settle(net.receipt(&lease, 1, 1_000_000_000, b"b")),
-        )
-        .unwrap();
-    assert_eq!(outcomes, [SettleOutcome::Refused("unknown lease")]);
+    // Forgotten: an acceptance under it pays nothing (too late to take the
+    // lease from it), and no evidence about it is taken.
+    let outcomes = net.send(&requester, settle(1, b"b")).unwrap();
+    assert_eq!(
+        outcomes,
+        [SettleOutcome::Refused(
+            "unknown lease, too late (or too far ahead) to take from its acceptance"
+        )]
+    );
     let evidence = Evidence::Equivocation {
         first: paid,
         second: net.receipt(&lease, 0, 1_000_000_000, b"other"),

@@ -7,7 +7,7 @@ use cairn_wire::{ContentId, Keypair, Signed};
 use proptest::prelude::*;
 
 use super::*;
-use crate::{Genesis, RECEIPT_NAMESPACE, TxBody, admit};
+use crate::{ACCEPTANCE_NAMESPACE, Genesis, TxBody, admit};
 
 const CAPABILITIES: Capabilities = Capabilities {
     cores: 1,
@@ -116,16 +116,29 @@ impl World {
         lease
     }
 
-    fn receipt(&self, lease: &Lease, task: u64, fuel: u64) -> Signed<Receipt> {
+    /// A claim of the requester's acceptance of `results` (task, fuel)
+    /// under `lease`.
+    fn claim(&self, lease: &Lease, results: &[(u64, u64)]) -> TxKind {
+        TxKind::Claim {
+            acceptances: vec![self.acceptance(lease, results)],
+        }
+    }
+
+    /// The requester's acceptance of `results` (task, fuel) under `lease`.
+    fn acceptance(&self, lease: &Lease, results: &[(u64, u64)]) -> Signed<Acceptance> {
         Signed::sign(
-            &self.provider,
-            RECEIPT_NAMESPACE,
-            Receipt {
-                lease: lease.id(),
-                task,
-                digest: ContentId::of(&[0]),
-                fuel_used: fuel,
-                salt: [0; 32],
+            &self.requester,
+            ACCEPTANCE_NAMESPACE,
+            Acceptance {
+                lease: lease.clone(),
+                results: results
+                    .iter()
+                    .map(|&(task, fuel_used)| crate::Accepted {
+                        task,
+                        digest: ContentId::of(&[0]),
+                        fuel_used,
+                    })
+                    .collect(),
             },
         )
     }
@@ -178,14 +191,8 @@ fn a_payment_above_the_largest_amount_is_refused_whole() {
     let job = ContentId::of(b"job");
     let lease = world.escrowed_lease(job, 1_000, u64::MAX, u64::MAX, 100);
     // u64::MAX fuel at u64::MAX per 10^9 fuel is far above any amount.
-    let receipts = vec![
-        world.receipt(&lease, 0, 1),
-        world.receipt(&lease, 1, u64::MAX),
-    ];
-    assert_eq!(
-        world.send(true, TxKind::Settle { job, receipts }),
-        Err(TxError::Overflow("payment"))
-    );
+    let claim = world.claim(&lease, &[(0, 1), (1, u64::MAX)]);
+    assert_eq!(world.send(true, claim), Err(TxError::Overflow("payment")));
     // A lease that never expires still ends after the notice once its
     // escrow is closing.
     world.send(true, TxKind::CloseEscrow { job }).unwrap();
@@ -198,7 +205,7 @@ fn a_payment_above_the_largest_amount_is_refused_whole() {
 }
 
 /// A result whose payment a conviction took back is paid nothing more,
-/// even on a receipt of more fuel. Once the lease its provider was slashed
+/// even on an acceptance of more fuel. Once the lease its provider was slashed
 /// under is forgotten, nothing else marks that provider, while what was
 /// clawed back under a lease that lives longer stays: the clawback's own
 /// mark is then the only guard.
@@ -208,8 +215,8 @@ fn a_result_whose_payment_was_taken_back_is_not_paid_again() {
     let job = ContentId::of(b"job");
     let lease = world.escrowed_lease(job, 1_000_000, 1_000, 10_000_000_000, 100);
     let settle = |world: &mut World, fuel| {
-        let receipts = vec![world.receipt(&lease, 0, fuel)];
-        world.send(true, TxKind::Settle { job, receipts }).unwrap();
+        let claim = world.claim(&lease, &[(0, fuel)]);
+        world.send(true, claim).unwrap();
     };
     settle(&mut world, 1_000_000_000);
     assert_eq!(world.state.paid_fuel(&lease.id(), 0), Some(1_000_000_000));
@@ -243,7 +250,7 @@ enum Op {
         fuel_max: u64,
         expires: u64,
     },
-    Settle {
+    Claim {
         job: u8,
         task: u64,
         fuel: u64,
@@ -283,7 +290,7 @@ fn op() -> impl Strategy<Value = Op> {
                 expires,
             }
         }),
-        (job, edge(), edge()).prop_map(|(job, task, fuel)| Op::Settle { job, task, fuel }),
+        (job, edge(), edge()).prop_map(|(job, task, fuel)| Op::Claim { job, task, fuel }),
         edge().prop_map(Op::Challenge),
     ]
 }
@@ -339,14 +346,14 @@ proptest! {
                     }
                     result
                 }
-                Op::Settle { job, task, fuel } => {
+                Op::Claim { job, task, fuel } => {
                     let job = ContentId::of(&[job]);
-                    let receipts = leases
+                    let acceptances = leases
                         .iter()
                         .filter(|l| l.job == job)
-                        .map(|l| world.receipt(l, task, fuel))
+                        .map(|l| world.acceptance(l, &[(task, fuel)]))
                         .collect();
-                    world.send(true, TxKind::Settle { job, receipts })
+                    world.send(true, TxKind::Claim { acceptances })
                 }
                 Op::Challenge(task) => match leases.first() {
                     Some(lease) => {
