@@ -451,22 +451,24 @@ impl Scheduler {
             let TaskState::Running(copies) = &self.tasks[task as usize] else {
                 continue;
             };
+            // What no provider may copy first, and cheaply: near a job's
+            // end most old copies are of tasks at their most copies, and
+            // every idle provider's pull walks past them.
+            if copies.len() as u32 >= self.params.copies_max
+                || self.attempts[task as usize] >= self.params.attempts_max
+            {
+                continue;
+            }
             // Only a running copy's own entry tells when the task started:
             // an entry its copy left behind (a task marked done by a
             // restore) would make it a straggler too early.
             let live = copies
                 .iter()
                 .any(|c| c.provider == holder && c.deadline_ms == deadline_ms);
-            if !live
-                || !seen.insert(task)
-                || self.attempts[task as usize] >= self.params.attempts_max
-            {
+            if !live || !seen.insert(task) {
                 continue;
             }
-            if (copies.len() as u32) < self.params.copies_max
-                && copies.iter().all(|c| c.provider != *provider)
-                && !self.excludes(task, provider)
-            {
+            if copies.iter().all(|c| c.provider != *provider) && !self.excludes(task, provider) {
                 stragglers.push(task);
             }
         }

@@ -200,10 +200,7 @@ static SMALL_ORDER_ENCODINGS: LazyLock<Vec<[u8; 32]>> = LazyLock::new(|| {
             for sign in [0, 0x80] {
                 let mut encoding = bytes;
                 encoding[31] = (encoding[31] & 0x7f) | sign;
-                let small = CompressedEdwardsY(encoding)
-                    .decompress()
-                    .is_some_and(|q| q.is_small_order());
-                if small && !found.contains(&encoding) {
+                if decodes_to_small_order(&encoding) && !found.contains(&encoding) {
                     found.push(encoding);
                 }
             }
@@ -211,6 +208,14 @@ static SMALL_ORDER_ENCODINGS: LazyLock<Vec<[u8; 32]>> = LazyLock::new(|| {
     }
     found
 });
+
+/// Whether `encoding` decodes, as ZIP-215 decodes a key, to a point of
+/// small order.
+fn decodes_to_small_order(encoding: &[u8; 32]) -> bool {
+    CompressedEdwardsY(*encoding)
+        .decompress()
+        .is_some_and(|point| point.is_small_order())
+}
 
 /// Signatures checked together, for less than one by one from two on (a
 /// pull's reports, a block's transactions), since one multi-scalar
@@ -538,9 +543,7 @@ mod tests {
                 for sign in [0, 0x80] {
                     let mut bytes = candidate;
                     bytes[31] = (bytes[31] & 0x7f) | sign;
-                    let small = CompressedEdwardsY(bytes)
-                        .decompress()
-                        .is_some_and(|q| q.is_small_order());
+                    let small = decodes_to_small_order(&bytes);
                     assert_eq!(PublicKey(bytes).is_weak(), small, "{}", hex(&bytes));
                     weak += usize::from(small);
                 }
