@@ -418,8 +418,8 @@ fn first_bad(tx: &Tx) -> TxError {
     match (formed, bad) {
         (Err(e), _) => e,
         (Ok(()), Some(bad)) => TxError::BadSignature(bad),
-        // The batch and the one-by-one check follow one rule: unreachable
-        // unless the weights of a batch were drawn against the odds.
+        // Not reached: the batch and the one-by-one check follow one rule,
+        // and signatures that are each valid always pass a batch.
         (Ok(()), None) => TxError::BadSignature("a signature its batch refused".into()),
     }
 }

@@ -2078,27 +2078,30 @@ pub fn check_reports(
     reports: Vec<Report>,
 ) -> Checked {
     // What costs a lookup first, the signatures after.
-    let addressed = |report: &Report| match report {
-        Report::Committed(commit) => {
-            let c = commit.payload_unchecked();
-            commit.signer() == sender && c.lease == lease && c.task < u64::from(tasks)
-        }
-        Report::Revealed {
-            receipt, outputs, ..
-        } => {
-            let r = receipt.payload_unchecked();
-            receipt.signer() == sender
+    let addressed: Vec<bool> = reports
+        .iter()
+        .map(|report| match report {
+            Report::Committed(commit) => {
+                let c = commit.payload_unchecked();
+                commit.signer() == sender && c.lease == lease && c.task < u64::from(tasks)
+            }
+            Report::Revealed {
+                receipt, outputs, ..
+            } => {
+                let r = receipt.payload_unchecked();
+                receipt.signer() == sender
                 && r.lease == lease
                 && r.task < u64::from(tasks)
                 // Names end up as paths on the requester's disk.
                 && outputs
                     .iter()
                     .all(|f| cairn_job::check_output_path(&f.name).is_ok())
-        }
-        Report::Failed { .. } => true,
-    };
+            }
+            Report::Failed { .. } => true,
+        })
+        .collect();
     let mut batch = cairn_wire::Batch::new();
-    for report in reports.iter().filter(|r| addressed(r)) {
+    for (report, _) in reports.iter().zip(&addressed).filter(|(_, a)| **a) {
         match report {
             Report::Committed(commit) => batch.add(
                 &sender,
@@ -2115,8 +2118,7 @@ pub fn check_reports(
     }
     let all_signed = batch.verify();
     let mut checked = Checked::default();
-    for report in reports {
-        let addressed = addressed(&report);
+    for (report, addressed) in reports.into_iter().zip(addressed) {
         match report {
             Report::Committed(commit) => {
                 if !addressed {

@@ -103,7 +103,7 @@ impl PublicKey {
 
     /// Checks `signature` over `message` by the one rule every check in
     /// Cairn uses, alone or in a [`Batch`], so that the two never disagree
-    /// (ZIP-215's, see the module's end): a requester keeps as evidence
+    /// (ZIP-215's, described at [`Batch`]): a requester keeps as evidence
     /// only what the ledger will take, and validators agree on every
     /// transaction whichever way each checks it.
     pub fn verify(&self, message: &[u8], signature: &Signature) -> bool {
