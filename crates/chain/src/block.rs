@@ -154,7 +154,7 @@ impl Block {
                     reason: format!("for chain {found}, this is chain {chain}"),
                 });
             }
-            if !seen.insert((tx.signer(), tx.payload_unchecked().nonce)) {
+            if !seen.insert(crate::ledger::tx_key(&tx)) {
                 return Err(BlockError::DuplicateTx { index });
             }
             txs.push(tx);

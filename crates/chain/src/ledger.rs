@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use cairn_ledger::{Amount, State, Tx, TxError, VerifiedTx, admit, admit_batch};
+use cairn_ledger::{Amount, State, Tx, TxError, admit, admit_batch};
 use cairn_wire::{ContentId, PublicKey};
 
 use crate::StateStore;
@@ -255,7 +255,7 @@ impl Ledger {
         // Signatures are checked without the lock, so admissions proceed in
         // parallel; the state may move meanwhile, so the lookups run again.
         let verified = admit(tx)?;
-        let key = tx_key(&verified);
+        let key = tx_key(verified.tx());
         let body = verified.tx().payload_unchecked();
         let mut inner = self.inner.lock().unwrap();
         let admission = inner.mempool.check(&inner.state, signer, body, len)?;
@@ -346,7 +346,7 @@ impl Ledger {
                     Err(e) => TxOutcome::Refused(height, e.to_string()),
                 };
                 let tx = ContentId::of(bytes);
-                outcomes.push((tx_key(&verified), TxRecord { tx, outcome }));
+                outcomes.push((tx_key(verified.tx()), TxRecord { tx, outcome }));
             }
         }
         if let Some(store) = store
@@ -396,8 +396,7 @@ impl Ledger {
     }
 }
 
-pub(crate) fn tx_key(tx: &VerifiedTx) -> TxKey {
-    let tx: &Tx = tx.tx();
+pub(crate) fn tx_key(tx: &Tx) -> TxKey {
     (tx.signer(), tx.payload_unchecked().nonce)
 }
 

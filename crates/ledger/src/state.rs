@@ -131,7 +131,7 @@ pub struct Escrow {
 /// escrow closing.
 pub const CLOSE_NOTICE_BLOCKS: u64 = 50;
 
-/// What a settlement or claim did with each result, in order: a payment
+/// What a claim did with each result, in order: a payment
 /// may be the difference for a result paid before for less fuel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SettleOutcome {
@@ -539,7 +539,7 @@ impl State {
     }
 
     /// Applies a verified transaction completely, or refuses it and changes
-    /// nothing. A settlement or claim returns what happened to each result.
+    /// nothing. A claim returns what happened to each result.
     pub fn apply(&mut self, tx: &VerifiedTx) -> Result<Vec<SettleOutcome>, TxError> {
         let tx = tx.tx();
         let body = tx.payload_unchecked();
@@ -936,13 +936,14 @@ impl State {
     /// 10^9` from the lease's job's escrow to its provider, the protocol fee
     /// to the fee pool. What the escrow cannot pay (closed, drained, or
     /// reopened by someone else under the same job id) comes from the
-    /// requester's balance: its acceptance is its promise to pay. A pair already
-    /// paid for as much fuel or more, fuel above the lease's maximum, or
-    /// funds that cannot cover it pay nothing. A pair paid for less fuel
-    /// is paid the difference: each result is paid for the most fuel its
-    /// requester signed in an acceptance, so a requester that signs a second, smaller acceptance
-    /// of a result and claims it first does not shortchange its provider,
-    /// whose claim of the first pays the rest.
+    /// requester's balance: its acceptance is its promise to pay. A pair
+    /// already paid for as much fuel or more, fuel above the lease's
+    /// maximum, or funds that cannot cover it pay nothing. A pair paid for
+    /// less fuel is paid the difference: each result is paid for the most
+    /// fuel its requester signed in an acceptance, so a requester that
+    /// signs a second, smaller acceptance of a result and claims it first
+    /// does not shortchange its provider, whose claim of the first pays the
+    /// rest.
     fn pay(&mut self, items: Vec<Payable>) -> Result<Vec<SettleOutcome>, TxError> {
         use std::collections::btree_map::Entry;
         // Plan every payment against copies, then commit: the transaction

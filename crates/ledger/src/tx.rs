@@ -435,16 +435,12 @@ fn each_signature(kind: &TxKind, each: &mut EachSignature<'_>) -> Result<(), TxE
         TxKind::RecordLease {
             lease,
             provider_signature,
-        } => {
-            let mut bytes = Vec::new();
-            lease.write(&mut bytes);
-            each(
-                "the provider's signature over the lease",
-                &lease.provider,
-                &lease_signing_bytes(&bytes),
-                provider_signature,
-            );
-        }
+        } => each(
+            "the provider's signature over the lease",
+            &lease.provider,
+            &lease.signing_bytes(),
+            provider_signature,
+        ),
         TxKind::Reveal { receipts } => {
             for receipt in receipts {
                 envelope(each, "receipt", receipt, RECEIPT_NAMESPACE);
@@ -515,28 +511,23 @@ fn envelope<T: Encode>(
     );
 }
 
-/// What a provider signs to agree to a lease.
-pub(crate) fn lease_signing_bytes(lease_encoding: &[u8]) -> Vec<u8> {
-    let mut out = LEASE_NAMESPACE.to_vec();
-    out.extend_from_slice(lease_encoding);
-    out
-}
-
 impl Lease {
+    /// What a provider signs to agree to this lease.
+    fn signing_bytes(&self) -> Vec<u8> {
+        let mut out = LEASE_NAMESPACE.to_vec();
+        self.write(&mut out);
+        out
+    }
+
     /// The provider's signature agreeing to this lease.
     pub fn sign(&self, provider: &Keypair) -> Signature {
-        let mut bytes = Vec::new();
-        self.write(&mut bytes);
-        provider.sign(&lease_signing_bytes(&bytes))
+        provider.sign(&self.signing_bytes())
     }
 
     /// Whether `signature` is the lease's provider agreeing to it: what
     /// the ledger checks before it records the lease.
     pub fn signed_by_provider(&self, signature: &Signature) -> bool {
-        let mut bytes = Vec::new();
-        self.write(&mut bytes);
-        self.provider
-            .verify(&lease_signing_bytes(&bytes), signature)
+        self.provider.verify(&self.signing_bytes(), signature)
     }
 }
 

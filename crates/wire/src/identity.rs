@@ -264,16 +264,6 @@ impl Batch {
         self.len += 1;
     }
 
-    /// How many signatures are queued.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether none is.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// True if every signature queued is valid (so, an empty batch too).
     pub fn verify(self) -> bool {
         if self.weak {
