@@ -203,6 +203,42 @@ fn stragglers_get_a_speculative_copy_and_the_first_result_wins() {
     );
 }
 
+/// A job's tasks differ in size, and a copy of a long task takes as long
+/// as the task: what straggles is a task out for longer than the long end
+/// of the job's results, not one merely longer than most.
+#[test]
+fn a_task_merely_longer_than_most_gets_no_copy_but_one_past_the_long_end_does() {
+    let (worker, idle) = (key(1), key(2));
+    let params = SchedParams {
+        task_deadline_ms: 10_000,
+        batch_max: 64,
+        ..params()
+    };
+    let mut sched = Scheduler::new(11, params);
+    sched.add_provider(worker, 11, 0);
+    sched.add_provider(idle, 1, 0);
+    assert_eq!(sched.pull(&worker, 11, 0).unwrap().len(), 11);
+    // Ten results take 10 to 100 ms: a mean of 55, nine in ten within 90.
+    for task in 0..10u32 {
+        let at = u64::from(task + 1) * 10;
+        let digest = ContentId::of(&task.to_le_bytes());
+        assert_eq!(
+            sched.complete(&worker, task, digest, at),
+            Completion::Accepted
+        );
+    }
+    assert_eq!(
+        sched.pull(&idle, 1, 120).unwrap(),
+        Vec::<u32>::new(),
+        "out for 120 ms: over half as long again as the mean, not as the long end"
+    );
+    assert_eq!(
+        sched.pull(&idle, 1, 150).unwrap(),
+        vec![10],
+        "out for 150 ms: past half as long again as nine in ten results took"
+    );
+}
+
 /// A provider alive enough never to be dropped as silent, that holds a
 /// job's first tasks and returns nothing: with no result to time, a copy
 /// goes out once a task has been out for half its deadline, not after
