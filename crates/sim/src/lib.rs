@@ -34,9 +34,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use cairn_job::VerifyPolicy;
 use cairn_ledger::{
-    ACCEPTANCE_NAMESPACE, ACCEPTANCES_PER_CLAIM_MAX, Acceptance, Capabilities, Evidence, Genesis,
-    Lease, RECEIPT_NAMESPACE, REVEAL_WINDOW_BLOCKS, REVEALS_PER_TX_MAX, Receipt, SettleOutcome,
-    State, TxBody, TxKind, admit_batch,
+    ACCEPTANCE_NAMESPACE, ACCEPTANCES_PER_CLAIM_MAX, Acceptance, COMMIT_NAMESPACE, Capabilities,
+    Evidence, Genesis, Lease, RECEIPT_NAMESPACE, REVEAL_WINDOW_BLOCKS, REVEALS_PER_TX_MAX, Receipt,
+    SettleOutcome, State, TxBody, TxKind, admit_batch,
 };
 use cairn_market::{BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, Rng, ScalePricing, drawn};
 use cairn_proto::{
@@ -51,10 +51,12 @@ use cairn_roles::requester::{
 };
 use cairn_sched::SchedParams;
 use cairn_verify::{Need, Side, StateHash};
-use cairn_wire::{ContentId, Keypair, PublicKey, ResultManifest, Signed};
+use cairn_wire::{Batch, ContentId, Keypair, PublicKey, ResultManifest, Signed};
 
+mod stage;
 mod validators;
 pub mod verifier;
+use stage::Stage;
 use validators::{VIEW_TIMEOUT_MS, Validators};
 
 /// How long a request waits for an answer that was lost.
@@ -611,6 +613,9 @@ struct Sim {
     /// Results paid by settlements, whichever life of their requester
     /// sent them.
     settles_paid: u64,
+    /// Checks messages' signatures on another core while they are in
+    /// flight.
+    stage: Stage,
 }
 
 /// A running digest of the transcript, built on the content id hash.
@@ -820,6 +825,7 @@ impl Sim {
             claims_paid: 0,
             shortchanged: 0,
             settles_paid: 0,
+            stage: Stage::start(),
         };
         let stake = sim.ledger.params().stake_min;
         for p in 0..sim.providers.len() {
@@ -895,8 +901,58 @@ impl Sim {
         if self.rng.below(1_000) < u64::from(self.config.loss_per_mille) {
             return false;
         }
+        self.check_ahead(&event);
         self.deliver(event);
         true
+    }
+
+    /// Starts checking on the signature stage what the receiver of `event`
+    /// will check: a pull's commits and receipts (in one batch, as the
+    /// requester checks them), an answer's acceptance, a bid.
+    fn check_ahead(&self, event: &Event) {
+        match event {
+            Event::Pull { reports, .. } => {
+                let reports = reports.clone();
+                self.stage.ahead(move || {
+                    let mut batch = Batch::new();
+                    for report in &reports {
+                        match report {
+                            Report::Committed(commit) => batch.add(
+                                &commit.signer(),
+                                &commit.signing_bytes(COMMIT_NAMESPACE),
+                                commit.signature(),
+                            ),
+                            Report::Revealed { receipt, .. } => batch.add(
+                                &receipt.signer(),
+                                &receipt.signing_bytes(RECEIPT_NAMESPACE),
+                                receipt.signature(),
+                            ),
+                            Report::Failed { .. } => {}
+                        }
+                    }
+                    batch.verify();
+                });
+            }
+            Event::Answer { answer, .. } => {
+                if let Ok(Response::Tasks {
+                    accepted: Some(acceptance),
+                    ..
+                }) = &**answer
+                {
+                    let acceptance = acceptance.clone();
+                    self.stage.ahead(move || {
+                        let _ = acceptance.verify(ACCEPTANCE_NAMESPACE);
+                    });
+                }
+            }
+            Event::Bid { bid, .. } => {
+                let bid = bid.clone();
+                self.stage.ahead(move || {
+                    let _ = bid.verify(BID_NAMESPACE);
+                });
+            }
+            _ => {}
+        }
     }
 
     /// Sends a request; if it is lost, `unanswered` (the requester's error)

@@ -11,6 +11,7 @@ use ed25519_zebra::{SigningKey, VerificationKey, VerificationKeyBytes, batch};
 use zeroize::Zeroize;
 
 use crate::WireError;
+use crate::checked::Entry;
 use crate::id::{hex, parse_hex32};
 
 /// An ed25519 public key. Cairn uses it directly as a node's identity.
@@ -105,16 +106,26 @@ impl PublicKey {
     /// Cairn uses, alone or in a [`Batch`], so that the two never disagree
     /// (ZIP-215's, described at [`Batch`]): a requester keeps as evidence
     /// only what the ledger will take, and validators agree on every
-    /// transaction whichever way each checks it.
+    /// transaction whichever way each checks it. A signature this process
+    /// found valid before is a lookup ([`crate::checked`]).
     pub fn verify(&self, message: &[u8], signature: &Signature) -> bool {
         if self.is_weak() {
             return false;
         }
+        let entry = Entry::of(&self.0, &signature.0, message);
+        if entry.is_known() {
+            return true;
+        }
         let Ok(key) = VerificationKey::try_from(self.0) else {
             return false;
         };
-        let signature = ed25519_zebra::Signature::from_bytes(&signature.0);
-        key.verify(&signature, message).is_ok()
+        let valid = key
+            .verify(&ed25519_zebra::Signature::from_bytes(&signature.0), message)
+            .is_ok();
+        if valid {
+            entry.remember();
+        }
+        valid
     }
 
     /// Whether this is a point of small order, which satisfies the
@@ -229,16 +240,18 @@ fn decodes_to_small_order(encoding: &[u8; 32]) -> bool {
 /// check, the random weights of a batch cannot cancel a crafted
 /// signature's small-order part. The equation needs the signer's secret
 /// for each signature, so one seen cannot be turned into another. On
-/// false, check one by one to find which is bad.
+/// false, check one by one to find which is bad. Signatures this process
+/// found valid before are not checked again ([`crate::checked`]).
 ///
 /// [ZIP-215]: https://zips.z.cash/zip-0215
 #[derive(Default)]
 pub struct Batch {
     queued: batch::Verifier,
-    /// The first signature, checked alone if it stays the only one (a
-    /// batch of one costs more than a plain check).
+    /// The first signature queued, checked alone if it stays the only one
+    /// (a batch of one costs more than a plain check).
     first: Option<batch::Item>,
-    len: usize,
+    /// The signatures queued, remembered if the batch passes.
+    entries: Vec<Entry>,
     weak: bool,
 }
 
@@ -252,16 +265,20 @@ impl Batch {
     /// now, so it need not outlive the call.
     pub fn add(&mut self, key: &PublicKey, message: &[u8], signature: &Signature) {
         self.weak |= key.is_weak();
+        let entry = Entry::of(&key.0, &signature.0, message);
+        if entry.is_known() {
+            return;
+        }
         let item = batch::Item::from((
             VerificationKeyBytes::from(key.0),
             ed25519_zebra::Signature::from_bytes(&signature.0),
             message,
         ));
-        if self.len == 0 {
+        if self.entries.is_empty() {
             self.first = Some(item.clone());
         }
         self.queued.queue(item);
-        self.len += 1;
+        self.entries.push(entry);
     }
 
     /// True if every signature queued is valid (so, an empty batch too).
@@ -269,11 +286,17 @@ impl Batch {
         if self.weak {
             return false;
         }
-        match (self.len, self.first) {
+        let valid = match (self.entries.len(), self.first) {
             (0, _) => true,
             (1, Some(item)) => item.verify_single().is_ok(),
             _ => self.queued.verify(BatchRng::new()).is_ok(),
+        };
+        if valid {
+            for entry in self.entries {
+                entry.remember();
+            }
         }
+        valid
     }
 }
 
@@ -388,17 +411,27 @@ mod tests {
     #[test]
     fn batch_verification_finds_a_bad_signature() {
         assert!(Batch::new().verify(), "nothing to refuse");
-        // One alone, few, and many by few keys (their terms shared).
-        for (n, keys) in [(1, 1), (2, 2), (5, 5), (12, 3), (40, 1)] {
-            let items = signed(n, keys);
-            assert!(batch_of(&items), "{n} valid");
-            for bad in [0, n as usize / 2, n as usize - 1] {
-                let mut forged = items.clone();
-                forged[bad].1 = b"forged".to_vec();
-                assert!(!batch_of(&forged), "{n} with #{bad} forged");
-                let mut stolen = items.clone();
-                stolen[bad].0 = Keypair::from_seed([99; 32]).public();
-                assert!(!batch_of(&stolen), "{n} with #{bad} claimed by another");
+        // First with the good signatures remembered once checked (a bad one
+        // among them is then checked alone), then with every signature
+        // checked anew each time (a bad one among good ones in one
+        // equation).
+        for anew in [false, true] {
+            if anew {
+                crate::checked::tests::bypass();
+            }
+            // One alone, few, and many by few keys (their terms shared).
+            for (n, keys) in [(1, 1), (2, 2), (5, 5), (12, 3), (40, 1)] {
+                let items = signed(n, keys);
+                assert!(batch_of(&items), "{n} valid");
+                for bad in [0, n as usize / 2, n as usize - 1] {
+                    let mut forged = items.clone();
+                    forged[bad].1 = b"forged".to_vec();
+                    assert!(!batch_of(&forged), "{n} with #{bad} forged");
+                    let mut stolen = items.clone();
+                    stolen[bad].0 = Keypair::from_seed([99; 32]).public();
+                    assert!(!batch_of(&stolen), "{n} with #{bad} claimed by another");
+                    assert!(batch_of(&items), "{n} valid, again");
+                }
             }
         }
     }
@@ -544,6 +577,8 @@ mod tests {
 
         #[test]
         fn one_by_one_and_in_a_batch_judge_every_crafted_signature_alike() {
+            // A signature one path remembered, the other would only look up.
+            crate::checked::tests::bypass();
             let honest = signed(6, 2);
             for (what, key, signature, taken) in all() {
                 assert_eq!(key.verify(MESSAGE, &signature), taken, "{what} alone");

@@ -26,6 +26,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod checked;
 mod envelope;
 mod error;
 mod id;
@@ -38,6 +39,7 @@ pub mod text;
 mod text_form;
 pub mod tool;
 
+pub use checked::remember_signatures;
 /// The canonical encoding (`commonware-codec`), re-exported so every crate
 /// encodes with the same version of it.
 pub use commonware_codec as codec;

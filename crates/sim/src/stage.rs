@@ -1,0 +1,74 @@
+//! The signature stage: the signatures a message carries are checked on a
+//! second core while the message is in flight, so the receiving core's own
+//! check finds them in the process's cache of valid signatures
+//! ([`cairn_wire::PublicKey::verify`]) and costs a lookup. The cores check
+//! every signature themselves as before: the stage changes how soon their
+//! checks answer, never what they answer, so the transcript is the same
+//! with it or without it. (A node checks a pull's signatures in the pull's
+//! own handler, beside its core rather than in it: the simulation's one
+//! thread had none beside it.)
+
+use std::sync::mpsc;
+use std::thread;
+
+/// Checks queued ahead of the stage: more, and it has fallen behind, and
+/// the cores check for themselves.
+const QUEUED_MAX: usize = 4_096;
+
+type Check = Box<dyn FnOnce() + Send>;
+
+/// The stage's thread, where the machine has a core to spare for it.
+pub(crate) struct Stage {
+    checks: Option<mpsc::SyncSender<Check>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Stage {
+    /// Starts the stage's thread, if there is a second core.
+    pub(crate) fn start() -> Self {
+        let cores = thread::available_parallelism().map_or(1, usize::from);
+        if cores < 2 {
+            return Self::none();
+        }
+        let (checks, queue) = mpsc::sync_channel::<Check>(QUEUED_MAX);
+        let spawned = thread::Builder::new()
+            .name("cairn-sim-stage".into())
+            .spawn(move || {
+                for check in queue {
+                    check();
+                }
+            });
+        match spawned {
+            Ok(thread) => Self {
+                checks: Some(checks),
+                thread: Some(thread),
+            },
+            Err(_) => Self::none(),
+        }
+    }
+
+    fn none() -> Self {
+        Self {
+            checks: None,
+            thread: None,
+        }
+    }
+
+    /// Queues `check`, unless the stage is full or absent: what it would
+    /// have checked, the receiving core checks itself.
+    pub(crate) fn ahead(&self, check: impl FnOnce() + Send + 'static) {
+        if let Some(checks) = &self.checks {
+            let _ = checks.try_send(Box::new(check));
+        }
+    }
+}
+
+impl Drop for Stage {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread once it has run what it holds.
+        self.checks = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
