@@ -909,7 +909,7 @@ impl Sim {
     /// Starts checking on the signature stage what the receiver of `event`
     /// will check: a pull's commits and receipts (in one batch, as the
     /// requester checks them), an answer's acceptance, a bid.
-    fn check_ahead(&self, event: &Event) {
+    fn check_ahead(&mut self, event: &Event) {
         match event {
             Event::Pull { reports, .. } => {
                 let reports = reports.clone();

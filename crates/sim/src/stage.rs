@@ -11,15 +11,20 @@
 use std::sync::mpsc;
 use std::thread;
 
-/// Checks queued ahead of the stage: more, and it has fallen behind, and
-/// the cores check for themselves.
-const QUEUED_MAX: usize = 4_096;
+/// Checks handed to the stage at once: waking its thread for each cost
+/// the simulation's thread a system call per message.
+const HANDED_AT_ONCE: usize = 16;
+/// Hand-overs queued ahead of the stage: more, and it has fallen behind,
+/// and the cores check for themselves.
+const QUEUED_MAX: usize = 256;
 
 type Check = Box<dyn FnOnce() + Send>;
 
 /// The stage's thread, where the machine has a core to spare for it.
 pub(crate) struct Stage {
-    checks: Option<mpsc::SyncSender<Check>>,
+    checks: Option<mpsc::SyncSender<Vec<Check>>>,
+    /// Checks not yet handed over.
+    gathered: Vec<Check>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
@@ -30,17 +35,20 @@ impl Stage {
         if cores < 2 {
             return Self::none();
         }
-        let (checks, queue) = mpsc::sync_channel::<Check>(QUEUED_MAX);
+        let (checks, queue) = mpsc::sync_channel::<Vec<Check>>(QUEUED_MAX);
         let spawned = thread::Builder::new()
             .name("cairn-sim-stage".into())
             .spawn(move || {
-                for check in queue {
-                    check();
+                for checks in queue {
+                    for check in checks {
+                        check();
+                    }
                 }
             });
         match spawned {
             Ok(thread) => Self {
                 checks: Some(checks),
+                gathered: Vec::with_capacity(HANDED_AT_ONCE),
                 thread: Some(thread),
             },
             Err(_) => Self::none(),
@@ -50,15 +58,22 @@ impl Stage {
     fn none() -> Self {
         Self {
             checks: None,
+            gathered: Vec::new(),
             thread: None,
         }
     }
 
     /// Queues `check`, unless the stage is full or absent: what it would
-    /// have checked, the receiving core checks itself.
-    pub(crate) fn ahead(&self, check: impl FnOnce() + Send + 'static) {
-        if let Some(checks) = &self.checks {
-            let _ = checks.try_send(Box::new(check));
+    /// have checked, the receiving core checks itself (so too for checks
+    /// still gathered when their message arrives).
+    pub(crate) fn ahead(&mut self, check: impl FnOnce() + Send + 'static) {
+        let Some(checks) = &self.checks else {
+            return;
+        };
+        self.gathered.push(Box::new(check));
+        if self.gathered.len() >= HANDED_AT_ONCE {
+            let handed = std::mem::replace(&mut self.gathered, Vec::with_capacity(HANDED_AT_ONCE));
+            let _ = checks.try_send(handed);
         }
     }
 }
