@@ -234,22 +234,35 @@ pub struct Scheduler {
 
 /// How long results took (ms), kept as a histogram with three significant
 /// bits: a task's duration is told from a straggler's by the long end of
-/// its job's results, which this answers in one pass over a few hundred
-/// counters, whatever the job's size.
-#[derive(Clone, Debug)]
+/// its job's results, read in one pass over a few hundred counters
+/// whatever the job's size, and rounded up by at most an eighth.
+#[derive(Clone)]
 struct Durations {
     counts: Box<[u32; Durations::BUCKETS]>,
     total: u64,
+    /// Nine in ten took no longer, as of the last result.
+    long_ms: Option<u64>,
+}
+
+impl std::fmt::Debug for Durations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Durations")
+            .field("total", &self.total)
+            .field("long_ms", &self.long_ms)
+            .finish()
+    }
 }
 
 impl Durations {
-    /// Values below 16 have a bucket each; above, 8 buckets per doubling.
-    const BUCKETS: usize = 8 + 61 * 8;
+    /// Values below 16 have a bucket each; above, 8 buckets per doubling
+    /// (60 doublings from 16 to 2^64).
+    const BUCKETS: usize = 16 + 60 * 8;
 
     fn new() -> Self {
         Self {
             counts: Box::new([0; Self::BUCKETS]),
             total: 0,
+            long_ms: None,
         }
     }
 
@@ -275,15 +288,21 @@ impl Durations {
         let count = &mut self.counts[Self::bucket(ms)];
         *count = count.saturating_add(1);
         self.total += 1;
+        self.long_ms = self.quantile(9, 10);
     }
 
-    /// The least duration at least `share` (0 to 1) of the results took no
-    /// longer than, rounded up to its bucket's top; none before a result.
-    fn quantile(&self, share: f64) -> Option<u64> {
+    /// The least duration at least `parts` in `whole` of the results took
+    /// no longer than, rounded up to its bucket's top; none before a
+    /// result.
+    fn quantile(&self, parts: u64, whole: u64) -> Option<u64> {
         if self.total == 0 {
             return None;
         }
-        let wanted = ((self.total as f64 * share).ceil() as u64).max(1);
+        let wanted = self
+            .total
+            .saturating_mul(parts)
+            .div_ceil(whole.max(1))
+            .max(1);
         let mut seen = 0u64;
         for (index, &count) in self.counts.iter().enumerate() {
             seen += u64::from(count);
@@ -493,7 +512,7 @@ impl Scheduler {
         // and returns nothing (alive, so never dropped as silent) holds up
         // the job for half a deadline, not for each of its strikes.
         let at_most = self.params.task_deadline_ms / 2;
-        let straggling_ms = self.took.quantile(0.9).map_or(at_most, |long_ms| {
+        let straggling_ms = self.took.long_ms.map_or(at_most, |long_ms| {
             (long_ms.saturating_mul(3) / 2).min(at_most)
         });
         // Every copy's deadline is its start plus the same task deadline,
@@ -957,16 +976,18 @@ mod tests {
     #[test]
     fn the_long_end_is_read_from_the_results_counted() {
         let mut took = Durations::new();
-        assert_eq!(took.quantile(0.9), None);
+        assert_eq!(took.quantile(9, 10), None);
+        assert_eq!(took.long_ms, None);
         for ms in 1..=100 {
             took.record(ms);
         }
-        let long = took.quantile(0.9).unwrap();
+        let long = took.quantile(9, 10).unwrap();
         assert!((90..=90 + 90 / 8).contains(&long), "{long}");
+        assert_eq!(took.long_ms, Some(long), "kept as results come");
         assert_eq!(
-            took.quantile(1.0),
+            took.quantile(1, 1),
             Some(Durations::ceiling(Durations::bucket(100)))
         );
-        assert_eq!(took.quantile(0.0), Some(1));
+        assert_eq!(took.quantile(0, 1), Some(1));
     }
 }

@@ -8,7 +8,8 @@
 //! own handler, beside its core rather than in it: the simulation's one
 //! thread had none beside it.)
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread;
 
 /// Checks handed to the stage at once: waking its thread for each cost
@@ -25,6 +26,8 @@ pub(crate) struct Stage {
     checks: Option<mpsc::SyncSender<Vec<Check>>>,
     /// Checks not yet handed over.
     gathered: Vec<Check>,
+    /// Set when the simulation ends: what is still queued is not needed.
+    stop: Arc<AtomicBool>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
@@ -36,10 +39,15 @@ impl Stage {
             return Self::none();
         }
         let (checks, queue) = mpsc::sync_channel::<Vec<Check>>(QUEUED_MAX);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
         let spawned = thread::Builder::new()
             .name("cairn-sim-stage".into())
             .spawn(move || {
                 for checks in queue {
+                    if stopped.load(Ordering::Relaxed) {
+                        return;
+                    }
                     for check in checks {
                         check();
                     }
@@ -49,6 +57,7 @@ impl Stage {
             Ok(thread) => Self {
                 checks: Some(checks),
                 gathered: Vec::with_capacity(HANDED_AT_ONCE),
+                stop,
                 thread: Some(thread),
             },
             Err(_) => Self::none(),
@@ -59,6 +68,7 @@ impl Stage {
         Self {
             checks: None,
             gathered: Vec::new(),
+            stop: Arc::new(AtomicBool::new(false)),
             thread: None,
         }
     }
@@ -80,7 +90,8 @@ impl Stage {
 
 impl Drop for Stage {
     fn drop(&mut self) {
-        // Closing the queue ends the thread once it has run what it holds.
+        // The thread skips what it holds and ends once the queue closes.
+        self.stop.store(true, Ordering::Relaxed);
         self.checks = None;
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();

@@ -13,9 +13,11 @@
 //! per process, so no one can choose messages whose entries push out
 //! another's.
 //!
-//! A fixed table: 65,536 entries of 32 bytes (2 MiB, allocated at the first
-//! check) in 16 shards, each behind its own lock; a new entry replaces
-//! whatever held its slot.
+//! A fixed table: 65,536 entries of 33 bytes (2.1 MiB, allocated at the
+//! first check) in 16 shards, each behind its own lock; a new entry
+//! replaces whatever held its slot. Without randomness for its key (the
+//! operating system gives none), there is no cache: every check does the
+//! curve's work.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex, PoisonError};
@@ -32,6 +34,18 @@ struct Cache {
     shards: Vec<Mutex<Vec<Option<Entry>>>>,
 }
 
+impl Cache {
+    fn shard(&self, entry: &Entry) -> (std::sync::MutexGuard<'_, Vec<Option<Entry>>>, usize) {
+        let mut low = [0u8; 8];
+        low.copy_from_slice(&entry.0[..8]);
+        let index = u64::from_le_bytes(low) as usize;
+        let shard = self.shards[index % SHARDS]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        (shard, (index / SHARDS) % SLOTS_PER_SHARD)
+    }
+}
+
 /// Whether checks use the cache ([`remember_signatures`]).
 static ON: AtomicBool = AtomicBool::new(true);
 
@@ -42,59 +56,54 @@ pub fn remember_signatures(on: bool) {
     ON.store(on, Ordering::Relaxed);
 }
 
-static CACHE: LazyLock<Cache> = LazyLock::new(|| {
+static CACHE: LazyLock<Option<Cache>> = LazyLock::new(|| {
     let mut key = [0u8; 32];
-    getrandom::fill(&mut key).expect("the operating system has no randomness source");
-    Cache {
+    getrandom::fill(&mut key).ok()?;
+    Some(Cache {
         key,
         shards: (0..SHARDS)
             .map(|_| Mutex::new(vec![None; SLOTS_PER_SHARD]))
             .collect(),
-    }
+    })
 });
 
+/// The cache, unless it is off (or has no key).
+fn cache() -> Option<&'static Cache> {
+    #[cfg(test)]
+    if tests::BYPASS.get() {
+        return None;
+    }
+    if !ON.load(Ordering::Relaxed) {
+        return None;
+    }
+    CACHE.as_ref()
+}
+
 impl Entry {
-    /// The entry of `signature` by `key` over `message`.
-    pub(crate) fn of(key: &[u8; 32], signature: &[u8; 64], message: &[u8]) -> Self {
-        let mut hasher = blake3::Hasher::new_keyed(&CACHE.key);
+    /// The entry of `signature` by `key` over `message`; none while the
+    /// cache is off.
+    pub(crate) fn of(key: &[u8; 32], signature: &[u8; 64], message: &[u8]) -> Option<Self> {
+        let mut hasher = blake3::Hasher::new_keyed(&cache()?.key);
         hasher.update(key);
         hasher.update(signature);
         hasher.update(message);
-        Self(*hasher.finalize().as_bytes())
-    }
-
-    fn place(&self) -> (usize, usize) {
-        let mut low = [0u8; 8];
-        low.copy_from_slice(&self.0[..8]);
-        let index = u64::from_le_bytes(low) as usize;
-        (index % SHARDS, (index / SHARDS) % SLOTS_PER_SHARD)
+        Some(Self(*hasher.finalize().as_bytes()))
     }
 
     /// Whether this signature was found valid before.
     pub(crate) fn is_known(&self) -> bool {
-        #[cfg(test)]
-        if tests::BYPASS.get() {
-            return false;
-        }
-        if !ON.load(Ordering::Relaxed) {
-            return false;
-        }
-        let (shard, slot) = self.place();
-        let slots = CACHE.shards[shard]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        slots[slot] == Some(*self)
+        cache().is_some_and(|cache| {
+            let (slots, slot) = cache.shard(self);
+            slots[slot] == Some(*self)
+        })
     }
 
     /// Remembers this signature as valid: call only after it passed.
     pub(crate) fn remember(self) {
-        if !ON.load(Ordering::Relaxed) {
-            return;
+        if let Some(cache) = cache() {
+            let (mut slots, slot) = cache.shard(&self);
+            slots[slot] = Some(self);
         }
-        let (shard, slot) = self.place();
-        CACHE.shards[shard]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)[slot] = Some(self);
     }
 }
 
@@ -118,20 +127,24 @@ pub(crate) mod tests {
     #[test]
     fn an_entry_is_known_once_remembered_and_names_its_whole_triple() {
         let (key, signature) = ([1; 32], [2; 64]);
-        let entry = Entry::of(&key, &signature, b"message");
+        let entry = Entry::of(&key, &signature, b"message").unwrap();
         let others = [
             Entry::of(&[3; 32], &signature, b"message"),
             Entry::of(&key, &[4; 64], b"message"),
             Entry::of(&key, &signature, b"messagf"),
-            // The fields' bounds are fixed: moving a byte across them is
-            // another triple.
-            Entry::of(&key, &signature, b"essage"),
-        ];
+            Entry::of(&key, &signature, b"messag"),
+        ]
+        .map(Option::unwrap);
         assert!(!entry.is_known());
         entry.remember();
         assert!(entry.is_known());
         for other in others {
             assert!(other != entry && !other.is_known());
         }
+        bypass();
+        assert!(
+            Entry::of(&key, &signature, b"message").is_none(),
+            "bypassed: no entry, so nothing is looked up or remembered"
+        );
     }
 }

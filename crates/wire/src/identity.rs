@@ -113,7 +113,7 @@ impl PublicKey {
             return false;
         }
         let entry = Entry::of(&self.0, &signature.0, message);
-        if entry.is_known() {
+        if entry.as_ref().is_some_and(Entry::is_known) {
             return true;
         }
         let Ok(key) = VerificationKey::try_from(self.0) else {
@@ -122,7 +122,7 @@ impl PublicKey {
         let valid = key
             .verify(&ed25519_zebra::Signature::from_bytes(&signature.0), message)
             .is_ok();
-        if valid {
+        if valid && let Some(entry) = entry {
             entry.remember();
         }
         valid
@@ -250,7 +250,10 @@ pub struct Batch {
     /// The first signature queued, checked alone if it stays the only one
     /// (a batch of one costs more than a plain check).
     first: Option<batch::Item>,
-    /// The signatures queued, remembered if the batch passes.
+    /// How many signatures are queued.
+    queued_count: usize,
+    /// Their cache entries, remembered if the batch passes (none while
+    /// the cache is off).
     entries: Vec<Entry>,
     weak: bool,
 }
@@ -266,7 +269,7 @@ impl Batch {
     pub fn add(&mut self, key: &PublicKey, message: &[u8], signature: &Signature) {
         self.weak |= key.is_weak();
         let entry = Entry::of(&key.0, &signature.0, message);
-        if entry.is_known() {
+        if entry.as_ref().is_some_and(Entry::is_known) {
             return;
         }
         let item = batch::Item::from((
@@ -274,11 +277,12 @@ impl Batch {
             ed25519_zebra::Signature::from_bytes(&signature.0),
             message,
         ));
-        if self.entries.is_empty() {
+        if self.queued_count == 0 {
             self.first = Some(item.clone());
         }
         self.queued.queue(item);
-        self.entries.push(entry);
+        self.queued_count += 1;
+        self.entries.extend(entry);
     }
 
     /// True if every signature queued is valid (so, an empty batch too).
@@ -286,7 +290,7 @@ impl Batch {
         if self.weak {
             return false;
         }
-        let valid = match (self.entries.len(), self.first) {
+        let valid = match (self.queued_count, self.first) {
             (0, _) => true,
             (1, Some(item)) => item.verify_single().is_ok(),
             _ => self.queued.verify(BatchRng::new()).is_ok(),
