@@ -167,10 +167,16 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// A provider's benchmark score: millions of fuel per second on one core,
-/// measured with a short counting loop (about 50 ms). Advertised in bids so
-/// requesters can compare machines.
+/// measured with a short counting loop (about 10 ms), the best of five
+/// runs. Advertised in bids so requesters can compare machines, and the
+/// rate a tool task's declared work is weighed against. A run the
+/// scheduler preempted measures the machine's load, not its speed, and a
+/// score too low lets a requester's sliver of declared work pass for fair
+/// pay (the likeliest cause of one failure, on a loaded CI machine, of the
+/// devnet test of such a requester).
 pub fn score_mfuel_per_s() -> u32 {
     const FUEL: u64 = 100_000_000;
+    const RUNS: usize = 5;
     let measure = || -> anyhow::Result<u32> {
         let runtime = WasmRuntime::new(WasmConfig::default())?;
         let spin = wat::parse_str(
@@ -179,22 +185,26 @@ pub fn score_mfuel_per_s() -> u32 {
                    (loop (local.set 0 (i64.add (local.get 0) (i64.const 1))) (br 0))))"#,
         )?;
         let module = runtime.load(&spin)?;
-        let scratch = tempfile::tempdir()?;
-        let started = Instant::now();
-        let result = runtime.run(&Task {
-            module,
-            args: &[],
-            seed: [0; 32],
-            input_dir: None,
-            output_dir: scratch.path(),
-            expected_outputs: &[],
-            limits: Limits {
-                fuel: FUEL,
-                ..Limits::default()
-            },
-        })?;
-        let seconds = started.elapsed().as_secs_f64().max(1e-6);
-        Ok((result.fuel_used as f64 / seconds / 1e6) as u32)
+        let mut best = 0;
+        for _ in 0..RUNS {
+            let scratch = tempfile::tempdir()?;
+            let started = Instant::now();
+            let result = runtime.run(&Task {
+                module,
+                args: &[],
+                seed: [0; 32],
+                input_dir: None,
+                output_dir: scratch.path(),
+                expected_outputs: &[],
+                limits: Limits {
+                    fuel: FUEL,
+                    ..Limits::default()
+                },
+            })?;
+            let seconds = started.elapsed().as_secs_f64().max(1e-6);
+            best = best.max((result.fuel_used as f64 / seconds / 1e6) as u32);
+        }
+        Ok(best)
     };
     measure().unwrap_or(0)
 }
