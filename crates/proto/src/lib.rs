@@ -19,10 +19,10 @@ mod submission;
 
 pub use adjudication::{CASE_CLAIMS_MAX, CLAIM_NAMESPACE, Case, Party, TraceClaim, run_digest};
 use bytes::BufMut;
-use cairn_ledger::{Acceptance, Commit, Lease, Receipt};
+use cairn_ledger::{Acceptance, COMMIT_NAMESPACE, Commit, Lease, RECEIPT_NAMESPACE, Receipt};
 use cairn_market::Bid;
 use cairn_wire::codec::{Buf, Encode, EncodeSize, Error as CodecError, Read, ReadExt, Write};
-use cairn_wire::{ContentId, Signature, Signed, text};
+use cairn_wire::{Batch, ContentId, Signature, Signed, text};
 pub use submission::{
     STREAM_TASKS_AT_ONCE_MAX, Submission, SubmittedFile, SubmittedLimits, SubmittedStream,
     SubmittedTask, SubmittedVerify,
@@ -237,6 +237,24 @@ impl Report {
             Report::Committed(commit) => commit.payload_unchecked().task,
             Report::Revealed { receipt, .. } => receipt.payload_unchecked().task,
             Report::Failed { task, .. } => u64::from(*task),
+        }
+    }
+
+    /// Adds the signature this report carries (a commit's or a receipt's,
+    /// under its signer's key) to `batch`.
+    pub fn batch_signature(&self, batch: &mut Batch) {
+        match self {
+            Report::Committed(commit) => batch.add(
+                &commit.signer(),
+                &commit.signing_bytes(COMMIT_NAMESPACE),
+                commit.signature(),
+            ),
+            Report::Revealed { receipt, .. } => batch.add(
+                &receipt.signer(),
+                &receipt.signing_bytes(RECEIPT_NAMESPACE),
+                receipt.signature(),
+            ),
+            Report::Failed { .. } => {}
         }
     }
 }

@@ -260,7 +260,8 @@ impl LeaseWork {
                     fuel_used: r.fuel_used,
                 });
             }
-            work.queue(report);
+            let finished = Finished::seal(&work.key, report);
+            work.queue(finished);
         }
         work
     }
@@ -314,19 +315,20 @@ impl LeaseWork {
     /// A task finished after `took_ms`: its report is persisted with the
     /// next pull, and only a commitment to a result is sent until the
     /// requester asks for the result.
-    pub fn finished(&mut self, report: Report, took_ms: f64) {
+    pub fn finished(&mut self, finished: Finished, took_ms: f64) {
+        let report = &finished.report;
         if let Ok(task) = u32::try_from(report.task()) {
             self.running.remove(&task);
         }
         self.task_ms = 0.7 * self.task_ms + 0.3 * took_ms;
         self.writes.push(Write::Report(Box::new(report.clone())));
-        if let Report::Revealed { receipt, .. } = &report {
+        if let Report::Revealed { receipt, .. } = report {
             self.writes.push(Write::Answer {
                 receipt: receipt.clone(),
                 expires_height: self.expires_height,
             });
         }
-        self.queue(report);
+        self.queue(finished);
         self.pause = None;
     }
 
@@ -364,12 +366,13 @@ impl LeaseWork {
         self.underpaid.as_deref()
     }
 
-    fn queue(&mut self, report: Report) {
-        if let Report::Revealed { receipt, .. } = &report {
-            self.unsent.push(commitment_to(&self.key, receipt));
-            self.sealed.insert(report.task(), report);
-        } else {
-            self.unsent.push(report);
+    fn queue(&mut self, Finished { report, commit }: Finished) {
+        match commit {
+            Some(commit) => {
+                self.unsent.push(commit);
+                self.sealed.insert(report.task(), report);
+            }
+            None => self.unsent.push(report),
         }
     }
 
@@ -669,6 +672,34 @@ impl LeaseWork {
             }
         }
         self.writes.push(Write::Accepted(Box::new(acceptance)));
+    }
+}
+
+/// A finished task's report and, for a result, the signed commitment sent
+/// in its place until the requester asks for the result. Sealed where the
+/// result is made (the node's executor thread, the simulation's signature
+/// stage), so that the lease's core signs nothing on the thread that
+/// drives every lease.
+#[derive(Clone, Debug)]
+pub struct Finished {
+    report: Report,
+    commit: Option<Report>,
+}
+
+impl Finished {
+    /// `report`, by the provider whose key is `key`: a result is
+    /// committed to.
+    pub fn seal(key: &Keypair, report: Report) -> Self {
+        let commit = match &report {
+            Report::Revealed { receipt, .. } => Some(commitment_to(key, receipt)),
+            _ => None,
+        };
+        Self { report, commit }
+    }
+
+    /// The report.
+    pub fn report(&self) -> &Report {
+        &self.report
     }
 }
 

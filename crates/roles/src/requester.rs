@@ -394,6 +394,9 @@ pub struct RequesterCore {
     pub findings: BTreeMap<u64, (Finding, Option<PublicKey>)>,
     /// Lease id → job id.
     leases: BTreeMap<ContentId, ContentId>,
+    /// Each provider's leases, so that what concerns one provider (a
+    /// conviction, a lost connection) visits its jobs, not every job.
+    provided: BTreeMap<PublicKey, BTreeSet<ContentId>>,
     /// The providers that bid and the prices that cleared, for display.
     pub directory: Directory,
     rng: Rng,
@@ -423,6 +426,7 @@ impl RequesterCore {
             verifier: Verifier::new(verify, seed ^ 0xc0ffee),
             findings: BTreeMap::new(),
             leases: BTreeMap::new(),
+            provided: BTreeMap::new(),
             directory: Directory::default(),
             rng: Rng::new(seed ^ 0x5eed),
             decisions: 0,
@@ -628,9 +632,28 @@ impl RequesterCore {
             j.sched
                 .add_provider(lease.provider, slots * proto::PREFETCH_PER_SLOT_MAX, now);
         }
-        self.leases.insert(lease.id(), lease.job);
-        j.leases.insert(lease.id(), lease);
+        j.leases.insert(lease.id(), lease.clone());
+        self.given(&lease);
         true
+    }
+
+    /// Registers `lease`, given for its job.
+    fn given(&mut self, lease: &Lease) {
+        self.leases.insert(lease.id(), lease.job);
+        self.provided
+            .entry(lease.provider)
+            .or_default()
+            .insert(lease.id());
+    }
+
+    /// The jobs `provider` holds a lease of, in the order of their ids.
+    fn jobs_of(&self, provider: &PublicKey) -> BTreeSet<ContentId> {
+        self.provided
+            .get(provider)
+            .into_iter()
+            .flatten()
+            .filter_map(|lease| self.leases.get(lease).copied())
+            .collect()
     }
 
     /// Starts an auction for a job's remaining work; the signed order is
@@ -999,8 +1022,10 @@ impl RequesterCore {
             );
             job.leases.insert(lease.id(), lease.clone());
             job.unsigned.insert(lease.id());
-            self.leases.insert(lease.id(), *id);
             offers.leases.push((lease, winner.slots));
+        }
+        for (lease, _) in &offers.leases {
+            self.given(lease);
         }
         Some(offers)
     }
@@ -1030,6 +1055,12 @@ impl RequesterCore {
         now: u64,
     ) -> Effects {
         self.leases.remove(&lease.id());
+        if let Some(leases) = self.provided.get_mut(&lease.provider) {
+            leases.remove(&lease.id());
+            if leases.is_empty() {
+                self.provided.remove(&lease.provider);
+            }
+        }
         let Some(job) = self.jobs.get_mut(id) else {
             return Effects::default();
         };
@@ -1146,7 +1177,10 @@ impl RequesterCore {
     pub fn peer_lost(&mut self, provider: &PublicKey, now: u64) -> Effects {
         let mut changed = BTreeSet::new();
         let (mut touched, mut actions) = (Vec::new(), Vec::new());
-        for job in self.jobs.values_mut() {
+        for id in self.jobs_of(provider) {
+            let Some(job) = self.jobs.get_mut(&id) else {
+                continue;
+            };
             let running = job.sched.running_of(provider);
             // A stream (ended or not: its last segments are awaited) cannot
             // wait out a reveal window (a minute) for a provider that is
@@ -1608,11 +1642,19 @@ impl RequesterCore {
                         "{} convicted: {offence:?}",
                         provider.short()
                     );
-                    for job in self.jobs.values_mut() {
-                        job.sched
-                            .drop_provider(&provider, &format!("convicted: {offence:?}"));
+                    let reason = format!("convicted: {offence:?}");
+                    // Its receipts are under its leases (a pull is taken
+                    // only on the sender's own lease).
+                    for lease in self.provided.get(&provider).into_iter().flatten() {
+                        let Some(job) = self.leases.get(lease).and_then(|id| self.jobs.get_mut(id))
+                        else {
+                            continue;
+                        };
+                        job.sched.drop_provider(&provider, &reason);
                         // Nothing it returned in a job still open is paid.
-                        job.payable.retain(|_, r| r.signer() != provider);
+                        job.payable
+                            .extract_if((*lease, 0)..=(*lease, u64::MAX), |_, _| true)
+                            .for_each(drop);
                     }
                     if let Some(job) = self.jobs.get_mut(&task.0) {
                         if job.record.convicted.insert(provider) {
@@ -2100,21 +2142,10 @@ pub fn check_reports(
             Report::Failed { .. } => true,
         })
         .collect();
+    // An addressed report is signed by `sender`.
     let mut batch = cairn_wire::Batch::new();
     for (report, _) in reports.iter().zip(&addressed).filter(|(_, a)| **a) {
-        match report {
-            Report::Committed(commit) => batch.add(
-                &sender,
-                &commit.signing_bytes(COMMIT_NAMESPACE),
-                commit.signature(),
-            ),
-            Report::Revealed { receipt, .. } => batch.add(
-                &sender,
-                &receipt.signing_bytes(RECEIPT_NAMESPACE),
-                receipt.signature(),
-            ),
-            Report::Failed { .. } => {}
-        }
+        report.batch_signature(&mut batch);
     }
     let all_signed = batch.verify();
     let mut checked = Checked::default();

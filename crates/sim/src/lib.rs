@@ -34,9 +34,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use cairn_job::VerifyPolicy;
 use cairn_ledger::{
-    ACCEPTANCE_NAMESPACE, ACCEPTANCES_PER_CLAIM_MAX, Acceptance, COMMIT_NAMESPACE, Capabilities,
-    Evidence, Genesis, Lease, RECEIPT_NAMESPACE, REVEAL_WINDOW_BLOCKS, REVEALS_PER_TX_MAX, Receipt,
-    SettleOutcome, State, TxBody, TxKind, admit_batch,
+    ACCEPTANCE_NAMESPACE, ACCEPTANCES_PER_CLAIM_MAX, Acceptance, Capabilities, Evidence, Genesis,
+    Lease, RECEIPT_NAMESPACE, REVEAL_WINDOW_BLOCKS, REVEALS_PER_TX_MAX, Receipt, SettleOutcome,
+    State, TxBody, TxKind, admit_batch,
 };
 use cairn_market::{BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, Rng, ScalePricing, drawn};
 use cairn_proto::{
@@ -44,7 +44,7 @@ use cairn_proto::{
     SubmittedTask,
 };
 use cairn_roles::bidder::{Answer, Bidder};
-use cairn_roles::lease_work::{self, Awaiting, LeaseWork, Next, Others, Stored};
+use cairn_roles::lease_work::{self, Awaiting, Finished, LeaseWork, Next, Others, Stored};
 use cairn_roles::requester::{
     Arrival, Asked, Effects, Finding, JobRecord, RequesterCore, Streams, TaskRecord, Write,
     check_reports,
@@ -56,7 +56,7 @@ use cairn_wire::{Batch, ContentId, Keypair, PublicKey, ResultManifest, Signed};
 mod stage;
 mod validators;
 pub mod verifier;
-use stage::Stage;
+use stage::{Ahead, Stage};
 use validators::{VIEW_TIMEOUT_MS, Validators};
 
 /// How long a request waits for an answer that was lost.
@@ -368,6 +368,8 @@ enum Event {
         task: Box<Assignment>,
         took_ms: u64,
         epoch: u32,
+        /// Its report, sealed on the signature stage while it ran.
+        sealed: Ahead<Finished>,
     },
     Crash {
         provider: usize,
@@ -916,19 +918,7 @@ impl Sim {
                 self.stage.ahead(move || {
                     let mut batch = Batch::new();
                     for report in &reports {
-                        match report {
-                            Report::Committed(commit) => batch.add(
-                                &commit.signer(),
-                                &commit.signing_bytes(COMMIT_NAMESPACE),
-                                commit.signature(),
-                            ),
-                            Report::Revealed { receipt, .. } => batch.add(
-                                &receipt.signer(),
-                                &receipt.signing_bytes(RECEIPT_NAMESPACE),
-                                receipt.signature(),
-                            ),
-                            Report::Failed { .. } => {}
-                        }
+                        report.batch_signature(&mut batch);
                     }
                     batch.verify();
                 });
@@ -1098,7 +1088,8 @@ impl Sim {
                 task,
                 took_ms,
                 epoch,
-            } => self.on_executed(provider, lease, *task, took_ms, epoch),
+                sealed,
+            } => self.on_executed(provider, lease, *task, took_ms, epoch, sealed),
             Event::Crash { provider } => self.crash(provider),
             Event::Restart { provider } => self.restart(provider),
             Event::RequesterCrash { requester } => self.crash_requester(requester),
@@ -1865,8 +1856,13 @@ impl Sim {
                 .and_then(|d| d.get(task.task as usize))
                 .copied()
                 .unwrap_or(1);
-            let epoch = self.providers[provider].epoch;
-            self.providers[provider].busy += 1;
+            let p = &mut self.providers[provider];
+            let epoch = p.epoch;
+            p.busy += 1;
+            let (key, liar, index) = (p.key.clone(), p.behaviour == Behaviour::Liar, task.task);
+            let sealed = self
+                .stage
+                .make(move || seal_result(&key, liar, &job, lease, index, took_ms));
             self.at(
                 self.now + took_ms,
                 Event::Executed {
@@ -1875,6 +1871,7 @@ impl Sim {
                     task: Box::new(task),
                     took_ms,
                     epoch,
+                    sealed,
                 },
             );
         }
@@ -1887,6 +1884,7 @@ impl Sim {
         task: Assignment,
         took_ms: u64,
         epoch: u32,
+        sealed: Ahead<Finished>,
     ) {
         let p = &mut self.providers[provider];
         if p.epoch != epoch {
@@ -1895,11 +1893,10 @@ impl Sim {
         p.busy -= 1;
         if let Some(held) = p.leases.get_mut(&lease) {
             let job = held.lease.job;
-            let key = p.key.public();
-            let lie = (p.behaviour == Behaviour::Liar).then_some(key);
-            let m = manifest(&job, task.task, took_ms, lie.as_ref());
-            let report = sealed(&p.key, lease, task.task, &m);
-            held.work.finished(report, took_ms as f64);
+            let liar = p.behaviour == Behaviour::Liar;
+            let finished =
+                sealed.take_or(|| seal_result(&p.key, liar, &job, lease, task.task, took_ms));
+            held.work.finished(finished, took_ms as f64);
         }
         // A slot came free: each lease may take work for it.
         let ids: Vec<ContentId> = self.providers[provider].leases.keys().copied().collect();
@@ -2543,6 +2540,21 @@ fn receipt(
         salt: cairn_verify::salt(key, &lease, task),
     };
     Signed::sign(key, RECEIPT_NAMESPACE, receipt)
+}
+
+/// Provider `key`'s report of `task` of `job` under `lease` after `took_ms`
+/// (a wrong result if it lies), sealed as its executor seals it.
+fn seal_result(
+    key: &Keypair,
+    liar: bool,
+    job: &ContentId,
+    lease: ContentId,
+    task: u32,
+    took_ms: u64,
+) -> Finished {
+    let me = key.public();
+    let m = manifest(job, task, took_ms, liar.then_some(&me));
+    Finished::seal(key, sealed(key, lease, task, &m))
 }
 
 /// A provider's sealed result of `task` under `lease`.

@@ -7,9 +7,14 @@
 //! with it or without it. (A node checks a pull's signatures in the pull's
 //! own handler, beside its core rather than in it: the simulation's one
 //! thread had none beside it.)
+//!
+//! It also signs ahead: a result's receipt and commitment are signed while
+//! the modelled execution runs (a node signs them on the executor's
+//! thread), and taken when it ends. Signing is deterministic, so what the
+//! stage signed is what the simulation's thread would have.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, PoisonError, Weak, mpsc};
 use std::thread;
 
 /// Checks handed to the stage at once: waking its thread for each cost
@@ -85,6 +90,37 @@ impl Stage {
             let handed = std::mem::replace(&mut self.gathered, Vec::with_capacity(HANDED_AT_ONCE));
             let _ = checks.try_send(handed);
         }
+    }
+}
+
+impl Stage {
+    /// Makes `value` on the stage ahead of need, if the stage can take it.
+    pub(crate) fn make<T: Send + 'static>(
+        &mut self,
+        value: impl FnOnce() -> T + Send + 'static,
+    ) -> Ahead<T> {
+        let slot = Arc::new(Mutex::new(None));
+        let filled: Weak<Mutex<Option<T>>> = Arc::downgrade(&slot);
+        self.ahead(move || {
+            // Not made once it is no longer wanted.
+            if let Some(slot) = filled.upgrade() {
+                let made = value();
+                *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(made);
+            }
+        });
+        Ahead(slot)
+    }
+}
+
+/// A value the stage may have made: taken if it is ready, else made by the
+/// one that needs it.
+pub(crate) struct Ahead<T>(Arc<Mutex<Option<T>>>);
+
+impl<T> Ahead<T> {
+    /// The value, made by `value` if the stage has not made it yet.
+    pub(crate) fn take_or(self, value: impl FnOnce() -> T) -> T {
+        let made = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
+        made.unwrap_or_else(value)
     }
 }
 

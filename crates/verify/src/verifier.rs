@@ -274,6 +274,10 @@ pub struct Verifier {
     /// looks only at those due rather than at every open task. Entries are
     /// checked when due and skipped if the replica has moved on.
     deadlines: BTreeSet<(u64, TaskKey, PublicKey)>,
+    /// The tasks of open jobs each provider was given a replica of, so a
+    /// conviction visits its tasks rather than every task of every open
+    /// job (thousands of jobs, each conviction, at the simulation's scale).
+    given: BTreeMap<PublicKey, BTreeSet<TaskKey>>,
 }
 
 impl Verifier {
@@ -289,6 +293,7 @@ impl Verifier {
             next_dispute: 1,
             stats: VerifyStats::default(),
             deadlines: BTreeSet::new(),
+            given: BTreeMap::new(),
         }
     }
 
@@ -359,7 +364,13 @@ impl Verifier {
     /// Forgets a finished job and its disputes: its results can no longer
     /// be reopened. Returns the ids of the disputes forgotten.
     pub fn close_job(&mut self, job: &ContentId) -> Vec<u64> {
-        self.jobs.remove(job);
+        if let Some(state) = self.jobs.remove(job) {
+            for (index, task) in state.tasks.iter().enumerate() {
+                for replica in &task.replicas {
+                    self.forget_given(&replica.provider, &(*job, index as u32));
+                }
+            }
+        }
         // Its disputes go with it, decided or not: nothing about the job
         // is acted on any more. Their ids let the caller drop what it kept
         // for them.
@@ -418,6 +429,16 @@ impl Verifier {
         }
         cancelled.disputes = self.forget_disputes_of(job);
         cancelled
+    }
+
+    /// `provider`'s replica of `task` is forgotten with its job.
+    fn forget_given(&mut self, provider: &PublicKey, task: &TaskKey) {
+        if let Some(tasks) = self.given.get_mut(provider) {
+            tasks.remove(task);
+            if tasks.is_empty() {
+                self.given.remove(provider);
+            }
+        }
     }
 
     /// Drops every deadline and dispute of `job`; returns the disputes.
@@ -628,6 +649,7 @@ impl Verifier {
             .collect();
         self.stats.replicas += 1;
         self.deadlines.insert((commit_by, *task, provider));
+        self.given.entry(provider).or_default().insert(*task);
         // Adaptive: ask at once for as many replicas as strangers would
         // need to reach the confidence beside the providers assigned so far,
         // rather than discovering it one reveal at a time.
@@ -676,6 +698,7 @@ impl Verifier {
             *task,
             provider,
         ));
+        self.given.entry(provider).or_default().insert(*task);
     }
 
     /// `provider` commits to its result for `task`.
@@ -1291,34 +1314,43 @@ impl Verifier {
         }];
         let mut touched = Vec::new();
         let mut earned = Vec::new();
-        for (job, state) in &mut self.jobs {
+        // In the order of the jobs and their tasks, as a walk of all would.
+        let given: Vec<TaskKey> = self
+            .given
+            .get(&provider)
+            .map(|tasks| tasks.iter().copied().collect())
+            .unwrap_or_default();
+        for key in given {
+            let Some(state) = self.jobs.get_mut(&key.0) else {
+                continue;
+            };
             let sealed = state.sealed;
-            for (index, t) in state.tasks.iter_mut().enumerate() {
-                let key = (*job, index as u32);
-                let mut hit = false;
-                for replica in t.replicas.iter_mut().filter(|r| r.provider == provider) {
-                    replica.state = match replica.state {
-                        ReplicaState::Revealed(_) => ReplicaState::Convicted,
-                        ReplicaState::Dropped => ReplicaState::Dropped,
-                        _ if key == task => ReplicaState::Convicted,
-                        _ => ReplicaState::Dropped,
-                    };
-                    hit = true;
-                }
-                // A sealed job's replicas stop waiting for the provider,
-                // and its accepted results stand.
-                if !hit || sealed {
-                    continue;
-                }
-                if let Some((_, members)) = &t.accepted
-                    && members.contains(&provider)
-                {
-                    earned.push(key);
-                    t.accepted = None;
-                    t.spot = None;
-                }
-                touched.push(key);
+            let Some(t) = state.tasks.get_mut(key.1 as usize) else {
+                continue;
+            };
+            let mut hit = false;
+            for replica in t.replicas.iter_mut().filter(|r| r.provider == provider) {
+                replica.state = match replica.state {
+                    ReplicaState::Revealed(_) => ReplicaState::Convicted,
+                    ReplicaState::Dropped => ReplicaState::Dropped,
+                    _ if key == task => ReplicaState::Convicted,
+                    _ => ReplicaState::Dropped,
+                };
+                hit = true;
             }
+            // A sealed job's replicas stop waiting for the provider,
+            // and its accepted results stand.
+            if !hit || sealed {
+                continue;
+            }
+            if let Some((_, members)) = &t.accepted
+                && members.contains(&provider)
+            {
+                earned.push(key);
+                t.accepted = None;
+                t.spot = None;
+            }
+            touched.push(key);
         }
         if !earned.is_empty() {
             actions.push(Action::Clawback {

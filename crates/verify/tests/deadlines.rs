@@ -287,3 +287,64 @@ fn a_cancelled_job_keeps_its_accepted_results_and_times_nothing_more() {
     assert!(!accepted, "{late:?}");
     assert_eq!(verifier.accepted_count(&job), 1);
 }
+
+/// A conviction reaches every replica its provider holds in the open jobs,
+/// a speculative copy as much as a replica verification asked for: the
+/// liar's copy of a task in another job is dropped at once, long before
+/// its own deadline would have dropped it.
+#[test]
+fn a_conviction_drops_the_liars_speculative_copy_in_another_job() {
+    use cairn_verify::{Commitment, Reveal};
+    use cairn_wire::PublicKey;
+
+    let mut verifier = Verifier::new(Params::default(), 1);
+    let [honest, liar] = [1u8, 2].map(|seed| Keypair::from_seed([seed; 32]).public());
+    let reveal = |provider: PublicKey| Reveal {
+        digest: ContentId::of(b"result"),
+        salt: *provider.as_bytes(),
+    };
+    // The job it holds a copy in, beyond the one replica asked for.
+    let copied = (ContentId::of(b"copied"), 0);
+    verifier.open_job(
+        copied.0,
+        VerifyPolicy::Replicate { replicas: 1 },
+        1,
+        1_000_000,
+    );
+    verifier.assign(&copied, honest, 0).unwrap();
+    verifier.assign_copy(&copied, liar, 0);
+    assert_eq!(verifier.providers_of(&copied), vec![honest, liar]);
+    // The job it is convicted in: it opens its commitment to another result.
+    let judged = (ContentId::of(b"judged"), 0);
+    verifier.open_job(
+        judged.0,
+        VerifyPolicy::Replicate { replicas: 2 },
+        1,
+        1_000_000,
+    );
+    for provider in [honest, liar] {
+        verifier.assign(&judged, provider, 0).unwrap();
+    }
+    for provider in [honest, liar] {
+        verifier
+            .commit(
+                &judged,
+                &provider,
+                Commitment::new(&provider, &reveal(provider)),
+                1,
+            )
+            .unwrap();
+    }
+    let other = Reveal {
+        digest: ContentId::of(b"another result"),
+        ..reveal(liar)
+    };
+    let actions = verifier.reveal(&judged, &liar, &other, 2).unwrap();
+
+    assert_eq!(convicted(&actions), vec![liar]);
+    assert_eq!(
+        verifier.providers_of(&copied),
+        vec![honest],
+        "the copy goes with the conviction"
+    );
+}

@@ -29,7 +29,7 @@ use super::{Counters, MarketConfig, Shared, fetch_blob, now_ms};
 
 use super::adversary::{Misbehave, RenderCheat, TrainingCheat};
 use cairn_roles::bidder::{Answer, Bidder, Ignored, Needs, UNDERPAID_MAX};
-use cairn_roles::lease_work::{Awaiting, LeaseWork, Next, Others, Stored, Write};
+use cairn_roles::lease_work::{Awaiting, Finished, LeaseWork, Next, Others, Stored, Write};
 
 /// Requesters whose funding is remembered, and for how long.
 const FUNDED_MAX: usize = 4_096;
@@ -44,7 +44,8 @@ const FETCH_BYTES_PER_MS_ASSUMED: u64 = 10_000;
 
 /// A task run under a lease, handed back to its pull loop.
 struct Done {
-    report: Report,
+    /// Its report, sealed on the executor's thread.
+    finished: Finished,
     /// How long it took, queueing for a slot included.
     took: Duration,
     /// The CPU time a tool task took, where its group counted it.
@@ -876,7 +877,9 @@ impl Provider {
             // A tool task is paid what its requester declared: weighed
             // against what it took, a sliver of it stops the lease's work
             // and this provider's bids to that requester.
-            if let (Some(cpu), Report::Revealed { receipt, .. }) = (done.cpu_time, &done.report) {
+            if let (Some(cpu), Report::Revealed { receipt, .. }) =
+                (done.cpu_time, done.finished.report())
+            {
                 let fuel = receipt.payload_unchecked().fuel_used;
                 if let Some(reason) = core.worked(fuel, cpu.as_secs_f64() * 1e3) {
                     tracing::warn!("lease {}: {reason}", id.short());
@@ -894,7 +897,7 @@ impl Provider {
                     }
                 }
             }
-            core.finished(done.report, done.took.as_secs_f64() * 1e3);
+            core.finished(done.finished, done.took.as_secs_f64() * 1e3);
         };
         loop {
             while let Ok(done) = done_rx.try_recv() {
@@ -1091,11 +1094,10 @@ impl Provider {
                         task: index,
                         reason: format!("fetching input '{}': {e}", input.name),
                     };
-                    let took = Duration::ZERO;
                     let _ = done
                         .send(Done {
-                            report,
-                            took,
+                            finished: Finished::seal(&self.shared.key, report),
+                            took: Duration::ZERO,
                             cpu_time: None,
                         })
                         .await;
@@ -1107,9 +1109,11 @@ impl Provider {
             };
             let this = self.clone();
             let started = std::time::Instant::now();
-            let (report, cpu_time) = tokio::task::spawn_blocking(move || {
+            let (finished, cpu_time) = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
-                this.run_task(lease, &terms, &input_dir, &task)
+                let (report, cpu_time) = this.run_task(lease, &terms, &input_dir, &task);
+                // The commitment is signed here too, beside the receipt.
+                (Finished::seal(&this.shared.key, report), cpu_time)
             })
             .await
             .unwrap_or_else(|e| {
@@ -1117,12 +1121,12 @@ impl Provider {
                     task: index,
                     reason: format!("worker panicked: {e}"),
                 };
-                (report, None)
+                (Finished::seal(&self.shared.key, report), None)
             });
             let took = started.elapsed();
             let _ = done
                 .send(Done {
-                    report,
+                    finished,
                     took,
                     cpu_time,
                 })

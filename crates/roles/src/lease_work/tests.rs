@@ -10,6 +10,11 @@ fn key() -> Keypair {
     Keypair::from_seed([3; 32])
 }
 
+/// `report`, sealed as the provider's executor seals it.
+fn done(report: Report) -> Finished {
+    Finished::seal(&key(), report)
+}
+
 fn requester() -> Keypair {
     Keypair::from_seed([4; 32])
 }
@@ -261,10 +266,10 @@ fn tiny_tasks_deepen_the_prefetch_and_long_ones_do_not() {
     // it down.
     for _ in 0..20 {
         work.finished(
-            Report::Failed {
+            done(Report::Failed {
                 task: 0,
                 reason: String::new(),
-            },
+            }),
             0.1,
         );
     }
@@ -275,10 +280,10 @@ fn tiny_tasks_deepen_the_prefetch_and_long_ones_do_not() {
     let p = pull(&mut slow, 0);
     slow.answered(0, p.want, tasks(vec![task(0)]), |_| true);
     slow.finished(
-        Report::Failed {
+        done(Report::Failed {
             task: 0,
             reason: String::new(),
-        },
+        }),
         10_000.0,
     );
     assert_eq!(pull(&mut slow, 1).want, 1, "a long task is not hoarded");
@@ -289,7 +294,7 @@ fn a_result_is_sent_sealed_persisted_first_and_revealed_only_when_asked() {
     let mut work = work(1);
     let p = pull(&mut work, 0);
     work.answered(0, p.want, tasks(vec![task(7)]), |_| true);
-    work.finished(result(7), 5.0);
+    work.finished(done(result(7)), 5.0);
 
     let p = pull(&mut work, 1);
     // The result and its answer are written before the pull goes out.
@@ -388,7 +393,7 @@ fn deliver(work: &mut LeaseWork, index: u32, now: u64) {
     let p = pull(work, now);
     assert!(p.want > 0, "no work taken at {now}");
     work.answered(now, p.want, tasks(vec![task(index)]), |_| true);
-    work.finished(result(index), 1.0);
+    work.finished(done(result(index)), 1.0);
     let p = pull(work, now + 20);
     let reveal = answer(1, false, vec![index], None);
     work.answered(now + 20, p.want, reveal, |_| true);
@@ -477,7 +482,7 @@ fn a_staller_never_reveals() {
     let mut work = work(1).withholding_reveals();
     let p = pull(&mut work, 0);
     work.answered(0, p.want, tasks(vec![task(1)]), |_| true);
-    work.finished(result(1), 5.0);
+    work.finished(done(result(1)), 5.0);
     let p = pull(&mut work, 1);
     let reply = answer(1, false, vec![1], None);
     work.answered(2, p.want, reply, |_| true);
@@ -492,7 +497,7 @@ fn a_pull_names_every_task_held_running_or_unacknowledged_and_no_other() {
     let first = pull(&mut work, 0);
     assert!(first.held.is_empty());
     work.answered(1, first.want, tasks(vec![task(3), task(8)]), |_| true);
-    work.finished(result(3), 50.0);
+    work.finished(done(result(3)), 50.0);
     // 8 runs, 3's commitment waits to be acknowledged.
     let second = pull(&mut work, 2);
     assert_eq!(second.held, [3, 8]);
@@ -509,7 +514,7 @@ fn a_pull_names_every_task_held_running_or_unacknowledged_and_no_other() {
         accepted: None,
     });
     work.answered(4 + RETRY_MS, retry.want, reply, |t| t.task != 10);
-    work.finished(result(8), 50.0);
+    work.finished(done(result(8)), 50.0);
     assert_eq!(pull(&mut work, 1_000 + HEARTBEAT_MS).held, [8, 9]);
     // After a restart only what was stored is held: what ran is gone.
     let restarted = LeaseWork::new(&terms(), 2, key(), None, reports(vec![result(8)]), 5_000);
@@ -602,10 +607,10 @@ fn an_empty_answer_backs_off_doubling_up_to_the_idle_maximum() {
     let p = pull(&mut work, now);
     work.answered(now, p.want, tasks(vec![task(0)]), |_| true);
     work.finished(
-        Report::Failed {
+        done(Report::Failed {
             task: 0,
             reason: String::new(),
-        },
+        }),
         1.0,
     );
     let p = pull(&mut work, now);
@@ -650,10 +655,10 @@ fn a_refused_pull_waits_for_running_tasks_and_then_ends() {
         "waits for the task, not the clock"
     );
     work.finished(
-        Report::Failed {
+        done(Report::Failed {
             task: 0,
             reason: String::new(),
-        },
+        }),
         1.0,
     );
     let p = pull(&mut work, 5_001);

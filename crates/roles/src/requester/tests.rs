@@ -2035,3 +2035,50 @@ fn a_stream_fed_nothing_for_five_minutes_is_ended() {
     let status = core.status(&id, T0 + STREAM_IDLE_MS).unwrap();
     assert!(status.reason.unwrap().contains("no segment for 300 s"));
 }
+
+/// A `liar` convicted in one job is owed nothing in another, even one
+/// settled already: its receipt there is no longer payable (nor signed
+/// again in an acceptance), and the honest provider's still is.
+#[test]
+fn a_liar_convicted_in_one_job_is_owed_nothing_in_another() {
+    let mut core = requester();
+    let (liar, honest) = (provider(1), provider(2));
+    let (paying, order) = submitted(&mut core, 2, VerifyPolicy::None);
+    let paying_leases = leased(&mut core, &paying, &order, &[&liar, &honest]);
+    let (judged, order) = submitted(&mut core, 1, VerifyPolicy::Replicate { replicas: 2 });
+    let judged_leases = leased(&mut core, &judged, &order, &[&liar, &honest]);
+    // Each runs one task of the paying job, accepted unverified.
+    for key in [&liar, &honest] {
+        let lease = lease_of(&paying_leases, key);
+        let (tasks, _, _) = pull(&mut core, key, lease, 1, Vec::new(), T1 + 1);
+        let task = tasks[0];
+        let commit = vec![committed(key, lease, task, 500)];
+        pull(&mut core, key, lease, 0, commit, T1 + 2);
+        let reveal = vec![revealed(key, lease, task, 500, 500)];
+        let (_, _, effects) = pull(&mut core, key, lease, 0, reveal, T1 + 3);
+        core.stored(&effects.writes);
+    }
+    let settlement = core.step(&paying, T1 + 4).unwrap().settle.unwrap();
+    assert_eq!(settlement.len(), 2);
+    core.settled(&paying, 2, &[]).unwrap();
+    let signers = |core: &RequesterCore| -> Vec<PublicKey> {
+        let payable = core.jobs[&paying].payable.values();
+        payable.map(|receipt| receipt.signer()).collect()
+    };
+    assert_eq!(signers(&core).len(), 2, "both results accepted");
+    // In the judged job, the liar opens its commitment to another result.
+    for key in [&liar, &honest] {
+        let lease = lease_of(&judged_leases, key);
+        assert_eq!(pull(&mut core, key, lease, 1, Vec::new(), T1 + 4).0, [0]);
+        let commit = vec![committed(key, lease, 0, 500)];
+        pull(&mut core, key, lease, 0, commit, T1 + 5);
+    }
+    let lease = lease_of(&judged_leases, &liar);
+    let other = vec![revealed(&liar, lease, 0, 900, 900)];
+    pull(&mut core, &liar, lease, 0, other, T1 + 6);
+    assert_eq!(core.verifier.trust().record(&liar.public()).convictions, 1);
+
+    assert_eq!(signers(&core), [honest.public()]);
+    let liars = lease_of(&paying_leases, &liar);
+    assert!(acceptance_of(&mut core, &liar, liars, &[0, 1], T1 + 7).is_empty());
+}
