@@ -316,6 +316,13 @@ impl LeaseWork {
     /// next pull, and only a commitment to a result is sent until the
     /// requester asks for the result.
     pub fn finished(&mut self, finished: Finished, took_ms: f64) {
+        debug_assert!(
+            match &finished.commit {
+                Some(Report::Committed(commit)) => commit.signer() == self.key.public(),
+                other => other.is_none(),
+            },
+            "sealed with the lease's key"
+        );
         let report = &finished.report;
         if let Ok(task) = u32::try_from(report.task()) {
             self.running.remove(&task);
@@ -678,8 +685,8 @@ impl LeaseWork {
 /// A finished task's report and, for a result, the signed commitment sent
 /// in its place until the requester asks for the result. Sealed where the
 /// result is made (the node's executor thread, the simulation's signature
-/// stage), so that the lease's core signs nothing on the thread that
-/// drives every lease.
+/// stage), so that the lease's core, on the thread that drives every
+/// lease, signs nothing as tasks finish (only what a restart restores).
 #[derive(Clone, Debug)]
 pub struct Finished {
     report: Report,

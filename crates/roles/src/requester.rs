@@ -394,9 +394,10 @@ pub struct RequesterCore {
     pub findings: BTreeMap<u64, (Finding, Option<PublicKey>)>,
     /// Lease id → job id.
     leases: BTreeMap<ContentId, ContentId>,
-    /// Each provider's leases, so that what concerns one provider (a
+    /// Each provider's (job, lease) pairs: its leases, and those its
+    /// restored receipts are under. What concerns one provider (a
     /// conviction, a lost connection) visits its jobs, not every job.
-    provided: BTreeMap<PublicKey, BTreeSet<ContentId>>,
+    provided: BTreeMap<PublicKey, BTreeSet<(ContentId, ContentId)>>,
     /// The providers that bid and the prices that cleared, for display.
     pub directory: Directory,
     rng: Rng,
@@ -552,6 +553,12 @@ impl RequesterCore {
             && let Ok(receipt) = Signed::<Receipt>::from_bytes(&bytes, &())
         {
             let r = receipt.payload_unchecked();
+            // Its lease may not be restored (a record the node could not
+            // read): a conviction still finds the receipt.
+            self.provided
+                .entry(receipt.signer())
+                .or_default()
+                .insert((*job, r.lease));
             j.payable.insert((r.lease, r.task), receipt);
         }
         Ok(())
@@ -643,17 +650,24 @@ impl RequesterCore {
         self.provided
             .entry(lease.provider)
             .or_default()
-            .insert(lease.id());
+            .insert((lease.job, lease.id()));
+    }
+
+    /// Forgets `lease`, given for its job.
+    fn ungiven(&mut self, lease: &Lease) {
+        self.leases.remove(&lease.id());
+        if let Some(leases) = self.provided.get_mut(&lease.provider) {
+            leases.remove(&(lease.job, lease.id()));
+            if leases.is_empty() {
+                self.provided.remove(&lease.provider);
+            }
+        }
     }
 
     /// The jobs `provider` holds a lease of, in the order of their ids.
     fn jobs_of(&self, provider: &PublicKey) -> BTreeSet<ContentId> {
-        self.provided
-            .get(provider)
-            .into_iter()
-            .flatten()
-            .filter_map(|lease| self.leases.get(lease).copied())
-            .collect()
+        let pairs = self.provided.get(provider).into_iter().flatten();
+        pairs.map(|(job, _)| *job).collect()
     }
 
     /// Starts an auction for a job's remaining work; the signed order is
@@ -1054,13 +1068,7 @@ impl RequesterCore {
         newcomer: bool,
         now: u64,
     ) -> Effects {
-        self.leases.remove(&lease.id());
-        if let Some(leases) = self.provided.get_mut(&lease.provider) {
-            leases.remove(&lease.id());
-            if leases.is_empty() {
-                self.provided.remove(&lease.provider);
-            }
-        }
+        self.ungiven(lease);
         let Some(job) = self.jobs.get_mut(id) else {
             return Effects::default();
         };
@@ -1645,15 +1653,16 @@ impl RequesterCore {
                     let reason = format!("convicted: {offence:?}");
                     // Its receipts are under its leases (a pull is taken
                     // only on the sender's own lease).
-                    for lease in self.provided.get(&provider).into_iter().flatten() {
-                        let Some(job) = self.leases.get(lease).and_then(|id| self.jobs.get_mut(id))
-                        else {
+                    for (id, lease) in self.provided.get(&provider).into_iter().flatten() {
+                        let Some(job) = self.jobs.get_mut(id) else {
                             continue;
                         };
                         job.sched.drop_provider(&provider, &reason);
                         // Nothing it returned in a job still open is paid.
                         job.payable
-                            .extract_if((*lease, 0)..=(*lease, u64::MAX), |_, _| true)
+                            .extract_if((*lease, 0)..=(*lease, u64::MAX), |_, r| {
+                                r.signer() == provider
+                            })
                             .for_each(drop);
                     }
                     if let Some(job) = self.jobs.get_mut(&task.0) {

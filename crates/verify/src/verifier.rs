@@ -326,6 +326,8 @@ impl Verifier {
         tasks: u32,
         fuel_per_task: u64,
     ) {
+        // Opened again (a restarted requester): what it held goes.
+        self.forget_replicas_of(&job);
         self.jobs.insert(
             job,
             JobState {
@@ -364,13 +366,8 @@ impl Verifier {
     /// Forgets a finished job and its disputes: its results can no longer
     /// be reopened. Returns the ids of the disputes forgotten.
     pub fn close_job(&mut self, job: &ContentId) -> Vec<u64> {
-        if let Some(state) = self.jobs.remove(job) {
-            for (index, task) in state.tasks.iter().enumerate() {
-                for replica in &task.replicas {
-                    self.forget_given(&replica.provider, &(*job, index as u32));
-                }
-            }
-        }
+        self.forget_replicas_of(job);
+        self.jobs.remove(job);
         // Its disputes go with it, decided or not: nothing about the job
         // is acted on any more. Their ids let the caller drop what it kept
         // for them.
@@ -431,12 +428,19 @@ impl Verifier {
         cancelled
     }
 
-    /// `provider`'s replica of `task` is forgotten with its job.
-    fn forget_given(&mut self, provider: &PublicKey, task: &TaskKey) {
-        if let Some(tasks) = self.given.get_mut(provider) {
-            tasks.remove(task);
-            if tasks.is_empty() {
-                self.given.remove(provider);
+    /// Forgets which providers were given `job`'s tasks.
+    fn forget_replicas_of(&mut self, job: &ContentId) {
+        let Some(state) = self.jobs.get(job) else {
+            return;
+        };
+        for (index, task) in state.tasks.iter().enumerate() {
+            for replica in &task.replicas {
+                if let Some(tasks) = self.given.get_mut(&replica.provider) {
+                    tasks.remove(&(*job, index as u32));
+                    if tasks.is_empty() {
+                        self.given.remove(&replica.provider);
+                    }
+                }
             }
         }
     }

@@ -2036,20 +2036,38 @@ fn a_stream_fed_nothing_for_five_minutes_is_ended() {
     assert!(status.reason.unwrap().contains("no segment for 300 s"));
 }
 
+/// The `liar` runs a task of a fresh job beside `honest` and opens its
+/// commitment to another result: convicted.
+fn convict_in_a_new_job(core: &mut RequesterCore, liar: &Keypair, honest: &Keypair, now: u64) {
+    let (judged, order) = submitted(core, 1, VerifyPolicy::Replicate { replicas: 2 });
+    let leases = leased(core, &judged, &order, &[liar, honest]);
+    for key in [liar, honest] {
+        let lease = lease_of(&leases, key);
+        assert_eq!(pull(core, key, lease, 1, Vec::new(), now).0, [0]);
+        let commit = vec![committed(key, lease, 0, 500)];
+        pull(core, key, lease, 0, commit, now + 1);
+    }
+    let lease = lease_of(&leases, liar);
+    let other = vec![revealed(liar, lease, 0, 900, 900)];
+    pull(core, liar, lease, 0, other, now + 2);
+    assert_eq!(core.verifier.trust().record(&liar.public()).convictions, 1);
+}
+
 /// A `liar` convicted in one job is owed nothing in another, even one
 /// settled already: its receipt there is no longer payable (nor signed
-/// again in an acceptance), and the honest provider's still is.
+/// again in an acceptance), and the honest provider's still is. So too
+/// after a restart that restored the results but not the liar's lease
+/// (its record unreadable).
 #[test]
 fn a_liar_convicted_in_one_job_is_owed_nothing_in_another() {
     let mut core = requester();
     let (liar, honest) = (provider(1), provider(2));
     let (paying, order) = submitted(&mut core, 2, VerifyPolicy::None);
-    let paying_leases = leased(&mut core, &paying, &order, &[&liar, &honest]);
-    let (judged, order) = submitted(&mut core, 1, VerifyPolicy::Replicate { replicas: 2 });
-    let judged_leases = leased(&mut core, &judged, &order, &[&liar, &honest]);
+    let leases = leased(&mut core, &paying, &order, &[&liar, &honest]);
     // Each runs one task of the paying job, accepted unverified.
+    let mut results = Vec::new();
     for key in [&liar, &honest] {
-        let lease = lease_of(&paying_leases, key);
+        let lease = lease_of(&leases, key);
         let (tasks, _, _) = pull(&mut core, key, lease, 1, Vec::new(), T1 + 1);
         let task = tasks[0];
         let commit = vec![committed(key, lease, task, 500)];
@@ -2057,6 +2075,10 @@ fn a_liar_convicted_in_one_job_is_owed_nothing_in_another() {
         let reveal = vec![revealed(key, lease, task, 500, 500)];
         let (_, _, effects) = pull(&mut core, key, lease, 0, reveal, T1 + 3);
         core.stored(&effects.writes);
+        results.extend(effects.writes.into_iter().filter_map(|w| match w {
+            Write::Result { record, .. } => Some(*record),
+            _ => None,
+        }));
     }
     let settlement = core.step(&paying, T1 + 4).unwrap().settle.unwrap();
     assert_eq!(settlement.len(), 2);
@@ -2066,19 +2088,20 @@ fn a_liar_convicted_in_one_job_is_owed_nothing_in_another() {
         payable.map(|receipt| receipt.signer()).collect()
     };
     assert_eq!(signers(&core).len(), 2, "both results accepted");
-    // In the judged job, the liar opens its commitment to another result.
-    for key in [&liar, &honest] {
-        let lease = lease_of(&judged_leases, key);
-        assert_eq!(pull(&mut core, key, lease, 1, Vec::new(), T1 + 4).0, [0]);
-        let commit = vec![committed(key, lease, 0, 500)];
-        pull(&mut core, key, lease, 0, commit, T1 + 5);
+    let record = core.jobs[&paying].record.clone();
+    let mut restarted = requester();
+    restarted.add_job(paying, record, T1 + 4).unwrap();
+    for result in &results {
+        restarted.restore_result(&paying, result).unwrap();
     }
-    let lease = lease_of(&judged_leases, &liar);
-    let other = vec![revealed(&liar, lease, 0, 900, 900)];
-    pull(&mut core, &liar, lease, 0, other, T1 + 6);
-    assert_eq!(core.verifier.trust().record(&liar.public()).convictions, 1);
+    assert!(restarted.restore_lease(lease_of(&leases, &honest).clone(), 1, T1 + 4));
+    restarted.restored(&paying, T1 + 4);
+    assert_eq!(signers(&restarted).len(), 2, "both results restored");
 
-    assert_eq!(signers(&core), [honest.public()]);
-    let liars = lease_of(&paying_leases, &liar);
-    assert!(acceptance_of(&mut core, &liar, liars, &[0, 1], T1 + 7).is_empty());
+    for core in [&mut core, &mut restarted] {
+        convict_in_a_new_job(core, &liar, &honest, T1 + 5);
+        assert_eq!(signers(core), [honest.public()]);
+    }
+    let liars = lease_of(&leases, &liar);
+    assert!(acceptance_of(&mut core, &liar, liars, &[0, 1], T1 + 8).is_empty());
 }
