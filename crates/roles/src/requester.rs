@@ -10,7 +10,8 @@
 mod directory;
 mod job;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use cairn_ledger::{
     ACCEPTANCE_NAMESPACE, Acceptance, Accepted, COMMIT_NAMESPACE, Commit, Evidence, Lease,
@@ -392,8 +393,8 @@ pub struct RequesterCore {
     pub verifier: Verifier,
     /// What the referee found in each dispute, and who won it.
     pub findings: BTreeMap<u64, (Finding, Option<PublicKey>)>,
-    /// Lease id → job id.
-    leases: BTreeMap<ContentId, ContentId>,
+    /// Lease id → job id (looked up at every pull, never walked).
+    leases: HashMap<ContentId, ContentId>,
     /// Each provider's (job, lease) pairs: its leases, and those its
     /// restored receipts are under. What concerns one provider (a
     /// conviction, a lost connection) visits its jobs, not every job.
@@ -426,7 +427,7 @@ impl RequesterCore {
             jobs: BTreeMap::new(),
             verifier: Verifier::new(verify, seed ^ 0xc0ffee),
             findings: BTreeMap::new(),
-            leases: BTreeMap::new(),
+            leases: HashMap::new(),
             provided: BTreeMap::new(),
             directory: Directory::default(),
             rng: Rng::new(seed ^ 0x5eed),
@@ -1561,9 +1562,13 @@ impl RequesterCore {
     fn apply(&mut self, touched: Vec<TaskKey>, actions: Vec<Action>) -> Effects {
         let mut effects = Effects::default();
         let mut touched: BTreeSet<TaskKey> = touched.into_iter().collect();
-        let convicted = actions
+        let convicts: BTreeSet<PublicKey> = actions
             .iter()
-            .any(|a| matches!(a, Action::Convicted { .. }));
+            .filter_map(|a| match a {
+                Action::Convicted { provider, .. } => Some(*provider),
+                _ => None,
+            })
+            .collect();
         let named: Vec<ContentId> = actions.iter().filter_map(action_job).collect();
         for action in actions {
             match action {
@@ -1758,22 +1763,17 @@ impl RequesterCore {
                 }
             }
         }
-        if convicted {
-            // A conviction drops the cheat's replicas everywhere: any task
-            // of any job may now need another provider.
-            for job in self.jobs.keys() {
-                touched.extend(self.verifier.wanting(job).into_iter().map(|t| (*job, t)));
-            }
+        // A conviction drops the cheat's replicas in every job it held a
+        // lease of: any of their tasks may now need another provider.
+        let held: BTreeSet<ContentId> = convicts.iter().flat_map(|p| self.jobs_of(p)).collect();
+        for job in &held {
+            touched.extend(self.verifier.wanting(job).into_iter().map(|t| (*job, t)));
         }
         // Their drivers look again: a job may be finished, or have work to
         // hand out or to auction.
-        if convicted {
-            effects.wake.extend(self.jobs.keys().copied());
-        } else {
-            effects
-                .wake
-                .extend(touched.iter().map(|task| task.0).chain(named));
-        }
+        effects
+            .wake
+            .extend(touched.iter().map(|task| task.0).chain(named).chain(held));
         for task in touched {
             if !self.verifier.needs(&task) {
                 continue;
@@ -1976,7 +1976,9 @@ impl RequesterCore {
             .check_more(&tasks)
             .map_err(StreamRefused::Invalid)?;
         let more = tasks.len() as u32;
-        job.record.submission.tasks.extend(tasks);
+        Arc::make_mut(&mut job.record.submission)
+            .tasks
+            .extend(tasks);
         let first = job.sched.extend(more);
         self.verifier.extend_job(id, more);
         // Its providers get their idle wait to pull the new work before

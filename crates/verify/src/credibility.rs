@@ -9,7 +9,7 @@
 //! alone is right. A set of agreeing results is believed in proportion to the
 //! chance that exactly they are right and everyone else is wrong.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 
 use cairn_wire::PublicKey;
 
@@ -181,7 +181,8 @@ impl Record {
 /// Every provider's [`Record`], kept across jobs.
 #[derive(Clone, Debug, Default)]
 pub struct TrustBook {
-    records: BTreeMap<PublicKey, Record>,
+    /// Looked up, never walked: no order to keep.
+    records: HashMap<PublicKey, Record>,
     /// Providers whose record changed since [`take_changed`](Self::take_changed).
     changed: BTreeSet<PublicKey>,
 }

@@ -3,6 +3,7 @@
 //! the records the API shows and the store keeps.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use cairn_api::{JobState, JobStatus, TaskRecord};
 use cairn_ledger::{Commit, Lease, Receipt};
@@ -25,8 +26,10 @@ const HELD_BIDS_MAX: usize = 256;
 /// What is persisted of a job.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct JobRecord {
-    /// The job as submitted.
-    pub submission: Submission,
+    /// The job as submitted: shared, not copied, by each copy of the
+    /// record (one is written at every change of it).
+    #[serde(with = "shared")]
+    pub submission: Arc<Submission>,
     /// When it was submitted (ms since the epoch).
     pub submitted_ms: u64,
     /// Whether its settlement is over.
@@ -65,7 +68,7 @@ impl JobRecord {
     /// A job just submitted at `submitted_ms`.
     pub fn new(submission: Submission, submitted_ms: u64) -> Self {
         Self {
-            submission,
+            submission: Arc::new(submission),
             submitted_ms,
             settled: false,
             cancelled_ms: None,
@@ -81,6 +84,27 @@ impl JobRecord {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+/// A shared submission, written and read as the submission itself.
+mod shared {
+    use std::sync::Arc;
+
+    use cairn_proto::Submission;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        submission: &Arc<Submission>,
+        to: S,
+    ) -> Result<S::Ok, S::Error> {
+        submission.as_ref().serialize(to)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        from: D,
+    ) -> Result<Arc<Submission>, D::Error> {
+        Submission::deserialize(from).map(Arc::new)
+    }
 }
 
 /// Where a job is in its life.
