@@ -1763,9 +1763,17 @@ impl RequesterCore {
                 }
             }
         }
-        // A conviction drops the cheat's replicas in every job it held a
-        // lease of: any of their tasks may now need another provider.
-        let held: BTreeSet<ContentId> = convicts.iter().flat_map(|p| self.jobs_of(p)).collect();
+        // A conviction drops the cheat's replicas in every job it was
+        // given one in (under a lease of it): any of their tasks may now
+        // need another provider.
+        let held: BTreeSet<ContentId> = convicts
+            .iter()
+            .flat_map(|p| {
+                self.jobs_of(p)
+                    .into_iter()
+                    .chain(self.verifier.jobs_given(p))
+            })
+            .collect();
         for job in &held {
             touched.extend(self.verifier.wanting(job).into_iter().map(|t| (*job, t)));
         }
@@ -2413,7 +2421,8 @@ fn action_job(action: &Action) -> Option<ContentId> {
         | Action::Reopen { task }
         | Action::Failed { task, .. } => Some(task.0),
         Action::Expelled { job, .. } => Some(*job),
-        // A clawback comes with a conviction, which wakes every job.
+        // A clawback comes with a conviction, which wakes the convict's
+        // jobs.
         Action::Clawback { .. } | Action::DisputeNext { .. } | Action::DisputeDone { .. } => None,
     }
 }

@@ -181,7 +181,8 @@ impl Record {
 /// Every provider's [`Record`], kept across jobs.
 #[derive(Clone, Debug, Default)]
 pub struct TrustBook {
-    /// Looked up, never walked: no order to keep.
+    /// Looked up, never walked (a walk would have to sort first: its
+    /// order is the hasher's).
     records: HashMap<PublicKey, Record>,
     /// Providers whose record changed since [`take_changed`](Self::take_changed).
     changed: BTreeSet<PublicKey>,

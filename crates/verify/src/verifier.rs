@@ -540,6 +540,13 @@ impl Verifier {
         self.task(task).is_ok_and(needs)
     }
 
+    /// The open jobs `provider` was given a replica in: those its
+    /// conviction drops replicas in.
+    pub fn jobs_given(&self, provider: &PublicKey) -> BTreeSet<ContentId> {
+        let tasks = self.given.get(provider).into_iter().flatten();
+        tasks.map(|(job, _)| *job).collect()
+    }
+
     /// The providers another replica of `task` must not go to: every one
     /// holding a replica it did not drop.
     pub fn providers_of(&self, task: &TaskKey) -> Vec<PublicKey> {

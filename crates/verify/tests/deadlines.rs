@@ -347,4 +347,9 @@ fn a_conviction_drops_the_liars_speculative_copy_in_another_job() {
         vec![honest],
         "the copy goes with the conviction"
     );
+    // The jobs a conviction of it reaches, until each is closed.
+    assert_eq!(verifier.jobs_given(&liar), [copied.0, judged.0].into());
+    verifier.close_job(&copied.0);
+    assert_eq!(verifier.jobs_given(&liar), [judged.0].into());
+    assert_eq!(verifier.jobs_given(&honest), [judged.0].into());
 }
