@@ -322,6 +322,7 @@ mod tests {
                 digest: ContentId::of(b"result"),
                 fuel_used: u64::MAX,
                 salt: [0xff; 32],
+                run: [0xff; 32],
             },
         );
         let tx = TxBody {

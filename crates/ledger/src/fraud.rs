@@ -62,7 +62,8 @@ pub struct Verdict {
     /// evidence carries its receipt for the task; with none (a side lost by
     /// silence, and the offender is named here) the whole slash is burned.
     pub winner: PublicKey,
-    /// The position the referee re-executed from (0: the task itself).
+    /// The position the referee re-executed from (0: the task itself), or
+    /// [`WHOLE_TASK`].
     pub position: u64,
     /// The state both sides agreed on there.
     pub agreed: [u8; 32],
@@ -70,9 +71,15 @@ pub struct Verdict {
     /// side contradicted.
     pub reached: [u8; 32],
     /// The digest of the task the losing side ran (its terms and
-    /// assignment), as its signed trace claims name it.
+    /// assignment), as its receipt names it.
     pub run: [u8; 32],
 }
+
+/// A verdict's position when the validators re-ran the whole task from
+/// its start to its result, and `reached` is the result's digest: the
+/// accused lost its dispute without a step to be held to (it fell silent,
+/// or broke the rules), so its receipt is held to the run it names.
+pub const WHOLE_TASK: u64 = u64::MAX;
 
 impl Write for Commit {
     fn write(&self, buf: &mut impl BufMut) {

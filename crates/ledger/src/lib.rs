@@ -34,7 +34,9 @@ mod table;
 mod tx;
 
 pub use error::TxError;
-pub use fraud::{COMMIT_NAMESPACE, Commit, REVEAL_WINDOW_BLOCKS, VERDICT_NAMESPACE, Verdict};
+pub use fraud::{
+    COMMIT_NAMESPACE, Commit, REVEAL_WINDOW_BLOCKS, VERDICT_NAMESPACE, Verdict, WHOLE_TASK,
+};
 pub use genesis::{Genesis, GenesisError, GenesisParams};
 pub use root::{Proof, verify_proof};
 pub use snapshot::Change;

@@ -1117,6 +1117,13 @@ impl State {
                         "the verdict convicts another provider",
                     ));
                 }
+                // The validators judged the run the provider signed, and
+                // no other.
+                if v.run != r.run {
+                    return Err(TxError::BadEvidence(
+                        "the verdict is about another run than the receipt",
+                    ));
+                }
                 let mut keys = BTreeSet::new();
                 for key in clawback {
                     let lease = self

@@ -29,7 +29,7 @@ pub const RESULTS_PER_CLAIM_MAX: usize = 4096;
 /// Acceptances one claim carries, at most.
 pub const ACCEPTANCES_PER_CLAIM_MAX: usize = 64;
 
-/// Most receipts one `Reveal` carries: 32 signed receipts (209 bytes
+/// Most receipts one `Reveal` carries: 32 signed receipts (241 bytes
 /// each) and the transaction's own fields fit the 8 KiB a block takes of
 /// one transaction (`cairn_chain::TX_BYTES_MAX`).
 pub const REVEALS_PER_TX_MAX: usize = 32;
@@ -201,6 +201,13 @@ pub struct Receipt {
     pub fuel_used: u64,
     /// The salt of the provider's commitment to `digest`.
     pub salt: [u8; 32],
+    /// What it ran: the digest of the job's terms and the task's
+    /// assignment as it was handed them (`cairn_proto::run_digest`). Its
+    /// signature binds the result to one run, so validators can re-run
+    /// that run, and no other, against it: a side that lost a dispute by
+    /// silence is judged so, and no one can make an honest provider's
+    /// result look wrong by naming another run.
+    pub run: [u8; 32],
 }
 
 impl Receipt {
@@ -830,12 +837,13 @@ impl Write for Receipt {
         self.digest.write(buf);
         self.fuel_used.write(buf);
         self.salt.write(buf);
+        self.run.write(buf);
     }
 }
 
 impl EncodeSize for Receipt {
     fn encode_size(&self) -> usize {
-        32 + 8 + 32 + 8 + 32
+        32 + 8 + 32 + 8 + 32 + 32
     }
 }
 
@@ -849,6 +857,7 @@ impl Read for Receipt {
             digest: ContentId::read(buf)?,
             fuel_used: u64::read(buf)?,
             salt: <[u8; 32]>::read(buf)?,
+            run: <[u8; 32]>::read(buf)?,
         })
     }
 }

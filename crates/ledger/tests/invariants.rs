@@ -288,6 +288,7 @@ impl World {
                 digest: ContentId::of(&[digest]),
                 fuel_used: fuel,
                 salt: [0; 32],
+                run: [0; 32],
             },
         ))
     }
@@ -514,6 +515,7 @@ impl World {
                         digest: ContentId::of(&[u8::from(!right)]),
                         fuel_used: 1,
                         salt: [7; 32],
+                        run: [0; 32],
                     },
                 );
                 self.body(

@@ -126,6 +126,7 @@ impl Net {
                 digest: ContentId::of(digest),
                 fuel_used: fuel,
                 salt: [0; 32],
+                run: [0; 32],
             },
         )
     }
@@ -1059,6 +1060,7 @@ fn revealing(
             digest: ContentId::of(digest),
             fuel_used: 1_000,
             salt,
+            run: [0; 32],
         },
     )
 }
@@ -1126,6 +1128,7 @@ fn a_wrong_result_is_slashed_the_winner_and_the_judges_rewarded_and_paid_receipt
                 digest: ContentId::of(digest),
                 fuel_used: 2_000_000_000,
                 salt: [0; 32],
+                run: [0; 32],
             },
         )
     };
@@ -1146,7 +1149,7 @@ fn a_wrong_result_is_slashed_the_winner_and_the_judges_rewarded_and_paid_receipt
             position: 17,
             agreed: [1; 32],
             reached: [2; 32],
-            run: [3; 32],
+            run: [0; 32],
         };
         attest(signers, verdict)
     };
@@ -1195,6 +1198,20 @@ fn a_wrong_result_is_slashed_the_winner_and_the_judges_rewarded_and_paid_receipt
     assert_eq!(
         net.send(&requester, elsewhere).unwrap_err(),
         TxError::BadEvidence("the verdict is about another task or digest")
+    );
+    // Nor does a verdict on another run than the one the receipt signed
+    // (validators handed other arguments than the provider ran).
+    let other_run = attest(
+        &quorum,
+        Verdict {
+            run: [3; 32],
+            ..verdict(&quorum, b"lie").payload_unchecked().clone()
+        },
+    );
+    assert_eq!(
+        net.send(&requester, slash(other_run, Vec::new()))
+            .unwrap_err(),
+        TxError::BadEvidence("the verdict is about another run than the receipt")
     );
     // An unpaid receipt cannot be clawed back.
     let unpaid = slash(verdict(&quorum, b"lie"), vec![(lease.id(), 9)]);
@@ -1312,7 +1329,7 @@ fn a_validator_that_is_a_party_is_not_paid_for_judging() {
         position: 0,
         agreed: [1; 32],
         reached: [2; 32],
-        run: [3; 32],
+        run: [0; 32],
     };
     let validators = net.validators.clone();
     let signers = [&validators[0], &validators[1], &validators[2]];
@@ -1729,6 +1746,7 @@ fn a_receipt_misstating_its_results_fuel_is_slashed_and_burned() {
                 digest,
                 fuel_used,
                 salt: [0; 32],
+                run: [0; 32],
             },
         )
     };

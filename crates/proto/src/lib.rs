@@ -1047,6 +1047,7 @@ mod tests {
                 digest: ContentId::of(b"result"),
                 fuel_used: 1_234,
                 salt: [0; 32],
+                run: [0; 32],
             },
         )
     }

@@ -25,7 +25,9 @@ use cairn_proto::{
     TaskLimits, Terms,
 };
 use cairn_sched::{Completion, SchedParams, Scheduler};
-use cairn_verify::{Action, Offence, Params as VerifyParams, Reveal, StateHash, TaskKey, Verifier};
+use cairn_verify::{
+    Action, Offence, Params as VerifyParams, Reveal, Side, StateHash, TaskKey, Verifier,
+};
 use cairn_wire::{ContentId, Keypair, PublicKey, Signed};
 
 pub use cairn_api::{JobStatus, TaskRecord};
@@ -119,8 +121,13 @@ pub struct Pending {
     pub assignment: Assignment,
     /// The convicted side's receipt.
     pub accused: Signed<Receipt>,
-    /// The other side's, if it won by the step.
+    /// The other side's, if it won by the step (or by the accused's
+    /// silence, when `whole`).
     pub winner: Option<Signed<Receipt>>,
+    /// No step was played to the end: the accused fell silent or broke the
+    /// rules. The validators re-run the whole task, and must reach the
+    /// winner's digest.
+    pub whole: bool,
 }
 
 /// What the core's decisions leave the shell to do.
@@ -1357,7 +1364,7 @@ impl RequesterCore {
             .chain(commits.iter().map(|c| c.payload_unchecked().task as u32))
             .collect();
         let verifier = &mut self.verifier;
-        let misreported = !misstated.is_empty();
+        let mut misreported = !misstated.is_empty();
         let room = MISSTATED_MAX.saturating_sub(job.misstated.len());
         job.misstated.extend(misstated.into_iter().take(room));
         let mut actions = Vec::new();
@@ -1396,6 +1403,17 @@ impl RequesterCore {
                 tasks.remove(&task);
             }
             let r = revealed.receipt.payload_unchecked();
+            if r.run != job.run(task) {
+                // A receipt must name the run it was handed: validators
+                // judge a result by re-running that run, and one that
+                // names another could not be held to its result. Nothing
+                // of it is taken, and the task goes to someone else.
+                tracing::info!(job = %job_id.short(), task, "a receipt names another run");
+                job.sched.release(&sender, task, now);
+                actions.extend(verifier.withdraw(&key, &sender, now));
+                misreported = true;
+                continue;
+            }
             let reveal = Reveal {
                 digest: r.digest,
                 salt: r.salt,
@@ -1570,6 +1588,10 @@ impl RequesterCore {
             })
             .collect();
         let named: Vec<ContentId> = actions.iter().filter_map(action_job).collect();
+        // The side that won each dispute decided here without a step:
+        // what a re-run of the whole task must reach, against whoever
+        // returned the other result.
+        let mut unrefereed: BTreeMap<u64, PublicKey> = BTreeMap::new();
         for action in actions {
             match action {
                 Action::AskReveal { task, provider } => {
@@ -1641,8 +1663,17 @@ impl RequesterCore {
                     effects.disputes.push((task.0, id));
                 }
                 Action::DisputeNext { .. } => {}
-                Action::DisputeDone { id, verdict } => {
+                Action::DisputeDone { id, sides, verdict } => {
                     tracing::warn!("dispute {id} decided: {}", verdict.reason);
+                    if !self.findings.contains_key(&id)
+                        && let [loser] = verdict.losers[..]
+                    {
+                        let winner = match loser {
+                            Side::A => sides[1],
+                            Side::B => sides[0],
+                        };
+                        unrefereed.insert(id, winner);
+                    }
                 }
                 Action::Convicted {
                     provider,
@@ -1677,7 +1708,8 @@ impl RequesterCore {
                                 record: Box::new(job.record.clone()),
                             });
                         }
-                        evidence(job, &self.findings, provider, task.1, offence, &mut effects);
+                        let found = (&self.findings, &unrefereed);
+                        evidence(job, found, provider, task.1, offence, &mut effects);
                     }
                     touched.insert(task);
                 }
@@ -2317,9 +2349,13 @@ fn settlement(key: &Keypair, job: &Job) -> Vec<Signed<Acceptance>> {
 
 /// The ledger transaction that proves `provider`'s offence, or the case or
 /// challenge that will.
+#[allow(clippy::type_complexity)]
 fn evidence(
     job: &Job,
-    findings: &BTreeMap<u64, (Finding, Option<PublicKey>)>,
+    (findings, unrefereed): (
+        &BTreeMap<u64, (Finding, Option<PublicKey>)>,
+        &BTreeMap<u64, PublicKey>,
+    ),
     provider: PublicKey,
     task: u32,
     offence: Offence,
@@ -2329,30 +2365,36 @@ fn evidence(
     let revealed = job.replicas.revealed.get(&(task, provider));
     match offence {
         Offence::WrongResult { dispute } => {
-            // A side that lost by silence or by breaking the rules was
-            // never refereed: it is not paid, but there is no step for
-            // validators to judge, so it is not slashed.
-            let winner = findings.get(&dispute).map(|(_, w)| *w);
-            if let (Some(winner), Some(revealed)) = (winner, revealed) {
-                let winner = winner.and_then(|w| {
-                    job.replicas
-                        .revealed
-                        .get(&(task, w))
-                        .map(|r| r.receipt.clone())
-                });
-                effects.cases.push(Pending {
+            let receipt_of = |w: PublicKey| {
+                job.replicas
+                    .revealed
+                    .get(&(task, w))
+                    .map(|r| r.receipt.clone())
+            };
+            // Refereed: the validators judge the step. A side that lost
+            // by silence or by breaking the rules has no step to be held
+            // to: they re-run the whole task its receipt names, and must
+            // reach the winner's result (else the one who fell silent may
+            // have been right, and no one is slashed).
+            let case = match (findings.get(&dispute), unrefereed.get(&dispute)) {
+                (Some((_, winner)), _) => Some(((*winner).and_then(receipt_of), false)),
+                (None, Some(&winner)) => receipt_of(winner).map(|r| (Some(r), true)),
+                (None, None) => None,
+            };
+            match (case, revealed) {
+                (Some((winner, whole)), Some(revealed)) => effects.cases.push(Pending {
                     job: job.id,
                     dispute,
                     terms: job.terms.clone(),
                     assignment: job.assignment(task),
                     accused: revealed.receipt.clone(),
                     winner,
-                });
-            } else {
-                tracing::info!(
-                    "{} lost dispute {dispute} without a step to judge: not paid, not slashed",
+                    whole,
+                }),
+                _ => tracing::info!(
+                    "{} lost dispute {dispute} with no result to judge it by: not paid, not slashed",
                     provider.short()
-                );
+                ),
             }
         }
         Offence::BadReveal => {

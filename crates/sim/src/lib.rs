@@ -31,6 +31,7 @@
 //! against named provider behaviours (`cairn bench verify`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 
 use cairn_job::VerifyPolicy;
 use cairn_ledger::{
@@ -41,7 +42,7 @@ use cairn_ledger::{
 use cairn_market::{BID_NAMESPACE, Bid, ORDER_NAMESPACE, Offer, Order, Rng, ScalePricing, drawn};
 use cairn_proto::{
     Assignment, FileRef, Report, Response, StreamRef, Submission, SubmittedFile, SubmittedLimits,
-    SubmittedTask,
+    SubmittedTask, Terms, run_digest,
 };
 use cairn_roles::bidder::{Answer, Bidder};
 use cairn_roles::lease_work::{self, Awaiting, Finished, LeaseWork, Next, Others, Stored};
@@ -477,12 +478,12 @@ struct Provider {
     /// Tasks waiting for a slot, and how many run.
     queue: VecDeque<(ContentId, Assignment)>,
     busy: u32,
-    /// What opens each commitment it made, (lease, task) → (digest, fuel):
-    /// kept on disk beyond the lease, to answer challenges with the same
-    /// receipt (signed again: ed25519 signs deterministically), where the
-    /// node keeps the signed receipt itself (a simulation of a million
-    /// tasks keeps 40 bytes a result instead of 217).
-    answers: BTreeMap<(ContentId, u64), (ContentId, u64)>,
+    /// What opens each commitment it made, (lease, task) → (digest, fuel,
+    /// run): kept on disk beyond the lease, to answer challenges with the
+    /// same receipt (signed again: ed25519 signs deterministically), where
+    /// the node keeps the signed receipt itself (a simulation of a million
+    /// tasks keeps 72 bytes a result instead of 249).
+    answers: BTreeMap<(ContentId, u64), Answered>,
     /// Challenges answered in this life: (lease, task, deadline).
     revealed: BTreeSet<(ContentId, u64, u64)>,
 }
@@ -590,6 +591,9 @@ struct Sim {
     orders_checked: HashMap<ContentId, Option<Order>>,
     /// Each job's task durations.
     durations: BTreeMap<ContentId, Vec<u64>>,
+    /// Each job's terms, as its providers are handed them with a lease:
+    /// what a receipt's run digest covers, with the task.
+    terms: HashMap<ContentId, Arc<Terms>>,
     /// The result each task last had written, and whether it is honest.
     kept: BTreeMap<(ContentId, u32), bool>,
     first_submit: Option<u64>,
@@ -809,6 +813,7 @@ impl Sim {
             orders_checked: HashMap::new(),
             bidders: 0,
             durations: BTreeMap::new(),
+            terms: HashMap::new(),
             kept: BTreeMap::new(),
             first_submit: None,
             last_finish: 0,
@@ -1208,6 +1213,11 @@ impl Sim {
         r.core
             .add_job(job, record, self.now)
             .expect("a checked submission");
+        let terms = &r.core.jobs[&job].terms;
+        self.terms
+            .entry(job)
+            .or_insert_with(|| Arc::new(terms.clone()));
+        let r = &mut self.requesters[requester];
         let mut effects = Effects::default();
         r.core.open_auction(&job, self.now, &mut effects);
         self.carry_out(requester, effects);
@@ -1693,7 +1703,7 @@ impl Sim {
                 if p.behaviour == Behaviour::IndexOverflower {
                     let past = self.config.tasks_per_job;
                     let m = manifest(&held.lease.job, past, 1, None);
-                    reports.push(sealed(&p.key, lease, past, &m));
+                    reports.push(sealed(&p.key, lease, past, [0; 32], &m));
                     reports.push(Report::Failed {
                         task: past,
                         reason: "past the end".into(),
@@ -1859,10 +1869,11 @@ impl Sim {
             let p = &mut self.providers[provider];
             let epoch = p.epoch;
             p.busy += 1;
-            let (key, liar, index) = (p.key.clone(), p.behaviour == Behaviour::Liar, task.task);
+            let (key, liar) = (p.key.clone(), p.behaviour == Behaviour::Liar);
+            let (terms, handed) = (self.terms[&job].clone(), task.clone());
             let sealed = self
                 .stage
-                .make(move || seal_result(&key, liar, &job, lease, index, took_ms));
+                .make(move || seal_result(&key, liar, (&job, lease), (&terms, &handed), took_ms));
             self.at(
                 self.now + took_ms,
                 Event::Executed {
@@ -1894,8 +1905,9 @@ impl Sim {
         if let Some(held) = p.leases.get_mut(&lease) {
             let job = held.lease.job;
             let liar = p.behaviour == Behaviour::Liar;
-            let finished =
-                sealed.take_or(|| seal_result(&p.key, liar, &job, lease, task.task, took_ms));
+            let terms = &self.terms[&job];
+            let finished = sealed
+                .take_or(|| seal_result(&p.key, liar, (&job, lease), (terms, &task), took_ms));
             held.work.finished(finished, took_ms as f64);
         }
         // A slot came free: each lease may take work for it.
@@ -2117,13 +2129,13 @@ impl Sim {
             p.revealed.retain(|key| open.contains(key));
             let mut receipts = Vec::new();
             for (lease, task, deadline) in open {
-                let Some(&(digest, fuel_used)) = p.answers.get(&(lease, task)) else {
+                let Some(&answered) = p.answers.get(&(lease, task)) else {
                     continue;
                 };
                 if !p.revealed.insert((lease, task, deadline)) {
                     continue;
                 }
-                receipts.push(receipt(&p.key, lease, task, digest, fuel_used));
+                receipts.push(receipt(&p.key, lease, task, answered));
             }
             for chunk in receipts.chunks(REVEALS_PER_TX_MAX) {
                 let reveal = TxKind::Reveal {
@@ -2525,19 +2537,19 @@ fn bidder(me: PublicKey, slots: u32) -> Bidder {
 
 /// `key`'s signed receipt for `digest` as the result of `task` under
 /// `lease`, the salt derived as the node derives it.
-fn receipt(
-    key: &Keypair,
-    lease: ContentId,
-    task: u64,
-    digest: ContentId,
-    fuel_used: u64,
-) -> Signed<Receipt> {
+fn receipt(key: &Keypair, lease: ContentId, task: u64, answered: Answered) -> Signed<Receipt> {
+    let Answered {
+        digest,
+        fuel_used,
+        run,
+    } = answered;
     let receipt = Receipt {
         lease,
         task,
         digest,
         fuel_used,
         salt: cairn_verify::salt(key, &lease, task),
+        run,
     };
     Signed::sign(key, RECEIPT_NAMESPACE, receipt)
 }
@@ -2547,20 +2559,25 @@ fn receipt(
 fn seal_result(
     key: &Keypair,
     liar: bool,
-    job: &ContentId,
-    lease: ContentId,
-    task: u32,
+    (job, lease): (&ContentId, ContentId),
+    (terms, task): (&Terms, &Assignment),
     took_ms: u64,
 ) -> Finished {
     let me = key.public();
-    let m = manifest(job, task, took_ms, liar.then_some(&me));
-    Finished::seal(key, sealed(key, lease, task, &m))
+    let m = manifest(job, task.task, took_ms, liar.then_some(&me));
+    let run = run_digest(terms, task);
+    Finished::seal(key, sealed(key, lease, task.task, run, &m))
 }
 
-/// A provider's sealed result of `task` under `lease`.
-fn sealed(key: &Keypair, lease: ContentId, task: u32, m: &ResultManifest) -> Report {
+/// A provider's sealed result of `task` under `lease`, of the run `run`.
+fn sealed(key: &Keypair, lease: ContentId, task: u32, run: [u8; 32], m: &ResultManifest) -> Report {
+    let answered = Answered {
+        digest: m.digest(),
+        fuel_used: m.fuel_used,
+        run,
+    };
     Report::Revealed {
-        receipt: receipt(key, lease, u64::from(task), m.digest(), m.fuel_used),
+        receipt: receipt(key, lease, u64::from(task), answered),
         code: m.code,
         exit: m.exit,
         outcome: m.text.clone(),
@@ -2578,10 +2595,19 @@ fn sealed(key: &Keypair, lease: ContentId, task: u32, m: &ResultManifest) -> Rep
     }
 }
 
+/// What opens one of a provider's commitments: its receipt's result and
+/// run (the salt is derived again).
+#[derive(Clone, Copy)]
+struct Answered {
+    digest: ContentId,
+    fuel_used: u64,
+    run: [u8; 32],
+}
+
 impl Disk {
     /// Makes one of its lease core's writes; an answer to keep beyond the
     /// lease (what opens a commitment: task, digest and fuel) is returned.
-    fn write(&mut self, write: lease_work::Write) -> Option<(u64, (ContentId, u64))> {
+    fn write(&mut self, write: lease_work::Write) -> Option<(u64, Answered)> {
         match write {
             lease_work::Write::Report(report) => {
                 self.reports.insert(report.task(), *report);
@@ -2591,7 +2617,12 @@ impl Disk {
             }
             lease_work::Write::Answer { receipt, .. } => {
                 let r = receipt.payload_unchecked();
-                return Some((r.task, (r.digest, r.fuel_used)));
+                let answered = Answered {
+                    digest: r.digest,
+                    fuel_used: r.fuel_used,
+                    run: r.run,
+                };
+                return Some((r.task, answered));
             }
             lease_work::Write::Awaiting(awaiting) => {
                 self.awaiting.insert(awaiting.task, awaiting);

@@ -70,6 +70,8 @@ pub enum Action {
     DisputeDone {
         /// Its id.
         id: u64,
+        /// Its sides: side A's provider, then side B's.
+        sides: [PublicKey; 2],
         /// The verdict.
         verdict: Verdict,
     },
@@ -1007,6 +1009,7 @@ impl Verifier {
         };
         let mut actions = vec![Action::DisputeDone {
             id,
+            sides: dispute.sides,
             verdict: verdict.clone(),
         }];
         let task = dispute.task;

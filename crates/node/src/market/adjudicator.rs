@@ -11,6 +11,13 @@
 //! signed. An honest provider never signs an impossible step, so no quorum
 //! of honest validators can be brought to convict it.
 //!
+//! A side that lost its dispute without a step to be held to (it fell
+//! silent, or broke the rules) is judged on its whole task instead: its
+//! receipt names the run (terms and assignment) it signed for, and a
+//! validator re-runs that run from its start and signs only if the result
+//! is another than the receipt's. An honest side that was merely offline
+//! is never convicted so, since its result is the run's.
+//!
 //! A step can take long (a program without checkpoints is one step from
 //! its start-up to its end), longer than a request may wait: a validator
 //! judges in the background and answers `Preparing` until it has.
@@ -20,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use cairn_exec::{Runtime as _, Snapshot, Task, WasmRuntime};
-use cairn_ledger::{RECEIPT_NAMESPACE, State, VERDICT_NAMESPACE, Verdict};
+use cairn_ledger::{RECEIPT_NAMESPACE, State, VERDICT_NAMESPACE, Verdict, WHOLE_TASK};
 use cairn_net::PeerId;
 use cairn_verify::StateHash;
 use cairn_wire::{Attested, ContentId, PublicKey, Signature, Signed};
@@ -48,7 +55,8 @@ pub(super) struct Examined {
     /// The state the accused claimed at the step's start (`None`: the task
     /// itself).
     pub from: Option<StateHash>,
-    /// The state the accused claimed at the step's end.
+    /// The state the accused claimed at the step's end (for the whole
+    /// task, its result).
     pub to: StateHash,
 }
 
@@ -63,11 +71,7 @@ pub(super) fn verdict(
     winner: PublicKey,
 ) -> Verdict {
     let receipt = case.accused.receipt.payload_unchecked();
-    let run = case
-        .accused
-        .claims
-        .first()
-        .map_or([0; 32], |c| c.payload_unchecked().run);
+    let run = receipt.run;
     Verdict {
         job,
         task: receipt.task,
@@ -107,9 +111,10 @@ pub(super) fn covering(claims: &[Signed<TraceClaim>], position: u64) -> Vec<Sign
     out
 }
 
-/// Checks `party`'s receipt and claims: its signatures, one execution of
-/// the case's task under its own lease. Returns the party's key.
-fn check_party(party: &Party, run: &[u8; 32], task: u64) -> Result<PublicKey, String> {
+/// Checks `party`'s receipt and claims (none needed for the whole task):
+/// its signatures, one execution of the case's task, `run`, under its own
+/// lease. Returns the party's key.
+fn check_party(party: &Party, run: &[u8; 32], task: u64, whole: bool) -> Result<PublicKey, String> {
     let signer = party.receipt.signer();
     let receipt = party
         .receipt
@@ -118,8 +123,14 @@ fn check_party(party: &Party, run: &[u8; 32], task: u64) -> Result<PublicKey, St
     if receipt.task != task {
         return Err("the receipt is for another task".into());
     }
+    if receipt.run != *run {
+        return Err("the receipt names another program, inputs or arguments".into());
+    }
     let Some(first) = party.claims.first() else {
-        return Err("no signed claims".into());
+        return match whole {
+            true => Ok(signer),
+            false => Err("no signed claims".into()),
+        };
     };
     for claim in &party.claims {
         if claim.signer() != signer {
@@ -154,7 +165,9 @@ pub(super) fn examine(
     }
     let task = u64::from(case.assignment.task);
     let run = proto::run_digest(&case.terms, &case.assignment);
-    let accused = check_party(&case.accused, &run, task).map_err(|e| format!("accused: {e}"))?;
+    let whole = case.position == WHOLE_TASK;
+    let accused =
+        check_party(&case.accused, &run, task, whole).map_err(|e| format!("accused: {e}"))?;
     let receipt = case.accused.receipt.payload_unchecked();
     let lease = state
         .lease(&receipt.lease)
@@ -168,6 +181,16 @@ pub(super) fn examine(
     let limits = &case.terms.limits;
     if limits.fuel > lease.fuel_per_task_max || limits.memory_bytes > CASE_MEMORY_BYTES_MAX {
         return Err("the task asks for more than its lease or a validator allows".into());
+    }
+    if whole {
+        if case.state.is_some() {
+            return Err("the whole task is re-run from its start: no state comes with it".into());
+        }
+        return Ok(Examined {
+            job: lease.job,
+            from: None,
+            to: *receipt.digest.as_bytes(),
+        });
     }
     let positions = case.accused.claims[0].payload_unchecked().positions;
     if case.position.saturating_add(1) >= positions {
@@ -204,14 +227,19 @@ pub(super) fn winner(
     };
     let run = proto::run_digest(&case.terms, &case.assignment);
     let task = u64::from(case.assignment.task);
-    let key = check_party(party, &run, task).map_err(|e| format!("winner: {e}"))?;
+    let whole = case.position == WHOLE_TASK;
+    let key = check_party(party, &run, task, whole).map_err(|e| format!("winner: {e}"))?;
     let lease = state
         .lease(&party.receipt.payload_unchecked().lease)
         .ok_or("the winner's lease is not on the ledger")?;
     if lease.provider != key || lease.job != *job || key == accused || key == lease.requester {
         return Err("the winner is not another provider of the job".into());
     }
-    if claimed(&party.claims, case.position + 1) != Some(*reached) {
+    let claims = match whole {
+        true => Some(*party.receipt.payload_unchecked().digest.as_bytes()),
+        false => claimed(&party.claims, case.position + 1),
+    };
+    if claims != Some(*reached) {
         return Err("the winner did not claim the state the step reaches".into());
     }
     Ok(key)
@@ -472,7 +500,8 @@ impl Adjudicator {
     }
 
     /// Runs the case's one step from `snapshot` (the task's start-up when
-    /// `None`) and returns the state reached.
+    /// `None`) and returns the state reached; for the whole task, runs it
+    /// and returns its result's digest.
     async fn step(
         self: &Arc<Self>,
         case: &Case,
@@ -488,6 +517,7 @@ impl Adjudicator {
         let input_dir = work.join("input");
         let output_dir = work.join("output");
         let (terms, assignment) = (case.terms.clone(), case.assignment.clone());
+        let whole = case.position == WHOLE_TASK;
         tokio::task::spawn_blocking(move || {
             let reached = with_task(
                 &runtime,
@@ -497,11 +527,15 @@ impl Adjudicator {
                 &assignment,
                 &input_dir,
                 &output_dir,
-                |runtime, task| {
-                    runtime
+                |runtime, task| match whole {
+                    true => runtime
+                        .run(task)
+                        .map(|r| *r.digest.as_bytes())
+                        .map_err(|e| e.to_string()),
+                    false => runtime
                         .referee(task, snapshot.as_ref())
                         .map(|t| t.hash)
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| e.to_string()),
                 },
             );
             let _ = std::fs::remove_dir_all(&work);

@@ -198,6 +198,7 @@ mod tests {
                 digest: ContentId::of(b"d"),
                 fuel_used: 9,
                 salt: [5; 32],
+                run: [0; 32],
             },
         )
     }

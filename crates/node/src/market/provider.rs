@@ -1304,6 +1304,7 @@ impl Provider {
                 digest: result.digest,
                 fuel_used: result.fuel_used,
                 salt: cairn_verify::salt(&self.shared.key, &lease, u64::from(task.task)),
+                run: proto::run_digest(terms, task),
             },
         );
         let report = Report::Revealed {

@@ -1376,6 +1376,7 @@ mod tests {
             digest: manifest().digest(),
             fuel_used: 1_000,
             salt: [0; 32],
+            run: [0; 32],
         }
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_exec::{Snapshot, Task, WasmRuntime};
-use cairn_ledger::{Commit, Evidence, TxKind, VERDICT_NAMESPACE};
+use cairn_ledger::{Commit, Evidence, TxKind, VERDICT_NAMESPACE, WHOLE_TASK};
 use cairn_net::PeerId;
 use cairn_store::{Op, Table};
 use cairn_verify::{Action, Need, Segment, Side, StateHash, Verifier};
@@ -269,6 +269,9 @@ impl Requester {
     /// judging the step answers `Preparing` and is asked again; one that
     /// refuses is not.
     async fn bring_case(self: Arc<Self>, pending: Pending) {
+        if pending.whole {
+            return self.bring_whole_case(pending).await;
+        }
         let Some((finding, winner)) = self.core.lock().findings.get(&pending.dispute).cloned()
         else {
             return;
@@ -314,9 +317,44 @@ impl Requester {
             reached: finding.reached,
             case,
         };
-        // Stored before any validator is asked: a requester that restarts
-        // while it brings a case brings it again (the cheat used to keep
-        // its stake).
+        self.store_and_bring(stored).await;
+    }
+
+    /// Brings a case against a side that lost without a step to be held
+    /// to: the validators re-run the whole task its receipt names, and
+    /// must reach the winner's result.
+    async fn bring_whole_case(self: Arc<Self>, pending: Pending) {
+        let Some(winner) = pending.winner else {
+            return;
+        };
+        self.claims
+            .lock()
+            .remove(&(pending.dispute, pending.accused.signer()));
+        let stored = StoredCase {
+            job: pending.job,
+            dispute: pending.dispute,
+            reached: *winner.payload_unchecked().digest.as_bytes(),
+            case: Case {
+                terms: pending.terms,
+                assignment: pending.assignment,
+                position: WHOLE_TASK,
+                accused: Party {
+                    receipt: pending.accused,
+                    claims: Vec::new(),
+                },
+                state: None,
+                winner: Some(Party {
+                    receipt: winner,
+                    claims: Vec::new(),
+                }),
+            },
+        };
+        self.store_and_bring(stored).await;
+    }
+
+    /// Stores `stored`, then brings it: a requester that restarts while it
+    /// brings a case brings it again (the cheat used to keep its stake).
+    async fn store_and_bring(self: Arc<Self>, stored: StoredCase) {
         let put = Op::Put(Table::Cases, stored.key(), stored.value());
         if let Err(e) = self.shared.db.write(&[put]) {
             tracing::warn!("storing a case: {e}");
@@ -343,7 +381,7 @@ impl Requester {
         } = stored;
         let accused = case.accused.receipt.signer();
         let from = match case.position {
-            0 => None,
+            0 | WHOLE_TASK => None,
             p => claimed(&case.accused.claims, p),
         };
         let named = case.winner.as_ref().map_or(accused, |w| w.receipt.signer());

@@ -78,6 +78,7 @@ fn result(index: u32) -> Report {
                 digest,
                 fuel_used: 1,
                 salt: [9; 32],
+                run: [0; 32],
             },
         ),
         code: 0,

@@ -497,6 +497,12 @@ impl Job {
         }
     }
 
+    /// What running `task` means: the digest of the terms and its
+    /// assignment, which a provider signs into its receipt.
+    pub fn run(&self, task: u32) -> [u8; 32] {
+        cairn_proto::run_digest(&self.terms, &self.assignment(task))
+    }
+
     /// Why a provider's result cannot be this job's, if it cannot: it
     /// claims more fuel, output bytes or stream bytes than the task was
     /// allowed, names a file twice, or claims success without a file the

@@ -258,9 +258,29 @@ fn committed(key: &Keypair, lease: &Lease, task: u32, fuel_used: u64) -> Report 
     Report::Committed(Signed::sign(key, COMMIT_NAMESPACE, commit))
 }
 
+/// The run a provider of these tests' jobs signs for `task`, worked out
+/// as the core works it out (a job's terms and assignments do not depend
+/// on how many tasks it has).
+fn run(task: u32) -> [u8; 32] {
+    let mut core = requester();
+    let (job, _) = submitted(&mut core, task + 1, VerifyPolicy::None);
+    core.jobs[&job].run(task)
+}
+
 /// `key`'s reveal of task `task`'s result with `fuel_used`, its receipt
 /// claiming `claimed` fuel (the same, for an honest one).
 fn revealed(key: &Keypair, lease: &Lease, task: u32, fuel_used: u64, claimed: u64) -> Report {
+    revealed_of_run(key, lease, (task, run(task)), fuel_used, claimed)
+}
+
+/// [`revealed`], its receipt naming `run`.
+fn revealed_of_run(
+    key: &Keypair,
+    lease: &Lease,
+    (task, run): (u32, [u8; 32]),
+    fuel_used: u64,
+    claimed: u64,
+) -> Report {
     let m = manifest(task, fuel_used);
     let digest = m.digest();
     let receipt = Receipt {
@@ -269,6 +289,7 @@ fn revealed(key: &Keypair, lease: &Lease, task: u32, fuel_used: u64, claimed: u6
         digest,
         fuel_used: claimed,
         salt: salt(key, lease, task),
+        run,
     };
     Report::Revealed {
         receipt: Signed::sign(key, RECEIPT_NAMESPACE, receipt),
@@ -945,6 +966,84 @@ fn replicas_that_disagree_start_a_dispute_and_neither_result_is_kept() {
     assert!(second.writes.is_empty(), "no result is kept while disputed");
     assert_eq!(core.status(&job, T1 + 4).unwrap().disputes, 1);
     assert!(core.step(&job, T1 + 5).unwrap().settle.is_none());
+}
+
+/// Two replicas disagree, and one side never answers the dispute. It has
+/// no step to be held to, but it signed a result for a run: the case
+/// brought against it asks the validators to re-run the whole task and
+/// reach the other side's result (a side that lost by silence used to be
+/// unpaid but never slashed, so a liar could fall silent once caught).
+#[test]
+fn a_side_that_falls_silent_in_its_dispute_is_brought_to_the_validators_on_its_whole_task() {
+    let mut core = requester();
+    let (a, b) = (provider(1), provider(2));
+    let (job, order) = submitted(&mut core, 1, VerifyPolicy::Replicate { replicas: 2 });
+    let leases = leased(&mut core, &job, &order, &[&a, &b]);
+    let (la, lb) = (lease_of(&leases, &a), lease_of(&leases, &b));
+    for (key, lease, fuel) in [(&a, la, 500), (&b, lb, 900)] {
+        assert_eq!(pull(&mut core, key, lease, 1, Vec::new(), T1 + 1).0, [0]);
+        pull(
+            &mut core,
+            key,
+            lease,
+            0,
+            vec![committed(key, lease, 0, fuel)],
+            T1 + 2,
+        );
+    }
+    let mut disputes = Vec::new();
+    for (key, lease, fuel) in [(&a, la, 500), (&b, lb, 900)] {
+        let report = revealed(key, lease, 0, fuel, fuel);
+        let (_, _, effects) = pull(&mut core, key, lease, 0, vec![report], T1 + 3);
+        disputes.extend(effects.disputes);
+    }
+    let [(_, id)] = disputes[..] else {
+        panic!("one dispute: {disputes:?}")
+    };
+    // A says how long its trace is; the silent side never does.
+    let a_is = |core: &RequesterCore, side| core.verifier.game(id).unwrap().1[side] == a.public();
+    let a_side = if a_is(&core, 0) { Side::A } else { Side::B };
+    let actions = core
+        .verifier
+        .dispute_length(id, &a.public(), 100, T1 + 4)
+        .unwrap();
+    core.act(Vec::new(), actions);
+    assert!(core.verifier.game(id).unwrap().2.awaits(match a_side {
+        Side::A => Side::B,
+        Side::B => Side::A,
+    }));
+    let effects = core.step(&job, T1 + 86_400_000).unwrap().effects;
+    let [case] = &effects.cases[..] else {
+        panic!("one case, against the silent side");
+    };
+    assert_eq!(case.accused.signer(), b.public());
+    assert!(case.whole, "no step was played: the whole task is judged");
+    let winner = case.winner.as_ref().expect("the side that answered");
+    assert_eq!(winner.signer(), a.public());
+    assert_eq!(winner.payload_unchecked().digest, manifest(0, 500).digest());
+    // Each receipt names the run the job handed out, which the case's
+    // terms and assignment are, so the validators re-run that run.
+    let run = cairn_proto::run_digest(&case.terms, &case.assignment);
+    assert_eq!(case.accused.payload_unchecked().run, run);
+    assert_eq!(run, core.jobs[&job].run(0));
+}
+
+/// A receipt that names another run than the task it was handed could
+/// not be held to its result by re-running it: nothing of it is taken,
+/// the task goes to someone else, and its provider gets no more work.
+#[test]
+fn a_run_misnamer_is_refused_and_handed_no_more_work() {
+    let mut core = requester();
+    let a = provider(1);
+    let (job, order) = submitted(&mut core, 2, VerifyPolicy::None);
+    let leases = leased(&mut core, &job, &order, &[&a]);
+    let la = lease_of(&leases, &a);
+    assert_eq!(pull(&mut core, &a, la, 1, Vec::new(), T1 + 1).0, [0]);
+    let report = revealed_of_run(&a, la, (0, run(1)), 500, 500);
+    let (given, _, effects) = pull(&mut core, &a, la, 2, vec![report], T1 + 2);
+    assert!(given.is_empty(), "no more work: {given:?}");
+    assert!(effects.writes.is_empty(), "nothing of it is kept");
+    assert_eq!(core.status(&job, T1 + 2).unwrap().done, 0);
 }
 
 /// A winner signs and pulls, but its answer to the offer is lost: the
@@ -1900,9 +1999,11 @@ fn a_stream_grows_while_it_runs_and_settles_only_once_ended() {
     let commits = vec![committed(&a, lease, 0, 500), committed(&a, lease, 1, 500)];
     let (_, reveal, _) = pull(&mut core, &a, lease, 4, commits, T1 + 5);
     assert_eq!(reveal, [0, 1]);
+    // A stream's terms allow any fuel: its runs are its own.
+    let run = |task| (task, core.jobs[&id].run(task));
     let reveals = vec![
-        revealed(&a, lease, 0, 500, 500),
-        revealed(&a, lease, 1, 500, 500),
+        revealed_of_run(&a, lease, run(0), 500, 500),
+        revealed_of_run(&a, lease, run(1), 500, 500),
     ];
     let (_, _, effects) = pull(&mut core, &a, lease, 4, reveals, T1 + 6);
     core.stored(&effects.writes);

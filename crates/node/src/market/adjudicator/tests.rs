@@ -130,6 +130,7 @@ fn party(key: &Keypair, lease: &Lease, digest: &[u8], next: [u8; 32]) -> Party {
         digest: ContentId::of(digest),
         fuel_used: 10,
         salt: [0; 32],
+        run: proto::run_digest(&terms(), &assignment()),
     };
     let claim = TraceClaim {
         lease: lease.id(),
@@ -145,17 +146,21 @@ fn party(key: &Keypair, lease: &Lease, digest: &[u8], next: [u8; 32]) -> Party {
     }
 }
 
+fn case_state() -> Option<FileRef> {
+    Some(FileRef {
+        name: "state".into(),
+        id: ContentId::of(b"state"),
+        size: 5,
+    })
+}
+
 fn case(w: &World) -> Case {
     Case {
         terms: terms(),
         assignment: assignment(),
         position: 10,
         accused: party(&w.provider, &w.leases[0], b"lie", [2; 32]),
-        state: Some(FileRef {
-            name: "state".into(),
-            id: ContentId::of(b"state"),
-            size: 5,
-        }),
+        state: case_state(),
         winner: Some(party(&w.other, &w.leases[1], b"truth", [3; 32])),
     }
 }
@@ -258,4 +263,77 @@ fn covering_picks_the_claims_that_state_the_step() {
     // Past the trace's end the length claim states the digest.
     assert_eq!(covering(&all, 98), vec![length_only]);
     assert!(covering(&all, 40).is_empty());
+}
+
+/// The case against a side that fell silent: its receipt, no claims, and
+/// the whole task to re-run, whose result must be the winner's.
+fn whole_case(w: &World) -> Case {
+    let mut case = case(w);
+    case.position = WHOLE_TASK;
+    case.state = None;
+    case.accused.claims.clear();
+    if let Some(winner) = &mut case.winner {
+        winner.claims.clear();
+    }
+    case
+}
+
+/// A side that lost by silence signed nothing but its receipt: it is held
+/// to the result that receipt states for the run it names, and the other
+/// side wins on its own receipt's result.
+#[test]
+fn a_silent_side_is_held_to_its_receipt_for_the_whole_task() {
+    let w = world();
+    let case = whole_case(&w);
+    let examined = examine_as(&w, &w.requester, &case).unwrap();
+    assert_eq!(
+        examined,
+        Examined {
+            job: ContentId::of(b"job"),
+            from: None,
+            to: *ContentId::of(b"lie").as_bytes(),
+        }
+    );
+    let truth = *ContentId::of(b"truth").as_bytes();
+    assert_eq!(
+        winner(&w.state, &case, &examined.job, &truth),
+        Ok(w.other.public())
+    );
+    // A re-run that reaches neither result names no winner.
+    assert!(winner(&w.state, &case, &examined.job, &[4; 32]).is_err());
+    // The verdict names the run the receipt signed, which the ledger
+    // checks against the receipt.
+    let verdict = verdict(examined.job, &case, None, truth, w.other.public());
+    assert_eq!(verdict.position, WHOLE_TASK);
+    assert_eq!(verdict.run, proto::run_digest(&terms(), &assignment()));
+    // A whole task starts from nothing: a state brought with it is refused.
+    let mut stated = whole_case(&w);
+    stated.state = case_state();
+    let refused = examine_as(&w, &w.requester, &stated).unwrap_err();
+    assert!(refused.contains("no state"), "{refused}");
+}
+
+/// A requester framing an honest provider that was merely offline cannot
+/// have another run judged than the one its receipt names: another
+/// program, inputs or arguments are refused before anything runs.
+#[test]
+fn run_swapper_cases_against_a_silent_side_are_refused() {
+    let w = world();
+    let mut other_args = whole_case(&w);
+    other_args.assignment.args = vec!["--frame".into(), "4".into()];
+    let refused = examine_as(&w, &w.requester, &other_args).unwrap_err();
+    assert!(refused.contains("another program"), "{refused}");
+    let mut other_module = whole_case(&w);
+    other_module.terms.module.id = ContentId::of(b"another module");
+    let refused = examine_as(&w, &w.requester, &other_module).unwrap_err();
+    assert!(refused.contains("another program"), "{refused}");
+    // Nor is a winner whose receipt names another run.
+    let mut swapped = whole_case(&w);
+    let side = swapped.winner.as_mut().unwrap();
+    let mut receipt = side.receipt.payload_unchecked().clone();
+    receipt.run = [9; 32];
+    side.receipt = Signed::sign(&w.other, RECEIPT_NAMESPACE, receipt);
+    let truth = *ContentId::of(b"truth").as_bytes();
+    let refused = winner(&w.state, &swapped, &ContentId::of(b"job"), &truth).unwrap_err();
+    assert!(refused.contains("another program"), "{refused}");
 }
