@@ -1213,11 +1213,7 @@ impl Sim {
         r.core
             .add_job(job, record, self.now)
             .expect("a checked submission");
-        let terms = &r.core.jobs[&job].terms;
-        self.terms
-            .entry(job)
-            .or_insert_with(|| Arc::new(terms.clone()));
-        let r = &mut self.requesters[requester];
+        note_terms(&mut self.terms, &r.core, &job);
         let mut effects = Effects::default();
         r.core.open_auction(&job, self.now, &mut effects);
         self.carry_out(requester, effects);
@@ -2039,6 +2035,7 @@ impl Sim {
             r.core
                 .add_job(*id, record.clone(), now)
                 .expect("a stored job");
+            note_terms(&mut self.terms, &r.core, id);
             for result in r.disk.results.range((*id, 0)..=(*id, u32::MAX)) {
                 r.core
                     .restore_result(id, result.1)
@@ -2592,6 +2589,16 @@ fn sealed(key: &Keypair, lease: ContentId, task: u32, run: [u8; 32], m: &ResultM
             .collect(),
         stdout: StreamRef::of(b""),
         stderr: StreamRef::of(b""),
+    }
+}
+
+/// Keeps `job`'s terms, as `core` hands them to its providers, unless
+/// kept already.
+fn note_terms(terms: &mut HashMap<ContentId, Arc<Terms>>, core: &RequesterCore, job: &ContentId) {
+    if let Some(held) = core.jobs.get(job) {
+        terms
+            .entry(*job)
+            .or_insert_with(|| Arc::new(held.terms.clone()));
     }
 }
 
