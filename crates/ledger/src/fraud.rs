@@ -59,8 +59,9 @@ pub struct Verdict {
     /// The lease it ran the task under.
     pub lease: ContentId,
     /// The provider on the other side. It gets the reward when the
-    /// evidence carries its receipt for the task; with none (a side lost by
-    /// silence, and the offender is named here) the whole slash is burned.
+    /// evidence carries its receipt for the task; with none (no other side
+    /// reached the validators' state, and the offender is named here) the
+    /// whole slash is burned.
     pub winner: PublicKey,
     /// The position the referee re-executed from (0: the task itself), or
     /// [`WHOLE_TASK`].

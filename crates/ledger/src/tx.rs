@@ -276,8 +276,8 @@ pub enum Evidence {
         clawback: Vec<(ContentId, u64)>,
         /// The verdict's winner's receipt for the same task with another
         /// digest, under its own lease on the job: what entitles it to the
-        /// reward. Without it (a side lost by silence) the reward is
-        /// burned too.
+        /// reward. Without it (no other side reached the validators'
+        /// state) the reward is burned too.
         winner_receipt: Option<Signed<Receipt>>,
     },
     /// A receipt that does not open the same provider's commit: it
