@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_wire::{ContentId, PublicKey, Signed};
 
-use crate::fraud::{Commit, REVEAL_WINDOW_BLOCKS, Verdict};
+use crate::fraud::{Commit, REVEAL_WINDOW_BLOCKS, Verdict, WHOLE_TASK};
 use crate::table::{Keys, Table};
 use crate::tx::{Acceptance, Amount, Capabilities, Evidence, Lease, Receipt, TxKind, VerifiedTx};
 use crate::{Proof, TxError, root};
@@ -1244,9 +1244,15 @@ impl State {
                 "the winner's receipt is not the verdict's winner's",
             ));
         }
-        if winner_lease.job != lease.job || w.task != receipt.task {
+        if winner_lease.job != lease.job || w.task != receipt.task || w.run != receipt.run {
             return Err(TxError::BadEvidence(
                 "the winner's receipt is for another task",
+            ));
+        }
+        // Re-running the whole task reached a result: the winner's.
+        if verdict.position == WHOLE_TASK && verdict.reached != *w.digest.as_bytes() {
+            return Err(TxError::BadEvidence(
+                "the winner did not return the result the validators reached",
             ));
         }
         if w.digest == receipt.digest || verdict.winner == lease.provider {

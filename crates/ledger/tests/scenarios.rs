@@ -4,7 +4,7 @@ use cairn_ledger::{
     ACCEPTANCE_NAMESPACE, Acceptance, Accepted, CLOSE_NOTICE_BLOCKS, COMMIT_NAMESPACE,
     Capabilities, Commit, EVIDENCE_WINDOW_BLOCKS, Evidence, Genesis, LEASE_BLOCKS_MAX, Lease,
     Params, RECEIPT_NAMESPACE, REVEAL_WINDOW_BLOCKS, Receipt, SettleOutcome, State, TxBody,
-    TxError, TxKind, VERDICT_NAMESPACE, Verdict, admit, admit_batch, decode,
+    TxError, TxKind, VERDICT_NAMESPACE, Verdict, WHOLE_TASK, admit, admit_batch, decode,
 };
 use cairn_wire::{Attested, ContentId, Keypair, ResultManifest, Signed};
 
@@ -1212,6 +1212,21 @@ fn a_wrong_result_is_slashed_the_winner_and_the_judges_rewarded_and_paid_receipt
         net.send(&requester, slash(other_run, Vec::new()))
             .unwrap_err(),
         TxError::BadEvidence("the verdict is about another run than the receipt")
+    );
+    // A whole task re-run (a side that fell silent) rewards a winner only
+    // for the result the validators reached.
+    let whole_elsewhere = attest(
+        &quorum,
+        Verdict {
+            position: WHOLE_TASK,
+            reached: *ContentId::of(b"other truth").as_bytes(),
+            ..verdict(&quorum, b"lie").payload_unchecked().clone()
+        },
+    );
+    assert_eq!(
+        net.send(&requester, slash(whole_elsewhere, Vec::new()))
+            .unwrap_err(),
+        TxError::BadEvidence("the winner did not return the result the validators reached")
     );
     // An unpaid receipt cannot be clawed back.
     let unpaid = slash(verdict(&quorum, b"lie"), vec![(lease.id(), 9)]);

@@ -1365,6 +1365,7 @@ impl RequesterCore {
             .collect();
         let verifier = &mut self.verifier;
         let mut misreported = !misstated.is_empty();
+        let mut misrun = false;
         let room = MISSTATED_MAX.saturating_sub(job.misstated.len());
         job.misstated.extend(misstated.into_iter().take(room));
         let mut actions = Vec::new();
@@ -1407,11 +1408,9 @@ impl RequesterCore {
                 // A receipt must name the run it was handed: validators
                 // judge a result by re-running that run, and one that
                 // names another could not be held to its result. Nothing
-                // of it is taken, and the task goes to someone else.
+                // of it is taken (below).
                 tracing::info!(job = %job_id.short(), task, "a receipt names another run");
-                job.sched.release(&sender, task, now);
-                actions.extend(verifier.withdraw(&key, &sender, now));
-                misreported = true;
+                misrun = true;
                 continue;
             }
             let reveal = Reveal {
@@ -1425,6 +1424,16 @@ impl RequesterCore {
                 Ok(more) => actions.extend(more),
                 Err(e) => tracing::debug!(job = %job_id.short(), task, "reveal: {e}"),
             }
+        }
+        if misrun {
+            // No replica of its in the job is waited for any more, whatever
+            // its state (one asked to reveal, or fetched, is past `withdraw`),
+            // and each of their tasks looks for another provider; it gets
+            // no more of the job's work (below).
+            let (tasks, more) = verifier.abandon(&job_id, &sender, now);
+            touched.extend(tasks.into_iter().map(|task| (job_id, task)));
+            actions.extend(more);
+            misreported = true;
         }
         for task in unfetched {
             actions.extend(verifier.reveal_not_fetched(&(job_id, task), &sender, now));

@@ -424,6 +424,15 @@ impl Adjudicator {
         let examined = ledger
             .view(|state| examine(state, &me, &asker, &case))
             .map_err(Refusal::Final)?;
+        let whole = case.position == WHOLE_TASK;
+        if whole && let Some(party) = &case.winner {
+            // A whole run is long: a winner that could not be named by
+            // any result is refused before it, not after.
+            let own = *party.receipt.payload_unchecked().digest.as_bytes();
+            ledger
+                .view(|state| winner(state, &case, &examined.job, &own))
+                .map_err(Refusal::Final)?;
+        }
         let state_max = snapshot_bytes_max(&case.terms);
         if case
             .state
@@ -478,20 +487,28 @@ impl Adjudicator {
         }
         let reached = judged?;
         if reached == examined.to {
-            return Err(Refusal::Final(
-                "the accused's step holds: it reaches what it claimed".into(),
-            ));
+            return Err(Refusal::Final(match whole {
+                true => "the accused's result holds: the whole task reaches it".into(),
+                false => "the accused's step holds: it reaches what it claimed".into(),
+            }));
         }
         let winner = ledger
             .view(|state| winner(state, &case, &examined.job, &reached))
             .map_err(Refusal::Final)?;
         let verdict = verdict(examined.job, &case, examined.from, reached, winner);
-        tracing::info!(
-            "attesting that {} stepped wrongly from position {} of task {}",
-            case.accused.receipt.signer().short(),
-            case.position,
-            verdict.task
-        );
+        match whole {
+            true => tracing::info!(
+                "attesting that {}'s result of task {} is wrong: the whole task reaches another",
+                case.accused.receipt.signer().short(),
+                verdict.task
+            ),
+            false => tracing::info!(
+                "attesting that {} stepped wrongly from position {} of task {}",
+                case.accused.receipt.signer().short(),
+                case.position,
+                verdict.task
+            ),
+        }
         Ok(Attested::signature(
             &self.shared.key,
             VERDICT_NAMESPACE,

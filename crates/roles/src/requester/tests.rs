@@ -1046,6 +1046,42 @@ fn a_run_misnamer_is_refused_and_handed_no_more_work() {
     assert_eq!(core.status(&job, T1 + 2).unwrap().done, 0);
 }
 
+/// Under replication the misnamer's replica was asked to reveal, past
+/// where a replica can be withdrawn: it is dropped all the same, so the
+/// task no longer waits for it (it used to wait out the reveal deadline,
+/// then challenge on the ledger a commitment that receipt opens).
+#[test]
+fn a_run_misnamers_replica_is_no_longer_waited_for() {
+    let mut core = requester();
+    let (a, b) = (provider(1), provider(2));
+    let (job, order) = submitted(&mut core, 1, VerifyPolicy::Replicate { replicas: 2 });
+    let leases = leased(&mut core, &job, &order, &[&a, &b]);
+    let (la, lb) = (lease_of(&leases, &a), lease_of(&leases, &b));
+    for (key, lease) in [(&a, la), (&b, lb)] {
+        assert_eq!(pull(&mut core, key, lease, 1, Vec::new(), T1 + 1).0, [0]);
+        pull(
+            &mut core,
+            key,
+            lease,
+            0,
+            vec![committed(key, lease, 0, 500)],
+            T1 + 2,
+        );
+    }
+    let misnamed = revealed_of_run(&a, la, (0, run(1)), 500, 500);
+    let (given, _, _) = pull(&mut core, &a, la, 1, vec![misnamed], T1 + 3);
+    assert!(given.is_empty(), "no more work: {given:?}");
+    let honest = revealed(&b, lb, 0, 500, 500);
+    let (_, _, effects) = pull(&mut core, &b, lb, 0, vec![honest], T1 + 3);
+    assert!(effects.disputes.is_empty(), "nothing to dispute it with");
+    let step = core.step(&job, T1 + 86_400_000).unwrap();
+    assert!(
+        step.effects.challenges.is_empty(),
+        "no reveal is waited for: {:?}",
+        step.effects.challenges
+    );
+}
+
 /// A winner signs and pulls, but its answer to the offer is lost: the
 /// requester cannot record the lease, so could not pay for work done under
 /// it. No work is handed out on a lease before its signature arrives (it
