@@ -75,8 +75,15 @@ impl TraceClaim {
 /// The digest naming what a provider ran: the job's terms (program,
 /// inputs, limits) and the task's assignment (arguments, outputs, seed).
 pub fn run_digest(terms: &Terms, assignment: &Assignment) -> [u8; 32] {
-    let mut bytes = encoded(terms);
-    bytes.extend_from_slice(&encoded(assignment));
+    run_digest_of(&encoded(terms), assignment)
+}
+
+/// [`run_digest`] from the terms' encoding: what a requester checks every
+/// receipt against keeps its job's, rather than encode them each time.
+pub fn run_digest_of(terms: &[u8], assignment: &Assignment) -> [u8; 32] {
+    let mut bytes = Vec::with_capacity(terms.len() + assignment.encode_size());
+    bytes.extend_from_slice(terms);
+    assignment.write(&mut bytes);
     *ContentId::of(&bytes).as_bytes()
 }
 

@@ -17,7 +17,9 @@
 mod adjudication;
 mod submission;
 
-pub use adjudication::{CASE_CLAIMS_MAX, CLAIM_NAMESPACE, Case, Party, TraceClaim, run_digest};
+pub use adjudication::{
+    CASE_CLAIMS_MAX, CLAIM_NAMESPACE, Case, Party, TraceClaim, run_digest, run_digest_of,
+};
 use bytes::BufMut;
 use cairn_ledger::{Acceptance, COMMIT_NAMESPACE, Commit, Lease, RECEIPT_NAMESPACE, Receipt};
 use cairn_market::Bid;

@@ -497,6 +497,7 @@ impl RequesterCore {
             id,
             sched: Scheduler::new(s.tasks.len() as u32, sched),
             record,
+            terms_encoded: cairn_wire::codec::Encode::encode(&terms).to_vec(),
             terms,
             phase: Phase::Running,
             order: None,

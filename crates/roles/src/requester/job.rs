@@ -133,6 +133,9 @@ pub struct Job {
     pub record: JobRecord,
     /// The terms every provider is handed.
     pub terms: Terms,
+    /// The terms' encoding, which each of its runs' digests starts with
+    /// (a receipt's is checked at every reveal).
+    pub(super) terms_encoded: Vec<u8>,
     /// Its task queue.
     pub sched: Scheduler,
     pub(super) phase: Phase,
@@ -500,7 +503,7 @@ impl Job {
     /// What running `task` means: the digest of the terms and its
     /// assignment, which a provider signs into its receipt.
     pub fn run(&self, task: u32) -> [u8; 32] {
-        cairn_proto::run_digest(&self.terms, &self.assignment(task))
+        cairn_proto::run_digest_of(&self.terms_encoded, &self.assignment(task))
     }
 
     /// Why a provider's result cannot be this job's, if it cannot: it
