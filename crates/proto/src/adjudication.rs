@@ -116,6 +116,15 @@ pub struct Case {
     pub winner: Option<Party>,
 }
 
+impl Case {
+    /// Whether it asks for the whole task to be re-run (its position is
+    /// [`cairn_ledger::WHOLE_TASK`]): the accused lost without a step to be
+    /// held to.
+    pub fn whole(&self) -> bool {
+        self.position == cairn_ledger::WHOLE_TASK
+    }
+}
+
 impl Write for TraceClaim {
     fn write(&self, buf: &mut impl BufMut) {
         self.lease.write(buf);

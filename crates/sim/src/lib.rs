@@ -366,7 +366,8 @@ enum Event {
     Executed {
         provider: usize,
         lease: ContentId,
-        task: Box<Assignment>,
+        /// Shared with the stage, which seals its report.
+        task: Arc<Assignment>,
         took_ms: u64,
         epoch: u32,
         /// Its report, sealed on the signature stage while it ran.
@@ -1094,7 +1095,7 @@ impl Sim {
                 took_ms,
                 epoch,
                 sealed,
-            } => self.on_executed(provider, lease, *task, took_ms, epoch, sealed),
+            } => self.on_executed(provider, lease, &task, took_ms, epoch, sealed),
             Event::Crash { provider } => self.crash(provider),
             Event::Restart { provider } => self.restart(provider),
             Event::RequesterCrash { requester } => self.crash_requester(requester),
@@ -1866,6 +1867,7 @@ impl Sim {
             let epoch = p.epoch;
             p.busy += 1;
             let (key, liar) = (p.key.clone(), p.behaviour == Behaviour::Liar);
+            let task = Arc::new(task);
             let (terms, handed) = (self.terms[&job].clone(), task.clone());
             let sealed = self
                 .stage
@@ -1875,7 +1877,7 @@ impl Sim {
                 Event::Executed {
                     provider,
                     lease,
-                    task: Box::new(task),
+                    task,
                     took_ms,
                     epoch,
                     sealed,
@@ -1888,7 +1890,7 @@ impl Sim {
         &mut self,
         provider: usize,
         lease: ContentId,
-        task: Assignment,
+        task: &Assignment,
         took_ms: u64,
         epoch: u32,
         sealed: Ahead<Finished>,
@@ -1902,8 +1904,8 @@ impl Sim {
             let job = held.lease.job;
             let liar = p.behaviour == Behaviour::Liar;
             let terms = &self.terms[&job];
-            let finished = sealed
-                .take_or(|| seal_result(&p.key, liar, (&job, lease), (terms, &task), took_ms));
+            let finished =
+                sealed.take_or(|| seal_result(&p.key, liar, (&job, lease), (terms, task), took_ms));
             held.work.finished(finished, took_ms as f64);
         }
         // A slot came free: each lease may take work for it.

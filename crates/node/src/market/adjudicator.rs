@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use cairn_exec::{Runtime as _, Snapshot, Task, WasmRuntime};
-use cairn_ledger::{RECEIPT_NAMESPACE, State, VERDICT_NAMESPACE, Verdict, WHOLE_TASK};
+use cairn_ledger::{RECEIPT_NAMESPACE, State, VERDICT_NAMESPACE, Verdict};
 use cairn_net::PeerId;
 use cairn_verify::StateHash;
 use cairn_wire::{Attested, ContentId, PublicKey, Signature, Signed};
@@ -165,7 +165,7 @@ pub(super) fn examine(
     }
     let task = u64::from(case.assignment.task);
     let run = proto::run_digest(&case.terms, &case.assignment);
-    let whole = case.position == WHOLE_TASK;
+    let whole = case.whole();
     let accused =
         check_party(&case.accused, &run, task, whole).map_err(|e| format!("accused: {e}"))?;
     let receipt = case.accused.receipt.payload_unchecked();
@@ -227,7 +227,7 @@ pub(super) fn winner(
     };
     let run = proto::run_digest(&case.terms, &case.assignment);
     let task = u64::from(case.assignment.task);
-    let whole = case.position == WHOLE_TASK;
+    let whole = case.whole();
     let key = check_party(party, &run, task, whole).map_err(|e| format!("winner: {e}"))?;
     let lease = state
         .lease(&party.receipt.payload_unchecked().lease)
@@ -424,7 +424,7 @@ impl Adjudicator {
         let examined = ledger
             .view(|state| examine(state, &me, &asker, &case))
             .map_err(Refusal::Final)?;
-        let whole = case.position == WHOLE_TASK;
+        let whole = case.whole();
         if whole && let Some(party) = &case.winner {
             // A whole run is long: a winner that could not be named by
             // any result is refused before it, not after.
@@ -534,7 +534,7 @@ impl Adjudicator {
         let input_dir = work.join("input");
         let output_dir = work.join("output");
         let (terms, assignment) = (case.terms.clone(), case.assignment.clone());
-        let whole = case.position == WHOLE_TASK;
+        let whole = case.whole();
         tokio::task::spawn_blocking(move || {
             let reached = with_task(
                 &runtime,

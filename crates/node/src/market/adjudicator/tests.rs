@@ -3,7 +3,7 @@
 //! them.
 
 use cairn_ledger::{
-    Capabilities, Genesis, Lease, RECEIPT_NAMESPACE, Receipt, TxBody, TxKind, admit,
+    Capabilities, Genesis, Lease, RECEIPT_NAMESPACE, Receipt, TxBody, TxKind, WHOLE_TASK, admit,
 };
 use cairn_wire::Keypair;
 
